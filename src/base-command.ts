@@ -1,0 +1,81 @@
+import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
+import type { Config } from './config/schema.js'
+import { loadConfig } from './config/load.js'
+import { CrabboxError, ExitCode, RemoteExit } from './errors.js'
+import { createProgress, type Progress } from './ui/progress.js'
+import { color } from './ui/colors.js'
+
+export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type CommandArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+/** Everything a service needs from the command that called it. */
+export interface CommandContext {
+  config: Config
+  progress: Progress
+  json: boolean
+  cwd: string
+}
+
+/**
+ * Owns what every command shares: config loading, stderr progress, `--json`
+ * (oclif's JSON flag: the typed return of `run()` is the JSON), and the mapping
+ * from errors to exit codes. Commands never catch and print errors themselves.
+ */
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override enableJsonFlag = true
+  static override baseFlags = {
+    debug: Flags.boolean({ description: 'Print diagnostics to stderr', helpGroup: 'GLOBAL', default: false }),
+  }
+
+  protected flags!: CommandFlags<T>
+  protected args!: CommandArgs<T>
+  private cachedContext?: CommandContext
+  private cachedProgress?: Progress
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const { flags, args } = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as CommandFlags<T>
+    this.args = args as CommandArgs<T>
+  }
+
+  /** Progress on stderr: quiet under --json, plain lines when not a TTY. */
+  protected get progress(): Progress {
+    this.cachedProgress ??= createProgress({ plain: this.jsonEnabled() })
+    return this.cachedProgress
+  }
+
+  /** Loads config once per process, with command flags overriding every other layer. */
+  protected async context(flagOverrides: Partial<Record<string, unknown>> = {}): Promise<CommandContext> {
+    if (this.cachedContext) return this.cachedContext
+    const progress = this.progress
+    const { config } = await loadConfig({ cwd: process.cwd(), flags: flagOverrides, warn: (m) => progress.warn(m) })
+    this.cachedContext = { config, progress, json: this.jsonEnabled(), cwd: process.cwd() }
+    return this.cachedContext
+  }
+
+  protected override async catch(error: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
+    if (error instanceof RemoteExit) {
+      this.exit(error.exitCode)
+    }
+    if (error instanceof CrabboxError) {
+      if (this.jsonEnabled()) {
+        this.logJson({ error: { code: error.code, message: error.message, hint: error.hint, exitCode: error.exitCode } })
+      } else {
+        process.stderr.write(`${color.red('error:')} ${error.message}\n`)
+        if (error.hint) process.stderr.write(`${color.dim(error.hint)}\n`)
+      }
+      this.exit(error.exitCode)
+    }
+    if (error instanceof Errors.ExitError) throw error
+    // oclif parse errors already carry exit 2; anything unexpected is a plain failure (1).
+    if (error.oclif?.exit === undefined) (error as { oclif?: { exit: number } }).oclif = { exit: ExitCode.error }
+    return super.catch(error)
+  }
+}

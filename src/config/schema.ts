@@ -1,0 +1,203 @@
+import * as v from 'valibot'
+
+/**
+ * The one validated shape of crabbox configuration. Files, `CRABBOX_*` env and
+ * flags are all merged into this (see `load.ts`). Keys and defaults follow the
+ * reference inventory §2.2; durations are kept as strings like `90m` and parsed
+ * where they are used (`parseDuration`).
+ */
+const Duration = v.pipe(v.string(), v.regex(/^\d+(\.\d+)?(ms|s|m|h|d)?$/, 'a duration like 30s, 15m or 2h'))
+const Port = v.pipe(
+  v.union([v.string(), v.number()]),
+  v.transform(String),
+  v.regex(/^\d{1,5}$/, 'a TCP port number'),
+)
+const Bool = v.boolean()
+const Count = v.pipe(v.number(), v.integer(), v.minValue(0))
+
+export const BrokerConfig = v.strictObject({
+  url: v.optional(v.pipe(v.string(), v.url('an http(s) URL'))),
+  token: v.optional(v.string()),
+  adminToken: v.optional(v.string()),
+  provider: v.optional(v.string()),
+})
+
+export const SshConfig = v.strictObject({
+  user: v.optional(v.string()),
+  key: v.optional(v.string()),
+  port: v.optional(Port),
+  fallbackPorts: v.optional(v.array(Port)),
+})
+
+export const SyncConfig = v.strictObject({
+  exclude: v.optional(v.array(v.string())),
+  excludes: v.optional(v.array(v.string())),
+  delete: v.optional(Bool),
+  checksum: v.optional(Bool),
+  gitSeed: v.optional(Bool),
+  fingerprint: v.optional(Bool),
+  baseRef: v.optional(v.string()),
+  timeout: v.optional(Duration),
+  warnFiles: v.optional(Count),
+  warnBytes: v.optional(Count),
+  failFiles: v.optional(Count),
+  failBytes: v.optional(Count),
+  allowLarge: v.optional(Bool),
+})
+
+export const StaticConfig = v.strictObject({
+  id: v.optional(v.string()),
+  name: v.optional(v.string()),
+  host: v.optional(v.string()),
+  user: v.optional(v.string()),
+  port: v.optional(Port),
+  workRoot: v.optional(v.string()),
+})
+
+export const EnvConfig = v.strictObject({
+  allow: v.optional(v.array(v.string())),
+})
+
+export const LeaseConfig = v.strictObject({
+  ttl: v.optional(Duration),
+  idleTimeout: v.optional(Duration),
+})
+
+export const HetznerConfig = v.strictObject({
+  location: v.optional(v.string()),
+  image: v.optional(v.string()),
+  sshKey: v.optional(v.string()),
+  apiUrl: v.optional(v.string()),
+})
+
+export const AwsConfig = v.strictObject({
+  region: v.optional(v.string()),
+  ami: v.optional(v.string()),
+  securityGroupId: v.optional(v.string()),
+  subnetId: v.optional(v.string()),
+  instanceProfile: v.optional(v.string()),
+  rootGB: v.optional(Count),
+  sshCIDRs: v.optional(v.array(v.string())),
+  endpoint: v.optional(v.string()),
+})
+
+export const CapacityConfig = v.strictObject({
+  market: v.optional(v.picklist(['spot', 'on-demand'])),
+  strategy: v.optional(v.string()),
+  fallback: v.optional(v.string()),
+  regions: v.optional(v.array(v.string())),
+  availabilityZones: v.optional(v.array(v.string())),
+  hints: v.optional(Bool),
+})
+
+export const AgentConfig = v.strictObject({
+  /** How long the connection agent keeps an unused target's connection. */
+  idleTimeout: v.optional(Duration),
+})
+
+/** What one config file may contain. Unknown keys are reported as warnings, not errors. */
+export const FileConfig = v.strictObject({
+  profile: v.optional(v.string()),
+  provider: v.optional(v.string()),
+  target: v.optional(v.picklist(['linux', 'macos', 'windows'])),
+  class: v.optional(v.string()),
+  serverType: v.optional(v.string()),
+  broker: v.optional(BrokerConfig),
+  coordinator: v.optional(v.string()),
+  coordinatorToken: v.optional(v.string()),
+  ssh: v.optional(SshConfig),
+  workRoot: v.optional(v.string()),
+  ttl: v.optional(Duration),
+  idleTimeout: v.optional(Duration),
+  lease: v.optional(LeaseConfig),
+  sync: v.optional(SyncConfig),
+  env: v.optional(EnvConfig),
+  static: v.optional(StaticConfig),
+  hetzner: v.optional(HetznerConfig),
+  aws: v.optional(AwsConfig),
+  capacity: v.optional(CapacityConfig),
+  agent: v.optional(AgentConfig),
+})
+export type FileConfig = v.InferOutput<typeof FileConfig>
+
+/** The merged, defaulted configuration every service receives. */
+export interface Config {
+  profile: string
+  /** `local` when no broker and no provider are configured (the embedded default). */
+  provider: string
+  target: 'linux' | 'macos' | 'windows'
+  class: string
+  serverType?: string
+  broker: { url?: string; token?: string; adminToken?: string; provider?: string }
+  ssh: { user: string; key?: string; port: string; fallbackPorts: string[] }
+  workRoot: string
+  ttl: string
+  idleTimeout: string
+  sync: {
+    exclude: string[]
+    delete: boolean
+    checksum: boolean
+    gitSeed: boolean
+    fingerprint: boolean
+    baseRef?: string
+    timeout: string
+    warnFiles: number
+    warnBytes: number
+    failFiles: number
+    failBytes: number
+    allowLarge: boolean
+  }
+  env: { allow: string[] }
+  static: { id?: string; name?: string; host?: string; user?: string; port?: string; workRoot?: string }
+  hetzner: { location: string; image: string; sshKey?: string; apiUrl?: string }
+  aws: { region: string; ami?: string; securityGroupId?: string; subnetId?: string; instanceProfile?: string; rootGB: number; sshCIDRs: string[]; endpoint?: string }
+  capacity: { market: 'spot' | 'on-demand'; strategy: string; fallback: string; regions: string[]; availabilityZones: string[]; hints: boolean }
+  agent: { idleTimeout: string }
+  /** Where each top-level value came from, for `config show`. */
+  sources: Record<string, string>
+}
+
+const GiB = 1024 ** 3
+
+export function defaultConfig(): Config {
+  return {
+    profile: 'default',
+    provider: 'local',
+    target: 'linux',
+    class: 'beast',
+    broker: {},
+    ssh: { user: 'crabbox', port: '2222', fallbackPorts: ['22'] },
+    workRoot: '/work/crabbox',
+    ttl: '90m',
+    idleTimeout: '30m',
+    sync: {
+      exclude: [],
+      delete: true,
+      checksum: false,
+      gitSeed: true,
+      fingerprint: true,
+      timeout: '15m',
+      warnFiles: 50_000,
+      warnBytes: 5 * GiB,
+      failFiles: 150_000,
+      failBytes: 20 * GiB,
+      allowLarge: false,
+    },
+    env: { allow: ['CI', 'NODE_OPTIONS'] },
+    static: {},
+    hetzner: { location: 'fsn1', image: 'ubuntu-24.04' },
+    aws: { region: 'eu-west-1', rootGB: 400, sshCIDRs: [] },
+    capacity: { market: 'spot', strategy: 'most-available', fallback: 'on-demand-after-120s', regions: [], availabilityZones: [], hints: true },
+    agent: { idleTimeout: '10m' },
+    sources: {},
+  }
+}
+
+const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** `90m` → 5_400_000. A bare number is seconds. Throws on anything else. */
+export function parseDuration(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim())
+  if (!match) throw new Error(`invalid duration ${JSON.stringify(text)}: use a number with ms, s, m, h or d`)
+  return Math.round(Number(match[1]) * units[match[2] ?? 's'])
+}

@@ -1,0 +1,43 @@
+/** Exit codes shared by every command (ARCHITECTURE.md, "Output"). */
+export const ExitCode = {
+  ok: 0,
+  error: 1,
+  usage: 2,
+  auth: 3,
+  notFound: 4,
+  provisioning: 5,
+  sync: 6,
+  ssh: 7,
+  lostTransport: 255,
+} as const
+
+export type ExitCodeName = keyof typeof ExitCode
+
+/**
+ * The one error type commands let escape: it carries the process exit code and,
+ * optionally, a hint that tells the user what to do next.
+ */
+export class CrabboxError extends Error {
+  readonly exitCode: number
+  readonly hint?: string
+  readonly code: string
+
+  constructor(message: string, options: { exit?: ExitCodeName | number; hint?: string; code?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'CrabboxError'
+    this.exitCode = typeof options.exit === 'number' ? options.exit : ExitCode[options.exit ?? 'error']
+    this.hint = options.hint
+    this.code = options.code ?? (typeof options.exit === 'string' ? options.exit : 'error')
+  }
+}
+
+export const usageError = (message: string, hint?: string) => new CrabboxError(message, { exit: 'usage', hint })
+export const notFoundError = (message: string, hint?: string) => new CrabboxError(message, { exit: 'notFound', hint })
+
+/** A remote command finished with this exit code; `run` passes it through untouched. */
+export class RemoteExit extends Error {
+  constructor(readonly exitCode: number) {
+    super(`remote command exited ${exitCode}`)
+    this.name = 'RemoteExit'
+  }
+}
