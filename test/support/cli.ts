@@ -1,0 +1,68 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+export const repoRoot = resolve(import.meta.dirname, '..', '..')
+export const cliPath = join(repoRoot, 'bin', 'run.js')
+
+/** A throwaway home for one test: config, state and runtime dirs of its own. */
+export interface CliHome {
+  dir: string
+  env: Record<string, string>
+}
+
+export function cliHome(): CliHome {
+  const dir = mkdtempSync(join(tmpdir(), 'crabbox-home-'))
+  return {
+    dir,
+    env: {
+      HOME: dir,
+      XDG_CONFIG_HOME: join(dir, 'config'),
+      XDG_STATE_HOME: join(dir, 'state'),
+      XDG_RUNTIME_DIR: join(dir, 'run'),
+      NO_COLOR: '1',
+    },
+  }
+}
+
+export interface CliResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+export interface CliOptions {
+  cwd?: string
+  env?: Record<string, string | undefined>
+  home?: CliHome
+  input?: string
+  timeoutMs?: number
+}
+
+/** Starts the built CLI (`bin/run.js`) as a subprocess. */
+export function spawnCli(args: string[], options: CliOptions = {}): ChildProcess {
+  const home = options.home ?? cliHome()
+  const env: Record<string, string | undefined> = { ...process.env, ...home.env, ...options.env }
+  for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key]
+  return spawn(process.execPath, [cliPath, ...args], { cwd: options.cwd ?? repoRoot, env: env as NodeJS.ProcessEnv, stdio: ['pipe', 'pipe', 'pipe'] })
+}
+
+/** Runs the built CLI to completion and collects its output. */
+export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const child = spawnCli(args, options)
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  child.stdin!.end(options.input ?? '')
+  const timeout = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000)
+  return new Promise((resolvePromise, reject) => {
+    child.on('error', reject)
+    child.on('close', (code, signal) => {
+      clearTimeout(timeout)
+      resolvePromise({ code, signal, stdout, stderr })
+    })
+  })
+}
