@@ -1,0 +1,49 @@
+import type { Config } from '../config/schema.js'
+import type { Progress } from '../ui/progress.js'
+import type { SshTarget } from '../transport/ssh/types.js'
+
+/** A lease as the run pipeline sees it, whatever provider or broker made it. */
+export interface Lease {
+  id: string
+  slug: string
+  provider: string
+  /** How to reach the runner. */
+  ssh: SshTarget
+  workRoot: string
+  serverType?: string
+  state: string
+  keep: boolean
+  expiresAt?: string
+  idleTimeoutSeconds?: number
+  /** Provider-specific details kept for release (server ID, pid, workspace path...). */
+  details: Record<string, unknown>
+}
+
+export interface AcquireRequest {
+  leaseId: string
+  keep: boolean
+  ttlSeconds: number
+  idleTimeoutSeconds: number
+  /** Path to the lease's private key; the `.pub` beside it is authorized on the runner. */
+  privateKeyPath: string
+  publicKey: string
+  knownHostsPath: string
+}
+
+export interface ProviderContext {
+  config: Config
+  progress: Progress
+}
+
+/** Direct-mode providers: the CLI drives them without a broker. */
+export interface DirectProvider {
+  readonly name: string
+  /** Managed boxes run /usr/local/bin/crabbox-ready; static hosts check sh, tar and git. */
+  readonly readiness: 'managed' | 'static'
+  acquire(request: AcquireRequest, context: ProviderContext): Promise<Lease>
+  /** Resolves a lease by ID or slug; an ambiguous slug throws exit 4 listing the matches. */
+  resolve(idOrSlug: string, context: ProviderContext): Promise<Lease>
+  /** Idempotent: releasing an already released lease succeeds. */
+  release(lease: Lease, context: ProviderContext): Promise<void>
+  list(context: ProviderContext): Promise<Lease[]>
+}
