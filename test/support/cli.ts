@@ -2,8 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
-export const repoRoot = resolve(import.meta.dirname, '..', '..')
+export const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..')
 export const cliPath = join(repoRoot, 'bin', 'run.js')
 
 /** A throwaway home for one test: config, state and runtime dirs of its own. */
