@@ -1,0 +1,370 @@
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { appendFile, chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+
+/**
+ * A real OpenSSH sshd in a network namespace of its own, reached from the root
+ * namespace over a veth pair. Each host gets its own /30 from 10.251.0.0/16, its
+ * own host keys, its own authorized_keys and its own home for the shared
+ * `crabbox` user: `ip netns exec` bind-mounts /etc/netns/<name>/passwd over
+ * /etc/passwd, so inside the namespace `crabbox` has a per-host $HOME.
+ */
+export interface SshHostOptions {
+  ports?: number[]
+  maxSessions?: number
+  name?: string
+}
+
+export interface SshHost {
+  name: string
+  address: string
+  ports: number[]
+  user: string
+  home: string
+  privateKeyPath: string
+  publicKey: string
+  hostKeyFingerprint: string
+  authorize(publicKeyLine: string): Promise<void>
+  run(command: string): Promise<{ code: number; stdout: string; stderr: string }>
+  restart(options?: { ports?: number[]; newHostKeys?: boolean }): Promise<void>
+  stop(): Promise<void>
+}
+
+const USER = 'crabbox'
+const PREFIX = 'cbx'
+const STATE_ROOT = '/tmp/cbx-sshhost'
+const SLOTS = join(STATE_ROOT, 'slots')
+// 10.251.0.0/16 cut into /30s: slot s owns 10.251.0.0 + 4s (.1 root side, .2 host side).
+const SLOT_COUNT = 16_384
+
+const exec = promisify(execFile)
+
+interface Exec {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+async function sh(file: string, args: string[]): Promise<Exec> {
+  try {
+    const { stdout, stderr } = await exec(file, args, { maxBuffer: 64 * 1024 * 1024 })
+    return { code: 0, stdout, stderr }
+  } catch (error) {
+    const e = error as { code?: unknown; stdout?: string; stderr?: string; message: string }
+    if (typeof e.code !== 'number') throw error
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? e.message }
+  }
+}
+
+async function must(file: string, args: string[]): Promise<string> {
+  const result = await sh(file, args)
+  if (result.code !== 0) throw new Error(`${file} ${args.join(' ')} failed (${result.code}): ${result.stderr.trim()}`)
+  return result.stdout
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+const slotAddress = (slot: number, last: 1 | 2) => `10.251.${(slot * 4) >> 8}.${((slot * 4) & 255) + last}`
+const vethRoot = (slot: number) => `${PREFIX}${slot}r`
+const vethHost = (slot: number) => `${PREFIX}${slot}h`
+const homeOf = (name: string) => `/home/${USER}-${name}`
+const etcOf = (name: string) => `/etc/netns/${name}`
+
+/** Synchronous teardown of everything one host owns; safe to repeat, used by stop() and the exit hook. */
+function teardownSync(name: string, slot: number, dir: string): void {
+  const quiet = { stdio: 'ignore' as const }
+  try {
+    const pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+    for (const pid of pids.split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL')
+      } catch {}
+    }
+  } catch {}
+  try {
+    execFileSync('ip', ['netns', 'delete', name], quiet)
+  } catch {}
+  try {
+    execFileSync('ip', ['link', 'delete', vethRoot(slot)], quiet)
+  } catch {}
+  for (const path of [etcOf(name), homeOf(name), dir]) rmSync(path, { recursive: true, force: true })
+  rmSync(join(SLOTS, String(slot)), { recursive: true, force: true })
+}
+
+let swept = false
+/** Removes hosts left behind by processes that died without cleaning up (killed test runs). */
+function sweepStale(): void {
+  if (swept) return
+  swept = true
+  mkdirSync(SLOTS, { recursive: true })
+  for (const entry of readdirSync(SLOTS)) {
+    if (!/^\d+$/.test(entry)) continue
+    let owner: { pid: number; name: string; dir: string }
+    try {
+      owner = JSON.parse(readFileSync(join(SLOTS, entry, 'owner.json'), 'utf8'))
+    } catch {
+      continue // being created right now, or already gone
+    }
+    if (alive(owner.pid)) continue
+    // Only the process that wins the rename reclaims the slot.
+    const claimed = join(SLOTS, `${entry}.reclaim-${process.pid}`)
+    try {
+      renameSync(join(SLOTS, entry), claimed)
+    } catch {
+      continue
+    }
+    teardownSync(owner.name, Number(entry), owner.dir)
+    rmSync(claimed, { recursive: true, force: true })
+  }
+  // Namespaces named cbx-<pid>-... whose process is gone (e.g. the slot dir was lost).
+  try {
+    const list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    for (const line of list.split('\n')) {
+      const match = /^(cbx-(\d+)-(\d+)\S*)/.exec(line)
+      if (match && !alive(Number(match[2]))) teardownSync(match[1], Number(match[3]), '/nonexistent')
+    }
+  } catch {}
+}
+
+async function claimSlot(name: (slot: number) => string, dir: string): Promise<number> {
+  const used = await must('ip', ['-4', '-o', 'addr'])
+  const start = (process.pid * 7 + Math.floor(Math.random() * SLOT_COUNT)) % SLOT_COUNT
+  for (let i = 0; i < SLOT_COUNT; i++) {
+    const slot = (start + i) % SLOT_COUNT
+    if (used.includes(` ${slotAddress(slot, 1)}/`) || used.includes(` ${slotAddress(slot, 2)}/`)) continue
+    try {
+      mkdirSync(join(SLOTS, String(slot))) // atomic: exactly one process gets each slot
+    } catch {
+      continue
+    }
+    writeFileSync(join(SLOTS, String(slot), 'owner.json'), JSON.stringify({ pid: process.pid, name: name(slot), dir }))
+    return slot
+  }
+  throw new Error('sshHost: no free test subnet in 10.251.0.0/16')
+}
+
+let userReady: Promise<{ uid: number; gid: number }> | undefined
+/** The shared runner account; created once per machine under a lock, since workers race for it. */
+function ensureUser(): Promise<{ uid: number; gid: number }> {
+  userReady ??= (async () => {
+    await mkdir(STATE_ROOT, { recursive: true })
+    // A fresh account is locked ('!'); sshd without PAM refuses locked accounts, '*' is "no password".
+    const script = `id -u ${USER} >/dev/null 2>&1 || useradd --create-home --shell /bin/sh ${USER}; usermod -p '*' ${USER}; mkdir -p /run/sshd`
+    await must('flock', [join(STATE_ROOT, 'user.lock'), 'sh', '-c', script])
+    const uid = Number((await must('id', ['-u', USER])).trim())
+    const gid = Number((await must('id', ['-g', USER])).trim())
+    return { uid, gid }
+  })()
+  return userReady
+}
+
+function sshdConfig(dir: string, ports: number[], maxSessions: number): string {
+  return [
+    ...ports.map((port) => `Port ${port}`),
+    'ListenAddress 0.0.0.0',
+    `HostKey ${join(dir, 'ssh_host_ed25519_key')}`,
+    `PidFile ${join(dir, 'sshd.pid')}`,
+    `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+    `AllowUsers ${USER}`,
+    'PermitRootLogin no',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'PubkeyAuthentication yes',
+    'UsePAM no',
+    'UseDNS no',
+    // authorized_keys lives in a root-owned temp dir, not under the user's home.
+    'StrictModes no',
+    `MaxSessions ${maxSessions}`,
+    'MaxStartups 200',
+    'PrintMotd no',
+    'PrintLastLog no',
+    'AllowTcpForwarding yes',
+    'Subsystem sftp internal-sftp',
+    'LogLevel ERROR',
+    '',
+  ].join('\n')
+}
+
+async function fingerprint(publicKeyPath: string): Promise<string> {
+  const line = await must('ssh-keygen', ['-l', '-E', 'sha256', '-f', publicKeyPath])
+  return line.split(' ')[1]
+}
+
+function waitForPort(address: string, port: number, child: ChildProcess, deadline: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      if (child.exitCode !== null || child.signalCode !== null) return reject(new Error(`sshd exited (${child.exitCode ?? child.signalCode})`))
+      const socket = connect({ host: address, port })
+      socket.once('connect', () => {
+        socket.destroy()
+        resolve()
+      })
+      socket.once('error', () => {
+        socket.destroy()
+        if (Date.now() > deadline) reject(new Error(`sshd on ${address}:${port} did not come up`))
+        else setTimeout(attempt, 10)
+      })
+    }
+    attempt()
+  })
+}
+
+const liveHosts = new Set<() => void>()
+let exitHookInstalled = false
+function installExitHook(): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.once('exit', () => {
+    for (const teardown of liveHosts) teardown()
+  })
+}
+
+let counter = 0
+
+export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
+  sweepStale()
+  installExitHook()
+  const { uid, gid } = await ensureUser()
+  const label = options.name ? `-${options.name.replace(/[^a-zA-Z0-9]/g, '').slice(0, 16)}` : ''
+  const dir = join(STATE_ROOT, `${process.pid}-${++counter}-${Math.random().toString(36).slice(2, 8)}`)
+  // The slot is in the name, so names are unique even across worker threads sharing a pid.
+  const nameOf = (slot: number) => `${PREFIX}-${process.pid}-${slot}${label}`
+  const slot = await claimSlot(nameOf, dir)
+  const name = nameOf(slot)
+  const address = slotAddress(slot, 2)
+  const home = homeOf(name)
+  let ports = options.ports ?? [22]
+  const maxSessions = options.maxSessions ?? 10
+  let sshd: ChildProcess | undefined
+  let stopped = false
+  let sshdLog = ''
+
+  const teardown = () => teardownSync(name, slot, dir)
+  liveHosts.add(teardown)
+
+  const netns = (args: string[]) => must('ip', ['netns', 'exec', name, ...args])
+
+  const genHostKey = async () => {
+    await rm(join(dir, 'ssh_host_ed25519_key'), { force: true })
+    await rm(join(dir, 'ssh_host_ed25519_key.pub'), { force: true })
+    await must('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `host-${name}`, '-f', join(dir, 'ssh_host_ed25519_key')])
+    return fingerprint(join(dir, 'ssh_host_ed25519_key.pub'))
+  }
+
+  const startSshd = async () => {
+    await writeFile(join(dir, 'sshd_config'), sshdConfig(dir, ports, maxSessions))
+    sshdLog = ''
+    const child = spawn('ip', ['netns', 'exec', name, '/usr/sbin/sshd', '-D', '-e', '-f', join(dir, 'sshd_config')], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (sshdLog = (sshdLog + d).slice(-4000)))
+    child.on('error', () => {})
+    sshd = child
+    const deadline = Date.now() + 15_000
+    try {
+      for (const port of ports) await waitForPort(address, port, child, deadline)
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; sshd said: ${sshdLog.trim()}`)
+    }
+  }
+
+  const stopSshd = async () => {
+    const child = sshd
+    sshd = undefined
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000)
+    await exited
+    clearTimeout(timer)
+  }
+
+  try {
+    // sshd reads authorized_keys as the user, so the dir must be traversable; the private key itself is 0600.
+    await mkdir(dir, { recursive: true, mode: 0o755 })
+    await rm(home, { recursive: true, force: true })
+    await mkdir(home, { mode: 0o755 })
+    await chmod(home, 0o755)
+    await chown(home, uid, gid)
+
+    // Per-namespace /etc/passwd: the same accounts, with this host's home for the runner user.
+    const passwd = (await readFile('/etc/passwd', 'utf8'))
+      .split('\n')
+      .map((line) => {
+        const fields = line.split(':')
+        if (fields[0] !== USER) return line
+        fields[5] = home
+        return fields.join(':')
+      })
+      .join('\n')
+    await mkdir(etcOf(name), { recursive: true })
+    await writeFile(join(etcOf(name), 'passwd'), passwd)
+
+    const keyPath = join(dir, 'id_ed25519')
+    const [, hostFingerprint] = await Promise.all([
+      must('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `client-${name}`, '-f', keyPath]),
+      genHostKey(),
+    ])
+    await chmod(keyPath, 0o600)
+    const publicKey = (await readFile(`${keyPath}.pub`, 'utf8')).trim()
+    await writeFile(join(dir, 'authorized_keys'), `${publicKey}\n`, { mode: 0o644 })
+
+    await must('ip', ['netns', 'add', name])
+    await must('ip', ['link', 'delete', vethRoot(slot)]).catch(() => {})
+    await must('ip', ['link', 'add', vethRoot(slot), 'type', 'veth', 'peer', 'name', vethHost(slot)])
+    await must('ip', ['link', 'set', vethHost(slot), 'netns', name])
+    await must('ip', ['addr', 'add', `${slotAddress(slot, 1)}/30`, 'dev', vethRoot(slot)])
+    await must('ip', ['link', 'set', vethRoot(slot), 'up'])
+    await netns(['sh', '-c', `ip link set lo up && ip addr add ${address}/30 dev ${vethHost(slot)} && ip link set ${vethHost(slot)} up`])
+    await startSshd()
+
+    const host: SshHost = {
+      name,
+      address,
+      get ports() {
+        return ports
+      },
+      user: USER,
+      home,
+      privateKeyPath: keyPath,
+      publicKey,
+      hostKeyFingerprint: hostFingerprint,
+      async authorize(publicKeyLine) {
+        await appendFile(join(dir, 'authorized_keys'), `${publicKeyLine.trim()}\n`)
+      },
+      async run(command) {
+        return sh('ip', ['netns', 'exec', name, 'sh', '-c', command])
+      },
+      async restart(restartOptions = {}) {
+        if (stopped) throw new Error(`sshHost ${name} is stopped`)
+        await stopSshd()
+        if (restartOptions.ports) ports = restartOptions.ports
+        if (restartOptions.newHostKeys) host.hostKeyFingerprint = await genHostKey()
+        await startSshd()
+      },
+      async stop() {
+        if (stopped) return
+        stopped = true
+        await stopSshd()
+        teardown()
+        liveHosts.delete(teardown)
+      },
+    }
+    return host
+  } catch (error) {
+    await stopSshd().catch(() => {})
+    teardown()
+    liveHosts.delete(teardown)
+    throw error
+  }
+}
