@@ -14,6 +14,10 @@ export interface CommandContext {
   progress: Progress
   json: boolean
   cwd: string
+  /** Git top-level of cwd (cwd outside git), as the config loader found it. */
+  repoRoot?: string
+  /** Config files that were read, lowest precedence first. */
+  configFiles?: string[]
 }
 
 /**
@@ -55,8 +59,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected async context(flagOverrides: Partial<Record<string, unknown>> = {}): Promise<CommandContext> {
     if (this.cachedContext) return this.cachedContext
     const progress = this.progress
-    const { config } = await loadConfig({ cwd: process.cwd(), flags: flagOverrides, warn: (m) => progress.warn(m) })
-    this.cachedContext = { config, progress, json: this.jsonEnabled(), cwd: process.cwd() }
+    const { config, files, repoRoot } = await loadConfig({ cwd: process.cwd(), flags: flagOverrides, warn: (m) => progress.warn(m) })
+    this.cachedContext = { config, progress, json: this.jsonEnabled(), cwd: process.cwd(), repoRoot, configFiles: files }
     return this.cachedContext
   }
 

@@ -1,4 +1,10 @@
-import { type Config, defaultConfig } from './schema.js'
+import { execFile } from 'node:child_process'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { CrabboxError } from '../errors.js'
+import { describeIssue, dotted, readConfigFile, validateLayer } from './file.js'
+import { userConfigPath } from './paths.js'
+import { type Config, defaultConfig, type FileConfig } from './schema.js'
 
 export interface LoadConfigOptions {
   cwd?: string
@@ -12,12 +18,263 @@ export interface LoadedConfig {
   config: Config
   /** Files that were read, lowest precedence first. */
   files: string[]
+  /** The file `config set-broker`, `login` and `logout` write. */
+  userConfigPath: string
+  /** Git top-level of `cwd`, or `cwd` when it is not in a git work tree. */
+  repoRoot: string
+}
+
+/** Repo config file names at the git root; the later one wins. */
+export const repoConfigNames = ['crabbox.yaml', '.crabbox.yaml'] as const
+
+type Kind = 'string' | 'bool' | 'int' | 'csv' | 'ports'
+
+/**
+ * Every `CRABBOX_*` variable the loader reads, with the config path it sets.
+ * When two names set one path, the earlier name wins (aliases come last).
+ */
+export const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Kind]> = [
+  ['CRABBOX_COORDINATOR', 'broker.url', 'string'],
+  ['CRABBOX_COORDINATOR_TOKEN', 'broker.token', 'string'],
+  ['CRABBOX_COORDINATOR_ADMIN_TOKEN', 'broker.adminToken', 'string'],
+  ['CRABBOX_ADMIN_TOKEN', 'broker.adminToken', 'string'],
+  ['CRABBOX_PROFILE', 'profile', 'string'],
+  ['CRABBOX_PROVIDER', 'provider', 'string'],
+  ['CRABBOX_TARGET', 'target', 'string'],
+  ['CRABBOX_TARGET_OS', 'target', 'string'],
+  ['CRABBOX_DEFAULT_CLASS', 'class', 'string'],
+  ['CRABBOX_SERVER_TYPE', 'serverType', 'string'],
+  ['CRABBOX_TTL', 'ttl', 'string'],
+  ['CRABBOX_IDLE_TIMEOUT', 'idleTimeout', 'string'],
+  ['CRABBOX_WORK_ROOT', 'workRoot', 'string'],
+  ['CRABBOX_SSH_USER', 'ssh.user', 'string'],
+  ['CRABBOX_SSH_KEY', 'ssh.key', 'string'],
+  ['CRABBOX_SSH_PORT', 'ssh.port', 'string'],
+  ['CRABBOX_SSH_FALLBACK_PORTS', 'ssh.fallbackPorts', 'ports'],
+  ['CRABBOX_SYNC_EXCLUDE', 'sync.exclude', 'csv'],
+  ['CRABBOX_SYNC_DELETE', 'sync.delete', 'bool'],
+  ['CRABBOX_SYNC_CHECKSUM', 'sync.checksum', 'bool'],
+  ['CRABBOX_SYNC_GIT_SEED', 'sync.gitSeed', 'bool'],
+  ['CRABBOX_SYNC_FINGERPRINT', 'sync.fingerprint', 'bool'],
+  ['CRABBOX_SYNC_BASE_REF', 'sync.baseRef', 'string'],
+  ['CRABBOX_SYNC_TIMEOUT', 'sync.timeout', 'string'],
+  ['CRABBOX_SYNC_WARN_FILES', 'sync.warnFiles', 'int'],
+  ['CRABBOX_SYNC_WARN_BYTES', 'sync.warnBytes', 'int'],
+  ['CRABBOX_SYNC_FAIL_FILES', 'sync.failFiles', 'int'],
+  ['CRABBOX_SYNC_FAIL_BYTES', 'sync.failBytes', 'int'],
+  ['CRABBOX_SYNC_ALLOW_LARGE', 'sync.allowLarge', 'bool'],
+  ['CRABBOX_ENV_ALLOW', 'env.allow', 'csv'],
+  ['CRABBOX_STATIC_ID', 'static.id', 'string'],
+  ['CRABBOX_STATIC_NAME', 'static.name', 'string'],
+  ['CRABBOX_STATIC_HOST', 'static.host', 'string'],
+  ['CRABBOX_STATIC_USER', 'static.user', 'string'],
+  ['CRABBOX_STATIC_PORT', 'static.port', 'string'],
+  ['CRABBOX_STATIC_WORK_ROOT', 'static.workRoot', 'string'],
+  ['CRABBOX_HETZNER_LOCATION', 'hetzner.location', 'string'],
+  ['CRABBOX_HETZNER_IMAGE', 'hetzner.image', 'string'],
+  ['CRABBOX_HETZNER_SSH_KEY', 'hetzner.sshKey', 'string'],
+  ['CRABBOX_HETZNER_API_URL', 'hetzner.apiUrl', 'string'],
+  ['CRABBOX_AWS_REGION', 'aws.region', 'string'],
+  ['AWS_REGION', 'aws.region', 'string'],
+  ['CRABBOX_AWS_AMI', 'aws.ami', 'string'],
+  ['CRABBOX_AWS_SECURITY_GROUP_ID', 'aws.securityGroupId', 'string'],
+  ['CRABBOX_AWS_SUBNET_ID', 'aws.subnetId', 'string'],
+  ['CRABBOX_AWS_INSTANCE_PROFILE', 'aws.instanceProfile', 'string'],
+  ['CRABBOX_AWS_ROOT_GB', 'aws.rootGB', 'int'],
+  ['CRABBOX_AWS_SSH_CIDRS', 'aws.sshCIDRs', 'csv'],
+  ['CRABBOX_AWS_ENDPOINT', 'aws.endpoint', 'string'],
+  ['CRABBOX_CAPACITY_MARKET', 'capacity.market', 'string'],
+  ['CRABBOX_CAPACITY_STRATEGY', 'capacity.strategy', 'string'],
+  ['CRABBOX_CAPACITY_FALLBACK', 'capacity.fallback', 'string'],
+  ['CRABBOX_CAPACITY_HINTS', 'capacity.hints', 'bool'],
+  ['CRABBOX_CAPACITY_REGIONS', 'capacity.regions', 'csv'],
+  ['CRABBOX_CAPACITY_AVAILABILITY_ZONES', 'capacity.availabilityZones', 'csv'],
+  ['CRABBOX_AGENT_IDLE_TIMEOUT', 'agent.idleTimeout', 'string'],
+]
+
+/**
+ * Command flag names (camelCase or kebab-case, as oclif hands them over) and
+ * the config path each overrides. Flags not listed here (`--json`, `--id` …)
+ * are not config and are ignored; `undefined` values are ignored too, so
+ * give such flags no default.
+ */
+export const flagPaths: Readonly<Record<string, string>> = {
+  profile: 'profile',
+  provider: 'provider',
+  class: 'class',
+  type: 'serverType',
+  serverType: 'serverType',
+  target: 'target',
+  ttl: 'ttl',
+  idleTimeout: 'idleTimeout',
+  workRoot: 'workRoot',
+  market: 'capacity.market',
+  checksum: 'sync.checksum',
+  staticHost: 'static.host',
+  staticUser: 'static.user',
+  staticPort: 'static.port',
+  staticWorkRoot: 'static.workRoot',
+}
+
+const truthy = new Set(['1', 'true', 'yes', 'on'])
+const falsy = new Set(['0', 'false', 'no', 'off'])
+
+const setIn = (data: Record<string, unknown>, path: string, value: unknown) => {
+  const keys = path.split('.')
+  let node = data
+  for (const key of keys.slice(0, -1)) node = (node[key] ??= {}) as Record<string, unknown>
+  node[keys[keys.length - 1]] = value
+}
+
+function envLayer(env: NodeJS.ProcessEnv): { layer: FileConfig; names: Map<string, string> } {
+  const data: Record<string, unknown> = {}
+  const names = new Map<string, string>()
+  const invalid = (name: string, expected: string) =>
+    new CrabboxError(`invalid ${name}=${JSON.stringify(env[name])}: expected ${expected}`, {
+      exit: 'usage',
+      hint: `Fix or unset ${name} (see docs/config.md).`,
+    })
+  for (const [name, path, kind] of envVariables) {
+    const raw = env[name]
+    if (raw === undefined || raw === '' || names.has(path)) continue
+    const text = raw.trim()
+    let value: unknown = text
+    if (kind === 'bool') {
+      if (truthy.has(text.toLowerCase())) value = true
+      else if (falsy.has(text.toLowerCase())) value = false
+      else throw invalid(name, 'one of 1/true/yes/on or 0/false/no/off')
+    } else if (kind === 'int') {
+      if (!/^\d+$/.test(text)) throw invalid(name, 'a whole number')
+      value = Number(text)
+    } else if (kind === 'csv' || kind === 'ports') {
+      value = kind === 'ports' && text === 'none' ? [] : text.split(',').map((item) => item.trim()).filter(Boolean)
+    }
+    names.set(path, name)
+    setIn(data, path, value)
+  }
+  const layer = validateLayer(
+    data,
+    () => undefined,
+    (path, issue) => {
+      const name = names.get(dotted(path)) ?? names.get(dotted(path.slice(0, -1))) ?? dotted(path)
+      throw invalid(name, describeIssue(issue).replace(/^expected /, ''))
+    },
+  )
+  return { layer, names }
+}
+
+const camel = (name: string) => name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase())
+
+function flagLayer(flags: Partial<Record<string, unknown>>): { layer: FileConfig; names: Map<string, string> } {
+  const data: Record<string, unknown> = {}
+  const names = new Map<string, string>()
+  for (const [name, value] of Object.entries(flags)) {
+    const path = flagPaths[camel(name)]
+    if (!path || value === undefined) continue
+    names.set(path, `--${name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`)
+    setIn(data, path, value)
+  }
+  const layer = validateLayer(
+    data,
+    () => undefined,
+    (path, issue) => {
+      const flag = names.get(dotted(path)) ?? dotted(path)
+      throw new CrabboxError(`invalid ${flag}: ${describeIssue(issue)}`, { exit: 'usage', hint: `Run with --help to see what ${flag} accepts.` })
+    },
+  )
+  return { layer, names }
+}
+
+/** Sections whose fields override one by one. */
+const sections = ['broker', 'ssh', 'env', 'static', 'hetzner', 'aws', 'capacity', 'agent'] as const
+const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
+
+/**
+ * Applies one validated layer on top of `config`, field by field. `source`
+ * names the layer in `config.sources`, or `label(path)` names it per key (env
+ * variables, flags).
+ */
+function applyLayer(config: Config, layer: FileConfig, label: (path: string) => string, explicit: { provider: boolean }): void {
+  const set = (path: string, value: unknown) => {
+    if (value === undefined) return
+    const keys = path.split('.')
+    let node = config as unknown as Record<string, unknown>
+    for (const key of keys.slice(0, -1)) node = node[key] as Record<string, unknown>
+    node[keys[keys.length - 1]] = value
+    config.sources[path] = label(path)
+  }
+  set('profile', layer.profile)
+  set('target', layer.target)
+  set('class', layer.class)
+  set('serverType', layer.serverType)
+  set('workRoot', layer.workRoot)
+  // Legacy keys first, so `broker.*` in the same layer wins.
+  set('broker.url', layer.coordinator)
+  set('broker.token', layer.coordinatorToken)
+  for (const section of sections) {
+    for (const [key, value] of Object.entries(layer[section] ?? {})) set(`${section}.${key}`, value)
+  }
+  set('ttl', layer.lease?.ttl ?? layer.ttl)
+  set('idleTimeout', layer.lease?.idleTimeout ?? layer.idleTimeout)
+  const provider = layer.provider ?? layer.broker?.provider
+  if (provider !== undefined) {
+    set('provider', providerAliases[provider] ?? provider)
+    explicit.provider = true
+  }
+  const { exclude, excludes, ...sync } = layer.sync ?? {}
+  for (const [key, value] of Object.entries(sync)) set(`sync.${key}`, value)
+  const added = [...(exclude ?? []), ...(excludes ?? [])]
+  if (added.length > 0) {
+    config.sync.exclude = [...config.sync.exclude, ...added]
+    config.sources['sync.exclude'] = config.sources['sync.exclude'] ? `${config.sources['sync.exclude']} + ${label('sync.exclude')}` : label('sync.exclude')
+  }
+}
+
+async function gitRoot(cwd: string): Promise<string> {
+  try {
+    const { stdout } = await promisify(execFile)('git', ['rev-parse', '--show-toplevel'], { cwd, timeout: 10_000 })
+    return stdout.trim() || cwd
+  } catch {
+    return cwd
+  }
 }
 
 /**
- * Placeholder loader: defaults only. Replaced by the full precedence chain
- * (flags > CRABBOX_* env > repo file > user file > defaults).
+ * Merges every layer into one validated Config. Precedence, highest first:
+ * flags > `CRABBOX_*` env > repo `.crabbox.yaml` then `crabbox.yaml` at the git
+ * root > user config (`CRABBOX_CONFIG`, else `$XDG_CONFIG_HOME/crabbox/config.yaml`)
+ * > defaults. Scalars override field by field; `sync.exclude` appends.
+ *
+ * Provider: an explicit `provider` (or `broker.provider`) in any layer wins;
+ * otherwise `hetzner` when a broker URL is configured (the broker picks
+ * credentials and machines) and `local` (the embedded default) when not.
  */
-export async function loadConfig(_options: LoadConfigOptions = {}): Promise<LoadedConfig> {
-  return { config: defaultConfig(), files: [] }
+export async function loadConfig(options: LoadConfigOptions = {}): Promise<LoadedConfig> {
+  const cwd = options.cwd ?? process.cwd()
+  const env = options.env ?? process.env
+  const warn = options.warn ?? (() => undefined)
+  const config = defaultConfig()
+  const explicit = { provider: false }
+  const files: string[] = []
+  const userPath = userConfigPath(env)
+  const repoRoot = await gitRoot(cwd)
+
+  const layers = [userPath, ...repoConfigNames.map((name) => join(repoRoot, name))]
+  const read = await Promise.all([...new Set(layers)].map((path) => readConfigFile(path, warn)))
+  for (const file of read) {
+    if (!file) continue
+    files.push(file.path)
+    applyLayer(config, file.config, () => file.path, explicit)
+  }
+
+  const fromEnv = envLayer(env)
+  applyLayer(config, fromEnv.layer, (path) => `env ${fromEnv.names.get(path) ?? 'CRABBOX_*'}`, explicit)
+  const fromFlags = flagLayer(options.flags ?? {})
+  applyLayer(config, fromFlags.layer, (path) => `flag ${fromFlags.names.get(path) ?? ''}`.trim(), explicit)
+
+  if (!explicit.provider) {
+    config.provider = config.broker.url ? 'hetzner' : 'local'
+    config.sources.provider = config.broker.url ? 'default (broker configured)' : 'default (no broker)'
+  }
+  return { config, files, userConfigPath: userPath, repoRoot }
 }

@@ -7,13 +7,15 @@ import { join } from 'node:path'
  */
 const env = () => process.env
 
-export function userConfigDir(): string {
-  return join(env().XDG_CONFIG_HOME || join(homedir(), '.config'), 'crabbox')
+/** `env` lets the config loader resolve paths for an environment other than this process's (tests). */
+export function userConfigDir(environment: NodeJS.ProcessEnv = env()): string {
+  const home = environment.HOME || homedir()
+  return join(environment.XDG_CONFIG_HOME || join(home, '.config'), 'crabbox')
 }
 
 /** The user config file: `CRABBOX_CONFIG` when set, else `<config dir>/config.yaml`. */
-export function userConfigPath(): string {
-  return env().CRABBOX_CONFIG || join(userConfigDir(), 'config.yaml')
+export function userConfigPath(environment: NodeJS.ProcessEnv = env()): string {
+  return environment.CRABBOX_CONFIG || join(userConfigDir(environment), 'config.yaml')
 }
 
 export function stateDir(): string {

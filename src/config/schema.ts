@@ -6,14 +6,19 @@ import * as v from 'valibot'
  * reference inventory §2.2; durations are kept as strings like `90m` and parsed
  * where they are used (`parseDuration`).
  */
-const Duration = v.pipe(v.string(), v.regex(/^\d+(\.\d+)?(ms|s|m|h|d)?$/, 'a duration like 30s, 15m or 2h'))
+// A bare YAML number is read as seconds, like `parseDuration` does.
+const Duration = v.pipe(
+  v.union([v.string(), v.number()], 'a duration like 30s, 15m or 2h'),
+  v.transform(String),
+  v.regex(/^\d+(\.\d+)?(ms|s|m|h|d)?$/, 'a duration like 30s, 15m or 2h'),
+)
 const Port = v.pipe(
-  v.union([v.string(), v.number()]),
+  v.union([v.string(), v.number()], 'a TCP port number'),
   v.transform(String),
   v.regex(/^\d{1,5}$/, 'a TCP port number'),
 )
-const Bool = v.boolean()
-const Count = v.pipe(v.number(), v.integer(), v.minValue(0))
+const Bool = v.boolean('true or false')
+const Count = v.pipe(v.number('a whole number'), v.integer('a whole number'), v.minValue(0, 'a number of at least 0'))
 
 export const BrokerConfig = v.strictObject({
   url: v.optional(v.pipe(v.string(), v.url('an http(s) URL'))),
@@ -82,7 +87,7 @@ export const AwsConfig = v.strictObject({
 })
 
 export const CapacityConfig = v.strictObject({
-  market: v.optional(v.picklist(['spot', 'on-demand'])),
+  market: v.optional(v.picklist(['spot', 'on-demand'], 'spot or on-demand')),
   strategy: v.optional(v.string()),
   fallback: v.optional(v.string()),
   regions: v.optional(v.array(v.string())),
@@ -99,7 +104,7 @@ export const AgentConfig = v.strictObject({
 export const FileConfig = v.strictObject({
   profile: v.optional(v.string()),
   provider: v.optional(v.string()),
-  target: v.optional(v.picklist(['linux', 'macos', 'windows'])),
+  target: v.optional(v.picklist(['linux', 'macos', 'windows'], 'linux, macos or windows')),
   class: v.optional(v.string()),
   serverType: v.optional(v.string()),
   broker: v.optional(BrokerConfig),
