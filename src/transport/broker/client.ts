@@ -1,0 +1,200 @@
+import { execFileSync } from 'node:child_process'
+import * as v from 'valibot'
+import type { Config } from '../../config/schema.js'
+import { CrabboxError, type ExitCodeName } from '../../errors.js'
+import { describeIssues, ErrorBody } from '../../protocol/errors.js'
+
+export interface BrokerClientOptions {
+  url: string
+  token?: string
+  adminToken?: string
+  /** `X-Crabbox-Owner`; the broker trusts it only for shared and admin tokens. */
+  owner?: string
+  /** `X-Crabbox-Org`. */
+  org?: string
+  /** Per-request default; lease creation waits for a cloud machine, so it is generous. */
+  timeoutMs?: number
+}
+
+export interface BrokerRequestOptions<T = unknown> {
+  body?: unknown
+  query?: Record<string, string | number | boolean | undefined>
+  /** Validates the reply; without it the parsed JSON is returned unchecked. */
+  schema?: v.GenericSchema<unknown, T>
+  /** Send the admin token instead of the user token. */
+  admin?: boolean
+  signal?: AbortSignal
+  timeoutMs?: number
+}
+
+export interface BrokerClient {
+  readonly url: string
+  request<T = unknown>(method: string, path: string, options?: BrokerRequestOptions<T>): Promise<T>
+  requestText(method: string, path: string, options?: Omit<BrokerRequestOptions, 'schema'>): Promise<string>
+  /** Headers for the control WebSocket (Authorization + identity). */
+  authHeaders(options?: { admin?: boolean }): Record<string, string>
+}
+
+/** A failed broker call: the HTTP status (0 when the broker was not reached) and the broker's `error` code. */
+export class BrokerError extends CrabboxError {
+  readonly status: number
+  readonly errorCode: string
+
+  constructor(message: string, options: { status: number; errorCode: string; exit: ExitCodeName; hint?: string; cause?: unknown }) {
+    super(message, { exit: options.exit, hint: options.hint, code: options.errorCode, cause: options.cause })
+    this.name = 'BrokerError'
+    this.status = options.status
+    this.errorCode = options.errorCode
+  }
+}
+
+const defaultTimeoutMs = 300_000
+
+/** 401/403 are auth (3), 404 not found (4), other 4xx usage (2), the rest plain errors (1). */
+function exitFor(status: number): ExitCodeName {
+  if (status === 401 || status === 403) return 'auth'
+  if (status === 404) return 'notFound'
+  if (status >= 400 && status < 500 && status !== 408 && status !== 429) return 'usage'
+  return 'error'
+}
+
+function hintFor(status: number, errorCode: string, admin: boolean): string | undefined {
+  if (status === 401) return 'Run `crabbox login` (or set CRABBOX_COORDINATOR_TOKEN) and retry.'
+  if (status === 403 && admin) return 'This needs the admin token: `crabbox config set-broker --url URL --admin-token-stdin` or CRABBOX_ADMIN_TOKEN.'
+  if (status === 403) return 'Your identity may not act on this; check `crabbox whoami`.'
+  if (status === 404) return errorCode === 'not_found' ? 'Check the ID or slug; `crabbox list` shows what you can see.' : undefined
+  if (status === 429) return 'The broker is rate limiting; wait a moment and retry.'
+  if (status >= 500) return 'The broker failed; retry, and run `crabbox doctor` if it persists.'
+  return undefined
+}
+
+let cachedGitEmail: string | undefined | null = null
+/** `git config user.email`, read once per process and only when nothing else names the owner. */
+function gitEmail(): string | undefined {
+  if (cachedGitEmail !== null) return cachedGitEmail
+  try {
+    cachedGitEmail = execFileSync('git', ['config', 'user.email'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim() || undefined
+  } catch {
+    cachedGitEmail = undefined
+  }
+  return cachedGitEmail
+}
+
+/** The owner the CLI claims: CRABBOX_OWNER, then the git author/committer email, then git config. */
+export function resolveOwner(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.CRABBOX_OWNER || env.GIT_AUTHOR_EMAIL || env.GIT_COMMITTER_EMAIL || gitEmail()
+}
+
+export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
+  const base = options.url.replace(/\/+$/, '')
+  let owner: string | undefined | null = options.owner ?? null
+
+  const authHeaders = ({ admin = false }: { admin?: boolean } = {}): Record<string, string> => {
+    const headers: Record<string, string> = {}
+    const token = admin ? options.adminToken : options.token
+    if (token) headers.authorization = `Bearer ${token}`
+    if (owner === null) owner = resolveOwner()
+    if (owner) headers['x-crabbox-owner'] = owner
+    if (options.org) headers['x-crabbox-org'] = options.org
+    return headers
+  }
+
+  async function send(method: string, path: string, request: BrokerRequestOptions<unknown>, accept: string): Promise<Response> {
+    const admin = request.admin ?? false
+    if (admin && !options.adminToken) {
+      throw new CrabboxError(`${method} ${path} needs the broker admin token, and none is configured`, {
+        exit: 'auth',
+        hint: 'Set it with `crabbox config set-broker --url URL --admin-token-stdin` or CRABBOX_ADMIN_TOKEN.',
+      })
+    }
+    const url = new URL(base + path)
+    for (const [key, value] of Object.entries(request.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value))
+    const headers: Record<string, string> = { accept, ...authHeaders({ admin }) }
+    if (request.body !== undefined) headers['content-type'] = 'application/json'
+    const timeoutMs = request.timeoutMs ?? options.timeoutMs ?? defaultTimeoutMs
+    const signals = [AbortSignal.timeout(timeoutMs), ...(request.signal ? [request.signal] : [])]
+    const where = `${method} ${url.origin}${url.pathname}`
+    let response: Response
+    try {
+      response = await fetch(url, {
+        method,
+        headers,
+        body: request.body === undefined ? undefined : JSON.stringify(request.body),
+        signal: AbortSignal.any(signals),
+      })
+    } catch (error) {
+      if (request.signal?.aborted) throw request.signal.reason ?? error
+      const timedOut = (error as Error).name === 'TimeoutError'
+      const reason = timedOut ? `timed out after ${timeoutMs} ms` : ((error as { cause?: Error }).cause?.message ?? (error as Error).message)
+      throw new BrokerError(`cannot reach the broker: ${where}: ${reason}`, {
+        status: 0,
+        errorCode: timedOut ? 'timeout' : 'network',
+        exit: 'error',
+        hint: 'Check the broker URL and your network; `crabbox doctor` checks both.',
+        cause: error,
+      })
+    }
+    if (response.ok) return response
+    const text = await response.text().catch(() => '')
+    let body: ErrorBody | undefined
+    try {
+      const parsed = v.safeParse(ErrorBody, JSON.parse(text))
+      if (parsed.success) body = parsed.output
+    } catch {
+      // not JSON: fall back to the status line below
+    }
+    const errorCode = body?.error ?? `http_${response.status}`
+    const detail = body ? (body.message ? `${body.error}: ${body.message}` : body.error) : text.slice(0, 200).trim() || response.statusText
+    throw new BrokerError(`broker ${where}: http ${response.status}: ${detail}`, {
+      status: response.status,
+      errorCode,
+      exit: exitFor(response.status),
+      hint: hintFor(response.status, errorCode, admin),
+    })
+  }
+
+  return {
+    url: base,
+    authHeaders,
+    async request<T>(method: string, path: string, request: BrokerRequestOptions<T> = {}): Promise<T> {
+      const response = await send(method, path, request as BrokerRequestOptions<unknown>, 'application/json')
+      const text = await response.text()
+      let data: unknown
+      try {
+        data = text === '' ? undefined : JSON.parse(text)
+      } catch {
+        throw new BrokerError(`broker ${method} ${path} replied with something that is not JSON`, {
+          status: response.status,
+          errorCode: 'invalid_reply',
+          exit: 'error',
+          hint: 'Is the broker URL right? `crabbox doctor` checks it.',
+        })
+      }
+      if (!request.schema) return data as T
+      const parsed = v.safeParse(request.schema, data)
+      if (parsed.success) return parsed.output
+      throw new BrokerError(`broker ${method} ${path} replied with an unexpected shape: ${describeIssues(parsed.issues)}`, {
+        status: response.status,
+        errorCode: 'invalid_reply',
+        exit: 'error',
+        hint: 'The broker and this CLI may be different versions; upgrade the older one.',
+      })
+    },
+    async requestText(method, path, request = {}) {
+      const response = await send(method, path, request, 'text/plain, */*')
+      return response.text()
+    },
+  }
+}
+
+/** The broker client for this config, or `undefined` in direct mode (no broker URL). */
+export function brokerClient(config: Config, env: NodeJS.ProcessEnv = process.env): BrokerClient | undefined {
+  if (!config.broker.url) return undefined
+  return createBrokerClient({
+    url: config.broker.url,
+    token: config.broker.token,
+    adminToken: config.broker.adminToken,
+    owner: env.CRABBOX_OWNER || undefined,
+    org: env.CRABBOX_ORG || undefined,
+  })
+}
