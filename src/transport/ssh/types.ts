@@ -24,7 +24,7 @@ export interface ExecOptions {
   signal?: AbortSignal
 }
 
-/** `code` is the remote exit status; null when the process died by `signal`. */
+/** `code` is the remote exit status; null when the process died by `signal` (Node style, e.g. `SIGTERM`). */
 export interface ExecResult {
   code: number | null
   signal?: string
@@ -33,5 +33,27 @@ export interface ExecResult {
 /** One obvious call over a pooled connection. */
 export interface SshSession {
   exec(command: string, options?: ExecOptions): Promise<ExecResult>
+  /** An interactive pty session (login shell, or a command under a pty). */
+  shell(options?: ShellOptions): Promise<ShellSession>
+  /** The port the connection actually uses (primary or a fallback). */
+  port?: number
   close(): Promise<void>
+}
+
+/** An interactive pty session: `command` runs under the pty instead of a login shell. */
+export interface ShellOptions {
+  command?: string
+  cwd?: string
+  env?: Record<string, string>
+  term?: string
+  rows?: number
+  cols?: number
+}
+
+export interface ShellSession {
+  /** Both ends of the terminal: write keystrokes, read what the remote prints. */
+  channel: import('ssh2').ClientChannel
+  resize(rows: number, cols: number): void
+  /** Settles when the remote shell exits; rejects with exit 255 if the transport died. */
+  done: Promise<ExecResult>
 }

@@ -1,0 +1,219 @@
+import { readFile } from 'node:fs/promises'
+import { Client } from 'ssh2'
+import { CrabboxError } from '../../errors.js'
+import { ChannelRefused, execOnClient, openPty } from './exec.js'
+import { verifyHostKey } from './known-hosts.js'
+import type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshTarget } from './types.js'
+
+export interface ConnectOptions {
+  /** Whole handshake budget per port (TCP, key exchange, auth). */
+  connectTimeoutMs?: number
+  /** Channels open at once; stays below the server's MaxSessions (sshd default 10). */
+  maxChannels?: number
+  /** Called as each port is tried, for progress lines. */
+  onAttempt?: (port: number) => void
+}
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+export const DEFAULT_MAX_CHANNELS = 8
+// One keepalive every 15 s; ssh2 gives up on the tick after `countMax` unanswered ones,
+// so 1 here means two silent intervals (30 s) end the connection: a dead runner is
+// reported as exit 255 within 30 s instead of hanging.
+const KEEPALIVE_INTERVAL_MS = 15_000
+const KEEPALIVE_COUNT_MAX = 1
+
+/** Primary port first, then fallbacks, without repeats. */
+export const candidatePorts = (target: SshTarget) => [...new Set([target.port, ...target.fallbackPorts])]
+
+/** Why one port failed; `transport` failures move on to the next port, others stop. */
+class AttemptFailed extends Error {
+  constructor(
+    message: string,
+    readonly transport: boolean,
+    readonly fatal?: CrabboxError,
+  ) {
+    super(message)
+  }
+}
+
+/** An authenticated ssh2 client with a channel cap and a FIFO queue beyond it. */
+export class SshConnection {
+  private active = 0
+  private cap: number
+  private readonly waiting: Array<() => void> = []
+  private readonly closeListeners = new Set<() => void>()
+  closed = false
+  lastUsed = Date.now()
+
+  constructor(
+    readonly client: Client,
+    readonly target: SshTarget,
+    readonly port: number,
+    maxChannels: number,
+  ) {
+    this.cap = Math.max(1, maxChannels)
+    client.on('close', () => {
+      this.closed = true
+      for (const listener of this.closeListeners) listener()
+    })
+  }
+
+  get where(): string {
+    return `${this.target.user}@${this.target.host}:${this.port}`
+  }
+
+  get busy(): number {
+    return this.active + this.waiting.length
+  }
+
+  onClose(listener: () => void): void {
+    this.closeListeners.add(listener)
+  }
+
+  private async acquire(): Promise<void> {
+    if (this.active < this.cap) {
+      this.active++
+      return
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve))
+  }
+
+  private release(): void {
+    this.lastUsed = Date.now()
+    const next = this.waiting.shift()
+    if (next) next()
+    else this.active--
+  }
+
+  /** Runs under the channel cap; a refused channel lowers the cap and waits its turn again. */
+  private async withChannel<T>(open: () => Promise<T>): Promise<T> {
+    for (;;) {
+      await this.acquire()
+      try {
+        this.lastUsed = Date.now()
+        return await open()
+      } catch (error) {
+        // The server's MaxSessions is lower than we assumed: learn it from the refusal.
+        if (error instanceof ChannelRefused && this.active > 1) {
+          this.cap = Math.max(1, this.active - 1)
+          continue
+        }
+        throw error
+      } finally {
+        this.release()
+      }
+    }
+  }
+
+  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    return this.withChannel(() => execOnClient(this.client, this.where, command, options))
+  }
+
+  /**
+   * An interactive session with a pty (a login shell, or `command` under a pty).
+   * Resolves once the channel is open; the channel slot is held until it closes.
+   */
+  shell(options: ShellOptions): Promise<ShellSession> {
+    return new Promise((resolve, reject) => {
+      this.withChannel(() =>
+        openPty(this.client, this.where, options).then((session) => {
+          resolve(session)
+          return session.done.catch(() => undefined)
+        }),
+      ).catch(reject)
+    })
+  }
+
+  close(): void {
+    this.closed = true
+    this.client.end()
+  }
+}
+
+function attempt(target: SshTarget, port: number, privateKey: Buffer, timeoutMs: number): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const client = new Client()
+    let mismatch: CrabboxError | undefined
+    let settled = false
+    const fail = (error: AttemptFailed) => {
+      if (settled) return
+      settled = true
+      client.end()
+      client.destroy()
+      reject(error)
+    }
+    client.on('ready', () => {
+      settled = true
+      // Nagle would hold each small request ~40 ms waiting for an ACK.
+      client.setNoDelay(true)
+      resolve(client)
+    })
+    client.on('error', (error: Error & { level?: string }) => {
+      if (mismatch) return fail(new AttemptFailed(mismatch.message, false, mismatch))
+      const transport = error.level === 'client-socket' || error.level === 'client-timeout'
+      fail(new AttemptFailed(error.message, transport))
+    })
+    client.on('close', () => fail(new AttemptFailed('connection closed during the handshake', true)))
+    client.connect({
+      host: target.host,
+      port,
+      username: target.user,
+      privateKey,
+      readyTimeout: timeoutMs,
+      keepaliveInterval: KEEPALIVE_INTERVAL_MS,
+      keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+      hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
+        verifyHostKey(target.knownHostsPath, target.host, port, key).then(
+          (result) => {
+            mismatch = result
+            verify(result === undefined)
+          },
+          (error: Error) => {
+            mismatch = new CrabboxError(`cannot read or write ${target.knownHostsPath}: ${error.message}`, { exit: 'ssh' })
+            verify(false)
+          },
+        )
+      },
+    })
+  })
+}
+
+/**
+ * Connects to the primary port, then each fallback port, moving on only when
+ * the transport failed (refused, unreachable, timed out). Authentication
+ * failures and changed host keys stop at once: another port would not help.
+ */
+export async function connect(target: SshTarget, options: ConnectOptions = {}): Promise<SshConnection> {
+  let privateKey: Buffer
+  try {
+    privateKey = await readFile(target.privateKeyPath)
+  } catch (error) {
+    throw new CrabboxError(`cannot read SSH key ${target.privateKeyPath}: ${(error as Error).message}`, {
+      exit: 'ssh',
+      hint: 'Set ssh.key in your config (or --key) to an OpenSSH private key.',
+    })
+  }
+  const failures: string[] = []
+  for (const port of candidatePorts(target)) {
+    options.onAttempt?.(port)
+    try {
+      const client = await attempt(target, port, privateKey, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS)
+      return new SshConnection(client, target, port, options.maxChannels ?? DEFAULT_MAX_CHANNELS)
+    } catch (error) {
+      const failed = error as AttemptFailed
+      if (failed.fatal) throw failed.fatal
+      if (!failed.transport) {
+        throw new CrabboxError(`SSH to ${target.user}@${target.host}:${port} failed: ${failed.message}`, {
+          exit: 'ssh',
+          hint: `Check that the key ${target.privateKeyPath} is authorized for ${target.user} on ${target.host}.`,
+        })
+      }
+      failures.push(`${port}: ${failed.message}`)
+    }
+  }
+  throw new CrabboxError(`cannot reach ${target.host} over SSH (${failures.join('; ')})`, {
+    exit: 'ssh',
+    code: 'ssh_unreachable',
+    hint: 'Check that the runner is up and that one of its SSH ports is open from here.',
+  })
+}

@@ -1,0 +1,134 @@
+import { Readable } from 'node:stream'
+import type { Client, ClientChannel } from 'ssh2'
+import { CrabboxError } from '../../errors.js'
+import type { ExecOptions, ExecResult, ShellOptions, ShellSession } from './types.js'
+
+/** POSIX single-quote: the one quoting rule every remote `sh` understands. */
+export const shellQuote = (value: string) => (/^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`)
+
+/**
+ * cwd and env become a shell prefix rather than SSH `env` requests, which
+ * sshd silently drops unless AcceptEnv lists each name.
+ */
+export function remoteCommand(command: string, options: Pick<ExecOptions, 'cwd' | 'env'> = {}): string {
+  const env = Object.entries(options.env ?? {})
+  const exports = env.length ? `export ${env.map(([k, v]) => `${k}=${shellQuote(v)}`).join(' ')}; ` : ''
+  const cd = options.cwd ? `cd ${shellQuote(options.cwd)} && ` : ''
+  return `${exports}${cd}${command}`
+}
+
+/** The server refused the channel (e.g. MaxSessions): nothing ran, safe to queue and retry. */
+export class ChannelRefused extends Error {}
+/** The connection was gone before the command was sent: nothing ran, safe to retry elsewhere. */
+export class NotStarted extends Error {}
+
+export const lostTransport = (where: string, cause?: unknown) =>
+  new CrabboxError(`lost the SSH connection to ${where} while a command was running`, {
+    exit: 'lostTransport',
+    code: 'lost_transport',
+    hint: 'The runner may have died or the network dropped. The command was not re-run; check the runner and run it again.',
+    cause,
+  })
+
+/**
+ * ssh2's Channel.signal() is a no-op once our side sent EOF (stdin ended),
+ * which is the normal state of a running command, so send the request directly.
+ */
+function sendSignal(channel: ClientChannel, name: string): void {
+  const raw = channel as unknown as { outgoing: { state: string; id: number }; _client: { _protocol: { signal(id: number, name: string): void } } }
+  if (raw.outgoing.state !== 'open') return
+  try {
+    raw._client._protocol.signal(raw.outgoing.id, name)
+  } catch {
+    // unknown signal name or a dead protocol: the kill timer still closes the channel
+  }
+}
+
+/** How long a signalled command gets before it is killed and its channel closed. */
+const KILL_GRACE_MS = 5000
+
+/**
+ * Runs one command on one fresh channel of `client`. Resolves with the remote
+ * exit status; rejects with ChannelRefused/NotStarted when nothing ran, or a
+ * 255 CrabboxError when the transport died after the command was sent.
+ */
+export function execOnClient(client: Client, where: string, command: string, options: ExecOptions = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) return reject(new NotStarted('aborted before start'))
+    try {
+      client.exec(remoteCommand(command, options), (error, channel) => {
+        if (!error) return run(channel)
+        // Failures of the channel open itself mean the command was never sent; anything
+        // later (the exec request in flight) may have started it, so it is never retried.
+        if (/Channel open failure/.test(error.message)) return reject(new ChannelRefused(error.message))
+        if (/No response from server|Not connected/.test(error.message)) return reject(new NotStarted(error.message))
+        reject(lostTransport(where, error))
+      })
+    } catch (error) {
+      // ssh2 throws synchronously when the socket is already gone.
+      return reject(new NotStarted((error as Error).message))
+    }
+
+    const run = (channel: ClientChannel) => {
+      let exit: ExecResult | undefined
+      let killTimer: NodeJS.Timeout | undefined
+      const stdin = options.stdin
+      channel.on('data', (chunk: Buffer) => options.onStdout?.(chunk))
+      channel.stderr.on('data', (chunk: Buffer) => options.onStderr?.(chunk))
+      channel.on('exit', (code: number | null, signal?: string) => (exit = exitOf(code, signal)))
+      const onAbort = () => {
+        const reason = options.signal?.reason
+        sendSignal(channel, typeof reason === 'string' && /^(SIG)?[A-Z]+$/.test(reason) ? reason : 'SIGTERM')
+        killTimer = setTimeout(() => {
+          sendSignal(channel, 'SIGKILL')
+          channel.close()
+        }, KILL_GRACE_MS)
+        killTimer.unref()
+      }
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      channel.on('close', () => {
+        options.signal?.removeEventListener('abort', onAbort)
+        if (killTimer) clearTimeout(killTimer)
+        if (stdin instanceof Readable) stdin.unpipe(channel)
+        if (exit) resolve(exit)
+        else if (options.signal?.aborted) resolve({ code: null, signal: 'SIGTERM' })
+        else reject(lostTransport(where))
+      })
+      channel.on('error', () => {}) // surfaced through 'close' without an exit status
+      if (stdin instanceof Readable) {
+        // pipe() gives backpressure both ways: the SSH window pauses the source.
+        stdin.once('error', () => channel.close())
+        stdin.pipe(channel)
+      } else {
+        channel.end(stdin)
+      }
+    }
+  })
+}
+
+const exitOf = (code: number | null | undefined, signal?: string): ExecResult =>
+  code === null || code === undefined ? { code: null, signal: signal ?? 'SIGKILL' } : { code }
+
+/** Opens a pty channel: a login shell, or `command` when given (with cwd/env applied). */
+export function openPty(client: Client, where: string, options: ShellOptions): Promise<ShellSession> {
+  return new Promise((resolve, reject) => {
+    const pty = { term: options.term ?? 'xterm-256color', rows: options.rows ?? 24, cols: options.cols ?? 80 }
+    const onChannel = (error: Error | undefined, channel: ClientChannel) => {
+      if (error) return reject(/Channel open failure/.test(error.message) ? new ChannelRefused(error.message) : new NotStarted(error.message))
+      let exit: ExecResult | undefined
+      channel.on('exit', (code: number | null, signal?: string) => (exit = exitOf(code, signal)))
+      channel.on('error', () => {})
+      const done = new Promise<ExecResult>((resolveDone, rejectDone) =>
+        channel.on('close', () => (exit ? resolveDone(exit) : rejectDone(lostTransport(where)))),
+      )
+      resolve({ channel, done, resize: (rows, cols) => channel.setWindow(rows, cols, 0, 0) })
+    }
+    try {
+      const wrapped = options.cwd || options.env ? remoteCommand(options.command ?? 'exec "${SHELL:-sh}" -l', options) : options.command
+      if (wrapped) client.exec(wrapped, { pty }, onChannel)
+      else client.shell(pty, onChannel)
+    } catch (error) {
+      reject(new NotStarted((error as Error).message))
+    }
+  })
+}

@@ -1,0 +1,108 @@
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { createHash } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { tcpProxy } from '../support/tcp-proxy.js'
+import { SshPool } from '../../src/transport/ssh/pool.js'
+import type { SshTarget } from '../../src/transport/ssh/types.js'
+
+const knownHosts = () => join(mkdtempSync(join(tmpdir(), 'crabbox-kh-')), 'known_hosts')
+const targetFor = (host: SshHost, overrides: Partial<SshTarget> = {}): SshTarget => ({
+  host: host.address,
+  port: host.ports[0],
+  fallbackPorts: [],
+  user: host.user,
+  privateKeyPath: host.privateKeyPath,
+  knownHostsPath: knownHosts(),
+  ...overrides,
+})
+
+async function collect(pool: SshPool, target: SshTarget, command: string, stdin?: Readable | string) {
+  let stdout = ''
+  let stderr = ''
+  const result = await pool.exec(target, command, {
+    stdin,
+    onStdout: (c) => (stdout += c.toString()),
+    onStderr: (c) => (stderr += c.toString()),
+  })
+  return { ...result, stdout, stderr }
+}
+
+describe('ssh pool against a real sshd', () => {
+  let host: SshHost
+  const pool = new SshPool()
+  beforeAll(async () => {
+    // MaxSessions 4: the pool must queue 20 execs on one connection under it.
+    host = await sshHost({ ports: [2222, 22], maxSessions: 4 })
+  })
+  afterAll(async () => {
+    await pool.closeAll()
+    await host?.stop()
+  })
+
+  it('keeps stdout and stderr apart and reports exit codes', async () => {
+    const target = targetFor(host)
+    const result = await collect(pool, target, 'echo out; echo err >&2; exit 3')
+    expect(result).toEqual({ code: 3, stdout: 'out\n', stderr: 'err\n' })
+    expect(await collect(pool, target, 'true')).toMatchObject({ code: 0 })
+    expect(await collect(pool, target, 'kill -TERM $$')).toMatchObject({ code: null, signal: 'SIGTERM' })
+  })
+
+  it('applies cwd and env without AcceptEnv', async () => {
+    const target = targetFor(host)
+    let out = ''
+    await pool.exec(target, 'pwd; echo "$GREETING"', {
+      cwd: '/tmp',
+      env: { GREETING: "it's here" },
+      onStdout: (c) => (out += c.toString()),
+    })
+    expect(out).toBe("/tmp\nit's here\n")
+  })
+
+  it('runs 20 parallel execs on one connection under the server session cap', async () => {
+    const proxy = await tcpProxy({ host: host.address, port: 2222 })
+    try {
+      const target = targetFor(host, { host: proxy.host, port: proxy.port })
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => collect(pool, target, `sleep 0.2; echo ${i}`)),
+      )
+      expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 20 }, (_, i) => `${i}\n`))
+      expect(results.every((r) => r.code === 0)).toBe(true)
+      expect(proxy.totalConnections).toBe(1)
+      // Every channel was closed: the server sees no session processes left.
+      const left = await collect(pool, target, 'pgrep -c -u crabbox -x sleep || true')
+      expect(left.stdout.trim()).toBe('0')
+    } finally {
+      await proxy.close()
+    }
+  })
+
+  it('streams many MB of stdin with backpressure and gets the exit code', async () => {
+    const target = targetFor(host)
+    const size = 48 * 1024 * 1024
+    const chunk = Buffer.alloc(1024 * 1024, 7)
+    let sent = 0
+    const source = new Readable({
+      read() {
+        if (sent >= size) return this.push(null)
+        sent += chunk.length
+        this.push(chunk)
+      },
+    })
+    const expected = createHash('sha256')
+    for (let i = 0; i < size / chunk.length; i++) expected.update(chunk)
+    const result = await collect(pool, target, 'sha256sum | cut -d" " -f1; exit 4', source)
+    expect(result.code).toBe(4)
+    expect(result.stdout.trim()).toBe(expected.digest('hex'))
+  })
+
+  it('pins the host key on first use and records it in OpenSSH format', async () => {
+    const target = targetFor(host)
+    await collect(pool, target, 'true')
+    const line = readFileSync(target.knownHostsPath, 'utf8').trim()
+    expect(line.startsWith(`[${host.address}]:2222 ssh-ed25519 `)).toBe(true)
+  })
+})
