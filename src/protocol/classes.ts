@@ -1,0 +1,88 @@
+/**
+ * Machine classes → ordered provider types, and the static price tables used
+ * when no live price is known. Pure: shared by the broker (workerd) and the CLI
+ * (direct mode), so both always pick the same machines for the same request.
+ */
+
+export type CloudProviderName = 'hetzner' | 'aws'
+
+export const machineClasses = ['standard', 'fast', 'large', 'beast'] as const
+export type MachineClass = (typeof machineClasses)[number]
+
+/** Inventory §2.4: the first type is preferred; the rest are tried on capacity errors. */
+export const classTypes: Record<CloudProviderName, Record<MachineClass, readonly string[]>> = {
+  hetzner: {
+    standard: ['ccx33', 'cpx62', 'cx53'],
+    fast: ['ccx43', 'cpx62', 'cx53'],
+    large: ['ccx53', 'ccx43', 'cpx62', 'cx53'],
+    beast: ['ccx63', 'ccx53', 'ccx43', 'cpx62', 'cx53'],
+  },
+  aws: {
+    standard: ['c7a.8xlarge', 'c7i.8xlarge', 'm7a.8xlarge', 'm7i.8xlarge', 'c7a.4xlarge'],
+    fast: ['c7a.16xlarge', 'c7i.16xlarge', 'm7a.16xlarge', 'm7i.16xlarge', 'c7a.12xlarge', 'c7a.8xlarge'],
+    large: ['c7a.24xlarge', 'c7i.24xlarge', 'm7a.24xlarge', 'm7i.24xlarge', 'r7a.24xlarge', 'c7a.16xlarge', 'c7a.12xlarge'],
+    beast: [
+      'c7a.48xlarge', 'c7i.48xlarge', 'm7a.48xlarge', 'm7i.48xlarge', 'r7a.48xlarge',
+      'c7a.32xlarge', 'c7i.32xlarge', 'm7a.32xlarge', 'c7a.24xlarge', 'c7a.16xlarge',
+    ],
+  },
+}
+
+const isClass = (name: string): name is MachineClass => (machineClasses as readonly string[]).includes(name)
+
+/**
+ * Ordered candidate types for one lease. An explicit type is tried alone (the
+ * user asked for exactly that machine); an unknown class is itself a literal type.
+ */
+export function candidateTypes(provider: CloudProviderName, machineClass: string, explicitType?: string): string[] {
+  if (explicitType) return [explicitType]
+  if (isClass(machineClass)) return [...classTypes[provider][machineClass]]
+  return [machineClass]
+}
+
+/** Only Linux runners are bootstrapped today; anything else is refused up front. */
+export function unsupportedTargetMessage(provider: CloudProviderName, target: string): string | undefined {
+  if (target === 'linux') return undefined
+  const name = provider === 'aws' ? 'AWS' : 'Hetzner'
+  return `${name} ${target} runners are not supported yet: crabbox bootstraps Linux machines only. Use --target linux (or the ssh provider for an existing ${target} host).`
+}
+
+/** USD per hour when neither an override nor a live price is available (inventory §4.12). */
+export const staticHourlyUSD: Record<CloudProviderName, Record<string, number>> = {
+  hetzner: { cx53: 0.08, cpx62: 0.18, ccx33: 0.36, ccx43: 0.54, ccx53: 0.72, ccx63: 1.08 },
+  aws: {
+    'c7a.4xlarge': 0.75, 'c7a.8xlarge': 1.5, 'c7a.12xlarge': 2.25, 'c7a.16xlarge': 3.0,
+    'c7a.24xlarge': 4.5, 'c7a.32xlarge': 6.0, 'c7a.48xlarge': 9.0,
+  },
+}
+
+/** Last resort when a type is in no table: deliberately high for AWS so caps err on the safe side. */
+export const unknownTypeHourlyUSD: Record<CloudProviderName, number> = { aws: 3.0, hetzner: 0.5 }
+
+export function fallbackHourlyUSD(provider: CloudProviderName, serverType: string): number {
+  return staticHourlyUSD[provider][serverType] ?? unknownTypeHourlyUSD[provider]
+}
+
+export const DEFAULT_EUR_TO_USD = 1.08
+
+/** `CRABBOX_EUR_TO_USD` as a positive number, else the default rate. */
+export function eurToUsdRate(text: string | undefined): number {
+  const rate = Number(text)
+  return text !== undefined && text.trim() !== '' && Number.isFinite(rate) && rate > 0 ? rate : DEFAULT_EUR_TO_USD
+}
+
+/**
+ * `CRABBOX_COST_RATES_JSON`: a flat `{"provider:type": usd}` map that wins over
+ * live and static prices. Invalid JSON or values are ignored, never fatal.
+ */
+export function rateOverride(json: string | undefined, provider: CloudProviderName, serverType: string): number | undefined {
+  if (!json) return undefined
+  try {
+    const value = (JSON.parse(json) as Record<string, unknown>)[`${provider}:${serverType}`]
+    return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export const round2 = (n: number): number => Math.round(n * 100) / 100

@@ -1,0 +1,160 @@
+/**
+ * The one runner bootstrap: cloud-init user data for a managed Linux machine.
+ * Used verbatim by the broker (workerd) and by direct mode (Node), so it
+ * imports nothing and does no I/O.
+ *
+ * The machine ends up with: user `<sshUser>` (passwordless sudo, the lease key
+ * only), sshd on the primary and fallback ports with password login off,
+ * git/rsync/curl/jq/tar installed with retries, the work root, and
+ * `/usr/local/bin/crabbox-ready`, which exits 0 only once all of that is true.
+ * Its SSH host keys are printed to the console as `crabbox-host-key: <type> <key>`
+ * so a client that can read console output pins them before first contact.
+ */
+
+export interface BootstrapOptions {
+  sshUser: string
+  /** One OpenSSH public key line, e.g. `ssh-ed25519 AAAA... crabbox cbx_...`. */
+  sshPublicKey: string
+  sshPort: string
+  sshFallbackPorts: string[]
+  workRoot: string
+}
+
+export const BOOTSTRAP_DEFAULTS = {
+  sshUser: 'crabbox',
+  sshPort: '2222',
+  sshFallbackPorts: ['22'],
+  workRoot: '/work/crabbox',
+} as const
+
+export const HOST_KEY_MARKER = 'crabbox-host-key:'
+export const READY_PATH = '/usr/local/bin/crabbox-ready'
+export const BOOTSTRAPPED_MARKER = '/var/lib/crabbox/bootstrapped'
+export const RUNNER_PACKAGES = ['openssh-server', 'ca-certificates', 'curl', 'git', 'rsync', 'jq', 'tar'] as const
+
+const userPattern = /^[a-z_][a-z0-9_-]{0,31}$/
+const portPattern = /^[1-9][0-9]{0,4}$/
+const keyPattern = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( [^\r\n]*)?$/
+const pathPattern = /^\/[A-Za-z0-9._/-]*$/
+
+/** Validates the inputs so nothing a caller passes can break out of the YAML or shell. */
+export function validateBootstrap(options: BootstrapOptions): void {
+  if (!userPattern.test(options.sshUser)) throw new Error(`invalid ssh user ${JSON.stringify(options.sshUser)}`)
+  if (!keyPattern.test(options.sshPublicKey.trim())) throw new Error('sshPublicKey must be one OpenSSH public key line')
+  for (const port of [options.sshPort, ...options.sshFallbackPorts]) {
+    if (!portPattern.test(port) || Number(port) > 65535) throw new Error(`invalid ssh port ${JSON.stringify(port)}`)
+  }
+  if (!pathPattern.test(options.workRoot) || options.workRoot.includes('..')) {
+    throw new Error(`workRoot must be an absolute path of [A-Za-z0-9._/-], got ${JSON.stringify(options.workRoot)}`)
+  }
+}
+
+const q = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`
+/** JSON strings are valid YAML double-quoted scalars. */
+const y = (text: string) => JSON.stringify(text)
+const block = (text: string, indent: string) =>
+  text
+    .trimEnd()
+    .split('\n')
+    .map((line) => (line ? indent + line : ''))
+    .join('\n')
+
+/** The readiness probe: run over SSH as the lease user, exit 0 only when the box is usable. */
+export function renderReadyScript(options: Pick<BootstrapOptions, 'workRoot'>): string {
+  return `#!/bin/sh
+# crabbox-ready: exits 0 once the runner bootstrap has finished.
+for tool in git rsync curl jq tar; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "crabbox-ready: $tool is not installed yet" >&2; exit 1; }
+done
+[ -f ${BOOTSTRAPPED_MARKER} ] || { echo "crabbox-ready: bootstrap has not finished" >&2; exit 1; }
+[ -d ${q(options.workRoot)} ] && [ -w ${q(options.workRoot)} ] || { echo "crabbox-ready: work root ${options.workRoot} is not writable" >&2; exit 1; }
+echo ready
+`
+}
+
+/** Linear backoff, 8 attempts: package mirrors on fresh machines are often briefly unreachable. */
+const retryScript = `#!/bin/sh
+n=1
+until "$@"; do
+  [ "$n" -ge 8 ] && { echo "crabbox-retry: giving up on: $*" >&2; exit 1; }
+  sleep $((n * 5))
+  n=$((n + 1))
+done
+`
+
+export function renderCloudInit(options: BootstrapOptions): string {
+  validateBootstrap(options)
+  const { sshUser, sshPort, sshFallbackPorts, workRoot } = options
+  const ports = [...new Set([sshPort, ...sshFallbackPorts])]
+  const sshd = `${ports.map((p) => `Port ${p}`).join('\n')}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n`
+  const apt = 'Acquire::Retries "8";\nAcquire::http::Timeout "30";\nAcquire::https::Timeout "30";\nDPkg::Lock::Timeout "120";\n'
+  const user = q(sshUser)
+  const runcmd = [
+    // Host keys first: they exist before runcmd, and the client can pin them while packages install.
+    `for f in /etc/ssh/ssh_host_ed25519_key.pub /etc/ssh/ssh_host_ecdsa_key.pub /etc/ssh/ssh_host_rsa_key.pub; do [ -f "$f" ] && echo "${HOST_KEY_MARKER} $(cut -d' ' -f1,2 "$f")" | tee /dev/console; done; true`,
+    'export DEBIAN_FRONTEND=noninteractive',
+    '/usr/local/bin/crabbox-retry apt-get update',
+    `/usr/local/bin/crabbox-retry apt-get install -y --no-install-recommends ${RUNNER_PACKAGES.join(' ')}`,
+    `install -d -m 0755 -o ${user} -g ${user} ${q(workRoot)} /var/cache/crabbox /var/cache/crabbox/pnpm /var/cache/crabbox/npm`,
+    'install -d -m 0755 /var/lib/crabbox',
+    // Ubuntu 24.04 socket-activates sshd: regenerate the socket units so the new ports are listened on.
+    'systemctl daemon-reload; systemctl restart ssh.socket 2>/dev/null; systemctl restart ssh 2>/dev/null || systemctl restart sshd',
+    `touch ${BOOTSTRAPPED_MARKER}`,
+    `su - ${user} -c ${READY_PATH}`,
+  ]
+  return `#cloud-config
+package_update: false
+package_upgrade: false
+ssh_pwauth: false
+disable_root: true
+users:
+  - default
+  - name: ${y(sshUser)}
+    groups: [sudo]
+    shell: /bin/bash
+    sudo: "ALL=(ALL) NOPASSWD:ALL"
+    lock_passwd: true
+    ssh_authorized_keys:
+      - ${y(options.sshPublicKey.trim())}
+write_files:
+  - path: /etc/ssh/sshd_config.d/99-crabbox.conf
+    permissions: "0644"
+    content: |
+${block(sshd, '      ')}
+  - path: /etc/apt/apt.conf.d/80-crabbox-retries
+    permissions: "0644"
+    content: |
+${block(apt, '      ')}
+  - path: /usr/local/bin/crabbox-retry
+    permissions: "0755"
+    content: |
+${block(retryScript, '      ')}
+  - path: ${READY_PATH}
+    permissions: "0755"
+    content: |
+${block(renderReadyScript(options), '      ')}
+runcmd:
+${runcmd.map((line) => `  - [sh, -c, ${y(line)}]`).join('\n')}
+`
+}
+
+export interface ConsoleHostKey {
+  type: string
+  key: string
+}
+
+/** Host keys the bootstrap printed to the console; the last report of each type wins. */
+export function parseConsoleHostKeys(consoleOutput: string): ConsoleHostKey[] {
+  const found = new Map<string, string>()
+  const pattern = /crabbox-host-key: (ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa) ([A-Za-z0-9+/=]+)/g
+  for (const match of consoleOutput.matchAll(pattern)) found.set(match[1], match[2])
+  return [...found].map(([type, key]) => ({ type, key }))
+}
+
+/** known_hosts lines for a host reached on several ports (`[host]:port` form for non-22 ports). */
+export function knownHostsLines(host: string, ports: string[], keys: ConsoleHostKey[]): string[] {
+  return ports.flatMap((port) => {
+    const name = port === '22' ? host : `[${host}]:${port}`
+    return keys.map((k) => `${name} ${k.type} ${k.key}`)
+  })
+}

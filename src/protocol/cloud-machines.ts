@@ -1,0 +1,206 @@
+/**
+ * What every cloud machine crabbox makes carries, whoever made it (broker or
+ * direct mode): names, provider labels/tags, and the rules that decide when a
+ * machine may be deleted. Pure and shared; labels are the only state a
+ * direct-mode cloud lease has, so they must be enough to prove ownership.
+ */
+
+export const LEASE_KEY_PATTERN = /^crabbox-cbx-[0-9a-f]{12}$/
+export const LEASE_ID_PATTERN = /^cbx_[0-9a-f]{12}$/
+
+/** `cbx_abcdef123456` → `crabbox-cbx-abcdef123456`, the per-lease provider key name. */
+export const providerKeyName = (leaseId: string): string => `crabbox-${leaseId.replaceAll('_', '-')}`
+
+/** Only per-lease keys are ever deleted: never a user's own long-lived key. */
+export const isLeaseKeyName = (name: string): boolean => LEASE_KEY_PATTERN.test(name)
+
+/** FNV-1a, 32 bit: stable short hashes for names (matches the reference's provider names). */
+export function fnv1a32(text: string): number {
+  let hash = 0x811c9dc5
+  for (const byte of new TextEncoder().encode(text)) {
+    hash ^= byte
+    hash = Math.imul(hash, 0x01000193) >>> 0
+  }
+  return hash >>> 0
+}
+
+/** `crabbox-<slug>-<8 hex>`: unique per lease, readable in provider consoles. */
+export function machineName(leaseId: string, slug?: string): string {
+  const suffix = fnv1a32(leaseId).toString(16).padStart(8, '0')
+  const base = slug ? `crabbox-${slug}` : `crabbox-${leaseId.replaceAll('_', '-')}`
+  return `${base.slice(0, 63 - 9)}-${suffix}`
+}
+
+/** Provider label values: `[A-Za-z0-9_.-]`, ≤ 63 chars, alphanumeric at both ends. */
+export function labelValue(value: string | number | boolean | undefined): string {
+  const text = String(value ?? '')
+    .replace(/[^A-Za-z0-9_.-]/g, '_')
+    .slice(0, 63)
+    .replace(/^[_.-]+|[_.-]+$/g, '')
+  return text || 'unknown'
+}
+
+export interface LabelInput {
+  provider: string
+  leaseId: string
+  slug: string
+  owner: string
+  org: string
+  profile: string
+  class: string
+  serverType: string
+  target: string
+  keep: boolean
+  providerKey: string
+  ttlSeconds: number
+  idleTimeoutSeconds: number
+  createdAt: Date
+  market?: string
+}
+
+/** Unix seconds at which an untouched lease expires: `created + min(ttl, idle)`. */
+export const labelExpiry = (createdAt: Date, ttlSeconds: number, idleTimeoutSeconds: number): number =>
+  Math.floor(createdAt.getTime() / 1000) + Math.max(1, Math.min(ttlSeconds, idleTimeoutSeconds))
+
+export function machineLabels(input: LabelInput): Record<string, string> {
+  const created = Math.floor(input.createdAt.getTime() / 1000)
+  const labels: Record<string, string> = {
+    crabbox: 'true',
+    created_by: 'crabbox',
+    provider: labelValue(input.provider),
+    lease: labelValue(input.leaseId),
+    slug: labelValue(input.slug),
+    owner: labelValue(input.owner),
+    org: labelValue(input.org),
+    profile: labelValue(input.profile),
+    class: labelValue(input.class),
+    server_type: labelValue(input.serverType),
+    target: labelValue(input.target),
+    keep: input.keep ? 'true' : 'false',
+    provider_key: labelValue(input.providerKey),
+    state: 'leased',
+    created_at: String(created),
+    last_touched_at: String(created),
+    ttl_secs: String(Math.trunc(input.ttlSeconds)),
+    idle_timeout_secs: String(Math.trunc(input.idleTimeoutSeconds)),
+    expires_at: String(labelExpiry(input.createdAt, input.ttlSeconds, input.idleTimeoutSeconds)),
+  }
+  if (input.market) labels.market = labelValue(input.market)
+  return labels
+}
+
+/** Provider-neutral view of one machine, as the cloud API clients return it. */
+export interface CloudMachine {
+  provider: 'hetzner' | 'aws'
+  id: string
+  name: string
+  /** Public IPv4 once assigned. */
+  host?: string
+  /** The provider's own status word (`running`, `initializing`, `pending`, `stopped`...). */
+  status: string
+  serverType: string
+  region?: string
+  market?: 'spot' | 'on-demand'
+  labels: Record<string, string>
+  createdAt?: string
+}
+
+export interface CleanupDecision {
+  delete: boolean
+  reason: string
+}
+
+/** Machines that may still be doing work get this much grace after their label expiry. */
+export const RUNNING_SAFETY_WINDOW_MS = 30 * 60_000
+const RUNNING_STATES = new Set(['running', 'starting', 'initializing', 'pending', 'rebuilding', 'migrating'])
+
+/**
+ * Direct-mode cleanup: delete only what the labels prove is an expired crabbox
+ * machine. Anything missing or malformed means "not ours to judge" → keep.
+ */
+export function cleanupDecision(machine: CloudMachine, now: Date, safetyWindowMs = RUNNING_SAFETY_WINDOW_MS): CleanupDecision {
+  const labels = machine.labels
+  if (labels.crabbox !== 'true' || labels.created_by !== 'crabbox') return { delete: false, reason: 'not labelled as a crabbox machine' }
+  if (!LEASE_ID_PATTERN.test(labels.lease ?? '')) return { delete: false, reason: 'no valid lease label' }
+  if (labels.keep !== 'false') return { delete: false, reason: labels.keep === 'true' ? 'kept (keep=true)' : 'keep label missing' }
+  const expires = Number(labels.expires_at)
+  if (!Number.isInteger(expires) || expires <= 0) return { delete: false, reason: 'no valid expires_at label' }
+  const expiresMs = expires * 1000
+  const nowMs = now.getTime()
+  if (nowMs < expiresMs) return { delete: false, reason: `not expired (expires ${new Date(expiresMs).toISOString()})` }
+  if (RUNNING_STATES.has(machine.status) && nowMs < expiresMs + safetyWindowMs) {
+    return { delete: false, reason: `expired but ${machine.status}; inside the ${Math.round(safetyWindowMs / 60_000)}m safety window` }
+  }
+  return { delete: true, reason: `expired ${new Date(expiresMs).toISOString()}` }
+}
+
+/** Errors from a cloud API, classified so callers decide between fallback, retry and failure. */
+export type CloudErrorCategory = 'capacity' | 'quota' | 'unsupported' | 'rate_limit' | 'transient' | 'not_found' | 'conflict' | 'auth' | 'fatal'
+
+export class CloudApiError extends Error {
+  constructor(
+    readonly provider: 'hetzner' | 'aws',
+    readonly category: CloudErrorCategory,
+    readonly code: string,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message)
+    this.name = 'CloudApiError'
+  }
+
+  /** Worth trying the next type/region/market. */
+  get fallback(): boolean {
+    return this.category === 'capacity' || this.category === 'quota' || this.category === 'unsupported'
+  }
+
+  /** Worth repeating the same call after a pause. */
+  get retryable(): boolean {
+    return this.category === 'rate_limit' || this.category === 'transient'
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+export interface RetryOptions {
+  attempts: number
+  delayMs: number
+  sleep?: (ms: number) => Promise<void>
+}
+
+/** Repeats `call` while it fails with a retryable cloud error (rate limit, 5xx, timeout). */
+export async function withRetries<T>(call: () => Promise<T>, options: RetryOptions): Promise<T> {
+  const wait = options.sleep ?? sleep
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call()
+    } catch (error) {
+      if (!(error instanceof CloudApiError && error.retryable) || attempt >= options.attempts) throw error
+      await wait(options.delayMs * attempt)
+    }
+  }
+}
+
+/**
+ * A fetch with a deadline. A timeout becomes a `transient` error: the request
+ * may or may not have reached the provider, so callers look before retrying.
+ */
+export async function timedFetch(
+  provider: 'hetzner' | 'aws',
+  fetchImpl: (request: Request) => Promise<Response>,
+  request: Request,
+  timeoutMs: number,
+): Promise<Response> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new CloudApiError(provider, 'transient', 'timeout', `${request.method} ${new URL(request.url).pathname} timed out after ${timeoutMs} ms`)), timeoutMs)
+  })
+  try {
+    return await Promise.race([fetchImpl(request), timeout])
+  } catch (error) {
+    if (error instanceof CloudApiError) throw error
+    throw new CloudApiError(provider, 'transient', 'network', `${request.method} ${new URL(request.url).host}: ${(error as Error).message}`)
+  } finally {
+    if (timer !== undefined) clearTimeout(timer)
+  }
+}
