@@ -1,5 +1,6 @@
 import { defineConfig } from 'vitest/config'
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers'
+import { accessCertsOutbound, workerTestBindings } from './test/worker/fixtures/bindings.js'
 
 export default defineConfig({
   test: {
@@ -13,7 +14,13 @@ export default defineConfig({
         },
       },
       {
-        plugins: [cloudflareTest({ wrangler: { configPath: './wrangler.toml' }, main: './worker/index.ts' })],
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: './wrangler.toml' },
+            main: './worker/index.ts',
+            miniflare: { bindings: workerTestBindings, outboundService: accessCertsOutbound },
+          }),
+        ],
         test: {
           name: 'worker',
           include: ['test/worker/**/*.test.ts'],

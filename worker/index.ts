@@ -1,17 +1,65 @@
 import { Hono } from 'hono'
+import { ApiError, ErrorCode } from '../src/protocol/errors.js'
+import { authenticate } from './auth/authenticate.js'
+import { identityHeaders, STRIPPED_HEADERS, type Identity } from './auth/identity.js'
 import type { Env } from './env.js'
 
 export { FleetDurableObject } from './fleet/fleet.js'
 
-const app = new Hono<{ Bindings: Env }>()
+/** Largest request body the edge forwards; routes set tighter limits inside the object. */
+export const MAX_EDGE_BODY_BYTES = 16 * 1024 * 1024
 
-app.get('/v1/health', (c) => c.json({ ok: true, service: 'crabbox-coordinator' }))
+type Edge = { Bindings: Env; Variables: { identity?: Identity } }
+const app = new Hono<Edge>()
 
-app.all('/v1/*', (c) => {
-  const stub = c.env.FLEET.get(c.env.FLEET.idFromName('default'))
-  return stub.fetch(c.req.raw)
+/**
+ * Forwards to the single Fleet object with the caller's identity headers
+ * replaced by ours (or removed, for unauthenticated routes).
+ */
+function forward(request: Request, env: Env, identity?: Identity): Promise<Response> {
+  const headers = new Headers(request.headers)
+  for (const name of STRIPPED_HEADERS) headers.delete(name)
+  if (identity) for (const [name, value] of Object.entries(identityHeaders(identity))) headers.set(name, value)
+  const stub = env.FLEET.get(env.FLEET.idFromName('default'))
+  return stub.fetch(new Request(request, { headers }))
+}
+
+app.onError((error, c) => {
+  if (error instanceof ApiError) return c.json(error.body, error.status as 400)
+  console.error('edge error', error)
+  return c.json({ error: ErrorCode.internal, message: 'internal error' }, 500)
 })
 
-app.notFound((c) => c.json({ error: 'not_found', message: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
+app.notFound((c) => c.json({ error: ErrorCode.notFound, message: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
+
+// Oversized bodies stop here, before authentication or the object spend work on them.
+app.use('/v1/*', async (c, next) => {
+  const length = Number(c.req.header('content-length') ?? '0')
+  if (length > MAX_EDGE_BODY_BYTES) throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${MAX_EDGE_BODY_BYTES} bytes`)
+  await next()
+})
+
+// ---- unauthenticated --------------------------------------------------------
+app.get('/v1/health', (c) => c.json({ ok: true, service: 'crabbox-coordinator' }))
+// GitHub login (start, callback, poll) authenticates with its own poll secret.
+app.all('/v1/auth/*', (c) => forward(c.req.raw, c.env))
+
+// ---- everything else under /v1 needs a credential -----------------------------
+app.use('/v1/*', async (c, next) => {
+  const identity = await authenticate(c.req.raw, c.env)
+  if (!identity) return c.json({ error: ErrorCode.unauthorized, message: 'a valid bearer token is required; run `crabbox login` or set broker.token' }, 401)
+  c.set('identity', identity)
+  await next()
+})
+
+// Route table: the Fleet object (worker/fleet/router.ts) owns every /v1 route below.
+//   GET  /v1/whoami
+//   POST /v1/leases                      GET /v1/leases
+//   GET  /v1/leases/{id|slug}            POST /v1/leases/{id}/heartbeat
+//   POST /v1/leases/{id}/release         GET|PUT|DELETE /v1/leases/{id}/share
+//   GET  /v1/pool                        (admin)
+//   GET  /v1/admin/leases                POST /v1/admin/leases/{id}/release|delete (admin)
+//   /v1/runs…, /v1/usage, /v1/control    (runs, usage, control modules)
+app.all('/v1/*', (c) => forward(c.req.raw, c.env, c.get('identity')))
 
 export default app

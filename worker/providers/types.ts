@@ -52,3 +52,19 @@ export interface BrokerProvider {
   /** Worst-case USD per hour for a class/type, for spend caps. */
   price(serverType: string): Promise<number | undefined>
 }
+
+/** What a provider factory receives from the broker (see worker/providers/registry.ts). */
+export interface BrokerProviderContext {
+  env: import('../env.js').Env
+  /** The Fleet object's storage, for providers that keep state (the static pool's claims). */
+  storage: import('../fleet/storage.js').FleetStorage
+  /** Outbound fetch; cloud providers take their API base URL from env so tests point at fakes. */
+  fetch: typeof fetch
+}
+
+export type BrokerProviderFactory = (context: BrokerProviderContext) => BrokerProvider
+
+/** Optional capability: list the provider's crabbox machines for `GET /v1/pool`. */
+export interface ListableProvider {
+  list(): Promise<Machine[]>
+}

@@ -1,0 +1,284 @@
+import * as v from 'valibot'
+import { LEASE_ID_PATTERN } from './ids.js'
+
+/**
+ * Lease wire shapes (coordinator-api §4.3–4.9, §6.1, §8.5). Request schemas are
+ * lenient the way the reference is (unknown keys ignored, out-of-range numbers
+ * clamped later) but every value must have the right type: wrong types are a 400.
+ */
+
+const Text = (max = 256) => v.pipe(v.string(), v.maxLength(max, `at most ${max} characters`))
+const Flag = v.optional(v.boolean())
+const Seconds = v.optional(v.pipe(v.number('a number of seconds'), v.finite('a finite number')))
+
+export const LeaseIdSchema = v.pipe(v.string(), v.regex(LEASE_ID_PATTERN, 'a lease ID like cbx_0123456789ab'))
+
+export const BrokerProviderName = v.picklist(['static', 'hetzner', 'aws'], 'one of static, hetzner, aws')
+export const LeaseState = v.picklist(['provisioning', 'active', 'released', 'expired', 'failed'])
+export type LeaseState = v.InferOutput<typeof LeaseState>
+/** States that hold a machine (and count against caps). */
+export const LIVE_LEASE_STATES: readonly LeaseState[] = ['provisioning', 'active']
+
+export const ShareRole = v.picklist(['use', 'manage'], 'use or manage')
+export type ShareRole = v.InferOutput<typeof ShareRole>
+
+// ---- telemetry (§8.5) ----------------------------------------------------
+
+export const LeaseTelemetry = v.object({
+  capturedAt: v.string(),
+  source: v.optional(v.string()),
+  load1: v.optional(v.number()),
+  load5: v.optional(v.number()),
+  load15: v.optional(v.number()),
+  memoryUsedBytes: v.optional(v.number()),
+  memoryTotalBytes: v.optional(v.number()),
+  memoryPercent: v.optional(v.number()),
+  diskUsedBytes: v.optional(v.number()),
+  diskTotalBytes: v.optional(v.number()),
+  diskPercent: v.optional(v.number()),
+  uptimeSeconds: v.optional(v.number()),
+})
+export type LeaseTelemetry = v.InferOutput<typeof LeaseTelemetry>
+
+const LOADS = ['load1', 'load5', 'load15'] as const
+const PERCENTS = ['memoryPercent', 'diskPercent'] as const
+const COUNTS = ['memoryUsedBytes', 'memoryTotalBytes', 'diskUsedBytes', 'diskTotalBytes', 'uptimeSeconds'] as const
+export const TELEMETRY_SERIES_LIMIT = 60
+
+/**
+ * The reference's sanitizer: bad fields are dropped, values capped; a sample
+ * with no metric left is `undefined` (callers ignore it or answer 400).
+ */
+export function sanitizeTelemetry(input: unknown, now: Date): LeaseTelemetry | undefined {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return undefined
+  const raw = input as Record<string, unknown>
+  const parsed = typeof raw.capturedAt === 'string' ? Date.parse(raw.capturedAt) : Number.NaN
+  const out: LeaseTelemetry = { capturedAt: new Date(Number.isFinite(parsed) ? parsed : now.getTime()).toISOString() }
+  if (typeof raw.source === 'string' && raw.source.trim()) out.source = raw.source.trim().slice(0, 32)
+  let metrics = 0
+  const take = (key: keyof LeaseTelemetry, cap: number, integer: boolean) => {
+    const value = raw[key]
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) return
+    const capped = Math.min(value, cap)
+    ;(out as Record<string, unknown>)[key] = integer ? Math.trunc(capped) : capped
+    metrics++
+  }
+  for (const key of LOADS) take(key, 10_000, false)
+  for (const key of PERCENTS) take(key, 100, false)
+  for (const key of COUNTS) take(key, Number.MAX_SAFE_INTEGER, true)
+  return metrics > 0 ? out : undefined
+}
+
+/** Dedupe by `capturedAt` (later wins), ascending, last 60. */
+export function mergeTelemetrySeries(existing: readonly LeaseTelemetry[], incoming: readonly LeaseTelemetry[]): LeaseTelemetry[] {
+  const byTime = new Map<string, LeaseTelemetry>()
+  for (const sample of [...existing, ...incoming]) byTime.set(sample.capturedAt, sample)
+  return [...byTime.values()].sort((a, b) => (a.capturedAt < b.capturedAt ? -1 : a.capturedAt > b.capturedAt ? 1 : 0)).slice(-TELEMETRY_SERIES_LIMIT)
+}
+
+/** Telemetry as it arrives: any object; fields are sanitized, not rejected (reference behaviour). */
+export const TelemetryInput = v.optional(v.looseObject({}, 'an object of telemetry metrics'))
+
+// ---- records (§6.1) --------------------------------------------------------
+
+export const LeaseShare = v.object({
+  users: v.optional(v.record(v.string(), ShareRole)),
+  org: v.optional(ShareRole),
+  updatedAt: v.optional(v.string()),
+  updatedBy: v.optional(v.string()),
+})
+export type LeaseShare = v.InferOutput<typeof LeaseShare>
+
+/** The lease as the broker returns it. Extra fields from newer brokers are kept. */
+export const LeaseRecord = v.looseObject({
+  id: v.string(),
+  slug: v.string(),
+  provider: v.string(),
+  target: v.string(),
+  windowsMode: v.optional(v.string()),
+  desktop: v.optional(v.boolean()),
+  browser: v.optional(v.boolean()),
+  code: v.optional(v.boolean()),
+  cloudID: v.optional(v.string()),
+  region: v.optional(v.string()),
+  owner: v.string(),
+  org: v.string(),
+  share: v.optional(LeaseShare),
+  profile: v.optional(v.string()),
+  class: v.optional(v.string()),
+  serverType: v.optional(v.string()),
+  requestedServerType: v.optional(v.string()),
+  market: v.optional(v.string()),
+  serverID: v.optional(v.number()),
+  serverName: v.optional(v.string()),
+  providerKey: v.optional(v.string()),
+  host: v.optional(v.string()),
+  sshUser: v.optional(v.string()),
+  sshPort: v.optional(v.string()),
+  sshFallbackPorts: v.optional(v.array(v.string())),
+  workRoot: v.optional(v.string()),
+  keep: v.boolean(),
+  ttlSeconds: v.number(),
+  idleTimeoutSeconds: v.number(),
+  estimatedHourlyUSD: v.optional(v.number()),
+  maxEstimatedUSD: v.optional(v.number()),
+  state: v.string(),
+  createdAt: v.string(),
+  updatedAt: v.string(),
+  lastTouchedAt: v.string(),
+  expiresAt: v.string(),
+  telemetry: v.optional(LeaseTelemetry),
+  telemetryHistory: v.optional(v.array(LeaseTelemetry)),
+  releasedAt: v.optional(v.string()),
+  endedAt: v.optional(v.string()),
+})
+export type LeaseRecord = v.InferOutput<typeof LeaseRecord>
+
+export const LeaseResponse = v.object({ lease: LeaseRecord })
+export type LeaseResponse = v.InferOutput<typeof LeaseResponse>
+
+export const LeaseListResponse = v.object({
+  leases: v.array(LeaseRecord),
+  /** Pass back as `cursor` for the next page; absent on the last page. */
+  nextCursor: v.optional(v.string()),
+})
+export type LeaseListResponse = v.InferOutput<typeof LeaseListResponse>
+
+export const ShareResponse = v.object({ leaseID: v.string(), share: LeaseShare })
+export type ShareResponse = v.InferOutput<typeof ShareResponse>
+
+// ---- requests ----------------------------------------------------------------
+
+export const CapacityRequest = v.object({
+  market: v.optional(v.picklist(['spot', 'on-demand'], 'spot or on-demand')),
+  strategy: v.optional(Text(64)),
+  fallback: v.optional(Text(64)),
+  regions: v.optional(v.pipe(v.array(Text(64)), v.maxLength(32))),
+  availabilityZones: v.optional(v.pipe(v.array(Text(64)), v.maxLength(32))),
+  hints: Flag,
+})
+
+/** `POST /v1/leases`. Only `sshPublicKey` is required. */
+export const LeaseRequest = v.object({
+  leaseID: v.optional(Text(64)),
+  slug: v.optional(Text(128)),
+  requestedSlug: v.optional(Text(128)),
+  provider: v.optional(Text(32)),
+  target: v.optional(Text(32)),
+  targetOS: v.optional(Text(32)),
+  windowsMode: v.optional(Text(32)),
+  desktop: Flag,
+  browser: Flag,
+  code: Flag,
+  tailscale: Flag,
+  profile: v.optional(Text(64)),
+  class: v.optional(Text(64)),
+  serverType: v.optional(Text(64)),
+  serverTypeExplicit: Flag,
+  location: v.optional(Text(64)),
+  image: v.optional(Text(256)),
+  awsRegion: v.optional(Text(64)),
+  awsAMI: v.optional(Text(64)),
+  awsSGID: v.optional(Text(64)),
+  awsSubnetID: v.optional(Text(64)),
+  awsProfile: v.optional(Text(256)),
+  awsRootGB: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(16_384))),
+  awsSSHCIDRs: v.optional(v.pipe(v.array(Text(64)), v.maxLength(32))),
+  capacity: v.optional(CapacityRequest),
+  sshUser: v.optional(Text(64)),
+  sshPort: v.optional(v.pipe(v.string(), v.regex(/^[1-9][0-9]{0,4}$/, 'a TCP port'))),
+  sshFallbackPorts: v.optional(v.pipe(v.array(v.pipe(v.string(), v.regex(/^[1-9][0-9]{0,4}$/, 'a TCP port'))), v.maxLength(8))),
+  providerKey: v.optional(Text(128)),
+  workRoot: v.optional(Text(1024)),
+  ttlSeconds: Seconds,
+  idleTimeoutSeconds: Seconds,
+  keep: Flag,
+  sshPublicKey: v.pipe(
+    v.string('sshPublicKey is required'),
+    v.trim(),
+    v.nonEmpty('sshPublicKey is required'),
+    v.maxLength(16_384, 'sshPublicKey is too long'),
+  ),
+})
+export type LeaseRequest = v.InferOutput<typeof LeaseRequest>
+
+export const HeartbeatRequest = v.object({
+  idleTimeoutSeconds: Seconds,
+  telemetry: TelemetryInput,
+})
+export type HeartbeatRequest = v.InferOutput<typeof HeartbeatRequest>
+
+export const ReleaseRequest = v.object({ delete: Flag })
+export type ReleaseRequest = v.InferOutput<typeof ReleaseRequest>
+
+export const SharePutRequest = v.object({
+  users: v.optional(v.pipe(v.record(v.pipe(v.string(), v.maxLength(320)), ShareRole), v.check((u) => Object.keys(u).length <= 100, 'at most 100 users'))),
+  org: v.optional(ShareRole),
+})
+export type SharePutRequest = v.InferOutput<typeof SharePutRequest>
+
+export const ShareDeleteRequest = v.object({
+  user: v.optional(v.pipe(v.string(), v.maxLength(320))),
+  org: Flag,
+})
+export type ShareDeleteRequest = v.InferOutput<typeof ShareDeleteRequest>
+
+const Limit = (max: number) =>
+  v.optional(v.pipe(v.string(), v.regex(/^\d{1,6}$/, 'a positive whole number'), v.transform(Number), v.minValue(1, 'at least 1'), v.transform((n) => Math.min(n, max))))
+
+export const LEASE_LIST_DEFAULT_LIMIT = 100
+export const LEASE_LIST_MAX_LIMIT = 500
+
+/** `GET /v1/leases` and `GET /v1/admin/leases` query. */
+export const LeaseListQuery = v.object({
+  state: v.optional(LeaseState),
+  owner: v.optional(Text(320)),
+  org: v.optional(Text(128)),
+  limit: Limit(LEASE_LIST_MAX_LIMIT),
+  cursor: v.optional(v.pipe(v.string(), v.maxLength(256))),
+})
+export type LeaseListQuery = v.InferOutput<typeof LeaseListQuery>
+
+/** A lease ID or slug in a path. */
+export const LeaseRef = v.pipe(v.string(), v.minLength(1), v.maxLength(128, 'a lease ID or slug'))
+
+export const PoolQuery = v.object({ provider: v.optional(BrokerProviderName) })
+
+// ---- identity, pool ----------------------------------------------------------
+
+export const WhoamiResponse = v.object({
+  owner: v.string(),
+  org: v.string(),
+  auth: v.picklist(['bearer', 'github']),
+  admin: v.optional(v.boolean()),
+  login: v.optional(v.string()),
+})
+export type WhoamiResponse = v.InferOutput<typeof WhoamiResponse>
+
+export const ProviderMachine = v.object({
+  provider: v.string(),
+  id: v.union([v.number(), v.string()]),
+  cloudID: v.string(),
+  region: v.optional(v.string()),
+  name: v.string(),
+  status: v.string(),
+  serverType: v.string(),
+  host: v.string(),
+  labels: v.record(v.string(), v.string()),
+})
+export type ProviderMachine = v.InferOutput<typeof ProviderMachine>
+
+export const PoolResponse = v.object({ machines: v.array(ProviderMachine) })
+export type PoolResponse = v.InferOutput<typeof PoolResponse>
+
+/** One host of the broker's static pool (`CRABBOX_STATIC_POOL`, a JSON array of these). */
+export const StaticPoolHost = v.object({
+  name: v.pipe(v.string(), v.nonEmpty(), v.maxLength(128)),
+  host: v.pipe(v.string(), v.nonEmpty(), v.maxLength(256)),
+  port: v.optional(v.pipe(v.union([v.number(), v.string()]), v.transform(String), v.regex(/^[1-9][0-9]{0,4}$/)), '22'),
+  user: v.optional(v.pipe(v.string(), v.nonEmpty()), 'crabbox'),
+  workRoot: v.optional(v.pipe(v.string(), v.nonEmpty()), '/work/crabbox'),
+  fallbackPorts: v.optional(v.array(v.pipe(v.union([v.number(), v.string()]), v.transform(String))), []),
+})
+export type StaticPoolHost = v.InferOutput<typeof StaticPoolHost>
+export const StaticPool = v.array(StaticPoolHost)

@@ -1,0 +1,49 @@
+import { cleanupMachine, dueCleanups, expireDueLeases, nextLeaseWake } from './leases.js'
+import type { FleetDeps } from './router.js'
+
+/**
+ * The one alarm schedule: lease expiry, machine deletion retries, retention.
+ * Alarms are at-least-once, so each step is idempotent and bounded; when a
+ * batch is full the alarm comes back a second later instead of looping.
+ */
+
+export const EXPIRE_BATCH = 100
+export const CLEANUP_BATCH = 20
+export const PRUNE_BUDGET = 500
+const SOON_MS = 1_000
+
+export async function runAlarm(deps: FleetDeps): Promise<void> {
+  const now = deps.now()
+  const expired = expireDueLeases(deps.storage, now, EXPIRE_BATCH)
+  const due = dueCleanups(deps.storage, now.getTime(), CLEANUP_BATCH)
+  // Provider calls happen here, one lease at a time, outside any transaction.
+  for (const leaseId of due) await cleanupMachine(deps, leaseId)
+
+  let pruneAt: number | undefined
+  if (deps.hooks.prune) pruneAt = (await deps.hooks.prune(deps.storage, now, PRUNE_BUDGET)).nextAt
+
+  const more = expired.length === EXPIRE_BATCH || due.length === CLEANUP_BATCH
+  await scheduleAlarm(deps, { replace: true, extra: [more ? Date.now() + SOON_MS : undefined, pruneAt] })
+}
+
+/**
+ * Sets the alarm to the earliest pending work. Outside the alarm handler it only
+ * ever moves the alarm earlier (a stale later alarm is harmless: it recomputes).
+ */
+export async function scheduleAlarm(deps: FleetDeps, options: { replace?: boolean; extra?: (number | undefined)[] } = {}): Promise<void> {
+  const candidates = [nextLeaseWake(deps.storage), ...(options.extra ?? [])].filter((n): n is number => typeof n === 'number' && Number.isFinite(n))
+  const next = candidates.length ? Math.min(...candidates) : undefined
+  const storage = deps.ctx.storage
+  const current = await storage.getAlarm()
+  if (next === undefined) {
+    if (options.replace && current !== null) await storage.deleteAlarm()
+    return
+  }
+  if (options.replace || current === null || next < current) await storage.setAlarm(Math.max(next, Date.now()))
+}
+
+/** `wakeBy` for FleetDeps: the alarm fires no later than `at`. */
+export async function wakeBy(ctx: DurableObjectState, at: number): Promise<void> {
+  const current = await ctx.storage.getAlarm()
+  if (current === null || at < current) await ctx.storage.setAlarm(Math.max(at, Date.now()))
+}

@@ -1,0 +1,138 @@
+import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
+import { LIVE_LEASE_STATES } from '../../src/protocol/leases.js'
+import type { Env } from '../env.js'
+import { setting } from '../env.js'
+import type { BrokerProvider } from '../providers/types.js'
+import type { FleetStorage } from './storage.js'
+
+/**
+ * Active-lease and monthly spend caps (coordinator-api §8.1–8.4). Every
+ * non-terminal lease counts (provisioning too) and spend is the reserved
+ * worst case (`maxEstimatedUSD`). `enforceCaps` is synchronous so the
+ * check and the reservation that follows it happen with no interleaving.
+ */
+
+export interface CostLimits {
+  maxActiveLeases: number
+  maxActiveLeasesPerOwner: number
+  maxActiveLeasesPerOrg: number
+  maxMonthlyUSD: number
+  maxMonthlyUSDPerOwner: number
+  maxMonthlyUSDPerOrg: number
+}
+
+function positive(env: Env, name: string): number {
+  const n = Number(setting(env, name) ?? '0')
+  return Number.isFinite(n) && n > 0 ? n : 0
+}
+
+export function costLimits(env: Env): CostLimits {
+  return {
+    maxActiveLeases: Math.trunc(positive(env, 'CRABBOX_MAX_ACTIVE_LEASES')),
+    maxActiveLeasesPerOwner: Math.trunc(positive(env, 'CRABBOX_MAX_ACTIVE_LEASES_PER_OWNER')),
+    maxActiveLeasesPerOrg: Math.trunc(positive(env, 'CRABBOX_MAX_ACTIVE_LEASES_PER_ORG')),
+    maxMonthlyUSD: positive(env, 'CRABBOX_MAX_MONTHLY_USD'),
+    maxMonthlyUSDPerOwner: positive(env, 'CRABBOX_MAX_MONTHLY_USD_PER_OWNER'),
+    maxMonthlyUSDPerOrg: positive(env, 'CRABBOX_MAX_MONTHLY_USD_PER_ORG'),
+  }
+}
+
+export const round2 = (n: number): number => Math.round(n * 100) / 100
+
+/** Built-in USD/hour when neither the env nor the provider knows (reference table). */
+const FALLBACK_RATES: Record<string, number> = {
+  'hetzner:cx53': 0.08,
+  'hetzner:cpx62': 0.18,
+  'hetzner:ccx33': 0.36,
+  'hetzner:ccx43': 0.54,
+  'hetzner:ccx53': 0.72,
+  'hetzner:ccx63': 1.08,
+  'aws:c7a.4xlarge': 0.75,
+  'aws:c7a.8xlarge': 1.5,
+  'aws:c7a.12xlarge': 2.25,
+  'aws:c7a.16xlarge': 3.0,
+  'aws:c7a.24xlarge': 4.5,
+  'aws:c7a.32xlarge': 6.0,
+  'aws:c7a.48xlarge': 9.0,
+}
+/** Static hosts already exist and cost nothing extra. */
+const PROVIDER_DEFAULT_RATE: Record<string, number> = { aws: 3.0, static: 0 }
+const DEFAULT_RATE = 0.5
+
+function envRates(env: Env): Record<string, number> {
+  const raw = setting(env, 'CRABBOX_COST_RATES_JSON')
+  if (!raw) return {}
+  try {
+    const parsed: unknown = JSON.parse(raw)
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return {}
+    const out: Record<string, number> = {}
+    for (const [key, value] of Object.entries(parsed)) {
+      const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : Number.NaN
+      if (Number.isFinite(n) && n > 0) out[key] = n
+    }
+    return out
+  } catch {
+    return {}
+  }
+}
+
+/** USD per hour: env rates, then the provider's live price, then the table, then a per-provider default. */
+export async function hourlyRate(env: Env, providerName: string, provider: BrokerProvider, serverType: string): Promise<number> {
+  const key = `${providerName}:${serverType}`
+  const fromEnv = envRates(env)[key]
+  if (fromEnv) return fromEnv
+  try {
+    const live = await provider.price(serverType)
+    if (typeof live === 'number' && Number.isFinite(live) && live > 0) return live
+  } catch {
+    // A pricing outage must not block leases; fall through to the table.
+  }
+  return FALLBACK_RATES[key] ?? PROVIDER_DEFAULT_RATE[providerName] ?? DEFAULT_RATE
+}
+
+export const maxEstimatedUSD = (ttlSeconds: number, hourlyUSD: number): number => round2((Math.max(1, ttlSeconds) / 3600) * hourlyUSD)
+
+/** `YYYY-MM` of an ISO timestamp (UTC). */
+export const monthOf = (iso: string): string => iso.slice(0, 7)
+
+const LIVE_SQL = `state IN (${LIVE_LEASE_STATES.map((s) => `'${s}'`).join(',')})`
+
+/**
+ * Throws 429 `cost_limit_exceeded` when one more lease for owner/org with this
+ * reservation would break a cap. Call inside the transaction that then inserts it.
+ */
+export function enforceCaps(storage: FleetStorage, limits: CostLimits, candidate: { owner: string; org: string; month: string; reservedUSD: number }): void {
+  const fail = (message: string) => {
+    throw new ApiError(429, ErrorCode.costLimitExceeded, message)
+  }
+  if (limits.maxActiveLeases || limits.maxActiveLeasesPerOwner || limits.maxActiveLeasesPerOrg) {
+    const counts = storage.one<{ total: number; owner: number; org: number }>(
+      `SELECT count(*) AS total, coalesce(sum(owner = ?), 0) AS owner, coalesce(sum(org = ?), 0) AS org FROM leases WHERE ${LIVE_SQL}`,
+      candidate.owner,
+      candidate.org,
+    ) ?? { total: 0, owner: 0, org: 0 }
+    if (limits.maxActiveLeases && counts.total + 1 > limits.maxActiveLeases) fail(`active lease limit exceeded: ${counts.total + 1}/${limits.maxActiveLeases}`)
+    if (limits.maxActiveLeasesPerOwner && counts.owner + 1 > limits.maxActiveLeasesPerOwner)
+      fail(`active lease limit for owner exceeded: ${counts.owner + 1}/${limits.maxActiveLeasesPerOwner}`)
+    if (limits.maxActiveLeasesPerOrg && counts.org + 1 > limits.maxActiveLeasesPerOrg) fail(`active lease limit for org exceeded: ${counts.org + 1}/${limits.maxActiveLeasesPerOrg}`)
+  }
+  if (limits.maxMonthlyUSD || limits.maxMonthlyUSDPerOwner || limits.maxMonthlyUSDPerOrg) {
+    const spent = storage.one<{ total: number; owner: number; org: number }>(
+      `SELECT coalesce(sum(reserved_usd), 0) AS total,
+              coalesce(sum(CASE WHEN owner = ? THEN reserved_usd ELSE 0 END), 0) AS owner,
+              coalesce(sum(CASE WHEN org = ? THEN reserved_usd ELSE 0 END), 0) AS org
+         FROM leases WHERE month = ?`,
+      candidate.owner,
+      candidate.org,
+      candidate.month,
+    ) ?? { total: 0, owner: 0, org: 0 }
+    const usd = (n: number) => `$${n.toFixed(2)}`
+    const check = (current: number, limit: number, scope: string) => {
+      const next = round2(current + candidate.reservedUSD)
+      if (limit && next > limit) fail(`monthly budget${scope} exceeded: ${usd(next)}/${usd(limit)}`)
+    }
+    check(spent.total, limits.maxMonthlyUSD, '')
+    check(spent.owner, limits.maxMonthlyUSDPerOwner, ' for owner')
+    check(spent.org, limits.maxMonthlyUSDPerOrg, ' for org')
+  }
+}

@@ -1,0 +1,104 @@
+import * as v from 'valibot'
+import { ApiError, ErrorCode, describeIssues } from '../../src/protocol/errors.js'
+import { StaticPool, type StaticPoolHost } from '../../src/protocol/leases.js'
+import { setting } from '../env.js'
+import type { FleetStorage } from '../fleet/storage.js'
+import type { BrokerProvider, BrokerProviderContext, ListableProvider, Machine } from './types.js'
+
+/**
+ * The static pool: existing SSH hosts from `CRABBOX_STATIC_POOL`. A lease claims
+ * one free host (a row in `static_claims`, unique per host and per lease); its
+ * release deletes the claim. Nothing is created or destroyed on the hosts —
+ * users reach them with keys already authorized there.
+ */
+
+const SCHEMA = [
+  `CREATE TABLE static_claims (
+     host_name TEXT PRIMARY KEY,
+     lease_id TEXT NOT NULL UNIQUE,
+     claimed_at TEXT NOT NULL
+   )`,
+]
+
+export function parseStaticPool(raw: string | undefined): StaticPoolHost[] {
+  if (!raw) return []
+  let json: unknown
+  try {
+    json = JSON.parse(raw)
+  } catch {
+    throw new ApiError(503, 'static_pool_invalid', 'CRABBOX_STATIC_POOL is not valid JSON; set it to an array of {name, host, port, user, workRoot}')
+  }
+  const parsed = v.safeParse(StaticPool, json)
+  if (!parsed.success) throw new ApiError(503, 'static_pool_invalid', `CRABBOX_STATIC_POOL: ${describeIssues(parsed.issues)}`)
+  return parsed.output
+}
+
+function toMachine(host: StaticPoolHost, leaseId?: string): Machine {
+  return {
+    provider: 'static',
+    id: host.name,
+    name: host.name,
+    host: host.host,
+    sshUser: host.user,
+    sshPort: host.port,
+    sshFallbackPorts: host.fallbackPorts,
+    workRoot: host.workRoot,
+    serverType: 'ssh',
+    hourlyUSD: 0,
+    labels: leaseId ? { crabbox: 'true', lease: leaseId } : { crabbox: 'true' },
+  }
+}
+
+function claimFor(storage: FleetStorage, leaseId: string): string | undefined {
+  return storage.one<{ host_name: string }>('SELECT host_name FROM static_claims WHERE lease_id = ?', leaseId)?.host_name
+}
+
+export function createStaticProvider(context: BrokerProviderContext): BrokerProvider & ListableProvider {
+  const { storage } = context
+  storage.migrate('static-pool-v1', SCHEMA)
+  const pool = () => parseStaticPool(setting(context.env, 'CRABBOX_STATIC_POOL'))
+
+  return {
+    name: 'static',
+    async create(request) {
+      const hosts = pool()
+      if (!hosts.length) throw new ApiError(503, ErrorCode.noCapacity, 'the broker has no static pool; set CRABBOX_STATIC_POOL')
+      // Claim inside one synchronous transaction: two leases can never get the same host.
+      const host = storage.transaction(() => {
+        const existing = claimFor(storage, request.leaseId)
+        if (existing) return hosts.find((h) => h.name === existing)
+        const taken = new Set(
+          storage
+            .all<{ host_name: string }>(`SELECT host_name FROM static_claims WHERE host_name IN (${hosts.map(() => '?').join(',')})`, ...hosts.map((h) => h.name))
+            .map((row) => row.host_name),
+        )
+        const free = hosts.find((h) => !taken.has(h.name))
+        if (free) storage.run('INSERT INTO static_claims (host_name, lease_id, claimed_at) VALUES (?, ?, ?)', free.name, request.leaseId, new Date().toISOString())
+        return free
+      })
+      if (!host) throw new ApiError(503, ErrorCode.noCapacity, `all ${hosts.length} static hosts are leased; release one or try again later`)
+      return toMachine(host, request.leaseId)
+    },
+    async delete(machine) {
+      storage.run('DELETE FROM static_claims WHERE lease_id = ?', machine.leaseId)
+    },
+    async describe(leaseId) {
+      const name = claimFor(storage, leaseId)
+      const host = name ? pool().find((h) => h.name === name) : undefined
+      return host ? toMachine(host, leaseId) : undefined
+    },
+    async price() {
+      return 0
+    },
+    async list() {
+      const hosts = pool()
+      if (!hosts.length) return []
+      const claims = new Map(
+        storage
+          .all<{ host_name: string; lease_id: string }>(`SELECT host_name, lease_id FROM static_claims WHERE host_name IN (${hosts.map(() => '?').join(',')})`, ...hosts.map((h) => h.name))
+          .map((row) => [row.host_name, row.lease_id]),
+      )
+      return hosts.map((h) => ({ ...toMachine(h, claims.get(h.name)), labels: { crabbox: 'true', status: claims.has(h.name) ? 'leased' : 'free', ...(claims.get(h.name) ? { lease: claims.get(h.name)! } : {}) } }))
+    },
+  }
+}
