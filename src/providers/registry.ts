@@ -1,0 +1,41 @@
+import { CrabboxError } from '../errors.js'
+import { localProvider } from './local/index.js'
+import { sshProvider } from './ssh.js'
+import type { DirectProvider } from './types.js'
+
+const aliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
+
+/** Cloud providers live in their own modules, loaded only when picked (they pull in API clients). */
+const lazy: Record<string, string> = { hetzner: './hetzner.js', aws: './aws.js' }
+
+export const directProviderNames = ['local', 'ssh', ...Object.keys(lazy)]
+
+/** The direct-mode provider called `name` (aliases `static`, `static-ssh` → `ssh`). */
+export async function directProvider(name: string): Promise<DirectProvider> {
+  const canonical = aliases[name] ?? name
+  if (canonical === 'local') return localProvider
+  if (canonical === 'ssh') return sshProvider
+  const path = lazy[canonical]
+  if (path) {
+    let module: Record<string, unknown> | undefined
+    try {
+      module = (await import(path)) as Record<string, unknown>
+    } catch {
+      module = undefined
+    }
+    // Any export that is a DirectProvider with this name will do; the module owns its naming.
+    const found = Object.values(module ?? {}).find(
+      (value): value is DirectProvider =>
+        typeof value === 'object' && value !== null && (value as DirectProvider).name === canonical && typeof (value as DirectProvider).acquire === 'function',
+    )
+    if (found) return found
+    throw new CrabboxError(`provider ${canonical} is not available in direct mode in this build`, {
+      exit: 'usage',
+      hint: 'configure a broker (`crabbox login`) or use --provider local or --provider ssh',
+    })
+  }
+  throw new CrabboxError(`unknown provider ${JSON.stringify(name)}`, {
+    exit: 'usage',
+    hint: `use one of: ${directProviderNames.join(', ')}`,
+  })
+}

@@ -1,0 +1,179 @@
+import { join } from 'node:path'
+import type { Config } from '../config/schema.js'
+import { parseDuration } from '../config/schema.js'
+import { leaseKeyDir } from '../config/paths.js'
+import { CrabboxError } from '../errors.js'
+import { LeaseListResponse, LeaseResponse, type LeaseRecord } from '../protocol/leases.js'
+import { ambiguousLease } from '../providers/pick.js'
+import { directProvider } from '../providers/registry.js'
+import type { DirectProvider, Lease } from '../providers/types.js'
+import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
+import type { Progress } from '../ui/progress.js'
+import { ensureLeaseKey } from './keys.js'
+import { newLeaseId } from './lease-id.js'
+
+export interface LeaseContext {
+  config: Config
+  progress: Progress
+}
+
+/** Where leases come from: the broker when one is configured, else a direct provider. */
+export interface LeaseBackend {
+  mode: 'broker' | 'direct'
+  /** The provider name leases are requested from. */
+  provider: string
+  /** `managed` runners have crabbox-ready; `static` ones are checked for sh, tar and git. */
+  readiness(lease: Lease): 'managed' | 'static'
+  acquire(options: { keep: boolean; leaseId?: string }): Promise<Lease>
+  resolve(idOrSlug: string): Promise<Lease>
+  /** Idempotent; a lease that is already gone is fine. */
+  release(lease: Lease): Promise<void>
+  list(): Promise<Lease[]>
+  broker?: BrokerClient
+}
+
+const seconds = (duration: string) => Math.max(1, Math.round(parseDuration(duration) / 1000))
+
+const keyPaths = (leaseId: string) => ({
+  privateKeyPath: join(leaseKeyDir(leaseId), 'id_ed25519'),
+  knownHostsPath: join(leaseKeyDir(leaseId), 'known_hosts'),
+})
+
+/** A broker lease record as the pipeline sees it; the raw record stays in `details.record`. */
+export function leaseFromRecord(record: LeaseRecord): Lease {
+  return {
+    id: record.id,
+    slug: record.slug,
+    provider: record.provider,
+    ssh: {
+      host: record.host ?? '',
+      port: Number(record.sshPort ?? 22),
+      fallbackPorts: (record.sshFallbackPorts ?? []).map(Number),
+      user: record.sshUser ?? 'crabbox',
+      ...keyPaths(record.id),
+    },
+    workRoot: record.workRoot ?? '/work/crabbox',
+    serverType: record.serverType,
+    state: record.state,
+    keep: record.keep,
+    expiresAt: record.expiresAt,
+    idleTimeoutSeconds: record.idleTimeoutSeconds,
+    details: { record },
+  }
+}
+
+function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBackend {
+  const { config } = context
+  // `local` is the direct-mode default; through a broker it means "the broker's default".
+  const provider = config.provider !== 'local' ? config.provider : config.broker.provider
+  return {
+    mode: 'broker',
+    provider: provider ?? 'broker',
+    broker: client,
+    readiness: (lease) => (lease.provider === 'static' ? 'static' : 'managed'),
+    async acquire({ keep, leaseId = newLeaseId() }) {
+      const key = await ensureLeaseKey(leaseId)
+      const { lease } = await client.request('POST', '/v1/leases', {
+        schema: LeaseResponse,
+        body: {
+          leaseID: leaseId,
+          provider,
+          target: config.target,
+          profile: config.profile,
+          class: config.class,
+          serverType: config.serverType,
+          ttlSeconds: seconds(config.ttl),
+          idleTimeoutSeconds: seconds(config.idleTimeout),
+          keep,
+          sshPublicKey: key.publicKey,
+          providerKey: `crabbox-${leaseId.replace('_', '-')}`,
+        },
+      })
+      return leaseFromRecord(lease)
+    },
+    async resolve(idOrSlug) {
+      let record: LeaseRecord
+      try {
+        record = (await client.request('GET', `/v1/leases/${encodeURIComponent(idOrSlug)}`, { schema: LeaseResponse })).lease
+      } catch (error) {
+        if (error instanceof BrokerError && error.status === 404) throw notFound(idOrSlug)
+        throw error
+      }
+      await ensureLeaseKey(record.id)
+      return leaseFromRecord(record)
+    },
+    async release(lease) {
+      // Release is what stops the meter: retry transient failures a few times.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await client.request('POST', `/v1/leases/${encodeURIComponent(lease.id)}/release`, { body: { delete: true }, schema: LeaseResponse, timeoutMs: 60_000 })
+          return
+        } catch (error) {
+          if (error instanceof BrokerError && error.status === 404) return
+          const transient = error instanceof BrokerError && (error.status === 0 || error.status >= 500)
+          if (!transient || attempt >= 3) throw error
+          await new Promise((r) => setTimeout(r, attempt * 1000))
+        }
+      }
+    },
+    async list() {
+      const { leases } = await client.request('GET', '/v1/leases', { query: { state: 'active', limit: 500 }, schema: LeaseListResponse })
+      return leases.map(leaseFromRecord)
+    },
+  }
+}
+
+function directBackend(provider: DirectProvider, context: LeaseContext): LeaseBackend {
+  return {
+    mode: 'direct',
+    provider: provider.name,
+    readiness: () => provider.readiness,
+    async acquire({ keep, leaseId = newLeaseId() }) {
+      const key = await ensureLeaseKey(leaseId)
+      return provider.acquire(
+        { leaseId, keep, ttlSeconds: seconds(context.config.ttl), idleTimeoutSeconds: seconds(context.config.idleTimeout), ...key },
+        context,
+      )
+    },
+    resolve: (idOrSlug) => resolveDirect(provider, idOrSlug, context),
+    release: async (lease) => (lease.provider === provider.name ? provider : await directProvider(lease.provider)).release(lease, context),
+    list: () => provider.list(context),
+  }
+}
+
+/**
+ * Direct mode finds a lease wherever this machine recorded it (local
+ * workspaces, ssh claims), so an ID or slug means the same thing whatever
+ * `--provider` says; the configured provider is asked first.
+ */
+async function resolveDirect(first: DirectProvider, idOrSlug: string, context: LeaseContext): Promise<Lease> {
+  const others = await Promise.all(['local', 'ssh'].filter((n) => n !== first.name).map((n) => directProvider(n)))
+  const found: Lease[] = []
+  for (const provider of [first, ...others]) {
+    try {
+      const lease = await provider.resolve(idOrSlug, context)
+      if (lease.id === idOrSlug) return lease
+      found.push(lease)
+    } catch (error) {
+      // Ambiguity inside one provider is already the final answer.
+      if (error instanceof CrabboxError && error.code === 'ambiguous') throw error
+      if (!(error instanceof CrabboxError && error.exitCode === 4)) throw error
+    }
+  }
+  if (found.length === 1) return found[0]
+  if (found.length > 1) throw ambiguousLease(idOrSlug, found)
+  throw notFound(idOrSlug)
+}
+
+const notFound = (idOrSlug: string) =>
+  new CrabboxError(`no active lease ${idOrSlug}`, { exit: 'notFound', code: 'not_found', hint: 'run `crabbox list` to see active leases' })
+
+export async function leaseBackend(context: LeaseContext): Promise<LeaseBackend> {
+  const client = brokerClient(context.config)
+  return client ? brokerBackend(client, context) : directBackend(await directProvider(context.config.provider), context)
+}
+
+/** Resolves a lease by ID or slug, through the broker or this machine's records (exit 4 when missing or ambiguous). */
+export async function resolveLease(idOrSlug: string, context: LeaseContext): Promise<Lease> {
+  return (await leaseBackend(context)).resolve(idOrSlug)
+}

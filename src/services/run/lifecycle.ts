@@ -1,0 +1,95 @@
+import { CrabboxError } from '../../errors.js'
+import type { Lease } from '../../providers/types.js'
+import type { SshSession } from '../../transport/ssh/types.js'
+import type { Progress } from '../../ui/progress.js'
+import type { LeaseBackend } from '../lease.js'
+import type { Recorder } from './recorder.js'
+import { waitReady } from './steps.js'
+
+export const interruptedError = () => new CrabboxError('interrupted', { exit: 130, code: 'interrupted' })
+
+export interface LeaseInHand {
+  lease: Lease
+  /** True when this invocation created the lease (and so releases it unless kept). */
+  acquired: boolean
+}
+
+/**
+ * Ctrl-C and SIGTERM abort the run: the remote command is signalled, the run
+ * recorded as interrupted and the lease released. A second Ctrl-C exits at once.
+ */
+export function interruptOnSignals(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController()
+  const onSignal = (name: NodeJS.Signals) => {
+    if (controller.signal.aborted) process.exit(130)
+    controller.abort(name === 'SIGINT' ? 'SIGINT' : 'SIGTERM')
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  return {
+    signal: controller.signal,
+    dispose() {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    },
+  }
+}
+
+const bootstrapTimedOut = (error: unknown) => error instanceof CrabboxError && error.exitCode === 5 && /timed out/i.test(error.message)
+
+/**
+ * Gets a ready lease: reuses `--id` as is, or acquires a fresh one and waits
+ * for SSH. A fresh, non-kept lease whose runner never came up is released and
+ * replaced once; any failure after a lease exists releases it before rethrowing.
+ */
+export async function obtainLease(
+  backend: LeaseBackend,
+  options: { id?: string; keep: boolean; signal: AbortSignal; progress: Progress; recorder: Recorder },
+): Promise<LeaseInHand> {
+  const { progress, recorder, signal } = options
+  recorder.event({ type: 'leasing.started', phase: 'leasing' })
+  if (options.id) {
+    const lease = await backend.resolve(options.id)
+    announce(lease, recorder)
+    return { lease, acquired: false }
+  }
+  for (let attempt = 1; ; attempt++) {
+    progress.phase(`leasing a ${backend.provider} runner`)
+    const lease = await backend.acquire({ keep: options.keep })
+    announce(lease, recorder)
+    progress.info(`leased ${lease.id} slug=${lease.slug} provider=${lease.provider}${lease.keep ? ' keep=true' : ''}`)
+    try {
+      if (signal.aborted) throw interruptedError()
+      recorder.event({ type: 'bootstrap.waiting', phase: 'bootstrap', message: 'waiting for SSH before sync' })
+      await waitReady(lease, backend.readiness(lease), progress)
+      if (signal.aborted) throw interruptedError()
+      return { lease, acquired: true }
+    } catch (error) {
+      await releaseQuietly(backend, lease, progress, recorder)
+      if (attempt === 1 && !options.keep && bootstrapTimedOut(error) && !signal.aborted) {
+        progress.warn(`runner ${lease.id} never reached SSH; retrying once on a new machine`)
+        continue
+      }
+      throw error
+    }
+  }
+}
+
+function announce(lease: Lease, recorder: Recorder): void {
+  recorder.event({ type: 'lease.created', phase: 'leased', leaseID: lease.id, slug: lease.slug, provider: lease.provider, serverType: lease.serverType })
+}
+
+/** Release that never masks the run's own outcome: a failure is a warning (the broker expires the lease). */
+export async function releaseQuietly(backend: LeaseBackend, lease: Lease, progress: Progress, recorder: Recorder): Promise<void> {
+  try {
+    await backend.release(lease)
+    recorder.event({ type: 'lease.released', phase: 'released', leaseID: lease.id })
+    progress.info(`released ${lease.id}`)
+  } catch (error) {
+    progress.warn(`could not release ${lease.id}: ${(error as Error).message}; it expires at its idle timeout`)
+  }
+}
+
+export async function closeQuietly(session: SshSession | undefined): Promise<void> {
+  await session?.close().catch(() => {})
+}

@@ -1,0 +1,159 @@
+import { basename } from 'node:path'
+import { constants } from 'node:os'
+import type { Config } from '../../config/schema.js'
+import { CrabboxError, usageError } from '../../errors.js'
+import { openSession } from '../../transport/ssh/index.js'
+import { shellQuote } from '../../transport/ssh/exec.js'
+import type { SshSession } from '../../transport/ssh/types.js'
+import type { Progress } from '../../ui/progress.js'
+import { findRepoRoot } from '../sync/manifest.js'
+import { leaseBackend } from '../lease.js'
+import { noHeartbeat, startHttpHeartbeat, type Heartbeater } from './heartbeat.js'
+import { closeQuietly, interruptedError, interruptOnSignals, obtainLease, releaseQuietly, type LeaseInHand } from './lifecycle.js'
+import { nullRecorder, startRecorder, type Recorder } from './recorder.js'
+import { forwardedEnv, remoteCommandFor } from './remote-command.js'
+import { syncStep, type SyncOutcome } from './steps.js'
+import { formatMs, stopwatch, summaryLine, type RunTiming } from './timing.js'
+
+export interface RunFlags {
+  id?: string
+  keep: boolean
+  noSync: boolean
+  syncOnly: boolean
+  shell: boolean
+  checksum: boolean
+  forceSyncLarge: boolean
+  timingJson: boolean
+}
+
+export interface RunContext {
+  config: Config
+  progress: Progress
+  cwd: string
+}
+
+/** `<workRoot>/<leaseID>/<repoName>` (reference §3 item 7). */
+export const workdirFor = (workRoot: string, leaseId: string, repoRoot: string) => `${workRoot.replace(/\/+$/, '')}/${leaseId}/${basename(repoRoot)}`
+
+/** Exit status of a command that died by a signal, the way a shell reports it. */
+function exitCodeOf(code: number | null, signal: string | undefined): number {
+  if (code !== null) return code
+  const number = signal ? constants.signals[(signal.startsWith('SIG') ? signal : `SIG${signal}`) as NodeJS.Signals] : undefined
+  return number ? 128 + number : 255
+}
+
+/**
+ * `crabbox run`: plan → lease → wait for SSH → sync → run (remote stdout and
+ * stderr straight to ours) → finish → release unless kept. Resolves with the
+ * timing; the caller exits with `exitCode`.
+ */
+export async function runPipeline(context: RunContext, argv: string[], flags: RunFlags): Promise<RunTiming> {
+  const { config, progress } = context
+  if (argv.length === 0 && !flags.syncOnly) throw usageError('no command given', 'put the command after --, e.g. `crabbox run -- npm test`')
+  const total = stopwatch()
+  const repoRoot = await findRepoRoot(context.cwd)
+  const backend = await leaseBackend(context)
+  const interrupt = interruptOnSignals()
+  const recorder: Recorder = backend.broker
+    ? await startRecorder(
+        backend.broker,
+        { leaseID: '', provider: backend.provider, target: config.target, class: config.class, serverType: config.serverType, command: argv } as Parameters<typeof startRecorder>[1],
+        progress,
+      )
+    : nullRecorder
+
+  let held: LeaseInHand | undefined
+  let session: SshSession | undefined
+  let heartbeat: Heartbeater = noHeartbeat
+  let sync: SyncOutcome = { skipped: true, phases: [], ms: 0 }
+  let commandMs = 0
+  try {
+    held = await obtainLease(backend, { id: flags.id, keep: flags.keep, signal: interrupt.signal, progress, recorder })
+    const { lease } = held
+    if (backend.broker) heartbeat = startHttpHeartbeat(backend.broker, lease, progress)
+    const workdir = workdirFor(lease.workRoot, lease.id, repoRoot)
+    session = await openSession(lease.ssh, { progress })
+    if (interrupt.signal.aborted) throw interruptedError()
+
+    if (flags.noSync) {
+      recorder.event({ type: 'sync.finished', phase: 'synced', message: 'skipped by --no-sync' })
+    } else {
+      recorder.event({ type: 'sync.started', phase: 'sync' })
+      progress.phase(`syncing ${repoRoot} to ${workdir}`)
+      sync = await syncStep({
+        repoRoot,
+        workdir,
+        config: config.sync,
+        session,
+        progress,
+        checksum: flags.checksum || config.sync.checksum,
+        forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
+      })
+      recorder.event({ type: 'sync.finished', phase: 'synced', message: `duration=${formatMs(sync.ms)} skipped=${sync.skipped}` })
+    }
+    if (interrupt.signal.aborted) throw interruptedError()
+
+    let exitCode = 0
+    if (flags.syncOnly) {
+      progress.info(`synced ${workdir}`)
+    } else {
+      const remote = remoteCommandFor(argv, { shell: flags.shell })
+      recorder.event({ type: 'command.started', phase: 'command', message: argv.join(' ') })
+      progress.done()
+      if (!flags.timingJson) progress.info(`running on ${lease.slug} (${lease.ssh.host}) ${argv.join(' ')}`)
+      const clock = stopwatch()
+      // --no-sync: nothing created the workdir yet, so the same exec makes it (one round trip).
+      const prefix = flags.noSync ? `mkdir -p ${shellQuote(workdir)} && cd ${shellQuote(workdir)} && ` : ''
+      const result = await session.exec(prefix + remote.command, {
+        cwd: flags.noSync ? undefined : workdir,
+        env: forwardedEnv(config.env.allow),
+        signal: interrupt.signal,
+        onStdout: (chunk) => {
+          process.stdout.write(chunk)
+          recorder.output('stdout', chunk)
+        },
+        onStderr: (chunk) => {
+          process.stderr.write(chunk)
+          recorder.output('stderr', chunk)
+        },
+      })
+      commandMs = clock()
+      exitCode = interrupt.signal.aborted ? 130 : exitCodeOf(result.code, result.signal)
+    }
+    if (interrupt.signal.aborted) {
+      recorder.event({ type: 'run.failed', phase: 'failed', message: 'interrupted' })
+      exitCode = 130
+    }
+    await recorder.finish({ exitCode, syncMs: sync.ms, commandMs })
+    const timing: RunTiming = {
+      provider: lease.provider,
+      leaseId: lease.id,
+      slug: lease.slug,
+      ...(recorder.runId ? { runId: recorder.runId } : {}),
+      syncMs: sync.ms,
+      syncPhases: sync.phases,
+      syncSkipped: flags.noSync || sync.skipped,
+      commandMs,
+      totalMs: total(),
+      exitCode,
+    }
+    return timing
+  } catch (error) {
+    const exitCode = error instanceof CrabboxError ? error.exitCode : 1
+    recorder.event({ type: 'run.failed', phase: 'failed', message: interrupt.signal.aborted ? 'interrupted' : (error as Error).message })
+    await recorder.finish({ exitCode, syncMs: sync.ms, commandMs })
+    throw error
+  } finally {
+    heartbeat.stop()
+    await closeQuietly(session)
+    if (held?.acquired && !flags.keep) await releaseQuietly(backend, held.lease, progress, recorder)
+    else if (held?.acquired) progress.info(`kept ${held.lease.id} (${held.lease.slug}); reuse it with: crabbox run --id ${held.lease.slug} -- <command>; stop it with: crabbox stop ${held.lease.slug}`)
+    await recorder.settle()
+    interrupt.dispose()
+  }
+}
+
+/** Prints the timing as `--timing-json` asks (one JSON line) or the human summary, both on stderr. */
+export function reportTiming(timing: RunTiming, asJson: boolean): void {
+  process.stderr.write(`${asJson ? JSON.stringify(timing) : summaryLine(timing)}\n`)
+}

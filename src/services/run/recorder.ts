@@ -1,0 +1,159 @@
+import { RunResponse, RUN_LIMITS, tailUtf8, type CreateRunRequest, type RunEventRequest } from '../../protocol/runs.js'
+import type { BrokerClient } from '../../transport/broker/client.js'
+import type { Progress } from '../../ui/progress.js'
+
+/** Output events per run stop here; `crabbox logs` has the whole retained log. */
+export const OUTPUT_EVENT_CAP = 64 * 1024
+const EVENT_CHUNK = RUN_LIMITS.eventText
+const LOG_RETAIN = RUN_LIMITS.logMaxBytes
+const POST_TIMEOUT_MS = 2000
+const FLUSH_MS = 100
+const QUEUE_MAX = 256
+
+export type RunEvent = Omit<Partial<RunEventRequest>, 'type'> & { type: string }
+
+export interface FinishInput {
+  exitCode: number
+  syncMs?: number
+  commandMs?: number
+}
+
+/** What the pipeline records; the no-broker recorder makes every call free. */
+export interface Recorder {
+  readonly runId?: string
+  event(event: RunEvent): void
+  output(stream: 'stdout' | 'stderr', chunk: Buffer): void
+  finish(input: FinishInput): Promise<void>
+  /** Waits (briefly, bounded) for queued events to reach the broker. */
+  settle(): Promise<void>
+}
+
+export const nullRecorder: Recorder = { event() {}, output() {}, async finish() {}, async settle() {} }
+
+/**
+ * Records a run on the broker off the hot path: events go into a bounded
+ * queue drained by one background sender, output is batched into ≤16 KiB
+ * events, and the first broker failure is said once on stderr and switches
+ * recording off, so a slow or dead broker never slows or fails the command.
+ */
+export async function startRecorder(client: BrokerClient, request: CreateRunRequest, progress: Progress): Promise<Recorder> {
+  let runId: string
+  try {
+    runId = (await client.request('POST', '/v1/runs', { body: request, schema: RunResponse, timeoutMs: 10_000 })).run.id
+  } catch (error) {
+    progress.warn(`run not recorded: ${(error as Error).message}`)
+    return nullRecorder
+  }
+  progress.info(`recording run ${runId}`)
+
+  let broken = false
+  const queue: RunEvent[] = []
+  let sending: Promise<void> | undefined
+  const fail = (error: unknown) => {
+    if (broken) return
+    broken = true
+    queue.length = 0
+    progress.warn(`broker unreachable, run recording stopped (the command is not affected): ${(error as Error).message}`)
+  }
+  const drain = async () => {
+    while (queue.length > 0 && !broken) {
+      const event = queue.shift()!
+      try {
+        await client.request('POST', `/v1/runs/${runId}/events`, { body: event, timeoutMs: POST_TIMEOUT_MS })
+      } catch (error) {
+        fail(error)
+      }
+    }
+    sending = undefined
+  }
+  const enqueue = (event: RunEvent) => {
+    if (broken || queue.length >= QUEUE_MAX) return
+    queue.push(event)
+    sending ??= drain()
+  }
+
+  // Output: batched per stream, capped per run; the retained log keeps the tail.
+  const pending: Record<'stdout' | 'stderr', Buffer[]> = { stdout: [], stderr: [] }
+  let pendingBytes = 0
+  let sentOutput = 0
+  let truncated = false
+  let flushTimer: NodeJS.Timeout | undefined
+  const log: Buffer[] = []
+  let logBytes = 0
+  let logTruncated = false
+
+  const flush = () => {
+    if (flushTimer) clearTimeout(flushTimer)
+    flushTimer = undefined
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (pending[stream].length === 0) continue
+      let data = Buffer.concat(pending[stream])
+      pending[stream] = []
+      while (data.length > 0 && !truncated) {
+        const room = OUTPUT_EVENT_CAP - sentOutput
+        if (room <= 0) {
+          truncated = true
+          enqueue({
+            type: 'output.truncated',
+            phase: 'command',
+            message: `stdout/stderr event capture capped at ${OUTPUT_EVENT_CAP} bytes; use crabbox logs for retained command output`,
+          })
+          break
+        }
+        const piece = utf8Prefix(data, Math.min(EVENT_CHUNK, room))
+        sentOutput += piece.length
+        enqueue({ type: stream, stream, data: piece.toString('utf8') })
+        data = data.subarray(piece.length)
+      }
+    }
+    pendingBytes = 0
+  }
+
+  // Give queued events a moment, never more: the user is waiting for their prompt.
+  const settle = async () => {
+    if (sending) await Promise.race([sending, new Promise((r) => setTimeout(r, 2000).unref())])
+  }
+
+  return {
+    runId,
+    event: enqueue,
+    output(stream, chunk) {
+      log.push(chunk)
+      logBytes += chunk.length
+      while (logBytes > LOG_RETAIN && log.length > 1) {
+        logBytes -= log.shift()!.length
+        logTruncated = true
+      }
+      if (truncated || broken) return
+      pending[stream].push(chunk)
+      pendingBytes += chunk.length
+      if (pendingBytes >= EVENT_CHUNK) flush()
+      else flushTimer ??= setTimeout(flush, FLUSH_MS)
+    },
+    settle,
+    async finish({ exitCode, syncMs, commandMs }) {
+      flush()
+      await settle()
+      if (broken) return
+      const text = tailUtf8(Buffer.concat(log).toString('utf8'), LOG_RETAIN)
+      const chunks: string[] = []
+      for (let at = 0; at < text.length; at += RUN_LIMITS.logChunkBytes / 4) chunks.push(text.slice(at, at + RUN_LIMITS.logChunkBytes / 4))
+      try {
+        await client.request('POST', `/v1/runs/${runId}/finish`, {
+          body: { exitCode, syncMs, commandMs, log: tailUtf8(text, RUN_LIMITS.logChunkBytes), logChunks: chunks, logTruncated },
+          timeoutMs: 10_000,
+        })
+      } catch (error) {
+        fail(error)
+      }
+    },
+  }
+}
+
+/** The longest prefix of `data` of at most `max` bytes that does not split a UTF-8 character. */
+function utf8Prefix(data: Buffer, max: number): Buffer {
+  if (data.length <= max) return data
+  let end = max
+  while (end > 0 && (data[end] & 0xc0) === 0x80) end--
+  return data.subarray(0, end || max)
+}

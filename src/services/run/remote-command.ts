@@ -1,0 +1,38 @@
+import { shellQuote } from '../../transport/ssh/exec.js'
+
+/** Words that only mean something to a shell: argv containing one of them is a script. */
+const controlOperators = new Set(['&&', '||', ';', '|', '>', '>>', '<', '2>', '2>>', '&'])
+/** A single argument with any of these is a shell snippet, not a program name. */
+const shellSyntax = /[\s|&;<>()$`\\"'*?[\]#~{}]/
+
+export interface RemoteCommand {
+  /** What the runner's `sh` is given. */
+  command: string
+  /** Whether the argv went through `bash -lc` as a script rather than exec'd verbatim. */
+  viaShell: boolean
+}
+
+/**
+ * Builds the runner-side command line. Normally argv is passed through
+ * `bash -lc 'exec "$@"' bash <argv…>` so every argument arrives exactly as typed;
+ * `--shell`, a single argument with shell syntax, or standalone control
+ * operators run the words as one bash script instead.
+ */
+export function remoteCommandFor(argv: string[], options: { shell?: boolean } = {}): RemoteCommand {
+  const script = options.shell || (argv.length === 1 && shellSyntax.test(argv[0])) || argv.some((arg) => controlOperators.has(arg))
+  if (script) {
+    const text = argv.length === 1 ? argv[0] : argv.map((arg) => (controlOperators.has(arg) ? arg : shellQuote(arg))).join(' ')
+    return { command: `bash -lc ${shellQuote(text)}`, viaShell: true }
+  }
+  return { command: `bash -lc 'exec "$@"' bash ${argv.map(shellQuote).join(' ')}`, viaShell: false }
+}
+
+/** The local environment variables `env.allow` names: exact names or `PREFIX*`. */
+export function forwardedEnv(allow: string[], env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) continue
+    if (allow.some((pattern) => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern))) out[name] = value
+  }
+  return out
+}
