@@ -1,0 +1,19 @@
+import { BaseCommand } from '../base-command.js'
+import { leaseFlags } from '../services/lease-flags.js'
+import { listLeases, type LeaseView } from '../services/lease-ops.js'
+
+export default class List extends BaseCommand<typeof List> {
+  static override summary = 'List active leases (the broker, or this machine in direct mode)'
+  static override examples = ['<%= config.bin %> list', '<%= config.bin %> list --json']
+  static override flags = { provider: leaseFlags.provider }
+
+  async run(): Promise<LeaseView[]> {
+    const { flags } = await this.parse(List)
+    const leases = await listLeases(await this.context(flags))
+    if (!this.jsonEnabled()) {
+      if (leases.length === 0) this.log('no active leases')
+      for (const l of leases) this.log(`${l.id}  ${l.slug}  ${l.provider}  ${l.user}@${l.host}:${l.port}  ${l.state}${l.keep ? '  keep' : ''}${l.expiresAt ? `  expires=${l.expiresAt}` : ''}`)
+    }
+    return leases
+  }
+}

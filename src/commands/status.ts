@@ -1,0 +1,29 @@
+import { Args, Flags } from '@oclif/core'
+import { BaseCommand } from '../base-command.js'
+import { parseDuration } from '../config/schema.js'
+import { idFlag } from '../services/lease-flags.js'
+import { leaseStatus, requireId, type StatusView } from '../services/lease-ops.js'
+
+export default class Status extends BaseCommand<typeof Status> {
+  static override summary = 'Show a lease and whether its runner answers over SSH'
+  static override examples = ['<%= config.bin %> status blue-prawn', '<%= config.bin %> status --id cbx_0123456789ab --wait --json']
+  static override args = { lease: Args.string({ description: 'Lease ID or slug' }) }
+  static override flags = {
+    id: idFlag,
+    wait: Flags.boolean({ description: 'Wait until the runner is ready', default: false }),
+    'wait-timeout': Flags.string({ description: 'How long --wait waits', default: '5m' }),
+  }
+
+  async run(): Promise<StatusView> {
+    const { args, flags } = await this.parse(Status)
+    const view = await leaseStatus(requireId(args.lease ?? flags.id), await this.context(flags), {
+      wait: flags.wait,
+      timeoutMs: parseDuration(flags['wait-timeout']),
+    })
+    if (!this.jsonEnabled()) {
+      this.log(`${view.id} slug=${view.slug} provider=${view.provider} state=${view.state} ready=${view.ready}`)
+      this.log(`ssh=${view.user}@${view.host}:${view.port} workroot=${view.workRoot}${view.expiresAt ? ` expires=${view.expiresAt}` : ''}`)
+    }
+    return view
+  }
+}

@@ -1,0 +1,121 @@
+import { CrabboxError, usageError } from '../errors.js'
+import type { Lease } from '../providers/types.js'
+import { openSession } from '../transport/ssh/index.js'
+import { leaseBackend, type LeaseContext } from './lease.js'
+import { interruptOnSignals, obtainLease } from './run/lifecycle.js'
+import { nullRecorder } from './run/recorder.js'
+
+/** What `status`, `warmup`, `list` and `inspect --json` show of a lease. */
+export interface LeaseView {
+  id: string
+  slug: string
+  provider: string
+  state: string
+  host: string
+  port: number
+  user: string
+  workRoot: string
+  keep: boolean
+  expiresAt?: string
+  idleTimeoutSeconds?: number
+}
+
+export const leaseView = (lease: Lease): LeaseView => ({
+  id: lease.id,
+  slug: lease.slug,
+  provider: lease.provider,
+  state: lease.state,
+  host: lease.ssh.host,
+  port: lease.ssh.port,
+  user: lease.ssh.user,
+  workRoot: lease.workRoot,
+  keep: lease.keep,
+  ...(lease.expiresAt ? { expiresAt: lease.expiresAt } : {}),
+  ...(lease.idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds: lease.idleTimeoutSeconds } : {}),
+})
+
+export const requireId = (id: string | undefined): string => {
+  if (!id) throw usageError('which lease?', 'pass a lease ID or slug (`crabbox list` shows them)')
+  return id
+}
+
+/** `warmup`: a ready lease that outlives this command (kept unless `keep` is false). */
+export async function warmupLease(context: LeaseContext, options: { keep: boolean }): Promise<LeaseView> {
+  const backend = await leaseBackend(context)
+  const interrupt = interruptOnSignals()
+  try {
+    const { lease } = await obtainLease(backend, { keep: options.keep, signal: interrupt.signal, progress: context.progress, recorder: nullRecorder })
+    return leaseView(lease)
+  } finally {
+    interrupt.dispose()
+  }
+}
+
+export interface StopResult {
+  id: string
+  slug?: string
+  released: boolean
+  /** True when there was nothing left to release (already stopped or expired). */
+  alreadyGone: boolean
+}
+
+/** `stop`: releases a lease; stopping one that is already gone succeeds and says so. */
+export async function stopLease(idOrSlug: string, context: LeaseContext): Promise<StopResult> {
+  const backend = await leaseBackend(context)
+  let lease: Lease
+  try {
+    lease = await backend.resolve(idOrSlug)
+  } catch (error) {
+    if (error instanceof CrabboxError && error.exitCode === 4 && error.code !== 'ambiguous') return { id: idOrSlug, released: false, alreadyGone: true }
+    throw error
+  }
+  if (lease.state !== 'active' && lease.state !== 'provisioning') {
+    return { id: lease.id, slug: lease.slug, released: false, alreadyGone: true }
+  }
+  await backend.release(lease)
+  return { id: lease.id, slug: lease.slug, released: true, alreadyGone: false }
+}
+
+export interface StatusView extends LeaseView {
+  ready: boolean
+}
+
+/** One SSH round trip: can we run `true` there now? */
+async function probe(lease: Lease): Promise<boolean> {
+  try {
+    const session = await openSession(lease.ssh, { connectTimeoutMs: 4000 })
+    try {
+      const result = await session.exec('true', { signal: AbortSignal.timeout(4000) })
+      return result.code === 0
+    } finally {
+      await session.close()
+    }
+  } catch {
+    return false
+  }
+}
+
+/** `status`: the lease and whether its runner answers; `wait` polls until it does. */
+export async function leaseStatus(idOrSlug: string, context: LeaseContext, options: { wait: boolean; timeoutMs: number }): Promise<StatusView> {
+  const backend = await leaseBackend(context)
+  const deadline = Date.now() + options.timeoutMs
+  for (;;) {
+    const lease = await backend.resolve(idOrSlug)
+    const ready = lease.state === 'active' && (await probe(lease))
+    if (ready || !options.wait) return { ...leaseView(lease), ready }
+    if (Date.now() > deadline) throw new CrabboxError(`lease ${lease.id} is not ready after ${Math.round(options.timeoutMs / 1000)}s`, { exit: 'provisioning' })
+    context.progress.phase(`waiting for ${lease.slug} to be ready`)
+    await new Promise((r) => setTimeout(r, 2000))
+  }
+}
+
+/** `inspect`: everything known about a lease, including the provider's own record. */
+export async function inspectLease(idOrSlug: string, context: LeaseContext): Promise<LeaseView & { ssh: Lease['ssh']; details: Record<string, unknown> }> {
+  const lease = await (await leaseBackend(context)).resolve(idOrSlug)
+  return { ...leaseView(lease), ssh: lease.ssh, details: lease.details }
+}
+
+/** `list`: active leases of the broker, or of this machine in direct mode. */
+export async function listLeases(context: LeaseContext): Promise<LeaseView[]> {
+  return (await (await leaseBackend(context)).list()).map(leaseView)
+}
