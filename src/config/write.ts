@@ -1,6 +1,6 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { isMap, parseDocument, YAMLMap, type Document } from 'yaml'
+import { isMap, parseDocument, type Document } from 'yaml'
 import { CrabboxError } from '../errors.js'
 import { userConfigPath } from './paths.js'
 
@@ -37,7 +37,7 @@ export async function updateUserConfig(mutator: (doc: Document) => void, path = 
       hint: `Fix or remove ${path}, then retry.`,
     })
   }
-  if (doc.contents === null) doc.contents = new YAMLMap() as unknown as typeof doc.contents
+  if (doc.contents === null) doc.contents = doc.createNode({}) as unknown as typeof doc.contents
   mutator(doc)
   await writePrivateFile(path, doc.toString())
   return path

@@ -206,8 +206,8 @@ describe('writing the user config', () => {
 
   it('creates a missing file and refuses to rewrite a broken one', async () => {
     const fresh = join(root, 'x', 'y', 'config.yaml')
-    await updateUserConfig((doc) => doc.set('class', 'large'), fresh)
-    expect(readFileSync(fresh, 'utf8')).toBe('class: large\n')
+    await setUserConfigValues({ 'broker.url': 'https://b.test' }, fresh)
+    expect(readFileSync(fresh, 'utf8')).toBe('broker:\n  url: https://b.test\n')
     expect(statSync(join(fresh, '..')).mode & 0o777).toBe(0o700)
     write(fresh, 'a: [\n')
     const error = await failure(updateUserConfig(() => undefined, fresh))
