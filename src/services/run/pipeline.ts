@@ -88,6 +88,7 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
         progress,
         checksum: flags.checksum || config.sync.checksum,
         forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
+        signal: interrupt.signal,
       })
       recorder.event({ type: 'sync.finished', phase: 'synced', message: `duration=${formatMs(sync.ms)} skipped=${sync.skipped}` })
     }
