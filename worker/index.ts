@@ -35,7 +35,11 @@ app.notFound((c) => c.json({ error: ErrorCode.notFound, message: `no route for $
 // Oversized bodies stop here, before authentication or the object spend work on them.
 app.use('/v1/*', async (c, next) => {
   const length = Number(c.req.header('content-length') ?? '0')
-  if (length > MAX_EDGE_BODY_BYTES) throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${MAX_EDGE_BODY_BYTES} bytes`)
+  if (length > MAX_EDGE_BODY_BYTES) {
+    // Drop the unread body so the runtime does not keep the upload open.
+    await c.req.raw.body?.cancel().catch(() => undefined)
+    throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${MAX_EDGE_BODY_BYTES} bytes`)
+  }
   await next()
 })
 

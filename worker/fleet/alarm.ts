@@ -23,7 +23,7 @@ export async function runAlarm(deps: FleetDeps): Promise<void> {
   if (deps.hooks.prune) pruneAt = (await deps.hooks.prune(deps.storage, now, PRUNE_BUDGET)).nextAt
 
   const more = expired.length === EXPIRE_BATCH || due.length === CLEANUP_BATCH
-  await scheduleAlarm(deps, { replace: true, extra: [more ? Date.now() + SOON_MS : undefined, pruneAt] })
+  await scheduleAlarm(deps, { replace: true, extra: [more ? deps.now().getTime() + SOON_MS : undefined, pruneAt] })
 }
 
 /**

@@ -1,3 +1,4 @@
+import { fallbackHourlyUSD, round2 } from '../../src/protocol/classes.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { LIVE_LEASE_STATES } from '../../src/protocol/leases.js'
 import type { Env } from '../env.js'
@@ -37,26 +38,8 @@ export function costLimits(env: Env): CostLimits {
   }
 }
 
-export const round2 = (n: number): number => Math.round(n * 100) / 100
-
-/** Built-in USD/hour when neither the env nor the provider knows (reference table). */
-const FALLBACK_RATES: Record<string, number> = {
-  'hetzner:cx53': 0.08,
-  'hetzner:cpx62': 0.18,
-  'hetzner:ccx33': 0.36,
-  'hetzner:ccx43': 0.54,
-  'hetzner:ccx53': 0.72,
-  'hetzner:ccx63': 1.08,
-  'aws:c7a.4xlarge': 0.75,
-  'aws:c7a.8xlarge': 1.5,
-  'aws:c7a.12xlarge': 2.25,
-  'aws:c7a.16xlarge': 3.0,
-  'aws:c7a.24xlarge': 4.5,
-  'aws:c7a.32xlarge': 6.0,
-  'aws:c7a.48xlarge': 9.0,
-}
-/** Static hosts already exist and cost nothing extra. */
-const PROVIDER_DEFAULT_RATE: Record<string, number> = { aws: 3.0, static: 0 }
+/** Static hosts already exist and cost nothing extra; unknown providers get the reference's 0.5. */
+const NON_CLOUD_RATE: Record<string, number> = { static: 0 }
 const DEFAULT_RATE = 0.5
 
 function envRates(env: Env): Record<string, number> {
@@ -76,7 +59,7 @@ function envRates(env: Env): Record<string, number> {
   }
 }
 
-/** USD per hour: env rates, then the provider's live price, then the table, then a per-provider default. */
+/** USD per hour: env rates, then the provider's live price, then the class tables (src/protocol/classes.ts). */
 export async function hourlyRate(env: Env, providerName: string, provider: BrokerProvider, serverType: string): Promise<number> {
   const key = `${providerName}:${serverType}`
   const fromEnv = envRates(env)[key]
@@ -87,7 +70,8 @@ export async function hourlyRate(env: Env, providerName: string, provider: Broke
   } catch {
     // A pricing outage must not block leases; fall through to the table.
   }
-  return FALLBACK_RATES[key] ?? PROVIDER_DEFAULT_RATE[providerName] ?? DEFAULT_RATE
+  if (providerName === 'hetzner' || providerName === 'aws') return fallbackHourlyUSD(providerName, serverType)
+  return NON_CLOUD_RATE[providerName] ?? DEFAULT_RATE
 }
 
 export const maxEstimatedUSD = (ttlSeconds: number, hourlyUSD: number): number => round2((Math.max(1, ttlSeconds) / 3600) * hourlyUSD)

@@ -384,9 +384,9 @@ async function provision(deps: FleetDeps, lease: LeaseRecord, sshPublicKey: stri
         if (!current || current.state !== 'provisioning') return
         const now = deps.now().toISOString()
         saveRecord(storage, { ...current, state: 'failed', maxEstimatedUSD: 0, updatedAt: now, endedAt: now })
-        storage.run('UPDATE leases SET cleanup_at = ?, machine = ? WHERE id = ?', Date.now(), JSON.stringify({ id: '', name: current.serverName ?? '', labels: {} }), lease.id)
+        storage.run('UPDATE leases SET cleanup_at = ?, machine = ? WHERE id = ?', deps.now().getTime(), JSON.stringify({ id: '', name: current.serverName ?? '', labels: {} }), lease.id)
       })
-      await deps.wakeBy(Date.now())
+      await deps.wakeBy(deps.now().getTime())
       throw new ApiError(502, ErrorCode.providerFailed, `${lease.provider} did not confirm the machine for ${lease.id}; it will be cleaned up. Retry the create.`)
     }
   }
@@ -425,11 +425,11 @@ async function provision(deps: FleetDeps, lease: LeaseRecord, sshPublicKey: stri
     const ref: MachineRef = { id: machine.id, name: machine.name, labels: machine.labels }
     storage.run('UPDATE leases SET machine = ? WHERE id = ?', JSON.stringify(ref), lease.id)
     // Released (or expired) while provisioning: the machine must go right away.
-    if (next.state !== 'active') storage.run('UPDATE leases SET cleanup_at = ? WHERE id = ? AND cleanup_at IS NULL', Date.now(), lease.id)
+    if (next.state !== 'active') storage.run('UPDATE leases SET cleanup_at = ? WHERE id = ? AND cleanup_at IS NULL', deps.now().getTime(), lease.id)
     return next
   })
   if (!ready) throw new ApiError(404, ErrorCode.notFound, `lease ${lease.id} disappeared while provisioning`)
-  await deps.wakeBy(ready.state === 'active' ? Date.parse(ready.expiresAt) : Date.now())
+  await deps.wakeBy(ready.state === 'active' ? Date.parse(ready.expiresAt) : deps.now().getTime())
   return ready
 }
 
@@ -593,11 +593,11 @@ export async function cleanupMachine(deps: FleetDeps, leaseId: string): Promise<
     storage.run(
       'UPDATE leases SET cleanup_attempts = ?, cleanup_at = ?, cleanup_error = ? WHERE id = ?',
       attempts,
-      Date.now() + cleanupBackoffMs(attempts),
+      deps.now().getTime() + cleanupBackoffMs(attempts),
       (error instanceof Error ? error.message : String(error)).slice(0, 500),
       leaseId,
     )
-    await deps.wakeBy(Date.now() + cleanupBackoffMs(attempts))
+    await deps.wakeBy(deps.now().getTime() + cleanupBackoffMs(attempts))
     return false
   }
 }

@@ -77,7 +77,10 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 async function readBody(c: FleetContext, maxBytes: number): Promise<string> {
   const declared = Number(c.req.header('content-length') ?? '0')
-  if (declared > maxBytes) throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${maxBytes} bytes`)
+  if (declared > maxBytes) {
+    await c.req.raw.body?.cancel().catch(() => undefined)
+    throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${maxBytes} bytes`)
+  }
   const text = await c.req.text()
   if (new TextEncoder().encode(text).byteLength > maxBytes) throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${maxBytes} bytes`)
   return text
