@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto'
+import { join } from 'node:path'
+import type { Config } from '../../config/schema.js'
+import { HashCache, hashFile, hashLink } from './hash-cache.js'
+import { MODE_LINK, type Manifest } from './manifest.js'
+
+export interface HashedManifest {
+  /** Content hash per manifest entry, same order as `manifest.entries`. */
+  hashes: string[]
+  /** Files actually read (cache misses). */
+  hashedFiles: number
+  hashedBytes: number
+}
+
+/**
+ * Content hashes for every entry. Warm, this is one lstat per file (already
+ * done by the manifest) and a map lookup; `checksum` ignores the cache.
+ */
+export async function hashManifest(manifest: Manifest, options: { checksum?: boolean } = {}): Promise<HashedManifest> {
+  const cache = await HashCache.load(manifest.root)
+  const hashes: string[] = new Array(manifest.entries.length)
+  let hashedFiles = 0
+  let hashedBytes = 0
+  const now = Date.now()
+  for (let i = 0; i < manifest.entries.length; i++) {
+    const entry = manifest.entries[i]
+    if (entry.mode === MODE_LINK) {
+      hashes[i] = hashLink(entry.target ?? '')
+      continue
+    }
+    let hash = options.checksum ? undefined : cache.get(entry)
+    if (hash === undefined) {
+      hash = hashFile(join(manifest.root, entry.path))
+      hashedFiles++
+      hashedBytes += entry.size
+      cache.set(entry, hash, now)
+    }
+    hashes[i] = hash
+  }
+  cache.retain(new Set(manifest.entries.map((entry) => entry.path)))
+  await cache.save()
+  return { hashes, hashedFiles, hashedBytes }
+}
+
+/**
+ * One SHA-256 over everything that decides what the runner should hold: git
+ * HEAD and base, the sync settings, every path with its mode and content hash.
+ * Equal fingerprints mean there is nothing to do.
+ */
+export function computeFingerprint(manifest: Manifest, hashed: HashedManifest, config: Config['sync']): string {
+  const hash = createHash('sha256')
+  const git = manifest.git
+  hash.update(`crabbox-sync v1\0${git ? 'git' : 'dir'}\0${git?.head ?? ''}\0${git?.branch ?? ''}\0${git?.baseRef ?? ''}\0${git?.baseSha ?? ''}\0`)
+  hash.update(`delete=${config.delete}\0gitSeed=${config.gitSeed}\0`)
+  for (const pattern of manifest.excludes) hash.update(`x ${pattern}\0`)
+  for (let i = 0; i < manifest.entries.length; i++) {
+    const entry = manifest.entries[i]
+    hash.update(`${hashed.hashes[i]} ${entry.mode.toString(8)} ${entry.path}\0`)
+  }
+  for (const path of manifest.deleted) hash.update(`d ${path}\0`)
+  return hash.digest('hex')
+}

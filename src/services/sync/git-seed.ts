@@ -1,0 +1,134 @@
+import { spawn } from 'node:child_process'
+import type { SshSession } from '../../transport/ssh/types.js'
+import type { GitInfo } from './manifest.js'
+import { META_FILES, q, shCommand } from './remote-scripts.js'
+
+/** What the probe learnt about the runner's `.git`. */
+export interface RemoteGit {
+  /** The runner has no git binary. */
+  missing: boolean
+  head?: string
+  /** The runner already has our HEAD commit. */
+  hasHead: boolean
+  base?: string
+}
+
+export function parseRemoteGit(line: string): RemoteGit {
+  const [, head, has, base] = line.split(' ')
+  return { missing: head === 'nogit', head: head && head !== '-' && head !== 'nogit' ? head : undefined, hasHead: has === '1', base: base && base !== '-' ? base : undefined }
+}
+
+/** Whether the runner's git needs work, and which. Undefined when it is already right. */
+export function gitWork(local: GitInfo | undefined, remote: RemoteGit | undefined): { seed: boolean; hydrate: boolean } | undefined {
+  if (!local?.head || !remote || remote.missing) return undefined
+  const seed = !remote.hasHead || remote.head !== local.head
+  const hydrate = Boolean(local.baseRef && local.baseSha && remote.base !== local.baseSha)
+  return seed || hydrate ? { seed, hydrate } : undefined
+}
+
+const GIT_ENV = `export GIT_DIR="$PWD/.git" GIT_WORK_TREE="$PWD" GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND="ssh -o BatchMode=yes -o ConnectTimeout=10"`
+const FETCH = 'git -c http.lowSpeedLimit=1000 -c http.lowSpeedTime=20 fetch -q --no-tags --filter=blob:none origin'
+
+/** Moves the runner's HEAD (and branch) to ours and rebuilds its index without touching files. */
+function setHead(local: GitInfo): string {
+  const head = q(local.head!)
+  const ref = local.branch ? `git update-ref ${q(`refs/heads/${local.branch}`)} ${head} && git symbolic-ref HEAD ${q(`refs/heads/${local.branch}`)}` : `git update-ref --no-deref HEAD ${head}`
+  return `{ ${ref} && git read-tree ${head}; } >/dev/null 2>&1 || echo "warn could not point the runner's git HEAD at ${local.head!.slice(0, 12)}"`
+}
+
+/**
+ * Origin URLs the runner can use: GitHub SSH remotes become HTTPS, since the
+ * runner holds no SSH key for them.
+ */
+export function runnerOriginUrl(url: string | undefined): string | undefined {
+  if (!url) return undefined
+  const ssh = /^(?:ssh:\/\/)?git@github\.com[:/](.+?)(?:\.git)?$/.exec(url)
+  return ssh ? `https://github.com/${ssh[1]}.git` : url
+}
+
+/**
+ * The apply script's git part: make `.git` a repository, fetch HEAD and the
+ * base branch from origin on the runner (blobless), point HEAD at ours.
+ * Prints `need-bundle` when origin could not provide what was needed; every
+ * failure is a `warn` line, never a failed sync.
+ */
+export function gitBlock(local: GitInfo, work: { seed: boolean; hydrate: boolean }): string {
+  const head = q(local.head!)
+  const origin = runnerOriginUrl(local.originUrl)
+  const lines = [
+    'mark git_seed',
+    GIT_ENV,
+    'gitok=1',
+    `[ -f .git/HEAD ] || git init -q >/dev/null 2>&1 || { echo "warn git init failed on the runner"; gitok=0; }`,
+    'if [ $gitok = 1 ]; then',
+  ]
+  if (origin) lines.push(`git remote set-url origin ${q(origin)} >/dev/null 2>&1 || git remote add origin ${q(origin)} >/dev/null 2>&1`)
+  if (origin && work.seed) lines.push(`git cat-file -e ${head}^{commit} 2>/dev/null || ${FETCH} ${head} >/dev/null 2>&1 || true`)
+  lines.push('mark hydrate')
+  if (work.hydrate) {
+    const sha = q(local.baseSha!)
+    const ref = q(`refs/remotes/origin/${local.baseRef}`)
+    if (origin) lines.push(`git cat-file -e ${sha}^{commit} 2>/dev/null || ${FETCH} ${q(`+refs/heads/${local.baseRef}:refs/remotes/origin/${local.baseRef}`)} >/dev/null 2>&1 || true`)
+    lines.push(`if git cat-file -e ${sha}^{commit} 2>/dev/null; then git update-ref ${ref} ${sha}; else echo need-base; fi`)
+  }
+  lines.push(`if git cat-file -e ${head}^{commit} 2>/dev/null; then ${setHead(local)}; else echo need-bundle; fi`, 'fi')
+  return lines.join('\n')
+}
+
+/**
+ * Runner could not fetch from origin: send the history it lacks as a git
+ * bundle over the same SSH connection, then point HEAD at ours and write the
+ * fingerprint. Failures come back as warnings.
+ */
+export async function sendBundle(
+  session: SshSession,
+  o: { repoRoot: string; workdir: string; meta: string; fingerprint: string; local: GitInfo; remote: RemoteGit; needHead: boolean; needBase: boolean; signal?: AbortSignal },
+): Promise<string[]> {
+  const warnings: string[] = []
+  const refs: string[] = []
+  if (o.needHead) refs.push('HEAD')
+  if (o.needBase && o.local.baseRef) refs.push(`refs/remotes/origin/${o.local.baseRef}`)
+  // Leave out what the runner already has, when we have it too.
+  for (const have of [o.remote.hasHead ? o.local.head : undefined, o.remote.head, o.remote.base]) {
+    if (have && have !== o.local.head && (await localHas(o.repoRoot, have))) refs.push(`^${have}`)
+  }
+  const script = [
+    'set -u',
+    `wd=$1 meta=$2`,
+    'cd -- "$wd" || exit 70',
+    GIT_ENV,
+    `[ -f .git/HEAD ] || git init -q >/dev/null 2>&1`,
+    `cat > "$meta/${META_FILES.bundle}"`,
+    `git bundle unbundle "$meta/${META_FILES.bundle}" >/dev/null 2>&1 || echo "warn the runner could not read the git bundle"`,
+    `rm -f -- "$meta/${META_FILES.bundle}"`,
+    o.needBase && o.local.baseSha
+      ? `if git cat-file -e ${q(o.local.baseSha)}^{commit} 2>/dev/null; then git update-ref ${q(`refs/remotes/origin/${o.local.baseRef}`)} ${q(o.local.baseSha)}; fi`
+      : '',
+    `if git cat-file -e ${q(o.local.head!)}^{commit} 2>/dev/null; then ${setHead(o.local)}; else echo "warn the runner still lacks commit ${o.local.head!.slice(0, 12)}"; fi`,
+    `printf '%s\\n' ${q(o.fingerprint)} > "$meta/${META_FILES.fingerprint}"`,
+  ]
+    .filter(Boolean)
+    .join('\n')
+
+  if (refs.every((ref) => ref.startsWith('^'))) return warnings
+  const bundle = spawn('git', ['-C', o.repoRoot, 'bundle', 'create', '-q', '-', ...refs], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let bundleErr = ''
+  bundle.stderr.setEncoding('utf8').on('data', (d: string) => (bundleErr += d))
+  const bundleExit = new Promise<number | null>((resolve) => bundle.on('close', resolve))
+  let out = ''
+  const result = await session.exec(shCommand(script, 'crabbox-git-bundle', [o.workdir, o.meta]), {
+    stdin: bundle.stdout,
+    onStdout: (chunk) => (out += chunk.toString('utf8')),
+    signal: o.signal,
+  })
+  const code = await bundleExit
+  if (code !== 0) warnings.push(`git bundle failed locally: ${bundleErr.trim() || `exit ${code}`}`)
+  if (result.code !== 0) warnings.push(`git seed over SSH failed (exit ${result.code ?? result.signal})`)
+  for (const line of out.split('\n')) if (line.startsWith('warn ')) warnings.push(line.slice(5))
+  return warnings
+}
+
+async function localHas(repoRoot: string, sha: string): Promise<boolean> {
+  const child = spawn('git', ['-C', repoRoot, 'cat-file', '-e', `${sha}^{commit}`], { stdio: 'ignore' })
+  return (await new Promise<number | null>((resolve) => child.on('close', resolve))) === 0
+}

@@ -1,0 +1,136 @@
+import { createHash } from 'node:crypto'
+import { closeSync, openSync, readSync } from 'node:fs'
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { stateDir } from '../../config/paths.js'
+import type { ManifestEntry } from './manifest.js'
+
+/**
+ * Content hashes keyed by path, size, mtime, inode and mode, so re-hashing a
+ * large repo only reads files that changed since the last sync. Lives under
+ * the state dir, one folder per repo root.
+ */
+type Row = [size: number, mtimeMs: number, ino: number, mode: number, hash: string]
+
+/** A file changed this recently may change again within the same mtime tick: never trust it from cache. */
+const RACY_MS = 2000
+
+export function cacheDir(repoRoot: string): string {
+  return join(stateDir(), 'sync', createHash('sha256').update(repoRoot).digest('hex').slice(0, 16))
+}
+
+const chunk = Buffer.allocUnsafe(1024 * 1024)
+
+/** SHA-256 of a file's bytes, read in 1 MiB chunks (no big allocations for big files). */
+export function hashFile(path: string): string {
+  const hash = createHash('sha256')
+  const fd = openSync(path, 'r')
+  try {
+    for (;;) {
+      const n = readSync(fd, chunk, 0, chunk.length, null)
+      if (n === 0) break
+      hash.update(n === chunk.length ? chunk : chunk.subarray(0, n))
+    }
+  } finally {
+    closeSync(fd)
+  }
+  return hash.digest('hex')
+}
+
+export const hashLink = (target: string) => createHash('sha256').update(target).digest('hex')
+
+export class HashCache {
+  private dirty = false
+  private constructor(
+    private readonly file: string,
+    private readonly rows: Map<string, Row>,
+  ) {}
+
+  static async load(repoRoot: string): Promise<HashCache> {
+    const file = join(cacheDir(repoRoot), 'hashes.json')
+    let rows = new Map<string, Row>()
+    try {
+      const parsed = JSON.parse(await readFile(file, 'utf8')) as { v: number; rows: Record<string, Row> }
+      if (parsed.v === 1) rows = new Map(Object.entries(parsed.rows))
+    } catch {
+      // Missing or corrupt: start cold.
+    }
+    return new HashCache(file, rows)
+  }
+
+  get(entry: ManifestEntry): string | undefined {
+    const row = this.rows.get(entry.path)
+    if (!row) return undefined
+    return row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ino && row[3] === entry.mode ? row[4] : undefined
+  }
+
+  set(entry: ManifestEntry, hash: string, now = Date.now()): void {
+    if (now - entry.mtimeMs < RACY_MS) {
+      if (this.rows.delete(entry.path)) this.dirty = true
+      return
+    }
+    this.rows.set(entry.path, [entry.size, entry.mtimeMs, entry.ino, entry.mode, hash])
+    this.dirty = true
+  }
+
+  /** Drops rows for paths no longer in the manifest, so the cache does not grow forever. */
+  retain(paths: Set<string>): void {
+    for (const path of this.rows.keys()) {
+      if (!paths.has(path)) {
+        this.rows.delete(path)
+        this.dirty = true
+      }
+    }
+  }
+
+  async save(): Promise<void> {
+    if (!this.dirty) return
+    await mkdir(join(this.file, '..'), { recursive: true })
+    const tmp = `${this.file}.${process.pid}.tmp`
+    await writeFile(tmp, JSON.stringify({ v: 1, rows: Object.fromEntries(this.rows) }))
+    await rename(tmp, this.file)
+    this.dirty = false
+  }
+}
+
+/**
+ * What this machine last sent, keyed by fingerprint: when the runner reports a
+ * fingerprint we know, it need not send its manifest back.
+ */
+export class SentManifests {
+  private static readonly keep = 4
+  constructor(private readonly dir: string) {}
+
+  static for(repoRoot: string): SentManifests {
+    return new SentManifests(join(cacheDir(repoRoot), 'sent'))
+  }
+
+  async known(): Promise<string[]> {
+    try {
+      const names = (await readdir(this.dir)).filter((name) => /^[0-9a-f]{64}$/.test(name))
+      const withTimes = await Promise.all(names.map(async (name) => ({ name, at: (await stat(join(this.dir, name))).mtimeMs })))
+      return withTimes.sort((a, b) => b.at - a.at).slice(0, SentManifests.keep).map((entry) => entry.name)
+    } catch {
+      return []
+    }
+  }
+
+  async read(fingerprint: string): Promise<Buffer | undefined> {
+    try {
+      return await readFile(join(this.dir, fingerprint))
+    } catch {
+      return undefined
+    }
+  }
+
+  async write(fingerprint: string, records: Buffer): Promise<void> {
+    await mkdir(this.dir, { recursive: true })
+    const tmp = join(this.dir, `.${fingerprint}.${process.pid}`)
+    await writeFile(tmp, records)
+    await rename(tmp, join(this.dir, fingerprint))
+    const names = (await readdir(this.dir)).filter((name) => /^[0-9a-f]{64}$/.test(name))
+    if (names.length <= SentManifests.keep) return
+    const keep = new Set(await this.known())
+    await Promise.all(names.filter((name) => !keep.has(name)).map((name) => rm(join(this.dir, name), { force: true })))
+  }
+}

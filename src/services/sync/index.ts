@@ -1,0 +1,275 @@
+import type { Config } from '../../config/schema.js'
+import { parseDuration } from '../../config/schema.js'
+import { CrabboxError } from '../../errors.js'
+import type { ExecOptions, SshSession } from '../../transport/ssh/types.js'
+import type { Progress } from '../../ui/progress.js'
+import { computeFingerprint, hashManifest } from './fingerprint.js'
+import { gitBlock, gitWork, parseRemoteGit, sendBundle, type RemoteGit } from './git-seed.js'
+import { SentManifests } from './hash-cache.js'
+import { buildManifest, checkSize, formatBytes, type Manifest } from './manifest.js'
+import { massDeletionGuard, planSync } from './prune.js'
+import { parseRecords, type RemoteRecord } from './records.js'
+import { META_FILES, PROBE_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, shCommand } from './remote-scripts.js'
+import { shouldCompress, tarStream } from './transfer.js'
+
+export { buildManifest, findRepoRoot, checkPath, formatBytes, type Manifest, type ManifestEntry } from './manifest.js'
+export { DEFAULT_EXCLUDES } from './excludes.js'
+export { summarizeManifest, type SyncPlanSummary } from './summary.js'
+
+export interface SyncOptions {
+  repoRoot: string
+  /** Remote absolute path of the workdir. */
+  workdir: string
+  config: Config['sync']
+  session: SshSession
+  progress: Progress
+  /** Ignore the local hash cache and the runner's record: rehash and resend everything. */
+  checksum?: boolean
+  forceLarge?: boolean
+  /** For CRABBOX_ALLOW_MASS_DELETIONS, CRABBOX_SYNC_ALLOW_LARGE, CRABBOX_SYNC_COMPRESS. */
+  env?: NodeJS.ProcessEnv
+  signal?: AbortSignal
+}
+
+export interface SyncPhase {
+  name: string
+  ms: number
+  skipped?: boolean
+  reason?: string
+}
+
+export interface SyncResult {
+  skipped: boolean
+  filesSent: number
+  bytesSent: number
+  filesDeleted: number
+  phases: SyncPhase[]
+  totalMs: number
+  /** Non-fatal problems (git seed, size warnings), already shown as progress warnings. */
+  warnings: string[]
+}
+
+/** Above this the apply script travels in its own exec instead of argv (Linux caps one argument at 128 KiB). */
+const INLINE_SCRIPT_LIMIT = 96 * 1024
+
+const PHASES = ['manifest', 'fingerprint', 'fingerprint_remote', 'prune', 'transfer', 'git_seed', 'hydrate', 'finalize'] as const
+
+class Timer {
+  readonly phases: SyncPhase[] = []
+  private readonly start = performance.now()
+  async phase<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const t0 = performance.now()
+    try {
+      return await work()
+    } finally {
+      this.add(name, performance.now() - t0)
+    }
+  }
+  add(name: string, ms: number, extra: Partial<SyncPhase> = {}): void {
+    const existing = this.phases.find((phase) => phase.name === name && !phase.skipped)
+    if (existing) existing.ms += Math.round(ms)
+    else this.phases.push({ name, ms: Math.round(ms), ...extra })
+  }
+  skip(name: string, reason: string): void {
+    if (!this.phases.some((phase) => phase.name === name)) this.phases.push({ name, ms: 0, skipped: true, reason })
+  }
+  /** Phases in pipeline order, each named once. */
+  result(): { phases: SyncPhase[]; totalMs: number } {
+    const order = (name: string) => {
+      const i = (PHASES as readonly string[]).indexOf(name)
+      return i === -1 ? PHASES.length : i
+    }
+    return { phases: [...this.phases].sort((a, b) => order(a.name) - order(b.name)), totalMs: Math.round(performance.now() - this.start) }
+  }
+}
+
+interface Probe {
+  same: boolean
+  fingerprint?: string
+  git?: RemoteGit
+  sizes: { base: number; delta: number }
+  known: boolean
+  records: Buffer
+}
+
+function parseProbe(stdout: Buffer): Probe {
+  const probe: Probe = { same: false, sizes: { base: 0, delta: 0 }, known: false, records: Buffer.alloc(0) }
+  let offset = 0
+  while (offset < stdout.length) {
+    const nl = stdout.indexOf(10, offset)
+    const line = stdout.subarray(offset, nl === -1 ? stdout.length : nl).toString('utf8')
+    offset = nl === -1 ? stdout.length : nl + 1
+    const [word, ...rest] = line.split(' ')
+    if (word === 'same') probe.same = true
+    else if (word === 'fp') probe.fingerprint = rest[0] === '-' ? undefined : rest[0]
+    else if (word === 'git') probe.git = parseRemoteGit(line)
+    else if (word === 'sizes') probe.sizes = { base: Number(rest[0]) || 0, delta: Number(rest[1]) || 0 }
+    else if (word === 'manifest') {
+      probe.known = rest[0] === 'known'
+      probe.records = stdout.subarray(offset)
+      break
+    }
+  }
+  return probe
+}
+
+async function exec(session: SshSession, command: string, options: { stdin?: ExecOptions['stdin']; signal?: AbortSignal; onLine?: (line: string) => void; what: string }) {
+  const stdout: Buffer[] = []
+  let stderr = ''
+  let partial = ''
+  const result = await session.exec(command, {
+    stdin: options.stdin,
+    signal: options.signal,
+    onStdout: (chunk) => {
+      stdout.push(chunk)
+      if (!options.onLine) return
+      partial += chunk.toString('utf8')
+      let nl: number
+      while ((nl = partial.indexOf('\n')) !== -1) {
+        options.onLine(partial.slice(0, nl))
+        partial = partial.slice(nl + 1)
+      }
+    },
+    onStderr: (chunk) => (stderr = (stderr + chunk.toString('utf8')).slice(-4000)),
+  })
+  if (options.signal?.aborted) throw syncTimeout(options.signal)
+  if (result.code !== 0) {
+    const detail = stderr.trim() || (result.code === null ? `killed by ${result.signal}` : `exit ${result.code}`)
+    const exit = result.code === SCRIPT_EXIT.workdir ? 'the workdir could not be created' : result.code === SCRIPT_EXIT.tar ? 'extracting files failed' : `${options.what} failed`
+    throw new CrabboxError(`sync: ${exit} on the runner: ${detail}`, { exit: 'sync', code: 'sync_failed', hint: 'Run again; an interrupted sync repairs itself. If it keeps failing, check disk space and permissions on the runner.' })
+  }
+  return Buffer.concat(stdout)
+}
+
+const syncTimeout = (signal: AbortSignal) =>
+  new CrabboxError('sync timed out', { exit: 'sync', code: 'sync_timeout', hint: 'Raise sync.timeout, or shrink the sync (see `crabbox sync-plan`).', cause: signal.reason })
+
+/** The runner-side metadata dir, relative to the workdir. */
+export const metaDir = (manifest: Manifest) => (manifest.git ? '.git/crabbox' : '.crabbox')
+
+/**
+ * Puts the local checkout on the runner: manifest, fingerprint skip (one round
+ * trip), then one exec that prunes, extracts the changed files from one tar
+ * stream, commits the runner's record, seeds git and writes the fingerprint.
+ */
+export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
+  const { config, session, progress } = options
+  const env = options.env ?? process.env
+  const timer = new Timer()
+  const warnings: string[] = []
+  const warn = (message: string) => {
+    warnings.push(message)
+    progress.warn(message)
+  }
+  const timeout = AbortSignal.timeout(parseDuration(config.timeout))
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout
+
+  progress.phase('sync: building manifest')
+  const manifest = await timer.phase('manifest', () => buildManifest(options.repoRoot, config))
+  for (const message of checkSize(manifest, config, { forceLarge: options.forceLarge, env }).warnings) warn(message)
+  if (manifest.rejected.length > 0) {
+    warn(`not syncing ${manifest.rejected.length} unsafe path(s), e.g. ${manifest.rejected[0].path}: ${manifest.rejected[0].reason}`)
+  }
+  progress.info(`sync candidate: ${manifest.files} files, ${formatBytes(manifest.bytes)}`)
+
+  const hashed = await timer.phase('fingerprint', () => hashManifest(manifest, { checksum: options.checksum }))
+  const fingerprint = computeFingerprint(manifest, hashed, config)
+  const meta = metaDir(manifest)
+  const sent = SentManifests.for(options.repoRoot)
+  const useFingerprint = config.fingerprint && !options.checksum
+
+  progress.phase('sync: checking the runner')
+  const git = manifest.git
+  const probeArgs = [options.workdir, meta, useFingerprint ? fingerprint : '-', (config.gitSeed && git?.head) || '-', git?.baseRef || '-', ...(await sent.known())]
+  const probe = parseProbe(await timer.phase('fingerprint_remote', () => exec(session, shCommand(PROBE_SCRIPT, 'crabbox-probe', probeArgs), { signal, what: 'checking the workdir' })))
+
+  if (probe.same) {
+    for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
+    progress.done('No changes detected, skipping sync')
+    return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings, ...timer.result() }
+  }
+
+  // What the runner holds according to its own record; `--checksum` trusts nothing.
+  let remote = new Map<string, RemoteRecord>()
+  if (!options.checksum) {
+    const cached = probe.known && probe.fingerprint ? await sent.read(probe.fingerprint) : undefined
+    remote = parseRecords(cached ?? probe.records)
+  }
+  const plan = planSync(manifest, hashed, remote, { delete: config.delete })
+  if (config.delete) massDeletionGuard(manifest, plan.remove, env)
+
+  // Compact the runner's record when appending would make it mostly history.
+  const deltaBytes = plan.delta.reduce((n, record) => n + Buffer.byteLength(record), 0)
+  const fullManifest = remote.size === 0 || probe.sizes.delta + deltaBytes > Math.max(256 * 1024, probe.sizes.base / 4)
+  const records = Buffer.from(plan.records.join(''))
+  const needTar = plan.send.length > 0 || fullManifest
+  const gzip = shouldCompress(plan.sendBytes + (fullManifest ? records.length : 0), env)
+  const work = config.gitSeed ? gitWork(git, probe.git) : undefined
+  if (config.gitSeed && git?.head && probe.git?.missing) warn('git is not installed on the runner; skipping git seed')
+
+  const script = applyScript({
+    workdir: options.workdir,
+    meta,
+    fingerprint: useFingerprint ? fingerprint : '',
+    pending: plan.pending,
+    remove: plan.remove,
+    tar: needTar ? { gzip } : undefined,
+    fullManifest,
+    records: plan.delta,
+    git: work && git ? gitBlock(git, work) : undefined,
+    writeFingerprint: useFingerprint,
+  })
+
+  if (script.length > INLINE_SCRIPT_LIMIT) {
+    await timer.phase('prune', () => exec(session, shCommand(UPLOAD_SCRIPT, 'crabbox-upload', [options.workdir, meta]), { stdin: script, signal, what: 'uploading the sync script' }))
+  }
+
+  progress.phase(`sync: sending ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removing ${plan.remove.length}`)
+  const tar = needTar
+    ? tarStream({ root: manifest.root, entries: plan.send, extra: fullManifest ? [{ path: `${meta}/${META_FILES.next}`, data: records }] : [] }, { gzip })
+    : undefined
+  let current: string | undefined
+  let since = performance.now()
+  const flags = new Set<string>()
+  const onLine = (line: string) => {
+    if (line.startsWith('mark ')) {
+      const now = performance.now()
+      if (current) timer.add(current, now - since)
+      current = line.slice(5) === 'done' ? undefined : line.slice(5)
+      since = now
+    } else if (line.startsWith('warn ')) warn(line.slice(5))
+    else if (line === 'need-bundle' || line === 'need-base') flags.add(line)
+  }
+  const command = script.length > INLINE_SCRIPT_LIMIT ? shCommand(RUN_UPLOADED_SCRIPT, 'crabbox-apply', [options.workdir, meta]) : shCommand(script, 'crabbox-apply')
+  let packError: unknown
+  tar?.done.catch((error: unknown) => (packError = error))
+  try {
+    await exec(session, command, { stdin: tar?.stream, signal, onLine, what: 'applying the sync' })
+  } catch (error) {
+    // A local read failure truncates the stream, so the runner's tar fails too: report the cause.
+    throw packError ?? error
+  } finally {
+    tar?.stream.destroy()
+  }
+  if (current) timer.add(current, performance.now() - since)
+
+  if (git && work && (flags.has('need-bundle') || flags.has('need-base'))) {
+    progress.phase('sync: sending git history')
+    const bundleWarnings = await timer.phase('git_seed', () =>
+      sendBundle(session, { repoRoot: options.repoRoot, workdir: options.workdir, meta, fingerprint: useFingerprint ? fingerprint : '', local: git, remote: probe.git!, needHead: flags.has('need-bundle'), needBase: flags.has('need-base'), signal }),
+    )
+    for (const message of bundleWarnings) warn(message)
+  }
+
+  if (!work) {
+    const reason = !config.gitSeed ? 'sync.gitSeed is off' : !git ? 'not a git checkout' : !git.head ? 'no commits yet' : 'runner git is current'
+    timer.skip('git_seed', reason)
+    timer.skip('hydrate', reason)
+  }
+  if (plan.remove.length === 0) timer.skip('prune', 'nothing to remove')
+  if (!needTar) timer.skip('transfer', 'nothing changed')
+
+  await sent.write(fingerprint, records).catch(() => {})
+  progress.done(`synced ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removed ${plan.remove.length}`)
+  return { skipped: false, filesSent: plan.send.length, bytesSent: plan.sendBytes, filesDeleted: plan.remove.length, warnings, ...timer.result() }
+}

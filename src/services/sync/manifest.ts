@@ -1,0 +1,256 @@
+import { execFile } from 'node:child_process'
+import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import type { Config } from '../../config/schema.js'
+import { CrabboxError } from '../../errors.js'
+import { loadExcludes } from './excludes.js'
+
+const run = promisify(execFile)
+
+/** Modes as git records them: we only carry the executable bit and the symlink type. */
+export const MODE_FILE = 0o100644
+export const MODE_EXEC = 0o100755
+export const MODE_LINK = 0o120777
+
+export interface ManifestEntry {
+  /** Relative, `/`-separated, validated by `checkPath`. */
+  path: string
+  mode: typeof MODE_FILE | typeof MODE_EXEC | typeof MODE_LINK
+  size: number
+  mtimeMs: number
+  ino: number
+  /** Symlink target, verbatim. */
+  target?: string
+}
+
+export interface GitInfo {
+  head?: string
+  /** Short branch name when HEAD is on a branch. */
+  branch?: string
+  originUrl?: string
+  /** Base branch name without `origin/`, e.g. `main`. */
+  baseRef?: string
+  baseSha?: string
+  /** Every path in the index (tracked), for the mass-deletion guard. */
+  tracked: Set<string>
+}
+
+export interface Manifest {
+  root: string
+  git?: GitInfo
+  /** Sorted by path. */
+  entries: ManifestEntry[]
+  /** Tracked files missing from the worktree, plus staged deletions. */
+  deleted: string[]
+  /** Paths left out for safety, with the reason. */
+  rejected: { path: string; reason: string }[]
+  excludes: string[]
+  files: number
+  bytes: number
+}
+
+/** Why a relative path may not be synced, or undefined when it is safe. */
+export function checkPath(path: string): string | undefined {
+  if (path === '' || path.startsWith('/')) return 'absolute or empty path'
+  if (path.includes('\0')) return 'NUL in path'
+  for (const segment of path.split('/')) {
+    if (segment === '..') return 'path escapes the workdir (..)'
+    if (segment === '' || segment === '.') return 'non-canonical path'
+  }
+  return undefined
+}
+
+async function git(root: string, args: string[]): Promise<string | undefined> {
+  try {
+    const { stdout } = await run('git', ['-C', root, ...args], { maxBuffer: 1024 * 1024 * 1024, encoding: 'utf8' })
+    return stdout
+  } catch {
+    return undefined
+  }
+}
+
+const split0 = (text: string | undefined) => (text ? text.split('\0').filter(Boolean) : [])
+const line = (text: string | undefined) => text?.trim() || undefined
+
+/** True when `root` is the top of a git worktree. */
+export async function isGitRoot(root: string): Promise<boolean> {
+  const top = line(await git(root, ['rev-parse', '--show-toplevel']))
+  if (!top) return false
+  const real = (p: string) => {
+    try {
+      return lstatSync(p).ino
+    } catch {
+      return -1
+    }
+  }
+  return real(top) === real(root)
+}
+
+/** The repository root for `cwd`: the git toplevel, else `cwd` itself. */
+export async function findRepoRoot(cwd: string): Promise<string> {
+  return line(await git(cwd, ['rev-parse', '--show-toplevel'])) ?? cwd
+}
+
+async function gitInfo(root: string, config: Config['sync']): Promise<Omit<GitInfo, 'tracked'>> {
+  const [head, branch, originUrl, originHead] = await Promise.all([
+    git(root, ['rev-parse', '-q', '--verify', 'HEAD^{commit}']),
+    git(root, ['symbolic-ref', '-q', '--short', 'HEAD']),
+    git(root, ['remote', 'get-url', 'origin']),
+    git(root, ['symbolic-ref', '-q', '--short', 'refs/remotes/origin/HEAD']),
+  ])
+  let baseRef = config.baseRef?.replace(/^origin\//, '') || line(originHead)?.replace(/^origin\//, '')
+  let baseSha = baseRef ? line(await git(root, ['rev-parse', '-q', '--verify', `refs/remotes/origin/${baseRef}^{commit}`])) : undefined
+  if (!config.baseRef && !baseSha) {
+    // No origin/HEAD recorded (common after `git remote add`): fall back to the usual names.
+    for (const name of ['main', 'master']) {
+      baseSha = line(await git(root, ['rev-parse', '-q', '--verify', `refs/remotes/origin/${name}^{commit}`]))
+      if (baseSha) {
+        baseRef = name
+        break
+      }
+    }
+  }
+  return { head: line(head), branch: line(branch), originUrl: line(originUrl), baseRef: baseSha ? baseRef : config.baseRef, baseSha }
+}
+
+/** Folder walk for checkouts outside git: same excludes, symlinks recorded, never followed. */
+function walk(root: string, ignores: (path: string) => boolean): string[] {
+  const out: string[] = []
+  const visit = (rel: string) => {
+    for (const dirent of readdirSync(rel ? join(root, rel) : root, { withFileTypes: true })) {
+      const path = rel ? `${rel}/${dirent.name}` : dirent.name
+      if (dirent.isDirectory()) {
+        if (!ignores(`${path}/`)) visit(path)
+      } else if (!ignores(path)) out.push(path)
+    }
+  }
+  visit('')
+  return out
+}
+
+/**
+ * What `crabbox run` would put on the runner: tracked plus untracked
+ * non-ignored files (git), minus excludes; stats but no content hashes.
+ */
+export async function buildManifest(repoRoot: string, config: Config['sync']): Promise<Manifest> {
+  const excludes = await loadExcludes(repoRoot, config)
+  const ignores = (path: string) => excludes.matcher.ignores(path)
+  let candidates: string[]
+  let gitData: GitInfo | undefined
+  let deleted: string[] = []
+
+  if (await isGitRoot(repoRoot)) {
+    const [cached, others, stagedDeletes, info] = await Promise.all([
+      git(repoRoot, ['ls-files', '--cached', '-z']),
+      git(repoRoot, ['ls-files', '--others', '--exclude-standard', '-z']),
+      git(repoRoot, ['diff', '--cached', '--name-only', '--diff-filter=D', '-z']),
+      gitInfo(repoRoot, config),
+    ])
+    if (cached === undefined || others === undefined) {
+      throw new CrabboxError(`git ls-files failed in ${repoRoot}`, { exit: 'sync', hint: 'Check that `git status` works in this checkout.' })
+    }
+    const tracked = new Set(split0(cached))
+    for (const path of split0(stagedDeletes)) tracked.add(path)
+    gitData = { ...info, tracked }
+    candidates = [...new Set([...split0(cached), ...split0(others)])]
+    deleted = split0(stagedDeletes)
+  } else {
+    candidates = walk(repoRoot, ignores)
+  }
+
+  const entries: ManifestEntry[] = []
+  const rejected: Manifest['rejected'] = []
+  // Memoised "is this directory a real directory (not a symlink)" for the through-symlink check.
+  const realDir = new Map<string, boolean>()
+  const isRealDir = (rel: string): boolean => {
+    let known = realDir.get(rel)
+    if (known === undefined) {
+      try {
+        known = lstatSync(join(repoRoot, rel)).isDirectory()
+      } catch {
+        known = false
+      }
+      realDir.set(rel, known)
+    }
+    return known
+  }
+
+  for (const path of candidates) {
+    const unsafe = checkPath(path)
+    if (unsafe) {
+      rejected.push({ path, reason: unsafe })
+      continue
+    }
+    if (ignores(path)) continue
+    let parentOk = true
+    for (let i = path.indexOf('/'); i !== -1; i = path.indexOf('/', i + 1)) {
+      if (!isRealDir(path.slice(0, i))) {
+        parentOk = false
+        break
+      }
+    }
+    let stat: Stats
+    try {
+      stat = lstatSync(join(repoRoot, path))
+    } catch {
+      // Tracked but gone from the worktree: a local deletion.
+      if (gitData?.tracked.has(path)) deleted.push(path)
+      continue
+    }
+    if (!parentOk) {
+      rejected.push({ path, reason: 'path goes through a symlink' })
+      continue
+    }
+    if (stat.isSymbolicLink()) {
+      entries.push({ path, mode: MODE_LINK, size: 0, mtimeMs: stat.mtimeMs, ino: stat.ino, target: readlinkSync(join(repoRoot, path)) })
+    } else if (stat.isFile()) {
+      entries.push({ path, mode: stat.mode & 0o100 ? MODE_EXEC : MODE_FILE, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino })
+    }
+    // Directories here are submodules (gitlinks); sockets and devices never travel.
+  }
+  entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+  deleted = [...new Set(deleted)].sort()
+  let bytes = 0
+  for (const entry of entries) bytes += entry.size
+  return { root: repoRoot, git: gitData, entries, deleted, rejected, excludes: excludes.patterns, files: entries.length, bytes }
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`
+  const units = ['KiB', 'MiB', 'GiB', 'TiB']
+  let value = bytes / 1024
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value >= 100 || unit === 0 ? value.toFixed(0) : value.toFixed(1)} ${units[unit]}`
+}
+
+export interface SizeCheck {
+  warnings: string[]
+}
+
+/**
+ * Preflight before anything is sent: warn over `warnFiles/warnBytes`, stop
+ * (exit 6) over `failFiles/failBytes` unless the user said the size is fine.
+ */
+export function checkSize(manifest: Manifest, config: Config['sync'], options: { forceLarge?: boolean; env?: NodeJS.ProcessEnv } = {}): SizeCheck {
+  const env = options.env ?? process.env
+  const allowed = options.forceLarge || config.allowLarge || /^(1|true|yes|on)$/i.test(env.CRABBOX_SYNC_ALLOW_LARGE ?? '')
+  const summary = `${manifest.files} files, ${formatBytes(manifest.bytes)}`
+  const overFail = manifest.files >= config.failFiles || manifest.bytes >= config.failBytes
+  if (overFail && !allowed) {
+    throw new CrabboxError(`sync candidate is too large: ${summary} (limits ${config.failFiles} files, ${formatBytes(config.failBytes)})`, {
+      exit: 'sync',
+      code: 'sync_too_large',
+      hint: 'Run `crabbox sync-plan` to see the largest files and folders, exclude them in .crabboxignore or sync.exclude, or pass --force-sync-large.',
+    })
+  }
+  const warnings: string[] = []
+  if (manifest.files >= config.warnFiles || manifest.bytes >= config.warnBytes || overFail) {
+    warnings.push(`large sync candidate: ${summary}; see \`crabbox sync-plan\``)
+  }
+  return { warnings }
+}

@@ -1,0 +1,128 @@
+/**
+ * The POSIX sh that runs on the runner. The runner only promises sh, tar and
+ * git (no python3), so each step is one small script sent in the same exec as
+ * its data, which keeps a small change to two round trips.
+ */
+
+import { shellQuote as q } from '../../transport/ssh/exec.js'
+
+/** POSIX single quotes (the transport's rule): safe for any byte string without NUL. */
+export { q }
+
+/** `sh -c <script> <name> args...`, quoted so any login shell passes it to sh untouched. */
+export const shCommand = (script: string, name: string, args: string[] = []) => `exec sh -c ${q(script)} ${[name, ...args].map(q).join(' ')}`
+
+/** Files under the metadata dir (`.git/crabbox` in a git worktree, else `.crabbox`). */
+export const META_FILES = {
+  fingerprint: 'sync-fingerprint',
+  manifest: 'sync-manifest',
+  delta: 'sync-manifest.delta',
+  next: 'sync-manifest.next',
+  bundle: 'seed.bundle',
+  apply: 'sync-apply.sh',
+} as const
+
+/** Exit statuses our scripts use; anything else came from the shell or a tool. */
+export const SCRIPT_EXIT = { workdir: 70, tar: 71, guard: 72 } as const
+
+/**
+ * Round trip 1. Args: workdir, meta, local fingerprint, head|-, base|-, known fingerprints...
+ * Prints `same` when nothing changed; else `fp`, `git`, `sizes` lines, then
+ * `manifest known` or `manifest` followed by the raw records to EOF.
+ */
+export const PROBE_SCRIPT = `wd=$1 meta=$2 fp=$3 head=$4 base=$5; shift 5
+mkdir -p -- "$wd/$meta" 2>/dev/null && cd -- "$wd" || { echo "cannot create workdir $wd" >&2; exit ${SCRIPT_EXIT.workdir}; }
+cur=$(cat -- "$meta/${META_FILES.fingerprint}" 2>/dev/null)
+if [ -n "$cur" ] && [ "$cur" = "$fp" ]; then echo same; exit 0; fi
+echo "fp \${cur:--}"
+if [ "$head" = - ]; then echo "git - 0 -"
+elif ! command -v git >/dev/null 2>&1; then echo "git nogit 0 -"
+elif [ -f .git/HEAD ]; then
+  export GIT_DIR="$PWD/.git" GIT_WORK_TREE="$PWD"
+  rhead=$(git rev-parse -q --verify HEAD 2>/dev/null) || rhead=-
+  has=0; git cat-file -e "$head^{commit}" 2>/dev/null && has=1
+  rbase=-; if [ "$base" != - ]; then rbase=$(git rev-parse -q --verify "refs/remotes/origin/$base^{commit}" 2>/dev/null) || rbase=-; fi
+  echo "git \${rhead:--} $has \${rbase:--}"
+else echo "git - 0 -"; fi
+size() { if [ -f "$1" ]; then wc -c < "$1" | tr -d ' '; else echo 0; fi; }
+echo "sizes $(size "$meta/${META_FILES.manifest}") $(size "$meta/${META_FILES.delta}")"
+for k in "$@"; do if [ -n "$cur" ] && [ "$k" = "$cur" ]; then echo "manifest known"; exit 0; fi; done
+echo manifest
+cat -- "$meta/${META_FILES.manifest}" "$meta/${META_FILES.delta}" 2>/dev/null
+exit 0
+`
+
+/** Shell functions the apply script uses. */
+const APPLY_PRELUDE = `set -u
+mark() { echo "mark $1"; }
+# Removes one path crabbox put there, never through a symlinked parent, then empty parents.
+del() {
+  d=$1
+  while :; do case $d in */*) d=\${d%/*}; [ -L "$d" ] && return 0;; *) break;; esac; done
+  rm -f -- "$1" 2>/dev/null
+  d=$1
+  while :; do case $d in */*) d=\${d%/*}; rmdir -- "$d" 2>/dev/null || return 0;; *) return 0;; esac; done
+}
+`
+
+export interface ApplyScriptOptions {
+  workdir: string
+  meta: string
+  fingerprint: string
+  /** Records appended before anything is written: the paths about to change, as unknown. */
+  pending: string[]
+  /** Paths to prune, before extraction so type changes (file → dir) extract cleanly. */
+  remove: string[]
+  /** Whether stdin carries a tar stream, and whether it is gzip-compressed. */
+  tar?: { gzip: boolean }
+  /** The tar carries a full manifest (`sync-manifest.next`) that replaces base + delta. */
+  fullManifest: boolean
+  /** Records appended after extraction (ignored when fullManifest). */
+  records: string[]
+  /** A git block (see git-seed.ts) run after the files landed; may print `need-bundle`. */
+  git?: string
+  /** False when git still needs a bundle: the bundle step writes the fingerprint instead. */
+  writeFingerprint: boolean
+}
+
+/** printf in batches: one builtin call per 500 records keeps the script fast without huge lines. */
+function appendRecords(records: string[], file: string): string {
+  const out: string[] = []
+  for (let i = 0; i < records.length; i += 500) {
+    out.push(`printf '%s\\0' ${records.slice(i, i + 500).map((r) => q(r.endsWith('\0') ? r.slice(0, -1) : r)).join(' ')} >> "$meta/${file}" || exit 1`)
+  }
+  return out.join('\n')
+}
+
+/** Round trip 2: pending marks, prune, extract, manifest commit, git, fingerprint — in that order. */
+export function applyScript(o: ApplyScriptOptions): string {
+  const lines = [
+    APPLY_PRELUDE,
+    `wd=${q(o.workdir)} meta=${q(o.meta)}`,
+    `mkdir -p -- "$wd/$meta" 2>/dev/null && cd -- "$wd" || { echo "cannot create workdir $wd" >&2; exit ${SCRIPT_EXIT.workdir}; }`,
+    // From here until the end the runner's tree may differ from its record: no fingerprint.
+    `rm -f -- "$meta/${META_FILES.fingerprint}" "$meta/${META_FILES.next}"`,
+    appendRecords(o.pending, META_FILES.delta),
+    'mark prune',
+    ...o.remove.map((path) => `del ${q(path)}`),
+  ]
+  if (o.tar) {
+    lines.push('mark transfer', `tar -x${o.tar.gzip ? 'z' : ''}pf - --no-same-owner || { echo "tar failed to extract the sync stream" >&2; exit ${SCRIPT_EXIT.tar}; }`)
+  }
+  lines.push('mark finalize')
+  if (o.fullManifest) {
+    lines.push(`mv -f -- "$meta/${META_FILES.next}" "$meta/${META_FILES.manifest}" && rm -f -- "$meta/${META_FILES.delta}" || exit 1`)
+  } else {
+    lines.push(appendRecords(o.records, META_FILES.delta))
+  }
+  if (o.git) lines.push(o.git)
+  if (o.writeFingerprint) lines.push(`printf '%s\\n' ${q(o.fingerprint)} > "$meta/${META_FILES.fingerprint}" || exit 1`)
+  lines.push('mark done', 'exit 0', '')
+  return lines.filter((line) => line !== '').join('\n')
+}
+
+/** Stores a large apply script on the runner first (its own round trip), so it is not limited by argv size. */
+export const UPLOAD_SCRIPT = `mkdir -p -- "$1/$2" 2>/dev/null && cat > "$1/$2/${META_FILES.apply}" || { echo "cannot write to $1" >&2; exit ${SCRIPT_EXIT.workdir}; }`
+
+/** Runs the uploaded apply script with this exec's stdin (the tar stream). */
+export const RUN_UPLOADED_SCRIPT = `f="$1/$2/${META_FILES.apply}"; sh "$f"; rc=$?; rm -f -- "$f"; exit $rc`

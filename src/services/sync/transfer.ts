@@ -1,0 +1,87 @@
+import { createReadStream, lstatSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Readable, pipeline } from 'node:stream'
+import { createGzip, constants as zlib } from 'node:zlib'
+import tar from 'tar-stream'
+import { CrabboxError } from '../../errors.js'
+import { MODE_LINK, type ManifestEntry } from './manifest.js'
+
+/** Below this many bytes compression costs more round-trip-free time than it saves. */
+const GZIP_MIN_BYTES = 256 * 1024
+
+export interface TarPlan {
+  root: string
+  entries: ManifestEntry[]
+  /** Extra in-memory files (the full manifest), written last. */
+  extra: { path: string; data: Buffer }[]
+}
+
+/** Compress when the payload is big enough to pay off; `CRABBOX_SYNC_COMPRESS=0|1` forces it. */
+export function shouldCompress(bytes: number, env: NodeJS.ProcessEnv = process.env): boolean {
+  const forced = env.CRABBOX_SYNC_COMPRESS
+  if (forced !== undefined && forced !== '') return /^(1|true|yes|on)$/i.test(forced)
+  return bytes >= GZIP_MIN_BYTES
+}
+
+/** Every ancestor directory of the paths, parents first. */
+function ancestors(paths: string[]): string[] {
+  const dirs = new Set<string>()
+  for (const path of paths) {
+    for (let i = path.indexOf('/'); i !== -1; i = path.indexOf('/', i + 1)) dirs.add(path.slice(0, i))
+  }
+  return [...dirs].sort()
+}
+
+const entryDone = (pack: tar.Pack, header: tar.Headers, body?: Buffer) =>
+  new Promise<void>((resolve, reject) => {
+    const callback = (error?: Error | null) => (error ? reject(error) : resolve())
+    if (body) pack.entry(header, body, callback)
+    else pack.entry(header, callback)
+  })
+
+/**
+ * The changed files as one tar stream (tar-stream here, the runner's `tar`
+ * there). Directory entries come first for every parent: GNU tar then replaces
+ * a symlink standing where a directory belongs instead of writing through it.
+ */
+export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: Readable; done: Promise<void> } {
+  const pack = tar.pack()
+  const done = (async () => {
+    const now = new Date()
+    for (const dir of ancestors([...plan.entries.map((entry) => entry.path), ...plan.extra.map((file) => file.path)])) {
+      await entryDone(pack, { name: dir, type: 'directory', mode: 0o755, mtime: now })
+    }
+    for (const entry of plan.entries) {
+      const mtime = new Date(entry.mtimeMs)
+      if (entry.mode === MODE_LINK) {
+        await entryDone(pack, { name: entry.path, type: 'symlink', linkname: entry.target ?? '', mode: 0o777, mtime })
+        continue
+      }
+      const mode = entry.mode & 0o777
+      const abs = join(plan.root, entry.path)
+      // The header carries the size, so it must be the size we actually read.
+      const size = lstatSync(abs).size
+      if (size <= 1024 * 1024) {
+        const data = readFileSync(abs)
+        await entryDone(pack, { name: entry.path, type: 'file', size: data.length, mode, mtime }, data)
+        continue
+      }
+      await new Promise<void>((resolve, reject) => {
+        const sink = pack.entry({ name: entry.path, type: 'file', size, mode, mtime }, (error) => (error ? reject(changed(entry.path, error)) : resolve()))
+        createReadStream(abs, { highWaterMark: 1024 * 1024 })
+          .on('error', reject)
+          .pipe(sink)
+      })
+    }
+    for (const file of plan.extra) await entryDone(pack, { name: file.path, type: 'file', size: file.data.length, mode: 0o644, mtime: now }, file.data)
+    pack.finalize()
+  })()
+  done.catch((error) => pack.destroy(error))
+  // Node streams around the streamx pack: destroying the returned stream tears down the whole chain.
+  const source = Readable.from(pack)
+  const stream = options.gzip ? pipeline(source, createGzip({ level: zlib.Z_BEST_SPEED }), () => {}) : source
+  return { stream, done }
+}
+
+const changed = (path: string, cause: unknown) =>
+  new CrabboxError(`${path} changed while it was being sent`, { exit: 'sync', hint: 'Run the command again once the file stops changing.', cause })

@@ -1,0 +1,294 @@
+import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { defaultConfig, type Config } from '../../src/config/schema.js'
+import { buildManifest, syncWorkdir, type SyncOptions } from '../../src/services/sync/index.js'
+import { openSession } from '../../src/transport/ssh/index.js'
+import type { SshSession, SshTarget } from '../../src/transport/ssh/types.js'
+import { createProgress } from '../../src/ui/progress.js'
+import { cliHome } from '../support/cli.js'
+import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { tcpProxy } from '../support/tcp-proxy.js'
+
+const quiet = createProgress({ quiet: true })
+const git = (cwd: string, ...args: string[]) => execFileSync('git', ['-C', cwd, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } })
+
+function newRepo(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'crabbox-sync-repo-'))
+  git(dir, 'init', '-q', '-b', 'main')
+  return dir
+}
+
+function put(root: string, path: string, content: string | Buffer, mode?: number) {
+  mkdirSync(join(root, path, '..'), { recursive: true })
+  writeFileSync(join(root, path), content)
+  if (mode !== undefined) chmodSync(join(root, path), mode)
+}
+
+/** Everything under `dir` except `.git`: path → "file <mode x?> <sha256>" or "link <target>". */
+function tree(dir: string, rel = ''): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const name of readdirSync(join(dir, rel))) {
+    const path = rel ? `${rel}/${name}` : name
+    if (path === '.git') continue
+    const stat = lstatSync(join(dir, path))
+    if (stat.isSymbolicLink()) out.set(path, `link ${readlinkSync(join(dir, path))}`)
+    else if (stat.isDirectory()) for (const [k, v] of tree(dir, path)) out.set(k, v)
+    else out.set(path, `file ${stat.mode & 0o100 ? 'x' : '-'} ${createHash('sha256').update(readFileSync(join(dir, path))).digest('hex')}`)
+  }
+  return out
+}
+
+/** What the runner should hold: exactly the manifest, byte for byte. */
+async function expected(repo: string, config: Config['sync']): Promise<Map<string, string>> {
+  const manifest = await buildManifest(repo, config)
+  const all = tree(repo)
+  return new Map(manifest.entries.map((entry) => [entry.path, all.get(entry.path)!]))
+}
+
+describe('sync engine against a real sshd', () => {
+  let host: SshHost
+  let session: SshSession
+  let target: SshTarget
+  let config: Config['sync']
+  let work = 0
+  const home = cliHome()
+  const savedEnv = { ...process.env }
+
+  beforeAll(async () => {
+    // Hash cache and sent manifests go to a throwaway state dir.
+    Object.assign(process.env, home.env)
+    host = await sshHost()
+    target = { host: host.address, port: host.ports[0], fallbackPorts: [], user: host.user, privateKeyPath: host.privateKeyPath, knownHostsPath: join(home.dir, 'known_hosts') }
+    session = await openSession(target, { useAgent: false })
+  })
+  afterAll(async () => {
+    await session?.close()
+    await host?.stop()
+    for (const key of Object.keys(home.env)) {
+      if (savedEnv[key] === undefined) delete process.env[key]
+      else process.env[key] = savedEnv[key]
+    }
+    rmSync(home.dir, { recursive: true, force: true })
+  })
+  beforeEach(() => {
+    config = { ...defaultConfig().sync }
+  })
+
+  const workdir = () => `${host.home}/work/w${++work}/repo`
+  const sync = (repo: string, wd: string, extra: Partial<SyncOptions> = {}) => syncWorkdir({ repoRoot: repo, workdir: wd, config, session, progress: quiet, env: {}, ...extra })
+
+  it('lands the manifest byte for byte, then round-trips edits, deletes, renames and modes; an unchanged re-sync sends nothing', async () => {
+    const repo = newRepo()
+    put(repo, 'README.md', '# hello\n')
+    put(repo, 'dir with spaces/file name.txt', 'spaces\n')
+    put(repo, 'ünïcødé/データ.txt', 'unicode\n')
+    put(repo, '-leading-dash', 'dash\n')
+    put(repo, 'bin/tool.sh', '#!/bin/sh\necho tool\n', 0o755)
+    put(repo, 'empty', '')
+    put(repo, 'big/blob.bin', Buffer.alloc(50 * 1024 * 1024, 7))
+    symlinkSync('README.md', join(repo, 'link-to-readme'))
+    symlinkSync('bin', join(repo, 'link-to-dir'))
+    put(repo, '.gitignore', 'ignored.log\n')
+    put(repo, 'ignored.log', 'never travels\n')
+    put(repo, 'node_modules/pkg/index.js', 'excluded by default\n')
+    put(repo, '.crabboxignore', 'secret/\n')
+    put(repo, 'secret/key.txt', 'excluded by .crabboxignore\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'init')
+    put(repo, 'untracked.txt', 'untracked but not ignored\n')
+    const wd = workdir()
+
+    const first = await sync(repo, wd)
+    expect(first.skipped).toBe(false)
+    expect(tree(wd)).toEqual(await expected(repo, config))
+    expect(existsSync(join(wd, 'ignored.log'))).toBe(false)
+    expect(existsSync(join(wd, 'node_modules'))).toBe(false)
+    expect(existsSync(join(wd, 'secret'))).toBe(false)
+    expect(lstatSync(join(wd, 'bin/tool.sh')).mode & 0o111).toBe(0o111)
+    expect(first.phases.map((phase) => phase.name)).toEqual(expect.arrayContaining(['manifest', 'fingerprint', 'fingerprint_remote', 'transfer', 'finalize']))
+
+    const again = await sync(repo, wd)
+    expect(again).toMatchObject({ skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0 })
+
+    // Churn in ignored folders does not invalidate the fingerprint.
+    put(repo, 'node_modules/pkg/other.js', 'more\n')
+    put(repo, 'ignored.log', 'changed\n')
+    expect((await sync(repo, wd)).skipped).toBe(true)
+
+    // Edit, delete, rename, mode change, file → symlink, symlink → file, file → directory.
+    put(repo, 'README.md', '# hello again\n')
+    rmSync(join(repo, 'empty'))
+    renameSync(join(repo, 'dir with spaces/file name.txt'), join(repo, 'dir with spaces/renamed.txt'))
+    chmodSync(join(repo, 'bin/tool.sh'), 0o644)
+    rmSync(join(repo, '-leading-dash'))
+    symlinkSync('README.md', join(repo, '-leading-dash'))
+    rmSync(join(repo, 'link-to-dir'))
+    put(repo, 'link-to-dir', 'now a file\n')
+    rmSync(join(repo, 'untracked.txt'))
+    put(repo, 'untracked.txt/inside', 'a directory now\n')
+    const edited = await sync(repo, wd)
+    expect(edited.skipped).toBe(false)
+    expect(tree(wd)).toEqual(await expected(repo, config))
+    expect(lstatSync(join(wd, 'bin/tool.sh')).mode & 0o111).toBe(0)
+    // Only what changed travelled: not the 50 MB blob again.
+    expect(edited.bytesSent).toBeLessThan(1024)
+    expect(edited.filesDeleted).toBeGreaterThanOrEqual(3)
+
+    // Adding an untracked, non-ignored file invalidates the fingerprint.
+    put(repo, 'new-untracked.txt', 'hi\n')
+    const added = await sync(repo, wd)
+    expect(added).toMatchObject({ skipped: false, filesSent: 1 })
+    expect(tree(wd)).toEqual(await expected(repo, config))
+  })
+
+  it('never deletes what crabbox did not put there, and seeds git so status and diff against the base work remotely', async () => {
+    const origin = mkdtempSync(join(tmpdir(), 'crabbox-sync-origin-'))
+    git(origin, 'init', '-q', '--bare', '-b', 'main')
+    const repo = newRepo()
+    put(repo, 'src/a.txt', 'a\n')
+    put(repo, 'src/b.txt', 'b\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'base')
+    git(repo, 'remote', 'add', 'origin', origin)
+    git(repo, 'push', '-q', 'origin', 'main')
+    git(repo, 'fetch', '-q', 'origin')
+    // The runner user must be able to read origin (it fetches from it on the runner).
+    execFileSync('chown', ['-R', host.user, origin])
+    git(repo, 'checkout', '-q', '-b', 'feature')
+    put(repo, 'src/a.txt', 'a changed on a branch\n')
+    git(repo, 'commit', '-qam', 'feature work')
+    put(repo, 'src/b.txt', 'b dirty\n')
+    const wd = workdir()
+    await sync(repo, wd)
+
+    const status = await host.run(`su - crabbox -s /bin/sh -c 'cd "${wd}" && git status --porcelain && git rev-parse --abbrev-ref HEAD && git diff --name-only origin/main...'`)
+    expect(status.stderr).toBe('')
+    expect(status.stdout.split('\n')).toEqual([' M src/b.txt', 'feature', 'src/a.txt', ''])
+
+    // Runner-side build output and caches survive syncs; a removed synced file is pruned.
+    await host.run(`su - crabbox -s /bin/sh -c "mkdir -p '${wd}/node_modules/x' '${wd}/build' && echo cache > '${wd}/node_modules/x/i.js' && echo out > '${wd}/build/out.o' && echo extra > '${wd}/src/runner-made.txt'"`)
+    rmSync(join(repo, 'src/b.txt'))
+    const pruned = await sync(repo, wd)
+    expect(pruned.filesDeleted).toBe(1)
+    expect(existsSync(join(wd, 'src/b.txt'))).toBe(false)
+    for (const kept of ['node_modules/x/i.js', 'build/out.o', 'src/runner-made.txt', '.git/HEAD']) expect(existsSync(join(wd, kept))).toBe(true)
+    rmSync(origin, { recursive: true, force: true })
+  })
+
+  it('sends a git bundle when the runner cannot reach origin', async () => {
+    const repo = newRepo()
+    put(repo, 'x.txt', 'x\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'one')
+    git(repo, 'remote', 'add', 'origin', '/nonexistent/crabbox-origin.git')
+    put(repo, 'x.txt', 'dirty\n')
+    const wd = workdir()
+    const result = await sync(repo, wd)
+    expect(result.phases.find((phase) => phase.name === 'git_seed')?.skipped).toBeFalsy()
+    const status = await host.run(`su - crabbox -s /bin/sh -c 'cd "${wd}" && git status --porcelain; git log --format=%s'`)
+    expect(status.stdout).toBe(' M x.txt\none\n')
+    expect((await sync(repo, wd)).skipped).toBe(true)
+  })
+
+  it('stops before deleting 200 or more tracked files unless CRABBOX_ALLOW_MASS_DELETIONS=1', async () => {
+    const repo = newRepo()
+    for (let i = 0; i < 210; i++) put(repo, `many/f${i}.txt`, `${i}\n`)
+    put(repo, 'keep.txt', 'keep\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'many')
+    const wd = workdir()
+    await sync(repo, wd)
+    rmSync(join(repo, 'many'), { recursive: true })
+    const error = await sync(repo, wd).then(
+      () => undefined,
+      (e: unknown) => e as { exitCode: number; message: string },
+    )
+    expect(error?.exitCode).toBe(6)
+    expect(error?.message).toMatch(/would delete 210 tracked files/)
+    expect(error?.message.split('\n').filter((line) => line.startsWith('  many/'))).toHaveLength(20)
+    expect(readdirSync(join(wd, 'many'))).toHaveLength(210)
+    const allowed = await sync(repo, wd, { env: { CRABBOX_ALLOW_MASS_DELETIONS: '1' } })
+    expect(allowed.filesDeleted).toBe(210)
+    expect(tree(wd)).toEqual(await expected(repo, config))
+  })
+
+  it('a symlink never lets a write or a delete escape the workdir', async () => {
+    const outside = mkdtempSync(join(tmpdir(), 'crabbox-outside-'))
+    execFileSync('chown', [host.user, outside])
+    writeFileSync(join(outside, 'victim.txt'), 'must survive\n')
+    execFileSync('chown', [host.user, join(outside, 'victim.txt')])
+    const repo = newRepo()
+    symlinkSync(outside, join(repo, 'escape'))
+    put(repo, 'sub/victim.txt', 'synced\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'links')
+    const wd = workdir()
+    await sync(repo, wd)
+    expect(readlinkSync(join(wd, 'escape'))).toBe(outside)
+
+    // The repo turns the symlink into a directory with a file of the same name as one outside.
+    rmSync(join(repo, 'escape'))
+    put(repo, 'escape/victim.txt', 'written through the link?\n')
+    // Meanwhile something on the runner replaced a synced directory with a link outside.
+    await host.run(`su - crabbox -s /bin/sh -c "rm -rf '${wd}/sub' && ln -s '${outside}' '${wd}/sub'"`)
+    rmSync(join(repo, 'sub'), { recursive: true })
+    put(repo, 'sub/new.txt', 'new\n')
+    await sync(repo, wd)
+    expect(readFileSync(join(outside, 'victim.txt'), 'utf8')).toBe('must survive\n')
+    expect(readdirSync(outside)).toEqual(['victim.txt'])
+    expect(lstatSync(join(wd, 'escape')).isDirectory()).toBe(true)
+    expect(lstatSync(join(wd, 'sub')).isDirectory()).toBe(true)
+    expect(tree(wd)).toEqual(await expected(repo, config))
+
+    // A path through a symlink inside the repo is refused locally.
+    const plain = mkdtempSync(join(tmpdir(), 'crabbox-sync-dir-'))
+    symlinkSync(outside, join(plain, 'out'))
+    put(plain, 'ok.txt', 'ok\n')
+    const manifest = await buildManifest(plain, config)
+    expect(manifest.entries.map((entry) => entry.path)).toEqual(['ok.txt', 'out'])
+    rmSync(outside, { recursive: true, force: true })
+  })
+
+  it('an interrupted transfer repairs itself on the next sync', async () => {
+    const proxy = await tcpProxy({ host: host.address, port: host.ports[0] }, { delayMs: 5 })
+    const viaProxy = await openSession({ ...target, host: proxy.host, port: proxy.port }, { useAgent: false })
+    try {
+      const repo = newRepo()
+      put(repo, 'small.txt', 'v1\n')
+      put(repo, 'large.bin', Buffer.alloc(4 * 1024 * 1024, 1))
+      git(repo, 'add', '-A')
+      git(repo, 'commit', '-qm', 'v1')
+      const wd = workdir()
+      await sync(repo, wd, { session: viaProxy })
+
+      // A change, then back: after the cut the runner holds a half-written mix.
+      const random = Buffer.from(Array.from({ length: 24 * 1024 * 1024 }, () => Math.floor(Math.random() * 256)))
+      put(repo, 'large.bin', random)
+      put(repo, 'small.txt', 'v2\n')
+      const cutWhenWriting = setInterval(() => {
+        if (existsSync(join(wd, 'large.bin')) && lstatSync(join(wd, 'large.bin')).size !== 4 * 1024 * 1024) {
+          clearInterval(cutWhenWriting)
+          proxy.cut()
+        }
+      }, 2)
+      const failed = await sync(repo, wd, { session: viaProxy, env: { CRABBOX_SYNC_COMPRESS: '0' } }).then(
+        () => 'finished',
+        () => 'failed',
+      )
+      clearInterval(cutWhenWriting)
+      expect(failed).toBe('failed')
+      put(repo, 'large.bin', Buffer.alloc(4 * 1024 * 1024, 1))
+      put(repo, 'small.txt', 'v1\n')
+      const repaired = await sync(repo, wd)
+      expect(repaired.skipped).toBe(false)
+      expect(tree(wd)).toEqual(await expected(repo, config))
+    } finally {
+      await viaProxy.close()
+      await proxy.close()
+    }
+  })
+})
