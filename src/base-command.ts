@@ -65,21 +65,25 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected override async catch(error: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
-    if (error instanceof RemoteExit) {
-      this.exit(error.exitCode)
-    }
-    if (error instanceof CrabboxError) {
-      if (this.jsonEnabled()) {
-        this.logJson({ error: { code: error.code, message: error.message, hint: error.hint, exitCode: error.exitCode } })
-      } else {
-        process.stderr.write(`${color.red('error:')} ${error.message}\n`)
-        if (error.hint) process.stderr.write(`${color.dim(error.hint)}\n`)
-      }
-      this.exit(error.exitCode)
-    }
+    if (error instanceof RemoteExit) this.exit(error.exitCode)
     if (error instanceof Errors.ExitError) throw error
-    // oclif parse errors already carry exit 2; anything unexpected is a plain failure (1).
-    if (error.oclif?.exit === undefined) (error as { oclif?: { exit: number } }).oclif = { exit: ExitCode.error }
-    return super.catch(error)
+    // oclif's own errors (bad flags, missing args) carry exit 2 and print usage help.
+    if (!(error instanceof CrabboxError) && error.oclif?.exit !== undefined) return super.catch(error)
+    const debug = Boolean((this.flags as { debug?: boolean } | undefined)?.debug)
+    const failure =
+      error instanceof CrabboxError
+        ? error
+        : new CrabboxError(error.message, { exit: 'error', code: 'unexpected', hint: debug ? undefined : 'Rerun with --debug to see where it failed.', cause: error })
+    if (this.jsonEnabled()) {
+      this.logJson({ error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode } })
+    } else {
+      process.stderr.write(`${color.red('error:')} ${failure.message}\n`)
+      if (failure.hint) process.stderr.write(`${color.dim(failure.hint)}\n`)
+    }
+    if (debug) {
+      const origin = failure === error ? ((error.cause as Error | undefined) ?? error) : error
+      process.stderr.write(`${color.dim(origin.stack ?? String(origin))}\n`)
+    }
+    this.exit(failure.exitCode)
   }
 }

@@ -62,7 +62,11 @@ describe('CLI frame', () => {
     mkdirSync(join(h.dir, 'a-directory'))
     const result = await runCli(['config', 'set-broker', '--url', 'https://b.test'], { home: h, env: { CRABBOX_CONFIG: join(h.dir, 'a-directory') } })
     expect(result.code).toBe(1)
-    expect(result.stderr).toContain('EISDIR')
+    expect(result.stderr).toContain('error: EISDIR')
+    expect(result.stderr).toContain('--debug')
+    const json = await runCli(['config', 'set-broker', '--url', 'https://b.test', '--json'], { home: h, env: { CRABBOX_CONFIG: join(h.dir, 'a-directory') } })
+    expect(json.code).toBe(1)
+    expect(JSON.parse(json.stdout).error).toMatchObject({ code: 'unexpected', exitCode: 1 })
   })
 })
 
