@@ -59,8 +59,15 @@ export const staticHourlyUSD: Record<CloudProviderName, Record<string, number>> 
 /** Last resort when a type is in no table: deliberately high for AWS so caps err on the safe side. */
 export const unknownTypeHourlyUSD: Record<CloudProviderName, number> = { aws: 3.0, hetzner: 0.5 }
 
+/** Static USD/hour for a type; for a class name, its dearest candidate (spend caps plan for the worst). */
 export function fallbackHourlyUSD(provider: CloudProviderName, serverType: string): number {
-  return staticHourlyUSD[provider][serverType] ?? unknownTypeHourlyUSD[provider]
+  const one = (type: string) => staticHourlyUSD[provider][type] ?? unknownTypeHourlyUSD[provider]
+  return isClass(serverType) ? Math.max(...classTypes[provider][serverType].map(one)) : one(serverType)
+}
+
+/** A broker request may carry the class name where the type goes; only a real type is explicit. */
+export function explicitType(machineClass: string, serverType: string | undefined): string | undefined {
+  return serverType && serverType !== machineClass && !isClass(serverType) ? serverType : undefined
 }
 
 export const DEFAULT_EUR_TO_USD = 1.08

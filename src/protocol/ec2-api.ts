@@ -480,3 +480,12 @@ export async function awsConsoleHostKeys(api: Ec2Api, region: string, instanceId
   const output = xmlText(root, 'output')
   return output ? parseConsoleHostKeys(unbase64(output)) : []
 }
+
+/** Spot first, then on-demand when the fallback policy allows it (`on-demand…`). */
+export function awsMarkets(market: 'spot' | 'on-demand' | undefined, fallback: string | undefined): Array<'spot' | 'on-demand'> {
+  if ((market ?? 'spot') === 'on-demand') return ['on-demand']
+  return (fallback ?? 'on-demand-after-120s').startsWith('on-demand') ? ['spot', 'on-demand'] : ['spot']
+}
+
+/** The configured region first, then the capacity regions, without repeats. */
+export const awsRegions = (primary: string, extra: string[] = []): string[] => [...new Set([primary, ...extra].map((r) => r.trim()).filter(Boolean))]

@@ -125,7 +125,8 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
   const calls: RecordedCall[] = []
   const failures: Failure[] = []
   const unavailable = new Set(options.unavailableTypes ?? [])
-  let nextId = 1000
+  // IDs differ between fake instances, like a real account's: stale references never hit a new fake's objects.
+  let nextId = 1000 + Math.floor(Math.random() * 1_000_000) * 100
   let hangs: Array<() => void> = []
 
   const serverJson = (s: FakeServer) => ({

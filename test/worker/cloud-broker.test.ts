@@ -1,0 +1,223 @@
+import { runDurableObjectAlarm } from 'cloudflare:test'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { parse } from 'yaml'
+import type { Env } from '../../worker/env.js'
+import type { FleetDeps } from '../../worker/fleet/router.js'
+import { runAlarm } from '../../worker/fleet/alarm.js'
+import type { ProviderRegistry } from '../../worker/providers/registry.js'
+import { createHetznerBrokerProvider } from '../../worker/providers/hetzner.js'
+import { createAwsBrokerProvider } from '../../worker/providers/aws.js'
+import { createFakeHetzner, type FakeHetzner } from '../support/fake-hetzner.js'
+import { createFakeEc2, type FakeEc2 } from '../support/fake-ec2.js'
+import { api, fleetStub, inFleet, leaseId, shared } from './broker-support.js'
+
+/**
+ * The broker's real lease flow (edge → Fleet object → leases → alarm) with the
+ * Hetzner and AWS providers talking to the fakes' JSON/XML wire formats.
+ * The fakes are called as `fetch` inside workerd; only the provider registry
+ * of the live Fleet object is pointed at them for the test.
+ */
+
+const peter = shared('peter@example.com')
+const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJyb2tlci10ZXN0LWtleS1tYXRlcmlhbC0wMDAwMDAw crabbox test'
+const fast = { timeoutMs: 300, pollIntervalMs: 1, sleep: async () => {} }
+
+let hetzner: FakeHetzner
+let ec2: FakeEc2
+let original: ProviderRegistry | undefined
+
+async function useFakes(env: Record<string, string> = {}) {
+  await inFleet((deps: FleetDeps) => {
+    original ??= deps.providers
+    const base = { storage: deps.storage }
+    const hcloud = createHetznerBrokerProvider({ ...base, env: { HETZNER_TOKEN: hetzner.token, CRABBOX_HETZNER_API_URL: 'https://hetzner.fake/v1', CRABBOX_EUR_TO_USD: '1.1', ...env } as unknown as Env, fetch: hetzner.fetch as typeof fetch }, fast)
+    const aws = createAwsBrokerProvider(
+      {
+        ...base,
+        env: { AWS_ACCESS_KEY_ID: ec2.accessKeyId, AWS_SECRET_ACCESS_KEY: ec2.secretAccessKey, CRABBOX_AWS_ENDPOINT: 'https://ec2.fake/', CRABBOX_CAPACITY_REGIONS: 'eu-west-2,us-east-1', ...env } as unknown as Env,
+        fetch: ec2.fetch as typeof fetch,
+      },
+      fast,
+    )
+    const fallback = original
+    deps.providers = { get: (name) => (name === 'hetzner' ? hcloud : name === 'aws' ? aws : fallback.get(name)), names: () => [...fallback.names(), 'hetzner', 'aws'] }
+  })
+}
+
+async function createLease(body: Record<string, unknown>) {
+  return api(peter, 'POST', '/v1/leases', { sshPublicKey: publicKey, leaseID: leaseId(), ...body })
+}
+
+const serverDeletes = () => hetzner.count('DELETE', /^\/servers\/\d+$/)
+const keyDeletes = () => hetzner.count('DELETE', /^\/ssh_keys\/\d+$/)
+
+beforeEach(async () => {
+  hetzner = createFakeHetzner()
+  ec2 = createFakeEc2()
+  await useFakes()
+})
+
+afterEach(async () => {
+  hetzner.releaseHung()
+  ec2.releaseHung()
+  await inFleet((deps: FleetDeps) => {
+    if (original) deps.providers = original
+    deps.now = () => new Date()
+  })
+})
+
+describe('brokered Hetzner leases', () => {
+  it('a lease creates one server with the lease key in its cloud-init, its labels and the class type', async () => {
+    const created = await createLease({ provider: 'hetzner', class: 'standard', slug: 'blue-crab', keep: false, ttlSeconds: 3600, idleTimeoutSeconds: 900 })
+    expect(created.status).toBe(201)
+    const lease = created.body.lease
+    const [server] = [...hetzner.servers.values()]
+    expect(hetzner.servers.size).toBe(1)
+    expect(server.server_type).toBe('ccx33')
+    expect(lease).toMatchObject({ provider: 'hetzner', state: 'active', host: server.ip, serverType: 'ccx33', cloudID: String(server.id), sshUser: 'crabbox', sshPort: '2222', sshFallbackPorts: ['22'] })
+    expect(server.labels).toMatchObject({ crabbox: 'true', lease: lease.id, slug: 'blue-crab', owner: 'peter_example.com', org: 'openclaw', keep: 'false', state: 'leased', server_type: 'ccx33' })
+    expect(Number(server.labels.expires_at)).toBe(Math.floor(Date.parse(lease.createdAt) / 1000) + 900)
+    const userData = parse(server.user_data.replace(/^#cloud-config\n/, ''))
+    expect(userData.users[1]).toMatchObject({ name: 'crabbox', ssh_authorized_keys: [publicKey] })
+    const [key] = [...hetzner.keys.values()]
+    expect(key.name).toBe(`crabbox-${lease.id.replace('_', '-')}`)
+    expect(server.ssh_keys).toEqual([key.id])
+    // Live price: gross EUR for fsn1 × CRABBOX_EUR_TO_USD.
+    expect(lease.estimatedHourlyUSD).toBeCloseTo(Number((0.076 * 1.19).toFixed(4)) * 1.1, 6)
+  })
+
+  it('falls back to the next server type of the class when Hetzner has no capacity', async () => {
+    hetzner.setUnavailable(['ccx33'])
+    const created = await createLease({ provider: 'hetzner', class: 'standard' })
+    expect(created.status).toBe(201)
+    expect(created.body.lease.serverType).toBe('cpx62')
+    expect(hetzner.count('POST', '/servers')).toBe(2)
+    hetzner.setUnavailable(['ccx33', 'cpx62', 'cx53'])
+    const refused = await createLease({ provider: 'hetzner', class: 'standard' })
+    expect(refused.status).toBe(503)
+    expect(refused.body.error).toBe('no_capacity')
+    expect(refused.body.message).toMatch(/ccx33.*cpx62.*cx53/)
+    expect(hetzner.servers.size).toBe(1)
+  })
+
+  it('release deletes the server and its key exactly once, however often it is repeated', async () => {
+    const lease = (await createLease({ provider: 'hetzner', class: 'fast' })).body.lease
+    for (let i = 0; i < 2; i++) expect((await api(peter, 'POST', `/v1/leases/${lease.id}/release`, { delete: true })).status).toBe(200)
+    expect(hetzner.servers.size).toBe(0)
+    expect(hetzner.keys.size).toBe(0)
+    expect(serverDeletes()).toBe(1)
+    expect(keyDeletes()).toBe(1)
+  })
+
+  it('expiry deletes the server and its key exactly once even when the alarm fires twice', async () => {
+    const lease = (await createLease({ provider: 'hetzner', class: 'standard', ttlSeconds: 600, idleTimeoutSeconds: 300 })).body.lease
+    const keyId = [...hetzner.keys.keys()][0]
+    await inFleet((deps: FleetDeps) => {
+      deps.now = () => new Date(Date.now() + 3_600_000)
+    })
+    await runDurableObjectAlarm(fleetStub())
+    // At-least-once alarms: the same step running again must not delete anything twice.
+    await inFleet((deps: FleetDeps) => runAlarm(deps))
+    expect((await api(peter, 'GET', `/v1/leases/${lease.id}`)).body.lease.state).toBe('expired')
+    expect(hetzner.servers.size).toBe(0)
+    expect(hetzner.keys.size).toBe(0)
+    // Earlier tests' leases expire too (same Fleet object); count only this lease's machine and key.
+    expect(hetzner.count('DELETE', `/servers/${lease.cloudID}`)).toBe(1)
+    expect(hetzner.count('DELETE', `/ssh_keys/${keyId}`)).toBe(1)
+  })
+
+  it('a create whose reply is lost ends with one machine and one lease, and a retried create returns that lease', async () => {
+    hetzner.inject({ method: 'POST', path: '/servers', kind: 'lost' })
+    const id = leaseId()
+    const first = await createLease({ provider: 'hetzner', class: 'standard', leaseID: id })
+    expect(first.status).toBe(201)
+    hetzner.inject({ method: 'POST', path: '/servers', kind: 'lost-timeout' })
+    const again = await createLease({ provider: 'hetzner', class: 'standard', leaseID: id })
+    expect([200, 201]).toContain(again.status)
+    expect(again.body.lease.id).toBe(id)
+    expect(again.body.lease.cloudID).toBe(first.body.lease.cloudID)
+    expect(hetzner.servers.size).toBe(1)
+    expect((await api(peter, 'GET', '/v1/leases?state=active')).body.leases.filter((l: { id: string }) => l.id === id)).toHaveLength(1)
+  })
+
+  it('a create that times out after the server was made adopts it by its lease label', async () => {
+    hetzner.inject({ method: 'POST', path: '/servers', kind: 'lost-timeout' })
+    const created = await createLease({ provider: 'hetzner', class: 'standard' })
+    expect(created.status).toBe(201)
+    expect(hetzner.servers.size).toBe(1)
+    expect(created.body.lease.cloudID).toBe(String([...hetzner.servers.keys()][0]))
+  })
+
+  it('never deletes a provider key that is not a per-lease crabbox-cbx key', async () => {
+    hetzner.seedKey('crabbox-steipete', publicKey)
+    const lease = (await createLease({ provider: 'hetzner', class: 'standard', providerKey: 'crabbox-steipete' })).body.lease
+    await api(peter, 'POST', `/v1/leases/${lease.id}/release`, { delete: true })
+    expect(hetzner.servers.size).toBe(0)
+    expect([...hetzner.keys.values()].map((k) => k.name)).toEqual(['crabbox-steipete'])
+  })
+
+  it('refuses non-Linux targets with a clear message', async () => {
+    const refused = await createLease({ provider: 'hetzner', target: 'windows' })
+    expect(refused.status).toBe(400)
+    expect(refused.body.message).toMatch(/not supported.*linux/i)
+    expect(hetzner.count('POST', '/servers')).toBe(0)
+  })
+})
+
+describe('brokered AWS leases', () => {
+  it('launches spot in the first region with user data, tags and the class type', async () => {
+    const created = await createLease({ provider: 'aws', class: 'standard' })
+    expect(created.status).toBe(201)
+    const [instance] = ec2.live()
+    expect(instance).toMatchObject({ region: 'eu-west-1', type: 'c7a.8xlarge', market: 'spot', rootGB: '400' })
+    expect(instance.tags).toMatchObject({ lease: created.body.lease.id, crabbox: 'true', owner: 'peter_example.com' })
+    expect(instance.userData).toContain(publicKey)
+    expect(created.body.lease).toMatchObject({ provider: 'aws', host: instance.ip, region: 'eu-west-1', market: 'spot', serverType: 'c7a.8xlarge', cloudID: instance.id })
+  })
+
+  it('falls back from spot to on-demand when spot is over quota everywhere', async () => {
+    ec2.setOverQuota(['spot'])
+    const created = await createLease({ provider: 'aws', class: 'standard' })
+    expect(created.status).toBe(201)
+    expect(created.body.lease).toMatchObject({ market: 'on-demand', region: 'eu-west-1', serverType: 'c7a.8xlarge' })
+    expect(ec2.live()).toHaveLength(1)
+  })
+
+  it('tries the capacity regions in order when a region has no capacity for any candidate type', async () => {
+    ec2.setNoCapacity(['eu-west-1'])
+    const created = await createLease({ provider: 'aws', class: 'standard', capacity: { market: 'on-demand' } })
+    expect(created.status).toBe(201)
+    expect(created.body.lease).toMatchObject({ region: 'eu-west-2', market: 'on-demand', serverType: 'c7a.8xlarge' })
+    // The key pair imported into the region that failed is removed again.
+    expect([...ec2.keyPairs.keys()]).toEqual([`eu-west-2/crabbox-${created.body.lease.id.replace('_', '-')}`])
+  })
+
+  it('release terminates the instance and deletes its key pair; a vanished instance counts as deleted', async () => {
+    const lease = (await createLease({ provider: 'aws', class: 'standard' })).body.lease
+    ec2.instances.get(lease.cloudID)!.state = 'terminated'
+    expect((await api(peter, 'POST', `/v1/leases/${lease.id}/release`, { delete: true })).status).toBe(200)
+    const other = (await createLease({ provider: 'aws', class: 'standard' })).body.lease
+    expect((await api(peter, 'POST', `/v1/leases/${other.id}/release`, { delete: true })).status).toBe(200)
+    expect(ec2.live()).toHaveLength(0)
+    expect(ec2.keyPairs.size).toBe(0)
+    expect(ec2.count('TerminateInstances')).toBe(1)
+  })
+
+  it('a RunInstances reply lost on the wire is retried with the same ClientToken: one instance', async () => {
+    ec2.inject({ action: 'RunInstances', kind: 'lost' })
+    const created = await createLease({ provider: 'aws', class: 'standard' })
+    expect(created.status).toBe(201)
+    expect(ec2.count('RunInstances')).toBe(2)
+    expect(ec2.live()).toHaveLength(1)
+    expect(created.body.lease.cloudID).toBe(ec2.live()[0].id)
+  })
+
+  it('refuses Windows and macOS targets for now', async () => {
+    for (const target of ['windows', 'macos']) {
+      const refused = await createLease({ provider: 'aws', target })
+      expect(refused.status).toBe(400)
+      expect(refused.body.message).toMatch(/not supported.*linux/i)
+    }
+    expect(ec2.count('RunInstances')).toBe(0)
+  })
+})

@@ -1,0 +1,115 @@
+import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
+import { BOOTSTRAP_DEFAULTS, renderCloudInit } from '../../src/protocol/cloud-init.js'
+import { candidateTypes, explicitType, unsupportedTargetMessage } from '../../src/protocol/classes.js'
+import { machineLabels, machineName, providerKeyName } from '../../src/protocol/cloud-machines.js'
+import {
+  awsMarkets,
+  awsRegions,
+  awsSpotHourlyUSD,
+  createAwsMachine,
+  createEc2Api,
+  deleteAwsMachine,
+  findAwsMachine,
+  listAwsMachines,
+  type Ec2Options,
+} from '../../src/protocol/ec2-api.js'
+import { setting } from '../env.js'
+import { cloudFailure } from './cloud-errors.js'
+import { toBrokerMachine } from './hetzner.js'
+import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './types.js'
+
+/**
+ * AWS EC2 for the broker: spot first with on-demand fallback, candidate types
+ * per class, capacity regions in order. Secrets: `AWS_ACCESS_KEY_ID`,
+ * `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`). Settings: `CRABBOX_AWS_REGION`,
+ * `CRABBOX_CAPACITY_REGIONS`, `CRABBOX_CAPACITY_FALLBACK`, `CRABBOX_AWS_AMI`,
+ * `CRABBOX_AWS_SECURITY_GROUP_ID`, `CRABBOX_AWS_SUBNET_ID`,
+ * `CRABBOX_AWS_INSTANCE_PROFILE`, `CRABBOX_AWS_ROOT_GB`, `CRABBOX_AWS_SSH_CIDRS`,
+ * `CRABBOX_AWS_ENDPOINT`.
+ */
+
+const list = (text: string | undefined) => (text ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+
+export function createAwsBrokerProvider(context: BrokerProviderContext, overrides: Partial<Ec2Options> = {}): BrokerProvider & ListableProvider {
+  const env = context.env
+  const region = setting(env, 'CRABBOX_AWS_REGION') ?? 'eu-west-1'
+  const regions = awsRegions(region, list(setting(env, 'CRABBOX_CAPACITY_REGIONS')))
+  const rootGB = Number(setting(env, 'CRABBOX_AWS_ROOT_GB') ?? 400)
+  const api = () => {
+    const accessKeyId = setting(env, 'AWS_ACCESS_KEY_ID')
+    const secretAccessKey = setting(env, 'AWS_SECRET_ACCESS_KEY')
+    if (!accessKeyId || !secretAccessKey) {
+      throw new ApiError(503, ErrorCode.providerFailed, 'this broker has no AWS credentials: set the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY secrets')
+    }
+    return createEc2Api({
+      accessKeyId,
+      secretAccessKey,
+      sessionToken: setting(env, 'AWS_SESSION_TOKEN'),
+      endpoint: setting(env, 'CRABBOX_AWS_ENDPOINT'),
+      fetch: (request) => context.fetch(request),
+      ...overrides,
+    })
+  }
+
+  return {
+    name: 'aws',
+    async create(request) {
+      const refused = unsupportedTargetMessage('aws', request.target)
+      if (refused) throw new ApiError(400, ErrorCode.unsupportedTarget, refused)
+      const client = api()
+      const types = candidateTypes('aws', request.class, explicitType(request.class, request.serverType))
+      const keyName = request.providerKey || providerKeyName(request.leaseId)
+      try {
+        const { machine } = await createAwsMachine(client, {
+          leaseId: request.leaseId,
+          name: machineName(request.leaseId, request.slug),
+          labels: machineLabels({ ...request, provider: 'aws', serverType: types[0], providerKey: keyName, createdAt: new Date() }),
+          instanceTypes: types,
+          regions,
+          markets: awsMarkets(request.market, setting(env, 'CRABBOX_CAPACITY_FALLBACK')),
+          ami: setting(env, 'CRABBOX_AWS_AMI'),
+          securityGroupId: setting(env, 'CRABBOX_AWS_SECURITY_GROUP_ID'),
+          subnetId: setting(env, 'CRABBOX_AWS_SUBNET_ID'),
+          instanceProfile: setting(env, 'CRABBOX_AWS_INSTANCE_PROFILE'),
+          rootGB: Number.isInteger(rootGB) && rootGB > 0 ? rootGB : 400,
+          sshPorts: [BOOTSTRAP_DEFAULTS.sshPort, ...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
+          sshCIDRs: list(setting(env, 'CRABBOX_AWS_SSH_CIDRS')),
+          userData: renderCloudInit({ ...BOOTSTRAP_DEFAULTS, sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts], sshPublicKey: request.sshPublicKey }),
+          sshPublicKey: request.sshPublicKey,
+          keyName,
+        })
+        const hourly = machine.market === 'spot' ? await awsSpotHourlyUSD(client, machine.region ?? region, machine.serverType).catch(() => undefined) : undefined
+        return toBrokerMachine(machine, hourly)
+      } catch (error) {
+        throw cloudFailure(error)
+      }
+    },
+    async delete(machine) {
+      try {
+        await deleteAwsMachine(api(), {
+          id: machine.id || undefined,
+          region: (machine as { region?: string }).region,
+          regions,
+          leaseId: machine.leaseId,
+          keyName: machine.labels.provider_key || providerKeyName(machine.leaseId),
+        })
+      } catch (error) {
+        throw cloudFailure(error)
+      }
+    },
+    async describe(leaseId) {
+      const found = await findAwsMachine(api(), regions, leaseId)
+      return found ? toBrokerMachine(found) : undefined
+    },
+    async price(serverType) {
+      try {
+        return await awsSpotHourlyUSD(api(), region, candidateTypes('aws', serverType)[0])
+      } catch {
+        return undefined
+      }
+    },
+    async list() {
+      return (await listAwsMachines(api(), regions)).map((m) => toBrokerMachine(m))
+    },
+  }
+}
