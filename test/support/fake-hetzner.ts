@@ -324,26 +324,59 @@ export interface ServedFake {
   close(): Promise<void>
 }
 
+// The slice of node:http used below, declared here so this module also type-checks for workerd.
+interface IncomingLike {
+  method?: string
+  url?: string
+  headers: Record<string, string | string[] | undefined>
+  on(event: 'data', listener: (chunk: Uint8Array) => void): void
+  on(event: 'end', listener: () => void): void
+  socket: { destroy(): void }
+}
+interface ResponseLike {
+  writeHead(status: number, headers: Record<string, string>): void
+  end(body?: Uint8Array | string): void
+}
+interface NodeHttpLike {
+  createServer(listener: (req: IncomingLike, res: ResponseLike) => void): {
+    listen(port: number, host: string, callback: () => void): void
+    address(): unknown
+    close(callback: () => void): void
+    closeAllConnections(): void
+  }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
+  let offset = 0
+  for (const chunk of chunks) {
+    out.set(chunk, offset)
+    offset += chunk.length
+  }
+  return out
+}
+
 /**
  * Serves a fake handler on 127.0.0.1 (Node only; node:http is loaded lazily so
  * this module also loads inside workerd). `DropConnection` destroys the socket.
  */
 export async function serveFake(handler: (request: Request) => Promise<Response>): Promise<ServedFake> {
-  const http = await import('node:http')
+  const moduleName = 'node:http'
+  const http = (await import(/* @vite-ignore */ moduleName)) as NodeHttpLike
   const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
+    const chunks: Uint8Array[] = []
+    req.on('data', (c) => chunks.push(c))
     req.on('end', () => {
       const headers = new Headers()
       for (const [k, val] of Object.entries(req.headers)) if (typeof val === 'string') headers.set(k, val)
-      const body = chunks.length ? Buffer.concat(chunks) : undefined
-      const request = new Request(`http://${req.headers.host}${req.url}`, { method: req.method, headers, body: req.method === 'GET' || req.method === 'HEAD' ? undefined : body })
+      const hasBody = chunks.length > 0 && req.method !== 'GET' && req.method !== 'HEAD'
+      const request = new Request(`http://${req.headers.host}${req.url}`, { method: req.method, headers, body: hasBody ? concat(chunks) : undefined })
       handler(request).then(
         async (response) => {
           const out: Record<string, string> = {}
           response.headers.forEach((val, k) => (out[k] = val))
           res.writeHead(response.status, out)
-          res.end(Buffer.from(await response.arrayBuffer()))
+          res.end(new Uint8Array(await response.arrayBuffer()))
         },
         (error: unknown) => {
           if (error instanceof DropConnection) req.socket.destroy()
