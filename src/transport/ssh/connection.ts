@@ -3,6 +3,7 @@ import { Client } from 'ssh2'
 import { CrabboxError } from '../../errors.js'
 import { ChannelRefused, execOnClient, openPty } from './exec.js'
 import { verifyHostKey } from './known-hosts.js'
+import { candidatePorts } from './ports.js'
 import type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshTarget } from './types.js'
 
 export interface ConnectOptions {
@@ -22,8 +23,6 @@ export const DEFAULT_MAX_CHANNELS = 8
 const KEEPALIVE_INTERVAL_MS = 15_000
 const KEEPALIVE_COUNT_MAX = 1
 
-/** Primary port first, then fallbacks, without repeats. */
-export const candidatePorts = (target: SshTarget) => [...new Set([target.port, ...target.fallbackPorts])]
 
 /** Why one port failed; `transport` failures move on to the next port, others stop. */
 class AttemptFailed extends Error {

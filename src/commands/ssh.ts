@@ -1,0 +1,33 @@
+import { Flags } from '@oclif/core'
+import { BaseCommand } from '../base-command.js'
+import type { SshResult } from '../services/ssh.js'
+
+export default class Ssh extends BaseCommand<typeof Ssh> {
+  static override summary = 'Open a shell on a lease, run one command there, or print the ssh command line'
+  static override description =
+    'Connects with ssh2 through the per-user connection agent, so a warm box costs one round trip. ' +
+    'Everything after `--` is the remote command; its exit code is passed through. Without a command you get an interactive shell with a pty.'
+  static override examples = [
+    '<%= config.bin %> ssh --id cbx_abcdef123456',
+    '<%= config.bin %> ssh --id blue-crab -- uname -a',
+    '<%= config.bin %> ssh --provider ssh --static-host build1.example.com -- make test',
+    '<%= config.bin %> ssh --id blue-crab --print',
+  ]
+  static override strict = false // argv after `--` is the remote command
+  static override flags = {
+    id: Flags.string({ summary: 'Lease ID or slug' }),
+    provider: Flags.string({ summary: 'Provider (ssh for an existing host)' }),
+    'static-host': Flags.string({ summary: 'Existing SSH host (provider ssh)' }),
+    'static-user': Flags.string({ summary: 'User on the static host' }),
+    'static-port': Flags.string({ summary: 'SSH port of the static host' }),
+    print: Flags.boolean({ summary: 'Print an equivalent OpenSSH command line instead of connecting' }),
+  }
+
+  async run(): Promise<SshResult> {
+    const { flags, argv } = await this.parse(Ssh)
+    const { sshCommand } = await import('../services/ssh.js')
+    const result = await sshCommand(await this.context(flags), flags, argv as string[])
+    if (result.openssh && !this.jsonEnabled()) this.log(result.openssh)
+    return result
+  }
+}

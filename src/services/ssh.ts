@@ -1,0 +1,156 @@
+import { constants, homedir } from 'node:os'
+import type { CommandContext } from '../base-command.js'
+import { parseDuration } from '../config/schema.js'
+import { CrabboxError, RemoteExit } from '../errors.js'
+import type { ReadyKind } from './readiness.js'
+import type { ExecResult, SshTarget } from '../transport/ssh/types.js'
+
+export interface SshFlags {
+  /** A lease ID or slug; resolved through the broker or this machine's lease records. */
+  id?: string
+  print?: boolean
+}
+
+export interface ResolvedTarget {
+  leaseId: string
+  target: SshTarget
+  kind: ReadyKind
+}
+
+export interface SshResult {
+  leaseId: string
+  target: string
+  /** `--print`: the equivalent OpenSSH command line. */
+  openssh?: string
+  /** Remote exit status of the command or shell (null when it died by a signal). */
+  code?: number | null
+  signal?: string
+}
+
+const STATIC_PROVIDERS = new Set(['ssh', 'static', 'static-ssh'])
+
+/**
+ * Flags and config → where to connect. `--id` resolves a lease (broker or
+ * direct records); otherwise the configured static host (`--provider ssh
+ * --static-host H`, or the `static` config block).
+ */
+export async function resolveSshTarget(context: CommandContext, flags: Pick<SshFlags, 'id'>): Promise<ResolvedTarget> {
+  const { config } = context
+  if (flags.id) {
+    const { leaseBackend } = await import('./lease.js')
+    const backend = await leaseBackend({ config, progress: context.progress })
+    const lease = await backend.resolve(flags.id)
+    return { leaseId: lease.id, target: lease.ssh, kind: backend.readiness(lease) }
+  }
+  // A configured static host is the target when the provider is ssh, or was never chosen.
+  const providerDefaulted = (config.sources.provider ?? 'default').startsWith('default')
+  if (config.static.host && (STATIC_PROVIDERS.has(config.provider) || providerDefaulted)) {
+    const { sshProvider } = await import('../providers/ssh.js')
+    const lease = await sshProvider.resolve(config.static.name || config.static.host, context)
+    return { leaseId: lease.id, target: lease.ssh, kind: 'static' }
+  }
+  throw new CrabboxError('crabbox ssh needs a lease or a static host', {
+    exit: 'usage',
+    hint: 'pass --id <lease>, or --provider ssh --static-host HOST [--static-user U] [--static-port P] (or set static.host in config)',
+  })
+}
+
+const quoteArg = (value: string) => (/^[\w@%+=:,./~-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`)
+const tilde = (path: string) => (path.startsWith(`${homedir()}/`) ? `~${path.slice(homedir().length)}` : path)
+
+/** The same connection for users who want their own client: per-lease key, known_hosts and port. */
+export function opensshCommand(target: SshTarget, remote: string[] = []): string {
+  const args = [
+    'ssh',
+    '-i', tilde(target.privateKeyPath),
+    '-p', String(target.port),
+    '-o', 'IdentitiesOnly=yes',
+    '-o', `UserKnownHostsFile=${tilde(target.knownHostsPath)}`,
+    '-o', 'StrictHostKeyChecking=accept-new',
+    '-o', 'ServerAliveInterval=15',
+    '-o', 'ServerAliveCountMax=2',
+    `${target.user}@${target.host}`,
+  ]
+  if (remote.length) args.push('--', ...remote)
+  return args.map(quoteArg).join(' ')
+}
+
+/** A remote result as this process's exit code: the status itself, or 128 + signal number. */
+export function exitCodeOf(result: ExecResult): number {
+  if (result.code !== null) return result.code
+  const number = constants.signals[(result.signal ?? 'SIGKILL') as NodeJS.Signals]
+  return 128 + (number ?? 9)
+}
+
+/**
+ * `crabbox ssh`: `--print` prints an OpenSSH command line; with a command it
+ * runs it (through the connection agent when available) and passes its exit
+ * code through; without one it opens an interactive pty shell.
+ */
+export async function sshCommand(context: CommandContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
+  const { leaseId, target } = await resolveSshTarget(context, flags)
+  const where = `${target.user}@${target.host}:${target.port}`
+  if (flags.print) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
+
+  const { openSession } = await import('../transport/ssh/index.js')
+  const session = await openSession(target, {
+    progress: context.progress,
+    agentIdleTimeoutMs: parseDuration(context.config.agent.idleTimeout),
+  })
+  try {
+    const result = argv.length ? await runRemote(session, argv.join(' ')) : await interactive(session)
+    if (result.code !== 0) throw new RemoteExit(exitCodeOf(result))
+    return { leaseId, target: where, ...result }
+  } finally {
+    await session.close()
+  }
+}
+
+type Session = Awaited<ReturnType<typeof import('../transport/ssh/index.js').openSession>>
+
+/** Ctrl-C (and SIGTERM/SIGHUP) reach the remote process as that signal instead of killing us. */
+function forwardSignals(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController()
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((name) => {
+    const handler = () => controller.abort(name)
+    process.on(name, handler)
+    return () => process.off(name, handler)
+  })
+  return { signal: controller.signal, dispose: () => handlers.forEach((off) => off()) }
+}
+
+async function runRemote(session: Session, command: string): Promise<ExecResult> {
+  const signals = forwardSignals()
+  // Like ssh: piped stdin goes to the remote command; a terminal's stdin is left alone.
+  const stdin = process.stdin.isTTY ? undefined : process.stdin
+  try {
+    return await session.exec(command, {
+      stdin,
+      signal: signals.signal,
+      onStdout: (chunk) => process.stdout.write(chunk),
+      onStderr: (chunk) => process.stderr.write(chunk),
+    })
+  } finally {
+    signals.dispose()
+    stdin?.destroy()
+  }
+}
+
+async function interactive(session: Session): Promise<ExecResult> {
+  const { stdin, stdout } = process
+  const shell = await session.shell({ rows: stdout.rows, cols: stdout.columns, term: process.env.TERM })
+  const resize = () => shell.resize(stdout.rows, stdout.columns)
+  if (stdin.isTTY) stdin.setRawMode(true)
+  stdout.on('resize', resize)
+  stdin.pipe(shell.channel)
+  shell.channel.pipe(stdout, { end: false })
+  shell.channel.stderr.pipe(process.stderr, { end: false })
+  try {
+    return await shell.done
+  } finally {
+    stdout.off('resize', resize)
+    stdin.unpipe(shell.channel)
+    if (stdin.isTTY) stdin.setRawMode(false)
+    stdin.destroy()
+  }
+}

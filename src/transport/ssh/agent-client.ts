@@ -1,0 +1,165 @@
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs'
+import { connect as connectSocket, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import { runtimeDir } from '../../config/paths.js'
+import { CrabboxError } from '../../errors.js'
+import { AgentReply, type AgentRequest, type AgentStatus, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
+import { lostTransport } from './exec.js'
+import type { ExecOptions, ExecResult, SshTarget } from './types.js'
+
+/** Where this user's agent listens: `<runtime dir>/agent.sock` in a 0700 folder. */
+export const agentDir = () => runtimeDir()
+export const agentSocket = () => join(agentDir(), 'agent.sock')
+
+export const agentDisabled = () => ['1', 'true', 'yes'].includes((process.env.CRABBOX_NO_AGENT ?? '').toLowerCase())
+
+function tryConnect(path: string): Promise<Socket | undefined> {
+  return new Promise((resolve) => {
+    const socket = connectSocket(path)
+    socket.once('connect', () => {
+      socket.removeAllListeners('error')
+      socket.on('error', () => {})
+      resolve(socket)
+    })
+    socket.once('error', () => {
+      socket.destroy()
+      resolve(undefined)
+    })
+  })
+}
+
+const agentScript = () => fileURLToPath(new URL('./agent-main.js', import.meta.url))
+
+/** Starts the agent as a detached process that outlives this CLI; its log is agent.log. */
+function spawnAgent(idleTimeoutMs: number): boolean {
+  const script = agentScript()
+  if (!existsSync(script)) return false
+  const dir = agentDir()
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const env = { ...process.env }
+  delete env.NODE_EXTRA_CA_CERTS // the agent never speaks HTTPS; this only slows its start
+  const log = openSync(join(dir, 'agent.log'), 'a', 0o600)
+  try {
+    const child = spawn(process.execPath, [script, dir, String(idleTimeoutMs)], { detached: true, stdio: ['ignore', log, log], env })
+    child.on('error', () => {})
+    child.unref()
+  } finally {
+    closeSync(log)
+  }
+  return true
+}
+
+/** A socket to the running agent, starting one if needed; undefined when it cannot start. */
+export async function reachAgent(options: { idleTimeoutMs: number; start?: boolean }): Promise<Socket | undefined> {
+  const path = agentSocket()
+  const first = await tryConnect(path)
+  if (first || options.start === false) return first
+  if (!spawnAgent(options.idleTimeoutMs)) return undefined
+  const deadline = Date.now() + 5000
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    const socket = await tryConnect(path)
+    if (socket) return socket
+  }
+  return undefined
+}
+
+const fromReply = (reply: Extract<AgentReply, { ok: false }>) =>
+  new CrabboxError(reply.error.message, { exit: reply.error.exitCode, code: reply.error.code, hint: reply.error.hint })
+
+/** Sends one request on `socket` and resolves with the agent's reply; streams stdout/stderr frames. */
+function converse(socket: Socket, request: AgentRequest, handlers: { onStdout?: (c: Buffer) => void; onStderr?: (c: Buffer) => void; onLost: () => Error }): Promise<AgentReply> {
+  return new Promise((resolve, reject) => {
+    let replied = false
+    socket.on(
+      'data',
+      frameDecoder((type, payload) => {
+        if (type === Frame.stdout) handlers.onStdout?.(payload)
+        else if (type === Frame.stderr) handlers.onStderr?.(payload)
+        else if (type === Frame.result) {
+          replied = true
+          try {
+            resolve(parseJson(AgentReply, payload))
+          } catch (error) {
+            reject(error)
+          }
+        }
+      }),
+    )
+    socket.on('close', () => {
+      if (!replied) reject(handlers.onLost())
+    })
+    socket.write(encodeFrame(Frame.request, request))
+  })
+}
+
+/** A control request (status, stop, connect) to a running agent. */
+export async function agentRequest(socket: Socket, request: AgentRequest): Promise<AgentReply & { ok: true }> {
+  const reply = await converse(socket, request, {
+    onLost: () => new CrabboxError('the crabbox agent closed the connection without answering', { exit: 'error', hint: 'See agent.log in the runtime folder.' }),
+  })
+  if (!reply.ok) throw fromReply(reply)
+  return reply
+}
+
+/**
+ * Runs one command through the agent: stdin is forwarded with backpressure
+ * (the agent stops reading while the SSH window is full), aborting sends the
+ * signal on, and an agent that dies mid-command is a lost transport (255).
+ */
+export async function agentExec(socket: Socket, target: SshTarget, command: string, options: ExecOptions = {}): Promise<ExecResult> {
+  const stdin = options.stdin
+  const onAbort = () => {
+    const reason = options.signal?.reason
+    socket.write(encodeFrame(Frame.signal, { name: typeof reason === 'string' ? reason : 'SIGTERM' }))
+  }
+  options.signal?.addEventListener('abort', onAbort, { once: true })
+  const conversation = converse(
+    socket,
+    { op: 'exec', target, command, cwd: options.cwd, env: options.env, stdin: stdin !== undefined },
+    { onStdout: options.onStdout, onStderr: options.onStderr, onLost: () => lostTransport(`${target.host} (the crabbox agent exited)`) },
+  )
+  if (stdin instanceof Readable) {
+    const onData = (chunk: Buffer | string) => {
+      if (!socket.write(encodeFrame(Frame.stdin, Buffer.from(chunk)))) {
+        stdin.pause()
+        socket.once('drain', () => stdin.resume())
+      }
+    }
+    const onEnd = () => socket.write(encodeFrame(Frame.stdinEnd))
+    stdin.on('data', onData)
+    stdin.once('end', onEnd)
+    conversation.finally(() => {
+      stdin.off('data', onData)
+      stdin.off('end', onEnd)
+    }).catch(() => {})
+  } else if (stdin !== undefined) {
+    socket.write(encodeFrame(Frame.stdin, Buffer.from(stdin)))
+    socket.write(encodeFrame(Frame.stdinEnd))
+  }
+  try {
+    const reply = await conversation
+    if (!reply.ok) throw fromReply(reply)
+    return reply.result ?? { code: null }
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort)
+    socket.destroy()
+  }
+}
+
+export async function agentStatus(): Promise<AgentStatus | undefined> {
+  const socket = await tryConnect(agentSocket())
+  if (!socket) return undefined
+  return (await agentRequest(socket, { op: 'status' })).status
+}
+
+/** Asks the agent to close its connections and exit; false when none was running. */
+export async function agentStop(): Promise<boolean> {
+  const socket = await tryConnect(agentSocket())
+  if (!socket) return false
+  await agentRequest(socket, { op: 'stop' })
+  return true
+}

@@ -1,0 +1,209 @@
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import { CrabboxError } from '../../errors.js'
+import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
+import { SshPool } from './pool.js'
+import type { SshTarget } from './types.js'
+
+export interface AgentServerOptions {
+  /** The 0700 folder holding `agent.sock` and `agent.pid`. */
+  dir: string
+  idleTimeoutMs: number
+  log?: (line: string) => void
+}
+
+export const agentSocketPath = (dir: string) => join(dir, 'agent.sock')
+export const agentPidPath = (dir: string) => join(dir, 'agent.pid')
+
+const describeTarget = (t: SshTarget) => `${t.user}@${t.host}:${t.port}`
+
+function toReplyError(error: unknown): AgentReply {
+  if (error instanceof CrabboxError) {
+    return { ok: false, error: { message: error.message, exitCode: error.exitCode, code: error.code, hint: error.hint } }
+  }
+  return { ok: false, error: { message: (error as Error)?.message ?? String(error), exitCode: 7, code: 'ssh' } }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * The per-user connection agent: holds warm SSH connections for the CLI
+ * processes of one user, the way OpenSSH ControlPersist would. The socket
+ * lives in a 0700 folder and is itself 0600, so only its owner can reach it.
+ * Resolves when the agent has shut down (idle, or asked to stop).
+ */
+export async function runAgent(options: AgentServerOptions): Promise<void> {
+  const log = options.log ?? (() => undefined)
+  mkdirSync(options.dir, { recursive: true, mode: 0o700 })
+  chmodSync(options.dir, 0o700)
+  const socketPath = agentSocketPath(options.dir)
+  const pidPath = agentPidPath(options.dir)
+
+  // One agent per folder: the pid file is created exclusively; a stale one is taken over.
+  try {
+    const fd = openSync(pidPath, 'wx', 0o600)
+    writeFileSync(fd, String(process.pid))
+    closeSync(fd)
+  } catch {
+    const owner = Number(readFileSync(pidPath, 'utf8').trim())
+    if (owner && owner !== process.pid && alive(owner)) {
+      log(`agent ${owner} already runs here`)
+      return
+    }
+    writeFileSync(pidPath, String(process.pid), { mode: 0o600 })
+  }
+  rmSync(socketPath, { force: true })
+
+  const pool = new SshPool()
+  const sockets = new Set<Socket>()
+  const startedAt = new Date()
+  let lastActivity = Date.now()
+  let stopping = false
+
+  const server = createServer((socket) => {
+    sockets.add(socket)
+    lastActivity = Date.now()
+    socket.on('close', () => {
+      sockets.delete(socket)
+      lastActivity = Date.now()
+    })
+    socket.on('error', () => {})
+    serve(socket)
+  })
+
+  const reply = (socket: Socket, body: AgentReply) => {
+    if (!socket.destroyed) socket.end(encodeFrame(Frame.result, body))
+  }
+
+  const serve = (socket: Socket) => {
+    let request: AgentRequest | undefined
+    let stdin: PassThrough | undefined
+    const abort = new AbortController()
+    socket.on('close', () => {
+      // The CLI went away mid-command (killed, or its terminal closed): hang up the remote side.
+      if (!abort.signal.aborted) abort.abort('SIGHUP')
+      stdin?.destroy()
+    })
+    const onFrame = (type: number, payload: Buffer) => {
+      if (!request) {
+        if (type !== Frame.request) return socket.destroy()
+        try {
+          request = parseJson(AgentRequest, payload)
+        } catch (error) {
+          return reply(socket, { ok: false, error: { message: `bad agent request: ${(error as Error).message}`, exitCode: 1, code: 'error' } })
+        }
+        return handle(socket, request)
+      }
+      if (type === Frame.stdin) {
+        if (stdin && !stdin.write(payload)) {
+          // Backpressure: stop reading the CLI until the SSH channel drains.
+          socket.pause()
+          stdin.once('drain', () => socket.resume())
+        }
+      } else if (type === Frame.stdinEnd) {
+        stdin?.end()
+      } else if (type === Frame.signal) {
+        if (!abort.signal.aborted) abort.abort(parseJson(AgentSignal, payload).name)
+      }
+    }
+    socket.on('data', frameDecoder(onFrame))
+
+    const handle = (socket: Socket, request: AgentRequest) => {
+      lastActivity = Date.now()
+      switch (request.op) {
+        case 'exec': {
+          if (request.stdin) stdin = new PassThrough()
+          else stdin = undefined
+          pool
+            .exec(request.target, request.command, {
+              cwd: request.cwd,
+              env: request.env,
+              stdin,
+              signal: abort.signal,
+              onStdout: (chunk) => socket.write(encodeFrame(Frame.stdout, chunk)),
+              onStderr: (chunk) => socket.write(encodeFrame(Frame.stderr, chunk)),
+            })
+            .then(
+              (result) => reply(socket, { ok: true, result }),
+              (error) => reply(socket, toReplyError(error)),
+            )
+            .finally(() => (lastActivity = Date.now()))
+          return
+        }
+        case 'connect':
+          pool.connection(request.target, { connectTimeoutMs: request.connectTimeoutMs }).then(
+            (live) => reply(socket, { ok: true, port: live.port }),
+            (error) => reply(socket, toReplyError(error)),
+          )
+          return
+        case 'status':
+          pool.list().then((connections) =>
+            reply(socket, {
+              ok: true,
+              status: {
+                pid: process.pid,
+                socketPath,
+                startedAt: startedAt.toISOString(),
+                idleTimeoutMs: options.idleTimeoutMs,
+                connections: connections.map((c) => ({ target: describeTarget(c.target), port: c.port, busy: c.busy, idleMs: c.idleMs })),
+              },
+            }),
+          )
+          return
+        case 'stop':
+          reply(socket, { ok: true })
+          void shutdown('asked to stop')
+          return
+      }
+    }
+  }
+
+  const done = new Promise<void>((resolve) => server.on('close', resolve))
+  const shutdown = async (why: string) => {
+    if (stopping) return
+    stopping = true
+    log(`shutting down: ${why}`)
+    clearInterval(sweep)
+    server.close()
+    await pool.closeAll()
+    for (const socket of sockets) socket.destroy()
+    rmSync(socketPath, { force: true })
+    try {
+      if (readFileSync(pidPath, 'utf8').trim() === String(process.pid)) rmSync(pidPath, { force: true })
+    } catch {}
+  }
+
+  // umask makes the socket 0600 from the moment it exists (no chmod race).
+  const oldMask = process.umask(0o177)
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(socketPath, () => resolve())
+    })
+  } finally {
+    process.umask(oldMask)
+  }
+  log(`listening on ${socketPath} (idle timeout ${options.idleTimeoutMs} ms)`)
+
+  const sweep = setInterval(
+    async () => {
+      // Our folder was removed (a throwaway home, a cleaned runtime dir): nobody can reach us.
+      if (!existsSync(socketPath)) return shutdown('socket removed')
+      const held = await pool.closeIdle(options.idleTimeoutMs)
+      if (held === 0 && sockets.size === 0 && Date.now() - lastActivity >= options.idleTimeoutMs) await shutdown('idle')
+    },
+    Math.max(50, Math.min(options.idleTimeoutMs / 4, 30_000)),
+  )
+  process.once('SIGTERM', () => void shutdown('SIGTERM'))
+  process.once('SIGINT', () => void shutdown('SIGINT'))
+  await done
+}

@@ -1,0 +1,181 @@
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
+import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await sleep(50)
+  }
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe('crabbox ssh against a real sshd', () => {
+  let host: SshHost
+  const homes: CliHome[] = []
+  const proxies: TcpProxy[] = []
+
+  const home = (extra: Record<string, string> = {}) => {
+    const made = cliHome()
+    made.env = { ...made.env, CRABBOX_SSH_KEY: host.privateKeyPath, ...extra }
+    homes.push(made)
+    return made
+  }
+  const at = (address: string, port: number) => ['--provider', 'ssh', '--static-host', address, '--static-port', String(port)]
+  const proxied = async () => {
+    const proxy = await tcpProxy({ host: host.address, port: 22 })
+    proxies.push(proxy)
+    return proxy
+  }
+
+  beforeAll(async () => {
+    host = await sshHost({ ports: [22] })
+  })
+  afterEach(async () => {
+    // Every agent a test started is stopped; its folder goes with the home.
+    await Promise.all(homes.splice(0).map((h) => runCli(['agent', 'stop'], { home: h })))
+    await Promise.all(proxies.splice(0).map((p) => p.close()))
+  })
+  afterAll(async () => {
+    await host?.stop()
+  })
+
+  it('separates stdout from stderr and passes the exit code through', async () => {
+    const h = home()
+    const result = await runCli(['ssh', ...at(host.address, 22), '--', 'echo out; echo err >&2; exit 42'], { home: h })
+    expect(result.code).toBe(42)
+    expect(result.stdout).toBe('out\n')
+    expect(result.stderr).toContain('err\n')
+    expect(result.stderr).not.toContain('out')
+    const ok = await runCli(['ssh', ...at(host.address, 22), '--', 'echo', 'two', 'words'], { home: h })
+    expect(ok).toMatchObject({ code: 0, stdout: 'two words\n' })
+  })
+
+  it('passes piped stdin to the remote command', async () => {
+    const result = await runCli(['ssh', ...at(host.address, 22), '--', 'wc -c'], { home: home(), input: 'x'.repeat(100_000) })
+    expect(result.stdout.trim()).toBe('100000')
+  })
+
+  it('reuses the agent connection across CLI processes, then the agent exits when idle', async () => {
+    const proxy = await proxied()
+    const h = home({ CRABBOX_AGENT_IDLE_TIMEOUT: '3s' })
+    const first = await runCli(['ssh', ...at(proxy.host, proxy.port), '--', 'echo one'], { home: h })
+    const second = await runCli(['ssh', ...at(proxy.host, proxy.port), '--', 'echo two'], { home: h })
+    expect([first.stdout, second.stdout]).toEqual(['one\n', 'two\n'])
+    // The second process made no TCP connection of its own: the agent's one connection served both.
+    expect(proxy.totalConnections).toBe(1)
+
+    const status = JSON.parse((await runCli(['agent', 'status', '--json'], { home: h })).stdout)
+    expect(status.running).toBe(true)
+    expect(status.connections).toHaveLength(1)
+    const pid: number = status.pid
+    await until(() => !alive(pid), 20_000)
+    expect(proxy.liveConnections).toBe(0)
+    expect(existsSync(join(h.env.XDG_RUNTIME_DIR, 'crabbox', 'agent.sock'))).toBe(false)
+  })
+
+  it('exits 255 quickly when the connection is cut mid-command, and does not re-run it', async () => {
+    const proxy = await proxied()
+    const h = home()
+    const marker = `/tmp/cut-${process.pid}-${Date.now()}`
+    const child = spawnCli(['ssh', ...at(proxy.host, proxy.port), '--', `echo run >> ${marker}; echo started; sleep 60`], { home: h })
+    let stdout = ''
+    child.stdout!.on('data', (d) => (stdout += d))
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+    await until(() => stdout.includes('started'))
+    const cutAt = Date.now()
+    proxy.cut()
+    expect(await exited).toBe(255)
+    expect(Date.now() - cutAt).toBeLessThan(30_000)
+    expect((await host.run(`cat ${marker}; rm -f ${marker}`)).stdout).toBe('run\n')
+  })
+
+  it('Ctrl-C reaches the remote process and kills it', async () => {
+    const h = home()
+    const child = spawnCli(['ssh', ...at(host.address, 22), '--', 'echo started; sleep 301; echo never'], { home: h })
+    let stdout = ''
+    child.stdout!.on('data', (d) => (stdout += d))
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+    await until(() => stdout.includes('started'))
+    expect((await host.run('pgrep -u crabbox -f "sleep 30[1]"')).code).toBe(0)
+    child.kill('SIGINT')
+    expect(await exited).toBe(130)
+    expect(stdout).not.toContain('never')
+    await until(async () => (await host.run('pgrep -u crabbox -f "sleep 30[1]"')).code !== 0)
+  })
+
+  it('fails with exit 7 on a changed host key, showing both fingerprints and how to reset the pin', async () => {
+    const h = home()
+    expect((await runCli(['ssh', ...at(host.address, 22), '--', 'true'], { home: h })).code).toBe(0)
+    const before = host.hostKeyFingerprint
+    await host.restart({ newHostKeys: true })
+    await host.run('pkill -u crabbox sshd || true') // the runner was rebuilt: old sessions are gone too
+    const result = await runCli(['ssh', ...at(host.address, 22), '--', 'echo should-not-run'], { home: h })
+    expect(result.code).toBe(7)
+    expect(result.stdout).toBe('')
+    expect(result.stderr).toContain(before)
+    expect(result.stderr).toContain(host.hostKeyFingerprint)
+    expect(result.stderr).toContain('ssh-keygen -R')
+    // The pin is per lease, beside its key; the user's own known_hosts is never touched.
+    expect(existsSync(join(h.dir, '.ssh', 'known_hosts'))).toBe(false)
+  })
+
+  it('--print gives an OpenSSH command line that works with the pinned known_hosts', async () => {
+    const h = home()
+    expect((await runCli(['ssh', ...at(host.address, 22), '--', 'true'], { home: h })).code).toBe(0)
+    const printed = await runCli(['ssh', ...at(host.address, 22), '--print'], { home: h })
+    expect(printed.code).toBe(0)
+    const line = printed.stdout.trim()
+    expect(line).toContain(`-i ${host.privateKeyPath}`)
+    expect(line).toContain('UserKnownHostsFile=')
+    const words = line.split(' ').map((w) => w.replace(/^~/, h.dir))
+    const out = execFileSync(words[0], [...words.slice(1).map((w) => w.replace('=~', `=${h.dir}`)), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', 'echo', 'via-openssh'], {
+      encoding: 'utf8',
+      env: { ...process.env, HOME: h.dir },
+    })
+    expect(out).toBe('via-openssh\n')
+  })
+
+  it("keeps each user's agent socket private: 0700 folder, 0600 socket, another uid is refused", async () => {
+    const a = home()
+    const b = home()
+    await runCli(['ssh', ...at(host.address, 22), '--', 'true'], { home: a })
+    await runCli(['ssh', ...at(host.address, 22), '--', 'true'], { home: b })
+    const sockets = [a, b].map((h) => join(h.env.XDG_RUNTIME_DIR, 'crabbox', 'agent.sock'))
+    expect(sockets[0]).not.toBe(sockets[1])
+    for (const socket of sockets) {
+      expect(statSync(socket).mode & 0o777).toBe(0o600)
+      expect(statSync(join(socket, '..')).mode & 0o777).toBe(0o700)
+    }
+    const statusA = JSON.parse((await runCli(['agent', 'status', '--json'], { home: a })).stdout)
+    const statusB = JSON.parse((await runCli(['agent', 'status', '--json'], { home: b })).stdout)
+    expect(statusA.pid).not.toBe(statusB.pid)
+    // Another user (nobody) cannot connect to a's socket.
+    const probe = `require('net').connect(${JSON.stringify(sockets[0])}).on('connect',()=>{console.log('connected');process.exit(0)}).on('error',(e)=>{console.log(e.code);process.exit(0)})`
+    const seen = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', probe], { encoding: 'utf8' }).trim()
+    expect(seen).toBe('EACCES')
+    expect(readFileSync(join(a.env.XDG_RUNTIME_DIR, 'crabbox', 'agent.pid'), 'utf8').trim()).toBe(String(statusA.pid))
+  })
+
+  it('works without the agent when CRABBOX_NO_AGENT=1', async () => {
+    const h = home({ CRABBOX_NO_AGENT: '1' })
+    const result = await runCli(['ssh', ...at(host.address, 22), '--', 'echo direct; exit 5'], { home: h })
+    expect(result).toMatchObject({ code: 5, stdout: 'direct\n' })
+    expect(existsSync(join(h.env.XDG_RUNTIME_DIR, 'crabbox', 'agent.sock'))).toBe(false)
+  })
+})
