@@ -51,7 +51,10 @@ app.all('/v1/auth/*', (c) => forward(c.req.raw, c.env))
 // ---- everything else under /v1 needs a credential -----------------------------
 app.use('/v1/*', async (c, next) => {
   const identity = await authenticate(c.req.raw, c.env)
-  if (!identity) return c.json({ error: ErrorCode.unauthorized, message: 'a valid bearer token is required; run `crabbox login` or set broker.token' }, 401)
+  if (!identity) {
+    await c.req.raw.body?.cancel().catch(() => undefined)
+    return c.json({ error: ErrorCode.unauthorized, message: 'a valid bearer token is required; run `crabbox login` or set broker.token' }, 401)
+  }
   c.set('identity', identity)
   await next()
 })

@@ -46,7 +46,9 @@ export interface FleetDeps {
 export function createFleetApp(deps: FleetDeps): FleetApp {
   const app: FleetApp = new Hono<FleetEnv>()
 
-  app.onError((error, c) => {
+  app.onError(async (error, c) => {
+    // Answering before the body was read: drain it, or the edge's pipe into this object errors.
+    if (c.req.raw.body && !c.req.raw.bodyUsed) await c.req.raw.arrayBuffer().catch(() => undefined)
     if (error instanceof ApiError) return c.json(error.body, error.status as 400)
     console.error('fleet error', error)
     return c.json({ error: ErrorCode.internal, message: 'internal error; the broker log has details' }, 500)
@@ -78,7 +80,8 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024
 async function readBody(c: FleetContext, maxBytes: number): Promise<string> {
   const declared = Number(c.req.header('content-length') ?? '0')
   if (declared > maxBytes) {
-    await c.req.raw.body?.cancel().catch(() => undefined)
+    // Drained (bounded by the edge limit) rather than cancelled: see onError.
+    await c.req.raw.arrayBuffer().catch(() => undefined)
     throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${maxBytes} bytes`)
   }
   const text = await c.req.text()
