@@ -8,6 +8,14 @@ import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { tcpProxy } from '../support/tcp-proxy.js'
 import { SshPool } from '../../src/transport/ssh/pool.js'
 import type { SshTarget } from '../../src/transport/ssh/types.js'
+import { waitForReady } from '../../src/services/readiness.js'
+import { CrabboxError } from '../../src/errors.js'
+import type { Progress } from '../../src/ui/progress.js'
+
+function recorder(): Progress & { lines: string[] } {
+  const lines: string[] = []
+  return { lines, phase: (m) => lines.push(m), info: (m) => lines.push(m), warn: (m) => lines.push(m), done: () => {} }
+}
 
 const knownHosts = () => join(mkdtempSync(join(tmpdir(), 'crabbox-kh-')), 'known_hosts')
 const targetFor = (host: SshHost, overrides: Partial<SshTarget> = {}): SshTarget => ({
@@ -97,6 +105,34 @@ describe('ssh pool against a real sshd', () => {
     const result = await collect(pool, target, 'sha256sum | cut -d" " -f1; exit 4', source)
     expect(result.code).toBe(4)
     expect(result.stdout.trim()).toBe(expected.digest('hex'))
+  })
+
+  it('falls back to the next port when the primary one is closed', async () => {
+    // The host listens on 2222 and 22; a target whose primary is a closed port must land on a fallback.
+    const target = targetFor(host, { port: 2200, fallbackPorts: [22] })
+    const live = await pool.connection(target)
+    expect(live.port).toBe(22)
+    expect(await collect(pool, target, 'echo fallback')).toMatchObject({ code: 0, stdout: 'fallback\n' })
+  })
+
+  it('waits for readiness phase by phase and returns the port that worked', async () => {
+    const progress = recorder()
+    const ready = await waitForReady(targetFor(host, { port: 2200, fallbackPorts: [2222] }), 'static', { timeoutMs: 30_000, progress, useAgent: false })
+    expect(ready.port).toBe(2222)
+    expect(ready.fallbackPorts).toEqual([2200])
+    const text = progress.lines.join('\n')
+    for (const phase of ['(TCP)', '(auth)', '(ready check)', 'using ssh port 2222']) expect(text).toContain(phase)
+  })
+
+  it('times out with exit 5 naming the host and the phase it was stuck in', async () => {
+    // No crabbox-ready on this host: a managed probe gets through auth and waits at the ready check.
+    const stuck = await waitForReady(targetFor(host), 'managed', { timeoutMs: 1500, progress: recorder(), useAgent: false }).catch((e) => e)
+    expect(stuck).toBeInstanceOf(CrabboxError)
+    expect(stuck.exitCode).toBe(5)
+    expect(stuck.message).toContain(`on ${host.address} during ready check`)
+    const closed = await waitForReady(targetFor(host, { port: 2200 }), 'static', { timeoutMs: 1000, progress: recorder(), useAgent: false }).catch((e) => e)
+    expect(closed.exitCode).toBe(5)
+    expect(closed.message).toContain(`on ${host.address} during TCP`)
   })
 
   it('pins the host key on first use and records it in OpenSSH format', async () => {
