@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { createLease, shared } from './broker-support.js'
 import { admin, call, callJson, createRun, friend, peter } from './runs-support.js'
 
 describe('run records', () => {
@@ -6,8 +7,8 @@ describe('run records', () => {
     const run = await createRun(peter, { provider: 'aws', class: 'standard', serverType: 't3.small', command: ['pnpm', 'test', 3] })
     expect(run).toMatchObject({
       leaseID: '',
-      owner: peter.owner,
-      org: peter.org,
+      owner: 'peter@example.com',
+      org: 'openclaw',
       provider: 'aws',
       target: 'linux',
       class: 'standard',
@@ -23,6 +24,17 @@ describe('run records', () => {
     const { events } = await callJson(peter, `/v1/runs/${run.id}/events`)
     expect(events).toEqual([{ runID: run.id, seq: 1, type: 'run.started', phase: 'starting', createdAt: run.startedAt }])
     expect((await createRun(peter, {})).provider).toBe('hetzner')
+  })
+
+  it('takes provider and machine fields from the lease it names, and refuses a lease the caller cannot see', async () => {
+    const lease = await createLease(peter, { class: 'standard' })
+    const run = await createRun(peter, { leaseID: lease.id, provider: 'aws', serverType: 'c7a.48xlarge', command: ['make'] })
+    expect(run).toMatchObject({ leaseID: lease.id, slug: lease.slug, provider: lease.provider, target: lease.target })
+    expect(run.serverType).toBe(lease.serverType ?? '')
+    const response = await call(friend, '/v1/runs', { body: { leaseID: lease.id } })
+    expect(response.status).toBe(404)
+    // A lease ID nobody holds is fine: the CLI records the run before it leases.
+    expect((await createRun(friend, { leaseID: 'cbx_0000000000ff' })).leaseID).toBe('cbx_0000000000ff')
   })
 
   it('rejects bad create bodies with a 4xx naming the problem', async () => {
@@ -54,7 +66,7 @@ describe('run records', () => {
     expect([hidden.status, missing.status]).toEqual([404, 404])
     expect(await hidden.json()).toEqual(await missing.json())
     // Same owner in another org is someone else too (runs are never shared).
-    expect((await call({ ...peter, org: 'other' }, `/v1/runs/${run.id}`)).status).toBe(404)
+    expect((await call(shared('peter@example.com', 'other'), `/v1/runs/${run.id}`)).status).toBe(404)
     for (const path of ['events', 'logs']) expect((await call(friend, `/v1/runs/${run.id}/${path}`)).status).toBe(404)
     expect((await call(friend, `/v1/runs/${run.id}/events`, { body: { type: 'stdout' } })).status).toBe(404)
     expect((await call(friend, `/v1/runs/${run.id}/telemetry`, { body: { telemetry: { load1: 1 } } })).status).toBe(404)
@@ -68,7 +80,7 @@ describe('run records', () => {
 
 describe('run listing', () => {
   it('lists newest first in bounded pages, and non-admins only ever see their own runs', async () => {
-    const owner = { owner: `lister-${crypto.randomUUID()}@example.com`, org: 'listing' }
+    const owner = shared(`lister-${crypto.randomUUID()}@example.com`, 'listing')
     const ids: string[] = []
     for (let i = 0; i < 5; i++) ids.push((await createRun(owner, { leaseID: i % 2 ? 'cbx_00000000000a' : '' })).id)
     await createRun(friend)
@@ -84,13 +96,13 @@ describe('run listing', () => {
     expect(pages.flat()).toEqual([...ids].reverse())
 
     // owner/org query parameters cannot widen a non-admin's view.
-    const widened = await callJson(owner, `/v1/runs?owner=${encodeURIComponent(friend.owner)}&org=openclaw`)
+    const widened = await callJson(owner, `/v1/runs?owner=${encodeURIComponent('friend@example.com')}&org=openclaw`)
     expect(widened.runs.map((r: { id: string }) => r.id)).toEqual([...ids].reverse())
     const byLease = await callJson(owner, '/v1/runs?leaseID=cbx_00000000000a')
     expect(byLease.runs).toHaveLength(2)
     expect((await callJson(owner, '/v1/runs?state=succeeded')).runs).toEqual([])
 
-    const adminView = await callJson(admin, `/v1/runs?owner=${encodeURIComponent(owner.owner)}&limit=500`)
+    const adminView = await callJson(admin, `/v1/runs?owner=${encodeURIComponent((owner as { owner: string }).owner)}&limit=500`)
     expect(adminView.runs.map((r: { id: string }) => r.id)).toEqual([...ids].reverse())
     const everyone = await callJson(admin, '/v1/runs?limit=1000')
     expect(everyone.runs.length).toBeLessThanOrEqual(500)

@@ -128,7 +128,7 @@ export async function handleControlMessage(deps: ControlDeps, ws: WebSocket, raw
   }
   const type = typeof data === 'object' && data !== null ? (data as { type?: unknown }).type : undefined
   if (typeof type !== 'string' || !(CONTROL_CLIENT_TYPES as readonly string[]).includes(type)) {
-    return sendError(ws, 'unknown_type', 'unknown control message')
+    return sendError(ws, 'unknown_type', `unknown control message${typeof type === 'string' ? ` type ${JSON.stringify(type.slice(0, 64))}` : ': no "type"'}`)
   }
   const parsed = v.safeParse(ControlClientMessage, data)
   if (!parsed.success) return sendError(ws, 'invalid_message', `${type}: ${describeIssues(parsed.issues)}`)
