@@ -90,13 +90,17 @@ export async function setBroker(options: SetBrokerOptions): Promise<SetBrokerRes
 }
 
 /**
- * Reads secrets from stdin, one per line, trimmed: `count` of them. A missing
+ * Reads secrets from stdin, one per line, trimmed: one per name. A missing
  * line is a usage error naming what was expected.
  */
 export async function readStdinSecrets(names: string[], stdin: NodeJS.ReadableStream = process.stdin): Promise<string[]> {
   if (names.length === 0) return []
   let text = ''
-  for await (const chunk of stdin) text += chunk.toString()
+  // Stop at the last line needed, so typing a token and pressing Enter is enough.
+  for await (const chunk of stdin) {
+    text += chunk.toString()
+    if (text.split('\n').length > names.length) break
+  }
   const lines = text.split(/\r?\n/).map((line) => line.trim())
   return names.map((name, index) => {
     const value = lines[index]

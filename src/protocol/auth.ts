@@ -1,0 +1,41 @@
+import * as v from 'valibot'
+
+/**
+ * GitHub browser login (`/v1/auth/github/*`, coordinator API §4.2) and health.
+ * The CLI proves it started a login by the SHA-256 of a secret only it knows.
+ */
+export const HealthResponse = v.object({ ok: v.literal(true), service: v.string() })
+export type HealthResponse = v.InferOutput<typeof HealthResponse>
+
+const Hex64 = v.pipe(v.string(), v.regex(/^[a-f0-9]{64}$/, 'lowercase hex SHA-256'))
+
+export const GithubLoginStartRequest = v.object({
+  pollSecretHash: Hex64,
+  provider: v.optional(v.string()),
+})
+export type GithubLoginStartRequest = v.InferOutput<typeof GithubLoginStartRequest>
+
+export const GithubLoginStartResponse = v.object({
+  loginID: v.string(),
+  /** The GitHub authorize URL; its `redirect_uri` names the broker's canonical origin. */
+  url: v.pipe(v.string(), v.url()),
+  expiresAt: v.string(),
+})
+export type GithubLoginStartResponse = v.InferOutput<typeof GithubLoginStartResponse>
+
+export const GithubLoginPollRequest = v.object({ loginID: v.string(), pollSecret: v.string() })
+export type GithubLoginPollRequest = v.InferOutput<typeof GithubLoginPollRequest>
+
+/** 200 pending/complete; 410 `{status:"expired"}` and 400 `{status:"failed",error}` arrive as error replies. */
+export const GithubLoginPollResponse = v.variant('status', [
+  v.object({ status: v.literal('pending'), expiresAt: v.optional(v.string()) }),
+  v.object({
+    status: v.literal('complete'),
+    token: v.string(),
+    owner: v.string(),
+    org: v.string(),
+    login: v.string(),
+    provider: v.optional(v.string()),
+  }),
+])
+export type GithubLoginPollResponse = v.InferOutput<typeof GithubLoginPollResponse>

@@ -1,0 +1,157 @@
+import { execFile } from 'node:child_process'
+import { constants } from 'node:fs'
+import { access, stat } from 'node:fs/promises'
+import { promisify } from 'node:util'
+import { loadConfig } from '../config/load.js'
+import { userConfigPath } from '../config/paths.js'
+import type { Config } from '../config/schema.js'
+import { CrabboxError } from '../errors.js'
+import { HealthResponse } from '../protocol/auth.js'
+import { WhoamiResponse } from '../protocol/leases.js'
+import { brokerClient } from '../transport/broker/client.js'
+
+export interface DoctorCheck {
+  name: string
+  ok: boolean
+  detail: string
+  /** What to do about a failed check. */
+  fix?: string
+}
+
+export interface DoctorReport {
+  ok: boolean
+  checks: DoctorCheck[]
+}
+
+export interface DoctorOptions {
+  cwd: string
+  env?: NodeJS.ProcessEnv
+  warn?: (message: string) => void
+}
+
+const pass = (name: string, detail: string): DoctorCheck => ({ name, ok: true, detail })
+const fail = (name: string, detail: string, fix: string): DoctorCheck => ({ name, ok: false, detail, fix })
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error))
+
+function checkNode(): DoctorCheck {
+  const [major, minor] = process.versions.node.split('.').map(Number)
+  return major > 20 || (major === 20 && minor >= 19)
+    ? pass('node', `v${process.versions.node}`)
+    : fail('node', `v${process.versions.node} is too old`, 'Install Node.js 20.19 or newer.')
+}
+
+async function checkGit(): Promise<DoctorCheck> {
+  try {
+    const { stdout } = await promisify(execFile)('git', ['--version'], { timeout: 10_000 })
+    return pass('git', stdout.trim())
+  } catch {
+    return fail('git', 'git is not on PATH; sync needs it to list files', 'Install git and make sure it is on PATH.')
+  }
+}
+
+/** The user config holds tokens: nobody but its owner may read it. */
+async function checkConfigPermissions(path: string): Promise<DoctorCheck | undefined> {
+  let mode: number
+  try {
+    mode = (await stat(path)).mode & 0o777
+  } catch {
+    return undefined
+  }
+  if ((mode & 0o077) === 0) return pass('config permissions', `${path} is ${mode.toString(8).padStart(4, '0')}`)
+  return fail('config permissions', `${path} is ${mode.toString(8).padStart(4, '0')}: group or others can read your broker token`, `chmod 600 ${path}`)
+}
+
+async function checkSshKey(config: Config): Promise<DoctorCheck> {
+  const key = config.ssh.key
+  if (!key) return pass('ssh key', 'per-lease keys (generated for each lease)')
+  const path = key.replace(/^~(?=$|\/)/, process.env.HOME ?? '~')
+  try {
+    await access(path, constants.R_OK)
+    await access(`${path}.pub`, constants.R_OK)
+    return pass('ssh key', path)
+  } catch {
+    return fail('ssh key', `${path} or ${path}.pub is missing or unreadable`, `Create it with \`ssh-keygen -t ed25519 -f ${path}\`, or unset ssh.key / CRABBOX_SSH_KEY.`)
+  }
+}
+
+async function checkBroker(config: Config): Promise<DoctorCheck[]> {
+  const client = brokerClient(config)!
+  const checks: DoctorCheck[] = []
+  try {
+    const health = await client.request('GET', '/v1/health', { schema: HealthResponse, timeoutMs: 10_000 })
+    checks.push(pass('broker', `${client.url} (${health.service})`))
+  } catch (error) {
+    return [fail('broker', `${client.url} is not healthy: ${message(error)}`, 'Check broker.url (`crabbox config show`) and your network.')]
+  }
+  if (!config.broker.token) {
+    checks.push(fail('broker login', 'no broker token configured', 'Run `crabbox login`.'))
+  } else {
+    try {
+      const who = await client.request('GET', '/v1/whoami', { schema: WhoamiResponse, timeoutMs: 10_000 })
+      checks.push(pass('broker login', `user=${who.owner} org=${who.org} auth=${who.auth}`))
+    } catch (error) {
+      checks.push(fail('broker login', message(error), (error as CrabboxError).hint ?? 'Run `crabbox login`.'))
+    }
+  }
+  if (config.broker.adminToken) {
+    try {
+      await client.request('GET', '/v1/pool', { admin: true, timeoutMs: 10_000 })
+      checks.push(pass('broker admin', 'admin token accepted'))
+    } catch (error) {
+      checks.push(fail('broker admin', message(error), 'Fix broker.adminToken / CRABBOX_ADMIN_TOKEN, or remove it.'))
+    }
+  }
+  return checks
+}
+
+/** Direct mode: the provider's own prerequisites, checked without creating anything. */
+function checkProvider(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
+  const name = `provider ${config.provider}`
+  switch (config.provider) {
+    case 'local':
+      return pass(name, 'embedded: runs on this machine over a loopback SSH server')
+    case 'ssh':
+      return config.static.host
+        ? pass(name, `${config.static.user ?? config.ssh.user}@${config.static.host}:${config.static.port ?? config.ssh.port}`)
+        : fail(name, 'no static host configured', 'Set static.host (or CRABBOX_STATIC_HOST / --static-host).')
+    case 'hetzner':
+      return env.HCLOUD_TOKEN || env.HETZNER_TOKEN
+        ? pass(name, 'API token set')
+        : fail(name, 'no Hetzner API token', 'Set HCLOUD_TOKEN, or use a broker (`crabbox login`).')
+    case 'aws':
+      return (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) || env.AWS_PROFILE
+        ? pass(name, `region ${config.aws.region}`)
+        : fail(name, 'no AWS credentials in the environment', 'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or use a broker.')
+    default:
+      return fail(name, `unknown provider ${config.provider}`, 'Use local, ssh, hetzner or aws (`crabbox config show` says where it was set).')
+  }
+}
+
+/** Runs every check; never throws for a failed check, so one problem does not hide the next. */
+export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
+  const env = options.env ?? process.env
+  const checks: DoctorCheck[] = [checkNode(), await checkGit()]
+  let config: Config | undefined
+  try {
+    const loaded = await loadConfig({ cwd: options.cwd, env, warn: options.warn })
+    config = loaded.config
+    checks.push(pass('config', loaded.files.length ? loaded.files.join(', ') : 'defaults only (no config files)'))
+  } catch (error) {
+    checks.push(fail('config', message(error), (error as CrabboxError).hint ?? 'Fix the config file.'))
+  }
+  const permissions = await checkConfigPermissions(userConfigPath(env))
+  if (permissions) checks.push(permissions)
+  if (config) {
+    checks.push(await checkSshKey(config))
+    checks.push(...(config.broker.url ? await checkBroker(config) : [checkProvider(config, env)]))
+  }
+  return { ok: checks.every((check) => check.ok), checks }
+}
+
+export function renderDoctorReport(report: DoctorReport): string {
+  const width = Math.max(...report.checks.map((check) => check.name.length))
+  return report.checks
+    .map((check) => `${check.ok ? 'ok  ' : 'FAIL'}  ${check.name.padEnd(width)}  ${check.detail}${check.fix ? `\n      ${''.padEnd(width)}  fix: ${check.fix}` : ''}`)
+    .join('\n')
+    .concat('\n')
+}

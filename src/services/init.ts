@@ -1,0 +1,106 @@
+import { existsSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { basename, dirname, join, relative } from 'node:path'
+import { usageError } from '../errors.js'
+
+export interface InitOptions {
+  /** Where the files go: the git root of the current directory. */
+  repoRoot: string
+  force?: boolean
+}
+
+export interface InitResult {
+  repoRoot: string
+  /** Paths written, relative to the repo root. */
+  written: string[]
+}
+
+export const repoConfigFile = '.crabbox.yaml'
+export const skillFile = join('.agents', 'skills', 'crabbox', 'SKILL.md')
+
+function repoConfigTemplate(repo: string): string {
+  const profile = `${basename(repo).toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'repo'}-check`
+  return `# crabbox settings for this repository (see docs/config.md for every key).
+# Values here override your user config; CRABBOX_* env and flags override these.
+profile: ${profile}
+class: beast
+ttl: 90m
+idleTimeout: 30m
+sync:
+  # Paths (gitignore syntax) never copied to the runner, in addition to .gitignore.
+  exclude: []
+env:
+  # Local environment variables forwarded to remote commands (NAME or PREFIX*).
+  allow: [CI, NODE_OPTIONS]
+`
+}
+
+const skill = `---
+name: crabbox
+description: Run this repository's tests, builds and other heavy commands on a remote crabbox test box instead of the local machine.
+---
+
+# crabbox
+
+crabbox leases a remote machine, syncs this checkout to it (including
+uncommitted changes), runs a command there and streams the output back.
+Use it for slow or resource-hungry commands: full test suites, builds,
+anything that needs Linux when you are not on Linux.
+
+## Run a command
+
+\`\`\`sh
+crabbox run -- npm test
+crabbox run -- npm test -- path/to/one.test.ts
+\`\`\`
+
+- Everything after \`--\` runs on the remote box in the synced checkout.
+- The exit code is the remote command's exit code; its stdout and stderr are
+  streamed to yours. crabbox's own progress goes to stderr.
+- Exit codes from crabbox itself: 2 usage/config, 3 auth (run \`crabbox login\`),
+  4 not found, 5 provisioning/timeout, 6 sync, 7 SSH, 255 connection lost.
+  A lost connection is never retried automatically: the command may have run.
+
+## Keep a box warm for several commands
+
+\`\`\`sh
+crabbox warmup                 # prints the lease ID and slug
+crabbox run --id <id> -- npm test
+crabbox run --id <id> -- npm run lint
+crabbox stop <id>              # release it when done
+\`\`\`
+
+## Inspect
+
+\`\`\`sh
+crabbox status --id <id> --json
+crabbox history --json         # recent runs
+crabbox logs <run-id>          # output of a finished run
+crabbox doctor                 # what is misconfigured, and how to fix it
+crabbox config show            # effective settings and where they came from
+\`\`\`
+
+Prefer \`--json\` when you need to read results programmatically. Do not
+print or store broker tokens; \`crabbox config show\` never shows them.
+`
+
+/** Writes the repo config and the agent skill; refuses to overwrite either without `force`. */
+export async function initRepo(options: InitOptions): Promise<InitResult> {
+  const files: Array<[string, string]> = [
+    [repoConfigFile, repoConfigTemplate(options.repoRoot)],
+    [skillFile, skill],
+  ]
+  const existing = files.map(([path]) => path).filter((path) => existsSync(join(options.repoRoot, path)))
+  if (existing.length > 0 && !options.force) {
+    throw usageError(
+      `${existing.join(' and ')} already exist${existing.length === 1 ? 's' : ''} in ${options.repoRoot}; nothing was written`,
+      'Rerun with --force to overwrite, or edit the existing files.',
+    )
+  }
+  for (const [path, contents] of files) {
+    const target = join(options.repoRoot, path)
+    await mkdir(dirname(target), { recursive: true })
+    await writeFile(target, contents)
+  }
+  return { repoRoot: options.repoRoot, written: files.map(([path]) => relative(options.repoRoot, join(options.repoRoot, path))) }
+}

@@ -1,0 +1,80 @@
+import { execFileSync } from 'node:child_process'
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { cliHome, runCli, type CliHome } from '../support/cli.js'
+
+const homes: CliHome[] = []
+const home = () => {
+  const made = cliHome()
+  homes.push(made)
+  return made
+}
+afterEach(() => {
+  for (const made of homes.splice(0)) rmSync(made.dir, { recursive: true, force: true })
+})
+
+describe('init', () => {
+  it('writes a loadable .crabbox.yaml and the agent skill at the git root, and refuses to overwrite without --force', async () => {
+    const h = home()
+    const repo = join(h.dir, 'My Repo')
+    mkdirSync(join(repo, 'src'), { recursive: true })
+    execFileSync('git', ['init', '-q', repo])
+
+    const first = await runCli(['init'], { home: h, cwd: join(repo, 'src') })
+    expect(first.code, first.stderr).toBe(0)
+    expect(first.stdout).toBe('wrote .crabbox.yaml\nwrote .agents/skills/crabbox/SKILL.md\n')
+    expect(readFileSync(join(repo, '.agents', 'skills', 'crabbox', 'SKILL.md'), 'utf8')).toContain('crabbox run -- npm test')
+
+    const show = JSON.parse((await runCli(['config', 'show', '--json'], { home: h, cwd: repo })).stdout)
+    expect(show.config.profile).toBe('my-repo-check')
+    expect(show.sources.profile).toBe(join(repo, '.crabbox.yaml'))
+
+    writeFileSync(join(repo, '.crabbox.yaml'), 'class: fast\n')
+    const again = await runCli(['init'], { home: h, cwd: repo })
+    expect(again.code).toBe(2)
+    expect(again.stderr).toContain('.crabbox.yaml and .agents/skills/crabbox/SKILL.md already exist')
+    expect(again.stderr).toContain('--force')
+    expect(readFileSync(join(repo, '.crabbox.yaml'), 'utf8')).toBe('class: fast\n')
+
+    const forced = await runCli(['init', '--force', '--json'], { home: h, cwd: repo })
+    expect(forced.code).toBe(0)
+    expect(JSON.parse(forced.stdout)).toEqual({ repoRoot: repo, written: ['.crabbox.yaml', '.agents/skills/crabbox/SKILL.md'] })
+    expect(readFileSync(join(repo, '.crabbox.yaml'), 'utf8')).toContain('profile: my-repo-check')
+  })
+})
+
+describe('doctor', () => {
+  it('passes on a fresh machine with the embedded local provider', async () => {
+    const result = await runCli(['doctor'], { home: home() })
+    expect(result.code, result.stdout + result.stderr).toBe(0)
+    expect(result.stdout).toMatch(/^ok\s+provider local/m)
+  })
+
+  it('reports a group-readable config file with its fix, and other problems, exiting 1', async () => {
+    const h = home()
+    const file = join(h.env.XDG_CONFIG_HOME, 'crabbox', 'config.yaml')
+    mkdirSync(join(file, '..'), { recursive: true })
+    writeFileSync(file, 'provider: ssh\n')
+    chmodSync(file, 0o640)
+    const result = await runCli(['doctor'], { home: h })
+    expect(result.code).toBe(1)
+    expect(result.stdout).toMatch(new RegExp(`^FAIL\\s+config permissions\\s+${file} is 0640`, 'm'))
+    expect(result.stdout).toContain(`fix: chmod 600 ${file}`)
+    expect(result.stdout).toMatch(/^FAIL\s+provider ssh\s+no static host configured/m)
+    expect(result.stderr).toContain('error: doctor found 2 problems')
+
+    const json = await runCli(['doctor', '--json'], { home: h })
+    expect(json.code).toBe(1)
+    const report = JSON.parse(json.stdout)
+    expect(report.ok).toBe(false)
+    expect(report.checks).toContainEqual({ name: 'config permissions', ok: false, detail: expect.stringContaining('0640'), fix: `chmod 600 ${file}` })
+  })
+
+  it('names an unreachable broker and how to check it', async () => {
+    const h = home()
+    const result = await runCli(['doctor'], { home: h, env: { CRABBOX_COORDINATOR: 'http://127.0.0.1:9' } })
+    expect(result.code).toBe(1)
+    expect(result.stdout).toMatch(/^FAIL\s+broker\s+http:\/\/127\.0\.0\.1:9 is not healthy/m)
+  })
+})
