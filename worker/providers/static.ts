@@ -67,12 +67,12 @@ export function createStaticProvider(context: BrokerProviderContext): BrokerProv
       const host = storage.transaction(() => {
         const existing = claimFor(storage, request.leaseId)
         if (existing) return hosts.find((h) => h.name === existing)
-        const taken = new Set(
-          storage
-            .all<{ host_name: string }>(`SELECT host_name FROM static_claims WHERE host_name IN (${hosts.map(() => '?').join(',')})`, ...hosts.map((h) => h.name))
-            .map((row) => row.host_name),
+        // One JSON binding for the whole pool (SQLite caps bound parameters); pool order wins.
+        const row = storage.one<{ name: string }>(
+          'SELECT value AS name FROM json_each(?) WHERE value NOT IN (SELECT host_name FROM static_claims) ORDER BY key LIMIT 1',
+          JSON.stringify(hosts.map((h) => h.name)),
         )
-        const free = hosts.find((h) => !taken.has(h.name))
+        const free = row ? hosts.find((h) => h.name === row.name) : undefined
         if (free) storage.run('INSERT INTO static_claims (host_name, lease_id, claimed_at) VALUES (?, ?, ?)', free.name, request.leaseId, new Date().toISOString())
         return free
       })
@@ -95,8 +95,11 @@ export function createStaticProvider(context: BrokerProviderContext): BrokerProv
       if (!hosts.length) return []
       const claims = new Map(
         storage
-          .all<{ host_name: string; lease_id: string }>(`SELECT host_name, lease_id FROM static_claims WHERE host_name IN (${hosts.map(() => '?').join(',')})`, ...hosts.map((h) => h.name))
-          .map((row) => [row.host_name, row.lease_id]),
+          .all<{ name: string; lease_id: string }>(
+            'SELECT j.value AS name, c.lease_id FROM json_each(?) j JOIN static_claims c ON c.host_name = j.value',
+            JSON.stringify(hosts.map((h) => h.name)),
+          )
+          .map((row) => [row.name, row.lease_id]),
       )
       return hosts.map((h) => ({ ...toMachine(h, claims.get(h.name)), labels: { crabbox: 'true', status: claims.has(h.name) ? 'leased' : 'free', ...(claims.get(h.name) ? { lease: claims.get(h.name)! } : {}) } }))
     },
