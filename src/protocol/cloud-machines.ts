@@ -4,9 +4,9 @@
  * machine may be deleted. Pure and shared; labels are the only state a
  * direct-mode cloud lease has, so they must be enough to prove ownership.
  */
+import { LEASE_ID_PATTERN, providerResourceName } from './ids.js'
 
 export const LEASE_KEY_PATTERN = /^crabbox-cbx-[0-9a-f]{12}$/
-export const LEASE_ID_PATTERN = /^cbx_[0-9a-f]{12}$/
 
 /** `cbx_abcdef123456` → `crabbox-cbx-abcdef123456`, the per-lease provider key name. */
 export const providerKeyName = (leaseId: string): string => `crabbox-${leaseId.replaceAll('_', '-')}`
@@ -14,21 +14,10 @@ export const providerKeyName = (leaseId: string): string => `crabbox-${leaseId.r
 /** Only per-lease keys are ever deleted: never a user's own long-lived key. */
 export const isLeaseKeyName = (name: string): boolean => LEASE_KEY_PATTERN.test(name)
 
-/** FNV-1a, 32 bit: stable short hashes for names (matches the reference's provider names). */
-export function fnv1a32(text: string): number {
-  let hash = 0x811c9dc5
-  for (const byte of new TextEncoder().encode(text)) {
-    hash ^= byte
-    hash = Math.imul(hash, 0x01000193) >>> 0
-  }
-  return hash >>> 0
-}
-
-/** `crabbox-<slug>-<8 hex>`: unique per lease, readable in provider consoles. */
-export function machineName(leaseId: string, slug?: string): string {
-  const suffix = fnv1a32(leaseId).toString(16).padStart(8, '0')
-  const base = slug ? `crabbox-${slug}` : `crabbox-${leaseId.replaceAll('_', '-')}`
-  return `${base.slice(0, 63 - 9)}-${suffix}`
+/** The provider resource name (`crabbox-<slug>-<8 hex>`), kept to a 63-char hostname. */
+export function machineName(leaseId: string, slug: string): string {
+  const name = providerResourceName(leaseId, slug)
+  return name.length <= 63 ? name : providerResourceName(leaseId, slug.slice(0, 63 - (name.length - slug.length)).replace(/-+$/, ''))
 }
 
 /** Provider label values: `[A-Za-z0-9_.-]`, ≤ 63 chars, alphanumeric at both ends. */

@@ -345,6 +345,19 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
       overQuota = [...patterns]
     },
     live: () => [...instances.values()].filter((i) => i.state !== 'terminated'),
+    /** Adds an instance as if launched earlier (cleanup tests). */
+    seedInstance(seed: { region?: string; tags: Record<string, string>; state?: string; type?: string }) {
+      const region = seed.region ?? regions[0]
+      const instance: Instance = {
+        id: `i-${hex(8)}${hex(1)}`, region, az: `${region}a`, type: seed.type ?? 't3.small', state: seed.state ?? 'running', market: 'on-demand',
+        tags: seed.tags, imageId: 'ami-0seeded', userData: '', groupIds: [], launchTime: new Date().toISOString(), describes: 0, ip: `198.51.100.${ipCounter++ % 250}`,
+      }
+      instances.set(instance.id, instance)
+      return instance.id
+    },
+    seedKeyPair(region: string, name: string) {
+      keyPairs.set(`${region}/${name}`, { name, id: `key-${hex(8)}`, material: 'ssh-ed25519 AAAA', fingerprint: `SHA256:${hex(16)}`, tags: {} })
+    },
     count: (action: string) => calls.filter((c) => c.action === action).length,
     releaseHung() {
       const pending = hangs

@@ -1,0 +1,200 @@
+import { mkdir, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { Config } from '../../config/schema.js'
+import { leaseKeyDir } from '../../config/paths.js'
+import { CrabboxError } from '../../errors.js'
+import { knownHostsLines, renderCloudInit, type ConsoleHostKey } from '../../protocol/cloud-init.js'
+import { candidateTypes, explicitType, unsupportedTargetMessage, type CloudProviderName } from '../../protocol/classes.js'
+import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../protocol/cloud-machines.js'
+import type { CreatedMachine } from '../../protocol/hetzner-api.js'
+import { allocateSlug } from '../../services/lease-id.js'
+import { pickByIdOrSlug } from '../pick.js'
+import type { AcquireRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
+
+/**
+ * Direct-mode cloud providers share everything but the API calls: labels are
+ * the lease state (no local records), the bootstrap is the shared cloud-init,
+ * and provider failures become exit codes with a next step.
+ */
+
+export interface CreateRequest {
+  leaseId: string
+  name: string
+  labels: Record<string, string>
+  types: string[]
+  userData: string
+  sshPublicKey: string
+  keyName: string
+}
+
+/** The provider-specific half: API calls over one set of credentials. */
+export interface CloudBackend {
+  /** Where machines go, for progress lines (`fsn1`, `eu-west-1`). */
+  where: string
+  create(request: CreateRequest): Promise<CreatedMachine>
+  find(leaseId: string): Promise<CloudMachine | undefined>
+  list(): Promise<CloudMachine[]>
+  delete(target: { leaseId: string; id?: string; region?: string; keyName: string }): Promise<void>
+  /** Host keys the bootstrap printed to the console, where the provider exposes it. */
+  consoleHostKeys?(machine: CloudMachine): Promise<ConsoleHostKey[]>
+  /** How long to wait for console host keys before falling back to trust on first use. */
+  consoleWaitMs?: number
+}
+
+const titles: Record<CloudProviderName, string> = { hetzner: 'Hetzner', aws: 'AWS' }
+
+/** Who made a direct-mode machine, for its labels (the broker uses the caller's identity). */
+function identity(env: NodeJS.ProcessEnv = process.env): { owner: string; org: string } {
+  return {
+    owner: env.CRABBOX_OWNER || env.GIT_AUTHOR_EMAIL || env.GIT_COMMITTER_EMAIL || env.USER || 'unknown',
+    org: env.CRABBOX_ORG || 'local',
+  }
+}
+
+/** A cloud API failure as a CLI error: exit code by what the user can do about it. */
+export function cloudError(provider: CloudProviderName, error: unknown): unknown {
+  if (!(error instanceof CloudApiError)) return error
+  const title = titles[provider]
+  switch (error.category) {
+    case 'auth':
+      return new CrabboxError(error.message, { exit: 'auth', code: 'provider_auth', hint: `check the ${title} credentials crabbox uses (see docs/providers/${provider}.md)`, cause: error })
+    case 'capacity':
+    case 'quota':
+    case 'unsupported':
+      return new CrabboxError(error.message, { exit: 'provisioning', code: 'no_capacity', hint: 'try another --class or --type, another location/region, or again in a few minutes', cause: error })
+    case 'rate_limit':
+    case 'transient':
+      return new CrabboxError(error.message, { exit: 'provisioning', code: 'provider_unavailable', hint: `${title} did not answer in time; try again (crabbox cleanup removes anything left over)`, cause: error })
+    default:
+      return new CrabboxError(error.message, { exit: 'provisioning', code: 'provider_failed', cause: error })
+  }
+}
+
+function toLease(provider: CloudProviderName, machine: CloudMachine, config: Config): Lease {
+  const leaseId = machine.labels.lease ?? ''
+  const dir = leaseKeyDir(leaseId)
+  const expires = Number(machine.labels.expires_at)
+  const idle = Number(machine.labels.idle_timeout_secs)
+  return {
+    id: leaseId,
+    slug: machine.labels.slug ?? leaseId,
+    provider,
+    ssh: {
+      host: machine.host ?? '',
+      port: Number(config.ssh.port),
+      fallbackPorts: config.ssh.fallbackPorts.map(Number),
+      user: config.ssh.user,
+      privateKeyPath: join(dir, 'id_ed25519'),
+      knownHostsPath: join(dir, 'known_hosts'),
+    },
+    workRoot: config.workRoot,
+    serverType: machine.serverType,
+    state: 'active',
+    keep: machine.labels.keep === 'true',
+    ...(Number.isFinite(expires) && expires > 0 ? { expiresAt: new Date(expires * 1000).toISOString() } : {}),
+    ...(Number.isFinite(idle) && idle > 0 ? { idleTimeoutSeconds: idle } : {}),
+    details: { machineId: machine.id, name: machine.name, region: machine.region, market: machine.market, status: machine.status },
+  }
+}
+
+const isLeaseMachine = (m: CloudMachine) => /^cbx_[0-9a-f]{12}$/.test(m.labels.lease ?? '')
+
+async function pinConsoleHostKeys(backend: CloudBackend, machine: CloudMachine, request: AcquireRequest, config: Config, context: ProviderContext): Promise<void> {
+  if (!backend.consoleHostKeys || !machine.host) return
+  const deadline = Date.now() + (backend.consoleWaitMs ?? 90_000)
+  context.progress.phase(`reading ${machine.name}'s host keys from its console`)
+  for (let pause = 2_000; ; pause = Math.min(pause * 2, 15_000)) {
+    const keys = await backend.consoleHostKeys(machine).catch(() => [])
+    if (keys.length) {
+      const ports = [config.ssh.port, ...config.ssh.fallbackPorts]
+      await mkdir(dirname(request.knownHostsPath), { recursive: true, mode: 0o700 })
+      await writeFile(request.knownHostsPath, `${knownHostsLines(machine.host, ports, keys).join('\n')}\n`, { mode: 0o600 })
+      return
+    }
+    if (Date.now() + pause > deadline) {
+      context.progress.info(`no host keys on ${machine.name}'s console yet; trusting the first key it offers`)
+      return
+    }
+    await new Promise((resolve) => setTimeout(resolve, pause))
+  }
+}
+
+export function directCloudProvider(provider: CloudProviderName, open: (config: Config) => CloudBackend): DirectProvider {
+  const title = titles[provider]
+  const backendFor = (context: ProviderContext) => open(context.config)
+
+  return {
+    name: provider,
+    readiness: 'managed',
+
+    async acquire(request, context) {
+      const { config, progress } = context
+      const refused = unsupportedTargetMessage(provider, config.target)
+      if (refused) throw new CrabboxError(refused, { exit: 'usage' })
+      const backend = backendFor(context)
+      try {
+        const live = (await backend.list()).filter(isLeaseMachine)
+        const slug = allocateSlug(request.leaseId, live.map((m) => m.labels.slug ?? ''))
+        const types = candidateTypes(provider, config.class, explicitType(config.class, config.serverType))
+        const keyName = providerKeyName(request.leaseId)
+        const { org, owner } = identity()
+        const name = machineName(request.leaseId, slug)
+        progress.phase(`creating ${title} machine ${name} (${types[0]}) in ${backend.where}`)
+        const created = await backend
+          .create({
+            leaseId: request.leaseId,
+            name,
+            labels: machineLabels({
+              provider, leaseId: request.leaseId, slug, owner, org, profile: config.profile, class: config.class, serverType: types[0],
+              target: config.target, keep: request.keep, providerKey: keyName, ttlSeconds: request.ttlSeconds,
+              idleTimeoutSeconds: request.idleTimeoutSeconds, createdAt: new Date(),
+            }),
+            types,
+            userData: renderCloudInit({ sshUser: config.ssh.user, sshPublicKey: request.publicKey, sshPort: config.ssh.port, sshFallbackPorts: config.ssh.fallbackPorts, workRoot: config.workRoot }),
+            sshPublicKey: request.publicKey,
+            keyName,
+          })
+          .catch(async (error: unknown) => {
+            // Unknown outcome: whatever carries this lease's label must not outlive the failed create.
+            if (error instanceof CloudApiError && error.retryable) await backend.delete({ leaseId: request.leaseId, keyName }).catch(() => undefined)
+            throw error
+          })
+        for (const attempt of created.attempts) progress.info(`${attempt.serverType}${attempt.region ? ` in ${attempt.region}` : ''}${attempt.market ? ` (${attempt.market})` : ''} unavailable: ${attempt.category}`)
+        const machine = created.machine
+        progress.info(`${created.adopted ? 'adopted' : 'created'} ${machine.name}: ${machine.serverType}${machine.market ? ` ${machine.market}` : ''} at ${machine.host}`)
+        await pinConsoleHostKeys(backend, machine, request, config, context)
+        const lease = toLease(provider, machine, config)
+        return { ...lease, id: request.leaseId, ssh: { ...lease.ssh, privateKeyPath: request.privateKeyPath, knownHostsPath: request.knownHostsPath } }
+      } catch (error) {
+        throw cloudError(provider, error)
+      }
+    },
+
+    async resolve(idOrSlug, context) {
+      const leases = await this.list(context)
+      return pickByIdOrSlug(leases, idOrSlug, title)
+    },
+
+    async release(lease, context) {
+      const backend = backendFor(context)
+      try {
+        await backend.delete({
+          leaseId: lease.id,
+          id: typeof lease.details.machineId === 'string' ? lease.details.machineId : undefined,
+          region: typeof lease.details.region === 'string' ? lease.details.region : undefined,
+          keyName: providerKeyName(lease.id),
+        })
+      } catch (error) {
+        throw cloudError(provider, error)
+      }
+    },
+
+    async list(context) {
+      try {
+        return (await backendFor(context).list()).filter(isLeaseMachine).map((m) => toLease(provider, m, context.config))
+      } catch (error) {
+        throw cloudError(provider, error)
+      }
+    },
+  }
+}
