@@ -9,6 +9,7 @@ import { registerAdminRoutes } from './admin-routes.js'
 import { registerLeaseRoutes } from './lease-routes.js'
 import { registerControlRoutes } from './control.js'
 import { registerRunRoutes } from './run-routes.js'
+import { registerUsageRoutes } from './usage.js'
 import type { FleetStorage } from './storage.js'
 
 /**
@@ -68,7 +69,7 @@ export function createFleetApp(deps: FleetDeps): FleetApp {
   registerLeaseRoutes(app, deps)
   registerAdminRoutes(app, deps)
   // ---- part 2 registers here (runs, usage, control, GitHub login): ----
-  registerRunRoutes(app, deps), registerControlRoutes(app, deps)
+  registerRunRoutes(app, deps), registerControlRoutes(app, deps), registerUsageRoutes(app, deps)
   // ---------------------------------------------------------------------
   return app
 }
