@@ -172,6 +172,13 @@ describe('crabbox ssh against a real sshd', () => {
     expect(readFileSync(join(a.env.XDG_RUNTIME_DIR, 'crabbox', 'agent.pid'), 'utf8').trim()).toBe(String(statusA.pid))
   })
 
+  it('without a command opens a shell on a pty and passes its exit code through', async () => {
+    const result = await runCli(['ssh', ...at(host.address, 22)], { home: home(), input: 'tty; stty size; exit 3\n' })
+    expect(result.code).toBe(3)
+    expect(result.stdout).toMatch(/\/dev\/pts\/\d+/)
+    expect(result.stdout).toContain('24 80')
+  })
+
   it('works without the agent when CRABBOX_NO_AGENT=1', async () => {
     const h = home({ CRABBOX_NO_AGENT: '1' })
     const result = await runCli(['ssh', ...at(host.address, 22), '--', 'echo direct; exit 5'], { home: h })

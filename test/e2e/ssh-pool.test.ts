@@ -59,6 +59,18 @@ describe('ssh pool against a real sshd', () => {
     expect(await collect(pool, target, 'kill -TERM $$')).toMatchObject({ code: null, signal: 'SIGTERM' })
   })
 
+  it('keeps exit codes, output and stdin right when execs reuse a pre-opened spare channel', async () => {
+    const warm = new SshPool({ spareChannel: true })
+    try {
+      const target = targetFor(host)
+      for (let i = 0; i < 5; i++) {
+        expect(await collect(warm, target, `cat; echo ${i} >&2; exit ${i}`, `in${i}`)).toEqual({ code: i, stdout: `in${i}`, stderr: `${i}\n` })
+      }
+    } finally {
+      await warm.closeAll()
+    }
+  })
+
   it('applies cwd and env without AcceptEnv', async () => {
     const target = targetFor(host)
     let out = ''

@@ -63,7 +63,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
   }
   rmSync(socketPath, { force: true })
 
-  const pool = new SshPool()
+  const pool = new SshPool({ spareChannel: true })
   const sockets = new Set<Socket>()
   const startedAt = new Date()
   let lastActivity = Date.now()

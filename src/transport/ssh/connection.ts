@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
-import { Client } from 'ssh2'
+import { Client, type ClientChannel } from 'ssh2'
 import { CrabboxError } from '../../errors.js'
-import { ChannelRefused, execOnClient, openPty } from './exec.js'
+import { ChannelRefused, execOnClient, openBareSession, openPty } from './exec.js'
 import { verifyHostKey } from './known-hosts.js'
 import { candidatePorts } from './ports.js'
 import type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshTarget } from './types.js'
@@ -11,6 +11,11 @@ export interface ConnectOptions {
   connectTimeoutMs?: number
   /** Channels open at once; stays below the server's MaxSessions (sshd default 10). */
   maxChannels?: number
+  /**
+   * Keep one session channel open ahead of time so the next exec skips the
+   * channel-open round trip (the connection agent does; one-shot CLIs need not).
+   */
+  spareChannel?: boolean
   /** Called as each port is tried, for progress lines. */
   onAttempt?: (port: number) => void
 }
@@ -41,6 +46,8 @@ export class SshConnection {
   private cap: number
   private readonly waiting: Array<() => void> = []
   private readonly closeListeners = new Set<() => void>()
+  private spare?: Promise<ClientChannel | undefined>
+  private spareFailed = false
   closed = false
   lastUsed = Date.now()
 
@@ -49,8 +56,10 @@ export class SshConnection {
     readonly target: SshTarget,
     readonly port: number,
     maxChannels: number,
+    private readonly keepSpare = false,
   ) {
     this.cap = Math.max(1, maxChannels)
+    this.refillSpare()
     client.on('close', () => {
       this.closed = true
       for (const listener of this.closeListeners) listener()
@@ -105,7 +114,24 @@ export class SshConnection {
   }
 
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    return this.withChannel(() => execOnClient(this.client, this.where, command, options))
+    return this.withChannel(async () => execOnClient(this.client, this.where, command, options, await this.takeSpare())).finally(() => {
+      if (this.active === 0) this.refillSpare()
+    })
+  }
+
+  private takeSpare(): Promise<ClientChannel | undefined> {
+    const spare = this.spare
+    this.spare = undefined
+    return spare ?? Promise.resolve(undefined)
+  }
+
+  private refillSpare(): void {
+    if (!this.keepSpare || this.spare || this.closed || this.spareFailed) return
+    this.spare = openBareSession(this.client).catch(() => {
+      // Refused (MaxSessions) or gone: work without a spare from now on.
+      this.spareFailed = true
+      return undefined
+    })
   }
 
   /**
@@ -197,7 +223,7 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
     options.onAttempt?.(port)
     try {
       const client = await attempt(target, port, privateKey, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS)
-      return new SshConnection(client, target, port, options.maxChannels ?? DEFAULT_MAX_CHANNELS)
+      return new SshConnection(client, target, port, options.maxChannels ?? DEFAULT_MAX_CHANNELS, options.spareChannel)
     } catch (error) {
       const failed = error as AttemptFailed
       if (failed.fatal) throw failed.fatal

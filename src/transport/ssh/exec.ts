@@ -30,6 +30,54 @@ export const lostTransport = (where: string, cause?: unknown) =>
     cause,
   })
 
+/*
+ * A spare session channel, opened ahead of time, saves the channel-open round
+ * trip of the next command: a warm exec then costs one round trip, like an
+ * OpenSSH ControlMaster mux client. ssh2 has no public "open a bare session"
+ * call, so these two use its internals (ssh2 is pinned at 1.17.0).
+ */
+interface RawClient {
+  _chanMgr: { add(wrapper: unknown): number }
+  _protocol: { session(id: number, window: number, packet: number): void; exec(id: number, command: string, wantReply: boolean): void }
+}
+interface RawChannel {
+  outgoing: { state: string; id: number }
+  _callbacks: Array<(failed: boolean | Error) => void>
+  _client: RawClient
+  subtype?: string
+  allowHalfOpen: boolean
+}
+const MAX_WINDOW = 2 * 1024 * 1024
+const PACKET_SIZE = 32 * 1024
+
+const channelOpen = (channel: ClientChannel) => (channel as unknown as RawChannel).outgoing.state === 'open'
+
+/** Opens a session channel without a request on it yet. */
+export function openBareSession(client: Client): Promise<ClientChannel> {
+  return new Promise((resolve, reject) => {
+    const raw = client as unknown as RawClient
+    const wrapper = Object.assign((error: Error | undefined, channel: ClientChannel) => (error ? reject(error) : resolve(channel)), { type: 'session' })
+    const id = raw._chanMgr.add(wrapper)
+    if (id === -1) return reject(new Error('No free channels available'))
+    raw._protocol.session(id, MAX_WINDOW, PACKET_SIZE)
+  })
+}
+
+/** What ssh2's own exec does once its channel is open: send the request, wait for the reply. */
+function execOnOpenChannel(channel: ClientChannel, command: string, callback: (error: Error | undefined, channel: ClientChannel) => void): void {
+  const raw = channel as unknown as RawChannel
+  raw._callbacks.push((failed) => {
+    if (failed) {
+      channel.close()
+      return callback(failed === true ? new Error('Unable to exec') : failed, channel)
+    }
+    raw.subtype = 'exec'
+    raw.allowHalfOpen = true
+    callback(undefined, channel)
+  })
+  raw._client._protocol.exec(raw.outgoing.id, command, true)
+}
+
 /**
  * ssh2's Channel.signal() is a no-op once our side sent EOF (stdin ended),
  * which is the normal state of a running command, so send the request directly.
@@ -52,18 +100,20 @@ const KILL_GRACE_MS = 5000
  * exit status; rejects with ChannelRefused/NotStarted when nothing ran, or a
  * 255 CrabboxError when the transport died after the command was sent.
  */
-export function execOnClient(client: Client, where: string, command: string, options: ExecOptions = {}): Promise<ExecResult> {
+export function execOnClient(client: Client, where: string, command: string, options: ExecOptions = {}, spare?: ClientChannel): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) return reject(new NotStarted('aborted before start'))
+    const onChannel = (error: Error | undefined, channel: ClientChannel) => {
+      if (!error) return run(channel)
+      // Failures of the channel open itself mean the command was never sent; anything
+      // later (the exec request in flight) may have started it, so it is never retried.
+      if (/Channel open failure/.test(error.message)) return reject(new ChannelRefused(error.message))
+      if (/No response from server|Not connected/.test(error.message)) return reject(new NotStarted(error.message))
+      reject(lostTransport(where, error))
+    }
     try {
-      client.exec(remoteCommand(command, options), (error, channel) => {
-        if (!error) return run(channel)
-        // Failures of the channel open itself mean the command was never sent; anything
-        // later (the exec request in flight) may have started it, so it is never retried.
-        if (/Channel open failure/.test(error.message)) return reject(new ChannelRefused(error.message))
-        if (/No response from server|Not connected/.test(error.message)) return reject(new NotStarted(error.message))
-        reject(lostTransport(where, error))
-      })
+      if (spare && channelOpen(spare)) execOnOpenChannel(spare, remoteCommand(command, options), onChannel)
+      else client.exec(remoteCommand(command, options), onChannel)
     } catch (error) {
       // ssh2 throws synchronously when the socket is already gone.
       return reject(new NotStarted((error as Error).message))
