@@ -47,6 +47,9 @@ describe('CLI frame', () => {
     expect(result.stdout).toContain('--token-stdin')
     expect(result.stdout).toContain('EXAMPLES')
     expect(result.stdout).toContain('$ crabbox config set-broker --url https://crabbox.example.com')
+    const short = await runCli(['config', 'set-broker', '-h'], { home: home() })
+    expect(short.code).toBe(0)
+    expect(short.stdout).toContain('Store the broker URL and tokens')
   })
 
   it('a bad flag or a missing required flag is exit 2', async () => {
