@@ -1,3 +1,4 @@
+import { candidateTypes } from '../../src/protocol/classes.js'
 import { defaultSlug, isLeaseId, newLeaseId, normalizeSlug, providerResourceName, slugCandidates } from '../../src/protocol/ids.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import {
@@ -273,7 +274,8 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
   const ttlSeconds = clampSeconds(request.ttlSeconds, DEFAULT_TTL_SECONDS)
   const idleTimeoutSeconds = clampSeconds(request.idleTimeoutSeconds, DEFAULT_IDLE_SECONDS)
   const leaseClass = request.class || 'beast'
-  const serverType = request.serverType || (providerName === 'static' ? 'ssh' : leaseClass)
+  // The record shows the first candidate (reference); the provider gets a type only when one was asked for.
+  const serverType = request.serverType || (providerName === 'hetzner' || providerName === 'aws' ? candidateTypes(providerName, leaseClass)[0] : providerName === 'static' ? 'ssh' : leaseClass)
   // Pricing may call the provider: before the transaction, never inside it.
   const hourly = await hourlyRate(deps.env, providerName, provider, serverType)
 
@@ -339,7 +341,7 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
   })
   if (reservation.raced) return (await existingOutcome()) ?? { lease: reservation.lease, created: false }
 
-  const provisioning = provision(deps, reservation.lease, request.sshPublicKey, request.capacity?.market)
+  const provisioning = provision(deps, reservation.lease, { sshPublicKey: request.sshPublicKey, serverType: request.serverType, market: request.capacity?.market })
   pending.set(leaseId, provisioning)
   try {
     return { lease: await provisioning, created: true }
@@ -348,7 +350,11 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
   }
 }
 
-async function provision(deps: FleetDeps, lease: LeaseRecord, sshPublicKey: string, market?: 'spot' | 'on-demand'): Promise<LeaseRecord> {
+async function provision(
+  deps: FleetDeps,
+  lease: LeaseRecord,
+  ask: { sshPublicKey: string; serverType?: string; market?: 'spot' | 'on-demand' },
+): Promise<LeaseRecord> {
   const { storage } = deps
   const provider = deps.providers.get(lease.provider)
   let machine: Machine | undefined
@@ -361,10 +367,10 @@ async function provision(deps: FleetDeps, lease: LeaseRecord, sshPublicKey: stri
       org: lease.org,
       profile: lease.profile ?? 'default',
       class: lease.class ?? '',
-      serverType: lease.serverType,
+      serverType: ask.serverType,
       target: lease.target,
-      market,
-      sshPublicKey,
+      market: ask.market,
+      sshPublicKey: ask.sshPublicKey,
       providerKey: lease.providerKey ?? '',
       keep: lease.keep,
       ttlSeconds: lease.ttlSeconds,

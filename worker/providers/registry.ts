@@ -1,4 +1,6 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
+import { createAwsBrokerProvider } from './aws.js'
+import { createHetznerBrokerProvider } from './hetzner.js'
 import { createStaticProvider } from './static.js'
 import type { BrokerProvider, BrokerProviderContext, BrokerProviderFactory, ListableProvider } from './types.js'
 
@@ -8,9 +10,8 @@ import type { BrokerProvider, BrokerProviderContext, BrokerProviderFactory, List
  */
 const factories: Record<string, BrokerProviderFactory> = {
   static: createStaticProvider,
-  // Cloud providers (worker/providers/hetzner.ts, aws.ts) register here by name:
-  // hetzner: createHetznerBrokerProvider,
-  // aws: createAwsBrokerProvider,
+  hetzner: (context) => createHetznerBrokerProvider(context),
+  aws: (context) => createAwsBrokerProvider(context),
 }
 
 export interface ProviderRegistry {
