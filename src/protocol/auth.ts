@@ -23,7 +23,7 @@ export const GithubLoginStartResponse = v.object({
 })
 export type GithubLoginStartResponse = v.InferOutput<typeof GithubLoginStartResponse>
 
-export const GithubLoginPollRequest = v.object({ loginID: v.string(), pollSecret: v.string() })
+export const GithubLoginPollRequest = v.object({ loginID: v.pipe(v.string(), v.maxLength(64)), pollSecret: v.pipe(v.string(), v.maxLength(1024)) })
 export type GithubLoginPollRequest = v.InferOutput<typeof GithubLoginPollRequest>
 
 /** 200 pending/complete; 410 `{status:"expired"}` and 400 `{status:"failed",error}` arrive as error replies. */
@@ -39,3 +39,12 @@ export const GithubLoginPollResponse = v.variant('status', [
   }),
 ])
 export type GithubLoginPollResponse = v.InferOutput<typeof GithubLoginPollResponse>
+
+/** What GitHub sends back to `/v1/auth/github/callback`. */
+export const GithubCallbackQuery = v.object({
+  code: v.optional(v.pipe(v.string(), v.maxLength(512))),
+  state: v.optional(v.pipe(v.string(), v.maxLength(128))),
+  error: v.optional(v.pipe(v.string(), v.maxLength(512))),
+  error_description: v.optional(v.pipe(v.string(), v.maxLength(2048))),
+})
+export type GithubCallbackQuery = v.InferOutput<typeof GithubCallbackQuery>

@@ -10,6 +10,7 @@ import { registerLeaseRoutes } from './lease-routes.js'
 import { registerControlRoutes } from './control.js'
 import { registerRunRoutes } from './run-routes.js'
 import { registerUsageRoutes } from './usage.js'
+import { registerGithubRoutes } from '../auth/github.js'
 import type { FleetStorage } from './storage.js'
 
 /**
@@ -69,7 +70,7 @@ export function createFleetApp(deps: FleetDeps): FleetApp {
   registerLeaseRoutes(app, deps)
   registerAdminRoutes(app, deps)
   // ---- part 2 registers here (runs, usage, control, GitHub login): ----
-  registerRunRoutes(app, deps), registerControlRoutes(app, deps), registerUsageRoutes(app, deps)
+  registerRunRoutes(app, deps), registerControlRoutes(app, deps), registerUsageRoutes(app, deps), registerGithubRoutes(app, deps)
   // ---------------------------------------------------------------------
   return app
 }
