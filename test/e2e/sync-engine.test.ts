@@ -163,7 +163,7 @@ describe('sync engine against a real sshd', () => {
     git(repo, 'commit', '-qam', 'feature work')
     put(repo, 'src/b.txt', 'b dirty\n')
     const wd = workdir()
-    await sync(repo, wd)
+    expect((await sync(repo, wd)).warnings).toEqual([])
 
     const status = await host.run(`su - crabbox -s /bin/sh -c 'cd "${wd}" && git status --porcelain && git rev-parse --abbrev-ref HEAD && git diff --name-only origin/main...'`)
     expect(status.stderr).toBe('')
@@ -188,6 +188,7 @@ describe('sync engine against a real sshd', () => {
     put(repo, 'x.txt', 'dirty\n')
     const wd = workdir()
     const result = await sync(repo, wd)
+    expect(result.warnings).toEqual([])
     expect(result.phases.find((phase) => phase.name === 'git_seed')?.skipped).toBeFalsy()
     const status = await host.run(`su - crabbox -s /bin/sh -c 'cd "${wd}" && git status --porcelain; git log --format=%s'`)
     expect(status.stdout).toBe(' M x.txt\none\n')

@@ -1,4 +1,8 @@
 import { spawn } from 'node:child_process'
+import { createReadStream } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { SshSession } from '../../transport/ssh/types.js'
 import type { GitInfo } from './manifest.js'
 import { META_FILES, q, shCommand } from './remote-scripts.js'
@@ -71,7 +75,7 @@ export function gitBlock(local: GitInfo, work: { seed: boolean; hydrate: boolean
     if (origin) lines.push(`git cat-file -e ${sha}^{commit} 2>/dev/null || ${FETCH} ${q(`+refs/heads/${local.baseRef}:refs/remotes/origin/${local.baseRef}`)} >/dev/null 2>&1 || true`)
     lines.push(`if git cat-file -e ${sha}^{commit} 2>/dev/null; then git update-ref ${ref} ${sha}; else echo need-base; fi`)
   }
-  lines.push(`if git cat-file -e ${head}^{commit} 2>/dev/null; then ${setHead(local)}; else echo need-bundle; fi`, 'fi')
+  lines.push(`if git cat-file -e ${head}^{commit} 2>/dev/null; then ${setHead(local)}; else echo need-bundle; needbundle=1; fi`, 'fi')
   return lines.join('\n')
 }
 
@@ -89,7 +93,9 @@ export async function sendBundle(
   if (o.needHead) refs.push('HEAD')
   if (o.needBase && o.local.baseRef) refs.push(`refs/remotes/origin/${o.local.baseRef}`)
   // Leave out what the runner already has, when we have it too.
-  for (const have of [o.remote.hasHead ? o.local.head : undefined, o.remote.head, o.remote.base]) {
+  // After the apply step's hydrate the runner holds the base commit unless it asked for it.
+  const base = o.needBase ? o.remote.base : o.local.baseSha
+  for (const have of [o.remote.hasHead ? o.local.head : undefined, o.remote.head, base]) {
     if (have && have !== o.local.head && (await localHas(o.repoRoot, have))) refs.push(`^${have}`)
   }
   const script = [
@@ -99,7 +105,7 @@ export async function sendBundle(
     GIT_ENV,
     `[ -f .git/HEAD ] || git init -q >/dev/null 2>&1`,
     `cat > "$meta/${META_FILES.bundle}"`,
-    `git bundle unbundle "$meta/${META_FILES.bundle}" >/dev/null 2>&1 || echo "warn the runner could not read the git bundle"`,
+    `git bundle unbundle "$meta/${META_FILES.bundle}" >/dev/null 2>"$meta/seed.err" || echo "warn the runner could not read the git bundle: $(tail -n 1 "$meta/seed.err")"`,
     `rm -f -- "$meta/${META_FILES.bundle}"`,
     o.needBase && o.local.baseSha
       ? `if git cat-file -e ${q(o.local.baseSha)}^{commit} 2>/dev/null; then git update-ref ${q(`refs/remotes/origin/${o.local.baseRef}`)} ${q(o.local.baseSha)}; fi`
@@ -111,24 +117,39 @@ export async function sendBundle(
     .join('\n')
 
   if (refs.every((ref) => ref.startsWith('^'))) return warnings
-  const bundle = spawn('git', ['-C', o.repoRoot, 'bundle', 'create', '-q', '-', ...refs], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let bundleErr = ''
-  bundle.stderr.setEncoding('utf8').on('data', (d: string) => (bundleErr += d))
-  const bundleExit = new Promise<number | null>((resolve) => bundle.on('close', resolve))
-  let out = ''
-  const result = await session.exec(shCommand(script, 'crabbox-git-bundle', [o.workdir, o.meta]), {
-    stdin: bundle.stdout,
-    onStdout: (chunk) => (out += chunk.toString('utf8')),
-    signal: o.signal,
-  })
-  const code = await bundleExit
-  if (code !== 0) warnings.push(`git bundle failed locally: ${bundleErr.trim() || `exit ${code}`}`)
-  if (result.code !== 0) warnings.push(`git seed over SSH failed (exit ${result.code ?? result.signal})`)
-  for (const line of out.split('\n')) if (line.startsWith('warn ')) warnings.push(line.slice(5))
+  // Bundle to a temp file first: a failed bundle is then known before anything is sent.
+  const dir = await mkdtemp(join(tmpdir(), 'crabbox-bundle-'))
+  const file = join(dir, 'seed.bundle')
+  try {
+    const created = await runGit(o.repoRoot, ['bundle', 'create', '-q', file, ...refs])
+    if (created.code !== 0) {
+      warnings.push(`git bundle failed locally: ${created.stderr.trim() || `exit ${created.code}`}`)
+      return warnings
+    }
+    let out = ''
+    const result = await session.exec(shCommand(script, 'crabbox-git-bundle', [o.workdir, o.meta]), {
+      stdin: createReadStream(file),
+      onStdout: (chunk) => (out += chunk.toString('utf8')),
+      signal: o.signal,
+    })
+    if (result.code !== 0) warnings.push(`git seed over SSH failed (exit ${result.code ?? result.signal})`)
+    for (const line of out.split('\n')) if (line.startsWith('warn ')) warnings.push(line.slice(5))
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
   return warnings
 }
 
+function runGit(repoRoot: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn('git', ['-C', repoRoot, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  return new Promise((resolve) => {
+    child.on('error', (error) => resolve({ code: -1, stderr: error.message }))
+    child.on('close', (code) => resolve({ code, stderr }))
+  })
+}
+
 async function localHas(repoRoot: string, sha: string): Promise<boolean> {
-  const child = spawn('git', ['-C', repoRoot, 'cat-file', '-e', `${sha}^{commit}`], { stdio: 'ignore' })
-  return (await new Promise<number | null>((resolve) => child.on('close', resolve))) === 0
+  return (await runGit(repoRoot, ['cat-file', '-e', `${sha}^{commit}`])).code === 0
 }

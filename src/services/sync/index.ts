@@ -14,7 +14,7 @@ import { shouldCompress, tarStream } from './transfer.js'
 
 export { buildManifest, findRepoRoot, checkPath, formatBytes, type Manifest, type ManifestEntry } from './manifest.js'
 export { DEFAULT_EXCLUDES } from './excludes.js'
-export { summarizeManifest, type SyncPlanSummary } from './summary.js'
+export { renderSyncPlan, summarizeManifest, syncPlan, type SyncPlanSummary } from './summary.js'
 
 export interface SyncOptions {
   repoRoot: string

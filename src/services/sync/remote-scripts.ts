@@ -116,7 +116,8 @@ export function applyScript(o: ApplyScriptOptions): string {
     lines.push(appendRecords(o.records, META_FILES.delta))
   }
   if (o.git) lines.push(o.git)
-  if (o.writeFingerprint) lines.push(`printf '%s\\n' ${q(o.fingerprint)} > "$meta/${META_FILES.fingerprint}" || exit 1`)
+  // When git still needs a bundle, the bundle step writes the fingerprint after it.
+  if (o.writeFingerprint) lines.push(`[ "\${needbundle:-0}" = 1 ] || printf '%s\\n' ${q(o.fingerprint)} > "$meta/${META_FILES.fingerprint}" || exit 1`)
   lines.push('mark done', 'exit 0', '')
   return lines.filter((line) => line !== '').join('\n')
 }
