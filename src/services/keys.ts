@@ -28,9 +28,9 @@ export async function ensureLeaseKey(leaseId: string): Promise<LeaseKey> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
   }
-  // ssh2 is only loaded when a key is actually generated.
-  const { utils } = await import('ssh2')
-  const pair = utils.generateKeyPairSync('ed25519', { comment: `crabbox ${leaseId}` })
+  // ssh2 is only loaded when a key is actually generated; it is CommonJS, so `utils` hangs off default.
+  const { default: ssh2 } = await import('ssh2')
+  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: `crabbox ${leaseId}` })
   // 'wx': a concurrent generator for the same lease loses cleanly instead of clobbering.
   try {
     await writeFile(privateKeyPath, pair.private, { mode: 0o600, flag: 'wx' })
