@@ -179,6 +179,19 @@ describe('crabbox ssh against a real sshd', () => {
     expect(result.stdout).toContain('24 80')
   })
 
+  it('--id resolves a lease (the embedded local provider) and runs there', async () => {
+    const h = home()
+    const warm = await runCli(['warmup', '--provider', 'local'], { home: h })
+    expect(warm.code).toBe(0)
+    const id = /leased (\S+)/.exec(warm.stdout + warm.stderr)![1]
+    try {
+      const result = await runCli(['ssh', '--id', id, '--', 'echo on-lease; exit 6'], { home: h })
+      expect(result).toMatchObject({ code: 6, stdout: 'on-lease\n' })
+    } finally {
+      await runCli(['stop', id], { home: h })
+    }
+  })
+
   it('works without the agent when CRABBOX_NO_AGENT=1', async () => {
     const h = home({ CRABBOX_NO_AGENT: '1' })
     const result = await runCli(['ssh', ...at(host.address, 22), '--', 'echo direct; exit 5'], { home: h })
