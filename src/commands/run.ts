@@ -29,7 +29,10 @@ export default class Run extends BaseCommand<typeof Run> {
 
   async run(): Promise<RunTiming> {
     const { flags, argv } = await this.parse(Run)
-    const timing = await runPipeline(await this.context(flags), argv as string[], {
+    // Words after `--` are taken from the raw argv: the parser may reorder them.
+    const dashDash = this.argv.indexOf('--')
+    const command = dashDash >= 0 ? this.argv.slice(dashDash + 1) : (argv as string[])
+    const timing = await runPipeline(await this.context(flags), command, {
       id: flags.id,
       keep: flags.keep,
       noSync: flags['no-sync'],

@@ -1,0 +1,153 @@
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
+
+/** A small git checkout to run from, so each sync is quick. */
+function tinyRepo(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'crabbox-repo-'))
+  writeFileSync(join(dir, 'hello.txt'), 'hello from the checkout\n')
+  execFileSync('git', ['init', '-q'], { cwd: dir })
+  execFileSync('git', ['add', '.'], { cwd: dir })
+  execFileSync('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-qm', 'init'], { cwd: dir })
+  return dir
+}
+
+/** Processes whose command line mentions `needle` (our runners and the commands they started). */
+function processesMentioning(needle: string): number[] {
+  const pids: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) pids.push(Number(entry))
+    } catch {
+      // exited while we looked
+    }
+  }
+  return pids
+}
+
+const localDir = (home: CliHome) => join(home.env.XDG_STATE_HOME, 'crabbox', 'local')
+const leftovers = (home: CliHome) => (existsSync(localDir(home)) ? readdirSync(localDir(home)) : [])
+
+const homes: CliHome[] = []
+const repos: string[] = []
+function setup() {
+  const home = cliHome()
+  const repo = tinyRepo()
+  homes.push(home)
+  repos.push(repo)
+  // No agent: each test owns every process it starts.
+  return { home, repo, env: { CRABBOX_NO_AGENT: '1', NODE_EXTRA_CA_CERTS: undefined } }
+}
+
+afterAll(async () => {
+  for (const home of homes) {
+    for (const pid of processesMentioning(home.dir)) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // gone
+      }
+    }
+    rmSync(home.dir, { recursive: true, force: true })
+  }
+  for (const repo of repos) rmSync(repo, { recursive: true, force: true })
+})
+
+describe('crabbox run on the embedded local provider', () => {
+  it('streams remote stdout and stderr apart, exits with the remote code, and leaves no lease or runner behind', async () => {
+    const { home, repo, env } = setup()
+    const result = await runCli(['run', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3'], { home, cwd: repo, env })
+    expect(result.stdout).toBe('out\n')
+    expect(result.stderr).toMatch(/^err$/m)
+    expect(result.stderr).toMatch(/without isolation/)
+    expect(result.stderr).toMatch(/run summary sync=\S+ command=\S+ total=\S+ sync_skipped=false exit=3/)
+    expect(result.code).toBe(3)
+    expect(leftovers(home)).toEqual([])
+    expect(processesMentioning(home.dir)).toEqual([])
+    const list = await runCli(['list', '--json'], { home, cwd: repo, env })
+    expect(JSON.parse(list.stdout)).toEqual([])
+  })
+
+  it('runs in the synced checkout, quotes arguments exactly and forwards allowed env', async () => {
+    const { home, repo, env } = setup()
+    const result = await runCli(['run', '--', 'sh', '-c', 'cat hello.txt; printf "[%s]" "$1" "$CRABBOX_E2E_X"', 'sh', "it's a  'test'"], {
+      home,
+      cwd: repo,
+      env: { ...env, CRABBOX_ENV_ALLOW: 'CRABBOX_E2E_*', CRABBOX_E2E_X: 'forwarded' },
+    })
+    expect(result.code).toBe(0)
+    expect(result.stdout).toBe("hello from the checkout\n[it's a  'test'][forwarded]")
+  })
+
+  it('warmup, then run --id <slug> reuses the lease and skips an unchanged sync; stop twice succeeds', async () => {
+    const { home, repo, env } = setup()
+    const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
+    expect(warm.code).toBe(0)
+    const lease = JSON.parse(warm.stdout) as { id: string; slug: string; provider: string }
+    expect(lease.id).toMatch(/^cbx_[0-9a-f]{12}$/)
+    expect(lease.provider).toBe('local')
+
+    const first = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'cat', 'hello.txt'], { home, cwd: repo, env })
+    expect(first.code).toBe(0)
+    expect(first.stdout).toBe('hello from the checkout\n')
+    const second = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'true'], { home, cwd: repo, env })
+    expect(second.code).toBe(0)
+    const timing = JSON.parse(second.stderr.trim().split('\n').at(-1)!)
+    expect(timing).toMatchObject({ provider: 'local', leaseId: lease.id, slug: lease.slug, syncSkipped: true, exitCode: 0 })
+    expect(typeof timing.syncMs).toBe('number')
+    expect(typeof timing.commandMs).toBe('number')
+    expect(typeof timing.totalMs).toBe('number')
+    expect(Array.isArray(timing.syncPhases)).toBe(true)
+
+    const status = await runCli(['status', lease.id, '--json'], { home, cwd: repo, env })
+    expect(JSON.parse(status.stdout)).toMatchObject({ id: lease.id, slug: lease.slug, ready: true })
+
+    const stop = await runCli(['stop', lease.slug], { home, cwd: repo, env })
+    expect(stop.code).toBe(0)
+    expect(stop.stdout).toMatch(/released/)
+    const again = await runCli(['stop', lease.slug], { home, cwd: repo, env })
+    expect(again.code).toBe(0)
+    expect(again.stdout).toMatch(/already released/)
+    expect(leftovers(home)).toEqual([])
+    expect(processesMentioning(home.dir)).toEqual([])
+  })
+
+  it('--no-sync reports syncSkipped: true; an unknown lease is exit 4', async () => {
+    const { home, repo, env } = setup()
+    const result = await runCli(['run', '--no-sync', '--timing-json', '--', 'true'], { home, cwd: repo, env })
+    expect(result.code).toBe(0)
+    const timing = JSON.parse(result.stderr.trim().split('\n').at(-1)!)
+    expect(timing).toMatchObject({ syncSkipped: true, syncMs: 0, exitCode: 0, provider: 'local' })
+    const missing = await runCli(['run', '--id', 'no-such-lease', '--', 'true'], { home, cwd: repo, env })
+    expect(missing.code).toBe(4)
+  })
+
+  it('Ctrl-C stops the remote command and releases the lease', async () => {
+    const { home, repo, env } = setup()
+    // A sleep length no other test uses, so we can find exactly this command's process.
+    const seconds = `300.${process.pid}${Date.now() % 1000}`
+    const child = spawnCli(['run', '--no-sync', '--', 'sh', '-c', `echo started; exec sleep ${seconds}`], { home, cwd: repo, env })
+    let stdout = ''
+    let stderr = ''
+    child.stderr!.on('data', (d) => (stderr += d))
+    await new Promise<void>((resolve) =>
+      child.stdout!.on('data', (d) => {
+        stdout += d
+        if (stdout.includes('started')) resolve()
+      }),
+    )
+    const sleeping = processesMentioning(`sleep\u0000${seconds}`)
+    expect(sleeping.length).toBeGreaterThan(0)
+    child.kill('SIGINT')
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+    expect(code).toBe(130)
+    expect(stderr).toMatch(/released cbx_/)
+    expect(sleeping.filter((pid) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z'))).toEqual([])
+    expect(leftovers(home)).toEqual([])
+    expect(processesMentioning(home.dir)).toEqual([])
+  })
+})
