@@ -7,7 +7,7 @@ import type { Env } from './env.js'
 export { FleetDurableObject } from './fleet/fleet.js'
 
 /** Largest request body the edge forwards; routes set tighter limits inside the object. */
-export const MAX_EDGE_BODY_BYTES = 16 * 1024 * 1024
+const MAX_EDGE_BODY_BYTES = 16 * 1024 * 1024
 
 type Edge = { Bindings: Env; Variables: { identity?: Identity } }
 const app = new Hono<Edge>()
