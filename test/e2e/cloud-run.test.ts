@@ -1,0 +1,140 @@
+import { execFileSync } from 'node:child_process'
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parse } from 'yaml'
+import { cliHome, runCli } from '../support/cli.js'
+import { createFakeHetzner, serveFake, type ServedFake } from '../support/fake-hetzner.js'
+import { createFakeEc2 } from '../support/fake-ec2.js'
+import { sshHost, type SshHost } from '../support/ssh-host.js'
+
+/**
+ * `crabbox run --provider hetzner|aws` in direct mode, end to end: the built
+ * CLI talks to the fake cloud API on loopback, and the "server" the fake
+ * returns is a real sshd test host. The test plays cloud-init's part from the
+ * user data the CLI sent: it authorizes the key listed there and installs the
+ * crabbox-ready script rendered there, so a wrong key or a broken probe fails
+ * the run.
+ */
+
+const READY = '/usr/local/bin/crabbox-ready'
+const MARKER = '/var/lib/crabbox/bootstrapped'
+
+let host: SshHost
+let workRoot: string
+let repo: string
+const created: string[] = []
+const served: ServedFake[] = []
+
+interface CloudConfig {
+  users: Array<string | { name: string; ssh_authorized_keys: string[] }>
+  write_files: Array<{ path: string; content: string }>
+}
+
+/** What the runner's cloud-init would do, as far as a shared-filesystem test host allows. */
+async function bootstrapFrom(userData: string): Promise<void> {
+  const config = parse(userData) as CloudConfig
+  const user = config.users.find((u): u is { name: string; ssh_authorized_keys: string[] } => typeof u === 'object' && u.name === 'crabbox')!
+  for (const key of user.ssh_authorized_keys) await host.authorize(key)
+  const ready = config.write_files.find((f) => f.path === READY)!
+  if (!existsSync(READY)) created.push(READY)
+  writeFileSync(READY, ready.content, { mode: 0o755 })
+  if (!existsSync(MARKER)) {
+    mkdirSync('/var/lib/crabbox', { recursive: true })
+    writeFileSync(MARKER, '')
+    created.push(MARKER)
+  }
+}
+
+function tinyRepo(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'crabbox-cloud-repo-'))
+  writeFileSync(join(dir, 'hello.txt'), 'hello from the checkout\n')
+  execFileSync('git', ['init', '-q'], { cwd: dir })
+  execFileSync('git', ['add', '.'], { cwd: dir })
+  execFileSync('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-qm', 'init'], { cwd: dir })
+  return dir
+}
+
+beforeAll(async () => {
+  host = await sshHost({ ports: [2222, 22], name: 'cloud' })
+  workRoot = mkdtempSync(join(tmpdir(), 'crabbox-cloud-work-'))
+  const uid = Number(execFileSync('id', ['-u', 'crabbox'], { encoding: 'utf8' }).trim())
+  chownSync(workRoot, uid, uid)
+  repo = tinyRepo()
+})
+
+afterAll(async () => {
+  for (const s of served) await s.close()
+  await host?.stop()
+  for (const path of created) rmSync(path, { force: true })
+  rmSync(workRoot, { recursive: true, force: true })
+  rmSync(repo, { recursive: true, force: true })
+})
+
+const baseEnv = () => ({ CRABBOX_NO_AGENT: '1', NODE_EXTRA_CA_CERTS: undefined, CRABBOX_WORK_ROOT: workRoot })
+
+describe('direct-mode cloud runs against a real SSH host', () => {
+  it('crabbox run --provider hetzner creates the server, syncs, runs, streams and deletes it', async () => {
+    const fake = createFakeHetzner({ addressFor: () => host.address, onCreate: (s) => bootstrapFrom(s.user_data) })
+    const server = await serveFake(fake.handler)
+    served.push(server)
+    const home = cliHome()
+    const result = await runCli(['run', '--provider', 'hetzner', '--class', 'standard', '--', 'sh', '-c', 'cat hello.txt; whoami'], {
+      cwd: repo,
+      home,
+      env: { ...baseEnv(), HCLOUD_TOKEN: fake.token, CRABBOX_HETZNER_API_URL: `${server.url}/v1` },
+      timeoutMs: 90_000,
+    })
+    expect(result.code, result.stderr).toBe(0)
+    expect(result.stdout).toContain('hello from the checkout')
+    expect(result.stdout).toContain('crabbox')
+    const create = fake.calls.find((c) => c.method === 'POST' && c.path === '/servers')!
+    expect(create.body).toMatchObject({ server_type: 'ccx33', location: 'fsn1', image: 'ubuntu-24.04', labels: { crabbox: 'true', keep: 'false', class: 'standard' } })
+    const leaseId = (create.body!.labels as Record<string, string>).lease
+    // The key in the user data is the lease's own key, and the host key was pinned on first use.
+    const keyDir = join(home.env.XDG_CONFIG_HOME, 'crabbox', 'testboxes', leaseId)
+    expect(String(create.body!.user_data)).toContain(readFileSync(join(keyDir, 'id_ed25519.pub'), 'utf8').trim())
+    expect(readFileSync(join(keyDir, 'known_hosts'), 'utf8')).toContain(`[${host.address}]:2222 ssh-ed25519 `)
+    // Released: server and per-lease key are gone.
+    expect(fake.servers.size).toBe(0)
+    expect(fake.keys.size).toBe(0)
+    rmSync(home.dir, { recursive: true, force: true })
+  })
+
+  it('crabbox run --provider aws pins the host key from the serial console before connecting, and refuses a runner whose key differs', async () => {
+    const scanned = execFileSync('ssh-keyscan', ['-p', '2222', '-t', 'ed25519', host.address], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split(/\s+/)
+    const realKey = `${scanned[1]} ${scanned[2]}`
+    const dir = mkdtempSync(join(tmpdir(), 'crabbox-otherkey-'))
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'k')])
+    const otherKey = readFileSync(join(dir, 'k.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ')
+    rmSync(dir, { recursive: true, force: true })
+
+    let consoleKey = realKey
+    const fake = createFakeEc2({
+      addressFor: () => host.address,
+      onLaunch: (i) => bootstrapFrom(i.userData),
+      consoleFor: () => `cloud-init[900]: ok\ncrabbox-host-key: ${consoleKey}\n`,
+    })
+    const server = await serveFake(fake.handler)
+    served.push(server)
+    const env = { ...baseEnv(), AWS_ACCESS_KEY_ID: fake.accessKeyId, AWS_SECRET_ACCESS_KEY: fake.secretAccessKey, CRABBOX_AWS_ENDPOINT: server.url, CRABBOX_AWS_CONSOLE_WAIT_MS: '5000' }
+
+    const home = cliHome()
+    const ok = await runCli(['run', '--provider', 'aws', '--class', 'standard', '--', 'cat', 'hello.txt'], { cwd: repo, home, env, timeoutMs: 90_000 })
+    expect(ok.code, ok.stderr).toBe(0)
+    expect(ok.stdout).toContain('hello from the checkout')
+    const launch = fake.calls.find((c) => c.action === 'RunInstances')!
+    expect(launch.params).toMatchObject({ InstanceType: 'c7a.8xlarge', 'InstanceMarketOptions.MarketType': 'spot', 'BlockDeviceMapping.1.Ebs.VolumeSize': '400' })
+    expect(fake.live()).toHaveLength(0)
+    expect(fake.keyPairs.size).toBe(0)
+
+    consoleKey = otherKey
+    const bad = await runCli(['run', '--provider', 'aws', '--class', 'standard', '--', 'cat', 'hello.txt'], { cwd: repo, home, env, timeoutMs: 90_000 })
+    expect(bad.code).toBe(7)
+    expect(bad.stderr).toMatch(/host key for .* changed/)
+    expect(bad.stdout).not.toContain('hello from the checkout')
+    expect(fake.live()).toHaveLength(0)
+    rmSync(home.dir, { recursive: true, force: true })
+  })
+})
