@@ -1,0 +1,217 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { createRequire } from 'node:module'
+import { CrabboxError, usageError } from '../errors.js'
+import type { Progress } from '../ui/progress.js'
+
+export interface BrokerDevOptions {
+  port: number
+  /** Where workerd keeps Durable Object storage between runs (`--persist-to`). */
+  stateDir: string
+  /** Pass wrangler's own output through to stderr. */
+  debug: boolean
+  progress: Progress
+  env?: NodeJS.ProcessEnv
+}
+
+export interface BrokerDevResult {
+  url: string
+  port: number
+  stateDir: string
+  /** The signal that stopped the broker. */
+  stoppedBy: string
+}
+
+// The CLI's own client settings; every other CRABBOX_* variable is a broker setting.
+const clientOnly = /^CRABBOX_(CONFIG|COORDINATOR(_.+)?|PROFILE|TARGET(_OS)?|SSH_.+|SYNC_.+|ENV_ALLOW|AGENT_.+|WORK_ROOT|STATIC_(ID|NAME|HOST|USER|PORT|WORK_ROOT))$/
+
+/** The broker settings `crabbox broker dev` hands to the Worker: every CRABBOX_* that is not a CLI setting. */
+export function brokerVars(env: NodeJS.ProcessEnv): Record<string, string> {
+  const vars: Record<string, string> = {}
+  for (const [key, value] of Object.entries(env)) {
+    if (key.startsWith('CRABBOX_') && value !== undefined && !clientOnly.test(key)) vars[key] = value
+  }
+  return vars
+}
+
+/**
+ * One `KEY='value'` line that wrangler's dotenv + dotenv-expand reads back
+ * byte for byte: single (or back) quotes keep newlines and `"` literal, and
+ * every `$` is escaped because dotenv-expand would substitute `$NAME`.
+ */
+export function envFileLine(key: string, value: string): string {
+  const quote = !value.includes("'") ? "'" : !value.includes('`') ? '`' : undefined
+  if (quote === undefined || value.includes('\r')) {
+    throw usageError(
+      `${key} cannot be passed to the local broker: it contains both ' and \` quotes or a carriage return`,
+      `Remove one kind of quote from ${key} (JSON needs neither), then run broker dev again.`,
+    )
+  }
+  return `${key}=${quote}${value.replaceAll('$', '\\$')}${quote}\n`
+}
+
+/** The package root holds wrangler.toml and worker/ (a source checkout); wrangler comes from its node_modules. */
+function locateWrangler(): { root: string; config: string; nodeArgs: string[] } {
+  const root = resolve(import.meta.dirname, '..', '..')
+  const config = join(root, 'wrangler.toml')
+  if (!existsSync(config) || !existsSync(join(root, 'worker'))) {
+    throw new CrabboxError(`no broker sources next to this crabbox (${config} is missing)`, {
+      hint: 'Run broker dev from a crabbox source checkout (git clone, npm ci, npm run build).',
+    })
+  }
+  try {
+    const wranglerRoot = resolve(createRequire(join(root, 'package.json')).resolve('wrangler/package.json'), '..')
+    // bin/wrangler.js only re-spawns node on wrangler-dist/cli.js with these flags: calling it directly saves a node start.
+    const cli = join(wranglerRoot, 'wrangler-dist', 'cli.js')
+    const nodeArgs = existsSync(cli) ? ['--no-warnings', '--experimental-vm-modules', cli] : [join(wranglerRoot, 'bin', 'wrangler.js')]
+    return { root, config, nodeArgs }
+  } catch (cause) {
+    throw new CrabboxError('wrangler is not installed in this crabbox checkout', { hint: 'Run `npm ci` in the checkout, then try again.', cause })
+  }
+}
+
+function assertPortFree(port: number): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const server = createServer()
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === 'EADDRINUSE'
+          ? usageError(`port ${port} on 127.0.0.1 is already in use`, 'Stop whatever listens there, or pick another port with --port.')
+          : error,
+      ),
+    )
+    server.listen(port, '127.0.0.1', () => server.close(() => resolvePromise()))
+  })
+}
+
+/** Keeps the last lines of wrangler's output for error messages. */
+function tailBuffer(limit = 40) {
+  let lines: string[] = []
+  let partial = ''
+  return {
+    push(chunk: string) {
+      const parts = (partial + chunk).split('\n')
+      partial = parts.pop() ?? ''
+      lines = [...lines, ...parts].slice(-limit)
+    },
+    text: () => [...lines, partial].filter((line) => line.trim() !== '').join('\n'),
+  }
+}
+
+async function waitForHealth(url: string, child: ChildProcess, deadline: number): Promise<boolean> {
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) return false
+    try {
+      const response = await fetch(`${url}/v1/health`, { signal: AbortSignal.timeout(2000) })
+      if (response.ok) return true
+      await response.body?.cancel()
+    } catch {}
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  return false
+}
+
+/** Kills wrangler's whole process group, so workerd goes with it. */
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-child.pid!, signal)
+  } catch {}
+}
+
+/**
+ * Runs the broker Worker locally under `wrangler dev` (workerd) in the
+ * foreground until SIGINT/SIGTERM, with Durable Object state in `stateDir`.
+ */
+export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDevResult> {
+  const env = options.env ?? process.env
+  const { root, config, nodeArgs } = locateWrangler()
+  await assertPortFree(options.port)
+  await mkdir(options.stateDir, { recursive: true })
+
+  // Settings go through an env file in a private temp dir: not in argv (ps shows argv), not in the repo.
+  const scratch = await mkdtemp(join(tmpdir(), 'crabbox-broker-dev-'))
+  const envFile = join(scratch, 'broker.env')
+  const vars = brokerVars(env)
+  await writeFile(envFile, Object.entries(vars).map(([key, value]) => envFileLine(key, value)).join(''), { mode: 0o600 })
+
+  const childEnv: NodeJS.ProcessEnv = {
+    ...env,
+    WRANGLER_SEND_METRICS: 'false',
+    // No lookups at Cloudflare from a local broker: the Request.cf placeholder is enough.
+    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+    FORCE_COLOR: options.debug && !env.NO_COLOR ? env.FORCE_COLOR : '0',
+  }
+  // Would hand the whole process environment to the Worker.
+  delete childEnv.CLOUDFLARE_INCLUDE_PROCESS_ENV
+
+  const url = `http://127.0.0.1:${options.port}`
+  const args = [
+    ...nodeArgs, 'dev',
+    '--config', config,
+    '--ip', '127.0.0.1',
+    '--port', String(options.port),
+    '--persist-to', resolve(options.stateDir),
+    '--env-file', envFile,
+    '--show-interactive-dev-session=false',
+    '--log-level', options.debug ? 'log' : 'warn',
+  ]
+  // Its own process group: signals reach wrangler and workerd together, and never the user's shell job twice.
+  const child = spawn(process.execPath, args, { cwd: root, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  const tail = tailBuffer()
+  for (const stream of [child.stdout!, child.stderr!]) {
+    stream.setEncoding('utf8').on('data', (chunk: string) => {
+      tail.push(chunk)
+      if (options.debug) process.stderr.write(chunk)
+    })
+  }
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) =>
+    child.once('exit', (code, signal) => resolveExit({ code, signal })),
+  )
+  child.once('error', () => {})
+  const onExit = () => killGroup(child, 'SIGKILL')
+  process.once('exit', onExit)
+
+  let stopping: string | undefined
+  const stop = (signal: NodeJS.Signals) => {
+    stopping ??= signal
+    killGroup(child, 'SIGTERM')
+    setTimeout(() => killGroup(child, 'SIGKILL'), 5000).unref()
+  }
+  const onSigint = () => stop('SIGINT')
+  const onSigterm = () => stop('SIGTERM')
+  process.on('SIGINT', onSigint)
+  process.on('SIGTERM', onSigterm)
+
+  try {
+    const ready = await waitForHealth(url, child, Date.now() + 90_000)
+    if (!ready && stopping === undefined) {
+      killGroup(child, 'SIGKILL')
+      const { code, signal } = await exited
+      throw new CrabboxError(`the local broker did not start (wrangler ${code === null ? `exited on ${signal}` : `exited ${code}`})\n${tail.text()}`, {
+        exit: 'provisioning',
+        hint: 'Run again with --debug to see all of wrangler\'s output.',
+      })
+    }
+    if (ready) {
+      options.progress.info(`broker ready url=${url}`)
+    }
+    const { code, signal } = await exited
+    // workerd may outlive wrangler for a moment; it is in the same group.
+    killGroup(child, 'SIGKILL')
+    if (stopping === undefined) {
+      throw new CrabboxError(`the local broker stopped unexpectedly (wrangler ${code === null ? `exited on ${signal}` : `exited ${code}`})\n${tail.text()}`, {
+        hint: 'Run again with --debug to see all of wrangler\'s output.',
+      })
+    }
+    return { url, port: options.port, stateDir: resolve(options.stateDir), stoppedBy: stopping }
+  } finally {
+    process.off('SIGINT', onSigint)
+    process.off('SIGTERM', onSigterm)
+    process.off('exit', onExit)
+    await rm(scratch, { recursive: true, force: true })
+  }
+}

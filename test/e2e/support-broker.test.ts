@@ -1,0 +1,111 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { afterAll, describe, expect, it } from 'vitest'
+import { runCli, spawnCli } from '../support/cli.js'
+import { freePort, startBroker, type BrokerHandle } from '../support/broker.js'
+
+/** workerd processes serving this port (wrangler passes it as the entry socket). */
+function workerdOnPort(port: number): number[] {
+  const pids: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8')
+      if (cmdline.includes('workerd') && cmdline.includes(`127.0.0.1:${port}\0`)) pids.push(Number(entry))
+    } catch {}
+  }
+  return pids
+}
+
+const newLeaseId = () => `cbx_${randomBytes(6).toString('hex')}`
+
+describe('crabbox broker dev', () => {
+  it('prints one ready line on stderr, nothing on stdout, and exits 0 on SIGINT taking workerd with it', async () => {
+    const port = await freePort()
+    const child = spawnCli(['broker', 'dev', '--port', String(port)])
+    child.stdin!.end()
+    let stdout = ''
+    let stderr = ''
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    await new Promise<void>((resolve, reject) => {
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d
+        if (stderr.includes('\n')) resolve()
+      })
+      child.once('exit', () => reject(new Error(`exited before ready: ${stderr}`)))
+    })
+    const url = `http://127.0.0.1:${port}`
+    expect(stderr).toBe(`broker ready url=${url}\n`)
+    expect(await (await fetch(`${url}/v1/health`)).json()).toEqual({ ok: true, service: 'crabbox-coordinator' })
+    expect(workerdOnPort(port).length).toBeGreaterThan(0)
+
+    child.kill('SIGINT')
+    expect(await exited).toBe(0)
+    expect(stdout).toBe('')
+    expect(stderr).toBe(`broker ready url=${url}\n`)
+    expect(workerdOnPort(port)).toEqual([])
+    await expect(fetch(`${url}/v1/health`)).rejects.toThrow()
+  })
+
+  it('refuses a port that is already taken, with a hint', async () => {
+    const broker = await freePort()
+    const { createServer } = await import('node:net')
+    const squatter = createServer().listen(broker, '127.0.0.1')
+    await new Promise((resolve) => squatter.once('listening', resolve))
+    try {
+      const result = await runCli(['broker', 'dev', '--port', String(broker)])
+      expect(result.code).toBe(2)
+      expect(result.stderr).toContain(`port ${broker} on 127.0.0.1 is already in use`)
+      expect(result.stderr).toContain('--port')
+      expect(result.stdout).toBe('')
+    } finally {
+      squatter.close()
+    }
+  })
+})
+
+describe('startBroker', () => {
+  const token = `shared-${randomBytes(8).toString('hex')}`
+  // JSON with quotes and `$`: it must reach the Worker byte for byte (no dotenv quoting or expansion damage).
+  const hostName = `pool-$HOME-"a'b"`
+  let broker: BrokerHandle | undefined
+  afterAll(async () => {
+    await broker?.stop()
+  })
+
+  const api = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`${broker!.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    })
+    return { status: response.status, body: (await response.json()) as any }
+  }
+
+  it('answers /v1/health, passes CRABBOX_* settings to the Worker, and keeps leases across a restart', async () => {
+    broker = await startBroker({
+      env: { CRABBOX_SHARED_TOKEN: token, CRABBOX_STATIC_POOL: JSON.stringify([{ name: hostName, host: '192.0.2.10', port: 22 }]) },
+    })
+    expect(await (await fetch(`${broker.url}/v1/health`)).json()).toEqual({ ok: true, service: 'crabbox-coordinator' })
+    // The shared token is known to the Worker only through broker dev's environment hand-off.
+    expect((await api('GET', '/v1/whoami')).status).toBe(200)
+
+    const leaseID = newLeaseId()
+    const created = await api('POST', '/v1/leases', { provider: 'static', sshPublicKey: 'ssh-ed25519 AAAAC3NzaSupport support', leaseID })
+    expect(created.status).toBe(201)
+    expect(created.body.lease.id).toBe(leaseID)
+    expect(JSON.stringify(created.body.lease)).toContain(JSON.stringify(hostName).slice(1, -1))
+
+    const { port, stateDir } = broker
+    await broker.restart()
+    expect(broker.port).toBe(port)
+    expect(broker.stateDir).toBe(stateDir)
+    const after = await api('GET', `/v1/leases/${leaseID}`)
+    expect(after.status).toBe(200)
+    expect(after.body.lease).toEqual(created.body.lease)
+
+    await broker.stop()
+    expect(workerdOnPort(port)).toEqual([])
+  })
+})

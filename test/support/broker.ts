@@ -1,0 +1,125 @@
+import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { cliHome, spawnCli } from './cli.js'
+
+/**
+ * The broker under real workerd, started the way a user would: the built CLI's
+ * `crabbox broker dev` as a subprocess. `env` holds the CRABBOX_* broker
+ * settings it was started with (e.g. CRABBOX_SHARED_TOKEN).
+ */
+export interface BrokerHandle {
+  url: string
+  port: number
+  stateDir: string
+  env: Record<string, string>
+  stop(): Promise<void>
+  restart(): Promise<void>
+}
+
+export interface StartBrokerOptions {
+  env?: Record<string, string>
+  stateDir?: string
+  port?: number
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
+    })
+  })
+}
+
+const running = new Set<ChildProcess>()
+let exitHookInstalled = false
+
+/** Resolves once the CLI printed its ready line; rejects with its output if it exits first. */
+function waitForReady(child: ChildProcess, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let stderr = ''
+    const timer = setTimeout(() => fail(new Error(`broker dev not ready after ${timeoutMs} ms:\n${stderr}`)), timeoutMs)
+    const onData = (chunk: string) => {
+      stderr += chunk
+      if (/^broker ready url=/m.test(stderr)) {
+        cleanup()
+        // Keep draining so a chatty child never blocks on a full pipe.
+        child.stderr!.resume()
+        resolve()
+      }
+    }
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) => fail(new Error(`broker dev exited (${code ?? signal}) before ready:\n${stderr}`))
+    const cleanup = () => {
+      clearTimeout(timer)
+      child.stderr!.off('data', onData)
+      child.off('exit', onExit)
+    }
+    const fail = (error: Error) => {
+      cleanup()
+      child.kill('SIGTERM')
+      reject(error)
+    }
+    child.stderr!.setEncoding('utf8').on('data', onData)
+    child.once('exit', onExit)
+  })
+}
+
+function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    // SIGTERM lets the CLI take wrangler's process group (workerd included) down with it.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      running.delete(child)
+      resolve()
+    })
+    child.kill('SIGTERM')
+  })
+}
+
+export async function startBroker(options: StartBrokerOptions = {}): Promise<BrokerHandle> {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true
+    // SIGTERM, not SIGKILL: the CLI still cleans up its workerd after this process is gone.
+    process.once('exit', () => {
+      for (const child of running) child.kill('SIGTERM')
+    })
+  }
+  const port = options.port ?? (await freePort())
+  const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'crabbox-broker-state-'))
+  const env = { ...options.env }
+  const home = cliHome()
+  let child: ChildProcess | undefined
+
+  const start = async () => {
+    child = spawnCli(['broker', 'dev', '--port', String(port), '--state', stateDir], { home, env })
+    child.stdin!.end()
+    child.stdout!.resume()
+    running.add(child)
+    try {
+      await waitForReady(child, 90_000)
+    } catch (error) {
+      await stopChild(child)
+      throw error
+    }
+  }
+  await start()
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    stateDir,
+    env,
+    stop: () => stopChild(child),
+    async restart() {
+      await stopChild(child)
+      await start()
+    },
+  }
+}
