@@ -58,7 +58,18 @@ describe('run records', () => {
   it('needs a credential and hides other owners\' runs behind the same 404 as a missing one', async () => {
     const run = await createRun(peter)
     expect((await call(undefined, `/v1/runs/${run.id}`)).status).toBe(401)
-    expect((await call(undefined, '/v1/runs', { body: {} })).status).toBe(401)
+    for (const [method, path] of [
+      ['POST', '/v1/runs'],
+      ['GET', '/v1/runs'],
+      ['GET', `/v1/runs/${run.id}/events`],
+      ['POST', `/v1/runs/${run.id}/events`],
+      ['GET', `/v1/runs/${run.id}/logs`],
+      ['POST', `/v1/runs/${run.id}/telemetry`],
+      ['POST', `/v1/runs/${run.id}/finish`],
+    ]) {
+      const response = await call(undefined, path!, method === 'POST' ? { body: { exitCode: 0, telemetry: { load1: 1 } } } : {})
+      expect({ method, path, status: response.status }).toEqual({ method, path, status: 401 })
+    }
     expect((await callJson(peter, `/v1/runs/${run.id}`)).run.id).toBe(run.id)
     expect((await callJson(admin, `/v1/runs/${run.id}`)).run.id).toBe(run.id)
     const hidden = await call(friend, `/v1/runs/${run.id}`)
@@ -202,9 +213,12 @@ describe('run telemetry', () => {
       body: { telemetry: { capturedAt: '2026-05-01T00:00:10Z', source: 'ssh-linux', load1: 0.4, memoryPercent: 400, diskUsedBytes: -1, bogus: 1 } },
     })
     expect(first.run.telemetry.start).toEqual({ capturedAt: '2026-05-01T00:00:10.000Z', source: 'ssh-linux', load1: 0.4, memoryPercent: 100 })
-    for (let i = 0; i < 70; i++) {
-      await callJson(peter, `/v1/runs/${run.id}/telemetry`, { body: { telemetry: { capturedAt: new Date(Date.UTC(2026, 4, 1, 1, 0, i)).toISOString(), load1: i } } })
-    }
+    // Arrival order does not matter: samples are kept sorted by capturedAt.
+    await Promise.all(
+      Array.from({ length: 70 }, (_, i) =>
+        callJson(peter, `/v1/runs/${run.id}/telemetry`, { body: { telemetry: { capturedAt: new Date(Date.UTC(2026, 4, 1, 1, 0, i)).toISOString(), load1: i } } }),
+      ),
+    )
     const { run: after } = await callJson(peter, `/v1/runs/${run.id}`)
     expect(after.telemetry.samples).toHaveLength(60)
     expect(after.telemetry.samples.at(-1).load1).toBe(69)
