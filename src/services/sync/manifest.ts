@@ -93,24 +93,26 @@ export async function findRepoRoot(cwd: string): Promise<string> {
 }
 
 async function gitInfo(root: string, config: Config['sync']): Promise<Omit<GitInfo, 'tracked'>> {
-  const [head, branch, originUrl, originHead] = await Promise.all([
+  // One for-each-ref answers origin/HEAD and every origin branch, so the base needs no second spawn.
+  const [head, branch, originUrl, refs] = await Promise.all([
     git(root, ['rev-parse', '-q', '--verify', 'HEAD^{commit}']),
     git(root, ['symbolic-ref', '-q', '--short', 'HEAD']),
-    git(root, ['remote', 'get-url', 'origin']),
-    git(root, ['symbolic-ref', '-q', '--short', 'refs/remotes/origin/HEAD']),
+    git(root, ['config', '--get', 'remote.origin.url']),
+    git(root, ['for-each-ref', '--format=%(refname) %(objectname) %(symref)', 'refs/remotes/origin/']),
   ])
-  let baseRef = config.baseRef?.replace(/^origin\//, '') || line(originHead)?.replace(/^origin\//, '')
-  let baseSha = baseRef ? line(await git(root, ['rev-parse', '-q', '--verify', `refs/remotes/origin/${baseRef}^{commit}`])) : undefined
-  if (!config.baseRef && !baseSha) {
-    // No origin/HEAD recorded (common after `git remote add`): fall back to the usual names.
-    for (const name of ['main', 'master']) {
-      baseSha = line(await git(root, ['rev-parse', '-q', '--verify', `refs/remotes/origin/${name}^{commit}`]))
-      if (baseSha) {
-        baseRef = name
-        break
-      }
-    }
+  const origin = new Map<string, string>()
+  let originHead: string | undefined
+  for (const row of (refs ?? '').split('\n')) {
+    const [ref, sha, symref] = row.split(' ')
+    if (!ref) continue
+    const name = ref.replace(/^refs\/remotes\/origin\//, '')
+    if (name === 'HEAD') originHead = symref?.replace(/^refs\/remotes\/origin\//, '')
+    else origin.set(name, sha)
   }
+  let baseRef = config.baseRef?.replace(/^origin\//, '') || originHead
+  // No origin/HEAD recorded (common after `git remote add`): fall back to the usual names.
+  if (!baseRef) baseRef = ['main', 'master'].find((name) => origin.has(name))
+  const baseSha = baseRef ? origin.get(baseRef) : undefined
   return { head: line(head), branch: line(branch), originUrl: line(originUrl), baseRef: baseSha ? baseRef : config.baseRef, baseSha }
 }
 

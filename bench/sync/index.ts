@@ -1,0 +1,146 @@
+/**
+ * `npm run bench -- sync [--files N] [--mb M] [--rtt ms] [--runs N]`
+ *
+ * crabbox's sync engine against `rsync -az --delete` over OpenSSH with a live
+ * ControlMaster, both through the same TCP proxy adding latency (default 50 ms
+ * RTT), on a generated git repository (default 20,000 files, ~200 MB).
+ * crabbox runs through `syncWorkdir()` on one warm pooled ssh2 connection (what
+ * the connection agent holds between CLI runs), the counterpart of a live
+ * ControlMaster. Scenarios: cold (empty remote dir), no-change re-sync, one
+ * changed file. Prints medians and crabbox/rsync ratios.
+ */
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { defaultConfig } from '../../src/config/schema.js'
+import { syncWorkdir } from '../../src/services/sync/index.js'
+import { cacheDir } from '../../src/services/sync/hash-cache.js'
+import { openSession } from '../../src/transport/ssh/index.js'
+import { createProgress } from '../../src/ui/progress.js'
+import { sshHost } from '../../test/support/ssh-host.js'
+import { tcpProxy } from '../../test/support/tcp-proxy.js'
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i === -1 ? fallback : Number(process.argv[i + 1])
+}
+const FILES = arg('files', 20_000)
+const MB = arg('mb', 200)
+const RTT = arg('rtt', 50)
+const RUNS = arg('runs', 5)
+
+const home = mkdtempSync(join(tmpdir(), 'crabbox-bench-sync-'))
+Object.assign(process.env, { XDG_STATE_HOME: join(home, 'state'), XDG_CONFIG_HOME: join(home, 'config'), XDG_RUNTIME_DIR: join(home, 'run') })
+
+/** Source-like text: words from a small vocabulary, so it compresses roughly like code. */
+function generateRepo(root: string): void {
+  let seed = 42
+  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff)
+  const words = Array.from({ length: 4096 }, (_, i) => `${['const', 'let', 'fn', 'x', 'value', 'result', 'await', 'return'][i % 8]}${Math.floor(rand() * 1e6).toString(36)}`)
+  const avg = Math.floor((MB * 1024 * 1024) / FILES)
+  for (let i = 0; i < FILES; i++) {
+    const dir = join(root, `pkg${i % 40}`, `mod${Math.floor(i / 40) % 25}`)
+    if (i < 1000) mkdirSync(dir, { recursive: true })
+    const size = Math.max(64, Math.floor(avg * (0.25 + rand() * 1.5)))
+    const parts: string[] = []
+    let length = 0
+    while (length < size) {
+      const line = `${words[Math.floor(rand() * words.length)]} = ${words[Math.floor(rand() * words.length)]}(${Math.floor(rand() * 1e9)});\n`
+      parts.push(line)
+      length += line.length
+    }
+    writeFileSync(join(dir, `file${i}.ts`), parts.join('').slice(0, size))
+  }
+  const git = (...args: string[]) => execFileSync('git', ['-C', root, ...args], { stdio: 'ignore', env: { ...process.env, GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@b', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@b' } })
+  git('init', '-q', '-b', 'main')
+  git('add', '-A')
+  git('commit', '-qm', 'bench')
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+
+function time(command: string, args: string[]): Promise<number> {
+  const started = performance.now()
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('close', (code) => (code === 0 ? resolve(performance.now() - started) : reject(new Error(`${command} exited ${code}: ${stderr}`))))
+  })
+}
+
+async function main() {
+  const repo = join(home, 'repo')
+  process.stderr.write(`generating ${FILES} files / ~${MB} MB ...\n`)
+  generateRepo(repo)
+  const host = await sshHost({ name: 'benchsync' })
+  const proxy = await tcpProxy({ host: host.address, port: host.ports[0] }, { delayMs: RTT / 2 })
+  const control = join(home, 'cm.sock')
+  const ssh = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-i', host.privateKeyPath, '-p', String(proxy.port), '-o', `ControlPath=${control}`]
+  const master = spawn('ssh', [...ssh, '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', '-N', `${host.user}@${proxy.host}`], { stdio: 'ignore' })
+  const session = await openSession(
+    { host: proxy.host, port: proxy.port, fallbackPorts: [], user: host.user, privateKeyPath: host.privateKeyPath, knownHostsPath: join(home, 'known_hosts') },
+    { useAgent: false },
+  )
+  const config = { ...defaultConfig().sync, gitSeed: false }
+  const progress = createProgress({ quiet: true })
+  let n = 0
+  const rsync = (dest: string) => time('rsync', ['-az', '--delete', '--exclude', '.git', '-e', `ssh ${ssh.join(' ')}`, `${repo}/`, `${host.user}@${proxy.host}:${dest}/`])
+  const crabbox = async (dest: string) => {
+    const started = performance.now()
+    const result = await syncWorkdir({ repoRoot: repo, workdir: dest, config, session, progress, env: {} })
+    if (process.env.BENCH_DEBUG) process.stderr.write(`${JSON.stringify(result.phases)}\n`)
+    return performance.now() - started
+  }
+  try {
+    // Both transports warm: the master is up, the pooled connection has run a command.
+    await time('ssh', [...ssh, `${host.user}@${proxy.host}`, 'true'])
+    await session.exec('true')
+    const results: { scenario: string; rsync: number; crabbox: number }[] = []
+    const coldRuns = Math.max(1, Math.min(RUNS, 3))
+
+    const cold = { rsync: [] as number[], crabbox: [] as number[] }
+    for (let i = 0; i < coldRuns; i++) {
+      cold.rsync.push(await rsync(`${host.home}/rsync-cold-${++n}`))
+      rmSync(cacheDir(repo), { recursive: true, force: true }) // cold local hash cache too
+      cold.crabbox.push(await crabbox(`${host.home}/crabbox-cold-${++n}`))
+    }
+    results.push({ scenario: 'cold', rsync: median(cold.rsync), crabbox: median(cold.crabbox) })
+
+    const rsyncDest = `${host.home}/rsync-warm`
+    const crabboxDest = `${host.home}/crabbox-warm`
+    await rsync(rsyncDest)
+    await crabbox(crabboxDest)
+    const same = { rsync: [] as number[], crabbox: [] as number[] }
+    for (let i = 0; i < RUNS; i++) {
+      same.rsync.push(await rsync(rsyncDest))
+      same.crabbox.push(await crabbox(crabboxDest))
+    }
+    results.push({ scenario: 'no-change', rsync: median(same.rsync), crabbox: median(same.crabbox) })
+
+    const one = { rsync: [] as number[], crabbox: [] as number[] }
+    for (let i = 0; i < RUNS; i++) {
+      writeFileSync(join(repo, 'pkg7/mod3/file287.ts'), `export const edit = ${i}\n`)
+      one.rsync.push(await rsync(rsyncDest))
+      one.crabbox.push(await crabbox(crabboxDest))
+    }
+    results.push({ scenario: 'one-file', rsync: median(one.rsync), crabbox: median(one.crabbox) })
+
+    const targets: Record<string, number> = { cold: 1.0, 'no-change': 0.5, 'one-file': 0.7 }
+    console.log(`sync bench: ${FILES} files, ~${MB} MB, ${RTT} ms RTT; medians (cold: ${coldRuns} runs, others: ${RUNS})`)
+    console.log('scenario     rsync -az   crabbox   ratio   target')
+    for (const r of results) {
+      const ratio = r.crabbox / r.rsync
+      console.log(`${r.scenario.padEnd(12)} ${`${r.rsync.toFixed(0)} ms`.padStart(9)} ${`${r.crabbox.toFixed(0)} ms`.padStart(9)}   ${ratio.toFixed(2)}x   <= ${targets[r.scenario].toFixed(1)}x ${ratio <= targets[r.scenario] ? 'ok' : 'MISSED'}`)
+    }
+  } finally {
+    master.kill()
+    await session.close()
+    await proxy.close()
+    await host.stop()
+    rmSync(home, { recursive: true, force: true })
+  }
+}
+
+await main()
