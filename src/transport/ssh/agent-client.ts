@@ -96,11 +96,16 @@ function converse(socket: Socket, request: AgentRequest, handlers: { onStdout?: 
   })
 }
 
+/** The agent went away without answering (it was exiting, or crashed). */
+export class AgentLost extends CrabboxError {
+  constructor() {
+    super('the crabbox agent closed the connection without answering', { exit: 'error', hint: `See ${join(agentDir(), 'agent.log')}.` })
+  }
+}
+
 /** A control request (status, stop, connect) to a running agent. */
 export async function agentRequest(socket: Socket, request: AgentRequest): Promise<AgentReply & { ok: true }> {
-  const reply = await converse(socket, request, {
-    onLost: () => new CrabboxError('the crabbox agent closed the connection without answering', { exit: 'error', hint: 'See agent.log in the runtime folder.' }),
-  })
+  const reply = await converse(socket, request, { onLost: () => new AgentLost() })
   if (!reply.ok) throw fromReply(reply)
   return reply
 }

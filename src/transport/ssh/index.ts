@@ -1,5 +1,5 @@
 import type { Progress } from '../../ui/progress.js'
-import { agentDisabled, agentExec, agentRequest, reachAgent } from './agent-client.js'
+import { AgentLost, agentDisabled, agentExec, agentRequest, reachAgent } from './agent-client.js'
 import type { SshPool } from './pool.js'
 import type { ExecOptions, ShellOptions, SshSession, SshTarget } from './types.js'
 
@@ -38,34 +38,43 @@ export async function processPool(): Promise<SshPool> {
 export async function openSession(target: SshTarget, options: OpenSessionOptions = {}): Promise<SshSession> {
   if (options.useAgent ?? !agentDisabled()) {
     const idleTimeoutMs = options.agentIdleTimeoutMs ?? DEFAULT_AGENT_IDLE_TIMEOUT_MS
-    const socket = await reachAgent({ idleTimeoutMs })
-    if (socket) {
-      const { port } = await agentRequest(socket, { op: 'connect', target, connectTimeoutMs: options.connectTimeoutMs })
+    const port = await connectThroughAgent(target, idleTimeoutMs, options.connectTimeoutMs)
+    if (port !== undefined) {
+      // This process's own connection, opened only if needed: interactive shells (not
+      // latency-bound) and execs at a moment the agent cannot be reached.
+      let own: Promise<SshSession> | undefined
+      const ownSession = () => (own ??= inProcess(target, options))
       return {
         port,
         async exec(command: string, execOptions?: ExecOptions) {
-          const execSocket = await reachAgent({ idleTimeoutMs })
-          if (!execSocket) return (await processPool()).exec(target, command, execOptions)
-          return agentExec(execSocket, target, command, execOptions)
+          const socket = await reachAgent({ idleTimeoutMs })
+          if (!socket) return (await ownSession()).exec(command, execOptions)
+          return agentExec(socket, target, command, execOptions)
         },
-        // Interactive shells are not latency-bound: they use this process's own connection.
-        async shell(shellOptions: ShellOptions = {}) {
-          const own = await inProcess(target, options)
-          try {
-            const shell = await own.shell(shellOptions)
-            void shell.done.finally(() => own.close()).catch(() => {})
-            return shell
-          } catch (error) {
-            await own.close()
-            throw error
-          }
+        shell: async (shellOptions: ShellOptions = {}) => (await ownSession()).shell(shellOptions),
+        async close() {
+          await (await own?.catch(() => undefined))?.close()
         },
-        async close() {},
       }
     }
     options.progress?.info('crabbox agent unavailable; connecting from this process')
   }
   return inProcess(target, options)
+}
+
+/** Asks the agent (starting it if needed) to connect; undefined when no agent can serve us. */
+async function connectThroughAgent(target: SshTarget, idleTimeoutMs: number, connectTimeoutMs?: number): Promise<number | undefined> {
+  // Two tries: an agent that was just exiting on idle drops the first request unanswered.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const socket = await reachAgent({ idleTimeoutMs })
+    if (!socket) return undefined
+    try {
+      return (await agentRequest(socket, { op: 'connect', target, connectTimeoutMs })).port
+    } catch (error) {
+      if (!(error instanceof AgentLost)) throw error
+    }
+  }
+  return undefined
 }
 
 async function inProcess(target: SshTarget, options: OpenSessionOptions): Promise<SshSession> {
