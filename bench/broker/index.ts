@@ -2,36 +2,20 @@
 // workerd on this machine (`crabbox broker dev`): heartbeats into one lease, run events appended into
 // one run, and static-pool lease creates, next to the floor of the same HTTP stack (`/v1/health`,
 // no auth, no Durable Object) and an authenticated no-op through the object (`/v1/whoami`).
-import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { cliPath } from '../../test/support/cli.js'
+import { startBroker } from '../../test/support/broker.js'
 
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(`--${name}`) + 1]) || fallback
 const seconds = arg('seconds', 5)
 const concurrency = arg('concurrency', 8)
-const port = 18_000 + Math.floor(Math.random() * 2000)
-const url = `http://127.0.0.1:${port}`
-const state = mkdtempSync(join(tmpdir(), 'crabbox-bench-broker-'))
 const poolSize = 400
-const env: NodeJS.ProcessEnv = {
-  ...process.env,
-  CRABBOX_SHARED_TOKEN: 'bench-shared',
-  CRABBOX_ADMIN_TOKEN: 'bench-admin',
-  CRABBOX_STATIC_POOL: JSON.stringify(Array.from({ length: poolSize }, (_, i) => ({ name: `bench-${i}`, host: `192.0.2.${(i % 250) + 1}` }))),
-}
-delete env.NODE_EXTRA_CA_CERTS
-
-const broker = spawn(process.execPath, [cliPath, 'broker', 'dev', '--port', String(port), '--state', state], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true })
-let log = ''
-await new Promise<void>((resolve, reject) => {
-  broker.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    log += chunk
-    if (log.includes('broker ready')) resolve()
-  })
-  broker.on('exit', (code) => reject(new Error(`broker dev exited ${code}:\n${log.slice(-2000)}`)))
+const broker = await startBroker({
+  env: {
+    CRABBOX_SHARED_TOKEN: 'bench-shared',
+    CRABBOX_ADMIN_TOKEN: 'bench-admin',
+    CRABBOX_STATIC_POOL: JSON.stringify(Array.from({ length: poolSize }, (_, i) => ({ name: `bench-${i}`, host: `192.0.2.${(i % 250) + 1}` }))),
+  },
 })
+const url = broker.url
 
 const headers = { authorization: 'Bearer bench-shared', 'x-crabbox-owner': 'bench@example.com', 'x-crabbox-org': 'bench', 'content-type': 'application/json' }
 async function call(method: string, path: string, body?: unknown): Promise<any> {
@@ -97,12 +81,5 @@ try {
     process.stdout.write(`| ${r.name} | ${r.ops} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(1)} ms | ${r.p99.toFixed(1)} ms | ${(r.perSecond / floor).toFixed(2)} |\n`)
   }
 } finally {
-  try {
-    process.kill(-broker.pid!, 'SIGINT')
-  } catch {}
-  await new Promise((resolve) => setTimeout(resolve, 1500))
-  try {
-    process.kill(-broker.pid!, 'SIGKILL')
-  } catch {}
-  rmSync(state, { recursive: true, force: true })
+  await broker.stop()
 }
