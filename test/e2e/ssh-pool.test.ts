@@ -119,6 +119,26 @@ describe('ssh pool against a real sshd', () => {
     expect(result.stdout.trim()).toBe(expected.digest('hex'))
   })
 
+  it('a runner that goes silent mid-command ends in exit 255 after two missed keepalives, not a hang', async () => {
+    // Same mechanism as the default (15 s, two misses = 30 s), at a period a test can wait for.
+    const proxy = await tcpProxy({ host: host.address, port: 2222 })
+    const quick = new SshPool({ keepaliveIntervalMs: 500 })
+    try {
+      const target = targetFor(host, { host: proxy.host, port: proxy.port })
+      let started!: () => void
+      const running = new Promise<void>((resolve) => (started = resolve))
+      const outcome = quick.exec(target, 'echo started; sleep 60', { onStdout: () => started() }).catch((e) => e)
+      await running
+      proxy.setDelay(3_600_000) // the runner stops answering; the TCP connection stays up
+      const error = await outcome
+      expect(error).toBeInstanceOf(CrabboxError)
+      expect(error.exitCode).toBe(255)
+    } finally {
+      await quick.closeAll()
+      await proxy.close()
+    }
+  })
+
   it('falls back to the next port when the primary one is closed', async () => {
     // The host listens on 2222 and 22; a target whose primary is a closed port must land on a fallback.
     const target = targetFor(host, { port: 2200, fallbackPorts: [22] })

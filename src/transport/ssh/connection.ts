@@ -16,6 +16,8 @@ export interface ConnectOptions {
    * channel-open round trip (the connection agent does; one-shot CLIs need not).
    */
   spareChannel?: boolean
+  /** Keepalive period (default 15 s); two silent periods end the connection. */
+  keepaliveIntervalMs?: number
   /** Called as each port is tried, for progress lines. */
   onAttempt?: (port: number) => void
 }
@@ -155,7 +157,7 @@ export class SshConnection {
   }
 }
 
-function attempt(target: SshTarget, port: number, privateKey: Buffer, timeoutMs: number): Promise<Client> {
+function attempt(target: SshTarget, port: number, privateKey: Buffer, timeoutMs: number, keepaliveMs: number): Promise<Client> {
   return new Promise((resolve, reject) => {
     const client = new Client()
     let mismatch: CrabboxError | undefined
@@ -185,7 +187,7 @@ function attempt(target: SshTarget, port: number, privateKey: Buffer, timeoutMs:
       username: target.user,
       privateKey,
       readyTimeout: timeoutMs,
-      keepaliveInterval: KEEPALIVE_INTERVAL_MS,
+      keepaliveInterval: keepaliveMs,
       keepaliveCountMax: KEEPALIVE_COUNT_MAX,
       hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
         verifyHostKey(target.knownHostsPath, target.host, port, key).then(
@@ -222,7 +224,7 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
   for (const port of candidatePorts(target)) {
     options.onAttempt?.(port)
     try {
-      const client = await attempt(target, port, privateKey, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS)
+      const client = await attempt(target, port, privateKey, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, options.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS)
       return new SshConnection(client, target, port, options.maxChannels ?? DEFAULT_MAX_CHANNELS, options.spareChannel)
     } catch (error) {
       const failed = error as AttemptFailed
