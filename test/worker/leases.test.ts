@@ -102,7 +102,26 @@ describe('lease read, list, heartbeat, release', () => {
     const missing = await api(who, 'GET', '/v1/leases/cbx_ffffffffffff')
     expect(missing.status).toBe(404)
     expect(missing.body.error).toBe('not_found')
-    expect((await api(who, 'GET', `/v1/leases/${'a'.repeat(200)}`)).status).toBe(400)
+  })
+
+  it('rejects an over-long lease reference on every lease route', async () => {
+    const who = shared('reader@example.com')
+    const ref = 'a'.repeat(200)
+    const routes: [string, string, unknown?][] = [
+      ['GET', `/v1/leases/${ref}`],
+      ['POST', `/v1/leases/${ref}/heartbeat`, {}],
+      ['POST', `/v1/leases/${ref}/release`, {}],
+      ['GET', `/v1/leases/${ref}/share`],
+      ['PUT', `/v1/leases/${ref}/share`, { users: {} }],
+      ['DELETE', `/v1/leases/${ref}/share`],
+    ]
+    for (const [method, path, body] of routes) {
+      const result = await api(who, method, path, body)
+      expect({ method, path: path.slice(0, 30), status: result.status, error: result.body.error }).toEqual({ method, path: path.slice(0, 30), status: 400, error: 'invalid_request' })
+    }
+    for (const path of [`/v1/admin/leases/${ref}/release`, `/v1/admin/leases/${ref}/delete`]) {
+      expect((await api(adminCaller, 'POST', path)).status).toBe(400)
+    }
   })
 
   it('lists newest first with filters and cursor pagination, never another owner’s leases', async () => {
