@@ -306,7 +306,8 @@ async function importKey(api: Ec2Api, region: string, input: AwsCreateInput): Pr
 /** Idempotency token for one launch attempt: same lease, region, type and market → same instance. */
 const clientToken = (leaseId: string, region: string, type: string, market: string) => `${leaseId}-${region}-${type}-${market}`.slice(0, 64)
 
-async function waitForAddress(api: Ec2Api, machine: CloudMachine): Promise<CloudMachine> {
+/** Polls until the instance has a public IPv4 (adopted instances may still be pending). */
+export async function waitForAwsAddress(api: Ec2Api, machine: CloudMachine): Promise<CloudMachine> {
   const deadline = Date.now() + api.options.addressTimeoutMs
   let current = machine
   while (!current.host) {
@@ -330,7 +331,7 @@ async function waitForAddress(api: Ec2Api, machine: CloudMachine): Promise<Cloud
  */
 export async function createAwsMachine(api: Ec2Api, input: AwsCreateInput): Promise<CreatedMachine> {
   const existing = await findAwsMachine(api, input.regions, input.leaseId)
-  if (existing) return { machine: await waitForAddress(api, existing), attempts: [], adopted: true }
+  if (existing) return { machine: await waitForAwsAddress(api, existing), attempts: [], adopted: true }
 
   const attempts: ProvisioningAttempt[] = []
   const prepared = new Map<string, { ami: string; securityGroupId: string } | Error>()
@@ -424,7 +425,7 @@ export async function createAwsMachine(api: Ec2Api, input: AwsCreateInput): Prom
       `no EC2 capacity for ${input.instanceTypes.join(', ')} in ${input.regions.join(', ')} (${input.markets.join(' then ')}): ${attempts.map((a) => `${a.region}/${a.serverType}/${a.market}: ${a.message}`).join('; ')}`,
     )
   }
-  return { machine: await waitForAddress(api, launched), attempts, adopted: false }
+  return { machine: await waitForAwsAddress(api, launched), attempts, adopted: false }
 }
 
 export async function deleteAwsKey(api: Ec2Api, region: string, keyName: string): Promise<void> {

@@ -231,7 +231,8 @@ export interface CreatedMachine {
   adopted: boolean
 }
 
-async function waitForAddress(api: HetznerApi, machine: CloudMachine): Promise<CloudMachine> {
+/** Polls until the server has a public IPv4 (adopted machines may still be booting). */
+export async function waitForHetznerAddress(api: HetznerApi, machine: CloudMachine): Promise<CloudMachine> {
   const deadline = Date.now() + api.options.addressTimeoutMs
   let current = machine
   while (!current.host) {
@@ -251,7 +252,7 @@ async function waitForAddress(api: HetznerApi, machine: CloudMachine): Promise<C
  */
 export async function createHetznerMachine(api: HetznerApi, input: HetznerCreateInput): Promise<CreatedMachine> {
   const existing = await findHetznerMachine(api, input.leaseId)
-  if (existing) return { machine: await waitForAddress(api, existing), attempts: [], adopted: true }
+  if (existing) return { machine: await waitForHetznerAddress(api, existing), attempts: [], adopted: true }
 
   const key = await withRetries(() => ensureSshKey(api, input.keyName, input.sshPublicKey, input.labels), { ...retry, sleep: api.options.sleep })
   const attempts: ProvisioningAttempt[] = []
@@ -270,7 +271,7 @@ export async function createHetznerMachine(api: HetznerApi, input: HetznerCreate
             start_after_create: true,
             public_net: { enable_ipv4: true, enable_ipv6: false },
           })
-          return { machine: await waitForAddress(api, toCloudMachine(server)), attempts, adopted: false }
+          return { machine: await waitForHetznerAddress(api, toCloudMachine(server)), attempts, adopted: false }
         } catch (error) {
           if (!(error instanceof CloudApiError)) throw error
           if (error.fallback) {
@@ -280,7 +281,7 @@ export async function createHetznerMachine(api: HetznerApi, input: HetznerCreate
           if (error.retryable || error.category === 'conflict') {
             // The create may have happened: look before trying again.
             const found = await findHetznerMachine(api, input.leaseId)
-            if (found) return { machine: await waitForAddress(api, found), attempts, adopted: true }
+            if (found) return { machine: await waitForHetznerAddress(api, found), attempts, adopted: true }
             if (attempt < 4 && error.retryable) {
               await api.options.sleep(api.options.pollIntervalMs * attempt)
               continue

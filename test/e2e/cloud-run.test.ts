@@ -41,6 +41,7 @@ async function bootstrapFrom(userData: string): Promise<void> {
   if (!existsSync(READY)) created.push(READY)
   writeFileSync(READY, ready.content, { mode: 0o755 })
   if (!existsSync(MARKER)) {
+    if (!existsSync('/var/lib/crabbox')) created.push('/var/lib/crabbox')
     mkdirSync('/var/lib/crabbox', { recursive: true })
     writeFileSync(MARKER, '')
     created.push(MARKER)
@@ -67,7 +68,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of served) await s.close()
   await host?.stop()
-  for (const path of created) rmSync(path, { force: true })
+  // Files first, then the directory this test made for them.
+  for (const path of created) rmSync(path, { recursive: true, force: true })
   rmSync(workRoot, { recursive: true, force: true })
   rmSync(repo, { recursive: true, force: true })
 })

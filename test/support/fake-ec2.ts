@@ -8,6 +8,7 @@
  * capacity, quota and injected failures. A plain `(Request) => Promise<Response>`
  * handler, like the Hetzner fake; serve it with `serveFake`.
  */
+import { AwsV4Signer } from 'aws4fetch'
 import { DropConnection, type FailureKind, type RecordedCall } from './fake-hetzner.js'
 
 export { serveFake } from './fake-hetzner.js'
@@ -60,6 +61,7 @@ export interface FakeEc2Options {
 }
 
 const NS = 'http://ec2.amazonaws.com/doc/2016-11-15/'
+const SECRET = 'fake/secret/key/for/tests'
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
 const stateCodes: Record<string, number> = { pending: 0, running: 16, 'shutting-down': 32, terminated: 48, stopping: 64, stopped: 80 }
 const requestId = () => crypto.randomUUID()
@@ -296,7 +298,23 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
     if (!scope || !request.headers.get('x-amz-date')) return ec2Error(401, 'AuthFailure', 'AWS was not able to validate the provided access credentials')
     if (scope[1] !== accessKeyId) return ec2Error(401, 'AuthFailure', 'AWS was not able to validate the provided access credentials')
     const region = scope[3]
-    const params = Object.fromEntries(new URLSearchParams(await request.text()))
+    const text = await request.text()
+    // Recompute the SigV4 signature over the headers the client says it signed: a body or header changed after signing fails here, as on AWS.
+    const signedNames = /SignedHeaders=([a-z0-9;-]+)/.exec(auth)![1].split(';').filter((n) => n !== 'host')
+    const expected = await new AwsV4Signer({
+      method: request.method,
+      url: request.url,
+      headers: Object.fromEntries(signedNames.map((n) => [n, request.headers.get(n) ?? ''])),
+      body: text,
+      accessKeyId,
+      secretAccessKey: SECRET,
+      sessionToken: request.headers.get('x-amz-security-token') ?? undefined,
+      service: 'ec2',
+      region,
+      datetime: request.headers.get('x-amz-date')!,
+    }).sign()
+    if (expected.headers.get('authorization') !== auth) return ec2Error(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.')
+    const params = Object.fromEntries(new URLSearchParams(text))
     const name = params.Action
     calls.push({ method: 'POST', path: `/${region}/${name}`, query: '', action: name, region, params })
     if (params.Version !== '2016-11-15') return ec2Error(400, 'InvalidParameterValue', 'Unsupported API version')
@@ -330,7 +348,7 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
       }
     },
     accessKeyId,
-    secretAccessKey: 'fake/secret/key/for/tests',
+    secretAccessKey: SECRET,
     calls,
     instances,
     keyPairs,

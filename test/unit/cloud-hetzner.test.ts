@@ -64,6 +64,31 @@ describe('Hetzner client over real HTTP on loopback', () => {
     expect(fake.count('POST', '/servers')).toBe(1)
   })
 
+  it('rate limits and 5xx are retried; delete keeps going until Hetzner confirms', async () => {
+    const fake = createFakeHetzner()
+    served = await serveFake(fake.handler)
+    fake.inject({ method: 'GET', path: '/servers', kind: 'error', status: 429, times: 2 })
+    const api = createHetznerApi({ token: fake.token, apiUrl: `${served.url}/v1`, ...fast })
+    const { machine } = await createHetznerMachine(api, input())
+    fake.inject({ method: 'DELETE', path: `/servers/${machine.id}`, kind: 'error', status: 503, times: 3 })
+    await deleteHetznerMachine(api, { id: machine.id, leaseId })
+    expect(fake.count('DELETE', `/servers/${machine.id}`)).toBe(4)
+    expect(fake.servers.size).toBe(0)
+    // Already gone is success, not an error.
+    await deleteHetznerMachine(api, { id: machine.id, leaseId })
+  })
+
+  it('an SSH key of the same name but another public key is refused, not replaced', async () => {
+    const fake = createFakeHetzner()
+    served = await serveFake(fake.handler)
+    fake.seedKey(providerKeyName(leaseId), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB other')
+    const api = createHetznerApi({ token: fake.token, apiUrl: `${served.url}/v1`, ...fast })
+    const error = await createHetznerMachine(api, input()).catch((e: unknown) => e)
+    expect((error as Error).message).toMatch(/already exists with a different public key/)
+    expect(fake.servers.size).toBe(0)
+    expect(fake.keys.size).toBe(1)
+  })
+
   it('a wrong token is an auth error, not a retry loop', async () => {
     const fake = createFakeHetzner()
     served = await serveFake(fake.handler)

@@ -126,6 +126,24 @@ describe('brokered Hetzner leases', () => {
     expect(hetzner.count('DELETE', `/ssh_keys/${keyId}`)).toBe(1)
   })
 
+  it('a delete Hetzner keeps failing is retried by the alarm until Hetzner confirms it', async () => {
+    const lease = (await createLease({ provider: 'hetzner', class: 'standard' })).body.lease
+    hetzner.inject({ method: 'DELETE', path: `/servers/${lease.cloudID}`, kind: 'error', status: 503, times: 6 })
+    expect((await api(peter, 'POST', `/v1/leases/${lease.id}/release`, { delete: true })).status).toBe(200)
+    expect(hetzner.servers.has(Number(lease.cloudID))).toBe(true)
+    // Past the retry backoff, the alarm tries again (and again) until the server is gone.
+    await inFleet((deps: FleetDeps) => {
+      deps.now = () => new Date(Date.now() + 3_600_000)
+    })
+    await inFleet((deps: FleetDeps) => runAlarm(deps))
+    await inFleet((deps: FleetDeps) => runAlarm(deps))
+    expect(hetzner.servers.has(Number(lease.cloudID))).toBe(false)
+    expect(hetzner.keys.size).toBe(0)
+    const attempts = hetzner.count('DELETE', `/servers/${lease.cloudID}`)
+    await inFleet((deps: FleetDeps) => runAlarm(deps))
+    expect(hetzner.count('DELETE', `/servers/${lease.cloudID}`)).toBe(attempts)
+  })
+
   it('a create whose reply is lost ends with one machine and one lease, and a retried create returns that lease', async () => {
     hetzner.inject({ method: 'POST', path: '/servers', kind: 'lost' })
     const id = leaseId()

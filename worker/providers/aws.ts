@@ -11,6 +11,7 @@ import {
   deleteAwsMachine,
   findAwsMachine,
   listAwsMachines,
+  waitForAwsAddress,
   type Ec2Options,
 } from '../../src/protocol/ec2-api.js'
 import { setting } from '../env.js'
@@ -98,8 +99,10 @@ export function createAwsBrokerProvider(context: BrokerProviderContext, override
       }
     },
     async describe(leaseId) {
-      const found = await findAwsMachine(api(), regions, leaseId)
-      return found ? toBrokerMachine(found) : undefined
+      const client = api()
+      const found = await findAwsMachine(client, regions, leaseId)
+      if (!found) return undefined
+      return toBrokerMachine(found.host ? found : await waitForAwsAddress(client, found).catch(() => found))
     },
     async price(serverType) {
       try {

@@ -9,6 +9,7 @@ import {
   findHetznerMachine,
   hetznerHourlyUSD,
   listHetznerMachines,
+  waitForHetznerAddress,
   type HetznerOptions,
 } from '../../src/protocol/hetzner-api.js'
 import { setting } from '../env.js'
@@ -92,8 +93,11 @@ export function createHetznerBrokerProvider(context: BrokerProviderContext, over
       }
     },
     async describe(leaseId) {
-      const found = await findHetznerMachine(api(), leaseId)
-      return found ? toBrokerMachine(found) : undefined
+      const client = api()
+      const found = await findHetznerMachine(client, leaseId)
+      if (!found) return undefined
+      // Adopting after a lost create: the lease needs the address, which may still be coming.
+      return toBrokerMachine(found.host ? found : await waitForHetznerAddress(client, found).catch(() => found))
     },
     price: (serverType) => price(candidateTypes('hetzner', serverType)[0]),
     async list() {
