@@ -310,9 +310,10 @@ const clientToken = (leaseId: string, region: string, type: string, market: stri
 export async function waitForAwsAddress(api: Ec2Api, machine: CloudMachine): Promise<CloudMachine> {
   const deadline = Date.now() + api.options.addressTimeoutMs
   let current = machine
-  while (!current.host) {
+  // First look soon (addresses often come within a second), then at the steady interval.
+  for (let polls = 0; !current.host; polls++) {
     if (Date.now() > deadline) throw new CloudApiError('aws', 'transient', 'timeout', `EC2 instance ${machine.id} has no public IPv4 after ${Math.round(api.options.addressTimeoutMs / 1000)} s`)
-    await api.options.sleep(api.options.pollIntervalMs)
+    await api.options.sleep(polls === 0 ? Math.min(1_000, api.options.pollIntervalMs) : api.options.pollIntervalMs)
     const root = await withRetries(() => api.call(machine.region!, 'DescribeInstances', { 'InstanceId.1': machine.id }), retry(api))
     const item = xmlItems(xmlItems(root, 'reservationSet')[0], 'instancesSet')[0]
     if (!item) throw new CloudApiError('aws', 'not_found', 'InvalidInstanceID.NotFound', `EC2 instance ${machine.id} disappeared while starting`)

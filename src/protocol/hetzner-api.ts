@@ -235,9 +235,10 @@ export interface CreatedMachine {
 export async function waitForHetznerAddress(api: HetznerApi, machine: CloudMachine): Promise<CloudMachine> {
   const deadline = Date.now() + api.options.addressTimeoutMs
   let current = machine
-  while (!current.host) {
+  // First look soon (addresses often come within a second), then at the steady interval.
+  for (let polls = 0; !current.host; polls++) {
     if (Date.now() > deadline) throw new CloudApiError('hetzner', 'transient', 'timeout', `Hetzner server ${machine.name} has no public IPv4 after ${Math.round(api.options.addressTimeoutMs / 1000)} s`)
-    await api.options.sleep(api.options.pollIntervalMs)
+    await api.options.sleep(polls === 0 ? Math.min(1_000, api.options.pollIntervalMs) : api.options.pollIntervalMs)
     current = toCloudMachine(await withRetries(() => api.getServer(machine.id), { ...retry, sleep: api.options.sleep }))
   }
   return current
