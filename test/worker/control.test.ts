@@ -112,6 +112,20 @@ describe('run subscriptions', () => {
     expect(stranger.pending()).toEqual([])
   })
 
+  it('caps one socket at 32 subscribed runs, with a clear error for the next', async () => {
+    const runs = await Promise.all(Array.from({ length: 33 }, () => createRun(peter)))
+    const client = await connect(peter)
+    for (const run of runs.slice(0, 32)) {
+      client.send({ type: 'subscribe_run', runID: run.id })
+      expect((await client.next()).type).toBe('run_events')
+    }
+    client.send({ type: 'subscribe_run', runID: runs[32].id })
+    expect(await client.next()).toMatchObject({ type: 'error', code: 'invalid_message', message: expect.stringContaining('32') })
+    // Resubscribing to one it already has is still fine.
+    client.send({ type: 'subscribe_run', runID: runs[0].id, after: 1 })
+    expect(await client.next()).toEqual({ type: 'run_events', runID: runs[0].id, events: [], nextSeq: 1 })
+  })
+
   it('ack moves the cursor forward only: skipped events are not pushed, earlier ones are not repeated', async () => {
     const run = await createRun(peter)
     const client = await connect(peter)

@@ -21,8 +21,11 @@ import type { FleetStorage } from './storage.js'
  */
 
 const CONTROL_TAG = 'control'
-/** Subscriptions per socket; more answer `invalid_message` so attachments stay small. */
-export const MAX_SUBSCRIPTIONS = 64
+/**
+ * Subscriptions per socket; more answer `invalid_message`. Keeps the serialized attachment
+ * (identity + cursors) well under the platform's attachment size limit (2 KiB documented).
+ */
+export const MAX_SUBSCRIPTIONS = 32
 
 export interface ControlAttachment {
   kind: 'control'
