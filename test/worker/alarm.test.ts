@@ -1,7 +1,7 @@
 import { abortAllDurableObjects, runDurableObjectAlarm } from 'cloudflare:test'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Identity } from '../../worker/auth/identity.js'
-import { cleanupState, createLease as createLeaseDirect, getLeaseRecord } from '../../worker/fleet/leases.js'
+import { cleanupState, createLease as createLeaseDirect, getLeaseRecord, releaseLease } from '../../worker/fleet/leases.js'
 import type { BrokerProvider, Machine } from '../../worker/providers/types.js'
 import { api, createLease, fleetStub, inFleet, leaseId, shared } from './broker-support.js'
 
@@ -113,6 +113,32 @@ describe('alarm', () => {
     await armAlarm()
     await runDurableObjectAlarm(fleetStub())
     expect(flaky.calls.delete).toBe(3)
+  })
+
+  it('deletes a machine kept at release when an admin deletes the lease later, once', async () => {
+    const flaky = flakyCloud(0)
+    const identity: Identity = { owner: 'keeper@example.com', org: 'alarms', auth: 'bearer', admin: false }
+    const admin: Identity = { owner: 'ops@example.com', org: 'alarms', auth: 'bearer', admin: true }
+    const id = leaseId()
+    await inFleet(async (deps) => {
+      const original = { providers: deps.providers }
+      restore.push(() =>
+        inFleet((d) => {
+          Object.assign(d, original)
+        }),
+      )
+      deps.providers = { get: (name) => (name === 'flaky' ? flaky.provider : original.providers.get(name)), names: () => original.providers.names() }
+      await createLeaseDirect(deps, identity, { leaseID: id, provider: 'flaky', sshPublicKey: 'ssh-ed25519 AAAA', keep: true })
+      await releaseLease(deps, identity, id, { delete: false })
+      expect(flaky.calls.delete).toBe(0)
+      await releaseLease(deps, identity, id)
+      expect(flaky.calls.delete).toBe(0)
+      const deleted = await releaseLease(deps, admin, id, { delete: true, forgetKeep: true })
+      expect(deleted).toMatchObject({ state: 'released', keep: false })
+      expect(flaky.calls.delete).toBe(1)
+      await releaseLease(deps, admin, id, { delete: true, forgetKeep: true })
+      expect(flaky.calls.delete).toBe(1)
+    })
   })
 
   it('keeps leases, shares and the schedule across eviction', async () => {

@@ -491,14 +491,25 @@ export async function releaseLease(
   const { lease, cleanup } = storage.transaction(() => {
     const lease = resolveLease(storage, identity, ref, now)
     requireManage(lease, identity)
-    if (lease.state === 'released') return { lease, cleanup: false }
+    const row = storage.one<{ machine: string | null; cleanup_at: number | null }>('SELECT machine, cleanup_at FROM leases WHERE id = ?', lease.id)
+    // A machine that exists and that nobody is deleting yet (e.g. released with delete:false).
+    const keptMachine = row?.machine != null && row.cleanup_at === null
+    const queue = () => storage.run('UPDATE leases SET cleanup_at = ? WHERE id = ? AND cleanup_at IS NULL', now.getTime(), lease.id)
+    if (lease.state === 'released') {
+      // Repeats are no-ops, except an explicit delete of a machine that was kept.
+      if (!(options.delete === true && keptMachine)) return { lease, cleanup: false }
+      const next: LeaseRecord = { ...lease, updatedAt: nowIso, ...(options.forgetKeep ? { keep: false } : {}) }
+      saveRecord(storage, next)
+      queue()
+      return { lease: next, cleanup: true }
+    }
     const deleteMachine = lease.provider === 'static' || (options.delete ?? !lease.keep)
     const wasLive = (LIVE_LEASE_STATES as string[]).includes(lease.state)
     const next: LeaseRecord = { ...lease, state: 'released', updatedAt: nowIso, releasedAt: nowIso, endedAt: lease.endedAt && !wasLive ? lease.endedAt : nowIso }
     if (options.forgetKeep) next.keep = false
     saveRecord(storage, next)
-    const cleanup = wasLive && deleteMachine
-    if (cleanup) storage.run('UPDATE leases SET cleanup_at = ? WHERE id = ? AND cleanup_at IS NULL', now.getTime(), lease.id)
+    const cleanup = deleteMachine && (wasLive || keptMachine)
+    if (cleanup) queue()
     return { lease: next, cleanup }
   })
   if (cleanup && lease.host) await cleanupMachine(deps, lease.id)
@@ -592,7 +603,8 @@ export async function cleanupMachine(deps: FleetDeps, leaseId: string): Promise<
   const machine: MachineRef = row.machine ? (JSON.parse(row.machine) as MachineRef) : { id: '', name: '', labels: {} }
   try {
     await deps.providers.get(row.provider).delete({ ...machine, leaseId })
-    storage.run('UPDATE leases SET cleanup_at = NULL, cleanup_error = NULL WHERE id = ?', leaseId)
+    // The machine is gone: forget it, so later deletes have nothing to do.
+    storage.run('UPDATE leases SET cleanup_at = NULL, cleanup_error = NULL, machine = NULL WHERE id = ?', leaseId)
     return true
   } catch (error) {
     const attempts = row.cleanup_attempts + 1
