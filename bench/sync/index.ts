@@ -10,7 +10,7 @@
  * changed file. Prints medians and crabbox/rsync ratios.
  */
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { defaultConfig } from '../../src/config/schema.js'
@@ -71,9 +71,15 @@ function time(command: string, args: string[]): Promise<number> {
 }
 
 async function main() {
-  const repo = join(home, 'repo')
-  process.stderr.write(`generating ${FILES} files / ~${MB} MB ...\n`)
-  generateRepo(repo)
+  // The generated repo is kept between bench runs (it takes a while to write).
+  const repo = join(tmpdir(), `crabbox-bench-sync-repo-${FILES}-${MB}`)
+  if (!existsSync(join(repo, '.git', 'crabbox-bench-ready'))) {
+    rmSync(repo, { recursive: true, force: true })
+    process.stderr.write(`generating ${FILES} files / ~${MB} MB in ${repo} ...\n`)
+    generateRepo(repo)
+    writeFileSync(join(repo, '.git', 'crabbox-bench-ready'), '')
+  }
+  rmSync(cacheDir(repo), { recursive: true, force: true })
   const host = await sshHost({ name: 'benchsync' })
   const proxy = await tcpProxy({ host: host.address, port: host.ports[0] }, { delayMs: RTT / 2 })
   const control = join(home, 'cm.sock')
@@ -101,6 +107,8 @@ async function main() {
     const coldRuns = Math.max(1, Math.min(RUNS, 3))
 
     const cold = { rsync: [] as number[], crabbox: [] as number[] }
+    // One-file edits below land on this file; restore it so every bench run starts alike.
+    execFileSync('git', ['-C', repo, 'checkout', '-q', '--', '.'])
     for (let i = 0; i < coldRuns; i++) {
       cold.rsync.push(await rsync(`${host.home}/rsync-cold-${++n}`))
       rmSync(cacheDir(repo), { recursive: true, force: true }) // cold local hash cache too

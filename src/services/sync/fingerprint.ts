@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import type { Config } from '../../config/schema.js'
-import { HashCache, hashFile, hashLink } from './hash-cache.js'
+import { HashCache, excludesKey, hashFile, hashLink } from './hash-cache.js'
 import { MODE_LINK, type Manifest } from './manifest.js'
 
 export interface HashedManifest {
@@ -38,6 +38,7 @@ export async function hashManifest(manifest: Manifest, options: { checksum?: boo
     hashes[i] = hash
   }
   cache.retain(new Set(manifest.entries.map((entry) => entry.path)))
+  cache.setExcludes(excludesKey(manifest.excludes))
   await cache.save()
   return { hashes, hashedFiles, hashedBytes }
 }

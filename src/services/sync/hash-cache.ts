@@ -19,6 +19,9 @@ export function cacheDir(repoRoot: string): string {
   return join(stateDir(), 'sync', createHash('sha256').update(repoRoot).digest('hex').slice(0, 16))
 }
 
+/** Identifies an exclude list, so cached include decisions are only reused under the same rules. */
+export const excludesKey = (patterns: string[]) => createHash('sha256').update(patterns.join('\0')).digest('hex').slice(0, 32)
+
 const chunk = Buffer.allocUnsafe(1024 * 1024)
 
 /** SHA-256 of a file's bytes, read in 1 MiB chunks (no big allocations for big files). */
@@ -44,18 +47,50 @@ export class HashCache {
   private constructor(
     private readonly file: string,
     private readonly rows: Map<string, Row>,
+    private excludesKey: string,
   ) {}
 
-  static async load(repoRoot: string): Promise<HashCache> {
+  /** Loaded once per process and repo: the manifest and the fingerprint step share it. */
+  private static readonly loaded = new Map<string, Promise<HashCache>>()
+
+  static load(repoRoot: string): Promise<HashCache> {
+    let cache = HashCache.loaded.get(repoRoot)
+    if (!cache) {
+      cache = HashCache.read(repoRoot)
+      HashCache.loaded.set(repoRoot, cache)
+    }
+    return cache
+  }
+
+  private static async read(repoRoot: string): Promise<HashCache> {
     const file = join(cacheDir(repoRoot), 'hashes.json')
     let rows = new Map<string, Row>()
+    let excludesKey = ''
     try {
-      const parsed = JSON.parse(await readFile(file, 'utf8')) as { v: number; rows: Record<string, Row> }
-      if (parsed.v === 1) rows = new Map(Object.entries(parsed.rows))
+      const parsed = JSON.parse(await readFile(file, 'utf8')) as { v: number; excludes?: string; rows: Record<string, Row> }
+      if (parsed.v === 1) {
+        rows = new Map(Object.entries(parsed.rows))
+        excludesKey = parsed.excludes ?? ''
+      }
     } catch {
       // Missing or corrupt: start cold.
     }
-    return new HashCache(file, rows)
+    return new HashCache(file, rows, excludesKey)
+  }
+
+  /**
+   * True when `path` was in the last manifest built with these same excludes,
+   * so matching it against the excludes again can be skipped.
+   */
+  includedBefore(path: string, excludesKey: string): boolean {
+    return excludesKey === this.excludesKey && this.rows.has(path)
+  }
+
+  /** The excludes the current rows were selected with. */
+  setExcludes(excludesKey: string): void {
+    if (excludesKey === this.excludesKey) return
+    this.excludesKey = excludesKey
+    this.dirty = true
   }
 
   get(entry: ManifestEntry): string | undefined {
@@ -87,7 +122,7 @@ export class HashCache {
     if (!this.dirty) return
     await mkdir(join(this.file, '..'), { recursive: true })
     const tmp = `${this.file}.${process.pid}.tmp`
-    await writeFile(tmp, JSON.stringify({ v: 1, rows: Object.fromEntries(this.rows) }))
+    await writeFile(tmp, JSON.stringify({ v: 1, excludes: this.excludesKey, rows: Object.fromEntries(this.rows) }))
     await rename(tmp, this.file)
     this.dirty = false
   }

@@ -5,6 +5,7 @@ import { promisify } from 'node:util'
 import type { Config } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
 import { loadExcludes } from './excludes.js'
+import { HashCache, excludesKey } from './hash-cache.js'
 
 const run = promisify(execFile)
 
@@ -136,8 +137,9 @@ function walk(root: string, ignores: (path: string) => boolean): string[] {
  * non-ignored files (git), minus excludes; stats but no content hashes.
  */
 export async function buildManifest(repoRoot: string, config: Config['sync']): Promise<Manifest> {
-  const excludes = await loadExcludes(repoRoot, config)
+  const [excludes, cache] = await Promise.all([loadExcludes(repoRoot, config), HashCache.load(repoRoot)])
   const ignores = (path: string) => excludes.matcher.ignores(path)
+  const key = excludesKey(excludes.patterns)
   let candidates: string[]
   let gitData: GitInfo | undefined
   let deleted: string[] = []
@@ -184,7 +186,7 @@ export async function buildManifest(repoRoot: string, config: Config['sync']): P
       rejected.push({ path, reason: unsafe })
       continue
     }
-    if (ignores(path)) continue
+    if (!cache.includedBefore(path, key) && ignores(path)) continue
     let parentOk = true
     for (let i = path.indexOf('/'); i !== -1; i = path.indexOf('/', i + 1)) {
       if (!isRealDir(path.slice(0, i))) {
@@ -194,7 +196,7 @@ export async function buildManifest(repoRoot: string, config: Config['sync']): P
     }
     let stat: Stats
     try {
-      stat = lstatSync(join(repoRoot, path))
+      stat = lstatSync(`${repoRoot}/${path}`)
     } catch {
       // Tracked but gone from the worktree: a local deletion.
       if (gitData?.tracked.has(path)) deleted.push(path)
