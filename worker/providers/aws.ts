@@ -22,7 +22,7 @@ import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './
 /**
  * AWS EC2 for the broker: spot first with on-demand fallback, candidate types
  * per class, capacity regions in order. Secrets: `AWS_ACCESS_KEY_ID`,
- * `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`). Settings: `CRABBOX_AWS_REGION`,
+ * `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`), or the same names prefixed `CRABBOX_`. Settings: `CRABBOX_AWS_REGION`,
  * `CRABBOX_CAPACITY_REGIONS`, `CRABBOX_CAPACITY_FALLBACK`, `CRABBOX_AWS_AMI`,
  * `CRABBOX_AWS_SECURITY_GROUP_ID`, `CRABBOX_AWS_SUBNET_ID`,
  * `CRABBOX_AWS_INSTANCE_PROFILE`, `CRABBOX_AWS_ROOT_GB`, `CRABBOX_AWS_SSH_CIDRS`,
@@ -37,15 +37,16 @@ export function createAwsBrokerProvider(context: BrokerProviderContext, override
   const regions = awsRegions(region, list(setting(env, 'CRABBOX_CAPACITY_REGIONS')))
   const rootGB = Number(setting(env, 'CRABBOX_AWS_ROOT_GB') ?? 400)
   const api = () => {
-    const accessKeyId = setting(env, 'AWS_ACCESS_KEY_ID')
-    const secretAccessKey = setting(env, 'AWS_SECRET_ACCESS_KEY')
+    // CRABBOX_AWS_*: `crabbox broker dev` forwards only CRABBOX_* variables to the Worker.
+    const accessKeyId = setting(env, 'AWS_ACCESS_KEY_ID') ?? setting(env, 'CRABBOX_AWS_ACCESS_KEY_ID')
+    const secretAccessKey = setting(env, 'AWS_SECRET_ACCESS_KEY') ?? setting(env, 'CRABBOX_AWS_SECRET_ACCESS_KEY')
     if (!accessKeyId || !secretAccessKey) {
       throw new ApiError(503, ErrorCode.providerFailed, 'this broker has no AWS credentials: set the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY secrets')
     }
     return createEc2Api({
       accessKeyId,
       secretAccessKey,
-      sessionToken: setting(env, 'AWS_SESSION_TOKEN'),
+      sessionToken: setting(env, 'AWS_SESSION_TOKEN') ?? setting(env, 'CRABBOX_AWS_SESSION_TOKEN'),
       endpoint: setting(env, 'CRABBOX_AWS_ENDPOINT'),
       fetch: (request) => context.fetch(request),
       ...overrides,

@@ -19,7 +19,7 @@ import type { BrokerProvider, BrokerProviderContext, ListableProvider, Machine }
 /**
  * Hetzner Cloud for the broker: one server per lease, bootstrapped by the
  * shared cloud-init, labelled with the lease so a lost create is adopted and
- * an expiry finds it. Secrets: `HETZNER_TOKEN`. Settings:
+ * an expiry finds it. Secrets: `HETZNER_TOKEN` (or `CRABBOX_HETZNER_TOKEN`). Settings:
  * `CRABBOX_HETZNER_API_URL`, `CRABBOX_HETZNER_LOCATION`, `CRABBOX_HETZNER_IMAGE`,
  * `CRABBOX_EUR_TO_USD`.
  */
@@ -48,7 +48,8 @@ export function createHetznerBrokerProvider(context: BrokerProviderContext, over
   const image = setting(env, 'CRABBOX_HETZNER_IMAGE') ?? 'ubuntu-24.04'
   const eurToUsd = eurToUsdRate(setting(env, 'CRABBOX_EUR_TO_USD'))
   const api = () => {
-    const token = setting(env, 'HETZNER_TOKEN') ?? setting(env, 'HCLOUD_TOKEN')
+    // CRABBOX_HETZNER_TOKEN: `crabbox broker dev` forwards only CRABBOX_* variables to the Worker.
+    const token = setting(env, 'HETZNER_TOKEN') ?? setting(env, 'HCLOUD_TOKEN') ?? setting(env, 'CRABBOX_HETZNER_TOKEN')
     if (!token) throw new ApiError(503, ErrorCode.providerFailed, 'this broker has no Hetzner token: set the HETZNER_TOKEN secret (wrangler secret put HETZNER_TOKEN)')
     return createHetznerApi({ token, apiUrl: setting(env, 'CRABBOX_HETZNER_API_URL'), fetch: (request) => context.fetch(request), ...overrides })
   }
