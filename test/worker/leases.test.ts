@@ -63,6 +63,20 @@ describe('lease create', () => {
     expect(stolen.body.error).toBe('lease_id_conflict')
   })
 
+  it('a retried create finishes a create that an evicted object left provisioning, adopting its machine', async () => {
+    const who = shared('orphan@example.com')
+    const lease = await createLease(who)
+    // As if the object died after the provider made the machine but before the lease was committed.
+    await inFleet((deps) => {
+      deps.storage.run("UPDATE leases SET state = 'provisioning', machine = NULL, record = json_set(record, '$.state', 'provisioning', '$.host', '') WHERE id = ?", lease.id)
+    })
+    const retried = await api(who, 'POST', '/v1/leases', { leaseID: lease.id, provider: 'static', sshPublicKey: key })
+    expect(retried.status).toBe(200)
+    expect(retried.body.lease).toMatchObject({ id: lease.id, state: 'active', host: lease.host, cloudID: lease.cloudID })
+    const claims = await inFleet((deps) => deps.storage.all('SELECT 1 FROM static_claims WHERE lease_id = ?', lease.id))
+    expect(claims).toHaveLength(1)
+  })
+
   it('rejects bad input with a 4xx that names the problem', async () => {
     const who = shared('bad@example.com')
     const cases: [unknown, number, string, RegExp][] = [

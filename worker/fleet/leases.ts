@@ -255,12 +255,26 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
   const leaseId = request.leaseID && isLeaseId(request.leaseID) ? request.leaseID : newLeaseId()
   const pending = inflightFor(storage)
 
+  const ask = { sshPublicKey: request.sshPublicKey, serverType: request.serverType, market: request.capacity?.market }
+  const track = async (work: Promise<LeaseRecord>): Promise<LeaseRecord> => {
+    pending.set(leaseId, work)
+    try {
+      return await work
+    } finally {
+      pending.delete(leaseId)
+    }
+  }
+
   const existingOutcome = async (): Promise<CreateResult | undefined> => {
     const existing = getLeaseRecord(storage, leaseId)
     if (!existing) return undefined
     if (!ownedBy(existing, identity)) throw new ApiError(409, ErrorCode.leaseIdConflict, `lease ID ${leaseId} is already in use; retry without leaseID or with a new one`)
     const first = pending.get(leaseId)
-    return { lease: first ? await first : existing, created: false }
+    if (first) return { lease: await first, created: false }
+    // Reserved by an object instance that is gone (evicted mid-create): finish the job.
+    // Providers adopt a machine that already carries this lease's label, so this never makes a second one.
+    if (existing.state === 'provisioning') return { lease: await track(provision(deps, existing, ask)), created: false }
+    return { lease: existing, created: false }
   }
   const early = await existingOutcome()
   if (early) return early
@@ -341,13 +355,7 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
   })
   if (reservation.raced) return (await existingOutcome()) ?? { lease: reservation.lease, created: false }
 
-  const provisioning = provision(deps, reservation.lease, { sshPublicKey: request.sshPublicKey, serverType: request.serverType, market: request.capacity?.market })
-  pending.set(leaseId, provisioning)
-  try {
-    return { lease: await provisioning, created: true }
-  } finally {
-    pending.delete(leaseId)
-  }
+  return { lease: await track(provision(deps, reservation.lease, ask)), created: true }
 }
 
 async function provision(
