@@ -74,8 +74,7 @@ crabbox stop <id>              # release it when done
 
 \`\`\`sh
 crabbox status --id <id> --json
-crabbox history --json         # recent runs
-crabbox logs <run-id>          # output of a finished run
+crabbox list --json            # your active leases
 crabbox doctor                 # what is misconfigured, and how to fix it
 crabbox config show            # effective settings and where they came from
 \`\`\`
