@@ -1,9 +1,12 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { Client } from 'ssh2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { repoRoot } from '../support/cli.js'
+import { sshHost, sweepStaleHosts, type SshHost } from '../support/ssh-host.js'
 import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
 interface Connected {
@@ -117,6 +120,26 @@ describe('sshHost', () => {
   })
 })
 
+describe('sshHost leftovers', () => {
+  it('a host left behind by a killed process is swept: namespace, sshd and home are gone', async () => {
+    const script = join(mkdtempSync(join(tmpdir(), 'crabbox-leak-')), 'leak.mts')
+    writeFileSync(script, `import { sshHost } from ${JSON.stringify(join(repoRoot, 'test/support/ssh-host.ts'))}
+const host = await sshHost()
+process.stdout.write(JSON.stringify({ name: host.name, home: host.home }))
+process.kill(process.pid, 'SIGKILL')
+`)
+    const result = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: repoRoot, encoding: 'utf8' })
+    expect(result.signal).toBe('SIGKILL')
+    const leaked = JSON.parse(result.stdout) as { name: string; home: string }
+    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).toContain(leaked.name)
+    expect(execFileSync('ip', ['netns', 'pids', leaked.name], { encoding: 'utf8' }).trim()).not.toBe('')
+
+    sweepStaleHosts()
+    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).not.toContain(leaked.name)
+    expect(existsSync(leaked.home)).toBe(false)
+  })
+})
+
 describe('tcpProxy in front of sshHost', () => {
   let host: SshHost
   let proxy: TcpProxy
@@ -138,8 +161,11 @@ describe('tcpProxy in front of sshHost', () => {
       const slow = median([await roundTrip(client), await roundTrip(client), await roundTrip(client)])
       // An exec is at least one full round trip, and each round trip now carries 2 * 100 ms.
       expect(slow - fast).toBeGreaterThanOrEqual(200)
-      proxy.setDelay(0)
-      expect((await execSsh(client, 'seq 1 20000 | md5sum')).stdout).toBe(execFileSync('sh', ['-c', 'seq 1 20000 | md5sum'], { encoding: 'utf8' }))
+      // Lowering the delay mid-stream must not reorder bytes already held back.
+      const expected = execFileSync('sh', ['-c', 'seq 1 200000'], { encoding: 'utf8', maxBuffer: 16 << 20 })
+      const streamed = execSsh(client, 'seq 1 200000')
+      setTimeout(() => proxy.setDelay(0), 150)
+      expect((await streamed).stdout === expected).toBe(true)
     } finally {
       proxy.setDelay(0)
       client.end()

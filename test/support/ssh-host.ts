@@ -102,9 +102,11 @@ function teardownSync(name: string, slot: number, dir: string): void {
 }
 
 let swept = false
-/** Removes hosts left behind by processes that died without cleaning up (killed test runs). */
-function sweepStale(): void {
-  if (swept) return
+/**
+ * Removes hosts left behind by processes that died without cleaning up (killed
+ * test runs): namespace, veth, sshd, home, files. sshHost() runs it once per process.
+ */
+export function sweepStaleHosts(): void {
   swept = true
   mkdirSync(SLOTS, { recursive: true })
   for (const entry of readdirSync(SLOTS)) {
@@ -232,7 +234,7 @@ function installExitHook(): void {
 let counter = 0
 
 export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
-  sweepStale()
+  if (!swept) sweepStaleHosts()
   installExitHook()
   const { uid, gid } = await ensureUser()
   const label = options.name ? `-${options.name.replace(/[^a-zA-Z0-9]/g, '').slice(0, 16)}` : ''
