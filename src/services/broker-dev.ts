@@ -130,7 +130,9 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   const env = options.env ?? process.env
   const { root, config, nodeArgs } = locateWrangler()
   await assertPortFree(options.port)
-  await mkdir(options.stateDir, { recursive: true })
+  await mkdir(options.stateDir, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
+    throw usageError(`cannot use ${options.stateDir} as the broker state folder (${cause.code ?? cause.message})`, 'Pass a writable directory with --state.')
+  })
 
   // Settings go through an env file in a private temp dir: not in argv (ps shows argv), not in the repo.
   const scratch = await mkdtemp(join(tmpdir(), 'crabbox-broker-dev-'))
@@ -181,10 +183,9 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
     killGroup(child, 'SIGTERM')
     setTimeout(() => killGroup(child, 'SIGKILL'), 5000).unref()
   }
-  const onSigint = () => stop('SIGINT')
-  const onSigterm = () => stop('SIGTERM')
-  process.on('SIGINT', onSigint)
-  process.on('SIGTERM', onSigterm)
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+  const handlers = signals.map((signal) => [signal, () => stop(signal)] as const)
+  for (const [signal, handler] of handlers) process.on(signal, handler)
 
   try {
     const ready = await waitForHealth(url, child, Date.now() + 90_000)
@@ -209,8 +210,7 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
     }
     return { url, port: options.port, stateDir: resolve(options.stateDir), stoppedBy: stopping }
   } finally {
-    process.off('SIGINT', onSigint)
-    process.off('SIGTERM', onSigterm)
+    for (const [signal, handler] of handlers) process.off(signal, handler)
     process.off('exit', onExit)
     await rm(scratch, { recursive: true, force: true })
   }
