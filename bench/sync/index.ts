@@ -109,6 +109,7 @@ async function main() {
     const cold = { rsync: [] as number[], crabbox: [] as number[] }
     // One-file edits below land on this file; restore it so every bench run starts alike.
     execFileSync('git', ['-C', repo, 'checkout', '-q', '--', '.'])
+    execFileSync('git', ['-C', repo, 'clean', '-fdq'])
     for (let i = 0; i < coldRuns; i++) {
       cold.rsync.push(await rsync(`${host.home}/rsync-cold-${++n}`))
       rmSync(cacheDir(repo), { recursive: true, force: true }) // cold local hash cache too
@@ -129,7 +130,8 @@ async function main() {
 
     const one = { rsync: [] as number[], crabbox: [] as number[] }
     for (let i = 0; i < RUNS; i++) {
-      writeFileSync(join(repo, 'pkg7/mod3/file287.ts'), `export const edit = ${i}\n`)
+      // A tracked file, new content every time.
+      writeFileSync(join(repo, 'pkg7/mod7/file287.ts'), `export const edit = '${Date.now()}-${i}'\n`)
       one.rsync.push(await rsync(rsyncDest))
       one.crabbox.push(await crabbox(crabboxDest))
     }

@@ -6,7 +6,7 @@ import type { Progress } from '../../ui/progress.js'
 import { computeFingerprint, hashManifest } from './fingerprint.js'
 import { gitBlock, gitWork, parseRemoteGit, sendBundle, type RemoteGit } from './git-seed.js'
 import { SentManifests } from './hash-cache.js'
-import { buildManifest, checkSize, formatBytes, type Manifest } from './manifest.js'
+import { buildManifest, checkSize, formatBytes, readGitContext, type Manifest } from './manifest.js'
 import { massDeletionGuard, planSync } from './prune.js'
 import { parseRecords, type RemoteRecord } from './records.js'
 import { META_FILES, PROBE_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, shCommand } from './remote-scripts.js'
@@ -84,7 +84,6 @@ class Timer {
 }
 
 interface Probe {
-  same: boolean
   fingerprint?: string
   git?: RemoteGit
   sizes: { base: number; delta: number }
@@ -93,15 +92,14 @@ interface Probe {
 }
 
 function parseProbe(stdout: Buffer): Probe {
-  const probe: Probe = { same: false, sizes: { base: 0, delta: 0 }, known: false, records: Buffer.alloc(0) }
+  const probe: Probe = { sizes: { base: 0, delta: 0 }, known: false, records: Buffer.alloc(0) }
   let offset = 0
   while (offset < stdout.length) {
     const nl = stdout.indexOf(10, offset)
     const line = stdout.subarray(offset, nl === -1 ? stdout.length : nl).toString('utf8')
     offset = nl === -1 ? stdout.length : nl + 1
     const [word, ...rest] = line.split(' ')
-    if (word === 'same') probe.same = true
-    else if (word === 'fp') probe.fingerprint = rest[0] === '-' ? undefined : rest[0]
+    if (word === 'fp') probe.fingerprint = rest[0] === '-' ? undefined : rest[0]
     else if (word === 'git') probe.git = parseRemoteGit(line)
     else if (word === 'sizes') probe.sizes = { base: Number(rest[0]) || 0, delta: Number(rest[1]) || 0 }
     else if (word === 'manifest') {
@@ -144,9 +142,6 @@ async function exec(session: SshSession, command: string, options: { stdin?: Exe
 const syncTimeout = (signal: AbortSignal) =>
   new CrabboxError('sync timed out', { exit: 'sync', code: 'sync_timeout', hint: 'Raise sync.timeout, or shrink the sync (see `crabbox sync-plan`).', cause: signal.reason })
 
-/** The runner-side metadata dir, relative to the workdir. */
-export const metaDir = (manifest: Manifest) => (manifest.git ? '.git/crabbox' : '.crabbox')
-
 /**
  * Puts the local checkout on the runner: manifest, fingerprint skip (one round
  * trip), then one exec that prunes, extracts the changed files from one tar
@@ -165,7 +160,19 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout
 
   progress.phase('sync: building manifest')
-  const manifest = await timer.phase('manifest', () => buildManifest(options.repoRoot, config))
+  const repoGit = await timer.phase('manifest', () => readGitContext(options.repoRoot, config))
+  const meta = repoGit ? '.git/crabbox' : '.crabbox'
+  const sent = SentManifests.for(options.repoRoot)
+  // The runner round trip overlaps the local manifest and hashing.
+  const probeArgs = [options.workdir, meta, (config.gitSeed && repoGit?.head) || '-', repoGit?.baseRef || '-', ...(await sent.known())]
+  const probeStarted = performance.now()
+  const probing = exec(session, shCommand(PROBE_SCRIPT, 'crabbox-probe', probeArgs), { signal, what: 'checking the workdir' }).then((stdout) => {
+    timer.add('fingerprint_remote', performance.now() - probeStarted)
+    return parseProbe(stdout)
+  })
+  probing.catch(() => {})
+
+  const manifest = await timer.phase('manifest', () => buildManifest(options.repoRoot, config, { git: repoGit }))
   for (const message of checkSize(manifest, config, { forceLarge: options.forceLarge, env }).warnings) warn(message)
   if (manifest.rejected.length > 0) {
     warn(`not syncing ${manifest.rejected.length} unsafe path(s), e.g. ${manifest.rejected[0].path}: ${manifest.rejected[0].reason}`)
@@ -174,16 +181,13 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
 
   const hashed = await timer.phase('fingerprint', () => hashManifest(manifest, { checksum: options.checksum }))
   const fingerprint = computeFingerprint(manifest, hashed, config)
-  const meta = metaDir(manifest)
-  const sent = SentManifests.for(options.repoRoot)
   const useFingerprint = config.fingerprint && !options.checksum
 
   progress.phase('sync: checking the runner')
   const git = manifest.git
-  const probeArgs = [options.workdir, meta, useFingerprint ? fingerprint : '-', (config.gitSeed && git?.head) || '-', git?.baseRef || '-', ...(await sent.known())]
-  const probe = parseProbe(await timer.phase('fingerprint_remote', () => exec(session, shCommand(PROBE_SCRIPT, 'crabbox-probe', probeArgs), { signal, what: 'checking the workdir' })))
+  const probe = await probing
 
-  if (probe.same) {
+  if (useFingerprint && probe.fingerprint === fingerprint) {
     for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
     progress.done('No changes detected, skipping sync')
     return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings, ...timer.result() }

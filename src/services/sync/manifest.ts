@@ -93,7 +93,18 @@ export async function findRepoRoot(cwd: string): Promise<string> {
   return line(await git(cwd, ['rev-parse', '--show-toplevel'])) ?? cwd
 }
 
-async function gitInfo(root: string, config: Config['sync']): Promise<Omit<GitInfo, 'tracked'>> {
+export type GitContext = Omit<GitInfo, 'tracked'>
+
+/**
+ * HEAD, branch, origin and base of the checkout at `repoRoot`, or undefined
+ * outside git. Cheap (a few parallel git calls): sync starts its runner
+ * round trip with it while the manifest is still being built.
+ */
+export async function readGitContext(repoRoot: string, config: Config['sync']): Promise<GitContext | undefined> {
+  return (await isGitRoot(repoRoot)) ? gitInfo(repoRoot, config) : undefined
+}
+
+async function gitInfo(root: string, config: Config['sync']): Promise<GitContext> {
   // One for-each-ref answers origin/HEAD and every origin branch, so the base needs no second spawn.
   const [head, branch, originUrl, refs] = await Promise.all([
     git(root, ['rev-parse', '-q', '--verify', 'HEAD^{commit}']),
@@ -136,7 +147,7 @@ function walk(root: string, ignores: (path: string) => boolean): string[] {
  * What `crabbox run` would put on the runner: tracked plus untracked
  * non-ignored files (git), minus excludes; stats but no content hashes.
  */
-export async function buildManifest(repoRoot: string, config: Config['sync']): Promise<Manifest> {
+export async function buildManifest(repoRoot: string, config: Config['sync'], context?: { git: GitContext | undefined }): Promise<Manifest> {
   const [excludes, cache] = await Promise.all([loadExcludes(repoRoot, config), HashCache.load(repoRoot)])
   const ignores = (path: string) => excludes.matcher.ignores(path)
   const key = excludesKey(excludes.patterns)
@@ -144,12 +155,13 @@ export async function buildManifest(repoRoot: string, config: Config['sync']): P
   let gitData: GitInfo | undefined
   let deleted: string[] = []
 
-  if (await isGitRoot(repoRoot)) {
+  const known = context ? context.git : undefined
+  if (context ? known !== undefined : await isGitRoot(repoRoot)) {
     const [cached, others, stagedDeletes, info] = await Promise.all([
       git(repoRoot, ['ls-files', '--cached', '-z']),
       git(repoRoot, ['ls-files', '--others', '--exclude-standard', '-z']),
       git(repoRoot, ['diff', '--cached', '--name-only', '--diff-filter=D', '-z']),
-      gitInfo(repoRoot, config),
+      known ?? gitInfo(repoRoot, config),
     ])
     if (cached === undefined || others === undefined) {
       throw new CrabboxError(`git ls-files failed in ${repoRoot}`, { exit: 'sync', hint: 'Check that `git status` works in this checkout.' })

@@ -26,14 +26,14 @@ export const META_FILES = {
 export const SCRIPT_EXIT = { workdir: 70, tar: 71, guard: 72 } as const
 
 /**
- * Round trip 1. Args: workdir, meta, local fingerprint, head|-, base|-, known fingerprints...
- * Prints `same` when nothing changed; else `fp`, `git`, `sizes` lines, then
- * `manifest known` or `manifest` followed by the raw records to EOF.
+ * Round trip 1, started while the local manifest is still being built.
+ * Args: workdir, meta, head|-, base|-, known fingerprints... Prints `fp`,
+ * `git`, `sizes` lines, then `manifest known` (the runner's fingerprint is one
+ * we kept a copy of) or `manifest` followed by the raw records to EOF.
  */
-export const PROBE_SCRIPT = `wd=$1 meta=$2 fp=$3 head=$4 base=$5; shift 5
+export const PROBE_SCRIPT = `wd=$1 meta=$2 head=$3 base=$4; shift 4
 mkdir -p -- "$wd/$meta" 2>/dev/null && cd -- "$wd" || { echo "cannot create workdir $wd" >&2; exit ${SCRIPT_EXIT.workdir}; }
 cur=$(cat -- "$meta/${META_FILES.fingerprint}" 2>/dev/null)
-if [ -n "$cur" ] && [ "$cur" = "$fp" ]; then echo same; exit 0; fi
 echo "fp \${cur:--}"
 if [ "$head" = - ]; then echo "git - 0 -"
 elif ! command -v git >/dev/null 2>&1; then echo "git nogit 0 -"
