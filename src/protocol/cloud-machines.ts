@@ -181,11 +181,16 @@ export async function timedFetch(
   timeoutMs: number,
 ): Promise<Response> {
   let timer: ReturnType<typeof setTimeout> | undefined
+  // Aborting frees the socket: a hung provider must not keep the CLI process alive.
+  const controller = new AbortController()
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new CloudApiError(provider, 'transient', 'timeout', `${request.method} ${new URL(request.url).pathname} timed out after ${timeoutMs} ms`)), timeoutMs)
+    timer = setTimeout(() => {
+      controller.abort()
+      reject(new CloudApiError(provider, 'transient', 'timeout', `${request.method} ${new URL(request.url).pathname} timed out after ${timeoutMs} ms`))
+    }, timeoutMs)
   })
   try {
-    return await Promise.race([fetchImpl(request), timeout])
+    return await Promise.race([fetchImpl(new Request(request, { signal: controller.signal })), timeout])
   } catch (error) {
     if (error instanceof CloudApiError) throw error
     throw new CloudApiError(provider, 'transient', 'network', `${request.method} ${new URL(request.url).host}: ${(error as Error).message}`)

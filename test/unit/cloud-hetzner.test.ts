@@ -89,6 +89,20 @@ describe('Hetzner client over real HTTP on loopback', () => {
     expect(fake.keys.size).toBe(1)
   })
 
+  it('a create that times out without reaching Hetzner is repeated only after the lease label shows no server', async () => {
+    const fake = createFakeHetzner()
+    served = await serveFake(fake.handler)
+    fake.inject({ method: 'POST', path: '/servers', kind: 'timeout' })
+    const api = createHetznerApi({ token: fake.token, apiUrl: `${served.url}/v1`, ...fast, timeoutMs: 200 })
+    const result = await createHetznerMachine(api, input())
+    expect(result.adopted).toBe(false)
+    expect(fake.count('POST', '/servers')).toBe(2)
+    expect(fake.servers.size).toBe(1)
+    const lookups = fake.calls.filter((c) => c.method === 'GET' && c.path === '/servers')
+    expect(lookups.length).toBeGreaterThanOrEqual(2)
+    fake.releaseHung()
+  })
+
   it('a wrong token is an auth error, not a retry loop', async () => {
     const fake = createFakeHetzner()
     served = await serveFake(fake.handler)
