@@ -7,6 +7,15 @@
  * InsufficientInstanceCapacity), ClientToken idempotency, and switches for
  * capacity, quota and injected failures. A plain `(Request) => Promise<Response>`
  * handler, like the Hetzner fake; serve it with `serveFake`.
+ *
+ * Checked against the EC2 API reference
+ * (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/): RunInstances,
+ * DescribeInstances, TerminateInstances, ImportKeyPair, DeleteKeyPair (true
+ * even for a missing key), DescribeKeyPairs, DescribeImages,
+ * DescribeSecurityGroups, CreateSecurityGroup, AuthorizeSecurityGroupIngress,
+ * DescribeSpotPriceHistory, GetConsoleOutput, and "Error codes for the Amazon
+ * EC2 API" (client errors 4xx, server errors such as
+ * InsufficientInstanceCapacity 5xx).
  */
 import { AwsV4Signer } from 'aws4fetch'
 import { DropConnection, type FailureKind, type RecordedCall } from './fake-hetzner.js'

@@ -6,6 +6,10 @@
  * It is a plain `(Request) => Promise<Response>` handler, so the same fake is
  * called directly as `fetch` inside workerd and served on loopback for the CLI
  * (`serveFake`). No Node imports at module level.
+ *
+ * Checked against https://docs.hetzner.cloud/ (Errors, Pagination, Label
+ * Selector, Rate Limiting; Servers: create/get/list/delete; SSH Keys;
+ * Server Types prices), not against crabbox's client.
  */
 
 export type FailureKind =
