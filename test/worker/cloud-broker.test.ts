@@ -174,6 +174,14 @@ describe('brokered Hetzner leases', () => {
     expect([...hetzner.keys.values()].map((k) => k.name)).toEqual(['crabbox-steipete'])
   })
 
+  it('a public key that is not one OpenSSH line is a 400 before anything is created', async () => {
+    const refused = await createLease({ provider: 'hetzner', sshPublicKey: 'ssh-ed25519 AAAA\nruncmd: [reboot]' })
+    expect(refused.status).toBe(400)
+    expect(refused.body).toMatchObject({ error: 'invalid_request' })
+    // Only the price lookup happened: no key import, no server.
+    expect(hetzner.calls.filter((c) => c.method !== 'GET')).toHaveLength(0)
+  })
+
   it('refuses non-Linux targets with a clear message', async () => {
     const refused = await createLease({ provider: 'hetzner', target: 'windows' })
     expect(refused.status).toBe(400)

@@ -1,5 +1,5 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
-import { BOOTSTRAP_DEFAULTS, renderCloudInit } from '../../src/protocol/cloud-init.js'
+import { BOOTSTRAP_DEFAULTS } from '../../src/protocol/cloud-init.js'
 import { candidateTypes, explicitType, unsupportedTargetMessage } from '../../src/protocol/classes.js'
 import { machineLabels, machineName, providerKeyName } from '../../src/protocol/cloud-machines.js'
 import {
@@ -16,7 +16,7 @@ import {
 } from '../../src/protocol/ec2-api.js'
 import { setting } from '../env.js'
 import { cloudFailure } from './cloud-errors.js'
-import { toBrokerMachine } from './hetzner.js'
+import { brokerUserData, toBrokerMachine } from './hetzner.js'
 import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './types.js'
 
 /**
@@ -61,6 +61,7 @@ export function createAwsBrokerProvider(context: BrokerProviderContext, override
       const client = api()
       const types = candidateTypes('aws', request.class, explicitType(request.class, request.serverType))
       const keyName = request.providerKey || providerKeyName(request.leaseId)
+      const userData = brokerUserData(request.sshPublicKey)
       try {
         const { machine } = await createAwsMachine(client, {
           leaseId: request.leaseId,
@@ -76,7 +77,7 @@ export function createAwsBrokerProvider(context: BrokerProviderContext, override
           rootGB: Number.isInteger(rootGB) && rootGB > 0 ? rootGB : 400,
           sshPorts: [BOOTSTRAP_DEFAULTS.sshPort, ...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
           sshCIDRs: list(setting(env, 'CRABBOX_AWS_SSH_CIDRS')),
-          userData: renderCloudInit({ ...BOOTSTRAP_DEFAULTS, sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts], sshPublicKey: request.sshPublicKey }),
+          userData,
           sshPublicKey: request.sshPublicKey,
           keyName,
         })

@@ -42,6 +42,15 @@ export function toBrokerMachine(machine: CloudMachine, hourlyUSD?: number): Mach
   }
 }
 
+/** The shared bootstrap for a broker lease; a key that is not one OpenSSH line is the caller's error. */
+export function brokerUserData(sshPublicKey: string): string {
+  try {
+    return renderCloudInit({ ...BOOTSTRAP_DEFAULTS, sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts], sshPublicKey })
+  } catch (error) {
+    throw new ApiError(400, ErrorCode.invalidRequest, `sshPublicKey: ${(error as Error).message}`)
+  }
+}
+
 export function createHetznerBrokerProvider(context: BrokerProviderContext, overrides: Partial<HetznerOptions> = {}): BrokerProvider & ListableProvider {
   const env = context.env
   const location = setting(env, 'CRABBOX_HETZNER_LOCATION') ?? 'fsn1'
@@ -69,6 +78,7 @@ export function createHetznerBrokerProvider(context: BrokerProviderContext, over
       const client = api()
       const types = candidateTypes('hetzner', request.class, explicitType(request.class, request.serverType))
       const keyName = request.providerKey || providerKeyName(request.leaseId)
+      const userData = brokerUserData(request.sshPublicKey)
       try {
         const { machine } = await createHetznerMachine(client, {
           leaseId: request.leaseId,
@@ -77,7 +87,7 @@ export function createHetznerBrokerProvider(context: BrokerProviderContext, over
           serverTypes: types,
           location,
           image,
-          userData: renderCloudInit({ ...BOOTSTRAP_DEFAULTS, sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts], sshPublicKey: request.sshPublicKey }),
+          userData,
           sshPublicKey: request.sshPublicKey,
           keyName,
         })

@@ -131,6 +131,12 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
       const { config, progress } = context
       const refused = unsupportedTargetMessage(provider, config.target)
       if (refused) throw new CrabboxError(refused, { exit: 'usage' })
+      let userData: string
+      try {
+        userData = renderCloudInit({ sshUser: config.ssh.user, sshPublicKey: request.publicKey, sshPort: config.ssh.port, sshFallbackPorts: config.ssh.fallbackPorts, workRoot: config.workRoot })
+      } catch (error) {
+        throw new CrabboxError(`cannot bootstrap a ${title} runner: ${(error as Error).message}`, { exit: 'usage', hint: 'check ssh.user, ssh.port, ssh.fallbackPorts and workRoot (crabbox config show)' })
+      }
       const backend = backendFor(context)
       try {
         const live = (await backend.list()).filter(isLeaseMachine)
@@ -150,7 +156,7 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
               idleTimeoutSeconds: request.idleTimeoutSeconds, createdAt: new Date(),
             }),
             types,
-            userData: renderCloudInit({ sshUser: config.ssh.user, sshPublicKey: request.publicKey, sshPort: config.ssh.port, sshFallbackPorts: config.ssh.fallbackPorts, workRoot: config.workRoot }),
+            userData,
             sshPublicKey: request.publicKey,
             keyName,
           })
