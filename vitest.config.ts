@@ -24,6 +24,8 @@ export default defineConfig({
         test: {
           name: 'worker',
           include: ['test/worker/**/*.test.ts'],
+          // Concurrency tests (200 parallel creates) need room on a loaded 2-core machine.
+          testTimeout: 30_000,
         },
       },
       {
