@@ -10,7 +10,7 @@ export { FleetDurableObject } from './fleet/fleet.js'
 const MAX_EDGE_BODY_BYTES = 16 * 1024 * 1024
 
 type Edge = { Bindings: Env; Variables: { identity?: Identity } }
-const app = new Hono<Edge>()
+const app = new Hono<Edge>({ strict: false })
 
 /**
  * Forwards to the single Fleet object with the caller's identity headers

@@ -113,6 +113,8 @@ describe('lease read, list, heartbeat, release', () => {
     expect((await api(who, 'GET', `/v1/leases/${lease.id}`)).body.lease.id).toBe(lease.id)
     expect((await api(who, 'GET', '/v1/leases/reader-box')).body.lease.id).toBe(lease.id)
     expect((await api(who, 'GET', '/v1/leases/READER%20BOX')).body.lease.id).toBe(lease.id)
+    // Trailing slashes are ignored, like the reference.
+    expect((await api(who, 'GET', `/v1/leases/${lease.id}/`)).body.lease.id).toBe(lease.id)
     const missing = await api(who, 'GET', '/v1/leases/cbx_ffffffffffff')
     expect(missing.status).toBe(404)
     expect(missing.body.error).toBe('not_found')

@@ -46,7 +46,7 @@ export interface FleetDeps {
 }
 
 export function createFleetApp(deps: FleetDeps): FleetApp {
-  const app: FleetApp = new Hono<FleetEnv>()
+  const app: FleetApp = new Hono<FleetEnv>({ strict: false }) // trailing slashes are ignored, like the reference
 
   app.onError(async (error, c) => {
     // Answering before the body was read: drain it, or the edge's pipe into this object errors.
