@@ -2,38 +2,45 @@
 // (connection agent holding the connection) against a fresh OpenSSH login and an OpenSSH
 // ControlMaster mux client, through a TCP proxy at 0 ms and 50 ms round-trip time.
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cliHome, cliPath, repoRoot } from '../../test/support/cli.js'
+import { cliHome, repoRoot } from '../../test/support/cli.js'
 import { sshHost } from '../../test/support/ssh-host.js'
 import { tcpProxy } from '../../test/support/tcp-proxy.js'
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 20
-// Start-up is part of the figure: measure the build users get (dist plus the oclif manifest,
-// which a plain tsc rebuild drops as stale).
-const manifest = join(repoRoot, 'oclif.manifest.json')
-if (!existsSync(join(repoRoot, 'dist', 'commands', 'ssh.js')) || !existsSync(manifest)) {
-  process.stderr.write('building (npm run build) ...\n')
-  const build = spawnSync('npm', ['run', 'build'], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] })
-  if (build.status !== 0) process.exit(build.status ?? 1)
+// Start-up is part of the figure, so measure the build users get (dist plus the oclif
+// manifest), built into a private snapshot: in a shared checkout concurrent rebuilds rewrite
+// dist/ and drop the manifest under a running benchmark.
+const scratch = mkdtempSync(join(tmpdir(), 'crabbox-bench-ssh-'))
+const snapshot = join(scratch, 'crabbox')
+mkdirSync(snapshot)
+for (const entry of ['bin', 'package.json']) cpSync(join(repoRoot, entry), join(snapshot, entry), { recursive: true })
+symlinkSync(join(repoRoot, 'node_modules'), join(snapshot, 'node_modules'))
+process.stderr.write('building a snapshot (tsc, oclif manifest) ...\n')
+// tsc still emits when someone else's file has a type error; what matters is that the CLI is there.
+spawnSync(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', join(snapshot, 'dist')], { cwd: repoRoot, stdio: 'ignore' })
+const manifest = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], { cwd: snapshot, stdio: 'ignore' })
+if (!existsSync(join(snapshot, 'dist', 'commands', 'ssh.js')) || manifest.status !== 0) {
+  process.stderr.write('could not build the CLI snapshot\n')
+  process.exit(1)
 }
-// In a shared checkout another build can drop the manifest mid-run; say so rather than report skewed figures quietly.
-let manifestLost = false
+const cli = join(snapshot, 'bin', 'run.js')
 
 const host = await sshHost({ ports: [22] })
 const proxy = await tcpProxy({ host: host.address, port: 22 })
 const home = cliHome()
-const scratch = mkdtempSync(join(tmpdir(), 'crabbox-bench-ssh-'))
 const control = join(scratch, 'ctl')
 // The CLI side runs without NODE_EXTRA_CA_CERTS (it adds ~115 ms to every Node start here).
 const env: NodeJS.ProcessEnv = { ...process.env, ...home.env, CRABBOX_SSH_KEY: host.privateKeyPath }
 delete env.NODE_EXTRA_CA_CERTS
-const crabbox = [process.execPath, cliPath, 'ssh', '--provider', 'ssh', '--static-host', proxy.host, '--static-port', String(proxy.port)]
+const crabbox = [process.execPath, cli, 'ssh', '--provider', 'ssh', '--static-host', proxy.host, '--static-port', String(proxy.port)]
 // The proxy lives in this process, so children must run asynchronously (never *Sync) or it stalls.
 function run(args: string[], options: { capture?: boolean; cwd?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(args[0], args.slice(1), { env, cwd: options.cwd, stdio: ['ignore', options.capture ? 'pipe' : 'inherit', 'inherit'] })
+    // cwd outside any repo: a repo .crabbox.yaml must not change what is measured.
+    const child = spawn(args[0], args.slice(1), { env, cwd: options.cwd ?? scratch, stdio: ['ignore', options.capture ? 'pipe' : 'inherit', 'inherit'] })
     let out = ''
     child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d))
     child.on('error', reject)
@@ -61,7 +68,7 @@ try {
   // Floors that explain the crabbox figure: Node itself, and oclif running a trivial command.
   const floors = {
     'node -e 0 (Node start-up)': q([process.execPath, '-e', '0']),
-    'crabbox version (oclif start-up)': q([process.execPath, cliPath, 'version']),
+    'crabbox version (oclif start-up)': q([process.execPath, cli, 'version']),
   }
   const results: Record<string, Record<string, number>> = {}
   for (const rtt of [0, 50]) {
@@ -69,9 +76,7 @@ try {
     const json = join(scratch, `rtt-${rtt}.json`)
     const measured = rtt === 0 ? { ...commands, ...floors } : commands
     const args = ['-N', '--warmup', '3', '--runs', String(runs), '--export-json', json, ...Object.entries(measured).flatMap(([name, cmd]) => ['-n', name, cmd])]
-    if (!existsSync(manifest)) await run([process.execPath, join(repoRoot, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], { capture: true, cwd: repoRoot })
     await run(['hyperfine', ...args])
-    if (!existsSync(manifest)) manifestLost = true
     const parsed = JSON.parse(readFileSync(json, 'utf8')) as { results: Array<{ command: string; median: number }> }
     results[`${rtt} ms`] = Object.fromEntries(parsed.results.map((r) => [r.command, r.median * 1000]))
   }
@@ -84,11 +89,10 @@ try {
   const zero = results['0 ms']
   lines.push('', `floors at 0 ms: ${Object.keys(floors).map((k) => `${k} ${zero[k].toFixed(0)} ms`).join(', ')}`)
   lines.push(`medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; targets at 50 ms: ≤ 0.60× fresh login, ≤ 2.00× ControlMaster`)
-  if (manifestLost) lines.push('WARNING: oclif.manifest.json was dropped during the run (a concurrent tsc build); start-up figures are inflated')
   process.stdout.write(`${lines.join('\n')}\n`)
 } finally {
   await run(['ssh', '-o', `ControlPath=${control}`, '-O', 'exit', 'x']).catch(() => {})
-  await run([process.execPath, cliPath, 'agent', 'stop'], { capture: true }).catch(() => {})
+  await run([process.execPath, cli, 'agent', 'stop'], { capture: true }).catch(() => {})
   await proxy.close()
   await host.stop()
   rmSync(scratch, { recursive: true, force: true })
