@@ -78,6 +78,19 @@ export function machineLabels(input: LabelInput): Record<string, string> {
   return labels
 }
 
+/**
+ * Labels after a heartbeat: `last_touched_at = now`, `expires_at = min(created + ttl,
+ * now + idle)` — the TTL is never extended. Undefined when the labels lack the inputs.
+ */
+export function touchedLabels(labels: Record<string, string>, now: Date): Record<string, string> | undefined {
+  const created = Number(labels.created_at)
+  const ttl = Number(labels.ttl_secs)
+  const idle = Number(labels.idle_timeout_secs)
+  if (![created, ttl, idle].every((n) => Number.isInteger(n) && n > 0)) return undefined
+  const nowSeconds = Math.floor(now.getTime() / 1000)
+  return { ...labels, last_touched_at: String(nowSeconds), expires_at: String(Math.min(created + ttl, nowSeconds + idle)) }
+}
+
 /** Provider-neutral view of one machine, as the cloud API clients return it. */
 export interface CloudMachine {
   provider: 'hetzner' | 'aws'

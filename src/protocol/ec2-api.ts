@@ -7,6 +7,7 @@ import {
   isLeaseKeyName,
   providerKeyName,
   sleep as realSleep,
+  touchedLabels,
   timedFetch,
   withRetries,
 } from './cloud-machines.js'
@@ -491,3 +492,16 @@ export function awsMarkets(market: 'spot' | 'on-demand' | undefined, fallback: s
 
 /** The configured region first, then the capacity regions, without repeats. */
 export const awsRegions = (primary: string, extra: string[] = []): string[] => [...new Set([primary, ...extra].map((r) => r.trim()).filter(Boolean))]
+
+/** Heartbeat for a direct-mode lease: moves the `expires_at` tag forward (never past the TTL). */
+export async function touchAwsMachine(api: Ec2Api, region: string, id: string, now = new Date()): Promise<void> {
+  const root = await withRetries(() => api.call(region, 'DescribeInstances', { 'InstanceId.1': id }), retry(api))
+  const item = xmlItems(xmlItems(root, 'reservationSet')[0], 'instancesSet')[0]
+  if (!item) return
+  const labels = touchedLabels(toCloudMachine(item, region).labels, now)
+  if (!labels) return
+  await withRetries(
+    () => api.call(region, 'CreateTags', { 'ResourceId.1': id, 'Tag.1.Key': 'last_touched_at', 'Tag.1.Value': labels.last_touched_at, 'Tag.2.Key': 'expires_at', 'Tag.2.Value': labels.expires_at }),
+    retry(api),
+  )
+}

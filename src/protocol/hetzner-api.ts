@@ -1,6 +1,7 @@
 import * as v from 'valibot'
 import {
   CloudApiError,
+  touchedLabels,
   type CloudErrorCategory,
   type CloudMachine,
   isLeaseKeyName,
@@ -143,6 +144,8 @@ export function createHetznerApi(options: HetznerOptions) {
       }),
     createServer: async (body: Record<string, unknown>) => (await call('POST', '/servers', ServerReply, body)).server,
     deleteServer: (id: string | number) => call('DELETE', `/servers/${id}`, undefined),
+    /** PUT replaces the whole label set. */
+    updateServerLabels: async (id: string | number, labels: Record<string, string>) => (await call('PUT', `/servers/${id}`, ServerReply, { labels })).server,
     findSshKey: async (name: string) => (await call('GET', `/ssh_keys?name=${encodeURIComponent(name)}`, SshKeysReply)).ssh_keys[0],
     listSshKeys: () =>
       paged('/ssh_keys', async (page) => {
@@ -346,4 +349,11 @@ export async function hetznerHourlyUSD(api: HetznerApi, serverType: string, loca
   const price = type?.prices.find((p) => p.location === location) ?? type?.prices[0]
   const eur = Number(price?.price_hourly.gross)
   return price && Number.isFinite(eur) ? eur * eurToUsd : undefined
+}
+
+/** Heartbeat for a direct-mode lease: moves `expires_at` forward (never past the TTL). */
+export async function touchHetznerMachine(api: HetznerApi, id: string, now = new Date()): Promise<void> {
+  const server = await withRetries(() => api.getServer(id), { ...retry, sleep: api.options.sleep })
+  const labels = touchedLabels(server.labels, now)
+  if (labels) await withRetries(() => api.updateServerLabels(id, labels), { ...retry, sleep: api.options.sleep })
 }

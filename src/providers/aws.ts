@@ -7,6 +7,7 @@ import {
   deleteAwsMachine,
   findAwsMachine,
   listAwsMachines,
+  touchAwsMachine,
 } from '../protocol/ec2-api.js'
 import type { Config } from '../config/schema.js'
 import { awsCredentials } from './cloud/credentials.js'
@@ -40,6 +41,7 @@ export function awsBackend(config: Config): CloudBackend {
     find: (leaseId) => findAwsMachine(api, regions, leaseId),
     list: () => listAwsMachines(api, regions),
     delete: (target) => deleteAwsMachine(api, { ...target, regions }),
+    touch: (target) => touchAwsMachine(api, target.region ?? config.aws.region, target.id),
     consoleHostKeys: (machine) => awsConsoleHostKeys(api, machine.region ?? config.aws.region, machine.id),
     consoleWaitMs: Number(process.env.CRABBOX_AWS_CONSOLE_WAIT_MS ?? 90_000),
   }

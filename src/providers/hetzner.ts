@@ -5,6 +5,7 @@ import {
   deleteHetznerMachine,
   findHetznerMachine,
   listHetznerMachines,
+  touchHetznerMachine,
 } from '../protocol/hetzner-api.js'
 import { hetznerToken } from './cloud/credentials.js'
 import { directCloudProvider, type CloudBackend } from './cloud/direct.js'
@@ -23,6 +24,7 @@ export function hetznerBackend(config: Config): CloudBackend {
     find: (leaseId) => findHetznerMachine(api, leaseId),
     list: () => listHetznerMachines(api),
     delete: (target) => deleteHetznerMachine(api, target),
+    touch: (target) => touchHetznerMachine(api, target.id),
   }
 }
 

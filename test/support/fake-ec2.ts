@@ -280,6 +280,15 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
         })
         return xmlReply(name, `    <instancesSet>${items.join('')}</instancesSet>`)
       }
+      case 'CreateTags': {
+        const ids = indexed(p, 'ResourceId')
+        for (const id of ids) {
+          const i = instances.get(id)
+          if (!i || i.region !== region) return ec2Error(400, 'InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`)
+          for (let n = 1; p[`Tag.${n}.Key`] !== undefined; n++) i.tags[p[`Tag.${n}.Key`]] = p[`Tag.${n}.Value`] ?? ''
+        }
+        return xmlReply(name, '    <return>true</return>')
+      }
       case 'DescribeSpotPriceHistory': {
         const types = indexed(p, 'InstanceType')
         const items = types.flatMap((t) =>

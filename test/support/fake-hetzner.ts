@@ -211,6 +211,11 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
         if (++server.gets >= (options.bootPolls ?? 1)) boot(server)
         return json(200, { server: serverJson(server) })
       }
+      if (method === 'PUT') {
+        if (typeof body.name === 'string') server.name = body.name
+        if (body.labels && typeof body.labels === 'object') server.labels = body.labels as Record<string, string>
+        return json(200, { server: serverJson(server) })
+      }
       if (method === 'DELETE') {
         servers.delete(server.id)
         return json(200, { action: action('delete_server', server.id, 'server') })

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { createFakeEc2, serveFake } from '../support/fake-ec2.js'
 import type { ServedFake } from '../support/fake-hetzner.js'
-import { awsSpotHourlyUSD, createAwsMachine, createEc2Api, deleteAwsMachine, parseXml, xmlItems, xmlText } from '../../src/protocol/ec2-api.js'
+import { awsSpotHourlyUSD, createAwsMachine, createEc2Api, deleteAwsMachine, parseXml, touchAwsMachine, xmlItems, xmlText } from '../../src/protocol/ec2-api.js'
 import { CloudApiError, machineLabels, providerKeyName } from '../../src/protocol/cloud-machines.js'
 
 const leaseId = 'cbx_00000000abcd'
@@ -57,6 +57,9 @@ describe('EC2 client over real HTTP on loopback, SigV4-signed', () => {
     expect(launched.rootGB).toBe('100')
     expect([...fake.groups.values()][0].permissions).toEqual(['2222:198.51.100.0/24', '22:198.51.100.0/24'])
     expect(await awsSpotHourlyUSD(api, 'eu-west-1', 'c7a.8xlarge')).toBeCloseTo(0.61 * 1.1, 5)
+    const created = Number(launched.tags.created_at)
+    await touchAwsMachine(api, 'eu-west-1', machine.id, new Date((created + 600) * 1000))
+    expect(launched.tags).toMatchObject({ last_touched_at: String(created + 600), expires_at: String(created + 600 + 1800) })
     await deleteAwsMachine(api, { id: machine.id, region: machine.region, regions: ['eu-west-1', 'eu-west-2'], leaseId })
     expect(fake.live()).toHaveLength(0)
     expect(fake.keyPairs.size).toBe(0)

@@ -6,6 +6,7 @@ import {
   deleteHetznerMachine,
   findHetznerMachine,
   hetznerHourlyUSD,
+  touchHetznerMachine,
 } from '../../src/protocol/hetzner-api.js'
 import { CloudApiError, machineLabels, providerKeyName } from '../../src/protocol/cloud-machines.js'
 
@@ -101,6 +102,18 @@ describe('Hetzner client over real HTTP on loopback', () => {
     const lookups = fake.calls.filter((c) => c.method === 'GET' && c.path === '/servers')
     expect(lookups.length).toBeGreaterThanOrEqual(2)
     fake.releaseHung()
+  })
+
+  it('a heartbeat moves expires_at forward but never past the TTL', async () => {
+    const fake = createFakeHetzner()
+    served = await serveFake(fake.handler)
+    const api = createHetznerApi({ token: fake.token, apiUrl: `${served.url}/v1`, ...fast })
+    const { machine } = await createHetznerMachine(api, input())
+    const created = Number(machine.labels.created_at)
+    await touchHetznerMachine(api, machine.id, new Date((created + 1000) * 1000))
+    expect(fake.servers.get(Number(machine.id))!.labels).toMatchObject({ last_touched_at: String(created + 1000), expires_at: String(created + 1000 + 1800), lease: leaseId, keep: 'false' })
+    await touchHetznerMachine(api, machine.id, new Date((created + 5000) * 1000))
+    expect(fake.servers.get(Number(machine.id))!.labels.expires_at).toBe(String(created + 5400))
   })
 
   it('a wrong token is an auth error, not a retry loop', async () => {

@@ -35,6 +35,8 @@ export interface CloudBackend {
   find(leaseId: string): Promise<CloudMachine | undefined>
   list(): Promise<CloudMachine[]>
   delete(target: { leaseId: string; id?: string; region?: string; keyName: string }): Promise<void>
+  /** Moves the machine's `expires_at` label forward, so cleanup never takes a box that is in use. */
+  touch(target: { id: string; region?: string }): Promise<void>
   /** Host keys the bootstrap printed to the console, where the provider exposes it. */
   consoleHostKeys?(machine: CloudMachine): Promise<ConsoleHostKey[]>
   /** How long to wait for console host keys before falling back to trust on first use. */
@@ -119,9 +121,19 @@ async function pinConsoleHostKeys(backend: CloudBackend, machine: CloudMachine, 
   }
 }
 
-export function directCloudProvider(provider: CloudProviderName, open: (config: Config) => CloudBackend): DirectProvider {
+/** A direct provider plus the heartbeat cloud leases need: `touch` refreshes the expiry labels. */
+export type DirectCloudProvider = DirectProvider & { touch(lease: Lease, context: ProviderContext): Promise<void> }
+
+export function directCloudProvider(provider: CloudProviderName, open: (config: Config) => CloudBackend): DirectCloudProvider {
   const title = titles[provider]
   const backendFor = (context: ProviderContext) => open(context.config)
+  const list = async (context: ProviderContext) => {
+    try {
+      return (await backendFor(context).list()).filter(isLeaseMachine).map((m) => toLease(provider, m, context.config))
+    } catch (error) {
+      throw cloudError(provider, error)
+    }
+  }
 
   return {
     name: provider,
@@ -177,8 +189,7 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
     },
 
     async resolve(idOrSlug, context) {
-      const leases = await this.list(context)
-      return pickByIdOrSlug(leases, idOrSlug, title)
+      return pickByIdOrSlug(await list(context), idOrSlug, title)
     },
 
     async release(lease, context) {
@@ -195,9 +206,12 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
       }
     },
 
-    async list(context) {
+    list,
+
+    async touch(lease, context) {
+      if (typeof lease.details.machineId !== 'string') return
       try {
-        return (await backendFor(context).list()).filter(isLeaseMachine).map((m) => toLease(provider, m, context.config))
+        await backendFor(context).touch({ id: lease.details.machineId, region: typeof lease.details.region === 'string' ? lease.details.region : undefined })
       } catch (error) {
         throw cloudError(provider, error)
       }
