@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest'
 import { accessJwt, adminCaller, api, nobody, shared, userToken } from './broker-support.js'
+import { workerTestBindings } from './fixtures/bindings.js'
+
+/** Signs an arbitrary payload the way user tokens are signed (to prove what the broker ignores). */
+async function signWithClaims(payload: Record<string, unknown>): Promise<string> {
+  const b64 = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+  const part = b64(new TextEncoder().encode(JSON.stringify(payload)))
+  const key = await crypto.subtle.importKey('raw', new TextEncoder().encode(workerTestBindings.CRABBOX_SESSION_SECRET), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])
+  return `cbxu_${part}.${b64(new Uint8Array(await crypto.subtle.sign('HMAC', key, new TextEncoder().encode(part))))}`
+}
 
 describe('broker authentication', () => {
   it('refuses requests without a credential or with a wrong one', async () => {
@@ -41,6 +50,11 @@ describe('broker authentication', () => {
       .replace(/\//g, '_')
       .replace(/=+$/, '')
     expect((await api({ kind: 'user', token: `cbxu_${forgedPayload}.${signature}` }, 'GET', '/v1/whoami')).status).toBe(401)
+    // Even a correctly signed token never grants admin.
+    const signedAdmin = await signWithClaims({ typ: 'crabbox-user', owner: 'friend@example.com', org: 'openclaw', login: 'friend', iat: 1, exp: Math.floor(Date.now() / 1000) + 60, admin: true })
+    const asAdmin = await api({ kind: 'user', token: signedAdmin }, 'GET', '/v1/whoami')
+    expect(asAdmin.body).toMatchObject({ owner: 'friend@example.com', admin: false })
+    expect((await api({ kind: 'user', token: signedAdmin }, 'GET', '/v1/admin/leases')).status).toBe(403)
     const expired = await userToken({ owner: 'friend@example.com', org: 'openclaw', login: 'friend' }, Date.now() - 31 * 24 * 3600 * 1000)
     expect((await api({ kind: 'user', token: expired }, 'GET', '/v1/whoami')).status).toBe(401)
   })

@@ -37,5 +37,6 @@ export async function authenticate(request: Request, env: Env, now = Date.now())
   if (!secret) return undefined
   const payload = await verifyUserToken(token, secret, now)
   if (!payload) return undefined
-  return { owner: payload.owner, org: sanitizeOrg(payload.org), auth: 'github', admin: payload.admin === true, githubLogin: payload.login }
+  // User tokens never carry admin rights, whatever the payload says (the reference honours an `admin` claim).
+  return { owner: payload.owner, org: sanitizeOrg(payload.org), auth: 'github', admin: false, githubLogin: payload.login }
 }

@@ -14,7 +14,7 @@ export interface UserTokenPayload {
   name?: string
   iat: number
   exp: number
-  /** Honoured when verifying (reference behaviour) but never minted. */
+  /** Never minted, and ignored when verifying: user tokens are never admin. */
   admin?: boolean
 }
 
