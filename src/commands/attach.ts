@@ -1,0 +1,31 @@
+import { Args, Flags } from '@oclif/core'
+import { BaseCommand } from '../base-command.js'
+import { parseDuration } from '../config/schema.js'
+import { RemoteExit, usageError } from '../errors.js'
+import { attachRun, type AttachResult } from '../services/attach.js'
+
+export default class Attach extends BaseCommand<typeof Attach> {
+  static override summary = "Follow a run's output live, from another terminal or machine; exits with the run's exit code"
+  static override description =
+    'Run stdout goes to stdout and run stderr to stderr, byte for byte; other events are short `[crabbox]` lines on stderr. ' +
+    'Events arrive over the control WebSocket, or by HTTP polling when the broker has none; a dropped connection resumes after the last printed event.'
+  static override examples = ['<%= config.bin %> attach run_0123456789ab', '<%= config.bin %> attach run_0123456789ab --after 40 --poll 2s']
+  static override args = { run: Args.string({ description: 'Run ID (run_…)', required: true }) }
+  static override flags = {
+    after: Flags.integer({ description: 'Start after this event sequence number', default: 0, min: 0 }),
+    poll: Flags.string({ description: 'HTTP polling interval when the control socket is unavailable', default: '1s' }),
+  }
+
+  async run(): Promise<AttachResult> {
+    const { args, flags } = await this.parse(Attach)
+    let pollMs: number
+    try {
+      pollMs = parseDuration(flags.poll)
+    } catch (error) {
+      throw usageError(`invalid --poll: ${(error as Error).message}`)
+    }
+    const result = await attachRun(await this.context(), args.run, { after: flags.after, pollMs: Math.max(50, pollMs) })
+    if (!this.jsonEnabled() && result.exitCode !== 0) throw new RemoteExit(result.exitCode)
+    return result
+  }
+}

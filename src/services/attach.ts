@@ -1,0 +1,154 @@
+import { RunEventsResponse, RUN_LIMITS, type RunEventRecord, type RunRecord } from '../protocol/runs.js'
+import { BrokerError } from '../transport/broker/client.js'
+import { CONTROL_OPEN_BUDGET_MS, openControlChannel } from '../transport/broker/control.js'
+import { color } from '../ui/colors.js'
+import { fetchRun, requireRunBroker, type HistoryContext } from './history.js'
+
+export interface AttachOptions {
+  /** Print events after this sequence number. */
+  after: number
+  /** HTTP polling interval while the control socket is not available. */
+  pollMs: number
+}
+
+export interface AttachResult {
+  runId: string
+  state: string
+  exitCode: number
+  /** The last event sequence printed; `attach --after` it to continue. */
+  lastSeq: number
+  /** How the events arrived: over the control socket, HTTP polling, or both (after a fallback). */
+  transports: ('socket' | 'http')[]
+}
+
+/** While the socket is silent this long, the run is checked over HTTP (a stalled socket, a run that ended unseen). */
+const SOCKET_SILENCE_CHECK_MS = 10_000
+
+/** A short stderr line for events that are not output. */
+export function eventLine(event: RunEventRecord): string {
+  const parts = [event.type]
+  if (event.phase) parts.push(`phase=${event.phase}`)
+  if (event.slug) parts.push(`slug=${event.slug}`)
+  if (event.exitCode !== undefined) parts.push(`exit=${event.exitCode}`)
+  if (event.message) parts.push(event.message.length > 200 ? `${event.message.slice(0, 200)}…` : event.message)
+  return `${color.dim(`[crabbox] ${parts.join(' ')}`)}\n`
+}
+
+const sleep = (ms: number, wake: Promise<unknown>) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    void wake.then(() => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+
+/**
+ * `crabbox attach`: follows a run's events from `after`, printing each exactly once and in
+ * order: stdout/stderr data to the matching stream, other events as short stderr lines.
+ * Events come over the control socket when it opens within 1.5 s, else by HTTP polling from
+ * the last printed sequence, switching back to the socket when it (re)opens. Resolves when
+ * the run has finished and every event up to `command.finished` is printed.
+ */
+export async function attachRun(context: HistoryContext, runId: string, options: AttachOptions): Promise<AttachResult> {
+  const client = requireRunBroker(context)
+  let run: RunRecord = await fetchRun(client, runId)
+  let last = options.after
+  let finishedAt: number | undefined
+  const transports = new Set<'socket' | 'http'>()
+  let notifyFinished!: () => void
+  const finished = new Promise<void>((resolve) => (notifyFinished = resolve))
+
+  /** Prints `event` if it is the next one; anything else was printed already or waits its turn. */
+  const print = (event: RunEventRecord, via: 'socket' | 'http'): void => {
+    if (event.seq !== last + 1) return
+    last = event.seq
+    transports.add(via)
+    if (event.type === 'stdout' && event.data !== undefined) process.stdout.write(event.data)
+    else if (event.type === 'stderr' && event.data !== undefined) process.stderr.write(event.data)
+    else process.stderr.write(eventLine(event))
+    if (event.type === 'command.finished') {
+      finishedAt = event.seq
+      if (event.exitCode !== undefined) run = { ...run, exitCode: event.exitCode }
+      notifyFinished()
+    }
+  }
+
+  /** Every event after `last` over HTTP; then whether the run is over with nothing left to print. */
+  const catchUp = async (): Promise<boolean> => {
+    for (;;) {
+      const { events } = await client.request('GET', `/v1/runs/${runId}/events`, {
+        query: { after: last, limit: RUN_LIMITS.eventsPageMax },
+        schema: RunEventsResponse,
+        timeoutMs: 15_000,
+      })
+      for (const event of events) print(event, 'http')
+      if (finishedAt !== undefined) return true
+      if (events.length < RUN_LIMITS.eventsPageMax) break
+    }
+    // No command.finished yet: a run that ended without one (or before `after`) ends here.
+    run = await fetchRun(client, runId)
+    if (run.state === 'running') return false
+    const { events } = await client.request('GET', `/v1/runs/${runId}/events`, { query: { after: last, limit: 1 }, schema: RunEventsResponse, timeoutMs: 15_000 })
+    return events.length === 0
+  }
+
+  /** Network trouble while polling is waited out (the broker may be restarting); anything else ends the attach. */
+  const tolerant = async (step: () => Promise<boolean>): Promise<boolean> => {
+    try {
+      return await step()
+    } catch (error) {
+      if (error instanceof BrokerError && (error.status === 0 || error.status >= 500 || error.status === 429)) return false
+      throw error
+    }
+  }
+
+  const result = (): AttachResult => ({
+    runId,
+    state: run.state,
+    exitCode: run.exitCode ?? (run.state === 'succeeded' ? 0 : 1),
+    lastSeq: last,
+    transports: [...transports],
+  })
+
+  const channel = openControlChannel(client)
+  let notFound: string | undefined
+  let wakeOnChange!: () => void
+  let changed = new Promise<void>((resolve) => (wakeOnChange = resolve))
+  const offChange = channel.onChange(() => {
+    wakeOnChange()
+    changed = new Promise<void>((resolve) => (wakeOnChange = resolve))
+  })
+  const unsubscribe = channel.subscribe(runId, {
+    lastSeq: () => last,
+    onEvent: (event) => print(event, 'socket'),
+    onError: (_code, message) => (notFound = message),
+  })
+  try {
+    // A finished run is replayed over HTTP: one or two requests, no socket wait.
+    if (run.state !== 'running' && (await catchUp())) return result()
+    let dialBudget = CONTROL_OPEN_BUDGET_MS
+    while (finishedAt === undefined) {
+      if (notFound !== undefined) throw new BrokerError(`run ${runId}: ${notFound}`, { status: 404, errorCode: 'not_found', exit: 'notFound', hint: 'crabbox history lists recent runs' })
+      if (await channel.whenOpen(dialBudget)) {
+        // Events arrive through the subscription; wake on finish, on a drop, or after silence.
+        const before = last
+        await sleep(SOCKET_SILENCE_CHECK_MS, Promise.race([finished, changed]))
+        if (finishedAt !== undefined) break
+        if (last === before && channel.state === 'open' && (await tolerant(catchUp))) break
+        // Dropped: give the reconnect its dial budget before polling.
+        dialBudget = CONTROL_OPEN_BUDGET_MS
+        continue
+      }
+      // Poll until the socket (re)opens; its open event cuts the wait short.
+      dialBudget = 0
+      if (await tolerant(catchUp)) break
+      await sleep(options.pollMs, Promise.race([finished, changed]))
+    }
+  } finally {
+    unsubscribe()
+    offChange()
+    channel.release()
+  }
+  return result()
+}
