@@ -59,11 +59,18 @@ const block = (text: string, indent: string) =>
     .map((line) => (line ? indent + line : ''))
     .join('\n')
 
-/** The readiness probe: run over SSH as the lease user, exit 0 only when the box is usable. */
+/** What sync and runs need on every runner; the bootstrap also installs curl and jq for users' commands. */
+const READY_TOOLS = 'git rsync tar'
+
+/**
+ * The readiness probe: run over SSH as the lease user, exit 0 only when the box
+ * is usable. The marker is written only after every package is installed, so
+ * the probe checks the tools crabbox itself uses, the marker and the work root.
+ */
 export function renderReadyScript(options: Pick<BootstrapOptions, 'workRoot'>): string {
   return `#!/bin/sh
 # crabbox-ready: exits 0 once the runner bootstrap has finished.
-for tool in git rsync curl jq tar; do
+for tool in ${READY_TOOLS}; do
   command -v "$tool" >/dev/null 2>&1 || { echo "crabbox-ready: $tool is not installed yet" >&2; exit 1; }
 done
 [ -f ${BOOTSTRAPPED_MARKER} ] || { echo "crabbox-ready: bootstrap has not finished" >&2; exit 1; }
@@ -99,7 +106,8 @@ export function renderCloudInit(options: BootstrapOptions): string {
     'install -d -m 0755 /var/lib/crabbox',
     // Ubuntu 24.04 socket-activates sshd: regenerate the socket units so the new ports are listened on.
     'systemctl daemon-reload; systemctl restart ssh.socket 2>/dev/null; systemctl restart ssh 2>/dev/null || systemctl restart sshd',
-    `touch ${BOOTSTRAPPED_MARKER}`,
+    // A failed install must not look finished: the marker needs every tool.
+    `for tool in git rsync curl jq tar; do command -v "$tool" >/dev/null 2>&1 || { echo "crabbox bootstrap: $tool is missing" >&2; exit 1; }; done; touch ${BOOTSTRAPPED_MARKER}`,
     `su - ${user} -c ${READY_PATH}`,
   ]
   return `#cloud-config

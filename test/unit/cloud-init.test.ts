@@ -41,7 +41,10 @@ describe('runner bootstrap (cloud-init)', () => {
     const install = commands.findIndex((c) => /crabbox-retry apt-get install/.test(c))
     expect(install).toBeGreaterThan(0)
     for (const tool of ['git', 'rsync', 'curl', 'jq', 'tar', 'openssh-server']) expect(commands[install]).toMatch(new RegExp(`\\b${tool}\\b`))
-    expect(commands.findIndex((c) => /touch \/var\/lib\/crabbox\/bootstrapped/.test(c))).toBeGreaterThan(install)
+    const marker = commands.findIndex((c) => /touch \/var\/lib\/crabbox\/bootstrapped/.test(c))
+    expect(marker).toBeGreaterThan(install)
+    // The marker is only written when every installed tool is really there.
+    expect(commands[marker]).toMatch(/for tool in git rsync curl jq tar; do command -v .* exit 1; .*done; touch/)
     expect(commands.some((c) => c.includes("install -d -m 0755 -o 'crabbox' -g 'crabbox' '/work/crabbox'"))).toBe(true)
     expect(file('/etc/apt/apt.conf.d/80-crabbox-retries').content).toMatch(/Acquire::Retries "8"/)
     // Every shell snippet parses.
@@ -67,13 +70,17 @@ describe('runner bootstrap (cloud-init)', () => {
     chmodSync(ready, 0o755)
     const bin = join(scratch, 'bin')
     execFileSync('mkdir', ['-p', bin])
-    for (const tool of ['git', 'rsync', 'curl', 'tar']) {
+    for (const tool of ['git', 'rsync']) {
       writeFileSync(join(bin, tool), '#!/bin/sh\n')
       chmodSync(join(bin, tool), 0o755)
     }
     const run = () => spawnSync('/bin/sh', [ready], { encoding: 'utf8', env: { PATH: bin } })
     expect(run().status).toBe(1)
-    expect(run().stderr).toMatch(/jq is not installed yet/)
+    expect(run().stderr).toMatch(/tar is not installed yet/)
+    writeFileSync(join(bin, 'tar'), '#!/bin/sh\n')
+    chmodSync(join(bin, 'tar'), 0o755)
+    // Tools there, bootstrap not finished (no marker on this machine): still not ready.
+    expect(run().stderr).toMatch(/bootstrap has not finished|work root/)
   })
 
   it('refuses inputs that could escape the YAML or the shell', () => {
