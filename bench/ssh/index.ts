@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { cliHome, repoRoot } from '../../test/support/cli.js'
 import { sshHost } from '../../test/support/ssh-host.js'
 import { tcpProxy } from '../../test/support/tcp-proxy.js'
+import { SshPool } from '../../src/transport/ssh/pool.js'
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 20
 // Start-up is part of the figure, so measure the build users get (dist plus the oclif
@@ -81,11 +82,31 @@ try {
     results[`${rtt} ms`] = Object.fromEntries(parsed.results.map((r) => [r.command, r.median * 1000]))
   }
 
+  // The transport alone, without any process start: a warm exec on a held connection at 50 ms,
+  // with the agent's spare channel (one round trip) and without it (channel open + exec).
+  proxy.setDelay(25)
+  const transport: Record<string, number> = {}
+  for (const spareChannel of [true, false]) {
+    const pool = new SshPool({ spareChannel })
+    const target = { host: proxy.host, port: proxy.port, fallbackPorts: [], user: host.user, privateKeyPath: host.privateKeyPath, knownHostsPath: join(scratch, 'known_hosts') }
+    await pool.exec(target, 'true')
+    const times: number[] = []
+    for (let i = 0; i < runs; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100)) // let the spare channel reopen, as between CLI runs
+      const start = performance.now()
+      await pool.exec(target, 'true')
+      times.push(performance.now() - start)
+    }
+    await pool.closeAll()
+    transport[spareChannel ? 'spare' : 'plain'] = times.sort((a, b) => a - b)[Math.floor(times.length / 2)]
+  }
+
   const [warm, fresh, master] = Object.keys(commands)
   const lines = ['', '| RTT | crabbox ssh (agent warm) | ssh fresh login | ssh ControlMaster | crabbox / fresh | crabbox / ControlMaster |', '|---|---|---|---|---|---|']
   for (const [rtt, r] of Object.entries(results)) {
     lines.push(`| ${rtt} | ${r[warm].toFixed(0)} ms | ${r[fresh].toFixed(0)} ms | ${r[master].toFixed(0)} ms | ${(r[warm] / r[fresh]).toFixed(2)}× | ${(r[warm] / r[master]).toFixed(2)}× |`)
   }
+  lines.push('', `transport only, warm exec at 50 ms RTT: ${transport.spare.toFixed(0)} ms with the agent's spare channel, ${transport.plain.toFixed(0)} ms without`)
   const zero = results['0 ms']
   lines.push('', `floors at 0 ms: ${Object.keys(floors).map((k) => `${k} ${zero[k].toFixed(0)} ms`).join(', ')}`)
   lines.push(`medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; targets at 50 ms: ≤ 0.60× fresh login, ≤ 2.00× ControlMaster`)
