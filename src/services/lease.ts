@@ -39,8 +39,12 @@ const keyPaths = (leaseId: string) => ({
   knownHostsPath: join(leaseKeyDir(leaseId), 'known_hosts'),
 })
 
-/** A broker lease record as the pipeline sees it; the raw record stays in `details.record`. */
-export function leaseFromRecord(record: LeaseRecord): Lease {
+/**
+ * A broker lease record as the pipeline sees it; the raw record stays in `details.record`.
+ * Static pool hosts are never touched by the broker, so they take the user's own key when one is configured.
+ */
+export function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
+  const ownKey = record.provider === 'static' && config?.ssh.key ? { privateKeyPath: config.ssh.key } : {}
   return {
     id: record.id,
     slug: record.slug,
@@ -51,6 +55,7 @@ export function leaseFromRecord(record: LeaseRecord): Lease {
       fallbackPorts: (record.sshFallbackPorts ?? []).map(Number),
       user: record.sshUser ?? 'crabbox',
       ...keyPaths(record.id),
+      ...ownKey,
     },
     workRoot: record.workRoot ?? '/work/crabbox',
     serverType: record.serverType,
@@ -65,7 +70,8 @@ export function leaseFromRecord(record: LeaseRecord): Lease {
 function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBackend {
   const { config } = context
   // `local` is the direct-mode default; through a broker it means "the broker's default".
-  const provider = config.provider !== 'local' ? config.provider : config.broker.provider
+  // An existing host (`ssh`, alias `static`) is the broker's static pool.
+  const provider = config.provider === 'local' ? config.broker.provider : config.provider === 'ssh' ? 'static' : config.provider
   return {
     mode: 'broker',
     provider: provider ?? 'broker',
@@ -89,7 +95,7 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
           providerKey: `crabbox-${leaseId.replace('_', '-')}`,
         },
       })
-      return leaseFromRecord(lease)
+      return leaseFromRecord(lease, config)
     },
     async resolve(idOrSlug) {
       let record: LeaseRecord
@@ -100,7 +106,7 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
         throw error
       }
       await ensureLeaseKey(record.id)
-      return leaseFromRecord(record)
+      return leaseFromRecord(record, config)
     },
     async release(lease) {
       // Release is what stops the meter: retry transient failures a few times.
@@ -118,7 +124,7 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
     },
     async list() {
       const { leases } = await client.request('GET', '/v1/leases', { query: { state: 'active', limit: 500 }, schema: LeaseListResponse })
-      return leases.map(leaseFromRecord)
+      return leases.map((record) => leaseFromRecord(record, config))
     },
   }
 }

@@ -10,7 +10,7 @@ import { findRepoRoot } from '../sync/manifest.js'
 import { leaseBackend } from '../lease.js'
 import { noHeartbeat, startHttpHeartbeat, type Heartbeater } from './heartbeat.js'
 import { closeQuietly, interruptedError, interruptOnSignals, obtainLease, releaseQuietly, type LeaseInHand } from './lifecycle.js'
-import { nullRecorder, startRecorder, type Recorder } from './recorder.js'
+import { brokerNotice, nullRecorder, startRecorder, type Recorder } from './recorder.js'
 import { forwardedEnv, remoteCommandFor } from './remote-command.js'
 import { syncStep, type SyncOutcome } from './steps.js'
 import { formatMs, stopwatch, summaryLine, type RunTiming } from './timing.js'
@@ -54,11 +54,13 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
   const repoRoot = await findRepoRoot(context.cwd)
   const backend = await leaseBackend(context)
   const interrupt = interruptOnSignals()
+  const notice = brokerNotice(progress)
   const recorder: Recorder = backend.broker
     ? await startRecorder(
         backend.broker,
         { leaseID: '', provider: backend.provider, target: config.target, class: config.class, serverType: config.serverType, command: argv } as Parameters<typeof startRecorder>[1],
         progress,
+        notice,
       )
     : nullRecorder
 
@@ -70,7 +72,7 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
   try {
     held = await obtainLease(backend, { id: flags.id, keep: flags.keep, signal: interrupt.signal, progress, recorder })
     const { lease } = held
-    if (backend.broker) heartbeat = startHttpHeartbeat(backend.broker, lease, progress)
+    if (backend.broker) heartbeat = startHttpHeartbeat(backend.broker, lease, notice)
     const workdir = workdirFor(lease.workRoot, lease.id, repoRoot)
     session = await openSession(lease.ssh, { progress })
     if (interrupt.signal.aborted) throw interruptedError()

@@ -18,6 +18,18 @@ export interface FinishInput {
   commandMs?: number
 }
 
+/** Says once per run that the broker is in trouble; recording and heartbeats share it. */
+export type BrokerNotice = (error: unknown) => void
+
+export function brokerNotice(progress: Progress): BrokerNotice {
+  let said = false
+  return (error) => {
+    if (said) return
+    said = true
+    progress.warn(`broker unreachable; the command goes on without recording or heartbeats: ${(error as Error).message}`)
+  }
+}
+
 /** What the pipeline records; the no-broker recorder makes every call free. */
 export interface Recorder {
   readonly runId?: string
@@ -36,12 +48,12 @@ export const nullRecorder: Recorder = { event() {}, output() {}, async finish() 
  * events, and the first broker failure is said once on stderr and switches
  * recording off, so a slow or dead broker never slows or fails the command.
  */
-export async function startRecorder(client: BrokerClient, request: CreateRunRequest, progress: Progress): Promise<Recorder> {
+export async function startRecorder(client: BrokerClient, request: CreateRunRequest, progress: Progress, notice: BrokerNotice): Promise<Recorder> {
   let runId: string
   try {
     runId = (await client.request('POST', '/v1/runs', { body: request, schema: RunResponse, timeoutMs: 10_000 })).run.id
   } catch (error) {
-    progress.warn(`run not recorded: ${(error as Error).message}`)
+    notice(error)
     return nullRecorder
   }
   progress.info(`recording run ${runId}`)
@@ -53,7 +65,7 @@ export async function startRecorder(client: BrokerClient, request: CreateRunRequ
     if (broken) return
     broken = true
     queue.length = 0
-    progress.warn(`broker unreachable, run recording stopped (the command is not affected): ${(error as Error).message}`)
+    notice(error)
   }
   const drain = async () => {
     while (queue.length > 0 && !broken) {

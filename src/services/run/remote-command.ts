@@ -13,18 +13,35 @@ export interface RemoteCommand {
 }
 
 /**
- * Builds the runner-side command line. Normally argv is passed through
- * `bash -lc 'exec "$@"' bash <argv…>` so every argument arrives exactly as typed;
- * `--shell`, a single argument with shell syntax, or standalone control
- * operators run the words as one bash script instead.
+ * Runs "$@" in a process group of its own and forwards INT/TERM/HUP to the
+ * whole group: sshd signals only its direct child, and a command tree must
+ * not outlive Ctrl-C. Exits with the command's status.
+ */
+const groupRunner = [
+  // Traps first, so a signal that arrives as soon as the command starts is forwarded too.
+  'pid=',
+  'for s in INT TERM HUP; do trap "[ -n \\"\\$pid\\" ] && kill -$s -- -\\$pid 2>/dev/null" $s; done',
+  'set -m',
+  '"$@" &',
+  'pid=$!',
+  'set +m', // the group is made; no job-control chatter on the command's stderr
+  'while :; do wait $pid; st=$?; kill -0 $pid 2>/dev/null || exit $st; done',
+].join('\n')
+
+/**
+ * Builds the runner-side command line: `exec bash -lc <group runner> bash <argv…>`
+ * so every argument arrives exactly as typed. `--shell`, a single argument with
+ * shell syntax, or standalone control operators run the words as one bash
+ * script (`bash -c <script>`) under the same runner.
  */
 export function remoteCommandFor(argv: string[], options: { shell?: boolean } = {}): RemoteCommand {
   const script = options.shell || (argv.length === 1 && shellSyntax.test(argv[0])) || argv.some((arg) => controlOperators.has(arg))
+  const run = (words: string[]) => `exec bash -lc ${shellQuote(groupRunner)} bash ${words.map(shellQuote).join(' ')}`
   if (script) {
     const text = argv.length === 1 ? argv[0] : argv.map((arg) => (controlOperators.has(arg) ? arg : shellQuote(arg))).join(' ')
-    return { command: `bash -lc ${shellQuote(text)}`, viaShell: true }
+    return { command: run(['bash', '-c', text]), viaShell: true }
   }
-  return { command: `bash -lc 'exec "$@"' bash ${argv.map(shellQuote).join(' ')}`, viaShell: false }
+  return { command: run(argv), viaShell: false }
 }
 
 /** The local environment variables `env.allow` names: exact names or `PREFIX*`. */

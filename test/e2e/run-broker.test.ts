@@ -1,0 +1,170 @@
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startBroker, type BrokerHandle } from '../support/broker.js'
+import type { ChildProcess } from 'node:child_process'
+import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
+import { sshHost, type SshHost } from '../support/ssh-host.js'
+
+const token = 'e2e-run-token'
+let broker: BrokerHandle
+let host: SshHost
+let home: CliHome
+let repo: string
+
+function cliEnv(extra: Record<string, string> = {}) {
+  return {
+    CRABBOX_COORDINATOR: broker.url,
+    CRABBOX_COORDINATOR_TOKEN: token,
+    CRABBOX_OWNER: 'runner@example.com',
+    CRABBOX_PROVIDER: 'static',
+    CRABBOX_SSH_KEY: host.privateKeyPath,
+    CRABBOX_NO_AGENT: '1',
+    NODE_EXTRA_CA_CERTS: undefined,
+    ...extra,
+  }
+}
+
+async function api<T = any>(method: string, path: string): Promise<T> {
+  const response = await fetch(`${broker.url}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'x-crabbox-owner': 'runner@example.com' } })
+  return (await response.json()) as T
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 500))
+  }
+}
+
+/** Resolves when the child's stdout has shown `text`; rejects if it exits first (with its stderr). */
+function stdoutShows(child: ChildProcess, text: string): Promise<void> {
+  let stdout = ''
+  let stderr = ''
+  child.stderr!.on('data', (d) => (stderr += d))
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d) => (stdout += d).includes(text) && resolve())
+    child.on('close', (code) => reject(new Error(`CLI exited ${code} before printing ${text}:\n${stderr}`)))
+  })
+}
+
+const lastJsonLine = (text: string) => JSON.parse(text.trim().split('\n').at(-1)!)
+
+beforeAll(async () => {
+  host = await sshHost()
+  broker = await startBroker({
+    env: {
+      CRABBOX_SHARED_TOKEN: token,
+      CRABBOX_STATIC_POOL: JSON.stringify([{ name: 'e2e-run', host: host.address, port: host.ports[0], user: host.user, workRoot: `${host.home}/work` }]),
+    },
+  })
+  home = cliHome()
+  repo = mkdtempSync(join(tmpdir(), 'crabbox-repo-'))
+  writeFileSync(join(repo, 'hello.txt'), 'hello\n')
+  execFileSync('git', ['init', '-q'], { cwd: repo })
+  execFileSync('git', ['add', '.'], { cwd: repo })
+  execFileSync('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-qm', 'init'], { cwd: repo })
+})
+
+afterAll(async () => {
+  await broker?.stop()
+  await host?.stop()
+  if (home) rmSync(home.dir, { recursive: true, force: true })
+  if (repo) rmSync(repo, { recursive: true, force: true })
+})
+
+describe('crabbox run through the broker with a static pool', () => {
+  it('streams, exits with the remote code, records the run with its events, and releases the lease', async () => {
+    const result = await runCli(['run', '--timing-json', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3'], { home, cwd: repo, env: cliEnv() })
+    expect(result.stdout).toBe('out\n')
+    expect(result.stderr).toMatch(/^err$/m)
+    expect(result.code).toBe(3)
+    const timing = lastJsonLine(result.stderr)
+    expect(timing).toMatchObject({ provider: 'static', exitCode: 3, syncSkipped: false })
+    expect(timing.runId).toMatch(/^run_[0-9a-f]{12}$/)
+
+    const { run } = await api('GET', `/v1/runs/${timing.runId}`)
+    expect(run).toMatchObject({ exitCode: 3, state: 'failed', leaseID: timing.leaseId })
+    const { events } = await api<{ events: { type: string; data?: string }[] }>('GET', `/v1/runs/${timing.runId}/events`)
+    const types = events.map((e) => e.type)
+    for (const type of ['leasing.started', 'lease.created', 'bootstrap.waiting', 'sync.started', 'sync.finished', 'command.started', 'stdout', 'stderr', 'lease.released']) {
+      expect(types).toContain(type)
+    }
+    expect(events.filter((e) => e.type === 'stdout').map((e) => e.data).join('')).toBe('out\n')
+    const { runs } = await api<{ runs: { id: string }[] }>('GET', '/v1/runs')
+    expect(runs.map((r) => r.id)).toContain(timing.runId)
+    const { lease } = await api('GET', `/v1/leases/${timing.leaseId}`)
+    expect(lease.state).toBe('released')
+  })
+
+  it('warmup, run --id <slug> twice (the second skips sync), stop twice', async () => {
+    const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env: cliEnv() })
+    expect(warm.code).toBe(0)
+    const lease = JSON.parse(warm.stdout)
+    const first = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'cat', 'hello.txt'], { home, cwd: repo, env: cliEnv() })
+    expect(first.stdout).toBe('hello\n')
+    expect(first.code).toBe(0)
+    const second = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'true'], { home, cwd: repo, env: cliEnv() })
+    expect(second.code).toBe(0)
+    expect(lastJsonLine(second.stderr)).toMatchObject({ leaseId: lease.id, syncSkipped: true })
+    expect((await api('GET', `/v1/leases/${lease.id}`)).lease.state).toBe('active')
+    expect((await runCli(['stop', lease.slug], { home, cwd: repo, env: cliEnv() })).code).toBe(0)
+    expect((await runCli(['stop', lease.id], { home, cwd: repo, env: cliEnv() })).code).toBe(0)
+    expect((await api('GET', `/v1/leases/${lease.id}`)).lease.state).toBe('released')
+  })
+
+  it('SIGINT mid-command kills the remote process and releases the lease', async () => {
+    const seconds = `300.${process.pid}1`
+    const child = spawnCli(['run', '--no-sync', '--timing-json', '--', 'sh', '-c', `echo started; exec sleep ${seconds}`], { home, cwd: repo, env: cliEnv() })
+    let stdout = ''
+    let stderr = ''
+    child.stderr!.on('data', (d) => (stderr += d))
+    child.stdout!.on('data', (d) => (stdout += d))
+    await stdoutShows(child, 'started')
+    console.error('started seen')
+    expect((await host.run(`pgrep -f 'slee[p] ${seconds}'`)).code).toBe(0)
+    console.error('pgrep done')
+    child.kill('SIGINT')
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+    expect(code, stderr).toBe(130)
+    const leaseId = /released (cbx_[0-9a-f]{12})/.exec(stderr)?.[1]
+    expect(leaseId).toBeDefined()
+    await until('the remote sleep to end', async () => ((await host.run(`pgrep -f 'slee[p] ${seconds}'`)).code === 1 ? true : undefined), 15_000)
+    expect((await api('GET', `/v1/leases/${leaseId}`)).lease.state).toBe('released')
+  })
+
+  it('a CLI killed with SIGKILL leaves a lease that the broker expires at its idle timeout', async () => {
+    const child = spawnCli(['run', '--no-sync', '--idle-timeout', '3s', '--', 'sh', '-c', 'echo started; exec sleep 120'], { home, cwd: repo, env: cliEnv() })
+    let stderr = ''
+    child.stderr!.on('data', (d) => (stderr += d))
+    await stdoutShows(child, 'started')
+    const leaseId = /leased (cbx_[0-9a-f]{12})/.exec(stderr)![1]
+    child.kill('SIGKILL')
+    await new Promise((resolve) => child.on('close', resolve))
+    const state = await until('the lease to expire', async () => {
+      const { lease } = await api('GET', `/v1/leases/${leaseId}`)
+      return lease.state === 'active' ? undefined : lease.state
+    })
+    expect(state).toBe('expired')
+  })
+
+  it('a broker that goes away mid-run changes neither the output nor the exit code', async () => {
+    const child = spawnCli(['run', '--no-sync', '--', 'sh', '-c', 'echo a; sleep 3; echo b; exit 5'], { home, cwd: repo, env: cliEnv() })
+    let stdout = ''
+    let stderr = ''
+    child.stderr!.on('data', (d) => (stderr += d))
+    child.stdout!.on('data', (d) => (stdout += d))
+    await stdoutShows(child, 'a\n')
+    await broker.stop()
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+    expect(stdout).toBe('a\nb\n')
+    expect(code).toBe(5)
+    expect(stderr.match(/broker unreachable/g)?.length ?? 0).toBeLessThanOrEqual(1)
+    await broker.restart()
+  })
+})
