@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import type { Config } from '../../config/schema.js'
-import { HashCache, excludesKey, hashFile, hashLink } from './hash-cache.js'
+import { excludesKey, hashFile, hashLink } from './hash-cache.js'
 import { MODE_LINK, type Manifest } from './manifest.js'
 
 export interface HashedManifest {
@@ -17,11 +17,10 @@ export interface HashedManifest {
  * done by the manifest) and a map lookup; `checksum` ignores the cache.
  */
 export async function hashManifest(manifest: Manifest, options: { checksum?: boolean } = {}): Promise<HashedManifest> {
-  const cache = await HashCache.load(manifest.root)
+  const cache = manifest.cache
   const hashes: string[] = new Array(manifest.entries.length)
   let hashedFiles = 0
   let hashedBytes = 0
-  const now = Date.now()
   for (let i = 0; i < manifest.entries.length; i++) {
     const entry = manifest.entries[i]
     if (entry.mode === MODE_LINK) {
@@ -33,14 +32,23 @@ export async function hashManifest(manifest: Manifest, options: { checksum?: boo
       hash = hashFile(join(manifest.root, entry.path))
       hashedFiles++
       hashedBytes += entry.size
-      cache.set(entry, hash, now)
     }
     hashes[i] = hash
   }
+  await saveHashes(manifest, hashes)
+  return { hashes, hashedFiles, hashedBytes }
+}
+
+/** Records every entry's hash in the cache (hashes computed here or while streaming) and saves it. */
+export async function saveHashes(manifest: Manifest, hashes: string[]): Promise<void> {
+  const cache = manifest.cache
+  const now = Date.now()
+  manifest.entries.forEach((entry, i) => {
+    if (entry.mode !== MODE_LINK && hashes[i] !== undefined) cache.set(entry, hashes[i], now)
+  })
   cache.retain(new Set(manifest.entries.map((entry) => entry.path)))
   cache.setExcludes(excludesKey(manifest.excludes))
   await cache.save()
-  return { hashes, hashedFiles, hashedBytes }
 }
 
 /**

@@ -50,19 +50,7 @@ export class HashCache {
     private excludesKey: string,
   ) {}
 
-  /** Loaded once per process and repo: the manifest and the fingerprint step share it. */
-  private static readonly loaded = new Map<string, Promise<HashCache>>()
-
-  static load(repoRoot: string): Promise<HashCache> {
-    let cache = HashCache.loaded.get(repoRoot)
-    if (!cache) {
-      cache = HashCache.read(repoRoot)
-      HashCache.loaded.set(repoRoot, cache)
-    }
-    return cache
-  }
-
-  private static async read(repoRoot: string): Promise<HashCache> {
+  static async load(repoRoot: string): Promise<HashCache> {
     const file = join(cacheDir(repoRoot), 'hashes.json')
     let rows = new Map<string, Row>()
     let excludesKey = ''

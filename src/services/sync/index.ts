@@ -3,12 +3,12 @@ import { parseDuration } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
 import type { ExecOptions, SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
-import { computeFingerprint, hashManifest } from './fingerprint.js'
+import { computeFingerprint, hashManifest, saveHashes } from './fingerprint.js'
 import { gitBlock, gitWork, parseRemoteGit, sendBundle, type RemoteGit } from './git-seed.js'
 import { SentManifests } from './hash-cache.js'
 import { buildManifest, checkSize, formatBytes, readGitContext, type Manifest } from './manifest.js'
-import { massDeletionGuard, planSync } from './prune.js'
-import { parseRecords, type RemoteRecord } from './records.js'
+import { massDeletionGuard, planEverything, planSync, type SyncPlan } from './prune.js'
+import { encodeRecord, parseRecords, type RemoteRecord } from './records.js'
 import { META_FILES, PROBE_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, shCommand } from './remote-scripts.js'
 import { shouldCompress, tarStream } from './transfer.js'
 
@@ -71,7 +71,9 @@ class Timer {
     else this.phases.push({ name, ms: Math.round(ms), ...extra })
   }
   skip(name: string, reason: string): void {
-    if (!this.phases.some((phase) => phase.name === name)) this.phases.push({ name, ms: 0, skipped: true, reason })
+    const existing = this.phases.find((phase) => phase.name === name)
+    if (!existing) this.phases.push({ name, ms: 0, skipped: true, reason })
+    else if (existing.ms === 0) Object.assign(existing, { skipped: true, reason })
   }
   /** Phases in pipeline order, each named once. */
   result(): { phases: SyncPhase[]; totalMs: number } {
@@ -179,19 +181,10 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   }
   progress.info(`sync candidate: ${manifest.files} files, ${formatBytes(manifest.bytes)}`)
 
-  const hashed = await timer.phase('fingerprint', () => hashManifest(manifest, { checksum: options.checksum }))
-  const fingerprint = computeFingerprint(manifest, hashed, config)
-  const useFingerprint = config.fingerprint && !options.checksum
-
   progress.phase('sync: checking the runner')
   const git = manifest.git
+  const useFingerprint = config.fingerprint && !options.checksum
   const probe = await probing
-
-  if (useFingerprint && probe.fingerprint === fingerprint) {
-    for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
-    progress.done('No changes detected, skipping sync')
-    return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings, ...timer.result() }
-  }
 
   // What the runner holds according to its own record; `--checksum` trusts nothing.
   let remote = new Map<string, RemoteRecord>()
@@ -199,29 +192,46 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
     const cached = probe.known && probe.fingerprint ? await sent.read(probe.fingerprint) : undefined
     remote = parseRecords(cached ?? probe.records)
   }
-  const plan = planSync(manifest, hashed, remote, { delete: config.delete })
+  // Nothing recorded on the runner: every file goes, hashed as it is read for the tar
+  // instead of in a pass of its own; the fingerprint and record travel at the end of the tar.
+  const cold = remote.size === 0
+  let fingerprint = ''
+  let records = Buffer.alloc(0)
+  let plan: SyncPlan
+  if (cold) {
+    timer.skip('fingerprint', 'runner holds nothing yet: hashed while sending')
+    plan = planEverything(manifest)
+  } else {
+    const hashed = await timer.phase('fingerprint', () => hashManifest(manifest, { checksum: options.checksum }))
+    fingerprint = computeFingerprint(manifest, hashed, config)
+    if (useFingerprint && probe.fingerprint === fingerprint) {
+      for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
+      progress.done('No changes detected, skipping sync')
+      return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings, ...timer.result() }
+    }
+    plan = planSync(manifest, hashed, remote, { delete: config.delete })
+    records = Buffer.from(plan.records.join(''))
+  }
   if (config.delete) massDeletionGuard(manifest, plan.remove, env)
 
   // Compact the runner's record when appending would make it mostly history.
   const deltaBytes = plan.delta.reduce((n, record) => n + Buffer.byteLength(record), 0)
-  const fullManifest = remote.size === 0 || probe.sizes.delta + deltaBytes > Math.max(256 * 1024, probe.sizes.base / 4)
-  const records = Buffer.from(plan.records.join(''))
+  const fullManifest = cold || probe.sizes.delta + deltaBytes > Math.max(256 * 1024, probe.sizes.base / 4)
   const needTar = plan.send.length > 0 || fullManifest
-  const gzip = shouldCompress(plan.sendBytes + (fullManifest ? records.length : 0), env)
+  const gzip = shouldCompress(plan.sendBytes + (fullManifest ? manifest.files * 80 : 0), env)
   const work = config.gitSeed ? gitWork(git, probe.git) : undefined
   if (config.gitSeed && git?.head && probe.git?.missing) warn('git is not installed on the runner; skipping git seed')
 
   const script = applyScript({
     workdir: options.workdir,
     meta,
-    fingerprint: useFingerprint ? fingerprint : '',
+    fingerprint: useFingerprint ? (cold ? 'tar' : fingerprint) : undefined,
     pending: plan.pending,
     remove: plan.remove,
     tar: needTar ? { gzip } : undefined,
     fullManifest,
     records: plan.delta,
     git: work && git ? gitBlock(git, work) : undefined,
-    writeFingerprint: useFingerprint,
   })
 
   if (script.length > INLINE_SCRIPT_LIMIT) {
@@ -229,8 +239,28 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   }
 
   progress.phase(`sync: sending ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removing ${plan.remove.length}`)
+  const sentHashes: string[] = cold ? new Array(manifest.entries.length) : []
+  const trailer = () => {
+    if (cold) {
+      const hashed = { hashes: sentHashes, hashedFiles: manifest.files, hashedBytes: manifest.bytes }
+      fingerprint = computeFingerprint(manifest, hashed, config)
+      records = Buffer.from(manifest.entries.map((entry, i) => encodeRecord(sentHashes[i], entry.mode, entry.path)).join(''))
+    }
+    const files = fullManifest ? [{ path: `${meta}/${META_FILES.next}`, data: records }] : []
+    if (cold && useFingerprint) files.push({ path: `${meta}/${META_FILES.fingerprintNext}`, data: Buffer.from(`${fingerprint}\n`) })
+    return files
+  }
   const tar = needTar
-    ? tarStream({ root: manifest.root, entries: plan.send, extra: fullManifest ? [{ path: `${meta}/${META_FILES.next}`, data: records }] : [] }, { gzip })
+    ? tarStream(
+        {
+          root: manifest.root,
+          entries: plan.send,
+          extra: trailer,
+          extraPaths: [`${meta}/${META_FILES.next}`],
+          onHash: cold ? (index, hash) => (sentHashes[index] = hash) : undefined,
+        },
+        { gzip },
+      )
     : undefined
   let current: string | undefined
   let since = performance.now()
@@ -273,6 +303,7 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   if (plan.remove.length === 0) timer.skip('prune', 'nothing to remove')
   if (!needTar) timer.skip('transfer', 'nothing changed')
 
+  if (cold) await saveHashes(manifest, sentHashes).catch(() => {})
   await sent.write(fingerprint, records).catch(() => {})
   progress.done(`synced ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removed ${plan.remove.length}`)
   return { skipped: false, filesSent: plan.send.length, bytesSent: plan.sendBytes, filesDeleted: plan.remove.length, warnings, ...timer.result() }

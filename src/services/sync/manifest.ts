@@ -49,6 +49,8 @@ export interface Manifest {
   excludes: string[]
   files: number
   bytes: number
+  /** The local hash cache, loaded once for the manifest and the hashing that follows. */
+  cache: HashCache
 }
 
 /** Why a relative path may not be synced, or undefined when it is safe. */
@@ -229,7 +231,7 @@ export async function buildManifest(repoRoot: string, config: Config['sync'], co
   deleted = [...new Set(deleted)].sort()
   let bytes = 0
   for (const entry of entries) bytes += entry.size
-  return { root: repoRoot, git: gitData, entries, deleted, rejected, excludes: excludes.patterns, files: entries.length, bytes }
+  return { root: repoRoot, git: gitData, entries, deleted, rejected, excludes: excludes.patterns, files: entries.length, bytes, cache }
 }
 
 export function formatBytes(bytes: number): string {

@@ -59,6 +59,11 @@ export function planSync(manifest: Manifest, hashed: HashedManifest, remote: Map
   return { send, sendBytes, remove, pending, records, delta }
 }
 
+/** The runner holds nothing crabbox recorded: send everything, prune nothing. */
+export function planEverything(manifest: Manifest): SyncPlan {
+  return { send: manifest.entries, sendBytes: manifest.bytes, remove: [], pending: [], records: [], delta: [] }
+}
+
 /**
  * Stops a sync that would delete many tracked files on the runner (a botched
  * checkout, a too-broad exclude), unless the user says it is intended.

@@ -15,6 +15,7 @@ export const shCommand = (script: string, name: string, args: string[] = []) => 
 /** Files under the metadata dir (`.git/crabbox` in a git worktree, else `.crabbox`). */
 export const META_FILES = {
   fingerprint: 'sync-fingerprint',
+  fingerprintNext: 'sync-fingerprint.next',
   manifest: 'sync-manifest',
   delta: 'sync-manifest.delta',
   next: 'sync-manifest.next',
@@ -68,7 +69,8 @@ del() {
 export interface ApplyScriptOptions {
   workdir: string
   meta: string
-  fingerprint: string
+  /** The fingerprint to write last; `tar` when it arrives as `sync-fingerprint.next` in the tar; undefined: none. */
+  fingerprint?: string
   /** Records appended before anything is written: the paths about to change, as unknown. */
   pending: string[]
   /** Paths to prune, before extraction so type changes (file → dir) extract cleanly. */
@@ -81,8 +83,6 @@ export interface ApplyScriptOptions {
   records: string[]
   /** A git block (see git-seed.ts) run after the files landed; may print `need-bundle`. */
   git?: string
-  /** False when git still needs a bundle: the bundle step writes the fingerprint instead. */
-  writeFingerprint: boolean
 }
 
 /** printf in batches: one builtin call per 500 records keeps the script fast without huge lines. */
@@ -101,7 +101,7 @@ export function applyScript(o: ApplyScriptOptions): string {
     `wd=${q(o.workdir)} meta=${q(o.meta)}`,
     `mkdir -p -- "$wd/$meta" 2>/dev/null && cd -- "$wd" || { echo "cannot create workdir $wd" >&2; exit ${SCRIPT_EXIT.workdir}; }`,
     // From here until the end the runner's tree may differ from its record: no fingerprint.
-    `rm -f -- "$meta/${META_FILES.fingerprint}" "$meta/${META_FILES.next}"`,
+    `rm -f -- "$meta/${META_FILES.fingerprint}" "$meta/${META_FILES.next}" "$meta/${META_FILES.fingerprintNext}"`,
     appendRecords(o.pending, META_FILES.delta),
     'mark prune',
     ...o.remove.map((path) => `del ${q(path)}`),
@@ -117,7 +117,11 @@ export function applyScript(o: ApplyScriptOptions): string {
   }
   if (o.git) lines.push(o.git)
   // When git still needs a bundle, the bundle step writes the fingerprint after it.
-  if (o.writeFingerprint) lines.push(`[ "\${needbundle:-0}" = 1 ] || printf '%s\\n' ${q(o.fingerprint)} > "$meta/${META_FILES.fingerprint}" || exit 1`)
+  if (o.fingerprint === 'tar') {
+    lines.push(`[ "\${needbundle:-0}" = 1 ] || mv -f -- "$meta/${META_FILES.fingerprintNext}" "$meta/${META_FILES.fingerprint}" || exit 1`)
+  } else if (o.fingerprint) {
+    lines.push(`[ "\${needbundle:-0}" = 1 ] || printf '%s\\n' ${q(o.fingerprint)} > "$meta/${META_FILES.fingerprint}" || exit 1`)
+  }
   lines.push('mark done', 'exit 0', '')
   return lines.filter((line) => line !== '').join('\n')
 }

@@ -3,6 +3,8 @@ import { join } from 'node:path'
 import { Readable, pipeline } from 'node:stream'
 import { createGzip, constants as zlib } from 'node:zlib'
 import tar from 'tar-stream'
+import { createHash } from 'node:crypto'
+import { hashLink } from './hash-cache.js'
 import { CrabboxError } from '../../errors.js'
 import { MODE_LINK, type ManifestEntry } from './manifest.js'
 
@@ -12,8 +14,12 @@ const GZIP_MIN_BYTES = 256 * 1024
 export interface TarPlan {
   root: string
   entries: ManifestEntry[]
-  /** Extra in-memory files (the full manifest), written last. */
-  extra: { path: string; data: Buffer }[]
+  /** In-memory files written last (the runner's record), built once every file was read. */
+  extra: () => { path: string; data: Buffer }[]
+  /** Paths of those extra files, known up front for their parent directory entries. */
+  extraPaths: string[]
+  /** Gets the SHA-256 of each entry's bytes as sent (index into `entries`). */
+  onHash?: (index: number, hash: string) => void
 }
 
 /** Compress when the payload is big enough to pay off; `CRABBOX_SYNC_COMPRESS=0|1` forces it. */
@@ -48,12 +54,14 @@ export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: 
   const pack = tar.pack()
   const done = (async () => {
     const now = new Date()
-    for (const dir of ancestors([...plan.entries.map((entry) => entry.path), ...plan.extra.map((file) => file.path)])) {
+    for (const dir of ancestors([...plan.entries.map((entry) => entry.path), ...plan.extraPaths])) {
       await entryDone(pack, { name: dir, type: 'directory', mode: 0o755, mtime: now })
     }
-    for (const entry of plan.entries) {
+    for (let index = 0; index < plan.entries.length; index++) {
+      const entry = plan.entries[index]
       const mtime = new Date(entry.mtimeMs)
       if (entry.mode === MODE_LINK) {
+        plan.onHash?.(index, hashLink(entry.target ?? ''))
         await entryDone(pack, { name: entry.path, type: 'symlink', linkname: entry.target ?? '', mode: 0o777, mtime })
         continue
       }
@@ -63,17 +71,21 @@ export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: 
       const size = lstatSync(abs).size
       if (size <= 1024 * 1024) {
         const data = readFileSync(abs)
+        plan.onHash?.(index, createHash('sha256').update(data).digest('hex'))
         await entryDone(pack, { name: entry.path, type: 'file', size: data.length, mode, mtime }, data)
         continue
       }
+      const hash = createHash('sha256')
       await new Promise<void>((resolve, reject) => {
         const sink = pack.entry({ name: entry.path, type: 'file', size, mode, mtime }, (error) => (error ? reject(changed(entry.path, error)) : resolve()))
         createReadStream(abs, { highWaterMark: 1024 * 1024 })
           .on('error', reject)
+          .on('data', (chunk) => hash.update(chunk))
           .pipe(sink)
       })
+      plan.onHash?.(index, hash.digest('hex'))
     }
-    for (const file of plan.extra) await entryDone(pack, { name: file.path, type: 'file', size: file.data.length, mode: 0o644, mtime: now }, file.data)
+    for (const file of plan.extra()) await entryDone(pack, { name: file.path, type: 'file', size: file.data.length, mode: 0o644, mtime: now }, file.data)
     pack.finalize()
   })()
   done.catch((error) => pack.destroy(error))
