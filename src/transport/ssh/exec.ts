@@ -12,6 +12,8 @@ export const shellQuote = (value: string) => (/^[\w@%+=:,./-]+$/.test(value) ? v
  */
 export function remoteCommand(command: string, options: Pick<ExecOptions, 'cwd' | 'env'> = {}): string {
   const env = Object.entries(options.env ?? {})
+  const bad = env.find(([name]) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+  if (bad) throw new CrabboxError(`invalid environment variable name ${JSON.stringify(bad[0])}`, { exit: 'usage', hint: 'Names may contain letters, digits and _ and must not start with a digit.' })
   const exports = env.length ? `export ${env.map(([k, v]) => `${k}=${shellQuote(v)}`).join(' ')}; ` : ''
   const cd = options.cwd ? `cd ${shellQuote(options.cwd)} && ` : ''
   return `${exports}${cd}${command}`
@@ -103,6 +105,12 @@ const KILL_GRACE_MS = 5000
 export function execOnClient(client: Client, where: string, command: string, options: ExecOptions = {}, spare?: ClientChannel): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) return reject(new NotStarted('aborted before start'))
+    let full: string
+    try {
+      full = remoteCommand(command, options)
+    } catch (error) {
+      return reject(error)
+    }
     const onChannel = (error: Error | undefined, channel: ClientChannel) => {
       if (!error) return run(channel)
       // Failures of the channel open itself mean the command was never sent; anything
@@ -112,8 +120,8 @@ export function execOnClient(client: Client, where: string, command: string, opt
       reject(lostTransport(where, error))
     }
     try {
-      if (spare && channelOpen(spare)) execOnOpenChannel(spare, remoteCommand(command, options), onChannel)
-      else client.exec(remoteCommand(command, options), onChannel)
+      if (spare && channelOpen(spare)) execOnOpenChannel(spare, full, onChannel)
+      else client.exec(full, onChannel)
     } catch (error) {
       // ssh2 throws synchronously when the socket is already gone.
       return reject(new NotStarted((error as Error).message))
@@ -173,8 +181,13 @@ export function openPty(client: Client, where: string, options: ShellOptions): P
       )
       resolve({ channel, done, resize: (rows, cols) => channel.setWindow(rows, cols, 0, 0) })
     }
+    let wrapped: string | undefined
     try {
-      const wrapped = options.cwd || options.env ? remoteCommand(options.command ?? 'exec "${SHELL:-sh}" -l', options) : options.command
+      wrapped = options.cwd || options.env ? remoteCommand(options.command ?? 'exec "${SHELL:-sh}" -l', options) : options.command
+    } catch (error) {
+      return reject(error)
+    }
+    try {
       if (wrapped) client.exec(wrapped, { pty }, onChannel)
       else client.shell(pty, onChannel)
     } catch (error) {
