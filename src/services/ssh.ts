@@ -4,6 +4,7 @@ import { parseDuration } from '../config/schema.js'
 import { CrabboxError, RemoteExit } from '../errors.js'
 import type { ReadyKind } from './readiness.js'
 import type { ExecResult, SshTarget } from '../transport/ssh/types.js'
+import type { BrokerClient } from '../transport/broker/client.js'
 
 export interface SshFlags {
   /** A lease ID or slug; resolved through the broker or this machine's lease records. */
@@ -15,6 +16,9 @@ export interface ResolvedTarget {
   leaseId: string
   target: SshTarget
   kind: ReadyKind
+  /** Set for broker leases: the session heartbeats the lease. */
+  broker?: BrokerClient
+  idleTimeoutSeconds?: number
 }
 
 export interface SshResult {
@@ -40,7 +44,7 @@ export async function resolveSshTarget(context: CommandContext, flags: Pick<SshF
     const { leaseBackend } = await import('./lease.js')
     const backend = await leaseBackend({ config, progress: context.progress })
     const lease = await backend.resolve(flags.id)
-    return { leaseId: lease.id, target: lease.ssh, kind: backend.readiness(lease) }
+    return { leaseId: lease.id, target: lease.ssh, kind: backend.readiness(lease), broker: backend.broker, idleTimeoutSeconds: lease.idleTimeoutSeconds }
   }
   // A configured static host is the target when the provider is ssh, or was never chosen.
   const providerDefaulted = (config.sources.provider ?? 'default').startsWith('default')
@@ -88,20 +92,20 @@ export function exitCodeOf(result: ExecResult): number {
  * code through; without one it opens an interactive pty shell.
  */
 export async function sshCommand(context: CommandContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
-  const { leaseId, target } = await resolveSshTarget(context, flags)
+  const { leaseId, target, broker, idleTimeoutSeconds } = await resolveSshTarget(context, flags)
   const where = `${target.user}@${target.host}:${target.port}`
   if (flags.print) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
 
   const { openSession } = await import('../transport/ssh/index.js')
-  const session = await openSession(target, {
-    progress: context.progress,
-    agentIdleTimeoutMs: parseDuration(context.config.agent.idleTimeout),
-  })
+  const session = await openSession(target, { progress: context.progress, agentIdleTimeoutMs: parseDuration(context.config.agent.idleTimeout) })
+  // A broker lease stays alive while the shell or command runs.
+  const heartbeat = broker ? (await import('./heartbeat-control.js')).leaseHeartbeat(broker, { id: leaseId, idleTimeoutSeconds }, context.progress) : undefined
   try {
     const result = argv.length ? await runRemote(session, argv.join(' ')) : await interactive(session)
     if (result.code !== 0) throw new RemoteExit(exitCodeOf(result))
     return { leaseId, target: where, ...result }
   } finally {
+    heartbeat?.stop()
     await session.close()
   }
 }

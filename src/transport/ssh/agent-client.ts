@@ -52,12 +52,15 @@ function spawnAgent(idleTimeoutMs: number): boolean {
   return true
 }
 
-/** A socket to the running agent, starting one if needed; undefined when it cannot start. */
-export async function reachAgent(options: { idleTimeoutMs: number; start?: boolean }): Promise<Socket | undefined> {
+/**
+ * A socket to the running agent, starting one if needed; undefined when it
+ * cannot start. The idle timeout is only worked out when an agent is started.
+ */
+export async function reachAgent(options: { idleTimeoutMs: () => Promise<number>; start?: boolean }): Promise<Socket | undefined> {
   const path = agentSocket()
   const first = await tryConnect(path)
   if (first || options.start === false) return first
-  if (!spawnAgent(options.idleTimeoutMs)) return undefined
+  if (!spawnAgent(await options.idleTimeoutMs())) return undefined
   const deadline = Date.now() + 5000
   while (Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 10))

@@ -13,7 +13,7 @@ export interface OpenSessionOptions {
   /** Route execs through the per-user connection agent (default: yes, unless CRABBOX_NO_AGENT=1). */
   useAgent?: boolean
   connectTimeoutMs?: number
-  /** How long a started agent keeps an unused connection (config `agent.idleTimeout`); default 10 min. */
+  /** How long a started agent keeps an unused connection; default: config `agent.idleTimeout` (10 min). */
   agentIdleTimeoutMs?: number
 }
 
@@ -37,7 +37,7 @@ export async function processPool(): Promise<SshPool> {
  */
 export async function openSession(target: SshTarget, options: OpenSessionOptions = {}): Promise<SshSession> {
   if (options.useAgent ?? !agentDisabled()) {
-    const idleTimeoutMs = options.agentIdleTimeoutMs ?? DEFAULT_AGENT_IDLE_TIMEOUT_MS
+    const idleTimeoutMs = async () => options.agentIdleTimeoutMs ?? (await configuredIdleTimeout())
     const port = await connectThroughAgent(target, idleTimeoutMs, options.connectTimeoutMs)
     if (port !== undefined) {
       // This process's own connection, opened only if needed: interactive shells (not
@@ -62,8 +62,19 @@ export async function openSession(target: SshTarget, options: OpenSessionOptions
   return inProcess(target, options)
 }
 
+/** `agent.idleTimeout` from config (files and env), read only when an agent has to be started. */
+async function configuredIdleTimeout(): Promise<number> {
+  try {
+    const { loadConfig } = await import('../../config/load.js')
+    const { parseDuration } = await import('../../config/schema.js')
+    return parseDuration((await loadConfig()).config.agent.idleTimeout)
+  } catch {
+    return DEFAULT_AGENT_IDLE_TIMEOUT_MS
+  }
+}
+
 /** Asks the agent (starting it if needed) to connect; undefined when no agent can serve us. */
-async function connectThroughAgent(target: SshTarget, idleTimeoutMs: number, connectTimeoutMs?: number): Promise<number | undefined> {
+async function connectThroughAgent(target: SshTarget, idleTimeoutMs: () => Promise<number>, connectTimeoutMs?: number): Promise<number | undefined> {
   // Two tries: an agent that was just exiting on idle drops the first request unanswered.
   for (let attempt = 0; attempt < 2; attempt++) {
     const socket = await reachAgent({ idleTimeoutMs })
