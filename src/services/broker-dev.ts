@@ -88,6 +88,18 @@ function assertPortFree(port: number): Promise<void> {
   })
 }
 
+/** A port the kernel just handed out on 127.0.0.1 (random, so parallel callers rarely collide). */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => (typeof address === 'object' && address ? resolvePromise(address.port) : reject(new Error('no TCP port'))))
+    })
+  })
+}
+
 /** Keeps the last lines of wrangler's output for error messages. */
 function tailBuffer(limit = 40) {
   let lines: string[] = []
@@ -159,6 +171,8 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
     '--persist-to', resolve(options.stateDir),
     '--env-file', envFile,
     '--show-interactive-dev-session=false',
+    // wrangler probes 9229 upwards for its inspector and races other brokers starting at once.
+    '--inspector-port', String(await freeLoopbackPort()),
     '--log-level', options.debug ? 'log' : 'warn',
   ]
   // Its own process group: signals reach wrangler and workerd together, and never the user's shell job twice.

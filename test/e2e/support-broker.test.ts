@@ -84,10 +84,19 @@ describe('startBroker', () => {
   }
 
   it('answers /v1/health, passes CRABBOX_* settings to the Worker, and keeps leases across a restart', async () => {
-    broker = await startBroker({
-      env: { CRABBOX_SHARED_TOKEN: token, CRABBOX_STATIC_POOL: JSON.stringify([{ name: hostName, host: '192.0.2.10', port: 22 }]) },
-    })
-    expect(await (await fetch(`${broker.url}/v1/health`)).json()).toEqual({ ok: true, service: 'crabbox-coordinator' })
+    // A second broker started at the same moment must come up too (no shared ports, no shared state).
+    const [started, other] = await Promise.all([
+      startBroker({
+        env: { CRABBOX_SHARED_TOKEN: token, CRABBOX_STATIC_POOL: JSON.stringify([{ name: hostName, host: '192.0.2.10', port: 22 }]) },
+      }),
+      startBroker(),
+    ])
+    broker = started
+    expect(other.stateDir).not.toBe(broker.stateDir)
+    for (const url of [broker.url, other.url]) {
+      expect(await (await fetch(`${url}/v1/health`)).json()).toEqual({ ok: true, service: 'crabbox-coordinator' })
+    }
+    await other.stop()
     // The shared token is known to the Worker only through broker dev's environment hand-off.
     expect((await api('GET', '/v1/whoami')).status).toBe(200)
 

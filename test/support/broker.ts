@@ -1,8 +1,8 @@
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freeLoopbackPort } from '../../src/services/broker-dev.js'
 import { cliHome, spawnCli } from './cli.js'
 
 /**
@@ -25,16 +25,7 @@ export interface StartBrokerOptions {
   port?: number
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
-    })
-  })
-}
+export { freeLoopbackPort as freePort } from '../../src/services/broker-dev.js'
 
 const running = new Set<ChildProcess>()
 let exitHookInstalled = false
@@ -91,7 +82,7 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
       for (const child of running) child.kill('SIGTERM')
     })
   }
-  const port = options.port ?? (await freePort())
+  const port = options.port ?? (await freeLoopbackPort())
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'crabbox-broker-state-'))
   const env = { ...options.env }
   const home = cliHome()
