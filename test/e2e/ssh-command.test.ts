@@ -192,6 +192,13 @@ describe('crabbox ssh against a real sshd', () => {
     }
   })
 
+  it('connects from its own process when the agent cannot start', async () => {
+    const h = home({ XDG_RUNTIME_DIR: '/dev/null/not-a-dir' })
+    const result = await runCli(['ssh', ...at(host.address, 22), '--', 'echo fallback; exit 9'], { home: h })
+    expect(result).toMatchObject({ code: 9, stdout: 'fallback\n' })
+    expect(result.stderr).toContain('agent unavailable')
+  })
+
   it('works without the agent when CRABBOX_NO_AGENT=1', async () => {
     const h = home({ CRABBOX_NO_AGENT: '1' })
     const result = await runCli(['ssh', ...at(host.address, 22), '--', 'echo direct; exit 5'], { home: h })

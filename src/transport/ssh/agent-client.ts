@@ -38,19 +38,26 @@ function spawnAgent(idleTimeoutMs: number): boolean {
   const script = agentScript()
   if (!existsSync(script)) return false
   const dir = agentDir()
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
   const env = { ...process.env }
   delete env.NODE_EXTRA_CA_CERTS // the agent never speaks HTTPS; this only slows its start
-  const log = openSync(join(dir, 'agent.log'), 'a', 0o600)
   try {
-    const child = spawn(process.execPath, [script, dir, String(idleTimeoutMs)], { detached: true, stdio: ['ignore', log, log], env })
-    child.on('error', () => {})
-    child.unref()
-  } finally {
-    closeSync(log)
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    const log = openSync(join(dir, 'agent.log'), 'a', 0o600)
+    try {
+      const child = spawn(process.execPath, [script, dir, String(idleTimeoutMs)], { detached: true, stdio: ['ignore', log, log], env })
+      child.on('error', () => {})
+      child.unref()
+    } finally {
+      closeSync(log)
+    }
+    return true
+  } catch {
+    return false // an unusable runtime folder: the caller connects in-process instead
   }
-  return true
 }
+
+// sun_path holds 108 bytes on Linux (104 on macOS); a longer path cannot be listened on.
+const MAX_SOCKET_PATH = 103
 
 /**
  * A socket to the running agent, starting one if needed; undefined when it
@@ -58,6 +65,7 @@ function spawnAgent(idleTimeoutMs: number): boolean {
  */
 export async function reachAgent(options: { idleTimeoutMs: () => Promise<number>; start?: boolean }): Promise<Socket | undefined> {
   const path = agentSocket()
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) return undefined
   const first = await tryConnect(path)
   if (first || options.start === false) return first
   if (!spawnAgent(await options.idleTimeoutMs())) return undefined
