@@ -5,7 +5,8 @@ import { LeaseResponse } from '../protocol/leases.js'
 import type { Lease } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import { CONTROL_OPEN_BUDGET_MS, openControlChannel, type ControlChannel } from '../transport/broker/control.js'
-import { heartbeatIntervalMs, type Heartbeater } from './run/heartbeat.js'
+import type { Progress } from '../ui/progress.js'
+import { heartbeatIntervalMs, noHeartbeat, type Heartbeater } from './run/heartbeat.js'
 
 /** How long one heartbeat may take, socket attempt and HTTP fallback together; separate from the cadence. */
 export const HEARTBEAT_BUDGET_MS = 20_000
@@ -120,4 +121,15 @@ export async function heartbeatCommand(context: { config: Config }, idOrSlug: st
     }
     throw error
   }
+}
+
+/** Heartbeats for a broker lease (said once on stderr when they fail); nothing in direct mode. */
+export function leaseHeartbeat(broker: BrokerClient | undefined, lease: Pick<Lease, 'id' | 'idleTimeoutSeconds'>, progress: Progress): Heartbeater {
+  if (!broker) return noHeartbeat
+  let said = false
+  return startHeartbeat(broker, lease, (error) => {
+    if (said) return
+    said = true
+    progress.warn(`lease heartbeat failed (will keep trying): ${(error as Error).message}`)
+  })
 }

@@ -1,7 +1,9 @@
 import { CrabboxError, usageError } from '../errors.js'
 import type { Lease } from '../providers/types.js'
 import { openSession } from '../transport/ssh/index.js'
-import { leaseBackend, type LeaseContext } from './lease.js'
+import { leaseHeartbeat } from './heartbeat-control.js'
+import { leaseBackend, type LeaseBackend, type LeaseContext } from './lease.js'
+import { noHeartbeat } from './run/heartbeat.js'
 import { interruptOnSignals, obtainLease } from './run/lifecycle.js'
 import { nullRecorder } from './run/recorder.js'
 
@@ -43,10 +45,19 @@ export const requireId = (id: string | undefined): string => {
 export async function warmupLease(context: LeaseContext, options: { keep: boolean }): Promise<LeaseView> {
   const backend = await leaseBackend(context)
   const interrupt = interruptOnSignals()
+  let heartbeat = noHeartbeat
+  // Heartbeats from the moment the lease exists, while the runner boots.
+  const acquire: LeaseBackend['acquire'] = async (request) => {
+    const lease = await backend.acquire(request)
+    heartbeat.stop() // a replaced runner (first one never came up) stops beating
+    heartbeat = leaseHeartbeat(backend.broker, lease, context.progress)
+    return lease
+  }
   try {
-    const { lease } = await obtainLease(backend, { keep: options.keep, signal: interrupt.signal, progress: context.progress, recorder: nullRecorder })
+    const { lease } = await obtainLease({ ...backend, acquire }, { keep: options.keep, signal: interrupt.signal, progress: context.progress, recorder: nullRecorder })
     return leaseView(lease)
   } finally {
+    heartbeat.stop()
     interrupt.dispose()
   }
 }

@@ -8,7 +8,8 @@ import type { SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { findRepoRoot } from '../sync/manifest.js'
 import { leaseBackend } from '../lease.js'
-import { noHeartbeat, startHttpHeartbeat, type Heartbeater } from './heartbeat.js'
+import { startHeartbeat } from '../heartbeat-control.js'
+import { noHeartbeat, type Heartbeater } from './heartbeat.js'
 import { closeQuietly, interruptedError, interruptOnSignals, obtainLease, releaseQuietly, type LeaseInHand } from './lifecycle.js'
 import { brokerNotice, nullRecorder, startRecorder, type Recorder } from './recorder.js'
 import { forwardedEnv, remoteCommandFor } from './remote-command.js'
@@ -72,7 +73,7 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
   try {
     held = await obtainLease(backend, { id: flags.id, keep: flags.keep, signal: interrupt.signal, progress, recorder })
     const { lease } = held
-    if (backend.broker) heartbeat = startHttpHeartbeat(backend.broker, lease, notice)
+    if (backend.broker) heartbeat = startHeartbeat(backend.broker, lease, notice)
     const workdir = workdirFor(lease.workRoot, lease.id, repoRoot)
     session = await openSession(lease.ssh, { progress })
     if (interrupt.signal.aborted) throw interruptedError()

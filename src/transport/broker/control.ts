@@ -18,6 +18,10 @@ export const CONTROL_OPEN_BUDGET_MS = 1500
 /** A silent socket is pinged this often and dropped when the pong does not come back by the next ping. */
 const PING_INTERVAL_MS = 15_000
 
+const RECONNECT_MIN_MS = 100
+const RECONNECT_MAX_MS = 5000
+const STABLE_UPTIME_MS = 1000
+
 export type ControlState = 'connecting' | 'open' | 'unsupported' | 'closed'
 
 /** A run subscription; `lastSeq()` is what the subscriber has already handled (resume point). */
@@ -70,6 +74,8 @@ class Channel {
   private readonly subscriptions = new Map<string, { subscriber: RunSubscriber; resyncing: boolean }>()
   private readonly beats: PendingBeat[] = []
   private raw?: WebSocket & { netSocket?: Socket }
+  private failures = 0
+  private openedAt?: number
 
   constructor(
     client: BrokerClient,
@@ -99,17 +105,28 @@ class Channel {
       }
     }
 
-    this.socket = new ReconnectingWebSocket(`${client.url.replace(/^http/, 'ws')}/v1/control`, undefined, {
-      WebSocket: AuthedSocket,
-      minReconnectionDelay: 100,
-      maxReconnectionDelay: 5000,
-      reconnectionDelayGrowFactor: 2,
-      minUptime: 1000,
-      connectionTimeout: 10_000,
-    })
+    // Backoff lives in the URL provider on an unref'd timer: partysocket's own delay timer
+    // would hold a finished CLI open for up to the maximum delay.
+    const url = `${client.url.replace(/^http/, 'ws')}/v1/control`
+    this.socket = new ReconnectingWebSocket(
+      async () => {
+        const delay = this.failures === 0 ? 0 : Math.min(RECONNECT_MIN_MS * 2 ** (this.failures - 1), RECONNECT_MAX_MS)
+        this.failures++
+        if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay).unref())
+        return url
+      },
+      undefined,
+      { WebSocket: AuthedSocket, minReconnectionDelay: 0, maxReconnectionDelay: 0, connectionTimeout: 10_000 },
+    )
     this.socket.addEventListener('open', () => {
+      this.openedAt = Date.now()
       this.setState('open')
       for (const [runID, entry] of this.subscriptions) this.sendSubscribe(runID, entry)
+    })
+    this.socket.addEventListener('close', () => {
+      // A socket that stayed up a while resets the backoff; one that flaps keeps growing it.
+      if (this.openedAt !== undefined && Date.now() - this.openedAt >= STABLE_UPTIME_MS) this.failures = 0
+      this.openedAt = undefined
     })
     this.socket.addEventListener('close', () => this.dropped(this.state === 'unsupported' ? 'unsupported' : 'connecting'))
     this.socket.addEventListener('error', (event) => {

@@ -1,0 +1,185 @@
+import { execFileSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startBroker, type BrokerHandle } from '../support/broker.js'
+import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
+import { sshHost, type SshHost } from '../support/ssh-host.js'
+
+/**
+ * `crabbox attach` from a second process against a live `crabbox run` (broker under
+ * workerd, static pool of one real sshd host), and the history commands on that run.
+ */
+
+const token = 'e2e-attach-token'
+const owner = 'attach@example.com'
+let broker: BrokerHandle
+let host: SshHost
+let home: CliHome
+let repo: string
+
+const cliEnv = () => ({
+  CRABBOX_COORDINATOR: broker.url,
+  CRABBOX_COORDINATOR_TOKEN: token,
+  CRABBOX_OWNER: owner,
+  CRABBOX_PROVIDER: 'static',
+  CRABBOX_SSH_KEY: host.privateKeyPath,
+  CRABBOX_NO_AGENT: '1',
+  NODE_EXTRA_CA_CERTS: undefined,
+})
+
+async function api(method: string, path: string, body?: unknown): Promise<any> {
+  const response = await fetch(`${broker.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'x-crabbox-owner': owner, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  expect(response.status).toBeLessThan(300)
+  return response.json()
+}
+
+function collect(child: ChildProcess): { stdout: () => string; stderr: () => string; done: Promise<number | null> } {
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  child.stdin!.end()
+  const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+  return { stdout: () => stdout, stderr: () => stderr, done }
+}
+
+async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** attach's stderr without its own `[crabbox]` event lines: the run's remote stderr. */
+const remoteStderr = (text: string) =>
+  text
+    .split(/(?<=\n)/)
+    .filter((line) => !line.startsWith('[crabbox] '))
+    .join('')
+
+beforeAll(async () => {
+  host = await sshHost()
+  broker = await startBroker({
+    env: {
+      CRABBOX_SHARED_TOKEN: token,
+      CRABBOX_STATIC_POOL: JSON.stringify([{ name: 'e2e-attach', host: host.address, port: host.ports[0], user: host.user, workRoot: `${host.home}/work` }]),
+    },
+  })
+  home = cliHome()
+  repo = mkdtempSync(join(tmpdir(), 'crabbox-attach-repo-'))
+  writeFileSync(join(repo, 'hello.txt'), 'hello\n')
+  execFileSync('git', ['init', '-q'], { cwd: repo })
+  execFileSync('git', ['add', '.'], { cwd: repo })
+  execFileSync('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-qm', 'init'], { cwd: repo })
+})
+
+afterAll(async () => {
+  await broker?.stop()
+  await host?.stop()
+  if (home) rmSync(home.dir, { recursive: true, force: true })
+  if (repo) rmSync(repo, { recursive: true, force: true })
+})
+
+describe('crabbox attach', () => {
+  it('follows a live crabbox run from a second process: the same stdout and stderr, byte for byte, and its exit code', async () => {
+    // Interleaved streams, multi-byte text, a line split across writes, no final newline.
+    const script = [
+      'sleep 2',
+      'for i in 1 2 3 4 5 6 7 8; do printf "out %s größe ✓\\n" $i; printf "err %s\\n" $i >&2; sleep 0.2; done',
+      'printf "half-"; sleep 0.3; printf "line\\n"',
+      'printf "tail without newline"',
+      'exit 3',
+    ].join('; ')
+    const run = collect(spawnCli(['run', '--no-sync', '--', 'sh', '-c', script], { home, cwd: repo, env: cliEnv() }))
+    const runId = await until('the run ID', () => /recording run (run_[0-9a-f]{12})/.exec(run.stderr())?.[1])
+    const attach = collect(spawnCli(['attach', runId], { home, cwd: repo, env: cliEnv() }))
+
+    const [runCode, attachCode] = await Promise.all([run.done, attach.done])
+    expect(runCode).toBe(3)
+    expect(run.stdout()).toBe('out 1 größe ✓\nout 2 größe ✓\nout 3 größe ✓\nout 4 größe ✓\nout 5 größe ✓\nout 6 größe ✓\nout 7 größe ✓\nout 8 größe ✓\nhalf-line\ntail without newline')
+    expect(attach.stdout()).toBe(run.stdout())
+    expect(remoteStderr(attach.stderr())).toBe('err 1\nerr 2\nerr 3\nerr 4\nerr 5\nerr 6\nerr 7\nerr 8\n')
+    expect(run.stderr()).toContain('err 1\nerr 2\n')
+    expect(attach.stderr()).toMatch(/^\[crabbox\] command\.finished phase=failed exit=3$/m)
+    expect(attachCode).toBe(3)
+
+    // Attaching again after the end replays the whole run; --after skips what was seen.
+    const again = await runCli(['attach', runId], { home, env: cliEnv() })
+    expect(again.stdout).toBe(run.stdout())
+    expect(again.code).toBe(3)
+    const events = JSON.parse((await runCli(['events', runId, '--json'], { home, env: cliEnv() })).stdout).events as { seq: number; type: string; data?: string }[]
+    const firstOut = events.find((event) => event.type === 'stdout')!.seq
+    const tail = await runCli(['attach', runId, '--after', String(firstOut)], { home, env: cliEnv() })
+    const expected = events.filter((event) => event.type === 'stdout' && event.seq > firstOut).map((event) => event.data).join('')
+    expect(tail.stdout).toBe(expected)
+    expect(run.stdout().endsWith(expected)).toBe(true)
+  })
+
+  it('events, logs, history and results read the recorded run; bad IDs are usage errors, unknown runs exit 4', async () => {
+    const finished = await runCli(['run', '--no-sync', '--timing-json', '--', 'echo', 'logged'], { home, cwd: repo, env: cliEnv() })
+    expect(finished.code).toBe(0)
+    const runId = JSON.parse(finished.stderr.trim().split('\n').at(-1)!).runId as string
+
+    const events = await runCli(['events', runId, '--after', '1', '--limit', '2'], { home, env: cliEnv() })
+    expect(events.code).toBe(0)
+    expect(events.stdout.split('\n').filter(Boolean).map((line) => line.slice(0, 5))).toEqual(['0002 ', '0003 '])
+
+    const logs = await runCli(['logs', runId], { home, env: cliEnv() })
+    expect(logs.stdout).toBe('logged\n')
+    expect(JSON.parse((await runCli(['logs', runId, '--json'], { home, env: cliEnv() })).stdout)).toMatchObject({ run: { id: runId }, log: 'logged\n' })
+
+    const history = JSON.parse((await runCli(['history', '--json', '--state', 'succeeded'], { home, env: cliEnv() })).stdout)
+    expect(history.runs.map((run: { id: string }) => run.id)).toContain(runId)
+    expect(history.runs.every((run: { state: string }) => run.state === 'succeeded')).toBe(true)
+    expect((await runCli(['history'], { home, env: cliEnv() })).stdout).toMatch(new RegExp(`^${runId} succeeded exit=0 `, 'm'))
+
+    const noResults = await runCli(['results', runId], { home, env: cliEnv() })
+    expect(noResults.code).toBe(0)
+    expect(noResults.stderr).toContain('no test results recorded')
+    expect(JSON.parse((await runCli(['results', runId, '--json'], { home, env: cliEnv() })).stdout)).toEqual({ runId, results: null })
+
+    // A run that recorded a JUnit summary (as `run --junit` would).
+    const { run } = await api('POST', '/v1/runs', { command: ['npm', 'test'] })
+    await api('POST', `/v1/runs/${run.id}/finish`, {
+      exitCode: 1,
+      results: { format: 'junit', files: ['junit.xml'], suites: 1, tests: 2, failures: 1, errors: 0, skipped: 0, timeSeconds: 1.2, failed: [{ suite: 'pkg', name: 'fails', kind: 'failure', message: 'expected 1' }] },
+    })
+    const results = await runCli(['results', run.id], { home, env: cliEnv() })
+    expect(results.stdout).toContain('junit: 2 tests, 1 failures, 0 errors, 0 skipped')
+    expect(results.stdout).toContain('FAIL pkg › fails: expected 1')
+    expect(JSON.parse((await runCli(['results', run.id, '--json'], { home, env: cliEnv() })).stdout)).toMatchObject({ runId: run.id, results: { tests: 2, failures: 1 } })
+
+    expect((await runCli(['events', 'nope'], { home, env: cliEnv() })).code).toBe(2)
+    const missing = await runCli(['attach', 'run_000000000000'], { home, env: cliEnv() })
+    expect(missing.code).toBe(4)
+    expect(missing.stderr).toContain('crabbox history')
+  })
+
+  it('crabbox heartbeat marks a kept lease active and prints its new expiry; --idle-timeout changes it', async () => {
+    const warm = await runCli(['warmup', '--json', '--idle-timeout', '10m'], { home, cwd: repo, env: cliEnv() })
+    expect(warm.code, warm.stderr).toBe(0)
+    const lease = JSON.parse(warm.stdout)
+    try {
+      const before = (await api('GET', `/v1/leases/${lease.id}`)).lease
+      const beat = await runCli(['heartbeat', '--id', lease.slug, '--idle-timeout', '45m'], { home, env: cliEnv() })
+      expect(beat.code).toBe(0)
+      const after = (await api('GET', `/v1/leases/${lease.id}`)).lease
+      expect(after.idleTimeoutSeconds).toBe(2700)
+      expect(Date.parse(after.lastTouchedAt)).toBeGreaterThan(Date.parse(before.lastTouchedAt))
+      expect(beat.stdout.trim()).toBe(`${lease.id} expires=${after.expiresAt} idle_timeout=2700s`)
+      const missing = await runCli(['heartbeat', '--id', 'cbx_000000000000'], { home, env: cliEnv() })
+      expect(missing.code).toBe(4)
+    } finally {
+      await runCli(['stop', lease.id], { home, env: cliEnv() })
+    }
+  })
+})
