@@ -1,0 +1,155 @@
+import { rmSync } from 'node:fs'
+import type { ChildProcess } from 'node:child_process'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startBroker, type BrokerHandle } from '../support/broker.js'
+import { cliHome, spawnCli, type CliHome } from '../support/cli.js'
+import { oldBrokerProxy, type OldBrokerProxy } from '../support/old-broker-proxy.js'
+import { sshHost, type SshHost } from '../support/ssh-host.js'
+
+/**
+ * The control channel's fallback, seen from the broker's side of a counting proxy:
+ * with `/v1/control` answered 404 (an older broker) attach and heartbeats work over
+ * HTTP; with the socket available they use it and the HTTP routes see nothing.
+ */
+
+const token = 'e2e-fallback-token'
+const owner = 'fallback@example.com'
+let broker: BrokerHandle
+let proxy: OldBrokerProxy
+let host: SshHost
+let home: CliHome
+
+const cliEnv = () => ({
+  CRABBOX_COORDINATOR: proxy.url,
+  CRABBOX_COORDINATOR_TOKEN: token,
+  CRABBOX_OWNER: owner,
+  CRABBOX_PROVIDER: 'static',
+  CRABBOX_SSH_KEY: host.privateKeyPath,
+  CRABBOX_NO_AGENT: '1',
+  NODE_EXTRA_CA_CERTS: undefined,
+})
+
+async function api(method: string, path: string, body?: unknown): Promise<any> {
+  const response = await fetch(`${broker.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'x-crabbox-owner': owner, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  expect(response.status).toBeLessThan(300)
+  return response.json()
+}
+
+function collect(child: ChildProcess) {
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  child.stdin!.end()
+  const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+  return { stdout: () => stdout, stderr: () => stderr, done }
+}
+
+async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+beforeAll(async () => {
+  host = await sshHost()
+  broker = await startBroker({
+    env: {
+      CRABBOX_SHARED_TOKEN: token,
+      CRABBOX_STATIC_POOL: JSON.stringify([{ name: 'e2e-fallback', host: host.address, port: host.ports[0], user: host.user, workRoot: `${host.home}/work` }]),
+    },
+  })
+  proxy = await oldBrokerProxy(broker.url)
+  home = cliHome()
+})
+
+afterAll(async () => {
+  await proxy?.close()
+  await broker?.stop()
+  await host?.stop()
+  if (home) rmSync(home.dir, { recursive: true, force: true })
+})
+
+/** Attaches through the proxy to a run fed over the broker's HTTP API; returns what attach printed. */
+async function attachLive(): Promise<{ runId: string; stdout: string; code: number | null }> {
+  const { run } = await api('POST', '/v1/runs', { command: ['live'] })
+  const attach = collect(spawnCli(['attach', run.id, '--poll', '200ms'], { home, env: cliEnv() }))
+  for (let i = 1; i <= 3; i++) await api('POST', `/v1/runs/${run.id}/events`, { type: 'stdout', stream: 'stdout', data: `early ${i}\n` })
+  await until('the early lines', () => (attach.stdout().includes('early 3\n') ? true : undefined))
+  for (let i = 1; i <= 3; i++) await api('POST', `/v1/runs/${run.id}/events`, { type: 'stdout', stream: 'stdout', data: `late ${i}\n` })
+  await api('POST', `/v1/runs/${run.id}/finish`, { exitCode: 0 })
+  const code = await attach.done
+  return { runId: run.id, code, stdout: attach.stdout() }
+}
+
+describe('control channel fallback', () => {
+  it('attach against an older broker (no /v1/control) follows the run over HTTP polling; with the socket it never polls', async () => {
+    proxy.control(false)
+    proxy.reset()
+    const old = await attachLive()
+    expect(old.code).toBe(0)
+    expect(old.stdout).toBe('early 1\nearly 2\nearly 3\nlate 1\nlate 2\nlate 3\n')
+    expect(proxy.count('GET /v1/control')).toBeGreaterThanOrEqual(1)
+    expect(proxy.count('GET /v1/runs/{id}/events')).toBeGreaterThanOrEqual(1)
+
+    proxy.control(true)
+    proxy.reset()
+    const current = await attachLive()
+    expect(current.code).toBe(0)
+    expect(current.stdout).toBe('early 1\nearly 2\nearly 3\nlate 1\nlate 2\nlate 3\n')
+    expect(proxy.count('GET /v1/control')).toBe(1)
+    expect(proxy.count('GET /v1/runs/{id}/events')).toBe(0)
+  })
+
+  /**
+   * A run whose command outlives the lease's 12 s idle timeout: it survives only if
+   * heartbeats arrive (every 5 s), and the proxy shows which way they travelled.
+   */
+  async function heartbeatRun(): Promise<{ leaseId: string; touchedLate: boolean; lastState: string; code: number | null }> {
+    const run = collect(spawnCli(['run', '--no-sync', '--idle-timeout', '12s', '--', 'sh', '-c', 'sleep 16; echo survived'], { home, env: cliEnv() }))
+    const leaseId = await until('the lease', () => /leased (cbx_[0-9a-f]{12})/.exec(run.stderr())?.[1])
+    let touchedLate = false
+    let lastState = ''
+    const created = Date.parse((await api('GET', `/v1/leases/${leaseId}`)).lease.createdAt)
+    const watch = (async () => {
+      while (!run.stdout().includes('survived')) {
+        const { lease } = await api('GET', `/v1/leases/${leaseId}`)
+        lastState = lease.state
+        if (lease.state === 'active' && Date.parse(lease.lastTouchedAt) - created >= 4000) touchedLate = true
+        await new Promise((r) => setTimeout(r, 500))
+      }
+    })()
+    const code = await run.done
+    await watch
+    expect(run.stdout()).toBe('survived\n')
+    return { leaseId, touchedLate, lastState, code }
+  }
+
+  it('heartbeats travel over the control socket when it is open (no HTTP heartbeat) and over HTTP when it is refused', async () => {
+    proxy.control(true)
+    proxy.reset()
+    const socket = await heartbeatRun()
+    expect(socket.code).toBe(0)
+    expect(socket.touchedLate).toBe(true)
+    expect(socket.lastState).toBe('active')
+    expect(proxy.count('POST /v1/leases/{id}/heartbeat')).toBe(0)
+    expect(proxy.count('GET /v1/control')).toBe(1)
+
+    proxy.control(false)
+    proxy.reset()
+    const http = await heartbeatRun()
+    expect(http.code).toBe(0)
+    expect(http.touchedLate).toBe(true)
+    expect(http.lastState).toBe('active')
+    expect(proxy.count('POST /v1/leases/{id}/heartbeat')).toBeGreaterThanOrEqual(3)
+    expect(proxy.count('GET /v1/control')).toBeGreaterThanOrEqual(1)
+  })
+})

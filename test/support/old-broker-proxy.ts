@@ -1,0 +1,103 @@
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http'
+import { connect, type Socket } from 'node:net'
+
+/**
+ * A loopback HTTP proxy in front of a broker that counts requests per route and can
+ * play an older broker: with `control` off it answers 404 for `/v1/control` (upgrade
+ * or not) and forwards everything else; with it on, the WebSocket upgrade is spliced
+ * through to the broker untouched.
+ */
+export interface OldBrokerProxy {
+  url: string
+  port: number
+  /** Requests seen per `METHOD /path` with IDs folded to `{id}` (e.g. `POST /v1/leases/{id}/heartbeat`). */
+  count(route: string): number
+  /** Forgets every count. */
+  reset(): void
+  /** true: forward the control socket; false: answer 404 like a broker that has none. */
+  control(on: boolean): void
+  /** Drops every spliced WebSocket connection (RST). */
+  cutSockets(): void
+  close(): Promise<void>
+}
+
+const routeOf = (method: string, url: string) =>
+  `${method} ${new URL(url, 'http://x').pathname.replace(/\/(cbx|run)_[0-9a-f]{12}(?=\/|$)/g, '/{id}').replace(/\/v1\/leases\/[^/]+\/heartbeat$/, '/v1/leases/{id}/heartbeat')}`
+
+export async function oldBrokerProxy(target: string, options: { control?: boolean } = {}): Promise<OldBrokerProxy> {
+  const upstream = new URL(target)
+  let controlOn = options.control ?? false
+  const counts = new Map<string, number>()
+  const spliced = new Set<Socket>()
+  const note = (request: IncomingMessage) => {
+    const route = routeOf(request.method ?? 'GET', request.url ?? '/')
+    counts.set(route, (counts.get(route) ?? 0) + 1)
+    return route
+  }
+  const notFound = JSON.stringify({ error: 'not_found', message: 'no such route' })
+
+  const server = createServer((request, response) => {
+    const route = note(request)
+    if (route.endsWith(' /v1/control') && !controlOn) {
+      response.writeHead(404, { 'content-type': 'application/json' }).end(notFound)
+      return
+    }
+    const forward = httpRequest(
+      { host: upstream.hostname, port: upstream.port, method: request.method, path: request.url, headers: { ...request.headers, host: upstream.host } },
+      (reply) => {
+        response.writeHead(reply.statusCode ?? 502, reply.headers)
+        reply.pipe(response)
+      },
+    )
+    forward.on('error', () => response.destroy())
+    request.pipe(forward)
+  })
+
+  server.on('upgrade', (request: IncomingMessage, client: Socket, head: Buffer) => {
+    const route = note(request)
+    client.on('error', () => {})
+    if (!route.endsWith(' /v1/control') || !controlOn) {
+      client.end(`HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(notFound)}\r\nconnection: close\r\n\r\n${notFound}`)
+      return
+    }
+    const broker = connect({ host: upstream.hostname, port: Number(upstream.port) })
+    broker.on('error', () => client.destroy())
+    client.on('close', () => broker.destroy())
+    broker.on('close', () => client.destroy())
+    spliced.add(client)
+    client.on('close', () => spliced.delete(client))
+    const lines = [`${request.method} ${request.url} HTTP/1.1`]
+    for (let i = 0; i < request.rawHeaders.length; i += 2) {
+      const name = request.rawHeaders[i]
+      lines.push(`${name}: ${name.toLowerCase() === 'host' ? upstream.host : request.rawHeaders[i + 1]}`)
+    }
+    broker.write(`${lines.join('\r\n')}\r\n\r\n`)
+    if (head.length > 0) broker.write(head)
+    broker.pipe(client)
+    client.pipe(broker)
+  })
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => resolve())
+  })
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('oldBrokerProxy: no TCP address')
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    port: address.port,
+    count: (route) => counts.get(route) ?? 0,
+    reset: () => counts.clear(),
+    control(on) {
+      controlOn = on
+    },
+    cutSockets() {
+      for (const socket of [...spliced]) socket.resetAndDestroy()
+    },
+    async close() {
+      for (const socket of [...spliced]) socket.destroy()
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}
