@@ -9,6 +9,10 @@ export interface AttachOptions {
   after: number
   /** HTTP polling interval while the control socket is not available. */
   pollMs: number
+  /** Print nothing (`--json`: the result is the output). */
+  quiet?: boolean
+  /** Transport diagnostics (`--debug`). */
+  debug?: (message: string) => void
 }
 
 export interface AttachResult {
@@ -22,7 +26,7 @@ export interface AttachResult {
 }
 
 /** While the socket is silent this long, the run is checked over HTTP (a stalled socket, a run that ended unseen). */
-const SOCKET_SILENCE_CHECK_MS = 10_000
+const SOCKET_SILENCE_CHECK_MS = 30_000
 
 /** A short stderr line for events that are not output. */
 export function eventLine(event: RunEventRecord): string {
@@ -64,7 +68,9 @@ export async function attachRun(context: HistoryContext, runId: string, options:
     if (event.seq !== last + 1) return
     last = event.seq
     transports.add(via)
-    if (event.type === 'stdout' && event.data !== undefined) process.stdout.write(event.data)
+    if (options.quiet) {
+      // nothing printed; the result says where it ended
+    } else if (event.type === 'stdout' && event.data !== undefined) process.stdout.write(event.data)
     else if (event.type === 'stderr' && event.data !== undefined) process.stderr.write(event.data)
     else process.stderr.write(eventLine(event))
     if (event.type === 'command.finished') {
@@ -115,7 +121,8 @@ export async function attachRun(context: HistoryContext, runId: string, options:
   let notFound: string | undefined
   let wakeOnChange!: () => void
   let changed = new Promise<void>((resolve) => (wakeOnChange = resolve))
-  const offChange = channel.onChange(() => {
+  const offChange = channel.onChange((state) => {
+    options.debug?.(state === 'open' ? `control socket open; following ${runId} after seq ${last}` : `control socket ${state}`)
     wakeOnChange()
     changed = new Promise<void>((resolve) => (wakeOnChange = resolve))
   })
@@ -141,6 +148,7 @@ export async function attachRun(context: HistoryContext, runId: string, options:
         continue
       }
       // Poll until the socket (re)opens; its open event cuts the wait short.
+      if (dialBudget > 0) options.debug?.(`polling ${runId} over HTTP every ${options.pollMs} ms after seq ${last}`)
       dialBudget = 0
       if (await tolerant(catchUp)) break
       await sleep(options.pollMs, Promise.race([finished, changed]))
