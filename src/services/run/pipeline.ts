@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { basename } from 'node:path'
 import { constants } from 'node:os'
 import type { Config } from '../../config/schema.js'
@@ -12,7 +13,7 @@ import { startHeartbeat } from '../heartbeat-control.js'
 import { noHeartbeat, type Heartbeater } from './heartbeat.js'
 import { closeQuietly, interruptedError, interruptOnSignals, obtainLease, releaseQuietly, type LeaseInHand } from './lifecycle.js'
 import { brokerNotice, nullRecorder, startRecorder, type Recorder } from './recorder.js'
-import { forwardedEnv, remoteCommandFor } from './remote-command.js'
+import { forwardedEnv, remoteCommandFor, signalGroupCommand } from './remote-command.js'
 import { syncStep, type SyncOutcome } from './steps.js'
 import { formatMs, stopwatch, summaryLine, type RunTiming } from './timing.js'
 
@@ -101,7 +102,16 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
     if (flags.syncOnly) {
       progress.info(`synced ${workdir}`)
     } else {
-      const remote = remoteCommandFor(argv, { shell: flags.shell })
+      // Ctrl-C also signals the remote group over a second channel: some servers
+      // ignore SSH signal requests, and a stuck command must not hold the run open.
+      const pidFile = `/tmp/crabbox-${lease.id}-${randomBytes(4).toString('hex')}.pid`
+      const remote = remoteCommandFor(argv, { shell: flags.shell, pidFile })
+      const liveSession = session
+      const outOfBand = () => {
+        void liveSession.exec(signalGroupCommand(pidFile, 'INT')).catch(() => {})
+        setTimeout(() => void liveSession.exec(signalGroupCommand(pidFile, 'KILL')).catch(() => {}), 3000).unref()
+      }
+      interrupt.signal.addEventListener('abort', outOfBand, { once: true })
       recorder.event({ type: 'command.started', phase: 'command', message: argv.join(' ') })
       progress.done()
       if (!flags.timingJson) progress.info(`running on ${lease.slug} (${lease.ssh.host}) ${argv.join(' ')}`)
@@ -121,6 +131,7 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
           recorder.output('stderr', chunk)
         },
       })
+      interrupt.signal.removeEventListener('abort', outOfBand)
       commandMs = clock()
       exitCode = interrupt.signal.aborted ? 130 : exitCodeOf(result.code, result.signal)
     }

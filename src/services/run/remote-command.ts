@@ -15,9 +15,12 @@ export interface RemoteCommand {
 /**
  * Runs "$@" in a process group of its own and forwards INT/TERM/HUP to the
  * whole group: sshd signals only its direct child, and a command tree must
- * not outlive Ctrl-C. Exits with the command's status.
+ * not outlive Ctrl-C. It records the group in the pid file given as $1, so the
+ * CLI can also signal the group out of band (servers that drop SSH signal
+ * requests). Exits with the command's status.
  */
 const groupRunner = [
+  'pf=$1; shift',
   // Traps first, so a signal that arrives as soon as the command starts is forwarded too.
   'pid=',
   'for s in INT TERM HUP; do trap "[ -n \\"\\$pid\\" ] && kill -$s -- -\\$pid 2>/dev/null" $s; done',
@@ -25,23 +28,32 @@ const groupRunner = [
   '"$@" &',
   'pid=$!',
   'set +m', // the group is made; no job-control chatter on the command's stderr
-  'while :; do wait $pid; st=$?; kill -0 $pid 2>/dev/null || exit $st; done',
+  'echo $pid > "$pf" 2>/dev/null',
+  'while :; do wait $pid; st=$?; kill -0 $pid 2>/dev/null || break; done',
+  'rm -f "$pf"',
+  'exit $st',
 ].join('\n')
 
 /**
- * Builds the runner-side command line: `exec bash -lc <group runner> bash <argv…>`
+ * Builds the runner-side command line: `exec bash -lc <group runner> bash <pid file> <argv…>`
  * so every argument arrives exactly as typed. `--shell`, a single argument with
  * shell syntax, or standalone control operators run the words as one bash
  * script (`bash -c <script>`) under the same runner.
  */
-export function remoteCommandFor(argv: string[], options: { shell?: boolean } = {}): RemoteCommand {
+export function remoteCommandFor(argv: string[], options: { shell?: boolean; pidFile?: string } = {}): RemoteCommand {
   const script = options.shell || (argv.length === 1 && shellSyntax.test(argv[0])) || argv.some((arg) => controlOperators.has(arg))
-  const run = (words: string[]) => `exec bash -lc ${shellQuote(groupRunner)} bash ${words.map(shellQuote).join(' ')}`
+  const run = (words: string[]) => `exec bash -lc ${shellQuote(groupRunner)} bash ${[options.pidFile ?? '/dev/null', ...words].map(shellQuote).join(' ')}`
   if (script) {
     const text = argv.length === 1 ? argv[0] : argv.map((arg) => (controlOperators.has(arg) ? arg : shellQuote(arg))).join(' ')
     return { command: run(['bash', '-c', text]), viaShell: true }
   }
   return { command: run(argv), viaShell: false }
+}
+
+/** Signals the process group a runner recorded in `pidFile` (no-op once it finished). */
+export function signalGroupCommand(pidFile: string, signal: 'INT' | 'TERM' | 'KILL'): string {
+  // No `--`: dash, a common login shell, rejects it.
+  return `pf=${shellQuote(pidFile)}; [ -s "$pf" ] && kill -${signal} -"$(cat "$pf")" 2>/dev/null; true`
 }
 
 /** The local environment variables `env.allow` names: exact names or `PREFIX*`. */
