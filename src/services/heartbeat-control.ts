@@ -119,6 +119,9 @@ export async function heartbeatCommand(context: { config: Config }, idOrSlug: st
     if (error instanceof BrokerError && error.status === 404) {
       throw new CrabboxError(`no lease ${idOrSlug}`, { exit: 'notFound', code: 'not_found', hint: '`crabbox list` shows your active leases.' })
     }
+    if (error instanceof BrokerError && error.errorCode === 'lease_not_active') {
+      throw new CrabboxError(error.message, { exit: 'notFound', code: 'lease_not_active', hint: 'A released or expired lease stays gone; start a new one with `crabbox warmup`.' })
+    }
     throw error
   }
 }

@@ -181,5 +181,10 @@ describe('crabbox attach', () => {
     } finally {
       await runCli(['stop', lease.id], { home, env: cliEnv() })
     }
+    // A released lease is not revived by a heartbeat.
+    const late = await runCli(['heartbeat', '--id', lease.id], { home, env: cliEnv() })
+    expect(late.code).toBe(4)
+    expect(late.stderr).toContain('crabbox warmup')
+    expect((await api('GET', `/v1/leases/${lease.id}`)).lease.state).toBe('released')
   })
 })
