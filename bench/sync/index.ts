@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { defaultConfig } from '../../src/config/schema.js'
-import { syncWorkdir } from '../../src/services/sync/index.js'
+import { buildManifest, formatBytes, syncWorkdir } from '../../src/services/sync/index.js'
 import { cacheDir } from '../../src/services/sync/hash-cache.js'
 import { openSession } from '../../src/transport/ssh/index.js'
 import { createProgress } from '../../src/ui/progress.js'
@@ -36,7 +36,7 @@ Object.assign(process.env, { XDG_STATE_HOME: join(home, 'state'), XDG_CONFIG_HOM
 /** Source-like text: words from a small vocabulary, so it compresses roughly like code. */
 function generateRepo(root: string): void {
   let seed = 42
-  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff)
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x7fffffff)
   const words = Array.from({ length: 4096 }, (_, i) => `${['const', 'let', 'fn', 'x', 'value', 'result', 'await', 'return'][i % 8]}${Math.floor(rand() * 1e6).toString(36)}`)
   const avg = Math.floor((MB * 1024 * 1024) / FILES)
   for (let i = 0; i < FILES; i++) {
@@ -72,7 +72,7 @@ function time(command: string, args: string[]): Promise<number> {
 
 async function main() {
   // The generated repo is kept between bench runs (it takes a while to write).
-  const repo = join(tmpdir(), `crabbox-bench-sync-repo-${FILES}-${MB}`)
+  const repo = join(tmpdir(), `crabbox-bench-sync-repo-v2-${FILES}-${MB}`)
   if (!existsSync(join(repo, '.git', 'crabbox-bench-ready'))) {
     rmSync(repo, { recursive: true, force: true })
     process.stderr.write(`generating ${FILES} files / ~${MB} MB in ${repo} ...\n`)
@@ -84,7 +84,14 @@ async function main() {
   const proxy = await tcpProxy({ host: host.address, port: host.ports[0] }, { delayMs: RTT / 2 })
   const control = join(home, 'cm.sock')
   const ssh = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-i', host.privateKeyPath, '-p', String(proxy.port), '-o', `ControlPath=${control}`]
-  const master = spawn('ssh', [...ssh, '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', '-N', `${host.user}@${proxy.host}`], { stdio: 'ignore' })
+  let masterLog = ''
+  const startMaster = () => {
+    const child = spawn('ssh', [...ssh, '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', '-o', 'ServerAliveInterval=15', '-N', `${host.user}@${proxy.host}`], { stdio: ['ignore', 'ignore', 'pipe'] })
+    child.stderr.on('data', (d) => (masterLog += d))
+    return child
+  }
+  let master = startMaster()
+  let rsyncRetries = 0
   const session = await openSession(
     { host: proxy.host, port: proxy.port, fallbackPorts: [], user: host.user, privateKeyPath: host.privateKeyPath, knownHostsPath: join(home, 'known_hosts') },
     { useAgent: false },
@@ -92,7 +99,22 @@ async function main() {
   const config = { ...defaultConfig().sync, gitSeed: false }
   const progress = createProgress({ quiet: true })
   let n = 0
-  const rsync = (dest: string) => time('rsync', ['-az', '--delete', '--exclude', '.git', '-e', `ssh ${ssh.join(' ')}`, `${repo}/`, `${host.user}@${proxy.host}:${dest}/`])
+  const rsyncOnce = (dest: string) => time('rsync', ['-az', '--delete', '--exclude', '.git', '-e', `ssh ${ssh.join(' ')}`, `${repo}/`, `${host.user}@${proxy.host}:${dest}/`])
+  // On this loaded machine an rsync run occasionally loses its connection; such a run is
+  // retried (and counted) rather than ending the bench, with the master restarted if it died.
+  const rsync = async (dest: string) => {
+    try {
+      return await rsyncOnce(dest)
+    } catch (error) {
+      rsyncRetries++
+      process.stderr.write(`rsync failed (${(error as Error).message.split('\n')[0]}); master ${master.exitCode === null ? 'alive' : `exited ${master.exitCode}: ${masterLog.trim()}`}; retrying\n`)
+      if (master.exitCode !== null) {
+        master = startMaster()
+        await time('ssh', [...ssh, `${host.user}@${proxy.host}`, 'true'])
+      }
+      return rsyncOnce(dest)
+    }
+  }
   const crabbox = async (dest: string) => {
     const started = performance.now()
     const result = await syncWorkdir({ repoRoot: repo, workdir: dest, config, session, progress, env: {} })
@@ -138,7 +160,8 @@ async function main() {
     results.push({ scenario: 'one-file', rsync: median(one.rsync), crabbox: median(one.crabbox) })
 
     const targets: Record<string, number> = { cold: 1.0, 'no-change': 0.5, 'one-file': 0.7 }
-    console.log(`sync bench: ${FILES} files, ~${MB} MB, ${RTT} ms RTT; medians (cold: ${coldRuns} runs, others: ${RUNS})`)
+    const { files, bytes } = await buildManifest(repo, config)
+    console.log(`sync bench: ${files} files, ${formatBytes(bytes)}, ${RTT} ms RTT; medians (cold: ${coldRuns} runs, others: ${RUNS})${rsyncRetries ? `; ${rsyncRetries} rsync run(s) retried` : ''}`)
     console.log('scenario     rsync -az   crabbox   ratio   target')
     for (const r of results) {
       const ratio = r.crabbox / r.rsync

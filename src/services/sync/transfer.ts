@@ -1,7 +1,8 @@
 import { createReadStream, lstatSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Readable, pipeline } from 'node:stream'
-import { createGzip, constants as zlib } from 'node:zlib'
+import { Readable, Transform, type TransformCallback } from 'node:stream'
+import { promisify } from 'node:util'
+import { gzip, constants as zlib } from 'node:zlib'
 import tar from 'tar-stream'
 import { createHash } from 'node:crypto'
 import { hashLink } from './hash-cache.js'
@@ -91,8 +92,72 @@ export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: 
   done.catch((error) => pack.destroy(error))
   // Node streams around the streamx pack: destroying the returned stream tears down the whole chain.
   const source = Readable.from(pack)
-  const stream = options.gzip ? pipeline(source, createGzip({ level: zlib.Z_BEST_SPEED }), () => {}) : source
+  const stream = options.gzip ? new ParallelGzip() : new Coalesce()
+  source.on('error', (error) => stream.destroy(error)).pipe(stream)
+  // Tearing the stream down early (a failed exec) stops the reader; the cause is reported through `done` and the exec.
+  stream.on('close', () => source.destroy())
+  stream.on('error', () => {})
   return { stream, done }
+}
+
+const BLOCK = 1024 * 1024
+
+/** Joins tar-stream's many small chunks (512-byte headers, small files) into 1 MiB writes. */
+class Coalesce extends Transform {
+  private parts: Buffer[] = []
+  private length = 0
+  protected takeBlocks(all: boolean): Buffer[] {
+    const out: Buffer[] = []
+    if (this.length >= BLOCK || (all && this.length > 0)) {
+      out.push(Buffer.concat(this.parts, this.length))
+      this.parts = []
+      this.length = 0
+    }
+    return out
+  }
+  protected add(chunk: Buffer): void {
+    this.parts.push(chunk)
+    this.length += chunk.length
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.add(chunk)
+    for (const block of this.takeBlocks(false)) this.push(block)
+    callback()
+  }
+  override _flush(callback: TransformCallback): void {
+    for (const block of this.takeBlocks(true)) this.push(block)
+    callback()
+  }
+}
+
+const gzipBlock = promisify(gzip)
+
+/**
+ * Gzip on every core: each 1 MiB block becomes its own gzip member, compressed
+ * on the libuv pool, emitted in order. Concatenated members are one valid gzip
+ * stream for the runner's `tar -xz`.
+ */
+class ParallelGzip extends Coalesce {
+  private readonly inFlight: Promise<Buffer>[] = []
+  private async drainTo(limit: number): Promise<void> {
+    while (this.inFlight.length > limit) this.push(await this.inFlight.shift()!)
+  }
+  private start(blocks: Buffer[]): void {
+    for (const block of blocks) {
+      const job = gzipBlock(block, { level: zlib.Z_BEST_SPEED })
+      job.catch(() => {}) // surfaced when awaited in order
+      this.inFlight.push(job)
+    }
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.add(chunk)
+    this.start(this.takeBlocks(false))
+    this.drainTo(3).then(() => callback(), callback)
+  }
+  override _flush(callback: TransformCallback): void {
+    this.start(this.takeBlocks(true))
+    this.drainTo(0).then(() => callback(), callback)
+  }
 }
 
 const changed = (path: string, cause: unknown) =>
