@@ -3,7 +3,6 @@ import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, 
 import { userInfo } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import ssh2 from 'ssh2'
 import { CrabboxError } from '../../errors.js'
 import { allocateSlug } from '../../services/lease-id.js'
 import type { AcquireRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
@@ -111,6 +110,8 @@ export const localProvider: DirectProvider = {
     const dir = localLeaseDir(request.leaseId)
     const workRoot = join(dir, 'work')
     mkdirSync(workRoot, { recursive: true, mode: 0o700 })
+    // ssh2 costs ~50 ms to load: only a new lease needs it here.
+    const { default: ssh2 } = await import('ssh2')
     const hostKey = ssh2.utils.generateKeyPairSync('ed25519')
     writeFileSync(join(dir, 'host_key'), hostKey.private, { mode: 0o600 })
     writeFileSync(

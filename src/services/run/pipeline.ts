@@ -9,7 +9,6 @@ import type { SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { findRepoRoot } from '../sync/manifest.js'
 import { leaseBackend } from '../lease.js'
-import { startHeartbeat } from '../heartbeat-control.js'
 import { noHeartbeat, type Heartbeater } from './heartbeat.js'
 import { closeQuietly, interruptedError, interruptOnSignals, obtainLease, releaseQuietly, type LeaseInHand } from './lifecycle.js'
 import { brokerNotice, nullRecorder, startRecorder, type Recorder } from './recorder.js'
@@ -74,7 +73,11 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
   try {
     held = await obtainLease(backend, { id: flags.id, keep: flags.keep, signal: interrupt.signal, progress, recorder })
     const { lease } = held
-    if (backend.broker) heartbeat = startHeartbeat(backend.broker, lease, notice)
+    if (backend.broker) {
+      // The control channel (WebSocket client) is ~100 ms to load: only broker runs need it.
+      const { startHeartbeat } = await import('../heartbeat-control.js')
+      heartbeat = startHeartbeat(backend.broker, lease, notice)
+    }
     const workdir = workdirFor(lease.workRoot, lease.id, repoRoot)
     session = await openSession(lease.ssh, { progress })
     if (interrupt.signal.aborted) throw interruptedError()

@@ -1,7 +1,7 @@
 import type { Lease } from '../../providers/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { waitForReady } from '../readiness.js'
-import { syncWorkdir, type SyncOptions } from '../sync/index.js'
+import type { SyncOptions } from '../sync/index.js'
 import type { SyncPhase } from './timing.js'
 
 const BOOTSTRAP_TIMEOUT_MS = 20 * 60_000
@@ -20,6 +20,8 @@ export interface SyncOutcome {
 }
 
 export async function syncStep(options: SyncOptions): Promise<SyncOutcome> {
+  // Loaded on demand: `--no-sync` runs should not pay for the sync engine's start-up.
+  const { syncWorkdir } = await import('../sync/index.js')
   const result = await syncWorkdir(options)
   return { skipped: result.skipped, phases: result.phases, ms: Math.round(result.totalMs) }
 }

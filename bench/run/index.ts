@@ -1,0 +1,103 @@
+// `npm run bench -- run [--runs N]`: a warm `crabbox run --id X` (agent holding the connection)
+// at 50 ms round-trip time, with --no-sync and with an unchanged 20k-file checkout, against a
+// fresh OpenSSH `ssh host true` and an OpenSSH ControlMaster client, all through one TCP proxy.
+import { spawn, spawnSync } from 'node:child_process'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { cliHome, repoRoot } from '../../test/support/cli.js'
+import { sshHost } from '../../test/support/ssh-host.js'
+import { tcpProxy } from '../../test/support/tcp-proxy.js'
+
+const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 15
+const files = Number(process.argv[process.argv.indexOf('--files') + 1]) || 20_000
+// Measure the build users get (dist + oclif manifest) from a private snapshot: others rebuild
+// the shared dist/ while we measure.
+const scratch = mkdtempSync(join(tmpdir(), 'crabbox-bench-run-'))
+const snapshot = join(scratch, 'crabbox')
+mkdirSync(snapshot)
+for (const entry of ['bin', 'package.json']) cpSync(join(repoRoot, entry), join(snapshot, entry), { recursive: true })
+symlinkSync(join(repoRoot, 'node_modules'), join(snapshot, 'node_modules'))
+process.stderr.write('building a snapshot (tsc, oclif manifest) ...\n')
+spawnSync(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', join(snapshot, 'dist')], { cwd: repoRoot, stdio: 'ignore' })
+spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], { cwd: snapshot, stdio: 'ignore' })
+if (!existsSync(join(snapshot, 'dist', 'commands', 'run.js'))) {
+  process.stderr.write('could not build the CLI snapshot\n')
+  process.exit(1)
+}
+const cli = join(snapshot, 'bin', 'run.js')
+
+// The checkout: `files` small files in 200 folders, committed.
+process.stderr.write(`creating a ${files}-file git checkout ...\n`)
+const repo = join(scratch, 'repo')
+for (let i = 0; i < files; i++) {
+  const dir = join(repo, `d${i % 200}`)
+  if (i < 200) mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, `f${i}.txt`), `file ${i}\n`)
+}
+for (const args of [['init', '-q'], ['add', '.'], ['-c', 'user.email=b@example.com', '-c', 'user.name=b', 'commit', '-qm', 'bench']]) {
+  spawnSync('git', args, { cwd: repo, stdio: 'ignore' })
+}
+
+const host = await sshHost({ ports: [22] })
+const proxy = await tcpProxy({ host: host.address, port: 22 })
+const home = cliHome()
+const control = join(scratch, 'ctl')
+const env: NodeJS.ProcessEnv = {
+  ...process.env,
+  ...home.env,
+  CRABBOX_PROVIDER: 'ssh',
+  CRABBOX_STATIC_HOST: proxy.host,
+  CRABBOX_STATIC_PORT: String(proxy.port),
+  CRABBOX_STATIC_USER: host.user,
+  CRABBOX_STATIC_WORK_ROOT: `${host.home}/work`,
+  CRABBOX_SSH_KEY: host.privateKeyPath,
+}
+delete env.NODE_EXTRA_CA_CERTS // adds ~115 ms to every Node start here
+// The proxy lives in this process, so children run asynchronously (never *Sync) or it stalls.
+function run(args: string[], options: { capture?: boolean; cwd?: string } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(args[0], args.slice(1), { env, cwd: options.cwd ?? scratch, stdio: ['ignore', options.capture ? 'pipe' : 'inherit', 'inherit'] })
+    let out = ''
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d))
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(' ')} exited ${code}`))))
+  })
+}
+const q = (args: string[]) => args.map((a) => (/^[\w@%+=:,./~-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')
+
+try {
+  const lease = JSON.parse(await run([process.execPath, cli, 'warmup', '--json'], { capture: true })) as { id: string }
+  const crabbox = (...extra: string[]) => [process.execPath, cli, 'run', '--id', lease.id, ...extra, '--', 'true']
+  // First sync of the big checkout is not what we measure: do it without delay.
+  await run(crabbox(), { cwd: repo })
+  const ssh = ['ssh', '-i', host.privateKeyPath, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-p', String(proxy.port)]
+  const target = `${host.user}@${proxy.host}`
+  await run([...ssh, '-o', 'ControlMaster=yes', '-o', `ControlPath=${control}`, '-o', 'ControlPersist=yes', '-f', '-N', target])
+
+  proxy.setDelay(25) // 50 ms round trip
+  const commands = {
+    'crabbox run --id X --no-sync -- true': `cd ${q([repo])} && ${q(crabbox('--no-sync'))}`,
+    'crabbox run --id X -- true (unchanged 20k files)': `cd ${q([repo])} && ${q(crabbox())}`,
+    'ssh host true (fresh OpenSSH login)': q([...ssh, '-o', 'ControlPath=none', target, 'true']),
+    'ssh host true (ControlMaster live)': q([...ssh, '-o', `ControlPath=${control}`, target, 'true']),
+  }
+  const json = join(scratch, 'run.json')
+  await run(['hyperfine', '-N', '--warmup', '2', '--runs', String(runs), '--export-json', json, ...Object.entries(commands).flatMap(([name, cmd]) => ['-n', name, `bash -c ${q([cmd])}`])])
+  const parsed = JSON.parse(readFileSync(json, 'utf8')) as { results: Array<{ command: string; median: number }> }
+  const r = Object.fromEntries(parsed.results.map((x) => [x.command, x.median * 1000]))
+  const [noSync, synced, fresh, master] = Object.keys(commands)
+  const lines = ['', '| At 50 ms RTT | median | / fresh ssh | / ControlMaster |', '|---|---|---|---|']
+  for (const name of [noSync, synced, fresh, master]) lines.push(`| ${name} | ${r[name].toFixed(0)} ms | ${(r[name] / r[fresh]).toFixed(2)}× | ${(r[name] / r[master]).toFixed(2)}× |`)
+  lines.push('', `medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; targets: ≤ 0.60× fresh ssh, ≤ 2.00× ControlMaster`)
+  process.stdout.write(`${lines.join('\n')}\n`)
+} finally {
+  proxy.setDelay(0)
+  await run(['ssh', '-o', `ControlPath=${control}`, '-O', 'exit', 'x'], { capture: true }).catch(() => {})
+  await run([process.execPath, cli, 'stop', 'static_' + proxy.host.replace(/\./g, '_')], { capture: true }).catch(() => {})
+  await run([process.execPath, cli, 'agent', 'stop'], { capture: true }).catch(() => {})
+  await proxy.close()
+  await host.stop()
+  rmSync(scratch, { recursive: true, force: true })
+  rmSync(home.dir, { recursive: true, force: true })
+}

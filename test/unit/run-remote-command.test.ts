@@ -1,0 +1,45 @@
+import { execFileSync, spawnSync } from 'node:child_process'
+import { describe, expect, it } from 'vitest'
+import { forwardedEnv, remoteCommandFor } from '../../src/services/run/remote-command.js'
+
+/** Runs the runner-side command line the way sshd would: through `sh -c`. */
+const onRunner = (command: string) => spawnSync('sh', ['-c', command], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/nonexistent' } })
+
+describe('remote command quoting', () => {
+  it('delivers every argument exactly as typed, spaces, quotes and globs included', () => {
+    const argv = ['printf', '[%s]', "it's", 'two  spaces', '$HOME', '*', '"q"', '', 'a\nb']
+    const { command, viaShell } = remoteCommandFor(argv)
+    expect(viaShell).toBe(false)
+    expect(onRunner(command).stdout).toBe("[it's][two  spaces][$HOME][*][\"q\"][][a\nb]")
+  })
+
+  it('passes the exit code through', () => {
+    expect(onRunner(remoteCommandFor(['sh', '-c', 'exit 7']).command).status).toBe(7)
+  })
+
+  it('runs a single argument with shell syntax, --shell, or standalone operators as a bash script', () => {
+    const single = remoteCommandFor(['echo a && echo b | tr b c'])
+    expect(single.viaShell).toBe(true)
+    expect(onRunner(single.command).stdout).toBe('a\nc\n')
+    const operators = remoteCommandFor(['echo', 'x y', '&&', 'echo', 'z'])
+    expect(operators.viaShell).toBe(true)
+    expect(onRunner(operators.command).stdout).toBe('x y\nz\n')
+    expect(remoteCommandFor(['echo', '$0'], { shell: true }).viaShell).toBe(true)
+    expect(remoteCommandFor(['uname', '-a']).viaShell).toBe(false)
+  })
+
+  it('records the process group in the pid file while the command runs and removes it after', () => {
+    const pidFile = `/tmp/crabbox-unit-${process.pid}.pid`
+    const result = onRunner(remoteCommandFor(['sh', '-c', `cat ${pidFile}`], { pidFile }).command)
+    expect(result.stdout).toMatch(/^\d+\n$/)
+    expect(() => execFileSync('test', ['-e', pidFile])).toThrow()
+  })
+})
+
+describe('env.allow forwarding', () => {
+  it('forwards exact names and PREFIX* matches only', () => {
+    const env = { CI: '1', NODE_OPTIONS: '--x', APP_A: 'a', APP_B: 'b', APPLE: 'no', SECRET: 's' }
+    expect(forwardedEnv(['CI', 'APP_*'], env)).toEqual({ CI: '1', APP_A: 'a', APP_B: 'b' })
+    expect(forwardedEnv([], env)).toEqual({})
+  })
+})
