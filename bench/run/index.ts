@@ -84,12 +84,25 @@ try {
   }
   const json = join(scratch, 'run.json')
   await run(['hyperfine', '-N', '--warmup', '2', '--runs', String(runs), '--export-json', json, ...Object.entries(commands).flatMap(([name, cmd]) => ['-n', name, `bash -c ${q([cmd])}`])])
+  // Inside the CLI: how much of a warm run is the pipeline itself (the rest is Node + oclif start-up).
+  const timings = []
+  for (let i = 0; i < 5; i++) {
+    const stderr = await new Promise<string>((resolve) => {
+      const child = spawn(process.execPath, crabbox('--no-sync', '--timing-json'), { env, cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] })
+      let err = ''
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
+      child.on('close', () => resolve(err))
+    })
+    timings.push(JSON.parse(stderr.trim().split('\n').at(-1)!) as { totalMs: number; commandMs: number })
+  }
+  const mid = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]
   const parsed = JSON.parse(readFileSync(json, 'utf8')) as { results: Array<{ command: string; median: number }> }
   const r = Object.fromEntries(parsed.results.map((x) => [x.command, x.median * 1000]))
   const [noSync, synced, fresh, master] = Object.keys(commands)
   const lines = ['', '| At 50 ms RTT | median | / fresh ssh | / ControlMaster |', '|---|---|---|---|']
   for (const name of [noSync, synced, fresh, master]) lines.push(`| ${name} | ${r[name].toFixed(0)} ms | ${(r[name] / r[fresh]).toFixed(2)}× | ${(r[name] / r[master]).toFixed(2)}× |`)
-  lines.push('', `medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; targets: ≤ 0.60× fresh ssh, ≤ 2.00× ControlMaster`)
+  lines.push('', `inside the CLI (--timing-json, --no-sync): total ${mid(timings.map((t) => t.totalMs))} ms, of which the remote command ${mid(timings.map((t) => t.commandMs))} ms`)
+  lines.push(`medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; targets: ≤ 0.60× fresh ssh, ≤ 2.00× ControlMaster`)
   process.stdout.write(`${lines.join('\n')}\n`)
 } finally {
   proxy.setDelay(0)

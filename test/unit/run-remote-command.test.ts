@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
+import { statSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { forwardedEnv, remoteCommandFor } from '../../src/services/run/remote-command.js'
 
@@ -13,8 +14,9 @@ describe('remote command quoting', () => {
     expect(onRunner(command).stdout).toBe("[it's][two  spaces][$HOME][*][\"q\"][][a\nb]")
   })
 
-  it('passes the exit code through', () => {
+  it('passes the exit code through, and without a pid file touches no file', () => {
     expect(onRunner(remoteCommandFor(['sh', '-c', 'exit 7']).command).status).toBe(7)
+    expect(statSync('/dev/null').isCharacterDevice()).toBe(true)
   })
 
   it('runs a single argument with shell syntax, --shell, or standalone operators as a bash script', () => {

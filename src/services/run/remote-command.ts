@@ -28,9 +28,9 @@ const groupRunner = [
   '"$@" &',
   'pid=$!',
   'set +m', // the group is made; no job-control chatter on the command's stderr
-  'echo $pid > "$pf" 2>/dev/null',
+  '[ -z "$pf" ] || echo $pid > "$pf"',
   'while :; do wait $pid; st=$?; kill -0 $pid 2>/dev/null || break; done',
-  'rm -f "$pf"',
+  '[ -z "$pf" ] || rm -f "$pf"',
   'exit $st',
 ].join('\n')
 
@@ -42,7 +42,7 @@ const groupRunner = [
  */
 export function remoteCommandFor(argv: string[], options: { shell?: boolean; pidFile?: string } = {}): RemoteCommand {
   const script = options.shell || (argv.length === 1 && shellSyntax.test(argv[0])) || argv.some((arg) => controlOperators.has(arg))
-  const run = (words: string[]) => `exec bash -lc ${shellQuote(groupRunner)} bash ${[options.pidFile ?? '/dev/null', ...words].map(shellQuote).join(' ')}`
+  const run = (words: string[]) => `exec bash -lc ${shellQuote(groupRunner)} bash ${[options.pidFile ?? '', ...words].map(shellQuote).join(' ')}`
   if (script) {
     const text = argv.length === 1 ? argv[0] : argv.map((arg) => (controlOperators.has(arg) ? arg : shellQuote(arg))).join(' ')
     return { command: run(['bash', '-c', text]), viaShell: true }
