@@ -85,15 +85,24 @@ try {
   const json = join(scratch, 'run.json')
   await run(['hyperfine', '-N', '--warmup', '2', '--runs', String(runs), '--export-json', json, ...Object.entries(commands).flatMap(([name, cmd]) => ['-n', name, `bash -c ${q([cmd])}`])])
   // Inside the CLI: how much of a warm run is the pipeline itself (the rest is Node + oclif start-up).
-  const timings = []
-  for (let i = 0; i < 5; i++) {
+  type Timing = { totalMs: number; commandMs: number; syncMs: number; syncPhases: { name: string; ms: number }[] }
+  const timings: Timing[] = []
+  const syncedTimings: Timing[] = []
+  for (let i = 0; i < 10; i++) {
+    const synced = i >= 5
     const stderr = await new Promise<string>((resolve) => {
-      const child = spawn(process.execPath, crabbox('--no-sync', '--timing-json'), { env, cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] })
+      const [node, ...args] = synced ? crabbox('--timing-json') : crabbox('--no-sync', '--timing-json')
+      const child = spawn(node, args, { env, cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] })
       let err = ''
       child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
       child.on('close', () => resolve(err))
     })
-    timings.push(JSON.parse(stderr.trim().split('\n').at(-1)!) as { totalMs: number; commandMs: number })
+    try {
+      const timing = JSON.parse(stderr.trim().split('\n').at(-1)!) as Timing
+      ;(synced ? syncedTimings : timings).push(timing)
+    } catch {
+      process.stderr.write(`timing run failed:\n${stderr}\n`)
+    }
   }
   const mid = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]
   const parsed = JSON.parse(readFileSync(json, 'utf8')) as { results: Array<{ command: string; median: number }> }
@@ -102,6 +111,8 @@ try {
   const lines = ['', '| At 50 ms RTT | median | / fresh ssh | / ControlMaster |', '|---|---|---|---|']
   for (const name of [noSync, synced, fresh, master]) lines.push(`| ${name} | ${r[name].toFixed(0)} ms | ${(r[name] / r[fresh]).toFixed(2)}× | ${(r[name] / r[master]).toFixed(2)}× |`)
   lines.push('', `inside the CLI (--timing-json, --no-sync): total ${mid(timings.map((t) => t.totalMs))} ms, of which the remote command ${mid(timings.map((t) => t.commandMs))} ms`)
+  const last = syncedTimings.at(-1)
+  if (last) lines.push(`inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`)
   lines.push(`medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; targets: ≤ 0.60× fresh ssh, ≤ 2.00× ControlMaster`)
   process.stdout.write(`${lines.join('\n')}\n`)
 } finally {
