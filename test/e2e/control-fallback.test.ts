@@ -16,11 +16,13 @@ const token = 'e2e-fallback-token'
 const owner = 'fallback@example.com'
 let broker: BrokerHandle
 let proxy: OldBrokerProxy
+/** A second, older broker in front of the same one, so socket and HTTP runs can go side by side. */
+let oldProxy: OldBrokerProxy
 let host: SshHost
 let home: CliHome
 
-const cliEnv = () => ({
-  CRABBOX_COORDINATOR: proxy.url,
+const cliEnv = (via: OldBrokerProxy = proxy) => ({
+  CRABBOX_COORDINATOR: via.url,
   CRABBOX_COORDINATOR_TOKEN: token,
   CRABBOX_OWNER: owner,
   CRABBOX_PROVIDER: 'static',
@@ -64,24 +66,29 @@ beforeAll(async () => {
   broker = await startBroker({
     env: {
       CRABBOX_SHARED_TOKEN: token,
-      CRABBOX_STATIC_POOL: JSON.stringify([{ name: 'e2e-fallback', host: host.address, port: host.ports[0], user: host.user, workRoot: `${host.home}/work` }]),
+      // One sshd host, listed twice: two leases at a time.
+      CRABBOX_STATIC_POOL: JSON.stringify(
+        ['e2e-fallback-a', 'e2e-fallback-b'].map((name) => ({ name, host: host.address, port: host.ports[0], user: host.user, workRoot: `${host.home}/work` })),
+      ),
     },
   })
-  proxy = await oldBrokerProxy(broker.url)
+  proxy = await oldBrokerProxy(broker.url, { control: true })
+  oldProxy = await oldBrokerProxy(broker.url, { control: false })
   home = cliHome()
 })
 
 afterAll(async () => {
   await proxy?.close()
+  await oldProxy?.close()
   await broker?.stop()
   await host?.stop()
   if (home) rmSync(home.dir, { recursive: true, force: true })
 })
 
 /** Attaches through the proxy to a run fed over the broker's HTTP API; returns what attach printed. */
-async function attachLive(): Promise<{ runId: string; stdout: string; code: number | null }> {
+async function attachLive(via: OldBrokerProxy): Promise<{ runId: string; stdout: string; code: number | null }> {
   const { run } = await api('POST', '/v1/runs', { command: ['live'] })
-  const attach = collect(spawnCli(['attach', run.id, '--poll', '200ms'], { home, env: cliEnv() }))
+  const attach = collect(spawnCli(['attach', run.id, '--poll', '200ms'], { home, env: cliEnv(via) }))
   for (let i = 1; i <= 3; i++) await api('POST', `/v1/runs/${run.id}/events`, { type: 'stdout', stream: 'stdout', data: `early ${i}\n` })
   await until('the early lines', () => (attach.stdout().includes('early 3\n') ? true : undefined))
   for (let i = 1; i <= 3; i++) await api('POST', `/v1/runs/${run.id}/events`, { type: 'stdout', stream: 'stdout', data: `late ${i}\n` })
@@ -92,17 +99,15 @@ async function attachLive(): Promise<{ runId: string; stdout: string; code: numb
 
 describe('control channel fallback', () => {
   it('attach against an older broker (no /v1/control) follows the run over HTTP polling; with the socket it never polls', async () => {
-    proxy.control(false)
-    proxy.reset()
-    const old = await attachLive()
+    oldProxy.reset()
+    const old = await attachLive(oldProxy)
     expect(old.code).toBe(0)
     expect(old.stdout).toBe('early 1\nearly 2\nearly 3\nlate 1\nlate 2\nlate 3\n')
-    expect(proxy.count('GET /v1/control')).toBeGreaterThanOrEqual(1)
-    expect(proxy.count('GET /v1/runs/{id}/events')).toBeGreaterThanOrEqual(1)
+    expect(oldProxy.count('GET /v1/control')).toBeGreaterThanOrEqual(1)
+    expect(oldProxy.count('GET /v1/runs/{id}/events')).toBeGreaterThanOrEqual(1)
 
-    proxy.control(true)
     proxy.reset()
-    const current = await attachLive()
+    const current = await attachLive(proxy)
     expect(current.code).toBe(0)
     expect(current.stdout).toBe('early 1\nearly 2\nearly 3\nlate 1\nlate 2\nlate 3\n')
     expect(proxy.count('GET /v1/control')).toBe(1)
@@ -110,46 +115,68 @@ describe('control channel fallback', () => {
   })
 
   /**
-   * A run whose command outlives the lease's 12 s idle timeout: it survives only if
+   * A command that outlives the lease's 12 s idle timeout: the lease survives only if
    * heartbeats arrive (every 5 s), and the proxy shows which way they travelled.
    */
-  async function heartbeatRun(): Promise<{ leaseId: string; touchedLate: boolean; lastState: string; code: number | null }> {
-    const run = collect(spawnCli(['run', '--no-sync', '--idle-timeout', '12s', '--', 'sh', '-c', 'sleep 16; echo survived'], { home, env: cliEnv() }))
-    const leaseId = await until('the lease', () => /leased (cbx_[0-9a-f]{12})/.exec(run.stderr())?.[1])
+  async function outliveIdle(
+    args: string[],
+    leaseOf: (stderr: string) => string | undefined,
+    via = proxy,
+  ): Promise<{ touchedLate: boolean; lastState: string; code: number | null }> {
+    const child = collect(spawnCli(args, { home, env: cliEnv(via) }))
+    const leaseId = await until('the lease', () => leaseOf(child.stderr()))
     let touchedLate = false
     let lastState = ''
     const created = Date.parse((await api('GET', `/v1/leases/${leaseId}`)).lease.createdAt)
+    let exited = false
+    void child.done.then(() => (exited = true))
     const watch = (async () => {
-      while (!run.stdout().includes('survived')) {
+      while (!exited && !child.stdout().includes('survived')) {
         const { lease } = await api('GET', `/v1/leases/${leaseId}`)
         lastState = lease.state
         if (lease.state === 'active' && Date.parse(lease.lastTouchedAt) - created >= 4000) touchedLate = true
         await new Promise((r) => setTimeout(r, 500))
       }
     })()
-    const code = await run.done
+    const code = await child.done
     await watch
-    expect(run.stdout()).toBe('survived\n')
-    return { leaseId, touchedLate, lastState, code }
+    expect(child.stdout(), child.stderr()).toBe('survived\n')
+    return { touchedLate, lastState, code }
   }
+  const heartbeatRun = (via: OldBrokerProxy) =>
+    outliveIdle(['run', '--no-sync', '--idle-timeout', '12s', '--', 'sh', '-c', 'sleep 16; echo survived'], (stderr) => /leased (cbx_[0-9a-f]{12})/.exec(stderr)?.[1], via)
 
   it('heartbeats travel over the control socket when it is open (no HTTP heartbeat) and over HTTP when it is refused', async () => {
-    proxy.control(true)
     proxy.reset()
-    const socket = await heartbeatRun()
+    oldProxy.reset()
+    const [socket, http] = await Promise.all([heartbeatRun(proxy), heartbeatRun(oldProxy)])
     expect(socket.code).toBe(0)
     expect(socket.touchedLate).toBe(true)
     expect(socket.lastState).toBe('active')
     expect(proxy.count('POST /v1/leases/{id}/heartbeat')).toBe(0)
     expect(proxy.count('GET /v1/control')).toBe(1)
 
-    proxy.control(false)
-    proxy.reset()
-    const http = await heartbeatRun()
     expect(http.code).toBe(0)
     expect(http.touchedLate).toBe(true)
     expect(http.lastState).toBe('active')
-    expect(proxy.count('POST /v1/leases/{id}/heartbeat')).toBeGreaterThanOrEqual(3)
-    expect(proxy.count('GET /v1/control')).toBeGreaterThanOrEqual(1)
+    expect(oldProxy.count('POST /v1/leases/{id}/heartbeat')).toBeGreaterThanOrEqual(3)
+    expect(oldProxy.count('GET /v1/control')).toBeGreaterThanOrEqual(1)
+  })
+
+  it('crabbox ssh --id heartbeats its lease over the control socket while the command runs', async () => {
+    const warm = collect(spawnCli(['warmup', '--json', '--idle-timeout', '12s'], { home, env: cliEnv() }))
+    expect(await warm.done).toBe(0)
+    const lease = JSON.parse(warm.stdout())
+    try {
+      proxy.reset()
+      const session = await outliveIdle(['ssh', '--id', lease.slug, '--', 'sleep 16; echo survived'], () => lease.id)
+      expect(session.code).toBe(0)
+      expect(session.touchedLate).toBe(true)
+      expect(session.lastState).toBe('active')
+      expect(proxy.count('POST /v1/leases/{id}/heartbeat')).toBe(0)
+      expect(proxy.count('GET /v1/control')).toBe(1)
+    } finally {
+      await api('POST', `/v1/leases/${lease.id}/release`, { delete: true })
+    }
   })
 })
