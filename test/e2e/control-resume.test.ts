@@ -198,4 +198,38 @@ describe('control socket', () => {
       await api('POST', `/v1/leases/${lease.id}/release`, { delete: true })
     }
   })
+
+  it('attach ignores 1,000 malformed frames arriving on its socket and keeps following over it', async () => {
+    const counting = await oldBrokerProxy(broker.url, { control: true })
+    const { run } = await api('POST', '/v1/runs', { command: ['garbage'] })
+    const follower = attach(counting.url, run.id)
+    try {
+      await post(run.id, 'one\n')
+      await until('the first line', () => follower.stdout() === 'one\n')
+      const garbage: (string | Buffer)[] = [
+        Buffer.from([0, 159, 146, 150]),
+        '{"type":"run_events"',
+        'null',
+        JSON.stringify({ type: 'mystery' }),
+        JSON.stringify({ type: 'run_events', runID: run.id, events: 'nope', nextSeq: 2 }),
+        JSON.stringify({ type: 'run_events', runID: run.id, events: [{ seq: 'two', type: 'stdout', data: 'forged\n' }], nextSeq: 2 }),
+        JSON.stringify({ type: 'run_events', runID: run.id, events: [{ runID: run.id, seq: 2, type: 'stdout', stream: 'nowhere', data: 'forged\n', createdAt: 'x' }], nextSeq: 2 }),
+        JSON.stringify({ type: 'heartbeat', leaseID: 42 }),
+        JSON.stringify({ type: 'error', code: 7 }),
+        'y'.repeat(100_000),
+      ]
+      counting.inject(Array.from({ length: 1000 }, (_, i) => garbage[i % garbage.length]))
+      await post(run.id, 'two\n')
+      await post(run.id, 'three\n')
+      await api('POST', `/v1/runs/${run.id}/finish`, { exitCode: 0 })
+      expect(await follower.done).toBe(0)
+    } finally {
+      follower.kill()
+      await counting.close()
+    }
+    expect(follower.stdout()).toBe('one\ntwo\nthree\n')
+    expect(follower.stderr()).not.toContain('control socket connecting')
+    expect(counting.count('GET /v1/control')).toBe(1)
+    expect(counting.count('GET /v1/runs/{id}/events')).toBe(0)
+  })
 })

@@ -18,6 +18,8 @@ export interface OldBrokerProxy {
   control(on: boolean): void
   /** Drops every spliced WebSocket connection (RST). */
   cutSockets(): void
+  /** Sends these as broker→client WebSocket frames (text for strings, binary for Buffers) on every spliced socket, between real frames. */
+  inject(frames: (string | Buffer)[]): void
   close(): Promise<void>
 }
 
@@ -29,6 +31,7 @@ export async function oldBrokerProxy(target: string, options: { control?: boolea
   let controlOn = options.control ?? false
   const counts = new Map<string, number>()
   const spliced = new Set<Socket>()
+  const injectors = new Set<(frames: Buffer[]) => void>()
   const note = (request: IncomingMessage) => {
     const route = routeOf(request.method ?? 'GET', request.url ?? '/')
     counts.set(route, (counts.get(route) ?? 0) + 1)
@@ -73,8 +76,33 @@ export async function oldBrokerProxy(target: string, options: { control?: boolea
     }
     broker.write(`${lines.join('\r\n')}\r\n\r\n`)
     if (head.length > 0) broker.write(head)
-    broker.pipe(client)
     client.pipe(broker)
+    // Broker→client: forward the 101 response, then whole frames only, so injected frames
+    // always land between two real ones.
+    let pending = Buffer.alloc(0)
+    let upgraded = false
+    broker.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk])
+      if (!upgraded) {
+        const end = pending.indexOf('\r\n\r\n')
+        if (end < 0) return
+        client.write(pending.subarray(0, end + 4))
+        pending = pending.subarray(end + 4)
+        upgraded = true
+      }
+      for (;;) {
+        const size = frameSize(pending)
+        if (size === undefined || pending.length < size) return
+        client.write(pending.subarray(0, size))
+        pending = pending.subarray(size)
+      }
+    })
+    broker.on('end', () => client.end())
+    const inject = (frames: Buffer[]) => {
+      if (upgraded) for (const frame of frames) client.write(frame)
+    }
+    injectors.add(inject)
+    client.on('close', () => injectors.delete(inject))
   })
 
   await new Promise<void>((resolve, reject) => {
@@ -91,6 +119,10 @@ export async function oldBrokerProxy(target: string, options: { control?: boolea
     control(on) {
       controlOn = on
     },
+    inject(frames) {
+      const encoded = frames.map((frame) => encodeFrame(frame))
+      for (const inject of injectors) inject(encoded)
+    },
     cutSockets() {
       for (const socket of [...spliced]) socket.resetAndDestroy()
     },
@@ -100,4 +132,32 @@ export async function oldBrokerProxy(target: string, options: { control?: boolea
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },
   }
+}
+
+/** Bytes of the unmasked frame at the start of `data`, or undefined while its header is incomplete. */
+function frameSize(data: Buffer): number | undefined {
+  if (data.length < 2) return undefined
+  const short = data[1] & 0x7f
+  if (short < 126) return 2 + short
+  if (short === 126) return data.length < 4 ? undefined : 4 + data.readUInt16BE(2)
+  return data.length < 10 ? undefined : 10 + Number(data.readBigUInt64BE(2))
+}
+
+/** One final, unmasked server frame: text for a string, binary for a Buffer. */
+function encodeFrame(payload: string | Buffer): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload) : payload
+  const opcode = typeof payload === 'string' ? 0x81 : 0x82
+  let header: Buffer
+  if (body.length < 126) header = Buffer.from([opcode, body.length])
+  else if (body.length < 65_536) {
+    header = Buffer.alloc(4)
+    header.writeUInt16BE(body.length, 2)
+    header[1] = 126
+  } else {
+    header = Buffer.alloc(10)
+    header.writeBigUInt64BE(BigInt(body.length), 2)
+    header[1] = 127
+  }
+  header[0] = opcode
+  return Buffer.concat([header, body])
 }
