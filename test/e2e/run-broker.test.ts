@@ -137,7 +137,7 @@ describe('crabbox run through the broker with a static pool', () => {
   })
 
   it('a CLI killed with SIGKILL leaves a lease that the broker expires at its idle timeout', async () => {
-    const child = spawnCli(['run', '--no-sync', '--idle-timeout', '3s', '--', 'sh', '-c', 'echo started; exec sleep 120'], { home, cwd: repo, env: cliEnv() })
+    const child = spawnCli(['run', '--no-sync', '--idle-timeout', '3s', '--', 'sh', '-c', 'echo started; exec sleep 30'], { home, cwd: repo, env: cliEnv() })
     let stderr = ''
     child.stderr!.on('data', (d) => (stderr += d))
     await stdoutShows(child, 'started')
