@@ -117,31 +117,39 @@ export async function attachRun(context: HistoryContext, runId: string, options:
     transports: [...transports],
   })
 
+  // A finished run is replayed over HTTP: one or two requests, no socket.
+  if (run.state !== 'running' && (await catchUp())) return result()
+
   const channel = openControlChannel(client)
   let notFound: string | undefined
-  let wakeOnChange!: () => void
-  let changed = new Promise<void>((resolve) => (wakeOnChange = resolve))
+  // Wakes the wait below: the socket opened or dropped, or the broker refused the subscription.
+  let kick!: () => void
+  let kicked = new Promise<void>((resolve) => (kick = resolve))
+  const wake = () => {
+    kick()
+    kicked = new Promise<void>((resolve) => (kick = resolve))
+  }
   const offChange = channel.onChange((state) => {
     options.debug?.(state === 'open' ? `control socket open; following ${runId} after seq ${last}` : `control socket ${state}`)
-    wakeOnChange()
-    changed = new Promise<void>((resolve) => (wakeOnChange = resolve))
+    wake()
   })
   const unsubscribe = channel.subscribe(runId, {
     lastSeq: () => last,
     onEvent: (event) => print(event, 'socket'),
-    onError: (_code, message) => (notFound = message),
+    onError: (_code, message) => {
+      notFound = message
+      wake()
+    },
   })
   try {
-    // A finished run is replayed over HTTP: one or two requests, no socket wait.
-    if (run.state !== 'running' && (await catchUp())) return result()
     let dialBudget = CONTROL_OPEN_BUDGET_MS
     while (finishedAt === undefined) {
       if (notFound !== undefined) throw new BrokerError(`run ${runId}: ${notFound}`, { status: 404, errorCode: 'not_found', exit: 'notFound', hint: 'crabbox history lists recent runs' })
       if (await channel.whenOpen(dialBudget)) {
         // Events arrive through the subscription; wake on finish, on a drop, or after silence.
         const before = last
-        await sleep(SOCKET_SILENCE_CHECK_MS, Promise.race([finished, changed]))
-        if (finishedAt !== undefined) break
+        await sleep(SOCKET_SILENCE_CHECK_MS, Promise.race([finished, kicked]))
+        if (finishedAt !== undefined || notFound !== undefined) continue
         if (last === before && channel.state === 'open' && (await tolerant(catchUp))) break
         // Dropped: give the reconnect its dial budget before polling.
         dialBudget = CONTROL_OPEN_BUDGET_MS
@@ -151,7 +159,7 @@ export async function attachRun(context: HistoryContext, runId: string, options:
       if (dialBudget > 0) options.debug?.(`polling ${runId} over HTTP every ${options.pollMs} ms after seq ${last}`)
       dialBudget = 0
       if (await tolerant(catchUp)) break
-      await sleep(options.pollMs, Promise.race([finished, changed]))
+      await sleep(options.pollMs, Promise.race([finished, kicked]))
     }
   } finally {
     unsubscribe()
