@@ -112,15 +112,27 @@ export async function sshCommand(context: CommandContext, flags: SshFlags, argv:
 
 type Session = Awaited<ReturnType<typeof import('../transport/ssh/index.js').openSession>>
 
-/** Ctrl-C (and SIGTERM/SIGHUP) reach the remote process as that signal instead of killing us. */
-function forwardSignals(): { signal: AbortSignal; dispose(): void } {
+/**
+ * Ctrl-C (and SIGTERM/SIGHUP) reach the remote process as that signal instead
+ * of killing us. A closed stdout (`crabbox ssh -- yes | head`) stops it with
+ * SIGTERM (sshd's sessions ignore SIGPIPE) and we exit as if killed by SIGPIPE.
+ */
+function forwardSignals(): { signal: AbortSignal; brokenPipe: () => boolean; dispose(): void } {
+  let brokenPipe = false
   const controller = new AbortController()
-  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((name) => {
+  const handlers: Array<() => void> = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((name) => {
     const handler = () => controller.abort(name)
     process.on(name, handler)
-    return () => process.off(name, handler)
+    return () => void process.off(name, handler)
   })
-  return { signal: controller.signal, dispose: () => handlers.forEach((off) => off()) }
+  const onOutputError = (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') return
+    brokenPipe = true
+    controller.abort('SIGTERM')
+  }
+  process.stdout.on('error', onOutputError)
+  handlers.push(() => void process.stdout.off('error', onOutputError))
+  return { signal: controller.signal, brokenPipe: () => brokenPipe, dispose: () => handlers.forEach((off) => off()) }
 }
 
 async function runRemote(session: Session, command: string): Promise<ExecResult> {
@@ -128,12 +140,15 @@ async function runRemote(session: Session, command: string): Promise<ExecResult>
   // Like ssh: piped stdin goes to the remote command; a terminal's stdin is left alone.
   const stdin = process.stdin.isTTY ? undefined : process.stdin
   try {
-    return await session.exec(command, {
+    const result = await session.exec(command, {
       stdin,
       signal: signals.signal,
-      onStdout: (chunk) => process.stdout.write(chunk),
+      onStdout: (chunk) => {
+        if (!signals.signal.aborted) process.stdout.write(chunk)
+      },
       onStderr: (chunk) => process.stderr.write(chunk),
     })
+    return signals.brokenPipe() ? { code: null, signal: 'SIGPIPE' } : result
   } finally {
     signals.dispose()
     stdin?.destroy()

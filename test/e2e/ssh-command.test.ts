@@ -105,18 +105,32 @@ describe('crabbox ssh against a real sshd', () => {
     expect((await host.run(`cat ${marker}; rm -f ${marker}`)).stdout).toBe('run\n')
   })
 
-  it('Ctrl-C reaches the remote process and kills it', async () => {
+  it('Ctrl-C reaches the remote process and kills it, with stdin open or already at EOF', async () => {
+    for (const stdinOpen of [false, true]) {
+      const h = home()
+      const child = spawnCli(['ssh', ...at(host.address, 22), '--', 'echo started; sleep 301; echo never'], { home: h })
+      if (!stdinOpen) child.stdin!.end() // the common case: nothing piped, the remote sees EOF at once
+      let stdout = ''
+      child.stdout!.on('data', (d) => (stdout += d))
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+      await until(() => stdout.includes('started'))
+      expect((await host.run('pgrep -u crabbox -f "sleep 30[1]"')).code).toBe(0)
+      child.kill('SIGINT')
+      expect(await exited).toBe(130)
+      expect(stdout).not.toContain('never')
+      await until(async () => (await host.run('pgrep -u crabbox -f "sleep 30[1]"')).code !== 0, 3000)
+    }
+  })
+
+  it('a closed stdout stops the remote command, like a local pipeline (exit 141)', async () => {
     const h = home()
-    const child = spawnCli(['ssh', ...at(host.address, 22), '--', 'echo started; sleep 301; echo never'], { home: h })
-    let stdout = ''
-    child.stdout!.on('data', (d) => (stdout += d))
+    const child = spawnCli(['ssh', ...at(host.address, 22), '--', 'yes'], { home: h })
+    child.stdin!.end()
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-    await until(() => stdout.includes('started'))
-    expect((await host.run('pgrep -u crabbox -f "sleep 30[1]"')).code).toBe(0)
-    child.kill('SIGINT')
-    expect(await exited).toBe(130)
-    expect(stdout).not.toContain('never')
-    await until(async () => (await host.run('pgrep -u crabbox -f "sleep 30[1]"')).code !== 0)
+    await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()))
+    child.stdout!.destroy() // what `| head -1` does once it has its line
+    expect(await exited).toBe(141)
+    await until(async () => (await host.run('pgrep -u crabbox -x yes')).code !== 0, 3000)
   })
 
   it('fails with exit 7 on a changed host key, showing both fingerprints and how to reset the pin', async () => {

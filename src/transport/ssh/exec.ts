@@ -82,11 +82,12 @@ function execOnOpenChannel(channel: ClientChannel, command: string, callback: (e
 
 /**
  * ssh2's Channel.signal() is a no-op once our side sent EOF (stdin ended),
- * which is the normal state of a running command, so send the request directly.
+ * which is the normal state of a running command, so send the request directly
+ * while the channel is open or half-closed by us.
  */
 function sendSignal(channel: ClientChannel, name: string): void {
   const raw = channel as unknown as { outgoing: { state: string; id: number }; _client: { _protocol: { signal(id: number, name: string): void } } }
-  if (raw.outgoing.state !== 'open') return
+  if (raw.outgoing.state !== 'open' && raw.outgoing.state !== 'eof') return
   try {
     raw._client._protocol.signal(raw.outgoing.id, name)
   } catch {
