@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -66,9 +67,11 @@ describe('crabbox ssh against a real sshd', () => {
     expect(ok).toMatchObject({ code: 0, stdout: 'two words\n' })
   })
 
-  it('passes piped stdin to the remote command', async () => {
-    const result = await runCli(['ssh', ...at(host.address, 22), '--', 'wc -c'], { home: home(), input: 'x'.repeat(100_000) })
-    expect(result.stdout.trim()).toBe('100000')
+  it('streams many MB of piped stdin through the agent intact', async () => {
+    const input = 'crabbox\n'.repeat(4 * 1024 * 1024) // 32 MiB
+    const result = await runCli(['ssh', ...at(host.address, 22), '--', 'sha256sum'], { home: home(), input })
+    expect(result.code).toBe(0)
+    expect(result.stdout.split(' ')[0]).toBe(createHash('sha256').update(input).digest('hex'))
   })
 
   it('reuses the agent connection across CLI processes, then the agent exits when idle', async () => {
