@@ -44,19 +44,29 @@ const bootstrapTimedOut = (error: unknown) => error instanceof CrabboxError && e
  */
 export async function obtainLease(
   backend: LeaseBackend,
-  options: { id?: string; keep: boolean; signal: AbortSignal; progress: Progress; recorder: Recorder },
+  options: {
+    id?: string
+    keep: boolean
+    signal: AbortSignal
+    progress: Progress
+    recorder: Recorder
+    /** Called as soon as a lease exists, before its runner is ready (heartbeats start here). */
+    onLease?: (lease: Lease) => void | Promise<void>
+  },
 ): Promise<LeaseInHand> {
   const { progress, recorder, signal } = options
   recorder.event({ type: 'leasing.started', phase: 'leasing' })
   if (options.id) {
     const lease = await backend.resolve(options.id)
     announce(lease, recorder)
+    await options.onLease?.(lease)
     return { lease, acquired: false }
   }
   for (let attempt = 1; ; attempt++) {
     progress.phase(`leasing a ${backend.provider} runner`)
     const lease = await backend.acquire({ keep: options.keep })
     announce(lease, recorder)
+    await options.onLease?.(lease)
     progress.info(`leased ${lease.id} slug=${lease.slug} provider=${lease.provider}${lease.keep ? ' keep=true' : ''}`)
     try {
       if (signal.aborted) throw interruptedError()

@@ -71,13 +71,24 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
   let sync: SyncOutcome = { skipped: true, phases: [], ms: 0 }
   let commandMs = 0
   try {
-    held = await obtainLease(backend, { id: flags.id, keep: flags.keep, signal: interrupt.signal, progress, recorder })
+    const broker = backend.broker
+    held = await obtainLease(backend, {
+      id: flags.id,
+      keep: flags.keep,
+      signal: interrupt.signal,
+      progress,
+      recorder,
+      // Beat from the moment the lease exists, while the runner boots; a replaced runner's beat stops.
+      onLease: broker
+        ? async (lease) => {
+            // The control channel (WebSocket client) is ~100 ms to load: only broker runs need it.
+            const { startHeartbeat } = await import('../heartbeat-control.js')
+            heartbeat.stop()
+            heartbeat = startHeartbeat(broker, lease, notice)
+          }
+        : undefined,
+    })
     const { lease } = held
-    if (backend.broker) {
-      // The control channel (WebSocket client) is ~100 ms to load: only broker runs need it.
-      const { startHeartbeat } = await import('../heartbeat-control.js')
-      heartbeat = startHeartbeat(backend.broker, lease, notice)
-    }
     const workdir = workdirFor(lease.workRoot, lease.id, repoRoot)
     session = await openSession(lease.ssh, { progress })
     if (interrupt.signal.aborted) throw interruptedError()
