@@ -119,7 +119,7 @@ describe('crabbox run on the embedded local provider', () => {
     expect(processesMentioning(home.dir)).toEqual([])
   })
 
-  it('--no-sync reports syncSkipped: true; an unknown lease is exit 4', async () => {
+  it('--no-sync reports syncSkipped: true; an unknown lease is exit 4; no command is exit 2; --sync-only syncs and runs nothing', async () => {
     const { home, repo, env } = setup()
     const result = await runCli(['run', '--no-sync', '--timing-json', '--', 'true'], { home, cwd: repo, env })
     expect(result.code).toBe(0)
@@ -127,6 +127,12 @@ describe('crabbox run on the embedded local provider', () => {
     expect(timing).toMatchObject({ syncSkipped: true, syncMs: 0, exitCode: 0, provider: 'local' })
     const missing = await runCli(['run', '--id', 'no-such-lease', '--', 'true'], { home, cwd: repo, env })
     expect(missing.code).toBe(4)
+    const nothing = await runCli(['run'], { home, cwd: repo, env })
+    expect(nothing.code).toBe(2)
+    const syncOnly = await runCli(['run', '--sync-only'], { home, cwd: repo, env })
+    expect(syncOnly.code).toBe(0)
+    expect(syncOnly.stderr).toMatch(/synced \S+\/cbx_[0-9a-f]{12}\/crabbox-repo-/)
+    expect(leftovers(home)).toEqual([])
   })
 
   it('Ctrl-C stops the remote command and releases the lease', async () => {
