@@ -127,13 +127,13 @@ describe('crabbox ssh against a real sshd', () => {
 
   it('a closed stdout stops the remote command, like a local pipeline (exit 141)', async () => {
     const h = home()
-    const child = spawnCli(['ssh', ...at(host.address, 22), '--', 'yes'], { home: h })
+    const child = spawnCli(['ssh', ...at(host.address, 22), '--', 'yes crabbox-sigpipe-test'], { home: h })
     child.stdin!.end()
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
     await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()))
     child.stdout!.destroy() // what `| head -1` does once it has its line
     expect(await exited).toBe(141)
-    await until(async () => (await host.run('pgrep -u crabbox -x yes')).code !== 0, 3000)
+    await until(async () => (await host.run('pgrep -u crabbox -f "yes crabbox-sigpip[e]"')).code !== 0, 3000)
   })
 
   it('fails with exit 7 on a changed host key, showing both fingerprints and how to reset the pin', async () => {

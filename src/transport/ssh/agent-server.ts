@@ -1,7 +1,7 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
+import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError } from '../../errors.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
 import { SshPool } from './pool.js'
@@ -33,6 +33,26 @@ function alive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
+}
+
+/**
+ * Output frames with backpressure: while the CLI does not read its socket, the
+ * writer does not complete, the SSH channel piped into it pauses, and the
+ * remote command blocks instead of the agent buffering without bound.
+ */
+function frameWriter(socket: Socket, type: number): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      if (socket.destroyed) return done()
+      if (socket.write(encodeFrame(type, chunk))) return done()
+      const onDrain = () => {
+        socket.off('close', onDrain)
+        done()
+      }
+      socket.once('drain', onDrain)
+      socket.once('close', onDrain)
+    },
+  })
 }
 
 /**
@@ -123,19 +143,19 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
         case 'exec': {
           if (request.stdin) stdin = new PassThrough()
           else stdin = undefined
+          const stdout = frameWriter(socket, Frame.stdout)
+          const stderr = frameWriter(socket, Frame.stderr)
           pool
-            .exec(request.target, request.command, {
-              cwd: request.cwd,
-              env: request.env,
-              stdin,
-              signal: abort.signal,
-              onStdout: (chunk) => socket.write(encodeFrame(Frame.stdout, chunk)),
-              onStderr: (chunk) => socket.write(encodeFrame(Frame.stderr, chunk)),
-            })
+            .exec(request.target, request.command, { cwd: request.cwd, env: request.env, stdin, signal: abort.signal, stdout, stderr })
             .then(
-              (result) => reply(socket, { ok: true, result }),
-              (error) => reply(socket, toReplyError(error)),
+              (result): AgentReply => ({ ok: true, result }),
+              (error): AgentReply => toReplyError(error),
             )
+            // Output still queued behind a full socket goes out before the result.
+            .then(async (body) => {
+              await Promise.all([stdout, stderr].map((w) => new Promise<void>((resolve) => w.end(resolve))))
+              reply(socket, body)
+            })
             .finally(() => (lastActivity = Date.now()))
           return
         }

@@ -132,8 +132,10 @@ export function execOnClient(client: Client, where: string, command: string, opt
       let exit: ExecResult | undefined
       let killTimer: NodeJS.Timeout | undefined
       const stdin = options.stdin
-      channel.on('data', (chunk: Buffer) => options.onStdout?.(chunk))
-      channel.stderr.on('data', (chunk: Buffer) => options.onStderr?.(chunk))
+      if (options.stdout) channel.pipe(options.stdout, { end: false })
+      else channel.on('data', (chunk: Buffer) => options.onStdout?.(chunk))
+      if (options.stderr) channel.stderr.pipe(options.stderr, { end: false })
+      else channel.stderr.on('data', (chunk: Buffer) => options.onStderr?.(chunk))
       channel.on('exit', (code: number | null, signal?: string) => (exit = exitOf(code, signal)))
       const onAbort = () => {
         const reason = options.signal?.reason

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 
 /** Where and how to reach one runner over SSH. */
 export interface SshTarget {
@@ -20,6 +20,12 @@ export interface ExecOptions {
   stdin?: Readable | Buffer | string
   onStdout?: (chunk: Buffer) => void
   onStderr?: (chunk: Buffer) => void
+  /**
+   * Instead of the callbacks: streams the output is piped into, with
+   * backpressure (a slow consumer pauses the remote command). Not ended.
+   */
+  stdout?: Writable
+  stderr?: Writable
   /** Aborting sends the remote process a signal and closes the channel. */
   signal?: AbortSignal
 }
