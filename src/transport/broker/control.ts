@@ -21,6 +21,7 @@ const PING_INTERVAL_MS = 15_000
 const RECONNECT_MIN_MS = 100
 const RECONNECT_MAX_MS = 5000
 const STABLE_UPTIME_MS = 1000
+const REFUSED_RETRY_MS = 30_000
 
 export type ControlState = 'connecting' | 'open' | 'unsupported' | 'closed'
 
@@ -110,7 +111,9 @@ class Channel {
     const url = `${client.url.replace(/^http/, 'ws')}/v1/control`
     this.socket = new ReconnectingWebSocket(
       async () => {
-        const delay = this.failures === 0 ? 0 : Math.min(RECONNECT_MIN_MS * 2 ** (this.failures - 1), RECONNECT_MAX_MS)
+        const backoff = this.failures === 0 ? 0 : Math.min(RECONNECT_MIN_MS * 2 ** (this.failures - 1), RECONNECT_MAX_MS)
+        // A broker that refused the upgrade is asked again only now and then.
+        const delay = this.state === 'unsupported' ? REFUSED_RETRY_MS : backoff
         this.failures++
         if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay).unref())
         return url
