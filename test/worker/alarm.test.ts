@@ -172,6 +172,8 @@ describe('alarm', () => {
     expect(pending).toBe(0)
     expect(await inFleet((_d, state) => state.storage.getAlarm())).toBeNull()
     const fresh = await createLease(who)
-    expect(await inFleet((_d, state) => state.storage.getAlarm())).toBe(Date.parse(fresh.expiresAt))
+    // Armed at the reservation's expiry, before the provider call (the record's own expiry
+    // counts from when provisioning finished, a moment later; the alarm then moves to it).
+    expect(await inFleet((_d, state) => state.storage.getAlarm())).toBe(Date.parse(fresh.createdAt) + fresh.idleTimeoutSeconds * 1000)
   })
 })

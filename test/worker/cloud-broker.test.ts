@@ -4,6 +4,7 @@ import { parse } from 'yaml'
 import type { Env } from '../../worker/env.js'
 import type { FleetDeps } from '../../worker/fleet/router.js'
 import { runAlarm } from '../../worker/fleet/alarm.js'
+import { getLeaseRecord } from '../../worker/fleet/leases.js'
 import type { ProviderRegistry } from '../../worker/providers/registry.js'
 import { createHetznerBrokerProvider } from '../../worker/providers/hetzner.js'
 import { createAwsBrokerProvider } from '../../worker/providers/aws.js'
@@ -26,18 +27,18 @@ let hetzner: FakeHetzner
 let ec2: FakeEc2
 let original: ProviderRegistry | undefined
 
-async function useFakes(env: Record<string, string> = {}) {
+async function useFakes(env: Record<string, string> = {}, timing: Partial<typeof fast> = {}) {
   await inFleet((deps: FleetDeps) => {
     original ??= deps.providers
     const base = { storage: deps.storage }
-    const hcloud = createHetznerBrokerProvider({ ...base, env: { HETZNER_TOKEN: hetzner.token, CRABBOX_HETZNER_API_URL: 'https://hetzner.fake/v1', CRABBOX_EUR_TO_USD: '1.1', ...env } as unknown as Env, fetch: hetzner.fetch as typeof fetch }, fast)
+    const hcloud = createHetznerBrokerProvider({ ...base, env: { HETZNER_TOKEN: hetzner.token, CRABBOX_HETZNER_API_URL: 'https://hetzner.fake/v1', CRABBOX_EUR_TO_USD: '1.1', ...env } as unknown as Env, fetch: hetzner.fetch as typeof fetch }, { ...fast, ...timing })
     const aws = createAwsBrokerProvider(
       {
         ...base,
         env: { AWS_ACCESS_KEY_ID: ec2.accessKeyId, AWS_SECRET_ACCESS_KEY: ec2.secretAccessKey, CRABBOX_AWS_ENDPOINT: 'https://ec2.fake/', CRABBOX_CAPACITY_REGIONS: 'eu-west-2,us-east-1', ...env } as unknown as Env,
         fetch: ec2.fetch as typeof fetch,
       },
-      fast,
+      { ...fast, ...timing },
     )
     const fallback = original
     deps.providers = { get: (name) => (name === 'hetzner' ? hcloud : name === 'aws' ? aws : fallback.get(name)), names: () => [...fallback.names(), 'hetzner', 'aws'] }
@@ -180,6 +181,33 @@ describe('brokered Hetzner leases', () => {
     expect(refused.body).toMatchObject({ error: 'invalid_request' })
     // Only the price lookup happened: no key import, no server.
     expect(hetzner.calls.filter((c) => c.method !== 'GET')).toHaveLength(0)
+  })
+
+  it('a create cut off by the object dying mid-call is expired by the alarm, which deletes the server by its label', async () => {
+    // Long enough to look while the call hangs; then the broker gives up and adopts the server.
+    await useFakes({}, { timeoutMs: 3_000 })
+    await inFleet((_deps: FleetDeps, state) => state.storage.setAlarm(Date.now() + 3_600_000))
+    // Hetzner has made the server; its reply has not come back yet.
+    hetzner.inject({ method: 'POST', path: '/servers', kind: 'lost-timeout' })
+    const id = leaseId()
+    const pending = createLease({ provider: 'hetzner', class: 'standard', leaseID: id, ttlSeconds: 600, idleTimeoutSeconds: 300 })
+    await expect.poll(() => hetzner.servers.size).toBe(1)
+    // Were the object to die now, only its alarm would ever look at this reservation again.
+    const armed = await inFleet(async (deps: FleetDeps, state) => ({ alarm: await state.storage.getAlarm(), lease: getLeaseRecord(deps.storage, id)! }))
+    expect(armed.lease.state).toBe('provisioning')
+    expect(armed.alarm).not.toBeNull()
+    expect(armed.alarm!).toBeLessThanOrEqual(Date.parse(armed.lease.expiresAt))
+    expect((await pending).status).toBe(201)
+
+    // The dead object's state: still provisioning, no machine on record, nobody retrying.
+    await inFleet((deps: FleetDeps) => {
+      deps.storage.run("UPDATE leases SET state = 'provisioning', machine = NULL, record = json_set(record, '$.state', 'provisioning', '$.host', '') WHERE id = ?", id)
+      deps.now = () => new Date(Date.now() + 3_600_000)
+    })
+    await inFleet((deps: FleetDeps) => runAlarm(deps))
+    expect(await inFleet((deps: FleetDeps) => getLeaseRecord(deps.storage, id)?.state)).toBe('expired')
+    expect(hetzner.servers.size).toBe(0)
+    expect(hetzner.keys.size).toBe(0)
   })
 
   it('refuses non-Linux targets with a clear message', async () => {

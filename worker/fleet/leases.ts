@@ -354,6 +354,9 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
     return { raced: false, lease }
   })
   if (reservation.raced) return (await existingOutcome()) ?? { lease: reservation.lease, created: false }
+  // Armed before the provider call: if this object dies mid-create, the alarm still expires
+  // the reservation and deletes whatever machine carries its lease label.
+  await deps.wakeBy(Date.parse(reservation.lease.expiresAt))
 
   return { lease: await track(provision(deps, reservation.lease, ask)), created: true }
 }
@@ -395,9 +398,10 @@ async function provision(
     } catch {
       storage.transaction(() => {
         const current = getLeaseRecord(storage, lease.id)
-        if (!current || current.state !== 'provisioning') return
+        if (!current) return
         const now = deps.now().toISOString()
-        saveRecord(storage, { ...current, state: 'failed', maxEstimatedUSD: 0, updatedAt: now, endedAt: now })
+        // Released meanwhile: it stays released, but the machine may exist all the same.
+        if (current.state === 'provisioning') saveRecord(storage, { ...current, state: 'failed', maxEstimatedUSD: 0, updatedAt: now, endedAt: now })
         storage.run('UPDATE leases SET cleanup_at = ?, machine = ? WHERE id = ?', deps.now().getTime(), JSON.stringify({ id: '', name: current.serverName ?? '', labels: {} }), lease.id)
       })
       await deps.wakeBy(deps.now().getTime())
@@ -516,11 +520,17 @@ export async function releaseLease(
     const next: LeaseRecord = { ...lease, state: 'released', updatedAt: nowIso, releasedAt: nowIso, endedAt: lease.endedAt && !wasLive ? lease.endedAt : nowIso }
     if (options.forgetKeep) next.keep = false
     saveRecord(storage, next)
-    const cleanup = deleteMachine && (wasLive || keptMachine)
+    // A create still running in this object queues the deletion itself once the machine exists.
+    const cleanup = deleteMachine && (wasLive || keptMachine) && !inflightFor(storage).has(lease.id)
     if (cleanup) queue()
     return { lease: next, cleanup }
   })
-  if (cleanup && lease.host) await cleanupMachine(deps, lease.id)
+  if (cleanup) {
+    // Without an address the create died with an old instance: only the machine's lease label
+    // finds it, which is the alarm's job.
+    if (lease.host) await cleanupMachine(deps, lease.id)
+    else await deps.wakeBy(now.getTime())
+  }
   return lease
 }
 
