@@ -63,9 +63,19 @@ export async function attachRun(context: HistoryContext, runId: string, options:
   let notifyFinished!: () => void
   const finished = new Promise<void>((resolve) => (notifyFinished = resolve))
 
+  // `crabbox attach … | head`: a closed stdout ends the attach quietly, like `tail -f`.
+  let outputClosed = false
+  const onOutputError = (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error
+    outputClosed = true
+    notifyFinished()
+  }
+  // Left in place: writes still queued when attach returns may fail the same way.
+  process.stdout.on('error', onOutputError)
+
   /** Prints `event` if it is the next one; anything else was printed already or waits its turn. */
   const print = (event: RunEventRecord, via: 'socket' | 'http'): void => {
-    if (event.seq !== last + 1) return
+    if (event.seq !== last + 1 || outputClosed) return
     last = event.seq
     transports.add(via)
     if (options.quiet) {
@@ -89,7 +99,7 @@ export async function attachRun(context: HistoryContext, runId: string, options:
         timeoutMs: 15_000,
       })
       for (const event of events) print(event, 'http')
-      if (finishedAt !== undefined) return true
+      if (finishedAt !== undefined || outputClosed) return true
       if (events.length < RUN_LIMITS.eventsPageMax) break
     }
     // No command.finished yet: a run that ended without one (or before `after`) ends here.
@@ -112,7 +122,8 @@ export async function attachRun(context: HistoryContext, runId: string, options:
   const result = (): AttachResult => ({
     runId,
     state: run.state,
-    exitCode: run.exitCode ?? (run.state === 'succeeded' ? 0 : 1),
+    // A closed stdout on an unfinished run ends like a process killed by SIGPIPE.
+    exitCode: outputClosed && finishedAt === undefined ? 141 : (run.exitCode ?? (run.state === 'succeeded' ? 0 : 1)),
     lastSeq: last,
     transports: [...transports],
   })
@@ -143,13 +154,13 @@ export async function attachRun(context: HistoryContext, runId: string, options:
   })
   try {
     let dialBudget = CONTROL_OPEN_BUDGET_MS
-    while (finishedAt === undefined) {
+    while (finishedAt === undefined && !outputClosed) {
       if (notFound !== undefined) throw new BrokerError(`run ${runId}: ${notFound}`, { status: 404, errorCode: 'not_found', exit: 'notFound', hint: 'crabbox history lists recent runs' })
       if (await channel.whenOpen(dialBudget)) {
         // Events arrive through the subscription; wake on finish, on a drop, or after silence.
         const before = last
         await sleep(SOCKET_SILENCE_CHECK_MS, Promise.race([finished, kicked]))
-        if (finishedAt !== undefined || notFound !== undefined) continue
+        if (finishedAt !== undefined || notFound !== undefined || outputClosed) continue
         if (last === before && channel.state === 'open' && (await tolerant(catchUp))) break
         // Dropped: give the reconnect its dial budget before polling.
         dialBudget = CONTROL_OPEN_BUDGET_MS
@@ -158,7 +169,7 @@ export async function attachRun(context: HistoryContext, runId: string, options:
       // Poll until the socket (re)opens; its open event cuts the wait short.
       if (dialBudget > 0) options.debug?.(`polling ${runId} over HTTP every ${options.pollMs} ms after seq ${last}`)
       dialBudget = 0
-      if (await tolerant(catchUp)) break
+      if ((await tolerant(catchUp)) || outputClosed) break
       await sleep(options.pollMs, Promise.race([finished, kicked]))
     }
   } finally {
