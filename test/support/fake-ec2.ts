@@ -18,18 +18,14 @@
  * InsufficientInstanceCapacity 5xx).
  */
 import { AwsV4Signer } from 'aws4fetch'
-import { DropConnection, type FailureKind, type RecordedCall } from './fake-hetzner.js'
+import { asFetch, faultSwitch, type FaultSpec } from './fake-faults.js'
+import type { RecordedCall } from './fake-hetzner.js'
 
-export { serveFake } from './fake-hetzner.js'
+export { serveFake } from './fake-faults.js'
 
-export interface Ec2Failure {
+export interface Ec2Failure extends FaultSpec {
   action: string
   region?: string
-  kind: FailureKind
-  status?: number
-  code?: string
-  message?: string
-  times?: number
   when?: (params: Record<string, string>) => boolean
 }
 
@@ -128,10 +124,9 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
   const keyPairs = new Map<string, { name: string; id: string; material: string; fingerprint: string; tags: Record<string, string> }>() // `${region}/${name}`
   const groups = new Map<string, { id: string; name: string; region: string; permissions: string[] }>()
   const calls: Array<RecordedCall & { action: string; region: string; params: Record<string, string> }> = []
-  const failures: Ec2Failure[] = []
+  const faults = faultSwitch<Ec2Failure>()
   let noCapacity = [...(options.noCapacity ?? [])]
   let overQuota = [...(options.overQuota ?? [])]
-  let hangs: Array<() => void> = []
   let ipCounter = 10
 
   const instanceXml = (i: Instance) => `            <item>
@@ -307,8 +302,6 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
     }
   }
 
-  const hang = () => new Promise<never>((_, reject) => hangs.push(() => reject(new DropConnection())))
-
   async function handler(request: Request): Promise<Response> {
     if (request.method !== 'POST') return ec2Error(400, 'InvalidAction', 'The Query API expects POST with a form body here')
     const auth = request.headers.get('authorization') ?? ''
@@ -338,42 +331,27 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
     if (params.Version !== '2016-11-15') return ec2Error(400, 'InvalidParameterValue', 'Unsupported API version')
     if (!regions.includes(region)) return ec2Error(401, 'AuthFailure', `Region ${region} is not enabled for this account`)
 
-    const failure = failures.find((f) => f.action === name && (!f.region || f.region === region) && (!f.when || f.when(params)))
-    if (failure) {
-      if ((failure.times ?? 1) <= 1) failures.splice(failures.indexOf(failure), 1)
-      else failure.times = (failure.times ?? 1) - 1
-      if (failure.kind === 'timeout') return hang()
-      if (failure.kind === 'error') {
-        const status = failure.status ?? 503
-        const code = failure.code ?? (status === 503 ? 'RequestLimitExceeded' : 'InternalError')
-        return ec2Error(status, code, failure.message ?? (code === 'RequestLimitExceeded' ? 'Request limit exceeded.' : 'An internal error has occurred'))
-      }
-      await action(name, region, params)
-      if (failure.kind === 'lost') throw new DropConnection()
-      return hang()
-    }
-    return action(name, region, params)
+    return faults.play(
+      (f) => f.action === name && (!f.region || f.region === region) && (!f.when || f.when(params)),
+      () => action(name, region, params),
+      (f) => {
+        const status = f.status ?? 503
+        const code = f.code ?? (status === 503 ? 'RequestLimitExceeded' : 'InternalError')
+        return ec2Error(status, code, f.message ?? (code === 'RequestLimitExceeded' ? 'Request limit exceeded.' : 'An internal error has occurred'))
+      },
+    )
   }
 
   return {
     handler,
-    fetch: async (request: Request): Promise<Response> => {
-      try {
-        return await handler(request)
-      } catch (error) {
-        if (error instanceof DropConnection) throw new TypeError('Network connection lost.')
-        throw error
-      }
-    },
+    fetch: asFetch(handler),
     accessKeyId,
     secretAccessKey: SECRET,
     calls,
     instances,
     keyPairs,
     groups,
-    inject(failure: Ec2Failure) {
-      failures.push(failure)
-    },
+    inject: faults.inject,
     setNoCapacity(patterns: string[]) {
       noCapacity = [...patterns]
     },
@@ -395,11 +373,7 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
       keyPairs.set(`${region}/${name}`, { name, id: `key-${hex(8)}`, material: 'ssh-ed25519 AAAA', fingerprint: `SHA256:${hex(16)}`, tags: {} })
     },
     count: (action: string) => calls.filter((c) => c.action === action).length,
-    releaseHung() {
-      const pending = hangs
-      hangs = []
-      for (const release of pending) release()
-    },
+    releaseHung: faults.releaseHung,
   }
 }
 

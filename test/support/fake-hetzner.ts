@@ -11,36 +11,16 @@
  * Selector, Rate Limiting; Servers: create/get/list/delete; SSH Keys;
  * Server Types prices), not against crabbox's client.
  */
+import { asFetch, faultSwitch, type FaultSpec } from './fake-faults.js'
 
-export type FailureKind =
-  /** Never answers and does nothing (the client times out). */
-  | 'timeout'
-  /** Does the work, then drops the connection before the reply. */
-  | 'lost'
-  /** Does the work, then never answers. */
-  | 'lost-timeout'
-  /** Answers with an error status/code instead of doing the work. */
-  | 'error'
+export { DropConnection, serveFake, type FailureKind, type ServedFake } from './fake-faults.js'
 
-export interface Failure {
+export interface Failure extends FaultSpec {
   method?: string
   /** Matches the path (without `/v1` and query), e.g. `/servers` or /^\/servers\/\d+$/. */
   path: string | RegExp
-  kind: FailureKind
-  status?: number
-  code?: string
-  message?: string
-  /** How many matching calls fail (default 1). */
-  times?: number
   /** Only for requests whose JSON body satisfies this (e.g. a given server_type). */
   when?: (body: Record<string, unknown>) => boolean
-}
-
-/** Thrown by a handler to make the loopback server drop the connection without a reply. */
-export class DropConnection extends Error {
-  constructor() {
-    super('connection dropped by the fake')
-  }
 }
 
 export interface RecordedCall {
@@ -127,11 +107,10 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
   const servers = new Map<number, FakeServer>()
   const keys = new Map<number, FakeKey>()
   const calls: RecordedCall[] = []
-  const failures: Failure[] = []
+  const faults = faultSwitch<Failure>()
   const unavailable = new Set(options.unavailableTypes ?? [])
   // IDs differ between fake instances, like a real account's: stale references never hit a new fake's objects.
   let nextId = 1000 + Math.floor(Math.random() * 1_000_000) * 100
-  let hangs: Array<() => void> = []
 
   const serverJson = (s: FakeServer) => ({
     id: s.id,
@@ -243,8 +222,6 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
     server.status = 'running'
   }
 
-  const hang = () => new Promise<never>((_, reject) => hangs.push(() => reject(new DropConnection())))
-
   async function handler(request: Request): Promise<Response> {
     const url = new URL(request.url)
     const path = url.pathname.replace(/^\/v1/, '')
@@ -260,43 +237,26 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
     calls.push({ method: request.method, path, query: url.search, ...(text ? { body } : {}) })
     if (request.headers.get('authorization') !== `Bearer ${token}`) return apiError(401, 'unauthorized', 'unable to authenticate')
 
-    const failure = failures.find(
+    return faults.play(
       (f) => (!f.method || f.method === request.method) && (typeof f.path === 'string' ? f.path === path : f.path.test(path)) && (!f.when || f.when(body)),
+      () => route(request.method, path, url, body),
+      (f) => {
+        const status = f.status ?? 503
+        const code = f.code ?? (status === 429 ? 'rate_limit_exceeded' : 'service_error')
+        return apiError(status, code, f.message ?? code.replaceAll('_', ' '), {})
+      },
     )
-    if (failure) {
-      if ((failure.times ?? 1) <= 1) failures.splice(failures.indexOf(failure), 1)
-      else failure.times = (failure.times ?? 1) - 1
-      if (failure.kind === 'timeout') return hang()
-      if (failure.kind === 'error') {
-        const status = failure.status ?? 503
-        const code = failure.code ?? (status === 429 ? 'rate_limit_exceeded' : 'service_error')
-        return apiError(status, code, failure.message ?? code.replaceAll('_', ' '), {})
-      }
-      await route(request.method, path, url, body)
-      if (failure.kind === 'lost') throw new DropConnection()
-      return hang()
-    }
-    return route(request.method, path, url, body)
   }
 
   return {
     handler,
-    /** Call as `fetch` (workerd tests) — a dropped connection surfaces as a TypeError like a real network failure. */
-    fetch: async (request: Request): Promise<Response> => {
-      try {
-        return await handler(request)
-      } catch (error) {
-        if (error instanceof DropConnection) throw new TypeError('Network connection lost.')
-        throw error
-      }
-    },
+    /** Call as `fetch` (workerd tests). */
+    fetch: asFetch(handler),
     token,
     calls,
     servers,
     keys,
-    inject(failure: Failure) {
-      failures.push(failure)
-    },
+    inject: faults.inject,
     setUnavailable(types: string[]) {
       unavailable.clear()
       for (const t of types) unavailable.add(t)
@@ -315,96 +275,10 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
       keys.set(key.id, key)
       return key.id
     },
-    /** Releases hung requests (as dropped connections) so nothing is left pending. */
-    releaseHung() {
-      const pending = hangs
-      hangs = []
-      for (const release of pending) release()
-    },
+    releaseHung: faults.releaseHung,
     count: (method: string, path: string | RegExp) =>
       calls.filter((c) => c.method === method && (typeof path === 'string' ? c.path === path : path.test(c.path))).length,
   }
 }
 
 export type FakeHetzner = ReturnType<typeof createFakeHetzner>
-
-export interface ServedFake {
-  url: string
-  close(): Promise<void>
-}
-
-// The slice of node:http used below, declared here so this module also type-checks for workerd.
-interface IncomingLike {
-  method?: string
-  url?: string
-  headers: Record<string, string | string[] | undefined>
-  on(event: 'data', listener: (chunk: Uint8Array) => void): void
-  on(event: 'end', listener: () => void): void
-  socket: { destroy(): void }
-}
-interface ResponseLike {
-  writeHead(status: number, headers: Record<string, string>): void
-  end(body?: Uint8Array | string): void
-}
-interface NodeHttpLike {
-  createServer(listener: (req: IncomingLike, res: ResponseLike) => void): {
-    listen(port: number, host: string, callback: () => void): void
-    address(): unknown
-    close(callback: () => void): void
-    closeAllConnections(): void
-  }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
-  let offset = 0
-  for (const chunk of chunks) {
-    out.set(chunk, offset)
-    offset += chunk.length
-  }
-  return out
-}
-
-/**
- * Serves a fake handler on 127.0.0.1 (Node only; node:http is loaded lazily so
- * this module also loads inside workerd). `DropConnection` destroys the socket.
- */
-export async function serveFake(handler: (request: Request) => Promise<Response>): Promise<ServedFake> {
-  const moduleName = 'node:http'
-  const http = (await import(/* @vite-ignore */ moduleName)) as NodeHttpLike
-  const server = http.createServer((req, res) => {
-    const chunks: Uint8Array[] = []
-    req.on('data', (c) => chunks.push(c))
-    req.on('end', () => {
-      const headers = new Headers()
-      for (const [k, val] of Object.entries(req.headers)) if (typeof val === 'string') headers.set(k, val)
-      const hasBody = chunks.length > 0 && req.method !== 'GET' && req.method !== 'HEAD'
-      const request = new Request(`http://${req.headers.host}${req.url}`, { method: req.method, headers, body: hasBody ? concat(chunks) : undefined })
-      handler(request).then(
-        async (response) => {
-          const out: Record<string, string> = {}
-          response.headers.forEach((val, k) => (out[k] = val))
-          res.writeHead(response.status, out)
-          res.end(new Uint8Array(await response.arrayBuffer()))
-        },
-        (error: unknown) => {
-          if (error instanceof DropConnection) req.socket.destroy()
-          else {
-            res.writeHead(500, { 'content-type': 'text/plain' })
-            res.end(String(error))
-          }
-        },
-      )
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address() as { port: number }
-  return {
-    url: `http://127.0.0.1:${address.port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  }
-}
