@@ -309,7 +309,8 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
     if (!scope || !request.headers.get('x-amz-date')) return ec2Error(401, 'AuthFailure', 'AWS was not able to validate the provided access credentials')
     if (scope[1] !== accessKeyId) return ec2Error(401, 'AuthFailure', 'AWS was not able to validate the provided access credentials')
     const region = scope[3]
-    const text = await request.text()
+    // Read as bytes: workerd warns on .text() of a form-encoded body.
+    const text = new TextDecoder().decode(await request.arrayBuffer())
     // Recompute the SigV4 signature over the headers the client says it signed: a body or header changed after signing fails here, as on AWS.
     const signedNames = /SignedHeaders=([a-z0-9;-]+)/.exec(auth)![1].split(';').filter((n) => n !== 'host')
     const expected = await new AwsV4Signer({

@@ -78,7 +78,7 @@ export function createFakeGithub(options: FakeGithubOptions = {}) {
     }
 
     if (request.method === 'POST' && url.pathname === '/login/oauth/access_token') {
-      const form = new URLSearchParams(await request.text())
+      const form = new URLSearchParams(new TextDecoder().decode(await request.arrayBuffer()))
       if (form.get('client_id') !== clientId || form.get('client_secret') !== clientSecret) {
         return json(200, { error: 'incorrect_client_credentials', error_description: 'The client_id and/or client_secret passed are incorrect.' })
       }

@@ -46,14 +46,19 @@ export interface Call {
   text: string
 }
 
-export async function api(who: Who, method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<Call> {
+/** The raw response (for text bodies, headers and status-only checks). Objects are sent as JSON, strings as they are. */
+export function send(who: Who, method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<Response> {
   const headers: Record<string, string> = { ...headersFor(who), ...extraHeaders }
   let payload: string | undefined
   if (body !== undefined) {
     payload = typeof body === 'string' ? body : JSON.stringify(body)
     headers['content-type'] ??= 'application/json'
   }
-  const response = await SELF.fetch(`https://broker.test${path}`, { method, headers, body: payload })
+  return SELF.fetch(`https://broker.test${path}`, { method, headers, body: payload })
+}
+
+export async function api(who: Who, method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<Call> {
+  const response = await send(who, method, path, body, extraHeaders)
   const text = await response.text()
   let parsed: unknown
   try {

@@ -1,5 +1,4 @@
-import { SELF } from 'cloudflare:test'
-import { adminCaller, api, headersFor, shared, type Who } from './broker-support.js'
+import { adminCaller, api, nobody, send, shared, type Who } from './broker-support.js'
 
 /** Run-history helpers on top of broker-support: callers, strict JSON calls, raw responses. */
 
@@ -13,15 +12,9 @@ export interface CallOptions {
   body?: unknown
 }
 
-/** The raw response (for text bodies, headers and status-only checks). */
+/** The raw response; POST when there is a body, GET otherwise. */
 export function call(who: Who | undefined, path: string, options: CallOptions = {}): Promise<Response> {
-  const headers: Record<string, string> = who ? headersFor(who) : {}
-  let body: string | undefined
-  if (options.body !== undefined) {
-    body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body)
-    headers['content-type'] = 'application/json'
-  }
-  return SELF.fetch(`https://broker.test${path}`, { method: options.method ?? (body === undefined ? 'GET' : 'POST'), headers, body })
+  return send(who ?? nobody, options.method ?? (options.body === undefined ? 'GET' : 'POST'), path, options.body)
 }
 
 /** Calls and parses JSON, failing loudly with the body when the status is not the expected one. */
