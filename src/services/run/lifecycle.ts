@@ -50,6 +50,8 @@ export async function obtainLease(
     signal: AbortSignal
     progress: Progress
     recorder: Recorder
+    /** How long a fresh runner gets to answer SSH (default: the provider's bootstrap budget). */
+    readyTimeoutMs?: number
     /** Called as soon as a lease exists, before its runner is ready (heartbeats start here). */
     onLease?: (lease: Lease) => void | Promise<void>
   },
@@ -71,7 +73,7 @@ export async function obtainLease(
     try {
       if (signal.aborted) throw interruptedError()
       recorder.event({ type: 'bootstrap.waiting', phase: 'bootstrap', message: 'waiting for SSH before sync' })
-      await waitReady(lease, backend.readiness(lease), progress)
+      await waitReady(lease, backend.readiness(lease), progress, options.readyTimeoutMs)
       if (signal.aborted) throw interruptedError()
       return { lease, acquired: true }
     } catch (error) {

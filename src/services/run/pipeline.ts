@@ -25,6 +25,8 @@ export interface RunFlags {
   checksum: boolean
   forceSyncLarge: boolean
   timingJson: boolean
+  /** How long a fresh runner gets to answer SSH, in ms. */
+  bootstrapTimeoutMs?: number
 }
 
 export interface RunContext {
@@ -78,6 +80,7 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
       signal: interrupt.signal,
       progress,
       recorder,
+      readyTimeoutMs: flags.bootstrapTimeoutMs,
       // Beat from the moment the lease exists, while the runner boots; a replaced runner's beat stops.
       onLease: broker
         ? async (lease) => {

@@ -8,9 +8,9 @@ const BOOTSTRAP_TIMEOUT_MS = 20 * 60_000
 const LOCAL_TIMEOUT_MS = 60_000
 
 /** Waits for the runner's SSH and readiness check; the lease then uses the port that answered. */
-export async function waitReady(lease: Lease, kind: 'managed' | 'static', progress: Progress): Promise<void> {
+export async function waitReady(lease: Lease, kind: 'managed' | 'static', progress: Progress, timeoutMs?: number): Promise<void> {
   progress.phase(`waiting for SSH on ${lease.ssh.host}:${lease.ssh.port}`)
-  lease.ssh = await waitForReady(lease.ssh, kind, { timeoutMs: lease.provider === 'local' ? LOCAL_TIMEOUT_MS : BOOTSTRAP_TIMEOUT_MS, progress })
+  lease.ssh = await waitForReady(lease.ssh, kind, { timeoutMs: timeoutMs ?? (lease.provider === 'local' ? LOCAL_TIMEOUT_MS : BOOTSTRAP_TIMEOUT_MS), progress })
 }
 
 export interface SyncOutcome {
