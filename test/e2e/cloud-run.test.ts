@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -24,7 +24,6 @@ const MARKER = '/var/lib/crabbox/bootstrapped'
 let host: SshHost
 let workRoot: string
 let repo: string
-const created: string[] = []
 const served: ServedFake[] = []
 
 interface CloudConfig {
@@ -32,20 +31,17 @@ interface CloudConfig {
   write_files: Array<{ path: string; content: string }>
 }
 
-/** What the runner's cloud-init would do, as far as a shared-filesystem test host allows. */
+/**
+ * What the runner's cloud-init would do. The host has its own /usr/local/bin and /var/lib/crabbox
+ * (privateDirs), so parallel tests never see or remove each other's probe and marker.
+ */
 async function bootstrapFrom(userData: string): Promise<void> {
   const config = parse(userData) as CloudConfig
   const user = config.users.find((u): u is { name: string; ssh_authorized_keys: string[] } => typeof u === 'object' && u.name === 'crabbox')!
   for (const key of user.ssh_authorized_keys) await host.authorize(key)
   const ready = config.write_files.find((f) => f.path === READY)!
-  if (!existsSync(READY)) created.push(READY)
-  writeFileSync(READY, ready.content, { mode: 0o755 })
-  if (!existsSync(MARKER)) {
-    if (!existsSync('/var/lib/crabbox')) created.push('/var/lib/crabbox')
-    mkdirSync('/var/lib/crabbox', { recursive: true })
-    writeFileSync(MARKER, '')
-    created.push(MARKER)
-  }
+  writeFileSync(host.path(READY), ready.content, { mode: 0o755 })
+  writeFileSync(host.path(MARKER), '')
 }
 
 function tinyRepo(): string {
@@ -58,7 +54,7 @@ function tinyRepo(): string {
 }
 
 beforeAll(async () => {
-  host = await sshHost({ ports: [2222, 22], name: 'cloud' })
+  host = await sshHost({ ports: [2222, 22], name: 'cloud', privateDirs: ['/usr/local/bin', '/var/lib/crabbox'] })
   workRoot = mkdtempSync(join(tmpdir(), 'crabbox-cloud-work-'))
   const uid = Number(execFileSync('id', ['-u', 'crabbox'], { encoding: 'utf8' }).trim())
   chownSync(workRoot, uid, uid)
@@ -68,8 +64,6 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of served) await s.close()
   await host?.stop()
-  // Files first, then the directory this test made for them.
-  for (const path of created) rmSync(path, { recursive: true, force: true })
   rmSync(workRoot, { recursive: true, force: true })
   rmSync(repo, { recursive: true, force: true })
 })

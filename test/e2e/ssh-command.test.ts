@@ -37,6 +37,8 @@ describe('crabbox ssh against a real sshd', () => {
     homes.push(made)
     return made
   }
+  // Scoped to this host: the machine's process table is shared with every other test host.
+  const running = async (pattern: RegExp) => (await host.processes()).some((p) => pattern.test(p.command))
   const at = (address: string, port: number) => ['--provider', 'ssh', '--static-host', address, '--static-port', String(port)]
   const proxied = async () => {
     const proxy = await tcpProxy({ host: host.address, port: 22 })
@@ -117,11 +119,11 @@ describe('crabbox ssh against a real sshd', () => {
       child.stdout!.on('data', (d) => (stdout += d))
       const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
       await until(() => stdout.includes('started'))
-      expect((await host.run('pgrep -u crabbox -f "sleep 30[1]"')).code).toBe(0)
+      expect(await running(/sleep 301/)).toBe(true)
       child.kill('SIGINT')
       expect(await exited).toBe(130)
       expect(stdout).not.toContain('never')
-      await until(async () => (await host.run('pgrep -u crabbox -f "sleep 30[1]"')).code !== 0, 3000)
+      await until(async () => !(await running(/sleep 301/)), 3000)
     }
   })
 
@@ -133,7 +135,7 @@ describe('crabbox ssh against a real sshd', () => {
     await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()))
     child.stdout!.destroy() // what `| head -1` does once it has its line
     expect(await exited).toBe(141)
-    await until(async () => (await host.run('pgrep -u crabbox -f "yes crabbox-sigpip[e]"')).code !== 0, 3000)
+    await until(async () => !(await running(/yes crabbox-sigpipe/)), 3000)
   })
 
   it('fails with exit 7 on a changed host key, showing both fingerprints and how to reset the pin', async () => {
@@ -141,7 +143,7 @@ describe('crabbox ssh against a real sshd', () => {
     expect((await runCli(['ssh', ...at(host.address, 22), '--', 'true'], { home: h })).code).toBe(0)
     const before = host.hostKeyFingerprint
     await host.restart({ newHostKeys: true })
-    await host.run('pkill -u crabbox sshd || true') // the runner was rebuilt: old sessions are gone too
+    await host.killSessions() // the runner was rebuilt: old sessions are gone too (this host's only)
     const result = await runCli(['ssh', ...at(host.address, 22), '--', 'echo should-not-run'], { home: h })
     expect(result.code).toBe(7)
     expect(result.stdout).toBe('')

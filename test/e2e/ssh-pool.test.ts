@@ -92,10 +92,9 @@ describe('ssh pool against a real sshd', () => {
       expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 20 }, (_, i) => `${i}\n`))
       expect(results.every((r) => r.code === 0)).toBe(true)
       expect(proxy.totalConnections).toBe(1)
-      // Every channel was closed: no session process is left (the pattern is unique to this test,
-      // since hosts share the machine's process table).
-      const left = await collect(pool, target, 'pgrep -c -u crabbox -f "sleep 0.213[7]" || true')
-      expect(left.stdout.trim()).toBe('0')
+      // Every channel was closed: no session process of this host is left.
+      const left = (await host.processes()).filter((p) => p.command.includes('sleep 0.2137'))
+      expect(left).toEqual([])
     } finally {
       await proxy.close()
     }

@@ -110,6 +110,37 @@ describe('sshHost', () => {
     }
   })
 
+  it("processes(), killSessions() and privateDirs stay within one host; another host's sessions live on", async () => {
+    const other = await sshHost({ privateDirs: ['/usr/local/bin'] })
+    try {
+      const mine = await connectSsh(host, { host: host.address, port: 22 })
+      const theirs = await connectSsh(other, { host: other.address, port: 22 })
+      void execSsh(mine.client, 'sleep 300.4242')
+      void execSsh(theirs.client, 'sleep 300.4343')
+      const sees = async (h: SshHost, pattern: string) => (await h.processes()).some((p) => p.command.includes(pattern))
+      for (let i = 0; i < 100 && !((await sees(host, '300.4242')) && (await sees(other, '300.4343'))); i++) await new Promise((r) => setTimeout(r, 50))
+      expect(await sees(host, '300.4242')).toBe(true)
+      expect(await sees(host, '300.4343')).toBe(false)
+
+      await other.killSessions()
+      expect(await theirs.closed).toMatch(/close|error/)
+      expect(await sees(other, '300.4343')).toBe(false)
+      expect(await sees(host, '300.4242')).toBe(true)
+      expect((await execSsh(mine.client, 'echo alive')).stdout).toBe('alive\n')
+      mine.client.end()
+
+      // The private /usr/local/bin is what the host's sessions and run() see; the machine's is untouched.
+      writeFileSync(other.path('/usr/local/bin/crabbox-probe'), '#!/bin/sh\necho private\n', { mode: 0o755 })
+      expect(existsSync('/usr/local/bin/crabbox-probe')).toBe(false)
+      expect((await other.run('/usr/local/bin/crabbox-probe')).stdout).toBe('private\n')
+      const again = await connectSsh(other, { host: other.address, port: 22 })
+      expect((await execSsh(again.client, '/usr/local/bin/crabbox-probe')).stdout).toBe('private\n')
+      again.client.end()
+    } finally {
+      await other.stop()
+    }
+  })
+
   it('stop() removes the namespace, the home and sshd, and can be repeated', async () => {
     const extra = await sshHost()
     await extra.stop()

@@ -16,6 +16,12 @@ export interface SshHostOptions {
   ports?: number[]
   maxSessions?: number
   name?: string
+  /**
+   * Absolute directories (e.g. /usr/local/bin) that this host sees as its own empty copy, bind
+   * mounted in its mount namespace for sshd and run(): tests that play cloud-init write there
+   * (through path()) instead of the machine's real directory, which parallel tests share.
+   */
+  privateDirs?: string[]
 }
 
 export interface SshHost {
@@ -29,6 +35,12 @@ export interface SshHost {
   hostKeyFingerprint: string
   authorize(publicKeyLine: string): Promise<void>
   run(command: string): Promise<{ code: number; stdout: string; stderr: string }>
+  /** Where, seen from the test process, a path under one of privateDirs lives for this host. */
+  path(hostPath: string): string
+  /** Processes in this host's namespace (sshd, sessions, what they started): never another host's. */
+  processes(): Promise<Array<{ pid: number; command: string }>>
+  /** Kills this host's SSH sessions and everything they started, leaving its sshd listening. */
+  killSessions(): Promise<void>
   restart(options?: { ports?: number[]; newHostKeys?: boolean }): Promise<void>
   stop(): Promise<void>
 }
@@ -255,6 +267,19 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
   liveHosts.add(teardown)
 
   const netns = (args: string[]) => must('ip', ['netns', 'exec', name, ...args])
+  const privateDirs = options.privateDirs ?? []
+  const privateRoot = join(dir, 'root')
+  // `ip netns exec` already gives each command a mount namespace of its own (slave to the
+  // machine's), so bind mounts made in it stay with this host and vanish with the process.
+  const inHost = (command: string[]): string[] => {
+    if (!privateDirs.length) return ['netns', 'exec', name, ...command]
+    const mounts = privateDirs.map((p) => `mount --bind ${join(privateRoot, p)} ${p}`).join(' && ')
+    return ['netns', 'exec', name, 'sh', '-c', `${mounts} && exec "$@"`, 'sh', ...command]
+  }
+  const nsPids = async (): Promise<number[]> => {
+    const result = await sh('ip', ['netns', 'pids', name])
+    return result.stdout.split(/\s+/).filter(Boolean).map(Number)
+  }
 
   const genHostKey = async () => {
     await rm(join(dir, 'ssh_host_ed25519_key'), { force: true })
@@ -266,7 +291,7 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
   const startSshd = async () => {
     await writeFile(join(dir, 'sshd_config'), sshdConfig(dir, ports, maxSessions))
     sshdLog = ''
-    const child = spawn('ip', ['netns', 'exec', name, '/usr/sbin/sshd', '-D', '-e', '-f', join(dir, 'sshd_config')], {
+    const child = spawn('ip', inHost(['/usr/sbin/sshd', '-D', '-e', '-f', join(dir, 'sshd_config')]), {
       stdio: ['ignore', 'ignore', 'pipe'],
     })
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (sshdLog = (sshdLog + d).slice(-4000)))
@@ -320,6 +345,11 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
     await chmod(keyPath, 0o600)
     const publicKey = (await readFile(`${keyPath}.pub`, 'utf8')).trim()
     await writeFile(join(dir, 'authorized_keys'), `${publicKey}\n`, { mode: 0o644 })
+    for (const p of privateDirs) {
+      if (!p.startsWith('/')) throw new Error(`sshHost: privateDirs must be absolute, got ${p}`)
+      await mkdir(p, { recursive: true }) // the mount point; stays empty on the machine itself
+      await mkdir(join(privateRoot, p), { recursive: true, mode: 0o755 })
+    }
 
     await must('ip', ['netns', 'add', name])
     await must('ip', ['link', 'delete', vethRoot(slot)]).catch(() => {})
@@ -345,7 +375,30 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
         await appendFile(join(dir, 'authorized_keys'), `${publicKeyLine.trim()}\n`)
       },
       async run(command) {
-        return sh('ip', ['netns', 'exec', name, 'sh', '-c', command])
+        return sh('ip', inHost(['sh', '-c', command]))
+      },
+      path(hostPath) {
+        if (!privateDirs.some((p) => hostPath === p || hostPath.startsWith(`${p}/`))) throw new Error(`sshHost: ${hostPath} is not under privateDirs`)
+        return join(privateRoot, hostPath)
+      },
+      async processes() {
+        const found: Array<{ pid: number; command: string }> = []
+        for (const pid of await nsPids()) {
+          try {
+            const command = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ').trim()
+            found.push({ pid, command })
+          } catch {} // exited meanwhile
+        }
+        return found
+      },
+      async killSessions() {
+        const listener = sshd?.pid
+        for (const pid of await nsPids()) {
+          if (pid === listener) continue
+          try {
+            process.kill(pid, 'SIGKILL')
+          } catch {}
+        }
       },
       async restart(restartOptions = {}) {
         if (stopped) throw new Error(`sshHost ${name} is stopped`)
