@@ -370,6 +370,12 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
       instances.set(instance.id, instance)
       return instance.id
     },
+    /** A security group the account already has (one a lease may name); returns its ID. */
+    seedSecurityGroup(region: string, name: string) {
+      const group = { id: `sg-${hex(8)}`, name, region, permissions: [] as string[] }
+      groups.set(group.id, group)
+      return group.id
+    },
     seedKeyPair(region: string, name: string) {
       keyPairs.set(`${region}/${name}`, { name, id: `key-${hex(8)}`, material: 'ssh-ed25519 AAAA', fingerprint: `SHA256:${hex(16)}`, tags: {} })
     },

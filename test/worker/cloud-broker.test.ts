@@ -210,6 +210,16 @@ describe('brokered Hetzner leases', () => {
     expect(hetzner.keys.size).toBe(0)
   })
 
+  it('makes the server in the location and from the image the lease asks for', async () => {
+    const created = await createLease({ provider: 'hetzner', class: 'standard', location: 'nbg1', image: 'debian-12' })
+    expect(created.status).toBe(201)
+    const server = hetzner.servers.get(Number(created.body.lease.cloudID))!
+    expect({ location: server.location, image: server.image }).toEqual({ location: 'nbg1', image: 'debian-12' })
+    const bad = await createLease({ provider: 'hetzner', location: 'nbg1; rm -rf /' })
+    expect(bad.status).toBe(400)
+    expect(bad.body.message).toMatch(/location/)
+  })
+
   it('refuses non-Linux targets with a clear message', async () => {
     const refused = await createLease({ provider: 'hetzner', target: 'windows' })
     expect(refused.status).toBe(400)
@@ -264,6 +274,36 @@ describe('brokered AWS leases', () => {
     expect(ec2.count('RunInstances')).toBe(2)
     expect(ec2.live()).toHaveLength(1)
     expect(created.body.lease.cloudID).toBe(ec2.live()[0].id)
+  })
+
+  it('takes AMI, security group, subnet, root volume and the on-demand fallback from the lease request', async () => {
+    const group = ec2.seedSecurityGroup('eu-west-1', 'team-runners')
+    const created = await createLease({
+      provider: 'aws',
+      class: 'standard',
+      awsAMI: 'ami-0123456789abcdef0',
+      awsSGID: group,
+      awsSubnetID: 'subnet-0123456789abcdef0',
+      awsRootGB: 120,
+    })
+    expect(created.status).toBe(201)
+    expect(ec2.live()[0]).toMatchObject({ imageId: 'ami-0123456789abcdef0', groupIds: [group], subnetId: 'subnet-0123456789abcdef0', rootGB: '120' })
+    // No on-demand pass when the request's fallback policy says so.
+    ec2.setOverQuota(['spot'])
+    const spotOnly = await createLease({ provider: 'aws', class: 'standard', capacity: { fallback: 'none' } })
+    expect(spotOnly.status).toBe(503)
+    expect(spotOnly.body.error).toBe('no_capacity')
+    const launches = ec2.calls.filter((c) => c.action === 'RunInstances').slice(1)
+    expect(launches.length).toBeGreaterThan(0)
+    expect(launches.every((c) => c.params['InstanceMarketOptions.MarketType'] === 'spot')).toBe(true)
+    for (const [field, value] of [['awsAMI', 'ami-nope'], ['awsSGID', 'default'], ['awsRootGB', 0]] as const) {
+      const bad = await createLease({ provider: 'aws', [field]: value })
+      expect({ field, status: bad.status }).toEqual({ field, status: 400 })
+      expect(bad.body.message).toContain(field)
+    }
+    const lonelySubnet = await createLease({ provider: 'aws', awsSubnetID: 'subnet-0123456789abcdef0' })
+    expect(lonelySubnet.status).toBe(400)
+    expect(lonelySubnet.body.message).toMatch(/awsSGID/)
   })
 
   it('refuses Windows and macOS targets for now', async () => {

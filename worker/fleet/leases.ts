@@ -17,7 +17,7 @@ import {
 } from '../../src/protocol/leases.js'
 import { canManageLease, leaseRole, type Identity } from '../auth/identity.js'
 import { setting } from '../env.js'
-import type { Machine } from '../providers/types.js'
+import type { Machine, MachineRequest } from '../providers/types.js'
 import { costLimits, enforceCaps, hourlyRate, maxEstimatedUSD, monthOf } from './caps.js'
 import type { FleetDeps } from './router.js'
 import { decodeCursor, encodeCursor, type FleetStorage } from './storage.js'
@@ -255,7 +255,20 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
   const leaseId = request.leaseID && isLeaseId(request.leaseID) ? request.leaseID : newLeaseId()
   const pending = inflightFor(storage)
 
-  const ask = { sshPublicKey: request.sshPublicKey, serverType: request.serverType, market: request.capacity?.market }
+  const ask: ProvisionAsk = {
+    sshPublicKey: request.sshPublicKey,
+    serverType: request.serverType,
+    market: request.capacity?.market,
+    placement: {
+      location: request.location,
+      image: request.image,
+      ami: request.awsAMI,
+      securityGroupId: request.awsSGID,
+      subnetId: request.awsSubnetID,
+      rootGB: request.awsRootGB,
+      fallback: request.capacity?.fallback,
+    },
+  }
   const track = async (work: Promise<LeaseRecord>): Promise<LeaseRecord> => {
     pending.set(leaseId, work)
     try {
@@ -361,11 +374,10 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
   return { lease: await track(provision(deps, reservation.lease, ask)), created: true }
 }
 
-async function provision(
-  deps: FleetDeps,
-  lease: LeaseRecord,
-  ask: { sshPublicKey: string; serverType?: string; market?: 'spot' | 'on-demand' },
-): Promise<LeaseRecord> {
+/** What a create asks of the provider beyond the lease record (never stored: the key is the caller's). */
+type ProvisionAsk = Pick<MachineRequest, 'sshPublicKey' | 'serverType' | 'market' | 'placement'>
+
+async function provision(deps: FleetDeps, lease: LeaseRecord, ask: ProvisionAsk): Promise<LeaseRecord> {
   const { storage } = deps
   const provider = deps.providers.get(lease.provider)
   let machine: Machine | undefined
@@ -387,6 +399,7 @@ async function provision(
       ttlSeconds: lease.ttlSeconds,
       idleTimeoutSeconds: lease.idleTimeoutSeconds,
       expiresAt: lease.expiresAt,
+      placement: ask.placement,
     })
   } catch (error) {
     failure = error

@@ -1,7 +1,7 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { BOOTSTRAP_DEFAULTS } from '../../src/protocol/cloud-init.js'
-import { candidateTypes, explicitType, unsupportedTargetMessage } from '../../src/protocol/classes.js'
-import { machineLabels, machineName, providerKeyName } from '../../src/protocol/cloud-machines.js'
+import { candidateTypes } from '../../src/protocol/classes.js'
+import { providerKeyName } from '../../src/protocol/cloud-machines.js'
 import {
   awsMarkets,
   awsRegions,
@@ -15,8 +15,7 @@ import {
   type Ec2Options,
 } from '../../src/protocol/ec2-api.js'
 import { setting } from '../env.js'
-import { cloudFailure } from './cloud-errors.js'
-import { brokerUserData, toBrokerMachine } from './hetzner.js'
+import { cloudCreatePlan, cloudFailure, toBrokerMachine } from './cloud.js'
 import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './types.js'
 
 /**
@@ -56,30 +55,32 @@ export function createAwsBrokerProvider(context: BrokerProviderContext, override
   return {
     name: 'aws',
     async create(request) {
-      const refused = unsupportedTargetMessage('aws', request.target)
-      if (refused) throw new ApiError(400, ErrorCode.unsupportedTarget, refused)
+      const plan = cloudCreatePlan('aws', request)
+      const placement = request.placement ?? {}
+      const securityGroupId = placement.securityGroupId ?? setting(env, 'CRABBOX_AWS_SECURITY_GROUP_ID')
+      const subnetId = placement.subnetId ?? setting(env, 'CRABBOX_AWS_SUBNET_ID')
+      // crabbox makes its own security group only in the default VPC.
+      if (subnetId && !securityGroupId) throw new ApiError(400, ErrorCode.invalidRequest, 'awsSubnetID needs awsSGID too (or CRABBOX_AWS_SECURITY_GROUP_ID on the broker)')
       const client = api()
-      const types = candidateTypes('aws', request.class, explicitType(request.class, request.serverType))
-      const keyName = request.providerKey || providerKeyName(request.leaseId)
-      const userData = brokerUserData(request.sshPublicKey)
       try {
         const { machine } = await createAwsMachine(client, {
           leaseId: request.leaseId,
-          name: machineName(request.leaseId, request.slug),
-          labels: machineLabels({ ...request, provider: 'aws', serverType: types[0], providerKey: keyName, createdAt: new Date() }),
-          instanceTypes: types,
+          name: plan.name,
+          labels: plan.labels,
+          instanceTypes: plan.types,
           regions,
-          markets: awsMarkets(request.market, setting(env, 'CRABBOX_CAPACITY_FALLBACK')),
-          ami: setting(env, 'CRABBOX_AWS_AMI'),
-          securityGroupId: setting(env, 'CRABBOX_AWS_SECURITY_GROUP_ID'),
-          subnetId: setting(env, 'CRABBOX_AWS_SUBNET_ID'),
+          markets: awsMarkets(request.market, placement.fallback ?? setting(env, 'CRABBOX_CAPACITY_FALLBACK')),
+          ami: placement.ami ?? setting(env, 'CRABBOX_AWS_AMI'),
+          securityGroupId,
+          subnetId,
+          // Only the operator picks an IAM role for runners: a lease request cannot.
           instanceProfile: setting(env, 'CRABBOX_AWS_INSTANCE_PROFILE'),
-          rootGB: Number.isInteger(rootGB) && rootGB > 0 ? rootGB : 400,
+          rootGB: placement.rootGB ?? (Number.isInteger(rootGB) && rootGB > 0 ? rootGB : 400),
           sshPorts: [BOOTSTRAP_DEFAULTS.sshPort, ...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
           sshCIDRs: list(setting(env, 'CRABBOX_AWS_SSH_CIDRS')),
-          userData,
+          userData: plan.userData,
           sshPublicKey: request.sshPublicKey,
-          keyName,
+          keyName: plan.keyName,
         })
         const hourly = machine.market === 'spot' ? await awsSpotHourlyUSD(client, machine.region ?? region, machine.serverType).catch(() => undefined) : undefined
         return toBrokerMachine(machine, hourly)

@@ -1,5 +1,68 @@
+import { BOOTSTRAP_DEFAULTS, renderCloudInit } from '../../src/protocol/cloud-init.js'
+import { candidateTypes, explicitType, unsupportedTargetMessage } from '../../src/protocol/classes.js'
+import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../src/protocol/cloud-machines.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
-import { CloudApiError } from '../../src/protocol/cloud-machines.js'
+import type { Machine, MachineRequest } from './types.js'
+
+/**
+ * What the broker's cloud providers (hetzner.ts, aws.ts) share: the plan for
+ * one lease's machine, the lease view of a cloud machine, and how a cloud
+ * failure reaches the caller.
+ */
+
+export interface CloudCreatePlan {
+  /** Server/instance types to try, in order. */
+  types: string[]
+  /** Provider-side key name (`crabbox-cbx-<12 hex>` unless the request named one). */
+  keyName: string
+  /** The shared cloud-init bootstrap with the lease key. */
+  userData: string
+  name: string
+  labels: Record<string, string>
+}
+
+/**
+ * Everything a create needs before the first provider call; refuses targets the
+ * provider cannot run and keys that are not one OpenSSH line (400s, nothing made).
+ */
+export function cloudCreatePlan(provider: 'hetzner' | 'aws', request: MachineRequest, now = new Date()): CloudCreatePlan {
+  const refused = unsupportedTargetMessage(provider, request.target)
+  if (refused) throw new ApiError(400, ErrorCode.unsupportedTarget, refused)
+  const types = candidateTypes(provider, request.class, explicitType(request.class, request.serverType))
+  const keyName = request.providerKey || providerKeyName(request.leaseId)
+  let userData: string
+  try {
+    userData = renderCloudInit({ ...BOOTSTRAP_DEFAULTS, sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts], sshPublicKey: request.sshPublicKey })
+  } catch (error) {
+    throw new ApiError(400, ErrorCode.invalidRequest, `sshPublicKey: ${(error as Error).message}`)
+  }
+  return {
+    types,
+    keyName,
+    userData,
+    name: machineName(request.leaseId, request.slug),
+    labels: machineLabels({ ...request, provider, serverType: types[0], providerKey: keyName, createdAt: now }),
+  }
+}
+
+/** A cloud machine as a lease sees it: the bootstrap's user, ports and work root. */
+export function toBrokerMachine(machine: CloudMachine, hourlyUSD?: number): Machine {
+  return {
+    provider: machine.provider,
+    id: machine.id,
+    name: machine.name,
+    host: machine.host ?? '',
+    sshUser: BOOTSTRAP_DEFAULTS.sshUser,
+    sshPort: BOOTSTRAP_DEFAULTS.sshPort,
+    sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
+    workRoot: BOOTSTRAP_DEFAULTS.workRoot,
+    serverType: machine.serverType,
+    ...(machine.region && machine.provider === 'aws' ? { region: machine.region } : {}),
+    ...(machine.market ? { market: machine.market } : {}),
+    ...(hourlyUSD !== undefined ? { hourlyUSD } : {}),
+    labels: machine.labels,
+  }
+}
 
 /**
  * Maps a cloud API failure for the lease flow. A definite answer (no capacity,

@@ -1,7 +1,6 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
-import { BOOTSTRAP_DEFAULTS, renderCloudInit } from '../../src/protocol/cloud-init.js'
-import { candidateTypes, eurToUsdRate, explicitType, unsupportedTargetMessage } from '../../src/protocol/classes.js'
-import { type CloudMachine, machineLabels, machineName, providerKeyName } from '../../src/protocol/cloud-machines.js'
+import { candidateTypes, eurToUsdRate } from '../../src/protocol/classes.js'
+import { providerKeyName } from '../../src/protocol/cloud-machines.js'
 import {
   createHetznerApi,
   createHetznerMachine,
@@ -13,8 +12,8 @@ import {
   type HetznerOptions,
 } from '../../src/protocol/hetzner-api.js'
 import { setting } from '../env.js'
-import { cloudFailure } from './cloud-errors.js'
-import type { BrokerProvider, BrokerProviderContext, ListableProvider, Machine } from './types.js'
+import { cloudCreatePlan, cloudFailure, toBrokerMachine } from './cloud.js'
+import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './types.js'
 
 /**
  * Hetzner Cloud for the broker: one server per lease, bootstrapped by the
@@ -23,33 +22,6 @@ import type { BrokerProvider, BrokerProviderContext, ListableProvider, Machine }
  * `CRABBOX_HETZNER_API_URL`, `CRABBOX_HETZNER_LOCATION`, `CRABBOX_HETZNER_IMAGE`,
  * `CRABBOX_EUR_TO_USD`.
  */
-
-export function toBrokerMachine(machine: CloudMachine, hourlyUSD?: number): Machine {
-  return {
-    provider: machine.provider,
-    id: machine.id,
-    name: machine.name,
-    host: machine.host ?? '',
-    sshUser: BOOTSTRAP_DEFAULTS.sshUser,
-    sshPort: BOOTSTRAP_DEFAULTS.sshPort,
-    sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
-    workRoot: BOOTSTRAP_DEFAULTS.workRoot,
-    serverType: machine.serverType,
-    ...(machine.region && machine.provider === 'aws' ? { region: machine.region } : {}),
-    ...(machine.market ? { market: machine.market } : {}),
-    ...(hourlyUSD !== undefined ? { hourlyUSD } : {}),
-    labels: machine.labels,
-  }
-}
-
-/** The shared bootstrap for a broker lease; a key that is not one OpenSSH line is the caller's error. */
-export function brokerUserData(sshPublicKey: string): string {
-  try {
-    return renderCloudInit({ ...BOOTSTRAP_DEFAULTS, sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts], sshPublicKey })
-  } catch (error) {
-    throw new ApiError(400, ErrorCode.invalidRequest, `sshPublicKey: ${(error as Error).message}`)
-  }
-}
 
 export function createHetznerBrokerProvider(context: BrokerProviderContext, overrides: Partial<HetznerOptions> = {}): BrokerProvider & ListableProvider {
   const env = context.env
@@ -62,9 +34,9 @@ export function createHetznerBrokerProvider(context: BrokerProviderContext, over
     if (!token) throw new ApiError(503, ErrorCode.providerFailed, 'this broker has no Hetzner token: set the HETZNER_TOKEN secret (wrangler secret put HETZNER_TOKEN)')
     return createHetznerApi({ token, apiUrl: setting(env, 'CRABBOX_HETZNER_API_URL'), fetch: (request) => context.fetch(request), ...overrides })
   }
-  const price = async (serverType: string) => {
+  const price = async (serverType: string, where = location) => {
     try {
-      return await hetznerHourlyUSD(api(), serverType, location, eurToUsd)
+      return await hetznerHourlyUSD(api(), serverType, where, eurToUsd)
     } catch {
       return undefined
     }
@@ -73,25 +45,21 @@ export function createHetznerBrokerProvider(context: BrokerProviderContext, over
   return {
     name: 'hetzner',
     async create(request) {
-      const refused = unsupportedTargetMessage('hetzner', request.target)
-      if (refused) throw new ApiError(400, ErrorCode.unsupportedTarget, refused)
+      const plan = cloudCreatePlan('hetzner', request)
       const client = api()
-      const types = candidateTypes('hetzner', request.class, explicitType(request.class, request.serverType))
-      const keyName = request.providerKey || providerKeyName(request.leaseId)
-      const userData = brokerUserData(request.sshPublicKey)
       try {
         const { machine } = await createHetznerMachine(client, {
           leaseId: request.leaseId,
-          name: machineName(request.leaseId, request.slug),
-          labels: machineLabels({ ...request, provider: 'hetzner', serverType: types[0], providerKey: keyName, createdAt: new Date() }),
-          serverTypes: types,
-          location,
-          image,
-          userData,
+          name: plan.name,
+          labels: plan.labels,
+          serverTypes: plan.types,
+          location: request.placement?.location ?? location,
+          image: request.placement?.image ?? image,
+          userData: plan.userData,
           sshPublicKey: request.sshPublicKey,
-          keyName,
+          keyName: plan.keyName,
         })
-        return toBrokerMachine(machine, await price(machine.serverType))
+        return toBrokerMachine(machine, await price(machine.serverType, request.placement?.location))
       } catch (error) {
         throw cloudFailure(error)
       }

@@ -2,25 +2,34 @@
  * Broker-side providers (static pool, Hetzner, AWS) behind one interface.
  * Calls here may be slow or fail: never call them inside a storage transaction.
  */
-export interface MachineRequest {
-  leaseId: string
-  slug: string
-  owner: string
-  org: string
-  profile: string
-  class: string
+import type { LabelInput } from '../../src/protocol/cloud-machines.js'
+
+/**
+ * Where and from what a lease asked its machine to be made (reference request
+ * fields `location`, `image`, `awsAMI`, `awsSGID`, `awsSubnetID`, `awsRootGB`,
+ * `capacity.fallback`); unset fields fall back to the broker's settings.
+ * Regions are not here: the broker picks AWS regions itself, so it can always
+ * find and delete what it made.
+ */
+export interface Placement {
+  location?: string
+  image?: string
+  ami?: string
+  securityGroupId?: string
+  subnetId?: string
+  rootGB?: number
+  fallback?: string
+}
+
+/** What a provider gets for one lease: the label inputs (src/protocol/cloud-machines.ts) plus the key and asks. */
+export interface MachineRequest extends Omit<LabelInput, 'provider' | 'serverType' | 'market' | 'createdAt'> {
   /** Explicit provider type; otherwise derived from `class`. */
   serverType?: string
-  target: string
   market?: 'spot' | 'on-demand'
   /** OpenSSH public key line authorized for the lease's user. */
   sshPublicKey: string
-  /** Provider-side key name, `crabbox-cbx-<12 hex>`. */
-  providerKey: string
-  keep: boolean
-  ttlSeconds: number
-  idleTimeoutSeconds: number
   expiresAt: string
+  placement?: Placement
 }
 
 export interface Machine {
