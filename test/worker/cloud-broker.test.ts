@@ -1,6 +1,7 @@
 import { runDurableObjectAlarm } from 'cloudflare:test'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
+import { fallbackHourlyUSD } from '../../src/protocol/classes.js'
 import type { Env } from '../../worker/env.js'
 import type { FleetDeps } from '../../worker/fleet/router.js'
 import { runAlarm } from '../../worker/fleet/alarm.js'
@@ -208,6 +209,27 @@ describe('brokered Hetzner leases', () => {
     expect(await inFleet((deps: FleetDeps) => getLeaseRecord(deps.storage, id)?.state)).toBe('expired')
     expect(hetzner.servers.size).toBe(0)
     expect(hetzner.keys.size).toBe(0)
+  })
+
+  it('prices a lease from CRABBOX_COST_RATES_JSON, else Hetzner\'s live price, else the class table', async () => {
+    const live = (await createLease({ provider: 'hetzner', class: 'standard' })).body.lease
+    expect(live.estimatedHourlyUSD).toBeCloseTo(Number((0.076 * 1.19).toFixed(4)) * 1.1, 6)
+    // Hetzner's price API is down: the static table for the type, never a failed lease.
+    hetzner.inject({ method: 'GET', path: '/server_types', kind: 'error', status: 503, times: 100 })
+    const table = (await createLease({ provider: 'hetzner', class: 'standard' })).body.lease
+    expect(table.estimatedHourlyUSD).toBe(fallbackHourlyUSD('hetzner', 'ccx33'))
+    await inFleet((deps: FleetDeps) => {
+      deps.env = { ...deps.env, CRABBOX_COST_RATES_JSON: JSON.stringify({ 'hetzner:ccx33': '0.5' }) }
+    })
+    try {
+      const configured = (await createLease({ provider: 'hetzner', class: 'standard', ttlSeconds: 7200 })).body.lease
+      expect(configured).toMatchObject({ estimatedHourlyUSD: 0.5, maxEstimatedUSD: 1 })
+    } finally {
+      await inFleet((deps: FleetDeps) => {
+        const { CRABBOX_COST_RATES_JSON: _, ...rest } = deps.env
+        deps.env = rest as Env
+      })
+    }
   })
 
   it('makes the server in the location and from the image the lease asks for', async () => {
