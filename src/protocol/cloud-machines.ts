@@ -162,6 +162,38 @@ export class CloudApiError extends Error {
   }
 }
 
+/** How a cloud API client talks and waits; the Hetzner and EC2 clients take these beside their credentials. */
+export interface CloudClientOptions {
+  fetch?: (request: Request) => Promise<Response>
+  /** Per request; a timed-out create is looked up by its lease label before anything is retried. */
+  timeoutMs?: number
+  pollIntervalMs?: number
+  /** How long to wait for a new machine's public IPv4. */
+  addressTimeoutMs?: number
+  sleep?: (ms: number) => Promise<void>
+}
+
+/**
+ * Polls `look` until the machine has a public IPv4 (new and adopted machines may
+ * still be booting): the first look within a second, since addresses often come
+ * that fast, then at the steady interval, until the address timeout.
+ */
+export async function waitForAddress(
+  machine: CloudMachine,
+  options: Required<Pick<CloudClientOptions, 'addressTimeoutMs' | 'pollIntervalMs' | 'sleep'>>,
+  describe: string,
+  look: () => Promise<CloudMachine>,
+): Promise<CloudMachine> {
+  const deadline = Date.now() + options.addressTimeoutMs
+  let current = machine
+  for (let polls = 0; !current.host; polls++) {
+    if (Date.now() > deadline) throw new CloudApiError(machine.provider, 'transient', 'timeout', `${describe} has no public IPv4 after ${Math.round(options.addressTimeoutMs / 1000)} s`)
+    await options.sleep(polls === 0 ? Math.min(1_000, options.pollIntervalMs) : options.pollIntervalMs)
+    current = await look()
+  }
+  return current
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 export interface RetryOptions {

@@ -2,6 +2,7 @@ import { AwsClient } from 'aws4fetch'
 import { parseConsoleHostKeys, type ConsoleHostKey } from './cloud-init.js'
 import {
   CloudApiError,
+  type CloudClientOptions,
   type CloudErrorCategory,
   type CloudMachine,
   isLeaseKeyName,
@@ -9,6 +10,7 @@ import {
   sleep as realSleep,
   touchedLabels,
   timedFetch,
+  waitForAddress,
   withRetries,
 } from './cloud-machines.js'
 import type { CreatedMachine, ProvisioningAttempt } from './hetzner-api.js'
@@ -74,17 +76,12 @@ export const xmlItems = (node: XmlNode | undefined, setName: string): XmlNode[] 
 
 // ---------------------------------------------------------------- client
 
-export interface Ec2Options {
+export interface Ec2Options extends CloudClientOptions {
   accessKeyId: string
   secretAccessKey: string
   sessionToken?: string
   /** Overrides `https://ec2.<region>.amazonaws.com/` for every region (fakes, VPC endpoints). */
   endpoint?: string
-  fetch?: (request: Request) => Promise<Response>
-  timeoutMs?: number
-  pollIntervalMs?: number
-  addressTimeoutMs?: number
-  sleep?: (ms: number) => Promise<void>
 }
 
 /** Error codes from the EC2 API reference ("Error codes for the Amazon EC2 API"). */
@@ -308,20 +305,15 @@ async function importKey(api: Ec2Api, region: string, input: AwsCreateInput): Pr
 const clientToken = (leaseId: string, region: string, type: string, market: string) => `${leaseId}-${region}-${type}-${market}`.slice(0, 64)
 
 /** Polls until the instance has a public IPv4 (adopted instances may still be pending). */
-export async function waitForAwsAddress(api: Ec2Api, machine: CloudMachine): Promise<CloudMachine> {
-  const deadline = Date.now() + api.options.addressTimeoutMs
-  let current = machine
-  // First look soon (addresses often come within a second), then at the steady interval.
-  for (let polls = 0; !current.host; polls++) {
-    if (Date.now() > deadline) throw new CloudApiError('aws', 'transient', 'timeout', `EC2 instance ${machine.id} has no public IPv4 after ${Math.round(api.options.addressTimeoutMs / 1000)} s`)
-    await api.options.sleep(polls === 0 ? Math.min(1_000, api.options.pollIntervalMs) : api.options.pollIntervalMs)
+export function waitForAwsAddress(api: Ec2Api, machine: CloudMachine): Promise<CloudMachine> {
+  return waitForAddress(machine, api.options, `EC2 instance ${machine.id}`, async () => {
     const root = await withRetries(() => api.call(machine.region!, 'DescribeInstances', { 'InstanceId.1': machine.id }), retry(api))
     const item = xmlItems(xmlItems(root, 'reservationSet')[0], 'instancesSet')[0]
     if (!item) throw new CloudApiError('aws', 'not_found', 'InvalidInstanceID.NotFound', `EC2 instance ${machine.id} disappeared while starting`)
-    current = toCloudMachine(item, machine.region!)
+    const current = toCloudMachine(item, machine.region!)
     if (current.status === 'terminated' || current.status === 'shutting-down') throw new CloudApiError('aws', 'capacity', 'terminated', `EC2 instance ${machine.id} was terminated while starting`)
-  }
-  return current
+    return current
+  })
 }
 
 /**

@@ -2,12 +2,14 @@ import * as v from 'valibot'
 import {
   CloudApiError,
   touchedLabels,
+  type CloudClientOptions,
   type CloudErrorCategory,
   type CloudMachine,
   isLeaseKeyName,
   providerKeyName,
   sleep as realSleep,
   timedFetch,
+  waitForAddress,
   withRetries,
 } from './cloud-machines.js'
 
@@ -51,16 +53,9 @@ const ErrorReply = v.looseObject({ error: v.looseObject({ code: v.string(), mess
 export type HetznerServer = v.InferOutput<typeof ServerSchema>
 export type HetznerSshKey = v.InferOutput<typeof SshKeySchema>
 
-export interface HetznerOptions {
+export interface HetznerOptions extends CloudClientOptions {
   token: string
   apiUrl?: string
-  fetch?: (request: Request) => Promise<Response>
-  /** Per request; a timed-out create is looked up by label before anything is retried. */
-  timeoutMs?: number
-  pollIntervalMs?: number
-  /** How long to wait for a new server's public IPv4. */
-  addressTimeoutMs?: number
-  sleep?: (ms: number) => Promise<void>
 }
 
 /** Error codes from the Hetzner docs, mapped to what crabbox does about them. */
@@ -235,16 +230,10 @@ export interface CreatedMachine {
 }
 
 /** Polls until the server has a public IPv4 (adopted machines may still be booting). */
-export async function waitForHetznerAddress(api: HetznerApi, machine: CloudMachine): Promise<CloudMachine> {
-  const deadline = Date.now() + api.options.addressTimeoutMs
-  let current = machine
-  // First look soon (addresses often come within a second), then at the steady interval.
-  for (let polls = 0; !current.host; polls++) {
-    if (Date.now() > deadline) throw new CloudApiError('hetzner', 'transient', 'timeout', `Hetzner server ${machine.name} has no public IPv4 after ${Math.round(api.options.addressTimeoutMs / 1000)} s`)
-    await api.options.sleep(polls === 0 ? Math.min(1_000, api.options.pollIntervalMs) : api.options.pollIntervalMs)
-    current = toCloudMachine(await withRetries(() => api.getServer(machine.id), { ...retry, sleep: api.options.sleep }))
-  }
-  return current
+export function waitForHetznerAddress(api: HetznerApi, machine: CloudMachine): Promise<CloudMachine> {
+  return waitForAddress(machine, api.options, `Hetzner server ${machine.name}`, async () =>
+    toCloudMachine(await withRetries(() => api.getServer(machine.id), { ...retry, sleep: api.options.sleep })),
+  )
 }
 
 /**
