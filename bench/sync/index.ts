@@ -19,7 +19,7 @@ import { cacheDir } from '../../src/services/sync/hash-cache.js'
 import { openSession } from '../../src/transport/ssh/index.js'
 import { createProgress } from '../../src/ui/progress.js'
 import { sshHost } from '../../test/support/ssh-host.js'
-import { tcpProxy } from '../../test/support/tcp-proxy.js'
+import { fileURLToPath } from 'node:url'
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -29,6 +29,7 @@ const FILES = arg('files', 20_000)
 const MB = arg('mb', 200)
 const RTT = arg('rtt', 50)
 const RUNS = arg('runs', 5)
+const COLD_ONLY = process.argv.includes('--cold-only')
 
 const home = mkdtempSync(join(tmpdir(), 'crabbox-bench-sync-'))
 Object.assign(process.env, { XDG_STATE_HOME: join(home, 'state'), XDG_CONFIG_HOME: join(home, 'config'), XDG_RUNTIME_DIR: join(home, 'run') })
@@ -58,6 +59,29 @@ function generateRepo(root: string): void {
   git('commit', '-qm', 'bench')
 }
 
+/** bench/sync/proxy.ts in a child process (through tsx, like the bench itself). */
+async function proxyProcess(host: string, port: number, delayMs: number): Promise<{ host: string; port: number; close(): Promise<void> }> {
+  const tsx = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'node_modules', 'tsx', 'dist', 'cli.mjs')
+  const child = spawn(process.execPath, [tsx, fileURLToPath(new URL('./proxy.ts', import.meta.url)), host, String(port), String(delayMs)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    child.stdout.on('data', (d) => {
+      out += d
+      if (out.includes('\n')) resolve(out.split('\n')[0])
+    })
+    child.on('exit', (code) => reject(new Error(`proxy exited ${code}`)))
+  })
+  return {
+    host: '127.0.0.1',
+    port: (JSON.parse(line) as { port: number }).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        child.on('exit', () => resolve())
+        child.stdin.end()
+      }),
+  }
+}
+
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 
 function time(command: string, args: string[]): Promise<number> {
@@ -81,7 +105,7 @@ async function main() {
   }
   rmSync(cacheDir(repo), { recursive: true, force: true })
   const host = await sshHost({ name: 'benchsync' })
-  const proxy = await tcpProxy({ host: host.address, port: host.ports[0] }, { delayMs: RTT / 2 })
+  const proxy = await proxyProcess(host.address, host.ports[0], RTT / 2)
   const control = join(home, 'cm.sock')
   const ssh = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-i', host.privateKeyPath, '-p', String(proxy.port), '-o', `ControlPath=${control}`]
   let masterLog = ''
@@ -138,6 +162,8 @@ async function main() {
       cold.crabbox.push(await crabbox(`${host.home}/crabbox-cold-${++n}`))
     }
     results.push({ scenario: 'cold', rsync: median(cold.rsync), crabbox: median(cold.crabbox) })
+    if (!COLD_ONLY) await warmScenarios()
+    async function warmScenarios() {
 
     const rsyncDest = `${host.home}/rsync-warm`
     const crabboxDest = `${host.home}/crabbox-warm`
@@ -158,6 +184,7 @@ async function main() {
       one.crabbox.push(await crabbox(crabboxDest))
     }
     results.push({ scenario: 'one-file', rsync: median(one.rsync), crabbox: median(one.crabbox) })
+    }
 
     const targets: Record<string, number> = { cold: 1.0, 'no-change': 0.5, 'one-file': 0.7 }
     const { files, bytes } = await buildManifest(repo, config)

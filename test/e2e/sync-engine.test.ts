@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -267,7 +267,7 @@ describe('sync engine against a real sshd', () => {
       await sync(repo, wd, { session: viaProxy })
 
       // A change, then back: after the cut the runner holds a half-written mix.
-      const random = Buffer.from(Array.from({ length: 24 * 1024 * 1024 }, () => Math.floor(Math.random() * 256)))
+      const random = randomBytes(24 * 1024 * 1024)
       put(repo, 'large.bin', random)
       put(repo, 'small.txt', 'v2\n')
       const cutWhenWriting = setInterval(() => {

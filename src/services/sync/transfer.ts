@@ -68,14 +68,15 @@ export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: 
       }
       const mode = entry.mode & 0o777
       const abs = join(plan.root, entry.path)
-      // The header carries the size, so it must be the size we actually read.
-      const size = lstatSync(abs).size
-      if (size <= 1024 * 1024) {
+      // The header carries the size, so it must be the size we actually read: small files are
+      // read whole (their length is the size), big ones streamed at their current size.
+      if (entry.size <= 1024 * 1024) {
         const data = readFileSync(abs)
         plan.onHash?.(index, createHash('sha256').update(data).digest('hex'))
         await entryDone(pack, { name: entry.path, type: 'file', size: data.length, mode, mtime }, data)
         continue
       }
+      const size = lstatSync(abs).size
       const hash = createHash('sha256')
       await new Promise<void>((resolve, reject) => {
         const sink = pack.entry({ name: entry.path, type: 'file', size, mode, mtime }, (error) => (error ? reject(changed(entry.path, error)) : resolve()))
@@ -132,19 +133,31 @@ class Coalesce extends Transform {
 
 const gzipBlock = promisify(gzip)
 
+/** Fixed gzip level from `CRABBOX_SYNC_GZIP_LEVEL` (1-9), else undefined: adaptive. */
+function fixedGzipLevel(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const level = Number(env.CRABBOX_SYNC_GZIP_LEVEL)
+  return Number.isInteger(level) && level >= 1 && level <= 9 ? level : undefined
+}
+
 /**
  * Gzip on every core: each 1 MiB block becomes its own gzip member, compressed
  * on the libuv pool, emitted in order. Concatenated members are one valid gzip
- * stream for the runner's `tar -xz`.
+ * stream for the runner's `tar -xz`. The level adapts per block: while
+ * compressed output is still waiting for the SSH window the link is the
+ * bottleneck, so the next block gets more effort (up to 6); when the link
+ * drains everything, effort goes back down towards 1.
  */
 class ParallelGzip extends Coalesce {
   private readonly inFlight: Promise<Buffer>[] = []
+  private readonly fixed = fixedGzipLevel()
+  private level = 1
   private async drainTo(limit: number): Promise<void> {
     while (this.inFlight.length > limit) this.push(await this.inFlight.shift()!)
   }
   private start(blocks: Buffer[]): void {
     for (const block of blocks) {
-      const job = gzipBlock(block, { level: zlib.Z_BEST_SPEED })
+      if (this.fixed === undefined) this.level = this.readableLength > 0 ? Math.min(this.level + 1, 6) : Math.max(this.level - 1, 1)
+      const job = gzipBlock(block, { level: this.fixed ?? this.level })
       job.catch(() => {}) // surfaced when awaited in order
       this.inFlight.push(job)
     }
