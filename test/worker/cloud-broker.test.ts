@@ -5,7 +5,7 @@ import { fallbackHourlyUSD } from '../../src/protocol/classes.js'
 import type { Env } from '../../worker/env.js'
 import type { FleetDeps } from '../../worker/fleet/router.js'
 import { runAlarm } from '../../worker/fleet/alarm.js'
-import { getLeaseRecord } from '../../worker/fleet/leases.js'
+import { cleanupState, getLeaseRecord } from '../../worker/fleet/leases.js'
 import type { ProviderRegistry } from '../../worker/providers/registry.js'
 import { createHetznerBrokerProvider } from '../../worker/providers/hetzner.js'
 import { createAwsBrokerProvider } from '../../worker/providers/aws.js'
@@ -280,13 +280,23 @@ describe('brokered AWS leases', () => {
 
   it('release terminates the instance and deletes its key pair; a vanished instance counts as deleted', async () => {
     const lease = (await createLease({ provider: 'aws', class: 'standard' })).body.lease
-    ec2.instances.get(lease.cloudID)!.state = 'terminated'
+    ec2.instances.delete(lease.cloudID)
     expect((await api(peter, 'POST', `/v1/leases/${lease.id}/release`, { delete: true })).status).toBe(200)
+    expect((await api(peter, 'GET', `/v1/leases/${lease.id}`)).body.lease.state).toBe('released')
+    expect(await inFleet((deps: FleetDeps) => cleanupState(deps.storage, lease.id)?.pending)).toBe(false)
     const other = (await createLease({ provider: 'aws', class: 'standard' })).body.lease
     expect((await api(peter, 'POST', `/v1/leases/${other.id}/release`, { delete: true })).status).toBe(200)
     expect(ec2.live()).toHaveLength(0)
     expect(ec2.keyPairs.size).toBe(0)
-    expect(ec2.count('TerminateInstances')).toBe(1)
+    expect(ec2.calls.filter((c) => c.action === 'TerminateInstances' && c.params['InstanceId.1'] === other.cloudID)).toHaveLength(1)
+  })
+
+  it('release terminates by instance ID even while a tag search does not show the instance yet', async () => {
+    const lease = (await createLease({ provider: 'aws', class: 'standard' })).body.lease
+    // DescribeInstances is eventually consistent: right after a launch a tag filter can miss it.
+    ec2.instances.get(lease.cloudID)!.tags = {}
+    expect((await api(peter, 'POST', `/v1/leases/${lease.id}/release`, { delete: true })).status).toBe(200)
+    expect(ec2.instances.get(lease.cloudID)!.state).toBe('terminated')
   })
 
   it('a RunInstances reply lost on the wire is retried with the same ClientToken: one instance', async () => {

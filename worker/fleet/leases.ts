@@ -89,6 +89,8 @@ export interface MachineRef {
   id: string
   name: string
   labels: Record<string, string>
+  /** Where an AWS instance lives, so deletion can go by ID (tag searches lag behind launches). */
+  region?: string
 }
 
 const parseRecord = (row: { record: string }): LeaseRecord => JSON.parse(row.record) as LeaseRecord
@@ -453,7 +455,7 @@ async function provision(deps: FleetDeps, lease: LeaseRecord, ask: ProvisionAsk)
     }
     next.expiresAt = computeExpiresAt(next)
     saveRecord(storage, next)
-    const ref: MachineRef = { id: machine.id, name: machine.name, labels: machine.labels }
+    const ref: MachineRef = { id: machine.id, name: machine.name, labels: machine.labels, ...(machine.region ? { region: machine.region } : {}) }
     storage.run('UPDATE leases SET machine = ? WHERE id = ?', JSON.stringify(ref), lease.id)
     // Released (or expired) while provisioning: the machine must go right away.
     if (next.state !== 'active') storage.run('UPDATE leases SET cleanup_at = ? WHERE id = ? AND cleanup_at IS NULL', deps.now().getTime(), lease.id)

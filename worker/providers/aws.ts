@@ -92,7 +92,7 @@ export function createAwsBrokerProvider(context: BrokerProviderContext, override
       try {
         await deleteAwsMachine(api(), {
           id: machine.id || undefined,
-          region: (machine as { region?: string }).region,
+          region: machine.region,
           regions,
           leaseId: machine.leaseId,
           keyName: machine.labels.provider_key || providerKeyName(machine.leaseId),

@@ -55,7 +55,7 @@ export interface BrokerProvider {
   /** Creates (or adopts, when one already carries this lease's label) a machine. */
   create(request: MachineRequest): Promise<Machine>
   /** Deletes the lease's machine; resolves when it is gone, including already gone. */
-  delete(machine: Pick<Machine, 'id' | 'name' | 'labels'> & { leaseId: string }): Promise<void>
+  delete(machine: Pick<Machine, 'id' | 'name' | 'labels' | 'region'> & { leaseId: string }): Promise<void>
   /** Finds the machine that carries this lease's label, if any. */
   describe(leaseId: string): Promise<Machine | undefined>
   /** Worst-case USD per hour for a class/type, for spend caps. */
