@@ -168,6 +168,19 @@ describe('brokered Hetzner leases', () => {
     expect(created.body.lease.cloudID).toBe(String([...hetzner.servers.keys()][0]))
   })
 
+  it('a create whose outcome Hetzner never confirms is a 502, and so is its retry: no lease without a machine', async () => {
+    hetzner.inject({ method: 'GET', path: '/servers', kind: 'error', status: 503, times: 1_000 })
+    const id = leaseId()
+    const first = await createLease({ provider: 'hetzner', class: 'standard', leaseID: id })
+    expect(first.status).toBe(502)
+    expect(first.body.error).toBe('provider_failed')
+    const again = await createLease({ provider: 'hetzner', class: 'standard', leaseID: id })
+    expect(again.status).toBe(502)
+    expect(again.body.message).toMatch(/new lease ID/)
+    expect(hetzner.count('POST', '/servers')).toBe(0)
+    expect(await inFleet((deps: FleetDeps) => getLeaseRecord(deps.storage, id)?.state)).toBe('failed')
+  })
+
   it('never deletes a provider key that is not a per-lease crabbox-cbx key', async () => {
     hetzner.seedKey('crabbox-steipete', publicKey)
     const lease = (await createLease({ provider: 'hetzner', class: 'standard', providerKey: 'crabbox-steipete' })).body.lease

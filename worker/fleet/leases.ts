@@ -289,6 +289,8 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
     // Reserved by an object instance that is gone (evicted mid-create): finish the job.
     // Providers adopt a machine that already carries this lease's label, so this never makes a second one.
     if (existing.state === 'provisioning') return { lease: await track(provision(deps, existing, ask)), created: false }
+    // Never hand back a lease with no machine as if the retry had worked.
+    if (existing.state === 'failed') throw unconfirmed(existing)
     return { lease: existing, created: false }
   }
   const early = await existingOutcome()
@@ -379,6 +381,9 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
 /** What a create asks of the provider beyond the lease record (never stored: the key is the caller's). */
 type ProvisionAsk = Pick<MachineRequest, 'sshPublicKey' | 'serverType' | 'market' | 'placement'>
 
+const unconfirmed = (lease: LeaseRecord) =>
+  new ApiError(502, ErrorCode.providerFailed, `${lease.provider} did not confirm the machine for ${lease.id}; it will be cleaned up. Create the lease again with a new lease ID.`)
+
 async function provision(deps: FleetDeps, lease: LeaseRecord, ask: ProvisionAsk): Promise<LeaseRecord> {
   const { storage } = deps
   const provider = deps.providers.get(lease.provider)
@@ -420,7 +425,7 @@ async function provision(deps: FleetDeps, lease: LeaseRecord, ask: ProvisionAsk)
         storage.run('UPDATE leases SET cleanup_at = ?, machine = ? WHERE id = ?', deps.now().getTime(), JSON.stringify({ id: '', name: current.serverName ?? '', labels: {} }), lease.id)
       })
       await deps.wakeBy(deps.now().getTime())
-      throw new ApiError(502, ErrorCode.providerFailed, `${lease.provider} did not confirm the machine for ${lease.id}; it will be cleaned up. Retry the create.`)
+      throw unconfirmed(lease)
     }
   }
   if (!machine) {
