@@ -1,6 +1,5 @@
-import { execFile } from 'node:child_process'
-import { join } from 'node:path'
-import { promisify } from 'node:util'
+import { access } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
 import { CrabboxError } from '../errors.js'
 import { describeIssue, dotted, readConfigFile, validateLayer } from './file.js'
 import { userConfigPath } from './paths.js'
@@ -230,14 +229,22 @@ function applyLayer(config: Config, layer: FileConfig, label: (path: string) => 
   }
 }
 
+/**
+ * The work tree root: the nearest folder upwards holding `.git` (a folder, or a file in
+ * worktrees and submodules), else `cwd`. Looked up on disk rather than with `git rev-parse`,
+ * which would cost every command a process spawn (≈ 10 ms) before it starts.
+ */
 async function gitRoot(cwd: string): Promise<string> {
-  try {
-    const { stdout } = await promisify(execFile)('git', ['rev-parse', '--show-toplevel'], { cwd, timeout: 10_000 })
-    return stdout.trim() || cwd
-  } catch {
-    return cwd
+  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
+    if (await exists(join(dir, '.git'))) return dir
+    if (dirname(dir) === dir) return cwd
   }
 }
+
+const exists = (path: string) => access(path).then(
+  () => true,
+  () => false,
+)
 
 /**
  * Merges every layer into one validated Config. Precedence, highest first:

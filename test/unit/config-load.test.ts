@@ -82,6 +82,17 @@ describe('loadConfig precedence', () => {
     expect((await load({ cwd: plain })).config.class).toBe('standard')
   })
 
+  it('in a git worktree (where .git is a file) the repo file is read from the worktree root', async () => {
+    execFileSync('git', ['-C', repo, '-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-q', '--allow-empty', '-m', 'init'])
+    const tree = join(root, 'tree')
+    execFileSync('git', ['-C', repo, 'worktree', 'add', '-q', tree])
+    write(join(tree, '.crabbox.yaml'), 'class: standard\n')
+    mkdirSync(join(tree, 'sub'))
+    const { config, repoRoot } = await load({ cwd: join(tree, 'sub') })
+    expect(config.class).toBe('standard')
+    expect(repoRoot).toBe(tree)
+  })
+
   it('CRABBOX_CONFIG replaces the user file', async () => {
     write(userFile(), 'class: standard\n')
     const other = join(root, 'other.yaml')
