@@ -19,10 +19,8 @@ const snapshot = join(scratch, 'crabbox')
 mkdirSync(snapshot)
 for (const entry of ['bin', 'package.json']) cpSync(join(repoRoot, entry), join(snapshot, entry), { recursive: true })
 symlinkSync(join(repoRoot, 'node_modules'), join(snapshot, 'node_modules'))
-process.stderr.write('building a snapshot (tsc, oclif manifest) ...\n')
-// tsc still emits when someone else's file has a type error; what matters is that the CLI is there.
-spawnSync(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', join(snapshot, 'dist')], { cwd: repoRoot, stdio: 'ignore' })
-const manifest = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], { cwd: snapshot, stdio: 'ignore' })
+process.stderr.write('building a snapshot (npm run build: tsc, bundle, oclif manifest) ...\n')
+const manifest = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'build.js'), '--root', snapshot, '--ignore-type-errors'], { cwd: repoRoot, stdio: 'ignore' })
 if (!existsSync(join(snapshot, 'dist', 'commands', 'ssh.js')) || manifest.status !== 0) {
   process.stderr.write('could not build the CLI snapshot\n')
   process.exit(1)

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import * as v from 'valibot'
-import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document, type Node } from 'yaml'
+import type { Document, LineCounter, Node } from 'yaml'
 import { CrabboxError } from '../errors.js'
 import { FileConfig } from './schema.js'
 
@@ -49,7 +49,8 @@ function deleteIn(data: Record<string, unknown>, path: PathKey[]): void {
 }
 
 /** The 1-based line of the value (or, for an unknown key, the key) at `path`. */
-function lineAt(doc: Document, counter: LineCounter, path: PathKey[], wantKey: boolean): number | undefined {
+function lineAt(yaml: Yaml, doc: Document, counter: LineCounter, path: PathKey[], wantKey: boolean): number | undefined {
+  const { isMap, isPair, isScalar } = yaml
   let node: unknown = doc.contents
   let keyNode: Node | undefined
   for (const key of path) {
@@ -72,6 +73,8 @@ function lineAt(doc: Document, counter: LineCounter, path: PathKey[], wantKey: b
   return offset === undefined ? undefined : counter.linePos(offset).line
 }
 
+type Yaml = typeof import('yaml')
+
 export interface ReadConfigFile {
   path: string
   config: FileConfig
@@ -92,8 +95,10 @@ export async function readConfigFile(path: string, warn: (message: string) => vo
       hint: 'Check the file permissions, or point CRABBOX_CONFIG at another file.',
     })
   }
-  const counter = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false })
+  // Loaded only when there is a file to parse: most commands start with none.
+  const yaml: Yaml = await import('yaml')
+  const counter = new yaml.LineCounter()
+  const doc = yaml.parseDocument(text, { lineCounter: counter, prettyErrors: false })
   const fix = `Fix ${path} (see docs/config.md for every key).`
   if (doc.errors.length > 0) {
     const error = doc.errors[0]
@@ -108,11 +113,11 @@ export async function readConfigFile(path: string, warn: (message: string) => vo
   const config = validateLayer(
     data as Record<string, unknown>,
     (key) => {
-      const line = lineAt(doc, counter, key, true)
+      const line = lineAt(yaml, doc, counter, key, true)
       warn(`unknown config key ${dotted(key)} in ${path}${line ? ` line ${line}` : ''} (ignored)`)
     },
     (key, issue) => {
-      const line = lineAt(doc, counter, key, false)
+      const line = lineAt(yaml, doc, counter, key, false)
       throw new CrabboxError(`invalid config in ${path}${line ? ` line ${line}` : ''}: ${dotted(key)}: ${describeIssue(issue)}`, {
         exit: 'usage',
         hint: fix,

@@ -6,7 +6,8 @@ import type { DirectProvider } from './types.js'
 const aliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
 
 /** Cloud providers live in their own modules, loaded only when picked (they pull in API clients). */
-const lazy: Record<string, string> = { hetzner: './hetzner.js', aws: './aws.js' }
+// Literal import() calls, so the build's bundler sees them and keeps them as lazy chunks.
+const lazy: Record<string, () => Promise<Record<string, unknown>>> = { hetzner: () => import('./hetzner.js'), aws: () => import('./aws.js') }
 
 export const directProviderNames = ['local', 'ssh', ...Object.keys(lazy)]
 
@@ -15,11 +16,11 @@ export async function directProvider(name: string): Promise<DirectProvider> {
   const canonical = aliases[name] ?? name
   if (canonical === 'local') return localProvider
   if (canonical === 'ssh') return sshProvider
-  const path = lazy[canonical]
-  if (path) {
+  const load = lazy[canonical]
+  if (load) {
     let module: Record<string, unknown> | undefined
     try {
-      module = (await import(path)) as Record<string, unknown>
+      module = await load()
     } catch {
       module = undefined
     }

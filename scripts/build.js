@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// `npm run build`: tsc emits dist/, then esbuild bundles each command (with @oclif/core and
+// our own modules) over its dist/commands/*.js file, code split so shared code lands in
+// dist/chunks/ once, then `oclif manifest`. A start then loads a handful of files instead of
+// several hundred ESM modules. Heavy libraries stay outside the bundle and are loaded with
+// import() only by the code paths that need them.
+//
+//   node scripts/build.js [--root DIR] [--ignore-type-errors]
+//   DIR gets dist/ and oclif.manifest.json (default: the repo). Benchmarks building a private
+//   snapshot pass --ignore-type-errors: tsc still emits when someone else's file has an error.
+//
+// A plain `tsc -p tsconfig.build.json` afterwards rewrites dist/ unbundled; bin/run.js notices
+// (dist/bundle.json is older than dist/base-command.js) and runs the tsc output, so a quick
+// rebuild never runs stale bundled code.
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { dirname, join, relative, sep } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import * as esbuild from 'esbuild'
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..')
+const rootArg = process.argv.indexOf('--root')
+const root = rootArg > 0 ? process.argv[rootArg + 1] : repo
+const dist = join(root, 'dist')
+const bin = (name) => join(repo, 'node_modules', '.bin', name)
+
+function step(file, args, cwd, { mayFail = false } = {}) {
+  const result = spawnSync(file, args, { cwd, stdio: 'inherit', env: { ...process.env, OCLIF_SKIP_NEW_VERSION_CHECK: 'true' } })
+  if (result.status !== 0 && !mayFail) process.exit(result.status ?? 1)
+}
+
+step(bin('tsc'), ['-p', join(repo, 'tsconfig.build.json'), '--outDir', dist], repo, { mayFail: process.argv.includes('--ignore-type-errors') })
+
+// Loaded lazily by the code that needs them (SSH, sync, control socket, cloud APIs), or
+// native/optional: they stay ordinary node_modules imports.
+const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'))
+const bundled = new Set(['@oclif/core', 'valibot', 'ignore'])
+const external = Object.keys(pkg.dependencies).filter((name) => !bundled.has(name)).flatMap((name) => [name, `${name}/*`])
+
+const commandFiles = readdirSync(join(dist, 'commands'), { recursive: true })
+  .map(String)
+  .filter((file) => file.endsWith('.js'))
+const entryPoints = Object.fromEntries(commandFiles.map((file) => [join('commands', file.slice(0, -3)), join(dist, 'commands', file)]))
+// bin/run.js takes `execute` from here, so the CLI and its commands share one @oclif/core.
+const coreEntry = join(dist, 'oclif-core-entry.js')
+writeFileSync(coreEntry, "export { execute } from '@oclif/core'\n")
+entryPoints.oclif = coreEntry
+
+// Our modules locate files beside themselves (the agent and local-server scripts, the repo
+// root) with import.meta.url; in a chunk that URL would point into dist/chunks/. Each such use
+// becomes the module's own dist URL, from a per-file constant added below.
+const distModuleUrls = {
+  name: 'dist-module-urls',
+  setup(build) {
+    build.onLoad({ filter: /\.js$/ }, (args) => {
+      if (!args.path.startsWith(dist + sep) || args.path.includes(`${sep}node_modules${sep}`)) return undefined
+      const text = readFileSync(args.path, 'utf8')
+      if (!text.includes('import.meta.url')) return undefined
+      const own = relative(dist, args.path).split(sep).join('/')
+      return { contents: text.replaceAll('import.meta.url', `new URL(${JSON.stringify(own)}, __crabboxDist).href`), loader: 'js' }
+    })
+  },
+}
+
+const out = join(dist, '.bundle')
+rmSync(out, { recursive: true, force: true })
+const result = await esbuild.build({
+  entryPoints,
+  outdir: out,
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  external,
+  chunkNames: 'chunks/[name]-[hash]',
+  write: false,
+  logLevel: 'warning',
+  plugins: [distModuleUrls],
+})
+rmSync(coreEntry)
+
+rmSync(join(dist, 'chunks'), { recursive: true, force: true })
+const written = []
+for (const file of result.outputFiles) {
+  const path = relative(out, file.path)
+  const up = '../'.repeat(path.split(sep).length - 1) || './'
+  // CommonJS code inside @oclif/core calls require(); ESM output needs one made for it.
+  const header = `import { createRequire as __crabboxRequire } from 'node:module';\nconst require = __crabboxRequire(import.meta.url);\nconst __crabboxDist = new URL(${JSON.stringify(up)}, import.meta.url);\n`
+  const target = join(dist, path)
+  mkdirSync(dirname(target), { recursive: true })
+  writeFileSync(target, header + file.text)
+  written.push(path.split(sep).join('/'))
+}
+// Written last: bin/run.js uses the bundle only while this is newer than the tsc output.
+writeFileSync(join(dist, 'bundle.json'), `${JSON.stringify({ files: written.length }, null, 2)}\n`)
+
+if (!existsSync(join(root, 'package.json'))) throw new Error(`${root} has no package.json`)
+step(process.execPath, [join(repo, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], root)
+const size = written.reduce((sum, path) => sum + statSync(join(dist, path)).size, 0)
+process.stderr.write(`bundled ${commandFiles.length} commands into ${written.length} files (${(size / 1024).toFixed(0)} KiB)\n`)
