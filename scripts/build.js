@@ -75,6 +75,9 @@ const result = await esbuild.build({
   external,
   chunkNames: 'chunks/[name]-[hash]',
   write: false,
+  // Less to read and compile on every start; identifiers keep their names (stack traces, class names).
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: 'warning',
   plugins: [distModuleUrls],
 })
