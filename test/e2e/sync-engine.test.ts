@@ -254,6 +254,22 @@ describe('sync engine against a real sshd', () => {
     rmSync(outside, { recursive: true, force: true })
   })
 
+  it('syncs a folder outside git with its record in .crabbox, and keeps removed files when sync.delete is off', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crabbox-sync-plain-'))
+    put(dir, 'a.txt', 'a\n')
+    put(dir, 'sub/b.txt', 'b\n')
+    put(dir, 'node_modules/m.js', 'excluded\n')
+    const wd = workdir()
+    expect((await sync(dir, wd)).warnings).toEqual([])
+    expect(tree(wd)).toEqual(new Map([...(await expected(dir, config)), ['.crabbox/sync-fingerprint', expect.any(String)], ['.crabbox/sync-manifest', expect.any(String)]]))
+    expect(existsSync(join(wd, '.git'))).toBe(false)
+    expect((await sync(dir, wd)).skipped).toBe(true)
+    config = { ...config, delete: false }
+    rmSync(join(dir, 'sub/b.txt'))
+    expect((await sync(dir, wd)).filesDeleted).toBe(0)
+    expect(readFileSync(join(wd, 'sub/b.txt'), 'utf8')).toBe('b\n')
+  })
+
   it('an interrupted transfer repairs itself on the next sync', async () => {
     const proxy = await tcpProxy({ host: host.address, port: host.ports[0] }, { delayMs: 5 })
     const viaProxy = await openSession({ ...target, host: proxy.host, port: proxy.port }, { useAgent: false })
