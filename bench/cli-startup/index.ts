@@ -1,40 +1,65 @@
-// CLI start-up: `crabbox config path` with and without oclif.manifest.json, against the
-// floor of starting Node at all. Run after `npm run build`: npm run bench -- cli-startup
+// CLI start-up: `crabbox config path` (a command that does almost nothing, so what is measured
+// is start-up) from the build users get (`npm run build`: each command bundled with
+// @oclif/core) against the plain tsc output of the same sources (what a start cost before the
+// bundle), and the floor of starting Node at all.
+//   npm run bench -- cli-startup [runs]
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cliHome, cliPath, repoRoot } from '../../test/support/cli.js'
+import { cliHome, repoRoot } from '../../test/support/cli.js'
 
 const runs = Number(process.argv[2] ?? 30)
-const manifest = join(repoRoot, 'oclif.manifest.json')
-const aside = join(mkdtempSync(join(tmpdir(), 'crabbox-bench-')), 'oclif.manifest.json')
+const scratch = mkdtempSync(join(tmpdir(), 'crabbox-bench-startup-'))
 const home = cliHome()
 // NODE_EXTRA_CA_CERTS adds ~115 ms to every Node start and is not what users pay.
-const env = { ...process.env, ...home.env, NODE_EXTRA_CA_CERTS: undefined } as NodeJS.ProcessEnv
+const env = { ...process.env, ...home.env } as NodeJS.ProcessEnv
 delete env.NODE_EXTRA_CA_CERTS
 
+/** A private copy of the package (shared node_modules), so concurrent rebuilds of dist/ cannot skew it. */
+function snapshot(name: string, build: (root: string) => void): string {
+  const root = join(scratch, name)
+  mkdirSync(root)
+  for (const entry of ['bin', 'package.json']) cpSync(join(repoRoot, entry), join(root, entry), { recursive: true })
+  symlinkSync(join(repoRoot, 'node_modules'), join(root, 'node_modules'))
+  build(root)
+  return join(root, 'bin', 'run.js')
+}
+
 function hyperfine(commands: Record<string, string>): Record<string, number> {
-  const out = join(home.dir, 'result.json')
+  const out = join(scratch, 'result.json')
   const args = ['-N', '-w', '5', '-r', String(runs), '--export-json', out]
-  for (const [name, command] of Object.entries(commands)) args.push('-n', name, command)
-  const result = spawnSync('hyperfine', args, { env, stdio: ['ignore', 'ignore', 'inherit'] })
-  if (result.status !== 0) throw new Error('hyperfine failed (is it installed?)')
+  for (const [name, command] of Object.entries(commands)) args.push(`--command-name=${name}`, command)
+  const result = spawnSync('hyperfine', args, { env, cwd: scratch, stdio: ['ignore', 'ignore', 'inherit'] })
+  if (result.status !== 0) throw new Error('hyperfine failed (is it installed? see its output above)')
   const data = JSON.parse(readFileSync(out, 'utf8')) as { results: Array<{ command: string; median: number }> }
   return Object.fromEntries(data.results.map((r) => [r.command, r.median * 1000]))
 }
 
 try {
-  execFileSync(process.execPath, [join(repoRoot, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], { cwd: repoRoot, stdio: 'ignore', env })
-  const node = `${process.execPath}`
-  const withManifest = hyperfine({ node: `${node} -e 0`, manifest: `${node} ${cliPath} config path` })
-  renameSync(manifest, aside)
-  const without = hyperfine({ scan: `${node} ${cliPath} config path` })
-  renameSync(aside, manifest)
-  const rows = { 'node -e 0 (floor)': withManifest.node, 'config path, manifest': withManifest.manifest, 'config path, no manifest': without.scan }
-  for (const [name, ms] of Object.entries(rows)) process.stdout.write(`${name.padEnd(28)} ${ms.toFixed(1)} ms (median of ${runs})\n`)
-  process.stdout.write(`no-manifest / manifest: ${(without.scan / withManifest.manifest).toFixed(2)}x\n`)
+  process.stderr.write('building two snapshots (npm run build; tsc + oclif manifest) ...\n')
+  const quiet = { stdio: 'ignore' as const, env }
+  const bundled = snapshot('bundled', (root) => execFileSync(process.execPath, [join(repoRoot, 'scripts', 'build.js'), '--root', root, '--ignore-type-errors'], quiet))
+  const plain = snapshot('tsc', (root) => {
+    spawnSync(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', join(repoRoot, 'tsconfig.build.json'), '--outDir', join(root, 'dist')], quiet)
+    execFileSync(process.execPath, [join(repoRoot, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], { ...quiet, cwd: root })
+  })
+  const node = process.execPath
+  const rows = hyperfine({
+    'node -e 0 (floor)': `${node} -e 0`,
+    'config path, tsc output': `${node} ${plain} config path`,
+    'config path, bundled': `${node} ${bundled} config path`,
+    'help (loads core plugins), bundled': `${node} ${bundled} help`,
+    'crabbox --version (no oclif)': `${node} ${bundled} --version`,
+  })
+  for (const [name, ms] of Object.entries(rows)) process.stdout.write(`${name.padEnd(36)} ${ms.toFixed(1)} ms\n`)
+  const over = (name: string) => rows[name] - rows['node -e 0 (floor)']
+  process.stdout.write(
+    `bundled / tsc output: ${(rows['config path, bundled'] / rows['config path, tsc output']).toFixed(2)}x; ` +
+      `above the Node floor: ${over('config path, bundled').toFixed(1)} ms vs ${over('config path, tsc output').toFixed(1)} ms\n`,
+  )
+  process.stdout.write(`medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`)
 } finally {
-  if (existsSync(aside)) renameSync(aside, manifest)
+  rmSync(scratch, { recursive: true, force: true })
   rmSync(home.dir, { recursive: true, force: true })
 }
