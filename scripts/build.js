@@ -47,17 +47,21 @@ writeFileSync(coreEntry, "export { execute } from '@oclif/core'\n")
 entryPoints.oclif = coreEntry
 
 // Our modules locate files beside themselves (the agent and local-server scripts, the repo
-// root) with import.meta.url; in a chunk that URL would point into dist/chunks/. Each such use
-// becomes the module's own dist URL, from a per-file constant added below.
+// root) with import.meta.url/dirname/filename; in a chunk those would point into dist/chunks/.
+// Each use becomes the module's own dist location, from a per-file constant added below.
 const distModuleUrls = {
   name: 'dist-module-urls',
   setup(build) {
     build.onLoad({ filter: /\.js$/ }, (args) => {
       if (!args.path.startsWith(dist + sep) || args.path.includes(`${sep}node_modules${sep}`)) return undefined
       const text = readFileSync(args.path, 'utf8')
-      if (!text.includes('import.meta.url')) return undefined
-      const own = relative(dist, args.path).split(sep).join('/')
-      return { contents: text.replaceAll('import.meta.url', `new URL(${JSON.stringify(own)}, __crabboxDist).href`), loader: 'js' }
+      if (!/import\.meta\.(url|dirname|filename)/.test(text)) return undefined
+      const own = `new URL(${JSON.stringify(relative(dist, args.path).split(sep).join('/'))}, __crabboxDist)`
+      const contents = text
+        .replaceAll('import.meta.url', `${own}.href`)
+        .replaceAll('import.meta.filename', `__crabboxFilePath(${own})`)
+        .replaceAll('import.meta.dirname', `__crabboxDirname(__crabboxFilePath(${own}))`)
+      return { contents, loader: 'js' }
     })
   },
 }
@@ -89,7 +93,14 @@ for (const file of result.outputFiles) {
   const path = relative(out, file.path)
   const up = '../'.repeat(path.split(sep).length - 1) || './'
   // CommonJS code inside @oclif/core calls require(); ESM output needs one made for it.
-  const header = `import { createRequire as __crabboxRequire } from 'node:module';\nconst require = __crabboxRequire(import.meta.url);\nconst __crabboxDist = new URL(${JSON.stringify(up)}, import.meta.url);\n`
+  const header = [
+    "import { createRequire as __crabboxRequire } from 'node:module';",
+    "import { dirname as __crabboxDirname } from 'node:path';",
+    "import { fileURLToPath as __crabboxFilePath } from 'node:url';",
+    'const require = __crabboxRequire(import.meta.url);',
+    `const __crabboxDist = new URL(${JSON.stringify(up)}, import.meta.url);`,
+    '',
+  ].join('\n')
   const target = join(dist, path)
   mkdirSync(dirname(target), { recursive: true })
   writeFileSync(target, header + file.text)
