@@ -1,9 +1,9 @@
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freeLoopbackPort } from '../../src/services/broker-dev.js'
-import { cliHome, spawnCli } from './cli.js'
+import { cliHome, repoRoot, spawnCli } from './cli.js'
 
 /**
  * The broker under real workerd, started the way a user would: the built CLI's
@@ -29,6 +29,30 @@ export { freeLoopbackPort as freePort } from '../../src/services/broker-dev.js'
 
 const running = new Set<ChildProcess>()
 let exitHookInstalled = false
+
+let snapshot: string | undefined
+/**
+ * A private copy of what `broker dev` runs (the built CLI, wrangler.toml, worker/ and the
+ * protocol modules it imports), made once per test process. wrangler dev watches its sources
+ * and restarts the Worker on every change, dropping all WebSockets and requests in flight;
+ * in a shared checkout others edit worker/ while tests run.
+ */
+function brokerPackage(): string {
+  if (snapshot) return snapshot
+  const root = join(mkdtempSync(join(tmpdir(), 'crabbox-broker-pkg-')), 'crabbox')
+  mkdirSync(root)
+  for (const entry of ['package.json', 'wrangler.toml', 'bin', 'dist', 'oclif.manifest.json', 'worker', join('src', 'protocol')]) {
+    try {
+      // Timestamps kept: bin/run.js compares them to pick the bundled or the tsc build.
+      cpSync(join(repoRoot, entry), join(root, entry), { recursive: true, preserveTimestamps: true })
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || entry !== 'oclif.manifest.json') throw error
+    }
+  }
+  symlinkSync(join(repoRoot, 'node_modules'), join(root, 'node_modules'))
+  snapshot = root
+  return root
+}
 
 /** Resolves once the CLI printed its ready line; rejects with its output if it exits first. */
 function waitForReady(child: ChildProcess, timeoutMs: number): Promise<void> {
@@ -80,6 +104,7 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
     // SIGTERM, not SIGKILL: the CLI still cleans up its workerd after this process is gone.
     process.once('exit', () => {
       for (const child of running) child.kill('SIGTERM')
+      if (snapshot) rmSync(join(snapshot, '..'), { recursive: true, force: true })
     })
   }
   const port = options.port ?? (await freeLoopbackPort())
@@ -89,7 +114,7 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
   let child: ChildProcess | undefined
 
   const start = async () => {
-    child = spawnCli(['broker', 'dev', '--port', String(port), '--state', stateDir], { home, env })
+    child = spawnCli(['broker', 'dev', '--port', String(port), '--state', stateDir], { home, env, cli: join(brokerPackage(), 'bin', 'run.js') })
     child.stdin!.end()
     child.stdout!.resume()
     running.add(child)
