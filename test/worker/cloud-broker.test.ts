@@ -245,6 +245,26 @@ describe('brokered Hetzner leases', () => {
     }
   })
 
+  it('a create still running past its lease\'s expiry is left to finish, without the alarm spinning meanwhile', async () => {
+    await useFakes({}, { timeoutMs: 3_000 })
+    hetzner.inject({ method: 'POST', path: '/servers', kind: 'lost-timeout' })
+    const id = leaseId()
+    const pending = createLease({ provider: 'hetzner', class: 'standard', leaseID: id, ttlSeconds: 1, idleTimeoutSeconds: 1 })
+    await expect.poll(() => hetzner.servers.size).toBe(1)
+    await expect.poll(async () => Date.now() > Date.parse((await inFleet((deps: FleetDeps) => getLeaseRecord(deps.storage, id)))!.expiresAt)).toBe(true)
+    const next = await inFleet(async (deps: FleetDeps, state) => {
+      await runAlarm(deps)
+      return { state: getLeaseRecord(deps.storage, id)!.state, alarm: await state.storage.getAlarm(), now: Date.now() }
+    })
+    expect(next.state).toBe('provisioning')
+    expect(next.alarm! - next.now).toBeGreaterThanOrEqual(500)
+    // The create adopts its server; expiry then takes the lease and the server.
+    expect((await pending).status).toBe(201)
+    await inFleet((deps: FleetDeps) => runAlarm(deps))
+    expect(await inFleet((deps: FleetDeps) => getLeaseRecord(deps.storage, id)?.state)).toBe('expired')
+    expect(hetzner.servers.size).toBe(0)
+  })
+
   it('makes the server in the location and from the image the lease asks for', async () => {
     const created = await createLease({ provider: 'hetzner', class: 'standard', location: 'nbg1', image: 'debian-12' })
     expect(created.status).toBe(201)
