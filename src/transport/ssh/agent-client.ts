@@ -2,12 +2,13 @@ import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs'
 import { connect as connectSocket, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { Readable } from 'node:stream'
+import { Readable, type Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { runtimeDir } from '../../config/paths.js'
 import { CrabboxError } from '../../errors.js'
 import { AgentReply, type AgentRequest, type AgentStatus, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
 import { lostTransport } from './exec.js'
+import { writeOrPause } from './streams.js'
 import type { ExecOptions, ExecResult, SshTarget } from './types.js'
 
 /** Where this user's agent listens: `<runtime dir>/agent.sock` in a 0700 folder. */
@@ -81,15 +82,25 @@ export async function reachAgent(options: { idleTimeoutMs: () => Promise<number>
 const fromReply = (reply: Extract<AgentReply, { ok: false }>) =>
   new CrabboxError(reply.error.message, { exit: reply.error.exitCode, code: reply.error.code, hint: reply.error.hint })
 
+interface OutputHandlers {
+  onStdout?: (chunk: Buffer) => void
+  onStderr?: (chunk: Buffer) => void
+  /** Writables get the output with backpressure: a slow reader stops this socket, then the agent, then the channel. */
+  stdout?: Writable
+  stderr?: Writable
+}
+
 /** Sends one request on `socket` and resolves with the agent's reply; streams stdout/stderr frames. */
-function converse(socket: Socket, request: AgentRequest, handlers: { onStdout?: (c: Buffer) => void; onStderr?: (c: Buffer) => void; onLost: () => Error }): Promise<AgentReply> {
+function converse(socket: Socket, request: AgentRequest, handlers: OutputHandlers & { onLost: () => Error }): Promise<AgentReply> {
+  const output = (payload: Buffer, writable?: Writable, callback?: (chunk: Buffer) => void) =>
+    writable ? writeOrPause(writable, payload, socket) : callback?.(payload)
   return new Promise((resolve, reject) => {
     let replied = false
     socket.on(
       'data',
       frameDecoder((type, payload) => {
-        if (type === Frame.stdout) handlers.onStdout?.(payload)
-        else if (type === Frame.stderr) handlers.onStderr?.(payload)
+        if (type === Frame.stdout) output(payload, handlers.stdout, handlers.onStdout)
+        else if (type === Frame.stderr) output(payload, handlers.stderr, handlers.onStderr)
         else if (type === Frame.result) {
           replied = true
           try {
@@ -136,22 +147,24 @@ export async function agentExec(socket: Socket, target: SshTarget, command: stri
   const conversation = converse(
     socket,
     { op: 'exec', target, command, cwd: options.cwd, env: options.env, stdin: stdin !== undefined },
-    { onStdout: options.onStdout, onStderr: options.onStderr, onLost: () => lostTransport(`${target.host} (the crabbox agent exited)`) },
+    { onStdout: options.onStdout, onStderr: options.onStderr, stdout: options.stdout, stderr: options.stderr, onLost: () => lostTransport(`${target.host} (the crabbox agent exited)`) },
   )
   if (stdin instanceof Readable) {
-    const onData = (chunk: Buffer | string) => {
-      if (!socket.write(encodeFrame(Frame.stdin, Buffer.from(chunk)))) {
-        stdin.pause()
-        socket.once('drain', () => stdin.resume())
-      }
-    }
+    const onData = (chunk: Buffer | string) => writeOrPause(socket, encodeFrame(Frame.stdin, Buffer.from(chunk)), stdin)
     const onEnd = () => socket.write(encodeFrame(Frame.stdinEnd))
+    // A failed stdin must not look complete to the remote command: drop the exec (exit 255) instead.
+    const onError = () => socket.destroy()
     stdin.on('data', onData)
     stdin.once('end', onEnd)
-    conversation.finally(() => {
-      stdin.off('data', onData)
-      stdin.off('end', onEnd)
-    }).catch(() => {})
+    stdin.once('error', onError)
+    if (stdin.readableEnded) onEnd()
+    conversation
+      .finally(() => {
+        stdin.off('data', onData)
+        stdin.off('end', onEnd)
+        stdin.off('error', onError)
+      })
+      .catch(() => {})
   } else if (stdin !== undefined) {
     socket.write(encodeFrame(Frame.stdin, Buffer.from(stdin)))
     socket.write(encodeFrame(Frame.stdinEnd))

@@ -5,6 +5,7 @@ import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError } from '../../errors.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
 import { SshPool } from './pool.js'
+import { afterDrain, writeOrPause } from './streams.js'
 import type { SshTarget } from './types.js'
 
 export interface AgentServerOptions {
@@ -45,12 +46,7 @@ function frameWriter(socket: Socket, type: number): Writable {
     write(chunk: Buffer, _encoding, done) {
       if (socket.destroyed) return done()
       if (socket.write(encodeFrame(type, chunk))) return done()
-      const onDrain = () => {
-        socket.off('close', onDrain)
-        done()
-      }
-      socket.once('drain', onDrain)
-      socket.once('close', onDrain)
+      afterDrain(socket, () => done())
     },
   })
 }
@@ -124,11 +120,8 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
         return handle(socket, request)
       }
       if (type === Frame.stdin) {
-        if (stdin && !stdin.write(payload)) {
-          // Backpressure: stop reading the CLI until the SSH channel drains.
-          socket.pause()
-          stdin.once('drain', () => socket.resume())
-        }
+        // Backpressure: stop reading the CLI until the SSH channel drains.
+        if (stdin) writeOrPause(stdin, payload, socket)
       } else if (type === Frame.stdinEnd) {
         stdin?.end()
       } else if (type === Frame.signal) {

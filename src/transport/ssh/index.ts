@@ -1,6 +1,7 @@
 import type { Progress } from '../../ui/progress.js'
 import { AgentLost, agentDisabled, agentExec, agentRequest, reachAgent } from './agent-client.js'
 import type { SshPool } from './pool.js'
+import { holdStdin } from './streams.js'
 import type { ExecOptions, ShellOptions, SshSession, SshTarget } from './types.js'
 
 export type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshSession, SshTarget } from './types.js'
@@ -46,10 +47,17 @@ export async function openSession(target: SshTarget, options: OpenSessionOptions
       const ownSession = () => (own ??= inProcess(target, options))
       return {
         port,
-        async exec(command: string, execOptions?: ExecOptions) {
-          const socket = await reachAgent({ idleTimeoutMs })
-          if (!socket) return (await ownSession()).exec(command, execOptions)
-          return agentExec(socket, target, command, execOptions)
+        async exec(command: string, execOptions: ExecOptions = {}) {
+          // Before the first await: a child's stdout left unread while we reach the agent can be lost.
+          const held = holdStdin(execOptions.stdin)
+          const options = { ...execOptions, stdin: held.stdin }
+          try {
+            const socket = await reachAgent({ idleTimeoutMs })
+            if (!socket) return await (await ownSession()).exec(command, options)
+            return await agentExec(socket, target, command, options)
+          } finally {
+            held.release()
+          }
         },
         shell: async (shellOptions: ShellOptions = {}) => (await ownSession()).shell(shellOptions),
         async close() {

@@ -1,6 +1,7 @@
 import { CrabboxError } from '../../errors.js'
 import { connect, type ConnectOptions, type SshConnection } from './connection.js'
 import { ChannelRefused, NotStarted } from './exec.js'
+import { holdStdin } from './streams.js'
 import type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshTarget } from './types.js'
 
 /** One connection per (host, port, user, key); the known_hosts file rides along with the key. */
@@ -78,14 +79,20 @@ export class SshPool {
   }
 
   async exec(target: SshTarget, command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    for (let attempt = 0; ; attempt++) {
-      const live = await this.connection(target)
-      try {
-        return await live.exec(command, options)
-      } catch (error) {
-        if (error instanceof NotStarted && attempt === 0 && !options.signal?.aborted) continue
-        throw wrapUnstarted(error, live.where)
+    // Before the first await: a child's stdout left unread while we connect can be lost.
+    const held = holdStdin(options.stdin)
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const live = await this.connection(target)
+        try {
+          return await live.exec(command, { ...options, stdin: held.stdin })
+        } catch (error) {
+          if (error instanceof NotStarted && attempt === 0 && !options.signal?.aborted) continue
+          throw wrapUnstarted(error, live.where)
+        }
       }
+    } finally {
+      held.release()
     }
   }
 
