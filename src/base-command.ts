@@ -67,13 +67,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected override async catch(error: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (error instanceof RemoteExit) this.exit(error.exitCode)
     if (error instanceof Errors.ExitError) throw error
+    const usage = !(error instanceof CrabboxError) && error.oclif?.exit !== undefined
     // oclif's own errors (bad flags, missing args) carry exit 2 and print usage help.
-    if (!(error instanceof CrabboxError) && error.oclif?.exit !== undefined) return super.catch(error)
+    if (usage && !this.jsonEnabled()) return super.catch(error)
     const debug = Boolean((this.flags as { debug?: boolean } | undefined)?.debug)
     const failure =
       error instanceof CrabboxError
         ? error
-        : new CrabboxError(error.message, { exit: 'error', code: 'unexpected', hint: debug ? undefined : 'Rerun with --debug to see where it failed.', cause: error })
+        : usage
+          ? // Under --json too: same exit code as without it, in our error shape rather than oclif's dump.
+            new CrabboxError(error.message.replace(/\nSee more help with --help$/, '').trim(), { exit: error.oclif!.exit!, code: 'usage', hint: `See ${['crabbox', ...(this.id?.split(':') ?? [])].join(' ')} --help.`, cause: error })
+          : new CrabboxError(error.message, { exit: 'error', code: 'unexpected', hint: debug ? undefined : 'Rerun with --debug to see where it failed.', cause: error })
     if (this.jsonEnabled()) {
       this.logJson({ error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode } })
     } else {

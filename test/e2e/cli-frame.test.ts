@@ -60,6 +60,21 @@ describe('CLI frame', () => {
     expect(missing.stderr).toContain('url')
   })
 
+  it('a flag that fails validation is exit 2 with or without --json, and --json gets the JSON error shape', async () => {
+    const h = home()
+    const plain = await runCli(['sync-plan', '--limit', '0'], { home: h })
+    expect(plain.code).toBe(2)
+    expect(plain.stderr).toContain('--limit')
+    for (const args of [['sync-plan', '--json', '--limit', '0'], ['config', 'show', '--bogus', '--json'], ['config', 'set-broker', '--json']]) {
+      const json = await runCli(args, { home: h })
+      expect(json.code).toBe(2)
+      const { error } = JSON.parse(json.stdout)
+      expect(error).toMatchObject({ code: 'usage', exitCode: 2 })
+      expect(error.message).toMatch(/--limit|--bogus|url/)
+      expect(error.hint).toContain(`crabbox ${args[0]}`)
+    }
+  })
+
   it('an unexpected failure is exit 1', async () => {
     const h = home()
     mkdirSync(join(h.dir, 'a-directory'))
