@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freeLoopbackPort } from '../../src/services/broker-dev.js'
@@ -31,6 +31,19 @@ const running = new Set<ChildProcess>()
 let exitHookInstalled = false
 
 let snapshot: string | undefined
+
+/** Copies left by test processes that were killed before their exit hook ran. */
+function sweepStalePackages(): void {
+  for (const entry of readdirSync(tmpdir())) {
+    const pid = Number(/^crabbox-broker-pkg-(\d+)-/.exec(entry)?.[1])
+    if (!pid) continue
+    try {
+      process.kill(pid, 0)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') rmSync(join(tmpdir(), entry), { recursive: true, force: true })
+    }
+  }
+}
 /**
  * A private copy of what `broker dev` runs (the built CLI, wrangler.toml, worker/ and the
  * protocol modules it imports), made once per test process. wrangler dev watches its sources
@@ -39,7 +52,8 @@ let snapshot: string | undefined
  */
 function brokerPackage(): string {
   if (snapshot) return snapshot
-  const root = join(mkdtempSync(join(tmpdir(), 'crabbox-broker-pkg-')), 'crabbox')
+  sweepStalePackages()
+  const root = join(mkdtempSync(join(tmpdir(), `crabbox-broker-pkg-${process.pid}-`)), 'crabbox')
   mkdirSync(root)
   for (const entry of ['package.json', 'wrangler.toml', 'bin', 'dist', 'oclif.manifest.json', 'worker', join('src', 'protocol')]) {
     try {
