@@ -5,7 +5,7 @@ import type { Config } from '../../config/schema.js'
 import { CrabboxError, usageError } from '../../errors.js'
 import { openSession } from '../../transport/ssh/index.js'
 import { shellQuote } from '../../transport/ssh/exec.js'
-import type { SshSession } from '../../transport/ssh/types.js'
+import type { ExecResult, SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { findRepoRoot } from '../sync/manifest.js'
 import { leaseBackend } from '../lease.js'
@@ -33,6 +33,8 @@ export interface RunContext {
   config: Config
   progress: Progress
   cwd: string
+  /** The git root the config loader found (walking up for `.git`), saving a `git rev-parse`. */
+  repoRoot?: string
 }
 
 /** `<workRoot>/<leaseID>/<repoName>` (reference §3 item 7). */
@@ -54,7 +56,7 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
   const { config, progress } = context
   if (argv.length === 0 && !flags.syncOnly) throw usageError('no command given', 'put the command after --, e.g. `crabbox run -- npm test`')
   const total = stopwatch()
-  const repoRoot = await findRepoRoot(context.cwd)
+  const repoRoot = context.repoRoot ?? (await findRepoRoot(context.cwd))
   const backend = await leaseBackend(context)
   const interrupt = interruptOnSignals()
   const notice = brokerNotice(progress)
@@ -96,6 +98,33 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
     session = await openSession(lease.ssh, { progress })
     if (interrupt.signal.aborted) throw interruptedError()
 
+    // Ctrl-C also signals the remote group over a second channel: some servers
+    // ignore SSH signal requests, and a stuck command must not hold the run open.
+    const pidFile = `/tmp/crabbox-${lease.id}-${randomBytes(4).toString('hex')}.pid`
+    const remote = flags.syncOnly ? undefined : remoteCommandFor(argv, { shell: flags.shell, pidFile })
+    const liveSession = session
+    const outOfBand = () => {
+      void liveSession.exec(signalGroupCommand(pidFile, 'INT')).catch(() => {})
+      setTimeout(() => void liveSession.exec(signalGroupCommand(pidFile, 'KILL')).catch(() => {}), 3000).unref()
+    }
+    const output = {
+      onStdout: (chunk: Buffer) => {
+        process.stdout.write(chunk)
+        recorder.output('stdout', chunk)
+      },
+      onStderr: (chunk: Buffer) => {
+        process.stderr.write(chunk)
+        recorder.output('stderr', chunk)
+      },
+    }
+    const commandStarts = () => {
+      recorder.event({ type: 'command.started', phase: 'command', message: argv.join(' ') })
+      progress.done()
+      if (!flags.timingJson) progress.info(`running on ${lease.slug} (${lease.ssh.host}) ${argv.join(' ')}`)
+    }
+    if (remote) interrupt.signal.addEventListener('abort', outOfBand, { once: true })
+    let ran: { result: ExecResult; ms: number } | undefined
+
     if (flags.noSync) {
       recorder.event({ type: 'sync.finished', phase: 'synced', message: 'skipped by --no-sync' })
     } else {
@@ -110,47 +139,46 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
         checksum: flags.checksum || config.sync.checksum,
         forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
         signal: interrupt.signal,
+        // A reused lease most likely holds this checkout already: check and run in one exec.
+        thenRun:
+          remote && flags.id
+            ? {
+                command: remote.command,
+                env: forwardedEnv(config.env.allow),
+                signal: interrupt.signal,
+                ...output,
+                onStart: () => {
+                  recorder.event({ type: 'sync.finished', phase: 'synced', message: 'skipped=true (fingerprint checked in the command exec)' })
+                  commandStarts()
+                },
+              }
+            : undefined,
       })
-      recorder.event({ type: 'sync.finished', phase: 'synced', message: `duration=${formatMs(sync.ms)} skipped=${sync.skipped}` })
+      if (!sync.ran) recorder.event({ type: 'sync.finished', phase: 'synced', message: `duration=${formatMs(sync.ms)} skipped=${sync.skipped}` })
+      ran = sync.ran
     }
-    if (interrupt.signal.aborted) throw interruptedError()
+    if (interrupt.signal.aborted && !ran) throw interruptedError()
 
     let exitCode = 0
-    if (flags.syncOnly) {
+    if (!remote) {
       progress.info(`synced ${workdir}`)
     } else {
-      // Ctrl-C also signals the remote group over a second channel: some servers
-      // ignore SSH signal requests, and a stuck command must not hold the run open.
-      const pidFile = `/tmp/crabbox-${lease.id}-${randomBytes(4).toString('hex')}.pid`
-      const remote = remoteCommandFor(argv, { shell: flags.shell, pidFile })
-      const liveSession = session
-      const outOfBand = () => {
-        void liveSession.exec(signalGroupCommand(pidFile, 'INT')).catch(() => {})
-        setTimeout(() => void liveSession.exec(signalGroupCommand(pidFile, 'KILL')).catch(() => {}), 3000).unref()
+      if (!ran) {
+        commandStarts()
+        const clock = stopwatch()
+        // --no-sync: nothing created the workdir yet, so the same exec makes it (one round trip).
+        const prefix = flags.noSync ? `mkdir -p ${shellQuote(workdir)} && cd ${shellQuote(workdir)} && ` : ''
+        const result = await session.exec(prefix + remote.command, {
+          cwd: flags.noSync ? undefined : workdir,
+          env: forwardedEnv(config.env.allow),
+          signal: interrupt.signal,
+          ...output,
+        })
+        ran = { result, ms: clock() }
       }
-      interrupt.signal.addEventListener('abort', outOfBand, { once: true })
-      recorder.event({ type: 'command.started', phase: 'command', message: argv.join(' ') })
-      progress.done()
-      if (!flags.timingJson) progress.info(`running on ${lease.slug} (${lease.ssh.host}) ${argv.join(' ')}`)
-      const clock = stopwatch()
-      // --no-sync: nothing created the workdir yet, so the same exec makes it (one round trip).
-      const prefix = flags.noSync ? `mkdir -p ${shellQuote(workdir)} && cd ${shellQuote(workdir)} && ` : ''
-      const result = await session.exec(prefix + remote.command, {
-        cwd: flags.noSync ? undefined : workdir,
-        env: forwardedEnv(config.env.allow),
-        signal: interrupt.signal,
-        onStdout: (chunk) => {
-          process.stdout.write(chunk)
-          recorder.output('stdout', chunk)
-        },
-        onStderr: (chunk) => {
-          process.stderr.write(chunk)
-          recorder.output('stderr', chunk)
-        },
-      })
       interrupt.signal.removeEventListener('abort', outOfBand)
-      commandMs = clock()
-      exitCode = interrupt.signal.aborted ? 130 : exitCodeOf(result.code, result.signal)
+      commandMs = ran.ms
+      exitCode = interrupt.signal.aborted ? 130 : exitCodeOf(ran.result.code, ran.result.signal)
     }
     if (interrupt.signal.aborted) {
       recorder.event({ type: 'run.failed', phase: 'failed', message: 'interrupted' })

@@ -1,7 +1,7 @@
 import type { Lease } from '../../providers/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { waitForReady } from '../readiness.js'
-import type { SyncOptions } from '../sync/index.js'
+import type { SyncOptions, SyncResult } from '../sync/index.js'
 import type { SyncPhase } from './timing.js'
 
 const BOOTSTRAP_TIMEOUT_MS = 20 * 60_000
@@ -17,11 +17,13 @@ export interface SyncOutcome {
   skipped: boolean
   phases: SyncPhase[]
   ms: number
+  /** The command, when it ran in the same exec as the fingerprint check (SyncOptions.thenRun). */
+  ran?: SyncResult['ran']
 }
 
 export async function syncStep(options: SyncOptions): Promise<SyncOutcome> {
   // Loaded on demand: `--no-sync` runs should not pay for the sync engine's start-up.
   const { syncWorkdir } = await import('../sync/index.js')
   const result = await syncWorkdir(options)
-  return { skipped: result.skipped, phases: result.phases, ms: Math.round(result.totalMs) }
+  return { skipped: result.skipped, phases: result.phases, ms: Math.round(result.totalMs), ran: result.ran }
 }

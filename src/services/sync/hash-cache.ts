@@ -13,7 +13,7 @@ import type { ManifestEntry } from './manifest.js'
 type Row = [size: number, mtimeMs: number, ino: number, mode: number, hash: string]
 
 /** A file changed this recently may change again within the same mtime tick: never trust it from cache. */
-const RACY_MS = 2000
+export const RACY_MS = 2000
 
 export function cacheDir(repoRoot: string): string {
   return join(stateDir(), 'sync', createHash('sha256').update(repoRoot).digest('hex').slice(0, 16))
@@ -92,6 +92,8 @@ export class HashCache {
       if (this.rows.delete(entry.path)) this.dirty = true
       return
     }
+    const row = this.rows.get(entry.path)
+    if (row && row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ino && row[3] === entry.mode && row[4] === hash) return
     this.rows.set(entry.path, [entry.size, entry.mtimeMs, entry.ino, entry.mode, hash])
     this.dirty = true
   }

@@ -1,15 +1,17 @@
 import type { Config } from '../../config/schema.js'
 import { parseDuration } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
-import type { ExecOptions, SshSession } from '../../transport/ssh/types.js'
+import { randomBytes } from 'node:crypto'
+import type { ExecOptions, ExecResult, SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { computeFingerprint, hashManifest, saveHashes } from './fingerprint.js'
 import { gitBlock, gitWork, parseRemoteGit, sendBundle, type RemoteGit } from './git-seed.js'
 import { SentManifests } from './hash-cache.js'
-import { buildManifest, checkSize, formatBytes, readGitContext, type Manifest } from './manifest.js'
+import { buildManifest, checkSize, formatBytes, readGitContext, type GitContext, type Manifest } from './manifest.js'
 import { massDeletionGuard, planEverything, planSync, type SyncPlan } from './prune.js'
 import { encodeRecord, parseRecords, type RemoteRecord } from './records.js'
 import { META_FILES, PROBE_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, shCommand } from './remote-scripts.js'
+import { beginGitView, readSnapshot, saveSnapshot, verifySnapshot, type GitView, type Unchanged } from './snapshot.js'
 import { shouldCompress, tarStream } from './transfer.js'
 
 export { buildManifest, findRepoRoot, checkPath, formatBytes, type Manifest, type ManifestEntry } from './manifest.js'
@@ -29,6 +31,26 @@ export interface SyncOptions {
   /** For CRABBOX_ALLOW_MASS_DELETIONS, CRABBOX_SYNC_ALLOW_LARGE, CRABBOX_SYNC_COMPRESS. */
   env?: NodeJS.ProcessEnv
   signal?: AbortSignal
+  /**
+   * The command to run right after the sync. When the checkout is provably
+   * unchanged since its last fingerprint, one exec compares that fingerprint
+   * on the runner and, only when it matches, runs the command (one round trip
+   * for a warm unchanged run); otherwise the same exec reports the runner's
+   * state, the sync proceeds, and the caller runs the command itself.
+   */
+  thenRun?: GuardedCommand
+}
+
+export interface GuardedCommand {
+  /** For the runner's shell, run in the workdir. */
+  command: string
+  env?: Record<string, string>
+  /** Aborting signals the remote command (the sync timeout never applies to it). */
+  signal?: AbortSignal
+  onStdout: (chunk: Buffer) => void
+  onStderr: (chunk: Buffer) => void
+  /** The runner confirmed the fingerprint; the command starts now. */
+  onStart: () => void
 }
 
 export interface SyncPhase {
@@ -47,6 +69,8 @@ export interface SyncResult {
   totalMs: number
   /** Non-fatal problems (git seed, size warnings), already shown as progress warnings. */
   warnings: string[]
+  /** Set when `thenRun` ran in the same exec as the fingerprint check; `ms` from sending it to its exit. */
+  ran?: { result: ExecResult; ms: number }
 }
 
 /** Above this the apply script travels in its own exec instead of argv (Linux caps one argument at 128 KiB). */
@@ -141,6 +165,70 @@ async function exec(session: SshSession, command: string, options: { stdin?: Exe
   return Buffer.concat(stdout)
 }
 
+/**
+ * One exec: when the runner's fingerprint equals `fingerprint`, print
+ * `<tag> ok` and run the command in the workdir; otherwise print `<tag> stale`
+ * and answer the probe. The tag is random, so no command output can fake it,
+ * and the command only ever starts after `ok`.
+ */
+const GUARD_SCRIPT = `fp=$1 tag=$2 cmd=$3; shift 3; wd=$1 meta=$2 cur=
+ { cd -- "$wd" && read -r cur < "$meta/${META_FILES.fingerprint}"; } 2>/dev/null
+if [ -n "$cur" ] && [ "$cur" = "$fp" ]; then echo "$tag ok"; eval "$cmd"; exit; fi
+echo "$tag stale"
+`
+
+async function guardedRun(session: SshSession, run: GuardedCommand, fingerprint: string, probeArgs: string[], timer: Timer): Promise<{ ran?: { result: ExecResult; ms: number }; probe?: Probe; syncMs: number }> {
+  const tag = `crabbox-${randomBytes(12).toString('hex')}`
+  let verdict: 'ok' | 'stale' | undefined
+  let head = Buffer.alloc(0)
+  const after: Buffer[] = []
+  const heldStderr: Buffer[] = []
+  const syncMs = timer.result().totalMs
+  const sent = performance.now()
+  const result = await session.exec(shCommand(GUARD_SCRIPT + PROBE_SCRIPT, 'crabbox-run', [fingerprint, tag, run.command, ...probeArgs]), {
+    env: run.env,
+    signal: run.signal,
+    onStdout: (chunk) => {
+      if (verdict === 'ok') return run.onStdout(chunk)
+      if (verdict === 'stale') return void after.push(chunk)
+      head = Buffer.concat([head, chunk])
+      for (const word of ['ok', 'stale'] as const) {
+        const at = head.indexOf(`${tag} ${word}\n`)
+        if (at === -1) continue
+        // Anything before the tag came from the runner's shell start-up, not the command.
+        if (at > 0) run.onStdout(head.subarray(0, at))
+        const rest = head.subarray(at + tag.length + word.length + 2)
+        verdict = word
+        if (word === 'ok') {
+          run.onStart()
+          for (const held of heldStderr.splice(0)) run.onStderr(held)
+          if (rest.length > 0) run.onStdout(rest)
+        } else after.push(rest)
+        return
+      }
+    },
+    onStderr: (chunk) => (verdict === 'ok' ? run.onStderr(chunk) : void heldStderr.push(chunk)),
+  })
+  const ms = Math.round(performance.now() - sent)
+  if (verdict === 'ok') {
+    timer.add('fingerprint_remote', 0, { reason: 'checked in the same exec as the command' })
+    return { ran: { result, ms }, syncMs }
+  }
+  const detail = Buffer.concat(heldStderr).toString('utf8').trim().slice(-4000)
+  if (verdict === undefined || result.code !== 0) {
+    // The command never started (it only runs after `ok`), so the caller may still sync and run it.
+    if (run.signal?.aborted) throw syncTimeout(run.signal)
+    const what = result.code === SCRIPT_EXIT.workdir ? 'the workdir could not be created' : 'checking the workdir failed'
+    throw new CrabboxError(`sync: ${what} on the runner: ${detail || (result.code === null ? `killed by ${result.signal}` : `exit ${result.code}`)}`, {
+      exit: 'sync',
+      code: 'sync_failed',
+      hint: 'Run again; if it keeps failing, check disk space and permissions on the runner.',
+    })
+  }
+  timer.add('fingerprint_remote', ms)
+  return { probe: parseProbe(Buffer.concat(after)), syncMs }
+}
+
 const syncTimeout = (signal: AbortSignal) =>
   new CrabboxError('sync timed out', { exit: 'sync', code: 'sync_timeout', hint: 'Raise sync.timeout, or shrink the sync (see `crabbox sync-plan`).', cause: signal.reason })
 
@@ -162,19 +250,67 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout
 
   progress.phase('sync: building manifest')
-  const repoGit = await timer.phase('manifest', () => readGitContext(options.repoRoot, config))
-  const meta = repoGit ? '.git/crabbox' : '.crabbox'
+  const useFingerprint = config.fingerprint && !options.checksum
   const sent = SentManifests.for(options.repoRoot)
-  // The runner round trip overlaps the local manifest and hashing.
-  const probeArgs = [options.workdir, meta, (config.gitSeed && repoGit?.head) || '-', repoGit?.baseRef || '-', ...(await sent.known())]
-  const probeStarted = performance.now()
-  const probing = exec(session, shCommand(PROBE_SCRIPT, 'crabbox-probe', probeArgs), { signal, what: 'checking the workdir' }).then((stdout) => {
-    timer.add('fingerprint_remote', performance.now() - probeStarted)
-    return parseProbe(stdout)
-  })
-  probing.catch(() => {})
+  const [snapshot, knownFingerprints] = await Promise.all([useFingerprint ? readSnapshot(options.repoRoot) : undefined, sent.known()])
+  const probeArgs = (git: GitContext | undefined) => [options.workdir, git ? '.git/crabbox' : '.crabbox', (config.gitSeed && git?.head) || '-', git?.baseRef || '-', ...knownFingerprints]
+  let probing: Promise<Probe> | undefined
+  let probedWith = ''
+  const startProbe = (git: GitContext | undefined) => {
+    const args = probeArgs(git)
+    const started = performance.now()
+    probedWith = args.join('\0')
+    probing = exec(session, shCommand(PROBE_SCRIPT, 'crabbox-probe', args), { signal, what: 'checking the workdir' }).then((stdout) => {
+      timer.add('fingerprint_remote', performance.now() - started)
+      return parseProbe(stdout)
+    })
+    probing.catch(() => {})
+  }
 
-  const manifest = await timer.phase('manifest', () => buildManifest(options.repoRoot, config, { git: repoGit }))
+  // The checkout provably unchanged since its last fingerprint: no manifest pass at all.
+  let unchanged: Unchanged | undefined
+  if (snapshot && options.thenRun) {
+    unchanged = await timer.phase('manifest', () => verifySnapshot(options.repoRoot, config, snapshot))
+    if (unchanged) {
+      timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
+      const guarded = await guardedRun(session, options.thenRun, unchanged.fingerprint, probeArgs(unchanged.git), timer)
+      if (guarded.ran) {
+        for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
+        // The sync is the local check; the round trip belongs to the command.
+        return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings, phases: timer.result().phases, totalMs: guarded.syncMs, ran: guarded.ran }
+      }
+      probing = Promise.resolve(guarded.probe!)
+      probedWith = probeArgs(unchanged.git).join('\0')
+    }
+  } else if (snapshot) {
+    // The runner round trip overlaps the check, with the HEAD the check is about to confirm.
+    startProbe(snapshot.git)
+    unchanged = await timer.phase('manifest', () => verifySnapshot(options.repoRoot, config, snapshot))
+    if (unchanged) {
+      timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
+      const probe = await probing!
+      if (probe.fingerprint === unchanged.fingerprint) {
+        for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
+        progress.done('No changes detected, skipping sync')
+        return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings, ...timer.result() }
+      }
+    }
+  }
+
+  // Git's files are looked at before git is asked anything, so a change racing this pass shows next time.
+  let view: Pick<GitView, 'at' | 'files'> | undefined
+  const repoGit =
+    unchanged?.git ??
+    (await timer.phase('manifest', () => {
+      view = useFingerprint ? beginGitView(options.repoRoot, config) : undefined
+      return readGitContext(options.repoRoot, config)
+    }))
+  const meta = repoGit ? '.git/crabbox' : '.crabbox'
+  // The runner round trip overlaps the local manifest and hashing.
+  if (!probing || probedWith !== probeArgs(repoGit).join('\0')) startProbe(repoGit)
+  probing!.catch(() => {})
+
+  const manifest = await timer.phase('manifest', () => buildManifest(options.repoRoot, config, { git: repoGit, view }))
   for (const message of checkSize(manifest, config, { forceLarge: options.forceLarge, env }).warnings) warn(message)
   if (manifest.rejected.length > 0) {
     warn(`not syncing ${manifest.rejected.length} unsafe path(s), e.g. ${manifest.rejected[0].path}: ${manifest.rejected[0].reason}`)
@@ -183,8 +319,7 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
 
   progress.phase('sync: checking the runner')
   const git = manifest.git
-  const useFingerprint = config.fingerprint && !options.checksum
-  const probe = await probing
+  const probe = await probing!
 
   // What the runner holds according to its own record; `--checksum` trusts nothing.
   let remote = new Map<string, RemoteRecord>()
@@ -205,6 +340,7 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
     const hashed = await timer.phase('fingerprint', () => hashManifest(manifest, { checksum: options.checksum }))
     fingerprint = computeFingerprint(manifest, hashed, config)
     if (useFingerprint && probe.fingerprint === fingerprint) {
+      await saveSnapshot(manifest, fingerprint, config).catch(() => {})
       for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
       progress.done('No changes detected, skipping sync')
       return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings, ...timer.result() }
@@ -305,6 +441,7 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
 
   if (cold) await saveHashes(manifest, sentHashes).catch(() => {})
   await sent.write(fingerprint, records).catch(() => {})
+  if (useFingerprint) await saveSnapshot(manifest, fingerprint, config).catch(() => {})
   progress.done(`synced ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removed ${plan.remove.length}`)
   return { skipped: false, filesSent: plan.send.length, bytesSent: plan.sendBytes, filesDeleted: plan.remove.length, warnings, ...timer.result() }
 }

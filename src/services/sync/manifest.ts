@@ -6,6 +6,7 @@ import type { Config } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
 import { loadExcludes } from './excludes.js'
 import { HashCache, excludesKey } from './hash-cache.js'
+import { changedAgainstIndex, type GitView } from './snapshot.js'
 
 const run = promisify(execFile)
 
@@ -51,6 +52,8 @@ export interface Manifest {
   bytes: number
   /** The local hash cache, loaded once for the manifest and the hashing that follows. */
   cache: HashCache
+  /** What git reported while this manifest was built, for the next run's unchanged check (snapshot.ts). */
+  gitView?: GitView
 }
 
 /** Why a relative path may not be synced, or undefined when it is safe. */
@@ -149,30 +152,42 @@ function walk(root: string, ignores: (path: string) => boolean): string[] {
  * What `crabbox run` would put on the runner: tracked plus untracked
  * non-ignored files (git), minus excludes; stats but no content hashes.
  */
-export async function buildManifest(repoRoot: string, config: Config['sync'], context?: { git: GitContext | undefined }): Promise<Manifest> {
+export async function buildManifest(repoRoot: string, config: Config['sync'], context?: { git: GitContext | undefined; view?: Pick<GitView, 'at' | 'files'> }): Promise<Manifest> {
   const [excludes, cache] = await Promise.all([loadExcludes(repoRoot, config), HashCache.load(repoRoot)])
   const ignores = (path: string) => excludes.matcher.ignores(path)
   const key = excludesKey(excludes.patterns)
   let candidates: string[]
   let gitData: GitInfo | undefined
   let deleted: string[] = []
+  let gitView: GitView | undefined
 
   const known = context ? context.git : undefined
   if (context ? known !== undefined : await isGitRoot(repoRoot)) {
-    const [cached, others, stagedDeletes, info] = await Promise.all([
-      git(repoRoot, ['ls-files', '--cached', '-z']),
+    const view = context?.view
+    const [tagged, others, stagedDeletes, info, changed] = await Promise.all([
+      // -v tags each path; lowercase (assume-unchanged) and S (skip-worktree) are paths git stops looking at.
+      git(repoRoot, ['ls-files', '--cached', '-v', '-z']),
       git(repoRoot, ['ls-files', '--others', '--exclude-standard', '-z']),
       git(repoRoot, ['diff', '--cached', '--name-only', '--diff-filter=D', '-z']),
       known ?? gitInfo(repoRoot, config),
+      view ? changedAgainstIndex(repoRoot).catch(() => undefined) : undefined,
     ])
-    if (cached === undefined || others === undefined) {
+    if (tagged === undefined || others === undefined) {
       throw new CrabboxError(`git ls-files failed in ${repoRoot}`, { exit: 'sync', hint: 'Check that `git status` works in this checkout.' })
     }
-    const tracked = new Set(split0(cached))
+    const cached: string[] = []
+    const flagged: string[] = []
+    for (const line of split0(tagged)) {
+      const path = line.slice(2)
+      cached.push(path)
+      if (line[0] === 'S' || (line[0] >= 'a' && line[0] <= 'z')) flagged.push(path)
+    }
+    const tracked = new Set(cached)
     for (const path of split0(stagedDeletes)) tracked.add(path)
     gitData = { ...info, tracked }
-    candidates = [...new Set([...split0(cached), ...split0(others)])]
+    candidates = [...new Set([...cached, ...split0(others)])]
     deleted = split0(stagedDeletes)
+    if (view && changed !== undefined) gitView = { ...view, changed, untracked: others, flagged }
   } else {
     candidates = walk(repoRoot, ignores)
   }
@@ -231,7 +246,7 @@ export async function buildManifest(repoRoot: string, config: Config['sync'], co
   deleted = [...new Set(deleted)].sort()
   let bytes = 0
   for (const entry of entries) bytes += entry.size
-  return { root: repoRoot, git: gitData, entries, deleted, rejected, excludes: excludes.patterns, files: entries.length, bytes, cache }
+  return { root: repoRoot, git: gitData, entries, deleted, rejected, excludes: excludes.patterns, files: entries.length, bytes, cache, gitView }
 }
 
 export function formatBytes(bytes: number): string {

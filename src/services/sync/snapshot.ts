@@ -1,0 +1,190 @@
+import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { lstatSync, readFileSync, type Stats } from 'node:fs'
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Config } from '../../config/schema.js'
+import { loadExcludes } from './excludes.js'
+import { RACY_MS, cacheDir, excludesKey } from './hash-cache.js'
+import { MODE_EXEC, MODE_FILE, MODE_LINK, type GitContext, type Manifest } from './manifest.js'
+
+/*
+ * "Nothing changed since the last fingerprint", proved without re-listing and
+ * re-stating the checkout, the way `git status` itself decides it: git's own
+ * files (HEAD, refs, index, config) kept their identity, `git diff-files`
+ * (tracked files against the index, stat-only, in C) and `git ls-files
+ * --others` (untracked, with git's ignore rules) print what they printed then,
+ * and the few paths git does not vouch for (changed against the index,
+ * untracked, assume-unchanged / skip-worktree) kept their stats. Anything
+ * else: the full manifest pass, which writes a new snapshot.
+ */
+
+/** Identity of one file: inode, size, mtime, ctime and the mode we sync (or the file type). */
+type Sig = string
+
+function sigOf(stat: Stats): Sig {
+  const mode = stat.isSymbolicLink() ? MODE_LINK : stat.isFile() ? (stat.mode & 0o100 ? MODE_EXEC : MODE_FILE) : stat.isDirectory() ? 'd' : 'x'
+  return `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${mode}`
+}
+
+function sig(path: string): Sig | null {
+  const stat = lstatSync(path, { throwIfNoEntry: false })
+  return stat ? sigOf(stat) : null
+}
+
+/** The git files whose identity pins HEAD, the branch, origin's base, the index and the config. */
+function gitFiles(gitDir: string, config: Config['sync']): Record<string, Sig | null> {
+  const read = (name: string) => {
+    try {
+      return readFileSync(join(gitDir, name), 'utf8')
+    } catch {
+      return ''
+    }
+  }
+  const names = new Set(['HEAD', 'index', 'config', 'packed-refs', 'reftable', 'refs/remotes/origin', 'refs/remotes/origin/HEAD', 'refs/remotes/origin/main', 'refs/remotes/origin/master'])
+  const branch = /^ref: (refs\/\S+)/.exec(read('HEAD'))?.[1]
+  if (branch) names.add(branch)
+  const originHead = /^ref: (refs\/remotes\/origin\/\S+)/.exec(read('refs/remotes/origin/HEAD'))?.[1]
+  if (originHead) names.add(originHead)
+  if (config.baseRef) names.add(`refs/remotes/origin/${config.baseRef.replace(/^origin\//, '')}`)
+  const out: Record<string, Sig | null> = {}
+  for (const name of [...names].sort()) out[name] = sig(join(gitDir, name))
+  return out
+}
+
+/** `.git` of a plain checkout; linked worktrees, submodules and GIT_* overrides always take the full pass. */
+function gitDirOf(root: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_COMMON_DIR'].some((name) => env[name])) return undefined
+  const gitDir = join(root, '.git')
+  return lstatSync(gitDir, { throwIfNoEntry: false })?.isDirectory() ? gitDir : undefined
+}
+
+const digest = (text: string) => createHash('sha256').update(text).digest('hex')
+
+function git(root: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile('git', ['-C', root, ...args], { maxBuffer: 1024 * 1024 * 1024, encoding: 'utf8' }, (error, stdout) => (error ? reject(error) : resolve(stdout))),
+  )
+}
+
+export const changedAgainstIndex = (root: string) => git(root, ['diff-files', '--name-only', '-z'])
+export const untrackedFiles = (root: string) => git(root, ['ls-files', '--others', '--exclude-standard', '-z'])
+
+/** What the full pass saw of git, starting with git's files before it asked git anything. */
+export interface GitView {
+  at: number
+  files: Record<string, Sig | null>
+  /** Raw `git diff-files --name-only -z` output. */
+  changed: string
+  /** Raw `git ls-files --others --exclude-standard -z` output. */
+  untracked: string
+  /** Index entries marked assume-unchanged or skip-worktree: git does not look at them. */
+  flagged: string[]
+}
+
+/** Taken before any git listing, so a change racing the full pass shows up next time. */
+export function beginGitView(root: string, config: Config['sync']): Pick<GitView, 'at' | 'files'> | undefined {
+  const gitDir = gitDirOf(root)
+  return gitDir ? { at: Date.now(), files: gitFiles(gitDir, config) } : undefined
+}
+
+interface Snapshot {
+  v: 1
+  key: string
+  files: Record<string, Sig | null>
+  changed: string
+  untracked: string
+  /** Paths git does not vouch for, with their identity (null: absent). */
+  own: [path: string, sig: Sig | null][]
+  fingerprint: string
+  git: GitContext
+}
+
+export interface Unchanged {
+  fingerprint: string
+  git: GitContext
+}
+
+const snapshotPath = (root: string) => join(cacheDir(root), 'snapshot.json')
+
+/** The settings a fingerprint depends on besides the checkout. */
+const keyOf = (patterns: string[], config: Config['sync']) => digest(JSON.stringify([excludesKey(patterns), config.delete, config.gitSeed, config.baseRef ?? '']))
+
+/** The last snapshot's HEAD and base, to start the runner round trip before it is verified. */
+export async function readSnapshot(root: string): Promise<Snapshot | undefined> {
+  if (!gitDirOf(root)) return undefined
+  try {
+    const parsed = JSON.parse(await readFile(snapshotPath(root), 'utf8')) as Snapshot
+    return parsed.v === 1 ? parsed : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The fingerprint of the last full pass when the checkout provably did not
+ * change since, else undefined. Costs two git processes (run in parallel) and
+ * a few stats, independent of the number of files.
+ */
+export async function verifySnapshot(root: string, config: Config['sync'], snapshot: Snapshot | undefined): Promise<Unchanged | undefined> {
+  const gitDir = gitDirOf(root)
+  if (!snapshot || !gitDir) return undefined
+  const listed = Promise.all([changedAgainstIndex(root), untrackedFiles(root)])
+  listed.catch(() => {})
+  const same = async () => {
+    if (keyOf((await loadExcludes(root, config)).patterns, config) !== snapshot.key) return false
+    const files = gitFiles(gitDir, config)
+    const names = Object.keys(files)
+    if (names.length !== Object.keys(snapshot.files).length || names.some((name) => files[name] !== snapshot.files[name])) return false
+    if (snapshot.own.some(([path, recorded]) => sig(join(root, path)) !== recorded)) return false
+    const [changed, untracked] = await listed
+    return digest(changed) === snapshot.changed && digest(untracked) === snapshot.untracked
+  }
+  try {
+    return (await same()) ? { fingerprint: snapshot.fingerprint, git: snapshot.git } : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Records the full pass for the next run. Skipped when a path we must stat
+ * ourselves changed within the racy window (a second write in the same mtime
+ * tick would go unseen).
+ */
+export async function saveSnapshot(manifest: Manifest, fingerprint: string, config: Config['sync']): Promise<void> {
+  const view = manifest.gitView
+  const file = snapshotPath(manifest.root)
+  // No view: this pass did not look (the snapshot it started from is still good, or this is no plain checkout).
+  if (!view || !manifest.git) return
+  const entries = new Map(manifest.entries.map((entry) => [entry.path, entry]))
+  const deleted = new Set(manifest.deleted)
+  const own = new Map<string, Sig | null>()
+  const paths = [...view.changed.split('\0'), ...view.untracked.split('\0'), ...view.flagged].filter(Boolean)
+  for (const path of paths) {
+    const entry = entries.get(path)
+    if (entry) {
+      // Stated again for the ctime; it must still be the file the manifest hashed.
+      const now = lstatSync(join(manifest.root, path), { throwIfNoEntry: false })
+      const same = now && now.ino === entry.ino && now.size === entry.size && now.mtimeMs === entry.mtimeMs
+      if (!now || !same || entry.mtimeMs >= view.at - RACY_MS) return rm(file, { force: true })
+      own.set(path, sigOf(now))
+    } else if (deleted.has(path)) own.set(path, null)
+  }
+  const { tracked: _tracked, ...git } = manifest.git
+  const snapshot: Snapshot = {
+    v: 1,
+    key: keyOf(manifest.excludes, config),
+    files: view.files,
+    changed: digest(view.changed),
+    untracked: digest(view.untracked),
+    own: [...own],
+    fingerprint,
+    git,
+  }
+  await mkdir(join(file, '..'), { recursive: true })
+  const tmp = `${file}.${process.pid}.tmp`
+  await writeFile(tmp, JSON.stringify(snapshot))
+  await rename(tmp, file)
+}
+
