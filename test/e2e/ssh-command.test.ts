@@ -110,9 +110,9 @@ describe('crabbox ssh against a real sshd', () => {
     expect((await host.run(`cat ${marker}; rm -f ${marker}`)).stdout).toBe('run\n')
   })
 
-  it('Ctrl-C reaches the remote process and kills it, with stdin open or already at EOF', async () => {
-    for (const stdinOpen of [false, true]) {
-      const h = home()
+  it('Ctrl-C reaches the remote process and kills it, with stdin open or already at EOF, through the agent and in-process', async () => {
+    for (const [stdinOpen, agent] of [[false, true], [true, true], [false, false], [true, false]]) {
+      const h = home(agent ? {} : { CRABBOX_NO_AGENT: '1' })
       const child = spawnCli(['ssh', ...at(host.address, 22), '--', 'echo started; sleep 301; echo never'], { home: h })
       if (!stdinOpen) child.stdin!.end() // the common case: nothing piped, the remote sees EOF at once
       let stdout = ''
