@@ -6,11 +6,11 @@ import { stateDir } from '../../config/paths.js'
 import type { ManifestEntry } from './manifest.js'
 
 /**
- * Content hashes keyed by path, size, mtime, inode and mode, so re-hashing a
+ * Content hashes keyed by path, size, mtime, ctime, inode and mode, so re-hashing a
  * large repo only reads files that changed since the last sync. Lives under
  * the state dir, one folder per repo root.
  */
-type Row = [size: number, mtimeMs: number, ino: number, mode: number, hash: string]
+type Row = [size: number, mtimeMs: number, ctimeMs: number, ino: number, mode: number, hash: string]
 
 /** A file changed this recently may change again within the same mtime tick: never trust it from cache. */
 export const RACY_MS = 2000
@@ -42,6 +42,9 @@ export function hashFile(path: string): string {
 
 export const hashLink = (target: string) => createHash('sha256').update(target).digest('hex')
 
+// ctime too: an in-place edit that keeps the size and restores the mtime still moves it.
+const sameFile = (row: Row, entry: ManifestEntry) => row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ctimeMs && row[3] === entry.ino && row[4] === entry.mode
+
 export class HashCache {
   private dirty = false
   private constructor(
@@ -56,7 +59,7 @@ export class HashCache {
     let excludesKey = ''
     try {
       const parsed = JSON.parse(await readFile(file, 'utf8')) as { v: number; excludes?: string; rows: Record<string, Row> }
-      if (parsed.v === 1) {
+      if (parsed.v === 2) {
         rows = new Map(Object.entries(parsed.rows))
         excludesKey = parsed.excludes ?? ''
       }
@@ -84,7 +87,7 @@ export class HashCache {
   get(entry: ManifestEntry): string | undefined {
     const row = this.rows.get(entry.path)
     if (!row) return undefined
-    return row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ino && row[3] === entry.mode ? row[4] : undefined
+    return sameFile(row, entry) ? row[5] : undefined
   }
 
   set(entry: ManifestEntry, hash: string, now = Date.now()): void {
@@ -93,8 +96,8 @@ export class HashCache {
       return
     }
     const row = this.rows.get(entry.path)
-    if (row && row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ino && row[3] === entry.mode && row[4] === hash) return
-    this.rows.set(entry.path, [entry.size, entry.mtimeMs, entry.ino, entry.mode, hash])
+    if (row && sameFile(row, entry) && row[5] === hash) return
+    this.rows.set(entry.path, [entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, entry.mode, hash])
     this.dirty = true
   }
 
@@ -112,7 +115,7 @@ export class HashCache {
     if (!this.dirty) return
     await mkdir(join(this.file, '..'), { recursive: true })
     const tmp = `${this.file}.${process.pid}.tmp`
-    await writeFile(tmp, JSON.stringify({ v: 1, excludes: this.excludesKey, rows: Object.fromEntries(this.rows) }))
+    await writeFile(tmp, JSON.stringify({ v: 2, excludes: this.excludesKey, rows: Object.fromEntries(this.rows) }))
     await rename(tmp, this.file)
     this.dirty = false
   }

@@ -21,6 +21,7 @@ export interface ManifestEntry {
   mode: typeof MODE_FILE | typeof MODE_EXEC | typeof MODE_LINK
   size: number
   mtimeMs: number
+  ctimeMs: number
   ino: number
   /** Symlink target, verbatim. */
   target?: string
@@ -236,9 +237,9 @@ export async function buildManifest(repoRoot: string, config: Config['sync'], co
       continue
     }
     if (stat.isSymbolicLink()) {
-      entries.push({ path, mode: MODE_LINK, size: 0, mtimeMs: stat.mtimeMs, ino: stat.ino, target: readlinkSync(join(repoRoot, path)) })
+      entries.push({ path, mode: MODE_LINK, size: 0, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino, target: readlinkSync(join(repoRoot, path)) })
     } else if (stat.isFile()) {
-      entries.push({ path, mode: stat.mode & 0o100 ? MODE_EXEC : MODE_FILE, size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino })
+      entries.push({ path, mode: stat.mode & 0o100 ? MODE_EXEC : MODE_FILE, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino })
     }
     // Directories here are submodules (gitlinks); sockets and devices never travel.
   }

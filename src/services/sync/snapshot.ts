@@ -166,7 +166,7 @@ export async function saveSnapshot(manifest: Manifest, fingerprint: string, conf
     if (entry) {
       // Stated again for the ctime; it must still be the file the manifest hashed.
       const now = lstatSync(join(manifest.root, path), { throwIfNoEntry: false })
-      const same = now && now.ino === entry.ino && now.size === entry.size && now.mtimeMs === entry.mtimeMs
+      const same = now && now.ino === entry.ino && now.size === entry.size && now.mtimeMs === entry.mtimeMs && now.ctimeMs === entry.ctimeMs
       if (!now || !same || entry.mtimeMs >= view.at - RACY_MS) return rm(file, { force: true })
       own.set(path, sigOf(now))
     } else if (deleted.has(path)) own.set(path, null)

@@ -1,0 +1,122 @@
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { defaultConfig } from '../../src/config/schema.js'
+import { computeFingerprint, hashManifest } from '../../src/services/sync/fingerprint.js'
+import { buildManifest, readGitContext } from '../../src/services/sync/manifest.js'
+import { beginGitView, readSnapshot, saveSnapshot, verifySnapshot } from '../../src/services/sync/snapshot.js'
+
+const git = (cwd: string, ...args: string[]) =>
+  execFileSync('git', ['-C', cwd, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } })
+/** Written a minute ago: outside the racy window, so the snapshot may vouch for it. */
+const put = (root: string, path: string, content: string) => {
+  mkdirSync(join(root, path, '..'), { recursive: true })
+  writeFileSync(join(root, path), content)
+  const old = new Date(Date.now() - 60_000)
+  utimesSync(join(root, path), old, old)
+}
+const config = () => ({ ...defaultConfig().sync })
+
+/** What sync does on a full pass: git view first, manifest, hashes, fingerprint, snapshot. */
+async function fullPass(repo: string, c = config()): Promise<string> {
+  const view = beginGitView(repo, c)
+  const manifest = await buildManifest(repo, c, { git: await readGitContext(repo, c), view })
+  const fingerprint = computeFingerprint(manifest, await hashManifest(manifest), c)
+  await saveSnapshot(manifest, fingerprint, c)
+  return fingerprint
+}
+const quick = async (repo: string, c = config()) => (await verifySnapshot(repo, c, await readSnapshot(repo)))?.fingerprint
+
+describe('unchanged-checkout snapshot', () => {
+  const state = mkdtempSync(join(tmpdir(), 'crabbox-snapshot-state-'))
+  const saved = process.env.XDG_STATE_HOME
+  const repos: string[] = []
+  beforeAll(() => {
+    process.env.XDG_STATE_HOME = state
+  })
+  afterAll(() => {
+    if (saved === undefined) delete process.env.XDG_STATE_HOME
+    else process.env.XDG_STATE_HOME = saved
+    for (const dir of [state, ...repos]) rmSync(dir, { recursive: true, force: true })
+  })
+
+  function repo(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'crabbox-snapshot-'))
+    repos.push(dir)
+    git(dir, 'init', '-q', '-b', 'main')
+    put(dir, '.gitignore', 'tmp/\n*.log\n')
+    for (let i = 0; i < 20; i++) put(dir, `src/f${i}.txt`, `${i}\n`)
+    git(dir, 'add', '-A')
+    git(dir, 'commit', '-qm', 'init')
+    put(dir, 'notes.txt', 'untracked, not ignored\n')
+    put(dir, 'src/f3.txt', '3 edited, not staged\n')
+    return dir
+  }
+
+  it('vouches for an unchanged checkout, also through churn in ignored folders and ignored files', async () => {
+    const dir = repo()
+    const fingerprint = await fullPass(dir)
+    expect(await quick(dir)).toBe(fingerprint)
+    put(dir, 'tmp/build/out.bin', 'ignored churn\n')
+    put(dir, 'src/debug.log', 'ignored file\n')
+    expect(await quick(dir)).toBe(fingerprint)
+    expect(await fullPass(dir)).toBe(fingerprint)
+  })
+
+  it('an untracked non-ignored file, an edit to a tracked, changed or untracked file, and a commit each invalidate it', async () => {
+    const dir = repo()
+    // [what, change, whether the checkout's content (so the fingerprint) changes too]
+    const changes: Array<[string, () => void, boolean]> = [
+      ['new untracked file', () => put(dir, 'src/new.txt', 'new\n'), true],
+      ['new file in a new folder', () => put(dir, 'deep/er/new.txt', 'new\n'), true],
+      ['edit to a clean tracked file', () => put(dir, 'src/f1.txt', '1 edited\n'), true],
+      ['edit to a tracked file already changed', () => put(dir, 'src/f3.txt', '3 edited again\n'), true],
+      ['edit to an untracked file', () => put(dir, 'notes.txt', 'notes edited\n'), true],
+      ['mode change', () => execFileSync('chmod', ['+x', join(dir, 'src/f2.txt')]), true],
+      ['deleted tracked file', () => rmSync(join(dir, 'src/f4.txt')), true],
+      ['staged change (same worktree)', () => git(dir, 'add', 'src/f3.txt'), false],
+      ['commit', () => git(dir, 'commit', '-qam', 'more'), true],
+      ['.crabboxignore', () => put(dir, '.crabboxignore', 'notes.txt\n'), true],
+    ]
+    let before = await fullPass(dir)
+    for (const [what, change, content] of changes) {
+      expect(await quick(dir), `before: ${what}`).toBe(before)
+      change()
+      expect(await quick(dir), what).toBeUndefined()
+      const after = await fullPass(dir)
+      if (content) expect(after, what).not.toBe(before)
+      else expect(after, what).toBe(before)
+      before = after
+    }
+  })
+
+  it('an edit that keeps the size and the mtime still invalidates it (the ctime moved)', async () => {
+    const dir = repo()
+    const path = join(dir, 'src/f5.txt')
+    const fingerprint = await fullPass(dir)
+    // git compares ctime to the second: make sure the edit lands in a later one.
+    const second = Math.floor(statSync(path).ctimeMs / 1000)
+    while (Math.floor(Date.now() / 1000) <= second) await new Promise((resolve) => setTimeout(resolve, 50))
+    const { atime, mtime } = statSync(path)
+    writeFileSync(path, '6\n')
+    utimesSync(path, atime, mtime)
+    expect(await quick(dir)).toBeUndefined()
+    expect(await fullPass(dir)).not.toBe(fingerprint)
+  })
+
+  it('settings that change the fingerprint never reuse it', async () => {
+    const dir = repo()
+    await fullPass(dir)
+    expect(await quick(dir, { ...config(), delete: false })).toBeUndefined()
+    expect(await quick(dir, { ...config(), exclude: ['src/f1.txt'] })).toBeUndefined()
+  })
+
+  it('a file changed within the racy window is not vouched for until it settles', async () => {
+    const dir = repo()
+    writeFileSync(join(dir, 'notes.txt'), 'just now\n')
+    await fullPass(dir)
+    expect(await quick(dir)).toBeUndefined()
+  })
+})
