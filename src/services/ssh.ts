@@ -1,9 +1,11 @@
 import { constants, homedir } from 'node:os'
+import { Writable } from 'node:stream'
 import type { CommandContext } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
 import { CrabboxError, RemoteExit } from '../errors.js'
 import type { ReadyKind } from './readiness.js'
 import type { ExecResult, SshTarget } from '../transport/ssh/types.js'
+import { afterDrain } from '../transport/ssh/streams.js'
 import type { BrokerClient } from '../transport/broker/client.js'
 
 export interface SshFlags {
@@ -135,6 +137,20 @@ function forwardSignals(): { signal: AbortSignal; brokenPipe: () => boolean; dis
   return { signal: controller.signal, brokenPipe: () => brokenPipe, dispose: () => handlers.forEach((off) => off()) }
 }
 
+/**
+ * Remote output into one of our streams with backpressure: a slow reader
+ * (`crabbox ssh -- cmd | slow`) holds the remote command back instead of
+ * growing this process. `drop` discards what arrives once we are stopping.
+ */
+function outputSink(out: NodeJS.WriteStream, drop: () => boolean): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      if (drop() || out.destroyed || out.write(chunk)) return done()
+      afterDrain(out, () => done())
+    },
+  })
+}
+
 async function runRemote(session: Session, command: string): Promise<ExecResult> {
   const signals = forwardSignals()
   // Like ssh: piped stdin goes to the remote command; a terminal's stdin is left alone.
@@ -143,10 +159,8 @@ async function runRemote(session: Session, command: string): Promise<ExecResult>
     const result = await session.exec(command, {
       stdin,
       signal: signals.signal,
-      onStdout: (chunk) => {
-        if (!signals.signal.aborted) process.stdout.write(chunk)
-      },
-      onStderr: (chunk) => process.stderr.write(chunk),
+      stdout: outputSink(process.stdout, () => signals.signal.aborted),
+      stderr: outputSink(process.stderr, () => false),
     })
     return signals.brokenPipe() ? { code: null, signal: 'SIGPIPE' } : result
   } finally {
