@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -133,6 +133,60 @@ describe('crabbox run on the embedded local provider', () => {
     expect(syncOnly.code).toBe(0)
     expect(syncOnly.stderr).toMatch(/synced \S+\/cbx_[0-9a-f]{12}\/crabbox-repo-/)
     expect(leftovers(home)).toEqual([])
+  })
+
+  it('a reused lease checks an unchanged checkout and runs the command in one exec; edits, new files and a diverged runner sync first; the command runs once every time', async () => {
+    const { home, repo, env } = setup()
+    const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
+    const lease = JSON.parse(warm.stdout) as { slug: string }
+    const counter = join(home.dir, 'runs.log')
+    type Timing = { syncSkipped: boolean; exitCode: number; syncPhases: { name: string; reason?: string }[] }
+    const run = async (script: string) => {
+      const result = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'sh', '-c', `echo run >> ${counter}; ${script}`], { home, cwd: repo, env })
+      const timing = JSON.parse(result.stderr.trim().split('\n').at(-1)!) as Timing
+      const combined = timing.syncPhases.some((phase) => phase.name === 'fingerprint_remote' && /same exec as the command/.test(phase.reason ?? ''))
+      const names = timing.syncPhases.map((phase) => phase.name)
+      expect(new Set(names).size).toBe(names.length)
+      return { ...result, timing, combined }
+    }
+    const runs = () => readFileSync(counter, 'utf8').split('\n').filter(Boolean).length
+    // Written a minute ago: outside the racy window in which crabbox re-checks a file every time.
+    const put = (path: string, content: string) => {
+      writeFileSync(join(repo, path), content)
+      const old = new Date(Date.now() - 60_000)
+      utimesSync(join(repo, path), old, old)
+    }
+
+    const first = await run('pwd; cat hello.txt')
+    expect(first.code).toBe(0)
+    expect(first.timing.syncSkipped).toBe(false)
+    const workdir = first.stdout.split('\n')[0]
+    expect(first.stdout).toBe(`${workdir}\nhello from the checkout\n`)
+
+    const unchanged = await run('cat hello.txt')
+    expect(unchanged).toMatchObject({ code: 0, stdout: 'hello from the checkout\n', combined: true, timing: { syncSkipped: true } })
+    expect(runs()).toBe(2)
+
+    put('hello.txt', 'edited\n')
+    const edited = await run('cat hello.txt')
+    expect(edited).toMatchObject({ code: 0, stdout: 'edited\n', combined: false, timing: { syncSkipped: false } })
+    expect(runs()).toBe(3)
+
+    put('new.txt', 'untracked\n')
+    const added = await run('cat new.txt')
+    expect(added).toMatchObject({ code: 0, stdout: 'untracked\n', timing: { syncSkipped: false } })
+    expect(runs()).toBe(4)
+
+    // The runner holds something else now: its fingerprint no longer matches ours.
+    writeFileSync(join(workdir, '.git', 'crabbox', 'sync-fingerprint'), `${'0'.repeat(64)}\n`)
+    const diverged = await run('cat new.txt hello.txt')
+    expect(diverged).toMatchObject({ code: 0, stdout: 'untracked\nedited\n', combined: false, timing: { syncSkipped: false } })
+    expect(runs()).toBe(5)
+
+    const status = await run('cat new.txt; exit 7')
+    expect(status).toMatchObject({ code: 7, stdout: 'untracked\n', combined: true, timing: { syncSkipped: true, exitCode: 7 } })
+    expect(runs()).toBe(6)
+    expect((await runCli(['stop', lease.slug], { home, cwd: repo, env })).code).toBe(0)
   })
 
   it('Ctrl-C stops the remote command and releases the lease', async () => {

@@ -272,9 +272,9 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   if (snapshot && options.thenRun) {
     unchanged = await timer.phase('manifest', () => verifySnapshot(options.repoRoot, config, snapshot))
     if (unchanged) {
-      timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
       const guarded = await guardedRun(session, options.thenRun, unchanged.fingerprint, probeArgs(unchanged.git), timer)
       if (guarded.ran) {
+        timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
         for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
         // The sync is the local check; the round trip belongs to the command.
         return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings, phases: timer.result().phases, totalMs: guarded.syncMs, ran: guarded.ran }
@@ -287,9 +287,9 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
     startProbe(snapshot.git)
     unchanged = await timer.phase('manifest', () => verifySnapshot(options.repoRoot, config, snapshot))
     if (unchanged) {
-      timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
       const probe = await probing!
       if (probe.fingerprint === unchanged.fingerprint) {
+        timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
         for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
         progress.done('No changes detected, skipping sync')
         return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings, ...timer.result() }
