@@ -141,6 +141,20 @@ describe('sshHost', () => {
     }
   })
 
+  it('another test process setting up its hosts leaves the live hosts their per-host home', async () => {
+    const script = join(mkdtempSync(join(tmpdir(), 'crabbox-other-')), 'other.mts')
+    writeFileSync(script, `import { sshHost } from ${JSON.stringify(join(repoRoot, 'test/support/ssh-host.ts'))}
+const host = await sshHost()
+await host.stop()
+`)
+    const result = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: repoRoot, encoding: 'utf8' })
+    expect(result.status, result.stderr).toBe(0)
+    const { client } = await connectSsh(host, { host: host.address, port: host.ports[0] })
+    const after = await execSsh(client, 'echo "$HOME"')
+    client.end()
+    expect(after.stdout).toBe(`${host.home}\n`)
+  })
+
   it('stop() removes the namespace, the home and sshd, and can be repeated', async () => {
     const extra = await sshHost()
     await extra.stop()

@@ -173,7 +173,14 @@ function ensureUser(): Promise<{ uid: number; gid: number }> {
   userReady ??= (async () => {
     await mkdir(STATE_ROOT, { recursive: true })
     // A fresh account is locked ('!'); sshd without PAM refuses locked accounts, '*' is "no password".
-    const script = `id -u ${USER} >/dev/null 2>&1 || useradd --create-home --shell /bin/sh ${USER}; usermod -p '*' ${USER}; mkdir -p /run/sshd`
+    // usermod and useradd replace /etc/passwd with a new file even when nothing changes, and that
+    // detaches the per-host passwd bind mount in every live host's namespace (its sessions would
+    // get $HOME=/home/crabbox), so they run only when there is something to change.
+    const script = [
+      `id -u ${USER} >/dev/null 2>&1 || useradd --create-home --shell /bin/sh ${USER}`,
+      `[ "$(getent shadow ${USER} | cut -d: -f2)" = '*' ] || usermod -p '*' ${USER}`,
+      'mkdir -p /run/sshd',
+    ].join('; ')
     await must('flock', [join(STATE_ROOT, 'user.lock'), 'sh', '-c', script])
     const uid = Number((await must('id', ['-u', USER])).trim())
     const gid = Number((await must('id', ['-g', USER])).trim())
