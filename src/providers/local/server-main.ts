@@ -87,7 +87,8 @@ function shutdown(reason: string): void {
 
 type Channel = ssh2.ServerChannel
 
-function runCommand(channel: Channel, argv: string[], env: Record<string, string>): void {
+/** Starts one command for a channel; returns how to signal it (its whole process group). */
+function runCommand(channel: Channel, argv: string[], env: Record<string, string>): (name: string) => void {
   active++
   armIdle()
   const child = spawn(argv[0], argv.slice(1), {
@@ -126,13 +127,32 @@ function runCommand(channel: Channel, argv: string[], env: Record<string, string
   channel.on('close', () => {
     if (!finished) stopChild(child)
   })
-  channelSignals.set(channel, (name) => killGroup(child, `SIG${name.replace(/^SIG/, "")}` as NodeJS.Signals))
+  return (name) => killGroup(child, `SIG${name.replace(/^SIG/, '')}` as NodeJS.Signals)
 }
 
-const channelSignals = new WeakMap<Channel, (name: string) => void>()
+/** Signal senders by ssh2 session object, set once its exec/shell started. */
+const sessionSignals = new WeakMap<object, (name: string) => void>()
+
+/**
+ * ssh2's server drops every channel request that arrives after the client's EOF
+ * (the session counts as "ending"), and a command's stdin is at EOF in the
+ * usual case: Ctrl-C never reached it. Signal requests are taken from the
+ * protocol before that check instead (ssh2 is pinned at 1.17.0).
+ */
+function deliverSignals(client: ssh2.Connection): void {
+  type Handler = (self: unknown, recipient: number, type: string, wantReply: boolean, data: unknown) => void
+  const raw = client as unknown as { _protocol: { _handlers: Record<string, Handler> }; _chanMgr: { get(id: number): unknown } }
+  const original = raw._protocol._handlers.CHANNEL_REQUEST
+  raw._protocol._handlers.CHANNEL_REQUEST = (self, recipient, type, wantReply, data) => {
+    if (type !== 'signal' || typeof data !== 'string') return original(self, recipient, type, wantReply, data)
+    const session = raw._chanMgr.get(recipient)
+    if (typeof session === 'object' && session !== null) sessionSignals.get(session)?.(data)
+  }
+}
 
 const server = new Server({ hostKeys: [hostKey] }, (client) => {
   client.on('error', () => {})
+  deliverSignals(client)
   client.on('authentication', (ctx) => {
     if (ctx.method !== 'publickey' || ctx.key.algo !== allowed.type) return ctx.reject(['publickey'])
     const blob = ctx.key.data
@@ -144,24 +164,17 @@ const server = new Server({ hostKeys: [hostKey] }, (client) => {
     client.on('session', (acceptSession) => {
       const session = acceptSession()
       const env: Record<string, string> = {}
-      let channel: Channel | undefined
       session.on('env', (accept, _reject, info) => {
         env[info.key] = info.val
         accept?.()
       })
       session.on('pty', (accept) => accept?.())
       session.on('window-change', (accept) => accept?.())
-      session.on('signal', (accept, _reject, info) => {
-        accept?.()
-        if (channel) channelSignals.get(channel)?.(info.name)
-      })
       session.on('exec', (accept, _reject, info) => {
-        channel = accept()
-        runCommand(channel, ['sh', '-c', info.command], env)
+        sessionSignals.set(session, runCommand(accept(), ['sh', '-c', info.command], env))
       })
       session.on('shell', (accept) => {
-        channel = accept()
-        runCommand(channel, [baseEnv.SHELL, '-i'], env)
+        sessionSignals.set(session, runCommand(accept(), [baseEnv.SHELL, '-i'], env))
       })
     })
   })
