@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -22,7 +22,7 @@ async function digestOf(session: SshSession, child: ChildProcess): Promise<{ cod
   return { code: result.code, digest: out.split(' ')[0] }
 }
 
-describe('exec stdin from a child process stdout', () => {
+describe('exec over a real sshd: stdin from a child process, Ctrl-C that the server ignores', () => {
   let host: SshHost
   let proxy: TcpProxy
   let dir: string
@@ -71,6 +71,28 @@ describe('exec stdin from a child process stdout', () => {
       }
     } finally {
       await session.close()
+    }
+  })
+
+  it('Ctrl-C gives up waiting after the grace periods when the server refuses signals (forced-command key)', async () => {
+    // sshd refuses signal requests for forced-command sessions and keeps the channel until
+    // the command ends: before, Ctrl-C then waited for the whole remote command.
+    const key = join(dir, 'forced')
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
+    await host.authorize(`command="eval \\"$SSH_ORIGINAL_COMMAND\\"" ${readFileSync(`${key}.pub`, 'utf8').trim()}`)
+    const { openSession } = await built()
+    const session = await openSession({ ...target(), host: host.address, port: 22, privateKeyPath: key }, { useAgent: false })
+    const marker = `300.${process.pid}${Date.now() % 1_000_000}`
+    try {
+      const abort = new AbortController()
+      let started = false
+      const outcome = session.exec(`echo started; sleep ${marker}`, { stdin: '', signal: abort.signal, onStdout: () => (started = true) })
+      while (!started) await sleep(50)
+      abort.abort('SIGINT')
+      expect(await outcome).toEqual({ code: null, signal: 'SIGINT' })
+    } finally {
+      await session.close()
+      await host.run(`pkill -f 'slee[p] ${marker}'`)
     }
   })
 

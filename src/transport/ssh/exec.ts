@@ -97,6 +97,12 @@ function sendSignal(channel: ClientChannel, name: string): void {
 
 /** How long a signalled command gets before it is killed and its channel closed. */
 const KILL_GRACE_MS = 5000
+/**
+ * How long a closed channel may then stay open. sshd keeps a session until its
+ * command exits, and refuses signals for forced-command sessions (older sshd has
+ * no signal support at all): without a limit Ctrl-C would wait for the command.
+ */
+const CLOSE_GRACE_MS = 3000
 
 /**
  * Runs one command on one fresh channel of `client`. Resolves with the remote
@@ -131,30 +137,39 @@ export function execOnClient(client: Client, where: string, command: string, opt
     const run = (channel: ClientChannel) => {
       let exit: ExecResult | undefined
       let killTimer: NodeJS.Timeout | undefined
+      let sent = 'SIGTERM'
       const stdin = options.stdin
       if (options.stdout) channel.pipe(options.stdout, { end: false })
       else channel.on('data', (chunk: Buffer) => options.onStdout?.(chunk))
       if (options.stderr) channel.stderr.pipe(options.stderr, { end: false })
       else channel.stderr.on('data', (chunk: Buffer) => options.onStderr?.(chunk))
       channel.on('exit', (code: number | null, signal?: string) => (exit = exitOf(code, signal)))
-      const onAbort = () => {
-        const reason = options.signal?.reason
-        sendSignal(channel, typeof reason === 'string' && /^(SIG)?[A-Z]+$/.test(reason) ? reason : 'SIGTERM')
-        killTimer = setTimeout(() => {
-          sendSignal(channel, 'SIGKILL')
-          channel.close()
-        }, KILL_GRACE_MS)
-        killTimer.unref()
-      }
-      options.signal?.addEventListener('abort', onAbort, { once: true })
-      channel.on('close', () => {
+      let settled = false
+      const settle = () => {
+        if (settled) return
+        settled = true
         options.signal?.removeEventListener('abort', onAbort)
         if (killTimer) clearTimeout(killTimer)
         if (stdin instanceof Readable) stdin.unpipe(channel)
         if (exit) resolve(exit)
-        else if (options.signal?.aborted) resolve({ code: null, signal: 'SIGTERM' })
+        else if (options.signal?.aborted) resolve({ code: null, signal: `SIG${sent.replace(/^SIG/, '')}` })
         else reject(lostTransport(where))
-      })
+      }
+      const onAbort = () => {
+        const reason = options.signal?.reason
+        if (typeof reason === 'string' && /^(SIG)?[A-Z]+$/.test(reason)) sent = reason
+        sendSignal(channel, sent)
+        killTimer = setTimeout(() => {
+          sendSignal(channel, 'SIGKILL')
+          channel.close()
+          // Stop waiting; the remote command may outlive us, as with a killed `ssh`.
+          killTimer = setTimeout(settle, CLOSE_GRACE_MS)
+          killTimer.unref()
+        }, KILL_GRACE_MS)
+        killTimer.unref()
+      }
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      channel.on('close', settle)
       channel.on('error', () => {}) // surfaced through 'close' without an exit status
       if (stdin instanceof Readable) {
         // pipe() gives backpressure both ways: the SSH window pauses the source.
