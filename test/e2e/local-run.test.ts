@@ -203,7 +203,12 @@ describe('crabbox run on the embedded local provider', () => {
         if (stdout.includes('started')) resolve()
       }),
     )
-    const sleeping = processesMentioning(`sleep\u0000${seconds}`)
+    // `echo started` comes just before the `exec sleep`: give the exec a moment on a busy machine.
+    let sleeping = processesMentioning(`sleep\u0000${seconds}`)
+    for (let i = 0; i < 100 && sleeping.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      sleeping = processesMentioning(`sleep\u0000${seconds}`)
+    }
     expect(sleeping.length).toBeGreaterThan(0)
     child.kill('SIGINT')
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))

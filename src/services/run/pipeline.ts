@@ -13,7 +13,7 @@ import { noHeartbeat, type Heartbeater } from './heartbeat.js'
 import { closeQuietly, interruptedError, interruptOnSignals, obtainLease, releaseQuietly, type LeaseInHand } from './lifecycle.js'
 import { brokerNotice, nullRecorder, startRecorder, type Recorder } from './recorder.js'
 import { forwardedEnv, remoteCommandFor, signalGroupCommand } from './remote-command.js'
-import { syncStep, type SyncOutcome } from './steps.js'
+import { startLocalCheck, syncStep, type SyncOutcome } from './steps.js'
 import { formatMs, stopwatch, summaryLine, type RunTiming } from './timing.js'
 
 export interface RunFlags {
@@ -57,6 +57,10 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
   if (argv.length === 0 && !flags.syncOnly) throw usageError('no command given', 'put the command after --, e.g. `crabbox run -- npm test`')
   const total = stopwatch()
   const repoRoot = context.repoRoot ?? (await findRepoRoot(context.cwd))
+  const checksum = flags.checksum || config.sync.checksum
+  // Overlaps resolving the lease and opening the connection.
+  const localCheck = flags.noSync || flags.id === undefined ? undefined : startLocalCheck(repoRoot, config.sync, checksum)
+  localCheck?.catch(() => {})
   const backend = await leaseBackend(context)
   const interrupt = interruptOnSignals()
   const notice = brokerNotice(progress)
@@ -136,7 +140,8 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
         config: config.sync,
         session,
         progress,
-        checksum: flags.checksum || config.sync.checksum,
+        checksum,
+        check: localCheck,
         forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
         signal: interrupt.signal,
         // A reused lease most likely holds this checkout already: check and run in one exec.

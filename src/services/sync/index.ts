@@ -11,8 +11,9 @@ import { buildManifest, checkSize, formatBytes, readGitContext, type GitContext,
 import { massDeletionGuard, planEverything, planSync, type SyncPlan } from './prune.js'
 import { encodeRecord, parseRecords, type RemoteRecord } from './records.js'
 import { META_FILES, PROBE_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, shCommand } from './remote-scripts.js'
-import { beginGitView, readSnapshot, saveSnapshot, verifySnapshot, type GitView, type Unchanged } from './snapshot.js'
-import { shouldCompress, tarStream } from './transfer.js'
+import { beginGitView, checkUnchanged, saveSnapshot, type GitView, type Unchanged, type UnchangedCheck } from './snapshot.js'
+
+export { checkUnchanged, type UnchangedCheck } from './snapshot.js'
 
 export { buildManifest, findRepoRoot, checkPath, formatBytes, type Manifest, type ManifestEntry } from './manifest.js'
 export { DEFAULT_EXCLUDES } from './excludes.js'
@@ -39,6 +40,8 @@ export interface SyncOptions {
    * state, the sync proceeds, and the caller runs the command itself.
    */
   thenRun?: GuardedCommand
+  /** The local unchanged check, when the caller started it early (checkUnchanged) to overlap other work. */
+  check?: UnchangedCheck
 }
 
 export interface GuardedCommand {
@@ -252,7 +255,8 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   progress.phase('sync: building manifest')
   const useFingerprint = config.fingerprint && !options.checksum
   const sent = SentManifests.for(options.repoRoot)
-  const [snapshot, knownFingerprints] = await Promise.all([useFingerprint ? readSnapshot(options.repoRoot) : undefined, sent.known()])
+  const check = options.check ?? checkUnchanged(options.repoRoot, config, options)
+  const [snapshot, knownFingerprints] = await Promise.all([check.snapshot, sent.known()])
   const probeArgs = (git: GitContext | undefined) => [options.workdir, git ? '.git/crabbox' : '.crabbox', (config.gitSeed && git?.head) || '-', git?.baseRef || '-', ...knownFingerprints]
   let probing: Promise<Probe> | undefined
   let probedWith = ''
@@ -270,7 +274,7 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   // The checkout provably unchanged since its last fingerprint: no manifest pass at all.
   let unchanged: Unchanged | undefined
   if (snapshot && options.thenRun) {
-    unchanged = await timer.phase('manifest', () => verifySnapshot(options.repoRoot, config, snapshot))
+    unchanged = await timer.phase('manifest', () => check.unchanged)
     if (unchanged) {
       const guarded = await guardedRun(session, options.thenRun, unchanged.fingerprint, probeArgs(unchanged.git), timer)
       if (guarded.ran) {
@@ -285,7 +289,7 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   } else if (snapshot) {
     // The runner round trip overlaps the check, with the HEAD the check is about to confirm.
     startProbe(snapshot.git)
-    unchanged = await timer.phase('manifest', () => verifySnapshot(options.repoRoot, config, snapshot))
+    unchanged = await timer.phase('manifest', () => check.unchanged)
     if (unchanged) {
       const probe = await probing!
       if (probe.fingerprint === unchanged.fingerprint) {
@@ -296,6 +300,10 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
       }
     }
   }
+
+  // Only a sync that may send something needs the tar writer (tar-stream is slow to load): load it meanwhile.
+  const transfer = import('./transfer.js')
+  transfer.catch(() => {})
 
   // Git's files are looked at before git is asked anything, so a change racing this pass shows next time.
   let view: Pick<GitView, 'at' | 'files'> | undefined
@@ -354,6 +362,7 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   const deltaBytes = plan.delta.reduce((n, record) => n + Buffer.byteLength(record), 0)
   const fullManifest = cold || probe.sizes.delta + deltaBytes > Math.max(256 * 1024, probe.sizes.base / 4)
   const needTar = plan.send.length > 0 || fullManifest
+  const { shouldCompress, tarStream } = await transfer
   const gzip = shouldCompress(plan.sendBytes + (fullManifest ? manifest.files * 80 : 0), env)
   const work = config.gitSeed ? gitWork(git, probe.git) : undefined
   if (config.gitSeed && git?.head && probe.git?.missing) warn('git is not installed on the runner; skipping git seed')

@@ -10,10 +10,9 @@ import { changedAgainstIndex, type GitView } from './snapshot.js'
 
 const run = promisify(execFile)
 
-/** Modes as git records them: we only carry the executable bit and the symlink type. */
-export const MODE_FILE = 0o100644
-export const MODE_EXEC = 0o100755
-export const MODE_LINK = 0o120777
+import { MODE_EXEC, MODE_FILE, MODE_LINK } from './modes.js'
+
+export { MODE_EXEC, MODE_FILE, MODE_LINK }
 
 export interface ManifestEntry {
   /** Relative, `/`-separated, validated by `checkPath`. */

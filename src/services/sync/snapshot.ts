@@ -6,7 +6,8 @@ import { join } from 'node:path'
 import type { Config } from '../../config/schema.js'
 import { loadExcludes } from './excludes.js'
 import { RACY_MS, cacheDir, excludesKey } from './hash-cache.js'
-import { MODE_EXEC, MODE_FILE, MODE_LINK, type GitContext, type Manifest } from './manifest.js'
+import type { GitContext, Manifest } from './manifest.js'
+import { MODE_EXEC, MODE_FILE, MODE_LINK } from './modes.js'
 
 /*
  * "Nothing changed since the last fingerprint", proved without re-listing and
@@ -88,7 +89,7 @@ export function beginGitView(root: string, config: Config['sync']): Pick<GitView
   return gitDir ? { at: Date.now(), files: gitFiles(gitDir, config) } : undefined
 }
 
-interface Snapshot {
+export interface Snapshot {
   v: 1
   key: string
   files: Record<string, Sig | null>
@@ -103,6 +104,22 @@ interface Snapshot {
 export interface Unchanged {
   fingerprint: string
   git: GitContext
+}
+
+export interface UnchangedCheck {
+  snapshot: Promise<Snapshot | undefined>
+  unchanged: Promise<Unchanged | undefined>
+}
+
+/**
+ * Starts the local "unchanged since the last fingerprint" check. All local,
+ * so `run` starts it before it resolves the lease and opens the connection;
+ * this module stays small so that start is early.
+ */
+export function checkUnchanged(repoRoot: string, config: Config['sync'], options: { checksum?: boolean } = {}): UnchangedCheck {
+  const snapshot = config.fingerprint && !options.checksum ? readSnapshot(repoRoot) : Promise.resolve(undefined)
+  const unchanged = snapshot.then((found) => (found ? verifySnapshot(repoRoot, config, found) : undefined))
+  return { snapshot, unchanged }
 }
 
 const snapshotPath = (root: string) => join(cacheDir(root), 'snapshot.json')
