@@ -71,6 +71,22 @@ describe('ssh pool against a real sshd', () => {
     }
   })
 
+  it('closes a pre-opened spare channel that an exec refused before starting (bad env name), so sessions do not run out', async () => {
+    const warm = new SshPool({ spareChannel: true })
+    try {
+      const target = targetFor(host)
+      for (let i = 0; i < 6; i++) {
+        const error = await warm.exec(target, 'true', { env: { 'BAD-NAME': 'x' } }).catch((e) => e)
+        expect(error).toBeInstanceOf(CrabboxError)
+        expect(error.exitCode).toBe(2)
+      }
+      // MaxSessions is 4 here: six leaked spares would have left no session for this one.
+      expect(await collect(warm, target, 'echo still-works')).toMatchObject({ code: 0, stdout: 'still-works\n' })
+    } finally {
+      await warm.closeAll()
+    }
+  })
+
   it('applies cwd and env without AcceptEnv', async () => {
     const target = targetFor(host)
     let out = ''

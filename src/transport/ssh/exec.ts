@@ -111,12 +111,17 @@ const CLOSE_GRACE_MS = 3000
  */
 export function execOnClient(client: Client, where: string, command: string, options: ExecOptions = {}, spare?: ClientChannel): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    if (options.signal?.aborted) return reject(new NotStarted('aborted before start'))
+    // A spare handed to us and not used must still be closed, or it holds a server session for good.
+    const unused = (error: unknown) => {
+      spare?.close()
+      reject(error)
+    }
+    if (options.signal?.aborted) return unused(new NotStarted('aborted before start'))
     let full: string
     try {
       full = remoteCommand(command, options)
     } catch (error) {
-      return reject(error)
+      return unused(error)
     }
     const onChannel = (error: Error | undefined, channel: ClientChannel) => {
       if (!error) return run(channel)
