@@ -32,6 +32,8 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          // One private copy of the built package per run: others rebuild dist/ meanwhile.
+          globalSetup: ['./test/support/e2e-package.ts'],
           environment: 'node',
           testTimeout: 120_000,
           hookTimeout: 120_000,

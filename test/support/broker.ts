@@ -1,9 +1,10 @@
 import type { ChildProcess } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freeLoopbackPort } from '../../src/services/broker-dev.js'
 import { cliHome, repoRoot, spawnCli } from './cli.js'
+import { copyPackage } from './package-copy.js'
 
 /**
  * The broker under real workerd, started the way a user would: the built CLI's
@@ -45,27 +46,16 @@ function sweepStalePackages(): void {
   }
 }
 /**
- * A private copy of what `broker dev` runs (the built CLI, wrangler.toml, worker/ and the
- * protocol modules it imports), made once per test process. wrangler dev watches its sources
- * and restarts the Worker on every change, dropping all WebSockets and requests in flight;
- * in a shared checkout others edit worker/ while tests run.
+ * The package `broker dev` runs from: the e2e run's private copy, or (outside vitest, e.g.
+ * benchmarks) one made for this process. Never the checkout itself: wrangler dev restarts the
+ * Worker on every source edit, and others edit worker/ while tests run.
  */
 function brokerPackage(): string {
+  if (process.env.CRABBOX_E2E_PACKAGE) return process.env.CRABBOX_E2E_PACKAGE
   if (snapshot) return snapshot
   sweepStalePackages()
-  const root = join(mkdtempSync(join(tmpdir(), `crabbox-broker-pkg-${process.pid}-`)), 'crabbox')
-  mkdirSync(root)
-  for (const entry of ['package.json', 'wrangler.toml', 'bin', 'dist', 'oclif.manifest.json', 'worker', join('src', 'protocol')]) {
-    try {
-      // Timestamps kept: bin/run.js compares them to pick the bundled or the tsc build.
-      cpSync(join(repoRoot, entry), join(root, entry), { recursive: true, preserveTimestamps: true })
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || entry !== 'oclif.manifest.json') throw error
-    }
-  }
-  symlinkSync(join(repoRoot, 'node_modules'), join(root, 'node_modules'))
-  snapshot = root
-  return root
+  snapshot = copyPackage(repoRoot, join(mkdtempSync(join(tmpdir(), `crabbox-broker-pkg-${process.pid}-`)), 'crabbox'))
+  return snapshot
 }
 
 /** Resolves once the CLI printed its ready line; rejects with its output if it exits first. */
