@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync } from 'node:fs'
 import { connect as connectSocket, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Readable, type Writable } from 'node:stream'
@@ -17,7 +17,31 @@ export const agentSocket = () => join(agentDir(), 'agent.sock')
 
 export const agentDisabled = () => ['1', 'true', 'yes'].includes((process.env.CRABBOX_NO_AGENT ?? '').toLowerCase())
 
+/**
+ * Whether the agent folder can be trusted: missing (we create it 0700), or a
+ * directory of ours. Another user's folder could hold a socket that poses as
+ * the agent and reads our commands and keys' targets; a folder of ours with
+ * loose permissions is tightened first.
+ */
+function privateAgentDir(): boolean {
+  let stat
+  try {
+    stat = lstatSync(agentDir())
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT'
+  }
+  if (!stat.isDirectory() || (process.getuid !== undefined && stat.uid !== process.getuid())) return false
+  if ((stat.mode & 0o077) === 0) return true
+  try {
+    chmodSync(agentDir(), 0o700)
+    return true
+  } catch {
+    return false
+  }
+}
+
 function tryConnect(path: string): Promise<Socket | undefined> {
+  if (!privateAgentDir()) return Promise.resolve(undefined)
   return new Promise((resolve) => {
     const socket = connectSocket(path)
     socket.once('connect', () => {
@@ -69,7 +93,7 @@ export async function reachAgent(options: { idleTimeoutMs: () => Promise<number>
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) return undefined
   const first = await tryConnect(path)
   if (first || options.start === false) return first
-  if (!spawnAgent(await options.idleTimeoutMs())) return undefined
+  if (!privateAgentDir() || !spawnAgent(await options.idleTimeoutMs())) return undefined
   const deadline = Date.now() + 5000
   while (Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 10))

@@ -1,0 +1,56 @@
+import { chownSync, mkdirSync, statSync } from 'node:fs'
+import { createServer, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cliHome, runCli } from '../support/cli.js'
+import { sshHost, type SshHost } from '../support/ssh-host.js'
+
+describe('the connection agent folder', () => {
+  let host: SshHost
+  beforeAll(async () => {
+    host = await sshHost({ ports: [22] })
+  })
+  afterAll(async () => {
+    await host?.stop()
+  })
+  const home = () => {
+    const made = cliHome()
+    made.env = { ...made.env, CRABBOX_SSH_KEY: host.privateKeyPath }
+    return made
+  }
+  const ssh = (h: ReturnType<typeof home>, command: string) =>
+    runCli(['ssh', '--provider', 'ssh', '--static-host', host.address, '--', command], { home: h, timeoutMs: 30_000 })
+
+  it("never talks to a socket in a folder another user owns; runs from its own process instead", async () => {
+    const h = home()
+    const dir = join(h.env.XDG_RUNTIME_DIR, 'crabbox')
+    mkdirSync(dir, { recursive: true, mode: 0o777 })
+    // Someone else's folder, with a socket posing as the agent that never answers.
+    const seen: Socket[] = []
+    const impostor = createServer((socket) => seen.push(socket))
+    await new Promise<void>((resolve) => impostor.listen(join(dir, 'agent.sock'), resolve))
+    chownSync(dir, 65534, 65534)
+    try {
+      const result = await ssh(h, 'echo direct; exit 4')
+      expect(result).toMatchObject({ code: 4, stdout: 'direct\n' })
+      expect(result.stderr).toContain('agent unavailable')
+      expect(seen).toHaveLength(0)
+    } finally {
+      for (const socket of seen) socket.destroy()
+      await new Promise((resolve) => impostor.close(resolve))
+    }
+  })
+
+  it('tightens a folder of ours that others could read to 0700 and uses the agent', async () => {
+    const h = home()
+    const dir = join(h.env.XDG_RUNTIME_DIR, 'crabbox')
+    mkdirSync(dir, { recursive: true, mode: 0o755 })
+    try {
+      expect(await ssh(h, 'echo via-agent')).toMatchObject({ code: 0, stdout: 'via-agent\n' })
+      expect(statSync(dir).mode & 0o777).toBe(0o700)
+      expect(JSON.parse((await runCli(['agent', 'status', '--json'], { home: h })).stdout).running).toBe(true)
+    } finally {
+      await runCli(['agent', 'stop'], { home: h })
+    }
+  })
+})
