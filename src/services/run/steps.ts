@@ -1,9 +1,11 @@
 import type { Lease } from '../../providers/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { waitForReady } from '../readiness.js'
-import type { SyncOptions, SyncResult } from '../sync/index.js'
+import type { ExecResult } from '../../transport/ssh/types.js'
+import type { GuardedCommand, Probed } from '../sync/guard.js'
+import type { SyncOptions } from '../sync/index.js'
 import type { UnchangedCheck } from '../sync/snapshot.js'
-import type { SyncPhase } from './timing.js'
+import { stopwatch, type SyncPhase } from './timing.js'
 
 const BOOTSTRAP_TIMEOUT_MS = 20 * 60_000
 const LOCAL_TIMEOUT_MS = 60_000
@@ -18,23 +20,34 @@ export interface SyncOutcome {
   skipped: boolean
   phases: SyncPhase[]
   ms: number
-  /** The command, when it ran in the same exec as the fingerprint check (SyncOptions.thenRun). */
-  ran?: SyncResult['ran']
+  /** The command, when it ran in the same exec as the runner's fingerprint check (sync/guard.ts). */
+  ran?: { result: ExecResult; ms: number }
 }
 
 /** Starts sync's local unchanged check early: it needs only the checkout, not the lease. */
 export async function startLocalCheck(repoRoot: string, config: SyncOptions['config'], checksum: boolean): Promise<UnchangedCheck> {
-  // Its own small module: the sync engine loads meanwhile, on demand.
+  // Small modules: the sync engine only loads when something must travel.
   const { checkUnchanged } = await import('../sync/snapshot.js')
-  const check = checkUnchanged(repoRoot, config, { checksum })
-  // The engine compiles while git answers the check.
-  void import('../sync/index.js').catch(() => {})
-  return check
+  return checkUnchanged(repoRoot, config, { checksum })
 }
 
-export async function syncStep(options: Omit<SyncOptions, 'check'> & { check?: Promise<UnchangedCheck> }): Promise<SyncOutcome> {
+/**
+ * Sync, or — with `thenRun` and an early check — the warm run: check the
+ * runner's fingerprint and run the command in one exec, syncing first only
+ * when the runner turns out to hold something else.
+ */
+export async function syncStep(options: Omit<SyncOptions, 'check' | 'probed'> & { check?: Promise<UnchangedCheck>; thenRun?: GuardedCommand }): Promise<SyncOutcome> {
+  const clock = stopwatch()
+  const check = await options.check
+  let probed: Probed | undefined
+  if (check && options.thenRun) {
+    const { runIfUnchanged } = await import('../sync/guard.js')
+    const warm = await runIfUnchanged({ repoRoot: options.repoRoot, workdir: options.workdir, config: options.config, session: options.session, check, run: options.thenRun })
+    if (warm && 'ran' in warm) return { skipped: true, phases: warm.phases, ms: warm.syncMs, ran: warm.ran }
+    probed = warm?.probed
+  }
   // Loaded on demand: `--no-sync` runs should not pay for the sync engine's start-up.
   const { syncWorkdir } = await import('../sync/index.js')
-  const result = await syncWorkdir({ ...options, check: await options.check })
-  return { skipped: result.skipped, phases: result.phases, ms: Math.round(result.totalMs), ran: result.ran }
+  const result = await syncWorkdir({ ...options, check, probed })
+  return { skipped: result.skipped, phases: result.phases, ms: clock() }
 }

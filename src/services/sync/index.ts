@@ -1,8 +1,7 @@
 import type { Config } from '../../config/schema.js'
 import { parseDuration } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
-import { randomBytes } from 'node:crypto'
-import type { ExecOptions, ExecResult, SshSession } from '../../transport/ssh/types.js'
+import type { ExecOptions, SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { computeFingerprint, hashManifest, saveHashes } from './fingerprint.js'
 import { gitBlock, gitWork, parseRemoteGit, sendBundle, type RemoteGit } from './git-seed.js'
@@ -11,9 +10,13 @@ import { buildManifest, checkSize, formatBytes, readGitContext, type GitContext,
 import { massDeletionGuard, planEverything, planSync, type SyncPlan } from './prune.js'
 import { encodeRecord, parseRecords, type RemoteRecord } from './records.js'
 import { META_FILES, PROBE_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, shCommand } from './remote-scripts.js'
+import { probeArgs, type Probed } from './guard.js'
 import { beginGitView, checkUnchanged, saveSnapshot, type GitView, type Unchanged, type UnchangedCheck } from './snapshot.js'
+import { Timer, type SyncPhase } from './timer.js'
 
 export { checkUnchanged, type UnchangedCheck } from './snapshot.js'
+export { runIfUnchanged, type GuardedCommand, type Probed, type WarmRun } from './guard.js'
+export type { SyncPhase } from './timer.js'
 
 export { buildManifest, findRepoRoot, checkPath, formatBytes, type Manifest, type ManifestEntry } from './manifest.js'
 export { DEFAULT_EXCLUDES } from './excludes.js'
@@ -32,35 +35,10 @@ export interface SyncOptions {
   /** For CRABBOX_ALLOW_MASS_DELETIONS, CRABBOX_SYNC_ALLOW_LARGE, CRABBOX_SYNC_COMPRESS. */
   env?: NodeJS.ProcessEnv
   signal?: AbortSignal
-  /**
-   * The command to run right after the sync. When the checkout is provably
-   * unchanged since its last fingerprint, one exec compares that fingerprint
-   * on the runner and, only when it matches, runs the command (one round trip
-   * for a warm unchanged run); otherwise the same exec reports the runner's
-   * state, the sync proceeds, and the caller runs the command itself.
-   */
-  thenRun?: GuardedCommand
   /** The local unchanged check, when the caller started it early (checkUnchanged) to overlap other work. */
   check?: UnchangedCheck
-}
-
-export interface GuardedCommand {
-  /** For the runner's shell, run in the workdir. */
-  command: string
-  env?: Record<string, string>
-  /** Aborting signals the remote command (the sync timeout never applies to it). */
-  signal?: AbortSignal
-  onStdout: (chunk: Buffer) => void
-  onStderr: (chunk: Buffer) => void
-  /** The runner confirmed the fingerprint; the command starts now. */
-  onStart: () => void
-}
-
-export interface SyncPhase {
-  name: string
-  ms: number
-  skipped?: boolean
-  reason?: string
+  /** The runner already answered the probe (the warm-run guard found its fingerprint differs). */
+  probed?: Probed
 }
 
 export interface SyncResult {
@@ -72,45 +50,10 @@ export interface SyncResult {
   totalMs: number
   /** Non-fatal problems (git seed, size warnings), already shown as progress warnings. */
   warnings: string[]
-  /** Set when `thenRun` ran in the same exec as the fingerprint check; `ms` from sending it to its exit. */
-  ran?: { result: ExecResult; ms: number }
 }
 
 /** Above this the apply script travels in its own exec instead of argv (Linux caps one argument at 128 KiB). */
 const INLINE_SCRIPT_LIMIT = 96 * 1024
-
-const PHASES = ['manifest', 'fingerprint', 'fingerprint_remote', 'prune', 'transfer', 'git_seed', 'hydrate', 'finalize'] as const
-
-class Timer {
-  readonly phases: SyncPhase[] = []
-  private readonly start = performance.now()
-  async phase<T>(name: string, work: () => Promise<T>): Promise<T> {
-    const t0 = performance.now()
-    try {
-      return await work()
-    } finally {
-      this.add(name, performance.now() - t0)
-    }
-  }
-  add(name: string, ms: number, extra: Partial<SyncPhase> = {}): void {
-    const existing = this.phases.find((phase) => phase.name === name && !phase.skipped)
-    if (existing) existing.ms += Math.round(ms)
-    else this.phases.push({ name, ms: Math.round(ms), ...extra })
-  }
-  skip(name: string, reason: string): void {
-    const existing = this.phases.find((phase) => phase.name === name)
-    if (!existing) this.phases.push({ name, ms: 0, skipped: true, reason })
-    else if (existing.ms === 0) Object.assign(existing, { skipped: true, reason })
-  }
-  /** Phases in pipeline order, each named once. */
-  result(): { phases: SyncPhase[]; totalMs: number } {
-    const order = (name: string) => {
-      const i = (PHASES as readonly string[]).indexOf(name)
-      return i === -1 ? PHASES.length : i
-    }
-    return { phases: [...this.phases].sort((a, b) => order(a.name) - order(b.name)), totalMs: Math.round(performance.now() - this.start) }
-  }
-}
 
 interface Probe {
   fingerprint?: string
@@ -168,70 +111,6 @@ async function exec(session: SshSession, command: string, options: { stdin?: Exe
   return Buffer.concat(stdout)
 }
 
-/**
- * One exec: when the runner's fingerprint equals `fingerprint`, print
- * `<tag> ok` and run the command in the workdir; otherwise print `<tag> stale`
- * and answer the probe. The tag is random, so no command output can fake it,
- * and the command only ever starts after `ok`.
- */
-const GUARD_SCRIPT = `fp=$1 tag=$2 cmd=$3; shift 3; wd=$1 meta=$2 cur=
- { cd -- "$wd" && read -r cur < "$meta/${META_FILES.fingerprint}"; } 2>/dev/null
-if [ -n "$cur" ] && [ "$cur" = "$fp" ]; then echo "$tag ok"; eval "$cmd"; exit; fi
-echo "$tag stale"
-`
-
-async function guardedRun(session: SshSession, run: GuardedCommand, fingerprint: string, probeArgs: string[], timer: Timer): Promise<{ ran?: { result: ExecResult; ms: number }; probe?: Probe; syncMs: number }> {
-  const tag = `crabbox-${randomBytes(12).toString('hex')}`
-  let verdict: 'ok' | 'stale' | undefined
-  let head = Buffer.alloc(0)
-  const after: Buffer[] = []
-  const heldStderr: Buffer[] = []
-  const syncMs = timer.result().totalMs
-  const sent = performance.now()
-  const result = await session.exec(shCommand(GUARD_SCRIPT + PROBE_SCRIPT, 'crabbox-run', [fingerprint, tag, run.command, ...probeArgs]), {
-    env: run.env,
-    signal: run.signal,
-    onStdout: (chunk) => {
-      if (verdict === 'ok') return run.onStdout(chunk)
-      if (verdict === 'stale') return void after.push(chunk)
-      head = Buffer.concat([head, chunk])
-      for (const word of ['ok', 'stale'] as const) {
-        const at = head.indexOf(`${tag} ${word}\n`)
-        if (at === -1) continue
-        // Anything before the tag came from the runner's shell start-up, not the command.
-        if (at > 0) run.onStdout(head.subarray(0, at))
-        const rest = head.subarray(at + tag.length + word.length + 2)
-        verdict = word
-        if (word === 'ok') {
-          run.onStart()
-          for (const held of heldStderr.splice(0)) run.onStderr(held)
-          if (rest.length > 0) run.onStdout(rest)
-        } else after.push(rest)
-        return
-      }
-    },
-    onStderr: (chunk) => (verdict === 'ok' ? run.onStderr(chunk) : void heldStderr.push(chunk)),
-  })
-  const ms = Math.round(performance.now() - sent)
-  if (verdict === 'ok') {
-    timer.add('fingerprint_remote', 0, { reason: 'checked in the same exec as the command' })
-    return { ran: { result, ms }, syncMs }
-  }
-  const detail = Buffer.concat(heldStderr).toString('utf8').trim().slice(-4000)
-  if (verdict === undefined || result.code !== 0) {
-    // The command never started (it only runs after `ok`), so the caller may still sync and run it.
-    if (run.signal?.aborted) throw syncTimeout(run.signal)
-    const what = result.code === SCRIPT_EXIT.workdir ? 'the workdir could not be created' : 'checking the workdir failed'
-    throw new CrabboxError(`sync: ${what} on the runner: ${detail || (result.code === null ? `killed by ${result.signal}` : `exit ${result.code}`)}`, {
-      exit: 'sync',
-      code: 'sync_failed',
-      hint: 'Run again; if it keeps failing, check disk space and permissions on the runner.',
-    })
-  }
-  timer.add('fingerprint_remote', ms)
-  return { probe: parseProbe(Buffer.concat(after)), syncMs }
-}
-
 const syncTimeout = (signal: AbortSignal) =>
   new CrabboxError('sync timed out', { exit: 'sync', code: 'sync_timeout', hint: 'Raise sync.timeout, or shrink the sync (see `crabbox sync-plan`).', cause: signal.reason })
 
@@ -257,11 +136,11 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   const sent = SentManifests.for(options.repoRoot)
   const check = options.check ?? checkUnchanged(options.repoRoot, config, options)
   const [snapshot, knownFingerprints] = await Promise.all([check.snapshot, sent.known()])
-  const probeArgs = (git: GitContext | undefined) => [options.workdir, git ? '.git/crabbox' : '.crabbox', (config.gitSeed && git?.head) || '-', git?.baseRef || '-', ...knownFingerprints]
+  const probeArgsFor = (git: GitContext | undefined) => probeArgs(options.workdir, git, config, knownFingerprints)
   let probing: Promise<Probe> | undefined
   let probedWith = ''
   const startProbe = (git: GitContext | undefined) => {
-    const args = probeArgs(git)
+    const args = probeArgsFor(git)
     const started = performance.now()
     probedWith = args.join('\0')
     probing = exec(session, shCommand(PROBE_SCRIPT, 'crabbox-probe', args), { signal, what: 'checking the workdir' }).then((stdout) => {
@@ -273,19 +152,12 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
 
   // The checkout provably unchanged since its last fingerprint: no manifest pass at all.
   let unchanged: Unchanged | undefined
-  if (snapshot && options.thenRun) {
-    unchanged = await timer.phase('manifest', () => check.unchanged)
-    if (unchanged) {
-      const guarded = await guardedRun(session, options.thenRun, unchanged.fingerprint, probeArgs(unchanged.git), timer)
-      if (guarded.ran) {
-        timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
-        for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
-        // The sync is the local check; the round trip belongs to the command.
-        return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings, phases: timer.result().phases, totalMs: guarded.syncMs, ran: guarded.ran }
-      }
-      probing = Promise.resolve(guarded.probe!)
-      probedWith = probeArgs(unchanged.git).join('\0')
-    }
+  if (options.probed) {
+    unchanged = await check.unchanged
+    timer.add('manifest', options.probed.checkMs)
+    timer.add('fingerprint_remote', options.probed.ms)
+    probing = Promise.resolve(parseProbe(options.probed.stdout))
+    probedWith = probeArgsFor(unchanged?.git).join('\0')
   } else if (snapshot) {
     // The runner round trip overlaps the check, with the HEAD the check is about to confirm.
     startProbe(snapshot.git)
@@ -315,7 +187,7 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
     }))
   const meta = repoGit ? '.git/crabbox' : '.crabbox'
   // The runner round trip overlaps the local manifest and hashing.
-  if (!probing || probedWith !== probeArgs(repoGit).join('\0')) startProbe(repoGit)
+  if (!probing || probedWith !== probeArgsFor(repoGit).join('\0')) startProbe(repoGit)
   probing!.catch(() => {})
 
   const manifest = await timer.phase('manifest', () => buildManifest(options.repoRoot, config, { git: repoGit, view }))

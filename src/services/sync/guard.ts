@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto'
+import type { Config } from '../../config/schema.js'
+import { CrabboxError } from '../../errors.js'
+import type { ExecResult, SshSession } from '../../transport/ssh/types.js'
+import { SentManifests } from './hash-cache.js'
+import type { GitContext } from './manifest.js'
+import { META_FILES, PROBE_SCRIPT, SCRIPT_EXIT, shCommand } from './remote-scripts.js'
+import type { UnchangedCheck } from './snapshot.js'
+import { Timer, type SyncPhase } from './timer.js'
+
+/*
+ * The warm run: a reused runner most likely holds this checkout already, and
+ * the local check (snapshot.ts) says the checkout did not change since its
+ * fingerprint. Then one exec compares that fingerprint on the runner and, only
+ * when it matches, runs the command: one round trip in all. Kept apart from
+ * the sync engine, which only loads when something must travel.
+ */
+
+export interface GuardedCommand {
+  /** For the runner's shell, run in the workdir. */
+  command: string
+  env?: Record<string, string>
+  /** Aborting signals the remote command (the sync timeout never applies to it). */
+  signal?: AbortSignal
+  onStdout: (chunk: Buffer) => void
+  onStderr: (chunk: Buffer) => void
+  /** The runner confirmed the fingerprint; the command starts now. */
+  onStart: () => void
+}
+
+/** The runner's answer to the probe, when the guard found its fingerprint differs. */
+export interface Probed {
+  stdout: Buffer
+  /** The local check's wait and the exec's round trip. */
+  checkMs: number
+  ms: number
+}
+
+export type WarmRun =
+  /** The command ran; `syncMs` is the local check (the round trip belongs to the command). */
+  | { ran: { result: ExecResult; ms: number }; phases: SyncPhase[]; syncMs: number }
+  /** The runner holds something else: sync with this probe answer, then run. */
+  | { probed: Probed }
+  /** The checkout changed (or was never fingerprinted): a normal sync. */
+  | undefined
+
+/** Arguments of PROBE_SCRIPT. */
+export const probeArgs = (workdir: string, git: GitContext | undefined, config: Config['sync'], known: string[]) => [
+  workdir,
+  git ? '.git/crabbox' : '.crabbox',
+  (config.gitSeed && git?.head) || '-',
+  git?.baseRef || '-',
+  ...known,
+]
+
+/**
+ * `<tag> ok` then the command (in the workdir) when the runner's fingerprint
+ * equals $1, else `<tag> stale` and the probe. The tag is random, so no output
+ * can fake it, and the command only ever starts after `ok`.
+ */
+const GUARD_SCRIPT = `fp=$1 tag=$2 cmd=$3; shift 3; wd=$1 meta=$2 cur=
+{ cd -- "$wd" && read -r cur < "$meta/${META_FILES.fingerprint}"; } 2>/dev/null
+if [ -n "$cur" ] && [ "$cur" = "$fp" ]; then echo "$tag ok"; eval "$cmd"; exit; fi
+echo "$tag stale"
+`
+
+export async function runIfUnchanged(options: { repoRoot: string; workdir: string; config: Config['sync']; session: SshSession; check: UnchangedCheck; run: GuardedCommand }): Promise<WarmRun> {
+  const timer = new Timer()
+  const known = SentManifests.for(options.repoRoot).known()
+  const unchanged = await timer.phase('manifest', () => options.check.unchanged)
+  if (!unchanged) return undefined
+  const run = options.run
+  const args = probeArgs(options.workdir, unchanged.git, options.config, await known)
+  const tag = `crabbox-${randomBytes(12).toString('hex')}`
+  let verdict: 'ok' | 'stale' | undefined
+  let head = Buffer.alloc(0)
+  const after: Buffer[] = []
+  const heldStderr: Buffer[] = []
+  const checked = timer.result()
+  const sent = performance.now()
+  const result = await options.session.exec(shCommand(GUARD_SCRIPT + PROBE_SCRIPT, 'crabbox-run', [unchanged.fingerprint, tag, run.command, ...args]), {
+    env: run.env,
+    signal: run.signal,
+    onStdout: (chunk) => {
+      if (verdict === 'ok') return run.onStdout(chunk)
+      if (verdict === 'stale') return void after.push(chunk)
+      head = Buffer.concat([head, chunk])
+      for (const word of ['ok', 'stale'] as const) {
+        const at = head.indexOf(`${tag} ${word}\n`)
+        if (at === -1) continue
+        // Anything before the tag came from the runner's shell start-up, not the command.
+        if (at > 0) run.onStdout(head.subarray(0, at))
+        const rest = head.subarray(at + tag.length + word.length + 2)
+        verdict = word
+        if (word === 'ok') {
+          run.onStart()
+          for (const held of heldStderr.splice(0)) run.onStderr(held)
+          if (rest.length > 0) run.onStdout(rest)
+        } else after.push(rest)
+        return
+      }
+    },
+    onStderr: (chunk) => (verdict === 'ok' ? run.onStderr(chunk) : void heldStderr.push(chunk)),
+  })
+  const ms = Math.round(performance.now() - sent)
+  if (verdict === 'ok') {
+    timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
+    timer.add('fingerprint_remote', 0, { reason: 'checked in the same exec as the command' })
+    for (const name of ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']) timer.skip(name, 'fingerprint matches')
+    return { ran: { result, ms }, phases: timer.result().phases, syncMs: checked.totalMs }
+  }
+  if (verdict === undefined || result.code !== 0) {
+    // The command never started (it only runs after `ok`), so nothing was run twice either.
+    const detail = Buffer.concat(heldStderr).toString('utf8').trim().slice(-4000) || (result.code === null ? `killed by ${result.signal}` : `exit ${result.code}`)
+    const what = run.signal?.aborted ? 'interrupted while checking the workdir' : result.code === SCRIPT_EXIT.workdir ? 'the workdir could not be created' : 'checking the workdir failed'
+    throw new CrabboxError(`sync: ${what} on the runner: ${detail}`, { exit: 'sync', code: 'sync_failed', hint: 'Run again; if it keeps failing, check disk space and permissions on the runner.' })
+  }
+  return { probed: { stdout: Buffer.concat(after), checkMs: checked.totalMs, ms } }
+}
