@@ -2,10 +2,10 @@ import { chownSync, mkdirSync, statSync } from 'node:fs'
 import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { cliHome, runCli } from '../support/cli.js'
+import { cliHome, runCli, spawnCli } from '../support/cli.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 
-describe('the connection agent folder', () => {
+describe('the connection agent: its folder, and dying mid-command', () => {
   let host: SshHost
   beforeAll(async () => {
     host = await sshHost({ ports: [22] })
@@ -39,6 +39,21 @@ describe('the connection agent folder', () => {
       for (const socket of seen) socket.destroy()
       await new Promise((resolve) => impostor.close(resolve))
     }
+  })
+
+  it('an agent killed mid-command is a lost transport: exit 255, not 0 and not a hang', async () => {
+    const h = home()
+    const child = spawnCli(['ssh', '--provider', 'ssh', '--static-host', host.address, '--', 'echo started; sleep 60'], { home: h })
+    child.stdin!.end()
+    let stdout = ''
+    child.stdout!.on('data', (d) => (stdout += d))
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+    while (!stdout.includes('started')) await new Promise((resolve) => setTimeout(resolve, 50))
+    const { pid } = JSON.parse((await runCli(['agent', 'status', '--json'], { home: h })).stdout)
+    process.kill(pid, 'SIGKILL')
+    expect(await exited).toBe(255)
+    // Cleanup: without a pty, sshd leaves the orphaned sleep of the lost session running.
+    await host.killSessions()
   })
 
   it('tightens a folder of ours that others could read to 0700 and uses the agent', async () => {
