@@ -1,4 +1,4 @@
-import { chownSync, mkdirSync, statSync } from 'node:fs'
+import { chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -54,6 +54,23 @@ describe('the connection agent: its folder, and dying mid-command', () => {
     expect(await exited).toBe(255)
     // Cleanup: without a pty, sshd leaves the orphaned sleep of the lost session running.
     await host.killSessions()
+  })
+
+  it('starts although a stale pid file names a pid that another program now uses', async () => {
+    const h = home()
+    const dir = join(h.env.XDG_RUNTIME_DIR, 'crabbox')
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    writeFileSync(join(dir, 'agent.pid'), String(process.pid)) // alive, but not an agent
+    try {
+      const result = await ssh(h, 'echo via-agent')
+      expect(result).toMatchObject({ code: 0, stdout: 'via-agent\n' })
+      expect(result.stderr).not.toContain('agent unavailable')
+      const status = JSON.parse((await runCli(['agent', 'status', '--json'], { home: h })).stdout)
+      expect(status.running).toBe(true)
+      expect(readFileSync(join(dir, 'agent.pid'), 'utf8').trim()).toBe(String(status.pid))
+    } finally {
+      await runCli(['agent', 'stop'], { home: h })
+    }
   })
 
   it('tightens a folder of ours that others could read to 0700 and uses the agent', async () => {

@@ -27,12 +27,17 @@ function toReplyError(error: unknown): AgentReply {
   return { ok: false, error: { message: (error as Error)?.message ?? String(error), exitCode: 7, code: 'ssh' } }
 }
 
-function alive(pid: number): boolean {
+/** Whether `pid` is a running agent; a pid reused by another program does not count. */
+function agentAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('agent-main')
+  } catch {
+    return true // no /proc here (macOS): trust the signal check
   }
 }
 
@@ -71,7 +76,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     closeSync(fd)
   } catch {
     const owner = Number(readFileSync(pidPath, 'utf8').trim())
-    if (owner && owner !== process.pid && alive(owner)) {
+    if (owner && owner !== process.pid && agentAlive(owner)) {
       log(`agent ${owner} already runs here`)
       return
     }
