@@ -79,18 +79,15 @@ async function git(root: string, args: string[]): Promise<string | undefined> {
 const split0 = (text: string | undefined) => (text ? text.split('\0').filter(Boolean) : [])
 const line = (text: string | undefined) => text?.trim() || undefined
 
-/** True when `root` is the top of a git worktree. */
+/**
+ * True when `root` is the top of a git worktree: it holds a `.git` folder with
+ * a HEAD, or a `.git` file (linked worktrees, submodules). Looked up on disk:
+ * a `git rev-parse` costs a process spawn.
+ */
 export async function isGitRoot(root: string): Promise<boolean> {
-  const top = line(await git(root, ['rev-parse', '--show-toplevel']))
-  if (!top) return false
-  const real = (p: string) => {
-    try {
-      return lstatSync(p).ino
-    } catch {
-      return -1
-    }
-  }
-  return real(top) === real(root)
+  const dotGit = lstatSync(join(root, '.git'), { throwIfNoEntry: false })
+  if (!dotGit) return false
+  return dotGit.isFile() || lstatSync(join(root, '.git', 'HEAD'), { throwIfNoEntry: false }) !== undefined
 }
 
 /** The repository root for `cwd`: the git toplevel, else `cwd` itself. */
@@ -102,7 +99,7 @@ export type GitContext = Omit<GitInfo, 'tracked'>
 
 /**
  * HEAD, branch, origin and base of the checkout at `repoRoot`, or undefined
- * outside git. Cheap (a few parallel git calls): sync starts its runner
+ * outside git. Cheap (one shell running four git calls): sync starts its runner
  * round trip with it while the manifest is still being built.
  */
 export async function readGitContext(repoRoot: string, config: Config['sync']): Promise<GitContext | undefined> {
@@ -110,13 +107,12 @@ export async function readGitContext(repoRoot: string, config: Config['sync']): 
 }
 
 async function gitInfo(root: string, config: Config['sync']): Promise<GitContext> {
-  // One for-each-ref answers origin/HEAD and every origin branch, so the base needs no second spawn.
-  const [head, branch, originUrl, refs] = await Promise.all([
-    git(root, ['rev-parse', '-q', '--verify', 'HEAD^{commit}']),
-    git(root, ['symbolic-ref', '-q', '--short', 'HEAD']),
-    git(root, ['config', '--get', 'remote.origin.url']),
-    git(root, ['for-each-ref', '--format=%(refname) %(objectname) %(symref)', 'refs/remotes/origin/']),
-  ])
+  // One shell for the four questions (a spawn costs more than the git calls); one for-each-ref
+  // answers origin/HEAD and every origin branch. Answers are NUL-separated; each may be empty.
+  const script = 'git rev-parse -q --verify "HEAD^{commit}"; printf "\\0"; git symbolic-ref -q --short HEAD; printf "\\0"; git config --get remote.origin.url; printf "\\0"; git for-each-ref --format="%(refname) %(objectname) %(symref)" refs/remotes/origin/'
+  const [head, branch, originUrl, refs] = await new Promise<string[]>((resolve) =>
+    execFile('sh', ['-c', script], { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (_error, stdout) => resolve((stdout ?? '').split('\0'))),
+  )
   const origin = new Map<string, string>()
   let originHead: string | undefined
   for (const row of (refs ?? '').split('\n')) {
