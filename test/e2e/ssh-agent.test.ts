@@ -41,6 +41,26 @@ describe('the connection agent: its folder, and dying mid-command', () => {
     }
   })
 
+  it('a wedged agent that never answers is given up on: commands connect themselves, status fails instead of hanging', async () => {
+    const h = home()
+    const dir = join(h.env.XDG_RUNTIME_DIR, 'crabbox')
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    const seen: Socket[] = []
+    const wedged = createServer((socket) => seen.push(socket))
+    await new Promise<void>((resolve) => wedged.listen(join(dir, 'agent.sock'), resolve))
+    try {
+      const result = await ssh(h, 'echo direct')
+      expect(result).toMatchObject({ code: 0, stdout: 'direct\n' })
+      expect(result.stderr).toContain('agent unavailable')
+      const status = await runCli(['agent', 'status'], { home: h, timeoutMs: 30_000 })
+      expect(status.code).toBe(1)
+      expect(status.stderr).toContain('did not answer')
+    } finally {
+      for (const socket of seen) socket.destroy()
+      await new Promise((resolve) => wedged.close(resolve))
+    }
+  })
+
   it('an agent killed mid-command is a lost transport: exit 255, not 0 and not a hang', async () => {
     const h = home()
     const child = spawnCli(['ssh', '--provider', 'ssh', '--static-host', host.address, '--', 'echo started; sleep 60'], { home: h })

@@ -114,12 +114,17 @@ interface OutputHandlers {
   stderr?: Writable
 }
 
-/** Sends one request on `socket` and resolves with the agent's reply; streams stdout/stderr frames. */
-function converse(socket: Socket, request: AgentRequest, handlers: OutputHandlers & { onLost: () => Error }): Promise<AgentReply> {
+/**
+ * Sends one request on `socket` and resolves with the agent's reply; streams
+ * stdout/stderr frames. `timeoutMs` bounds requests that must answer (not execs).
+ */
+function converse(socket: Socket, request: AgentRequest, handlers: OutputHandlers & { onLost: () => Error; timeoutMs?: number }): Promise<AgentReply> {
   const output = (payload: Buffer, writable?: Writable, callback?: (chunk: Buffer) => void) =>
     writable ? writeOrPause(writable, payload, socket) : callback?.(payload)
   return new Promise((resolve, reject) => {
     let replied = false
+    let timedOut = false
+    const timer = handlers.timeoutMs === undefined ? undefined : setTimeout(() => ((timedOut = true), socket.destroy()), handlers.timeoutMs)
     socket.on(
       'data',
       frameDecoder((type, payload) => {
@@ -127,6 +132,7 @@ function converse(socket: Socket, request: AgentRequest, handlers: OutputHandler
         else if (type === Frame.stderr) output(payload, handlers.stderr, handlers.onStderr)
         else if (type === Frame.result) {
           replied = true
+          clearTimeout(timer)
           try {
             resolve(parseJson(AgentReply, payload))
           } catch (error) {
@@ -136,7 +142,8 @@ function converse(socket: Socket, request: AgentRequest, handlers: OutputHandler
       }),
     )
     socket.on('close', () => {
-      if (!replied) reject(handlers.onLost())
+      clearTimeout(timer)
+      if (!replied) reject(timedOut ? new AgentUnresponsive() : handlers.onLost())
     })
     socket.write(encodeFrame(Frame.request, request))
   })
@@ -149,9 +156,19 @@ export class AgentLost extends CrabboxError {
   }
 }
 
-/** A control request (status, stop, connect) to a running agent. */
-export async function agentRequest(socket: Socket, request: AgentRequest): Promise<AgentReply & { ok: true }> {
-  const reply = await converse(socket, request, { onLost: () => new AgentLost() })
+/** The agent took the request but never answered: it is wedged. */
+export class AgentUnresponsive extends CrabboxError {
+  constructor() {
+    super('the crabbox agent did not answer', { exit: 'error', hint: `Stop it (its pid is in ${join(agentDir(), 'agent.pid')}); the next command starts a new one.` })
+  }
+}
+
+/** How long status and stop may take. */
+const CONTROL_TIMEOUT_MS = 5000
+
+/** A control request (status, stop, connect) to a running agent; connect passes its own time limit. */
+export async function agentRequest(socket: Socket, request: AgentRequest, timeoutMs = CONTROL_TIMEOUT_MS): Promise<AgentReply & { ok: true }> {
+  const reply = await converse(socket, request, { onLost: () => new AgentLost(), timeoutMs })
   if (!reply.ok) throw fromReply(reply)
   return reply
 }

@@ -3,7 +3,7 @@ import { Client, type ClientChannel } from 'ssh2'
 import { CrabboxError } from '../../errors.js'
 import { ChannelRefused, execOnClient, openBareSession, openPty } from './exec.js'
 import { verifyHostKey } from './known-hosts.js'
-import { candidatePorts } from './ports.js'
+import { candidatePorts, DEFAULT_CONNECT_TIMEOUT_MS } from './ports.js'
 import type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshTarget } from './types.js'
 
 export interface ConnectOptions {
@@ -22,7 +22,6 @@ export interface ConnectOptions {
   onAttempt?: (port: number) => void
 }
 
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 export const DEFAULT_MAX_CHANNELS = 8
 // One keepalive every 15 s; ssh2 gives up on the tick after `countMax` unanswered ones,
 // so 1 here means two silent intervals (30 s) end the connection: a dead runner is

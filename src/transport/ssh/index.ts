@@ -1,6 +1,7 @@
 import type { Progress } from '../../ui/progress.js'
-import { AgentLost, agentDisabled, agentExec, agentRequest, reachAgent } from './agent-client.js'
+import { AgentLost, AgentUnresponsive, agentDisabled, agentExec, agentRequest, reachAgent } from './agent-client.js'
 import type { SshPool } from './pool.js'
+import { candidatePorts, DEFAULT_CONNECT_TIMEOUT_MS } from './ports.js'
 import { holdStdin } from './streams.js'
 import type { ExecOptions, ShellOptions, SshSession, SshTarget } from './types.js'
 
@@ -87,9 +88,12 @@ async function connectThroughAgent(target: SshTarget, idleTimeoutMs: () => Promi
   for (let attempt = 0; attempt < 2; attempt++) {
     const socket = await reachAgent({ idleTimeoutMs })
     if (!socket) return undefined
+    // The agent's own connect is bounded per port; past that (and a margin) it is wedged.
+    const limit = (connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) * candidatePorts(target).length + 5000
     try {
-      return (await agentRequest(socket, { op: 'connect', target, connectTimeoutMs })).port
+      return (await agentRequest(socket, { op: 'connect', target, connectTimeoutMs }, limit)).port
     } catch (error) {
+      if (error instanceof AgentUnresponsive) return undefined
       if (!(error instanceof AgentLost)) throw error
     }
   }
