@@ -21,23 +21,45 @@ export async function ensureLeaseKey(leaseId: string): Promise<LeaseKey> {
   const knownHostsPath = join(dir, 'known_hosts')
   await mkdir(dir, { recursive: true, mode: 0o700 })
   await chmod(dir, 0o700)
-  try {
-    const publicKey = (await readFile(`${privateKeyPath}.pub`, 'utf8')).trim()
-    await readFile(privateKeyPath)
-    return { privateKeyPath, publicKey, knownHostsPath }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-  }
+  const existing = await readExisting(privateKeyPath, leaseId)
+  if (existing) return { privateKeyPath, publicKey: existing, knownHostsPath }
   // ssh2 is only loaded when a key is actually generated; it is CommonJS, so `utils` hangs off default.
   const { default: ssh2 } = await import('ssh2')
   const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: `crabbox ${leaseId}` })
   // 'wx': a concurrent generator for the same lease loses cleanly instead of clobbering.
   try {
     await writeFile(privateKeyPath, pair.private, { mode: 0o600, flag: 'wx' })
-    await writeFile(`${privateKeyPath}.pub`, `${pair.public}\n`, { mode: 0o644 })
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-    return ensureLeaseKey(leaseId)
+    return { privateKeyPath, publicKey: (await readExisting(privateKeyPath, leaseId))!, knownHostsPath }
   }
+  await writeFile(`${privateKeyPath}.pub`, `${pair.public}\n`, { mode: 0o644 })
   return { privateKeyPath, publicKey: pair.public, knownHostsPath }
+}
+
+/**
+ * The public key of an existing private key, or undefined when there is none.
+ * It is derived from the private key, not read from `.pub`: a `.pub` missing
+ * (a crash between the two writes, or a concurrent generator not done yet)
+ * must not make every later call regenerate, lose the race and retry forever.
+ */
+async function readExisting(privateKeyPath: string, leaseId: string): Promise<string | undefined> {
+  let text: string
+  try {
+    text = await readFile(privateKeyPath, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
+  try {
+    return (await readFile(`${privateKeyPath}.pub`, 'utf8')).trim()
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+  const { default: ssh2 } = await import('ssh2')
+  const parsed = ssh2.utils.parseKey(text)
+  if (parsed instanceof Error || Array.isArray(parsed)) throw new Error(`cannot read SSH key ${privateKeyPath}: ${parsed instanceof Error ? parsed.message : 'several keys'}`)
+  const publicKey = `${parsed.type} ${parsed.getPublicSSH().toString('base64')} crabbox ${leaseId}`
+  await writeFile(`${privateKeyPath}.pub`, `${publicKey}\n`, { mode: 0o644 })
+  return publicKey
 }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, statSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -26,6 +26,14 @@ describe('per-lease keys', () => {
     const derived = execFileSync('ssh-keygen', ['-y', '-f', key.privateKeyPath], { encoding: 'utf8' }).trim()
     expect(key.publicKey.startsWith(derived.split(' ').slice(0, 2).join(' '))).toBe(true)
     expect(await ensureLeaseKey('cbx_0123456789ab')).toEqual(key)
+  })
+
+  it('recovers a key whose .pub went missing (a crash between the writes) instead of looping, and concurrent callers agree', async () => {
+    const key = await ensureLeaseKey('cbx_00000000pub0')
+    rmSync(`${key.privateKeyPath}.pub`)
+    expect(await ensureLeaseKey('cbx_00000000pub0')).toEqual(key)
+    const together = await Promise.all(Array.from({ length: 5 }, () => ensureLeaseKey('cbx_00000000par0')))
+    for (const each of together) expect(each).toEqual(together[0])
   })
 
   it('refuses lease IDs that would escape the key folder', async () => {
