@@ -96,6 +96,26 @@ describe('exec over a real sshd: stdin from a child process, Ctrl-C that the ser
     }
   })
 
+  it('Ctrl-C while the channel is still opening stops the command instead of letting it run, in-process and through the agent', async () => {
+    const { openSession } = await built()
+    for (const useAgent of [false, true]) {
+      const session = await openSession(target(), { useAgent })
+      proxy.setDelay(300) // each round trip now takes 600 ms: the abort lands before the exec reply
+      try {
+        const abort = new AbortController()
+        let out = ''
+        const outcome = session.exec('sleep 2; echo finished', { signal: abort.signal, onStdout: (c) => (out += c) })
+        await sleep(100)
+        abort.abort('SIGINT')
+        expect(await outcome).toEqual({ code: null, signal: 'SIGINT' })
+        expect(out).toBe('')
+      } finally {
+        proxy.setDelay(15)
+        await session.close()
+      }
+    }
+  })
+
   it('arrives whole through the agent, also when the agent has to start again for the exec', async () => {
     const { openSession } = await built()
     const { agentStop } = await import('../../src/transport/ssh/agent-client.js')

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { runtimeDir } from '../../config/paths.js'
 import { CrabboxError } from '../../errors.js'
 import { AgentReply, type AgentRequest, type AgentStatus, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
-import { lostTransport } from './exec.js'
+import { abortSignalName, lostTransport } from './exec.js'
 import { writeOrPause } from './streams.js'
 import type { ExecOptions, ExecResult, SshTarget } from './types.js'
 
@@ -181,8 +181,7 @@ export async function agentRequest(socket: Socket, request: AgentRequest, timeou
 export async function agentExec(socket: Socket, target: SshTarget, command: string, options: ExecOptions = {}): Promise<ExecResult> {
   const stdin = options.stdin
   const onAbort = () => {
-    const reason = options.signal?.reason
-    socket.write(encodeFrame(Frame.signal, { name: typeof reason === 'string' ? reason : 'SIGTERM' }))
+    socket.write(encodeFrame(Frame.signal, { name: abortSignalName(options.signal) }))
   }
   options.signal?.addEventListener('abort', onAbort, { once: true })
   const conversation = converse(

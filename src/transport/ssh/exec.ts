@@ -19,6 +19,12 @@ export function remoteCommand(command: string, options: Pick<ExecOptions, 'cwd' 
   return `${exports}${cd}${command}`
 }
 
+/** The signal an abort asks for: its reason when that names a signal (`SIGINT`, `INT`), else `SIGTERM`. */
+export function abortSignalName(signal?: AbortSignal): string {
+  const reason = signal?.reason
+  return typeof reason === 'string' && /^(SIG)?[A-Z]+$/.test(reason) ? `SIG${reason.replace(/^SIG/, '')}` : 'SIGTERM'
+}
+
 /** The server refused the channel (e.g. MaxSessions): nothing ran, safe to queue and retry. */
 export class ChannelRefused extends Error {}
 /** The connection was gone before the command was sent: nothing ran, safe to retry elsewhere. */
@@ -142,7 +148,6 @@ export function execOnClient(client: Client, where: string, command: string, opt
     const run = (channel: ClientChannel) => {
       let exit: ExecResult | undefined
       let killTimer: NodeJS.Timeout | undefined
-      let sent = 'SIGTERM'
       const stdin = options.stdin
       if (options.stdout) channel.pipe(options.stdout, { end: false })
       else channel.on('data', (chunk: Buffer) => options.onStdout?.(chunk))
@@ -157,13 +162,11 @@ export function execOnClient(client: Client, where: string, command: string, opt
         if (killTimer) clearTimeout(killTimer)
         if (stdin instanceof Readable) stdin.unpipe(channel)
         if (exit) resolve(exit)
-        else if (options.signal?.aborted) resolve({ code: null, signal: `SIG${sent.replace(/^SIG/, '')}` })
+        else if (options.signal?.aborted) resolve({ code: null, signal: abortSignalName(options.signal) })
         else reject(lostTransport(where))
       }
       const onAbort = () => {
-        const reason = options.signal?.reason
-        if (typeof reason === 'string' && /^(SIG)?[A-Z]+$/.test(reason)) sent = reason
-        sendSignal(channel, sent)
+        sendSignal(channel, abortSignalName(options.signal))
         killTimer = setTimeout(() => {
           sendSignal(channel, 'SIGKILL')
           channel.close()
@@ -174,6 +177,8 @@ export function execOnClient(client: Client, where: string, command: string, opt
         killTimer.unref()
       }
       options.signal?.addEventListener('abort', onAbort, { once: true })
+      // Aborted while the channel was opening: the exec request is already out, so stop it now.
+      if (options.signal?.aborted) onAbort()
       channel.on('close', settle)
       channel.on('error', () => {}) // surfaced through 'close' without an exit status
       if (stdin instanceof Readable) {

@@ -1,6 +1,6 @@
 import { CrabboxError } from '../../errors.js'
 import { connect, type ConnectOptions, type SshConnection } from './connection.js'
-import { ChannelRefused, NotStarted } from './exec.js'
+import { abortSignalName, ChannelRefused, NotStarted } from './exec.js'
 import { holdStdin } from './streams.js'
 import type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshTarget } from './types.js'
 
@@ -87,7 +87,9 @@ export class SshPool {
         try {
           return await live.exec(command, { ...options, stdin: held.stdin })
         } catch (error) {
-          if (error instanceof NotStarted && attempt === 0 && !options.signal?.aborted) continue
+          // Interrupted before anything ran: an interrupted result (exit 130 for Ctrl-C), not an SSH error.
+          if (error instanceof NotStarted && options.signal?.aborted) return { code: null, signal: abortSignalName(options.signal) }
+          if (error instanceof NotStarted && attempt === 0) continue
           throw wrapUnstarted(error, live.where)
         }
       }
