@@ -84,7 +84,7 @@ try {
   const json = join(scratch, 'run.json')
   await run(['hyperfine', '-N', '--warmup', '2', '--runs', String(runs), '--export-json', json, ...Object.entries(commands).flatMap(([name, cmd]) => ['-n', name, `bash -c ${q([cmd])}`])])
   // Inside the CLI: how much of a warm run is the pipeline itself (the rest is Node + oclif start-up).
-  type Timing = { totalMs: number; commandMs: number; syncMs: number; syncPhases: { name: string; ms: number }[] }
+  type Timing = { totalMs: number; commandMs: number; syncMs: number; syncPhases: { name: string; ms: number; reason?: string }[] }
   const timings: Timing[] = []
   const syncedTimings: Timing[] = []
   for (let i = 0; i < 10; i++) {
@@ -111,7 +111,10 @@ try {
   for (const name of [noSync, synced, fresh, master]) lines.push(`| ${name} | ${r[name].toFixed(0)} ms | ${(r[name] / r[fresh]).toFixed(2)}× | ${(r[name] / r[master]).toFixed(2)}× |`)
   lines.push('', `inside the CLI (--timing-json, --no-sync): total ${mid(timings.map((t) => t.totalMs))} ms, of which the remote command ${mid(timings.map((t) => t.commandMs))} ms`)
   const last = syncedTimings.at(-1)
-  if (last) lines.push(`inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`)
+  if (last) {
+    const warm = syncedTimings.filter((t) => t.syncPhases.some((p) => p.name === 'fingerprint_remote' && /same exec as the command/.test(p.reason ?? ''))).length
+    lines.push(`inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms, command ${mid(syncedTimings.map((t) => t.commandMs))} ms; ${warm} of ${syncedTimings.length} runs checked the fingerprint in the command's exec (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`)
+  }
   lines.push(`medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; targets: ≤ 0.60× fresh ssh, ≤ 2.00× ControlMaster`)
   process.stdout.write(`${lines.join('\n')}\n`)
 } finally {
