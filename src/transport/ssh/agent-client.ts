@@ -179,6 +179,11 @@ export async function agentRequest(socket: Socket, request: AgentRequest, timeou
  * signal on, and an agent that dies mid-command is a lost transport (255).
  */
 export async function agentExec(socket: Socket, target: SshTarget, command: string, options: ExecOptions = {}): Promise<ExecResult> {
+  // Interrupted while we reached the agent: nothing was sent, nothing runs.
+  if (options.signal?.aborted) {
+    socket.destroy()
+    return { code: null, signal: abortSignalName(options.signal) }
+  }
   const stdin = options.stdin
   const onAbort = () => {
     socket.write(encodeFrame(Frame.signal, { name: abortSignalName(options.signal) }))
