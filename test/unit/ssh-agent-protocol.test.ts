@@ -18,3 +18,29 @@ describe('agent frames', () => {
     ])
   })
 })
+
+describe('agent exec', () => {
+  it('interrupted before it was sent: sends nothing and reports the signal', async () => {
+    const { createServer, connect } = await import('node:net')
+    const { mkdtempSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { agentExec } = await import('../../src/transport/ssh/agent-client.js')
+    let received = 0
+    const server = createServer((socket) => socket.on('data', (d) => (received += d.length)))
+    const path = join(mkdtempSync(join(tmpdir(), 'crabbox-agent-')), 'agent.sock')
+    await new Promise<void>((resolve) => server.listen(path, resolve))
+    try {
+      const socket = connect(path)
+      await new Promise((resolve) => socket.once('connect', resolve))
+      const abort = new AbortController()
+      abort.abort('SIGINT')
+      const target = { host: 'h', port: 22, fallbackPorts: [], user: 'u', privateKeyPath: '/k', knownHostsPath: '/kh' }
+      expect(await agentExec(socket, target, 'true', { signal: abort.signal })).toEqual({ code: null, signal: 'SIGINT' })
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(received).toBe(0)
+    } finally {
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+})
