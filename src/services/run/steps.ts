@@ -37,12 +37,13 @@ export async function startLocalCheck(repoRoot: string, config: SyncOptions['con
  * when the runner turns out to hold something else.
  */
 export async function syncStep(options: Omit<SyncOptions, 'check' | 'probed'> & { check?: Promise<UnchangedCheck>; thenRun?: GuardedCommand }): Promise<SyncOutcome> {
+  const startedAt = performance.now()
   const clock = stopwatch()
   const check = await options.check
   let probed: Probed | undefined
   if (check && options.thenRun) {
     const { runIfUnchanged } = await import('../sync/guard.js')
-    const warm = await runIfUnchanged({ repoRoot: options.repoRoot, workdir: options.workdir, config: options.config, session: options.session, check, run: options.thenRun })
+    const warm = await runIfUnchanged({ repoRoot: options.repoRoot, workdir: options.workdir, config: options.config, session: options.session, check, run: options.thenRun, startedAt })
     if (warm && 'ran' in warm) return { skipped: true, phases: warm.phases, ms: warm.syncMs, ran: warm.ran }
     probed = warm?.probed
   }

@@ -31,7 +31,7 @@ export interface GuardedCommand {
 /** The runner's answer to the probe, when the guard found its fingerprint differs. */
 export interface Probed {
   stdout: Buffer
-  /** The local check's wait and the exec's round trip. */
+  /** The wait for the local check (its `manifest` phase) and the exec's round trip. */
   checkMs: number
   ms: number
 }
@@ -64,8 +64,8 @@ if [ -n "$cur" ] && [ "$cur" = "$fp" ]; then echo "$tag ok"; eval "$cmd"; exit; 
 echo "$tag stale"
 `
 
-export async function runIfUnchanged(options: { repoRoot: string; workdir: string; config: Config['sync']; session: SshSession; check: UnchangedCheck; run: GuardedCommand }): Promise<WarmRun> {
-  const timer = new Timer()
+export async function runIfUnchanged(options: { repoRoot: string; workdir: string; config: Config['sync']; session: SshSession; check: UnchangedCheck; run: GuardedCommand; startedAt?: number }): Promise<WarmRun> {
+  const timer = new Timer(options.startedAt)
   const known = SentManifests.for(options.repoRoot).known()
   const unchanged = await timer.phase('manifest', () => options.check.unchanged)
   if (!unchanged) return undefined
@@ -115,5 +115,5 @@ export async function runIfUnchanged(options: { repoRoot: string; workdir: strin
     const what = run.signal?.aborted ? 'interrupted while checking the workdir' : result.code === SCRIPT_EXIT.workdir ? 'the workdir could not be created' : 'checking the workdir failed'
     throw new CrabboxError(`sync: ${what} on the runner: ${detail}`, { exit: 'sync', code: 'sync_failed', hint: 'Run again; if it keeps failing, check disk space and permissions on the runner.' })
   }
-  return { probed: { stdout: Buffer.concat(after), checkMs: checked.totalMs, ms } }
+  return { probed: { stdout: Buffer.concat(after), checkMs: checked.phases.find((phase) => phase.name === 'manifest')?.ms ?? 0, ms } }
 }

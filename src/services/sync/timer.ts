@@ -10,7 +10,8 @@ const PHASES = ['manifest', 'fingerprint', 'fingerprint_remote', 'prune', 'trans
 /** Per-phase timings for `--timing-json`: each phase named once, in pipeline order. */
 export class Timer {
   readonly phases: SyncPhase[] = []
-  private readonly start = performance.now()
+  /** `start`: when the step began, if before this timer existed (performance.now()). */
+  constructor(private readonly start = performance.now()) {}
   async phase<T>(name: string, work: () => Promise<T>): Promise<T> {
     const t0 = performance.now()
     try {
