@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
@@ -143,6 +143,51 @@ describe('sync engine against a real sshd', () => {
     const added = await sync(repo, wd)
     expect(added).toMatchObject({ skipped: false, filesSent: 1 })
     expect(tree(wd)).toEqual(await expected(repo, config))
+  })
+
+  it('a re-sync of an unchanged checkout needs no manifest pass, also after ignored churn; edits and new untracked files still travel', async () => {
+    const repo = newRepo()
+    // Written a minute ago: outside the racy window, so the unchanged check may vouch for them.
+    const settled = (path: string, content: string) => {
+      put(repo, path, content)
+      const old = new Date(Date.now() - 60_000)
+      utimesSync(join(repo, path), old, old)
+    }
+    settled('.gitignore', 'build/\n')
+    for (let i = 0; i < 30; i++) settled(`src/f${i}.txt`, `${i}\n`)
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'init')
+    settled('notes.txt', 'untracked\n')
+    // An index written this second is not vouched for (git compares ctimes to the second).
+    const second = Math.floor(lstatSync(join(repo, '.git', 'index')).mtimeMs / 1000)
+    while (Math.floor(Date.now() / 1000) <= second) await new Promise((resolve) => setTimeout(resolve, 25))
+    const wd = workdir()
+    const viaSnapshot = (result: { phases: { name: string; reason?: string }[] }) =>
+      result.phases.some((phase) => phase.name === 'fingerprint' && phase.reason === 'checkout unchanged since its last fingerprint')
+
+    expect((await sync(repo, wd)).skipped).toBe(false)
+    const again = await sync(repo, wd)
+    expect(again).toMatchObject({ skipped: true, filesSent: 0 })
+    expect(viaSnapshot(again)).toBe(true)
+
+    settled('build/out.bin', 'ignored churn\n')
+    settled('node_modules/m/index.js', 'excluded churn\n')
+    expect((await sync(repo, wd)).skipped).toBe(true)
+
+    // Same size, mtime put back: only the ctime tells.
+    writeFileSync(join(repo, 'src/f7.txt'), '8\n')
+    const old = new Date(Date.now() - 60_000)
+    utimesSync(join(repo, 'src/f7.txt'), old, old)
+    const edited = await sync(repo, wd)
+    expect(edited).toMatchObject({ skipped: false, filesSent: 1 })
+    expect(readFileSync(join(wd, 'src/f7.txt'), 'utf8')).toBe('8\n')
+
+    settled('src/new.txt', 'new\n')
+    expect(await sync(repo, wd)).toMatchObject({ skipped: false, filesSent: 1 })
+    expect(tree(wd)).toEqual(await expected(repo, config))
+    const settledAgain = await sync(repo, wd)
+    expect(settledAgain.skipped).toBe(true)
+    expect(viaSnapshot(settledAgain)).toBe(true)
   })
 
   it('never deletes what crabbox did not put there, and seeds git so status and diff against the base work remotely', async () => {

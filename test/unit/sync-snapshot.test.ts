@@ -18,6 +18,11 @@ const put = (root: string, path: string, content: string) => {
   utimesSync(join(root, path), old, old)
 }
 const config = () => ({ ...defaultConfig().sync })
+/** Until the index is from an earlier second than now: only then may a snapshot vouch for it (git compares ctimes to the second). */
+async function indexSettles(repo: string): Promise<void> {
+  const second = Math.floor(statSync(join(repo, '.git', 'index')).mtimeMs / 1000)
+  while (Math.floor(Date.now() / 1000) <= second) await new Promise((resolve) => setTimeout(resolve, 25))
+}
 
 /** What sync does on a full pass: git view first, manifest, hashes, fingerprint, snapshot. */
 async function fullPass(repo: string, c = config()): Promise<string> {
@@ -42,7 +47,7 @@ describe('unchanged-checkout snapshot', () => {
     for (const dir of [state, ...repos]) rmSync(dir, { recursive: true, force: true })
   })
 
-  function repo(): string {
+  async function repo(): Promise<string> {
     const dir = mkdtempSync(join(tmpdir(), 'crabbox-snapshot-'))
     repos.push(dir)
     git(dir, 'init', '-q', '-b', 'main')
@@ -52,11 +57,12 @@ describe('unchanged-checkout snapshot', () => {
     git(dir, 'commit', '-qm', 'init')
     put(dir, 'notes.txt', 'untracked, not ignored\n')
     put(dir, 'src/f3.txt', '3 edited, not staged\n')
+    await indexSettles(dir)
     return dir
   }
 
   it('vouches for an unchanged checkout, also through churn in ignored folders and ignored files', async () => {
-    const dir = repo()
+    const dir = await repo()
     const fingerprint = await fullPass(dir)
     expect(await quick(dir)).toBe(fingerprint)
     put(dir, 'tmp/build/out.bin', 'ignored churn\n')
@@ -66,7 +72,7 @@ describe('unchanged-checkout snapshot', () => {
   })
 
   it('an untracked non-ignored file, an edit to a tracked, changed or untracked file, and a commit each invalidate it', async () => {
-    const dir = repo()
+    const dir = await repo()
     // [what, change, whether the checkout's content (so the fingerprint) changes too]
     const changes: Array<[string, () => void, boolean]> = [
       ['new untracked file', () => put(dir, 'src/new.txt', 'new\n'), true],
@@ -85,6 +91,7 @@ describe('unchanged-checkout snapshot', () => {
       expect(await quick(dir), `before: ${what}`).toBe(before)
       change()
       expect(await quick(dir), what).toBeUndefined()
+      await indexSettles(dir)
       const after = await fullPass(dir)
       if (content) expect(after, what).not.toBe(before)
       else expect(after, what).toBe(before)
@@ -93,12 +100,10 @@ describe('unchanged-checkout snapshot', () => {
   })
 
   it('an edit that keeps the size and the mtime still invalidates it (the ctime moved)', async () => {
-    const dir = repo()
+    const dir = await repo()
     const path = join(dir, 'src/f5.txt')
     const fingerprint = await fullPass(dir)
-    // git compares ctime to the second: make sure the edit lands in a later one.
-    const second = Math.floor(statSync(path).ctimeMs / 1000)
-    while (Math.floor(Date.now() / 1000) <= second) await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(await quick(dir)).toBe(fingerprint)
     const { atime, mtime } = statSync(path)
     writeFileSync(path, '6\n')
     utimesSync(path, atime, mtime)
@@ -107,16 +112,24 @@ describe('unchanged-checkout snapshot', () => {
   })
 
   it('settings that change the fingerprint never reuse it', async () => {
-    const dir = repo()
+    const dir = await repo()
     await fullPass(dir)
     expect(await quick(dir, { ...config(), delete: false })).toBeUndefined()
     expect(await quick(dir, { ...config(), exclude: ['src/f1.txt'] })).toBeUndefined()
   })
 
-  it('a file changed within the racy window is not vouched for until it settles', async () => {
-    const dir = repo()
+  it('a file changed within the racy window, or an index written this second, is not vouched for', async () => {
+    const dir = await repo()
     writeFileSync(join(dir, 'notes.txt'), 'just now\n')
     await fullPass(dir)
     expect(await quick(dir)).toBeUndefined()
+    put(dir, 'notes.txt', 'settled\n')
+    git(dir, 'add', 'notes.txt')
+    await fullPass(dir)
+    expect(await quick(dir)).toBeUndefined()
+    await indexSettles(dir)
+    expect(await quick(dir)).toBeUndefined()
+    const fingerprint = await fullPass(dir)
+    expect(await quick(dir)).toBe(fingerprint)
   })
 })

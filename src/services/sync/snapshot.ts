@@ -174,6 +174,10 @@ export async function saveSnapshot(manifest: Manifest, fingerprint: string, conf
   const file = snapshotPath(manifest.root)
   // No view: this pass did not look (the snapshot it started from is still good, or this is no plain checkout).
   if (!view || !manifest.git) return
+  // git compares ctimes to the second: an index written in this same second could still
+  // take an in-place edit (same size, mtime put back) that git would call clean.
+  const indexMtime = Number(view.files.index?.split(':')[2] ?? 0)
+  if (Math.floor(indexMtime / 1000) >= Math.floor(view.at / 1000)) return rm(file, { force: true })
   const entries = new Map(manifest.entries.map((entry) => [entry.path, entry]))
   const deleted = new Set(manifest.deleted)
   const own = new Map<string, Sig | null>()
