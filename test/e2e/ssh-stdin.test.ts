@@ -10,8 +10,9 @@ import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 import type * as SshTransport from '../../src/transport/ssh/index.js'
 import type { SshSession, SshTarget } from '../../src/transport/ssh/types.js'
 
-// The built transport: its agent client starts dist/transport/ssh/agent-main.js, as the CLI does.
-const built = () => import(join(repoRoot, 'dist', 'transport', 'ssh', 'index.js')) as Promise<typeof SshTransport>
+// The built transport (the run's private package copy when there is one): its agent client
+// starts dist/transport/ssh/agent-main.js, as the CLI does.
+const built = () => import(join(process.env.CRABBOX_E2E_PACKAGE ?? repoRoot, 'dist', 'transport', 'ssh', 'index.js')) as Promise<typeof SshTransport>
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
