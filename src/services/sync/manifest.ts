@@ -6,7 +6,7 @@ import type { Config } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
 import { loadExcludes } from './excludes.js'
 import { HashCache, excludesKey } from './hash-cache.js'
-import { changedAgainstIndex, type GitView } from './snapshot.js'
+import { changedAgainstIndex, watchFolders, type GitView } from './snapshot.js'
 
 const run = promisify(execFile)
 
@@ -31,6 +31,8 @@ export interface GitInfo {
   /** Short branch name when HEAD is on a branch. */
   branch?: string
   originUrl?: string
+  /** `core.excludesFile` when set (an ignore-rule source for untracked files). */
+  excludesFile?: string
   /** Base branch name without `origin/`, e.g. `main`. */
   baseRef?: string
   baseSha?: string
@@ -109,8 +111,8 @@ export async function readGitContext(repoRoot: string, config: Config['sync']): 
 async function gitInfo(root: string, config: Config['sync']): Promise<GitContext> {
   // One shell for the four questions (a spawn costs more than the git calls); one for-each-ref
   // answers origin/HEAD and every origin branch. Answers are NUL-separated; each may be empty.
-  const script = 'git rev-parse -q --verify "HEAD^{commit}"; printf "\\0"; git symbolic-ref -q --short HEAD; printf "\\0"; git config --get remote.origin.url; printf "\\0"; git for-each-ref --format="%(refname) %(objectname) %(symref)" refs/remotes/origin/'
-  const [head, branch, originUrl, refs] = await new Promise<string[]>((resolve) =>
+  const script = 'git rev-parse -q --verify "HEAD^{commit}"; printf "\\0"; git symbolic-ref -q --short HEAD; printf "\\0"; git config --get remote.origin.url; printf "\\0"; git for-each-ref --format="%(refname) %(objectname) %(symref)" refs/remotes/origin/; printf "\\0"; git config --path --get core.excludesFile'
+  const [head, branch, originUrl, refs, excludesFile] = await new Promise<string[]>((resolve) =>
     execFile('sh', ['-c', script], { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (_error, stdout) => resolve((stdout ?? '').split('\0'))),
   )
   const origin = new Map<string, string>()
@@ -126,7 +128,7 @@ async function gitInfo(root: string, config: Config['sync']): Promise<GitContext
   // No origin/HEAD recorded (common after `git remote add`): fall back to the usual names.
   if (!baseRef) baseRef = ['main', 'master'].find((name) => origin.has(name))
   const baseSha = baseRef ? origin.get(baseRef) : undefined
-  return { head: line(head), branch: line(branch), originUrl: line(originUrl), baseRef: baseSha ? baseRef : config.baseRef, baseSha }
+  return { head: line(head), branch: line(branch), originUrl: line(originUrl), baseRef: baseSha ? baseRef : config.baseRef, baseSha, excludesFile: line(excludesFile) }
 }
 
 /** Folder walk for checkouts outside git: same excludes, symlinks recorded, never followed. */
@@ -160,6 +162,8 @@ export async function buildManifest(repoRoot: string, config: Config['sync'], co
   const known = context ? context.git : undefined
   if (context ? known !== undefined : await isGitRoot(repoRoot)) {
     const view = context?.view
+    // Before git lists anything, like the view's git files: a change racing this pass shows next time.
+    const folders = view ? watchFolders(repoRoot, ignores, (known ?? undefined)?.excludesFile, view.at) : undefined
     const [tagged, others, stagedDeletes, info, changed] = await Promise.all([
       // -v tags each path; lowercase (assume-unchanged) and S (skip-worktree) are paths git stops looking at.
       git(repoRoot, ['ls-files', '--cached', '-v', '-z']),
@@ -183,7 +187,7 @@ export async function buildManifest(repoRoot: string, config: Config['sync'], co
     gitData = { ...info, tracked }
     candidates = [...new Set([...cached, ...split0(others)])]
     deleted = split0(stagedDeletes)
-    if (view && changed !== undefined) gitView = { ...view, changed, untracked: others, flagged }
+    if (view && changed !== undefined) gitView = { ...view, changed, untracked: others, flagged, folders }
   } else {
     candidates = walk(repoRoot, ignores)
   }

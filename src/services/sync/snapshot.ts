@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { lstatSync, readFileSync, type Stats } from 'node:fs'
+import { lstatSync, readFileSync, readdirSync, type Stats } from 'node:fs'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Config } from '../../config/schema.js'
@@ -42,7 +42,7 @@ function gitFiles(gitDir: string, config: Config['sync']): Record<string, Sig | 
       return ''
     }
   }
-  const names = new Set(['HEAD', 'index', 'config', 'packed-refs', 'reftable', 'refs/remotes/origin', 'refs/remotes/origin/HEAD', 'refs/remotes/origin/main', 'refs/remotes/origin/master'])
+  const names = new Set(['HEAD', 'index', 'config', 'info/exclude', 'packed-refs', 'reftable', 'refs/remotes/origin', 'refs/remotes/origin/HEAD', 'refs/remotes/origin/main', 'refs/remotes/origin/master'])
   const branch = /^ref: (refs\/\S+)/.exec(read('HEAD'))?.[1]
   if (branch) names.add(branch)
   const originHead = /^ref: (refs\/remotes\/origin\/\S+)/.exec(read('refs/remotes/origin/HEAD'))?.[1]
@@ -81,6 +81,79 @@ export interface GitView {
   untracked: string
   /** Index entries marked assume-unchanged or skip-worktree: git does not look at them. */
   flagged: string[]
+  /** Folders the untracked listing depends on (see watchFolders); undefined when one changed too recently. */
+  folders?: Folders
+}
+
+/**
+ * What `git ls-files --others` depends on besides the index: the entries of
+ * every folder it may enter (a folder's mtime moves when an entry is added,
+ * removed or renamed) and every ignore-rule source. Taken as a superset:
+ * all folders but `.git` and crabbox-excluded ones (nothing under those can
+ * reach the manifest), every `.gitignore` in them, and git's global files.
+ */
+export interface Folders {
+  dirs: [path: string, sig: Sig][]
+  /** `.gitignore` files in those folders and the global ignore/config files (null: absent). */
+  rules: [path: string, sig: Sig | null][]
+}
+
+/** A folder's identity: inode, mtime (moves with its entries) and ctime. */
+const dirSig = (path: string): Sig | null => {
+  const stat = lstatSync(path, { throwIfNoEntry: false })
+  return stat?.isDirectory() ? `${stat.ino}:${stat.mtimeMs}:${stat.ctimeMs}` : null
+}
+
+/** The mtime in a signature (sigOf or dirSig). */
+const mtimeOf = (value: Sig) => {
+  const parts = value.split(':')
+  return Number(parts.length === 3 ? parts[1] : parts[2])
+}
+
+/** Global files holding ignore rules or pointing at them (core.excludesFile lives in a config). */
+function globalRules(excludesFile: string | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
+  const home = env.HOME ?? ''
+  const xdg = env.XDG_CONFIG_HOME || join(home, '.config')
+  return [join(xdg, 'git', 'ignore'), join(xdg, 'git', 'config'), join(home, '.gitconfig'), '/etc/gitconfig', ...(excludesFile ? [excludesFile] : [])]
+}
+
+/** Walks the folders git's untracked listing may enter; `excluded(dir + '/')` prunes crabbox-excluded ones. */
+export function watchFolders(root: string, excluded: (dir: string) => boolean, excludesFile: string | undefined, at: number): Folders | undefined {
+  const dirs: Folders['dirs'] = []
+  const rules: Folders['rules'] = globalRules(excludesFile).map((path) => [path, sig(path)])
+  const pending = ['']
+  while (pending.length > 0) {
+    // Past this many folders, stating them all is no longer cheaper than asking git.
+    if (dirs.length > 20_000) return undefined
+    const rel = pending.pop()!
+    const abs = rel ? join(root, rel) : root
+    const own = dirSig(abs)
+    if (own === null) return undefined
+    dirs.push([rel, own])
+    let dirents
+    try {
+      dirents = readdirSync(abs, { withFileTypes: true })
+    } catch {
+      return undefined
+    }
+    for (const dirent of dirents) {
+      const path = rel ? `${rel}/${dirent.name}` : dirent.name
+      if (dirent.isDirectory()) {
+        if (dirent.name !== '.git' && !excluded(`${path}/`)) pending.push(path)
+      } else if (dirent.name === '.gitignore') rules.push([path, sig(join(root, path))])
+    }
+  }
+  // A folder or rule changed within the racy window could change again unseen.
+  const recent = (value: Sig | null) => value !== null && mtimeOf(value) >= at - RACY_MS
+  if (dirs.some(([, value]) => recent(value)) || rules.some(([, value]) => recent(value))) return undefined
+  return { dirs, rules }
+}
+
+function foldersUnchanged(root: string, folders: Folders | undefined, excludesFile: string | undefined): boolean {
+  if (!folders) return false
+  const rules = globalRules(excludesFile)
+  if (rules.some((path, i) => folders.rules[i]?.[0] !== path)) return false
+  return folders.dirs.every(([path, value]) => dirSig(path ? join(root, path) : root) === value) && folders.rules.every(([path, value]) => sig(path.startsWith('/') ? path : join(root, path)) === value)
 }
 
 /** Taken before any git listing, so a change racing the full pass shows up next time. */
@@ -95,6 +168,7 @@ export interface Snapshot {
   files: Record<string, Sig | null>
   changed: string
   untracked: string
+  folders?: Folders
   /** Paths git does not vouch for, with their identity (null: absent). */
   own: [path: string, sig: Sig | null][]
   fingerprint: string
@@ -104,6 +178,8 @@ export interface Snapshot {
 export interface Unchanged {
   fingerprint: string
   git: GitContext
+  /** Whether git's untracked listing had to run (some folder or ignore rule moved). */
+  listedUntracked: boolean
 }
 
 export interface UnchangedCheck {
@@ -146,7 +222,9 @@ export async function readSnapshot(root: string): Promise<Snapshot | undefined> 
 export async function verifySnapshot(root: string, config: Config['sync'], snapshot: Snapshot | undefined): Promise<Unchanged | undefined> {
   const gitDir = gitDirOf(root)
   if (!snapshot || !gitDir) return undefined
-  const listed = Promise.all([changedAgainstIndex(root), untrackedFiles(root)])
+  // No folder changed: git's untracked listing cannot have changed either, so it is not run.
+  const listUntracked = !foldersUnchanged(root, snapshot.folders, snapshot.git.excludesFile)
+  const listed = Promise.all([changedAgainstIndex(root), listUntracked ? untrackedFiles(root) : undefined])
   listed.catch(() => {})
   const same = async () => {
     if (keyOf((await loadExcludes(root, config)).patterns, config) !== snapshot.key) return false
@@ -155,10 +233,10 @@ export async function verifySnapshot(root: string, config: Config['sync'], snaps
     if (names.length !== Object.keys(snapshot.files).length || names.some((name) => files[name] !== snapshot.files[name])) return false
     if (snapshot.own.some(([path, recorded]) => sig(join(root, path)) !== recorded)) return false
     const [changed, untracked] = await listed
-    return digest(changed) === snapshot.changed && digest(untracked) === snapshot.untracked
+    return digest(changed) === snapshot.changed && (untracked === undefined || digest(untracked) === snapshot.untracked)
   }
   try {
-    return (await same()) ? { fingerprint: snapshot.fingerprint, git: snapshot.git } : undefined
+    return (await same()) ? { fingerprint: snapshot.fingerprint, git: snapshot.git, listedUntracked: listUntracked } : undefined
   } catch {
     return undefined
   }
@@ -199,6 +277,7 @@ export async function saveSnapshot(manifest: Manifest, fingerprint: string, conf
     files: view.files,
     changed: digest(view.changed),
     untracked: digest(view.untracked),
+    folders: view.folders,
     own: [...own],
     fingerprint,
     git,
