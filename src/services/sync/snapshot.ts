@@ -13,11 +13,12 @@ import { MODE_EXEC, MODE_FILE, MODE_LINK } from './modes.js'
  * "Nothing changed since the last fingerprint", proved without re-listing and
  * re-stating the checkout, the way `git status` itself decides it: git's own
  * files (HEAD, refs, index, config) kept their identity, `git diff-files`
- * (tracked files against the index, stat-only, in C) and `git ls-files
- * --others` (untracked, with git's ignore rules) print what they printed then,
- * and the few paths git does not vouch for (changed against the index,
- * untracked, assume-unchanged / skip-worktree) kept their stats. Anything
- * else: the full manifest pass, which writes a new snapshot.
+ * (tracked files against the index, stat-only, in C) prints what it printed
+ * then, the untracked files are the same (no folder git's untracked walk may
+ * enter and no ignore rule moved, else `git ls-files --others` prints what it
+ * printed then), and the few paths git does not vouch for (changed against
+ * the index, untracked, assume-unchanged / skip-worktree) kept their stats.
+ * Anything else: the full manifest pass, which writes a new snapshot.
  */
 
 /** Identity of one file: inode, size, mtime, ctime and the mode we sync (or the file type). */
@@ -55,7 +56,8 @@ function gitFiles(gitDir: string, config: Config['sync']): Record<string, Sig | 
 
 /** `.git` of a plain checkout; linked worktrees, submodules and GIT_* overrides always take the full pass. */
 function gitDirOf(root: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_COMMON_DIR'].some((name) => env[name])) return undefined
+  const overrides = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_COMMON_DIR', 'GIT_CONFIG', 'GIT_CONFIG_GLOBAL', 'GIT_CONFIG_SYSTEM', 'GIT_CONFIG_NOSYSTEM', 'GIT_CONFIG_COUNT']
+  if (overrides.some((name) => env[name])) return undefined
   const gitDir = join(root, '.git')
   return lstatSync(gitDir, { throwIfNoEntry: false })?.isDirectory() ? gitDir : undefined
 }
@@ -216,8 +218,9 @@ export async function readSnapshot(root: string): Promise<Snapshot | undefined> 
 
 /**
  * The fingerprint of the last full pass when the checkout provably did not
- * change since, else undefined. Costs two git processes (run in parallel) and
- * a few stats, independent of the number of files.
+ * change since, else undefined. Costs `git diff-files` (one lstat per tracked
+ * file, in C), a stat per folder, and `git ls-files --others` only when a
+ * folder or ignore rule moved.
  */
 export async function verifySnapshot(root: string, config: Config['sync'], snapshot: Snapshot | undefined): Promise<Unchanged | undefined> {
   const gitDir = gitDirOf(root)
