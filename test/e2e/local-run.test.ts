@@ -189,6 +189,21 @@ describe('crabbox run on the embedded local provider', () => {
     const status = await run('cat new.txt; exit 7')
     expect(status).toMatchObject({ code: 7, stdout: 'untracked\n', combined: true, timing: { syncSkipped: true, exitCode: 7 } })
     expect(runs()).toBe(6)
+
+    // Ctrl-C reaches a command started by the combined exec too.
+    const seconds = `301.${process.pid}${Date.now() % 1000}`
+    const child = spawnCli(['run', '--id', lease.slug, '--', 'sh', '-c', `echo started; exec sleep ${seconds}`], { home, cwd: repo, env })
+    let out = ''
+    await new Promise<void>((resolve) => child.stdout!.on('data', (d) => (out += d).includes('started') && resolve()))
+    let sleeping = processesMentioning(`sleep\u0000${seconds}`)
+    for (let i = 0; i < 100 && sleeping.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      sleeping = processesMentioning(`sleep\u0000${seconds}`)
+    }
+    expect(sleeping.length).toBeGreaterThan(0)
+    child.kill('SIGINT')
+    expect(await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))).toBe(130)
+    expect(sleeping.filter((pid) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z'))).toEqual([])
     expect((await runCli(['stop', lease.slug], { home, cwd: repo, env })).code).toBe(0)
   })
 
