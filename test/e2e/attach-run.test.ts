@@ -1,11 +1,9 @@
-import { execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startBroker, type BrokerHandle } from '../support/broker.js'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { brokerApi, collectOutput as collect, gitRepo, until } from '../support/fixtures.js'
 
 /**
  * `crabbox attach` from a second process against a live `crabbox run` (broker under
@@ -19,6 +17,8 @@ let host: SshHost
 let home: CliHome
 let repo: string
 
+const api = brokerApi(() => broker.url, { authorization: `Bearer ${token}`, 'x-crabbox-owner': owner })
+
 const cliEnv = () => ({
   CRABBOX_COORDINATOR: broker.url,
   CRABBOX_COORDINATOR_TOKEN: token,
@@ -29,35 +29,8 @@ const cliEnv = () => ({
   NODE_EXTRA_CA_CERTS: undefined,
 })
 
-async function api(method: string, path: string, body?: unknown): Promise<any> {
-  const response = await fetch(`${broker.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'x-crabbox-owner': owner, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  expect(response.status).toBeLessThan(300)
-  return response.json()
-}
 
-function collect(child: ChildProcess): { stdout: () => string; stderr: () => string; done: Promise<number | null> } {
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-  child.stdin!.end()
-  const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-  return { stdout: () => stdout, stderr: () => stderr, done }
-}
 
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 /** attach's stderr without its own `[crabbox]` event lines: the run's remote stderr. */
 const remoteStderr = (text: string) =>
@@ -75,11 +48,7 @@ beforeAll(async () => {
     },
   })
   home = cliHome()
-  repo = mkdtempSync(join(tmpdir(), 'crabbox-attach-repo-'))
-  writeFileSync(join(repo, 'hello.txt'), 'hello\n')
-  execFileSync('git', ['init', '-q'], { cwd: repo })
-  execFileSync('git', ['add', '.'], { cwd: repo })
-  execFileSync('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-qm', 'init'], { cwd: repo })
+  repo = gitRepo('crabbox-attach-repo-', { 'hello.txt': 'hello\n' })
 })
 
 afterAll(async () => {

@@ -1,10 +1,10 @@
 import { rmSync } from 'node:fs'
-import type { ChildProcess } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startBroker, type BrokerHandle } from '../support/broker.js'
 import { cliHome, spawnCli, type CliHome } from '../support/cli.js'
 import { oldBrokerProxy, type OldBrokerProxy } from '../support/old-broker-proxy.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { brokerApi, collectOutput as collect, until } from '../support/fixtures.js'
 
 /**
  * The control channel's fallback, seen from the broker's side of a counting proxy:
@@ -21,6 +21,8 @@ let oldProxy: OldBrokerProxy
 let host: SshHost
 let home: CliHome
 
+const api = brokerApi(() => broker.url, { authorization: `Bearer ${token}`, 'x-crabbox-owner': owner })
+
 const cliEnv = (via: OldBrokerProxy = proxy) => ({
   CRABBOX_COORDINATOR: via.url,
   CRABBOX_COORDINATOR_TOKEN: token,
@@ -31,35 +33,8 @@ const cliEnv = (via: OldBrokerProxy = proxy) => ({
   NODE_EXTRA_CA_CERTS: undefined,
 })
 
-async function api(method: string, path: string, body?: unknown): Promise<any> {
-  const response = await fetch(`${broker.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'x-crabbox-owner': owner, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  expect(response.status).toBeLessThan(300)
-  return response.json()
-}
 
-function collect(child: ChildProcess) {
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-  child.stdin!.end()
-  const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-  return { stdout: () => stdout, stderr: () => stderr, done }
-}
 
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, everyMs))
-  }
-}
 
 beforeAll(async () => {
   host = await sshHost()

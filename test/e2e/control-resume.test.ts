@@ -6,6 +6,7 @@ import { startBroker, type BrokerHandle } from '../support/broker.js'
 import { cliHome, spawnCli, type CliHome } from '../support/cli.js'
 import { oldBrokerProxy } from '../support/old-broker-proxy.js'
 import { tcpProxy } from '../support/tcp-proxy.js'
+import { brokerApi } from '../support/fixtures.js'
 
 /**
  * `crabbox attach` keeps its no-gap, no-duplicate promise through dropped sockets, a
@@ -18,16 +19,8 @@ const owner = 'resume@example.com'
 const headers = { authorization: `Bearer ${token}`, 'x-crabbox-owner': owner, 'x-crabbox-org': 'e2e' }
 let broker: BrokerHandle
 let home: CliHome
+const api = brokerApi(() => broker.url, headers)
 
-async function api(method: string, path: string, body?: unknown): Promise<any> {
-  const response = await fetch(`${broker.url}${path}`, {
-    method,
-    headers: { ...headers, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  expect(response.status, `${method} ${path}`).toBeLessThan(300)
-  return response.json()
-}
 
 function attach(url: string, runId: string) {
   const child: ChildProcess = spawnCli(['attach', runId, '--poll', '250ms', '--debug'], {

@@ -1,19 +1,8 @@
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
-
-/** A small git checkout to run from, so each sync is quick. */
-function tinyRepo(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'crabbox-repo-'))
-  writeFileSync(join(dir, 'hello.txt'), 'hello from the checkout\n')
-  execFileSync('git', ['init', '-q'], { cwd: dir })
-  execFileSync('git', ['add', '.'], { cwd: dir })
-  execFileSync('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-qm', 'init'], { cwd: dir })
-  return dir
-}
+import { gitRepo as tinyRepo } from '../support/fixtures.js'
 
 /** Processes whose command line mentions `needle` (our runners and the commands they started). */
 function processesMentioning(needle: string): number[] {
