@@ -46,4 +46,6 @@ export interface DirectProvider {
   /** Idempotent: releasing an already released lease succeeds. */
   release(lease: Lease, context: ProviderContext): Promise<void>
   list(context: ProviderContext): Promise<Lease[]>
+  /** Cloud machines: moves the expiry labels forward while the lease is in use (run calls it on the heartbeat cadence). */
+  touch?(lease: Lease, context: ProviderContext): Promise<void>
 }

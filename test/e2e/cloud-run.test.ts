@@ -98,6 +98,33 @@ describe('direct-mode cloud runs against a real SSH host', () => {
     rmSync(home.dir, { recursive: true, force: true })
   })
 
+  it('a direct-mode hetzner run keeps moving the server\'s expiry label forward while the command runs', async () => {
+    const fake = createFakeHetzner({ addressFor: () => host.address, onCreate: (s) => bootstrapFrom(s.user_data) })
+    const server = await serveFake(fake.handler)
+    served.push(server)
+    const home = cliHome()
+    // A 15 s idle timeout makes the touch cadence 5 s (idle ÷ 3, at least 5 s); the command outlives two beats.
+    const result = await runCli(['run', '--provider', 'hetzner', '--class', 'standard', '--', 'sleep', '12'], {
+      cwd: repo,
+      home,
+      env: { ...baseEnv(), HCLOUD_TOKEN: fake.token, CRABBOX_HETZNER_API_URL: `${server.url}/v1`, CRABBOX_IDLE_TIMEOUT: '15s' },
+      timeoutMs: 90_000,
+    })
+    expect(result.code, result.stderr).toBe(0)
+    const create = fake.calls.find((c) => c.method === 'POST' && c.path === '/servers')!
+    const created = create.body!.labels as Record<string, string>
+    const touches = fake.calls
+      .filter((c) => c.method === 'PUT' && /^\/servers\/\d+$/.test(c.path) && c.body?.labels)
+      .map((c) => Number((c.body!.labels as Record<string, string>).expires_at))
+    // One touch when the lease exists, then one per 5 s while `sleep 12` runs.
+    expect(touches.length).toBeGreaterThanOrEqual(3)
+    expect(touches.every((at, i) => i === 0 || at >= touches[i - 1])).toBe(true)
+    // The last touch is well past the label the server was created with: cleanup would spare it.
+    expect(touches.at(-1)! - Number(created.expires_at)).toBeGreaterThanOrEqual(8)
+    expect(fake.servers.size).toBe(0)
+    rmSync(home.dir, { recursive: true, force: true })
+  })
+
   it('crabbox run --provider aws pins the host key from the serial console before connecting, and refuses a runner whose key differs', async () => {
     const scanned = execFileSync('ssh-keyscan', ['-p', '2222', '-t', 'ed25519', host.address], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split(/\s+/)
     const realKey = `${scanned[1]} ${scanned[2]}`

@@ -1,4 +1,4 @@
-import type { Lease } from '../../providers/types.js'
+import type { DirectProvider, Lease, ProviderContext } from '../../providers/types.js'
 import type { BrokerClient } from '../../transport/broker/client.js'
 import type { BrokerNotice } from './recorder.js'
 
@@ -35,4 +35,49 @@ export function startHttpHeartbeat(client: BrokerClient, lease: Lease, notice: B
       controller.abort()
     },
   }
+}
+
+/**
+ * Calls `beat` now and every idle/3 (5–60 s); a beat still in flight is not
+ * doubled and failures go to `notice`, never to the caller.
+ */
+export function startPeriodicBeat(idleTimeoutSeconds: number | undefined, beat: () => Promise<void>, notice: (error: unknown) => void): Heartbeater {
+  let stopped = false
+  let inFlight = false
+  const tick = async () => {
+    if (stopped || inFlight) return
+    inFlight = true
+    try {
+      await beat()
+    } catch (error) {
+      if (!stopped) notice(error)
+    } finally {
+      inFlight = false
+    }
+  }
+  void tick()
+  const timer = setInterval(() => void tick(), heartbeatIntervalMs(idleTimeoutSeconds))
+  timer.unref()
+  return {
+    stop() {
+      stopped = true
+      clearInterval(timer)
+    },
+  }
+}
+
+/**
+ * Direct-mode cloud leases have no broker to keep them alive: the provider's
+ * `touch` moves the machine's expiry labels forward, so `crabbox cleanup` never
+ * deletes a box while a command runs on it. Providers without `touch` need nothing.
+ */
+export function startDirectTouch(provider: DirectProvider, lease: Lease, context: ProviderContext): Heartbeater {
+  const touch = provider.touch
+  if (!touch) return noHeartbeat
+  let said = false
+  return startPeriodicBeat(lease.idleTimeoutSeconds, () => touch.call(provider, lease, context), (error) => {
+    if (said) return
+    said = true
+    context.progress.warn(`could not refresh the expiry labels of ${lease.id} (will keep trying): ${(error as Error).message}`)
+  })
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { basename } from 'node:path'
 import { constants } from 'node:os'
+import type { Writable } from 'node:stream'
 import type { Config } from '../../config/schema.js'
 import { CrabboxError, usageError } from '../../errors.js'
 import { openSession } from '../../transport/ssh/index.js'
@@ -9,9 +10,11 @@ import type { ExecResult, SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { findRepoRoot } from '../sync/manifest.js'
 import { leaseBackend } from '../lease.js'
-import { noHeartbeat, type Heartbeater } from './heartbeat.js'
+import { directProvider } from '../../providers/registry.js'
+import { noHeartbeat, startDirectTouch, type Heartbeater } from './heartbeat.js'
 import { closeQuietly, interruptedError, interruptOnSignals, obtainLease, releaseQuietly, type LeaseInHand } from './lifecycle.js'
 import { brokerNotice, nullRecorder, startRecorder, type Recorder } from './recorder.js'
+import { drained, runOutputSink } from './output.js'
 import { forwardedEnv, remoteCommandFor, signalGroupCommand } from './remote-command.js'
 import { startLocalCheck, syncStep, type SyncOutcome } from './steps.js'
 import { formatMs, stopwatch, summaryLine, type RunTiming } from './timing.js'
@@ -78,6 +81,7 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
   let heartbeat: Heartbeater = noHeartbeat
   let sync: SyncOutcome = { skipped: true, phases: [], ms: 0 }
   let commandMs = 0
+  let sinks: Writable[] = []
   try {
     const broker = backend.broker
     held = await obtainLease(backend, {
@@ -95,7 +99,11 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
             heartbeat.stop()
             heartbeat = startHeartbeat(broker, lease, notice)
           }
-        : undefined,
+        : async (lease) => {
+            // Direct cloud leases: refresh the expiry labels on the same cadence.
+            heartbeat.stop()
+            heartbeat = startDirectTouch(await directProvider(lease.provider), lease, context)
+          },
     })
     const { lease } = held
     const workdir = workdirFor(lease.workRoot, lease.id, repoRoot)
@@ -111,16 +119,12 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
       void liveSession.exec(signalGroupCommand(pidFile, 'INT')).catch(() => {})
       setTimeout(() => void liveSession.exec(signalGroupCommand(pidFile, 'KILL')).catch(() => {}), 3000).unref()
     }
-    const output = {
-      onStdout: (chunk: Buffer) => {
-        process.stdout.write(chunk)
-        recorder.output('stdout', chunk)
-      },
-      onStderr: (chunk: Buffer) => {
-        process.stderr.write(chunk)
-        recorder.output('stderr', chunk)
-      },
-    }
+    // Output goes through sinks with backpressure (a slow local reader holds the remote back).
+    const stdout = runOutputSink(process.stdout, 'stdout', recorder, () => interrupt.signal.aborted)
+    const stderr = runOutputSink(process.stderr, 'stderr', recorder, () => false)
+    sinks = [stdout, stderr]
+    // The warm run's guard takes callbacks (it inspects the first bytes); they feed the same sinks.
+    const output = { onStdout: (chunk: Buffer) => void stdout.write(chunk), onStderr: (chunk: Buffer) => void stderr.write(chunk) }
     const commandStarts = () => {
       recorder.event({ type: 'command.started', phase: 'command', message: argv.join(' ') })
       progress.done()
@@ -177,7 +181,8 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
           cwd: flags.noSync ? undefined : workdir,
           env: forwardedEnv(config.env.allow),
           signal: interrupt.signal,
-          ...output,
+          stdout,
+          stderr,
         })
         ran = { result, ms: clock() }
       }
@@ -185,6 +190,8 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
       commandMs = ran.ms
       exitCode = interrupt.signal.aborted ? 130 : exitCodeOf(ran.result.code, ran.result.signal)
     }
+    // Everything the command printed reaches our streams and the recorder before the run is finished.
+    await Promise.all(sinks.splice(0).map(drained))
     if (interrupt.signal.aborted) {
       recorder.event({ type: 'run.failed', phase: 'failed', message: 'interrupted' })
       exitCode = 130
@@ -205,6 +212,7 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
     return timing
   } catch (error) {
     const exitCode = error instanceof CrabboxError ? error.exitCode : 1
+    await Promise.all(sinks.splice(0).map(drained))
     recorder.event({ type: 'run.failed', phase: 'failed', message: interrupt.signal.aborted ? 'interrupted' : (error as Error).message })
     await recorder.finish({ exitCode, syncMs: sync.ms, commandMs })
     throw error

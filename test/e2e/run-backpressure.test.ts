@@ -1,0 +1,67 @@
+import { readFileSync, readdirSync, rmSync } from 'node:fs'
+import { afterAll, describe, expect, it } from 'vitest'
+import { cliHome, spawnCli, type CliHome } from '../support/cli.js'
+import { gitRepo } from '../support/fixtures.js'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
+
+/** Processes whose command line mentions `needle` (the local runner and what it started). */
+function processesMentioning(needle: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        return readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
+}
+
+describe('crabbox run output into a slow reader', () => {
+  let home: CliHome | undefined
+  let repo: string | undefined
+  afterAll(() => {
+    if (home) {
+      for (const pid of processesMentioning(home.dir)) {
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {
+          // gone
+        }
+      }
+      rmSync(home.dir, { recursive: true, force: true })
+    }
+    if (repo) rmSync(repo, { recursive: true, force: true })
+  })
+
+  // 300 MiB from a remote that writes as fast as it can, while our reader takes nothing.
+  const SIZE = 300 * 1024 * 1024
+  it('holds the remote command back instead of buffering its output, and loses nothing', async () => {
+    home = cliHome()
+    repo = gitRepo()
+    const child = spawnCli(['run', '--', 'head', '-c', String(SIZE), '/dev/zero'], {
+      home,
+      cwd: repo,
+      env: { CRABBOX_NO_AGENT: '1', NODE_EXTRA_CA_CERTS: undefined },
+    })
+    child.stdin!.end()
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+    let stderr = ''
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    let received = 0
+    child.stdout!.on('data', (d: Buffer) => (received += d.length))
+    // Take the first bytes, then stop reading for a while.
+    await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()))
+    child.stdout!.pause()
+    await sleep(3000)
+    // Far below the 300 MiB the remote would have sent by now without backpressure.
+    expect(rssMiB(child.pid!)).toBeLessThan(200)
+    expect(received).toBeLessThan(SIZE)
+    child.stdout!.resume()
+    expect(await exited, stderr).toBe(0)
+    expect(received).toBe(SIZE)
+  })
+})
