@@ -1,8 +1,10 @@
 import { readFileSync, readdirSync, rmSync } from 'node:fs'
 import { afterAll, describe, expect, it } from 'vitest'
-import { cliHome, spawnCli, type CliHome } from '../support/cli.js'
+import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { gitRepo } from '../support/fixtures.js'
 
+// Names the endless remote command of the closed-reader test, so cleanup finds it.
+const MARK = `crabbox-epipe-${process.pid}`
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 
@@ -21,11 +23,12 @@ function processesMentioning(needle: string): number[] {
 }
 
 describe('crabbox run output into a slow reader', () => {
+  const env = { CRABBOX_NO_AGENT: '1', NODE_EXTRA_CA_CERTS: undefined }
   let home: CliHome | undefined
   let repo: string | undefined
   afterAll(() => {
     if (home) {
-      for (const pid of processesMentioning(home.dir)) {
+      for (const pid of [...processesMentioning(home.dir), ...processesMentioning(MARK)]) {
         try {
           process.kill(pid, 'SIGKILL')
         } catch {
@@ -45,7 +48,7 @@ describe('crabbox run output into a slow reader', () => {
     const child = spawnCli(['run', '--', 'head', '-c', String(SIZE), '/dev/zero'], {
       home,
       cwd: repo,
-      env: { CRABBOX_NO_AGENT: '1', NODE_EXTRA_CA_CERTS: undefined },
+      env,
     })
     child.stdin!.end()
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
@@ -63,5 +66,20 @@ describe('crabbox run output into a slow reader', () => {
     child.stdout!.resume()
     expect(await exited, stderr).toBe(0)
     expect(received).toBe(SIZE)
+  })
+  it('a reader that goes away stops the remote command, releases the lease and exits 141 (SIGPIPE)', async () => {
+    home ??= cliHome()
+    repo ??= gitRepo()
+    const child = spawnCli(['run', '--no-sync', '--', 'sh', '-c', `exec yes ${MARK}`], { home, cwd: repo, env })
+    child.stdin!.end()
+    let stderr = ''
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+    await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()))
+    child.stdout!.destroy()
+    expect(await exited, stderr).toBe(141)
+    expect(processesMentioning(MARK)).toEqual([])
+    const list = await runCli(['list', '--json'], { home, cwd: repo, env })
+    expect(JSON.parse(list.stdout)).toEqual([])
   })
 })

@@ -17,20 +17,31 @@ export interface LeaseInHand {
 /**
  * Ctrl-C and SIGTERM abort the run: the remote command is signalled, the run
  * recorded as interrupted and the lease released. A second Ctrl-C exits at once.
+ * A closed stdout (`crabbox run -- yes | head`) stops the command the same way
+ * (sshd's sessions ignore SIGPIPE); the run then exits 141, as if killed by SIGPIPE.
  */
-export function interruptOnSignals(): { signal: AbortSignal; dispose(): void } {
+export function interruptOnSignals(): { signal: AbortSignal; exitCode(): number; dispose(): void } {
   const controller = new AbortController()
+  let brokenPipe = false
   const onSignal = (name: NodeJS.Signals) => {
     if (controller.signal.aborted) process.exit(130)
     controller.abort(name === 'SIGINT' ? 'SIGINT' : 'SIGTERM')
   }
+  const onOutputError = (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE' || controller.signal.aborted) return
+    brokenPipe = true
+    controller.abort('SIGTERM')
+  }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  process.stdout.on('error', onOutputError)
   return {
     signal: controller.signal,
+    exitCode: () => (brokenPipe ? 141 : 130),
     dispose() {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
+      process.stdout.off('error', onOutputError)
     },
   }
 }

@@ -188,13 +188,13 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
       }
       interrupt.signal.removeEventListener('abort', outOfBand)
       commandMs = ran.ms
-      exitCode = interrupt.signal.aborted ? 130 : exitCodeOf(ran.result.code, ran.result.signal)
+      exitCode = interrupt.signal.aborted ? interrupt.exitCode() : exitCodeOf(ran.result.code, ran.result.signal)
     }
     // Everything the command printed reaches our streams and the recorder before the run is finished.
     await Promise.all(sinks.splice(0).map(drained))
     if (interrupt.signal.aborted) {
       recorder.event({ type: 'run.failed', phase: 'failed', message: 'interrupted' })
-      exitCode = 130
+      exitCode = interrupt.exitCode()
     }
     await recorder.finish({ exitCode, syncMs: sync.ms, commandMs })
     const timing: RunTiming = {
