@@ -1,11 +1,10 @@
 import { constants, homedir } from 'node:os'
-import { Writable } from 'node:stream'
 import type { CommandContext } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
 import { CrabboxError, RemoteExit } from '../errors.js'
 import type { ReadyKind } from './readiness.js'
 import type { ExecResult, SshTarget } from '../transport/ssh/types.js'
-import { afterDrain } from '../transport/ssh/streams.js'
+import { outputSink } from '../transport/ssh/streams.js'
 import type { BrokerClient } from '../transport/broker/client.js'
 
 export interface SshFlags {
@@ -135,20 +134,6 @@ function forwardSignals(): { signal: AbortSignal; brokenPipe: () => boolean; dis
   process.stdout.on('error', onOutputError)
   handlers.push(() => void process.stdout.off('error', onOutputError))
   return { signal: controller.signal, brokenPipe: () => brokenPipe, dispose: () => handlers.forEach((off) => off()) }
-}
-
-/**
- * Remote output into one of our streams with backpressure: a slow reader
- * (`crabbox ssh -- cmd | slow`) holds the remote command back instead of
- * growing this process. `drop` discards what arrives once we are stopping.
- */
-function outputSink(out: NodeJS.WriteStream, drop: () => boolean): Writable {
-  return new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      if (drop() || out.destroyed || out.write(chunk)) return done()
-      afterDrain(out, () => done())
-    },
-  })
 }
 
 async function runRemote(session: Session, command: string): Promise<ExecResult> {

@@ -1,5 +1,5 @@
-import { Writable } from 'node:stream'
-import { afterDrain } from '../../transport/ssh/streams.js'
+import type { Writable } from 'node:stream'
+import { outputSink } from '../../transport/ssh/streams.js'
 import type { Recorder } from './recorder.js'
 
 /**
@@ -9,13 +9,7 @@ import type { Recorder } from './recorder.js'
  * instead of growing this process. `drop` discards output once we are stopping.
  */
 export function runOutputSink(out: NodeJS.WriteStream, stream: 'stdout' | 'stderr', recorder: Recorder, drop: () => boolean): Writable {
-  return new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      recorder.output(stream, chunk)
-      if (drop() || out.destroyed || out.write(chunk)) return done()
-      afterDrain(out, () => done())
-    },
-  })
+  return outputSink(out, drop, (chunk) => recorder.output(stream, chunk))
 }
 
 /** Resolves once everything written to `sink` reached its stream (or the sink failed). */

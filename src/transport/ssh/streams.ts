@@ -1,4 +1,4 @@
-import { PassThrough, Readable, type Writable } from 'node:stream'
+import { PassThrough, Readable, Writable } from 'node:stream'
 import type { ExecOptions } from './types.js'
 
 /**
@@ -15,6 +15,22 @@ export function afterDrain(stream: Writable, then: () => void): void {
   stream.once('drain', done)
   stream.once('close', done)
   stream.once('error', done)
+}
+
+/**
+ * A writable that forwards remote output into one of our streams with
+ * backpressure: a slow reader holds the remote command back instead of growing
+ * this process. `tap` sees every chunk first (the run recorder queues it);
+ * `drop` discards output once we are stopping.
+ */
+export function outputSink(out: NodeJS.WritableStream & { destroyed?: boolean }, drop: () => boolean, tap?: (chunk: Buffer) => void): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      tap?.(chunk)
+      if (drop() || out.destroyed || out.write(chunk)) return done()
+      afterDrain(out as unknown as Writable, () => done())
+    },
+  })
 }
 
 type Pausable = { pause(): unknown; resume(): unknown }
