@@ -8,6 +8,7 @@ import { cliHome, runCli } from '../support/cli.js'
 import { createFakeHetzner, serveFake, type ServedFake } from '../support/fake-hetzner.js'
 import { createFakeEc2 } from '../support/fake-ec2.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { gitRepo } from '../support/fixtures.js'
 
 /**
  * `crabbox run --provider hetzner|aws` in direct mode, end to end: the built
@@ -44,21 +45,12 @@ async function bootstrapFrom(userData: string): Promise<void> {
   writeFileSync(host.path(MARKER), '')
 }
 
-function tinyRepo(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'crabbox-cloud-repo-'))
-  writeFileSync(join(dir, 'hello.txt'), 'hello from the checkout\n')
-  execFileSync('git', ['init', '-q'], { cwd: dir })
-  execFileSync('git', ['add', '.'], { cwd: dir })
-  execFileSync('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-qm', 'init'], { cwd: dir })
-  return dir
-}
-
 beforeAll(async () => {
   host = await sshHost({ ports: [2222, 22], name: 'cloud', privateDirs: ['/usr/local/bin', '/var/lib/crabbox'] })
   workRoot = mkdtempSync(join(tmpdir(), 'crabbox-cloud-work-'))
   const uid = Number(execFileSync('id', ['-u', 'crabbox'], { encoding: 'utf8' }).trim())
   chownSync(workRoot, uid, uid)
-  repo = tinyRepo()
+  repo = gitRepo('crabbox-cloud-repo-')
 })
 
 afterAll(async () => {

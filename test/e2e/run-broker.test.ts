@@ -1,12 +1,10 @@
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startBroker, type BrokerHandle } from '../support/broker.js'
 import type { ChildProcess } from 'node:child_process'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { gitRepo, until } from '../support/fixtures.js'
 
 const token = 'e2e-run-token'
 let broker: BrokerHandle
@@ -32,15 +30,6 @@ async function api<T = any>(method: string, path: string): Promise<T> {
   return (await response.json()) as T
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 500))
-  }
-}
 
 /** Resolves when the child's stdout has shown `text`; rejects if it exits first (with its stderr). */
 function stdoutShows(child: ChildProcess, text: string): Promise<void> {
@@ -64,11 +53,7 @@ beforeAll(async () => {
     },
   })
   home = cliHome()
-  repo = mkdtempSync(join(tmpdir(), 'crabbox-repo-'))
-  writeFileSync(join(repo, 'hello.txt'), 'hello\n')
-  execFileSync('git', ['init', '-q'], { cwd: repo })
-  execFileSync('git', ['add', '.'], { cwd: repo })
-  execFileSync('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-qm', 'init'], { cwd: repo })
+  repo = gitRepo('crabbox-repo-', { 'hello.txt': 'hello\n' })
 })
 
 afterAll(async () => {
