@@ -141,7 +141,9 @@ async function main() {
   }
   const crabbox = async (dest: string) => {
     const started = performance.now()
-    const result = await syncWorkdir({ repoRoot: repo, workdir: dest, config, session, progress, env: {} })
+    // CRABBOX_SYNC_CHANNELS=1 measures the single-channel transfer, CRABBOX_SYNC_COMPRESS=0 the raw link, for comparison.
+    const env = Object.fromEntries(['CRABBOX_SYNC_CHANNELS', 'CRABBOX_SYNC_COMPRESS'].filter((name) => process.env[name]).map((name) => [name, process.env[name]]))
+    const result = await syncWorkdir({ repoRoot: repo, workdir: dest, config, session, progress, env })
     if (process.env.BENCH_DEBUG) process.stderr.write(`${JSON.stringify(result.phases)}\n`)
     return performance.now() - started
   }

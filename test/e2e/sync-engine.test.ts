@@ -315,6 +315,39 @@ describe('sync engine against a real sshd', () => {
     expect(readFileSync(join(wd, 'sub/b.txt'), 'utf8')).toBe('b\n')
   })
 
+  it('a transfer split over parallel channels lands byte for byte with modes and links, and commits its record only once every part landed', async () => {
+    const repo = newRepo()
+    for (const dir of ['a', 'm', 'z']) {
+      for (let i = 0; i < 20; i++) put(repo, `${dir}/f${i}.txt`, `${dir} ${i}\n`.repeat(200))
+    }
+    put(repo, 'm/run.sh', '#!/bin/sh\necho hi\n', 0o755)
+    symlinkSync('../a/f1.txt', join(repo, 'z/link'))
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'parts')
+    const channels = { CRABBOX_SYNC_CHANNELS: '4' }
+
+    // A part that cannot land (the runner's z/ is not writable) fails the sync: no fingerprint, no record.
+    const wd = workdir()
+    await host.run(`su - crabbox -s /bin/sh -c "mkdir -p '${wd}'" && mkdir '${wd}/z' && chmod 555 '${wd}/z'`)
+    const error = await sync(repo, wd, { env: channels }).then(() => undefined, (e: Error & { exit?: string }) => e)
+    expect(error?.message).toMatch(/extracting files failed/)
+    expect(existsSync(join(wd, '.git/crabbox/sync-fingerprint'))).toBe(false)
+    expect(existsSync(join(wd, '.git/crabbox/sync-manifest'))).toBe(false)
+    expect(readFileSync(join(wd, 'a/f0.txt'), 'utf8')).toBe('a 0\n'.repeat(200))
+
+    // Once the runner is fixed the next sync repairs everything, and its record covers every part.
+    await host.run(`chown crabbox '${wd}/z' && chmod 755 '${wd}/z'`)
+    const repaired = await sync(repo, wd, { env: channels })
+    expect(repaired.filesSent).toBe(62)
+    expect(tree(wd)).toEqual(await expected(repo, config))
+    expect(lstatSync(join(wd, 'm/run.sh')).mode & 0o777).toBe(0o755)
+    expect((await sync(repo, wd, { env: channels })).skipped).toBe(true)
+    put(repo, 'z/f19.txt', 'changed\n')
+    const one = await sync(repo, wd, { env: channels })
+    expect(one.filesSent).toBe(1)
+    expect(tree(wd)).toEqual(await expected(repo, config))
+  })
+
   it('an interrupted transfer repairs itself on the next sync', async () => {
     const proxy = await tcpProxy({ host: host.address, port: host.ports[0] }, { delayMs: 5 })
     const viaProxy = await openSession({ ...target, host: proxy.host, port: proxy.port }, { useAgent: false })

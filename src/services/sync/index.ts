@@ -9,7 +9,7 @@ import { SentManifests } from './hash-cache.js'
 import { buildManifest, checkSize, formatBytes, readGitContext, type GitContext, type Manifest } from './manifest.js'
 import { massDeletionGuard, planEverything, planSync, type SyncPlan } from './prune.js'
 import { encodeRecord, parseRecords, type RemoteRecord } from './records.js'
-import { META_FILES, PROBE_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, shCommand } from './remote-scripts.js'
+import { META_FILES, PART_SCRIPT, PROBE_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, commitScript, shCommand } from './remote-scripts.js'
 import { probeArgs, type Probed } from './guard.js'
 import { beginGitView, checkUnchanged, saveSnapshot, type GitView, type Unchanged, type UnchangedCheck } from './snapshot.js'
 import { Timer, type SyncPhase } from './timer.js'
@@ -234,12 +234,12 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   const deltaBytes = plan.delta.reduce((n, record) => n + Buffer.byteLength(record), 0)
   const fullManifest = cold || probe.sizes.delta + deltaBytes > Math.max(256 * 1024, probe.sizes.base / 4)
   const needTar = plan.send.length > 0 || fullManifest
-  const { shouldCompress, tarStream } = await transfer
+  const { shouldCompress, splitByBytes, tarStream, transferParts } = await transfer
   const gzip = shouldCompress(plan.sendBytes + (fullManifest ? manifest.files * 80 : 0), env)
   const work = config.gitSeed ? gitWork(git, probe.git) : undefined
   if (config.gitSeed && git?.head && probe.git?.missing) warn('git is not installed on the runner; skipping git seed')
 
-  const script = applyScript({
+  const scriptOptions = {
     workdir: options.workdir,
     meta,
     fingerprint: useFingerprint ? (cold ? 'tar' : fingerprint) : undefined,
@@ -249,7 +249,14 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
     fullManifest,
     records: plan.delta,
     git: work && git ? gitBlock(git, work) : undefined,
-  })
+  }
+  // A large transfer goes over several channels at once (the SSH window limits each channel, not the
+  // connection); the record and fingerprint are then committed by one more exec once every part landed.
+  let parts = needTar ? splitByBytes(plan.send, transferParts(plan.sendBytes, plan.send.length, env)) : []
+  const commit = parts.length > 1 ? commitScript(scriptOptions) : undefined
+  if (commit === undefined || commit.length > INLINE_SCRIPT_LIMIT) parts = [{ start: 0, entries: plan.send }]
+  const split = parts.length > 1
+  const script = applyScript({ ...scriptOptions, deferCommit: split })
 
   if (script.length > INLINE_SCRIPT_LIMIT) {
     await timer.phase('prune', () => exec(session, shCommand(UPLOAD_SCRIPT, 'crabbox-upload', [options.workdir, meta]), { stdin: script, signal, what: 'uploading the sync script' }))
@@ -267,14 +274,17 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
     if (cold && useFingerprint) files.push({ path: `${meta}/${META_FILES.fingerprintNext}`, data: Buffer.from(`${fingerprint}\n`) })
     return files
   }
+  const onHash = (start: number) => (cold ? (index: number, hash: string) => (sentHashes[start + index] = hash) : undefined)
+  const sides = parts.slice(1).map((part) => tarStream({ root: manifest.root, entries: part.entries, extra: () => [], extraPaths: [], onHash: onHash(part.start) }, { gzip }))
   const tar = needTar
     ? tarStream(
         {
           root: manifest.root,
-          entries: plan.send,
-          extra: trailer,
+          entries: parts[0].entries,
+          // The record holds every part's hashes: written once all parts were read.
+          extra: split ? () => Promise.all(sides.map((side) => side.done)).then(trailer) : trailer,
           extraPaths: [`${meta}/${META_FILES.next}`],
-          onHash: cold ? (index, hash) => (sentHashes[index] = hash) : undefined,
+          onHash: onHash(0),
         },
         { gzip },
       )
@@ -293,14 +303,33 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   }
   const command = script.length > INLINE_SCRIPT_LIMIT ? shCommand(RUN_UPLOADED_SCRIPT, 'crabbox-apply', [options.workdir, meta]) : shCommand(script, 'crabbox-apply')
   let packError: unknown
-  tar?.done.catch((error: unknown) => (packError = error))
+  for (const stream of [tar, ...sides]) stream?.done.catch((error: unknown) => (packError ??= error))
+  // The first failure closes every other channel of this sync.
+  const channels = new AbortController()
+  const execSignal = split ? AbortSignal.any([signal, channels.signal]) : signal
+  let failure: unknown
+  const fail = (error: unknown) => {
+    failure ??= error
+    channels.abort(error)
+  }
+  let sideRuns: Promise<unknown>[] = []
+  // The extra parts start once the runner reports the prune is over, so a path changing type extracts cleanly.
+  const onApplyLine = (line: string) => {
+    onLine(line)
+    if (split && line === 'mark transfer' && sideRuns.length === 0) {
+      sideRuns = sides.map((side) => exec(session, shCommand(PART_SCRIPT, 'crabbox-part', [options.workdir, gzip ? 'z' : '-']), { stdin: side.stream, signal: execSignal, what: 'sending files' }).catch(fail))
+    }
+  }
   try {
-    await exec(session, command, { stdin: tar?.stream, signal, onLine, what: 'applying the sync' })
+    await exec(session, command, { stdin: tar?.stream, signal: execSignal, onLine: onApplyLine, what: 'applying the sync' }).catch(fail)
+    await Promise.all(sideRuns)
+    if (failure) throw failure
+    if (commit && split) await exec(session, shCommand(commit, 'crabbox-commit'), { signal, onLine, what: 'committing the sync' })
   } catch (error) {
     // A local read failure truncates the stream, so the runner's tar fails too: report the cause.
     throw packError ?? error
   } finally {
-    tar?.stream.destroy()
+    for (const stream of [tar, ...sides]) stream?.stream.destroy()
   }
   if (current) timer.add(current, performance.now() - since)
 

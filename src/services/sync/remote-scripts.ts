@@ -83,6 +83,8 @@ export interface ApplyScriptOptions {
   records: string[]
   /** A git block (see git-seed.ts) run after the files landed; may print `need-bundle`. */
   git?: string
+  /** Stop after extraction: the record, git and fingerprint come later from commitScript, once every part landed. */
+  deferCommit?: boolean
 }
 
 /** printf in batches: one builtin call per 500 records keeps the script fast without huge lines. */
@@ -97,19 +99,34 @@ function appendRecords(records: string[], file: string): string {
 /** Round trip 2: pending marks, prune, extract, manifest commit, git, fingerprint — in that order. */
 export function applyScript(o: ApplyScriptOptions): string {
   const lines = [
-    APPLY_PRELUDE,
-    `wd=${q(o.workdir)} meta=${q(o.meta)}`,
-    `mkdir -p -- "$wd/$meta" 2>/dev/null && cd -- "$wd" || { echo "cannot create workdir $wd" >&2; exit ${SCRIPT_EXIT.workdir}; }`,
+    ...scriptHead(o),
     // From here until the end the runner's tree may differ from its record: no fingerprint.
     `rm -f -- "$meta/${META_FILES.fingerprint}" "$meta/${META_FILES.next}" "$meta/${META_FILES.fingerprintNext}"`,
     appendRecords(o.pending, META_FILES.delta),
     'mark prune',
     ...o.remove.map((path) => `del ${q(path)}`),
   ]
-  if (o.tar) {
-    lines.push('mark transfer', `tar -x${o.tar.gzip ? 'z' : ''}pf - --no-same-owner || { echo "tar failed to extract the sync stream" >&2; exit ${SCRIPT_EXIT.tar}; }`)
-  }
-  lines.push('mark finalize')
+  if (o.tar) lines.push('mark transfer', extractLine(o.tar.gzip))
+  if (o.deferCommit) lines.push('exit 0', '')
+  else lines.push(...commitLines(o))
+  return lines.filter((line) => line !== '').join('\n')
+}
+
+/** The commit half of a deferred apply: record, git, fingerprint, run after every transfer part landed. */
+export function commitScript(o: ApplyScriptOptions): string {
+  return [...scriptHead(o), ...commitLines(o)].filter((line) => line !== '').join('\n')
+}
+
+const scriptHead = (o: Pick<ApplyScriptOptions, 'workdir' | 'meta'>) => [
+  APPLY_PRELUDE,
+  `wd=${q(o.workdir)} meta=${q(o.meta)}`,
+  `mkdir -p -- "$wd/$meta" 2>/dev/null && cd -- "$wd" || { echo "cannot create workdir $wd" >&2; exit ${SCRIPT_EXIT.workdir}; }`,
+]
+
+const extractLine = (gzip: boolean) => `tar -x${gzip ? 'z' : ''}pf - --no-same-owner || { echo "tar failed to extract the sync stream" >&2; exit ${SCRIPT_EXIT.tar}; }`
+
+function commitLines(o: ApplyScriptOptions): string[] {
+  const lines = ['mark finalize']
   if (o.fullManifest) {
     lines.push(`mv -f -- "$meta/${META_FILES.next}" "$meta/${META_FILES.manifest}" && rm -f -- "$meta/${META_FILES.delta}" || exit 1`)
   } else {
@@ -123,8 +140,16 @@ export function applyScript(o: ApplyScriptOptions): string {
     lines.push(`[ "\${needbundle:-0}" = 1 ] || printf '%s\\n' ${q(o.fingerprint)} > "$meta/${META_FILES.fingerprint}" || exit 1`)
   }
   lines.push('mark done', 'exit 0', '')
-  return lines.filter((line) => line !== '').join('\n')
+  return lines
 }
+
+/**
+ * One extra part of a large transfer, on its own channel (each SSH channel has
+ * its own flow-control window). Started only once the apply script reported
+ * `mark transfer`, so the prune is over. Args: workdir, z|-.
+ */
+export const PART_SCRIPT = `cd -- "$1" || { echo "cannot enter workdir $1" >&2; exit ${SCRIPT_EXIT.workdir}; }
+if [ "$2" = z ]; then tar -xzpf - --no-same-owner; else tar -xpf - --no-same-owner; fi || { echo "tar failed to extract the sync stream" >&2; exit ${SCRIPT_EXIT.tar}; }`
 
 /** Stores a large apply script on the runner first (its own round trip), so it is not limited by argv size. */
 export const UPLOAD_SCRIPT = `mkdir -p -- "$1/$2" 2>/dev/null && cat > "$1/$2/${META_FILES.apply}" || { echo "cannot write to $1" >&2; exit ${SCRIPT_EXIT.workdir}; }`

@@ -15,8 +15,8 @@ const GZIP_MIN_BYTES = 256 * 1024
 export interface TarPlan {
   root: string
   entries: ManifestEntry[]
-  /** In-memory files written last (the runner's record), built once every file was read. */
-  extra: () => { path: string; data: Buffer }[]
+  /** In-memory files written last (the runner's record), built once every file was read (of every part). */
+  extra: () => { path: string; data: Buffer }[] | Promise<{ path: string; data: Buffer }[]>
   /** Paths of those extra files, known up front for their parent directory entries. */
   extraPaths: string[]
   /** Gets the SHA-256 of each entry's bytes as sent (index into `entries`). */
@@ -87,7 +87,7 @@ export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: 
       })
       plan.onHash?.(index, hash.digest('hex'))
     }
-    for (const file of plan.extra()) await entryDone(pack, { name: file.path, type: 'file', size: file.data.length, mode: 0o644, mtime: now }, file.data)
+    for (const file of await plan.extra()) await entryDone(pack, { name: file.path, type: 'file', size: file.data.length, mode: 0o644, mtime: now }, file.data)
     pack.finalize()
   })()
   done.catch((error) => pack.destroy(error))
@@ -102,6 +102,39 @@ export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: 
 }
 
 const BLOCK = 1024 * 1024
+
+/** A transfer at least this big is split across parallel channels (below it the extra round trip does not pay off). */
+const PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+/** Channels per large transfer: well below the pool's per-connection channel cap. */
+const PARALLEL_PARTS = 4
+
+/** How many channels a transfer of this size uses; `CRABBOX_SYNC_CHANNELS=N` (1-8) forces it. */
+export function transferParts(bytes: number, files: number, env: NodeJS.ProcessEnv = process.env): number {
+  const forced = Number(env.CRABBOX_SYNC_CHANNELS)
+  const parts = Number.isInteger(forced) && forced >= 1 && forced <= 8 ? forced : bytes >= PARALLEL_MIN_BYTES ? PARALLEL_PARTS : 1
+  return Math.max(1, Math.min(parts, files))
+}
+
+/**
+ * Contiguous runs of entries with about equal bytes each (manifest order keeps
+ * folders together, which compresses better); `start` indexes into `entries`.
+ */
+export function splitByBytes<T extends { size: number }>(entries: T[], parts: number): { start: number; entries: T[] }[] {
+  const total = entries.reduce((n, entry) => n + entry.size, 0)
+  const out: { start: number; entries: T[] }[] = []
+  let start = 0
+  let bytes = 0
+  for (let i = 0; i < entries.length; i++) {
+    bytes += entries[i].size
+    const left = entries.length - i - 1
+    if (out.length < parts - 1 && left > 0 && bytes >= (total * (out.length + 1)) / parts) {
+      out.push({ start, entries: entries.slice(start, i + 1) })
+      start = i + 1
+    }
+  }
+  if (start < entries.length) out.push({ start, entries: entries.slice(start) })
+  return out
+}
 
 /** Joins tar-stream's many small chunks (512-byte headers, small files) into 1 MiB writes. */
 class Coalesce extends Transform {
