@@ -348,6 +348,41 @@ describe('sync engine against a real sshd', () => {
     expect(tree(wd)).toEqual(await expected(repo, config))
   })
 
+  it('Ctrl-C during a split transfer closes every channel: nothing keeps running on the runner, no fingerprint', async () => {
+    const proxy = await tcpProxy({ host: host.address, port: host.ports[0] }, { delayMs: 5 })
+    const viaProxy = await openSession({ ...target, host: proxy.host, port: proxy.port }, { useAgent: false })
+    try {
+      const repo = newRepo()
+      for (let i = 0; i < 8; i++) put(repo, `p${i}.bin`, randomBytes(4 * 1024 * 1024))
+      const wd = workdir()
+      const controller = new AbortController()
+      const stopWhenWriting = setInterval(() => {
+        if (existsSync(join(wd, 'p7.bin'))) {
+          clearInterval(stopWhenWriting)
+          controller.abort()
+        }
+      }, 2)
+      const result = await sync(repo, wd, { session: viaProxy, signal: controller.signal, env: { CRABBOX_SYNC_COMPRESS: '0' } }).then(
+        () => 'finished',
+        () => 'stopped',
+      )
+      clearInterval(stopWhenWriting)
+      expect(result).toBe('stopped')
+      expect(existsSync(join(wd, '.git/crabbox/sync-fingerprint'))).toBe(false)
+      let left = ''
+      for (let i = 0; i < 200; i++) {
+        // `[/]` keeps pgrep's own command line from matching.
+        left = (await host.run(`pgrep -af -- '[/]${wd.slice(1)}' || true`)).stdout.trim()
+        if (left === '') break
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      expect(left).toBe('')
+    } finally {
+      await viaProxy.close()
+      await proxy.close()
+    }
+  })
+
   it('an interrupted transfer repairs itself on the next sync', async () => {
     const proxy = await tcpProxy({ host: host.address, port: host.ports[0] }, { delayMs: 5 })
     const viaProxy = await openSession({ ...target, host: proxy.host, port: proxy.port }, { useAgent: false })
