@@ -27,12 +27,17 @@ function pipeDelayed(from: Socket, to: Socket, delay: () => number): void {
   let timer: NodeJS.Timeout | undefined
   let lastDue = 0
   let ended = false
+  let waiting = false
 
   const write = (data: Buffer) => {
-    if (!to.write(data)) {
-      from.pause()
-      to.once('drain', () => from.resume())
-    }
+    // One drain wait per full buffer, however many queued chunks a flush writes.
+    if (to.write(data) || waiting) return
+    waiting = true
+    from.pause()
+    to.once('drain', () => {
+      waiting = false
+      from.resume()
+    })
   }
   const flush = () => {
     timer = undefined
