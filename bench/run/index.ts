@@ -2,29 +2,19 @@
 // at 50 ms round-trip time, with --no-sync and with an unchanged 20k-file checkout, against a
 // fresh OpenSSH `ssh host true` and an OpenSSH ControlMaster client, all through one TCP proxy.
 import { spawn, spawnSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
-import { loadavg, tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
-import { cliHome, repoRoot } from '../../test/support/cli.js'
+import { cliHome } from '../../test/support/cli.js'
 import { sshHost } from '../../test/support/ssh-host.js'
 import { tcpProxy } from '../../test/support/tcp-proxy.js'
+import { cliSnapshot, runChild, shellQuote } from '../common.js'
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 15
 const files = Number(process.argv[process.argv.indexOf('--files') + 1]) || 20_000
 // Measure the build users get (dist + oclif manifest) from a private snapshot: others rebuild
 // the shared dist/ while we measure.
-const scratch = mkdtempSync(join(tmpdir(), 'crabbox-bench-run-'))
-const snapshot = join(scratch, 'crabbox')
-mkdirSync(snapshot)
-for (const entry of ['bin', 'package.json']) cpSync(join(repoRoot, entry), join(snapshot, entry), { recursive: true })
-symlinkSync(join(repoRoot, 'node_modules'), join(snapshot, 'node_modules'))
-process.stderr.write('building a snapshot (npm run build: tsc, bundle, oclif manifest) ...\n')
-spawnSync(process.execPath, [join(repoRoot, 'scripts', 'build.js'), '--root', snapshot, '--ignore-type-errors'], { cwd: repoRoot, stdio: 'ignore' })
-if (!existsSync(join(snapshot, 'dist', 'commands', 'run.js'))) {
-  process.stderr.write('could not build the CLI snapshot\n')
-  process.exit(1)
-}
-const cli = join(snapshot, 'bin', 'run.js')
+const { scratch, cli } = cliSnapshot('run', 'run')
 
 // The checkout: `files` small files in 200 folders, committed.
 process.stderr.write(`creating a ${files}-file git checkout ...\n`)
@@ -54,16 +44,8 @@ const env: NodeJS.ProcessEnv = {
 }
 delete env.NODE_EXTRA_CA_CERTS // adds ~115 ms to every Node start here
 // The proxy lives in this process, so children run asynchronously (never *Sync) or it stalls.
-function run(args: string[], options: { capture?: boolean; cwd?: string } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(args[0], args.slice(1), { env, cwd: options.cwd ?? scratch, stdio: ['ignore', options.capture ? 'pipe' : 'inherit', 'inherit'] })
-    let out = ''
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d))
-    child.on('error', reject)
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(' ')} exited ${code}`))))
-  })
-}
-const q = (args: string[]) => args.map((a) => (/^[\w@%+=:,./~-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')
+const run = (args: string[], options: { capture?: boolean; cwd?: string } = {}) => runChild(args, env, options.cwd ?? scratch, options.capture)
+const q = shellQuote
 
 try {
   const lease = JSON.parse(await run([process.execPath, cli, 'warmup', '--json'], { capture: true })) as { id: string }

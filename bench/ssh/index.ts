@@ -1,31 +1,20 @@
 // `npm run bench -- ssh [--runs N]`: per-command latency of a warm `crabbox ssh -- true`
 // (connection agent holding the connection) against a fresh OpenSSH login and an OpenSSH
 // ControlMaster mux client, through a TCP proxy at 0 ms and 50 ms round-trip time.
-import { spawn, spawnSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
-import { loadavg, tmpdir } from 'node:os'
+import { readFileSync, rmSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
-import { cliHome, repoRoot } from '../../test/support/cli.js'
+import { cliHome } from '../../test/support/cli.js'
 import { sshHost } from '../../test/support/ssh-host.js'
 import { tcpProxy } from '../../test/support/tcp-proxy.js'
+import { cliSnapshot, runChild, shellQuote } from '../common.js'
 import { SshPool } from '../../src/transport/ssh/pool.js'
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 20
 // Start-up is part of the figure, so measure the build users get (dist plus the oclif
 // manifest), built into a private snapshot: in a shared checkout concurrent rebuilds rewrite
 // dist/ and drop the manifest under a running benchmark.
-const scratch = mkdtempSync(join(tmpdir(), 'crabbox-bench-ssh-'))
-const snapshot = join(scratch, 'crabbox')
-mkdirSync(snapshot)
-for (const entry of ['bin', 'package.json']) cpSync(join(repoRoot, entry), join(snapshot, entry), { recursive: true })
-symlinkSync(join(repoRoot, 'node_modules'), join(snapshot, 'node_modules'))
-process.stderr.write('building a snapshot (npm run build: tsc, bundle, oclif manifest) ...\n')
-const manifest = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'build.js'), '--root', snapshot, '--ignore-type-errors'], { cwd: repoRoot, stdio: 'ignore' })
-if (!existsSync(join(snapshot, 'dist', 'commands', 'ssh.js')) || manifest.status !== 0) {
-  process.stderr.write('could not build the CLI snapshot\n')
-  process.exit(1)
-}
-const cli = join(snapshot, 'bin', 'run.js')
+const { scratch, cli } = cliSnapshot('ssh', 'ssh')
 
 const host = await sshHost({ ports: [22] })
 const proxy = await tcpProxy({ host: host.address, port: 22 })
@@ -36,17 +25,8 @@ const env: NodeJS.ProcessEnv = { ...process.env, ...home.env, CRABBOX_SSH_KEY: h
 delete env.NODE_EXTRA_CA_CERTS
 const crabbox = [process.execPath, cli, 'ssh', '--provider', 'ssh', '--static-host', proxy.host, '--static-port', String(proxy.port)]
 // The proxy lives in this process, so children must run asynchronously (never *Sync) or it stalls.
-function run(args: string[], options: { capture?: boolean; cwd?: string } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    // cwd outside any repo: a repo .crabbox.yaml must not change what is measured.
-    const child = spawn(args[0], args.slice(1), { env, cwd: options.cwd ?? scratch, stdio: ['ignore', options.capture ? 'pipe' : 'inherit', 'inherit'] })
-    let out = ''
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d))
-    child.on('error', reject)
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(' ')} exited ${code}`))))
-  })
-}
-const q = (args: string[]) => args.map((a) => (/^[\w@%+=:,./~-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')
+const run = (args: string[], options: { capture?: boolean; cwd?: string } = {}) => runChild(args, env, options.cwd ?? scratch, options.capture)
+const q = shellQuote
 
 try {
   // Pins the host key and starts the agent; --print then gives the same key, port and known_hosts to OpenSSH.

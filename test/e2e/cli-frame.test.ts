@@ -1,18 +1,11 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
-import { cliHome, cliPath, repoRoot, runCli, type CliHome } from '../support/cli.js'
+import { describe, expect, it } from 'vitest'
+import { homePerTest } from '../support/fixtures.js'
+import { cliPath, repoRoot, runCli, type CliHome } from '../support/cli.js'
 
-const homes: CliHome[] = []
-const home = () => {
-  const made = cliHome()
-  homes.push(made)
-  return made
-}
-afterEach(() => {
-  for (const made of homes.splice(0)) rmSync(made.dir, { recursive: true, force: true })
-})
+const home = homePerTest()
 
 const userFile = (h: CliHome) => join(h.env.XDG_CONFIG_HOME, 'crabbox', 'config.yaml')
 const put = (path: string, text: string) => {

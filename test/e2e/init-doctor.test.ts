@@ -1,18 +1,11 @@
 import { execFileSync } from 'node:child_process'
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
-import { cliHome, runCli, type CliHome } from '../support/cli.js'
+import { describe, expect, it } from 'vitest'
+import { homePerTest } from '../support/fixtures.js'
+import { runCli } from '../support/cli.js'
 
-const homes: CliHome[] = []
-const home = () => {
-  const made = cliHome()
-  homes.push(made)
-  return made
-}
-afterEach(() => {
-  for (const made of homes.splice(0)) rmSync(made.dir, { recursive: true, force: true })
-})
+const home = homePerTest()
 
 describe('init', () => {
   it('writes a loadable .crabbox.yaml and the agent skill at the git root, and refuses to overwrite without --force', async () => {

@@ -1,8 +1,9 @@
 import { execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { expect } from 'vitest'
+import { afterEach, expect } from 'vitest'
+import { cliHome, type CliHome } from './cli.js'
 
 /** A small committed git checkout to run from, so each sync is quick. */
 export function gitRepo(prefix = 'crabbox-repo-', files: Record<string, string> = { 'hello.txt': 'hello from the checkout\n' }): string {
@@ -46,5 +47,18 @@ export async function until<T>(what: string, probe: () => T | undefined | Promis
     if (value !== undefined) return value
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+/** A fresh CLI home per call, each removed after the test that made it. */
+export function homePerTest(): () => CliHome {
+  const homes: CliHome[] = []
+  afterEach(() => {
+    for (const made of homes.splice(0)) rmSync(made.dir, { recursive: true, force: true })
+  })
+  return () => {
+    const made = cliHome()
+    homes.push(made)
+    return made
   }
 }
