@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process'
 import { readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -36,6 +37,18 @@ afterAll(async () => {
   await served?.close()
   rmSync(home.dir, { recursive: true, force: true })
 })
+
+
+/** Reads login's stderr until it prints GitHub's authorize URL (what a user would open). */
+function authorizeUrlFrom(child: ChildProcess, onText: (text: string) => string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      const match = /https?:\/\/\S+\/login\/oauth\/authorize\S+/.exec(onText(d))
+      if (match) resolve(match[0])
+    })
+    child.once('exit', () => reject(new Error(`login exited early: ${onText('')}`)))
+  })
+}
 
 describe('account commands against the broker', () => {
   it('whoami without a broker is exit 2 saying how to log in', async () => {
@@ -80,14 +93,7 @@ describe('account commands against the broker', () => {
     let stdout = ''
     let stderr = ''
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    const authorizeUrl = await new Promise<string>((resolve, reject) => {
-      child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-        stderr += d
-        const match = /https?:\/\/\S+\/login\/oauth\/authorize\S+/.exec(stderr)
-        if (match) resolve(match[0])
-      })
-      child.once('exit', () => reject(new Error(`login exited early: ${stderr}`)))
-    })
+    const authorizeUrl = await authorizeUrlFrom(child, (text) => (stderr += text))
     const code = new Promise<number | null>((resolve) => child.once('exit', resolve))
     // Play the browser: GitHub approves and redirects to the broker's callback.
     const page = await fetch(authorizeUrl)
@@ -109,14 +115,7 @@ describe('account commands against the broker', () => {
     const child = spawnCli(['login', '--no-browser'], { home })
     child.stdin!.end()
     let stderr = ''
-    const authorizeUrl = await new Promise<string>((resolve, reject) => {
-      child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-        stderr += d
-        const match = /https?:\/\/\S+\/login\/oauth\/authorize\S+/.exec(stderr)
-        if (match) resolve(match[0])
-      })
-      child.once('exit', () => reject(new Error(`login exited early: ${stderr}`)))
-    })
+    const authorizeUrl = await authorizeUrlFrom(child, (text) => (stderr += text))
     const code = new Promise<number | null>((resolve) => child.once('exit', resolve))
     await fetch(authorizeUrl).then((response) => response.text())
     expect(await code).toBe(3)

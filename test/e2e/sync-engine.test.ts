@@ -12,9 +12,9 @@ import { createProgress } from '../../src/ui/progress.js'
 import { cliHome } from '../support/cli.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { tcpProxy } from '../support/tcp-proxy.js'
+import { git } from '../support/fixtures.js'
 
 const quiet = createProgress({ quiet: true })
-const git = (cwd: string, ...args: string[]) => execFileSync('git', ['-C', cwd, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } })
 
 function newRepo(): string {
   const dir = mkdtempSync(join(tmpdir(), 'crabbox-sync-repo-'))

@@ -15,6 +15,10 @@ export function gitRepo(prefix = 'crabbox-repo-', files: Record<string, string> 
   return dir
 }
 
+/** Runs git in `cwd` with a fixed test identity; returns its stdout. */
+export const git = (cwd: string, ...args: string[]) =>
+  execFileSync('git', ['-C', cwd, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } })
+
 /** Calls the broker's HTTP API as a test user; any non-2xx fails the test with the route named. */
 export function brokerApi(url: () => string, headers: Record<string, string>) {
   return async (method: string, path: string, body?: unknown): Promise<any> => {

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process'
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,9 +8,8 @@ import { buildManifest, checkPath, checkSize, MODE_EXEC, MODE_LINK } from '../..
 import { massDeletionGuard, planSync } from '../../src/services/sync/prune.js'
 import { encodeRecord, parseRecords } from '../../src/services/sync/records.js'
 import { summarizeManifest } from '../../src/services/sync/summary.js'
+import { git } from '../support/fixtures.js'
 
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync('git', ['-C', cwd, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } })
 const put = (root: string, path: string, content: string) => {
   mkdirSync(join(root, path, '..'), { recursive: true })
   writeFileSync(join(root, path), content)

@@ -7,9 +7,8 @@ import { defaultConfig } from '../../src/config/schema.js'
 import { computeFingerprint, hashManifest } from '../../src/services/sync/fingerprint.js'
 import { buildManifest, readGitContext } from '../../src/services/sync/manifest.js'
 import { beginGitView, readSnapshot, saveSnapshot, verifySnapshot } from '../../src/services/sync/snapshot.js'
+import { git } from '../support/fixtures.js'
 
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync('git', ['-C', cwd, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } })
 /** Written (and its folders touched) a minute ago: outside the racy window, so the snapshot may vouch for them. */
 const put = (root: string, path: string, content: string) => {
   mkdirSync(join(root, path, '..'), { recursive: true })
