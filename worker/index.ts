@@ -59,14 +59,7 @@ app.use('/v1/*', async (c, next) => {
   await next()
 })
 
-// Route table: the Fleet object (worker/fleet/router.ts) owns every /v1 route below.
-//   GET  /v1/whoami
-//   POST /v1/leases                      GET /v1/leases
-//   GET  /v1/leases/{id|slug}            POST /v1/leases/{id}/heartbeat
-//   POST /v1/leases/{id}/release         GET|PUT|DELETE /v1/leases/{id}/share
-//   GET  /v1/pool                        (admin)
-//   GET  /v1/admin/leases                POST /v1/admin/leases/{id}/release|delete (admin)
-//   /v1/runs…, /v1/usage, /v1/control    (runs, usage, control modules)
+// Every other /v1 route is the Fleet object's (worker/fleet/routes.ts lists them all).
 app.all('/v1/*', (c) => forward(c.req.raw, c.env, c.get('identity')))
 
 export default app

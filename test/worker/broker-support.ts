@@ -1,7 +1,7 @@
 import { env, runInDurableObject, SELF } from 'cloudflare:test'
 import { SignJWT, importJWK } from 'jose'
 import type { FleetDurableObject } from '../../worker/fleet/fleet.js'
-import type { FleetDeps } from '../../worker/fleet/router.js'
+import type { FleetDeps } from '../../worker/fleet/deps.js'
 import { signUserToken } from '../../worker/auth/tokens.js'
 import { newLeaseId } from '../../src/protocol/ids.js'
 import { ACCESS_AUD, ACCESS_PRIVATE_JWK, ACCESS_TEAM_DOMAIN } from './fixtures/access.js'

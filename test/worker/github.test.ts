@@ -1,6 +1,6 @@
 import { SELF } from 'cloudflare:test'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { githubCallback, sha256Hex, startGithubLogin } from '../../worker/auth/github.js'
+import { githubCallback, sha256Hex, startGithubLogin } from '../../worker/fleet/github.js'
 import { ApiError } from '../../src/protocol/errors.js'
 import { createFakeGithub, type FakeGithub } from '../support/fake-github.js'
 import { api, inFleet, nobody } from './broker-support.js'

@@ -1,9 +1,9 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
-import { LeaseListQuery, LeaseRef, PoolQuery, ReleaseRequest, type ProviderMachine } from '../../src/protocol/leases.js'
+import { LeaseListQuery, LeaseListResponse, LeaseRef, LeaseResponse, PoolQuery, PoolResponse, ReleaseRequest, type ProviderMachine } from '../../src/protocol/leases.js'
 import { isListable } from '../providers/registry.js'
 import type { Machine } from '../providers/types.js'
 import { listLeases, releaseLease } from './leases.js'
-import { jsonBody, pathParam, queryParams, requireAdmin, type FleetApp, type FleetDeps } from './router.js'
+import { defineRoute, type RouteSpec } from './route-spec.js'
 
 function toProviderMachine(machine: Machine): ProviderMachine {
   return {
@@ -19,44 +19,61 @@ function toProviderMachine(machine: Machine): ProviderMachine {
   }
 }
 
-/** Operator routes (§4.23): 403 `admin token required` for everyone else, before routing. */
-export function registerAdminRoutes(app: FleetApp, deps: FleetDeps): void {
-  app.use('/v1/admin/*', async (c, next) => {
-    requireAdmin(c)
-    await next()
-  })
-  app.use('/v1/pool', async (c, next) => {
-    requireAdmin(c)
-    await next()
-  })
+/**
+ * Operator routes. Everyone else gets 403 `admin token required`, before routing:
+ * the app guards these prefixes for any method and path below them.
+ */
+export const ADMIN_PREFIXES = ['/v1/admin/*', '/v1/pool'] as const
 
-  app.get('/v1/pool', async (c) => {
-    const { provider } = queryParams(c, PoolQuery)
-    const names = provider ? [provider] : deps.providers.names()
-    const machines: ProviderMachine[] = []
-    for (const name of names) {
-      const instance = deps.providers.get(name)
-      if (!isListable(instance)) continue
-      try {
-        machines.push(...(await instance.list()).map(toProviderMachine))
-      } catch (error) {
-        // Like the reference: one provider's outage does not hide the others, unless asked for by name.
-        if (provider) throw new ApiError(502, ErrorCode.providerFailed, `${name}: ${error instanceof Error ? error.message : String(error)}`)
+export const ADMIN_ROUTES: readonly RouteSpec[] = [
+  defineRoute(
+    { method: 'GET', path: '/v1/pool', summary: "Machines the providers report (each provider's own list)", auth: 'admin', query: PoolQuery, response: PoolResponse },
+    async (c, deps, input) => {
+      const { provider } = input.query()
+      const names = provider ? [provider] : deps.providers.names()
+      const machines: ProviderMachine[] = []
+      for (const name of names) {
+        const instance = deps.providers.get(name)
+        if (!isListable(instance)) continue
+        try {
+          machines.push(...(await instance.list()).map(toProviderMachine))
+        } catch (error) {
+          // One provider's outage does not hide the others, unless it was asked for by name.
+          if (provider) throw new ApiError(502, ErrorCode.providerFailed, `${name}: ${error instanceof Error ? error.message : String(error)}`)
+        }
       }
-    }
-    return c.json({ machines })
-  })
-
-  app.get('/v1/admin/leases', (c) => c.json(listLeases(deps.storage, c.get('identity'), queryParams(c, LeaseListQuery))))
-
-  app.post('/v1/admin/leases/:id/release', async (c) => {
-    const ref = pathParam(c, 'id', LeaseRef)
-    const body = await jsonBody(c, ReleaseRequest, { optional: true })
-    return c.json({ lease: await releaseLease(deps, c.get('identity'), ref, { delete: body.delete }) })
-  })
-
-  app.post('/v1/admin/leases/:id/delete', async (c) => {
-    const ref = pathParam(c, 'id', LeaseRef)
-    return c.json({ lease: await releaseLease(deps, c.get('identity'), ref, { delete: true, forgetKeep: true }) })
-  })
-}
+      return c.json({ machines })
+    },
+  ),
+  defineRoute(
+    { method: 'GET', path: '/v1/admin/leases', summary: 'List every lease', auth: 'admin', query: LeaseListQuery, response: LeaseListResponse },
+    (c, deps, input) => c.json(listLeases(deps.storage, c.get('identity'), input.query())),
+  ),
+  defineRoute(
+    {
+      method: 'POST',
+      path: '/v1/admin/leases/:id/release',
+      summary: "Release anyone's lease",
+      auth: 'admin',
+      params: { id: LeaseRef },
+      body: ReleaseRequest,
+      response: LeaseResponse,
+    },
+    async (c, deps, input) => {
+      const ref = input.param('id')
+      const body = await input.body({ optional: true })
+      return c.json({ lease: await releaseLease(deps, c.get('identity'), ref, { delete: body.delete }) })
+    },
+  ),
+  defineRoute(
+    {
+      method: 'POST',
+      path: '/v1/admin/leases/:id/delete',
+      summary: "Release a lease and delete its machine, even a kept one",
+      auth: 'admin',
+      params: { id: LeaseRef },
+      response: LeaseResponse,
+    },
+    async (c, deps, input) => c.json({ lease: await releaseLease(deps, c.get('identity'), input.param('id'), { delete: true, forgetKeep: true }) }),
+  ),
+]

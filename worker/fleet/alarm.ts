@@ -1,8 +1,9 @@
+import type { FleetDeps } from './deps.js'
 import { cleanupMachine, dueCleanups, expireDueLeases, nextLeaseWake } from './leases.js'
-import type { FleetDeps } from './router.js'
+import { pruneRunHistory } from './runs.js'
 
 /**
- * The one alarm schedule: lease expiry, machine deletion retries, retention.
+ * The one alarm schedule: lease expiry, machine deletion retries, run retention.
  * Alarms are at-least-once, so each step is idempotent and bounded; when a
  * batch is full the alarm comes back a second later instead of looping.
  */
@@ -19,8 +20,7 @@ export async function runAlarm(deps: FleetDeps): Promise<void> {
   // Provider calls happen here, one lease at a time, outside any transaction.
   for (const leaseId of due) await cleanupMachine(deps, leaseId)
 
-  let pruneAt: number | undefined
-  if (deps.hooks.prune) pruneAt = (await deps.hooks.prune(deps.storage, now, PRUNE_BUDGET)).nextAt
+  const pruneAt = pruneRunHistory(deps.storage, deps.env, now, PRUNE_BUDGET).nextAt
 
   const more = expired.length === EXPIRE_BATCH || due.length === CLEANUP_BATCH
   // Work still due now was left on purpose (a full batch, or a create still running past its

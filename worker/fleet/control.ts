@@ -5,7 +5,7 @@ import type { HeartbeatRequest } from '../../src/protocol/leases.js'
 import { RUN_LIMITS } from '../../src/protocol/runs.js'
 import type { Identity } from '../auth/identity.js'
 import { heartbeatLease } from './leases.js'
-import type { FleetApp, FleetDeps } from './router.js'
+import type { FleetDeps } from './deps.js'
 import { canSeeRun, listRunEvents, peekRun } from './runs.js'
 import type { FleetStorage } from './storage.js'
 
@@ -37,7 +37,7 @@ export interface ControlAttachment {
   subscriptions: Record<string, number>
 }
 
-/** Lease heartbeat as the control socket needs it; part 1's lease module provides it. */
+/** Lease heartbeat as the control socket needs it; the lease module provides it. */
 export type ControlHeartbeat = (
   identity: Identity,
   leaseRef: string,
@@ -178,11 +178,11 @@ export async function handleControlMessage(deps: ControlDeps, ws: WebSocket, raw
 }
 
 /**
- * `GET /v1/control` plus the object's socket hooks. Heartbeats go through the lease
- * module's `heartbeatLease`, so they mean exactly what HTTP heartbeats mean (and never
- * revive an expired lease); its 4xx codes come back as `ok:false` with that code.
+ * Control heartbeats go through the lease module's `heartbeatLease`, so they mean exactly
+ * what HTTP heartbeats mean (and never revive an expired lease); its 4xx codes come back
+ * as `ok:false` with that code.
  */
-export function registerControlRoutes(app: FleetApp, deps: FleetDeps): void {
+function controlDeps(deps: FleetDeps): ControlDeps {
   const heartbeat: ControlHeartbeat = async (identity, leaseRef, body) => {
     try {
       const lease = await heartbeatLease(deps, identity, leaseRef, body)
@@ -192,26 +192,29 @@ export function registerControlRoutes(app: FleetApp, deps: FleetDeps): void {
       throw error
     }
   }
-  const control: ControlDeps = { ctx: deps.ctx, storage: deps.storage, heartbeat }
-  deps.hooks.webSocketMessage = async (ws, message) => {
+  return { ctx: deps.ctx, storage: deps.storage, heartbeat }
+}
+
+/** The object's `webSocketMessage`: one frame; a failing handler never kills the socket. */
+export async function onControlMessage(deps: FleetDeps, ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+  try {
+    await handleControlMessage(controlDeps(deps), ws, message)
+  } catch (error) {
+    // The client sees an error frame instead.
+    console.error('control message failed', error)
     try {
-      await handleControlMessage(control, ws, message)
-    } catch (error) {
-      // A failing handler must not kill the socket; the client sees an error frame.
-      console.error('control message failed', error)
-      try {
-        sendError(ws, 'invalid_message', 'the broker could not handle that message')
-      } catch {
-        // socket already gone
-      }
-    }
-  }
-  deps.hooks.webSocketClose = (ws, code) => {
-    try {
-      ws.close(code === 1005 || code === 1006 ? 1000 : code, 'bye')
+      sendError(ws, 'invalid_message', 'the broker could not handle that message')
     } catch {
-      // already closed
+      // socket already gone
     }
   }
-  app.all('/v1/control', (c) => openControlSocket(deps.ctx, c.req.raw, c.get('identity')))
+}
+
+/** The object's `webSocketClose`: completes the close handshake. */
+export function onControlClose(ws: WebSocket, code: number): void {
+  try {
+    ws.close(code === 1005 || code === 1006 ? 1000 : code, 'bye')
+  } catch {
+    // already closed
+  }
 }

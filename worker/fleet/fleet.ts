@@ -2,14 +2,16 @@ import { DurableObject } from 'cloudflare:workers'
 import type { Env } from '../env.js'
 import { providerRegistry } from '../providers/registry.js'
 import { runAlarm, wakeBy } from './alarm.js'
+import { onControlClose, onControlMessage } from './control.js'
+import type { FleetApp, FleetDeps } from './deps.js'
 import { ensureLeaseSchema } from './leases.js'
-import { createFleetApp, type FleetApp, type FleetDeps } from './router.js'
+import { createFleetApp } from './routes.js'
 import { fleetStorage } from './storage.js'
 
 /**
  * The single Durable Object that owns fleet state. Thin on purpose: requests go
- * to the Hono app in router.ts, the alarm to alarm.ts, sockets to the hooks the
- * control module registers; each domain lives in its own module beside this one.
+ * to the Hono app built from the route table (routes.ts), the alarm to alarm.ts
+ * (lease expiry, machine cleanup, run retention), sockets to the control module.
  */
 export class FleetDurableObject extends DurableObject<Env> {
   readonly deps: FleetDeps
@@ -26,7 +28,6 @@ export class FleetDurableObject extends DurableObject<Env> {
       providers: providerRegistry({ env, storage, fetch: (input, init) => fetch(input, init) }),
       now: () => new Date(),
       wakeBy: (at) => wakeBy(ctx, at),
-      hooks: {},
     }
     this.app = createFleetApp(this.deps)
   }
@@ -40,14 +41,14 @@ export class FleetDurableObject extends DurableObject<Env> {
   }
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    await this.deps.hooks.webSocketMessage?.(ws, message)
+    await onControlMessage(this.deps, ws, message)
   }
 
-  override async webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): Promise<void> {
-    await this.deps.hooks.webSocketClose?.(ws, code, reason, wasClean)
+  override webSocketClose(ws: WebSocket, code: number): void {
+    onControlClose(ws, code)
   }
 
-  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
-    await this.deps.hooks.webSocketError?.(ws, error)
+  override webSocketError(): void {
+    // Nothing to do: a socket's state lives in its attachment and goes with it.
   }
 }

@@ -19,7 +19,7 @@ import { canManageLease, leaseRole, type Identity } from '../auth/identity.js'
 import { setting } from '../env.js'
 import type { Machine, MachineRequest } from '../providers/types.js'
 import { costLimits, enforceCaps, hourlyRate, maxEstimatedUSD, monthOf } from './caps.js'
-import type { FleetDeps } from './router.js'
+import type { FleetDeps } from './deps.js'
 import { decodeCursor, encodeCursor, type FleetStorage } from './storage.js'
 
 /**

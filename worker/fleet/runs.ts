@@ -374,3 +374,17 @@ export function pruneRuns(storage: FleetStorage, options: PruneOptions): PruneRe
     return oldest === undefined || more ? { runs, rows, more } : { runs, rows, more, oldestKept: oldest }
   })
 }
+
+const DAY_MS = 86_400_000
+const SOON_MS = 1_000
+
+/**
+ * The alarm's retention step: prunes at most `budget` rows of runs older than the
+ * retention window. Returns when the alarm should next call it (ms epoch), if ever.
+ */
+export function pruneRunHistory(storage: FleetStorage, env: Record<string, unknown>, now: Date, budget: number): { nextAt?: number } {
+  const days = runRetentionDays(env)
+  const result = pruneRuns(storage, { before: new Date(now.getTime() - days * DAY_MS), maxRows: budget })
+  if (result.more) return { nextAt: now.getTime() + SOON_MS }
+  return result.oldestKept ? { nextAt: Date.parse(result.oldestKept) + days * DAY_MS } : {}
+}

@@ -1,8 +1,7 @@
 import { LIVE_LEASE_STATES } from '../../src/protocol/leases.js'
-import { USAGE_GROUP_LIMIT, UsageQuery, type UsageGroup, type UsageScope, type UsageSummary } from '../../src/protocol/usage.js'
+import { USAGE_GROUP_LIMIT, type UsageQuery, type UsageGroup, type UsageScope, type UsageSummary } from '../../src/protocol/usage.js'
 import type { Identity } from '../auth/identity.js'
 import { costLimits, monthOf } from './caps.js'
-import { queryParams, type FleetApp, type FleetDeps } from './router.js'
 import type { FleetStorage } from './storage.js'
 
 /**
@@ -86,12 +85,4 @@ export function usageSummary(storage: FleetStorage, selection: UsageSelection, n
     byProvider: group(GROUPS.byProvider),
     byServerType: group(GROUPS.byServerType),
   }
-}
-
-export function registerUsageRoutes(app: FleetApp, deps: FleetDeps): void {
-  app.get('/v1/usage', (c) => {
-    const now = deps.now()
-    const selection = usageSelection(c.get('identity'), queryParams(c, UsageQuery), now)
-    return c.json({ usage: usageSummary(deps.storage, selection, now), limits: costLimits(deps.env) })
-  })
 }

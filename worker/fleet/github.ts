@@ -1,13 +1,12 @@
 import * as v from 'valibot'
-import { GithubCallbackQuery, GithubLoginPollRequest, GithubLoginStartRequest } from '../../src/protocol/auth.js'
+import type { GithubCallbackQuery } from '../../src/protocol/auth.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
+import { sanitizeOrg } from '../auth/identity.js'
+import { secretsEqual, signUserToken, userTokenSecret, USER_TOKEN_LIFETIME_SECONDS } from '../auth/tokens.js'
 import type { Env } from '../env.js'
 import { setting } from '../env.js'
-import type { FleetApp, FleetContext, FleetDeps } from '../fleet/router.js'
-import { jsonBody } from '../fleet/router.js'
-import type { FleetStorage } from '../fleet/storage.js'
-import { sanitizeOrg } from './identity.js'
-import { secretsEqual, signUserToken, userTokenSecret, USER_TOKEN_LIFETIME_SECONDS } from './tokens.js'
+import type { FleetDeps } from './deps.js'
+import type { FleetStorage } from './storage.js'
 
 /**
  * GitHub login (coordinator API §4.2). The CLI starts a login with the hash of a secret,
@@ -314,41 +313,3 @@ export async function pollGithubLogin(deps: Pick<FleetDeps, 'storage' | 'now'>, 
     body: { status: 'complete', token: result.token, owner: result.owner, org: result.org, login: result.login, ...(current.provider ? { provider: current.provider } : {}) },
   }
 }
-
-function origin(c: FleetContext): string {
-  return new URL(c.req.url).origin
-}
-
-export function registerGithubRoutes(app: FleetApp, deps: FleetDeps): void {
-  app.post('/v1/auth/github/start', async (c) => {
-    if (!githubSettings(deps.env)) throw new ApiError(503, 'github_oauth_not_configured', 'GitHub OAuth is not configured')
-    let body: v.InferOutput<typeof GithubLoginStartRequest>
-    try {
-      body = await jsonBody(c, GithubLoginStartRequest)
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 400) throw new ApiError(400, 'invalid_poll_secret_hash', `pollSecretHash must be the lowercase hex SHA-256 of your poll secret (${error.message})`)
-      throw error
-    }
-    const started = startGithubLogin(deps, { mode: 'cli', pollSecretHash: body.pollSecretHash, ...(body.provider ? { provider: body.provider } : {}) }, origin(c))
-    return c.json(started)
-  })
-
-  app.get('/v1/auth/github/callback', async (c) => {
-    const parsed = v.safeParse(GithubCallbackQuery, c.req.query())
-    if (!parsed.success) return htmlPage(400, 'Crabbox login failed', 'The callback parameters are not valid.')
-    return githubCallback(deps, parsed.output)
-  })
-
-  app.post('/v1/auth/github/poll', async (c) => {
-    let body: v.InferOutput<typeof GithubLoginPollRequest>
-    try {
-      body = await jsonBody(c, GithubLoginPollRequest)
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 400) throw new ApiError(400, 'invalid_poll', `send {"loginID", "pollSecret"} (${error.message})`)
-      throw error
-    }
-    const answer = await pollGithubLogin(deps, body)
-    return c.json(answer.body, answer.status as 200)
-  })
-}
-

@@ -1,0 +1,24 @@
+import type { GenericSchema } from 'valibot'
+
+/**
+ * What the broker says about one HTTP route: enough to list it, check its auth and
+ * generate an API document. Kept free of handlers so a generator can import it alone.
+ */
+export interface RouteDoc {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE'
+  /** Hono path syntax, e.g. '/v1/leases/:id/heartbeat'. */
+  path: string
+  /** One line. */
+  summary: string
+  auth: 'none' | 'user' | 'admin'
+  /** Path parameters. */
+  params?: Record<string, GenericSchema>
+  /** Query schema from src/protocol. */
+  query?: GenericSchema
+  /** Request body schema from src/protocol. */
+  body?: GenericSchema
+  /** 2xx JSON body schema, when src/protocol has one. */
+  response?: GenericSchema
+  /** Upgrade routes (/v1/control). */
+  websocket?: boolean
+}

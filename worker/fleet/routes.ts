@@ -1,0 +1,75 @@
+import { Hono } from 'hono'
+import { HealthResponse } from '../../src/protocol/auth.js'
+import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
+import { WhoamiResponse } from '../../src/protocol/leases.js'
+import { identityFrom } from '../auth/identity.js'
+import { ADMIN_PREFIXES, ADMIN_ROUTES } from './admin-routes.js'
+import { CONTROL_ROUTES } from './control-routes.js'
+import type { FleetApp, FleetDeps, FleetEnv } from './deps.js'
+import { GITHUB_ROUTES } from './github-routes.js'
+import { LEASE_ROUTES } from './lease-routes.js'
+import { requireAdmin } from './request.js'
+import type { RouteDoc } from './route-doc.js'
+import { defineRoute, type RouteSpec } from './route-spec.js'
+import { RUN_ROUTES } from './runs-routes.js'
+import { USAGE_ROUTES } from './usage-routes.js'
+
+export type { RouteDoc } from './route-doc.js'
+export type { RouteSpec } from './route-spec.js'
+
+/** Routes the edge Worker answers itself, without the Fleet object. */
+export const EDGE_ROUTES: readonly RouteDoc[] = [{ method: 'GET', path: '/v1/health', summary: 'Liveness; needs no credential', auth: 'none', response: HealthResponse }]
+
+const WHOAMI_ROUTES: readonly RouteSpec[] = [
+  defineRoute({ method: 'GET', path: '/v1/whoami', summary: 'Who the broker thinks the caller is', auth: 'user', response: WhoamiResponse }, (c) => {
+    const identity = c.get('identity')
+    return c.json({ owner: identity.owner, org: identity.org, auth: identity.auth, admin: identity.admin, ...(identity.githubLogin ? { login: identity.githubLogin } : {}) })
+  }),
+]
+
+/**
+ * Every /v1 route the Fleet object answers, in matching order. With EDGE_ROUTES
+ * (`[...EDGE_ROUTES, ...ROUTES]`) this is the broker's whole HTTP API.
+ */
+export const ROUTES: readonly RouteSpec[] = [...WHOAMI_ROUTES, ...LEASE_ROUTES, ...ADMIN_ROUTES, ...RUN_ROUTES, ...CONTROL_ROUTES, ...USAGE_ROUTES, ...GITHUB_ROUTES]
+
+/**
+ * The Hono app inside the Fleet object, built from ROUTES. The edge has already
+ * authenticated the caller (except for `auth: 'none'` routes) and forwarded the
+ * identity in headers.
+ */
+export function createFleetApp(deps: FleetDeps): FleetApp {
+  const app: FleetApp = new Hono<FleetEnv>({ strict: false }) // trailing slashes are ignored
+
+  app.onError(async (error, c) => {
+    // Answering before the body was read: drain it, or the edge's pipe into this object errors.
+    if (c.req.raw.body && !c.req.raw.bodyUsed) await c.req.raw.arrayBuffer().catch(() => undefined)
+    if (error instanceof ApiError) return c.json(error.body, error.status as 400)
+    console.error('fleet error', error)
+    return c.json({ error: ErrorCode.internal, message: 'internal error; the broker log has details' }, 500)
+  })
+  app.notFound((c) => c.json({ error: ErrorCode.notFound, message: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
+
+  app.use('*', async (c, next) => {
+    c.set('identity', identityFrom(c.req.raw))
+    await next()
+  })
+  // Admin prefixes answer 403 before routing, for any method and any path below them.
+  for (const prefix of ADMIN_PREFIXES) {
+    app.use(prefix, async (c, next) => {
+      requireAdmin(c)
+      await next()
+    })
+  }
+
+  for (const route of ROUTES) {
+    const handler = (c: Parameters<RouteSpec['handler']>[0]) => {
+      if (route.auth === 'admin') requireAdmin(c)
+      return route.handler(c, deps)
+    }
+    // Upgrade routes take every method, so a plain request learns it needs a WebSocket (426).
+    if (route.websocket) app.all(route.path, handler)
+    else app.on(route.method, route.path, handler)
+  }
+  return app
+}
