@@ -1,7 +1,10 @@
 import { abortAllDurableObjects, runDurableObjectAlarm } from 'cloudflare:test'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Identity } from '../../worker/auth/identity.js'
-import { cleanupState, createLease as createLeaseDirect, getLeaseRecord, releaseLease } from '../../worker/fleet/leases.js'
+import { cleanupState } from '../../worker/fleet/lease-cleanup.js'
+import { createLease as createLeaseDirect } from '../../worker/fleet/lease-create.js'
+import { getLeaseRecord } from '../../worker/fleet/lease-store.js'
+import { releaseLease } from '../../worker/fleet/leases.js'
 import type { BrokerProvider, Machine } from '../../worker/providers/types.js'
 import { api, createLease, fleetStub, inFleet, leaseId, shared } from './broker-support.js'
 

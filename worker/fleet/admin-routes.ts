@@ -2,7 +2,8 @@ import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { LeaseListQuery, LeaseListResponse, LeaseRef, LeaseResponse, PoolQuery, PoolResponse, ReleaseRequest, type ProviderMachine } from '../../src/protocol/leases.js'
 import { isListable } from '../providers/registry.js'
 import type { Machine } from '../providers/types.js'
-import { listLeases, releaseLease } from './leases.js'
+import { listLeases } from './lease-store.js'
+import { releaseLease } from './leases.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
 
 function toProviderMachine(machine: Machine): ProviderMachine {

@@ -1,5 +1,5 @@
 import type { FleetDeps } from './deps.js'
-import { cleanupMachine, dueCleanups, expireDueLeases, nextLeaseWake } from './leases.js'
+import { cleanupMachine, dueCleanups, expireDueLeases, nextLeaseWake } from './lease-cleanup.js'
 import { pruneRunHistory } from './runs.js'
 
 /**

@@ -1,9 +1,9 @@
 import { fallbackHourlyUSD, round2 } from '../../src/protocol/classes.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
-import { LIVE_LEASE_STATES } from '../../src/protocol/leases.js'
 import type { Env } from '../env.js'
 import { setting } from '../env.js'
 import type { BrokerProvider } from '../providers/types.js'
+import { LIVE_LEASE_SQL } from './lease-store.js'
 import type { FleetStorage } from './storage.js'
 
 /**
@@ -79,8 +79,6 @@ export const maxEstimatedUSD = (ttlSeconds: number, hourlyUSD: number): number =
 /** `YYYY-MM` of an ISO timestamp (UTC). */
 export const monthOf = (iso: string): string => iso.slice(0, 7)
 
-const LIVE_SQL = `state IN (${LIVE_LEASE_STATES.map((s) => `'${s}'`).join(',')})`
-
 /**
  * Throws 429 `cost_limit_exceeded` when one more lease for owner/org with this
  * reservation would break a cap. Call inside the transaction that then inserts it.
@@ -91,7 +89,7 @@ export function enforceCaps(storage: FleetStorage, limits: CostLimits, candidate
   }
   if (limits.maxActiveLeases || limits.maxActiveLeasesPerOwner || limits.maxActiveLeasesPerOrg) {
     const counts = storage.one<{ total: number; owner: number; org: number }>(
-      `SELECT count(*) AS total, coalesce(sum(owner = ?), 0) AS owner, coalesce(sum(org = ?), 0) AS org FROM leases WHERE ${LIVE_SQL}`,
+      `SELECT count(*) AS total, coalesce(sum(owner = ?), 0) AS owner, coalesce(sum(org = ?), 0) AS org FROM leases WHERE ${LIVE_LEASE_SQL}`,
       candidate.owner,
       candidate.org,
     ) ?? { total: 0, owner: 0, org: 0 }

@@ -4,7 +4,7 @@ import { providerRegistry } from '../providers/registry.js'
 import { runAlarm, wakeBy } from './alarm.js'
 import { onControlClose, onControlMessage } from './control.js'
 import type { FleetApp, FleetDeps } from './deps.js'
-import { ensureLeaseSchema } from './leases.js'
+import { ensureLeaseSchema } from './lease-store.js'
 import { createFleetApp } from './routes.js'
 import { fleetStorage } from './storage.js'
 

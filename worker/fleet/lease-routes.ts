@@ -10,7 +10,9 @@ import {
   SharePutRequest,
   ShareResponse,
 } from '../../src/protocol/leases.js'
-import { createLease, deleteShare, getShare, heartbeatLease, listLeases, putShare, releaseLease, resolveLease } from './leases.js'
+import { createLease } from './lease-create.js'
+import { listLeases, resolveLease } from './lease-store.js'
+import { deleteShare, getShare, heartbeatLease, putShare, releaseLease } from './leases.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
 
 /** `/v1/leases…`: handlers parse, call the lease modules, render. */

@@ -16,7 +16,7 @@ import {
 import { canSeeLease, type Identity } from '../auth/identity.js'
 import { pushRunEvents } from './control.js'
 import type { FleetDeps } from './deps.js'
-import { getLeaseRecord } from './leases.js'
+import { getLeaseRecord } from './lease-store.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
 import {
   appendRunEvent,

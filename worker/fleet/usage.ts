@@ -1,7 +1,7 @@
-import { LIVE_LEASE_STATES } from '../../src/protocol/leases.js'
 import { USAGE_GROUP_LIMIT, type UsageQuery, type UsageGroup, type UsageScope, type UsageSummary } from '../../src/protocol/usage.js'
 import type { Identity } from '../auth/identity.js'
-import { costLimits, monthOf } from './caps.js'
+import { monthOf } from './caps.js'
+import { LIVE_LEASE_SQL } from './lease-store.js'
 import type { FleetStorage } from './storage.js'
 
 /**
@@ -27,8 +27,6 @@ export function usageSelection(identity: Identity, query: UsageQuery, now: Date)
   return { month, scope }
 }
 
-const LIVE = LIVE_LEASE_STATES.map((s) => `'${s}'`).join(',')
-
 // Per lease: runtime in whole seconds (now while live, else until it ended), the estimate
 // at its hourly rate, and the reservation (maxEstimatedUSD, else the estimate). Times are
 // turned into integer milliseconds before subtracting so the floor matches the reference.
@@ -36,8 +34,8 @@ const PER_LEASE = `
   WITH base AS (
     SELECT owner, org, provider,
       COALESCE(json_extract(record, '$.serverType'), '') AS server_type,
-      (state IN (${LIVE}) AND expires_at > ?) AS active,
-      MAX(0, CAST(round((julianday(CASE WHEN state IN (${LIVE}) THEN ?
+      (${LIVE_LEASE_SQL} AND expires_at > ?) AS active,
+      MAX(0, CAST(round((julianday(CASE WHEN ${LIVE_LEASE_SQL} THEN ?
                                        ELSE COALESCE(json_extract(record, '$.endedAt'), json_extract(record, '$.releasedAt'), ?) END)
                          - julianday(created_at)) * 86400000.0) AS INTEGER) / 1000) AS runtime,
       COALESCE(json_extract(record, '$.estimatedHourlyUSD'), 0) AS hourly,

@@ -1,0 +1,220 @@
+import { isLeaseId, normalizeSlug } from '../../src/protocol/ids.js'
+import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
+import { LEASE_LIST_DEFAULT_LIMIT, LIVE_LEASE_STATES, type LeaseListQuery, type LeaseRecord } from '../../src/protocol/leases.js'
+import { canManageLease, leaseRole, type Identity } from '../auth/identity.js'
+import { decodeCursor, encodeCursor, type FleetStorage } from './storage.js'
+
+/**
+ * The lease store: one `leases` table (the record JSON is the wire shape, the
+ * columns beside it are what queries filter on) and `lease_shares`, plus the
+ * reads every lease module shares: by ID, by slug, lists, and the expiry math.
+ */
+
+/** The SQL condition of a live lease (provisioning or active); expiry, caps, usage and slugs use it. */
+export const LIVE_LEASE_SQL = `state IN (${LIVE_LEASE_STATES.map((s) => `'${s}'`).join(',')})`
+
+export const LEASE_SCHEMA = [
+  `CREATE TABLE leases (
+     id TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     org TEXT NOT NULL,
+     state TEXT NOT NULL,
+     slug TEXT NOT NULL,
+     provider TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     expires_at TEXT NOT NULL,
+     month TEXT NOT NULL,
+     reserved_usd REAL NOT NULL DEFAULT 0,
+     machine TEXT,
+     cleanup_at INTEGER,
+     cleanup_attempts INTEGER NOT NULL DEFAULT 0,
+     cleanup_error TEXT,
+     record TEXT NOT NULL
+   )`,
+  'CREATE INDEX leases_by_created ON leases (created_at DESC, id DESC)',
+  'CREATE INDEX leases_by_owner ON leases (owner, org, created_at DESC, id DESC)',
+  'CREATE INDEX leases_by_month ON leases (month, owner, org)',
+  // The index of live leases: expiry, caps and slug checks read only this.
+  `CREATE INDEX leases_live ON leases (expires_at) WHERE ${LIVE_LEASE_SQL}`,
+  `CREATE INDEX leases_live_slug ON leases (slug) WHERE ${LIVE_LEASE_SQL}`,
+  'CREATE INDEX leases_cleanup ON leases (cleanup_at) WHERE cleanup_at IS NOT NULL',
+  `CREATE TABLE lease_shares (
+     lease_id TEXT NOT NULL,
+     principal TEXT NOT NULL,
+     role TEXT NOT NULL,
+     PRIMARY KEY (lease_id, principal)
+   )`,
+  'CREATE INDEX lease_shares_by_principal ON lease_shares (principal, lease_id)',
+]
+
+export function ensureLeaseSchema(storage: FleetStorage): void {
+  storage.migrate('leases-v1', LEASE_SCHEMA)
+}
+
+export const MAX_LEASE_SECONDS = 86_400
+export const DEFAULT_TTL_SECONDS = 5_400
+export const DEFAULT_IDLE_SECONDS = 1_800
+export type LeaseRow = {
+  id: string
+  owner: string
+  org: string
+  state: string
+  record: string
+  machine: string | null
+  provider: string
+  cleanup_at: number | null
+  cleanup_attempts: number
+}
+
+/** Machine details kept for deletion; never on the wire. */
+export interface MachineRef {
+  id: string
+  name: string
+  labels: Record<string, string>
+  /** Where an AWS instance lives, so deletion can go by ID (tag searches lag behind launches). */
+  region?: string
+}
+
+export const parseRecord = (row: { record: string }): LeaseRecord => JSON.parse(row.record) as LeaseRecord
+
+export function getLeaseRecord(storage: FleetStorage, id: string): LeaseRecord | undefined {
+  const row = storage.one<{ record: string }>('SELECT record FROM leases WHERE id = ?', id)
+  return row ? parseRecord(row) : undefined
+}
+
+/** Writes the record and the columns derived from it. */
+export function saveRecord(storage: FleetStorage, lease: LeaseRecord): void {
+  storage.run(
+    'UPDATE leases SET state = ?, slug = ?, expires_at = ?, reserved_usd = ?, record = ? WHERE id = ?',
+    lease.state,
+    lease.slug,
+    lease.expiresAt,
+    lease.maxEstimatedUSD ?? 0,
+    JSON.stringify(lease),
+    lease.id,
+  )
+}
+
+/** Inserts a new lease record with its derived columns. */
+export function insertLease(storage: FleetStorage, lease: LeaseRecord, month: string): void {
+  storage.run(
+    `INSERT INTO leases (id, owner, org, state, slug, provider, created_at, expires_at, month, reserved_usd, record)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    lease.id,
+    lease.owner,
+    lease.org,
+    lease.state,
+    lease.slug,
+    lease.provider,
+    lease.createdAt,
+    lease.expiresAt,
+    month,
+    lease.maxEstimatedUSD ?? 0,
+    JSON.stringify(lease),
+  )
+}
+
+/** Queues a lease's machine for deletion at `at` (ms epoch), unless it is queued already. */
+export function queueCleanup(storage: FleetStorage, leaseId: string, at: number): void {
+  storage.run('UPDATE leases SET cleanup_at = ? WHERE id = ? AND cleanup_at IS NULL', at, leaseId)
+}
+
+/** In-flight creates per object, so a retried create waits for the first one instead of provisioning twice. */
+const inflight = new WeakMap<FleetStorage, Map<string, Promise<LeaseRecord>>>()
+
+export function inflightFor(storage: FleetStorage): Map<string, Promise<LeaseRecord>> {
+  let map = inflight.get(storage)
+  if (!map) inflight.set(storage, (map = new Map()))
+  return map
+}
+
+// ---- expiry math ------------------------------------------------------------------
+
+/** Clamp like the reference: non-finite or ≤ 0 → default; truncated; ≤ 86400. */
+export function clampSeconds(value: number | undefined, fallback: number): number {
+  if (value === undefined || !Number.isFinite(value) || value <= 0) return fallback
+  return Math.min(Math.trunc(value), MAX_LEASE_SECONDS)
+}
+
+/** `min(createdAt + ttl, lastTouchedAt + idle)`: heartbeats never push past the TTL. */
+export function computeExpiresAt(lease: Pick<LeaseRecord, 'createdAt' | 'lastTouchedAt' | 'ttlSeconds' | 'idleTimeoutSeconds'>): string {
+  const created = Date.parse(lease.createdAt)
+  const touched = Date.parse(lease.lastTouchedAt)
+  const ttl = Math.max(1, lease.ttlSeconds) * 1000
+  const idle = Math.max(1, lease.idleTimeoutSeconds > 0 ? lease.idleTimeoutSeconds : lease.ttlSeconds) * 1000
+  return new Date(Math.min(created + ttl, (Number.isFinite(touched) ? touched : created) + idle)).toISOString()
+}
+
+// ---- resolution and visibility ----------------------------------------------------
+
+/**
+ * A lease by exact ID (any state) or by slug (live, unexpired). Not visible and
+ * missing are the same 404; a slug matching several visible leases is 409.
+ */
+export function resolveLease(storage: FleetStorage, identity: Identity, ref: string, now: Date): LeaseRecord {
+  const notFound = () => new ApiError(404, ErrorCode.notFound, `lease ${ref} not found`)
+  const exact = getLeaseRecord(storage, ref)
+  if (exact) {
+    if (!leaseRole(exact, identity)) throw notFound()
+    return exact
+  }
+  const slug = normalizeSlug(ref)
+  if (!slug || isLeaseId(ref)) throw notFound()
+  const candidates = storage
+    .all<{ record: string }>(`SELECT record FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND expires_at > ? LIMIT 50`, slug, now.toISOString())
+    .map(parseRecord)
+    .filter((lease) => lease.state === 'active' && leaseRole(lease, identity))
+  if (!candidates.length) throw notFound()
+  if (candidates.length > 1) {
+    throw new ApiError(409, ErrorCode.ambiguousSlug, `slug ${slug} matches ${candidates.length} leases (${candidates.map((l) => `${l.id}:${l.owner}`).join(', ')}); use a lease ID`)
+  }
+  return candidates[0]
+}
+
+export function requireManage(lease: LeaseRecord, identity: Identity): void {
+  if (!canManageLease(lease, identity)) throw new ApiError(403, ErrorCode.forbidden, 'lease manage access required')
+}
+
+// ---- list -------------------------------------------------------------------------
+
+export interface LeasePage {
+  leases: LeaseRecord[]
+  nextCursor?: string
+}
+
+/**
+ * Newest first. Filters and visibility are applied in the query, before the
+ * limit (the reference filters after, returning short pages), so a page is
+ * full unless it is the last.
+ */
+export function listLeases(storage: FleetStorage, identity: Identity, query: LeaseListQuery): LeasePage {
+  const limit = query.limit ?? LEASE_LIST_DEFAULT_LIMIT
+  const where: string[] = []
+  const bindings: unknown[] = []
+  if (query.state) where.push('state = ?'), bindings.push(query.state)
+  if (query.owner) where.push('owner = ?'), bindings.push(query.owner)
+  if (query.org) where.push('org = ?'), bindings.push(query.org)
+  if (query.cursor) {
+    const cursor = decodeCursor(query.cursor)
+    if (!cursor) throw new ApiError(400, ErrorCode.invalidRequest, 'invalid query: cursor: pass back the nextCursor of a previous page')
+    where.push('(created_at < ? OR (created_at = ? AND id < ?))')
+    bindings.push(cursor.time, cursor.time, cursor.id)
+  }
+  if (!identity.admin) {
+    where.push(`((owner = ? AND org = ?) OR id IN (SELECT lease_id FROM lease_shares WHERE principal IN (?, ?)))`)
+    bindings.push(identity.owner, identity.org, `user:${identity.owner.trim().toLowerCase()}`, `org:${identity.org}`)
+  }
+  const rows = storage.all<{ record: string; created_at: string; id: string }>(
+    `SELECT record, created_at, id FROM leases ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
+    ...bindings,
+    limit + 1,
+  )
+  const page = rows.slice(0, limit)
+  const last = page[page.length - 1]
+  return { leases: page.map(parseRecord), ...(rows.length > limit && last ? { nextCursor: encodeCursor(last.created_at, last.id) } : {}) }
+}
+
+/** Live leases (provisioning or active), oldest expiry first, bounded. For usage and control modules. */
+export function liveLeases(storage: FleetStorage, limit: number): LeaseRecord[] {
+  return storage.all<{ record: string }>(`SELECT record FROM leases WHERE ${LIVE_LEASE_SQL} ORDER BY expires_at LIMIT ?`, limit).map(parseRecord)
+}
