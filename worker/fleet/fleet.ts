@@ -4,8 +4,8 @@ import { providerRegistry } from '../providers/registry.js'
 import { runAlarm, wakeBy } from './alarm.js'
 import { onControlClose, onControlMessage } from './control.js'
 import type { FleetApp, FleetDeps } from './deps.js'
-import { ensureLeaseSchema } from './lease-store.js'
 import { createFleetApp } from './routes.js'
+import { migrateFleet } from './schema.js'
 import { fleetStorage } from './storage.js'
 
 /**
@@ -20,7 +20,8 @@ export class FleetDurableObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
     const storage = fleetStorage(ctx.storage)
-    ensureLeaseSchema(storage)
+    // Synchronous SQL, done before the first request or alarm can run.
+    migrateFleet(storage)
     this.deps = {
       storage,
       env,

@@ -9,7 +9,7 @@ import type { FleetDeps } from './deps.js'
 import type { FleetStorage } from './storage.js'
 
 /**
- * GitHub login (coordinator API §4.2). The CLI starts a login with the hash of a secret,
+ * GitHub login (`/v1/auth/github/*`). The CLI starts a login with the hash of a secret,
  * the user approves in a browser, GitHub calls back here, and the CLI polls with the
  * secret to collect a signed `cbxu_` user token. Pending logins live in SQLite for ten
  * minutes; at most 100 at a time.
@@ -69,7 +69,8 @@ export function githubSettings(env: Env): GithubSettings | undefined {
   }
 }
 
-const SCHEMA = [
+/** Pending GitHub logins; applied once when the object starts (schema.ts). */
+export const GITHUB_LOGIN_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS github_logins (
     id TEXT PRIMARY KEY,
     state TEXT NOT NULL UNIQUE,
@@ -106,11 +107,6 @@ interface LoginResult {
   error?: string
 }
 
-function ready(storage: FleetStorage): FleetStorage {
-  storage.migrate('github-logins-v1', SCHEMA)
-  return storage
-}
-
 const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
 const randomHex = (n: number) => hex(crypto.getRandomValues(new Uint8Array(n)))
 
@@ -135,7 +131,7 @@ export function startGithubLogin(
 ): StartedLogin {
   const settings = githubSettings(deps.env)
   if (!settings) throw new ApiError(503, 'github_oauth_not_configured', 'GitHub OAuth is not configured')
-  const storage = ready(deps.storage)
+  const storage = deps.storage
   const now = deps.now().getTime()
   const redirectUri = `${trimSlash(settings.publicUrl ?? origin)}/v1/auth/github/callback`
   const loginID = `login_${randomHex(16)}`
@@ -262,7 +258,7 @@ function finishLogin(storage: FleetStorage, id: string, status: 'complete' | 'fa
 export async function githubCallback(deps: Pick<FleetDeps, 'storage' | 'env' | 'now'>, query: GithubCallbackQuery): Promise<Response> {
   const settings = githubSettings(deps.env)
   if (!settings) return htmlPage(503, 'Crabbox login unavailable', 'GitHub OAuth is not configured on this broker.')
-  const storage = ready(deps.storage)
+  const storage = deps.storage
   const login = query.state ? storage.one<LoginRow>('SELECT * FROM github_logins WHERE state = ?', query.state) : undefined
   if (!login || login.expires_at <= deps.now().getTime()) return htmlPage(400, 'Crabbox login expired', 'This login link has expired. Run `crabbox login` again.')
   if (login.status !== 'pending') return htmlPage(400, 'Crabbox login already finished', 'This login was already used. Return to your terminal.')
@@ -294,7 +290,7 @@ export type PollAnswer = { status: number; body: Record<string, unknown> }
 
 /** `POST /v1/auth/github/poll`: single-use hand-over of the token to the CLI that started the login. */
 export async function pollGithubLogin(deps: Pick<FleetDeps, 'storage' | 'now'>, input: { loginID: string; pollSecret: string }): Promise<PollAnswer> {
-  const storage = ready(deps.storage)
+  const storage = deps.storage
   const hash = await sha256Hex(input.pollSecret)
   // Everything after the hash is synchronous: read, check and delete cannot interleave.
   const login = storage.one<LoginRow>('SELECT * FROM github_logins WHERE id = ?', input.loginID)

@@ -47,10 +47,6 @@ export const LEASE_SCHEMA = [
   'CREATE INDEX lease_shares_by_principal ON lease_shares (principal, lease_id)',
 ]
 
-export function ensureLeaseSchema(storage: FleetStorage): void {
-  storage.migrate('leases-v1', LEASE_SCHEMA)
-}
-
 export const MAX_LEASE_SECONDS = 86_400
 export const DEFAULT_TTL_SECONDS = 5_400
 export const DEFAULT_IDLE_SECONDS = 1_800
@@ -130,7 +126,7 @@ export function inflightFor(storage: FleetStorage): Map<string, Promise<LeaseRec
 
 // ---- expiry math ------------------------------------------------------------------
 
-/** Clamp like the reference: non-finite or ≤ 0 → default; truncated; ≤ 86400. */
+/** Clamps a duration in seconds: non-finite or ≤ 0 → default; truncated; ≤ 86400. */
 export function clampSeconds(value: number | undefined, fallback: number): number {
   if (value === undefined || !Number.isFinite(value) || value <= 0) return fallback
   return Math.min(Math.trunc(value), MAX_LEASE_SECONDS)
@@ -184,7 +180,7 @@ export interface LeasePage {
 
 /**
  * Newest first. Filters and visibility are applied in the query, before the
- * limit (the reference filters after, returning short pages), so a page is
+ * limit (filtering after it would return short pages), so a page is
  * full unless it is the last.
  */
 export function listLeases(storage: FleetStorage, identity: Identity, query: LeaseListQuery): LeasePage {

@@ -25,7 +25,7 @@ import { decodeCursor, encodeCursor, type FleetStorage } from './storage.js'
 /** Who is asking (the identity the edge forwarded); only owner, org and admin matter here. */
 export type RunCaller = Pick<Identity, 'owner' | 'org' | 'admin'>
 
-/** The slice of a lease a run copies at creation (part 1 owns lease records). */
+/** The slice of a lease a run copies at creation (the lease modules own lease records). */
 export interface RunLeaseInfo {
   id: string
   slug?: string
@@ -39,7 +39,8 @@ export interface RunLeaseInfo {
 /** Events kept per run; past this, appends answer 413 so one run cannot fill the object. */
 export const MAX_EVENTS_PER_RUN = 50_000
 
-const SCHEMA = [
+/** Run history tables; applied once when the object starts (schema.ts). */
+export const RUN_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -66,22 +67,17 @@ const SCHEMA = [
   )`,
 ]
 
-function ready(storage: FleetStorage): FleetStorage {
-  storage.migrate('runs-v1', SCHEMA)
-  return storage
-}
-
 const notFound = () => new ApiError(404, 'not_found', 'run not found')
 
 export const canSeeRun = (caller: RunCaller, run: Pick<RunRecord, 'owner' | 'org'>): boolean => canSeeOwned(run, caller as Identity)
 
-function readRun(db: FleetStorage, id: string): RunRecord | undefined {
-  const row = db.one<{ record: string }>('SELECT record FROM runs WHERE id = ?', id)
+function readRun(storage: FleetStorage, id: string): RunRecord | undefined {
+  const row = storage.one<{ record: string }>('SELECT record FROM runs WHERE id = ?', id)
   return row ? (JSON.parse(row.record) as RunRecord) : undefined
 }
 
-function writeRun(db: FleetStorage, run: RunRecord): void {
-  db.run(
+function writeRun(storage: FleetStorage, run: RunRecord): void {
+  storage.run(
     `INSERT INTO runs (id, owner, org, lease_id, state, started_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (id) DO UPDATE SET lease_id = excluded.lease_id, state = excluded.state, record = excluded.record`,
     run.id,
@@ -96,14 +92,14 @@ function writeRun(db: FleetStorage, run: RunRecord): void {
 
 /** Run by ID if the caller may see it; missing and invisible look the same (404). */
 export function getRun(storage: FleetStorage, caller: RunCaller, id: string): RunRecord {
-  const run = readRun(ready(storage), id)
+  const run = readRun(storage, id)
   if (!run || !canSeeRun(caller, run)) throw notFound()
   return run
 }
 
 /** Run by ID without a visibility check, for pushes that check per socket. */
 export function peekRun(storage: FleetStorage, id: string): RunRecord | undefined {
-  return readRun(ready(storage), id)
+  return readRun(storage, id)
 }
 
 const PHASE_BY_TYPE: Record<string, string> = {
@@ -120,13 +116,13 @@ const PHASE_BY_TYPE: Record<string, string> = {
 
 const SUMMARY_FIELDS = ['leaseID', 'slug', 'provider', 'target', 'windowsMode', 'class', 'serverType'] as const
 
-/** Appends inside the caller's transaction: seq = eventCount + 1, then the run summary (§6.5). */
-function appendLocked(db: FleetStorage, run: RunRecord, input: RunEventRequest, now: Date): RunEventRecord {
+/** Appends inside the caller's transaction: seq = eventCount + 1, then the run summary (phase, lease fields, state on `run.failed`). */
+function appendLocked(storage: FleetStorage, run: RunRecord, input: RunEventRequest, now: Date): RunEventRecord {
   const seq = (run.eventCount ?? 0) + 1
   if (seq > MAX_EVENTS_PER_RUN) throw new ApiError(413, 'run_event_limit', `a run keeps at most ${MAX_EVENTS_PER_RUN} events`)
   const createdAt = now.toISOString()
   const event = { runID: run.id, seq, ...dropUndefined(input), createdAt } as RunEventRecord
-  db.run('INSERT INTO run_events (run_id, seq, record) VALUES (?, ?, ?)', run.id, seq, JSON.stringify(event))
+  storage.run('INSERT INTO run_events (run_id, seq, record) VALUES (?, ?, ?)', run.id, seq, JSON.stringify(event))
 
   const phase = event.phase ?? PHASE_BY_TYPE[event.type]
   if (phase) run.phase = phase
@@ -138,7 +134,7 @@ function appendLocked(db: FleetStorage, run: RunRecord, input: RunEventRequest, 
   }
   run.eventCount = seq
   run.lastEventAt = createdAt
-  writeRun(db, run)
+  writeRun(storage, run)
   return event
 }
 
@@ -153,7 +149,6 @@ export interface CreatedRun {
 
 /** `POST /v1/runs`: a running run whose first event (seq 1) is `run.started`. */
 export function createRun(storage: FleetStorage, caller: RunCaller, input: CreateRunRequest, lease: RunLeaseInfo | undefined, now = new Date()): CreatedRun {
-  const db = ready(storage)
   const startedAt = now.toISOString()
   const run: RunRecord = {
     id: newRunId(),
@@ -175,28 +170,27 @@ export function createRun(storage: FleetStorage, caller: RunCaller, input: Creat
     lastEventAt: startedAt,
     eventCount: 0,
   }
-  return db.transaction(() => {
-    writeRun(db, run)
-    const event = appendLocked(db, run, { type: 'run.started', phase: 'starting' } as RunEventRequest, now)
+  return storage.transaction(() => {
+    writeRun(storage, run)
+    const event = appendLocked(storage, run, { type: 'run.started', phase: 'starting' } as RunEventRequest, now)
     return { run, event }
   })
 }
 
 const pick = (slug: string | undefined) => (slug ? { slug } : {})
 
-/** `POST /v1/runs/{id}/events`: numbered atomically; works after finish too (as the reference). */
+/** `POST /v1/runs/{id}/events`: numbered atomically; works after finish too. */
 export function appendRunEvent(storage: FleetStorage, caller: RunCaller, id: string, input: RunEventRequest, now = new Date()): { run: RunRecord; event: RunEventRecord } {
-  const db = ready(storage)
-  return db.transaction(() => {
+  return storage.transaction(() => {
     const run = getRun(storage, caller, id)
-    const event = appendLocked(db, run, input, now)
+    const event = appendLocked(storage, run, input, now)
     return { run, event }
   })
 }
 
 /** Events with seq > after, ascending, at most `limit`. */
 export function listRunEvents(storage: FleetStorage, runId: string, after: number, limit: number): RunEventRecord[] {
-  return ready(storage)
+  return storage
     .all<{ record: string }>('SELECT record FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?', runId, after, limit)
     .map((row) => JSON.parse(row.record) as RunEventRecord)
 }
@@ -221,7 +215,7 @@ export function listRuns(storage: FleetStorage, caller: RunCaller, query: ListRu
     args.push(cursor.time, cursor.time, cursor.id)
   }
   const sql = `SELECT record FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC, id DESC LIMIT ?`
-  const rows = ready(storage).all<{ record: string }>(sql, ...args, query.limit + 1)
+  const rows = storage.all<{ record: string }>(sql, ...args, query.limit + 1)
   const runs = rows.slice(0, query.limit).map((row) => JSON.parse(row.record) as RunRecord)
   return rows.length > query.limit ? { runs, nextCursor: encodeCursor(runs.at(-1)!.startedAt, runs.at(-1)!.id) } : { runs }
 }
@@ -230,8 +224,7 @@ export function listRuns(storage: FleetStorage, caller: RunCaller, query: ListRu
 export function recordRunTelemetry(storage: FleetStorage, caller: RunCaller, id: string, raw: unknown, now = new Date()): RunRecord {
   const sample = sanitizeTelemetry(raw, now)
   if (!sample) throw new ApiError(400, 'invalid_telemetry', 'telemetry needs at least one numeric metric (load1, memoryPercent, ...)')
-  const db = ready(storage)
-  return db.transaction(() => {
+  return storage.transaction(() => {
     const run = getRun(storage, caller, id)
     const telemetry: RunTelemetry = run.telemetry ?? {}
     run.telemetry = {
@@ -239,7 +232,7 @@ export function recordRunTelemetry(storage: FleetStorage, caller: RunCaller, id:
       start: telemetry.start ?? sample,
       samples: mergeTelemetrySeries(telemetry.samples ?? [], [sample]),
     }
-    writeRun(db, run)
+    writeRun(storage, run)
     return run
   })
 }
@@ -287,8 +280,7 @@ export function finishRun(storage: FleetStorage, caller: RunCaller, id: string, 
   const rawBytes = utf8Length(raw)
   const log = rawBytes > RUN_LIMITS.logMaxBytes ? tailUtf8(raw, RUN_LIMITS.logMaxBytes) : raw
   const chunks = chunkUtf8(log, RUN_LIMITS.logChunkBytes)
-  const db = ready(storage)
-  return db.transaction(() => {
+  return storage.transaction(() => {
     const run = getRun(storage, caller, id)
     const state = input.exitCode === 0 ? 'succeeded' : 'failed'
     run.state = state
@@ -303,9 +295,9 @@ export function finishRun(storage: FleetStorage, caller: RunCaller, id: string, 
     if (input.results) run.results = input.results
     const telemetry = mergeFinishTelemetry(run.telemetry, input.telemetry, now)
     if (telemetry) run.telemetry = telemetry
-    db.run('DELETE FROM run_logs WHERE run_id = ?', id)
-    chunks.forEach((chunk, idx) => db.run('INSERT INTO run_logs (run_id, idx, chunk) VALUES (?, ?, ?)', id, idx, chunk))
-    const event = appendLocked(db, run, { type: 'command.finished', phase: state, exitCode: input.exitCode } as RunEventRequest, now)
+    storage.run('DELETE FROM run_logs WHERE run_id = ?', id)
+    chunks.forEach((chunk, idx) => storage.run('INSERT INTO run_logs (run_id, idx, chunk) VALUES (?, ?, ?)', id, idx, chunk))
+    const event = appendLocked(storage, run, { type: 'command.finished', phase: state, exitCode: input.exitCode } as RunEventRequest, now)
     return { run, event }
   })
 }
@@ -313,7 +305,7 @@ export function finishRun(storage: FleetStorage, caller: RunCaller, id: string, 
 /** `GET /v1/runs/{id}/logs`: the retained log, chunks in order ("" before finish). */
 export function readRunLog(storage: FleetStorage, caller: RunCaller, id: string): string {
   getRun(storage, caller, id)
-  return ready(storage)
+  return storage
     .all<{ chunk: string }>('SELECT chunk FROM run_logs WHERE run_id = ? ORDER BY idx', id)
     .map((row) => row.chunk)
     .join('')
@@ -347,29 +339,28 @@ export function runRetentionDays(env: Record<string, unknown>): number {
  * after its events and log chunks are gone, so an interrupted pass resumes cleanly.
  */
 export function pruneRuns(storage: FleetStorage, options: PruneOptions): PruneResult {
-  const db = ready(storage)
   let budget = options.maxRows ?? 1000
   const cutoff = options.before.toISOString()
   let runs = 0
   let rows = 0
-  return db.transaction(() => {
-    const candidates = db.all<{ id: string }>('SELECT id FROM runs WHERE started_at < ? ORDER BY started_at, id LIMIT ?', cutoff, budget)
+  return storage.transaction(() => {
+    const candidates = storage.all<{ id: string }>('SELECT id FROM runs WHERE started_at < ? ORDER BY started_at, id LIMIT ?', cutoff, budget)
     for (const { id } of candidates) {
       if (budget <= 0) break
       for (const table of ['run_events', 'run_logs']) {
-        const deleted = db.all(`DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE run_id = ? LIMIT ?) RETURNING 1`, id, budget).length
+        const deleted = storage.all(`DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE run_id = ? LIMIT ?) RETURNING 1`, id, budget).length
         budget -= deleted
         rows += deleted
       }
       if (budget <= 0) break
-      const left = db.one<{ n: number }>('SELECT (SELECT COUNT(*) FROM run_events WHERE run_id = ?) + (SELECT COUNT(*) FROM run_logs WHERE run_id = ?) AS n', id, id)!.n
+      const left = storage.one<{ n: number }>('SELECT (SELECT COUNT(*) FROM run_events WHERE run_id = ?) + (SELECT COUNT(*) FROM run_logs WHERE run_id = ?) AS n', id, id)!.n
       if (left > 0) break
-      db.run('DELETE FROM runs WHERE id = ?', id)
+      storage.run('DELETE FROM runs WHERE id = ?', id)
       budget--
       rows++
       runs++
     }
-    const oldest = db.one<{ started_at: string }>('SELECT started_at FROM runs ORDER BY started_at LIMIT 1')?.started_at
+    const oldest = storage.one<{ started_at: string }>('SELECT started_at FROM runs ORDER BY started_at LIMIT 1')?.started_at
     const more = oldest !== undefined && oldest < cutoff
     return oldest === undefined || more ? { runs, rows, more } : { runs, rows, more, oldestKept: oldest }
   })

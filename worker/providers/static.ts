@@ -12,7 +12,8 @@ import type { BrokerProvider, BrokerProviderContext, ListableProvider, Machine }
  * users reach them with keys already authorized there.
  */
 
-const SCHEMA = [
+/** Host claims; applied once when the Fleet object starts (fleet/schema.ts). */
+export const STATIC_POOL_SCHEMA = [
   `CREATE TABLE static_claims (
      host_name TEXT PRIMARY KEY,
      lease_id TEXT NOT NULL UNIQUE,
@@ -55,7 +56,6 @@ function claimFor(storage: FleetStorage, leaseId: string): string | undefined {
 
 export function createStaticProvider(context: BrokerProviderContext): BrokerProvider & ListableProvider {
   const { storage } = context
-  storage.migrate('static-pool-v1', SCHEMA)
   const pool = () => parseStaticPool(setting(context.env, 'CRABBOX_STATIC_POOL'))
 
   return {

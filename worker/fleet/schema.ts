@@ -1,0 +1,21 @@
+import { STATIC_POOL_SCHEMA } from '../providers/static.js'
+import { GITHUB_LOGIN_SCHEMA } from './github.js'
+import { LEASE_SCHEMA } from './lease-store.js'
+import { RUN_SCHEMA } from './runs.js'
+import type { FleetStorage } from './storage.js'
+
+/**
+ * Every table of the Fleet object, migrated once when the object starts (before
+ * any request or alarm). Each entry applies once per database, in order; a schema
+ * change is a new entry with a new name, never an edit of an applied one.
+ */
+const MIGRATIONS: readonly { name: string; statements: readonly string[] }[] = [
+  { name: 'leases-v1', statements: LEASE_SCHEMA },
+  { name: 'runs-v1', statements: RUN_SCHEMA },
+  { name: 'github-logins-v1', statements: GITHUB_LOGIN_SCHEMA },
+  { name: 'static-pool-v1', statements: STATIC_POOL_SCHEMA },
+]
+
+export function migrateFleet(storage: FleetStorage): void {
+  for (const { name, statements } of MIGRATIONS) storage.migrate(name, statements)
+}
