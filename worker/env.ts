@@ -8,7 +8,7 @@ export interface Env {
   /** HMAC key for `cbxu_` user tokens (falls back to the shared token). */
   CRABBOX_SESSION_SECRET?: string
   CRABBOX_DEFAULT_ORG?: string
-  /** Provider used when a lease request names none (reference default: hetzner). */
+  /** Provider used when a lease request names none (default: static when a static pool is set, else hetzner). */
   CRABBOX_DEFAULT_PROVIDER?: string
   /** JSON array of `{name, host, port, user, workRoot}` SSH hosts for the `static` provider. */
   CRABBOX_STATIC_POOL?: string

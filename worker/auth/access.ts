@@ -3,7 +3,7 @@ import type { Env } from '../env.js'
 import { setting } from '../env.js'
 
 /**
- * Cloudflare Access JWT verification (coordinator-api §2.4): RS256 against the
+ * Cloudflare Access JWT verification (who a shared-token caller is): RS256 against the
  * team's JWKS at `https://<team>/cdn-cgi/access/certs`, with aud, iss, exp and nbf.
  */
 

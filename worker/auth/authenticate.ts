@@ -13,7 +13,7 @@ export function bearerToken(request: Request): string | undefined {
 }
 
 /**
- * Evaluates the credential (coordinator-api §2.2): admin token, shared token,
+ * Evaluates the bearer credential, in this order: admin token, shared token,
  * then a signed user token. Undefined = unauthenticated.
  */
 export async function authenticate(request: Request, env: Env, now = Date.now()): Promise<Identity | undefined> {
@@ -37,6 +37,6 @@ export async function authenticate(request: Request, env: Env, now = Date.now())
   if (!secret) return undefined
   const payload = await verifyUserToken(token, secret, now)
   if (!payload) return undefined
-  // User tokens never carry admin rights, whatever the payload says (the reference honours an `admin` claim).
+  // User tokens never carry admin rights, whatever the payload says (an `admin` claim in the payload is ignored).
   return { owner: payload.owner, org: sanitizeOrg(payload.org), auth: 'github', admin: false, githubLogin: payload.login }
 }

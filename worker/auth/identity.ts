@@ -24,7 +24,7 @@ export const IdentityHeader = {
 /** Headers a caller may not set themselves: ours, plus raw Access headers we never trust. */
 export const STRIPPED_HEADERS = [...Object.values(IdentityHeader), 'cf-access-authenticated-user-email', 'cf-access-jwt-assertion']
 
-/** Org names are sanitized like the reference: `[a-zA-Z0-9_.@-]`, ≤ 63 chars. */
+/** Org names are sanitized to `[a-zA-Z0-9_.@-]`, ≤ 63 chars. */
 export function sanitizeOrg(org: string | undefined): string {
   const cleaned = (org ?? '').trim().replace(/[^a-zA-Z0-9_.@-]/g, '_').slice(0, 63)
   return cleaned || 'unknown'
@@ -58,7 +58,7 @@ export function identityFrom(request: Request): Identity {
 export type LeaseRole = 'owner' | ShareRole
 
 /**
- * The caller's role on a lease (coordinator-api §3.1): owner (same owner and
+ * The caller's role on a lease: owner (same owner and
  * org, or admin), else the stronger of the user share and the same-org share.
  * Undefined = not visible, which every route answers with the same 404 as missing.
  */
@@ -77,6 +77,6 @@ export const canManageLease = (lease: Parameters<typeof leaseRole>[0], identity:
   return role === 'owner' || role === 'manage'
 }
 
-/** Runs are never shared: owner and org, or admin (§3.2). */
+/** Runs are never shared: owner and org, or admin. */
 export const canSeeOwned = (record: { owner: string; org: string }, identity: Identity): boolean =>
   identity.admin || (record.owner === identity.owner && record.org === identity.org)

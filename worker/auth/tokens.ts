@@ -3,7 +3,7 @@ import { setting } from '../env.js'
 
 /**
  * Signed user tokens `cbxu_<base64url JSON>.<base64url HMAC-SHA256(payload part)>`
- * (coordinator-api §2.5), and constant-time comparison of bearer secrets.
+ * issued by the GitHub login, and constant-time comparison of bearer secrets.
  */
 
 export interface UserTokenPayload {

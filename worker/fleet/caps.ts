@@ -7,7 +7,7 @@ import { LIVE_LEASE_SQL } from './lease-store.js'
 import type { FleetStorage } from './storage.js'
 
 /**
- * Active-lease and monthly spend caps (coordinator-api §8.1–8.4). Every
+ * Active-lease and monthly spend caps (`CRABBOX_MAX_*` settings). Every
  * non-terminal lease counts (provisioning too) and spend is the reserved
  * worst case (`maxEstimatedUSD`). `enforceCaps` is synchronous so the
  * check and the reservation that follows it happen with no interleaving.
@@ -38,7 +38,7 @@ export function costLimits(env: Env): CostLimits {
   }
 }
 
-/** Static hosts already exist and cost nothing extra; unknown providers get the reference's 0.5. */
+/** Static hosts already exist and cost nothing extra; unknown providers get 0.5. */
 const NON_CLOUD_RATE: Record<string, number> = { static: 0 }
 const DEFAULT_RATE = 0.5
 

@@ -10,11 +10,11 @@ import { canSeeRun, listRunEvents, peekRun } from './runs.js'
 import type { FleetStorage } from './storage.js'
 
 /**
- * The control WebSocket (coordinator API §5) on the hibernation API: the caller's identity
+ * The control WebSocket (`/v1/control`) on the hibernation API: the caller's identity
  * and run cursors live in the socket's serialized attachment, so subscriptions survive the
  * object being evicted while sockets stay open.
  *
- * Delivery rule (fixes the reference's backfill gap): a subscription is a delivery cursor;
+ * Delivery rule (no gap between backfill and live events): a subscription is a delivery cursor;
  * the broker always sends every event with seq > cursor, in order, then advances the cursor.
  * Subscribe sets the cursor and drains; every append drains. All of it is synchronous SQL
  * plus `ws.send`, so nothing can be appended between reading events and moving the cursor.

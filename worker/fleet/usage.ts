@@ -5,7 +5,7 @@ import { LIVE_LEASE_SQL } from './lease-store.js'
 import type { FleetStorage } from './storage.js'
 
 /**
- * Monthly usage (coordinator API §8.3) aggregated inside SQLite over part 1's `leases`
+ * Monthly usage (`GET /v1/usage`) aggregated inside SQLite over the `leases`
  * table (its `month` index), so the object never loads a month of lease records into
  * memory: one totals row plus four bounded GROUP BY lists.
  */
@@ -29,7 +29,7 @@ export function usageSelection(identity: Identity, query: UsageQuery, now: Date)
 
 // Per lease: runtime in whole seconds (now while live, else until it ended), the estimate
 // at its hourly rate, and the reservation (maxEstimatedUSD, else the estimate). Times are
-// turned into integer milliseconds before subtracting so the floor matches the reference.
+// turned into integer milliseconds before subtracting so the runtime floors to whole seconds exactly.
 const PER_LEASE = `
   WITH base AS (
     SELECT owner, org, provider,
