@@ -5,7 +5,7 @@ import { WhoamiResponse } from '../../src/protocol/leases.js'
 import { identityFrom } from '../auth/identity.js'
 import { ADMIN_PREFIXES, ADMIN_ROUTES } from './admin-routes.js'
 import { CONTROL_ROUTES } from './control-routes.js'
-import type { FleetApp, FleetDeps, FleetEnv } from './deps.js'
+import type { FleetApp, FleetContext, FleetDeps, FleetEnv } from './deps.js'
 import { GITHUB_ROUTES } from './github-routes.js'
 import { LEASE_ROUTES } from './lease-routes.js'
 import { requireAdmin } from './request.js'
@@ -63,7 +63,7 @@ export function createFleetApp(deps: FleetDeps): FleetApp {
   }
 
   for (const route of ROUTES) {
-    const handler = (c: Parameters<RouteSpec['handler']>[0]) => {
+    const handler = (c: FleetContext) => {
       if (route.auth === 'admin') requireAdmin(c)
       return route.handler(c, deps)
     }
