@@ -1,3 +1,8 @@
+import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { Validator } from '@seriousme/openapi-schema-validator'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import * as v from 'valibot'
@@ -9,6 +14,8 @@ import { LeaseListQuery, LeaseRecord, LeaseRequest, SharePutRequest } from '../.
 import { UsageQuery } from '../../src/protocol/usage.js'
 import { EXTRA_ERRORS, openApiDocument, openApiPath, openApiResponse } from '../../worker/openapi.js'
 import { CURRENT_ROUTES } from './fixtures/current-routes.js'
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 type Json = Record<string, any>
 const document = openApiDocument(CURRENT_ROUTES, { version: '0.1.0', serverUrl: 'https://broker.example.test' }) as Json
@@ -162,5 +169,25 @@ describe('openApiDocument', () => {
     const body = (await response.json()) as Json
     expect(body.openapi).toBe('3.1.0')
     expect(Object.keys(body.paths)).toEqual(Object.keys(document.paths))
+  })
+})
+
+describe('docs/api.md', () => {
+  it('matches the generator output (run `npm run docs:api` when this fails)', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(repoRoot, 'scripts', 'gen-api-docs.js'), '--stdout'], {
+      cwd: repoRoot,
+      maxBuffer: 16 * 1024 * 1024,
+    })
+    const committed = readFileSync(join(repoRoot, 'docs', 'api.md'), 'utf8')
+    if (stdout !== committed) {
+      const wanted = stdout.split('\n')
+      const have = committed.split('\n')
+      const line = wanted.findIndex((text, index) => text !== have[index])
+      expect.fail(
+        'docs/api.md is out of date: run `npm run docs:api` and commit docs/api.md.\n' +
+          `first difference at line ${line + 1}:\n  generated: ${wanted[line]}\n  committed: ${have[line]}`,
+      )
+    }
+    for (const route of CURRENT_ROUTES) expect(stdout).toContain(`### \`${route.method} ${openApiPath(route.path)}\``)
   })
 })
