@@ -2,19 +2,18 @@
 // Writes docs/api.md from the broker's OpenAPI document (worker/openapi.ts), which is built
 // from the route table and the valibot schemas in src/protocol. Run with `npm run docs:api`
 // (tsx: the route table and schemas are TypeScript). `--stdout` prints instead of writing.
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { API_TAGS, openApiDocument } from '../worker/openapi.ts'
-import { CURRENT_ROUTES } from '../test/unit/fixtures/current-routes.ts'
+import { API_TAGS, API_VERSION, openApiDocument } from '../worker/openapi.ts'
+import { API_ROUTES } from '../worker/fleet/routes.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const REF = '#/components/schemas/'
 
 /** The document docs/api.md is rendered from. */
 export function apiDocument() {
-  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
-  return openApiDocument(CURRENT_ROUTES, { version })
+  return openApiDocument(API_ROUTES, { version: API_VERSION })
 }
 
 const anchor = (heading) => heading.toLowerCase().replace(/[^a-z0-9 _-]/g, '').replaceAll(' ', '-')

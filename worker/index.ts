@@ -2,7 +2,9 @@ import { Hono } from 'hono'
 import { ApiError, ErrorCode } from '../src/protocol/errors.js'
 import { authenticate } from './auth/authenticate.js'
 import { identityHeaders, STRIPPED_HEADERS, type Identity } from './auth/identity.js'
-import type { Env } from './env.js'
+import { setting, type Env } from './env.js'
+import { API_ROUTES } from './fleet/routes.js'
+import { API_VERSION, openApiResponse } from './openapi.js'
 
 export { FleetDurableObject } from './fleet/fleet.js'
 
@@ -45,6 +47,8 @@ app.use('/v1/*', async (c, next) => {
 
 // ---- unauthenticated --------------------------------------------------------
 app.get('/v1/health', (c) => c.json({ ok: true, service: 'crabbox-coordinator' }))
+// The server URL comes from configuration only: the Host header is the caller's to choose.
+app.get('/v1/openapi.json', (c) => openApiResponse(API_ROUTES, { version: API_VERSION, serverUrl: setting(c.env, 'CRABBOX_PUBLIC_URL') }))
 // GitHub login (start, callback, poll) authenticates with its own poll secret.
 app.all('/v1/auth/*', (c) => forward(c.req.raw, c.env))
 

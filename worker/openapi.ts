@@ -23,6 +23,9 @@ import type { RouteDoc } from './fleet/route-doc.js'
  * - on a websocket route, `body` and `response` describe the client and server frames.
  */
 
+/** Version of the API description (the wire API itself is v1); docs/api.md and /v1/openapi.json say the same. */
+export const API_VERSION = '1.0.0'
+
 export interface OpenApiInfo {
   version: string
   serverUrl?: string

@@ -13,12 +13,12 @@ import { ErrorBody } from '../../src/protocol/errors.js'
 import { LeaseListQuery, LeaseRecord, LeaseRequest, SharePutRequest } from '../../src/protocol/leases.js'
 import { UsageQuery } from '../../src/protocol/usage.js'
 import { EXTRA_ERRORS, openApiDocument, openApiPath, openApiResponse } from '../../worker/openapi.js'
-import { CURRENT_ROUTES } from './fixtures/current-routes.js'
+import { API_ROUTES } from '../../worker/fleet/routes.js'
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 type Json = Record<string, any>
-const document = openApiDocument(CURRENT_ROUTES, { version: '0.1.0', serverUrl: 'https://broker.example.test' }) as Json
+const document = openApiDocument(API_ROUTES, { version: '0.1.0', serverUrl: 'https://broker.example.test' }) as Json
 const operations = Object.entries(document.paths as Json).flatMap(([path, item]) =>
   Object.entries(item as Json).map(([method, operation]) => ({ path, method, operation: operation as Json })),
 )
@@ -60,18 +60,18 @@ describe('openApiDocument', () => {
 
   it('covers every route once, with unique operation IDs', () => {
     const documented = operations.map(({ method, path }) => `${method.toUpperCase()} ${path}`).sort()
-    const routes = CURRENT_ROUTES.map((route) => `${route.method} ${openApiPath(route.path)}`).sort()
+    const routes = API_ROUTES.map((route) => `${route.method} ${openApiPath(route.path)}`).sort()
     expect(documented).toEqual(routes)
     expect(new Set(routes).size).toBe(routes.length)
     const ids = operations.map(({ operation }) => operation.operationId)
     expect(new Set(ids).size).toBe(ids.length)
     expect(ids).toContain('postLeasesByIdHeartbeat')
     // The extra error table names only routes that exist.
-    for (const key of Object.keys(EXTRA_ERRORS)) expect(CURRENT_ROUTES.map((route) => `${route.method} ${route.path}`)).toContain(key)
+    for (const key of Object.keys(EXTRA_ERRORS)) expect(API_ROUTES.map((route) => `${route.method} ${route.path}`)).toContain(key)
   })
 
   it('documents parameters, bodies, responses and security from the route entries', () => {
-    for (const route of CURRENT_ROUTES) {
+    for (const route of API_ROUTES) {
       const operation = document.paths[openApiPath(route.path)][route.method.toLowerCase()] as Json
       const where = `${route.method} ${route.path}`
       expect(operation.summary, where).toBe(route.summary)
@@ -163,7 +163,7 @@ describe('openApiDocument', () => {
   })
 
   it('is served by openApiResponse as JSON', async () => {
-    const response = openApiResponse(CURRENT_ROUTES, { version: '0.1.0' })
+    const response = openApiResponse(API_ROUTES, { version: '0.1.0' })
     expect(response.status).toBe(200)
     expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8')
     const body = (await response.json()) as Json
@@ -188,6 +188,6 @@ describe('docs/api.md', () => {
           `first difference at line ${line + 1}:\n  generated: ${wanted[line]}\n  committed: ${have[line]}`,
       )
     }
-    for (const route of CURRENT_ROUTES) expect(stdout).toContain(`### \`${route.method} ${openApiPath(route.path)}\``)
+    for (const route of API_ROUTES) expect(stdout).toContain(`### \`${route.method} ${openApiPath(route.path)}\``)
   })
 })

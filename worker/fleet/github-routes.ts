@@ -4,6 +4,9 @@ import { ApiError } from '../../src/protocol/errors.js'
 import { githubCallback, githubSettings, htmlPage, pollGithubLogin, startGithubLogin } from './github.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
 
+/** The callback answers a page for a person, not JSON. */
+const HTML_PAGE = v.pipe(v.string(), v.metadata({ contentMediaType: 'text/html' }))
+
 /** GitHub login: start, callback, poll. No bearer token: the poll secret proves the caller. */
 export const GITHUB_ROUTES: readonly RouteSpec[] = [
   defineRoute(
@@ -29,7 +32,7 @@ export const GITHUB_ROUTES: readonly RouteSpec[] = [
     },
   ),
   defineRoute(
-    { method: 'GET', path: '/v1/auth/github/callback', summary: 'Where GitHub sends the browser back (answers HTML)', auth: 'none', query: GithubCallbackQuery },
+    { method: 'GET', path: '/v1/auth/github/callback', summary: 'Where GitHub sends the browser back (answers HTML)', auth: 'none', query: GithubCallbackQuery, response: HTML_PAGE },
     async (c, deps, input) => {
       // A bad callback is shown to a person in a browser: an HTML page, not a JSON error.
       const parsed = input.safeQuery()

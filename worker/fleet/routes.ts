@@ -18,7 +18,10 @@ export type { RouteDoc } from './route-doc.js'
 export type { RouteSpec } from './route-spec.js'
 
 /** Routes the edge Worker answers itself, without the Fleet object. */
-export const EDGE_ROUTES: readonly RouteDoc[] = [{ method: 'GET', path: '/v1/health', summary: 'Liveness; needs no credential', auth: 'none', response: HealthResponse }]
+export const EDGE_ROUTES: readonly RouteDoc[] = [
+  { method: 'GET', path: '/v1/health', summary: 'Liveness; needs no credential', auth: 'none', response: HealthResponse },
+  { method: 'GET', path: '/v1/openapi.json', summary: 'This API description (OpenAPI 3.1), generated from the wire schemas', auth: 'none' },
+]
 
 const WHOAMI_ROUTES: readonly RouteSpec[] = [
   defineRoute({ method: 'GET', path: '/v1/whoami', summary: 'Who the broker thinks the caller is', auth: 'user', response: WhoamiResponse }, (c) => {
@@ -32,6 +35,9 @@ const WHOAMI_ROUTES: readonly RouteSpec[] = [
  * (`[...EDGE_ROUTES, ...ROUTES]`) this is the broker's whole HTTP API.
  */
 export const ROUTES: readonly RouteSpec[] = [...WHOAMI_ROUTES, ...LEASE_ROUTES, ...ADMIN_ROUTES, ...RUN_ROUTES, ...CONTROL_ROUTES, ...USAGE_ROUTES, ...GITHUB_ROUTES]
+
+/** The broker's whole HTTP API: what /v1/openapi.json and docs/api.md describe. */
+export const API_ROUTES: readonly RouteDoc[] = [...EDGE_ROUTES, ...ROUTES]
 
 /**
  * The Hono app inside the Fleet object, built from ROUTES. The edge has already

@@ -1,3 +1,4 @@
+import * as v from 'valibot'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { isLeaseId } from '../../src/protocol/ids.js'
 import {
@@ -87,7 +88,7 @@ export const RUN_ROUTES: readonly RouteSpec[] = [
       return c.json({ event }, 201)
     },
   ),
-  defineRoute({ method: 'GET', path: '/v1/runs/:id/logs', summary: "A finished run's retained log (text/plain)", auth: 'user', params }, (c, deps, input) => {
+  defineRoute({ method: 'GET', path: '/v1/runs/:id/logs', summary: "A finished run's retained log (text/plain)", auth: 'user', params, response: v.string() }, (c, deps, input) => {
     const log = readRunLog(deps.storage, c.get('identity'), input.param('id'))
     return c.body(log, 200, { 'content-type': 'text/plain; charset=utf-8' })
   }),
