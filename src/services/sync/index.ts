@@ -4,13 +4,14 @@ import { CrabboxError } from '../../errors.js'
 import type { ExecOptions, SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { computeFingerprint, hashManifest, saveHashes } from './fingerprint.js'
-import { gitBlock, gitWork, parseRemoteGit, sendBundle, type RemoteGit } from './git-seed.js'
+import { gitBlock, gitWork, sendBundle } from './git-seed.js'
 import { SentManifests } from './hash-cache.js'
 import { buildManifest, checkSize, formatBytes, readGitContext, type GitContext, type Manifest } from './manifest.js'
 import { massDeletionGuard, planEverything, planSync, type SyncPlan } from './prune.js'
 import { encodeRecord, parseRecords, type RemoteRecord } from './records.js'
-import { META_FILES, PART_SCRIPT, PROBE_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, commitScript, shCommand } from './remote-scripts.js'
-import { probeArgs, type Probed } from './guard.js'
+import { META_FILES, PART_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, commitScript, shCommand } from './remote-scripts.js'
+import type { Probed } from './guard.js'
+import { PROBE_SCRIPT, parseProbe, probeArgs, type Probe } from './probe-protocol.js'
 import { beginGitView, checkUnchanged, saveSnapshot, type GitView, type Unchanged, type UnchangedCheck } from './snapshot.js'
 import { Timer, type SyncPhase } from './timer.js'
 
@@ -54,34 +55,6 @@ export interface SyncResult {
 
 /** Above this the apply script travels in its own exec instead of argv (Linux caps one argument at 128 KiB). */
 const INLINE_SCRIPT_LIMIT = 96 * 1024
-
-interface Probe {
-  fingerprint?: string
-  git?: RemoteGit
-  sizes: { base: number; delta: number }
-  known: boolean
-  records: Buffer
-}
-
-function parseProbe(stdout: Buffer): Probe {
-  const probe: Probe = { sizes: { base: 0, delta: 0 }, known: false, records: Buffer.alloc(0) }
-  let offset = 0
-  while (offset < stdout.length) {
-    const nl = stdout.indexOf(10, offset)
-    const line = stdout.subarray(offset, nl === -1 ? stdout.length : nl).toString('utf8')
-    offset = nl === -1 ? stdout.length : nl + 1
-    const [word, ...rest] = line.split(' ')
-    if (word === 'fp') probe.fingerprint = rest[0] === '-' ? undefined : rest[0]
-    else if (word === 'git') probe.git = parseRemoteGit(line)
-    else if (word === 'sizes') probe.sizes = { base: Number(rest[0]) || 0, delta: Number(rest[1]) || 0 }
-    else if (word === 'manifest') {
-      probe.known = rest[0] === 'known'
-      probe.records = stdout.subarray(offset)
-      break
-    }
-  }
-  return probe
-}
 
 async function exec(session: SshSession, command: string, options: { stdin?: ExecOptions['stdin']; signal?: AbortSignal; onLine?: (line: string) => void; what: string }) {
   const stdout: Buffer[] = []
