@@ -26,6 +26,20 @@ export const META_FILES = {
 /** Exit statuses our scripts use; anything else came from the shell or a tool. */
 export const SCRIPT_EXIT = { workdir: 70, tar: 71, guard: 72 } as const
 
+/**
+ * One line the apply and commit scripts print: `mark <phase>` as each phase
+ * starts (`mark done` at the end), `warn <message>`, and the git block's
+ * `need-bundle` / `need-base` (see git-seed.ts). Other lines are ignored.
+ */
+export type ApplyLine = { mark: string | undefined } | { warn: string } | { need: 'need-bundle' | 'need-base' } | undefined
+
+export function readApplyLine(line: string): ApplyLine {
+  if (line.startsWith('mark ')) return { mark: line.slice(5) === 'done' ? undefined : line.slice(5) }
+  if (line.startsWith('warn ')) return { warn: line.slice(5) }
+  if (line === 'need-bundle' || line === 'need-base') return { need: line }
+  return undefined
+}
+
 /** Shell functions the apply script uses. */
 const APPLY_PRELUDE = `set -u
 mark() { echo "mark $1"; }
