@@ -3,8 +3,17 @@ import type { Lease } from '../../providers/types.js'
 import type { SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
 import type { LeaseBackend } from '../lease.js'
+import { waitForReady } from '../readiness.js'
 import type { Recorder } from './recorder.js'
-import { waitReady } from './steps.js'
+
+const BOOTSTRAP_TIMEOUT_MS = 20 * 60_000
+const LOCAL_TIMEOUT_MS = 60_000
+
+/** Waits for the runner's SSH and readiness check; the lease then uses the port that answered. */
+export async function waitReady(lease: Lease, kind: 'managed' | 'static', progress: Progress, timeoutMs?: number): Promise<void> {
+  progress.phase(`waiting for SSH on ${lease.ssh.host}:${lease.ssh.port}`)
+  lease.ssh = await waitForReady(lease.ssh, kind, { timeoutMs: timeoutMs ?? (lease.provider === 'local' ? LOCAL_TIMEOUT_MS : BOOTSTRAP_TIMEOUT_MS), progress })
+}
 
 export const interruptedError = () => new CrabboxError('interrupted', { exit: 130, code: 'interrupted' })
 

@@ -5,22 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { SshSession } from '../../transport/ssh/types.js'
 import type { GitInfo } from './manifest.js'
+import type { RemoteGit } from './probe-protocol.js'
 import { META_FILES, q, shCommand } from './remote-scripts.js'
-
-/** What the probe learnt about the runner's `.git`. */
-export interface RemoteGit {
-  /** The runner has no git binary. */
-  missing: boolean
-  head?: string
-  /** The runner already has our HEAD commit. */
-  hasHead: boolean
-  base?: string
-}
-
-export function parseRemoteGit(line: string): RemoteGit {
-  const [, head, has, base] = line.split(' ')
-  return { missing: head === 'nogit', head: head && head !== '-' && head !== 'nogit' ? head : undefined, hasHead: has === '1', base: base && base !== '-' ? base : undefined }
-}
 
 /** Whether the runner's git needs work, and which. Undefined when it is already right. */
 export function gitWork(local: GitInfo | undefined, remote: RemoteGit | undefined): { seed: boolean; hydrate: boolean } | undefined {

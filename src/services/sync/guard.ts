@@ -3,8 +3,8 @@ import type { Config } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
 import type { ExecResult, SshSession } from '../../transport/ssh/types.js'
 import { SentManifests } from './hash-cache.js'
-import type { GitContext } from './manifest.js'
-import { META_FILES, PROBE_SCRIPT, SCRIPT_EXIT, shCommand } from './remote-scripts.js'
+import { PROBE_SCRIPT, probeArgs } from './probe-protocol.js'
+import { META_FILES, SCRIPT_EXIT, shCommand } from './remote-scripts.js'
 import type { UnchangedCheck } from './snapshot.js'
 import { Timer, type SyncPhase } from './timer.js'
 
@@ -43,15 +43,6 @@ export type WarmRun =
   | { probed: Probed }
   /** The checkout changed (or was never fingerprinted): a normal sync. */
   | undefined
-
-/** Arguments of PROBE_SCRIPT. */
-export const probeArgs = (workdir: string, git: GitContext | undefined, config: Config['sync'], known: string[]) => [
-  workdir,
-  git ? '.git/crabbox' : '.crabbox',
-  (config.gitSeed && git?.head) || '-',
-  git?.baseRef || '-',
-  ...known,
-]
 
 /**
  * `<tag> ok` then the command (in the workdir) when the runner's fingerprint

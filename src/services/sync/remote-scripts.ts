@@ -27,31 +27,18 @@ export const META_FILES = {
 export const SCRIPT_EXIT = { workdir: 70, tar: 71, guard: 72 } as const
 
 /**
- * Round trip 1, started while the local manifest is still being built.
- * Args: workdir, meta, head|-, base|-, known fingerprints... Prints `fp`,
- * `git`, `sizes` lines, then `manifest known` (the runner's fingerprint is one
- * we kept a copy of) or `manifest` followed by the raw records to EOF.
+ * One line the apply and commit scripts print: `mark <phase>` as each phase
+ * starts (`mark done` at the end), `warn <message>`, and the git block's
+ * `need-bundle` / `need-base` (see git-seed.ts). Other lines are ignored.
  */
-export const PROBE_SCRIPT = `wd=$1 meta=$2 head=$3 base=$4; shift 4
-mkdir -p -- "$wd/$meta" 2>/dev/null && cd -- "$wd" || { echo "cannot create workdir $wd" >&2; exit ${SCRIPT_EXIT.workdir}; }
-cur=$(cat -- "$meta/${META_FILES.fingerprint}" 2>/dev/null)
-echo "fp \${cur:--}"
-if [ "$head" = - ]; then echo "git - 0 -"
-elif ! command -v git >/dev/null 2>&1; then echo "git nogit 0 -"
-elif [ -f .git/HEAD ]; then
-  export GIT_DIR="$PWD/.git" GIT_WORK_TREE="$PWD"
-  rhead=$(git rev-parse -q --verify HEAD 2>/dev/null) || rhead=-
-  has=0; git cat-file -e "$head^{commit}" 2>/dev/null && has=1
-  rbase=-; if [ "$base" != - ]; then rbase=$(git rev-parse -q --verify "refs/remotes/origin/$base^{commit}" 2>/dev/null) || rbase=-; fi
-  echo "git \${rhead:--} $has \${rbase:--}"
-else echo "git - 0 -"; fi
-size() { if [ -f "$1" ]; then wc -c < "$1" | tr -d ' '; else echo 0; fi; }
-echo "sizes $(size "$meta/${META_FILES.manifest}") $(size "$meta/${META_FILES.delta}")"
-for k in "$@"; do if [ -n "$cur" ] && [ "$k" = "$cur" ]; then echo "manifest known"; exit 0; fi; done
-echo manifest
-cat -- "$meta/${META_FILES.manifest}" "$meta/${META_FILES.delta}" 2>/dev/null
-exit 0
-`
+export type ApplyLine = { mark: string | undefined } | { warn: string } | { need: 'need-bundle' | 'need-base' } | undefined
+
+export function readApplyLine(line: string): ApplyLine {
+  if (line.startsWith('mark ')) return { mark: line.slice(5) === 'done' ? undefined : line.slice(5) }
+  if (line.startsWith('warn ')) return { warn: line.slice(5) }
+  if (line === 'need-bundle' || line === 'need-base') return { need: line }
+  return undefined
+}
 
 /** Shell functions the apply script uses. */
 const APPLY_PRELUDE = `set -u

@@ -1,0 +1,45 @@
+import { constants } from 'node:os'
+import { shellQuote } from '../../../transport/ssh/exec.js'
+import { forwardedEnv } from '../remote-command.js'
+import { stopwatch } from '../timing.js'
+import type { RunPlan, RunState } from './plan.js'
+import type { LiveRun } from './session.js'
+import type { SyncOutcome } from './sync.js'
+
+/** Exit status of a command that died by a signal, the way a shell reports it. */
+export function exitCodeOf(code: number | null, signal: string | undefined): number {
+  if (code !== null) return code
+  const number = signal ? constants.signals[(signal.startsWith('SIG') ? signal : `SIG${signal}`) as NodeJS.Signals] : undefined
+  return number ? 128 + number : 255
+}
+
+/**
+ * Runs the command (remote stdout and stderr straight to ours) unless the warm
+ * run already did; never runs it twice. Resolves with the exit code the run
+ * reports (130 / 141 when interrupted; 0 with --sync-only).
+ */
+export async function commandStep(plan: RunPlan, state: RunState, live: LiveRun, ran: SyncOutcome['ran']): Promise<number> {
+  const { flags, interrupt } = plan
+  const { remote, workdir } = live
+  if (!remote) {
+    plan.context.progress.info(`synced ${workdir}`)
+    return 0
+  }
+  if (!ran) {
+    live.commandStarts()
+    const clock = stopwatch()
+    // --no-sync: nothing created the workdir yet, so the same exec makes it (one round trip).
+    const prefix = flags.noSync ? `mkdir -p ${shellQuote(workdir)} && cd ${shellQuote(workdir)} && ` : ''
+    const result = await live.session.exec(prefix + remote.command, {
+      cwd: flags.noSync ? undefined : workdir,
+      env: forwardedEnv(plan.context.config.env.allow),
+      signal: interrupt.signal,
+      stdout: live.stdout,
+      stderr: live.stderr,
+    })
+    ran = { result, ms: clock() }
+  }
+  interrupt.signal.removeEventListener('abort', live.outOfBand)
+  state.commandMs = ran.ms
+  return interrupt.signal.aborted ? interrupt.exitCode() : exitCodeOf(ran.result.code, ran.result.signal)
+}

@@ -1,0 +1,91 @@
+import type { Config } from '../../../config/schema.js'
+import { usageError } from '../../../errors.js'
+import type { Progress } from '../../../ui/progress.js'
+import type { SshSession } from '../../../transport/ssh/types.js'
+import type { Writable } from 'node:stream'
+import { leaseBackend, type LeaseBackend } from '../../lease.js'
+import type { UnchangedCheck } from '../../sync/snapshot.js'
+import { findRepoRoot } from '../../sync/manifest.js'
+import { noHeartbeat, type Heartbeater } from '../heartbeat.js'
+import { interruptOnSignals, type LeaseInHand } from '../lifecycle.js'
+import { brokerNotice, nullRecorder, startRecorder, type BrokerNotice, type Recorder } from '../recorder.js'
+import { stopwatch } from '../timing.js'
+import { startLocalCheck, type SyncOutcome } from './sync.js'
+
+export interface RunFlags {
+  id?: string
+  keep: boolean
+  noSync: boolean
+  syncOnly: boolean
+  shell: boolean
+  checksum: boolean
+  forceSyncLarge: boolean
+  timingJson: boolean
+  /** How long a fresh runner gets to answer SSH, in ms. */
+  bootstrapTimeoutMs?: number
+}
+
+export interface RunContext {
+  config: Config
+  progress: Progress
+  cwd: string
+  /** The git root the config loader found (walking up for `.git`), saving a `git rev-parse`. */
+  repoRoot?: string
+}
+
+/** What a run knows before it has a lease; fixed for the whole run. */
+export interface RunPlan {
+  context: RunContext
+  argv: string[]
+  flags: RunFlags
+  repoRoot: string
+  checksum: boolean
+  /** Sync's local unchanged check, started early (reused leases only). */
+  localCheck?: Promise<UnchangedCheck>
+  backend: LeaseBackend
+  interrupt: ReturnType<typeof interruptOnSignals>
+  notice: BrokerNotice
+  recorder: Recorder
+  /** Time since the run started. */
+  total: () => number
+}
+
+/** What the run holds while it goes, for the failure path and the release. */
+export interface RunState {
+  held?: LeaseInHand
+  session?: SshSession
+  heartbeat: Heartbeater
+  sync: SyncOutcome
+  commandMs: number
+  /** Output sinks not yet drained. */
+  sinks: Writable[]
+}
+
+export const newRunState = (): RunState => ({ heartbeat: noHeartbeat, sync: { skipped: true, phases: [], ms: 0 }, commandMs: 0, sinks: [] })
+
+/**
+ * Everything before the lease: the command is checked, the checkout found,
+ * sync's local check started (it overlaps resolving the lease and opening the
+ * connection), Ctrl-C handling installed and the run recorded on the broker.
+ */
+export async function planStep(context: RunContext, argv: string[], flags: RunFlags): Promise<RunPlan> {
+  const { config, progress } = context
+  if (argv.length === 0 && !flags.syncOnly) throw usageError('no command given', 'put the command after --, e.g. `crabbox run -- npm test`')
+  const total = stopwatch()
+  const repoRoot = context.repoRoot ?? (await findRepoRoot(context.cwd))
+  const checksum = flags.checksum || config.sync.checksum
+  const localCheck = flags.noSync || flags.id === undefined ? undefined : startLocalCheck(repoRoot, config.sync, checksum)
+  localCheck?.catch(() => {})
+  const backend = await leaseBackend(context)
+  const interrupt = interruptOnSignals()
+  const notice = brokerNotice(progress)
+  const recorder: Recorder = backend.broker
+    ? await startRecorder(
+        backend.broker,
+        { leaseID: '', provider: backend.provider, target: config.target, class: config.class, serverType: config.serverType, command: argv } as Parameters<typeof startRecorder>[1],
+        progress,
+        notice,
+      )
+    : nullRecorder
+  return { context, argv, flags, repoRoot, checksum, localCheck, backend, interrupt, notice, recorder, total }
+}

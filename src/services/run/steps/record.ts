@@ -1,0 +1,42 @@
+import type { Lease } from '../../../providers/types.js'
+import { CrabboxError } from '../../../errors.js'
+import { drained } from '../output.js'
+import type { RunTiming } from '../timing.js'
+import type { RunPlan, RunState } from './plan.js'
+
+/**
+ * Finishes the run record once everything the command printed reached our
+ * streams and the recorder; an interrupt is recorded as such. Resolves with
+ * the timing (`--timing-json`).
+ */
+export async function recordStep(plan: RunPlan, state: RunState, lease: Lease, commandExit: number): Promise<RunTiming> {
+  const { recorder, interrupt, flags } = plan
+  let exitCode = commandExit
+  await Promise.all(state.sinks.splice(0).map(drained))
+  if (interrupt.signal.aborted) {
+    recorder.event({ type: 'run.failed', phase: 'failed', message: 'interrupted' })
+    exitCode = interrupt.exitCode()
+  }
+  await recorder.finish({ exitCode, syncMs: state.sync.ms, commandMs: state.commandMs })
+  return {
+    provider: lease.provider,
+    leaseId: lease.id,
+    slug: lease.slug,
+    ...(recorder.runId ? { runId: recorder.runId } : {}),
+    syncMs: state.sync.ms,
+    syncPhases: state.sync.phases,
+    syncSkipped: flags.noSync || state.sync.skipped,
+    commandMs: state.commandMs,
+    totalMs: plan.total(),
+    exitCode,
+  }
+}
+
+/** A failed run: drained output, a `run.failed` event (`interrupted` after Ctrl-C), the run finished with the error's exit code. */
+export async function recordFailure(plan: RunPlan, state: RunState, error: unknown): Promise<void> {
+  const { recorder, interrupt } = plan
+  const exitCode = error instanceof CrabboxError ? error.exitCode : 1
+  await Promise.all(state.sinks.splice(0).map(drained))
+  recorder.event({ type: 'run.failed', phase: 'failed', message: interrupt.signal.aborted ? 'interrupted' : (error as Error).message })
+  await recorder.finish({ exitCode, syncMs: state.sync.ms, commandMs: state.commandMs })
+}

@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto'
+import { basename } from 'node:path'
+import type { Writable } from 'node:stream'
+import type { Lease } from '../../../providers/types.js'
+import { openSession } from '../../../transport/ssh/index.js'
+import type { SshSession } from '../../../transport/ssh/types.js'
+import { interruptedError } from '../lifecycle.js'
+import { runOutputSink } from '../output.js'
+import { remoteCommandFor, signalGroupCommand, type RemoteCommand } from '../remote-command.js'
+import type { RunPlan, RunState } from './plan.js'
+
+/** `<workRoot>/<leaseID>/<repoName>`: one workdir per lease and checkout. */
+export const workdirFor = (workRoot: string, leaseId: string, repoRoot: string) => `${workRoot.replace(/\/+$/, '')}/${leaseId}/${basename(repoRoot)}`
+
+/** The open connection and everything the command needs on it. */
+export interface LiveRun {
+  lease: Lease
+  workdir: string
+  session: SshSession
+  /** Undefined with --sync-only. */
+  remote?: RemoteCommand
+  stdout: Writable
+  stderr: Writable
+  /** The same sinks as callbacks, for the warm run's guard (it inspects the first bytes). */
+  output: { onStdout: (chunk: Buffer) => void; onStderr: (chunk: Buffer) => void }
+  /** Records and says that the command starts. */
+  commandStarts: () => void
+  /** Signals the remote process group over a second channel (listening on Ctrl-C while the command may run). */
+  outOfBand: () => void
+}
+
+/**
+ * Opens the SSH session and prepares the remote command: its pid file, the
+ * out-of-band Ctrl-C, and output sinks with backpressure (a slow local
+ * reader holds the remote back).
+ */
+export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease): Promise<LiveRun> {
+  const { argv, flags, interrupt, recorder } = plan
+  const { progress } = plan.context
+  const workdir = workdirFor(lease.workRoot, lease.id, plan.repoRoot)
+  const session = await openSession(lease.ssh, { progress })
+  state.session = session
+  if (interrupt.signal.aborted) throw interruptedError()
+
+  // Ctrl-C also signals the remote group over a second channel: some servers
+  // ignore SSH signal requests, and a stuck command must not hold the run open.
+  const pidFile = `/tmp/crabbox-${lease.id}-${randomBytes(4).toString('hex')}.pid`
+  const remote = flags.syncOnly ? undefined : remoteCommandFor(argv, { shell: flags.shell, pidFile })
+  const outOfBand = () => {
+    void session.exec(signalGroupCommand(pidFile, 'INT')).catch(() => {})
+    setTimeout(() => void session.exec(signalGroupCommand(pidFile, 'KILL')).catch(() => {}), 3000).unref()
+  }
+  const stdout = runOutputSink(process.stdout, 'stdout', recorder, () => interrupt.signal.aborted)
+  const stderr = runOutputSink(process.stderr, 'stderr', recorder, () => false)
+  state.sinks = [stdout, stderr]
+  const commandStarts = () => {
+    recorder.event({ type: 'command.started', phase: 'command', message: argv.join(' ') })
+    progress.done()
+    if (!flags.timingJson) progress.info(`running on ${lease.slug} (${lease.ssh.host}) ${argv.join(' ')}`)
+  }
+  if (remote) interrupt.signal.addEventListener('abort', outOfBand, { once: true })
+  return {
+    lease,
+    workdir,
+    session,
+    remote,
+    stdout,
+    stderr,
+    output: { onStdout: (chunk) => void stdout.write(chunk), onStderr: (chunk) => void stderr.write(chunk) },
+    commandStarts,
+    outOfBand,
+  }
+}

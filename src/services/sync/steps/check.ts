@@ -1,0 +1,40 @@
+import { checkUnchanged, type Unchanged } from '../snapshot.js'
+import type { SyncRun } from './context.js'
+import { probeAnswered, startProbe, type PendingProbe } from './probe.js'
+
+export interface Checked {
+  /** The checkout provably unchanged since its last fingerprint (no manifest pass needed for git). */
+  unchanged?: Unchanged
+  /** Fingerprints whose record we kept a copy of (the probe's arguments). */
+  known: string[]
+  /** The probe, when it could start before the manifest. */
+  probe?: PendingProbe
+  /** The runner holds that fingerprint: nothing to do. */
+  skip: boolean
+}
+
+/**
+ * The local unchanged check, with the runner round trip overlapping it. When
+ * the checkout is unchanged and the runner holds its fingerprint, the sync is
+ * over: no manifest pass at all.
+ */
+export async function checkStep(run: SyncRun): Promise<Checked> {
+  const { options, timer } = run
+  const check = options.check ?? checkUnchanged(options.repoRoot, run.config, options)
+  const [snapshot, known] = await Promise.all([check.snapshot, run.sent.known()])
+  if (options.probed) {
+    const unchanged = await check.unchanged
+    timer.add('manifest', options.probed.checkMs)
+    timer.add('fingerprint_remote', options.probed.ms)
+    return { unchanged, known, probe: probeAnswered(run, known, unchanged?.git, options.probed), skip: false }
+  }
+  if (!snapshot) return { known, skip: false }
+  // The runner round trip overlaps the check, with the HEAD the check is about to confirm.
+  const probe = startProbe(run, known, snapshot.git)
+  const unchanged = await timer.phase('manifest', () => check.unchanged)
+  if (unchanged && (await probe.answer).fingerprint === unchanged.fingerprint) {
+    timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
+    return { unchanged, known, probe, skip: true }
+  }
+  return { unchanged, known, probe, skip: false }
+}

@@ -1,0 +1,65 @@
+import type { Config } from '../../../config/schema.js'
+import { parseDuration } from '../../../config/schema.js'
+import type { SshSession } from '../../../transport/ssh/types.js'
+import type { Progress } from '../../../ui/progress.js'
+import { SentManifests } from '../hash-cache.js'
+import type { SyncOptions, SyncResult } from '../index.js'
+import { formatBytes } from '../manifest.js'
+import type { SyncPlan } from '../prune.js'
+import { Timer } from '../timer.js'
+
+/** What every step of one sync shares: its options, the timer, warnings and the sync's deadline. */
+export interface SyncRun {
+  options: SyncOptions
+  config: Config['sync']
+  session: SshSession
+  progress: Progress
+  env: NodeJS.ProcessEnv
+  /** The caller's signal joined with sync.timeout. */
+  signal: AbortSignal
+  timer: Timer
+  warnings: string[]
+  /** Records a non-fatal problem and shows it as a progress warning. */
+  warn(message: string): void
+  /** Whether fingerprints are used at all (`--checksum` trusts nothing). */
+  useFingerprint: boolean
+  /** What this machine last sent, keyed by fingerprint. */
+  sent: SentManifests
+}
+
+export function beginSync(options: SyncOptions): SyncRun {
+  const { config, progress } = options
+  const timeout = AbortSignal.timeout(parseDuration(config.timeout))
+  const warnings: string[] = []
+  return {
+    options,
+    config,
+    session: options.session,
+    progress,
+    env: options.env ?? process.env,
+    signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
+    timer: new Timer(),
+    warnings,
+    warn(message) {
+      warnings.push(message)
+      progress.warn(message)
+    },
+    useFingerprint: config.fingerprint && !options.checksum,
+    sent: SentManifests.for(options.repoRoot),
+  }
+}
+
+/** The phases a sync that sends nothing never runs. */
+const SEND_PHASES = ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']
+
+/** The runner already holds this checkout: nothing was sent. */
+export function skippedResult(run: SyncRun): SyncResult {
+  for (const name of SEND_PHASES) run.timer.skip(name, 'fingerprint matches')
+  run.progress.done('No changes detected, skipping sync')
+  return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings: run.warnings, ...run.timer.result() }
+}
+
+export function syncedResult(run: SyncRun, plan: SyncPlan): SyncResult {
+  run.progress.done(`synced ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removed ${plan.remove.length}`)
+  return { skipped: false, filesSent: plan.send.length, bytesSent: plan.sendBytes, filesDeleted: plan.remove.length, warnings: run.warnings, ...run.timer.result() }
+}

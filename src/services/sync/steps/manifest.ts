@@ -1,0 +1,49 @@
+import { hashManifest, type HashedManifest } from '../fingerprint.js'
+import { buildManifest, checkSize, formatBytes, readGitContext, type GitContext, type Manifest } from '../manifest.js'
+import type { RemoteRecord } from '../records.js'
+import { beginGitView, type GitView } from '../snapshot.js'
+import type { Checked } from './check.js'
+import type { SyncRun } from './context.js'
+import { probeFor, type PendingProbe } from './probe.js'
+
+export interface LocalSide {
+  manifest: Manifest
+  /** The metadata dir on the runner: `.git/crabbox` in a git checkout, else `.crabbox`. */
+  meta: string
+  /** The probe for the checkout's git context (restarted when the check's guess was wrong). */
+  probe: PendingProbe
+}
+
+/** The local manifest, built while the probe's round trip is in flight; size and safety warnings. */
+export async function manifestStep(run: SyncRun, checked: Checked): Promise<LocalSide> {
+  const { options, config, timer } = run
+  const { git, view } = checked.unchanged ? { git: checked.unchanged.git, view: undefined } : await timer.phase('manifest', () => readGit(run))
+  // The runner round trip overlaps the local manifest and hashing.
+  const probe = probeFor(run, checked.known, checked.probe, git)
+  const manifest = await timer.phase('manifest', () => buildManifest(options.repoRoot, config, { git, view }))
+  for (const message of checkSize(manifest, config, { forceLarge: options.forceLarge, env: run.env }).warnings) run.warn(message)
+  if (manifest.rejected.length > 0) {
+    run.warn(`not syncing ${manifest.rejected.length} unsafe path(s), e.g. ${manifest.rejected[0].path}: ${manifest.rejected[0].reason}`)
+  }
+  run.progress.info(`sync candidate: ${manifest.files} files, ${formatBytes(manifest.bytes)}`)
+  return { manifest, meta: git ? '.git/crabbox' : '.crabbox', probe }
+}
+
+async function readGit(run: SyncRun): Promise<{ git: GitContext | undefined; view?: Pick<GitView, 'at' | 'files'> }> {
+  // Git's files are looked at before git is asked anything, so a change racing this pass shows next time.
+  const view = run.useFingerprint ? beginGitView(run.options.repoRoot, run.config) : undefined
+  return { git: await readGitContext(run.options.repoRoot, run.config), view }
+}
+
+/**
+ * Content hashes, when the runner holds a record to compare them with. With
+ * nothing recorded on the runner every file goes, hashed as it is read for the
+ * tar instead of in a pass of its own.
+ */
+export async function hashStep(run: SyncRun, manifest: Manifest, remote: Map<string, RemoteRecord>): Promise<HashedManifest | undefined> {
+  if (remote.size === 0) {
+    run.timer.skip('fingerprint', 'runner holds nothing yet: hashed while sending')
+    return undefined
+  }
+  return run.timer.phase('fingerprint', () => hashManifest(manifest, { checksum: run.options.checksum }))
+}

@@ -1,0 +1,191 @@
+import type { Readable } from 'node:stream'
+import { computeFingerprint } from '../fingerprint.js'
+import { gitBlock } from '../git-seed.js'
+import { formatBytes, type ManifestEntry } from '../manifest.js'
+import { encodeRecord } from '../records.js'
+import { runRemote } from '../remote-exec.js'
+import { META_FILES, PART_SCRIPT, RUN_UPLOADED_SCRIPT, UPLOAD_SCRIPT, applyScript, commitScript, readApplyLine, shCommand } from '../remote-scripts.js'
+import type { SyncRun } from './context.js'
+import type { LocalSide } from './manifest.js'
+import type { SendDecision } from './plan.js'
+
+type Transfer = typeof import('../transfer.js')
+type Pack = { stream: Readable; done: Promise<void> }
+
+/** Above this the apply script travels in its own exec instead of argv (Linux caps one argument at 128 KiB). */
+const INLINE_SCRIPT_LIMIT = 96 * 1024
+
+/** Only a sync that may send something needs the tar writer (tar-stream is slow to load): started early, awaited by sendStep. */
+export function loadTransfer(): Promise<Transfer> {
+  const transfer = import('../transfer.js')
+  transfer.catch(() => {})
+  return transfer
+}
+
+export interface Sent {
+  /** What the runner now holds: computed while sending when the sync was cold. */
+  fingerprint: string
+  records: Buffer
+  /** Cold: each entry's hash, taken as it was read for the tar. */
+  hashes?: string[]
+  /** `need-bundle` / `need-base` lines: the runner's git still lacks history. */
+  needs: Set<string>
+}
+
+interface Scripts {
+  /** The exec that prunes and extracts (and commits, unless split). */
+  command: string
+  /** The apply script, when too large for argv: uploaded first. */
+  upload?: string
+  /** Split transfers: the commit half, run once every part landed. */
+  commit?: string
+  parts: { start: number; entries: ManifestEntry[] }[]
+  split: boolean
+}
+
+/**
+ * One exec that prunes, extracts the changed files from one tar stream,
+ * commits the runner's record, seeds git and writes the fingerprint; a large
+ * transfer goes over several channels at once.
+ */
+export async function sendStep(run: SyncRun, local: LocalSide, decision: SendDecision, loading: Promise<Transfer>): Promise<Sent> {
+  const { plan } = decision
+  const transfer = await loading
+  const gzip = transfer.shouldCompress(plan.sendBytes + (decision.fullManifest ? local.manifest.files * 80 : 0), run.env)
+  const scripts = applyScripts(run, local, decision, gzip, transfer)
+  if (scripts.upload !== undefined) {
+    const upload = scripts.upload
+    await run.timer.phase('prune', () => runRemote(run.session, shCommand(UPLOAD_SCRIPT, 'crabbox-upload', [run.options.workdir, local.meta]), { stdin: upload, signal: run.signal, what: 'uploading the sync script' }))
+  }
+  run.progress.phase(`sync: sending ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removing ${plan.remove.length}`)
+  const sent: Sent = { fingerprint: decision.fingerprint, records: decision.records, hashes: decision.cold ? new Array(local.manifest.entries.length) : undefined, needs: new Set() }
+  const packs = packStreams(run, local, decision, scripts, sent, { gzip, tarStream: transfer.tarStream })
+  await applyOnRunner(run, scripts, packs, sent, gzip)
+  if (plan.remove.length === 0) run.timer.skip('prune', 'nothing to remove')
+  if (!decision.needTar) run.timer.skip('transfer', 'nothing changed')
+  return sent
+}
+
+function applyScripts(run: SyncRun, local: LocalSide, decision: SendDecision, gzip: boolean, transfer: Transfer): Scripts {
+  const { plan, cold, work } = decision
+  const git = local.manifest.git
+  const scriptOptions = {
+    workdir: run.options.workdir,
+    meta: local.meta,
+    fingerprint: run.useFingerprint ? (cold ? 'tar' : decision.fingerprint) : undefined,
+    pending: plan.pending,
+    remove: plan.remove,
+    tar: decision.needTar ? { gzip } : undefined,
+    fullManifest: decision.fullManifest,
+    records: plan.delta,
+    git: work && git ? gitBlock(git, work) : undefined,
+  }
+  // A large transfer goes over several channels at once (the SSH window limits each channel, not the
+  // connection); the record and fingerprint are then committed by one more exec once every part landed.
+  let parts = decision.needTar ? transfer.splitByBytes(plan.send, transfer.transferParts(plan.sendBytes, plan.send.length, run.env)) : []
+  const commit = parts.length > 1 ? commitScript(scriptOptions) : undefined
+  if (commit === undefined || commit.length > INLINE_SCRIPT_LIMIT) parts = [{ start: 0, entries: plan.send }]
+  const split = parts.length > 1
+  const script = applyScript({ ...scriptOptions, deferCommit: split })
+  const inline = script.length <= INLINE_SCRIPT_LIMIT
+  return {
+    command: inline ? shCommand(script, 'crabbox-apply') : shCommand(RUN_UPLOADED_SCRIPT, 'crabbox-apply', [run.options.workdir, local.meta]),
+    upload: inline ? undefined : script,
+    commit,
+    parts,
+    split,
+  }
+}
+
+/** The tar streams (one per part); the first ends with the runner's new record and, cold, the fingerprint. */
+function packStreams(run: SyncRun, local: LocalSide, decision: SendDecision, scripts: Scripts, sent: Sent, options: { gzip: boolean; tarStream: Transfer['tarStream'] }): { tar?: Pack; sides: Pack[] } {
+  const { manifest, meta } = local
+  const { cold, fullManifest } = decision
+  const gzip = options.gzip
+  const trailer = () => {
+    if (cold) {
+      const hashes = sent.hashes!
+      sent.fingerprint = computeFingerprint(manifest, { hashes, hashedFiles: manifest.files, hashedBytes: manifest.bytes }, run.config)
+      sent.records = Buffer.from(manifest.entries.map((entry, i) => encodeRecord(hashes[i], entry.mode, entry.path)).join(''))
+    }
+    const files = fullManifest ? [{ path: `${meta}/${META_FILES.next}`, data: sent.records }] : []
+    if (cold && run.useFingerprint) files.push({ path: `${meta}/${META_FILES.fingerprintNext}`, data: Buffer.from(`${sent.fingerprint}\n`) })
+    return files
+  }
+  const onHash = (start: number) => (sent.hashes ? (index: number, hash: string) => (sent.hashes![start + index] = hash) : undefined)
+  const sides = scripts.parts.slice(1).map((part) => options.tarStream({ root: manifest.root, entries: part.entries, extra: () => [], extraPaths: [], onHash: onHash(part.start) }, { gzip }))
+  if (!decision.needTar) return { sides }
+  const tar = options.tarStream(
+    {
+      root: manifest.root,
+      entries: scripts.parts[0].entries,
+      // The record holds every part's hashes: written once all parts were read.
+      extra: scripts.split ? () => Promise.all(sides.map((side) => side.done)).then(trailer) : trailer,
+      extraPaths: [`${meta}/${META_FILES.next}`],
+      onHash: onHash(0),
+    },
+    { gzip },
+  )
+  return { tar, sides }
+}
+
+/** Runs the apply exec (the extra parts on their own channels once the prune is over), then the deferred commit. */
+async function applyOnRunner(run: SyncRun, scripts: Scripts, packs: { tar?: Pack; sides: Pack[] }, sent: Sent, gzip: boolean): Promise<void> {
+  const { session, signal } = run
+  const marks = phaseMarks(run, sent)
+  const streams = [packs.tar, ...packs.sides]
+  let packError: unknown
+  for (const stream of streams) stream?.done.catch((error: unknown) => (packError ??= error))
+  // The first failure closes every other channel of this sync.
+  const channels = new AbortController()
+  const execSignal = scripts.split ? AbortSignal.any([signal, channels.signal]) : signal
+  let failure: unknown
+  const fail = (error: unknown) => {
+    failure ??= error
+    channels.abort(error)
+  }
+  let sideRuns: Promise<unknown>[] = []
+  // The extra parts start once the runner reports the prune is over, so a path changing type extracts cleanly.
+  const onApplyLine = (line: string) => {
+    marks.onLine(line)
+    if (scripts.split && line === 'mark transfer' && sideRuns.length === 0) {
+      sideRuns = packs.sides.map((side) =>
+        runRemote(session, shCommand(PART_SCRIPT, 'crabbox-part', [run.options.workdir, gzip ? 'z' : '-']), { stdin: side.stream, signal: execSignal, what: 'sending files' }).catch(fail),
+      )
+    }
+  }
+  try {
+    await runRemote(session, scripts.command, { stdin: packs.tar?.stream, signal: execSignal, onLine: onApplyLine, what: 'applying the sync' }).catch(fail)
+    await Promise.all(sideRuns)
+    if (failure) throw failure
+    if (scripts.commit && scripts.split) await runRemote(session, shCommand(scripts.commit, 'crabbox-commit'), { signal, onLine: marks.onLine, what: 'committing the sync' })
+  } catch (error) {
+    // A local read failure truncates the stream, so the runner's tar fails too: report the cause.
+    throw packError ?? error
+  } finally {
+    for (const stream of streams) stream?.stream.destroy()
+  }
+  marks.finish()
+}
+
+/** Times the runner's phases from its `mark` lines; passes on its warnings and git needs. */
+function phaseMarks(run: SyncRun, sent: Sent): { onLine(line: string): void; finish(): void } {
+  let current: string | undefined
+  let since = performance.now()
+  return {
+    onLine(line) {
+      const read = readApplyLine(line)
+      if (!read) return
+      if ('mark' in read) {
+        const now = performance.now()
+        if (current) run.timer.add(current, now - since)
+        current = read.mark
+        since = now
+      } else if ('warn' in read) run.warn(read.warn)
+      else sent.needs.add(read.need)
+    },
+    finish() {
+      if (current) run.timer.add(current, performance.now() - since)
+    },
+  }
+}
