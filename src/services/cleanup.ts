@@ -1,6 +1,6 @@
 import type { CommandContext } from '../base-command.js'
 import { CrabboxError } from '../errors.js'
-import { cleanupDecision, isLeaseKeyName, providerKeyName, RUNNING_SAFETY_WINDOW_MS } from '../protocol/cloud-machines.js'
+import { cleanupDecision, isLeaseKeyName, providerKeyName, RUNNING_SAFETY_WINDOW_MS } from '../cloud/cloud-machines.js'
 import { cloudError, type CloudBackend } from '../providers/cloud/direct.js'
 
 export interface CleanupItem {

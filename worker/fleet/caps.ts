@@ -1,4 +1,4 @@
-import { fallbackHourlyUSD, round2 } from '../../src/protocol/classes.js'
+import { fallbackHourlyUSD, round2 } from '../../src/cloud/classes.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { LIVE_LEASE_STATES } from '../../src/protocol/leases.js'
 import type { Env } from '../env.js'
@@ -59,7 +59,7 @@ function envRates(env: Env): Record<string, number> {
   }
 }
 
-/** USD per hour: env rates, then the provider's live price, then the class tables (src/protocol/classes.ts). */
+/** USD per hour: env rates, then the provider's live price, then the class tables (src/cloud/classes.ts). */
 export async function hourlyRate(env: Env, providerName: string, provider: BrokerProvider, serverType: string): Promise<number> {
   const key = `${providerName}:${serverType}`
   const fromEnv = envRates(env)[key]

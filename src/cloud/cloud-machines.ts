@@ -4,7 +4,7 @@
  * machine may be deleted. Pure and shared; labels are the only state a
  * direct-mode cloud lease has, so they must be enough to prove ownership.
  */
-import { LEASE_ID_PATTERN, providerResourceName } from './ids.js'
+import { LEASE_ID_PATTERN, providerResourceName } from '../protocol/ids.js'
 
 export const LEASE_KEY_PATTERN = /^crabbox-cbx-[0-9a-f]{12}$/
 
