@@ -65,3 +65,12 @@ export function providerResourceName(leaseId: string, slug: string): string {
   if (!slug) return `crabbox-${leaseId.replace(/_/g, '-')}`
   return `crabbox-${slug}-${fnv1a32(leaseId).toString(16).padStart(8, '0')}`
 }
+
+/**
+ * Direct mode: the default slug unless another live lease here holds it, then
+ * the same suffixed candidates the broker would try, finally the bare lease ID.
+ */
+export function allocateSlug(leaseId: string, taken: Iterable<string>): string {
+  const used = new Set(taken)
+  return slugCandidates(defaultSlug(leaseId), leaseId).find((slug) => !used.has(slug)) ?? normalizeSlug(leaseId)
+}

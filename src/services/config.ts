@@ -1,4 +1,4 @@
-import type { CommandContext } from '../base-command.js'
+import type { ServiceContext } from './context.js'
 import { userConfigPath } from '../config/paths.js'
 import type { Config } from '../config/schema.js'
 import { setUserConfigValues } from '../config/write.js'
@@ -22,7 +22,7 @@ export interface ConfigView {
   repoRoot?: string
 }
 
-export function showConfig(context: CommandContext): ConfigView {
+export function showConfig(context: ServiceContext): ConfigView {
   const { sources, broker, ...rest } = context.config
   return {
     config: { ...rest, broker: { ...broker, token: secret(broker.token), adminToken: secret(broker.adminToken) } },

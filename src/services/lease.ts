@@ -9,8 +9,8 @@ import { directProvider } from '../providers/registry.js'
 import type { DirectProvider, Lease } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import type { Progress } from '../ui/progress.js'
-import { ensureLeaseKey } from './keys.js'
-import { newLeaseId } from './lease-id.js'
+import { ensureLeaseKey } from '../transport/ssh/keys.js'
+import { newLeaseId } from '../protocol/ids.js'
 
 export interface LeaseContext {
   config: Config

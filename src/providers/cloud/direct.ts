@@ -7,7 +7,7 @@ import { knownHostsLines, renderCloudInit, type ConsoleHostKey } from '../../clo
 import { candidateTypes, explicitType, unsupportedTargetMessage, type CloudProviderName } from '../../cloud/classes.js'
 import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../cloud/cloud-machines.js'
 import type { CreatedMachine } from '../../cloud/hetzner-api.js'
-import { allocateSlug } from '../../services/lease-id.js'
+import { allocateSlug } from '../../protocol/ids.js'
 import { pickByIdOrSlug } from '../pick.js'
 import type { AcquireRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
 

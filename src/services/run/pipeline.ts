@@ -11,7 +11,7 @@ import type { Progress } from '../../ui/progress.js'
 import { findRepoRoot } from '../sync/manifest.js'
 import { leaseBackend } from '../lease.js'
 import { directProvider } from '../../providers/registry.js'
-import { noHeartbeat, startDirectTouch, type Heartbeater } from './heartbeat.js'
+import { noHeartbeat, startDirectTouch, type Heartbeater } from '../heartbeat.js'
 import { closeQuietly, interruptedError, interruptOnSignals, obtainLease, releaseQuietly, type LeaseInHand } from './lifecycle.js'
 import { brokerNotice, nullRecorder, startRecorder, type Recorder } from './recorder.js'
 import { drained, runOutputSink } from './output.js'
@@ -95,7 +95,7 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
       onLease: broker
         ? async (lease) => {
             // The control channel (WebSocket client) is ~100 ms to load: only broker runs need it.
-            const { startHeartbeat } = await import('../heartbeat-control.js')
+            const { startHeartbeat } = await import('../heartbeat.js')
             heartbeat.stop()
             heartbeat = startHeartbeat(broker, lease, notice)
           }

@@ -1,6 +1,6 @@
 import type { Lease } from '../../providers/types.js'
 import type { Progress } from '../../ui/progress.js'
-import { waitForReady } from '../readiness.js'
+import { waitForReady } from '../../transport/ssh/readiness.js'
 import type { ExecResult } from '../../transport/ssh/types.js'
 import type { GuardedCommand, Probed } from '../sync/guard.js'
 import type { SyncOptions } from '../sync/index.js'
