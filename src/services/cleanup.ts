@@ -72,13 +72,3 @@ export async function cleanupMachines(context: ServiceContext, options: { dryRun
   progress.done()
   return result
 }
-
-export function renderCleanup(result: CleanupResult): string {
-  const verb = result.dryRun ? 'would delete' : 'deleted'
-  const lines = [
-    ...result.deleted.map((i) => `${verb}\t${i.name}\t${i.lease ?? '-'}\t${i.status}\t${i.reason}`),
-    ...result.kept.map((i) => `kept\t${i.name}\t${i.lease ?? '-'}\t${i.status}\t${i.reason}`),
-  ]
-  lines.push(`${result.provider}: ${result.deleted.length} ${verb}, ${result.kept.length} kept${result.dryRun ? ' (dry run: nothing was deleted)' : ''}`)
-  return `${lines.join('\n')}\n`
-}

@@ -17,7 +17,8 @@ import { brokerNotice, nullRecorder, startRecorder, type Recorder } from './reco
 import { drained, runOutputSink } from './output.js'
 import { forwardedEnv, remoteCommandFor, signalGroupCommand } from './remote-command.js'
 import { startLocalCheck, syncStep, type SyncOutcome } from './steps.js'
-import { formatMs, stopwatch, summaryLine, type RunTiming } from './timing.js'
+import { formatMs, summaryLine } from '../../ui/format.js'
+import { stopwatch, type RunTiming } from './timing.js'
 
 export interface RunFlags {
   id?: string

@@ -5,7 +5,8 @@ import type { ExecResult } from '../../transport/ssh/types.js'
 import type { GuardedCommand, Probed } from '../sync/guard.js'
 import type { SyncOptions } from '../sync/index.js'
 import type { UnchangedCheck } from '../sync/snapshot.js'
-import { stopwatch, type SyncPhase } from './timing.js'
+import type { SyncPhase } from '../sync/timer.js'
+import { stopwatch } from './timing.js'
 
 const BOOTSTRAP_TIMEOUT_MS = 20 * 60_000
 const LOCAL_TIMEOUT_MS = 60_000

@@ -6,7 +6,8 @@ import type { Progress } from '../../ui/progress.js'
 import { computeFingerprint, hashManifest, saveHashes } from './fingerprint.js'
 import { gitBlock, gitWork, parseRemoteGit, sendBundle, type RemoteGit } from './git-seed.js'
 import { SentManifests } from './hash-cache.js'
-import { buildManifest, checkSize, formatBytes, readGitContext, type GitContext, type Manifest } from './manifest.js'
+import { formatBytes } from '../../ui/format.js'
+import { buildManifest, checkSize, readGitContext, type GitContext, type Manifest } from './manifest.js'
 import { massDeletionGuard, planEverything, planSync, type SyncPlan } from './prune.js'
 import { encodeRecord, parseRecords, type RemoteRecord } from './records.js'
 import { META_FILES, PART_SCRIPT, PROBE_SCRIPT, RUN_UPLOADED_SCRIPT, SCRIPT_EXIT, UPLOAD_SCRIPT, applyScript, commitScript, shCommand } from './remote-scripts.js'
@@ -18,9 +19,9 @@ export { checkUnchanged, type UnchangedCheck } from './snapshot.js'
 export { runIfUnchanged, type GuardedCommand, type Probed, type WarmRun } from './guard.js'
 export type { SyncPhase } from './timer.js'
 
-export { buildManifest, findRepoRoot, checkPath, formatBytes, type Manifest, type ManifestEntry } from './manifest.js'
+export { buildManifest, findRepoRoot, checkPath, type Manifest, type ManifestEntry } from './manifest.js'
 export { DEFAULT_EXCLUDES } from './excludes.js'
-export { renderSyncPlan, summarizeManifest, syncPlan, type SyncPlanSummary } from './summary.js'
+export { summarizeManifest, syncPlan, type SyncPlanSummary } from './summary.js'
 
 export interface SyncOptions {
   repoRoot: string
