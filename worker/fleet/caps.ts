@@ -1,6 +1,7 @@
 import { fallbackHourlyUSD, round2 } from '../../src/cloud/classes.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { LIVE_LEASE_STATES } from '../../src/protocol/leases.js'
+import type { CostLimits } from '../../src/protocol/usage.js'
 import type { Env } from '../env.js'
 import { setting } from '../env.js'
 import type { BrokerProvider } from '../providers/types.js'
@@ -12,15 +13,6 @@ import type { FleetStorage } from './storage.js'
  * worst case (`maxEstimatedUSD`). `enforceCaps` is synchronous so the
  * check and the reservation that follows it happen with no interleaving.
  */
-
-export interface CostLimits {
-  maxActiveLeases: number
-  maxActiveLeasesPerOwner: number
-  maxActiveLeasesPerOrg: number
-  maxMonthlyUSD: number
-  maxMonthlyUSDPerOwner: number
-  maxMonthlyUSDPerOrg: number
-}
 
 function positive(env: Env, name: string): number {
   const n = Number(setting(env, name) ?? '0')
