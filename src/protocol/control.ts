@@ -42,8 +42,6 @@ export type ControlClientInput = v.InferInput<typeof ControlClientMessage>
 
 export const CONTROL_CLIENT_TYPES = ['subscribe_run', 'ack', 'heartbeat', 'ping'] as const
 
-export const ControlErrorCode = v.picklist(['invalid_message', 'invalid_json', 'unknown_type', 'not_found'])
-
 export const HelloFrame = v.object({ type: v.literal('hello'), protocol: v.number(), clientID: v.string() })
 export const RunEventsFrame = v.object({
   type: v.literal('run_events'),

@@ -15,10 +15,9 @@ function randomHex(bytes: number): string {
 export const newLeaseId = (): string => `cbx_${randomHex(6)}`
 export const newRunId = (): string => `run_${randomHex(6)}`
 export const isLeaseId = (value: string): boolean => LEASE_ID_PATTERN.test(value)
-export const isRunId = (value: string): boolean => RUN_ID_PATTERN.test(value)
 
 /** FNV-1a 32-bit over the string's UTF-16 code units (bytes for ASCII IDs). */
-export function fnv1a32(input: string): number {
+function fnv1a32(input: string): number {
   let hash = 0x811c9dc5
   for (let i = 0; i < input.length; i++) {
     hash ^= input.charCodeAt(i)
@@ -46,7 +45,7 @@ export function defaultSlug(leaseId: string): string {
 }
 
 /** How many suffixed candidates follow the base slug before allocation gives up. */
-export const SLUG_SUFFIX_ATTEMPTS = 19
+const SLUG_SUFFIX_ATTEMPTS = 19
 
 /**
  * Slug candidates in the order the broker tries them: the base, then

@@ -1,5 +1,4 @@
 import * as v from 'valibot'
-import { LEASE_ID_PATTERN } from './ids.js'
 
 /**
  * Lease wire shapes (coordinator-api §4.3–4.9, §6.1, §8.5). Request schemas are
@@ -10,8 +9,6 @@ import { LEASE_ID_PATTERN } from './ids.js'
 const Text = (max = 256) => v.pipe(v.string(), v.maxLength(max, `at most ${max} characters`))
 const Flag = v.optional(v.boolean())
 const Seconds = v.optional(v.pipe(v.number('a number of seconds'), v.finite('a finite number')))
-
-export const LeaseIdSchema = v.pipe(v.string(), v.regex(LEASE_ID_PATTERN, 'a lease ID like cbx_0123456789ab'))
 
 export const BrokerProviderName = v.picklist(['static', 'hetzner', 'aws'], 'one of static, hetzner, aws')
 export const LeaseState = v.picklist(['provisioning', 'active', 'released', 'expired', 'failed'])

@@ -309,4 +309,3 @@ export const RunResponse = v.object({ run: RunRecord })
 /** `nextCursor` is present when more runs match; pass it back as `?cursor=`. */
 export const RunListResponse = v.object({ runs: v.array(RunRecord), nextCursor: v.optional(v.string()) })
 export const RunEventsResponse = v.object({ events: v.array(RunEventRecord) })
-export const RunEventResponse = v.object({ event: RunEventRecord })

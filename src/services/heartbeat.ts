@@ -22,7 +22,7 @@ export const noHeartbeat: Heartbeater = { stop() {} }
 export const heartbeatIntervalMs = (idleTimeoutSeconds = 1800) => Math.min(60_000, Math.max(5_000, Math.round((idleTimeoutSeconds * 1000) / 3)))
 
 /** How long one heartbeat may take, socket attempt and HTTP fallback together; separate from the cadence. */
-export const HEARTBEAT_BUDGET_MS = 20_000
+const HEARTBEAT_BUDGET_MS = 20_000
 
 export interface BeatBody {
   idleTimeoutSeconds?: number
@@ -39,7 +39,7 @@ export interface BeatResult {
  * One heartbeat: over the control socket when it is open (waiting up to `openWaitMs`
  * for it), else — or when the socket attempt fails — `POST /v1/leases/{id}/heartbeat`.
  */
-export async function beatOnce(
+async function beatOnce(
   client: BrokerClient,
   channel: ControlChannel | undefined,
   leaseID: string,
@@ -69,7 +69,7 @@ export async function beatOnce(
  * Calls `beat` now and every idle/3 (5–60 s); a beat still in flight is not
  * doubled and failures go to `notice`, never to the caller.
  */
-export function startPeriodicBeat(idleTimeoutSeconds: number | undefined, beat: () => Promise<void>, notice: (error: unknown) => void): Heartbeater {
+function startPeriodicBeat(idleTimeoutSeconds: number | undefined, beat: () => Promise<void>, notice: (error: unknown) => void): Heartbeater {
   let stopped = false
   let inFlight = false
   const tick = async () => {

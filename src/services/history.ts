@@ -30,7 +30,7 @@ export function requireRunBroker(context: HistoryContext): BrokerClient {
   return client
 }
 
-export function checkRunId(runId: string): string {
+function checkRunId(runId: string): string {
   if (!RUN_ID_PATTERN.test(runId)) throw usageError(`${JSON.stringify(runId)} is not a run ID`, 'Run IDs look like run_0123456789ab; `crabbox history` lists them.')
   return runId
 }

@@ -21,7 +21,7 @@ export interface LeaseView {
   idleTimeoutSeconds?: number
 }
 
-export const leaseView = (lease: Lease): LeaseView => ({
+const leaseView = (lease: Lease): LeaseView => ({
   id: lease.id,
   slug: lease.slug,
   provider: lease.provider,

@@ -43,7 +43,7 @@ const keyPaths = (leaseId: string) => ({
  * A broker lease record as the pipeline sees it; the raw record stays in `details.record`.
  * Static pool hosts are never touched by the broker, so they take the user's own key when one is configured.
  */
-export function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
+function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
   const ownKey = record.provider === 'static' && config?.ssh.key ? { privateKeyPath: config.ssh.key } : {}
   return {
     id: record.id,

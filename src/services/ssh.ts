@@ -39,7 +39,7 @@ const STATIC_PROVIDERS = new Set(['ssh', 'static', 'static-ssh'])
  * direct records); otherwise the configured static host (`--provider ssh
  * --static-host H`, or the `static` config block).
  */
-export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, 'id'>): Promise<ResolvedTarget> {
+async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, 'id'>): Promise<ResolvedTarget> {
   const { config } = context
   if (flags.id) {
     const { leaseBackend } = await import('./lease.js')
@@ -64,7 +64,7 @@ const quoteArg = (value: string) => (/^[\w@%+=:,./~-]+$/.test(value) ? value : `
 const tilde = (path: string) => (path.startsWith(`${homedir()}/`) ? `~${path.slice(homedir().length)}` : path)
 
 /** The same connection for users who want their own client: per-lease key, known_hosts and port. */
-export function opensshCommand(target: SshTarget, remote: string[] = []): string {
+function opensshCommand(target: SshTarget, remote: string[] = []): string {
   const args = [
     'ssh',
     '-i', tilde(target.privateKeyPath),

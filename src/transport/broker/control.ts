@@ -53,7 +53,7 @@ export interface ControlChannel {
   release(): void
 }
 
-export class ControlUnavailable extends Error {
+class ControlUnavailable extends Error {
   constructor(message: string) {
     super(message)
     this.name = 'ControlUnavailable'

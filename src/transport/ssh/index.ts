@@ -6,9 +6,6 @@ import { defaultAgentIdleTimeout } from './settings.js'
 import { holdStdin } from './streams.js'
 import type { ExecOptions, ShellOptions, SshSession, SshTarget } from './types.js'
 
-export type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshSession, SshTarget } from './types.js'
-export { shellQuote } from './exec.js'
-
 export interface OpenSessionOptions {
   progress?: Progress
   /** Route execs through the per-user connection agent (default: yes, unless CRABBOX_NO_AGENT=1). */
@@ -20,7 +17,7 @@ export interface OpenSessionOptions {
 
 let pool: SshPool | undefined
 /** The process-wide pool; ssh2 is loaded only when an in-process connection is needed. */
-export async function processPool(): Promise<SshPool> {
+async function processPool(): Promise<SshPool> {
   if (!pool) {
     const { SshPool } = await import('./pool.js')
     pool ??= new SshPool()

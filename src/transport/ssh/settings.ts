@@ -3,7 +3,7 @@
  * transport never reads config itself. No imports: cheap for every command.
  */
 
-export const DEFAULT_AGENT_IDLE_TIMEOUT_MS = 600_000
+const DEFAULT_AGENT_IDLE_TIMEOUT_MS = 600_000
 
 let agentIdleTimeoutMs = DEFAULT_AGENT_IDLE_TIMEOUT_MS
 
