@@ -9,7 +9,7 @@ export type CloudProviderName = 'hetzner' | 'aws'
 const machineClasses = ['standard', 'fast', 'large', 'beast'] as const
 export type MachineClass = (typeof machineClasses)[number]
 
-/** Inventory §2.4: the first type is preferred; the rest are tried on capacity errors. */
+/** Per class, the first type is preferred; the rest are tried on capacity errors. */
 const classTypes: Record<CloudProviderName, Record<MachineClass, readonly string[]>> = {
   hetzner: {
     standard: ['ccx33', 'cpx62', 'cx53'],
@@ -47,7 +47,7 @@ export function unsupportedTargetMessage(provider: CloudProviderName, target: st
   return `${name} ${target} runners are not supported yet: crabbox bootstraps Linux machines only. Use --target linux (or the ssh provider for an existing ${target} host).`
 }
 
-/** USD per hour when neither an override nor a live price is available (inventory §4.12). */
+/** USD per hour when neither an override nor a live price is available. */
 const staticHourlyUSD: Record<CloudProviderName, Record<string, number>> = {
   hetzner: { cx53: 0.08, cpx62: 0.18, ccx33: 0.36, ccx43: 0.54, ccx53: 0.72, ccx63: 1.08 },
   aws: {

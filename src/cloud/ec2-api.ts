@@ -84,7 +84,7 @@ export interface Ec2Options extends CloudClientOptions {
   endpoint?: string
 }
 
-/** Error codes from the EC2 API reference ("Error codes for the Amazon EC2 API"). */
+/** EC2 error codes, by what crabbox does about them. */
 const categories: Record<string, CloudErrorCategory> = {
   InsufficientInstanceCapacity: 'capacity',
   InsufficientCapacity: 'capacity',

@@ -16,8 +16,8 @@ import {
 /**
  * Hetzner Cloud API client and the machine lifecycle built on it. Plain
  * `fetch(Request)`: the same code runs in the broker (workerd) and the CLI
- * (Node 20). Wire shapes follow https://docs.hetzner.cloud (JSON bodies,
- * errors as `{"error":{"code","message","details"}}`).
+ * (Node 20). The API speaks JSON bodies and answers errors as
+ * `{"error":{"code","message","details"}}`.
  */
 
 const HETZNER_API_URL = 'https://api.hetzner.cloud/v1'

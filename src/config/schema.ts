@@ -2,9 +2,9 @@ import * as v from 'valibot'
 
 /**
  * The one validated shape of crabbox configuration. Files, `CRABBOX_*` env and
- * flags are all merged into this (see `load.ts`). Keys and defaults follow the
- * reference inventory §2.2; durations are kept as strings like `90m` and parsed
- * where they are used (`parseDuration`).
+ * flags are all merged into this (see `load.ts`); keys and defaults are those
+ * of the crabbox config file (docs/config.md). Durations are kept as strings
+ * like `90m` and parsed where they are used (`parseDuration`).
  */
 export const DURATION_FORM = 'a duration like 30s, 15m or 2h'
 // A bare YAML number is read as seconds, like `parseDuration` does.

@@ -2,7 +2,7 @@ import * as v from 'valibot'
 import { RUN_LIMITS, RunEventRecord } from './runs.js'
 
 /**
- * Control WebSocket `/v1/control` frames (coordinator API §5): JSON text, one message per
+ * Control WebSocket `/v1/control` frames (docs/broker.md): JSON text, one message per
  * frame, discriminated by `type`. Shared by the broker (validates what clients send) and
  * the CLI (validates what the broker pushes).
  */

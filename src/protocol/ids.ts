@@ -1,6 +1,6 @@
 /**
  * Identifiers shared by the CLI and the broker: lease and run IDs, slugs and
- * provider resource names (reference: coordinator-api §1.3, §9). Pure.
+ * provider resource names. Pure.
  */
 
 export const LEASE_ID_PATTERN = /^cbx_[a-f0-9]{12}$/

@@ -1,6 +1,6 @@
 import type { RunEventRecord, RunRecord, TestResultSummary } from '../protocol/runs.js'
 
-/** `0007 stdout stream=stdout at=… text`, as the reference CLI prints events. */
+/** `0007 stdout stream=stdout at=… text`: one line per event, long text cut at 120 characters. */
 export function formatEvent(event: RunEventRecord): string {
   const fields = [String(event.seq).padStart(4, '0'), event.type]
   if (event.phase) fields.push(`phase=${event.phase}`)

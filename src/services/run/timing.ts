@@ -1,6 +1,6 @@
 import type { SyncPhase } from '../sync/timer.js'
 
-/** The `--timing-json` line (reference §3 item 16), also the `--json` result of `run`. */
+/** The `--timing-json` line, also the `--json` result of `run`. */
 export interface RunTiming {
   provider: string
   leaseId: string
