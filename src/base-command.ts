@@ -1,24 +1,12 @@
 import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
-import type { Config } from './config/schema.js'
 import { loadConfig } from './config/load.js'
-import { CrabboxError, ExitCode, RemoteExit } from './errors.js'
+import { CrabboxError, RemoteExit } from './errors.js'
+import { serviceContext, type ServiceContext } from './services/context.js'
 import { createProgress, type Progress } from './ui/progress.js'
 import { color } from './ui/colors.js'
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type CommandArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
-
-/** Everything a service needs from the command that called it. */
-export interface CommandContext {
-  config: Config
-  progress: Progress
-  json: boolean
-  cwd: string
-  /** Git top-level of cwd (cwd outside git), as the config loader found it. */
-  repoRoot?: string
-  /** Config files that were read, lowest precedence first. */
-  configFiles?: string[]
-}
 
 /**
  * Owns what every command shares: config loading, stderr progress, `--json`
@@ -33,7 +21,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected flags!: CommandFlags<T>
   protected args!: CommandArgs<T>
-  private cachedContext?: CommandContext
+  private cachedContext?: ServiceContext
   private cachedProgress?: Progress
 
   public override async init(): Promise<void> {
@@ -56,11 +44,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   /** Loads config once per process, with command flags overriding every other layer. */
-  protected async context(flagOverrides: Partial<Record<string, unknown>> = {}): Promise<CommandContext> {
+  protected async context(flagOverrides: Partial<Record<string, unknown>> = {}): Promise<ServiceContext> {
     if (this.cachedContext) return this.cachedContext
     const progress = this.progress
     const { config, files, repoRoot } = await loadConfig({ cwd: process.cwd(), flags: flagOverrides, warn: (m) => progress.warn(m) })
-    this.cachedContext = { config, progress, json: this.jsonEnabled(), cwd: process.cwd(), repoRoot, configFiles: files }
+    this.cachedContext = serviceContext({ config, progress, json: this.jsonEnabled(), cwd: process.cwd(), repoRoot, configFiles: files })
     return this.cachedContext
   }
 

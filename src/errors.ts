@@ -32,7 +32,6 @@ export class CrabboxError extends Error {
 }
 
 export const usageError = (message: string, hint?: string) => new CrabboxError(message, { exit: 'usage', hint })
-export const notFoundError = (message: string, hint?: string) => new CrabboxError(message, { exit: 'notFound', hint })
 
 /** A remote command finished with this exit code; `run` passes it through untouched. */
 export class RemoteExit extends Error {

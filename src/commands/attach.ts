@@ -1,7 +1,8 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
-import { RemoteExit, usageError } from '../errors.js'
+import { RemoteExit } from '../errors.js'
+import { durationFlag } from '../flags.js'
 import { attachRun, type AttachResult } from '../services/attach.js'
 
 export default class Attach extends BaseCommand<typeof Attach> {
@@ -13,17 +14,12 @@ export default class Attach extends BaseCommand<typeof Attach> {
   static override args = { run: Args.string({ description: 'Run ID (run_…)', required: true }) }
   static override flags = {
     after: Flags.integer({ description: 'Start after this event sequence number', default: 0, min: 0 }),
-    poll: Flags.string({ description: 'HTTP polling interval when the control socket is unavailable', default: '1s' }),
+    poll: durationFlag({ description: 'HTTP polling interval when the control socket is unavailable', default: '1s' }),
   }
 
   async run(): Promise<AttachResult> {
     const { args, flags } = await this.parse(Attach)
-    let pollMs: number
-    try {
-      pollMs = parseDuration(flags.poll)
-    } catch (error) {
-      throw usageError(`invalid --poll: ${(error as Error).message}`)
-    }
+    const pollMs = parseDuration(flags.poll)
     const debug = flags.debug ? (message: string) => void process.stderr.write(`[crabbox] ${message}\n`) : undefined
     const result = await attachRun(await this.context(), args.run, { after: flags.after, pollMs: Math.max(50, pollMs), quiet: this.jsonEnabled(), debug })
     if (!this.jsonEnabled() && result.exitCode !== 0) throw new RemoteExit(result.exitCode)

@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
-import { cleanupMachines, renderCleanup, type CleanupResult } from '../services/cleanup.js'
+import { cleanupMachines, type CleanupResult } from '../services/cleanup.js'
+import { renderCleanup } from '../ui/cleanup.js'
 
 export default class Cleanup extends BaseCommand<typeof Cleanup> {
   static override summary = 'Delete expired direct-mode cloud machines (Hetzner, AWS)'

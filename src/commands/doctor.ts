@@ -1,6 +1,7 @@
 import { BaseCommand } from '../base-command.js'
 import { CrabboxError } from '../errors.js'
-import { renderDoctorReport, runDoctor, type DoctorReport } from '../services/doctor.js'
+import { runDoctor, type DoctorReport } from '../services/doctor.js'
+import { renderDoctorReport } from '../ui/doctor.js'
 
 export default class Doctor extends BaseCommand<typeof Doctor> {
   static override summary = 'Check local tools, config, the broker and provider credentials'

@@ -1,7 +1,8 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { RUN_LIMITS, type RunEventRecord } from '../protocol/runs.js'
-import { formatEvent, runEvents } from '../services/history.js'
+import { runEvents } from '../services/history.js'
+import { formatEvent } from '../ui/history.js'
 
 export default class Events extends BaseCommand<typeof Events> {
   static override summary = "List a run's recorded events (one page)"

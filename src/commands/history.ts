@@ -1,7 +1,8 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { RUN_LIMITS, RUN_STATES, type RunRecord } from '../protocol/runs.js'
-import { formatRun, runHistory } from '../services/history.js'
+import { runHistory } from '../services/history.js'
+import { formatRun } from '../ui/history.js'
 
 export default class History extends BaseCommand<typeof History> {
   static override summary = 'List recent runs recorded by the broker, newest first'

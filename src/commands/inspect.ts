@@ -1,6 +1,6 @@
 import { Args } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
-import { idFlag } from '../services/lease-flags.js'
+import { idFlag } from '../flags.js'
 import { inspectLease, requireId } from '../services/lease-ops.js'
 
 export default class Inspect extends BaseCommand<typeof Inspect> {

@@ -1,5 +1,5 @@
 import { BaseCommand } from '../base-command.js'
-import { leaseFlags } from '../services/lease-flags.js'
+import { leaseFlags } from '../flags.js'
 import { listLeases, type LeaseView } from '../services/lease-ops.js'
 
 export default class List extends BaseCommand<typeof List> {

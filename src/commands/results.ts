@@ -1,7 +1,8 @@
 import { Args } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import type { TestResultSummary } from '../protocol/runs.js'
-import { formatResults, runResults } from '../services/history.js'
+import { runResults } from '../services/history.js'
+import { formatResults } from '../ui/history.js'
 
 export default class Results extends BaseCommand<typeof Results> {
   static override summary = 'Show the JUnit test summary a run recorded'

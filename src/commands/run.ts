@@ -1,18 +1,10 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
-import { RemoteExit, usageError } from '../errors.js'
-import { idFlag, leaseFlags } from '../services/lease-flags.js'
+import { RemoteExit } from '../errors.js'
+import { durationFlag, idFlag, leaseFlags } from '../flags.js'
 import { reportTiming, runPipeline } from '../services/run/pipeline.js'
 import type { RunTiming } from '../services/run/timing.js'
-
-function duration(text: string): number {
-  try {
-    return parseDuration(text)
-  } catch (error) {
-    throw usageError((error as Error).message, 'e.g. --bootstrap-timeout 5m')
-  }
-}
 
 export default class Run extends BaseCommand<typeof Run> {
   static override summary = 'Lease a box, sync this checkout, run a command there, release'
@@ -34,7 +26,7 @@ export default class Run extends BaseCommand<typeof Run> {
     checksum: Flags.boolean({ description: 'Compare file contents, not size and mtime, when syncing' }),
     'force-sync-large': Flags.boolean({ description: 'Sync even past the large-checkout limits', default: false }),
     'timing-json': Flags.boolean({ description: 'Print one JSON timing line on stderr instead of the summary', default: false }),
-    'bootstrap-timeout': Flags.string({ description: 'How long a new runner gets to answer SSH (default 20m; 60s for local)', helpValue: 'DURATION' }),
+    'bootstrap-timeout': durationFlag({ description: 'How long a new runner gets to answer SSH (default 20m; 60s for local)' }),
   }
 
   async run(): Promise<RunTiming> {
@@ -51,7 +43,7 @@ export default class Run extends BaseCommand<typeof Run> {
       checksum: flags.checksum ?? false,
       forceSyncLarge: flags['force-sync-large'],
       timingJson: flags['timing-json'],
-      bootstrapTimeoutMs: flags['bootstrap-timeout'] ? duration(flags['bootstrap-timeout']) : undefined,
+      bootstrapTimeoutMs: flags['bootstrap-timeout'] ? parseDuration(flags['bootstrap-timeout']) : undefined,
     })
     reportTiming(timing, flags['timing-json'])
     if (timing.exitCode !== 0) throw new RemoteExit(timing.exitCode)

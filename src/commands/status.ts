@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
-import { idFlag } from '../services/lease-flags.js'
+import { durationFlag, idFlag } from '../flags.js'
 import { leaseStatus, requireId, type StatusView } from '../services/lease-ops.js'
 
 export default class Status extends BaseCommand<typeof Status> {
@@ -11,7 +11,7 @@ export default class Status extends BaseCommand<typeof Status> {
   static override flags = {
     id: idFlag,
     wait: Flags.boolean({ description: 'Wait until the runner is ready', default: false }),
-    'wait-timeout': Flags.string({ description: 'How long --wait waits', default: '5m' }),
+    'wait-timeout': durationFlag({ description: 'How long --wait waits', default: '5m' }),
   }
 
   async run(): Promise<StatusView> {

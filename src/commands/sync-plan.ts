@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
-import { renderSyncPlan, syncPlan, type SyncPlanSummary } from '../services/sync/summary.js'
+import { syncPlan, type SyncPlanSummary } from '../services/sync/summary.js'
+import { renderSyncPlan } from '../ui/sync-plan.js'
 
 export default class SyncPlan extends BaseCommand<typeof SyncPlan> {
   static override summary = 'Show what `crabbox run` would sync from this checkout, without leasing anything'

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
-import { leaseFlags } from '../services/lease-flags.js'
+import { leaseFlags } from '../flags.js'
 import { warmupLease, type LeaseView } from '../services/lease-ops.js'
 
 export default class Warmup extends BaseCommand<typeof Warmup> {

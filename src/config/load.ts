@@ -24,7 +24,7 @@ export interface LoadedConfig {
 }
 
 /** Repo config file names at the git root; the later one wins. */
-export const repoConfigNames = ['crabbox.yaml', '.crabbox.yaml'] as const
+const repoConfigNames = ['crabbox.yaml', '.crabbox.yaml'] as const
 
 type Kind = 'string' | 'bool' | 'int' | 'csv' | 'ports'
 
@@ -32,7 +32,7 @@ type Kind = 'string' | 'bool' | 'int' | 'csv' | 'ports'
  * Every `CRABBOX_*` variable the loader reads, with the config path it sets.
  * When two names set one path, the earlier name wins (aliases come last).
  */
-export const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Kind]> = [
+const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Kind]> = [
   ['CRABBOX_COORDINATOR', 'broker.url', 'string'],
   ['CRABBOX_COORDINATOR_TOKEN', 'broker.token', 'string'],
   ['CRABBOX_COORDINATOR_ADMIN_TOKEN', 'broker.adminToken', 'string'],

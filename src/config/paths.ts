@@ -8,7 +8,7 @@ import { join } from 'node:path'
 const env = () => process.env
 
 /** `env` lets the config loader resolve paths for an environment other than this process's (tests). */
-export function userConfigDir(environment: NodeJS.ProcessEnv = env()): string {
+function userConfigDir(environment: NodeJS.ProcessEnv = env()): string {
   const home = environment.HOME || homedir()
   return join(environment.XDG_CONFIG_HOME || join(home, '.config'), 'crabbox')
 }

@@ -2,15 +2,16 @@ import * as v from 'valibot'
 
 /**
  * The one validated shape of crabbox configuration. Files, `CRABBOX_*` env and
- * flags are all merged into this (see `load.ts`). Keys and defaults follow the
- * reference inventory §2.2; durations are kept as strings like `90m` and parsed
- * where they are used (`parseDuration`).
+ * flags are all merged into this (see `load.ts`); keys and defaults are those
+ * of the crabbox config file (docs/config.md). Durations are kept as strings
+ * like `90m` and parsed where they are used (`parseDuration`).
  */
+export const DURATION_FORM = 'a duration like 30s, 15m or 2h'
 // A bare YAML number is read as seconds, like `parseDuration` does.
 const Duration = v.pipe(
-  v.union([v.string(), v.number()], 'a duration like 30s, 15m or 2h'),
+  v.union([v.string(), v.number()], DURATION_FORM),
   v.transform(String),
-  v.regex(/^\d+(\.\d+)?(ms|s|m|h|d)?$/, 'a duration like 30s, 15m or 2h'),
+  v.check(isDuration, DURATION_FORM),
 )
 const Port = v.pipe(
   v.union([v.string(), v.number()], 'a TCP port number'),
@@ -200,9 +201,23 @@ export function defaultConfig(): Config {
 
 const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
-/** `90m` → 5_400_000. A bare number is seconds. Throws on anything else. */
+const DURATION_PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/
+
+/**
+ * The one duration parser (config values and duration flags): `90m` → 5_400_000.
+ * A bare number is seconds. Throws on anything else.
+ */
 export function parseDuration(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim())
+  const match = DURATION_PATTERN.exec(text.trim())
   if (!match) throw new Error(`invalid duration ${JSON.stringify(text)}: use a number with ms, s, m, h or d`)
   return Math.round(Number(match[1]) * units[match[2] ?? 's'])
+}
+
+function isDuration(text: string): boolean {
+  try {
+    parseDuration(text)
+    return true
+  } catch {
+    return false
+  }
 }

@@ -8,7 +8,7 @@ import { userConfigPath } from './paths.js'
  * Writes a file only its owner can read: 0600 in a 0700 folder, replaced
  * atomically so a crash never leaves half a config (or half a key) behind.
  */
-export async function writePrivateFile(path: string, contents: string): Promise<void> {
+async function writePrivateFile(path: string, contents: string): Promise<void> {
   const dir = dirname(path)
   await mkdir(dir, { recursive: true, mode: 0o700 })
   await chmod(dir, 0o700)

@@ -1,7 +1,7 @@
 import * as v from 'valibot'
 
 /**
- * GitHub browser login (`/v1/auth/github/*`, coordinator API §4.2) and health.
+ * GitHub browser login (`/v1/auth/github/*`) and health.
  * The CLI proves it started a login by the SHA-256 of a secret only it knows.
  */
 export const HealthResponse = v.object({ ok: v.literal(true), service: v.string() })

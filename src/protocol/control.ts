@@ -2,7 +2,7 @@ import * as v from 'valibot'
 import { RUN_LIMITS, RunEventRecord } from './runs.js'
 
 /**
- * Control WebSocket `/v1/control` frames (coordinator API §5): JSON text, one message per
+ * Control WebSocket `/v1/control` frames (docs/broker.md): JSON text, one message per
  * frame, discriminated by `type`. Shared by the broker (validates what clients send) and
  * the CLI (validates what the broker pushes).
  */
@@ -41,8 +41,6 @@ export type ControlClientMessage = v.InferOutput<typeof ControlClientMessage>
 export type ControlClientInput = v.InferInput<typeof ControlClientMessage>
 
 export const CONTROL_CLIENT_TYPES = ['subscribe_run', 'ack', 'heartbeat', 'ping'] as const
-
-export const ControlErrorCode = v.picklist(['invalid_message', 'invalid_json', 'unknown_type', 'not_found'])
 
 export const HelloFrame = v.object({ type: v.literal('hello'), protocol: v.number(), clientID: v.string() })
 export const RunEventsFrame = v.object({

@@ -1,6 +1,6 @@
 /**
  * Identifiers shared by the CLI and the broker: lease and run IDs, slugs and
- * provider resource names (reference: coordinator-api §1.3, §9). Pure.
+ * provider resource names. Pure.
  */
 
 export const LEASE_ID_PATTERN = /^cbx_[a-f0-9]{12}$/
@@ -15,10 +15,9 @@ function randomHex(bytes: number): string {
 export const newLeaseId = (): string => `cbx_${randomHex(6)}`
 export const newRunId = (): string => `run_${randomHex(6)}`
 export const isLeaseId = (value: string): boolean => LEASE_ID_PATTERN.test(value)
-export const isRunId = (value: string): boolean => RUN_ID_PATTERN.test(value)
 
 /** FNV-1a 32-bit over the string's UTF-16 code units (bytes for ASCII IDs). */
-export function fnv1a32(input: string): number {
+function fnv1a32(input: string): number {
   let hash = 0x811c9dc5
   for (let i = 0; i < input.length; i++) {
     hash ^= input.charCodeAt(i)
@@ -46,7 +45,7 @@ export function defaultSlug(leaseId: string): string {
 }
 
 /** How many suffixed candidates follow the base slug before allocation gives up. */
-export const SLUG_SUFFIX_ATTEMPTS = 19
+const SLUG_SUFFIX_ATTEMPTS = 19
 
 /**
  * Slug candidates in the order the broker tries them: the base, then
@@ -64,4 +63,13 @@ export function slugCandidates(base: string, leaseId: string): string[] {
 export function providerResourceName(leaseId: string, slug: string): string {
   if (!slug) return `crabbox-${leaseId.replace(/_/g, '-')}`
   return `crabbox-${slug}-${fnv1a32(leaseId).toString(16).padStart(8, '0')}`
+}
+
+/**
+ * Direct mode: the default slug unless another live lease here holds it, then
+ * the same suffixed candidates the broker would try, finally the bare lease ID.
+ */
+export function allocateSlug(leaseId: string, taken: Iterable<string>): string {
+  const used = new Set(taken)
+  return slugCandidates(defaultSlug(leaseId), leaseId).find((slug) => !used.has(slug)) ?? normalizeSlug(leaseId)
 }

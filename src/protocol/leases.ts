@@ -1,17 +1,14 @@
 import * as v from 'valibot'
-import { LEASE_ID_PATTERN } from './ids.js'
 
 /**
- * Lease wire shapes (coordinator-api §4.3–4.9, §6.1, §8.5). Request schemas are
- * lenient the way the reference is (unknown keys ignored, out-of-range numbers
- * clamped later) but every value must have the right type: wrong types are a 400.
+ * Lease wire shapes: requests, records, shares and telemetry. Request schemas
+ * are lenient (unknown keys ignored, out-of-range numbers clamped later) but
+ * every value must have the right type: wrong types are a 400.
  */
 
 const Text = (max = 256) => v.pipe(v.string(), v.maxLength(max, `at most ${max} characters`))
 const Flag = v.optional(v.boolean())
 const Seconds = v.optional(v.pipe(v.number('a number of seconds'), v.finite('a finite number')))
-
-export const LeaseIdSchema = v.pipe(v.string(), v.regex(LEASE_ID_PATTERN, 'a lease ID like cbx_0123456789ab'))
 
 export const BrokerProviderName = v.picklist(['static', 'hetzner', 'aws'], 'one of static, hetzner, aws')
 export const LeaseState = v.picklist(['provisioning', 'active', 'released', 'expired', 'failed'])
@@ -22,7 +19,7 @@ export const LIVE_LEASE_STATES: readonly LeaseState[] = ['provisioning', 'active
 export const ShareRole = v.picklist(['use', 'manage'], 'use or manage')
 export type ShareRole = v.InferOutput<typeof ShareRole>
 
-// ---- telemetry (§8.5) ----------------------------------------------------
+// ---- telemetry ------------------------------------------------------------
 
 export const LeaseTelemetry = v.object({
   capturedAt: v.string(),
@@ -46,7 +43,7 @@ const COUNTS = ['memoryUsedBytes', 'memoryTotalBytes', 'diskUsedBytes', 'diskTot
 export const TELEMETRY_SERIES_LIMIT = 60
 
 /**
- * The reference's sanitizer: bad fields are dropped, values capped; a sample
+ * The telemetry sanitizer: bad fields are dropped, values capped; a sample
  * with no metric left is `undefined` (callers ignore it or answer 400).
  */
 export function sanitizeTelemetry(input: unknown, now: Date): LeaseTelemetry | undefined {
@@ -76,10 +73,10 @@ export function mergeTelemetrySeries(existing: readonly LeaseTelemetry[], incomi
   return [...byTime.values()].sort((a, b) => (a.capturedAt < b.capturedAt ? -1 : a.capturedAt > b.capturedAt ? 1 : 0)).slice(-TELEMETRY_SERIES_LIMIT)
 }
 
-/** Telemetry as it arrives: any object; fields are sanitized, not rejected (reference behaviour). */
+/** Telemetry as it arrives: any object; fields are sanitized, not rejected. */
 export const TelemetryInput = v.optional(v.looseObject({}, 'an object of telemetry metrics'))
 
-// ---- records (§6.1) --------------------------------------------------------
+// ---- records ----------------------------------------------------------------
 
 export const LeaseShare = v.object({
   users: v.optional(v.record(v.string(), ShareRole)),

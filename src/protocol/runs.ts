@@ -3,9 +3,9 @@ import { LEASE_ID_PATTERN, RUN_ID_PATTERN } from './ids.js'
 import { LeaseTelemetry } from './leases.js'
 
 /**
- * Run history wire shapes (coordinator API §4.13–4.19, §6.2–6.6, §8.5).
- * Request schemas normalise the way the reference broker does (trim, byte-bound,
- * drop unknown enum values) but reject wrong JSON types with a 400 instead of a 500.
+ * Run history wire shapes: run records, events, logs, telemetry and test results.
+ * Request schemas normalise what clients send (trim, byte-bound, drop unknown
+ * enum values) but reject wrong JSON types with a 400, never a 500.
  */
 
 export const RunId = v.pipe(v.string(), v.regex(RUN_ID_PATTERN, 'run ID must look like run_<12 hex>'))
@@ -65,7 +65,7 @@ const boundedText = (maxBytes: number, trim = true) =>
     }),
   )
 
-/** Optional enum on input: values outside the list are dropped, as the reference does. */
+/** Optional enum on input: values outside the list are dropped, not rejected. */
 const lenientPick = <const T extends readonly string[]>(options: T) =>
   v.pipe(
     v.nullish(v.string()),
@@ -93,7 +93,7 @@ export const WINDOWS_MODES = ['normal', 'wsl2'] as const
 export const RUN_STATES = ['running', 'succeeded', 'failed'] as const
 
 // ---------------------------------------------------------------------------
-// Telemetry (§8.5): samples are lease telemetry, sanitised by the same function as heartbeats.
+// Telemetry: samples are lease telemetry, sanitised by the same function as heartbeats.
 
 export const RunTelemetry = v.object({
   start: v.optional(LeaseTelemetry),
@@ -103,7 +103,7 @@ export const RunTelemetry = v.object({
 export type RunTelemetry = v.InferOutput<typeof RunTelemetry>
 
 // ---------------------------------------------------------------------------
-// Test results (§6.6)
+// Test results
 
 export const TestFailure = v.object({
   suite: v.string(),

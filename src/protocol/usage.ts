@@ -1,6 +1,6 @@
 import * as v from 'valibot'
 
-/** `GET /v1/usage` (coordinator API §4.22, §8.3–8.4). */
+/** `GET /v1/usage`: spend so far and the caps in force. */
 
 export const USAGE_SCOPES = ['user', 'org', 'all'] as const
 export type UsageScope = (typeof USAGE_SCOPES)[number]

@@ -8,7 +8,7 @@ import {
   findAwsMachine,
   listAwsMachines,
   touchAwsMachine,
-} from '../protocol/ec2-api.js'
+} from '../cloud/ec2-api.js'
 import type { Config } from '../config/schema.js'
 import { awsCredentials } from './cloud/credentials.js'
 import { directCloudProvider, type CloudBackend } from './cloud/direct.js'

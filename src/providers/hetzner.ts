@@ -6,7 +6,7 @@ import {
   findHetznerMachine,
   listHetznerMachines,
   touchHetznerMachine,
-} from '../protocol/hetzner-api.js'
+} from '../cloud/hetzner-api.js'
 import { hetznerToken } from './cloud/credentials.js'
 import { directCloudProvider, type CloudBackend } from './cloud/direct.js'
 

@@ -1,5 +1,5 @@
 import { CrabboxError } from '../errors.js'
-import { normalizeSlug } from '../services/lease-id.js'
+import { normalizeSlug } from '../protocol/ids.js'
 
 /**
  * The one rule for finding a lease by what a user typed: an exact ID wins, else

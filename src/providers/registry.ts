@@ -9,7 +9,7 @@ const aliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
 // Literal import() calls, so the build's bundler sees them and keeps them as lazy chunks.
 const lazy: Record<string, () => Promise<Record<string, unknown>>> = { hetzner: () => import('./hetzner.js'), aws: () => import('./aws.js') }
 
-export const directProviderNames = ['local', 'ssh', ...Object.keys(lazy)]
+const directProviderNames = ['local', 'ssh', ...Object.keys(lazy)]
 
 /** The direct-mode provider called `name` (aliases `static`, `static-ssh` → `ssh`). */
 export async function directProvider(name: string): Promise<DirectProvider> {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { CommandContext } from '../base-command.js'
+import type { ServiceContext } from './context.js'
 import { userConfigPath } from '../config/paths.js'
 import { setUserConfigValues, updateUserConfig } from '../config/write.js'
 import { CrabboxError, usageError } from '../errors.js'
@@ -67,7 +67,7 @@ function openBrowser(url: string): boolean {
 }
 
 /** GitHub browser login: start, show/open the URL, poll until the broker hands over a user token. */
-async function githubLogin(context: CommandContext, broker: string, options: LoginOptions): Promise<{ broker: string; token: string; provider?: string }> {
+async function githubLogin(context: ServiceContext, broker: string, options: LoginOptions): Promise<{ broker: string; token: string; provider?: string }> {
   const secret = randomBytes(32).toString('hex')
   const pollSecretHash = createHash('sha256').update(secret).digest('hex')
   const start = async (base: string) =>
@@ -121,7 +121,7 @@ async function githubLogin(context: CommandContext, broker: string, options: Log
  * is chosen) in the user config. A shared token is verified before it is
  * stored, so a typo never replaces a working token.
  */
-export async function login(context: CommandContext, options: LoginOptions): Promise<LoginResult> {
+export async function login(context: ServiceContext, options: LoginOptions): Promise<LoginResult> {
   const url = options.url ?? context.config.broker.url
   if (!url) throw usageError('no broker URL: pass --url', noBrokerHint)
   let broker = normalizeUrl(url)
@@ -150,7 +150,7 @@ export interface LogoutResult {
 }
 
 /** Forgets the stored broker token (and the legacy `coordinatorToken`); keeps URL and provider. */
-export async function logout(context: CommandContext): Promise<LogoutResult> {
+export async function logout(context: ServiceContext): Promise<LogoutResult> {
   const path = userConfigPath()
   const result = { config: path, broker: context.config.broker.url, removed: false }
   if (!existsSync(path)) return result
@@ -167,7 +167,7 @@ export interface WhoamiResult extends Identity {
   broker: string
 }
 
-export async function whoami(context: CommandContext): Promise<WhoamiResult> {
+export async function whoami(context: ServiceContext): Promise<WhoamiResult> {
   const client = brokerClient(context.config)
   if (!client) throw usageError('no broker configured, so there is no identity to show', noBrokerHint)
   return { ...(await fetchIdentity(client)), broker: client.url }

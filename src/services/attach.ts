@@ -29,7 +29,7 @@ export interface AttachResult {
 const SOCKET_SILENCE_CHECK_MS = 30_000
 
 /** A short stderr line for events that are not output. */
-export function eventLine(event: RunEventRecord): string {
+function eventLine(event: RunEventRecord): string {
   const parts = [event.type]
   if (event.phase) parts.push(`phase=${event.phase}`)
   if (event.slug) parts.push(`slug=${event.slug}`)

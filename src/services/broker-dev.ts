@@ -30,7 +30,7 @@ export interface BrokerDevResult {
 const clientOnly = /^CRABBOX_(CONFIG|COORDINATOR(_.+)?|PROFILE|TARGET(_OS)?|SSH_.+|SYNC_.+|ENV_ALLOW|AGENT_.+|WORK_ROOT|STATIC_(ID|NAME|HOST|USER|PORT|WORK_ROOT))$/
 
 /** The broker settings `crabbox broker dev` hands to the Worker: every CRABBOX_* that is not a CLI setting. */
-export function brokerVars(env: NodeJS.ProcessEnv): Record<string, string> {
+function brokerVars(env: NodeJS.ProcessEnv): Record<string, string> {
   const vars: Record<string, string> = {}
   for (const [key, value] of Object.entries(env)) {
     if (key.startsWith('CRABBOX_') && value !== undefined && !clientOnly.test(key)) vars[key] = value
@@ -43,7 +43,7 @@ export function brokerVars(env: NodeJS.ProcessEnv): Record<string, string> {
  * byte for byte: single (or back) quotes keep newlines and `"` literal, and
  * every `$` is escaped because dotenv-expand would substitute `$NAME`.
  */
-export function envFileLine(key: string, value: string): string {
+function envFileLine(key: string, value: string): string {
   const quote = !value.includes("'") ? "'" : !value.includes('`') ? '`' : undefined
   if (quote === undefined || value.includes('\r')) {
     throw usageError(

@@ -1,6 +1,6 @@
-import type { CommandContext } from '../base-command.js'
+import type { ServiceContext } from './context.js'
 import { CrabboxError } from '../errors.js'
-import { cleanupDecision, isLeaseKeyName, providerKeyName, RUNNING_SAFETY_WINDOW_MS } from '../protocol/cloud-machines.js'
+import { cleanupDecision, isLeaseKeyName, providerKeyName, RUNNING_SAFETY_WINDOW_MS } from '../cloud/cloud-machines.js'
 import { cloudError, type CloudBackend } from '../providers/cloud/direct.js'
 
 export interface CleanupItem {
@@ -20,7 +20,7 @@ export interface CleanupResult {
   kept: CleanupItem[]
 }
 
-const backends: Record<string, () => Promise<(config: CommandContext['config']) => CloudBackend>> = {
+const backends: Record<string, () => Promise<(config: ServiceContext['config']) => CloudBackend>> = {
   hetzner: async () => (await import('../providers/hetzner.js')).hetznerBackend,
   aws: async () => (await import('../providers/aws.js')).awsBackend,
 }
@@ -31,7 +31,7 @@ const backends: Record<string, () => Promise<(config: CommandContext['config']) 
  * inside the safety window after expiry). With a broker configured the broker
  * owns expiry, so this refuses to run.
  */
-export async function cleanupMachines(context: CommandContext, options: { dryRun: boolean; now?: Date }): Promise<CleanupResult> {
+export async function cleanupMachines(context: ServiceContext, options: { dryRun: boolean; now?: Date }): Promise<CleanupResult> {
   const { config, progress } = context
   if (config.broker.url) {
     throw new CrabboxError(`cleanup refuses to run while a broker is configured (${config.broker.url})`, {
@@ -71,14 +71,4 @@ export async function cleanupMachines(context: CommandContext, options: { dryRun
   }
   progress.done()
   return result
-}
-
-export function renderCleanup(result: CleanupResult): string {
-  const verb = result.dryRun ? 'would delete' : 'deleted'
-  const lines = [
-    ...result.deleted.map((i) => `${verb}\t${i.name}\t${i.lease ?? '-'}\t${i.status}\t${i.reason}`),
-    ...result.kept.map((i) => `kept\t${i.name}\t${i.lease ?? '-'}\t${i.status}\t${i.reason}`),
-  ]
-  lines.push(`${result.provider}: ${result.deleted.length} ${verb}, ${result.kept.length} kept${result.dryRun ? ' (dry run: nothing was deleted)' : ''}`)
-  return `${lines.join('\n')}\n`
 }

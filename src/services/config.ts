@@ -1,4 +1,4 @@
-import type { CommandContext } from '../base-command.js'
+import type { ServiceContext } from './context.js'
 import { userConfigPath } from '../config/paths.js'
 import type { Config } from '../config/schema.js'
 import { setUserConfigValues } from '../config/write.js'
@@ -22,7 +22,7 @@ export interface ConfigView {
   repoRoot?: string
 }
 
-export function showConfig(context: CommandContext): ConfigView {
+export function showConfig(context: ServiceContext): ConfigView {
   const { sources, broker, ...rest } = context.config
   return {
     config: { ...rest, broker: { ...broker, token: secret(broker.token), adminToken: secret(broker.adminToken) } },
@@ -31,27 +31,6 @@ export function showConfig(context: CommandContext): ConfigView {
     userConfig: userConfigPath(),
     repoRoot: context.repoRoot,
   }
-}
-
-function flatten(value: unknown, prefix: string, out: Array<[string, string]>): void {
-  if (value && typeof value === 'object' && !Array.isArray(value)) {
-    for (const [key, child] of Object.entries(value)) flatten(child, prefix ? `${prefix}.${key}` : key, out)
-  } else if (value !== undefined) {
-    out.push([prefix, Array.isArray(value) ? (value.length ? value.join(',') : '[]') : String(value)])
-  }
-}
-
-/** `key = value  (source)` lines, then the files read. */
-export function renderConfigView(view: ConfigView): string {
-  const rows: Array<[string, string]> = []
-  flatten(view.config, '', rows)
-  const width = Math.max(...rows.map(([key]) => key.length))
-  const lines = rows.map(([key, value]) => {
-    const source = view.sources[key] ?? (key.startsWith('broker.token') || key.startsWith('broker.adminToken') ? undefined : 'default')
-    return `${key.padEnd(width)} = ${value}${source ? `  (${source})` : ''}`
-  })
-  lines.push('', `user config: ${view.userConfig}`, `files read: ${view.files.length ? view.files.join(', ') : 'none'}`)
-  return `${lines.join('\n')}\n`
 }
 
 export interface SetBrokerOptions {

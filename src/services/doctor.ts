@@ -147,11 +147,3 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   }
   return { ok: checks.every((check) => check.ok), checks }
 }
-
-export function renderDoctorReport(report: DoctorReport): string {
-  const width = Math.max(...report.checks.map((check) => check.name.length))
-  return report.checks
-    .map((check) => `${check.ok ? 'ok  ' : 'FAIL'}  ${check.name.padEnd(width)}  ${check.detail}${check.fix ? `\n      ${''.padEnd(width)}  fix: ${check.fix}` : ''}`)
-    .join('\n')
-    .concat('\n')
-}

@@ -30,7 +30,7 @@ export function requireRunBroker(context: HistoryContext): BrokerClient {
   return client
 }
 
-export function checkRunId(runId: string): string {
+function checkRunId(runId: string): string {
   if (!RUN_ID_PATTERN.test(runId)) throw usageError(`${JSON.stringify(runId)} is not a run ID`, 'Run IDs look like run_0123456789ab; `crabbox history` lists them.')
   return runId
 }
@@ -66,18 +66,6 @@ export async function runEvents(context: HistoryContext, runId: string, query: E
     const { events } = await client.request('GET', `/v1/runs/${runId}/events`, { query: { after: Math.max(0, query.after), limit }, schema: RunEventsResponse })
     return events
   })
-}
-
-/** `0007 stdout stream=stdout at=… text`, as the reference CLI prints events. */
-export function formatEvent(event: RunEventRecord): string {
-  const fields = [String(event.seq).padStart(4, '0'), event.type]
-  if (event.phase) fields.push(`phase=${event.phase}`)
-  if (event.stream) fields.push(`stream=${event.stream}`)
-  if (event.exitCode !== undefined) fields.push(`exit=${event.exitCode}`)
-  fields.push(`at=${event.createdAt}`)
-  const text = event.data ?? event.message
-  if (text) fields.push(JSON.stringify(text.length > 120 ? `${text.slice(0, 120)}…` : text))
-  return fields.join(' ')
 }
 
 export interface RunLog {
@@ -127,32 +115,8 @@ export async function runHistory(context: HistoryContext, query: HistoryQuery): 
   return runs
 }
 
-const seconds = (ms: number | undefined) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)}s`)
-
-/** One line per run for `crabbox history`. */
-export function formatRun(run: RunRecord): string {
-  const exit = run.exitCode === undefined ? '' : ` exit=${run.exitCode}`
-  const lease = run.slug ? `${run.leaseID || '-'} (${run.slug})` : run.leaseID || '-'
-  const load = run.telemetry?.end?.load1 ?? run.telemetry?.samples?.at(-1)?.load1
-  const telemetry = load === undefined ? '' : ` load1=${load}`
-  return `${run.id} ${run.state}${exit} ${run.startedAt} duration=${seconds(run.durationMs)} lease=${lease} ${run.provider}${telemetry} ${run.command.join(' ')}`
-}
-
 /** `crabbox results`: the JUnit summary the run recorded, or null. */
 export async function runResults(context: HistoryContext, runId: string): Promise<TestResultSummary | null> {
   const run = await fetchRun(requireRunBroker(context), runId)
   return run.results ?? null
 }
-
-/** The human form of a JUnit summary. */
-export function formatResults(results: TestResultSummary): string {
-  const lines = [
-    `${results.format}: ${results.tests} tests, ${results.failures} failures, ${results.errors} errors, ${results.skipped} skipped in ${results.timeSeconds}s (${results.suites} suites, ${results.files.length} files)`,
-  ]
-  for (const failure of results.failed) {
-    const where = failure.classname ?? failure.suite
-    lines.push(`  ${failure.kind === 'error' ? 'ERROR' : 'FAIL'} ${where ? `${where} › ` : ''}${failure.name}${failure.message ? `: ${failure.message.split('\n')[0]}` : ''}`)
-  }
-  return lines.join('\n')
-}
-

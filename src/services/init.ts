@@ -15,8 +15,8 @@ export interface InitResult {
   written: string[]
 }
 
-export const repoConfigFile = '.crabbox.yaml'
-export const skillFile = join('.agents', 'skills', 'crabbox', 'SKILL.md')
+const repoConfigFile = '.crabbox.yaml'
+const skillFile = join('.agents', 'skills', 'crabbox', 'SKILL.md')
 
 function repoConfigTemplate(repo: string): string {
   const profile = `${basename(repo).toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'repo'}-check`

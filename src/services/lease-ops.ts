@@ -1,9 +1,8 @@
 import { CrabboxError, usageError } from '../errors.js'
 import type { Lease } from '../providers/types.js'
 import { openSession } from '../transport/ssh/index.js'
-import { leaseHeartbeat } from './heartbeat-control.js'
+import { leaseHeartbeat, noHeartbeat } from './heartbeat.js'
 import { leaseBackend, type LeaseBackend, type LeaseContext } from './lease.js'
-import { noHeartbeat } from './run/heartbeat.js'
 import { interruptOnSignals, obtainLease } from './run/lifecycle.js'
 import { nullRecorder } from './run/recorder.js'
 
@@ -22,7 +21,7 @@ export interface LeaseView {
   idleTimeoutSeconds?: number
 }
 
-export const leaseView = (lease: Lease): LeaseView => ({
+const leaseView = (lease: Lease): LeaseView => ({
   id: lease.id,
   slug: lease.slug,
   provider: lease.provider,

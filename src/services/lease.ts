@@ -9,8 +9,8 @@ import { directProvider } from '../providers/registry.js'
 import type { DirectProvider, Lease } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import type { Progress } from '../ui/progress.js'
-import { ensureLeaseKey } from './keys.js'
-import { newLeaseId } from './lease-id.js'
+import { ensureLeaseKey } from '../transport/ssh/keys.js'
+import { newLeaseId } from '../protocol/ids.js'
 
 export interface LeaseContext {
   config: Config
@@ -43,7 +43,7 @@ const keyPaths = (leaseId: string) => ({
  * A broker lease record as the pipeline sees it; the raw record stays in `details.record`.
  * Static pool hosts are never touched by the broker, so they take the user's own key when one is configured.
  */
-export function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
+function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
   const ownKey = record.provider === 'static' && config?.ssh.key ? { privateKeyPath: config.ssh.key } : {}
   return {
     id: record.id,

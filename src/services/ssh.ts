@@ -1,8 +1,8 @@
 import { constants, homedir } from 'node:os'
-import type { CommandContext } from '../base-command.js'
+import type { ServiceContext } from './context.js'
 import { parseDuration } from '../config/schema.js'
 import { CrabboxError, RemoteExit } from '../errors.js'
-import type { ReadyKind } from './readiness.js'
+import type { ReadyKind } from '../transport/ssh/readiness.js'
 import type { ExecResult, SshTarget } from '../transport/ssh/types.js'
 import { outputSink } from '../transport/ssh/streams.js'
 import type { BrokerClient } from '../transport/broker/client.js'
@@ -39,7 +39,7 @@ const STATIC_PROVIDERS = new Set(['ssh', 'static', 'static-ssh'])
  * direct records); otherwise the configured static host (`--provider ssh
  * --static-host H`, or the `static` config block).
  */
-export async function resolveSshTarget(context: CommandContext, flags: Pick<SshFlags, 'id'>): Promise<ResolvedTarget> {
+async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, 'id'>): Promise<ResolvedTarget> {
   const { config } = context
   if (flags.id) {
     const { leaseBackend } = await import('./lease.js')
@@ -64,7 +64,7 @@ const quoteArg = (value: string) => (/^[\w@%+=:,./~-]+$/.test(value) ? value : `
 const tilde = (path: string) => (path.startsWith(`${homedir()}/`) ? `~${path.slice(homedir().length)}` : path)
 
 /** The same connection for users who want their own client: per-lease key, known_hosts and port. */
-export function opensshCommand(target: SshTarget, remote: string[] = []): string {
+function opensshCommand(target: SshTarget, remote: string[] = []): string {
   const args = [
     'ssh',
     '-i', tilde(target.privateKeyPath),
@@ -92,7 +92,7 @@ export function exitCodeOf(result: ExecResult): number {
  * runs it (through the connection agent when available) and passes its exit
  * code through; without one it opens an interactive pty shell.
  */
-export async function sshCommand(context: CommandContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
+export async function sshCommand(context: ServiceContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
   const { leaseId, target, broker, idleTimeoutSeconds } = await resolveSshTarget(context, flags)
   const where = `${target.user}@${target.host}:${target.port}`
   if (flags.print) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
@@ -100,7 +100,7 @@ export async function sshCommand(context: CommandContext, flags: SshFlags, argv:
   const { openSession } = await import('../transport/ssh/index.js')
   const session = await openSession(target, { progress: context.progress, agentIdleTimeoutMs: parseDuration(context.config.agent.idleTimeout) })
   // A broker lease stays alive while the shell or command runs.
-  const heartbeat = broker ? (await import('./heartbeat-control.js')).leaseHeartbeat(broker, { id: leaseId, idleTimeoutSeconds }, context.progress) : undefined
+  const heartbeat = broker ? (await import('./heartbeat.js')).leaseHeartbeat(broker, { id: leaseId, idleTimeoutSeconds }, context.progress) : undefined
   try {
     const result = argv.length ? await runRemote(session, argv.join(' ')) : await interactive(session)
     if (result.code !== 0) throw new RemoteExit(exitCodeOf(result))

@@ -68,6 +68,24 @@ describe('CLI frame', () => {
     }
   })
 
+  it('a bad duration flag is exit 2 naming the flag and the expected form', async () => {
+    const h = home()
+    const plain = await runCli(['status', 'blue-prawn', '--wait', '--wait-timeout', 'soon'], { home: h })
+    expect(plain.code).toBe(2)
+    expect(plain.stderr).toContain('--wait-timeout')
+    expect(plain.stderr).toContain('a duration like 30s, 15m or 2h')
+    const json = await runCli(['status', 'blue-prawn', '--wait', '--wait-timeout', 'soon', '--json'], { home: h })
+    expect(json.code).toBe(2)
+    const { error } = JSON.parse(json.stdout)
+    expect(error).toMatchObject({ code: 'usage', exitCode: 2 })
+    expect(error.message).toContain('--wait-timeout')
+    for (const args of [['attach', 'run_0123456789ab', '--poll', '1x'], ['heartbeat', '--id', 'blue-prawn', '--idle-timeout', 'later'], ['run', '--ttl', 'forever', '--', 'true']]) {
+      const result = await runCli(args, { home: h })
+      expect(result.code).toBe(2)
+      expect(result.stderr).toContain(args.find((arg) => arg.startsWith('--'))!)
+    }
+  })
+
   it('an unexpected failure is exit 1', async () => {
     const h = home()
     mkdirSync(join(h.dir, 'a-directory'))

@@ -8,7 +8,7 @@ import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { tcpProxy } from '../support/tcp-proxy.js'
 import { SshPool } from '../../src/transport/ssh/pool.js'
 import type { SshTarget } from '../../src/transport/ssh/types.js'
-import { waitForReady } from '../../src/services/readiness.js'
+import { waitForReady } from '../../src/transport/ssh/readiness.js'
 import { CrabboxError } from '../../src/errors.js'
 import type { Progress } from '../../src/ui/progress.js'
 

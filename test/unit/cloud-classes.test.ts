@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { candidateTypes, eurToUsdRate, explicitType, fallbackHourlyUSD, rateOverride, unsupportedTargetMessage } from '../../src/protocol/classes.js'
-import { cleanupDecision, labelValue, machineLabels, machineName, type CloudMachine } from '../../src/protocol/cloud-machines.js'
+import { candidateTypes, eurToUsdRate, explicitType, fallbackHourlyUSD, rateOverride, unsupportedTargetMessage } from '../../src/cloud/classes.js'
+import { cleanupDecision, labelValue, machineLabels, machineName, type CloudMachine } from '../../src/cloud/cloud-machines.js'
 
 describe('classes and prices', () => {
   it('maps each class to the reference candidate order per provider', () => {

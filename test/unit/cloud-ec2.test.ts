@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { createFakeEc2, serveFake } from '../support/fake-ec2.js'
 import type { ServedFake } from '../support/fake-hetzner.js'
-import { awsSpotHourlyUSD, createAwsMachine, createEc2Api, deleteAwsMachine, parseXml, touchAwsMachine, xmlItems, xmlText } from '../../src/protocol/ec2-api.js'
-import { CloudApiError, machineLabels, providerKeyName } from '../../src/protocol/cloud-machines.js'
+import { awsSpotHourlyUSD, createAwsMachine, createEc2Api, deleteAwsMachine, parseXml, touchAwsMachine, xmlItems, xmlText } from '../../src/cloud/ec2-api.js'
+import { CloudApiError, machineLabels, providerKeyName } from '../../src/cloud/cloud-machines.js'
 
 const leaseId = 'cbx_00000000abcd'
 const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVuaXQtdGVzdC1rZXktbWF0ZXJpYWwtMDAwMDAwMDAw crabbox cbx_00000000abcd'

@@ -7,8 +7,8 @@ import {
   findHetznerMachine,
   hetznerHourlyUSD,
   touchHetznerMachine,
-} from '../../src/protocol/hetzner-api.js'
-import { CloudApiError, machineLabels, providerKeyName } from '../../src/protocol/cloud-machines.js'
+} from '../../src/cloud/hetzner-api.js'
+import { CloudApiError, machineLabels, providerKeyName } from '../../src/cloud/cloud-machines.js'
 
 const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVuaXQtdGVzdC1rZXktbWF0ZXJpYWwtMDAwMDAwMDAw crabbox cbx_0123456789ab'
 const leaseId = 'cbx_0123456789ab'

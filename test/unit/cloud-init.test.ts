@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
-import { knownHostsLines, parseConsoleHostKeys, renderCloudInit, type BootstrapOptions } from '../../src/protocol/cloud-init.js'
+import { knownHostsLines, parseConsoleHostKeys, renderCloudInit, type BootstrapOptions } from '../../src/cloud/cloud-init.js'
 
 const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNsb3VkLWluaXQtdGVzdC1rZXktbWF0ZXJpYWwtMDAw crabbox cbx_0123456789ab'
 const options: BootstrapOptions = { sshUser: 'crabbox', sshPublicKey: key, sshPort: '2222', sshFallbackPorts: ['22'], workRoot: '/work/crabbox' }

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { CrabboxError } from '../../src/errors.js'
 import { pickByIdOrSlug } from '../../src/providers/pick.js'
-import { allocateSlug, defaultSlug } from '../../src/services/lease-id.js'
-import { heartbeatIntervalMs } from '../../src/services/run/heartbeat.js'
+import { allocateSlug, defaultSlug } from '../../src/protocol/ids.js'
+import { heartbeatIntervalMs } from '../../src/services/heartbeat.js'
 
 const leases = [
   { id: 'cbx_000000000001', slug: 'tidal-lobster' },

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { ensureLeaseKey } from '../../src/services/keys.js'
+import { ensureLeaseKey } from '../../src/transport/ssh/keys.js'
 
 describe('per-lease keys', () => {
   const saved = process.env.XDG_CONFIG_HOME

@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm } from 'cloudflare:test'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
-import { fallbackHourlyUSD } from '../../src/protocol/classes.js'
+import { fallbackHourlyUSD } from '../../src/cloud/classes.js'
 import type { Env } from '../../worker/env.js'
 import type { FleetDeps } from '../../worker/fleet/deps.js'
 import { runAlarm } from '../../worker/fleet/alarm.js'

@@ -1,5 +1,6 @@
-import { fallbackHourlyUSD, round2 } from '../../src/protocol/classes.js'
+import { fallbackHourlyUSD, round2 } from '../../src/cloud/classes.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
+import type { CostLimits } from '../../src/protocol/usage.js'
 import type { Env } from '../env.js'
 import { setting } from '../env.js'
 import type { BrokerProvider } from '../providers/types.js'
@@ -12,15 +13,6 @@ import type { FleetStorage } from './storage.js'
  * worst case (`maxEstimatedUSD`). `enforceCaps` is synchronous so the
  * check and the reservation that follows it happen with no interleaving.
  */
-
-export interface CostLimits {
-  maxActiveLeases: number
-  maxActiveLeasesPerOwner: number
-  maxActiveLeasesPerOrg: number
-  maxMonthlyUSD: number
-  maxMonthlyUSDPerOwner: number
-  maxMonthlyUSDPerOrg: number
-}
 
 function positive(env: Env, name: string): number {
   const n = Number(setting(env, name) ?? '0')
@@ -59,7 +51,7 @@ function envRates(env: Env): Record<string, number> {
   }
 }
 
-/** USD per hour: env rates, then the provider's live price, then the class tables (src/protocol/classes.ts). */
+/** USD per hour: env rates, then the provider's live price, then the class tables (src/cloud/classes.ts). */
 export async function hourlyRate(env: Env, providerName: string, provider: BrokerProvider, serverType: string): Promise<number> {
   const key = `${providerName}:${serverType}`
   const fromEnv = envRates(env)[key]

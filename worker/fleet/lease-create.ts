@@ -1,4 +1,4 @@
-import { candidateTypes } from '../../src/protocol/classes.js'
+import { candidateTypes } from '../../src/cloud/classes.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { defaultSlug, isLeaseId, newLeaseId, normalizeSlug, providerResourceName, slugCandidates } from '../../src/protocol/ids.js'
 import type { LeaseRecord, LeaseRequest } from '../../src/protocol/leases.js'

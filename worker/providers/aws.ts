@@ -1,7 +1,7 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
-import { BOOTSTRAP_DEFAULTS } from '../../src/protocol/cloud-init.js'
-import { candidateTypes } from '../../src/protocol/classes.js'
-import { providerKeyName } from '../../src/protocol/cloud-machines.js'
+import { BOOTSTRAP_DEFAULTS } from '../../src/cloud/cloud-init.js'
+import { candidateTypes } from '../../src/cloud/classes.js'
+import { providerKeyName } from '../../src/cloud/cloud-machines.js'
 import {
   awsMarkets,
   awsRegions,
@@ -13,7 +13,7 @@ import {
   listAwsMachines,
   waitForAwsAddress,
   type Ec2Options,
-} from '../../src/protocol/ec2-api.js'
+} from '../../src/cloud/ec2-api.js'
 import { setting } from '../env.js'
 import { cloudCreatePlan, cloudFailure, toBrokerMachine } from './cloud.js'
 import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './types.js'

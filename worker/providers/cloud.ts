@@ -1,6 +1,6 @@
-import { BOOTSTRAP_DEFAULTS, renderCloudInit } from '../../src/protocol/cloud-init.js'
-import { candidateTypes, explicitType, unsupportedTargetMessage } from '../../src/protocol/classes.js'
-import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../src/protocol/cloud-machines.js'
+import { BOOTSTRAP_DEFAULTS, renderCloudInit } from '../../src/cloud/cloud-init.js'
+import { candidateTypes, explicitType, unsupportedTargetMessage } from '../../src/cloud/classes.js'
+import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../src/cloud/cloud-machines.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import type { Machine, MachineRequest } from './types.js'
 

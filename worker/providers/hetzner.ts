@@ -1,6 +1,6 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
-import { candidateTypes, eurToUsdRate } from '../../src/protocol/classes.js'
-import { providerKeyName } from '../../src/protocol/cloud-machines.js'
+import { candidateTypes, eurToUsdRate } from '../../src/cloud/classes.js'
+import { providerKeyName } from '../../src/cloud/cloud-machines.js'
 import {
   createHetznerApi,
   createHetznerMachine,
@@ -10,7 +10,7 @@ import {
   listHetznerMachines,
   waitForHetznerAddress,
   type HetznerOptions,
-} from '../../src/protocol/hetzner-api.js'
+} from '../../src/cloud/hetzner-api.js'
 import { setting } from '../env.js'
 import { cloudCreatePlan, cloudFailure, toBrokerMachine } from './cloud.js'
 import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './types.js'

@@ -2,7 +2,7 @@
  * Broker-side providers (static pool, Hetzner, AWS) behind one interface.
  * Calls here may be slow or fail: never call them inside a storage transaction.
  */
-import type { LabelInput } from '../../src/protocol/cloud-machines.js'
+import type { LabelInput } from '../../src/cloud/cloud-machines.js'
 
 /**
  * Where and from what a lease asked its machine to be made (reference request
@@ -21,7 +21,7 @@ export interface Placement {
   fallback?: string
 }
 
-/** What a provider gets for one lease: the label inputs (src/protocol/cloud-machines.ts) plus the key and asks. */
+/** What a provider gets for one lease: the label inputs (src/cloud/cloud-machines.ts) plus the key and asks. */
 export interface MachineRequest extends Omit<LabelInput, 'provider' | 'serverType' | 'market' | 'createdAt'> {
   /** Explicit provider type; otherwise derived from `class`. */
   serverType?: string

@@ -1,5 +1,6 @@
 import { BaseCommand } from '../../base-command.js'
-import { agentStatusService, renderAgentStatus, type AgentStatusResult } from '../../services/agent.js'
+import { agentStatusService, type AgentStatusResult } from '../../services/agent.js'
+import { renderAgentStatus } from '../../ui/agent.js'
 
 export default class AgentStatus extends BaseCommand<typeof AgentStatus> {
   static override summary = 'Show the connection agent and the SSH connections it keeps warm'

@@ -1,5 +1,6 @@
 import { BaseCommand } from '../../base-command.js'
-import { renderConfigView, showConfig, type ConfigView } from '../../services/config.js'
+import { showConfig, type ConfigView } from '../../services/config.js'
+import { renderConfigView } from '../../ui/config.js'
 
 export default class ConfigShow extends BaseCommand<typeof ConfigShow> {
   static override summary = 'Show the merged configuration and where each value came from'

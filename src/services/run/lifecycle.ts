@@ -3,7 +3,7 @@ import type { Lease } from '../../providers/types.js'
 import type { SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
 import type { LeaseBackend } from '../lease.js'
-import { waitForReady } from '../readiness.js'
+import { waitForReady } from '../../transport/ssh/readiness.js'
 import type { Recorder } from './recorder.js'
 
 const BOOTSTRAP_TIMEOUT_MS = 20 * 60_000

@@ -1,5 +1,5 @@
 import type { RunTiming } from './timing.js'
-import { summaryLine } from './timing.js'
+import { summaryLine } from '../../ui/format.js'
 import { commandStep } from './steps/command.js'
 import { leaseStep } from './steps/lease.js'
 import { newRunState, planStep, type RunContext, type RunFlags } from './steps/plan.js'

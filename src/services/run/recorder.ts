@@ -3,7 +3,7 @@ import type { BrokerClient } from '../../transport/broker/client.js'
 import type { Progress } from '../../ui/progress.js'
 
 /** Output events per run stop here; `crabbox logs` has the whole retained log. */
-export const OUTPUT_EVENT_CAP = 64 * 1024
+const OUTPUT_EVENT_CAP = 64 * 1024
 const EVENT_CHUNK = RUN_LIMITS.eventText
 const LOG_RETAIN = RUN_LIMITS.logMaxBytes
 const POST_TIMEOUT_MS = 2000

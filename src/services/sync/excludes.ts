@@ -5,7 +5,7 @@ import type { Config } from '../../config/schema.js'
 
 /**
  * Never synced: VCS data, dependency trees, build output and tool caches that
- * the runner rebuilds itself (reference inventory §3 step 8.3). `.crabbox` is
+ * the runner rebuilds itself. `.crabbox` is
  * our own metadata directory outside git.
  */
 export const DEFAULT_EXCLUDES: readonly string[] = [

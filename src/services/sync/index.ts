@@ -17,9 +17,9 @@ export { checkUnchanged, type UnchangedCheck } from './snapshot.js'
 export { runIfUnchanged, type GuardedCommand, type Probed, type WarmRun } from './guard.js'
 export type { SyncPhase } from './timer.js'
 
-export { buildManifest, findRepoRoot, checkPath, formatBytes, type Manifest, type ManifestEntry } from './manifest.js'
+export { buildManifest, findRepoRoot, checkPath, type Manifest, type ManifestEntry } from './manifest.js'
 export { DEFAULT_EXCLUDES } from './excludes.js'
-export { renderSyncPlan, summarizeManifest, syncPlan, type SyncPlanSummary } from './summary.js'
+export { summarizeManifest, syncPlan, type SyncPlanSummary } from './summary.js'
 
 export interface SyncOptions {
   repoRoot: string

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { Config } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
+import { formatBytes } from '../../ui/format.js'
 import { loadExcludes } from './excludes.js'
 import { HashCache, excludesKey } from './hash-cache.js'
 import { changedAgainstIndex, watchFolders, type GitView } from './snapshot.js'
@@ -247,18 +248,6 @@ export async function buildManifest(repoRoot: string, config: Config['sync'], co
   let bytes = 0
   for (const entry of entries) bytes += entry.size
   return { root: repoRoot, git: gitData, entries, deleted, rejected, excludes: excludes.patterns, files: entries.length, bytes, cache, gitView }
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`
-  const units = ['KiB', 'MiB', 'GiB', 'TiB']
-  let value = bytes / 1024
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${value >= 100 || unit === 0 ? value.toFixed(0) : value.toFixed(1)} ${units[unit]}`
 }
 
 export interface SizeCheck {

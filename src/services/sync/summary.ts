@@ -1,5 +1,5 @@
 import type { Config } from '../../config/schema.js'
-import { buildManifest, findRepoRoot, formatBytes, type Manifest } from './manifest.js'
+import { buildManifest, findRepoRoot, type Manifest } from './manifest.js'
 
 export interface SyncPlanSummary {
   root: string
@@ -55,21 +55,4 @@ export function summarizeManifest(manifest: Manifest, limit: number): SyncPlanSu
 export async function syncPlan(cwd: string, config: Config['sync'], limit: number): Promise<SyncPlanSummary> {
   const root = await findRepoRoot(cwd)
   return summarizeManifest(await buildManifest(root, config), limit)
-}
-
-/** Human rendering of a plan, one line per fact, for stdout. */
-export function renderSyncPlan(plan: SyncPlanSummary): string[] {
-  const size = (bytes: number) => formatBytes(bytes).padStart(9)
-  const lines = [`sync candidate: ${plan.files} files, ${formatBytes(plan.bytes)} (${plan.git ? 'git' : 'folder'} ${plan.root})`]
-  lines.push(`deleted tracked files: ${plan.deletedTracked}`)
-  for (const path of plan.deleted) lines.push(`  ${path}`)
-  if (plan.rejected.length > 0) {
-    lines.push(`unsafe paths left out: ${plan.rejected.length}`)
-    for (const { path, reason } of plan.rejected) lines.push(`  ${path}: ${reason}`)
-  }
-  lines.push('largest files:')
-  for (const file of plan.largestFiles) lines.push(`${size(file.bytes)}  ${file.path}`)
-  lines.push('largest folders:')
-  for (const dir of plan.largestDirs) lines.push(`${size(dir.bytes)}  ${String(dir.files).padStart(6)} files  ${dir.path}`)
-  return lines
 }

@@ -81,7 +81,7 @@ function gitEmail(): string | undefined {
 }
 
 /** The owner the CLI claims: CRABBOX_OWNER, then the git author/committer email, then git config. */
-export function resolveOwner(env: NodeJS.ProcessEnv = process.env): string | undefined {
+function resolveOwner(env: NodeJS.ProcessEnv = process.env): string | undefined {
   return env.CRABBOX_OWNER || env.GIT_AUTHOR_EMAIL || env.GIT_COMMITTER_EMAIL || gitEmail()
 }
 

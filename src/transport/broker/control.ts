@@ -8,12 +8,12 @@ import type { BrokerClient } from './client.js'
 
 /**
  * The control channel: one reconnecting WebSocket to `/v1/control` per CLI
- * process (coordinator API §5), shared by attach streams and lease heartbeats.
+ * process, shared by attach streams and lease heartbeats.
  * HTTPS stays the canonical store: callers ask `whenOpen()` and use the HTTP
  * API when the socket is not there (an older broker answers 404/426).
  */
 
-/** How long a caller waits for the socket before using HTTP instead (the reference's dial budget). */
+/** How long a caller waits for the socket before using HTTP instead (the dial budget). */
 export const CONTROL_OPEN_BUDGET_MS = 1500
 /** A silent socket is pinged this often and dropped when the pong does not come back by the next ping. */
 const PING_INTERVAL_MS = 15_000
@@ -53,7 +53,7 @@ export interface ControlChannel {
   release(): void
 }
 
-export class ControlUnavailable extends Error {
+class ControlUnavailable extends Error {
   constructor(message: string) {
     super(message)
     this.name = 'ControlUnavailable'

@@ -12,7 +12,7 @@ import { writeOrPause } from './streams.js'
 import type { ExecOptions, ExecResult, SshTarget } from './types.js'
 
 /** Where this user's agent listens: `<runtime dir>/agent.sock` in a 0700 folder. */
-export const agentDir = () => runtimeDir()
+const agentDir = () => runtimeDir()
 export const agentSocket = () => join(agentDir(), 'agent.sock')
 
 export const agentDisabled = () => ['1', 'true', 'yes'].includes((process.env.CRABBOX_NO_AGENT ?? '').toLowerCase())

@@ -15,8 +15,8 @@ export interface AgentServerOptions {
   log?: (line: string) => void
 }
 
-export const agentSocketPath = (dir: string) => join(dir, 'agent.sock')
-export const agentPidPath = (dir: string) => join(dir, 'agent.pid')
+const agentSocketPath = (dir: string) => join(dir, 'agent.sock')
+const agentPidPath = (dir: string) => join(dir, 'agent.pid')
 
 const describeTarget = (t: SshTarget) => `${t.user}@${t.host}:${t.port}`
 

@@ -22,7 +22,7 @@ export interface ConnectOptions {
   onAttempt?: (port: number) => void
 }
 
-export const DEFAULT_MAX_CHANNELS = 8
+const DEFAULT_MAX_CHANNELS = 8
 // One keepalive every 15 s; ssh2 gives up on the tick after `countMax` unanswered ones,
 // so 1 here means two silent intervals (30 s) end the connection: a dead runner is
 // reported as exit 255 within 30 s instead of hanging.

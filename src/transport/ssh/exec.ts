@@ -10,7 +10,7 @@ export const shellQuote = (value: string) => (/^[\w@%+=:,./-]+$/.test(value) ? v
  * cwd and env become a shell prefix rather than SSH `env` requests, which
  * sshd silently drops unless AcceptEnv lists each name.
  */
-export function remoteCommand(command: string, options: Pick<ExecOptions, 'cwd' | 'env'> = {}): string {
+function remoteCommand(command: string, options: Pick<ExecOptions, 'cwd' | 'env'> = {}): string {
   const env = Object.entries(options.env ?? {})
   const bad = env.find(([name]) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
   if (bad) throw new CrabboxError(`invalid environment variable name ${JSON.stringify(bad[0])}`, { exit: 'usage', hint: 'Names may contain letters, digits and _ and must not start with a digit.' })

@@ -2,28 +2,22 @@ import type { Progress } from '../../ui/progress.js'
 import { AgentLost, AgentUnresponsive, agentDisabled, agentExec, agentRequest, reachAgent } from './agent-client.js'
 import type { SshPool } from './pool.js'
 import { candidatePorts, DEFAULT_CONNECT_TIMEOUT_MS } from './ports.js'
+import { defaultAgentIdleTimeout } from './settings.js'
 import { holdStdin } from './streams.js'
 import type { ExecOptions, ShellOptions, SshSession, SshTarget } from './types.js'
-
-export type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshSession, SshTarget } from './types.js'
-export { ensureLeaseKey, type LeaseKey } from '../../services/keys.js'
-export { waitForReady, type ReadyKind, type WaitForReadyOptions } from '../../services/readiness.js'
-export { shellQuote } from './exec.js'
 
 export interface OpenSessionOptions {
   progress?: Progress
   /** Route execs through the per-user connection agent (default: yes, unless CRABBOX_NO_AGENT=1). */
   useAgent?: boolean
   connectTimeoutMs?: number
-  /** How long a started agent keeps an unused connection; default: config `agent.idleTimeout` (10 min). */
+  /** How long a started agent keeps an unused connection; default: settings.ts, set from config `agent.idleTimeout` (10 min). */
   agentIdleTimeoutMs?: number
 }
 
-export const DEFAULT_AGENT_IDLE_TIMEOUT_MS = 600_000
-
 let pool: SshPool | undefined
 /** The process-wide pool; ssh2 is loaded only when an in-process connection is needed. */
-export async function processPool(): Promise<SshPool> {
+async function processPool(): Promise<SshPool> {
   if (!pool) {
     const { SshPool } = await import('./pool.js')
     pool ??= new SshPool()
@@ -39,7 +33,7 @@ export async function processPool(): Promise<SshPool> {
  */
 export async function openSession(target: SshTarget, options: OpenSessionOptions = {}): Promise<SshSession> {
   if (options.useAgent ?? !agentDisabled()) {
-    const idleTimeoutMs = async () => options.agentIdleTimeoutMs ?? (await configuredIdleTimeout())
+    const idleTimeoutMs = async () => options.agentIdleTimeoutMs ?? defaultAgentIdleTimeout()
     const port = await connectThroughAgent(target, idleTimeoutMs, options.connectTimeoutMs)
     if (port !== undefined) {
       // This process's own connection, opened only if needed: interactive shells (not
@@ -69,17 +63,6 @@ export async function openSession(target: SshTarget, options: OpenSessionOptions
     options.progress?.info('crabbox agent unavailable; connecting from this process')
   }
   return inProcess(target, options)
-}
-
-/** `agent.idleTimeout` from config (files and env), read only when an agent has to be started. */
-async function configuredIdleTimeout(): Promise<number> {
-  try {
-    const { loadConfig } = await import('../../config/load.js')
-    const { parseDuration } = await import('../../config/schema.js')
-    return parseDuration((await loadConfig()).config.agent.idleTimeout)
-  } catch {
-    return DEFAULT_AGENT_IDLE_TIMEOUT_MS
-  }
 }
 
 /** Asks the agent (starting it if needed) to connect; undefined when no agent can serve us. */

@@ -40,7 +40,7 @@ async function pinnedKeys(path: string, name: string): Promise<Buffer[]> {
   return keys
 }
 
-export class HostKeyMismatch extends CrabboxError {
+class HostKeyMismatch extends CrabboxError {
   constructor(host: string, port: number, knownHostsPath: string, expected: string, actual: string) {
     const name = knownHostsName(host, port)
     super(

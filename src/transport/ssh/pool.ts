@@ -5,7 +5,7 @@ import { holdStdin } from './streams.js'
 import type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshTarget } from './types.js'
 
 /** One connection per (host, port, user, key); the known_hosts file rides along with the key. */
-export const poolKey = (target: SshTarget) =>
+const poolKey = (target: SshTarget) =>
   `${target.user}@${target.host}:${target.port}|${target.privateKeyPath}|${target.knownHostsPath}`
 
 interface Entry {

@@ -1,5 +1,5 @@
 import { directProvider } from '../../../providers/registry.js'
-import { startDirectTouch } from '../heartbeat.js'
+import { startDirectTouch, startHeartbeat } from '../../heartbeat.js'
 import { obtainLease, type LeaseInHand } from '../lifecycle.js'
 import type { RunPlan, RunState } from './plan.js'
 
@@ -21,7 +21,6 @@ export async function leaseStep(plan: RunPlan, state: RunState): Promise<LeaseIn
     onLease: broker
       ? async (lease) => {
           // The control channel (WebSocket client) is ~100 ms to load: only broker runs need it.
-          const { startHeartbeat } = await import('../../heartbeat-control.js')
           state.heartbeat.stop()
           state.heartbeat = startHeartbeat(broker, lease, plan.notice)
         }

@@ -4,7 +4,7 @@ import type { SshSession } from '../../../transport/ssh/types.js'
 import type { Progress } from '../../../ui/progress.js'
 import { SentManifests } from '../hash-cache.js'
 import type { SyncOptions, SyncResult } from '../index.js'
-import { formatBytes } from '../manifest.js'
+import { formatBytes } from '../../../ui/format.js'
 import type { SyncPlan } from '../prune.js'
 import { Timer } from '../timer.js'
 

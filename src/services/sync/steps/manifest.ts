@@ -1,5 +1,6 @@
 import { hashManifest, type HashedManifest } from '../fingerprint.js'
-import { buildManifest, checkSize, formatBytes, readGitContext, type GitContext, type Manifest } from '../manifest.js'
+import { formatBytes } from '../../../ui/format.js'
+import { buildManifest, checkSize, readGitContext, type GitContext, type Manifest } from '../manifest.js'
 import type { RemoteRecord } from '../records.js'
 import { beginGitView, type GitView } from '../snapshot.js'
 import type { Checked } from './check.js'

@@ -22,11 +22,11 @@ import type { CreatedMachine, ProvisioningAttempt } from './hetzner-api.js'
  * and the CLI (Node) share it.
  */
 
-export const EC2_API_VERSION = '2016-11-15'
+const EC2_API_VERSION = '2016-11-15'
 /** Canonical's account: the owner of the official Ubuntu AMIs. */
-export const UBUNTU_OWNER = '099720109477'
-export const UBUNTU_AMI_NAME = 'ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*'
-export const SECURITY_GROUP_NAME = 'crabbox-runners'
+const UBUNTU_OWNER = '099720109477'
+const UBUNTU_AMI_NAME = 'ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*'
+const SECURITY_GROUP_NAME = 'crabbox-runners'
 
 // ---------------------------------------------------------------- XML
 
@@ -63,7 +63,7 @@ export function parseXml(xml: string): XmlNode {
   return root.children[0] ?? root
 }
 
-export const xmlChild = (node: XmlNode | undefined, name: string): XmlNode | undefined => node?.children.find((c) => c.name === name)
+const xmlChild = (node: XmlNode | undefined, name: string): XmlNode | undefined => node?.children.find((c) => c.name === name)
 /** Text at a path of child names, trimmed; undefined when any step is missing. */
 export const xmlText = (node: XmlNode | undefined, ...path: string[]): string | undefined => {
   let current = node
@@ -84,7 +84,7 @@ export interface Ec2Options extends CloudClientOptions {
   endpoint?: string
 }
 
-/** Error codes from the EC2 API reference ("Error codes for the Amazon EC2 API"). */
+/** EC2 error codes, by what crabbox does about them. */
 const categories: Record<string, CloudErrorCategory> = {
   InsufficientInstanceCapacity: 'capacity',
   InsufficientCapacity: 'capacity',
@@ -159,16 +159,6 @@ export function createEc2Api(options: Ec2Options) {
   }
 }
 
-/** `Prefix.N.Field` lists, the Query API's way of sending arrays. */
-export function listParams(prefix: string, values: Array<string | Record<string, string>>): Ec2Params {
-  const out: Ec2Params = {}
-  values.forEach((value, i) => {
-    if (typeof value === 'string') out[`${prefix}.${i + 1}`] = value
-    else for (const [k, v] of Object.entries(value)) out[`${prefix}.${i + 1}.${k}`] = v
-  })
-  return out
-}
-
 function tagParams(index: number, resourceType: string, tags: Record<string, string>): Ec2Params {
   const out: Ec2Params = { [`TagSpecification.${index}.ResourceType`]: resourceType }
   Object.entries(tags).forEach(([key, value], i) => {
@@ -206,7 +196,7 @@ function toCloudMachine(item: XmlNode, region: string): CloudMachine {
 const liveStates = ['pending', 'running', 'stopping', 'stopped']
 const retry = (api: Ec2Api) => ({ attempts: 5, delayMs: 1_000, sleep: api.options.sleep })
 
-export async function describeAwsMachines(api: Ec2Api, region: string, filters: Record<string, string[]>): Promise<CloudMachine[]> {
+async function describeAwsMachines(api: Ec2Api, region: string, filters: Record<string, string[]>): Promise<CloudMachine[]> {
   const machines: CloudMachine[] = []
   let nextToken: string | undefined
   do {
@@ -422,7 +412,7 @@ export async function createAwsMachine(api: Ec2Api, input: AwsCreateInput): Prom
   return { machine: await waitForAwsAddress(api, launched), attempts, adopted: false }
 }
 
-export async function deleteAwsKey(api: Ec2Api, region: string, keyName: string): Promise<void> {
+async function deleteAwsKey(api: Ec2Api, region: string, keyName: string): Promise<void> {
   if (!isLeaseKeyName(keyName)) return
   await withRetries(async () => {
     try {

@@ -1,15 +1,28 @@
 import type { Config } from '../config/schema.js'
-import { parseDuration } from '../config/schema.js'
 import { CrabboxError, usageError } from '../errors.js'
 import { LeaseResponse } from '../protocol/leases.js'
-import type { Lease } from '../providers/types.js'
+import type { DirectProvider, Lease, ProviderContext } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
-import { CONTROL_OPEN_BUDGET_MS, openControlChannel, type ControlChannel } from '../transport/broker/control.js'
+import type { ControlChannel } from '../transport/broker/control.js'
 import type { Progress } from '../ui/progress.js'
-import { heartbeatIntervalMs, noHeartbeat, type Heartbeater } from './run/heartbeat.js'
+
+/**
+ * Keeping leases alive: broker leases get heartbeats (control socket, else HTTP),
+ * direct-mode cloud leases get their expiry labels moved forward. Both run on the
+ * one periodic loop below.
+ */
+
+export interface Heartbeater {
+  stop(): void
+}
+
+export const noHeartbeat: Heartbeater = { stop() {} }
+
+/** Every idle/3, clamped to 5–60 s. */
+export const heartbeatIntervalMs = (idleTimeoutSeconds = 1800) => Math.min(60_000, Math.max(5_000, Math.round((idleTimeoutSeconds * 1000) / 3)))
 
 /** How long one heartbeat may take, socket attempt and HTTP fallback together; separate from the cadence. */
-export const HEARTBEAT_BUDGET_MS = 20_000
+const HEARTBEAT_BUDGET_MS = 20_000
 
 export interface BeatBody {
   idleTimeoutSeconds?: number
@@ -26,7 +39,7 @@ export interface BeatResult {
  * One heartbeat: over the control socket when it is open (waiting up to `openWaitMs`
  * for it), else — or when the socket attempt fails — `POST /v1/leases/{id}/heartbeat`.
  */
-export async function beatOnce(
+async function beatOnce(
   client: BrokerClient,
   channel: ControlChannel | undefined,
   leaseID: string,
@@ -53,39 +66,66 @@ export async function beatOnce(
 }
 
 /**
- * Keeps a broker lease alive: a beat now and every idle timeout ÷ 3 (5–60 s), over the
- * process's control channel when it is open and over HTTP otherwise. A beat still in
- * flight is not doubled; failures go to `notice` (said once), never fail the caller.
+ * Calls `beat` now and every idle/3 (5–60 s); a beat still in flight is not
+ * doubled and failures go to `notice`, never to the caller.
  */
-export function startHeartbeat(client: BrokerClient, lease: Pick<Lease, 'id' | 'idleTimeoutSeconds'>, notice: (error: unknown) => void): Heartbeater {
-  const channel = openControlChannel(client)
-  const controller = new AbortController()
+function startPeriodicBeat(idleTimeoutSeconds: number | undefined, beat: () => Promise<void>, notice: (error: unknown) => void): Heartbeater {
   let stopped = false
   let inFlight = false
-  let first = true
-  const beat = async () => {
+  const tick = async () => {
     if (stopped || inFlight) return
     inFlight = true
     try {
-      // The first beat gives a fresh socket its dial budget; later ones use it only if open.
-      await beatOnce(client, channel, lease.id, {}, { openWaitMs: first ? CONTROL_OPEN_BUDGET_MS : 0, signal: controller.signal })
+      await beat()
     } catch (error) {
       if (!stopped) notice(error)
     } finally {
-      first = false
       inFlight = false
     }
   }
-  void beat()
-  const timer = setInterval(() => void beat(), heartbeatIntervalMs(lease.idleTimeoutSeconds))
+  void tick()
+  const timer = setInterval(() => void tick(), heartbeatIntervalMs(idleTimeoutSeconds))
   timer.unref()
+  return {
+    stop() {
+      stopped = true
+      clearInterval(timer)
+    },
+  }
+}
+
+/**
+ * Keeps a broker lease alive: a beat now and every idle timeout ÷ 3 (5–60 s), over the
+ * process's control channel when it is open and over HTTP otherwise. A beat still in
+ * flight is not doubled; failures go to `notice` (said once), never fail the caller.
+ * The control channel (ws, partysocket) is loaded only here, when a broker lease needs beats.
+ */
+export function startHeartbeat(client: BrokerClient, lease: Pick<Lease, 'id' | 'idleTimeoutSeconds'>, notice: (error: unknown) => void): Heartbeater {
+  const control = import('../transport/broker/control.js').then(({ openControlChannel, CONTROL_OPEN_BUDGET_MS }) => ({
+    channel: openControlChannel(client),
+    openBudgetMs: CONTROL_OPEN_BUDGET_MS,
+  }))
+  const controller = new AbortController()
+  let first = true
+  const loop = startPeriodicBeat(
+    lease.idleTimeoutSeconds,
+    async () => {
+      const { channel, openBudgetMs } = await control
+      // The first beat gives a fresh socket its dial budget; later ones use it only if open.
+      const openWaitMs = first ? openBudgetMs : 0
+      first = false
+      await beatOnce(client, channel, lease.id, {}, { openWaitMs, signal: controller.signal })
+    },
+    notice,
+  )
+  let stopped = false
   return {
     stop() {
       if (stopped) return
       stopped = true
-      clearInterval(timer)
+      loop.stop()
       controller.abort()
-      channel.release()
+      void control.then(({ channel }) => channel.release(), () => undefined)
     },
   }
 }
@@ -94,7 +134,7 @@ export function startHeartbeat(client: BrokerClient, lease: Pick<Lease, 'id' | '
  * `crabbox heartbeat`: marks a broker lease active now (for work done over plain ssh),
  * optionally with a new idle timeout. One HTTP request: a socket would cost a round trip more.
  */
-export async function heartbeatCommand(context: { config: Config }, idOrSlug: string, idleTimeout?: string): Promise<BeatResult> {
+export async function heartbeatCommand(context: { config: Config }, idOrSlug: string, idleTimeoutMs?: number): Promise<BeatResult> {
   const client = brokerClient(context.config)
   if (!client) {
     throw new CrabboxError('heartbeats keep broker leases alive, and no broker is configured', {
@@ -103,15 +143,9 @@ export async function heartbeatCommand(context: { config: Config }, idOrSlug: st
     })
   }
   let body: BeatBody = {}
-  if (idleTimeout !== undefined) {
-    let ms: number
-    try {
-      ms = parseDuration(idleTimeout)
-    } catch (error) {
-      throw usageError(`invalid --idle-timeout: ${(error as Error).message}`)
-    }
-    if (ms < 1000) throw usageError('--idle-timeout must be at least 1s')
-    body = { idleTimeoutSeconds: Math.round(ms / 1000) }
+  if (idleTimeoutMs !== undefined) {
+    if (idleTimeoutMs < 1000) throw usageError('--idle-timeout must be at least 1s')
+    body = { idleTimeoutSeconds: Math.round(idleTimeoutMs / 1000) }
   }
   try {
     return await beatOnce(client, undefined, idOrSlug, body)
@@ -134,5 +168,21 @@ export function leaseHeartbeat(broker: BrokerClient | undefined, lease: Pick<Lea
     if (said) return
     said = true
     progress.warn(`lease heartbeat failed (will keep trying): ${(error as Error).message}`)
+  })
+}
+
+/**
+ * Direct-mode cloud leases have no broker to keep them alive: the provider's
+ * `touch` moves the machine's expiry labels forward, so `crabbox cleanup` never
+ * deletes a box while a command runs on it. Providers without `touch` need nothing.
+ */
+export function startDirectTouch(provider: DirectProvider, lease: Lease, context: ProviderContext): Heartbeater {
+  const touch = provider.touch
+  if (!touch) return noHeartbeat
+  let said = false
+  return startPeriodicBeat(lease.idleTimeoutSeconds, () => touch.call(provider, lease, context), (error) => {
+    if (said) return
+    said = true
+    context.progress.warn(`could not refresh the expiry labels of ${lease.id} (will keep trying): ${(error as Error).message}`)
   })
 }

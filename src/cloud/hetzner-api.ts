@@ -16,11 +16,11 @@ import {
 /**
  * Hetzner Cloud API client and the machine lifecycle built on it. Plain
  * `fetch(Request)`: the same code runs in the broker (workerd) and the CLI
- * (Node 20). Wire shapes follow https://docs.hetzner.cloud (JSON bodies,
- * errors as `{"error":{"code","message","details"}}`).
+ * (Node 20). The API speaks JSON bodies and answers errors as
+ * `{"error":{"code","message","details"}}`.
  */
 
-export const HETZNER_API_URL = 'https://api.hetzner.cloud/v1'
+const HETZNER_API_URL = 'https://api.hetzner.cloud/v1'
 
 const Labels = v.optional(v.record(v.string(), v.string()), {})
 const ServerSchema = v.looseObject({
@@ -298,7 +298,7 @@ export async function createHetznerMachine(api: HetznerApi, input: HetznerCreate
 }
 
 /** Deletes a per-lease key by name; other names are never touched. Already gone is fine. */
-export async function deleteHetznerKey(api: HetznerApi, keyName: string): Promise<void> {
+async function deleteHetznerKey(api: HetznerApi, keyName: string): Promise<void> {
   if (!isLeaseKeyName(keyName)) return
   await withRetries(async () => {
     const key = await api.findSshKey(keyName)

@@ -1,17 +1,38 @@
-import { Flags } from '@oclif/core'
+import { Errors, Flags } from '@oclif/core'
+import { DURATION_FORM, parseDuration } from './config/schema.js'
 
 /**
- * Flags that choose what a new lease looks like. Their names are config keys
+ * Flags shared by several commands. Lease flags are named after config keys
  * (see config/load.ts flagPaths), so `context(flags)` applies them; none has a
  * default, so an unset flag never hides a config file value.
  */
+
+/**
+ * A duration flag (`90m`, `30s`, `2h`, a bare number is seconds), checked with
+ * the config's own parser while flags are parsed: bad input is a usage error
+ * (exit 2) naming the flag. The value stays text, as durations are in config;
+ * `parseDuration` turns it into milliseconds where it is used.
+ */
+export const durationFlag = Flags.custom<string>({
+  helpValue: 'DURATION',
+  async parse(input) {
+    try {
+      parseDuration(input)
+    } catch {
+      throw new Errors.CLIError(`expected ${DURATION_FORM} (a number with ms, s, m, h or d), got ${JSON.stringify(input)}`, { exit: 2 })
+    }
+    return input.trim()
+  },
+})
+
+/** Flags that choose what a new lease looks like. */
 export const leaseFlags = {
   provider: Flags.string({ description: 'Provider: local (default without a broker), ssh, static, hetzner, aws', helpGroup: 'LEASE' }),
   class: Flags.string({ description: 'Machine class (standard, fast, large, beast)', helpGroup: 'LEASE' }),
   type: Flags.string({ description: 'Exact provider server type', helpGroup: 'LEASE' }),
   target: Flags.string({ description: 'Target OS: linux, macos, windows', helpGroup: 'LEASE' }),
-  ttl: Flags.string({ description: 'Hard lease lifetime, e.g. 90m', helpGroup: 'LEASE' }),
-  'idle-timeout': Flags.string({ description: 'Release after this long without a heartbeat, e.g. 30m', helpGroup: 'LEASE' }),
+  ttl: durationFlag({ description: 'Hard lease lifetime, e.g. 90m', helpGroup: 'LEASE' }),
+  'idle-timeout': durationFlag({ description: 'Release after this long without a heartbeat, e.g. 30m', helpGroup: 'LEASE' }),
   'static-host': Flags.string({ description: 'ssh provider: host to use', helpGroup: 'LEASE' }),
   'static-user': Flags.string({ description: 'ssh provider: user on that host', helpGroup: 'LEASE' }),
   'static-port': Flags.string({ description: 'ssh provider: SSH port of that host', helpGroup: 'LEASE' }),

@@ -6,11 +6,11 @@
 
 export type CloudProviderName = 'hetzner' | 'aws'
 
-export const machineClasses = ['standard', 'fast', 'large', 'beast'] as const
+const machineClasses = ['standard', 'fast', 'large', 'beast'] as const
 export type MachineClass = (typeof machineClasses)[number]
 
-/** Inventory §2.4: the first type is preferred; the rest are tried on capacity errors. */
-export const classTypes: Record<CloudProviderName, Record<MachineClass, readonly string[]>> = {
+/** Per class, the first type is preferred; the rest are tried on capacity errors. */
+const classTypes: Record<CloudProviderName, Record<MachineClass, readonly string[]>> = {
   hetzner: {
     standard: ['ccx33', 'cpx62', 'cx53'],
     fast: ['ccx43', 'cpx62', 'cx53'],
@@ -47,8 +47,8 @@ export function unsupportedTargetMessage(provider: CloudProviderName, target: st
   return `${name} ${target} runners are not supported yet: crabbox bootstraps Linux machines only. Use --target linux (or the ssh provider for an existing ${target} host).`
 }
 
-/** USD per hour when neither an override nor a live price is available (inventory §4.12). */
-export const staticHourlyUSD: Record<CloudProviderName, Record<string, number>> = {
+/** USD per hour when neither an override nor a live price is available. */
+const staticHourlyUSD: Record<CloudProviderName, Record<string, number>> = {
   hetzner: { cx53: 0.08, cpx62: 0.18, ccx33: 0.36, ccx43: 0.54, ccx53: 0.72, ccx63: 1.08 },
   aws: {
     'c7a.4xlarge': 0.75, 'c7a.8xlarge': 1.5, 'c7a.12xlarge': 2.25, 'c7a.16xlarge': 3.0,
@@ -57,7 +57,7 @@ export const staticHourlyUSD: Record<CloudProviderName, Record<string, number>> 
 }
 
 /** Last resort when a type is in no table: deliberately high for AWS so caps err on the safe side. */
-export const unknownTypeHourlyUSD: Record<CloudProviderName, number> = { aws: 3.0, hetzner: 0.5 }
+const unknownTypeHourlyUSD: Record<CloudProviderName, number> = { aws: 3.0, hetzner: 0.5 }
 
 /** Static USD/hour for a type; for a class name, its dearest candidate (spend caps plan for the worst). */
 export function fallbackHourlyUSD(provider: CloudProviderName, serverType: string): number {
@@ -70,7 +70,7 @@ export function explicitType(machineClass: string, serverType: string | undefine
   return serverType && serverType !== machineClass && !isClass(serverType) ? serverType : undefined
 }
 
-export const DEFAULT_EUR_TO_USD = 1.08
+const DEFAULT_EUR_TO_USD = 1.08
 
 /** `CRABBOX_EUR_TO_USD` as a positive number, else the default rate. */
 export function eurToUsdRate(text: string | undefined): number {

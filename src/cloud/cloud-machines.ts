@@ -4,9 +4,9 @@
  * machine may be deleted. Pure and shared; labels are the only state a
  * direct-mode cloud lease has, so they must be enough to prove ownership.
  */
-import { LEASE_ID_PATTERN, providerResourceName } from './ids.js'
+import { LEASE_ID_PATTERN, providerResourceName } from '../protocol/ids.js'
 
-export const LEASE_KEY_PATTERN = /^crabbox-cbx-[0-9a-f]{12}$/
+const LEASE_KEY_PATTERN = /^crabbox-cbx-[0-9a-f]{12}$/
 
 /** `cbx_abcdef123456` → `crabbox-cbx-abcdef123456`, the per-lease provider key name. */
 export const providerKeyName = (leaseId: string): string => `crabbox-${leaseId.replaceAll('_', '-')}`
@@ -48,7 +48,7 @@ export interface LabelInput {
 }
 
 /** Unix seconds at which an untouched lease expires: `created + min(ttl, idle)`. */
-export const labelExpiry = (createdAt: Date, ttlSeconds: number, idleTimeoutSeconds: number): number =>
+const labelExpiry = (createdAt: Date, ttlSeconds: number, idleTimeoutSeconds: number): number =>
   Math.floor(createdAt.getTime() / 1000) + Math.max(1, Math.min(ttlSeconds, idleTimeoutSeconds))
 
 export function machineLabels(input: LabelInput): Record<string, string> {

@@ -1,7 +1,7 @@
 import { connect as connectTcp } from 'node:net'
-import { CrabboxError } from '../errors.js'
-import type { Progress } from '../ui/progress.js'
-import type { SshTarget } from '../transport/ssh/types.js'
+import { CrabboxError } from '../../errors.js'
+import type { Progress } from '../../ui/progress.js'
+import type { SshTarget } from './types.js'
 
 export type ReadyKind = 'managed' | 'static'
 
@@ -42,8 +42,8 @@ function tcpOpen(host: string, port: number, timeoutMs: number): Promise<boolean
  * and phase. Returns the target with the port that worked as primary.
  */
 export async function waitForReady(target: SshTarget, kind: ReadyKind, options: WaitForReadyOptions): Promise<SshTarget> {
-  const { openSession } = await import('../transport/ssh/index.js')
-  const { candidatePorts } = await import('../transport/ssh/ports.js')
+  const { openSession } = await import('./index.js')
+  const { candidatePorts } = await import('./ports.js')
   const deadline = Date.now() + options.timeoutMs
   const ports = candidatePorts(target)
   let phase: Phase = 'TCP'

@@ -27,10 +27,10 @@ export const BOOTSTRAP_DEFAULTS = {
   workRoot: '/work/crabbox',
 } as const
 
-export const HOST_KEY_MARKER = 'crabbox-host-key:'
-export const READY_PATH = '/usr/local/bin/crabbox-ready'
-export const BOOTSTRAPPED_MARKER = '/var/lib/crabbox/bootstrapped'
-export const RUNNER_PACKAGES = ['openssh-server', 'ca-certificates', 'curl', 'git', 'rsync', 'jq', 'tar'] as const
+const HOST_KEY_MARKER = 'crabbox-host-key:'
+const READY_PATH = '/usr/local/bin/crabbox-ready'
+const BOOTSTRAPPED_MARKER = '/var/lib/crabbox/bootstrapped'
+const RUNNER_PACKAGES = ['openssh-server', 'ca-certificates', 'curl', 'git', 'rsync', 'jq', 'tar'] as const
 
 const userPattern = /^[a-z_][a-z0-9_-]{0,31}$/
 const portPattern = /^[1-9][0-9]{0,4}$/
@@ -38,7 +38,7 @@ const keyPattern = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-e
 const pathPattern = /^\/[A-Za-z0-9._/-]*$/
 
 /** Validates the inputs so nothing a caller passes can break out of the YAML or shell. */
-export function validateBootstrap(options: BootstrapOptions): void {
+function validateBootstrap(options: BootstrapOptions): void {
   if (!userPattern.test(options.sshUser)) throw new Error(`invalid ssh user ${JSON.stringify(options.sshUser)}`)
   if (!keyPattern.test(options.sshPublicKey.trim())) throw new Error('sshPublicKey must be one OpenSSH public key line')
   for (const port of [options.sshPort, ...options.sshFallbackPorts]) {
@@ -67,7 +67,7 @@ const READY_TOOLS = 'git rsync tar'
  * is usable. The marker is written only after every package is installed, so
  * the probe checks the tools crabbox itself uses, the marker and the work root.
  */
-export function renderReadyScript(options: Pick<BootstrapOptions, 'workRoot'>): string {
+function renderReadyScript(options: Pick<BootstrapOptions, 'workRoot'>): string {
   return `#!/bin/sh
 # crabbox-ready: exits 0 once the runner bootstrap has finished.
 for tool in ${READY_TOOLS}; do

@@ -1,3 +1,0 @@
-export * from './ids.js'
-export * from './errors.js'
-export * from './leases.js'
