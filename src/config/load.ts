@@ -2,7 +2,7 @@ import { access } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { CrabboxError } from '../errors.js'
 import { describeIssue, dotted, readConfigFile, validateLayer } from './file.js'
-import { userConfigPath } from './paths.js'
+import { userConfigPath } from '../paths.js'
 import { type Config, defaultConfig, type FileConfig } from './schema.js'
 
 export interface LoadConfigOptions {

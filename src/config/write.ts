@@ -2,7 +2,7 @@ import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { isMap, parseDocument, type Document } from 'yaml'
 import { CrabboxError } from '../errors.js'
-import { userConfigPath } from './paths.js'
+import { userConfigPath } from '../paths.js'
 
 /**
  * Writes a file only its owner can read: 0600 in a 0700 folder, replaced

@@ -1,5 +1,5 @@
 import type { ServiceContext } from './context.js'
-import { userConfigPath } from '../config/paths.js'
+import { userConfigPath } from '../paths.js'
 import type { Config } from '../config/schema.js'
 import { setUserConfigValues } from '../config/write.js'
 import { usageError } from '../errors.js'

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import type { Config } from '../config/schema.js'
 import { parseDuration } from '../config/schema.js'
-import { leaseKeyDir } from '../config/paths.js'
+import { leaseKeyDir } from '../paths.js'
 import { CrabboxError } from '../errors.js'
 import { LeaseListResponse, LeaseResponse, type LeaseRecord } from '../protocol/leases.js'
 import { ambiguousLease } from '../providers/pick.js'

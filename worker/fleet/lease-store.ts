@@ -187,9 +187,18 @@ export function listLeases(storage: FleetStorage, identity: Identity, query: Lea
   const limit = query.limit ?? LEASE_LIST_DEFAULT_LIMIT
   const where: string[] = []
   const bindings: unknown[] = []
-  if (query.state) where.push('state = ?'), bindings.push(query.state)
-  if (query.owner) where.push('owner = ?'), bindings.push(query.owner)
-  if (query.org) where.push('org = ?'), bindings.push(query.org)
+  if (query.state) {
+    where.push('state = ?')
+    bindings.push(query.state)
+  }
+  if (query.owner) {
+    where.push('owner = ?')
+    bindings.push(query.owner)
+  }
+  if (query.org) {
+    where.push('org = ?')
+    bindings.push(query.org)
+  }
   if (query.cursor) {
     const cursor = decodeCursor(query.cursor)
     if (!cursor) throw new ApiError(400, ErrorCode.invalidRequest, 'invalid query: cursor: pass back the nextCursor of a previous page')

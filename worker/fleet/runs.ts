@@ -204,10 +204,22 @@ export function listRuns(storage: FleetStorage, caller: RunCaller, query: ListRu
   const args: (string | number)[] = []
   const owner = caller.admin ? query.owner : caller.owner
   const org = caller.admin ? query.org : caller.org
-  if (owner !== undefined) where.push('owner = ?'), args.push(owner)
-  if (org !== undefined) where.push('org = ?'), args.push(org)
-  if (query.leaseID !== undefined) where.push('lease_id = ?'), args.push(query.leaseID)
-  if (query.state !== undefined) where.push('state = ?'), args.push(query.state)
+  if (owner !== undefined) {
+    where.push('owner = ?')
+    args.push(owner)
+  }
+  if (org !== undefined) {
+    where.push('org = ?')
+    args.push(org)
+  }
+  if (query.leaseID !== undefined) {
+    where.push('lease_id = ?')
+    args.push(query.leaseID)
+  }
+  if (query.state !== undefined) {
+    where.push('state = ?')
+    args.push(query.state)
+  }
   if (query.cursor !== undefined) {
     const cursor = decodeCursor(query.cursor)
     if (!cursor) throw new ApiError(400, 'invalid_cursor', 'cursor is not one this broker issued; list again without ?cursor=')

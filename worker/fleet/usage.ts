@@ -56,8 +56,14 @@ export function usageSummary(storage: FleetStorage, selection: UsageSelection, n
   const nowIso = now.toISOString()
   const filters: string[] = []
   const bindings: unknown[] = [nowIso, nowIso, nowIso, selection.month]
-  if (selection.scope === 'user' && selection.owner !== undefined) filters.push('owner = ?'), bindings.push(selection.owner)
-  if (selection.scope === 'org' && selection.org !== undefined) filters.push('org = ?'), bindings.push(selection.org)
+  if (selection.scope === 'user' && selection.owner !== undefined) {
+    filters.push('owner = ?')
+    bindings.push(selection.owner)
+  }
+  if (selection.scope === 'org' && selection.org !== undefined) {
+    filters.push('org = ?')
+    bindings.push(selection.org)
+  }
   const cte = PER_LEASE.replace('%FILTER%', filters.map((f) => `AND ${f}`).join(' '))
   const aggregate = `COUNT(*) AS leases, COALESCE(SUM(active), 0) AS activeLeases, COALESCE(SUM(runtime), 0) AS runtimeSeconds,
     round(COALESCE(SUM(estimated), 0), 2) AS estimatedUSD, round(COALESCE(SUM(reserved), 0), 2) AS reservedUSD`

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../base-command.js'
-import { stateDir } from '../../config/paths.js'
+import { stateDir } from '../../paths.js'
 import { runBrokerDev, type BrokerDevResult } from '../../services/broker-dev.js'
 
 export default class BrokerDev extends BaseCommand<typeof BrokerDev> {

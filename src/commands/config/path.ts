@@ -1,5 +1,5 @@
 import { BaseCommand } from '../../base-command.js'
-import { userConfigPath } from '../../config/paths.js'
+import { userConfigPath } from '../../paths.js'
 
 export default class ConfigPath extends BaseCommand<typeof ConfigPath> {
   static override summary = 'Print the path of the user config file'

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Config } from '../../config/schema.js'
-import { leaseKeyDir } from '../../config/paths.js'
+import { leaseKeyDir } from '../../paths.js'
 import { CrabboxError } from '../../errors.js'
 import { knownHostsLines, renderCloudInit, type ConsoleHostKey } from '../../cloud/cloud-init.js'
 import { candidateTypes, explicitType, unsupportedTargetMessage, type CloudProviderName } from '../../cloud/classes.js'

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as v from 'valibot'
-import { stateDir } from '../../config/paths.js'
+import { stateDir } from '../../paths.js'
 
 /** What the CLI hands the detached runner (`<leaseDir>/server.json`). */
 export const LocalServerConfig = v.object({

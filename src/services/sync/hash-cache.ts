@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { closeSync, openSync, readSync } from 'node:fs'
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { stateDir } from '../../config/paths.js'
+import { stateDir } from '../../paths.js'
 import type { ManifestEntry } from './manifest.js'
 
 /**

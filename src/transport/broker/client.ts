@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process'
 import * as v from 'valibot'
-import type { Config } from '../../config/schema.js'
 import { CrabboxError, type ExitCodeName } from '../../errors.js'
 import { describeIssues, ErrorBody } from '../../protocol/errors.js'
 
@@ -187,8 +186,15 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
   }
 }
 
+/** The broker part of the config (the transport takes values, it does not load config). */
+export interface BrokerSettings {
+  url?: string
+  token?: string
+  adminToken?: string
+}
+
 /** The broker client for this config, or `undefined` in direct mode (no broker URL). */
-export function brokerClient(config: Config, env: NodeJS.ProcessEnv = process.env): BrokerClient | undefined {
+export function brokerClient(config: { broker: BrokerSettings }, env: NodeJS.ProcessEnv = process.env): BrokerClient | undefined {
   if (!config.broker.url) return undefined
   return createBrokerClient({
     url: config.broker.url,

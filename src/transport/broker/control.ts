@@ -82,6 +82,7 @@ class Channel {
     client: BrokerClient,
     private readonly onClosed: () => void,
   ) {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the socket subclass below reports back to this channel
     const channel = this
     // partysocket builds `new WebSocket(url)`; this subclass adds the headers (read again on
     // every reconnect, so a refreshed token is used) and a liveness ping.

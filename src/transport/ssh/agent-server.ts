@@ -57,6 +57,56 @@ function frameWriter(socket: Socket, type: number): Writable {
 }
 
 /**
+ * One agent per folder: the pid file is created exclusively; a stale one is taken over.
+ * False when a live agent already owns the folder.
+ */
+function claimPidFile(pidPath: string, log: (line: string) => void): boolean {
+  try {
+    const fd = openSync(pidPath, 'wx', 0o600)
+    writeFileSync(fd, String(process.pid))
+    closeSync(fd)
+  } catch {
+    const owner = Number(readFileSync(pidPath, 'utf8').trim())
+    if (owner && owner !== process.pid && agentAlive(owner)) {
+      log(`agent ${owner} already runs here`)
+      return false
+    }
+    writeFileSync(pidPath, String(process.pid), { mode: 0o600 })
+  }
+  return true
+}
+
+const replyTo = (socket: Socket, body: AgentReply) => {
+  if (!socket.destroyed) socket.end(encodeFrame(Frame.result, body))
+}
+
+/** Runs a client's command on the pooled connection, streaming its output back as frames. */
+async function execForClient(pool: SshPool, socket: Socket, request: Extract<AgentRequest, { op: 'exec' }>, stdin: PassThrough | undefined, signal: AbortSignal): Promise<void> {
+  const stdout = frameWriter(socket, Frame.stdout)
+  const stderr = frameWriter(socket, Frame.stderr)
+  const body: AgentReply = await pool
+    .exec(request.target, request.command, { cwd: request.cwd, env: request.env, stdin, signal, stdout, stderr })
+    .then(
+      (result): AgentReply => ({ ok: true, result }),
+      (error): AgentReply => toReplyError(error),
+    )
+  // Output still queued behind a full socket goes out before the result.
+  await Promise.all([stdout, stderr].map((w) => new Promise<void>((resolve) => w.end(resolve))))
+  replyTo(socket, body)
+}
+
+async function agentStatus(pool: SshPool, about: { socketPath: string; startedAt: Date; idleTimeoutMs: number }) {
+  const connections = await pool.list()
+  return {
+    pid: process.pid,
+    socketPath: about.socketPath,
+    startedAt: about.startedAt.toISOString(),
+    idleTimeoutMs: about.idleTimeoutMs,
+    connections: connections.map((c) => ({ target: describeTarget(c.target), port: c.port, busy: c.busy, idleMs: c.idleMs })),
+  }
+}
+
+/**
  * The per-user connection agent: holds warm SSH connections for the CLI
  * processes of one user, the way OpenSSH ControlPersist would. The socket
  * lives in a 0700 folder and is itself 0600, so only its owner can reach it.
@@ -69,19 +119,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
   const socketPath = agentSocketPath(options.dir)
   const pidPath = agentPidPath(options.dir)
 
-  // One agent per folder: the pid file is created exclusively; a stale one is taken over.
-  try {
-    const fd = openSync(pidPath, 'wx', 0o600)
-    writeFileSync(fd, String(process.pid))
-    closeSync(fd)
-  } catch {
-    const owner = Number(readFileSync(pidPath, 'utf8').trim())
-    if (owner && owner !== process.pid && agentAlive(owner)) {
-      log(`agent ${owner} already runs here`)
-      return
-    }
-    writeFileSync(pidPath, String(process.pid), { mode: 0o600 })
-  }
+  if (!claimPidFile(pidPath, log)) return
   rmSync(socketPath, { force: true })
 
   const pool = new SshPool({ spareChannel: true })
@@ -101,9 +139,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     serve(socket)
   })
 
-  const reply = (socket: Socket, body: AgentReply) => {
-    if (!socket.destroyed) socket.end(encodeFrame(Frame.result, body))
-  }
+  const reply = replyTo
 
   const serve = (socket: Socket) => {
     let request: AgentRequest | undefined
@@ -139,22 +175,8 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
       lastActivity = Date.now()
       switch (request.op) {
         case 'exec': {
-          if (request.stdin) stdin = new PassThrough()
-          else stdin = undefined
-          const stdout = frameWriter(socket, Frame.stdout)
-          const stderr = frameWriter(socket, Frame.stderr)
-          pool
-            .exec(request.target, request.command, { cwd: request.cwd, env: request.env, stdin, signal: abort.signal, stdout, stderr })
-            .then(
-              (result): AgentReply => ({ ok: true, result }),
-              (error): AgentReply => toReplyError(error),
-            )
-            // Output still queued behind a full socket goes out before the result.
-            .then(async (body) => {
-              await Promise.all([stdout, stderr].map((w) => new Promise<void>((resolve) => w.end(resolve))))
-              reply(socket, body)
-            })
-            .finally(() => (lastActivity = Date.now()))
+          stdin = request.stdin ? new PassThrough() : undefined
+          void execForClient(pool, socket, request, stdin, abort.signal).finally(() => (lastActivity = Date.now()))
           return
         }
         case 'connect':
@@ -164,18 +186,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
           )
           return
         case 'status':
-          pool.list().then((connections) =>
-            reply(socket, {
-              ok: true,
-              status: {
-                pid: process.pid,
-                socketPath,
-                startedAt: startedAt.toISOString(),
-                idleTimeoutMs: options.idleTimeoutMs,
-                connections: connections.map((c) => ({ target: describeTarget(c.target), port: c.port, busy: c.busy, idleMs: c.idleMs })),
-              },
-            }),
-          )
+          void agentStatus(pool, { socketPath, startedAt, idleTimeoutMs: options.idleTimeoutMs }).then((status) => reply(socket, { ok: true, status }))
           return
         case 'stop':
           reply(socket, { ok: true })

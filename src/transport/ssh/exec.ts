@@ -211,6 +211,7 @@ export function openPty(client: Client, where: string, options: ShellOptions): P
     }
     let wrapped: string | undefined
     try {
+      // eslint-disable-next-line no-template-curly-in-string -- a shell parameter expansion, not a template
       wrapped = options.cwd || options.env ? remoteCommand(options.command ?? 'exec "${SHELL:-sh}" -l', options) : options.command
     } catch (error) {
       return reject(error)

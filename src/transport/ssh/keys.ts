@@ -1,6 +1,6 @@
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { leaseKeyDir } from '../../config/paths.js'
+import { leaseKeyDir } from '../../paths.js'
 
 export interface LeaseKey {
   privateKeyPath: string
