@@ -4,7 +4,7 @@ import { startBroker, type BrokerHandle } from '../support/broker.js'
 import { cliHome, spawnCli, type CliHome } from '../support/cli.js'
 import { oldBrokerProxy, type OldBrokerProxy } from '../support/old-broker-proxy.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
-import { brokerApi, collectOutput as collect, until } from '../support/fixtures.js'
+import { brokerApi, collectOutput as collect, sleep, until } from '../support/fixtures.js'
 
 /**
  * The control channel's fallback, seen from the broker's side of a counting proxy:
@@ -110,7 +110,7 @@ describe('control channel fallback', () => {
         const { lease } = await api('GET', `/v1/leases/${leaseId}`)
         lastState = lease.state
         if (lease.state === 'active' && Date.parse(lease.lastTouchedAt) - created >= 4000) touchedLate = true
-        await new Promise((r) => setTimeout(r, 500))
+        await sleep(500)
       }
     })()
     const code = await child.done

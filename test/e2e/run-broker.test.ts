@@ -111,13 +111,14 @@ describe('crabbox run through the broker with a static pool', () => {
     child.stderr!.on('data', (d) => (stderr += d))
     child.stdout!.on('data', (d) => (stdout += d))
     await stdoutShows(child, 'started')
-    expect((await host.run(`pgrep -f 'slee[p] ${seconds}'`)).code).toBe(0)
+    const remoteSleeps = async () => (await host.processes()).filter((p) => p.command.includes(`sleep ${seconds}`))
+    expect(await remoteSleeps()).not.toEqual([])
     child.kill('SIGINT')
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
     expect(code, stderr).toBe(130)
     const leaseId = /released (cbx_[0-9a-f]{12})/.exec(stderr)?.[1]
     expect(leaseId).toBeDefined()
-    await until('the remote sleep to end', async () => ((await host.run(`pgrep -f 'slee[p] ${seconds}'`)).code === 1 ? true : undefined), 15_000)
+    await until('the remote sleep to end', async () => (await remoteSleeps()).length === 0, 15_000)
     expect((await api('GET', `/v1/leases/${leaseId}`)).lease.state).toBe('released')
   })
 
