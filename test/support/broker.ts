@@ -42,7 +42,7 @@ function sweepStalePackages(): void {
   }
 }
 /**
- * The package `broker dev` runs from: the e2e run's private copy, or (outside vitest, e.g.
+ * The package `broker dev` runs from: the test run's private copy, or (outside vitest, e.g.
  * benchmarks) one made for this process. Never the checkout itself: wrangler dev restarts the
  * Worker on every source edit, and others edit worker/ while tests run.
  */
