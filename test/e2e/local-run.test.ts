@@ -1,8 +1,8 @@
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
-import { gitRepo as tinyRepo, put as putFile, sleep } from '../support/fixtures.js'
+import { gitRepo as tinyRepo, indexSettles, put as putFile, sleep } from '../support/fixtures.js'
 import { pidRunning, processesMatching } from '../support/processes.js'
 
 /** Processes whose command line mentions `needle` (our runners and the commands they started). */
@@ -116,9 +116,7 @@ describe('crabbox run on the embedded local provider', () => {
 
   it('a reused lease checks an unchanged checkout and runs the command in one exec; edits, new files and a diverged runner sync first; the command runs once every time', async () => {
     const { home, repo, env } = setup()
-    // An index written this second is not vouched for (git compares ctimes to the second).
-    const second = Math.floor(statSync(join(repo, '.git', 'index')).mtimeMs / 1000)
-    while (Math.floor(Date.now() / 1000) <= second) await sleep(25)
+    await indexSettles(repo)
     const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
     const lease = JSON.parse(warm.stdout) as { slug: string }
     const counter = join(home.dir, 'runs.log')

@@ -12,7 +12,7 @@ import { createProgress } from '../../src/ui/progress.js'
 import { cliHome } from '../support/cli.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { tcpProxy } from '../support/tcp-proxy.js'
-import { git, put, sleep } from '../support/fixtures.js'
+import { git, indexSettles, put, sleep } from '../support/fixtures.js'
 
 const quiet = createProgress({ quiet: true })
 
@@ -148,9 +148,7 @@ describe('sync engine against a real sshd', () => {
     git(repo, 'add', '-A')
     git(repo, 'commit', '-qm', 'init')
     settled('notes.txt', 'untracked\n')
-    // An index written this second is not vouched for (git compares ctimes to the second).
-    const second = Math.floor(lstatSync(join(repo, '.git', 'index')).mtimeMs / 1000)
-    while (Math.floor(Date.now() / 1000) <= second) await sleep(25)
+    await indexSettles(repo)
     const wd = workdir()
     const viaSnapshot = (result: { phases: { name: string; reason?: string }[] }) =>
       result.phases.some((phase) => phase.name === 'fingerprint' && phase.reason === 'checkout unchanged since its last fingerprint')

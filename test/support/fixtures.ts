@@ -1,5 +1,5 @@
 import { execFileSync, type ChildProcess } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, expect } from 'vitest'
@@ -58,6 +58,15 @@ export async function until<T>(what: string, probe: () => T | undefined | null |
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await sleep(everyMs)
   }
+}
+
+/**
+ * Resolves once the clock is past the second in which `repo`'s git index was last written:
+ * an index from this second is not vouched for (git compares ctimes to the second).
+ */
+export async function indexSettles(repo: string): Promise<void> {
+  const second = Math.floor(statSync(join(repo, '.git', 'index')).mtimeMs / 1000)
+  while (Math.floor(Date.now() / 1000) <= second) await sleep(25)
 }
 
 export interface PutOptions {
