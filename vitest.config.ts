@@ -28,19 +28,23 @@ export default defineConfig({
           testTimeout: 30_000,
         },
       },
-      {
+      // Real sshd hosts, workerd and subprocesses: on two cores, so keep them modest, and run
+      // these projects one after the other (after unit and worker) when several are selected.
+      ...(['integration', 'harness', 'e2e'] as const).map((name, i) => ({
         test: {
-          name: 'e2e',
-          include: ['test/e2e/**/*.test.ts'],
+          name,
+          // integration: src modules in-process against real sshd hosts; harness: the test
+          // support's own tests (sshHost, tcpProxy, startBroker); e2e: the built CLI as a subprocess.
+          include: [`test/${name}/**/*.test.ts`],
           // One private copy of the built package per run: others rebuild dist/ meanwhile.
           globalSetup: ['./test/support/e2e-package.ts'],
-          environment: 'node',
+          environment: 'node' as const,
           testTimeout: 120_000,
           hookTimeout: 120_000,
-          // Real sshd hosts, workerd and CLI subprocesses: two cores, so keep it modest.
           maxWorkers: 2,
+          sequence: { groupOrder: i + 1 },
         },
-      },
+      })),
     ],
   },
 })

@@ -1,36 +1,18 @@
 import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startBroker, type BrokerHandle } from '../support/broker.js'
-import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
-import { sshHost, type SshHost } from '../support/ssh-host.js'
-import { brokerApi, collectOutput as collect, gitRepo, until } from '../support/fixtures.js'
+import { runCli, spawnCli } from '../support/cli.js'
+import { collectOutput as collect, gitRepo, until } from '../support/fixtures.js'
+import { brokerWithStaticHosts } from '../support/static-broker.js'
 
 /**
  * `crabbox attach` from a second process against a live `crabbox run` (broker under
  * workerd, static pool of one real sshd host), and the history commands on that run.
  */
 
-const token = 'e2e-attach-token'
-const owner = 'attach@example.com'
-let broker: BrokerHandle
-let host: SshHost
-let home: CliHome
+const rig = brokerWithStaticHosts({ token: 'e2e-attach-token', owner: 'attach@example.com', names: ['e2e-attach'] })
+const { api } = rig
+const cliEnv = () => rig.cliEnv()
 let repo: string
-
-const api = brokerApi(() => broker.url, { authorization: `Bearer ${token}`, 'x-crabbox-owner': owner })
-
-const cliEnv = () => ({
-  CRABBOX_COORDINATOR: broker.url,
-  CRABBOX_COORDINATOR_TOKEN: token,
-  CRABBOX_OWNER: owner,
-  CRABBOX_PROVIDER: 'static',
-  CRABBOX_SSH_KEY: host.privateKeyPath,
-  CRABBOX_NO_AGENT: '1',
-  NODE_EXTRA_CA_CERTS: undefined,
-})
-
-
-
 
 /** attach's stderr without its own `[crabbox]` event lines: the run's remote stderr. */
 const remoteStderr = (text: string) =>
@@ -39,22 +21,11 @@ const remoteStderr = (text: string) =>
     .filter((line) => !line.startsWith('[crabbox] '))
     .join('')
 
-beforeAll(async () => {
-  host = await sshHost()
-  broker = await startBroker({
-    env: {
-      CRABBOX_SHARED_TOKEN: token,
-      CRABBOX_STATIC_POOL: JSON.stringify([{ name: 'e2e-attach', host: host.address, port: host.ports[0], user: host.user, workRoot: `${host.home}/work` }]),
-    },
-  })
-  home = cliHome()
+beforeAll(() => {
   repo = gitRepo('crabbox-attach-repo-', { 'hello.txt': 'hello\n' })
 })
 
-afterAll(async () => {
-  await broker?.stop()
-  await host?.stop()
-  if (home) rmSync(home.dir, { recursive: true, force: true })
+afterAll(() => {
   if (repo) rmSync(repo, { recursive: true, force: true })
 })
 
@@ -68,9 +39,9 @@ describe('crabbox attach', () => {
       'printf "tail without newline"',
       'exit 3',
     ].join('; ')
-    const run = collect(spawnCli(['run', '--no-sync', '--', 'sh', '-c', script], { home, cwd: repo, env: cliEnv() }))
+    const run = collect(spawnCli(['run', '--no-sync', '--', 'sh', '-c', script], { home: rig.home, cwd: repo, env: cliEnv() }))
     const runId = await until('the run ID', () => /recording run (run_[0-9a-f]{12})/.exec(run.stderr())?.[1])
-    const attach = collect(spawnCli(['attach', runId], { home, cwd: repo, env: cliEnv() }))
+    const attach = collect(spawnCli(['attach', runId], { home: rig.home, cwd: repo, env: cliEnv() }))
 
     const [runCode, attachCode] = await Promise.all([run.done, attach.done])
     expect(runCode).toBe(3)
@@ -82,39 +53,39 @@ describe('crabbox attach', () => {
     expect(attachCode).toBe(3)
 
     // Attaching again after the end replays the whole run; --after skips what was seen.
-    const again = await runCli(['attach', runId], { home, env: cliEnv() })
+    const again = await runCli(['attach', runId], { home: rig.home, env: cliEnv() })
     expect(again.stdout).toBe(run.stdout())
     expect(again.code).toBe(3)
-    const events = JSON.parse((await runCli(['events', runId, '--json'], { home, env: cliEnv() })).stdout).events as { seq: number; type: string; data?: string }[]
+    const events = JSON.parse((await runCli(['events', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout).events as { seq: number; type: string; data?: string }[]
     const firstOut = events.find((event) => event.type === 'stdout')!.seq
-    const tail = await runCli(['attach', runId, '--after', String(firstOut)], { home, env: cliEnv() })
+    const tail = await runCli(['attach', runId, '--after', String(firstOut)], { home: rig.home, env: cliEnv() })
     const expected = events.filter((event) => event.type === 'stdout' && event.seq > firstOut).map((event) => event.data).join('')
     expect(tail.stdout).toBe(expected)
     expect(run.stdout().endsWith(expected)).toBe(true)
   })
 
   it('events, logs, history and results read the recorded run; bad IDs are usage errors, unknown runs exit 4', async () => {
-    const finished = await runCli(['run', '--no-sync', '--timing-json', '--', 'echo', 'logged'], { home, cwd: repo, env: cliEnv() })
+    const finished = await runCli(['run', '--no-sync', '--timing-json', '--', 'echo', 'logged'], { home: rig.home, cwd: repo, env: cliEnv() })
     expect(finished.code).toBe(0)
     const runId = JSON.parse(finished.stderr.trim().split('\n').at(-1)!).runId as string
 
-    const events = await runCli(['events', runId, '--after', '1', '--limit', '2'], { home, env: cliEnv() })
+    const events = await runCli(['events', runId, '--after', '1', '--limit', '2'], { home: rig.home, env: cliEnv() })
     expect(events.code).toBe(0)
     expect(events.stdout.split('\n').filter(Boolean).map((line) => line.slice(0, 5))).toEqual(['0002 ', '0003 '])
 
-    const logs = await runCli(['logs', runId], { home, env: cliEnv() })
+    const logs = await runCli(['logs', runId], { home: rig.home, env: cliEnv() })
     expect(logs.stdout).toBe('logged\n')
-    expect(JSON.parse((await runCli(['logs', runId, '--json'], { home, env: cliEnv() })).stdout)).toMatchObject({ run: { id: runId }, log: 'logged\n' })
+    expect(JSON.parse((await runCli(['logs', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toMatchObject({ run: { id: runId }, log: 'logged\n' })
 
-    const history = JSON.parse((await runCli(['history', '--json', '--state', 'succeeded'], { home, env: cliEnv() })).stdout)
+    const history = JSON.parse((await runCli(['history', '--json', '--state', 'succeeded'], { home: rig.home, env: cliEnv() })).stdout)
     expect(history.runs.map((run: { id: string }) => run.id)).toContain(runId)
     expect(history.runs.every((run: { state: string }) => run.state === 'succeeded')).toBe(true)
-    expect((await runCli(['history'], { home, env: cliEnv() })).stdout).toMatch(new RegExp(`^${runId} succeeded exit=0 `, 'm'))
+    expect((await runCli(['history'], { home: rig.home, env: cliEnv() })).stdout).toMatch(new RegExp(`^${runId} succeeded exit=0 `, 'm'))
 
-    const noResults = await runCli(['results', runId], { home, env: cliEnv() })
+    const noResults = await runCli(['results', runId], { home: rig.home, env: cliEnv() })
     expect(noResults.code).toBe(0)
     expect(noResults.stderr).toContain('no test results recorded')
-    expect(JSON.parse((await runCli(['results', runId, '--json'], { home, env: cliEnv() })).stdout)).toEqual({ runId, results: null })
+    expect(JSON.parse((await runCli(['results', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toEqual({ runId, results: null })
 
     // A run that recorded a JUnit summary (as `run --junit` would).
     const { run } = await api('POST', '/v1/runs', { command: ['npm', 'test'] })
@@ -122,36 +93,36 @@ describe('crabbox attach', () => {
       exitCode: 1,
       results: { format: 'junit', files: ['junit.xml'], suites: 1, tests: 2, failures: 1, errors: 0, skipped: 0, timeSeconds: 1.2, failed: [{ suite: 'pkg', name: 'fails', kind: 'failure', message: 'expected 1' }] },
     })
-    const results = await runCli(['results', run.id], { home, env: cliEnv() })
+    const results = await runCli(['results', run.id], { home: rig.home, env: cliEnv() })
     expect(results.stdout).toContain('junit: 2 tests, 1 failures, 0 errors, 0 skipped')
     expect(results.stdout).toContain('FAIL pkg › fails: expected 1')
-    expect(JSON.parse((await runCli(['results', run.id, '--json'], { home, env: cliEnv() })).stdout)).toMatchObject({ runId: run.id, results: { tests: 2, failures: 1 } })
+    expect(JSON.parse((await runCli(['results', run.id, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toMatchObject({ runId: run.id, results: { tests: 2, failures: 1 } })
 
-    expect((await runCli(['events', 'nope'], { home, env: cliEnv() })).code).toBe(2)
-    const missing = await runCli(['attach', 'run_000000000000'], { home, env: cliEnv() })
+    expect((await runCli(['events', 'nope'], { home: rig.home, env: cliEnv() })).code).toBe(2)
+    const missing = await runCli(['attach', 'run_000000000000'], { home: rig.home, env: cliEnv() })
     expect(missing.code).toBe(4)
     expect(missing.stderr).toContain('crabbox history')
   })
 
   it('crabbox heartbeat marks a kept lease active and prints its new expiry; --idle-timeout changes it', async () => {
-    const warm = await runCli(['warmup', '--json', '--idle-timeout', '10m'], { home, cwd: repo, env: cliEnv() })
+    const warm = await runCli(['warmup', '--json', '--idle-timeout', '10m'], { home: rig.home, cwd: repo, env: cliEnv() })
     expect(warm.code, warm.stderr).toBe(0)
     const lease = JSON.parse(warm.stdout)
     try {
       const before = (await api('GET', `/v1/leases/${lease.id}`)).lease
-      const beat = await runCli(['heartbeat', '--id', lease.slug, '--idle-timeout', '45m'], { home, env: cliEnv() })
+      const beat = await runCli(['heartbeat', '--id', lease.slug, '--idle-timeout', '45m'], { home: rig.home, env: cliEnv() })
       expect(beat.code).toBe(0)
       const after = (await api('GET', `/v1/leases/${lease.id}`)).lease
       expect(after.idleTimeoutSeconds).toBe(2700)
       expect(Date.parse(after.lastTouchedAt)).toBeGreaterThan(Date.parse(before.lastTouchedAt))
       expect(beat.stdout.trim()).toBe(`${lease.id} expires=${after.expiresAt} idle_timeout=2700s`)
-      const missing = await runCli(['heartbeat', '--id', 'cbx_000000000000'], { home, env: cliEnv() })
+      const missing = await runCli(['heartbeat', '--id', 'cbx_000000000000'], { home: rig.home, env: cliEnv() })
       expect(missing.code).toBe(4)
     } finally {
-      await runCli(['stop', lease.id], { home, env: cliEnv() })
+      await runCli(['stop', lease.id], { home: rig.home, env: cliEnv() })
     }
     // A released lease is not revived by a heartbeat.
-    const late = await runCli(['heartbeat', '--id', lease.id], { home, env: cliEnv() })
+    const late = await runCli(['heartbeat', '--id', lease.id], { home: rig.home, env: cliEnv() })
     expect(late.code).toBe(4)
     expect(late.stderr).toContain('crabbox warmup')
     expect((await api('GET', `/v1/leases/${lease.id}`)).lease.state).toBe('released')

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { startBroker, type BrokerHandle } from '../support/broker.js'
+import { sleep } from '../support/fixtures.js'
 
 /**
  * The control socket under real workerd (`crabbox broker dev`). workerd evicts an idle
@@ -63,7 +64,7 @@ describe('control socket under workerd', () => {
       expect(await control.next()).toMatchObject({ type: 'run_events', nextSeq: 1 })
 
       // Past workerd's 10 s inactivity eviction; nothing touches the object meanwhile.
-      await new Promise((resolve) => setTimeout(resolve, 12_000))
+      await sleep(12_000)
       expect(control.ws.readyState).toBe(WebSocket.OPEN)
 
       await post(`/v1/runs/${run.id}/events`, { type: 'stdout', stream: 'stdout', data: 'after idle\n' })

@@ -1,8 +1,7 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startBroker, type BrokerHandle } from '../support/broker.js'
-import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { describe, expect, it } from 'vitest'
+import { brokerWithStaticHosts } from '../support/static-broker.js'
 
 const exec = promisify(execFile)
 
@@ -11,28 +10,12 @@ const exec = promisify(execFile)
  * both are handed out, a third lease is refused, a release frees a host.
  */
 describe('broker static pool', () => {
-  let hosts: SshHost[] = []
-  let broker: BrokerHandle
-
-  beforeAll(async () => {
-    hosts = await Promise.all([sshHost({ ports: [22] }), sshHost({ ports: [22] })])
-    broker = await startBroker({
-      env: {
-        CRABBOX_SHARED_TOKEN: 'e2e-shared',
-        CRABBOX_STATIC_POOL: JSON.stringify(hosts.map((h) => ({ name: h.name, host: h.address, port: h.ports[0], user: h.user, workRoot: `${h.home}/work` }))),
-      },
-    })
-  })
-
-  afterAll(async () => {
-    await broker?.stop()
-    await Promise.all(hosts.map((h) => h.stop()))
-  })
+  const rig = brokerWithStaticHosts({ token: 'e2e-shared', owner: 'pool@example.com', hosts: [{ ports: [22] }, { ports: [22] }] })
 
   const call = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(broker.url + path, {
+    const response = await fetch(rig.broker.url + path, {
       method,
-      headers: { authorization: 'Bearer e2e-shared', 'x-crabbox-owner': 'pool@example.com', 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${rig.token}`, 'x-crabbox-owner': rig.owner, 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     })
     return { status: response.status, body: (await response.json()) as any }
@@ -40,6 +23,7 @@ describe('broker static pool', () => {
   const create = () => call('POST', '/v1/leases', { provider: 'static', sshPublicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e e2e' })
 
   it('hands out both hosts, refuses a third lease, and frees a host on release', async () => {
+    const { hosts } = rig
     const first = await create()
     const second = await create()
     expect([first.status, second.status]).toEqual([201, 201])

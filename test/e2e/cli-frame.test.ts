@@ -1,17 +1,14 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { mkdirSync, readFileSync, statSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { homePerTest } from '../support/fixtures.js'
+import { homePerTest, put as putFile } from '../support/fixtures.js'
 import { cliPath, repoRoot, runCli, type CliHome } from '../support/cli.js'
 
 const home = homePerTest()
 
 const userFile = (h: CliHome) => join(h.env.XDG_CONFIG_HOME, 'crabbox', 'config.yaml')
-const put = (path: string, text: string) => {
-  mkdirSync(join(path, '..'), { recursive: true })
-  writeFileSync(path, text)
-}
+const put = (path: string, text: string) => putFile(dirname(path), basename(path), text)
 /** A git repo inside the home with a subdirectory to run from. */
 const gitRepo = (h: CliHome) => {
   const repo = join(h.dir, 'repo')

@@ -1,10 +1,8 @@
-import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startBroker, type BrokerHandle } from '../support/broker.js'
-import { cliHome, spawnCli, type CliHome } from '../support/cli.js'
+import { spawnCli } from '../support/cli.js'
 import { oldBrokerProxy, type OldBrokerProxy } from '../support/old-broker-proxy.js'
-import { sshHost, type SshHost } from '../support/ssh-host.js'
-import { brokerApi, collectOutput as collect, until } from '../support/fixtures.js'
+import { collectOutput as collect, sleep, until } from '../support/fixtures.js'
+import { brokerWithStaticHosts } from '../support/static-broker.js'
 
 /**
  * The control channel's fallback, seen from the broker's side of a counting proxy:
@@ -12,58 +10,29 @@ import { brokerApi, collectOutput as collect, until } from '../support/fixtures.
  * HTTP; with the socket available they use it and the HTTP routes see nothing.
  */
 
-const token = 'e2e-fallback-token'
-const owner = 'fallback@example.com'
-let broker: BrokerHandle
+// One sshd host, listed twice: two leases at a time.
+const rig = brokerWithStaticHosts({ token: 'e2e-fallback-token', owner: 'fallback@example.com', names: ['e2e-fallback-a', 'e2e-fallback-b'] })
+const { api } = rig
 let proxy: OldBrokerProxy
 /** A second, older broker in front of the same one, so socket and HTTP runs can go side by side. */
 let oldProxy: OldBrokerProxy
-let host: SshHost
-let home: CliHome
 
-const api = brokerApi(() => broker.url, { authorization: `Bearer ${token}`, 'x-crabbox-owner': owner })
-
-const cliEnv = (via: OldBrokerProxy = proxy) => ({
-  CRABBOX_COORDINATOR: via.url,
-  CRABBOX_COORDINATOR_TOKEN: token,
-  CRABBOX_OWNER: owner,
-  CRABBOX_PROVIDER: 'static',
-  CRABBOX_SSH_KEY: host.privateKeyPath,
-  CRABBOX_NO_AGENT: '1',
-  NODE_EXTRA_CA_CERTS: undefined,
-})
-
-
-
+const cliEnv = (via: OldBrokerProxy = proxy) => rig.cliEnv({ CRABBOX_COORDINATOR: via.url })
 
 beforeAll(async () => {
-  host = await sshHost()
-  broker = await startBroker({
-    env: {
-      CRABBOX_SHARED_TOKEN: token,
-      // One sshd host, listed twice: two leases at a time.
-      CRABBOX_STATIC_POOL: JSON.stringify(
-        ['e2e-fallback-a', 'e2e-fallback-b'].map((name) => ({ name, host: host.address, port: host.ports[0], user: host.user, workRoot: `${host.home}/work` })),
-      ),
-    },
-  })
-  proxy = await oldBrokerProxy(broker.url, { control: true })
-  oldProxy = await oldBrokerProxy(broker.url, { control: false })
-  home = cliHome()
+  proxy = await oldBrokerProxy(rig.broker.url, { control: true })
+  oldProxy = await oldBrokerProxy(rig.broker.url, { control: false })
 })
 
 afterAll(async () => {
   await proxy?.close()
   await oldProxy?.close()
-  await broker?.stop()
-  await host?.stop()
-  if (home) rmSync(home.dir, { recursive: true, force: true })
 })
 
 /** Attaches through the proxy to a run fed over the broker's HTTP API; returns what attach printed. */
 async function attachLive(via: OldBrokerProxy): Promise<{ runId: string; stdout: string; code: number | null }> {
   const { run } = await api('POST', '/v1/runs', { command: ['live'] })
-  const attach = collect(spawnCli(['attach', run.id, '--poll', '200ms'], { home, env: cliEnv(via) }))
+  const attach = collect(spawnCli(['attach', run.id, '--poll', '200ms'], { home: rig.home, env: cliEnv(via) }))
   for (let i = 1; i <= 3; i++) await api('POST', `/v1/runs/${run.id}/events`, { type: 'stdout', stream: 'stdout', data: `early ${i}\n` })
   await until('the early lines', () => (attach.stdout().includes('early 3\n') ? true : undefined))
   for (let i = 1; i <= 3; i++) await api('POST', `/v1/runs/${run.id}/events`, { type: 'stdout', stream: 'stdout', data: `late ${i}\n` })
@@ -98,7 +67,7 @@ describe('control channel fallback', () => {
     leaseOf: (stderr: string) => string | undefined,
     via = proxy,
   ): Promise<{ touchedLate: boolean; lastState: string; code: number | null }> {
-    const child = collect(spawnCli(args, { home, env: cliEnv(via) }))
+    const child = collect(spawnCli(args, { home: rig.home, env: cliEnv(via) }))
     const leaseId = await until('the lease', () => leaseOf(child.stderr()))
     let touchedLate = false
     let lastState = ''
@@ -110,7 +79,7 @@ describe('control channel fallback', () => {
         const { lease } = await api('GET', `/v1/leases/${leaseId}`)
         lastState = lease.state
         if (lease.state === 'active' && Date.parse(lease.lastTouchedAt) - created >= 4000) touchedLate = true
-        await new Promise((r) => setTimeout(r, 500))
+        await sleep(500)
       }
     })()
     const code = await child.done
@@ -139,7 +108,7 @@ describe('control channel fallback', () => {
   })
 
   it('crabbox ssh --id heartbeats its lease over the control socket while the command runs', async () => {
-    const warm = collect(spawnCli(['warmup', '--json', '--idle-timeout', '12s'], { home, env: cliEnv() }))
+    const warm = collect(spawnCli(['warmup', '--json', '--idle-timeout', '12s'], { home: rig.home, env: cliEnv() }))
     expect(await warm.done).toBe(0)
     const lease = JSON.parse(warm.stdout())
     try {

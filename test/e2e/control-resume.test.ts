@@ -6,7 +6,7 @@ import { startBroker, type BrokerHandle } from '../support/broker.js'
 import { cliHome, spawnCli, type CliHome } from '../support/cli.js'
 import { oldBrokerProxy } from '../support/old-broker-proxy.js'
 import { tcpProxy } from '../support/tcp-proxy.js'
-import { brokerApi } from '../support/fixtures.js'
+import { brokerApi, sleep, until } from '../support/fixtures.js'
 
 /**
  * `crabbox attach` keeps its no-gap, no-duplicate promise through dropped sockets, a
@@ -34,14 +34,6 @@ function attach(url: string, runId: string) {
   child.stdin!.end()
   const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
   return { stdout: () => stdout, stderr: () => stderr, done, kill: () => child.kill('SIGKILL') }
-}
-
-async function until(what: string, probe: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 const line = (i: number) => `line ${String(i).padStart(4, '0')}\n`
@@ -121,7 +113,7 @@ describe('attach resume', () => {
       await post(run.id, 'before\n')
       await until('the line before eviction', () => follower.stdout() === 'before\n')
       // workerd evicts an object whose only connections are hibernatable sockets after 10 s idle.
-      await new Promise((r) => setTimeout(r, 12_000))
+      await sleep(12_000)
       await post(run.id, 'after\n')
       await until('the line after eviction', () => follower.stdout() === 'before\nafter\n')
       await api('POST', `/v1/runs/${run.id}/finish`, { exitCode: 0 })

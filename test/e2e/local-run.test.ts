@@ -1,22 +1,12 @@
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
-import { gitRepo as tinyRepo } from '../support/fixtures.js'
+import { gitRepo as tinyRepo, indexSettles, put as putFile, sleep } from '../support/fixtures.js'
+import { pidRunning, processesMatching } from '../support/processes.js'
 
 /** Processes whose command line mentions `needle` (our runners and the commands they started). */
-function processesMentioning(needle: string): number[] {
-  const pids: number[] = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) pids.push(Number(entry))
-    } catch {
-      // exited while we looked
-    }
-  }
-  return pids
-}
+const processesMentioning = (needle: string) => processesMatching((p) => p.cmdline.includes(needle))
 
 const localDir = (home: CliHome) => join(home.env.XDG_STATE_HOME, 'crabbox', 'local')
 const leftovers = (home: CliHome) => (existsSync(localDir(home)) ? readdirSync(localDir(home)) : [])
@@ -126,9 +116,7 @@ describe('crabbox run on the embedded local provider', () => {
 
   it('a reused lease checks an unchanged checkout and runs the command in one exec; edits, new files and a diverged runner sync first; the command runs once every time', async () => {
     const { home, repo, env } = setup()
-    // An index written this second is not vouched for (git compares ctimes to the second).
-    const second = Math.floor(statSync(join(repo, '.git', 'index')).mtimeMs / 1000)
-    while (Math.floor(Date.now() / 1000) <= second) await new Promise((resolve) => setTimeout(resolve, 25))
+    await indexSettles(repo)
     const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
     const lease = JSON.parse(warm.stdout) as { slug: string }
     const counter = join(home.dir, 'runs.log')
@@ -143,11 +131,7 @@ describe('crabbox run on the embedded local provider', () => {
     }
     const runs = () => readFileSync(counter, 'utf8').split('\n').filter(Boolean).length
     // Written a minute ago: outside the racy window in which crabbox re-checks a file every time.
-    const put = (path: string, content: string) => {
-      writeFileSync(join(repo, path), content)
-      const old = new Date(Date.now() - 60_000)
-      utimesSync(join(repo, path), old, old)
-    }
+    const put = (path: string, content: string) => putFile(repo, path, content, { aged: 'file' })
 
     const first = await run('pwd; cat hello.txt')
     expect(first.code).toBe(0)
@@ -186,13 +170,13 @@ describe('crabbox run on the embedded local provider', () => {
     await new Promise<void>((resolve) => child.stdout!.on('data', (d) => (out += d).includes('started') && resolve()))
     let sleeping = processesMentioning(`sleep\u0000${seconds}`)
     for (let i = 0; i < 100 && sleeping.length === 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      await sleep(50)
       sleeping = processesMentioning(`sleep\u0000${seconds}`)
     }
     expect(sleeping.length).toBeGreaterThan(0)
     child.kill('SIGINT')
     expect(await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))).toBe(130)
-    expect(sleeping.filter((pid) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z'))).toEqual([])
+    expect(sleeping.filter(pidRunning)).toEqual([])
     expect((await runCli(['stop', lease.slug], { home, cwd: repo, env })).code).toBe(0)
   })
 
@@ -213,7 +197,7 @@ describe('crabbox run on the embedded local provider', () => {
     // `echo started` comes just before the `exec sleep`: give the exec a moment on a busy machine.
     let sleeping = processesMentioning(`sleep\u0000${seconds}`)
     for (let i = 0; i < 100 && sleeping.length === 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      await sleep(50)
       sleeping = processesMentioning(`sleep\u0000${seconds}`)
     }
     expect(sleeping.length).toBeGreaterThan(0)
@@ -221,7 +205,7 @@ describe('crabbox run on the embedded local provider', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
     expect(code).toBe(130)
     expect(stderr).toMatch(/released cbx_/)
-    expect(sleeping.filter((pid) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z'))).toEqual([])
+    expect(sleeping.filter(pidRunning)).toEqual([])
     expect(leftovers(home)).toEqual([])
     expect(processesMentioning(home.dir)).toEqual([])
   })

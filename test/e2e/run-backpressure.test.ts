@@ -1,26 +1,13 @@
-import { readFileSync, readdirSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
-import { gitRepo } from '../support/fixtures.js'
+import { gitRepo, sleep } from '../support/fixtures.js'
+import { processesMatching, rssMiB } from '../support/processes.js'
 
 // Names the endless remote command of the closed-reader test, so cleanup finds it.
 const MARK = `crabbox-epipe-${process.pid}`
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
-
 /** Processes whose command line mentions `needle` (the local runner and what it started). */
-function processesMentioning(needle: string): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((entry) => {
-      try {
-        return readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
-}
+const processesMentioning = (needle: string) => processesMatching((p) => p.cmdline.includes(needle))
 
 describe('crabbox run output into a slow reader', () => {
   const env = { CRABBOX_NO_AGENT: '1', NODE_EXTRA_CA_CERTS: undefined }

@@ -1,35 +1,18 @@
 import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startBroker, type BrokerHandle } from '../support/broker.js'
 import type { ChildProcess } from 'node:child_process'
-import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
-import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { runCli, spawnCli } from '../support/cli.js'
 import { gitRepo, until } from '../support/fixtures.js'
+import { brokerWithStaticHosts } from '../support/static-broker.js'
 
-const token = 'e2e-run-token'
-let broker: BrokerHandle
-let host: SshHost
-let home: CliHome
+const rig = brokerWithStaticHosts({ token: 'e2e-run-token', owner: 'runner@example.com', names: ['e2e-run'] })
+const { cliEnv } = rig
 let repo: string
 
-function cliEnv(extra: Record<string, string> = {}) {
-  return {
-    CRABBOX_COORDINATOR: broker.url,
-    CRABBOX_COORDINATOR_TOKEN: token,
-    CRABBOX_OWNER: 'runner@example.com',
-    CRABBOX_PROVIDER: 'static',
-    CRABBOX_SSH_KEY: host.privateKeyPath,
-    CRABBOX_NO_AGENT: '1',
-    NODE_EXTRA_CA_CERTS: undefined,
-    ...extra,
-  }
-}
-
 async function api<T = any>(method: string, path: string): Promise<T> {
-  const response = await fetch(`${broker.url}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'x-crabbox-owner': 'runner@example.com' } })
+  const response = await fetch(`${rig.broker.url}${path}`, { method, headers: { authorization: `Bearer ${rig.token}`, 'x-crabbox-owner': rig.owner } })
   return (await response.json()) as T
 }
-
 
 /** Resolves when the child's stdout has shown `text`; rejects if it exits first (with its stderr). */
 function stdoutShows(child: ChildProcess, text: string): Promise<void> {
@@ -44,28 +27,17 @@ function stdoutShows(child: ChildProcess, text: string): Promise<void> {
 
 const lastJsonLine = (text: string) => JSON.parse(text.trim().split('\n').at(-1)!)
 
-beforeAll(async () => {
-  host = await sshHost()
-  broker = await startBroker({
-    env: {
-      CRABBOX_SHARED_TOKEN: token,
-      CRABBOX_STATIC_POOL: JSON.stringify([{ name: 'e2e-run', host: host.address, port: host.ports[0], user: host.user, workRoot: `${host.home}/work` }]),
-    },
-  })
-  home = cliHome()
+beforeAll(() => {
   repo = gitRepo('crabbox-repo-', { 'hello.txt': 'hello\n' })
 })
 
-afterAll(async () => {
-  await broker?.stop()
-  await host?.stop()
-  if (home) rmSync(home.dir, { recursive: true, force: true })
+afterAll(() => {
   if (repo) rmSync(repo, { recursive: true, force: true })
 })
 
 describe('crabbox run through the broker with a static pool', () => {
   it('streams, exits with the remote code, records the run with its events, and releases the lease', async () => {
-    const result = await runCli(['run', '--timing-json', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3'], { home, cwd: repo, env: cliEnv() })
+    const result = await runCli(['run', '--timing-json', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3'], { home: rig.home, cwd: repo, env: cliEnv() })
     expect(result.stdout).toBe('out\n')
     expect(result.stderr).toMatch(/^err$/m)
     expect(result.code).toBe(3)
@@ -88,41 +60,42 @@ describe('crabbox run through the broker with a static pool', () => {
   })
 
   it('warmup, run --id <slug> twice (the second skips sync), stop twice', async () => {
-    const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env: cliEnv() })
+    const warm = await runCli(['warmup', '--json'], { home: rig.home, cwd: repo, env: cliEnv() })
     expect(warm.code).toBe(0)
     const lease = JSON.parse(warm.stdout)
-    const first = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'cat', 'hello.txt'], { home, cwd: repo, env: cliEnv() })
+    const first = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'cat', 'hello.txt'], { home: rig.home, cwd: repo, env: cliEnv() })
     expect(first.stdout).toBe('hello\n')
     expect(first.code).toBe(0)
-    const second = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'true'], { home, cwd: repo, env: cliEnv() })
+    const second = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'true'], { home: rig.home, cwd: repo, env: cliEnv() })
     expect(second.code).toBe(0)
     expect(lastJsonLine(second.stderr)).toMatchObject({ leaseId: lease.id, syncSkipped: true })
     expect((await api('GET', `/v1/leases/${lease.id}`)).lease.state).toBe('active')
-    expect((await runCli(['stop', lease.slug], { home, cwd: repo, env: cliEnv() })).code).toBe(0)
-    expect((await runCli(['stop', lease.id], { home, cwd: repo, env: cliEnv() })).code).toBe(0)
+    expect((await runCli(['stop', lease.slug], { home: rig.home, cwd: repo, env: cliEnv() })).code).toBe(0)
+    expect((await runCli(['stop', lease.id], { home: rig.home, cwd: repo, env: cliEnv() })).code).toBe(0)
     expect((await api('GET', `/v1/leases/${lease.id}`)).lease.state).toBe('released')
   })
 
   it('SIGINT mid-command kills the remote process and releases the lease', async () => {
     const seconds = `300.${process.pid}1`
-    const child = spawnCli(['run', '--no-sync', '--timing-json', '--', 'sh', '-c', `echo started; exec sleep ${seconds}`], { home, cwd: repo, env: cliEnv() })
+    const child = spawnCli(['run', '--no-sync', '--timing-json', '--', 'sh', '-c', `echo started; exec sleep ${seconds}`], { home: rig.home, cwd: repo, env: cliEnv() })
     let stdout = ''
     let stderr = ''
     child.stderr!.on('data', (d) => (stderr += d))
     child.stdout!.on('data', (d) => (stdout += d))
     await stdoutShows(child, 'started')
-    expect((await host.run(`pgrep -f 'slee[p] ${seconds}'`)).code).toBe(0)
+    const remoteSleeps = async () => (await rig.host.processes()).filter((p) => p.command.includes(`sleep ${seconds}`))
+    expect(await remoteSleeps()).not.toEqual([])
     child.kill('SIGINT')
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
     expect(code, stderr).toBe(130)
     const leaseId = /released (cbx_[0-9a-f]{12})/.exec(stderr)?.[1]
     expect(leaseId).toBeDefined()
-    await until('the remote sleep to end', async () => ((await host.run(`pgrep -f 'slee[p] ${seconds}'`)).code === 1 ? true : undefined), 15_000)
+    await until('the remote sleep to end', async () => (await remoteSleeps()).length === 0, 15_000)
     expect((await api('GET', `/v1/leases/${leaseId}`)).lease.state).toBe('released')
   })
 
   it('a CLI killed with SIGKILL leaves a lease that the broker expires at its idle timeout', async () => {
-    const child = spawnCli(['run', '--no-sync', '--idle-timeout', '3s', '--', 'sh', '-c', 'echo started; exec sleep 30'], { home, cwd: repo, env: cliEnv() })
+    const child = spawnCli(['run', '--no-sync', '--idle-timeout', '3s', '--', 'sh', '-c', 'echo started; exec sleep 30'], { home: rig.home, cwd: repo, env: cliEnv() })
     let stderr = ''
     child.stderr!.on('data', (d) => (stderr += d))
     await stdoutShows(child, 'started')
@@ -137,17 +110,17 @@ describe('crabbox run through the broker with a static pool', () => {
   })
 
   it('a broker that goes away mid-run changes neither the output nor the exit code', async () => {
-    const child = spawnCli(['run', '--no-sync', '--', 'sh', '-c', 'echo a; sleep 3; echo b; exit 5'], { home, cwd: repo, env: cliEnv() })
+    const child = spawnCli(['run', '--no-sync', '--', 'sh', '-c', 'echo a; sleep 3; echo b; exit 5'], { home: rig.home, cwd: repo, env: cliEnv() })
     let stdout = ''
     let stderr = ''
     child.stderr!.on('data', (d) => (stderr += d))
     child.stdout!.on('data', (d) => (stdout += d))
     await stdoutShows(child, 'a\n')
-    await broker.stop()
+    await rig.broker.stop()
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
     expect(stdout, stderr).toBe('a\nb\n')
     expect(code, stderr).toBe(5)
     expect(stderr.match(/broker unreachable/g)?.length ?? 0).toBeLessThanOrEqual(1)
-    await broker.restart()
+    await rig.broker.restart()
   })
 })

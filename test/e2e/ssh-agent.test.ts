@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli } from '../support/cli.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { sleep } from '../support/fixtures.js'
 
 describe('the connection agent: its folder, and dying mid-command', () => {
   let host: SshHost
@@ -68,7 +69,7 @@ describe('the connection agent: its folder, and dying mid-command', () => {
     let stdout = ''
     child.stdout!.on('data', (d) => (stdout += d))
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-    while (!stdout.includes('started')) await new Promise((resolve) => setTimeout(resolve, 50))
+    while (!stdout.includes('started')) await sleep(50)
     const { pid } = JSON.parse((await runCli(['agent', 'status', '--json'], { home: h })).stdout)
     process.kill(pid, 'SIGKILL')
     expect(await exited).toBe(255)

@@ -1,10 +1,9 @@
-import { readFileSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
+import { sleep } from '../support/fixtures.js'
+import { rssMiB } from '../support/processes.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 
 describe('crabbox ssh output into a slow reader', () => {
   let host: SshHost

@@ -5,26 +5,9 @@ import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { until } from '../support/fixtures.js'
+import { pidAlive } from '../support/processes.js'
 import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await sleep(50)
-  }
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 describe('crabbox ssh against a real sshd', () => {
   let host: SshHost
@@ -89,7 +72,7 @@ describe('crabbox ssh against a real sshd', () => {
     expect(status.running).toBe(true)
     expect(status.connections).toHaveLength(1)
     const pid: number = status.pid
-    await until(() => !alive(pid), 20_000)
+    await until('the agent to exit', () => !pidAlive(pid), 20_000)
     expect(proxy.liveConnections).toBe(0)
     expect(existsSync(join(h.env.XDG_RUNTIME_DIR, 'crabbox', 'agent.sock'))).toBe(false)
   })
@@ -102,7 +85,7 @@ describe('crabbox ssh against a real sshd', () => {
     let stdout = ''
     child.stdout!.on('data', (d) => (stdout += d))
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-    await until(() => stdout.includes('started'))
+    await until('the command to start', () => stdout.includes('started'), 15_000)
     const cutAt = Date.now()
     proxy.cut()
     expect(await exited).toBe(255)
@@ -118,12 +101,12 @@ describe('crabbox ssh against a real sshd', () => {
       let stdout = ''
       child.stdout!.on('data', (d) => (stdout += d))
       const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-      await until(() => stdout.includes('started'))
+      await until('the command to start', () => stdout.includes('started'), 15_000)
       expect(await running(/sleep 301/)).toBe(true)
       child.kill('SIGINT')
       expect(await exited).toBe(130)
       expect(stdout).not.toContain('never')
-      await until(async () => !(await running(/sleep 301/)), 3000)
+      await until('the remote sleep to end', async () => !(await running(/sleep 301/)), 3000)
     }
   })
 
@@ -135,7 +118,7 @@ describe('crabbox ssh against a real sshd', () => {
     await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()))
     child.stdout!.destroy() // what `| head -1` does once it has its line
     expect(await exited).toBe(141)
-    await until(async () => !(await running(/yes crabbox-sigpipe/)), 3000)
+    await until('the remote yes to end', async () => !(await running(/yes crabbox-sigpipe/)), 3000)
   })
 
   it('fails with exit 7 on a changed host key, showing both fingerprints and how to reset the pin', async () => {

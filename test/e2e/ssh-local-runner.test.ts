@@ -3,41 +3,20 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { cliHome, runCli, type CliHome } from '../support/cli.js'
+import { sleep, until } from '../support/fixtures.js'
+import { commandOf, processesMatching, rssMiB } from '../support/processes.js'
 import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 import { SshPool } from '../../src/transport/ssh/pool.js'
 import type { SshTarget } from '../../src/transport/ssh/types.js'
 import { CrabboxError } from '../../src/errors.js'
 
 // The `local` provider's runner (src/providers/local/server-main.ts), driven over SSH like any runner.
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-async function until(check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await sleep(50)
-  }
-}
-/** A live runner (not a zombie left for a parent that already exited). */
-const alive = (pid: number) => {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('server-main')
-  } catch {
-    return false
-  }
-}
+/** A live runner (not a zombie left for a parent that already exited: its command line is empty). */
+const alive = (pid: number) => commandOf(pid)?.includes('server-main') ?? false
 /** A `sleep` duration no other test uses, to find the command in the process table. */
 const uniqueSleep = () => `300.${process.pid}${Date.now() % 1_000_000}`
-/** Processes of this machine whose command line contains `marker`. */
-const running = (marker: string) =>
-  readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .some((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(marker)
-      } catch {
-        return false
-      }
-    })
+/** Whether a process of this machine has `marker` in its command line. */
+const running = (marker: string) => processesMatching(marker).length > 0
 
 interface Runner {
   home: CliHome
@@ -86,10 +65,10 @@ describe('the local runner', () => {
     const abort = new AbortController()
     let started = false
     const outcome = pool.exec(runner.target, `echo started; exec sleep ${marker}`, { stdin: '', signal: abort.signal, onStdout: () => (started = true) })
-    await until(() => started && running(marker))
+    await until('the command to start', () => started && running(marker), 15_000)
     abort.abort('SIGINT')
     expect(await outcome).toEqual({ code: null, signal: 'SIGINT' })
-    await until(() => !running(marker), 3000)
+    await until('the command to end', () => !running(marker), 3000)
     await runCli(['stop', runner.id], { home: runner.home })
   })
 
@@ -102,15 +81,15 @@ describe('the local runner', () => {
     const outcome = pool
       .exec({ ...runner.target, host: proxy.host, port: proxy.port }, `echo started; exec sleep ${marker}`, { onStdout: () => (started = true) })
       .catch((e) => e)
-    await until(() => started && running(marker))
+    await until('the command to start', () => started && running(marker), 15_000)
     proxy.cut()
     const error = await outcome
     expect(error).toBeInstanceOf(CrabboxError)
     expect(error.exitCode).toBe(255)
     // The runner noticed: the orphaned command is stopped, not left for the lease's TTL.
-    await until(() => !running(marker), 10_000)
+    await until('the command to end', () => !running(marker), 10_000)
     // Nothing runs now, so the idle timeout applies: the runner exits and its workspace goes.
-    await until(() => !alive(runner.pid), 20_000)
+    await until('the runner to exit', () => !alive(runner.pid), 20_000)
     expect(existsSync(runner.dir)).toBe(false)
   })
 
@@ -122,7 +101,7 @@ describe('the local runner', () => {
     let received = 0
     const outcome = pool.exec(runner.target, `head -c ${size} /dev/zero`, { stdout: slow })
     await sleep(3000) // nobody reads `slow`: the runner must not buffer the command's output
-    const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${runner.pid}/status`, 'utf8'))![1]) / 1024
+    const rss = rssMiB(runner.pid)
     expect(rss).toBeLessThan(200)
     slow.on('data', (c: Buffer) => (received += c.length))
     expect(await outcome).toEqual({ code: 0 })

@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli } from '../support/cli.js'
+import { put as putFile } from '../support/fixtures.js'
 
 describe('crabbox sync-plan', () => {
   const repo = mkdtempSync(join(tmpdir(), 'crabbox-sync-plan-'))
@@ -12,10 +13,7 @@ describe('crabbox sync-plan', () => {
     rmSync(repo, { recursive: true, force: true })
     rmSync(home.dir, { recursive: true, force: true })
   })
-  const put = (path: string, bytes: number) => {
-    mkdirSync(join(repo, path, '..'), { recursive: true })
-    writeFileSync(join(repo, path), Buffer.alloc(bytes, 97))
-  }
+  const put = (path: string, bytes: number) => putFile(repo, path, Buffer.alloc(bytes, 97))
   const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } })
 
   it('reports files, bytes, local deletions and the largest files and folders without leasing anything', async () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { freeLoopbackPort } from '../../src/services/broker-dev.js'
 import { cliHome, repoRoot, spawnCli } from './cli.js'
 import { copyPackage } from './package-copy.js'
+import { pidAlive } from './processes.js'
 
 /**
  * The broker under real workerd, started the way a user would: the built CLI's
@@ -37,16 +38,11 @@ let snapshot: string | undefined
 function sweepStalePackages(): void {
   for (const entry of readdirSync(tmpdir())) {
     const pid = Number(/^crabbox-broker-pkg-(\d+)-/.exec(entry)?.[1])
-    if (!pid) continue
-    try {
-      process.kill(pid, 0)
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ESRCH') rmSync(join(tmpdir(), entry), { recursive: true, force: true })
-    }
+    if (pid && !pidAlive(pid)) rmSync(join(tmpdir(), entry), { recursive: true, force: true })
   }
 }
 /**
- * The package `broker dev` runs from: the e2e run's private copy, or (outside vitest, e.g.
+ * The package `broker dev` runs from: the test run's private copy, or (outside vitest, e.g.
  * benchmarks) one made for this process. Never the checkout itself: wrangler dev restarts the
  * Worker on every source edit, and others edit worker/ while tests run.
  */

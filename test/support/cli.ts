@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..')
-// Under vitest's e2e project, the run's private copy of the package (test/support/e2e-package.ts).
+// Under vitest's integration, harness and e2e projects, the run's private copy of the package (test/support/e2e-package.ts).
 export const cliPath = join(process.env.CRABBOX_E2E_PACKAGE ?? repoRoot, 'bin', 'run.js')
 
 /** A throwaway home for one test: config, state and runtime dirs of its own. */

@@ -1,5 +1,5 @@
 import { execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, expect } from 'vitest'
@@ -43,14 +43,52 @@ export function collectOutput(child: ChildProcess): { stdout: () => string; stde
   return { stdout: () => stdout, stderr: () => stderr, done }
 }
 
-/** Polls `probe` until it returns a value, failing with `what` after `timeoutMs`. */
-export async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+/** Resolves after `ms` milliseconds. */
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Polls `probe` until it returns a value (anything but undefined, null or false) and resolves
+ * with it; fails with `what` after `timeoutMs`.
+ */
+export async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 60_000, everyMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await probe()
-    if (value !== undefined) return value
+    if (value !== undefined && value !== null && value !== false) return value
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, everyMs))
+    await sleep(everyMs)
+  }
+}
+
+/**
+ * Resolves once the clock is past the second in which `repo`'s git index was last written:
+ * an index from this second is not vouched for (git compares ctimes to the second).
+ */
+export async function indexSettles(repo: string): Promise<void> {
+  const second = Math.floor(statSync(join(repo, '.git', 'index')).mtimeMs / 1000)
+  while (Math.floor(Date.now() / 1000) <= second) await sleep(25)
+}
+
+export interface PutOptions {
+  /** File mode to set after writing. */
+  mode?: number
+  /**
+   * Back-dates the file a minute (`'file'`), or the file and every folder up to `root`
+   * (`'tree'`): outside the racy window in which sync re-checks a fresh file every time.
+   */
+  aged?: 'file' | 'tree'
+}
+
+/** Writes `content` to `root/path`, making its folders first. */
+export function put(root: string, path: string, content: string | Buffer, options: PutOptions = {}): void {
+  const file = join(root, path)
+  mkdirSync(join(file, '..'), { recursive: true })
+  writeFileSync(file, content)
+  if (options.mode !== undefined) chmodSync(file, options.mode)
+  if (options.aged) {
+    const old = new Date(Date.now() - 60_000)
+    utimesSync(file, old, old)
+    if (options.aged === 'tree') for (let dir = join(file, '..'); dir.startsWith(root); dir = join(dir, '..')) utimesSync(dir, old, old)
   }
 }
 

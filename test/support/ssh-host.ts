@@ -4,6 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { pidAlive, processTable } from './processes.js'
 
 /**
  * A real OpenSSH sshd in a network namespace of its own, reached from the root
@@ -77,15 +78,6 @@ async function must(file: string, args: string[]): Promise<string> {
   return result.stdout
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 const slotAddress = (slot: number, last: 1 | 2) => `10.251.${(slot * 4) >> 8}.${((slot * 4) & 255) + last}`
 const vethRoot = (slot: number) => `${PREFIX}${slot}r`
 const vethHost = (slot: number) => `${PREFIX}${slot}h`
@@ -129,7 +121,7 @@ export function sweepStaleHosts(): void {
     } catch {
       continue // being created right now, or already gone
     }
-    if (alive(owner.pid)) continue
+    if (pidAlive(owner.pid)) continue
     // Only the process that wins the rename reclaims the slot.
     const claimed = join(SLOTS, `${entry}.reclaim-${process.pid}`)
     try {
@@ -145,7 +137,7 @@ export function sweepStaleHosts(): void {
     const list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
     for (const line of list.split('\n')) {
       const match = /^(cbx-(\d+)-(\d+)\S*)/.exec(line)
-      if (match && !alive(Number(match[2]))) teardownSync(match[1], Number(match[3]), '/nonexistent')
+      if (match && !pidAlive(Number(match[2]))) teardownSync(match[1], Number(match[3]), '/nonexistent')
     }
   } catch {}
 }
@@ -389,14 +381,7 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
         return join(privateRoot, hostPath)
       },
       async processes() {
-        const found: Array<{ pid: number; command: string }> = []
-        for (const pid of await nsPids()) {
-          try {
-            const command = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ').trim()
-            found.push({ pid, command })
-          } catch {} // exited meanwhile
-        }
-        return found
+        return processTable(await nsPids()).map(({ pid, command }) => ({ pid, command }))
       },
       async killSessions() {
         const listener = sshd?.pid

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { encodeFrame, Frame, frameDecoder } from '../../src/transport/ssh/agent-protocol.js'
+import { sleep } from '../support/fixtures.js'
 
 describe('agent frames', () => {
   it('reassemble across arbitrary chunk boundaries, binary and JSON alike', () => {
@@ -37,7 +38,7 @@ describe('agent exec', () => {
       abort.abort('SIGINT')
       const target = { host: 'h', port: 22, fallbackPorts: [], user: 'u', privateKeyPath: '/k', knownHostsPath: '/kh' }
       expect(await agentExec(socket, target, 'true', { signal: abort.signal })).toEqual({ code: null, signal: 'SIGINT' })
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      await sleep(50)
       expect(received).toBe(0)
     } finally {
       await new Promise((resolve) => server.close(resolve))

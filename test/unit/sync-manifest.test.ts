@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -8,12 +8,8 @@ import { buildManifest, checkPath, checkSize, MODE_EXEC, MODE_LINK } from '../..
 import { massDeletionGuard, planSync } from '../../src/services/sync/prune.js'
 import { encodeRecord, parseRecords } from '../../src/services/sync/records.js'
 import { summarizeManifest } from '../../src/services/sync/summary.js'
-import { git } from '../support/fixtures.js'
+import { git, put } from '../support/fixtures.js'
 
-const put = (root: string, path: string, content: string) => {
-  mkdirSync(join(root, path, '..'), { recursive: true })
-  writeFileSync(join(root, path), content)
-}
 const config = () => ({ ...defaultConfig().sync })
 const paths = (manifest: { entries: { path: string }[] }) => manifest.entries.map((entry) => entry.path)
 

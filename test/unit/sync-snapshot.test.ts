@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -7,22 +7,11 @@ import { defaultConfig } from '../../src/config/schema.js'
 import { computeFingerprint, hashManifest } from '../../src/services/sync/fingerprint.js'
 import { buildManifest, readGitContext } from '../../src/services/sync/manifest.js'
 import { beginGitView, readSnapshot, saveSnapshot, verifySnapshot } from '../../src/services/sync/snapshot.js'
-import { git } from '../support/fixtures.js'
+import { git, indexSettles, put as putFile } from '../support/fixtures.js'
 
 /** Written (and its folders touched) a minute ago: outside the racy window, so the snapshot may vouch for them. */
-const put = (root: string, path: string, content: string) => {
-  mkdirSync(join(root, path, '..'), { recursive: true })
-  writeFileSync(join(root, path), content)
-  const old = new Date(Date.now() - 60_000)
-  utimesSync(join(root, path), old, old)
-  for (let dir = join(root, path, '..'); dir.startsWith(root); dir = join(dir, '..')) utimesSync(dir, old, old)
-}
+const put = (root: string, path: string, content: string) => putFile(root, path, content, { aged: 'tree' })
 const config = () => ({ ...defaultConfig().sync })
-/** Until the index is from an earlier second than now: only then may a snapshot vouch for it (git compares ctimes to the second). */
-async function indexSettles(repo: string): Promise<void> {
-  const second = Math.floor(statSync(join(repo, '.git', 'index')).mtimeMs / 1000)
-  while (Math.floor(Date.now() / 1000) <= second) await new Promise((resolve) => setTimeout(resolve, 25))
-}
 
 /** What sync does on a full pass: git view first, manifest, hashes, fingerprint, snapshot. */
 async function fullPass(repo: string, c = config()): Promise<string> {

@@ -2,7 +2,7 @@ import { abortAllDurableObjects, env, runInDurableObject } from 'cloudflare:test
 import { afterEach, describe, expect, it } from 'vitest'
 import { identityHeaders } from '../../worker/auth/identity.js'
 import { FleetDurableObject } from '../../worker/fleet/fleet.js'
-import { api, createLease, fleetStub } from './broker-support.js'
+import { api, createLease, fleetStub, inFleet } from './broker-support.js'
 import { collectSeqs, openControl, type ControlClient } from './control-support.js'
 import { admin, call, callJson, createRun, friend, peter } from './runs-support.js'
 
@@ -168,12 +168,16 @@ describe('heartbeats over the control socket', () => {
 
   it('never revives an expired lease', async () => {
     const lease = await createLease(peter, { ttlSeconds: 1, idleTimeoutSeconds: 1 })
-    await new Promise((resolve) => setTimeout(resolve, 1_200))
+    // Back-dated past its expiry (the alarm has not run yet) instead of waiting for the TTL.
+    const expiredAt = '2000-01-01T00:00:00.000Z'
+    await inFleet((deps) => {
+      deps.storage.run("UPDATE leases SET expires_at = ?, record = json_set(record, '$.expiresAt', ?) WHERE id = ?", expiredAt, expiredAt, lease.id)
+    })
     const client = await connect(peter)
     client.send({ type: 'heartbeat', leaseID: lease.id, idleTimeoutSeconds: 3600 })
     expect(await client.next()).toEqual({ type: 'heartbeat', leaseID: lease.id, ok: false, error: 'lease_not_active' })
     const after = (await api(peter, 'GET', `/v1/leases/${lease.id}`)).body.lease
-    expect(after.expiresAt).toBe(lease.expiresAt)
+    expect(after.expiresAt).toBe(expiredAt)
     expect(after.idleTimeoutSeconds).toBe(1)
   })
 })

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
@@ -12,7 +12,7 @@ import { createProgress } from '../../src/ui/progress.js'
 import { cliHome } from '../support/cli.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { tcpProxy } from '../support/tcp-proxy.js'
-import { git } from '../support/fixtures.js'
+import { git, indexSettles, put, sleep } from '../support/fixtures.js'
 
 const quiet = createProgress({ quiet: true })
 
@@ -20,12 +20,6 @@ function newRepo(): string {
   const dir = mkdtempSync(join(tmpdir(), 'crabbox-sync-repo-'))
   git(dir, 'init', '-q', '-b', 'main')
   return dir
-}
-
-function put(root: string, path: string, content: string | Buffer, mode?: number) {
-  mkdirSync(join(root, path, '..'), { recursive: true })
-  writeFileSync(join(root, path), content)
-  if (mode !== undefined) chmodSync(join(root, path), mode)
 }
 
 /** Everything under `dir` except `.git`: path → "file <mode x?> <sha256>" or "link <target>". */
@@ -87,7 +81,7 @@ describe('sync engine against a real sshd', () => {
     put(repo, 'dir with spaces/file name.txt', 'spaces\n')
     put(repo, 'ünïcødé/データ.txt', 'unicode\n')
     put(repo, '-leading-dash', 'dash\n')
-    put(repo, 'bin/tool.sh', '#!/bin/sh\necho tool\n', 0o755)
+    put(repo, 'bin/tool.sh', '#!/bin/sh\necho tool\n', { mode: 0o755 })
     put(repo, 'empty', '')
     put(repo, 'big/blob.bin', Buffer.alloc(50 * 1024 * 1024, 7))
     symlinkSync('README.md', join(repo, 'link-to-readme'))
@@ -148,19 +142,13 @@ describe('sync engine against a real sshd', () => {
   it('a re-sync of an unchanged checkout needs no manifest pass, also after ignored churn; edits and new untracked files still travel', async () => {
     const repo = newRepo()
     // Written a minute ago: outside the racy window, so the unchanged check may vouch for them.
-    const settled = (path: string, content: string) => {
-      put(repo, path, content)
-      const old = new Date(Date.now() - 60_000)
-      utimesSync(join(repo, path), old, old)
-    }
+    const settled = (path: string, content: string) => put(repo, path, content, { aged: 'file' })
     settled('.gitignore', 'build/\n')
     for (let i = 0; i < 30; i++) settled(`src/f${i}.txt`, `${i}\n`)
     git(repo, 'add', '-A')
     git(repo, 'commit', '-qm', 'init')
     settled('notes.txt', 'untracked\n')
-    // An index written this second is not vouched for (git compares ctimes to the second).
-    const second = Math.floor(lstatSync(join(repo, '.git', 'index')).mtimeMs / 1000)
-    while (Math.floor(Date.now() / 1000) <= second) await new Promise((resolve) => setTimeout(resolve, 25))
+    await indexSettles(repo)
     const wd = workdir()
     const viaSnapshot = (result: { phases: { name: string; reason?: string }[] }) =>
       result.phases.some((phase) => phase.name === 'fingerprint' && phase.reason === 'checkout unchanged since its last fingerprint')
@@ -320,7 +308,7 @@ describe('sync engine against a real sshd', () => {
     for (const dir of ['a', 'm', 'z']) {
       for (let i = 0; i < 20; i++) put(repo, `${dir}/f${i}.txt`, `${dir} ${i}\n`.repeat(200))
     }
-    put(repo, 'm/run.sh', '#!/bin/sh\necho hi\n', 0o755)
+    put(repo, 'm/run.sh', '#!/bin/sh\necho hi\n', { mode: 0o755 })
     symlinkSync('../a/f1.txt', join(repo, 'z/link'))
     git(repo, 'add', '-A')
     git(repo, 'commit', '-qm', 'parts')
@@ -371,10 +359,12 @@ describe('sync engine against a real sshd', () => {
       expect(existsSync(join(wd, '.git/crabbox/sync-fingerprint'))).toBe(false)
       let left = ''
       for (let i = 0; i < 200; i++) {
-        // `[/]` keeps pgrep's own command line from matching.
-        left = (await host.run(`pgrep -af -- '[/]${wd.slice(1)}' || true`)).stdout.trim()
+        left = (await host.processes())
+          .filter((p) => p.command.includes(wd))
+          .map((p) => `${p.pid} ${p.command}`)
+          .join('\n')
         if (left === '') break
-        await new Promise((resolve) => setTimeout(resolve, 50))
+        await sleep(50)
       }
       expect(left).toBe('')
     } finally {

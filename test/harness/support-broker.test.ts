@@ -1,21 +1,11 @@
-import { readdirSync, readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { afterAll, describe, expect, it } from 'vitest'
 import { runCli, spawnCli } from '../support/cli.js'
 import { freePort, startBroker, type BrokerHandle } from '../support/broker.js'
+import { processesMatching } from '../support/processes.js'
 
 /** workerd processes serving this port (wrangler passes it as the entry socket). */
-function workerdOnPort(port: number): number[] {
-  const pids: number[] = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8')
-      if (cmdline.includes('workerd') && cmdline.includes(`127.0.0.1:${port}\0`)) pids.push(Number(entry))
-    } catch {}
-  }
-  return pids
-}
+const workerdOnPort = (port: number) => processesMatching((p) => p.cmdline.includes('workerd') && p.cmdline.includes(`127.0.0.1:${port}\0`))
 
 const newLeaseId = () => `cbx_${randomBytes(6).toString('hex')}`
 

@@ -7,6 +7,7 @@ import { Client } from 'ssh2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { repoRoot } from '../support/cli.js'
 import { sshHost, sweepStaleHosts, type SshHost } from '../support/ssh-host.js'
+import { sleep } from '../support/fixtures.js'
 import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
 interface Connected {
@@ -118,7 +119,7 @@ describe('sshHost', () => {
       void execSsh(mine.client, 'sleep 300.4242')
       void execSsh(theirs.client, 'sleep 300.4343')
       const sees = async (h: SshHost, pattern: string) => (await h.processes()).some((p) => p.command.includes(pattern))
-      for (let i = 0; i < 100 && !((await sees(host, '300.4242')) && (await sees(other, '300.4343'))); i++) await new Promise((r) => setTimeout(r, 50))
+      for (let i = 0; i < 100 && !((await sees(host, '300.4242')) && (await sees(other, '300.4343'))); i++) await sleep(50)
       expect(await sees(host, '300.4242')).toBe(true)
       expect(await sees(host, '300.4343')).toBe(false)
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { repoRoot } from '../support/cli.js'
+import { sleep } from '../support/fixtures.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 import type * as SshTransport from '../../src/transport/ssh/index.js'
@@ -14,7 +15,6 @@ import type { SshSession, SshTarget } from '../../src/transport/ssh/types.js'
 // starts dist/transport/ssh/agent-main.js, as the CLI does.
 const built = () => import(join(process.env.CRABBOX_E2E_PACKAGE ?? repoRoot, 'dist', 'transport', 'ssh', 'index.js')) as Promise<typeof SshTransport>
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex')
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Runs `sha256sum` remotely on what `child` prints: what a caller piping `git bundle create -` does. */
 async function digestOf(session: SshSession, child: ChildProcess): Promise<{ code: number | null; digest: string }> {
