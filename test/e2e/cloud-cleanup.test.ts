@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli } from '../support/cli.js'
 import { createFakeHetzner, serveFake, type ServedFake } from '../support/fake-hetzner.js'
 import { createFakeEc2 } from '../support/fake-ec2.js'

@@ -219,7 +219,7 @@ describe('tcpProxy in front of sshHost', () => {
   })
 
   it('cut() breaks a live connection and the client sees it', async () => {
-    const { client, closed } = await connectSsh(host, proxy)
+    const { closed } = await connectSsh(host, proxy)
     expect(proxy.liveConnections).toBe(1)
     proxy.cut()
     expect(await closed).toMatch(/^(close|error)/)

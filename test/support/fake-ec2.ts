@@ -117,6 +117,7 @@ const matchesPattern = (patterns: string[], parts: string[]) =>
     return want.every((w) => parts.includes(w))
   })
 
+// eslint-disable-next-line max-lines-per-function -- one closure holds the fake cloud's state and every action it speaks
 export function createFakeEc2(options: FakeEc2Options = {}) {
   const accessKeyId = options.accessKeyId ?? 'AKIDFAKEEC2EXAMPLE'
   const regions = options.regions ?? ['eu-west-1', 'eu-west-2', 'eu-central-1', 'us-east-1']
@@ -154,6 +155,7 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
     i.ip ??= options.addressFor?.(i) ?? `198.51.100.${ipCounter++ % 250}`
   }
 
+  // eslint-disable-next-line max-lines-per-function -- one case per EC2 action the fake answers, each a few lines
   async function action(name: string, region: string, p: Record<string, string>): Promise<Response> {
     switch (name) {
       case 'ImportKeyPair': {

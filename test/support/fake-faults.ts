@@ -72,7 +72,7 @@ export function asFetch(handler: (request: Request) => Promise<Response>): (requ
     try {
       return await handler(request)
     } catch (error) {
-      if (error instanceof DropConnection) throw new TypeError('Network connection lost.')
+      if (error instanceof DropConnection) throw new TypeError('Network connection lost.', { cause: error })
       throw error
     }
   }

@@ -102,6 +102,7 @@ function paginate<T>(items: T[], url: URL): { items: T[]; meta: unknown } {
   }
 }
 
+// eslint-disable-next-line max-lines-per-function -- one closure holds the fake cloud's state and every route it speaks
 export function createFakeHetzner(options: FakeHetznerOptions = {}) {
   const token = options.token ?? 'test-hcloud-token'
   const servers = new Map<number, FakeServer>()

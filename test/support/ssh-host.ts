@@ -244,6 +244,7 @@ function installExitHook(): void {
 
 let counter = 0
 
+// eslint-disable-next-line max-lines-per-function -- setup and teardown of one host read top to bottom, sharing its handles
 export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
   if (!swept) sweepStaleHosts()
   installExitHook()
@@ -300,7 +301,7 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
     try {
       for (const port of ports) await waitForPort(address, port, child, deadline)
     } catch (error) {
-      throw new Error(`${(error as Error).message}; sshd said: ${sshdLog.trim()}`)
+      throw new Error(`${(error as Error).message}; sshd said: ${sshdLog.trim()}`, { cause: error })
     }
   }
 

@@ -62,6 +62,7 @@ describe('progress', () => {
     progress.phase('leasing')
     progress.phase('syncing')
     progress.done('done')
+    // eslint-disable-next-line no-control-regex -- the progress line's erase sequence is what is asserted
     expect(out.text()).toMatch(/^\r\u001b\[2K\S+ leasing\r\u001b\[2K\S+ syncing/)
     expect(out.text().endsWith('\r\u001b[2Kdone\n')).toBe(true)
   })
