@@ -16,7 +16,10 @@ export function cliSnapshot(name: string, command: string): { scratch: string; c
   for (const entry of ['bin', 'package.json']) cpSync(join(repoRoot, entry), join(snapshot, entry), { recursive: true })
   symlinkSync(join(repoRoot, 'node_modules'), join(snapshot, 'node_modules'))
   process.stderr.write('building a snapshot (npm run build: tsc, bundle, oclif manifest) ...\n')
-  const build = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'build.js'), '--root', snapshot, '--ignore-type-errors'], { cwd: repoRoot, stdio: 'ignore' })
+  const build = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'build.js'), '--root', snapshot, '--ignore-type-errors'], {
+    cwd: repoRoot,
+    stdio: 'ignore',
+  })
   if (!existsSync(join(snapshot, 'dist', 'commands', `${command}.js`)) || build.status !== 0) {
     process.stderr.write('could not build the CLI snapshot\n')
     process.exit(1)

@@ -32,7 +32,10 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
  */
 function bundled() {
   try {
-    return statSync(new URL('../dist/bundle.json', import.meta.url)).mtimeMs >= statSync(new URL('../dist/base-command.js', import.meta.url)).mtimeMs
+    return (
+      statSync(new URL('../dist/bundle.json', import.meta.url)).mtimeMs >=
+      statSync(new URL('../dist/base-command.js', import.meta.url)).mtimeMs
+    )
   } catch {
     return false
   }

@@ -10,10 +10,17 @@ import { readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs'
 export function dropStaleManifest() {
   const manifestUrl = new URL('../oclif.manifest.json', import.meta.url)
   const commandsUrl = new URL('../dist/commands/', import.meta.url)
-  const idOf = (file) => file.slice(0, -3).split(/[\\/]/).filter((part) => part !== 'index').join(':')
+  const idOf = (file) =>
+    file
+      .slice(0, -3)
+      .split(/[\\/]/)
+      .filter((part) => part !== 'index')
+      .join(':')
   let files = []
   try {
-    files = readdirSync(commandsUrl, { recursive: true }).map(String).filter((file) => file.endsWith('.js'))
+    files = readdirSync(commandsUrl, { recursive: true })
+      .map(String)
+      .filter((file) => file.endsWith('.js'))
     const built = statSync(manifestUrl).mtimeMs
     const ids = Object.keys(JSON.parse(readFileSync(manifestUrl, 'utf8')).commands)
     const fresh =

@@ -29,13 +29,17 @@ function step(file, args, cwd, { mayFail = false } = {}) {
   if (result.status !== 0 && !mayFail) process.exit(result.status ?? 1)
 }
 
-step(bin('tsc'), ['-p', join(repo, 'tsconfig.build.json'), '--outDir', dist], repo, { mayFail: process.argv.includes('--ignore-type-errors') })
+step(bin('tsc'), ['-p', join(repo, 'tsconfig.build.json'), '--outDir', dist], repo, {
+  mayFail: process.argv.includes('--ignore-type-errors'),
+})
 
 // Loaded lazily by the code that needs them (SSH, sync, control socket, cloud APIs), or
 // native/optional: they stay ordinary node_modules imports.
 const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'))
 const bundled = new Set(['@oclif/core', 'valibot', 'ignore'])
-const external = Object.keys(pkg.dependencies).filter((name) => !bundled.has(name)).flatMap((name) => [name, `${name}/*`])
+const external = Object.keys(pkg.dependencies)
+  .filter((name) => !bundled.has(name))
+  .flatMap((name) => [name, `${name}/*`])
 
 const commandFiles = readdirSync(join(dist, 'commands'), { recursive: true })
   .map(String)

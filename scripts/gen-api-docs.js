@@ -16,8 +16,15 @@ export function apiDocument() {
   return openApiDocument(API_ROUTES, { version: API_VERSION })
 }
 
-const anchor = (heading) => heading.toLowerCase().replace(/[^a-z0-9 _-]/g, '').replaceAll(' ', '-')
-const cell = (text) => String(text ?? '').replaceAll('|', '\\|').replaceAll('\n', ' ')
+const anchor = (heading) =>
+  heading
+    .toLowerCase()
+    .replace(/[^a-z0-9 _-]/g, '')
+    .replaceAll(' ', '-')
+const cell = (text) =>
+  String(text ?? '')
+    .replaceAll('|', '\\|')
+    .replaceAll('\n', ' ')
 const code = (text) => `\`${text}\``
 const refName = (schema) => (typeof schema?.$ref === 'string' && schema.$ref.startsWith(REF) ? schema.$ref.slice(REF.length) : undefined)
 
@@ -51,7 +58,8 @@ function typeOf(schema, components) {
   if (schema.type === 'array') return `array of ${typeOf(schema.items, components)}`
   if (schema.type === 'object') {
     const hasFields = schema.properties && Object.keys(schema.properties).length > 0
-    if (!hasFields && schema.additionalProperties && typeof schema.additionalProperties === 'object') return `map of ${typeOf(schema.additionalProperties, components)}`
+    if (!hasFields && schema.additionalProperties && typeof schema.additionalProperties === 'object')
+      return `map of ${typeOf(schema.additionalProperties, components)}`
     return 'object'
   }
   return schema.type ?? 'any'
@@ -59,7 +67,7 @@ function typeOf(schema, components) {
 
 /** Constraints JSON Schema carries that a reader needs: bounds, patterns, defaults. */
 function notesOf(schema, components) {
-  const target = refName(schema) ? components[refName(schema)] ?? {} : schema
+  const target = refName(schema) ? (components[refName(schema)] ?? {}) : schema
   const plain = target.anyOf?.find((option) => option.type !== 'null') ?? target
   const notes = []
   if (target.description ?? schema.description) notes.push(target.description ?? schema.description)
@@ -82,8 +90,12 @@ function fieldRows(schema, components, prefix = '') {
   const rows = []
   const required = new Set(schema.required ?? [])
   for (const [name, field] of Object.entries(schema.properties ?? {})) {
-    rows.push(`| ${code(prefix + name)} | ${cell(typeOf(field, components))} | ${required.has(name) ? 'yes' : 'no'} | ${cell(notesOf(field, components))} |`)
-    const nested = field.anyOf?.find((option) => option.type === 'object' && option.properties) ?? (field.type === 'object' && field.properties ? field : undefined)
+    rows.push(
+      `| ${code(prefix + name)} | ${cell(typeOf(field, components))} | ${required.has(name) ? 'yes' : 'no'} | ${cell(notesOf(field, components))} |`,
+    )
+    const nested =
+      field.anyOf?.find((option) => option.type === 'object' && option.properties) ??
+      (field.type === 'object' && field.properties ? field : undefined)
     const items = field.type === 'array' && field.items?.type === 'object' && field.items.properties ? field.items : undefined
     if (nested) rows.push(...fieldRows(nested, components, `${prefix}${name}.`))
     if (items) rows.push(...fieldRows(items, components, `${prefix}${name}[].`))
@@ -104,7 +116,14 @@ function fieldTables(schema, components) {
   const out = ['One of:', '']
   variants.forEach((variant, index) => {
     const tag = Object.entries(variant.properties).find(([, field]) => field.const !== undefined)
-    out.push(tag ? `When ${code(tag[0])} is ${code(JSON.stringify(tag[1].const))}:` : `Variant ${index + 1}:`, '', ...extra(variant), ...FIELD_HEAD, ...fieldRows(variant, components), '')
+    out.push(
+      tag ? `When ${code(tag[0])} is ${code(JSON.stringify(tag[1].const))}:` : `Variant ${index + 1}:`,
+      '',
+      ...extra(variant),
+      ...FIELD_HEAD,
+      ...fieldRows(variant, components),
+      '',
+    )
   })
   return out
 }
@@ -129,7 +148,8 @@ function operationLines(method, path, operation, components) {
   const queryParams = params.filter((param) => param.in === 'query')
   if (pathParams.length) {
     out.push('Path parameters:', '', '| Name | Type | Notes |', '| --- | --- | --- |')
-    for (const param of pathParams) out.push(`| ${code(param.name)} | ${cell(typeOf(param.schema, components))} | ${cell(notesOf(param.schema, components))} |`)
+    for (const param of pathParams)
+      out.push(`| ${code(param.name)} | ${cell(typeOf(param.schema, components))} | ${cell(notesOf(param.schema, components))} |`)
     out.push('')
   }
   if (queryParams.length) {
@@ -211,8 +231,14 @@ export function renderApiDocs(document) {
       out.push(...operationLines(method, path, operation, components))
     }
   }
-  out.push('## Schemas', '', 'Shapes referenced above, named as in src/protocol (input side: before the broker trims, bounds or defaults them).', '')
-  for (const [name, schema] of Object.entries(components).sort(([a], [b]) => a.localeCompare(b))) out.push(...schemaLines(name, schema, components))
+  out.push(
+    '## Schemas',
+    '',
+    'Shapes referenced above, named as in src/protocol (input side: before the broker trims, bounds or defaults them).',
+    '',
+  )
+  for (const [name, schema] of Object.entries(components).sort(([a], [b]) => a.localeCompare(b)))
+    out.push(...schemaLines(name, schema, components))
   return `${out.join('\n').trimEnd()}\n`
 }
 

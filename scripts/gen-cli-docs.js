@@ -10,11 +10,13 @@ import { dropStaleManifest } from '../bin/stale-manifest.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
-
 function flagLine(name, flag, oneLine) {
   const short = flag.char ? `-${flag.char}, ` : ''
   const value = flag.type === 'option' ? ` ${flag.helpValue ?? (flag.options ? flag.options.join('|') : `<${name}>`)}` : ''
-  const extra = [flag.required ? 'required' : undefined, flag.default !== undefined && flag.type === 'option' ? `default ${flag.default}` : undefined]
+  const extra = [
+    flag.required ? 'required' : undefined,
+    flag.default !== undefined && flag.type === 'option' ? `default ${flag.default}` : undefined,
+  ]
     .filter(Boolean)
     .join(', ')
   const text = [oneLine(flag.summary ?? flag.description), extra ? `(${extra})` : ''].filter(Boolean).join(' ')
@@ -32,10 +34,17 @@ export async function renderCliDocs() {
     .sort((a, b) => a.id.localeCompare(b.id))
   // Command texts are EJS templates (`<%= config.bin %>` …); oclif's own help formatter renders them.
   const fill = (text, command) => new CommandHelp(command, config, {}).render(String(text ?? ''))
-  const oneLine = (text, command) => fill(String(text ?? '').split('\n')[0], command).replaceAll('|', '\\|').trim()
+  const oneLine = (text, command) =>
+    fill(String(text ?? '').split('\n')[0], command)
+      .replaceAll('|', '\\|')
+      .trim()
   const id = (command) => command.id.replaceAll(':', sep)
   const name = (command) => `${bin} ${id(command)}`
-  const anchor = (command) => name(command).replaceAll(' ', '-').replace(/[^a-z0-9-]/gi, '').toLowerCase()
+  const anchor = (command) =>
+    name(command)
+      .replaceAll(' ', '-')
+      .replace(/[^a-z0-9-]/gi, '')
+      .toLowerCase()
 
   const out = [
     `# ${bin} commands`,
@@ -47,22 +56,35 @@ export async function renderCliDocs() {
     '',
     '| Command | Summary |',
     '| --- | --- |',
-    ...commands.map((command) => `| [\`${name(command)}\`](#${anchor(command)}) | ${oneLine(command.summary ?? command.description, command)} |`),
+    ...commands.map(
+      (command) => `| [\`${name(command)}\`](#${anchor(command)}) | ${oneLine(command.summary ?? command.description, command)} |`,
+    ),
     '',
   ]
   for (const command of commands) {
     out.push(`## ${name(command)}`, '', oneLine(command.summary ?? command.description, command), '')
     if (command.description && command.summary) out.push(fill(command.description, command).trim(), '')
-    if (command.aliases?.length) out.push(`Aliases: ${command.aliases.map((alias) => `\`${bin} ${alias.replaceAll(':', sep)}\``).join(', ')}`, '')
+    if (command.aliases?.length)
+      out.push(`Aliases: ${command.aliases.map((alias) => `\`${bin} ${alias.replaceAll(':', sep)}\``).join(', ')}`, '')
     const args = Object.entries(command.args ?? {})
-    const flags = Object.entries(command.flags ?? {}).filter(([, flag]) => !flag.hidden && flag.helpGroup !== 'GLOBAL' && !['json', 'debug'].includes(flag.name))
+    const flags = Object.entries(command.flags ?? {}).filter(
+      ([, flag]) => !flag.hidden && flag.helpGroup !== 'GLOBAL' && !['json', 'debug'].includes(flag.name),
+    )
     if (args.length || flags.length) {
-      for (const [argName, arg] of args) out.push(`- \`${argName.toUpperCase()}\`${arg.required ? ' (required)' : ''}: ${oneLine(arg.description, command)}`)
-      for (const [flagName, flag] of flags.sort(([a], [b]) => a.localeCompare(b))) out.push(flagLine(flagName, flag, (text) => oneLine(text, command)))
+      for (const [argName, arg] of args)
+        out.push(`- \`${argName.toUpperCase()}\`${arg.required ? ' (required)' : ''}: ${oneLine(arg.description, command)}`)
+      for (const [flagName, flag] of flags.sort(([a], [b]) => a.localeCompare(b)))
+        out.push(flagLine(flagName, flag, (text) => oneLine(text, command)))
       out.push('')
     }
     const examples = (command.examples ?? []).map((example) => (typeof example === 'string' ? example : example.command))
-    if (examples.length) out.push('```sh', ...examples.map((example) => `$ ${fill(example, command).replace(/^\$ /, '').replaceAll(command.id, id(command)).trimEnd()}`), '```', '')
+    if (examples.length)
+      out.push(
+        '```sh',
+        ...examples.map((example) => `$ ${fill(example, command).replace(/^\$ /, '').replaceAll(command.id, id(command)).trimEnd()}`),
+        '```',
+        '',
+      )
   }
   return `${out.join('\n').trimEnd()}\n`
 }

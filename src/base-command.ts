@@ -64,8 +64,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
         ? error
         : usage
           ? // Under --json too: same exit code as without it, in our error shape rather than oclif's dump.
-            new CrabboxError(error.message.replace(/\nSee more help with --help$/, '').trim(), { exit: error.oclif!.exit!, code: error.oclif!.exit === 2 ? 'usage' : 'error', hint: `See ${['crabbox', ...(this.id?.split(':') ?? [])].join(' ')} --help.`, cause: error })
-          : new CrabboxError(error.message, { exit: 'error', code: 'unexpected', hint: debug ? undefined : 'Rerun with --debug to see where it failed.', cause: error })
+            new CrabboxError(error.message.replace(/\nSee more help with --help$/, '').trim(), {
+              exit: error.oclif!.exit!,
+              code: error.oclif!.exit === 2 ? 'usage' : 'error',
+              hint: `See ${['crabbox', ...(this.id?.split(':') ?? [])].join(' ')} --help.`,
+              cause: error,
+            })
+          : new CrabboxError(error.message, {
+              exit: 'error',
+              code: 'unexpected',
+              hint: debug ? undefined : 'Rerun with --debug to see where it failed.',
+              cause: error,
+            })
     if (this.jsonEnabled()) {
       this.logJson({ error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode } })
     } else {

@@ -57,7 +57,10 @@ app.use('/v1/*', async (c, next) => {
   const identity = await authenticate(c.req.raw, c.env)
   if (!identity) {
     await c.req.raw.body?.cancel().catch(() => undefined)
-    return c.json({ error: ErrorCode.unauthorized, message: 'a valid bearer token is required; run `crabbox login` or set broker.token' }, 401)
+    return c.json(
+      { error: ErrorCode.unauthorized, message: 'a valid bearer token is required; run `crabbox login` or set broker.token' },
+      401,
+    )
   }
   c.set('identity', identity)
   await next()

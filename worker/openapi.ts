@@ -233,7 +233,9 @@ function operation(route: RouteDoc, schemas: SchemaConverter): Json {
     tags: [routeTag(route)],
     security: route.auth === 'none' ? [] : [{ bearer: [] }],
     ...(parameters.length ? { parameters } : {}),
-    ...(route.body && !route.websocket ? { requestBody: { required: true, content: { 'application/json': { schema: schemas.convert(route.body) } } } } : {}),
+    ...(route.body && !route.websocket
+      ? { requestBody: { required: true, content: { 'application/json': { schema: schemas.convert(route.body) } } } }
+      : {}),
     ...(route.websocket && route.body ? { 'x-client-messages': schemas.convert(route.body) } : {}),
     ...(route.websocket && route.response ? { 'x-server-messages': schemas.convert(route.response) } : {}),
     responses,
@@ -255,7 +257,8 @@ export function openApiDocument(routes: readonly RouteDoc[], info: OpenApiInfo):
     info: {
       title: 'Crabbox broker API',
       version: info.version,
-      description: 'Leases remote test machines, records runs and streams their events. Every error body is `{error, message}` with a stable `error` code.',
+      description:
+        'Leases remote test machines, records runs and streams their events. Every error body is `{error, message}` with a stable `error` code.',
     },
     ...(info.serverUrl ? { servers: [{ url: info.serverUrl }] } : {}),
     tags: API_TAGS.map((tag) => ({ ...tag })),
@@ -263,7 +266,11 @@ export function openApiDocument(routes: readonly RouteDoc[], info: OpenApiInfo):
     components: {
       schemas: components,
       securitySchemes: {
-        bearer: { type: 'http', scheme: 'bearer', description: 'A user token from `crabbox login` or a shared/admin token from the broker configuration.' },
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'A user token from `crabbox login` or a shared/admin token from the broker configuration.',
+        },
       },
     },
   }

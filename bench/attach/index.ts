@@ -39,7 +39,13 @@ const percentile = (sorted: number[], q: number) => sorted[Math.min(sorted.lengt
 /** Follows a fresh run through `url` and appends `count` events `gap()` ms apart; returns each event's latency. */
 async function measure(url: string, count: number, gap: () => number): Promise<number[]> {
   const { run } = await call('POST', '/v1/runs', { command: ['bench'] })
-  const env: NodeJS.ProcessEnv = { ...process.env, ...home.env, CRABBOX_COORDINATOR: url, CRABBOX_COORDINATOR_TOKEN: token, CRABBOX_OWNER: 'bench@example.com' }
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...home.env,
+    CRABBOX_COORDINATOR: url,
+    CRABBOX_COORDINATOR_TOKEN: token,
+    CRABBOX_OWNER: 'bench@example.com',
+  }
   delete env.NODE_EXTRA_CA_CERTS
   const child = spawn(process.execPath, [cliPath, 'attach', run.id], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   const sentAt = new Map<number, number>()
@@ -79,12 +85,18 @@ try {
   const polling = await measure(old.url, pollEvents, () => 100 + Math.random() * 400).finally(() => old.close())
   const row = (name: string, values: number[]) =>
     `| ${name} | ${values.length} | ${percentile(values, 0.5).toFixed(1)} | ${percentile(values, 0.95).toFixed(1)} | ${values.at(-1)!.toFixed(1)} |`
-  console.log(`node ${process.version}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+  console.log(
+    `node ${process.version}, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  )
   console.log('| path | events | p50 ms | p95 ms | max ms |')
   console.log('|---|---|---|---|---|')
   console.log(row('control WebSocket', socket))
   console.log(row('HTTP polling, --poll 1s (no /v1/control)', polling))
-  console.log(`\nsocket p50 is ${(percentile(polling, 0.5) / percentile(socket, 0.5)).toFixed(0)}x lower than polling p50 (target: socket p50 <= 50 ms)`)
+  console.log(
+    `\nsocket p50 is ${(percentile(polling, 0.5) / percentile(socket, 0.5)).toFixed(0)}x lower than polling p50 (target: socket p50 <= 50 ms)`,
+  )
 } finally {
   await broker.stop()
   rmSync(home.dir, { recursive: true, force: true })

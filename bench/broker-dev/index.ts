@@ -12,7 +12,10 @@ const runs = Number(process.argv[2]) || 5
 const env: NodeJS.ProcessEnv = { ...process.env, WRANGLER_SEND_METRICS: 'false' }
 delete env.NODE_EXTRA_CA_CERTS
 
-interface Sample { ready: number; stop: number }
+interface Sample {
+  ready: number
+  stop: number
+}
 
 async function healthy(url: string, child: ChildProcess, log: () => string): Promise<void> {
   while (child.exitCode === null) {
@@ -30,7 +33,17 @@ async function sample(kind: 'crabbox' | 'wrangler'): Promise<Sample> {
   const args =
     kind === 'crabbox'
       ? [cliPath, 'broker', 'dev', '--port', String(port), '--state', state]
-      : [join(repoRoot, 'node_modules', 'wrangler', 'bin', 'wrangler.js'), 'dev', '--port', String(port), '--ip', '127.0.0.1', '--persist-to', state, '--show-interactive-dev-session=false']
+      : [
+          join(repoRoot, 'node_modules', 'wrangler', 'bin', 'wrangler.js'),
+          'dev',
+          '--port',
+          String(port),
+          '--ip',
+          '127.0.0.1',
+          '--persist-to',
+          state,
+          '--show-interactive-dev-session=false',
+        ]
   const start = performance.now()
   const child = spawn(process.execPath, args, { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   let log = ''

@@ -12,12 +12,19 @@ const broker = await startBroker({
   env: {
     CRABBOX_SHARED_TOKEN: 'bench-shared',
     CRABBOX_ADMIN_TOKEN: 'bench-admin',
-    CRABBOX_STATIC_POOL: JSON.stringify(Array.from({ length: poolSize }, (_, i) => ({ name: `bench-${i}`, host: `192.0.2.${(i % 250) + 1}` }))),
+    CRABBOX_STATIC_POOL: JSON.stringify(
+      Array.from({ length: poolSize }, (_, i) => ({ name: `bench-${i}`, host: `192.0.2.${(i % 250) + 1}` })),
+    ),
   },
 })
 const url = broker.url
 
-const headers = { authorization: 'Bearer bench-shared', 'x-crabbox-owner': 'bench@example.com', 'x-crabbox-org': 'bench', 'content-type': 'application/json' }
+const headers = {
+  authorization: 'Bearer bench-shared',
+  'x-crabbox-owner': 'bench@example.com',
+  'x-crabbox-org': 'bench',
+  'content-type': 'application/json',
+}
 async function call(method: string, path: string, body?: unknown): Promise<any> {
   const response = await fetch(url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
   const text = await response.text()
@@ -25,7 +32,13 @@ async function call(method: string, path: string, body?: unknown): Promise<any> 
   return JSON.parse(text)
 }
 
-interface Result { name: string; ops: number; perSecond: number; p50: number; p99: number }
+interface Result {
+  name: string
+  ops: number
+  perSecond: number
+  p50: number
+  p99: number
+}
 
 /** Runs `op` from `concurrency` loops until the time is up (or `limit` ops are done). */
 async function measure(name: string, op: (i: number) => Promise<unknown>, limit = Infinity): Promise<Result> {
@@ -55,10 +68,18 @@ try {
   results.push(await measure('GET /v1/health (edge only, floor)', () => fetch(`${url}/v1/health`).then((r) => r.text())))
   results.push(await measure('GET /v1/whoami (auth + Durable Object)', () => call('GET', '/v1/whoami')))
   const lease = (await call('POST', '/v1/leases', { provider: 'static', sshPublicKey: 'ssh-ed25519 AAAA bench', ttlSeconds: 3600 })).lease
-  results.push(await measure('POST /v1/leases/{id}/heartbeat', () => call('POST', `/v1/leases/${lease.id}/heartbeat`, { telemetry: { load1: 0.5, memoryPercent: 40 } })))
+  results.push(
+    await measure('POST /v1/leases/{id}/heartbeat', () =>
+      call('POST', `/v1/leases/${lease.id}/heartbeat`, { telemetry: { load1: 0.5, memoryPercent: 40 } }),
+    ),
+  )
   const run = (await call('POST', '/v1/runs', { leaseID: lease.id, command: ['npm', 'test'] })).run
   const data = 'ok '.repeat(30) + '\n'
-  results.push(await measure('POST /v1/runs/{id}/events (one run)', () => call('POST', `/v1/runs/${run.id}/events`, { type: 'stdout', stream: 'stdout', data })))
+  results.push(
+    await measure('POST /v1/runs/{id}/events (one run)', () =>
+      call('POST', `/v1/runs/${run.id}/events`, { type: 'stdout', stream: 'stdout', data }),
+    ),
+  )
   await call('POST', `/v1/leases/${lease.id}/release`, { delete: true })
   const created: string[] = []
   results.push(
@@ -78,7 +99,9 @@ try {
   process.stdout.write(`\nbroker under workerd (crabbox broker dev), ${concurrency} concurrent clients, ${seconds}s per row\n\n`)
   process.stdout.write('| Request | Requests | Per second | p50 | p99 | vs /v1/health |\n| --- | --- | --- | --- | --- | --- |\n')
   for (const r of results) {
-    process.stdout.write(`| ${r.name} | ${r.ops} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(1)} ms | ${r.p99.toFixed(1)} ms | ${(r.perSecond / floor).toFixed(2)} |\n`)
+    process.stdout.write(
+      `| ${r.name} | ${r.ops} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(1)} ms | ${r.p99.toFixed(1)} ms | ${(r.perSecond / floor).toFixed(2)} |\n`,
+    )
   }
 } finally {
   await broker.stop()

@@ -39,9 +39,15 @@ function hyperfine(commands: Record<string, string>): Record<string, number> {
 try {
   process.stderr.write('building two snapshots (npm run build; tsc + oclif manifest) ...\n')
   const quiet = { stdio: 'ignore' as const, env }
-  const bundled = snapshot('bundled', (root) => execFileSync(process.execPath, [join(repoRoot, 'scripts', 'build.js'), '--root', root, '--ignore-type-errors'], quiet))
+  const bundled = snapshot('bundled', (root) =>
+    execFileSync(process.execPath, [join(repoRoot, 'scripts', 'build.js'), '--root', root, '--ignore-type-errors'], quiet),
+  )
   const plain = snapshot('tsc', (root) => {
-    spawnSync(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', join(repoRoot, 'tsconfig.build.json'), '--outDir', join(root, 'dist')], quiet)
+    spawnSync(
+      join(repoRoot, 'node_modules', '.bin', 'tsc'),
+      ['-p', join(repoRoot, 'tsconfig.build.json'), '--outDir', join(root, 'dist')],
+      quiet,
+    )
     execFileSync(process.execPath, [join(repoRoot, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], { ...quiet, cwd: root })
   })
   const node = process.execPath
@@ -58,7 +64,11 @@ try {
     `bundled / tsc output: ${(rows['config path, bundled'] / rows['config path, tsc output']).toFixed(2)}x; ` +
       `above the Node floor: ${over('config path, bundled').toFixed(1)} ms vs ${over('config path, tsc output').toFixed(1)} ms\n`,
   )
-  process.stdout.write(`medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`)
+  process.stdout.write(
+    `medians of ${runs} runs; load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}\n`,
+  )
 } finally {
   rmSync(scratch, { recursive: true, force: true })
   rmSync(home.dir, { recursive: true, force: true })

@@ -24,7 +24,11 @@ for (let i = 0; i < files; i++) {
   if (i < 200) mkdirSync(dir, { recursive: true })
   writeFileSync(join(dir, `f${i}.txt`), `file ${i}\n`)
 }
-for (const args of [['init', '-q'], ['add', '.'], ['-c', 'user.email=b@example.com', '-c', 'user.name=b', 'commit', '-qm', 'bench']]) {
+for (const args of [
+  ['init', '-q'],
+  ['add', '.'],
+  ['-c', 'user.email=b@example.com', '-c', 'user.name=b', 'commit', '-qm', 'bench'],
+]) {
   spawnSync('git', args, { cwd: repo, stdio: 'ignore' })
 }
 
@@ -44,7 +48,8 @@ const env: NodeJS.ProcessEnv = {
 }
 delete env.NODE_EXTRA_CA_CERTS // adds ~115 ms to every Node start here
 // The proxy lives in this process, so children run asynchronously (never *Sync) or it stalls.
-const run = (args: string[], options: { capture?: boolean; cwd?: string } = {}) => runChild(args, env, options.cwd ?? scratch, options.capture)
+const run = (args: string[], options: { capture?: boolean; cwd?: string } = {}) =>
+  runChild(args, env, options.cwd ?? scratch, options.capture)
 const q = shellQuote
 
 try {
@@ -52,7 +57,23 @@ try {
   const crabbox = (...extra: string[]) => [process.execPath, cli, 'run', '--id', lease.id, ...extra, '--', 'true']
   // First sync of the big checkout is not what we measure: do it without delay.
   await run(crabbox(), { cwd: repo })
-  const ssh = ['ssh', '-i', host.privateKeyPath, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-p', String(proxy.port)]
+  const ssh = [
+    'ssh',
+    '-i',
+    host.privateKeyPath,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=ERROR',
+    '-p',
+    String(proxy.port),
+  ]
   const target = `${host.user}@${proxy.host}`
   await run([...ssh, '-o', 'ControlMaster=yes', '-o', `ControlPath=${control}`, '-o', 'ControlPersist=yes', '-f', '-N', target])
 
@@ -64,7 +85,17 @@ try {
     'ssh host true (ControlMaster live)': q([...ssh, '-o', `ControlPath=${control}`, target, 'true']),
   }
   const json = join(scratch, 'run.json')
-  await run(['hyperfine', '-N', '--warmup', '2', '--runs', String(runs), '--export-json', json, ...Object.entries(commands).flatMap(([name, cmd]) => ['-n', name, `bash -c ${q([cmd])}`])])
+  await run([
+    'hyperfine',
+    '-N',
+    '--warmup',
+    '2',
+    '--runs',
+    String(runs),
+    '--export-json',
+    json,
+    ...Object.entries(commands).flatMap(([name, cmd]) => ['-n', name, `bash -c ${q([cmd])}`]),
+  ])
   // Inside the CLI: how much of a warm run is the pipeline itself (the rest is Node + oclif start-up).
   type Timing = { totalMs: number; commandMs: number; syncMs: number; syncPhases: { name: string; ms: number; reason?: string }[] }
   const timings: Timing[] = []
@@ -90,14 +121,26 @@ try {
   const r = Object.fromEntries(parsed.results.map((x) => [x.command, x.median * 1000]))
   const [noSync, synced, fresh, master] = Object.keys(commands)
   const lines = ['', '| At 50 ms RTT | median | / fresh ssh | / ControlMaster |', '|---|---|---|---|']
-  for (const name of [noSync, synced, fresh, master]) lines.push(`| ${name} | ${r[name].toFixed(0)} ms | ${(r[name] / r[fresh]).toFixed(2)}× | ${(r[name] / r[master]).toFixed(2)}× |`)
-  lines.push('', `inside the CLI (--timing-json, --no-sync): total ${mid(timings.map((t) => t.totalMs))} ms, of which the remote command ${mid(timings.map((t) => t.commandMs))} ms`)
+  for (const name of [noSync, synced, fresh, master])
+    lines.push(`| ${name} | ${r[name].toFixed(0)} ms | ${(r[name] / r[fresh]).toFixed(2)}× | ${(r[name] / r[master]).toFixed(2)}× |`)
+  lines.push(
+    '',
+    `inside the CLI (--timing-json, --no-sync): total ${mid(timings.map((t) => t.totalMs))} ms, of which the remote command ${mid(timings.map((t) => t.commandMs))} ms`,
+  )
   const last = syncedTimings.at(-1)
   if (last) {
-    const warm = syncedTimings.filter((t) => t.syncPhases.some((p) => p.name === 'fingerprint_remote' && /same exec as the command/.test(p.reason ?? ''))).length
-    lines.push(`inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms, command ${mid(syncedTimings.map((t) => t.commandMs))} ms; ${warm} of ${syncedTimings.length} runs checked the fingerprint in the command's exec (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`)
+    const warm = syncedTimings.filter((t) =>
+      t.syncPhases.some((p) => p.name === 'fingerprint_remote' && /same exec as the command/.test(p.reason ?? '')),
+    ).length
+    lines.push(
+      `inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms, command ${mid(syncedTimings.map((t) => t.commandMs))} ms; ${warm} of ${syncedTimings.length} runs checked the fingerprint in the command's exec (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`,
+    )
   }
-  lines.push(`medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; targets: ≤ 0.60× fresh ssh, ≤ 2.00× ControlMaster`)
+  lines.push(
+    `medians of ${runs} runs; load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}; targets: ≤ 0.60× fresh ssh, ≤ 2.00× ControlMaster`,
+  )
   process.stdout.write(`${lines.join('\n')}\n`)
 } finally {
   proxy.setDelay(0)

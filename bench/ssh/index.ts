@@ -25,16 +25,14 @@ const env: NodeJS.ProcessEnv = { ...process.env, ...home.env, CRABBOX_SSH_KEY: h
 delete env.NODE_EXTRA_CA_CERTS
 const crabbox = [process.execPath, cli, 'ssh', '--provider', 'ssh', '--static-host', proxy.host, '--static-port', String(proxy.port)]
 // The proxy lives in this process, so children must run asynchronously (never *Sync) or it stalls.
-const run = (args: string[], options: { capture?: boolean; cwd?: string } = {}) => runChild(args, env, options.cwd ?? scratch, options.capture)
+const run = (args: string[], options: { capture?: boolean; cwd?: string } = {}) =>
+  runChild(args, env, options.cwd ?? scratch, options.capture)
 const q = shellQuote
 
 try {
   // Pins the host key and starts the agent; --print then gives the same key, port and known_hosts to OpenSSH.
   await run([...crabbox, '--', 'true'])
-  const openssh = (await run([...crabbox, '--print'], { capture: true }))
-    .trim()
-    .replaceAll('~', home.dir)
-    .split(' ')
+  const openssh = (await run([...crabbox, '--print'], { capture: true })).trim().replaceAll('~', home.dir).split(' ')
   const base = [...openssh.slice(0, -1), '-o', 'BatchMode=yes']
   const target = openssh[openssh.length - 1]
   await run([...base, '-o', 'ControlMaster=yes', '-o', `ControlPath=${control}`, '-o', 'ControlPersist=yes', '-f', '-N', target])
@@ -54,7 +52,16 @@ try {
     proxy.setDelay(rtt / 2)
     const json = join(scratch, `rtt-${rtt}.json`)
     const measured = rtt === 0 ? { ...commands, ...floors } : commands
-    const args = ['-N', '--warmup', '3', '--runs', String(runs), '--export-json', json, ...Object.entries(measured).flatMap(([name, cmd]) => ['-n', name, cmd])]
+    const args = [
+      '-N',
+      '--warmup',
+      '3',
+      '--runs',
+      String(runs),
+      '--export-json',
+      json,
+      ...Object.entries(measured).flatMap(([name, cmd]) => ['-n', name, cmd]),
+    ]
     await run(['hyperfine', ...args])
     const parsed = JSON.parse(readFileSync(json, 'utf8')) as { results: Array<{ command: string; median: number }> }
     results[`${rtt} ms`] = Object.fromEntries(parsed.results.map((r) => [r.command, r.median * 1000]))
@@ -66,7 +73,14 @@ try {
   const transport: Record<string, number> = {}
   for (const spareChannel of [true, false]) {
     const pool = new SshPool({ spareChannel })
-    const target = { host: proxy.host, port: proxy.port, fallbackPorts: [], user: host.user, privateKeyPath: host.privateKeyPath, knownHostsPath: join(scratch, 'known_hosts') }
+    const target = {
+      host: proxy.host,
+      port: proxy.port,
+      fallbackPorts: [],
+      user: host.user,
+      privateKeyPath: host.privateKeyPath,
+      knownHostsPath: join(scratch, 'known_hosts'),
+    }
     await pool.exec(target, 'true')
     const times: number[] = []
     for (let i = 0; i < runs; i++) {
@@ -80,14 +94,32 @@ try {
   }
 
   const [warm, fresh, master] = Object.keys(commands)
-  const lines = ['', '| RTT | crabbox ssh (agent warm) | ssh fresh login | ssh ControlMaster | crabbox / fresh | crabbox / ControlMaster |', '|---|---|---|---|---|---|']
+  const lines = [
+    '',
+    '| RTT | crabbox ssh (agent warm) | ssh fresh login | ssh ControlMaster | crabbox / fresh | crabbox / ControlMaster |',
+    '|---|---|---|---|---|---|',
+  ]
   for (const [rtt, r] of Object.entries(results)) {
-    lines.push(`| ${rtt} | ${r[warm].toFixed(0)} ms | ${r[fresh].toFixed(0)} ms | ${r[master].toFixed(0)} ms | ${(r[warm] / r[fresh]).toFixed(2)}× | ${(r[warm] / r[master]).toFixed(2)}× |`)
+    lines.push(
+      `| ${rtt} | ${r[warm].toFixed(0)} ms | ${r[fresh].toFixed(0)} ms | ${r[master].toFixed(0)} ms | ${(r[warm] / r[fresh]).toFixed(2)}× | ${(r[warm] / r[master]).toFixed(2)}× |`,
+    )
   }
-  lines.push('', `transport only, warm exec at 50 ms RTT: ${transport.spare.toFixed(0)} ms with the agent's spare channel, ${transport.plain.toFixed(0)} ms without`)
+  lines.push(
+    '',
+    `transport only, warm exec at 50 ms RTT: ${transport.spare.toFixed(0)} ms with the agent's spare channel, ${transport.plain.toFixed(0)} ms without`,
+  )
   const zero = results['0 ms']
-  lines.push('', `floors at 0 ms: ${Object.keys(floors).map((k) => `${k} ${zero[k].toFixed(0)} ms`).join(', ')}`)
-  lines.push(`medians of ${runs} runs; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; targets at 50 ms: ≤ 0.60× fresh login, ≤ 2.00× ControlMaster`)
+  lines.push(
+    '',
+    `floors at 0 ms: ${Object.keys(floors)
+      .map((k) => `${k} ${zero[k].toFixed(0)} ms`)
+      .join(', ')}`,
+  )
+  lines.push(
+    `medians of ${runs} runs; load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}; targets at 50 ms: ≤ 0.60× fresh login, ≤ 2.00× ControlMaster`,
+  )
   process.stdout.write(`${lines.join('\n')}\n`)
 } finally {
   await run(['ssh', '-o', `ControlPath=${control}`, '-O', 'exit', 'x']).catch(() => {})

@@ -33,13 +33,20 @@ const RUNS = arg('runs', 5)
 const COLD_ONLY = process.argv.includes('--cold-only')
 
 const home = mkdtempSync(join(tmpdir(), 'crabbox-bench-sync-'))
-Object.assign(process.env, { XDG_STATE_HOME: join(home, 'state'), XDG_CONFIG_HOME: join(home, 'config'), XDG_RUNTIME_DIR: join(home, 'run') })
+Object.assign(process.env, {
+  XDG_STATE_HOME: join(home, 'state'),
+  XDG_CONFIG_HOME: join(home, 'config'),
+  XDG_RUNTIME_DIR: join(home, 'run'),
+})
 
 /** Source-like text: words from a small vocabulary, so it compresses roughly like code. */
 function generateRepo(root: string): void {
   let seed = 42
-  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x7fffffff)
-  const words = Array.from({ length: 4096 }, (_, i) => `${['const', 'let', 'fn', 'x', 'value', 'result', 'await', 'return'][i % 8]}${Math.floor(rand() * 1e6).toString(36)}`)
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x7fffffff
+  const words = Array.from(
+    { length: 4096 },
+    (_, i) => `${['const', 'let', 'fn', 'x', 'value', 'result', 'await', 'return'][i % 8]}${Math.floor(rand() * 1e6).toString(36)}`,
+  )
   const avg = Math.floor((MB * 1024 * 1024) / FILES)
   for (let i = 0; i < FILES; i++) {
     const dir = join(root, `pkg${i % 40}`, `mod${Math.floor(i / 40) % 25}`)
@@ -54,7 +61,11 @@ function generateRepo(root: string): void {
     }
     writeFileSync(join(dir, `file${i}.ts`), parts.join('').slice(0, size))
   }
-  const git = (...args: string[]) => execFileSync('git', ['-C', root, ...args], { stdio: 'ignore', env: { ...process.env, GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@b', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@b' } })
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-C', root, ...args], {
+      stdio: 'ignore',
+      env: { ...process.env, GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@b', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@b' },
+    })
   git('init', '-q', '-b', 'main')
   git('add', '-A')
   git('commit', '-qm', 'bench')
@@ -63,7 +74,9 @@ function generateRepo(root: string): void {
 /** bench/sync/proxy.ts in a child process (through tsx, like the bench itself). */
 async function proxyProcess(host: string, port: number, delayMs: number): Promise<{ host: string; port: number; close(): Promise<void> }> {
   const tsx = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'node_modules', 'tsx', 'dist', 'cli.mjs')
-  const child = spawn(process.execPath, [tsx, fileURLToPath(new URL('./proxy.ts', import.meta.url)), host, String(port), String(delayMs)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [tsx, fileURLToPath(new URL('./proxy.ts', import.meta.url)), host, String(port), String(delayMs)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
   const line = await new Promise<string>((resolve, reject) => {
     let out = ''
     child.stdout.on('data', (d) => {
@@ -91,10 +104,13 @@ function time(command: string, args: string[]): Promise<number> {
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
     child.stderr.on('data', (d) => (stderr += d))
-    child.on('close', (code) => (code === 0 ? resolve(performance.now() - started) : reject(new Error(`${command} exited ${code}: ${stderr}`))))
+    child.on('close', (code) =>
+      code === 0 ? resolve(performance.now() - started) : reject(new Error(`${command} exited ${code}: ${stderr}`)),
+    )
   })
 }
 
+// eslint-disable-next-line max-lines-per-function -- the benchmark reads top to bottom: setup, each scenario side by side, report
 async function main() {
   // The generated repo is kept between bench runs (it takes a while to write).
   const repo = join(tmpdir(), `crabbox-bench-sync-repo-v2-${FILES}-${MB}`)
@@ -108,23 +124,50 @@ async function main() {
   const host = await sshHost({ name: 'benchsync' })
   const proxy = await proxyProcess(host.address, host.ports[0], RTT / 2)
   const control = join(home, 'cm.sock')
-  const ssh = ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-i', host.privateKeyPath, '-p', String(proxy.port), '-o', `ControlPath=${control}`]
+  const ssh = [
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=ERROR',
+    '-i',
+    host.privateKeyPath,
+    '-p',
+    String(proxy.port),
+    '-o',
+    `ControlPath=${control}`,
+  ]
   let masterLog = ''
   const startMaster = () => {
-    const child = spawn('ssh', [...ssh, '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', '-o', 'ServerAliveInterval=15', '-N', `${host.user}@${proxy.host}`], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const child = spawn(
+      'ssh',
+      [...ssh, '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', '-o', 'ServerAliveInterval=15', '-N', `${host.user}@${proxy.host}`],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    )
     child.stderr.on('data', (d) => (masterLog += d))
     return child
   }
   let master = startMaster()
   let rsyncRetries = 0
   const session = await openSession(
-    { host: proxy.host, port: proxy.port, fallbackPorts: [], user: host.user, privateKeyPath: host.privateKeyPath, knownHostsPath: join(home, 'known_hosts') },
+    {
+      host: proxy.host,
+      port: proxy.port,
+      fallbackPorts: [],
+      user: host.user,
+      privateKeyPath: host.privateKeyPath,
+      knownHostsPath: join(home, 'known_hosts'),
+    },
     { useAgent: false },
   )
   const config = { ...defaultConfig().sync, gitSeed: false }
   const progress = createProgress({ quiet: true })
   let n = 0
-  const rsyncOnce = (dest: string) => time('rsync', ['-az', '--delete', '--exclude', '.git', '-e', `ssh ${ssh.join(' ')}`, `${repo}/`, `${host.user}@${proxy.host}:${dest}/`])
+  const rsyncOnce = (dest: string) =>
+    time('rsync', ['-az', '--delete', '--exclude', '.git', '-e', `ssh ${ssh.join(' ')}`, `${repo}/`, `${host.user}@${proxy.host}:${dest}/`])
   // On this loaded machine an rsync run occasionally loses its connection; such a run is
   // retried (and counted) rather than ending the bench, with the master restarted if it died.
   const rsync = async (dest: string) => {
@@ -132,7 +175,9 @@ async function main() {
       return await rsyncOnce(dest)
     } catch (error) {
       rsyncRetries++
-      process.stderr.write(`rsync failed (${(error as Error).message.split('\n')[0]}); master ${master.exitCode === null ? 'alive' : `exited ${master.exitCode}: ${masterLog.trim()}`}; retrying\n`)
+      process.stderr.write(
+        `rsync failed (${(error as Error).message.split('\n')[0]}); master ${master.exitCode === null ? 'alive' : `exited ${master.exitCode}: ${masterLog.trim()}`}; retrying\n`,
+      )
       if (master.exitCode !== null) {
         master = startMaster()
         await time('ssh', [...ssh, `${host.user}@${proxy.host}`, 'true'])
@@ -143,7 +188,9 @@ async function main() {
   const crabbox = async (dest: string) => {
     const started = performance.now()
     // CRABBOX_SYNC_CHANNELS=1 measures the single-channel transfer, CRABBOX_SYNC_COMPRESS=0 the raw link, for comparison.
-    const env = Object.fromEntries(['CRABBOX_SYNC_CHANNELS', 'CRABBOX_SYNC_COMPRESS'].filter((name) => process.env[name]).map((name) => [name, process.env[name]]))
+    const env = Object.fromEntries(
+      ['CRABBOX_SYNC_CHANNELS', 'CRABBOX_SYNC_COMPRESS'].filter((name) => process.env[name]).map((name) => [name, process.env[name]]),
+    )
     const result = await syncWorkdir({ repoRoot: repo, workdir: dest, config, session, progress, env })
     if (process.env.BENCH_DEBUG) process.stderr.write(`${JSON.stringify(result.phases)}\n`)
     return performance.now() - started
@@ -167,35 +214,38 @@ async function main() {
     results.push({ scenario: 'cold', rsync: median(cold.rsync), crabbox: median(cold.crabbox) })
     if (!COLD_ONLY) await warmScenarios()
     async function warmScenarios() {
+      const rsyncDest = `${host.home}/rsync-warm`
+      const crabboxDest = `${host.home}/crabbox-warm`
+      await rsync(rsyncDest)
+      await crabbox(crabboxDest)
+      const same = { rsync: [] as number[], crabbox: [] as number[] }
+      for (let i = 0; i < RUNS; i++) {
+        same.rsync.push(await rsync(rsyncDest))
+        same.crabbox.push(await crabbox(crabboxDest))
+      }
+      results.push({ scenario: 'no-change', rsync: median(same.rsync), crabbox: median(same.crabbox) })
 
-    const rsyncDest = `${host.home}/rsync-warm`
-    const crabboxDest = `${host.home}/crabbox-warm`
-    await rsync(rsyncDest)
-    await crabbox(crabboxDest)
-    const same = { rsync: [] as number[], crabbox: [] as number[] }
-    for (let i = 0; i < RUNS; i++) {
-      same.rsync.push(await rsync(rsyncDest))
-      same.crabbox.push(await crabbox(crabboxDest))
-    }
-    results.push({ scenario: 'no-change', rsync: median(same.rsync), crabbox: median(same.crabbox) })
-
-    const one = { rsync: [] as number[], crabbox: [] as number[] }
-    for (let i = 0; i < RUNS; i++) {
-      // A tracked file, new content every time.
-      writeFileSync(join(repo, 'pkg7/mod7/file287.ts'), `export const edit = '${Date.now()}-${i}'\n`)
-      one.rsync.push(await rsync(rsyncDest))
-      one.crabbox.push(await crabbox(crabboxDest))
-    }
-    results.push({ scenario: 'one-file', rsync: median(one.rsync), crabbox: median(one.crabbox) })
+      const one = { rsync: [] as number[], crabbox: [] as number[] }
+      for (let i = 0; i < RUNS; i++) {
+        // A tracked file, new content every time.
+        writeFileSync(join(repo, 'pkg7/mod7/file287.ts'), `export const edit = '${Date.now()}-${i}'\n`)
+        one.rsync.push(await rsync(rsyncDest))
+        one.crabbox.push(await crabbox(crabboxDest))
+      }
+      results.push({ scenario: 'one-file', rsync: median(one.rsync), crabbox: median(one.crabbox) })
     }
 
     const targets: Record<string, number> = { cold: 1.0, 'no-change': 0.5, 'one-file': 0.7 }
     const { files, bytes } = await buildManifest(repo, config)
-    console.log(`sync bench: ${files} files, ${formatBytes(bytes)}, ${RTT} ms RTT; medians (cold: ${coldRuns} runs, others: ${RUNS})${rsyncRetries ? `; ${rsyncRetries} rsync run(s) retried` : ''}`)
+    console.log(
+      `sync bench: ${files} files, ${formatBytes(bytes)}, ${RTT} ms RTT; medians (cold: ${coldRuns} runs, others: ${RUNS})${rsyncRetries ? `; ${rsyncRetries} rsync run(s) retried` : ''}`,
+    )
     console.log('scenario     rsync -az   crabbox   ratio   target')
     for (const r of results) {
       const ratio = r.crabbox / r.rsync
-      console.log(`${r.scenario.padEnd(12)} ${`${r.rsync.toFixed(0)} ms`.padStart(9)} ${`${r.crabbox.toFixed(0)} ms`.padStart(9)}   ${ratio.toFixed(2)}x   <= ${targets[r.scenario].toFixed(1)}x ${ratio <= targets[r.scenario] ? 'ok' : 'MISSED'}`)
+      console.log(
+        `${r.scenario.padEnd(12)} ${`${r.rsync.toFixed(0)} ms`.padStart(9)} ${`${r.crabbox.toFixed(0)} ms`.padStart(9)}   ${ratio.toFixed(2)}x   <= ${targets[r.scenario].toFixed(1)}x ${ratio <= targets[r.scenario] ? 'ok' : 'MISSED'}`,
+      )
     }
   } finally {
     master.kill()

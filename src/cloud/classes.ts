@@ -22,8 +22,16 @@ const classTypes: Record<CloudProviderName, Record<MachineClass, readonly string
     fast: ['c7a.16xlarge', 'c7i.16xlarge', 'm7a.16xlarge', 'm7i.16xlarge', 'c7a.12xlarge', 'c7a.8xlarge'],
     large: ['c7a.24xlarge', 'c7i.24xlarge', 'm7a.24xlarge', 'm7i.24xlarge', 'r7a.24xlarge', 'c7a.16xlarge', 'c7a.12xlarge'],
     beast: [
-      'c7a.48xlarge', 'c7i.48xlarge', 'm7a.48xlarge', 'm7i.48xlarge', 'r7a.48xlarge',
-      'c7a.32xlarge', 'c7i.32xlarge', 'm7a.32xlarge', 'c7a.24xlarge', 'c7a.16xlarge',
+      'c7a.48xlarge',
+      'c7i.48xlarge',
+      'm7a.48xlarge',
+      'm7i.48xlarge',
+      'r7a.48xlarge',
+      'c7a.32xlarge',
+      'c7i.32xlarge',
+      'm7a.32xlarge',
+      'c7a.24xlarge',
+      'c7a.16xlarge',
     ],
   },
 }
@@ -51,8 +59,13 @@ export function unsupportedTargetMessage(provider: CloudProviderName, target: st
 const staticHourlyUSD: Record<CloudProviderName, Record<string, number>> = {
   hetzner: { cx53: 0.08, cpx62: 0.18, ccx33: 0.36, ccx43: 0.54, ccx53: 0.72, ccx63: 1.08 },
   aws: {
-    'c7a.4xlarge': 0.75, 'c7a.8xlarge': 1.5, 'c7a.12xlarge': 2.25, 'c7a.16xlarge': 3.0,
-    'c7a.24xlarge': 4.5, 'c7a.32xlarge': 6.0, 'c7a.48xlarge': 9.0,
+    'c7a.4xlarge': 0.75,
+    'c7a.8xlarge': 1.5,
+    'c7a.12xlarge': 2.25,
+    'c7a.16xlarge': 3.0,
+    'c7a.24xlarge': 4.5,
+    'c7a.32xlarge': 6.0,
+    'c7a.48xlarge': 9.0,
   },
 }
 

@@ -137,7 +137,8 @@ export function cleanupDecision(machine: CloudMachine, now: Date, safetyWindowMs
 }
 
 /** Errors from a cloud API, classified so callers decide between fallback, retry and failure. */
-export type CloudErrorCategory = 'capacity' | 'quota' | 'unsupported' | 'rate_limit' | 'transient' | 'not_found' | 'conflict' | 'auth' | 'fatal'
+export type CloudErrorCategory =
+  'capacity' | 'quota' | 'unsupported' | 'rate_limit' | 'transient' | 'not_found' | 'conflict' | 'auth' | 'fatal'
 
 export class CloudApiError extends Error {
   constructor(
@@ -187,7 +188,13 @@ export async function waitForAddress(
   const deadline = Date.now() + options.addressTimeoutMs
   let current = machine
   for (let polls = 0; !current.host; polls++) {
-    if (Date.now() > deadline) throw new CloudApiError(machine.provider, 'transient', 'timeout', `${describe} has no public IPv4 after ${Math.round(options.addressTimeoutMs / 1000)} s`)
+    if (Date.now() > deadline)
+      throw new CloudApiError(
+        machine.provider,
+        'transient',
+        'timeout',
+        `${describe} has no public IPv4 after ${Math.round(options.addressTimeoutMs / 1000)} s`,
+      )
     await options.sleep(polls === 0 ? Math.min(1_000, options.pollIntervalMs) : options.pollIntervalMs)
     current = await look()
   }
@@ -231,7 +238,14 @@ export async function timedFetch(
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       controller.abort()
-      reject(new CloudApiError(provider, 'transient', 'timeout', `${request.method} ${new URL(request.url).pathname} timed out after ${timeoutMs} ms`))
+      reject(
+        new CloudApiError(
+          provider,
+          'transient',
+          'timeout',
+          `${request.method} ${new URL(request.url).pathname} timed out after ${timeoutMs} ms`,
+        ),
+      )
     }, timeoutMs)
   })
   try {

@@ -39,7 +39,9 @@ export interface XmlNode {
 const entities: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" }
 const decode = (text: string) =>
   text.replace(/&(#x[0-9a-f]+|#\d+|\w+);/gi, (whole, name: string) =>
-    name[0] === '#' ? String.fromCodePoint(name[1].toLowerCase() === 'x' ? parseInt(name.slice(2), 16) : Number(name.slice(1))) : (entities[name] ?? whole),
+    name[0] === '#'
+      ? String.fromCodePoint(name[1].toLowerCase() === 'x' ? parseInt(name.slice(2), 16) : Number(name.slice(1)))
+      : (entities[name] ?? whole),
   )
 
 /** Enough XML for EC2 replies: elements and text; attributes, comments and declarations are skipped. */
@@ -126,7 +128,14 @@ export function createEc2Api(options: Ec2Options) {
   const signer = (region: string) => {
     let client = signers.get(region)
     if (!client) {
-      client = new AwsClient({ accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey, sessionToken: options.sessionToken, service: 'ec2', region, retries: 0 })
+      client = new AwsClient({
+        accessKeyId: options.accessKeyId,
+        secretAccessKey: options.secretAccessKey,
+        sessionToken: options.sessionToken,
+        service: 'ec2',
+        region,
+        retries: 0,
+      })
       signers.set(region, client)
     }
     return client
@@ -155,7 +164,12 @@ export function createEc2Api(options: Ec2Options) {
 
   return {
     call,
-    options: { ...options, pollIntervalMs: options.pollIntervalMs ?? 5_000, addressTimeoutMs: options.addressTimeoutMs ?? 600_000, sleep: options.sleep ?? realSleep },
+    options: {
+      ...options,
+      pollIntervalMs: options.pollIntervalMs ?? 5_000,
+      addressTimeoutMs: options.addressTimeoutMs ?? 600_000,
+      sleep: options.sleep ?? realSleep,
+    },
   }
 }
 
@@ -206,7 +220,8 @@ async function describeAwsMachines(api: Ec2Api, region: string, filters: Record<
       values.forEach((value, j) => (params[`Filter.${i + 1}.Value.${j + 1}`] = value))
     })
     const root = await withRetries(() => api.call(region, 'DescribeInstances', params), retry(api))
-    for (const reservation of xmlItems(root, 'reservationSet')) for (const item of xmlItems(reservation, 'instancesSet')) machines.push(toCloudMachine(item, region))
+    for (const reservation of xmlItems(root, 'reservationSet'))
+      for (const item of xmlItems(reservation, 'instancesSet')) machines.push(toCloudMachine(item, region))
     nextToken = xmlText(root, 'nextToken') || undefined
   } while (nextToken)
   return machines
@@ -249,7 +264,14 @@ export interface AwsCreateInput {
 
 async function latestUbuntuAmi(api: Ec2Api, region: string): Promise<string> {
   const root = await withRetries(
-    () => api.call(region, 'DescribeImages', { 'Owner.1': UBUNTU_OWNER, 'Filter.1.Name': 'name', 'Filter.1.Value.1': UBUNTU_AMI_NAME, 'Filter.2.Name': 'state', 'Filter.2.Value.1': 'available' }),
+    () =>
+      api.call(region, 'DescribeImages', {
+        'Owner.1': UBUNTU_OWNER,
+        'Filter.1.Name': 'name',
+        'Filter.1.Value.1': UBUNTU_AMI_NAME,
+        'Filter.2.Name': 'state',
+        'Filter.2.Value.1': 'available',
+      }),
     retry(api),
   )
   const images = xmlItems(root, 'imagesSet').map((i) => ({ id: xmlText(i, 'imageId') ?? '', created: xmlText(i, 'creationDate') ?? '' }))
@@ -260,11 +282,23 @@ async function latestUbuntuAmi(api: Ec2Api, region: string): Promise<string> {
 
 async function ensureSecurityGroup(api: Ec2Api, region: string, input: AwsCreateInput): Promise<string> {
   if (input.securityGroupId) return input.securityGroupId
-  if (input.subnetId) throw new CloudApiError('aws', 'fatal', 'config', 'aws.subnetId needs aws.securityGroupId too: crabbox only creates its security group in the default VPC')
-  const found = await withRetries(() => api.call(region, 'DescribeSecurityGroups', { 'Filter.1.Name': 'group-name', 'Filter.1.Value.1': SECURITY_GROUP_NAME }), retry(api))
+  if (input.subnetId)
+    throw new CloudApiError(
+      'aws',
+      'fatal',
+      'config',
+      'aws.subnetId needs aws.securityGroupId too: crabbox only creates its security group in the default VPC',
+    )
+  const found = await withRetries(
+    () => api.call(region, 'DescribeSecurityGroups', { 'Filter.1.Name': 'group-name', 'Filter.1.Value.1': SECURITY_GROUP_NAME }),
+    retry(api),
+  )
   const existing = xmlText(xmlItems(found, 'securityGroupInfo')[0], 'groupId')
   if (existing) return existing
-  const created = await api.call(region, 'CreateSecurityGroup', { GroupName: SECURITY_GROUP_NAME, GroupDescription: 'crabbox runners: SSH only' })
+  const created = await api.call(region, 'CreateSecurityGroup', {
+    GroupName: SECURITY_GROUP_NAME,
+    GroupDescription: 'crabbox runners: SSH only',
+  })
   const groupId = xmlText(created, 'groupId') ?? ''
   const cidrs = input.sshCIDRs.length ? input.sshCIDRs : ['0.0.0.0/0']
   const params: Ec2Params = { GroupId: groupId }
@@ -299,9 +333,11 @@ export function waitForAwsAddress(api: Ec2Api, machine: CloudMachine): Promise<C
   return waitForAddress(machine, api.options, `EC2 instance ${machine.id}`, async () => {
     const root = await withRetries(() => api.call(machine.region!, 'DescribeInstances', { 'InstanceId.1': machine.id }), retry(api))
     const item = xmlItems(xmlItems(root, 'reservationSet')[0], 'instancesSet')[0]
-    if (!item) throw new CloudApiError('aws', 'not_found', 'InvalidInstanceID.NotFound', `EC2 instance ${machine.id} disappeared while starting`)
+    if (!item)
+      throw new CloudApiError('aws', 'not_found', 'InvalidInstanceID.NotFound', `EC2 instance ${machine.id} disappeared while starting`)
     const current = toCloudMachine(item, machine.region!)
-    if (current.status === 'terminated' || current.status === 'shutting-down') throw new CloudApiError('aws', 'capacity', 'terminated', `EC2 instance ${machine.id} was terminated while starting`)
+    if (current.status === 'terminated' || current.status === 'shutting-down')
+      throw new CloudApiError('aws', 'capacity', 'terminated', `EC2 instance ${machine.id} was terminated while starting`)
     return current
   })
 }
@@ -329,7 +365,10 @@ export async function createAwsMachine(api: Ec2Api, input: AwsCreateInput): Prom
           try {
             keyRegions.add(region)
             await withRetries(() => importKey(api, region, input), retry(api))
-            setup = { ami: input.ami || (await latestUbuntuAmi(api, region)), securityGroupId: await ensureSecurityGroup(api, region, input) }
+            setup = {
+              ami: input.ami || (await latestUbuntuAmi(api, region)),
+              securityGroupId: await ensureSecurityGroup(api, region, input),
+            }
           } catch (error) {
             if (!(error instanceof CloudApiError) || error.category === 'auth' || error.code === 'config') throw error
             setup = error
@@ -355,7 +394,7 @@ export async function createAwsMachine(api: Ec2Api, input: AwsCreateInput): Prom
             'BlockDeviceMapping.1.Ebs.DeleteOnTermination': true,
             'BlockDeviceMapping.1.Ebs.Encrypted': true,
             'IamInstanceProfile.Name': input.instanceProfile || undefined,
-            'InstanceInitiatedShutdownBehavior': 'terminate',
+            InstanceInitiatedShutdownBehavior: 'terminate',
             ...(input.subnetId
               ? {
                   'NetworkInterface.1.DeviceIndex': 0,
@@ -428,12 +467,16 @@ async function deleteAwsKey(api: Ec2Api, region: string, keyName: string): Promi
  * an instance whose launch reply was lost goes too) and deletes its key pair.
  * Already-terminated instances count as deleted.
  */
-export async function deleteAwsMachine(api: Ec2Api, target: { id?: string; region?: string; regions: string[]; leaseId: string; keyName?: string }): Promise<void> {
+export async function deleteAwsMachine(
+  api: Ec2Api,
+  target: { id?: string; region?: string; regions: string[]; leaseId: string; keyName?: string },
+): Promise<void> {
   const byRegion = new Map<string, Set<string>>()
   const add = (region: string, id: string) => byRegion.set(region, (byRegion.get(region) ?? new Set()).add(id))
   if (target.id && target.region) add(target.region, target.id)
   const regions = [...new Set([...(target.region ? [target.region] : []), ...target.regions])]
-  for (const region of regions) for (const m of await describeAwsMachines(api, region, { 'tag:lease': [target.leaseId], 'tag:crabbox': ['true'] })) add(region, m.id)
+  for (const region of regions)
+    for (const m of await describeAwsMachines(api, region, { 'tag:lease': [target.leaseId], 'tag:crabbox': ['true'] })) add(region, m.id)
   for (const [region, ids] of byRegion) {
     for (const id of ids) {
       await withRetries(async () => {
@@ -452,10 +495,18 @@ export async function deleteAwsMachine(api: Ec2Api, target: { id?: string; regio
 /** Worst current spot price (USD/hour) across the region's zones for a Linux instance type. */
 export async function awsSpotHourlyUSD(api: Ec2Api, region: string, instanceType: string, now = new Date()): Promise<number | undefined> {
   const root = await withRetries(
-    () => api.call(region, 'DescribeSpotPriceHistory', { 'InstanceType.1': instanceType, 'ProductDescription.1': 'Linux/UNIX', StartTime: now.toISOString(), MaxResults: 100 }),
+    () =>
+      api.call(region, 'DescribeSpotPriceHistory', {
+        'InstanceType.1': instanceType,
+        'ProductDescription.1': 'Linux/UNIX',
+        StartTime: now.toISOString(),
+        MaxResults: 100,
+      }),
     retry(api),
   )
-  const prices = xmlItems(root, 'spotPriceHistorySet').map((i) => Number(xmlText(i, 'spotPrice'))).filter((n) => Number.isFinite(n) && n > 0)
+  const prices = xmlItems(root, 'spotPriceHistorySet')
+    .map((i) => Number(xmlText(i, 'spotPrice')))
+    .filter((n) => Number.isFinite(n) && n > 0)
   return prices.length ? Math.max(...prices) : undefined
 }
 
@@ -473,7 +524,9 @@ export function awsMarkets(market: 'spot' | 'on-demand' | undefined, fallback: s
 }
 
 /** The configured region first, then the capacity regions, without repeats. */
-export const awsRegions = (primary: string, extra: string[] = []): string[] => [...new Set([primary, ...extra].map((r) => r.trim()).filter(Boolean))]
+export const awsRegions = (primary: string, extra: string[] = []): string[] => [
+  ...new Set([primary, ...extra].map((r) => r.trim()).filter(Boolean)),
+]
 
 /** Heartbeat for a direct-mode lease: moves the `expires_at` tag forward (never past the TTL). */
 export async function touchAwsMachine(api: Ec2Api, region: string, id: string, now = new Date()): Promise<void> {
@@ -483,7 +536,14 @@ export async function touchAwsMachine(api: Ec2Api, region: string, id: string, n
   const labels = touchedLabels(toCloudMachine(item, region).labels, now)
   if (!labels) return
   await withRetries(
-    () => api.call(region, 'CreateTags', { 'ResourceId.1': id, 'Tag.1.Key': 'last_touched_at', 'Tag.1.Value': labels.last_touched_at, 'Tag.2.Key': 'expires_at', 'Tag.2.Value': labels.expires_at }),
+    () =>
+      api.call(region, 'CreateTags', {
+        'ResourceId.1': id,
+        'Tag.1.Key': 'last_touched_at',
+        'Tag.1.Value': labels.last_touched_at,
+        'Tag.2.Key': 'expires_at',
+        'Tag.2.Value': labels.expires_at,
+      }),
     retry(api),
   )
 }

@@ -34,9 +34,7 @@ const ServerSchema = v.looseObject({
   datacenter: v.nullish(v.looseObject({ location: v.looseObject({ name: v.string() }) })),
 })
 const SshKeySchema = v.looseObject({ id: v.number(), name: v.string(), public_key: v.string(), labels: Labels })
-const Pagination = v.optional(
-  v.looseObject({ pagination: v.optional(v.looseObject({ next_page: v.nullish(v.number()) })) }),
-)
+const Pagination = v.optional(v.looseObject({ pagination: v.optional(v.looseObject({ next_page: v.nullish(v.number()) })) }))
 const ServerReply = v.looseObject({ server: ServerSchema })
 const ServersReply = v.looseObject({ servers: v.array(ServerSchema), meta: Pagination })
 const SshKeyReply = v.looseObject({ ssh_key: SshKeySchema })
@@ -103,7 +101,12 @@ export function createHetznerApi(options: HetznerOptions) {
   const fetchImpl = options.fetch ?? ((request: Request) => fetch(request))
   const timeoutMs = options.timeoutMs ?? 30_000
 
-  async function call<S extends v.GenericSchema>(method: string, path: string, schema: S | undefined, body?: unknown): Promise<v.InferOutput<S>> {
+  async function call<S extends v.GenericSchema>(
+    method: string,
+    path: string,
+    schema: S | undefined,
+    body?: unknown,
+  ): Promise<v.InferOutput<S>> {
     const request = new Request(`${base}${path}`, {
       method,
       headers: { authorization: `Bearer ${options.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
@@ -116,13 +119,20 @@ export function createHetznerApi(options: HetznerOptions) {
       return undefined as v.InferOutput<S>
     }
     const parsed = v.safeParse(schema, await response.json().catch(() => undefined))
-    if (!parsed.success) throw new CloudApiError('hetzner', 'transient', 'bad_reply', `Hetzner ${method} ${path}: unexpected reply (${parsed.issues[0].message})`, response.status)
+    if (!parsed.success)
+      throw new CloudApiError(
+        'hetzner',
+        'transient',
+        'bad_reply',
+        `Hetzner ${method} ${path}: unexpected reply (${parsed.issues[0].message})`,
+        response.status,
+      )
     return parsed.output
   }
 
   async function paged<T>(path: string, pick: (page: number) => Promise<{ items: T[]; next?: number | null }>): Promise<T[]> {
     const all: T[] = []
-    for (let page: number | null | undefined = 1; page; ) {
+    for (let page: number | null | undefined = 1; page;) {
       const result = await pick(page)
       all.push(...result.items)
       page = result.next
@@ -134,13 +144,18 @@ export function createHetznerApi(options: HetznerOptions) {
     getServer: async (id: string | number) => (await call('GET', `/servers/${id}`, ServerReply)).server,
     listServers: (labelSelector: string) =>
       paged('/servers', async (page) => {
-        const reply = await call('GET', `/servers?label_selector=${encodeURIComponent(labelSelector)}&per_page=50&page=${page}`, ServersReply)
+        const reply = await call(
+          'GET',
+          `/servers?label_selector=${encodeURIComponent(labelSelector)}&per_page=50&page=${page}`,
+          ServersReply,
+        )
         return { items: reply.servers, next: reply.meta?.pagination?.next_page }
       }),
     createServer: async (body: Record<string, unknown>) => (await call('POST', '/servers', ServerReply, body)).server,
     deleteServer: (id: string | number) => call('DELETE', `/servers/${id}`, undefined),
     /** PUT replaces the whole label set. */
-    updateServerLabels: async (id: string | number, labels: Record<string, string>) => (await call('PUT', `/servers/${id}`, ServerReply, { labels })).server,
+    updateServerLabels: async (id: string | number, labels: Record<string, string>) =>
+      (await call('PUT', `/servers/${id}`, ServerReply, { labels })).server,
     findSshKey: async (name: string) => (await call('GET', `/ssh_keys?name=${encodeURIComponent(name)}`, SshKeysReply)).ssh_keys[0],
     listSshKeys: () =>
       paged('/ssh_keys', async (page) => {
@@ -150,8 +165,14 @@ export function createHetznerApi(options: HetznerOptions) {
     createSshKey: async (body: { name: string; public_key: string; labels: Record<string, string> }) =>
       (await call('POST', '/ssh_keys', SshKeyReply, body)).ssh_key,
     deleteSshKey: (id: number) => call('DELETE', `/ssh_keys/${id}`, undefined),
-    serverType: async (name: string) => (await call('GET', `/server_types?name=${encodeURIComponent(name)}`, ServerTypesReply)).server_types[0],
-    options: { ...options, pollIntervalMs: options.pollIntervalMs ?? 2_000, addressTimeoutMs: options.addressTimeoutMs ?? 120_000, sleep: options.sleep ?? realSleep },
+    serverType: async (name: string) =>
+      (await call('GET', `/server_types?name=${encodeURIComponent(name)}`, ServerTypesReply)).server_types[0],
+    options: {
+      ...options,
+      pollIntervalMs: options.pollIntervalMs ?? 2_000,
+      addressTimeoutMs: options.addressTimeoutMs ?? 120_000,
+      sleep: options.sleep ?? realSleep,
+    },
   }
 }
 
@@ -192,7 +213,11 @@ async function ensureSshKey(api: HetznerApi, name: string, publicKey: string, la
     throw new CloudApiError('hetzner', 'conflict', 'uniqueness_error', `Hetzner SSH key ${name} already exists with a different public key`)
   }
   try {
-    return await api.createSshKey({ name, public_key: publicKey.trim(), labels: { crabbox: 'true', created_by: 'crabbox', lease: labels.lease ?? 'unknown' } })
+    return await api.createSshKey({
+      name,
+      public_key: publicKey.trim(),
+      labels: { crabbox: 'true', created_by: 'crabbox', lease: labels.lease ?? 'unknown' },
+    })
   } catch (error) {
     // Hetzner refuses a second key with the same fingerprint: reuse the stored one (it is not ours to delete).
     if (!(error instanceof CloudApiError && error.category === 'conflict')) throw error
@@ -247,7 +272,10 @@ export async function createHetznerMachine(api: HetznerApi, input: HetznerCreate
   const existing = await findHetznerMachine(api, input.leaseId)
   if (existing) return { machine: await waitForHetznerAddress(api, existing), attempts: [], adopted: true }
 
-  const key = await withRetries(() => ensureSshKey(api, input.keyName, input.sshPublicKey, input.labels), { ...retry, sleep: api.options.sleep })
+  const key = await withRetries(() => ensureSshKey(api, input.keyName, input.sshPublicKey, input.labels), {
+    ...retry,
+    sleep: api.options.sleep,
+  })
   const attempts: ProvisioningAttempt[] = []
   try {
     for (const serverType of input.serverTypes) {
@@ -300,15 +328,18 @@ export async function createHetznerMachine(api: HetznerApi, input: HetznerCreate
 /** Deletes a per-lease key by name; other names are never touched. Already gone is fine. */
 async function deleteHetznerKey(api: HetznerApi, keyName: string): Promise<void> {
   if (!isLeaseKeyName(keyName)) return
-  await withRetries(async () => {
-    const key = await api.findSshKey(keyName)
-    if (!key) return
-    try {
-      await api.deleteSshKey(key.id)
-    } catch (error) {
-      if (!(error instanceof CloudApiError && error.category === 'not_found')) throw error
-    }
-  }, { ...retry, sleep: api.options.sleep })
+  await withRetries(
+    async () => {
+      const key = await api.findSshKey(keyName)
+      if (!key) return
+      try {
+        await api.deleteSshKey(key.id)
+      } catch (error) {
+        if (!(error instanceof CloudApiError && error.category === 'not_found')) throw error
+      }
+    },
+    { ...retry, sleep: api.options.sleep },
+  )
 }
 
 /**
@@ -319,21 +350,33 @@ async function deleteHetznerKey(api: HetznerApi, keyName: string): Promise<void>
 export async function deleteHetznerMachine(api: HetznerApi, target: { id?: string; leaseId: string; keyName?: string }): Promise<void> {
   const ids = new Set<string>()
   if (target.id) ids.add(target.id)
-  for (const server of await withRetries(() => api.listServers(`crabbox=true,lease=${target.leaseId}`), { ...retry, sleep: api.options.sleep })) ids.add(String(server.id))
+  for (const server of await withRetries(() => api.listServers(`crabbox=true,lease=${target.leaseId}`), {
+    ...retry,
+    sleep: api.options.sleep,
+  }))
+    ids.add(String(server.id))
   for (const id of ids) {
-    await withRetries(async () => {
-      try {
-        await api.deleteServer(id)
-      } catch (error) {
-        if (!(error instanceof CloudApiError && error.category === 'not_found')) throw error
-      }
-    }, { ...retry, sleep: api.options.sleep })
+    await withRetries(
+      async () => {
+        try {
+          await api.deleteServer(id)
+        } catch (error) {
+          if (!(error instanceof CloudApiError && error.category === 'not_found')) throw error
+        }
+      },
+      { ...retry, sleep: api.options.sleep },
+    )
   }
   await deleteHetznerKey(api, target.keyName ?? providerKeyName(target.leaseId))
 }
 
 /** Live hourly price in USD: gross EUR for the location (or the first listed) × the EUR→USD rate. */
-export async function hetznerHourlyUSD(api: HetznerApi, serverType: string, location: string, eurToUsd: number): Promise<number | undefined> {
+export async function hetznerHourlyUSD(
+  api: HetznerApi,
+  serverType: string,
+  location: string,
+  eurToUsd: number,
+): Promise<number | undefined> {
   const type = await withRetries(() => api.serverType(serverType), { ...retry, sleep: api.options.sleep })
   const price = type?.prices.find((p) => p.location === location) ?? type?.prices[0]
   const eur = Number(price?.price_hourly.gross)

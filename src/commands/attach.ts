@@ -21,7 +21,12 @@ export default class Attach extends BaseCommand<typeof Attach> {
     const { args, flags } = await this.parse(Attach)
     const pollMs = parseDuration(flags.poll)
     const debug = flags.debug ? (message: string) => void process.stderr.write(`[crabbox] ${message}\n`) : undefined
-    const result = await attachRun(await this.context(), args.run, { after: flags.after, pollMs: Math.max(50, pollMs), quiet: this.jsonEnabled(), debug })
+    const result = await attachRun(await this.context(), args.run, {
+      after: flags.after,
+      pollMs: Math.max(50, pollMs),
+      quiet: this.jsonEnabled(),
+      debug,
+    })
     if (!this.jsonEnabled() && result.exitCode !== 0) throw new RemoteExit(result.exitCode)
     return result
   }

@@ -20,7 +20,8 @@ export default class Doctor extends BaseCommand<typeof Doctor> {
     }
     process.stdout.write(renderDoctorReport(report))
     const problems = report.checks.filter((check) => !check.ok).length
-    if (problems > 0) throw new CrabboxError(`doctor found ${problems} problem${problems === 1 ? '' : 's'}`, { exit: 'error', code: 'doctor' })
+    if (problems > 0)
+      throw new CrabboxError(`doctor found ${problems} problem${problems === 1 ? '' : 's'}`, { exit: 'error', code: 'doctor' })
     return report
   }
 }

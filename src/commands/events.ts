@@ -6,11 +6,18 @@ import { formatEvent } from '../ui/history.js'
 
 export default class Events extends BaseCommand<typeof Events> {
   static override summary = "List a run's recorded events (one page)"
-  static override examples = ['<%= config.bin %> events run_0123456789ab', '<%= config.bin %> events run_0123456789ab --after 100 --limit 50 --json']
+  static override examples = [
+    '<%= config.bin %> events run_0123456789ab',
+    '<%= config.bin %> events run_0123456789ab --after 100 --limit 50 --json',
+  ]
   static override args = { run: Args.string({ description: 'Run ID (run_…)', required: true }) }
   static override flags = {
     after: Flags.integer({ description: 'Only events after this sequence number', default: 0, min: 0 }),
-    limit: Flags.integer({ description: `At most this many events (max ${RUN_LIMITS.eventsPageMax})`, default: RUN_LIMITS.eventsPageDefault, min: 1 }),
+    limit: Flags.integer({
+      description: `At most this many events (max ${RUN_LIMITS.eventsPageMax})`,
+      default: RUN_LIMITS.eventsPageDefault,
+      min: 1,
+    }),
   }
 
   async run(): Promise<{ events: RunEventRecord[] }> {

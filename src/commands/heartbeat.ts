@@ -6,7 +6,10 @@ import { heartbeatCommand, type BeatResult } from '../services/heartbeat.js'
 
 export default class Heartbeat extends BaseCommand<typeof Heartbeat> {
   static override summary = 'Mark a lease active now (work done over plain ssh) and print its new expiry'
-  static override examples = ['<%= config.bin %> heartbeat --id blue-crab', '<%= config.bin %> heartbeat --id cbx_0123456789ab --idle-timeout 2h --json']
+  static override examples = [
+    '<%= config.bin %> heartbeat --id blue-crab',
+    '<%= config.bin %> heartbeat --id cbx_0123456789ab --idle-timeout 2h --json',
+  ]
   static override flags = {
     id: Flags.string({ description: 'Lease ID or slug', required: true }),
     'idle-timeout': durationFlag({ description: 'Also set the idle timeout, e.g. 45m' }),
@@ -14,7 +17,11 @@ export default class Heartbeat extends BaseCommand<typeof Heartbeat> {
 
   async run(): Promise<BeatResult> {
     const { flags } = await this.parse(Heartbeat)
-    const result = await heartbeatCommand(await this.context(), flags.id, flags['idle-timeout'] === undefined ? undefined : parseDuration(flags['idle-timeout']))
+    const result = await heartbeatCommand(
+      await this.context(),
+      flags.id,
+      flags['idle-timeout'] === undefined ? undefined : parseDuration(flags['idle-timeout']),
+    )
     if (!this.jsonEnabled()) {
       const idle = result.idleTimeoutSeconds === undefined ? '' : ` idle_timeout=${result.idleTimeoutSeconds}s`
       this.log(`${result.leaseID} expires=${result.expiresAt ?? 'unknown'}${idle}`)

@@ -12,7 +12,10 @@ export default class List extends BaseCommand<typeof List> {
     const leases = await listLeases(await this.context(flags))
     if (!this.jsonEnabled()) {
       if (leases.length === 0) this.log('no active leases')
-      for (const l of leases) this.log(`${l.id}  ${l.slug}  ${l.provider}  ${l.user}@${l.host}:${l.port}  ${l.state}${l.keep ? '  keep' : ''}${l.expiresAt ? `  expires=${l.expiresAt}` : ''}`)
+      for (const l of leases)
+        this.log(
+          `${l.id}  ${l.slug}  ${l.provider}  ${l.user}@${l.host}:${l.port}  ${l.state}${l.keep ? '  keep' : ''}${l.expiresAt ? `  expires=${l.expiresAt}` : ''}`,
+        )
     }
     return leases
   }

@@ -25,7 +25,9 @@ export default class Login extends BaseCommand<typeof Login> {
     const result = await login(await this.context(), { url: flags.url, provider: flags.provider, token, noBrowser: flags['no-browser'] })
     if (!this.jsonEnabled()) {
       const { identity } = result
-      this.log(`logged in broker=${result.broker} provider=${result.provider ?? '-'} user=${identity.owner} org=${identity.org} config=${result.config}`)
+      this.log(
+        `logged in broker=${result.broker} provider=${result.provider ?? '-'} user=${identity.owner} org=${identity.org} config=${result.config}`,
+      )
     }
     return result
   }

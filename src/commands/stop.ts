@@ -12,7 +12,8 @@ export default class Stop extends BaseCommand<typeof Stop> {
   async run(): Promise<StopResult> {
     const { args, flags } = await this.parse(this.ctor as typeof Stop)
     const result = await stopLease(requireId(args.lease ?? flags.id), await this.context(flags))
-    if (!this.jsonEnabled()) this.log(result.released ? `released ${result.id}${result.slug ? ` (${result.slug})` : ''}` : `${result.id} is already released`)
+    if (!this.jsonEnabled())
+      this.log(result.released ? `released ${result.id}${result.slug ? ` (${result.slug})` : ''}` : `${result.id} is already released`)
     return result
   }
 }

@@ -8,7 +8,11 @@ export default class Warmup extends BaseCommand<typeof Warmup> {
   static override examples = ['<%= config.bin %> warmup', '<%= config.bin %> warmup --provider static --json']
   static override flags = {
     ...leaseFlags,
-    keep: Flags.boolean({ description: 'Keep the lease after warmup (--no-keep releases it on failure only)', default: true, allowNo: true }),
+    keep: Flags.boolean({
+      description: 'Keep the lease after warmup (--no-keep releases it on failure only)',
+      default: true,
+      allowNo: true,
+    }),
   }
 
   async run(): Promise<LeaseView> {

@@ -9,7 +9,9 @@ export default class Whoami extends BaseCommand<typeof Whoami> {
   async run(): Promise<WhoamiResult> {
     const result = await whoami(await this.context())
     if (!this.jsonEnabled()) {
-      this.log(`user=${result.owner} org=${result.org} auth=${result.auth}${result.login ? ` login=${result.login}` : ''} broker=${result.broker}`)
+      this.log(
+        `user=${result.owner} org=${result.org} auth=${result.auth}${result.login ? ` login=${result.login}` : ''} broker=${result.broker}`,
+      )
     }
     return result
   }

@@ -146,7 +146,13 @@ function envLayer(env: NodeJS.ProcessEnv): { layer: FileConfig; names: Map<strin
       if (!/^\d+$/.test(text)) throw invalid(name, 'a whole number')
       value = Number(text)
     } else if (kind === 'csv' || kind === 'ports') {
-      value = kind === 'ports' && text === 'none' ? [] : text.split(',').map((item) => item.trim()).filter(Boolean)
+      value =
+        kind === 'ports' && text === 'none'
+          ? []
+          : text
+              .split(',')
+              .map((item) => item.trim())
+              .filter(Boolean)
     }
     names.set(path, name)
     setIn(data, path, value)
@@ -178,7 +184,10 @@ function flagLayer(flags: Partial<Record<string, unknown>>): { layer: FileConfig
     () => undefined,
     (path, issue) => {
       const flag = names.get(dotted(path)) ?? dotted(path)
-      throw new CrabboxError(`invalid ${flag}: ${describeIssue(issue)}`, { exit: 'usage', hint: `Run with --help to see what ${flag} accepts.` })
+      throw new CrabboxError(`invalid ${flag}: ${describeIssue(issue)}`, {
+        exit: 'usage',
+        hint: `Run with --help to see what ${flag} accepts.`,
+      })
     },
   )
   return { layer, names }
@@ -225,7 +234,9 @@ function applyLayer(config: Config, layer: FileConfig, label: (path: string) => 
   const added = [...(exclude ?? []), ...(excludes ?? [])]
   if (added.length > 0) {
     config.sync.exclude = [...config.sync.exclude, ...added]
-    config.sources['sync.exclude'] = config.sources['sync.exclude'] ? `${config.sources['sync.exclude']} + ${label('sync.exclude')}` : label('sync.exclude')
+    config.sources['sync.exclude'] = config.sources['sync.exclude']
+      ? `${config.sources['sync.exclude']} + ${label('sync.exclude')}`
+      : label('sync.exclude')
   }
 }
 
@@ -241,10 +252,11 @@ async function gitRoot(cwd: string): Promise<string> {
   }
 }
 
-const exists = (path: string) => access(path).then(
-  () => true,
-  () => false,
-)
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  )
 
 /**
  * Merges every layer into one validated Config. Precedence, highest first:

@@ -8,16 +8,8 @@ import * as v from 'valibot'
  */
 export const DURATION_FORM = 'a duration like 30s, 15m or 2h'
 // A bare YAML number is read as seconds, like `parseDuration` does.
-const Duration = v.pipe(
-  v.union([v.string(), v.number()], DURATION_FORM),
-  v.transform(String),
-  v.check(isDuration, DURATION_FORM),
-)
-const Port = v.pipe(
-  v.union([v.string(), v.number()], 'a TCP port number'),
-  v.transform(String),
-  v.regex(/^\d{1,5}$/, 'a TCP port number'),
-)
+const Duration = v.pipe(v.union([v.string(), v.number()], DURATION_FORM), v.transform(String), v.check(isDuration, DURATION_FORM))
+const Port = v.pipe(v.union([v.string(), v.number()], 'a TCP port number'), v.transform(String), v.regex(/^\d{1,5}$/, 'a TCP port number'))
 const Bool = v.boolean('true or false')
 const Count = v.pipe(v.number('a whole number'), v.integer('a whole number'), v.minValue(0, 'a number of at least 0'))
 
@@ -156,8 +148,24 @@ export interface Config {
   env: { allow: string[] }
   static: { id?: string; name?: string; host?: string; user?: string; port?: string; workRoot?: string }
   hetzner: { location: string; image: string; sshKey?: string; apiUrl?: string }
-  aws: { region: string; ami?: string; securityGroupId?: string; subnetId?: string; instanceProfile?: string; rootGB: number; sshCIDRs: string[]; endpoint?: string }
-  capacity: { market: 'spot' | 'on-demand'; strategy: string; fallback: string; regions: string[]; availabilityZones: string[]; hints: boolean }
+  aws: {
+    region: string
+    ami?: string
+    securityGroupId?: string
+    subnetId?: string
+    instanceProfile?: string
+    rootGB: number
+    sshCIDRs: string[]
+    endpoint?: string
+  }
+  capacity: {
+    market: 'spot' | 'on-demand'
+    strategy: string
+    fallback: string
+    regions: string[]
+    availabilityZones: string[]
+    hints: boolean
+  }
   agent: { idleTimeout: string }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
@@ -193,7 +201,14 @@ export function defaultConfig(): Config {
     static: {},
     hetzner: { location: 'fsn1', image: 'ubuntu-24.04' },
     aws: { region: 'eu-west-1', rootGB: 400, sshCIDRs: [] },
-    capacity: { market: 'spot', strategy: 'most-available', fallback: 'on-demand-after-120s', regions: [], availabilityZones: [], hints: true },
+    capacity: {
+      market: 'spot',
+      strategy: 'most-available',
+      fallback: 'on-demand-after-120s',
+      regions: [],
+      availabilityZones: [],
+      hints: true,
+    },
     agent: { idleTimeout: '10m' },
     sources: {},
   }

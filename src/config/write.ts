@@ -48,7 +48,10 @@ export async function updateUserConfig(mutator: (doc: Document) => void, path = 
  * `undefined` deleting the key (and an emptied section). For example
  * `setUserConfigValues({ 'broker.url': url, 'broker.token': token })`.
  */
-export async function setUserConfigValues(values: Record<string, string | number | boolean | string[] | undefined>, path?: string): Promise<string> {
+export async function setUserConfigValues(
+  values: Record<string, string | number | boolean | string[] | undefined>,
+  path?: string,
+): Promise<string> {
   return updateUserConfig((doc) => {
     for (const [key, value] of Object.entries(values)) {
       const keys = key.split('.')

@@ -23,7 +23,10 @@ export const GithubLoginStartResponse = v.object({
 })
 export type GithubLoginStartResponse = v.InferOutput<typeof GithubLoginStartResponse>
 
-export const GithubLoginPollRequest = v.object({ loginID: v.pipe(v.string(), v.maxLength(64)), pollSecret: v.pipe(v.string(), v.maxLength(1024)) })
+export const GithubLoginPollRequest = v.object({
+  loginID: v.pipe(v.string(), v.maxLength(64)),
+  pollSecret: v.pipe(v.string(), v.maxLength(1024)),
+})
 export type GithubLoginPollRequest = v.InferOutput<typeof GithubLoginPollRequest>
 
 /** 200 pending/complete; 410 `{status:"expired"}` and 400 `{status:"failed",error}` arrive as error replies. */

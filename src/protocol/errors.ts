@@ -55,7 +55,8 @@ export function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string 
     .map((issue) => {
       const path = v.getDotPath(issue)
       // A missing key reads better as "x is required" than as a type mismatch.
-      const message = issue.kind === 'schema' && issue.received === 'undefined' && issue.message.startsWith('Invalid key') ? 'is required' : issue.message
+      const message =
+        issue.kind === 'schema' && issue.received === 'undefined' && issue.message.startsWith('Invalid key') ? 'is required' : issue.message
       return path ? `${path}: ${message}` : message
     })
     .join('; ')

@@ -35,7 +35,22 @@ export function normalizeSlug(input: string): string {
     .replace(/^-+|-+$/g, '')
 }
 
-const ADJECTIVES = ['amber', 'blue', 'brisk', 'coral', 'crimson', 'golden', 'harbor', 'jade', 'pearl', 'quick', 'silver', 'swift', 'tidal', 'violet']
+const ADJECTIVES = [
+  'amber',
+  'blue',
+  'brisk',
+  'coral',
+  'crimson',
+  'golden',
+  'harbor',
+  'jade',
+  'pearl',
+  'quick',
+  'silver',
+  'swift',
+  'tidal',
+  'violet',
+]
 const NOUNS = ['barnacle', 'crab', 'crayfish', 'hermit', 'krill', 'lobster', 'prawn', 'shrimp']
 
 /** The slug a lease gets when none is requested: `cbx_000000000001` → `tidal-lobster`. */

@@ -70,7 +70,9 @@ export function sanitizeTelemetry(input: unknown, now: Date): LeaseTelemetry | u
 export function mergeTelemetrySeries(existing: readonly LeaseTelemetry[], incoming: readonly LeaseTelemetry[]): LeaseTelemetry[] {
   const byTime = new Map<string, LeaseTelemetry>()
   for (const sample of [...existing, ...incoming]) byTime.set(sample.capturedAt, sample)
-  return [...byTime.values()].sort((a, b) => (a.capturedAt < b.capturedAt ? -1 : a.capturedAt > b.capturedAt ? 1 : 0)).slice(-TELEMETRY_SERIES_LIMIT)
+  return [...byTime.values()]
+    .sort((a, b) => (a.capturedAt < b.capturedAt ? -1 : a.capturedAt > b.capturedAt ? 1 : 0))
+    .slice(-TELEMETRY_SERIES_LIMIT)
 }
 
 /** Telemetry as it arrives: any object; fields are sanitized, not rejected. */
@@ -209,7 +211,12 @@ export const ReleaseRequest = v.object({ delete: Flag })
 export type ReleaseRequest = v.InferOutput<typeof ReleaseRequest>
 
 export const SharePutRequest = v.object({
-  users: v.optional(v.pipe(v.record(v.pipe(v.string(), v.maxLength(320)), ShareRole), v.check((u) => Object.keys(u).length <= 100, 'at most 100 users'))),
+  users: v.optional(
+    v.pipe(
+      v.record(v.pipe(v.string(), v.maxLength(320)), ShareRole),
+      v.check((u) => Object.keys(u).length <= 100, 'at most 100 users'),
+    ),
+  ),
   org: v.optional(ShareRole),
 })
 export type SharePutRequest = v.InferOutput<typeof SharePutRequest>
@@ -221,7 +228,15 @@ export const ShareDeleteRequest = v.object({
 export type ShareDeleteRequest = v.InferOutput<typeof ShareDeleteRequest>
 
 const Limit = (max: number) =>
-  v.optional(v.pipe(v.string(), v.regex(/^\d{1,6}$/, 'a positive whole number'), v.transform(Number), v.minValue(1, 'at least 1'), v.transform((n) => Math.min(n, max))))
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^\d{1,6}$/, 'a positive whole number'),
+      v.transform(Number),
+      v.minValue(1, 'at least 1'),
+      v.transform((n) => Math.min(n, max)),
+    ),
+  )
 
 export const LEASE_LIST_DEFAULT_LIMIT = 100
 export const LEASE_LIST_MAX_LIMIT = 500

@@ -134,7 +134,10 @@ const resultText = v.pipe(
   v.transform((value) => (absent(value) ? truncateUtf8(value, RUN_LIMITS.resultText) : undefined)),
 )
 const count = v.nullish(v.number(), 0)
-const requiredText = v.pipe(v.nullish(v.string(), ''), v.transform((value) => truncateUtf8(value, RUN_LIMITS.resultText)))
+const requiredText = v.pipe(
+  v.nullish(v.string(), ''),
+  v.transform((value) => truncateUtf8(value, RUN_LIMITS.resultText)),
+)
 
 const TestFailureInput = v.object({
   suite: requiredText,
@@ -143,12 +146,18 @@ const TestFailureInput = v.object({
   file: resultText,
   message: resultText,
   type: resultText,
-  kind: v.pipe(v.nullish(v.string(), 'failure'), v.transform((value) => (value === 'error' ? ('error' as const) : ('failure' as const)))),
+  kind: v.pipe(
+    v.nullish(v.string(), 'failure'),
+    v.transform((value) => (value === 'error' ? ('error' as const) : ('failure' as const))),
+  ),
 })
 
 /** Finish `results`: bounded (first 50 files, first 100 failures, 4 KiB strings), null arrays → []. */
 const TestResultSummaryInput = v.object({
-  format: v.pipe(v.nullish(v.string(), 'junit'), v.transform((value) => truncateUtf8(value, RUN_LIMITS.eventField))),
+  format: v.pipe(
+    v.nullish(v.string(), 'junit'),
+    v.transform((value) => truncateUtf8(value, RUN_LIMITS.eventField)),
+  ),
   files: v.pipe(
     v.nullish(v.array(v.string()), []),
     v.transform((files) => files.slice(0, RUN_LIMITS.resultFiles).map((file) => truncateUtf8(file, RUN_LIMITS.resultText))),
@@ -240,7 +249,10 @@ export const CreateRunRequest = v.object({
 export type CreateRunRequest = v.InferOutput<typeof CreateRunRequest>
 
 export const RunEventRequest = v.object({
-  type: v.pipe(v.nullish(v.string(), ''), v.transform((value) => truncateUtf8(value.trim(), RUN_LIMITS.eventField) || 'event')),
+  type: v.pipe(
+    v.nullish(v.string(), ''),
+    v.transform((value) => truncateUtf8(value.trim(), RUN_LIMITS.eventField) || 'event'),
+  ),
   phase: field,
   stream: lenientPick(['stdout', 'stderr'] as const),
   message: boundedText(RUN_LIMITS.eventText, false),
@@ -259,7 +271,10 @@ export type RunEventRequest = v.InferOutput<typeof RunEventRequest>
 export const RunTelemetryRequest = v.object({ telemetry: v.looseObject({}, 'an object of telemetry metrics') })
 
 export const FinishRunRequest = v.object({
-  exitCode: v.pipe(v.nullish(v.number(), 1), v.transform((value) => (Number.isFinite(value) ? Math.trunc(value) : 1))),
+  exitCode: v.pipe(
+    v.nullish(v.number(), 1),
+    v.transform((value) => (Number.isFinite(value) ? Math.trunc(value) : 1)),
+  ),
   syncMs: finiteNumber,
   commandMs: finiteNumber,
   log: v.nullish(v.string(), ''),
@@ -269,8 +284,15 @@ export const FinishRunRequest = v.object({
   // Samples inside are sanitised one by one (bad ones dropped), but the container must be an object.
   telemetry: v.nullish(
     v.pipe(
-      v.custom<Record<string, unknown>>((value) => typeof value === 'object' && value !== null && !Array.isArray(value), 'must be a JSON object'),
-      v.transform((value) => ({ start: value.start, end: value.end, samples: Array.isArray(value.samples) ? (value.samples as unknown[]) : [] })),
+      v.custom<Record<string, unknown>>(
+        (value) => typeof value === 'object' && value !== null && !Array.isArray(value),
+        'must be a JSON object',
+      ),
+      v.transform((value) => ({
+        start: value.start,
+        end: value.end,
+        samples: Array.isArray(value.samples) ? (value.samples as unknown[]) : [],
+      })),
     ),
   ),
 })

@@ -12,12 +12,7 @@ export const UsageQuery = v.object({
   scope: v.optional(v.picklist(USAGE_SCOPES, 'user, org or all')),
   owner: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(320))),
   org: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(128))),
-  month: v.optional(
-    v.pipe(
-      v.string(),
-      v.regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'a month like 2026-05'),
-    ),
-  ),
+  month: v.optional(v.pipe(v.string(), v.regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'a month like 2026-05'))),
 })
 export type UsageQuery = v.InferOutput<typeof UsageQuery>
 

@@ -7,7 +7,10 @@ const aliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
 
 /** Cloud providers live in their own modules, loaded only when picked (they pull in API clients). */
 // Literal import() calls, so the build's bundler sees them and keeps them as lazy chunks.
-const lazy: Record<string, () => Promise<Record<string, unknown>>> = { hetzner: () => import('./hetzner.js'), aws: () => import('./aws.js') }
+const lazy: Record<string, () => Promise<Record<string, unknown>>> = {
+  hetzner: () => import('./hetzner.js'),
+  aws: () => import('./aws.js'),
+}
 
 const directProviderNames = ['local', 'ssh', ...Object.keys(lazy)]
 
@@ -27,7 +30,10 @@ export async function directProvider(name: string): Promise<DirectProvider> {
     // Any export that is a DirectProvider with this name will do; the module owns its naming.
     const found = Object.values(module ?? {}).find(
       (value): value is DirectProvider =>
-        typeof value === 'object' && value !== null && (value as DirectProvider).name === canonical && typeof (value as DirectProvider).acquire === 'function',
+        typeof value === 'object' &&
+        value !== null &&
+        (value as DirectProvider).name === canonical &&
+        typeof (value as DirectProvider).acquire === 'function',
     )
     if (found) return found
     throw new CrabboxError(`provider ${canonical} is not available in direct mode in this build`, {

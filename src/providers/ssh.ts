@@ -38,7 +38,8 @@ function staticTarget(config: Config): Omit<Claim, 'keep' | 'createdAt'> {
   }
   const id = config.static.id || `static_${normalizeSlug(host).replace(/-/g, '_')}`
   const key = config.ssh.key || [join(homedir(), '.ssh', 'id_ed25519'), join(homedir(), '.ssh', 'id_rsa')].find((p) => existsSync(p))
-  if (!key) throw new CrabboxError(`no SSH key for ${host}`, { exit: 'usage', hint: 'set ssh.key (or CRABBOX_SSH_KEY) to a key the host accepts' })
+  if (!key)
+    throw new CrabboxError(`no SSH key for ${host}`, { exit: 'usage', hint: 'set ssh.key (or CRABBOX_SSH_KEY) to a key the host accepts' })
   return {
     id,
     slug: normalizeSlug(config.static.name || host),
@@ -57,7 +58,14 @@ function toLease(claim: Claim): Lease {
     id: claim.id,
     slug: claim.slug,
     provider: 'ssh',
-    ssh: { host: claim.host, port: claim.port, fallbackPorts: claim.fallbackPorts, user: claim.user, privateKeyPath: claim.privateKeyPath, knownHostsPath: claim.knownHostsPath },
+    ssh: {
+      host: claim.host,
+      port: claim.port,
+      fallbackPorts: claim.fallbackPorts,
+      user: claim.user,
+      privateKeyPath: claim.privateKeyPath,
+      knownHostsPath: claim.knownHostsPath,
+    },
     workRoot: claim.workRoot,
     serverType: 'static',
     state: 'active',
@@ -91,7 +99,8 @@ export const sshProvider: DirectProvider = {
     const known = claims()
     if (context.config.static.host && !known.some((c) => c.id === idOrSlug || c.slug === normalizeSlug(idOrSlug))) {
       const configured = staticTarget(context.config)
-      if (configured.id === idOrSlug || configured.slug === normalizeSlug(idOrSlug)) return toLease({ ...configured, keep: true, createdAt: new Date().toISOString() })
+      if (configured.id === idOrSlug || configured.slug === normalizeSlug(idOrSlug))
+        return toLease({ ...configured, keep: true, createdAt: new Date().toISOString() })
     }
     return toLease(pickByIdOrSlug(known, idOrSlug, 'ssh'))
   },

@@ -67,7 +67,11 @@ function openBrowser(url: string): boolean {
 }
 
 /** GitHub browser login: start, show/open the URL, poll until the broker hands over a user token. */
-async function githubLogin(context: ServiceContext, broker: string, options: LoginOptions): Promise<{ broker: string; token: string; provider?: string }> {
+async function githubLogin(
+  context: ServiceContext,
+  broker: string,
+  options: LoginOptions,
+): Promise<{ broker: string; token: string; provider?: string }> {
   const secret = randomBytes(32).toString('hex')
   const pollSecretHash = createHash('sha256').update(secret).digest('hex')
   const start = async (base: string) =>
@@ -84,7 +88,9 @@ async function githubLogin(context: ServiceContext, broker: string, options: Log
     started = await start(broker)
   }
   const opened = !options.noBrowser && openBrowser(started.url)
-  context.progress.info(`${opened ? 'Opened your browser to log in with GitHub. If it did not open, visit' : 'Open this URL to log in with GitHub:'}\n  ${started.url}`)
+  context.progress.info(
+    `${opened ? 'Opened your browser to log in with GitHub. If it did not open, visit' : 'Open this URL to log in with GitHub:'}\n  ${started.url}`,
+  )
   context.progress.phase('waiting for GitHub login')
   const client = createBrokerClient({ url: broker })
   const deadline = Math.min(Date.parse(started.expiresAt) || Infinity, Date.now() + 10 * 60_000)
@@ -113,7 +119,10 @@ async function githubLogin(context: ServiceContext, broker: string, options: Log
     await sleep(2000)
   }
   context.progress.done()
-  throw new CrabboxError('GitHub login expired before it completed', { exit: 'auth', hint: 'Run `crabbox login` again and finish in the browser within 10 minutes.' })
+  throw new CrabboxError('GitHub login expired before it completed', {
+    exit: 'auth',
+    hint: 'Run `crabbox login` again and finish in the browser within 10 minutes.',
+  })
 }
 
 /**

@@ -105,7 +105,11 @@ export async function attachRun(context: HistoryContext, runId: string, options:
     // No command.finished yet: a run that ended without one (or before `after`) ends here.
     run = await fetchRun(client, runId)
     if (run.state === 'running') return false
-    const { events } = await client.request('GET', `/v1/runs/${runId}/events`, { query: { after: last, limit: 1 }, schema: RunEventsResponse, timeoutMs: 15_000 })
+    const { events } = await client.request('GET', `/v1/runs/${runId}/events`, {
+      query: { after: last, limit: 1 },
+      schema: RunEventsResponse,
+      timeoutMs: 15_000,
+    })
     return events.length === 0
   }
 
@@ -155,7 +159,13 @@ export async function attachRun(context: HistoryContext, runId: string, options:
   try {
     let dialBudget = CONTROL_OPEN_BUDGET_MS
     while (finishedAt === undefined && !outputClosed) {
-      if (notFound !== undefined) throw new BrokerError(`run ${runId}: ${notFound}`, { status: 404, errorCode: 'not_found', exit: 'notFound', hint: 'crabbox history lists recent runs' })
+      if (notFound !== undefined)
+        throw new BrokerError(`run ${runId}: ${notFound}`, {
+          status: 404,
+          errorCode: 'not_found',
+          exit: 'notFound',
+          hint: 'crabbox history lists recent runs',
+        })
       if (await channel.whenOpen(dialBudget)) {
         // Events arrive through the subscription; wake on finish, on a drop, or after silence.
         const before = last

@@ -27,7 +27,8 @@ export interface BrokerDevResult {
 }
 
 // The CLI's own client settings; every other CRABBOX_* variable is a broker setting.
-const clientOnly = /^CRABBOX_(CONFIG|COORDINATOR(_.+)?|PROFILE|TARGET(_OS)?|SSH_.+|SYNC_.+|ENV_ALLOW|AGENT_.+|WORK_ROOT|STATIC_(ID|NAME|HOST|USER|PORT|WORK_ROOT))$/
+const clientOnly =
+  /^CRABBOX_(CONFIG|COORDINATOR(_.+)?|PROFILE|TARGET(_OS)?|SSH_.+|SYNC_.+|ENV_ALLOW|AGENT_.+|WORK_ROOT|STATIC_(ID|NAME|HOST|USER|PORT|WORK_ROOT))$/
 
 /** The broker settings `crabbox broker dev` hands to the Worker: every CRABBOX_* that is not a CLI setting. */
 function brokerVars(env: NodeJS.ProcessEnv): Record<string, string> {
@@ -70,7 +71,10 @@ function locateWrangler(): { root: string; config: string; nodeArgs: string[] } 
     const nodeArgs = existsSync(cli) ? ['--no-warnings', '--experimental-vm-modules', cli] : [join(wranglerRoot, 'bin', 'wrangler.js')]
     return { root, config, nodeArgs }
   } catch (cause) {
-    throw new CrabboxError('wrangler is not installed in this crabbox checkout', { hint: 'Run `npm ci` in the checkout, then try again.', cause })
+    throw new CrabboxError('wrangler is not installed in this crabbox checkout', {
+      hint: 'Run `npm ci` in the checkout, then try again.',
+      cause,
+    })
   }
 }
 
@@ -143,14 +147,23 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   const { root, config, nodeArgs } = locateWrangler()
   await assertPortFree(options.port)
   await mkdir(options.stateDir, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
-    throw usageError(`cannot use ${options.stateDir} as the broker state folder (${cause.code ?? cause.message})`, 'Pass a writable directory with --state.')
+    throw usageError(
+      `cannot use ${options.stateDir} as the broker state folder (${cause.code ?? cause.message})`,
+      'Pass a writable directory with --state.',
+    )
   })
 
   // Settings go through an env file in a private temp dir: not in argv (ps shows argv), not in the repo.
   const scratch = await mkdtemp(join(tmpdir(), 'crabbox-broker-dev-'))
   const envFile = join(scratch, 'broker.env')
   const vars = brokerVars(env)
-  await writeFile(envFile, Object.entries(vars).map(([key, value]) => envFileLine(key, value)).join(''), { mode: 0o600 })
+  await writeFile(
+    envFile,
+    Object.entries(vars)
+      .map(([key, value]) => envFileLine(key, value))
+      .join(''),
+    { mode: 0o600 },
+  )
 
   const childEnv: NodeJS.ProcessEnv = {
     ...env,
@@ -164,16 +177,24 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
 
   const url = `http://127.0.0.1:${options.port}`
   const args = [
-    ...nodeArgs, 'dev',
-    '--config', config,
-    '--ip', '127.0.0.1',
-    '--port', String(options.port),
-    '--persist-to', resolve(options.stateDir),
-    '--env-file', envFile,
+    ...nodeArgs,
+    'dev',
+    '--config',
+    config,
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(options.port),
+    '--persist-to',
+    resolve(options.stateDir),
+    '--env-file',
+    envFile,
     '--show-interactive-dev-session=false',
     // wrangler probes 9229 upwards for its inspector and races other brokers starting at once.
-    '--inspector-port', String(await freeLoopbackPort()),
-    '--log-level', options.debug ? 'log' : 'warn',
+    '--inspector-port',
+    String(await freeLoopbackPort()),
+    '--log-level',
+    options.debug ? 'log' : 'warn',
   ]
   // Its own process group: signals reach wrangler and workerd together, and never the user's shell job twice.
   const child = spawn(process.execPath, args, { cwd: root, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -206,10 +227,13 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
     if (!ready && stopping === undefined) {
       killGroup(child, 'SIGKILL')
       const { code, signal } = await exited
-      throw new CrabboxError(`the local broker did not start (wrangler ${code === null ? `exited on ${signal}` : `exited ${code}`})\n${tail.text()}`, {
-        exit: 'provisioning',
-        hint: 'Run again with --debug to see all of wrangler\'s output.',
-      })
+      throw new CrabboxError(
+        `the local broker did not start (wrangler ${code === null ? `exited on ${signal}` : `exited ${code}`})\n${tail.text()}`,
+        {
+          exit: 'provisioning',
+          hint: "Run again with --debug to see all of wrangler's output.",
+        },
+      )
     }
     if (ready) {
       options.progress.info(`broker ready url=${url}`)
@@ -218,9 +242,12 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
     // workerd may outlive wrangler for a moment; it is in the same group.
     killGroup(child, 'SIGKILL')
     if (stopping === undefined) {
-      throw new CrabboxError(`the local broker stopped unexpectedly (wrangler ${code === null ? `exited on ${signal}` : `exited ${code}`})\n${tail.text()}`, {
-        hint: 'Run again with --debug to see all of wrangler\'s output.',
-      })
+      throw new CrabboxError(
+        `the local broker stopped unexpectedly (wrangler ${code === null ? `exited on ${signal}` : `exited ${code}`})\n${tail.text()}`,
+        {
+          hint: "Run again with --debug to see all of wrangler's output.",
+        },
+      )
     }
     return { url, port: options.port, stateDir: resolve(options.stateDir), stoppedBy: stopping }
   } finally {

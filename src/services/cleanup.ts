@@ -53,7 +53,14 @@ export async function cleanupMachines(context: ServiceContext, options: { dryRun
     progress.phase(`listing crabbox machines in ${backend.where}`)
     for (const machine of await backend.list()) {
       const decision = cleanupDecision(machine, now, RUNNING_SAFETY_WINDOW_MS)
-      const item: CleanupItem = { id: machine.id, name: machine.name, status: machine.status, reason: decision.reason, ...(machine.labels.lease ? { lease: machine.labels.lease } : {}), ...(machine.region ? { region: machine.region } : {}) }
+      const item: CleanupItem = {
+        id: machine.id,
+        name: machine.name,
+        status: machine.status,
+        reason: decision.reason,
+        ...(machine.labels.lease ? { lease: machine.labels.lease } : {}),
+        ...(machine.region ? { region: machine.region } : {}),
+      }
       if (!decision.delete) {
         result.kept.push(item)
         continue

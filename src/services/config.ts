@@ -83,7 +83,11 @@ export async function readStdinSecrets(names: string[], stdin: NodeJS.ReadableSt
   const lines = text.split(/\r?\n/).map((line) => line.trim())
   return names.map((name, index) => {
     const value = lines[index]
-    if (!value) throw usageError(`expected the ${name} on line ${index + 1} of stdin, got nothing`, `Pipe it in, e.g. printf '%s\\n' "$TOKEN" | crabbox …`)
+    if (!value)
+      throw usageError(
+        `expected the ${name} on line ${index + 1} of stdin, got nothing`,
+        `Pipe it in, e.g. printf '%s\\n' "$TOKEN" | crabbox …`,
+      )
     return value
   })
 }

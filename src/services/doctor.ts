@@ -58,7 +58,11 @@ async function checkConfigPermissions(path: string): Promise<DoctorCheck | undef
     return undefined
   }
   if ((mode & 0o077) === 0) return pass('config permissions', `${path} is ${mode.toString(8).padStart(4, '0')}`)
-  return fail('config permissions', `${path} is ${mode.toString(8).padStart(4, '0')}: group or others can read your broker token`, `chmod 600 ${path}`)
+  return fail(
+    'config permissions',
+    `${path} is ${mode.toString(8).padStart(4, '0')}: group or others can read your broker token`,
+    `chmod 600 ${path}`,
+  )
 }
 
 async function checkSshKey(config: Config): Promise<DoctorCheck> {
@@ -70,7 +74,11 @@ async function checkSshKey(config: Config): Promise<DoctorCheck> {
     await access(`${path}.pub`, constants.R_OK)
     return pass('ssh key', path)
   } catch {
-    return fail('ssh key', `${path} or ${path}.pub is missing or unreadable`, `Create it with \`ssh-keygen -t ed25519 -f ${path}\`, or unset ssh.key / CRABBOX_SSH_KEY.`)
+    return fail(
+      'ssh key',
+      `${path} or ${path}.pub is missing or unreadable`,
+      `Create it with \`ssh-keygen -t ed25519 -f ${path}\`, or unset ssh.key / CRABBOX_SSH_KEY.`,
+    )
   }
 }
 
@@ -121,9 +129,17 @@ function checkProvider(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
     case 'aws':
       return (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) || env.AWS_PROFILE
         ? pass(name, `region ${config.aws.region}`)
-        : fail(name, 'no AWS credentials in the environment', 'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or use a broker.')
+        : fail(
+            name,
+            'no AWS credentials in the environment',
+            'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or use a broker.',
+          )
     default:
-      return fail(name, `unknown provider ${config.provider}`, 'Use local, ssh, hetzner or aws (`crabbox config show` says where it was set).')
+      return fail(
+        name,
+        `unknown provider ${config.provider}`,
+        'Use local, ssh, hetzner or aws (`crabbox config show` says where it was set).',
+      )
   }
 }
 

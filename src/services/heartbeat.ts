@@ -19,7 +19,8 @@ export interface Heartbeater {
 export const noHeartbeat: Heartbeater = { stop() {} }
 
 /** Every idle/3, clamped to 5–60 s. */
-export const heartbeatIntervalMs = (idleTimeoutSeconds = 1800) => Math.min(60_000, Math.max(5_000, Math.round((idleTimeoutSeconds * 1000) / 3)))
+export const heartbeatIntervalMs = (idleTimeoutSeconds = 1800) =>
+  Math.min(60_000, Math.max(5_000, Math.round((idleTimeoutSeconds * 1000) / 3)))
 
 /** How long one heartbeat may take, socket attempt and HTTP fallback together; separate from the cadence. */
 const HEARTBEAT_BUDGET_MS = 20_000
@@ -69,7 +70,11 @@ async function beatOnce(
  * Calls `beat` now and every idle/3 (5–60 s); a beat still in flight is not
  * doubled and failures go to `notice`, never to the caller.
  */
-function startPeriodicBeat(idleTimeoutSeconds: number | undefined, beat: () => Promise<void>, notice: (error: unknown) => void): Heartbeater {
+function startPeriodicBeat(
+  idleTimeoutSeconds: number | undefined,
+  beat: () => Promise<void>,
+  notice: (error: unknown) => void,
+): Heartbeater {
   let stopped = false
   let inFlight = false
   const tick = async () => {
@@ -100,7 +105,11 @@ function startPeriodicBeat(idleTimeoutSeconds: number | undefined, beat: () => P
  * flight is not doubled; failures go to `notice` (said once), never fail the caller.
  * The control channel (ws, partysocket) is loaded only here, when a broker lease needs beats.
  */
-export function startHeartbeat(client: BrokerClient, lease: Pick<Lease, 'id' | 'idleTimeoutSeconds'>, notice: (error: unknown) => void): Heartbeater {
+export function startHeartbeat(
+  client: BrokerClient,
+  lease: Pick<Lease, 'id' | 'idleTimeoutSeconds'>,
+  notice: (error: unknown) => void,
+): Heartbeater {
   const control = import('../transport/broker/control.js').then(({ openControlChannel, CONTROL_OPEN_BUDGET_MS }) => ({
     channel: openControlChannel(client),
     openBudgetMs: CONTROL_OPEN_BUDGET_MS,
@@ -125,7 +134,10 @@ export function startHeartbeat(client: BrokerClient, lease: Pick<Lease, 'id' | '
       stopped = true
       loop.stop()
       controller.abort()
-      void control.then(({ channel }) => channel.release(), () => undefined)
+      void control.then(
+        ({ channel }) => channel.release(),
+        () => undefined,
+      )
     },
   }
 }
@@ -151,17 +163,29 @@ export async function heartbeatCommand(context: { config: Config }, idOrSlug: st
     return await beatOnce(client, undefined, idOrSlug, body)
   } catch (error) {
     if (error instanceof BrokerError && error.status === 404) {
-      throw new CrabboxError(`no lease ${idOrSlug}`, { exit: 'notFound', code: 'not_found', hint: '`crabbox list` shows your active leases.' })
+      throw new CrabboxError(`no lease ${idOrSlug}`, {
+        exit: 'notFound',
+        code: 'not_found',
+        hint: '`crabbox list` shows your active leases.',
+      })
     }
     if (error instanceof BrokerError && error.errorCode === 'lease_not_active') {
-      throw new CrabboxError(error.message, { exit: 'notFound', code: 'lease_not_active', hint: 'A released or expired lease stays gone; start a new one with `crabbox warmup`.' })
+      throw new CrabboxError(error.message, {
+        exit: 'notFound',
+        code: 'lease_not_active',
+        hint: 'A released or expired lease stays gone; start a new one with `crabbox warmup`.',
+      })
     }
     throw error
   }
 }
 
 /** Heartbeats for a broker lease (said once on stderr when they fail); nothing in direct mode. */
-export function leaseHeartbeat(broker: BrokerClient | undefined, lease: Pick<Lease, 'id' | 'idleTimeoutSeconds'>, progress: Progress): Heartbeater {
+export function leaseHeartbeat(
+  broker: BrokerClient | undefined,
+  lease: Pick<Lease, 'id' | 'idleTimeoutSeconds'>,
+  progress: Progress,
+): Heartbeater {
   if (!broker) return noHeartbeat
   let said = false
   return startHeartbeat(broker, lease, (error) => {
@@ -180,9 +204,13 @@ export function startDirectTouch(provider: DirectProvider, lease: Lease, context
   const touch = provider.touch
   if (!touch) return noHeartbeat
   let said = false
-  return startPeriodicBeat(lease.idleTimeoutSeconds, () => touch.call(provider, lease, context), (error) => {
-    if (said) return
-    said = true
-    context.progress.warn(`could not refresh the expiry labels of ${lease.id} (will keep trying): ${(error as Error).message}`)
-  })
+  return startPeriodicBeat(
+    lease.idleTimeoutSeconds,
+    () => touch.call(provider, lease, context),
+    (error) => {
+      if (said) return
+      said = true
+      context.progress.warn(`could not refresh the expiry labels of ${lease.id} (will keep trying): ${(error as Error).message}`)
+    },
+  )
 }

@@ -31,7 +31,8 @@ export function requireRunBroker(context: HistoryContext): BrokerClient {
 }
 
 function checkRunId(runId: string): string {
-  if (!RUN_ID_PATTERN.test(runId)) throw usageError(`${JSON.stringify(runId)} is not a run ID`, 'Run IDs look like run_0123456789ab; `crabbox history` lists them.')
+  if (!RUN_ID_PATTERN.test(runId))
+    throw usageError(`${JSON.stringify(runId)} is not a run ID`, 'Run IDs look like run_0123456789ab; `crabbox history` lists them.')
   return runId
 }
 
@@ -41,7 +42,11 @@ async function aboutRun<T>(runId: string, call: () => Promise<T>): Promise<T> {
     return await call()
   } catch (error) {
     if (error instanceof BrokerError && error.status === 404) {
-      throw new CrabboxError(`no run ${runId}`, { exit: 'notFound', code: 'not_found', hint: '`crabbox history` lists the runs you can see.' })
+      throw new CrabboxError(`no run ${runId}`, {
+        exit: 'notFound',
+        code: 'not_found',
+        hint: '`crabbox history` lists the runs you can see.',
+      })
     }
     throw error
   }
@@ -63,7 +68,10 @@ export async function runEvents(context: HistoryContext, runId: string, query: E
   checkRunId(runId)
   const limit = Math.min(Math.max(1, query.limit), RUN_LIMITS.eventsPageMax)
   return aboutRun(runId, async () => {
-    const { events } = await client.request('GET', `/v1/runs/${runId}/events`, { query: { after: Math.max(0, query.after), limit }, schema: RunEventsResponse })
+    const { events } = await client.request('GET', `/v1/runs/${runId}/events`, {
+      query: { after: Math.max(0, query.after), limit },
+      schema: RunEventsResponse,
+    })
     return events
   })
 }
@@ -103,13 +111,22 @@ export async function runHistory(context: HistoryContext, query: HistoryQuery): 
       leaseID = (await client.request('GET', `/v1/leases/${encodeURIComponent(leaseID)}`, { schema: LeaseResponse })).lease.id
     } catch (error) {
       if (error instanceof BrokerError && error.status === 404) {
-        throw new CrabboxError(`no lease ${query.lease}`, { exit: 'notFound', hint: 'Pass the lease ID (cbx_…); slugs only name active leases.' })
+        throw new CrabboxError(`no lease ${query.lease}`, {
+          exit: 'notFound',
+          hint: 'Pass the lease ID (cbx_…); slugs only name active leases.',
+        })
       }
       throw error
     }
   }
   const { runs } = await client.request('GET', '/v1/runs', {
-    query: { leaseID, owner: query.owner, org: query.org, state: query.state, limit: Math.min(Math.max(1, query.limit), RUN_LIMITS.listMax) },
+    query: {
+      leaseID,
+      owner: query.owner,
+      org: query.org,
+      state: query.state,
+      limit: Math.min(Math.max(1, query.limit), RUN_LIMITS.listMax),
+    },
     schema: RunListResponse,
   })
   return runs

@@ -19,7 +19,12 @@ const repoConfigFile = '.crabbox.yaml'
 const skillFile = join('.agents', 'skills', 'crabbox', 'SKILL.md')
 
 function repoConfigTemplate(repo: string): string {
-  const profile = `${basename(repo).toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'repo'}-check`
+  const profile = `${
+    basename(repo)
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '') || 'repo'
+  }-check`
   return `# crabbox settings for this repository (see docs/config.md for every key).
 # Values here override your user config; CRABBOX_* env and flags override these.
 profile: ${profile}

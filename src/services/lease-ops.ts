@@ -53,7 +53,10 @@ export async function warmupLease(context: LeaseContext, options: { keep: boolea
     return lease
   }
   try {
-    const { lease } = await obtainLease({ ...backend, acquire }, { keep: options.keep, signal: interrupt.signal, progress: context.progress, recorder: nullRecorder })
+    const { lease } = await obtainLease(
+      { ...backend, acquire },
+      { keep: options.keep, signal: interrupt.signal, progress: context.progress, recorder: nullRecorder },
+    )
     return leaseView(lease)
   } finally {
     heartbeat.stop()
@@ -76,7 +79,8 @@ export async function stopLease(idOrSlug: string, context: LeaseContext): Promis
   try {
     lease = await backend.resolve(idOrSlug)
   } catch (error) {
-    if (error instanceof CrabboxError && error.exitCode === 4 && error.code !== 'ambiguous') return { id: idOrSlug, released: false, alreadyGone: true }
+    if (error instanceof CrabboxError && error.exitCode === 4 && error.code !== 'ambiguous')
+      return { id: idOrSlug, released: false, alreadyGone: true }
     throw error
   }
   if (lease.state !== 'active' && lease.state !== 'provisioning') {
@@ -106,21 +110,29 @@ async function probe(lease: Lease): Promise<boolean> {
 }
 
 /** `status`: the lease and whether its runner answers; `wait` polls until it does. */
-export async function leaseStatus(idOrSlug: string, context: LeaseContext, options: { wait: boolean; timeoutMs: number }): Promise<StatusView> {
+export async function leaseStatus(
+  idOrSlug: string,
+  context: LeaseContext,
+  options: { wait: boolean; timeoutMs: number },
+): Promise<StatusView> {
   const backend = await leaseBackend(context)
   const deadline = Date.now() + options.timeoutMs
   for (;;) {
     const lease = await backend.resolve(idOrSlug)
     const ready = lease.state === 'active' && (await probe(lease))
     if (ready || !options.wait) return { ...leaseView(lease), ready }
-    if (Date.now() > deadline) throw new CrabboxError(`lease ${lease.id} is not ready after ${Math.round(options.timeoutMs / 1000)}s`, { exit: 'provisioning' })
+    if (Date.now() > deadline)
+      throw new CrabboxError(`lease ${lease.id} is not ready after ${Math.round(options.timeoutMs / 1000)}s`, { exit: 'provisioning' })
     context.progress.phase(`waiting for ${lease.slug} to be ready`)
     await new Promise((r) => setTimeout(r, 2000))
   }
 }
 
 /** `inspect`: everything known about a lease, including the provider's own record. */
-export async function inspectLease(idOrSlug: string, context: LeaseContext): Promise<LeaseView & { ssh: Lease['ssh']; details: Record<string, unknown> }> {
+export async function inspectLease(
+  idOrSlug: string,
+  context: LeaseContext,
+): Promise<LeaseView & { ssh: Lease['ssh']; details: Record<string, unknown> }> {
   const lease = await (await leaseBackend(context)).resolve(idOrSlug)
   return { ...leaseView(lease), ssh: lease.ssh, details: lease.details }
 }

@@ -112,7 +112,11 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
       // Release is what stops the meter: retry transient failures a few times.
       for (let attempt = 1; ; attempt++) {
         try {
-          await client.request('POST', `/v1/leases/${encodeURIComponent(lease.id)}/release`, { body: { delete: true }, schema: LeaseResponse, timeoutMs: 60_000 })
+          await client.request('POST', `/v1/leases/${encodeURIComponent(lease.id)}/release`, {
+            body: { delete: true },
+            schema: LeaseResponse,
+            timeoutMs: 60_000,
+          })
           return
         } catch (error) {
           if (error instanceof BrokerError && error.status === 404) return

@@ -45,7 +45,13 @@ async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, '
     const { leaseBackend } = await import('./lease.js')
     const backend = await leaseBackend({ config, progress: context.progress })
     const lease = await backend.resolve(flags.id)
-    return { leaseId: lease.id, target: lease.ssh, kind: backend.readiness(lease), broker: backend.broker, idleTimeoutSeconds: lease.idleTimeoutSeconds }
+    return {
+      leaseId: lease.id,
+      target: lease.ssh,
+      kind: backend.readiness(lease),
+      broker: backend.broker,
+      idleTimeoutSeconds: lease.idleTimeoutSeconds,
+    }
   }
   // A configured static host is the target when the provider is ssh, or was never chosen.
   const providerDefaulted = (config.sources.provider ?? 'default').startsWith('default')
@@ -67,13 +73,20 @@ const tilde = (path: string) => (path.startsWith(`${homedir()}/`) ? `~${path.sli
 function opensshCommand(target: SshTarget, remote: string[] = []): string {
   const args = [
     'ssh',
-    '-i', tilde(target.privateKeyPath),
-    '-p', String(target.port),
-    '-o', 'IdentitiesOnly=yes',
-    '-o', `UserKnownHostsFile=${tilde(target.knownHostsPath)}`,
-    '-o', 'StrictHostKeyChecking=accept-new',
-    '-o', 'ServerAliveInterval=15',
-    '-o', 'ServerAliveCountMax=2',
+    '-i',
+    tilde(target.privateKeyPath),
+    '-p',
+    String(target.port),
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    `UserKnownHostsFile=${tilde(target.knownHostsPath)}`,
+    '-o',
+    'StrictHostKeyChecking=accept-new',
+    '-o',
+    'ServerAliveInterval=15',
+    '-o',
+    'ServerAliveCountMax=2',
     `${target.user}@${target.host}`,
   ]
   if (remote.length) args.push('--', ...remote)
@@ -98,9 +111,14 @@ export async function sshCommand(context: ServiceContext, flags: SshFlags, argv:
   if (flags.print) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
 
   const { openSession } = await import('../transport/ssh/index.js')
-  const session = await openSession(target, { progress: context.progress, agentIdleTimeoutMs: parseDuration(context.config.agent.idleTimeout) })
+  const session = await openSession(target, {
+    progress: context.progress,
+    agentIdleTimeoutMs: parseDuration(context.config.agent.idleTimeout),
+  })
   // A broker lease stays alive while the shell or command runs.
-  const heartbeat = broker ? (await import('./heartbeat.js')).leaseHeartbeat(broker, { id: leaseId, idleTimeoutSeconds }, context.progress) : undefined
+  const heartbeat = broker
+    ? (await import('./heartbeat.js')).leaseHeartbeat(broker, { id: leaseId, idleTimeoutSeconds }, context.progress)
+    : undefined
   try {
     const result = argv.length ? await runRemote(session, argv.join(' ')) : await interactive(session)
     if (result.code !== 0) throw new RemoteExit(exitCodeOf(result))

@@ -7,6 +7,8 @@ export function renderCleanup(result: CleanupResult): string {
     ...result.deleted.map((i) => `${verb}\t${i.name}\t${i.lease ?? '-'}\t${i.status}\t${i.reason}`),
     ...result.kept.map((i) => `kept\t${i.name}\t${i.lease ?? '-'}\t${i.status}\t${i.reason}`),
   ]
-  lines.push(`${result.provider}: ${result.deleted.length} ${verb}, ${result.kept.length} kept${result.dryRun ? ' (dry run: nothing was deleted)' : ''}`)
+  lines.push(
+    `${result.provider}: ${result.deleted.length} ${verb}, ${result.kept.length} kept${result.dryRun ? ' (dry run: nothing was deleted)' : ''}`,
+  )
   return `${lines.join('\n')}\n`
 }

@@ -4,7 +4,10 @@ import type { DoctorReport } from '../services/doctor.js'
 export function renderDoctorReport(report: DoctorReport): string {
   const width = Math.max(...report.checks.map((check) => check.name.length))
   return report.checks
-    .map((check) => `${check.ok ? 'ok  ' : 'FAIL'}  ${check.name.padEnd(width)}  ${check.detail}${check.fix ? `\n      ${''.padEnd(width)}  fix: ${check.fix}` : ''}`)
+    .map(
+      (check) =>
+        `${check.ok ? 'ok  ' : 'FAIL'}  ${check.name.padEnd(width)}  ${check.detail}${check.fix ? `\n      ${''.padEnd(width)}  fix: ${check.fix}` : ''}`,
+    )
     .join('\n')
     .concat('\n')
 }

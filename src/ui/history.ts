@@ -30,7 +30,9 @@ export function formatResults(results: TestResultSummary): string {
   ]
   for (const failure of results.failed) {
     const where = failure.classname ?? failure.suite
-    lines.push(`  ${failure.kind === 'error' ? 'ERROR' : 'FAIL'} ${where ? `${where} › ` : ''}${failure.name}${failure.message ? `: ${failure.message.split('\n')[0]}` : ''}`)
+    lines.push(
+      `  ${failure.kind === 'error' ? 'ERROR' : 'FAIL'} ${where ? `${where} › ` : ''}${failure.name}${failure.message ? `: ${failure.message.split('\n')[0]}` : ''}`,
+    )
   }
   return lines.join('\n')
 }

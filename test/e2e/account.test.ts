@@ -38,7 +38,6 @@ afterAll(async () => {
   rmSync(home.dir, { recursive: true, force: true })
 })
 
-
 /** Reads login's stderr until it prints GitHub's authorize URL (what a user would open). */
 function authorizeUrlFrom(child: ChildProcess, onText: (text: string) => string): Promise<string> {
   return new Promise((resolve, reject) => {

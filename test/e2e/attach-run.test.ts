@@ -45,7 +45,9 @@ describe('crabbox attach', () => {
 
     const [runCode, attachCode] = await Promise.all([run.done, attach.done])
     expect(runCode).toBe(3)
-    expect(run.stdout()).toBe('out 1 größe ✓\nout 2 größe ✓\nout 3 größe ✓\nout 4 größe ✓\nout 5 größe ✓\nout 6 größe ✓\nout 7 größe ✓\nout 8 größe ✓\nhalf-line\ntail without newline')
+    expect(run.stdout()).toBe(
+      'out 1 größe ✓\nout 2 größe ✓\nout 3 größe ✓\nout 4 größe ✓\nout 5 größe ✓\nout 6 größe ✓\nout 7 größe ✓\nout 8 größe ✓\nhalf-line\ntail without newline',
+    )
     expect(attach.stdout()).toBe(run.stdout())
     expect(remoteStderr(attach.stderr())).toBe('err 1\nerr 2\nerr 3\nerr 4\nerr 5\nerr 6\nerr 7\nerr 8\n')
     expect(run.stderr()).toContain('err 1\nerr 2\n')
@@ -56,26 +58,45 @@ describe('crabbox attach', () => {
     const again = await runCli(['attach', runId], { home: rig.home, env: cliEnv() })
     expect(again.stdout).toBe(run.stdout())
     expect(again.code).toBe(3)
-    const events = JSON.parse((await runCli(['events', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout).events as { seq: number; type: string; data?: string }[]
+    const events = JSON.parse((await runCli(['events', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout).events as {
+      seq: number
+      type: string
+      data?: string
+    }[]
     const firstOut = events.find((event) => event.type === 'stdout')!.seq
     const tail = await runCli(['attach', runId, '--after', String(firstOut)], { home: rig.home, env: cliEnv() })
-    const expected = events.filter((event) => event.type === 'stdout' && event.seq > firstOut).map((event) => event.data).join('')
+    const expected = events
+      .filter((event) => event.type === 'stdout' && event.seq > firstOut)
+      .map((event) => event.data)
+      .join('')
     expect(tail.stdout).toBe(expected)
     expect(run.stdout().endsWith(expected)).toBe(true)
   })
 
   it('events, logs, history and results read the recorded run; bad IDs are usage errors, unknown runs exit 4', async () => {
-    const finished = await runCli(['run', '--no-sync', '--timing-json', '--', 'echo', 'logged'], { home: rig.home, cwd: repo, env: cliEnv() })
+    const finished = await runCli(['run', '--no-sync', '--timing-json', '--', 'echo', 'logged'], {
+      home: rig.home,
+      cwd: repo,
+      env: cliEnv(),
+    })
     expect(finished.code).toBe(0)
     const runId = JSON.parse(finished.stderr.trim().split('\n').at(-1)!).runId as string
 
     const events = await runCli(['events', runId, '--after', '1', '--limit', '2'], { home: rig.home, env: cliEnv() })
     expect(events.code).toBe(0)
-    expect(events.stdout.split('\n').filter(Boolean).map((line) => line.slice(0, 5))).toEqual(['0002 ', '0003 '])
+    expect(
+      events.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => line.slice(0, 5)),
+    ).toEqual(['0002 ', '0003 '])
 
     const logs = await runCli(['logs', runId], { home: rig.home, env: cliEnv() })
     expect(logs.stdout).toBe('logged\n')
-    expect(JSON.parse((await runCli(['logs', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toMatchObject({ run: { id: runId }, log: 'logged\n' })
+    expect(JSON.parse((await runCli(['logs', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toMatchObject({
+      run: { id: runId },
+      log: 'logged\n',
+    })
 
     const history = JSON.parse((await runCli(['history', '--json', '--state', 'succeeded'], { home: rig.home, env: cliEnv() })).stdout)
     expect(history.runs.map((run: { id: string }) => run.id)).toContain(runId)
@@ -85,18 +106,34 @@ describe('crabbox attach', () => {
     const noResults = await runCli(['results', runId], { home: rig.home, env: cliEnv() })
     expect(noResults.code).toBe(0)
     expect(noResults.stderr).toContain('no test results recorded')
-    expect(JSON.parse((await runCli(['results', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toEqual({ runId, results: null })
+    expect(JSON.parse((await runCli(['results', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toEqual({
+      runId,
+      results: null,
+    })
 
     // A run that recorded a JUnit summary (as `run --junit` would).
     const { run } = await api('POST', '/v1/runs', { command: ['npm', 'test'] })
     await api('POST', `/v1/runs/${run.id}/finish`, {
       exitCode: 1,
-      results: { format: 'junit', files: ['junit.xml'], suites: 1, tests: 2, failures: 1, errors: 0, skipped: 0, timeSeconds: 1.2, failed: [{ suite: 'pkg', name: 'fails', kind: 'failure', message: 'expected 1' }] },
+      results: {
+        format: 'junit',
+        files: ['junit.xml'],
+        suites: 1,
+        tests: 2,
+        failures: 1,
+        errors: 0,
+        skipped: 0,
+        timeSeconds: 1.2,
+        failed: [{ suite: 'pkg', name: 'fails', kind: 'failure', message: 'expected 1' }],
+      },
     })
     const results = await runCli(['results', run.id], { home: rig.home, env: cliEnv() })
     expect(results.stdout).toContain('junit: 2 tests, 1 failures, 0 errors, 0 skipped')
     expect(results.stdout).toContain('FAIL pkg › fails: expected 1')
-    expect(JSON.parse((await runCli(['results', run.id, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toMatchObject({ runId: run.id, results: { tests: 2, failures: 1 } })
+    expect(JSON.parse((await runCli(['results', run.id, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toMatchObject({
+      runId: run.id,
+      results: { tests: 2, failures: 1 },
+    })
 
     expect((await runCli(['events', 'nope'], { home: rig.home, env: cliEnv() })).code).toBe(2)
     const missing = await runCli(['attach', 'run_000000000000'], { home: rig.home, env: cliEnv() })

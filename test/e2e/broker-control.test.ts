@@ -23,7 +23,11 @@ afterAll(async () => {
 })
 
 async function post(path: string, body: unknown): Promise<any> {
-  const response = await fetch(`${broker.url}${path}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const response = await fetch(`${broker.url}${path}`, {
+    method: 'POST',
+    headers: { ...headers, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
   expect(response.status).toBeLessThan(300)
   return response.json()
 }
@@ -68,7 +72,12 @@ describe('control socket under workerd', () => {
       expect(control.ws.readyState).toBe(WebSocket.OPEN)
 
       await post(`/v1/runs/${run.id}/events`, { type: 'stdout', stream: 'stdout', data: 'after idle\n' })
-      expect(await control.next()).toMatchObject({ type: 'run_events', runID: run.id, nextSeq: 2, events: [{ seq: 2, data: 'after idle\n' }] })
+      expect(await control.next()).toMatchObject({
+        type: 'run_events',
+        runID: run.id,
+        nextSeq: 2,
+        events: [{ seq: 2, data: 'after idle\n' }],
+      })
       control.ws.send(JSON.stringify({ type: 'ping' }))
       expect(await control.next()).toEqual({ type: 'pong' })
     } finally {

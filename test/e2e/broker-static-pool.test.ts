@@ -20,7 +20,11 @@ describe('broker static pool', () => {
     })
     return { status: response.status, body: (await response.json()) as any }
   }
-  const create = () => call('POST', '/v1/leases', { provider: 'static', sshPublicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e e2e' })
+  const create = () =>
+    call('POST', '/v1/leases', {
+      provider: 'static',
+      sshPublicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e e2e',
+    })
 
   it('hands out both hosts, refuses a third lease, and frees a host on release', async () => {
     const { hosts } = rig
@@ -31,7 +35,13 @@ describe('broker static pool', () => {
     expect(leased.map((l) => l.host).sort()).toEqual(hosts.map((h) => h.address).sort())
     for (const lease of leased) {
       const host = hosts.find((h) => h.address === lease.host)!
-      expect(lease).toMatchObject({ provider: 'static', state: 'active', sshPort: String(host.ports[0]), sshUser: host.user, workRoot: `${host.home}/work` })
+      expect(lease).toMatchObject({
+        provider: 'static',
+        state: 'active',
+        sshPort: String(host.ports[0]),
+        sshUser: host.user,
+        workRoot: `${host.home}/work`,
+      })
     }
 
     const third = await create()
@@ -41,8 +51,20 @@ describe('broker static pool', () => {
     // A handed-out host is a real SSH host, reachable with a key already authorized there.
     const target = hosts.find((h) => h.address === leased[0].host)!
     const { stdout } = await exec('ssh', [
-      '-i', target.privateKeyPath, '-p', leased[0].sshPort, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
-      `${leased[0].sshUser}@${leased[0].host}`, 'echo reachable',
+      '-i',
+      target.privateKeyPath,
+      '-p',
+      leased[0].sshPort,
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'LogLevel=ERROR',
+      `${leased[0].sshUser}@${leased[0].host}`,
+      'echo reachable',
     ])
     expect(stdout.trim()).toBe('reachable')
 

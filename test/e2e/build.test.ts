@@ -56,7 +56,11 @@ describe('the bundled build', () => {
   })
 
   it('a plain tsc rebuild afterwards is what runs (no stale bundle), on the node_modules @oclif/core', async () => {
-    execFileSync(join(repoRoot, 'node_modules', '.bin', 'tsc'), ['-p', join(repoRoot, 'tsconfig.build.json'), '--outDir', join(pkg, 'dist')], { stdio: 'ignore' })
+    execFileSync(
+      join(repoRoot, 'node_modules', '.bin', 'tsc'),
+      ['-p', join(repoRoot, 'tsconfig.build.json'), '--outDir', join(pkg, 'dist')],
+      { stdio: 'ignore' },
+    )
     expect(await coreFromNodeModules(['config', 'path'])).toBe(true)
     expect((await run(['config', 'path'])).stdout).toBe(`${join(home.dir, 'config', 'crabbox', 'config.yaml')}\n`)
   })

@@ -55,7 +55,11 @@ describe('CLI frame', () => {
     const plain = await runCli(['sync-plan', '--limit', '0'], { home: h })
     expect(plain.code).toBe(2)
     expect(plain.stderr).toContain('--limit')
-    for (const args of [['sync-plan', '--json', '--limit', '0'], ['config', 'show', '--bogus', '--json'], ['config', 'set-broker', '--json']]) {
+    for (const args of [
+      ['sync-plan', '--json', '--limit', '0'],
+      ['config', 'show', '--bogus', '--json'],
+      ['config', 'set-broker', '--json'],
+    ]) {
       const json = await runCli(args, { home: h })
       expect(json.code).toBe(2)
       const { error } = JSON.parse(json.stdout)
@@ -76,7 +80,11 @@ describe('CLI frame', () => {
     const { error } = JSON.parse(json.stdout)
     expect(error).toMatchObject({ code: 'usage', exitCode: 2 })
     expect(error.message).toContain('--wait-timeout')
-    for (const args of [['attach', 'run_0123456789ab', '--poll', '1x'], ['heartbeat', '--id', 'blue-prawn', '--idle-timeout', 'later'], ['run', '--ttl', 'forever', '--', 'true']]) {
+    for (const args of [
+      ['attach', 'run_0123456789ab', '--poll', '1x'],
+      ['heartbeat', '--id', 'blue-prawn', '--idle-timeout', 'later'],
+      ['run', '--ttl', 'forever', '--', 'true'],
+    ]) {
       const result = await runCli(args, { home: h })
       expect(result.code).toBe(2)
       expect(result.stderr).toContain(args.find((arg) => arg.startsWith('--'))!)
@@ -86,11 +94,17 @@ describe('CLI frame', () => {
   it('an unexpected failure is exit 1', async () => {
     const h = home()
     mkdirSync(join(h.dir, 'a-directory'))
-    const result = await runCli(['config', 'set-broker', '--url', 'https://b.test'], { home: h, env: { CRABBOX_CONFIG: join(h.dir, 'a-directory') } })
+    const result = await runCli(['config', 'set-broker', '--url', 'https://b.test'], {
+      home: h,
+      env: { CRABBOX_CONFIG: join(h.dir, 'a-directory') },
+    })
     expect(result.code).toBe(1)
     expect(result.stderr).toContain('error: EISDIR')
     expect(result.stderr).toContain('--debug')
-    const json = await runCli(['config', 'set-broker', '--url', 'https://b.test', '--json'], { home: h, env: { CRABBOX_CONFIG: join(h.dir, 'a-directory') } })
+    const json = await runCli(['config', 'set-broker', '--url', 'https://b.test', '--json'], {
+      home: h,
+      env: { CRABBOX_CONFIG: join(h.dir, 'a-directory') },
+    })
     expect(json.code).toBe(1)
     expect(JSON.parse(json.stdout).error).toMatchObject({ code: 'unexpected', exitCode: 1 })
   })
@@ -105,7 +119,13 @@ describe('config through the CLI', () => {
     const result = await runCli(['config', 'show', '--json'], { home: h, cwd: sub, env: { CRABBOX_TTL: '30m' } })
     expect(result.code).toBe(0)
     const view = JSON.parse(result.stdout)
-    expect(view.config).toMatchObject({ class: 'fast', workRoot: '/from-user', ttl: '30m', provider: 'local', sync: { exclude: ['dist', 'coverage'] } })
+    expect(view.config).toMatchObject({
+      class: 'fast',
+      workRoot: '/from-user',
+      ttl: '30m',
+      provider: 'local',
+      sync: { exclude: ['dist', 'coverage'] },
+    })
     expect(view.sources).toMatchObject({ class: join(repo, '.crabbox.yaml'), workRoot: userFile(h), ttl: 'env CRABBOX_TTL' })
     expect(view.files).toEqual([userFile(h), join(repo, '.crabbox.yaml')])
 
@@ -156,10 +176,13 @@ describe('config through the CLI', () => {
   it('set-broker writes tokens from stdin 0600 in a 0700 folder; config show says only "set"', async () => {
     const h = home()
     put(userFile(h), '# my settings\nclass: fast\n')
-    const set = await runCli(['config', 'set-broker', '--url', 'https://broker.test/', '--token-stdin', '--admin-token-stdin', '--provider', 'aws'], {
-      home: h,
-      input: '  user-secret  \nadmin-secret\n',
-    })
+    const set = await runCli(
+      ['config', 'set-broker', '--url', 'https://broker.test/', '--token-stdin', '--admin-token-stdin', '--provider', 'aws'],
+      {
+        home: h,
+        input: '  user-secret  \nadmin-secret\n',
+      },
+    )
     expect(set.code).toBe(0)
     expect(set.stdout).toContain('broker=https://broker.test token=set admin-token=set provider=aws')
     expect(statSync(userFile(h)).mode & 0o777).toBe(0o600)
@@ -204,7 +227,11 @@ describe('config through the CLI', () => {
     const onTty = (noColor: boolean) => {
       const env: Record<string, string | undefined> = { ...process.env, ...h.env, TERM: 'xterm' }
       if (!noColor) delete env.NO_COLOR
-      return spawnSync('script', ['-qec', `${process.execPath} ${cliPath} config show`, '/dev/null'], { env: env as NodeJS.ProcessEnv, encoding: 'utf8', timeout: 60_000 }).stdout
+      return spawnSync('script', ['-qec', `${process.execPath} ${cliPath} config show`, '/dev/null'], {
+        env: env as NodeJS.ProcessEnv,
+        encoding: 'utf8',
+        timeout: 60_000,
+      }).stdout
     }
     expect(onTty(false)).toContain('\u001b[31merror:')
     const plain = onTty(true)

@@ -36,7 +36,12 @@ describe('brokered Hetzner leases under workerd', () => {
     })
     served = await serveFake(fake.handler)
     broker = await startBroker({
-      env: { CRABBOX_SHARED_TOKEN: 'e2e-shared', CRABBOX_ADMIN_TOKEN: 'e2e-admin', CRABBOX_HETZNER_TOKEN: fake.token, CRABBOX_HETZNER_API_URL: `${served.url}/v1` },
+      env: {
+        CRABBOX_SHARED_TOKEN: 'e2e-shared',
+        CRABBOX_ADMIN_TOKEN: 'e2e-admin',
+        CRABBOX_HETZNER_TOKEN: fake.token,
+        CRABBOX_HETZNER_API_URL: `${served.url}/v1`,
+      },
     })
     keyDir = mkdtempSync(join(tmpdir(), 'crabbox-brokered-key-'))
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'brokered', '-f', join(keyDir, 'id_ed25519')])
@@ -60,16 +65,40 @@ describe('brokered Hetzner leases under workerd', () => {
 
   it('creates a labelled server whose only key is the lease key, lists it in the pool, and deletes it with its key on release', async () => {
     const publicKey = readFileSync(join(keyDir, 'id_ed25519.pub'), 'utf8').trim()
-    const created = await call('POST', '/v1/leases', { provider: 'hetzner', class: 'fast', sshPublicKey: publicKey, leaseID: 'cbx_e2e000c10ad0' })
+    const created = await call('POST', '/v1/leases', {
+      provider: 'hetzner',
+      class: 'fast',
+      sshPublicKey: publicKey,
+      leaseID: 'cbx_e2e000c10ad0',
+    })
     expect(created.status, JSON.stringify(created.body)).toBe(201)
     const lease = created.body.lease
-    expect(lease).toMatchObject({ provider: 'hetzner', state: 'active', host: host.address, serverType: 'ccx43', sshPort: '2222', sshUser: 'crabbox' })
+    expect(lease).toMatchObject({
+      provider: 'hetzner',
+      state: 'active',
+      host: host.address,
+      serverType: 'ccx43',
+      sshPort: '2222',
+      sshUser: 'crabbox',
+    })
     const [server] = [...fake.servers.values()]
     expect(server.labels).toMatchObject({ lease: 'cbx_e2e000c10ad0', owner: 'cloud_example.com', crabbox: 'true' })
 
     const { stdout } = await exec('ssh', [
-      '-i', join(keyDir, 'id_ed25519'), '-p', lease.sshPort, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
-      `${lease.sshUser}@${lease.host}`, 'echo reachable',
+      '-i',
+      join(keyDir, 'id_ed25519'),
+      '-p',
+      lease.sshPort,
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'LogLevel=ERROR',
+      `${lease.sshUser}@${lease.host}`,
+      'echo reachable',
     ])
     expect(stdout.trim()).toBe('reachable')
 

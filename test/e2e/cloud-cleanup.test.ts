@@ -11,8 +11,14 @@ import { createFakeEc2 } from '../support/fake-ec2.js'
 
 const now = () => Math.floor(Date.now() / 1000)
 const labels = (lease: string, over: Record<string, string>) => ({
-  crabbox: 'true', created_by: 'crabbox', lease, slug: `s-${lease.slice(-4)}`, keep: 'false', provider_key: `crabbox-${lease.replace('_', '-')}`,
-  expires_at: String(now() - 7200), ...over,
+  crabbox: 'true',
+  created_by: 'crabbox',
+  lease,
+  slug: `s-${lease.slice(-4)}`,
+  keep: 'false',
+  provider_key: `crabbox-${lease.replace('_', '-')}`,
+  expires_at: String(now() - 7200),
+  ...over,
 })
 
 describe('crabbox cleanup (direct mode)', () => {
@@ -26,12 +32,23 @@ describe('crabbox cleanup (direct mode)', () => {
     const server = await serveFake(fake.handler)
     served.push(server)
     const ids = {
-      expiredOff: fake.seedServer({ name: 'expired-off', status: 'off', labels: labels('cbx_00000000000a', { expires_at: String(now() - 60) }) }),
+      expiredOff: fake.seedServer({
+        name: 'expired-off',
+        status: 'off',
+        labels: labels('cbx_00000000000a', { expires_at: String(now() - 60) }),
+      }),
       expiredLongRunning: fake.seedServer({ name: 'expired-long', status: 'running', labels: labels('cbx_00000000000b', {}) }),
       kept: fake.seedServer({ name: 'kept', labels: labels('cbx_00000000000c', { keep: 'true' }) }),
       fresh: fake.seedServer({ name: 'fresh', labels: labels('cbx_00000000000d', { expires_at: String(now() + 3600) }) }),
-      justExpiredRunning: fake.seedServer({ name: 'just-expired', status: 'running', labels: labels('cbx_00000000000e', { expires_at: String(now() - 120) }) }),
-      foreign: fake.seedServer({ name: 'foreign', labels: { crabbox: 'true', lease: 'cbx_00000000000f', keep: 'false', expires_at: String(now() - 7200) } }),
+      justExpiredRunning: fake.seedServer({
+        name: 'just-expired',
+        status: 'running',
+        labels: labels('cbx_00000000000e', { expires_at: String(now() - 120) }),
+      }),
+      foreign: fake.seedServer({
+        name: 'foreign',
+        labels: { crabbox: 'true', lease: 'cbx_00000000000f', keep: 'false', expires_at: String(now() - 7200) },
+      }),
       noExpiry: fake.seedServer({ name: 'no-expiry', labels: labels('cbx_000000000010', { expires_at: 'soon' }) }),
     }
     fake.seedKey('crabbox-cbx-00000000000a', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA a')
@@ -61,7 +78,12 @@ describe('crabbox cleanup (direct mode)', () => {
     const kept = fake.seedInstance({ region: 'eu-west-1', tags: labels('cbx_0000000000a2', { keep: 'true' }) })
     fake.seedKeyPair('eu-west-2', 'crabbox-cbx-0000000000a1')
     const result = await runCli(['cleanup', '--provider', 'aws', '--json'], {
-      env: { AWS_ACCESS_KEY_ID: fake.accessKeyId, AWS_SECRET_ACCESS_KEY: fake.secretAccessKey, CRABBOX_AWS_ENDPOINT: server.url, CRABBOX_CAPACITY_REGIONS: 'eu-west-2' },
+      env: {
+        AWS_ACCESS_KEY_ID: fake.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: fake.secretAccessKey,
+        CRABBOX_AWS_ENDPOINT: server.url,
+        CRABBOX_CAPACITY_REGIONS: 'eu-west-2',
+      },
     })
     expect(result.code, result.stderr).toBe(0)
     expect(JSON.parse(result.stdout).deleted.map((i: { id: string }) => i.id)).toEqual([gone])
@@ -70,7 +92,9 @@ describe('crabbox cleanup (direct mode)', () => {
   })
 
   it('refuses to run when a broker is configured, and without credentials says what to set', async () => {
-    const brokered = await runCli(['cleanup', '--provider', 'hetzner'], { env: { CRABBOX_COORDINATOR: 'http://127.0.0.1:9', HCLOUD_TOKEN: 'x' } })
+    const brokered = await runCli(['cleanup', '--provider', 'hetzner'], {
+      env: { CRABBOX_COORDINATOR: 'http://127.0.0.1:9', HCLOUD_TOKEN: 'x' },
+    })
     expect(brokered.code).toBe(2)
     expect(brokered.stderr).toMatch(/refuses to run while a broker is configured/)
     const noToken = await runCli(['cleanup', '--provider', 'hetzner'], { env: { HCLOUD_TOKEN: undefined, HETZNER_TOKEN: undefined } })

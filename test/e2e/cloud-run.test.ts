@@ -38,7 +38,9 @@ interface CloudConfig {
  */
 async function bootstrapFrom(userData: string): Promise<void> {
   const config = parse(userData) as CloudConfig
-  const user = config.users.find((u): u is { name: string; ssh_authorized_keys: string[] } => typeof u === 'object' && u.name === 'crabbox')!
+  const user = config.users.find(
+    (u): u is { name: string; ssh_authorized_keys: string[] } => typeof u === 'object' && u.name === 'crabbox',
+  )!
   for (const key of user.ssh_authorized_keys) await host.authorize(key)
   const ready = config.write_files.find((f) => f.path === READY)!
   writeFileSync(host.path(READY), ready.content, { mode: 0o755 })
@@ -78,7 +80,12 @@ describe('direct-mode cloud runs against a real SSH host', () => {
     expect(result.stdout).toContain('hello from the checkout')
     expect(result.stdout).toContain('crabbox')
     const create = fake.calls.find((c) => c.method === 'POST' && c.path === '/servers')!
-    expect(create.body).toMatchObject({ server_type: 'ccx33', location: 'fsn1', image: 'ubuntu-24.04', labels: { crabbox: 'true', keep: 'false', class: 'standard' } })
+    expect(create.body).toMatchObject({
+      server_type: 'ccx33',
+      location: 'fsn1',
+      image: 'ubuntu-24.04',
+      labels: { crabbox: 'true', keep: 'false', class: 'standard' },
+    })
     const leaseId = (create.body!.labels as Record<string, string>).lease
     // The key in the user data is the lease's own key, and the host key was pinned on first use.
     const keyDir = join(home.env.XDG_CONFIG_HOME, 'crabbox', 'testboxes', leaseId)
@@ -90,7 +97,7 @@ describe('direct-mode cloud runs against a real SSH host', () => {
     rmSync(home.dir, { recursive: true, force: true })
   })
 
-  it('a direct-mode hetzner run keeps moving the server\'s expiry label forward while the command runs', async () => {
+  it("a direct-mode hetzner run keeps moving the server's expiry label forward while the command runs", async () => {
     const fake = createFakeHetzner({ addressFor: () => host.address, onCreate: (s) => bootstrapFrom(s.user_data) })
     const server = await serveFake(fake.handler)
     served.push(server)
@@ -118,7 +125,12 @@ describe('direct-mode cloud runs against a real SSH host', () => {
   })
 
   it('crabbox run --provider aws pins the host key from the serial console before connecting, and refuses a runner whose key differs', async () => {
-    const scanned = execFileSync('ssh-keyscan', ['-p', '2222', '-t', 'ed25519', host.address], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split(/\s+/)
+    const scanned = execFileSync('ssh-keyscan', ['-p', '2222', '-t', 'ed25519', host.address], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+      .trim()
+      .split(/\s+/)
     const realKey = `${scanned[1]} ${scanned[2]}`
     const dir = mkdtempSync(join(tmpdir(), 'crabbox-otherkey-'))
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'k')])
@@ -133,19 +145,39 @@ describe('direct-mode cloud runs against a real SSH host', () => {
     })
     const server = await serveFake(fake.handler)
     served.push(server)
-    const env = { ...baseEnv(), AWS_ACCESS_KEY_ID: fake.accessKeyId, AWS_SECRET_ACCESS_KEY: fake.secretAccessKey, CRABBOX_AWS_ENDPOINT: server.url, CRABBOX_AWS_CONSOLE_WAIT_MS: '5000' }
+    const env = {
+      ...baseEnv(),
+      AWS_ACCESS_KEY_ID: fake.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: fake.secretAccessKey,
+      CRABBOX_AWS_ENDPOINT: server.url,
+      CRABBOX_AWS_CONSOLE_WAIT_MS: '5000',
+    }
 
     const home = cliHome()
-    const ok = await runCli(['run', '--provider', 'aws', '--class', 'standard', '--', 'cat', 'hello.txt'], { cwd: repo, home, env, timeoutMs: 90_000 })
+    const ok = await runCli(['run', '--provider', 'aws', '--class', 'standard', '--', 'cat', 'hello.txt'], {
+      cwd: repo,
+      home,
+      env,
+      timeoutMs: 90_000,
+    })
     expect(ok.code, ok.stderr).toBe(0)
     expect(ok.stdout).toContain('hello from the checkout')
     const launch = fake.calls.find((c) => c.action === 'RunInstances')!
-    expect(launch.params).toMatchObject({ InstanceType: 'c7a.8xlarge', 'InstanceMarketOptions.MarketType': 'spot', 'BlockDeviceMapping.1.Ebs.VolumeSize': '400' })
+    expect(launch.params).toMatchObject({
+      InstanceType: 'c7a.8xlarge',
+      'InstanceMarketOptions.MarketType': 'spot',
+      'BlockDeviceMapping.1.Ebs.VolumeSize': '400',
+    })
     expect(fake.live()).toHaveLength(0)
     expect(fake.keyPairs.size).toBe(0)
 
     consoleKey = otherKey
-    const bad = await runCli(['run', '--provider', 'aws', '--class', 'standard', '--', 'cat', 'hello.txt'], { cwd: repo, home, env, timeoutMs: 90_000 })
+    const bad = await runCli(['run', '--provider', 'aws', '--class', 'standard', '--', 'cat', 'hello.txt'], {
+      cwd: repo,
+      home,
+      env,
+      timeoutMs: 90_000,
+    })
     expect(bad.code).toBe(7)
     expect(bad.stderr).toMatch(/host key for .* changed/)
     expect(bad.stdout).not.toContain('hello from the checkout')

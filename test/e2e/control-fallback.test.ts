@@ -11,7 +11,11 @@ import { brokerWithStaticHosts } from '../support/static-broker.js'
  */
 
 // One sshd host, listed twice: two leases at a time.
-const rig = brokerWithStaticHosts({ token: 'e2e-fallback-token', owner: 'fallback@example.com', names: ['e2e-fallback-a', 'e2e-fallback-b'] })
+const rig = brokerWithStaticHosts({
+  token: 'e2e-fallback-token',
+  owner: 'fallback@example.com',
+  names: ['e2e-fallback-a', 'e2e-fallback-b'],
+})
 const { api } = rig
 let proxy: OldBrokerProxy
 /** A second, older broker in front of the same one, so socket and HTTP runs can go side by side. */
@@ -88,7 +92,11 @@ describe('control channel fallback', () => {
     return { touchedLate, lastState, code }
   }
   const heartbeatRun = (via: OldBrokerProxy) =>
-    outliveIdle(['run', '--no-sync', '--idle-timeout', '12s', '--', 'sh', '-c', 'sleep 16; echo survived'], (stderr) => /leased (cbx_[0-9a-f]{12})/.exec(stderr)?.[1], via)
+    outliveIdle(
+      ['run', '--no-sync', '--idle-timeout', '12s', '--', 'sh', '-c', 'sleep 16; echo survived'],
+      (stderr) => /leased (cbx_[0-9a-f]{12})/.exec(stderr)?.[1],
+      via,
+    )
 
   it('heartbeats travel over the control socket when it is open (no HTTP heartbeat) and over HTTP when it is refused', async () => {
     proxy.reset()

@@ -21,11 +21,16 @@ let broker: BrokerHandle
 let home: CliHome
 const api = brokerApi(() => broker.url, headers)
 
-
 function attach(url: string, runId: string) {
   const child: ChildProcess = spawnCli(['attach', runId, '--poll', '250ms', '--debug'], {
     home,
-    env: { CRABBOX_COORDINATOR: url, CRABBOX_COORDINATOR_TOKEN: token, CRABBOX_OWNER: owner, CRABBOX_ORG: 'e2e', NODE_EXTRA_CA_CERTS: undefined },
+    env: {
+      CRABBOX_COORDINATOR: url,
+      CRABBOX_COORDINATOR_TOKEN: token,
+      CRABBOX_OWNER: owner,
+      CRABBOX_ORG: 'e2e',
+      NODE_EXTRA_CA_CERTS: undefined,
+    },
   })
   let stdout = ''
   let stderr = ''
@@ -41,7 +46,10 @@ const post = (runId: string, data: string) => api('POST', `/v1/runs/${runId}/eve
 
 beforeAll(async () => {
   broker = await startBroker({
-    env: { CRABBOX_SHARED_TOKEN: token, CRABBOX_STATIC_POOL: JSON.stringify([{ name: 'resume-pool', host: '127.0.0.1', port: 1, user: 'crabbox' }]) },
+    env: {
+      CRABBOX_SHARED_TOKEN: token,
+      CRABBOX_STATIC_POOL: JSON.stringify([{ name: 'resume-pool', host: '127.0.0.1', port: 1, user: 'crabbox' }]),
+    },
   })
   home = cliHome()
 })
@@ -72,13 +80,16 @@ describe('attach resume', () => {
       await proxy.close()
     }
     const recorded: { type: string; data?: string }[] = []
-    for (let after = 0; ; ) {
+    for (let after = 0; ;) {
       const { events } = await api('GET', `/v1/runs/${run.id}/events?after=${after}&limit=500`)
       recorded.push(...events)
       if (events.length < 500) break
       after += events.length
     }
-    const expected = recorded.filter((event) => event.type === 'stdout').map((event) => event.data).join('')
+    const expected = recorded
+      .filter((event) => event.type === 'stdout')
+      .map((event) => event.data)
+      .join('')
     const printed = follower.stdout().split('\n').slice(0, -1)
     expect(printed).toHaveLength(1000)
     expect(new Set(printed).size).toBe(1000)
@@ -130,7 +141,11 @@ describe('attach resume', () => {
 
 describe('control socket', () => {
   it('1,000 malformed frames get error replies, change no state, and leave the socket usable', async () => {
-    const { lease } = await api('POST', '/v1/leases', { provider: 'static', leaseID: 'cbx_00000000f00d', sshPublicKey: 'ssh-ed25519 AAAAC3NzaTest test' })
+    const { lease } = await api('POST', '/v1/leases', {
+      provider: 'static',
+      leaseID: 'cbx_00000000f00d',
+      sshPublicKey: 'ssh-ed25519 AAAAC3NzaTest test',
+    })
     const { run } = await api('POST', '/v1/runs', { command: ['frames'] })
     const ws = new WebSocket(`${broker.url.replace(/^http/, 'ws')}/v1/control`, { headers })
     const frames: any[] = []
@@ -174,7 +189,12 @@ describe('control socket', () => {
       ws.send(JSON.stringify({ type: 'heartbeat', leaseID: lease.id }))
       await waitFor(2 + 1000 + 3)
       const tail = frames.slice(-3)
-      expect(tail).toContainEqual({ type: 'run_events', runID: run.id, nextSeq: 2, events: [expect.objectContaining({ seq: 2, data: 'still here\n' })] })
+      expect(tail).toContainEqual({
+        type: 'run_events',
+        runID: run.id,
+        nextSeq: 2,
+        events: [expect.objectContaining({ seq: 2, data: 'still here\n' })],
+      })
       expect(tail).toContainEqual({ type: 'pong' })
       expect(tail).toContainEqual(expect.objectContaining({ type: 'heartbeat', leaseID: lease.id, ok: true }))
       expect(ws.readyState).toBe(WebSocket.OPEN)
@@ -198,7 +218,12 @@ describe('control socket', () => {
         JSON.stringify({ type: 'mystery' }),
         JSON.stringify({ type: 'run_events', runID: run.id, events: 'nope', nextSeq: 2 }),
         JSON.stringify({ type: 'run_events', runID: run.id, events: [{ seq: 'two', type: 'stdout', data: 'forged\n' }], nextSeq: 2 }),
-        JSON.stringify({ type: 'run_events', runID: run.id, events: [{ runID: run.id, seq: 2, type: 'stdout', stream: 'nowhere', data: 'forged\n', createdAt: 'x' }], nextSeq: 2 }),
+        JSON.stringify({
+          type: 'run_events',
+          runID: run.id,
+          events: [{ runID: run.id, seq: 2, type: 'stdout', stream: 'nowhere', data: 'forged\n', createdAt: 'x' }],
+          nextSeq: 2,
+        }),
         JSON.stringify({ type: 'heartbeat', leaseID: 42 }),
         JSON.stringify({ type: 'error', code: 7 }),
         'y'.repeat(100_000),

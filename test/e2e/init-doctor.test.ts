@@ -61,7 +61,12 @@ describe('doctor', () => {
     expect(json.code).toBe(1)
     const report = JSON.parse(json.stdout)
     expect(report.ok).toBe(false)
-    expect(report.checks).toContainEqual({ name: 'config permissions', ok: false, detail: expect.stringContaining('0640'), fix: `chmod 600 ${file}` })
+    expect(report.checks).toContainEqual({
+      name: 'config permissions',
+      ok: false,
+      detail: expect.stringContaining('0640'),
+      fix: `chmod 600 ${file}`,
+    })
   })
 
   it('names an unreachable broker and how to check it', async () => {

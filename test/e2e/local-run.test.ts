@@ -122,9 +122,15 @@ describe('crabbox run on the embedded local provider', () => {
     const counter = join(home.dir, 'runs.log')
     type Timing = { syncSkipped: boolean; exitCode: number; syncPhases: { name: string; reason?: string }[] }
     const run = async (script: string) => {
-      const result = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'sh', '-c', `echo run >> ${counter}; ${script}`], { home, cwd: repo, env })
+      const result = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'sh', '-c', `echo run >> ${counter}; ${script}`], {
+        home,
+        cwd: repo,
+        env,
+      })
       const timing = JSON.parse(result.stderr.trim().split('\n').at(-1)!) as Timing
-      const combined = timing.syncPhases.some((phase) => phase.name === 'fingerprint_remote' && /same exec as the command/.test(phase.reason ?? ''))
+      const combined = timing.syncPhases.some(
+        (phase) => phase.name === 'fingerprint_remote' && /same exec as the command/.test(phase.reason ?? ''),
+      )
       const names = timing.syncPhases.map((phase) => phase.name)
       expect(new Set(names).size).toBe(names.length)
       return { ...result, timing, combined }

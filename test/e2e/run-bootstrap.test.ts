@@ -19,7 +19,8 @@ async function deadHost() {
     NODE_EXTRA_CA_CERTS: undefined,
   }
 }
-const claims = () => (existsSync(join(home.env.XDG_STATE_HOME, 'crabbox', 'claims')) ? readdirSync(join(home.env.XDG_STATE_HOME, 'crabbox', 'claims')) : [])
+const claims = () =>
+  existsSync(join(home.env.XDG_STATE_HOME, 'crabbox', 'claims')) ? readdirSync(join(home.env.XDG_STATE_HOME, 'crabbox', 'claims')) : []
 
 describe('crabbox run when the runner never reaches SSH', () => {
   it('retries a fresh, non-kept lease once on a new machine, never runs the command, and leaves no lease', async () => {

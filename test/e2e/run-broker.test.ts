@@ -10,7 +10,10 @@ const { cliEnv } = rig
 let repo: string
 
 async function api<T = any>(method: string, path: string): Promise<T> {
-  const response = await fetch(`${rig.broker.url}${path}`, { method, headers: { authorization: `Bearer ${rig.token}`, 'x-crabbox-owner': rig.owner } })
+  const response = await fetch(`${rig.broker.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${rig.token}`, 'x-crabbox-owner': rig.owner },
+  })
   return (await response.json()) as T
 }
 
@@ -37,7 +40,11 @@ afterAll(() => {
 
 describe('crabbox run through the broker with a static pool', () => {
   it('streams, exits with the remote code, records the run with its events, and releases the lease', async () => {
-    const result = await runCli(['run', '--timing-json', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3'], { home: rig.home, cwd: repo, env: cliEnv() })
+    const result = await runCli(['run', '--timing-json', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3'], {
+      home: rig.home,
+      cwd: repo,
+      env: cliEnv(),
+    })
     expect(result.stdout).toBe('out\n')
     expect(result.stderr).toMatch(/^err$/m)
     expect(result.code).toBe(3)
@@ -49,10 +56,25 @@ describe('crabbox run through the broker with a static pool', () => {
     expect(run).toMatchObject({ exitCode: 3, state: 'failed', leaseID: timing.leaseId })
     const { events } = await api<{ events: { type: string; data?: string }[] }>('GET', `/v1/runs/${timing.runId}/events`)
     const types = events.map((e) => e.type)
-    for (const type of ['leasing.started', 'lease.created', 'bootstrap.waiting', 'sync.started', 'sync.finished', 'command.started', 'stdout', 'stderr', 'lease.released']) {
+    for (const type of [
+      'leasing.started',
+      'lease.created',
+      'bootstrap.waiting',
+      'sync.started',
+      'sync.finished',
+      'command.started',
+      'stdout',
+      'stderr',
+      'lease.released',
+    ]) {
       expect(types).toContain(type)
     }
-    expect(events.filter((e) => e.type === 'stdout').map((e) => e.data).join('')).toBe('out\n')
+    expect(
+      events
+        .filter((e) => e.type === 'stdout')
+        .map((e) => e.data)
+        .join(''),
+    ).toBe('out\n')
     const { runs } = await api<{ runs: { id: string }[] }>('GET', '/v1/runs')
     expect(runs.map((r) => r.id)).toContain(timing.runId)
     const { lease } = await api('GET', `/v1/leases/${timing.leaseId}`)
@@ -63,7 +85,11 @@ describe('crabbox run through the broker with a static pool', () => {
     const warm = await runCli(['warmup', '--json'], { home: rig.home, cwd: repo, env: cliEnv() })
     expect(warm.code).toBe(0)
     const lease = JSON.parse(warm.stdout)
-    const first = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'cat', 'hello.txt'], { home: rig.home, cwd: repo, env: cliEnv() })
+    const first = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'cat', 'hello.txt'], {
+      home: rig.home,
+      cwd: repo,
+      env: cliEnv(),
+    })
     expect(first.stdout).toBe('hello\n')
     expect(first.code).toBe(0)
     const second = await runCli(['run', '--id', lease.slug, '--timing-json', '--', 'true'], { home: rig.home, cwd: repo, env: cliEnv() })
@@ -77,7 +103,11 @@ describe('crabbox run through the broker with a static pool', () => {
 
   it('SIGINT mid-command kills the remote process and releases the lease', async () => {
     const seconds = `300.${process.pid}1`
-    const child = spawnCli(['run', '--no-sync', '--timing-json', '--', 'sh', '-c', `echo started; exec sleep ${seconds}`], { home: rig.home, cwd: repo, env: cliEnv() })
+    const child = spawnCli(['run', '--no-sync', '--timing-json', '--', 'sh', '-c', `echo started; exec sleep ${seconds}`], {
+      home: rig.home,
+      cwd: repo,
+      env: cliEnv(),
+    })
     let stdout = ''
     let stderr = ''
     child.stderr!.on('data', (d) => (stderr += d))
@@ -95,7 +125,11 @@ describe('crabbox run through the broker with a static pool', () => {
   })
 
   it('a CLI killed with SIGKILL leaves a lease that the broker expires at its idle timeout', async () => {
-    const child = spawnCli(['run', '--no-sync', '--idle-timeout', '3s', '--', 'sh', '-c', 'echo started; exec sleep 30'], { home: rig.home, cwd: repo, env: cliEnv() })
+    const child = spawnCli(['run', '--no-sync', '--idle-timeout', '3s', '--', 'sh', '-c', 'echo started; exec sleep 30'], {
+      home: rig.home,
+      cwd: repo,
+      env: cliEnv(),
+    })
     let stderr = ''
     child.stderr!.on('data', (d) => (stderr += d))
     await stdoutShows(child, 'started')
@@ -110,7 +144,11 @@ describe('crabbox run through the broker with a static pool', () => {
   })
 
   it('a broker that goes away mid-run changes neither the output nor the exit code', async () => {
-    const child = spawnCli(['run', '--no-sync', '--', 'sh', '-c', 'echo a; sleep 3; echo b; exit 5'], { home: rig.home, cwd: repo, env: cliEnv() })
+    const child = spawnCli(['run', '--no-sync', '--', 'sh', '-c', 'echo a; sleep 3; echo b; exit 5'], {
+      home: rig.home,
+      cwd: repo,
+      env: cliEnv(),
+    })
     let stdout = ''
     let stderr = ''
     child.stderr!.on('data', (d) => (stderr += d))

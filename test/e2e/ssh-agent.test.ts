@@ -22,7 +22,7 @@ describe('the connection agent: its folder, and dying mid-command', () => {
   const ssh = (h: ReturnType<typeof home>, command: string) =>
     runCli(['ssh', '--provider', 'ssh', '--static-host', host.address, '--', command], { home: h, timeoutMs: 30_000 })
 
-  it("never talks to a socket in a folder another user owns; runs from its own process instead", async () => {
+  it('never talks to a socket in a folder another user owns; runs from its own process instead', async () => {
     const h = home()
     const dir = join(h.env.XDG_RUNTIME_DIR, 'crabbox')
     mkdirSync(dir, { recursive: true, mode: 0o777 })

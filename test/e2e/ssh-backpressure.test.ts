@@ -4,7 +4,6 @@ import { sleep } from '../support/fixtures.js'
 import { rssMiB } from '../support/processes.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 
-
 describe('crabbox ssh output into a slow reader', () => {
   let host: SshHost
   const homes: CliHome[] = []

@@ -94,7 +94,12 @@ describe('crabbox ssh against a real sshd', () => {
   })
 
   it('Ctrl-C reaches the remote process and kills it, with stdin open or already at EOF, through the agent and in-process', async () => {
-    for (const [stdinOpen, agent] of [[false, true], [true, true], [false, false], [true, false]]) {
+    for (const [stdinOpen, agent] of [
+      [false, true],
+      [true, true],
+      [false, false],
+      [true, false],
+    ]) {
       const h = home(agent ? {} : { CRABBOX_NO_AGENT: '1' })
       const child = spawnCli(['ssh', ...at(host.address, 22), '--', 'echo started; sleep 301; echo never'], { home: h })
       if (!stdinOpen) child.stdin!.end() // the common case: nothing piped, the remote sees EOF at once
@@ -146,10 +151,22 @@ describe('crabbox ssh against a real sshd', () => {
     expect(line).toContain(`-i ${host.privateKeyPath}`)
     expect(line).toContain('UserKnownHostsFile=')
     const words = line.split(' ').map((w) => w.replace(/^~/, h.dir))
-    const out = execFileSync(words[0], [...words.slice(1).map((w) => w.replace('=~', `=${h.dir}`)), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', 'echo', 'via-openssh'], {
-      encoding: 'utf8',
-      env: { ...process.env, HOME: h.dir },
-    })
+    const out = execFileSync(
+      words[0],
+      [
+        ...words.slice(1).map((w) => w.replace('=~', `=${h.dir}`)),
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'StrictHostKeyChecking=yes',
+        'echo',
+        'via-openssh',
+      ],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, HOME: h.dir },
+      },
+    )
     expect(out).toBe('via-openssh\n')
   })
 
@@ -169,7 +186,9 @@ describe('crabbox ssh against a real sshd', () => {
     expect(statusA.pid).not.toBe(statusB.pid)
     // Another user (nobody) cannot connect to a's socket.
     const probe = `require('net').connect(${JSON.stringify(sockets[0])}).on('connect',()=>{console.log('connected');process.exit(0)}).on('error',(e)=>{console.log(e.code);process.exit(0)})`
-    const seen = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', probe], { encoding: 'utf8' }).trim()
+    const seen = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', probe], {
+      encoding: 'utf8',
+    }).trim()
     expect(seen).toBe('EACCES')
     expect(readFileSync(join(a.env.XDG_RUNTIME_DIR, 'crabbox', 'agent.pid'), 'utf8').trim()).toBe(String(statusA.pid))
   })

@@ -39,7 +39,14 @@ describe('the local runner', () => {
     const id = /leased (\S+)/.exec(result.stdout + result.stderr)![1]
     const dir = join(home.env.XDG_STATE_HOME, 'crabbox', 'local', id)
     const record = JSON.parse(readFileSync(join(dir, 'lease.json'), 'utf8'))
-    const target = { host: '127.0.0.1', port: record.port, fallbackPorts: [], user: record.user, privateKeyPath: record.privateKeyPath, knownHostsPath: record.knownHostsPath }
+    const target = {
+      host: '127.0.0.1',
+      port: record.port,
+      fallbackPorts: [],
+      user: record.user,
+      privateKeyPath: record.privateKeyPath,
+      knownHostsPath: record.knownHostsPath,
+    }
     return { home, id, pid: record.pid, dir, target }
   }
   afterEach(async () => {
@@ -56,7 +63,11 @@ describe('the local runner', () => {
   it('runs with cwd and env, passes exit codes and signals through, and stops a command on Ctrl-C', async () => {
     const runner = await warm()
     let out = ''
-    const result = await pool.exec(runner.target, 'pwd; echo "$GREETING"; exit 3', { cwd: '/tmp', env: { GREETING: "it's here" }, onStdout: (c) => (out += c) })
+    const result = await pool.exec(runner.target, 'pwd; echo "$GREETING"; exit 3', {
+      cwd: '/tmp',
+      env: { GREETING: "it's here" },
+      onStdout: (c) => (out += c),
+    })
     expect(result).toEqual({ code: 3 })
     expect(out).toBe("/tmp\nit's here\n")
     expect(await pool.exec(runner.target, 'kill -TERM $$')).toEqual({ code: null, signal: 'SIGTERM' })
@@ -64,7 +75,11 @@ describe('the local runner', () => {
     const marker = uniqueSleep()
     const abort = new AbortController()
     let started = false
-    const outcome = pool.exec(runner.target, `echo started; exec sleep ${marker}`, { stdin: '', signal: abort.signal, onStdout: () => (started = true) })
+    const outcome = pool.exec(runner.target, `echo started; exec sleep ${marker}`, {
+      stdin: '',
+      signal: abort.signal,
+      onStdout: () => (started = true),
+    })
     await until('the command to start', () => started && running(marker), 15_000)
     abort.abort('SIGINT')
     expect(await outcome).toEqual({ code: null, signal: 'SIGINT' })
@@ -79,7 +94,9 @@ describe('the local runner', () => {
     const marker = uniqueSleep()
     let started = false
     const outcome = pool
-      .exec({ ...runner.target, host: proxy.host, port: proxy.port }, `echo started; exec sleep ${marker}`, { onStdout: () => (started = true) })
+      .exec({ ...runner.target, host: proxy.host, port: proxy.port }, `echo started; exec sleep ${marker}`, {
+        onStdout: () => (started = true),
+      })
       .catch((e) => e)
     await until('the command to start', () => started && running(marker), 15_000)
     proxy.cut()

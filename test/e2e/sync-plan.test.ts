@@ -14,7 +14,10 @@ describe('crabbox sync-plan', () => {
     rmSync(home.dir, { recursive: true, force: true })
   })
   const put = (path: string, bytes: number) => putFile(repo, path, Buffer.alloc(bytes, 97))
-  const git = (...args: string[]) => execFileSync('git', ['-C', repo, ...args], { env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } })
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-C', repo, ...args], {
+      env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' },
+    })
 
   it('reports files, bytes, local deletions and the largest files and folders without leasing anything', async () => {
     git('init', '-q')
@@ -53,7 +56,9 @@ describe('crabbox sync-plan', () => {
     expect(text.code).toBe(0)
     expect(text.stdout).toMatch(/^sync candidate: 5 files, 314 KiB/)
     expect(text.stdout).toMatch(/deleted tracked files: 1\n {2}gone.txt\n/)
-    expect(text.stdout).toMatch(/largest files:\n +293 KiB {2}packages\/app\/src\/big\.bin\nlargest folders:\n +294 KiB +2 files {2}packages\/app\n$/)
+    expect(text.stdout).toMatch(
+      /largest files:\n +293 KiB {2}packages\/app\/src\/big\.bin\nlargest folders:\n +294 KiB +2 files {2}packages\/app\n$/,
+    )
 
     const bad = await runCli(['sync-plan', '--limit', '0'], { cwd: repo, home })
     expect(bad.code).toBe(2)

@@ -144,10 +144,13 @@ describe('sshHost', () => {
 
   it('another test process setting up its hosts leaves the live hosts their per-host home', async () => {
     const script = join(mkdtempSync(join(tmpdir(), 'crabbox-other-')), 'other.mts')
-    writeFileSync(script, `import { sshHost } from ${JSON.stringify(join(repoRoot, 'test/support/ssh-host.ts'))}
+    writeFileSync(
+      script,
+      `import { sshHost } from ${JSON.stringify(join(repoRoot, 'test/support/ssh-host.ts'))}
 const host = await sshHost()
 await host.stop()
-`)
+`,
+    )
     const result = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: repoRoot, encoding: 'utf8' })
     expect(result.status, result.stderr).toBe(0)
     const { client } = await connectSsh(host, { host: host.address, port: host.ports[0] })
@@ -169,11 +172,14 @@ await host.stop()
 describe('sshHost leftovers', () => {
   it('a host left behind by a killed process is swept: namespace, sshd and home are gone', async () => {
     const script = join(mkdtempSync(join(tmpdir(), 'crabbox-leak-')), 'leak.mts')
-    writeFileSync(script, `import { sshHost } from ${JSON.stringify(join(repoRoot, 'test/support/ssh-host.ts'))}
+    writeFileSync(
+      script,
+      `import { sshHost } from ${JSON.stringify(join(repoRoot, 'test/support/ssh-host.ts'))}
 const host = await sshHost()
 process.stdout.write(JSON.stringify({ name: host.name, home: host.home }))
 process.kill(process.pid, 'SIGKILL')
-`)
+`,
+    )
     const result = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: repoRoot, encoding: 'utf8' })
     expect(result.signal).toBe('SIGKILL')
     const leaked = JSON.parse(result.stdout) as { name: string; home: string }

@@ -64,7 +64,11 @@ describe('ssh pool against a real sshd', () => {
     try {
       const target = targetFor(host)
       for (let i = 0; i < 5; i++) {
-        expect(await collect(warm, target, `cat; echo ${i} >&2; exit ${i}`, `in${i}`)).toEqual({ code: i, stdout: `in${i}`, stderr: `${i}\n` })
+        expect(await collect(warm, target, `cat; echo ${i} >&2; exit ${i}`, `in${i}`)).toEqual({
+          code: i,
+          stdout: `in${i}`,
+          stderr: `${i}\n`,
+        })
       }
     } finally {
       await warm.closeAll()
@@ -102,9 +106,7 @@ describe('ssh pool against a real sshd', () => {
     const proxy = await tcpProxy({ host: host.address, port: 2222 })
     try {
       const target = targetFor(host, { host: proxy.host, port: proxy.port })
-      const results = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => collect(pool, target, `sleep 0.2137; echo ${i}`)),
-      )
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => collect(pool, target, `sleep 0.2137; echo ${i}`)))
       expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 20 }, (_, i) => `${i}\n`))
       expect(results.every((r) => r.code === 0)).toBe(true)
       expect(proxy.totalConnections).toBe(1)
@@ -165,7 +167,11 @@ describe('ssh pool against a real sshd', () => {
 
   it('waits for readiness phase by phase and returns the port that worked', async () => {
     const progress = recorder()
-    const ready = await waitForReady(targetFor(host, { port: 2200, fallbackPorts: [2222] }), 'static', { timeoutMs: 30_000, progress, useAgent: false })
+    const ready = await waitForReady(targetFor(host, { port: 2200, fallbackPorts: [2222] }), 'static', {
+      timeoutMs: 30_000,
+      progress,
+      useAgent: false,
+    })
     expect(ready.port).toBe(2222)
     expect(ready.fallbackPorts).toEqual([2200])
     const text = progress.lines.join('\n')
@@ -178,7 +184,11 @@ describe('ssh pool against a real sshd', () => {
     expect(stuck).toBeInstanceOf(CrabboxError)
     expect(stuck.exitCode).toBe(5)
     expect(stuck.message).toContain(`on ${host.address} during ready check`)
-    const closed = await waitForReady(targetFor(host, { port: 2200 }), 'static', { timeoutMs: 1000, progress: recorder(), useAgent: false }).catch((e) => e)
+    const closed = await waitForReady(targetFor(host, { port: 2200 }), 'static', {
+      timeoutMs: 1000,
+      progress: recorder(),
+      useAgent: false,
+    }).catch((e) => e)
     expect(closed.exitCode).toBe(5)
     expect(closed.message).toContain(`on ${host.address} during TCP`)
   })

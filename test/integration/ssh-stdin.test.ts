@@ -13,7 +13,8 @@ import type { SshSession, SshTarget } from '../../src/transport/ssh/types.js'
 
 // The built transport (the run's private package copy when there is one): its agent client
 // starts dist/transport/ssh/agent-main.js, as the CLI does.
-const built = () => import(join(process.env.CRABBOX_E2E_PACKAGE ?? repoRoot, 'dist', 'transport', 'ssh', 'index.js')) as Promise<typeof SshTransport>
+const built = () =>
+  import(join(process.env.CRABBOX_E2E_PACKAGE ?? repoRoot, 'dist', 'transport', 'ssh', 'index.js')) as Promise<typeof SshTransport>
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
 /** Runs `sha256sum` remotely on what `child` prints: what a caller piping `git bundle create -` does. */

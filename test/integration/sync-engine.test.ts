@@ -1,6 +1,19 @@
 import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
@@ -31,7 +44,13 @@ function tree(dir: string, rel = ''): Map<string, string> {
     const stat = lstatSync(join(dir, path))
     if (stat.isSymbolicLink()) out.set(path, `link ${readlinkSync(join(dir, path))}`)
     else if (stat.isDirectory()) for (const [k, v] of tree(dir, path)) out.set(k, v)
-    else out.set(path, `file ${stat.mode & 0o100 ? 'x' : '-'} ${createHash('sha256').update(readFileSync(join(dir, path))).digest('hex')}`)
+    else
+      out.set(
+        path,
+        `file ${stat.mode & 0o100 ? 'x' : '-'} ${createHash('sha256')
+          .update(readFileSync(join(dir, path)))
+          .digest('hex')}`,
+      )
   }
   return out
 }
@@ -56,7 +75,14 @@ describe('sync engine against a real sshd', () => {
     // Hash cache and sent manifests go to a throwaway state dir.
     Object.assign(process.env, home.env)
     host = await sshHost()
-    target = { host: host.address, port: host.ports[0], fallbackPorts: [], user: host.user, privateKeyPath: host.privateKeyPath, knownHostsPath: join(home.dir, 'known_hosts') }
+    target = {
+      host: host.address,
+      port: host.ports[0],
+      fallbackPorts: [],
+      user: host.user,
+      privateKeyPath: host.privateKeyPath,
+      knownHostsPath: join(home.dir, 'known_hosts'),
+    }
     session = await openSession(target, { useAgent: false })
   })
   afterAll(async () => {
@@ -73,7 +99,8 @@ describe('sync engine against a real sshd', () => {
   })
 
   const workdir = () => `${host.home}/work/w${++work}/repo`
-  const sync = (repo: string, wd: string, extra: Partial<SyncOptions> = {}) => syncWorkdir({ repoRoot: repo, workdir: wd, config, session, progress: quiet, env: {}, ...extra })
+  const sync = (repo: string, wd: string, extra: Partial<SyncOptions> = {}) =>
+    syncWorkdir({ repoRoot: repo, workdir: wd, config, session, progress: quiet, env: {}, ...extra })
 
   it('lands the manifest byte for byte, then round-trips edits, deletes, renames and modes; an unchanged re-sync sends nothing', async () => {
     const repo = newRepo()
@@ -103,7 +130,9 @@ describe('sync engine against a real sshd', () => {
     expect(existsSync(join(wd, 'node_modules'))).toBe(false)
     expect(existsSync(join(wd, 'secret'))).toBe(false)
     expect(lstatSync(join(wd, 'bin/tool.sh')).mode & 0o111).toBe(0o111)
-    expect(first.phases.map((phase) => phase.name)).toEqual(expect.arrayContaining(['manifest', 'fingerprint', 'fingerprint_remote', 'transfer', 'finalize']))
+    expect(first.phases.map((phase) => phase.name)).toEqual(
+      expect.arrayContaining(['manifest', 'fingerprint', 'fingerprint_remote', 'transfer', 'finalize']),
+    )
 
     const again = await sync(repo, wd)
     expect(again).toMatchObject({ skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0 })
@@ -198,17 +227,22 @@ describe('sync engine against a real sshd', () => {
     const wd = workdir()
     expect((await sync(repo, wd)).warnings).toEqual([])
 
-    const status = await host.run(`su - crabbox -s /bin/sh -c 'cd "${wd}" && git status --porcelain && git rev-parse --abbrev-ref HEAD && git diff --name-only origin/main...'`)
+    const status = await host.run(
+      `su - crabbox -s /bin/sh -c 'cd "${wd}" && git status --porcelain && git rev-parse --abbrev-ref HEAD && git diff --name-only origin/main...'`,
+    )
     expect(status.stderr).toBe('')
     expect(status.stdout.split('\n')).toEqual([' M src/b.txt', 'feature', 'src/a.txt', ''])
 
     // Runner-side build output and caches survive syncs; a removed synced file is pruned.
-    await host.run(`su - crabbox -s /bin/sh -c "mkdir -p '${wd}/node_modules/x' '${wd}/build' && echo cache > '${wd}/node_modules/x/i.js' && echo out > '${wd}/build/out.o' && echo extra > '${wd}/src/runner-made.txt'"`)
+    await host.run(
+      `su - crabbox -s /bin/sh -c "mkdir -p '${wd}/node_modules/x' '${wd}/build' && echo cache > '${wd}/node_modules/x/i.js' && echo out > '${wd}/build/out.o' && echo extra > '${wd}/src/runner-made.txt'"`,
+    )
     rmSync(join(repo, 'src/b.txt'))
     const pruned = await sync(repo, wd)
     expect(pruned.filesDeleted).toBe(1)
     expect(existsSync(join(wd, 'src/b.txt'))).toBe(false)
-    for (const kept of ['node_modules/x/i.js', 'build/out.o', 'src/runner-made.txt', '.git/HEAD']) expect(existsSync(join(wd, kept))).toBe(true)
+    for (const kept of ['node_modules/x/i.js', 'build/out.o', 'src/runner-made.txt', '.git/HEAD'])
+      expect(existsSync(join(wd, kept))).toBe(true)
     rmSync(origin, { recursive: true, force: true })
   })
 
@@ -294,7 +328,13 @@ describe('sync engine against a real sshd', () => {
     put(dir, 'node_modules/m.js', 'excluded\n')
     const wd = workdir()
     expect((await sync(dir, wd)).warnings).toEqual([])
-    expect(tree(wd)).toEqual(new Map([...(await expected(dir, config)), ['.crabbox/sync-fingerprint', expect.any(String)], ['.crabbox/sync-manifest', expect.any(String)]]))
+    expect(tree(wd)).toEqual(
+      new Map([
+        ...(await expected(dir, config)),
+        ['.crabbox/sync-fingerprint', expect.any(String)],
+        ['.crabbox/sync-manifest', expect.any(String)],
+      ]),
+    )
     expect(existsSync(join(wd, '.git'))).toBe(false)
     expect((await sync(dir, wd)).skipped).toBe(true)
     config = { ...config, delete: false }
@@ -317,7 +357,10 @@ describe('sync engine against a real sshd', () => {
     // A part that cannot land (the runner's z/ is not writable) fails the sync: no fingerprint, no record.
     const wd = workdir()
     await host.run(`su - crabbox -s /bin/sh -c "mkdir -p '${wd}'" && mkdir '${wd}/z' && chmod 555 '${wd}/z'`)
-    const error = await sync(repo, wd, { env: channels }).then(() => undefined, (e: Error & { exit?: string }) => e)
+    const error = await sync(repo, wd, { env: channels }).then(
+      () => undefined,
+      (e: Error & { exit?: string }) => e,
+    )
     expect(error?.message).toMatch(/extracting files failed/)
     expect(existsSync(join(wd, '.git/crabbox/sync-fingerprint'))).toBe(false)
     expect(existsSync(join(wd, '.git/crabbox/sync-manifest'))).toBe(false)

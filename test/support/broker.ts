@@ -68,7 +68,8 @@ function waitForReady(child: ChildProcess, timeoutMs: number): Promise<void> {
         resolve()
       }
     }
-    const onExit = (code: number | null, signal: NodeJS.Signals | null) => fail(new Error(`broker dev exited (${code ?? signal}) before ready:\n${stderr}`))
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+      fail(new Error(`broker dev exited (${code ?? signal}) before ready:\n${stderr}`))
     const cleanup = () => {
       clearTimeout(timer)
       child.stderr!.off('data', onData)
@@ -114,7 +115,11 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
   let child: ChildProcess | undefined
 
   const start = async () => {
-    child = spawnCli(['broker', 'dev', '--port', String(port), '--state', stateDir], { home, env, cli: join(brokerPackage(), 'bin', 'run.js') })
+    child = spawnCli(['broker', 'dev', '--port', String(port), '--state', stateDir], {
+      home,
+      env,
+      cli: join(brokerPackage(), 'bin', 'run.js'),
+    })
     child.stdin!.end()
     child.stdout!.resume()
     running.add(child)

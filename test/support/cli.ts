@@ -50,7 +50,11 @@ export function spawnCli(args: string[], options: CliOptions = {}): ChildProcess
   const home = options.home ?? cliHome()
   const env: Record<string, string | undefined> = { ...process.env, ...home.env, ...options.env }
   for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key]
-  return spawn(process.execPath, [options.cli ?? cliPath, ...args], { cwd: options.cwd ?? repoRoot, env: env as NodeJS.ProcessEnv, stdio: ['pipe', 'pipe', 'pipe'] })
+  return spawn(process.execPath, [options.cli ?? cliPath, ...args], {
+    cwd: options.cwd ?? repoRoot,
+    env: env as NodeJS.ProcessEnv,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
 }
 
 /** Runs the built CLI to completion and collects its output. */

@@ -72,20 +72,33 @@ const stateCodes: Record<string, number> = { pending: 0, running: 16, 'shutting-
 const requestId = () => crypto.randomUUID()
 const hex = (n: number) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, '0')).join('')
 
-const spotUSD: Record<string, number> = { 'c7a.48xlarge': 3.9, 'c7i.48xlarge': 3.6, 'c7a.8xlarge': 0.61, 'c7i.8xlarge': 0.58, 'c7a.4xlarge': 0.31, 't3.small': 0.008 }
+const spotUSD: Record<string, number> = {
+  'c7a.48xlarge': 3.9,
+  'c7i.48xlarge': 3.6,
+  'c7a.8xlarge': 0.61,
+  'c7i.8xlarge': 0.58,
+  'c7a.4xlarge': 0.31,
+  't3.small': 0.008,
+}
 
 function xmlReply(action: string, inner: string, status = 200): Response {
-  return new Response(`<?xml version="1.0" encoding="UTF-8"?>\n<${action}Response xmlns="${NS}">\n    <requestId>${requestId()}</requestId>\n${inner}\n</${action}Response>`, {
-    status,
-    headers: { 'content-type': 'text/xml;charset=UTF-8', 'x-amzn-requestid': requestId() },
-  })
+  return new Response(
+    `<?xml version="1.0" encoding="UTF-8"?>\n<${action}Response xmlns="${NS}">\n    <requestId>${requestId()}</requestId>\n${inner}\n</${action}Response>`,
+    {
+      status,
+      headers: { 'content-type': 'text/xml;charset=UTF-8', 'x-amzn-requestid': requestId() },
+    },
+  )
 }
 
 export function ec2Error(status: number, code: string, message: string): Response {
-  return new Response(`<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${esc(code)}</Code><Message>${esc(message)}</Message></Error></Errors><RequestID>${requestId()}</RequestID></Response>`, {
-    status,
-    headers: { 'content-type': 'text/xml;charset=UTF-8' },
-  })
+  return new Response(
+    `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${esc(code)}</Code><Message>${esc(message)}</Message></Error></Errors><RequestID>${requestId()}</RequestID></Response>`,
+    {
+      status,
+      headers: { 'content-type': 'text/xml;charset=UTF-8' },
+    },
+  )
 }
 
 /** `Prefix.N` / `Prefix.N.Sub` params back into arrays. */
@@ -98,7 +111,8 @@ function indexed(params: Record<string, string>, prefix: string): string[] {
 
 function filters(params: Record<string, string>): Array<{ name: string; values: string[] }> {
   const out: Array<{ name: string; values: string[] }> = []
-  for (let i = 1; params[`Filter.${i}.Name`]; i++) out.push({ name: params[`Filter.${i}.Name`], values: indexed(params, `Filter.${i}.Value`) })
+  for (let i = 1; params[`Filter.${i}.Name`]; i++)
+    out.push({ name: params[`Filter.${i}.Name`], values: indexed(params, `Filter.${i}.Value`) })
   return out
 }
 
@@ -106,7 +120,8 @@ function tagSpecs(params: Record<string, string>, resourceType: string): Record<
   const tags: Record<string, string> = {}
   for (let i = 1; params[`TagSpecification.${i}.ResourceType`]; i++) {
     if (params[`TagSpecification.${i}.ResourceType`] !== resourceType) continue
-    for (let j = 1; params[`TagSpecification.${i}.Tag.${j}.Key`] !== undefined; j++) tags[params[`TagSpecification.${i}.Tag.${j}.Key`]] = params[`TagSpecification.${i}.Tag.${j}.Value`] ?? ''
+    for (let j = 1; params[`TagSpecification.${i}.Tag.${j}.Key`] !== undefined; j++)
+      tags[params[`TagSpecification.${i}.Tag.${j}.Key`]] = params[`TagSpecification.${i}.Tag.${j}.Value`] ?? ''
   }
   return tags
 }
@@ -146,7 +161,9 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
                 <groupSet>${i.groupIds.map((g) => `<item><groupId>${g}</groupId><groupName>${esc(groups.get(g)?.name ?? 'default')}</groupName></item>`).join('')}</groupSet>
                 ${i.market === 'spot' ? '<instanceLifecycle>spot</instanceLifecycle>' : ''}
                 ${i.clientToken ? `<clientToken>${esc(i.clientToken)}</clientToken>` : ''}
-                <tagSet>${Object.entries(i.tags).map(([k, v]) => `<item><key>${esc(k)}</key><value>${esc(v)}</value></item>`).join('')}</tagSet>
+                <tagSet>${Object.entries(i.tags)
+                  .map(([k, v]) => `<item><key>${esc(k)}</key><value>${esc(v)}</value></item>`)
+                  .join('')}</tagSet>
             </item>`
 
   const boot = (i: Instance) => {
@@ -160,18 +177,23 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
     switch (name) {
       case 'ImportKeyPair': {
         const key = `${region}/${p.KeyName}`
-        if (!p.KeyName || !p.PublicKeyMaterial) return ec2Error(400, 'MissingParameter', 'The request must contain the parameter KeyName and PublicKeyMaterial')
+        if (!p.KeyName || !p.PublicKeyMaterial)
+          return ec2Error(400, 'MissingParameter', 'The request must contain the parameter KeyName and PublicKeyMaterial')
         let material: string
         try {
           material = atob(p.PublicKeyMaterial)
         } catch {
           return ec2Error(400, 'InvalidKey.Format', 'Key is not in valid OpenSSH public key format')
         }
-        if (!/^(ssh-ed25519|ssh-rsa) [A-Za-z0-9+/=]+/.test(material)) return ec2Error(400, 'InvalidKey.Format', 'Key is not in valid OpenSSH public key format')
+        if (!/^(ssh-ed25519|ssh-rsa) [A-Za-z0-9+/=]+/.test(material))
+          return ec2Error(400, 'InvalidKey.Format', 'Key is not in valid OpenSSH public key format')
         if (keyPairs.has(key)) return ec2Error(400, 'InvalidKeyPair.Duplicate', `The keypair already exists`)
         const pair = { name: p.KeyName, id: `key-${hex(8)}`, material, fingerprint: `SHA256:${hex(16)}`, tags: tagSpecs(p, 'key-pair') }
         keyPairs.set(key, pair)
-        return xmlReply(name, `    <keyFingerprint>${pair.fingerprint}</keyFingerprint>\n    <keyName>${esc(pair.name)}</keyName>\n    <keyPairId>${pair.id}</keyPairId>`)
+        return xmlReply(
+          name,
+          `    <keyFingerprint>${pair.fingerprint}</keyFingerprint>\n    <keyName>${esc(pair.name)}</keyName>\n    <keyPairId>${pair.id}</keyPairId>`,
+        )
       }
       case 'DeleteKeyPair': {
         // EC2 answers true even when the key does not exist.
@@ -180,26 +202,50 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
       }
       case 'DescribeKeyPairs': {
         const names = indexed(p, 'KeyName')
-        const found = [...keyPairs].filter(([k]) => k.startsWith(`${region}/`)).map(([, v]) => v).filter((k) => !names.length || names.includes(k.name))
+        const found = [...keyPairs]
+          .filter(([k]) => k.startsWith(`${region}/`))
+          .map(([, v]) => v)
+          .filter((k) => !names.length || names.includes(k.name))
         const missing = names.find((n) => !found.some((k) => k.name === n))
         if (missing) return ec2Error(400, 'InvalidKeyPair.NotFound', `The key pair '${missing}' does not exist`)
-        return xmlReply(name, `    <keySet>${found.map((k) => `<item><keyPairId>${k.id}</keyPairId><keyFingerprint>${k.fingerprint}</keyFingerprint><keyName>${esc(k.name)}</keyName></item>`).join('')}</keySet>`)
+        return xmlReply(
+          name,
+          `    <keySet>${found.map((k) => `<item><keyPairId>${k.id}</keyPairId><keyFingerprint>${k.fingerprint}</keyFingerprint><keyName>${esc(k.name)}</keyName></item>`).join('')}</keySet>`,
+        )
       }
       case 'DescribeImages': {
         const owners = indexed(p, 'Owner')
-        const images = owners.length && !owners.includes('099720109477') ? [] : [
-          { id: `ami-0${region.length}a1b2c3d4e5f60`, name: 'ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250101', created: '2025-01-01T00:00:00.000Z' },
-          { id: `ami-0${region.length}f9e8d7c6b5a40`, name: 'ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250601', created: '2025-06-01T00:00:00.000Z' },
-        ]
-        return xmlReply(name, `    <imagesSet>${images.map((i) => `<item><imageId>${i.id}</imageId><imageLocation>amazon/${i.name}</imageLocation><imageState>available</imageState><imageOwnerId>099720109477</imageOwnerId><creationDate>${i.created}</creationDate><isPublic>true</isPublic><architecture>x86_64</architecture><imageType>machine</imageType><name>${i.name}</name><rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/sda1</rootDeviceName></item>`).join('')}</imagesSet>`)
+        const images =
+          owners.length && !owners.includes('099720109477')
+            ? []
+            : [
+                {
+                  id: `ami-0${region.length}a1b2c3d4e5f60`,
+                  name: 'ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250101',
+                  created: '2025-01-01T00:00:00.000Z',
+                },
+                {
+                  id: `ami-0${region.length}f9e8d7c6b5a40`,
+                  name: 'ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250601',
+                  created: '2025-06-01T00:00:00.000Z',
+                },
+              ]
+        return xmlReply(
+          name,
+          `    <imagesSet>${images.map((i) => `<item><imageId>${i.id}</imageId><imageLocation>amazon/${i.name}</imageLocation><imageState>available</imageState><imageOwnerId>099720109477</imageOwnerId><creationDate>${i.created}</creationDate><isPublic>true</isPublic><architecture>x86_64</architecture><imageType>machine</imageType><name>${i.name}</name><rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/sda1</rootDeviceName></item>`).join('')}</imagesSet>`,
+        )
       }
       case 'DescribeSecurityGroups': {
         const byName = filters(p).find((f) => f.name === 'group-name')?.values
         const found = [...groups.values()].filter((g) => g.region === region && (!byName || byName.includes(g.name)))
-        return xmlReply(name, `    <securityGroupInfo>${found.map((g) => `<item><ownerId>123456789012</ownerId><groupId>${g.id}</groupId><groupName>${esc(g.name)}</groupName><groupDescription>crabbox</groupDescription><vpcId>vpc-1a2b3c4d</vpcId><ipPermissions/><ipPermissionsEgress/></item>`).join('')}</securityGroupInfo>`)
+        return xmlReply(
+          name,
+          `    <securityGroupInfo>${found.map((g) => `<item><ownerId>123456789012</ownerId><groupId>${g.id}</groupId><groupName>${esc(g.name)}</groupName><groupDescription>crabbox</groupDescription><vpcId>vpc-1a2b3c4d</vpcId><ipPermissions/><ipPermissionsEgress/></item>`).join('')}</securityGroupInfo>`,
+        )
       }
       case 'CreateSecurityGroup': {
-        if ([...groups.values()].some((g) => g.region === region && g.name === p.GroupName)) return ec2Error(400, 'InvalidGroup.Duplicate', `The security group '${p.GroupName}' already exists for VPC 'vpc-1a2b3c4d'`)
+        if ([...groups.values()].some((g) => g.region === region && g.name === p.GroupName))
+          return ec2Error(400, 'InvalidGroup.Duplicate', `The security group '${p.GroupName}' already exists for VPC 'vpc-1a2b3c4d'`)
         const group = { id: `sg-${hex(8)}`, name: p.GroupName, region, permissions: [] as string[] }
         groups.set(group.id, group)
         return xmlReply(name, `    <return>true</return>\n    <groupId>${group.id}</groupId>`)
@@ -208,43 +254,80 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
         const group = groups.get(p.GroupId)
         if (!group) return ec2Error(400, 'InvalidGroup.NotFound', `The security group '${p.GroupId}' does not exist`)
         for (let i = 1; p[`IpPermissions.${i}.IpProtocol`]; i++) {
-          const cidrs = Object.keys(p).filter((k) => k.startsWith(`IpPermissions.${i}.IpRanges.`) && k.endsWith('.CidrIp')).map((k) => p[k])
+          const cidrs = Object.keys(p)
+            .filter((k) => k.startsWith(`IpPermissions.${i}.IpRanges.`) && k.endsWith('.CidrIp'))
+            .map((k) => p[k])
           for (const cidr of cidrs) group.permissions.push(`${p[`IpPermissions.${i}.FromPort`]}:${cidr}`)
         }
         return xmlReply(name, '    <return>true</return>')
       }
       case 'RunInstances': {
-        for (const required of ['ImageId', 'MinCount', 'MaxCount']) if (!p[required]) return ec2Error(400, 'MissingParameter', `The request must contain the parameter ${required}`)
+        for (const required of ['ImageId', 'MinCount', 'MaxCount'])
+          if (!p[required]) return ec2Error(400, 'MissingParameter', `The request must contain the parameter ${required}`)
         if (p.ClientToken) {
           const same = [...instances.values()].find((i) => i.clientToken === p.ClientToken && i.region === region)
           if (same) {
-            if (same.type !== p.InstanceType) return ec2Error(400, 'IdempotentParameterMismatch', 'The client token you have provided is associated with a resource that is already deleted or has different parameters')
-            return xmlReply(name, `    <reservationId>r-${hex(8)}</reservationId>\n    <ownerId>123456789012</ownerId>\n    <groupSet/>\n    <instancesSet>\n${instanceXml(same)}\n    </instancesSet>`)
+            if (same.type !== p.InstanceType)
+              return ec2Error(
+                400,
+                'IdempotentParameterMismatch',
+                'The client token you have provided is associated with a resource that is already deleted or has different parameters',
+              )
+            return xmlReply(
+              name,
+              `    <reservationId>r-${hex(8)}</reservationId>\n    <ownerId>123456789012</ownerId>\n    <groupSet/>\n    <instancesSet>\n${instanceXml(same)}\n    </instancesSet>`,
+            )
           }
         }
         const type = p.InstanceType ?? 'm1.small'
         const market = p['InstanceMarketOptions.MarketType'] === 'spot' ? 'spot' : 'on-demand'
-        if (p.KeyName && !keyPairs.has(`${region}/${p.KeyName}`)) return ec2Error(400, 'InvalidKeyPair.NotFound', `The key pair '${p.KeyName}' does not exist`)
+        if (p.KeyName && !keyPairs.has(`${region}/${p.KeyName}`))
+          return ec2Error(400, 'InvalidKeyPair.NotFound', `The key pair '${p.KeyName}' does not exist`)
         const groupIds = [...indexed(p, 'SecurityGroupId'), ...indexed(p, 'NetworkInterface.1.SecurityGroupId')]
-        for (const g of groupIds) if (!groups.has(g) && !g.startsWith('sg-user')) return ec2Error(400, 'InvalidGroup.NotFound', `The security group '${g}' does not exist in VPC 'vpc-1a2b3c4d'`)
+        for (const g of groupIds)
+          if (!groups.has(g) && !g.startsWith('sg-user'))
+            return ec2Error(400, 'InvalidGroup.NotFound', `The security group '${g}' does not exist in VPC 'vpc-1a2b3c4d'`)
         if (matchesPattern(overQuota, [region, market])) {
           return market === 'spot'
             ? ec2Error(400, 'MaxSpotInstanceCountExceeded', 'Max spot instance count exceeded')
-            : ec2Error(400, 'VcpuLimitExceeded', `You have requested more vCPU capacity than your current vCPU limit of 64 allows for the instance bucket that the specified instance type belongs to.`)
+            : ec2Error(
+                400,
+                'VcpuLimitExceeded',
+                `You have requested more vCPU capacity than your current vCPU limit of 64 allows for the instance bucket that the specified instance type belongs to.`,
+              )
         }
         if (matchesPattern(noCapacity, [region, type, market])) {
-          return ec2Error(500, 'InsufficientInstanceCapacity', `We currently do not have sufficient ${type} capacity in the Availability Zone you requested (${region}a). Our system will be working on provisioning additional capacity.`)
+          return ec2Error(
+            500,
+            'InsufficientInstanceCapacity',
+            `We currently do not have sufficient ${type} capacity in the Availability Zone you requested (${region}a). Our system will be working on provisioning additional capacity.`,
+          )
         }
         const instance: Instance = {
-          id: `i-${hex(8)}${hex(1)}`, region, az: `${region}a`, type, state: 'pending', market, tags: tagSpecs(p, 'instance'),
-          keyName: p.KeyName, imageId: p.ImageId, userData: p.UserData ? new TextDecoder().decode(Uint8Array.from(atob(p.UserData), (c) => c.charCodeAt(0))) : '',
-          groupIds, subnetId: p.SubnetId ?? p['NetworkInterface.1.SubnetId'], rootGB: p['BlockDeviceMapping.1.Ebs.VolumeSize'], clientToken: p.ClientToken,
-          launchTime: new Date().toISOString(), describes: 0,
+          id: `i-${hex(8)}${hex(1)}`,
+          region,
+          az: `${region}a`,
+          type,
+          state: 'pending',
+          market,
+          tags: tagSpecs(p, 'instance'),
+          keyName: p.KeyName,
+          imageId: p.ImageId,
+          userData: p.UserData ? new TextDecoder().decode(Uint8Array.from(atob(p.UserData), (c) => c.charCodeAt(0))) : '',
+          groupIds,
+          subnetId: p.SubnetId ?? p['NetworkInterface.1.SubnetId'],
+          rootGB: p['BlockDeviceMapping.1.Ebs.VolumeSize'],
+          clientToken: p.ClientToken,
+          launchTime: new Date().toISOString(),
+          describes: 0,
         }
         instances.set(instance.id, instance)
         await options.onLaunch?.(instance)
         if ((options.bootPolls ?? 1) <= 0) boot(instance)
-        return xmlReply(name, `    <reservationId>r-${hex(8)}</reservationId>\n    <ownerId>123456789012</ownerId>\n    <groupSet/>\n    <instancesSet>\n${instanceXml(instance)}\n    </instancesSet>`)
+        return xmlReply(
+          name,
+          `    <reservationId>r-${hex(8)}</reservationId>\n    <ownerId>123456789012</ownerId>\n    <groupSet/>\n    <instancesSet>\n${instanceXml(instance)}\n    </instancesSet>`,
+        )
       }
       case 'DescribeInstances': {
         const ids = indexed(p, 'InstanceId')
@@ -263,7 +346,10 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
             }),
         )
         for (const i of found) if (++i.describes >= (options.bootPolls ?? 1)) boot(i)
-        return xmlReply(name, `    <reservationSet>${found.map((i) => `\n        <item>\n            <reservationId>r-${i.id.slice(2, 10)}</reservationId>\n            <ownerId>123456789012</ownerId>\n            <groupSet/>\n            <instancesSet>\n${instanceXml(i)}\n            </instancesSet>\n        </item>`).join('')}\n    </reservationSet>`)
+        return xmlReply(
+          name,
+          `    <reservationSet>${found.map((i) => `\n        <item>\n            <reservationId>r-${i.id.slice(2, 10)}</reservationId>\n            <ownerId>123456789012</ownerId>\n            <groupSet/>\n            <instancesSet>\n${instanceXml(i)}\n            </instancesSet>\n        </item>`).join('')}\n    </reservationSet>`,
+        )
       }
       case 'TerminateInstances': {
         const ids = indexed(p, 'InstanceId')
@@ -289,7 +375,10 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
       case 'DescribeSpotPriceHistory': {
         const types = indexed(p, 'InstanceType')
         const items = types.flatMap((t) =>
-          ['a', 'b', 'c'].map((zone, n) => `<item><instanceType>${t}</instanceType><productDescription>Linux/UNIX</productDescription><spotPrice>${((spotUSD[t] ?? 1) * (1 + n * 0.05)).toFixed(6)}</spotPrice><timestamp>${new Date().toISOString()}</timestamp><availabilityZone>${region}${zone}</availabilityZone></item>`),
+          ['a', 'b', 'c'].map(
+            (zone, n) =>
+              `<item><instanceType>${t}</instanceType><productDescription>Linux/UNIX</productDescription><spotPrice>${((spotUSD[t] ?? 1) * (1 + n * 0.05)).toFixed(6)}</spotPrice><timestamp>${new Date().toISOString()}</timestamp><availabilityZone>${region}${zone}</availabilityZone></item>`,
+          ),
         )
         return xmlReply(name, `    <spotPriceHistorySet>${items.join('')}</spotPriceHistorySet>\n    <nextToken/>`)
       }
@@ -297,7 +386,10 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
         const i = instances.get(p.InstanceId)
         if (!i) return ec2Error(400, 'InvalidInstanceID.NotFound', `The instance ID '${p.InstanceId}' does not exist`)
         const text = options.consoleFor?.(i)
-        return xmlReply(name, `    <instanceId>${i.id}</instanceId>\n    <timestamp>${new Date().toISOString()}</timestamp>${text ? `\n    <output>${btoa(text)}</output>` : ''}`)
+        return xmlReply(
+          name,
+          `    <instanceId>${i.id}</instanceId>\n    <timestamp>${new Date().toISOString()}</timestamp>${text ? `\n    <output>${btoa(text)}</output>` : ''}`,
+        )
       }
       default:
         return ec2Error(400, 'InvalidAction', `The action ${name} is not valid for this web service.`)
@@ -307,14 +399,21 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
   async function handler(request: Request): Promise<Response> {
     if (request.method !== 'POST') return ec2Error(400, 'InvalidAction', 'The Query API expects POST with a form body here')
     const auth = request.headers.get('authorization') ?? ''
-    const scope = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([a-z0-9-]+)\/ec2\/aws4_request, SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$/.exec(auth)
-    if (!scope || !request.headers.get('x-amz-date')) return ec2Error(401, 'AuthFailure', 'AWS was not able to validate the provided access credentials')
+    const scope =
+      /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([a-z0-9-]+)\/ec2\/aws4_request, SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$/.exec(
+        auth,
+      )
+    if (!scope || !request.headers.get('x-amz-date'))
+      return ec2Error(401, 'AuthFailure', 'AWS was not able to validate the provided access credentials')
     if (scope[1] !== accessKeyId) return ec2Error(401, 'AuthFailure', 'AWS was not able to validate the provided access credentials')
     const region = scope[3]
     // Read as bytes: workerd warns on .text() of a form-encoded body.
     const text = new TextDecoder().decode(await request.arrayBuffer())
     // Recompute the SigV4 signature over the headers the client says it signed: a body or header changed after signing fails here, as on AWS.
-    const signedNames = /SignedHeaders=([a-z0-9;-]+)/.exec(auth)![1].split(';').filter((n) => n !== 'host')
+    const signedNames = /SignedHeaders=([a-z0-9;-]+)/
+      .exec(auth)![1]
+      .split(';')
+      .filter((n) => n !== 'host')
     const expected = await new AwsV4Signer({
       method: request.method,
       url: request.url,
@@ -327,7 +426,8 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
       region,
       datetime: request.headers.get('x-amz-date')!,
     }).sign()
-    if (expected.headers.get('authorization') !== auth) return ec2Error(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.')
+    if (expected.headers.get('authorization') !== auth)
+      return ec2Error(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.')
     const params = Object.fromEntries(new URLSearchParams(text))
     const name = params.Action
     calls.push({ method: 'POST', path: `/${region}/${name}`, query: '', action: name, region, params })
@@ -340,7 +440,11 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
       (f) => {
         const status = f.status ?? 503
         const code = f.code ?? (status === 503 ? 'RequestLimitExceeded' : 'InternalError')
-        return ec2Error(status, code, f.message ?? (code === 'RequestLimitExceeded' ? 'Request limit exceeded.' : 'An internal error has occurred'))
+        return ec2Error(
+          status,
+          code,
+          f.message ?? (code === 'RequestLimitExceeded' ? 'Request limit exceeded.' : 'An internal error has occurred'),
+        )
       },
     )
   }
@@ -366,8 +470,19 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
     seedInstance(seed: { region?: string; tags: Record<string, string>; state?: string; type?: string }) {
       const region = seed.region ?? regions[0]
       const instance: Instance = {
-        id: `i-${hex(8)}${hex(1)}`, region, az: `${region}a`, type: seed.type ?? 't3.small', state: seed.state ?? 'running', market: 'on-demand',
-        tags: seed.tags, imageId: 'ami-0seeded', userData: '', groupIds: [], launchTime: new Date().toISOString(), describes: 0, ip: `198.51.100.${ipCounter++ % 250}`,
+        id: `i-${hex(8)}${hex(1)}`,
+        region,
+        az: `${region}a`,
+        type: seed.type ?? 't3.small',
+        state: seed.state ?? 'running',
+        market: 'on-demand',
+        tags: seed.tags,
+        imageId: 'ami-0seeded',
+        userData: '',
+        groupIds: [],
+        launchTime: new Date().toISOString(),
+        describes: 0,
+        ip: `198.51.100.${ipCounter++ % 250}`,
       }
       instances.set(instance.id, instance)
       return instance.id
@@ -379,7 +494,13 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
       return group.id
     },
     seedKeyPair(region: string, name: string) {
-      keyPairs.set(`${region}/${name}`, { name, id: `key-${hex(8)}`, material: 'ssh-ed25519 AAAA', fingerprint: `SHA256:${hex(16)}`, tags: {} })
+      keyPairs.set(`${region}/${name}`, {
+        name,
+        id: `key-${hex(8)}`,
+        material: 'ssh-ed25519 AAAA',
+        fingerprint: `SHA256:${hex(16)}`,
+        tags: {},
+      })
     },
     count: (action: string) => calls.filter((c) => c.action === action).length,
     releaseHung: faults.releaseHung,

@@ -129,7 +129,11 @@ export async function serveFake(handler: (request: Request) => Promise<Response>
       const headers = new Headers()
       for (const [k, val] of Object.entries(req.headers)) if (typeof val === 'string') headers.set(k, val)
       const hasBody = chunks.length > 0 && req.method !== 'GET' && req.method !== 'HEAD'
-      const request = new Request(`http://${req.headers.host}${req.url}`, { method: req.method, headers, body: hasBody ? concat(chunks) : undefined })
+      const request = new Request(`http://${req.headers.host}${req.url}`, {
+        method: req.method,
+        headers,
+        body: hasBody ? concat(chunks) : undefined,
+      })
       handler(request).then(
         async (response) => {
           const out: Record<string, string> = {}

@@ -34,7 +34,8 @@ export interface FakeGithubCall {
   query: string
 }
 
-const json = (status: number, body: unknown) => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json; charset=utf-8' } })
+const json = (status: number, body: unknown) =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json; charset=utf-8' } })
 
 export function createFakeGithub(options: FakeGithubOptions = {}) {
   const clientId = options.clientId ?? 'fake-client-id'
@@ -80,7 +81,10 @@ export function createFakeGithub(options: FakeGithubOptions = {}) {
     if (request.method === 'POST' && url.pathname === '/login/oauth/access_token') {
       const form = new URLSearchParams(new TextDecoder().decode(await request.arrayBuffer()))
       if (form.get('client_id') !== clientId || form.get('client_secret') !== clientSecret) {
-        return json(200, { error: 'incorrect_client_credentials', error_description: 'The client_id and/or client_secret passed are incorrect.' })
+        return json(200, {
+          error: 'incorrect_client_credentials',
+          error_description: 'The client_id and/or client_secret passed are incorrect.',
+        })
       }
       const login = codes.get(form.get('code') ?? '')
       if (!login) return json(200, { error: 'bad_verification_code', error_description: 'The code passed is incorrect or expired.' })
@@ -95,7 +99,8 @@ export function createFakeGithub(options: FakeGithubOptions = {}) {
     const user = userOf(request)
     if (!user) return json(401, { message: 'Bad credentials' })
 
-    if (url.pathname === '/user') return json(200, { login: user.login, id: 1000 + user.login.length, name: user.name ?? null, email: user.email ?? null })
+    if (url.pathname === '/user')
+      return json(200, { login: user.login, id: 1000 + user.login.length, name: user.name ?? null, email: user.email ?? null })
     if (url.pathname === '/user/emails') return json(200, user.emails ?? [])
     const membership = /^\/user\/memberships\/orgs\/([^/]+)$/.exec(url.pathname)
     if (membership) {

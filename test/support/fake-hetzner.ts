@@ -67,16 +67,28 @@ export interface FakeHetznerOptions {
 }
 
 const hourlyEUR: Record<string, string> = {
-  cx53: '0.0280', cpx62: '0.0570', ccx33: '0.0760', ccx43: '0.1520', ccx53: '0.3040', ccx63: '0.4560',
+  cx53: '0.0280',
+  cpx62: '0.0570',
+  ccx33: '0.0760',
+  ccx43: '0.1520',
+  ccx53: '0.3040',
+  ccx63: '0.4560',
 }
 const locations = ['fsn1', 'nbg1', 'hel1']
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
   new Response(status === 204 ? null : JSON.stringify(body), {
     status,
-    headers: { 'content-type': 'application/json', 'ratelimit-limit': '3600', 'ratelimit-remaining': '3599', 'ratelimit-reset': '1', ...headers },
+    headers: {
+      'content-type': 'application/json',
+      'ratelimit-limit': '3600',
+      'ratelimit-remaining': '3599',
+      'ratelimit-reset': '1',
+      ...headers,
+    },
   })
-const apiError = (status: number, code: string, message: string, details: unknown = {}) => json(status, { error: { code, message, details } })
+const apiError = (status: number, code: string, message: string, details: unknown = {}) =>
+  json(status, { error: { code, message, details } })
 
 /** Hetzner label selectors: comma-separated `k=v`, `k!=v`, `k` and `!k`. */
 function matchesSelector(labels: Record<string, string>, selector: string | null): boolean {
@@ -98,7 +110,16 @@ function paginate<T>(items: T[], url: URL): { items: T[]; meta: unknown } {
   const lastPage = Math.max(1, Math.ceil(items.length / perPage))
   return {
     items: items.slice((page - 1) * perPage, page * perPage),
-    meta: { pagination: { page, per_page: perPage, previous_page: page > 1 ? page - 1 : null, next_page: page < lastPage ? page + 1 : null, last_page: lastPage, total_entries: items.length } },
+    meta: {
+      pagination: {
+        page,
+        per_page: perPage,
+        previous_page: page > 1 ? page - 1 : null,
+        next_page: page < lastPage ? page + 1 : null,
+        last_page: lastPage,
+        total_entries: items.length,
+      },
+    },
   }
 }
 
@@ -119,7 +140,12 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
     status: s.status,
     created: s.created,
     labels: s.labels,
-    public_net: { ipv4: s.ip ? { id: s.id + 1, ip: s.ip, blocked: false, dns_ptr: `static.${s.ip}.clients.your-server.de` } : null, ipv6: null, floating_ips: [], firewalls: [] },
+    public_net: {
+      ipv4: s.ip ? { id: s.id + 1, ip: s.ip, blocked: false, dns_ptr: `static.${s.ip}.clients.your-server.de` } : null,
+      ipv6: null,
+      floating_ips: [],
+      firewalls: [],
+    },
     server_type: { id: 1, name: s.server_type, description: s.server_type.toUpperCase(), cores: 8, memory: 32, disk: 240, prices: [] },
     datacenter: { id: 1, name: `${s.location}-dc14`, location: { id: 1, name: s.location, city: 'Falkenstein', country: 'DE' } },
     image: { id: 1, name: s.image, type: 'system', os_flavor: 'ubuntu' },
@@ -128,25 +154,46 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
   })
   const keyJson = (k: FakeKey) => ({ ...k })
   const action = (command: string, resourceId: number, type: string) => ({
-    id: nextId++, command, status: 'running', progress: 0, started: new Date().toISOString(), finished: null,
-    resources: [{ id: resourceId, type }], error: null,
+    id: nextId++,
+    command,
+    status: 'running',
+    progress: 0,
+    started: new Date().toISOString(),
+    finished: null,
+    resources: [{ id: resourceId, type }],
+    error: null,
   })
 
+  // eslint-disable-next-line max-lines-per-function -- one branch per Hetzner route the fake answers, each a few lines
   async function route(method: string, path: string, url: URL, body: Record<string, unknown>): Promise<Response> {
     if (path === '/ssh_keys' && method === 'GET') {
       const name = url.searchParams.get('name')
-      const list = [...keys.values()].filter((k) => (name === null || k.name === name) && matchesSelector(k.labels, url.searchParams.get('label_selector')))
+      const list = [...keys.values()].filter(
+        (k) => (name === null || k.name === name) && matchesSelector(k.labels, url.searchParams.get('label_selector')),
+      )
       const page = paginate(list.map(keyJson), url)
       return json(200, { ssh_keys: page.items, meta: page.meta })
     }
     if (path === '/ssh_keys' && method === 'POST') {
       const name = String(body.name ?? '')
       const publicKey = String(body.public_key ?? '').trim()
-      if (!name || !/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-\S+) [A-Za-z0-9+/=]+/.test(publicKey)) return apiError(400, 'invalid_input', 'invalid input in fields name, public_key', { fields: [{ name: 'public_key', messages: ['invalid public key'] }] })
+      if (!name || !/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-\S+) [A-Za-z0-9+/=]+/.test(publicKey))
+        return apiError(400, 'invalid_input', 'invalid input in fields name, public_key', {
+          fields: [{ name: 'public_key', messages: ['invalid public key'] }],
+        })
       const fingerprint = publicKey.split(/\s+/)[1]
-      if ([...keys.values()].some((k) => k.name === name)) return apiError(409, 'uniqueness_error', 'SSH key with the same name already exists', { fields: [{ name: 'name' }] })
-      if ([...keys.values()].some((k) => k.fingerprint === fingerprint)) return apiError(409, 'uniqueness_error', 'SSH key with the same fingerprint already exists', { fields: [{ name: 'public_key' }] })
-      const key: FakeKey = { id: nextId++, name, public_key: publicKey, fingerprint, labels: (body.labels as Record<string, string>) ?? {}, created: new Date().toISOString() }
+      if ([...keys.values()].some((k) => k.name === name))
+        return apiError(409, 'uniqueness_error', 'SSH key with the same name already exists', { fields: [{ name: 'name' }] })
+      if ([...keys.values()].some((k) => k.fingerprint === fingerprint))
+        return apiError(409, 'uniqueness_error', 'SSH key with the same fingerprint already exists', { fields: [{ name: 'public_key' }] })
+      const key: FakeKey = {
+        id: nextId++,
+        name,
+        public_key: publicKey,
+        fingerprint,
+        labels: (body.labels as Record<string, string>) ?? {},
+        created: new Date().toISOString(),
+      }
       keys.set(key.id, key)
       return json(201, { ssh_key: keyJson(key) })
     }
@@ -157,31 +204,54 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
     }
     if (path === '/servers' && method === 'GET') {
       const name = url.searchParams.get('name')
-      const list = [...servers.values()].filter((s) => (name === null || s.name === name) && matchesSelector(s.labels, url.searchParams.get('label_selector')))
+      const list = [...servers.values()].filter(
+        (s) => (name === null || s.name === name) && matchesSelector(s.labels, url.searchParams.get('label_selector')),
+      )
       const page = paginate(list.map(serverJson), url)
       return json(200, { servers: page.items, meta: page.meta })
     }
     if (path === '/servers' && method === 'POST') {
       const missing = ['name', 'server_type', 'image'].filter((f) => typeof body[f] !== 'string' || !body[f])
-      if (missing.length) return apiError(400, 'invalid_input', `invalid input in fields ${missing.join(', ')}`, { fields: missing.map((name) => ({ name, messages: ['Missing data for required field.'] })) })
+      if (missing.length)
+        return apiError(400, 'invalid_input', `invalid input in fields ${missing.join(', ')}`, {
+          fields: missing.map((name) => ({ name, messages: ['Missing data for required field.'] })),
+        })
       const type = String(body.server_type)
-      if (!(type in hourlyEUR)) return apiError(400, 'invalid_input', `server type ${type} not found`, { fields: [{ name: 'server_type' }] })
+      if (!(type in hourlyEUR))
+        return apiError(400, 'invalid_input', `server type ${type} not found`, { fields: [{ name: 'server_type' }] })
       const location = String(body.location ?? 'fsn1')
-      if (!locations.includes(location)) return apiError(400, 'invalid_input', `location ${location} not found`, { fields: [{ name: 'location' }] })
-      if ([...servers.values()].some((s) => s.name === body.name)) return apiError(409, 'uniqueness_error', 'server name is already used', { fields: [{ name: 'name' }] })
+      if (!locations.includes(location))
+        return apiError(400, 'invalid_input', `location ${location} not found`, { fields: [{ name: 'location' }] })
+      if ([...servers.values()].some((s) => s.name === body.name))
+        return apiError(409, 'uniqueness_error', 'server name is already used', { fields: [{ name: 'name' }] })
       if (unavailable.has(type)) return apiError(503, 'resource_unavailable', `server type ${type} is unavailable in ${location}`)
       const sshKeys = (body.ssh_keys as Array<number | string> | undefined) ?? []
-      for (const key of sshKeys) if (![...keys.values()].some((k) => k.id === Number(key) || k.name === key)) return apiError(404, 'not_found', `ssh_key ${key} not found`)
+      for (const key of sshKeys)
+        if (![...keys.values()].some((k) => k.id === Number(key) || k.name === key))
+          return apiError(404, 'not_found', `ssh_key ${key} not found`)
       const id = nextId++
       const server: FakeServer = {
-        id, name: String(body.name), status: 'initializing', created: new Date().toISOString(),
-        labels: (body.labels as Record<string, string>) ?? {}, server_type: type, image: String(body.image), location,
-        ssh_keys: sshKeys.map(Number), user_data: String(body.user_data ?? ''), gets: 0,
+        id,
+        name: String(body.name),
+        status: 'initializing',
+        created: new Date().toISOString(),
+        labels: (body.labels as Record<string, string>) ?? {},
+        server_type: type,
+        image: String(body.image),
+        location,
+        ssh_keys: sshKeys.map(Number),
+        user_data: String(body.user_data ?? ''),
+        gets: 0,
       }
       servers.set(id, server)
       await options.onCreate?.({ id, name: server.name, user_data: server.user_data, labels: server.labels })
       if ((options.bootPolls ?? 1) <= 0) boot(server)
-      return json(201, { server: serverJson(server), action: action('create_server', id, 'server'), next_actions: [action('start_server', id, 'server')], root_password: null })
+      return json(201, {
+        server: serverJson(server),
+        action: action('create_server', id, 'server'),
+        next_actions: [action('start_server', id, 'server')],
+        root_password: null,
+      })
     }
     const serverMatch = /^\/servers\/(\d+)$/.exec(path)
     if (serverMatch) {
@@ -206,14 +276,24 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
       const types = Object.entries(hourlyEUR)
         .filter(([n]) => name === null || n === name)
         .map(([n, eur], i) => ({
-          id: i + 1, name: n, description: n.toUpperCase(), cores: 8, memory: 32, disk: 240, cpu_type: n.startsWith('ccx') ? 'dedicated' : 'shared', architecture: 'x86',
+          id: i + 1,
+          name: n,
+          description: n.toUpperCase(),
+          cores: 8,
+          memory: 32,
+          disk: 240,
+          cpu_type: n.startsWith('ccx') ? 'dedicated' : 'shared',
+          architecture: 'x86',
           prices: locations.map((location) => ({
             location,
             price_hourly: { net: eur, gross: (Number(eur) * 1.19).toFixed(4) },
             price_monthly: { net: (Number(eur) * 720).toFixed(4), gross: (Number(eur) * 720 * 1.19).toFixed(4) },
           })),
         }))
-      return json(200, { server_types: types, meta: { pagination: { page: 1, per_page: 50, previous_page: null, next_page: null, last_page: 1, total_entries: types.length } } })
+      return json(200, {
+        server_types: types,
+        meta: { pagination: { page: 1, per_page: 50, previous_page: null, next_page: null, last_page: 1, total_entries: types.length } },
+      })
     }
     return apiError(404, 'not_found', `no route for ${method} ${path}`)
   }
@@ -239,7 +319,10 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
     if (request.headers.get('authorization') !== `Bearer ${token}`) return apiError(401, 'unauthorized', 'unable to authenticate')
 
     return faults.play(
-      (f) => (!f.method || f.method === request.method) && (typeof f.path === 'string' ? f.path === path : f.path.test(path)) && (!f.when || f.when(body)),
+      (f) =>
+        (!f.method || f.method === request.method) &&
+        (typeof f.path === 'string' ? f.path === path : f.path.test(path)) &&
+        (!f.when || f.when(body)),
       () => route(request.method, path, url, body),
       (f) => {
         const status = f.status ?? 503
@@ -266,13 +349,30 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
     seedServer(seed: { name: string; labels: Record<string, string>; status?: string; server_type?: string; ip?: string }) {
       const id = nextId++
       servers.set(id, {
-        id, name: seed.name, status: seed.status ?? 'running', created: new Date().toISOString(), labels: seed.labels,
-        server_type: seed.server_type ?? 'cx53', image: 'ubuntu-24.04', location: 'fsn1', ssh_keys: [], user_data: '', ip: seed.ip ?? `203.0.113.${(id % 200) + 1}`, gets: 0,
+        id,
+        name: seed.name,
+        status: seed.status ?? 'running',
+        created: new Date().toISOString(),
+        labels: seed.labels,
+        server_type: seed.server_type ?? 'cx53',
+        image: 'ubuntu-24.04',
+        location: 'fsn1',
+        ssh_keys: [],
+        user_data: '',
+        ip: seed.ip ?? `203.0.113.${(id % 200) + 1}`,
+        gets: 0,
       })
       return id
     },
     seedKey(name: string, publicKey: string) {
-      const key: FakeKey = { id: nextId++, name, public_key: publicKey, fingerprint: publicKey.split(/\s+/)[1], labels: {}, created: new Date().toISOString() }
+      const key: FakeKey = {
+        id: nextId++,
+        name,
+        public_key: publicKey,
+        fingerprint: publicKey.split(/\s+/)[1],
+        labels: {},
+        created: new Date().toISOString(),
+      }
       keys.set(key.id, key)
       return key.id
     },

@@ -17,7 +17,10 @@ export function gitRepo(prefix = 'crabbox-repo-', files: Record<string, string> 
 
 /** Runs git in `cwd` with a fixed test identity; returns its stdout. */
 export const git = (cwd: string, ...args: string[]) =>
-  execFileSync('git', ['-C', cwd, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } })
+  execFileSync('git', ['-C', cwd, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' },
+  })
 
 /** Calls the broker's HTTP API as a test user; any non-2xx fails the test with the route named. */
 export function brokerApi(url: () => string, headers: Record<string, string>) {
@@ -50,7 +53,12 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
  * Polls `probe` until it returns a value (anything but undefined, null or false) and resolves
  * with it; fails with `what` after `timeoutMs`.
  */
-export async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 60_000, everyMs = 50): Promise<T> {
+export async function until<T>(
+  what: string,
+  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  timeoutMs = 60_000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await probe()

@@ -46,7 +46,13 @@ export async function oldBrokerProxy(target: string, options: { control?: boolea
       return
     }
     const forward = httpRequest(
-      { host: upstream.hostname, port: upstream.port, method: request.method, path: request.url, headers: { ...request.headers, host: upstream.host } },
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: request.method,
+        path: request.url,
+        headers: { ...request.headers, host: upstream.host },
+      },
       (reply) => {
         response.writeHead(reply.statusCode ?? 502, reply.headers)
         reply.pipe(response)
@@ -60,7 +66,9 @@ export async function oldBrokerProxy(target: string, options: { control?: boolea
     const route = note(request)
     client.on('error', () => {})
     if (!route.endsWith(' /v1/control') || !controlOn) {
-      client.end(`HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(notFound)}\r\nconnection: close\r\n\r\n${notFound}`)
+      client.end(
+        `HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(notFound)}\r\nconnection: close\r\n\r\n${notFound}`,
+      )
       return
     }
     const broker = connect({ host: upstream.hostname, port: Number(upstream.port) })

@@ -9,7 +9,16 @@ import { join } from 'node:path'
  */
 export function copyPackage(repoRoot: string, dest: string): string {
   mkdirSync(dest, { recursive: true })
-  for (const entry of ['package.json', 'wrangler.toml', 'bin', 'dist', 'oclif.manifest.json', 'worker', join('src', 'protocol'), join('src', 'cloud')]) {
+  for (const entry of [
+    'package.json',
+    'wrangler.toml',
+    'bin',
+    'dist',
+    'oclif.manifest.json',
+    'worker',
+    join('src', 'protocol'),
+    join('src', 'cloud'),
+  ]) {
     try {
       // Timestamps kept: bin/run.js compares them to choose between the bundle and tsc output.
       cpSync(join(repoRoot, entry), join(dest, entry), { recursive: true, preserveTimestamps: true })

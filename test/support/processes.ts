@@ -27,7 +27,11 @@ export const commandOf = (pid: number): string | undefined => entryOf(pid)?.comm
 /** Every process of the machine, or those among `pids`. */
 export function processTable(pids?: Iterable<number>): ProcessEntry[] {
   const found: ProcessEntry[] = []
-  const all = pids ?? readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number)
+  const all =
+    pids ??
+    readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .map(Number)
   for (const pid of all) {
     const entry = entryOf(pid)
     if (entry) found.push(entry)
@@ -37,7 +41,12 @@ export function processTable(pids?: Iterable<number>): ProcessEntry[] {
 
 /** PIDs of processes whose command line contains `needle` (or matches it, for a RegExp). */
 export function processesMatching(needle: string | RegExp | ((entry: ProcessEntry) => boolean)): number[] {
-  const test = typeof needle === 'function' ? needle : typeof needle === 'string' ? (p: ProcessEntry) => p.command.includes(needle) : (p: ProcessEntry) => needle.test(p.command)
+  const test =
+    typeof needle === 'function'
+      ? needle
+      : typeof needle === 'string'
+        ? (p: ProcessEntry) => p.command.includes(needle)
+        : (p: ProcessEntry) => needle.test(p.command)
   return processTable()
     .filter(test)
     .map((p) => p.pid)

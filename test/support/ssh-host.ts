@@ -216,7 +216,8 @@ async function fingerprint(publicKeyPath: string): Promise<string> {
 function waitForPort(address: string, port: number, child: ChildProcess, deadline: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const attempt = () => {
-      if (child.exitCode !== null || child.signalCode !== null) return reject(new Error(`sshd exited (${child.exitCode ?? child.signalCode})`))
+      if (child.exitCode !== null || child.signalCode !== null)
+        return reject(new Error(`sshd exited (${child.exitCode ?? child.signalCode})`))
       const socket = connect({ host: address, port })
       socket.once('connect', () => {
         socket.destroy()
@@ -378,7 +379,8 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
         return sh('ip', inHost(['sh', '-c', command]))
       },
       path(hostPath) {
-        if (!privateDirs.some((p) => hostPath === p || hostPath.startsWith(`${p}/`))) throw new Error(`sshHost: ${hostPath} is not under privateDirs`)
+        if (!privateDirs.some((p) => hostPath === p || hostPath.startsWith(`${p}/`)))
+          throw new Error(`sshHost: ${hostPath} is not under privateDirs`)
         return join(privateRoot, hostPath)
       },
       async processes() {

@@ -17,7 +17,8 @@ beforeAll(async () => {
     req.on('end', () => {
       seen = { method: req.method, url: req.url, headers: req.headers, body }
       const path = new URL(req.url!, 'http://x').pathname
-      const json = (status: number, data: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(data))
+      const json = (status: number, data: unknown) =>
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(data))
       if (path === '/v1/whoami') return json(200, { owner: 'me@example.com', org: 'acme', auth: 'bearer' })
       if (path === '/v1/denied') return json(401, { error: 'unauthorized' })
       if (path === '/v1/admin/x') return json(403, { error: 'forbidden', message: 'admin token required' })
@@ -32,7 +33,11 @@ beforeAll(async () => {
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())))
 
 const Whoami = v.object({ owner: v.string(), org: v.string(), auth: v.string() })
-const caught = (promise: Promise<unknown>) => promise.then(() => undefined, (error: unknown) => error as BrokerError)
+const caught = (promise: Promise<unknown>) =>
+  promise.then(
+    () => undefined,
+    (error: unknown) => error as BrokerError,
+  )
 
 describe('broker client', () => {
   it('is absent without a broker URL', () => {
@@ -44,7 +49,12 @@ describe('broker client', () => {
     const who = await client.request('POST', '/v1/whoami', { body: { a: 1 }, query: { limit: 5, skip: undefined }, schema: Whoami })
     expect(who).toEqual({ owner: 'me@example.com', org: 'acme', auth: 'bearer' })
     expect(seen.url).toBe('/v1/whoami?limit=5')
-    expect(seen.headers).toMatchObject({ authorization: 'Bearer tok', 'x-crabbox-owner': 'me@example.com', 'x-crabbox-org': 'acme', 'content-type': 'application/json' })
+    expect(seen.headers).toMatchObject({
+      authorization: 'Bearer tok',
+      'x-crabbox-owner': 'me@example.com',
+      'x-crabbox-org': 'acme',
+      'content-type': 'application/json',
+    })
     expect(JSON.parse(seen.body!)).toEqual({ a: 1 })
     expect(client.authHeaders()).toEqual({ authorization: 'Bearer tok', 'x-crabbox-owner': 'me@example.com', 'x-crabbox-org': 'acme' })
     expect(await client.requestText('GET', '/v1/logs')).toBe('line 1\n')
@@ -65,13 +75,17 @@ describe('broker client', () => {
   it('refuses admin calls without an admin token and sends it when present', async () => {
     const without = await caught(createBrokerClient({ url, token: 't' }).request('GET', '/v1/admin/x', { admin: true }))
     expect(without).toMatchObject({ exitCode: 3 })
-    const withToken = await caught(createBrokerClient({ url, token: 't', adminToken: 'adm' }).request('GET', '/v1/admin/x', { admin: true }))
+    const withToken = await caught(
+      createBrokerClient({ url, token: 't', adminToken: 'adm' }).request('GET', '/v1/admin/x', { admin: true }),
+    )
     expect(seen.headers?.authorization).toBe('Bearer adm')
     expect(withToken).toMatchObject({ status: 403, exitCode: 3 })
   })
 
   it('reports an unexpected reply shape', async () => {
-    const error = await caught(createBrokerClient({ url }).request('GET', '/v1/whoami', { schema: v.object({ leases: v.array(v.string()) }) }))
+    const error = await caught(
+      createBrokerClient({ url }).request('GET', '/v1/whoami', { schema: v.object({ leases: v.array(v.string()) }) }),
+    )
     expect(error).toMatchObject({ errorCode: 'invalid_reply', exitCode: 1 })
     expect(error!.message).toContain('leases')
   })

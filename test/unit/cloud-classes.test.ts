@@ -1,12 +1,26 @@
 import { describe, expect, it } from 'vitest'
-import { candidateTypes, eurToUsdRate, explicitType, fallbackHourlyUSD, rateOverride, unsupportedTargetMessage } from '../../src/cloud/classes.js'
+import {
+  candidateTypes,
+  eurToUsdRate,
+  explicitType,
+  fallbackHourlyUSD,
+  rateOverride,
+  unsupportedTargetMessage,
+} from '../../src/cloud/classes.js'
 import { cleanupDecision, labelValue, machineLabels, machineName, type CloudMachine } from '../../src/cloud/cloud-machines.js'
 
 describe('classes and prices', () => {
   it('maps each class to the reference candidate order per provider', () => {
     expect(candidateTypes('hetzner', 'standard')).toEqual(['ccx33', 'cpx62', 'cx53'])
     expect(candidateTypes('hetzner', 'beast')).toEqual(['ccx63', 'ccx53', 'ccx43', 'cpx62', 'cx53'])
-    expect(candidateTypes('aws', 'fast')).toEqual(['c7a.16xlarge', 'c7i.16xlarge', 'm7a.16xlarge', 'm7i.16xlarge', 'c7a.12xlarge', 'c7a.8xlarge'])
+    expect(candidateTypes('aws', 'fast')).toEqual([
+      'c7a.16xlarge',
+      'c7i.16xlarge',
+      'm7a.16xlarge',
+      'm7i.16xlarge',
+      'c7a.12xlarge',
+      'c7a.8xlarge',
+    ])
     expect(candidateTypes('aws', 'beast')).toHaveLength(10)
   })
 
@@ -38,11 +52,29 @@ describe('classes and prices', () => {
 
 describe('machine labels and cleanup decisions', () => {
   const now = new Date('2026-03-01T12:00:00Z')
-  const machine = (labels: Record<string, string>, status = 'off'): CloudMachine => ({ provider: 'hetzner', id: '1', name: 'x', status, serverType: 'cx53', labels })
+  const machine = (labels: Record<string, string>, status = 'off'): CloudMachine => ({
+    provider: 'hetzner',
+    id: '1',
+    name: 'x',
+    status,
+    serverType: 'cx53',
+    labels,
+  })
   const base = machineLabels({
-    provider: 'hetzner', leaseId: 'cbx_0123456789ab', slug: 'blue-crab', owner: 'Peter <p@example.com>', org: 'openclaw', profile: 'default',
-    class: 'standard', serverType: 'ccx33', target: 'linux', keep: false, providerKey: 'crabbox-cbx-0123456789ab', ttlSeconds: 5400,
-    idleTimeoutSeconds: 1800, createdAt: new Date('2026-03-01T10:00:00Z'),
+    provider: 'hetzner',
+    leaseId: 'cbx_0123456789ab',
+    slug: 'blue-crab',
+    owner: 'Peter <p@example.com>',
+    org: 'openclaw',
+    profile: 'default',
+    class: 'standard',
+    serverType: 'ccx33',
+    target: 'linux',
+    keep: false,
+    providerKey: 'crabbox-cbx-0123456789ab',
+    ttlSeconds: 5400,
+    idleTimeoutSeconds: 1800,
+    createdAt: new Date('2026-03-01T10:00:00Z'),
   })
 
   it('labels are provider-safe and carry expiry as created + min(ttl, idle)', () => {

@@ -1,7 +1,16 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { createFakeEc2, serveFake } from '../support/fake-ec2.js'
 import type { ServedFake } from '../support/fake-hetzner.js'
-import { awsSpotHourlyUSD, createAwsMachine, createEc2Api, deleteAwsMachine, parseXml, touchAwsMachine, xmlItems, xmlText } from '../../src/cloud/ec2-api.js'
+import {
+  awsSpotHourlyUSD,
+  createAwsMachine,
+  createEc2Api,
+  deleteAwsMachine,
+  parseXml,
+  touchAwsMachine,
+  xmlItems,
+  xmlText,
+} from '../../src/cloud/ec2-api.js'
 import { CloudApiError, machineLabels, providerKeyName } from '../../src/cloud/cloud-machines.js'
 
 const leaseId = 'cbx_00000000abcd'
@@ -13,9 +22,20 @@ function input(overrides: Partial<Parameters<typeof createAwsMachine>[1]> = {}) 
     leaseId,
     name: 'crabbox-swift-krill-0a1b2c3d',
     labels: machineLabels({
-      provider: 'aws', leaseId, slug: 'swift-krill', owner: 'ci', org: 'openclaw', profile: 'default', class: 'standard',
-      serverType: 'c7a.8xlarge', target: 'linux', keep: false, providerKey: providerKeyName(leaseId), ttlSeconds: 3600,
-      idleTimeoutSeconds: 1800, createdAt: new Date(),
+      provider: 'aws',
+      leaseId,
+      slug: 'swift-krill',
+      owner: 'ci',
+      org: 'openclaw',
+      profile: 'default',
+      class: 'standard',
+      serverType: 'c7a.8xlarge',
+      target: 'linux',
+      keep: false,
+      providerKey: providerKeyName(leaseId),
+      ttlSeconds: 3600,
+      idleTimeoutSeconds: 1800,
+      createdAt: new Date(),
     }),
     instanceTypes: ['c7a.8xlarge', 'c7i.8xlarge'],
     regions: ['eu-west-1', 'eu-west-2'],
@@ -32,7 +52,9 @@ function input(overrides: Partial<Parameters<typeof createAwsMachine>[1]> = {}) 
 
 describe('EC2 XML', () => {
   it('parses documented reply shapes, entities and errors', () => {
-    const root = parseXml('<?xml version="1.0"?><DescribeInstancesResponse xmlns="x"><reservationSet><item><instancesSet><item><instanceId>i-1</instanceId><tagSet><item><key>owner</key><value>a &amp; b</value></item></tagSet></item></instancesSet></item></reservationSet></DescribeInstancesResponse>')
+    const root = parseXml(
+      '<?xml version="1.0"?><DescribeInstancesResponse xmlns="x"><reservationSet><item><instancesSet><item><instanceId>i-1</instanceId><tagSet><item><key>owner</key><value>a &amp; b</value></item></tagSet></item></instancesSet></item></reservationSet></DescribeInstancesResponse>',
+    )
     const item = xmlItems(xmlItems(root, 'reservationSet')[0], 'instancesSet')[0]
     expect(xmlText(item, 'instanceId')).toBe('i-1')
     expect(xmlText(xmlItems(item, 'tagSet')[0], 'value')).toBe('a & b')

@@ -19,9 +19,20 @@ function input(overrides: Partial<Parameters<typeof createHetznerMachine>[1]> = 
     leaseId,
     name: 'crabbox-blue-crab-1234abcd',
     labels: machineLabels({
-      provider: 'hetzner', leaseId, slug: 'blue-crab', owner: 'peter@example.com', org: 'openclaw', profile: 'default',
-      class: 'standard', serverType: 'ccx33', target: 'linux', keep: false, providerKey: providerKeyName(leaseId),
-      ttlSeconds: 5400, idleTimeoutSeconds: 1800, createdAt: new Date('2026-01-01T00:00:00Z'),
+      provider: 'hetzner',
+      leaseId,
+      slug: 'blue-crab',
+      owner: 'peter@example.com',
+      org: 'openclaw',
+      profile: 'default',
+      class: 'standard',
+      serverType: 'ccx33',
+      target: 'linux',
+      keep: false,
+      providerKey: providerKeyName(leaseId),
+      ttlSeconds: 5400,
+      idleTimeoutSeconds: 1800,
+      createdAt: new Date('2026-01-01T00:00:00Z'),
     }),
     serverTypes: ['ccx33', 'cpx62', 'cx53'],
     location: 'fsn1',
@@ -111,7 +122,12 @@ describe('Hetzner client over real HTTP on loopback', () => {
     const { machine } = await createHetznerMachine(api, input())
     const created = Number(machine.labels.created_at)
     await touchHetznerMachine(api, machine.id, new Date((created + 1000) * 1000))
-    expect(fake.servers.get(Number(machine.id))!.labels).toMatchObject({ last_touched_at: String(created + 1000), expires_at: String(created + 1000 + 1800), lease: leaseId, keep: 'false' })
+    expect(fake.servers.get(Number(machine.id))!.labels).toMatchObject({
+      last_touched_at: String(created + 1000),
+      expires_at: String(created + 1000 + 1800),
+      lease: leaseId,
+      keep: 'false',
+    })
     await touchHetznerMachine(api, machine.id, new Date((created + 5000) * 1000))
     expect(fake.servers.get(Number(machine.id))!.labels.expires_at).toBe(String(created + 5400))
   })

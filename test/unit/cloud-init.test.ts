@@ -7,14 +7,21 @@ import { parse } from 'yaml'
 import { knownHostsLines, parseConsoleHostKeys, renderCloudInit, type BootstrapOptions } from '../../src/cloud/cloud-init.js'
 
 const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNsb3VkLWluaXQtdGVzdC1rZXktbWF0ZXJpYWwtMDAw crabbox cbx_0123456789ab'
-const options: BootstrapOptions = { sshUser: 'crabbox', sshPublicKey: key, sshPort: '2222', sshFallbackPorts: ['22'], workRoot: '/work/crabbox' }
-const rendered = () => parse(renderCloudInit(options)) as {
-  users: Array<string | Record<string, unknown>>
-  ssh_pwauth: boolean
-  package_update: boolean
-  write_files: Array<{ path: string; permissions: string; content: string }>
-  runcmd: string[][]
+const options: BootstrapOptions = {
+  sshUser: 'crabbox',
+  sshPublicKey: key,
+  sshPort: '2222',
+  sshFallbackPorts: ['22'],
+  workRoot: '/work/crabbox',
 }
+const rendered = () =>
+  parse(renderCloudInit(options)) as {
+    users: Array<string | Record<string, unknown>>
+    ssh_pwauth: boolean
+    package_update: boolean
+    write_files: Array<{ path: string; permissions: string; content: string }>
+    runcmd: string[][]
+  }
 const file = (path: string) => rendered().write_files.find((f) => f.path === path)!
 const scratch = mkdtempSync(join(tmpdir(), 'crabbox-cloud-init-'))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
@@ -26,21 +33,34 @@ describe('runner bootstrap (cloud-init)', () => {
     const doc = rendered()
     expect(doc.ssh_pwauth).toBe(false)
     expect(doc.package_update).toBe(false)
-    expect(doc.users[1]).toEqual({ name: 'crabbox', groups: ['sudo'], shell: '/bin/bash', sudo: 'ALL=(ALL) NOPASSWD:ALL', lock_passwd: true, ssh_authorized_keys: [key] })
+    expect(doc.users[1]).toEqual({
+      name: 'crabbox',
+      groups: ['sudo'],
+      shell: '/bin/bash',
+      sudo: 'ALL=(ALL) NOPASSWD:ALL',
+      lock_passwd: true,
+      ssh_authorized_keys: [key],
+    })
   })
 
   it('puts sshd on the primary port 2222 and the fallback 22 with password login off', () => {
     const sshd = file('/etc/ssh/sshd_config.d/99-crabbox.conf').content.split('\n')
     expect(sshd).toEqual(expect.arrayContaining(['Port 2222', 'Port 22', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no']))
     const custom = parse(renderCloudInit({ ...options, sshPort: '2200', sshFallbackPorts: [] })).write_files[0].content
-    expect(custom.trim().split('\n').filter((l: string) => l.startsWith('Port'))).toEqual(['Port 2200'])
+    expect(
+      custom
+        .trim()
+        .split('\n')
+        .filter((l: string) => l.startsWith('Port')),
+    ).toEqual(['Port 2200'])
   })
 
   it('installs git, rsync, curl, jq and tar through the retry helper, then marks the box bootstrapped', () => {
     const commands = rendered().runcmd.map((c) => c[2])
     const install = commands.findIndex((c) => /crabbox-retry apt-get install/.test(c))
     expect(install).toBeGreaterThan(0)
-    for (const tool of ['git', 'rsync', 'curl', 'jq', 'tar', 'openssh-server']) expect(commands[install]).toMatch(new RegExp(`\\b${tool}\\b`))
+    for (const tool of ['git', 'rsync', 'curl', 'jq', 'tar', 'openssh-server'])
+      expect(commands[install]).toMatch(new RegExp(`\\b${tool}\\b`))
     const marker = commands.findIndex((c) => /touch \/var\/lib\/crabbox\/bootstrapped/.test(c))
     expect(marker).toBeGreaterThan(install)
     // The marker is only written when every installed tool is really there.

@@ -19,7 +19,10 @@ async function exitOf(command: ReturnType<typeof failWith>) {
   const stdout: string[] = []
   vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => (stderr.push(String(chunk)), true))
   vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => (stdout.push(String(chunk)), true))
-  const error = await command.run([], repoRoot).then(() => undefined, (e: unknown) => e)
+  const error = await command.run([], repoRoot).then(
+    () => undefined,
+    (e: unknown) => e,
+  )
   vi.restoreAllMocks()
   expect(error).toBeInstanceOf(Errors.ExitError)
   return { code: (error as Errors.ExitError).oclif.exit, stderr: stderr.join(''), stdout: stdout.join('') }

@@ -21,7 +21,10 @@ const write = (path: string, text: string) => {
 const load = (options: { cwd?: string; flags?: Record<string, unknown>; extraEnv?: NodeJS.ProcessEnv } = {}) =>
   loadConfig({ cwd: options.cwd ?? repo, env: { ...env, ...options.extraEnv }, flags: options.flags, warn: (m) => warnings.push(m) })
 const failure = async (promise: Promise<unknown>) => {
-  const error = await promise.then(() => undefined, (e: unknown) => e)
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
   expect(error).toBeInstanceOf(CrabboxError)
   return error as CrabboxError
 }

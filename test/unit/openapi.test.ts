@@ -84,10 +84,16 @@ describe('openApiDocument', () => {
       const parameters = (operation.parameters ?? []) as Json[]
       for (const name of Object.keys(route.params ?? {})) {
         expect(route.path, where).toContain(`:${name}`)
-        expect(parameters.find((p) => p.in === 'path' && p.name === name), `${where} path ${name}`).toMatchObject({ required: true })
+        expect(
+          parameters.find((p) => p.in === 'path' && p.name === name),
+          `${where} path ${name}`,
+        ).toMatchObject({ required: true })
       }
       const queryNames = route.query && 'entries' in route.query ? Object.keys(route.query.entries as object) : []
-      expect(parameters.filter((p) => p.in === 'query').map((p) => p.name), where).toEqual(queryNames)
+      expect(
+        parameters.filter((p) => p.in === 'query').map((p) => p.name),
+        where,
+      ).toEqual(queryNames)
       if (route.websocket) {
         expect(route.method, where).toBe('GET')
         expect(operation.responses['101'], where).toBeDefined()
@@ -99,7 +105,8 @@ describe('openApiDocument', () => {
       }
       if (route.body && !route.websocket) expect(operation.responses['413'], where).toBeDefined()
       for (const [status, response] of Object.entries(operation.responses as Json)) {
-        if (/^[45]/.test(status)) expect(response.content['application/json'].schema, `${where} ${status}`).toEqual({ $ref: '#/components/schemas/Error' })
+        if (/^[45]/.test(status))
+          expect(response.content['application/json'].schema, `${where} ${status}`).toEqual({ $ref: '#/components/schemas/Error' })
       }
     }
   })
@@ -117,7 +124,11 @@ describe('openApiDocument', () => {
     const leases = document.paths['/v1/leases'] as Json
     expect(leases.post.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/LeaseRequest' })
     expect(leases.post.responses['2XX'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/LeaseResponse' })
-    expect(leases.get.parameters.find((p: Json) => p.name === 'limit')).toMatchObject({ in: 'query', required: false, schema: { type: 'string' } })
+    expect(leases.get.parameters.find((p: Json) => p.name === 'limit')).toMatchObject({
+      in: 'query',
+      required: false,
+      schema: { type: 'string' },
+    })
     expect(document.paths['/v1/runs/{id}/logs'].get.responses['200'].content).toEqual({ 'text/plain': { schema: { type: 'string' } } })
     expect(Object.keys(document.paths['/v1/auth/github/callback'].get.responses['200'].content)).toEqual(['text/html'])
     expect(document.paths['/v1/control'].get['x-client-messages']).toEqual({ $ref: '#/components/schemas/ControlClientMessage' })
@@ -125,7 +136,7 @@ describe('openApiDocument', () => {
 
   it('accepts and rejects what the valibot schemas accept and reject', () => {
     const ajv = new Ajv2020({ strict: false, validateFormats: false })
-        const base = 'https://crabbox.invalid/openapi.json'
+    const base = 'https://crabbox.invalid/openapi.json'
     // Query schemas are spread into parameters: put them back together as one object.
     const queryOf = (path: string): Json => {
       const parameters = (document.paths[path].get.parameters as Json[]).filter((p) => p.in === 'query')
@@ -143,18 +154,52 @@ describe('openApiDocument', () => {
       expect(validate(value), `${name} ${JSON.stringify(value)} by JSON Schema`).toBe(v.is(schema, value))
     }
     const samples: [string, v.GenericSchema, unknown[]][] = [
-      ['LeaseRequest', LeaseRequest, [{ sshPublicKey: 'ssh-ed25519 AAAA' }, {}, { sshPublicKey: 'k', awsRootGB: 0 }, { sshPublicKey: 'k', location: 'FSN1' }, { sshPublicKey: 'k', keep: 'yes' }]],
+      [
+        'LeaseRequest',
+        LeaseRequest,
+        [
+          { sshPublicKey: 'ssh-ed25519 AAAA' },
+          {},
+          { sshPublicKey: 'k', awsRootGB: 0 },
+          { sshPublicKey: 'k', location: 'FSN1' },
+          { sshPublicKey: 'k', keep: 'yes' },
+        ],
+      ],
       ['LeaseListQuery', LeaseListQuery, [{}, { state: 'active', limit: '10' }, { state: 'gone' }, { limit: 'ten' }]],
       ['SharePutRequest', SharePutRequest, [{ org: 'use' }, { org: 'own' }, { users: { alice: 'manage' } }, { users: { alice: 'admin' } }]],
       ['UsageQuery', UsageQuery, [{ month: '2026-05', scope: 'org' }, { month: '2026-13' }, { scope: 'everyone' }]],
       ['Error', ErrorBody, [{ error: 'not_found' }, { error: 'x', message: 'y' }, { message: 'no code' }]],
-      ['GithubLoginPollResponse', GithubLoginPollResponse, [{ status: 'pending' }, { status: 'complete' }, { status: 'complete', token: 't', owner: 'o', org: 'g', login: 'l' }]],
-      ['ControlClientMessage', ControlClientMessage, [{ type: 'ping' }, { type: 'nope' }, { type: 'ack', runID: 'run_1', seq: 3 }, { type: 'ack', runID: 'run_1' }]],
+      [
+        'GithubLoginPollResponse',
+        GithubLoginPollResponse,
+        [{ status: 'pending' }, { status: 'complete' }, { status: 'complete', token: 't', owner: 'o', org: 'g', login: 'l' }],
+      ],
+      [
+        'ControlClientMessage',
+        ControlClientMessage,
+        [{ type: 'ping' }, { type: 'nope' }, { type: 'ack', runID: 'run_1', seq: 3 }, { type: 'ack', runID: 'run_1' }],
+      ],
       [
         'LeaseRecord',
         LeaseRecord,
         [
-          { id: 'cbx_0123456789ab', slug: 's', provider: 'static', target: 'linux', owner: 'o', org: 'g', keep: false, ttlSeconds: 60, idleTimeoutSeconds: 60, state: 'active', createdAt: 't', updatedAt: 't', lastTouchedAt: 't', expiresAt: 't', future: 1 },
+          {
+            id: 'cbx_0123456789ab',
+            slug: 's',
+            provider: 'static',
+            target: 'linux',
+            owner: 'o',
+            org: 'g',
+            keep: false,
+            ttlSeconds: 60,
+            idleTimeoutSeconds: 60,
+            state: 'active',
+            createdAt: 't',
+            updatedAt: 't',
+            lastTouchedAt: 't',
+            expiresAt: 't',
+            future: 1,
+          },
           { id: 'cbx_0123456789ab' },
         ],
       ],
@@ -174,10 +219,14 @@ describe('openApiDocument', () => {
 
 describe('docs/api.md', () => {
   it('matches the generator output (run `npm run docs:api` when this fails)', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(repoRoot, 'scripts', 'gen-api-docs.js'), '--stdout'], {
-      cwd: repoRoot,
-      maxBuffer: 16 * 1024 * 1024,
-    })
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', join(repoRoot, 'scripts', 'gen-api-docs.js'), '--stdout'],
+      {
+        cwd: repoRoot,
+        maxBuffer: 16 * 1024 * 1024,
+      },
+    )
     const committed = readFileSync(join(repoRoot, 'docs', 'api.md'), 'utf8')
     if (stdout !== committed) {
       const wanted = stdout.split('\n')

@@ -4,14 +4,15 @@ import { describe, expect, it } from 'vitest'
 import { forwardedEnv, remoteCommandFor } from '../../src/services/run/remote-command.js'
 
 /** Runs the runner-side command line the way sshd would: through `sh -c`. */
-const onRunner = (command: string) => spawnSync('sh', ['-c', command], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/nonexistent' } })
+const onRunner = (command: string) =>
+  spawnSync('sh', ['-c', command], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/nonexistent' } })
 
 describe('remote command quoting', () => {
   it('delivers every argument exactly as typed, spaces, quotes and globs included', () => {
     const argv = ['printf', '[%s]', "it's", 'two  spaces', '$HOME', '*', '"q"', '', 'a\nb']
     const { command, viaShell } = remoteCommandFor(argv)
     expect(viaShell).toBe(false)
-    expect(onRunner(command).stdout).toBe("[it's][two  spaces][$HOME][*][\"q\"][][a\nb]")
+    expect(onRunner(command).stdout).toBe('[it\'s][two  spaces][$HOME][*]["q"][][a\nb]')
   })
 
   it('passes the exit code through, and without a pid file touches no file', () => {

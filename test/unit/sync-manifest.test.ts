@@ -148,7 +148,12 @@ describe('sync manifest', () => {
 
 describe('runner record and sync plan', () => {
   it('later records win, removals drop, an interrupted last record is ignored', () => {
-    const data = encodeRecord('aa', 0o100644, 'x y.txt') + encodeRecord('bb', 0o100755, 'run.sh') + encodeRecord('-', 0o100644, 'x y.txt') + encodeRecord('?', 0o100755, 'run.sh') + 'cc 100644 half-writ'
+    const data =
+      encodeRecord('aa', 0o100644, 'x y.txt') +
+      encodeRecord('bb', 0o100755, 'run.sh') +
+      encodeRecord('-', 0o100644, 'x y.txt') +
+      encodeRecord('?', 0o100755, 'run.sh') +
+      'cc 100644 half-writ'
     expect([...parseRecords(data)]).toEqual([['run.sh', { hash: '?', mode: 0o100755 }]])
   })
 
@@ -160,7 +165,11 @@ describe('runner record and sync plan', () => {
     const manifest = await buildManifest(dir, config())
     const hashed = await hashManifest(manifest, { checksum: true })
     const hashOf = (path: string) => hashed.hashes[manifest.entries.findIndex((e) => e.path === path)]
-    const remote = parseRecords(encodeRecord(hashOf('same.txt'), 0o100644, 'same.txt') + encodeRecord('old', 0o100644, 'edit.txt') + encodeRecord('zz', 0o100644, 'gone.txt'))
+    const remote = parseRecords(
+      encodeRecord(hashOf('same.txt'), 0o100644, 'same.txt') +
+        encodeRecord('old', 0o100644, 'edit.txt') +
+        encodeRecord('zz', 0o100644, 'gone.txt'),
+    )
     const plan = planSync(manifest, hashed, remote, { delete: true })
     expect(plan.send.map((e) => e.path)).toEqual(['added.txt', 'edit.txt'])
     expect(plan.remove).toEqual(['gone.txt'])

@@ -14,7 +14,14 @@ import { planStep, type PlanInput, type SendDecision } from '../../src/services/
 
 type File = { path: string; hash: string; mode?: ManifestEntry['mode']; size?: number }
 
-const entry = (file: File): ManifestEntry => ({ path: file.path, mode: file.mode ?? MODE_FILE, size: file.size ?? 10, mtimeMs: 1, ctimeMs: 1, ino: 1 })
+const entry = (file: File): ManifestEntry => ({
+  path: file.path,
+  mode: file.mode ?? MODE_FILE,
+  size: file.size ?? 10,
+  mtimeMs: 1,
+  ctimeMs: 1,
+  ino: 1,
+})
 
 function local(files: File[], tracked?: string[]): { manifest: Manifest; hashed: HashedManifest } {
   const sorted = [...files].sort((a, b) => (a.path < b.path ? -1 : 1))
@@ -34,11 +41,22 @@ function local(files: File[], tracked?: string[]): { manifest: Manifest; hashed:
 }
 
 /** The runner's record as the probe returns it: base records, parsed. */
-const record = (files: File[]): Map<string, RemoteRecord> => parseRecords(files.map((file) => encodeRecord(file.hash, file.mode ?? MODE_FILE, file.path)).join(''))
+const record = (files: File[]): Map<string, RemoteRecord> =>
+  parseRecords(files.map((file) => encodeRecord(file.hash, file.mode ?? MODE_FILE, file.path)).join(''))
 
 const config = (overrides: Partial<PlanInput['config']> = {}) => ({ ...defaultConfig().sync, ...overrides })
 
-function input(files: File[], remoteFiles: File[], options: { fingerprint?: string; tracked?: string[]; config?: Partial<PlanInput['config']>; env?: NodeJS.ProcessEnv; sizes?: { base: number; delta: number } } = {}): PlanInput {
+function input(
+  files: File[],
+  remoteFiles: File[],
+  options: {
+    fingerprint?: string
+    tracked?: string[]
+    config?: Partial<PlanInput['config']>
+    env?: NodeJS.ProcessEnv
+    sizes?: { base: number; delta: number }
+  } = {},
+): PlanInput {
   const { manifest, hashed } = local(files, options.tracked)
   const remote = record(remoteFiles)
   return {
@@ -140,7 +158,10 @@ describe('sync plan step', () => {
   })
 
   it(`the mass-deletion guard stops ${MASS_DELETION_LIMIT} tracked deletions unless allowed; untracked ones and fewer pass`, () => {
-    const many = Array.from({ length: MASS_DELETION_LIMIT }, (_, i) => ({ path: `gone/${String(i).padStart(3, '0')}.txt`, hash: '4'.repeat(64) }))
+    const many = Array.from({ length: MASS_DELETION_LIMIT }, (_, i) => ({
+      path: `gone/${String(i).padStart(3, '0')}.txt`,
+      hash: '4'.repeat(64),
+    }))
     const tracked = many.map((file) => file.path)
     let thrown: unknown
     try {
@@ -152,7 +173,9 @@ describe('sync plan step', () => {
     expect(thrown).toMatchObject({ code: 'mass_deletion' })
     expect((thrown as Error).message).toContain(`sync would delete ${MASS_DELETION_LIMIT} tracked files`)
 
-    expect(sending(planStep(input([a], [a, ...many], { tracked, env: { CRABBOX_ALLOW_MASS_DELETIONS: '1' } }))).plan.remove).toHaveLength(MASS_DELETION_LIMIT)
+    expect(sending(planStep(input([a], [a, ...many], { tracked, env: { CRABBOX_ALLOW_MASS_DELETIONS: '1' } }))).plan.remove).toHaveLength(
+      MASS_DELETION_LIMIT,
+    )
     expect(sending(planStep(input([a], [a, ...many.slice(1)], { tracked }))).plan.remove).toHaveLength(MASS_DELETION_LIMIT - 1)
     expect(sending(planStep(input([a], [a, ...many], { tracked: [] }))).plan.remove).toHaveLength(MASS_DELETION_LIMIT)
     // With sync.delete off nothing is pruned, so nothing is guarded.
@@ -161,13 +184,31 @@ describe('sync plan step', () => {
 
   it('git: warns when the runner has no git, and plans the seed when its HEAD differs', () => {
     const base = input([a], [a])
-    const missing = sending(planStep({ ...base, manifest: { ...base.manifest, git: { head: 'f'.repeat(40), tracked: new Set() } }, probe: { ...base.probe, git: { missing: true, hasHead: false } } }))
+    const missing = sending(
+      planStep({
+        ...base,
+        manifest: { ...base.manifest, git: { head: 'f'.repeat(40), tracked: new Set() } },
+        probe: { ...base.probe, git: { missing: true, hasHead: false } },
+      }),
+    )
     expect(missing.warnings).toEqual(['git is not installed on the runner; skipping git seed'])
     expect(missing.work).toBeUndefined()
-    const behind = sending(planStep({ ...base, manifest: { ...base.manifest, git: { head: 'f'.repeat(40), tracked: new Set() } }, probe: { ...base.probe, git: { missing: false, head: 'e'.repeat(40), hasHead: false } } }))
+    const behind = sending(
+      planStep({
+        ...base,
+        manifest: { ...base.manifest, git: { head: 'f'.repeat(40), tracked: new Set() } },
+        probe: { ...base.probe, git: { missing: false, head: 'e'.repeat(40), hasHead: false } },
+      }),
+    )
     expect(behind.warnings).toEqual([])
     expect(behind.work).toEqual({ seed: true, hydrate: false })
-    const off = sending(planStep({ ...base, config: config({ gitSeed: false }), probe: { ...base.probe, git: { missing: false, head: 'e'.repeat(40), hasHead: false } } }))
+    const off = sending(
+      planStep({
+        ...base,
+        config: config({ gitSeed: false }),
+        probe: { ...base.probe, git: { missing: false, head: 'e'.repeat(40), hasHead: false } },
+      }),
+    )
     expect(off.work).toBeUndefined()
   })
 })

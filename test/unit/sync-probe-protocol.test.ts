@@ -52,7 +52,12 @@ describe('sync probe protocol', () => {
       expect(args).toEqual([workdir, '.crabbox', '-', '-'])
       const first = spawnSync('sh', ['-c', PROBE_SCRIPT, 'crabbox-probe', ...args])
       expect(first.status).toBe(0)
-      expect(parseProbe(first.stdout)).toMatchObject({ fingerprint: undefined, git: { head: undefined }, sizes: { base: 0, delta: 0 }, known: false })
+      expect(parseProbe(first.stdout)).toMatchObject({
+        fingerprint: undefined,
+        git: { head: undefined },
+        sizes: { base: 0, delta: 0 },
+        known: false,
+      })
 
       const record = encodeRecord('1'.repeat(64), 0o100644, 'a.txt')
       const delta = encodeRecord('-', 0o100644, 'a.txt')
@@ -61,10 +66,17 @@ describe('sync probe protocol', () => {
       writeFileSync(join(workdir, '.crabbox', 'sync-manifest'), record)
       writeFileSync(join(workdir, '.crabbox', 'sync-manifest.delta'), delta)
       const second = parseProbe(spawnSync('sh', ['-c', PROBE_SCRIPT, 'crabbox-probe', ...args]).stdout)
-      expect(second).toMatchObject({ fingerprint: fp, known: false, sizes: { base: Buffer.byteLength(record), delta: Buffer.byteLength(delta) } })
+      expect(second).toMatchObject({
+        fingerprint: fp,
+        known: false,
+        sizes: { base: Buffer.byteLength(record), delta: Buffer.byteLength(delta) },
+      })
       expect(second.records.toString('utf8')).toBe(record + delta)
 
-      const known = parseProbe(spawnSync('sh', ['-c', PROBE_SCRIPT, 'crabbox-probe', ...probeArgs(workdir, undefined, defaultConfig().sync, ['d'.repeat(64), fp])]).stdout)
+      const known = parseProbe(
+        spawnSync('sh', ['-c', PROBE_SCRIPT, 'crabbox-probe', ...probeArgs(workdir, undefined, defaultConfig().sync, ['d'.repeat(64), fp])])
+          .stdout,
+      )
       expect(known).toMatchObject({ fingerprint: fp, known: true })
       expect(known.records.length).toBe(0)
     } finally {

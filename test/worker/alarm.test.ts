@@ -23,7 +23,8 @@ async function expireNow(id: string): Promise<void> {
   await armAlarm()
 }
 
-const leaseState = (id: string) => inFleet((deps) => ({ lease: getLeaseRecord(deps.storage, id)!, cleanup: cleanupState(deps.storage, id)! }))
+const leaseState = (id: string) =>
+  inFleet((deps) => ({ lease: getLeaseRecord(deps.storage, id)!, cleanup: cleanupState(deps.storage, id)! }))
 const claimCount = (id: string) => inFleet((deps) => deps.storage.all('SELECT 1 FROM static_claims WHERE lease_id = ?', id).length)
 
 /**
@@ -36,7 +37,18 @@ function flakyCloud(failures: number) {
     name: 'flaky',
     async create(request): Promise<Machine> {
       calls.create++
-      return { provider: 'flaky', id: '4242', name: `crabbox-${request.slug}`, host: '203.0.113.9', sshUser: 'crabbox', sshPort: '2222', sshFallbackPorts: ['22'], workRoot: '/work/crabbox', serverType: 'cx53', labels: { lease: request.leaseId } }
+      return {
+        provider: 'flaky',
+        id: '4242',
+        name: `crabbox-${request.slug}`,
+        host: '203.0.113.9',
+        sshUser: 'crabbox',
+        sshPort: '2222',
+        sshFallbackPorts: ['22'],
+        workRoot: '/work/crabbox',
+        serverType: 'cx53',
+        labels: { lease: request.leaseId },
+      }
     },
     async delete() {
       calls.delete++
@@ -88,7 +100,10 @@ describe('alarm', () => {
           Object.assign(d, original)
         }),
       )
-      deps.providers = { get: (name) => (name === 'flaky' ? flaky.provider : original.providers.get(name)), names: () => [...original.providers.names(), 'flaky'] }
+      deps.providers = {
+        get: (name) => (name === 'flaky' ? flaky.provider : original.providers.get(name)),
+        names: () => [...original.providers.names(), 'flaky'],
+      }
       await createLeaseDirect(deps, identity, { leaseID: id, provider: 'flaky', sshPublicKey: 'ssh-ed25519 AAAA' })
     })
     expect(flaky.calls.create).toBe(1)
@@ -130,7 +145,10 @@ describe('alarm', () => {
           Object.assign(d, original)
         }),
       )
-      deps.providers = { get: (name) => (name === 'flaky' ? flaky.provider : original.providers.get(name)), names: () => original.providers.names() }
+      deps.providers = {
+        get: (name) => (name === 'flaky' ? flaky.provider : original.providers.get(name)),
+        names: () => original.providers.names(),
+      }
       await createLeaseDirect(deps, identity, { leaseID: id, provider: 'flaky', sshPublicKey: 'ssh-ed25519 AAAA', keep: true })
       await releaseLease(deps, identity, id, { delete: false })
       expect(flaky.calls.delete).toBe(0)
@@ -153,7 +171,9 @@ describe('alarm', () => {
     await abortAllDurableObjects()
     const read = await api(who, 'GET', '/v1/leases/survivor')
     expect(read.body.lease).toMatchObject({ id: lease.id, state: 'active', host: lease.host })
-    expect((await api(shared('pal@example.com', 'elsewhere'), 'GET', '/v1/leases?limit=500')).body.leases.map((l: { id: string }) => l.id)).toContain(lease.id)
+    expect(
+      (await api(shared('pal@example.com', 'elsewhere'), 'GET', '/v1/leases?limit=500')).body.leases.map((l: { id: string }) => l.id),
+    ).toContain(lease.id)
     expect(await inFleet((_deps, state) => state.storage.getAlarm())).not.toBeNull()
     // The evicted object still expires it.
     await expireNow(lease.id)
@@ -167,11 +187,20 @@ describe('alarm', () => {
     // Expire everything live so the object has no lease work left.
     await inFleet((deps) => {
       const past = new Date(Date.now() - 1000).toISOString()
-      deps.storage.run("UPDATE leases SET expires_at = ?, record = json_set(record, '$.expiresAt', ?) WHERE state IN ('provisioning','active')", past, past)
+      deps.storage.run(
+        "UPDATE leases SET expires_at = ?, record = json_set(record, '$.expiresAt', ?) WHERE state IN ('provisioning','active')",
+        past,
+        past,
+      )
     })
     await armAlarm()
     await runDurableObjectAlarm(fleetStub())
-    const pending = await inFleet((deps) => deps.storage.one<{ n: number }>("SELECT count(*) AS n FROM leases WHERE state IN ('provisioning','active') OR cleanup_at IS NOT NULL")!.n)
+    const pending = await inFleet(
+      (deps) =>
+        deps.storage.one<{ n: number }>(
+          "SELECT count(*) AS n FROM leases WHERE state IN ('provisioning','active') OR cleanup_at IS NOT NULL",
+        )!.n,
+    )
     expect(pending).toBe(0)
     expect(await inFleet((_d, state) => state.storage.getAlarm())).toBeNull()
     const fresh = await createLease(who)

@@ -28,7 +28,13 @@ type Route = {
 const member = { 'no token': 401, 'other owner': 404, 'same owner': 200, 'shared-with user': 200, admin: 200 }
 const manager = { 'no token': 401, 'other owner': 404, 'same owner': 200, 'shared-with user': 403, admin: 200 }
 const adminOnly = { 'no token': 401, 'other owner': 403, 'same owner': 403, 'shared-with user': 403, admin: 200 }
-const anyone = (status: number) => ({ 'no token': 401, 'other owner': status, 'same owner': status, 'shared-with user': status, admin: status })
+const anyone = (status: number) => ({
+  'no token': 401,
+  'other owner': status,
+  'same owner': status,
+  'shared-with user': status,
+  admin: status,
+})
 const runOwner = (status: number) => ({ 'no token': 401, 'other owner': 404, 'same owner': status, 'shared-with user': 404, admin: status })
 
 const routes: Route[] = [
@@ -50,15 +56,33 @@ const routes: Route[] = [
   { name: 'get', method: 'GET', path: (id) => `/v1/leases/${id}`, expect: member },
   { name: 'heartbeat', method: 'POST', path: (id) => `/v1/leases/${id}/heartbeat`, body: {}, expect: member },
   { name: 'share get', method: 'GET', path: (id) => `/v1/leases/${id}/share`, expect: member },
-  { name: 'share put', method: 'PUT', path: (id) => `/v1/leases/${id}/share`, body: { users: { 'matrix-sharee@example.com': 'use' } }, expect: manager },
-  { name: 'share delete', method: 'DELETE', path: (id) => `/v1/leases/${id}/share`, body: { user: 'someone@example.com' }, expect: manager },
+  {
+    name: 'share put',
+    method: 'PUT',
+    path: (id) => `/v1/leases/${id}/share`,
+    body: { users: { 'matrix-sharee@example.com': 'use' } },
+    expect: manager,
+  },
+  {
+    name: 'share delete',
+    method: 'DELETE',
+    path: (id) => `/v1/leases/${id}/share`,
+    body: { user: 'someone@example.com' },
+    expect: manager,
+  },
   { name: 'release', method: 'POST', path: (id) => `/v1/leases/${id}/release`, body: { delete: true }, expect: manager },
   { name: 'pool', method: 'GET', path: () => '/v1/pool', expect: adminOnly },
   { name: 'admin list', method: 'GET', path: () => '/v1/admin/leases', expect: adminOnly },
   { name: 'admin release', method: 'POST', path: (id) => `/v1/admin/leases/${id}/release`, body: {}, expect: adminOnly },
   { name: 'admin delete', method: 'POST', path: (id) => `/v1/admin/leases/${id}/delete`, expect: adminOnly },
   // A run may name any lease its caller can see: the sharee may, a stranger may not.
-  { name: 'run create', method: 'POST', path: () => '/v1/runs', body: { command: ['make'] }, expect: { ...member, 'same owner': 201, 'shared-with user': 201, admin: 201 } },
+  {
+    name: 'run create',
+    method: 'POST',
+    path: () => '/v1/runs',
+    body: { command: ['make'] },
+    expect: { ...member, 'same owner': 201, 'shared-with user': 201, admin: 201 },
+  },
   {
     name: 'run list',
     method: 'GET',
@@ -68,10 +92,28 @@ const routes: Route[] = [
   },
   { name: 'run get', method: 'GET', path: (_id, run) => `/v1/runs/${run}`, expect: runOwner(200) },
   { name: 'run events', method: 'GET', path: (_id, run) => `/v1/runs/${run}/events`, expect: runOwner(200) },
-  { name: 'run event append', method: 'POST', path: (_id, run) => `/v1/runs/${run}/events`, body: { type: 'stdout', stream: 'stdout', data: 'x\n' }, expect: runOwner(201) },
+  {
+    name: 'run event append',
+    method: 'POST',
+    path: (_id, run) => `/v1/runs/${run}/events`,
+    body: { type: 'stdout', stream: 'stdout', data: 'x\n' },
+    expect: runOwner(201),
+  },
   { name: 'run logs', method: 'GET', path: (_id, run) => `/v1/runs/${run}/logs`, expect: runOwner(200) },
-  { name: 'run telemetry', method: 'POST', path: (_id, run) => `/v1/runs/${run}/telemetry`, body: { telemetry: { load1: 0.5 } }, expect: runOwner(200) },
-  { name: 'run finish', method: 'POST', path: (_id, run) => `/v1/runs/${run}/finish`, body: { exitCode: 0, log: 'ok\n' }, expect: runOwner(200) },
+  {
+    name: 'run telemetry',
+    method: 'POST',
+    path: (_id, run) => `/v1/runs/${run}/telemetry`,
+    body: { telemetry: { load1: 0.5 } },
+    expect: runOwner(200),
+  },
+  {
+    name: 'run finish',
+    method: 'POST',
+    path: (_id, run) => `/v1/runs/${run}/finish`,
+    body: { exitCode: 0, log: 'ok\n' },
+    expect: runOwner(200),
+  },
   { name: 'usage', method: 'GET', path: () => '/v1/usage', expect: anyone(200) },
 ]
 
@@ -91,7 +133,10 @@ describe('auth matrix over every route', () => {
         if (route.lists && result.status === 200) {
           const ids = result.body[route.lists.key].map((r: { id: string }) => r.id)
           const id = route.lists.record === 'lease' ? lease.id : run.id
-          expect({ caller: callerName, sees: ids.includes(id) }).toEqual({ caller: callerName, sees: route.lists.seenBy.includes(callerName) })
+          expect({ caller: callerName, sees: ids.includes(id) }).toEqual({
+            caller: callerName,
+            sees: route.lists.seenBy.includes(callerName),
+          })
         }
         // Not visible looks exactly like missing.
         if (result.status === 404) {

@@ -4,9 +4,19 @@ import { workerTestBindings } from './fixtures/bindings.js'
 
 /** Signs an arbitrary payload the way user tokens are signed (to prove what the broker ignores). */
 async function signWithClaims(payload: Record<string, unknown>): Promise<string> {
-  const b64 = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+  const b64 = (bytes: Uint8Array) =>
+    btoa(String.fromCharCode(...bytes))
+      .replace(/\+/g, '-')
+      .replace(/\//g, '_')
+      .replace(/=+$/, '')
   const part = b64(new TextEncoder().encode(JSON.stringify(payload)))
-  const key = await crypto.subtle.importKey('raw', new TextEncoder().encode(workerTestBindings.CRABBOX_SESSION_SECRET), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])
+  const key = await crypto.subtle.importKey(
+    'raw',
+    new TextEncoder().encode(workerTestBindings.CRABBOX_SESSION_SECRET),
+    { name: 'HMAC', hash: 'SHA-256' },
+    false,
+    ['sign'],
+  )
   return `cbxu_${part}.${b64(new Uint8Array(await crypto.subtle.sign('HMAC', key, new TextEncoder().encode(part))))}`
 }
 
@@ -30,7 +40,10 @@ describe('broker authentication', () => {
 
   it('gives admin rights only to the admin token, whatever headers the caller sends', async () => {
     expect((await api(adminCaller, 'GET', '/v1/whoami')).body.admin).toBe(true)
-    const forged = await api(shared('mallory@example.com'), 'GET', '/v1/whoami', undefined, { 'x-crabbox-admin': 'true', 'x-crabbox-auth': 'github' })
+    const forged = await api(shared('mallory@example.com'), 'GET', '/v1/whoami', undefined, {
+      'x-crabbox-admin': 'true',
+      'x-crabbox-auth': 'github',
+    })
     expect(forged.body).toMatchObject({ admin: false, auth: 'bearer', owner: 'mallory@example.com' })
     expect((await api(shared('mallory@example.com'), 'GET', '/v1/admin/leases', undefined, { 'x-crabbox-admin': 'true' })).status).toBe(403)
   })
@@ -38,7 +51,10 @@ describe('broker authentication', () => {
   it('accepts signed user tokens and ignores owner headers for them', async () => {
     const token = await userToken({ owner: 'friend@example.com', org: 'openclaw', login: 'friend' })
     expect(token).toMatch(/^cbxu_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/)
-    const me = await api({ kind: 'user', token }, 'GET', '/v1/whoami', undefined, { 'x-crabbox-owner': 'peter@example.com', 'x-crabbox-org': 'evil' })
+    const me = await api({ kind: 'user', token }, 'GET', '/v1/whoami', undefined, {
+      'x-crabbox-owner': 'peter@example.com',
+      'x-crabbox-org': 'evil',
+    })
     expect(me.body).toMatchObject({ owner: 'friend@example.com', org: 'openclaw', auth: 'github', admin: false, login: 'friend' })
   })
 
@@ -51,7 +67,15 @@ describe('broker authentication', () => {
       .replace(/=+$/, '')
     expect((await api({ kind: 'user', token: `cbxu_${forgedPayload}.${signature}` }, 'GET', '/v1/whoami')).status).toBe(401)
     // Even a correctly signed token never grants admin.
-    const signedAdmin = await signWithClaims({ typ: 'crabbox-user', owner: 'friend@example.com', org: 'openclaw', login: 'friend', iat: 1, exp: Math.floor(Date.now() / 1000) + 60, admin: true })
+    const signedAdmin = await signWithClaims({
+      typ: 'crabbox-user',
+      owner: 'friend@example.com',
+      org: 'openclaw',
+      login: 'friend',
+      iat: 1,
+      exp: Math.floor(Date.now() / 1000) + 60,
+      admin: true,
+    })
     const asAdmin = await api({ kind: 'user', token: signedAdmin }, 'GET', '/v1/whoami')
     expect(asAdmin.body).toMatchObject({ owner: 'friend@example.com', admin: false })
     expect((await api({ kind: 'user', token: signedAdmin }, 'GET', '/v1/admin/leases')).status).toBe(403)
@@ -79,7 +103,9 @@ describe('broker authentication', () => {
       expect(me.body.owner).toBe('claimed@example.com')
     }
     // The raw Access email header is never trusted.
-    const raw = await api(shared('claimed@example.com'), 'GET', '/v1/whoami', undefined, { 'cf-access-authenticated-user-email': 'boss@example.com' })
+    const raw = await api(shared('claimed@example.com'), 'GET', '/v1/whoami', undefined, {
+      'cf-access-authenticated-user-email': 'boss@example.com',
+    })
     expect(raw.body.owner).toBe('claimed@example.com')
   })
 

@@ -57,7 +57,13 @@ export function send(who: Who, method: string, path: string, body?: unknown, ext
   return SELF.fetch(`https://broker.test${path}`, { method, headers, body: payload })
 }
 
-export async function api(who: Who, method: string, path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<Call> {
+export async function api(
+  who: Who,
+  method: string,
+  path: string,
+  body?: unknown,
+  extraHeaders: Record<string, string> = {},
+): Promise<Call> {
   const response = await send(who, method, path, body, extraHeaders)
   const text = await response.text()
   let parsed: unknown
@@ -74,7 +80,12 @@ export const leaseId = (): string => newLeaseId()
 
 /** Creates a static-pool lease and returns the record (asserting 201). */
 export async function createLease(who: Who, extra: Record<string, unknown> = {}): Promise<any> {
-  const result = await api(who, 'POST', '/v1/leases', { provider: 'static', sshPublicKey: 'ssh-ed25519 AAAAC3NzaTest test', leaseID: leaseId(), ...extra })
+  const result = await api(who, 'POST', '/v1/leases', {
+    provider: 'static',
+    sshPublicKey: 'ssh-ed25519 AAAAC3NzaTest test',
+    leaseID: leaseId(),
+    ...extra,
+  })
   if (result.status !== 201) throw new Error(`create: ${result.status} ${result.text}`)
   return result.body.lease
 }
@@ -95,7 +106,10 @@ export function userToken(identity: { owner: string; org: string; login: string 
 }
 
 /** A Cloudflare Access JWT signed with the test key the outbound handler publishes. */
-export async function accessJwt(claims: { email: string; aud?: string; iss?: string; exp?: number; nbf?: number }, kid = 'crabbox-test-key'): Promise<string> {
+export async function accessJwt(
+  claims: { email: string; aud?: string; iss?: string; exp?: number; nbf?: number },
+  kid = 'crabbox-test-key',
+): Promise<string> {
   const key = await importJWK(ACCESS_PRIVATE_JWK, 'RS256')
   const now = Math.floor(Date.now() / 1000)
   const jwt = new SignJWT({ email: claims.email })

@@ -21,7 +21,8 @@ afterEach(async () => {
   while (restore.length) await restore.pop()!()
 })
 
-const pool = (n: number, prefix = 'cap') => JSON.stringify(Array.from({ length: n }, (_, i) => ({ name: `${prefix}-${i}`, host: `198.51.100.${(i % 250) + 1}`, port: 22 })))
+const pool = (n: number, prefix = 'cap') =>
+  JSON.stringify(Array.from({ length: n }, (_, i) => ({ name: `${prefix}-${i}`, host: `198.51.100.${(i % 250) + 1}`, port: 22 })))
 const body = () => ({ provider: 'static', sshPublicKey: 'ssh-ed25519 AAAA caps', leaseID: leaseId() })
 
 describe('caps', () => {
@@ -45,7 +46,9 @@ describe('caps', () => {
   })
 
   it('applies global and per-org active caps, counting every live lease', async () => {
-    const live = await inFleet((deps) => deps.storage.one<{ n: number }>("SELECT count(*) AS n FROM leases WHERE state IN ('provisioning','active')")!.n)
+    const live = await inFleet(
+      (deps) => deps.storage.one<{ n: number }>("SELECT count(*) AS n FROM leases WHERE state IN ('provisioning','active')")!.n,
+    )
     await withSettings({ CRABBOX_MAX_ACTIVE_LEASES: String(live + 2), CRABBOX_MAX_ACTIVE_LEASES_PER_ORG: '1' })
     await createLease(shared('a@example.com', 'org-one'))
     const sameOrg = await api(shared('b@example.com', 'org-one'), 'POST', '/v1/leases', body())

@@ -33,17 +33,38 @@ async function useFakes(env: Record<string, string> = {}, timing: Partial<typeof
   await inFleet((deps: FleetDeps) => {
     original ??= deps.providers
     const base = { storage: deps.storage }
-    const hcloud = createHetznerBrokerProvider({ ...base, env: { HETZNER_TOKEN: hetzner.token, CRABBOX_HETZNER_API_URL: 'https://hetzner.fake/v1', CRABBOX_EUR_TO_USD: '1.1', ...env } as unknown as Env, fetch: hetzner.fetch as typeof fetch }, { ...fast, ...timing })
+    const hcloud = createHetznerBrokerProvider(
+      {
+        ...base,
+        env: {
+          HETZNER_TOKEN: hetzner.token,
+          CRABBOX_HETZNER_API_URL: 'https://hetzner.fake/v1',
+          CRABBOX_EUR_TO_USD: '1.1',
+          ...env,
+        } as unknown as Env,
+        fetch: hetzner.fetch as typeof fetch,
+      },
+      { ...fast, ...timing },
+    )
     const aws = createAwsBrokerProvider(
       {
         ...base,
-        env: { AWS_ACCESS_KEY_ID: ec2.accessKeyId, AWS_SECRET_ACCESS_KEY: ec2.secretAccessKey, CRABBOX_AWS_ENDPOINT: 'https://ec2.fake/', CRABBOX_CAPACITY_REGIONS: 'eu-west-2,us-east-1', ...env } as unknown as Env,
+        env: {
+          AWS_ACCESS_KEY_ID: ec2.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: ec2.secretAccessKey,
+          CRABBOX_AWS_ENDPOINT: 'https://ec2.fake/',
+          CRABBOX_CAPACITY_REGIONS: 'eu-west-2,us-east-1',
+          ...env,
+        } as unknown as Env,
         fetch: ec2.fetch as typeof fetch,
       },
       { ...fast, ...timing },
     )
     const fallback = original
-    deps.providers = { get: (name) => (name === 'hetzner' ? hcloud : name === 'aws' ? aws : fallback.get(name)), names: () => [...fallback.names(), 'hetzner', 'aws'] }
+    deps.providers = {
+      get: (name) => (name === 'hetzner' ? hcloud : name === 'aws' ? aws : fallback.get(name)),
+      names: () => [...fallback.names(), 'hetzner', 'aws'],
+    }
   })
 }
 
@@ -71,14 +92,39 @@ afterEach(async () => {
 
 describe('brokered Hetzner leases', () => {
   it('a lease creates one server with the lease key in its cloud-init, its labels and the class type', async () => {
-    const created = await createLease({ provider: 'hetzner', class: 'standard', slug: 'blue-crab', keep: false, ttlSeconds: 3600, idleTimeoutSeconds: 900 })
+    const created = await createLease({
+      provider: 'hetzner',
+      class: 'standard',
+      slug: 'blue-crab',
+      keep: false,
+      ttlSeconds: 3600,
+      idleTimeoutSeconds: 900,
+    })
     expect(created.status).toBe(201)
     const lease = created.body.lease
     const [server] = [...hetzner.servers.values()]
     expect(hetzner.servers.size).toBe(1)
     expect(server.server_type).toBe('ccx33')
-    expect(lease).toMatchObject({ provider: 'hetzner', state: 'active', host: server.ip, serverType: 'ccx33', cloudID: String(server.id), sshUser: 'crabbox', sshPort: '2222', sshFallbackPorts: ['22'] })
-    expect(server.labels).toMatchObject({ crabbox: 'true', lease: lease.id, slug: 'blue-crab', owner: 'peter_example.com', org: 'openclaw', keep: 'false', state: 'leased', server_type: 'ccx33' })
+    expect(lease).toMatchObject({
+      provider: 'hetzner',
+      state: 'active',
+      host: server.ip,
+      serverType: 'ccx33',
+      cloudID: String(server.id),
+      sshUser: 'crabbox',
+      sshPort: '2222',
+      sshFallbackPorts: ['22'],
+    })
+    expect(server.labels).toMatchObject({
+      crabbox: 'true',
+      lease: lease.id,
+      slug: 'blue-crab',
+      owner: 'peter_example.com',
+      org: 'openclaw',
+      keep: 'false',
+      state: 'leased',
+      server_type: 'ccx33',
+    })
     expect(Number(server.labels.expires_at)).toBe(Math.floor(Date.parse(lease.createdAt) / 1000) + 900)
     const userData = parse(server.user_data.replace(/^#cloud-config\n/, ''))
     expect(userData.users[1]).toMatchObject({ name: 'crabbox', ssh_authorized_keys: [publicKey] })
@@ -208,7 +254,10 @@ describe('brokered Hetzner leases', () => {
     const pending = createLease({ provider: 'hetzner', class: 'standard', leaseID: id, ttlSeconds: 600, idleTimeoutSeconds: 300 })
     await expect.poll(() => hetzner.servers.size).toBe(1)
     // Were the object to die now, only its alarm would ever look at this reservation again.
-    const armed = await inFleet(async (deps: FleetDeps, state) => ({ alarm: await state.storage.getAlarm(), lease: getLeaseRecord(deps.storage, id)! }))
+    const armed = await inFleet(async (deps: FleetDeps, state) => ({
+      alarm: await state.storage.getAlarm(),
+      lease: getLeaseRecord(deps.storage, id)!,
+    }))
     expect(armed.lease.state).toBe('provisioning')
     expect(armed.alarm).not.toBeNull()
     expect(armed.alarm!).toBeLessThanOrEqual(Date.parse(armed.lease.expiresAt))
@@ -216,7 +265,10 @@ describe('brokered Hetzner leases', () => {
 
     // The dead object's state: still provisioning, no machine on record, nobody retrying.
     await inFleet((deps: FleetDeps) => {
-      deps.storage.run("UPDATE leases SET state = 'provisioning', machine = NULL, record = json_set(record, '$.state', 'provisioning', '$.host', '') WHERE id = ?", id)
+      deps.storage.run(
+        "UPDATE leases SET state = 'provisioning', machine = NULL, record = json_set(record, '$.state', 'provisioning', '$.host', '') WHERE id = ?",
+        id,
+      )
       deps.now = () => new Date(Date.now() + 3_600_000)
     })
     await inFleet((deps: FleetDeps) => runAlarm(deps))
@@ -225,7 +277,7 @@ describe('brokered Hetzner leases', () => {
     expect(hetzner.keys.size).toBe(0)
   })
 
-  it('prices a lease from CRABBOX_COST_RATES_JSON, else Hetzner\'s live price, else the class table', async () => {
+  it("prices a lease from CRABBOX_COST_RATES_JSON, else Hetzner's live price, else the class table", async () => {
     const live = (await createLease({ provider: 'hetzner', class: 'standard' })).body.lease
     expect(live.estimatedHourlyUSD).toBeCloseTo(Number((0.076 * 1.19).toFixed(4)) * 1.1, 6)
     // Hetzner's price API is down: the static table for the type, never a failed lease.
@@ -246,13 +298,15 @@ describe('brokered Hetzner leases', () => {
     }
   })
 
-  it('a create still running past its lease\'s expiry is left to finish, without the alarm spinning meanwhile', async () => {
+  it("a create still running past its lease's expiry is left to finish, without the alarm spinning meanwhile", async () => {
     await useFakes({}, { timeoutMs: 3_000 })
     hetzner.inject({ method: 'POST', path: '/servers', kind: 'lost-timeout' })
     const id = leaseId()
     const pending = createLease({ provider: 'hetzner', class: 'standard', leaseID: id, ttlSeconds: 1, idleTimeoutSeconds: 1 })
     await expect.poll(() => hetzner.servers.size).toBe(1)
-    await expect.poll(async () => Date.now() > Date.parse((await inFleet((deps: FleetDeps) => getLeaseRecord(deps.storage, id)))!.expiresAt)).toBe(true)
+    await expect
+      .poll(async () => Date.now() > Date.parse((await inFleet((deps: FleetDeps) => getLeaseRecord(deps.storage, id)))!.expiresAt))
+      .toBe(true)
     const next = await inFleet(async (deps: FleetDeps, state) => {
       await runAlarm(deps)
       return { state: getLeaseRecord(deps.storage, id)!.state, alarm: await state.storage.getAlarm(), now: Date.now() }
@@ -292,7 +346,14 @@ describe('brokered AWS leases', () => {
     expect(instance).toMatchObject({ region: 'eu-west-1', type: 'c7a.8xlarge', market: 'spot', rootGB: '400' })
     expect(instance.tags).toMatchObject({ lease: created.body.lease.id, crabbox: 'true', owner: 'peter_example.com' })
     expect(instance.userData).toContain(publicKey)
-    expect(created.body.lease).toMatchObject({ provider: 'aws', host: instance.ip, region: 'eu-west-1', market: 'spot', serverType: 'c7a.8xlarge', cloudID: instance.id })
+    expect(created.body.lease).toMatchObject({
+      provider: 'aws',
+      host: instance.ip,
+      region: 'eu-west-1',
+      market: 'spot',
+      serverType: 'c7a.8xlarge',
+      cloudID: instance.id,
+    })
   })
 
   it('falls back from spot to on-demand when spot is over quota everywhere', async () => {
@@ -353,7 +414,12 @@ describe('brokered AWS leases', () => {
       awsRootGB: 120,
     })
     expect(created.status).toBe(201)
-    expect(ec2.live()[0]).toMatchObject({ imageId: 'ami-0123456789abcdef0', groupIds: [group], subnetId: 'subnet-0123456789abcdef0', rootGB: '120' })
+    expect(ec2.live()[0]).toMatchObject({
+      imageId: 'ami-0123456789abcdef0',
+      groupIds: [group],
+      subnetId: 'subnet-0123456789abcdef0',
+      rootGB: '120',
+    })
     // No on-demand pass when the request's fallback policy says so.
     ec2.setOverQuota(['spot'])
     const spotOnly = await createLease({ provider: 'aws', class: 'standard', capacity: { fallback: 'none' } })
@@ -362,7 +428,11 @@ describe('brokered AWS leases', () => {
     const launches = ec2.calls.filter((c) => c.action === 'RunInstances').slice(1)
     expect(launches.length).toBeGreaterThan(0)
     expect(launches.every((c) => c.params['InstanceMarketOptions.MarketType'] === 'spot')).toBe(true)
-    for (const [field, value] of [['awsAMI', 'ami-nope'], ['awsSGID', 'default'], ['awsRootGB', 0]] as const) {
+    for (const [field, value] of [
+      ['awsAMI', 'ami-nope'],
+      ['awsSGID', 'default'],
+      ['awsRootGB', 0],
+    ] as const) {
       const bad = await createLease({ provider: 'aws', [field]: value })
       expect({ field, status: bad.status }).toEqual({ field, status: 400 })
       expect(bad.body.message).toContain(field)

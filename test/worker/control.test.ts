@@ -22,7 +22,8 @@ afterEach(() => {
   }
 })
 
-const append = (runID: string, data: string) => callJson(peter, `/v1/runs/${runID}/events`, { body: { type: 'stdout', stream: 'stdout', data }, status: 201 })
+const append = (runID: string, data: string) =>
+  callJson(peter, `/v1/runs/${runID}/events`, { body: { type: 'stdout', stream: 'stdout', data }, status: 201 })
 
 describe('control socket handshake', () => {
   it('greets with hello (protocol 1, a fresh client ID) and answers ping with pong', async () => {
@@ -171,7 +172,12 @@ describe('heartbeats over the control socket', () => {
     // Back-dated past its expiry (the alarm has not run yet) instead of waiting for the TTL.
     const expiredAt = '2000-01-01T00:00:00.000Z'
     await inFleet((deps) => {
-      deps.storage.run("UPDATE leases SET expires_at = ?, record = json_set(record, '$.expiresAt', ?) WHERE id = ?", expiredAt, expiredAt, lease.id)
+      deps.storage.run(
+        "UPDATE leases SET expires_at = ?, record = json_set(record, '$.expiresAt', ?) WHERE id = ?",
+        expiredAt,
+        expiredAt,
+        lease.id,
+      )
     })
     const client = await connect(peter)
     client.send({ type: 'heartbeat', leaseID: lease.id, idleTimeoutSeconds: 3600 })
@@ -244,8 +250,17 @@ describe('hibernation', () => {
     // state finds the socket, its owner and its cursor in the serialized attachment.
     await runInDurableObject(fleetStub(), async (_old: FleetDurableObject, state) => {
       const fresh = new FleetDurableObject(state, env as never)
-      const headers = { ...identityHeaders({ owner: 'peter@example.com', org: 'openclaw', auth: 'bearer', admin: false }), 'content-type': 'application/json' }
-      const response = await fresh.fetch(new Request(`https://broker.test/v1/runs/${run.id}/events`, { method: 'POST', headers, body: JSON.stringify({ type: 'stdout', data: 'from a fresh instance\n' }) }))
+      const headers = {
+        ...identityHeaders({ owner: 'peter@example.com', org: 'openclaw', auth: 'bearer', admin: false }),
+        'content-type': 'application/json',
+      }
+      const response = await fresh.fetch(
+        new Request(`https://broker.test/v1/runs/${run.id}/events`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ type: 'stdout', data: 'from a fresh instance\n' }),
+        }),
+      )
       expect(response.status).toBe(201)
       const [socket] = state.getWebSockets()
       await fresh.webSocketMessage(socket!, JSON.stringify({ type: 'ping' }))

@@ -11,7 +11,17 @@ let github: FakeGithub
 beforeEach(() => {
   github = createFakeGithub({
     users: [
-      { login: 'friend', name: 'A Friend', email: 'public@example.com', emails: [{ email: 'old@example.com', verified: true }, { email: 'friend@example.com', primary: true, verified: true }], orgs: { OpenClaw: 'active' }, teams: [{ org: 'OpenClaw', slug: 'Maintainers' }] },
+      {
+        login: 'friend',
+        name: 'A Friend',
+        email: 'public@example.com',
+        emails: [
+          { email: 'old@example.com', verified: true },
+          { email: 'friend@example.com', primary: true, verified: true },
+        ],
+        orgs: { OpenClaw: 'active' },
+        teams: [{ org: 'OpenClaw', slug: 'Maintainers' }],
+      },
       { login: 'stranger', emails: [{ email: 'stranger@example.com', primary: true, verified: true }], orgs: { elsewhere: 'active' } },
       { login: 'invitee', orgs: { openclaw: 'pending' } },
       { login: 'quiet', emails: [{ email: 'unverified@example.com', primary: true, verified: false }], orgs: { openclaw: 'active' } },
@@ -62,10 +72,19 @@ describe('GitHub login', () => {
 
     const done = await poll(started.body.loginID)
     expect(done.status).toBe(200)
-    expect(done.body).toEqual({ status: 'complete', token: expect.stringMatching(/^cbxu_/), owner: 'friend@example.com', org: 'OpenClaw', login: 'friend', provider: 'aws' })
+    expect(done.body).toEqual({
+      status: 'complete',
+      token: expect.stringMatching(/^cbxu_/),
+      owner: 'friend@example.com',
+      org: 'OpenClaw',
+      login: 'friend',
+      provider: 'aws',
+    })
     expect((await poll(started.body.loginID)).status).toBe(410)
 
-    const who = await api({ kind: 'user', token: done.body.token }, 'GET', '/v1/whoami', undefined, { 'x-crabbox-owner': 'someone-else@example.com' })
+    const who = await api({ kind: 'user', token: done.body.token }, 'GET', '/v1/whoami', undefined, {
+      'x-crabbox-owner': 'someone-else@example.com',
+    })
     expect(who.body).toMatchObject({ owner: 'friend@example.com', org: 'OpenClaw', auth: 'github', admin: false })
     // Replaying GitHub's callback does nothing once the login is finished.
     const replay = await SELF.fetch(`https://broker.test/v1/auth/github/callback?code=x&state=${url.searchParams.get('state')}`)
@@ -89,7 +108,11 @@ describe('GitHub login', () => {
   it('falls back to a noreply address when GitHub has no verified email', async () => {
     const started = await start()
     expect((await approveInBrowser(started.body.url, 'quiet')).status).toBe(200)
-    expect((await poll(started.body.loginID)).body).toMatchObject({ owner: 'quiet@users.noreply.github.com', login: 'quiet', org: 'openclaw' })
+    expect((await poll(started.body.loginID)).body).toMatchObject({
+      owner: 'quiet@users.noreply.github.com',
+      login: 'quiet',
+      org: 'openclaw',
+    })
   })
 
   it('records a refusal in the browser and a GitHub outage as failures', async () => {
@@ -129,7 +152,10 @@ describe('GitHub login', () => {
     const state = new URL(started.body.url).searchParams.get('state')
     const bogus = await SELF.fetch(`https://broker.test/v1/auth/github/callback?code=made-up&state=${state}`)
     expect(bogus.status).toBe(502)
-    expect(await poll(started.body.loginID)).toMatchObject({ status: 400, body: { status: 'failed', error: expect.stringContaining('bad_verification_code') } })
+    expect(await poll(started.body.loginID)).toMatchObject({
+      status: 400,
+      body: { status: 'failed', error: expect.stringContaining('bad_verification_code') },
+    })
   })
 
   it('caps pending logins at 100', async () => {
@@ -148,7 +174,9 @@ describe('GitHub login settings', () => {
   it('is 503 until an OAuth app is configured', async () => {
     await inFleet((deps) => {
       const env = { ...deps.env, CRABBOX_GITHUB_CLIENT_ID: undefined }
-      expect(() => startGithubLogin({ ...deps, env }, { mode: 'cli', pollSecretHash: 'a'.repeat(64) }, 'https://broker.test')).toThrow(ApiError)
+      expect(() => startGithubLogin({ ...deps, env }, { mode: 'cli', pollSecretHash: 'a'.repeat(64) }, 'https://broker.test')).toThrow(
+        ApiError,
+      )
     })
   })
 
@@ -165,7 +193,10 @@ describe('GitHub login settings', () => {
       }
       return out
     })
-    expect(results.map((r) => r.redirect)).toEqual(['https://crabbox.example.com/v1/auth/github/callback', 'https://crabbox.example.com/v1/auth/github/callback'])
+    expect(results.map((r) => r.redirect)).toEqual([
+      'https://crabbox.example.com/v1/auth/github/callback',
+      'https://crabbox.example.com/v1/auth/github/callback',
+    ])
     expect(results.map((r) => r.status)).toEqual([200, 403])
     expect(results[1]!.text).toContain('not in an allowed team (openclaw/maintainers)')
   })
@@ -178,6 +209,8 @@ describe('GitHub login settings', () => {
     })
     expect(response.status).toBe(302)
     expect(response.headers.get('location')).toBe('/portal/leases')
-    expect(response.headers.get('set-cookie')).toMatch(/^crabbox_session=cbxu_[^;]+; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=2592000$/)
+    expect(response.headers.get('set-cookie')).toMatch(
+      /^crabbox_session=cbxu_[^;]+; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=2592000$/,
+    )
   })
 })

@@ -18,7 +18,15 @@ describe('lease create', () => {
     })
     expect(created.status).toBe(201)
     const lease = created.body.lease
-    expect(lease).toMatchObject({ id, slug: 'blue-lobster', provider: 'static', state: 'active', owner: 'create@example.com', org: 'openclaw', keep: true })
+    expect(lease).toMatchObject({
+      id,
+      slug: 'blue-lobster',
+      provider: 'static',
+      state: 'active',
+      owner: 'create@example.com',
+      org: 'openclaw',
+      keep: true,
+    })
     expect(lease.ttlSeconds).toBe(86_400)
     expect(lease.idleTimeoutSeconds).toBe(1_800)
     expect(lease.host).toMatch(/^192\.0\.2\.\d+$/)
@@ -27,7 +35,11 @@ describe('lease create', () => {
   })
 
   it('derives the slug from the lease ID and mints an ID when the client sends none', async () => {
-    const minted = await api(shared('mint@example.com'), 'POST', '/v1/leases', { provider: 'static', sshPublicKey: key, leaseID: 'not-an-id' })
+    const minted = await api(shared('mint@example.com'), 'POST', '/v1/leases', {
+      provider: 'static',
+      sshPublicKey: key,
+      leaseID: 'not-an-id',
+    })
     expect(minted.status).toBe(201)
     expect(minted.body.lease.id).toMatch(/^cbx_[a-f0-9]{12}$/)
     expect(minted.body.lease.slug).toBe(defaultSlug(minted.body.lease.id))
@@ -54,8 +66,11 @@ describe('lease create', () => {
     const c = await api(who, 'POST', '/v1/leases', body)
     expect([a.status, b.status].sort()).toEqual([200, 201])
     expect(c.status).toBe(200)
-    for (const r of [a, b, c]) expect(r.body.lease).toMatchObject({ id, host: a.body.lease.host, cloudID: a.body.lease.cloudID, state: 'active' })
-    const claims = await inFleet((deps) => deps.storage.all<{ n: number }>('SELECT count(*) AS n FROM static_claims WHERE lease_id = ?', id))
+    for (const r of [a, b, c])
+      expect(r.body.lease).toMatchObject({ id, host: a.body.lease.host, cloudID: a.body.lease.cloudID, state: 'active' })
+    const claims = await inFleet((deps) =>
+      deps.storage.all<{ n: number }>('SELECT count(*) AS n FROM static_claims WHERE lease_id = ?', id),
+    )
     expect(claims[0].n).toBe(1)
     // Someone else reusing the ID gets a conflict, not the lease.
     const stolen = await api(shared('thief@example.com'), 'POST', '/v1/leases', body)
@@ -68,7 +83,10 @@ describe('lease create', () => {
     const lease = await createLease(who)
     // As if the object died after the provider made the machine but before the lease was committed.
     await inFleet((deps) => {
-      deps.storage.run("UPDATE leases SET state = 'provisioning', machine = NULL, record = json_set(record, '$.state', 'provisioning', '$.host', '') WHERE id = ?", lease.id)
+      deps.storage.run(
+        "UPDATE leases SET state = 'provisioning', machine = NULL, record = json_set(record, '$.state', 'provisioning', '$.host', '') WHERE id = ?",
+        lease.id,
+      )
     })
     const retried = await api(who, 'POST', '/v1/leases', { leaseID: lease.id, provider: 'static', sshPublicKey: key })
     expect(retried.status).toBe(200)
@@ -133,7 +151,12 @@ describe('lease read, list, heartbeat, release', () => {
     ]
     for (const [method, path, body] of routes) {
       const result = await api(who, method, path, body)
-      expect({ method, path: path.slice(0, 30), status: result.status, error: result.body.error }).toEqual({ method, path: path.slice(0, 30), status: 400, error: 'invalid_request' })
+      expect({ method, path: path.slice(0, 30), status: result.status, error: result.body.error }).toEqual({
+        method,
+        path: path.slice(0, 30),
+        status: 400,
+        error: 'invalid_request',
+      })
     }
     for (const path of [`/v1/admin/leases/${ref}/release`, `/v1/admin/leases/${ref}/delete`]) {
       expect((await api(adminCaller, 'POST', path)).status).toBe(400)
@@ -187,7 +210,9 @@ describe('lease read, list, heartbeat, release', () => {
     expect(next.expiresAt).toBe(new Date(Date.parse(lease.createdAt) + 1_200_000).toISOString())
     expect(next.telemetry).toEqual({ capturedAt: '2026-05-05T01:02:03.000Z', source: 'ssh-linux', load1: 0.42, memoryPercent: 100 })
     for (let i = 0; i < 65; i++) {
-      await api(who, 'POST', `/v1/leases/${lease.id}/heartbeat`, { telemetry: { capturedAt: new Date(Date.UTC(2026, 5, 1, 0, i)).toISOString(), load1: i } })
+      await api(who, 'POST', `/v1/leases/${lease.id}/heartbeat`, {
+        telemetry: { capturedAt: new Date(Date.UTC(2026, 5, 1, 0, i)).toISOString(), load1: i },
+      })
     }
     const after = (await api(who, 'GET', `/v1/leases/${lease.id}`)).body.lease
     expect(after.telemetryHistory).toHaveLength(60)
@@ -209,7 +234,10 @@ describe('lease read, list, heartbeat, release', () => {
     const expiring = await createLease(who)
     // Past its expiry but before the alarm ran: still refused, and recorded as expired.
     await inFleet((deps) => {
-      deps.storage.run("UPDATE leases SET expires_at = '2000-01-01T00:00:00.000Z', record = json_set(record, '$.expiresAt', '2000-01-01T00:00:00.000Z') WHERE id = ?", expiring.id)
+      deps.storage.run(
+        "UPDATE leases SET expires_at = '2000-01-01T00:00:00.000Z', record = json_set(record, '$.expiresAt', '2000-01-01T00:00:00.000Z') WHERE id = ?",
+        expiring.id,
+      )
     })
     const late = await api(who, 'POST', `/v1/leases/${expiring.id}/heartbeat`, {})
     expect(late.status).toBe(409)

@@ -4,7 +4,12 @@ import { API_ROUTES, createFleetApp } from '../../worker/fleet/routes.js'
 import type { FleetDeps } from '../../worker/fleet/deps.js'
 import { openApiPath } from '../../worker/openapi.js'
 
-type Document = { openapi: string; paths: Record<string, Record<string, unknown>>; servers?: { url: string }[]; components: { schemas: Record<string, unknown> } }
+type Document = {
+  openapi: string
+  paths: Record<string, Record<string, unknown>>
+  servers?: { url: string }[]
+  components: { schemas: Record<string, unknown> }
+}
 
 // The document is built and served by the worker itself (inside workerd), without a credential.
 describe('GET /v1/openapi.json', () => {
@@ -21,7 +26,9 @@ describe('GET /v1/openapi.json', () => {
 
   it('documents every route the Fleet app answers, and the edge routes', async () => {
     const body = (await (await SELF.fetch('https://broker.test/v1/openapi.json')).json()) as Document
-    const documented = new Set(Object.entries(body.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`)))
+    const documented = new Set(
+      Object.entries(body.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`)),
+    )
     // The routes Hono really registered (middleware excluded), not the table's own idea of itself.
     const app = createFleetApp({} as FleetDeps)
     const websocketPaths = new Set(API_ROUTES.filter((route) => route.websocket).map((route) => route.path))

@@ -25,7 +25,8 @@ function seed(count: number, ageDays: number): Promise<string[]> {
 function rowsOf(ids: string[]): Promise<{ runs: number; events: number; logs: number }> {
   return inFleet(({ storage }) => {
     const marks = ids.map(() => '?').join(',')
-    const count = (table: string, column: string) => storage.one<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table} WHERE ${column} IN (${marks})`, ...ids)!.n
+    const count = (table: string, column: string) =>
+      storage.one<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table} WHERE ${column} IN (${marks})`, ...ids)!.n
     return { runs: count('runs', 'id'), events: count('run_events', 'run_id'), logs: count('run_logs', 'run_id') }
   })
 }
@@ -55,7 +56,10 @@ describe('run retention', () => {
     const again = await inFleet(({ storage }) => pruneRuns(storage, { before, maxRows: 10 }))
     expect(again).toMatchObject({ runs: 0, rows: 0, more: false })
     expect(await rowsOf(fresh)).toEqual({ runs: 2, events: 10, logs: 4 })
-    const { runs } = await callJson({ kind: 'admin', owner: 'ops@example.com', org: 'openclaw' }, `/v1/runs?owner=${encodeURIComponent(who.owner)}&org=${who.org}`)
+    const { runs } = await callJson(
+      { kind: 'admin', owner: 'ops@example.com', org: 'openclaw' },
+      `/v1/runs?owner=${encodeURIComponent(who.owner)}&org=${who.org}`,
+    )
     expect(runs.map((r: { id: string }) => r.id).sort()).toEqual([...fresh].sort())
   })
 

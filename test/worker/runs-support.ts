@@ -22,7 +22,8 @@ export async function callJson<T = any>(who: Who, path: string, options: CallOpt
   const method = options.method ?? (options.body === undefined ? 'GET' : 'POST')
   const result = await api(who, method, path, options.body)
   const expected = options.status ?? 200
-  if (result.status !== expected) throw new Error(`${method} ${path}: expected ${expected}, got ${result.status}: ${result.text.slice(0, 400)}`)
+  if (result.status !== expected)
+    throw new Error(`${method} ${path}: expected ${expected}, got ${result.status}: ${result.text.slice(0, 400)}`)
   return result.body as T
 }
 

@@ -55,7 +55,7 @@ describe('run records', () => {
     }
   })
 
-  it('needs a credential and hides other owners\' runs behind the same 404 as a missing one', async () => {
+  it("needs a credential and hides other owners' runs behind the same 404 as a missing one", async () => {
     const run = await createRun(peter)
     expect((await call(undefined, `/v1/runs/${run.id}`)).status).toBe(401)
     for (const [method, path] of [
@@ -133,14 +133,30 @@ describe('run events', () => {
   it('numbers appended events and folds them into the run summary', async () => {
     const run = await createRun(peter, { provider: 'aws', command: ['pnpm', 'test'] })
     const leased = await callJson(peter, `/v1/runs/${run.id}/events`, {
-      body: { type: 'lease.created', leaseID: 'cbx_000000000001', slug: 'blue-lobster', provider: 'aws', class: 'standard', serverType: 't3.small' },
+      body: {
+        type: 'lease.created',
+        leaseID: 'cbx_000000000001',
+        slug: 'blue-lobster',
+        provider: 'aws',
+        class: 'standard',
+        serverType: 't3.small',
+      },
       status: 201,
     })
     expect(leased.event).toMatchObject({ runID: run.id, seq: 2, type: 'lease.created', leaseID: 'cbx_000000000001', slug: 'blue-lobster' })
-    const out = await callJson(peter, `/v1/runs/${run.id}/events`, { body: { type: 'stdout', stream: 'stdout', data: 'ok\n' }, status: 201 })
+    const out = await callJson(peter, `/v1/runs/${run.id}/events`, {
+      body: { type: 'stdout', stream: 'stdout', data: 'ok\n' },
+      status: 201,
+    })
     expect(out.event.seq).toBe(3)
     const after = (await callJson(peter, `/v1/runs/${run.id}`)).run
-    expect(after).toMatchObject({ leaseID: 'cbx_000000000001', slug: 'blue-lobster', serverType: 't3.small', phase: 'command', eventCount: 3 })
+    expect(after).toMatchObject({
+      leaseID: 'cbx_000000000001',
+      slug: 'blue-lobster',
+      serverType: 't3.small',
+      phase: 'command',
+      eventCount: 3,
+    })
 
     await callJson(peter, `/v1/runs/${run.id}/finish`, { body: { exitCode: 0 } })
     const page = await callJson(peter, `/v1/runs/${run.id}/events?after=1&limit=2`)
@@ -153,7 +169,17 @@ describe('run events', () => {
     const run = await createRun(peter)
     const big = 'é'.repeat(9000) // 18,000 UTF-8 bytes
     const { event } = await callJson(peter, `/v1/runs/${run.id}/events`, {
-      body: { type: '  ', stream: 'stdin', data: big, message: big, leaseID: 'cbx_bad', provider: 'Not A Provider', target: 'plan9', exitCode: null, extra: 'ignored' },
+      body: {
+        type: '  ',
+        stream: 'stdin',
+        data: big,
+        message: big,
+        leaseID: 'cbx_bad',
+        provider: 'Not A Provider',
+        target: 'plan9',
+        exitCode: null,
+        extra: 'ignored',
+      },
       status: 201,
     })
     expect(event.type).toBe('event')
@@ -163,7 +189,11 @@ describe('run events', () => {
     for (const key of ['stream', 'leaseID', 'provider', 'target', 'exitCode', 'extra']) expect(event).not.toHaveProperty(key)
     // run.failed ends the run.
     await callJson(peter, `/v1/runs/${run.id}/events`, { body: { type: 'run.failed', message: 'boom' }, status: 201 })
-    expect((await callJson(peter, `/v1/runs/${run.id}`)).run).toMatchObject({ state: 'failed', phase: 'failed', endedAt: expect.any(String) })
+    expect((await callJson(peter, `/v1/runs/${run.id}`)).run).toMatchObject({
+      state: 'failed',
+      phase: 'failed',
+      endedAt: expect.any(String),
+    })
   })
 
   it('rejects bad event bodies and queries without touching the run', async () => {
@@ -191,8 +221,13 @@ describe('run events', () => {
     const posted = await Promise.all(
       Array.from({ length: 60 }, (_, i) =>
         i % 3 === 2
-          ? callJson(peter, `/v1/runs/${run.id}/telemetry`, { body: { telemetry: { load1: i, capturedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString() } } }).then(() => undefined)
-          : callJson(peter, `/v1/runs/${run.id}/events`, { body: { type: 'stdout', stream: 'stdout', data: `line ${i}\n` }, status: 201 }).then((r) => r.event.seq as number),
+          ? callJson(peter, `/v1/runs/${run.id}/telemetry`, {
+              body: { telemetry: { load1: i, capturedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString() } },
+            }).then(() => undefined)
+          : callJson(peter, `/v1/runs/${run.id}/events`, {
+              body: { type: 'stdout', stream: 'stdout', data: `line ${i}\n` },
+              status: 201,
+            }).then((r) => r.event.seq as number),
       ),
     )
     const seqs = posted.filter((s): s is number => s !== undefined).sort((a, b) => a - b)
@@ -210,13 +245,22 @@ describe('run telemetry', () => {
   it('keeps sanitised samples, the first as start, at most 60', async () => {
     const run = await createRun(peter)
     const first = await callJson(peter, `/v1/runs/${run.id}/telemetry`, {
-      body: { telemetry: { capturedAt: '2026-05-01T00:00:10Z', source: 'ssh-linux', load1: 0.4, memoryPercent: 400, diskUsedBytes: -1, bogus: 1 } },
+      body: {
+        telemetry: { capturedAt: '2026-05-01T00:00:10Z', source: 'ssh-linux', load1: 0.4, memoryPercent: 400, diskUsedBytes: -1, bogus: 1 },
+      },
     })
-    expect(first.run.telemetry.start).toEqual({ capturedAt: '2026-05-01T00:00:10.000Z', source: 'ssh-linux', load1: 0.4, memoryPercent: 100 })
+    expect(first.run.telemetry.start).toEqual({
+      capturedAt: '2026-05-01T00:00:10.000Z',
+      source: 'ssh-linux',
+      load1: 0.4,
+      memoryPercent: 100,
+    })
     // Arrival order does not matter: samples are kept sorted by capturedAt.
     await Promise.all(
       Array.from({ length: 70 }, (_, i) =>
-        callJson(peter, `/v1/runs/${run.id}/telemetry`, { body: { telemetry: { capturedAt: new Date(Date.UTC(2026, 4, 1, 1, 0, i)).toISOString(), load1: i } } }),
+        callJson(peter, `/v1/runs/${run.id}/telemetry`, {
+          body: { telemetry: { capturedAt: new Date(Date.UTC(2026, 4, 1, 1, 0, i)).toISOString(), load1: i } },
+        }),
       ),
     )
     const { run: after } = await callJson(peter, `/v1/runs/${run.id}`)
@@ -243,10 +287,29 @@ describe('finishing a run', () => {
         commandMs: 34,
         log: 'ok\n',
         telemetry: { start: { load1: 0.4, capturedAt: '2026-05-01T00:00:10Z' }, end: { load1: 1.2, capturedAt: '2026-05-01T00:01:10Z' } },
-        results: { format: 'junit', files: ['junit.xml'], suites: 1, tests: 2, failures: 1, errors: 0, skipped: 0, timeSeconds: 1.2, failed: [{ suite: 'pkg', name: 'fails', kind: 'failure' }] },
+        results: {
+          format: 'junit',
+          files: ['junit.xml'],
+          suites: 1,
+          tests: 2,
+          failures: 1,
+          errors: 0,
+          skipped: 0,
+          timeSeconds: 1.2,
+          failed: [{ suite: 'pkg', name: 'fails', kind: 'failure' }],
+        },
       },
     })
-    expect(done).toMatchObject({ state: 'succeeded', phase: 'succeeded', exitCode: 0, syncMs: 12, commandMs: 34, logBytes: 3, logTruncated: false, eventCount: 2 })
+    expect(done).toMatchObject({
+      state: 'succeeded',
+      phase: 'succeeded',
+      exitCode: 0,
+      syncMs: 12,
+      commandMs: 34,
+      logBytes: 3,
+      logTruncated: false,
+      eventCount: 2,
+    })
     expect(done.results.tests).toBe(2)
     expect(done.telemetry.end.load1).toBe(1.2)
     expect(done.durationMs).toBeGreaterThanOrEqual(0)
@@ -255,7 +318,9 @@ describe('finishing a run', () => {
     expect(await (await call(peter, `/v1/runs/${run.id}/logs`)).text()).toBe('ok\n')
 
     // Finishing again overwrites: missing exit code means failure.
-    const { run: again } = await callJson(peter, `/v1/runs/${run.id}/finish`, { body: { log: 'second\n', results: { files: null, failed: null } } })
+    const { run: again } = await callJson(peter, `/v1/runs/${run.id}/finish`, {
+      body: { log: 'second\n', results: { files: null, failed: null } },
+    })
     expect(again).toMatchObject({ state: 'failed', exitCode: 1, eventCount: 3 })
     expect(again.results).toMatchObject({ files: [], failed: [] })
     expect(await (await call(peter, `/v1/runs/${run.id}/logs`)).text()).toBe('second\n')
@@ -265,7 +330,9 @@ describe('finishing a run', () => {
     const run = await createRun(peter)
     const failed = Array.from({ length: 150 }, (_, i) => ({ suite: 's', name: `t${i}`, kind: 'failure', message: 'm'.repeat(5000) }))
     const files = Array.from({ length: 80 }, (_, i) => `f${i}.xml`)
-    const { run: done } = await callJson(peter, `/v1/runs/${run.id}/finish`, { body: { exitCode: 1, results: { format: 'junit', files, failed, tests: 150, failures: 150 } } })
+    const { run: done } = await callJson(peter, `/v1/runs/${run.id}/finish`, {
+      body: { exitCode: 1, results: { format: 'junit', files, failed, tests: 150, failures: 150 } },
+    })
     expect(done.results.files).toHaveLength(50)
     expect(done.results.failed).toHaveLength(100)
     expect(done.results.failed[0].message).toHaveLength(4096)
@@ -275,7 +342,9 @@ describe('finishing a run', () => {
     const run = await createRun(peter)
     const a = `${'a'.repeat(70_000)}A-END\n`
     const b = `${'b'.repeat(70_000)}B-END\n`
-    const { run: done } = await callJson(peter, `/v1/runs/${run.id}/finish`, { body: { exitCode: 2, logChunks: [a, b], log: 'fallback tail only\n' } })
+    const { run: done } = await callJson(peter, `/v1/runs/${run.id}/finish`, {
+      body: { exitCode: 2, logChunks: [a, b], log: 'fallback tail only\n' },
+    })
     expect(done).toMatchObject({ state: 'failed', logBytes: a.length + b.length, logTruncated: false })
     const log = await (await call(peter, `/v1/runs/${run.id}/logs`)).text()
     expect(log).toBe(a + b)
@@ -296,12 +365,22 @@ describe('finishing a run', () => {
     expect(new TextEncoder().encode(kept).byteLength).toBeGreaterThan(8 * 1024 * 1024 - 4)
     // A client-side truncation flag is kept even for a small log.
     const flagged = await createRun(peter)
-    expect((await callJson(peter, `/v1/runs/${flagged.id}/finish`, { body: { exitCode: 0, log: 'tail', logTruncated: true } })).run.logTruncated).toBe(true)
+    expect(
+      (await callJson(peter, `/v1/runs/${flagged.id}/finish`, { body: { exitCode: 0, log: 'tail', logTruncated: true } })).run.logTruncated,
+    ).toBe(true)
   })
 
   it('rejects bad finish bodies without touching the run', async () => {
     const run = await createRun(peter)
-    for (const body of ['{', { exitCode: 'zero' }, { logChunks: 'abc' }, { logChunks: [1] }, { logTruncated: 'yes' }, { results: { tests: 'two' } }, { telemetry: [] }]) {
+    for (const body of [
+      '{',
+      { exitCode: 'zero' },
+      { logChunks: 'abc' },
+      { logChunks: [1] },
+      { logTruncated: 'yes' },
+      { results: { tests: 'two' } },
+      { telemetry: [] },
+    ]) {
       const response = await call(peter, `/v1/runs/${run.id}/finish`, { method: 'POST', body })
       expect({ body, status: response.status }).toEqual({ body, status: 400 })
     }

@@ -29,7 +29,12 @@ export async function verifiedAccessEmail(request: Request, env: Env): Promise<s
     keySets.set(certsUrl, keys)
   }
   try {
-    const { payload, protectedHeader } = await jwtVerify(token, keys, { algorithms: ['RS256'], audience: aud, issuer, requiredClaims: ['exp'] })
+    const { payload, protectedHeader } = await jwtVerify(token, keys, {
+      algorithms: ['RS256'],
+      audience: aud,
+      issuer,
+      requiredClaims: ['exp'],
+    })
     if (!protectedHeader.kid) return undefined
     const email = payload.email
     return typeof email === 'string' && email.trim() ? email.trim() : undefined

@@ -26,7 +26,10 @@ export const STRIPPED_HEADERS = [...Object.values(IdentityHeader), 'cf-access-au
 
 /** Org names are sanitized to `[a-zA-Z0-9_.@-]`, ≤ 63 chars. */
 export function sanitizeOrg(org: string | undefined): string {
-  const cleaned = (org ?? '').trim().replace(/[^a-zA-Z0-9_.@-]/g, '_').slice(0, 63)
+  const cleaned = (org ?? '')
+    .trim()
+    .replace(/[^a-zA-Z0-9_.@-]/g, '_')
+    .slice(0, 63)
   return cleaned || 'unknown'
 }
 

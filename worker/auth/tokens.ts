@@ -55,7 +55,14 @@ export async function signUserToken(
   now = Date.now(),
 ): Promise<string> {
   const iat = Math.floor(now / 1000)
-  const payload: UserTokenPayload = { typ: 'crabbox-user', owner: identity.owner, org: identity.org, login: identity.login, iat, exp: iat + USER_TOKEN_LIFETIME_SECONDS }
+  const payload: UserTokenPayload = {
+    typ: 'crabbox-user',
+    owner: identity.owner,
+    org: identity.org,
+    login: identity.login,
+    iat,
+    exp: iat + USER_TOKEN_LIFETIME_SECONDS,
+  }
   if (identity.name) payload.name = identity.name
   const part = base64url(encoder.encode(JSON.stringify(payload)))
   const signature = new Uint8Array(await crypto.subtle.sign('HMAC', await hmacKey(secret), encoder.encode(part)))

@@ -1,5 +1,14 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
-import { LeaseListQuery, LeaseListResponse, LeaseRef, LeaseResponse, PoolQuery, PoolResponse, ReleaseRequest, type ProviderMachine } from '../../src/protocol/leases.js'
+import {
+  LeaseListQuery,
+  LeaseListResponse,
+  LeaseRef,
+  LeaseResponse,
+  PoolQuery,
+  PoolResponse,
+  ReleaseRequest,
+  type ProviderMachine,
+} from '../../src/protocol/leases.js'
 import { isListable } from '../providers/registry.js'
 import type { Machine } from '../providers/types.js'
 import { listLeases } from './lease-store.js'
@@ -28,7 +37,14 @@ export const ADMIN_PREFIXES = ['/v1/admin/*', '/v1/pool'] as const
 
 export const ADMIN_ROUTES: readonly RouteSpec[] = [
   defineRoute(
-    { method: 'GET', path: '/v1/pool', summary: "Machines the providers report (each provider's own list)", auth: 'admin', query: PoolQuery, response: PoolResponse },
+    {
+      method: 'GET',
+      path: '/v1/pool',
+      summary: "Machines the providers report (each provider's own list)",
+      auth: 'admin',
+      query: PoolQuery,
+      response: PoolResponse,
+    },
     async (c, deps, input) => {
       const { provider } = input.query()
       const names = provider ? [provider] : deps.providers.names()
@@ -40,14 +56,22 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
           machines.push(...(await instance.list()).map(toProviderMachine))
         } catch (error) {
           // One provider's outage does not hide the others, unless it was asked for by name.
-          if (provider) throw new ApiError(502, ErrorCode.providerFailed, `${name}: ${error instanceof Error ? error.message : String(error)}`)
+          if (provider)
+            throw new ApiError(502, ErrorCode.providerFailed, `${name}: ${error instanceof Error ? error.message : String(error)}`)
         }
       }
       return c.json({ machines })
     },
   ),
   defineRoute(
-    { method: 'GET', path: '/v1/admin/leases', summary: 'List every lease', auth: 'admin', query: LeaseListQuery, response: LeaseListResponse },
+    {
+      method: 'GET',
+      path: '/v1/admin/leases',
+      summary: 'List every lease',
+      auth: 'admin',
+      query: LeaseListQuery,
+      response: LeaseListResponse,
+    },
     (c, deps, input) => c.json(listLeases(deps.storage, c.get('identity'), input.query())),
   ),
   defineRoute(
@@ -70,11 +94,12 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
     {
       method: 'POST',
       path: '/v1/admin/leases/:id/delete',
-      summary: "Release a lease and delete its machine, even a kept one",
+      summary: 'Release a lease and delete its machine, even a kept one',
       auth: 'admin',
       params: { id: LeaseRef },
       response: LeaseResponse,
     },
-    async (c, deps, input) => c.json({ lease: await releaseLease(deps, c.get('identity'), input.param('id'), { delete: true, forgetKeep: true }) }),
+    async (c, deps, input) =>
+      c.json({ lease: await releaseLease(deps, c.get('identity'), input.param('id'), { delete: true, forgetKeep: true }) }),
   ),
 ]

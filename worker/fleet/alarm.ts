@@ -25,15 +25,24 @@ export async function runAlarm(deps: FleetDeps): Promise<void> {
   const more = expired.length === EXPIRE_BATCH || due.length === CLEANUP_BATCH
   // Work still due now was left on purpose (a full batch, or a create still running past its
   // expiry, which finishes the job itself): come back in a second, never spin.
-  await scheduleAlarm(deps, { replace: true, extra: [more ? deps.now().getTime() + SOON_MS : undefined, pruneAt], notBefore: Date.now() + SOON_MS })
+  await scheduleAlarm(deps, {
+    replace: true,
+    extra: [more ? deps.now().getTime() + SOON_MS : undefined, pruneAt],
+    notBefore: Date.now() + SOON_MS,
+  })
 }
 
 /**
  * Sets the alarm to the earliest pending work. Outside the alarm handler it only
  * ever moves the alarm earlier (a stale later alarm is harmless: it recomputes).
  */
-export async function scheduleAlarm(deps: FleetDeps, options: { replace?: boolean; extra?: (number | undefined)[]; notBefore?: number } = {}): Promise<void> {
-  const candidates = [nextLeaseWake(deps.storage), ...(options.extra ?? [])].filter((n): n is number => typeof n === 'number' && Number.isFinite(n))
+export async function scheduleAlarm(
+  deps: FleetDeps,
+  options: { replace?: boolean; extra?: (number | undefined)[]; notBefore?: number } = {},
+): Promise<void> {
+  const candidates = [nextLeaseWake(deps.storage), ...(options.extra ?? [])].filter(
+    (n): n is number => typeof n === 'number' && Number.isFinite(n),
+  )
   const next = candidates.length ? Math.min(...candidates) : undefined
   const storage = deps.ctx.storage
   const current = await storage.getAlarm()

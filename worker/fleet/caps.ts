@@ -75,7 +75,11 @@ export const monthOf = (iso: string): string => iso.slice(0, 7)
  * Throws 429 `cost_limit_exceeded` when one more lease for owner/org with this
  * reservation would break a cap. Call inside the transaction that then inserts it.
  */
-export function enforceCaps(storage: FleetStorage, limits: CostLimits, candidate: { owner: string; org: string; month: string; reservedUSD: number }): void {
+export function enforceCaps(
+  storage: FleetStorage,
+  limits: CostLimits,
+  candidate: { owner: string; org: string; month: string; reservedUSD: number },
+): void {
   const fail = (message: string) => {
     throw new ApiError(429, ErrorCode.costLimitExceeded, message)
   }
@@ -85,10 +89,12 @@ export function enforceCaps(storage: FleetStorage, limits: CostLimits, candidate
       candidate.owner,
       candidate.org,
     ) ?? { total: 0, owner: 0, org: 0 }
-    if (limits.maxActiveLeases && counts.total + 1 > limits.maxActiveLeases) fail(`active lease limit exceeded: ${counts.total + 1}/${limits.maxActiveLeases}`)
+    if (limits.maxActiveLeases && counts.total + 1 > limits.maxActiveLeases)
+      fail(`active lease limit exceeded: ${counts.total + 1}/${limits.maxActiveLeases}`)
     if (limits.maxActiveLeasesPerOwner && counts.owner + 1 > limits.maxActiveLeasesPerOwner)
       fail(`active lease limit for owner exceeded: ${counts.owner + 1}/${limits.maxActiveLeasesPerOwner}`)
-    if (limits.maxActiveLeasesPerOrg && counts.org + 1 > limits.maxActiveLeasesPerOrg) fail(`active lease limit for org exceeded: ${counts.org + 1}/${limits.maxActiveLeasesPerOrg}`)
+    if (limits.maxActiveLeasesPerOrg && counts.org + 1 > limits.maxActiveLeasesPerOrg)
+      fail(`active lease limit for org exceeded: ${counts.org + 1}/${limits.maxActiveLeasesPerOrg}`)
   }
   if (limits.maxMonthlyUSD || limits.maxMonthlyUSDPerOwner || limits.maxMonthlyUSDPerOrg) {
     const spent = storage.one<{ total: number; owner: number; org: number }>(

@@ -69,12 +69,22 @@ export const isUpgrade = (request: Request): boolean => request.headers.get('upg
  */
 export function openControlSocket(ctx: DurableObjectState, request: Request, identity: Identity): Response {
   if (request.method !== 'GET' || !isUpgrade(request)) {
-    return Response.json({ error: 'websocket_required', message: 'GET /v1/control with Upgrade: websocket' }, { status: 426, headers: { upgrade: 'websocket' } })
+    return Response.json(
+      { error: 'websocket_required', message: 'GET /v1/control with Upgrade: websocket' },
+      { status: 426, headers: { upgrade: 'websocket' } },
+    )
   }
   const { 0: client, 1: server } = new WebSocketPair()
   const clientID = crypto.randomUUID()
   ctx.acceptWebSocket(server, [CONTROL_TAG])
-  const attachment: ControlAttachment = { kind: 'control', clientID, owner: identity.owner, org: identity.org, admin: identity.admin, subscriptions: {} }
+  const attachment: ControlAttachment = {
+    kind: 'control',
+    clientID,
+    owner: identity.owner,
+    org: identity.org,
+    admin: identity.admin,
+    subscriptions: {},
+  }
   server.serializeAttachment(attachment)
   send(server, { type: 'hello', protocol: CONTROL_PROTOCOL, clientID })
   return new Response(null, { status: 101, webSocket: client })
@@ -131,7 +141,11 @@ export async function handleControlMessage(deps: ControlDeps, ws: WebSocket, raw
   }
   const type = typeof data === 'object' && data !== null ? (data as { type?: unknown }).type : undefined
   if (typeof type !== 'string' || !(CONTROL_CLIENT_TYPES as readonly string[]).includes(type)) {
-    return sendError(ws, 'unknown_type', `unknown control message${typeof type === 'string' ? ` type ${JSON.stringify(type.slice(0, 64))}` : ': no "type"'}`)
+    return sendError(
+      ws,
+      'unknown_type',
+      `unknown control message${typeof type === 'string' ? ` type ${JSON.stringify(type.slice(0, 64))}` : ': no "type"'}`,
+    )
   }
   const parsed = v.safeParse(ControlClientMessage, data)
   if (!parsed.success) return sendError(ws, 'invalid_message', `${type}: ${describeIssues(parsed.issues)}`)

@@ -1,5 +1,11 @@
 import * as v from 'valibot'
-import { GithubCallbackQuery, GithubLoginPollRequest, GithubLoginPollResponse, GithubLoginStartRequest, GithubLoginStartResponse } from '../../src/protocol/auth.js'
+import {
+  GithubCallbackQuery,
+  GithubLoginPollRequest,
+  GithubLoginPollResponse,
+  GithubLoginStartRequest,
+  GithubLoginStartResponse,
+} from '../../src/protocol/auth.js'
 import { ApiError } from '../../src/protocol/errors.js'
 import { githubCallback, githubSettings, htmlPage, pollGithubLogin, startGithubLogin } from './github.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
@@ -24,15 +30,31 @@ export const GITHUB_ROUTES: readonly RouteSpec[] = [
       try {
         body = await input.body()
       } catch (error) {
-        if (error instanceof ApiError && error.status === 400) throw new ApiError(400, 'invalid_poll_secret_hash', `pollSecretHash must be the lowercase hex SHA-256 of your poll secret (${error.message})`)
+        if (error instanceof ApiError && error.status === 400)
+          throw new ApiError(
+            400,
+            'invalid_poll_secret_hash',
+            `pollSecretHash must be the lowercase hex SHA-256 of your poll secret (${error.message})`,
+          )
         throw error
       }
-      const started = startGithubLogin(deps, { mode: 'cli', pollSecretHash: body.pollSecretHash, ...(body.provider ? { provider: body.provider } : {}) }, new URL(c.req.url).origin)
+      const started = startGithubLogin(
+        deps,
+        { mode: 'cli', pollSecretHash: body.pollSecretHash, ...(body.provider ? { provider: body.provider } : {}) },
+        new URL(c.req.url).origin,
+      )
       return c.json(started)
     },
   ),
   defineRoute(
-    { method: 'GET', path: '/v1/auth/github/callback', summary: 'Where GitHub sends the browser back (answers HTML)', auth: 'none', query: GithubCallbackQuery, response: HTML_PAGE },
+    {
+      method: 'GET',
+      path: '/v1/auth/github/callback',
+      summary: 'Where GitHub sends the browser back (answers HTML)',
+      auth: 'none',
+      query: GithubCallbackQuery,
+      response: HTML_PAGE,
+    },
     async (c, deps, input) => {
       // A bad callback is shown to a person in a browser: an HTML page, not a JSON error.
       const parsed = input.safeQuery()
@@ -54,7 +76,8 @@ export const GITHUB_ROUTES: readonly RouteSpec[] = [
       try {
         body = await input.body()
       } catch (error) {
-        if (error instanceof ApiError && error.status === 400) throw new ApiError(400, 'invalid_poll', `send {"loginID", "pollSecret"} (${error.message})`)
+        if (error instanceof ApiError && error.status === 400)
+          throw new ApiError(400, 'invalid_poll', `send {"loginID", "pollSecret"} (${error.message})`)
         throw error
       }
       const answer = await pollGithubLogin(deps, body)

@@ -170,7 +170,12 @@ class Denied extends Error {}
 
 async function github<T>(settings: GithubSettings, token: string, path: string): Promise<{ status: number; body: T }> {
   const response = await fetch(`${settings.apiUrl}${path}`, {
-    headers: { accept: 'application/vnd.github+json', authorization: `Bearer ${token}`, 'user-agent': 'crabbox-broker', 'x-github-api-version': '2022-11-28' },
+    headers: {
+      accept: 'application/vnd.github+json',
+      authorization: `Bearer ${token}`,
+      'user-agent': 'crabbox-broker',
+      'x-github-api-version': '2022-11-28',
+    },
     signal: AbortSignal.timeout(GITHUB_TIMEOUT_MS),
   })
   const text = await response.text()
@@ -232,11 +237,20 @@ async function identify(settings: GithubSettings, code: string, redirectUri: str
   if (settings.allowedTeams.length) {
     let allowed = false
     for (let page = 1; page <= 10 && !allowed; page++) {
-      const teams = parse(GithubTeams, (await github<unknown>(settings, token, `/user/teams?per_page=100&page=${page}`)).body ?? [], 'team list')
-      allowed = teams.some((team) => settings.allowedTeams.some((t) => t.slug === team.slug.toLowerCase() && t.org === team.organization.login.toLowerCase()))
+      const teams = parse(
+        GithubTeams,
+        (await github<unknown>(settings, token, `/user/teams?per_page=100&page=${page}`)).body ?? [],
+        'team list',
+      )
+      allowed = teams.some((team) =>
+        settings.allowedTeams.some((t) => t.slug === team.slug.toLowerCase() && t.org === team.organization.login.toLowerCase()),
+      )
       if (teams.length < 100) break
     }
-    if (!allowed) throw new Denied(`GitHub user ${user.login} is not in an allowed team (${settings.allowedTeams.map((t) => `${t.org}/${t.slug}`).join(', ')}).`)
+    if (!allowed)
+      throw new Denied(
+        `GitHub user ${user.login} is not in an allowed team (${settings.allowedTeams.map((t) => `${t.org}/${t.slug}`).join(', ')}).`,
+      )
   }
   return { owner, org: member.organization.login, login: user.login, ...(user.name ? { name: user.name } : {}) }
 }
@@ -260,8 +274,10 @@ export async function githubCallback(deps: Pick<FleetDeps, 'storage' | 'env' | '
   if (!settings) return htmlPage(503, 'Crabbox login unavailable', 'GitHub OAuth is not configured on this broker.')
   const storage = deps.storage
   const login = query.state ? storage.one<LoginRow>('SELECT * FROM github_logins WHERE state = ?', query.state) : undefined
-  if (!login || login.expires_at <= deps.now().getTime()) return htmlPage(400, 'Crabbox login expired', 'This login link has expired. Run `crabbox login` again.')
-  if (login.status !== 'pending') return htmlPage(400, 'Crabbox login already finished', 'This login was already used. Return to your terminal.')
+  if (!login || login.expires_at <= deps.now().getTime())
+    return htmlPage(400, 'Crabbox login expired', 'This login link has expired. Run `crabbox login` again.')
+  if (login.status !== 'pending')
+    return htmlPage(400, 'Crabbox login already finished', 'This login was already used. Return to your terminal.')
   if (query.error || !query.code) {
     const error = query.error ?? 'missing_code'
     finishLogin(storage, login.id, 'failed', { error })
@@ -280,7 +296,10 @@ export async function githubCallback(deps: Pick<FleetDeps, 'storage' | 'env' | '
   if (login.mode === 'portal') {
     storage.run('DELETE FROM github_logins WHERE id = ?', login.id)
     const cookie = `crabbox_session=${encodeURIComponent(token)}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=${USER_TOKEN_LIFETIME_SECONDS}`
-    return new Response(null, { status: 302, headers: { location: login.return_to ?? '/portal', 'set-cookie': cookie, 'cache-control': 'no-store' } })
+    return new Response(null, {
+      status: 302,
+      headers: { location: login.return_to ?? '/portal', 'set-cookie': cookie, 'cache-control': 'no-store' },
+    })
   }
   finishLogin(storage, login.id, 'complete', { token, owner: identity.owner, org: identity.org, login: identity.login })
   return htmlPage(200, 'Crabbox login complete', `Logged in as ${identity.login}. You can close this tab and return to your terminal.`)
@@ -289,23 +308,36 @@ export async function githubCallback(deps: Pick<FleetDeps, 'storage' | 'env' | '
 export type PollAnswer = { status: number; body: Record<string, unknown> }
 
 /** `POST /v1/auth/github/poll`: single-use hand-over of the token to the CLI that started the login. */
-export async function pollGithubLogin(deps: Pick<FleetDeps, 'storage' | 'now'>, input: { loginID: string; pollSecret: string }): Promise<PollAnswer> {
+export async function pollGithubLogin(
+  deps: Pick<FleetDeps, 'storage' | 'now'>,
+  input: { loginID: string; pollSecret: string },
+): Promise<PollAnswer> {
   const storage = deps.storage
   const hash = await sha256Hex(input.pollSecret)
   // Everything after the hash is synchronous: read, check and delete cannot interleave.
   const login = storage.one<LoginRow>('SELECT * FROM github_logins WHERE id = ?', input.loginID)
   if (!login || login.expires_at <= deps.now().getTime()) return { status: 410, body: { status: 'expired' } }
-  if (login.mode !== 'cli' || !login.poll_hash) return { status: 403, body: { error: ErrorCode.forbidden, message: 'this login was not started by a CLI' } }
-  if (!(await secretsEqual(hash, login.poll_hash))) return { status: 403, body: { error: ErrorCode.forbidden, message: 'poll secret does not match' } }
+  if (login.mode !== 'cli' || !login.poll_hash)
+    return { status: 403, body: { error: ErrorCode.forbidden, message: 'this login was not started by a CLI' } }
+  if (!(await secretsEqual(hash, login.poll_hash)))
+    return { status: 403, body: { error: ErrorCode.forbidden, message: 'poll secret does not match' } }
   // Re-read after the await: a concurrent poll may have taken the token already.
   const current = storage.one<LoginRow>('SELECT * FROM github_logins WHERE id = ?', input.loginID)
   if (!current) return { status: 410, body: { status: 'expired' } }
   const result = current.result ? (JSON.parse(current.result) as LoginResult) : {}
-  if (current.status === 'pending') return { status: 200, body: { status: 'pending', expiresAt: new Date(current.expires_at).toISOString() } }
+  if (current.status === 'pending')
+    return { status: 200, body: { status: 'pending', expiresAt: new Date(current.expires_at).toISOString() } }
   storage.run('DELETE FROM github_logins WHERE id = ?', current.id)
   if (current.status === 'failed') return { status: 400, body: { status: 'failed', error: result.error ?? 'login failed' } }
   return {
     status: 200,
-    body: { status: 'complete', token: result.token, owner: result.owner, org: result.org, login: result.login, ...(current.provider ? { provider: current.provider } : {}) },
+    body: {
+      status: 'complete',
+      token: result.token,
+      owner: result.owner,
+      org: result.org,
+      login: result.login,
+      ...(current.provider ? { provider: current.provider } : {}),
+    },
   }
 }

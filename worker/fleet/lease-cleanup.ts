@@ -13,7 +13,13 @@ import type { FleetStorage } from './storage.js'
 export function expireDueLeases(storage: FleetStorage, now: Date, limit: number): string[] {
   const nowIso = now.toISOString()
   return storage.transaction(() => {
-    const due = storage.all<{ record: string }>(`SELECT record FROM leases WHERE ${LIVE_LEASE_SQL} AND expires_at <= ? ORDER BY expires_at LIMIT ?`, nowIso, limit).map(parseRecord)
+    const due = storage
+      .all<{ record: string }>(
+        `SELECT record FROM leases WHERE ${LIVE_LEASE_SQL} AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
+        nowIso,
+        limit,
+      )
+      .map(parseRecord)
     const expired: string[] = []
     for (const lease of due) {
       // A provisioning lease is still being created by this object; its create finishes the job.
@@ -59,7 +65,9 @@ export async function cleanupMachine(deps: FleetDeps, leaseId: string): Promise<
 
 /** Lease IDs whose machine deletion is due, oldest first. */
 export function dueCleanups(storage: FleetStorage, now: number, limit: number): string[] {
-  return storage.all<{ id: string }>('SELECT id FROM leases WHERE cleanup_at IS NOT NULL AND cleanup_at <= ? ORDER BY cleanup_at LIMIT ?', now, limit).map((r) => r.id)
+  return storage
+    .all<{ id: string }>('SELECT id FROM leases WHERE cleanup_at IS NOT NULL AND cleanup_at <= ? ORDER BY cleanup_at LIMIT ?', now, limit)
+    .map((r) => r.id)
 }
 
 /** Pending deletion state of a lease, for operators and tests. */
@@ -77,6 +85,8 @@ export function nextLeaseWake(storage: FleetStorage): number | undefined {
   const row = storage.one<{ expires: string | null; cleanup: number | null }>(
     `SELECT (SELECT min(expires_at) FROM leases WHERE ${LIVE_LEASE_SQL}) AS expires, (SELECT min(cleanup_at) FROM leases WHERE cleanup_at IS NOT NULL) AS cleanup`,
   )
-  const candidates = [row?.expires ? Date.parse(row.expires) : undefined, row?.cleanup ?? undefined].filter((n): n is number => typeof n === 'number')
+  const candidates = [row?.expires ? Date.parse(row.expires) : undefined, row?.cleanup ?? undefined].filter(
+    (n): n is number => typeof n === 'number',
+  )
   return candidates.length ? Math.min(...candidates) : undefined
 }

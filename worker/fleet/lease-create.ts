@@ -83,8 +83,14 @@ function provisionAsk(request: LeaseRequest): ProvisionAsk {
 /** The target OS this broker provisions for the request; 400 for anything else. */
 function leaseTarget(request: LeaseRequest): string {
   const target = TARGET_ALIASES[(request.target ?? request.targetOS ?? 'linux').trim().toLowerCase()]
-  if (!target) throw new ApiError(400, ErrorCode.unsupportedTarget, `target ${request.target ?? request.targetOS} is not supported by this broker yet; use linux`)
-  if (request.tailscale) throw new ApiError(400, ErrorCode.unsupportedTarget, 'brokered Tailscale provisioning is not supported by this broker')
+  if (!target)
+    throw new ApiError(
+      400,
+      ErrorCode.unsupportedTarget,
+      `target ${request.target ?? request.targetOS} is not supported by this broker yet; use linux`,
+    )
+  if (request.tailscale)
+    throw new ApiError(400, ErrorCode.unsupportedTarget, 'brokered Tailscale provisioning is not supported by this broker')
   return target
 }
 
@@ -201,7 +207,12 @@ function reserveLease(deps: FleetDeps, plan: LeasePlan): { raced: boolean; lease
     if (raced) return { raced: true, lease: raced }
     const slug = allocateSlug(storage, plan.identity, requested || defaultSlug(plan.leaseId), plan.leaseId, now)
     const lease = newLeaseRecord(plan, slug, nowIso)
-    enforceCaps(storage, costLimits(deps.env), { owner: lease.owner, org: lease.org, month: monthOf(nowIso), reservedUSD: lease.maxEstimatedUSD ?? 0 })
+    enforceCaps(storage, costLimits(deps.env), {
+      owner: lease.owner,
+      org: lease.org,
+      month: monthOf(nowIso),
+      reservedUSD: lease.maxEstimatedUSD ?? 0,
+    })
     insertLease(storage, lease, monthOf(nowIso))
     return { raced: false, lease }
   })
@@ -226,7 +237,8 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
   const existingOutcome = async (): Promise<CreateResult | undefined> => {
     const existing = getLeaseRecord(storage, leaseId)
     if (!existing) return undefined
-    if (!ownedBy(existing, identity)) throw new ApiError(409, ErrorCode.leaseIdConflict, `lease ID ${leaseId} is already in use; retry without leaseID or with a new one`)
+    if (!ownedBy(existing, identity))
+      throw new ApiError(409, ErrorCode.leaseIdConflict, `lease ID ${leaseId} is already in use; retry without leaseID or with a new one`)
     const first = pending.get(leaseId)
     if (first) return { lease: await first, created: false }
     // Reserved by an object instance that is gone (evicted mid-create): finish the job.
@@ -249,10 +261,18 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
 }
 
 const unconfirmed = (lease: LeaseRecord) =>
-  new ApiError(502, ErrorCode.providerFailed, `${lease.provider} did not confirm the machine for ${lease.id}; it will be cleaned up. Create the lease again with a new lease ID.`)
+  new ApiError(
+    502,
+    ErrorCode.providerFailed,
+    `${lease.provider} did not confirm the machine for ${lease.id}; it will be cleaned up. Create the lease again with a new lease ID.`,
+  )
 
 /** Asks the provider for the machine; a throw is returned as `failure` (its outcome may be unknown). */
-async function createMachine(provider: BrokerProvider, lease: LeaseRecord, ask: ProvisionAsk): Promise<{ machine?: Machine; failure?: unknown }> {
+async function createMachine(
+  provider: BrokerProvider,
+  lease: LeaseRecord,
+  ask: ProvisionAsk,
+): Promise<{ machine?: Machine; failure?: unknown }> {
   try {
     const machine = await provider.create({
       leaseId: lease.id,
@@ -289,8 +309,14 @@ function markUnconfirmed(deps: FleetDeps, lease: LeaseRecord): void {
     if (!current) return
     const now = deps.now().toISOString()
     // Released meanwhile: it stays released, but the machine may exist all the same.
-    if (current.state === 'provisioning') saveRecord(storage, { ...current, state: 'failed', maxEstimatedUSD: 0, updatedAt: now, endedAt: now })
-    storage.run('UPDATE leases SET cleanup_at = ?, machine = ? WHERE id = ?', deps.now().getTime(), JSON.stringify({ id: '', name: current.serverName ?? '', labels: {} }), lease.id)
+    if (current.state === 'provisioning')
+      saveRecord(storage, { ...current, state: 'failed', maxEstimatedUSD: 0, updatedAt: now, endedAt: now })
+    storage.run(
+      'UPDATE leases SET cleanup_at = ?, machine = ? WHERE id = ?',
+      deps.now().getTime(),
+      JSON.stringify({ id: '', name: current.serverName ?? '', labels: {} }),
+      lease.id,
+    )
   })
 }
 
@@ -298,7 +324,10 @@ function markUnconfirmed(deps: FleetDeps, lease: LeaseRecord): void {
 function attachMachine(deps: FleetDeps, lease: LeaseRecord, machine: Machine): LeaseRecord | undefined {
   const { storage } = deps
   // A provider that picked another type prices it; otherwise the reservation's rate stands.
-  const hourly = typeof machine.hourlyUSD === 'number' && machine.hourlyUSD >= 0 && machine.serverType !== lease.serverType ? machine.hourlyUSD : lease.estimatedHourlyUSD ?? 0
+  const hourly =
+    typeof machine.hourlyUSD === 'number' && machine.hourlyUSD >= 0 && machine.serverType !== lease.serverType
+      ? machine.hourlyUSD
+      : (lease.estimatedHourlyUSD ?? 0)
   return storage.transaction(() => {
     const current = getLeaseRecord(storage, lease.id)
     if (!current) return undefined
@@ -324,7 +353,12 @@ function attachMachine(deps: FleetDeps, lease: LeaseRecord, machine: Machine): L
     }
     next.expiresAt = computeExpiresAt(next)
     saveRecord(storage, next)
-    const ref: MachineRef = { id: machine.id, name: machine.name, labels: machine.labels, ...(machine.region ? { region: machine.region } : {}) }
+    const ref: MachineRef = {
+      id: machine.id,
+      name: machine.name,
+      labels: machine.labels,
+      ...(machine.region ? { region: machine.region } : {}),
+    }
     storage.run('UPDATE leases SET machine = ? WHERE id = ?', JSON.stringify(ref), lease.id)
     // Released (or expired) while provisioning: the machine must go right away.
     if (next.state !== 'active') queueCleanup(storage, lease.id, deps.now().getTime())
@@ -350,7 +384,11 @@ async function provision(deps: FleetDeps, lease: LeaseRecord, ask: ProvisionAsk)
   if (!machine) {
     deps.storage.run("DELETE FROM leases WHERE id = ? AND state = 'provisioning'", lease.id)
     if (failure instanceof ApiError) throw failure
-    throw new ApiError(502, ErrorCode.providerFailed, `${lease.provider} could not create a machine: ${failure instanceof Error ? failure.message : String(failure)}`)
+    throw new ApiError(
+      502,
+      ErrorCode.providerFailed,
+      `${lease.provider} could not create a machine: ${failure instanceof Error ? failure.message : String(failure)}`,
+    )
   }
   const ready = attachMachine(deps, lease, machine)
   if (!ready) throw new ApiError(404, ErrorCode.notFound, `lease ${lease.id} disappeared while provisioning`)

@@ -18,18 +18,39 @@ import { defineRoute, type RouteSpec } from './route-spec.js'
 /** `/v1/leases…`: handlers parse, call the lease modules, render. */
 export const LEASE_ROUTES: readonly RouteSpec[] = [
   defineRoute(
-    { method: 'POST', path: '/v1/leases', summary: 'Create a lease (idempotent on leaseID)', auth: 'user', body: LeaseRequest, response: LeaseResponse },
+    {
+      method: 'POST',
+      path: '/v1/leases',
+      summary: 'Create a lease (idempotent on leaseID)',
+      auth: 'user',
+      body: LeaseRequest,
+      response: LeaseResponse,
+    },
     async (c, deps, input) => {
       const { lease, created } = await createLease(deps, c.get('identity'), await input.body())
       return c.json({ lease }, created ? 201 : 200)
     },
   ),
   defineRoute(
-    { method: 'GET', path: '/v1/leases', summary: 'List visible leases, newest first', auth: 'user', query: LeaseListQuery, response: LeaseListResponse },
+    {
+      method: 'GET',
+      path: '/v1/leases',
+      summary: 'List visible leases, newest first',
+      auth: 'user',
+      query: LeaseListQuery,
+      response: LeaseListResponse,
+    },
     (c, deps, input) => c.json(listLeases(deps.storage, c.get('identity'), input.query())),
   ),
   defineRoute(
-    { method: 'GET', path: '/v1/leases/:id', summary: 'One lease by ID or slug', auth: 'user', params: { id: LeaseRef }, response: LeaseResponse },
+    {
+      method: 'GET',
+      path: '/v1/leases/:id',
+      summary: 'One lease by ID or slug',
+      auth: 'user',
+      params: { id: LeaseRef },
+      response: LeaseResponse,
+    },
     (c, deps, input) => c.json({ lease: resolveLease(deps.storage, c.get('identity'), input.param('id'), deps.now()) }),
   ),
   defineRoute(
@@ -65,7 +86,14 @@ export const LEASE_ROUTES: readonly RouteSpec[] = [
     },
   ),
   defineRoute(
-    { method: 'GET', path: '/v1/leases/:id/share', summary: "A lease's sharing", auth: 'user', params: { id: LeaseRef }, response: ShareResponse },
+    {
+      method: 'GET',
+      path: '/v1/leases/:id/share',
+      summary: "A lease's sharing",
+      auth: 'user',
+      params: { id: LeaseRef },
+      response: ShareResponse,
+    },
     (c, deps, input) => c.json(getShare(deps, c.get('identity'), input.param('id'))),
   ),
   defineRoute(

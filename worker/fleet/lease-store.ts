@@ -157,12 +157,20 @@ export function resolveLease(storage: FleetStorage, identity: Identity, ref: str
   const slug = normalizeSlug(ref)
   if (!slug || isLeaseId(ref)) throw notFound()
   const candidates = storage
-    .all<{ record: string }>(`SELECT record FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND expires_at > ? LIMIT 50`, slug, now.toISOString())
+    .all<{ record: string }>(
+      `SELECT record FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND expires_at > ? LIMIT 50`,
+      slug,
+      now.toISOString(),
+    )
     .map(parseRecord)
     .filter((lease) => lease.state === 'active' && leaseRole(lease, identity))
   if (!candidates.length) throw notFound()
   if (candidates.length > 1) {
-    throw new ApiError(409, ErrorCode.ambiguousSlug, `slug ${slug} matches ${candidates.length} leases (${candidates.map((l) => `${l.id}:${l.owner}`).join(', ')}); use a lease ID`)
+    throw new ApiError(
+      409,
+      ErrorCode.ambiguousSlug,
+      `slug ${slug} matches ${candidates.length} leases (${candidates.map((l) => `${l.id}:${l.owner}`).join(', ')}); use a lease ID`,
+    )
   }
   return candidates[0]
 }
@@ -221,5 +229,7 @@ export function listLeases(storage: FleetStorage, identity: Identity, query: Lea
 
 /** Live leases (provisioning or active), oldest expiry first, bounded. For usage and control modules. */
 export function liveLeases(storage: FleetStorage, limit: number): LeaseRecord[] {
-  return storage.all<{ record: string }>(`SELECT record FROM leases WHERE ${LIVE_LEASE_SQL} ORDER BY expires_at LIMIT ?`, limit).map(parseRecord)
+  return storage
+    .all<{ record: string }>(`SELECT record FROM leases WHERE ${LIVE_LEASE_SQL} ORDER BY expires_at LIMIT ?`, limit)
+    .map(parseRecord)
 }

@@ -40,7 +40,8 @@ export async function heartbeatLease(deps: FleetDeps, identity: Identity, ref: s
       throw new ApiError(409, ErrorCode.leaseNotActive, `lease ${lease.id} is ${state}; a heartbeat cannot revive it — create a new lease`)
     }
     const next: LeaseRecord = { ...lease, updatedAt: nowIso, lastTouchedAt: nowIso }
-    if (body.idleTimeoutSeconds !== undefined && body.idleTimeoutSeconds > 0) next.idleTimeoutSeconds = clampSeconds(body.idleTimeoutSeconds, next.idleTimeoutSeconds)
+    if (body.idleTimeoutSeconds !== undefined && body.idleTimeoutSeconds > 0)
+      next.idleTimeoutSeconds = clampSeconds(body.idleTimeoutSeconds, next.idleTimeoutSeconds)
     const sample = sanitizeTelemetry(body.telemetry, now)
     if (sample) {
       next.telemetry = sample
@@ -73,7 +74,10 @@ export async function releaseLease(
   const { lease, cleanup } = storage.transaction(() => {
     const lease = resolveLease(storage, identity, ref, now)
     requireManage(lease, identity)
-    const row = storage.one<{ machine: string | null; cleanup_at: number | null }>('SELECT machine, cleanup_at FROM leases WHERE id = ?', lease.id)
+    const row = storage.one<{ machine: string | null; cleanup_at: number | null }>(
+      'SELECT machine, cleanup_at FROM leases WHERE id = ?',
+      lease.id,
+    )
     // A machine that exists and that nobody is deleting yet (e.g. released with delete:false).
     const keptMachine = row?.machine != null && row.cleanup_at === null
     const queue = () => queueCleanup(storage, lease.id, now.getTime())
@@ -87,7 +91,13 @@ export async function releaseLease(
     }
     const deleteMachine = lease.provider === 'static' || (options.delete ?? !lease.keep)
     const wasLive = (LIVE_LEASE_STATES as string[]).includes(lease.state)
-    const next: LeaseRecord = { ...lease, state: 'released', updatedAt: nowIso, releasedAt: nowIso, endedAt: lease.endedAt && !wasLive ? lease.endedAt : nowIso }
+    const next: LeaseRecord = {
+      ...lease,
+      state: 'released',
+      updatedAt: nowIso,
+      releasedAt: nowIso,
+      endedAt: lease.endedAt && !wasLive ? lease.endedAt : nowIso,
+    }
     if (options.forgetKeep) next.keep = false
     saveRecord(storage, next)
     // A create still running in this object queues the deletion itself once the machine exists.
@@ -107,7 +117,11 @@ export async function releaseLease(
 // ---- sharing ------------------------------------------------------------------------
 
 function normalizeShare(share: LeaseShare | undefined): LeaseShare {
-  return { users: { ...(share?.users ?? {}) }, ...(share?.org ? { org: share.org } : {}), ...(share?.updatedAt ? { updatedAt: share.updatedAt, updatedBy: share.updatedBy } : {}) }
+  return {
+    users: { ...(share?.users ?? {}) },
+    ...(share?.org ? { org: share.org } : {}),
+    ...(share?.updatedAt ? { updatedAt: share.updatedAt, updatedBy: share.updatedBy } : {}),
+  }
 }
 
 function writeShare(storage: FleetStorage, lease: LeaseRecord, share: LeaseShare | undefined): LeaseRecord {
@@ -116,8 +130,10 @@ function writeShare(storage: FleetStorage, lease: LeaseRecord, share: LeaseShare
   else delete next.share
   saveRecord(storage, next)
   storage.run('DELETE FROM lease_shares WHERE lease_id = ?', lease.id)
-  for (const [user, role] of Object.entries(next.share?.users ?? {})) storage.run('INSERT INTO lease_shares (lease_id, principal, role) VALUES (?, ?, ?)', lease.id, `user:${user}`, role)
-  if (next.share?.org) storage.run('INSERT INTO lease_shares (lease_id, principal, role) VALUES (?, ?, ?)', lease.id, `org:${lease.org}`, next.share.org)
+  for (const [user, role] of Object.entries(next.share?.users ?? {}))
+    storage.run('INSERT INTO lease_shares (lease_id, principal, role) VALUES (?, ?, ?)', lease.id, `user:${user}`, role)
+  if (next.share?.org)
+    storage.run('INSERT INTO lease_shares (lease_id, principal, role) VALUES (?, ?, ?)', lease.id, `org:${lease.org}`, next.share.org)
   return next
 }
 
@@ -136,13 +152,23 @@ export function putShare(deps: FleetDeps, identity: Identity, ref: string, body:
       const key = user.trim().toLowerCase()
       if (key) users[key] = role
     }
-    const share: LeaseShare = { users, ...(body.org ? { org: body.org } : {}), updatedAt: deps.now().toISOString(), updatedBy: identity.owner }
+    const share: LeaseShare = {
+      users,
+      ...(body.org ? { org: body.org } : {}),
+      updatedAt: deps.now().toISOString(),
+      updatedBy: identity.owner,
+    }
     const next = writeShare(storage, lease, share)
     return { leaseID: lease.id, share: normalizeShare(next.share) }
   })
 }
 
-export function deleteShare(deps: FleetDeps, identity: Identity, ref: string, body: ShareDeleteRequest): { leaseID: string; share: LeaseShare } {
+export function deleteShare(
+  deps: FleetDeps,
+  identity: Identity,
+  ref: string,
+  body: ShareDeleteRequest,
+): { leaseID: string; share: LeaseShare } {
   const { storage } = deps
   return storage.transaction(() => {
     const lease = resolveLease(storage, identity, ref, deps.now())
@@ -151,7 +177,12 @@ export function deleteShare(deps: FleetDeps, identity: Identity, ref: string, bo
     if (body.user !== undefined || body.org) {
       const users = { ...(lease.share?.users ?? {}) }
       if (body.user !== undefined) delete users[body.user.trim().toLowerCase()]
-      share = { users, ...(lease.share?.org && !body.org ? { org: lease.share.org } : {}), updatedAt: deps.now().toISOString(), updatedBy: identity.owner }
+      share = {
+        users,
+        ...(lease.share?.org && !body.org ? { org: lease.share.org } : {}),
+        updatedAt: deps.now().toISOString(),
+        updatedBy: identity.owner,
+      }
     }
     const next = writeShare(storage, lease, share)
     return { leaseID: lease.id, share: normalizeShare(next.share) }

@@ -20,7 +20,8 @@ async function readBody(c: FleetContext, maxBytes: number): Promise<string> {
     throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${maxBytes} bytes`)
   }
   const text = await c.req.text()
-  if (new TextEncoder().encode(text).byteLength > maxBytes) throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${maxBytes} bytes`)
+  if (new TextEncoder().encode(text).byteLength > maxBytes)
+    throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${maxBytes} bytes`)
   return text
 }
 
@@ -31,7 +32,11 @@ function validate<S extends v.GenericSchema>(schema: S, value: unknown, where: s
 }
 
 /** Parses and validates a JSON object body. */
-export async function jsonBody<S extends v.GenericSchema>(c: FleetContext, schema: S, options: BodyOptions = {}): Promise<v.InferOutput<S>> {
+export async function jsonBody<S extends v.GenericSchema>(
+  c: FleetContext,
+  schema: S,
+  options: BodyOptions = {},
+): Promise<v.InferOutput<S>> {
   const text = await readBody(c, options.maxBytes ?? DEFAULT_MAX_BODY_BYTES)
   let value: unknown
   if (options.optional && text.trim() === '') value = {}
@@ -39,10 +44,15 @@ export async function jsonBody<S extends v.GenericSchema>(c: FleetContext, schem
     try {
       value = JSON.parse(text)
     } catch {
-      throw new ApiError(400, ErrorCode.invalidJson, text.trim() === '' ? 'a JSON request body is required' : 'the request body is not valid JSON')
+      throw new ApiError(
+        400,
+        ErrorCode.invalidJson,
+        text.trim() === '' ? 'a JSON request body is required' : 'the request body is not valid JSON',
+      )
     }
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ApiError(400, ErrorCode.invalidJson, 'the request body must be a JSON object')
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new ApiError(400, ErrorCode.invalidJson, 'the request body must be a JSON object')
   return validate(schema, value, 'request body')
 }
 

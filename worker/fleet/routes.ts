@@ -24,17 +24,34 @@ export const EDGE_ROUTES: readonly RouteDoc[] = [
 ]
 
 const WHOAMI_ROUTES: readonly RouteSpec[] = [
-  defineRoute({ method: 'GET', path: '/v1/whoami', summary: 'Who the broker thinks the caller is', auth: 'user', response: WhoamiResponse }, (c) => {
-    const identity = c.get('identity')
-    return c.json({ owner: identity.owner, org: identity.org, auth: identity.auth, admin: identity.admin, ...(identity.githubLogin ? { login: identity.githubLogin } : {}) })
-  }),
+  defineRoute(
+    { method: 'GET', path: '/v1/whoami', summary: 'Who the broker thinks the caller is', auth: 'user', response: WhoamiResponse },
+    (c) => {
+      const identity = c.get('identity')
+      return c.json({
+        owner: identity.owner,
+        org: identity.org,
+        auth: identity.auth,
+        admin: identity.admin,
+        ...(identity.githubLogin ? { login: identity.githubLogin } : {}),
+      })
+    },
+  ),
 ]
 
 /**
  * Every /v1 route the Fleet object answers, in matching order. With EDGE_ROUTES
  * (`[...EDGE_ROUTES, ...ROUTES]`) this is the broker's whole HTTP API.
  */
-export const ROUTES: readonly RouteSpec[] = [...WHOAMI_ROUTES, ...LEASE_ROUTES, ...ADMIN_ROUTES, ...RUN_ROUTES, ...CONTROL_ROUTES, ...USAGE_ROUTES, ...GITHUB_ROUTES]
+export const ROUTES: readonly RouteSpec[] = [
+  ...WHOAMI_ROUTES,
+  ...LEASE_ROUTES,
+  ...ADMIN_ROUTES,
+  ...RUN_ROUTES,
+  ...CONTROL_ROUTES,
+  ...USAGE_ROUTES,
+  ...GITHUB_ROUTES,
+]
 
 /** The broker's whole HTTP API: what /v1/openapi.json and docs/api.md describe. */
 export const API_ROUTES: readonly RouteDoc[] = [...EDGE_ROUTES, ...ROUTES]

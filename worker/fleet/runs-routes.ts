@@ -55,7 +55,8 @@ export const RUN_ROUTES: readonly RouteSpec[] = [
     { method: 'POST', path: '/v1/runs', summary: 'Start recording a run', auth: 'user', body: CreateRunRequest, response: RunResponse },
     async (c, deps, input) => {
       const body = await input.body()
-      if (body.leaseID !== '' && !isLeaseId(body.leaseID)) throw new ApiError(400, ErrorCode.invalidLeaseId, 'leaseID must be "" or a lease ID like cbx_0123456789ab')
+      if (body.leaseID !== '' && !isLeaseId(body.leaseID))
+        throw new ApiError(400, ErrorCode.invalidLeaseId, 'leaseID must be "" or a lease ID like cbx_0123456789ab')
       const { run } = createRun(deps.storage, c.get('identity'), body, runLease(deps, c.get('identity'), body.leaseID), deps.now())
       // The alarm prunes history; make sure it comes back once this run ages out.
       await deps.wakeBy(Date.parse(run.startedAt) + runRetentionDays(deps.env) * DAY_MS)
@@ -63,14 +64,29 @@ export const RUN_ROUTES: readonly RouteSpec[] = [
     },
   ),
   defineRoute(
-    { method: 'GET', path: '/v1/runs', summary: 'List visible runs, newest first', auth: 'user', query: ListRunsQuery, response: RunListResponse },
+    {
+      method: 'GET',
+      path: '/v1/runs',
+      summary: 'List visible runs, newest first',
+      auth: 'user',
+      query: ListRunsQuery,
+      response: RunListResponse,
+    },
     (c, deps, input) => c.json(listRuns(deps.storage, c.get('identity'), input.query())),
   ),
   defineRoute({ method: 'GET', path: '/v1/runs/:id', summary: 'One run', auth: 'user', params, response: RunResponse }, (c, deps, input) =>
     c.json({ run: getRun(deps.storage, c.get('identity'), input.param('id')) }),
   ),
   defineRoute(
-    { method: 'GET', path: '/v1/runs/:id/events', summary: "A page of a run's events after a sequence number", auth: 'user', params, query: RunEventsQuery, response: RunEventsResponse },
+    {
+      method: 'GET',
+      path: '/v1/runs/:id/events',
+      summary: "A page of a run's events after a sequence number",
+      auth: 'user',
+      params,
+      query: RunEventsQuery,
+      response: RunEventsResponse,
+    },
     (c, deps, input) => {
       const id = input.param('id')
       const query = input.query()
@@ -79,7 +95,15 @@ export const RUN_ROUTES: readonly RouteSpec[] = [
     },
   ),
   defineRoute(
-    { method: 'POST', path: '/v1/runs/:id/events', summary: 'Append an event to a run', auth: 'user', params, body: RunEventRequest, response: RunEventResponse },
+    {
+      method: 'POST',
+      path: '/v1/runs/:id/events',
+      summary: 'Append an event to a run',
+      auth: 'user',
+      params,
+      body: RunEventRequest,
+      response: RunEventResponse,
+    },
     async (c, deps, input) => {
       const id = input.param('id')
       const body = await input.body({ maxBytes: EVENT_BODY_BYTES })
@@ -88,12 +112,30 @@ export const RUN_ROUTES: readonly RouteSpec[] = [
       return c.json({ event }, 201)
     },
   ),
-  defineRoute({ method: 'GET', path: '/v1/runs/:id/logs', summary: "A finished run's retained log (text/plain)", auth: 'user', params, response: v.string() }, (c, deps, input) => {
-    const log = readRunLog(deps.storage, c.get('identity'), input.param('id'))
-    return c.body(log, 200, { 'content-type': 'text/plain; charset=utf-8' })
-  }),
   defineRoute(
-    { method: 'POST', path: '/v1/runs/:id/telemetry', summary: 'Record one telemetry sample for a run', auth: 'user', params, body: RunTelemetryRequest, response: RunResponse },
+    {
+      method: 'GET',
+      path: '/v1/runs/:id/logs',
+      summary: "A finished run's retained log (text/plain)",
+      auth: 'user',
+      params,
+      response: v.string(),
+    },
+    (c, deps, input) => {
+      const log = readRunLog(deps.storage, c.get('identity'), input.param('id'))
+      return c.body(log, 200, { 'content-type': 'text/plain; charset=utf-8' })
+    },
+  ),
+  defineRoute(
+    {
+      method: 'POST',
+      path: '/v1/runs/:id/telemetry',
+      summary: 'Record one telemetry sample for a run',
+      auth: 'user',
+      params,
+      body: RunTelemetryRequest,
+      response: RunResponse,
+    },
     async (c, deps, input) => {
       const id = input.param('id')
       const body = await input.body()
@@ -101,7 +143,15 @@ export const RUN_ROUTES: readonly RouteSpec[] = [
     },
   ),
   defineRoute(
-    { method: 'POST', path: '/v1/runs/:id/finish', summary: 'Finish a run with its exit code and log', auth: 'user', params, body: FinishRunRequest, response: RunResponse },
+    {
+      method: 'POST',
+      path: '/v1/runs/:id/finish',
+      summary: 'Finish a run with its exit code and log',
+      auth: 'user',
+      params,
+      body: FinishRunRequest,
+      response: RunResponse,
+    },
     async (c, deps, input) => {
       const id = input.param('id')
       const body = await input.body({ maxBytes: FINISH_BODY_BYTES })

@@ -148,7 +148,13 @@ export interface CreatedRun {
 }
 
 /** `POST /v1/runs`: a running run whose first event (seq 1) is `run.started`. */
-export function createRun(storage: FleetStorage, caller: RunCaller, input: CreateRunRequest, lease: RunLeaseInfo | undefined, now = new Date()): CreatedRun {
+export function createRun(
+  storage: FleetStorage,
+  caller: RunCaller,
+  input: CreateRunRequest,
+  lease: RunLeaseInfo | undefined,
+  now = new Date(),
+): CreatedRun {
   const startedAt = now.toISOString()
   const run: RunRecord = {
     id: newRunId(),
@@ -180,7 +186,13 @@ export function createRun(storage: FleetStorage, caller: RunCaller, input: Creat
 const pick = (slug: string | undefined) => (slug ? { slug } : {})
 
 /** `POST /v1/runs/{id}/events`: numbered atomically; works after finish too. */
-export function appendRunEvent(storage: FleetStorage, caller: RunCaller, id: string, input: RunEventRequest, now = new Date()): { run: RunRecord; event: RunEventRecord } {
+export function appendRunEvent(
+  storage: FleetStorage,
+  caller: RunCaller,
+  id: string,
+  input: RunEventRequest,
+  now = new Date(),
+): { run: RunRecord; event: RunEventRecord } {
   return storage.transaction(() => {
     const run = getRun(storage, caller, id)
     const event = appendLocked(storage, run, input, now)
@@ -254,7 +266,7 @@ export function chunkUtf8(text: string, maxBytes: number): string[] {
   const chunks: string[] = []
   let start = 0
   let bytes = 0
-  for (let i = 0; i < text.length; ) {
+  for (let i = 0; i < text.length;) {
     const code = text.codePointAt(i)!
     const width = code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4
     const units = code >= 0x10000 ? 2 : 1
@@ -270,7 +282,11 @@ export function chunkUtf8(text: string, maxBytes: number): string[] {
   return chunks
 }
 
-function mergeFinishTelemetry(existing: RunTelemetry | undefined, input: FinishRunRequest['telemetry'], now: Date): RunTelemetry | undefined {
+function mergeFinishTelemetry(
+  existing: RunTelemetry | undefined,
+  input: FinishRunRequest['telemetry'],
+  now: Date,
+): RunTelemetry | undefined {
   if (!input) return existing
   const start = sanitizeTelemetry(input.start, now)
   const end = sanitizeTelemetry(input.end, now)
@@ -286,7 +302,13 @@ function mergeFinishTelemetry(existing: RunTelemetry | undefined, input: FinishR
  * `POST /v1/runs/{id}/finish`: final state from the exit code, the last 8 MiB of the log in
  * 64 KiB chunks (old chunks replaced), then the `command.finished` event. Repeatable.
  */
-export function finishRun(storage: FleetStorage, caller: RunCaller, id: string, input: FinishRunRequest, now = new Date()): { run: RunRecord; event: RunEventRecord } {
+export function finishRun(
+  storage: FleetStorage,
+  caller: RunCaller,
+  id: string,
+  input: FinishRunRequest,
+  now = new Date(),
+): { run: RunRecord; event: RunEventRecord } {
   const joined = input.logChunks.join('')
   const raw = joined === '' ? input.log : joined
   const rawBytes = utf8Length(raw)
@@ -356,16 +378,28 @@ export function pruneRuns(storage: FleetStorage, options: PruneOptions): PruneRe
   let runs = 0
   let rows = 0
   return storage.transaction(() => {
-    const candidates = storage.all<{ id: string }>('SELECT id FROM runs WHERE started_at < ? ORDER BY started_at, id LIMIT ?', cutoff, budget)
+    const candidates = storage.all<{ id: string }>(
+      'SELECT id FROM runs WHERE started_at < ? ORDER BY started_at, id LIMIT ?',
+      cutoff,
+      budget,
+    )
     for (const { id } of candidates) {
       if (budget <= 0) break
       for (const table of ['run_events', 'run_logs']) {
-        const deleted = storage.all(`DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE run_id = ? LIMIT ?) RETURNING 1`, id, budget).length
+        const deleted = storage.all(
+          `DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE run_id = ? LIMIT ?) RETURNING 1`,
+          id,
+          budget,
+        ).length
         budget -= deleted
         rows += deleted
       }
       if (budget <= 0) break
-      const left = storage.one<{ n: number }>('SELECT (SELECT COUNT(*) FROM run_events WHERE run_id = ?) + (SELECT COUNT(*) FROM run_logs WHERE run_id = ?) AS n', id, id)!.n
+      const left = storage.one<{ n: number }>(
+        'SELECT (SELECT COUNT(*) FROM run_events WHERE run_id = ?) + (SELECT COUNT(*) FROM run_logs WHERE run_id = ?) AS n',
+        id,
+        id,
+      )!.n
       if (left > 0) break
       storage.run('DELETE FROM runs WHERE id = ?', id)
       budget--

@@ -70,9 +70,13 @@ export function usageSummary(storage: FleetStorage, selection: UsageSelection, n
 
   const totals = storage.one<Row>(`${cte} SELECT '' AS key, ${aggregate} FROM lease`, ...bindings)!
   const group = (column: string): UsageGroup[] =>
-    storage.all<Row>(`${cte} SELECT ${column} AS key, ${aggregate} FROM lease GROUP BY ${column} ORDER BY reservedUSD DESC, key ASC LIMIT ?`, ...bindings, USAGE_GROUP_LIMIT).map(
-      (row) => ({ ...row, key: String(row.key) }),
-    )
+    storage
+      .all<Row>(
+        `${cte} SELECT ${column} AS key, ${aggregate} FROM lease GROUP BY ${column} ORDER BY reservedUSD DESC, key ASC LIMIT ?`,
+        ...bindings,
+        USAGE_GROUP_LIMIT,
+      )
+      .map((row) => ({ ...row, key: String(row.key) }))
 
   return {
     month: selection.month,

@@ -28,9 +28,16 @@ import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './
  * `CRABBOX_AWS_ENDPOINT`.
  */
 
-const list = (text: string | undefined) => (text ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+const list = (text: string | undefined) =>
+  (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
 
-export function createAwsBrokerProvider(context: BrokerProviderContext, overrides: Partial<Ec2Options> = {}): BrokerProvider & ListableProvider {
+export function createAwsBrokerProvider(
+  context: BrokerProviderContext,
+  overrides: Partial<Ec2Options> = {},
+): BrokerProvider & ListableProvider {
   const env = context.env
   const region = setting(env, 'CRABBOX_AWS_REGION') ?? 'eu-west-1'
   const regions = awsRegions(region, list(setting(env, 'CRABBOX_CAPACITY_REGIONS')))
@@ -40,7 +47,11 @@ export function createAwsBrokerProvider(context: BrokerProviderContext, override
     const accessKeyId = setting(env, 'AWS_ACCESS_KEY_ID') ?? setting(env, 'CRABBOX_AWS_ACCESS_KEY_ID')
     const secretAccessKey = setting(env, 'AWS_SECRET_ACCESS_KEY') ?? setting(env, 'CRABBOX_AWS_SECRET_ACCESS_KEY')
     if (!accessKeyId || !secretAccessKey) {
-      throw new ApiError(503, ErrorCode.providerFailed, 'this broker has no AWS credentials: set the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY secrets')
+      throw new ApiError(
+        503,
+        ErrorCode.providerFailed,
+        'this broker has no AWS credentials: set the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY secrets',
+      )
     }
     return createEc2Api({
       accessKeyId,
@@ -60,7 +71,8 @@ export function createAwsBrokerProvider(context: BrokerProviderContext, override
       const securityGroupId = placement.securityGroupId ?? setting(env, 'CRABBOX_AWS_SECURITY_GROUP_ID')
       const subnetId = placement.subnetId ?? setting(env, 'CRABBOX_AWS_SUBNET_ID')
       // crabbox makes its own security group only in the default VPC.
-      if (subnetId && !securityGroupId) throw new ApiError(400, ErrorCode.invalidRequest, 'awsSubnetID needs awsSGID too (or CRABBOX_AWS_SECURITY_GROUP_ID on the broker)')
+      if (subnetId && !securityGroupId)
+        throw new ApiError(400, ErrorCode.invalidRequest, 'awsSubnetID needs awsSGID too (or CRABBOX_AWS_SECURITY_GROUP_ID on the broker)')
       const client = api()
       try {
         const { machine } = await createAwsMachine(client, {
@@ -82,7 +94,10 @@ export function createAwsBrokerProvider(context: BrokerProviderContext, override
           sshPublicKey: request.sshPublicKey,
           keyName: plan.keyName,
         })
-        const hourly = machine.market === 'spot' ? await awsSpotHourlyUSD(client, machine.region ?? region, machine.serverType).catch(() => undefined) : undefined
+        const hourly =
+          machine.market === 'spot'
+            ? await awsSpotHourlyUSD(client, machine.region ?? region, machine.serverType).catch(() => undefined)
+            : undefined
         return toBrokerMachine(machine, hourly)
       } catch (error) {
         throw cloudFailure(error)

@@ -32,7 +32,11 @@ export function cloudCreatePlan(provider: 'hetzner' | 'aws', request: MachineReq
   const keyName = request.providerKey || providerKeyName(request.leaseId)
   let userData: string
   try {
-    userData = renderCloudInit({ ...BOOTSTRAP_DEFAULTS, sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts], sshPublicKey: request.sshPublicKey })
+    userData = renderCloudInit({
+      ...BOOTSTRAP_DEFAULTS,
+      sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
+      sshPublicKey: request.sshPublicKey,
+    })
   } catch (error) {
     throw new ApiError(400, ErrorCode.invalidRequest, `sshPublicKey: ${(error as Error).message}`)
   }

@@ -23,7 +23,10 @@ import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './
  * `CRABBOX_EUR_TO_USD`.
  */
 
-export function createHetznerBrokerProvider(context: BrokerProviderContext, overrides: Partial<HetznerOptions> = {}): BrokerProvider & ListableProvider {
+export function createHetznerBrokerProvider(
+  context: BrokerProviderContext,
+  overrides: Partial<HetznerOptions> = {},
+): BrokerProvider & ListableProvider {
   const env = context.env
   const location = setting(env, 'CRABBOX_HETZNER_LOCATION') ?? 'fsn1'
   const image = setting(env, 'CRABBOX_HETZNER_IMAGE') ?? 'ubuntu-24.04'
@@ -31,8 +34,18 @@ export function createHetznerBrokerProvider(context: BrokerProviderContext, over
   const api = () => {
     // CRABBOX_HETZNER_TOKEN: `crabbox broker dev` forwards only CRABBOX_* variables to the Worker.
     const token = setting(env, 'HETZNER_TOKEN') ?? setting(env, 'HCLOUD_TOKEN') ?? setting(env, 'CRABBOX_HETZNER_TOKEN')
-    if (!token) throw new ApiError(503, ErrorCode.providerFailed, 'this broker has no Hetzner token: set the HETZNER_TOKEN secret (wrangler secret put HETZNER_TOKEN)')
-    return createHetznerApi({ token, apiUrl: setting(env, 'CRABBOX_HETZNER_API_URL'), fetch: (request) => context.fetch(request), ...overrides })
+    if (!token)
+      throw new ApiError(
+        503,
+        ErrorCode.providerFailed,
+        'this broker has no Hetzner token: set the HETZNER_TOKEN secret (wrangler secret put HETZNER_TOKEN)',
+      )
+    return createHetznerApi({
+      token,
+      apiUrl: setting(env, 'CRABBOX_HETZNER_API_URL'),
+      fetch: (request) => context.fetch(request),
+      ...overrides,
+    })
   }
   const price = async (serverType: string, where = location) => {
     try {
@@ -66,7 +79,11 @@ export function createHetznerBrokerProvider(context: BrokerProviderContext, over
     },
     async delete(machine) {
       try {
-        await deleteHetznerMachine(api(), { id: machine.id || undefined, leaseId: machine.leaseId, keyName: machine.labels.provider_key || providerKeyName(machine.leaseId) })
+        await deleteHetznerMachine(api(), {
+          id: machine.id || undefined,
+          leaseId: machine.leaseId,
+          keyName: machine.labels.provider_key || providerKeyName(machine.leaseId),
+        })
       } catch (error) {
         throw cloudFailure(error)
       }

@@ -25,7 +25,12 @@ export function providerRegistry(context: BrokerProviderContext): ProviderRegist
   return {
     get(name) {
       const factory = Object.hasOwn(factories, name) ? factories[name] : undefined
-      if (!factory) throw new ApiError(400, ErrorCode.unsupportedProvider, `provider ${JSON.stringify(name)} is not supported by this broker; use one of: ${Object.keys(factories).join(', ')}`)
+      if (!factory)
+        throw new ApiError(
+          400,
+          ErrorCode.unsupportedProvider,
+          `provider ${JSON.stringify(name)} is not supported by this broker; use one of: ${Object.keys(factories).join(', ')}`,
+        )
       let provider = built.get(name)
       if (!provider) {
         provider = factory(context)

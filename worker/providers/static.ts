@@ -27,7 +27,11 @@ export function parseStaticPool(raw: string | undefined): StaticPoolHost[] {
   try {
     json = JSON.parse(raw)
   } catch {
-    throw new ApiError(503, 'static_pool_invalid', 'CRABBOX_STATIC_POOL is not valid JSON; set it to an array of {name, host, port, user, workRoot}')
+    throw new ApiError(
+      503,
+      'static_pool_invalid',
+      'CRABBOX_STATIC_POOL is not valid JSON; set it to an array of {name, host, port, user, workRoot}',
+    )
   }
   const parsed = v.safeParse(StaticPool, json)
   if (!parsed.success) throw new ApiError(503, 'static_pool_invalid', `CRABBOX_STATIC_POOL: ${describeIssues(parsed.issues)}`)
@@ -73,10 +77,17 @@ export function createStaticProvider(context: BrokerProviderContext): BrokerProv
           JSON.stringify(hosts.map((h) => h.name)),
         )
         const free = row ? hosts.find((h) => h.name === row.name) : undefined
-        if (free) storage.run('INSERT INTO static_claims (host_name, lease_id, claimed_at) VALUES (?, ?, ?)', free.name, request.leaseId, new Date().toISOString())
+        if (free)
+          storage.run(
+            'INSERT INTO static_claims (host_name, lease_id, claimed_at) VALUES (?, ?, ?)',
+            free.name,
+            request.leaseId,
+            new Date().toISOString(),
+          )
         return free
       })
-      if (!host) throw new ApiError(503, ErrorCode.noCapacity, `all ${hosts.length} static hosts are leased; release one or try again later`)
+      if (!host)
+        throw new ApiError(503, ErrorCode.noCapacity, `all ${hosts.length} static hosts are leased; release one or try again later`)
       return toMachine(host, request.leaseId)
     },
     async delete(machine) {
@@ -101,7 +112,14 @@ export function createStaticProvider(context: BrokerProviderContext): BrokerProv
           )
           .map((row) => [row.name, row.lease_id]),
       )
-      return hosts.map((h) => ({ ...toMachine(h, claims.get(h.name)), labels: { crabbox: 'true', status: claims.has(h.name) ? 'leased' : 'free', ...(claims.get(h.name) ? { lease: claims.get(h.name)! } : {}) } }))
+      return hosts.map((h) => ({
+        ...toMachine(h, claims.get(h.name)),
+        labels: {
+          crabbox: 'true',
+          status: claims.has(h.name) ? 'leased' : 'free',
+          ...(claims.get(h.name) ? { lease: claims.get(h.name)! } : {}),
+        },
+      }))
     },
   }
 }

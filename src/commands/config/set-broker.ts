@@ -29,7 +29,9 @@ export default class ConfigSetBroker extends BaseCommand<typeof ConfigSetBroker>
       adminToken: flags['admin-token-stdin'] ? secrets.shift() : undefined,
     })
     if (!this.jsonEnabled()) {
-      this.log(`broker=${result.broker} token=${result.token} admin-token=${result.adminToken}${result.provider ? ` provider=${result.provider}` : ''} config=${result.config}`)
+      this.log(
+        `broker=${result.broker} token=${result.token} admin-token=${result.adminToken}${result.provider ? ` provider=${result.provider}` : ''} config=${result.config}`,
+      )
     }
     return result
   }

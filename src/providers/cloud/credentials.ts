@@ -49,7 +49,11 @@ function iniSection(text: string, section: string): Record<string, string> {
  */
 export function awsCredentials(env: NodeJS.ProcessEnv = process.env): AwsCredentials {
   if (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
-    return { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN || undefined }
+    return {
+      accessKeyId: env.AWS_ACCESS_KEY_ID,
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+      sessionToken: env.AWS_SESSION_TOKEN || undefined,
+    }
   }
   const profile = env.AWS_PROFILE || 'default'
   const file = env.AWS_SHARED_CREDENTIALS_FILE || join(env.HOME || homedir(), '.aws', 'credentials')
@@ -60,7 +64,11 @@ export function awsCredentials(env: NodeJS.ProcessEnv = process.env): AwsCredent
     // no file: fall through to the error below
   }
   if (section.aws_access_key_id && section.aws_secret_access_key) {
-    return { accessKeyId: section.aws_access_key_id, secretAccessKey: section.aws_secret_access_key, sessionToken: section.aws_session_token || undefined }
+    return {
+      accessKeyId: section.aws_access_key_id,
+      secretAccessKey: section.aws_secret_access_key,
+      sessionToken: section.aws_session_token || undefined,
+    }
   }
   throw new CrabboxError('no AWS credentials for direct mode', {
     exit: 'auth',

@@ -59,14 +59,29 @@ export function cloudError(provider: CloudProviderName, error: unknown): unknown
   const title = titles[provider]
   switch (error.category) {
     case 'auth':
-      return new CrabboxError(error.message, { exit: 'auth', code: 'provider_auth', hint: `check the ${title} credentials crabbox uses (see docs/providers/${provider}.md)`, cause: error })
+      return new CrabboxError(error.message, {
+        exit: 'auth',
+        code: 'provider_auth',
+        hint: `check the ${title} credentials crabbox uses (see docs/providers/${provider}.md)`,
+        cause: error,
+      })
     case 'capacity':
     case 'quota':
     case 'unsupported':
-      return new CrabboxError(error.message, { exit: 'provisioning', code: 'no_capacity', hint: 'try another --class or --type, another location/region, or again in a few minutes', cause: error })
+      return new CrabboxError(error.message, {
+        exit: 'provisioning',
+        code: 'no_capacity',
+        hint: 'try another --class or --type, another location/region, or again in a few minutes',
+        cause: error,
+      })
     case 'rate_limit':
     case 'transient':
-      return new CrabboxError(error.message, { exit: 'provisioning', code: 'provider_unavailable', hint: `${title} did not answer in time; try again (crabbox cleanup removes anything left over)`, cause: error })
+      return new CrabboxError(error.message, {
+        exit: 'provisioning',
+        code: 'provider_unavailable',
+        hint: `${title} did not answer in time; try again (crabbox cleanup removes anything left over)`,
+        cause: error,
+      })
     default:
       return new CrabboxError(error.message, { exit: 'provisioning', code: 'provider_failed', cause: error })
   }
@@ -101,7 +116,13 @@ function toLease(provider: CloudProviderName, machine: CloudMachine, config: Con
 
 const isLeaseMachine = (m: CloudMachine) => /^cbx_[0-9a-f]{12}$/.test(m.labels.lease ?? '')
 
-async function pinConsoleHostKeys(backend: CloudBackend, machine: CloudMachine, request: AcquireRequest, config: Config, context: ProviderContext): Promise<void> {
+async function pinConsoleHostKeys(
+  backend: CloudBackend,
+  machine: CloudMachine,
+  request: AcquireRequest,
+  config: Config,
+  context: ProviderContext,
+): Promise<void> {
   if (!backend.consoleHostKeys || !machine.host) return
   const deadline = Date.now() + (backend.consoleWaitMs ?? 90_000)
   context.progress.phase(`reading ${machine.name}'s host keys from its console`)
@@ -118,6 +139,24 @@ async function pinConsoleHostKeys(backend: CloudBackend, machine: CloudMachine, 
       return
     }
     await new Promise((resolve) => setTimeout(resolve, pause))
+  }
+}
+
+/** The runner's cloud-init; bad ssh or workRoot settings are a usage error. */
+function bootstrapUserData(title: string, config: Config, sshPublicKey: string): string {
+  try {
+    return renderCloudInit({
+      sshUser: config.ssh.user,
+      sshPublicKey,
+      sshPort: config.ssh.port,
+      sshFallbackPorts: config.ssh.fallbackPorts,
+      workRoot: config.workRoot,
+    })
+  } catch (error) {
+    throw new CrabboxError(`cannot bootstrap a ${title} runner: ${(error as Error).message}`, {
+      exit: 'usage',
+      hint: 'check ssh.user, ssh.port, ssh.fallbackPorts and workRoot (crabbox config show)',
+    })
   }
 }
 
@@ -143,16 +182,14 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
       const { config, progress } = context
       const refused = unsupportedTargetMessage(provider, config.target)
       if (refused) throw new CrabboxError(refused, { exit: 'usage' })
-      let userData: string
-      try {
-        userData = renderCloudInit({ sshUser: config.ssh.user, sshPublicKey: request.publicKey, sshPort: config.ssh.port, sshFallbackPorts: config.ssh.fallbackPorts, workRoot: config.workRoot })
-      } catch (error) {
-        throw new CrabboxError(`cannot bootstrap a ${title} runner: ${(error as Error).message}`, { exit: 'usage', hint: 'check ssh.user, ssh.port, ssh.fallbackPorts and workRoot (crabbox config show)' })
-      }
+      const userData = bootstrapUserData(title, config, request.publicKey)
       const backend = backendFor(context)
       try {
         const live = (await backend.list()).filter(isLeaseMachine)
-        const slug = allocateSlug(request.leaseId, live.map((m) => m.labels.slug ?? ''))
+        const slug = allocateSlug(
+          request.leaseId,
+          live.map((m) => m.labels.slug ?? ''),
+        )
         const types = candidateTypes(provider, config.class, explicitType(config.class, config.serverType))
         const keyName = providerKeyName(request.leaseId)
         const { org, owner } = identity()
@@ -163,9 +200,20 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
             leaseId: request.leaseId,
             name,
             labels: machineLabels({
-              provider, leaseId: request.leaseId, slug, owner, org, profile: config.profile, class: config.class, serverType: types[0],
-              target: config.target, keep: request.keep, providerKey: keyName, ttlSeconds: request.ttlSeconds,
-              idleTimeoutSeconds: request.idleTimeoutSeconds, createdAt: new Date(),
+              provider,
+              leaseId: request.leaseId,
+              slug,
+              owner,
+              org,
+              profile: config.profile,
+              class: config.class,
+              serverType: types[0],
+              target: config.target,
+              keep: request.keep,
+              providerKey: keyName,
+              ttlSeconds: request.ttlSeconds,
+              idleTimeoutSeconds: request.idleTimeoutSeconds,
+              createdAt: new Date(),
             }),
             types,
             userData,
@@ -174,15 +222,25 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
           })
           .catch(async (error: unknown) => {
             // Unknown outcome: whatever carries this lease's label must not outlive the failed create.
-            if (error instanceof CloudApiError && error.retryable) await backend.delete({ leaseId: request.leaseId, keyName }).catch(() => undefined)
+            if (error instanceof CloudApiError && error.retryable)
+              await backend.delete({ leaseId: request.leaseId, keyName }).catch(() => undefined)
             throw error
           })
-        for (const attempt of created.attempts) progress.info(`${attempt.serverType}${attempt.region ? ` in ${attempt.region}` : ''}${attempt.market ? ` (${attempt.market})` : ''} unavailable: ${attempt.category}`)
+        for (const attempt of created.attempts)
+          progress.info(
+            `${attempt.serverType}${attempt.region ? ` in ${attempt.region}` : ''}${attempt.market ? ` (${attempt.market})` : ''} unavailable: ${attempt.category}`,
+          )
         const machine = created.machine
-        progress.info(`${created.adopted ? 'adopted' : 'created'} ${machine.name}: ${machine.serverType}${machine.market ? ` ${machine.market}` : ''} at ${machine.host}`)
+        progress.info(
+          `${created.adopted ? 'adopted' : 'created'} ${machine.name}: ${machine.serverType}${machine.market ? ` ${machine.market}` : ''} at ${machine.host}`,
+        )
         await pinConsoleHostKeys(backend, machine, request, config, context)
         const lease = toLease(provider, machine, config)
-        return { ...lease, id: request.leaseId, ssh: { ...lease.ssh, privateKeyPath: request.privateKeyPath, knownHostsPath: request.knownHostsPath } }
+        return {
+          ...lease,
+          id: request.leaseId,
+          ssh: { ...lease.ssh, privateKeyPath: request.privateKeyPath, knownHostsPath: request.knownHostsPath },
+        }
       } catch (error) {
         throw cloudError(provider, error)
       }
@@ -211,7 +269,10 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
     async touch(lease, context) {
       if (typeof lease.details.machineId !== 'string') return
       try {
-        await backendFor(context).touch({ id: lease.details.machineId, region: typeof lease.details.region === 'string' ? lease.details.region : undefined })
+        await backendFor(context).touch({
+          id: lease.details.machineId,
+          region: typeof lease.details.region === 'string' ? lease.details.region : undefined,
+        })
       } catch (error) {
         throw cloudError(provider, error)
       }

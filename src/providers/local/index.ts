@@ -31,7 +31,14 @@ function toLease(record: LocalLeaseRecord): Lease {
     id: record.id,
     slug: record.slug,
     provider: 'local',
-    ssh: { host, port: record.port, fallbackPorts: [], user: record.user, privateKeyPath: record.privateKeyPath, knownHostsPath: record.knownHostsPath },
+    ssh: {
+      host,
+      port: record.port,
+      fallbackPorts: [],
+      user: record.user,
+      privateKeyPath: record.privateKeyPath,
+      knownHostsPath: record.knownHostsPath,
+    },
     workRoot: record.workRoot,
     serverType: 'local',
     state: 'active',
@@ -106,7 +113,10 @@ export const localProvider: DirectProvider = {
 
   async acquire(request: AcquireRequest, context: ProviderContext): Promise<Lease> {
     // Slug first: listing sweeps directories that have no runner yet.
-    const slug = allocateSlug(request.leaseId, liveRecords().map((r) => r.slug))
+    const slug = allocateSlug(
+      request.leaseId,
+      liveRecords().map((r) => r.slug),
+    )
     const dir = localLeaseDir(request.leaseId)
     const workRoot = join(dir, 'work')
     mkdirSync(workRoot, { recursive: true, mode: 0o700 })
@@ -116,10 +126,17 @@ export const localProvider: DirectProvider = {
     writeFileSync(join(dir, 'host_key'), hostKey.private, { mode: 0o600 })
     writeFileSync(
       join(dir, 'server.json'),
-      JSON.stringify({ authorizedKey: request.publicKey, workRoot, idleMs: request.idleTimeoutSeconds * 1000, ttlMs: request.ttlSeconds * 1000 }),
+      JSON.stringify({
+        authorizedKey: request.publicKey,
+        workRoot,
+        idleMs: request.idleTimeoutSeconds * 1000,
+        ttlMs: request.ttlSeconds * 1000,
+      }),
       { mode: 0o600 },
     )
-    context.progress.info(`local provider: commands run on this machine as ${userInfo().username}, without isolation (workspace ${workRoot})`)
+    context.progress.info(
+      `local provider: commands run on this machine as ${userInfo().username}, without isolation (workspace ${workRoot})`,
+    )
     let runner: { pid: number; port: number }
     try {
       runner = await startRunner(dir)

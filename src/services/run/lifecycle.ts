@@ -12,7 +12,10 @@ const LOCAL_TIMEOUT_MS = 60_000
 /** Waits for the runner's SSH and readiness check; the lease then uses the port that answered. */
 export async function waitReady(lease: Lease, kind: 'managed' | 'static', progress: Progress, timeoutMs?: number): Promise<void> {
   progress.phase(`waiting for SSH on ${lease.ssh.host}:${lease.ssh.port}`)
-  lease.ssh = await waitForReady(lease.ssh, kind, { timeoutMs: timeoutMs ?? (lease.provider === 'local' ? LOCAL_TIMEOUT_MS : BOOTSTRAP_TIMEOUT_MS), progress })
+  lease.ssh = await waitForReady(lease.ssh, kind, {
+    timeoutMs: timeoutMs ?? (lease.provider === 'local' ? LOCAL_TIMEOUT_MS : BOOTSTRAP_TIMEOUT_MS),
+    progress,
+  })
 }
 
 export const interruptedError = () => new CrabboxError('interrupted', { exit: 130, code: 'interrupted' })
@@ -108,7 +111,14 @@ export async function obtainLease(
 }
 
 function announce(lease: Lease, recorder: Recorder): void {
-  recorder.event({ type: 'lease.created', phase: 'leased', leaseID: lease.id, slug: lease.slug, provider: lease.provider, serverType: lease.serverType })
+  recorder.event({
+    type: 'lease.created',
+    phase: 'leased',
+    leaseID: lease.id,
+    slug: lease.slug,
+    provider: lease.provider,
+    serverType: lease.serverType,
+  })
 }
 
 /** Release that never masks the run's own outcome: a failure is a warning (the broker expires the lease). */

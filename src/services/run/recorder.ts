@@ -48,7 +48,12 @@ export const nullRecorder: Recorder = { event() {}, output() {}, async finish() 
  * events, and the first broker failure is said once on stderr and switches
  * recording off, so a slow or dead broker never slows or fails the command.
  */
-export async function startRecorder(client: BrokerClient, request: CreateRunRequest, progress: Progress, notice: BrokerNotice): Promise<Recorder> {
+export async function startRecorder(
+  client: BrokerClient,
+  request: CreateRunRequest,
+  progress: Progress,
+  notice: BrokerNotice,
+): Promise<Recorder> {
   let runId: string
   try {
     runId = (await client.request('POST', '/v1/runs', { body: request, schema: RunResponse, timeoutMs: 10_000 })).run.id

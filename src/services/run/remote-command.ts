@@ -42,7 +42,8 @@ const groupRunner = [
  */
 export function remoteCommandFor(argv: string[], options: { shell?: boolean; pidFile?: string } = {}): RemoteCommand {
   const script = options.shell || (argv.length === 1 && shellSyntax.test(argv[0])) || argv.some((arg) => controlOperators.has(arg))
-  const run = (words: string[]) => `exec bash -lc ${shellQuote(groupRunner)} bash ${[options.pidFile ?? '', ...words].map(shellQuote).join(' ')}`
+  const run = (words: string[]) =>
+    `exec bash -lc ${shellQuote(groupRunner)} bash ${[options.pidFile ?? '', ...words].map(shellQuote).join(' ')}`
   if (script) {
     const text = argv.length === 1 ? argv[0] : argv.map((arg) => (controlOperators.has(arg) ? arg : shellQuote(arg))).join(' ')
     return { command: run(['bash', '-c', text]), viaShell: true }

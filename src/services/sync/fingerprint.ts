@@ -59,7 +59,9 @@ export async function saveHashes(manifest: Manifest, hashes: string[]): Promise<
 export function computeFingerprint(manifest: Manifest, hashed: HashedManifest, config: Config['sync']): string {
   const hash = createHash('sha256')
   const git = manifest.git
-  hash.update(`crabbox-sync v1\0${git ? 'git' : 'dir'}\0${git?.head ?? ''}\0${git?.branch ?? ''}\0${git?.baseRef ?? ''}\0${git?.baseSha ?? ''}\0`)
+  hash.update(
+    `crabbox-sync v1\0${git ? 'git' : 'dir'}\0${git?.head ?? ''}\0${git?.branch ?? ''}\0${git?.baseRef ?? ''}\0${git?.baseSha ?? ''}\0`,
+  )
   hash.update(`delete=${config.delete}\0gitSeed=${config.gitSeed}\0`)
   for (const pattern of manifest.excludes) hash.update(`x ${pattern}\0`)
   for (let i = 0; i < manifest.entries.length; i++) {

@@ -22,7 +22,9 @@ const FETCH = 'git -c http.lowSpeedLimit=1000 -c http.lowSpeedTime=20 fetch -q -
 /** Moves the runner's HEAD (and branch) to ours and rebuilds its index without touching files. */
 function setHead(local: GitInfo): string {
   const head = q(local.head!)
-  const ref = local.branch ? `git update-ref ${q(`refs/heads/${local.branch}`)} ${head} && git symbolic-ref HEAD ${q(`refs/heads/${local.branch}`)}` : `git update-ref --no-deref HEAD ${head}`
+  const ref = local.branch
+    ? `git update-ref ${q(`refs/heads/${local.branch}`)} ${head} && git symbolic-ref HEAD ${q(`refs/heads/${local.branch}`)}`
+    : `git update-ref --no-deref HEAD ${head}`
   return `{ ${ref} && git read-tree ${head}; } >/dev/null 2>&1 || echo "warn could not point the runner's git HEAD at ${local.head!.slice(0, 12)}"`
 }
 
@@ -58,7 +60,10 @@ export function gitBlock(local: GitInfo, work: { seed: boolean; hydrate: boolean
   if (work.hydrate) {
     const sha = q(local.baseSha!)
     const ref = q(`refs/remotes/origin/${local.baseRef}`)
-    if (origin) lines.push(`git cat-file -e ${sha}^{commit} 2>/dev/null || ${FETCH} ${q(`+refs/heads/${local.baseRef}:refs/remotes/origin/${local.baseRef}`)} >/dev/null 2>&1 || true`)
+    if (origin)
+      lines.push(
+        `git cat-file -e ${sha}^{commit} 2>/dev/null || ${FETCH} ${q(`+refs/heads/${local.baseRef}:refs/remotes/origin/${local.baseRef}`)} >/dev/null 2>&1 || true`,
+      )
     lines.push(`if git cat-file -e ${sha}^{commit} 2>/dev/null; then git update-ref ${ref} ${sha}; else echo need-base; fi`)
   }
   lines.push(`if git cat-file -e ${head}^{commit} 2>/dev/null; then ${setHead(local)}; else echo need-bundle; needbundle=1; fi`, 'fi')
@@ -72,7 +77,17 @@ export function gitBlock(local: GitInfo, work: { seed: boolean; hydrate: boolean
  */
 export async function sendBundle(
   session: SshSession,
-  o: { repoRoot: string; workdir: string; meta: string; fingerprint: string; local: GitInfo; remote: RemoteGit; needHead: boolean; needBase: boolean; signal?: AbortSignal },
+  o: {
+    repoRoot: string
+    workdir: string
+    meta: string
+    fingerprint: string
+    local: GitInfo
+    remote: RemoteGit
+    needHead: boolean
+    needBase: boolean
+    signal?: AbortSignal
+  },
 ): Promise<string[]> {
   const warnings: string[] = []
   const refs: string[] = []

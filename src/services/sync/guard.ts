@@ -55,7 +55,15 @@ if [ -n "$cur" ] && [ "$cur" = "$fp" ]; then echo "$tag ok"; eval "$cmd"; exit; 
 echo "$tag stale"
 `
 
-export async function runIfUnchanged(options: { repoRoot: string; workdir: string; config: Config['sync']; session: SshSession; check: UnchangedCheck; run: GuardedCommand; startedAt?: number }): Promise<WarmRun> {
+export async function runIfUnchanged(options: {
+  repoRoot: string
+  workdir: string
+  config: Config['sync']
+  session: SshSession
+  check: UnchangedCheck
+  run: GuardedCommand
+  startedAt?: number
+}): Promise<WarmRun> {
   const timer = new Timer(options.startedAt)
   const known = SentManifests.for(options.repoRoot).known()
   const unchanged = await timer.phase('manifest', () => options.check.unchanged)
@@ -69,30 +77,33 @@ export async function runIfUnchanged(options: { repoRoot: string; workdir: strin
   const heldStderr: Buffer[] = []
   const checked = timer.result()
   const sent = performance.now()
-  const result = await options.session.exec(shCommand(GUARD_SCRIPT + PROBE_SCRIPT, 'crabbox-run', [unchanged.fingerprint, tag, run.command, ...args]), {
-    env: run.env,
-    signal: run.signal,
-    onStdout: (chunk) => {
-      if (verdict === 'ok') return run.onStdout(chunk)
-      if (verdict === 'stale') return void after.push(chunk)
-      head = Buffer.concat([head, chunk])
-      for (const word of ['ok', 'stale'] as const) {
-        const at = head.indexOf(`${tag} ${word}\n`)
-        if (at === -1) continue
-        // Anything before the tag came from the runner's shell start-up, not the command.
-        if (at > 0) run.onStdout(head.subarray(0, at))
-        const rest = head.subarray(at + tag.length + word.length + 2)
-        verdict = word
-        if (word === 'ok') {
-          run.onStart()
-          for (const held of heldStderr.splice(0)) run.onStderr(held)
-          if (rest.length > 0) run.onStdout(rest)
-        } else after.push(rest)
-        return
-      }
+  const result = await options.session.exec(
+    shCommand(GUARD_SCRIPT + PROBE_SCRIPT, 'crabbox-run', [unchanged.fingerprint, tag, run.command, ...args]),
+    {
+      env: run.env,
+      signal: run.signal,
+      onStdout: (chunk) => {
+        if (verdict === 'ok') return run.onStdout(chunk)
+        if (verdict === 'stale') return void after.push(chunk)
+        head = Buffer.concat([head, chunk])
+        for (const word of ['ok', 'stale'] as const) {
+          const at = head.indexOf(`${tag} ${word}\n`)
+          if (at === -1) continue
+          // Anything before the tag came from the runner's shell start-up, not the command.
+          if (at > 0) run.onStdout(head.subarray(0, at))
+          const rest = head.subarray(at + tag.length + word.length + 2)
+          verdict = word
+          if (word === 'ok') {
+            run.onStart()
+            for (const held of heldStderr.splice(0)) run.onStderr(held)
+            if (rest.length > 0) run.onStdout(rest)
+          } else after.push(rest)
+          return
+        }
+      },
+      onStderr: (chunk) => (verdict === 'ok' ? run.onStderr(chunk) : void heldStderr.push(chunk)),
     },
-    onStderr: (chunk) => (verdict === 'ok' ? run.onStderr(chunk) : void heldStderr.push(chunk)),
-  })
+  )
   const ms = Math.round(performance.now() - sent)
   if (verdict === 'ok') {
     timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
@@ -102,9 +113,19 @@ export async function runIfUnchanged(options: { repoRoot: string; workdir: strin
   }
   if (verdict === undefined || result.code !== 0) {
     // The command never started (it only runs after `ok`), so nothing was run twice either.
-    const detail = Buffer.concat(heldStderr).toString('utf8').trim().slice(-4000) || (result.code === null ? `killed by ${result.signal}` : `exit ${result.code}`)
-    const what = run.signal?.aborted ? 'interrupted while checking the workdir' : result.code === SCRIPT_EXIT.workdir ? 'the workdir could not be created' : 'checking the workdir failed'
-    throw new CrabboxError(`sync: ${what} on the runner: ${detail}`, { exit: 'sync', code: 'sync_failed', hint: 'Run again; if it keeps failing, check disk space and permissions on the runner.' })
+    const detail =
+      Buffer.concat(heldStderr).toString('utf8').trim().slice(-4000) ||
+      (result.code === null ? `killed by ${result.signal}` : `exit ${result.code}`)
+    const what = run.signal?.aborted
+      ? 'interrupted while checking the workdir'
+      : result.code === SCRIPT_EXIT.workdir
+        ? 'the workdir could not be created'
+        : 'checking the workdir failed'
+    throw new CrabboxError(`sync: ${what} on the runner: ${detail}`, {
+      exit: 'sync',
+      code: 'sync_failed',
+      hint: 'Run again; if it keeps failing, check disk space and permissions on the runner.',
+    })
   }
   return { probed: { stdout: Buffer.concat(after), checkMs: checked.phases.find((phase) => phase.name === 'manifest')?.ms ?? 0, ms } }
 }

@@ -43,7 +43,8 @@ export function hashFile(path: string): string {
 export const hashLink = (target: string) => createHash('sha256').update(target).digest('hex')
 
 // ctime too: an in-place edit that keeps the size and restores the mtime still moves it.
-const sameFile = (row: Row, entry: ManifestEntry) => row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ctimeMs && row[3] === entry.ino && row[4] === entry.mode
+const sameFile = (row: Row, entry: ManifestEntry) =>
+  row[0] === entry.size && row[1] === entry.mtimeMs && row[2] === entry.ctimeMs && row[3] === entry.ino && row[4] === entry.mode
 
 export class HashCache {
   private dirty = false
@@ -137,7 +138,10 @@ export class SentManifests {
     try {
       const names = (await readdir(this.dir)).filter((name) => /^[0-9a-f]{64}$/.test(name))
       const withTimes = await Promise.all(names.map(async (name) => ({ name, at: (await stat(join(this.dir, name))).mtimeMs })))
-      return withTimes.sort((a, b) => b.at - a.at).slice(0, SentManifests.keep).map((entry) => entry.name)
+      return withTimes
+        .sort((a, b) => b.at - a.at)
+        .slice(0, SentManifests.keep)
+        .map((entry) => entry.name)
     } catch {
       return []
     }

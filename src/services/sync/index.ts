@@ -70,7 +70,15 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   run.progress.phase('sync: checking the runner')
   const runner = await readRunner(run, local.probe)
   const hashed = await hashStep(run, local.manifest, runner.remote)
-  const decision = planStep({ manifest: local.manifest, hashed, remote: runner.remote, probe: runner.probe, config: run.config, useFingerprint: run.useFingerprint, env: run.env })
+  const decision = planStep({
+    manifest: local.manifest,
+    hashed,
+    remote: runner.remote,
+    probe: runner.probe,
+    config: run.config,
+    useFingerprint: run.useFingerprint,
+    env: run.env,
+  })
   if (decision.skip) {
     await rememberSnapshot(run, local.manifest, decision.fingerprint)
     return skippedResult(run)

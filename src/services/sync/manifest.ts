@@ -112,9 +112,12 @@ export async function readGitContext(repoRoot: string, config: Config['sync']): 
 async function gitInfo(root: string, config: Config['sync']): Promise<GitContext> {
   // One shell for the four questions (a spawn costs more than the git calls); one for-each-ref
   // answers origin/HEAD and every origin branch. Answers are NUL-separated; each may be empty.
-  const script = 'git rev-parse -q --verify "HEAD^{commit}"; printf "\\0"; git symbolic-ref -q --short HEAD; printf "\\0"; git config --get remote.origin.url; printf "\\0"; git for-each-ref --format="%(refname) %(objectname) %(symref)" refs/remotes/origin/; printf "\\0"; git config --path --get core.excludesFile'
+  const script =
+    'git rev-parse -q --verify "HEAD^{commit}"; printf "\\0"; git symbolic-ref -q --short HEAD; printf "\\0"; git config --get remote.origin.url; printf "\\0"; git for-each-ref --format="%(refname) %(objectname) %(symref)" refs/remotes/origin/; printf "\\0"; git config --path --get core.excludesFile'
   const [head, branch, originUrl, refs, excludesFile] = await new Promise<string[]>((resolve) =>
-    execFile('sh', ['-c', script], { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (_error, stdout) => resolve((stdout ?? '').split('\0'))),
+    execFile('sh', ['-c', script], { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (_error, stdout) =>
+      resolve((stdout ?? '').split('\0')),
+    ),
   )
   const origin = new Map<string, string>()
   let originHead: string | undefined
@@ -129,7 +132,14 @@ async function gitInfo(root: string, config: Config['sync']): Promise<GitContext
   // No origin/HEAD recorded (common after `git remote add`): fall back to the usual names.
   if (!baseRef) baseRef = ['main', 'master'].find((name) => origin.has(name))
   const baseSha = baseRef ? origin.get(baseRef) : undefined
-  return { head: line(head), branch: line(branch), originUrl: line(originUrl), baseRef: baseSha ? baseRef : config.baseRef, baseSha, excludesFile: line(excludesFile) }
+  return {
+    head: line(head),
+    branch: line(branch),
+    originUrl: line(originUrl),
+    baseRef: baseSha ? baseRef : config.baseRef,
+    baseSha,
+    excludesFile: line(excludesFile),
+  }
 }
 
 /** Folder walk for checkouts outside git: same excludes, symlinks recorded, never followed. */
@@ -147,11 +157,40 @@ function walk(root: string, ignores: (path: string) => boolean): string[] {
   return out
 }
 
+/** Memoised "is this directory a real directory (not a symlink)" for the through-symlink check. */
+function realDirCheck(repoRoot: string): (rel: string) => boolean {
+  const realDir = new Map<string, boolean>()
+  return (rel) => {
+    let known = realDir.get(rel)
+    if (known === undefined) {
+      try {
+        known = lstatSync(join(repoRoot, rel)).isDirectory()
+      } catch {
+        known = false
+      }
+      realDir.set(rel, known)
+    }
+    return known
+  }
+}
+
+/** The manifest entry of a file or symlink; directories here are submodules (gitlinks), and sockets and devices never travel. */
+function manifestEntry(repoRoot: string, path: string, stat: Stats): ManifestEntry | undefined {
+  const times = { mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino }
+  if (stat.isSymbolicLink()) return { path, mode: MODE_LINK, size: 0, ...times, target: readlinkSync(join(repoRoot, path)) }
+  if (stat.isFile()) return { path, mode: stat.mode & 0o100 ? MODE_EXEC : MODE_FILE, size: stat.size, ...times }
+  return undefined
+}
+
 /**
  * What `crabbox run` would put on the runner: tracked plus untracked
  * non-ignored files (git), minus excludes; stats but no content hashes.
  */
-export async function buildManifest(repoRoot: string, config: Config['sync'], context?: { git: GitContext | undefined; view?: Pick<GitView, 'at' | 'files'> }): Promise<Manifest> {
+export async function buildManifest(
+  repoRoot: string,
+  config: Config['sync'],
+  context?: { git: GitContext | undefined; view?: Pick<GitView, 'at' | 'files'> },
+): Promise<Manifest> {
   const [excludes, cache] = await Promise.all([loadExcludes(repoRoot, config), HashCache.load(repoRoot)])
   const ignores = (path: string) => excludes.matcher.ignores(path)
   const key = excludesKey(excludes.patterns)
@@ -174,7 +213,10 @@ export async function buildManifest(repoRoot: string, config: Config['sync'], co
       view ? changedAgainstIndex(repoRoot).catch(() => undefined) : undefined,
     ])
     if (tagged === undefined || others === undefined) {
-      throw new CrabboxError(`git ls-files failed in ${repoRoot}`, { exit: 'sync', hint: 'Check that `git status` works in this checkout.' })
+      throw new CrabboxError(`git ls-files failed in ${repoRoot}`, {
+        exit: 'sync',
+        hint: 'Check that `git status` works in this checkout.',
+      })
     }
     const cached: string[] = []
     const flagged: string[] = []
@@ -195,20 +237,7 @@ export async function buildManifest(repoRoot: string, config: Config['sync'], co
 
   const entries: ManifestEntry[] = []
   const rejected: Manifest['rejected'] = []
-  // Memoised "is this directory a real directory (not a symlink)" for the through-symlink check.
-  const realDir = new Map<string, boolean>()
-  const isRealDir = (rel: string): boolean => {
-    let known = realDir.get(rel)
-    if (known === undefined) {
-      try {
-        known = lstatSync(join(repoRoot, rel)).isDirectory()
-      } catch {
-        known = false
-      }
-      realDir.set(rel, known)
-    }
-    return known
-  }
+  const isRealDir = realDirCheck(repoRoot)
 
   for (const path of candidates) {
     const unsafe = checkPath(path)
@@ -236,18 +265,25 @@ export async function buildManifest(repoRoot: string, config: Config['sync'], co
       rejected.push({ path, reason: 'path goes through a symlink' })
       continue
     }
-    if (stat.isSymbolicLink()) {
-      entries.push({ path, mode: MODE_LINK, size: 0, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino, target: readlinkSync(join(repoRoot, path)) })
-    } else if (stat.isFile()) {
-      entries.push({ path, mode: stat.mode & 0o100 ? MODE_EXEC : MODE_FILE, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino })
-    }
-    // Directories here are submodules (gitlinks); sockets and devices never travel.
+    const entry = manifestEntry(repoRoot, path, stat)
+    if (entry) entries.push(entry)
   }
   entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
   deleted = [...new Set(deleted)].sort()
   let bytes = 0
   for (const entry of entries) bytes += entry.size
-  return { root: repoRoot, git: gitData, entries, deleted, rejected, excludes: excludes.patterns, files: entries.length, bytes, cache, gitView }
+  return {
+    root: repoRoot,
+    git: gitData,
+    entries,
+    deleted,
+    rejected,
+    excludes: excludes.patterns,
+    files: entries.length,
+    bytes,
+    cache,
+    gitView,
+  }
 }
 
 export interface SizeCheck {
@@ -258,7 +294,11 @@ export interface SizeCheck {
  * Preflight before anything is sent: warn over `warnFiles/warnBytes`, stop
  * (exit 6) over `failFiles/failBytes` unless the user said the size is fine.
  */
-export function checkSize(manifest: Manifest, config: Config['sync'], options: { forceLarge?: boolean; env?: NodeJS.ProcessEnv } = {}): SizeCheck {
+export function checkSize(
+  manifest: Manifest,
+  config: Config['sync'],
+  options: { forceLarge?: boolean; env?: NodeJS.ProcessEnv } = {},
+): SizeCheck {
   const env = options.env ?? process.env
   const allowed = options.forceLarge || config.allowLarge || /^(1|true|yes|on)$/i.test(env.CRABBOX_SYNC_ALLOW_LARGE ?? '')
   const summary = `${manifest.files} files, ${formatBytes(manifest.bytes)}`

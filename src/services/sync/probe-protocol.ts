@@ -70,7 +70,12 @@ export interface Probe {
 /** Parses a `git <head> <has> <base>` line. */
 export function parseRemoteGit(line: string): RemoteGit {
   const [, head, has, base] = line.split(' ')
-  return { missing: head === 'nogit', head: head && head !== '-' && head !== 'nogit' ? head : undefined, hasHead: has === '1', base: base && base !== '-' ? base : undefined }
+  return {
+    missing: head === 'nogit',
+    head: head && head !== '-' && head !== 'nogit' ? head : undefined,
+    hasHead: has === '1',
+    base: base && base !== '-' ? base : undefined,
+  }
 }
 
 /** Parses PROBE_SCRIPT's output; everything after the `manifest` line is the record, byte for byte. */

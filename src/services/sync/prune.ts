@@ -25,7 +25,12 @@ export interface SyncPlan {
  * prune. Only paths in that record are ever pruned, so nothing crabbox did
  * not put there (caches, build output, `.git`) is touched.
  */
-export function planSync(manifest: Manifest, hashed: HashedManifest, remote: Map<string, RemoteRecord>, options: { delete: boolean }): SyncPlan {
+export function planSync(
+  manifest: Manifest,
+  hashed: HashedManifest,
+  remote: Map<string, RemoteRecord>,
+  options: { delete: boolean },
+): SyncPlan {
   const send: ManifestEntry[] = []
   const pending: string[] = []
   const records: string[] = []

@@ -7,7 +7,11 @@ import { SCRIPT_EXIT } from './remote-scripts.js'
  * also sees each complete stdout line as it arrives. A non-zero exit is a sync
  * failure that names what failed, with the runner's stderr.
  */
-export async function runRemote(session: SshSession, command: string, options: { stdin?: ExecOptions['stdin']; signal?: AbortSignal; onLine?: (line: string) => void; what: string }): Promise<Buffer> {
+export async function runRemote(
+  session: SshSession,
+  command: string,
+  options: { stdin?: ExecOptions['stdin']; signal?: AbortSignal; onLine?: (line: string) => void; what: string },
+): Promise<Buffer> {
   const stdout: Buffer[] = []
   let stderr = ''
   let partial = ''
@@ -29,11 +33,25 @@ export async function runRemote(session: SshSession, command: string, options: {
   if (options.signal?.aborted) throw syncTimeout(options.signal)
   if (result.code !== 0) {
     const detail = stderr.trim() || (result.code === null ? `killed by ${result.signal}` : `exit ${result.code}`)
-    const exit = result.code === SCRIPT_EXIT.workdir ? 'the workdir could not be created' : result.code === SCRIPT_EXIT.tar ? 'extracting files failed' : `${options.what} failed`
-    throw new CrabboxError(`sync: ${exit} on the runner: ${detail}`, { exit: 'sync', code: 'sync_failed', hint: 'Run again; an interrupted sync repairs itself. If it keeps failing, check disk space and permissions on the runner.' })
+    const exit =
+      result.code === SCRIPT_EXIT.workdir
+        ? 'the workdir could not be created'
+        : result.code === SCRIPT_EXIT.tar
+          ? 'extracting files failed'
+          : `${options.what} failed`
+    throw new CrabboxError(`sync: ${exit} on the runner: ${detail}`, {
+      exit: 'sync',
+      code: 'sync_failed',
+      hint: 'Run again; an interrupted sync repairs itself. If it keeps failing, check disk space and permissions on the runner.',
+    })
   }
   return Buffer.concat(stdout)
 }
 
 const syncTimeout = (signal: AbortSignal) =>
-  new CrabboxError('sync timed out', { exit: 'sync', code: 'sync_timeout', hint: 'Raise sync.timeout, or shrink the sync (see `crabbox sync-plan`).', cause: signal.reason })
+  new CrabboxError('sync timed out', {
+    exit: 'sync',
+    code: 'sync_timeout',
+    hint: 'Raise sync.timeout, or shrink the sync (see `crabbox sync-plan`).',
+    cause: signal.reason,
+  })

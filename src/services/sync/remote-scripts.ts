@@ -10,7 +10,8 @@ import { shellQuote as q } from '../../transport/ssh/exec.js'
 export { q }
 
 /** `sh -c <script> <name> args...`, quoted so any login shell passes it to sh untouched. */
-export const shCommand = (script: string, name: string, args: string[] = []) => `exec sh -c ${q(script)} ${[name, ...args].map(q).join(' ')}`
+export const shCommand = (script: string, name: string, args: string[] = []) =>
+  `exec sh -c ${q(script)} ${[name, ...args].map(q).join(' ')}`
 
 /** Files under the metadata dir (`.git/crabbox` in a git worktree, else `.crabbox`). */
 export const META_FILES = {
@@ -78,7 +79,12 @@ export interface ApplyScriptOptions {
 function appendRecords(records: string[], file: string): string {
   const out: string[] = []
   for (let i = 0; i < records.length; i += 500) {
-    out.push(`printf '%s\\0' ${records.slice(i, i + 500).map((r) => q(r.endsWith('\0') ? r.slice(0, -1) : r)).join(' ')} >> "$meta/${file}" || exit 1`)
+    out.push(
+      `printf '%s\\0' ${records
+        .slice(i, i + 500)
+        .map((r) => q(r.endsWith('\0') ? r.slice(0, -1) : r))
+        .join(' ')} >> "$meta/${file}" || exit 1`,
+    )
   }
   return out.join('\n')
 }
@@ -110,7 +116,8 @@ const scriptHead = (o: Pick<ApplyScriptOptions, 'workdir' | 'meta'>) => [
   `mkdir -p -- "$wd/$meta" 2>/dev/null && cd -- "$wd" || { echo "cannot create workdir $wd" >&2; exit ${SCRIPT_EXIT.workdir}; }`,
 ]
 
-const extractLine = (gzip: boolean) => `tar -x${gzip ? 'z' : ''}pf - --no-same-owner || { echo "tar failed to extract the sync stream" >&2; exit ${SCRIPT_EXIT.tar}; }`
+const extractLine = (gzip: boolean) =>
+  `tar -x${gzip ? 'z' : ''}pf - --no-same-owner || { echo "tar failed to extract the sync stream" >&2; exit ${SCRIPT_EXIT.tar}; }`
 
 function commitLines(o: ApplyScriptOptions): string[] {
   const lines = ['mark finalize']

@@ -25,7 +25,15 @@ import { MODE_EXEC, MODE_FILE, MODE_LINK } from './modes.js'
 type Sig = string
 
 function sigOf(stat: Stats): Sig {
-  const mode = stat.isSymbolicLink() ? MODE_LINK : stat.isFile() ? (stat.mode & 0o100 ? MODE_EXEC : MODE_FILE) : stat.isDirectory() ? 'd' : 'x'
+  const mode = stat.isSymbolicLink()
+    ? MODE_LINK
+    : stat.isFile()
+      ? stat.mode & 0o100
+        ? MODE_EXEC
+        : MODE_FILE
+      : stat.isDirectory()
+        ? 'd'
+        : 'x'
   return `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${mode}`
 }
 
@@ -43,7 +51,18 @@ function gitFiles(gitDir: string, config: Config['sync']): Record<string, Sig | 
       return ''
     }
   }
-  const names = new Set(['HEAD', 'index', 'config', 'info/exclude', 'packed-refs', 'reftable', 'refs/remotes/origin', 'refs/remotes/origin/HEAD', 'refs/remotes/origin/main', 'refs/remotes/origin/master'])
+  const names = new Set([
+    'HEAD',
+    'index',
+    'config',
+    'info/exclude',
+    'packed-refs',
+    'reftable',
+    'refs/remotes/origin',
+    'refs/remotes/origin/HEAD',
+    'refs/remotes/origin/main',
+    'refs/remotes/origin/master',
+  ])
   const branch = /^ref: (refs\/\S+)/.exec(read('HEAD'))?.[1]
   if (branch) names.add(branch)
   const originHead = /^ref: (refs\/remotes\/origin\/\S+)/.exec(read('refs/remotes/origin/HEAD'))?.[1]
@@ -56,7 +75,18 @@ function gitFiles(gitDir: string, config: Config['sync']): Record<string, Sig | 
 
 /** `.git` of a plain checkout; linked worktrees, submodules and GIT_* overrides always take the full pass. */
 function gitDirOf(root: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const overrides = ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_COMMON_DIR', 'GIT_CONFIG', 'GIT_CONFIG_GLOBAL', 'GIT_CONFIG_SYSTEM', 'GIT_CONFIG_NOSYSTEM', 'GIT_CONFIG_COUNT']
+  const overrides = [
+    'GIT_DIR',
+    'GIT_WORK_TREE',
+    'GIT_INDEX_FILE',
+    'GIT_OBJECT_DIRECTORY',
+    'GIT_COMMON_DIR',
+    'GIT_CONFIG',
+    'GIT_CONFIG_GLOBAL',
+    'GIT_CONFIG_SYSTEM',
+    'GIT_CONFIG_NOSYSTEM',
+    'GIT_CONFIG_COUNT',
+  ]
   if (overrides.some((name) => env[name])) return undefined
   const gitDir = join(root, '.git')
   return lstatSync(gitDir, { throwIfNoEntry: false })?.isDirectory() ? gitDir : undefined
@@ -66,7 +96,9 @@ const digest = (text: string) => createHash('sha256').update(text).digest('hex')
 
 function git(root: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>
-    execFile('git', ['-C', root, ...args], { maxBuffer: 1024 * 1024 * 1024, encoding: 'utf8' }, (error, stdout) => (error ? reject(error) : resolve(stdout))),
+    execFile('git', ['-C', root, ...args], { maxBuffer: 1024 * 1024 * 1024, encoding: 'utf8' }, (error, stdout) =>
+      error ? reject(error) : resolve(stdout),
+    ),
   )
 }
 
@@ -116,11 +148,22 @@ const mtimeOf = (value: Sig) => {
 function globalRules(excludesFile: string | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
   const home = env.HOME ?? ''
   const xdg = env.XDG_CONFIG_HOME || join(home, '.config')
-  return [join(xdg, 'git', 'ignore'), join(xdg, 'git', 'config'), join(home, '.gitconfig'), '/etc/gitconfig', ...(excludesFile ? [excludesFile] : [])]
+  return [
+    join(xdg, 'git', 'ignore'),
+    join(xdg, 'git', 'config'),
+    join(home, '.gitconfig'),
+    '/etc/gitconfig',
+    ...(excludesFile ? [excludesFile] : []),
+  ]
 }
 
 /** Walks the folders git's untracked listing may enter; `excluded(dir + '/')` prunes crabbox-excluded ones. */
-export function watchFolders(root: string, excluded: (dir: string) => boolean, excludesFile: string | undefined, at: number): Folders | undefined {
+export function watchFolders(
+  root: string,
+  excluded: (dir: string) => boolean,
+  excludesFile: string | undefined,
+  at: number,
+): Folders | undefined {
   const dirs: Folders['dirs'] = []
   const rules: Folders['rules'] = globalRules(excludesFile).map((path) => [path, sig(path)])
   const pending = ['']
@@ -155,7 +198,10 @@ function foldersUnchanged(root: string, folders: Folders | undefined, excludesFi
   if (!folders) return false
   const rules = globalRules(excludesFile)
   if (rules.some((path, i) => folders.rules[i]?.[0] !== path)) return false
-  return folders.dirs.every(([path, value]) => dirSig(path ? join(root, path) : root) === value) && folders.rules.every(([path, value]) => sig(path.startsWith('/') ? path : join(root, path)) === value)
+  return (
+    folders.dirs.every(([path, value]) => dirSig(path ? join(root, path) : root) === value) &&
+    folders.rules.every(([path, value]) => sig(path.startsWith('/') ? path : join(root, path)) === value)
+  )
 }
 
 /** Taken before any git listing, so a change racing the full pass shows up next time. */
@@ -203,7 +249,8 @@ export function checkUnchanged(repoRoot: string, config: Config['sync'], options
 const snapshotPath = (root: string) => join(cacheDir(root), 'snapshot.json')
 
 /** The settings a fingerprint depends on besides the checkout. */
-const keyOf = (patterns: string[], config: Config['sync']) => digest(JSON.stringify([excludesKey(patterns), config.delete, config.gitSeed, config.baseRef ?? '']))
+const keyOf = (patterns: string[], config: Config['sync']) =>
+  digest(JSON.stringify([excludesKey(patterns), config.delete, config.gitSeed, config.baseRef ?? '']))
 
 /** The last snapshot's HEAD and base, to start the runner round trip before it is verified. */
 export async function readSnapshot(root: string): Promise<Snapshot | undefined> {
@@ -290,4 +337,3 @@ export async function saveSnapshot(manifest: Manifest, fingerprint: string, conf
   await writeFile(tmp, JSON.stringify(snapshot))
   await rename(tmp, file)
 }
-

@@ -39,4 +39,3 @@ export class Timer {
     return { phases: [...this.phases].sort((a, b) => order(a.name) - order(b.name)), totalMs: Math.round(performance.now() - this.start) }
   }
 }
-

@@ -79,7 +79,9 @@ export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: 
       const size = lstatSync(abs).size
       const hash = createHash('sha256')
       await new Promise<void>((resolve, reject) => {
-        const sink = pack.entry({ name: entry.path, type: 'file', size, mode, mtime }, (error) => (error ? reject(changed(entry.path, error)) : resolve()))
+        const sink = pack.entry({ name: entry.path, type: 'file', size, mode, mtime }, (error) =>
+          error ? reject(changed(entry.path, error)) : resolve(),
+        )
         createReadStream(abs, { highWaterMark: 1024 * 1024 })
           .on('error', reject)
           .on('data', (chunk) => hash.update(chunk))
@@ -87,7 +89,8 @@ export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: 
       })
       plan.onHash?.(index, hash.digest('hex'))
     }
-    for (const file of await plan.extra()) await entryDone(pack, { name: file.path, type: 'file', size: file.data.length, mode: 0o644, mtime: now }, file.data)
+    for (const file of await plan.extra())
+      await entryDone(pack, { name: file.path, type: 'file', size: file.data.length, mode: 0o644, mtime: now }, file.data)
     pack.finalize()
   })()
   done.catch((error) => pack.destroy(error))
@@ -207,4 +210,8 @@ class ParallelGzip extends Coalesce {
 }
 
 const changed = (path: string, cause: unknown) =>
-  new CrabboxError(`${path} changed while it was being sent`, { exit: 'sync', hint: 'Run the command again once the file stops changing.', cause })
+  new CrabboxError(`${path} changed while it was being sent`, {
+    exit: 'sync',
+    hint: 'Run the command again once the file stops changing.',
+    cause,
+  })

@@ -59,7 +59,8 @@ function exitFor(status: number): ExitCodeName {
 
 function hintFor(status: number, errorCode: string, admin: boolean): string | undefined {
   if (status === 401) return 'Run `crabbox login` (or set CRABBOX_COORDINATOR_TOKEN) and retry.'
-  if (status === 403 && admin) return 'This needs the admin token: `crabbox config set-broker --url URL --admin-token-stdin` or CRABBOX_ADMIN_TOKEN.'
+  if (status === 403 && admin)
+    return 'This needs the admin token: `crabbox config set-broker --url URL --admin-token-stdin` or CRABBOX_ADMIN_TOKEN.'
   if (status === 403) return 'Your identity may not act on this; check `crabbox whoami`.'
   if (status === 404) return errorCode === 'not_found' ? 'Check the ID or slug; `crabbox list` shows what you can see.' : undefined
   if (status === 429) return 'The broker is rate limiting; wait a moment and retry.'
@@ -72,7 +73,9 @@ let cachedGitEmail: string | undefined | null = null
 function gitEmail(): string | undefined {
   if (cachedGitEmail !== null) return cachedGitEmail
   try {
-    cachedGitEmail = execFileSync('git', ['config', 'user.email'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim() || undefined
+    cachedGitEmail =
+      execFileSync('git', ['config', 'user.email'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim() ||
+      undefined
   } catch {
     cachedGitEmail = undefined
   }
@@ -124,7 +127,9 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
     } catch (error) {
       if (request.signal?.aborted) throw request.signal.reason ?? error
       const timedOut = (error as Error).name === 'TimeoutError'
-      const reason = timedOut ? `timed out after ${timeoutMs} ms` : ((error as { cause?: Error }).cause?.message ?? (error as Error).message)
+      const reason = timedOut
+        ? `timed out after ${timeoutMs} ms`
+        : ((error as { cause?: Error }).cause?.message ?? (error as Error).message)
       throw new BrokerError(`cannot reach the broker: ${where}: ${reason}`, {
         status: 0,
         errorCode: timedOut ? 'timeout' : 'network',

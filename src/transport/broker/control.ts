@@ -48,7 +48,11 @@ export interface ControlChannel {
   /** Follows a run; (re)subscribes from `lastSeq()` on every (re)open. Returns the unsubscribe. */
   subscribe(runID: string, subscriber: RunSubscriber): () => void
   /** One heartbeat over the socket; rejects when the socket is not open, the broker says no, or `timeoutMs` passes. */
-  heartbeat(leaseID: string, body: { idleTimeoutSeconds?: number; telemetry?: Record<string, unknown> }, timeoutMs: number): Promise<HeartbeatReply>
+  heartbeat(
+    leaseID: string,
+    body: { idleTimeoutSeconds?: number; telemetry?: Record<string, unknown> },
+    timeoutMs: number,
+  ): Promise<HeartbeatReply>
   /** Drops this holder's reference; the socket closes when the last holder releases it. */
   release(): void
 }
@@ -202,7 +206,11 @@ class Channel {
     }
   }
 
-  heartbeat(leaseID: string, body: { idleTimeoutSeconds?: number; telemetry?: Record<string, unknown> }, timeoutMs: number): Promise<HeartbeatReply> {
+  heartbeat(
+    leaseID: string,
+    body: { idleTimeoutSeconds?: number; telemetry?: Record<string, unknown> },
+    timeoutMs: number,
+  ): Promise<HeartbeatReply> {
     return new Promise((resolve, reject) => {
       const pending: PendingBeat = {
         leaseID,
@@ -247,7 +255,10 @@ class Channel {
         return
       }
       case 'heartbeat': {
-        const at = Math.max(0, this.beats.findIndex((beat) => beat.leaseID === frame.leaseID))
+        const at = Math.max(
+          0,
+          this.beats.findIndex((beat) => beat.leaseID === frame.leaseID),
+        )
         const beat = this.beats.splice(at, 1)[0]
         if (!beat) return
         if (frame.ok) beat.resolve({ leaseID: frame.leaseID, expiresAt: frame.expiresAt })

@@ -118,7 +118,11 @@ interface OutputHandlers {
  * Sends one request on `socket` and resolves with the agent's reply; streams
  * stdout/stderr frames. `timeoutMs` bounds requests that must answer (not execs).
  */
-function converse(socket: Socket, request: AgentRequest, handlers: OutputHandlers & { onLost: () => Error; timeoutMs?: number }): Promise<AgentReply> {
+function converse(
+  socket: Socket,
+  request: AgentRequest,
+  handlers: OutputHandlers & { onLost: () => Error; timeoutMs?: number },
+): Promise<AgentReply> {
   const output = (payload: Buffer, writable?: Writable, callback?: (chunk: Buffer) => void) =>
     writable ? writeOrPause(writable, payload, socket) : callback?.(payload)
   return new Promise((resolve, reject) => {
@@ -159,7 +163,10 @@ export class AgentLost extends CrabboxError {
 /** The agent took the request but never answered: it is wedged. */
 export class AgentUnresponsive extends CrabboxError {
   constructor() {
-    super('the crabbox agent did not answer', { exit: 'error', hint: `Stop it (its pid is in ${join(agentDir(), 'agent.pid')}); the next command starts a new one.` })
+    super('the crabbox agent did not answer', {
+      exit: 'error',
+      hint: `Stop it (its pid is in ${join(agentDir(), 'agent.pid')}); the next command starts a new one.`,
+    })
   }
 }
 
@@ -167,7 +174,11 @@ export class AgentUnresponsive extends CrabboxError {
 const CONTROL_TIMEOUT_MS = 5000
 
 /** A control request (status, stop, connect) to a running agent; connect passes its own time limit. */
-export async function agentRequest(socket: Socket, request: AgentRequest, timeoutMs = CONTROL_TIMEOUT_MS): Promise<AgentReply & { ok: true }> {
+export async function agentRequest(
+  socket: Socket,
+  request: AgentRequest,
+  timeoutMs = CONTROL_TIMEOUT_MS,
+): Promise<AgentReply & { ok: true }> {
   const reply = await converse(socket, request, { onLost: () => new AgentLost(), timeoutMs })
   if (!reply.ok) throw fromReply(reply)
   return reply
@@ -192,7 +203,13 @@ export async function agentExec(socket: Socket, target: SshTarget, command: stri
   const conversation = converse(
     socket,
     { op: 'exec', target, command, cwd: options.cwd, env: options.env, stdin: stdin !== undefined },
-    { onStdout: options.onStdout, onStderr: options.onStderr, stdout: options.stdout, stderr: options.stderr, onLost: () => lostTransport(`${target.host} (the crabbox agent exited)`) },
+    {
+      onStdout: options.onStdout,
+      onStderr: options.onStderr,
+      stdout: options.stdout,
+      stderr: options.stderr,
+      onLost: () => lostTransport(`${target.host} (the crabbox agent exited)`),
+    },
   )
   if (stdin instanceof Readable) {
     const onData = (chunk: Buffer | string) => writeOrPause(socket, encodeFrame(Frame.stdin, Buffer.from(chunk)), stdin)

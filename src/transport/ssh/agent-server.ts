@@ -81,7 +81,13 @@ const replyTo = (socket: Socket, body: AgentReply) => {
 }
 
 /** Runs a client's command on the pooled connection, streaming its output back as frames. */
-async function execForClient(pool: SshPool, socket: Socket, request: Extract<AgentRequest, { op: 'exec' }>, stdin: PassThrough | undefined, signal: AbortSignal): Promise<void> {
+async function execForClient(
+  pool: SshPool,
+  socket: Socket,
+  request: Extract<AgentRequest, { op: 'exec' }>,
+  stdin: PassThrough | undefined,
+  signal: AbortSignal,
+): Promise<void> {
   const stdout = frameWriter(socket, Frame.stdout)
   const stderr = frameWriter(socket, Frame.stderr)
   const body: AgentReply = await pool
@@ -156,7 +162,10 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
         try {
           request = parseJson(AgentRequest, payload)
         } catch (error) {
-          return reply(socket, { ok: false, error: { message: `bad agent request: ${(error as Error).message}`, exitCode: 1, code: 'error' } })
+          return reply(socket, {
+            ok: false,
+            error: { message: `bad agent request: ${(error as Error).message}`, exitCode: 1, code: 'error' },
+          })
         }
         return handle(socket, request)
       }
@@ -186,7 +195,9 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
           )
           return
         case 'status':
-          void agentStatus(pool, { socketPath, startedAt, idleTimeoutMs: options.idleTimeoutMs }).then((status) => reply(socket, { ok: true, status }))
+          void agentStatus(pool, { socketPath, startedAt, idleTimeoutMs: options.idleTimeoutMs }).then((status) =>
+            reply(socket, { ok: true, status }),
+          )
           return
         case 'stop':
           reply(socket, { ok: true })

@@ -29,7 +29,6 @@ const DEFAULT_MAX_CHANNELS = 8
 const KEEPALIVE_INTERVAL_MS = 15_000
 const KEEPALIVE_COUNT_MAX = 1
 
-
 /** Why one port failed; `transport` failures move on to the next port, others stop. */
 class AttemptFailed extends Error {
   constructor(
@@ -223,7 +222,13 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
   for (const port of candidatePorts(target)) {
     options.onAttempt?.(port)
     try {
-      const client = await attempt(target, port, privateKey, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, options.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS)
+      const client = await attempt(
+        target,
+        port,
+        privateKey,
+        options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        options.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS,
+      )
       return new SshConnection(client, target, port, options.maxChannels ?? DEFAULT_MAX_CHANNELS, options.spareChannel)
     } catch (error) {
       const failed = error as AttemptFailed

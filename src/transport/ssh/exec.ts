@@ -13,7 +13,11 @@ export const shellQuote = (value: string) => (/^[\w@%+=:,./-]+$/.test(value) ? v
 function remoteCommand(command: string, options: Pick<ExecOptions, 'cwd' | 'env'> = {}): string {
   const env = Object.entries(options.env ?? {})
   const bad = env.find(([name]) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
-  if (bad) throw new CrabboxError(`invalid environment variable name ${JSON.stringify(bad[0])}`, { exit: 'usage', hint: 'Names may contain letters, digits and _ and must not start with a digit.' })
+  if (bad)
+    throw new CrabboxError(`invalid environment variable name ${JSON.stringify(bad[0])}`, {
+      exit: 'usage',
+      hint: 'Names may contain letters, digits and _ and must not start with a digit.',
+    })
   const exports = env.length ? `export ${env.map(([k, v]) => `${k}=${shellQuote(v)}`).join(' ')}; ` : ''
   const cd = options.cwd ? `cd ${shellQuote(options.cwd)} && ` : ''
   return `${exports}${cd}${command}`
@@ -64,7 +68,9 @@ const channelOpen = (channel: ClientChannel) => (channel as unknown as RawChanne
 export function openBareSession(client: Client): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
     const raw = client as unknown as RawClient
-    const wrapper = Object.assign((error: Error | undefined, channel: ClientChannel) => (error ? reject(error) : resolve(channel)), { type: 'session' })
+    const wrapper = Object.assign((error: Error | undefined, channel: ClientChannel) => (error ? reject(error) : resolve(channel)), {
+      type: 'session',
+    })
     const id = raw._chanMgr.add(wrapper)
     if (id === -1) return reject(new Error('No free channels available'))
     raw._protocol.session(id, MAX_WINDOW, PACKET_SIZE)
@@ -72,7 +78,11 @@ export function openBareSession(client: Client): Promise<ClientChannel> {
 }
 
 /** What ssh2's own exec does once its channel is open: send the request, wait for the reply. */
-function execOnOpenChannel(channel: ClientChannel, command: string, callback: (error: Error | undefined, channel: ClientChannel) => void): void {
+function execOnOpenChannel(
+  channel: ClientChannel,
+  command: string,
+  callback: (error: Error | undefined, channel: ClientChannel) => void,
+): void {
   const raw = channel as unknown as RawChannel
   raw._callbacks.push((failed) => {
     if (failed) {
@@ -92,7 +102,10 @@ function execOnOpenChannel(channel: ClientChannel, command: string, callback: (e
  * while the channel is open or half-closed by us.
  */
 function sendSignal(channel: ClientChannel, name: string): void {
-  const raw = channel as unknown as { outgoing: { state: string; id: number }; _client: { _protocol: { signal(id: number, name: string): void } } }
+  const raw = channel as unknown as {
+    outgoing: { state: string; id: number }
+    _client: { _protocol: { signal(id: number, name: string): void } }
+  }
   if (raw.outgoing.state !== 'open' && raw.outgoing.state !== 'eof') return
   try {
     raw._client._protocol.signal(raw.outgoing.id, name)
@@ -115,7 +128,13 @@ const CLOSE_GRACE_MS = 3000
  * exit status; rejects with ChannelRefused/NotStarted when nothing ran, or a
  * 255 CrabboxError when the transport died after the command was sent.
  */
-export function execOnClient(client: Client, where: string, command: string, options: ExecOptions = {}, spare?: ClientChannel): Promise<ExecResult> {
+export function execOnClient(
+  client: Client,
+  where: string,
+  command: string,
+  options: ExecOptions = {},
+  spare?: ClientChannel,
+): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     // A spare handed to us and not used must still be closed, or it holds a server session for good.
     const unused = (error: unknown) => {
@@ -200,7 +219,8 @@ export function openPty(client: Client, where: string, options: ShellOptions): P
   return new Promise((resolve, reject) => {
     const pty = { term: options.term ?? 'xterm-256color', rows: options.rows ?? 24, cols: options.cols ?? 80 }
     const onChannel = (error: Error | undefined, channel: ClientChannel) => {
-      if (error) return reject(/Channel open failure/.test(error.message) ? new ChannelRefused(error.message) : new NotStarted(error.message))
+      if (error)
+        return reject(/Channel open failure/.test(error.message) ? new ChannelRefused(error.message) : new NotStarted(error.message))
       let exit: ExecResult | undefined
       channel.on('exit', (code: number | null, signal?: string) => (exit = exitOf(code, signal)))
       channel.on('error', () => {})

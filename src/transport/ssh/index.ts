@@ -66,7 +66,11 @@ export async function openSession(target: SshTarget, options: OpenSessionOptions
 }
 
 /** Asks the agent (starting it if needed) to connect; undefined when no agent can serve us. */
-async function connectThroughAgent(target: SshTarget, idleTimeoutMs: () => Promise<number>, connectTimeoutMs?: number): Promise<number | undefined> {
+async function connectThroughAgent(
+  target: SshTarget,
+  idleTimeoutMs: () => Promise<number>,
+  connectTimeoutMs?: number,
+): Promise<number | undefined> {
   // Two tries: an agent that was just exiting on idle drops the first request unanswered.
   for (let attempt = 0; attempt < 2; attempt++) {
     const socket = await reachAgent({ idleTimeoutMs })

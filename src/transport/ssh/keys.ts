@@ -58,7 +58,8 @@ async function readExisting(privateKeyPath: string, leaseId: string): Promise<st
   }
   const { default: ssh2 } = await import('ssh2')
   const parsed = ssh2.utils.parseKey(text)
-  if (parsed instanceof Error || Array.isArray(parsed)) throw new Error(`cannot read SSH key ${privateKeyPath}: ${parsed instanceof Error ? parsed.message : 'several keys'}`)
+  if (parsed instanceof Error || Array.isArray(parsed))
+    throw new Error(`cannot read SSH key ${privateKeyPath}: ${parsed instanceof Error ? parsed.message : 'several keys'}`)
   const publicKey = `${parsed.type} ${parsed.getPublicSSH().toString('base64')} crabbox ${leaseId}`
   await writeFile(`${privateKeyPath}.pub`, `${publicKey}\n`, { mode: 0o644 })
   return publicKey

@@ -5,8 +5,7 @@ import { holdStdin } from './streams.js'
 import type { ExecOptions, ExecResult, ShellOptions, ShellSession, SshTarget } from './types.js'
 
 /** One connection per (host, port, user, key); the known_hosts file rides along with the key. */
-const poolKey = (target: SshTarget) =>
-  `${target.user}@${target.host}:${target.port}|${target.privateKeyPath}|${target.knownHostsPath}`
+const poolKey = (target: SshTarget) => `${target.user}@${target.host}:${target.port}|${target.privateKeyPath}|${target.knownHostsPath}`
 
 interface Entry {
   target: SshTarget
@@ -75,7 +74,10 @@ export class SshPool {
     const entry = this.entries.get(key)
     if (!entry || --entry.refs > 0) return
     this.entries.delete(key)
-    await entry.connection.then((live) => live.close(), () => {})
+    await entry.connection.then(
+      (live) => live.close(),
+      () => {},
+    )
   }
 
   async exec(target: SshTarget, command: string, options: ExecOptions = {}): Promise<ExecResult> {
@@ -138,7 +140,14 @@ export class SshPool {
   async closeAll(): Promise<void> {
     const entries = [...this.entries.values()]
     this.entries.clear()
-    await Promise.all(entries.map((entry) => entry.connection.then((live) => live.close(), () => {})))
+    await Promise.all(
+      entries.map((entry) =>
+        entry.connection.then(
+          (live) => live.close(),
+          () => {},
+        ),
+      ),
+    )
   }
 
   get size(): number {

@@ -23,7 +23,11 @@ export function afterDrain(stream: Writable, then: () => void): void {
  * this process. `tap` sees every chunk first (the run recorder queues it);
  * `drop` discards output once we are stopping.
  */
-export function outputSink(out: NodeJS.WritableStream & { destroyed?: boolean }, drop: () => boolean, tap?: (chunk: Buffer) => void): Writable {
+export function outputSink(
+  out: NodeJS.WritableStream & { destroyed?: boolean },
+  drop: () => boolean,
+  tap?: (chunk: Buffer) => void,
+): Writable {
   return new Writable({
     write(chunk: Buffer, _encoding, done) {
       tap?.(chunk)

@@ -82,7 +82,14 @@ export async function planStep(context: RunContext, argv: string[], flags: RunFl
   const recorder: Recorder = backend.broker
     ? await startRecorder(
         backend.broker,
-        { leaseID: '', provider: backend.provider, target: config.target, class: config.class, serverType: config.serverType, command: argv } as Parameters<typeof startRecorder>[1],
+        {
+          leaseID: '',
+          provider: backend.provider,
+          target: config.target,
+          class: config.class,
+          serverType: config.serverType,
+          command: argv,
+        } as Parameters<typeof startRecorder>[1],
         progress,
         notice,
       )

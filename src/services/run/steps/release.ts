@@ -13,7 +13,10 @@ export async function releaseStep(plan: RunPlan, state: RunState): Promise<void>
   state.heartbeat.stop()
   await closeQuietly(state.session)
   if (held?.acquired && !flags.keep) await releaseQuietly(backend, held.lease, progress, recorder)
-  else if (held?.acquired) progress.info(`kept ${held.lease.id} (${held.lease.slug}); reuse it with: crabbox run --id ${held.lease.slug} -- <command>; stop it with: crabbox stop ${held.lease.slug}`)
+  else if (held?.acquired)
+    progress.info(
+      `kept ${held.lease.id} (${held.lease.slug}); reuse it with: crabbox run --id ${held.lease.slug} -- <command>; stop it with: crabbox stop ${held.lease.slug}`,
+    )
   await recorder.settle()
   plan.interrupt.dispose()
 }

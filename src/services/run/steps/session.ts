@@ -10,7 +10,8 @@ import { remoteCommandFor, signalGroupCommand, type RemoteCommand } from '../rem
 import type { RunPlan, RunState } from './plan.js'
 
 /** `<workRoot>/<leaseID>/<repoName>`: one workdir per lease and checkout. */
-export const workdirFor = (workRoot: string, leaseId: string, repoRoot: string) => `${workRoot.replace(/\/+$/, '')}/${leaseId}/${basename(repoRoot)}`
+export const workdirFor = (workRoot: string, leaseId: string, repoRoot: string) =>
+  `${workRoot.replace(/\/+$/, '')}/${leaseId}/${basename(repoRoot)}`
 
 /** The open connection and everything the command needs on it. */
 export interface LiveRun {

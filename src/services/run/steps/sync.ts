@@ -58,13 +58,22 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
               signal: interrupt.signal,
               ...live.output,
               onStart: () => {
-                recorder.event({ type: 'sync.finished', phase: 'synced', message: 'skipped=true (fingerprint checked in the command exec)' })
+                recorder.event({
+                  type: 'sync.finished',
+                  phase: 'synced',
+                  message: 'skipped=true (fingerprint checked in the command exec)',
+                })
                 live.commandStarts()
               },
             }
           : undefined,
     })
-    if (!state.sync.ran) recorder.event({ type: 'sync.finished', phase: 'synced', message: `duration=${formatMs(state.sync.ms)} skipped=${state.sync.skipped}` })
+    if (!state.sync.ran)
+      recorder.event({
+        type: 'sync.finished',
+        phase: 'synced',
+        message: `duration=${formatMs(state.sync.ms)} skipped=${state.sync.skipped}`,
+      })
     ran = state.sync.ran
   }
   if (interrupt.signal.aborted && !ran) throw interruptedError()
@@ -76,14 +85,24 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
  * runner's fingerprint and run the command in one exec, syncing first only
  * when the runner turns out to hold something else.
  */
-export async function syncOrWarmRun(options: Omit<SyncOptions, 'check' | 'probed'> & { check?: Promise<UnchangedCheck>; thenRun?: GuardedCommand }): Promise<SyncOutcome> {
+export async function syncOrWarmRun(
+  options: Omit<SyncOptions, 'check' | 'probed'> & { check?: Promise<UnchangedCheck>; thenRun?: GuardedCommand },
+): Promise<SyncOutcome> {
   const startedAt = performance.now()
   const clock = stopwatch()
   const check = await options.check
   let probed: Probed | undefined
   if (check && options.thenRun) {
     const { runIfUnchanged } = await import('../../sync/guard.js')
-    const warm = await runIfUnchanged({ repoRoot: options.repoRoot, workdir: options.workdir, config: options.config, session: options.session, check, run: options.thenRun, startedAt })
+    const warm = await runIfUnchanged({
+      repoRoot: options.repoRoot,
+      workdir: options.workdir,
+      config: options.config,
+      session: options.session,
+      check,
+      run: options.thenRun,
+      startedAt,
+    })
     if (warm && 'ran' in warm) return { skipped: true, phases: warm.phases, ms: warm.syncMs, ran: warm.ran }
     probed = warm?.probed
   }

@@ -61,5 +61,12 @@ export function skippedResult(run: SyncRun): SyncResult {
 
 export function syncedResult(run: SyncRun, plan: SyncPlan): SyncResult {
   run.progress.done(`synced ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removed ${plan.remove.length}`)
-  return { skipped: false, filesSent: plan.send.length, bytesSent: plan.sendBytes, filesDeleted: plan.remove.length, warnings: run.warnings, ...run.timer.result() }
+  return {
+    skipped: false,
+    filesSent: plan.send.length,
+    bytesSent: plan.sendBytes,
+    filesDeleted: plan.remove.length,
+    warnings: run.warnings,
+    ...run.timer.result(),
+  }
 }

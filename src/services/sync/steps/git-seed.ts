@@ -31,7 +31,13 @@ export async function gitSeedStep(run: SyncRun, local: LocalSide, decision: Send
     for (const message of bundleWarnings) run.warn(message)
   }
   if (!work) {
-    const reason = !config.gitSeed ? 'sync.gitSeed is off' : !git ? 'not a git checkout' : !git.head ? 'no commits yet' : 'runner git is current'
+    const reason = !config.gitSeed
+      ? 'sync.gitSeed is off'
+      : !git
+        ? 'not a git checkout'
+        : !git.head
+          ? 'no commits yet'
+          : 'runner git is current'
     timer.skip('git_seed', reason)
     timer.skip('hydrate', reason)
   }

@@ -18,7 +18,9 @@ export interface LocalSide {
 /** The local manifest, built while the probe's round trip is in flight; size and safety warnings. */
 export async function manifestStep(run: SyncRun, checked: Checked): Promise<LocalSide> {
   const { options, config, timer } = run
-  const { git, view } = checked.unchanged ? { git: checked.unchanged.git, view: undefined } : await timer.phase('manifest', () => readGit(run))
+  const { git, view } = checked.unchanged
+    ? { git: checked.unchanged.git, view: undefined }
+    : await timer.phase('manifest', () => readGit(run))
   // The runner round trip overlaps the local manifest and hashing.
   const probe = probeFor(run, checked.known, checked.probe, git)
   const manifest = await timer.phase('manifest', () => buildManifest(options.repoRoot, config, { git, view }))

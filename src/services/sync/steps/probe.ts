@@ -12,13 +12,17 @@ export interface PendingProbe {
   answer: Promise<Probe>
 }
 
-const keyOf = (run: SyncRun, known: string[], git: GitContext | undefined) => probeArgs(run.options.workdir, git, run.config, known).join('\0')
+const keyOf = (run: SyncRun, known: string[], git: GitContext | undefined) =>
+  probeArgs(run.options.workdir, git, run.config, known).join('\0')
 
 /** Starts the probe round trip; its time is the `fingerprint_remote` phase. */
 export function startProbe(run: SyncRun, known: string[], git: GitContext | undefined): PendingProbe {
   const args = probeArgs(run.options.workdir, git, run.config, known)
   const started = performance.now()
-  const answer = runRemote(run.session, shCommand(PROBE_SCRIPT, 'crabbox-probe', args), { signal: run.signal, what: 'checking the workdir' }).then((stdout) => {
+  const answer = runRemote(run.session, shCommand(PROBE_SCRIPT, 'crabbox-probe', args), {
+    signal: run.signal,
+    what: 'checking the workdir',
+  }).then((stdout) => {
     run.timer.add('fingerprint_remote', performance.now() - started)
     return parseProbe(stdout)
   })

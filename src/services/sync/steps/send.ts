@@ -5,7 +5,16 @@ import { formatBytes } from '../../../ui/format.js'
 import type { ManifestEntry } from '../manifest.js'
 import { encodeRecord } from '../records.js'
 import { runRemote } from '../remote-exec.js'
-import { META_FILES, PART_SCRIPT, RUN_UPLOADED_SCRIPT, UPLOAD_SCRIPT, applyScript, commitScript, readApplyLine, shCommand } from '../remote-scripts.js'
+import {
+  META_FILES,
+  PART_SCRIPT,
+  RUN_UPLOADED_SCRIPT,
+  UPLOAD_SCRIPT,
+  applyScript,
+  commitScript,
+  readApplyLine,
+  shCommand,
+} from '../remote-scripts.js'
 import type { SyncRun } from './context.js'
 import type { LocalSide } from './manifest.js'
 import type { SendDecision } from './plan.js'
@@ -56,10 +65,21 @@ export async function sendStep(run: SyncRun, local: LocalSide, decision: SendDec
   const scripts = applyScripts(run, local, decision, gzip, transfer)
   if (scripts.upload !== undefined) {
     const upload = scripts.upload
-    await run.timer.phase('prune', () => runRemote(run.session, shCommand(UPLOAD_SCRIPT, 'crabbox-upload', [run.options.workdir, local.meta]), { stdin: upload, signal: run.signal, what: 'uploading the sync script' }))
+    await run.timer.phase('prune', () =>
+      runRemote(run.session, shCommand(UPLOAD_SCRIPT, 'crabbox-upload', [run.options.workdir, local.meta]), {
+        stdin: upload,
+        signal: run.signal,
+        what: 'uploading the sync script',
+      }),
+    )
   }
   run.progress.phase(`sync: sending ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removing ${plan.remove.length}`)
-  const sent: Sent = { fingerprint: decision.fingerprint, records: decision.records, hashes: decision.cold ? new Array(local.manifest.entries.length) : undefined, needs: new Set() }
+  const sent: Sent = {
+    fingerprint: decision.fingerprint,
+    records: decision.records,
+    hashes: decision.cold ? new Array(local.manifest.entries.length) : undefined,
+    needs: new Set(),
+  }
   const packs = packStreams(run, local, decision, scripts, sent, { gzip, tarStream: transfer.tarStream })
   await applyOnRunner(run, scripts, packs, sent, gzip)
   if (plan.remove.length === 0) run.timer.skip('prune', 'nothing to remove')
@@ -90,7 +110,9 @@ function applyScripts(run: SyncRun, local: LocalSide, decision: SendDecision, gz
   const script = applyScript({ ...scriptOptions, deferCommit: split })
   const inline = script.length <= INLINE_SCRIPT_LIMIT
   return {
-    command: inline ? shCommand(script, 'crabbox-apply') : shCommand(RUN_UPLOADED_SCRIPT, 'crabbox-apply', [run.options.workdir, local.meta]),
+    command: inline
+      ? shCommand(script, 'crabbox-apply')
+      : shCommand(RUN_UPLOADED_SCRIPT, 'crabbox-apply', [run.options.workdir, local.meta]),
     upload: inline ? undefined : script,
     commit,
     parts,
@@ -99,7 +121,14 @@ function applyScripts(run: SyncRun, local: LocalSide, decision: SendDecision, gz
 }
 
 /** The tar streams (one per part); the first ends with the runner's new record and, cold, the fingerprint. */
-function packStreams(run: SyncRun, local: LocalSide, decision: SendDecision, scripts: Scripts, sent: Sent, options: { gzip: boolean; tarStream: Transfer['tarStream'] }): { tar?: Pack; sides: Pack[] } {
+function packStreams(
+  run: SyncRun,
+  local: LocalSide,
+  decision: SendDecision,
+  scripts: Scripts,
+  sent: Sent,
+  options: { gzip: boolean; tarStream: Transfer['tarStream'] },
+): { tar?: Pack; sides: Pack[] } {
   const { manifest, meta } = local
   const { cold, fullManifest } = decision
   const gzip = options.gzip
@@ -110,11 +139,19 @@ function packStreams(run: SyncRun, local: LocalSide, decision: SendDecision, scr
       sent.records = Buffer.from(manifest.entries.map((entry, i) => encodeRecord(hashes[i], entry.mode, entry.path)).join(''))
     }
     const files = fullManifest ? [{ path: `${meta}/${META_FILES.next}`, data: sent.records }] : []
-    if (cold && run.useFingerprint) files.push({ path: `${meta}/${META_FILES.fingerprintNext}`, data: Buffer.from(`${sent.fingerprint}\n`) })
+    if (cold && run.useFingerprint)
+      files.push({ path: `${meta}/${META_FILES.fingerprintNext}`, data: Buffer.from(`${sent.fingerprint}\n`) })
     return files
   }
   const onHash = (start: number) => (sent.hashes ? (index: number, hash: string) => (sent.hashes![start + index] = hash) : undefined)
-  const sides = scripts.parts.slice(1).map((part) => options.tarStream({ root: manifest.root, entries: part.entries, extra: () => [], extraPaths: [], onHash: onHash(part.start) }, { gzip }))
+  const sides = scripts.parts
+    .slice(1)
+    .map((part) =>
+      options.tarStream(
+        { root: manifest.root, entries: part.entries, extra: () => [], extraPaths: [], onHash: onHash(part.start) },
+        { gzip },
+      ),
+    )
   if (!decision.needTar) return { sides }
   const tar = options.tarStream(
     {
@@ -131,7 +168,13 @@ function packStreams(run: SyncRun, local: LocalSide, decision: SendDecision, scr
 }
 
 /** Runs the apply exec (the extra parts on their own channels once the prune is over), then the deferred commit. */
-async function applyOnRunner(run: SyncRun, scripts: Scripts, packs: { tar?: Pack; sides: Pack[] }, sent: Sent, gzip: boolean): Promise<void> {
+async function applyOnRunner(
+  run: SyncRun,
+  scripts: Scripts,
+  packs: { tar?: Pack; sides: Pack[] },
+  sent: Sent,
+  gzip: boolean,
+): Promise<void> {
   const { session, signal } = run
   const marks = phaseMarks(run, sent)
   const streams = [packs.tar, ...packs.sides]
@@ -151,15 +194,25 @@ async function applyOnRunner(run: SyncRun, scripts: Scripts, packs: { tar?: Pack
     marks.onLine(line)
     if (scripts.split && line === 'mark transfer' && sideRuns.length === 0) {
       sideRuns = packs.sides.map((side) =>
-        runRemote(session, shCommand(PART_SCRIPT, 'crabbox-part', [run.options.workdir, gzip ? 'z' : '-']), { stdin: side.stream, signal: execSignal, what: 'sending files' }).catch(fail),
+        runRemote(session, shCommand(PART_SCRIPT, 'crabbox-part', [run.options.workdir, gzip ? 'z' : '-']), {
+          stdin: side.stream,
+          signal: execSignal,
+          what: 'sending files',
+        }).catch(fail),
       )
     }
   }
   try {
-    await runRemote(session, scripts.command, { stdin: packs.tar?.stream, signal: execSignal, onLine: onApplyLine, what: 'applying the sync' }).catch(fail)
+    await runRemote(session, scripts.command, {
+      stdin: packs.tar?.stream,
+      signal: execSignal,
+      onLine: onApplyLine,
+      what: 'applying the sync',
+    }).catch(fail)
     await Promise.all(sideRuns)
     if (failure) throw failure
-    if (scripts.commit && scripts.split) await runRemote(session, shCommand(scripts.commit, 'crabbox-commit'), { signal, onLine: marks.onLine, what: 'committing the sync' })
+    if (scripts.commit && scripts.split)
+      await runRemote(session, shCommand(scripts.commit, 'crabbox-commit'), { signal, onLine: marks.onLine, what: 'committing the sync' })
   } catch (error) {
     // A local read failure truncates the stream, so the runner's tar fails too: report the cause.
     throw packError ?? error
