@@ -53,7 +53,7 @@ function wireDefinitions(): Record<string, v.GenericSchema> {
   return definitions
 }
 
-/** Area of a route, in the order the reference lists them. */
+/** Area of a route, in the order docs/api.md lists them. */
 export const API_TAGS = [
   { name: 'leases', description: 'Lease a machine, keep it alive, share it, release it.' },
   { name: 'runs', description: 'Run history: records, events, logs, telemetry and results.' },

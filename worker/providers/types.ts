@@ -5,7 +5,7 @@
 import type { LabelInput } from '../../src/cloud/cloud-machines.js'
 
 /**
- * Where and from what a lease asked its machine to be made (reference request
+ * Where and from what a lease asked its machine to be made (lease request
  * fields `location`, `image`, `awsAMI`, `awsSGID`, `awsSubnetID`, `awsRootGB`,
  * `capacity.fallback`); unset fields fall back to the broker's settings.
  * Regions are not here: the broker picks AWS regions itself, so it can always
