@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { pidAlive, processTable } from './processes.js'
+import { pidAlive, pidRunning, processTable } from './processes.js'
 
 /**
  * A real OpenSSH sshd in a network namespace of its own, reached from the root
@@ -388,12 +388,17 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
       },
       async killSessions() {
         const listener = sshd?.pid
+        const killed: number[] = []
         for (const pid of await nsPids()) {
           if (pid === listener) continue
           try {
             process.kill(pid, 'SIGKILL')
+            killed.push(pid)
           } catch {}
         }
+        // SIGKILL is delivered when the process next runs: on a busy machine it is briefly still there.
+        for (const deadline = Date.now() + 5_000; Date.now() < deadline && killed.some(pidRunning);)
+          await new Promise((r) => setTimeout(r, 20))
       },
       async restart(restartOptions = {}) {
         if (stopped) throw new Error(`sshHost ${name} is stopped`)
