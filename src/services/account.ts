@@ -80,12 +80,15 @@ async function githubLogin(
       schema: GithubLoginStartResponse,
       timeoutMs: 30_000,
     })
-  let started = await start(broker)
-  // The broker may live behind another canonical origin; log in there so the token matches it.
+  const started = await start(broker)
+  // Never follow the origin a login names: whoever answers could send the token elsewhere.
   const redirect = new URL(started.url).searchParams.get('redirect_uri')
-  if (redirect && new URL(redirect).origin !== new URL(broker).origin) {
-    broker = new URL(redirect).origin
-    started = await start(broker)
+  const named = redirect && URL.canParse(redirect) ? new URL(redirect).origin : redirect
+  if (named && named !== new URL(broker).origin) {
+    throw new CrabboxError(`the broker at ${broker} hands out logins for ${named}, not for itself`, {
+      exit: 'auth',
+      hint: `If ${named} is your broker's public address, log in there: crabbox login --url ${named}`,
+    })
   }
   const opened = !options.noBrowser && openBrowser(started.url)
   context.progress.info(

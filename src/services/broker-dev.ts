@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -146,12 +146,15 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   const env = options.env ?? process.env
   const { root, config, nodeArgs } = locateWrangler()
   await assertPortFree(options.port)
-  await mkdir(options.stateDir, { recursive: true }).catch((cause: NodeJS.ErrnoException) => {
-    throw usageError(
-      `cannot use ${options.stateDir} as the broker state folder (${cause.code ?? cause.message})`,
-      'Pass a writable directory with --state.',
-    )
-  })
+  // The state holds every lease, run and log: private to this user (0700), even if the folder exists.
+  await mkdir(options.stateDir, { recursive: true, mode: 0o700 })
+    .then(() => chmod(options.stateDir, 0o700))
+    .catch((cause: NodeJS.ErrnoException) => {
+      throw usageError(
+        `cannot use ${options.stateDir} as the broker state folder (${cause.code ?? cause.message})`,
+        'Pass a writable directory with --state.',
+      )
+    })
 
   // Settings go through an env file in a private temp dir: not in argv (ps shows argv), not in the repo.
   const scratch = await mkdtemp(join(tmpdir(), 'crabbox-broker-dev-'))
@@ -197,7 +200,14 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
     options.debug ? 'log' : 'warn',
   ]
   // Its own process group: signals reach wrangler and workerd together, and never the user's shell job twice.
-  const child = spawn(process.execPath, args, { cwd: root, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  // workerd creates the state's files: umask 077 (inherited at spawn) makes them 0600 and its folders 0700.
+  const umask = process.umask(0o077)
+  let child: ChildProcess
+  try {
+    child = spawn(process.execPath, args, { cwd: root, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  } finally {
+    process.umask(umask)
+  }
   const tail = tailBuffer()
   for (const stream of [child.stdout!, child.stderr!]) {
     stream.setEncoding('utf8').on('data', (chunk: string) => {

@@ -1,0 +1,121 @@
+import { SELF } from 'cloudflare:test'
+import { describe, expect, it } from 'vitest'
+import { headersFor, shared, type Who } from './broker-support.js'
+import { openControl, type ControlClient } from './control-support.js'
+import { callJson, createRun } from './runs-support.js'
+import { median, timed } from './security-support.js'
+
+/**
+ * Finding 8 of the security review: control-socket fan-out.
+ *
+ * Design (docs/security.md): one caller (one identity) holds at most
+ * SOCKETS_PER_CALLER control sockets; the next upgrade answers 429
+ * `too_many_sockets` before any socket is accepted. One run has at most
+ * SUBSCRIBERS_PER_RUN subscribed sockets; the next `subscribe_run` gets an error
+ * frame with code `too_many_subscribers`. An append only visits the run's subscribers.
+ */
+const SOCKETS_PER_CALLER = 20
+const SUBSCRIBERS_PER_RUN = 100
+/** A victim's append beside the attacker's sockets stays within this factor of its quiet latency. */
+const LATENCY_FACTOR = 3
+
+function upgrade(who: Who): Promise<Response> {
+  return SELF.fetch('https://broker.test/v1/control', { headers: { ...headersFor(who), upgrade: 'websocket' } })
+}
+
+/** Opens sockets until the broker refuses one (or `max`); returns the open ones. */
+async function openUntilRefused(who: Who, max: number): Promise<ControlClient[]> {
+  const open: ControlClient[] = []
+  for (let i = 0; i < max; i++) {
+    try {
+      open.push(await openControl(who))
+    } catch {
+      break
+    }
+  }
+  return open
+}
+
+async function appendLatency(who: Who, runID: string, samples = 25): Promise<number> {
+  const times: number[] = []
+  for (let i = 0; i < samples; i++)
+    times.push(
+      await timed(() =>
+        callJson(who, `/v1/runs/${runID}/events`, { body: { type: 'stdout', stream: 'stdout', data: `line ${i}\n` }, status: 201 }),
+      ),
+    )
+  return median(times)
+}
+
+describe('finding 8: control sockets are limited per caller and per run', () => {
+  it(`the ${SOCKETS_PER_CALLER + 1}th socket of one caller is refused with 429 too_many_sockets`, async () => {
+    const who = shared('socket-hog@example.com')
+    const clients: ControlClient[] = []
+    try {
+      for (let i = 0; i < SOCKETS_PER_CALLER; i++) clients.push(await openControl(who))
+      const refused = await upgrade(who)
+      expect(refused.status).toBe(429)
+      expect(await refused.json()).toMatchObject({ error: 'too_many_sockets', message: expect.any(String) })
+      // Another caller is not affected.
+      const other = await openControl(shared('socket-neighbour@example.com'))
+      clients.push(other)
+      expect(other.hello.type).toBe('hello')
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
+
+  it(`the ${SUBSCRIBERS_PER_RUN + 1}th subscriber of one run gets too_many_subscribers`, async () => {
+    const owner = shared('watched@example.com')
+    const run = await createRun(owner)
+    const clients: ControlClient[] = []
+    try {
+      // Admins may watch any run; each admin identity is its own caller.
+      const callers: Who[] = [
+        owner,
+        ...Array.from({ length: 6 }, (_, i) => ({ kind: 'admin' as const, owner: `watcher-${i}@example.com`, org: 'openclaw' })),
+      ]
+      outer: for (const who of callers) {
+        for (let i = 0; i < SOCKETS_PER_CALLER; i++) {
+          if (clients.length === SUBSCRIBERS_PER_RUN) break outer
+          const client = await openControl(who)
+          clients.push(client)
+          client.send({ type: 'subscribe_run', runID: run.id, after: 0 })
+          await client.next((f) => f.type === 'run_events' && f.runID === run.id)
+        }
+      }
+      expect(clients).toHaveLength(SUBSCRIBERS_PER_RUN)
+      const extra = await openControl({ kind: 'admin', owner: 'one-too-many@example.com', org: 'openclaw' })
+      clients.push(extra)
+      extra.send({ type: 'subscribe_run', runID: run.id, after: 0 })
+      const reply = await extra.next((f) => f.runID === run.id || f.type === 'error')
+      expect(reply).toMatchObject({ type: 'error', code: 'too_many_subscribers' })
+    } finally {
+      for (const client of clients) client.close()
+    }
+  }, 120_000)
+
+  it(`an attacker opening sockets cannot slow a victim's appends more than ${LATENCY_FACTOR}x`, async () => {
+    const victim = shared('quiet-victim@example.com')
+    const victimRun = await createRun(victim)
+    const watcher = await openControl(victim)
+    watcher.send({ type: 'subscribe_run', runID: victimRun.id, after: 0 })
+    await watcher.next((f) => f.type === 'run_events')
+    const quiet = await appendLatency(victim, victimRun.id)
+
+    const attacker = shared('fan-out@example.com')
+    const attackerRun = await createRun(attacker)
+    const open = await openUntilRefused(attacker, 300)
+    try {
+      for (const client of open) client.send({ type: 'subscribe_run', runID: attackerRun.id, after: 0 })
+      const loaded = await appendLatency(victim, victimRun.id)
+      expect
+        .soft(loaded / quiet, `victim append ${quiet.toFixed(1)} ms quiet, ${loaded.toFixed(1)} ms beside ${open.length} sockets`)
+        .toBeLessThanOrEqual(LATENCY_FACTOR)
+      expect(open.length).toBeLessThanOrEqual(SOCKETS_PER_CALLER)
+    } finally {
+      for (const client of open) client.close()
+      watcher.close()
+    }
+  }, 180_000)
+})
