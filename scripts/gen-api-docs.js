@@ -160,8 +160,11 @@ function operationLines(method, path, operation, components) {
     }
     out.push('')
   }
-  const body = operation.requestBody?.content?.['application/json']?.schema
-  if (body) out.push(...bodyLines('Request body (JSON)', body, components))
+  const [bodyType, bodyContent] = Object.entries(operation.requestBody?.content ?? {})[0] ?? []
+  if (bodyContent?.schema) {
+    const title = bodyType === 'application/json' ? 'Request body (JSON)' : `Request body (${bodyType})`
+    out.push(...bodyLines(title, bodyContent.schema, components))
+  }
   if (operation['x-client-messages']) out.push(`Client messages: ${typeOf(operation['x-client-messages'], components)}`, '')
   if (operation['x-server-messages']) out.push(`Server messages: ${typeOf(operation['x-server-messages'], components)}`, '')
 

@@ -234,7 +234,12 @@ function operation(route: RouteDoc, schemas: SchemaConverter): Json {
     security: route.auth === 'none' ? [] : [{ bearer: [] }],
     ...(parameters.length ? { parameters } : {}),
     ...(route.body && !route.websocket
-      ? { requestBody: { required: true, content: { 'application/json': { schema: schemas.convert(route.body) } } } }
+      ? {
+          requestBody: {
+            required: true,
+            content: { [route.bodyMediaType ?? 'application/json']: { schema: schemas.convert(route.body) } },
+          },
+        }
       : {}),
     ...(route.websocket && route.body ? { 'x-client-messages': schemas.convert(route.body) } : {}),
     ...(route.websocket && route.response ? { 'x-server-messages': schemas.convert(route.response) } : {}),

@@ -20,6 +20,12 @@ export const GithubLoginStartResponse = v.object({
   /** The GitHub authorize URL; its `redirect_uri` names the broker's canonical origin. */
   url: v.pipe(v.string(), v.url()),
   expiresAt: v.string(),
+  /**
+   * The code (`XXXX-XXXX`) the CLI shows and the broker's page asks for after GitHub
+   * approves: the login completes only when the browser enters it. Absent from brokers
+   * that predate it.
+   */
+  userCode: v.optional(v.string()),
 })
 export type GithubLoginStartResponse = v.InferOutput<typeof GithubLoginStartResponse>
 
@@ -42,6 +48,18 @@ export const GithubLoginPollResponse = v.variant('status', [
   }),
 ])
 export type GithubLoginPollResponse = v.InferOutput<typeof GithubLoginPollResponse>
+
+/**
+ * The broker's confirmation form (`application/x-www-form-urlencoded`), posted by the
+ * page GitHub's callback shows: the login's `state`, the per-page `confirmToken` only
+ * that page carries, and the `userCode` the person types from their terminal.
+ */
+export const GithubLoginConfirmForm = v.object({
+  state: v.pipe(v.string(), v.maxLength(128)),
+  userCode: v.pipe(v.string(), v.maxLength(64)),
+  confirmToken: v.optional(v.pipe(v.string(), v.maxLength(128))),
+})
+export type GithubLoginConfirmForm = v.InferOutput<typeof GithubLoginConfirmForm>
 
 /** What GitHub sends back to `/v1/auth/github/callback`. */
 export const GithubCallbackQuery = v.object({

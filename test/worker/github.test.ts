@@ -1,8 +1,9 @@
 import { SELF } from 'cloudflare:test'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { githubCallback, sha256Hex, startGithubLogin } from '../../worker/fleet/github.js'
+import { clientAddressKey, githubCallback, sha256Hex, startGithubLogin } from '../../worker/fleet/github.js'
 import { ApiError } from '../../src/protocol/errors.js'
 import { createFakeGithub, type FakeGithub } from '../support/fake-github.js'
+import { confirmFormRequest } from '../support/login-page.js'
 import { api, inFleet, nobody } from './broker-support.js'
 
 const SECRET = 'local-poll-secret'
@@ -48,7 +49,16 @@ async function approveInBrowser(authorizeUrl: string, as: string | { deny: strin
   else github.denyWith(as.deny)
   const atGithub = await github.handler(new Request(authorizeUrl))
   expect(atGithub.status).toBe(302)
-  return SELF.fetch(atGithub.headers.get('location')!)
+  const location = atGithub.headers.get('location')!
+  const page = await SELF.fetch(location)
+  // Response.url stays empty for a Response built in the test: remember where the page was.
+  Object.defineProperty(page, 'url', { value: location })
+  return page
+}
+
+/** Plays the user at the confirmation page: types the code the CLI showed and submits the form. */
+async function confirmInBrowser(page: Response, userCode: string): Promise<Response> {
+  return SELF.fetch(confirmFormRequest(page.url, await page.text(), userCode))
 }
 
 describe('GitHub login', () => {
@@ -62,13 +72,22 @@ describe('GitHub login', () => {
     expect(url.searchParams.get('redirect_uri')).toBe('https://broker.test/v1/auth/github/callback')
     expect(url.searchParams.get('scope')).toBe('read:user user:email read:org')
     expect(url.searchParams.get('state')).toMatch(/^state_[a-f0-9]{32}$/)
-    expect(Date.parse(started.body.expiresAt) - Date.now()).toBeGreaterThan(9 * 60_000)
+    // Five minutes to approve and confirm (was ten: pending logins are a lock-out surface).
+    expect(Date.parse(started.body.expiresAt) - Date.now()).toBeGreaterThan(4 * 60_000)
+    expect(Date.parse(started.body.expiresAt) - Date.now()).toBeLessThanOrEqual(5 * 60_000 + 5_000)
+    expect(started.body.userCode).toMatch(/^[A-Z0-9]{4}-[A-Z0-9]{4}$/)
 
     expect((await poll(started.body.loginID)).body).toEqual({ status: 'pending', expiresAt: started.body.expiresAt })
     const page = await approveInBrowser(started.body.url, 'friend')
     expect(page.status).toBe(200)
     expect(page.headers.get('content-type')).toContain('text/html')
-    expect(await page.text()).toContain('Crabbox login complete')
+    // GitHub approved, but the login waits for the code the CLI showed.
+    expect((await poll(started.body.loginID)).body).toEqual({ status: 'pending', expiresAt: started.body.expiresAt })
+    // Typed as a person might: lower case, a space for the dash.
+    const confirmed = await confirmInBrowser(page, started.body.userCode.toLowerCase().replace('-', ' '))
+    expect(confirmed.status).toBe(200)
+    expect(confirmed.headers.get('content-type')).toContain('text/html')
+    expect(await confirmed.text()).toContain('Crabbox login complete')
 
     const done = await poll(started.body.loginID)
     expect(done.status).toBe(200)
@@ -107,7 +126,9 @@ describe('GitHub login', () => {
 
   it('falls back to a noreply address when GitHub has no verified email', async () => {
     const started = await start()
-    expect((await approveInBrowser(started.body.url, 'quiet')).status).toBe(200)
+    const page = await approveInBrowser(started.body.url, 'quiet')
+    expect(page.status).toBe(200)
+    expect((await confirmInBrowser(page, started.body.userCode)).status).toBe(200)
     expect((await poll(started.body.loginID)).body).toMatchObject({
       owner: 'quiet@users.noreply.github.com',
       login: 'quiet',
@@ -158,10 +179,33 @@ describe('GitHub login', () => {
     })
   })
 
-  it('caps pending logins at 100', async () => {
+  it('five wrong codes on the confirmation page fail the login', async () => {
+    const started = await start()
+    const page = await approveInBrowser(started.body.url, 'friend')
+    let html = await page.text()
+    const wrongCode = started.body.userCode === 'AAAA-AAAA' ? 'BBBB-BBBB' : 'AAAA-AAAA'
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      const again = await SELF.fetch(confirmFormRequest(page.url, html, wrongCode))
+      expect(again.status).toBe(400)
+      html = await again.text()
+      expect(html).toContain(`${5 - attempt} ${attempt === 4 ? 'try' : 'tries'} left`)
+      expect((await poll(started.body.loginID)).body.status).toBe('pending')
+    }
+    const last = await SELF.fetch(confirmFormRequest(page.url, html, wrongCode))
+    expect(last.status).toBe(400)
+    expect(await last.text()).toContain('Crabbox login failed')
+    // Even the right code is too late now.
+    expect((await SELF.fetch(confirmFormRequest(page.url, html, started.body.userCode))).status).toBe(400)
+    expect(await poll(started.body.loginID)).toMatchObject({
+      status: 400,
+      body: { status: 'failed', error: expect.stringContaining('wrong') },
+    })
+  })
+
+  it('caps pending logins per client address (10; was 100 for everyone)', async () => {
     const hash = await sha256Hex(SECRET)
     let limited = 0
-    for (let i = 0; i < 101; i++) if ((await start({ pollSecretHash: hash })).status === 429) limited++
+    for (let i = 0; i < 11; i++) if ((await start({ pollSecretHash: hash })).status === 429) limited++
     expect(limited).toBeGreaterThanOrEqual(1)
     expect((await start()).body).toMatchObject({ error: 'login_rate_limited' })
     // Expired ones stop counting.
@@ -171,12 +215,23 @@ describe('GitHub login', () => {
 })
 
 describe('GitHub login settings', () => {
-  it('is 503 until an OAuth app is configured', async () => {
+  it('counts pending logins per IPv4 address and per IPv6 /64', () => {
+    expect(clientAddressKey('192.0.2.7')).toBe('192.0.2.7')
+    expect(clientAddressKey('::ffff:192.0.2.7')).toBe('192.0.2.7')
+    expect(clientAddressKey('2001:db8:1:2:3:4:5:6')).toBe('2001:db8:1:2::/64')
+    expect(clientAddressKey('2001:0DB8:0001:0002::9')).toBe('2001:db8:1:2::/64')
+    expect(clientAddressKey('2001:db8::1')).toBe('2001:db8:0:0::/64')
+    expect(clientAddressKey(undefined)).toBe('unknown')
+    expect(clientAddressKey('x'.repeat(100))).toBe('unknown')
+  })
+
+  it('is 503 until an OAuth app is configured, public URL included', async () => {
     await inFleet((deps) => {
-      const env = { ...deps.env, CRABBOX_GITHUB_CLIENT_ID: undefined }
-      expect(() => startGithubLogin({ ...deps, env }, { mode: 'cli', pollSecretHash: 'a'.repeat(64) }, 'https://broker.test')).toThrow(
-        ApiError,
-      )
+      for (const missing of ['CRABBOX_GITHUB_CLIENT_ID', 'CRABBOX_PUBLIC_URL']) {
+        const env = { ...deps.env, [missing]: undefined }
+        expect(() => startGithubLogin({ ...deps, env }, { mode: 'cli', pollSecretHash: 'a'.repeat(64) })).toThrow(ApiError)
+        expect(() => startGithubLogin({ ...deps, env }, { mode: 'cli', pollSecretHash: 'a'.repeat(64) })).toThrow(missing)
+      }
     })
   })
 
@@ -186,7 +241,7 @@ describe('GitHub login settings', () => {
       const withEnv = { ...deps, env }
       const out: { redirect: string; status: number; text: string }[] = []
       for (const login of ['friend', 'quiet']) {
-        const started = startGithubLogin(withEnv, { mode: 'cli', pollSecretHash: 'a'.repeat(64) }, 'https://ignored.test')
+        const started = startGithubLogin(withEnv, { mode: 'cli', pollSecretHash: 'a'.repeat(64) }, { address: '192.0.2.1' })
         const url = new URL(started.url)
         const response = await githubCallback(withEnv, { code: github.codeFor(login), state: url.searchParams.get('state')! })
         out.push({ redirect: url.searchParams.get('redirect_uri')!, status: response.status, text: await response.text() })
@@ -203,7 +258,7 @@ describe('GitHub login settings', () => {
 
   it('portal logins set the session cookie and redirect instead of waiting for a poll', async () => {
     const response = await inFleet(async (deps) => {
-      const started = startGithubLogin(deps, { mode: 'portal', returnTo: '/portal/leases' }, 'https://broker.test')
+      const started = startGithubLogin(deps, { mode: 'portal', returnTo: '/portal/leases' })
       const state = new URL(started.url).searchParams.get('state')!
       return githubCallback(deps, { code: github.codeFor('friend'), state })
     })

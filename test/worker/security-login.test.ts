@@ -2,6 +2,7 @@ import { SELF } from 'cloudflare:test'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { sha256Hex } from '../../worker/fleet/github.js'
 import { createFakeGithub, type FakeGithub } from '../support/fake-github.js'
+import { confirmFormFields } from '../support/login-page.js'
 import { api, nobody } from './broker-support.js'
 
 /**
@@ -11,7 +12,9 @@ import { api, nobody } from './broker-support.js'
  * (CF-Connecting-IP) and expire sooner; a login is bound to a short user code that
  * `start` returns and the CLI prints, and the broker's approval page completes the
  * login only when the browser submits that same code (POST /v1/auth/github/confirm,
- * form fields `state` and `userCode`).
+ * form fields `state` and `userCode`) together with the `confirmToken` only that page
+ * carries: the attacker who started the login knows the state and the code, so those
+ * alone must not confirm it.
  */
 
 /** Pending logins one client address may hold. */
@@ -50,11 +53,12 @@ async function victimApproves(authorizeUrl: string): Promise<Response> {
   return SELF.fetch(atGithub.headers.get('location')!)
 }
 
-const confirm = (state: string, userCode: string) =>
+/** A POST of the confirmation form; the victim's page adds its `confirmToken`, a forger has none. */
+const confirm = (state: string, userCode: string, confirmToken?: string, headers: Record<string, string> = {}) =>
   SELF.fetch('https://broker.test/v1/auth/github/confirm', {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ state, userCode }).toString(),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams({ state, userCode, ...(confirmToken ? { confirmToken } : {}) }).toString(),
   })
 
 describe('finding 7: a login approved by someone else needs the code the starter was shown', () => {
@@ -73,22 +77,48 @@ describe('finding 7: a login approved by someone else needs the code the starter
     // The page asks for the code instead of completing the login.
     expect(html).not.toContain('Crabbox login complete')
     expect(html).toContain('userCode')
+    const victimPageToken = confirmFormFields(html).confirmToken!
+    expect(victimPageToken).toBeTruthy()
 
     const attackerPoll = await poll(started.body.loginID)
     expect(attackerPoll.body.token).toBeUndefined()
     expect(attackerPoll.body.status).toBe('pending')
 
+    // The attacker knows the state and the code, but not the token only the victim's page carries.
+    const forged = await confirm(state, started.body.userCode)
+    expect(forged.status).toBe(403)
+    expect((await poll(started.body.loginID)).body).toMatchObject({ status: 'pending' })
+
     // A wrong code changes nothing.
-    const wrong = await confirm(state, 'AAAA-AAAA' === started.body.userCode ? 'BBBB-BBBB' : 'AAAA-AAAA')
+    const wrong = await confirm(state, 'AAAA-AAAA' === started.body.userCode ? 'BBBB-BBBB' : 'AAAA-AAAA', victimPageToken)
     expect(wrong.status).toBe(400)
     expect((await poll(started.body.loginID)).body.token).toBeUndefined()
+  })
+
+  it('a confirmation posted from another site is refused', async () => {
+    const started = await start('192.0.2.23')
+    const state = new URL(started.body.url).searchParams.get('state')!
+    const { confirmToken } = confirmFormFields(await (await victimApproves(started.body.url)).text())
+    const crossSite = await confirm(state, started.body.userCode, confirmToken, { origin: 'https://evil.test' })
+    expect(crossSite.status).toBe(403)
+    expect((await poll(started.body.loginID)).body).toMatchObject({ status: 'pending' })
+  })
+
+  it('the confirmation page escapes what it shows and allows no script or framing', async () => {
+    const started = await start('192.0.2.24')
+    const page = await victimApproves(started.body.url)
+    expect(page.headers.get('content-type')).toContain('text/html')
+    expect(page.headers.get('content-security-policy')).toContain("default-src 'none'")
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'")
+    expect(page.headers.get('cache-control')).toBe('no-store')
+    expect(await page.text()).not.toMatch(/<script/i)
   })
 
   it('the same login completes once the browser confirms the code the CLI showed', async () => {
     const started = await start('192.0.2.22')
     const state = new URL(started.body.url).searchParams.get('state')!
-    await (await victimApproves(started.body.url)).text()
-    const confirmed = await confirm(state, started.body.userCode)
+    const { confirmToken } = confirmFormFields(await (await victimApproves(started.body.url)).text())
+    const confirmed = await confirm(state, started.body.userCode, confirmToken, { origin: 'https://broker.test' })
     expect(confirmed.status).toBe(200)
     expect(await confirmed.text()).toContain('Crabbox login complete')
     const done = await poll(started.body.loginID)

@@ -1,31 +1,39 @@
 import * as v from 'valibot'
 import {
   GithubCallbackQuery,
+  GithubLoginConfirmForm,
   GithubLoginPollRequest,
   GithubLoginPollResponse,
   GithubLoginStartRequest,
   GithubLoginStartResponse,
 } from '../../src/protocol/auth.js'
 import { ApiError } from '../../src/protocol/errors.js'
-import { githubCallback, githubSettings, htmlPage, pollGithubLogin, startGithubLogin } from './github.js'
+import { confirmGithubLogin, githubCallback, githubNotConfigured, githubSettings, pollGithubLogin, startGithubLogin } from './github.js'
+import { htmlPage } from './github-pages.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
 
 /** The callback answers a page for a person, not JSON. */
 const HTML_PAGE = v.pipe(v.string(), v.metadata({ contentMediaType: 'text/html' }))
 
-/** GitHub login: start, callback, poll. No bearer token: the poll secret proves the caller. */
+/** A confirmation form is a few hundred bytes. */
+const MAX_CONFIRM_FORM_BYTES = 4096
+
+/**
+ * GitHub login: start, callback, confirm, poll. No bearer token: the poll secret proves
+ * the CLI, the confirmation page's own token and the user code prove the browser.
+ */
 export const GITHUB_ROUTES: readonly RouteSpec[] = [
   defineRoute(
     {
       method: 'POST',
       path: '/v1/auth/github/start',
-      summary: 'Start a CLI login; returns the GitHub authorize URL',
+      summary: 'Start a CLI login; returns the GitHub authorize URL and the user code to show',
       auth: 'none',
       body: GithubLoginStartRequest,
       response: GithubLoginStartResponse,
     },
     async (c, deps, input) => {
-      if (!githubSettings(deps.env)) throw new ApiError(503, 'github_oauth_not_configured', 'GitHub OAuth is not configured')
+      if (!githubSettings(deps.env)) throw githubNotConfigured(deps.env)
       let body: v.InferOutput<typeof GithubLoginStartRequest>
       try {
         body = await input.body()
@@ -41,7 +49,8 @@ export const GITHUB_ROUTES: readonly RouteSpec[] = [
       const started = startGithubLogin(
         deps,
         { mode: 'cli', pollSecretHash: body.pollSecretHash, ...(body.provider ? { provider: body.provider } : {}) },
-        new URL(c.req.url).origin,
+        // Set by Cloudflare's edge for every request; the caller cannot choose it there.
+        { address: c.req.header('cf-connecting-ip') },
       )
       return c.json(started)
     },
@@ -60,6 +69,28 @@ export const GITHUB_ROUTES: readonly RouteSpec[] = [
       const parsed = input.safeQuery()
       if (!parsed.success) return htmlPage(400, 'Crabbox login failed', 'The callback parameters are not valid.')
       return githubCallback(deps, parsed.output)
+    },
+  ),
+  defineRoute(
+    {
+      method: 'POST',
+      path: '/v1/auth/github/confirm',
+      summary: 'The confirmation page posts the user code here (a browser form; answers HTML)',
+      auth: 'none',
+      body: GithubLoginConfirmForm,
+      bodyMediaType: 'application/x-www-form-urlencoded',
+      response: HTML_PAGE,
+    },
+    async (c, deps, input) => {
+      let form: v.InferOutput<typeof GithubLoginConfirmForm>
+      try {
+        form = await input.body({ maxBytes: MAX_CONFIRM_FORM_BYTES })
+      } catch (error) {
+        if (error instanceof ApiError && error.status < 500)
+          return htmlPage(error.status, 'Crabbox login failed', 'The confirmation form is not valid.')
+        throw error
+      }
+      return confirmGithubLogin(deps, form, c.req.header('origin'))
     },
   ),
   defineRoute(

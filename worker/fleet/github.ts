@@ -1,22 +1,33 @@
 import * as v from 'valibot'
-import type { GithubCallbackQuery } from '../../src/protocol/auth.js'
+import type { GithubCallbackQuery, GithubLoginConfirmForm } from '../../src/protocol/auth.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { sanitizeOrg } from '../auth/identity.js'
 import { secretsEqual, signUserToken, userTokenSecret, USER_TOKEN_LIFETIME_SECONDS } from '../auth/tokens.js'
 import type { Env } from '../env.js'
 import { setting } from '../env.js'
 import type { FleetDeps } from './deps.js'
+import { confirmPage, htmlPage } from './github-pages.js'
 import type { FleetStorage } from './storage.js'
 
 /**
- * GitHub login (`/v1/auth/github/*`). The CLI starts a login with the hash of a secret,
- * the user approves in a browser, GitHub calls back here, and the CLI polls with the
- * secret to collect a signed `cbxu_` user token. Pending logins live in SQLite for ten
- * minutes; at most 100 at a time.
+ * GitHub login (`/v1/auth/github/*`). The CLI starts a login with the hash of a secret
+ * and gets a short user code to show; the user approves in a browser, GitHub calls back
+ * here, the broker's page asks for the code, and the CLI polls with the secret to collect
+ * a signed `cbxu_` user token once the code was confirmed. The code binds the login to the
+ * terminal that started it: a login someone else started and you approved gives them
+ * nothing unless you also type their code. Pending logins live in SQLite for five
+ * minutes, at most 10 per client address.
  */
 
-export const LOGIN_TTL_MS = 10 * 60_000
-export const MAX_PENDING_LOGINS = 100
+export const LOGIN_TTL_MS = 5 * 60_000
+/** Pending logins one client address (`CF-Connecting-IP`; an IPv6 address counts by its /64) may hold. */
+export const MAX_PENDING_LOGINS_PER_ADDRESS = 10
+/** All pending logins together: a bound on storage, reached only from 1,000 addresses at once. */
+export const MAX_PENDING_LOGINS = 10_000
+/** Wrong codes the confirmation page may send before the login fails. */
+export const MAX_CODE_ATTEMPTS = 5
+/** User codes: no 0/O or 1/I to mistake; 32 symbols, so a byte's low 5 bits pick one evenly. */
+const CODE_ALPHABET = '23456789ABCDEFGHJKLMNPQRSTUVWXYZ'
 const SCOPE = 'read:user user:email read:org'
 const GITHUB_TIMEOUT_MS = 10_000
 
@@ -27,7 +38,8 @@ export interface GithubSettings {
   /** github.com (OAuth pages) and api.github.com, overridable for tests and GHE. */
   webUrl: string
   apiUrl: string
-  publicUrl?: string
+  /** The broker's public URL: the only origin login URLs name (never the request's Host). */
+  publicUrl: string
   allowedOrgs: string[]
   /** Preferred org, lowercased, when it is in `allowedOrgs`. */
   defaultOrg: string
@@ -43,12 +55,31 @@ const list = (value: string | undefined) =>
 
 const trimSlash = (url: string) => url.replace(/\/+$/, '')
 
+/** The settings GitHub login needs that `env` lacks (empty when it is configured). */
+export function missingGithubSettings(env: Env): string[] {
+  return [
+    ...['CRABBOX_GITHUB_CLIENT_ID', 'CRABBOX_GITHUB_CLIENT_SECRET', 'CRABBOX_PUBLIC_URL'].filter((name) => !setting(env, name)),
+    ...(userTokenSecret(env) ? [] : ['CRABBOX_SESSION_SECRET']),
+  ]
+}
+
+/** The 503 GitHub login answers until it is configured, naming what is missing. */
+export function githubNotConfigured(env: Env): ApiError {
+  const missing = missingGithubSettings(env)
+  return new ApiError(
+    503,
+    'github_oauth_not_configured',
+    `GitHub OAuth is not configured${missing.length ? ` (set ${missing.join(', ')})` : ''}`,
+  )
+}
+
 /** OAuth settings from the environment; undefined when the app is not configured. */
 export function githubSettings(env: Env): GithubSettings | undefined {
   const clientId = setting(env, 'CRABBOX_GITHUB_CLIENT_ID')
   const clientSecret = setting(env, 'CRABBOX_GITHUB_CLIENT_SECRET')
   const tokenSecret = userTokenSecret(env)
-  if (!clientId || !clientSecret || !tokenSecret) return undefined
+  const publicUrl = setting(env, 'CRABBOX_PUBLIC_URL')
+  if (!clientId || !clientSecret || !tokenSecret || !publicUrl) return undefined
   const defaultOrg = sanitizeOrg(setting(env, 'CRABBOX_DEFAULT_ORG') ?? 'openclaw').toLowerCase()
   const allowedOrgs = list(setting(env, 'CRABBOX_GITHUB_ALLOWED_ORGS') ?? setting(env, 'CRABBOX_GITHUB_ALLOWED_ORG'))
   const orgs = allowedOrgs.length ? allowedOrgs : [defaultOrg]
@@ -59,7 +90,7 @@ export function githubSettings(env: Env): GithubSettings | undefined {
     tokenSecret,
     webUrl: trimSlash(setting(env, 'CRABBOX_GITHUB_URL') ?? 'https://github.com'),
     apiUrl: trimSlash(setting(env, 'CRABBOX_GITHUB_API_URL') ?? 'https://api.github.com'),
-    publicUrl: setting(env, 'CRABBOX_PUBLIC_URL'),
+    publicUrl: trimSlash(publicUrl),
     allowedOrgs: orgs,
     defaultOrg: chosen,
     allowedTeams: list(setting(env, 'CRABBOX_GITHUB_ALLOWED_TEAMS') ?? setting(env, 'CRABBOX_GITHUB_ALLOWED_TEAM')).map((entry) => {
@@ -86,6 +117,18 @@ export const GITHUB_LOGIN_SCHEMA = [
   'CREATE INDEX IF NOT EXISTS github_logins_by_expiry ON github_logins (expires_at)',
 ]
 
+/**
+ * The client address a login counts against, the code the CLI shows, the token only
+ * the confirmation page carries, and how many wrong codes it sent (schema.ts, after v1).
+ */
+export const GITHUB_LOGIN_SCHEMA_V2 = [
+  'ALTER TABLE github_logins ADD COLUMN address TEXT',
+  'ALTER TABLE github_logins ADD COLUMN user_code TEXT',
+  'ALTER TABLE github_logins ADD COLUMN confirm_token TEXT',
+  'ALTER TABLE github_logins ADD COLUMN code_attempts INTEGER NOT NULL DEFAULT 0',
+  'CREATE INDEX IF NOT EXISTS github_logins_by_address ON github_logins (address, expires_at)',
+]
+
 type LoginRow = {
   id: string
   state: string
@@ -94,9 +137,14 @@ type LoginRow = {
   provider: string | null
   return_to: string | null
   redirect_uri: string
-  status: 'pending' | 'complete' | 'failed'
+  /** `confirming`: GitHub approved; waiting for the browser to confirm the user code (CLI logins). */
+  status: 'pending' | 'confirming' | 'complete' | 'failed'
   result: string | null
   expires_at: number
+  address: string | null
+  user_code: string | null
+  confirm_token: string | null
+  code_attempts: number
 }
 
 interface LoginResult {
@@ -114,37 +162,86 @@ export async function sha256Hex(text: string): Promise<string> {
   return hex(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))))
 }
 
+/** A fresh user code, `XXXX-XXXX`. */
+function newUserCode(): string {
+  const symbols = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => CODE_ALPHABET[b & 31]!).join('')
+  return `${symbols.slice(0, 4)}-${symbols.slice(4)}`
+}
+
+/** What a person typed, in the code's own form: case, spaces and dashes do not matter. */
+export function normalizeUserCode(text: string): string {
+  const symbols = text.toUpperCase().replace(/[^A-Z0-9]/g, '')
+  return symbols.length === 8 ? `${symbols.slice(0, 4)}-${symbols.slice(4)}` : symbols
+}
+
+/**
+ * The key pending logins are counted under: an IPv4 address as is, an IPv6 address by
+ * its /64 (one site's subnet, whose addresses its owner picks freely), `unknown` without one.
+ */
+export function clientAddressKey(address: string | null | undefined): string {
+  const ip = (address ?? '').trim().toLowerCase()
+  if (!ip || ip.length > 64) return 'unknown'
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(ip)
+  if (mapped) return mapped[1]!
+  if (!ip.includes(':')) return ip
+  const [head, tail] = ip.split('::') as [string, string | undefined]
+  const left = head ? head.split(':') : []
+  const right = tail ? tail.split(':') : []
+  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+  return `${groups
+    .slice(0, 4)
+    .map((group) => group.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`
+}
+
 export interface StartedLogin {
   loginID: string
   url: string
   expiresAt: string
+  /** CLI logins: the code the browser must confirm. */
+  userCode?: string
+}
+
+/** Removes expired logins (a bounded batch), then refuses a start over either cap. */
+function admitLogin(storage: FleetStorage, address: string, now: number): void {
+  storage.run('DELETE FROM github_logins WHERE id IN (SELECT id FROM github_logins WHERE expires_at <= ? LIMIT 500)', now)
+  const mine = storage.one<{ n: number }>('SELECT COUNT(*) AS n FROM github_logins WHERE address = ? AND expires_at > ?', address, now)!.n
+  if (mine >= MAX_PENDING_LOGINS_PER_ADDRESS)
+    throw new ApiError(
+      429,
+      'login_rate_limited',
+      `Too many pending GitHub logins from your address (at most ${MAX_PENDING_LOGINS_PER_ADDRESS}). Finish one, or wait: they expire after ${LOGIN_TTL_MS / 60_000} minutes.`,
+    )
+  const pending = storage.one<{ n: number }>('SELECT COUNT(*) AS n FROM github_logins WHERE expires_at > ?', now)!.n
+  if (pending >= MAX_PENDING_LOGINS) throw new ApiError(429, 'login_rate_limited', 'Too many pending GitHub logins. Try again shortly.')
 }
 
 /**
- * Records a pending login and returns GitHub's authorize URL. `origin` is the broker
- * origin the request came to (the redirect URI uses CRABBOX_PUBLIC_URL when set).
+ * Records a pending login and returns GitHub's authorize URL (and, for the CLI, the
+ * user code). The redirect URI is always CRABBOX_PUBLIC_URL's: never the request's Host.
+ * `client.address` is the caller's `CF-Connecting-IP`.
  */
 export function startGithubLogin(
   deps: Pick<FleetDeps, 'storage' | 'env' | 'now'>,
   input: { mode: 'cli'; pollSecretHash: string; provider?: string } | { mode: 'portal'; returnTo: string },
-  origin: string,
+  client: { address?: string | null } = {},
 ): StartedLogin {
   const settings = githubSettings(deps.env)
-  if (!settings) throw new ApiError(503, 'github_oauth_not_configured', 'GitHub OAuth is not configured')
+  if (!settings) throw githubNotConfigured(deps.env)
   const storage = deps.storage
   const now = deps.now().getTime()
-  const redirectUri = `${trimSlash(settings.publicUrl ?? origin)}/v1/auth/github/callback`
+  const redirectUri = `${settings.publicUrl}/v1/auth/github/callback`
   const loginID = `login_${randomHex(16)}`
   const state = `state_${randomHex(16)}`
+  const userCode = input.mode === 'cli' ? newUserCode() : undefined
+  const address = clientAddressKey(client.address)
   const expiresAt = now + LOGIN_TTL_MS
   storage.transaction(() => {
-    // Expired logins go first (bounded: there are never many), then the cap.
-    storage.run('DELETE FROM github_logins WHERE id IN (SELECT id FROM github_logins WHERE expires_at <= ? LIMIT 500)', now)
-    const pending = storage.one<{ n: number }>('SELECT COUNT(*) AS n FROM github_logins WHERE expires_at > ?', now)!.n
-    if (pending >= MAX_PENDING_LOGINS) throw new ApiError(429, 'login_rate_limited', 'Too many pending GitHub logins. Try again shortly.')
+    admitLogin(storage, address, now)
     const provider = input.mode === 'cli' && (input.provider === 'aws' || input.provider === 'hetzner') ? input.provider : null
     storage.run(
-      'INSERT INTO github_logins (id, state, mode, poll_hash, provider, return_to, redirect_uri, status, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      `INSERT INTO github_logins (id, state, mode, poll_hash, provider, return_to, redirect_uri, status, expires_at, address, user_code)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       loginID,
       state,
       input.mode,
@@ -154,6 +251,8 @@ export function startGithubLogin(
       redirectUri,
       'pending',
       expiresAt,
+      address,
+      userCode ?? null,
     )
   })
   const url = new URL(`${settings.webUrl}/login/oauth/authorize`)
@@ -161,7 +260,7 @@ export function startGithubLogin(
   url.searchParams.set('redirect_uri', redirectUri)
   url.searchParams.set('scope', SCOPE)
   url.searchParams.set('state', state)
-  return { loginID, url: url.toString(), expiresAt: new Date(expiresAt).toISOString() }
+  return { loginID, url: url.toString(), expiresAt: new Date(expiresAt).toISOString(), ...(userCode ? { userCode } : {}) }
 }
 
 // ---- talking to GitHub ----------------------------------------------------------------
@@ -255,33 +354,35 @@ async function identify(settings: GithubSettings, code: string, redirectUri: str
   return { owner, org: member.organization.login, login: user.login, ...(user.name ? { name: user.name } : {}) }
 }
 
-// ---- callback and poll ---------------------------------------------------------------------
-
-const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
-
-export function htmlPage(status: number, title: string, message: string, headers: Record<string, string> = {}): Response {
-  const body = `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p></body></html>`
-  return new Response(body, { status, headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', ...headers } })
-}
+// ---- callback, confirmation and poll -------------------------------------------------------
 
 function finishLogin(storage: FleetStorage, id: string, status: 'complete' | 'failed', result: LoginResult): void {
   storage.run('UPDATE github_logins SET status = ?, result = ? WHERE id = ?', status, JSON.stringify(result), id)
 }
 
-/** `GET /v1/auth/github/callback`: GitHub redirects the browser here. Answers HTML. */
+const expiredPage = () => htmlPage(400, 'Crabbox login expired', 'This login link has expired. Run `crabbox login` again.')
+const finishedPage = () => htmlPage(400, 'Crabbox login already finished', 'This login was already used. Return to your terminal.')
+
+/**
+ * `GET /v1/auth/github/callback`: GitHub redirects the browser here. Answers HTML: for a
+ * CLI login, the page asking for the user code (the login is not complete yet).
+ */
 export async function githubCallback(deps: Pick<FleetDeps, 'storage' | 'env' | 'now'>, query: GithubCallbackQuery): Promise<Response> {
   const settings = githubSettings(deps.env)
   if (!settings) return htmlPage(503, 'Crabbox login unavailable', 'GitHub OAuth is not configured on this broker.')
   const storage = deps.storage
   const login = query.state ? storage.one<LoginRow>('SELECT * FROM github_logins WHERE state = ?', query.state) : undefined
-  if (!login || login.expires_at <= deps.now().getTime())
-    return htmlPage(400, 'Crabbox login expired', 'This login link has expired. Run `crabbox login` again.')
-  if (login.status !== 'pending')
-    return htmlPage(400, 'Crabbox login already finished', 'This login was already used. Return to your terminal.')
+  if (!login || login.expires_at <= deps.now().getTime()) return expiredPage()
+  if (login.status !== 'pending') return finishedPage()
   if (query.error || !query.code) {
     const error = query.error ?? 'missing_code'
     finishLogin(storage, login.id, 'failed', { error })
     return htmlPage(400, 'Crabbox login failed', `GitHub did not approve the login (${error}). Run \`crabbox login\` again.`)
+  }
+  if (login.mode === 'cli' && !login.user_code) {
+    // Started before user codes existed: it cannot be confirmed.
+    finishLogin(storage, login.id, 'failed', { error: 'this login has no confirmation code; run `crabbox login` again' })
+    return htmlPage(400, 'Crabbox login failed', 'This login cannot be confirmed. Run `crabbox login` again.')
   }
   let identity: GithubIdentity
   try {
@@ -301,8 +402,78 @@ export async function githubCallback(deps: Pick<FleetDeps, 'storage' | 'env' | '
       headers: { location: login.return_to ?? '/portal', 'set-cookie': cookie, 'cache-control': 'no-store' },
     })
   }
-  finishLogin(storage, login.id, 'complete', { token, owner: identity.owner, org: identity.org, login: identity.login })
-  return htmlPage(200, 'Crabbox login complete', `Logged in as ${identity.login}. You can close this tab and return to your terminal.`)
+  // The token waits for the code; only this page (this browser) learns the confirm token.
+  const confirmToken = randomHex(16)
+  const result: LoginResult = { token, owner: identity.owner, org: identity.org, login: identity.login }
+  const updated = storage.run(
+    "UPDATE github_logins SET status = 'confirming', result = ?, confirm_token = ? WHERE id = ? AND status = 'pending'",
+    JSON.stringify(result),
+    confirmToken,
+    login.id,
+  )
+  if (!updated) return finishedPage() // a concurrent callback for the same login got here first
+  return confirmPage(200, { state: login.state, confirmToken, login: identity.login })
+}
+
+/** The origin a browser form for `login` comes from: the broker's public origin the callback named. */
+function formOrigin(login: LoginRow): string | undefined {
+  try {
+    return new URL(login.redirect_uri).origin
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * `POST /v1/auth/github/confirm`: the confirmation page sends the code the person typed.
+ * The login completes (the poll then hands over the token) only with the page's own
+ * confirm token and the right code; after MAX_CODE_ATTEMPTS wrong codes it fails.
+ * `origin` is the request's Origin header: a browser post from another site is refused.
+ */
+export async function confirmGithubLogin(
+  deps: Pick<FleetDeps, 'storage' | 'now'>,
+  form: GithubLoginConfirmForm,
+  origin: string | undefined,
+): Promise<Response> {
+  const storage = deps.storage
+  const read = () => storage.one<LoginRow>('SELECT * FROM github_logins WHERE state = ?', form.state)
+  const login = read()
+  if (!login || login.expires_at <= deps.now().getTime()) return expiredPage()
+  if (origin !== undefined && origin !== formOrigin(login))
+    return htmlPage(403, 'Crabbox login not confirmed', 'The confirmation came from another site. Use the page the broker showed.')
+  if (login.status === 'pending')
+    return htmlPage(400, 'Crabbox login not approved yet', 'GitHub has not approved this login yet. Open the link `crabbox login` printed.')
+  if (login.status !== 'confirming' || !login.confirm_token || !login.user_code) return finishedPage()
+  if (!form.confirmToken || !(await secretsEqual(form.confirmToken, login.confirm_token)))
+    return htmlPage(
+      403,
+      'Crabbox login not confirmed',
+      'This confirmation did not come from the page the broker showed after GitHub approved.',
+    )
+  const right = await secretsEqual(normalizeUserCode(form.userCode), login.user_code)
+  // Re-read after the awaits: a concurrent confirmation may have finished the login.
+  const current = read()
+  if (current?.id !== login.id || current.status !== 'confirming') return finishedPage()
+  const result = JSON.parse(current.result ?? '{}') as LoginResult
+  if (right) {
+    storage.run("UPDATE github_logins SET status = 'complete' WHERE id = ?", current.id)
+    return htmlPage(200, 'Crabbox login complete', `Logged in as ${result.login}. You can close this tab and return to your terminal.`)
+  }
+  const attempts = storage.one<{ code_attempts: number }>(
+    'UPDATE github_logins SET code_attempts = code_attempts + 1 WHERE id = ? RETURNING code_attempts',
+    current.id,
+  )!.code_attempts
+  if (attempts >= MAX_CODE_ATTEMPTS) {
+    finishLogin(storage, current.id, 'failed', { error: `the confirmation code was entered wrong ${attempts} times` })
+    return htmlPage(400, 'Crabbox login failed', 'The code was wrong too many times. Run `crabbox login` again.')
+  }
+  const left = MAX_CODE_ATTEMPTS - attempts
+  return confirmPage(400, {
+    state: current.state,
+    confirmToken: login.confirm_token,
+    login: result.login ?? '',
+    error: `That is not the code crabbox login shows. ${left} ${left === 1 ? 'try' : 'tries'} left.`,
+  })
 }
 
 export type PollAnswer = { status: number; body: Record<string, unknown> }
@@ -325,7 +496,8 @@ export async function pollGithubLogin(
   const current = storage.one<LoginRow>('SELECT * FROM github_logins WHERE id = ?', input.loginID)
   if (!current) return { status: 410, body: { status: 'expired' } }
   const result = current.result ? (JSON.parse(current.result) as LoginResult) : {}
-  if (current.status === 'pending')
+  // Still pending until the browser confirmed the code, even once GitHub approved.
+  if (current.status === 'pending' || current.status === 'confirming')
     return { status: 200, body: { status: 'pending', expiresAt: new Date(current.expires_at).toISOString() } }
   storage.run('DELETE FROM github_logins WHERE id = ?', current.id)
   if (current.status === 'failed') return { status: 400, body: { status: 'failed', error: result.error ?? 'login failed' } }

@@ -56,6 +56,18 @@ export async function jsonBody<S extends v.GenericSchema>(
   return validate(schema, value, 'request body')
 }
 
+/** Parses and validates a browser form body (`application/x-www-form-urlencoded`); a repeated field keeps its first value. */
+export async function formBody<S extends v.GenericSchema>(
+  c: FleetContext,
+  schema: S,
+  options: BodyOptions = {},
+): Promise<v.InferOutput<S>> {
+  const text = await readBody(c, options.maxBytes ?? DEFAULT_MAX_BODY_BYTES)
+  const fields: Record<string, string> = {}
+  for (const [name, value] of new URLSearchParams(text)) fields[name] ??= value
+  return validate(schema, fields, 'form')
+}
+
 export function queryParams<S extends v.GenericSchema>(c: FleetContext, schema: S): v.InferOutput<S> {
   return validate(schema, c.req.query(), 'query')
 }

@@ -17,6 +17,8 @@ export interface RouteDoc {
   query?: GenericSchema
   /** Request body schema from src/protocol. */
   body?: GenericSchema
+  /** How the body is encoded; JSON unless a browser form posts it. */
+  bodyMediaType?: 'application/json' | 'application/x-www-form-urlencoded'
   /** 2xx JSON body schema, when src/protocol has one. */
   response?: GenericSchema
   /** Upgrade routes (/v1/control). */

@@ -1,6 +1,6 @@
 import * as v from 'valibot'
 import type { FleetContext, FleetDeps } from './deps.js'
-import { jsonBody, pathParam, queryParams, type BodyOptions } from './request.js'
+import { formBody, jsonBody, pathParam, queryParams, type BodyOptions } from './request.js'
 import type { RouteDoc } from './route-doc.js'
 
 /** A route: its documentation plus the handler the Fleet app runs for it. */
@@ -37,7 +37,10 @@ function routeInput<D extends RouteDoc>(doc: D, c: FleetContext): RouteInput<D> 
       const result = v.safeParse(need(doc.query, 'query'), c.req.query())
       return result.success ? { success: true as const, output: result.output } : { success: false as const }
     },
-    body: (options) => jsonBody(c, need(doc.body, 'body'), options),
+    body: (options) =>
+      doc.bodyMediaType === 'application/x-www-form-urlencoded'
+        ? formBody(c, need(doc.body, 'body'), options)
+        : jsonBody(c, need(doc.body, 'body'), options),
   }
   return input as RouteInput<D>
 }
