@@ -8,6 +8,7 @@ import { setUserConfigValues, updateUserConfig } from '../config/write.js'
 import { CrabboxError, usageError } from '../errors.js'
 import { GithubLoginPollResponse, GithubLoginStartResponse } from '../protocol/auth.js'
 import { WhoamiResponse } from '../protocol/leases.js'
+import { color } from '../ui/colors.js'
 import { BrokerError, brokerClient, createBrokerClient, type BrokerClient } from '../transport/broker/client.js'
 
 export interface Identity {
@@ -90,6 +91,9 @@ async function githubLogin(
       hint: `If ${named} is your broker's public address, log in there: crabbox login --url ${named}`,
     })
   }
+  // Before the browser opens: the broker's page asks for this code once GitHub approves.
+  if (started.userCode)
+    context.progress.info(`Confirm the code ${color.bold(started.userCode)} in your browser when the broker's page asks.`)
   const opened = !options.noBrowser && openBrowser(started.url)
   context.progress.info(
     `${opened ? 'Opened your browser to log in with GitHub. If it did not open, visit' : 'Open this URL to log in with GitHub:'}\n  ${started.url}`,
@@ -124,7 +128,7 @@ async function githubLogin(
   context.progress.done()
   throw new CrabboxError('GitHub login expired before it completed', {
     exit: 'auth',
-    hint: 'Run `crabbox login` again and finish in the browser within 10 minutes.',
+    hint: 'Run `crabbox login` again, approve in the browser and confirm the code before the login expires (5 minutes).',
   })
 }
 

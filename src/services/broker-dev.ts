@@ -160,6 +160,8 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   const scratch = await mkdtemp(join(tmpdir(), 'crabbox-broker-dev-'))
   const envFile = join(scratch, 'broker.env')
   const vars = brokerVars(env)
+  // Login URLs name the broker's configured address only (never a request's Host): here, its own.
+  vars.CRABBOX_PUBLIC_URL ??= `http://127.0.0.1:${options.port}`
   await writeFile(
     envFile,
     Object.entries(vars)

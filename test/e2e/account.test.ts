@@ -6,6 +6,7 @@ import { startBroker, type BrokerHandle } from '../support/broker.js'
 import { cliHome, runCli, spawnCli } from '../support/cli.js'
 import { createFakeGithub, type FakeGithub } from '../support/fake-github.js'
 import { serveFake, type ServedFake } from '../support/fake-hetzner.js'
+import { confirmFormRequest } from '../support/login-page.js'
 
 // One broker under workerd with a shared token and GitHub login against a fake GitHub on loopback.
 let broker: BrokerHandle
@@ -84,7 +85,7 @@ describe('account commands against the broker', () => {
     expect(after.stderr).toContain('crabbox login')
   })
 
-  it('login with GitHub: prints the URL, finishes when the browser side completes, stores a user token', async () => {
+  it('login with GitHub: prints the code and the URL, finishes once the browser confirms the code, stores a user token', async () => {
     github.approveAs('octo')
     // The URL comes from the configured broker now (previous test left broker.url behind).
     const child = spawnCli(['login', '--no-browser', '--provider', 'aws'], { home })
@@ -94,10 +95,18 @@ describe('account commands against the broker', () => {
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
     const authorizeUrl = await authorizeUrlFrom(child, (text) => (stderr += text))
     const code = new Promise<number | null>((resolve) => child.once('exit', resolve))
-    // Play the browser: GitHub approves and redirects to the broker's callback.
+    // The code was printed before the URL, for the user to type in the browser.
+    const userCode = /Confirm the code ([A-Z0-9]{4}-[A-Z0-9]{4}) in your browser/.exec(stderr)?.[1]
+    expect(userCode, stderr).toBeDefined()
+    // Play the browser: GitHub approves and redirects to the broker's callback, which asks for the code.
     const page = await fetch(authorizeUrl)
     expect(page.status).toBe(200)
-    expect(await page.text()).toContain('login complete')
+    const html = await page.text()
+    expect(html).not.toContain('login complete')
+    // Play the user: type the code from the terminal and submit the page's form.
+    const confirmed = await fetch(confirmFormRequest(page.url, html, userCode!))
+    expect(confirmed.status).toBe(200)
+    expect(await confirmed.text()).toContain('login complete')
 
     expect(await code).toBe(0)
     expect(stdout).toMatch(new RegExp(`^logged in broker=${broker.url} provider=aws user=octo@example\\.com org=(acme|Acme) config=`))
