@@ -144,7 +144,19 @@ export function computeExpiresAt(lease: Pick<LeaseRecord, 'createdAt' | 'lastTou
 // ---- resolution and visibility ----------------------------------------------------
 
 /**
- * A lease by exact ID (any state) or by slug (live, unexpired). Not visible and
+ * The SQL condition of the leases `identity` may see (leaseRole's rule: own, shared with
+ * the caller or the caller's org, or admin), for queries that must filter before a LIMIT.
+ */
+function visibleSql(identity: Identity): { sql: string; bindings: unknown[] } {
+  if (identity.admin) return { sql: '1', bindings: [] }
+  return {
+    sql: '((owner = ? AND org = ?) OR id IN (SELECT lease_id FROM lease_shares WHERE principal IN (?, ?)))',
+    bindings: [identity.owner, identity.org, `user:${identity.owner.trim().toLowerCase()}`, `org:${identity.org}`],
+  }
+}
+
+/**
+ * A lease by exact ID (any state) or by slug (active, unexpired). Not visible and
  * missing are the same 404; a slug matching several visible leases is 409.
  */
 export function resolveLease(storage: FleetStorage, identity: Identity, ref: string, now: Date): LeaseRecord {
@@ -156,14 +168,18 @@ export function resolveLease(storage: FleetStorage, identity: Identity, ref: str
   }
   const slug = normalizeSlug(ref)
   if (!slug || isLeaseId(ref)) throw notFound()
+  // Visibility is in the query, before the limit: other owners' leases with this slug never crowd out the caller's.
+  const visible = visibleSql(identity)
   const candidates = storage
     .all<{ record: string }>(
-      `SELECT record FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND expires_at > ? LIMIT 50`,
+      `SELECT record FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND state = 'active' AND expires_at > ? AND ${visible.sql}
+       ORDER BY created_at DESC, id DESC LIMIT 50`,
       slug,
       now.toISOString(),
+      ...visible.bindings,
     )
     .map(parseRecord)
-    .filter((lease) => lease.state === 'active' && leaseRole(lease, identity))
+    .filter((lease) => leaseRole(lease, identity))
   if (!candidates.length) throw notFound()
   if (candidates.length > 1) {
     throw new ApiError(
@@ -214,8 +230,9 @@ export function listLeases(storage: FleetStorage, identity: Identity, query: Lea
     bindings.push(cursor.time, cursor.time, cursor.id)
   }
   if (!identity.admin) {
-    where.push(`((owner = ? AND org = ?) OR id IN (SELECT lease_id FROM lease_shares WHERE principal IN (?, ?)))`)
-    bindings.push(identity.owner, identity.org, `user:${identity.owner.trim().toLowerCase()}`, `org:${identity.org}`)
+    const visible = visibleSql(identity)
+    where.push(visible.sql)
+    bindings.push(...visible.bindings)
   }
   const rows = storage.all<{ record: string; created_at: string; id: string }>(
     `SELECT record, created_at, id FROM leases ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
