@@ -2,6 +2,7 @@ import { isLeaseId, normalizeSlug } from '../../src/protocol/ids.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { LEASE_LIST_DEFAULT_LIMIT, LIVE_LEASE_STATES, type LeaseListQuery, type LeaseRecord } from '../../src/protocol/leases.js'
 import { canManageLease, leaseRole, type Identity } from '../auth/identity.js'
+import { setting, type Env } from '../env.js'
 import { decodeCursor, encodeCursor, type FleetStorage } from './storage.js'
 
 /**
@@ -48,6 +49,8 @@ export const LEASE_SCHEMA = [
 ]
 
 export const MAX_LEASE_SECONDS = 86_400
+/** The default of `CRABBOX_MIN_LEASE_SECONDS` (see minLeaseSeconds). */
+export const MIN_LEASE_SECONDS = 60
 export const DEFAULT_TTL_SECONDS = 5_400
 export const DEFAULT_IDLE_SECONDS = 1_800
 export type LeaseRow = {
@@ -126,10 +129,23 @@ export function inflightFor(storage: FleetStorage): Map<string, Promise<LeaseRec
 
 // ---- expiry math ------------------------------------------------------------------
 
-/** Clamps a duration in seconds: non-finite or ≤ 0 → default; truncated; ≤ 86400. */
-export function clampSeconds(value: number | undefined, fallback: number): number {
+/**
+ * The shortest TTL or idle timeout a lease gets (`CRABBOX_MIN_LEASE_SECONDS`, default
+ * 60, at least 1): shorter positive values are raised to it.
+ */
+export function minLeaseSeconds(env: Env): number {
+  const raw = Number(setting(env, 'CRABBOX_MIN_LEASE_SECONDS'))
+  return Number.isFinite(raw) && raw >= 1 ? Math.min(Math.trunc(raw), MAX_LEASE_SECONDS) : MIN_LEASE_SECONDS
+}
+
+/**
+ * Clamps a TTL or idle timeout in seconds: non-finite or ≤ 0 → default; truncated;
+ * within [min, 86400]. The floor matters: a fraction like 0.4 would truncate to 0,
+ * which `computeExpiresAt` reads as "no idle timeout".
+ */
+export function clampSeconds(value: number | undefined, fallback: number, min = MIN_LEASE_SECONDS): number {
   if (value === undefined || !Number.isFinite(value) || value <= 0) return fallback
-  return Math.min(Math.trunc(value), MAX_LEASE_SECONDS)
+  return Math.min(Math.max(Math.trunc(value), min, 1), MAX_LEASE_SECONDS)
 }
 
 /** `min(createdAt + ttl, lastTouchedAt + idle)`: heartbeats never push past the TTL. */
