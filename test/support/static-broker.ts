@@ -14,6 +14,8 @@ export interface StaticBrokerOptions {
   hosts?: SshHostOptions[]
   /** Names of the pool entries, given to the hosts in turn (default: one entry per host, named after it). */
   names?: string[]
+  /** Extra fields of each pool entry (e.g. `hostKey`), from the host it names and all the hosts. */
+  entry?: (host: SshHost, hosts: SshHost[], index: number) => Record<string, unknown>
   /** Broker settings on top of the token, the pool and a 1 s minimum lease time (tests use idle timeouts of a few seconds). */
   env?: Record<string, string>
 }
@@ -51,7 +53,7 @@ export function brokerWithStaticHosts(options: StaticBrokerOptions): StaticBroke
     const names = options.names ?? hosts.map((h) => h.name)
     const pool = names.map((name, i) => {
       const h = hosts[i % hosts.length]
-      return { name, host: h.address, port: h.ports[0], user: h.user, workRoot: `${h.home}/work` }
+      return { name, host: h.address, port: h.ports[0], user: h.user, workRoot: `${h.home}/work`, ...options.entry?.(h, hosts, i) }
     })
     broker = await startBroker({
       env: {

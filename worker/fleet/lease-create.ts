@@ -349,6 +349,7 @@ function attachMachine(deps: FleetDeps, lease: LeaseRecord, machine: Machine): L
       maxEstimatedUSD: maxEstimatedUSD(current.ttlSeconds, hourly),
       ...(machine.region ? { region: machine.region } : {}),
       ...(machine.market ? { market: machine.market } : {}),
+      ...(machine.hostKeys?.length ? { hostKeys: machine.hostKeys } : {}),
       updatedAt: nowIso,
       lastTouchedAt: nowIso,
     }
