@@ -21,6 +21,8 @@ export interface Env {
   CRABBOX_MAX_MONTHLY_USD?: string
   CRABBOX_MAX_MONTHLY_USD_PER_OWNER?: string
   CRABBOX_MAX_MONTHLY_USD_PER_ORG?: string
+  /** Shortest TTL or idle timeout in seconds (default 60); shorter positive values are raised to it. */
+  CRABBOX_MIN_LEASE_SECONDS?: string
   /** Flat JSON map `"provider:serverType": USD per hour`. */
   CRABBOX_COST_RATES_JSON?: string
   [key: string]: unknown

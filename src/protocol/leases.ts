@@ -116,6 +116,8 @@ export const LeaseRecord = v.looseObject({
   sshPort: v.optional(v.string()),
   sshFallbackPorts: v.optional(v.array(v.string())),
   workRoot: v.optional(v.string()),
+  /** The host's SSH keys (`type base64`) when the broker knows them (static pool entries with `hostKey`); the CLI pins them. */
+  hostKeys: v.optional(v.array(v.string())),
   keep: v.boolean(),
   ttlSeconds: v.number(),
   idleTimeoutSeconds: v.number(),
@@ -283,6 +285,18 @@ export type ProviderMachine = v.InferOutput<typeof ProviderMachine>
 export const PoolResponse = v.object({ machines: v.array(ProviderMachine) })
 export type PoolResponse = v.InferOutput<typeof PoolResponse>
 
+/**
+ * A host's public key as OpenSSH writes it (`ssh-ed25519 AAAA…`, the key part of a
+ * known_hosts line or a `ssh_host_*_key.pub` file); a trailing comment is dropped.
+ */
+export const HostKeyLine = v.pipe(
+  v.string(),
+  v.trim(),
+  v.maxLength(16_384),
+  v.regex(/^[a-z0-9][a-z0-9@.+-]{2,63} [A-Za-z0-9+/]+={0,2}(\s.*)?$/, 'an OpenSSH public key like "ssh-ed25519 AAAA…"'),
+  v.transform((line) => line.split(/\s+/).slice(0, 2).join(' ')),
+)
+
 /** One host of the broker's static pool (`CRABBOX_STATIC_POOL`, a JSON array of these). */
 export const StaticPoolHost = v.object({
   name: v.pipe(v.string(), v.nonEmpty(), v.maxLength(128)),
@@ -291,6 +305,9 @@ export const StaticPoolHost = v.object({
   user: v.optional(v.pipe(v.string(), v.nonEmpty()), 'crabbox'),
   workRoot: v.optional(v.pipe(v.string(), v.nonEmpty()), '/work/crabbox'),
   fallbackPorts: v.optional(v.array(v.pipe(v.union([v.number(), v.string()]), v.transform(String))), []),
+  /** The host's SSH key (or keys), handed to lessees to pin; without them the CLI trusts the first key it sees. */
+  hostKey: v.optional(HostKeyLine),
+  hostKeys: v.optional(v.pipe(v.array(HostKeyLine), v.maxLength(16))),
 })
 export type StaticPoolHost = v.InferOutput<typeof StaticPoolHost>
 export const StaticPool = v.array(StaticPoolHost)

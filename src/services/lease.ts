@@ -10,6 +10,7 @@ import type { DirectProvider, Lease } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import type { Progress } from '../ui/progress.js'
 import { ensureLeaseKey } from '../transport/ssh/keys.js'
+import { pinHostKeys } from '../transport/ssh/known-hosts.js'
 import { newLeaseId } from '../protocol/ids.js'
 
 export interface LeaseContext {
@@ -67,6 +68,13 @@ function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
   }
 }
 
+/** Pins the host keys a broker lease carries (static pool entries with `hostKey`); without them the first key is trusted. */
+async function pinLeaseHostKeys(lease: Lease, record: LeaseRecord): Promise<Lease> {
+  if (record.hostKeys?.length && lease.ssh.host)
+    await pinHostKeys(lease.ssh.knownHostsPath, lease.ssh.host, [lease.ssh.port, ...lease.ssh.fallbackPorts], record.hostKeys)
+  return lease
+}
+
 function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBackend {
   const { config } = context
   // `local` is the direct-mode default; through a broker it means "the broker's default".
@@ -95,7 +103,7 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
           providerKey: `crabbox-${leaseId.replace('_', '-')}`,
         },
       })
-      return leaseFromRecord(lease, config)
+      return pinLeaseHostKeys(leaseFromRecord(lease, config), lease)
     },
     async resolve(idOrSlug) {
       let record: LeaseRecord
@@ -106,7 +114,7 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
         throw error
       }
       await ensureLeaseKey(record.id)
-      return leaseFromRecord(record, config)
+      return pinLeaseHostKeys(leaseFromRecord(record, config), record)
     },
     async release(lease) {
       // Release is what stops the meter: retry transient failures a few times.

@@ -1,6 +1,9 @@
 import { execFile } from 'node:child_process'
+import { rmSync } from 'node:fs'
 import { promisify } from 'node:util'
-import { describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runCli } from '../support/cli.js'
+import { gitRepo } from '../support/fixtures.js'
 import { brokerWithStaticHosts } from '../support/static-broker.js'
 
 const exec = promisify(execFile)
@@ -76,5 +79,55 @@ describe('broker static pool', () => {
 
     const pool = await call('GET', '/v1/leases?state=active')
     expect(pool.body.leases.map((l: { id: string }) => l.id).sort()).toEqual([leased[1].id, again.body.lease.id].sort())
+  })
+})
+
+/**
+ * Pool entries that carry the host's key: the lease hands it to the CLI, which pins it
+ * instead of trusting the first key it sees. Two hosts; both entries carry the second
+ * host's key, so the first entry ('wrong') names a host whose sshd offers another key.
+ */
+describe('broker static pool with host keys', () => {
+  const rig = brokerWithStaticHosts({
+    token: 'e2e-host-keys',
+    owner: 'pinned@example.com',
+    hosts: [{ ports: [22] }, { ports: [22] }],
+    names: ['wrong', 'right'],
+    entry: (_host, hosts) => ({ hostKey: hosts[1]!.hostPublicKey }),
+  })
+  let repo = ''
+  beforeAll(() => {
+    repo = gitRepo('crabbox-host-keys-')
+  })
+  afterAll(() => rmSync(repo, { recursive: true, force: true }))
+
+  const run = async () => {
+    // The CLI's key works on both hosts: only the host key can make the run fail.
+    await rig.hosts[1]!.authorize(rig.hosts[0]!.publicKey)
+    return runCli(['run', '--no-sync', '--', 'echo', 'pinned run'], { home: rig.home, cwd: repo, env: rig.cliEnv() })
+  }
+
+  it('a host whose key is not the pool entry’s fails with exit 7 (host key changed), never trusted on first use', async () => {
+    const result = await run()
+    expect(result.code, result.stderr).toBe(7)
+    expect(result.stderr).toMatch(/host key for \S+ changed/)
+    expect(result.stderr).toContain(rig.hosts[0]!.hostKeyFingerprint)
+    expect(result.stderr).toContain(rig.hosts[1]!.hostKeyFingerprint)
+    expect(result.stdout).not.toContain('pinned run')
+    // The failed run gave its host back.
+    expect((await rig.api('GET', '/v1/leases?state=active')).leases).toEqual([])
+  })
+
+  it('a host offering the pool entry’s key runs', async () => {
+    // Hold the first entry, so the CLI gets the second.
+    const { lease: held } = await rig.api('POST', '/v1/leases', { provider: 'static', sshPublicKey: rig.hosts[0]!.publicKey })
+    expect(held).toMatchObject({ serverName: 'wrong', hostKeys: [rig.hosts[1]!.hostPublicKey] })
+    try {
+      const result = await run()
+      expect(result.code, result.stderr).toBe(0)
+      expect(result.stdout).toBe('pinned run\n')
+    } finally {
+      await rig.api('POST', `/v1/leases/${held.id}/release`, { delete: true })
+    }
   })
 })

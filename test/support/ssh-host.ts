@@ -34,6 +34,8 @@ export interface SshHost {
   privateKeyPath: string
   publicKey: string
   hostKeyFingerprint: string
+  /** sshd's public host key as OpenSSH writes it, without comment (`ssh-ed25519 AAAA…`). */
+  hostPublicKey: string
   authorize(publicKeyLine: string): Promise<void>
   run(command: string): Promise<{ code: number; stdout: string; stderr: string }>
   /** Where, seen from the test process, a path under one of privateDirs lives for this host. */
@@ -289,6 +291,9 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
     return fingerprint(join(dir, 'ssh_host_ed25519_key.pub'))
   }
 
+  const hostPublicKey = async () =>
+    (await readFile(join(dir, 'ssh_host_ed25519_key.pub'), 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ')
+
   const startSshd = async () => {
     await writeFile(join(dir, 'sshd_config'), sshdConfig(dir, ports, maxSessions))
     sshdLog = ''
@@ -372,6 +377,7 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
       privateKeyPath: keyPath,
       publicKey,
       hostKeyFingerprint: hostFingerprint,
+      hostPublicKey: await hostPublicKey(),
       async authorize(publicKeyLine) {
         await appendFile(join(dir, 'authorized_keys'), `${publicKeyLine.trim()}\n`)
       },
@@ -404,7 +410,10 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
         if (stopped) throw new Error(`sshHost ${name} is stopped`)
         await stopSshd()
         if (restartOptions.ports) ports = restartOptions.ports
-        if (restartOptions.newHostKeys) host.hostKeyFingerprint = await genHostKey()
+        if (restartOptions.newHostKeys) {
+          host.hostKeyFingerprint = await genHostKey()
+          host.hostPublicKey = await hostPublicKey()
+        }
         await startSshd()
       },
       async stop() {

@@ -14,6 +14,10 @@ export interface StaticBrokerOptions {
   hosts?: SshHostOptions[]
   /** Names of the pool entries, given to the hosts in turn (default: one entry per host, named after it). */
   names?: string[]
+  /** Extra fields of each pool entry (e.g. `hostKey`), from the host it names and all the hosts. */
+  entry?: (host: SshHost, hosts: SshHost[], index: number) => Record<string, unknown>
+  /** Broker settings on top of the token, the pool and a 1 s minimum lease time (tests use idle timeouts of a few seconds). */
+  env?: Record<string, string>
 }
 
 /** `crabbox broker dev` with a static pool of real sshd hosts, and a CLI home to use it from. */
@@ -49,9 +53,16 @@ export function brokerWithStaticHosts(options: StaticBrokerOptions): StaticBroke
     const names = options.names ?? hosts.map((h) => h.name)
     const pool = names.map((name, i) => {
       const h = hosts[i % hosts.length]
-      return { name, host: h.address, port: h.ports[0], user: h.user, workRoot: `${h.home}/work` }
+      return { name, host: h.address, port: h.ports[0], user: h.user, workRoot: `${h.home}/work`, ...options.entry?.(h, hosts, i) }
     })
-    broker = await startBroker({ env: { CRABBOX_SHARED_TOKEN: options.token, CRABBOX_STATIC_POOL: JSON.stringify(pool) } })
+    broker = await startBroker({
+      env: {
+        CRABBOX_SHARED_TOKEN: options.token,
+        CRABBOX_STATIC_POOL: JSON.stringify(pool),
+        CRABBOX_MIN_LEASE_SECONDS: '1',
+        ...options.env,
+      },
+    })
     home = cliHome()
   })
 

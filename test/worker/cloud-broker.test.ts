@@ -87,6 +87,7 @@ afterEach(async () => {
   await inFleet((deps: FleetDeps) => {
     if (original) deps.providers = original
     deps.now = () => new Date()
+    delete deps.env.CRABBOX_MIN_LEASE_SECONDS
   })
 })
 
@@ -300,6 +301,10 @@ describe('brokered Hetzner leases', () => {
 
   it("a create still running past its lease's expiry is left to finish, without the alarm spinning meanwhile", async () => {
     await useFakes({}, { timeoutMs: 3_000 })
+    // A 1 s lease: below the broker's default floor of 60 s, so the test need not wait a minute.
+    await inFleet((deps: FleetDeps) => {
+      deps.env = { ...deps.env, CRABBOX_MIN_LEASE_SECONDS: '1' }
+    })
     hetzner.inject({ method: 'POST', path: '/servers', kind: 'lost-timeout' })
     const id = leaseId()
     const pending = createLease({ provider: 'hetzner', class: 'standard', leaseID: id, ttlSeconds: 1, idleTimeoutSeconds: 1 })

@@ -95,6 +95,22 @@ describe('low: static-pool host keys are pinned', () => {
     const read = await callJson(shared('pinned@example.com'), `/v1/leases/${lease.id}`)
     expect(read.lease.hostKeys).toEqual([hostKey])
   })
+
+  it('hostKeys may list several keys (comments dropped); a malformed key makes the pool invalid, never unpinned', async () => {
+    const ed25519 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyOfTheStaticPoolEntryForTests0'
+    const ecdsa = 'ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHostKeyForTests='
+    await withSettings({ CRABBOX_STATIC_POOL: staticPool(1, 'several', { hostKeys: [`${ed25519} root@box`, ecdsa] }) })
+    expect((await createLease(shared('several@example.com'))).hostKeys).toEqual([ed25519, ecdsa])
+    await restoreSettings()
+
+    await withSettings({ CRABBOX_STATIC_POOL: staticPool(1, 'malformed', { hostKey: 'box1 ssh-ed25519' }) })
+    const refused = await api(shared('malformed@example.com'), 'POST', '/v1/leases', {
+      provider: 'static',
+      sshPublicKey: 'ssh-ed25519 AAAA k',
+    })
+    expect(refused.status).toBe(503)
+    expect(refused.body).toMatchObject({ error: 'static_pool_invalid', message: expect.stringContaining('hostKey') })
+  })
 })
 
 describe('low: URLs handed to users never come from the Host header', () => {

@@ -16,6 +16,7 @@ import {
   inflightFor,
   insertLease,
   LIVE_LEASE_SQL,
+  minLeaseSeconds,
   queueCleanup,
   saveRecord,
   type MachineRef,
@@ -187,8 +188,8 @@ async function planLease(deps: FleetDeps, identity: Identity, request: LeaseRequ
     target,
     leaseClass,
     serverType,
-    ttlSeconds: clampSeconds(request.ttlSeconds, DEFAULT_TTL_SECONDS),
-    idleTimeoutSeconds: clampSeconds(request.idleTimeoutSeconds, DEFAULT_IDLE_SECONDS),
+    ttlSeconds: clampSeconds(request.ttlSeconds, DEFAULT_TTL_SECONDS, minLeaseSeconds(deps.env)),
+    idleTimeoutSeconds: clampSeconds(request.idleTimeoutSeconds, DEFAULT_IDLE_SECONDS, minLeaseSeconds(deps.env)),
     hourlyUSD: await hourlyRate(deps.env, providerName, provider, serverType),
   }
 }
@@ -348,6 +349,7 @@ function attachMachine(deps: FleetDeps, lease: LeaseRecord, machine: Machine): L
       maxEstimatedUSD: maxEstimatedUSD(current.ttlSeconds, hourly),
       ...(machine.region ? { region: machine.region } : {}),
       ...(machine.market ? { market: machine.market } : {}),
+      ...(machine.hostKeys?.length ? { hostKeys: machine.hostKeys } : {}),
       updatedAt: nowIso,
       lastTouchedAt: nowIso,
     }

@@ -2,6 +2,7 @@ import { isLeaseId, normalizeSlug } from '../../src/protocol/ids.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { LEASE_LIST_DEFAULT_LIMIT, LIVE_LEASE_STATES, type LeaseListQuery, type LeaseRecord } from '../../src/protocol/leases.js'
 import { canManageLease, leaseRole, type Identity } from '../auth/identity.js'
+import { setting, type Env } from '../env.js'
 import { decodeCursor, encodeCursor, type FleetStorage } from './storage.js'
 
 /**
@@ -48,6 +49,8 @@ export const LEASE_SCHEMA = [
 ]
 
 export const MAX_LEASE_SECONDS = 86_400
+/** The default of `CRABBOX_MIN_LEASE_SECONDS` (see minLeaseSeconds). */
+export const MIN_LEASE_SECONDS = 60
 export const DEFAULT_TTL_SECONDS = 5_400
 export const DEFAULT_IDLE_SECONDS = 1_800
 export type LeaseRow = {
@@ -126,10 +129,23 @@ export function inflightFor(storage: FleetStorage): Map<string, Promise<LeaseRec
 
 // ---- expiry math ------------------------------------------------------------------
 
-/** Clamps a duration in seconds: non-finite or ≤ 0 → default; truncated; ≤ 86400. */
-export function clampSeconds(value: number | undefined, fallback: number): number {
+/**
+ * The shortest TTL or idle timeout a lease gets (`CRABBOX_MIN_LEASE_SECONDS`, default
+ * 60, at least 1): shorter positive values are raised to it.
+ */
+export function minLeaseSeconds(env: Env): number {
+  const raw = Number(setting(env, 'CRABBOX_MIN_LEASE_SECONDS'))
+  return Number.isFinite(raw) && raw >= 1 ? Math.min(Math.trunc(raw), MAX_LEASE_SECONDS) : MIN_LEASE_SECONDS
+}
+
+/**
+ * Clamps a TTL or idle timeout in seconds: non-finite or ≤ 0 → default; truncated;
+ * within [min, 86400]. The floor matters: a fraction like 0.4 would truncate to 0,
+ * which `computeExpiresAt` reads as "no idle timeout".
+ */
+export function clampSeconds(value: number | undefined, fallback: number, min = MIN_LEASE_SECONDS): number {
   if (value === undefined || !Number.isFinite(value) || value <= 0) return fallback
-  return Math.min(Math.trunc(value), MAX_LEASE_SECONDS)
+  return Math.min(Math.max(Math.trunc(value), min, 1), MAX_LEASE_SECONDS)
 }
 
 /** `min(createdAt + ttl, lastTouchedAt + idle)`: heartbeats never push past the TTL. */
@@ -144,7 +160,19 @@ export function computeExpiresAt(lease: Pick<LeaseRecord, 'createdAt' | 'lastTou
 // ---- resolution and visibility ----------------------------------------------------
 
 /**
- * A lease by exact ID (any state) or by slug (live, unexpired). Not visible and
+ * The SQL condition of the leases `identity` may see (leaseRole's rule: own, shared with
+ * the caller or the caller's org, or admin), for queries that must filter before a LIMIT.
+ */
+function visibleSql(identity: Identity): { sql: string; bindings: unknown[] } {
+  if (identity.admin) return { sql: '1', bindings: [] }
+  return {
+    sql: '((owner = ? AND org = ?) OR id IN (SELECT lease_id FROM lease_shares WHERE principal IN (?, ?)))',
+    bindings: [identity.owner, identity.org, `user:${identity.owner.trim().toLowerCase()}`, `org:${identity.org}`],
+  }
+}
+
+/**
+ * A lease by exact ID (any state) or by slug (active, unexpired). Not visible and
  * missing are the same 404; a slug matching several visible leases is 409.
  */
 export function resolveLease(storage: FleetStorage, identity: Identity, ref: string, now: Date): LeaseRecord {
@@ -156,14 +184,18 @@ export function resolveLease(storage: FleetStorage, identity: Identity, ref: str
   }
   const slug = normalizeSlug(ref)
   if (!slug || isLeaseId(ref)) throw notFound()
+  // Visibility is in the query, before the limit: other owners' leases with this slug never crowd out the caller's.
+  const visible = visibleSql(identity)
   const candidates = storage
     .all<{ record: string }>(
-      `SELECT record FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND expires_at > ? LIMIT 50`,
+      `SELECT record FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND state = 'active' AND expires_at > ? AND ${visible.sql}
+       ORDER BY created_at DESC, id DESC LIMIT 50`,
       slug,
       now.toISOString(),
+      ...visible.bindings,
     )
     .map(parseRecord)
-    .filter((lease) => lease.state === 'active' && leaseRole(lease, identity))
+    .filter((lease) => leaseRole(lease, identity))
   if (!candidates.length) throw notFound()
   if (candidates.length > 1) {
     throw new ApiError(
@@ -214,8 +246,9 @@ export function listLeases(storage: FleetStorage, identity: Identity, query: Lea
     bindings.push(cursor.time, cursor.time, cursor.id)
   }
   if (!identity.admin) {
-    where.push(`((owner = ? AND org = ?) OR id IN (SELECT lease_id FROM lease_shares WHERE principal IN (?, ?)))`)
-    bindings.push(identity.owner, identity.org, `user:${identity.owner.trim().toLowerCase()}`, `org:${identity.org}`)
+    const visible = visibleSql(identity)
+    where.push(visible.sql)
+    bindings.push(...visible.bindings)
   }
   const rows = storage.all<{ record: string; created_at: string; id: string }>(
     `SELECT record, created_at, id FROM leases ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,

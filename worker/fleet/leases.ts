@@ -12,7 +12,16 @@ import {
 import type { Identity } from '../auth/identity.js'
 import type { FleetDeps } from './deps.js'
 import { cleanupMachine } from './lease-cleanup.js'
-import { clampSeconds, computeExpiresAt, inflightFor, queueCleanup, requireManage, resolveLease, saveRecord } from './lease-store.js'
+import {
+  clampSeconds,
+  computeExpiresAt,
+  inflightFor,
+  minLeaseSeconds,
+  queueCleanup,
+  requireManage,
+  resolveLease,
+  saveRecord,
+} from './lease-store.js'
 import type { FleetStorage } from './storage.js'
 
 /**
@@ -41,7 +50,7 @@ export async function heartbeatLease(deps: FleetDeps, identity: Identity, ref: s
     }
     const next: LeaseRecord = { ...lease, updatedAt: nowIso, lastTouchedAt: nowIso }
     if (body.idleTimeoutSeconds !== undefined && body.idleTimeoutSeconds > 0)
-      next.idleTimeoutSeconds = clampSeconds(body.idleTimeoutSeconds, next.idleTimeoutSeconds)
+      next.idleTimeoutSeconds = clampSeconds(body.idleTimeoutSeconds, next.idleTimeoutSeconds, minLeaseSeconds(deps.env))
     const sample = sanitizeTelemetry(body.telemetry, now)
     if (sample) {
       next.telemetry = sample

@@ -17,10 +17,13 @@ export interface UsageSelection {
   org?: string
 }
 
-/** Who sees what: non-admins only their own leases; admins pick a scope (default `user`). */
+/**
+ * Who sees what: non-admins only their own leases (their owner *and* org: the same
+ * owner name in another org is someone else's usage); admins pick a scope (default `user`).
+ */
 export function usageSelection(identity: Identity, query: UsageQuery, now: Date): UsageSelection {
   const month = query.month ?? monthOf(now.toISOString())
-  if (!identity.admin) return { month, scope: 'user', owner: identity.owner }
+  if (!identity.admin) return { month, scope: 'user', owner: identity.owner, org: identity.org }
   const scope = query.scope ?? 'user'
   if (scope === 'user') return { month, scope, owner: query.owner ?? identity.owner }
   if (scope === 'org') return { month, scope, org: query.org ?? identity.org }
@@ -60,7 +63,8 @@ export function usageSummary(storage: FleetStorage, selection: UsageSelection, n
     filters.push('owner = ?')
     bindings.push(selection.owner)
   }
-  if (selection.scope === 'org' && selection.org !== undefined) {
+  // A user selection may also name the org (always, for non-admins); an org selection always does.
+  if (selection.scope !== 'all' && selection.org !== undefined) {
     filters.push('org = ?')
     bindings.push(selection.org)
   }
@@ -82,7 +86,7 @@ export function usageSummary(storage: FleetStorage, selection: UsageSelection, n
     month: selection.month,
     scope: selection.scope,
     ...(selection.scope === 'user' && selection.owner !== undefined ? { owner: selection.owner } : {}),
-    ...(selection.scope === 'org' && selection.org !== undefined ? { org: selection.org } : {}),
+    ...(selection.scope !== 'all' && selection.org !== undefined ? { org: selection.org } : {}),
     leases: totals.leases,
     activeLeases: totals.activeLeases,
     runtimeSeconds: totals.runtimeSeconds,

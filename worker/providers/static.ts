@@ -9,7 +9,8 @@ import type { BrokerProvider, BrokerProviderContext, ListableProvider, Machine }
  * The static pool: existing SSH hosts from `CRABBOX_STATIC_POOL`. A lease claims
  * one free host (a row in `static_claims`, unique per host and per lease); its
  * release deletes the claim. Nothing is created or destroyed on the hosts —
- * users reach them with keys already authorized there.
+ * users reach them with keys already authorized there, and nothing isolates one
+ * lessee from the next. An entry's `hostKey`/`hostKeys` go on the lease for the CLI to pin.
  */
 
 /** Host claims; applied once when the Fleet object starts (fleet/schema.ts). */
@@ -30,7 +31,7 @@ export function parseStaticPool(raw: string | undefined): StaticPoolHost[] {
     throw new ApiError(
       503,
       'static_pool_invalid',
-      'CRABBOX_STATIC_POOL is not valid JSON; set it to an array of {name, host, port, user, workRoot}',
+      'CRABBOX_STATIC_POOL is not valid JSON; set it to an array of {name, host, port, user, workRoot, hostKey}',
     )
   }
   const parsed = v.safeParse(StaticPool, json)
@@ -38,7 +39,11 @@ export function parseStaticPool(raw: string | undefined): StaticPoolHost[] {
   return parsed.output
 }
 
+/** The entry's host keys, `hostKey` first, without repeats. */
+const hostKeysOf = (host: StaticPoolHost): string[] => [...new Set([...(host.hostKey ? [host.hostKey] : []), ...(host.hostKeys ?? [])])]
+
 function toMachine(host: StaticPoolHost, leaseId?: string): Machine {
+  const hostKeys = hostKeysOf(host)
   return {
     provider: 'static',
     id: host.name,
@@ -51,6 +56,7 @@ function toMachine(host: StaticPoolHost, leaseId?: string): Machine {
     serverType: 'ssh',
     hourlyUSD: 0,
     labels: leaseId ? { crabbox: 'true', lease: leaseId } : { crabbox: 'true' },
+    ...(hostKeys.length ? { hostKeys } : {}),
   }
 }
 

@@ -47,6 +47,8 @@ export interface Machine {
   market?: 'spot' | 'on-demand'
   /** USD per hour when known. */
   hourlyUSD?: number
+  /** The machine's SSH host keys (`type base64`) when the provider knows them; lessees pin them. */
+  hostKeys?: string[]
   labels: Record<string, string>
 }
 

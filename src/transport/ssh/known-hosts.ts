@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto'
-import { appendFile, mkdir, readFile } from 'node:fs/promises'
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { CrabboxError } from '../../errors.js'
 
 /**
  * Per-lease host-key pinning in OpenSSH known_hosts format, so `ssh -o
- * UserKnownHostsFile=<file>` agrees with us: trust on first use, then a changed
- * key is a hard failure. The user's ~/.ssh/known_hosts is never read or written.
+ * UserKnownHostsFile=<file>` agrees with us: trust on first use (unless the keys
+ * came with the lease, see pinHostKeys), then a changed key is a hard failure.
+ * The user's ~/.ssh/known_hosts is never read or written.
  */
 
 /** OpenSSH names non-22 ports `[host]:port`. */
@@ -72,4 +73,30 @@ export async function verifyHostKey(
   await mkdir(dirname(knownHostsPath), { recursive: true, mode: 0o700 })
   await appendFile(knownHostsPath, `${name} ${keyType(rawKey)} ${rawKey.toString('base64')}\n`, { mode: 0o600 })
   return undefined
+}
+
+/** Whether `blob` (base64) is an SSH wire key blob of `type`: what a key written as `type blob` must be. */
+function blobOfType(blob: string, type: string): boolean {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) return false
+  const raw = Buffer.from(blob, 'base64')
+  return raw.length >= 4 && raw.readUInt32BE(0) + 4 <= raw.length && keyType(raw) === type
+}
+
+/**
+ * Pins keys the lease came with (`type base64`, e.g. a static pool entry's host key from
+ * the broker) for host on every port, replacing the file's pins: any other key the host
+ * offers is then a mismatch, never trusted on first use. Malformed keys are skipped; none
+ * usable is an error (never a silent fall back to trust on first use).
+ */
+export async function pinHostKeys(knownHostsPath: string, host: string, ports: number[], keys: readonly string[]): Promise<void> {
+  const parsed = keys.map((key) => key.trim().split(/\s+/)).filter(([type, blob]) => type && blob && blobOfType(blob, type))
+  if (!parsed.length)
+    throw new CrabboxError(`the host keys given for ${host} are not OpenSSH public keys ("ssh-ed25519 AAAA…")`, {
+      exit: 'ssh',
+      code: 'host_key_invalid',
+      hint: "fix the pool entry's hostKey at the broker (the key part of the host's ssh_host_*_key.pub)",
+    })
+  const lines = [...new Set(ports)].flatMap((port) => parsed.map(([type, blob]) => `${knownHostsName(host, port)} ${type} ${blob}`))
+  await mkdir(dirname(knownHostsPath), { recursive: true, mode: 0o700 })
+  await writeFile(knownHostsPath, `${lines.join('\n')}\n`, { mode: 0o600 })
 }
