@@ -95,6 +95,41 @@ describe('finding 8: control sockets are limited per caller and per run', () => 
     }
   }, 120_000)
 
+  it('closed sockets give their slots back, per caller and per run', async () => {
+    const owner = shared('slots@example.com')
+    const run = await createRun(owner)
+    const callers: Who[] = [
+      owner,
+      ...Array.from({ length: 4 }, (_, i) => ({ kind: 'admin' as const, owner: `slot-watcher-${i}@example.com`, org: 'openclaw' })),
+    ]
+    const clients: ControlClient[] = []
+    try {
+      for (const who of callers) {
+        for (let i = 0; i < SOCKETS_PER_CALLER; i++) {
+          const client = await openControl(who)
+          clients.push(client)
+          client.send({ type: 'subscribe_run', runID: run.id, after: 0 })
+          await client.next((f) => f.type === 'run_events' && f.runID === run.id)
+        }
+      }
+      expect(clients).toHaveLength(SUBSCRIBERS_PER_RUN)
+      expect((await upgrade(owner)).status).toBe(429)
+      // The owner closes one socket: it may open another, and that one may subscribe.
+      clients.shift()!.close()
+      let again: ControlClient | undefined
+      for (let tries = 0; !again && tries < 40; tries++) {
+        again = await openControl(owner).catch(() => undefined)
+        if (!again) await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      expect(again, 'a closed socket still counts against its caller').toBeDefined()
+      clients.push(again!)
+      again!.send({ type: 'subscribe_run', runID: run.id, after: 0 })
+      expect(await again!.next((f) => f.runID === run.id || f.type === 'error')).toMatchObject({ type: 'run_events', runID: run.id })
+    } finally {
+      for (const client of clients) client.close()
+    }
+  }, 120_000)
+
   it(`an attacker opening sockets cannot slow a victim's appends more than ${LATENCY_FACTOR}x`, async () => {
     const victim = shared('quiet-victim@example.com')
     const victimRun = await createRun(victim)

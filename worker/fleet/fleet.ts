@@ -2,7 +2,7 @@ import { DurableObject } from 'cloudflare:workers'
 import type { Env } from '../env.js'
 import { providerRegistry } from '../providers/registry.js'
 import { runAlarm, wakeBy } from './alarm.js'
-import { onControlClose, onControlMessage } from './control.js'
+import { onControlClose, onControlError, onControlMessage } from './control.js'
 import type { FleetApp, FleetDeps } from './deps.js'
 import { createFleetApp } from './routes.js'
 import { migrateFleet } from './schema.js'
@@ -46,10 +46,10 @@ export class FleetDurableObject extends DurableObject<Env> {
   }
 
   override webSocketClose(ws: WebSocket, code: number): void {
-    onControlClose(ws, code)
+    onControlClose(this.deps, ws, code)
   }
 
-  override webSocketError(): void {
-    // Nothing to do: a socket's state lives in its attachment and goes with it.
+  override webSocketError(ws: WebSocket): void {
+    onControlError(this.deps, ws)
   }
 }

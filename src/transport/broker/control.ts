@@ -139,10 +139,11 @@ class Channel {
     this.socket.addEventListener('close', () => this.dropped(this.state === 'unsupported' ? 'unsupported' : 'connecting'))
     this.socket.addEventListener('error', (event) => {
       // ws reports a refused upgrade as "Unexpected server response: <status>". 404/426: a
-      // broker without the control socket; 401/403: let HTTP give the real auth error.
+      // broker without the control socket; 401/403: let HTTP give the real auth error; 429:
+      // this caller already holds the broker's limit of sockets. HTTP serves meanwhile;
       // partysocket keeps retrying in the background either way.
       const status = /Unexpected server response: (\d+)/.exec(event.message ?? '')?.[1]
-      const refused = status !== undefined && ['401', '403', '404', '426'].includes(status)
+      const refused = status !== undefined && ['401', '403', '404', '426', '429'].includes(status)
       this.dropped(refused || this.state === 'unsupported' ? 'unsupported' : 'connecting')
     })
     this.socket.addEventListener('message', (event) => this.receive((event as MessageEvent).data))
