@@ -33,6 +33,8 @@ export interface ControlAttachment {
   owner: string
   org: string
   admin: boolean
+  /** The identity's namespace (claimed by header, or verified); absent on sockets from before it: claimed. */
+  claimed?: boolean
   /** runID → highest seq delivered on this socket. */
   subscriptions: Record<string, number>
 }
@@ -83,6 +85,7 @@ export function openControlSocket(ctx: DurableObjectState, request: Request, ide
     owner: identity.owner,
     org: identity.org,
     admin: identity.admin,
+    claimed: identity.claimed,
     subscriptions: {},
   }
   server.serializeAttachment(attachment)
@@ -119,13 +122,14 @@ export function pushRunEvents(ctx: DurableObjectState, storage: FleetStorage, ru
   if (!run) return
   for (const ws of ctx.getWebSockets(CONTROL_TAG)) {
     const attachment = attachmentOf(ws)
-    if (!attachment || attachment.subscriptions[runID] === undefined || !canSeeRun(attachment, run)) continue
+    if (!attachment || attachment.subscriptions[runID] === undefined || !canSeeRun(identityOf(attachment), run)) continue
     drain(storage, ws, attachment, runID)
   }
 }
 
 function identityOf(attachment: ControlAttachment): Identity {
-  return { owner: attachment.owner, org: attachment.org, admin: attachment.admin, auth: 'bearer' }
+  const claimed = attachment.claimed !== false
+  return { owner: attachment.owner, org: attachment.org, admin: attachment.admin, auth: 'bearer', claimed, credential: '' }
 }
 
 /** One client frame. Bad frames get an `error` reply and change nothing; the socket stays open. */
@@ -156,7 +160,7 @@ export async function handleControlMessage(deps: ControlDeps, ws: WebSocket, raw
       return send(ws, { type: 'pong' })
     case 'subscribe_run': {
       const run = peekRun(deps.storage, message.runID)
-      if (!run || !canSeeRun(attachment, run)) return sendError(ws, 'not_found', 'run not found')
+      if (!run || !canSeeRun(identityOf(attachment), run)) return sendError(ws, 'not_found', 'run not found')
       if (attachment.subscriptions[run.id] === undefined && Object.keys(attachment.subscriptions).length >= MAX_SUBSCRIPTIONS) {
         return sendError(ws, 'invalid_message', `at most ${MAX_SUBSCRIPTIONS} runs per control socket`)
       }

@@ -1,7 +1,7 @@
 import { isLeaseId, normalizeSlug } from '../../src/protocol/ids.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { LEASE_LIST_DEFAULT_LIMIT, LIVE_LEASE_STATES, type LeaseListQuery, type LeaseRecord } from '../../src/protocol/leases.js'
-import { canManageLease, leaseRole, type Identity } from '../auth/identity.js'
+import { canManageLease, leaseRole, ownerClaimedColumn, withOwnerNamespace, type Identity } from '../auth/identity.js'
 import { decodeCursor, encodeCursor, type FleetStorage } from './storage.js'
 
 /**
@@ -47,6 +47,16 @@ export const LEASE_SCHEMA = [
   'CREATE INDEX lease_shares_by_principal ON lease_shares (principal, lease_id)',
 ]
 
+/**
+ * Whose namespace a lease is in (`claimed` = 1: an owner named by header under the shared
+ * token) and which credential made it (per-credential caps). Leases from before it count
+ * as verified: a header can no longer claim them.
+ */
+export const LEASE_IDENTITY_SCHEMA = [
+  'ALTER TABLE leases ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0',
+  'ALTER TABLE leases ADD COLUMN credential TEXT',
+]
+
 export const MAX_LEASE_SECONDS = 86_400
 export const DEFAULT_TTL_SECONDS = 5_400
 export const DEFAULT_IDLE_SECONDS = 1_800
@@ -71,10 +81,12 @@ export interface MachineRef {
   region?: string
 }
 
-export const parseRecord = (row: { record: string }): LeaseRecord => JSON.parse(row.record) as LeaseRecord
+/** A lease row's record, marked with its owner's namespace (select `record, claimed`). */
+export const parseRecord = (row: { record: string; claimed: number }): LeaseRecord =>
+  withOwnerNamespace(JSON.parse(row.record) as LeaseRecord, row.claimed)
 
 export function getLeaseRecord(storage: FleetStorage, id: string): LeaseRecord | undefined {
-  const row = storage.one<{ record: string }>('SELECT record FROM leases WHERE id = ?', id)
+  const row = storage.one<{ record: string; claimed: number }>('SELECT record, claimed FROM leases WHERE id = ?', id)
   return row ? parseRecord(row) : undefined
 }
 
@@ -91,11 +103,11 @@ export function saveRecord(storage: FleetStorage, lease: LeaseRecord): void {
   )
 }
 
-/** Inserts a new lease record with its derived columns. */
-export function insertLease(storage: FleetStorage, lease: LeaseRecord, month: string): void {
+/** Inserts a new lease record (marked with its namespace) with its derived columns and the credential that made it. */
+export function insertLease(storage: FleetStorage, lease: LeaseRecord, month: string, credential: string): void {
   storage.run(
-    `INSERT INTO leases (id, owner, org, state, slug, provider, created_at, expires_at, month, reserved_usd, record)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO leases (id, owner, org, state, slug, provider, created_at, expires_at, month, reserved_usd, record, claimed, credential)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     lease.id,
     lease.owner,
     lease.org,
@@ -107,6 +119,8 @@ export function insertLease(storage: FleetStorage, lease: LeaseRecord, month: st
     month,
     lease.maxEstimatedUSD ?? 0,
     JSON.stringify(lease),
+    ownerClaimedColumn(lease),
+    credential || null,
   )
 }
 
@@ -157,8 +171,8 @@ export function resolveLease(storage: FleetStorage, identity: Identity, ref: str
   const slug = normalizeSlug(ref)
   if (!slug || isLeaseId(ref)) throw notFound()
   const candidates = storage
-    .all<{ record: string }>(
-      `SELECT record FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND expires_at > ? LIMIT 50`,
+    .all<{ record: string; claimed: number }>(
+      `SELECT record, claimed FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND expires_at > ? LIMIT 50`,
       slug,
       now.toISOString(),
     )
@@ -214,11 +228,18 @@ export function listLeases(storage: FleetStorage, identity: Identity, query: Lea
     bindings.push(cursor.time, cursor.time, cursor.id)
   }
   if (!identity.admin) {
-    where.push(`((owner = ? AND org = ?) OR id IN (SELECT lease_id FROM lease_shares WHERE principal IN (?, ?)))`)
-    bindings.push(identity.owner, identity.org, `user:${identity.owner.trim().toLowerCase()}`, `org:${identity.org}`)
+    // Only the caller's namespace: a claimed owner never sees a verified one's leases or shares, nor the reverse.
+    where.push(`claimed = ? AND ((owner = ? AND org = ?) OR id IN (SELECT lease_id FROM lease_shares WHERE principal IN (?, ?)))`)
+    bindings.push(
+      identity.claimed ? 1 : 0,
+      identity.owner,
+      identity.org,
+      `user:${identity.owner.trim().toLowerCase()}`,
+      `org:${identity.org}`,
+    )
   }
-  const rows = storage.all<{ record: string; created_at: string; id: string }>(
-    `SELECT record, created_at, id FROM leases ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
+  const rows = storage.all<{ record: string; claimed: number; created_at: string; id: string }>(
+    `SELECT record, claimed, created_at, id FROM leases ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
     ...bindings,
     limit + 1,
   )
@@ -230,6 +251,9 @@ export function listLeases(storage: FleetStorage, identity: Identity, query: Lea
 /** Live leases (provisioning or active), oldest expiry first, bounded. For usage and control modules. */
 export function liveLeases(storage: FleetStorage, limit: number): LeaseRecord[] {
   return storage
-    .all<{ record: string }>(`SELECT record FROM leases WHERE ${LIVE_LEASE_SQL} ORDER BY expires_at LIMIT ?`, limit)
+    .all<{ record: string; claimed: number }>(
+      `SELECT record, claimed FROM leases WHERE ${LIVE_LEASE_SQL} ORDER BY expires_at LIMIT ?`,
+      limit,
+    )
     .map(parseRecord)
 }
