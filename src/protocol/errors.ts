@@ -15,6 +15,7 @@ export const ErrorCode = {
   invalidRequest: 'invalid_request',
   invalidJson: 'invalid_json',
   invalidLeaseId: 'invalid_lease_id',
+  invalidIdentity: 'invalid_identity',
   payloadTooLarge: 'payload_too_large',
   unsupportedProvider: 'unsupported_provider',
   unsupportedTarget: 'unsupported_target',

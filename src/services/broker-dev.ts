@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -37,6 +38,23 @@ function brokerVars(env: NodeJS.ProcessEnv): Record<string, string> {
     if (key.startsWith('CRABBOX_') && value !== undefined && !clientOnly.test(key)) vars[key] = value
   }
   return vars
+}
+
+/**
+ * The state folder's own session secret (signs `cbxu_` user tokens): created once, 0600, so
+ * GitHub login works in dev without the shared token ever signing anything, and tokens
+ * survive restarts on the same state.
+ */
+async function stateSessionSecret(stateDir: string): Promise<string> {
+  const file = join(stateDir, 'session-secret')
+  const existing = await readFile(file, 'utf8').catch(() => '')
+  if (existing.trim()) return existing.trim()
+  const secret = randomBytes(32).toString('hex')
+  await writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' }).catch(async (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error
+  })
+  // Whoever wrote first wins (two brokers on one state folder agree).
+  return (await readFile(file, 'utf8')).trim()
 }
 
 /**
@@ -162,6 +180,8 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   const vars = brokerVars(env)
   // Login URLs name the broker's configured address only (never a request's Host): here, its own.
   vars.CRABBOX_PUBLIC_URL ??= `http://127.0.0.1:${options.port}`
+  // GitHub login needs a session secret (the shared token never signs user tokens): one per state folder unless given.
+  if (!vars.CRABBOX_SESSION_SECRET?.trim()) vars.CRABBOX_SESSION_SECRET = await stateSessionSecret(options.stateDir)
   await writeFile(
     envFile,
     Object.entries(vars)

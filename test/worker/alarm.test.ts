@@ -91,7 +91,7 @@ describe('alarm', () => {
 
   it('retries machine deletion with backoff until the provider confirms, then stops', async () => {
     const flaky = flakyCloud(2)
-    const identity: Identity = { owner: 'cloud@example.com', org: 'alarms', auth: 'bearer', admin: false }
+    const identity: Identity = { owner: 'cloud@example.com', org: 'alarms', auth: 'bearer', admin: false, claimed: true, credential: '' }
     const id = leaseId()
     await inFleet(async (deps) => {
       const original = { providers: deps.providers, now: deps.now }
@@ -135,8 +135,8 @@ describe('alarm', () => {
 
   it('deletes a machine kept at release when an admin deletes the lease later, once', async () => {
     const flaky = flakyCloud(0)
-    const identity: Identity = { owner: 'keeper@example.com', org: 'alarms', auth: 'bearer', admin: false }
-    const admin: Identity = { owner: 'ops@example.com', org: 'alarms', auth: 'bearer', admin: true }
+    const identity: Identity = { owner: 'keeper@example.com', org: 'alarms', auth: 'bearer', admin: false, claimed: true, credential: '' }
+    const admin: Identity = { owner: 'ops@example.com', org: 'alarms', auth: 'bearer', admin: true, claimed: false, credential: '' }
     const id = leaseId()
     await inFleet(async (deps) => {
       const original = { providers: deps.providers }

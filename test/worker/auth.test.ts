@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { accessJwt, adminCaller, api, nobody, shared, userToken } from './broker-support.js'
-import { workerTestBindings } from './fixtures/bindings.js'
+import { accessJwt, adminCaller, api, headersFor, nobody, shared, userToken } from './broker-support.js'
+import { accessTestSettings, workerTestBindings } from './fixtures/bindings.js'
+import { edgeFetch } from './security-support.js'
 
 /** Signs an arbitrary payload the way user tokens are signed (to prove what the broker ignores). */
 async function signWithClaims(payload: Record<string, unknown>): Promise<string> {
@@ -83,13 +84,23 @@ describe('broker authentication', () => {
     expect((await api({ kind: 'user', token: expired }, 'GET', '/v1/whoami')).status).toBe(401)
   })
 
+  // Access is configured only here (the shared token then needs a valid Access JWT): edgeFetch runs the edge with its settings.
+  const withAccess = (jwt?: string, extra: Record<string, string> = {}) =>
+    edgeFetch(
+      new Request('https://broker.test/v1/whoami', {
+        headers: { ...headersFor(shared('claimed@example.com')), ...(jwt ? { 'cf-access-jwt-assertion': jwt } : {}), ...extra },
+      }),
+      accessTestSettings,
+    )
+
   it('uses the email of a verified Access JWT over X-Crabbox-Owner', async () => {
     const jwt = await accessJwt({ email: 'verified@example.com' })
-    const me = await api(shared('claimed@example.com'), 'GET', '/v1/whoami', undefined, { 'cf-access-jwt-assertion': jwt })
-    expect(me.body.owner).toBe('verified@example.com')
+    const me = await withAccess(jwt)
+    expect(((await me.json()) as { owner: string }).owner).toBe('verified@example.com')
   })
 
-  it('ignores Access JWTs with the wrong audience, issuer, key, expiry or not-before', async () => {
+  // Was: a bad JWT fell back to the X-Crabbox-Owner owner. With Access configured there is no fallback (401).
+  it('refuses Access JWTs with the wrong audience, issuer, key, expiry or not-before', async () => {
     const now = Math.floor(Date.now() / 1000)
     const bad = [
       await accessJwt({ email: 'x@example.com', aud: 'someone-else' }),
@@ -98,11 +109,9 @@ describe('broker authentication', () => {
       await accessJwt({ email: 'x@example.com', nbf: now + 600 }),
       await accessJwt({ email: 'x@example.com' }, 'unknown-kid'),
     ]
-    for (const jwt of bad) {
-      const me = await api(shared('claimed@example.com'), 'GET', '/v1/whoami', undefined, { 'cf-access-jwt-assertion': jwt })
-      expect(me.body.owner).toBe('claimed@example.com')
-    }
-    // The raw Access email header is never trusted.
+    for (const jwt of bad) expect((await withAccess(jwt)).status).toBe(401)
+    // The raw Access email header is never trusted: not as a JWT substitute, nor as the owner without Access.
+    expect((await withAccess(undefined, { 'cf-access-authenticated-user-email': 'boss@example.com' })).status).toBe(401)
     const raw = await api(shared('claimed@example.com'), 'GET', '/v1/whoami', undefined, {
       'cf-access-authenticated-user-email': 'boss@example.com',
     })

@@ -49,7 +49,12 @@ describe('caps', () => {
     const live = await inFleet(
       (deps) => deps.storage.one<{ n: number }>("SELECT count(*) AS n FROM leases WHERE state IN ('provisioning','active')")!.n,
     )
-    await withSettings({ CRABBOX_MAX_ACTIVE_LEASES: String(live + 2), CRABBOX_MAX_ACTIVE_LEASES_PER_ORG: '1' })
+    // The per-credential cap defaults to the per-org cap (1): off here, where one shared token plays several orgs.
+    await withSettings({
+      CRABBOX_MAX_ACTIVE_LEASES: String(live + 2),
+      CRABBOX_MAX_ACTIVE_LEASES_PER_ORG: '1',
+      CRABBOX_MAX_ACTIVE_LEASES_PER_CREDENTIAL: '0',
+    })
     await createLease(shared('a@example.com', 'org-one'))
     const sameOrg = await api(shared('b@example.com', 'org-one'), 'POST', '/v1/leases', body())
     expect(sameOrg.status).toBe(429)

@@ -251,7 +251,7 @@ describe('hibernation', () => {
     await runInDurableObject(fleetStub(), async (_old: FleetDurableObject, state) => {
       const fresh = new FleetDurableObject(state, env as never)
       const headers = {
-        ...identityHeaders({ owner: 'peter@example.com', org: 'openclaw', auth: 'bearer', admin: false }),
+        ...identityHeaders({ owner: 'peter@example.com', org: 'openclaw', auth: 'bearer', admin: false, claimed: true, credential: '' }),
         'content-type': 'application/json',
       }
       const response = await fresh.fetch(

@@ -72,10 +72,11 @@ describe('lease create', () => {
       deps.storage.all<{ n: number }>('SELECT count(*) AS n FROM static_claims WHERE lease_id = ?', id),
     )
     expect(claims[0].n).toBe(1)
-    // Someone else reusing the ID gets a conflict, not the lease.
+    // Someone else reusing the ID gets what a missing lease gets (404, was 409), not the lease.
     const stolen = await api(shared('thief@example.com'), 'POST', '/v1/leases', body)
-    expect(stolen.status).toBe(409)
-    expect(stolen.body.error).toBe('lease_id_conflict')
+    expect(stolen.status).toBe(404)
+    expect(stolen.body.error).toBe('not_found')
+    expect(stolen.text).not.toContain(a.body.lease.host)
   })
 
   it('a retried create finishes a create that an evicted object left provisioning, adopting its machine', async () => {

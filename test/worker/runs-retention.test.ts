@@ -5,7 +5,7 @@ import { fleetStub, inFleet } from './broker-support.js'
 import { callJson, createRun as createRunOverHttp, peter } from './runs-support.js'
 
 const DAY = 86_400_000
-const who = { owner: 'retention@example.com', org: 'retention', admin: false }
+const who = { owner: 'retention@example.com', org: 'retention', admin: false, claimed: true }
 
 /** Seeds `count` runs that started `ageDays` ago, each with a few events and a two-chunk log. */
 function seed(count: number, ageDays: number): Promise<string[]> {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { signUserToken } from '../../worker/auth/tokens.js'
-import { workerTestBindings } from './fixtures/bindings.js'
+import { accessTestSettings, workerTestBindings } from './fixtures/bindings.js'
 import { accessJwt, api, createLease, leaseId, shared, userToken, type Who } from './broker-support.js'
 import { callJson } from './runs-support.js'
 import { edgeFetch, restoreSettings, staticPool, withSettings } from './security-support.js'
@@ -20,10 +20,7 @@ import { edgeFetch, restoreSettings, staticPool, withSettings } from './security
 afterEach(restoreSettings)
 
 const victimIdentity = { owner: 'victim@example.com', org: 'openclaw', login: 'victim' }
-const ACCESS_SETTINGS = {
-  CRABBOX_ACCESS_TEAM_DOMAIN: workerTestBindings.CRABBOX_ACCESS_TEAM_DOMAIN,
-  CRABBOX_ACCESS_AUD: workerTestBindings.CRABBOX_ACCESS_AUD,
-}
+const ACCESS_SETTINGS = accessTestSettings
 
 async function victim(): Promise<Who> {
   return { kind: 'user', token: await userToken(victimIdentity) }
@@ -60,6 +57,15 @@ describe('finding 4: header identities cannot claim verified ones', () => {
     expect((await api(who, 'PUT', `/v1/leases/${lease.id}/share`, { org: 'use' })).status).toBe(200)
     const claimed = await api(shared('someone@example.com', victimIdentity.org), 'GET', `/v1/leases/${lease.id}`)
     expect(claimed.status).toBe(404)
+  })
+
+  it('a shared-token caller naming a GitHub-login owner does not see their usage', async () => {
+    const who = { kind: 'user' as const, token: await userToken({ owner: 'usage-victim@example.com', org: 'usage-org', login: 'uv' }) }
+    await createLease(who)
+    expect((await api(who, 'GET', '/v1/usage')).body.usage.leases).toBe(1)
+    const claimed = await api(shared('usage-victim@example.com', 'usage-org'), 'GET', '/v1/usage')
+    expect(claimed.status).toBe(200)
+    expect(claimed.body.usage.leases).toBe(0)
   })
 
   it('with Access configured, the shared token without a valid Access JWT is 401 (no header fallback)', async () => {
@@ -119,6 +125,10 @@ describe('finding 5: caps hold across rotated headers', () => {
     expect(statuses.filter((s) => s === 201)).toHaveLength(1)
     expect(statuses.filter((s) => s === 429)).toHaveLength(9)
     expect(results.find((r) => r.status === 429)!.body).toMatchObject({ error: 'cost_limit_exceeded', message: expect.any(String) })
+    // Leave the shared token's room free again for the next test (its lease counts per credential).
+    const first = statuses.indexOf(201)
+    const lease = results[first]!.body.lease
+    expect((await api(shared(`rotating-${first}@example.com`, `org-${first}`), 'POST', `/v1/leases/${lease.id}/release`)).status).toBe(200)
   })
 
   it('verified users are capped each on their own, not by the shared token’s use', async () => {

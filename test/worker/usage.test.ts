@@ -15,7 +15,10 @@ interface SeedLease {
   maxEstimatedUSD?: number
 }
 
-/** Writes lease rows the way the lease module stores them (record JSON plus indexed columns). */
+/**
+ * Writes lease rows the way the lease module stores them (record JSON plus indexed columns),
+ * as leases of shared-token owners (`claimed` = 1): the callers below use the shared token.
+ */
 function seed(leases: SeedLease[]): Promise<void> {
   return inFleet(({ storage }) => {
     for (const lease of leases) {
@@ -28,7 +31,8 @@ function seed(leases: SeedLease[]): Promise<void> {
         ...lease,
       }
       storage.run(
-        `INSERT INTO leases (id, owner, org, state, slug, provider, created_at, expires_at, month, reserved_usd, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO leases (id, owner, org, state, slug, provider, created_at, expires_at, month, reserved_usd, record, claimed)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
         record.id,
         record.owner,
         record.org,

@@ -15,6 +15,10 @@ export function accessTeamOrigin(teamDomain: string): string {
   return `https://${host}`
 }
 
+/** Is Cloudflare Access configured (team domain and audience)? Then the shared token needs a valid Access JWT. */
+export const accessConfigured = (env: Env): boolean =>
+  Boolean(setting(env, 'CRABBOX_ACCESS_TEAM_DOMAIN') && setting(env, 'CRABBOX_ACCESS_AUD'))
+
 /** The verified email from `cf-access-jwt-assertion`, or undefined (unset, invalid, or Access not configured). */
 export async function verifiedAccessEmail(request: Request, env: Env): Promise<string | undefined> {
   const team = setting(env, 'CRABBOX_ACCESS_TEAM_DOMAIN')

@@ -39,9 +39,12 @@ function fromBase64url(text: string): Uint8Array | undefined {
   }
 }
 
-/** The HMAC key: session secret, else the shared token; undefined when neither is set. */
+/**
+ * The HMAC key: the session secret only (never the shared token, whose holders could then
+ * mint user tokens for anyone); undefined when unset, which turns GitHub login off.
+ */
 export function userTokenSecret(env: Env): string | undefined {
-  return setting(env, 'CRABBOX_SESSION_SECRET') ?? setting(env, 'CRABBOX_SHARED_TOKEN')
+  return setting(env, 'CRABBOX_SESSION_SECRET')
 }
 
 async function hmacKey(secret: string): Promise<CryptoKey> {

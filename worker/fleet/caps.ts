@@ -19,6 +19,18 @@ function positive(env: Env, name: string): number {
   return Number.isFinite(n) && n > 0 ? n : 0
 }
 
+/**
+ * Live leases per credential (`CRABBOX_MAX_ACTIVE_LEASES_PER_CREDENTIAL`, default: the
+ * per-org cap; 0 = none). Owner and org under the shared token are the caller's to
+ * name, so rotating them must not add room: the credential is what they cannot choose.
+ */
+export function maxActiveLeasesPerCredential(env: Env): number {
+  const raw = setting(env, 'CRABBOX_MAX_ACTIVE_LEASES_PER_CREDENTIAL')
+  return Math.trunc(
+    raw === undefined ? positive(env, 'CRABBOX_MAX_ACTIVE_LEASES_PER_ORG') : positive(env, 'CRABBOX_MAX_ACTIVE_LEASES_PER_CREDENTIAL'),
+  )
+}
+
 export function costLimits(env: Env): CostLimits {
   return {
     maxActiveLeases: Math.trunc(positive(env, 'CRABBOX_MAX_ACTIVE_LEASES')),
@@ -71,39 +83,57 @@ export const maxEstimatedUSD = (ttlSeconds: number, hourlyUSD: number): number =
 /** `YYYY-MM` of an ISO timestamp (UTC). */
 export const monthOf = (iso: string): string => iso.slice(0, 7)
 
+/** Who a new lease is for: owner and org count within their namespace (claimed or verified), plus the credential. */
+export interface CapCandidate {
+  owner: string
+  org: string
+  claimed: boolean
+  /** Empty: not capped per credential (the admin token). */
+  credential: string
+  month: string
+  reservedUSD: number
+}
+
 /**
  * Throws 429 `cost_limit_exceeded` when one more lease for owner/org with this
  * reservation would break a cap. Call inside the transaction that then inserts it.
  */
-export function enforceCaps(
-  storage: FleetStorage,
-  limits: CostLimits,
-  candidate: { owner: string; org: string; month: string; reservedUSD: number },
-): void {
+export function enforceCaps(storage: FleetStorage, limits: CostLimits, candidate: CapCandidate, perCredential = 0): void {
   const fail = (message: string) => {
     throw new ApiError(429, ErrorCode.costLimitExceeded, message)
   }
-  if (limits.maxActiveLeases || limits.maxActiveLeasesPerOwner || limits.maxActiveLeasesPerOrg) {
-    const counts = storage.one<{ total: number; owner: number; org: number }>(
-      `SELECT count(*) AS total, coalesce(sum(owner = ?), 0) AS owner, coalesce(sum(org = ?), 0) AS org FROM leases WHERE ${LIVE_LEASE_SQL}`,
+  const claimed = candidate.claimed ? 1 : 0
+  const credentialCap = candidate.credential ? perCredential : 0
+  if (limits.maxActiveLeases || limits.maxActiveLeasesPerOwner || limits.maxActiveLeasesPerOrg || credentialCap) {
+    const counts = storage.one<{ total: number; owner: number; org: number; credential: number }>(
+      `SELECT count(*) AS total, coalesce(sum(owner = ? AND claimed = ?), 0) AS owner, coalesce(sum(org = ? AND claimed = ?), 0) AS org,
+              coalesce(sum(credential = ?), 0) AS credential
+         FROM leases WHERE ${LIVE_LEASE_SQL}`,
       candidate.owner,
+      claimed,
       candidate.org,
-    ) ?? { total: 0, owner: 0, org: 0 }
+      claimed,
+      candidate.credential,
+    ) ?? { total: 0, owner: 0, org: 0, credential: 0 }
     if (limits.maxActiveLeases && counts.total + 1 > limits.maxActiveLeases)
       fail(`active lease limit exceeded: ${counts.total + 1}/${limits.maxActiveLeases}`)
     if (limits.maxActiveLeasesPerOwner && counts.owner + 1 > limits.maxActiveLeasesPerOwner)
       fail(`active lease limit for owner exceeded: ${counts.owner + 1}/${limits.maxActiveLeasesPerOwner}`)
     if (limits.maxActiveLeasesPerOrg && counts.org + 1 > limits.maxActiveLeasesPerOrg)
       fail(`active lease limit for org exceeded: ${counts.org + 1}/${limits.maxActiveLeasesPerOrg}`)
+    if (credentialCap && counts.credential + 1 > credentialCap)
+      fail(`active lease limit for this credential exceeded: ${counts.credential + 1}/${credentialCap}`)
   }
   if (limits.maxMonthlyUSD || limits.maxMonthlyUSDPerOwner || limits.maxMonthlyUSDPerOrg) {
     const spent = storage.one<{ total: number; owner: number; org: number }>(
       `SELECT coalesce(sum(reserved_usd), 0) AS total,
-              coalesce(sum(CASE WHEN owner = ? THEN reserved_usd ELSE 0 END), 0) AS owner,
-              coalesce(sum(CASE WHEN org = ? THEN reserved_usd ELSE 0 END), 0) AS org
+              coalesce(sum(CASE WHEN owner = ? AND claimed = ? THEN reserved_usd ELSE 0 END), 0) AS owner,
+              coalesce(sum(CASE WHEN org = ? AND claimed = ? THEN reserved_usd ELSE 0 END), 0) AS org
          FROM leases WHERE month = ?`,
       candidate.owner,
+      claimed,
       candidate.org,
+      claimed,
       candidate.month,
     ) ?? { total: 0, owner: 0, org: 0 }
     const usd = (n: number) => `$${n.toFixed(2)}`

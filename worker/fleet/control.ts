@@ -55,6 +55,8 @@ export interface ControlAttachment {
   owner: string
   org: string
   admin: boolean
+  /** The identity's namespace (claimed by header, or verified); absent on sockets from before it: claimed. */
+  claimed?: boolean
   /** runID → highest seq delivered on this socket. */
   subscriptions: Record<string, number>
 }
@@ -138,6 +140,7 @@ export async function openControlSocket(ctx: DurableObjectState, request: Reques
     owner: identity.owner,
     org: identity.org,
     admin: identity.admin,
+    claimed: identity.claimed,
     subscriptions: {},
   }
   if (!attachmentFits(server, attachment)) throw new ApiError(400, 'invalid_identity', 'owner or org too long for a control socket')
@@ -278,13 +281,14 @@ export function pushRunEvents(ctx: DurableObjectState, storage: FleetStorage, ru
       removeSubscriber(index, runID, clientID)
       continue
     }
-    if (!canSeeRun(attachment, run)) continue
+    if (!canSeeRun(identityOf(attachment), run)) continue
     if (!drain(storage, ws, attachment, runID)) removeSubscriber(index, runID, clientID)
   }
 }
 
 function identityOf(attachment: ControlAttachment): Identity {
-  return { owner: attachment.owner, org: attachment.org, admin: attachment.admin, auth: 'bearer' }
+  const claimed = attachment.claimed !== false
+  return { owner: attachment.owner, org: attachment.org, admin: attachment.admin, auth: 'bearer', claimed, credential: '' }
 }
 
 /**
@@ -298,7 +302,7 @@ function subscribe(
   message: v.InferOutput<typeof SubscribeRunMessage>,
 ): void {
   const run = peekRun(deps.storage, message.runID)
-  if (!run || !canSeeRun(attachment, run)) return sendError(ws, 'not_found', 'run not found')
+  if (!run || !canSeeRun(identityOf(attachment), run)) return sendError(ws, 'not_found', 'run not found')
   const index = subscriberIndex(deps.ctx, deps.storage)
   if (attachment.subscriptions[run.id] === undefined) {
     if (Object.keys(attachment.subscriptions).length >= MAX_SUBSCRIPTIONS) {

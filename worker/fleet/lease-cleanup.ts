@@ -14,8 +14,8 @@ export function expireDueLeases(storage: FleetStorage, now: Date, limit: number)
   const nowIso = now.toISOString()
   return storage.transaction(() => {
     const due = storage
-      .all<{ record: string }>(
-        `SELECT record FROM leases WHERE ${LIVE_LEASE_SQL} AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
+      .all<{ record: string; claimed: number }>(
+        `SELECT record, claimed FROM leases WHERE ${LIVE_LEASE_SQL} AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
         nowIso,
         limit,
       )

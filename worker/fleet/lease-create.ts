@@ -2,10 +2,10 @@ import { candidateTypes } from '../../src/cloud/classes.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { defaultSlug, isLeaseId, newLeaseId, normalizeSlug, providerResourceName, slugCandidates } from '../../src/protocol/ids.js'
 import type { LeaseRecord, LeaseRequest } from '../../src/protocol/leases.js'
-import type { Identity } from '../auth/identity.js'
+import { canSeeLease, withOwnerNamespace, type Identity } from '../auth/identity.js'
 import { setting } from '../env.js'
 import type { BrokerProvider, Machine, MachineRequest } from '../providers/types.js'
-import { costLimits, enforceCaps, hourlyRate, maxEstimatedUSD, monthOf } from './caps.js'
+import { costLimits, enforceCaps, hourlyRate, maxActiveLeasesPerCredential, maxEstimatedUSD, monthOf } from './caps.js'
 import type { FleetDeps } from './deps.js'
 import {
   clampSeconds,
@@ -60,8 +60,9 @@ function defaultProvider(deps: FleetDeps): string {
   return setting(deps.env, 'CRABBOX_DEFAULT_PROVIDER') ?? (setting(deps.env, 'CRABBOX_STATIC_POOL') ? 'static' : 'hetzner')
 }
 
+/** The caller's own lease (same owner and org, same namespace); admins own nothing they did not create. */
 function ownedBy(lease: LeaseRecord, identity: Identity): boolean {
-  return lease.owner === identity.owner && lease.org === identity.org
+  return canSeeLease(lease, { ...identity, admin: false }) && lease.owner === identity.owner && lease.org === identity.org
 }
 
 function provisionAsk(request: LeaseRequest): ProvisionAsk {
@@ -107,14 +108,15 @@ function recordServerType(provider: string, leaseClass: string, requested: strin
   return leaseClass
 }
 
-/** Picks the first free slug among the base and its suffixed candidates (same owner and org, live). */
+/** Picks the first free slug among the base and its suffixed candidates (same owner, org and namespace, live). */
 function allocateSlug(storage: FleetStorage, identity: Identity, base: string, leaseId: string, now: Date): string {
   for (const candidate of slugCandidates(base, leaseId)) {
     const taken = storage.one(
-      `SELECT 1 AS taken FROM leases WHERE slug = ? AND owner = ? AND org = ? AND ${LIVE_LEASE_SQL} AND expires_at > ? LIMIT 1`,
+      `SELECT 1 AS taken FROM leases WHERE slug = ? AND owner = ? AND org = ? AND claimed = ? AND ${LIVE_LEASE_SQL} AND expires_at > ? LIMIT 1`,
       candidate,
       identity.owner,
       identity.org,
+      identity.claimed ? 1 : 0,
       now.toISOString(),
     )
     if (!taken) return candidate
@@ -170,7 +172,7 @@ function newLeaseRecord(plan: LeasePlan, slug: string, nowIso: string): LeaseRec
     expiresAt: '',
   } as LeaseRecord
   lease.expiresAt = computeExpiresAt(lease)
-  return lease
+  return withOwnerNamespace(lease, identity.claimed)
 }
 
 /** Validates the request and prices it; may call the provider, so never inside a transaction. */
@@ -208,13 +210,20 @@ function reserveLease(deps: FleetDeps, plan: LeasePlan): { raced: boolean; lease
     if (raced) return { raced: true, lease: raced }
     const slug = allocateSlug(storage, plan.identity, requested || defaultSlug(plan.leaseId), plan.leaseId, now)
     const lease = newLeaseRecord(plan, slug, nowIso)
-    enforceCaps(storage, costLimits(deps.env), {
-      owner: lease.owner,
-      org: lease.org,
-      month: monthOf(nowIso),
-      reservedUSD: lease.maxEstimatedUSD ?? 0,
-    })
-    insertLease(storage, lease, monthOf(nowIso))
+    enforceCaps(
+      storage,
+      costLimits(deps.env),
+      {
+        owner: lease.owner,
+        org: lease.org,
+        claimed: plan.identity.claimed,
+        credential: plan.identity.credential,
+        month: monthOf(nowIso),
+        reservedUSD: lease.maxEstimatedUSD ?? 0,
+      },
+      maxActiveLeasesPerCredential(deps.env),
+    )
+    insertLease(storage, lease, monthOf(nowIso), plan.identity.credential)
     return { raced: false, lease }
   })
 }
@@ -238,6 +247,8 @@ export async function createLease(deps: FleetDeps, identity: Identity, request: 
   const existingOutcome = async (): Promise<CreateResult | undefined> => {
     const existing = getLeaseRecord(storage, leaseId)
     if (!existing) return undefined
+    // Another owner's lease ID looks exactly like a missing lease; one the caller may see but not own is a conflict.
+    if (!canSeeLease(existing, identity)) throw new ApiError(404, ErrorCode.notFound, `lease ${leaseId} not found`)
     if (!ownedBy(existing, identity))
       throw new ApiError(409, ErrorCode.leaseIdConflict, `lease ID ${leaseId} is already in use; retry without leaseID or with a new one`)
     const first = pending.get(leaseId)

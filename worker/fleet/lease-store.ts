@@ -1,7 +1,7 @@
 import { isLeaseId, normalizeSlug } from '../../src/protocol/ids.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { LEASE_LIST_DEFAULT_LIMIT, LIVE_LEASE_STATES, type LeaseListQuery, type LeaseRecord } from '../../src/protocol/leases.js'
-import { canManageLease, leaseRole, type Identity } from '../auth/identity.js'
+import { canManageLease, leaseRole, ownerClaimedColumn, withOwnerNamespace, type Identity } from '../auth/identity.js'
 import { setting, type Env } from '../env.js'
 import { decodeCursor, encodeCursor, type FleetStorage } from './storage.js'
 
@@ -48,6 +48,16 @@ export const LEASE_SCHEMA = [
   'CREATE INDEX lease_shares_by_principal ON lease_shares (principal, lease_id)',
 ]
 
+/**
+ * Whose namespace a lease is in (`claimed` = 1: an owner named by header under the shared
+ * token) and which credential made it (per-credential caps). Leases from before it count
+ * as verified: a header can no longer claim them.
+ */
+export const LEASE_IDENTITY_SCHEMA = [
+  'ALTER TABLE leases ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0',
+  'ALTER TABLE leases ADD COLUMN credential TEXT',
+]
+
 export const MAX_LEASE_SECONDS = 86_400
 /** The default of `CRABBOX_MIN_LEASE_SECONDS` (see minLeaseSeconds). */
 export const MIN_LEASE_SECONDS = 60
@@ -74,10 +84,12 @@ export interface MachineRef {
   region?: string
 }
 
-export const parseRecord = (row: { record: string }): LeaseRecord => JSON.parse(row.record) as LeaseRecord
+/** A lease row's record, marked with its owner's namespace (select `record, claimed`). */
+export const parseRecord = (row: { record: string; claimed: number }): LeaseRecord =>
+  withOwnerNamespace(JSON.parse(row.record) as LeaseRecord, row.claimed)
 
 export function getLeaseRecord(storage: FleetStorage, id: string): LeaseRecord | undefined {
-  const row = storage.one<{ record: string }>('SELECT record FROM leases WHERE id = ?', id)
+  const row = storage.one<{ record: string; claimed: number }>('SELECT record, claimed FROM leases WHERE id = ?', id)
   return row ? parseRecord(row) : undefined
 }
 
@@ -94,11 +106,11 @@ export function saveRecord(storage: FleetStorage, lease: LeaseRecord): void {
   )
 }
 
-/** Inserts a new lease record with its derived columns. */
-export function insertLease(storage: FleetStorage, lease: LeaseRecord, month: string): void {
+/** Inserts a new lease record (marked with its namespace) with its derived columns and the credential that made it. */
+export function insertLease(storage: FleetStorage, lease: LeaseRecord, month: string, credential: string): void {
   storage.run(
-    `INSERT INTO leases (id, owner, org, state, slug, provider, created_at, expires_at, month, reserved_usd, record)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO leases (id, owner, org, state, slug, provider, created_at, expires_at, month, reserved_usd, record, claimed, credential)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     lease.id,
     lease.owner,
     lease.org,
@@ -110,6 +122,8 @@ export function insertLease(storage: FleetStorage, lease: LeaseRecord, month: st
     month,
     lease.maxEstimatedUSD ?? 0,
     JSON.stringify(lease),
+    ownerClaimedColumn(lease),
+    credential || null,
   )
 }
 
@@ -165,9 +179,16 @@ export function computeExpiresAt(lease: Pick<LeaseRecord, 'createdAt' | 'lastTou
  */
 function visibleSql(identity: Identity): { sql: string; bindings: unknown[] } {
   if (identity.admin) return { sql: '1', bindings: [] }
+  // Only the caller's namespace: a claimed owner never sees a verified one's leases or shares, nor the reverse.
   return {
-    sql: '((owner = ? AND org = ?) OR id IN (SELECT lease_id FROM lease_shares WHERE principal IN (?, ?)))',
-    bindings: [identity.owner, identity.org, `user:${identity.owner.trim().toLowerCase()}`, `org:${identity.org}`],
+    sql: 'claimed = ? AND ((owner = ? AND org = ?) OR id IN (SELECT lease_id FROM lease_shares WHERE principal IN (?, ?)))',
+    bindings: [
+      identity.claimed ? 1 : 0,
+      identity.owner,
+      identity.org,
+      `user:${identity.owner.trim().toLowerCase()}`,
+      `org:${identity.org}`,
+    ],
   }
 }
 
@@ -187,8 +208,8 @@ export function resolveLease(storage: FleetStorage, identity: Identity, ref: str
   // Visibility is in the query, before the limit: other owners' leases with this slug never crowd out the caller's.
   const visible = visibleSql(identity)
   const candidates = storage
-    .all<{ record: string }>(
-      `SELECT record FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND state = 'active' AND expires_at > ? AND ${visible.sql}
+    .all<{ record: string; claimed: number }>(
+      `SELECT record, claimed FROM leases WHERE slug = ? AND ${LIVE_LEASE_SQL} AND state = 'active' AND expires_at > ? AND ${visible.sql}
        ORDER BY created_at DESC, id DESC LIMIT 50`,
       slug,
       now.toISOString(),
@@ -250,8 +271,8 @@ export function listLeases(storage: FleetStorage, identity: Identity, query: Lea
     where.push(visible.sql)
     bindings.push(...visible.bindings)
   }
-  const rows = storage.all<{ record: string; created_at: string; id: string }>(
-    `SELECT record, created_at, id FROM leases ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
+  const rows = storage.all<{ record: string; claimed: number; created_at: string; id: string }>(
+    `SELECT record, claimed, created_at, id FROM leases ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
     ...bindings,
     limit + 1,
   )
@@ -263,6 +284,9 @@ export function listLeases(storage: FleetStorage, identity: Identity, query: Lea
 /** Live leases (provisioning or active), oldest expiry first, bounded. For usage and control modules. */
 export function liveLeases(storage: FleetStorage, limit: number): LeaseRecord[] {
   return storage
-    .all<{ record: string }>(`SELECT record FROM leases WHERE ${LIVE_LEASE_SQL} ORDER BY expires_at LIMIT ?`, limit)
+    .all<{ record: string; claimed: number }>(
+      `SELECT record, claimed FROM leases WHERE ${LIVE_LEASE_SQL} ORDER BY expires_at LIMIT ?`,
+      limit,
+    )
     .map(parseRecord)
 }

@@ -13,7 +13,7 @@ import {
   type RunRecord,
   type RunTelemetry,
 } from '../../src/protocol/runs.js'
-import { canSeeOwned, type Identity } from '../auth/identity.js'
+import { canSeeOwned, ownerClaimedColumn, withOwnerNamespace, type Identity } from '../auth/identity.js'
 import { decodeCursor, encodeCursor, type FleetStorage } from './storage.js'
 
 /**
@@ -22,8 +22,8 @@ import { decodeCursor, encodeCursor, type FleetStorage } from './storage.js'
  * requests can never interleave between reading `eventCount` and writing the next event.
  */
 
-/** Who is asking (the identity the edge forwarded); only owner, org and admin matter here. */
-export type RunCaller = Pick<Identity, 'owner' | 'org' | 'admin'>
+/** Who is asking (the identity the edge forwarded); only owner, org, namespace and admin matter here. */
+export type RunCaller = Pick<Identity, 'owner' | 'org' | 'admin' | 'claimed'>
 
 /** The slice of a lease a run copies at creation (the lease modules own lease records). */
 export interface RunLeaseInfo {
@@ -67,18 +67,21 @@ export const RUN_SCHEMA = [
   )`,
 ]
 
+/** Whose namespace a run is in (1: an owner named by header under the shared token); older runs count as verified. */
+export const RUN_IDENTITY_SCHEMA = ['ALTER TABLE runs ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0']
+
 const notFound = () => new ApiError(404, 'not_found', 'run not found')
 
 export const canSeeRun = (caller: RunCaller, run: Pick<RunRecord, 'owner' | 'org'>): boolean => canSeeOwned(run, caller as Identity)
 
 function readRun(storage: FleetStorage, id: string): RunRecord | undefined {
-  const row = storage.one<{ record: string }>('SELECT record FROM runs WHERE id = ?', id)
-  return row ? (JSON.parse(row.record) as RunRecord) : undefined
+  const row = storage.one<{ record: string; claimed: number }>('SELECT record, claimed FROM runs WHERE id = ?', id)
+  return row ? withOwnerNamespace(JSON.parse(row.record) as RunRecord, row.claimed) : undefined
 }
 
 function writeRun(storage: FleetStorage, run: RunRecord): void {
   storage.run(
-    `INSERT INTO runs (id, owner, org, lease_id, state, started_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)
+    `INSERT INTO runs (id, owner, org, lease_id, state, started_at, record, claimed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (id) DO UPDATE SET lease_id = excluded.lease_id, state = excluded.state, record = excluded.record`,
     run.id,
     run.owner,
@@ -87,6 +90,7 @@ function writeRun(storage: FleetStorage, run: RunRecord): void {
     run.state,
     run.startedAt,
     JSON.stringify(run),
+    ownerClaimedColumn(run),
   )
 }
 
@@ -176,6 +180,7 @@ export function createRun(
     lastEventAt: startedAt,
     eventCount: 0,
   }
+  withOwnerNamespace(run, caller.claimed)
   return storage.transaction(() => {
     writeRun(storage, run)
     const event = appendLocked(storage, run, { type: 'run.started', phase: 'starting' } as RunEventRequest, now)
@@ -224,6 +229,10 @@ export function listRuns(storage: FleetStorage, caller: RunCaller, query: ListRu
     where.push('org = ?')
     args.push(org)
   }
+  if (!caller.admin) {
+    where.push('claimed = ?')
+    args.push(caller.claimed ? 1 : 0)
+  }
   if (query.leaseID !== undefined) {
     where.push('lease_id = ?')
     args.push(query.leaseID)
@@ -238,9 +247,9 @@ export function listRuns(storage: FleetStorage, caller: RunCaller, query: ListRu
     where.push('(started_at < ? OR (started_at = ? AND id < ?))')
     args.push(cursor.time, cursor.time, cursor.id)
   }
-  const sql = `SELECT record FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC, id DESC LIMIT ?`
-  const rows = storage.all<{ record: string }>(sql, ...args, query.limit + 1)
-  const runs = rows.slice(0, query.limit).map((row) => JSON.parse(row.record) as RunRecord)
+  const sql = `SELECT record, claimed FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC, id DESC LIMIT ?`
+  const rows = storage.all<{ record: string; claimed: number }>(sql, ...args, query.limit + 1)
+  const runs = rows.slice(0, query.limit).map((row) => withOwnerNamespace(JSON.parse(row.record) as RunRecord, row.claimed))
   return rows.length > query.limit ? { runs, nextCursor: encodeCursor(runs.at(-1)!.startedAt, runs.at(-1)!.id) } : { runs }
 }
 

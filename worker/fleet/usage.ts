@@ -15,6 +15,8 @@ export interface UsageSelection {
   scope: UsageScope
   owner?: string
   org?: string
+  /** Non-admins: only leases in the caller's namespace (a claimed owner never counts a verified one's, nor the reverse). */
+  claimed?: boolean
 }
 
 /**
@@ -23,7 +25,7 @@ export interface UsageSelection {
  */
 export function usageSelection(identity: Identity, query: UsageQuery, now: Date): UsageSelection {
   const month = query.month ?? monthOf(now.toISOString())
-  if (!identity.admin) return { month, scope: 'user', owner: identity.owner, org: identity.org }
+  if (!identity.admin) return { month, scope: 'user', owner: identity.owner, org: identity.org, claimed: identity.claimed }
   const scope = query.scope ?? 'user'
   if (scope === 'user') return { month, scope, owner: query.owner ?? identity.owner }
   if (scope === 'org') return { month, scope, org: query.org ?? identity.org }
@@ -67,6 +69,10 @@ export function usageSummary(storage: FleetStorage, selection: UsageSelection, n
   if (selection.scope !== 'all' && selection.org !== undefined) {
     filters.push('org = ?')
     bindings.push(selection.org)
+  }
+  if (selection.claimed !== undefined) {
+    filters.push('claimed = ?')
+    bindings.push(selection.claimed ? 1 : 0)
   }
   const cte = PER_LEASE.replace('%FILTER%', filters.map((f) => `AND ${f}`).join(' '))
   const aggregate = `COUNT(*) AS leases, COALESCE(SUM(active), 0) AS activeLeases, COALESCE(SUM(runtime), 0) AS runtimeSeconds,
