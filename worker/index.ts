@@ -1,6 +1,8 @@
 import { Hono } from 'hono'
 import { ApiError, ErrorCode } from '../src/protocol/errors.js'
 import { authenticate } from './auth/authenticate.js'
+import { bodyTooLarge, declaresMoreThan, MAX_BODY_BYTES } from './body-limit.js'
+import { answerAfter, answerUnread, forwardBody } from './edge-body.js'
 import { identityHeaders, STRIPPED_HEADERS, type Identity } from './auth/identity.js'
 import { setting, type Env } from './env.js'
 import { API_ROUTES } from './fleet/routes.js'
@@ -8,22 +10,41 @@ import { API_VERSION, openApiResponse } from './openapi.js'
 
 export { FleetDurableObject } from './fleet/fleet.js'
 
-/** Largest request body the edge forwards; routes set tighter limits inside the object. */
-const MAX_EDGE_BODY_BYTES = 16 * 1024 * 1024
-
 type Edge = { Bindings: Env; Variables: { identity?: Identity } }
 const app = new Hono<Edge>({ strict: false })
 
 /**
  * Forwards to the single Fleet object with the caller's identity headers
- * replaced by ours (or removed, for unauthenticated routes).
+ * replaced by ours (or removed, for unauthenticated routes). The body goes on as a
+ * stream, counted whatever its framing: past MAX_BODY_BYTES the upload is cancelled
+ * and the caller gets 413 whatever the object made of it (edge-body.ts says how).
  */
-function forward(request: Request, env: Env, identity?: Identity): Promise<Response> {
+async function forward(request: Request, env: Env, identity?: Identity): Promise<Response> {
   const headers = new Headers(request.headers)
   for (const name of STRIPPED_HEADERS) headers.delete(name)
   if (identity) for (const [name, value] of Object.entries(identityHeaders(identity))) headers.set(name, value)
   const stub = env.FLEET.get(env.FLEET.idFromName('default'))
-  return stub.fetch(new Request(request, { headers }))
+  if (!request.body) return stub.fetch(new Request(request, { headers }))
+  const upload = forwardBody(request.body)
+  let response: Response
+  try {
+    response = await stub.fetch(new Request(request, { headers, body: upload.body }))
+  } catch (error) {
+    upload.answered()
+    if (upload.exceeded()) throw bodyTooLarge(MAX_BODY_BYTES)
+    throw error
+  }
+  upload.answered()
+  if (upload.exceeded()) {
+    await response.body?.cancel().catch(() => undefined)
+    throw bodyTooLarge(MAX_BODY_BYTES)
+  }
+  if (!upload.reading()) return response
+  // The object answered before the end of the upload: an error is answered while the
+  // edge lingers; anything else (a route that ignores bodies) just stops the upload.
+  if (response.status >= 400 && !response.webSocket) return answerAfter(response, upload.done)
+  upload.stop()
+  return response
 }
 
 app.onError((error, c) => {
@@ -35,12 +56,11 @@ app.onError((error, c) => {
 app.notFound((c) => c.json({ error: ErrorCode.notFound, message: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
 
 // Oversized bodies stop here, before authentication or the object spend work on them.
+// A chunked body declares no length: forward() counts it off the stream instead.
 app.use('/v1/*', async (c, next) => {
-  const length = Number(c.req.header('content-length') ?? '0')
-  if (length > MAX_EDGE_BODY_BYTES) {
-    // Drop the unread body so the runtime does not keep the upload open.
-    await c.req.raw.body?.cancel().catch(() => undefined)
-    throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${MAX_EDGE_BODY_BYTES} bytes`)
+  if (declaresMoreThan(c.req.raw, MAX_BODY_BYTES)) {
+    const error = bodyTooLarge(MAX_BODY_BYTES)
+    return answerUnread(c.json(error.body, 413), c.req.raw)
   }
   await next()
 })
@@ -56,10 +76,9 @@ app.all('/v1/auth/*', (c) => forward(c.req.raw, c.env))
 app.use('/v1/*', async (c, next) => {
   const identity = await authenticate(c.req.raw, c.env)
   if (!identity) {
-    await c.req.raw.body?.cancel().catch(() => undefined)
-    return c.json(
-      { error: ErrorCode.unauthorized, message: 'a valid bearer token is required; run `crabbox login` or set broker.token' },
-      401,
+    return answerUnread(
+      c.json({ error: ErrorCode.unauthorized, message: 'a valid bearer token is required; run `crabbox login` or set broker.token' }, 401),
+      c.req.raw,
     )
   }
   c.set('identity', identity)

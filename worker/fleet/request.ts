@@ -1,5 +1,6 @@
 import * as v from 'valibot'
 import { ApiError, ErrorCode, describeIssues } from '../../src/protocol/errors.js'
+import { readBodyText } from '../body-limit.js'
 import type { FleetContext } from './deps.js'
 
 /** Request parsing: every body, query and path param goes through a schema. */
@@ -12,17 +13,9 @@ export interface BodyOptions {
   optional?: boolean
 }
 
-async function readBody(c: FleetContext, maxBytes: number): Promise<string> {
-  const declared = Number(c.req.header('content-length') ?? '0')
-  if (declared > maxBytes) {
-    // Drained (bounded by the edge limit) rather than cancelled: see the app's onError.
-    await c.req.raw.arrayBuffer().catch(() => undefined)
-    throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${maxBytes} bytes`)
-  }
-  const text = await c.req.text()
-  if (new TextEncoder().encode(text).byteLength > maxBytes)
-    throw new ApiError(413, ErrorCode.payloadTooLarge, `request body is larger than ${maxBytes} bytes`)
-  return text
+/** Counted off the stream: a body past `maxBytes` is cancelled, never read whole (413). */
+function readBody(c: FleetContext, maxBytes: number): Promise<string> {
+  return readBodyText(c.req.raw, maxBytes)
 }
 
 function validate<S extends v.GenericSchema>(schema: S, value: unknown, where: string): v.InferOutput<S> {

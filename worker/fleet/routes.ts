@@ -3,6 +3,7 @@ import { HealthResponse } from '../../src/protocol/auth.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { WhoamiResponse } from '../../src/protocol/leases.js'
 import { identityFrom } from '../auth/identity.js'
+import { discardBody } from '../body-limit.js'
 import { ADMIN_PREFIXES, ADMIN_ROUTES } from './admin-routes.js'
 import { CONTROL_ROUTES } from './control-routes.js'
 import type { FleetApp, FleetContext, FleetDeps, FleetEnv } from './deps.js'
@@ -65,8 +66,8 @@ export function createFleetApp(deps: FleetDeps): FleetApp {
   const app: FleetApp = new Hono<FleetEnv>({ strict: false }) // trailing slashes are ignored
 
   app.onError(async (error, c) => {
-    // Answering before the body was read: drain it, or the edge's pipe into this object errors.
-    if (c.req.raw.body && !c.req.raw.bodyUsed) await c.req.raw.arrayBuffer().catch(() => undefined)
+    // Answering before the body was read: cancel it (never drain: it may be endless).
+    await discardBody(c.req.raw)
     if (error instanceof ApiError) return c.json(error.body, error.status as 400)
     console.error('fleet error', error)
     return c.json({ error: ErrorCode.internal, message: 'internal error; the broker log has details' }, 500)
@@ -76,6 +77,8 @@ export function createFleetApp(deps: FleetDeps): FleetApp {
   app.use('*', async (c, next) => {
     c.set('identity', identityFrom(c.req.raw))
     await next()
+    // A route that answered without reading the body (404 and the like) cancels the rest.
+    await discardBody(c.req.raw)
   })
   // Admin prefixes answer 403 before routing, for any method and any path below them.
   for (const prefix of ADMIN_PREFIXES) {
