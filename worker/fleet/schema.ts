@@ -1,7 +1,7 @@
 import { STATIC_POOL_SCHEMA } from '../providers/static.js'
 import { GITHUB_LOGIN_SCHEMA } from './github.js'
 import { LEASE_SCHEMA } from './lease-store.js'
-import { RUN_SCHEMA } from './runs.js'
+import { RUN_SCHEMA, RUN_SCHEMA_V2 } from './runs.js'
 import type { FleetStorage } from './storage.js'
 
 /**
@@ -14,6 +14,7 @@ const MIGRATIONS: readonly { name: string; statements: readonly string[] }[] = [
   { name: 'runs-v1', statements: RUN_SCHEMA },
   { name: 'github-logins-v1', statements: GITHUB_LOGIN_SCHEMA },
   { name: 'static-pool-v1', statements: STATIC_POOL_SCHEMA },
+  { name: 'runs-v2', statements: RUN_SCHEMA_V2 },
 ]
 
 export function migrateFleet(storage: FleetStorage): void {
