@@ -330,5 +330,6 @@ export type RunEventsQuery = v.InferOutput<typeof RunEventsQuery>
 export const RunResponse = v.object({ run: RunRecord })
 /** `nextCursor` is present when more runs match; pass it back as `?cursor=`. */
 export const RunListResponse = v.object({ runs: v.array(RunRecord), nextCursor: v.optional(v.string()) })
-export const RunEventsResponse = v.object({ events: v.array(RunEventRecord) })
+/** `nextSeq` is set when the broker ended the page early (its byte bound): ask again with `after=nextSeq`. */
+export const RunEventsResponse = v.object({ events: v.array(RunEventRecord), nextSeq: v.optional(v.number()) })
 export const RunEventResponse = v.object({ event: RunEventRecord })

@@ -93,14 +93,15 @@ export async function attachRun(context: HistoryContext, runId: string, options:
   /** Every event after `last` over HTTP; then whether the run is over with nothing left to print. */
   const catchUp = async (): Promise<boolean> => {
     for (;;) {
-      const { events } = await client.request('GET', `/v1/runs/${runId}/events`, {
+      const { events, nextSeq } = await client.request('GET', `/v1/runs/${runId}/events`, {
         query: { after: last, limit: RUN_LIMITS.eventsPageMax },
         schema: RunEventsResponse,
         timeoutMs: 15_000,
       })
       for (const event of events) print(event, 'http')
       if (finishedAt !== undefined || outputClosed) return true
-      if (events.length < RUN_LIMITS.eventsPageMax) break
+      // A short page is the end, unless the broker cut it at its byte bound (`nextSeq`).
+      if (events.length < RUN_LIMITS.eventsPageMax && nextSeq === undefined) break
     }
     // No command.finished yet: a run that ended without one (or before `after`) ends here.
     run = await fetchRun(client, runId)

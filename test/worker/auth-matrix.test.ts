@@ -148,6 +148,8 @@ describe('auth matrix over every route', () => {
         }
         if (result.status === 201 && result.body.lease) await api(adminCaller, 'POST', `/v1/admin/leases/${result.body.lease.id}/delete`)
         await api(adminCaller, 'POST', `/v1/admin/leases/${lease.id}/delete`)
+        // The owner may keep only 100 running runs (docs/security.md): finish the cell's run.
+        await api(owner, 'POST', `/v1/runs/${run.id}/finish`, { exitCode: 0 })
       }
     })
   }

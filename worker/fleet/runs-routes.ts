@@ -24,8 +24,9 @@ import {
   createRun,
   finishRun,
   getRun,
-  listRunEvents,
+  getRunCore,
   listRuns,
+  pageRunEvents,
   readRunLog,
   recordRunTelemetry,
   runRetentionDays,
@@ -90,8 +91,10 @@ export const RUN_ROUTES: readonly RouteSpec[] = [
     (c, deps, input) => {
       const id = input.param('id')
       const query = input.query()
-      getRun(deps.storage, c.get('identity'), id)
-      return c.json({ events: listRunEvents(deps.storage, id, query.after, query.limit) })
+      getRunCore(deps.storage, c.get('identity'), id)
+      // Bounded in bytes too: a page cut short says where to continue (`nextSeq`, the last seq in it).
+      const { events, more } = pageRunEvents(deps.storage, id, query.after, query.limit)
+      return c.json(more ? { events, nextSeq: events.at(-1)!.seq } : { events })
     },
   ),
   defineRoute(
@@ -107,6 +110,8 @@ export const RUN_ROUTES: readonly RouteSpec[] = [
     async (c, deps, input) => {
       const id = input.param('id')
       const body = await input.body({ maxBytes: EVENT_BODY_BYTES })
+      // An event may only name a lease the caller can see (missing is fine, as for a new run).
+      if (body.leaseID) runLease(deps, c.get('identity'), body.leaseID)
       const { event } = appendRunEvent(deps.storage, c.get('identity'), id, body, deps.now())
       pushRunEvents(deps.ctx, deps.storage, id)
       return c.json({ event }, 201)
@@ -155,8 +160,10 @@ export const RUN_ROUTES: readonly RouteSpec[] = [
     async (c, deps, input) => {
       const id = input.param('id')
       const body = await input.body({ maxBytes: FINISH_BODY_BYTES })
-      const { run } = finishRun(deps.storage, c.get('identity'), id, body, deps.now())
+      const { run, refused } = finishRun(deps.storage, c.get('identity'), id, body, deps.now())
       pushRunEvents(deps.ctx, deps.storage, id)
+      // The run finished with its log either way; only the results were refused.
+      if (refused) throw refused
       return c.json({ run })
     },
   ),
