@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
-import { durationFlag } from '../flags.js'
+import { leaseDurationFlag } from '../flags.js'
 import { heartbeatCommand, type BeatResult } from '../services/heartbeat.js'
 
 export default class Heartbeat extends BaseCommand<typeof Heartbeat> {
@@ -12,7 +12,7 @@ export default class Heartbeat extends BaseCommand<typeof Heartbeat> {
   ]
   static override flags = {
     id: Flags.string({ description: 'Lease ID or slug', required: true }),
-    'idle-timeout': durationFlag({ description: 'Also set the idle timeout, e.g. 45m' }),
+    'idle-timeout': leaseDurationFlag({ description: 'Also set the idle timeout, e.g. 45m (at most 24h)' }),
   }
 
   async run(): Promise<BeatResult> {
