@@ -35,6 +35,8 @@ class AttemptFailed extends Error {
     message: string,
     readonly transport: boolean,
     readonly fatal?: CrabboxError,
+    /** The server refused every key we offered. */
+    readonly auth = false,
   ) {
     super(message)
   }
@@ -176,7 +178,7 @@ function attempt(target: SshTarget, port: number, privateKey: Buffer, timeoutMs:
     client.on('error', (error: Error & { level?: string }) => {
       if (mismatch) return fail(new AttemptFailed(mismatch.message, false, mismatch))
       const transport = error.level === 'client-socket' || error.level === 'client-timeout'
-      fail(new AttemptFailed(error.message, transport))
+      fail(new AttemptFailed(error.message, transport, undefined, error.level === 'client-authentication'))
     })
     client.on('close', () => fail(new AttemptFailed('connection closed during the handshake', true)))
     client.connect({
@@ -215,7 +217,8 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
   } catch (error) {
     throw new CrabboxError(`cannot read SSH key ${target.privateKeyPath}: ${(error as Error).message}`, {
       exit: 'ssh',
-      hint: 'Set ssh.key in your config (or --key) to an OpenSSH private key.',
+      code: 'ssh_key_unreadable',
+      hint: 'Set ssh.key (or CRABBOX_SSH_KEY) to an OpenSSH private key.',
     })
   }
   const failures: string[] = []
@@ -233,6 +236,13 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
     } catch (error) {
       const failed = error as AttemptFailed
       if (failed.fatal) throw failed.fatal
+      if (failed.auth) {
+        throw new CrabboxError(`${target.user}@${target.host}:${port} refused the SSH key ${target.privateKeyPath}`, {
+          exit: 'ssh',
+          code: 'ssh_auth',
+          hint: `Authorize that key for ${target.user} on ${target.host}, or set ssh.key (CRABBOX_SSH_KEY) to a key the host accepts.`,
+        })
+      }
       if (!failed.transport) {
         throw new CrabboxError(`SSH to ${target.user}@${target.host}:${port} failed: ${failed.message}`, {
           exit: 'ssh',

@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs'
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { leaseKeyDir } from '../../paths.js'
 
@@ -63,4 +65,15 @@ async function readExisting(privateKeyPath: string, leaseId: string): Promise<st
   const publicKey = `${parsed.type} ${parsed.getPublicSSH().toString('base64')} crabbox ${leaseId}`
   await writeFile(`${privateKeyPath}.pub`, `${publicKey}\n`, { mode: 0o644 })
   return publicKey
+}
+
+/**
+ * The user's own key, for hosts crabbox does not provision (the ssh provider, a
+ * broker's static pool), chosen as `ssh` would: `ssh.key` when set (a leading
+ * `~` is the home folder), else `~/.ssh/id_ed25519`, else `~/.ssh/id_rsa`.
+ * Undefined when none of them exists.
+ */
+export function ownSshKey(configured: string | undefined, home = homedir()): string | undefined {
+  if (configured) return configured.replace(/^~(?=$|\/)/, home)
+  return [join(home, '.ssh', 'id_ed25519'), join(home, '.ssh', 'id_rsa')].find((path) => existsSync(path))
 }
