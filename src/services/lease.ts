@@ -9,8 +9,9 @@ import { directProvider } from '../providers/registry.js'
 import type { DirectProvider, Lease } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import type { Progress } from '../ui/progress.js'
-import { ensureLeaseKey } from '../transport/ssh/keys.js'
-import { newLeaseId } from '../protocol/ids.js'
+import { ensureLeaseKey, ownSshKey } from '../transport/ssh/keys.js'
+import { newLeaseId, normalizeSlug } from '../protocol/ids.js'
+import { findReleased, rememberReleased } from '../providers/released.js'
 
 export interface LeaseContext {
   config: Config
@@ -29,6 +30,8 @@ export interface LeaseBackend {
   /** Idempotent; a lease that is already gone is fine. */
   release(lease: Lease): Promise<void>
   list(): Promise<Lease[]>
+  /** A lease with this ID or slug that is known to be released or expired (for `stop`), if any. */
+  findGone(idOrSlug: string): Promise<{ id: string; slug: string } | undefined>
   broker?: BrokerClient
 }
 
@@ -41,10 +44,12 @@ const keyPaths = (leaseId: string) => ({
 
 /**
  * A broker lease record as the pipeline sees it; the raw record stays in `details.record`.
- * Static pool hosts are never touched by the broker, so they take the user's own key when one is configured.
+ * Static pool hosts are never touched by the broker, so they take the user's own key
+ * (`ssh.key`, else `~/.ssh/id_ed25519`, else `~/.ssh/id_rsa`), as `ssh` would.
  */
 function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
-  const ownKey = record.provider === 'static' && config?.ssh.key ? { privateKeyPath: config.ssh.key } : {}
+  const key = record.provider === 'static' && config ? ownSshKey(config.ssh.key) : undefined
+  const ownKey = key ? { privateKeyPath: key } : {}
   return {
     id: record.id,
     slug: record.slug,
@@ -69,9 +74,9 @@ function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
 
 function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBackend {
   const { config } = context
-  // `local` is the direct-mode default; through a broker it means "the broker's default".
-  // An existing host (`ssh`, alias `static`) is the broker's static pool.
-  const provider = config.provider === 'local' ? config.broker.provider : config.provider === 'ssh' ? 'static' : config.provider
+  // `broker` (the default when a broker is configured) sends no provider: the broker uses its own
+  // default (its static pool when it has one). An existing host (`ssh`, alias `static`) is the static pool.
+  const provider = config.provider === 'broker' ? undefined : config.provider === 'ssh' ? 'static' : config.provider
   return {
     mode: 'broker',
     provider: provider ?? 'broker',
@@ -130,6 +135,12 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
       const { leases } = await client.request('GET', '/v1/leases', { query: { state: 'active', limit: 500 }, schema: LeaseListResponse })
       return leases.map((record) => leaseFromRecord(record, config))
     },
+    async findGone(idOrSlug) {
+      // By ID the broker answers for any state; a slug names only a live lease, so look through recent ones.
+      const { leases } = await client.request('GET', '/v1/leases', { query: { limit: 100 }, schema: LeaseListResponse })
+      const slug = normalizeSlug(idOrSlug)
+      return leases.find((l) => (l.id === idOrSlug || l.slug === slug) && l.state !== 'active' && l.state !== 'provisioning')
+    },
   }
 }
 
@@ -146,8 +157,12 @@ function directBackend(provider: DirectProvider, context: LeaseContext): LeaseBa
       )
     },
     resolve: (idOrSlug) => resolveDirect(provider, idOrSlug, context),
-    release: async (lease) => (lease.provider === provider.name ? provider : await directProvider(lease.provider)).release(lease, context),
+    async release(lease) {
+      await (lease.provider === provider.name ? provider : await directProvider(lease.provider)).release(lease, context)
+      rememberReleased(lease)
+    },
     list: () => provider.list(context),
+    findGone: async (idOrSlug) => findReleased(idOrSlug),
   }
 }
 
@@ -178,9 +193,15 @@ async function resolveDirect(first: DirectProvider, idOrSlug: string, context: L
 const notFound = (idOrSlug: string) =>
   new CrabboxError(`no active lease ${idOrSlug}`, { exit: 'notFound', code: 'not_found', hint: 'run `crabbox list` to see active leases' })
 
+/**
+ * The broker when one is configured, else the configured direct provider. `local` is always
+ * this machine's: a kept local lease stays listable and stoppable with `--provider local`.
+ */
 export async function leaseBackend(context: LeaseContext): Promise<LeaseBackend> {
   const client = brokerClient(context.config)
-  return client ? brokerBackend(client, context) : directBackend(await directProvider(context.config.provider), context)
+  return client && context.config.provider !== 'local'
+    ? brokerBackend(client, context)
+    : directBackend(await directProvider(context.config.provider), context)
 }
 
 /** Resolves a lease by ID or slug, through the broker or this machine's records (exit 4 when missing or ambiguous). */
