@@ -52,6 +52,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return this.cachedContext
   }
 
+  /** The `--json` object printed for a failure; a command may put it in its own result shape. */
+  protected failureJson(failure: CrabboxError): unknown {
+    return { error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode } }
+  }
+
   protected override async catch(error: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (error instanceof RemoteExit) this.exit(error.exitCode)
     if (error instanceof Errors.ExitError) throw error
@@ -77,7 +82,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
               cause: error,
             })
     if (this.jsonEnabled()) {
-      this.logJson({ error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode } })
+      this.logJson(this.failureJson(failure))
     } else {
       process.stderr.write(`${color.red('error:')} ${failure.message}\n`)
       if (failure.hint) process.stderr.write(`${color.dim(failure.hint)}\n`)
