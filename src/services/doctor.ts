@@ -73,7 +73,8 @@ async function checkConfigPermissions(path: string): Promise<DoctorCheck | undef
  */
 async function checkSshKey(config: Config, env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
   const key = config.ssh.key
-  const ownHosts = config.broker.url ? 'static pool hosts' : config.provider === 'ssh' ? 'the ssh host' : undefined
+  // The ssh provider without a host is reported by the provider check; its key matters once there is one.
+  const ownHosts = config.broker.url ? 'static pool hosts' : config.provider === 'ssh' && config.static.host ? 'the ssh host' : undefined
   if (!key) {
     const found = ownSshKey(undefined, env.HOME || undefined)
     if (!ownHosts) return pass('ssh key', 'per-lease keys (generated for each lease)')
