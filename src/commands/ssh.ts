@@ -21,6 +21,7 @@ export default class Ssh extends BaseCommand<typeof Ssh> {
     'static-user': Flags.string({ summary: 'User on the static host' }),
     'static-port': Flags.string({ summary: 'SSH port of the static host' }),
     print: Flags.boolean({ summary: 'Print an equivalent OpenSSH command line instead of connecting' }),
+    tty: Flags.boolean({ char: 't', summary: 'Without a command: a pty shell even when stdin is not a terminal (like ssh -t)' }),
   }
 
   async run(): Promise<SshResult> {

@@ -11,6 +11,8 @@ export interface SshFlags {
   /** A lease ID or slug; resolved through the broker or this machine's lease records. */
   id?: string
   print?: boolean
+  /** Without a command: a pty shell even when stdin is not a terminal (`ssh -t`). */
+  tty?: boolean
 }
 
 export interface ResolvedTarget {
@@ -127,10 +129,10 @@ export async function sshCommand(context: ServiceContext, flags: SshFlags, argv:
   const workdir = workRoot ? workdirFor(workRoot, leaseId, context.repoRoot ?? context.cwd) : undefined
   const inWorkdir = (command: string) => (workdir ? `cd -- ${quoteArg(workdir)} 2>/dev/null; ${command}` : command)
   try {
-    // Like OpenSSH: a pty only when stdin is a terminal; otherwise a login shell reads stdin and ends at EOF.
+    // Like OpenSSH: a pty only when stdin is a terminal (or --tty); otherwise a login shell reads stdin and ends at EOF.
     const result = argv.length
       ? await runRemote(session, inWorkdir(argv.join(' ')))
-      : process.stdin.isTTY
+      : process.stdin.isTTY || flags.tty
         ? await interactive(session, workdir ? inWorkdir(LOGIN_SHELL) : undefined)
         : await runRemote(session, inWorkdir(LOGIN_SHELL))
     if (result.code !== 0) throw new RemoteExit(exitCodeOf(result))
