@@ -48,8 +48,11 @@ const keyPaths = (leaseId: string) => ({
  * (`ssh.key`, else `~/.ssh/id_ed25519`, else `~/.ssh/id_rsa`), as `ssh` would.
  */
 function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
-  const key = record.provider === 'static' && config ? ownSshKey(config.ssh.key) : undefined
-  const ownKey = key ? { privateKeyPath: key } : {}
+  const ownHost = record.provider === 'static' && config !== undefined
+  const key = ownHost ? ownSshKey(config.ssh.key) : undefined
+  // Like ssh, unless ssh.key names the one key to use: the ssh-agent's keys are offered after the key file.
+  const agentSocket = ownHost && !config.ssh.key && process.env.SSH_AUTH_SOCK ? { agentSocket: process.env.SSH_AUTH_SOCK } : {}
+  const ownKey = { ...(key ? { privateKeyPath: key } : {}), ...agentSocket }
   return {
     id: record.id,
     slug: record.slug,

@@ -1,5 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFile, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
+import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { runCli, spawnCli, type CliHome } from '../support/cli.js'
@@ -24,6 +26,7 @@ const localLeases = (home: CliHome) => {
   const dir = join(home.env.XDG_STATE_HOME, 'crabbox', 'local')
   return existsSync(dir) ? readdirSync(dir) : []
 }
+const exec = promisify(execFile)
 const noAgent = { CRABBOX_NO_AGENT: '1', NODE_EXTRA_CA_CERTS: undefined }
 
 afterAll(() => {
@@ -224,13 +227,32 @@ describe('the first hour with a broker and a static pool', () => {
     expect(result.stderr).toMatch(/provider=static/)
   })
 
+  it('a static pool lease uses the ssh-agent keys when there is no key file', async () => {
+    const h = homeWithKey(false)
+    const socket = join(h.dir, 'agent.sock')
+    const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' })
+    try {
+      await until('the ssh-agent socket', async () => existsSync(socket), 10_000)
+      await exec('ssh-add', [rig.host.privateKeyPath], { env: { ...process.env, SSH_AUTH_SOCK: socket } })
+      const result = await runCli(['run', '--bootstrap-timeout', '60s', '--', 'cat', 'hello.txt'], {
+        home: h,
+        cwd: repo(),
+        env: rig.cliEnv({ CRABBOX_SSH_KEY: undefined, SSH_AUTH_SOCK: socket }),
+      })
+      expect(result.code, result.stderr).toBe(0)
+      expect(result.stdout).toBe('hello\n')
+    } finally {
+      agent.kill()
+    }
+  })
+
   it('a key the pool host refuses stops at once: exit 7 naming the key and the setting', async () => {
     const h = homeWithKey(false)
     const started = Date.now()
     const result = await runCli(['run', '--bootstrap-timeout', '90s', '--', 'true'], {
       home: h,
       cwd: repo(),
-      env: rig.cliEnv({ CRABBOX_SSH_KEY: undefined }),
+      env: rig.cliEnv({ CRABBOX_SSH_KEY: undefined, SSH_AUTH_SOCK: undefined }),
     })
     expect(result.code, result.stderr).toBe(7)
     expect(result.stderr).toMatch(/refused the SSH key \S+id_ed25519/)

@@ -186,6 +186,8 @@ function attempt(target: SshTarget, port: number, privateKey: Buffer, timeoutMs:
       port,
       username: target.user,
       privateKey,
+      // ssh2 offers the key file first, then the agent's keys.
+      ...(target.agentSocket ? { agent: target.agentSocket } : {}),
       readyTimeout: timeoutMs,
       keepaliveInterval: keepaliveMs,
       keepaliveCountMax: KEEPALIVE_COUNT_MAX,
@@ -237,7 +239,8 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
       const failed = error as AttemptFailed
       if (failed.fatal) throw failed.fatal
       if (failed.auth) {
-        throw new CrabboxError(`${target.user}@${target.host}:${port} refused the SSH key ${target.privateKeyPath}`, {
+        const tried = `the SSH key ${target.privateKeyPath}${target.agentSocket ? ' and the ssh-agent keys' : ''}`
+        throw new CrabboxError(`${target.user}@${target.host}:${port} refused ${tried}`, {
           exit: 'ssh',
           code: 'ssh_auth',
           hint: `Authorize that key for ${target.user} on ${target.host}, or set ssh.key (CRABBOX_SSH_KEY) to a key the host accepts.`,
