@@ -74,16 +74,17 @@ async function checkConfigPermissions(path: string): Promise<DoctorCheck | undef
 async function checkSshKey(config: Config, env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
   const key = config.ssh.key
   // The ssh provider without a host is reported by the provider check; its key matters once there is one.
-  const ownHosts = config.broker.url ? 'static pool hosts' : config.provider === 'ssh' && config.static.host ? 'the ssh host' : undefined
+  const staticChosen = config.broker.url ? config.provider === 'ssh' : config.provider === 'ssh' && Boolean(config.static.host)
+  const ownHosts = config.broker.url ? 'static pool hosts' : staticChosen ? 'the ssh host' : undefined
   if (!key) {
     const found = ownSshKey(undefined, env.HOME || undefined)
     if (!ownHosts) return pass('ssh key', 'per-lease keys (generated for each lease)')
     if (found) return pass('ssh key', `per-lease keys; ${ownHosts}: ${found} (set ssh.key to use another)`)
-    return fail(
-      'ssh key',
-      `no key for ${ownHosts}: ssh.key is unset and there is no ~/.ssh/id_ed25519 or ~/.ssh/id_rsa`,
-      `Set ssh.key (or CRABBOX_SSH_KEY) to a key ${ownHosts === 'the ssh host' ? 'the host accepts' : 'the pool hosts accept'}${config.broker.url ? ' (ignore this if your broker has no static pool)' : ''}.`,
-    )
+    if (env.SSH_AUTH_SOCK && config.broker.url) return pass('ssh key', `per-lease keys; ${ownHosts}: the ssh-agent's keys`)
+    const none = `no key for ${ownHosts}: ssh.key is unset and there is no ~/.ssh/id_ed25519 or ~/.ssh/id_rsa`
+    // With the broker choosing, its default may not be the static pool: say it, without failing.
+    if (!staticChosen) return pass('ssh key', `per-lease keys; ${none} (needed only if the broker hands out static hosts)`)
+    return fail('ssh key', none, 'Set ssh.key (or CRABBOX_SSH_KEY) to a key the host accepts, or put it at ~/.ssh/id_ed25519.')
   }
   const path = ownSshKey(key, env.HOME || undefined)!
   try {

@@ -100,7 +100,8 @@ describe('the first hour without a broker', () => {
     )
     child.stdout!.resume()
     let seen = ''
-    await new Promise<void>((resolve) => {
+    const closed = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+    await new Promise<void>((resolve, reject) => {
       child.stderr!.on('data', (d) => {
         seen += d
         // Like `head -3`: read a little of the command's output, then go away.
@@ -109,8 +110,9 @@ describe('the first hour without a broker', () => {
           resolve()
         }
       })
+      void closed.then((c) => reject(new Error(`the CLI exited ${c} before the command's output:\n${seen}`)))
     })
-    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+    const code = await closed
     expect(code).toBe(141)
     await until('the local runner to go', async () => localLeases(h).length === 0 && mentioning(h).length === 0, 15_000)
   })
@@ -264,7 +266,10 @@ describe('the first hour with a broker and a static pool', () => {
   })
 
   it('doctor says when static pool hosts have no key to use', async () => {
-    const without = await runCli(['doctor'], { home: homeWithKey(false), env: rig.cliEnv({ CRABBOX_SSH_KEY: undefined }) })
+    const without = await runCli(['doctor'], {
+      home: homeWithKey(false),
+      env: rig.cliEnv({ CRABBOX_SSH_KEY: undefined, SSH_AUTH_SOCK: undefined }),
+    })
     expect(without.code).not.toBe(0)
     expect(without.stdout + without.stderr).toMatch(/no key for static pool hosts/)
     const withKey = homeWithKey(true)
