@@ -9,7 +9,7 @@ import { directProvider } from '../providers/registry.js'
 import type { DirectProvider, Lease } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import type { Progress } from '../ui/progress.js'
-import { ensureLeaseKey } from '../transport/ssh/keys.js'
+import { ensureLeaseKey, removeLeaseKey } from '../transport/ssh/keys.js'
 import { newLeaseId } from '../protocol/ids.js'
 
 export interface LeaseContext {
@@ -180,8 +180,33 @@ const notFound = (idOrSlug: string) =>
 
 export async function leaseBackend(context: LeaseContext): Promise<LeaseBackend> {
   const client = brokerClient(context.config)
-  return client ? brokerBackend(client, context) : directBackend(await directProvider(context.config.provider), context)
+  return withKeyCleanup(client ? brokerBackend(client, context) : directBackend(await directProvider(context.config.provider), context))
 }
+
+/**
+ * A lease's key folder (`leaseKeyDir`) lives as long as the lease: removed once it is released,
+ * and when asking for it failed (no lease holds that key).
+ */
+function withKeyCleanup(backend: LeaseBackend): LeaseBackend {
+  return {
+    ...backend,
+    async acquire({ keep, leaseId = newLeaseId() }) {
+      try {
+        return await backend.acquire({ keep, leaseId })
+      } catch (error) {
+        await removeLeaseKey(leaseId).catch(() => undefined)
+        throw error
+      }
+    },
+    async release(lease) {
+      await backend.release(lease)
+      await removeLeaseKey(lease.id).catch(() => undefined)
+    },
+  }
+}
+
+/** `stop` of a lease that has already ended: only its key folder is left to remove. */
+export const forgetLeaseKey = (leaseId: string) => removeLeaseKey(leaseId).catch(() => undefined)
 
 /** Resolves a lease by ID or slug, through the broker or this machine's records (exit 4 when missing or ambiguous). */
 export async function resolveLease(idOrSlug: string, context: LeaseContext): Promise<Lease> {

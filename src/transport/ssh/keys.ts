@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { leaseKeyDir } from '../../paths.js'
 
@@ -7,6 +7,12 @@ export interface LeaseKey {
   /** `ssh-ed25519 AAAA… crabbox <leaseId>`, what the runner's authorized_keys needs. */
   publicKey: string
   knownHostsPath: string
+}
+
+/** Forgets a lease's key folder (key pair and known_hosts) once the lease has ended. */
+export async function removeLeaseKey(leaseId: string): Promise<void> {
+  if (!/^[\w.-]+$/.test(leaseId)) return
+  await rm(leaseKeyDir(leaseId), { recursive: true, force: true })
 }
 
 /**
