@@ -1,9 +1,11 @@
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { cliHome, runCli, type CliHome } from '../support/cli.js'
-import { gitRepo, homePerTest } from '../support/fixtures.js'
+import { cliHome, cliPath, runCli, type CliHome } from '../support/cli.js'
+import { gitRepo, homePerTest, put } from '../support/fixtures.js'
 import { processesMatching } from '../support/processes.js'
+import { startBroker } from '../support/broker.js'
 
 const home = homePerTest()
 const userFile = (h: CliHome) => join(h.env.XDG_CONFIG_HOME, 'crabbox', 'config.yaml')
@@ -149,7 +151,6 @@ describe('crabbox config set, get and unset', () => {
     repos.push(repo)
     const rootMode = statSync(repo).mode & 0o777
     const sub = join(repo, 'sub')
-    const { mkdirSync } = await import('node:fs')
     mkdirSync(sub)
     const set = await runCli(['config', 'set', 'class', 'fast', '--repo'], { home: h, cwd: sub })
     expect(set.code, set.stderr).toBe(0)
@@ -207,5 +208,59 @@ describe('lease lifecycle on the local provider', () => {
     expect(JSON.parse((await runCli(['list', '--json'], { home: h, cwd: repo, env: noAgent })).stdout)).toEqual([])
     expect(keyFolders(h)).toEqual([])
     expect((await runCli(['stop', '--all', 'x'], { home: h, cwd: repo, env: noAgent })).code).toBe(2)
+  })
+})
+
+describe('broker onboarding', () => {
+  it('broker dev without a token makes a dev token, and its ready lines say how to connect; 401s name the token source', async () => {
+    const broker = await startBroker()
+    try {
+      const output = broker.readyOutput()
+      const tokenFile = join(broker.stateDir, 'dev-token')
+      expect(output).toContain(
+        `warning: no CRABBOX_SHARED_TOKEN, CRABBOX_ADMIN_TOKEN or GitHub login set: clients use the dev token in ${tokenFile}`,
+      )
+      expect(statSync(tokenFile).mode & 0o777).toBe(0o600)
+      const connect = /^connect this machine: (crabbox config set-broker .*)$/m.exec(output)?.[1]
+      expect(connect).toBe(`crabbox config set-broker --url ${broker.url} --token-stdin < ${tokenFile}`)
+
+      // The printed command, as a user would paste it.
+      const h = home()
+      execFileSync('sh', ['-c', connect!.replace(/^crabbox /, `"${process.execPath}" "${cliPath}" `)], {
+        env: { ...process.env, ...h.env },
+        stdio: 'pipe',
+      })
+      const who = await runCli(['whoami', '--json'], { home: h })
+      expect(who.code, who.stderr).toBe(0)
+      expect(JSON.parse(who.stdout).auth).toBe('bearer')
+
+      const login = await runCli(['login', '--url', broker.url, '--no-browser'], { home: home() })
+      expect(login.code).toBe(3)
+      expect(login.stderr).toContain('has no GitHub login')
+      expect(login.stderr).toContain(`crabbox login --url ${broker.url} --token-stdin`)
+
+      const fromEnv = await runCli(['whoami'], { home: h, env: { CRABBOX_COORDINATOR_TOKEN: 'wrong' } })
+      expect(fromEnv.code).toBe(3)
+      expect(fromEnv.stderr).toContain('refused the broker token from the environment variable CRABBOX_COORDINATOR_TOKEN')
+      const bad = home()
+      put(join(bad.env.XDG_CONFIG_HOME, 'crabbox'), 'config.yaml', `broker:\n  url: ${broker.url}\n  token: wrong\n`)
+      const fromFile = await runCli(['whoami'], { home: bad })
+      expect(fromFile.code).toBe(3)
+      expect(fromFile.stderr).toContain(`refused the broker token from the config file ${userFile(bad)}`)
+    } finally {
+      await broker.stop()
+    }
+  })
+
+  it('broker dev with a token of its own prints the set-broker command that reads it from that variable', async () => {
+    const broker = await startBroker({ env: { CRABBOX_SHARED_TOKEN: 'onboarding-token' } })
+    try {
+      expect(broker.readyOutput()).not.toContain('warning:')
+      expect(broker.readyOutput()).toContain(
+        `connect this machine: printf '%s\\n' "$CRABBOX_SHARED_TOKEN" | crabbox config set-broker --url ${broker.url} --token-stdin`,
+      )
+    } finally {
+      await broker.stop()
+    }
   })
 })
