@@ -2,6 +2,7 @@ import { CrabboxError } from '../../errors.js'
 import type { Lease } from '../../providers/types.js'
 import type { SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
+import { withArticle } from '../../ui/format.js'
 import type { LeaseBackend } from '../lease.js'
 import { waitForReady } from '../../transport/ssh/readiness.js'
 import type { Recorder } from './recorder.js'
@@ -88,7 +89,7 @@ export async function obtainLease(
     return { lease, acquired: false }
   }
   for (let attempt = 1; ; attempt++) {
-    progress.phase(`leasing a ${backend.provider} runner`)
+    progress.phase(`leasing ${withArticle(backend.provider)} runner`)
     const lease = await backend.acquire({ keep: options.keep })
     announce(lease, recorder)
     await options.onLease?.(lease)
