@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -177,6 +177,20 @@ describe('lease lifecycle on the local provider', () => {
 
     const ssh = await runCli(['ssh', lease.slug, '--', 'echo', 'hi'], { home: h, cwd: repo, env: noAgent })
     expect(ssh).toMatchObject({ code: 0, stdout: 'hi\n' })
+
+    // list: a header and relative expiry on a terminal; piped, one plain line per lease with the ISO time.
+    const onTty = spawnSync('script', ['-qec', `${process.execPath} ${cliPath} list`, '/dev/null'], {
+      cwd: repo,
+      env: { ...process.env, ...h.env, ...noAgent, TERM: 'xterm' } as NodeJS.ProcessEnv,
+      encoding: 'utf8',
+      timeout: 60_000,
+    }).stdout
+    expect(onTty).toMatch(/^ID\s+SLUG\s+PROVIDER\s+SSH\s+STATE\s+EXPIRES\r?$/m)
+    expect(onTty).toMatch(new RegExp(`^${lease.id}\\s+${lease.slug}\\s+local\\s+.*active \\(kept\\)\\s+in 1h \\d+m\\r?$`, 'm'))
+    const piped = await runCli(['list'], { home: h, cwd: repo, env: noAgent })
+    expect(piped.stdout).toMatch(
+      new RegExp(`^${lease.id}  ${lease.slug}  local  \\S+  active  keep  expires=\\d{4}-\\d\\d-\\d\\dT\\S+Z\n$`),
+    )
 
     const stop = await runCli(['stop', lease.slug, '--json'], { home: h, cwd: repo, env: noAgent })
     expect(stop.code, stop.stderr).toBe(0)
