@@ -192,7 +192,10 @@ function withKeyCleanup(backend: LeaseBackend): LeaseBackend {
     ...backend,
     async acquire({ keep, leaseId = newLeaseId() }) {
       try {
-        return await backend.acquire({ keep, leaseId })
+        const lease = await backend.acquire({ keep, leaseId })
+        // A static host's lease has an ID of its own and the user's key: the generated one is unused.
+        if (lease.id !== leaseId) await removeLeaseKey(leaseId).catch(() => undefined)
+        return lease
       } catch (error) {
         await removeLeaseKey(leaseId).catch(() => undefined)
         throw error

@@ -6,6 +6,7 @@ import { cliHome, cliPath, runCli, type CliHome } from '../support/cli.js'
 import { gitRepo, homePerTest, put } from '../support/fixtures.js'
 import { processesMatching } from '../support/processes.js'
 import { startBroker } from '../support/broker.js'
+import { sshHost } from '../support/ssh-host.js'
 
 const home = homePerTest()
 const userFile = (h: CliHome) => join(h.env.XDG_CONFIG_HOME, 'crabbox', 'config.yaml')
@@ -222,6 +223,31 @@ describe('lease lifecycle on the local provider', () => {
     expect(JSON.parse((await runCli(['list', '--json'], { home: h, cwd: repo, env: noAgent })).stdout)).toEqual([])
     expect(keyFolders(h)).toEqual([])
     expect((await runCli(['stop', '--all', 'x'], { home: h, cwd: repo, env: noAgent })).code).toBe(2)
+  })
+})
+
+describe('lease key folders with an existing SSH host', () => {
+  it('a direct ssh-provider run leaves only the host-key pin folder, which survives the next claim', async () => {
+    const host = await sshHost()
+    try {
+      const h = runnerHome()
+      const repo = gitRepo()
+      repos.push(repo)
+      const env = { ...noAgent, CRABBOX_SSH_KEY: host.privateKeyPath, CRABBOX_WORK_ROOT: `${host.home}/work` }
+      const args = ['run', '--provider', 'ssh', '--static-host', host.address, '--', 'true']
+      const first = await runCli(args, { home: h, cwd: repo, env })
+      expect(first.code, first.stderr).toBe(0)
+      const folders = keyFolders(h)
+      expect(folders).toHaveLength(1)
+      expect(folders[0]).toMatch(/^static_/)
+      const pin = join(h.env.XDG_CONFIG_HOME, 'crabbox', 'testboxes', folders[0], 'known_hosts')
+      expect(readFileSync(pin, 'utf8')).toContain('ssh-ed25519')
+      const second = await runCli(args, { home: h, cwd: repo, env })
+      expect(second.code, second.stderr).toBe(0)
+      expect(keyFolders(h)).toEqual(folders)
+    } finally {
+      await host.stop()
+    }
   })
 })
 

@@ -1,6 +1,7 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { leaseKeyDir } from '../../paths.js'
+import { isLeaseId } from '../../protocol/ids.js'
 
 export interface LeaseKey {
   privateKeyPath: string
@@ -9,9 +10,13 @@ export interface LeaseKey {
   knownHostsPath: string
 }
 
-/** Forgets a lease's key folder (key pair and known_hosts) once the lease has ended. */
+/**
+ * Forgets a lease's key folder (key pair and known_hosts) once the lease has ended. Only
+ * per-lease folders (`cbx_…`): a static host's folder (`static_<host>`) keeps its host-key
+ * pin from one claim to the next.
+ */
 export async function removeLeaseKey(leaseId: string): Promise<void> {
-  if (!/^[\w.-]+$/.test(leaseId)) return
+  if (!isLeaseId(leaseId)) return
   await rm(leaseKeyDir(leaseId), { recursive: true, force: true })
 }
 
