@@ -11,7 +11,7 @@ export default class Heartbeat extends BaseCommand<typeof Heartbeat> {
     '<%= config.bin %> heartbeat blue-crab',
     '<%= config.bin %> heartbeat --id cbx_0123456789ab --idle-timeout 2h --json',
   ]
-  static override args = { lease: Args.string({ description: 'Lease ID or slug' }) }
+  static override args = { lease: Args.string({ description: 'Lease ID or slug', ignoreStdin: true }) }
   static override flags = {
     id: idFlag,
     'idle-timeout': durationFlag({ description: 'Also set the idle timeout, e.g. 45m' }),

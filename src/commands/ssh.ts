@@ -16,7 +16,7 @@ export default class Ssh extends BaseCommand<typeof Ssh> {
   ]
   static override usage = ['<%= command.id %> [LEASE] [FLAGS] [-- <command…>]']
   static override strict = false // argv after `--` is the remote command
-  static override args = { lease: Args.string({ description: 'Lease ID or slug (or use --id)' }) }
+  static override args = { lease: Args.string({ description: 'Lease ID or slug (or use --id)', ignoreStdin: true }) }
   static override flags = {
     id: Flags.string({ summary: 'Lease ID or slug' }),
     provider: Flags.string({ summary: 'Provider (ssh for an existing host)' }),

@@ -23,8 +23,8 @@ export default async function notFound(options: NotFoundOptions): Promise<never>
   )
   const guess = closest(typed.join(':'), candidates)
   const shown = typed.join(' ')
-  process.stderr.write(`${color.red('error:')} unknown command ${JSON.stringify(shown)}\n`)
+  process.stderr.write(`${color.red('error:')} command ${shown} not found\n`)
   const hint = guess ? `Did you mean ${config.bin} ${guess.replaceAll(':', ' ')}? ` : ''
   process.stderr.write(`${color.dim(`${hint}Run ${config.bin} help for the command list.`)}\n`)
-  throw Object.assign(new Error(`unknown command ${shown}`), { skipOclifErrorHandling: true, oclif: { exit: 2 } })
+  throw Object.assign(new Error(`command ${shown} not found`), { skipOclifErrorHandling: true, oclif: { exit: 2 } })
 }

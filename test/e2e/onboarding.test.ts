@@ -43,7 +43,7 @@ describe('typos and mistakes', () => {
     const h = home()
     const topic = await runCli(['config', 'shwo'], { home: h })
     expect(topic.code).toBe(2)
-    expect(topic.stderr).toContain('unknown command "config shwo"')
+    expect(topic.stderr).toContain('error: command config shwo not found')
     expect(topic.stderr).toContain('Did you mean crabbox config show?')
     expect(topic.stderr).not.toContain('config:')
     const root = await runCli(['stpo', 'blue-prawn'], { home: h })
@@ -51,7 +51,7 @@ describe('typos and mistakes', () => {
     expect(root.stderr).toContain('Did you mean crabbox stop?')
     const far = await runCli(['frobnicate'], { home: h })
     expect(far.code).toBe(2)
-    expect(far.stderr).toContain('unknown command "frobnicate"')
+    expect(far.stderr).toContain('error: command frobnicate not found')
     expect(far.stderr).not.toContain('Did you mean')
   })
 
@@ -71,6 +71,12 @@ describe('typos and mistakes', () => {
     expect(result.stderr).toContain('The remote command goes after --: crabbox run -- ls -la')
     const withFlags = await runCli(['run', '--keep', 'ls', '-la'], { home: home() })
     expect(withFlags.stderr).toContain('crabbox run --keep -- ls -la')
+  })
+
+  it('heartbeat never takes the lease from piped stdin', async () => {
+    const result = await runCli(['heartbeat'], { home: home(), input: 'blue-prawn\n' })
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('which lease?')
   })
 
   it('heartbeat takes the lease as a positional argument, like stop and status', async () => {
