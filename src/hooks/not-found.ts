@@ -21,7 +21,10 @@ export default async function notFound(options: NotFoundOptions): Promise<never>
   const candidates = [...config.commandIDs, ...topics].filter(
     (candidate) => candidate.startsWith(prefix) && !candidate.slice(prefix.length).includes(':'),
   )
-  const guess = closest(typed.join(':'), candidates)
+  let guess = closest(typed.join(':'), candidates)
+  // `confg show` → `config show`: a mistyped topic keeps the subcommand when that exists.
+  if (guess && !inTopic && topics.has(guess) && words[1] && config.commandIDs.includes(`${guess}:${words[1]}`))
+    guess = `${guess}:${words[1]}`
   const shown = typed.join(' ')
   process.stderr.write(`${color.red('error:')} command ${shown} not found\n`)
   const hint = guess ? `Did you mean ${config.bin} ${guess.replaceAll(':', ' ')}? ` : ''
