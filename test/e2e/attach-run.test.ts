@@ -1,7 +1,8 @@
+import { spawnSync } from 'node:child_process'
 import { existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCli, spawnCli } from '../support/cli.js'
+import { cliPath, runCli, spawnCli } from '../support/cli.js'
 import { collectOutput as collect, gitRepo, until } from '../support/fixtures.js'
 import { brokerWithStaticHosts } from '../support/static-broker.js'
 
@@ -107,6 +108,16 @@ describe('crabbox attach', () => {
     expect(history.runs.map((run: { id: string }) => run.id)).toContain(runId)
     expect(history.runs.every((run: { state: string }) => run.state === 'succeeded')).toBe(true)
     expect((await runCli(['history'], { home: rig.home, env: cliEnv() })).stdout).toMatch(new RegExp(`^${runId} succeeded exit=0 `, 'm'))
+    // On a terminal: a header and the start relative to now.
+    const env: Record<string, string | undefined> = { ...process.env, ...rig.home.env, ...cliEnv(), TERM: 'xterm' }
+    for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key]
+    const onTty = spawnSync('script', ['-qec', `${process.execPath} ${cliPath} history`, '/dev/null'], {
+      env: env as NodeJS.ProcessEnv,
+      encoding: 'utf8',
+      timeout: 60_000,
+    }).stdout
+    expect(onTty).toMatch(/^RUN\s+STATE\s+EXIT\s+STARTED\s+DURATION\s+LEASE\s+COMMAND\r?$/m)
+    expect(onTty).toMatch(new RegExp(`^${runId}\\s+succeeded\\s+0\\s+(just now|\\d+[sm] ago)\\s`, 'm'))
 
     const noResults = await runCli(['results', runId], { home: rig.home, env: cliEnv() })
     expect(noResults.code).toBe(0)

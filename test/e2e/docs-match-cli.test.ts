@@ -73,10 +73,10 @@ function pageCommands(page: string): string[] {
 }
 
 describe('docs match the CLI', () => {
-  it('every crabbox command line in the docs uses flags that command has', () => {
+  it('every crabbox command line in the docs and the README uses flags that command has', () => {
     const wrong: string[] = []
     let checked = 0
-    for (const page of pages) {
+    for (const page of [...pages, '../README.md']) {
       for (const { line, id, flags } of invocations(readFileSync(join(docsDir, page), 'utf8'))) {
         if (!id) continue
         checked += flags.length
