@@ -123,6 +123,13 @@ async function configFileFor(choice: ConfigFileChoice): Promise<string> {
 export function checkConfigKey(key: string): void {
   const keys = configFileKeys()
   if (keys.includes(key)) return
+  const inside = keys.filter((known) => known.startsWith(`${key}.`))
+  if (inside.length > 0) {
+    throw usageError(
+      `${key} is a section, not a key`,
+      `Name one of its keys: ${inside.slice(0, 6).join(', ')}${inside.length > 6 ? ', …' : ''}.`,
+    )
+  }
   const guess = closest(key, keys)
   throw usageError(
     `unknown config key ${JSON.stringify(key)}`,
