@@ -32,6 +32,7 @@ export default class Run extends BaseCommand<typeof Run> {
     '<%= config.bin %> run --id blue-prawn --no-sync -- uname -a',
     "<%= config.bin %> run --shell -- 'make build && make test'",
   ]
+  static override usage = ['<%= command.id %> [FLAGS] -- <command…>']
   static override strict = false // argv after `--` is the remote command
   static override flags = {
     ...leaseFlags,

@@ -245,7 +245,7 @@ function applyLayer(config: Config, layer: FileConfig, label: (path: string) => 
  * worktrees and submodules), else `cwd`. Looked up on disk rather than with `git rev-parse`,
  * which would cost every command a process spawn (≈ 10 ms) before it starts.
  */
-async function gitRoot(cwd: string): Promise<string> {
+export async function gitRoot(cwd: string): Promise<string> {
   for (let dir = resolve(cwd); ; dir = dirname(dir)) {
     if (await exists(join(dir, '.git'))) return dir
     if (dirname(dir) === dir) return cwd

@@ -80,7 +80,19 @@ async function githubLogin(
       schema: GithubLoginStartResponse,
       timeoutMs: 30_000,
     })
-  let started = await start(broker)
+  let started: GithubLoginStartResponse
+  try {
+    started = await start(broker)
+  } catch (error) {
+    if (error instanceof BrokerError && error.errorCode === 'github_oauth_not_configured') {
+      throw new CrabboxError(`${broker} has no GitHub login`, {
+        exit: 'auth',
+        hint: `Log in with the broker's shared token instead: printf '%s\\n' "$TOKEN" | crabbox login --url ${broker} --token-stdin`,
+        cause: error,
+      })
+    }
+    throw error
+  }
   // The broker may live behind another canonical origin; log in there so the token matches it.
   const redirect = new URL(started.url).searchParams.get('redirect_uri')
   if (redirect && new URL(redirect).origin !== new URL(broker).origin) {

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -37,6 +38,36 @@ function brokerVars(env: NodeJS.ProcessEnv): Record<string, string> {
     if (key.startsWith('CRABBOX_') && value !== undefined && !clientOnly.test(key)) vars[key] = value
   }
   return vars
+}
+
+/**
+ * A broker nobody can log in to is no use: without a shared, admin or GitHub login setting,
+ * `broker dev` uses a shared dev token kept in the state folder (0600, the same across
+ * restarts). Returns the file when it did, so the ready line can say how to use it.
+ */
+async function devToken(vars: Record<string, string>, stateDir: string): Promise<string | undefined> {
+  if (vars.CRABBOX_SHARED_TOKEN || vars.CRABBOX_ADMIN_TOKEN || vars.CRABBOX_GITHUB_CLIENT_ID) return undefined
+  const file = join(resolve(stateDir), 'dev-token')
+  let token = ''
+  try {
+    token = (await readFile(file, 'utf8')).trim()
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+  if (!token) {
+    token = `dev-${randomBytes(18).toString('base64url')}`
+    await writeFile(file, `${token}\n`, { mode: 0o600 })
+  }
+  vars.CRABBOX_SHARED_TOKEN = token
+  return file
+}
+
+/** The exact command that points this machine's CLI at the local broker. */
+function connectCommand(url: string, tokenFile: string | undefined, env: NodeJS.ProcessEnv): string {
+  const setBroker = `crabbox config set-broker --url ${url}`
+  if (tokenFile) return `${setBroker} --token-stdin < ${tokenFile}`
+  const variable = env.CRABBOX_SHARED_TOKEN ? 'CRABBOX_SHARED_TOKEN' : env.CRABBOX_ADMIN_TOKEN ? 'CRABBOX_ADMIN_TOKEN' : undefined
+  return variable ? `printf '%s\\n' "$${variable}" | ${setBroker} --token-stdin` : `${setBroker} && crabbox login`
 }
 
 /**
@@ -157,6 +188,12 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   const scratch = await mkdtemp(join(tmpdir(), 'crabbox-broker-dev-'))
   const envFile = join(scratch, 'broker.env')
   const vars = brokerVars(env)
+  const tokenFile = await devToken(vars, options.stateDir)
+  if (tokenFile) {
+    options.progress.warn(
+      `no CRABBOX_SHARED_TOKEN, CRABBOX_ADMIN_TOKEN or GitHub login set: clients use the dev token in ${tokenFile} (set CRABBOX_SHARED_TOKEN to choose your own)`,
+    )
+  }
   await writeFile(
     envFile,
     Object.entries(vars)
@@ -237,6 +274,7 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
     }
     if (ready) {
       options.progress.info(`broker ready url=${url}`)
+      options.progress.info(`connect this machine: ${connectCommand(url, tokenFile, env)}`)
     }
     const { code, signal } = await exited
     // workerd may outlive wrangler for a moment; it is in the same group.

@@ -2,7 +2,8 @@ import { CrabboxError, usageError } from '../errors.js'
 import type { Lease } from '../providers/types.js'
 import { openSession } from '../transport/ssh/index.js'
 import { leaseHeartbeat, noHeartbeat } from './heartbeat.js'
-import { leaseBackend, type LeaseBackend, type LeaseContext } from './lease.js'
+import { forgetLeaseKey, leaseBackend, type LeaseBackend, type LeaseContext } from './lease.js'
+import { WhoamiResponse, type LeaseRecord } from '../protocol/leases.js'
 import { interruptOnSignals, obtainLease } from './run/lifecycle.js'
 import { nullRecorder } from './run/recorder.js'
 
@@ -88,6 +89,7 @@ export async function stopLease(idOrSlug: string, context: LeaseContext): Promis
     throw noLeaseNamed(idOrSlug, await backend.list().catch(() => []))
   }
   if (lease.state !== 'active' && lease.state !== 'provisioning') {
+    await forgetLeaseKey(lease.id)
     return { id: lease.id, slug: lease.slug, released: false, alreadyGone: true }
   }
   await backend.release(lease)
@@ -125,6 +127,28 @@ function editDistance(a: string, b: string): number {
     previous = current
   }
   return previous[b.length]
+}
+
+/**
+ * `stop --all`: releases every active lease of the caller (kept ones too). Through a broker
+ * that is the leases the caller owns, not those shared with them or, for an admin, everyone's.
+ */
+export async function stopAllLeases(context: LeaseContext): Promise<StopResult[]> {
+  const backend = await leaseBackend(context)
+  let leases = await backend.list()
+  if (backend.broker) {
+    const me = await backend.broker.request('GET', '/v1/whoami', { schema: WhoamiResponse, timeoutMs: 30_000 })
+    leases = leases.filter((lease) => {
+      const record = lease.details.record as LeaseRecord | undefined
+      return record?.owner === me.owner && record.org === me.org
+    })
+  }
+  return Promise.all(
+    leases.map(async (lease) => {
+      await backend.release(lease)
+      return { id: lease.id, slug: lease.slug, released: true, alreadyGone: false }
+    }),
+  )
 }
 
 export interface StatusView extends LeaseView {

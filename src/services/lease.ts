@@ -9,7 +9,7 @@ import { directProvider } from '../providers/registry.js'
 import type { DirectProvider, Lease } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import type { Progress } from '../ui/progress.js'
-import { ensureLeaseKey, ownSshKey } from '../transport/ssh/keys.js'
+import { ensureLeaseKey, ownSshKey, removeLeaseKey } from '../transport/ssh/keys.js'
 import { newLeaseId, normalizeSlug } from '../protocol/ids.js'
 import { findReleased, rememberReleased } from '../providers/released.js'
 
@@ -202,10 +202,40 @@ const notFound = (idOrSlug: string) =>
  */
 export async function leaseBackend(context: LeaseContext): Promise<LeaseBackend> {
   const client = brokerClient(context.config)
-  return client && context.config.provider !== 'local'
-    ? brokerBackend(client, context)
-    : directBackend(await directProvider(context.config.provider), context)
+  return withKeyCleanup(
+    client && context.config.provider !== 'local'
+      ? brokerBackend(client, context)
+      : directBackend(await directProvider(context.config.provider), context),
+  )
 }
+
+/**
+ * A lease's key folder (`leaseKeyDir`) lives as long as the lease: removed once it is released,
+ * and when asking for it failed (no lease holds that key).
+ */
+function withKeyCleanup(backend: LeaseBackend): LeaseBackend {
+  return {
+    ...backend,
+    async acquire({ keep, leaseId = newLeaseId() }) {
+      try {
+        const lease = await backend.acquire({ keep, leaseId })
+        // A static host's lease has an ID of its own and the user's key: the generated one is unused.
+        if (lease.id !== leaseId) await removeLeaseKey(leaseId).catch(() => undefined)
+        return lease
+      } catch (error) {
+        await removeLeaseKey(leaseId).catch(() => undefined)
+        throw error
+      }
+    },
+    async release(lease) {
+      await backend.release(lease)
+      await removeLeaseKey(lease.id).catch(() => undefined)
+    },
+  }
+}
+
+/** `stop` of a lease that has already ended: only its key folder is left to remove. */
+export const forgetLeaseKey = (leaseId: string) => removeLeaseKey(leaseId).catch(() => undefined)
 
 /** Resolves a lease by ID or slug, through the broker or this machine's records (exit 4 when missing or ambiguous). */
 export async function resolveLease(idOrSlug: string, context: LeaseContext): Promise<Lease> {

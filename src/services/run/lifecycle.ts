@@ -2,6 +2,7 @@ import { CrabboxError } from '../../errors.js'
 import type { Lease } from '../../providers/types.js'
 import type { SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
+import { withArticle } from '../../ui/format.js'
 import type { LeaseBackend } from '../lease.js'
 import { waitForReady } from '../../transport/ssh/readiness.js'
 import type { Recorder } from './recorder.js'
@@ -122,7 +123,7 @@ export async function obtainLease(
     return { lease, acquired: false }
   }
   for (let attempt = 1; ; attempt++) {
-    progress.phase(`leasing a ${backend.provider} runner`)
+    progress.phase(`leasing ${withArticle(backend.provider)} runner`)
     const lease = await acquireUnlessInterrupted(backend, options.keep, signal, progress, recorder)
     announce(lease, recorder)
     await options.onLease?.(lease)

@@ -13,6 +13,9 @@ export interface BrokerClientOptions {
   org?: string
   /** Per-request default; lease creation waits for a cloud machine, so it is generous. */
   timeoutMs?: number
+  /** Where each token came from (`env NAME`, a config file path), named when the broker refuses it. */
+  tokenSource?: string
+  adminTokenSource?: string
 }
 
 export interface BrokerRequestOptions<T = unknown> {
@@ -61,12 +64,27 @@ function exitFor(status: number, errorCode: string): ExitCodeName {
   return 'error'
 }
 
-function hintFor(status: number, errorCode: string, admin: boolean): string | undefined {
+/** Where the token sent came from, for a 401: an env variable or a file is what the user must fix. */
+function refusedToken(token: string | undefined, source: string | undefined, admin: boolean): string {
+  const which = admin ? 'admin token' : 'broker token'
+  if (!token)
+    return `No ${which} is configured: run \`crabbox login\` (or set ${admin ? 'CRABBOX_ADMIN_TOKEN' : 'CRABBOX_COORDINATOR_TOKEN'}) and retry.`
+  const from = source?.startsWith('env ')
+    ? `the environment variable ${source.slice(4)}`
+    : source?.startsWith('flag ')
+      ? source
+      : source
+        ? `the config file ${source}`
+        : 'the configuration'
+  return `The broker refused the ${which} from ${from}: fix or unset it there, or run \`crabbox login\` for a new one.`
+}
+
+function hintFor(status: number, errorCode: string, admin: boolean, refused: () => string): string | undefined {
   if (errorCode === 'no_capacity')
     return 'Every machine is taken: `crabbox list` shows your leases and `crabbox stop <lease>` frees one; or retry later.'
   if (errorCode === 'provider_failed')
     return 'The broker could not get a machine from that provider (the message says why). Choose another with --provider or CRABBOX_PROVIDER (provider in config), or unset it to let the broker choose.'
-  if (status === 401) return 'Run `crabbox login` (or set CRABBOX_COORDINATOR_TOKEN) and retry.'
+  if (status === 401) return refused()
   if (status === 403 && admin)
     return 'This needs the admin token: `crabbox config set-broker --url URL --admin-token-stdin` or CRABBOX_ADMIN_TOKEN.'
   if (status === 403) return 'Your identity may not act on this; check `crabbox whoami`.'
@@ -161,7 +179,9 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
       status: response.status,
       errorCode,
       exit: exitFor(response.status, errorCode),
-      hint: hintFor(response.status, errorCode, admin),
+      hint: hintFor(response.status, errorCode, admin, () =>
+        refusedToken(admin ? options.adminToken : options.token, admin ? options.adminTokenSource : options.tokenSource, admin),
+      ),
     })
   }
 
@@ -230,6 +250,8 @@ export function brokerClient(
     url: config.broker.url,
     token: config.broker.token,
     adminToken: config.broker.adminToken,
+    tokenSource: config.sources?.['broker.token'],
+    adminTokenSource: config.sources?.['broker.adminToken'],
     owner: env.CRABBOX_OWNER || undefined,
     org: env.CRABBOX_ORG || undefined,
   })

@@ -1,14 +1,25 @@
 import { existsSync } from 'node:fs'
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { leaseKeyDir } from '../../paths.js'
+import { isLeaseId } from '../../protocol/ids.js'
 
 export interface LeaseKey {
   privateKeyPath: string
   /** `ssh-ed25519 AAAA… crabbox <leaseId>`, what the runner's authorized_keys needs. */
   publicKey: string
   knownHostsPath: string
+}
+
+/**
+ * Forgets a lease's key folder (key pair and known_hosts) once the lease has ended. Only
+ * per-lease folders (`cbx_…`): a static host's folder (`static_<host>`) keeps its host-key
+ * pin from one claim to the next.
+ */
+export async function removeLeaseKey(leaseId: string): Promise<void> {
+  if (!isLeaseId(leaseId)) return
+  await rm(leaseKeyDir(leaseId), { recursive: true, force: true })
 }
 
 /**
