@@ -20,7 +20,7 @@ export default class Share extends BaseCommand<typeof Share> {
     user: Flags.string({ description: 'User (email) to share with; repeat for several', multiple: true, helpValue: 'EMAIL' }),
     org: Flags.boolean({ description: "Share with everyone in the lease's org", default: false }),
     role: Flags.option({ options: ['use', 'manage'] as const, description: 'Role to grant', default: 'use' })(),
-    list: Flags.boolean({ description: 'Only show the current sharing', default: false }),
+    list: Flags.boolean({ description: 'Only show the current sharing', default: false, exclusive: ['user', 'org'] }),
   }
 
   async run(): Promise<ShareResult> {
