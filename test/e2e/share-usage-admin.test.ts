@@ -44,7 +44,7 @@ describe('share, usage, admin, pool list', () => {
   it('a second owner can run on the lease only after share --user, and not after unshare', async () => {
     const before = await asFriend(['run', '--id', leaseId, '--', 'cat', 'hello.txt'])
     expect(before.code, before.stderr).toBe(4)
-    expect(before.stderr).toContain('not found')
+    expect(before.stderr).toContain(`no active lease ${leaseId}`)
 
     // Not visible to them at all: exit 4 with the broker's words.
     const sneaky = await asFriend(['share', leaseId, '--user', friend])
@@ -76,7 +76,7 @@ describe('share, usage, admin, pool list', () => {
 
     const after = await asFriend(['run', '--id', leaseId, '--', 'cat', 'hello.txt'])
     expect(after.code, after.stderr).toBe(4)
-    expect(after.stderr).toContain('not found')
+    expect(after.stderr).toContain(`no active lease ${leaseId}`)
 
     // The org share and --all.
     const org = await asOwner(['share', leaseId, '--org', '--role', 'manage', '--json'])
@@ -112,15 +112,29 @@ describe('share, usage, admin, pool list', () => {
     expect(table.stdout).toMatch(/monthly spend\s+per user\s+\$\d+\.\d{2} \(no cap\)/)
     expect(table.stdout).toMatch(/PROVIDER\s+LEASES/)
 
+    // Without the admin token the broker narrows the view to the caller, and the CLI says so.
+    const narrowed = await asOwner(['usage', '--scope', 'all', '--json'])
+    expect(narrowed.code, narrowed.stderr).toBe(0)
+    expect(JSON.parse(narrowed.stdout).usage).toMatchObject({ scope: 'user', owner: rig.owner })
+    expect(narrowed.stderr).toContain('your own usage only')
+
     const fleet = await asAdmin(['usage', '--scope', 'all', '--json'])
     expect(fleet.code, fleet.stderr).toBe(0)
     expect(JSON.parse(fleet.stdout).usage.scope).toBe('all')
   })
 
-  it('pool list lists the lease like list does', async () => {
+  it('pool list lists the lease like list does; machine cleanup is cleanup', async () => {
     const pool = await asOwner(['pool', 'list', '--json'])
     expect(pool.code, pool.stderr).toBe(0)
+    const list = await asOwner(['list', '--json'])
+    expect(JSON.parse(pool.stdout)).toEqual(JSON.parse(list.stdout))
     expect(JSON.parse(pool.stdout).map((l: { id: string }) => l.id)).toContain(leaseId)
+
+    // With a broker configured both refuse in the same words (the broker owns expiry).
+    const [machine, cleanup] = await Promise.all([asOwner(['machine', 'cleanup']), asOwner(['cleanup'])])
+    expect(machine.code).toBe(2)
+    expect(machine.code).toBe(cleanup.code)
+    expect(machine.stderr).toBe(cleanup.stderr)
   })
 
   it('admin commands need the admin token (exit 3 naming the setting), and work with it', async () => {
