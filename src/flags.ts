@@ -60,3 +60,25 @@ export const leaseFlags = {
 
 /** `--id <lease ID or slug>`, resolved the same way by every command. */
 export const idFlag = Flags.string({ description: 'Lease ID (cbx_…) or slug', helpValue: 'ID|SLUG' })
+
+/** `YYYY-MM` with a real month, or a usage error saying so. */
+export function parseMonth(input: string): string {
+  const value = input.trim()
+  if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(value))
+    throw new Errors.CLIError(`expected a month as YYYY-MM (e.g. 2026-05), got ${JSON.stringify(input)}`, { exit: 2 })
+  return value
+}
+
+/** A whole number of at least 1, or a usage error saying so. */
+export function parsePositiveInt(input: string): number {
+  const value = input.trim()
+  if (!/^\d{1,9}$/.test(value) || Number(value) < 1)
+    throw new Errors.CLIError(`expected a whole number of at least 1, got ${JSON.stringify(input)}`, { exit: 2 })
+  return Number(value)
+}
+
+/** `--month YYYY-MM` (checked while flags are parsed: bad input is exit 2 naming the flag). */
+export const monthFlag = Flags.custom<string>({ helpValue: 'YYYY-MM', parse: async (input) => parseMonth(input) })
+
+/** `--limit N`, N ≥ 1 (checked while flags are parsed). */
+export const limitFlag = Flags.custom<number>({ helpValue: 'N', parse: async (input) => parsePositiveInt(input) })

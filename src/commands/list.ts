@@ -24,7 +24,7 @@ export default class List extends BaseCommand<typeof List> {
           `${l.state}${l.keep ? ' (kept)' : ''}`,
           l.expiresAt ? relativeTime(l.expiresAt) : '-',
         ])
-        this.log(renderTable(['ID', 'SLUG', 'PROVIDER', 'SSH', 'STATE', 'EXPIRES'], rows))
+        this.log(renderTable(['ID', 'SLUG', 'PROVIDER', 'SSH', 'STATE', 'EXPIRES'], rows).join('\n'))
       } else {
         for (const l of leases)
           this.log(

@@ -36,7 +36,7 @@ export function renderRunTable(runs: RunRecord[], now = Date.now()): string {
     run.slug || run.leaseID || '-',
     run.command.join(' '),
   ])
-  return renderTable(['RUN', 'STATE', 'EXIT', 'STARTED', 'DURATION', 'LEASE', 'COMMAND'], rows)
+  return renderTable(['RUN', 'STATE', 'EXIT', 'STARTED', 'DURATION', 'LEASE', 'COMMAND'], rows).join('\n')
 }
 
 /** The human form of a JUnit summary. */

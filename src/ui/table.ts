@@ -1,4 +1,4 @@
-/** Rendering of lists for people: a header and aligned columns on a terminal. */
+/** Rendering of lists for people: a header and aligned columns, relative times. */
 
 /** `in 1h 29m`, `3m ago`, `just now`: an ISO time relative to `now`. Unparseable input comes back as it was. */
 export function relativeTime(iso: string, now = Date.now()): string {
@@ -21,13 +21,19 @@ export function relativeTime(iso: string, now = Date.now()): string {
   return delta > 0 ? `in ${span}` : `${span} ago`
 }
 
-/** A header row and columns padded to their widest cell (the last column is left ragged). */
-export function renderTable(headers: string[], rows: string[][]): string {
-  const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)))
-  const line = (cells: string[]) =>
+/** Column alignment: text left, numbers and money right. */
+export type Align = 'left' | 'right'
+
+/**
+ * A plain-text table: a header row and aligned columns separated by two spaces,
+ * no trailing blanks. Cells are shown as given.
+ */
+export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[], align: readonly Align[] = []): string[] {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: readonly string[]) =>
     cells
-      .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column])))
+      .map((cell, i) => (align[i] === 'right' ? cell.padStart(widths[i]) : i === cells.length - 1 ? cell : cell.padEnd(widths[i])))
       .join('  ')
       .trimEnd()
-  return [line(headers), ...rows.map(line)].join('\n')
+  return [line(headers), ...rows.map(line)]
 }

@@ -14,6 +14,8 @@ export interface StaticBrokerOptions {
   hosts?: SshHostOptions[]
   /** Names of the pool entries, given to the hosts in turn (default: one entry per host, named after it). */
   names?: string[]
+  /** More broker settings (e.g. CRABBOX_ADMIN_TOKEN). */
+  env?: Record<string, string>
 }
 
 /** `crabbox broker dev` with a static pool of real sshd hosts, and a CLI home to use it from. */
@@ -51,7 +53,7 @@ export function brokerWithStaticHosts(options: StaticBrokerOptions): StaticBroke
       const h = hosts[i % hosts.length]
       return { name, host: h.address, port: h.ports[0], user: h.user, workRoot: `${h.home}/work` }
     })
-    broker = await startBroker({ env: { CRABBOX_SHARED_TOKEN: options.token, CRABBOX_STATIC_POOL: JSON.stringify(pool) } })
+    broker = await startBroker({ env: { ...options.env, CRABBOX_SHARED_TOKEN: options.token, CRABBOX_STATIC_POOL: JSON.stringify(pool) } })
     home = cliHome()
   })
 
