@@ -3,7 +3,25 @@ import { Help } from '@oclif/core'
 /** Root help groups, in workflow order; anything not named here (plugins, autocomplete, a user plugin) goes under MORE. */
 const groups: ReadonlyArray<readonly [title: string, names: readonly string[]]> = [
   ['EVERYDAY', ['run', 'warmup', 'ssh', 'stop', 'list', 'status', 'attach', 'logs', 'history', 'results', 'heartbeat']],
-  ['BROKER', ['broker', 'login', 'logout', 'whoami', 'cleanup', 'events', 'inspect', 'release']],
+  [
+    'BROKER',
+    [
+      'broker',
+      'login',
+      'logout',
+      'whoami',
+      'share',
+      'unshare',
+      'usage',
+      'admin',
+      'pool',
+      'machine',
+      'cleanup',
+      'events',
+      'inspect',
+      'release',
+    ],
+  ],
   ['SETUP', ['init', 'doctor', 'config', 'agent', 'sync-plan', 'version']],
 ]
 
