@@ -4,6 +4,7 @@ import { CrabboxError, RemoteExit } from './errors.js'
 import { serviceContext, type ServiceContext } from './services/context.js'
 import { createProgress, type Progress } from './ui/progress.js'
 import { color } from './ui/colors.js'
+import { closest } from './ui/suggest.js'
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type CommandArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -52,10 +53,16 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return this.cachedContext
   }
 
+  /** The `--json` object printed for a failure; a command may put it in its own result shape. */
+  protected failureJson(failure: CrabboxError): unknown {
+    return { error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode } }
+  }
+
   protected override async catch(error: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (error instanceof RemoteExit) this.exit(error.exitCode)
     if (error instanceof Errors.ExitError) throw error
     const usage = !(error instanceof CrabboxError) && error.oclif?.exit !== undefined
+    if (usage) this.suggestFlag(error)
     // oclif's own errors (bad flags, missing args) carry exit 2 and print usage help.
     if (usage && !this.jsonEnabled()) return super.catch(error)
     const debug = Boolean((this.flags as { debug?: boolean } | undefined)?.debug)
@@ -67,7 +74,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
             new CrabboxError(error.message.replace(/\nSee more help with --help$/, '').trim(), {
               exit: error.oclif!.exit!,
               code: error.oclif!.exit === 2 ? 'usage' : 'error',
-              hint: `See ${['crabbox', ...(this.id?.split(':') ?? [])].join(' ')} --help.`,
+              hint: `${(error as { suggestion?: string }).suggestion ?? ''}See ${['crabbox', ...(this.id?.split(':') ?? [])].join(' ')} --help.`,
               cause: error,
             })
           : new CrabboxError(error.message, {
@@ -77,7 +84,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
               cause: error,
             })
     if (this.jsonEnabled()) {
-      this.logJson({ error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode } })
+      this.logJson(this.failureJson(failure))
     } else {
       process.stderr.write(`${color.red('error:')} ${failure.message}\n`)
       if (failure.hint) process.stderr.write(`${color.dim(failure.hint)}\n`)
@@ -87,5 +94,37 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       process.stderr.write(`${color.dim(origin.stack ?? String(origin))}\n`)
     }
     this.exit(failure.exitCode)
+  }
+
+  /**
+   * `Nonexistent flag: --jsno` gains "did you mean --json?"; on a command that takes a remote
+   * command (`run ls -la`), where that command goes. Both in the message oclif prints and in our JSON hint.
+   */
+  private suggestFlag(error: Error & { suggestion?: string }): void {
+    const match = /Nonexistent flags?: (-{1,2}[\w-]+)/.exec(error.message)
+    if (!match) return
+    const flags: Record<string, { type?: string }> = {
+      ...(this.ctor as typeof BaseCommand).baseFlags,
+      ...this.ctor.flags,
+      ...(this.ctor.enableJsonFlag ? { json: {} } : {}),
+    }
+    const guess = match[1].startsWith('--') ? closest(match[1].slice(2), Object.keys(flags)) : undefined
+    const lines: string[] = []
+    if (guess) lines.push(`Did you mean --${guess}?`)
+    if (this.ctor.strict === false) {
+      const dashDash = this.argv.indexOf('--')
+      const words = dashDash >= 0 ? this.argv.slice(0, dashDash) : this.argv
+      const first = words.findIndex(
+        (word, index) => !word.startsWith('-') && !(index > 0 && flags[words[index - 1].replace(/^--/, '')]?.type === 'option'),
+      )
+      if (first >= 0 && !guess) {
+        const name = ['crabbox', ...(this.id?.split(':') ?? [])].join(' ')
+        const before = words.slice(0, first).join(' ')
+        lines.push(`The remote command goes after --: ${name} ${before ? `${before} ` : ''}-- ${words.slice(first).join(' ')}`)
+      }
+    }
+    if (lines.length === 0) return
+    error.suggestion = `${lines.join(' ')} `
+    error.message = `${error.message.replace(/\nSee more help with --help$/, '')}\n${lines.join('\n')}\nSee more help with --help`
   }
 }

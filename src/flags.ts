@@ -1,5 +1,5 @@
 import { Errors, Flags } from '@oclif/core'
-import { DURATION_FORM, parseDuration } from './config/schema.js'
+import { DURATION_FORM, parseDuration, parseLeaseDuration } from './config/schema.js'
 
 /**
  * Flags shared by several commands. Lease flags are named after config keys
@@ -25,14 +25,34 @@ export const durationFlag = Flags.custom<string>({
   },
 })
 
+/**
+ * A lease lifetime or idle timeout: a unit is required, 0 is refused and 24h is
+ * the most (`parseLeaseDuration`); anything else is a usage error (exit 2).
+ */
+export const leaseDurationFlag = Flags.custom<string>({
+  helpValue: 'DURATION',
+  async parse(input) {
+    try {
+      parseLeaseDuration(input)
+    } catch (error) {
+      throw new Errors.CLIError((error as Error).message, { exit: 2 })
+    }
+    return input.trim()
+  },
+})
+
 /** Flags that choose what a new lease looks like. */
 export const leaseFlags = {
   provider: Flags.string({ description: 'Provider: local (default without a broker), ssh, static, hetzner, aws', helpGroup: 'LEASE' }),
   class: Flags.string({ description: 'Machine class (standard, fast, large, beast)', helpGroup: 'LEASE' }),
   type: Flags.string({ description: 'Exact provider server type', helpGroup: 'LEASE' }),
   target: Flags.string({ description: 'Target OS: linux, macos, windows', helpGroup: 'LEASE' }),
-  ttl: durationFlag({ description: 'Hard lease lifetime, e.g. 90m', helpGroup: 'LEASE' }),
-  'idle-timeout': durationFlag({ description: 'Release after this long without a heartbeat, e.g. 30m', helpGroup: 'LEASE' }),
+  ttl: leaseDurationFlag({ description: 'Hard lease lifetime, e.g. 90m (a unit is required; at most 24h)', helpGroup: 'LEASE' }),
+  'idle-timeout': leaseDurationFlag({
+    description: 'Release after this long without a heartbeat, e.g. 30m (a unit is required; at most 24h)',
+    helpGroup: 'LEASE',
+  }),
+  'work-root': Flags.string({ description: 'Folder on the runner that holds the synced checkouts (config workRoot)', helpGroup: 'LEASE' }),
   'static-host': Flags.string({ description: 'ssh provider: host to use', helpGroup: 'LEASE' }),
   'static-user': Flags.string({ description: 'ssh provider: user on that host', helpGroup: 'LEASE' }),
   'static-port': Flags.string({ description: 'ssh provider: SSH port of that host', helpGroup: 'LEASE' }),
@@ -40,3 +60,25 @@ export const leaseFlags = {
 
 /** `--id <lease ID or slug>`, resolved the same way by every command. */
 export const idFlag = Flags.string({ description: 'Lease ID (cbx_…) or slug', helpValue: 'ID|SLUG' })
+
+/** `YYYY-MM` with a real month, or a usage error saying so. */
+export function parseMonth(input: string): string {
+  const value = input.trim()
+  if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(value))
+    throw new Errors.CLIError(`expected a month as YYYY-MM (e.g. 2026-05), got ${JSON.stringify(input)}`, { exit: 2 })
+  return value
+}
+
+/** A whole number of at least 1, or a usage error saying so. */
+export function parsePositiveInt(input: string): number {
+  const value = input.trim()
+  if (!/^\d{1,9}$/.test(value) || Number(value) < 1)
+    throw new Errors.CLIError(`expected a whole number of at least 1, got ${JSON.stringify(input)}`, { exit: 2 })
+  return Number(value)
+}
+
+/** `--month YYYY-MM` (checked while flags are parsed: bad input is exit 2 naming the flag). */
+export const monthFlag = Flags.custom<string>({ helpValue: 'YYYY-MM', parse: async (input) => parseMonth(input) })
+
+/** `--limit N`, N ≥ 1 (checked while flags are parsed). */
+export const limitFlag = Flags.custom<number>({ helpValue: 'N', parse: async (input) => parsePositiveInt(input) })

@@ -27,7 +27,11 @@ export default class Attach extends BaseCommand<typeof Attach> {
       quiet: this.jsonEnabled(),
       debug,
     })
-    if (!this.jsonEnabled() && result.exitCode !== 0) throw new RemoteExit(result.exitCode)
+    if (result.exitCode !== 0) {
+      // Under --json too: the result object first, then the run's exit code, as without --json.
+      if (this.jsonEnabled()) this.logJson(result)
+      throw new RemoteExit(result.exitCode)
+    }
     return result
   }
 }

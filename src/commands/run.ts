@@ -1,10 +1,27 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
-import { RemoteExit } from '../errors.js'
+import { type CrabboxError, RemoteExit } from '../errors.js'
 import { durationFlag, idFlag, leaseFlags } from '../flags.js'
 import { reportTiming, runPipeline } from '../services/run/pipeline.js'
 import type { RunTiming } from '../services/run/timing.js'
+
+/**
+ * The `--json` result: exactly one object on stdout, on every outcome. `failure` says
+ * whose the non-zero `exitCode` is: the remote command's, or crabbox's own (with `error`).
+ */
+export type RunResult = Partial<RunTiming> & {
+  exitCode: number
+  failure: 'remote' | 'crabbox' | null
+  error?: { code: string; message: string; hint?: string }
+}
+
+function runResult(timing: RunTiming): RunResult {
+  if (timing.exitCode === 0) return { ...timing, failure: null }
+  if (!timing.interrupted) return { ...timing, failure: 'remote' }
+  const message = timing.interrupted === 'signal' ? 'interrupted' : 'output closed early'
+  return { ...timing, failure: 'crabbox', error: { code: 'interrupted', message } }
+}
 
 export default class Run extends BaseCommand<typeof Run> {
   static override summary = 'Lease a box, sync this checkout, run a command there, release'
@@ -15,6 +32,7 @@ export default class Run extends BaseCommand<typeof Run> {
     '<%= config.bin %> run --id blue-prawn --no-sync -- uname -a',
     "<%= config.bin %> run --shell -- 'make build && make test'",
   ]
+  static override usage = ['<%= command.id %> [FLAGS] -- <command…>']
   static override strict = false // argv after `--` is the remote command
   static override flags = {
     ...leaseFlags,
@@ -29,7 +47,7 @@ export default class Run extends BaseCommand<typeof Run> {
     'bootstrap-timeout': durationFlag({ description: 'How long a new runner gets to answer SSH (default 20m; 60s for local)' }),
   }
 
-  async run(): Promise<RunTiming> {
+  async run(): Promise<RunResult> {
     const { flags, argv } = await this.parse(Run)
     // Words after `--` are taken from the raw argv: the parser may reorder them.
     const dashDash = this.argv.indexOf('--')
@@ -43,10 +61,20 @@ export default class Run extends BaseCommand<typeof Run> {
       checksum: flags.checksum ?? false,
       forceSyncLarge: flags['force-sync-large'],
       timingJson: flags['timing-json'],
+      json: this.jsonEnabled(),
       bootstrapTimeoutMs: flags['bootstrap-timeout'] ? parseDuration(flags['bootstrap-timeout']) : undefined,
     })
     reportTiming(timing, flags['timing-json'])
-    if (timing.exitCode !== 0) throw new RemoteExit(timing.exitCode)
-    return timing
+    const result = runResult(timing)
+    if (timing.exitCode !== 0) {
+      if (this.jsonEnabled()) this.logJson(result)
+      throw new RemoteExit(timing.exitCode)
+    }
+    return result
+  }
+
+  /** Under --json a crabbox failure is a run result too: one object on stdout, whatever happened. */
+  protected override failureJson(failure: CrabboxError): RunResult {
+    return { exitCode: failure.exitCode, failure: 'crabbox', error: { code: failure.code, message: failure.message, hint: failure.hint } }
   }
 }

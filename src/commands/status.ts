@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
-import { durationFlag, idFlag } from '../flags.js'
+import { durationFlag, idFlag, leaseFlags } from '../flags.js'
 import { leaseStatus, requireId, type StatusView } from '../services/lease-ops.js'
 
 export default class Status extends BaseCommand<typeof Status> {
@@ -10,6 +10,7 @@ export default class Status extends BaseCommand<typeof Status> {
   static override args = { lease: Args.string({ description: 'Lease ID or slug' }) }
   static override flags = {
     id: idFlag,
+    provider: leaseFlags.provider,
     wait: Flags.boolean({ description: 'Wait until the runner is ready', default: false }),
     'wait-timeout': durationFlag({ description: 'How long --wait waits', default: '5m' }),
   }

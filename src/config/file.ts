@@ -18,6 +18,15 @@ export function describeIssue(issue: Issue): string {
 
 export const dotted = (path: PathKey[]) => path.join('.')
 
+type SchemaNode = { type: string; wrapped?: SchemaNode; entries?: Record<string, SchemaNode> }
+
+/** Every dotted key a config file may hold (`ssh.key`, `sync.exclude`, …), from the schema. */
+export function configFileKeys(schema: SchemaNode = FileConfig as unknown as SchemaNode, prefix = ''): string[] {
+  const unwrapped = schema.type === 'optional' && schema.wrapped ? schema.wrapped : schema
+  if (unwrapped.type !== 'strict_object' || !unwrapped.entries) return [prefix]
+  return Object.entries(unwrapped.entries).flatMap(([key, child]) => configFileKeys(child, prefix ? `${prefix}.${key}` : key))
+}
+
 /**
  * Validates one layer (file, env or flags) against the file schema. Unknown keys
  * are dropped and reported through `onUnknown`; anything else invalid is

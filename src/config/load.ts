@@ -245,7 +245,7 @@ function applyLayer(config: Config, layer: FileConfig, label: (path: string) => 
  * worktrees and submodules), else `cwd`. Looked up on disk rather than with `git rev-parse`,
  * which would cost every command a process spawn (≈ 10 ms) before it starts.
  */
-async function gitRoot(cwd: string): Promise<string> {
+export async function gitRoot(cwd: string): Promise<string> {
   for (let dir = resolve(cwd); ; dir = dirname(dir)) {
     if (await exists(join(dir, '.git'))) return dir
     if (dirname(dir) === dir) return cwd
@@ -265,8 +265,8 @@ const exists = (path: string) =>
  * > defaults. Scalars override field by field; `sync.exclude` appends.
  *
  * Provider: an explicit `provider` (or `broker.provider`) in any layer wins;
- * otherwise `hetzner` when a broker URL is configured (the broker picks
- * credentials and machines) and `local` (the embedded default) when not.
+ * otherwise `broker` when a broker URL is configured (no provider is sent: the
+ * broker uses its own default) and `local` (the embedded default) when not.
  */
 export async function loadConfig(options: LoadConfigOptions = {}): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd()
@@ -292,8 +292,8 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
   applyLayer(config, fromFlags.layer, (path) => `flag ${fromFlags.names.get(path) ?? ''}`.trim(), explicit)
 
   if (!explicit.provider) {
-    config.provider = config.broker.url ? 'hetzner' : 'local'
-    config.sources.provider = config.broker.url ? 'default (broker configured)' : 'default (no broker)'
+    config.provider = config.broker.url ? 'broker' : 'local'
+    config.sources.provider = config.broker.url ? 'default (the broker chooses)' : 'default (no broker)'
   }
   return { config, files, userConfigPath: userPath, repoRoot }
 }

@@ -9,6 +9,15 @@ import * as v from 'valibot'
 export const DURATION_FORM = 'a duration like 30s, 15m or 2h'
 // A bare YAML number is read as seconds, like `parseDuration` does.
 const Duration = v.pipe(v.union([v.string(), v.number()], DURATION_FORM), v.transform(String), v.check(isDuration, DURATION_FORM))
+/** The longest lease lifetime or idle timeout crabbox accepts; the broker caps leases at the same 24 hours. */
+export const LEASE_DURATION_MAX = '24h'
+export const LEASE_DURATION_FORM = `a duration with a unit, more than 0 and at most ${LEASE_DURATION_MAX} (e.g. 30m, 2h)`
+// Lease lifetimes need a unit: `ttl: 10` is more likely a mistake than ten seconds.
+const LeaseDuration = v.pipe(
+  v.union([v.string(), v.number()], LEASE_DURATION_FORM),
+  v.transform(String),
+  v.check(isLeaseDuration, LEASE_DURATION_FORM),
+)
 const Port = v.pipe(v.union([v.string(), v.number()], 'a TCP port number'), v.transform(String), v.regex(/^\d{1,5}$/, 'a TCP port number'))
 const Bool = v.boolean('true or false')
 const Count = v.pipe(v.number('a whole number'), v.integer('a whole number'), v.minValue(0, 'a number of at least 0'))
@@ -57,8 +66,8 @@ export const EnvConfig = v.strictObject({
 })
 
 export const LeaseConfig = v.strictObject({
-  ttl: v.optional(Duration),
-  idleTimeout: v.optional(Duration),
+  ttl: v.optional(LeaseDuration),
+  idleTimeout: v.optional(LeaseDuration),
 })
 
 export const HetznerConfig = v.strictObject({
@@ -105,8 +114,8 @@ export const FileConfig = v.strictObject({
   coordinatorToken: v.optional(v.string()),
   ssh: v.optional(SshConfig),
   workRoot: v.optional(v.string()),
-  ttl: v.optional(Duration),
-  idleTimeout: v.optional(Duration),
+  ttl: v.optional(LeaseDuration),
+  idleTimeout: v.optional(LeaseDuration),
   lease: v.optional(LeaseConfig),
   sync: v.optional(SyncConfig),
   env: v.optional(EnvConfig),
@@ -231,6 +240,30 @@ export function parseDuration(text: string): number {
 function isDuration(text: string): boolean {
   try {
     parseDuration(text)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * A lease lifetime or idle timeout (`ttl`, `idleTimeout`, `--ttl`, `--idle-timeout`):
+ * like `parseDuration`, but the unit is required, 0 is refused and
+ * `LEASE_DURATION_MAX` is the most. Throws with the reason.
+ */
+export function parseLeaseDuration(text: string): number {
+  const match = DURATION_PATTERN.exec(text.trim())
+  if (!match) throw new Error(`expected ${LEASE_DURATION_FORM}, got ${JSON.stringify(text)}`)
+  if (match[2] === undefined) throw new Error(`${JSON.stringify(text)} has no unit: write ${match[1]}s, ${match[1]}m or ${match[1]}h`)
+  const ms = parseDuration(text)
+  if (ms <= 0) throw new Error(`${JSON.stringify(text)} is not a lease duration: it must be more than 0`)
+  if (ms > parseDuration(LEASE_DURATION_MAX)) throw new Error(`${JSON.stringify(text)} is too long: the most is ${LEASE_DURATION_MAX}`)
+  return ms
+}
+
+function isLeaseDuration(text: string): boolean {
+  try {
+    parseLeaseDuration(text)
     return true
   } catch {
     return false

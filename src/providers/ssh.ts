@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { homedir } from 'node:os'
 import { join } from 'node:path'
 import * as v from 'valibot'
 import type { Config } from '../config/schema.js'
 import { leaseKeyDir, stateDir } from '../paths.js'
+import { ownSshKey } from '../transport/ssh/keys.js'
 import { CrabboxError } from '../errors.js'
 import { normalizeSlug } from '../protocol/ids.js'
 import { readLocalJson } from './local/files.js'
@@ -37,7 +37,7 @@ function staticTarget(config: Config): Omit<Claim, 'keep' | 'createdAt'> {
     })
   }
   const id = config.static.id || `static_${normalizeSlug(host).replace(/-/g, '_')}`
-  const key = config.ssh.key || [join(homedir(), '.ssh', 'id_ed25519'), join(homedir(), '.ssh', 'id_rsa')].find((p) => existsSync(p))
+  const key = ownSshKey(config.ssh.key)
   if (!key)
     throw new CrabboxError(`no SSH key for ${host}`, { exit: 'usage', hint: 'set ssh.key (or CRABBOX_SSH_KEY) to a key the host accepts' })
   return {

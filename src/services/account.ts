@@ -81,7 +81,19 @@ async function githubLogin(
       schema: GithubLoginStartResponse,
       timeoutMs: 30_000,
     })
-  const started = await start(broker)
+  let started: GithubLoginStartResponse
+  try {
+    started = await start(broker)
+  } catch (error) {
+    if (error instanceof BrokerError && error.errorCode === 'github_oauth_not_configured') {
+      throw new CrabboxError(`${broker} has no GitHub login: ${error.message}`, {
+        exit: 'auth',
+        hint: `Log in with the broker's shared token instead: printf '%s\\n' "$TOKEN" | crabbox login --url ${broker} --token-stdin`,
+        cause: error,
+      })
+    }
+    throw error
+  }
   // Never follow the origin a login names: whoever answers could send the token elsewhere.
   const redirect = new URL(started.url).searchParams.get('redirect_uri')
   const named = redirect && URL.canParse(redirect) ? new URL(redirect).origin : redirect

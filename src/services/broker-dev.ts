@@ -58,6 +58,36 @@ async function stateSessionSecret(stateDir: string): Promise<string> {
 }
 
 /**
+ * A broker nobody can log in to is no use: without a shared, admin or GitHub login setting,
+ * `broker dev` uses a shared dev token kept in the state folder (0600, the same across
+ * restarts). Returns the file when it did, so the ready line can say how to use it.
+ */
+async function devToken(vars: Record<string, string>, stateDir: string): Promise<string | undefined> {
+  if (vars.CRABBOX_SHARED_TOKEN || vars.CRABBOX_ADMIN_TOKEN || vars.CRABBOX_GITHUB_CLIENT_ID) return undefined
+  const file = join(resolve(stateDir), 'dev-token')
+  let token = ''
+  try {
+    token = (await readFile(file, 'utf8')).trim()
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+  if (!token) {
+    token = `dev-${randomBytes(18).toString('base64url')}`
+    await writeFile(file, `${token}\n`, { mode: 0o600 })
+  }
+  vars.CRABBOX_SHARED_TOKEN = token
+  return file
+}
+
+/** The exact command that points this machine's CLI at the local broker. */
+function connectCommand(url: string, tokenFile: string | undefined, env: NodeJS.ProcessEnv): string {
+  const setBroker = `crabbox config set-broker --url ${url}`
+  if (tokenFile) return `${setBroker} --token-stdin < ${tokenFile}`
+  const variable = env.CRABBOX_SHARED_TOKEN ? 'CRABBOX_SHARED_TOKEN' : env.CRABBOX_ADMIN_TOKEN ? 'CRABBOX_ADMIN_TOKEN' : undefined
+  return variable ? `printf '%s\\n' "$${variable}" | ${setBroker} --token-stdin` : `${setBroker} && crabbox login`
+}
+
+/**
  * One `KEY='value'` line that wrangler's dotenv + dotenv-expand reads back
  * byte for byte: single (or back) quotes keep newlines and `"` literal, and
  * every `$` is escaped because dotenv-expand would substitute `$NAME`.
@@ -182,6 +212,12 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   vars.CRABBOX_PUBLIC_URL ??= `http://127.0.0.1:${options.port}`
   // GitHub login needs a session secret (the shared token never signs user tokens): one per state folder unless given.
   if (!vars.CRABBOX_SESSION_SECRET?.trim()) vars.CRABBOX_SESSION_SECRET = await stateSessionSecret(options.stateDir)
+  const tokenFile = await devToken(vars, options.stateDir)
+  if (tokenFile) {
+    options.progress.warn(
+      `no CRABBOX_SHARED_TOKEN, CRABBOX_ADMIN_TOKEN or GitHub login set: clients use the dev token in ${tokenFile} (set CRABBOX_SHARED_TOKEN to choose your own)`,
+    )
+  }
   await writeFile(
     envFile,
     Object.entries(vars)
@@ -269,6 +305,7 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
     }
     if (ready) {
       options.progress.info(`broker ready url=${url}`)
+      options.progress.info(`connect this machine: ${connectCommand(url, tokenFile, env)}`)
     }
     const { code, signal } = await exited
     // workerd may outlive wrangler for a moment; it is in the same group.

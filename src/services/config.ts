@@ -1,8 +1,13 @@
+import { join } from 'node:path'
+import * as v from 'valibot'
+import { parse as parseYaml } from 'yaml'
 import type { ServiceContext } from './context.js'
 import { userConfigPath } from '../paths.js'
-import type { Config } from '../config/schema.js'
-import { setUserConfigValues } from '../config/write.js'
+import { configFileKeys, describeIssue } from '../config/file.js'
+import { FileConfig, type Config } from '../config/schema.js'
+import { readConfigValue, setUserConfigValues } from '../config/write.js'
 import { usageError } from '../errors.js'
+import { closest } from '../ui/suggest.js'
 
 type Secret = 'set' | 'missing'
 const secret = (value: string | undefined): Secret => (value ? 'set' : 'missing')
@@ -90,4 +95,111 @@ export async function readStdinSecrets(names: string[], stdin: NodeJS.ReadableSt
       )
     return value
   })
+}
+
+/** Which file `config set`/`unset` edits: the user file, or `.crabbox.yaml` at the git root with `--repo`. */
+export interface ConfigFileChoice {
+  repo?: boolean
+  cwd: string
+}
+
+export interface ConfigValueResult {
+  key: string
+  value?: unknown
+  /** The file written (set, unset) or where the value came from (get). */
+  file?: string
+  source?: string
+}
+
+const secretKeys = new Set(['broker.token', 'broker.adminToken', 'coordinatorToken'])
+
+async function configFileFor(choice: ConfigFileChoice): Promise<string> {
+  if (!choice.repo) return userConfigPath()
+  const { gitRoot } = await import('../config/load.js')
+  return join(await gitRoot(choice.cwd), '.crabbox.yaml')
+}
+
+/** Refuses a key the schema does not know, suggesting the closest one. */
+export function checkConfigKey(key: string): void {
+  const keys = configFileKeys()
+  if (keys.includes(key)) return
+  const inside = keys.filter((known) => known.startsWith(`${key}.`))
+  if (inside.length > 0) {
+    throw usageError(
+      `${key} is a section, not a key`,
+      `Name one of its keys: ${inside.slice(0, 6).join(', ')}${inside.length > 6 ? ', …' : ''}.`,
+    )
+  }
+  const guess = closest(key, keys)
+  throw usageError(
+    `unknown config key ${JSON.stringify(key)}`,
+    guess ? `Did you mean ${guess}? (docs/config.md lists every key)` : 'See docs/config.md for every key.',
+  )
+}
+
+/** The value `config set KEY VALUE` stores: YAML scalars first (numbers, booleans, lists), then the text, then a comma list. */
+function typedValue(key: string, raw: string): unknown {
+  const candidates: unknown[] = []
+  try {
+    candidates.push(parseYaml(raw))
+  } catch {
+    // Not YAML: the text itself is the candidate.
+  }
+  candidates.push(
+    raw,
+    raw.split(',').map((item) => item.trim()),
+  )
+  let firstIssue = ''
+  for (const candidate of candidates) {
+    const data: Record<string, unknown> = {}
+    let node = data
+    const path = key.split('.')
+    for (const part of path.slice(0, -1)) node = (node[part] = {}) as Record<string, unknown>
+    node[path[path.length - 1]] = candidate
+    const result = v.safeParse(FileConfig, data)
+    if (result.success) return candidate
+    firstIssue ||= describeIssue(result.issues[0])
+  }
+  throw usageError(`invalid value for ${key}: ${firstIssue}`, 'See docs/config.md for what each key accepts.')
+}
+
+/** `config set KEY VALUE`: validated against the schema, written 0600 with other keys and comments kept. */
+export async function setConfigValue(key: string, raw: string, choice: ConfigFileChoice): Promise<ConfigValueResult> {
+  checkConfigKey(key)
+  if (choice.repo && secretKeys.has(key)) {
+    throw usageError(`${key} is a secret and does not belong in the repo file`, `Run crabbox config set ${key} … without --repo.`)
+  }
+  const value = typedValue(key, raw)
+  const file = await configFileFor(choice)
+  await setUserConfigValues({ [key]: value }, file, { privateFolder: !choice.repo })
+  return { key, value: secretKeys.has(key) ? 'set' : value, file }
+}
+
+/** `config unset KEY`: removes the key (and a section it empties) from the chosen file. */
+export async function unsetConfigValue(key: string, choice: ConfigFileChoice): Promise<ConfigValueResult> {
+  checkConfigKey(key)
+  const file = await configFileFor(choice)
+  if ((await readConfigValue(file, key)) === undefined) return { key, file }
+  await setUserConfigValues({ [key]: undefined }, file, { privateFolder: !choice.repo })
+  return { key, file }
+}
+
+/** File keys that the merged config keeps under another name. */
+const mergedPath: Record<string, string> = {
+  'lease.ttl': 'ttl',
+  'lease.idleTimeout': 'idleTimeout',
+  coordinator: 'broker.url',
+  coordinatorToken: 'broker.token',
+  'sync.excludes': 'sync.exclude',
+  'broker.provider': 'broker.provider',
+}
+
+/** `config get KEY`: the merged value (tokens only as set or missing) and where it came from. */
+export function getConfigValue(context: ServiceContext, key: string): ConfigValueResult {
+  checkConfigKey(key)
+  const path = mergedPath[key] ?? key
+  const { config, sources } = showConfig(context)
+  let value: unknown = config
+  for (const part of path.split('.')) value = (value as Record<string, unknown> | undefined)?.[part]
+  return { key, value, source: sources[path] ?? (value === undefined ? undefined : 'default') }
 }

@@ -9,6 +9,7 @@ import { CrabboxError } from '../errors.js'
 import { HealthResponse } from '../protocol/auth.js'
 import { WhoamiResponse } from '../protocol/leases.js'
 import { brokerClient } from '../transport/broker/client.js'
+import { ownSshKey } from '../transport/ssh/keys.js'
 
 export interface DoctorCheck {
   name: string
@@ -65,10 +66,27 @@ async function checkConfigPermissions(path: string): Promise<DoctorCheck | undef
   )
 }
 
-async function checkSshKey(config: Config): Promise<DoctorCheck> {
+/**
+ * Leases crabbox provisions use per-lease keys; hosts it does not (a broker's static
+ * pool, the ssh provider) need the user's own key: `ssh.key`, else `~/.ssh/id_ed25519`
+ * or `~/.ssh/id_rsa`.
+ */
+async function checkSshKey(config: Config, env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
   const key = config.ssh.key
-  if (!key) return pass('ssh key', 'per-lease keys (generated for each lease)')
-  const path = key.replace(/^~(?=$|\/)/, process.env.HOME ?? '~')
+  // The ssh provider without a host is reported by the provider check; its key matters once there is one.
+  const staticChosen = config.broker.url ? config.provider === 'ssh' : config.provider === 'ssh' && Boolean(config.static.host)
+  const ownHosts = config.broker.url ? 'static pool hosts' : staticChosen ? 'the ssh host' : undefined
+  if (!key) {
+    const found = ownSshKey(undefined, env.HOME || undefined)
+    if (!ownHosts) return pass('ssh key', 'per-lease keys (generated for each lease)')
+    if (found) return pass('ssh key', `per-lease keys; ${ownHosts}: ${found} (set ssh.key to use another)`)
+    if (env.SSH_AUTH_SOCK && config.broker.url) return pass('ssh key', `per-lease keys; ${ownHosts}: the ssh-agent's keys`)
+    const none = `no key for ${ownHosts}: ssh.key is unset and there is no ~/.ssh/id_ed25519 or ~/.ssh/id_rsa`
+    // With the broker choosing, its default may not be the static pool: say it, without failing.
+    if (!staticChosen) return pass('ssh key', `per-lease keys; ${none} (needed only if the broker hands out static hosts)`)
+    return fail('ssh key', none, 'Set ssh.key (or CRABBOX_SSH_KEY) to a key the host accepts, or put it at ~/.ssh/id_ed25519.')
+  }
+  const path = ownSshKey(key, env.HOME || undefined)!
   try {
     await access(path, constants.R_OK)
     await access(`${path}.pub`, constants.R_OK)
@@ -158,7 +176,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const permissions = await checkConfigPermissions(userConfigPath(env))
   if (permissions) checks.push(permissions)
   if (config) {
-    checks.push(await checkSshKey(config))
+    checks.push(await checkSshKey(config, env))
     checks.push(...(config.broker.url ? await checkBroker(config) : [checkProvider(config, env)]))
   }
   return { ok: checks.every((check) => check.ok), checks }

@@ -66,6 +66,19 @@ crabbox run -- npm test -- path/to/one.test.ts
   4 not found, 5 provisioning/timeout, 6 sync, 7 SSH, 255 connection lost.
   A lost connection is never retried automatically: the command may have run.
 
+## Read the result from a script
+
+\`\`\`sh
+crabbox run --json -- npm test > result.json
+jq .exitCode result.json
+\`\`\`
+
+With \`--json\`, stdout holds exactly one JSON object whatever happened, and the
+command's own stdout goes to stderr (with its stderr and crabbox's progress).
+The object has \`exitCode\` and \`"failure"\`: \`null\` on success, \`"remote"\` when
+the command itself exited non-zero (even with 2 to 7, which crabbox also uses),
+\`"crabbox"\` when crabbox failed (then \`error\` has \`code\`, \`message\`, \`hint\`).
+
 ## Keep a box warm for several commands
 
 \`\`\`sh

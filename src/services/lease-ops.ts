@@ -2,7 +2,8 @@ import { CrabboxError, usageError } from '../errors.js'
 import type { Lease } from '../providers/types.js'
 import { openSession } from '../transport/ssh/index.js'
 import { leaseHeartbeat, noHeartbeat } from './heartbeat.js'
-import { leaseBackend, type LeaseBackend, type LeaseContext } from './lease.js'
+import { forgetLeaseKey, leaseBackend, type LeaseBackend, type LeaseContext } from './lease.js'
+import { WhoamiResponse, type LeaseRecord } from '../protocol/leases.js'
 import { interruptOnSignals, obtainLease } from './run/lifecycle.js'
 import { nullRecorder } from './run/recorder.js'
 
@@ -72,22 +73,82 @@ export interface StopResult {
   alreadyGone: boolean
 }
 
-/** `stop`: releases a lease; stopping one that is already gone succeeds and says so. */
+/**
+ * `stop`: releases a lease. Stopping one known to be released or expired succeeds
+ * and says so; a name crabbox never knew is exit 4, with the closest live slug.
+ */
 export async function stopLease(idOrSlug: string, context: LeaseContext): Promise<StopResult> {
   const backend = await leaseBackend(context)
   let lease: Lease
   try {
     lease = await backend.resolve(idOrSlug)
   } catch (error) {
-    if (error instanceof CrabboxError && error.exitCode === 4 && error.code !== 'ambiguous')
-      return { id: idOrSlug, released: false, alreadyGone: true }
-    throw error
+    if (!(error instanceof CrabboxError && error.exitCode === 4 && error.code !== 'ambiguous')) throw error
+    const gone = await backend.findGone(idOrSlug)
+    if (gone) return { id: gone.id, slug: gone.slug, released: false, alreadyGone: true }
+    throw noLeaseNamed(idOrSlug, await backend.list().catch(() => []))
   }
   if (lease.state !== 'active' && lease.state !== 'provisioning') {
+    await forgetLeaseKey(lease.id)
     return { id: lease.id, slug: lease.slug, released: false, alreadyGone: true }
   }
   await backend.release(lease)
   return { id: lease.id, slug: lease.slug, released: true, alreadyGone: false }
+}
+
+function noLeaseNamed(idOrSlug: string, live: Lease[]): CrabboxError {
+  const closest = closestSlug(
+    idOrSlug,
+    live.map((l) => l.slug),
+  )
+  return new CrabboxError(`no lease named ${idOrSlug}`, {
+    exit: 'notFound',
+    code: 'not_found',
+    hint: closest ? `did you mean ${closest}? (\`crabbox list\` shows live leases)` : 'run `crabbox list` to see live leases',
+  })
+}
+
+/** The live slug nearest to what was typed (edit distance at most 2, or a third of its length). */
+export function closestSlug(typed: string, slugs: string[]): string | undefined {
+  let best: { slug: string; distance: number } | undefined
+  for (const slug of new Set(slugs)) {
+    const distance = editDistance(typed.toLowerCase(), slug)
+    if (distance <= Math.max(2, Math.floor(slug.length / 3)) && (!best || distance < best.distance)) best = { slug, distance }
+  }
+  return best?.slug
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++)
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    previous = current
+  }
+  return previous[b.length]
+}
+
+/**
+ * `stop --all`: releases every active lease of the caller (kept ones too). Through a broker
+ * that is the leases the caller owns, not those shared with them or, for an admin, everyone's.
+ */
+export async function stopAllLeases(context: LeaseContext): Promise<StopResult[]> {
+  const backend = await leaseBackend(context)
+  let leases = await backend.list()
+  if (backend.broker) {
+    const me = await backend.broker.request('GET', '/v1/whoami', { schema: WhoamiResponse, timeoutMs: 30_000 })
+    leases = leases.filter((lease) => {
+      const record = lease.details.record as LeaseRecord | undefined
+      return record?.owner === me.owner && record.org === me.org
+    })
+  }
+  return Promise.all(
+    leases.map(async (lease) => {
+      await backend.release(lease)
+      return { id: lease.id, slug: lease.slug, released: true, alreadyGone: false }
+    }),
+  )
 }
 
 export interface StatusView extends LeaseView {

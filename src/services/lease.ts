@@ -9,9 +9,10 @@ import { directProvider } from '../providers/registry.js'
 import type { DirectProvider, Lease } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import type { Progress } from '../ui/progress.js'
-import { ensureLeaseKey } from '../transport/ssh/keys.js'
+import { ensureLeaseKey, ownSshKey, removeLeaseKey } from '../transport/ssh/keys.js'
 import { pinHostKeys } from '../transport/ssh/known-hosts.js'
-import { newLeaseId } from '../protocol/ids.js'
+import { newLeaseId, normalizeSlug } from '../protocol/ids.js'
+import { findReleased, rememberReleased } from '../providers/released.js'
 
 export interface LeaseContext {
   config: Config
@@ -30,6 +31,8 @@ export interface LeaseBackend {
   /** Idempotent; a lease that is already gone is fine. */
   release(lease: Lease): Promise<void>
   list(): Promise<Lease[]>
+  /** A lease with this ID or slug that is known to be released or expired (for `stop`), if any. */
+  findGone(idOrSlug: string): Promise<{ id: string; slug: string } | undefined>
   broker?: BrokerClient
 }
 
@@ -42,10 +45,15 @@ const keyPaths = (leaseId: string) => ({
 
 /**
  * A broker lease record as the pipeline sees it; the raw record stays in `details.record`.
- * Static pool hosts are never touched by the broker, so they take the user's own key when one is configured.
+ * Static pool hosts are never touched by the broker, so they take the user's own key
+ * (`ssh.key`, else `~/.ssh/id_ed25519`, else `~/.ssh/id_rsa`), as `ssh` would.
  */
 function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
-  const ownKey = record.provider === 'static' && config?.ssh.key ? { privateKeyPath: config.ssh.key } : {}
+  const ownHost = record.provider === 'static' && config !== undefined
+  const key = ownHost ? ownSshKey(config.ssh.key) : undefined
+  // Like ssh, unless ssh.key names the one key to use: the ssh-agent's keys are offered after the key file.
+  const agentSocket = ownHost && !config.ssh.key && process.env.SSH_AUTH_SOCK ? { agentSocket: process.env.SSH_AUTH_SOCK } : {}
+  const ownKey = { ...(key ? { privateKeyPath: key } : {}), ...agentSocket }
   return {
     id: record.id,
     slug: record.slug,
@@ -77,9 +85,9 @@ async function pinLeaseHostKeys(lease: Lease, record: LeaseRecord): Promise<Leas
 
 function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBackend {
   const { config } = context
-  // `local` is the direct-mode default; through a broker it means "the broker's default".
-  // An existing host (`ssh`, alias `static`) is the broker's static pool.
-  const provider = config.provider === 'local' ? config.broker.provider : config.provider === 'ssh' ? 'static' : config.provider
+  // `broker` (the default when a broker is configured) sends no provider: the broker uses its own
+  // default (its static pool when it has one). An existing host (`ssh`, alias `static`) is the static pool.
+  const provider = config.provider === 'broker' ? undefined : config.provider === 'ssh' ? 'static' : config.provider
   return {
     mode: 'broker',
     provider: provider ?? 'broker',
@@ -138,6 +146,12 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
       const { leases } = await client.request('GET', '/v1/leases', { query: { state: 'active', limit: 500 }, schema: LeaseListResponse })
       return leases.map((record) => leaseFromRecord(record, config))
     },
+    async findGone(idOrSlug) {
+      // By ID the broker answers for any state; a slug names only a live lease, so look through recent ones.
+      const { leases } = await client.request('GET', '/v1/leases', { query: { limit: 100 }, schema: LeaseListResponse })
+      const slug = normalizeSlug(idOrSlug)
+      return leases.find((l) => (l.id === idOrSlug || l.slug === slug) && l.state !== 'active' && l.state !== 'provisioning')
+    },
   }
 }
 
@@ -154,8 +168,12 @@ function directBackend(provider: DirectProvider, context: LeaseContext): LeaseBa
       )
     },
     resolve: (idOrSlug) => resolveDirect(provider, idOrSlug, context),
-    release: async (lease) => (lease.provider === provider.name ? provider : await directProvider(lease.provider)).release(lease, context),
+    async release(lease) {
+      await (lease.provider === provider.name ? provider : await directProvider(lease.provider)).release(lease, context)
+      rememberReleased(lease)
+    },
     list: () => provider.list(context),
+    findGone: async (idOrSlug) => findReleased(idOrSlug),
   }
 }
 
@@ -186,10 +204,46 @@ async function resolveDirect(first: DirectProvider, idOrSlug: string, context: L
 const notFound = (idOrSlug: string) =>
   new CrabboxError(`no active lease ${idOrSlug}`, { exit: 'notFound', code: 'not_found', hint: 'run `crabbox list` to see active leases' })
 
+/**
+ * The broker when one is configured, else the configured direct provider. `local` is always
+ * this machine's: a kept local lease stays listable and stoppable with `--provider local`.
+ */
 export async function leaseBackend(context: LeaseContext): Promise<LeaseBackend> {
   const client = brokerClient(context.config)
-  return client ? brokerBackend(client, context) : directBackend(await directProvider(context.config.provider), context)
+  return withKeyCleanup(
+    client && context.config.provider !== 'local'
+      ? brokerBackend(client, context)
+      : directBackend(await directProvider(context.config.provider), context),
+  )
 }
+
+/**
+ * A lease's key folder (`leaseKeyDir`) lives as long as the lease: removed once it is released,
+ * and when asking for it failed (no lease holds that key).
+ */
+function withKeyCleanup(backend: LeaseBackend): LeaseBackend {
+  return {
+    ...backend,
+    async acquire({ keep, leaseId = newLeaseId() }) {
+      try {
+        const lease = await backend.acquire({ keep, leaseId })
+        // A static host's lease has an ID of its own and the user's key: the generated one is unused.
+        if (lease.id !== leaseId) await removeLeaseKey(leaseId).catch(() => undefined)
+        return lease
+      } catch (error) {
+        await removeLeaseKey(leaseId).catch(() => undefined)
+        throw error
+      }
+    },
+    async release(lease) {
+      await backend.release(lease)
+      await removeLeaseKey(lease.id).catch(() => undefined)
+    },
+  }
+}
+
+/** `stop` of a lease that has already ended: only its key folder is left to remove. */
+export const forgetLeaseKey = (leaseId: string) => removeLeaseKey(leaseId).catch(() => undefined)
 
 /** Resolves a lease by ID or slug, through the broker or this machine's records (exit 4 when missing or ambiguous). */
 export async function resolveLease(idOrSlug: string, context: LeaseContext): Promise<Lease> {

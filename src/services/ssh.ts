@@ -11,6 +11,8 @@ export interface SshFlags {
   /** A lease ID or slug; resolved through the broker or this machine's lease records. */
   id?: string
   print?: boolean
+  /** Without a command: a pty shell even when stdin is not a terminal (`ssh -t`). */
+  tty?: boolean
 }
 
 export interface ResolvedTarget {
@@ -20,6 +22,8 @@ export interface ResolvedTarget {
   /** Set for broker leases: the session heartbeats the lease. */
   broker?: BrokerClient
   idleTimeoutSeconds?: number
+  /** The lease's work root: commands and shells start in this checkout's synced copy under it. */
+  workRoot?: string
 }
 
 export interface SshResult {
@@ -51,6 +55,7 @@ async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, '
       kind: backend.readiness(lease),
       broker: backend.broker,
       idleTimeoutSeconds: lease.idleTimeoutSeconds,
+      workRoot: lease.workRoot,
     }
   }
   // A configured static host is the target when the provider is ssh, or was never chosen.
@@ -58,7 +63,7 @@ async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, '
   if (config.static.host && (STATIC_PROVIDERS.has(config.provider) || providerDefaulted)) {
     const { sshProvider } = await import('../providers/ssh.js')
     const lease = await sshProvider.resolve(config.static.name || config.static.host, context)
-    return { leaseId: lease.id, target: lease.ssh, kind: 'static' }
+    return { leaseId: lease.id, target: lease.ssh, kind: 'static', workRoot: lease.workRoot }
   }
   throw new CrabboxError('crabbox ssh needs a lease or a static host', {
     exit: 'usage',
@@ -106,7 +111,7 @@ export function exitCodeOf(result: ExecResult): number {
  * code through; without one it opens an interactive pty shell.
  */
 export async function sshCommand(context: ServiceContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
-  const { leaseId, target, broker, idleTimeoutSeconds } = await resolveSshTarget(context, flags)
+  const { leaseId, target, broker, idleTimeoutSeconds, workRoot } = await resolveSshTarget(context, flags)
   const where = `${target.user}@${target.host}:${target.port}`
   if (flags.print) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
 
@@ -119,8 +124,17 @@ export async function sshCommand(context: ServiceContext, flags: SshFlags, argv:
   const heartbeat = broker
     ? (await import('./heartbeat.js')).leaseHeartbeat(broker, { id: leaseId, idleTimeoutSeconds }, context.progress)
     : undefined
+  // Like `run`: start in this checkout's synced copy when the runner has one, else in the home folder.
+  const { workdirFor } = await import('./run/steps/session.js')
+  const workdir = workRoot ? workdirFor(workRoot, leaseId, context.repoRoot ?? context.cwd) : undefined
+  const inWorkdir = (command: string) => (workdir ? `cd -- ${quoteArg(workdir)} 2>/dev/null; ${command}` : command)
   try {
-    const result = argv.length ? await runRemote(session, argv.join(' ')) : await interactive(session)
+    // Like OpenSSH: a pty only when stdin is a terminal (or --tty); otherwise a login shell reads stdin and ends at EOF.
+    const result = argv.length
+      ? await runRemote(session, inWorkdir(argv.join(' ')))
+      : process.stdin.isTTY || flags.tty
+        ? await interactive(session, workdir ? inWorkdir(LOGIN_SHELL) : undefined)
+        : await runRemote(session, inWorkdir(LOGIN_SHELL))
     if (result.code !== 0) throw new RemoteExit(exitCodeOf(result))
     return { leaseId, target: where, ...result }
   } finally {
@@ -172,9 +186,12 @@ async function runRemote(session: Session, command: string): Promise<ExecResult>
   }
 }
 
-async function interactive(session: Session): Promise<ExecResult> {
+// eslint-disable-next-line no-template-curly-in-string -- a shell parameter expansion, not a template
+const LOGIN_SHELL = 'exec "${SHELL:-/bin/sh}" -l'
+
+async function interactive(session: Session, command: string | undefined): Promise<ExecResult> {
   const { stdin, stdout } = process
-  const shell = await session.shell({ rows: stdout.rows, cols: stdout.columns, term: process.env.TERM })
+  const shell = await session.shell({ command, rows: stdout.rows, cols: stdout.columns, term: process.env.TERM })
   const resize = () => shell.resize(stdout.rows, stdout.columns)
   if (stdin.isTTY) stdin.setRawMode(true)
   stdout.on('resize', resize)

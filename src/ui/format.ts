@@ -20,3 +20,9 @@ export const formatMs = (ms: number): string => (ms < 1000 ? `${Math.round(ms)}m
 export function summaryLine(timing: RunTiming): string {
   return `run summary sync=${formatMs(timing.syncMs)} command=${formatMs(timing.commandMs)} total=${formatMs(timing.totalMs)} sync_skipped=${timing.syncSkipped} exit=${timing.exitCode}`
 }
+
+/** `1 file`, `2 files`. */
+export const plural = (count: number, one: string, many = `${one}s`) => `${count} ${count === 1 ? one : many}`
+
+/** `a local runner`, `an ssh runner`, `an aws runner`: the article as the word is spoken. */
+export const withArticle = (word: string) => `${/^(ssh|[aeiou])/i.test(word) ? 'an' : 'a'} ${word}`

@@ -1,4 +1,6 @@
 import type { RunEventRecord, RunRecord, TestResultSummary } from '../protocol/runs.js'
+import { plural } from './format.js'
+import { relativeTime, renderTable } from './table.js'
 
 /** `0007 stdout stream=stdout at=… text`: one line per event, long text cut at 120 characters. */
 export function formatEvent(event: RunEventRecord): string {
@@ -23,10 +25,24 @@ export function formatRun(run: RunRecord): string {
   return `${run.id} ${run.state}${exit} ${run.startedAt} duration=${seconds(run.durationMs)} lease=${lease} ${run.provider}${telemetry} ${run.command.join(' ')}`
 }
 
+/** `crabbox history` on a terminal: a header, aligned columns, start times relative to now. */
+export function renderRunTable(runs: RunRecord[], now = Date.now()): string {
+  const rows = runs.map((run) => [
+    run.id,
+    run.state,
+    run.exitCode === undefined ? '-' : String(run.exitCode),
+    relativeTime(run.startedAt, now),
+    seconds(run.durationMs),
+    run.slug || run.leaseID || '-',
+    run.command.join(' '),
+  ])
+  return renderTable(['RUN', 'STATE', 'EXIT', 'STARTED', 'DURATION', 'LEASE', 'COMMAND'], rows).join('\n')
+}
+
 /** The human form of a JUnit summary. */
 export function formatResults(results: TestResultSummary): string {
   const lines = [
-    `${results.format}: ${results.tests} tests, ${results.failures} failures, ${results.errors} errors, ${results.skipped} skipped in ${results.timeSeconds}s (${results.suites} suites, ${results.files.length} files)`,
+    `${results.format}: ${plural(results.tests, 'test')}, ${plural(results.failures, 'failure')}, ${plural(results.errors, 'error')}, ${results.skipped} skipped in ${results.timeSeconds}s (${plural(results.suites, 'suite')}, ${plural(results.files.length, 'file')})`,
   ]
   for (const failure of results.failed) {
     const where = failure.classname ?? failure.suite

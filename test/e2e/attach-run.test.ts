@@ -1,6 +1,8 @@
-import { rmSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { existsSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCli, spawnCli } from '../support/cli.js'
+import { cliPath, runCli, spawnCli } from '../support/cli.js'
 import { collectOutput as collect, gitRepo, until } from '../support/fixtures.js'
 import { brokerWithStaticHosts } from '../support/static-broker.js'
 
@@ -58,6 +60,10 @@ describe('crabbox attach', () => {
     const again = await runCli(['attach', runId], { home: rig.home, env: cliEnv() })
     expect(again.stdout).toBe(run.stdout())
     expect(again.code).toBe(3)
+    // --json: one result object, and still the run's exit code.
+    const json = await runCli(['attach', runId, '--json'], { home: rig.home, env: cliEnv() })
+    expect(json.code).toBe(3)
+    expect(JSON.parse(json.stdout)).toMatchObject({ exitCode: 3 })
     const events = JSON.parse((await runCli(['events', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout).events as {
       seq: number
       type: string
@@ -102,6 +108,16 @@ describe('crabbox attach', () => {
     expect(history.runs.map((run: { id: string }) => run.id)).toContain(runId)
     expect(history.runs.every((run: { state: string }) => run.state === 'succeeded')).toBe(true)
     expect((await runCli(['history'], { home: rig.home, env: cliEnv() })).stdout).toMatch(new RegExp(`^${runId} succeeded exit=0 `, 'm'))
+    // On a terminal: a header and the start relative to now.
+    const env: Record<string, string | undefined> = { ...process.env, ...rig.home.env, ...cliEnv(), TERM: 'xterm' }
+    for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key]
+    const onTty = spawnSync('script', ['-qec', `${process.execPath} ${cliPath} history`, '/dev/null'], {
+      env: env as NodeJS.ProcessEnv,
+      encoding: 'utf8',
+      timeout: 60_000,
+    }).stdout
+    expect(onTty).toMatch(/^RUN\s+STATE\s+EXIT\s+STARTED\s+DURATION\s+LEASE\s+COMMAND\r?$/m)
+    expect(onTty).toMatch(new RegExp(`^${runId}\\s+succeeded\\s+0\\s+(just now|\\d+[sm] ago)\\s`, 'm'))
 
     const noResults = await runCli(['results', runId], { home: rig.home, env: cliEnv() })
     expect(noResults.code).toBe(0)
@@ -128,7 +144,7 @@ describe('crabbox attach', () => {
       },
     })
     const results = await runCli(['results', run.id], { home: rig.home, env: cliEnv() })
-    expect(results.stdout).toContain('junit: 2 tests, 1 failures, 0 errors, 0 skipped')
+    expect(results.stdout).toContain('junit: 2 tests, 1 failure, 0 errors, 0 skipped in 1.2s (1 suite, 1 file)')
     expect(results.stdout).toContain('FAIL pkg › fails: expected 1')
     expect(JSON.parse((await runCli(['results', run.id, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toMatchObject({
       runId: run.id,
@@ -153,6 +169,8 @@ describe('crabbox attach', () => {
       expect(after.idleTimeoutSeconds).toBe(2700)
       expect(Date.parse(after.lastTouchedAt)).toBeGreaterThan(Date.parse(before.lastTouchedAt))
       expect(beat.stdout.trim()).toBe(`${lease.id} expires=${after.expiresAt} idle_timeout=2700s`)
+      // The lease as a positional argument, like stop and status.
+      expect((await runCli(['heartbeat', lease.slug], { home: rig.home, env: cliEnv() })).code).toBe(0)
       const missing = await runCli(['heartbeat', '--id', 'cbx_000000000000'], { home: rig.home, env: cliEnv() })
       expect(missing.code).toBe(4)
     } finally {
@@ -163,5 +181,28 @@ describe('crabbox attach', () => {
     expect(late.code).toBe(4)
     expect(late.stderr).toContain('crabbox warmup')
     expect((await api('GET', `/v1/leases/${lease.id}`)).lease.state).toBe('released')
+  })
+
+  it('stop --all releases the leases the caller owns, and stop --json names the lease in id', async () => {
+    const warm = await runCli(['warmup', '--json'], { home: rig.home, cwd: repo, env: cliEnv() })
+    expect(warm.code, warm.stderr).toBe(0)
+    const lease = JSON.parse(warm.stdout)
+    expect(existsSync(join(rig.home.env.XDG_CONFIG_HOME, 'crabbox', 'testboxes', lease.id))).toBe(true)
+    const other = await runCli(['stop', '--all', '--json'], {
+      home: rig.home,
+      env: rig.cliEnv({ CRABBOX_OWNER: 'someone-else@example.com' }),
+    })
+    expect(other.code, other.stderr).toBe(0)
+    expect(JSON.parse(other.stdout)).toEqual({ leases: [] })
+    expect((await api('GET', `/v1/leases/${lease.id}`)).lease.state).toBe('active')
+
+    const all = await runCli(['stop', '--all', '--json'], { home: rig.home, env: cliEnv() })
+    expect(all.code, all.stderr).toBe(0)
+    expect(JSON.parse(all.stdout).leases).toEqual([{ id: lease.id, slug: lease.slug, released: true, alreadyGone: false }])
+    expect((await api('GET', `/v1/leases/${lease.id}`)).lease.state).toBe('released')
+    // The brokered lease's key folder went with it.
+    expect(existsSync(join(rig.home.env.XDG_CONFIG_HOME, 'crabbox', 'testboxes', lease.id))).toBe(false)
+    const again = await runCli(['stop', lease.id, '--json'], { home: rig.home, env: cliEnv() })
+    expect(JSON.parse(again.stdout)).toMatchObject({ id: lease.id, released: false })
   })
 })

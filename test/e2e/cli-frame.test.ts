@@ -216,7 +216,8 @@ describe('config through the CLI', () => {
     const view = JSON.parse((await runCli(['config', 'show', '--json'], { home: h, env })).stdout)
     expect(view.config.class).toBe('beast')
     expect(view.config.broker.url).toBe('https://b.test')
-    expect(view.config.provider).toBe('hetzner')
+    // With a broker and no provider chosen, the broker chooses (nothing is sent).
+    expect(view.config.provider).toBe('broker')
     expect(view.files).toEqual([custom])
   })
 

@@ -1,14 +1,14 @@
 import { execFileSync } from 'node:child_process'
-import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
-import { cliHome, runCli } from '../support/cli.js'
+import { cliHome, runCli, spawnCli } from '../support/cli.js'
 import { createFakeHetzner, serveFake, type ServedFake } from '../support/fake-hetzner.js'
 import { createFakeEc2 } from '../support/fake-ec2.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
-import { gitRepo } from '../support/fixtures.js'
+import { collectOutput, gitRepo, until } from '../support/fixtures.js'
 
 /**
  * `crabbox run --provider hetzner|aws` in direct mode, end to end: the built
@@ -66,19 +66,41 @@ const baseEnv = () => ({ CRABBOX_NO_AGENT: '1', NODE_EXTRA_CA_CERTS: undefined, 
 
 describe('direct-mode cloud runs against a real SSH host', () => {
   it('crabbox run --provider hetzner creates the server, syncs, runs, streams and deletes it', async () => {
-    const fake = createFakeHetzner({ addressFor: () => host.address, onCreate: (s) => bootstrapFrom(s.user_data) })
+    const home = cliHome()
+    const keyDirOf = (leaseId: string) => join(home.env.XDG_CONFIG_HOME, 'crabbox', 'testboxes', leaseId)
+    // The lease's key folder lives only as long as the lease: its public key is read when the server is created.
+    let leasePublicKey = ''
+    const fake = createFakeHetzner({
+      addressFor: () => host.address,
+      onCreate: async (s) => {
+        leasePublicKey = readFileSync(join(keyDirOf(s.labels.lease), 'id_ed25519.pub'), 'utf8').trim()
+        await bootstrapFrom(s.user_data)
+      },
+    })
     const server = await serveFake(fake.handler)
     served.push(server)
-    const home = cliHome()
-    const result = await runCli(['run', '--provider', 'hetzner', '--class', 'standard', '--', 'sh', '-c', 'cat hello.txt; whoami'], {
+    // The command outlives the host-key check below by a few seconds.
+    const child = spawnCli(['run', '--provider', 'hetzner', '--class', 'standard', '--', 'sh', '-c', 'cat hello.txt; whoami; sleep 4'], {
       cwd: repo,
       home,
       env: { ...baseEnv(), HCLOUD_TOKEN: fake.token, CRABBOX_HETZNER_API_URL: `${server.url}/v1` },
-      timeoutMs: 90_000,
     })
-    expect(result.code, result.stderr).toBe(0)
-    expect(result.stdout).toContain('hello from the checkout')
-    expect(result.stdout).toContain('crabbox')
+    child.stdin!.end()
+    const run = collectOutput(child)
+    const pinned = await until(
+      'the host key pin',
+      () => {
+        const create = fake.calls.find((c) => c.method === 'POST' && c.path === '/servers')
+        const leaseId = (create?.body?.labels as Record<string, string> | undefined)?.lease
+        if (!leaseId || !existsSync(join(keyDirOf(leaseId), 'known_hosts'))) return undefined
+        const text = readFileSync(join(keyDirOf(leaseId), 'known_hosts'), 'utf8')
+        return text.includes('ssh-ed25519') ? text : undefined
+      },
+      90_000,
+    )
+    expect(await run.done, run.stderr()).toBe(0)
+    expect(run.stdout()).toContain('hello from the checkout')
+    expect(run.stdout()).toContain('crabbox')
     const create = fake.calls.find((c) => c.method === 'POST' && c.path === '/servers')!
     expect(create.body).toMatchObject({
       server_type: 'ccx33',
@@ -88,12 +110,13 @@ describe('direct-mode cloud runs against a real SSH host', () => {
     })
     const leaseId = (create.body!.labels as Record<string, string>).lease
     // The key in the user data is the lease's own key, and the host key was pinned on first use.
-    const keyDir = join(home.env.XDG_CONFIG_HOME, 'crabbox', 'testboxes', leaseId)
-    expect(String(create.body!.user_data)).toContain(readFileSync(join(keyDir, 'id_ed25519.pub'), 'utf8').trim())
-    expect(readFileSync(join(keyDir, 'known_hosts'), 'utf8')).toContain(`[${host.address}]:2222 ssh-ed25519 `)
+    expect(leasePublicKey).toMatch(/^ssh-ed25519 /)
+    expect(String(create.body!.user_data)).toContain(leasePublicKey)
+    expect(pinned).toContain(`[${host.address}]:2222 ssh-ed25519 `)
     // Released: server and per-lease key are gone.
     expect(fake.servers.size).toBe(0)
     expect(fake.keys.size).toBe(0)
+    expect(existsSync(keyDirOf(leaseId))).toBe(false)
     rmSync(home.dir, { recursive: true, force: true })
   })
 

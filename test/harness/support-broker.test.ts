@@ -10,9 +10,10 @@ const workerdOnPort = (port: number) => processesMatching((p) => p.cmdline.inclu
 const newLeaseId = () => `cbx_${randomBytes(6).toString('hex')}`
 
 describe('crabbox broker dev', () => {
-  it('prints one ready line on stderr, nothing on stdout, and exits 0 on SIGINT taking workerd with it', async () => {
+  it('prints its two ready lines on stderr, nothing on stdout, and exits 0 on SIGINT taking workerd with it', async () => {
     const port = await freePort()
-    const child = spawnCli(['broker', 'dev', '--port', String(port)])
+    // With a token of its own: no dev-token warning (test/e2e/onboarding.test.ts covers that case).
+    const child = spawnCli(['broker', 'dev', '--port', String(port)], { env: { CRABBOX_SHARED_TOKEN: 'harness-token' } })
     child.stdin!.end()
     let stdout = ''
     let stderr = ''
@@ -21,19 +22,20 @@ describe('crabbox broker dev', () => {
     await new Promise<void>((resolve, reject) => {
       child.stderr!.setEncoding('utf8').on('data', (d: string) => {
         stderr += d
-        if (stderr.includes('\n')) resolve()
+        if (stderr.split('\n').length > 2) resolve()
       })
       child.once('exit', () => reject(new Error(`exited before ready: ${stderr}`)))
     })
     const url = `http://127.0.0.1:${port}`
-    expect(stderr).toBe(`broker ready url=${url}\n`)
+    const ready = `broker ready url=${url}\nconnect this machine: printf '%s\\n' "$CRABBOX_SHARED_TOKEN" | crabbox config set-broker --url ${url} --token-stdin\n`
+    expect(stderr).toBe(ready)
     expect(await (await fetch(`${url}/v1/health`)).json()).toEqual({ ok: true, service: 'crabbox-coordinator' })
     expect(workerdOnPort(port).length).toBeGreaterThan(0)
 
     child.kill('SIGINT')
     expect(await exited).toBe(0)
     expect(stdout).toBe('')
-    expect(stderr).toBe(`broker ready url=${url}\n`)
+    expect(stderr).toBe(ready)
     expect(workerdOnPort(port)).toEqual([])
     await expect(fetch(`${url}/v1/health`)).rejects.toThrow()
   })

@@ -17,6 +17,8 @@ export interface BrokerHandle {
   port: number
   stateDir: string
   env: Record<string, string>
+  /** What `broker dev` printed on stderr up to and including its ready lines (the last start). */
+  readyOutput(): string
   stop(): Promise<void>
   restart(): Promise<void>
 }
@@ -54,18 +56,18 @@ function brokerPackage(): string {
   return snapshot
 }
 
-/** Resolves once the CLI printed its ready line; rejects with its output if it exits first. */
-function waitForReady(child: ChildProcess, timeoutMs: number): Promise<void> {
+/** Resolves with its stderr once the CLI printed its ready lines; rejects with its output if it exits first. */
+function waitForReady(child: ChildProcess, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     let stderr = ''
     const timer = setTimeout(() => fail(new Error(`broker dev not ready after ${timeoutMs} ms:\n${stderr}`)), timeoutMs)
     const onData = (chunk: string) => {
       stderr += chunk
-      if (/^broker ready url=/m.test(stderr)) {
+      if (/^broker ready url=.*\n.*\n/m.test(stderr)) {
         cleanup()
         // Keep draining so a chatty child never blocks on a full pipe.
         child.stderr!.resume()
-        resolve()
+        resolve(stderr)
       }
     }
     const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
@@ -113,6 +115,7 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
   const env = { ...options.env }
   const home = cliHome()
   let child: ChildProcess | undefined
+  let readyOutput = ''
 
   const start = async () => {
     child = spawnCli(['broker', 'dev', '--port', String(port), '--state', stateDir], {
@@ -124,7 +127,7 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
     child.stdout!.resume()
     running.add(child)
     try {
-      await waitForReady(child, 90_000)
+      readyOutput = await waitForReady(child, 90_000)
     } catch (error) {
       await stopChild(child)
       throw error
@@ -137,6 +140,7 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
     port,
     stateDir,
     env,
+    readyOutput: () => readyOutput,
     stop: () => stopChild(child),
     async restart() {
       await stopChild(child)

@@ -16,7 +16,7 @@ export interface StaticBrokerOptions {
   names?: string[]
   /** Extra fields of each pool entry (e.g. `hostKey`), from the host it names and all the hosts. */
   entry?: (host: SshHost, hosts: SshHost[], index: number) => Record<string, unknown>
-  /** Broker settings on top of the token, the pool and a 1 s minimum lease time (tests use idle timeouts of a few seconds). */
+  /** Broker settings on top of the token, the pool and a 1 s minimum lease time (e.g. CRABBOX_ADMIN_TOKEN; tests use idle timeouts of a few seconds). */
   env?: Record<string, string>
 }
 

@@ -142,9 +142,9 @@ describe('loadConfig values', () => {
     expect(config.broker).toEqual({ url: 'https://old.test', token: 'new' })
   })
 
-  it('provider: local with nothing configured, hetzner with a broker, explicit wins', async () => {
+  it('provider: local with nothing configured, the broker chooses with a broker, explicit wins', async () => {
     expect((await load()).config.provider).toBe('local')
-    expect((await load({ extraEnv: { CRABBOX_COORDINATOR: 'https://b.test' } })).config.provider).toBe('hetzner')
+    expect((await load({ extraEnv: { CRABBOX_COORDINATOR: 'https://b.test' } })).config.provider).toBe('broker')
     write(userFile(), 'broker:\n  url: https://b.test\n  provider: aws\n')
     expect((await load()).config.provider).toBe('aws')
     expect((await load({ flags: { provider: 'ssh' } })).config.provider).toBe('ssh')

@@ -1,6 +1,7 @@
 import type { LeaseState } from '../../src/protocol/leases.js'
 import type { FleetDeps } from './deps.js'
 import { inflightFor, LIVE_LEASE_SQL, parseRecord, queueCleanup, saveRecord, type LeaseRow, type MachineRef } from './lease-store.js'
+import { closeRunsOfEndedLease } from './runs.js'
 import type { FleetStorage } from './storage.js'
 
 /**
@@ -26,6 +27,7 @@ export function expireDueLeases(storage: FleetStorage, now: Date, limit: number)
       if (lease.state === 'provisioning' && inflightFor(storage).has(lease.id)) continue
       saveRecord(storage, { ...lease, state: 'expired' as LeaseState, updatedAt: nowIso, endedAt: nowIso })
       queueCleanup(storage, lease.id, now.getTime())
+      closeRunsOfEndedLease(storage, lease.id, 'the lease expired', now)
       expired.push(lease.id)
     }
     return expired

@@ -592,6 +592,23 @@ export function finishRun(storage: FleetStorage, caller: RunCaller, id: string, 
   })
 }
 
+/**
+ * Runs still `running` on a lease that has ended (expired: no CLI is left to
+ * finish them) become `failed` with a `run.failed` event saying why, so
+ * `attach` and `history` stop waiting for them. Call inside a transaction.
+ */
+export function closeRunsOfEndedLease(storage: FleetStorage, leaseId: string, reason: string, now: Date): number {
+  const rows = storage.all<{ record: string; claimed: number }>(
+    `SELECT record, claimed FROM runs WHERE lease_id = ? AND state = 'running'`,
+    leaseId,
+  )
+  for (const row of rows) {
+    const run = withOwnerNamespace(JSON.parse(row.record) as RunCore, row.claimed)
+    appendLocked(storage, run, { type: 'run.failed', phase: 'failed', message: `interrupted: ${reason}` } as RunEventRequest, now)
+  }
+  return rows.length
+}
+
 /** `GET /v1/runs/{id}/logs`: the retained log, chunks in order ("" before finish). */
 export function readRunLog(storage: FleetStorage, caller: RunCaller, id: string): string {
   getRunCore(storage, caller, id)

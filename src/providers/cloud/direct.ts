@@ -153,7 +153,7 @@ function bootstrapUserData(title: string, config: Config, sshPublicKey: string):
       workRoot: config.workRoot,
     })
   } catch (error) {
-    throw new CrabboxError(`cannot bootstrap a ${title} runner: ${(error as Error).message}`, {
+    throw new CrabboxError(`cannot bootstrap ${/^[aeiou]/i.test(title) ? 'an' : 'a'} ${title} runner: ${(error as Error).message}`, {
       exit: 'usage',
       hint: 'check ssh.user, ssh.port, ssh.fallbackPorts and workRoot (crabbox config show)',
     })

@@ -2,6 +2,7 @@ import { CrabboxError } from '../../errors.js'
 import type { Lease } from '../../providers/types.js'
 import type { SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
+import { withArticle } from '../../ui/format.js'
 import type { LeaseBackend } from '../lease.js'
 import { waitForReady } from '../../transport/ssh/readiness.js'
 import type { Recorder } from './recorder.js'
@@ -9,16 +10,47 @@ import type { Recorder } from './recorder.js'
 const BOOTSTRAP_TIMEOUT_MS = 20 * 60_000
 const LOCAL_TIMEOUT_MS = 60_000
 
-/** Waits for the runner's SSH and readiness check; the lease then uses the port that answered. */
-export async function waitReady(lease: Lease, kind: 'managed' | 'static', progress: Progress, timeoutMs?: number): Promise<void> {
+/**
+ * Waits for the runner's SSH and readiness check; the lease then uses the port that answered.
+ * An interrupt ends the wait at once.
+ */
+export async function waitReady(
+  lease: Lease,
+  kind: 'managed' | 'static',
+  progress: Progress,
+  timeoutMs?: number,
+  signal?: AbortSignal,
+): Promise<void> {
   progress.phase(`waiting for SSH on ${lease.ssh.host}:${lease.ssh.port}`)
-  lease.ssh = await waitForReady(lease.ssh, kind, {
+  const waiting = waitForReady(lease.ssh, kind, {
     timeoutMs: timeoutMs ?? (lease.provider === 'local' ? LOCAL_TIMEOUT_MS : BOOTSTRAP_TIMEOUT_MS),
     progress,
+    signal,
   })
+  lease.ssh = signal ? await unlessInterrupted(waiting, signal) : await waiting
 }
 
-export const interruptedError = () => new CrabboxError('interrupted', { exit: 130, code: 'interrupted' })
+/** The abort reason of a closed stdout or stderr: the run then exits 141, as if killed by SIGPIPE. */
+const CLOSED_PIPE = 'EPIPE'
+
+/** The error of an interrupted run: exit 130 after a signal, 141 after a closed output. */
+export const interruptedError = (signal?: AbortSignal) =>
+  signal?.reason === CLOSED_PIPE
+    ? new CrabboxError('output closed early', { exit: 141, code: 'interrupted' })
+    : new CrabboxError('interrupted', { exit: 130, code: 'interrupted' })
+
+/** Settles as `work` does, or rejects with the interrupt as soon as `signal` aborts (`work` is left to settle alone). */
+export function unlessInterrupted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => {})
+    return Promise.reject(interruptedError(signal))
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(interruptedError(signal))
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}
 
 export interface LeaseInHand {
   lease: Lease
@@ -26,34 +58,37 @@ export interface LeaseInHand {
   acquired: boolean
 }
 
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
 /**
- * Ctrl-C and SIGTERM abort the run: the remote command is signalled, the run
- * recorded as interrupted and the lease released. A second Ctrl-C exits at once.
- * A closed stdout (`crabbox run -- yes | head`) stops the command the same way
- * (sshd's sessions ignore SIGPIPE); the run then exits 141, as if killed by SIGPIPE.
+ * Ctrl-C, SIGTERM (a cancelled CI job) and SIGHUP (a closed terminal) abort the
+ * run in every phase (leasing, waiting for SSH, syncing, the command): the remote
+ * command is signalled, the run recorded as interrupted and the lease released.
+ * A second signal exits at once. A closed stdout or stderr (`crabbox run -- yes |
+ * head`, `… 2>&1 | head`) stops the run the same way (sshd's sessions ignore
+ * SIGPIPE); the run then exits 141, as if killed by SIGPIPE.
  */
 export function interruptOnSignals(): { signal: AbortSignal; exitCode(): number; dispose(): void } {
   const controller = new AbortController()
-  let brokenPipe = false
   const onSignal = (name: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(130)
-    controller.abort(name === 'SIGINT' ? 'SIGINT' : 'SIGTERM')
+    if (controller.signal.aborted) process.exit(controller.signal.reason === CLOSED_PIPE ? 141 : 130)
+    controller.abort(name)
   }
-  const onOutputError = (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE' || controller.signal.aborted) return
-    brokenPipe = true
-    controller.abort('SIGTERM')
+  const onOutputError = (stream: NodeJS.WriteStream) => (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') return
+    // A closed stream stays closed: later writes (progress, the summary) must not crash the exit path.
+    stream.write = (() => true) as typeof stream.write
+    if (!controller.signal.aborted) controller.abort(CLOSED_PIPE)
   }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
-  process.stdout.on('error', onOutputError)
+  for (const name of SIGNALS) process.on(name, onSignal)
+  process.stdout.on('error', onOutputError(process.stdout))
+  process.stderr.on('error', onOutputError(process.stderr))
   return {
     signal: controller.signal,
-    exitCode: () => (brokenPipe ? 141 : 130),
+    exitCode: () => (controller.signal.reason === CLOSED_PIPE ? 141 : 130),
     dispose() {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
-      process.stdout.off('error', onOutputError)
+      for (const name of SIGNALS) process.off(name, onSignal)
+      // The output handlers stay: a closed pipe can still fail a write after the run.
     },
   }
 }
@@ -88,16 +123,16 @@ export async function obtainLease(
     return { lease, acquired: false }
   }
   for (let attempt = 1; ; attempt++) {
-    progress.phase(`leasing a ${backend.provider} runner`)
-    const lease = await backend.acquire({ keep: options.keep })
+    progress.phase(`leasing ${withArticle(backend.provider)} runner`)
+    const lease = await acquireUnlessInterrupted(backend, options.keep, signal, progress, recorder)
     announce(lease, recorder)
     await options.onLease?.(lease)
     progress.info(`leased ${lease.id} slug=${lease.slug} provider=${lease.provider}${lease.keep ? ' keep=true' : ''}`)
     try {
-      if (signal.aborted) throw interruptedError()
+      if (signal.aborted) throw interruptedError(signal)
       recorder.event({ type: 'bootstrap.waiting', phase: 'bootstrap', message: 'waiting for SSH before sync' })
-      await waitReady(lease, backend.readiness(lease), progress, options.readyTimeoutMs)
-      if (signal.aborted) throw interruptedError()
+      await waitReady(lease, backend.readiness(lease), progress, options.readyTimeoutMs, signal)
+      if (signal.aborted) throw interruptedError(signal)
       return { lease, acquired: true }
     } catch (error) {
       await releaseQuietly(backend, lease, progress, recorder)
@@ -107,6 +142,30 @@ export async function obtainLease(
       }
       throw error
     }
+  }
+}
+
+/**
+ * `backend.acquire`, ended at once by an interrupt. A lease the provider hands
+ * out after that is released as soon as it arrives.
+ */
+async function acquireUnlessInterrupted(
+  backend: LeaseBackend,
+  keep: boolean,
+  signal: AbortSignal,
+  progress: Progress,
+  recorder: Recorder,
+): Promise<Lease> {
+  const acquiring = backend.acquire({ keep })
+  try {
+    return await unlessInterrupted(acquiring, signal)
+  } catch (error) {
+    if (signal.aborted) {
+      progress.warn('interrupted while leasing; releasing the lease as soon as the provider hands it out')
+      const late = await acquiring.catch(() => undefined)
+      if (late) await releaseQuietly(backend, late, progress, recorder)
+    }
+    throw error
   }
 }
 

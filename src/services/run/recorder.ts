@@ -42,6 +42,50 @@ export interface Recorder {
 
 export const nullRecorder: Recorder = { event() {}, output() {}, async finish() {}, async settle() {} }
 
+/** A recorder that records nothing until `begin`: a run is only recorded once it has a lease. */
+export interface DeferredRecorder extends Recorder {
+  /** Creates the run record for this lease (once) and sends the events queued so far. */
+  begin(lease: { id: string; provider: string }): Promise<void>
+}
+
+const EARLY_EVENTS_MAX = 32
+
+/**
+ * Holds the run's first events (leasing, the lease) until a lease exists, then
+ * starts the real recorder with that lease and replays them. A run that fails
+ * before it has a lease (an unknown `--id`, no capacity) leaves no record.
+ */
+export function deferredRecorder(start: (lease: { id: string; provider: string }) => Promise<Recorder>): DeferredRecorder {
+  let inner: Recorder | undefined
+  let starting: Promise<void> | undefined
+  const early: RunEvent[] = []
+  return {
+    get runId() {
+      return inner?.runId
+    },
+    event(event) {
+      if (inner) inner.event(event)
+      else if (early.length < EARLY_EVENTS_MAX) early.push(event)
+    },
+    output(stream, chunk) {
+      inner?.output(stream, chunk)
+    },
+    begin(lease) {
+      starting ??= start(lease).then((recorder) => {
+        inner = recorder
+        for (const event of early.splice(0)) recorder.event(event)
+      })
+      return starting
+    },
+    async finish(input) {
+      await inner?.finish(input)
+    },
+    async settle() {
+      await inner?.settle()
+    },
+  }
+}
+
 /**
  * Records a run on the broker off the hot path: events go into a bounded
  * queue drained by one background sender, output is batched into ≤16 KiB

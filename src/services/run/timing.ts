@@ -12,6 +12,8 @@ export interface RunTiming {
   commandMs: number
   totalMs: number
   exitCode: number
+  /** Set when the run was stopped from here: a signal (130) or a closed stdout or stderr (141). */
+  interrupted?: 'signal' | 'closed pipe'
 }
 
 /** A monotonic stopwatch. */

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { Config } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
-import { formatBytes } from '../../ui/format.js'
+import { formatBytes, plural } from '../../ui/format.js'
 import { loadExcludes } from './excludes.js'
 import { HashCache, excludesKey } from './hash-cache.js'
 import { changedAgainstIndex, watchFolders, type GitView } from './snapshot.js'
@@ -301,7 +301,7 @@ export function checkSize(
 ): SizeCheck {
   const env = options.env ?? process.env
   const allowed = options.forceLarge || config.allowLarge || /^(1|true|yes|on)$/i.test(env.CRABBOX_SYNC_ALLOW_LARGE ?? '')
-  const summary = `${manifest.files} files, ${formatBytes(manifest.bytes)}`
+  const summary = `${plural(manifest.files, 'file')}, ${formatBytes(manifest.bytes)}`
   const overFail = manifest.files >= config.failFiles || manifest.bytes >= config.failBytes
   if (overFail && !allowed) {
     throw new CrabboxError(`sync candidate is too large: ${summary} (limits ${config.failFiles} files, ${formatBytes(config.failBytes)})`, {

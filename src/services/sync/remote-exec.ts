@@ -42,7 +42,10 @@ export async function runRemote(
     throw new CrabboxError(`sync: ${exit} on the runner: ${detail}`, {
       exit: 'sync',
       code: 'sync_failed',
-      hint: 'Run again; an interrupted sync repairs itself. If it keeps failing, check disk space and permissions on the runner.',
+      hint:
+        result.code === SCRIPT_EXIT.workdir
+          ? 'The runner user cannot write under the work root: choose a folder it can write with --work-root or workRoot (CRABBOX_WORK_ROOT; static.workRoot for the ssh provider).'
+          : 'Run again; an interrupted sync repairs itself. If it keeps failing, check disk space and permissions on the runner.',
     })
   }
   return Buffer.concat(stdout)

@@ -13,6 +13,9 @@ export interface BrokerClientOptions {
   org?: string
   /** Per-request default; lease creation waits for a cloud machine, so it is generous. */
   timeoutMs?: number
+  /** Where each token came from (`env NAME`, a config file path), named when the broker refuses it. */
+  tokenSource?: string
+  adminTokenSource?: string
 }
 
 export interface BrokerRequestOptions<T = unknown> {
@@ -49,16 +52,39 @@ export class BrokerError extends CrabboxError {
 
 const defaultTimeoutMs = 300_000
 
-/** 401/403 are auth (3), 404 not found (4), other 4xx usage (2), the rest plain errors (1). */
-function exitFor(status: number): ExitCodeName {
+/**
+ * 401/403 are auth (3), 404 not found (4), other 4xx usage (2); no capacity and a
+ * failing provider are provisioning (5); the rest plain errors (1).
+ */
+function exitFor(status: number, errorCode: string): ExitCodeName {
+  if (errorCode === 'no_capacity' || errorCode === 'provider_failed') return 'provisioning'
   if (status === 401 || status === 403) return 'auth'
   if (status === 404) return 'notFound'
   if (status >= 400 && status < 500 && status !== 408 && status !== 429) return 'usage'
   return 'error'
 }
 
-function hintFor(status: number, errorCode: string, admin: boolean): string | undefined {
-  if (status === 401) return 'Run `crabbox login` (or set CRABBOX_COORDINATOR_TOKEN) and retry.'
+/** Where the token sent came from, for a 401: an env variable or a file is what the user must fix. */
+function refusedToken(token: string | undefined, source: string | undefined, admin: boolean): string {
+  const which = admin ? 'admin token' : 'broker token'
+  if (!token)
+    return `No ${which} is configured: run \`crabbox login\` (or set ${admin ? 'CRABBOX_ADMIN_TOKEN' : 'CRABBOX_COORDINATOR_TOKEN'}) and retry.`
+  const from = source?.startsWith('env ')
+    ? `the environment variable ${source.slice(4)}`
+    : source?.startsWith('flag ')
+      ? source
+      : source
+        ? `the config file ${source}`
+        : 'the configuration'
+  return `The broker refused the ${which} from ${from}: fix or unset it there, or run \`crabbox login\` for a new one.`
+}
+
+function hintFor(status: number, errorCode: string, admin: boolean, refused: () => string): string | undefined {
+  if (errorCode === 'no_capacity')
+    return 'Every machine is taken: `crabbox list` shows your leases and `crabbox stop <lease>` frees one; or retry later.'
+  if (errorCode === 'provider_failed')
+    return 'The broker could not get a machine from that provider (the message says why). Choose another with --provider or CRABBOX_PROVIDER (provider in config), or unset it to let the broker choose.'
+  if (status === 401) return refused()
   if (status === 403 && admin)
     return 'This needs the admin token: `crabbox config set-broker --url URL --admin-token-stdin` or CRABBOX_ADMIN_TOKEN.'
   if (status === 403) return 'Your identity may not act on this; check `crabbox whoami`.'
@@ -152,8 +178,10 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
     throw new BrokerError(`broker ${where}: http ${response.status}: ${detail}`, {
       status: response.status,
       errorCode,
-      exit: exitFor(response.status),
-      hint: hintFor(response.status, errorCode, admin),
+      exit: exitFor(response.status, errorCode),
+      hint: hintFor(response.status, errorCode, admin, () =>
+        refusedToken(admin ? options.adminToken : options.token, admin ? options.adminTokenSource : options.tokenSource, admin),
+      ),
     })
   }
 
@@ -192,19 +220,38 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
 }
 
 /** The broker part of the config (the transport takes values, it does not load config). */
+const tokenWithoutUrl = (source: string | undefined) =>
+  new CrabboxError(`a broker token is set${source ? ` (${source})` : ''} but no broker URL`, {
+    exit: 'usage',
+    code: 'config',
+    hint: 'Set the URL with CRABBOX_COORDINATOR or broker.url (`crabbox config set-broker <url>`), or unset the token (CRABBOX_COORDINATOR_TOKEN or broker.token) to run without a broker.',
+  })
+
 export interface BrokerSettings {
   url?: string
   token?: string
   adminToken?: string
 }
 
-/** The broker client for this config, or `undefined` in direct mode (no broker URL). */
-export function brokerClient(config: { broker: BrokerSettings }, env: NodeJS.ProcessEnv = process.env): BrokerClient | undefined {
-  if (!config.broker.url) return undefined
+/**
+ * The broker client for this config, or `undefined` in direct mode (no broker URL).
+ * A token without a URL is a configuration error (exit 2), not direct mode: a CI job
+ * that forgot the URL must not quietly run its tests on the CI host.
+ */
+export function brokerClient(
+  config: { broker: BrokerSettings; sources?: Record<string, string> },
+  env: NodeJS.ProcessEnv = process.env,
+): BrokerClient | undefined {
+  if (!config.broker.url) {
+    if (config.broker.token) throw tokenWithoutUrl(config.sources?.['broker.token'])
+    return undefined
+  }
   return createBrokerClient({
     url: config.broker.url,
     token: config.broker.token,
     adminToken: config.broker.adminToken,
+    tokenSource: config.sources?.['broker.token'],
+    adminTokenSource: config.sources?.['broker.adminToken'],
     owner: env.CRABBOX_OWNER || undefined,
     org: env.CRABBOX_ORG || undefined,
   })

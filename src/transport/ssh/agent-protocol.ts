@@ -22,6 +22,7 @@ export const AgentTarget = v.object({
   user: v.string(),
   privateKeyPath: v.string(),
   knownHostsPath: v.string(),
+  agentSocket: v.optional(v.string()),
 })
 
 export const AgentRequest = v.variant('op', [

@@ -35,6 +35,8 @@ class AttemptFailed extends Error {
     message: string,
     readonly transport: boolean,
     readonly fatal?: CrabboxError,
+    /** The server refused every key we offered. */
+    readonly auth = false,
   ) {
     super(message)
   }
@@ -176,7 +178,7 @@ function attempt(target: SshTarget, port: number, privateKey: Buffer, timeoutMs:
     client.on('error', (error: Error & { level?: string }) => {
       if (mismatch) return fail(new AttemptFailed(mismatch.message, false, mismatch))
       const transport = error.level === 'client-socket' || error.level === 'client-timeout'
-      fail(new AttemptFailed(error.message, transport))
+      fail(new AttemptFailed(error.message, transport, undefined, error.level === 'client-authentication'))
     })
     client.on('close', () => fail(new AttemptFailed('connection closed during the handshake', true)))
     client.connect({
@@ -184,6 +186,8 @@ function attempt(target: SshTarget, port: number, privateKey: Buffer, timeoutMs:
       port,
       username: target.user,
       privateKey,
+      // ssh2 offers the key file first, then the agent's keys.
+      ...(target.agentSocket ? { agent: target.agentSocket } : {}),
       readyTimeout: timeoutMs,
       keepaliveInterval: keepaliveMs,
       keepaliveCountMax: KEEPALIVE_COUNT_MAX,
@@ -215,7 +219,8 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
   } catch (error) {
     throw new CrabboxError(`cannot read SSH key ${target.privateKeyPath}: ${(error as Error).message}`, {
       exit: 'ssh',
-      hint: 'Set ssh.key in your config (or --key) to an OpenSSH private key.',
+      code: 'ssh_key_unreadable',
+      hint: 'Set ssh.key (or CRABBOX_SSH_KEY) to an OpenSSH private key.',
     })
   }
   const failures: string[] = []
@@ -233,6 +238,14 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
     } catch (error) {
       const failed = error as AttemptFailed
       if (failed.fatal) throw failed.fatal
+      if (failed.auth) {
+        const tried = `the SSH key ${target.privateKeyPath}${target.agentSocket ? ' and the ssh-agent keys' : ''}`
+        throw new CrabboxError(`${target.user}@${target.host}:${port} refused ${tried}`, {
+          exit: 'ssh',
+          code: 'ssh_auth',
+          hint: `Authorize that key for ${target.user} on ${target.host}, or set ssh.key (CRABBOX_SSH_KEY) to a key the host accepts.`,
+        })
+      }
       if (!failed.transport) {
         throw new CrabboxError(`SSH to ${target.user}@${target.host}:${port} failed: ${failed.message}`, {
           exit: 'ssh',

@@ -1,12 +1,25 @@
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { leaseKeyDir } from '../../paths.js'
+import { isLeaseId } from '../../protocol/ids.js'
 
 export interface LeaseKey {
   privateKeyPath: string
   /** `ssh-ed25519 AAAA… crabbox <leaseId>`, what the runner's authorized_keys needs. */
   publicKey: string
   knownHostsPath: string
+}
+
+/**
+ * Forgets a lease's key folder (key pair and known_hosts) once the lease has ended. Only
+ * per-lease folders (`cbx_…`): a static host's folder (`static_<host>`) keeps its host-key
+ * pin from one claim to the next.
+ */
+export async function removeLeaseKey(leaseId: string): Promise<void> {
+  if (!isLeaseId(leaseId)) return
+  await rm(leaseKeyDir(leaseId), { recursive: true, force: true })
 }
 
 /**
@@ -63,4 +76,15 @@ async function readExisting(privateKeyPath: string, leaseId: string): Promise<st
   const publicKey = `${parsed.type} ${parsed.getPublicSSH().toString('base64')} crabbox ${leaseId}`
   await writeFile(`${privateKeyPath}.pub`, `${publicKey}\n`, { mode: 0o644 })
   return publicKey
+}
+
+/**
+ * The user's own key, for hosts crabbox does not provision (the ssh provider, a
+ * broker's static pool), chosen as `ssh` would: `ssh.key` when set (a leading
+ * `~` is the home folder), else `~/.ssh/id_ed25519`, else `~/.ssh/id_rsa`.
+ * Undefined when none of them exists.
+ */
+export function ownSshKey(configured: string | undefined, home = homedir()): string | undefined {
+  if (configured) return configured.replace(/^~(?=$|\/)/, home)
+  return [join(home, '.ssh', 'id_ed25519'), join(home, '.ssh', 'id_rsa')].find((path) => existsSync(path))
 }

@@ -11,6 +11,8 @@ export interface WaitForReadyOptions {
   /** Passed on to openSession; the agent keeps the probe's connection warm for what follows. */
   useAgent?: boolean
   agentIdleTimeoutMs?: number
+  /** Stops the wait (between probes) once aborted. */
+  signal?: AbortSignal
 }
 
 type Phase = 'TCP' | 'auth' | 'ready check'
@@ -21,6 +23,9 @@ const READY_CHECK: Record<ReadyKind, string> = {
   static: 'for tool in sh tar git; do command -v "$tool" >/dev/null 2>&1 || echo "$tool"; done',
 }
 const PROBE_TIMEOUT_MS = 5000
+
+const final = (error: CrabboxError, kind: ReadyKind) =>
+  error.code === 'host_key_changed' || error.code === 'ssh_key_unreadable' || (kind === 'static' && error.code === 'ssh_auth')
 
 function tcpOpen(host: string, port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -52,7 +57,7 @@ export async function waitForReady(target: SshTarget, kind: ReadyKind, options: 
   for (;;) {
     for (const port of ports) {
       const left = deadline - Date.now()
-      if (left <= 0) break
+      if (left <= 0 || options.signal?.aborted) break
       const at = `${target.host}:${port}`
       options.progress.phase(`waiting for SSH on ${at} (TCP)`)
       if (!(await tcpOpen(target.host, port, Math.min(PROBE_TIMEOUT_MS, left)))) {
@@ -70,8 +75,9 @@ export async function waitForReady(target: SshTarget, kind: ReadyKind, options: 
           agentIdleTimeoutMs: options.agentIdleTimeoutMs,
         })
       } catch (error) {
-        // A changed host key will not change back by waiting.
-        if (error instanceof CrabboxError && error.code === 'host_key_changed') throw error
+        // A changed host key will not change back by waiting, nor will a host crabbox does not
+        // provision start accepting a key it refused (a managed runner may still be writing it).
+        if (error instanceof CrabboxError && final(error, kind)) throw error
         detail = (error as Error).message
         continue
       }
@@ -101,7 +107,7 @@ export async function waitForReady(target: SshTarget, kind: ReadyKind, options: 
         await session.close()
       }
     }
-    if (Date.now() + pause >= deadline) break
+    if (Date.now() + pause >= deadline || options.signal?.aborted) break
     await new Promise((resolve) => setTimeout(resolve, pause))
     pause = Math.min(pause * 2, 5000)
   }

@@ -12,6 +12,8 @@ export interface SshTarget {
   privateKeyPath: string
   /** Per-lease known_hosts file: trust on first use, then pinned. */
   knownHostsPath: string
+  /** An ssh-agent socket whose keys are offered after `privateKeyPath` (hosts crabbox does not provision). */
+  agentSocket?: string
 }
 
 export interface ExecOptions {

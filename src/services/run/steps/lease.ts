@@ -23,6 +23,7 @@ export async function leaseStep(plan: RunPlan, state: RunState): Promise<LeaseIn
           // The control channel (WebSocket client) is ~100 ms to load: only broker runs need it.
           state.heartbeat.stop()
           state.heartbeat = startHeartbeat(broker, lease, plan.notice)
+          if ('begin' in plan.recorder) await plan.recorder.begin(lease)
         }
       : async (lease) => {
           // Direct cloud leases: refresh the expiry labels on the same cadence.

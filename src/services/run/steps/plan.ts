@@ -8,7 +8,15 @@ import type { UnchangedCheck } from '../../sync/snapshot.js'
 import { findRepoRoot } from '../../sync/manifest.js'
 import { noHeartbeat, type Heartbeater } from '../../heartbeat.js'
 import { interruptOnSignals, type LeaseInHand } from '../lifecycle.js'
-import { brokerNotice, nullRecorder, startRecorder, type BrokerNotice, type Recorder } from '../recorder.js'
+import {
+  brokerNotice,
+  deferredRecorder,
+  nullRecorder,
+  startRecorder,
+  type BrokerNotice,
+  type DeferredRecorder,
+  type Recorder,
+} from '../recorder.js'
 import { stopwatch } from '../timing.js'
 import { startLocalCheck, type SyncOutcome } from './sync.js'
 
@@ -21,6 +29,8 @@ export interface RunFlags {
   checksum: boolean
   forceSyncLarge: boolean
   timingJson: boolean
+  /** `--json`: the result object owns stdout, so the command's stdout goes to stderr. */
+  json?: boolean
   /** How long a fresh runner gets to answer SSH, in ms. */
   bootstrapTimeoutMs?: number
 }
@@ -45,7 +55,7 @@ export interface RunPlan {
   backend: LeaseBackend
   interrupt: ReturnType<typeof interruptOnSignals>
   notice: BrokerNotice
-  recorder: Recorder
+  recorder: Recorder | DeferredRecorder
   /** Time since the run started. */
   total: () => number
 }
@@ -79,19 +89,23 @@ export async function planStep(context: RunContext, argv: string[], flags: RunFl
   const backend = await leaseBackend(context)
   const interrupt = interruptOnSignals()
   const notice = brokerNotice(progress)
-  const recorder: Recorder = backend.broker
-    ? await startRecorder(
-        backend.broker,
-        {
-          leaseID: '',
-          provider: backend.provider,
-          target: config.target,
-          class: config.class,
-          serverType: config.serverType,
-          command: argv,
-        } as Parameters<typeof startRecorder>[1],
-        progress,
-        notice,
+  const broker = backend.broker
+  // The run is recorded once it has a lease (the lease step begins it): failures before that leave no record.
+  const recorder: Recorder | DeferredRecorder = broker
+    ? deferredRecorder((lease) =>
+        startRecorder(
+          broker,
+          {
+            leaseID: lease.id,
+            provider: lease.provider,
+            target: config.target,
+            class: config.class,
+            serverType: config.serverType,
+            command: argv,
+          } as Parameters<typeof startRecorder>[1],
+          progress,
+          notice,
+        ),
       )
     : nullRecorder
   return { context, argv, flags, repoRoot, checksum, localCheck, backend, interrupt, notice, recorder, total }

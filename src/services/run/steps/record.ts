@@ -13,7 +13,8 @@ export async function recordStep(plan: RunPlan, state: RunState, lease: Lease, c
   const { recorder, interrupt, flags } = plan
   let exitCode = commandExit
   await Promise.all(state.sinks.splice(0).map(drained))
-  if (interrupt.signal.aborted) {
+  const interrupted = interrupt.signal.aborted
+  if (interrupted) {
     recorder.event({ type: 'run.failed', phase: 'failed', message: 'interrupted' })
     exitCode = interrupt.exitCode()
   }
@@ -29,6 +30,7 @@ export async function recordStep(plan: RunPlan, state: RunState, lease: Lease, c
     commandMs: state.commandMs,
     totalMs: plan.total(),
     exitCode,
+    ...(interrupted ? { interrupted: exitCode === 141 ? ('closed pipe' as const) : ('signal' as const) } : {}),
   }
 }
 

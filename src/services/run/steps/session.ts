@@ -41,7 +41,7 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
   const workdir = workdirFor(lease.workRoot, lease.id, plan.repoRoot)
   const session = await openSession(lease.ssh, { progress })
   state.session = session
-  if (interrupt.signal.aborted) throw interruptedError()
+  if (interrupt.signal.aborted) throw interruptedError(interrupt.signal)
 
   // Ctrl-C also signals the remote group over a second channel: some servers
   // ignore SSH signal requests, and a stuck command must not hold the run open.
@@ -51,7 +51,8 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
     void session.exec(signalGroupCommand(pidFile, 'INT')).catch(() => {})
     setTimeout(() => void session.exec(signalGroupCommand(pidFile, 'KILL')).catch(() => {}), 3000).unref()
   }
-  const stdout = runOutputSink(process.stdout, 'stdout', recorder, () => interrupt.signal.aborted)
+  // Under --json the result object is the only thing on stdout: the command's stdout goes to stderr.
+  const stdout = runOutputSink(flags.json ? process.stderr : process.stdout, 'stdout', recorder, () => interrupt.signal.aborted)
   const stderr = runOutputSink(process.stderr, 'stderr', recorder, () => false)
   state.sinks = [stdout, stderr]
   const commandStarts = () => {

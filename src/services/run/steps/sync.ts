@@ -39,35 +39,37 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
   } else {
     recorder.event({ type: 'sync.started', phase: 'sync' })
     progress.phase(`syncing ${plan.repoRoot} to ${live.workdir}`)
-    state.sync = await syncOrWarmRun({
-      repoRoot: plan.repoRoot,
-      workdir: live.workdir,
-      config: config.sync,
-      session: live.session,
-      progress,
-      checksum: plan.checksum,
-      check: plan.localCheck,
-      forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
-      signal: interrupt.signal,
-      // A reused lease most likely holds this checkout already: check and run in one exec.
-      thenRun:
-        live.remote && flags.id
-          ? {
-              command: live.remote.command,
-              env: forwardedEnv(config.env.allow),
-              signal: interrupt.signal,
-              ...live.output,
-              onStart: () => {
-                recorder.event({
-                  type: 'sync.finished',
-                  phase: 'synced',
-                  message: 'skipped=true (fingerprint checked in the command exec)',
-                })
-                live.commandStarts()
-              },
-            }
-          : undefined,
-    })
+    state.sync = await interruptible(interrupt.signal, () =>
+      syncOrWarmRun({
+        repoRoot: plan.repoRoot,
+        workdir: live.workdir,
+        config: config.sync,
+        session: live.session,
+        progress,
+        checksum: plan.checksum,
+        check: plan.localCheck,
+        forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
+        signal: interrupt.signal,
+        // A reused lease most likely holds this checkout already: check and run in one exec.
+        thenRun:
+          live.remote && flags.id
+            ? {
+                command: live.remote.command,
+                env: forwardedEnv(config.env.allow),
+                signal: interrupt.signal,
+                ...live.output,
+                onStart: () => {
+                  recorder.event({
+                    type: 'sync.finished',
+                    phase: 'synced',
+                    message: 'skipped=true (fingerprint checked in the command exec)',
+                  })
+                  live.commandStarts()
+                },
+              }
+            : undefined,
+      }),
+    )
     if (!state.sync.ran)
       recorder.event({
         type: 'sync.finished',
@@ -76,8 +78,17 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
       })
     ran = state.sync.ran
   }
-  if (interrupt.signal.aborted && !ran) throw interruptedError()
+  if (interrupt.signal.aborted && !ran) throw interruptedError(interrupt.signal)
   return ran
+}
+
+/** A sync that failed because the run was interrupted is an interrupt (130/141), not a sync error. */
+async function interruptible<T>(signal: AbortSignal, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (error) {
+    throw signal.aborted ? interruptedError(signal) : error
+  }
 }
 
 /**

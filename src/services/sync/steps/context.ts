@@ -4,7 +4,7 @@ import type { SshSession } from '../../../transport/ssh/types.js'
 import type { Progress } from '../../../ui/progress.js'
 import { SentManifests } from '../hash-cache.js'
 import type { SyncOptions, SyncResult } from '../index.js'
-import { formatBytes } from '../../../ui/format.js'
+import { formatBytes, plural } from '../../../ui/format.js'
 import type { SyncPlan } from '../prune.js'
 import { Timer } from '../timer.js'
 
@@ -60,7 +60,7 @@ export function skippedResult(run: SyncRun): SyncResult {
 }
 
 export function syncedResult(run: SyncRun, plan: SyncPlan): SyncResult {
-  run.progress.done(`synced ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removed ${plan.remove.length}`)
+  run.progress.done(`synced ${plural(plan.send.length, 'file')} (${formatBytes(plan.sendBytes)}), removed ${plan.remove.length}`)
   return {
     skipped: false,
     filesSent: plan.send.length,

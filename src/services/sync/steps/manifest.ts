@@ -1,5 +1,5 @@
 import { hashManifest, type HashedManifest } from '../fingerprint.js'
-import { formatBytes } from '../../../ui/format.js'
+import { formatBytes, plural } from '../../../ui/format.js'
 import { buildManifest, checkSize, readGitContext, type GitContext, type Manifest } from '../manifest.js'
 import type { RemoteRecord } from '../records.js'
 import { beginGitView, type GitView } from '../snapshot.js'
@@ -28,7 +28,7 @@ export async function manifestStep(run: SyncRun, checked: Checked): Promise<Loca
   if (manifest.rejected.length > 0) {
     run.warn(`not syncing ${manifest.rejected.length} unsafe path(s), e.g. ${manifest.rejected[0].path}: ${manifest.rejected[0].reason}`)
   }
-  run.progress.info(`sync candidate: ${manifest.files} files, ${formatBytes(manifest.bytes)}`)
+  run.progress.info(`sync candidate: ${plural(manifest.files, 'file')}, ${formatBytes(manifest.bytes)}`)
   return { manifest, meta: git ? '.git/crabbox' : '.crabbox', probe }
 }
 

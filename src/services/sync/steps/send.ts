@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { computeFingerprint } from '../fingerprint.js'
 import { gitBlock } from '../git-seed.js'
-import { formatBytes } from '../../../ui/format.js'
+import { formatBytes, plural } from '../../../ui/format.js'
 import type { ManifestEntry } from '../manifest.js'
 import { encodeRecord } from '../records.js'
 import { runRemote } from '../remote-exec.js'
@@ -73,7 +73,7 @@ export async function sendStep(run: SyncRun, local: LocalSide, decision: SendDec
       }),
     )
   }
-  run.progress.phase(`sync: sending ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removing ${plan.remove.length}`)
+  run.progress.phase(`sync: sending ${plural(plan.send.length, 'file')} (${formatBytes(plan.sendBytes)}), removing ${plan.remove.length}`)
   const sent: Sent = {
     fingerprint: decision.fingerprint,
     records: decision.records,
