@@ -32,7 +32,7 @@ describe('text for people', () => {
           ['run_1', 'succeeded', 'npm test'],
           ['run_22', 'failed', 'make'],
         ],
-      ),
+      ).join('\n'),
     ).toBe('ID      STATE      COMMAND\nrun_1   succeeded  npm test\nrun_22  failed     make')
   })
 
