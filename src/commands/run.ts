@@ -45,7 +45,7 @@ export default class Run extends BaseCommand<typeof Run> {
       timingJson: flags['timing-json'],
       bootstrapTimeoutMs: flags['bootstrap-timeout'] ? parseDuration(flags['bootstrap-timeout']) : undefined,
     })
-    reportTiming(timing, flags['timing-json'])
+    reportTiming(timing, flags['timing-json'], flags.quiet)
     if (timing.exitCode !== 0) throw new RemoteExit(timing.exitCode)
     return timing
   }

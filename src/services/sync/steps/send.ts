@@ -73,7 +73,8 @@ export async function sendStep(run: SyncRun, local: LocalSide, decision: SendDec
       }),
     )
   }
-  run.progress.phase(`sync: sending ${plan.send.length} files (${formatBytes(plan.sendBytes)}), removing ${plan.remove.length}`)
+  run.progress.phase(`sync: sending ${plan.send.length} files (${formatBytes(plan.sendBytes)})`)
+  if (plan.remove.length > 0) run.progress.detail(`sync: removing ${plan.remove.length} files`)
   const sent: Sent = {
     fingerprint: decision.fingerprint,
     records: decision.records,
@@ -143,12 +144,19 @@ function packStreams(
       files.push({ path: `${meta}/${META_FILES.fingerprintNext}`, data: Buffer.from(`${sent.fingerprint}\n`) })
     return files
   }
-  const onHash = (start: number) => (sent.hashes ? (index: number, hash: string) => (sent.hashes![start + index] = hash) : undefined)
+  // Each entry read into a tar counts towards the transfer bar (the SSH window holds back the reads).
+  const moved = { bytes: 0, totalBytes: decision.plan.sendBytes, files: 0, totalFiles: decision.plan.send.length }
+  const onHash = (start: number, entries: ManifestEntry[]) => (index: number, hash: string) => {
+    if (sent.hashes) sent.hashes[start + index] = hash
+    moved.files++
+    moved.bytes += entries[index]?.size ?? 0
+    run.progress.transfer(moved)
+  }
   const sides = scripts.parts
     .slice(1)
     .map((part) =>
       options.tarStream(
-        { root: manifest.root, entries: part.entries, extra: () => [], extraPaths: [], onHash: onHash(part.start) },
+        { root: manifest.root, entries: part.entries, extra: () => [], extraPaths: [], onHash: onHash(part.start, part.entries) },
         { gzip },
       ),
     )
@@ -160,7 +168,7 @@ function packStreams(
       // The record holds every part's hashes: written once all parts were read.
       extra: scripts.split ? () => Promise.all(sides.map((side) => side.done)).then(trailer) : trailer,
       extraPaths: [`${meta}/${META_FILES.next}`],
-      onHash: onHash(0),
+      onHash: onHash(0, scripts.parts[0].entries),
     },
     { gzip },
   )
