@@ -65,17 +65,19 @@ const size = (bytes: number) => {
 
 /** ` 42% 12.0 MiB/30.1 MiB 8.1 MiB/s ETA 3s 120/300 files`, the bar in front when there is room. */
 export function transferText(update: TransferProgress, elapsedMs: number, room: number): string {
-  const fraction = update.totalBytes > 0 ? update.bytes / update.totalBytes : update.totalFiles > 0 ? update.files / update.totalFiles : 0
+  const measured = update.totalBytes > 0 ? update.bytes / update.totalBytes : update.totalFiles > 0 ? update.files / update.totalFiles : 0
+  const fraction = Math.min(1, measured)
   const { rate, seconds } = eta(update.bytes, update.totalBytes, elapsedMs)
   const parts = [
     `${String(Math.floor(fraction * 100)).padStart(3)}%`,
     `${size(update.bytes)}/${size(update.totalBytes)}`,
     `${size(rate)}/s`,
-    seconds === undefined ? '' : `ETA ${formatDuration(seconds * 1000)}`,
+    seconds === undefined ? '' : `ETA ${seconds < 60 ? `${seconds}s` : formatDuration(seconds * 1000)}`,
     `${update.files}/${update.totalFiles} files`,
   ].filter(Boolean)
   let text = parts.join(' ')
-  // Drop detail from the right until it fits, then add the bar when at least 10 cells remain.
+  // Detail goes from the right until a bar of 10 cells fits beside it (percent and bytes stay), then until the text fits.
+  while (parts.length > 2 && displayWidth(text) + 11 > room) text = (parts.pop(), parts.join(' '))
   while (parts.length > 1 && displayWidth(text) > room) text = (parts.pop(), parts.join(' '))
   const cells = Math.min(30, room - displayWidth(text) - 1)
   return cells >= 10 ? `${bar(fraction, cells)} ${text}` : text
@@ -159,11 +161,15 @@ function liveProgress(stream: NodeJS.WriteStream): Progress {
   const draw = () => {
     if (current === undefined) return
     erase()
-    const room = columns() - 1
+    // The spinner and a space, then the status; the last column stays free so the line never wraps.
+    const room = columns() - 3
     const elapsed = performance.now() - startedAt
-    const tail = update ? transferText(update, performance.now() - transferAt, Math.max(room - 24, 10)) : formatDuration(elapsed)
-    const head = truncate(current, Math.max(room - 2 - displayWidth(tail) - 1, 8))
-    const text = truncate(`${head} ${tail}`, room - 2)
+    // A transfer gives the bar the room: the status keeps at most 24 columns beside it.
+    const tail = update
+      ? transferText(update, performance.now() - transferAt, Math.max(room - Math.min(displayWidth(current), 24) - 1, 10))
+      : formatDuration(elapsed)
+    const head = truncate(current, Math.max(room - displayWidth(tail) - 1, 8))
+    const text = truncate(`${head} ${tail}`, room)
     drawn = 2 + displayWidth(text)
     stream.write(`${color.cyan(frames[frame++ % frames.length])} ${text}`)
   }

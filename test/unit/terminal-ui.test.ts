@@ -30,7 +30,7 @@ describe('terminal text', () => {
   it('shows a transfer with percent, bytes, rate, ETA and files, the bar only when there is room', () => {
     const update = { bytes: 50 * 1024 * 1024, totalBytes: 100 * 1024 * 1024, files: 10, totalFiles: 20 }
     const wide = transferText(update, 5000, 100)
-    expect(wide).toMatch(/█+░+ {2}50% 50\.0 MiB\/100 MiB 10\.0 MiB\/s ETA 5\.0s 10\/20 files/)
+    expect(wide).toMatch(/█+░+ {2}50% 50\.0 MiB\/100 MiB 10\.0 MiB\/s ETA 5s 10\/20 files/)
     const narrow = transferText(update, 5000, 20)
     expect(displayWidth(narrow)).toBeLessThanOrEqual(20)
     expect(narrow).toContain('50%')

@@ -73,7 +73,9 @@ export async function sendStep(run: SyncRun, local: LocalSide, decision: SendDec
       }),
     )
   }
-  run.progress.phase(`sync: sending ${plan.send.length} files (${formatBytes(plan.sendBytes)})`)
+  // A short status: on a terminal the transfer bar beside it gives the files and bytes.
+  run.progress.phase('sync: sending')
+  run.progress.detail(`sync: sending ${plan.send.length} files (${formatBytes(plan.sendBytes)})`)
   if (plan.remove.length > 0) run.progress.detail(`sync: removing ${plan.remove.length} files`)
   const sent: Sent = {
     fingerprint: decision.fingerprint,
@@ -146,17 +148,20 @@ function packStreams(
   }
   // Each entry read into a tar counts towards the transfer bar (the SSH window holds back the reads).
   const moved = { bytes: 0, totalBytes: decision.plan.sendBytes, files: 0, totalFiles: decision.plan.send.length }
-  const onHash = (start: number, entries: ManifestEntry[]) => (index: number, hash: string) => {
+  const onBytes = (bytes: number) => {
+    moved.bytes += bytes
+    run.progress.transfer(moved)
+  }
+  const onHash = (start: number) => (index: number, hash: string) => {
     if (sent.hashes) sent.hashes[start + index] = hash
     moved.files++
-    moved.bytes += entries[index]?.size ?? 0
     run.progress.transfer(moved)
   }
   const sides = scripts.parts
     .slice(1)
     .map((part) =>
       options.tarStream(
-        { root: manifest.root, entries: part.entries, extra: () => [], extraPaths: [], onHash: onHash(part.start, part.entries) },
+        { root: manifest.root, entries: part.entries, extra: () => [], extraPaths: [], onHash: onHash(part.start), onBytes },
         { gzip },
       ),
     )
@@ -168,7 +173,8 @@ function packStreams(
       // The record holds every part's hashes: written once all parts were read.
       extra: scripts.split ? () => Promise.all(sides.map((side) => side.done)).then(trailer) : trailer,
       extraPaths: [`${meta}/${META_FILES.next}`],
-      onHash: onHash(0, scripts.parts[0].entries),
+      onHash: onHash(0),
+      onBytes,
     },
     { gzip },
   )
