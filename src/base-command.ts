@@ -54,6 +54,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return this.cachedContext
   }
 
+  /** A phase still open when the command ends (a wait that returned) leaves no live line behind. */
+  protected override async finally(error: Error | undefined): Promise<unknown> {
+    this.cachedProgress?.done()
+    return super.finally(error)
+  }
+
   protected override async catch(error: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (error instanceof RemoteExit) this.exit(error.exitCode)
     if (error instanceof Errors.ExitError) throw error
