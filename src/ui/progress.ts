@@ -73,7 +73,7 @@ export function transferText(update: TransferProgress, elapsedMs: number, room: 
     `${size(update.bytes)}/${size(update.totalBytes)}`,
     `${size(rate)}/s`,
     seconds === undefined ? '' : `ETA ${seconds < 60 ? `${seconds}s` : formatDuration(seconds * 1000)}`,
-    `${update.files}/${update.totalFiles} files`,
+    update.totalFiles > 0 ? `${update.files}/${update.totalFiles} files` : '',
   ].filter(Boolean)
   let text = parts.join(' ')
   // Detail goes from the right until a bar of 10 cells fits beside it (percent and bytes stay), then until the text fits.
