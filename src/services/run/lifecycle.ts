@@ -125,6 +125,8 @@ function announce(lease: Lease, recorder: Recorder): void {
 /** Release that never masks the run's own outcome: a failure is a warning (the broker expires the lease). */
 export async function releaseQuietly(backend: LeaseBackend, lease: Lease, progress: Progress, recorder: Recorder): Promise<void> {
   try {
+    // A phase still open here is the one that failed: it stays as a `✗` line above the release.
+    progress.fail()
     progress.phase(`releasing ${lease.slug}`)
     await backend.release(lease)
     recorder.event({ type: 'lease.released', phase: 'released', leaseID: lease.id })
