@@ -16,7 +16,8 @@ export interface TransferProgress {
  * terminal one live status line (spinner, message, elapsed time or a transfer
  * bar) is redrawn in place, always cut to the terminal width, and erased when
  * the phase ends; a finished phase leaves one `✓ message 0.4s` line. Not on a
- * terminal every phase start and end is one plain timestamped line; on GitHub
+ * terminal every phase start and end is one plain timestamped line (notices
+ * and warnings are printed as they are); on GitHub
  * Actions each phase is a `::group::`. `quiet` keeps only warnings.
  */
 export interface Progress {
@@ -104,7 +105,7 @@ function quietProgress(stream: NodeJS.WritableStream): Progress {
   }
 }
 
-/** Logs: `12:00:01 message`, one line per phase start and end, no control characters; GitHub Actions groups. */
+/** Logs: `12:00:01 message`, one line per phase start and end, notices as they are, no control characters; GitHub Actions groups. */
 function plainProgress(stream: NodeJS.WritableStream, github: boolean): Progress {
   let current: string | undefined
   let startedAt = 0
@@ -127,9 +128,10 @@ function plainProgress(stream: NodeJS.WritableStream, github: boolean): Progress
       current = message
     },
     transfer() {},
-    info: (message) => line(message),
-    detail: (message) => line(message),
-    warn: (message) => line(`warning: ${message}`),
+    // Notices are not phases: as they are, so a line another program waits for (`broker ready url=…`) keeps its shape.
+    info: (message) => void stream.write(`${message}\n`),
+    detail: (message) => void stream.write(`${message}\n`),
+    warn: (message) => void stream.write(`warning: ${message}\n`),
     done(message) {
       end(message && (current === undefined ? message : `✓ ${message}`))
     },
