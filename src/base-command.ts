@@ -18,6 +18,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
   static override baseFlags = {
     debug: Flags.boolean({ description: 'Print diagnostics to stderr', helpGroup: 'GLOBAL', default: false }),
+    quiet: Flags.boolean({ char: 'q', description: 'Print no progress, only warnings and errors', helpGroup: 'GLOBAL', default: false }),
   }
 
   protected flags!: CommandFlags<T>
@@ -38,9 +39,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as CommandArgs<T>
   }
 
-  /** Progress on stderr: quiet under --json, plain lines when not a TTY. */
+  /** Progress on stderr: plain lines under --json or when not a TTY, only warnings with --quiet. */
   protected get progress(): Progress {
-    this.cachedProgress ??= createProgress({ plain: this.jsonEnabled() })
+    const quiet = Boolean((this.flags as { quiet?: boolean } | undefined)?.quiet)
+    this.cachedProgress ??= createProgress({ plain: this.jsonEnabled(), quiet })
     return this.cachedProgress
   }
 
@@ -58,6 +60,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return { error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode } }
   }
 
+  /** A phase still open when the command ends (a wait that returned) leaves no live line behind. */
+  protected override async finally(error: Error | undefined): Promise<unknown> {
+    this.cachedProgress?.done()
+    return super.finally(error)
+  }
+
   protected override async catch(error: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (error instanceof RemoteExit) this.exit(error.exitCode)
     if (error instanceof Errors.ExitError) throw error
@@ -66,6 +74,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     // oclif's own errors (bad flags, missing args) carry exit 2 and print usage help.
     if (usage && !this.jsonEnabled()) return super.catch(error)
     const debug = Boolean((this.flags as { debug?: boolean } | undefined)?.debug)
+    // The live status line goes first; the phase that failed stays as one `✗` line.
+    this.cachedProgress?.fail()
     const failure =
       error instanceof CrabboxError
         ? error

@@ -64,7 +64,7 @@ export default class Run extends BaseCommand<typeof Run> {
       json: this.jsonEnabled(),
       bootstrapTimeoutMs: flags['bootstrap-timeout'] ? parseDuration(flags['bootstrap-timeout']) : undefined,
     })
-    reportTiming(timing, flags['timing-json'])
+    reportTiming(timing, flags['timing-json'], flags.quiet)
     const result = runResult(timing)
     if (timing.exitCode !== 0) {
       if (this.jsonEnabled()) this.logJson(result)

@@ -1,4 +1,5 @@
 import type { RunTiming } from '../services/run/timing.js'
+import { color } from './colors.js'
 
 /** `2048` → `2 KiB`, `1_572_864` → `1.5 MiB`. */
 export function formatBytes(bytes: number): string {
@@ -16,9 +17,11 @@ export function formatBytes(bytes: number): string {
 /** `850` → `850ms`, `1234` → `1.23s`, `12345` → `12.3s`. */
 export const formatMs = (ms: number): string => (ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)}s`)
 
-/** `run summary sync=… command=… total=… sync_skipped=… exit=…`, for humans on stderr. */
+/** `exit 0 · total 2.99s · sync 0.36s · command 2.08s`, green or red by exit code, for people on stderr. */
 export function summaryLine(timing: RunTiming): string {
-  return `run summary sync=${formatMs(timing.syncMs)} command=${formatMs(timing.commandMs)} total=${formatMs(timing.totalMs)} sync_skipped=${timing.syncSkipped} exit=${timing.exitCode}`
+  const sync = `sync ${formatMs(timing.syncMs)}${timing.syncSkipped ? ' (skipped)' : ''}`
+  const line = `exit ${timing.exitCode} · total ${formatMs(timing.totalMs)} · ${sync} · command ${formatMs(timing.commandMs)}`
+  return timing.exitCode === 0 ? color.green(line) : color.red(line)
 }
 
 /** `1 file`, `2 files`. */

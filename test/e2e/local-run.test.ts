@@ -43,7 +43,7 @@ describe('crabbox run on the embedded local provider', () => {
     expect(result.stdout).toBe('out\n')
     expect(result.stderr).toMatch(/^err$/m)
     expect(result.stderr).toMatch(/without isolation/)
-    expect(result.stderr).toMatch(/run summary sync=\S+ command=\S+ total=\S+ sync_skipped=false exit=3/)
+    expect(result.stderr).toMatch(/^exit 3 · total \S+ · sync \S+ · command \S+$/m)
     expect(result.code).toBe(3)
     expect(leftovers(home)).toEqual([])
     expect(processesMentioning(home.dir)).toEqual([])

@@ -14,7 +14,9 @@ import type { Progress } from '../../src/ui/progress.js'
 
 function recorder(): Progress & { lines: string[] } {
   const lines: string[] = []
-  return { lines, phase: (m) => lines.push(m), info: (m) => lines.push(m), warn: (m) => lines.push(m), done: () => {} }
+  const push = (m: string) => void lines.push(m)
+  const nothing = () => {}
+  return { lines, phase: push, info: push, detail: push, warn: push, transfer: nothing, done: nothing, fail: nothing }
 }
 
 const knownHosts = () => join(mkdtempSync(join(tmpdir(), 'crabbox-kh-')), 'known_hosts')

@@ -65,17 +65,20 @@ describe('progress', () => {
     progress.phase('leasing')
     progress.phase('syncing')
     progress.done('done')
+    // The live line carries the phase's elapsed time; the finished phase leaves `✓ message duration`.
     // eslint-disable-next-line no-control-regex -- the progress line's erase sequence is what is asserted
-    expect(out.text()).toMatch(/^\r\u001b\[2K\S+ leasing\r\u001b\[2K\S+ syncing/)
-    expect(out.text().endsWith('\r\u001b[2Kdone\n')).toBe(true)
+    expect(out.text()).toMatch(/^\S+ leasing \d+\.\ds\r\u001b\[2K\S+ syncing \d+\.\ds/)
+    // eslint-disable-next-line no-control-regex -- the erase sequence before the finished line
+    expect(out.text()).toMatch(/\r\u001b\[2K✓ done \d+\.\ds\n$/)
   })
 
   it('writes plain lines when not a terminal', () => {
     const out = sink(false)
-    const progress = createProgress({ stream: out.stream })
+    const progress = createProgress({ stream: out.stream, env: {} })
     progress.phase('leasing')
     progress.warn('slow')
     progress.done()
-    expect(out.text()).toBe('leasing\nwarning: slow\n')
+    // Phase lines are timestamped; warnings are not.
+    expect(out.text()).toMatch(/^\d\d:\d\d:\d\d leasing\nwarning: slow\n$/)
   })
 })

@@ -134,9 +134,9 @@ export const localProvider: DirectProvider = {
       }),
       { mode: 0o600 },
     )
-    context.progress.info(
-      `local provider: commands run on this machine as ${userInfo().username}, without isolation (workspace ${workRoot})`,
-    )
+    // One short line, so it never wraps; the workspace path goes to logs only.
+    context.progress.info(`local provider: commands run on this machine as ${userInfo().username}, without isolation`)
+    context.progress.detail(`local workspace ${workRoot}`)
     let runner: { pid: number; port: number }
     try {
       runner = await startRunner(dir)

@@ -127,14 +127,15 @@ export async function obtainLease(
     const lease = await acquireUnlessInterrupted(backend, options.keep, signal, progress, recorder)
     announce(lease, recorder)
     await options.onLease?.(lease)
-    progress.info(`leased ${lease.id} slug=${lease.slug} provider=${lease.provider}${lease.keep ? ' keep=true' : ''}`)
     try {
       if (signal.aborted) throw interruptedError(signal)
       recorder.event({ type: 'bootstrap.waiting', phase: 'bootstrap', message: 'waiting for SSH before sync' })
       await waitReady(lease, backend.readiness(lease), progress, options.readyTimeoutMs, signal)
       if (signal.aborted) throw interruptedError(signal)
+      progress.done(`leased ${lease.id} (${lease.slug}, ${lease.provider}${lease.keep ? ', kept' : ''})`)
       return { lease, acquired: true }
     } catch (error) {
+      progress.fail()
       await releaseQuietly(backend, lease, progress, recorder)
       if (attempt === 1 && !options.keep && bootstrapTimedOut(error) && !signal.aborted) {
         progress.warn(`runner ${lease.id} never reached SSH; retrying once on a new machine`)
@@ -183,10 +184,14 @@ function announce(lease: Lease, recorder: Recorder): void {
 /** Release that never masks the run's own outcome: a failure is a warning (the broker expires the lease). */
 export async function releaseQuietly(backend: LeaseBackend, lease: Lease, progress: Progress, recorder: Recorder): Promise<void> {
   try {
+    // A phase still open here is the one that failed: it stays as a `✗` line above the release.
+    progress.fail()
+    progress.phase(`releasing ${lease.slug}`)
     await backend.release(lease)
     recorder.event({ type: 'lease.released', phase: 'released', leaseID: lease.id })
-    progress.info(`released ${lease.id}`)
+    progress.done(`released ${lease.id} (${lease.slug})`)
   } catch (error) {
+    progress.fail()
     progress.warn(`could not release ${lease.id}: ${(error as Error).message}; it expires at its idle timeout`)
   }
 }

@@ -1,4 +1,5 @@
 import type { RunTiming } from './timing.js'
+import { writeJobSummary } from '../../ui/ci.js'
 import { summaryLine } from '../../ui/format.js'
 import { commandStep } from './steps/command.js'
 import { leaseStep } from './steps/lease.js'
@@ -39,7 +40,8 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
   }
 }
 
-/** Prints the timing as `--timing-json` asks (one JSON line) or the human summary, both on stderr. */
-export function reportTiming(timing: RunTiming, asJson: boolean): void {
-  process.stderr.write(`${asJson ? JSON.stringify(timing) : summaryLine(timing)}\n`)
+/** Prints the timing as `--timing-json` asks (one JSON line) or the human summary (not with --quiet), both on stderr; the CI's job summary. */
+export function reportTiming(timing: RunTiming, asJson: boolean, quiet = false): void {
+  if (asJson || !quiet) process.stderr.write(`${asJson ? JSON.stringify(timing) : summaryLine(timing)}\n`)
+  writeJobSummary(timing)
 }

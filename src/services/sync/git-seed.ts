@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { createReadStream } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { SshSession } from '../../transport/ssh/types.js'
@@ -87,6 +87,8 @@ export async function sendBundle(
     needHead: boolean
     needBase: boolean
     signal?: AbortSignal
+    /** Bytes of the bundle read for sending so far, and its size (progress). */
+    onBytes?: (sent: number, total: number) => void
   },
 ): Promise<string[]> {
   const warnings: string[] = []
@@ -128,8 +130,11 @@ export async function sendBundle(
       return warnings
     }
     let out = ''
+    const total = (await stat(file)).size
+    let sent = 0
+    const stdin = createReadStream(file).on('data', (chunk) => o.onBytes?.((sent += chunk.length), total))
     const result = await session.exec(shCommand(script, 'crabbox-git-bundle', [o.workdir, o.meta]), {
-      stdin: createReadStream(file),
+      stdin,
       onStdout: (chunk) => (out += chunk.toString('utf8')),
       signal: o.signal,
     })

@@ -21,6 +21,8 @@ export interface TarPlan {
   extraPaths: string[]
   /** Gets the SHA-256 of each entry's bytes as sent (index into `entries`). */
   onHash?: (index: number, hash: string) => void
+  /** Counts file bytes as they are read into the tar (progress): a small file at once, a big one per chunk. */
+  onBytes?: (bytes: number) => void
 }
 
 /** Compress when the payload is big enough to pay off; `CRABBOX_SYNC_COMPRESS=0|1` forces it. */
@@ -73,6 +75,7 @@ export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: 
       if (entry.size <= 1024 * 1024) {
         const data = readFileSync(abs)
         plan.onHash?.(index, createHash('sha256').update(data).digest('hex'))
+        plan.onBytes?.(data.length)
         await entryDone(pack, { name: entry.path, type: 'file', size: data.length, mode, mtime }, data)
         continue
       }
@@ -84,7 +87,7 @@ export function tarStream(plan: TarPlan, options: { gzip: boolean }): { stream: 
         )
         createReadStream(abs, { highWaterMark: 1024 * 1024 })
           .on('error', reject)
-          .on('data', (chunk) => hash.update(chunk))
+          .on('data', (chunk) => (hash.update(chunk), plan.onBytes?.(chunk.length)))
           .pipe(sink)
       })
       plan.onHash?.(index, hash.digest('hex'))

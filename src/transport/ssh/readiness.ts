@@ -87,7 +87,6 @@ export async function waitForReady(target: SshTarget, kind: ReadyKind, options: 
         let missing = ''
         const result = await session.exec(READY_CHECK[kind], { onStdout: (chunk) => (missing += chunk.toString()) })
         if (result.code === 0 && missing.trim() === '') {
-          options.progress.done()
           if (port !== target.port) options.progress.info(`using ssh port ${port}`)
           return { ...target, port, fallbackPorts: ports.filter((p) => p !== port) }
         }
@@ -111,7 +110,6 @@ export async function waitForReady(target: SshTarget, kind: ReadyKind, options: 
     await new Promise((resolve) => setTimeout(resolve, pause))
     pause = Math.min(pause * 2, 5000)
   }
-  options.progress.done()
   throw new CrabboxError(`timed out waiting for SSH on ${target.host} during ${phase}${detail ? ` (${detail})` : ''}`, {
     exit: 'provisioning',
     code: 'ssh_timeout',

@@ -14,9 +14,8 @@ export async function releaseStep(plan: RunPlan, state: RunState): Promise<void>
   await closeQuietly(state.session)
   if (held?.acquired && !flags.keep) await releaseQuietly(backend, held.lease, progress, recorder)
   else if (held?.acquired)
-    progress.info(
-      `kept ${held.lease.id} (${held.lease.slug}); reuse it with: crabbox run --id ${held.lease.slug} -- <command>; stop it with: crabbox stop ${held.lease.slug}`,
-    )
+    // Short enough for one line: `crabbox stop <slug>` ends it.
+    progress.info(`kept ${held.lease.id} (${held.lease.slug}): reuse it with --id ${held.lease.slug}`)
   await recorder.settle()
   plan.interrupt.dispose()
 }

@@ -58,7 +58,7 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
   const commandStarts = () => {
     recorder.event({ type: 'command.started', phase: 'command', message: argv.join(' ') })
     progress.done()
-    if (!flags.timingJson) progress.info(`running on ${lease.slug} (${lease.ssh.host}) ${argv.join(' ')}`)
+    if (!flags.timingJson) progress.detail(`running on ${lease.slug} (${lease.ssh.host}) ${argv.join(' ')}`)
   }
   if (remote) interrupt.signal.addEventListener('abort', outOfBand, { once: true })
   return {

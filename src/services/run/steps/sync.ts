@@ -5,6 +5,7 @@ import type { UnchangedCheck } from '../../sync/snapshot.js'
 import { interruptedError } from '../lifecycle.js'
 import { forwardedEnv } from '../remote-command.js'
 import { formatMs } from '../../../ui/format.js'
+import { shortPath } from '../../../ui/terminal.js'
 import type { SyncPhase } from '../../sync/timer.js'
 import { stopwatch } from '../timing.js'
 import type { RunPlan, RunState } from './plan.js'
@@ -38,7 +39,7 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
     recorder.event({ type: 'sync.finished', phase: 'synced', message: 'skipped by --no-sync' })
   } else {
     recorder.event({ type: 'sync.started', phase: 'sync' })
-    progress.phase(`syncing ${plan.repoRoot} to ${live.workdir}`)
+    progress.phase(`syncing ${shortPath(plan.repoRoot)} to ${live.lease.slug}`)
     state.sync = await interruptible(interrupt.signal, () =>
       syncOrWarmRun({
         repoRoot: plan.repoRoot,
@@ -64,6 +65,7 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
                     phase: 'synced',
                     message: 'skipped=true (fingerprint checked in the command exec)',
                   })
+                  progress.done('checkout unchanged, nothing to sync')
                   live.commandStarts()
                 },
               }

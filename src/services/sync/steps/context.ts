@@ -55,12 +55,13 @@ const SEND_PHASES = ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']
 /** The runner already holds this checkout: nothing was sent. */
 export function skippedResult(run: SyncRun): SyncResult {
   for (const name of SEND_PHASES) run.timer.skip(name, 'fingerprint matches')
-  run.progress.done('No changes detected, skipping sync')
+  run.progress.done('checkout unchanged, nothing to sync')
   return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings: run.warnings, ...run.timer.result() }
 }
 
 export function syncedResult(run: SyncRun, plan: SyncPlan): SyncResult {
-  run.progress.done(`synced ${plural(plan.send.length, 'file')} (${formatBytes(plan.sendBytes)}), removed ${plan.remove.length}`)
+  const removed = plan.remove.length > 0 ? `, removed ${plan.remove.length}` : ''
+  run.progress.done(`synced ${plural(plan.send.length, 'file')}, ${formatBytes(plan.sendBytes)}${removed}`)
   return {
     skipped: false,
     filesSent: plan.send.length,

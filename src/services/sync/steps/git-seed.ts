@@ -26,6 +26,7 @@ export async function gitSeedStep(run: SyncRun, local: LocalSide, decision: Send
         needHead: sent.needs.has('need-bundle'),
         needBase: sent.needs.has('need-base'),
         signal: run.signal,
+        onBytes: (bytes, totalBytes) => run.progress.transfer({ bytes, totalBytes, files: 0, totalFiles: 0 }),
       }),
     )
     for (const message of bundleWarnings) run.warn(message)

@@ -28,7 +28,7 @@ export async function manifestStep(run: SyncRun, checked: Checked): Promise<Loca
   if (manifest.rejected.length > 0) {
     run.warn(`not syncing ${manifest.rejected.length} unsafe path(s), e.g. ${manifest.rejected[0].path}: ${manifest.rejected[0].reason}`)
   }
-  run.progress.info(`sync candidate: ${plural(manifest.files, 'file')}, ${formatBytes(manifest.bytes)}`)
+  run.progress.detail(`sync candidate: ${plural(manifest.files, 'file')}, ${formatBytes(manifest.bytes)}`)
   return { manifest, meta: git ? '.git/crabbox' : '.crabbox', probe }
 }
 

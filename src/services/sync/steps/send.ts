@@ -73,7 +73,10 @@ export async function sendStep(run: SyncRun, local: LocalSide, decision: SendDec
       }),
     )
   }
-  run.progress.phase(`sync: sending ${plural(plan.send.length, 'file')} (${formatBytes(plan.sendBytes)}), removing ${plan.remove.length}`)
+  // A short status: on a terminal the transfer bar beside it gives the files and bytes.
+  run.progress.phase('sync: sending')
+  run.progress.detail(`sync: sending ${plural(plan.send.length, 'file')} (${formatBytes(plan.sendBytes)})`)
+  if (plan.remove.length > 0) run.progress.detail(`sync: removing ${plural(plan.remove.length, 'file')}`)
   const sent: Sent = {
     fingerprint: decision.fingerprint,
     records: decision.records,
@@ -143,12 +146,22 @@ function packStreams(
       files.push({ path: `${meta}/${META_FILES.fingerprintNext}`, data: Buffer.from(`${sent.fingerprint}\n`) })
     return files
   }
-  const onHash = (start: number) => (sent.hashes ? (index: number, hash: string) => (sent.hashes![start + index] = hash) : undefined)
+  // Each entry read into a tar counts towards the transfer bar (the SSH window holds back the reads).
+  const moved = { bytes: 0, totalBytes: decision.plan.sendBytes, files: 0, totalFiles: decision.plan.send.length }
+  const onBytes = (bytes: number) => {
+    moved.bytes += bytes
+    run.progress.transfer(moved)
+  }
+  const onHash = (start: number) => (index: number, hash: string) => {
+    if (sent.hashes) sent.hashes[start + index] = hash
+    moved.files++
+    run.progress.transfer(moved)
+  }
   const sides = scripts.parts
     .slice(1)
     .map((part) =>
       options.tarStream(
-        { root: manifest.root, entries: part.entries, extra: () => [], extraPaths: [], onHash: onHash(part.start) },
+        { root: manifest.root, entries: part.entries, extra: () => [], extraPaths: [], onHash: onHash(part.start), onBytes },
         { gzip },
       ),
     )
@@ -161,6 +174,7 @@ function packStreams(
       extra: scripts.split ? () => Promise.all(sides.map((side) => side.done)).then(trailer) : trailer,
       extraPaths: [`${meta}/${META_FILES.next}`],
       onHash: onHash(0),
+      onBytes,
     },
     { gzip },
   )
