@@ -226,7 +226,7 @@ describe('the first hour with a broker and a static pool', () => {
     })
     expect(result.code, result.stderr).toBe(0)
     expect(result.stdout).toBe('hello\n')
-    expect(result.stderr).toMatch(/provider=static/)
+    expect(result.stderr).toMatch(/✓ leased \S+ \(\S+, static\)/)
   })
 
   it('a static pool lease uses the ssh-agent keys when there is no key file', async () => {

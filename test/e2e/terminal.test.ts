@@ -163,7 +163,7 @@ describe('the terminal experience', () => {
     expect(piped.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/)
     expect(piped.stderr).toMatch(/^\d\d:\d\d:\d\d leasing a local runner$/m)
     expect(piped.stderr).toMatch(/^\d\d:\d\d:\d\d ✓ leased cbx_[0-9a-f]{12} \(\S+, local\) \d+\.\ds$/m)
-    expect(piped.stderr).toMatch(/^\d\d:\d\d:\d\d ✓ synced 1 files, 24 B \d+\.\ds$/m)
+    expect(piped.stderr).toMatch(/^\d\d:\d\d:\d\d ✓ synced 1 file, 24 B \d+\.\ds$/m)
     expect(piped.stderr).not.toContain('::group::')
 
     const summary = join(home.dir, 'step-summary.md')
