@@ -44,6 +44,10 @@ export default class Run extends BaseCommand<typeof Run> {
     checksum: Flags.boolean({ description: 'Compare file contents, not size and mtime, when syncing' }),
     'force-sync-large': Flags.boolean({ description: 'Sync even past the large-checkout limits', default: false }),
     'timing-json': Flags.boolean({ description: 'Print one JSON timing line on stderr instead of the summary', default: false }),
+    junit: Flags.string({
+      description: 'Remote JUnit XML files to summarise after the command: comma-separated paths or globs relative to the workdir',
+      helpValue: 'PATHS',
+    }),
     'bootstrap-timeout': durationFlag({ description: 'How long a new runner gets to answer SSH (default 20m; 60s for local)' }),
   }
 
@@ -63,6 +67,7 @@ export default class Run extends BaseCommand<typeof Run> {
       timingJson: flags['timing-json'],
       json: this.jsonEnabled(),
       bootstrapTimeoutMs: flags['bootstrap-timeout'] ? parseDuration(flags['bootstrap-timeout']) : undefined,
+      debug: flags.debug ? (message) => process.stderr.write(`debug: ${message}\n`) : undefined,
     })
     reportTiming(timing, flags['timing-json'], flags.quiet)
     const result = runResult(timing)

@@ -63,6 +63,7 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_SYNC_FAIL_BYTES', 'sync.failBytes', 'int'],
   ['CRABBOX_SYNC_ALLOW_LARGE', 'sync.allowLarge', 'bool'],
   ['CRABBOX_ENV_ALLOW', 'env.allow', 'csv'],
+  ['CRABBOX_RESULTS_JUNIT', 'results.junit', 'csv'],
   ['CRABBOX_STATIC_ID', 'static.id', 'string'],
   ['CRABBOX_STATIC_NAME', 'static.name', 'string'],
   ['CRABBOX_STATIC_HOST', 'static.host', 'string'],
@@ -109,6 +110,7 @@ export const flagPaths: Readonly<Record<string, string>> = {
   workRoot: 'workRoot',
   market: 'capacity.market',
   checksum: 'sync.checksum',
+  junit: 'results.junit',
   staticHost: 'static.host',
   staticUser: 'static.user',
   staticPort: 'static.port',
@@ -194,7 +196,7 @@ function flagLayer(flags: Partial<Record<string, unknown>>): { layer: FileConfig
 }
 
 /** Sections whose fields override one by one. */
-const sections = ['broker', 'ssh', 'env', 'static', 'hetzner', 'aws', 'capacity', 'agent'] as const
+const sections = ['broker', 'ssh', 'env', 'results', 'static', 'hetzner', 'aws', 'capacity', 'agent'] as const
 const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
 
 /**

@@ -52,6 +52,24 @@ export const SyncConfig = v.strictObject({
   allowLarge: v.optional(Bool),
 })
 
+/** `results.junit`: a list, or one comma-separated string (as `--junit` gives it). */
+export const ResultsConfig = v.strictObject({
+  junit: v.optional(
+    v.union([
+      v.array(v.string()),
+      v.pipe(
+        v.string(),
+        v.transform((text) =>
+          text
+            .split(',')
+            .map((item) => item.trim())
+            .filter(Boolean),
+        ),
+      ),
+    ]),
+  ),
+})
+
 export const StaticConfig = v.strictObject({
   id: v.optional(v.string()),
   name: v.optional(v.string()),
@@ -119,6 +137,7 @@ export const FileConfig = v.strictObject({
   lease: v.optional(LeaseConfig),
   sync: v.optional(SyncConfig),
   env: v.optional(EnvConfig),
+  results: v.optional(ResultsConfig),
   static: v.optional(StaticConfig),
   hetzner: v.optional(HetznerConfig),
   aws: v.optional(AwsConfig),
@@ -155,6 +174,8 @@ export interface Config {
     allowLarge: boolean
   }
   env: { allow: string[] }
+  /** Remote JUnit XML files (paths or globs relative to the workdir) `run` reads after the command. */
+  results: { junit: string[] }
   static: { id?: string; name?: string; host?: string; user?: string; port?: string; workRoot?: string }
   hetzner: { location: string; image: string; sshKey?: string; apiUrl?: string }
   aws: {
@@ -207,6 +228,7 @@ export function defaultConfig(): Config {
       allowLarge: false,
     },
     env: { allow: ['CI', 'NODE_OPTIONS'] },
+    results: { junit: [] },
     static: {},
     hetzner: { location: 'fsn1', image: 'ubuntu-24.04' },
     aws: { region: 'eu-west-1', rootGB: 400, sshCIDRs: [] },

@@ -1,6 +1,6 @@
 import type { Config } from '../config/schema.js'
 import { CrabboxError, usageError } from '../errors.js'
-import { LeaseResponse } from '../protocol/leases.js'
+import { LeaseResponse, type LeaseTelemetry } from '../protocol/leases.js'
 import type { DirectProvider, Lease, ProviderContext } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import type { ControlChannel } from '../transport/broker/control.js'
@@ -27,6 +27,7 @@ const HEARTBEAT_BUDGET_MS = 20_000
 
 export interface BeatBody {
   idleTimeoutSeconds?: number
+  telemetry?: LeaseTelemetry
 }
 
 export interface BeatResult {
@@ -109,6 +110,7 @@ export function startHeartbeat(
   client: BrokerClient,
   lease: Pick<Lease, 'id' | 'idleTimeoutSeconds'>,
   notice: (error: unknown) => void,
+  telemetry: () => LeaseTelemetry | undefined = () => undefined,
 ): Heartbeater {
   const control = import('../transport/broker/control.js').then(({ openControlChannel, CONTROL_OPEN_BUDGET_MS }) => ({
     channel: openControlChannel(client),
@@ -123,7 +125,8 @@ export function startHeartbeat(
       // The first beat gives a fresh socket its dial budget; later ones use it only if open.
       const openWaitMs = first ? openBudgetMs : 0
       first = false
-      await beatOnce(client, channel, lease.id, {}, { openWaitMs, signal: controller.signal })
+      const latest = telemetry()
+      await beatOnce(client, channel, lease.id, latest ? { telemetry: latest } : {}, { openWaitMs, signal: controller.signal })
     },
     notice,
   )

@@ -1,4 +1,13 @@
-import { RunResponse, RUN_LIMITS, tailUtf8, type CreateRunRequest, type RunEventRequest } from '../../protocol/runs.js'
+import type { LeaseTelemetry } from '../../protocol/leases.js'
+import {
+  RunResponse,
+  RUN_LIMITS,
+  tailUtf8,
+  type CreateRunRequest,
+  type RunEventRequest,
+  type RunTelemetry,
+  type TestResultSummary,
+} from '../../protocol/runs.js'
 import type { BrokerClient } from '../../transport/broker/client.js'
 import type { Progress } from '../../ui/progress.js'
 
@@ -16,6 +25,9 @@ export interface FinishInput {
   exitCode: number
   syncMs?: number
   commandMs?: number
+  /** The parsed JUnit summary (`--junit`). */
+  results?: TestResultSummary
+  telemetry?: RunTelemetry
 }
 
 /** Says once per run that the broker is in trouble; recording and heartbeats share it. */
@@ -36,11 +48,13 @@ export interface Recorder {
   event(event: RunEvent): void
   output(stream: 'stdout' | 'stderr', chunk: Buffer): void
   finish(input: FinishInput): Promise<void>
+  /** Sends one runner telemetry sample (`POST /v1/runs/{id}/telemetry`); failures are silent. */
+  telemetry(sample: LeaseTelemetry): Promise<void>
   /** Waits (briefly, bounded) for queued events to reach the broker. */
   settle(): Promise<void>
 }
 
-export const nullRecorder: Recorder = { event() {}, output() {}, async finish() {}, async settle() {} }
+export const nullRecorder: Recorder = { event() {}, output() {}, async finish() {}, async telemetry() {}, async settle() {} }
 
 /** A recorder that records nothing until `begin`: a run is only recorded once it has a lease. */
 export interface DeferredRecorder extends Recorder {
@@ -79,6 +93,9 @@ export function deferredRecorder(start: (lease: { id: string; provider: string }
     },
     async finish(input) {
       await inner?.finish(input)
+    },
+    async telemetry(sample) {
+      await inner?.telemetry(sample)
     },
     async settle() {
       await inner?.settle()
@@ -192,7 +209,14 @@ export async function startRecorder(
       else flushTimer ??= setTimeout(flush, FLUSH_MS)
     },
     settle,
-    async finish({ exitCode, syncMs, commandMs }) {
+    async telemetry(sample) {
+      if (broken) return
+      // A lost sample is no loss: not a broker notice, the run goes on.
+      await client
+        .request('POST', `/v1/runs/${runId}/telemetry`, { body: { telemetry: sample }, timeoutMs: POST_TIMEOUT_MS })
+        .catch(() => {})
+    },
+    async finish(input) {
       flush()
       await settle()
       if (broken) return
@@ -201,7 +225,8 @@ export async function startRecorder(
       for (let at = 0; at < text.length; at += RUN_LIMITS.logChunkBytes / 4) chunks.push(text.slice(at, at + RUN_LIMITS.logChunkBytes / 4))
       try {
         await client.request('POST', `/v1/runs/${runId}/finish`, {
-          body: { exitCode, syncMs, commandMs, log: tailUtf8(text, RUN_LIMITS.logChunkBytes), logChunks: chunks, logTruncated },
+          // The input is exitCode, syncMs, commandMs, results, telemetry: undefined ones are left out of the JSON.
+          body: { ...input, log: tailUtf8(text, RUN_LIMITS.logChunkBytes), logChunks: chunks, logTruncated },
           timeoutMs: 10_000,
         })
       } catch (error) {

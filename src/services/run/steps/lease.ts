@@ -22,7 +22,8 @@ export async function leaseStep(plan: RunPlan, state: RunState): Promise<LeaseIn
       ? async (lease) => {
           // The control channel (WebSocket client) is ~100 ms to load: only broker runs need it.
           state.heartbeat.stop()
-          state.heartbeat = startHeartbeat(broker, lease, plan.notice)
+          // Beats carry the latest runner telemetry once the session samples it.
+          state.heartbeat = startHeartbeat(broker, lease, plan.notice, () => state.telemetry.latest())
           if ('begin' in plan.recorder) await plan.recorder.begin(lease)
         }
       : async (lease) => {

@@ -7,6 +7,7 @@ import { leaseBackend, type LeaseBackend } from '../../lease.js'
 import type { UnchangedCheck } from '../../sync/snapshot.js'
 import { findRepoRoot } from '../../sync/manifest.js'
 import { noHeartbeat, type Heartbeater } from '../../heartbeat.js'
+import { noTelemetry, type TelemetrySampler } from '../telemetry.js'
 import { interruptOnSignals, type LeaseInHand } from '../lifecycle.js'
 import {
   brokerNotice,
@@ -33,6 +34,8 @@ export interface RunFlags {
   json?: boolean
   /** How long a fresh runner gets to answer SSH, in ms. */
   bootstrapTimeoutMs?: number
+  /** `--debug`: diagnostics that are otherwise silent (telemetry failures). */
+  debug?: (message: string) => void
 }
 
 export interface RunContext {
@@ -65,13 +68,21 @@ export interface RunState {
   held?: LeaseInHand
   session?: SshSession
   heartbeat: Heartbeater
+  /** Runner telemetry while the connection is open (broker runs on Linux runners). */
+  telemetry: TelemetrySampler
   sync: SyncOutcome
   commandMs: number
   /** Output sinks not yet drained. */
   sinks: Writable[]
 }
 
-export const newRunState = (): RunState => ({ heartbeat: noHeartbeat, sync: { skipped: true, phases: [], ms: 0 }, commandMs: 0, sinks: [] })
+export const newRunState = (): RunState => ({
+  heartbeat: noHeartbeat,
+  telemetry: noTelemetry,
+  sync: { skipped: true, phases: [], ms: 0 },
+  commandMs: 0,
+  sinks: [],
+})
 
 /**
  * Everything before the lease: the command is checked, the checkout found,

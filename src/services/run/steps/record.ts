@@ -3,6 +3,8 @@ import { CrabboxError } from '../../../errors.js'
 import { drained } from '../output.js'
 import type { RunTiming } from '../timing.js'
 import type { RunPlan, RunState } from './plan.js'
+import { collectJunit, junitPatterns } from './results.js'
+import { workdirFor } from './session.js'
 
 /**
  * Finishes the run record once everything the command printed reached our
@@ -18,7 +20,14 @@ export async function recordStep(plan: RunPlan, state: RunState, lease: Lease, c
     recorder.event({ type: 'run.failed', phase: 'failed', message: 'interrupted' })
     exitCode = interrupt.exitCode()
   }
-  await recorder.finish({ exitCode, syncMs: state.sync.ms, commandMs: state.commandMs })
+  // JUnit results after the command (not after --sync-only or an interrupt); any problem is a warning.
+  const patterns = junitPatterns(plan.context.config.results.junit)
+  const results =
+    state.session && patterns.length > 0 && !interrupted && !flags.syncOnly
+      ? await collectJunit(state.session, workdirFor(lease.workRoot, lease.id, plan.repoRoot), patterns, plan.context.progress)
+      : undefined
+  const telemetry = state.telemetry.stop()
+  await recorder.finish({ exitCode, syncMs: state.sync.ms, commandMs: state.commandMs, results, telemetry })
   return {
     provider: lease.provider,
     leaseId: lease.id,
@@ -39,6 +48,7 @@ export async function recordFailure(plan: RunPlan, state: RunState, error: unkno
   const { recorder, interrupt } = plan
   const exitCode = error instanceof CrabboxError ? error.exitCode : 1
   await Promise.all(state.sinks.splice(0).map(drained))
+  state.telemetry.stop()
   recorder.event({ type: 'run.failed', phase: 'failed', message: interrupt.signal.aborted ? 'interrupted' : (error as Error).message })
   await recorder.finish({ exitCode, syncMs: state.sync.ms, commandMs: state.commandMs })
 }

@@ -11,6 +11,7 @@ export async function releaseStep(plan: RunPlan, state: RunState): Promise<void>
   const { progress } = plan.context
   const held = state.held
   state.heartbeat.stop()
+  state.telemetry.stop()
   await closeQuietly(state.session)
   if (held?.acquired && !flags.keep) await releaseQuietly(backend, held.lease, progress, recorder)
   else if (held?.acquired)

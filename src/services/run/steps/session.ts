@@ -4,9 +4,11 @@ import type { Writable } from 'node:stream'
 import type { Lease } from '../../../providers/types.js'
 import { openSession } from '../../../transport/ssh/index.js'
 import type { SshSession } from '../../../transport/ssh/types.js'
+import { heartbeatIntervalMs } from '../../heartbeat.js'
 import { interruptedError } from '../lifecycle.js'
 import { runOutputSink } from '../output.js'
 import { remoteCommandFor, signalGroupCommand, type RemoteCommand } from '../remote-command.js'
+import { sampleTelemetry, startTelemetry } from '../telemetry.js'
 import type { RunPlan, RunState } from './plan.js'
 
 /** `<workRoot>/<leaseID>/<repoName>`: one workdir per lease and checkout. */
@@ -42,6 +44,15 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
   const session = await openSession(lease.ssh, { progress })
   state.session = session
   if (interrupt.signal.aborted) throw interruptedError(interrupt.signal)
+  // Broker runs on Linux runners sample load, memory and disk on the heartbeat cadence (its own SSH channel).
+  if (plan.backend.broker && plan.context.config.target === 'linux') {
+    state.telemetry = startTelemetry(
+      () => sampleTelemetry(session, lease.workRoot),
+      (sample) => recorder.telemetry(sample),
+      heartbeatIntervalMs(lease.idleTimeoutSeconds),
+      flags.debug,
+    )
+  }
 
   // Ctrl-C also signals the remote group over a second channel: some servers
   // ignore SSH signal requests, and a stuck command must not hold the run open.
