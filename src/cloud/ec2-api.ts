@@ -342,6 +342,13 @@ export function waitForAwsAddress(api: Ec2Api, machine: CloudMachine): Promise<C
   })
 }
 
+/** The instance's `instance-state-name` (`pending`, `running`...): one DescribeInstances, no retries. */
+export async function awsMachineState(api: Ec2Api, region: string, id: string): Promise<string | undefined> {
+  const root = await api.call(region, 'DescribeInstances', { 'InstanceId.1': id })
+  const item = xmlItems(xmlItems(root, 'reservationSet')[0], 'instancesSet')[0]
+  return item ? xmlText(item, 'instanceState', 'name') : undefined
+}
+
 /**
  * Creates the lease's instance: adopts one already tagged with the lease,
  * else walks markets (spot first, then on-demand when allowed) × regions ×

@@ -1,5 +1,6 @@
 import {
   awsConsoleHostKeys,
+  awsMachineState,
   awsMarkets,
   awsRegions,
   createAwsMachine,
@@ -42,6 +43,7 @@ export function awsBackend(config: Config): CloudBackend {
     list: () => listAwsMachines(api, regions),
     delete: (target) => deleteAwsMachine(api, { ...target, regions }),
     touch: (target) => touchAwsMachine(api, target.region ?? config.aws.region, target.id),
+    state: (target) => awsMachineState(api, target.region ?? config.aws.region, target.id),
     consoleHostKeys: (machine) => awsConsoleHostKeys(api, machine.region ?? config.aws.region, machine.id),
     consoleWaitMs: Number(process.env.CRABBOX_AWS_CONSOLE_WAIT_MS ?? 90_000),
   }

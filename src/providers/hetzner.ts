@@ -25,6 +25,7 @@ export function hetznerBackend(config: Config): CloudBackend {
     list: () => listHetznerMachines(api),
     delete: (target) => deleteHetznerMachine(api, target),
     touch: (target) => touchHetznerMachine(api, target.id),
+    state: async (target) => (await api.getServer(target.id)).status,
   }
 }
 

@@ -48,4 +48,6 @@ export interface DirectProvider {
   list(context: ProviderContext): Promise<Lease[]>
   /** Cloud machines: moves the expiry labels forward while the lease is in use (run calls it on the heartbeat cadence). */
   touch?(lease: Lease, context: ProviderContext): Promise<void>
+  /** Cloud machines: the provider's own status word (`initializing`, `pending`, `running`...), shown while the runner boots. */
+  machineState?(lease: Pick<Lease, 'id' | 'provider' | 'details'>, context: ProviderContext): Promise<string | undefined>
 }

@@ -33,6 +33,11 @@ export interface LeaseBackend {
   list(): Promise<Lease[]>
   /** A lease with this ID or slug that is known to be released or expired (for `stop`), if any. */
   findGone(idOrSlug: string): Promise<{ id: string; slug: string } | undefined>
+  /**
+   * The provider's state of the lease's machine, labelled (`hetzner: starting`, `broker: active`), read
+   * once; shown while the runner boots. Absent where there is none (local, ssh).
+   */
+  machineState?(lease: Pick<Lease, 'id' | 'provider' | 'details'>): Promise<string | undefined>
   broker?: BrokerClient
 }
 
@@ -152,6 +157,13 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
       const slug = normalizeSlug(idOrSlug)
       return leases.find((l) => (l.id === idOrSlug || l.slug === slug) && l.state !== 'active' && l.state !== 'provisioning')
     },
+    async machineState(lease) {
+      const { lease: record } = await client.request('GET', `/v1/leases/${encodeURIComponent(lease.id)}`, {
+        schema: LeaseResponse,
+        timeoutMs: 10_000,
+      })
+      return `broker: ${record.state}`
+    },
   }
 }
 
@@ -174,6 +186,12 @@ function directBackend(provider: DirectProvider, context: LeaseContext): LeaseBa
     },
     list: () => provider.list(context),
     findGone: async (idOrSlug) => findReleased(idOrSlug),
+    ...(provider.machineState && {
+      async machineState(lease: Pick<Lease, 'id' | 'provider' | 'details'>) {
+        const state = await provider.machineState?.(lease, context)
+        return state && `${lease.provider}: ${state}`
+      },
+    }),
   }
 }
 

@@ -120,6 +120,41 @@ describe('direct-mode cloud runs against a real SSH host', () => {
     rmSync(home.dir, { recursive: true, force: true })
   })
 
+  it("crabbox run --provider hetzner shows the server's status while it boots, and stops asking once the runner is ready", async () => {
+    // The server is `initializing` then `starting` for 6 s; its cloud-init (the key that lets crabbox in) lands after 9 s.
+    const fake = createFakeHetzner({
+      addressFor: () => host.address,
+      bootMs: 6_000,
+      onCreate: (s) => void setTimeout(() => void bootstrapFrom(s.user_data), 9_000),
+    })
+    const server = await serveFake(fake.handler)
+    served.push(server)
+    const home = cliHome()
+    const child = spawnCli(['run', '--provider', 'hetzner', '--class', 'standard', '--', 'sh', '-c', 'echo started; sleep 6; echo ended'], {
+      cwd: repo,
+      home,
+      // A 30 m idle timeout beats every 10 m: no expiry-label touch (which reads the server too) while the command runs.
+      env: { ...baseEnv(), HCLOUD_TOKEN: fake.token, CRABBOX_HETZNER_API_URL: `${server.url}/v1`, CRABBOX_IDLE_TIMEOUT: '30m' },
+    })
+    const run = collectOutput(child)
+    const reads = () => fake.count('GET', /^\/servers\/\d+$/)
+    const atStart = await until('the command to start', () => run.stdout().includes('started') && reads(), 90_000)
+    const atEnd = await until('the command to end', () => run.stdout().includes('ended') && reads(), 30_000)
+    expect(await run.done, run.stderr()).toBe(0)
+    // The provider's own words, in the plain log beside the SSH step, as they changed.
+    const lines = run.stderr().split('\n')
+    const first = lines.findIndex((l) => /waiting for SSH on .* · hetzner: initializing$/.test(l))
+    const running = lines.findIndex((l) => /waiting for SSH on .* · hetzner: running$/.test(l))
+    expect(first, run.stderr()).toBeGreaterThanOrEqual(0)
+    expect(running, run.stderr()).toBeGreaterThan(first)
+    expect(run.stderr()).not.toMatch(/✓ leased .* · hetzner/)
+    // Polled while waiting (a few reads), and not once more after the runner was ready.
+    expect(atStart).toBeGreaterThanOrEqual(3)
+    expect(atEnd).toBe(atStart)
+    expect(fake.servers.size).toBe(0)
+    rmSync(home.dir, { recursive: true, force: true })
+  })
+
   it("a direct-mode hetzner run keeps moving the server's expiry label forward while the command runs", async () => {
     const fake = createFakeHetzner({ addressFor: () => host.address, onCreate: (s) => bootstrapFrom(s.user_data) })
     const server = await serveFake(fake.handler)

@@ -60,6 +60,11 @@ export interface FakeHetznerOptions {
   addressFor?: (server: { id: number; name: string; user_data: string; server_type: string }) => string
   /** GETs of a new server before it has an address and is running (default 1). */
   bootPolls?: number
+  /**
+   * Boot by the clock instead: a new server has its address in the create reply (as Hetzner's do) and
+   * reports `initializing` for the first half of this many ms, `starting` for the second, then `running`.
+   */
+  bootMs?: number
   /** Types with no capacity in any location (`resource_unavailable`). */
   unavailableTypes?: string[]
   /** Called after a server is created, e.g. to turn the user data into a real test host. */
@@ -134,7 +139,17 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
   // IDs differ between fake instances, like a real account's: stale references never hit a new fake's objects.
   let nextId = 1000 + Math.floor(Math.random() * 1_000_000) * 100
 
-  const serverJson = (s: FakeServer) => ({
+  // `bootMs`: the status moves on with the clock, and every reply shows where it is.
+  const advance = (s: FakeServer) => {
+    if (options.bootMs === undefined || (s.status !== 'initializing' && s.status !== 'starting')) return
+    const age = Date.now() - Date.parse(s.created)
+    s.status = age >= options.bootMs ? 'running' : age >= options.bootMs / 2 ? 'starting' : 'initializing'
+  }
+  const serverJson = (s: FakeServer) => {
+    advance(s)
+    return serverReply(s)
+  }
+  const serverReply = (s: FakeServer) => ({
     id: s.id,
     name: s.name,
     status: s.status,
@@ -243,9 +258,10 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
         user_data: String(body.user_data ?? ''),
         gets: 0,
       }
+      if (options.bootMs !== undefined) server.ip = options.addressFor?.(server) ?? `203.0.113.${(id % 200) + 1}`
       servers.set(id, server)
       await options.onCreate?.({ id, name: server.name, user_data: server.user_data, labels: server.labels })
-      if ((options.bootPolls ?? 1) <= 0) boot(server)
+      if ((options.bootPolls ?? 1) <= 0 && options.bootMs === undefined) boot(server)
       return json(201, {
         server: serverJson(server),
         action: action('create_server', id, 'server'),
@@ -258,7 +274,7 @@ export function createFakeHetzner(options: FakeHetznerOptions = {}) {
       const server = servers.get(Number(serverMatch[1]))
       if (!server) return apiError(404, 'not_found', `server with ID ${serverMatch[1]} not found`)
       if (method === 'GET') {
-        if (++server.gets >= (options.bootPolls ?? 1)) boot(server)
+        if (++server.gets >= (options.bootPolls ?? 1) && options.bootMs === undefined) boot(server)
         return json(200, { server: serverJson(server) })
       }
       if (method === 'PUT') {

@@ -37,6 +37,8 @@ export interface CloudBackend {
   delete(target: { leaseId: string; id?: string; region?: string; keyName: string }): Promise<void>
   /** Moves the machine's `expires_at` label forward, so cleanup never takes a box that is in use. */
   touch(target: { id: string; region?: string }): Promise<void>
+  /** The machine's status word from the provider's API (one request, no retries). */
+  state(target: { id: string; region?: string }): Promise<string | undefined>
   /** Host keys the bootstrap printed to the console, where the provider exposes it. */
   consoleHostKeys?(machine: CloudMachine): Promise<ConsoleHostKey[]>
   /** How long to wait for console host keys before falling back to trust on first use. */
@@ -265,6 +267,14 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
     },
 
     list,
+
+    async machineState(lease, context) {
+      if (typeof lease.details.machineId !== 'string') return undefined
+      return backendFor(context).state({
+        id: lease.details.machineId,
+        region: typeof lease.details.region === 'string' ? lease.details.region : undefined,
+      })
+    },
 
     async touch(lease, context) {
       if (typeof lease.details.machineId !== 'string') return

@@ -5,14 +5,21 @@ import type { Progress } from '../../ui/progress.js'
 import { withArticle } from '../../ui/format.js'
 import type { LeaseBackend } from '../lease.js'
 import { waitForReady } from '../../transport/ssh/readiness.js'
+import { newLeaseId } from '../../protocol/ids.js'
 import type { Recorder } from './recorder.js'
 
 const BOOTSTRAP_TIMEOUT_MS = 20 * 60_000
 const LOCAL_TIMEOUT_MS = 60_000
+/** How often the provider is asked for the machine's state while the runner boots. */
+const STATE_POLL_MS = 5_000
+
+/** What a lease backend can read of a lease's state at the provider (`LeaseBackend.machineState`). */
+type StateReader = (lease: Pick<Lease, 'id' | 'provider' | 'details'>) => Promise<string | undefined>
 
 /**
  * Waits for the runner's SSH and readiness check; the lease then uses the port that answered.
- * An interrupt ends the wait at once.
+ * With `machineState`, the provider's own state of the machine (`hetzner: starting`) is shown
+ * beside the SSH step until the wait ends. An interrupt ends the wait at once.
  */
 export async function waitReady(
   lease: Lease,
@@ -20,14 +27,57 @@ export async function waitReady(
   progress: Progress,
   timeoutMs?: number,
   signal?: AbortSignal,
+  machineState?: StateReader,
 ): Promise<void> {
-  progress.phase(`waiting for SSH on ${lease.ssh.host}:${lease.ssh.port}`)
-  const waiting = waitForReady(lease.ssh, kind, {
-    timeoutMs: timeoutMs ?? (lease.provider === 'local' ? LOCAL_TIMEOUT_MS : BOOTSTRAP_TIMEOUT_MS),
-    progress,
-    signal,
-  })
-  lease.ssh = signal ? await unlessInterrupted(waiting, signal) : await waiting
+  const watched = withState(progress, machineState && (() => machineState(lease)))
+  try {
+    watched.progress.phase(`waiting for SSH on ${lease.ssh.host}:${lease.ssh.port}`)
+    const waiting = waitForReady(lease.ssh, kind, {
+      timeoutMs: timeoutMs ?? (lease.provider === 'local' ? LOCAL_TIMEOUT_MS : BOOTSTRAP_TIMEOUT_MS),
+      progress: watched.progress,
+      signal,
+    })
+    lease.ssh = signal ? await unlessInterrupted(waiting, signal) : await waiting
+  } finally {
+    watched.stop()
+  }
+}
+
+/**
+ * `progress` whose phases carry ` · <state>` from `read`, called now and every STATE_POLL_MS after
+ * its last answer (one request at a time, failures ignored, the last state kept) until `stop`.
+ */
+function withState(progress: Progress, read: (() => Promise<string | undefined>) | undefined): { progress: Progress; stop(): void } {
+  if (!read) return { progress, stop() {} }
+  let step: string | undefined
+  let state: string | undefined
+  let stopped = false
+  let timer: NodeJS.Timeout | undefined
+  const show = () => step !== undefined && progress.phase(state ? `${step} · ${state}` : step)
+  const tick = async () => {
+    const next = await read().catch(() => undefined)
+    if (stopped) return
+    if (next && next !== state) {
+      state = next
+      show()
+    }
+    timer = setTimeout(() => void tick(), STATE_POLL_MS)
+    timer.unref()
+  }
+  void tick()
+  return {
+    progress: {
+      ...progress,
+      phase(message) {
+        step = message
+        show()
+      },
+    },
+    stop() {
+      stopped = true
+      clearTimeout(timer)
+    },
+  }
 }
 
 /** The abort reason of a closed stdout or stderr: the run then exits 141, as if killed by SIGPIPE. */
@@ -123,14 +173,27 @@ export async function obtainLease(
     return { lease, acquired: false }
   }
   for (let attempt = 1; ; attempt++) {
-    progress.phase(`leasing ${withArticle(backend.provider)} runner`)
-    const lease = await acquireUnlessInterrupted(backend, options.keep, signal, progress, recorder)
+    // A broker answers only once it has the machine; meanwhile the lease it reserved reads `provisioning`.
+    const leaseId = newLeaseId()
+    const watched = withState(
+      progress,
+      backend.mode === 'broker' && backend.machineState
+        ? () => backend.machineState!({ id: leaseId, provider: backend.provider, details: {} })
+        : undefined,
+    )
+    let lease: Lease
+    try {
+      watched.progress.phase(`leasing ${withArticle(backend.provider)} runner`)
+      lease = await acquireUnlessInterrupted(backend, { keep: options.keep, leaseId }, signal, progress, recorder)
+    } finally {
+      watched.stop()
+    }
     announce(lease, recorder)
     await options.onLease?.(lease)
     try {
       if (signal.aborted) throw interruptedError(signal)
       recorder.event({ type: 'bootstrap.waiting', phase: 'bootstrap', message: 'waiting for SSH before sync' })
-      await waitReady(lease, backend.readiness(lease), progress, options.readyTimeoutMs, signal)
+      await waitReady(lease, backend.readiness(lease), progress, options.readyTimeoutMs, signal, backend.machineState)
       if (signal.aborted) throw interruptedError(signal)
       progress.done(`leased ${lease.id} (${lease.slug}, ${lease.provider}${lease.keep ? ', kept' : ''})`)
       return { lease, acquired: true }
@@ -152,12 +215,12 @@ export async function obtainLease(
  */
 async function acquireUnlessInterrupted(
   backend: LeaseBackend,
-  keep: boolean,
+  request: { keep: boolean; leaseId: string },
   signal: AbortSignal,
   progress: Progress,
   recorder: Recorder,
 ): Promise<Lease> {
-  const acquiring = backend.acquire({ keep })
+  const acquiring = backend.acquire(request)
   try {
     return await unlessInterrupted(acquiring, signal)
   } catch (error) {
