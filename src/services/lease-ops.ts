@@ -1,3 +1,4 @@
+import { closest } from '../ui/suggest.js'
 import { CrabboxError, usageError } from '../errors.js'
 import type { Lease } from '../providers/types.js'
 import { openSession } from '../transport/ssh/index.js'
@@ -97,37 +98,20 @@ export async function stopLease(idOrSlug: string, context: LeaseContext): Promis
 }
 
 function noLeaseNamed(idOrSlug: string, live: Lease[]): CrabboxError {
-  const closest = closestSlug(
+  const nearest = closestSlug(
     idOrSlug,
     live.map((l) => l.slug),
   )
   return new CrabboxError(`no lease named ${idOrSlug}`, {
     exit: 'notFound',
     code: 'not_found',
-    hint: closest ? `did you mean ${closest}? (\`crabbox list\` shows live leases)` : 'run `crabbox list` to see live leases',
+    hint: nearest ? `did you mean ${nearest}? (\`crabbox list\` shows live leases)` : 'run `crabbox list` to see live leases',
   })
 }
 
-/** The live slug nearest to what was typed (edit distance at most 2, or a third of its length). */
-export function closestSlug(typed: string, slugs: string[]): string | undefined {
-  let best: { slug: string; distance: number } | undefined
-  for (const slug of new Set(slugs)) {
-    const distance = editDistance(typed.toLowerCase(), slug)
-    if (distance <= Math.max(2, Math.floor(slug.length / 3)) && (!best || distance < best.distance)) best = { slug, distance }
-  }
-  return best?.slug
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++)
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
-    previous = current
-  }
-  return previous[b.length]
-}
+/** The live slug nearest to what was typed (at most 2 edits, or a third of its length). */
+export const closestSlug = (typed: string, slugs: string[]): string | undefined =>
+  closest(typed, new Set(slugs), Math.max(2, Math.floor(typed.length / 3)))
 
 /**
  * `stop --all`: releases every active lease of the caller (kept ones too). Through a broker

@@ -13,13 +13,12 @@ export function editDistance(a: string, b: string): number {
 }
 
 /**
- * The candidate closest to `word`, when it is close enough to be a typo (at most a third of
- * its length, and at least one edit); `undefined` otherwise.
+ * The candidate closest to `word`, when it is close enough to be a typo (by default at most a
+ * third of its length, and at least one edit); `undefined` otherwise.
  */
-export function closest(word: string, candidates: Iterable<string>): string | undefined {
+export function closest(word: string, candidates: Iterable<string>, limit = Math.max(1, Math.floor(word.length / 3))): string | undefined {
   let best: string | undefined
   let bestDistance = Infinity
-  const limit = Math.max(1, Math.floor(word.length / 3))
   for (const candidate of candidates) {
     const distance = editDistance(word.toLowerCase(), candidate.toLowerCase())
     if (distance < bestDistance) {
