@@ -1,3 +1,5 @@
+import type { Env } from '../../worker/env.js'
+import { providerRegistry } from '../../worker/providers/registry.js'
 import { env, runInDurableObject, SELF } from 'cloudflare:test'
 import { SignJWT, importJWK } from 'jose'
 import type { FleetDurableObject } from '../../worker/fleet/fleet.js'
@@ -121,3 +123,25 @@ export async function accessJwt(
   if (claims.nbf !== undefined) jwt.setNotBefore(claims.nbf)
   return jwt.sign(key)
 }
+
+const restore: (() => Promise<void>)[] = []
+
+/** Runs the Fleet object with extra settings until `restoreSettings()` (call it from afterEach). */
+export async function withSettings(settings: Record<string, string | undefined>): Promise<void> {
+  await inFleet((deps) => {
+    const original = { env: deps.env, providers: deps.providers }
+    restore.push(() =>
+      inFleet((d) => {
+        Object.assign(d, original)
+      }),
+    )
+    deps.env = { ...deps.env, ...settings } as Env
+    deps.providers = providerRegistry({ env: deps.env, storage: deps.storage, fetch })
+  })
+}
+
+export async function restoreSettings(): Promise<void> {
+  while (restore.length) await restore.pop()!()
+}
+
+/** The edge (the Worker's own fetch handler) with different settings; the Fleet object keeps its own. */

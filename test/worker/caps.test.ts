@@ -1,25 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import type { Env } from '../../worker/env.js'
-import { providerRegistry } from '../../worker/providers/registry.js'
-import { api, createLease, inFleet, leaseId, shared } from './broker-support.js'
+import { api, createLease, inFleet, leaseId, restoreSettings, shared, withSettings } from './broker-support.js'
 
-/** Runs the Fleet object with extra settings (caps, a different static pool) until the test ends. */
-async function withSettings(settings: Record<string, string>): Promise<void> {
-  await inFleet((deps) => {
-    const original = { env: deps.env, providers: deps.providers }
-    restore.push(() =>
-      inFleet((d) => {
-        Object.assign(d, original)
-      }),
-    )
-    deps.env = { ...deps.env, ...settings } as Env
-    deps.providers = providerRegistry({ env: deps.env, storage: deps.storage, fetch })
-  })
-}
-const restore: (() => Promise<void>)[] = []
-afterEach(async () => {
-  while (restore.length) await restore.pop()!()
-})
+afterEach(restoreSettings)
 
 const pool = (n: number, prefix = 'cap') =>
   JSON.stringify(Array.from({ length: n }, (_, i) => ({ name: `${prefix}-${i}`, host: `198.51.100.${(i % 250) + 1}`, port: 22 })))

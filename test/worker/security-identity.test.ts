@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { signUserToken } from '../../worker/auth/tokens.js'
 import { accessTestSettings, workerTestBindings } from './fixtures/bindings.js'
-import { accessJwt, api, createLease, leaseId, shared, userToken, type Who } from './broker-support.js'
+import { accessJwt, api, createLease, leaseId, restoreSettings, shared, type Who, userToken, withSettings } from './broker-support.js'
 import { callJson } from './runs-support.js'
-import { edgeFetch, restoreSettings, staticPool, withSettings } from './security-support.js'
+import { edgeFetch, staticPool } from './security-support.js'
 
 /**
  * Findings 4 and 5 of the security review: what a shared-token holder can claim.

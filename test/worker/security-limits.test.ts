@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { api, nobody, shared } from './broker-support.js'
+import { api, nobody, restoreSettings, shared } from './broker-support.js'
 import { openControl } from './control-support.js'
 import { callJson, createRun } from './runs-support.js'
-import { apiErrorShape, databaseSize, postChunked, restoreSettings } from './security-support.js'
+import { apiErrorShape, databaseSize, postChunked } from './security-support.js'
 
 /**
  * Findings 1–3 of the security review: memory and storage an attacker can make the

@@ -1,9 +1,9 @@
 import { SELF } from 'cloudflare:test'
 import { afterEach, describe, expect, it } from 'vitest'
 import { sha256Hex } from '../../worker/fleet/github.js'
-import { api, createLease, headersFor, leaseId, shared, userToken } from './broker-support.js'
+import { api, createLease, headersFor, leaseId, restoreSettings, shared, userToken, withSettings } from './broker-support.js'
 import { callJson, createRun } from './runs-support.js'
-import { restoreSettings, staticPool, withSettings } from './security-support.js'
+import { staticPool } from './security-support.js'
 
 /**
  * The low-severity findings of the security review, one test each (the CLI ones live

@@ -2,8 +2,7 @@ import { createExecutionContext, env, runInDurableObject, SELF, waitOnExecutionC
 import { expect } from 'vitest'
 import type { Env } from '../../worker/env.js'
 import worker from '../../worker/index.js'
-import { providerRegistry } from '../../worker/providers/registry.js'
-import { fleetStub, headersFor, inFleet, type Who } from './broker-support.js'
+import { fleetStub, headersFor, type Who } from './broker-support.js'
 
 /**
  * Helpers for the security tests (security-*.test.ts): they attack the broker
@@ -11,27 +10,6 @@ import { fleetStub, headersFor, inFleet, type Who } from './broker-support.js'
  * reach inside for settings and for the platform's own storage size.
  */
 
-const restore: (() => Promise<void>)[] = []
-
-/** Runs the Fleet object with extra settings until `restoreSettings()` (call it from afterEach). */
-export async function withSettings(settings: Record<string, string | undefined>): Promise<void> {
-  await inFleet((deps) => {
-    const original = { env: deps.env, providers: deps.providers }
-    restore.push(() =>
-      inFleet((d) => {
-        Object.assign(d, original)
-      }),
-    )
-    deps.env = { ...deps.env, ...settings } as Env
-    deps.providers = providerRegistry({ env: deps.env, storage: deps.storage, fetch })
-  })
-}
-
-export async function restoreSettings(): Promise<void> {
-  while (restore.length) await restore.pop()!()
-}
-
-/** The edge (the Worker's own fetch handler) with different settings; the Fleet object keeps its own. */
 export async function edgeFetch(request: Request, settings: Record<string, string | undefined>): Promise<Response> {
   const ctx = createExecutionContext()
   const response = await worker.fetch(request, { ...env, ...settings } as Env, ctx)
