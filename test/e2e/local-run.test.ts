@@ -109,7 +109,7 @@ describe('crabbox run on the embedded local provider', () => {
     const nothing = await runCli(['run'], { home, cwd: repo, env })
     expect(nothing.code).toBe(2)
     const syncOnly = await runCli(['run', '--sync-only'], { home, cwd: repo, env })
-    expect(syncOnly.code).toBe(0)
+    expect(syncOnly.code, syncOnly.stderr).toBe(0)
     expect(syncOnly.stderr).toMatch(/synced \S+\/cbx_[0-9a-f]{12}\/crabbox-repo-/)
     expect(leftovers(home)).toEqual([])
   })

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { CrabboxError } from '../../errors.js'
 import { allocateSlug } from '../../protocol/ids.js'
 import type { AcquireRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
+import { generateEd25519Pair } from '../../transport/ssh/keys.js'
 import { pickByIdOrSlug } from '../pick.js'
 import { LocalLeaseRecord, localLeaseDir, localRoot, readLocalJson } from './files.js'
 
@@ -63,6 +64,15 @@ function liveRecords(): LocalLeaseRecord[] {
   return records
 }
 
+/** The runner log's last lines (its error, when it failed to start), or '' when there is none. */
+function lastLogLines(path: string, count = 5): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-count).join('\n')
+  } catch {
+    return ''
+  }
+}
+
 /** Starts the detached runner and waits for its `listening <port>` line. */
 function startRunner(dir: string, timeoutMs = 15_000): Promise<{ pid: number; port: number }> {
   const log = openSync(join(dir, 'server.log'), 'a')
@@ -76,7 +86,14 @@ function startRunner(dir: string, timeoutMs = 15_000): Promise<{ pid: number; po
     const fail = (message: string) => {
       clearTimeout(timer)
       child.kill('SIGKILL')
-      reject(new CrabboxError(`local runner did not start: ${message}`, { exit: 'provisioning', hint: `see ${join(dir, 'server.log')}` }))
+      // The lease folder (and its log) goes away with the failed lease: say what the runner said.
+      const said = lastLogLines(join(dir, 'server.log'))
+      reject(
+        new CrabboxError(`local runner did not start: ${message}${said ? `\n${said}` : ''}`, {
+          exit: 'provisioning',
+          hint: `see ${join(dir, 'server.log')}`,
+        }),
+      )
     }
     const timer = setTimeout(() => fail('timed out'), timeoutMs)
     child.on('error', (error) => fail(error.message))
@@ -120,9 +137,8 @@ export const localProvider: DirectProvider = {
     const dir = localLeaseDir(request.leaseId)
     const workRoot = join(dir, 'work')
     mkdirSync(workRoot, { recursive: true, mode: 0o700 })
-    // ssh2 costs ~50 ms to load: only a new lease needs it here.
-    const { default: ssh2 } = await import('ssh2')
-    const hostKey = ssh2.utils.generateKeyPairSync('ed25519')
+    // ssh2 costs ~50 ms to load: only a new lease needs it here (generateEd25519Pair loads it).
+    const hostKey = await generateEd25519Pair()
     writeFileSync(join(dir, 'host_key'), hostKey.private, { mode: 0o600 })
     writeFileSync(
       join(dir, 'server.json'),

@@ -36,9 +36,7 @@ export async function ensureLeaseKey(leaseId: string): Promise<LeaseKey> {
   await chmod(dir, 0o700)
   const existing = await readExisting(privateKeyPath, leaseId)
   if (existing) return { privateKeyPath, publicKey: existing, knownHostsPath }
-  // ssh2 is only loaded when a key is actually generated; it is CommonJS, so `utils` hangs off default.
-  const { default: ssh2 } = await import('ssh2')
-  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: `crabbox ${leaseId}` })
+  const pair = await generateEd25519Pair(`crabbox ${leaseId}`)
   // 'wx': a concurrent generator for the same lease loses cleanly instead of clobbering.
   try {
     await writeFile(privateKeyPath, pair.private, { mode: 0o600, flag: 'wx' })
@@ -48,6 +46,21 @@ export async function ensureLeaseKey(leaseId: string): Promise<LeaseKey> {
   }
   await writeFile(`${privateKeyPath}.pub`, `${pair.public}\n`, { mode: 0o644 })
   return { privateKeyPath, publicKey: pair.public, knownHostsPath }
+}
+
+/**
+ * A new ed25519 key pair in OpenSSH format (`private`, and `public` as `type base64 comment`).
+ * ssh2's generator drops a leading zero byte of the key about once in 250 pairs and writes
+ * keys that nothing can parse (the local runner then died at start, exit 5): such a pair is
+ * made again. ssh2 is loaded only here, when a key is actually generated.
+ */
+export async function generateEd25519Pair(comment?: string): Promise<{ private: string; public: string }> {
+  // CommonJS: `utils` hangs off the default export.
+  const { default: ssh2 } = await import('ssh2')
+  for (;;) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519', comment ? { comment } : {})
+    if (!(ssh2.utils.parseKey(pair.private) instanceof Error) && !(ssh2.utils.parseKey(pair.public) instanceof Error)) return pair
+  }
 }
 
 /**
