@@ -2,7 +2,7 @@ import { access } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { CrabboxError } from '../errors.js'
 import { describeIssue, dotted, readConfigFile, validateLayer } from './file.js'
-import { userConfigPath } from '../paths.js'
+import { userConfigLocation, type PlatformOptions } from '../paths.js'
 import { type Config, defaultConfig, type FileConfig } from './schema.js'
 
 export interface LoadConfigOptions {
@@ -11,6 +11,8 @@ export interface LoadConfigOptions {
   /** Flag values already parsed by the command; they win over everything. */
   flags?: Partial<Record<string, unknown>>
   warn?: (message: string) => void
+  /** Which platform's user config folder to use (tests). */
+  platform?: PlatformOptions
 }
 
 export interface LoadedConfig {
@@ -19,6 +21,8 @@ export interface LoadedConfig {
   files: string[]
   /** The file `config set-broker`, `login` and `logout` write. */
   userConfigPath: string
+  /** Why that file: `CRABBOX_CONFIG`, `macos`, `macos-xdg` or `xdg` (see `userConfigLocation`). */
+  userConfigSource: string
   /** Git top-level of `cwd`, or `cwd` when it is not in a git work tree. */
   repoRoot: string
 }
@@ -263,8 +267,10 @@ const exists = (path: string) =>
 /**
  * Merges every layer into one validated Config. Precedence, highest first:
  * flags > `CRABBOX_*` env > repo `.crabbox.yaml` then `crabbox.yaml` at the git
- * root > user config (`CRABBOX_CONFIG`, else `$XDG_CONFIG_HOME/crabbox/config.yaml`)
- * > defaults. Scalars override field by field; `sync.exclude` appends.
+ * root > user config (`$XDG_CONFIG_HOME/crabbox/config.yaml`; on macOS
+ * `~/Library/Application Support/crabbox/config.yaml`, over `~/.config/crabbox/config.yaml`)
+ * > defaults. `CRABBOX_CONFIG` names the only file read: repo files are skipped too.
+ * Scalars override field by field; `sync.exclude` appends.
  *
  * Provider: an explicit `provider` (or `broker.provider`) in any layer wins;
  * otherwise `broker` when a broker URL is configured (no provider is sent: the
@@ -277,10 +283,13 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
   const config = defaultConfig()
   const explicit = { provider: false }
   const files: string[] = []
-  const userPath = userConfigPath(env)
+  const user = userConfigLocation(env, options.platform)
   const repoRoot = await gitRoot(cwd)
 
-  const layers = [userPath, ...repoConfigNames.map((name) => join(repoRoot, name))]
+  const layers =
+    user.source === 'CRABBOX_CONFIG'
+      ? [user.path]
+      : [...(user.alsoRead ? [user.alsoRead] : []), user.path, ...repoConfigNames.map((name) => join(repoRoot, name))]
   const read = await Promise.all([...new Set(layers)].map((path) => readConfigFile(path, warn)))
   for (const file of read) {
     if (!file) continue
@@ -297,5 +306,5 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
     config.provider = config.broker.url ? 'broker' : 'local'
     config.sources.provider = config.broker.url ? 'default (the broker chooses)' : 'default (no broker)'
   }
-  return { config, files, userConfigPath: userPath, repoRoot }
+  return { config, files, userConfigPath: user.path, userConfigSource: user.source, repoRoot }
 }

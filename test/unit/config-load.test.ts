@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
 import { setUserConfigValues, updateUserConfig } from '../../src/config/write.js'
 import { CrabboxError } from '../../src/errors.js'
+import { userConfigLocation } from '../../src/paths.js'
 
 let root: string
 let home: string
@@ -104,6 +105,49 @@ describe('loadConfig precedence', () => {
     expect(config.class).toBe('beast')
     expect(config.workRoot).toBe('/other')
     expect(files).toEqual([other])
+  })
+
+  it('CRABBOX_CONFIG replaces every config file, the repo files too', async () => {
+    write(userFile(), 'class: standard\n')
+    write(join(repo, '.crabbox.yaml'), 'class: fast\nttl: 20m\n')
+    write(join(repo, 'crabbox.yaml'), 'workRoot: /repo\n')
+    const other = join(root, 'other.yaml')
+    write(other, 'ttl: 5m\n')
+    const { config, files, userConfigPath, userConfigSource } = await load({ extraEnv: { CRABBOX_CONFIG: other } })
+    expect(files).toEqual([other])
+    expect(config).toMatchObject({ class: 'beast', ttl: '5m', workRoot: '/work/crabbox' })
+    expect(userConfigPath).toBe(other)
+    expect(userConfigSource).toBe('CRABBOX_CONFIG')
+  })
+
+  it('macOS: the user config is in ~/Library/Application Support/crabbox; ~/.config/crabbox is read too', async () => {
+    const mac = join(home, 'Library', 'Application Support', 'crabbox', 'config.yaml')
+    const xdg = join(home, '.config', 'crabbox', 'config.yaml')
+    const macEnv = { HOME: home, PATH: process.env.PATH }
+    const loadOn = (platform: NodeJS.Platform) =>
+      loadConfig({ cwd: repo, env: macEnv, platform: { platform }, warn: (m) => warnings.push(m) })
+    // Nothing yet: the macOS folder is the one crabbox writes.
+    expect(userConfigLocation(macEnv, { platform: 'darwin' })).toEqual({ path: mac, source: 'macos' })
+    expect(userConfigLocation(macEnv, { platform: 'linux' })).toEqual({ path: xdg, source: 'xdg' })
+    // Only ~/.config/crabbox (a setup from before): that file is used, read and written.
+    write(xdg, 'class: standard\nttl: 10m\n')
+    let loaded = await loadOn('darwin')
+    expect(loaded.files).toEqual([xdg])
+    expect(loaded).toMatchObject({ userConfigPath: xdg, userConfigSource: 'macos-xdg' })
+    expect(loaded.config.class).toBe('standard')
+    // Both: ~/.config first, the macOS file over it.
+    write(mac, 'class: fast\n')
+    loaded = await loadOn('darwin')
+    expect(loaded.files).toEqual([xdg, mac])
+    expect(loaded).toMatchObject({ userConfigPath: mac, userConfigSource: 'macos' })
+    expect(loaded.config).toMatchObject({ class: 'fast', ttl: '10m' })
+    expect(userConfigLocation(macEnv, { platform: 'darwin' })).toEqual({ path: mac, source: 'macos', alsoRead: xdg })
+    // Linux never reads the macOS folder.
+    loaded = await loadOn('linux')
+    expect(loaded.files).toEqual([xdg])
+    expect(loaded.config.class).toBe('standard')
+    // The platform's file checks can be injected too.
+    expect(userConfigLocation(macEnv, { platform: 'darwin', exists: () => false })).toEqual({ path: mac, source: 'macos' })
   })
 
   it('sync.exclude appends across layers; other lists replace', async () => {
