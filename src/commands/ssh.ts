@@ -6,7 +6,8 @@ export default class Ssh extends BaseCommand<typeof Ssh> {
   static override summary = 'Open a shell on a lease, run one command there, or print the ssh command line'
   static override description =
     'Connects with ssh2 through the per-user connection agent, so a warm box costs one round trip. ' +
-    'Everything after `--` is the remote command; its exit code is passed through. Without a command you get an interactive shell with a pty.'
+    'Everything after `--` is the remote command; its exit code is passed through. Without a command you get an interactive shell with a pty; ' +
+    'when stdout is not a terminal (and stdin carries no script) the OpenSSH command line is printed instead, for scripts.'
   static override examples = [
     '<%= config.bin %> ssh blue-crab',
     '<%= config.bin %> ssh --id cbx_abcdef123456',

@@ -1,4 +1,5 @@
-import { constants, homedir } from 'node:os'
+import { fstatSync } from 'node:fs'
+import { constants } from 'node:os'
 import type { ServiceContext } from './context.js'
 import { parseDuration } from '../config/schema.js'
 import { CrabboxError, RemoteExit } from '../errors.js'
@@ -11,6 +12,8 @@ export interface SshFlags {
   /** A lease ID or slug; resolved through the broker or this machine's lease records. */
   id?: string
   print?: boolean
+  /** Whether to print the command line when no command is given (default: `printsByDefault()`). */
+  printWithoutCommand?: boolean
   /** Without a command: a pty shell even when stdin is not a terminal (`ssh -t`). */
   tty?: boolean
 }
@@ -29,7 +32,7 @@ export interface ResolvedTarget {
 export interface SshResult {
   leaseId: string
   target: string
-  /** `--print`: the equivalent OpenSSH command line. */
+  /** `--print`, or no command with stdout not a terminal: the equivalent OpenSSH command line. */
   openssh?: string
   /** Remote exit status of the command or shell (null when it died by a signal). */
   code?: number | null
@@ -72,20 +75,22 @@ async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, '
 }
 
 const quoteArg = (value: string) => (/^[\w@%+=:,./~-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`)
-const tilde = (path: string) => (path.startsWith(`${homedir()}/`) ? `~${path.slice(homedir().length)}` : path)
-
-/** The same connection for users who want their own client: per-lease key, known_hosts and port. */
-function opensshCommand(target: SshTarget, remote: string[] = []): string {
+/**
+ * The same connection for users and scripts that want their own client: per-lease key,
+ * the known_hosts file crabbox pins host keys in, and the port. Paths are absolute, so
+ * the words can be run without a shell.
+ */
+export function opensshCommand(target: SshTarget, remote: string[] = []): string {
   const args = [
     'ssh',
     '-i',
-    tilde(target.privateKeyPath),
+    target.privateKeyPath,
     '-p',
     String(target.port),
     '-o',
     'IdentitiesOnly=yes',
     '-o',
-    `UserKnownHostsFile=${tilde(target.knownHostsPath)}`,
+    `UserKnownHostsFile=${target.knownHostsPath}`,
     '-o',
     'StrictHostKeyChecking=accept-new',
     '-o',
@@ -106,14 +111,32 @@ export function exitCodeOf(result: ExecResult): number {
 }
 
 /**
- * `crabbox ssh`: `--print` prints an OpenSSH command line; with a command it
+ * Without a command, `crabbox ssh` prints the OpenSSH command line when its stdout is not a
+ * terminal (`$(crabbox ssh --id X)`, a tool capturing it), unless stdin carries input (a pipe
+ * or a file): that is a script for the remote login shell, as with `ssh host < script`.
+ */
+export function printsByDefault(): boolean {
+  if (process.stdout.isTTY) return false
+  if (process.stdin.isTTY) return true
+  try {
+    const stdin = fstatSync(0)
+    return !(stdin.isFIFO() || stdin.isFile() || stdin.isSocket())
+  } catch {
+    return true // no stdin at all
+  }
+}
+
+/**
+ * `crabbox ssh`: `--print` (or no command with stdout not a terminal, see
+ * `printsByDefault`) prints an OpenSSH command line; with a command it
  * runs it (through the connection agent when available) and passes its exit
  * code through; without one it opens an interactive pty shell.
  */
 export async function sshCommand(context: ServiceContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
   const { leaseId, target, broker, idleTimeoutSeconds, workRoot } = await resolveSshTarget(context, flags)
   const where = `${target.user}@${target.host}:${target.port}`
-  if (flags.print) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
+  const printLine = flags.print || (argv.length === 0 && !flags.tty && (flags.printWithoutCommand ?? printsByDefault()))
+  if (printLine) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
 
   const { openSession } = await import('../transport/ssh/index.js')
   const session = await openSession(target, {
