@@ -1,5 +1,6 @@
 import { Errors, Flags } from '@oclif/core'
 import { DURATION_FORM, parseDuration, parseLeaseDuration } from './config/schema.js'
+import { usageError } from './errors.js'
 
 /**
  * Flags shared by several commands. Lease flags are named after config keys
@@ -82,3 +83,23 @@ export const monthFlag = Flags.custom<string>({ helpValue: 'YYYY-MM', parse: asy
 
 /** `--limit N`, N ≥ 1 (checked while flags are parsed). */
 export const limitFlag = Flags.custom<number>({ helpValue: 'N', parse: async (input) => parsePositiveInt(input) })
+
+/** `--id <run ID>` on the run history commands, beside the positional run ID. */
+export const runIdFlag = Flags.string({ description: 'Run ID (run_…), instead of the positional argument', helpValue: 'RUN' })
+
+/**
+ * The ID given either positionally or with `--id`. Both may be given when they
+ * agree; two different IDs are a usage error (exit 2) naming both.
+ */
+export function oneId(positional: string | undefined, flag: string | undefined, what: 'lease' | 'run'): string | undefined {
+  if (positional && flag && positional !== flag)
+    throw usageError(`two ${what}s named: ${positional} and --id ${flag}`, `Give the ${what} once, positionally or with --id.`)
+  return positional || flag
+}
+
+/** The run ID of `logs`, `events`, `attach` and `results`: positional or `--id`, one of them required. */
+export function runIdOf(positional: string | undefined, flag: string | undefined): string {
+  const id = oneId(positional, flag, 'run')
+  if (!id) throw usageError('which run?', 'Pass a run ID (`crabbox history` lists them), positionally or with --id.')
+  return id
+}

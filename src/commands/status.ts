@@ -1,8 +1,9 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
-import { durationFlag, idFlag, leaseFlags } from '../flags.js'
+import { durationFlag, idFlag, leaseFlags, oneId } from '../flags.js'
 import { leaseStatus, requireId, type StatusView } from '../services/lease-ops.js'
+import { statusLine } from '../ui/status.js'
 
 export default class Status extends BaseCommand<typeof Status> {
   static override summary = 'Show a lease and whether its runner answers over SSH'
@@ -17,13 +18,13 @@ export default class Status extends BaseCommand<typeof Status> {
 
   async run(): Promise<StatusView> {
     const { args, flags } = await this.parse(Status)
-    const view = await leaseStatus(requireId(args.lease ?? flags.id), await this.context(flags), {
+    const view = await leaseStatus(requireId(oneId(args.lease, flags.id, 'lease')), await this.context(flags), {
       wait: flags.wait,
       timeoutMs: parseDuration(flags['wait-timeout']),
     })
     if (!this.jsonEnabled()) {
-      this.log(`${view.id} slug=${view.slug} provider=${view.provider} state=${view.state} ready=${view.ready}`)
-      this.log(`ssh=${view.user}@${view.host}:${view.port} workroot=${view.workRoot}${view.expiresAt ? ` expires=${view.expiresAt}` : ''}`)
+      this.log(statusLine(view))
+      this.log(`ssh=${view.sshUser}@${view.sshHost}:${view.sshPort} workroot=${view.workroot ?? '-'}`)
     }
     return view
   }

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { usageError } from '../errors.js'
-import { idFlag, leaseFlags } from '../flags.js'
+import { idFlag, leaseFlags, oneId } from '../flags.js'
 import { requireId, stopAllLeases, stopLease, type StopResult } from '../services/lease-ops.js'
 
 export default class Stop extends BaseCommand<typeof Stop> {
@@ -32,7 +32,7 @@ export default class Stop extends BaseCommand<typeof Stop> {
       }
       return { leases }
     }
-    const result = await stopLease(requireId(args.lease ?? flags.id), await this.context(flags))
+    const result = await stopLease(requireId(oneId(args.lease, flags.id, 'lease')), await this.context(flags))
     if (!this.jsonEnabled())
       this.log(result.released ? `released ${result.id}${result.slug ? ` (${result.slug})` : ''}` : `${result.id} is already released`)
     return result

@@ -7,8 +7,11 @@ import { forgetLeaseKey, leaseBackend, type LeaseBackend, type LeaseContext } fr
 import { WhoamiResponse, type LeaseRecord } from '../protocol/leases.js'
 import { interruptOnSignals, obtainLease } from './run/lifecycle.js'
 import { nullRecorder } from './run/recorder.js'
+import { statusView, type StatusView } from './status-view.js'
 
-/** What `status`, `warmup`, `list` and `inspect --json` show of a lease. */
+export type { StatusView } from './status-view.js'
+
+/** What `warmup` and `list` show of a lease (`status` and `inspect` show a `StatusView`). */
 export interface LeaseView {
   id: string
   slug: string
@@ -135,10 +138,6 @@ export async function stopAllLeases(context: LeaseContext): Promise<StopResult[]
   )
 }
 
-export interface StatusView extends LeaseView {
-  ready: boolean
-}
-
 /** One SSH round trip: can we run `true` there now? */
 async function probe(lease: Lease): Promise<boolean> {
   try {
@@ -165,7 +164,7 @@ export async function leaseStatus(
   for (;;) {
     const lease = await backend.resolve(idOrSlug)
     const ready = lease.state === 'active' && (await probe(lease))
-    if (ready || !options.wait) return { ...leaseView(lease), ready }
+    if (ready || !options.wait) return statusView(lease, { ready, target: context.config.target })
     if (Date.now() > deadline)
       throw new CrabboxError(`lease ${lease.id} is not ready after ${Math.round(options.timeoutMs / 1000)}s`, { exit: 'provisioning' })
     context.progress.phase(`waiting for ${lease.slug} to be ready`)
@@ -173,13 +172,11 @@ export async function leaseStatus(
   }
 }
 
-/** `inspect`: everything known about a lease, including the provider's own record. */
-export async function inspectLease(
-  idOrSlug: string,
-  context: LeaseContext,
-): Promise<LeaseView & { ssh: Lease['ssh']; details: Record<string, unknown> }> {
+/** `inspect`: the same view as `status` (one probe, no waiting). */
+export async function inspectLease(idOrSlug: string, context: LeaseContext): Promise<StatusView> {
   const lease = await (await leaseBackend(context)).resolve(idOrSlug)
-  return { ...leaseView(lease), ssh: lease.ssh, details: lease.details }
+  const ready = lease.state === 'active' && (await probe(lease))
+  return statusView(lease, { ready, target: context.config.target })
 }
 
 /** `list`: active leases of the broker, or of this machine in direct mode. */

@@ -86,7 +86,7 @@ describe('crabbox run on the embedded local provider', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ id: lease.id, slug: lease.slug, ready: true })
 
     const inspect = await runCli(['inspect', lease.slug, '--json'], { home, cwd: repo, env })
-    expect(JSON.parse(inspect.stdout)).toMatchObject({ id: lease.id, provider: 'local', ssh: { host: '127.0.0.1' } })
+    expect(JSON.parse(inspect.stdout)).toMatchObject({ id: lease.id, provider: 'local', sshHost: '127.0.0.1' })
 
     const stop = await runCli(['stop', lease.slug], { home, cwd: repo, env })
     expect(stop.code).toBe(0)
