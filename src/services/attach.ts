@@ -7,7 +7,10 @@ import { fetchRun, requireRunBroker, type HistoryContext } from './history.js'
 export interface AttachOptions {
   /** Print events after this sequence number. */
   after: number
-  /** HTTP polling interval while the control socket is not available. */
+  /**
+   * HTTP polling interval while the control socket is not available; with the socket open,
+   * how often a quiet socket checks whether the run ended unseen (`GET /v1/runs/{id}`).
+   */
   pollMs: number
   /** Print nothing (`--json`: the result is the output). */
   quiet?: boolean
@@ -25,7 +28,7 @@ export interface AttachResult {
   transports: ('socket' | 'http')[]
 }
 
-/** While the socket is silent this long, the run is checked over HTTP (a stalled socket, a run that ended unseen). */
+/** While the socket is silent this long, its events are re-read over HTTP (a stalled socket). */
 const SOCKET_SILENCE_CHECK_MS = 30_000
 
 /** A short stderr line for events that are not output. */
@@ -47,6 +50,16 @@ const sleep = (ms: number, wake: Promise<unknown>) =>
     })
   })
 
+/** Network trouble while polling is waited out (the broker may be restarting); anything else ends the attach. */
+async function tolerant(step: () => Promise<boolean>): Promise<boolean> {
+  try {
+    return await step()
+  } catch (error) {
+    if (error instanceof BrokerError && (error.status === 0 || error.status >= 500 || error.status === 429)) return false
+    throw error
+  }
+}
+
 /**
  * `crabbox attach`: follows a run's events from `after`, printing each exactly once and in
  * order: stdout/stderr data to the matching stream, other events as short stderr lines.
@@ -58,6 +71,7 @@ export async function attachRun(context: HistoryContext, runId: string, options:
   const client = requireRunBroker(context)
   let run: RunRecord = await fetchRun(client, runId)
   let last = options.after
+  let lastEventAt = Date.now()
   let finishedAt: number | undefined
   const transports = new Set<'socket' | 'http'>()
   let notifyFinished!: () => void
@@ -77,6 +91,7 @@ export async function attachRun(context: HistoryContext, runId: string, options:
   const print = (event: RunEventRecord, via: 'socket' | 'http'): void => {
     if (event.seq !== last + 1 || outputClosed) return
     last = event.seq
+    lastEventAt = Date.now()
     transports.add(via)
     if (options.quiet) {
       // nothing printed; the result says where it ended
@@ -114,14 +129,20 @@ export async function attachRun(context: HistoryContext, runId: string, options:
     return events.length === 0
   }
 
-  /** Network trouble while polling is waited out (the broker may be restarting); anything else ends the attach. */
-  const tolerant = async (step: () => Promise<boolean>): Promise<boolean> => {
-    try {
-      return await step()
-    } catch (error) {
-      if (error instanceof BrokerError && (error.status === 0 || error.status >= 500 || error.status === 429)) return false
-      throw error
+  /**
+   * The socket was quiet for one poll interval: the run's state is read (one small request);
+   * a run that ended is given one more interval for its last events to arrive on the socket,
+   * then caught up over HTTP. After a long silence the events themselves are re-read.
+   */
+  const idleCheck = async (): Promise<boolean> => {
+    if (Date.now() - lastEventAt >= SOCKET_SILENCE_CHECK_MS) {
+      lastEventAt = Date.now() // the next full re-read after another long silence
+      return catchUp()
     }
+    run = await fetchRun(client, runId)
+    if (run.state === 'running') return false
+    await sleep(options.pollMs, finished)
+    return finishedAt !== undefined || catchUp()
   }
 
   const result = (): AttachResult => ({
@@ -168,11 +189,11 @@ export async function attachRun(context: HistoryContext, runId: string, options:
           hint: 'crabbox history lists recent runs',
         })
       if (await channel.whenOpen(dialBudget)) {
-        // Events arrive through the subscription; wake on finish, on a drop, or after silence.
+        // Events arrive through the subscription; wake on finish, on a drop, or after one quiet poll interval.
         const before = last
-        await sleep(SOCKET_SILENCE_CHECK_MS, Promise.race([finished, kicked]))
+        await sleep(options.pollMs, Promise.race([finished, kicked]))
         if (finishedAt !== undefined || notFound !== undefined || outputClosed) continue
-        if (last === before && channel.state === 'open' && (await tolerant(catchUp))) break
+        if (last === before && channel.state === 'open' && (await tolerant(idleCheck))) break
         // Dropped: give the reconnect its dial budget before polling.
         dialBudget = CONTROL_OPEN_BUDGET_MS
         continue

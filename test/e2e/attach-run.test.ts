@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -122,10 +122,8 @@ describe('crabbox attach', () => {
     const noResults = await runCli(['results', runId], { home: rig.home, env: cliEnv() })
     expect(noResults.code).toBe(0)
     expect(noResults.stderr).toContain('no test results recorded')
-    expect(JSON.parse((await runCli(['results', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toEqual({
-      runId,
-      results: null,
-    })
+    // --json prints the run's bare results object: null when it recorded none.
+    expect(JSON.parse((await runCli(['results', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toBeNull()
 
     // A run that recorded a JUnit summary (as `run --junit` would).
     const { run } = await api('POST', '/v1/runs', { command: ['npm', 'test'] })
@@ -147,14 +145,136 @@ describe('crabbox attach', () => {
     expect(results.stdout).toContain('junit: 2 tests, 1 failure, 0 errors, 0 skipped in 1.2s (1 suite, 1 file)')
     expect(results.stdout).toContain('FAIL pkg › fails: expected 1')
     expect(JSON.parse((await runCli(['results', run.id, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toMatchObject({
-      runId: run.id,
-      results: { tests: 2, failures: 1 },
+      tests: 2,
+      failures: 1,
+    })
+    // --id names the run as the positional argument does.
+    expect(JSON.parse((await runCli(['results', '--id', run.id, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toMatchObject({
+      tests: 2,
+      failures: 1,
     })
 
     expect((await runCli(['events', 'nope'], { home: rig.home, env: cliEnv() })).code).toBe(2)
     const missing = await runCli(['attach', 'run_000000000000'], { home: rig.home, env: cliEnv() })
     expect(missing.code).toBe(4)
     expect(missing.stderr).toContain('crabbox history')
+  })
+
+  it('--id names the run or the lease; two different IDs are exit 2', async () => {
+    const warm = await runCli(['warmup', '--json'], { home: rig.home, cwd: repo, env: cliEnv() })
+    expect(warm.code, warm.stderr).toBe(0)
+    const lease = JSON.parse(warm.stdout)
+    try {
+      const finished = await runCli(['run', '--id', lease.slug, '--no-sync', '--timing-json', '--', 'echo', 'by-id'], {
+        home: rig.home,
+        cwd: repo,
+        env: cliEnv(),
+      })
+      expect(finished.code, finished.stderr).toBe(0)
+      const runId = JSON.parse(finished.stderr.trim().split('\n').at(-1)!).runId as string
+      expect((await runCli(['logs', '--id', runId], { home: rig.home, env: cliEnv() })).stdout).toBe('by-id\n')
+      expect((await runCli(['attach', '--id', runId, '--poll', '200ms'], { home: rig.home, env: cliEnv() })).stdout).toBe('by-id\n')
+      const events = JSON.parse((await runCli(['events', '--id', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout).events
+      expect(events.some((event: { type: string }) => event.type === 'command.finished')).toBe(true)
+      expect(JSON.parse((await runCli(['results', '--id', runId, '--json'], { home: rig.home, env: cliEnv() })).stdout)).toBeNull()
+      // The same ID both ways is fine; two different ones are a usage error naming both.
+      expect((await runCli(['logs', runId, '--id', runId], { home: rig.home, env: cliEnv() })).stdout).toBe('by-id\n')
+      for (const command of ['logs', 'events', 'attach', 'results']) {
+        const both = await runCli([command, runId, '--id', 'run_000000000000'], { home: rig.home, env: cliEnv() })
+        expect(both.code, `${command}: ${both.stderr}`).toBe(2)
+        expect(both.stderr).toContain(`${runId} and --id run_000000000000`)
+      }
+      for (const command of ['status', 'inspect', 'stop']) {
+        const both = await runCli([command, lease.slug, '--id', 'cbx_000000000000'], { home: rig.home, env: cliEnv() })
+        expect(both.code, `${command}: ${both.stderr}`).toBe(2)
+        expect(both.stderr).toContain(`${lease.slug} and --id cbx_000000000000`)
+      }
+      expect((await runCli(['attach', '--poll', 'soon', runId], { home: rig.home, env: cliEnv() })).code).toBe(2)
+      expect((await api('GET', `/v1/leases/${lease.id}`)).lease.state).toBe('active')
+    } finally {
+      await runCli(['stop', '--id', lease.id], { home: rig.home, env: cliEnv() })
+    }
+  })
+
+  it('status --json and inspect --json show the lease with the field names and types scripts read; inspect prints key=value', async () => {
+    const warm = await runCli(['warmup', '--json', '--idle-timeout', '20m'], { home: rig.home, cwd: repo, env: cliEnv() })
+    expect(warm.code, warm.stderr).toBe(0)
+    const lease = JSON.parse(warm.stdout)
+    try {
+      const status = JSON.parse((await runCli(['status', '--id', lease.slug, '--json'], { home: rig.home, env: cliEnv() })).stdout)
+      const record = (await api('GET', `/v1/leases/${lease.id}`)).lease
+      expect(status).toMatchObject({
+        id: lease.id,
+        slug: lease.slug,
+        provider: 'static',
+        target: 'linux',
+        state: 'active',
+        host: record.host,
+        network: 'public',
+        sshHost: record.host,
+        sshUser: record.sshUser,
+        sshPort: record.sshPort,
+        lastTouchedAt: record.lastTouchedAt,
+        idleTimeout: '20m0s',
+        expiresAt: record.expiresAt,
+        hasHost: true,
+        ready: true,
+      })
+      for (const key of ['serverId', 'serverType', 'sshKey', 'idleFor']) expect(typeof status[key], key).toBe('string')
+      expect(status.labels).toMatchObject({ lease: lease.id, slug: lease.slug, owner: 'attach@example.com', idle_timeout_secs: '1200' })
+      // inspect --json: the same object (idleFor moves with the clock).
+      const inspect = JSON.parse((await runCli(['inspect', lease.id, '--json'], { home: rig.home, env: cliEnv() })).stdout)
+      expect({ ...inspect, idleFor: undefined }).toEqual({ ...status, idleFor: undefined })
+      const human = await runCli(['inspect', lease.slug], { home: rig.home, env: cliEnv() })
+      expect(human.code, human.stderr).toBe(0)
+      const lines = human.stdout.trim().split('\n')
+      expect(
+        lines.every((line) => /^[a-z_.0-9]+=/.test(line)),
+        human.stdout,
+      ).toBe(true)
+      expect(lines).toContain(`id=${lease.id}`)
+      expect(lines).toContain(`ssh_port=${record.sshPort}`)
+      expect(lines).toContain('label.owner=attach@example.com')
+      expect((await runCli(['status', lease.slug], { home: rig.home, env: cliEnv() })).stdout).toMatch(
+        new RegExp(`^${lease.id} slug=${lease.slug} provider=static target=linux state=active .* ready=true `),
+      )
+    } finally {
+      await runCli(['stop', lease.id], { home: rig.home, env: cliEnv() })
+    }
+  })
+
+  it('ssh --id with no command and stdout not a terminal prints an OpenSSH line that works, host key pinned', async () => {
+    const warm = await runCli(['warmup', '--json'], { home: rig.home, cwd: repo, env: cliEnv() })
+    expect(warm.code, warm.stderr).toBe(0)
+    const lease = JSON.parse(warm.stdout)
+    try {
+      // A first connection pins the host key in the lease's known_hosts.
+      expect((await runCli(['ssh', '--id', lease.slug, '--', 'true'], { home: rig.home, env: cliEnv() })).code).toBe(0)
+      // As a script runs it: `line=$(crabbox ssh --id X)` (stdin not piped, stdout captured).
+      const env: Record<string, string | undefined> = { ...process.env, ...rig.home.env, ...cliEnv() }
+      for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key]
+      const printed = spawnSync(process.execPath, [cliPath, 'ssh', '--id', lease.slug], {
+        env: env as NodeJS.ProcessEnv,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        encoding: 'utf8',
+        timeout: 60_000,
+      })
+      expect(printed.status, printed.stderr).toBe(0)
+      const line = printed.stdout.trim()
+      const knownHosts = join(rig.home.env.XDG_CONFIG_HOME, 'crabbox', 'testboxes', lease.id, 'known_hosts')
+      expect(line).toMatch(/^ssh -i \S+ -p \d+ (-o \S+ )+\S+@\S+$/)
+      expect(line).toContain(`UserKnownHostsFile=${knownHosts}`)
+      // OpenSSH takes the first value of an option: strict checking against that file, no prompts.
+      const words = line.split(' ')
+      const out = execFileSync(
+        words[0],
+        ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'LogLevel=ERROR', ...words.slice(1), 'echo', 'via-openssh'],
+        { encoding: 'utf8', env: env as NodeJS.ProcessEnv, timeout: 60_000 },
+      )
+      expect(out).toBe('via-openssh\n')
+    } finally {
+      await runCli(['stop', lease.id], { home: rig.home, env: cliEnv() })
+    }
   })
 
   it('crabbox heartbeat marks a kept lease active and prints its new expiry; --idle-timeout changes it', async () => {

@@ -54,7 +54,8 @@ describe('run --junit and run telemetry through the broker', () => {
 
     const shown = await runCli(['results', runId, '--json'], { home: rig.home, cwd: repo, env: cliEnv() })
     expect(shown.code, shown.stderr).toBe(0)
-    expect(JSON.parse(shown.stdout).results).toEqual({
+    // --json prints the bare results object.
+    expect(JSON.parse(shown.stdout)).toEqual({
       format: 'junit',
       files: ['reports/unit.xml'],
       suites: 1,
@@ -90,7 +91,7 @@ describe('run --junit and run telemetry through the broker', () => {
     const { runId, exitCode } = lastJsonLine(result.stderr)
     expect(exitCode).toBe(0)
     const shown = await runCli(['results', runId, '--json'], { home: rig.home, cwd: repo, env: cliEnv() })
-    expect(JSON.parse(shown.stdout).results).toBeNull()
+    expect(JSON.parse(shown.stdout)).toBeNull()
 
     const failing = await runCli(['run', '--junit', 'bad.xml', '--', 'sh', '-c', "printf 'oops <' > bad.xml; exit 7"], {
       home: rig.home,
