@@ -136,6 +136,7 @@ export function forgetClaim(leaseId: string): void {
 interface ClaimableBackend {
   acquire(request: { keep: boolean; leaseId?: string }): Promise<Lease>
   resolve(idOrSlug: string): Promise<Lease>
+  release(lease: Lease): Promise<void>
 }
 
 /**
@@ -143,6 +144,7 @@ interface ClaimableBackend {
  * `run --id`, `ssh` and `warmup` refuse a lease another checkout holds. Only an existing
  * host comes back from `acquire` under an ID it had before (the ssh provider's
  * `static_<host>`); refused, it is left as it is: the other checkout is using it.
+ * Any other failure to claim a lease just acquired releases it.
  */
 export function claimingBackend<B extends ClaimableBackend>(
   backend: B,
@@ -156,6 +158,15 @@ export function claimingBackend<B extends ClaimableBackend>(
   return {
     ...backend,
     resolve: async (idOrSlug) => claim(await backend.resolve(idOrSlug)),
-    acquire: async (request) => claim(await backend.acquire(request)),
+    async acquire(request) {
+      const lease = await backend.acquire(request)
+      try {
+        return await claim(lease)
+      } catch (error) {
+        // A new lease nobody could claim (the state folder cannot be written) is released, never leaked.
+        if (!(error instanceof CrabboxError && error.code === 'claimed')) await backend.release(lease).catch(() => undefined)
+        throw error
+      }
+    },
   }
 }

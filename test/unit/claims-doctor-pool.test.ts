@@ -5,7 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { CrabboxError } from '../../src/errors.js'
 import type { LeaseRecord, ProviderMachine } from '../../src/protocol/leases.js'
-import { claimLease, claimsDir, forgetClaim, readClaim } from '../../src/services/claims.js'
+import { claimingBackend, claimLease, claimsDir, forgetClaim, readClaim } from '../../src/services/claims.js'
+import type { Lease } from '../../src/providers/types.js'
 import { guessTestCommand, workflowTemplate } from '../../src/services/init-workflow.js'
 import { markOrphans } from '../../src/services/pool.js'
 import { MIN_FREE_BYTES, parseRemoteDoctor, remoteChecks, remoteDoctorScript } from '../../src/services/remote-doctor.js'
@@ -75,6 +76,29 @@ describe('repo claims', () => {
     forgetClaim(lease.id)
     expect(readClaim(lease.id)).toBeUndefined()
     await claimLease(lease, { repoRoot: a(), reclaim: false })
+  })
+
+  it('a claiming backend: a refused lease is left alone, one that could not be claimed at all is released', async () => {
+    const released: string[] = []
+    const asLease = { ...lease, ssh: {}, workRoot: '/w', state: 'active', keep: true, details: {} } as unknown as Lease
+    const backend: Parameters<typeof claimingBackend>[0] = {
+      acquire: async () => asLease,
+      resolve: async () => asLease,
+      release: async (l: Lease) => void released.push(l.id),
+    }
+    await claimLease(lease, { repoRoot: a(), reclaim: false })
+    const fromB = claimingBackend(backend, { repoRoot: b(), reclaim: false })
+    expect((await refusal(fromB.acquire({ keep: true }))).exitCode).toBe(2)
+    expect((await refusal(fromB.resolve(lease.id))).exitCode).toBe(2)
+    expect(released).toEqual([])
+    let from = ''
+    const reclaiming = claimingBackend(backend, { repoRoot: b(), reclaim: true, onReclaim: (previous) => (from = previous) })
+    expect((await reclaiming.resolve(lease.id)).id).toBe(lease.id)
+    expect(from).toBe(a())
+
+    process.env.XDG_STATE_HOME = '/dev/null/not-a-folder'
+    expect((await refusal(fromB.acquire({ keep: true }))).code).not.toBe('claimed')
+    expect(released).toEqual([lease.id])
   })
 
   it('two checkouts claiming at once: exactly one wins, the other is refused', async () => {
