@@ -101,6 +101,10 @@ crabbox run --id <id> -- npm run lint
 crabbox stop <id>              # release it when done
 \`\`\`
 
+A warm box is claimed by the checkout (worktree) that leased or used it: from another
+checkout \`run --id\` and \`ssh --id\` stop with exit 2 naming the owning checkout.
+Warm a box of your own, or pass \`--reclaim\` to take that one over.
+
 ## Inspect
 
 \`\`\`sh
