@@ -59,6 +59,12 @@ export const leaseFlags = {
   'static-port': Flags.string({ description: 'ssh provider: SSH port of that host', helpGroup: 'LEASE' }),
 }
 
+/** `--reclaim`: take over a lease another checkout on this machine has claimed (services/claims.ts). */
+export const reclaimFlag = Flags.boolean({
+  description: 'Use the lease even though another checkout on this machine claimed it, and move its claim here',
+  default: false,
+})
+
 /** `--id <lease ID or slug>`, resolved the same way by every command. */
 export const idFlag = Flags.string({ description: 'Lease ID (cbx_…) or slug', helpValue: 'ID|SLUG' })
 

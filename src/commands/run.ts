@@ -2,7 +2,7 @@ import { Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
 import { type CrabboxError, RemoteExit } from '../errors.js'
-import { durationFlag, idFlag, leaseFlags } from '../flags.js'
+import { durationFlag, idFlag, leaseFlags, reclaimFlag } from '../flags.js'
 import { reportTiming, runPipeline } from '../services/run/pipeline.js'
 import type { RunTiming } from '../services/run/timing.js'
 
@@ -37,6 +37,7 @@ export default class Run extends BaseCommand<typeof Run> {
   static override flags = {
     ...leaseFlags,
     id: idFlag,
+    reclaim: reclaimFlag,
     keep: Flags.boolean({ description: 'Keep the lease after the command (reuse it with --id)', default: false }),
     'no-sync': Flags.boolean({ description: 'Do not sync the checkout; run in the existing workdir', default: false }),
     'sync-only': Flags.boolean({ description: 'Sync, then stop without running a command', default: false }),
@@ -65,6 +66,7 @@ export default class Run extends BaseCommand<typeof Run> {
       checksum: flags.checksum ?? false,
       forceSyncLarge: flags['force-sync-large'],
       timingJson: flags['timing-json'],
+      reclaim: flags.reclaim,
       json: this.jsonEnabled(),
       bootstrapTimeoutMs: flags['bootstrap-timeout'] ? parseDuration(flags['bootstrap-timeout']) : undefined,
       debug: flags.debug ? (message) => process.stderr.write(`debug: ${message}\n`) : undefined,

@@ -10,14 +10,11 @@ import { HealthResponse } from '../protocol/auth.js'
 import { WhoamiResponse } from '../protocol/leases.js'
 import { brokerClient } from '../transport/broker/client.js'
 import { ownSshKey } from '../transport/ssh/keys.js'
+import { createProgress, type Progress } from '../ui/progress.js'
+import { fail, pass, type DoctorCheck } from './doctor-checks.js'
+import { remoteDoctor } from './remote-doctor.js'
 
-export interface DoctorCheck {
-  name: string
-  ok: boolean
-  detail: string
-  /** What to do about a failed check. */
-  fix?: string
-}
+export type { DoctorCheck } from './doctor-checks.js'
 
 export interface DoctorReport {
   ok: boolean
@@ -28,10 +25,14 @@ export interface DoctorOptions {
   cwd: string
   env?: NodeJS.ProcessEnv
   warn?: (message: string) => void
+  /** `--id`: also run the remote doctor on this lease over SSH. */
+  id?: string
+  /** Config flags (`--provider`), over every other layer. */
+  flags?: Record<string, unknown>
+  /** Where resolving the lease reports (`--id`). */
+  progress?: Progress
 }
 
-const pass = (name: string, detail: string): DoctorCheck => ({ name, ok: true, detail })
-const fail = (name: string, detail: string, fix: string): DoctorCheck => ({ name, ok: false, detail, fix })
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
 function checkNode(): DoctorCheck {
@@ -167,7 +168,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [checkNode(), await checkGit()]
   let config: Config | undefined
   try {
-    const loaded = await loadConfig({ cwd: options.cwd, env, warn: options.warn })
+    const loaded = await loadConfig({ cwd: options.cwd, env, warn: options.warn, flags: options.flags })
     config = loaded.config
     checks.push(pass('config', loaded.files.length ? loaded.files.join(', ') : 'defaults only (no config files)'))
   } catch (error) {
@@ -178,6 +179,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   if (config) {
     checks.push(await checkSshKey(config, env))
     checks.push(...(config.broker.url ? await checkBroker(config) : [checkProvider(config, env)]))
+    if (options.id) checks.push(...(await remoteDoctor(config, options.id, options.progress ?? createProgress({ quiet: true }))))
   }
   return { ok: checks.every((check) => check.ok), checks }
 }

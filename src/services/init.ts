@@ -1,12 +1,28 @@
 import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { basename, dirname, join, relative } from 'node:path'
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import { usageError } from '../errors.js'
+import { workflowTemplate } from './init-workflow.js'
+
+/** Where each file goes, relative to the repo root (`--config`, `--workflow`, `--skill`). */
+export interface InitPaths {
+  config: string
+  workflow: string
+  skill: string
+}
+
+export const DEFAULT_INIT_PATHS: InitPaths = {
+  config: '.crabbox.yaml',
+  workflow: join('.github', 'workflows', 'crabbox.yml'),
+  skill: join('.agents', 'skills', 'crabbox', 'SKILL.md'),
+}
 
 export interface InitOptions {
   /** Where the files go: the git root of the current directory. */
   repoRoot: string
   force?: boolean
+  /** Other places for the files, relative to the repo root; each must stay inside it. */
+  paths?: Partial<InitPaths>
 }
 
 export interface InitResult {
@@ -14,9 +30,6 @@ export interface InitResult {
   /** Paths written, relative to the repo root. */
   written: string[]
 }
-
-const repoConfigFile = '.crabbox.yaml'
-const skillFile = join('.agents', 'skills', 'crabbox', 'SKILL.md')
 
 function repoConfigTemplate(repo: string): string {
   const profile = `${
@@ -88,6 +101,10 @@ crabbox run --id <id> -- npm run lint
 crabbox stop <id>              # release it when done
 \`\`\`
 
+A warm box is claimed by the checkout (worktree) that leased or used it: from another
+checkout \`run --id\` and \`ssh --id\` stop with exit 2 naming the owning checkout.
+Warm a box of your own, or pass \`--reclaim\` to take that one over.
+
 ## Inspect
 
 \`\`\`sh
@@ -101,16 +118,45 @@ Prefer \`--json\` when you need to read results programmatically. Do not
 print or store broker tokens; \`crabbox config show\` never shows them.
 `
 
-/** Writes the repo config and the agent skill; refuses to overwrite either without `force`. */
-export async function initRepo(options: InitOptions): Promise<InitResult> {
-  const files: Array<[string, string]> = [
-    [repoConfigFile, repoConfigTemplate(options.repoRoot)],
-    [skillFile, skill],
+/** `a`, `a and b`, `a, b and c`. */
+const listed = (items: string[]) => (items.length < 2 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`)
+
+/** The files `init` writes, as [path relative to the repo root, contents]; a path leaving the repo is exit 2. */
+function initFiles(options: InitOptions): Array<[string, string]> {
+  const paths = { ...DEFAULT_INIT_PATHS, ...options.paths }
+  const flagged = Object.entries(paths).map(([name, path]): [string, string] => {
+    const inside = relative(options.repoRoot, resolve(options.repoRoot, path))
+    if (!path.trim() || !inside || inside.startsWith('..') || isAbsolute(inside))
+      throw usageError(
+        `--${name} ${JSON.stringify(path)} is not a file inside ${options.repoRoot}`,
+        `give a path relative to the repository root`,
+      )
+    return [name, inside]
+  })
+  const seen = new Map<string, string>()
+  for (const [name, path] of flagged) {
+    const other = seen.get(path)
+    if (other) throw usageError(`--${other} and --${name} both name ${path}`, 'give each file its own path')
+    seen.set(path, name)
+  }
+  const at = Object.fromEntries(flagged) as unknown as InitPaths
+  return [
+    [at.config, repoConfigTemplate(options.repoRoot)],
+    [at.skill, skill],
+    [at.workflow, workflowTemplate(options.repoRoot)],
   ]
+}
+
+/**
+ * Writes the repo config, the GitHub Actions workflow and the agent skill; refuses
+ * (exit 2, nothing written) when any of them exists, unless `force`.
+ */
+export async function initRepo(options: InitOptions): Promise<InitResult> {
+  const files = initFiles(options)
   const existing = files.map(([path]) => path).filter((path) => existsSync(join(options.repoRoot, path)))
   if (existing.length > 0 && !options.force) {
     throw usageError(
-      `${existing.join(' and ')} already exist${existing.length === 1 ? 's' : ''} in ${options.repoRoot}; nothing was written`,
+      `${listed(existing)} already exist${existing.length === 1 ? 's' : ''} in ${options.repoRoot}; nothing was written`,
       'Rerun with --force to overwrite, or edit the existing files.',
     )
   }
@@ -119,5 +165,5 @@ export async function initRepo(options: InitOptions): Promise<InitResult> {
     await mkdir(dirname(target), { recursive: true })
     await writeFile(target, contents)
   }
-  return { repoRoot: options.repoRoot, written: files.map(([path]) => relative(options.repoRoot, join(options.repoRoot, path))) }
+  return { repoRoot: options.repoRoot, written: files.map(([path]) => path) }
 }

@@ -8,6 +8,7 @@ import { WhoamiResponse, type LeaseRecord } from '../protocol/leases.js'
 import { interruptOnSignals, obtainLease } from './run/lifecycle.js'
 import { nullRecorder } from './run/recorder.js'
 import { statusView, type StatusView } from './status-view.js'
+import { claimingBackend, forgetClaim, reclaimedWarning } from './claims.js'
 
 export type { StatusView } from './status-view.js'
 
@@ -45,9 +46,18 @@ export const requireId = (id: string | undefined): string => {
   return id
 }
 
-/** `warmup`: a ready lease that outlives this command (kept unless `keep` is false). */
-export async function warmupLease(context: LeaseContext, options: { keep: boolean }): Promise<LeaseView> {
-  const backend = await leaseBackend(context)
+/**
+ * `warmup`: a ready lease that outlives this command (kept unless `keep` is false),
+ * claimed for the checkout in `repoRoot` (`reclaim` takes an existing host over).
+ */
+export async function warmupLease(
+  context: LeaseContext,
+  options: { keep: boolean; repoRoot: string; reclaim: boolean },
+): Promise<LeaseView> {
+  const backend = claimingBackend(await leaseBackend(context), {
+    ...options,
+    onReclaim: (from, lease) => context.progress.warn(reclaimedWarning(lease, from)),
+  })
   const interrupt = interruptOnSignals()
   let heartbeat = noHeartbeat
   // Heartbeats from the moment the lease exists, while the runner boots.
@@ -89,7 +99,10 @@ export async function stopLease(idOrSlug: string, context: LeaseContext): Promis
   } catch (error) {
     if (!(error instanceof CrabboxError && error.exitCode === 4 && error.code !== 'ambiguous')) throw error
     const gone = await backend.findGone(idOrSlug)
-    if (gone) return { id: gone.id, slug: gone.slug, released: false, alreadyGone: true }
+    if (gone) {
+      forgetClaim(gone.id)
+      return { id: gone.id, slug: gone.slug, released: false, alreadyGone: true }
+    }
     throw noLeaseNamed(idOrSlug, await backend.list().catch(() => []))
   }
   if (lease.state !== 'active' && lease.state !== 'provisioning') {

@@ -13,6 +13,7 @@ import { ensureLeaseKey, ownSshKey, removeLeaseKey } from '../transport/ssh/keys
 import { pinHostKeys } from '../transport/ssh/known-hosts.js'
 import { newLeaseId, normalizeSlug } from '../protocol/ids.js'
 import { findReleased, rememberReleased } from '../providers/released.js'
+import { forgetClaim } from './claims.js'
 
 export interface LeaseContext {
   config: Config
@@ -256,12 +257,16 @@ function withKeyCleanup(backend: LeaseBackend): LeaseBackend {
     async release(lease) {
       await backend.release(lease)
       await removeLeaseKey(lease.id).catch(() => undefined)
+      forgetClaim(lease.id)
     },
   }
 }
 
-/** `stop` of a lease that has already ended: only its key folder is left to remove. */
-export const forgetLeaseKey = (leaseId: string) => removeLeaseKey(leaseId).catch(() => undefined)
+/** `stop` of a lease that has already ended: only its key folder and repo claim are left to remove. */
+export const forgetLeaseKey = async (leaseId: string) => {
+  forgetClaim(leaseId)
+  await removeLeaseKey(leaseId).catch(() => undefined)
+}
 
 /** Resolves a lease by ID or slug, through the broker or this machine's records (exit 4 when missing or ambiguous). */
 export async function resolveLease(idOrSlug: string, context: LeaseContext): Promise<Lease> {

@@ -7,6 +7,7 @@ import type { ReadyKind } from '../transport/ssh/readiness.js'
 import type { ExecResult, SshTarget } from '../transport/ssh/types.js'
 import { outputSink } from '../transport/ssh/streams.js'
 import type { BrokerClient } from '../transport/broker/client.js'
+import type { Lease } from '../providers/types.js'
 
 export interface SshFlags {
   /** A lease ID or slug; resolved through the broker or this machine's lease records. */
@@ -16,6 +17,8 @@ export interface SshFlags {
   printWithoutCommand?: boolean
   /** Without a command: a pty shell even when stdin is not a terminal (`ssh -t`). */
   tty?: boolean
+  /** Use a lease another checkout claimed, moving the claim here. */
+  reclaim?: boolean
 }
 
 export interface ResolvedTarget {
@@ -46,12 +49,20 @@ const STATIC_PROVIDERS = new Set(['ssh', 'static', 'static-ssh'])
  * direct records); otherwise the configured static host (`--provider ssh
  * --static-host H`, or the `static` config block).
  */
-async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, 'id'>): Promise<ResolvedTarget> {
+async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, 'id' | 'reclaim'>): Promise<ResolvedTarget> {
   const { config } = context
+  // The lease is claimed for this checkout, as `run` does: another checkout's lease needs --reclaim.
+  const { claimLease, reclaimedWarning } = await import('./claims.js')
+  const claims = { repoRoot: context.repoRoot ?? context.cwd, reclaim: flags.reclaim ?? false }
+  const claim = async (lease: Lease) => {
+    const { reclaimedFrom } = await claimLease(lease, claims)
+    if (reclaimedFrom) context.progress.warn(reclaimedWarning(lease, reclaimedFrom))
+  }
   if (flags.id) {
     const { leaseBackend } = await import('./lease.js')
     const backend = await leaseBackend({ config, progress: context.progress })
     const lease = await backend.resolve(flags.id)
+    await claim(lease)
     return {
       leaseId: lease.id,
       target: lease.ssh,
@@ -66,6 +77,7 @@ async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, '
   if (config.static.host && (STATIC_PROVIDERS.has(config.provider) || providerDefaulted)) {
     const { sshProvider } = await import('../providers/ssh.js')
     const lease = await sshProvider.resolve(config.static.name || config.static.host, context)
+    await claim(lease)
     return { leaseId: lease.id, target: lease.ssh, kind: 'static', workRoot: lease.workRoot }
   }
   throw new CrabboxError('crabbox ssh needs a lease or a static host', {

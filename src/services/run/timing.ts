@@ -21,3 +21,16 @@ export function stopwatch(): () => number {
   const start = performance.now()
   return () => Math.round(performance.now() - start)
 }
+
+/** The `--timing-json` line of a warmup: `run`'s timing record, with nothing synced and no command. */
+export const warmupTiming = (lease: { id: string; slug: string; provider: string }, totalMs: number): RunTiming => ({
+  provider: lease.provider,
+  leaseId: lease.id,
+  slug: lease.slug,
+  syncMs: 0,
+  syncPhases: [],
+  syncSkipped: true,
+  commandMs: 0,
+  totalMs,
+  exitCode: 0,
+})

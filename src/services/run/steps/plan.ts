@@ -4,6 +4,7 @@ import type { Progress } from '../../../ui/progress.js'
 import type { SshSession } from '../../../transport/ssh/types.js'
 import type { Writable } from 'node:stream'
 import { leaseBackend, type LeaseBackend } from '../../lease.js'
+import { claimingBackend, reclaimedWarning } from '../../claims.js'
 import type { UnchangedCheck } from '../../sync/snapshot.js'
 import { findRepoRoot } from '../../sync/manifest.js'
 import { noHeartbeat, type Heartbeater } from '../../heartbeat.js'
@@ -30,6 +31,8 @@ export interface RunFlags {
   checksum: boolean
   forceSyncLarge: boolean
   timingJson: boolean
+  /** `--reclaim`: use a lease another checkout claimed, moving the claim here. */
+  reclaim?: boolean
   /** `--json`: the result object owns stdout, so the command's stdout goes to stderr. */
   json?: boolean
   /** How long a fresh runner gets to answer SSH, in ms. */
@@ -97,7 +100,12 @@ export async function planStep(context: RunContext, argv: string[], flags: RunFl
   const checksum = flags.checksum || config.sync.checksum
   const localCheck = flags.noSync || flags.id === undefined ? undefined : startLocalCheck(repoRoot, config.sync, checksum)
   localCheck?.catch(() => {})
-  const backend = await leaseBackend(context)
+  // The lease is claimed for this checkout as soon as it is resolved or acquired, before anything touches it.
+  const backend = claimingBackend(await leaseBackend(context), {
+    repoRoot,
+    reclaim: flags.reclaim ?? false,
+    onReclaim: (from, lease) => progress.warn(reclaimedWarning(lease, from)),
+  })
   const interrupt = interruptOnSignals()
   const notice = brokerNotice(progress)
   const broker = backend.broker
