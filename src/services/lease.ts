@@ -13,6 +13,7 @@ import { ensureLeaseKey, ownSshKey, removeLeaseKey } from '../transport/ssh/keys
 import { pinHostKeys } from '../transport/ssh/known-hosts.js'
 import { newLeaseId, normalizeSlug } from '../protocol/ids.js'
 import { findReleased, rememberReleased } from '../providers/released.js'
+import { checkDirectAsk, leaseAsk } from './lease-request.js'
 
 export interface LeaseContext {
   config: Config
@@ -105,10 +106,7 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
         body: {
           leaseID: leaseId,
           provider,
-          target: config.target,
-          profile: config.profile,
-          class: config.class,
-          serverType: config.serverType,
+          ...leaseAsk(config, provider),
           ttlSeconds: seconds(config.ttl),
           idleTimeoutSeconds: seconds(config.idleTimeout),
           keep,
@@ -173,6 +171,7 @@ function directBackend(provider: DirectProvider, context: LeaseContext): LeaseBa
     provider: provider.name,
     readiness: () => provider.readiness,
     async acquire({ keep, leaseId = newLeaseId() }) {
+      checkDirectAsk(provider.name, context.config)
       const key = await ensureLeaseKey(leaseId)
       return provider.acquire(
         { leaseId, keep, ttlSeconds: seconds(context.config.ttl), idleTimeoutSeconds: seconds(context.config.idleTimeout), ...key },
