@@ -95,6 +95,16 @@ describe('lease asks every provider checks', () => {
     await expectRefused({ provider: 'aws', awsProfile: 'admin-role' }, 'awsProfile')
     await expectRefused({ provider: 'aws', awsSSHCIDRs: ['0.0.0.0/0'] }, 'awsSSHCIDRs')
     await expectRefused({ provider: 'hetzner', serverTypeExplicit: true }, 'serverTypeExplicit')
+    for (const [field, value] of [
+      ['tailscaleTags', ['tag:ci']],
+      ['tailscaleHostname', 'crabbox-{slug}'],
+      ['tailscaleExitNode', 'exit.tailnet.ts.net'],
+      ['tailscaleExitNodeAllowLanAccess', true],
+      ['awsMacHostID', 'h-0123456789abcdef0'],
+      ['azureLocation', 'eastus'],
+      ['azureImage', 'Canonical:ubuntu:22_04-lts:latest'],
+    ] as const)
+      await expectRefused({ provider: 'aws', [field]: value }, field)
     expect(ec2.count('RunInstances')).toBe(0)
     const fine = await create({
       provider: 'aws',

@@ -29,6 +29,7 @@ import type { LeaseRequest } from '../../src/protocol/leases.js'
  * | `capacity.availabilityZones` | refused when not empty | same | same |
  * | `capacity.hints` | false only (no hints are made) | same | same |
  * | `sshUser`, `sshPort`, `sshFallbackPorts`, `workRoot` | picks a pool host that has them | bootstrapped | bootstrapped (ports: see aws.ts) |
+ * | `tailscale*`, `awsMacHostID`, `azure*` | refused | refused | refused |
  */
 
 const TARGETS: Record<string, string> = {
@@ -73,6 +74,17 @@ const PLACEMENT: ReadonlyArray<readonly [field: string, honouredBy: readonly str
   ['capacity.strategy', ['aws'], (r) => r.capacity?.strategy],
   ['serverTypeExplicit', ['hetzner', 'aws'], (r) => r.serverTypeExplicit],
 ]
+
+/** Reference request fields for features this broker does not have yet. */
+const UNSUPPORTED = [
+  'tailscaleTags',
+  'tailscaleHostname',
+  'tailscaleExitNode',
+  'tailscaleExitNodeAllowLanAccess',
+  'awsMacHostID',
+  'azureLocation',
+  'azureImage',
+] as const
 
 const PROVIDER_TITLES: Record<string, string> = { static: 'the static pool', hetzner: 'Hetzner', aws: 'AWS' }
 const title = (provider: string) => PROVIDER_TITLES[provider] ?? provider
@@ -149,6 +161,11 @@ export function checkLeaseAsk(request: LeaseRequest, provider: string): LeaseAsk
   for (const [field, honouredBy, read] of PLACEMENT)
     if (read(request) !== undefined && !honouredBy.includes(provider))
       throw refuse(`${field}: ${title(provider)} leases do not take ${field}${hintFor(field, provider)}`)
+  for (const field of UNSUPPORTED)
+    if (request[field] !== undefined && request[field] !== false)
+      throw refuse(
+        `${field}: this broker does not support ${field.startsWith('azure') ? 'Azure' : field.startsWith('tailscale') ? 'Tailscale' : 'EC2 Mac hosts'} yet; leave it out`,
+      )
   if (request.awsProfile !== undefined)
     throw refuse('awsProfile: only the broker operator picks the instance profile for runners (CRABBOX_AWS_INSTANCE_PROFILE)')
   if (request.awsSSHCIDRs?.length)
