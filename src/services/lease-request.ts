@@ -1,6 +1,6 @@
 import type { Config } from '../config/schema.js'
 import { CrabboxError } from '../errors.js'
-import type { LeaseRequest } from '../protocol/leases.js'
+import type { LeaseRecord, LeaseRequest } from '../protocol/leases.js'
 
 /**
  * What a new lease asks for, from the merged config: the broker's lease request,
@@ -67,6 +67,14 @@ export function leaseAsk(config: Config, provider: string | undefined): Ask {
     workRoot,
   }
   return compact(ask) ?? ask
+}
+
+/**
+ * Capabilities the request asked for that the lease does not have. A broker of
+ * this version refuses such a lease; an older one may grant it without them.
+ */
+export function missingCapabilities(config: Config, lease: LeaseRecord): string[] {
+  return (['desktop', 'browser', 'code'] as const).filter((capability) => config[capability] && lease[capability] !== true)
 }
 
 const HOST_OS: Partial<Record<NodeJS.Platform, Config['target']>> = { linux: 'linux', darwin: 'macos' }

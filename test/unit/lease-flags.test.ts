@@ -7,7 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
 import { CrabboxError } from '../../src/errors.js'
 import { leaseFlags, parseChoice, parseProfile } from '../../src/flags.js'
-import { checkDirectAsk, leaseAsk } from '../../src/services/lease-request.js'
+import { checkDirectAsk, leaseAsk, missingCapabilities } from '../../src/services/lease-request.js'
+import type { LeaseRecord } from '../../src/protocol/leases.js'
 
 /**
  * The lease-creating flags (`run`, `warmup`) and the settings behind them: values
@@ -181,6 +182,15 @@ describe('the broker lease request', () => {
       target: 'windows',
       windowsMode: 'wsl2',
     })
+  })
+})
+
+describe('a granted lease', () => {
+  it('lacks a capability that was asked for when the broker did not record it (an older broker may ignore the ask)', async () => {
+    const { config } = await load({ desktop: true, code: true })
+    const lease = { desktop: true, browser: false } as LeaseRecord
+    expect(missingCapabilities(config, lease)).toEqual(['code'])
+    expect(missingCapabilities((await load()).config, lease)).toEqual([])
   })
 })
 
