@@ -103,11 +103,30 @@ export function checkDirectAsk(provider: string, config: Config): void {
     )
   if (provider === 'ssh' && config.target === 'windows')
     throw refuse('Windows hosts are not supported by the ssh provider yet', 'use a Linux or macOS host (--target linux or macos)')
-  if (provider === 'hetzner' && config.capacity.market === 'spot' && config.sources['capacity.market'] !== undefined)
-    throw refuse('Hetzner has no spot market', 'drop --market spot (or capacity.market), or use --market on-demand')
-  if (provider === 'aws' && config.capacity.availabilityZones.length)
-    throw refuse(
-      'capacity.availabilityZones is not supported yet: crabbox does not pin availability zones',
-      'set aws.subnetId to a subnet in the zone you want',
-    )
+  const refused = refusedCapacity(provider, config)
+  if (refused) throw refuse(`${refused.path}: ${refused.reason}`, `drop ${refused.path} (set by ${config.sources[refused.path]})`)
+}
+
+/** `capacity.*` keys each direct provider acts on; the others, when set, are refused as the broker refuses them. */
+const DIRECT_CAPACITY: Readonly<Record<string, readonly string[]>> = {
+  aws: ['market', 'fallback', 'regions', 'strategy'],
+  hetzner: ['market'],
+}
+
+/** The first capacity setting someone made that a direct provider cannot honour, and why. */
+function refusedCapacity(provider: string, config: Config): { path: string; reason: string } | undefined {
+  for (const key of ['market', 'strategy', 'fallback', 'regions', 'availabilityZones', 'hints'] as const) {
+    const path = `capacity.${key}`
+    const value = config.capacity[key]
+    if (config.sources[path] === undefined || value === false || (Array.isArray(value) && !value.length)) continue
+    if (key === 'availabilityZones')
+      return { path, reason: 'crabbox does not pin availability zones yet; set aws.subnetId to a subnet in the zone you want' }
+    if (key === 'hints') return { path, reason: 'crabbox gives no capacity hints yet; set it to false or leave it out' }
+    if (key === 'strategy' && provider === 'aws' && value === 'most-available') continue
+    if (key === 'strategy' && provider === 'aws')
+      return { path, reason: `${JSON.stringify(value)} is not a strategy: the one strategy is most-available` }
+    if (key === 'market' && provider === 'hetzner' && value === 'spot') return { path, reason: 'Hetzner has no spot market; use on-demand' }
+    if (!(DIRECT_CAPACITY[provider] ?? []).includes(key)) return { path, reason: `the ${provider} provider has no use for it` }
+  }
+  return undefined
 }

@@ -216,7 +216,15 @@ describe('direct providers refuse what they cannot give', () => {
     expect(refusal('ssh', (await load({ target: 'windows' })).config)).toMatch(/Windows/)
     expect(refusal('hetzner', (await load({ market: 'spot' })).config)).toMatch(/spot/)
     expect(refusal('aws', (await load({}, { CRABBOX_CAPACITY_AVAILABILITY_ZONES: 'eu-west-1a' })).config)).toMatch(/availabilityZones/)
-    // What they can give passes: the default market on Hetzner, public networking, no capabilities.
+    expect(refusal('ssh', (await load({ market: 'on-demand' })).config)).toMatch(/capacity\.market: the ssh provider/)
+    expect(refusal('hetzner', (await load({}, { CRABBOX_CAPACITY_REGIONS: 'eu-west-2' })).config)).toMatch(/capacity\.regions/)
+    expect(refusal('aws', (await load({}, { CRABBOX_CAPACITY_STRATEGY: 'cheapest' })).config)).toMatch(/capacity\.strategy/)
+    expect(refusal('aws', (await load({}, { CRABBOX_CAPACITY_HINTS: 'true' })).config)).toMatch(/capacity\.hints/)
+    // What they can give passes: the default market on Hetzner, public networking, no capabilities, no hints, AWS regions.
+    expect(refusal('hetzner', (await load({ market: 'on-demand' }, { CRABBOX_CAPACITY_HINTS: '0' })).config)).toBeUndefined()
+    expect(
+      refusal('aws', (await load({}, { CRABBOX_CAPACITY_REGIONS: 'eu-west-2', CRABBOX_CAPACITY_FALLBACK: 'none' })).config),
+    ).toBeUndefined()
     expect(refusal('hetzner', (await load({ network: 'public' })).config)).toBeUndefined()
     expect(refusal('aws', (await load({ market: 'spot', profile: 'ci' })).config)).toBeUndefined()
   })
