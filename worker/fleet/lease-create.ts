@@ -375,6 +375,7 @@ function attachMachine(deps: FleetDeps, lease: LeaseRecord, machine: Machine): L
   })
 }
 
+/** The SSH user, ports and work root the reservation recorded (what the lease asked for, else the bootstrap defaults). */
 function bootstrapOf(lease: LeaseRecord, machine: Machine): Pick<Machine, 'sshUser' | 'sshPort' | 'sshFallbackPorts' | 'workRoot'> {
   return {
     sshUser: lease.sshUser ?? machine.sshUser,
