@@ -1,5 +1,17 @@
 import { Errors, Flags } from '@oclif/core'
-import { DURATION_FORM, parseDuration, parseLeaseDuration } from './config/schema.js'
+import {
+  DURATION_FORM,
+  MARKETS,
+  NETWORK_MODES,
+  parseDuration,
+  parseLeaseDuration,
+  PROFILE_FORM,
+  PROFILE_PATTERN,
+  TARGET_ALIASES,
+  TARGET_FORM,
+  WINDOWS_MODE_ALIASES,
+  WINDOWS_MODE_FORM,
+} from './config/schema.js'
 import { usageError } from './errors.js'
 
 /**
@@ -42,12 +54,72 @@ export const leaseDurationFlag = Flags.custom<string>({
   },
 })
 
+/**
+ * A flag that takes one of a few names (or an alias of one), checked while flags
+ * are parsed: anything else is a usage error (exit 2) naming what is expected.
+ * The value is the canonical name.
+ */
+export function parseChoice(input: string, aliases: Readonly<Record<string, string>>, form: string): string {
+  const key = input.trim().toLowerCase()
+  if (!Object.hasOwn(aliases, key)) throw new Errors.CLIError(`expected ${form}, got ${JSON.stringify(input)}`, { exit: 2 })
+  return aliases[key]
+}
+
+const same = (names: readonly string[]) => Object.fromEntries(names.map((name) => [name, name]))
+const choiceFlag = (aliases: Readonly<Record<string, string>>, form: string, helpValue: string) =>
+  Flags.custom<string>({ helpValue, parse: async (input) => parseChoice(input, aliases, form) })
+
+/** A profile is a free-form name; it goes to the broker and onto the machine's labels, so it is one short word. */
+export function parseProfile(input: string): string {
+  const value = input.trim()
+  if (!PROFILE_PATTERN.test(value)) throw new Errors.CLIError(`expected ${PROFILE_FORM}, got ${JSON.stringify(input)}`, { exit: 2 })
+  return value
+}
+
 /** Flags that choose what a new lease looks like. */
 export const leaseFlags = {
   provider: Flags.string({ description: 'Provider: local (default without a broker), ssh, static, hetzner, aws', helpGroup: 'LEASE' }),
   class: Flags.string({ description: 'Machine class (standard, fast, large, beast)', helpGroup: 'LEASE' }),
   type: Flags.string({ description: 'Exact provider server type', helpGroup: 'LEASE' }),
-  target: Flags.string({ description: 'Target OS: linux, macos, windows', helpGroup: 'LEASE' }),
+  profile: Flags.custom<string>({ helpValue: 'NAME', parse: async (input) => parseProfile(input) })({
+    description: 'Profile name sent to the broker and put on the machine as a label (config profile; default "default")',
+    helpGroup: 'LEASE',
+  }),
+  target: choiceFlag(
+    TARGET_ALIASES,
+    TARGET_FORM,
+    'linux|macos|windows',
+  )({
+    description: 'Target OS: linux, macos, windows (aliases ubuntu, mac, darwin, osx, win)',
+    helpGroup: 'LEASE',
+  }),
+  'windows-mode': choiceFlag(
+    WINDOWS_MODE_ALIASES,
+    WINDOWS_MODE_FORM,
+    'normal|wsl2',
+  )({
+    description: 'Windows target only: normal or wsl2 (config windows.mode)',
+    helpGroup: 'LEASE',
+  }),
+  market: choiceFlag(
+    same(MARKETS),
+    'spot or on-demand',
+    'spot|on-demand',
+  )({
+    description: 'Capacity market: spot or on-demand (config capacity.market)',
+    helpGroup: 'LEASE',
+  }),
+  network: choiceFlag(
+    same(NETWORK_MODES),
+    'auto, tailscale or public',
+    'auto|tailscale|public',
+  )({
+    description: 'How the runner is reached: auto, tailscale or public (config network)',
+    helpGroup: 'LEASE',
+  }),
+  desktop: Flags.boolean({ description: 'Ask for a desktop on the runner (config desktop)', allowNo: true, helpGroup: 'LEASE' }),
+  browser: Flags.boolean({ description: 'Ask for a browser on the runner (config browser)', allowNo: true, helpGroup: 'LEASE' }),
+  code: Flags.boolean({ description: 'Ask for code-server on the runner (config code)', allowNo: true, helpGroup: 'LEASE' }),
   ttl: leaseDurationFlag({ description: 'Hard lease lifetime, e.g. 90m (a unit is required; at most 24h)', helpGroup: 'LEASE' }),
   'idle-timeout': leaseDurationFlag({
     description: 'Release after this long without a heartbeat, e.g. 30m (a unit is required; at most 24h)',
@@ -57,6 +129,10 @@ export const leaseFlags = {
   'static-host': Flags.string({ description: 'ssh provider: host to use', helpGroup: 'LEASE' }),
   'static-user': Flags.string({ description: 'ssh provider: user on that host', helpGroup: 'LEASE' }),
   'static-port': Flags.string({ description: 'ssh provider: SSH port of that host', helpGroup: 'LEASE' }),
+  'static-work-root': Flags.string({
+    description: 'Static hosts: the work root on that host (config static.workRoot; wins over --work-root there)',
+    helpGroup: 'LEASE',
+  }),
 }
 
 /** `--reclaim`: take over a lease another checkout on this machine has claimed (services/claims.ts). */

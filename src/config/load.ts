@@ -45,6 +45,11 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_PROVIDER', 'provider', 'string'],
   ['CRABBOX_TARGET', 'target', 'string'],
   ['CRABBOX_TARGET_OS', 'target', 'string'],
+  ['CRABBOX_WINDOWS_MODE', 'windows.mode', 'string'],
+  ['CRABBOX_DESKTOP', 'desktop', 'bool'],
+  ['CRABBOX_BROWSER', 'browser', 'bool'],
+  ['CRABBOX_CODE', 'code', 'bool'],
+  ['CRABBOX_NETWORK', 'network', 'string'],
   ['CRABBOX_DEFAULT_CLASS', 'class', 'string'],
   ['CRABBOX_SERVER_TYPE', 'serverType', 'string'],
   ['CRABBOX_TTL', 'ttl', 'string'],
@@ -109,6 +114,11 @@ export const flagPaths: Readonly<Record<string, string>> = {
   type: 'serverType',
   serverType: 'serverType',
   target: 'target',
+  windowsMode: 'windows.mode',
+  desktop: 'desktop',
+  browser: 'browser',
+  code: 'code',
+  network: 'network',
   ttl: 'ttl',
   idleTimeout: 'idleTimeout',
   workRoot: 'workRoot',
@@ -200,7 +210,7 @@ function flagLayer(flags: Partial<Record<string, unknown>>): { layer: FileConfig
 }
 
 /** Sections whose fields override one by one. */
-const sections = ['broker', 'ssh', 'env', 'results', 'static', 'hetzner', 'aws', 'capacity', 'agent'] as const
+const sections = ['broker', 'ssh', 'env', 'results', 'static', 'hetzner', 'aws', 'capacity', 'agent', 'windows'] as const
 const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
 
 /**
@@ -218,7 +228,12 @@ function applyLayer(config: Config, layer: FileConfig, label: (path: string) => 
     config.sources[path] = label(path)
   }
   set('profile', layer.profile)
-  set('target', layer.target)
+  // `target` and `targetOS` are one setting; `target` wins within a layer.
+  set('target', layer.target ?? layer.targetOS)
+  set('desktop', layer.desktop)
+  set('browser', layer.browser)
+  set('code', layer.code)
+  set('network', layer.network)
   set('class', layer.class)
   set('serverType', layer.serverType)
   set('workRoot', layer.workRoot)
@@ -306,5 +321,16 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
     config.provider = config.broker.url ? 'broker' : 'local'
     config.sources.provider = config.broker.url ? 'default (the broker chooses)' : 'default (no broker)'
   }
+  checkWindowsMode(config)
   return { config, files, userConfigPath: user.path, userConfigSource: user.source, repoRoot }
+}
+
+/** `windows.mode` other than `normal` means nothing without the windows target: a usage error naming both sources. */
+function checkWindowsMode(config: Config): void {
+  if (config.windows.mode === 'normal' || config.target === 'windows') return
+  const from = (path: string) => config.sources[path] ?? 'default'
+  throw new CrabboxError(
+    `windows mode ${config.windows.mode} (${from('windows.mode')}) needs the windows target, but the target is ${config.target} (${from('target')})`,
+    { exit: 'usage', hint: 'pass --target windows, or drop --windows-mode / windows.mode' },
+  )
 }

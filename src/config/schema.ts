@@ -22,6 +22,44 @@ const Port = v.pipe(v.union([v.string(), v.number()], 'a TCP port number'), v.tr
 const Bool = v.boolean('true or false')
 const Count = v.pipe(v.number('a whole number'), v.integer('a whole number'), v.minValue(0, 'a number of at least 0'))
 
+/** Target OS names and the aliases crabbox accepts for them (files, env, flags). */
+export const TARGET_ALIASES: Readonly<Record<string, 'linux' | 'macos' | 'windows'>> = {
+  linux: 'linux',
+  ubuntu: 'linux',
+  macos: 'macos',
+  mac: 'macos',
+  darwin: 'macos',
+  osx: 'macos',
+  windows: 'windows',
+  win: 'windows',
+}
+export const TARGET_FORM = 'linux, macos or windows (aliases ubuntu, mac, darwin, osx, win)'
+/** Windows modes and their aliases. */
+export const WINDOWS_MODE_ALIASES: Readonly<Record<string, 'normal' | 'wsl2'>> = {
+  normal: 'normal',
+  native: 'normal',
+  powershell: 'normal',
+  ps: 'normal',
+  wsl2: 'wsl2',
+  wsl: 'wsl2',
+}
+export const WINDOWS_MODE_FORM = 'normal or wsl2 (aliases native, powershell, ps, wsl)'
+export const PROFILE_FORM = 'a profile name of 1 to 64 characters without spaces (e.g. default, ci-check)'
+export const PROFILE_PATTERN = /^[^\s\p{Cc}]{1,64}$/u
+export const NETWORK_MODES = ['auto', 'tailscale', 'public'] as const
+export const MARKETS = ['spot', 'on-demand'] as const
+
+/** A name looked up case-insensitively in an alias table, giving the canonical name. */
+const Aliased = <T extends string>(aliases: Readonly<Record<string, T>>, form: string) =>
+  v.pipe(
+    v.string(form),
+    v.transform((text) => text.trim().toLowerCase()),
+    v.check((text) => Object.hasOwn(aliases, text), form),
+    v.transform((text) => aliases[text]),
+  )
+const Target = Aliased(TARGET_ALIASES, TARGET_FORM)
+const WindowsMode = Aliased(WINDOWS_MODE_ALIASES, WINDOWS_MODE_FORM)
+
 export const BrokerConfig = v.strictObject({
   url: v.optional(v.pipe(v.string(), v.url('an http(s) URL'))),
   token: v.optional(v.string()),
@@ -107,12 +145,16 @@ export const AwsConfig = v.strictObject({
 })
 
 export const CapacityConfig = v.strictObject({
-  market: v.optional(v.picklist(['spot', 'on-demand'], 'spot or on-demand')),
+  market: v.optional(v.picklist(MARKETS, 'spot or on-demand')),
   strategy: v.optional(v.string()),
   fallback: v.optional(v.string()),
   regions: v.optional(v.array(v.string())),
   availabilityZones: v.optional(v.array(v.string())),
   hints: v.optional(Bool),
+})
+
+export const WindowsConfig = v.strictObject({
+  mode: v.optional(WindowsMode),
 })
 
 export const AgentConfig = v.strictObject({
@@ -122,9 +164,15 @@ export const AgentConfig = v.strictObject({
 
 /** What one config file may contain. Unknown keys are reported as warnings, not errors. */
 export const FileConfig = v.strictObject({
-  profile: v.optional(v.string()),
+  profile: v.optional(v.pipe(v.string(PROFILE_FORM), v.trim(), v.regex(PROFILE_PATTERN, PROFILE_FORM))),
   provider: v.optional(v.string()),
-  target: v.optional(v.picklist(['linux', 'macos', 'windows'], 'linux, macos or windows')),
+  target: v.optional(Target),
+  targetOS: v.optional(Target),
+  windows: v.optional(WindowsConfig),
+  desktop: v.optional(Bool),
+  browser: v.optional(Bool),
+  code: v.optional(Bool),
+  network: v.optional(v.picklist(NETWORK_MODES, 'auto, tailscale or public')),
   class: v.optional(v.string()),
   serverType: v.optional(v.string()),
   broker: v.optional(BrokerConfig),
@@ -152,6 +200,14 @@ export interface Config {
   /** `local` when no broker and no provider are configured (the embedded default). */
   provider: string
   target: 'linux' | 'macos' | 'windows'
+  /** Only meaningful with the windows target. */
+  windows: { mode: 'normal' | 'wsl2' }
+  /** Capabilities the lease asks for (a desktop, a browser, code-server). */
+  desktop: boolean
+  browser: boolean
+  code: boolean
+  /** How the runner is reached: auto, tailscale or public. */
+  network: (typeof NETWORK_MODES)[number]
   class: string
   serverType?: string
   broker: { url?: string; token?: string; adminToken?: string; provider?: string }
@@ -208,6 +264,11 @@ export function defaultConfig(): Config {
     profile: 'default',
     provider: 'local',
     target: 'linux',
+    windows: { mode: 'normal' },
+    desktop: false,
+    browser: false,
+    code: false,
+    network: 'auto',
     class: 'beast',
     broker: {},
     ssh: { user: 'crabbox', port: '2222', fallbackPorts: ['22'] },

@@ -19,6 +19,7 @@ export const ErrorCode = {
   payloadTooLarge: 'payload_too_large',
   unsupportedProvider: 'unsupported_provider',
   unsupportedTarget: 'unsupported_target',
+  unsupportedCapability: 'unsupported_capability',
   noCapacity: 'no_capacity',
   costLimitExceeded: 'cost_limit_exceeded',
   leaseNotActive: 'lease_not_active',

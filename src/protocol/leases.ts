@@ -95,6 +95,8 @@ export const LeaseRecord = v.looseObject({
   provider: v.string(),
   target: v.string(),
   windowsMode: v.optional(v.string()),
+  /** How the lease asked to be reached (`auto`, `public`); absent when it did not say. */
+  network: v.optional(v.string()),
   desktop: v.optional(v.boolean()),
   browser: v.optional(v.boolean()),
   code: v.optional(v.boolean()),
@@ -159,7 +161,14 @@ export const CapacityRequest = v.object({
   hints: Flag,
 })
 
-/** `POST /v1/leases`. Only `sshPublicKey` is required. */
+export const NetworkMode = v.picklist(['auto', 'tailscale', 'public'], 'auto, tailscale or public')
+const Port = v.pipe(v.string(), v.regex(/^[1-9][0-9]{0,4}$/, 'a TCP port'))
+
+/**
+ * `POST /v1/leases`. Only `sshPublicKey` is required. Placement fields (where and
+ * how the machine is made) are honoured by the chosen provider or refused with a
+ * 400 naming the field; see worker/fleet/lease-ask.ts.
+ */
 export const LeaseRequest = v.object({
   leaseID: v.optional(Text(64)),
   slug: v.optional(Text(128)),
@@ -186,11 +195,26 @@ export const LeaseRequest = v.object({
   awsRootGB: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(16_384))),
   awsSSHCIDRs: v.optional(v.pipe(v.array(Text(64)), v.maxLength(32))),
   capacity: v.optional(CapacityRequest),
-  sshUser: v.optional(Text(64)),
-  sshPort: v.optional(v.pipe(v.string(), v.regex(/^[1-9][0-9]{0,4}$/, 'a TCP port'))),
-  sshFallbackPorts: v.optional(v.pipe(v.array(v.pipe(v.string(), v.regex(/^[1-9][0-9]{0,4}$/, 'a TCP port'))), v.maxLength(8))),
+  sshUser: v.optional(v.pipe(v.string(), v.regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'a user name like crabbox'))),
+  sshPort: v.optional(Port),
+  sshFallbackPorts: v.optional(v.pipe(v.array(Port), v.maxLength(8))),
   providerKey: v.optional(Text(128)),
-  workRoot: v.optional(Text(1024)),
+  workRoot: v.optional(
+    v.pipe(
+      Text(1024),
+      v.regex(/^\/[A-Za-z0-9._/-]*$/, 'an absolute path of A-Z a-z 0-9 . _ / -'),
+      v.check((path) => !path.split('/').includes('..'), 'an absolute path without ..'),
+    ),
+  ),
+  network: v.optional(NetworkMode),
+  // Reference fields this broker does not act on: read so that setting one is a 400 naming it, not ignored.
+  tailscaleTags: v.optional(v.pipe(v.array(Text(64)), v.maxLength(32))),
+  tailscaleHostname: v.optional(Text(256)),
+  tailscaleExitNode: v.optional(Text(256)),
+  tailscaleExitNodeAllowLanAccess: Flag,
+  awsMacHostID: v.optional(Text(64)),
+  azureLocation: v.optional(Text(64)),
+  azureImage: v.optional(Text(256)),
   ttlSeconds: Seconds,
   idleTimeoutSeconds: Seconds,
   keep: Flag,

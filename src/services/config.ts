@@ -188,6 +188,7 @@ export async function unsetConfigValue(key: string, choice: ConfigFileChoice): P
 const mergedPath: Record<string, string> = {
   'lease.ttl': 'ttl',
   'lease.idleTimeout': 'idleTimeout',
+  targetOS: 'target',
   coordinator: 'broker.url',
   coordinatorToken: 'broker.token',
   'sync.excludes': 'sync.exclude',

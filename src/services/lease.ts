@@ -11,9 +11,10 @@ import { BrokerError, brokerClient, type BrokerClient } from '../transport/broke
 import type { Progress } from '../ui/progress.js'
 import { ensureLeaseKey, ownSshKey, removeLeaseKey } from '../transport/ssh/keys.js'
 import { pinHostKeys } from '../transport/ssh/known-hosts.js'
-import { newLeaseId, normalizeSlug } from '../protocol/ids.js'
+import { defaultSlug, newLeaseId, normalizeSlug } from '../protocol/ids.js'
 import { findReleased, rememberReleased } from '../providers/released.js'
 import { forgetClaim } from './claims.js'
+import { checkDirectAsk, leaseAsk, missingCapabilities } from './lease-request.js'
 
 export interface LeaseContext {
   config: Config
@@ -89,6 +90,25 @@ async function pinLeaseHostKeys(lease: Lease, record: LeaseRecord): Promise<Leas
   return lease
 }
 
+/** Releases a broker lease; release is what stops the meter, so transient failures are retried a few times. */
+async function releaseBrokerLease(client: BrokerClient, lease: Lease): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.request('POST', `/v1/leases/${encodeURIComponent(lease.id)}/release`, {
+        body: { delete: true },
+        schema: LeaseResponse,
+        timeoutMs: 60_000,
+      })
+      return
+    } catch (error) {
+      if (error instanceof BrokerError && error.status === 404) return
+      const transient = error instanceof BrokerError && (error.status === 0 || error.status >= 500)
+      if (!transient || attempt >= 3) throw error
+      await new Promise((r) => setTimeout(r, attempt * 1000))
+    }
+  }
+}
+
 function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBackend {
   const { config } = context
   // `broker` (the default when a broker is configured) sends no provider: the broker uses its own
@@ -105,11 +125,9 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
         schema: LeaseResponse,
         body: {
           leaseID: leaseId,
+          slug: defaultSlug(leaseId),
           provider,
-          target: config.target,
-          profile: config.profile,
-          class: config.class,
-          serverType: config.serverType,
+          ...leaseAsk(config, provider),
           ttlSeconds: seconds(config.ttl),
           idleTimeoutSeconds: seconds(config.idleTimeout),
           keep,
@@ -117,6 +135,15 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
           providerKey: `crabbox-${leaseId.replace('_', '-')}`,
         },
       })
+      const missing = missingCapabilities(config, lease)
+      if (missing.length) {
+        await releaseBrokerLease(client, leaseFromRecord(lease, config)).catch(() => undefined)
+        throw new CrabboxError(`the broker made lease ${lease.id} without ${missing.join(', ')}; it was released`, {
+          exit: 'provisioning',
+          code: 'capability_missing',
+          hint: `this broker cannot give ${missing.join(', ')}; drop ${missing.map((name) => `--${name}`).join(', ')}`,
+        })
+      }
       return pinLeaseHostKeys(leaseFromRecord(lease, config), lease)
     },
     async resolve(idOrSlug) {
@@ -130,24 +157,7 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
       await ensureLeaseKey(record.id)
       return pinLeaseHostKeys(leaseFromRecord(record, config), record)
     },
-    async release(lease) {
-      // Release is what stops the meter: retry transient failures a few times.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await client.request('POST', `/v1/leases/${encodeURIComponent(lease.id)}/release`, {
-            body: { delete: true },
-            schema: LeaseResponse,
-            timeoutMs: 60_000,
-          })
-          return
-        } catch (error) {
-          if (error instanceof BrokerError && error.status === 404) return
-          const transient = error instanceof BrokerError && (error.status === 0 || error.status >= 500)
-          if (!transient || attempt >= 3) throw error
-          await new Promise((r) => setTimeout(r, attempt * 1000))
-        }
-      }
-    },
+    release: (lease) => releaseBrokerLease(client, lease),
     async list() {
       const { leases } = await client.request('GET', '/v1/leases', { query: { state: 'active', limit: 500 }, schema: LeaseListResponse })
       return leases.map((record) => leaseFromRecord(record, config))
@@ -174,6 +184,7 @@ function directBackend(provider: DirectProvider, context: LeaseContext): LeaseBa
     provider: provider.name,
     readiness: () => provider.readiness,
     async acquire({ keep, leaseId = newLeaseId() }) {
+      checkDirectAsk(provider.name, context.config)
       const key = await ensureLeaseKey(leaseId)
       return provider.acquire(
         { leaseId, keep, ttlSeconds: seconds(context.config.ttl), idleTimeoutSeconds: seconds(context.config.idleTimeout), ...key },

@@ -1,11 +1,12 @@
 import { execFile, execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { startBroker, type BrokerHandle } from '../support/broker.js'
+import { cliHome, runCli } from '../support/cli.js'
 import { createFakeHetzner, serveFake, type FakeHetzner, type ServedFake } from '../support/fake-hetzner.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 
@@ -26,12 +27,20 @@ describe('brokered Hetzner leases under workerd', () => {
   let keyDir: string
 
   beforeAll(async () => {
-    host = await sshHost({ ports: [2222, 22], name: 'brokered' })
+    // Its own /usr/local/bin and /var/lib/crabbox: the readiness probe the bootstrap writes stays this host's.
+    host = await sshHost({ ports: [2222, 22], name: 'brokered', privateDirs: ['/usr/local/bin', '/var/lib/crabbox'] })
     fake = createFakeHetzner({
       addressFor: () => host.address,
+      // What the runner's cloud-init would do: authorize the lease key, install the readiness probe, mark it bootstrapped.
       onCreate: async (server) => {
-        const config = parse(server.user_data) as { users: Array<string | { name: string; ssh_authorized_keys: string[] }> }
+        const config = parse(server.user_data) as {
+          users: Array<string | { name: string; ssh_authorized_keys: string[] }>
+          write_files: Array<{ path: string; content: string }>
+        }
         for (const user of config.users) if (typeof user === 'object') for (const key of user.ssh_authorized_keys) await host.authorize(key)
+        const ready = config.write_files.find((file) => file.path === '/usr/local/bin/crabbox-ready')
+        if (ready) writeFileSync(host.path('/usr/local/bin/crabbox-ready'), ready.content, { mode: 0o755 })
+        writeFileSync(host.path('/var/lib/crabbox/bootstrapped'), '')
       },
     })
     served = await serveFake(fake.handler)
@@ -111,5 +120,74 @@ describe('brokered Hetzner leases under workerd', () => {
     expect(released.body.lease.state).toBe('released')
     expect(fake.servers.size).toBe(0)
     expect(fake.keys.size).toBe(0)
+  })
+
+  it('warmup sends the placement settings to the broker, which makes the server with them; what it cannot honour exits 2 naming it', async () => {
+    const home = cliHome()
+    // The work root asked for must exist and be the runner user's, as the bootstrap would make it.
+    const workRoot = mkdtempSync(join(tmpdir(), 'crabbox-placed-'))
+    const uid = Number(execFileSync('id', ['-u', 'crabbox'], { encoding: 'utf8' }).trim())
+    chownSync(workRoot, uid, uid)
+    const env = {
+      CRABBOX_COORDINATOR: broker.url,
+      CRABBOX_COORDINATOR_TOKEN: 'e2e-shared',
+      CRABBOX_OWNER: 'cloud@example.com',
+      CRABBOX_NO_AGENT: '1',
+      CRABBOX_HETZNER_LOCATION: 'nbg1',
+      CRABBOX_HETZNER_IMAGE: 'debian-12',
+      NODE_EXTRA_CA_CERTS: undefined,
+    }
+    try {
+      const before = fake.servers.size
+      const warm = await runCli(
+        [
+          'warmup',
+          '--provider',
+          'hetzner',
+          '--class',
+          'standard',
+          '--profile',
+          'nightly',
+          '--market',
+          'on-demand',
+          '--network',
+          'public',
+          '--work-root',
+          workRoot,
+          '--json',
+        ],
+        { home, env },
+      )
+      expect(warm.code, warm.stderr).toBe(0)
+      const { id } = JSON.parse(warm.stdout) as { id: string }
+      const server = [...fake.servers.values()].find((s) => s.labels.lease === id)!
+      expect(fake.servers.size).toBe(before + 1)
+      expect({ location: server.location, image: server.image, profile: server.labels.profile }).toEqual({
+        location: 'nbg1',
+        image: 'debian-12',
+        profile: 'nightly',
+      })
+      expect(server.user_data).toContain(workRoot)
+      const { lease } = (await call('GET', `/v1/leases/${id}`)).body
+      expect(lease).toMatchObject({ provider: 'hetzner', profile: 'nightly', network: 'public', workRoot, desktop: false })
+      expect((await runCli(['stop', id], { home, env })).code).toBe(0)
+
+      // Refused by the broker (400 naming the field) or by the flag parser: exit 2, nothing made.
+      for (const [args, named] of [
+        [['--desktop'], 'desktop'],
+        [['--market', 'spot'], 'capacity.market'],
+        [['--network', 'tailscale'], 'network'],
+        [['--market', 'cheap'], '--market'],
+        [['--windows-mode', 'wsl2'], 'windows'],
+      ] as const) {
+        const refused = await runCli(['warmup', '--provider', 'hetzner', ...args], { home, env })
+        expect({ args, code: refused.code }).toEqual({ args, code: 2 })
+        expect(refused.stderr).toContain(named)
+      }
+      expect(fake.servers.size).toBe(before)
+    } finally {
+      rmSync(home.dir, { recursive: true, force: true })
+      rmSync(workRoot, { recursive: true, force: true })
+    }
   })
 })

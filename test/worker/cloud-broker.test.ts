@@ -7,12 +7,10 @@ import type { FleetDeps } from '../../worker/fleet/deps.js'
 import { runAlarm } from '../../worker/fleet/alarm.js'
 import { cleanupState } from '../../worker/fleet/lease-cleanup.js'
 import { getLeaseRecord } from '../../worker/fleet/lease-store.js'
-import type { ProviderRegistry } from '../../worker/providers/registry.js'
-import { createHetznerBrokerProvider } from '../../worker/providers/hetzner.js'
-import { createAwsBrokerProvider } from '../../worker/providers/aws.js'
 import { createFakeHetzner, type FakeHetzner } from '../support/fake-hetzner.js'
 import { createFakeEc2, type FakeEc2 } from '../support/fake-ec2.js'
 import { api, fleetStub, inFleet, leaseId, shared } from './broker-support.js'
+import { fastCloud, restoreProviders, useCloudFakes } from './cloud-support.js'
 
 /**
  * The broker's real lease flow (edge → Fleet object → leases → alarm) with the
@@ -23,50 +21,10 @@ import { api, fleetStub, inFleet, leaseId, shared } from './broker-support.js'
 
 const peter = shared('peter@example.com')
 const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJyb2tlci10ZXN0LWtleS1tYXRlcmlhbC0wMDAwMDAw crabbox test'
-const fast = { timeoutMs: 300, pollIntervalMs: 1, sleep: async () => {} }
-
 let hetzner: FakeHetzner
 let ec2: FakeEc2
-let original: ProviderRegistry | undefined
 
-async function useFakes(env: Record<string, string> = {}, timing: Partial<typeof fast> = {}) {
-  await inFleet((deps: FleetDeps) => {
-    original ??= deps.providers
-    const base = { storage: deps.storage }
-    const hcloud = createHetznerBrokerProvider(
-      {
-        ...base,
-        env: {
-          HETZNER_TOKEN: hetzner.token,
-          CRABBOX_HETZNER_API_URL: 'https://hetzner.fake/v1',
-          CRABBOX_EUR_TO_USD: '1.1',
-          ...env,
-        } as unknown as Env,
-        fetch: hetzner.fetch as typeof fetch,
-      },
-      { ...fast, ...timing },
-    )
-    const aws = createAwsBrokerProvider(
-      {
-        ...base,
-        env: {
-          AWS_ACCESS_KEY_ID: ec2.accessKeyId,
-          AWS_SECRET_ACCESS_KEY: ec2.secretAccessKey,
-          CRABBOX_AWS_ENDPOINT: 'https://ec2.fake/',
-          CRABBOX_CAPACITY_REGIONS: 'eu-west-2,us-east-1',
-          ...env,
-        } as unknown as Env,
-        fetch: ec2.fetch as typeof fetch,
-      },
-      { ...fast, ...timing },
-    )
-    const fallback = original
-    deps.providers = {
-      get: (name) => (name === 'hetzner' ? hcloud : name === 'aws' ? aws : fallback.get(name)),
-      names: () => [...fallback.names(), 'hetzner', 'aws'],
-    }
-  })
-}
+const useFakes = (env: Record<string, string> = {}, timing: Partial<typeof fastCloud> = {}) => useCloudFakes({ hetzner, ec2 }, env, timing)
 
 async function createLease(body: Record<string, unknown>) {
   return api(peter, 'POST', '/v1/leases', { sshPublicKey: publicKey, leaseID: leaseId(), ...body })
@@ -84,11 +42,7 @@ beforeEach(async () => {
 afterEach(async () => {
   hetzner.releaseHung()
   ec2.releaseHung()
-  await inFleet((deps: FleetDeps) => {
-    if (original) deps.providers = original
-    deps.now = () => new Date()
-    delete deps.env.CRABBOX_MIN_LEASE_SECONDS
-  })
+  await restoreProviders()
 })
 
 describe('brokered Hetzner leases', () => {

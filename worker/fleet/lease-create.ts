@@ -7,6 +7,7 @@ import { setting } from '../env.js'
 import type { BrokerProvider, Machine, MachineRequest } from '../providers/types.js'
 import { costLimits, enforceCaps, hourlyRate, maxActiveLeasesPerCredential, maxEstimatedUSD, monthOf } from './caps.js'
 import type { FleetDeps } from './deps.js'
+import { checkLeaseAsk, type LeaseAsk } from './lease-ask.js'
 import {
   clampSeconds,
   computeExpiresAt,
@@ -31,8 +32,6 @@ import type { FleetStorage } from './storage.js'
  * alarm to clean up.
  */
 
-const TARGET_ALIASES: Record<string, string> = { linux: 'linux', ubuntu: 'linux' }
-
 export interface CreateResult {
   lease: LeaseRecord
   /** False when an earlier create with the same lease ID already made it. */
@@ -40,7 +39,7 @@ export interface CreateResult {
 }
 
 /** What a create asks of the provider beyond the lease record (never stored: the key is the caller's). */
-type ProvisionAsk = Pick<MachineRequest, 'sshPublicKey' | 'serverType' | 'market' | 'placement'>
+type ProvisionAsk = Pick<MachineRequest, 'sshPublicKey' | 'serverType' | 'serverTypeExplicit' | 'market' | 'placement' | 'bootstrap'>
 
 /** Everything a new record is built from, settled before the reservation transaction. */
 interface LeasePlan {
@@ -48,7 +47,7 @@ interface LeasePlan {
   identity: Identity
   request: LeaseRequest
   provider: string
-  target: string
+  ask: LeaseAsk
   leaseClass: string
   serverType: string
   ttlSeconds: number
@@ -69,31 +68,26 @@ function provisionAsk(request: LeaseRequest): ProvisionAsk {
   return {
     sshPublicKey: request.sshPublicKey,
     serverType: request.serverType,
+    serverTypeExplicit: request.serverTypeExplicit,
     market: request.capacity?.market,
     placement: {
       location: request.location,
       image: request.image,
+      region: request.awsRegion,
+      regions: request.capacity?.regions?.length ? request.capacity.regions : undefined,
       ami: request.awsAMI,
       securityGroupId: request.awsSGID,
       subnetId: request.awsSubnetID,
       rootGB: request.awsRootGB,
       fallback: request.capacity?.fallback,
     },
+    bootstrap: {
+      sshUser: request.sshUser,
+      sshPort: request.sshPort,
+      sshFallbackPorts: request.sshFallbackPorts,
+      workRoot: request.workRoot,
+    },
   }
-}
-
-/** The target OS this broker provisions for the request; 400 for anything else. */
-function leaseTarget(request: LeaseRequest): string {
-  const target = TARGET_ALIASES[(request.target ?? request.targetOS ?? 'linux').trim().toLowerCase()]
-  if (!target)
-    throw new ApiError(
-      400,
-      ErrorCode.unsupportedTarget,
-      `target ${request.target ?? request.targetOS} is not supported by this broker yet; use linux`,
-    )
-  if (request.tailscale)
-    throw new ApiError(400, ErrorCode.unsupportedTarget, 'brokered Tailscale provisioning is not supported by this broker')
-  return target
 }
 
 /**
@@ -153,7 +147,7 @@ function newLeaseRecord(plan: LeasePlan, slug: string, nowIso: string): LeaseRec
     id: plan.leaseId,
     slug,
     provider: plan.provider,
-    target: plan.target,
+    ...plan.ask,
     ...requestedFeatures(request),
     owner: identity.owner,
     org: identity.org,
@@ -179,7 +173,7 @@ function newLeaseRecord(plan: LeasePlan, slug: string, nowIso: string): LeaseRec
 async function planLease(deps: FleetDeps, identity: Identity, request: LeaseRequest, leaseId: string): Promise<LeasePlan> {
   const providerName = request.provider?.trim().toLowerCase() || defaultProvider(deps)
   const provider = deps.providers.get(providerName)
-  const target = leaseTarget(request)
+  const ask = checkLeaseAsk(request, providerName)
   const leaseClass = request.class || 'beast'
   const serverType = recordServerType(providerName, leaseClass, request.serverType)
   return {
@@ -187,7 +181,7 @@ async function planLease(deps: FleetDeps, identity: Identity, request: LeaseRequ
     identity,
     request,
     provider: providerName,
-    target,
+    ask,
     leaseClass,
     serverType,
     ttlSeconds: clampSeconds(request.ttlSeconds, DEFAULT_TTL_SECONDS, minLeaseSeconds(deps.env)),
@@ -294,6 +288,7 @@ async function createMachine(
       profile: lease.profile ?? 'default',
       class: lease.class ?? '',
       serverType: ask.serverType,
+      serverTypeExplicit: ask.serverTypeExplicit,
       target: lease.target,
       market: ask.market,
       sshPublicKey: ask.sshPublicKey,
@@ -303,6 +298,7 @@ async function createMachine(
       idleTimeoutSeconds: lease.idleTimeoutSeconds,
       expiresAt: lease.expiresAt,
       placement: ask.placement,
+      bootstrap: ask.bootstrap,
     })
     return { machine }
   } catch (failure) {
@@ -379,6 +375,16 @@ function attachMachine(deps: FleetDeps, lease: LeaseRecord, machine: Machine): L
   })
 }
 
+/** The SSH user, ports and work root the reservation recorded (what the lease asked for, else the bootstrap defaults). */
+function bootstrapOf(lease: LeaseRecord, machine: Machine): Pick<Machine, 'sshUser' | 'sshPort' | 'sshFallbackPorts' | 'workRoot'> {
+  return {
+    sshUser: lease.sshUser ?? machine.sshUser,
+    sshPort: lease.sshPort ?? machine.sshPort,
+    sshFallbackPorts: lease.sshFallbackPorts ?? machine.sshFallbackPorts,
+    workRoot: lease.workRoot ?? machine.workRoot,
+  }
+}
+
 /** Makes the machine for a reserved lease and records it; see createLease for the failure rules. */
 async function provision(deps: FleetDeps, lease: LeaseRecord, ask: ProvisionAsk): Promise<LeaseRecord> {
   const provider = deps.providers.get(lease.provider)
@@ -403,6 +409,8 @@ async function provision(deps: FleetDeps, lease: LeaseRecord, ask: ProvisionAsk)
       `${lease.provider} could not create a machine: ${failure instanceof Error ? failure.message : String(failure)}`,
     )
   }
+  // A bootstrapped machine has the SSH settings the lease recorded, also when it was adopted.
+  if (provider.bootstraps) machine = { ...machine, ...bootstrapOf(lease, machine) }
   const ready = attachMachine(deps, lease, machine)
   if (!ready) throw new ApiError(404, ErrorCode.notFound, `lease ${lease.id} disappeared while provisioning`)
   await deps.wakeBy(ready.state === 'active' ? Date.parse(ready.expiresAt) : deps.now().getTime())

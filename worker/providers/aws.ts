@@ -15,8 +15,8 @@ import {
   type Ec2Options,
 } from '../../src/cloud/ec2-api.js'
 import { setting } from '../env.js'
-import { cloudCreatePlan, cloudFailure, toBrokerMachine } from './cloud.js'
-import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './types.js'
+import { bootstrapSettings, cloudCreatePlan, cloudFailure, toBrokerMachine } from './cloud.js'
+import type { BrokerProvider, BrokerProviderContext, ListableProvider, Placement } from './types.js'
 
 /**
  * AWS EC2 for the broker: spot first with on-demand fallback, candidate types
@@ -33,6 +33,45 @@ const list = (text: string | undefined) =>
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
+
+/**
+ * The regions a lease is tried in: those it asked for (`awsRegion` first, then
+ * `capacity.regions`), each one of the broker's regions, else the broker's list.
+ * A region outside the list is refused: the broker looks for its machines only there.
+ */
+export function regionsFor(brokerRegions: string[], placement: Placement): string[] {
+  const asked = awsRegions(placement.region ?? '', placement.regions ?? [])
+  for (const [field, values] of [
+    ['awsRegion', placement.region ? [placement.region] : []],
+    ['capacity.regions', placement.regions ?? []],
+  ] as const) {
+    const outside = values.filter((region) => !brokerRegions.includes(region.trim()))
+    if (outside.length)
+      throw new ApiError(
+        400,
+        ErrorCode.invalidRequest,
+        `${field}: ${outside.join(', ')} ${outside.length === 1 ? 'is' : 'are'} not among this broker's regions (${brokerRegions.join(', ')})`,
+      )
+  }
+  return asked.length ? asked : brokerRegions
+}
+
+/** The broker's own security group opens only the default SSH ports; other ports need a group of the lease's own. */
+function checkSharedGroupPorts(settings: { sshPort: string; sshFallbackPorts: string[] }): void {
+  const open: readonly string[] = [BOOTSTRAP_DEFAULTS.sshPort, ...BOOTSTRAP_DEFAULTS.sshFallbackPorts]
+  for (const [field, ports] of [
+    ['sshPort', [settings.sshPort]],
+    ['sshFallbackPorts', settings.sshFallbackPorts],
+  ] as const) {
+    const closed = ports.filter((port) => !open.includes(port))
+    if (closed.length)
+      throw new ApiError(
+        400,
+        ErrorCode.invalidRequest,
+        `${field}: port ${closed.join(', ')} is closed in the broker's security group (it opens ${open.join(', ')}); pass awsSGID for a group that opens it`,
+      )
+  }
+}
 
 export function createAwsBrokerProvider(
   context: BrokerProviderContext,
@@ -65,6 +104,7 @@ export function createAwsBrokerProvider(
 
   return {
     name: 'aws',
+    bootstraps: true,
     async create(request) {
       const plan = cloudCreatePlan('aws', request)
       const placement = request.placement ?? {}
@@ -73,6 +113,8 @@ export function createAwsBrokerProvider(
       // crabbox makes its own security group only in the default VPC.
       if (subnetId && !securityGroupId)
         throw new ApiError(400, ErrorCode.invalidRequest, 'awsSubnetID needs awsSGID too (or CRABBOX_AWS_SECURITY_GROUP_ID on the broker)')
+      if (!securityGroupId) checkSharedGroupPorts(bootstrapSettings(request))
+      const leaseRegions = regionsFor(regions, placement)
       const client = api()
       try {
         const { machine } = await createAwsMachine(client, {
@@ -80,7 +122,7 @@ export function createAwsBrokerProvider(
           name: plan.name,
           labels: plan.labels,
           instanceTypes: plan.types,
-          regions,
+          regions: leaseRegions,
           markets: awsMarkets(request.market, placement.fallback ?? setting(env, 'CRABBOX_CAPACITY_FALLBACK')),
           ami: placement.ami ?? setting(env, 'CRABBOX_AWS_AMI'),
           securityGroupId,

@@ -1,4 +1,4 @@
-import { BOOTSTRAP_DEFAULTS, renderCloudInit } from '../../src/cloud/cloud-init.js'
+import { BOOTSTRAP_DEFAULTS, renderCloudInit, type BootstrapOptions } from '../../src/cloud/cloud-init.js'
 import { candidateTypes, explicitType, unsupportedTargetMessage } from '../../src/cloud/classes.js'
 import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../src/cloud/cloud-machines.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
@@ -28,17 +28,14 @@ export interface CloudCreatePlan {
 export function cloudCreatePlan(provider: 'hetzner' | 'aws', request: MachineRequest, now = new Date()): CloudCreatePlan {
   const refused = unsupportedTargetMessage(provider, request.target)
   if (refused) throw new ApiError(400, ErrorCode.unsupportedTarget, refused)
-  const types = candidateTypes(provider, request.class, explicitType(request.class, request.serverType))
+  const types = machineTypes(provider, request)
   const keyName = request.providerKey || providerKeyName(request.leaseId)
   let userData: string
   try {
-    userData = renderCloudInit({
-      ...BOOTSTRAP_DEFAULTS,
-      sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
-      sshPublicKey: request.sshPublicKey,
-    })
+    userData = renderCloudInit({ ...bootstrapSettings(request), sshPublicKey: request.sshPublicKey })
   } catch (error) {
-    throw new ApiError(400, ErrorCode.invalidRequest, `sshPublicKey: ${(error as Error).message}`)
+    const message = (error as Error).message
+    throw new ApiError(400, ErrorCode.invalidRequest, message.startsWith('sshPublicKey') ? message : `sshPublicKey: ${message}`)
   }
   return {
     types,
@@ -47,6 +44,27 @@ export function cloudCreatePlan(provider: 'hetzner' | 'aws', request: MachineReq
     name: machineName(request.leaseId, request.slug),
     labels: machineLabels({ ...request, provider, serverType: types[0], providerKey: keyName, createdAt: now }),
   }
+}
+
+/** The SSH user, ports and work root the machine is bootstrapped with: the lease's asks over the defaults. */
+export function bootstrapSettings(request: MachineRequest): Omit<BootstrapOptions, 'sshPublicKey'> {
+  const ask = request.bootstrap ?? {}
+  return {
+    sshUser: ask.sshUser ?? BOOTSTRAP_DEFAULTS.sshUser,
+    sshPort: ask.sshPort ?? BOOTSTRAP_DEFAULTS.sshPort,
+    sshFallbackPorts: [...(ask.sshFallbackPorts ?? BOOTSTRAP_DEFAULTS.sshFallbackPorts)],
+    workRoot: ask.workRoot ?? BOOTSTRAP_DEFAULTS.workRoot,
+  }
+}
+
+/**
+ * Types to try: an explicit type alone; with `serverTypeExplicit: false` that type
+ * first and then the class's; else the class's candidates.
+ */
+function machineTypes(provider: 'hetzner' | 'aws', request: MachineRequest): string[] {
+  const explicit = explicitType(request.class, request.serverType)
+  if (explicit && request.serverTypeExplicit === false) return [...new Set([explicit, ...candidateTypes(provider, request.class)])]
+  return candidateTypes(provider, request.class, explicit)
 }
 
 /** A cloud machine as a lease sees it: the bootstrap's user, ports and work root. */

@@ -57,6 +57,7 @@ export function createHetznerBrokerProvider(
 
   return {
     name: 'hetzner',
+    bootstraps: true,
     async create(request) {
       const plan = cloudCreatePlan('hetzner', request)
       const client = api()

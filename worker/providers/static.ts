@@ -3,7 +3,7 @@ import { ApiError, ErrorCode, describeIssues } from '../../src/protocol/errors.j
 import { StaticPool, type StaticPoolHost } from '../../src/protocol/leases.js'
 import { setting } from '../env.js'
 import type { FleetStorage } from '../fleet/storage.js'
-import type { BrokerProvider, BrokerProviderContext, ListableProvider, Machine } from './types.js'
+import type { BootstrapAsk, BrokerProvider, BrokerProviderContext, ListableProvider, Machine } from './types.js'
 
 /**
  * The static pool: existing SSH hosts from `CRABBOX_STATIC_POOL`. A lease claims
@@ -60,6 +60,42 @@ function toMachine(host: StaticPoolHost, leaseId?: string): Machine {
   }
 }
 
+const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((item, i) => item === b[i])
+
+/**
+ * Pool hosts that have the SSH user, ports and work root the lease asked for
+ * (nothing is set up on a static host, so a lease can only pick one that fits).
+ * When none does, a 400 names the first field no host has, and the values the pool offers.
+ */
+function matchingHosts(hosts: StaticPoolHost[], ask: BootstrapAsk): StaticPoolHost[] {
+  const checks: ReadonlyArray<
+    readonly [field: string, asked: unknown, fits: (host: StaticPoolHost) => boolean, shown: (host: StaticPoolHost) => string]
+  > = [
+    ['sshUser', ask.sshUser, (h) => h.user === ask.sshUser, (h) => h.user],
+    ['sshPort', ask.sshPort, (h) => h.port === ask.sshPort, (h) => h.port],
+    [
+      'sshFallbackPorts',
+      ask.sshFallbackPorts,
+      (h) => sameList(h.fallbackPorts, ask.sshFallbackPorts ?? []),
+      (h) => `[${h.fallbackPorts.join(',')}]`,
+    ],
+    ['workRoot', ask.workRoot, (h) => h.workRoot === ask.workRoot, (h) => h.workRoot],
+  ]
+  let left = hosts
+  for (const [field, asked, fits, shown] of checks) {
+    if (asked === undefined || !hosts.length) continue
+    const fitting = left.filter(fits)
+    if (!fitting.length)
+      throw new ApiError(
+        400,
+        ErrorCode.invalidRequest,
+        `${field} ${JSON.stringify(asked)}: no static pool host${left.length < hosts.length ? ' with the other settings asked for' : ''} has it (the pool has ${[...new Set(left.map(shown))].join(', ')}); leave it out to take any host`,
+      )
+    left = fitting
+  }
+  return left
+}
+
 function claimFor(storage: FleetStorage, leaseId: string): string | undefined {
   return storage.one<{ host_name: string }>('SELECT host_name FROM static_claims WHERE lease_id = ?', leaseId)?.host_name
 }
@@ -71,7 +107,7 @@ export function createStaticProvider(context: BrokerProviderContext): BrokerProv
   return {
     name: 'static',
     async create(request) {
-      const hosts = pool()
+      const hosts = matchingHosts(pool(), request.bootstrap ?? {})
       if (!hosts.length) throw new ApiError(503, ErrorCode.noCapacity, 'the broker has no static pool; set CRABBOX_STATIC_POOL')
       // Claim inside one synchronous transaction: two leases can never get the same host.
       const host = storage.transaction(() => {

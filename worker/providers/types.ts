@@ -6,14 +6,18 @@ import type { LabelInput } from '../../src/cloud/cloud-machines.js'
 
 /**
  * Where and from what a lease asked its machine to be made (lease request
- * fields `location`, `image`, `awsAMI`, `awsSGID`, `awsSubnetID`, `awsRootGB`,
- * `capacity.fallback`); unset fields fall back to the broker's settings.
- * Regions are not here: the broker picks AWS regions itself, so it can always
- * find and delete what it made.
+ * fields `location`, `image`, `awsRegion`, `capacity.regions`, `awsAMI`, `awsSGID`,
+ * `awsSubnetID`, `awsRootGB`, `capacity.fallback`); unset fields fall back to the
+ * broker's settings. AWS regions are only ever a choice among the broker's own
+ * regions, so it can always find and delete what it made.
  */
 export interface Placement {
   location?: string
   image?: string
+  /** AWS: the region to try first. */
+  region?: string
+  /** AWS: the regions to try, in order. */
+  regions?: string[]
   ami?: string
   securityGroupId?: string
   subnetId?: string
@@ -25,11 +29,23 @@ export interface Placement {
 export interface MachineRequest extends Omit<LabelInput, 'provider' | 'serverType' | 'market' | 'createdAt'> {
   /** Explicit provider type; otherwise derived from `class`. */
   serverType?: string
+  /** False: `serverType` is tried first, then the class's types. Otherwise only `serverType` is tried. */
+  serverTypeExplicit?: boolean
   market?: 'spot' | 'on-demand'
   /** OpenSSH public key line authorized for the lease's user. */
   sshPublicKey: string
   expiresAt: string
   placement?: Placement
+  /** How the lease asked to reach the machine; unset fields are the provider's defaults. */
+  bootstrap?: BootstrapAsk
+}
+
+/** SSH user, ports and work root a lease asked for (`sshUser`, `sshPort`, `sshFallbackPorts`, `workRoot`). */
+export interface BootstrapAsk {
+  sshUser?: string
+  sshPort?: string
+  sshFallbackPorts?: string[]
+  workRoot?: string
 }
 
 export interface Machine {
@@ -54,6 +70,12 @@ export interface Machine {
 
 export interface BrokerProvider {
   readonly name: string
+  /**
+   * True when the provider makes machines with the lease's SSH user, ports and
+   * work root (cloud-init): a machine adopted after a lost create reports the
+   * defaults, so the lease keeps what it asked for.
+   */
+  readonly bootstraps?: boolean
   /** Creates (or adopts, when one already carries this lease's label) a machine. */
   create(request: MachineRequest): Promise<Machine>
   /** Deletes the lease's machine; resolves when it is gone, including already gone. */

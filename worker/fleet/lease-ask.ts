@@ -1,0 +1,187 @@
+import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
+import type { LeaseRequest } from '../../src/protocol/leases.js'
+
+/**
+ * What a lease request asks beyond the defaults, checked before anything is
+ * reserved or made: every field is either honoured by the chosen provider or
+ * refused with a 400 that names it. Nothing is dropped silently.
+ *
+ * Provider by provider (the provider itself applies what is honoured, and
+ * checks what only it can, such as AWS regions against the broker's list):
+ *
+ * | field | static | hetzner | aws |
+ * | --- | --- | --- | --- |
+ * | `target`, `targetOS` | linux | linux | linux |
+ * | `windowsMode` | normal (only meaningful with windows) | same | same |
+ * | `desktop`, `browser`, `code` | refused when true | same | same |
+ * | `network` | auto, public | auto, public | auto, public |
+ * | `profile`, `class`, `slug` | recorded | recorded, labelled | recorded, tagged |
+ * | `serverType` | `ssh` only | the one type tried | the one type tried |
+ * | `serverTypeExplicit` | refused | false: the class's types follow | same |
+ * | `location`, `image` | refused | server location, image | refused (use `awsRegion`, `awsAMI`) |
+ * | `awsRegion`, `capacity.regions` | refused | refused | regions tried, in order, from the broker's regions |
+ * | `awsAMI`, `awsSGID`, `awsSubnetID`, `awsRootGB` | refused | refused | launch settings |
+ * | `awsProfile` | refused (only the operator picks an instance role) | same | same |
+ * | `awsSSHCIDRs` | refused | refused | refused (the broker's security group is shared) |
+ * | `capacity.market` | refused | on-demand only | spot or on-demand |
+ * | `capacity.fallback` | refused | refused | the on-demand retry |
+ * | `capacity.strategy` | refused | refused | most-available only |
+ * | `capacity.availabilityZones` | refused when not empty | same | same |
+ * | `capacity.hints` | false only (no hints are made) | same | same |
+ * | `sshUser`, `sshPort`, `sshFallbackPorts`, `workRoot` | picks a pool host that has them | bootstrapped | bootstrapped (ports: see aws.ts) |
+ * | `tailscale*`, `awsMacHostID`, `azure*` | refused | refused | refused |
+ */
+
+const TARGETS: Record<string, string> = {
+  linux: 'linux',
+  ubuntu: 'linux',
+  macos: 'macos',
+  mac: 'macos',
+  darwin: 'macos',
+  osx: 'macos',
+  windows: 'windows',
+  win: 'windows',
+}
+const WINDOWS_MODES: Record<string, string> = {
+  normal: 'normal',
+  native: 'normal',
+  powershell: 'normal',
+  ps: 'normal',
+  wsl2: 'wsl2',
+  wsl: 'wsl2',
+}
+
+/** The request's settled target, Windows mode and network, for the record. */
+export interface LeaseAsk {
+  target: string
+  windowsMode?: string
+  network?: string
+}
+
+const refuse = (message: string, code: string = ErrorCode.invalidRequest) => new ApiError(400, code, message)
+
+/** Placement fields only some providers honour, and who honours each. */
+const PLACEMENT: ReadonlyArray<readonly [field: string, honouredBy: readonly string[], read: (r: LeaseRequest) => unknown]> = [
+  ['location', ['hetzner'], (r) => r.location],
+  ['image', ['hetzner'], (r) => r.image],
+  ['awsRegion', ['aws'], (r) => r.awsRegion],
+  ['capacity.regions', ['aws'], (r) => (r.capacity?.regions?.length ? r.capacity.regions : undefined)],
+  ['awsAMI', ['aws'], (r) => r.awsAMI],
+  ['awsSGID', ['aws'], (r) => r.awsSGID],
+  ['awsSubnetID', ['aws'], (r) => r.awsSubnetID],
+  ['awsRootGB', ['aws'], (r) => r.awsRootGB],
+  ['capacity.fallback', ['aws'], (r) => r.capacity?.fallback],
+  ['capacity.strategy', ['aws'], (r) => r.capacity?.strategy],
+  ['serverTypeExplicit', ['hetzner', 'aws'], (r) => r.serverTypeExplicit],
+]
+
+/** Reference request fields for features this broker does not have yet. */
+const UNSUPPORTED = [
+  'tailscaleTags',
+  'tailscaleHostname',
+  'tailscaleExitNode',
+  'tailscaleExitNodeAllowLanAccess',
+  'awsMacHostID',
+  'azureLocation',
+  'azureImage',
+] as const
+
+const PROVIDER_TITLES: Record<string, string> = { static: 'the static pool', hetzner: 'Hetzner', aws: 'AWS' }
+const title = (provider: string) => PROVIDER_TITLES[provider] ?? provider
+
+/** The settled target; anything but Linux is refused until a provider can make it. */
+function askTarget(request: LeaseRequest): Pick<LeaseAsk, 'target' | 'windowsMode'> {
+  const asked = request.target ?? request.targetOS
+  const target = TARGETS[(asked ?? 'linux').trim().toLowerCase()]
+  if (!target)
+    throw refuse(
+      `target ${JSON.stringify(asked)} is not a target: use linux, macos or windows (aliases ubuntu, mac, darwin, osx, win)`,
+      ErrorCode.unsupportedTarget,
+    )
+  const modeAsked = request.windowsMode?.trim()
+  const windowsMode = modeAsked ? WINDOWS_MODES[modeAsked.toLowerCase()] : undefined
+  if (modeAsked && !windowsMode) throw refuse(`windowsMode ${JSON.stringify(modeAsked)} is not a Windows mode: use normal or wsl2`)
+  if (windowsMode === 'wsl2' && target !== 'windows') throw refuse(`windowsMode wsl2 needs target windows, not ${target}`)
+  if (target !== 'linux')
+    throw refuse(
+      `target ${target} is not supported by this broker yet: it provisions Linux machines only; use linux`,
+      ErrorCode.unsupportedTarget,
+    )
+  // Windows leases (and so `windowsMode` on the record) come with the first provider that makes them.
+  return { target }
+}
+
+/** Desktop, browser and code-server are installed by no provider yet: asking for one is refused, never recorded as granted. */
+function askCapabilities(request: LeaseRequest, provider: string): void {
+  for (const capability of ['desktop', 'browser', 'code'] as const)
+    if (request[capability])
+      throw refuse(
+        `${capability}: ${title(provider)} leases cannot have ${capability === 'code' ? 'code-server' : `a ${capability}`} yet (this broker installs none); ask without ${capability}`,
+        ErrorCode.unsupportedCapability,
+      )
+}
+
+function askNetwork(request: LeaseRequest): string | undefined {
+  if (request.tailscale)
+    throw refuse('tailscale: brokered Tailscale provisioning is not supported by this broker', ErrorCode.unsupportedTarget)
+  if (request.network === 'tailscale')
+    throw refuse(
+      'network tailscale is not supported by this broker yet: its leases are reached at their public address; use auto or public',
+    )
+  return request.network
+}
+
+function askCapacity(request: LeaseRequest, provider: string): void {
+  const capacity = request.capacity ?? {}
+  if (capacity.availabilityZones?.length)
+    throw refuse(
+      'capacity.availabilityZones: this broker does not pin availability zones; pass awsSubnetID for a subnet in the zone you want',
+    )
+  if (capacity.hints) throw refuse('capacity.hints: this broker gives no capacity hints; send false or leave it out')
+  if (capacity.market && provider !== 'aws' && !(provider === 'hetzner' && capacity.market === 'on-demand'))
+    throw refuse(
+      provider === 'hetzner'
+        ? 'capacity.market spot: Hetzner has no spot market; use on-demand or leave it out'
+        : `capacity.market: ${title(provider)} has no capacity markets; leave it out`,
+    )
+  if (capacity.strategy && provider === 'aws' && capacity.strategy !== 'most-available')
+    throw refuse(
+      `capacity.strategy ${JSON.stringify(capacity.strategy)}: this broker has one strategy, most-available (first candidate with capacity)`,
+    )
+}
+
+/**
+ * Checks the request against the chosen provider (see the table above); throws a
+ * 400 naming the first field it will not honour.
+ */
+export function checkLeaseAsk(request: LeaseRequest, provider: string): LeaseAsk {
+  const target = askTarget(request)
+  askCapabilities(request, provider)
+  const network = askNetwork(request)
+  for (const [field, honouredBy, read] of PLACEMENT)
+    if (read(request) !== undefined && !honouredBy.includes(provider))
+      throw refuse(`${field}: ${title(provider)} leases do not take ${field}${hintFor(field, provider)}`)
+  for (const field of UNSUPPORTED)
+    if (request[field] !== undefined && request[field] !== false)
+      throw refuse(
+        `${field}: this broker does not support ${field.startsWith('azure') ? 'Azure' : field.startsWith('tailscale') ? 'Tailscale' : 'EC2 Mac hosts'} yet; leave it out`,
+      )
+  if (request.awsProfile !== undefined)
+    throw refuse('awsProfile: only the broker operator picks the instance profile for runners (CRABBOX_AWS_INSTANCE_PROFILE)')
+  if (request.awsSSHCIDRs?.length)
+    throw refuse(
+      "awsSSHCIDRs: the broker's security group is shared by all its leases; its SSH ranges come from CRABBOX_AWS_SSH_CIDRS, or pass awsSGID for a group of your own",
+    )
+  askCapacity(request, provider)
+  if (provider === 'static' && request.serverType !== undefined && request.serverType !== 'ssh')
+    throw refuse(`serverType ${JSON.stringify(request.serverType)}: static pool hosts have no server types; leave it out`)
+  if (request.serverTypeExplicit && !request.serverType) throw refuse('serverTypeExplicit needs serverType')
+  return { ...target, ...(network ? { network } : {}) }
+}
+
+function hintFor(field: string, provider: string): string {
+  if (provider === 'aws' && field === 'location') return '; use awsRegion'
+  if (provider === 'aws' && field === 'image') return '; use awsAMI'
+  if (provider === 'hetzner' && field === 'awsRegion') return '; use location'
+  return ''
+}
