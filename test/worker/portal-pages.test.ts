@@ -355,3 +355,37 @@ describe('portal security', () => {
     for (const id of [lease.id, a.id, b.id]) await api(adminCaller, 'POST', `/v1/admin/leases/${id}/delete`)
   })
 })
+
+describe('the lease grid', () => {
+  it('searches, filters, sorts and pages in the query', async () => {
+    const id = unique()
+    const browser = await browserFor(`grid-${id}@example.com`)
+    const who: Who = { kind: 'user', token: browser.token }
+    const leases = [
+      await createLease(who, { slug: `b-${id}` }),
+      await createLease(who, { slug: `a-${id}` }),
+      await createLease(who, { slug: `c-${id}` }),
+    ]
+    await api(who, 'POST', `/v1/leases/${leases[2].id}/release`, {})
+    const order = (text: string) => leases.map((l) => ({ slug: l.slug, at: text.indexOf(`href="/portal/leases/${l.id}"`) }))
+    const active = await getPage(browser, `/portal?q=${id}&sort=slug&dir=asc`)
+    const rows = order(active.text)
+    expect(rows.find((r) => r.slug === `c-${id}`)!.at).toBe(-1)
+    expect(rows.find((r) => r.slug === `a-${id}`)!.at).toBeLessThan(rows.find((r) => r.slug === `b-${id}`)!.at)
+    expect(active.text).toContain('aria-sort="ascending"')
+    const all = order((await getPage(browser, `/portal?q=${id}&state=all&sort=slug&dir=desc`)).text)
+    expect(all.map((r) => r.at > 0)).toEqual([true, true, true])
+    expect(all.find((r) => r.slug === `c-${id}`)!.at).toBeLessThan(all.find((r) => r.slug === `a-${id}`)!.at)
+    const ended = (await getPage(browser, `/portal?q=${id}&state=ended`)).text
+    expect(ended).toContain(`href="/portal/leases/${leases[2].id}"`)
+    expect(ended).not.toContain(`href="/portal/leases/${leases[0].id}"`)
+    const none = (await getPage(browser, `/portal?q=${id}&provider=aws`)).text
+    expect(none).toContain('No leases match')
+    const past = (await getPage(browser, `/portal?q=${id}&page=5`)).text
+    expect(past).toContain('No leases match')
+    expect(past).toContain('Previous page')
+    // Odd parameters fall back instead of failing.
+    expect((await getPage(browser, '/portal?sort=drop%20table&dir=sideways&page=-3&state=%3Cx%3E')).status).toBe(200)
+    for (const lease of leases) await api(adminCaller, 'POST', `/v1/admin/leases/${lease.id}/delete`)
+  })
+})

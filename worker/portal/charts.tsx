@@ -58,7 +58,7 @@ export function Bars({ bars, cap, label }: { bars: Bar[]; cap: number; label: st
   const x = (value: number) => labelWidth + (value / top) * (chartWidth - labelWidth)
   const height = rowHeight * Math.max(1, bars.length) + 8
   return (
-    <svg class="bars" viewBox={`0 0 ${chartWidth + 120} ${height}`} role="img" aria-label={label}>
+    <svg class="bars" width={chartWidth + 120} height={height} viewBox={`0 0 ${chartWidth + 120} ${height}`} role="img" aria-label={label}>
       <title>{label}</title>
       {bars.map((bar, i) => {
         const y = 4 + i * rowHeight

@@ -62,7 +62,7 @@ th a{color:inherit}
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85rem}
 pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);border:1px solid var(--line);border-radius:.4rem;padding:.75rem;max-height:32rem;overflow:auto;margin:0}
 .cmd{display:flex;gap:.5rem;align-items:center;margin:.25rem 0}
-.cmd code{flex:1;background:var(--bg);border:1px solid var(--line);border-radius:.3rem;padding:.2rem .4rem;overflow-x:auto;white-space:nowrap}
+.cmd code{flex:1;background:var(--bg);border:1px solid var(--line);border-radius:.3rem;padding:.2rem .4rem;overflow-wrap:anywhere}
 form.inline{display:inline}
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin:0 0 1rem}
 label{display:flex;flex-direction:column;font-size:.85rem;color:var(--muted);gap:.15rem}
@@ -74,7 +74,8 @@ button.danger{border-color:var(--bad);color:var(--bad)}
 time[data-countdown]{font-variant-numeric:tabular-nums}
 svg.spark{width:100%;height:3rem;display:block}
 svg.spark polyline{fill:none;stroke:var(--accent);stroke-width:2}
-svg.bars{width:100%;display:block}
+svg.bars{max-width:100%;height:auto;display:block}
+figure{margin:0 0 .75rem}
 svg.bars .bar{fill:var(--accent)}
 svg.bars .track{fill:var(--line)}
 svg.bars .cap{stroke:var(--bad);stroke-width:2}
@@ -94,6 +95,18 @@ var t=b.textContent;b.textContent='Copied';setTimeout(function(){b.textContent=t
 ts.forEach(function(t){var s=Math.round((Date.parse(t.getAttribute('datetime'))-now)/1000);t.textContent=s<=0?'expired':
 'in '+(s>=3600?Math.floor(s/3600)+' h ':'')+Math.floor(s%3600/60)+' min '+String(s%60).padStart(2,'0')+' s'})}
 tick();setInterval(tick,1000)})()`
+
+/**
+ * A table that may scroll sideways on a narrow screen: a focusable region, so a keyboard
+ * can scroll it too.
+ */
+export function TableWrap({ label, card, children }: { label: string; card?: boolean; children?: Child }) {
+  return (
+    <div class={card ? 'table-wrap card' : 'table-wrap'} tabindex={0} role="region" aria-label={label}>
+      {children}
+    </div>
+  )
+}
 
 /** A command with a copy button; the text stays selectable without script. */
 export function CopyCommand({ command, label }: { command: string; label?: string }) {

@@ -7,7 +7,7 @@ import { resolveLease } from '../fleet/lease-store.js'
 import { listRuns } from '../fleet/runs.js'
 import { Sparkline } from './charts.js'
 import { bytes, duration, relativeTime, shellQuote, stateTone } from './format.js'
-import { CopyCommand } from './layout.js'
+import { CopyCommand, TableWrap } from './layout.js'
 import { leaseCommands } from './lease-grid.js'
 import { CsrfField, type PortalCaller } from './page.js'
 
@@ -37,7 +37,15 @@ const percent = (value: number | undefined) => (value === undefined ? undefined 
 function latestTelemetry(t: LeaseTelemetry | undefined): [string, unknown][] {
   if (!t) return [['Telemetry', <span class="muted">none yet</span>]]
   return [
-    ['Load', t.load1 === undefined ? undefined : [t.load1, t.load5, t.load15].filter((n) => n !== undefined).join(' / ')],
+    [
+      'Load',
+      t.load1 === undefined
+        ? undefined
+        : [t.load1, t.load5, t.load15]
+            .filter((n) => n !== undefined)
+            .map((n) => n.toFixed(2))
+            .join(' / '),
+    ],
     ['Memory', t.memoryPercent === undefined ? undefined : `${percent(t.memoryPercent)} of ${bytes(t.memoryTotalBytes)}`],
     ['Disk', t.diskPercent === undefined ? undefined : `${percent(t.diskPercent)} of ${bytes(t.diskTotalBytes)}`],
     ['Uptime', t.uptimeSeconds === undefined ? undefined : duration(t.uptimeSeconds * 1000)],
@@ -141,7 +149,7 @@ const RUN_FILTERS = ['all', ...RUN_STATES] as const
 
 export function RunsTable({ runs, now, caption }: { runs: RunRecord[]; now: Date; caption: string }) {
   return (
-    <div class="table-wrap">
+    <TableWrap label={caption}>
       <table>
         <caption class="muted">{caption}</caption>
         <thead>
@@ -188,7 +196,7 @@ export function RunsTable({ runs, now, caption }: { runs: RunRecord[]; now: Date
           )}
         </tbody>
       </table>
-    </div>
+    </TableWrap>
   )
 }
 

@@ -2,6 +2,7 @@ import type { RunEventRecord, RunRecord } from '../../src/protocol/runs.js'
 import type { FleetDeps } from '../fleet/deps.js'
 import { getRun, pageRunEvents, readRunLog } from '../fleet/runs.js'
 import { bytes, duration, relativeTime, shellQuote, stateTone } from './format.js'
+import { TableWrap } from './layout.js'
 import type { PortalCaller } from './page.js'
 
 /**
@@ -141,7 +142,7 @@ function Results({ run }: { run: RunRecord }) {
           {results.failed.slice(0, FAILURES_SHOWN).map((failure) => (
             <li>
               <strong>{failure.name}</strong> <span class="muted">{failure.suite}</span>
-              {failure.message ? <pre>{failure.message}</pre> : null}
+              {failure.message ? <pre tabindex={0}>{failure.message}</pre> : null}
             </li>
           ))}
         </ol>
@@ -155,7 +156,7 @@ function EventsTable({ run, events, now }: { run: RunRecord; events: RunEventRec
   return (
     <section class="card" aria-labelledby="events-title">
       <h2 id="events-title">Events</h2>
-      <div class="table-wrap">
+      <TableWrap label="Events">
         <table>
           <caption class="muted">
             {(run.eventCount ?? events.length) > shown.length ? `The first ${shown.length} events` : 'All events'}
@@ -185,7 +186,7 @@ function EventsTable({ run, events, now }: { run: RunRecord; events: RunEventRec
             ))}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
     </section>
   )
 }

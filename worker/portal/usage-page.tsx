@@ -5,6 +5,7 @@ import type { FleetDeps } from '../fleet/deps.js'
 import { usageSelection, usageSummary } from '../fleet/usage.js'
 import { Bars } from './charts.js'
 import { usd } from './format.js'
+import { TableWrap } from './layout.js'
 import type { PortalCaller } from './page.js'
 
 /**
@@ -32,7 +33,7 @@ function groupBars(groups: UsageGroup[]) {
 
 function GroupTable({ groups, caption }: { groups: UsageGroup[]; caption: string }) {
   return (
-    <div class="table-wrap">
+    <TableWrap label={caption}>
       <table>
         <caption class="muted">{caption}</caption>
         <thead>
@@ -58,7 +59,7 @@ function GroupTable({ groups, caption }: { groups: UsageGroup[]; caption: string
           ))}
         </tbody>
       </table>
-    </div>
+    </TableWrap>
   )
 }
 
