@@ -89,7 +89,7 @@ function Summary({ run, now }: { run: RunRecord; now: Date }) {
     ['Started', <time datetime={run.startedAt}>{relativeTime(run.startedAt, now)}</time>],
     ['Duration', run.durationMs !== undefined ? duration(run.durationMs) : run.state === 'running' ? 'running' : undefined],
     ['Phase', run.phase],
-    ['Log size', `${bytes(run.logBytes)}${run.logTruncated ? ' (truncated)' : ''}`],
+    ['Log size', run.state === 'running' ? undefined : `${bytes(run.logBytes)}${run.logTruncated ? ' (truncated)' : ''}`],
     ['Events', run.eventCount],
   ]
   return (
