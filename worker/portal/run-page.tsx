@@ -170,7 +170,7 @@ function EventsTable({ run, events, now }: { run: RunRecord; events: RunEventRec
   return (
     <section class="card" aria-labelledby="events-title">
       <h2 id="events-title">Events</h2>
-      <TableWrap label="Events">
+      <TableWrap label="Events table">
         <table>
           <caption class="muted">
             {(run.eventCount ?? events.length) > shown.length ? `The first ${shown.length} of ${run.eventCount} events` : 'All events'}
