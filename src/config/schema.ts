@@ -22,11 +22,19 @@ const Port = v.pipe(v.union([v.string(), v.number()], 'a TCP port number'), v.tr
 const Bool = v.boolean('true or false')
 const Count = v.pipe(v.number('a whole number'), v.integer('a whole number'), v.minValue(0, 'a number of at least 0'))
 
+/** Cloudflare Access credentials for a broker behind Access: a service token (ID and secret) and/or a token. */
+export const AccessConfig = v.strictObject({
+  clientId: v.optional(v.string()),
+  clientSecret: v.optional(v.string()),
+  token: v.optional(v.string()),
+})
+
 export const BrokerConfig = v.strictObject({
   url: v.optional(v.pipe(v.string(), v.url('an http(s) URL'))),
   token: v.optional(v.string()),
   adminToken: v.optional(v.string()),
   provider: v.optional(v.string()),
+  access: v.optional(AccessConfig),
 })
 
 export const SshConfig = v.strictObject({
@@ -154,7 +162,14 @@ export interface Config {
   target: 'linux' | 'macos' | 'windows'
   class: string
   serverType?: string
-  broker: { url?: string; token?: string; adminToken?: string; provider?: string }
+  broker: {
+    url?: string
+    token?: string
+    adminToken?: string
+    provider?: string
+    /** Cloudflare Access credentials; absent when none is configured. */
+    access?: { clientId?: string; clientSecret?: string; token?: string }
+  }
   ssh: { user: string; key?: string; port: string; fallbackPorts: string[] }
   workRoot: string
   ttl: string

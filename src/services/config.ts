@@ -8,13 +8,20 @@ import { FileConfig, type Config } from '../config/schema.js'
 import { readConfigValue, setUserConfigValues } from '../config/write.js'
 import { usageError } from '../errors.js'
 import { closest } from '../ui/suggest.js'
+import { accessAuth, type AccessAuth } from '../transport/broker/client.js'
 
 type Secret = 'set' | 'missing'
 const secret = (value: string | undefined): Secret => (value ? 'set' : 'missing')
 
 /** The merged config with secrets replaced by `set`/`missing`: safe to paste into an issue. */
 export type RedactedConfig = Omit<Config, 'sources' | 'broker'> & {
-  broker: Omit<Config['broker'], 'token' | 'adminToken'> & { token: Secret; adminToken: Secret }
+  broker: Omit<Config['broker'], 'token' | 'adminToken' | 'access'> & {
+    token: Secret
+    adminToken: Secret
+    access: { clientId: Secret; clientSecret: Secret; token: Secret }
+    /** Which Cloudflare Access credentials are sent: missing, service-token, token, service-token+token, incomplete. */
+    accessAuth: AccessAuth
+  }
 }
 
 export interface ConfigView {
@@ -30,7 +37,20 @@ export interface ConfigView {
 export function showConfig(context: ServiceContext): ConfigView {
   const { sources, broker, ...rest } = context.config
   return {
-    config: { ...rest, broker: { ...broker, token: secret(broker.token), adminToken: secret(broker.adminToken) } },
+    config: {
+      ...rest,
+      broker: {
+        ...broker,
+        token: secret(broker.token),
+        adminToken: secret(broker.adminToken),
+        access: {
+          clientId: secret(broker.access?.clientId),
+          clientSecret: secret(broker.access?.clientSecret),
+          token: secret(broker.access?.token),
+        },
+        accessAuth: accessAuth(broker.access),
+      },
+    },
     sources,
     files: context.configFiles ?? [],
     userConfig: userConfigPath(),
@@ -111,7 +131,14 @@ export interface ConfigValueResult {
   source?: string
 }
 
-const secretKeys = new Set(['broker.token', 'broker.adminToken', 'coordinatorToken'])
+const secretKeys = new Set([
+  'broker.token',
+  'broker.adminToken',
+  'coordinatorToken',
+  'broker.access.clientId',
+  'broker.access.clientSecret',
+  'broker.access.token',
+])
 
 async function configFileFor(choice: ConfigFileChoice): Promise<string> {
   if (!choice.repo) return userConfigPath()
