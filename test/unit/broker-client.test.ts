@@ -130,18 +130,18 @@ describe('broker client', () => {
   it('an HTML 403 from Access in front of the broker is exit 3 saying Access credentials are needed and which settings', async () => {
     const error = await caught(createBrokerClient({ url }).request('GET', '/v1/behind-access'))
     expect(error).toBeInstanceOf(BrokerError)
-    expect(error.exitCode).toBe(3)
-    expect(error.errorCode).toBe('access_denied')
-    expect(error.message).toContain('Access credentials are needed')
-    expect(error.hint).toContain('broker.access.clientId')
-    expect(error.hint).toContain('CRABBOX_ACCESS_TOKEN')
+    expect(error!.exitCode).toBe(3)
+    expect(error!.errorCode).toBe('access_denied')
+    expect(error!.message).toContain('Access credentials are needed')
+    expect(error!.hint).toContain('broker.access.clientId')
+    expect(error!.hint).toContain('CRABBOX_ACCESS_TOKEN')
     const wrong = await caught(
       createBrokerClient({ url, access: { clientId: 'id.access', clientSecret: 'wrong' } }).request('GET', '/v1/behind-access'),
     )
-    expect(wrong.message).toContain('were not accepted')
-    expect(wrong.message).not.toContain('wrong')
+    expect(wrong!.message).toContain('were not accepted')
+    expect(wrong!.message).not.toContain('wrong')
     // The broker's own 403 stays the broker's answer.
     const admin = await caught(createBrokerClient({ url, adminToken: 'a' }).request('GET', '/v1/admin/x', { admin: true }))
-    expect(admin.errorCode).toBe('forbidden')
+    expect(admin!.errorCode).toBe('forbidden')
   })
 })
