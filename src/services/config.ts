@@ -18,9 +18,8 @@ export type RedactedConfig = Omit<Config, 'sources' | 'broker'> & {
   broker: Omit<Config['broker'], 'token' | 'adminToken' | 'access'> & {
     token: Secret
     adminToken: Secret
-    access: { clientId: Secret; clientSecret: Secret; token: Secret }
-    /** Which Cloudflare Access credentials are sent: missing, service-token, token, service-token+token, incomplete. */
-    accessAuth: AccessAuth
+    /** Present when any Cloudflare Access credential is configured. */
+    access?: { clientId: Secret; clientSecret: Secret; token: Secret }
   }
 }
 
@@ -32,25 +31,27 @@ export interface ConfigView {
   files: string[]
   userConfig: string
   repoRoot?: string
+  /** Which Cloudflare Access credentials are sent: missing, service-token, token, service-token+token, incomplete. */
+  accessAuth: AccessAuth
 }
 
 export function showConfig(context: ServiceContext): ConfigView {
   const { sources, broker, ...rest } = context.config
+  const { access, ...plain } = broker
+  const anyAccess = Boolean(access?.clientId || access?.clientSecret || access?.token)
   return {
     config: {
       ...rest,
       broker: {
-        ...broker,
+        ...plain,
         token: secret(broker.token),
         adminToken: secret(broker.adminToken),
-        access: {
-          clientId: secret(broker.access?.clientId),
-          clientSecret: secret(broker.access?.clientSecret),
-          token: secret(broker.access?.token),
-        },
-        accessAuth: accessAuth(broker.access),
+        ...(anyAccess
+          ? { access: { clientId: secret(access?.clientId), clientSecret: secret(access?.clientSecret), token: secret(access?.token) } }
+          : {}),
       },
     },
+    accessAuth: accessAuth(access),
     sources,
     files: context.configFiles ?? [],
     userConfig: userConfigPath(),

@@ -17,6 +17,11 @@ export function renderConfigView(view: ConfigView): string {
     const source = view.sources[key] ?? (/^broker\.(token|adminToken|access)/.test(key) ? undefined : 'default')
     return `${key.padEnd(width)} = ${value}${source ? `  (${source})` : ''}`
   })
-  lines.push('', `user config: ${view.userConfig}`, `files read: ${view.files.length ? view.files.join(', ') : 'none'}`)
+  lines.push(
+    '',
+    `user config: ${view.userConfig}`,
+    `files read: ${view.files.length ? view.files.join(', ') : 'none'}`,
+    `cloudflare access: ${view.accessAuth}`,
+  )
   return `${lines.join('\n')}\n`
 }

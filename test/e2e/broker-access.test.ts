@@ -68,9 +68,12 @@ describe('a broker behind Cloudflare Access', () => {
     const show = await runCli(['config', 'show', '--json'], { home: rig.home, cwd: repo, env: env(creds) })
     expect(show.code, show.stderr).toBe(0)
     const view = JSON.parse(show.stdout)
-    expect(view.config.broker.accessAuth).toBe('service-token')
+    expect(view.accessAuth).toBe('service-token')
     expect(view.config.broker.access).toEqual({ clientId: 'set', clientSecret: 'set', token: 'missing' })
     expect(show.stdout).not.toContain(CLIENT_SECRET)
+    const text = await runCli(['config', 'show'], { home: rig.home, cwd: repo, env: env(creds) })
+    expect(text.stdout).toContain('cloudflare access: service-token')
+    expect(text.stdout).not.toContain(CLIENT_SECRET)
 
     const doctor = await runCli(['doctor'], { home: rig.home, cwd: repo, env: env(creds), timeoutMs: 60_000 })
     expect(doctor.code, doctor.stdout + doctor.stderr).toBe(0)
