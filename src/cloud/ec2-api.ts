@@ -107,6 +107,7 @@ const categories: Record<string, CloudErrorCategory> = {
   'InvalidInstanceID.NotFound': 'not_found',
   'InvalidKeyPair.NotFound': 'not_found',
   'InvalidGroup.NotFound': 'not_found',
+  'InvalidAMIID.NotFound': 'not_found',
   'InvalidKeyPair.Duplicate': 'conflict',
   'InvalidGroup.Duplicate': 'conflict',
   'InvalidPermission.Duplicate': 'conflict',
@@ -250,6 +251,8 @@ export interface AwsCreateInput {
   /** `['spot', 'on-demand']` for spot with on-demand fallback. */
   markets: Array<'spot' | 'on-demand'>
   ami?: string
+  /** An AMI for one region only (AMIs are regional): used there instead of `ami`. */
+  regionAmi?: { region: string; id: string }
   securityGroupId?: string
   subnetId?: string
   instanceProfile?: string
@@ -373,7 +376,7 @@ export async function createAwsMachine(api: Ec2Api, input: AwsCreateInput): Prom
             keyRegions.add(region)
             await withRetries(() => importKey(api, region, input), retry(api))
             setup = {
-              ami: input.ami || (await latestUbuntuAmi(api, region)),
+              ami: (input.regionAmi?.region === region ? input.regionAmi.id : '') || input.ami || (await latestUbuntuAmi(api, region)),
               securityGroupId: await ensureSecurityGroup(api, region, input),
             }
           } catch (error) {
@@ -553,4 +556,58 @@ export async function touchAwsMachine(api: Ec2Api, region: string, id: string, n
       }),
     retry(api),
   )
+}
+
+// ---------------------------------------------------------------- images
+
+export interface AwsImage {
+  id: string
+  name: string
+  /** EC2's `imageState`: pending, available, failed, … */
+  state: string
+  region: string
+  tags: Record<string, string>
+}
+
+/**
+ * Bakes an AMI from an instance (`CreateImage`), tagged so crabbox can find what it
+ * made. `noReboot` keeps the instance running while its disk is copied.
+ */
+export async function createAwsImage(
+  api: Ec2Api,
+  input: { region: string; instanceId: string; name: string; noReboot: boolean; tags: Record<string, string> },
+): Promise<AwsImage> {
+  const root = await api.call(input.region, 'CreateImage', {
+    InstanceId: input.instanceId,
+    Name: input.name,
+    Description: `crabbox image of ${input.tags.lease ?? input.instanceId}`,
+    NoReboot: input.noReboot,
+    ...tagParams(1, 'image', input.tags),
+    ...tagParams(2, 'snapshot', input.tags),
+  })
+  const id = xmlText(root, 'imageId')
+  if (!id) throw new CloudApiError('aws', 'fatal', 'no_image', `EC2 CreateImage in ${input.region} returned no image ID`)
+  return { id, name: input.name, state: 'pending', region: input.region, tags: input.tags }
+}
+
+/** One image by ID, or undefined when EC2 does not know it in that region. */
+export async function describeAwsImage(api: Ec2Api, region: string, id: string): Promise<AwsImage | undefined> {
+  let root: XmlNode
+  try {
+    root = await withRetries(() => api.call(region, 'DescribeImages', { 'ImageId.1': id }), retry(api))
+  } catch (error) {
+    if (error instanceof CloudApiError && /^InvalidAMIID\./.test(error.code)) return undefined
+    throw error
+  }
+  const item = xmlItems(root, 'imagesSet')[0]
+  if (!item) return undefined
+  const tags: Record<string, string> = {}
+  for (const tag of xmlItems(item, 'tagSet')) tags[xmlText(tag, 'key') ?? ''] = xmlText(tag, 'value') ?? ''
+  return {
+    id: xmlText(item, 'imageId') ?? id,
+    name: xmlText(item, 'name') ?? '',
+    state: xmlText(item, 'imageState') ?? 'unknown',
+    region,
+    tags,
+  }
 }

@@ -41,6 +41,12 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_COORDINATOR_TOKEN', 'broker.token', 'string'],
   ['CRABBOX_COORDINATOR_ADMIN_TOKEN', 'broker.adminToken', 'string'],
   ['CRABBOX_ADMIN_TOKEN', 'broker.adminToken', 'string'],
+  ['CRABBOX_ACCESS_CLIENT_ID', 'broker.access.clientId', 'string'],
+  ['CF_ACCESS_CLIENT_ID', 'broker.access.clientId', 'string'],
+  ['CRABBOX_ACCESS_CLIENT_SECRET', 'broker.access.clientSecret', 'string'],
+  ['CF_ACCESS_CLIENT_SECRET', 'broker.access.clientSecret', 'string'],
+  ['CRABBOX_ACCESS_TOKEN', 'broker.access.token', 'string'],
+  ['CF_ACCESS_TOKEN', 'broker.access.token', 'string'],
   ['CRABBOX_PROFILE', 'profile', 'string'],
   ['CRABBOX_PROVIDER', 'provider', 'string'],
   ['CRABBOX_TARGET', 'target', 'string'],
@@ -241,7 +247,12 @@ function applyLayer(config: Config, layer: FileConfig, label: (path: string) => 
   set('broker.url', layer.coordinator)
   set('broker.token', layer.coordinatorToken)
   for (const section of sections) {
-    for (const [key, value] of Object.entries(layer[section] ?? {})) set(`${section}.${key}`, value)
+    for (const [key, value] of Object.entries(layer[section] ?? {})) if (key !== 'access') set(`${section}.${key}`, value)
+  }
+  // Access credentials override one by one too (a file's service token, the environment's token).
+  for (const [key, value] of Object.entries(layer.broker?.access ?? {})) {
+    config.broker.access ??= {}
+    set(`broker.access.${key}`, value)
   }
   set('ttl', layer.lease?.ttl ?? layer.ttl)
   set('idleTimeout', layer.lease?.idleTimeout ?? layer.idleTimeout)

@@ -60,11 +60,19 @@ const Aliased = <T extends string>(aliases: Readonly<Record<string, T>>, form: s
 const Target = Aliased(TARGET_ALIASES, TARGET_FORM)
 const WindowsMode = Aliased(WINDOWS_MODE_ALIASES, WINDOWS_MODE_FORM)
 
+/** Cloudflare Access credentials for a broker behind Access: a service token (ID and secret) and/or a token. */
+export const AccessConfig = v.strictObject({
+  clientId: v.optional(v.string()),
+  clientSecret: v.optional(v.string()),
+  token: v.optional(v.string()),
+})
+
 export const BrokerConfig = v.strictObject({
   url: v.optional(v.pipe(v.string(), v.url('an http(s) URL'))),
   token: v.optional(v.string()),
   adminToken: v.optional(v.string()),
   provider: v.optional(v.string()),
+  access: v.optional(AccessConfig),
 })
 
 export const SshConfig = v.strictObject({
@@ -210,7 +218,14 @@ export interface Config {
   network: (typeof NETWORK_MODES)[number]
   class: string
   serverType?: string
-  broker: { url?: string; token?: string; adminToken?: string; provider?: string }
+  broker: {
+    url?: string
+    token?: string
+    adminToken?: string
+    provider?: string
+    /** Cloudflare Access credentials; absent when none is configured. */
+    access?: { clientId?: string; clientSecret?: string; token?: string }
+  }
   ssh: { user: string; key?: string; port: string; fallbackPorts: string[] }
   workRoot: string
   ttl: string

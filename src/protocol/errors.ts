@@ -27,6 +27,7 @@ export const ErrorCode = {
   ambiguousSlug: 'ambiguous_slug',
   slugUnavailable: 'slug_unavailable',
   providerFailed: 'provider_failed',
+  imageNotAvailable: 'image_not_available',
   internal: 'internal',
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]

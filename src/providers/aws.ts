@@ -3,16 +3,20 @@ import {
   awsMachineState,
   awsMarkets,
   awsRegions,
+  createAwsImage,
   createAwsMachine,
   createEc2Api,
   deleteAwsMachine,
+  describeAwsImage,
   findAwsMachine,
+  type AwsImage,
   listAwsMachines,
   touchAwsMachine,
 } from '../cloud/ec2-api.js'
 import type { Config } from '../config/schema.js'
 import { awsCredentials } from './cloud/credentials.js'
-import { directCloudProvider, type CloudBackend } from './cloud/direct.js'
+import { cloudError, directCloudProvider, type CloudBackend } from './cloud/direct.js'
+import { pickByIdOrSlug } from './pick.js'
 
 /**
  * AWS EC2 in direct mode: local credentials (env or ~/.aws/credentials),
@@ -50,3 +54,44 @@ export function awsBackend(config: Config): CloudBackend {
 }
 
 export const awsProvider = directCloudProvider('aws', awsBackend)
+
+/** Images in direct mode: EC2 called with the local credentials, no broker in between. */
+export interface AwsImages {
+  /** Bakes an image of the direct-mode lease's instance (by lease ID or slug). */
+  create(lease: string, input: { name: string; noReboot: boolean }): Promise<AwsImage & { leaseID: string }>
+  /** The image in `region` (default `aws.region`), or undefined. */
+  describe(id: string, region?: string): Promise<AwsImage | undefined>
+}
+
+export function awsImages(config: Config): AwsImages {
+  const api = createEc2Api({ ...awsCredentials(), endpoint: config.aws.endpoint })
+  const regions = awsRegions(config.aws.region, config.capacity.regions)
+  return {
+    async create(lease, input) {
+      try {
+        const machines = (await listAwsMachines(api, regions)).map((machine) => ({
+          id: machine.labels.lease ?? '',
+          slug: machine.labels.slug ?? '',
+          machine,
+        }))
+        const { id, machine } = pickByIdOrSlug(machines, lease, 'direct-mode aws')
+        const image = await createAwsImage(api, {
+          region: machine.region ?? config.aws.region,
+          instanceId: machine.id,
+          ...input,
+          tags: { crabbox: 'true', created_by: 'crabbox', lease: id },
+        })
+        return { ...image, leaseID: id }
+      } catch (error) {
+        throw cloudError('aws', error)
+      }
+    },
+    async describe(id, region) {
+      try {
+        return await describeAwsImage(api, region ?? config.aws.region, id)
+      } catch (error) {
+        throw cloudError('aws', error)
+      }
+    },
+  }
+}

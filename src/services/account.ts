@@ -76,7 +76,7 @@ async function githubLogin(
   const secret = randomBytes(32).toString('hex')
   const pollSecretHash = createHash('sha256').update(secret).digest('hex')
   const start = async (base: string) =>
-    createBrokerClient({ url: base }).request('POST', '/v1/auth/github/start', {
+    createBrokerClient({ url: base, access: context.config.broker.access }).request('POST', '/v1/auth/github/start', {
       body: { pollSecretHash, ...(options.provider ? { provider: options.provider } : {}) },
       schema: GithubLoginStartResponse,
       timeoutMs: 30_000,
@@ -111,7 +111,7 @@ async function githubLogin(
     `${opened ? 'Opened your browser to log in with GitHub. If it did not open, visit' : 'Open this URL to log in with GitHub:'}\n  ${started.url}`,
   )
   context.progress.phase('waiting for GitHub login')
-  const client = createBrokerClient({ url: broker })
+  const client = createBrokerClient({ url: broker, access: context.config.broker.access })
   const deadline = Math.min(Date.parse(started.expiresAt) || Infinity, Date.now() + 10 * 60_000)
   while (Date.now() < deadline) {
     let reply: GithubLoginPollResponse
@@ -163,7 +163,9 @@ export async function login(context: ServiceContext, options: LoginOptions): Pro
     token = result.token
     provider ??= result.provider
   }
-  const identity = await fetchIdentity(createBrokerClient({ url: broker, token, org: process.env.CRABBOX_ORG || undefined }))
+  const identity = await fetchIdentity(
+    createBrokerClient({ url: broker, token, org: process.env.CRABBOX_ORG || undefined, access: context.config.broker.access }),
+  )
   const values: Record<string, string> = { 'broker.url': broker, 'broker.token': token }
   if (provider) Object.assign(values, { 'broker.provider': provider, provider })
   const config = await setUserConfigValues(values)

@@ -29,7 +29,7 @@ export interface BrokerDevResult {
 
 // The CLI's own client settings; every other CRABBOX_* variable is a broker setting.
 const clientOnly =
-  /^CRABBOX_(CONFIG|COORDINATOR(_.+)?|PROFILE|TARGET(_OS)?|SSH_.+|SYNC_.+|ENV_ALLOW|AGENT_.+|WORK_ROOT|STATIC_(ID|NAME|HOST|USER|PORT|WORK_ROOT))$/
+  /^CRABBOX_(CONFIG|COORDINATOR(_.+)?|ACCESS_(CLIENT_ID|CLIENT_SECRET|TOKEN)|PROFILE|TARGET(_OS)?|SSH_.+|SYNC_.+|ENV_ALLOW|AGENT_.+|WORK_ROOT|STATIC_(ID|NAME|HOST|USER|PORT|WORK_ROOT))$/
 
 /** The broker settings `crabbox broker dev` hands to the Worker: every CRABBOX_* that is not a CLI setting. */
 function brokerVars(env: NodeJS.ProcessEnv): Record<string, string> {

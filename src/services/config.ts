@@ -8,13 +8,19 @@ import { FileConfig, type Config } from '../config/schema.js'
 import { readConfigValue, setUserConfigValues } from '../config/write.js'
 import { usageError } from '../errors.js'
 import { closest } from '../ui/suggest.js'
+import { accessAuth, type AccessAuth } from '../transport/broker/client.js'
 
 type Secret = 'set' | 'missing'
 const secret = (value: string | undefined): Secret => (value ? 'set' : 'missing')
 
 /** The merged config with secrets replaced by `set`/`missing`: safe to paste into an issue. */
 export type RedactedConfig = Omit<Config, 'sources' | 'broker'> & {
-  broker: Omit<Config['broker'], 'token' | 'adminToken'> & { token: Secret; adminToken: Secret }
+  broker: Omit<Config['broker'], 'token' | 'adminToken' | 'access'> & {
+    token: Secret
+    adminToken: Secret
+    /** Present when any Cloudflare Access credential is configured. */
+    access?: { clientId: Secret; clientSecret: Secret; token: Secret }
+  }
 }
 
 export interface ConfigView {
@@ -25,12 +31,27 @@ export interface ConfigView {
   files: string[]
   userConfig: string
   repoRoot?: string
+  /** Which Cloudflare Access credentials are sent: missing, service-token, token, service-token+token, incomplete. */
+  accessAuth: AccessAuth
 }
 
 export function showConfig(context: ServiceContext): ConfigView {
   const { sources, broker, ...rest } = context.config
+  const { access, ...plain } = broker
+  const anyAccess = Boolean(access?.clientId || access?.clientSecret || access?.token)
   return {
-    config: { ...rest, broker: { ...broker, token: secret(broker.token), adminToken: secret(broker.adminToken) } },
+    config: {
+      ...rest,
+      broker: {
+        ...plain,
+        token: secret(broker.token),
+        adminToken: secret(broker.adminToken),
+        ...(anyAccess
+          ? { access: { clientId: secret(access?.clientId), clientSecret: secret(access?.clientSecret), token: secret(access?.token) } }
+          : {}),
+      },
+    },
+    accessAuth: accessAuth(access),
     sources,
     files: context.configFiles ?? [],
     userConfig: userConfigPath(),
@@ -111,7 +132,14 @@ export interface ConfigValueResult {
   source?: string
 }
 
-const secretKeys = new Set(['broker.token', 'broker.adminToken', 'coordinatorToken'])
+const secretKeys = new Set([
+  'broker.token',
+  'broker.adminToken',
+  'coordinatorToken',
+  'broker.access.clientId',
+  'broker.access.clientSecret',
+  'broker.access.token',
+])
 
 async function configFileFor(choice: ConfigFileChoice): Promise<string> {
   if (!choice.repo) return userConfigPath()

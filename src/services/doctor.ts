@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.js'
 import { CrabboxError } from '../errors.js'
 import { HealthResponse } from '../protocol/auth.js'
 import { WhoamiResponse } from '../protocol/leases.js'
-import { brokerClient } from '../transport/broker/client.js'
+import { accessAuth, brokerClient } from '../transport/broker/client.js'
 import { ownSshKey } from '../transport/ssh/keys.js'
 import { createProgress, type Progress } from '../ui/progress.js'
 import { fail, pass, type DoctorCheck } from './doctor-checks.js'
@@ -101,14 +101,40 @@ async function checkSshKey(config: Config, env: NodeJS.ProcessEnv): Promise<Doct
   }
 }
 
+/** Whether Cloudflare Access credentials are set (never their values). */
+function checkAccess(config: Config): DoctorCheck {
+  const auth = accessAuth(config.broker.access)
+  if (auth === 'incomplete')
+    return fail(
+      'broker access',
+      'Cloudflare Access service token is incomplete: the client ID and the secret are both needed',
+      'Set both broker.access.clientId and broker.access.clientSecret (CRABBOX_ACCESS_CLIENT_ID, CRABBOX_ACCESS_CLIENT_SECRET).',
+    )
+  return pass(
+    'broker access',
+    auth === 'missing'
+      ? 'no Cloudflare Access credentials (needed only when the broker is behind Access)'
+      : `Cloudflare Access credentials set (${auth})`,
+  )
+}
+
 async function checkBroker(config: Config): Promise<DoctorCheck[]> {
   const client = brokerClient(config)!
-  const checks: DoctorCheck[] = []
+  const checks: DoctorCheck[] = [checkAccess(config)]
   try {
     const health = await client.request('GET', '/v1/health', { schema: HealthResponse, timeoutMs: 10_000 })
     checks.push(pass('broker', `${client.url} (${health.service})`))
   } catch (error) {
-    return [fail('broker', `${client.url} is not healthy: ${message(error)}`, 'Check broker.url (`crabbox config show`) and your network.')]
+    checks.push(
+      fail(
+        'broker',
+        `${client.url} is not healthy: ${message(error)}`,
+        (error as CrabboxError).code === 'access_denied'
+          ? (error as CrabboxError).hint!
+          : 'Check broker.url (`crabbox config show`) and your network.',
+      ),
+    )
+    return checks
   }
   if (!config.broker.token) {
     checks.push(fail('broker login', 'no broker token configured', 'Run `crabbox login`.'))

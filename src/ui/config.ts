@@ -14,9 +14,14 @@ export function renderConfigView(view: ConfigView): string {
   flatten(view.config, '', rows)
   const width = Math.max(...rows.map(([key]) => key.length))
   const lines = rows.map(([key, value]) => {
-    const source = view.sources[key] ?? (key.startsWith('broker.token') || key.startsWith('broker.adminToken') ? undefined : 'default')
+    const source = view.sources[key] ?? (/^broker\.(token|adminToken|access)/.test(key) ? undefined : 'default')
     return `${key.padEnd(width)} = ${value}${source ? `  (${source})` : ''}`
   })
-  lines.push('', `user config: ${view.userConfig}`, `files read: ${view.files.length ? view.files.join(', ') : 'none'}`)
+  lines.push(
+    '',
+    `user config: ${view.userConfig}`,
+    `files read: ${view.files.length ? view.files.join(', ') : 'none'}`,
+    `cloudflare access: ${view.accessAuth}`,
+  )
   return `${lines.join('\n')}\n`
 }

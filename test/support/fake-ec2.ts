@@ -12,6 +12,7 @@
  * (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/): RunInstances,
  * DescribeInstances, TerminateInstances, ImportKeyPair, DeleteKeyPair (true
  * even for a missing key), DescribeKeyPairs, DescribeImages,
+ * CreateImage (pending, then available after `imagePolls` DescribeImages by ID),
  * DescribeSecurityGroups, CreateSecurityGroup, AuthorizeSecurityGroupIngress,
  * DescribeSpotPriceHistory, GetConsoleOutput, and "Error codes for the Amazon
  * EC2 API" (client errors 4xx, server errors such as
@@ -57,6 +58,8 @@ export interface FakeEc2Options {
   noCapacity?: string[]
   /** `[region/]market` patterns over quota (MaxSpotInstanceCountExceeded / VcpuLimitExceeded, HTTP 400). */
   overQuota?: string[]
+  /** DescribeImages-by-ID calls before a new image is `available` (default 1). */
+  imagePolls?: number
   /** DescribeInstances calls before a new instance has a public IP (default 1). */
   bootPolls?: number
   addressFor?: (instance: { id: string; region: string; userData: string; type: string }) => string
@@ -139,6 +142,20 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
   const instances = new Map<string, Instance>()
   const keyPairs = new Map<string, { name: string; id: string; material: string; fingerprint: string; tags: Record<string, string> }>() // `${region}/${name}`
   const groups = new Map<string, { id: string; name: string; region: string; permissions: string[] }>()
+  const amis = new Map<
+    string,
+    {
+      id: string
+      region: string
+      name: string
+      instanceId: string
+      noReboot: string
+      state: string
+      tags: Record<string, string>
+      describes: number
+      created: string
+    }
+  >()
   const calls: Array<RecordedCall & { action: string; region: string; params: Record<string, string> }> = []
   const faults = faultSwitch<Ec2Failure>()
   let noCapacity = [...(options.noCapacity ?? [])]
@@ -213,7 +230,52 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
           `    <keySet>${found.map((k) => `<item><keyPairId>${k.id}</keyPairId><keyFingerprint>${k.fingerprint}</keyFingerprint><keyName>${esc(k.name)}</keyName></item>`).join('')}</keySet>`,
         )
       }
+      case 'CreateImage': {
+        const source = instances.get(p.InstanceId)
+        if (!source || source.region !== region || source.state === 'terminated')
+          return ec2Error(400, 'InvalidInstanceID.NotFound', `The instance ID '${p.InstanceId}' does not exist`)
+        if (!p.Name) return ec2Error(400, 'MissingParameter', 'The request must contain the parameter Name')
+        if ([...amis.values()].some((i) => i.region === region && i.name === p.Name))
+          return ec2Error(400, 'InvalidAMIName.Duplicate', `AMI name ${p.Name} is already in use by another AMI`)
+        const image = {
+          id: `ami-0${hex(8)}`,
+          region,
+          name: p.Name,
+          instanceId: p.InstanceId,
+          noReboot: p.NoReboot ?? 'false',
+          state: 'pending',
+          tags: tagSpecs(p, 'image'),
+          describes: 0,
+          created: new Date().toISOString(),
+        }
+        amis.set(image.id, image)
+        return xmlReply(name, `    <imageId>${image.id}</imageId>`)
+      }
       case 'DescribeImages': {
+        const ids = indexed(p, 'ImageId')
+        if (ids.length) {
+          const found = ids.map((id) => amis.get(id)).filter((i) => i && i.region === region)
+          if (found.length < ids.length)
+            return ec2Error(
+              400,
+              'InvalidAMIID.NotFound',
+              `The image id '[${ids.find((id) => amis.get(id)?.region !== region)}]' does not exist`,
+            )
+          for (const i of found) if (i!.state === 'pending' && ++i!.describes >= (options.imagePolls ?? 1)) i!.state = 'available'
+          return xmlReply(
+            name,
+            `    <imagesSet>${found
+              .map(
+                (i) =>
+                  `<item><imageId>${i!.id}</imageId><imageState>${i!.state}</imageState><imageOwnerId>123456789012</imageOwnerId><creationDate>${i!.created}</creationDate><isPublic>false</isPublic><architecture>x86_64</architecture><imageType>machine</imageType><name>${esc(i!.name)}</name><rootDeviceType>ebs</rootDeviceType><tagSet>${Object.entries(
+                    i!.tags,
+                  )
+                    .map(([k, v]) => `<item><key>${esc(k)}</key><value>${esc(v)}</value></item>`)
+                    .join('')}</tagSet></item>`,
+              )
+              .join('')}</imagesSet>`,
+          )
+        }
         const owners = indexed(p, 'Owner')
         const images =
           owners.length && !owners.includes('099720109477')
@@ -458,6 +520,7 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
     instances,
     keyPairs,
     groups,
+    images: amis,
     inject: faults.inject,
     setNoCapacity(patterns: string[]) {
       noCapacity = [...patterns]

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import * as v from 'valibot'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defaultConfig } from '../../src/config/schema.js'
-import { BrokerError, brokerClient, createBrokerClient } from '../../src/transport/broker/client.js'
+import { accessAuth, BrokerError, brokerClient, createBrokerClient } from '../../src/transport/broker/client.js'
 
 // A plain HTTP server stands in for the far side of the wire; the client under test is real.
 let server: Server
@@ -24,6 +24,11 @@ beforeAll(async () => {
       if (path === '/v1/admin/x') return json(403, { error: 'forbidden', message: 'admin token required' })
       if (path === '/v1/logs') return res.writeHead(200, { 'content-type': 'text/plain' }).end('line 1\n')
       if (path === '/v1/html') return res.writeHead(502).end('<html>bad gateway</html>')
+      // Cloudflare Access in front of the broker: an HTML 403, not the broker's JSON error.
+      if (path === '/v1/behind-access')
+        return req.headers['cf-access-client-id'] === 'id.access' && req.headers['cf-access-client-secret'] === 'shh'
+          ? json(200, { owner: 'me@example.com', org: 'acme', auth: 'bearer' })
+          : res.writeHead(403, { 'content-type': 'text/html' }).end('<html>Forbidden. Cloudflare Access</html>')
       return json(404, { error: 'not_found' })
     })
   })
@@ -99,5 +104,44 @@ describe('broker client', () => {
     expect(error).toMatchObject({ status: 0, errorCode: 'network', exitCode: 1 })
     expect(error!.message).toContain(`http://127.0.0.1:${port}/v1/health`)
     expect(error!.hint).toContain('crabbox doctor')
+  })
+
+  it('sends the Cloudflare Access service token as a pair and the Access token, on requests and the socket headers', async () => {
+    const client = createBrokerClient({ url, token: 'tok', access: { clientId: 'id.access', clientSecret: 'shh', token: 'jwt' } })
+    expect(await client.request('GET', '/v1/behind-access', { schema: Whoami })).toMatchObject({ owner: 'me@example.com' })
+    expect(seen.headers).toMatchObject({ 'cf-access-client-id': 'id.access', 'cf-access-client-secret': 'shh', 'cf-access-token': 'jwt' })
+    expect(client.authHeaders()).toMatchObject({
+      'cf-access-client-id': 'id.access',
+      'cf-access-client-secret': 'shh',
+      'cf-access-token': 'jwt',
+    })
+    // Half a service token is never sent.
+    const half = createBrokerClient({ url, access: { clientId: 'id.access' } })
+    expect(Object.keys(half.authHeaders()).filter((name) => name.startsWith('cf-access'))).toEqual([])
+    expect([
+      accessAuth(undefined),
+      accessAuth({ clientId: 'a' }),
+      accessAuth({ clientId: 'a', clientSecret: 'b' }),
+      accessAuth({ token: 't' }),
+    ]).toEqual(['missing', 'incomplete', 'service-token', 'token'])
+    expect(accessAuth({ clientId: 'a', clientSecret: 'b', token: 't' })).toBe('service-token+token')
+  })
+
+  it('an HTML 403 from Access in front of the broker is exit 3 saying Access credentials are needed and which settings', async () => {
+    const error = await caught(createBrokerClient({ url }).request('GET', '/v1/behind-access'))
+    expect(error).toBeInstanceOf(BrokerError)
+    expect(error!.exitCode).toBe(3)
+    expect(error!.errorCode).toBe('access_denied')
+    expect(error!.message).toContain('Access credentials are needed')
+    expect(error!.hint).toContain('broker.access.clientId')
+    expect(error!.hint).toContain('CRABBOX_ACCESS_TOKEN')
+    const wrong = await caught(
+      createBrokerClient({ url, access: { clientId: 'id.access', clientSecret: 'wrong' } }).request('GET', '/v1/behind-access'),
+    )
+    expect(wrong!.message).toContain('were not accepted')
+    expect(wrong!.message).not.toContain('wrong')
+    // The broker's own 403 stays the broker's answer.
+    const admin = await caught(createBrokerClient({ url, adminToken: 'a' }).request('GET', '/v1/admin/x', { admin: true }))
+    expect(admin!.errorCode).toBe('forbidden')
   })
 })

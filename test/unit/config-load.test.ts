@@ -186,6 +186,18 @@ describe('loadConfig values', () => {
     expect(config.broker).toEqual({ url: 'https://old.test', token: 'new' })
   })
 
+  it('reads broker.access from files and CRABBOX_ACCESS_* / CF_ACCESS_* env, key by key, CRABBOX_ names first', async () => {
+    write(userFile(), 'broker:\n  url: https://b.test\n  access:\n    clientId: file-id\n    clientSecret: file-secret\n')
+    expect((await load()).config.broker.access).toEqual({ clientId: 'file-id', clientSecret: 'file-secret' })
+    const { config } = await load({
+      extraEnv: { CF_ACCESS_CLIENT_SECRET: 'cf-secret', CF_ACCESS_TOKEN: 'cf-token', CRABBOX_ACCESS_TOKEN: 'crabbox-token' },
+    })
+    expect(config.broker.access).toEqual({ clientId: 'file-id', clientSecret: 'cf-secret', token: 'crabbox-token' })
+    expect(config.sources['broker.access.clientSecret']).toBe('env CF_ACCESS_CLIENT_SECRET')
+    const bare = await load({ extraEnv: { CF_ACCESS_CLIENT_ID: 'cf-id', CRABBOX_ACCESS_CLIENT_ID: 'crabbox-id' }, cwd: root })
+    expect(bare.config.broker.access?.clientId).toBe('crabbox-id')
+  })
+
   it('provider: local with nothing configured, the broker chooses with a broker, explicit wins', async () => {
     expect((await load()).config.provider).toBe('local')
     expect((await load({ extraEnv: { CRABBOX_COORDINATOR: 'https://b.test' } })).config.provider).toBe('broker')

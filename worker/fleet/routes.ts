@@ -8,6 +8,7 @@ import { ADMIN_PREFIXES, ADMIN_ROUTES } from './admin-routes.js'
 import { CONTROL_ROUTES } from './control-routes.js'
 import type { FleetApp, FleetContext, FleetDeps, FleetEnv } from './deps.js'
 import { GITHUB_ROUTES } from './github-routes.js'
+import { IMAGE_ROUTES } from './image-routes.js'
 import { LEASE_ROUTES } from './lease-routes.js'
 import { requireAdmin } from './request.js'
 import type { RouteDoc } from './route-doc.js'
@@ -50,6 +51,7 @@ export const ROUTES: readonly RouteSpec[] = [
   ...WHOAMI_ROUTES,
   ...LEASE_ROUTES,
   ...ADMIN_ROUTES,
+  ...IMAGE_ROUTES,
   ...RUN_ROUTES,
   ...CONTROL_ROUTES,
   ...USAGE_ROUTES,

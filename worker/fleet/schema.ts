@@ -1,5 +1,6 @@
 import { STATIC_POOL_SCHEMA } from '../providers/static.js'
 import { GITHUB_LOGIN_SCHEMA, GITHUB_LOGIN_SCHEMA_V2 } from './github.js'
+import { IMAGE_SCHEMA } from './images.js'
 import { LEASE_IDENTITY_SCHEMA, LEASE_SCHEMA } from './lease-store.js'
 import { RUN_IDENTITY_SCHEMA, RUN_SCHEMA, RUN_SCHEMA_V2 } from './runs.js'
 import type { FleetStorage } from './storage.js'
@@ -18,6 +19,7 @@ const MIGRATIONS: readonly { name: string; statements: readonly string[] }[] = [
   // Claimed (header-named) and verified owners in separate namespaces; the credential per lease.
   { name: 'identity-namespaces-v1', statements: [...LEASE_IDENTITY_SCHEMA, ...RUN_IDENTITY_SCHEMA] },
   { name: 'runs-v2', statements: RUN_SCHEMA_V2 },
+  { name: 'images-v1', statements: IMAGE_SCHEMA },
 ]
 
 export function migrateFleet(storage: FleetStorage): void {

@@ -6,17 +6,20 @@ import {
   awsMarkets,
   awsRegions,
   awsSpotHourlyUSD,
+  createAwsImage,
   createAwsMachine,
   createEc2Api,
   deleteAwsMachine,
+  describeAwsImage,
   findAwsMachine,
   listAwsMachines,
   waitForAwsAddress,
   type Ec2Options,
 } from '../../src/cloud/ec2-api.js'
 import { setting } from '../env.js'
+import { promotedImage } from '../fleet/images.js'
 import { bootstrapSettings, cloudCreatePlan, cloudFailure, toBrokerMachine } from './cloud.js'
-import type { BrokerProvider, BrokerProviderContext, ListableProvider, Placement } from './types.js'
+import type { BrokerProvider, BrokerProviderContext, ImageProvider, ListableProvider, Placement } from './types.js'
 
 /**
  * AWS EC2 for the broker: spot first with on-demand fallback, candidate types
@@ -26,6 +29,10 @@ import type { BrokerProvider, BrokerProviderContext, ListableProvider, Placement
  * `CRABBOX_AWS_SECURITY_GROUP_ID`, `CRABBOX_AWS_SUBNET_ID`,
  * `CRABBOX_AWS_INSTANCE_PROFILE`, `CRABBOX_AWS_ROOT_GB`, `CRABBOX_AWS_SSH_CIDRS`,
  * `CRABBOX_AWS_ENDPOINT`.
+ *
+ * AMI a lease starts from, first found: the lease's `awsAMI`, the promoted image
+ * (`POST /v1/images/{ami}/promote`, in its own region), `CRABBOX_AWS_AMI`, the
+ * latest Ubuntu 24.04 image.
  */
 
 const list = (text: string | undefined) =>
@@ -76,7 +83,7 @@ function checkSharedGroupPorts(settings: { sshPort: string; sshFallbackPorts: st
 export function createAwsBrokerProvider(
   context: BrokerProviderContext,
   overrides: Partial<Ec2Options> = {},
-): BrokerProvider & ListableProvider {
+): BrokerProvider & ListableProvider & ImageProvider {
   const env = context.env
   const region = setting(env, 'CRABBOX_AWS_REGION') ?? 'eu-west-1'
   const regions = awsRegions(region, list(setting(env, 'CRABBOX_CAPACITY_REGIONS')))
@@ -116,6 +123,7 @@ export function createAwsBrokerProvider(
       if (!securityGroupId) checkSharedGroupPorts(bootstrapSettings(request))
       const leaseRegions = regionsFor(regions, placement)
       const client = api()
+      const promoted = placement.ami ? undefined : promotedImage(context.storage, 'aws')
       try {
         const { machine } = await createAwsMachine(client, {
           leaseId: request.leaseId,
@@ -125,6 +133,7 @@ export function createAwsBrokerProvider(
           regions: leaseRegions,
           markets: awsMarkets(request.market, placement.fallback ?? setting(env, 'CRABBOX_CAPACITY_FALLBACK')),
           ami: placement.ami ?? setting(env, 'CRABBOX_AWS_AMI'),
+          ...(promoted ? { regionAmi: { region: promoted.region, id: promoted.id } } : {}),
           securityGroupId,
           subnetId,
           // Only the operator picks an IAM role for runners: a lease request cannot.
@@ -173,6 +182,21 @@ export function createAwsBrokerProvider(
     },
     async list() {
       return (await listAwsMachines(api(), regions)).map((m) => toBrokerMachine(m))
+    },
+    imageRegion: region,
+    async createImage(machine, input) {
+      try {
+        return await createAwsImage(api(), { region: machine.region ?? region, instanceId: machine.id, ...input })
+      } catch (error) {
+        throw cloudFailure(error)
+      }
+    },
+    async describeImage(id, imageRegion) {
+      try {
+        return await describeAwsImage(api(), imageRegion, id)
+      } catch (error) {
+        throw cloudFailure(error)
+      }
     },
   }
 }

@@ -2,7 +2,7 @@ import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { createAwsBrokerProvider } from './aws.js'
 import { createHetznerBrokerProvider } from './hetzner.js'
 import { createStaticProvider } from './static.js'
-import type { BrokerProvider, BrokerProviderContext, BrokerProviderFactory, ListableProvider } from './types.js'
+import type { BrokerProvider, BrokerProviderContext, BrokerProviderFactory, ImageProvider, ListableProvider } from './types.js'
 
 /**
  * Provider name → factory. A lease request's `provider` picks one; providers
@@ -44,3 +44,6 @@ export function providerRegistry(context: BrokerProviderContext): ProviderRegist
 
 export const isListable = (provider: BrokerProvider): provider is BrokerProvider & ListableProvider =>
   typeof (provider as Partial<ListableProvider>).list === 'function'
+
+export const canImage = (provider: BrokerProvider): provider is BrokerProvider & ImageProvider =>
+  typeof (provider as Partial<ImageProvider>).createImage === 'function'

@@ -101,3 +101,23 @@ export type BrokerProviderFactory = (context: BrokerProviderContext) => BrokerPr
 export interface ListableProvider {
   list(): Promise<Machine[]>
 }
+
+/** A machine image as the cloud reports it. */
+export interface CloudImage {
+  id: string
+  name: string
+  /** `pending`, `available`, `failed`, … */
+  state: string
+  region: string
+}
+
+/** Optional capability: bake images of lease machines and read them back (AWS). */
+export interface ImageProvider {
+  /** The region images are looked up in when the broker has no record of one. */
+  readonly imageRegion: string
+  createImage(
+    machine: { id: string; region?: string; leaseId: string },
+    input: { name: string; noReboot: boolean; tags: Record<string, string> },
+  ): Promise<CloudImage>
+  describeImage(id: string, region: string): Promise<CloudImage | undefined>
+}

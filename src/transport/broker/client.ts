@@ -3,6 +3,69 @@ import * as v from 'valibot'
 import { CrabboxError, type ExitCodeName } from '../../errors.js'
 import { describeIssues, ErrorBody } from '../../protocol/errors.js'
 
+/** Cloudflare Access credentials: a service token (ID and secret, sent only as a pair) and/or a token. */
+export interface AccessCredentials {
+  clientId?: string
+  clientSecret?: string
+  token?: string
+}
+
+/** How Access credentials are configured: for `config show` and `doctor`, never the values. */
+export type AccessAuth = 'missing' | 'service-token' | 'token' | 'service-token+token' | 'incomplete'
+
+export function accessAuth(access: AccessCredentials | undefined): AccessAuth {
+  const pair = Boolean(access?.clientId) && Boolean(access?.clientSecret)
+  if (!pair && (access?.clientId || access?.clientSecret)) return 'incomplete'
+  if (pair) return access?.token ? 'service-token+token' : 'service-token'
+  return access?.token ? 'token' : 'missing'
+}
+
+/** The Access headers for these credentials (`CF-Access-Client-Id`/`-Secret`, `cf-access-token`). */
+export function accessHeaders(access: AccessCredentials | undefined): Record<string, string> {
+  const headers: Record<string, string> = {}
+  if (access?.clientId && access.clientSecret) {
+    headers['cf-access-client-id'] = access.clientId
+    headers['cf-access-client-secret'] = access.clientSecret
+  }
+  if (access?.token) headers['cf-access-token'] = access.token
+  return headers
+}
+
+/** Where Cloudflare Access sends a request it wants a login for. */
+const ACCESS_LOGIN = /\/cdn-cgi\/access\/|cloudflareaccess\.com/
+
+const accessSettings =
+  'broker.access.clientId and broker.access.clientSecret (a service token; env CRABBOX_ACCESS_CLIENT_ID and CRABBOX_ACCESS_CLIENT_SECRET), or broker.access.token (env CRABBOX_ACCESS_TOKEN)'
+
+/**
+ * A refusal that did not come from crabbox: a 401/403 without the broker's JSON error
+ * body, or a redirect to an Access login page, is Cloudflare Access in front of the broker.
+ */
+function accessRefusal(response: Response, text: string, where: string, access: AccessCredentials | undefined): BrokerError | undefined {
+  const redirected = response.redirected && ACCESS_LOGIN.test(response.url)
+  if (!redirected && response.status !== 401 && response.status !== 403) return undefined
+  if (!redirected) {
+    try {
+      if (v.safeParse(ErrorBody, JSON.parse(text)).success) return undefined
+    } catch {
+      // not JSON: not the broker's own answer
+    }
+  }
+  const configured = accessAuth(access)
+  const message =
+    configured === 'missing'
+      ? `broker ${where}: refused by Cloudflare Access in front of the broker: Access credentials are needed`
+      : configured === 'incomplete'
+        ? `broker ${where}: refused by Cloudflare Access: the Access service token is incomplete (client ID and secret are both needed)`
+        : `broker ${where}: refused by Cloudflare Access: the configured Access credentials (${configured}) were not accepted`
+  return new BrokerError(message, {
+    status: response.status,
+    errorCode: 'access_denied',
+    exit: 'auth',
+    hint: `Set ${accessSettings}.`,
+  })
+}
+
 export interface BrokerClientOptions {
   url: string
   token?: string
@@ -11,6 +74,8 @@ export interface BrokerClientOptions {
   owner?: string
   /** `X-Crabbox-Org`. */
   org?: string
+  /** Cloudflare Access credentials, sent on every request and the control socket. */
+  access?: AccessCredentials
   /** Per-request default; lease creation waits for a cloud machine, so it is generous. */
   timeoutMs?: number
   /** Where each token came from (`env NAME`, a config file path), named when the broker refuses it. */
@@ -33,7 +98,7 @@ export interface BrokerClient {
   readonly url: string
   request<T = unknown>(method: string, path: string, options?: BrokerRequestOptions<T>): Promise<T>
   requestText(method: string, path: string, options?: Omit<BrokerRequestOptions, 'schema'>): Promise<string>
-  /** Headers for the control WebSocket (Authorization + identity). */
+  /** Headers for the control WebSocket (Authorization, identity and Cloudflare Access). */
   authHeaders(options?: { admin?: boolean }): Record<string, string>
 }
 
@@ -118,7 +183,7 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
   let owner: string | undefined | null = options.owner ?? null
 
   const authHeaders = ({ admin = false }: { admin?: boolean } = {}): Record<string, string> => {
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string> = accessHeaders(options.access)
     const token = admin ? options.adminToken : options.token
     if (token) headers.authorization = `Bearer ${token}`
     if (owner === null) owner = resolveOwner()
@@ -164,8 +229,10 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
         cause: error,
       })
     }
-    if (response.ok) return response
+    if (response.ok && !(response.redirected && ACCESS_LOGIN.test(response.url))) return response
     const text = await response.text().catch(() => '')
+    const refused = accessRefusal(response, text, where, options.access)
+    if (refused) throw refused
     let body: ErrorBody | undefined
     try {
       const parsed = v.safeParse(ErrorBody, JSON.parse(text))
@@ -231,6 +298,7 @@ export interface BrokerSettings {
   url?: string
   token?: string
   adminToken?: string
+  access?: AccessCredentials
 }
 
 /**
@@ -250,6 +318,7 @@ export function brokerClient(
     url: config.broker.url,
     token: config.broker.token,
     adminToken: config.broker.adminToken,
+    access: config.broker.access,
     tokenSource: config.sources?.['broker.token'],
     adminTokenSource: config.sources?.['broker.adminToken'],
     owner: env.CRABBOX_OWNER || undefined,
