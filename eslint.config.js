@@ -72,7 +72,7 @@ export default defineConfig(
   js.configs.recommended,
   tseslint.configs.recommended,
   {
-    files: ['**/*.{ts,js,mjs,cjs}'],
+    files: ['**/*.{ts,tsx,js,mjs,cjs}'],
     plugins: { 'import-x': importX, '@eslint-community/eslint-comments': comments },
     languageOptions: {
       ecmaVersion: 2023,
@@ -81,12 +81,12 @@ export default defineConfig(
     },
     settings: {
       // Files no-cycle follows and parses (import-x ignores other extensions).
-      'import-x/extensions': ['.ts', '.js', '.mjs', '.cjs'],
+      'import-x/extensions': ['.ts', '.tsx', '.js', '.mjs', '.cjs'],
       // Sources import each other as `./x.js` (NodeNext); the files on disk are `./x.ts`.
       'import-x/resolver-next': [
         createNodeResolver({
-          extensions: ['.ts', '.js', '.mjs', '.cjs', '.json', '.node'],
-          extensionAlias: { '.js': ['.ts', '.js'], '.mjs': ['.mts', '.mjs'] },
+          extensions: ['.ts', '.tsx', '.js', '.mjs', '.cjs', '.json', '.node'],
+          extensionAlias: { '.js': ['.ts', '.tsx', '.js'], '.mjs': ['.mts', '.mjs'] },
           conditionNames: ['types', 'import', 'node', 'require', 'default'],
         }),
       ],

@@ -7,6 +7,8 @@ import { identityHeaders, STRIPPED_HEADERS, type Identity } from './auth/identit
 import { setting, type Env } from './env.js'
 import { API_ROUTES } from './fleet/routes.js'
 import { API_VERSION, openApiResponse } from './openapi.js'
+import { portalEdge } from './portal/edge.js'
+import { PORTAL_HEADERS } from './portal/session.js'
 
 export { FleetDurableObject } from './fleet/fleet.js'
 
@@ -15,14 +17,16 @@ const app = new Hono<Edge>({ strict: false })
 
 /**
  * Forwards to the single Fleet object with the caller's identity headers
- * replaced by ours (or removed, for unauthenticated routes). The body goes on as a
+ * replaced by ours (or removed, for unauthenticated routes), plus `extra` (the
+ * portal's headers, which callers cannot set either). The body goes on as a
  * stream, counted whatever its framing: past MAX_BODY_BYTES the upload is cancelled
  * and the caller gets 413 whatever the object made of it (edge-body.ts says how).
  */
-async function forward(request: Request, env: Env, identity?: Identity): Promise<Response> {
+async function forward(request: Request, env: Env, identity?: Identity, extra: Record<string, string> = {}): Promise<Response> {
   const headers = new Headers(request.headers)
-  for (const name of STRIPPED_HEADERS) headers.delete(name)
+  for (const name of [...STRIPPED_HEADERS, ...PORTAL_HEADERS]) headers.delete(name)
   if (identity) for (const [name, value] of Object.entries(identityHeaders(identity))) headers.set(name, value)
+  for (const [name, value] of Object.entries(extra)) headers.set(name, value)
   const stub = env.FLEET.get(env.FLEET.idFromName('default'))
   if (!request.body) return stub.fetch(new Request(request, { headers }))
   const upload = forwardBody(request.body)
@@ -71,6 +75,12 @@ app.get('/v1/health', (c) => c.json({ ok: true, service: 'crabbox-coordinator' }
 app.get('/v1/openapi.json', (c) => openApiResponse(API_ROUTES, { version: API_VERSION, serverUrl: setting(c.env, 'CRABBOX_PUBLIC_URL') }))
 // GitHub login (start, callback, poll) authenticates with its own poll secret.
 app.all('/v1/auth/*', (c) => forward(c.req.raw, c.env))
+
+// ---- the portal: pages for people (worker/portal/) --------------------------------
+app.get('/', (c) => c.redirect('/portal', 302))
+// A bearer token or the session cookie; signed out, a page redirects to login (API routes answer 401).
+app.all('/portal', (c) => portalEdge(c.req.raw, c.env, forward))
+app.all('/portal/*', (c) => portalEdge(c.req.raw, c.env, forward))
 
 // ---- everything else under /v1 needs a credential -----------------------------
 app.use('/v1/*', async (c, next) => {

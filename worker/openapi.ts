@@ -61,11 +61,17 @@ export const API_TAGS = [
   { name: 'usage', description: 'Spend and lease counts per month.' },
   { name: 'admin', description: 'Operator routes; they need an admin token.' },
   { name: 'auth', description: 'Who the caller is and the GitHub browser login.' },
+  {
+    name: 'portal',
+    description:
+      'The portal: HTML pages for people (session cookie from the portal sign-in, or a bearer token). Signed out, a page redirects to sign-in.',
+  },
   { name: 'service', description: 'Health and this description.' },
 ] as const
 
 export function routeTag(route: RouteDoc): (typeof API_TAGS)[number]['name'] {
   if (route.auth === 'admin') return 'admin'
+  if (route.path === '/portal' || route.path.startsWith('/portal/')) return 'portal'
   const area = route.path.split('/')[2] ?? ''
   if (area === 'leases' || area === 'runs' || area === 'control' || area === 'usage') return area
   if (area === 'auth' || area === 'whoami') return 'auth'

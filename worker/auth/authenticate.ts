@@ -64,6 +64,14 @@ export async function authenticate(request: Request, env: Env, now = Date.now())
   // Compare against both so timing does not reveal which one matched.
   const [isAdmin, isShared] = await Promise.all([admin ? secretsEqual(token, admin) : false, shared ? secretsEqual(token, shared) : false])
   if (isAdmin || isShared) return tokenIdentity(request, env, isAdmin, token)
+  return userTokenIdentity(token, env, now)
+}
+
+/**
+ * The identity of a signed `cbxu_` user token (GitHub login), or undefined. The portal's
+ * session cookie carries such a token, so a browser session is exactly this identity.
+ */
+export async function userTokenIdentity(token: string, env: Env, now = Date.now()): Promise<Identity | undefined> {
   // User tokens have their own key: never the shared token, so without a session secret none is valid.
   const secret = setting(env, 'CRABBOX_SESSION_SECRET')
   if (!secret) return undefined

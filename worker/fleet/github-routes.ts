@@ -10,6 +10,7 @@ import {
 import { ApiError } from '../../src/protocol/errors.js'
 import { confirmGithubLogin, githubCallback, githubNotConfigured, githubSettings, pollGithubLogin, startGithubLogin } from './github.js'
 import { htmlPage } from './github-pages.js'
+import { loginBinding } from '../portal/session.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
 
 /** The callback answers a page for a person, not JSON. */
@@ -68,7 +69,7 @@ export const GITHUB_ROUTES: readonly RouteSpec[] = [
       // A bad callback is shown to a person in a browser: an HTML page, not a JSON error.
       const parsed = input.safeQuery()
       if (!parsed.success) return htmlPage(400, 'Crabbox login failed', 'The callback parameters are not valid.')
-      return githubCallback(deps, parsed.output)
+      return githubCallback(deps, parsed.output, loginBinding(c.req.raw))
     },
   ),
   defineRoute(

@@ -2,8 +2,9 @@ import * as v from 'valibot'
 import type { GithubCallbackQuery, GithubLoginConfirmForm } from '../../src/protocol/auth.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { sanitizeOrg } from '../auth/identity.js'
-import { secretsEqual, signUserToken, userTokenSecret, USER_TOKEN_LIFETIME_SECONDS } from '../auth/tokens.js'
+import { secretsEqual, signUserToken, userTokenSecret } from '../auth/tokens.js'
 import type { Env } from '../env.js'
+import { sessionCookie } from '../portal/session.js'
 import { setting } from '../env.js'
 import type { FleetDeps } from './deps.js'
 import { confirmPage, htmlPage } from './github-pages.js'
@@ -223,7 +224,10 @@ function admitLogin(storage: FleetStorage, address: string, now: number): void {
  */
 export function startGithubLogin(
   deps: Pick<FleetDeps, 'storage' | 'env' | 'now'>,
-  input: { mode: 'cli'; pollSecretHash: string; provider?: string } | { mode: 'portal'; returnTo: string },
+  input:
+    | { mode: 'cli'; pollSecretHash: string; provider?: string }
+    /** `browserHash`: SHA-256 hex of the secret in the browser's login cookie; the callback then requires it. */
+    | { mode: 'portal'; returnTo: string; browserHash?: string },
   client: { address?: string | null } = {},
 ): StartedLogin {
   const settings = githubSettings(deps.env)
@@ -245,7 +249,8 @@ export function startGithubLogin(
       loginID,
       state,
       input.mode,
-      input.mode === 'cli' ? input.pollSecretHash : null,
+      // A portal login keeps its browser binding where a CLI login keeps its poll secret's hash.
+      input.mode === 'cli' ? input.pollSecretHash : (input.browserHash ?? null),
       provider,
       input.mode === 'portal' ? input.returnTo : null,
       redirectUri,
@@ -367,13 +372,21 @@ const finishedPage = () => htmlPage(400, 'Crabbox login already finished', 'This
  * `GET /v1/auth/github/callback`: GitHub redirects the browser here. Answers HTML: for a
  * CLI login, the page asking for the user code (the login is not complete yet).
  */
-export async function githubCallback(deps: Pick<FleetDeps, 'storage' | 'env' | 'now'>, query: GithubCallbackQuery): Promise<Response> {
+export async function githubCallback(
+  deps: Pick<FleetDeps, 'storage' | 'env' | 'now'>,
+  query: GithubCallbackQuery,
+  /** The portal login cookie the browser sent (binds a portal login to the browser that started it). */
+  browser?: string,
+): Promise<Response> {
   const settings = githubSettings(deps.env)
   if (!settings) return htmlPage(503, 'Crabbox login unavailable', 'GitHub OAuth is not configured on this broker.')
   const storage = deps.storage
   const login = query.state ? storage.one<LoginRow>('SELECT * FROM github_logins WHERE state = ?', query.state) : undefined
   if (!login || login.expires_at <= deps.now().getTime()) return expiredPage()
   if (login.status !== 'pending') return finishedPage()
+  // A portal login started in one browser cannot be finished in another (login CSRF).
+  if (login.mode === 'portal' && login.poll_hash && !(browser && (await secretsEqual(await sha256Hex(browser), login.poll_hash))))
+    return htmlPage(403, 'Crabbox login not confirmed', 'This sign-in was started in another browser. Sign in again from the portal.')
   if (query.error || !query.code) {
     const error = query.error ?? 'missing_code'
     finishLogin(storage, login.id, 'failed', { error })
@@ -396,10 +409,9 @@ export async function githubCallback(deps: Pick<FleetDeps, 'storage' | 'env' | '
   const token = await signUserToken(identity, settings.tokenSecret, deps.now().getTime())
   if (login.mode === 'portal') {
     storage.run('DELETE FROM github_logins WHERE id = ?', login.id)
-    const cookie = `crabbox_session=${encodeURIComponent(token)}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=${USER_TOKEN_LIFETIME_SECONDS}`
     return new Response(null, {
       status: 302,
-      headers: { location: login.return_to ?? '/portal', 'set-cookie': cookie, 'cache-control': 'no-store' },
+      headers: { location: login.return_to ?? '/portal', 'set-cookie': sessionCookie(token), 'cache-control': 'no-store' },
     })
   }
   // The token waits for the code; only this page (this browser) learns the confirm token.

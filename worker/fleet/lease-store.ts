@@ -290,3 +290,80 @@ export function liveLeases(storage: FleetStorage, limit: number): LeaseRecord[] 
     )
     .map(parseRecord)
 }
+
+// ---- the portal's lease grid ---------------------------------------------------------
+
+/** Columns the portal's lease grid sorts by. */
+export const LEASE_GRID_SORTS = {
+  created: 'created_at',
+  expires: 'expires_at',
+  slug: 'slug',
+  owner: 'owner',
+  state: 'state',
+  provider: 'provider',
+} as const
+
+export interface LeaseGridQuery {
+  /** `live`: provisioning or active; `ended`: anything else; absent: all. */
+  state?: 'live' | 'ended'
+  /** Only the caller's own leases. */
+  mine?: boolean
+  /** Admins: leases no person owns (owner `unknown`, from a token that named nobody). */
+  system?: boolean
+  provider?: string
+  target?: string
+  /** Matched against ID, slug, owner and host (case-insensitive substring). */
+  search?: string
+  sort: keyof typeof LEASE_GRID_SORTS
+  dir: 'asc' | 'desc'
+  offset: number
+  limit: number
+}
+
+/**
+ * One page of the leases `identity` may see (the same rule as every lease route), with
+ * the portal's filters, sort and offset applied in the query, and the total for paging.
+ */
+export function leaseGrid(storage: FleetStorage, identity: Identity, query: LeaseGridQuery): { leases: LeaseRecord[]; total: number } {
+  const where: string[] = []
+  const bindings: unknown[] = []
+  if (query.state === 'live') where.push(LIVE_LEASE_SQL)
+  if (query.state === 'ended') where.push(`NOT (${LIVE_LEASE_SQL})`)
+  if (query.mine) {
+    where.push('owner = ? AND org = ? AND claimed = ?')
+    bindings.push(identity.owner, identity.org, identity.claimed ? 1 : 0)
+  }
+  if (query.system) where.push(`owner = 'unknown'`)
+  if (query.provider) {
+    where.push('provider = ?')
+    bindings.push(query.provider)
+  }
+  if (query.target) {
+    where.push("json_extract(record, '$.target') = ?")
+    bindings.push(query.target)
+  }
+  if (query.search) {
+    const like = `%${query.search.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+    where.push(
+      "(lower(id) LIKE ? ESCAPE '\\' OR lower(slug) LIKE ? ESCAPE '\\' OR lower(owner) LIKE ? ESCAPE '\\' OR lower(coalesce(json_extract(record, '$.host'), '')) LIKE ? ESCAPE '\\')",
+    )
+    bindings.push(like, like, like, like)
+  }
+  if (!identity.admin) {
+    const visible = visibleSql(identity)
+    where.push(visible.sql)
+    bindings.push(...visible.bindings)
+  }
+  const clause = where.length ? `WHERE ${where.join(' AND ')}` : ''
+  const column = LEASE_GRID_SORTS[query.sort]
+  const dir = query.dir === 'asc' ? 'ASC' : 'DESC'
+  const total = storage.one<{ n: number }>(`SELECT COUNT(*) AS n FROM leases ${clause}`, ...bindings)!.n
+  const rows = storage.all<{ record: string; claimed: number }>(
+    `SELECT record, claimed FROM leases ${clause} ORDER BY ${column} ${dir}, id ${dir} LIMIT ? OFFSET ?`,
+    ...bindings,
+    query.limit,
+    query.offset,
+  )
+  // The same role check as every route, after the query: a record outside the caller's namespace never shows.
+  return { leases: rows.map(parseRecord).filter((lease) => leaseRole(lease, identity)), total }
+}

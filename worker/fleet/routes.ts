@@ -14,6 +14,7 @@ import type { RouteDoc } from './route-doc.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
 import { RUN_ROUTES } from './runs-routes.js'
 import { USAGE_ROUTES } from './usage-routes.js'
+import { PORTAL_MIDDLEWARE, PORTAL_ROUTES } from '../portal/routes.js'
 
 export type { RouteDoc } from './route-doc.js'
 export type { RouteSpec } from './route-spec.js'
@@ -41,8 +42,9 @@ const WHOAMI_ROUTES: readonly RouteSpec[] = [
 ]
 
 /**
- * Every /v1 route the Fleet object answers, in matching order. With EDGE_ROUTES
- * (`[...EDGE_ROUTES, ...ROUTES]`) this is the broker's whole HTTP API.
+ * Every route the Fleet object answers, in matching order: the /v1 API and the portal's
+ * pages (worker/portal/routes.tsx). With EDGE_ROUTES (`[...EDGE_ROUTES, ...ROUTES]`) this
+ * is the broker's whole HTTP surface.
  */
 export const ROUTES: readonly RouteSpec[] = [
   ...WHOAMI_ROUTES,
@@ -52,6 +54,7 @@ export const ROUTES: readonly RouteSpec[] = [
   ...CONTROL_ROUTES,
   ...USAGE_ROUTES,
   ...GITHUB_ROUTES,
+  ...PORTAL_ROUTES,
 ]
 
 /** The broker's whole HTTP API: what /v1/openapi.json and docs/api.md describe. */
@@ -87,6 +90,10 @@ export function createFleetApp(deps: FleetDeps): FleetApp {
       await next()
     })
   }
+
+  // Portal pages: a nonce-based CSP and no caching on every response below /portal.
+  app.use('/portal', ...PORTAL_MIDDLEWARE)
+  app.use('/portal/*', ...PORTAL_MIDDLEWARE)
 
   for (const route of ROUTES) {
     const handler = (c: FleetContext) => {
