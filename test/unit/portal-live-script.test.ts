@@ -27,8 +27,10 @@ class FakeElement {
   querySelector(selector: string) {
     return this.children[selector] ?? null
   }
-  appendChild(node: { text: string }) {
-    this.text += node.text
+  appended: unknown[] = []
+  appendChild(node: { text: string } | FakeElement) {
+    this.appended.push(node)
+    if (!(node instanceof FakeElement)) this.text += node.text
   }
   set textContent(value: string) {
     this.text = value
@@ -54,15 +56,21 @@ interface FakeSocket {
   send(text: string): void
 }
 
-function page(after = 0) {
+function page(after = 0, state = 'running', shown = 0) {
   const root = new FakeElement()
-  root.attributes = { 'data-run-id': 'run_1', 'data-after': String(after) }
+  root.attributes = { 'data-run-id': 'run_1', 'data-after-seq': String(after), 'data-state': state, 'data-events-shown': String(shown) }
   const log = new FakeElement()
   const status = new FakeElement()
-  root.children = { '[data-live-log]': log, '[data-live-status]': status }
+  const rows = new FakeElement()
   const pill = new FakeElement()
   pill.classes.add('info')
-  const exit = new FakeElement()
+  const byId: Record<string, FakeElement> = {
+    'run-live': root,
+    'run-log': log,
+    'run-live-status': status,
+    'run-events': rows,
+    'run-state': pill,
+  }
   const sockets: FakeSocket[] = []
   const timers: { fn: () => void; ms: number }[] = []
   class WebSocket {
@@ -85,9 +93,9 @@ function page(after = 0) {
     }
   }
   const document = {
-    querySelector: (selector: string) => (selector === '[data-live-run]' ? root : null),
-    querySelectorAll: (selector: string) => (selector === '[data-live-state]' ? [pill] : selector === '[data-live-exit]' ? [exit] : []),
+    getElementById: (id: string) => byId[id] ?? null,
     createTextNode: (text: string) => ({ text }),
+    createElement: () => new FakeElement(),
   }
   runInNewContext(LIVE_RUN_SCRIPT, {
     document,
@@ -113,7 +121,7 @@ function page(after = 0) {
     socket().readyState = 3
     socket().onclose!()
   }
-  return { root, log, status, pill, exit, sockets, timers, socket, open, frame, drop }
+  return { root, log, status, pill, rows, sockets, timers, socket, open, frame, drop }
 }
 
 const out = (seq: number, data = `line ${seq}\n`) => ({ runID: 'run_1', seq, type: 'stdout', data, createdAt: 'now' })
@@ -164,17 +172,31 @@ describe('the live run script', () => {
     expect(p.root.attributes['data-connections']).toBe('2')
   })
 
-  it('shows the finish: state pill, exit code, status; closes and does not reconnect', () => {
+  it('shows the finish: state pill, status with the exit code; closes and does not reconnect', () => {
     const p = page()
     p.open()
     p.frame([out(1), { runID: 'run_1', seq: 2, type: 'command.finished', phase: 'failed', exitCode: 3, createdAt: 'now' }])
     expect(p.pill.text).toBe('failed')
     expect([...p.pill.classes]).toEqual(['bad'])
-    expect(p.exit.text).toBe('3')
-    expect(p.status.text).toBe('Finished: failed, exit code 3')
+    expect(p.status.text).toBe('Finished: failed, exit code 3. Reload for the full summary.')
+    expect(p.root.attributes['data-state']).toBe('failed')
     expect(p.socket().closed).toBe(1000)
     p.drop()
     expect(p.timers).toEqual([])
+  })
+
+  it('adds a row per event to the events table, up to 100 rows', () => {
+    const p = page(0, 'running', 98)
+    p.open()
+    p.frame([out(1), out(2), out(3)])
+    expect(p.rows.appended).toHaveLength(2)
+    const cells = (p.rows.appended[0] as FakeElement).appended as FakeElement[]
+    expect(cells.map((cell) => cell.text)).toEqual(['1', 'stdout', '', 'line 1\n', 'just now'])
+  })
+
+  it('does nothing on a finished run’s page', () => {
+    const p = page(5, 'succeeded')
+    expect(p.sockets).toEqual([])
   })
 
   it('ignores frames that are not its run events, and log text stays text', () => {

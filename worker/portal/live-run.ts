@@ -3,33 +3,36 @@
  * (`/v1/control`, authenticated by the portal session cookie), with the same gapless resume
  * as the CLI's `attach` (src/transport/broker/control.ts):
  *
- * - the page renders the output of events 1..N and says N in `data-after`; the script
- *   subscribes with `after: N` and appends only the event numbered `last + 1`;
+ * - the page renders the output of events 1..N and says N in `data-after-seq`; the script
+ *   subscribes with `after: N` and takes only the event numbered `last + 1`;
  * - an event at or below `last` was shown already and is skipped; one above `last + 1`
  *   means a gap, so the script subscribes again from `last` (once, until it catches up);
  * - a dropped socket reconnects with backoff (100 ms doubling to 5 s, reset after a
  *   connection that stayed up 1 s) and subscribes from `last`: nothing lost, nothing twice;
- * - `command.finished` (or `run.failed`) sets the state pill and exit code, and the script stops.
+ * - `command.finished` (or `run.failed`) sets the state pill and the status line, and the
+ *   script stops.
  *
- * The markup it needs (worker/portal's run page renders it for a running run):
- * `[data-live-run][data-run-id][data-after]` around `[data-live-log]` (a fixed-height box,
- * so arriving lines never move the page), `[data-live-status]` (role=status: Live,
- * Reconnecting…, Finished), and any `[data-live-state]` / `[data-live-exit]` to update.
- * The script also writes `data-last-seq`, `data-socket` and `data-connections` on the
- * root, which the browser tests read.
+ * The markup (worker/portal/run-page.tsx): `#run-live[data-run-id][data-after-seq]
+ * [data-state=running]` holds `#run-live-status` (role=status); output goes to `#run-log`
+ * (a fixed-height box while running, so arriving lines never move the page), event rows to
+ * `#run-events` up to `data-events-shown` … 100, the state to `#run-state`. The script writes
+ * `data-last-seq`, `data-socket` and `data-connections` on `#run-live` for the browser tests.
  *
  * Plain ES2020 with no imports, served as a static asset with a nonce'd `<script src>`.
  * It only ever sets `textContent` (never HTML), so log text shows as text.
  */
 export const LIVE_RUN_SCRIPT = `(() => {
   'use strict'
-  const root = document.querySelector('[data-live-run]')
-  if (!root || typeof WebSocket !== 'function') return
+  const root = document.getElementById('run-live')
+  if (!root || root.getAttribute('data-state') !== 'running' || typeof WebSocket !== 'function') return
   const runID = root.getAttribute('data-run-id') || ''
-  const log = root.querySelector('[data-live-log]')
-  const status = root.querySelector('[data-live-status]')
+  const log = document.getElementById('run-log')
+  const rows = document.getElementById('run-events')
+  const status = document.getElementById('run-live-status')
   if (!runID || !log) return
-  let last = Number(root.getAttribute('data-after')) || 0
+  const ROWS_MAX = 100
+  let rowsShown = Number(root.getAttribute('data-events-shown')) || 0
+  let last = Number(root.getAttribute('data-after-seq')) || 0
   let socket = null
   let finished = false
   let resyncing = false
@@ -49,17 +52,33 @@ export const LIVE_RUN_SCRIPT = `(() => {
     if (pinned) log.scrollTop = log.scrollHeight
   }
 
+  const row = (event) => {
+    if (!rows || rowsShown >= ROWS_MAX) return
+    rowsShown++
+    const tr = document.createElement('tr')
+    const text = typeof event.message === 'string' ? event.message : typeof event.data === 'string' ? event.data.slice(0, 200) : ''
+    const cells = [String(event.seq), event.type || '', event.phase || '', text, 'just now']
+    cells.forEach((value, i) => {
+      const td = document.createElement('td')
+      if (i === 3) td.className = 'mono'
+      if (i === 4) td.className = 'wide'
+      td.textContent = value
+      tr.appendChild(td)
+    })
+    rows.appendChild(tr)
+  }
+
   const finish = (event) => {
     finished = true
     const state = event.type === 'run.failed' ? 'failed' : event.phase || (event.exitCode === 0 ? 'succeeded' : 'failed')
-    for (const el of document.querySelectorAll('[data-live-state]')) {
-      el.textContent = state
-      el.classList.remove('info', 'ok', 'bad', 'warn')
-      el.classList.add(state === 'succeeded' ? 'ok' : 'bad')
+    const pill = document.getElementById('run-state')
+    if (pill) {
+      pill.textContent = state
+      pill.classList.remove('info', 'ok', 'bad', 'warn')
+      pill.classList.add(state === 'succeeded' ? 'ok' : 'bad')
     }
-    if (typeof event.exitCode === 'number') for (const el of document.querySelectorAll('[data-live-exit]')) el.textContent = String(event.exitCode)
     mark('state', state)
-    say('Finished: ' + state + (typeof event.exitCode === 'number' ? ', exit code ' + event.exitCode : ''))
+    say('Finished: ' + state + (typeof event.exitCode === 'number' ? ', exit code ' + event.exitCode : '') + '. Reload for the full summary.')
     clearTimeout(timer)
     if (socket) socket.close(1000, 'run finished')
   }
@@ -74,13 +93,14 @@ export const LIVE_RUN_SCRIPT = `(() => {
     let text = ''
     let end = null
     for (const event of events) {
-      if (typeof event.seq !== 'number' || event.seq <= last) continue
+      if (!event || typeof event.seq !== 'number' || event.seq <= last) continue
       if (event.seq > last + 1) {
         if (!resyncing) subscribe()
         break
       }
       resyncing = false
       last = event.seq
+      row(event)
       if ((event.type === 'stdout' || event.type === 'stderr') && typeof event.data === 'string') text += event.data
       else if (event.type === 'command.finished' || event.type === 'run.failed') { end = event; break }
     }
@@ -119,7 +139,7 @@ export const LIVE_RUN_SCRIPT = `(() => {
       try { frame = JSON.parse(message.data) } catch { return }
       if (!frame || typeof frame !== 'object') return
       if (frame.type === 'run_events' && frame.runID === runID && Array.isArray(frame.events)) deliver(frame.events)
-      else if (frame.type === 'error' && frame.code === 'not_found') { finished = true; say('This run is no longer visible'); ws.close(1000) }
+      else if (frame.type === 'error' && frame.code === 'not_found') { finished = true; say('This run is no longer visible.'); ws.close(1000) }
     }
     ws.onclose = () => {
       if (socket !== ws) return
@@ -142,14 +162,10 @@ export const LIVE_RUN_SCRIPT = `(() => {
 })()
 `
 
-/** `GET /portal/assets/live-run.js`: the script, cacheable for a few minutes, never sniffed as anything else. */
+/** `GET /portal/assets/live-run.js`: the script, never sniffed as anything else. */
 export function liveRunScriptResponse(): Response {
   return new Response(LIVE_RUN_SCRIPT, {
-    headers: {
-      'content-type': 'text/javascript; charset=utf-8',
-      'cache-control': 'public, max-age=300',
-      'x-content-type-options': 'nosniff',
-    },
+    headers: { 'content-type': 'text/javascript; charset=utf-8', 'x-content-type-options': 'nosniff' },
   })
 }
 

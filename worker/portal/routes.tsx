@@ -3,6 +3,7 @@ import { ApiError } from '../../src/protocol/errors.js'
 import { sha256Hex, startGithubLogin, LOGIN_TTL_MS } from '../fleet/github.js'
 import { defineRoute, type RouteSpec } from '../fleet/route-spec.js'
 import { LeaseGridPage, LeaseGridParams } from './lease-grid.js'
+import { LIVE_ROUTES } from './live-routes.js'
 import { checkForm, errorPage, guarded, noStore, page, portalCaller, portalHeaders } from './page.js'
 import { clearedSessionCookie, CSRF_FIELD, loginCookie, safeReturnTo } from './session.js'
 
@@ -140,4 +141,4 @@ const PAGE_ROUTES: readonly RouteSpec[] = [
 ]
 
 /** Every portal route (the edge answers `/` → `/portal` and the canonical-origin redirect itself). */
-export const PORTAL_ROUTES: readonly RouteSpec[] = [...AUTH_ROUTES, ...PAGE_ROUTES]
+export const PORTAL_ROUTES: readonly RouteSpec[] = [...AUTH_ROUTES, ...PAGE_ROUTES, ...LIVE_ROUTES]
