@@ -62,7 +62,7 @@ th a{color:inherit}
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85rem}
 pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);border:1px solid var(--line);border-radius:.4rem;padding:.75rem;max-height:32rem;overflow:auto;margin:0}
 .cmd{display:flex;gap:.5rem;align-items:center;margin:.25rem 0}
-.cmd code{flex:1;background:var(--bg);border:1px solid var(--line);border-radius:.3rem;padding:.2rem .4rem;overflow-x:auto;white-space:nowrap}
+.cmd code{flex:1;background:var(--bg);border:1px solid var(--line);border-radius:.3rem;padding:.2rem .4rem;overflow-wrap:anywhere}
 form.inline{display:inline}
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin:0 0 1rem}
 label{display:flex;flex-direction:column;font-size:.85rem;color:var(--muted);gap:.15rem}
@@ -71,9 +71,11 @@ button{cursor:pointer}
 button.danger{border-color:var(--bad);color:var(--bad)}
 .panel{border-left:4px solid var(--bad)}
 .pager{display:flex;gap:1rem;margin-top:.75rem}
+time[data-countdown]{font-variant-numeric:tabular-nums}
 svg.spark{width:100%;height:3rem;display:block}
 svg.spark polyline{fill:none;stroke:var(--accent);stroke-width:2}
-svg.bars{width:100%;display:block}
+svg.bars{max-width:100%;height:auto;display:block}
+figure{margin:0 0 .75rem}
 svg.bars .bar{fill:var(--accent)}
 svg.bars .track{fill:var(--line)}
 svg.bars .cap{stroke:var(--bad);stroke-width:2}
@@ -82,12 +84,29 @@ svg.bars text{fill:var(--fg);font-size:12px}
 `
 
 /**
- * Copy buttons (`<button data-copy="…">`): the page's only script besides live pages'. A
- * constant, trusted text: the renderer would escape it, and a script is not HTML.
+ * The page's only script besides live pages': copy buttons (`<button data-copy="…">`) and
+ * expiry countdowns (`<time data-countdown datetime="…">`). A constant, trusted text
+ * (the renderer would escape it, and a script is not HTML); it runs under the nonce.
  */
-const COPY_SCRIPT = `document.addEventListener('click',function(e){var b=e.target.closest&&e.target.closest('button[data-copy]');
+const PAGE_SCRIPT = `document.addEventListener('click',function(e){var b=e.target.closest&&e.target.closest('button[data-copy]');
 if(!b||!navigator.clipboard)return;navigator.clipboard.writeText(b.getAttribute('data-copy')).then(function(){
-var t=b.textContent;b.textContent='Copied';setTimeout(function(){b.textContent=t},1200)})})`
+var t=b.textContent;b.textContent='Copied';setTimeout(function(){b.textContent=t},1200)})});
+(function(){var ts=document.querySelectorAll('time[data-countdown]');if(!ts.length)return;function tick(){var now=Date.now();
+ts.forEach(function(t){var s=Math.round((Date.parse(t.getAttribute('datetime'))-now)/1000);t.textContent=s<=0?'expired':
+'in '+(s>=3600?Math.floor(s/3600)+' h ':'')+Math.floor(s%3600/60)+' min '+String(s%60).padStart(2,'0')+' s'})}
+tick();setInterval(tick,1000)})()`
+
+/**
+ * A table that may scroll sideways on a narrow screen: a focusable region, so a keyboard
+ * can scroll it too.
+ */
+export function TableWrap({ label, card, children }: { label: string; card?: boolean; children?: Child }) {
+  return (
+    <div class={card ? 'table-wrap card' : 'table-wrap'} tabindex={0} role="region" aria-label={label}>
+      {children}
+    </div>
+  )
+}
 
 /** A command with a copy button; the text stays selectable without script. */
 export function CopyCommand({ command, label }: { command: string; label?: string }) {
@@ -155,7 +174,7 @@ export function Shell(props: ShellProps) {
         <main id="main" tabindex={-1}>
           {props.children}
         </main>
-        <script nonce={props.nonce}>{raw(COPY_SCRIPT)}</script>
+        <script nonce={props.nonce}>{raw(PAGE_SCRIPT)}</script>
         {props.tail}
       </body>
     </html>

@@ -2,7 +2,7 @@ import * as v from 'valibot'
 import type { LeaseRecord } from '../../src/protocol/leases.js'
 import { LEASE_GRID_SORTS, leaseGrid, type LeaseGridQuery } from '../fleet/lease-store.js'
 import type { FleetDeps } from '../fleet/deps.js'
-import { CopyCommand } from './layout.js'
+import { CopyCommand, TableWrap } from './layout.js'
 import { relativeTime, stateTone } from './format.js'
 import type { PortalCaller } from './page.js'
 
@@ -202,7 +202,7 @@ export function LeaseGridPage({ deps, caller, raw }: { deps: FleetDeps; caller: 
         {total === 1 ? '1 lease' : `${total} leases`}
         {pages > 1 ? ` · page ${view.page} of ${pages}` : ''}
       </p>
-      <div class="table-wrap card">
+      <TableWrap card label="Leases">
         <table>
           <caption class="muted">Leases visible to you</caption>
           <thead>
@@ -230,7 +230,7 @@ export function LeaseGridPage({ deps, caller, raw }: { deps: FleetDeps; caller: 
             )}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       <nav class="pager" aria-label="Pages">
         {view.page > 1 ? <a href={gridHref(view.params, { page: String(view.page - 1) })}>Previous page</a> : null}
         {view.page < pages ? <a href={gridHref(view.params, { page: String(view.page + 1) })}>Next page</a> : null}

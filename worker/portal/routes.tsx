@@ -2,9 +2,17 @@ import * as v from 'valibot'
 import { ApiError } from '../../src/protocol/errors.js'
 import { sha256Hex, startGithubLogin, LOGIN_TTL_MS } from '../fleet/github.js'
 import { defineRoute, type RouteSpec } from '../fleet/route-spec.js'
+import { LeaseRef } from '../../src/protocol/leases.js'
+import { RunEventsQuery, RunEventsResponse, RunId } from '../../src/protocol/runs.js'
+import { releaseLease } from '../fleet/leases.js'
+import { getRunCore, pageRunEvents, readRunLog } from '../fleet/runs.js'
 import { LeaseGridPage, LeaseGridParams } from './lease-grid.js'
+import { LeasePage, LeasePageQuery, visibleLease } from './lease-page.js'
 import { LIVE_ROUTES } from './live-routes.js'
 import { checkForm, errorPage, guarded, noStore, page, portalCaller, portalHeaders } from './page.js'
+import { RunPage, runView } from './run-page.js'
+import { applyShareForm, ShareForm, SharePage } from './share-page.js'
+import { UsagePage, UsagePageQuery } from './usage-page.js'
 import { clearedSessionCookie, CSRF_FIELD, loginCookie, safeReturnTo } from './session.js'
 
 /**
@@ -21,7 +29,8 @@ const HTML_PAGE = v.pipe(v.string(), v.metadata({ contentMediaType: 'text/html' 
 /** Every form names its CSRF token; a form is a few hundred bytes. */
 const MAX_FORM_BYTES = 8 * 1024
 
-export const LogoutForm = v.object({ [CSRF_FIELD]: v.optional(v.pipe(v.string(), v.maxLength(128))) })
+/** A form that carries nothing but its CSRF token (sign out, stop). */
+export const CsrfOnlyForm = v.object({ [CSRF_FIELD]: v.optional(v.pipe(v.string(), v.maxLength(128))) })
 export const LoginQuery = v.object({ returnTo: v.optional(v.pipe(v.string(), v.maxLength(2048))) })
 
 /** Middleware for every /portal path (worker/fleet/routes.ts mounts it): CSP with nonce and no caching. */
@@ -92,7 +101,7 @@ const AUTH_ROUTES: readonly RouteSpec[] = [
       path: '/portal/logout',
       summary: 'Sign out: clears the session cookie (same-origin form with the session CSRF token)',
       auth: 'none',
-      body: LogoutForm,
+      body: CsrfOnlyForm,
       bodyMediaType: 'application/x-www-form-urlencoded',
       response: HTML_PAGE,
     },
@@ -140,5 +149,165 @@ const PAGE_ROUTES: readonly RouteSpec[] = [
   ),
 ]
 
+const LEASE_TITLES = { 404: 'Lease not found', 409: 'Lease unavailable' }
+const leaseParams = { id: LeaseRef }
+const runParams = { id: RunId }
+
+const LEASE_ROUTES: readonly RouteSpec[] = [
+  defineRoute(
+    {
+      method: 'GET',
+      path: '/portal/leases/:id',
+      summary: 'A lease: status, telemetry, access commands, recent runs, stop (HTML)',
+      auth: 'user',
+      params: leaseParams,
+      query: LeasePageQuery,
+      response: HTML_PAGE,
+    },
+    (c, deps, input) =>
+      guarded(c, LEASE_TITLES, (caller) => {
+        const lease = visibleLease(deps, caller, input.param('id'))
+        const parsed = input.safeQuery()
+        const filter = parsed.success ? parsed.output.runs : undefined
+        return page(c, caller, `Lease ${lease.slug || lease.id}`, <LeasePage deps={deps} caller={caller} lease={lease} filter={filter} />)
+      }),
+  ),
+  defineRoute(
+    {
+      method: 'POST',
+      path: '/portal/leases/:id/release',
+      summary: 'Stop a lease and delete its machine (manage rights; same-origin form with the CSRF token); 303 to /portal',
+      auth: 'user',
+      params: leaseParams,
+      body: CsrfOnlyForm,
+      bodyMediaType: 'application/x-www-form-urlencoded',
+      response: HTML_PAGE,
+    },
+    (c, deps, input) =>
+      guarded(c, { ...LEASE_TITLES, 403: 'Stop unavailable' }, async (caller) => {
+        const id = input.param('id')
+        await checkForm(c, caller, await input.body({ maxBytes: MAX_FORM_BYTES }))
+        await releaseLease(deps, caller.identity, id, { delete: true, forgetKeep: true })
+        return c.redirect('/portal', 303)
+      }),
+  ),
+  defineRoute(
+    {
+      method: 'GET',
+      path: '/portal/leases/:id/share',
+      summary: "A lease's sharing: people, org role, clear (manage rights; `?embed=1` may be framed by this origin)",
+      auth: 'user',
+      params: leaseParams,
+      response: HTML_PAGE,
+    },
+    (c, deps, input) =>
+      guarded(c, { ...LEASE_TITLES, 403: 'Share unavailable' }, (caller) => {
+        const lease = visibleLease(deps, caller, input.param('id'))
+        const embed = c.req.query('embed') === '1'
+        return page(c, caller, `Share ${lease.slug || lease.id}`, <SharePage deps={deps} caller={caller} lease={lease} embed={embed} />)
+      }),
+  ),
+  defineRoute(
+    {
+      method: 'POST',
+      path: '/portal/leases/:id/share',
+      summary:
+        'Change sharing: `action` add-user, remove-user, set-org or clear (same-origin form with the CSRF token); 303 to the share page',
+      auth: 'user',
+      params: leaseParams,
+      body: ShareForm,
+      bodyMediaType: 'application/x-www-form-urlencoded',
+      response: HTML_PAGE,
+    },
+    (c, deps, input) =>
+      guarded(c, { ...LEASE_TITLES, 403: 'Share unavailable' }, async (caller) => {
+        const lease = visibleLease(deps, caller, input.param('id'))
+        const form = await input.body({ maxBytes: MAX_FORM_BYTES })
+        await checkForm(c, caller, form)
+        applyShareForm(deps, caller.identity, lease, form)
+        return c.redirect(`/portal/leases/${lease.id}/share${c.req.query('embed') === '1' ? '?embed=1' : ''}`, 303)
+      }),
+  ),
+]
+
+const RUN_TITLES = { 404: 'Run not found' }
+
+const RUN_PAGE_ROUTES: readonly RouteSpec[] = [
+  defineRoute(
+    {
+      method: 'GET',
+      path: '/portal/runs/:id',
+      summary: 'A run: summary, phases, test results, log, events (HTML; live while it runs)',
+      auth: 'user',
+      params: runParams,
+      response: HTML_PAGE,
+    },
+    (c, deps, input) =>
+      guarded(c, RUN_TITLES, (caller) => {
+        const view = runView(deps, caller, input.param('id'))
+        return page(c, caller, `Run ${view.run.id}`, <RunPage view={view} now={deps.now()} />)
+      }),
+  ),
+  defineRoute(
+    {
+      method: 'GET',
+      path: '/portal/runs/:id/logs',
+      summary: "A run's retained log (text/plain)",
+      auth: 'user',
+      params: runParams,
+      response: v.string(),
+    },
+    (c, deps, input) => {
+      const log = readRunLog(deps.storage, portalCaller(c).identity, input.param('id'))
+      return c.body(log, 200, { 'content-type': 'text/plain; charset=utf-8' })
+    },
+  ),
+  defineRoute(
+    {
+      method: 'GET',
+      path: '/portal/runs/:id/events',
+      summary: "A page of a run's events after a sequence number (JSON, as `GET /v1/runs/{id}/events`)",
+      auth: 'user',
+      params: runParams,
+      query: RunEventsQuery,
+      response: RunEventsResponse,
+    },
+    (c, deps, input) => {
+      const id = input.param('id')
+      const query = input.query()
+      getRunCore(deps.storage, portalCaller(c).identity, id)
+      const { events, more } = pageRunEvents(deps.storage, id, query.after, query.limit)
+      return c.json(more ? { events, nextSeq: events.at(-1)!.seq } : { events })
+    },
+  ),
+]
+
+const USAGE_ROUTES: readonly RouteSpec[] = [
+  defineRoute(
+    {
+      method: 'GET',
+      path: '/portal/usage',
+      summary: "A month's spend and lease hours by owner and org against the caps (HTML)",
+      auth: 'user',
+      query: UsagePageQuery,
+      response: HTML_PAGE,
+    },
+    (c, deps, input) =>
+      guarded(c, {}, (caller) => {
+        const parsed = input.safeQuery()
+        return page(c, caller, 'Usage', <UsagePage deps={deps} caller={caller} raw={parsed.success ? parsed.output : {}} />, {
+          active: 'usage',
+        })
+      }),
+  ),
+]
+
 /** Every portal route (the edge answers `/` → `/portal` and the canonical-origin redirect itself). */
-export const PORTAL_ROUTES: readonly RouteSpec[] = [...AUTH_ROUTES, ...PAGE_ROUTES, ...LIVE_ROUTES]
+export const PORTAL_ROUTES: readonly RouteSpec[] = [
+  ...AUTH_ROUTES,
+  ...PAGE_ROUTES,
+  ...LEASE_ROUTES,
+  ...RUN_PAGE_ROUTES,
+  ...USAGE_ROUTES,
+  ...LIVE_ROUTES,
+]
