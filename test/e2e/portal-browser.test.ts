@@ -69,9 +69,25 @@ afterAll(async () => {
 const cliEnv = (user: PortalUser, extra: Record<string, string | undefined> = {}) =>
   rig.cliEnv({ CRABBOX_COORDINATOR_TOKEN: user.token, CRABBOX_OWNER: undefined, ...extra })
 
+/** A command that prints 20 lines, waits for `go` to exist on the host, then prints 20 more. */
+const printer = (go: string) =>
+  [
+    'i=1; while [ $i -le 20 ]; do echo "line $i"; i=$((i+1)); sleep 0.1; done',
+    `while [ ! -e ${go} ]; do sleep 0.1; done`,
+    'while [ $i -le 40 ]; do echo "line $i"; i=$((i+1)); sleep 0.1; done',
+  ].join('; ')
+
+const expectedOutput = Array.from({ length: 40 }, (_, i) => `line ${i + 1}\n`).join('')
+
 describe('the portal in a browser', () => {
   let octo: PortalUser
+  let hubot: PortalUser
   let leaseId: string
+
+  afterAll(async () => {
+    await octo?.context.close()
+    await hubot?.context.close()
+  })
 
   it('signs in through GitHub and shows the lease `crabbox warmup` made', async () => {
     octo = await signIn(browser, portal, github, 'octo')
@@ -84,8 +100,107 @@ describe('the portal in a browser', () => {
     await expect.poll(() => link.count()).toBe(1)
     await checkPage(octo)
     await screenshot(octo.page, 'leases')
+
+    await link.click()
+    await octo.page.waitForURL(`${portal}/portal/leases/${leaseId}`)
+    expect(await octo.page.locator('h1').textContent()).toContain(leaseId)
+    expect(await octo.page.textContent('main')).toContain(`crabbox ssh --id ${leaseId}`)
+    await checkPage(octo)
+    await screenshot(octo.page, 'lease')
+  })
+
+  it('shares the lease with a second user, who sees it only then', async () => {
+    hubot = await signIn(browser, portal, github, 'hubot')
+    const before = await hubot.page.goto(`${portal}/portal/leases/${leaseId}`)
+    expect(before?.status()).toBe(404)
+    expect(await hubot.page.locator('h1').textContent()).toBe('Lease not found')
+    // The browser logs the page's own 404; nothing else went wrong.
+    expect(hubot.problems.errors.splice(0)).toEqual([expect.stringContaining('404')])
+    await checkPage(hubot)
+
+    await octo.page.goto(`${portal}/portal/leases/${leaseId}/share`)
+    await checkPage(octo)
+    await octo.page.getByLabel('User (email)').fill('hubot@example.com')
+    await octo.page.getByRole('button', { name: 'Add' }).click()
+    await octo.page.waitForLoadState()
+    await expect.poll(() => octo.page.locator('main').textContent()).toContain('hubot@example.com')
+    await checkPage(octo)
+    await screenshot(octo.page, 'share')
+
+    const after = await hubot.page.goto(`${portal}/portal/leases/${leaseId}`)
+    expect(after?.status()).toBe(200)
+    await hubot.page.goto(`${portal}/portal`)
+    expect(await hubot.page.locator(`a[href="/portal/leases/${leaseId}"]`).count()).toBe(1)
+    await checkPage(hubot)
+  })
+
+  it('streams a running run live, in order, with nothing lost or repeated across a cut connection', async () => {
+    const go = join(rig.host.home, `portal-go-${process.pid}`)
+    rmSync(go, { force: true })
+    const run = collectOutput(
+      spawnCli(['run', '--id', leaseId, '--no-sync', '--', 'sh', '-c', printer(go)], { home: rig.home, env: cliEnv(octo) }),
+    )
+    try {
+      const runId = await until('the run to be recorded', () => /recording run (run_[0-9a-f]+)/.exec(run.stderr())?.[1])
+      const page = octo.page
+      await page.goto(`${portal}/portal/runs/${runId}`)
+      const live = page.locator('#run-live')
+      await until('the socket to open', async () => (await live.getAttribute('data-socket')) === 'open')
+      await until('line 10 on the page', async () => (await page.textContent('#run-log'))?.includes('line 10\n'))
+      // Where the log box and what follows it are: arriving lines must not move them.
+      const layout = () =>
+        page.evaluate(() => {
+          const box = (id: string) => (globalThis as any).document.getElementById(id).getBoundingClientRect()
+          return { logHeight: box('run-log').height, eventsTop: box('events-title').top + (globalThis as any).scrollY }
+        })
+      const before = await layout()
+      // Cut every connection through the proxy (the page's socket among them), then let the run go on.
+      proxy.cut()
+      writeFileSync(go, '')
+      await until('the run to finish on the page', async () => (await live.getAttribute('data-state')) === 'succeeded', 90_000)
+      expect(await run.done).toBe(0)
+      expect(await page.textContent('#run-log')).toBe(expectedOutput)
+      expect(await layout()).toEqual(before)
+      expect(Number(await live.getAttribute('data-connections'))).toBeGreaterThanOrEqual(2)
+      expect(await page.textContent('#run-state')).toBe('succeeded')
+      expect(await page.textContent('#run-live-status')).toContain('exit code 0')
+      await checkPage(octo)
+      await screenshot(page, 'run')
+      // What the page showed is what the broker recorded.
+      const { events } = await fetch(`${rig.broker.url}/v1/runs/${runId}/events?after=0&limit=500`, {
+        headers: { authorization: `Bearer ${octo.token}` },
+      }).then((r) => r.json() as Promise<{ events: { type: string; data: string }[] }>)
+      const recorded = events.filter((e) => e.type === 'stdout').map((e) => e.data)
+      expect(recorded.join('')).toBe(expectedOutput)
+    } finally {
+      writeFileSync(go, '')
+      await run.done
+      rmSync(go, { force: true })
+    }
+  })
+
+  it('stops the lease from its page, and `crabbox status` agrees', async () => {
+    await octo.page.goto(`${portal}/portal/leases/${leaseId}`)
+    await octo.page.getByRole('button', { name: 'Stop lease and delete its machine' }).click()
+    await octo.page.waitForURL(`${portal}/portal`)
+    await checkPage(octo)
+    const status = await runCli(['status', leaseId, '--json'], { home: rig.home, env: cliEnv(octo) })
+    expect(JSON.parse(status.stdout)).toMatchObject({ id: leaseId, state: 'released' })
+  })
+
+  it('shows usage, and the grid in dark mode', async () => {
+    await octo.page.goto(`${portal}/portal/usage`)
+    expect(await octo.page.locator('h1').textContent()).toBe('Usage')
+    await checkPage(octo)
+    await screenshot(octo.page, 'usage')
+
+    const dark = await signIn(browser, portal, github, 'octo', 'dark')
+    try {
+      await dark.page.goto(`${portal}/portal?state=all`)
+      await checkPage(dark)
+      await screenshot(dark.page, 'leases-dark')
+    } finally {
+      await dark.context.close()
+    }
   })
 })
-
-// Used by the steps that follow once the lease, share, run and usage pages exist.
-void [rmSync, writeFileSync, join, spawnCli, collectOutput, until]

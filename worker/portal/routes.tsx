@@ -9,6 +9,7 @@ import { getRunCore, pageRunEvents, readRunLog } from '../fleet/runs.js'
 import { LeaseGridPage, LeaseGridParams } from './lease-grid.js'
 import { LeasePage, LeasePageQuery, visibleLease } from './lease-page.js'
 import { LIVE_ROUTES } from './live-routes.js'
+import { LIVE_RUN_SCRIPT_PATH } from './live-run.js'
 import { checkForm, errorPage, guarded, noStore, page, portalCaller, portalHeaders } from './page.js'
 import { RunPage, runView } from './run-page.js'
 import { applyShareForm, ShareForm, SharePage } from './share-page.js'
@@ -245,7 +246,9 @@ const RUN_PAGE_ROUTES: readonly RouteSpec[] = [
     (c, deps, input) =>
       guarded(c, RUN_TITLES, (caller) => {
         const view = runView(deps, caller, input.param('id'))
-        return page(c, caller, `Run ${view.run.id}`, <RunPage view={view} now={deps.now()} />)
+        // A running run's page loads the live script, with this response's nonce.
+        const live = view.run.state === 'running' ? <script nonce={caller.nonce} src={LIVE_RUN_SCRIPT_PATH} defer></script> : undefined
+        return page(c, caller, `Run ${view.run.id}`, <RunPage view={view} now={deps.now()} />, { tail: live })
       }),
   ),
   defineRoute(
