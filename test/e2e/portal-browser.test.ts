@@ -154,6 +154,7 @@ describe('the portal in a browser', () => {
           return { logHeight: box('run-log').height, eventsTop: box('events-title').top + (globalThis as any).scrollY }
         })
       const before = await layout()
+      await screenshot(page, 'run-live')
       // Cut every connection through the proxy (the page's socket among them), then let the run go on.
       proxy.cut()
       writeFileSync(go, '')
