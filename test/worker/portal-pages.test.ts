@@ -1,7 +1,10 @@
 import { SELF } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
+import * as v from 'valibot'
+import { RunEventRequest } from '../../src/protocol/runs.js'
+import { appendRunEvent } from '../../worker/fleet/runs.js'
 import { safeReturnTo } from '../../worker/portal/session.js'
-import { adminCaller, api, createLease, userToken, type Who } from './broker-support.js'
+import { adminCaller, api, createLease, inFleet, userToken, type Who } from './broker-support.js'
 import { browserFor, getPage, ORIGIN, postForm, type Browser, type Caller } from './portal-support.js'
 
 /**
@@ -387,5 +390,32 @@ describe('the lease grid', () => {
     // Odd parameters fall back instead of failing.
     expect((await getPage(browser, '/portal?sort=drop%20table&dir=sideways&page=-3&state=%3Cx%3E')).status).toBe(200)
     for (const lease of leases) await api(adminCaller, 'POST', `/v1/admin/leases/${lease.id}/delete`)
+  })
+})
+
+describe('the run page', () => {
+  it("shows a running run's latest output and where live updates continue", async () => {
+    const browser = await browserFor(`tail-${unique()}@example.com`)
+    const who: Who = { kind: 'user', token: browser.token }
+    const run = (await api(who, 'POST', '/v1/runs', { command: ['make'] })).body.run
+    const owner = { owner: browser.owner, org: 'openclaw', admin: false, claimed: false }
+    // Appended inside the object: 250 requests take long on a loaded machine.
+    await inFleet((deps) => {
+      for (let i = 0; i < 250; i++)
+        appendRunEvent(deps.storage, owner, run.id, v.parse(RunEventRequest, { type: 'stdout', stream: 'stdout', data: `line ${i}\n` }))
+    })
+    const page = await getPage(browser, `/portal/runs/${run.id}`)
+    expect(page.text).toContain(`data-run-id="${run.id}"`)
+    expect(page.text).toContain('data-state="running"')
+    expect(page.text).toContain('data-after-seq="251"')
+    const log = /<pre id="run-log"[^>]*>([\s\S]*?)<\/pre>/.exec(page.text)![1]!
+    expect(log).toContain('line 249\n')
+    expect(log).not.toContain('line 3\n')
+    const events = await getPage(browser, `/portal/runs/${run.id}/events?after=250`)
+    expect(JSON.parse(events.text).events.map((e: { seq: number }) => e.seq)).toEqual([251])
+    await api(who, 'POST', `/v1/runs/${run.id}/finish`, { exitCode: 0, log: 'done\n' })
+    const finished = await getPage(browser, `/portal/runs/${run.id}`)
+    expect(finished.text).toContain('data-state="succeeded"')
+    expect(/<pre id="run-log"[^>]*>([\s\S]*?)<\/pre>/.exec(finished.text)![1]).toBe('done\n')
   })
 })

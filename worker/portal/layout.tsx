@@ -50,7 +50,7 @@ dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem;marg
 dl.facts dt{color:var(--muted)}
 dl.facts dd{margin:0}
 .table-wrap{overflow-x:auto}
-table{border-collapse:collapse;width:100%}
+table{border-collapse:collapse;width:100%;overflow-wrap:normal}
 th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
 th a{color:inherit}
 .pill,.badge{display:inline-block;padding:0 .5rem;border-radius:1rem;font-size:.8rem;white-space:nowrap;border:1px solid var(--line)}

@@ -77,12 +77,22 @@ export const leaseCommands = (lease: Pick<LeaseRecord, 'id'>) => ({
   stop: `crabbox stop ${lease.id}`,
 })
 
-function SortHeader({ view, column, label }: { view: GridView; column: keyof typeof LEASE_GRID_SORTS; label: string }) {
+function SortHeader({
+  view,
+  column,
+  label,
+  wide,
+}: {
+  view: GridView
+  column: keyof typeof LEASE_GRID_SORTS
+  label: string
+  wide?: boolean
+}) {
   const current = view.params.sort === column
   const nextDir = current && view.params.dir === 'desc' ? 'asc' : 'desc'
   const sort = current ? (view.params.dir === 'asc' ? 'ascending' : 'descending') : undefined
   return (
-    <th scope="col" {...(sort ? { 'aria-sort': sort } : {})}>
+    <th scope="col" {...(wide ? { class: 'wide' } : {})} {...(sort ? { 'aria-sort': sort } : {})}>
       <a href={gridHref(view.params, { sort: column, dir: nextDir, page: undefined })}>
         {label}
         {current ? (view.params.dir === 'asc' ? ' ▲' : ' ▼') : ''}
@@ -210,9 +220,9 @@ export function LeaseGridPage({ deps, caller, raw }: { deps: FleetDeps; caller: 
               <SortHeader view={view} column="slug" label="Lease" />
               <SortHeader view={view} column="state" label="State" />
               <SortHeader view={view} column="provider" label="Machine" />
-              <SortHeader view={view} column="owner" label="Owner" />
+              <SortHeader view={view} column="owner" label="Owner" wide />
               <SortHeader view={view} column="created" label="Created" />
-              <SortHeader view={view} column="expires" label="Expires" />
+              <SortHeader view={view} column="expires" label="Expires" wide />
               <th scope="col" class="wide">
                 Commands
               </th>

@@ -12,13 +12,12 @@ import type { PortalCaller } from './page.js'
  * the page shows (`data-after-seq`); `#run-log` and `#run-events` are where lines go.
  */
 
-/** The log tail a finished run's page shows (the whole log is at `…/logs`). */
-export const LOG_TAIL_BYTES = 64 * 1024
+/** The log tail a run's page shows (the whole retained log is at `…/logs`); keeps a page small. */
+export const LOG_TAIL_BYTES = 24 * 1024
 /** Rows of the events table. */
 export const EVENTS_SHOWN = 100
-/** A running run's page reads at most this much of its events to build the log so far. */
-const LIVE_EVENTS_LIMIT = 5_000
-const LIVE_EVENTS_BYTES = 512 * 1024
+/** A running run's page builds its log so far from at most this many of its latest events. */
+const LIVE_TAIL_EVENTS = 200
 /** Failures listed from the test results. */
 export const FAILURES_SHOWN = 8
 
@@ -36,9 +35,10 @@ export function tail(text: string, max: number): { text: string; cut: boolean } 
 
 const isOutput = (event: RunEventRecord) => event.type === 'stdout' || event.type === 'stderr'
 
-/** What the page shows of a run: its record, the events it read and the log text. */
+/** What the page shows of a run: its record, the first events, the log text and where live updates continue. */
 export interface RunView {
   run: RunRecord
+  /** The first EVENTS_SHOWN events (the table and the phase times). */
   events: RunEventRecord[]
   /** The last sequence number the page covers (live updates continue after it). */
   afterSeq: number
@@ -46,21 +46,35 @@ export interface RunView {
   logCut: boolean
 }
 
+/**
+ * A running run's output so far: its latest events (sequence numbers have no gaps, so
+ * the window starts at `eventCount - LIVE_TAIL_EVENTS`), read page by page to the end.
+ */
+function liveTail(deps: FleetDeps, run: RunRecord): { output: string; afterSeq: number; cut: boolean } {
+  const start = Math.max(0, (run.eventCount ?? 0) - LIVE_TAIL_EVENTS)
+  let after = start
+  let output = ''
+  for (;;) {
+    const { events, more } = pageRunEvents(deps.storage, run.id, after, LIVE_TAIL_EVENTS)
+    for (const event of events) if (isOutput(event)) output += event.data ?? event.message ?? ''
+    // Keep the string bounded while reading.
+    if (output.length > LOG_TAIL_BYTES * 4) output = output.slice(-LOG_TAIL_BYTES * 2)
+    after = events.at(-1)?.seq ?? after
+    if (!more || !events.length) break
+  }
+  const cut = tail(output, LOG_TAIL_BYTES)
+  return { output: cut.text, afterSeq: after, cut: cut.cut || start > 0 }
+}
+
 export function runView(deps: FleetDeps, caller: PortalCaller, id: string): RunView {
   const run = getRun(deps.storage, caller.identity, id)
-  const running = run.state === 'running'
-  const { events } = pageRunEvents(deps.storage, id, 0, running ? LIVE_EVENTS_LIMIT : EVENTS_SHOWN, running ? LIVE_EVENTS_BYTES : undefined)
-  const afterSeq = events.at(-1)?.seq ?? 0
-  if (running) {
-    const output = events
-      .filter(isOutput)
-      .map((event) => event.data ?? event.message ?? '')
-      .join('')
-    const cut = tail(output, LOG_TAIL_BYTES)
-    return { run, events, afterSeq, log: cut.text, logCut: cut.cut }
+  const { events } = pageRunEvents(deps.storage, id, 0, EVENTS_SHOWN)
+  if (run.state === 'running') {
+    const live = liveTail(deps, run)
+    return { run, events, afterSeq: live.afterSeq, log: live.output, logCut: live.cut }
   }
   const cut = tail(readRunLog(deps.storage, caller.identity, id), LOG_TAIL_BYTES)
-  return { run, events, afterSeq, log: cut.text, logCut: cut.cut || run.logTruncated }
+  return { run, events, afterSeq: run.eventCount ?? events.at(-1)?.seq ?? 0, log: cut.text, logCut: cut.cut || run.logTruncated }
 }
 
 function Summary({ run, now }: { run: RunRecord; now: Date }) {
@@ -159,7 +173,7 @@ function EventsTable({ run, events, now }: { run: RunRecord; events: RunEventRec
       <TableWrap label="Events">
         <table>
           <caption class="muted">
-            {(run.eventCount ?? events.length) > shown.length ? `The first ${shown.length} events` : 'All events'}
+            {(run.eventCount ?? events.length) > shown.length ? `The first ${shown.length} of ${run.eventCount} events` : 'All events'}
           </caption>
           <thead>
             <tr>
@@ -178,7 +192,7 @@ function EventsTable({ run, events, now }: { run: RunRecord; events: RunEventRec
                 <td>{event.seq}</td>
                 <td>{event.type}</td>
                 <td>{event.phase ?? ''}</td>
-                <td class="mono">{event.message ?? (event.data ? event.data.slice(0, 200) : '')}</td>
+                <td class="mono">{(event.message ?? event.data ?? '').slice(0, 160)}</td>
                 <td class="wide">
                   <time datetime={event.createdAt}>{relativeTime(event.createdAt, now)}</time>
                 </td>

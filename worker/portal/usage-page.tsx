@@ -20,6 +20,9 @@ export const UsagePageQuery = v.object({
 })
 export type UsagePageQuery = v.InferOutput<typeof UsagePageQuery>
 
+/** Groups drawn and listed per section (largest reservation first), so the page stays small. */
+export const USAGE_GROUPS_SHOWN = 30
+
 const hours = (seconds: number) => `${(seconds / 3600).toFixed(1)} h`
 
 function groupBars(groups: UsageGroup[]) {
@@ -63,8 +66,9 @@ function GroupTable({ groups, caption }: { groups: UsageGroup[]; caption: string
   )
 }
 
-function Section({ title, groups, cap, capName }: { title: string; groups: UsageGroup[]; cap: number; capName: string }) {
+function Section({ title, groups: all, cap, capName }: { title: string; groups: UsageGroup[]; cap: number; capName: string }) {
   const id = title.toLowerCase().replace(/\W+/g, '-')
+  const groups = all.slice(0, USAGE_GROUPS_SHOWN)
   return (
     <section class="card" aria-labelledby={id}>
       <h2 id={id}>{title}</h2>
@@ -72,7 +76,10 @@ function Section({ title, groups, cap, capName }: { title: string; groups: Usage
       {groups.length ? (
         <>
           <Bars bars={groupBars(groups)} cap={cap} label={`${title}: spend per ${capName}, light part reserved`} />
-          <GroupTable groups={groups} caption={`${title}, largest reservation first`} />
+          <GroupTable
+            groups={groups}
+            caption={`${title}, largest reservation first${all.length > groups.length ? ` (the first ${groups.length} of ${all.length})` : ''}`}
+          />
         </>
       ) : (
         <p class="muted">No leases this month.</p>
