@@ -1,4 +1,5 @@
 import { rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
 import { join } from 'node:path'
 import type { Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -177,6 +178,38 @@ describe('the portal in a browser', () => {
       writeFileSync(go, '')
       await run.done
       rmSync(go, { force: true })
+    }
+  })
+
+  it('refuses the control socket to a page of another origin on the same host, though the browser sends the cookie', async () => {
+    // Another port of 127.0.0.1 is the same site, so the browser does send the cookie: only the Origin check stops it.
+    const other = createServer((_, response) => response.end('<!doctype html><html lang="en"><title>elsewhere</title></html>'))
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve))
+    const page = await octo.context.newPage()
+    const tryControl = () =>
+      page.evaluate(
+        (url) =>
+          new Promise<string>((resolve) => {
+            const ws = new (globalThis as any).WebSocket(url)
+            ws.onopen = () => {
+              ws.close()
+              resolve('open')
+            }
+            ws.onclose = () => resolve('refused')
+          }),
+        `${portal.replace(/^http/, 'ws')}/v1/control`,
+      )
+    try {
+      await page.goto(`http://127.0.0.1:${(other.address() as { port: number }).port}/`)
+      expect(await tryControl()).toBe('refused')
+      expect(octo.problems.errors.splice(0)).toEqual([expect.stringContaining('403')])
+      // The same page script from the portal's own origin gets the socket.
+      await page.goto(`${portal}/portal/usage`)
+      expect(await tryControl()).toBe('open')
+      expect(octo.problems.errors).toEqual([])
+    } finally {
+      await page.close()
+      await new Promise((resolve) => other.close(resolve))
     }
   })
 
