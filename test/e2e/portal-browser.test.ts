@@ -9,7 +9,7 @@ import { runCli, spawnCli } from '../support/cli.js'
 import { createFakeGithub } from '../support/fake-github.js'
 import { serveFake, type ServedFake } from '../support/fake-hetzner.js'
 import { collectOutput, until } from '../support/fixtures.js'
-import { checkPage, screenshot, signIn, type PortalUser } from '../support/portal.js'
+import { checkPage, overflowsSideways, screenshot, signIn, type PortalUser } from '../support/portal.js'
 import { brokerWithStaticHosts } from '../support/static-broker.js'
 import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
@@ -84,6 +84,7 @@ describe('the portal in a browser', () => {
   let octo: PortalUser
   let hubot: PortalUser
   let leaseId: string
+  let runId: string
 
   afterAll(async () => {
     await octo?.context.close()
@@ -142,7 +143,7 @@ describe('the portal in a browser', () => {
       spawnCli(['run', '--id', leaseId, '--no-sync', '--', 'sh', '-c', printer(go)], { home: rig.home, env: cliEnv(octo) }),
     )
     try {
-      const runId = await until('the run to be recorded', () => /recording run (run_[0-9a-f]+)/.exec(run.stderr())?.[1])
+      runId = await until('the run to be recorded', () => /recording run (run_[0-9a-f]+)/.exec(run.stderr())?.[1])
       const page = octo.page
       await page.goto(`${portal}/portal/runs/${runId}`)
       const live = page.locator('#run-live')
@@ -222,19 +223,35 @@ describe('the portal in a browser', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ id: leaseId, state: 'released' })
   })
 
-  it('shows usage, and the grid in dark mode', async () => {
+  it('shows usage, the grid in dark mode, the pages on a phone, and signs out', async () => {
     await octo.page.goto(`${portal}/portal/usage`)
     expect(await octo.page.locator('h1').textContent()).toBe('Usage')
     await checkPage(octo)
     await screenshot(octo.page, 'usage')
 
-    const dark = await signIn(browser, portal, github, 'octo', 'dark')
+    const dark = await signIn(browser, portal, github, 'octo', { colorScheme: 'dark' })
     try {
       await dark.page.goto(`${portal}/portal?state=all`)
       await checkPage(dark)
       await screenshot(dark.page, 'leases-dark')
     } finally {
       await dark.context.close()
+    }
+
+    const phone = await signIn(browser, portal, github, 'octo', { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })
+    try {
+      for (const path of ['/portal?state=all', `/portal/leases/${leaseId}`, `/portal/runs/${runId}`, '/portal/usage']) {
+        await phone.page.goto(`${portal}${path}`)
+        await checkPage(phone)
+        expect(await overflowsSideways(phone.page), `${path} wider than a phone`).toBe(false)
+      }
+      await phone.page.getByRole('button', { name: 'Sign out' }).click()
+      await phone.page.waitForURL(`${portal}/portal/logout`)
+      expect(await phone.page.locator('h1').textContent()).toBe('Signed out')
+      await checkPage(phone)
+      expect((await phone.context.cookies(portal)).find((cookie) => cookie.name === 'crabbox_session')).toBeUndefined()
+    } finally {
+      await phone.context.close()
     }
   })
 })

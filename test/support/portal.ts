@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core'
 import { expect } from 'vitest'
 import { axeViolations, newContext, type PageProblems } from './browser.js'
 import { repoRoot } from './cli.js'
@@ -29,9 +29,9 @@ export async function signIn(
   portal: string,
   github: FakeGithub,
   login: string,
-  colorScheme: 'light' | 'dark' = 'light',
+  options: BrowserContextOptions = {},
 ): Promise<PortalUser> {
-  const { context, problems, cspOf } = await newContext(browser, { colorScheme })
+  const { context, problems, cspOf } = await newContext(browser, options)
   const page = await context.newPage()
   github.approveAs(login)
   await page.goto(`${portal}/portal`)
@@ -41,6 +41,13 @@ export async function signIn(
   expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Lax' })
   return { context, page, problems, cspOf, token: decodeURIComponent(session!.value) }
 }
+
+/** Whether the page is wider than its window (a phone would have to scroll sideways). */
+export const overflowsSideways = (page: Page): Promise<boolean> =>
+  page.evaluate(() => {
+    const g = globalThis as unknown as { document: { documentElement: { scrollWidth: number } }; innerWidth: number }
+    return g.document.documentElement.scrollWidth > g.innerWidth
+  })
 
 /** Screenshots go into docs/images/portal only when asked (CRABBOX_PORTAL_SCREENSHOTS=1): tests never write the checkout otherwise. */
 export async function screenshot(page: Page, name: string): Promise<void> {
