@@ -1,7 +1,7 @@
 import { SELF } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
 import { workerTestBindings } from './fixtures/bindings.js'
-import { browserFor, ORIGIN, type Browser } from './portal-support.js'
+import { browserFor, getPage, ORIGIN, type Browser } from './portal-support.js'
 import { callJson, createRun } from './runs-support.js'
 
 /**
@@ -96,5 +96,35 @@ describe('control socket with the portal session cookie', () => {
       expect(response.status, JSON.stringify(headers)).toBe(401)
       expect(response.webSocket).toBeNull()
     }
+  })
+})
+
+describe('the live script', () => {
+  it('is served to signed-in pages as JavaScript, and a signed-out request goes to login', async () => {
+    const octo = await browserFor('octo5@example.com', 'openclaw', 'octo5')
+    const script = await getPage(octo, '/portal/assets/live-run.js')
+    expect(script.status).toBe(200)
+    expect(script.headers.get('content-type')).toBe('text/javascript; charset=utf-8')
+    expect(script.headers.get('x-content-type-options')).toBe('nosniff')
+    expect(script.text).toContain("'/v1/control'")
+    const signedOut = await getPage(undefined, '/portal/assets/live-run.js')
+    expect(signedOut.status).toBe(302)
+    expect(signedOut.headers.get('location')).toMatch(/^\/portal\/login\?returnTo=/)
+  })
+
+  it('is loaded, with the page nonce, by a running run’s page only', async () => {
+    const octo = await browserFor('octo6@example.com', 'openclaw', 'octo6')
+    const run = await createRun(user(octo))
+    await callJson(user(octo), `/v1/runs/${run.id}/events`, { body: { type: 'stdout', stream: 'stdout', data: 'so far\n' }, status: 201 })
+    const running = await getPage(octo, `/portal/runs/${run.id}`)
+    const nonce = /script-src 'nonce-([^']+)'/.exec(running.headers.get('content-security-policy') ?? '')?.[1]
+    expect(nonce).toBeDefined()
+    expect(running.text).toContain(`<script nonce="${nonce}" src="/portal/assets/live-run.js" defer=""></script>`)
+    expect(running.text).toMatch(/id="run-live"[^>]*data-state="running"/)
+    expect(running.text).toMatch(/data-after-seq="2"/)
+    expect(running.text).toContain('id="run-live-status"')
+    await callJson(user(octo), `/v1/runs/${run.id}/finish`, { body: { exitCode: 0, log: 'so far\n' } })
+    const finished = await getPage(octo, `/portal/runs/${run.id}`)
+    expect(finished.text).not.toContain('live-run.js')
   })
 })
