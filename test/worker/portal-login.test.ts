@@ -1,6 +1,7 @@
 import { SELF } from 'cloudflare:test'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createFakeGithub, type FakeGithub } from '../support/fake-github.js'
+import { restoreSettings, withSettings } from './broker-support.js'
 
 /** Portal sign-in through GitHub (the fake), bound to the browser that started it. */
 
@@ -20,7 +21,10 @@ beforeEach(() => {
     return host === 'github.test' || host === 'api.github.test' ? github.handler(request) : realFetch(input, init)
   })
 })
-afterEach(() => vi.unstubAllGlobals())
+afterEach(async () => {
+  vi.unstubAllGlobals()
+  await restoreSettings()
+})
 
 /** Starts a portal sign-in: the GitHub callback URL after approval, and the browser's login cookie. */
 async function startSignIn(returnTo: string): Promise<{ callback: string; binding: string }> {
@@ -66,5 +70,15 @@ describe('portal sign-in', () => {
     const { callback, binding } = await startSignIn('https://evil.example/portal')
     const done = await SELF.fetch(callback, { headers: { cookie: `crabbox_login=${binding}` }, redirect: 'manual' })
     expect(done.headers.get('location')).toBe('/portal')
+  })
+
+  it('answers an HTML panel when GitHub sign-in is not configured', async () => {
+    await withSettings({ CRABBOX_GITHUB_CLIENT_ID: undefined })
+    const login = await SELF.fetch('https://broker.test/portal/login', { redirect: 'manual' })
+    expect(login.status).toBe(503)
+    expect(login.headers.get('content-type')).toBe('text/html; charset=UTF-8')
+    const text = await login.text()
+    expect(text).toContain('Sign-in unavailable')
+    expect(text).toContain('CRABBOX_GITHUB_CLIENT_ID')
   })
 })

@@ -66,7 +66,7 @@ pre.live-log{height:min(60vh,32rem);max-height:none}
 .cmd code{flex:1;background:var(--bg);border:1px solid var(--line);border-radius:.3rem;padding:.2rem .4rem;overflow-wrap:anywhere}
 form.inline{display:inline}
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin:0 0 1rem}
-label{display:flex;flex-direction:column;font-size:.85rem;color:var(--muted);gap:.15rem}
+label{display:flex;flex-direction:column;align-items:flex-start;font-size:.85rem;color:var(--muted);gap:.15rem}
 input,select,button{font:inherit;padding:.3rem .5rem;border:1px solid var(--line);border-radius:.3rem;background:var(--card);color:var(--fg)}
 button{cursor:pointer}
 button.danger{border-color:var(--bad);color:var(--bad)}

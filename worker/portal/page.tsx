@@ -97,6 +97,7 @@ const DEFAULT_TITLES: Record<number, string> = {
   409: 'Unavailable',
   413: 'Too large',
   429: 'Too many requests',
+  502: 'Provider error',
   503: 'Unavailable',
 }
 
@@ -120,7 +121,8 @@ export async function guarded(
   try {
     return await handler(caller)
   } catch (error) {
-    if (error instanceof ApiError && error.status < 500) return errorPage(c, caller, error.status, error.message, titles)
+    // Deliberate errors (ApiError, any status: 404, 403, 409, a provider's 502, …) are panels; bugs stay 500s.
+    if (error instanceof ApiError) return errorPage(c, caller, error.status, error.message, titles)
     throw error
   }
 }

@@ -66,7 +66,8 @@ const AUTH_ROUTES: readonly RouteSpec[] = [
         c.header('set-cookie', loginCookie(browser, LOGIN_TTL_MS / 1000))
         return c.redirect(started.url, 302)
       } catch (error) {
-        if (error instanceof ApiError && error.status < 500)
+        // 503 when GitHub login is not configured, 429 when too many sign-ins are pending.
+        if (error instanceof ApiError)
           return errorPage(c, caller, error.status, error.message, { 503: 'Sign-in unavailable', 429: 'Too many sign-ins' })
         throw error
       }
@@ -111,7 +112,7 @@ const AUTH_ROUTES: readonly RouteSpec[] = [
       try {
         if (caller.via === 'cookie') await checkForm(c, caller, await input.body({ maxBytes: MAX_FORM_BYTES }))
       } catch (error) {
-        if (error instanceof ApiError && error.status < 500) return errorPage(c, caller, error.status, error.message)
+        if (error instanceof ApiError) return errorPage(c, caller, error.status, error.message)
         throw error
       }
       c.header('set-cookie', clearedSessionCookie())

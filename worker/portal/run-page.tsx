@@ -89,7 +89,7 @@ function Summary({ run, now }: { run: RunRecord; now: Date }) {
     ['Started', <time datetime={run.startedAt}>{relativeTime(run.startedAt, now)}</time>],
     ['Duration', run.durationMs !== undefined ? duration(run.durationMs) : run.state === 'running' ? 'running' : undefined],
     ['Phase', run.phase],
-    ['Log size', `${bytes(run.logBytes)}${run.logTruncated ? ' (truncated)' : ''}`],
+    ['Log size', run.state === 'running' ? undefined : `${bytes(run.logBytes)}${run.logTruncated ? ' (truncated)' : ''}`],
     ['Events', run.eventCount],
   ]
   return (
@@ -170,7 +170,7 @@ function EventsTable({ run, events, now }: { run: RunRecord; events: RunEventRec
   return (
     <section class="card" aria-labelledby="events-title">
       <h2 id="events-title">Events</h2>
-      <TableWrap label="Events">
+      <TableWrap label="Events table">
         <table>
           <caption class="muted">
             {(run.eventCount ?? events.length) > shown.length ? `The first ${shown.length} of ${run.eventCount} events` : 'All events'}
