@@ -160,6 +160,9 @@ describe('the portal in a browser', () => {
       // Cut every connection through the proxy (the page's socket among them), then let the run go on.
       proxy.cut()
       writeFileSync(go, '')
+      // And once more while the second half streams (or, on a slow machine, after it ended: then it only checks the finish).
+      await until('line 30 on the page', async () => (await page.textContent('#run-log'))?.includes('line 30\n'), 90_000)
+      proxy.cut()
       await until('the run to finish on the page', async () => (await live.getAttribute('data-state')) === 'succeeded', 90_000)
       expect(await run.done).toBe(0)
       expect(await page.textContent('#run-log')).toBe(expectedOutput)
