@@ -7,6 +7,7 @@ import { identityHeaders, STRIPPED_HEADERS, type Identity } from './auth/identit
 import { setting, type Env } from './env.js'
 import { API_ROUTES } from './fleet/routes.js'
 import { API_VERSION, openApiResponse } from './openapi.js'
+import { controlCookieIdentity } from './portal/control-auth.js'
 import { portalEdge } from './portal/edge.js'
 import { PORTAL_HEADERS } from './portal/session.js'
 
@@ -81,6 +82,20 @@ app.get('/', (c) => c.redirect('/portal', 302))
 // A bearer token or the session cookie; signed out, a page redirects to login (API routes answer 401).
 app.all('/portal', (c) => portalEdge(c.req.raw, c.env, forward))
 app.all('/portal/*', (c) => portalEdge(c.req.raw, c.env, forward))
+
+// The control socket also takes the portal's session cookie, from the broker's own pages only
+// (worker/portal/control-auth.ts); anything else goes on to the bearer check below.
+app.get('/v1/control', async (c, next) => {
+  const cookie = await controlCookieIdentity(c.req.raw, c.env)
+  if (!cookie) return next()
+  if ('refused' in cookie) {
+    return c.json(
+      { error: ErrorCode.forbidden, message: 'the control socket takes the session cookie only from the portal pages of this broker' },
+      403,
+    )
+  }
+  return forward(c.req.raw, c.env, cookie.identity)
+})
 
 // ---- everything else under /v1 needs a credential -----------------------------
 app.use('/v1/*', async (c, next) => {

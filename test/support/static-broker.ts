@@ -18,6 +18,11 @@ export interface StaticBrokerOptions {
   entry?: (host: SshHost, hosts: SshHost[], index: number) => Record<string, unknown>
   /** Broker settings on top of the token, the pool and a 1 s minimum lease time (e.g. CRABBOX_ADMIN_TOKEN; tests use idle timeouts of a few seconds). */
   env?: Record<string, string>
+  /**
+   * Runs first in beforeAll: a port to start the broker on and settings known only then
+   * (e.g. a proxy in front of the broker, named in CRABBOX_PUBLIC_URL).
+   */
+  prepare?: () => Promise<{ port?: number; env?: Record<string, string> }>
 }
 
 /** `crabbox broker dev` with a static pool of real sshd hosts, and a CLI home to use it from. */
@@ -49,6 +54,7 @@ export function brokerWithStaticHosts(options: StaticBrokerOptions): StaticBroke
   }
 
   beforeAll(async () => {
+    const prepared = (await options.prepare?.()) ?? {}
     hosts = await Promise.all((options.hosts ?? [{}]).map((hostOptions) => sshHost(hostOptions)))
     const names = options.names ?? hosts.map((h) => h.name)
     const pool = names.map((name, i) => {
@@ -56,11 +62,13 @@ export function brokerWithStaticHosts(options: StaticBrokerOptions): StaticBroke
       return { name, host: h.address, port: h.ports[0], user: h.user, workRoot: `${h.home}/work`, ...options.entry?.(h, hosts, i) }
     })
     broker = await startBroker({
+      ...(prepared.port !== undefined ? { port: prepared.port } : {}),
       env: {
         CRABBOX_SHARED_TOKEN: options.token,
         CRABBOX_STATIC_POOL: JSON.stringify(pool),
         CRABBOX_MIN_LEASE_SECONDS: '1',
         ...options.env,
+        ...prepared.env,
       },
     })
     home = cliHome()

@@ -8,7 +8,7 @@ export const CONTROL_ROUTES: readonly RouteSpec[] = [
     {
       method: 'GET',
       path: '/v1/control',
-      summary: 'Open the control WebSocket (run events, heartbeats)',
+      summary: 'Open the control WebSocket (run events, heartbeats); portal pages may use their session cookie instead',
       auth: 'user',
       websocket: true,
       body: ControlClientMessage,

@@ -61,6 +61,7 @@ th a{color:inherit}
 .muted{color:var(--muted)}
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85rem}
 pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);border:1px solid var(--line);border-radius:.4rem;padding:.75rem;max-height:32rem;overflow:auto;margin:0}
+pre.live-log{height:min(60vh,32rem);max-height:none}
 .cmd{display:flex;gap:.5rem;align-items:center;margin:.25rem 0}
 .cmd code{flex:1;background:var(--bg);border:1px solid var(--line);border-radius:.3rem;padding:.2rem .4rem;overflow-wrap:anywhere}
 form.inline{display:inline}

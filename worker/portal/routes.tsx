@@ -8,6 +8,8 @@ import { releaseLease } from '../fleet/leases.js'
 import { getRunCore, pageRunEvents, readRunLog } from '../fleet/runs.js'
 import { LeaseGridPage, LeaseGridParams } from './lease-grid.js'
 import { LeasePage, LeasePageQuery, visibleLease } from './lease-page.js'
+import { LIVE_ROUTES } from './live-routes.js'
+import { LIVE_RUN_SCRIPT_PATH } from './live-run.js'
 import { checkForm, errorPage, guarded, noStore, page, portalCaller, portalHeaders } from './page.js'
 import { RunPage, runView } from './run-page.js'
 import { applyShareForm, ShareForm, SharePage } from './share-page.js'
@@ -245,7 +247,9 @@ const RUN_PAGE_ROUTES: readonly RouteSpec[] = [
     (c, deps, input) =>
       guarded(c, RUN_TITLES, (caller) => {
         const view = runView(deps, caller, input.param('id'))
-        return page(c, caller, `Run ${view.run.id}`, <RunPage view={view} now={deps.now()} />)
+        // A running run's page loads the live script, with this response's nonce.
+        const live = view.run.state === 'running' ? <script nonce={caller.nonce} src={LIVE_RUN_SCRIPT_PATH} defer></script> : undefined
+        return page(c, caller, `Run ${view.run.id}`, <RunPage view={view} now={deps.now()} />, { tail: live })
       }),
   ),
   defineRoute(
@@ -303,4 +307,11 @@ const USAGE_ROUTES: readonly RouteSpec[] = [
 ]
 
 /** Every portal route (the edge answers `/` → `/portal` and the canonical-origin redirect itself). */
-export const PORTAL_ROUTES: readonly RouteSpec[] = [...AUTH_ROUTES, ...PAGE_ROUTES, ...LEASE_ROUTES, ...RUN_PAGE_ROUTES, ...USAGE_ROUTES]
+export const PORTAL_ROUTES: readonly RouteSpec[] = [
+  ...AUTH_ROUTES,
+  ...PAGE_ROUTES,
+  ...LEASE_ROUTES,
+  ...RUN_PAGE_ROUTES,
+  ...USAGE_ROUTES,
+  ...LIVE_ROUTES,
+]

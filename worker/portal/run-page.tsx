@@ -207,6 +207,8 @@ function EventsTable({ run, events, now }: { run: RunRecord; events: RunEventRec
 
 export function RunPage({ view, now }: { view: RunView; now: Date }) {
   const { run } = view
+  // The page's script (worker/portal/live-run.ts) follows a running run from `data-after-seq` on.
+  const running = run.state === 'running'
   return (
     <>
       <h1>
@@ -221,7 +223,13 @@ export function RunPage({ view, now }: { view: RunView; now: Date }) {
         data-state={run.state}
         data-after-seq={String(view.afterSeq)}
         data-events-shown={String(Math.min(view.events.length, EVENTS_SHOWN))}
-      />
+      >
+        {running ? (
+          <p id="run-live-status" class="muted" role="status">
+            Still running. Reload for more output (live output needs JavaScript).
+          </p>
+        ) : null}
+      </div>
       <div class="grid">
         <Summary run={run} now={now} />
         <Phases run={run} events={view.events} />
@@ -230,7 +238,8 @@ export function RunPage({ view, now }: { view: RunView; now: Date }) {
       <section class="card" aria-labelledby="log-title">
         <h2 id="log-title">Log</h2>
         {view.logCut ? <p class="muted">Showing the end of the log. The raw log has the rest that was kept.</p> : null}
-        <pre id="run-log" tabindex={0} aria-label="Run log">
+        {/* While running, a fixed height: arriving lines scroll inside the box and nothing else moves. */}
+        <pre id="run-log" class={running ? 'live-log' : undefined} tabindex={0} aria-label="Run log">
           {view.log}
         </pre>
       </section>
