@@ -248,12 +248,13 @@ describe('crabbox attach', () => {
     expect(warm.code, warm.stderr).toBe(0)
     const lease = JSON.parse(warm.stdout)
     try {
-      // A first connection pins the host key in the lease's known_hosts.
-      expect((await runCli(['ssh', '--id', lease.slug, '--', 'true'], { home: rig.home, env: cliEnv() })).code).toBe(0)
+      // A first connection pins the host key in the lease's known_hosts (from the checkout that claimed the lease).
+      expect((await runCli(['ssh', '--id', lease.slug, '--', 'true'], { home: rig.home, cwd: repo, env: cliEnv() })).code).toBe(0)
       // As a script runs it: `line=$(crabbox ssh --id X)` (stdin not piped, stdout captured).
       const env: Record<string, string | undefined> = { ...process.env, ...rig.home.env, ...cliEnv() }
       for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key]
       const printed = spawnSync(process.execPath, [cliPath, 'ssh', '--id', lease.slug], {
+        cwd: repo,
         env: env as NodeJS.ProcessEnv,
         stdio: ['ignore', 'pipe', 'pipe'],
         encoding: 'utf8',
