@@ -21,6 +21,12 @@ export const META_FILES = {
   delta: 'sync-manifest.delta',
   next: 'sync-manifest.next',
   bundle: 'seed.bundle',
+  /** The shallow seed built on the runner from its files (seed-build.ts). */
+  seedPack: 'seed.pack',
+  seedInfo: 'seed.info',
+  seedPaths: 'seed.paths',
+  seedCheck: 'seed.check',
+  seedIndex: 'seed.index',
   apply: 'sync-apply.sh',
 } as const
 
