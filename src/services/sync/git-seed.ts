@@ -7,6 +7,7 @@ import type { SshSession } from '../../transport/ssh/types.js'
 import type { GitInfo } from './manifest.js'
 import type { RemoteGit } from './probe-protocol.js'
 import { META_FILES, q, shCommand } from './remote-scripts.js'
+import { SEED_PARTS } from './seed-build.js'
 
 export interface GitWork {
   /** The runner's HEAD must move to ours. */
@@ -45,26 +46,37 @@ function setHead(local: GitInfo, readTree = true): string {
 /**
  * The runner side of the shallow seed (seed-build.ts): unpack HEAD's commit
  * and the blobs that travelled, hash the synced files that are HEAD's blobs
- * into one pack (bulk check-in: a pack, not one loose object per file, which
+ * into packs (bulk check-in: a pack, not one loose object per file, which
  * costs the file system more than the hashing; stored uncompressed, which
- * halves the runner's CPU for it and which `git gc` compacts later), write
- * the trees, and keep the result only when the tree is HEAD's. Sets
- * `seeded` to 1 (done: the index is HEAD's, with stat data), `bad` (fall back
- * to the bundle) or leaves it 0 (no seed arrived).
+ * halves the runner's CPU for it and which `git gc` compacts later), in
+ * SEED_PARTS processes at once (each with its own index), gather their
+ * entries into one index, write the trees, and keep the result only when
+ * the tree is HEAD's. Sets `seeded` to 1 (done), `bad` (fall back to the
+ * bundle) or leaves it 0 (no seed arrived).
  */
+const PARTS = Array.from({ length: SEED_PARTS }, (_, i) => i).join(' ')
 const SEED_LINES = [
   'seeded=0',
   `if [ -f "$meta/${META_FILES.seedCheck}" ]; then`,
-  '  seeded=bad; stree=; sshallow=',
+  '  seeded=bad; stree=; sshallow=; sok=0',
   `  { read -r stree; read -r sshallow; } < "$meta/${META_FILES.seedCheck}"`,
-  `  six="$PWD/$meta/${META_FILES.seedIndex}"; rm -f -- "$six"`,
-  `  if git index-pack --stdin < "$meta/${META_FILES.seedPack}" >/dev/null 2>&1 &&`,
-  `    GIT_INDEX_FILE="$six" git update-index -z --index-info < "$meta/${META_FILES.seedInfo}" >/dev/null 2>&1 &&`,
-  `    GIT_INDEX_FILE="$six" git -c core.bigFileThreshold=1 -c core.compression=0 -c core.autocrlf=false update-index -z --add --stdin < "$meta/${META_FILES.seedPaths}" >/dev/null 2>&1 &&`,
+  `  six="$PWD/$meta/${META_FILES.seedIndex}"; rm -f -- "$six"*`,
+  `  if git index-pack --stdin < "$meta/${META_FILES.seedPack}" >/dev/null 2>&1; then`,
+  '    sok=1; pids=',
+  `    for p in ${PARTS}; do`,
+  `      GIT_INDEX_FILE="$six.$p" git -c core.bigFileThreshold=1 -c core.compression=0 -c core.autocrlf=false update-index -z --add --stdin < "$meta/${META_FILES.seedPaths}.$p" >/dev/null 2>&1 &`,
+  '      pids="$pids $!"',
+  '    done',
+  '    for pid in $pids; do wait "$pid" || sok=0; done',
+  '    if [ $sok = 1 ]; then',
+  `      ( cat -- "$meta/${META_FILES.seedInfo}" && for p in ${PARTS}; do GIT_INDEX_FILE="$six.$p" git ls-files -s -z || exit 1; done ) > "$six.all" || sok=0`,
+  '    fi',
+  '  fi',
+  '  if [ $sok = 1 ] && GIT_INDEX_FILE="$six" git update-index -z --index-info < "$six.all" >/dev/null 2>&1 &&',
   '    [ -n "$stree" ] && [ "$(GIT_INDEX_FILE="$six" git write-tree 2>/dev/null)" = "$stree" ]; then',
   '    { [ -z "$sshallow" ] || echo "$sshallow" >> .git/shallow; } && mv -f -- "$six" .git/index && seeded=1',
   '  fi',
-  `  rm -f -- "$six" "$meta/${META_FILES.seedPack}" "$meta/${META_FILES.seedInfo}" "$meta/${META_FILES.seedPaths}" "$meta/${META_FILES.seedCheck}"`,
+  `  rm -f -- "$six"* "$meta/${META_FILES.seedPack}" "$meta/${META_FILES.seedInfo}" "$meta/${META_FILES.seedPaths}".* "$meta/${META_FILES.seedCheck}"`,
   'fi',
 ]
 

@@ -25,9 +25,14 @@ export interface SeedFiles {
   packed: number
 }
 
+/** The runner hashes the files in this many processes at once, each with its share of the bytes. */
+export const SEED_PARTS = 4
+
+const partNames = Array.from({ length: SEED_PARTS }, (_, i) => `${META_FILES.seedPaths}.${i}`)
+
 /** The seed files' paths under the metadata dir, known before they are built (tar parent entries). */
 export const seedPaths = (meta: string) =>
-  [META_FILES.seedPack, META_FILES.seedInfo, META_FILES.seedPaths, META_FILES.seedCheck].map((name) => `${meta}/${name}`)
+  [META_FILES.seedPack, META_FILES.seedInfo, ...partNames, META_FILES.seedCheck].map((name) => `${meta}/${name}`)
 
 function gitOut(root: string, args: string[], input?: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -50,6 +55,18 @@ function packObjects(root: string, ids: string[]): Promise<Buffer> {
   })
 }
 
+/** Exactly `parts` runs of paths (some may be empty) with about equal bytes each. */
+function splitByBytes(paths: { path: string; size: number }[], parts: number): string[][] {
+  const total = paths.reduce((n, p) => n + p.size + 1, 0)
+  const out: string[][] = Array.from({ length: parts }, () => [])
+  let bytes = 0
+  for (const { path, size } of paths) {
+    out[Math.min(parts - 1, Math.floor((bytes * parts) / Math.max(total, 1)))].push(path)
+    bytes += size + 1
+  }
+  return out
+}
+
 const split0 = (data: Buffer) => data.toString('utf8').split('\0').filter(Boolean)
 
 /**
@@ -69,7 +86,7 @@ export async function buildSeed(root: string, manifest: Manifest, meta: string):
   ])
   const changed = new Set(split0(dirty))
   const synced = new Map(manifest.entries.map((entry) => [entry.path, entry]))
-  const paths: string[] = []
+  const paths: { path: string; size: number }[] = []
   const info: string[] = []
   const packed = new Set<string>([head])
   for (const row of split0(listing)) {
@@ -83,7 +100,7 @@ export async function buildSeed(root: string, manifest: Manifest, meta: string):
       !changed.has(path) &&
       (mode === '120000' ? entry.mode === MODE_LINK : entry.mode !== MODE_LINK && (mode === '100755') === (entry.mode === MODE_EXEC))
     if (same) {
-      paths.push(path)
+      paths.push({ path, size: entry.size })
       continue
     }
     info.push(`${mode} ${id}\t${path}`)
@@ -99,7 +116,7 @@ export async function buildSeed(root: string, manifest: Manifest, meta: string):
     files: [
       { path: `${meta}/${META_FILES.seedPack}`, data: pack },
       { path: `${meta}/${META_FILES.seedInfo}`, data: zeroTerminated(info) },
-      { path: `${meta}/${META_FILES.seedPaths}`, data: zeroTerminated(paths) },
+      ...splitByBytes(paths, SEED_PARTS).map((part, i) => ({ path: `${meta}/${partNames[i]}`, data: zeroTerminated(part) })),
       { path: `${meta}/${META_FILES.seedCheck}`, data: Buffer.from(`${tree}\n${shallow ? head : ''}\n`) },
     ],
     fromFiles: paths.length,
