@@ -207,6 +207,43 @@ describe('sync engine against a real sshd', () => {
     expect(viaSnapshot(settledAgain)).toBe(true)
   })
 
+  it('a small change goes in the apply exec without waiting for the probe; a runner holding something else gets the probe path', async () => {
+    const repo = newRepo()
+    for (let i = 0; i < 10; i++) put(repo, `src/f${i}.txt`, `${i}\n`, { aged: 'file' })
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'init')
+    await indexSettles(repo)
+    const wd = workdir()
+    const applies: string[] = []
+    const counting: SshSession = {
+      ...session,
+      exec: (command, options) => {
+        if (command.includes('crabbox-apply')) applies.push(command)
+        return session.exec(command, options)
+      },
+    }
+    const guarded = (command: string) => command.includes('echo stale')
+    await sync(repo, wd, { session: counting })
+    applies.length = 0
+
+    // Planned against what this machine sent last: one apply exec, guarded.
+    put(repo, 'src/f1.txt', '1 edited\n')
+    rmSync(join(repo, 'src/f2.txt'))
+    chmodSync(join(repo, 'src/f3.txt'), 0o755)
+    expect(await sync(repo, wd, { session: counting })).toMatchObject({ skipped: false, filesSent: 2, filesDeleted: 1 })
+    expect(applies.map(guarded)).toEqual([true])
+    expect(tree(wd)).toEqual(await expected(repo, config))
+    expect((await sync(repo, wd)).skipped).toBe(true)
+
+    // The runner holds something else: the guarded exec changes nothing, the probe's answer decides.
+    applies.length = 0
+    await host.run(`su - crabbox -s /bin/sh -c "echo other > '${wd}/.git/crabbox/sync-fingerprint'"`)
+    put(repo, 'src/f5.txt', '5 edited\n')
+    expect((await sync(repo, wd, { session: counting })).skipped).toBe(false)
+    expect(applies.map(guarded)).toEqual([true, false])
+    expect(tree(wd)).toEqual(await expected(repo, config))
+  })
+
   it('never deletes what crabbox did not put there, and seeds git so status and diff against the base work remotely', async () => {
     const origin = mkdtempSync(join(tmpdir(), 'crabbox-sync-origin-'))
     git(origin, 'init', '-q', '--bare', '-b', 'main')

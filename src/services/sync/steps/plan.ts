@@ -3,11 +3,12 @@ import { computeFingerprint, type HashedManifest } from '../fingerprint.js'
 import { gitWork, type GitWork } from '../git-seed.js'
 import type { Manifest } from '../manifest.js'
 import type { Probe } from '../probe-protocol.js'
+import type { Expected } from '../remote-scripts.js'
 import { massDeletionGuard, planEverything, planSync, type SyncPlan } from '../prune.js'
 import type { RemoteRecord } from '../records.js'
 
 /** Below this the runner's record is never compacted. */
-const COMPACT_MIN_BYTES = 256 * 1024
+export const COMPACT_MIN_BYTES = 256 * 1024
 
 export interface PlanInput {
   manifest: Manifest
@@ -39,6 +40,8 @@ export interface SendDecision {
   needTar: boolean
   /** What the runner's git needs (undefined: nothing, or git seeding is off). */
   work?: GitWork
+  /** Planned without the probe: what the runner must hold for the apply to go ahead (steps/fold.ts). */
+  expect?: Expected
   warnings: string[]
 }
 

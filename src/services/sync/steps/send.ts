@@ -41,6 +41,8 @@ export interface Sent {
   hashes?: string[]
   /** `need-bundle` / `need-base` lines: the runner's git still lacks history. */
   needs: Set<string>
+  /** A sync planned without the probe found the runner holding something else: nothing was changed. */
+  stale?: boolean
 }
 
 interface Scripts {
@@ -106,6 +108,7 @@ function applyScripts(run: SyncRun, local: LocalSide, decision: SendDecision, gz
     fullManifest: decision.fullManifest,
     records: plan.delta,
     git: work && git ? gitBlock(git, work) : undefined,
+    expect: decision.expect,
   }
   // A large transfer goes over several channels at once (the SSH window limits each channel, not the
   // connection); the record and fingerprint are then committed by one more exec once every part landed.
@@ -255,6 +258,7 @@ function phaseMarks(run: SyncRun, sent: Sent): { onLine(line: string): void; fin
         current = read.mark
         since = now
       } else if ('warn' in read) run.warn(read.warn)
+      else if ('stale' in read) sent.stale = true
       else sent.needs.add(read.need)
     },
     finish() {
