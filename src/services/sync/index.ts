@@ -85,13 +85,13 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
     env: run.env,
   })
   if (decision.skip) {
-    await rememberSnapshot(run, local.manifest, decision.fingerprint)
+    await rememberSnapshot(run, local.manifest, decision.fingerprint, hashed)
     return skippedResult(run)
   }
   for (const message of decision.warnings) run.warn(message)
 
   const sent = await sendStep(run, local, decision, transfer)
   await gitSeedStep(run, local, decision, runner.probe, sent)
-  await rememberStep(run, local.manifest, sent)
+  await rememberStep(run, local.manifest, sent, hashed)
   return syncedResult(run, decision.plan)
 }

@@ -56,6 +56,6 @@ export async function foldedSync(
   const sent = await sendStep(run, local, { ...decision, expect }, transfer)
   if (sent.stale) return undefined
   run.timer.add('fingerprint_remote', 0, { reason: 'checked in the same exec as the apply' })
-  await rememberStep(run, manifest, sent)
+  await rememberStep(run, manifest, sent, hashed)
   return syncedResult(run, decision.plan)
 }

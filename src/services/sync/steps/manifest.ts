@@ -65,5 +65,5 @@ export async function hashStep(run: SyncRun, manifest: Manifest, remote: Map<str
     run.timer.skip('fingerprint', 'runner holds nothing yet: hashed while sending')
     return undefined
   }
-  return run.timer.phase('fingerprint', () => hashManifest(manifest, { checksum: run.options.checksum }))
+  return run.timer.phase('fingerprint', () => hashManifest(manifest, { checksum: run.options.checksum, save: false }))
 }
