@@ -207,6 +207,43 @@ describe('sync engine against a real sshd', () => {
     expect(viaSnapshot(settledAgain)).toBe(true)
   })
 
+  it('a small change goes in the apply exec without waiting for the probe; a runner holding something else gets the probe path', async () => {
+    const repo = newRepo()
+    for (let i = 0; i < 10; i++) put(repo, `src/f${i}.txt`, `${i}\n`, { aged: 'file' })
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'init')
+    await indexSettles(repo)
+    const wd = workdir()
+    const applies: string[] = []
+    const counting: SshSession = {
+      ...session,
+      exec: (command, options) => {
+        if (command.includes('crabbox-apply')) applies.push(command)
+        return session.exec(command, options)
+      },
+    }
+    const guarded = (command: string) => command.includes('echo stale')
+    await sync(repo, wd, { session: counting })
+    applies.length = 0
+
+    // Planned against what this machine sent last: one apply exec, guarded.
+    put(repo, 'src/f1.txt', '1 edited\n')
+    rmSync(join(repo, 'src/f2.txt'))
+    chmodSync(join(repo, 'src/f3.txt'), 0o755)
+    expect(await sync(repo, wd, { session: counting })).toMatchObject({ skipped: false, filesSent: 2, filesDeleted: 1 })
+    expect(applies.map(guarded)).toEqual([true])
+    expect(tree(wd)).toEqual(await expected(repo, config))
+    expect((await sync(repo, wd)).skipped).toBe(true)
+
+    // The runner holds something else: the guarded exec changes nothing, the probe's answer decides.
+    applies.length = 0
+    await host.run(`su - crabbox -s /bin/sh -c "echo other > '${wd}/.git/crabbox/sync-fingerprint'"`)
+    put(repo, 'src/f5.txt', '5 edited\n')
+    expect((await sync(repo, wd, { session: counting })).skipped).toBe(false)
+    expect(applies.map(guarded)).toEqual([true, false])
+    expect(tree(wd)).toEqual(await expected(repo, config))
+  })
+
   it('never deletes what crabbox did not put there, and seeds git so status and diff against the base work remotely', async () => {
     const origin = mkdtempSync(join(tmpdir(), 'crabbox-sync-origin-'))
     git(origin, 'init', '-q', '--bare', '-b', 'main')
@@ -246,7 +283,7 @@ describe('sync engine against a real sshd', () => {
     rmSync(origin, { recursive: true, force: true })
   })
 
-  it('sends a git bundle when the runner cannot reach origin', async () => {
+  it('seeds git when the runner cannot reach origin', async () => {
     const repo = newRepo()
     put(repo, 'x.txt', 'x\n')
     git(repo, 'add', '-A')
@@ -260,6 +297,107 @@ describe('sync engine against a real sshd', () => {
     const status = await host.run(`su - crabbox -s /bin/sh -c 'cd "${wd}" && git status --porcelain; git log --format=%s'`)
     expect(status.stdout).toBe(' M x.txt\none\n')
     expect((await sync(repo, wd)).skipped).toBe(true)
+  })
+
+  /** Runs a shell line in the runner's workdir as the runner user. */
+  const onRunner = (wd: string, line: string) => host.run(`su - crabbox -s /bin/sh -c ${JSON.stringify(`cd "${wd}" && ${line}`)}`)
+
+  it('seeds git from the synced files without the history: status, log -1, tree and shallow mark right, dirty files and all', async () => {
+    const repo = newRepo()
+    put(repo, 'src/a.txt', 'a\n')
+    put(repo, 'src/b.txt', 'b\n')
+    put(repo, 'run.sh', '#!/bin/sh\necho hi\n', { mode: 0o755 })
+    put(repo, 'dist/built.js', 'tracked but excluded by crabbox\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'first')
+    put(repo, 'src/c.txt', 'c\n')
+    symlinkSync('src/a.txt', join(repo, 'link-to-a'))
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'second')
+    git(repo, 'remote', 'add', 'origin', '/nonexistent/crabbox-origin.git')
+    put(repo, 'src/b.txt', 'b dirty\n')
+    put(repo, 'src/a.txt', 'a staged\n')
+    git(repo, 'add', 'src/a.txt')
+    rmSync(join(repo, 'src/c.txt'))
+    const wd = workdir()
+    const result = await sync(repo, wd)
+    expect(result.warnings).toEqual([])
+    const head = git(repo, 'rev-parse', 'HEAD').trim()
+    const status = await onRunner(
+      wd,
+      'git status --porcelain; git log -1 --format=%H:%s; git rev-parse HEAD^{tree}; cat .git/shallow; git rev-list --count HEAD',
+    )
+    expect(status.stderr).toBe('')
+    expect(status.stdout.split('\n')).toEqual([
+      // dist/ is tracked but crabbox never syncs it, so it is missing on the runner as before.
+      ' D dist/built.js',
+      ' M src/a.txt',
+      ' M src/b.txt',
+      ' D src/c.txt',
+      `${head}:second`,
+      git(repo, 'rev-parse', 'HEAD^{tree}').trim(),
+      head,
+      '1',
+      '',
+    ])
+    // HEAD's blobs are all there (a diff against HEAD reads them), not only the trees.
+    const diff = await onRunner(
+      wd,
+      'git diff --stat HEAD -- src/a.txt src/b.txt run.sh link-to-a | tail -n 1; git fsck --no-dangling --connectivity-only 2>&1; echo fsck=$?',
+    )
+    expect(diff.stdout).toContain('2 files changed')
+    expect(diff.stdout).toContain('fsck=0')
+    expect((await sync(repo, wd)).skipped).toBe(true)
+
+    // The next commit arrives as a small bundle on top of the shallow seed.
+    git(repo, 'commit', '-qam', 'third')
+    expect((await sync(repo, wd)).warnings).toEqual([])
+    const next = await onRunner(wd, 'git status --porcelain; git log --format=%s')
+    expect(next.stdout).toBe(' D dist/built.js\nthird\nsecond\n')
+  })
+
+  it('a shallow seed deepens on demand from origin, and the base ref points at the seeded HEAD', async () => {
+    const origin = mkdtempSync(join(tmpdir(), 'crabbox-sync-origin-'))
+    git(origin, 'init', '-q', '--bare', '-b', 'main')
+    const repo = newRepo()
+    put(repo, 'x.txt', 'one\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'one')
+    put(repo, 'x.txt', 'two\n')
+    git(repo, 'commit', '-qam', 'two')
+    git(repo, 'remote', 'add', 'origin', `file://${origin}`)
+    git(repo, 'push', '-q', 'origin', 'main')
+    git(repo, 'fetch', '-q', 'origin')
+    execFileSync('chown', ['-R', host.user, origin])
+    const wd = workdir()
+    expect((await sync(repo, wd)).warnings).toEqual([])
+    const seeded = await onRunner(
+      wd,
+      'git rev-list --count HEAD; git rev-parse origin/main; git status --porcelain; git diff --name-only origin/main...',
+    )
+    expect(seeded.stdout).toBe(`1\n${git(repo, 'rev-parse', 'HEAD').trim()}\n`)
+    const deepened = await onRunner(wd, 'git fetch -q --deepen=1 origin && git log --format=%s && git status --porcelain')
+    expect(deepened.stderr).toBe('')
+    expect(deepened.stdout).toBe('two\none\n')
+    rmSync(origin, { recursive: true, force: true })
+  })
+
+  it('falls back to the bundle when a runner file is not what the record says (the seed tree would be wrong)', async () => {
+    const repo = newRepo()
+    put(repo, 'x.txt', 'x\n')
+    put(repo, 'y.txt', 'y\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'one')
+    const wd = workdir()
+    config = { ...config, gitSeed: false }
+    await sync(repo, wd)
+    // Changed behind crabbox's back: its record still says x.txt is ours, so it is not sent again.
+    await onRunner(wd, 'echo changed on the runner > x.txt')
+    config = { ...config, gitSeed: true }
+    const seeded = await sync(repo, wd)
+    expect(seeded.warnings).toEqual([])
+    const status = await onRunner(wd, 'git status --porcelain; git log --format=%s; git cat-file -p HEAD:x.txt')
+    expect(status.stdout).toBe(' M x.txt\none\nx\n')
   })
 
   it('stops before deleting 200 or more tracked files unless CRABBOX_ALLOW_MASS_DELETIONS=1', async () => {

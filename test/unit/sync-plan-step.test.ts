@@ -201,7 +201,20 @@ describe('sync plan step', () => {
       }),
     )
     expect(behind.warnings).toEqual([])
-    expect(behind.work).toEqual({ seed: true, hydrate: false })
+    // The runner has a HEAD already (an older commit): history since it, no seed built from the files.
+    expect(behind.work).toEqual({ seed: true, hydrate: false, build: false })
+    const fresh = (git: { baseRef?: string; baseSha?: string }) =>
+      sending(
+        planStep({
+          ...base,
+          manifest: { ...base.manifest, git: { head: 'f'.repeat(40), tracked: new Set(), ...git } },
+          probe: { ...base.probe, git: { missing: false, hasHead: false } },
+        }),
+      ).work
+    // No HEAD on the runner: seeded from the synced files, also when the base is HEAD itself, not when it is elsewhere.
+    expect(fresh({})).toEqual({ seed: true, hydrate: false, build: true })
+    expect(fresh({ baseRef: 'main', baseSha: 'f'.repeat(40) })).toEqual({ seed: true, hydrate: true, build: true })
+    expect(fresh({ baseRef: 'main', baseSha: 'd'.repeat(40) })).toEqual({ seed: true, hydrate: true, build: false })
     const off = sending(
       planStep({
         ...base,

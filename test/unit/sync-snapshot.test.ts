@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, lutimesSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defaultConfig } from '../../src/config/schema.js'
 import { computeFingerprint, hashManifest } from '../../src/services/sync/fingerprint.js'
 import { buildManifest, readGitContext } from '../../src/services/sync/manifest.js'
-import { beginGitView, readSnapshot, saveSnapshot, verifySnapshot } from '../../src/services/sync/snapshot.js'
+import { deltaManifest } from '../../src/services/sync/manifest-delta.js'
+import { beginGitView, checkUnchanged, readSnapshot, saveSnapshot, verifySnapshot } from '../../src/services/sync/snapshot.js'
 import { git, indexSettles, put as putFile } from '../support/fixtures.js'
 
 /** Written (and its folders touched) a minute ago: outside the racy window, so the snapshot may vouch for them. */
@@ -22,6 +23,26 @@ async function fullPass(repo: string, c = config()): Promise<string> {
   return fingerprint
 }
 const check = async (repo: string, c = config()) => verifySnapshot(repo, c, await readSnapshot(repo))
+
+/** What sync does when only git's listings moved: the stored manifest plus the paths they name. */
+async function deltaPass(repo: string, c = config()) {
+  const moved = await checkUnchanged(repo, c).moved
+  const manifest = moved && (await deltaManifest(repo, c, moved))
+  if (!manifest) return undefined
+  const fingerprint = computeFingerprint(manifest, await hashManifest(manifest), c)
+  await saveSnapshot(manifest, fingerprint, c)
+  return { manifest, fingerprint }
+}
+
+/** The parts of a manifest both passes must agree on. */
+const shape = (m: Awaited<ReturnType<typeof buildManifest>>) => ({
+  entries: m.entries.map(({ path, mode, size, target }) => ({ path, mode, size, target })),
+  deleted: m.deleted,
+  rejected: m.rejected,
+  tracked: [...(m.git?.tracked ?? [])].sort(),
+  files: m.files,
+  bytes: m.bytes,
+})
 const quick = async (repo: string, c = config()) => (await check(repo, c))?.fingerprint
 
 describe('unchanged-checkout snapshot', () => {
@@ -130,5 +151,89 @@ describe('unchanged-checkout snapshot', () => {
     expect(await quick(dir)).toBeUndefined()
     const fingerprint = await fullPass(dir)
     expect(await quick(dir)).toBe(fingerprint)
+  })
+
+  it('a small change is applied to the stored manifest: the same manifest and fingerprint as a full pass', async () => {
+    const dir = await repo()
+    const aged = (path: string) => {
+      const old = new Date(Date.now() - 60_000)
+      utimesSync(join(dir, path), old, old)
+    }
+    // [what, change]: each leaves the index alone, so only git's listings (and the paths they name) move.
+    const changes: Array<[string, () => void]> = [
+      ['edit to a clean tracked file', () => put(dir, 'src/f1.txt', '1 edited\n')],
+      ['edit to a tracked file already changed', () => put(dir, 'src/f3.txt', '3 edited again\n')],
+      ['edit to an untracked file', () => put(dir, 'notes.txt', 'notes edited\n')],
+      ['new untracked file in a new folder', () => put(dir, 'deep/er/new.txt', 'new\n')],
+      ['deleted tracked file', () => rmSync(join(dir, 'src/f4.txt'))],
+      ['deleted untracked file', () => rmSync(join(dir, 'deep/er/new.txt'))],
+      ['rename of a tracked file', () => (renameSync(join(dir, 'src/f5.txt'), join(dir, 'src/f5-renamed.txt')), aged('src'))],
+      ['mode change', () => chmodSync(join(dir, 'src/f2.txt'), 0o755)],
+      ['mtime-only touch', () => aged('src/f6.txt')],
+      [
+        'mtime-only touch back to the same stamp, content edited (ctime moved)',
+        () => {
+          const { atime, mtime } = statSync(join(dir, 'src/f7.txt'))
+          writeFileSync(join(dir, 'src/f7.txt'), '8\n')
+          utimesSync(join(dir, 'src/f7.txt'), atime, mtime)
+        },
+      ],
+      [
+        'file replaced by a symlink',
+        () => {
+          rmSync(join(dir, 'src/f8.txt'))
+          symlinkSync('f9.txt', join(dir, 'src/f8.txt'))
+          const old = new Date(Date.now() - 60_000)
+          lutimesSync(join(dir, 'src/f8.txt'), old, old)
+          aged('src')
+        },
+      ],
+      ['new file crabbox excludes', () => put(dir, 'node_modules/x/i.js', 'excluded\n')],
+    ]
+    for (const [what, change] of changes) {
+      await indexSettles(dir)
+      const before = await fullPass(dir)
+      expect(await quick(dir), `settled before: ${what}`).toBe(before)
+      change()
+      const delta = await deltaPass(dir)
+      expect(delta, what).toBeDefined()
+      const full = await buildManifest(dir, config())
+      expect(shape(delta!.manifest), what).toEqual(shape(full))
+      expect(delta!.fingerprint, what).toBe(computeFingerprint(full, await hashManifest(full), config()))
+    }
+    // A new ignored file is no change at all.
+    await indexSettles(dir)
+    const settled = await fullPass(dir)
+    put(dir, 'src/more.log', 'ignored\n')
+    expect(await quick(dir)).toBe(settled)
+    // A change to the index (staging, committing) is not a small change: the full pass runs.
+    put(dir, 'src/f10.txt', '10 edited\n')
+    await indexSettles(dir)
+    await fullPass(dir)
+    git(dir, 'add', 'src/f10.txt')
+    expect(await checkUnchanged(dir, config()).moved).toBeUndefined()
+  })
+
+  it('successive small changes chain on the stored manifest, and an unchanged checkout after one is still vouched for', async () => {
+    const dir = await repo()
+    await indexSettles(dir)
+    await fullPass(dir)
+    for (let i = 0; i < 3; i++) {
+      put(dir, 'src/f1.txt', `edit ${i}\n`)
+      const delta = await deltaPass(dir)
+      const full = await buildManifest(dir, config())
+      expect(delta?.fingerprint).toBe(computeFingerprint(full, await hashManifest(full), config()))
+      // Settled (aged): the incremental pass wrote a snapshot of its own, which vouches for this state.
+      expect(await quick(dir)).toBe(delta?.fingerprint)
+    }
+    // Written just now (racy): no snapshot of this state, but the older one still serves as the base.
+    writeFileSync(join(dir, 'src/f2.txt'), 'fresh\n')
+    const fresh = await deltaPass(dir)
+    expect(fresh).toBeDefined()
+    expect(await quick(dir)).toBeUndefined()
+    writeFileSync(join(dir, 'src/f2.txt'), 'fresh again\n')
+    const again = await deltaPass(dir)
+    const full = await buildManifest(dir, config())
+    expect(again?.fingerprint).toBe(computeFingerprint(full, await hashManifest(full), config()))
   })
 })

@@ -16,7 +16,7 @@ export interface HashedManifest {
  * Content hashes for every entry. Warm, this is one lstat per file (already
  * done by the manifest) and a map lookup; `checksum` ignores the cache.
  */
-export async function hashManifest(manifest: Manifest, options: { checksum?: boolean } = {}): Promise<HashedManifest> {
+export async function hashManifest(manifest: Manifest, options: { checksum?: boolean; save?: boolean } = {}): Promise<HashedManifest> {
   const cache = manifest.cache
   const hashes: string[] = new Array(manifest.entries.length)
   let hashedFiles = 0
@@ -35,7 +35,8 @@ export async function hashManifest(manifest: Manifest, options: { checksum?: boo
     }
     hashes[i] = hash
   }
-  await saveHashes(manifest, hashes)
+  // The sync saves later (remember step), off the path to its first byte sent.
+  if (options.save !== false) await saveHashes(manifest, hashes)
   return { hashes, hashedFiles, hashedBytes }
 }
 

@@ -7,26 +7,78 @@ import type { SshSession } from '../../transport/ssh/types.js'
 import type { GitInfo } from './manifest.js'
 import type { RemoteGit } from './probe-protocol.js'
 import { META_FILES, q, shCommand } from './remote-scripts.js'
+import { SEED_PARTS } from './seed-build.js'
+
+export interface GitWork {
+  /** The runner's HEAD must move to ours. */
+  seed: boolean
+  /** The runner's base ref must move to our `origin/<base>`. */
+  hydrate: boolean
+  /**
+   * Seed HEAD from the synced files (seed-build.ts) instead of fetching or
+   * bundling its history: the runner has no HEAD yet, and the base is absent
+   * or HEAD itself (a base elsewhere needs the history down to the merge base).
+   */
+  build: boolean
+}
 
 /** Whether the runner's git needs work, and which. Undefined when it is already right. */
-export function gitWork(local: GitInfo | undefined, remote: RemoteGit | undefined): { seed: boolean; hydrate: boolean } | undefined {
+export function gitWork(local: GitInfo | undefined, remote: RemoteGit | undefined): GitWork | undefined {
   if (!local?.head || !remote || remote.missing) return undefined
   const seed = !remote.hasHead || remote.head !== local.head
   const hydrate = Boolean(local.baseRef && local.baseSha && remote.base !== local.baseSha)
-  return seed || hydrate ? { seed, hydrate } : undefined
+  const build = seed && !remote.head && !remote.hasHead && (!local.baseSha || local.baseSha === local.head)
+  return seed || hydrate ? { seed, hydrate, build } : undefined
 }
 
 const GIT_ENV = `export GIT_DIR="$PWD/.git" GIT_WORK_TREE="$PWD" GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND="ssh -o BatchMode=yes -o ConnectTimeout=10"`
 const FETCH = 'git -c http.lowSpeedLimit=1000 -c http.lowSpeedTime=20 fetch -q --no-tags --filter=blob:none origin'
 
-/** Moves the runner's HEAD (and branch) to ours and rebuilds its index without touching files. */
-function setHead(local: GitInfo): string {
+/** Moves the runner's HEAD (and branch) to ours; rebuilds its index from HEAD's tree unless the seed already wrote it. */
+function setHead(local: GitInfo, readTree = true): string {
   const head = q(local.head!)
   const ref = local.branch
     ? `git update-ref ${q(`refs/heads/${local.branch}`)} ${head} && git symbolic-ref HEAD ${q(`refs/heads/${local.branch}`)}`
     : `git update-ref --no-deref HEAD ${head}`
-  return `{ ${ref} && git read-tree ${head}; } >/dev/null 2>&1 || echo "warn could not point the runner's git HEAD at ${local.head!.slice(0, 12)}"`
+  return `{ ${ref}${readTree ? ` && git read-tree ${head}` : ''}; } >/dev/null 2>&1 || echo "warn could not point the runner's git HEAD at ${local.head!.slice(0, 12)}"`
 }
+
+/**
+ * The runner side of the shallow seed (seed-build.ts): unpack HEAD's commit
+ * and the blobs that travelled, hash the synced files that are HEAD's blobs
+ * into packs (bulk check-in: a pack, not one loose object per file, which
+ * costs the file system more than the hashing; stored uncompressed, which
+ * halves the runner's CPU for it and which `git gc` compacts later), in
+ * SEED_PARTS processes at once (each with its own index), gather their
+ * entries into one index, write the trees, and keep the result only when
+ * the tree is HEAD's. Sets `seeded` to 1 (done), `bad` (fall back to the
+ * bundle) or leaves it 0 (no seed arrived).
+ */
+const PARTS = Array.from({ length: SEED_PARTS }, (_, i) => i).join(' ')
+const SEED_LINES = [
+  'seeded=0',
+  `if [ -f "$meta/${META_FILES.seedCheck}" ]; then`,
+  '  seeded=bad; stree=; sshallow=; sok=0',
+  `  { read -r stree; read -r sshallow; } < "$meta/${META_FILES.seedCheck}"`,
+  `  six="$PWD/$meta/${META_FILES.seedIndex}"; rm -f -- "$six"*`,
+  `  if git index-pack --stdin < "$meta/${META_FILES.seedPack}" >/dev/null 2>&1; then`,
+  '    sok=1; pids=',
+  `    for p in ${PARTS}; do`,
+  `      GIT_INDEX_FILE="$six.$p" git -c core.bigFileThreshold=1 -c core.compression=0 -c core.autocrlf=false update-index -z --add --stdin < "$meta/${META_FILES.seedPaths}.$p" >/dev/null 2>&1 &`,
+  '      pids="$pids $!"',
+  '    done',
+  '    for pid in $pids; do wait "$pid" || sok=0; done',
+  '    if [ $sok = 1 ]; then',
+  `      ( cat -- "$meta/${META_FILES.seedInfo}" && for p in ${PARTS}; do GIT_INDEX_FILE="$six.$p" git ls-files -s -z || exit 1; done ) > "$six.all" || sok=0`,
+  '    fi',
+  '  fi',
+  '  if [ $sok = 1 ] && GIT_INDEX_FILE="$six" git update-index -z --index-info < "$six.all" >/dev/null 2>&1 &&',
+  '    [ -n "$stree" ] && [ "$(GIT_INDEX_FILE="$six" git write-tree 2>/dev/null)" = "$stree" ]; then',
+  '    { [ -z "$sshallow" ] || echo "$sshallow" >> .git/shallow; } && mv -f -- "$six" .git/index && seeded=1',
+  '  fi',
+  `  rm -f -- "$six"* "$meta/${META_FILES.seedPack}" "$meta/${META_FILES.seedInfo}" "$meta/${META_FILES.seedPaths}".* "$meta/${META_FILES.seedCheck}"`,
+  'fi',
+]
 
 /**
  * Origin URLs the runner can use: GitHub SSH remotes become HTTPS, since the
@@ -44,7 +96,7 @@ export function runnerOriginUrl(url: string | undefined): string | undefined {
  * Prints `need-bundle` when origin could not provide what was needed; every
  * failure is a `warn` line, never a failed sync.
  */
-export function gitBlock(local: GitInfo, work: { seed: boolean; hydrate: boolean }): string {
+export function gitBlock(local: GitInfo, work: GitWork): string {
   const head = q(local.head!)
   const origin = runnerOriginUrl(local.originUrl)
   const lines = [
@@ -55,7 +107,8 @@ export function gitBlock(local: GitInfo, work: { seed: boolean; hydrate: boolean
     'if [ $gitok = 1 ]; then',
   ]
   if (origin) lines.push(`git remote set-url origin ${q(origin)} >/dev/null 2>&1 || git remote add origin ${q(origin)} >/dev/null 2>&1`)
-  if (origin && work.seed) lines.push(`git cat-file -e ${head}^{commit} 2>/dev/null || ${FETCH} ${head} >/dev/null 2>&1 || true`)
+  if (work.build) lines.push(...SEED_LINES)
+  else if (origin && work.seed) lines.push(`git cat-file -e ${head}^{commit} 2>/dev/null || ${FETCH} ${head} >/dev/null 2>&1 || true`)
   lines.push('mark hydrate')
   if (work.hydrate) {
     const sha = q(local.baseSha!)
@@ -66,7 +119,14 @@ export function gitBlock(local: GitInfo, work: { seed: boolean; hydrate: boolean
       )
     lines.push(`if git cat-file -e ${sha}^{commit} 2>/dev/null; then git update-ref ${ref} ${sha}; else echo need-base; fi`)
   }
-  lines.push(`if git cat-file -e ${head}^{commit} 2>/dev/null; then ${setHead(local)}; else echo need-bundle; needbundle=1; fi`, 'fi')
+  if (work.build) {
+    lines.push(
+      `if [ "$seeded" = 1 ]; then ${setHead(local, false)}`,
+      `elif [ "$seeded" = 0 ] && git cat-file -e ${head}^{commit} 2>/dev/null; then ${setHead(local)}`,
+      'else echo need-bundle; needbundle=1; fi',
+    )
+  } else lines.push(`if git cat-file -e ${head}^{commit} 2>/dev/null; then ${setHead(local)}; else echo need-bundle; needbundle=1; fi`)
+  lines.push('fi')
   return lines.join('\n')
 }
 

@@ -7,6 +7,7 @@ import { checkStep } from './steps/check.js'
 import { beginSync, skippedResult, syncedResult } from './steps/context.js'
 import { gitSeedStep } from './steps/git-seed.js'
 import { hashStep, manifestStep } from './steps/manifest.js'
+import { foldedSync } from './steps/fold.js'
 import { planStep } from './steps/plan.js'
 import { readRunner } from './steps/probe.js'
 import { rememberSnapshot, rememberStep } from './steps/remember.js'
@@ -55,9 +56,11 @@ export interface SyncResult {
  * Puts the local checkout on the runner. Each step is its own module under
  * `steps/`: check (the local unchanged check, overlapped with the probe; an
  * unchanged checkout the runner already holds ends here) → manifest → probe
- * answer → plan (pure) → send or skip → git seed → remember. A small change
- * costs two round trips: the probe, then one exec that prunes, extracts,
- * commits the runner's record, seeds git and writes the fingerprint.
+ * answer → plan (pure) → send or skip → git seed → remember. A change costs
+ * two round trips: the probe, then one exec that prunes, extracts, commits
+ * the runner's record, seeds git and writes the fingerprint; a small change
+ * to a checkout the runner most likely holds folds the probe into that exec
+ * (steps/fold.ts), one round trip.
  */
 export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   const run = beginSync(options)
@@ -67,6 +70,8 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
 
   const transfer = loadTransfer()
   const local = await manifestStep(run, checked)
+  const folded = await foldedSync(run, local, checked, transfer)
+  if (folded) return folded
   run.progress.phase('sync: checking the runner')
   const runner = await readRunner(run, local.probe)
   const hashed = await hashStep(run, local.manifest, runner.remote)
@@ -80,13 +85,13 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
     env: run.env,
   })
   if (decision.skip) {
-    await rememberSnapshot(run, local.manifest, decision.fingerprint)
+    await rememberSnapshot(run, local.manifest, decision.fingerprint, hashed)
     return skippedResult(run)
   }
   for (const message of decision.warnings) run.warn(message)
 
   const sent = await sendStep(run, local, decision, transfer)
   await gitSeedStep(run, local, decision, runner.probe, sent)
-  await rememberStep(run, local.manifest, sent)
+  await rememberStep(run, local.manifest, sent, hashed)
   return syncedResult(run, decision.plan)
 }

@@ -57,6 +57,8 @@ export interface Manifest {
   cache: HashCache
   /** What git reported while this manifest was built, for the next run's unchanged check (snapshot.ts). */
   gitView?: GitView
+  /** Built from the stored manifest plus what git's listings named (manifest-delta.ts), not by a full pass. */
+  incremental?: boolean
 }
 
 /** Why a relative path may not be synced, or undefined when it is safe. */
@@ -158,7 +160,7 @@ function walk(root: string, ignores: (path: string) => boolean): string[] {
 }
 
 /** Memoised "is this directory a real directory (not a symlink)" for the through-symlink check. */
-function realDirCheck(repoRoot: string): (rel: string) => boolean {
+export function realDirCheck(repoRoot: string): (rel: string) => boolean {
   const realDir = new Map<string, boolean>()
   return (rel) => {
     let known = realDir.get(rel)
@@ -175,7 +177,7 @@ function realDirCheck(repoRoot: string): (rel: string) => boolean {
 }
 
 /** The manifest entry of a file or symlink; directories here are submodules (gitlinks), and sockets and devices never travel. */
-function manifestEntry(repoRoot: string, path: string, stat: Stats): ManifestEntry | undefined {
+export function manifestEntry(repoRoot: string, path: string, stat: Stats): ManifestEntry | undefined {
   const times = { mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino }
   if (stat.isSymbolicLink()) return { path, mode: MODE_LINK, size: 0, ...times, target: readlinkSync(join(repoRoot, path)) }
   if (stat.isFile()) return { path, mode: stat.mode & 0o100 ? MODE_EXEC : MODE_FILE, size: stat.size, ...times }

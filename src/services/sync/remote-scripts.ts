@@ -21,6 +21,12 @@ export const META_FILES = {
   delta: 'sync-manifest.delta',
   next: 'sync-manifest.next',
   bundle: 'seed.bundle',
+  /** The shallow seed built on the runner from its files (seed-build.ts). */
+  seedPack: 'seed.pack',
+  seedInfo: 'seed.info',
+  seedPaths: 'seed.paths',
+  seedCheck: 'seed.check',
+  seedIndex: 'seed.index',
   apply: 'sync-apply.sh',
 } as const
 
@@ -32,10 +38,12 @@ export const SCRIPT_EXIT = { workdir: 70, tar: 71, guard: 72 } as const
  * starts (`mark done` at the end), `warn <message>`, and the git block's
  * `need-bundle` / `need-base` (see git-seed.ts). Other lines are ignored.
  */
-export type ApplyLine = { mark: string | undefined } | { warn: string } | { need: 'need-bundle' | 'need-base' } | undefined
+export type ApplyLine =
+  { mark: string | undefined } | { warn: string } | { need: 'need-bundle' | 'need-base' } | { stale: true } | undefined
 
 export function readApplyLine(line: string): ApplyLine {
   if (line.startsWith('mark ')) return { mark: line.slice(5) === 'done' ? undefined : line.slice(5) }
+  if (line === 'stale') return { stale: true }
   if (line.startsWith('warn ')) return { warn: line.slice(5) }
   if (line === 'need-bundle' || line === 'need-base') return { need: line }
   return undefined
@@ -73,6 +81,38 @@ export interface ApplyScriptOptions {
   git?: string
   /** Stop after extraction: the record, git and fingerprint come later from commitScript, once every part landed. */
   deferCommit?: boolean
+  /**
+   * The sync was planned against what the runner is expected to hold, without
+   * asking it first: apply only when it does (see expectLines), else print
+   * `stale` and change nothing.
+   */
+  expect?: Expected
+}
+
+/** What a sync planned without the probe expects on the runner. */
+export interface Expected {
+  fingerprint: string
+  /** The runner's git HEAD and `origin/<ref>` (undefined: not checked, git seeding is off). */
+  git?: { head: string; baseRef?: string; baseSha?: string }
+  /** The runner's appended record may not be longer than this (else compaction is due: the probe path decides it). */
+  maxDelta: number
+}
+
+/** The guard of a sync planned without the probe; drains stdin so the tar stream ends cleanly when stale. */
+function expectLines(e: Expected): string[] {
+  const lines = [
+    'stale=0',
+    `[ "$(cat -- "$meta/${META_FILES.fingerprint}" 2>/dev/null)" = ${q(e.fingerprint)} ] || stale=1`,
+    `d=$(wc -c 2>/dev/null < "$meta/${META_FILES.delta}" | tr -d ' '); [ "\${d:-0}" -le ${e.maxDelta} ] || stale=1`,
+  ]
+  if (e.git) {
+    const rev = (ref: string) => `"$(GIT_DIR="$PWD/.git" git rev-parse -q --verify ${q(ref)} 2>/dev/null)"`
+    lines.push(`[ $stale = 1 ] || [ ${rev('HEAD')} = ${q(e.git.head)} ] || stale=1`)
+    if (e.git.baseRef && e.git.baseSha)
+      lines.push(`[ $stale = 1 ] || [ ${rev(`refs/remotes/origin/${e.git.baseRef}^{commit}`)} = ${q(e.git.baseSha)} ] || stale=1`)
+  }
+  lines.push('if [ $stale = 1 ]; then cat > /dev/null; echo stale; exit 0; fi')
+  return lines
 }
 
 /** printf in batches: one builtin call per 500 records keeps the script fast without huge lines. */
@@ -93,6 +133,7 @@ function appendRecords(records: string[], file: string): string {
 export function applyScript(o: ApplyScriptOptions): string {
   const lines = [
     ...scriptHead(o),
+    ...(o.expect ? expectLines(o.expect) : []),
     // From here until the end the runner's tree may differ from its record: no fingerprint.
     `rm -f -- "$meta/${META_FILES.fingerprint}" "$meta/${META_FILES.next}" "$meta/${META_FILES.fingerprintNext}"`,
     appendRecords(o.pending, META_FILES.delta),

@@ -1,13 +1,14 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { lstatSync, readFileSync, readdirSync, type Stats } from 'node:fs'
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm as rmFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Config } from '../../config/schema.js'
 import { loadExcludes } from './excludes.js'
 import { RACY_MS, cacheDir, excludesKey } from './hash-cache.js'
 import type { GitContext, Manifest } from './manifest.js'
 import { MODE_EXEC, MODE_FILE, MODE_LINK } from './modes.js'
+import { storeManifest } from './stored-manifest.js'
 
 /*
  * "Nothing changed since the last fingerprint", proved without re-listing and
@@ -221,6 +222,8 @@ export interface Snapshot {
   own: [path: string, sig: Sig | null][]
   fingerprint: string
   git: GitContext
+  /** Id of the manifest stored beside it (stored-manifest.ts), for the incremental pass. */
+  manifest?: string
 }
 
 export interface Unchanged {
@@ -230,9 +233,28 @@ export interface Unchanged {
   listedUntracked: boolean
 }
 
+/**
+ * The checkout moved only where git's own listings say: same HEAD, index,
+ * config, refs and excludes, but `git diff-files` or the untracked listing
+ * print something else. The next manifest is the stored one with just the
+ * paths those listings name looked at again (see manifest-delta.ts).
+ */
+export interface Moved {
+  snapshot: Snapshot
+  /** When the check began (before git listed anything): the new view's time. */
+  at: number
+  files: Record<string, Sig | null>
+  /** Raw `git diff-files --name-only -z` now. */
+  changed: string
+  /** Raw untracked listing now; undefined when no folder moved (the snapshot's listing holds). */
+  untracked?: string
+}
+
 export interface UnchangedCheck {
   snapshot: Promise<Snapshot | undefined>
   unchanged: Promise<Unchanged | undefined>
+  /** Set when the check failed only on git's listings: what an incremental manifest needs. */
+  moved: Promise<Moved | undefined>
 }
 
 /**
@@ -242,8 +264,8 @@ export interface UnchangedCheck {
  */
 export function checkUnchanged(repoRoot: string, config: Config['sync'], options: { checksum?: boolean } = {}): UnchangedCheck {
   const snapshot = config.fingerprint && !options.checksum ? readSnapshot(repoRoot) : Promise.resolve(undefined)
-  const unchanged = snapshot.then((found) => (found ? verifySnapshot(repoRoot, config, found) : undefined))
-  return { snapshot, unchanged }
+  const verdict = snapshot.then((found): Promise<Verdict> | Verdict => (found ? verify(repoRoot, config, found) : {}))
+  return { snapshot, unchanged: verdict.then((v) => v.unchanged), moved: verdict.then((v) => v.moved) }
 }
 
 const snapshotPath = (root: string) => join(cacheDir(root), 'snapshot.json')
@@ -270,25 +292,35 @@ export async function readSnapshot(root: string): Promise<Snapshot | undefined> 
  * folder or ignore rule moved.
  */
 export async function verifySnapshot(root: string, config: Config['sync'], snapshot: Snapshot | undefined): Promise<Unchanged | undefined> {
+  return snapshot ? (await verify(root, config, snapshot)).unchanged : undefined
+}
+
+type Verdict = { unchanged?: Unchanged; moved?: Moved }
+
+/** verifySnapshot, also telling when only git's listings moved (an incremental manifest will do). */
+export async function verify(root: string, config: Config['sync'], snapshot: Snapshot): Promise<Verdict> {
   const gitDir = gitDirOf(root)
-  if (!snapshot || !gitDir) return undefined
+  if (!gitDir) return {}
+  const at = Date.now()
   // No folder changed: git's untracked listing cannot have changed either, so it is not run.
   const listUntracked = !foldersUnchanged(root, snapshot.folders, snapshot.git.excludesFile)
   const listed = Promise.all([changedAgainstIndex(root), listUntracked ? untrackedFiles(root) : undefined])
   listed.catch(() => {})
   const same = async () => {
-    if (keyOf((await loadExcludes(root, config)).patterns, config) !== snapshot.key) return false
+    if (keyOf((await loadExcludes(root, config)).patterns, config) !== snapshot.key) return {}
     const files = gitFiles(gitDir, config)
     const names = Object.keys(files)
-    if (names.length !== Object.keys(snapshot.files).length || names.some((name) => files[name] !== snapshot.files[name])) return false
-    if (snapshot.own.some(([path, recorded]) => sig(join(root, path)) !== recorded)) return false
+    if (names.length !== Object.keys(snapshot.files).length || names.some((name) => files[name] !== snapshot.files[name])) return {}
     const [changed, untracked] = await listed
-    return digest(changed) === snapshot.changed && (untracked === undefined || digest(untracked) === snapshot.untracked)
+    const moved: Moved = { snapshot, at, files, changed, untracked }
+    if (snapshot.own.some(([path, recorded]) => sig(join(root, path)) !== recorded)) return { moved }
+    if (digest(changed) !== snapshot.changed || (untracked !== undefined && digest(untracked) !== snapshot.untracked)) return { moved }
+    return { unchanged: { fingerprint: snapshot.fingerprint, git: snapshot.git, listedUntracked: listUntracked } }
   }
   try {
-    return (await same()) ? { fingerprint: snapshot.fingerprint, git: snapshot.git, listedUntracked: listUntracked } : undefined
+    return await same()
   } catch {
-    return undefined
+    return {}
   }
 }
 
@@ -300,6 +332,8 @@ export async function verifySnapshot(root: string, config: Config['sync'], snaps
 export async function saveSnapshot(manifest: Manifest, fingerprint: string, config: Config['sync']): Promise<void> {
   const view = manifest.gitView
   const file = snapshotPath(manifest.root)
+  // An incremental pass keeps the snapshot it started from when it cannot write one: that one still proves what it proved.
+  const rm = (path: string, o: { force: boolean }) => (manifest.incremental ? Promise.resolve() : rmFile(path, o))
   // No view: this pass did not look (the snapshot it started from is still good, or this is no plain checkout).
   if (!view || !manifest.git) return
   // git compares ctimes to the second: an index written in this same second could still
@@ -315,7 +349,9 @@ export async function saveSnapshot(manifest: Manifest, fingerprint: string, conf
     if (entry) {
       // Stated again for the ctime; it must still be the file the manifest hashed.
       const now = lstatSync(join(manifest.root, path), { throwIfNoEntry: false })
-      const same = now && now.ino === entry.ino && now.size === entry.size && now.mtimeMs === entry.mtimeMs && now.ctimeMs === entry.ctimeMs
+      // A symlink's entry has size 0 (its target is its content); lstat gives the target's length.
+      const sameSize = (now: Stats) => entry.mode === MODE_LINK || now.size === entry.size
+      const same = now && now.ino === entry.ino && sameSize(now) && now.mtimeMs === entry.mtimeMs && now.ctimeMs === entry.ctimeMs
       if (!now || !same || entry.mtimeMs >= view.at - RACY_MS) return rm(file, { force: true })
       own.set(path, sigOf(now))
     } else if (deleted.has(path)) own.set(path, null)
@@ -333,6 +369,7 @@ export async function saveSnapshot(manifest: Manifest, fingerprint: string, conf
     git,
   }
   await mkdir(join(file, '..'), { recursive: true })
+  snapshot.manifest = await storeManifest(manifest, view).catch(() => undefined)
   const tmp = `${file}.${process.pid}.tmp`
   await writeFile(tmp, JSON.stringify(snapshot))
   await rename(tmp, file)

@@ -172,6 +172,9 @@ class Coalesce extends Transform {
 
 const gzipBlock = promisify(gzip)
 
+/** Blocks stored in a row after one that did not compress, before deflate is tried again. */
+const STORE_RUN = 4
+
 /** Fixed gzip level from `CRABBOX_SYNC_GZIP_LEVEL` (1-9), else undefined: adaptive. */
 function fixedGzipLevel(env: NodeJS.ProcessEnv = process.env): number | undefined {
   const level = Number(env.CRABBOX_SYNC_GZIP_LEVEL)
@@ -190,13 +193,24 @@ class ParallelGzip extends Coalesce {
   private readonly inFlight: Promise<Buffer>[] = []
   private readonly fixed = fixedGzipLevel()
   private level = 1
+  /** Blocks still to be stored (level 0) because recent ones did not compress. */
+  private storeNext = 0
   private async drainTo(limit: number): Promise<void> {
     while (this.inFlight.length > limit) this.push(await this.inFlight.shift()!)
   }
   private start(blocks: Buffer[]): void {
     for (const block of blocks) {
       if (this.fixed === undefined) this.level = this.readableLength > 0 ? Math.min(this.level + 1, 6) : Math.max(this.level - 1, 1)
-      const job = gzipBlock(block, { level: this.fixed ?? this.level })
+      // Incompressible data (media, archives, random bytes) gains nothing from deflate but costs its CPU:
+      // after a block that shrank by less than 5%, the next ones are stored, then compression is tried again.
+      const stored = this.fixed === undefined && this.storeNext > 0
+      if (stored) this.storeNext--
+      const job = gzipBlock(block, { level: stored ? 0 : (this.fixed ?? this.level) })
+      if (!stored && this.fixed === undefined)
+        job.then(
+          (out) => (this.storeNext = out.length > block.length * 0.95 ? STORE_RUN : 0),
+          () => {},
+        )
       job.catch(() => {}) // surfaced when awaited in order
       this.inFlight.push(job)
     }

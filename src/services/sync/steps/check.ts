@@ -1,10 +1,12 @@
-import { checkUnchanged, type Unchanged } from '../snapshot.js'
+import { checkUnchanged, type Moved, type Unchanged } from '../snapshot.js'
 import type { SyncRun } from './context.js'
 import { probeAnswered, startProbe, type PendingProbe } from './probe.js'
 
 export interface Checked {
   /** The checkout provably unchanged since its last fingerprint (no manifest pass needed for git). */
   unchanged?: Unchanged
+  /** Only git's listings moved since the snapshot: the manifest can be the stored one plus those paths. */
+  moved?: Moved
   /** Fingerprints whose record we kept a copy of (the probe's arguments). */
   known: string[]
   /** The probe, when it could start before the manifest. */
@@ -23,18 +25,18 @@ export async function checkStep(run: SyncRun): Promise<Checked> {
   const check = options.check ?? checkUnchanged(options.repoRoot, run.config, options)
   const [snapshot, known] = await Promise.all([check.snapshot, run.sent.known()])
   if (options.probed) {
-    const unchanged = await check.unchanged
+    const [unchanged, moved] = await Promise.all([check.unchanged, check.moved])
     timer.add('manifest', options.probed.checkMs)
     timer.add('fingerprint_remote', options.probed.ms)
-    return { unchanged, known, probe: probeAnswered(run, known, unchanged?.git, options.probed), skip: false }
+    return { unchanged, moved, known, probe: probeAnswered(run, known, (unchanged ?? moved?.snapshot)?.git, options.probed), skip: false }
   }
   if (!snapshot) return { known, skip: false }
   // The runner round trip overlaps the check, with the HEAD the check is about to confirm.
   const probe = startProbe(run, known, snapshot.git)
-  const unchanged = await timer.phase('manifest', () => check.unchanged)
+  const [unchanged, moved] = await timer.phase('manifest', () => Promise.all([check.unchanged, check.moved]))
   if (unchanged && (await probe.answer).fingerprint === unchanged.fingerprint) {
     timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
     return { unchanged, known, probe, skip: true }
   }
-  return { unchanged, known, probe, skip: false }
+  return { unchanged, moved, known, probe, skip: false }
 }

@@ -18,18 +18,35 @@ export interface LocalSide {
 /** The local manifest, built while the probe's round trip is in flight; size and safety warnings. */
 export async function manifestStep(run: SyncRun, checked: Checked): Promise<LocalSide> {
   const { options, config, timer } = run
-  const { git, view } = checked.unchanged
-    ? { git: checked.unchanged.git, view: undefined }
-    : await timer.phase('manifest', () => readGit(run))
+  const known = checked.unchanged ?? checked.moved?.snapshot
+  const { git, view } = known ? { git: known.git, view: undefined } : await timer.phase('manifest', () => readGit(run))
   // The runner round trip overlaps the local manifest and hashing.
   const probe = probeFor(run, checked.known, checked.probe, git)
-  const manifest = await timer.phase('manifest', () => buildManifest(options.repoRoot, config, { git, view }))
+  const manifest = await timer.phase('manifest', () => localManifest(run, checked, git, view))
   for (const message of checkSize(manifest, config, { forceLarge: options.forceLarge, env: run.env }).warnings) run.warn(message)
   if (manifest.rejected.length > 0) {
     run.warn(`not syncing ${manifest.rejected.length} unsafe path(s), e.g. ${manifest.rejected[0].path}: ${manifest.rejected[0].reason}`)
   }
   run.progress.detail(`sync candidate: ${plural(manifest.files, 'file')}, ${formatBytes(manifest.bytes)}`)
   return { manifest, meta: git ? '.git/crabbox' : '.crabbox', probe }
+}
+
+/** The incremental manifest when only git's listings moved (manifest-delta.ts), else the full pass. */
+async function localManifest(
+  run: SyncRun,
+  checked: Checked,
+  git: GitContext | undefined,
+  view: Pick<GitView, 'at' | 'files'> | undefined,
+): Promise<Manifest> {
+  const { options, config } = run
+  if (checked.moved) {
+    const { deltaManifest } = await import('../manifest-delta.js')
+    const delta = await deltaManifest(options.repoRoot, config, checked.moved).catch(() => undefined)
+    if (delta) return delta
+  }
+  // A full pass; git's files are looked at first again when only the stored manifest was missing.
+  const fresh = view ?? (checked.moved && !checked.unchanged ? (await readGit(run)).view : undefined)
+  return buildManifest(options.repoRoot, config, { git, view: fresh })
 }
 
 async function readGit(run: SyncRun): Promise<{ git: GitContext | undefined; view?: Pick<GitView, 'at' | 'files'> }> {
@@ -48,5 +65,5 @@ export async function hashStep(run: SyncRun, manifest: Manifest, remote: Map<str
     run.timer.skip('fingerprint', 'runner holds nothing yet: hashed while sending')
     return undefined
   }
-  return run.timer.phase('fingerprint', () => hashManifest(manifest, { checksum: run.options.checksum }))
+  return run.timer.phase('fingerprint', () => hashManifest(manifest, { checksum: run.options.checksum, save: false }))
 }

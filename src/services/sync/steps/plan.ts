@@ -1,13 +1,14 @@
 import type { Config } from '../../../config/schema.js'
 import { computeFingerprint, type HashedManifest } from '../fingerprint.js'
-import { gitWork } from '../git-seed.js'
+import { gitWork, type GitWork } from '../git-seed.js'
 import type { Manifest } from '../manifest.js'
 import type { Probe } from '../probe-protocol.js'
+import type { Expected } from '../remote-scripts.js'
 import { massDeletionGuard, planEverything, planSync, type SyncPlan } from '../prune.js'
 import type { RemoteRecord } from '../records.js'
 
 /** Below this the runner's record is never compacted. */
-const COMPACT_MIN_BYTES = 256 * 1024
+export const COMPACT_MIN_BYTES = 256 * 1024
 
 export interface PlanInput {
   manifest: Manifest
@@ -38,7 +39,9 @@ export interface SendDecision {
   /** Whether a tar stream goes at all. */
   needTar: boolean
   /** What the runner's git needs (undefined: nothing, or git seeding is off). */
-  work?: { seed: boolean; hydrate: boolean }
+  work?: GitWork
+  /** Planned without the probe: what the runner must hold for the apply to go ahead (steps/fold.ts). */
+  expect?: Expected
   warnings: string[]
 }
 
@@ -70,6 +73,7 @@ export function planStep(input: PlanInput): PlanDecision {
   const fullManifest = cold || probe.sizes.delta + deltaBytes > Math.max(COMPACT_MIN_BYTES, probe.sizes.base / 4)
   const git = manifest.git
   const warnings = config.gitSeed && git?.head && probe.git?.missing ? ['git is not installed on the runner; skipping git seed'] : []
+  const work = config.gitSeed ? gitWork(git, probe.git) : undefined
   return {
     skip: false,
     cold,
@@ -77,8 +81,9 @@ export function planStep(input: PlanInput): PlanDecision {
     records,
     plan,
     fullManifest,
-    needTar: plan.send.length > 0 || fullManifest,
-    work: config.gitSeed ? gitWork(git, probe.git) : undefined,
+    // A seed built on the runner travels at the end of the tar, so it needs one even with no file to send.
+    needTar: plan.send.length > 0 || fullManifest || Boolean(work?.build),
+    work,
     warnings,
   }
 }

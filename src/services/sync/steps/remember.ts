@@ -1,4 +1,4 @@
-import { saveHashes } from '../fingerprint.js'
+import { saveHashes, type HashedManifest } from '../fingerprint.js'
 import type { Manifest } from '../manifest.js'
 import { saveSnapshot } from '../snapshot.js'
 import type { SyncRun } from './context.js'
@@ -9,13 +9,15 @@ import type { Sent } from './send.js'
  * copy of the runner's record under its fingerprint, and the snapshot the next
  * unchanged check compares with. Best effort: a failure only costs speed later.
  */
-export async function rememberStep(run: SyncRun, manifest: Manifest, sent: Sent): Promise<void> {
-  if (sent.hashes) await saveHashes(manifest, sent.hashes).catch(() => {})
+export async function rememberStep(run: SyncRun, manifest: Manifest, sent: Sent, hashed?: HashedManifest): Promise<void> {
+  const hashes = sent.hashes ?? hashed?.hashes
+  if (hashes) await saveHashes(manifest, hashes).catch(() => {})
   await run.sent.write(sent.fingerprint, sent.records).catch(() => {})
   await rememberSnapshot(run, manifest, sent.fingerprint)
 }
 
 /** The snapshot alone: the runner already held this checkout. */
-export async function rememberSnapshot(run: SyncRun, manifest: Manifest, fingerprint: string): Promise<void> {
+export async function rememberSnapshot(run: SyncRun, manifest: Manifest, fingerprint: string, hashed?: HashedManifest): Promise<void> {
+  if (hashed) await saveHashes(manifest, hashed.hashes).catch(() => {})
   if (run.useFingerprint) await saveSnapshot(manifest, fingerprint, run.config).catch(() => {})
 }

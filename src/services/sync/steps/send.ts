@@ -15,6 +15,7 @@ import {
   readApplyLine,
   shCommand,
 } from '../remote-scripts.js'
+import { buildSeed, seedPaths, type SeedFiles } from '../seed-build.js'
 import type { SyncRun } from './context.js'
 import type { LocalSide } from './manifest.js'
 import type { SendDecision } from './plan.js'
@@ -40,6 +41,8 @@ export interface Sent {
   hashes?: string[]
   /** `need-bundle` / `need-base` lines: the runner's git still lacks history. */
   needs: Set<string>
+  /** A sync planned without the probe found the runner holding something else: nothing was changed. */
+  stale?: boolean
 }
 
 interface Scripts {
@@ -83,7 +86,9 @@ export async function sendStep(run: SyncRun, local: LocalSide, decision: SendDec
     hashes: decision.cold ? new Array(local.manifest.entries.length) : undefined,
     needs: new Set(),
   }
-  const packs = packStreams(run, local, decision, scripts, sent, { gzip, tarStream: transfer.tarStream })
+  // The shallow seed (HEAD built on the runner from the synced files) is made while the files travel.
+  const seed = decision.work?.build ? buildSeed(run.options.repoRoot, local.manifest, local.meta).catch(() => undefined) : undefined
+  const packs = packStreams(run, local, decision, scripts, sent, { gzip, tarStream: transfer.tarStream, seed })
   await applyOnRunner(run, scripts, packs, sent, gzip)
   if (plan.remove.length === 0) run.timer.skip('prune', 'nothing to remove')
   if (!decision.needTar) run.timer.skip('transfer', 'nothing changed')
@@ -103,6 +108,7 @@ function applyScripts(run: SyncRun, local: LocalSide, decision: SendDecision, gz
     fullManifest: decision.fullManifest,
     records: plan.delta,
     git: work && git ? gitBlock(git, work) : undefined,
+    expect: decision.expect,
   }
   // A large transfer goes over several channels at once (the SSH window limits each channel, not the
   // connection); the record and fingerprint are then committed by one more exec once every part landed.
@@ -130,18 +136,20 @@ function packStreams(
   decision: SendDecision,
   scripts: Scripts,
   sent: Sent,
-  options: { gzip: boolean; tarStream: Transfer['tarStream'] },
+  options: { gzip: boolean; tarStream: Transfer['tarStream']; seed?: Promise<SeedFiles | undefined> },
 ): { tar?: Pack; sides: Pack[] } {
   const { manifest, meta } = local
   const { cold, fullManifest } = decision
   const gzip = options.gzip
-  const trailer = () => {
+  const trailer = async () => {
+    // A seed that could not be built locally is left out: the runner then asks for the bundle.
+    const seeded = (await options.seed)?.files ?? []
     if (cold) {
       const hashes = sent.hashes!
       sent.fingerprint = computeFingerprint(manifest, { hashes, hashedFiles: manifest.files, hashedBytes: manifest.bytes }, run.config)
       sent.records = Buffer.from(manifest.entries.map((entry, i) => encodeRecord(hashes[i], entry.mode, entry.path)).join(''))
     }
-    const files = fullManifest ? [{ path: `${meta}/${META_FILES.next}`, data: sent.records }] : []
+    const files = [...seeded, ...(fullManifest ? [{ path: `${meta}/${META_FILES.next}`, data: sent.records }] : [])]
     if (cold && run.useFingerprint)
       files.push({ path: `${meta}/${META_FILES.fingerprintNext}`, data: Buffer.from(`${sent.fingerprint}\n`) })
     return files
@@ -172,7 +180,7 @@ function packStreams(
       entries: scripts.parts[0].entries,
       // The record holds every part's hashes: written once all parts were read.
       extra: scripts.split ? () => Promise.all(sides.map((side) => side.done)).then(trailer) : trailer,
-      extraPaths: [`${meta}/${META_FILES.next}`],
+      extraPaths: [`${meta}/${META_FILES.next}`, ...(options.seed ? seedPaths(meta) : [])],
       onHash: onHash(0),
       onBytes,
     },
@@ -250,6 +258,7 @@ function phaseMarks(run: SyncRun, sent: Sent): { onLine(line: string): void; fin
         current = read.mark
         since = now
       } else if ('warn' in read) run.warn(read.warn)
+      else if ('stale' in read) sent.stale = true
       else sent.needs.add(read.need)
     },
     finish() {

@@ -1,0 +1,61 @@
+import type { SyncResult } from '../index.js'
+import { parseRecords } from '../records.js'
+import type { Checked } from './check.js'
+import { syncedResult, type SyncRun } from './context.js'
+import { hashStep, type LocalSide } from './manifest.js'
+import { COMPACT_MIN_BYTES, planStep } from './plan.js'
+import { rememberStep } from './remember.js'
+import { sendStep, type loadTransfer } from './send.js'
+
+/** Above this many bytes to send, the probe's round trip is small next to the transfer: not worth guessing. */
+const FOLD_MAX_BYTES = 1024 * 1024
+
+/**
+ * The probe folded into the send. After a small change (the unchanged check
+ * found only git's listings moved), the runner most likely holds what this
+ * machine sent last: plan against that record and send at once. The apply
+ * script first checks that the runner holds that fingerprint, HEAD and base
+ * (and that its appended record is not due for compaction); if not, it reads
+ * and drops the tar, prints `stale` and changes nothing, and the caller takes
+ * the probe's answer (its exec started with the check) as before. One round
+ * trip instead of two. Undefined when not applicable or stale.
+ */
+export async function foldedSync(
+  run: SyncRun,
+  local: LocalSide,
+  checked: Checked,
+  transfer: ReturnType<typeof loadTransfer>,
+): Promise<SyncResult | undefined> {
+  const expected = checked.known[0]
+  if (!checked.moved || run.options.probed || !run.useFingerprint || !expected) return undefined
+  const stored = await run.sent.read(expected)
+  if (!stored) return undefined
+  const { manifest } = local
+  const git = manifest.git
+  const remoteGit = run.config.gitSeed && git?.head ? { missing: false, head: git.head, hasHead: true, base: git.baseSha } : undefined
+  const remote = parseRecords(stored)
+  const hashed = await hashStep(run, manifest, remote)
+  const decision = planStep({
+    manifest,
+    hashed,
+    remote,
+    probe: { fingerprint: expected, git: remoteGit, sizes: { base: stored.length, delta: 0 } },
+    config: run.config,
+    useFingerprint: true,
+    env: run.env,
+  })
+  // Nothing to send (the change was undone) still needs the runner's word; so does anything large or git work.
+  if (decision.skip || decision.plan.sendBytes > FOLD_MAX_BYTES || decision.fullManifest || decision.work) return undefined
+  const deltaBytes = decision.plan.delta.reduce((n, record) => n + Buffer.byteLength(record), 0)
+  const expect = {
+    fingerprint: expected,
+    git: remoteGit && { head: remoteGit.head, baseRef: git?.baseRef, baseSha: git?.baseSha },
+    maxDelta: Math.max(0, Math.floor(Math.max(COMPACT_MIN_BYTES, stored.length / 4) - deltaBytes)),
+  }
+  for (const message of decision.warnings) run.warn(message)
+  const sent = await sendStep(run, local, { ...decision, expect }, transfer)
+  if (sent.stale) return undefined
+  run.timer.add('fingerprint_remote', 0, { reason: 'checked in the same exec as the apply' })
+  await rememberStep(run, manifest, sent, hashed)
+  return syncedResult(run, decision.plan)
+}
