@@ -45,8 +45,9 @@ const commandFiles = readdirSync(join(dist, 'commands'), { recursive: true })
   .map(String)
   .filter((file) => file.endsWith('.js'))
 const entryPoints = Object.fromEntries(commandFiles.map((file) => [join('commands', file.slice(0, -3)), join(dist, 'commands', file)]))
-// The root help class and the hooks (package.json oclif config) share the commands' chunks too.
-for (const file of ['help.js', 'hooks/not-found.js']) entryPoints[file.slice(0, -3)] = join(dist, file)
+// The root help class, the hooks (package.json oclif config) and the fast path (bin/run.js,
+// without oclif: src/fast-path.ts) share the commands' chunks too.
+for (const file of ['help.js', 'hooks/not-found.js', 'fast-path.js']) entryPoints[file.slice(0, -3)] = join(dist, file)
 // bin/run.js takes `execute` from here, so the CLI and its commands share one @oclif/core.
 const coreEntry = join(dist, 'oclif-core-entry.js')
 writeFileSync(coreEntry, "export { execute } from '@oclif/core'\n")

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import { basename } from 'node:path'
 import type { Writable } from 'node:stream'
 import type { Lease } from '../../../providers/types.js'
 import { openSession } from '../../../transport/ssh/index.js'
@@ -10,10 +9,9 @@ import { runOutputSink } from '../output.js'
 import { remoteCommandFor, signalGroupCommand, type RemoteCommand } from '../remote-command.js'
 import { sampleTelemetry, startTelemetry } from '../telemetry.js'
 import type { RunPlan, RunState } from './plan.js'
+import { workdirFor } from '../workdir.js'
 
-/** `<workRoot>/<leaseID>/<repoName>`: one workdir per lease and checkout. */
-export const workdirFor = (workRoot: string, leaseId: string, repoRoot: string) =>
-  `${workRoot.replace(/\/+$/, '')}/${leaseId}/${basename(repoRoot)}`
+export { workdirFor }
 
 /** The open connection and everything the command needs on it. */
 export interface LiveRun {
