@@ -13,6 +13,9 @@ import { workdirFor } from '../workdir.js'
 
 export { workdirFor }
 
+/** When a run's first telemetry sample is taken (then every heartbeat interval). */
+const FIRST_SAMPLE_AFTER_MS = 1000
+
 /** The open connection and everything the command needs on it. */
 export interface LiveRun {
   lease: Lease
@@ -43,12 +46,15 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
   state.session = session
   if (interrupt.signal.aborted) throw interruptedError(interrupt.signal)
   // Broker runs on Linux runners sample load, memory and disk on the heartbeat cadence (its own SSH channel).
+  // Not at once: the command goes first, on the connection's ready channel (a sample taking it
+  // cost the command a channel-open round trip), and a short command needs no sample at all.
   if (plan.backend.broker && plan.context.config.target === 'linux') {
     state.telemetry = startTelemetry(
       () => sampleTelemetry(session, lease.workRoot),
       (sample) => recorder.telemetry(sample),
       heartbeatIntervalMs(lease.idleTimeoutSeconds),
       flags.debug,
+      FIRST_SAMPLE_AFTER_MS,
     )
   }
 
