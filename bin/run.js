@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 import { readFileSync, statSync } from 'node:fs'
+import module from 'node:module'
 import { fileURLToPath } from 'node:url'
+
+// Node 22.1+ keeps compiled code between starts (its default cache folder); Node 20 has no such cache.
+module.enableCompileCache?.()
 
 const argv = process.argv.slice(2)
 if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {

@@ -97,6 +97,8 @@ const RUN_MODULES = [
  */
 export async function runFast(fast: FastCommand): Promise<void> {
   delete process.env.CRABBOX_REDIRECTED // oclif drops it before every command
+  const mark = startMarks()
+  mark('node and bin/run.js')
   const { flags } = fast
   const debug = flags.debug === true
   // Every module the command will need starts loading now, side by side, instead of each
@@ -108,6 +110,7 @@ export async function runFast(fast: FastCommand): Promise<void> {
     import('./services/context.js'),
     import('./ui/progress.js'),
   ])
+  mark('modules')
   const progress = createProgress({ plain: false, quiet: flags.quiet === true })
   let exitCode: number | undefined
   try {
@@ -115,6 +118,7 @@ export async function runFast(fast: FastCommand): Promise<void> {
     const cwd = process.cwd()
     const { config, files, repoRoot } = await loadConfig({ cwd, flags: configFlags, warn: (m) => progress.warn(m) })
     const context = serviceContext({ config, progress, json: false, cwd, repoRoot, configFiles: files })
+    mark('config')
     if (fast.command === 'ssh') {
       const { sshCommand } = await import('./services/ssh.js')
       await sshCommand(context, { id: (flags.id as string | undefined) ?? fast.lease }, fast.words)
@@ -126,7 +130,22 @@ export async function runFast(fast: FastCommand): Promise<void> {
   } finally {
     progress.done()
   }
+  mark('command')
   if (exitCode !== undefined) process.exit(exitCode)
+}
+
+/**
+ * `CRABBOX_TRACE_START=1`: one stderr line per start-up phase, `start-up: <phase> <ms> (at <ms>)`,
+ * in ms since the process started (docs/performance.md's profile of a warm run).
+ */
+function startMarks(): (phase: string) => void {
+  if (!truthy(process.env.CRABBOX_TRACE_START)) return () => {}
+  let last = 0
+  return (phase) => {
+    const now = performance.now()
+    process.stderr.write(`start-up: ${phase} ${(now - last).toFixed(1)} ms (at ${now.toFixed(1)} ms)\n`)
+    last = now
+  }
 }
 
 /** `crabbox run --id X …`: src/commands/run.ts without --json. */
