@@ -82,12 +82,9 @@ export function fastCommand(argv: string[], env: NodeJS.ProcessEnv = process.env
 }
 
 const SSH_MODULES = [() => import('./services/ssh.js'), () => import('./services/lease.js'), () => import('./transport/ssh/index.js')]
-const RUN_MODULES = [
-  () => import('./services/run/pipeline.js'),
-  () => import('./transport/ssh/index.js'),
-  () => import('./services/sync/snapshot.js'),
-  () => import('./services/sync/guard.js'),
-]
+const RUN_MODULES = [() => import('./services/run/pipeline.js'), () => import('./transport/ssh/index.js')]
+/** Sync's unchanged check and guard: only a run that syncs loads them. */
+const SYNC_MODULES = [() => import('./services/sync/snapshot.js'), () => import('./services/sync/guard.js')]
 
 /**
  * Runs a command `fastCommand` accepted the way BaseCommand and the command class would:
@@ -103,7 +100,7 @@ export async function runFast(fast: FastCommand): Promise<void> {
   const debug = flags.debug === true
   // Every module the command will need starts loading now, side by side, instead of each
   // import waiting for the code that asks for it (one file read after another).
-  const later = fast.command === 'ssh' ? SSH_MODULES : RUN_MODULES
+  const later = fast.command === 'ssh' ? SSH_MODULES : flags['no-sync'] ? RUN_MODULES : [...RUN_MODULES, ...SYNC_MODULES]
   for (const load of later) load().catch(() => {})
   const [{ loadConfig }, { serviceContext }, { createProgress }] = await Promise.all([
     import('./config/load.js'),
