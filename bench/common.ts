@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { repoRoot } from '../test/support/cli.js'
 
@@ -43,3 +43,65 @@ export function runChild(args: string[], env: NodeJS.ProcessEnv, cwd: string, ca
 
 /** Quotes argv for a POSIX shell (for commands handed to `ssh host <command>`). */
 export const shellQuote = (args: string[]) => args.map((a) => (/^[\w@%+=:,./~-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')
+
+export interface Timed {
+  args: string[]
+  env?: NodeJS.ProcessEnv
+  cwd?: string
+}
+
+/**
+ * Wall time of each command, run in turns (a, b, c, a, b, c …) so a load that comes and goes
+ * hits every command alike and the ratios between them stay fair; `warmup` turns are not
+ * counted. Children start asynchronously (a proxy in this process keeps running) with
+ * stdin from /dev/null and their output discarded; a non-zero exit stops the bench.
+ * Returns the median in ms of each command.
+ */
+export async function measure(
+  commands: Record<string, Timed>,
+  options: { runs: number; warmup?: number; env: NodeJS.ProcessEnv; cwd: string },
+): Promise<Record<string, number>> {
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(commands).map((name) => [name, []]))
+  const once = (command: Timed) =>
+    new Promise<number>((resolve, reject) => {
+      const start = performance.now()
+      const child = spawn(command.args[0], command.args.slice(1), {
+        env: command.env ?? options.env,
+        cwd: command.cwd ?? options.cwd,
+        stdio: 'ignore',
+      })
+      child.on('error', reject)
+      child.on('close', (code) =>
+        code === 0 ? resolve(performance.now() - start) : reject(new Error(`${command.args.join(' ')} exited ${code}`)),
+      )
+    })
+  const warmup = options.warmup ?? 2
+  for (let turn = 0; turn < warmup + options.runs; turn++) {
+    for (const [name, command] of Object.entries(commands)) {
+      const ms = await once(command)
+      if (turn >= warmup) times[name].push(ms)
+    }
+  }
+  return Object.fromEntries(Object.entries(times).map(([name, list]) => [name, median(list)]))
+}
+
+export const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]
+}
+
+/**
+ * `--hog`: a busy loop pinned to the second core (taskset), the "under load" condition of
+ * the start-up benches. Returns a stop function.
+ */
+export function cpuHog(): () => void {
+  const hog = spawn('taskset', ['-c', '1', process.execPath, '-e', 'for (;;) {}'], { stdio: 'ignore' })
+  hog.on('error', () => {})
+  return () => void hog.kill('SIGKILL')
+}
+
+/** Load average as the benches print it. */
+export const loadAverage = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')

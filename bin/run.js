@@ -1,13 +1,28 @@
 #!/usr/bin/env node
 import { readFileSync, statSync } from 'node:fs'
+import module from 'node:module'
 import { fileURLToPath } from 'node:url'
 
-// Fast path: `crabbox --version` prints the bare package version without loading oclif.
+// Node 22.1+ keeps compiled code between starts (its default cache folder); Node 20 has no such cache.
+module.enableCompileCache?.()
+
 const argv = process.argv.slice(2)
 if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
+  // `crabbox --version` prints the bare package version without loading oclif.
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
   process.stdout.write(`${pkg.version}\n`)
+} else if (argv[0] === 'ssh' || argv[0] === 'run') {
+  // The hot commands (`ssh --id X -- cmd`, `run --id X -- cmd`) skip oclif when src/fast-path.ts
+  // knows every word before `--`; anything else (and CRABBOX_NO_FAST_PATH=1) runs the full CLI.
+  const { fastCommand, runFast } = await import('../dist/fast-path.js')
+  const fast = fastCommand(argv)
+  if (fast) await runFast(fast)
+  else await fullCli()
 } else {
+  await fullCli()
+}
+
+async function fullCli() {
   const { dropStaleManifest } = await import('./stale-manifest.js')
   const ours = dropStaleManifest()
   const { execute } = await import(bundled() ? '../dist/oclif.js' : '@oclif/core')

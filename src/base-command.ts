@@ -1,9 +1,9 @@
 import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
 import { loadConfig } from './config/load.js'
 import { CrabboxError, RemoteExit } from './errors.js'
+import { asFailure, printFailure, printOrigin } from './failure.js'
 import { serviceContext, type ServiceContext } from './services/context.js'
 import { createProgress, type Progress } from './ui/progress.js'
-import { color } from './ui/colors.js'
 import { closest } from './ui/suggest.js'
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -76,33 +76,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const debug = Boolean((this.flags as { debug?: boolean } | undefined)?.debug)
     // The live status line goes first; the phase that failed stays as one `✗` line.
     this.cachedProgress?.fail()
-    const failure =
-      error instanceof CrabboxError
-        ? error
-        : usage
-          ? // Under --json too: same exit code as without it, in our error shape rather than oclif's dump.
-            new CrabboxError(error.message.replace(/\nSee more help with --help$/, '').trim(), {
-              exit: error.oclif!.exit!,
-              code: error.oclif!.exit === 2 ? 'usage' : 'error',
-              hint: `${(error as { suggestion?: string }).suggestion ?? ''}See ${['crabbox', ...(this.id?.split(':') ?? [])].join(' ')} --help.`,
-              cause: error,
-            })
-          : new CrabboxError(error.message, {
-              exit: 'error',
-              code: 'unexpected',
-              hint: debug ? undefined : 'Rerun with --debug to see where it failed.',
-              cause: error,
-            })
-    if (this.jsonEnabled()) {
-      this.logJson(this.failureJson(failure))
-    } else {
-      process.stderr.write(`${color.red('error:')} ${failure.message}\n`)
-      if (failure.hint) process.stderr.write(`${color.dim(failure.hint)}\n`)
-    }
-    if (debug) {
-      const origin = failure === error ? ((error.cause as Error | undefined) ?? error) : error
-      process.stderr.write(`${color.dim(origin.stack ?? String(origin))}\n`)
-    }
+    const failure = usage
+      ? // Under --json too: same exit code as without it, in our error shape rather than oclif's dump.
+        new CrabboxError(error.message.replace(/\nSee more help with --help$/, '').trim(), {
+          exit: error.oclif!.exit!,
+          code: error.oclif!.exit === 2 ? 'usage' : 'error',
+          hint: `${(error as { suggestion?: string }).suggestion ?? ''}See ${['crabbox', ...(this.id?.split(':') ?? [])].join(' ')} --help.`,
+          cause: error,
+        })
+      : asFailure(error, debug)
+    if (this.jsonEnabled()) this.logJson(this.failureJson(failure))
+    else printFailure(failure)
+    if (debug) printOrigin(failure, error)
     this.exit(failure.exitCode)
   }
 

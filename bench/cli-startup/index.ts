@@ -4,10 +4,11 @@
 // bundle), and the floor of starting Node at all.
 //   npm run bench -- cli-startup [runs]
 import { execFileSync, spawnSync } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
-import { loadavg, tmpdir } from 'node:os'
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { cliHome, repoRoot } from '../../test/support/cli.js'
+import { loadAverage, measure } from '../common.js'
 
 const runs = Number(process.argv[2] ?? 30)
 const scratch = mkdtempSync(join(tmpdir(), 'crabbox-bench-startup-'))
@@ -26,14 +27,10 @@ function snapshot(name: string, build: (root: string) => void): string {
   return join(root, 'bin', 'run.js')
 }
 
-function hyperfine(commands: Record<string, string>): Record<string, number> {
-  const out = join(scratch, 'result.json')
-  const args = ['-N', '-w', '5', '-r', String(runs), '--export-json', out]
-  for (const [name, command] of Object.entries(commands)) args.push(`--command-name=${name}`, command)
-  const result = spawnSync('hyperfine', args, { env, cwd: scratch, stdio: ['ignore', 'ignore', 'inherit'] })
-  if (result.status !== 0) throw new Error('hyperfine failed (is it installed? see its output above)')
-  const data = JSON.parse(readFileSync(out, 'utf8')) as { results: Array<{ command: string; median: number }> }
-  return Object.fromEntries(data.results.map((r) => [r.command, r.median * 1000]))
+/** Interleaved medians (bench/common.ts) of each command line, split on spaces. */
+async function timed(commands: Record<string, string>): Promise<Record<string, number>> {
+  const split = Object.fromEntries(Object.entries(commands).map(([name, line]) => [name, { args: line.split(' ') }]))
+  return measure(split, { runs, warmup: 5, env, cwd: scratch })
 }
 
 try {
@@ -51,11 +48,12 @@ try {
     execFileSync(process.execPath, [join(repoRoot, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], { ...quiet, cwd: root })
   })
   const node = process.execPath
-  const rows = hyperfine({
+  const rows = await timed({
     'node -e 0 (floor)': `${node} -e 0`,
     'config path, tsc output': `${node} ${plain} config path`,
     'config path, bundled': `${node} ${bundled} config path`,
     'help (loads core plugins), bundled': `${node} ${bundled} help`,
+    'list (no leases), bundled': `${node} ${bundled} list`,
     'crabbox --version (no oclif)': `${node} ${bundled} --version`,
   })
   for (const [name, ms] of Object.entries(rows)) process.stdout.write(`${name.padEnd(36)} ${ms.toFixed(1)} ms\n`)
@@ -64,11 +62,7 @@ try {
     `bundled / tsc output: ${(rows['config path, bundled'] / rows['config path, tsc output']).toFixed(2)}x; ` +
       `above the Node floor: ${over('config path, bundled').toFixed(1)} ms vs ${over('config path, tsc output').toFixed(1)} ms\n`,
   )
-  process.stdout.write(
-    `medians of ${runs} runs; load average ${loadavg()
-      .map((l) => l.toFixed(1))
-      .join(' ')}\n`,
-  )
+  process.stdout.write(`medians of ${runs} interleaved runs; load average ${loadAverage()}\n`)
 } finally {
   rmSync(scratch, { recursive: true, force: true })
   rmSync(home.dir, { recursive: true, force: true })

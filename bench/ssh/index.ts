@@ -1,16 +1,19 @@
-// `npm run bench -- ssh [--runs N]`: per-command latency of a warm `crabbox ssh -- true`
-// (connection agent holding the connection) against a fresh OpenSSH login and an OpenSSH
-// ControlMaster mux client, through a TCP proxy at 0 ms and 50 ms round-trip time.
+// `npm run bench -- ssh [--runs N] [--no-hog]`: per-command latency of a warm `crabbox ssh --id X -- true`
+// and `crabbox run --id X --no-sync -- true` (connection agent holding the connection; the fast path
+// of src/fast-path.ts) against a fresh OpenSSH login and an OpenSSH ControlMaster mux client, through
+// a TCP proxy at 0 ms and 50 ms round-trip time, quiet and with a CPU hog on the second core. Also the
+// same `crabbox ssh` through the full oclif CLI (CRABBOX_NO_FAST_PATH=1), the transport alone, and
+// the agent's memory with 20 warm connections.
 import { readFileSync, rmSync } from 'node:fs'
-import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { cliHome } from '../../test/support/cli.js'
 import { sshHost } from '../../test/support/ssh-host.js'
-import { tcpProxy } from '../../test/support/tcp-proxy.js'
-import { cliSnapshot, runChild, shellQuote } from '../common.js'
+import { tcpProxy, type TcpProxy } from '../../test/support/tcp-proxy.js'
+import { cliSnapshot, cpuHog, loadAverage, measure, runChild, type Timed } from '../common.js'
 import { SshPool } from '../../src/transport/ssh/pool.js'
 
-const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 20
+const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 15
+const withHog = !process.argv.includes('--no-hog')
 // Start-up is part of the figure, so measure the build users get (dist plus the oclif
 // manifest), built into a private snapshot: in a shared checkout concurrent rebuilds rewrite
 // dist/ and drop the manifest under a running benchmark.
@@ -21,56 +24,95 @@ const proxy = await tcpProxy({ host: host.address, port: 22 })
 const home = cliHome()
 const control = join(scratch, 'ctl')
 // The CLI side runs without NODE_EXTRA_CA_CERTS (it adds ~115 ms to every Node start here).
-const env: NodeJS.ProcessEnv = { ...process.env, ...home.env, CRABBOX_SSH_KEY: host.privateKeyPath }
+const env: NodeJS.ProcessEnv = {
+  ...process.env,
+  ...home.env,
+  CRABBOX_PROVIDER: 'ssh',
+  CRABBOX_STATIC_HOST: proxy.host,
+  CRABBOX_STATIC_PORT: String(proxy.port),
+  CRABBOX_STATIC_USER: host.user,
+  CRABBOX_STATIC_WORK_ROOT: `${host.home}/work`,
+  CRABBOX_SSH_KEY: host.privateKeyPath,
+}
 delete env.NODE_EXTRA_CA_CERTS
-const crabbox = [process.execPath, cli, 'ssh', '--provider', 'ssh', '--static-host', proxy.host, '--static-port', String(proxy.port)]
 // The proxy lives in this process, so children must run asynchronously (never *Sync) or it stalls.
 const run = (args: string[], options: { capture?: boolean; cwd?: string } = {}) =>
   runChild(args, env, options.cwd ?? scratch, options.capture)
-const q = shellQuote
+const extraProxies: TcpProxy[] = []
 
 try {
+  const lease = JSON.parse(await run([process.execPath, cli, 'warmup', '--json'], { capture: true })) as { id: string }
+  const crabbox = (...args: string[]) => [process.execPath, cli, ...args]
   // Pins the host key and starts the agent; --print then gives the same key, port and known_hosts to OpenSSH.
-  await run([...crabbox, '--', 'true'])
-  const openssh = (await run([...crabbox, '--print'], { capture: true })).trim().replaceAll('~', home.dir).split(' ')
+  await run(crabbox('ssh', '--id', lease.id, '--', 'true'))
+  const openssh = (await run(crabbox('ssh', '--id', lease.id, '--print'), { capture: true })).trim().replaceAll('~', home.dir).split(' ')
   const base = [...openssh.slice(0, -1), '-o', 'BatchMode=yes']
   const target = openssh[openssh.length - 1]
   await run([...base, '-o', 'ControlMaster=yes', '-o', `ControlPath=${control}`, '-o', 'ControlPersist=yes', '-f', '-N', target])
 
-  const commands = {
-    'crabbox ssh -- true (agent warm)': q([...crabbox, '--', 'true']),
-    'ssh host true (fresh OpenSSH login)': q([...base, '-o', 'ControlPath=none', target, 'true']),
-    'ssh host true (ControlMaster live)': q([...base, '-o', `ControlPath=${control}`, target, 'true']),
+  const commands: Record<string, Timed> = {
+    ssh: { args: crabbox('ssh', '--id', lease.id, '--', 'true') },
+    run: { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true') },
+    'ssh, full CLI': { args: crabbox('ssh', '--id', lease.id, '--', 'true'), env: { ...env, CRABBOX_NO_FAST_PATH: '1' } },
+    fresh: { args: [...base, '-o', 'ControlPath=none', target, 'true'] },
+    master: { args: [...base, '-o', `ControlPath=${control}`, target, 'true'] },
+    node: { args: [process.execPath, '-e', '0'] },
   }
-  // Floors that explain the crabbox figure: Node itself, and oclif running a trivial command.
-  const floors = {
-    'node -e 0 (Node start-up)': q([process.execPath, '-e', '0']),
-    'crabbox version (oclif start-up)': q([process.execPath, cli, 'version']),
-  }
-  const results: Record<string, Record<string, number>> = {}
-  for (const rtt of [0, 50]) {
+  const conditions = [
+    { rtt: 0, hog: false },
+    { rtt: 50, hog: false },
+    ...(withHog
+      ? [
+          { rtt: 0, hog: true },
+          { rtt: 50, hog: true },
+        ]
+      : []),
+  ]
+  const rows: string[] = []
+  for (const { rtt, hog } of conditions) {
     proxy.setDelay(rtt / 2)
-    const json = join(scratch, `rtt-${rtt}.json`)
-    const measured = rtt === 0 ? { ...commands, ...floors } : commands
-    const args = [
-      '-N',
-      '--warmup',
-      '3',
-      '--runs',
-      String(runs),
-      '--export-json',
-      json,
-      ...Object.entries(measured).flatMap(([name, cmd]) => ['-n', name, cmd]),
-    ]
-    await run(['hyperfine', ...args])
-    const parsed = JSON.parse(readFileSync(json, 'utf8')) as { results: Array<{ command: string; median: number }> }
-    results[`${rtt} ms`] = Object.fromEntries(parsed.results.map((r) => [r.command, r.median * 1000]))
+    const stopHog = hog ? cpuHog() : () => {}
+    let r: Record<string, number>
+    try {
+      r = await measure(commands, { runs, warmup: 3, env, cwd: scratch })
+    } finally {
+      stopHog()
+    }
+    const ratio = (name: string, to: string) => `${(r[name] / r[to]).toFixed(2)}×`
+    rows.push(
+      `| ${rtt} ms${hog ? ' + hog' : ''} | ${r.ssh.toFixed(0)} ms | ${r.run.toFixed(0)} ms | ${r['ssh, full CLI'].toFixed(0)} ms | ` +
+        `${r.fresh.toFixed(0)} ms | ${r.master.toFixed(0)} ms | ${r.node.toFixed(0)} ms | ${ratio('ssh', 'master')} / ${ratio('run', 'master')} | ` +
+        `${ratio('ssh', 'fresh')} / ${ratio('run', 'fresh')} | ${ratio('ssh, full CLI', 'master')} | ${loadAverage().split(' ')[0]} |`,
+    )
   }
 
-  // The transport alone, without any process start: a warm exec on a held connection at 50 ms,
-  // with the agent's spare channel (one round trip) and without it (channel open + exec).
+  const transport = await transportOnly()
+  const memory = await agentMemory(crabbox)
+  const lines = [
+    '',
+    '| RTT | crabbox ssh | crabbox run --no-sync | ssh, full CLI | OpenSSH fresh | ControlMaster | node -e 0 | ssh / run vs ControlMaster | ssh / run vs fresh | full CLI vs ControlMaster | load |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    `transport only, warm exec at 50 ms RTT: ${transport.spare.toFixed(0)} ms with the agent's spare channel, ${transport.plain.toFixed(0)} ms without`,
+    `agent memory (VmRSS): ${memory.one} MiB with 1 warm connection, ${memory.twenty} MiB with ${memory.count}`,
+    `medians of ${runs} interleaved runs; load average ${loadAverage()}; targets at 50 ms: ≤ 1.0× ControlMaster, ≤ 0.3× fresh; at 0 ms ≤ 40 ms`,
+  ]
+  process.stdout.write(`${lines.join('\n')}\n`)
+} finally {
+  await run(['ssh', '-o', `ControlPath=${control}`, '-O', 'exit', 'x'], { capture: true }).catch(() => {})
+  await run([process.execPath, cli, 'agent', 'stop'], { capture: true }).catch(() => {})
+  for (const extra of extraProxies) await extra.close()
+  await proxy.close()
+  await host.stop()
+  rmSync(scratch, { recursive: true, force: true })
+  rmSync(home.dir, { recursive: true, force: true })
+}
+
+/** A warm exec on a held connection at 50 ms, without any process start: with the agent's spare channel (one round trip) and without it. */
+async function transportOnly(): Promise<Record<'spare' | 'plain', number>> {
   proxy.setDelay(25)
-  const transport: Record<string, number> = {}
+  const transport = { spare: 0, plain: 0 }
   for (const spareChannel of [true, false]) {
     const pool = new SshPool({ spareChannel })
     const target = {
@@ -92,40 +134,25 @@ try {
     await pool.closeAll()
     transport[spareChannel ? 'spare' : 'plain'] = times.sort((a, b) => a - b)[Math.floor(times.length / 2)]
   }
+  proxy.setDelay(0)
+  return transport
+}
 
-  const [warm, fresh, master] = Object.keys(commands)
-  const lines = [
-    '',
-    '| RTT | crabbox ssh (agent warm) | ssh fresh login | ssh ControlMaster | crabbox / fresh | crabbox / ControlMaster |',
-    '|---|---|---|---|---|---|',
-  ]
-  for (const [rtt, r] of Object.entries(results)) {
-    lines.push(
-      `| ${rtt} | ${r[warm].toFixed(0)} ms | ${r[fresh].toFixed(0)} ms | ${r[master].toFixed(0)} ms | ${(r[warm] / r[fresh]).toFixed(2)}× | ${(r[warm] / r[master]).toFixed(2)}× |`,
-    )
+/** The agent's resident memory with one warm connection, then with 20 (one per proxy port, each its own pooled target). */
+async function agentMemory(crabbox: (...args: string[]) => string[]): Promise<{ one: string; twenty: string; count: number }> {
+  const rss = async () => {
+    const status = JSON.parse(await run(crabbox('agent', 'status', '--json'), { capture: true })) as { pid: number; connections: unknown[] }
+    const kib = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${status.pid}/status`, 'utf8'))?.[1])
+    return { mib: (kib / 1024).toFixed(1), connections: status.connections.length }
   }
-  lines.push(
-    '',
-    `transport only, warm exec at 50 ms RTT: ${transport.spare.toFixed(0)} ms with the agent's spare channel, ${transport.plain.toFixed(0)} ms without`,
-  )
-  const zero = results['0 ms']
-  lines.push(
-    '',
-    `floors at 0 ms: ${Object.keys(floors)
-      .map((k) => `${k} ${zero[k].toFixed(0)} ms`)
-      .join(', ')}`,
-  )
-  lines.push(
-    `medians of ${runs} runs; load average ${loadavg()
-      .map((l) => l.toFixed(1))
-      .join(' ')}; targets at 50 ms: ≤ 0.60× fresh login, ≤ 2.00× ControlMaster`,
-  )
-  process.stdout.write(`${lines.join('\n')}\n`)
-} finally {
-  await run(['ssh', '-o', `ControlPath=${control}`, '-O', 'exit', 'x']).catch(() => {})
-  await run([process.execPath, cli, 'agent', 'stop'], { capture: true }).catch(() => {})
-  await proxy.close()
-  await host.stop()
-  rmSync(scratch, { recursive: true, force: true })
-  rmSync(home.dir, { recursive: true, force: true })
+  const one = await rss()
+  for (let i = 1; i < 20; i++) {
+    const extra = await tcpProxy({ host: host.address, port: 22 })
+    extraProxies.push(extra)
+    // A static host of its own name per port, so each is its own target rather than the lease above.
+    const own = { ...env, CRABBOX_STATIC_NAME: `memory-${i}`, CRABBOX_STATIC_PORT: String(extra.port) }
+    await runChild(crabbox('ssh', '--', 'true'), own, scratch, true)
+  }
+  const twenty = await rss()
+  return { one: one.mib, twenty: twenty.mib, count: twenty.connections }
 }

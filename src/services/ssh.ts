@@ -6,6 +6,7 @@ import { CrabboxError, RemoteExit } from '../errors.js'
 import type { ReadyKind } from '../transport/ssh/readiness.js'
 import type { ExecResult, SshTarget } from '../transport/ssh/types.js'
 import { outputSink } from '../transport/ssh/streams.js'
+import { workdirFor } from './run/workdir.js'
 import type { BrokerClient } from '../transport/broker/client.js'
 import type { Lease } from '../providers/types.js'
 
@@ -160,7 +161,6 @@ export async function sshCommand(context: ServiceContext, flags: SshFlags, argv:
     ? (await import('./heartbeat.js')).leaseHeartbeat(broker, { id: leaseId, idleTimeoutSeconds }, context.progress)
     : undefined
   // Like `run`: start in this checkout's synced copy when the runner has one, else in the home folder.
-  const { workdirFor } = await import('./run/steps/session.js')
   const workdir = workRoot ? workdirFor(workRoot, leaseId, context.repoRoot ?? context.cwd) : undefined
   const inWorkdir = (command: string) => (workdir ? `cd -- ${quoteArg(workdir)} 2>/dev/null; ${command}` : command)
   try {

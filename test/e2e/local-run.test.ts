@@ -13,13 +13,13 @@ const leftovers = (home: CliHome) => (existsSync(localDir(home)) ? readdirSync(l
 
 const homes: CliHome[] = []
 const repos: string[] = []
-function setup() {
+function setup(pathEnv: Record<string, string>) {
   const home = cliHome()
   const repo = tinyRepo()
   homes.push(home)
   repos.push(repo)
   // No agent: each test owns every process it starts.
-  return { home, repo, env: { CRABBOX_NO_AGENT: '1', NODE_EXTRA_CA_CERTS: undefined } }
+  return { home, repo, env: { CRABBOX_NO_AGENT: '1', NODE_EXTRA_CA_CERTS: undefined, ...pathEnv } }
 }
 
 afterAll(async () => {
@@ -36,9 +36,13 @@ afterAll(async () => {
   for (const repo of repos) rmSync(repo, { recursive: true, force: true })
 })
 
-describe('crabbox run on the embedded local provider', () => {
+// Every case runs through both start paths: bin/run.js's fast path (src/fast-path.ts, for `run --id X … -- cmd`) and the full oclif CLI.
+describe.each<{ path: string; pathEnv: Record<string, string> }>([
+  { path: 'fast path', pathEnv: {} },
+  { path: 'full CLI', pathEnv: { CRABBOX_NO_FAST_PATH: '1' } },
+])('crabbox run on the embedded local provider ($path)', ({ pathEnv }) => {
   it('streams remote stdout and stderr apart, exits with the remote code, and leaves no lease or runner behind', async () => {
-    const { home, repo, env } = setup()
+    const { home, repo, env } = setup(pathEnv)
     const result = await runCli(['run', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3'], { home, cwd: repo, env })
     expect(result.stdout).toBe('out\n')
     expect(result.stderr).toMatch(/^err$/m)
@@ -52,7 +56,7 @@ describe('crabbox run on the embedded local provider', () => {
   })
 
   it('runs in the synced checkout, quotes arguments exactly and forwards allowed env', async () => {
-    const { home, repo, env } = setup()
+    const { home, repo, env } = setup(pathEnv)
     const result = await runCli(['run', '--', 'sh', '-c', 'cat hello.txt; printf "[%s]" "$1" "$CRABBOX_E2E_X"', 'sh', "it's a  'test'"], {
       home,
       cwd: repo,
@@ -63,7 +67,7 @@ describe('crabbox run on the embedded local provider', () => {
   })
 
   it('warmup, then run --id <slug> reuses the lease and skips an unchanged sync; stop twice succeeds', async () => {
-    const { home, repo, env } = setup()
+    const { home, repo, env } = setup(pathEnv)
     const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
     expect(warm.code).toBe(0)
     const lease = JSON.parse(warm.stdout) as { id: string; slug: string; provider: string }
@@ -99,7 +103,7 @@ describe('crabbox run on the embedded local provider', () => {
   })
 
   it('--no-sync reports syncSkipped: true; an unknown lease is exit 4; no command is exit 2; --sync-only syncs and runs nothing', async () => {
-    const { home, repo, env } = setup()
+    const { home, repo, env } = setup(pathEnv)
     const result = await runCli(['run', '--no-sync', '--timing-json', '--', 'true'], { home, cwd: repo, env })
     expect(result.code).toBe(0)
     const timing = JSON.parse(result.stderr.trim().split('\n').at(-1)!)
@@ -115,7 +119,7 @@ describe('crabbox run on the embedded local provider', () => {
   })
 
   it('a reused lease checks an unchanged checkout and runs the command in one exec; edits, new files and a diverged runner sync first; the command runs once every time', async () => {
-    const { home, repo, env } = setup()
+    const { home, repo, env } = setup(pathEnv)
     await indexSettles(repo)
     const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
     const lease = JSON.parse(warm.stdout) as { slug: string }
@@ -186,8 +190,41 @@ describe('crabbox run on the embedded local provider', () => {
     expect((await runCli(['stop', lease.slug], { home, cwd: repo, env })).code).toBe(0)
   })
 
+  it('Ctrl-C stops the command of a warm run --id (exit 130) and keeps the lease', async () => {
+    const { home, repo, env } = setup(pathEnv)
+    const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
+    expect(warm.code, warm.stderr).toBe(0)
+    const lease = JSON.parse(warm.stdout) as { id: string; slug: string }
+    const seconds = `301.${process.pid}${Date.now() % 1000}`
+    const child = spawnCli(['run', '--id', lease.slug, '--no-sync', '--', 'sh', '-c', `echo started; exec sleep ${seconds}`], {
+      home,
+      cwd: repo,
+      env,
+    })
+    let stdout = ''
+    await new Promise<void>((resolve) =>
+      child.stdout!.on('data', (d) => {
+        stdout += d
+        if (stdout.includes('started')) resolve()
+      }),
+    )
+    let sleeping = processesMentioning(`sleep\u0000${seconds}`)
+    for (let i = 0; i < 100 && sleeping.length === 0; i++) {
+      await sleep(50)
+      sleeping = processesMentioning(`sleep\u0000${seconds}`)
+    }
+    expect(sleeping.length).toBeGreaterThan(0)
+    child.kill('SIGINT')
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+    expect(code).toBe(130)
+    expect(sleeping.filter(pidRunning)).toEqual([])
+    const status = await runCli(['status', lease.id, '--json'], { home, cwd: repo, env })
+    expect(status.code, status.stderr).toBe(0)
+    expect((await runCli(['stop', lease.slug], { home, cwd: repo, env })).code).toBe(0)
+  })
+
   it('Ctrl-C stops the remote command and releases the lease', async () => {
-    const { home, repo, env } = setup()
+    const { home, repo, env } = setup(pathEnv)
     // A sleep length no other test uses, so we can find exactly this command's process.
     const seconds = `300.${process.pid}${Date.now() % 1000}`
     const child = spawnCli(['run', '--no-sync', '--', 'sh', '-c', `echo started; exec sleep ${seconds}`], { home, cwd: repo, env })

@@ -9,14 +9,18 @@ import { until } from '../support/fixtures.js'
 import { pidAlive } from '../support/processes.js'
 import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
-describe('crabbox ssh against a real sshd', () => {
+// Every case runs through both start paths: bin/run.js's fast path (src/fast-path.ts) and the full oclif CLI.
+describe.each<{ path: string; pathEnv: Record<string, string> }>([
+  { path: 'fast path', pathEnv: {} },
+  { path: 'full CLI', pathEnv: { CRABBOX_NO_FAST_PATH: '1' } },
+])('crabbox ssh against a real sshd ($path)', ({ pathEnv }) => {
   let host: SshHost
   const homes: CliHome[] = []
   const proxies: TcpProxy[] = []
 
   const home = (extra: Record<string, string> = {}) => {
     const made = cliHome()
-    made.env = { ...made.env, CRABBOX_SSH_KEY: host.privateKeyPath, ...extra }
+    made.env = { ...made.env, CRABBOX_SSH_KEY: host.privateKeyPath, ...pathEnv, ...extra }
     homes.push(made)
     return made
   }
@@ -50,6 +54,19 @@ describe('crabbox ssh against a real sshd', () => {
     expect(result.stderr).not.toContain('out')
     const ok = await runCli(['ssh', ...at(host.address, 22), '--', 'echo', 'two', 'words'], { home: h })
     expect(ok).toMatchObject({ code: 0, stdout: 'two words\n' })
+  })
+
+  it('starts without oclif on the fast path and with it on the full CLI; --print always takes the full CLI', async () => {
+    // A module hook that reports oclif (its package, the bundled core or a bundled command) being loaded.
+    const hook = `export async function load(url, context, next) { if (/@oclif\\/core|\\/dist\\/(oclif\\.js|commands\\/)/.test(url)) process._rawDebug('oclif loaded'); return next(url, context) }`
+    const register = `import { register } from 'node:module'; register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}))`
+    const h = home({ NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(register)}` })
+    const result = await runCli(['ssh', ...at(host.address, 22), '--', 'echo', 'hi'], { home: h })
+    expect(result).toMatchObject({ code: 0, stdout: 'hi\n' })
+    expect(result.stderr.includes('oclif loaded'), result.stderr).toBe(pathEnv.CRABBOX_NO_FAST_PATH === '1')
+    const print = await runCli(['ssh', ...at(host.address, 22), '--print'], { home: h })
+    expect(print.code).toBe(0)
+    expect(print.stderr).toContain('oclif loaded')
   })
 
   it('streams many MB of piped stdin through the agent intact', async () => {

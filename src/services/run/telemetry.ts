@@ -90,14 +90,15 @@ export interface TelemetrySampler {
 export const noTelemetry: TelemetrySampler = { latest: () => undefined, stop: () => undefined }
 
 /**
- * Samples now and every `intervalMs` until stopped; each sample goes to `send`
- * (the run's telemetry route). A sample still in flight is not doubled.
+ * Samples after `firstAfterMs`, then every `intervalMs` until stopped; each sample goes
+ * to `send` (the run's telemetry route). A sample still in flight is not doubled.
  */
 export function startTelemetry(
   sample: () => Promise<LeaseTelemetry | undefined>,
   send: (sample: LeaseTelemetry) => Promise<void>,
   intervalMs: number,
   debug: (message: string) => void = () => {},
+  firstAfterMs = 0,
 ): TelemetrySampler {
   let first: LeaseTelemetry | undefined
   let last: LeaseTelemetry | undefined
@@ -122,13 +123,15 @@ export function startTelemetry(
       inFlight = false
     }
   }
-  void tick()
+  const firstTimer = setTimeout(() => void tick(), firstAfterMs)
+  firstTimer.unref()
   const timer = setInterval(() => void tick(), intervalMs)
   timer.unref()
   return {
     latest: () => last,
     stop() {
       stopped = true
+      clearTimeout(firstTimer)
       clearInterval(timer)
       if (!first || !last) return undefined
       return { start: first, end: last }

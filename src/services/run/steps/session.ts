@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import { basename } from 'node:path'
 import type { Writable } from 'node:stream'
 import type { Lease } from '../../../providers/types.js'
 import { openSession } from '../../../transport/ssh/index.js'
@@ -10,10 +9,12 @@ import { runOutputSink } from '../output.js'
 import { remoteCommandFor, signalGroupCommand, type RemoteCommand } from '../remote-command.js'
 import { sampleTelemetry, startTelemetry } from '../telemetry.js'
 import type { RunPlan, RunState } from './plan.js'
+import { workdirFor } from '../workdir.js'
 
-/** `<workRoot>/<leaseID>/<repoName>`: one workdir per lease and checkout. */
-export const workdirFor = (workRoot: string, leaseId: string, repoRoot: string) =>
-  `${workRoot.replace(/\/+$/, '')}/${leaseId}/${basename(repoRoot)}`
+export { workdirFor }
+
+/** When a run's first telemetry sample is taken (then every heartbeat interval). */
+const FIRST_SAMPLE_AFTER_MS = 1000
 
 /** The open connection and everything the command needs on it. */
 export interface LiveRun {
@@ -45,12 +46,15 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
   state.session = session
   if (interrupt.signal.aborted) throw interruptedError(interrupt.signal)
   // Broker runs on Linux runners sample load, memory and disk on the heartbeat cadence (its own SSH channel).
+  // Not at once: the command goes first, on the connection's ready channel (a sample taking it
+  // cost the command a channel-open round trip), and a short command needs no sample at all.
   if (plan.backend.broker && plan.context.config.target === 'linux') {
     state.telemetry = startTelemetry(
       () => sampleTelemetry(session, lease.workRoot),
       (sample) => recorder.telemetry(sample),
       heartbeatIntervalMs(lease.idleTimeoutSeconds),
       flags.debug,
+      FIRST_SAMPLE_AFTER_MS,
     )
   }
 

@@ -1,0 +1,30 @@
+import { CrabboxError } from './errors.js'
+import { color } from './ui/colors.js'
+
+/**
+ * What a failed command prints and exits with, shared by `BaseCommand` (the oclif
+ * commands) and the fast path (`src/fast-path.ts`), so both paths fail alike.
+ */
+
+/** Any error as a CrabboxError: ours as they are, anything else as `unexpected` (exit 1). */
+export function asFailure(error: Error, debug: boolean): CrabboxError {
+  if (error instanceof CrabboxError) return error
+  return new CrabboxError(error.message, {
+    exit: 'error',
+    code: 'unexpected',
+    hint: debug ? undefined : 'Rerun with --debug to see where it failed.',
+    cause: error,
+  })
+}
+
+/** `error: <message>` and the hint on stderr (not under --json, where the failure is the JSON). */
+export function printFailure(failure: CrabboxError): void {
+  process.stderr.write(`${color.red('error:')} ${failure.message}\n`)
+  if (failure.hint) process.stderr.write(`${color.dim(failure.hint)}\n`)
+}
+
+/** --debug: the stack of where the failure started, on stderr. */
+export function printOrigin(failure: CrabboxError, error: Error): void {
+  const origin = failure === error ? ((error.cause as Error | undefined) ?? error) : error
+  process.stderr.write(`${color.dim(origin.stack ?? String(origin))}\n`)
+}
