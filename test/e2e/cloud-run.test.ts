@@ -121,11 +121,12 @@ describe('direct-mode cloud runs against a real SSH host', () => {
   })
 
   it("crabbox run --provider hetzner shows the server's status while it boots, and stops asking once the runner is ready", async () => {
-    // The server is `initializing` then `starting` for 6 s; its cloud-init (the key that lets crabbox in) lands after 9 s.
+    // The server is `initializing` then `starting` for 6 s; its cloud-init (the key that lets crabbox in) lands after 15 s,
+    // late enough that a status read sees `running` first even when a loaded machine stretches the SSH retries.
     const fake = createFakeHetzner({
       addressFor: () => host.address,
       bootMs: 6_000,
-      onCreate: (s) => void setTimeout(() => void bootstrapFrom(s.user_data), 9_000),
+      onCreate: (s) => void setTimeout(() => void bootstrapFrom(s.user_data), 15_000),
     })
     const server = await serveFake(fake.handler)
     served.push(server)
