@@ -13,6 +13,7 @@
 // (dist/bundle.json is older than dist/base-command.js) and runs the tsc output, so a quick
 // rebuild never runs stale bundled code.
 import { spawnSync } from 'node:child_process'
+import { builtinModules } from 'node:module'
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -99,8 +100,8 @@ rmSync(coreEntry)
 // one file instead of ≈ 30 chunks (docs/performance.md, the hot path). Heavy libraries stay
 // external as above.
 // One file has no chunk boundary to defer a library's `import` statement behind: esbuild would
-// hoist `import … from 'ssh2'` (and ws, tar-stream, the cloud SDKs) to the top of the file and
-// load them on every start. Here such an import becomes a require() made when the importing
+// hoist `import … from 'ssh2'` (and ws, tar-stream, the cloud SDKs, and Node's own modules such
+// as node:zlib and node:child_process) to the top of the file and load them on every start. Here such an import becomes a require() made when the importing
 // module first runs: our modules are wrapped to run on their first (lazy) import, so the library
 // loads only on the code path that needs it, as it does in the chunked build.
 const lazyLibraries = {
@@ -109,7 +110,8 @@ const lazyLibraries = {
     const names = new Set(external.filter((name) => !name.endsWith('/*')))
     build.onResolve({ filter: /^[^./]/ }, (args) => {
       const name = args.path.startsWith('@') ? args.path.split('/').slice(0, 2).join('/') : args.path.split('/')[0]
-      if (args.kind !== 'import-statement' || !names.has(name)) return undefined
+      const library = names.has(name) || args.path.startsWith('node:') || builtinModules.includes(name)
+      if (args.kind !== 'import-statement' || !library) return undefined
       return { path: args.path, namespace: 'lazy-library' }
     })
     // Node-style interop gives a default import the whole module.exports; a transpiled ES module's
