@@ -104,13 +104,29 @@ rmSync(coreEntry)
 // as node:zlib and node:child_process) to the top of the file and load them on every start. Here such an import becomes a require() made when the importing
 // module first runs: our modules are wrapped to run on their first (lazy) import, so the library
 // loads only on the code path that needs it, as it does in the chunked build.
+// Node loads these while it starts anyway (os is small): they stay plain imports, since each
+// importing module would otherwise copy the whole module object into an ES namespace.
+const bootstrapped = new Set([
+  'events',
+  'buffer',
+  'path',
+  'querystring',
+  'async_hooks',
+  'timers',
+  'util',
+  'fs',
+  'url',
+  'string_decoder',
+  'os',
+])
 const lazyLibraries = {
   name: 'lazy-libraries',
   setup(build) {
     const names = new Set(external.filter((name) => !name.endsWith('/*')))
     build.onResolve({ filter: /^[^./]/ }, (args) => {
       const name = args.path.startsWith('@') ? args.path.split('/').slice(0, 2).join('/') : args.path.split('/')[0]
-      const library = names.has(name) || args.path.startsWith('node:') || builtinModules.includes(name)
+      const builtin = args.path.replace(/^node:/, '')
+      const library = names.has(name) || (builtinModules.includes(builtin) && !bootstrapped.has(builtin))
       if (args.kind !== 'import-statement' || !library) return undefined
       return { path: args.path, namespace: 'lazy-library' }
     })
