@@ -13,6 +13,7 @@
 // (dist/bundle.json is older than dist/base-command.js) and runs the tsc output, so a quick
 // rebuild never runs stale bundled code.
 import { spawnSync } from 'node:child_process'
+import { builtinModules } from 'node:module'
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -94,10 +95,55 @@ const options = {
 const result = await esbuild.build(options)
 rmSync(coreEntry)
 // The fast path (src/fast-path.ts: bin/run.js starts warm `ssh`/`run --id` there, without
-// oclif) is bundled on its own, into dist/fast-path.js and dist/fast/: its chunks then split
-// only where it imports lazily, not by which of ~40 commands share a module, so a warm start
-// reads fewer files (measured: 5-17% off a warm `ssh --id X -- true`, docs/performance.md).
-const fast = await esbuild.build({ ...options, entryPoints: { 'fast-path': join(dist, 'fast-path.js') }, chunkNames: 'fast/[name]-[hash]' })
+// oclif) is bundled on its own into one file, dist/fast-path.js: without code splitting
+// esbuild folds its lazy imports of our own modules into that file, so a warm start opens
+// one file instead of ≈ 30 chunks (docs/performance.md, the hot path). Heavy libraries stay
+// external as above.
+// One file has no chunk boundary to defer a library's `import` statement behind: esbuild would
+// hoist `import … from 'ssh2'` (and ws, tar-stream, the cloud SDKs, and Node's own modules such
+// as node:zlib and node:child_process) to the top of the file and load them on every start. Here such an import becomes a require() made when the importing
+// module first runs: our modules are wrapped to run on their first (lazy) import, so the library
+// loads only on the code path that needs it, as it does in the chunked build.
+// Node loads these while it starts anyway (os is small): they stay plain imports, since each
+// importing module would otherwise copy the whole module object into an ES namespace.
+const bootstrapped = new Set([
+  'events',
+  'buffer',
+  'path',
+  'querystring',
+  'async_hooks',
+  'timers',
+  'util',
+  'fs',
+  'url',
+  'string_decoder',
+  'os',
+])
+const lazyLibraries = {
+  name: 'lazy-libraries',
+  setup(build) {
+    const names = new Set(external.filter((name) => !name.endsWith('/*')))
+    build.onResolve({ filter: /^[^./]/ }, (args) => {
+      const name = args.path.startsWith('@') ? args.path.split('/').slice(0, 2).join('/') : args.path.split('/')[0]
+      const builtin = args.path.replace(/^node:/, '')
+      const library = names.has(name) || (builtinModules.includes(builtin) && !bootstrapped.has(builtin))
+      if (args.kind !== 'import-statement' || !library) return undefined
+      return { path: args.path, namespace: 'lazy-library' }
+    })
+    // Node-style interop gives a default import the whole module.exports; a transpiled ES module's
+    // default export is its `default` (partysocket/ws), so that is what the default import gets.
+    build.onLoad({ filter: /.*/, namespace: 'lazy-library' }, (args) => ({
+      contents: `const m = require(${JSON.stringify(args.path)})\nmodule.exports = m && m.__esModule && m.default !== undefined ? Object.assign(m.default, m) : m\n`,
+      loader: 'js',
+    }))
+  },
+}
+const fast = await esbuild.build({
+  ...options,
+  entryPoints: { 'fast-path': join(dist, 'fast-path.js') },
+  splitting: false,
+  plugins: [lazyLibraries, ...options.plugins],
+})
 
 rmSync(join(dist, 'chunks'), { recursive: true, force: true })
 rmSync(join(dist, 'fast'), { recursive: true, force: true })

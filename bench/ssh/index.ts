@@ -14,6 +14,9 @@ import { SshPool } from '../../src/transport/ssh/pool.js'
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 15
 const withHog = !process.argv.includes('--no-hog')
+// `--baseline PATH`: another build's bin/run.js (say, a checkout of an earlier commit after `npm run
+// build`), timed in the same interleaved runs, so before and after meet the same load.
+const baseline = process.argv.includes('--baseline') ? process.argv[process.argv.indexOf('--baseline') + 1] : undefined
 // Start-up is part of the figure, so measure the build users get (dist plus the oclif
 // manifest), built into a private snapshot: in a shared checkout concurrent rebuilds rewrite
 // dist/ and drop the manifest under a running benchmark.
@@ -57,6 +60,10 @@ try {
     fresh: { args: [...base, '-o', 'ControlPath=none', target, 'true'] },
     master: { args: [...base, '-o', `ControlPath=${control}`, target, 'true'] },
     node: { args: [process.execPath, '-e', '0'] },
+    ...(baseline && {
+      'ssh, baseline': { args: [process.execPath, baseline, 'ssh', '--id', lease.id, '--', 'true'] },
+      'run, baseline': { args: [process.execPath, baseline, 'run', '--id', lease.id, '--no-sync', '--', 'true'] },
+    }),
   }
   const conditions = [
     { rtt: 0, hog: false },
@@ -69,6 +76,7 @@ try {
       : []),
   ]
   const rows: string[] = []
+  const baselineRows: string[] = []
   for (const { rtt, hog } of conditions) {
     proxy.setDelay(rtt / 2)
     const stopHog = hog ? cpuHog() : () => {}
@@ -84,6 +92,11 @@ try {
         `${r.fresh.toFixed(0)} ms | ${r.master.toFixed(0)} ms | ${r.node.toFixed(0)} ms | ${ratio('ssh', 'master')} / ${ratio('run', 'master')} | ` +
         `${ratio('ssh', 'fresh')} / ${ratio('run', 'fresh')} | ${ratio('ssh, full CLI', 'master')} | ${loadAverage().split(' ')[0]} |`,
     )
+    if (baseline)
+      baselineRows.push(
+        `| ${rtt} ms${hog ? ' + hog' : ''} | ${r['ssh, baseline'].toFixed(0)} ms | ${r['run, baseline'].toFixed(0)} ms | ` +
+          `${ratio('ssh, baseline', 'master')} / ${ratio('run, baseline', 'master')} | ${ratio('ssh, baseline', 'fresh')} / ${ratio('run, baseline', 'fresh')} |`,
+      )
   }
 
   const transport = await transportOnly()
@@ -93,6 +106,16 @@ try {
     '| RTT | crabbox ssh | crabbox run --no-sync | ssh, full CLI | OpenSSH fresh | ControlMaster | node -e 0 | ssh / run vs ControlMaster | ssh / run vs fresh | full CLI vs ControlMaster | load |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
+    ...(baseline
+      ? [
+          '',
+          `baseline (${baseline}), same runs:`,
+          '',
+          '| RTT | ssh | run --no-sync | ssh / run vs ControlMaster | ssh / run vs fresh |',
+          '|---|---|---|---|---|',
+          ...baselineRows,
+        ]
+      : []),
     '',
     `transport only, warm exec at 50 ms RTT: ${transport.spare.toFixed(0)} ms with the agent's spare channel, ${transport.plain.toFixed(0)} ms without`,
     `agent memory (VmRSS): ${memory.one} MiB with 1 warm connection, ${memory.twenty} MiB with ${memory.count}`,

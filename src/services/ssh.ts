@@ -155,6 +155,8 @@ export async function sshCommand(context: ServiceContext, flags: SshFlags, argv:
   const session = await openSession(target, {
     progress: context.progress,
     agentIdleTimeoutMs: parseDuration(context.config.agent.idleTimeout),
+    // A command: the agent connects and runs it in one request (connection errors come from the exec).
+    connectWithExec: argv.length > 0,
   })
   // A broker lease stays alive while the shell or command runs.
   const heartbeat = broker

@@ -100,8 +100,9 @@ describe('exec over a real sshd: stdin from a child process, Ctrl-C that the ser
 
   it('Ctrl-C while the channel is still opening stops the command instead of letting it run, in-process and through the agent', async () => {
     const { openSession } = await built()
-    for (const useAgent of [false, true]) {
-      const session = await openSession(target(), { useAgent })
+    const ways = [{ useAgent: false }, { useAgent: true }, { useAgent: true, connectWithExec: true }]
+    for (const way of ways) {
+      const session = await openSession(target(), way)
       proxy.setDelay(300) // each round trip now takes 600 ms: the abort lands before the exec reply
       try {
         const abort = new AbortController()
@@ -133,6 +134,26 @@ describe('exec over a real sshd: stdin from a child process, Ctrl-C that the ser
       }
     } finally {
       await session.close()
+    }
+  })
+
+  it('arrives whole through one connect-exec request per command, a cold connection and a restarted agent too', async () => {
+    const { openSession } = await built()
+    const { agentStop } = await import('../../src/transport/ssh/agent-client.js')
+    for (let i = 0; i < 2; i++) {
+      // A new known_hosts each time: the agent connects for the first exec.
+      const session = await openSession(target(), { useAgent: true, connectWithExec: true })
+      try {
+        expect(session.port).toBeUndefined()
+        expect(await digestOf(session, cat(join(dir, 'large')))).toEqual({ code: 0, digest: sha(large) })
+        expect(session.port).toBe(proxy.port)
+        expect(await digestOf(session, cat(join(dir, 'small')))).toEqual({ code: 0, digest: sha(small) })
+        expect(await agentStop()).toBe(true)
+        await sleep(50)
+        expect(await digestOf(session, cat(join(dir, 'small')))).toEqual({ code: 0, digest: sha(small) })
+      } finally {
+        await session.close()
+      }
     }
   })
 })

@@ -6,7 +6,16 @@ import { Readable, type Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { runtimeDir } from '../../paths.js'
 import { CrabboxError } from '../../errors.js'
-import { AgentReply, type AgentRequest, type AgentStatus, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
+import {
+  AgentConnected,
+  AgentReply,
+  type AgentRequest,
+  type AgentStatus,
+  encodeFrame,
+  Frame,
+  frameDecoder,
+  parseJson,
+} from './agent-protocol.js'
 import { abortSignalName, lostTransport } from './exec.js'
 import { writeOrPause } from './streams.js'
 import type { ExecOptions, ExecResult, SshTarget } from './types.js'
@@ -121,7 +130,7 @@ interface OutputHandlers {
 function converse(
   socket: Socket,
   request: AgentRequest,
-  handlers: OutputHandlers & { onLost: () => Error; timeoutMs?: number },
+  handlers: OutputHandlers & { onLost: () => Error; timeoutMs?: number; onConnected?: (port: number) => void },
 ): Promise<AgentReply> {
   const output = (payload: Buffer, writable?: Writable, callback?: (chunk: Buffer) => void) =>
     writable ? writeOrPause(writable, payload, socket) : callback?.(payload)
@@ -134,7 +143,11 @@ function converse(
       frameDecoder((type, payload) => {
         if (type === Frame.stdout) output(payload, handlers.stdout, handlers.onStdout)
         else if (type === Frame.stderr) output(payload, handlers.stderr, handlers.onStderr)
-        else if (type === Frame.result) {
+        else if (type === Frame.connected) {
+          // The time limit covers reaching the host, not the command.
+          clearTimeout(timer)
+          handlers.onConnected?.(parseJson(AgentConnected, payload).port)
+        } else if (type === Frame.result) {
           replied = true
           clearTimeout(timer)
           try {
@@ -184,33 +197,96 @@ export async function agentRequest(
   return reply
 }
 
+/** An agent started by an older crabbox: it does not know `connect-exec` (nothing ran). */
+export class AgentOutdated extends CrabboxError {
+  constructor() {
+    super('the crabbox agent does not know connect-exec', { exit: 'error' })
+  }
+}
+
+/**
+ * `agentExec`'s connect step, for a `connect-exec` request: the agent connects (from its pool
+ * when it holds the connection) and answers `connected` before the command runs, so a warm
+ * command costs one request to the agent instead of a `connect` and an `exec`.
+ */
+export interface ConnectFirst {
+  connectTimeoutMs?: number
+  /** How long the connect step may take before the agent counts as wedged (AgentUnresponsive). */
+  limitMs: number
+  onConnected?: (port: number) => void
+}
+
 /**
  * Runs one command through the agent: stdin is forwarded with backpressure
  * (the agent stops reading while the SSH window is full), aborting sends the
  * signal on, and an agent that dies mid-command is a lost transport (255).
+ * With `connect`, the same request connects first: until the agent answers
+ * `connected` nothing ran, so losing the agent is AgentLost (try again), a
+ * connection error is the agent's reply (as for `connect`), an interrupt just
+ * drops the request, and stdin is not read yet (a retry still has all of it).
  */
-export async function agentExec(socket: Socket, target: SshTarget, command: string, options: ExecOptions = {}): Promise<ExecResult> {
+export async function agentExec(
+  socket: Socket,
+  target: SshTarget,
+  command: string,
+  options: ExecOptions = {},
+  connect?: ConnectFirst,
+): Promise<ExecResult> {
   // Interrupted while we reached the agent: nothing was sent, nothing runs.
   if (options.signal?.aborted) {
     socket.destroy()
     return { code: null, signal: abortSignalName(options.signal) }
   }
   const stdin = options.stdin
+  let connected = connect === undefined
+  let interrupted = false
   const onAbort = () => {
-    socket.write(encodeFrame(Frame.signal, { name: abortSignalName(options.signal) }))
+    if (connected) return void socket.write(encodeFrame(Frame.signal, { name: abortSignalName(options.signal) }))
+    interrupted = true
+    socket.destroy()
   }
   options.signal?.addEventListener('abort', onAbort, { once: true })
+  let forwardStdin = () => {}
+  const fields = { target, command, cwd: options.cwd, env: options.env, stdin: stdin !== undefined }
   const conversation = converse(
     socket,
-    { op: 'exec', target, command, cwd: options.cwd, env: options.env, stdin: stdin !== undefined },
+    connect ? { op: 'connect-exec', connectTimeoutMs: connect.connectTimeoutMs, ...fields } : { op: 'exec', ...fields },
     {
       onStdout: options.onStdout,
       onStderr: options.onStderr,
       stdout: options.stdout,
       stderr: options.stderr,
-      onLost: () => lostTransport(`${target.host} (the crabbox agent exited)`),
+      timeoutMs: connect?.limitMs,
+      onConnected: (port) => {
+        connected = true
+        connect?.onConnected?.(port)
+        forwardStdin()
+      },
+      onLost: () => (connected ? lostTransport(`${target.host} (the crabbox agent exited)`) : new AgentLost()),
     },
   )
+  if (connected) sendStdin()
+  else forwardStdin = sendStdin
+  try {
+    const reply = await conversation
+    if (!reply.ok && !connected && reply.error.message.startsWith('bad agent request')) throw new AgentOutdated()
+    if (!reply.ok) throw fromReply(reply)
+    return reply.result ?? { code: null }
+  } catch (error) {
+    if (interrupted) return { code: null, signal: abortSignalName(options.signal) }
+    throw error
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort)
+    socket.destroy()
+  }
+
+  function sendStdin() {
+    forwardStdinFrames(socket, stdin, conversation)
+  }
+}
+
+/** Sends `stdin` to the agent as frames (a Readable with backpressure), until `conversation` settles. */
+function forwardStdinFrames(socket: Socket, stdin: ExecOptions['stdin'], conversation: Promise<unknown>): void {
   if (stdin instanceof Readable) {
     const onData = (chunk: Buffer | string) => writeOrPause(socket, encodeFrame(Frame.stdin, Buffer.from(chunk)), stdin)
     const onEnd = () => socket.write(encodeFrame(Frame.stdinEnd))
@@ -230,14 +306,6 @@ export async function agentExec(socket: Socket, target: SshTarget, command: stri
   } else if (stdin !== undefined) {
     socket.write(encodeFrame(Frame.stdin, Buffer.from(stdin)))
     socket.write(encodeFrame(Frame.stdinEnd))
-  }
-  try {
-    const reply = await conversation
-    if (!reply.ok) throw fromReply(reply)
-    return reply.result ?? { code: null }
-  } finally {
-    options.signal?.removeEventListener('abort', onAbort)
-    socket.destroy()
   }
 }
 

@@ -13,6 +13,8 @@ export const Frame = {
   stdout: 10,
   stderr: 11,
   result: 12,
+  /** `connect-exec`: the connection is up (payload `{ port }`); stdin and the command's output follow. */
+  connected: 13,
 } as const
 
 export const AgentTarget = v.object({
@@ -34,6 +36,16 @@ export const AgentRequest = v.variant('op', [
     env: v.optional(v.record(v.string(), v.string())),
     stdin: v.boolean(),
   }),
+  // One request for a warm command: connect (from the pool when held), answer `connected`, then exec.
+  v.object({
+    op: v.literal('connect-exec'),
+    target: AgentTarget,
+    connectTimeoutMs: v.optional(v.number()),
+    command: v.string(),
+    cwd: v.optional(v.string()),
+    env: v.optional(v.record(v.string(), v.string())),
+    stdin: v.boolean(),
+  }),
   v.object({ op: v.literal('connect'), target: AgentTarget, connectTimeoutMs: v.optional(v.number()) }),
   v.object({ op: v.literal('status') }),
   v.object({ op: v.literal('stop') }),
@@ -41,6 +53,8 @@ export const AgentRequest = v.variant('op', [
 export type AgentRequest = v.InferOutput<typeof AgentRequest>
 
 export const AgentSignal = v.object({ name: v.string() })
+
+export const AgentConnected = v.object({ port: v.number() })
 
 export const AgentConnection = v.object({
   target: v.string(),

@@ -80,14 +80,28 @@ const replyTo = (socket: Socket, body: AgentReply) => {
   if (!socket.destroyed) socket.end(encodeFrame(Frame.result, body))
 }
 
-/** Runs a client's command on the pooled connection, streaming its output back as frames. */
+/**
+ * Runs a client's command on the pooled connection, streaming its output back as frames;
+ * `connect-exec` connects first (from the pool when held) and says `connected`.
+ */
 async function execForClient(
   pool: SshPool,
   socket: Socket,
-  request: Extract<AgentRequest, { op: 'exec' }>,
+  request: Extract<AgentRequest, { op: 'exec' | 'connect-exec' }>,
   stdin: PassThrough | undefined,
   signal: AbortSignal,
 ): Promise<void> {
+  if (request.op === 'connect-exec') {
+    // Connection errors answer the request as `connect` would; the client sends stdin only after `connected`.
+    let port: number
+    try {
+      port = (await pool.connection(request.target, { connectTimeoutMs: request.connectTimeoutMs })).port
+    } catch (error) {
+      return replyTo(socket, toReplyError(error))
+    }
+    if (socket.destroyed) return // the CLI went away (Ctrl-C) before anything ran
+    socket.write(encodeFrame(Frame.connected, { port }))
+  }
   const stdout = frameWriter(socket, Frame.stdout)
   const stderr = frameWriter(socket, Frame.stderr)
   const body: AgentReply = await pool
@@ -183,7 +197,8 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     const handle = (socket: Socket, request: AgentRequest) => {
       lastActivity = Date.now()
       switch (request.op) {
-        case 'exec': {
+        case 'exec':
+        case 'connect-exec': {
           stdin = request.stdin ? new PassThrough() : undefined
           void execForClient(pool, socket, request, stdin, abort.signal).finally(() => (lastActivity = Date.now()))
           return

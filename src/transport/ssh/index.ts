@@ -1,5 +1,6 @@
 import type { Progress } from '../../ui/progress.js'
-import { AgentLost, AgentUnresponsive, agentDisabled, agentExec, agentRequest, reachAgent } from './agent-client.js'
+import type { Socket } from 'node:net'
+import { AgentLost, AgentOutdated, AgentUnresponsive, agentDisabled, agentExec, agentRequest, reachAgent } from './agent-client.js'
 import type { SshPool } from './pool.js'
 import { candidatePorts, DEFAULT_CONNECT_TIMEOUT_MS } from './ports.js'
 import { defaultAgentIdleTimeout } from './settings.js'
@@ -13,6 +14,12 @@ export interface OpenSessionOptions {
   connectTimeoutMs?: number
   /** How long a started agent keeps an unused connection; default: settings.ts, set from config `agent.idleTimeout` (10 min). */
   agentIdleTimeoutMs?: number
+  /**
+   * Connect with the first exec instead of now (through the agent): one request to the agent
+   * for a warm command. Connection errors (same messages and exit codes) then surface from that
+   * exec, and `port` is known only after it. For a caller that runs a command at once (`ssh -- cmd`).
+   */
+  connectWithExec?: boolean
 }
 
 let pool: SshPool | undefined
@@ -34,6 +41,12 @@ async function processPool(): Promise<SshPool> {
 export async function openSession(target: SshTarget, options: OpenSessionOptions = {}): Promise<SshSession> {
   if (options.useAgent ?? !agentDisabled()) {
     const idleTimeoutMs = async () => options.agentIdleTimeoutMs ?? defaultAgentIdleTimeout()
+    if (options.connectWithExec) {
+      const socket = await reachAgent({ idleTimeoutMs })
+      if (socket) return connectingSession(target, socket, idleTimeoutMs, options)
+      options.progress?.info('crabbox agent unavailable; connecting from this process')
+      return inProcess(target, options)
+    }
     const port = await connectThroughAgent(target, idleTimeoutMs, options.connectTimeoutMs)
     if (port !== undefined) {
       // This process's own connection, opened only if needed: interactive shells (not
@@ -63,6 +76,64 @@ export async function openSession(target: SshTarget, options: OpenSessionOptions
     options.progress?.info('crabbox agent unavailable; connecting from this process')
   }
   return inProcess(target, options)
+}
+
+/**
+ * `connectWithExec`: a session whose execs each go to the agent as one `connect-exec` request,
+ * the first on `socket` (already reached). As with `connect`: an agent lost before it connected
+ * is asked once more, a wedged or missing one leaves the command to this process's own
+ * connection, and an agent of an older crabbox gets `connect`, then `exec`.
+ */
+function connectingSession(
+  target: SshTarget,
+  socket: Socket,
+  idleTimeoutMs: () => Promise<number>,
+  options: OpenSessionOptions,
+): SshSession {
+  let first: Socket | undefined = socket
+  let own: Promise<SshSession> | undefined
+  const ownSession = () => (own ??= inProcess(target, options))
+  const limitMs = (options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) * candidatePorts(target).length + 5000
+  const session: SshSession = {
+    port: undefined,
+    async exec(command: string, execOptions: ExecOptions = {}) {
+      // Before the first await: a child's stdout left unread while we reach the agent can be lost.
+      const held = holdStdin(execOptions.stdin)
+      const execWith = { ...execOptions, stdin: held.stdin }
+      try {
+        for (let attempt = 0; attempt < 2; attempt++) {
+          const agent = first ?? (await reachAgent({ idleTimeoutMs }))
+          first = undefined
+          if (!agent) break
+          try {
+            const connect = { connectTimeoutMs: options.connectTimeoutMs, limitMs, onConnected: (port: number) => (session.port = port) }
+            return await agentExec(agent, target, command, execWith, connect)
+          } catch (error) {
+            if (error instanceof AgentOutdated) {
+              const port = await connectThroughAgent(target, idleTimeoutMs, options.connectTimeoutMs)
+              const again = port === undefined ? undefined : await reachAgent({ idleTimeoutMs })
+              if (!again) break
+              session.port = port
+              return await agentExec(again, target, command, execWith)
+            }
+            if (error instanceof AgentUnresponsive) break
+            if (!(error instanceof AgentLost)) throw error
+          }
+        }
+        options.progress?.info('crabbox agent unavailable; connecting from this process')
+        return await (await ownSession()).exec(command, execWith)
+      } finally {
+        held.release()
+      }
+    },
+    shell: async (shellOptions: ShellOptions = {}) => (await ownSession()).shell(shellOptions),
+    async close() {
+      first?.destroy()
+      first = undefined
+      await (await own?.catch(() => undefined))?.close()
+    },
+  }
+  return session
 }
 
 /** Asks the agent (starting it if needed) to connect; undefined when no agent can serve us. */

@@ -42,7 +42,9 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
   const { argv, flags, interrupt, recorder } = plan
   const { progress } = plan.context
   const workdir = workdirFor(lease.workRoot, lease.id, plan.repoRoot)
-  const session = await openSession(lease.ssh, { progress })
+  // A lease named by --id is usually warm in the agent: it connects with the first exec, one
+  // request instead of two (a connection error then comes from that exec, same message and exit).
+  const session = await openSession(lease.ssh, { progress, connectWithExec: flags.id !== undefined })
   state.session = session
   if (interrupt.signal.aborted) throw interruptedError(interrupt.signal)
   // Broker runs on Linux runners sample load, memory and disk on the heartbeat cadence (its own SSH channel).
