@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { defaultConfig, type Config } from '../../src/config/schema.js'
-import { buildManifest, syncWorkdir, type SyncOptions } from '../../src/services/sync/index.js'
+import { buildManifest, checkUnchanged, syncWorkdir, type SyncOptions } from '../../src/services/sync/index.js'
 import { openSession } from '../../src/transport/ssh/index.js'
 import type { SshSession, SshTarget } from '../../src/transport/ssh/types.js'
 import { createProgress } from '../../src/ui/progress.js'
@@ -99,8 +99,12 @@ describe('sync engine against a real sshd', () => {
   })
 
   const workdir = () => `${host.home}/work/w${++work}/repo`
+  // Each sync's bookkeeping lands before the test looks at (or syncs) the checkout again.
   const sync = (repo: string, wd: string, extra: Partial<SyncOptions> = {}) =>
-    syncWorkdir({ repoRoot: repo, workdir: wd, config, session, progress: quiet, env: {}, ...extra })
+    syncWorkdir({ repoRoot: repo, workdir: wd, config, session, progress: quiet, env: {}, ...extra }).then(async (result) => {
+      await result.saved
+      return result
+    })
 
   it('lands the manifest byte for byte, then round-trips edits, deletes, renames and modes; an unchanged re-sync sends nothing', async () => {
     const repo = newRepo()
@@ -241,6 +245,33 @@ describe('sync engine against a real sshd', () => {
     put(repo, 'src/f5.txt', '5 edited\n')
     expect((await sync(repo, wd, { session: counting })).skipped).toBe(false)
     expect(applies.map(guarded)).toEqual([true, false])
+    expect(tree(wd)).toEqual(await expected(repo, config))
+
+    // As `run --id` syncs (the check awaited first): the folded apply is the only exec; when the
+    // runner holds something else, that exec answers the probe too and the sync goes on from it.
+    const execs: string[] = []
+    const all: SshSession = { ...session, exec: (command, options) => (execs.push(command), session.exec(command, options)) }
+    const asRun = async () => {
+      const check = checkUnchanged(repo, config)
+      await check.unchanged
+      return sync(repo, wd, { session: all, check, checkAwaited: true })
+    }
+    await indexSettles(repo)
+    expect((await sync(repo, wd)).skipped).toBe(true)
+    put(repo, 'src/f6.txt', '6 edited\n', { aged: 'file' })
+    execs.length = 0
+    expect(await asRun()).toMatchObject({ skipped: false, filesSent: 1 })
+    expect(execs.map((command) => [command.includes('crabbox-apply'), guarded(command)])).toEqual([[true, true]])
+    expect(tree(wd)).toEqual(await expected(repo, config))
+
+    await host.run(`su - crabbox -s /bin/sh -c "echo other > '${wd}/.git/crabbox/sync-fingerprint'"`)
+    put(repo, 'src/f7.txt', '7 edited\n', { aged: 'file' })
+    execs.length = 0
+    expect(await asRun()).toMatchObject({ skipped: false, filesSent: 1 })
+    expect(execs.map((command) => [command.includes('crabbox-apply'), guarded(command)])).toEqual([
+      [true, true],
+      [true, false],
+    ])
     expect(tree(wd)).toEqual(await expected(repo, config))
   })
 

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defaultConfig } from '../../src/config/schema.js'
 import { computeFingerprint, hashManifest } from '../../src/services/sync/fingerprint.js'
+import { cacheDir } from '../../src/services/sync/hash-cache.js'
 import { buildManifest, readGitContext } from '../../src/services/sync/manifest.js'
 import { deltaManifest } from '../../src/services/sync/manifest-delta.js'
 import { beginGitView, checkUnchanged, readSnapshot, saveSnapshot, verifySnapshot } from '../../src/services/sync/snapshot.js'
@@ -18,8 +19,9 @@ const config = () => ({ ...defaultConfig().sync })
 async function fullPass(repo: string, c = config()): Promise<string> {
   const view = beginGitView(repo, c)
   const manifest = await buildManifest(repo, c, { git: await readGitContext(repo, c), view })
-  const fingerprint = computeFingerprint(manifest, await hashManifest(manifest), c)
-  await saveSnapshot(manifest, fingerprint, c)
+  const hashed = await hashManifest(manifest)
+  const fingerprint = computeFingerprint(manifest, hashed, c)
+  await saveSnapshot(manifest, fingerprint, c, hashed.hashes)
   return fingerprint
 }
 const check = async (repo: string, c = config()) => verifySnapshot(repo, c, await readSnapshot(repo))
@@ -29,9 +31,10 @@ async function deltaPass(repo: string, c = config()) {
   const moved = await checkUnchanged(repo, c).moved
   const manifest = moved && (await deltaManifest(repo, c, moved))
   if (!manifest) return undefined
-  const fingerprint = computeFingerprint(manifest, await hashManifest(manifest), c)
-  await saveSnapshot(manifest, fingerprint, c)
-  return { manifest, fingerprint }
+  const hashed = await hashManifest(manifest)
+  const fingerprint = computeFingerprint(manifest, hashed, c)
+  await saveSnapshot(manifest, fingerprint, c, hashed.hashes)
+  return { manifest, fingerprint, hashedFiles: hashed.hashedFiles }
 }
 
 /** The parts of a manifest both passes must agree on. */
@@ -220,7 +223,10 @@ describe('unchanged-checkout snapshot', () => {
     await fullPass(dir)
     for (let i = 0; i < 3; i++) {
       put(dir, 'src/f1.txt', `edit ${i}\n`)
+      // The stored manifest carries every entry's hash: the hash cache's file is not needed.
+      rmSync(join(cacheDir(dir), 'hashes.json'), { force: true })
       const delta = await deltaPass(dir)
+      expect(delta?.hashedFiles).toBe(1)
       const full = await buildManifest(dir, config())
       expect(delta?.fingerprint).toBe(computeFingerprint(full, await hashManifest(full), config()))
       // Settled (aged): the incremental pass wrote a snapshot of its own, which vouches for this state.

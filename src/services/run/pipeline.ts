@@ -36,6 +36,8 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
     await recordFailure(plan, state, error)
     throw error
   } finally {
+    // The sync's bookkeeping for the next run was written while the command ran.
+    await state.sync.saved
     await releaseStep(plan, state)
   }
 }

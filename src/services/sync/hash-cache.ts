@@ -71,6 +71,20 @@ export class HashCache {
   }
 
   /**
+   * A cache seeded from the stored manifest's hashes (stored-manifest.ts)
+   * instead of the file: an incremental manifest needs nothing else. Keyed
+   * by the same stamps, so an entry looked at again misses and is hashed.
+   */
+  static fromEntries(repoRoot: string, entries: ManifestEntry[], hashes: (string | undefined)[], excludes: string): HashCache {
+    const rows = new Map<string, Row>()
+    entries.forEach((entry, i) => {
+      const hash = hashes[i]
+      if (hash !== undefined) rows.set(entry.path, [entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino, entry.mode, hash])
+    })
+    return new HashCache(join(cacheDir(repoRoot), 'hashes.json'), rows, excludes)
+  }
+
+  /**
    * True when `path` was in the last manifest built with these same excludes,
    * so matching it against the excludes again can be skipped.
    */

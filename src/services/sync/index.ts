@@ -39,6 +39,11 @@ export interface SyncOptions {
   check?: UnchangedCheck
   /** The runner already answered the probe (the warm-run guard found its fingerprint differs). */
   probed?: Probed
+  /**
+   * The caller already waited for `check` (the warm run did): after a small
+   * change the folded apply is then the only exec, with no probe beside it.
+   */
+  checkAwaited?: boolean
 }
 
 export interface SyncResult {
@@ -50,6 +55,12 @@ export interface SyncResult {
   totalMs: number
   /** Non-fatal problems (git seed, size warnings), already shown as progress warnings. */
   warnings: string[]
+  /**
+   * The local bookkeeping for the next sync (hash cache, the record's copy,
+   * snapshot and stored manifest), still being written when the sync returns
+   * so it overlaps the command. Never rejects; await it before exiting.
+   */
+  saved: Promise<void>
 }
 
 /**
@@ -60,13 +71,14 @@ export interface SyncResult {
  * two round trips: the probe, then one exec that prunes, extracts, commits
  * the runner's record, seeds git and writes the fingerprint; a small change
  * to a checkout the runner most likely holds folds the probe into that exec
- * (steps/fold.ts), one round trip.
+ * (steps/fold.ts), one round trip. The local bookkeeping for the next sync
+ * is written after the sync returns (`saved`), while the command runs.
  */
 export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
   const run = beginSync(options)
   run.progress.phase('sync: building manifest')
   const checked = await checkStep(run)
-  if (checked.skip) return skippedResult(run)
+  if (checked.skip) return skippedResult(run, Promise.resolve())
 
   const transfer = loadTransfer()
   const local = await manifestStep(run, checked)
@@ -84,14 +96,10 @@ export async function syncWorkdir(options: SyncOptions): Promise<SyncResult> {
     useFingerprint: run.useFingerprint,
     env: run.env,
   })
-  if (decision.skip) {
-    await rememberSnapshot(run, local.manifest, decision.fingerprint, hashed)
-    return skippedResult(run)
-  }
+  if (decision.skip) return skippedResult(run, rememberSnapshot(run, local.manifest, decision.fingerprint, hashed))
   for (const message of decision.warnings) run.warn(message)
 
   const sent = await sendStep(run, local, decision, transfer)
   await gitSeedStep(run, local, decision, runner.probe, sent)
-  await rememberStep(run, local.manifest, sent, hashed)
-  return syncedResult(run, decision.plan)
+  return syncedResult(run, decision.plan, rememberStep(run, local.manifest, sent, hashed))
 }

@@ -96,6 +96,8 @@ export interface Expected {
   git?: { head: string; baseRef?: string; baseSha?: string }
   /** The runner's appended record may not be longer than this (else compaction is due: the probe path decides it). */
   maxDelta: number
+  /** When stale, the probe runs in the same exec (PROBE_SCRIPT with these args): its answer follows the `stale` line. */
+  probe?: { script: string; args: string[] }
 }
 
 /** The guard of a sync planned without the probe; drains stdin so the tar stream ends cleanly when stale. */
@@ -111,7 +113,8 @@ function expectLines(e: Expected): string[] {
     if (e.git.baseRef && e.git.baseSha)
       lines.push(`[ $stale = 1 ] || [ ${rev(`refs/remotes/origin/${e.git.baseRef}^{commit}`)} = ${q(e.git.baseSha)} ] || stale=1`)
   }
-  lines.push('if [ $stale = 1 ]; then cat > /dev/null; echo stale; exit 0; fi')
+  const answer = e.probe ? `; exec sh -c ${q(e.probe.script)} crabbox-probe ${e.probe.args.map(q).join(' ')}` : '; exit 0'
+  lines.push(`if [ $stale = 1 ]; then cat > /dev/null; echo stale${answer}; fi`)
   return lines
 }
 

@@ -329,7 +329,12 @@ export async function verify(root: string, config: Config['sync'], snapshot: Sna
  * ourselves changed within the racy window (a second write in the same mtime
  * tick would go unseen).
  */
-export async function saveSnapshot(manifest: Manifest, fingerprint: string, config: Config['sync']): Promise<void> {
+export async function saveSnapshot(
+  manifest: Manifest,
+  fingerprint: string,
+  config: Config['sync'],
+  hashes?: (string | undefined)[],
+): Promise<void> {
   const view = manifest.gitView
   const file = snapshotPath(manifest.root)
   // An incremental pass keeps the snapshot it started from when it cannot write one: that one still proves what it proved.
@@ -369,7 +374,7 @@ export async function saveSnapshot(manifest: Manifest, fingerprint: string, conf
     git,
   }
   await mkdir(join(file, '..'), { recursive: true })
-  snapshot.manifest = await storeManifest(manifest, view).catch(() => undefined)
+  snapshot.manifest = await storeManifest(manifest, view, hashes).catch(() => undefined)
   const tmp = `${file}.${process.pid}.tmp`
   await writeFile(tmp, JSON.stringify(snapshot))
   await rename(tmp, file)

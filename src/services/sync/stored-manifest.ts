@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { cacheDir } from './hash-cache.js'
+import { RACY_MS, cacheDir } from './hash-cache.js'
 import type { Manifest, ManifestEntry } from './manifest.js'
 import type { GitView } from './snapshot.js'
 
@@ -9,12 +9,15 @@ import type { GitView } from './snapshot.js'
  * The manifest of the last full pass, kept beside its snapshot (state dir,
  * `manifest.json`) so a small change can be applied to it instead of
  * listing and `lstat`ing the whole checkout again (manifest-delta.ts).
- * Entries carry their file stamps (size, mtime, ctime, inode); the hash cache
- * maps those stamps to content hashes.
+ * Entries carry their file stamps (size, mtime, ctime, inode) and the content
+ * hash taken for those stamps, so a small change needs neither the hash cache
+ * nor any file but the ones it looks at again.
  */
 export interface StoredManifest {
   id: string
   entries: ManifestEntry[]
+  /** Content hash per entry (same order); undefined where none was known or the file was racy. */
+  hashes: (string | undefined)[]
   tracked: string[]
   deleted: string[]
   rejected: Manifest['rejected']
@@ -24,18 +27,45 @@ export interface StoredManifest {
   flagged: string[]
 }
 
-type Row = [path: string, mode: ManifestEntry['mode'], size: number, mtimeMs: number, ctimeMs: number, ino: number, target: string | null]
+type Row = [
+  path: string,
+  mode: ManifestEntry['mode'],
+  size: number,
+  mtimeMs: number,
+  ctimeMs: number,
+  ino: number,
+  target: string | null,
+  hash: string | null,
+]
 
 const storedPath = (root: string) => join(cacheDir(root), 'manifest.json')
 
-/** Writes the manifest; returns its id (recorded in the snapshot, so the two are known to belong together). */
-export async function storeManifest(manifest: Manifest, view: Pick<GitView, 'changed' | 'untracked' | 'flagged'>): Promise<string> {
+/**
+ * Writes the manifest with each entry's hash (none for a file modified within
+ * the racy window, as in the hash cache); returns its id (recorded in the
+ * snapshot, so the two are known to belong together).
+ */
+export async function storeManifest(
+  manifest: Manifest,
+  view: Pick<GitView, 'changed' | 'untracked' | 'flagged'>,
+  hashes?: (string | undefined)[],
+): Promise<string> {
   const id = randomBytes(8).toString('hex')
-  const rows: Row[] = manifest.entries.map((e) => [e.path, e.mode, e.size, e.mtimeMs, e.ctimeMs, e.ino, e.target ?? null])
+  const now = Date.now()
+  const rows: Row[] = manifest.entries.map((e, i) => [
+    e.path,
+    e.mode,
+    e.size,
+    e.mtimeMs,
+    e.ctimeMs,
+    e.ino,
+    e.target ?? null,
+    (now - e.mtimeMs >= RACY_MS && hashes?.[i]) || null,
+  ])
   const file = storedPath(manifest.root)
   const tmp = `${file}.${process.pid}.tmp`
   const body = {
-    v: 1,
+    v: 2,
     id,
     rows,
     tracked: [...(manifest.git?.tracked ?? [])],
@@ -55,13 +85,15 @@ export async function readStoredManifest(root: string, id: string | undefined): 
   if (!id) return undefined
   try {
     const body = JSON.parse(await readFile(storedPath(root), 'utf8')) as Omit<StoredManifest, 'entries'> & { v: number; rows: Row[] }
-    if (body.v !== 1 || body.id !== id) return undefined
-    const entries = body.rows.map(([path, mode, size, mtimeMs, ctimeMs, ino, target]): ManifestEntry => {
+    if (body.v !== 2 || body.id !== id) return undefined
+    const hashes: (string | undefined)[] = new Array(body.rows.length)
+    const entries = body.rows.map(([path, mode, size, mtimeMs, ctimeMs, ino, target, hash], i): ManifestEntry => {
       const entry: ManifestEntry = { path, mode, size, mtimeMs, ctimeMs, ino }
       if (target !== null) entry.target = target
+      if (hash !== null) hashes[i] = hash
       return entry
     })
-    return { ...body, entries }
+    return { ...body, entries, hashes }
   } catch {
     return undefined
   }

@@ -17,6 +17,8 @@ export interface SyncOutcome {
   ms: number
   /** The command, when it ran in the same exec as the runner's fingerprint check (sync/guard.ts). */
   ran?: { result: ExecResult; ms: number }
+  /** The sync's local bookkeeping, written while the command runs; awaited before the run ends. */
+  saved?: Promise<void>
 }
 
 /** Starts sync's local unchanged check early: it needs only the checkout, not the lease. */
@@ -121,6 +123,7 @@ export async function syncOrWarmRun(
   }
   // Loaded on demand: `--no-sync` runs should not pay for the sync engine's start-up.
   const { syncWorkdir } = await import('../../sync/index.js')
-  const result = await syncWorkdir({ ...options, check, probed })
-  return { skipped: result.skipped, phases: result.phases, ms: clock() }
+  // The guard waited for the check: a small change then goes as one folded exec, no probe beside it.
+  const result = await syncWorkdir({ ...options, check, probed, checkAwaited: Boolean(check && options.thenRun) })
+  return { skipped: result.skipped, phases: result.phases, ms: clock(), saved: result.saved }
 }

@@ -13,6 +13,8 @@ export interface Checked {
   probe?: PendingProbe
   /** The runner holds that fingerprint: nothing to do. */
   skip: boolean
+  /** No probe was started: the folded apply (steps/fold.ts) goes first and answers it when stale. */
+  fold?: boolean
 }
 
 /**
@@ -31,12 +33,16 @@ export async function checkStep(run: SyncRun): Promise<Checked> {
     return { unchanged, moved, known, probe: probeAnswered(run, known, (unchanged ?? moved?.snapshot)?.git, options.probed), skip: false }
   }
   if (!snapshot) return { known, skip: false }
-  // The runner round trip overlaps the check, with the HEAD the check is about to confirm.
-  const probe = startProbe(run, known, snapshot.git)
-  const [unchanged, moved] = await timer.phase('manifest', () => Promise.all([check.unchanged, check.moved]))
-  if (unchanged && (await probe.answer).fingerprint === unchanged.fingerprint) {
+  const verdict = Promise.all([check.unchanged, check.moved])
+  // The caller already waited for the check (the warm run did) and it found a small change: no
+  // probe exec, the folded apply goes first. Else the runner round trip overlaps the check, with
+  // the HEAD the check is about to confirm.
+  const fold = Boolean(options.checkAwaited && known.length > 0 && (await verdict)[1])
+  const probe = fold ? undefined : startProbe(run, known, snapshot.git)
+  const [unchanged, moved] = await timer.phase('manifest', () => verdict)
+  if (unchanged && probe && (await probe.answer).fingerprint === unchanged.fingerprint) {
     timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
     return { unchanged, known, probe, skip: true }
   }
-  return { unchanged, moved, known, probe, skip: false }
+  return { unchanged, moved, known, probe, skip: false, fold }
 }

@@ -53,13 +53,14 @@ export function beginSync(options: SyncOptions): SyncRun {
 const SEND_PHASES = ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']
 
 /** The runner already holds this checkout: nothing was sent. */
-export function skippedResult(run: SyncRun): SyncResult {
+export function skippedResult(run: SyncRun, saved: Promise<void>): SyncResult {
   for (const name of SEND_PHASES) run.timer.skip(name, 'fingerprint matches')
   run.progress.done('checkout unchanged, nothing to sync')
-  return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings: run.warnings, ...run.timer.result() }
+  return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings: run.warnings, saved, ...run.timer.result() }
 }
 
-export function syncedResult(run: SyncRun, plan: SyncPlan): SyncResult {
+/** `saved`: the bookkeeping still being written (steps/remember.ts). */
+export function syncedResult(run: SyncRun, plan: SyncPlan, saved: Promise<void>): SyncResult {
   const removed = plan.remove.length > 0 ? `, removed ${plan.remove.length}` : ''
   run.progress.done(`synced ${plural(plan.send.length, 'file')}, ${formatBytes(plan.sendBytes)}${removed}`)
   return {
@@ -68,6 +69,7 @@ export function syncedResult(run: SyncRun, plan: SyncPlan): SyncResult {
     bytesSent: plan.sendBytes,
     filesDeleted: plan.remove.length,
     warnings: run.warnings,
+    saved,
     ...run.timer.result(),
   }
 }

@@ -1,4 +1,5 @@
 import type { SyncResult } from '../index.js'
+import { PROBE_SCRIPT, probeArgs } from '../probe-protocol.js'
 import { parseRecords } from '../records.js'
 import type { Checked } from './check.js'
 import { syncedResult, type SyncRun } from './context.js'
@@ -18,7 +19,9 @@ const FOLD_MAX_BYTES = 1024 * 1024
  * (and that its appended record is not due for compaction); if not, it reads
  * and drops the tar, prints `stale` and changes nothing, and the caller takes
  * the probe's answer (its exec started with the check) as before. One round
- * trip instead of two. Undefined when not applicable or stale.
+ * trip instead of two. After the warm run's check no probe exec is started
+ * at all: the stale apply runs the probe itself and its answer follows the
+ * `stale` line. Undefined when not applicable or stale.
  */
 export async function foldedSync(
   run: SyncRun,
@@ -51,11 +54,17 @@ export async function foldedSync(
     fingerprint: expected,
     git: remoteGit && { head: remoteGit.head, baseRef: git?.baseRef, baseSha: git?.baseSha },
     maxDelta: Math.max(0, Math.floor(Math.max(COMPACT_MIN_BYTES, stored.length / 4) - deltaBytes)),
+    // No probe exec beside this one (its start waits for someone to ask): a stale apply answers it.
+    probe: local.probe.answered
+      ? { script: PROBE_SCRIPT, args: probeArgs(run.options.workdir, git, run.config, checked.known) }
+      : undefined,
   }
   for (const message of decision.warnings) run.warn(message)
   const sent = await sendStep(run, local, { ...decision, expect }, transfer)
-  if (sent.stale) return undefined
+  if (sent.stale) {
+    if (sent.staleProbe) local.probe.answered?.(sent.staleProbe)
+    return undefined
+  }
   run.timer.add('fingerprint_remote', 0, { reason: 'checked in the same exec as the apply' })
-  await rememberStep(run, manifest, sent, hashed)
-  return syncedResult(run, decision.plan)
+  return syncedResult(run, decision.plan, rememberStep(run, manifest, sent, hashed))
 }

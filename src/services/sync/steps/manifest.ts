@@ -5,14 +5,14 @@ import type { RemoteRecord } from '../records.js'
 import { beginGitView, type GitView } from '../snapshot.js'
 import type { Checked } from './check.js'
 import type { SyncRun } from './context.js'
-import { probeFor, type PendingProbe } from './probe.js'
+import { lazyProbe, probeFor, type PendingProbe } from './probe.js'
 
 export interface LocalSide {
   manifest: Manifest
   /** The metadata dir on the runner: `.git/crabbox` in a git checkout, else `.crabbox`. */
   meta: string
-  /** The probe for the checkout's git context (restarted when the check's guess was wrong). */
-  probe: PendingProbe
+  /** The probe for the checkout's git context (restarted when the check's guess was wrong); lazy when the fold goes first. */
+  probe: PendingProbe & { answered?(stdout: Buffer): void }
 }
 
 /** The local manifest, built while the probe's round trip is in flight; size and safety warnings. */
@@ -21,7 +21,7 @@ export async function manifestStep(run: SyncRun, checked: Checked): Promise<Loca
   const known = checked.unchanged ?? checked.moved?.snapshot
   const { git, view } = known ? { git: known.git, view: undefined } : await timer.phase('manifest', () => readGit(run))
   // The runner round trip overlaps the local manifest and hashing.
-  const probe = probeFor(run, checked.known, checked.probe, git)
+  const probe = checked.fold ? lazyProbe(run, checked.known, git) : probeFor(run, checked.known, checked.probe, git)
   const manifest = await timer.phase('manifest', () => localManifest(run, checked, git, view))
   for (const message of checkSize(manifest, config, { forceLarge: options.forceLarge, env: run.env }).warnings) run.warn(message)
   if (manifest.rejected.length > 0) {

@@ -35,6 +35,25 @@ export function probeAnswered(run: SyncRun, known: string[], git: GitContext | u
   return { key: keyOf(run, known, git), answer: Promise.resolve(parseProbe(probed.stdout)) }
 }
 
+/**
+ * The probe for a sync that first tries the folded apply (steps/fold.ts): it
+ * starts only when something asks for its answer, so a fold that goes through
+ * sends nothing but its own exec. `answered` takes the answer a stale apply
+ * printed instead.
+ */
+export function lazyProbe(run: SyncRun, known: string[], git: GitContext | undefined): PendingProbe & { answered(stdout: Buffer): void } {
+  let answer: Promise<Probe> | undefined
+  return {
+    key: keyOf(run, known, git),
+    get answer() {
+      return (answer ??= startProbe(run, known, git).answer)
+    },
+    answered(stdout) {
+      answer ??= Promise.resolve(parseProbe(stdout))
+    },
+  }
+}
+
 /** The probe for this git context: the pending one when it asked the same, else a new one. */
 export function probeFor(run: SyncRun, known: string[], pending: PendingProbe | undefined, git: GitContext | undefined): PendingProbe {
   return pending && pending.key === keyOf(run, known, git) ? pending : startProbe(run, known, git)

@@ -43,6 +43,8 @@ export interface Sent {
   needs: Set<string>
   /** A sync planned without the probe found the runner holding something else: nothing was changed. */
   stale?: boolean
+  /** Then the probe's answer, printed by the same exec after `stale` (see Expected.probe). */
+  staleProbe?: Buffer
 }
 
 interface Scripts {
@@ -225,12 +227,16 @@ async function applyOnRunner(
     }
   }
   try {
-    await runRemote(session, scripts.command, {
+    const stdout = await runRemote(session, scripts.command, {
       stdin: packs.tar?.stream,
       signal: execSignal,
       onLine: onApplyLine,
       what: 'applying the sync',
     }).catch(fail)
+    if (sent.stale && stdout) {
+      const at = stdout.indexOf('stale\n')
+      if (at !== -1) sent.staleProbe = stdout.subarray(at + 6)
+    }
     await Promise.all(sideRuns)
     if (failure) throw failure
     if (scripts.commit && scripts.split)
@@ -250,6 +256,8 @@ function phaseMarks(run: SyncRun, sent: Sent): { onLine(line: string): void; fin
   let since = performance.now()
   return {
     onLine(line) {
+      // After `stale` come the probe's lines (and the runner's record): not the apply's.
+      if (sent.stale) return
       const read = readApplyLine(line)
       if (!read) return
       if ('mark' in read) {
