@@ -1,6 +1,8 @@
 /** Bindings and settings the Worker receives (wrangler.toml, secrets, `crabbox broker dev`). */
 export interface Env {
   FLEET: DurableObjectNamespace
+  /** One WebVNC relay object per lease (worker/bridge/relay.ts), named by the lease ID. */
+  BRIDGE_RELAY: DurableObjectNamespace
   /** Bearer token with admin rights (operators). */
   CRABBOX_ADMIN_TOKEN?: string
   /** Bearer token for ordinary users; owner comes from Access JWT or X-Crabbox-Owner. */

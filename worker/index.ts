@@ -2,6 +2,7 @@ import { Hono } from 'hono'
 import { ApiError, ErrorCode } from '../src/protocol/errors.js'
 import { authenticate } from './auth/authenticate.js'
 import { bodyTooLarge, declaresMoreThan, MAX_BODY_BYTES } from './body-limit.js'
+import { completeHandoff } from './bridge/handoff.js'
 import { answerAfter, answerUnread, forwardBody } from './edge-body.js'
 import { identityHeaders, STRIPPED_HEADERS, type Identity } from './auth/identity.js'
 import { setting, type Env } from './env.js'
@@ -12,6 +13,7 @@ import { portalEdge } from './portal/edge.js'
 import { PORTAL_HEADERS } from './portal/session.js'
 
 export { FleetDurableObject } from './fleet/fleet.js'
+export { BridgeRelay } from './bridge/relay.js'
 
 type Edge = { Bindings: Env; Variables: { identity?: Identity } }
 const app = new Hono<Edge>({ strict: false })
@@ -29,7 +31,8 @@ async function forward(request: Request, env: Env, identity?: Identity, extra: R
   if (identity) for (const [name, value] of Object.entries(identityHeaders(identity))) headers.set(name, value)
   for (const [name, value] of Object.entries(extra)) headers.set(name, value)
   const stub = env.FLEET.get(env.FLEET.idFromName('default'))
-  if (!request.body) return stub.fetch(new Request(request, { headers }))
+  // A bridge socket the object has checked opens at the lease's relay object (worker/bridge/).
+  if (!request.body) return completeHandoff(request, env, await stub.fetch(new Request(request, { headers })))
   const upload = forwardBody(request.body)
   let response: Response
   try {
@@ -96,6 +99,9 @@ app.get('/v1/control', async (c, next) => {
   }
   return forward(c.req.raw, c.env, cookie.identity)
 })
+
+// The WebVNC bridge's agent socket authenticates with its one-use ticket (the Fleet object checks it).
+app.all('/v1/leases/:id/webvnc/agent', (c) => forward(c.req.raw, c.env))
 
 // ---- everything else under /v1 needs a credential -----------------------------
 app.use('/v1/*', async (c, next) => {

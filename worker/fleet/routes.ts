@@ -15,6 +15,7 @@ import type { RouteDoc } from './route-doc.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
 import { RUN_ROUTES } from './runs-routes.js'
 import { USAGE_ROUTES } from './usage-routes.js'
+import { WEBVNC_ROUTES } from './webvnc-routes.js'
 import { PORTAL_MIDDLEWARE, PORTAL_ROUTES } from '../portal/routes.js'
 
 export type { RouteDoc } from './route-doc.js'
@@ -50,6 +51,7 @@ const WHOAMI_ROUTES: readonly RouteSpec[] = [
 export const ROUTES: readonly RouteSpec[] = [
   ...WHOAMI_ROUTES,
   ...LEASE_ROUTES,
+  ...WEBVNC_ROUTES,
   ...ADMIN_ROUTES,
   ...IMAGE_ROUTES,
   ...RUN_ROUTES,

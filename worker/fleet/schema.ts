@@ -4,6 +4,7 @@ import { IMAGE_SCHEMA } from './images.js'
 import { LEASE_IDENTITY_SCHEMA, LEASE_SCHEMA } from './lease-store.js'
 import { RUN_IDENTITY_SCHEMA, RUN_SCHEMA, RUN_SCHEMA_V2 } from './runs.js'
 import type { FleetStorage } from './storage.js'
+import { WEBVNC_TICKET_SCHEMA } from './webvnc.js'
 
 /**
  * Every table of the Fleet object, migrated once when the object starts (before
@@ -20,6 +21,7 @@ const MIGRATIONS: readonly { name: string; statements: readonly string[] }[] = [
   { name: 'identity-namespaces-v1', statements: [...LEASE_IDENTITY_SCHEMA, ...RUN_IDENTITY_SCHEMA] },
   { name: 'runs-v2', statements: RUN_SCHEMA_V2 },
   { name: 'images-v1', statements: IMAGE_SCHEMA },
+  { name: 'webvnc-tickets-v1', statements: WEBVNC_TICKET_SCHEMA },
 ]
 
 export function migrateFleet(storage: FleetStorage): void {
