@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { fakeWebVncBroker, rfbStandInScript, type FakeViewer, type FakeWebVncBroker } from '../support/fake-webvnc-broker.js'
@@ -81,11 +82,20 @@ describe('crabbox webvnc (fake broker, stand-in RFB server)', () => {
 
   it('relays RFB bytes both ways in order, with a one-use ticket and the Access headers on each agent socket', async () => {
     const h = home()
-    const bridge = spawnCli(['webvnc', '--id', 'blue-lobster'], { home: h })
+    const bridge = spawnCli(['webvnc', '--id', 'blue-lobster', '--local-port', '0'], { home: h })
     const out = collectOutput(bridge)
     try {
       await until('four agent sockets', () => broker.agents().length === 4, 30_000)
+      await until('the portal line', () => out.stdout().includes('portal: '), 30_000)
       expect(out.stdout()).toContain(`portal: ${broker.url}/portal/leases/cbx_0000000000aa/vnc`)
+      // --local-port: the runner's VNC on a local port too, for a native viewer.
+      const localPort = Number(/local VNC: 127\.0\.0\.1:(\d+)/.exec(out.stdout())?.[1])
+      const native = connect(localPort, '127.0.0.1')
+      let nativeSeen = ''
+      native.setEncoding('latin1').on('data', (d: string) => (nativeSeen += d))
+      native.write('native-hello')
+      await until('the native echo', () => nativeSeen === 'RFB 003.008\nnative-hello', 20_000)
+      native.destroy()
       for (const agent of broker.agents()) {
         expect(agent.headers.authorization).toMatch(/^Bearer wvnc_[a-f0-9]{32}$/)
         expect(agent.headers['cf-access-client-id']).toBe('access-id.access')

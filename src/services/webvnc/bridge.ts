@@ -26,6 +26,8 @@ export const VNC_PORT = 5900
 export const backoffMs = (attempt: number) => Math.min(500 * attempt, 5000)
 /** A slot down this long prints `problem:`/`rescue:` once (it keeps retrying). */
 const REPORT_AFTER_MS = 10_000
+/** A relay that lasted this long resets the backoff. */
+const STABLE_MS = 5000
 /** The RFB banner must come within this. */
 const BANNER_TIMEOUT_MS = 5000
 /** Above this many unsent bytes on the agent socket, the VNC stream is paused. */
@@ -280,7 +282,6 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
         break
       }
       if (reported) options.log(`slot ${index + 1}: reconnected`)
-      attempt = 0
       downSince = undefined
       reported = false
       sockets.add(opened.socket)
@@ -292,13 +293,17 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
         changed()
       })
       changed()
+      const openedAt = Date.now()
       const code = await relay(opened.socket, opened.vnc)
       sockets.delete(opened.socket)
       state.connected--
       if (gotViewer) state.relaying--
       changed()
-      // 1011/1012: the viewer left or a reset: dial again at once. Anything else: back off a little.
-      if (code !== 1011 && code !== 1012 && code !== 1000) {
+      // 1011/1012 (the viewer left, a reset) or a session that lasted: dial again at once.
+      // Anything else, e.g. a VNC server that drops every new stream at once: back off.
+      if (code === 1011 || code === 1012 || Date.now() - openedAt >= STABLE_MS) {
+        attempt = 0
+      } else {
         attempt++
         await sleep(backoffMs(attempt), stopping.signal)
       }
