@@ -138,6 +138,32 @@ describe('crabbox webvnc (fake broker, stand-in RFB server)', () => {
     }
   })
 
+  it('keeps retrying when the VNC goes away mid-session, says so within a bounded time, and recovers', async () => {
+    const h = home()
+    const bridge = spawnCli(['webvnc', '--id', 'blue-lobster'], { home: h })
+    const out = collectOutput(bridge)
+    try {
+      await until('four agent sockets', () => broker.agents().length === 4, 30_000)
+      process.kill(rfbPid!, 'SIGKILL')
+      broker.dropAgents()
+      // Each slot needs a VNC stream before it dials: the bridge holds no socket and says why.
+      await until(
+        'the problem line',
+        () => /^problem: vnc: the runner's VNC on 127\.0\.0\.1:5900 did not answer/m.test(out.stderr()),
+        45_000,
+      )
+      expect(out.stderr()).toContain('rescue: crabbox vnc --id cbx_0000000000aa')
+      expect(broker.agents()).toHaveLength(0)
+      await startRfb()
+      await until('four agent sockets again', () => broker.agents().length === 4, 30_000)
+      expect(out.stderr()).toMatch(/slot \d: reconnected/)
+      await roundTrip(await viewer(), 'vnc-back')
+    } finally {
+      bridge.kill('SIGTERM')
+      await out.done
+    }
+  })
+
   it('a refused ticket prints problem and rescue lines and exits with the usage code', async () => {
     broker.refuseTickets(true)
     const result = await runCli(['webvnc', '--id', 'blue-lobster'], { home: home(), timeoutMs: 60_000 })

@@ -227,6 +227,7 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
   const failed = new Promise<never>((_resolve, reject) => (fatal = reject))
   failed.catch(() => undefined)
   let ticket = firstTicket
+  let lastReportAt = 0
 
   /** One agent socket paired with one VNC stream. */
   async function connectOnce(): Promise<{ socket: WebSocket; vnc: Duplex }> {
@@ -269,8 +270,12 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
         state.lastProblem = describeFailure(error)
         if (!reported && Date.now() - downSince >= REPORT_AFTER_MS) {
           reported = true
-          options.log(`slot ${index + 1}: still reconnecting`)
-          options.log(renderProblem(state.lastProblem, options.leaseId))
+          // One report per outage for the whole pool, not one per slot.
+          if (Date.now() - lastReportAt >= REPORT_AFTER_MS) {
+            lastReportAt = Date.now()
+            options.log(`slot ${index + 1}: still reconnecting`)
+            options.log(renderProblem(state.lastProblem, options.leaseId))
+          }
           changed()
         }
         await sleep(backoffMs(attempt), stopping.signal)
