@@ -209,6 +209,8 @@ describe('crabbox webvnc (fake broker, stand-in RFB server)', () => {
     expect(pidAlive(pid)).toBe(true)
     await until('four agent sockets', () => broker.agents().length === 4, 30_000)
 
+    const again = await runCli(['webvnc', 'daemon', 'start', '--id', 'cbx_0000000000aa', '--json'], { home: h, timeoutMs: 60_000 })
+    expect(JSON.parse(again.stdout)).toMatchObject({ pid, alreadyRunning: true })
     const status = await runCli(['webvnc', 'daemon', 'status', '--json'], { home: h })
     expect(status.code).toBe(0)
     expect(JSON.parse(status.stdout).daemons).toMatchObject([{ leaseId: 'cbx_0000000000aa', running: true, pid, daemon: true }])

@@ -272,8 +272,9 @@ const DAEMON_READY_MS = 30_000
  */
 export async function startDaemon(context: ServiceContext, flags: WebVncFlags): Promise<DaemonStartResult> {
   const { lease, broker } = await bridgeLease(context, flags.id)
-  const existing = readPid(lease.id)
-  if (bridgeAlive(existing))
+  // A daemon, or a bridge in some terminal: either already holds this lease's sockets.
+  const existing = [readPid(lease.id), readRecord(lease.id)?.pid].find((pid) => bridgeAlive(pid))
+  if (existing !== undefined)
     return { leaseId: lease.id, pid: existing!, alreadyRunning: true, logPath: logPath(lease.id), portalUrl: portalUrl(broker, lease.id) }
   removeFiles(lease.id)
   ensureDir()
