@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { CrabboxError } from '../../src/errors.js'
 import { backoffMs, BridgeFailure, describeFailure, refusal, VncUnavailable } from '../../src/services/webvnc/bridge.js'
 import { BrokerError } from '../../src/transport/broker/client.js'
 import { AgentDialError, agentSocketUrl } from '../../src/transport/broker/webvnc.js'
@@ -67,6 +68,7 @@ describe('the bridge', () => {
   it('names the layer of a failure it keeps retrying', () => {
     expect(describeFailure(new VncUnavailable('no banner'))).toBe('vnc: no banner')
     expect(describeFailure(new AgentDialError('ECONNREFUSED', 0))).toMatch(/^broker: cannot reach the broker/)
+    expect(describeFailure(new CrabboxError('cannot reach 10.0.0.2 over SSH', { exit: 'ssh' }))).toBe('ssh: cannot reach 10.0.0.2 over SSH')
     expect(describeFailure(new Error('boom'))).toBe('bridge: boom')
   })
 

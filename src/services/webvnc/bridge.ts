@@ -129,6 +129,7 @@ export function describeFailure(error: unknown): string {
   if (error instanceof BrokerError || (error instanceof AgentDialError && error.status === 0))
     return `broker: cannot reach the broker: ${(error as Error).message}`
   if (error instanceof AgentDialError) return `broker: the agent socket failed (http ${error.status})`
+  if (error instanceof CrabboxError && error.exitCode === 7) return `ssh: ${error.message}`
   return `bridge: ${(error as Error).message}`
 }
 
