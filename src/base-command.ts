@@ -57,7 +57,16 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** The `--json` object printed for a failure; a command may put it in its own result shape. */
   protected failureJson(failure: CrabboxError): unknown {
-    return { error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode } }
+    const rescue = (failure as CrabboxError & { rescue?: { rescue: string[] } }).rescue?.rescue
+    return {
+      error: {
+        code: failure.code,
+        message: failure.message,
+        hint: failure.hint,
+        exitCode: failure.exitCode,
+        ...(rescue ? { rescue } : {}),
+      },
+    }
   }
 
   /** A phase still open when the command ends (a wait that returned) leaves no live line behind. */

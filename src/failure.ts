@@ -1,5 +1,6 @@
 import { CrabboxError } from './errors.js'
 import { color } from './ui/colors.js'
+import { renderRescue, type Rescue } from './ui/rescue.js'
 
 /**
  * What a failed command prints and exits with, shared by `BaseCommand` (the oclif
@@ -19,6 +20,9 @@ export function asFailure(error: Error, debug: boolean): CrabboxError {
 
 /** `error: <message>` and the hint on stderr (not under --json, where the failure is the JSON). */
 export function printFailure(failure: CrabboxError): void {
+  // A failure that names its layer prints rescue-first: `problem:` and the `rescue:` commands.
+  const rescue = (failure as CrabboxError & { rescue?: Rescue }).rescue
+  if (rescue) return void process.stderr.write(renderRescue(rescue))
   process.stderr.write(`${color.red('error:')} ${failure.message}\n`)
   if (failure.hint) process.stderr.write(`${color.dim(failure.hint)}\n`)
 }

@@ -76,3 +76,11 @@ export const WebVncControlRequest = v.object({ viewerID: v.optional(v.unknown())
 
 export const WebVncViewerQuery = v.object({ viewer: v.optional(v.pipe(v.string(), v.maxLength(128))) })
 export const WebVncAgentQuery = v.object({ ticket: v.optional(v.pipe(v.string(), v.maxLength(128))) })
+
+/** The ticket pattern under the name the CLI bridge uses. */
+export const WEBVNC_TICKET = WEBVNC_TICKET_PATTERN
+export type WebVncTicketResponse = v.InferOutput<typeof WebVncTicketResponse>
+export type WebVncResetResponse = v.InferOutput<typeof WebVncResetResponse>
+
+/** Close codes on the agent socket: 1011 (its viewer or the bridge went away), 1012 (reset requested). */
+export const WEBVNC_CLOSE = { peerGone: 1011, reset: 1012 } as const

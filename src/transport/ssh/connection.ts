@@ -151,6 +151,26 @@ export class SshConnection {
     })
   }
 
+  /**
+   * A TCP stream to `host:port` as the runner sees it (`direct-tcpip`, like `ssh -L`), e.g.
+   * its loopback VNC. Holds a channel slot until the stream closes; a refused or failed
+   * connect on the runner rejects with the server's reason.
+   */
+  forwardOut(host: string, port: number): Promise<ClientChannel> {
+    return new Promise((resolve, reject) => {
+      this.withChannel(
+        () =>
+          new Promise<void>((done, failed) => {
+            this.client.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
+              if (error) return failed(error)
+              resolve(channel)
+              channel.once('close', () => done())
+            })
+          }),
+      ).catch(reject)
+    })
+  }
+
   close(): void {
     this.closed = true
     this.client.end()

@@ -112,6 +112,12 @@ export class SshPool {
     }
   }
 
+  /** A TCP stream to `host:port` from the runner (e.g. its loopback VNC) over the pooled connection. */
+  async forwardOut(target: SshTarget, host: string, port: number): Promise<import('ssh2').ClientChannel> {
+    const live = await this.connection(target)
+    return live.forwardOut(host, port)
+  }
+
   /** Closes connections unused for `idleMs` with nothing running; returns how many remain. */
   async closeIdle(idleMs: number): Promise<number> {
     const now = Date.now()

@@ -1,0 +1,381 @@
+import { createServer, type Server, type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type WebSocket from 'ws'
+import { CrabboxError, type ExitCodeName } from '../../errors.js'
+import { WebVncTicketResponse } from '../../protocol/webvnc.js'
+import { BrokerError, type AccessCredentials, type BrokerClient } from '../../transport/broker/client.js'
+import { AgentDialError, dialAgent } from '../../transport/broker/webvnc.js'
+import type { SshPool } from '../../transport/ssh/pool.js'
+import type { SshTarget } from '../../transport/ssh/types.js'
+import { desktopRescue, renderRescue, type Rescue } from '../../ui/rescue.js'
+
+/**
+ * The WebVNC bridge: a small pool of agent sockets to the broker, each opened with a fresh
+ * one-use ticket; every agent socket is paired with one TCP stream to the runner's loopback
+ * VNC over the lease's pooled ssh2 connection (`direct-tcpip`), and raw RFB bytes are relayed
+ * both ways. The broker gives each agent socket to at most one viewer and closes it (1011)
+ * when that viewer leaves, or all of them (1012) on reset; the slot then dials again.
+ */
+
+/** Agent sockets held at once (each serves one viewer). */
+export const WEBVNC_SLOTS = 4
+/** The runner's VNC server, loopback only. */
+export const VNC_HOST = '127.0.0.1'
+export const VNC_PORT = 5900
+/** Reconnect delay: 0.5 s × the failed attempts in a row, at most 5 s. */
+export const backoffMs = (attempt: number) => Math.min(500 * attempt, 5000)
+/** A slot down this long prints `problem:`/`rescue:` once (it keeps retrying). */
+const REPORT_AFTER_MS = 10_000
+/** A relay that lasted this long resets the backoff. */
+const STABLE_MS = 5000
+/** The RFB banner must come within this. */
+const BANNER_TIMEOUT_MS = 5000
+/** Above this many unsent bytes on the agent socket, the VNC stream is paused. */
+const HIGH_WATER = 1024 * 1024
+
+/** A failure that names its layer and how to recover; the command prints it and exits with `exit`. */
+export class BridgeFailure extends CrabboxError {
+  constructor(
+    readonly rescue: Rescue,
+    exit: ExitCodeName | number,
+    code: string,
+  ) {
+    super(rescue.problem, { exit, code })
+    this.name = 'BridgeFailure'
+  }
+}
+
+export interface BridgeOptions {
+  leaseId: string
+  broker: BrokerClient
+  access?: AccessCredentials
+  target: SshTarget
+  pool: SshPool
+  slots?: number
+  vncPort?: number
+  /** Also serve the runner's VNC on 127.0.0.1:<port> here, for native viewers. */
+  localPort?: number
+  /** Lines for people (stderr in the foreground, the log in the daemon). */
+  log: (line: string) => void
+  /** Called whenever the number of open agent sockets changes. */
+  onState?: (state: BridgeState) => void
+}
+
+export interface BridgeState {
+  slots: number
+  connected: number
+  relaying: number
+  lastProblem?: string
+}
+
+export interface Bridge {
+  /** Settles when the bridge stops: rejects with a BridgeFailure on a fatal error, resolves after `stop()`. */
+  done: Promise<void>
+  state(): BridgeState
+  /** The local VNC port, when one was asked for. */
+  localPort?: number
+  stop(): Promise<void>
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted || ms <= 0) return resolve()
+    const timer = setTimeout(resolve, ms)
+    signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true })
+  })
+
+const ticketPath = (leaseId: string) => `/v1/leases/${encodeURIComponent(leaseId)}/webvnc/ticket`
+
+/** Mints one ticket; a refusal is fatal (the broker said no), an unreachable broker or 5xx is not. */
+export async function mintTicket(broker: BrokerClient, leaseId: string): Promise<string> {
+  const reply = await broker.request('POST', ticketPath(leaseId), { schema: WebVncTicketResponse, timeoutMs: 10_000 })
+  return reply.ticket
+}
+
+const transient = (status: number) => status === 0 || status === 408 || status === 429 || status >= 500
+
+/** A broker refusal as a BridgeFailure; undefined when it is worth retrying. */
+export function refusal(error: unknown, leaseId: string): BridgeFailure | undefined {
+  const rescue = desktopRescue(leaseId)
+  if (error instanceof BridgeFailure) return error
+  if (error instanceof BrokerError) {
+    if (transient(error.status)) return undefined
+    return new BridgeFailure(
+      { problem: `ticket: the broker refused a WebVNC ticket: ${error.message}`, rescue },
+      exitOf(error.status),
+      'webvnc_ticket_refused',
+    )
+  }
+  if (error instanceof AgentDialError) {
+    if (transient(error.status)) return undefined
+    return new BridgeFailure(
+      { problem: `broker: the WebVNC agent socket was refused (http ${error.status}${error.body ? `: ${error.body}` : ''})`, rescue },
+      exitOf(error.status),
+      'webvnc_agent_refused',
+    )
+  }
+  return undefined
+}
+
+function exitOf(status: number): ExitCodeName {
+  if (status === 401 || status === 403) return 'auth'
+  if (status === 404) return 'notFound'
+  return status >= 400 && status < 500 ? 'usage' : 'error'
+}
+
+/** What a transient failure is called on its `problem:` line. */
+export function describeFailure(error: unknown): string {
+  if (error instanceof VncUnavailable) return `vnc: ${error.message}`
+  if (error instanceof BrokerError || (error instanceof AgentDialError && error.status === 0))
+    return `broker: cannot reach the broker: ${(error as Error).message}`
+  if (error instanceof AgentDialError) return `broker: the agent socket failed (http ${error.status})`
+  if (error instanceof CrabboxError && error.exitCode === 7) return `ssh: ${error.message}`
+  return `bridge: ${(error as Error).message}`
+}
+
+export class VncUnavailable extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'VncUnavailable'
+  }
+}
+
+/** A stream to the runner's VNC; a refused connect or a lost SSH connection is VncUnavailable. */
+async function openVnc(pool: SshPool, target: SshTarget, port: number): Promise<Duplex> {
+  try {
+    return await pool.forwardOut(target, VNC_HOST, port)
+  } catch (error) {
+    if (error instanceof CrabboxError) throw error
+    throw new VncUnavailable(`the runner's VNC on ${VNC_HOST}:${port} did not answer (${(error as Error).message})`)
+  }
+}
+
+/**
+ * Checks that the runner's VNC answers with an RFB banner before any socket is opened, so a
+ * missing VNC server is named at once instead of on the first viewer.
+ */
+export async function probeVnc(pool: SshPool, target: SshTarget, port = VNC_PORT): Promise<string> {
+  const stream = await openVnc(pool, target, port)
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      let seen = ''
+      const timer = setTimeout(
+        () => reject(new VncUnavailable(`the runner's VNC on ${VNC_HOST}:${port} sent no RFB banner within ${BANNER_TIMEOUT_MS / 1000} s`)),
+        BANNER_TIMEOUT_MS,
+      )
+      stream.on('data', (chunk: Buffer) => {
+        seen += chunk.toString('latin1')
+        if (seen.length < 12) return
+        clearTimeout(timer)
+        if (seen.startsWith('RFB ')) resolve(seen.slice(0, 11))
+        else reject(new VncUnavailable(`the runner's ${VNC_HOST}:${port} does not speak RFB`))
+      })
+      stream.once('close', () => {
+        clearTimeout(timer)
+        reject(new VncUnavailable(`the runner's VNC on ${VNC_HOST}:${port} closed the connection`))
+      })
+      stream.once('error', () => undefined)
+    })
+  } finally {
+    stream.destroy()
+  }
+}
+
+/** Relays bytes between the agent socket and the VNC stream until either closes; resolves with the socket's close code. */
+function relay(socket: WebSocket, vnc: Duplex): Promise<number> {
+  return new Promise((resolve) => {
+    let paused = false
+    vnc.on('data', (chunk: Buffer) => {
+      socket.send(chunk, { binary: true }, () => {
+        if (paused && socket.bufferedAmount < HIGH_WATER / 2) {
+          paused = false
+          vnc.resume()
+        }
+      })
+      if (socket.bufferedAmount > HIGH_WATER && !paused) {
+        paused = true
+        vnc.pause()
+      }
+    })
+    socket.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
+      const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
+      if (!vnc.write(chunk)) {
+        socket.pause()
+        vnc.once('drain', () => socket.resume())
+      }
+    })
+    // Paused while the agent socket was dialled; what the runner sent meanwhile flows now.
+    vnc.resume()
+    vnc.once('close', () => socket.close(1000, 'VNC stream closed'))
+    vnc.on('error', () => undefined)
+    socket.on('error', () => undefined)
+    socket.once('close', (code: number) => {
+      vnc.destroy()
+      resolve(code)
+    })
+  })
+}
+
+/** Starts the bridge; the first ticket was minted (and the VNC probed) by the caller. */
+export function startBridge(options: BridgeOptions, firstTicket?: string): Bridge {
+  const slots = options.slots ?? WEBVNC_SLOTS
+  const vncPort = options.vncPort ?? VNC_PORT
+  const stopping = new AbortController()
+  const sockets = new Set<WebSocket>()
+  const state: BridgeState = { slots, connected: 0, relaying: 0 }
+  const changed = () => options.onState?.({ ...state })
+  let fatal: ((error: BridgeFailure) => void) | undefined
+  const failed = new Promise<never>((_resolve, reject) => (fatal = reject))
+  failed.catch(() => undefined)
+  let ticket = firstTicket
+  let lastReportAt = 0
+
+  /** One agent socket paired with one VNC stream. */
+  async function connectOnce(): Promise<{ socket: WebSocket; vnc: Duplex }> {
+    const vnc = await openVnc(options.pool, options.target, vncPort)
+    vnc.pause()
+    try {
+      const dial = async (queryTicket: boolean) => {
+        const fresh = ticket ?? (await mintTicket(options.broker, options.leaseId))
+        ticket = undefined
+        return dialAgent({ brokerUrl: options.broker.url, leaseId: options.leaseId, ticket: fresh, access: options.access, queryTicket })
+      }
+      let socket: WebSocket
+      try {
+        socket = await dial(false)
+      } catch (error) {
+        // A broker that reads the ticket only from the query refuses the header form with 401.
+        if (!(error instanceof AgentDialError && error.status === 401)) throw error
+        socket = await dial(true)
+      }
+      return { socket, vnc }
+    } catch (error) {
+      vnc.destroy()
+      throw error
+    }
+  }
+
+  async function runSlot(index: number): Promise<void> {
+    let attempt = 0
+    let downSince: number | undefined
+    let reported = false
+    while (!stopping.signal.aborted) {
+      let opened: { socket: WebSocket; vnc: Duplex } | undefined
+      try {
+        opened = await connectOnce()
+      } catch (error) {
+        const refused = refusal(error, options.leaseId)
+        if (refused) return fatal?.(refused)
+        attempt++
+        downSince ??= Date.now()
+        state.lastProblem = describeFailure(error)
+        if (!reported && Date.now() - downSince >= REPORT_AFTER_MS) {
+          reported = true
+          // One report per outage for the whole pool, not one per slot.
+          if (Date.now() - lastReportAt >= REPORT_AFTER_MS) {
+            lastReportAt = Date.now()
+            options.log(`slot ${index + 1}: still reconnecting`)
+            options.log(renderProblem(state.lastProblem, options.leaseId))
+          }
+          changed()
+        }
+        await sleep(backoffMs(attempt), stopping.signal)
+        continue
+      }
+      if (stopping.signal.aborted) {
+        opened.socket.close(1000)
+        opened.vnc.destroy()
+        break
+      }
+      if (reported) options.log(`slot ${index + 1}: reconnected`)
+      downSince = undefined
+      reported = false
+      sockets.add(opened.socket)
+      state.connected++
+      let gotViewer = false
+      opened.socket.once('message', () => {
+        gotViewer = true
+        state.relaying++
+        changed()
+      })
+      changed()
+      const openedAt = Date.now()
+      const code = await relay(opened.socket, opened.vnc)
+      sockets.delete(opened.socket)
+      state.connected--
+      if (gotViewer) state.relaying--
+      changed()
+      // 1011/1012 (the viewer left, a reset) or a session that lasted: dial again at once.
+      // Anything else, e.g. a VNC server that drops every new stream at once: back off.
+      if (code === 1011 || code === 1012 || Date.now() - openedAt >= STABLE_MS) {
+        attempt = 0
+      } else {
+        attempt++
+        await sleep(backoffMs(attempt), stopping.signal)
+      }
+    }
+  }
+
+  const local = options.localPort === undefined ? undefined : localVncServer(options.pool, options.target, vncPort)
+  const server = local?.server
+  const localSockets = local?.sockets ?? new Set<Socket>()
+
+  const slotsDone = Promise.all(Array.from({ length: slots }, (_, index) => runSlot(index)))
+  const done = (async () => {
+    if (server) await listenLocal(server, options.localPort!, options.leaseId)
+    await Promise.race([slotsDone, failed])
+  })()
+
+  const bridge: Bridge = {
+    done,
+    state: () => ({ ...state }),
+    get localPort() {
+      const address = server?.address()
+      return address && typeof address === 'object' ? address.port : options.localPort
+    },
+    async stop() {
+      stopping.abort()
+      for (const socket of sockets) socket.close(1000, 'bridge stopped')
+      for (const socket of localSockets) socket.destroy()
+      server?.close()
+      await slotsDone.catch(() => undefined)
+    },
+  }
+  done.catch(() => bridge.stop())
+  return bridge
+}
+
+function listenLocal(server: Server, port: number, leaseId: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      const problem = `local port: cannot listen on 127.0.0.1:${port}: ${error.code ?? error.message}`
+      reject(new BridgeFailure({ problem, rescue: [`crabbox webvnc --id ${leaseId}`] }, 'usage', 'local_port_busy'))
+    })
+    server.listen(port, '127.0.0.1', () => resolve())
+  })
+}
+
+/** 127.0.0.1:<port> here → the runner's VNC, one forwarded stream per client (native viewers). */
+function localVncServer(pool: SshPool, target: SshTarget, vncPort: number): { server: Server; sockets: Set<Socket> } {
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    sockets.add(client)
+    client.once('close', () => sockets.delete(client))
+    client.on('error', () => undefined)
+    openVnc(pool, target, vncPort).then(
+      (vnc) => {
+        client.pipe(vnc).pipe(client)
+        vnc.on('error', () => client.destroy())
+        vnc.once('close', () => client.destroy())
+        client.once('close', () => vnc.destroy())
+      },
+      () => client.destroy(),
+    )
+  })
+  return { server, sockets }
+}
+
+/** `problem:`/`rescue:` lines for a failure the bridge keeps retrying. */
+export function renderProblem(problem: string, leaseId: string): string {
+  return renderRescue({ problem, rescue: desktopRescue(leaseId) }).trimEnd()
+}
