@@ -110,6 +110,28 @@ describe('desktop commands on a host with a real X server and VNC', () => {
     expect((await host.onDisplay('xclip -selection clipboard -out')).stdout).toBe('a&b; "quoted"')
   })
 
+  it('desktop launch --browser opens the URL in the runner Chromium on the display', async () => {
+    const browser = { env: { CRABBOX_STATIC_BROWSER: '1' } }
+    const launch = await cli(
+      ['desktop', 'launch', ...at(), '--browser', '--url', 'data:text/html,<title>crabbox-page</title><h1>hi</h1>'],
+      browser,
+    )
+    expect(launch.code, launch.stderr).toBe(0)
+    await until(
+      'the browser window',
+      async () => /crabbox-page/.test((await host.onDisplay('xdotool search --name crabbox-page getwindowname')).stdout),
+      60_000,
+    )
+    const doctor = await cli(['desktop', 'doctor', ...at(), '--json'], browser)
+    expect(JSON.parse(doctor.stdout).checks.find((c: { layer: string }) => c.layer === 'browser')).toMatchObject({ status: 'ok' })
+    // Only this host's browser: the runner user is shared with other test hosts.
+    for (const { pid, command } of await host.processes())
+      if (/chromium/.test(command))
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {}
+  }, 120_000)
+
   it('vnc forwards a local port to the runner VNC (it speaks RFB) and prints the password', async () => {
     const refused = await cli(['vnc', ...at(), '--local-port', '0'])
     expect(refused.code).toBe(2)

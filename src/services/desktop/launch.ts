@@ -38,7 +38,7 @@ export function launchCommand(flags: LaunchFlags, argv: string[]): string {
 export function launchScript(command: string, browser: boolean): string {
   const findBrowser = browser
     ? `[ -r ${BROWSER_ENV_FILE} ] && . ${BROWSER_ENV_FILE}
-BROWSER=\${BROWSER:-\${CHROME_BIN:-$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)}}
+export BROWSER=\${BROWSER:-\${CHROME_BIN:-$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)}}
 [ -n "$BROWSER" ] || { echo "crabbox-launch: no Chromium installed" >&2; exit 3; }
 `
     : ''
