@@ -2,6 +2,7 @@ import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
 import { loadConfig } from './config/load.js'
 import { CrabboxError, RemoteExit } from './errors.js'
 import { asFailure, printFailure, printOrigin } from './failure.js'
+import { RescueError } from './ui/rescue.js'
 import { serviceContext, type ServiceContext } from './services/context.js'
 import { createProgress, type Progress } from './ui/progress.js'
 import { closest } from './ui/suggest.js'
@@ -57,16 +58,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** The `--json` object printed for a failure; a command may put it in its own result shape. */
   protected failureJson(failure: CrabboxError): unknown {
-    const rescue = (failure as CrabboxError & { rescue?: { rescue: string[] } }).rescue?.rescue
-    return {
-      error: {
-        code: failure.code,
-        message: failure.message,
-        hint: failure.hint,
-        exitCode: failure.exitCode,
-        ...(rescue ? { rescue } : {}),
-      },
-    }
+    const rescue = failure instanceof RescueError ? { rescue: failure.steps } : {}
+    return { error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode, ...rescue } }
   }
 
   /** A phase still open when the command ends (a wait that returned) leaves no live line behind. */

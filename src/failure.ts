@@ -1,6 +1,6 @@
 import { CrabboxError } from './errors.js'
 import { color } from './ui/colors.js'
-import { renderRescue, type Rescue } from './ui/rescue.js'
+import { RescueError } from './ui/rescue.js'
 
 /**
  * What a failed command prints and exits with, shared by `BaseCommand` (the oclif
@@ -20,9 +20,10 @@ export function asFailure(error: Error, debug: boolean): CrabboxError {
 
 /** `error: <message>` and the hint on stderr (not under --json, where the failure is the JSON). */
 export function printFailure(failure: CrabboxError): void {
-  // A failure that names its layer prints rescue-first: `problem:` and the `rescue:` commands.
-  const rescue = (failure as CrabboxError & { rescue?: Rescue }).rescue
-  if (rescue) return void process.stderr.write(renderRescue(rescue))
+  if (failure instanceof RescueError) {
+    for (const line of failure.lines) process.stderr.write(`${line.startsWith('problem:') ? color.red(line) : line}\n`)
+    return
+  }
   process.stderr.write(`${color.red('error:')} ${failure.message}\n`)
   if (failure.hint) process.stderr.write(`${color.dim(failure.hint)}\n`)
 }

@@ -185,3 +185,13 @@ export function runIdOf(positional: string | undefined, flag: string | undefined
   if (!id) throw usageError('which run?', 'Pass a run ID (`crabbox history` lists them), positionally or with --id.')
   return id
 }
+
+/** Which lease a desktop command (desktop *, screenshot, vnc) works on: `--id`, or a static host. */
+export const desktopTargetFlags = {
+  id: idFlag,
+  provider: leaseFlags.provider,
+  'static-host': leaseFlags['static-host'],
+  'static-user': leaseFlags['static-user'],
+  'static-port': leaseFlags['static-port'],
+  reclaim: reclaimFlag,
+}

@@ -9,6 +9,14 @@
  * `/usr/local/bin/crabbox-ready`, which exits 0 only once all of that is true.
  * Its SSH host keys are printed to the console as `crabbox-host-key: <type> <key>`
  * so a client that can read console output pins them before first contact.
+ *
+ * Capabilities, each only when asked: `desktop` (Xvfb on :99, openbox, x11vnc on
+ * 127.0.0.1:5900 only, with a password made on the machine at first boot in
+ * /var/lib/crabbox/vnc.password, readable by the lease user only; xdotool,
+ * xclip, xsel and scrot for input, clipboard and screenshots), `browser`
+ * (the distribution's Chromium; /var/lib/crabbox/browser.env names it) and
+ * `code` (code-server on 127.0.0.1:8080, no auth: only an SSH tunnel reaches
+ * it). crabbox-ready then also waits for each of them.
  */
 
 export interface BootstrapOptions {
@@ -18,6 +26,9 @@ export interface BootstrapOptions {
   sshPort: string
   sshFallbackPorts: string[]
   workRoot: string
+  desktop?: boolean
+  browser?: boolean
+  code?: boolean
 }
 
 export const BOOTSTRAP_DEFAULTS = {
@@ -67,7 +78,23 @@ const READY_TOOLS = 'git rsync tar'
  * is usable. The marker is written only after every package is installed, so
  * the probe checks the tools crabbox itself uses, the marker and the work root.
  */
-function renderReadyScript(options: Pick<BootstrapOptions, 'workRoot'>): string {
+function renderReadyScript(options: Pick<BootstrapOptions, 'workRoot' | 'desktop' | 'browser' | 'code'>): string {
+  const fail = (what: string) => `{ echo "crabbox-ready: ${what}" >&2; exit 1; }`
+  const optional = [
+    ...(options.desktop
+      ? [
+          `for unit in ${DESKTOP_UNITS.join(' ')}; do systemctl is-active --quiet "$unit" || ${fail('$unit is not running yet')}; done`,
+          `[ -r ${VNC_PASSWORD} ] || ${fail('the VNC password is not readable')}`,
+          `bash -c 'exec 3<>/dev/tcp/127.0.0.1/5900' 2>/dev/null || ${fail('VNC is not listening on 127.0.0.1:5900 yet')}`,
+        ]
+      : []),
+    ...(options.browser
+      ? [
+          `[ -f ${BROWSER_ENV} ] && . ${BROWSER_ENV} && command -v "$CHROME_BIN" >/dev/null 2>&1 || ${fail('the browser is not installed yet')}`,
+        ]
+      : []),
+    ...(options.code ? [`command -v code-server >/dev/null 2>&1 || ${fail('code-server is not installed yet')}`] : []),
+  ]
   return `#!/bin/sh
 # crabbox-ready: exits 0 once the runner bootstrap has finished.
 for tool in ${READY_TOOLS}; do
@@ -75,8 +102,76 @@ for tool in ${READY_TOOLS}; do
 done
 [ -f ${BOOTSTRAPPED_MARKER} ] || { echo "crabbox-ready: bootstrap has not finished" >&2; exit 1; }
 [ -d ${q(options.workRoot)} ] && [ -w ${q(options.workRoot)} ] || { echo "crabbox-ready: work root ${options.workRoot} is not writable" >&2; exit 1; }
-echo ready
+${optional
+  .map(
+    (line) => `${line}
+`,
+  )
+  .join('')}echo ready
 `
+}
+
+export const VNC_PASSWORD = '/var/lib/crabbox/vnc.password'
+export const BROWSER_ENV = '/var/lib/crabbox/browser.env'
+export const DESKTOP_DISPLAY = ':99'
+export const VNC_PORT = 5900
+export const CODE_SERVER_PORT = 8080
+const DESKTOP_UNITS = ['crabbox-xvfb', 'crabbox-desktop', 'crabbox-x11vnc'] as const
+export const DESKTOP_PACKAGES = ['xvfb', 'openbox', 'x11vnc', 'xdotool', 'xclip', 'xsel', 'scrot', 'x11-utils', 'xterm'] as const
+
+/** systemd units for the desktop, all as the lease user: the X server, the window manager, loopback VNC. */
+function desktopUnits(user: string): Array<{ name: string; text: string }> {
+  const unit = (description: string, exec: string, after?: string) => `[Unit]
+Description=${description}
+${after ? `After=${after}\nRequires=${after}\n` : ''}[Service]
+User=${user}
+Environment=DISPLAY=${DESKTOP_DISPLAY}
+ExecStart=${exec}
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+`
+  return [
+    {
+      name: 'crabbox-xvfb',
+      text: unit('crabbox X server on :99', `/usr/bin/Xvfb ${DESKTOP_DISPLAY} -screen 0 1920x1080x24 -nolisten tcp`),
+    },
+    { name: 'crabbox-desktop', text: unit('crabbox window manager', '/usr/bin/openbox', 'crabbox-xvfb.service') },
+    {
+      name: 'crabbox-x11vnc',
+      text: unit(
+        'crabbox VNC server (loopback only)',
+        `/usr/bin/x11vnc -display ${DESKTOP_DISPLAY} -localhost -rfbport ${VNC_PORT} -passwdfile ${VNC_PASSWORD} -forever -shared -noxdamage -quiet`,
+        'crabbox-xvfb.service',
+      ),
+    },
+  ]
+}
+
+/** runcmd lines for the asked capabilities, after the base packages. */
+function capabilityCommands(options: BootstrapOptions, user: string): string[] {
+  const lines: string[] = []
+  if (options.desktop)
+    lines.push(
+      `/usr/local/bin/crabbox-retry apt-get install -y --no-install-recommends ${DESKTOP_PACKAGES.join(' ')}`,
+      // The per-lease VNC password: made here, on the machine, never in the user data or a log.
+      `umask 077; [ -s ${VNC_PASSWORD} ] || head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \\n' > ${VNC_PASSWORD}; chown ${user} ${VNC_PASSWORD}; chmod 0600 ${VNC_PASSWORD}`,
+      `systemctl daemon-reload && systemctl enable --now ${DESKTOP_UNITS.join(' ')}`,
+    )
+  if (options.browser)
+    lines.push(
+      '/usr/local/bin/crabbox-retry apt-get install -y --no-install-recommends chromium || /usr/local/bin/crabbox-retry apt-get install -y chromium-browser',
+      `bin=$(command -v chromium || command -v chromium-browser) && printf 'CHROME_BIN=%s\\nBROWSER=%s\\n' "$bin" "$bin" > ${BROWSER_ENV}`,
+    )
+  if (options.code)
+    lines.push(
+      '/usr/local/bin/crabbox-retry apt-get install -y --no-install-recommends libatomic1',
+      '/usr/local/bin/crabbox-retry sh -c "curl -fsSL https://code-server.dev/install.sh | sh -s -- --method standalone --prefix /usr/local"',
+      `systemctl daemon-reload && systemctl enable --now crabbox-code-server`,
+    )
+  return lines
 }
 
 /** Linear backoff, 8 attempts: package mirrors on fresh machines are often briefly unreachable. */
@@ -88,6 +183,34 @@ until "$@"; do
   n=$((n + 1))
 done
 `
+
+/** The systemd units the asked capabilities need. */
+function units(options: BootstrapOptions): Array<{ name: string; text: string }> {
+  return [
+    ...(options.desktop ? desktopUnits(options.sshUser) : []),
+    ...(options.code
+      ? [
+          {
+            name: 'crabbox-code-server',
+            text: `[Unit]
+Description=crabbox code-server (loopback only)
+After=network-online.target
+
+[Service]
+User=${options.sshUser}
+WorkingDirectory=${options.workRoot}
+ExecStart=/usr/local/bin/code-server --auth none --bind-addr 127.0.0.1:${CODE_SERVER_PORT} ${options.workRoot}
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+`,
+          },
+        ]
+      : []),
+  ]
+}
 
 export function renderCloudInit(options: BootstrapOptions): string {
   validateBootstrap(options)
@@ -106,6 +229,7 @@ export function renderCloudInit(options: BootstrapOptions): string {
     'install -d -m 0755 /var/lib/crabbox',
     // Ubuntu 24.04 socket-activates sshd: regenerate the socket units so the new ports are listened on.
     'systemctl daemon-reload; systemctl restart ssh.socket 2>/dev/null; systemctl restart ssh 2>/dev/null || systemctl restart sshd',
+    ...capabilityCommands(options, user),
     // A failed install must not look finished: the marker needs every tool.
     `for tool in git rsync curl jq tar; do command -v "$tool" >/dev/null 2>&1 || { echo "crabbox bootstrap: $tool is missing" >&2; exit 1; }; done; touch ${BOOTSTRAPPED_MARKER}`,
     `su - ${user} -c ${READY_PATH}`,
@@ -141,7 +265,14 @@ ${block(retryScript, '      ')}
     permissions: "0755"
     content: |
 ${block(renderReadyScript(options), '      ')}
-runcmd:
+${units(options)
+  .map(
+    (unit) => `  - path: /etc/systemd/system/${unit.name}.service
+    permissions: "0644"
+    content: |
+${block(unit.text, '      ')}`,
+  )
+  .join('\n')}${units(options).length ? '\n' : ''}runcmd:
 ${runcmd.map((line) => `  - [sh, -c, ${y(line)}]`).join('\n')}
 `
 }

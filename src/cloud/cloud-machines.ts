@@ -45,6 +45,10 @@ export interface LabelInput {
   idleTimeoutSeconds: number
   createdAt: Date
   market?: string
+  /** Capabilities the machine was bootstrapped with; labelled only when true. */
+  desktop?: boolean
+  browser?: boolean
+  code?: boolean
 }
 
 /** Unix seconds at which an untouched lease expires: `created + min(ttl, idle)`. */
@@ -75,6 +79,7 @@ export function machineLabels(input: LabelInput): Record<string, string> {
     expires_at: String(labelExpiry(input.createdAt, input.ttlSeconds, input.idleTimeoutSeconds)),
   }
   if (input.market) labels.market = labelValue(input.market)
+  for (const capability of ['desktop', 'browser', 'code'] as const) if (input[capability]) labels[capability] = 'true'
   return labels
 }
 

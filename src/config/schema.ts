@@ -123,6 +123,10 @@ export const StaticConfig = v.strictObject({
   user: v.optional(v.string()),
   port: v.optional(Port),
   workRoot: v.optional(v.string()),
+  /** What the operator set up on the host (docs/desktop.md): leases asking for it are accepted, and `desktop doctor` checks it. */
+  desktop: v.optional(Bool),
+  browser: v.optional(Bool),
+  code: v.optional(Bool),
 })
 
 export const EnvConfig = v.strictObject({
@@ -247,7 +251,17 @@ export interface Config {
   env: { allow: string[] }
   /** Remote JUnit XML files (paths or globs relative to the workdir) `run` reads after the command. */
   results: { junit: string[] }
-  static: { id?: string; name?: string; host?: string; user?: string; port?: string; workRoot?: string }
+  static: {
+    id?: string
+    name?: string
+    host?: string
+    user?: string
+    port?: string
+    workRoot?: string
+    desktop?: boolean
+    browser?: boolean
+    code?: boolean
+  }
   hetzner: { location: string; image: string; sshKey?: string; apiUrl?: string }
   aws: {
     region: string

@@ -332,6 +332,10 @@ export const StaticPoolHost = v.object({
   /** The host's SSH key (or keys), handed to lessees to pin; without them the CLI trusts the first key it sees. */
   hostKey: v.optional(HostKeyLine),
   hostKeys: v.optional(v.pipe(v.array(HostKeyLine), v.maxLength(16))),
+  /** What the operator set up on the host (see docs/desktop.md for the prerequisites); leases asking for one get only such a host. */
+  desktop: v.optional(v.boolean(), false),
+  browser: v.optional(v.boolean(), false),
+  code: v.optional(v.boolean(), false),
 })
 export type StaticPoolHost = v.InferOutput<typeof StaticPoolHost>
 export const StaticPool = v.array(StaticPoolHost)

@@ -21,6 +21,10 @@ const Claim = v.object({
   workRoot: v.string(),
   privateKeyPath: v.string(),
   knownHostsPath: v.string(),
+  /** What the operator declared the host has (static.desktop, static.browser, static.code). */
+  desktop: v.optional(v.boolean(), false),
+  browser: v.optional(v.boolean(), false),
+  code: v.optional(v.boolean(), false),
   keep: v.boolean(),
   createdAt: v.string(),
 })
@@ -50,6 +54,9 @@ function staticTarget(config: Config): Omit<Claim, 'keep' | 'createdAt'> {
     workRoot: config.static.workRoot || config.workRoot,
     privateKeyPath: key,
     knownHostsPath: join(leaseKeyDir(id), 'known_hosts'),
+    desktop: config.static.desktop ?? false,
+    browser: config.static.browser ?? false,
+    code: config.static.code ?? false,
   }
 }
 
@@ -71,6 +78,7 @@ function toLease(claim: Claim): Lease {
     state: 'active',
     keep: claim.keep,
     details: { createdAt: claim.createdAt },
+    capabilities: { desktop: claim.desktop, browser: claim.browser, code: claim.code },
   }
 }
 

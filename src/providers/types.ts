@@ -17,6 +17,14 @@ export interface Lease {
   idleTimeoutSeconds?: number
   /** Provider-specific details kept for release (server ID, pid, workspace path...). */
   details: Record<string, unknown>
+  /** What the runner was set up with: recorded by the broker, labelled on direct machines, declared for static hosts. */
+  capabilities?: LeaseCapabilities
+}
+
+export interface LeaseCapabilities {
+  desktop: boolean
+  browser: boolean
+  code: boolean
 }
 
 export interface AcquireRequest {

@@ -77,6 +77,9 @@ export function missingCapabilities(config: Config, lease: LeaseRecord): string[
   return (['desktop', 'browser', 'code'] as const).filter((capability) => config[capability] && lease[capability] !== true)
 }
 
+/** Direct providers whose machines crabbox bootstraps with a desktop, a browser and code-server when asked. */
+const INSTALLS_CAPABILITIES = new Set(['hetzner', 'aws'])
+
 const HOST_OS: Partial<Record<NodeJS.Platform, Config['target']>> = { linux: 'linux', darwin: 'macos' }
 
 /**
@@ -85,12 +88,19 @@ const HOST_OS: Partial<Record<NodeJS.Platform, Config['target']>> = { linux: 'li
  */
 export function checkDirectAsk(provider: string, config: Config): void {
   const refuse = (message: string, hint: string) => new CrabboxError(message, { exit: 'usage', code: 'unsupported', hint })
-  for (const capability of ['desktop', 'browser', 'code'] as const)
-    if (config[capability])
-      throw refuse(
-        `the ${provider} provider cannot give a lease ${capability === 'code' ? 'code-server' : `a ${capability}`} yet: crabbox installs none`,
-        `drop --${capability} (or ${capability}: true in ${config.sources[capability] ?? 'the config'})`,
-      )
+  for (const capability of ['desktop', 'browser', 'code'] as const) {
+    if (!config[capability] || INSTALLS_CAPABILITIES.has(provider)) continue
+    if (provider === 'ssh' && config.static[capability]) continue
+    const what = capability === 'code' ? 'code-server' : `a ${capability}`
+    throw refuse(
+      provider === 'ssh'
+        ? `the ssh provider's host has no ${capability === 'code' ? 'code-server' : capability} declared: crabbox installs nothing on a static host`
+        : `the ${provider} provider cannot give a lease ${what}: crabbox installs it on hetzner and aws machines only`,
+      provider === 'ssh'
+        ? `set it up on the host (docs/desktop.md), then declare it with static.${capability}: true (or CRABBOX_STATIC_${capability.toUpperCase()}=1); or drop --${capability}`
+        : `drop --${capability} (or ${capability}: true in ${config.sources[capability] ?? 'the config'})`,
+    )
+  }
   if (config.network === 'tailscale')
     throw refuse(
       'network tailscale is not available yet: crabbox reaches runners at their address',

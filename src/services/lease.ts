@@ -80,6 +80,7 @@ function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
     expiresAt: record.expiresAt,
     idleTimeoutSeconds: record.idleTimeoutSeconds,
     details: { record },
+    capabilities: { desktop: record.desktop === true, browser: record.browser === true, code: record.code === true },
   }
 }
 

@@ -8,7 +8,7 @@ import type { ExecResult, SshTarget } from '../transport/ssh/types.js'
 import { outputSink } from '../transport/ssh/streams.js'
 import { workdirFor } from './run/workdir.js'
 import type { BrokerClient } from '../transport/broker/client.js'
-import type { Lease } from '../providers/types.js'
+import type { Lease, LeaseCapabilities } from '../providers/types.js'
 
 export interface SshFlags {
   /** A lease ID or slug; resolved through the broker or this machine's lease records. */
@@ -31,6 +31,10 @@ export interface ResolvedTarget {
   idleTimeoutSeconds?: number
   /** The lease's work root: commands and shells start in this checkout's synced copy under it. */
   workRoot?: string
+  /** Who made the lease (`ssh` for a static host) and what it was set up with. */
+  provider?: string
+  slug?: string
+  capabilities?: LeaseCapabilities
 }
 
 export interface SshResult {
@@ -50,7 +54,7 @@ const STATIC_PROVIDERS = new Set(['ssh', 'static', 'static-ssh'])
  * direct records); otherwise the configured static host (`--provider ssh
  * --static-host H`, or the `static` config block).
  */
-async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, 'id' | 'reclaim'>): Promise<ResolvedTarget> {
+export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, 'id' | 'reclaim'>): Promise<ResolvedTarget> {
   const { config } = context
   // The lease is claimed for this checkout, as `run` does: another checkout's lease needs --reclaim.
   const { claimLease, reclaimedWarning } = await import('./claims.js')
@@ -71,6 +75,9 @@ async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, '
       broker: backend.broker,
       idleTimeoutSeconds: lease.idleTimeoutSeconds,
       workRoot: lease.workRoot,
+      provider: lease.provider,
+      slug: lease.slug,
+      capabilities: lease.capabilities,
     }
   }
   // A configured static host is the target when the provider is ssh, or was never chosen.
@@ -79,7 +86,20 @@ async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, '
     const { sshProvider } = await import('../providers/ssh.js')
     const lease = await sshProvider.resolve(config.static.name || config.static.host, context)
     await claim(lease)
-    return { leaseId: lease.id, target: lease.ssh, kind: 'static', workRoot: lease.workRoot }
+    return {
+      leaseId: lease.id,
+      target: lease.ssh,
+      kind: 'static',
+      workRoot: lease.workRoot,
+      provider: 'ssh',
+      slug: lease.slug,
+      // What the operator declares now, over what an older claim recorded.
+      capabilities: {
+        desktop: config.static.desktop ?? false,
+        browser: config.static.browser ?? false,
+        code: config.static.code ?? false,
+      },
+    }
   }
   throw new CrabboxError('crabbox ssh needs a lease or a static host', {
     exit: 'usage',

@@ -85,6 +85,30 @@ describe('machine labels and cleanup decisions', () => {
     expect(machineName('cbx_0123456789ab', 'a'.repeat(80)).length).toBeLessThanOrEqual(63)
   })
 
+  it('labels the capabilities a machine was bootstrapped with, and only those', () => {
+    expect(base).not.toHaveProperty('desktop')
+    const labelled = machineLabels({
+      provider: 'hetzner',
+      leaseId: 'cbx_0123456789ab',
+      slug: 'blue-crab',
+      owner: 'o',
+      org: 'g',
+      profile: 'default',
+      class: 'standard',
+      serverType: 'ccx33',
+      target: 'linux',
+      keep: false,
+      providerKey: 'k',
+      ttlSeconds: 60,
+      idleTimeoutSeconds: 60,
+      createdAt: new Date(),
+      desktop: true,
+      code: true,
+    })
+    expect(labelled).toMatchObject({ desktop: 'true', code: 'true' })
+    expect(labelled).not.toHaveProperty('browser')
+  })
+
   it('deletes only what the labels prove is expired and unkept, with a safety window for running machines', () => {
     expect(cleanupDecision(machine(base), now).delete).toBe(true)
     expect(cleanupDecision(machine({ ...base, keep: 'true' }), now)).toMatchObject({ delete: false, reason: 'kept (keep=true)' })

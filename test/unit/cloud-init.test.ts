@@ -103,6 +103,37 @@ describe('runner bootstrap (cloud-init)', () => {
     expect(run().stderr).toMatch(/bootstrap has not finished|work root/)
   })
 
+  it('with desktop, browser and code: loopback VNC with a password made on the machine, Chromium, code-server', () => {
+    const doc = parse(renderCloudInit({ ...options, desktop: true, browser: true, code: true })) as ReturnType<typeof rendered>
+    const unit = (name: string) => doc.write_files.find((f) => f.path === `/etc/systemd/system/${name}.service`)!.content
+    expect(unit('crabbox-xvfb')).toMatch(/^ExecStart=\/usr\/bin\/Xvfb :99 .*-nolisten tcp$/m)
+    expect(unit('crabbox-desktop')).toMatch(/^ExecStart=\/usr\/bin\/openbox$/m)
+    // VNC only on loopback, with the per-lease password file; every unit runs as the lease user.
+    expect(unit('crabbox-x11vnc')).toMatch(/-localhost -rfbport 5900 -passwdfile \/var\/lib\/crabbox\/vnc\.password/)
+    expect(unit('crabbox-code-server')).toMatch(/--bind-addr 127\.0\.0\.1:8080/)
+    for (const name of ['crabbox-xvfb', 'crabbox-desktop', 'crabbox-x11vnc', 'crabbox-code-server'])
+      expect(unit(name)).toMatch(/^User=crabbox$/m)
+    const commands = doc.runcmd.map((c) => c[2])
+    const password = commands.find((c) => c.includes('vnc.password'))!
+    expect(password).toMatch(/\/dev\/urandom/)
+    expect(password).toMatch(/chmod 0600/)
+    expect(commands.some((c) => /apt-get install .*xvfb openbox x11vnc xdotool xclip/.test(c))).toBe(true)
+    expect(commands.some((c) => /apt-get install .*chromium/.test(c))).toBe(true)
+    expect(commands.some((c) => c.includes('browser.env'))).toBe(true)
+    // The bootstrapped marker comes after every capability, and crabbox-ready waits for each.
+    const marker = commands.findIndex((c) => c.includes('touch /var/lib/crabbox/bootstrapped'))
+    expect(marker).toBeGreaterThan(commands.findIndex((c) => c.includes('crabbox-code-server')))
+    const ready = doc.write_files.find((f) => f.path === '/usr/local/bin/crabbox-ready')!.content
+    expect(ready).toMatch(/crabbox-x11vnc/)
+    expect(ready).toMatch(/127\.0\.0\.1\/5900/)
+    expect(ready).toMatch(/browser\.env/)
+    expect(ready).toMatch(/code-server/)
+    for (const command of commands) expect(spawnSync('sh', ['-n', '-c', command]).status, command).toBe(0)
+    expect(spawnSync('sh', ['-n', '-c', ready]).status).toBe(0)
+    // Without them, none of it.
+    expect(renderCloudInit(options)).not.toMatch(/x11vnc|chromium|code-server|vnc\.password/)
+  })
+
   it('refuses inputs that could escape the YAML or the shell', () => {
     expect(() => renderCloudInit({ ...options, sshPublicKey: `${key}\nruncmd: [reboot]` })).toThrow(/one OpenSSH public key line/)
     expect(() => renderCloudInit({ ...options, sshUser: 'root; reboot' })).toThrow(/ssh user/)

@@ -207,11 +207,19 @@ describe('direct providers refuse what they cannot give', () => {
   }
 
   it('names the capability, network, target or market', async () => {
-    for (const provider of ['local', 'ssh', 'hetzner', 'aws'])
+    // The local provider and an undeclared static host cannot have them; cloud machines get them installed.
+    for (const provider of ['local', 'ssh'])
       for (const capability of ['desktop', 'browser', 'code'])
         expect(refusal(provider, (await load({ [capability]: true })).config)).toMatch(
           capability === 'code' ? /code-server/ : new RegExp(capability),
         )
+    for (const provider of ['hetzner', 'aws'])
+      for (const capability of ['desktop', 'browser', 'code'])
+        expect(refusal(provider, (await load({ [capability]: true })).config)).toBeUndefined()
+    // A static host whose operator declared the capability takes it; the refusal says how to declare it.
+    expect(refusal('ssh', (await load({ desktop: true })).config)).toMatch(/static host/)
+    expect(refusal('ssh', (await load({ desktop: true }, { CRABBOX_STATIC_DESKTOP: '1' })).config)).toBeUndefined()
+    expect(refusal('ssh', (await load({ desktop: true, code: true }, { CRABBOX_STATIC_DESKTOP: '1' })).config)).toMatch(/code-server/)
     expect(refusal('ssh', (await load({ network: 'tailscale' })).config)).toMatch(/tailscale/)
     expect(refusal('ssh', (await load({ target: 'windows' })).config)).toMatch(/Windows/)
     expect(refusal('hetzner', (await load({ market: 'spot' })).config)).toMatch(/spot/)

@@ -67,15 +67,33 @@ describe('lease asks every provider checks', () => {
     expect(plain.body.lease).not.toHaveProperty('network')
   })
 
-  it('refuses a desktop, a browser or code-server on every provider, naming the capability', async () => {
-    for (const provider of ['static', 'hetzner', 'aws'])
-      for (const capability of ['desktop', 'browser', 'code'])
-        await expectRefused({ provider, [capability]: true }, capability, 'unsupported_capability')
-    expect(hetzner.servers.size).toBe(0)
-    expect(ec2.count('RunInstances')).toBe(0)
-    // Asking for none is what every lease gets.
-    const none = await create({ provider: 'static', desktop: false, browser: false, code: false })
+  it('installs a desktop, a browser and code-server on Hetzner and AWS, and records and labels them', async () => {
+    const all = { desktop: true, browser: true, code: true }
+    const onHetzner = await create({ provider: 'hetzner', ...all })
+    expect(onHetzner.status).toBe(201)
+    expect(onHetzner.body.lease).toMatchObject(all)
+    const server = hetzner.servers.get(Number(onHetzner.body.lease.cloudID))!
+    const onAws = await create({ provider: 'aws', ...all })
+    expect(onAws.status).toBe(201)
+    expect(onAws.body.lease).toMatchObject(all)
+    for (const userData of [server.user_data, ec2.live()[0].userData]) {
+      const init = cloudInit(userData)
+      const units = init.write_files.map((f) => f.path)
+      for (const unit of ['crabbox-xvfb', 'crabbox-desktop', 'crabbox-x11vnc', 'crabbox-code-server'])
+        expect(units).toContain(`/etc/systemd/system/${unit}.service`)
+      const commands = JSON.stringify(init.runcmd)
+      expect(commands).toContain('x11vnc')
+      expect(commands).toContain('chromium')
+      expect(commands).toContain('code-server')
+      // The VNC password is made on the machine, never carried in the user data.
+      expect(commands).toContain('/dev/urandom')
+    }
+    expect(server.labels).toMatchObject({ desktop: 'true', browser: 'true', code: 'true' })
+    // Asking for none is what every lease gets, and nothing is installed.
+    const none = await create({ provider: 'hetzner', desktop: false, browser: false, code: false })
     expect(none.body.lease).toMatchObject({ desktop: false, browser: false, code: false })
+    const plain = cloudInit(hetzner.servers.get(Number(none.body.lease.cloudID))!.user_data)
+    expect(JSON.stringify(plain)).not.toMatch(/x11vnc|chromium|code-server/)
   })
 
   it('refuses targets and Windows modes it cannot make, and Tailscale networking', async () => {
@@ -154,6 +172,21 @@ describe('static pool placement', () => {
     const taken = await create({ provider: 'static', sshUser: 'alice' })
     expect(taken.status).toBe(503)
     expect(taken.body.error).toBe('no_capacity')
+  })
+
+  it('gives a desktop, a browser or code-server only on a pool host that declares it, else 400 naming it', async () => {
+    await withSettings({ CRABBOX_STATIC_POOL: pool('plain') })
+    for (const capability of ['desktop', 'browser', 'code']) await expectRefused({ provider: 'static', [capability]: true }, capability)
+    await withSettings({
+      CRABBOX_STATIC_POOL: JSON.stringify([
+        { name: 'caps-plain', host: '192.0.2.211' },
+        { name: 'caps-desktop', host: '192.0.2.212', desktop: true, browser: true },
+      ]),
+    })
+    await expectRefused({ provider: 'static', desktop: true, code: true }, 'code')
+    const created = await create({ provider: 'static', desktop: true, browser: true })
+    expect(created.status).toBe(201)
+    expect(created.body.lease).toMatchObject({ cloudID: 'caps-desktop', desktop: true, browser: true, code: false })
   })
 
   it('refuses cloud placement fields and server types, naming each', async () => {

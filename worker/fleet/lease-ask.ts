@@ -13,7 +13,7 @@ import type { LeaseRequest } from '../../src/protocol/leases.js'
  * | --- | --- | --- | --- |
  * | `target`, `targetOS` | linux | linux | linux |
  * | `windowsMode` | normal (only meaningful with windows) | same | same |
- * | `desktop`, `browser`, `code` | refused when true | same | same |
+ * | `desktop`, `browser`, `code` | a pool host that declares it | installed by cloud-init | installed by cloud-init |
  * | `network` | auto, public | auto, public | auto, public |
  * | `profile`, `class`, `slug` | recorded | recorded, labelled | recorded, tagged |
  * | `serverType` | `ssh` only | the one type tried | the one type tried |
@@ -111,12 +111,16 @@ function askTarget(request: LeaseRequest): Pick<LeaseAsk, 'target' | 'windowsMod
   return { target }
 }
 
-/** Desktop, browser and code-server are installed by no provider yet: asking for one is refused, never recorded as granted. */
+/** Providers that can give a lease a desktop, a browser and code-server (the static pool only on hosts that declare them). */
+const CAPABLE = new Set(['hetzner', 'aws', 'static'])
+
+/** A capability its provider cannot give is refused, never recorded as granted. */
 function askCapabilities(request: LeaseRequest, provider: string): void {
+  if (CAPABLE.has(provider)) return
   for (const capability of ['desktop', 'browser', 'code'] as const)
     if (request[capability])
       throw refuse(
-        `${capability}: ${title(provider)} leases cannot have ${capability === 'code' ? 'code-server' : `a ${capability}`} yet (this broker installs none); ask without ${capability}`,
+        `${capability}: ${title(provider)} leases cannot have ${capability === 'code' ? 'code-server' : `a ${capability}`} (this broker installs it on Hetzner and AWS only); ask without ${capability}`,
         ErrorCode.unsupportedCapability,
       )
 }

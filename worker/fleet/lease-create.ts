@@ -86,6 +86,9 @@ function provisionAsk(request: LeaseRequest): ProvisionAsk {
       sshPort: request.sshPort,
       sshFallbackPorts: request.sshFallbackPorts,
       workRoot: request.workRoot,
+      ...(request.desktop ? { desktop: true } : {}),
+      ...(request.browser ? { browser: true } : {}),
+      ...(request.code ? { code: true } : {}),
     },
   }
 }

@@ -42,11 +42,20 @@ export function cloudCreatePlan(provider: 'hetzner' | 'aws', request: MachineReq
     keyName,
     userData,
     name: machineName(request.leaseId, request.slug),
-    labels: machineLabels({ ...request, provider, serverType: types[0], providerKey: keyName, createdAt: now }),
+    labels: machineLabels({
+      ...request,
+      ...capabilityLabels(request.bootstrap),
+      provider,
+      serverType: types[0],
+      providerKey: keyName,
+      createdAt: now,
+    }),
   }
 }
 
-/** The SSH user, ports and work root the machine is bootstrapped with: the lease's asks over the defaults. */
+const capabilityLabels = (ask: MachineRequest['bootstrap']) => ({ desktop: ask?.desktop, browser: ask?.browser, code: ask?.code })
+
+/** The SSH user, ports, work root and capabilities the machine is bootstrapped with: the lease's asks over the defaults. */
 export function bootstrapSettings(request: MachineRequest): Omit<BootstrapOptions, 'sshPublicKey'> {
   const ask = request.bootstrap ?? {}
   return {
@@ -54,6 +63,9 @@ export function bootstrapSettings(request: MachineRequest): Omit<BootstrapOption
     sshPort: ask.sshPort ?? BOOTSTRAP_DEFAULTS.sshPort,
     sshFallbackPorts: [...(ask.sshFallbackPorts ?? BOOTSTRAP_DEFAULTS.sshFallbackPorts)],
     workRoot: ask.workRoot ?? BOOTSTRAP_DEFAULTS.workRoot,
+    ...(ask.desktop ? { desktop: true } : {}),
+    ...(ask.browser ? { browser: true } : {}),
+    ...(ask.code ? { code: true } : {}),
   }
 }
 

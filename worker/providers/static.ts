@@ -63,8 +63,9 @@ function toMachine(host: StaticPoolHost, leaseId?: string): Machine {
 const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((item, i) => item === b[i])
 
 /**
- * Pool hosts that have the SSH user, ports and work root the lease asked for
- * (nothing is set up on a static host, so a lease can only pick one that fits).
+ * Pool hosts that have the SSH user, ports, work root and capabilities the lease asked for
+ * (nothing is set up on a static host, so a lease can only pick one that fits; the
+ * operator declares a host's desktop, browser and code-server in its pool entry).
  * When none does, a 400 names the first field no host has, and the values the pool offers.
  */
 function matchingHosts(hosts: StaticPoolHost[], ask: BootstrapAsk): StaticPoolHost[] {
@@ -80,6 +81,9 @@ function matchingHosts(hosts: StaticPoolHost[], ask: BootstrapAsk): StaticPoolHo
       (h) => `[${h.fallbackPorts.join(',')}]`,
     ],
     ['workRoot', ask.workRoot, (h) => h.workRoot === ask.workRoot, (h) => h.workRoot],
+    ...(['desktop', 'browser', 'code'] as const).map(
+      (capability) => [capability, ask[capability] || undefined, (h: StaticPoolHost) => h[capability], () => `no ${capability}`] as const,
+    ),
   ]
   let left = hosts
   for (const [field, asked, fits, shown] of checks) {

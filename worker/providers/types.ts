@@ -40,12 +40,18 @@ export interface MachineRequest extends Omit<LabelInput, 'provider' | 'serverTyp
   bootstrap?: BootstrapAsk
 }
 
-/** SSH user, ports and work root a lease asked for (`sshUser`, `sshPort`, `sshFallbackPorts`, `workRoot`). */
+/**
+ * SSH user, ports and work root a lease asked for (`sshUser`, `sshPort`, `sshFallbackPorts`, `workRoot`),
+ * and the capabilities (`desktop`, `browser`, `code`): clouds install them, the static pool picks a host that has them.
+ */
 export interface BootstrapAsk {
   sshUser?: string
   sshPort?: string
   sshFallbackPorts?: string[]
   workRoot?: string
+  desktop?: boolean
+  browser?: boolean
+  code?: boolean
 }
 
 export interface Machine {

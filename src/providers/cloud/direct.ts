@@ -113,6 +113,11 @@ function toLease(provider: CloudProviderName, machine: CloudMachine, config: Con
     ...(Number.isFinite(expires) && expires > 0 ? { expiresAt: new Date(expires * 1000).toISOString() } : {}),
     ...(Number.isFinite(idle) && idle > 0 ? { idleTimeoutSeconds: idle } : {}),
     details: { machineId: machine.id, name: machine.name, region: machine.region, market: machine.market, status: machine.status },
+    capabilities: {
+      desktop: machine.labels.desktop === 'true',
+      browser: machine.labels.browser === 'true',
+      code: machine.labels.code === 'true',
+    },
   }
 }
 
@@ -153,6 +158,9 @@ function bootstrapUserData(title: string, config: Config, sshPublicKey: string):
       sshPort: config.ssh.port,
       sshFallbackPorts: config.ssh.fallbackPorts,
       workRoot: config.workRoot,
+      desktop: config.desktop,
+      browser: config.browser,
+      code: config.code,
     })
   } catch (error) {
     throw new CrabboxError(`cannot bootstrap ${/^[aeiou]/i.test(title) ? 'an' : 'a'} ${title} runner: ${(error as Error).message}`, {
@@ -216,6 +224,9 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
               ttlSeconds: request.ttlSeconds,
               idleTimeoutSeconds: request.idleTimeoutSeconds,
               createdAt: new Date(),
+              desktop: config.desktop,
+              browser: config.browser,
+              code: config.code,
             }),
             types,
             userData,

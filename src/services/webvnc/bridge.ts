@@ -7,7 +7,7 @@ import { BrokerError, type AccessCredentials, type BrokerClient } from '../../tr
 import { AgentDialError, dialAgent } from '../../transport/broker/webvnc.js'
 import type { SshPool } from '../../transport/ssh/pool.js'
 import type { SshTarget } from '../../transport/ssh/types.js'
-import { desktopRescue, renderRescue, type Rescue } from '../../ui/rescue.js'
+import { desktopRescue, renderRescue, RescueError, type Rescue } from '../../ui/rescue.js'
 
 /**
  * The WebVNC bridge: a small pool of agent sockets to the broker, each opened with a fresh
@@ -34,13 +34,13 @@ const BANNER_TIMEOUT_MS = 5000
 const HIGH_WATER = 1024 * 1024
 
 /** A failure that names its layer and how to recover; the command prints it and exits with `exit`. */
-export class BridgeFailure extends CrabboxError {
+export class BridgeFailure extends RescueError {
   constructor(
     readonly rescue: Rescue,
     exit: ExitCodeName | number,
     code: string,
   ) {
-    super(rescue.problem, { exit, code })
+    super([rescue], { exit, code })
     this.name = 'BridgeFailure'
   }
 }

@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream'
 import type { Progress } from '../../ui/progress.js'
 import type { Socket } from 'node:net'
 import { AgentLost, AgentOutdated, AgentUnresponsive, agentDisabled, agentExec, agentRequest, reachAgent } from './agent-client.js'
@@ -156,6 +157,37 @@ async function connectThroughAgent(
     }
   }
   return undefined
+}
+
+/** TCP streams to addresses seen from the runner (ssh `direct-tcpip`), over this process's pooled connection. */
+export interface SshTunnel {
+  /** A stream to `host:port` as the runner sees it (e.g. its loopback VNC); one channel per call. */
+  forward(host: string, port: number): Promise<Duplex>
+  close(): Promise<void>
+}
+
+/**
+ * Opens (or reuses) this process's pooled connection to `target` for port
+ * forwards; the connection stays while the tunnel is open.
+ */
+export async function openTunnel(target: SshTarget, options: Pick<OpenSessionOptions, 'connectTimeoutMs'> = {}): Promise<SshTunnel> {
+  const shared = await processPool()
+  await shared.connection(target, { connectTimeoutMs: options.connectTimeoutMs })
+  shared.retain(target)
+  let closed = false
+  return {
+    async forward(host, port) {
+      const live = await shared.connection(target, { connectTimeoutMs: options.connectTimeoutMs })
+      return new Promise<Duplex>((resolve, reject) =>
+        live.client.forwardOut('127.0.0.1', 0, host, port, (error, channel) => (error ? reject(error) : resolve(channel))),
+      )
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      await shared.release(target)
+    },
+  }
 }
 
 async function inProcess(target: SshTarget, options: OpenSessionOptions): Promise<SshSession> {
