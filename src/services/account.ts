@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -10,6 +9,7 @@ import { GithubLoginPollResponse, GithubLoginStartResponse } from '../protocol/a
 import { WhoamiResponse } from '../protocol/leases.js'
 import { color } from '../ui/colors.js'
 import { BrokerError, brokerClient, createBrokerClient, type BrokerClient } from '../transport/broker/client.js'
+import { openUrl } from './open-url.js'
 
 export interface Identity {
   owner: string
@@ -52,21 +52,6 @@ async function fetchIdentity(client: BrokerClient): Promise<Identity> {
   return client.request('GET', '/v1/whoami', { schema: WhoamiResponse, timeoutMs: 30_000 })
 }
 
-/** Opens a URL in the user's browser; false when there is no way to (headless, CI). */
-function openBrowser(url: string): boolean {
-  const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'rundll32' : 'xdg-open'
-  const args = process.platform === 'win32' ? ['url.dll,FileProtocolHandler', url] : [url]
-  if (process.platform === 'linux' && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY) return false
-  try {
-    const child = spawn(command, args, { stdio: 'ignore', detached: true })
-    child.on('error', () => undefined)
-    child.unref()
-    return true
-  } catch {
-    return false
-  }
-}
-
 /** GitHub browser login: start, show/open the URL, poll until the broker hands over a user token. */
 async function githubLogin(
   context: ServiceContext,
@@ -106,7 +91,7 @@ async function githubLogin(
   // Before the browser opens: the broker's page asks for this code once GitHub approves.
   if (started.userCode)
     context.progress.info(`Confirm the code ${color.bold(started.userCode)} in your browser when the broker's page asks.`)
-  const opened = !options.noBrowser && openBrowser(started.url)
+  const opened = !options.noBrowser && openUrl(started.url)
   context.progress.info(
     `${opened ? 'Opened your browser to log in with GitHub. If it did not open, visit' : 'Open this URL to log in with GitHub:'}\n  ${started.url}`,
   )

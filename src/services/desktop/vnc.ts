@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { ServiceContext } from '../context.js'
 import { CrabboxError, usageError } from '../../errors.js'
 import { opensshCommand } from '../ssh.js'
 import { failed, cli, desktopLease, remote, VNC_PASSWORD_FILE, VNC_PORT, type DesktopFlags } from './session.js'
+import { openUrl } from '../open-url.js'
 
 /**
  * `crabbox vnc`: a local TCP port (loopback only) forwarded over the lease's
@@ -148,10 +148,7 @@ export async function startVnc(context: ServiceContext, flags: VncFlags): Promis
   }
 }
 
-/** Opens the system's VNC viewer for `vnc://…` (open on macOS, xdg-open elsewhere); a failure only warns. */
+/** Opens the system's VNC viewer for `vnc://…`; a failure only warns. */
 function openViewer(url: string, context: ServiceContext): void {
-  const opener = process.platform === 'darwin' ? 'open' : 'xdg-open'
-  const child = spawn(opener, [url], { stdio: 'ignore', detached: true })
-  child.on('error', (error) => context.progress.warn(`could not open ${url} (${opener}: ${error.message}); open it in your VNC viewer`))
-  child.unref()
+  if (!openUrl(url)) context.progress.warn(`could not open ${url} here; open it in your VNC viewer`)
 }

@@ -19,6 +19,8 @@ import {
   removeFiles,
   writeRecord,
 } from './local-state.js'
+import { openUrl } from '../open-url.js'
+import type { LocalBridgeView } from '../../ui/webvnc.js'
 
 export { BridgeFailure } from './bridge.js'
 
@@ -47,21 +49,6 @@ async function bridgeLease(context: ServiceContext, id: string): Promise<BridgeL
 }
 
 export const portalUrl = (broker: BrokerClient, leaseId: string) => `${broker.url}/portal/leases/${encodeURIComponent(leaseId)}/vnc`
-
-/** Opens a URL in the user's browser; false when there is no way to (headless, CI). */
-function openBrowser(url: string): boolean {
-  const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'rundll32' : 'xdg-open'
-  const args = process.platform === 'win32' ? ['url.dll,FileProtocolHandler', url] : [url]
-  if (process.platform === 'linux' && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY) return false
-  try {
-    const child = spawn(command, args, { stdio: 'ignore', detached: true })
-    child.on('error', () => undefined)
-    child.unref()
-    return true
-  } catch {
-    return false
-  }
-}
 
 export interface BridgeHooks {
   /** Lines for stdout (what the bridge is, where to look). */
@@ -140,7 +127,7 @@ export async function runBridge(context: ServiceContext, flags: WebVncFlags, hoo
           hooks.out(`WebVNC bridge for ${lease.slug || lease.id} (${lease.id}): agent sockets open to ${broker.url}`)
           hooks.out(`portal: ${portal}`)
           if (bridge?.localPort !== undefined) hooks.out(`local VNC: 127.0.0.1:${bridge.localPort}`)
-          if (flags.open && !openBrowser(portal)) hooks.err('could not open a browser here; open the portal URL above')
+          if (flags.open && !openUrl(portal)) hooks.err('could not open a browser here; open the portal URL above')
         }
       },
     },
@@ -171,20 +158,8 @@ export async function runBridge(context: ServiceContext, flags: WebVncFlags, hoo
   }
 }
 
-export interface LocalBridgeState {
-  leaseId: string
-  running: boolean
-  pid?: number
-  daemon: boolean
-  connected: number
-  relaying: number
-  slots: number
-  localPort?: number
-  lastProblem?: string
-  logPath?: string
-  /** Set when a bridge was here and died without stopping cleanly. */
-  problem?: string
-}
+/** What `webvnc status` shows of this machine's side (rendered by ui/webvnc.ts). */
+export type LocalBridgeState = LocalBridgeView
 
 /** What this machine knows about the bridge for `leaseId`: its record, the daemon's pid, whether either is alive. */
 export function localBridge(leaseId: string): LocalBridgeState {
@@ -304,7 +279,7 @@ export async function startDaemon(context: ServiceContext, flags: WebVncFlags): 
   while (Date.now() < deadline) {
     const record = readRecord(lease.id)
     if (record && record.pid === pid && record.connected > 0) {
-      if (flags.open) openBrowser(portalUrl(broker, lease.id))
+      if (flags.open) openUrl(portalUrl(broker, lease.id))
       return { leaseId: lease.id, pid, alreadyRunning: false, logPath: logPath(lease.id), portalUrl: portalUrl(broker, lease.id) }
     }
     if (!bridgeAlive(pid)) break
