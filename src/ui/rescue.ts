@@ -24,7 +24,10 @@ export const rescueLines = (step: Rescue): string[] => [
 ]
 
 /** The `problem:` and `rescue:` lines, each ending in a newline. */
-export const renderRescue = (step: Rescue): string => rescueLines(step).map((line) => `${line}\n`).join('')
+export const renderRescue = (step: Rescue): string =>
+  rescueLines(step)
+    .map((line) => `${line}\n`)
+    .join('')
 
 /** Quotes one shell word only when it needs it. */
 const word = (value: string) => (/^[\w@%+=:,./~-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`)
