@@ -75,6 +75,22 @@ function rssBytes(pids: number[]): number {
   return total
 }
 
+/**
+ * `chunkedPost`, again when the connection was reset before the answer could be read: a
+ * server that answers 413 and closes while the client still sends makes the client's kernel
+ * reset the connection, and the reset can discard the 413 already received (a TCP race, not
+ * the broker's). Every attempt counts towards the memory peak.
+ */
+async function chunkedPostAnswered(path: string, headers: Record<string, string>): Promise<{ status: number; sent: number }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await chunkedPost(path, headers)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ECONNRESET' || attempt === 3) throw error
+    }
+  }
+}
+
 /** Streams `ATTACK_BYTES` chunked to `path` until the broker answers or the body is sent. */
 function chunkedPost(path: string, headers: Record<string, string>): Promise<{ status: number; sent: number }> {
   return new Promise((resolve, reject) => {
@@ -154,7 +170,7 @@ afterAll(async () => {
 describe('finding 1 on workerd: memory stays bounded for a 100 MB chunked upload', () => {
   it(`the unauthenticated login poll grows workerd by < ${MAX_GROWTH_BYTES / 1024 / 1024} MiB`, async () => {
     let result: { status: number; sent: number } | undefined
-    const growth = await peakGrowth(async () => (result = await chunkedPost('/v1/auth/github/poll', {})))
+    const growth = await peakGrowth(async () => (result = await chunkedPostAnswered('/v1/auth/github/poll', {})))
     expect(result!.status).toBe(413)
     expect(growth, `workerd grew by ${(growth / 1024 / 1024).toFixed(1)} MiB`).toBeLessThan(MAX_GROWTH_BYTES)
   })
@@ -163,7 +179,10 @@ describe('finding 1 on workerd: memory stays bounded for a 100 MB chunked upload
     let result: { status: number; sent: number } | undefined
     const growth = await peakGrowth(
       async () =>
-        (result = await chunkedPost('/v1/leases', { authorization: `Bearer ${SHARED_TOKEN}`, 'x-crabbox-owner': 'memory@example.com' })),
+        (result = await chunkedPostAnswered('/v1/leases', {
+          authorization: `Bearer ${SHARED_TOKEN}`,
+          'x-crabbox-owner': 'memory@example.com',
+        })),
     )
     expect(result!.status).toBe(413)
     expect(growth, `workerd grew by ${(growth / 1024 / 1024).toFixed(1)} MiB`).toBeLessThan(MAX_GROWTH_BYTES)
