@@ -64,12 +64,14 @@ function page(after = 0, state = 'running', shown = 0) {
   const rows = new FakeElement()
   const pill = new FakeElement()
   pill.classes.add('info')
+  const phase = new FakeElement()
   const byId: Record<string, FakeElement> = {
     'run-live': root,
     'run-log': log,
     'run-live-status': status,
     'run-events': rows,
     'run-state': pill,
+    'run-phase': phase,
   }
   const sockets: FakeSocket[] = []
   const timers: { fn: () => void; ms: number }[] = []
@@ -121,7 +123,7 @@ function page(after = 0, state = 'running', shown = 0) {
     socket().readyState = 3
     socket().onclose!()
   }
-  return { root, log, status, pill, rows, sockets, timers, socket, open, frame, drop }
+  return { root, log, status, pill, phase, rows, sockets, timers, socket, open, frame, drop }
 }
 
 const out = (seq: number, data = `line ${seq}\n`) => ({ runID: 'run_1', seq, type: 'stdout', data, createdAt: 'now' })
@@ -183,6 +185,15 @@ describe('the live run script', () => {
     expect(p.socket().closed).toBe(1000)
     p.drop()
     expect(p.timers).toEqual([])
+  })
+
+  it('keeps the summary’s phase with the events as they arrive, then the final state', () => {
+    const p = page()
+    p.open()
+    p.frame([{ runID: 'run_1', seq: 1, type: 'command.started', phase: 'command', createdAt: 'now' }, out(2)])
+    expect(p.phase.text).toBe('command')
+    p.frame([{ runID: 'run_1', seq: 3, type: 'command.finished', phase: 'succeeded', exitCode: 0, createdAt: 'now' }])
+    expect(p.phase.text).toBe('succeeded')
   })
 
   it('adds a row per event to the events table, up to 100 rows', () => {

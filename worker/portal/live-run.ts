@@ -68,9 +68,15 @@ export const LIVE_RUN_SCRIPT = `(() => {
     rows.appendChild(tr)
   }
 
+  const phase = (name) => {
+    const cell = document.getElementById('run-phase')
+    if (cell && name && cell.textContent !== name) cell.textContent = name
+  }
+
   const finish = (event) => {
     finished = true
     const state = event.type === 'run.failed' ? 'failed' : event.phase || (event.exitCode === 0 ? 'succeeded' : 'failed')
+    phase(state)
     const pill = document.getElementById('run-state')
     if (pill) {
       pill.textContent = state
@@ -101,6 +107,7 @@ export const LIVE_RUN_SCRIPT = `(() => {
       resyncing = false
       last = event.seq
       row(event)
+      if (typeof event.phase === 'string') phase(event.phase)
       if ((event.type === 'stdout' || event.type === 'stderr') && typeof event.data === 'string') text += event.data
       else if (event.type === 'command.finished' || event.type === 'run.failed') { end = event; break }
     }

@@ -88,7 +88,7 @@ function Summary({ run, now }: { run: RunRecord; now: Date }) {
     ['Exit code', run.exitCode],
     ['Started', <time datetime={run.startedAt}>{relativeTime(run.startedAt, now)}</time>],
     ['Duration', run.durationMs !== undefined ? duration(run.durationMs) : run.state === 'running' ? 'running' : undefined],
-    ['Phase', run.phase],
+    ['Phase', <span id="run-phase">{run.phase}</span>],
     ['Log size', run.state === 'running' ? undefined : `${bytes(run.logBytes)}${run.logTruncated ? ' (truncated)' : ''}`],
     ['Events', run.eventCount],
   ]
