@@ -22,27 +22,10 @@ const Port = v.pipe(v.union([v.string(), v.number()], 'a TCP port number'), v.tr
 const Bool = v.boolean('true or false')
 const Count = v.pipe(v.number('a whole number'), v.integer('a whole number'), v.minValue(0, 'a number of at least 0'))
 
-/** Target OS names and the aliases crabbox accepts for them (files, env, flags). */
-export const TARGET_ALIASES: Readonly<Record<string, 'linux' | 'macos' | 'windows'>> = {
-  linux: 'linux',
-  ubuntu: 'linux',
-  macos: 'macos',
-  mac: 'macos',
-  darwin: 'macos',
-  osx: 'macos',
-  windows: 'windows',
-  win: 'windows',
-}
+import { TARGET_ALIASES, WINDOWS_MODE_ALIASES } from '../protocol/targets.js'
+
+export { TARGET_ALIASES, WINDOWS_MODE_ALIASES }
 export const TARGET_FORM = 'linux, macos or windows (aliases ubuntu, mac, darwin, osx, win)'
-/** Windows modes and their aliases. */
-export const WINDOWS_MODE_ALIASES: Readonly<Record<string, 'normal' | 'wsl2'>> = {
-  normal: 'normal',
-  native: 'normal',
-  powershell: 'normal',
-  ps: 'normal',
-  wsl2: 'wsl2',
-  wsl: 'wsl2',
-}
 export const WINDOWS_MODE_FORM = 'normal or wsl2 (aliases native, powershell, ps, wsl)'
 export const PROFILE_FORM = 'a profile name of 1 to 64 characters without spaces (e.g. default, ci-check)'
 export const PROFILE_PATTERN = /^[^\s\p{Cc}]{1,64}$/u

@@ -1,5 +1,6 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import type { LeaseRequest } from '../../src/protocol/leases.js'
+import { TARGET_ALIASES, WINDOWS_MODE_ALIASES } from '../../src/protocol/targets.js'
 
 /**
  * What a lease request asks beyond the defaults, checked before anything is
@@ -31,25 +32,6 @@ import type { LeaseRequest } from '../../src/protocol/leases.js'
  * | `sshUser`, `sshPort`, `sshFallbackPorts`, `workRoot` | picks a pool host that has them | bootstrapped | bootstrapped (ports: see aws.ts) |
  * | `tailscale*`, `awsMacHostID`, `azure*` | refused | refused | refused |
  */
-
-const TARGETS: Record<string, string> = {
-  linux: 'linux',
-  ubuntu: 'linux',
-  macos: 'macos',
-  mac: 'macos',
-  darwin: 'macos',
-  osx: 'macos',
-  windows: 'windows',
-  win: 'windows',
-}
-const WINDOWS_MODES: Record<string, string> = {
-  normal: 'normal',
-  native: 'normal',
-  powershell: 'normal',
-  ps: 'normal',
-  wsl2: 'wsl2',
-  wsl: 'wsl2',
-}
 
 /** The request's settled target, Windows mode and network, for the record. */
 export interface LeaseAsk {
@@ -92,14 +74,14 @@ const title = (provider: string) => PROVIDER_TITLES[provider] ?? provider
 /** The settled target; anything but Linux is refused until a provider can make it. */
 function askTarget(request: LeaseRequest): Pick<LeaseAsk, 'target' | 'windowsMode'> {
   const asked = request.target ?? request.targetOS
-  const target = TARGETS[(asked ?? 'linux').trim().toLowerCase()]
+  const target = TARGET_ALIASES[(asked ?? 'linux').trim().toLowerCase()]
   if (!target)
     throw refuse(
       `target ${JSON.stringify(asked)} is not a target: use linux, macos or windows (aliases ubuntu, mac, darwin, osx, win)`,
       ErrorCode.unsupportedTarget,
     )
   const modeAsked = request.windowsMode?.trim()
-  const windowsMode = modeAsked ? WINDOWS_MODES[modeAsked.toLowerCase()] : undefined
+  const windowsMode = modeAsked ? WINDOWS_MODE_ALIASES[modeAsked.toLowerCase()] : undefined
   if (modeAsked && !windowsMode) throw refuse(`windowsMode ${JSON.stringify(modeAsked)} is not a Windows mode: use normal or wsl2`)
   if (windowsMode === 'wsl2' && target !== 'windows') throw refuse(`windowsMode wsl2 needs target windows, not ${target}`)
   if (target !== 'linux')
