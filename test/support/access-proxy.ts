@@ -1,5 +1,6 @@
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
-import { connect, type Socket } from 'node:net'
+import { forwardHttp, upgradeUpstream } from './proxy-forward.js'
+import { createServer, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 
 /**
  * A loopback stand-in for Cloudflare Access in front of a broker: every request and
@@ -43,21 +44,7 @@ export async function accessProxy(target: string, options: AccessProxyOptions): 
       response.writeHead(403, { 'content-type': 'text/html; charset=utf-8' }).end(deniedPage)
       return
     }
-    const forward = httpRequest(
-      {
-        host: upstream.hostname,
-        port: upstream.port,
-        method: request.method,
-        path: request.url,
-        headers: { ...request.headers, host: upstream.host },
-      },
-      (reply) => {
-        response.writeHead(reply.statusCode ?? 502, reply.headers)
-        reply.pipe(response)
-      },
-    )
-    forward.on('error', () => response.destroy())
-    request.pipe(forward)
+    forwardHttp(request, response, upstream)
   })
 
   server.on('upgrade', (request: IncomingMessage, client: Socket, head: Buffer) => {
@@ -68,19 +55,9 @@ export async function accessProxy(target: string, options: AccessProxyOptions): 
       )
       return
     }
-    const broker = connect({ host: upstream.hostname, port: Number(upstream.port) })
     sockets.add(client)
     client.on('close', () => sockets.delete(client))
-    broker.on('error', () => client.destroy())
-    client.on('close', () => broker.destroy())
-    broker.on('close', () => client.destroy())
-    const lines = [`${request.method} ${request.url} HTTP/1.1`]
-    for (let i = 0; i < request.rawHeaders.length; i += 2) {
-      const name = request.rawHeaders[i]
-      lines.push(`${name}: ${name.toLowerCase() === 'host' ? upstream.host : request.rawHeaders[i + 1]}`)
-    }
-    broker.write(`${lines.join('\r\n')}\r\n\r\n`)
-    if (head.length > 0) broker.write(head)
+    const broker = upgradeUpstream(request, client, head, upstream)
     client.pipe(broker)
     broker.pipe(client)
   })

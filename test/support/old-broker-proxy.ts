@@ -1,5 +1,6 @@
-import { createServer, request as httpRequest, type IncomingMessage } from 'node:http'
-import { connect, type Socket } from 'node:net'
+import { forwardHttp, upgradeUpstream } from './proxy-forward.js'
+import { createServer, type IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 
 /**
  * A loopback HTTP proxy in front of a broker that counts requests per route and can
@@ -45,21 +46,7 @@ export async function oldBrokerProxy(target: string, options: { control?: boolea
       response.writeHead(404, { 'content-type': 'application/json' }).end(notFound)
       return
     }
-    const forward = httpRequest(
-      {
-        host: upstream.hostname,
-        port: upstream.port,
-        method: request.method,
-        path: request.url,
-        headers: { ...request.headers, host: upstream.host },
-      },
-      (reply) => {
-        response.writeHead(reply.statusCode ?? 502, reply.headers)
-        reply.pipe(response)
-      },
-    )
-    forward.on('error', () => response.destroy())
-    request.pipe(forward)
+    forwardHttp(request, response, upstream)
   })
 
   server.on('upgrade', (request: IncomingMessage, client: Socket, head: Buffer) => {
@@ -71,19 +58,9 @@ export async function oldBrokerProxy(target: string, options: { control?: boolea
       )
       return
     }
-    const broker = connect({ host: upstream.hostname, port: Number(upstream.port) })
-    broker.on('error', () => client.destroy())
-    client.on('close', () => broker.destroy())
-    broker.on('close', () => client.destroy())
+    const broker = upgradeUpstream(request, client, head, upstream)
     spliced.add(client)
     client.on('close', () => spliced.delete(client))
-    const lines = [`${request.method} ${request.url} HTTP/1.1`]
-    for (let i = 0; i < request.rawHeaders.length; i += 2) {
-      const name = request.rawHeaders[i]
-      lines.push(`${name}: ${name.toLowerCase() === 'host' ? upstream.host : request.rawHeaders[i + 1]}`)
-    }
-    broker.write(`${lines.join('\r\n')}\r\n\r\n`)
-    if (head.length > 0) broker.write(head)
     client.pipe(broker)
     // Broker→client: forward the 101 response, then whole frames only, so injected frames
     // always land between two real ones.
