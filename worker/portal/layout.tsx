@@ -201,3 +201,19 @@ export function ErrorPanel(props: ErrorPanelProps) {
     </section>
   )
 }
+
+/** A card's name/value list; rows without a value are left out. */
+export function Facts({ rows }: { rows: [string, unknown][] }) {
+  return (
+    <dl class="facts">
+      {rows
+        .filter(([, value]) => value !== undefined && value !== '')
+        .map(([name, value]) => (
+          <>
+            <dt>{name}</dt>
+            <dd>{value}</dd>
+          </>
+        ))}
+    </dl>
+  )
+}

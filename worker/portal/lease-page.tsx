@@ -7,7 +7,7 @@ import { resolveLease } from '../fleet/lease-store.js'
 import { listRuns } from '../fleet/runs.js'
 import { Sparkline } from './charts.js'
 import { bytes, duration, relativeTime, shellQuote, stateTone } from './format.js'
-import { CopyCommand, TableWrap } from './layout.js'
+import { CopyCommand, Facts, TableWrap } from './layout.js'
 import { leaseCommands } from './lease-grid.js'
 import { CsrfField, type PortalCaller } from './page.js'
 
@@ -16,21 +16,6 @@ import { CsrfField, type PortalCaller } from './page.js'
 export const RECENT_RUNS = 12
 
 export const LeasePageQuery = v.object({ runs: v.optional(v.pipe(v.string(), v.maxLength(16))) })
-
-function Facts({ rows }: { rows: [string, unknown][] }) {
-  return (
-    <dl class="facts">
-      {rows
-        .filter(([, value]) => value !== undefined && value !== '')
-        .map(([name, value]) => (
-          <>
-            <dt>{name}</dt>
-            <dd>{value}</dd>
-          </>
-        ))}
-    </dl>
-  )
-}
 
 const percent = (value: number | undefined) => (value === undefined ? undefined : `${Math.round(value)}%`)
 

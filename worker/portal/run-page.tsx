@@ -2,7 +2,7 @@ import type { RunEventRecord, RunRecord } from '../../src/protocol/runs.js'
 import type { FleetDeps } from '../fleet/deps.js'
 import { getRun, pageRunEvents, readRunLog } from '../fleet/runs.js'
 import { bytes, duration, relativeTime, shellQuote, stateTone } from './format.js'
-import { TableWrap } from './layout.js'
+import { Facts, TableWrap } from './layout.js'
 import type { PortalCaller } from './page.js'
 
 /**
@@ -98,16 +98,7 @@ function Summary({ run, now }: { run: RunRecord; now: Date }) {
       <p>
         <code>{run.command.map(shellQuote).join(' ') || '(no command recorded)'}</code>
       </p>
-      <dl class="facts">
-        {rows
-          .filter(([, value]) => value !== undefined && value !== '')
-          .map(([name, value]) => (
-            <>
-              <dt>{name}</dt>
-              <dd>{value}</dd>
-            </>
-          ))}
-      </dl>
+      <Facts rows={rows} />
       <p>
         <a href={`/portal/runs/${run.id}/logs`}>Raw log</a> · <a href={`/portal/runs/${run.id}/events`}>Events (JSON)</a>
       </p>
