@@ -103,6 +103,10 @@ export interface ClaimOutcome {
  */
 export async function claimLease(lease: Pick<Lease, 'id' | 'slug' | 'provider'>, options: ClaimOptions): Promise<ClaimOutcome> {
   const repoRoot = repoIdentity(options.repoRoot)
+  // The warm path: this checkout already holds it. A claim file is only ever replaced by
+  // rename, so an unlocked read sees a whole claim; only a change takes the lock.
+  const current = readClaim(lease.id)
+  if (current && current.repoRoot === repoRoot) return { claim: current }
   return withLock(lease.id, () => {
     const held = readClaim(lease.id)
     if (held && held.repoRoot === repoRoot) return { claim: held }

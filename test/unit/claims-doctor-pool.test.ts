@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -63,6 +63,23 @@ describe('repo claims', () => {
     expect(moved.reclaimedFrom).toBe(a())
     expect(readClaim(lease.id)?.repoRoot).toBe(b())
     expect((await refusal(claimLease(lease, { repoRoot: a(), reclaim: false }))).message).toContain(b())
+  })
+
+  it('the holding checkout is not held up by a lock another checkout holds; a change still waits for it', async () => {
+    await claimLease(lease, { repoRoot: a(), reclaim: false })
+    const lock = join(claimsDir(), `${lease.id}.json.lock`)
+    writeFileSync(lock, '')
+    // The holder reads its claim without the lock and leaves the other's lock alone.
+    expect((await claimLease(lease, { repoRoot: a(), reclaim: false })).claim.repoRoot).toBe(a())
+    expect(existsSync(lock)).toBe(true)
+    // A reclaim is a change: it waits until the lock is gone.
+    let moved = false
+    const reclaiming = claimLease(lease, { repoRoot: b(), reclaim: true }).then(() => (moved = true))
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(moved).toBe(false)
+    rmSync(lock)
+    await reclaiming
+    expect(readClaim(lease.id)?.repoRoot).toBe(b())
   })
 
   it('an unreadable or incomplete claim is no claim; a forgotten claim is gone', async () => {
