@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
 import { MODE_FILE, type ManifestEntry } from '../../src/services/sync/manifest.js'
-import { splitByBytes, tarStream, transferParts } from '../../src/services/sync/transfer.js'
+import { looksCompressible, splitByBytes, tarStream, transferParts } from '../../src/services/sync/transfer.js'
 
 const files = (...sizes: number[]) => sizes.map((size, i) => ({ path: `f${i}`, size }))
 
@@ -63,5 +63,13 @@ describe('the gzip stream', () => {
     } finally {
       rmSync(root, { recursive: true, force: true })
     }
+  })
+  it('the compressibility probe: random bytes are stored without a deflate, text and small blocks are compressed', () => {
+    expect(looksCompressible(randomBytes(1024 * 1024))).toBe(false)
+    expect(looksCompressible(Buffer.from('const value = compute(42)\n'.repeat(40_000)))).toBe(true)
+    expect(looksCompressible(randomBytes(8 * 1024))).toBe(true)
+    // Compressible text with one random stretch in the middle still compresses (two of three slices shrink).
+    const mixed = Buffer.concat([Buffer.from('x = 1\n'.repeat(100_000)), randomBytes(100_000), Buffer.from('y = 2\n'.repeat(100_000))])
+    expect(looksCompressible(mixed)).toBe(true)
   })
 })

@@ -2,7 +2,7 @@ import { createReadStream, lstatSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Readable, Transform, type TransformCallback } from 'node:stream'
 import { promisify } from 'node:util'
-import { gzip } from 'node:zlib'
+import { deflateRawSync, gzip } from 'node:zlib'
 import tar from 'tar-stream'
 import { createHash } from 'node:crypto'
 import { hashLink } from './hash-cache.js'
@@ -175,6 +175,20 @@ const gzipBlock = promisify(gzip)
 /** Blocks stored in a row after one that did not compress, before deflate is tried again. */
 const STORE_RUN = 4
 
+const PROBE_SLICE = 4096
+
+/**
+ * Whether deflate is worth its CPU on a block: three slices of it (start, middle, end),
+ * deflated at level 1 in well under a millisecond, must shrink by 5%. Random bytes,
+ * media and archives fail at once instead of after a whole block's deflate.
+ */
+export function looksCompressible(block: Buffer): boolean {
+  if (block.length <= 3 * PROBE_SLICE) return true
+  const step = Math.floor((block.length - PROBE_SLICE) / 2)
+  const sample = Buffer.concat([0, step, 2 * step].map((at) => block.subarray(at, at + PROBE_SLICE)))
+  return deflateRawSync(sample, { level: 1 }).length < sample.length * 0.95
+}
+
 /** Fixed gzip level from `CRABBOX_SYNC_GZIP_LEVEL` (1-9), else undefined: adaptive. */
 function fixedGzipLevel(env: NodeJS.ProcessEnv = process.env): number | undefined {
   const level = Number(env.CRABBOX_SYNC_GZIP_LEVEL)
@@ -202,9 +216,10 @@ class ParallelGzip extends Coalesce {
     for (const block of blocks) {
       if (this.fixed === undefined) this.level = this.readableLength > 0 ? Math.min(this.level + 1, 6) : Math.max(this.level - 1, 1)
       // Incompressible data (media, archives, random bytes) gains nothing from deflate but costs its CPU:
-      // after a block that shrank by less than 5%, the next ones are stored, then compression is tried again.
-      const stored = this.fixed === undefined && this.storeNext > 0
-      if (stored) this.storeNext--
+      // a block whose probe does not shrink is stored; after a block that shrank by less than 5%, the
+      // next ones are stored too, then compression is tried again.
+      const stored = this.fixed === undefined && (this.storeNext > 0 || !looksCompressible(block))
+      if (this.storeNext > 0) this.storeNext--
       const job = gzipBlock(block, { level: stored ? 0 : (this.fixed ?? this.level) })
       if (!stored && this.fixed === undefined)
         job.then(
