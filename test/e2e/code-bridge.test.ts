@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
+import type { CodeHealth } from '../../src/protocol/code.js'
 import { runCli, spawnCli } from '../support/cli.js'
 import { codeStandInScript } from '../support/code-stand-in.js'
 import { collectOutput, until } from '../support/fixtures.js'
@@ -38,6 +39,7 @@ afterAll(async () => {
 })
 
 const portal = (path = '') => `${rig.broker.url}/portal/leases/${leaseId}/code/${path}`
+const health = async (): Promise<CodeHealth> => (await fetch(portal('health'), { headers: auth })).json() as Promise<CodeHealth>
 
 /** Opens a browser-side WebSocket through the broker; resolves with it and what it received. */
 async function browserSocket(path: string): Promise<{ ws: WebSocket; received: (string | Buffer)[] }> {
@@ -67,8 +69,7 @@ describe('crabbox code', () => {
         throw new Error(`${(error as Error).message}; stderr: ${out.stderr()}`)
       })
       expect(out.stdout()).toContain(`portal: ${portal()}`)
-      const health = await (await fetch(portal('health'), { headers: auth })).json()
-      expect(health.code.agentConnected).toBe(true)
+      expect((await health()).code.agentConnected).toBe(true)
 
       // HTTP GET and POST: code-server's answer, the prefix stripped, Host and Origin the runner's own.
       const get = await fetch(portal('static/app.js?v=1'), { headers: { ...auth, origin: rig.broker.url } })
@@ -103,11 +104,7 @@ describe('crabbox code', () => {
     // Stopped mid-session: the layer and the way back.
     expect(out.stderr()).toContain('problem: bridge: the code bridge was stopped (SIGTERM)')
     expect(out.stderr()).toContain(`rescue: crabbox code --id ${leaseId}`)
-    await until(
-      'the waiting page again',
-      async () => !(await (await fetch(portal('health'), { headers: auth })).json()).code.agentConnected,
-      20_000,
-    )
+    await until('the waiting page again', async () => !(await health()).code.agentConnected, 20_000)
   })
 
   it('names the code-server layer, with the commands that help, when nothing answers on the runner', async () => {
