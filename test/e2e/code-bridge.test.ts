@@ -107,6 +107,28 @@ describe('crabbox code', () => {
     await until('the waiting page again', async () => !(await health()).code.agentConnected, 20_000)
   })
 
+  it('hands the lease to a newer bridge: the old one stops with problem/rescue lines, the new one serves', async () => {
+    const firstChild = spawnCli(['code', '--id', leaseId], { home: rig.home, env: rig.cliEnv() })
+    const first = collectOutput(firstChild)
+    const secondChild = spawnCli(['code', '--id', slug], { home: rig.home, env: rig.cliEnv() })
+    const second = collectOutput(secondChild)
+    try {
+      await until('a bridge', () => first.stdout().includes('portal: ') || second.stdout().includes('portal: '), 60_000)
+      // Whichever connected last holds the lease; the other one stops.
+      const code = await Promise.race([first.done, second.done])
+      expect(code).not.toBe(0)
+      const stopped = first.stderr().includes('problem: bridge:') ? first : second
+      expect(stopped.stderr()).toContain('problem: bridge: a newer code bridge for this lease took over (1012)')
+      expect(stopped.stderr()).toContain('rescue: crabbox code --id ')
+      const answer = await fetch(portal('after-replace'), { headers: auth })
+      expect(await answer.text()).toBe('GET /after-replace host=127.0.0.1:8080')
+    } finally {
+      firstChild.kill('SIGTERM')
+      secondChild.kill('SIGTERM')
+      await Promise.all([first.done, second.done])
+    }
+  })
+
   it('names the code-server layer, with the commands that help, when nothing answers on the runner', async () => {
     await rig.host.run(`kill ${standIn}`)
     standIn = undefined
