@@ -5,6 +5,7 @@ import { runCli, spawnCli } from '../support/cli.js'
 import { codeStandInScript } from '../support/code-stand-in.js'
 import { collectOutput, until } from '../support/fixtures.js'
 import { brokerWithStaticHosts } from '../support/static-broker.js'
+import { tcpProxy } from '../support/tcp-proxy.js'
 
 /**
  * `crabbox code` end to end: the broker under workerd with a static pool host that declares
@@ -126,6 +127,37 @@ describe('crabbox code', () => {
       firstChild.kill('SIGTERM')
       secondChild.kill('SIGTERM')
       await Promise.all([first.done, second.done])
+    }
+  })
+
+  it('reconnects with a fresh ticket when its connection to the broker is cut', async () => {
+    const target = new URL(rig.broker.url)
+    const proxy = await tcpProxy({ host: target.hostname, port: Number(target.port) })
+    const child = spawnCli(['code', '--id', leaseId], {
+      home: rig.home,
+      env: rig.cliEnv({ CRABBOX_COORDINATOR: `http://127.0.0.1:${proxy.port}` }),
+    })
+    const out = collectOutput(child)
+    try {
+      await until('the bridge', () => out.stdout().includes('portal: '), 60_000)
+      const before = proxy.totalConnections
+      proxy.cut()
+      await until('the agent socket again', () => out.stderr().includes('reconnecting') && proxy.totalConnections > before, 30_000)
+      const answer = await until(
+        'an answer through the new socket',
+        async () => {
+          const response = await fetch(portal('after-cut'), { headers: auth })
+          const text = await response.text()
+          return response.status === 200 && text.startsWith('GET ') ? text : undefined
+        },
+        30_000,
+        200,
+      )
+      expect(answer).toBe('GET /after-cut host=127.0.0.1:8080')
+    } finally {
+      child.kill('SIGTERM')
+      await out.done
+      await proxy.close()
     }
   })
 
