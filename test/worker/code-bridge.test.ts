@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { api, createLease, headersFor, inFleet, shared, type Who } from './broker-support.js'
 import { b64, codeAgentUpgrade, codeLease, codeTicket, openCodeAgent, socket, unb64, until } from './code-support.js'
 import { browserFor, getPage, ORIGIN } from './portal-support.js'
+import { MAX_CODE_VIEWERS } from '../../worker/bridge/code-relay.js'
 
 /** The code bridge: tickets, the agent socket and its refusals, health, the waiting page, HTTP and WebSocket proxying. */
 
@@ -270,6 +271,25 @@ describe('the portal code pages', () => {
     await agent.next((f) => f.type === 'ws_open' && f.id !== opened.id)
     agent.ws.close(1000)
     expect(await two.closed).toEqual({ code: 1011, reason: 'code bridge disconnected' })
+  })
+
+  it('bounds the browser sockets per lease (429 too_many_sockets)', async () => {
+    const lease = await codeLease(peter)
+    const agent = await openCodeAgent(peter, lease.id)
+    const upgrade = () =>
+      SELF.fetch(`${ORIGIN}/portal/leases/${lease.id}/code/ws`, { headers: { upgrade: 'websocket', ...headersFor(peter) } })
+    const open: WebSocket[] = []
+    for (let i = 0; i < MAX_CODE_VIEWERS; i++) {
+      const response = await upgrade()
+      expect(response.status).toBe(101)
+      response.webSocket!.accept()
+      open.push(response.webSocket!)
+    }
+    const refused = await upgrade()
+    expect(refused.status).toBe(429)
+    expect(await refused.json()).toMatchObject({ error: 'too_many_sockets' })
+    for (const ws of open) ws.close(1000)
+    agent.ws.close(1000)
   })
 
   it('takes the session cookie for a socket only from the broker origin', async () => {

@@ -28,6 +28,8 @@ import { RELAY_HEADER, type RelayFacts } from './handoff.js'
 
 /** Browser sockets per lease (VS Code opens a few); one more is 429 `too_many_sockets`. */
 export const MAX_CODE_VIEWERS = 32
+/** A chunked WebSocket message from the agent is joined up to this size; a larger one is dropped. */
+export const MAX_CHUNKED_MESSAGE_BYTES = 16 * 1024 * 1024
 
 type CodeAttachment = { kind: 'code-agent' | 'code-viewer'; id: string; closed?: boolean }
 
@@ -118,7 +120,7 @@ async function readCapped(request: Request, limit: number): Promise<Uint8Array |
 
 export class CodeRelay {
   private readonly pending = new Map<string, Pending>()
-  private readonly chunks = new Map<string, { frame: 'text' | 'binary'; parts: Uint8Array[] }>()
+  private readonly chunks = new Map<string, { frame: 'text' | 'binary'; parts: Uint8Array[]; bytes: number }>()
 
   constructor(private readonly ctx: DurableObjectState) {}
 
@@ -230,11 +232,17 @@ export class CodeRelay {
       case 'ws_data':
         return this.toViewer(frame.id, frame.frame, fromBase64(frame.body))
       case 'ws_start':
-        this.chunks.set(frame.chunkID, { frame: frame.frame, parts: [] })
+        this.chunks.set(frame.chunkID, { frame: frame.frame, parts: [], bytes: 0 })
         return
-      case 'ws_body':
-        this.chunks.get(frame.chunkID)?.parts.push(fromBase64(frame.body))
+      case 'ws_body': {
+        const held = this.chunks.get(frame.chunkID)
+        if (!held) return
+        const part = fromBase64(frame.body)
+        held.bytes += part.byteLength
+        if (held.bytes > MAX_CHUNKED_MESSAGE_BYTES) this.chunks.delete(frame.chunkID)
+        else held.parts.push(part)
         return
+      }
       case 'ws_end': {
         const held = this.chunks.get(frame.chunkID)
         this.chunks.delete(frame.chunkID)
