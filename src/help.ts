@@ -3,7 +3,7 @@ import { Help } from '@oclif/core'
 /** Root help groups, in workflow order; anything not named here (plugins, autocomplete, a user plugin) goes under MORE. */
 const groups: ReadonlyArray<readonly [title: string, names: readonly string[]]> = [
   ['EVERYDAY', ['run', 'warmup', 'ssh', 'stop', 'list', 'status', 'attach', 'logs', 'history', 'results', 'heartbeat']],
-  ['DESKTOP', ['desktop', 'screenshot', 'vnc']],
+  ['DESKTOP', ['desktop', 'screenshot', 'vnc', 'code']],
   [
     'BROKER',
     [

@@ -2,7 +2,8 @@ import { Hono } from 'hono'
 import { ApiError, ErrorCode } from '../src/protocol/errors.js'
 import { authenticate } from './auth/authenticate.js'
 import { bodyTooLarge, declaresMoreThan, MAX_BODY_BYTES } from './body-limit.js'
-import { completeHandoff } from './bridge/handoff.js'
+import { codeRelayTarget, completeHandoff } from './bridge/handoff.js'
+import { isCodeProxyPath, withoutBody } from './bridge/code-edge.js'
 import { answerAfter, answerUnread, forwardBody } from './edge-body.js'
 import { identityHeaders, STRIPPED_HEADERS, type Identity } from './auth/identity.js'
 import { setting, type Env } from './env.js'
@@ -33,10 +34,18 @@ async function forward(request: Request, env: Env, identity?: Identity, extra: R
   const stub = env.FLEET.get(env.FLEET.idFromName('default'))
   // A bridge socket the object has checked opens at the lease's relay object (worker/bridge/).
   if (!request.body) return completeHandoff(request, env, await stub.fetch(new Request(request, { headers })))
+  let send = (body: ReadableStream<Uint8Array>) => stub.fetch(new Request(request, { headers, body }))
+  // A code bridge request is checked without its body, which goes on to the lease's relay (worker/bridge/code-relay.ts).
+  if (isCodeProxyPath(request)) {
+    const checked = await stub.fetch(withoutBody(request, headers))
+    const relay = codeRelayTarget(request, env, checked)
+    if (!relay) return answerUnread(checked, request)
+    send = relay
+  }
   const upload = forwardBody(request.body)
   let response: Response
   try {
-    response = await stub.fetch(new Request(request, { headers, body: upload.body }))
+    response = await send(upload.body)
   } catch (error) {
     upload.answered()
     if (upload.exceeded()) throw bodyTooLarge(MAX_BODY_BYTES)
@@ -102,6 +111,8 @@ app.get('/v1/control', async (c, next) => {
 
 // The WebVNC bridge's agent socket authenticates with its one-use ticket (the Fleet object checks it).
 app.all('/v1/leases/:id/webvnc/agent', (c) => forward(c.req.raw, c.env))
+// So does the code bridge's agent socket.
+app.all('/v1/leases/:id/code/agent', (c) => forward(c.req.raw, c.env))
 
 // ---- everything else under /v1 needs a credential -----------------------------
 app.use('/v1/*', async (c, next) => {

@@ -21,6 +21,8 @@ export interface RelayFacts {
   viewerID?: string
   /** Viewer requests: the caller's name as the controller label shows it. */
   label?: string
+  /** Code bridge requests: the portal path and query the browser asked for. */
+  path?: string
 }
 
 /** The relay's sockets and events, as status needs them. */
@@ -41,7 +43,7 @@ export interface RelayResetResult {
 
 export const HANDOFF_HEADER = 'x-crabbox-relay-handoff'
 
-export type RelayOp = 'agent' | 'viewer'
+export type RelayOp = 'agent' | 'viewer' | 'code-agent' | 'code-viewer' | 'code-http'
 
 export interface Handoff {
   op: RelayOp
@@ -75,10 +77,37 @@ export async function completeHandoff(request: Request, env: Env, response: Resp
   const header = response.headers.get(HANDOFF_HEADER)
   if (!header) return response
   const { op, facts } = JSON.parse(header) as Handoff
+  // A proxied code bridge request without a body (worker/bridge/code-relay.ts).
+  if (op === 'code-http') return codeRelayTarget(request, env, response)!()
   if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') {
     return Response.json({ error: 'upgrade_required', message: 'a websocket upgrade is required' }, { status: 426 })
   }
-  return relayStub(env, facts.leaseID).fetch(`https://relay.internal/${op}`, {
-    headers: { upgrade: 'websocket', [RELAY_HEADER]: JSON.stringify(facts) },
-  })
+  // Code sockets keep the browser's headers (the relay forwards its allow-list of them).
+  const headers = op.startsWith('code-') ? new Headers(request.headers) : new Headers()
+  headers.set('upgrade', 'websocket')
+  headers.set(RELAY_HEADER, JSON.stringify(facts))
+  return relayStub(env, facts.leaseID).fetch(`https://relay.internal/${op}`, { headers })
+}
+
+/**
+ * When the Fleet object handed a code bridge request over (`code-http`): how to send it to
+ * the lease's relay, with the browser's method and headers and the body the edge passes on.
+ */
+export function codeRelayTarget(
+  request: Request,
+  env: Env,
+  checked: Response,
+): ((body?: ReadableStream<Uint8Array>) => Promise<Response>) | undefined {
+  const header = checked.headers.get(HANDOFF_HEADER)
+  if (!header) return undefined
+  const { op, facts } = JSON.parse(header) as Handoff
+  if (op !== 'code-http') return undefined
+  const headers = new Headers(request.headers)
+  headers.set(RELAY_HEADER, JSON.stringify(facts))
+  return (body) =>
+    relayStub(env, facts.leaseID).fetch('https://relay.internal/code-http', {
+      method: request.method,
+      headers,
+      ...(body ? { body } : {}),
+    })
 }

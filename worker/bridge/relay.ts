@@ -1,6 +1,7 @@
 import { DurableObject } from 'cloudflare:workers'
 import { VIEWER_ID_PATTERN, type WebVncEvent, type WebVncEventName } from '../../src/protocol/webvnc.js'
 import type { Env } from '../env.js'
+import { CodeRelay } from './code-relay.js'
 import { RELAY_HEADER, type RelayFacts, type RelayResetResult, type RelayState } from './handoff.js'
 
 /**
@@ -54,9 +55,14 @@ const tooMany = (what: string, max: number) =>
   json({ error: 'too_many_sockets', message: `this lease already has ${max} WebVNC ${what} connected; close one or reset` }, 429)
 
 export class BridgeRelay extends DurableObject<Env> {
+  /** The code bridge's sockets and requests (worker/bridge/code-relay.ts). */
+  private readonly code = new CodeRelay(this.ctx)
+
   override async fetch(request: Request): Promise<Response> {
     const facts = JSON.parse(request.headers.get(RELAY_HEADER) ?? '{}') as RelayFacts
-    switch (new URL(request.url).pathname) {
+    const path = new URL(request.url).pathname
+    if (CodeRelay.handles(path)) return this.code.fetch(path, request)
+    switch (path) {
       case '/agent':
         return this.openAgent()
       case '/viewer':
@@ -120,6 +126,7 @@ export class BridgeRelay extends DurableObject<Env> {
   }
 
   override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
+    if (CodeRelay.owns(ws)) return this.code.message(ws, message)
     const self = ws.deserializeAttachment() as Attachment | null
     if (!self || self.closed) return
     if (self.kind === 'viewer') {
@@ -132,7 +139,8 @@ export class BridgeRelay extends DurableObject<Env> {
     else this.buffer(self.id, message)
   }
 
-  override webSocketClose(ws: WebSocket, code: number): void {
+  override webSocketClose(ws: WebSocket, code: number, reason: string): void {
+    if (CodeRelay.owns(ws)) return this.code.gone(ws, code, reason)
     this.gone(ws)
     try {
       ws.close(code === 1005 || code === 1006 ? 1000 : code, 'bye')
@@ -142,6 +150,7 @@ export class BridgeRelay extends DurableObject<Env> {
   }
 
   override webSocketError(ws: WebSocket): void {
+    if (CodeRelay.owns(ws)) return this.code.gone(ws, 1011, 'error')
     this.gone(ws)
   }
 

@@ -5,6 +5,7 @@ import { WhoamiResponse } from '../../src/protocol/leases.js'
 import { identityFrom } from '../auth/identity.js'
 import { discardBody } from '../body-limit.js'
 import { ADMIN_PREFIXES, ADMIN_ROUTES } from './admin-routes.js'
+import { CODE_ROUTES } from './code-routes.js'
 import { CONTROL_ROUTES } from './control-routes.js'
 import type { FleetApp, FleetContext, FleetDeps, FleetEnv } from './deps.js'
 import { GITHUB_ROUTES } from './github-routes.js'
@@ -52,6 +53,7 @@ export const ROUTES: readonly RouteSpec[] = [
   ...WHOAMI_ROUTES,
   ...LEASE_ROUTES,
   ...WEBVNC_ROUTES,
+  ...CODE_ROUTES,
   ...ADMIN_ROUTES,
   ...IMAGE_ROUTES,
   ...RUN_ROUTES,

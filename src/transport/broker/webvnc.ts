@@ -15,6 +15,8 @@ export interface AgentDial {
   queryTicket?: boolean
   /** Handshake budget (default 10 s). */
   timeoutMs?: number
+  /** Which bridge's agent socket: WebVNC (the default) or the code bridge (`crabbox code`). */
+  bridge?: 'webvnc' | 'code'
 }
 
 /** Why a dial failed: the HTTP status the broker answered (0 when it was not reached) and its body. */
@@ -29,8 +31,8 @@ export class AgentDialError extends Error {
   }
 }
 
-export function agentSocketUrl(brokerUrl: string, leaseId: string, ticket?: string): string {
-  const url = new URL(`${brokerUrl.replace(/\/+$/, '')}/v1/leases/${encodeURIComponent(leaseId)}/webvnc/agent`)
+export function agentSocketUrl(brokerUrl: string, leaseId: string, ticket?: string, bridge: 'webvnc' | 'code' = 'webvnc'): string {
+  const url = new URL(`${brokerUrl.replace(/\/+$/, '')}/v1/leases/${encodeURIComponent(leaseId)}/${bridge}/agent`)
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
   if (ticket) url.searchParams.set('ticket', ticket)
   return url.toString()
@@ -40,7 +42,7 @@ export function agentSocketUrl(brokerUrl: string, leaseId: string, ticket?: stri
 export function dialAgent(dial: AgentDial): Promise<WebSocket> {
   const headers: Record<string, string> = { ...accessHeaders(dial.access) }
   if (!dial.queryTicket) headers.authorization = `Bearer ${dial.ticket}`
-  const url = agentSocketUrl(dial.brokerUrl, dial.leaseId, dial.queryTicket ? dial.ticket : undefined)
+  const url = agentSocketUrl(dial.brokerUrl, dial.leaseId, dial.queryTicket ? dial.ticket : undefined, dial.bridge)
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(url, { headers, handshakeTimeout: dial.timeoutMs ?? 10_000, perMessageDeflate: false })
     socket.binaryType = 'nodebuffer'
