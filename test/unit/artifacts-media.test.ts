@@ -180,6 +180,9 @@ describe('artifacts template', () => {
     expect(md).toContain('❌ 3 tests, 1 failure, 0 errors, 0 skipped in 1.5s')
     expect(md).toContain('| s › adds \\| pipes | expected 2 |')
     expect(md).toContain('- Run `run_0123456789ab` (failed, exit 1) on lease `cbx_1`')
+    expect(renderTemplate({ kind: 'openclaw', broker: 'https://broker.example/' }, { run })).toContain(
+      '- Run [`run_0123456789ab`](https://broker.example/portal/runs/run_0123456789ab) (failed, exit 1)',
+    )
     expect(renderTemplate({ kind: 'mantis', after: 'a.gif' }, { text: 'Fixed' })).toMatch(
       /## Bug report[\s\S]*\| — \| !\[Fixed \(after\)\]\(a\.gif\) \|[\s\S]*Fixed/,
     )

@@ -7,7 +7,8 @@ export default class ArtifactsTemplate extends BaseCommand<typeof ArtifactsTempl
   static override summary = 'Write a Markdown report: before/after media, the test summary, links'
   static override description =
     'The summary is --summary text, or --summary-file: a run record (run.json from artifacts collect --run), ' +
-    'a results summary (results --json), JUnit XML, or Markdown. Prints the Markdown unless --output is given.'
+    'a results summary (results --json), JUnit XML, or Markdown. Prints the Markdown unless --output is given. ' +
+    'With a broker configured, the run links to its portal page.'
   static override examples = [
     '<%= config.bin %> artifacts template --before before.png --after screen.gif --summary-file evidence/run.json --output report.md',
     '<%= config.bin %> artifacts template mantis --before bug.gif --after fixed.gif --summary "Fixed the overflow"',
@@ -34,6 +35,7 @@ export default class ArtifactsTemplate extends BaseCommand<typeof ArtifactsTempl
       summary: flags.summary,
       summaryFile: flags['summary-file'],
       output: flags.output,
+      broker: (await this.context()).config.broker.url,
     })
     if (!this.jsonEnabled()) {
       if (result.output) this.log(result.output)

@@ -20,6 +20,8 @@ export interface TemplateOptions {
   summary?: string
   summaryFile?: string
   output?: string
+  /** The broker's URL: the run links to its portal page. */
+  broker?: string
 }
 
 export interface TemplateResult {
@@ -86,6 +88,9 @@ export function resultsMarkdown(results: TestResultSummary): string[] {
   return lines
 }
 
+const runLink = (id: string, broker?: string) =>
+  broker ? `[\`${id}\`](${broker.replace(/\/+$/, '')}/portal/runs/${encodeURIComponent(id)})` : `\`${id}\``
+
 export function renderTemplate(options: TemplateOptions, found: { results?: TestResultSummary; run?: RunRecord; text?: string }): string {
   const heading = HEADINGS[options.kind]
   const lines = [`## ${heading.title}`, '']
@@ -99,7 +104,7 @@ export function renderTemplate(options: TemplateOptions, found: { results?: Test
   const links = [
     ...(found.run
       ? [
-          `- Run \`${found.run.id}\` (${found.run.state}${found.run.exitCode === undefined ? '' : `, exit ${found.run.exitCode}`}) on lease \`${found.run.leaseID}\``,
+          `- Run ${runLink(found.run.id, options.broker)} (${found.run.state}${found.run.exitCode === undefined ? '' : `, exit ${found.run.exitCode}`}) on lease \`${found.run.leaseID}\``,
         ]
       : []),
     ...[options.before, options.after].filter((p): p is string => Boolean(p)).map((p) => `- [${p.split(/[\\/]/).pop()}](${encodeURI(p)})`),
