@@ -111,8 +111,8 @@ const fileEntry = (name: string, data: Buffer): CollectedFile => ({
 function warningsOf(item: string, error: unknown): CollectWarning[] {
   const exitCode = error instanceof CrabboxError ? error.exitCode : ExitCode.error
   if (error instanceof RescueError) return error.steps.map((step) => ({ item, exitCode, ...step }))
-  const hint = error instanceof CrabboxError && error.hint ? [error.hint] : []
-  return [{ item, exitCode, layer: item, problem: (error as Error).message, rescue: hint }]
+  const hint = error instanceof CrabboxError && error.hint ? ` (${error.hint.replace(/\.$/, '')})` : ''
+  return [{ item, exitCode, layer: item, problem: `${(error as Error).message}${hint}`, rescue: [] }]
 }
 
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`
