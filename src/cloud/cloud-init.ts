@@ -13,7 +13,8 @@
  * Capabilities, each only when asked: `desktop` (Xvfb on :99, openbox, x11vnc on
  * 127.0.0.1:5900 only, with a password made on the machine at first boot in
  * /var/lib/crabbox/vnc.password, readable by the lease user only; xdotool,
- * xclip, xsel and scrot for input, clipboard and screenshots), `browser`
+ * xclip, xsel and scrot for input, clipboard and screenshots; ffmpeg for
+ * `artifacts video`), `browser`
  * (the distribution's Chromium; /var/lib/crabbox/browser.env names it) and
  * `code` (code-server on 127.0.0.1:8080, no auth: only an SSH tunnel reaches
  * it). crabbox-ready then also waits for each of them.
@@ -117,7 +118,7 @@ export const DESKTOP_DISPLAY = ':99'
 export const VNC_PORT = 5900
 export const CODE_SERVER_PORT = 8080
 const DESKTOP_UNITS = ['crabbox-xvfb', 'crabbox-desktop', 'crabbox-x11vnc'] as const
-export const DESKTOP_PACKAGES = ['xvfb', 'openbox', 'x11vnc', 'xdotool', 'xclip', 'xsel', 'scrot', 'x11-utils', 'xterm'] as const
+export const DESKTOP_PACKAGES = ['xvfb', 'openbox', 'x11vnc', 'xdotool', 'xclip', 'xsel', 'scrot', 'x11-utils', 'xterm', 'ffmpeg'] as const
 
 /** systemd units for the desktop, all as the lease user: the X server, the window manager, loopback VNC. */
 function desktopUnits(user: string): Array<{ name: string; text: string }> {

@@ -11,7 +11,7 @@ import { repoRoot } from '../support/cli.js'
  */
 
 interface ManifestCommand {
-  flags: Record<string, { char?: string }>
+  flags: Record<string, { char?: string; allowNo?: boolean }>
 }
 const manifestDir = process.env.CRABBOX_E2E_PACKAGE ?? repoRoot
 const manifest = JSON.parse(readFileSync(join(manifestDir, 'oclif.manifest.json'), 'utf8')) as { commands: Record<string, ManifestCommand> }
@@ -28,7 +28,9 @@ const pages = [
 
 const flagsOf = (id: string) => {
   const flags = manifest.commands[id].flags
-  return new Set([...Object.keys(flags), ...Object.values(flags).flatMap((flag) => (flag.char ? [flag.char] : []))])
+  // A boolean flag with `allowNo` also takes its `--no-` form.
+  const negated = Object.entries(flags).flatMap(([name, flag]) => (flag.allowNo ? [`no-${name}`] : []))
+  return new Set([...Object.keys(flags), ...negated, ...Object.values(flags).flatMap((flag) => (flag.char ? [flag.char] : []))])
 }
 
 /** `crabbox config set-broker --url X` → the longest command ID its words name. */

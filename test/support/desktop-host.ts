@@ -6,11 +6,11 @@ import { sshHost, type SshHost, type SshHostOptions } from './ssh-host.js'
  * cloud runner: Xvfb on `:99`, openbox as the window manager, x11vnc on
  * 127.0.0.1:5900 (loopback of the host's own network namespace) with a
  * per-host password in /var/lib/crabbox/vnc.password, and xdotool, xclip and
- * scrot for input, clipboard and screenshots. Everything runs as the host's
- * runner user inside its namespace, so it dies with the host.
+ * scrot for input, clipboard and screenshots. Everything (Xvfb as root, the rest as the host's
+ * runner user) runs inside its namespace, so it dies with the host.
  *
  * The X socket folder and /var/lib/crabbox are private to the host (Xvfb runs
- * with -nolock, as the lock file would sit in the machine's shared /tmp).
+ * as root with -nolock, as the lock file would sit in the machine's shared /tmp).
  * Needs the Debian packages xvfb openbox x11vnc xdotool xclip xterm scrot
  * x11-utils (`.ci/run` installs them).
  */
@@ -77,7 +77,10 @@ export async function desktopHost(options: SshHostOptions = {}): Promise<Desktop
       onDisplay: asUser,
       async startLayer(layer: DesktopLayer) {
         await desktop.stopLayer(layer)
-        await must(`start ${layer}`, `setsid nohup ${START[layer]} </dev/null & exit 0`)
+        // Xvfb as root: only root may pass -nolock, and its lock file would sit in the machine's
+        // shared /tmp (/tmp/.X99-lock), where the desktop host of another test run holds it.
+        if (layer === 'xvfb') await host.run(`cd / && setsid nohup ${START.xvfb} </dev/null & exit 0`)
+        else await must(`start ${layer}`, `setsid nohup ${START[layer]} </dev/null & exit 0`)
         await ready[layer]()
       },
       // By this host's own process list: the runner user is shared with every other test host.

@@ -118,6 +118,8 @@ describe('runner bootstrap (cloud-init)', () => {
     expect(password).toMatch(/\/dev\/urandom/)
     expect(password).toMatch(/chmod 0600/)
     expect(commands.some((c) => /apt-get install .*xvfb openbox x11vnc xdotool xclip/.test(c))).toBe(true)
+    // ffmpeg: artifacts video records the display on the runner.
+    expect(commands.some((c) => /apt-get install .*xvfb .*\bffmpeg\b/.test(c))).toBe(true)
     expect(commands.some((c) => /apt-get install .*chromium/.test(c))).toBe(true)
     expect(commands.some((c) => c.includes('browser.env'))).toBe(true)
     // The bootstrapped marker comes after every capability, and crabbox-ready waits for each.

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises'
 import type { ServiceContext } from '../context.js'
-import { DISPLAY, desktopLease, failed, remote, rescueFor, type DesktopFlags } from './session.js'
+import { DISPLAY, desktopLease, failed, remote, rescueFor, type DesktopFlags, type DesktopLease } from './session.js'
 
 /** `crabbox screenshot`: a PNG of the runner's display, taken there (scrot, else import, else ffmpeg) and copied back. */
 
@@ -26,18 +26,24 @@ export interface ScreenshotResult {
 
 export const defaultScreenshotPath = (name: string) => `crabbox-${name}-screenshot.png`
 
+/** Takes a screenshot on an open desktop lease: the PNG's bytes. */
+export async function captureScreenshot(lease: DesktopLease): Promise<Buffer> {
+  const result = await remote(lease, SCREENSHOT_SCRIPT, { limitMs: 45_000, layer: 'screenshot', rescue: rescueFor(lease, 'screenshot') })
+  if (result.code === 5) throw failed(lease, 'x-server', `no X server answers on ${DISPLAY}`)
+  if (result.code === 3)
+    throw failed(lease, 'screenshot', 'no screenshot tool on the runner', [
+      `crabbox ssh --id ${lease.name} -- sudo apt-get install -y scrot`,
+    ])
+  const png = result.stdout
+  if (result.code !== 0 || png.length < 24 || !png.subarray(0, 8).equals(PNG_SIGNATURE))
+    throw failed(lease, 'screenshot', result.stderr.trim() || 'the runner sent no PNG')
+  return png
+}
+
 export async function screenshot(context: ServiceContext, flags: DesktopFlags & { output?: string }): Promise<ScreenshotResult> {
   const lease = await desktopLease(context, flags, 'screenshot')
   try {
-    const result = await remote(lease, SCREENSHOT_SCRIPT, { limitMs: 45_000, layer: 'screenshot', rescue: rescueFor(lease, 'screenshot') })
-    if (result.code === 5) throw failed(lease, 'x-server', `no X server answers on ${DISPLAY}`)
-    if (result.code === 3)
-      throw failed(lease, 'screenshot', 'no screenshot tool on the runner', [
-        `crabbox ssh --id ${lease.name} -- sudo apt-get install -y scrot`,
-      ])
-    const png = result.stdout
-    if (result.code !== 0 || png.length < 24 || !png.subarray(0, 8).equals(PNG_SIGNATURE))
-      throw failed(lease, 'screenshot', result.stderr.trim() || 'the runner sent no PNG')
+    const png = await captureScreenshot(lease)
     const output = flags.output ?? defaultScreenshotPath(lease.name)
     await writeFile(output, png)
     return { leaseId: lease.leaseId, output, bytes: png.length, width: png.readUInt32BE(16), height: png.readUInt32BE(20) }
