@@ -109,6 +109,9 @@ export async function stopLease(idOrSlug: string, context: LeaseContext): Promis
     await forgetLeaseKey(lease.id)
     return { id: lease.id, slug: lease.slug, released: false, alreadyGone: true }
   }
+  // A hydrated lease: end its Actions job first, so no runner is left registered.
+  const { endHydration } = await import('./actions/end.js')
+  await endHydration(lease, context)
   await backend.release(lease)
   return { id: lease.id, slug: lease.slug, released: true, alreadyGone: false }
 }
