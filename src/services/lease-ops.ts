@@ -112,6 +112,8 @@ export async function stopLease(idOrSlug: string, context: LeaseContext): Promis
   // A hydrated lease: end its Actions job first, so no runner is left registered.
   const { endHydration } = await import('./actions/end.js')
   await endHydration(lease, context)
+  const { purgeBeforeRelease } = await import('./cache/index.js')
+  await purgeBeforeRelease(lease, context)
   await backend.release(lease)
   return { id: lease.id, slug: lease.slug, released: true, alreadyGone: false }
 }

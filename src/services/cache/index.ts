@@ -1,5 +1,7 @@
 import type { ServiceContext } from '../context.js'
 import { RemoteExit, usageError } from '../../errors.js'
+import type { Lease } from '../../providers/types.js'
+import { shellQuote } from '../../transport/ssh/exec.js'
 import { leaseShell, type LeaseShell } from '../actions/lease-shell.js'
 import { readHydration } from '../actions/record.js'
 import { remoteCommandFor } from '../run/remote-command.js'
@@ -113,6 +115,27 @@ export async function cachePurge(
     const purged = result.stdout.split('\n').filter((line): line is CacheKind => (kinds as string[]).includes(line.trim()))
     return { leaseId: shell.leaseId, purged }
   })
+}
+
+/**
+ * `cache.purgeOnRelease`: before `stop` releases a lease, its enabled caches are emptied
+ * (what matters on a static host, which outlives the lease). Best effort: a warning on failure.
+ */
+export async function purgeBeforeRelease(lease: Lease, context: Pick<ServiceContext, 'config' | 'progress'>): Promise<void> {
+  if (!context.config.cache.purgeOnRelease) return
+  const kinds = enabledKinds(context.config)
+  if (!kinds.length) return
+  try {
+    const { openSession } = await import('../../transport/ssh/index.js')
+    const session = await openSession(lease.ssh, { connectTimeoutMs: 8000 })
+    try {
+      await session.exec(`sh -c ${shellQuote(purgeScript)} sh ${kinds.join(' ')}`, { signal: AbortSignal.timeout(120_000) })
+    } finally {
+      await session.close()
+    }
+  } catch (error) {
+    context.progress.warn(`could not purge the caches on ${lease.slug} (cache.purgeOnRelease): ${(error as Error).message}`)
+  }
 }
 
 /** Deletes the oldest files of the cache folders `$2…` until they use at most `$1` KiB; prints `<KiB> <path>` per file removed. */
