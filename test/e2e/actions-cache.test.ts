@@ -120,6 +120,21 @@ describe('actions hydration and runner caches on a test host', () => {
     expect(run.code, run.stderr).toBe(0)
     expect(run.stdout).toBe(`crabbox-standin run=${fake.runs[0]!.id} token=none\ntool-from-setup\n${workspace}\nlocal checkout\n`)
 
+    // JUnit results are read where the command ran: the job's workspace.
+    const junit = await cli([
+      'run',
+      '--id',
+      lease.id,
+      '--junit',
+      'report.xml',
+      '--',
+      'sh',
+      '-c',
+      `printf '<testsuite name="s" tests="1"><testcase name="a"/></testsuite>' > report.xml`,
+    ])
+    expect(junit.code, junit.stderr).toBe(0)
+    expect(junit.stderr).toMatch(/^junit: 1 test/m)
+
     const stop = await cli(['stop', lease.id])
     expect(stop.code, stop.stderr).toBe(0)
     expect((await host.run(`test -e ${host.home}/.crabbox/actions/${lease.id}.stop`)).code).toBe(0)

@@ -36,6 +36,9 @@ IFS= read -r token
 if [ -s "$state/runner.pid" ]; then kill "$(cat "$state/runner.pid")" 2>/dev/null || true; rm -f "$state/runner.pid"; fi
 eph=; [ "$4" = true ] && eph=--ephemeral
 cd "$dir"
+# A configuration left from an earlier registration (a runner stopped before its job): forget it
+# here; GitHub's side is replaced (--replace) or was deleted by crabbox.
+rm -f .runner .credentials .credentials_rsaparams
 if ! ./config.sh --unattended --replace --url "$1" --token "$token" --name "$2" --labels "$3" --work _work $eph >"$state/runner-config.log" 2>&1; then
   tail -n 20 "$state/runner-config.log" >&2; exit ${CONFIG_FAILED}
 fi
