@@ -106,6 +106,9 @@ jobs:
     steps:
       - name: Check out
         uses: actions/checkout@v4
+        with:
+          # The workspace stays on the lease: no job token in its .git/config.
+          persist-credentials: false
       - name: Set up Node.js
         uses: actions/setup-node@v4
         with:

@@ -2,9 +2,9 @@ import { mkdirSync, rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import { workflowTemplate } from '../../src/services/init-workflow.js'
-import { cliHome, runCli, type CliHome, type CliResult } from '../support/cli.js'
+import { cliHome, runCli, spawnCli, type CliHome, type CliResult } from '../support/cli.js'
 import { createFakeActions, serveOn, type FakeActions } from '../support/fake-github-actions.js'
-import { gitRepo, until } from '../support/fixtures.js'
+import { collectOutput, gitRepo, until } from '../support/fixtures.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { installStandinRunner } from '../support/standin-runner.js'
 
@@ -143,7 +143,7 @@ describe('actions hydration and runner caches on a test host', () => {
     noSecrets(warm, run, stop)
   })
 
-  it('a hydration that times out stops and deregisters its runner, and says so (exit 5)', async () => {
+  it('a hydration that times out (or is interrupted) stops and deregisters its runner, and says so', async () => {
     const warm = await cli(['warmup', '--json'])
     expect(warm.code, warm.stderr).toBe(0)
     const id = JSON.parse(warm.stdout).id as string
@@ -156,6 +156,15 @@ describe('actions hydration and runner caches on a test host', () => {
       // The stand-in runner process is gone too.
       await until('the runner process to end', async () => !(await host.processes()).some((p) => p.command.includes('run.sh')), 10_000, 200)
       noSecrets(hydrate)
+      // Ctrl-C while waiting: the runner goes too (exit 130).
+      const child = spawnCli(['actions', 'hydrate', '--id', id], { home, cwd: repo, env })
+      const output = collectOutput(child)
+      const runsBefore = fake.runs.length
+      await until('the dispatch', () => fake.runs.length > runsBefore && fake.runners.size === 1, 60_000, 100)
+      child.kill('SIGINT')
+      expect(await output.done, output.stderr()).toBe(130)
+      expect(output.stderr()).toContain(`runner crabbox-${id} was deregistered from acme/app`)
+      expect(fake.runners.size).toBe(0)
     } finally {
       fake.holdJobs(false)
       await cli(['stop', id])

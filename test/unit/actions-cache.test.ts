@@ -54,6 +54,7 @@ describe('actions: parsing', () => {
     expect(workflow.jobs.test.if).toBe('${{ !inputs.crabbox_id }}')
     /* eslint-enable no-template-curly-in-string */
     expect(workflow.jobs.hydrate.steps.at(-1).run.trim()).toBe(jobSideScript.trim())
+    expect(workflow.jobs.hydrate.steps[0]).toMatchObject({ uses: 'actions/checkout@v4', with: { 'persist-credentials': false } })
     expect(declaredInputs('name: x\non: push\n').size).toBe(0)
   })
 })

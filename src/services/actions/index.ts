@@ -2,6 +2,7 @@ import { parse as parseYaml } from 'yaml'
 import type { ServiceContext } from '../context.js'
 import { CrabboxError, usageError } from '../../errors.js'
 import { leaseHeartbeat } from '../heartbeat.js'
+import { interruptOnSignals, unlessInterrupted } from '../run/lifecycle.js'
 import { GithubApi, githubServerUrl, githubToken, repoSlug, resolveRepo, type GithubRepo } from './github.js'
 import { leaseShell, mustSucceed, type LeaseShell } from './lease-shell.js'
 import { writeHydration, type HydrationRecord } from './record.js'
@@ -14,6 +15,7 @@ import {
   parseMarker,
   readMarkerScript,
   stopRunnerScript,
+  type HydrationMarker,
 } from './scripts.js'
 
 /**
@@ -228,14 +230,20 @@ export async function hydrateLease(context: ServiceContext, flags: HydrateFlags)
     const inputs = await hydrationInputs(context, gh, flags, shell.leaseId, label)
     await mustSucceed(shell, 'clearing old hydration markers', clearMarkersScript(shell.leaseId))
     const runner = await registerOn(context, shell, gh, { ephemeral: true })
+    // From here a failure or Ctrl-C takes the runner away again: none is left registered.
+    const interrupt = interruptOnSignals()
     let dispatched: DispatchResult
+    let marker: HydrationMarker | undefined
     try {
-      dispatched = await dispatchWith(context, gh, flags, inputs)
+      dispatched = await unlessInterrupted(dispatchWith(context, gh, flags, inputs), interrupt.signal)
+      marker = await unlessInterrupted(waitForMarker(context, shell, flags, dispatched.runUrl, interrupt.signal), interrupt.signal)
     } catch (error) {
-      await deregister(shell, gh, runner.runnerName)
+      const gone = await deregister(shell, gh, runner.runnerName)
+      context.progress.warn(`runner ${runner.runnerName} ${gone ? 'was deregistered' : 'could not be deregistered'} from ${runner.repo}`)
       throw error
+    } finally {
+      interrupt.dispose()
     }
-    const marker = await waitForMarker(context, shell, flags.waitTimeoutMs, dispatched.runUrl)
     if (!marker) {
       const gone = await deregister(shell, gh, runner.runnerName)
       throw new CrabboxError(
@@ -272,16 +280,23 @@ export async function hydrateLease(context: ServiceContext, flags: HydrateFlags)
 
 const MARKER_POLL_MS = 3000
 
-async function waitForMarker(context: ServiceContext, shell: LeaseShell, timeoutMs: number, runUrl: string | undefined) {
-  const deadline = Date.now() + timeoutMs
+async function waitForMarker(
+  context: ServiceContext,
+  shell: LeaseShell,
+  flags: Pick<HydrateFlags, 'waitTimeoutMs'>,
+  runUrl: string | undefined,
+  signal: AbortSignal,
+) {
+  const deadline = Date.now() + flags.waitTimeoutMs
   context.progress.phase(`waiting for the Actions job to hydrate ${shell.name}${runUrl ? ` (${runUrl})` : ''}`)
-  for (;;) {
+  while (!signal.aborted) {
     const marker = parseMarker((await shell.sh(readMarkerScript(shell.leaseId))).stdout)
     if (marker) return marker
     const left = deadline - Date.now()
     if (left <= 0) return undefined
     await new Promise((resolve) => setTimeout(resolve, Math.min(MARKER_POLL_MS, left)))
   }
+  return undefined
 }
 
 /** Stops the runner process and removes the runner from the repository; true when none is left registered. */
