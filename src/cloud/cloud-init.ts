@@ -213,7 +213,8 @@ WantedBy=multi-user.target
 }
 
 /** npm and pnpm keep their downloads in the runner caches (`crabbox cache`), for every login. */
-const CACHE_ENVIRONMENT = 'npm_config_cache=/var/cache/crabbox/npm\nnpm_config_store_dir=/var/cache/crabbox/pnpm\n'
+const CACHE_ENVIRONMENT =
+  'npm_config_cache=/var/cache/crabbox/npm\nnpm_config_store_dir=/var/cache/crabbox/pnpm\npnpm_config_store_dir=/var/cache/crabbox/pnpm\n'
 
 export function renderCloudInit(options: BootstrapOptions): string {
   validateBootstrap(options)

@@ -192,6 +192,7 @@ describe('settings and bootstrap', () => {
     expect(environment).toMatchObject({ append: true })
     expect(environment.content).toContain('npm_config_cache=/var/cache/crabbox/npm')
     expect(environment.content).toContain('npm_config_store_dir=/var/cache/crabbox/pnpm')
+    expect(environment.content).toContain('pnpm_config_store_dir=/var/cache/crabbox/pnpm')
     expect(text).toContain('/var/cache/crabbox/git')
   })
 })

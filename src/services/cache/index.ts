@@ -23,7 +23,8 @@ const DIR_KINDS: ReadonlyArray<CacheKind> = ['pnpm', 'npm', 'git']
 export function cacheEnv(enabled: readonly CacheKind[]): Record<string, string> {
   return {
     ...(enabled.includes('npm') ? { npm_config_cache: `${CACHE_ROOT}/npm` } : {}),
-    ...(enabled.includes('pnpm') ? { npm_config_store_dir: `${CACHE_ROOT}/pnpm` } : {}),
+    // pnpm up to 10 reads npm_config_*, later versions pnpm_config_*.
+    ...(enabled.includes('pnpm') ? { npm_config_store_dir: `${CACHE_ROOT}/pnpm`, pnpm_config_store_dir: `${CACHE_ROOT}/pnpm` } : {}),
   }
 }
 
