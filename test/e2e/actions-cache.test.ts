@@ -120,6 +120,22 @@ describe('actions hydration and runner caches on a test host', () => {
     expect(run.code, run.stderr).toBe(0)
     expect(run.stdout).toBe(`crabbox-standin run=${fake.runs[0]!.id} token=none\ntool-from-setup\n${workspace}\nlocal checkout\n`)
 
+    // cache warm runs there too, with the job's env and the caches.
+    const warmed = await cli([
+      'cache',
+      'warm',
+      '--id',
+      lease.id,
+      '--json',
+      '--',
+      'sh',
+      '-c',
+      'echo "$HYDRATED_BY $npm_config_cache $(pwd)"',
+    ])
+    expect(warmed.code, warmed.stderr).toBe(0)
+    expect(JSON.parse(warmed.stdout)).toMatchObject({ workdir: workspace, hydrated: true, exitCode: 0 })
+    expect(warmed.stderr).toContain(`crabbox-standin /var/cache/crabbox/npm ${workspace}\n`)
+
     // JUnit results are read where the command ran: the job's workspace.
     const junit = await cli([
       'run',
@@ -140,7 +156,7 @@ describe('actions hydration and runner caches on a test host', () => {
     expect((await host.run(`test -e ${host.home}/.crabbox/actions/${lease.id}.stop`)).code).toBe(0)
     expect(fake.runs[0]).toMatchObject({ status: 'completed', conclusion: 'success' })
     expect(fake.runners.size).toBe(0)
-    noSecrets(warm, run, stop)
+    noSecrets(warm, run, warmed, junit, stop)
   })
 
   it('a hydration that times out (or is interrupted) stops and deregisters its runner, and says so', async () => {
