@@ -196,3 +196,34 @@ describe('settings and bootstrap', () => {
     expect(text).toContain('/var/cache/crabbox/git')
   })
 })
+
+describe('actions: the GitHub client against the fake API', () => {
+  it('speaks the wire shapes; a refused token is exit 3 whose message never carries it', async () => {
+    const { createFakeActions, serveOn } = await import('../support/fake-github-actions.js')
+    const { GithubApi } = await import('../../src/services/actions/github.js')
+    const fake = createFakeActions({ repo: 'acme/app', workflows: { 'crabbox.yml': workflowTemplate(tmpdir()) } })
+    const served = await serveOn(fake.handler, '127.0.0.1')
+    try {
+      const repo = { owner: 'acme', name: 'app' }
+      const api = new GithubApi(fake.token, served.url)
+      const registration = await api.registrationToken(repo)
+      expect(fake.issued).toEqual([registration.token])
+      expect(declaredInputs(await api.workflowText(repo, 'crabbox.yml', 'main')).has('crabbox_id')).toBe(true)
+      expect(await api.defaultBranch(repo)).toBe('main')
+      await api.dispatch(repo, 'crabbox.yml', 'main', { command: 'make' })
+      expect((await api.runs(repo, 'crabbox.yml')).map((run) => run.status)).toEqual(['queued'])
+      expect(await api.runners(repo)).toEqual([])
+      const bad = new GithubApi('ghp_wrong_token_value', served.url)
+      const refused = (await bad.runners(repo).then(
+        () => undefined,
+        (error: unknown) => error,
+      )) as { exitCode: number; message: string; hint?: string }
+      expect(refused).toMatchObject({ exitCode: 3 })
+      expect(refused.message).toContain('401 Bad credentials')
+      expect(`${refused.message} ${refused.hint}`).not.toContain('ghp_wrong_token_value')
+      await expect(api.dispatch(repo, 'crabbox.yml', 'main', { nope: '1' })).rejects.toThrow(/422 Unexpected inputs provided/)
+    } finally {
+      await served.close()
+    }
+  })
+})
