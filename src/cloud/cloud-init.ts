@@ -213,6 +213,10 @@ WantedBy=multi-user.target
   ]
 }
 
+/** npm and pnpm keep their downloads in the runner caches (`crabbox cache`), for every login. */
+const CACHE_ENVIRONMENT =
+  'npm_config_cache=/var/cache/crabbox/npm\nnpm_config_store_dir=/var/cache/crabbox/pnpm\npnpm_config_store_dir=/var/cache/crabbox/pnpm\n'
+
 export function renderCloudInit(options: BootstrapOptions): string {
   validateBootstrap(options)
   const { sshUser, sshPort, sshFallbackPorts, workRoot } = options
@@ -226,7 +230,7 @@ export function renderCloudInit(options: BootstrapOptions): string {
     'export DEBIAN_FRONTEND=noninteractive',
     '/usr/local/bin/crabbox-retry apt-get update',
     `/usr/local/bin/crabbox-retry apt-get install -y --no-install-recommends ${RUNNER_PACKAGES.join(' ')}`,
-    `install -d -m 0755 -o ${user} -g ${user} ${q(workRoot)} /var/cache/crabbox /var/cache/crabbox/pnpm /var/cache/crabbox/npm`,
+    `install -d -m 0755 -o ${user} -g ${user} ${q(workRoot)} /var/cache/crabbox /var/cache/crabbox/pnpm /var/cache/crabbox/npm /var/cache/crabbox/git`,
     'install -d -m 0755 /var/lib/crabbox',
     // Ubuntu 24.04 socket-activates sshd: regenerate the socket units so the new ports are listened on.
     'systemctl daemon-reload; systemctl restart ssh.socket 2>/dev/null; systemctl restart ssh 2>/dev/null || systemctl restart sshd',
@@ -258,6 +262,10 @@ ${block(sshd, '      ')}
     permissions: "0644"
     content: |
 ${block(apt, '      ')}
+  - path: /etc/environment
+    append: true
+    content: |
+${block(CACHE_ENVIRONMENT, '      ')}
   - path: /usr/local/bin/crabbox-retry
     permissions: "0755"
     content: |

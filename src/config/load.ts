@@ -108,6 +108,19 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_CAPACITY_REGIONS', 'capacity.regions', 'csv'],
   ['CRABBOX_CAPACITY_AVAILABILITY_ZONES', 'capacity.availabilityZones', 'csv'],
   ['CRABBOX_AGENT_IDLE_TIMEOUT', 'agent.idleTimeout', 'string'],
+  ['CRABBOX_ACTIONS_REPO', 'actions.repo', 'string'],
+  ['CRABBOX_ACTIONS_WORKFLOW', 'actions.workflow', 'string'],
+  ['CRABBOX_ACTIONS_JOB', 'actions.job', 'string'],
+  ['CRABBOX_ACTIONS_REF', 'actions.ref', 'string'],
+  ['CRABBOX_ACTIONS_RUNNER_LABELS', 'actions.runnerLabels', 'csv'],
+  ['CRABBOX_ACTIONS_RUNNER_VERSION', 'actions.runnerVersion', 'string'],
+  ['CRABBOX_ACTIONS_EPHEMERAL', 'actions.ephemeral', 'bool'],
+  ['CRABBOX_CACHE_PNPM', 'cache.pnpm', 'bool'],
+  ['CRABBOX_CACHE_NPM', 'cache.npm', 'bool'],
+  ['CRABBOX_CACHE_DOCKER', 'cache.docker', 'bool'],
+  ['CRABBOX_CACHE_GIT', 'cache.git', 'bool'],
+  ['CRABBOX_CACHE_MAX_GB', 'cache.maxGB', 'string'],
+  ['CRABBOX_CACHE_PURGE_ON_RELEASE', 'cache.purgeOnRelease', 'bool'],
 ]
 
 /**
@@ -219,7 +232,20 @@ function flagLayer(flags: Partial<Record<string, unknown>>): { layer: FileConfig
 }
 
 /** Sections whose fields override one by one. */
-const sections = ['broker', 'ssh', 'env', 'results', 'static', 'hetzner', 'aws', 'capacity', 'agent', 'windows'] as const
+const sections = [
+  'broker',
+  'ssh',
+  'env',
+  'results',
+  'static',
+  'hetzner',
+  'aws',
+  'capacity',
+  'agent',
+  'windows',
+  'actions',
+  'cache',
+] as const
 const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
 
 /**

@@ -157,6 +157,35 @@ export const AgentConfig = v.strictObject({
   idleTimeout: v.optional(Duration),
 })
 
+/** `actions.*`: the repository workflow that hydrates a lease as a GitHub Actions job (docs/actions.md). */
+export const ActionsConfig = v.strictObject({
+  repo: v.optional(v.string()),
+  workflow: v.optional(v.string()),
+  job: v.optional(v.string()),
+  ref: v.optional(v.string()),
+  /** `key=value` inputs sent with every dispatch (`-f` adds to them and wins). */
+  fields: v.optional(v.array(v.string())),
+  runnerLabels: v.optional(v.array(v.string())),
+  runnerVersion: v.optional(v.string()),
+  ephemeral: v.optional(Bool),
+})
+
+const Gigabytes = v.pipe(
+  v.union([v.number(), v.pipe(v.string(), v.transform(Number))], 'a number of gigabytes'),
+  v.number('a number of gigabytes'),
+  v.check((n) => Number.isFinite(n) && n >= 0, 'a number of gigabytes of at least 0'),
+)
+
+/** `cache.*`: the package caches under /var/cache/crabbox on the runner (docs/commands/cache.md). */
+export const CacheConfig = v.strictObject({
+  pnpm: v.optional(Bool),
+  npm: v.optional(Bool),
+  docker: v.optional(Bool),
+  git: v.optional(Bool),
+  maxGB: v.optional(Gigabytes),
+  purgeOnRelease: v.optional(Bool),
+})
+
 /** What one config file may contain. Unknown keys are reported as warnings, not errors. */
 export const FileConfig = v.strictObject({
   profile: v.optional(v.pipe(v.string(PROFILE_FORM), v.trim(), v.regex(PROFILE_PATTERN, PROFILE_FORM))),
@@ -186,6 +215,8 @@ export const FileConfig = v.strictObject({
   aws: v.optional(AwsConfig),
   capacity: v.optional(CapacityConfig),
   agent: v.optional(AgentConfig),
+  actions: v.optional(ActionsConfig),
+  cache: v.optional(CacheConfig),
 })
 export type FileConfig = v.InferOutput<typeof FileConfig>
 
@@ -265,6 +296,19 @@ export interface Config {
     hints: boolean
   }
   agent: { idleTimeout: string }
+  /** The GitHub Actions hydration workflow (`actions hydrate`, `warmup --actions-runner`). */
+  actions: {
+    repo?: string
+    workflow: string
+    job?: string
+    ref?: string
+    fields: string[]
+    runnerLabels: string[]
+    runnerVersion: string
+    ephemeral: boolean
+  }
+  /** Which runner caches crabbox keeps, and their size limit. */
+  cache: { pnpm: boolean; npm: boolean; docker: boolean; git: boolean; maxGB: number; purgeOnRelease: boolean }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
 }
@@ -314,6 +358,8 @@ export function defaultConfig(): Config {
       hints: true,
     },
     agent: { idleTimeout: '10m' },
+    actions: { workflow: 'crabbox.yml', fields: [], runnerLabels: [], runnerVersion: 'latest', ephemeral: true },
+    cache: { pnpm: true, npm: true, docker: true, git: true, maxGB: 80, purgeOnRelease: false },
     sources: {},
   }
 }

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { jobSideScript } from './actions/scripts.js'
 
 /** The test command a new workflow runs, guessed from the files at the repo root (edit it after). */
 export function guessTestCommand(repoRoot: string): string {
@@ -39,6 +40,24 @@ on:
         description: Command to run on the crabbox runner
         required: false
         default: ${command}
+      # Set by \`crabbox actions hydrate\` (and \`warmup --actions-runner\`): run the hydrate job below
+      # on the lease's own runner, so the lease gets this job's setup, environment and services.
+      crabbox_id:
+        description: crabbox lease to hydrate (set by crabbox)
+        required: false
+        default: ''
+      crabbox_runner_label:
+        description: Runner label of that lease (set by crabbox)
+        required: false
+        default: ''
+      crabbox_keep_alive_minutes:
+        description: How long the hydrated job stays alive (set by crabbox)
+        required: false
+        default: '90'
+      crabbox_job:
+        description: Job name recorded on the lease (set by crabbox)
+        required: false
+        default: ''
 
 permissions:
   contents: read
@@ -50,6 +69,7 @@ concurrency:
 jobs:
   test:
     name: crabbox run
+    if: \${{ !inputs.crabbox_id }}
     runs-on: ubuntu-latest
     timeout-minutes: 60
     env:
@@ -70,5 +90,40 @@ jobs:
         run: crabbox doctor
       - name: Run the tests on crabbox
         run: crabbox run --shell -- "$CRABBOX_COMMAND"
+
+  # The job side of Actions hydration: it runs on the lease, does this repository's CI setup,
+  # then hands its workspace, environment and services to crabbox and stays alive until
+  # \`crabbox stop\` (or the keep-alive time). Copy your CI job's setup steps and services here.
+  hydrate:
+    name: crabbox hydrate
+    if: \${{ inputs.crabbox_id }}
+    runs-on: [self-hosted, '\${{ inputs.crabbox_runner_label }}']
+    timeout-minutes: 360
+    env:
+      CRABBOX_ID: \${{ inputs.crabbox_id }}
+      CRABBOX_KEEP_ALIVE_MINUTES: \${{ inputs.crabbox_keep_alive_minutes }}
+      CRABBOX_JOB: \${{ inputs.crabbox_job }}
+    steps:
+      - name: Check out
+        uses: actions/checkout@v4
+        with:
+          # The workspace stays on the lease: no job token in its .git/config.
+          persist-credentials: false
+      - name: Set up Node.js
+        uses: actions/setup-node@v4
+        with:
+          node-version: 22
+      - name: Hand the job to crabbox
+        shell: bash
+        env:
+          CRABBOX_SERVICES: \${{ toJSON(job.services) }}
+        run: |
+${indent(jobSideScript, '          ')}
 `
 }
+
+const indent = (text: string, by: string) =>
+  text
+    .split('\n')
+    .map((line) => (line ? by + line : ''))
+    .join('\n')

@@ -109,8 +109,17 @@ export async function stopLease(idOrSlug: string, context: LeaseContext): Promis
     await forgetLeaseKey(lease.id)
     return { id: lease.id, slug: lease.slug, released: false, alreadyGone: true }
   }
+  await beforeRelease(lease, context)
   await backend.release(lease)
   return { id: lease.id, slug: lease.slug, released: true, alreadyGone: false }
+}
+
+/** A hydrated lease's Actions job ends first (no runner left registered); `cache.purgeOnRelease` empties its caches. */
+async function beforeRelease(lease: Lease, context: LeaseContext): Promise<void> {
+  const { endHydration } = await import('./actions/end.js')
+  await endHydration(lease, context)
+  const { purgeBeforeRelease } = await import('./cache/index.js')
+  await purgeBeforeRelease(lease, context)
 }
 
 function noLeaseNamed(idOrSlug: string, live: Lease[]): CrabboxError {
@@ -145,6 +154,7 @@ export async function stopAllLeases(context: LeaseContext): Promise<StopResult[]
   }
   return Promise.all(
     leases.map(async (lease) => {
+      await beforeRelease(lease, context)
       await backend.release(lease)
       return { id: lease.id, slug: lease.slug, released: true, alreadyGone: false }
     }),

@@ -179,10 +179,14 @@ describe('repo claims in direct mode (an existing SSH host)', () => {
     expect((await runCli(['stop', id], { home: h, env })).code).toBe(0)
   })
 
-  it('warmup --actions-runner parses and answers "not available yet" with exit 2', async () => {
-    const result = await runCli(['warmup', '--actions-runner'], { home: home() })
-    expect(result.code).toBe(2)
-    expect(result.stderr).toContain('--actions-runner is not available yet')
+  it('warmup --actions-runner without a GitHub token: exit 3 naming GH_TOKEN, before anything is leased', async () => {
+    const h = home()
+    const env = { GH_TOKEN: '', GITHUB_TOKEN: '', PATH: '/usr/bin:/bin', CRABBOX_ACTIONS_REPO: 'acme/app' }
+    const result = await runCli(['warmup', '--actions-runner'], { home: h, env })
+    expect(result.code).toBe(3)
+    expect(result.stderr).toContain('no GitHub token')
+    expect(result.stderr).toContain('GH_TOKEN')
+    expect(JSON.parse((await runCli(['list', '--json'], { home: h, env })).stdout)).toEqual([])
   })
 })
 

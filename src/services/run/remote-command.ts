@@ -40,10 +40,13 @@ const groupRunner = [
  * shell syntax, or standalone control operators run the words as one bash
  * script (`bash -c <script>`) under the same runner.
  */
-export function remoteCommandFor(argv: string[], options: { shell?: boolean; pidFile?: string } = {}): RemoteCommand {
+export function remoteCommandFor(argv: string[], options: { shell?: boolean; pidFile?: string; envFile?: string } = {}): RemoteCommand {
   const script = options.shell || (argv.length === 1 && shellSyntax.test(argv[0])) || argv.some((arg) => controlOperators.has(arg))
+  // A hydrated lease (services/actions): the Actions job's environment is sourced first.
+  const runner = options.envFile ? `ef=$1; shift; [ -f "$ef" ] && . "$ef"\n${groupRunner}` : groupRunner
+  const first = options.envFile ? [options.envFile] : []
   const run = (words: string[]) =>
-    `exec bash -lc ${shellQuote(groupRunner)} bash ${[options.pidFile ?? '', ...words].map(shellQuote).join(' ')}`
+    `exec bash -lc ${shellQuote(runner)} bash ${[...first, options.pidFile ?? '', ...words].map(shellQuote).join(' ')}`
   if (script) {
     const text = argv.length === 1 ? argv[0] : argv.map((arg) => (controlOperators.has(arg) ? arg : shellQuote(arg))).join(' ')
     return { command: run(['bash', '-c', text]), viaShell: true }

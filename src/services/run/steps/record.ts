@@ -5,6 +5,7 @@ import type { RunTiming } from '../timing.js'
 import type { RunPlan, RunState } from './plan.js'
 import { collectJunit, junitPatterns } from './results.js'
 import { workdirFor } from './session.js'
+import { readHydration } from '../../actions/record.js'
 
 /**
  * Finishes the run record once everything the command printed reached our
@@ -24,7 +25,12 @@ export async function recordStep(plan: RunPlan, state: RunState, lease: Lease, c
   const patterns = junitPatterns(plan.context.config.results.junit)
   const results =
     state.session && patterns.length > 0 && !interrupted && !flags.syncOnly
-      ? await collectJunit(state.session, workdirFor(lease.workRoot, lease.id, plan.repoRoot), patterns, plan.context.progress)
+      ? await collectJunit(
+          state.session,
+          readHydration(lease.id)?.workspace ?? workdirFor(lease.workRoot, lease.id, plan.repoRoot),
+          patterns,
+          plan.context.progress,
+        )
       : undefined
   const telemetry = state.telemetry.stop()
   await recorder.finish({ exitCode, syncMs: state.sync.ms, commandMs: state.commandMs, results, telemetry })

@@ -10,6 +10,7 @@ import { remoteCommandFor, signalGroupCommand, type RemoteCommand } from '../rem
 import { sampleTelemetry, startTelemetry } from '../telemetry.js'
 import type { RunPlan, RunState } from './plan.js'
 import { workdirFor } from '../workdir.js'
+import { readHydration } from '../../actions/record.js'
 
 export { workdirFor }
 
@@ -41,7 +42,9 @@ export interface LiveRun {
 export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease): Promise<LiveRun> {
   const { argv, flags, interrupt, recorder } = plan
   const { progress } = plan.context
-  const workdir = workdirFor(lease.workRoot, lease.id, plan.repoRoot)
+  // A lease hydrated by `actions hydrate`: the Actions job's workspace and environment.
+  const hydrated = readHydration(lease.id)
+  const workdir = hydrated?.workspace ?? workdirFor(lease.workRoot, lease.id, plan.repoRoot)
   // A lease named by --id is usually warm in the agent: it connects with the first exec, one
   // request instead of two (a connection error then comes from that exec, same message and exit).
   const session = await openSession(lease.ssh, { progress, connectWithExec: flags.id !== undefined })
@@ -63,7 +66,7 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
   // Ctrl-C also signals the remote group over a second channel: some servers
   // ignore SSH signal requests, and a stuck command must not hold the run open.
   const pidFile = `/tmp/crabbox-${lease.id}-${randomBytes(4).toString('hex')}.pid`
-  const remote = flags.syncOnly ? undefined : remoteCommandFor(argv, { shell: flags.shell, pidFile })
+  const remote = flags.syncOnly ? undefined : remoteCommandFor(argv, { shell: flags.shell, pidFile, envFile: hydrated?.envFile })
   const outOfBand = () => {
     void session.exec(signalGroupCommand(pidFile, 'INT')).catch(() => {})
     setTimeout(() => void session.exec(signalGroupCommand(pidFile, 'KILL')).catch(() => {}), 3000).unref()
