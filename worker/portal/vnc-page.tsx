@@ -29,7 +29,7 @@ const VNC_STYLE = `
 .vnc-clip textarea{width:100%;font:inherit;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85rem;
 padding:.3rem .5rem;border:1px solid var(--line);border-radius:.3rem;background:var(--bg);color:var(--fg)}
 .vnc-clip label{align-items:stretch}
-#vnc-password-form{display:flex;gap:.5rem;align-items:end;margin:0 0 .75rem}
+#vnc-password-form:not([hidden]){display:flex;gap:.5rem;align-items:end;margin:0 0 .75rem}
 `
 
 const q = (lease: LeaseRecord) => lease.slug || lease.id
