@@ -106,6 +106,9 @@ describe('the WebVNC page in a browser, through the broker and the crabbox webvn
       CRABBOX_SSH_KEY: host.privateKeyPath,
       CRABBOX_NO_AGENT: '1',
       NODE_EXTRA_CA_CERTS: undefined,
+      // No display here: --open has nothing to open with, and says so.
+      DISPLAY: undefined,
+      WAYLAND_DISPLAY: undefined,
     }
     const warm = await cli(['warmup', '--desktop', '--json', '--idle-timeout', '30m'])
     expect(warm.code, warm.stderr).toBe(0)
@@ -126,10 +129,23 @@ describe('the WebVNC page in a browser, through the broker and the crabbox webvn
   })
 
   it('shows the remote desktop through the real bridge, and a new window on it', async () => {
-    const started = await cli(['webvnc', 'daemon', 'start', '--id', leaseId, '--json'])
+    // desktop launch --webvnc: the app, then the bridge daemon and the page's URL, with the
+    // runner's VNC password in its fragment (read over SSH; a fragment never reaches the broker).
+    const started = await cli(['desktop', 'launch', '--id', leaseId, '--webvnc', '--json', '--', 'xterm', '-iconic'])
     expect(started.code, started.stderr).toBe(0)
-    expect(JSON.parse(started.stdout).portalUrl).toBe(`${broker.url}/portal/leases/${leaseId}/vnc`)
-    await octo.page.goto(`${broker.url}/portal/leases/${leaseId}/vnc#password=${host.vncPassword}`)
+    expect(JSON.parse(started.stdout).webvnc).toMatchObject({
+      leaseId,
+      alreadyRunning: false,
+      portalUrl: `${broker.url}/portal/leases/${leaseId}/vnc#password=${host.vncPassword}`,
+    })
+    // --open without a display here: the daemon is already running, the URL is printed, and it says it could not open it.
+    const opened = await cli(['desktop', 'launch', '--id', leaseId, '--open', '--', 'xterm', '-iconic'])
+    expect(opened.code, opened.stderr).toBe(0)
+    expect(opened.stdout).toContain('webvnc: daemon already running')
+    expect(opened.stdout).toContain(`portal: ${broker.url}/portal/leases/${leaseId}/vnc#password=${host.vncPassword}\n`)
+    expect(opened.stderr).toContain('could not open a browser here; open the portal URL above')
+    // The URL as the CLI printed it: the page takes the password from the fragment.
+    await octo.page.goto(JSON.parse(started.stdout).webvnc.portalUrl)
     await expect.poll(() => attr(octo.page, 'state'), { timeout: 60_000 }).toBe('connected')
     await expect.poll(() => attr(octo.page, 'role'), { timeout: 30_000 }).toBe('controller')
     // Until the bridge was up, the page's retries were refused (409): the browser logs each.
@@ -139,6 +155,7 @@ describe('the WebVNC page in a browser, through the broker and the crabbox webvn
     ).toBe(true)
     octo.problems.errors.splice(0)
     expect(await octo.page.locator('#vnc-pill').textContent()).toBe('connected')
+    expect(await octo.page.locator('#vnc-password-form').isVisible()).toBe(false)
     const first = await until('the remote framebuffer', async () => {
       const view = await canvasView(octo.page)
       return view && view.width === 1280 && view.height === 800 ? view : undefined

@@ -181,6 +181,30 @@ export async function probeVnc(pool: SshPool, target: SshTarget, port = VNC_PORT
   }
 }
 
+/** Where the desktop bootstrap keeps the per-lease VNC password (readable by the lease user only). */
+export const VNC_PASSWORD_PATH = '/var/lib/crabbox/vnc.password'
+
+/**
+ * The runner's VNC password for the portal URL's fragment (the page reads it; a fragment never
+ * reaches the broker), or '' when it cannot be read within 10 s (the page then asks for it).
+ */
+export async function readVncPassword(pool: SshPool, target: SshTarget): Promise<string> {
+  let out = ''
+  const abort = new AbortController()
+  const timer = setTimeout(() => abort.abort(), 10_000)
+  try {
+    const result = await pool.exec(target, `cat ${VNC_PASSWORD_PATH} 2>/dev/null`, {
+      onStdout: (chunk) => (out += chunk.toString('utf8')),
+      signal: abort.signal,
+    })
+    return result.code === 0 ? out.trim() : ''
+  } catch {
+    return ''
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** Reads the 12-byte RFB banner a fresh VNC stream sends first; the rest stays unread. */
 function readBanner(vnc: Duplex): Promise<string> {
   return new Promise((resolve, reject) => {
