@@ -67,7 +67,15 @@ const layerZones = [
 
 export default defineConfig(
   {
-    ignores: ['dist/**', 'node_modules/**', 'tools/*/node_modules/**', '.wrangler/**', '.crabbox-bench/**', 'oclif.manifest.json'],
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'tools/*/node_modules/**',
+      '.wrangler/**',
+      '.crabbox-bench/**',
+      'oclif.manifest.json',
+      'worker/portal/generated/*.js',
+    ],
   },
   js.configs.recommended,
   tseslint.configs.recommended,
@@ -127,6 +135,11 @@ export default defineConfig(
       '@eslint-community/eslint-comments/require-description': ['error', { ignore: ['eslint-enable'] }],
       '@eslint-community/eslint-comments/no-unlimited-disable': 'error',
     },
+  },
+  {
+    // The portal's browser code (bundled by scripts/build-portal-assets.js) runs in the page.
+    files: ['worker/portal/vnc-client/**/*.js'],
+    languageOptions: { globals: { ...globals.browser } },
   },
   {
     // A test file's describe() callback groups its tests; it is not a function to split.

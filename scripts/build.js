@@ -168,6 +168,9 @@ for (const file of [...result.outputFiles, ...fast.outputFiles]) {
 // Written last: bin/run.js uses the bundle only while this is newer than the tsc output.
 writeFileSync(join(dist, 'bundle.json'), `${JSON.stringify({ files: written.length }, null, 2)}\n`)
 
+// The portal's bundled browser code (noVNC and the WebVNC page's client), imported by the Worker.
+step(process.execPath, [join(repo, 'scripts', 'build-portal-assets.js')], repo)
+
 if (!existsSync(join(root, 'package.json'))) throw new Error(`${root} has no package.json`)
 step(process.execPath, [join(repo, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], root)
 const size = written.reduce((sum, path) => sum + statSync(join(dist, path)).size, 0)

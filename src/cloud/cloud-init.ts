@@ -117,8 +117,20 @@ export const BROWSER_ENV = '/var/lib/crabbox/browser.env'
 export const DESKTOP_DISPLAY = ':99'
 export const VNC_PORT = 5900
 export const CODE_SERVER_PORT = 8080
-const DESKTOP_UNITS = ['crabbox-xvfb', 'crabbox-desktop', 'crabbox-x11vnc'] as const
-export const DESKTOP_PACKAGES = ['xvfb', 'openbox', 'x11vnc', 'xdotool', 'xclip', 'xsel', 'scrot', 'x11-utils', 'xterm', 'ffmpeg'] as const
+const DESKTOP_UNITS = ['crabbox-xvfb', 'crabbox-desktop', 'crabbox-x11vnc', 'crabbox-clipboard'] as const
+export const DESKTOP_PACKAGES = [
+  'xvfb',
+  'openbox',
+  'x11vnc',
+  'xdotool',
+  'xclip',
+  'xsel',
+  'scrot',
+  'x11-utils',
+  'xterm',
+  'autocutsel',
+  'ffmpeg',
+] as const
 
 /** systemd units for the desktop, all as the lease user: the X server, the window manager, loopback VNC. */
 function desktopUnits(user: string): Array<{ name: string; text: string }> {
@@ -144,7 +156,17 @@ WantedBy=multi-user.target
       name: 'crabbox-x11vnc',
       text: unit(
         'crabbox VNC server (loopback only)',
-        `/usr/bin/x11vnc -display ${DESKTOP_DISPLAY} -localhost -rfbport ${VNC_PORT} -passwdfile ${VNC_PASSWORD} -forever -shared -noxdamage -quiet`,
+        `/usr/bin/x11vnc -display ${DESKTOP_DISPLAY} -localhost -rfbport ${VNC_PORT} -passwdfile ${VNC_PASSWORD} -forever -shared -noxdamage -quiet -nosetclipboard -nosetprimary`,
+        'crabbox-xvfb.service',
+      ),
+    },
+    // x11vnc puts a viewer's clipboard text in the X cut buffer only (its own selection owner
+    // answers no request); autocutsel keeps the cut buffer and CLIPBOARD/PRIMARY in step both ways.
+    {
+      name: 'crabbox-clipboard',
+      text: unit(
+        'crabbox clipboard sync (VNC cut buffer <-> CLIPBOARD, PRIMARY)',
+        "/bin/sh -c 'autocutsel -s PRIMARY & exec autocutsel -s CLIPBOARD'",
         'crabbox-xvfb.service',
       ),
     },

@@ -6,13 +6,14 @@ import { sshHost, type SshHost, type SshHostOptions } from './ssh-host.js'
  * cloud runner: Xvfb on `:99`, openbox as the window manager, x11vnc on
  * 127.0.0.1:5900 (loopback of the host's own network namespace) with a
  * per-host password in /var/lib/crabbox/vnc.password, and xdotool, xclip and
- * scrot for input, clipboard and screenshots. Everything (Xvfb as root, the rest as the host's
- * runner user) runs inside its namespace, so it dies with the host.
+ * scrot for input, clipboard and screenshots; autocutsel keeps x11vnc's cut buffer and the
+ * CLIPBOARD/PRIMARY selections in step (x11vnc runs with -nosetclipboard -nosetprimary). Everything
+ * (Xvfb as root, the rest as the host's runner user) runs inside its namespace, so it dies with the host.
  *
  * The X socket folder and /var/lib/crabbox are private to the host (Xvfb runs
  * as root with -nolock, as the lock file would sit in the machine's shared /tmp).
  * Needs the Debian packages xvfb openbox x11vnc xdotool xclip xterm scrot
- * x11-utils (`.ci/run` installs them).
+ * x11-utils autocutsel (`.ci/run` installs them).
  */
 export interface DesktopHost extends SshHost {
   display: ':99'
@@ -26,9 +27,9 @@ export interface DesktopHost extends SshHost {
   onDisplay(command: string): Promise<{ code: number; stdout: string; stderr: string }>
 }
 
-export type DesktopLayer = 'xvfb' | 'wm' | 'vnc'
+export type DesktopLayer = 'xvfb' | 'wm' | 'vnc' | 'clipboard'
 
-export const DESKTOP_TOOLS = ['Xvfb', 'openbox', 'x11vnc', 'xdotool', 'xclip', 'xterm', 'scrot', 'xdpyinfo'] as const
+export const DESKTOP_TOOLS = ['Xvfb', 'openbox', 'x11vnc', 'xdotool', 'xclip', 'xterm', 'scrot', 'xdpyinfo', 'autocutsel'] as const
 
 const q = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`
 const LOG = '/var/lib/crabbox'
@@ -36,9 +37,10 @@ const LOG = '/var/lib/crabbox'
 const START: Record<DesktopLayer, string> = {
   xvfb: `Xvfb :99 -screen 0 1280x800x24 -nolisten tcp -nolock >${LOG}/xvfb.log 2>&1`,
   wm: `openbox >${LOG}/openbox.log 2>&1`,
-  vnc: `x11vnc -display :99 -localhost -rfbport 5900 -passwdfile ${LOG}/vnc.password -forever -shared -noxdamage -quiet >${LOG}/x11vnc.log 2>&1`,
+  vnc: `x11vnc -display :99 -localhost -rfbport 5900 -passwdfile ${LOG}/vnc.password -forever -shared -noxdamage -quiet -nosetclipboard -nosetprimary >${LOG}/x11vnc.log 2>&1`,
+  clipboard: `sh -c 'autocutsel -s PRIMARY & exec autocutsel -s CLIPBOARD' >${LOG}/autocutsel.log 2>&1`,
 }
-const PATTERN: Record<DesktopLayer, RegExp> = { xvfb: /^Xvfb :99/, wm: /^openbox/, vnc: /^x11vnc/ }
+const PATTERN: Record<DesktopLayer, RegExp> = { xvfb: /^Xvfb :99/, wm: /^openbox/, vnc: /^x11vnc/, clipboard: /autocutsel/ }
 
 export async function desktopHost(options: SshHostOptions = {}): Promise<DesktopHost> {
   const host = await sshHost({
@@ -58,13 +60,17 @@ export async function desktopHost(options: SshHostOptions = {}): Promise<Desktop
     xvfb: () => waitFor('Xvfb :99', 'xdpyinfo >/dev/null 2>&1'),
     wm: () => waitFor('openbox', `xprop -root _NET_SUPPORTING_WM_CHECK 2>/dev/null | grep -q window`),
     vnc: () => waitFor('x11vnc', `bash -c 'exec 3<>/dev/tcp/127.0.0.1/5900' 2>/dev/null`),
+    // autocutsel has no socket to probe; it only needs to be up before a viewer copies.
+    clipboard: () => waitFor('autocutsel', 'sleep 0.2'),
   }
   const vncPassword = randomBytes(6).toString('hex')
   try {
     for (const tool of DESKTOP_TOOLS) {
       const found = await host.run(`command -v ${tool}`)
       if (found.code !== 0)
-        throw new Error(`desktopHost: ${tool} is not installed (apt-get install xvfb openbox x11vnc xdotool xclip xterm scrot x11-utils)`)
+        throw new Error(
+          `desktopHost: ${tool} is not installed (apt-get install xvfb openbox x11vnc xdotool xclip xterm scrot x11-utils autocutsel)`,
+        )
     }
     // The password file as the desktop bootstrap writes it: readable by the runner user only.
     await host.run(
@@ -95,7 +101,7 @@ export async function desktopHost(options: SshHostOptions = {}): Promise<Desktop
           await new Promise((r) => setTimeout(r, 50))
       },
     })
-    for (const layer of ['xvfb', 'wm', 'vnc'] as const) await desktop.startLayer(layer)
+    for (const layer of ['xvfb', 'wm', 'vnc', 'clipboard'] as const) await desktop.startLayer(layer)
     return desktop
   } catch (error) {
     await host.stop()

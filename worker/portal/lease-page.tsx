@@ -121,6 +121,11 @@ function AccessCard({ lease, caller }: { lease: LeaseRecord; caller: PortalCalle
         <p class="muted">This lease has ended.</p>
       )}
       <p class="muted">Your role: {leaseRole(lease, caller.identity) ?? 'none'}</p>
+      {live && lease.desktop ? (
+        <p>
+          <a href={`/portal/leases/${lease.id}/vnc`}>Open the desktop (WebVNC)</a>
+        </p>
+      ) : null}
       {canManageLease(lease, caller.identity) ? (
         <p>
           <a href={`/portal/leases/${lease.id}/share`}>Share this lease</a>

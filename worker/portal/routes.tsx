@@ -14,6 +14,7 @@ import { checkForm, errorPage, guarded, noStore, page, portalCaller, portalHeade
 import { RunPage, runView } from './run-page.js'
 import { applyShareForm, ShareForm, SharePage } from './share-page.js'
 import { UsagePage, UsagePageQuery } from './usage-page.js'
+import { VNC_PAGE_ROUTES } from './vnc-page.js'
 import { VNC_ROUTES } from './vnc-routes.js'
 import { CODE_PORTAL_ROUTES } from './code-routes.js'
 import { clearedSessionCookie, CSRF_FIELD, loginCookie, safeReturnTo } from './session.js'
@@ -318,4 +319,5 @@ export const PORTAL_ROUTES: readonly RouteSpec[] = [
   ...LIVE_ROUTES,
   ...VNC_ROUTES,
   ...CODE_PORTAL_ROUTES,
+  ...VNC_PAGE_ROUTES,
 ]

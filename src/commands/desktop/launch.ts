@@ -1,7 +1,9 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../base-command.js'
 import { desktopTargetFlags } from '../../flags.js'
+import { usageError } from '../../errors.js'
 import type { LaunchResult } from '../../services/desktop/launch.js'
+import type { DaemonStartResult } from '../../services/webvnc/index.js'
 
 export default class DesktopLaunch extends BaseCommand<typeof DesktopLaunch> {
   static override summary = "Start an app or the browser, detached, on a lease's desktop"
@@ -12,6 +14,7 @@ export default class DesktopLaunch extends BaseCommand<typeof DesktopLaunch> {
   static override examples = [
     '<%= config.bin %> desktop launch --id blue-crab --browser --url https://example.com',
     '<%= config.bin %> desktop launch --id blue-crab -- xterm',
+    '<%= config.bin %> desktop launch --id blue-crab --browser --url https://example.com --webvnc --open',
   ]
   static override usage = ['<%= command.id %> [FLAGS] [-- <command…>]']
   static override strict = false
@@ -20,15 +23,39 @@ export default class DesktopLaunch extends BaseCommand<typeof DesktopLaunch> {
     browser: Flags.boolean({ description: "Launch the runner's Chromium (windowed 1500x900 unless --fullscreen)", default: false }),
     url: Flags.string({ description: 'URL for the browser to open (needs --browser)' }),
     fullscreen: Flags.boolean({ description: 'Start the browser fullscreen', default: false }),
+    webvnc: Flags.boolean({
+      description: "Then start the WebVNC bridge daemon for the lease (as `webvnc daemon start`) and print the portal's WebVNC URL",
+      default: false,
+    }),
+    open: Flags.boolean({
+      description: "Then open the portal's WebVNC page in a browser here (starts the bridge daemon like --webvnc)",
+      default: false,
+    }),
   }
 
-  async run(): Promise<LaunchResult> {
+  async run(): Promise<LaunchResult & { webvnc?: DaemonStartResult }> {
     const { flags } = await this.parse(DesktopLaunch)
     const dashDash = this.argv.indexOf('--')
     const argv = dashDash >= 0 ? this.argv.slice(dashDash + 1) : []
+    const webvnc = flags.webvnc || flags.open
+    // WebVNC relays through the broker: a lease by ID, checked before anything starts.
+    if (webvnc && !flags.id)
+      throw usageError('--webvnc and --open need a brokered lease: give --id', 'crabbox desktop launch --id <lease> --webvnc')
     const { desktopLaunch } = await import('../../services/desktop/launch.js')
-    const result = await desktopLaunch(await this.context(flags), flags, argv)
+    const context = await this.context(flags)
+    const result = await desktopLaunch(context, flags, argv)
     if (!this.jsonEnabled()) this.log(`launched pid=${result.pid} log=${result.log}`)
-    return result
+    if (!webvnc) return result
+    const { startDaemon } = await import('../../services/webvnc/index.js')
+    const daemon = await startDaemon(context, { id: flags.id! })
+    if (!this.jsonEnabled()) {
+      this.log(`webvnc: ${daemon.alreadyRunning ? 'daemon already running' : 'daemon started'} (pid ${daemon.pid}, log ${daemon.logPath})`)
+      if (daemon.portalUrl) this.log(`portal: ${daemon.portalUrl}`)
+    }
+    if (flags.open && daemon.portalUrl) {
+      const { openUrl } = await import('../../services/open-url.js')
+      if (!openUrl(daemon.portalUrl)) this.warn('could not open a browser here; open the portal URL above')
+    }
+    return { ...result, webvnc: daemon }
   }
 }

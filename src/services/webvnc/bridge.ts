@@ -181,38 +181,123 @@ export async function probeVnc(pool: SshPool, target: SshTarget, port = VNC_PORT
   }
 }
 
-/** Relays bytes between the agent socket and the VNC stream until either closes; resolves with the socket's close code. */
-function relay(socket: WebSocket, vnc: Duplex): Promise<number> {
+/** Where the desktop bootstrap keeps the per-lease VNC password (readable by the lease user only). */
+export const VNC_PASSWORD_PATH = '/var/lib/crabbox/vnc.password'
+
+/**
+ * The runner's VNC password for the portal URL's fragment (the page reads it; a fragment never
+ * reaches the broker), or '' when it cannot be read within 10 s (the page then asks for it).
+ */
+export async function readVncPassword(pool: SshPool, target: SshTarget): Promise<string> {
+  let out = ''
+  const abort = new AbortController()
+  const timer = setTimeout(() => abort.abort(), 10_000)
+  try {
+    const result = await pool.exec(target, `cat ${VNC_PASSWORD_PATH} 2>/dev/null`, {
+      onStdout: (chunk) => (out += chunk.toString('utf8')),
+      signal: abort.signal,
+    })
+    return result.code === 0 ? out.trim() : ''
+  } catch {
+    return ''
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Reads the 12-byte RFB banner a fresh VNC stream sends first; the rest stays unread. */
+function readBanner(vnc: Duplex): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let seen = Buffer.alloc(0)
+    const timer = setTimeout(
+      () => done(new VncUnavailable(`the runner's VNC sent no RFB banner within ${BANNER_TIMEOUT_MS / 1000} s`)),
+      BANNER_TIMEOUT_MS,
+    )
+    const onData = (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk])
+      if (seen.length < 12) return
+      vnc.pause()
+      if (seen.length > 12) vnc.unshift(seen.subarray(12))
+      done(undefined, seen.subarray(0, 12).toString('latin1'))
+    }
+    const onClose = () => done(new VncUnavailable("the runner's VNC closed the connection"))
+    const done = (error?: Error, banner?: string) => {
+      clearTimeout(timer)
+      vnc.off('data', onData)
+      vnc.off('close', onClose)
+      if (error) reject(error)
+      else resolve(banner!)
+    }
+    vnc.on('data', onData)
+    vnc.once('close', onClose)
+    vnc.on('error', () => undefined)
+  })
+}
+
+/**
+ * Relays bytes between the agent socket and a VNC stream until either closes; resolves with
+ * the socket's close code. The stream is opened only when the viewer answers: until then the
+ * bridge itself sends the runner's RFB banner (read by the probe). An open but unanswered RFB
+ * connection is an uninitialised client to x11vnc, which then sends no clipboard text to
+ * anyone, so the idle slots must not hold one.
+ */
+function relay(socket: WebSocket, openStream: () => Promise<Duplex>, banner: string): Promise<number> {
   return new Promise((resolve) => {
-    let paused = false
-    vnc.on('data', (chunk: Buffer) => {
-      socket.send(chunk, { binary: true }, () => {
-        if (paused && socket.bufferedAmount < HIGH_WATER / 2) {
-          paused = false
-          vnc.resume()
+    let vnc: Duplex | undefined
+    let opening: Promise<void> | undefined
+    let closed = false
+    const pending: Buffer[] = []
+    const attach = (stream: Duplex) => {
+      let paused = false
+      stream.on('data', (chunk: Buffer) => {
+        socket.send(chunk, { binary: true }, () => {
+          if (paused && socket.bufferedAmount < HIGH_WATER / 2) {
+            paused = false
+            stream.resume()
+          }
+        })
+        if (socket.bufferedAmount > HIGH_WATER && !paused) {
+          paused = true
+          stream.pause()
         }
       })
-      if (socket.bufferedAmount > HIGH_WATER && !paused) {
-        paused = true
-        vnc.pause()
+      stream.once('close', () => socket.close(1000, 'VNC stream closed'))
+      stream.resume()
+    }
+    const write = (chunk: Buffer) => {
+      if (!vnc!.write(chunk)) {
+        socket.pause()
+        vnc!.once('drain', () => socket.resume())
       }
-    })
+    }
+    const open = async () => {
+      try {
+        const stream = await openStream()
+        stream.on('error', () => undefined)
+        if (closed) return void stream.destroy()
+        const real = await readBanner(stream)
+        if (real !== banner) throw new VncUnavailable(`the runner's VNC changed its RFB banner (${real.trim()})`)
+        if (closed) return void stream.destroy()
+        vnc = stream
+        attach(stream)
+        for (const chunk of pending.splice(0)) write(chunk)
+      } catch {
+        socket.close(1011, 'VNC stream failed')
+      }
+    }
     socket.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
       const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
-      if (!vnc.write(chunk)) {
-        socket.pause()
-        vnc.once('drain', () => socket.resume())
-      }
+      if (vnc) return write(chunk)
+      pending.push(chunk)
+      opening ??= open()
     })
-    // Paused while the agent socket was dialled; what the runner sent meanwhile flows now.
-    vnc.resume()
-    vnc.once('close', () => socket.close(1000, 'VNC stream closed'))
-    vnc.on('error', () => undefined)
     socket.on('error', () => undefined)
     socket.once('close', (code: number) => {
-      vnc.destroy()
+      closed = true
+      vnc?.destroy()
       resolve(code)
     })
+    socket.send(Buffer.from(banner, 'latin1'), { binary: true })
   })
 }
 
@@ -230,29 +315,23 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
   let ticket = firstTicket
   let lastReportAt = 0
 
-  /** One agent socket paired with one VNC stream. */
-  async function connectOnce(): Promise<{ socket: WebSocket; vnc: Duplex }> {
-    const vnc = await openVnc(options.pool, options.target, vncPort)
-    vnc.pause()
-    try {
-      const dial = async (queryTicket: boolean) => {
-        const fresh = ticket ?? (await mintTicket(options.broker, options.leaseId))
-        ticket = undefined
-        return dialAgent({ brokerUrl: options.broker.url, leaseId: options.leaseId, ticket: fresh, access: options.access, queryTicket })
-      }
-      let socket: WebSocket
-      try {
-        socket = await dial(false)
-      } catch (error) {
-        // A broker that reads the ticket only from the query refuses the header form with 401.
-        if (!(error instanceof AgentDialError && error.status === 401)) throw error
-        socket = await dial(true)
-      }
-      return { socket, vnc }
-    } catch (error) {
-      vnc.destroy()
-      throw error
+  /** One agent socket, once the runner's VNC answered with its banner (the stream itself waits for a viewer). */
+  async function connectOnce(): Promise<{ socket: WebSocket; banner: string }> {
+    const banner = await probeVnc(options.pool, options.target, vncPort)
+    const dial = async (queryTicket: boolean) => {
+      const fresh = ticket ?? (await mintTicket(options.broker, options.leaseId))
+      ticket = undefined
+      return dialAgent({ brokerUrl: options.broker.url, leaseId: options.leaseId, ticket: fresh, access: options.access, queryTicket })
     }
+    let socket: WebSocket
+    try {
+      socket = await dial(false)
+    } catch (error) {
+      // A broker that reads the ticket only from the query refuses the header form with 401.
+      if (!(error instanceof AgentDialError && error.status === 401)) throw error
+      socket = await dial(true)
+    }
+    return { socket, banner: `${banner}\n` }
   }
 
   async function runSlot(index: number): Promise<void> {
@@ -260,7 +339,7 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
     let downSince: number | undefined
     let reported = false
     while (!stopping.signal.aborted) {
-      let opened: { socket: WebSocket; vnc: Duplex } | undefined
+      let opened: { socket: WebSocket; banner: string } | undefined
       try {
         opened = await connectOnce()
       } catch (error) {
@@ -284,7 +363,6 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
       }
       if (stopping.signal.aborted) {
         opened.socket.close(1000)
-        opened.vnc.destroy()
         break
       }
       if (reported) options.log(`slot ${index + 1}: reconnected`)
@@ -300,7 +378,7 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
       })
       changed()
       const openedAt = Date.now()
-      const code = await relay(opened.socket, opened.vnc)
+      const code = await relay(opened.socket, () => openVnc(options.pool, options.target, vncPort), opened.banner)
       sockets.delete(opened.socket)
       state.connected--
       if (gotViewer) state.relaying--

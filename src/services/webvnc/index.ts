@@ -6,7 +6,17 @@ import { WebVncResetResponse, WebVncStatus } from '../../protocol/webvnc.js'
 import { BrokerError, type BrokerClient } from '../../transport/broker/client.js'
 import type { Lease } from '../../providers/types.js'
 import { desktopRescue } from '../../ui/rescue.js'
-import { BridgeFailure, describeFailure, mintTicket, probeVnc, refusal, startBridge, VncUnavailable, WEBVNC_SLOTS } from './bridge.js'
+import {
+  BridgeFailure,
+  describeFailure,
+  mintTicket,
+  probeVnc,
+  readVncPassword,
+  refusal,
+  startBridge,
+  VncUnavailable,
+  WEBVNC_SLOTS,
+} from './bridge.js'
 import {
   bridgeAlive,
   type BridgeRecord,
@@ -95,7 +105,8 @@ export async function runBridge(context: ServiceContext, flags: WebVncFlags, hoo
   }
 
   const startedAt = new Date().toISOString()
-  const portal = portalUrl(broker, lease.id)
+  const password = await readVncPassword(pool, lease.ssh)
+  const portal = password ? `${portalUrl(broker, lease.id)}#password=${encodeURIComponent(password)}` : portalUrl(broker, lease.id)
   const daemon = process.env.CRABBOX_WEBVNC_DAEMON === '1'
   let announced = false
   const bridge = startBridge(
@@ -250,7 +261,13 @@ export async function startDaemon(context: ServiceContext, flags: WebVncFlags): 
   // A daemon, or a bridge in some terminal: either already holds this lease's sockets.
   const existing = [readPid(lease.id), readRecord(lease.id)?.pid].find((pid) => bridgeAlive(pid))
   if (existing !== undefined)
-    return { leaseId: lease.id, pid: existing!, alreadyRunning: true, logPath: logPath(lease.id), portalUrl: portalUrl(broker, lease.id) }
+    return {
+      leaseId: lease.id,
+      pid: existing!,
+      alreadyRunning: true,
+      logPath: logPath(lease.id),
+      portalUrl: readRecord(lease.id)?.portalUrl ?? portalUrl(broker, lease.id),
+    }
   removeFiles(lease.id)
   ensureDir()
   const log = openSync(logPath(lease.id), 'a', 0o600)
@@ -279,8 +296,10 @@ export async function startDaemon(context: ServiceContext, flags: WebVncFlags): 
   while (Date.now() < deadline) {
     const record = readRecord(lease.id)
     if (record && record.pid === pid && record.connected > 0) {
-      if (flags.open) openUrl(portalUrl(broker, lease.id))
-      return { leaseId: lease.id, pid, alreadyRunning: false, logPath: logPath(lease.id), portalUrl: portalUrl(broker, lease.id) }
+      // The daemon's URL carries the VNC password in its fragment when it could read it.
+      const url = record.portalUrl ?? portalUrl(broker, lease.id)
+      if (flags.open) openUrl(url)
+      return { leaseId: lease.id, pid, alreadyRunning: false, logPath: logPath(lease.id), portalUrl: url }
     }
     if (!bridgeAlive(pid)) break
     await new Promise((resolve) => setTimeout(resolve, 100))
