@@ -1,4 +1,5 @@
 import * as v from 'valibot'
+import { RunId } from './runs.js'
 
 /** `POST /v1/artifacts/uploads`: upload grants for the broker's artifact bucket. */
 
@@ -25,6 +26,12 @@ export type ArtifactUploadFile = v.InferOutput<typeof ArtifactUploadFile>
 
 export const ArtifactUploadRequest = v.object({
   prefix: v.optional(v.pipe(v.string(), v.maxLength(512))),
+  /**
+   * The run the files belong to (crabbox's addition). The caller must be able to see it; the
+   * files are then listed on the run's portal page and their read URLs are portal links that
+   * only those who can see the run may open.
+   */
+  run: v.optional(RunId),
   files: v.pipe(v.array(ArtifactUploadFile), v.minLength(1, 'at least one file'), v.maxLength(ARTIFACT_MAX_FILES)),
 })
 export type ArtifactUploadRequest = v.InferOutput<typeof ArtifactUploadRequest>
@@ -72,3 +79,9 @@ export function normalizeArtifactPrefix(prefix: string): string | undefined {
   if (segments.some((s) => s === '.' || s === '..')) return undefined
   return segments.join('/')
 }
+
+/** Files a run lists at most (its portal page and its grants). */
+export const ARTIFACT_MAX_PER_RUN = 1000
+
+/** `GET /portal/runs/{id}/artifact?name=…`: one of the run's artifacts. */
+export const RunArtifactQuery = v.object({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(1024)) })

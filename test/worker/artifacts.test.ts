@@ -2,6 +2,8 @@ import { env, SELF } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
 import { workerTestBindings } from './fixtures/bindings.js'
 import { api, nobody, shared } from './broker-support.js'
+import { getPage } from './portal-support.js'
+import { createRun } from './runs-support.js'
 
 const peter = shared('peter@example.com')
 
@@ -89,5 +91,43 @@ describe('artifact upload grants', () => {
 
   it('needs a credential for grants', async () => {
     expect((await grant({ files: [{ name: 'a', size: 1 }] }, nobody)).status).toBe(401)
+  })
+})
+
+describe("a run's artifacts", () => {
+  const stranger = shared('stranger@example.com', 'elsewhere')
+
+  it('are granted only on a run the caller can see, listed on its page, opened only by those who see the run', async () => {
+    const run = await createRun(peter)
+    const bytes = new TextEncoder().encode('<html><script>alert(1)</script></html>')
+    const refused = await grant({ run: run.id, files: [{ name: 'x.html', size: bytes.byteLength }] }, stranger)
+    expect(refused.status).toBe(404)
+
+    const { status, body } = await grant({
+      run: run.id,
+      prefix: 'qa',
+      files: [{ name: 'report/x.html', size: bytes.byteLength, contentType: 'text/html' }],
+    })
+    expect(status).toBe(201)
+    const [file] = body.files
+    expect(file.url).toBe(`https://broker.test/portal/runs/${run.id}/artifact?name=report%2Fx.html`)
+    expect((await put(file.upload, bytes)).status).toBe(200)
+
+    const page = await getPage(peter, `/portal/runs/${run.id}`)
+    expect(page.status).toBe(200)
+    expect(page.text).toContain('Artifacts')
+    expect(page.text).toContain(`/portal/runs/${run.id}/artifact?name=report%2Fx.html`)
+
+    const path = new URL(file.url).pathname + new URL(file.url).search
+    const opened = await getPage(peter, path)
+    expect(opened.status).toBe(200)
+    expect(opened.text).toBe(new TextDecoder().decode(bytes))
+    expect(opened.headers.get('content-type')).toBe('text/html')
+    expect(opened.headers.get('content-security-policy')).toContain('sandbox')
+    expect(opened.headers.get('x-content-type-options')).toBe('nosniff')
+
+    expect((await getPage(stranger, path)).status).toBe(404)
+    expect((await getPage(stranger, `/portal/runs/${run.id}`)).text).not.toContain('report/x.html')
+    expect((await getPage(peter, `/portal/runs/${run.id}/artifact?name=other.txt`)).status).toBe(404)
   })
 })

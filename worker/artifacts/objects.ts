@@ -1,4 +1,5 @@
 import { ErrorCode } from '../../src/protocol/errors.js'
+import { answerUnread } from '../edge-body.js'
 import type { Env } from '../env.js'
 import { artifactSecret, keyFromPath, signatureMatches, type SignedFields } from './sign.js'
 
@@ -39,10 +40,8 @@ function bucket(env: Env): R2Bucket | undefined {
 /** `PUT /v1/artifacts/objects/<key>`: the granted upload, exactly the granted size and type. */
 export async function putArtifact(request: Request, env: Env): Promise<Response> {
   const fields = await verified(request, env, 'PUT')
-  if (fields instanceof Response) {
-    await request.body?.cancel().catch(() => undefined)
-    return fields
-  }
+  // Refused before reading: the answer goes out while the edge lingers on the upload (edge-body.ts).
+  if (fields instanceof Response) return answerUnread(fields, request)
   const store = bucket(env)
   if (!store) return refuse(503, 'artifact_upload_unavailable', 'this broker has no ARTIFACTS bucket')
   const size = fields.size ?? 0

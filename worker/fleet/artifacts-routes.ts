@@ -23,7 +23,7 @@ export const ARTIFACT_ROUTES: readonly RouteSpec[] = [
         if (error instanceof ApiError && error.status === 400) throw new ApiError(400, ARTIFACT_UPLOAD_UNAVAILABLE, error.message)
         throw error
       }
-      const grants = await uploadGrants(deps.env, c.get('identity'), request, publicOrigin(deps.env, c.req.raw), deps.now())
+      const grants = await uploadGrants(deps.storage, deps.env, c.get('identity'), request, publicOrigin(deps.env, c.req.raw), deps.now())
       return c.json(grants, 201)
     },
   ),

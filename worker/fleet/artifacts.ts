@@ -1,4 +1,5 @@
 import {
+  ARTIFACT_MAX_PER_RUN,
   ARTIFACT_MAX_TOTAL_BYTES,
   ARTIFACT_UPLOAD_UNAVAILABLE,
   normalizeArtifactName,
@@ -11,6 +12,8 @@ import { ApiError } from '../../src/protocol/errors.js'
 import { artifactSecret, escapeKey, signedUrl } from '../artifacts/sign.js'
 import type { Identity } from '../auth/identity.js'
 import { setting, type Env } from '../env.js'
+import { getRunCore } from './runs.js'
+import type { FleetStorage } from './storage.js'
 
 /**
  * Upload grants for the broker's own artifact bucket (the ARTIFACTS R2 binding): each file
@@ -53,14 +56,93 @@ function checkedFiles(request: ArtifactUploadRequest): { name: string; size: num
   })
 }
 
-/** The grants for one request by `caller`; `origin` is the broker's public origin. */
+/** Artifacts a run lists: one row per name (a later publish of the same name replaces it). */
+export const ARTIFACT_SCHEMA: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS run_artifacts (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)
+  )`,
+]
+
+export interface RunArtifact {
+  name: string
+  key: string
+  size: number
+  contentType: string
+  createdAt: string
+}
+
+type ArtifactRow = { name: string; key: string; size: number; content_type: string; created_at: string }
+
+/** A run's artifacts by name (the caller has already been allowed to see the run). */
+export function runArtifacts(storage: FleetStorage, runId: string): RunArtifact[] {
+  return storage
+    .all<ArtifactRow>(
+      'SELECT name, key, size, content_type, created_at FROM run_artifacts WHERE run_id = ? ORDER BY name LIMIT ?',
+      runId,
+      ARTIFACT_MAX_PER_RUN,
+    )
+    .map((row) => ({ name: row.name, key: row.key, size: row.size, contentType: row.content_type, createdAt: row.created_at }))
+}
+
+/** One artifact of a run by name, or undefined. */
+export function runArtifact(storage: FleetStorage, runId: string, name: string): RunArtifact | undefined {
+  const row = storage.one<ArtifactRow>(
+    'SELECT name, key, size, content_type, created_at FROM run_artifacts WHERE run_id = ? AND name = ?',
+    runId,
+    name,
+  )
+  return row && { name: row.name, key: row.key, size: row.size, contentType: row.content_type, createdAt: row.created_at }
+}
+
+function recordRunArtifacts(
+  storage: FleetStorage,
+  runId: string,
+  grants: readonly ArtifactUploadGrant[],
+  sizes: Map<string, [number, string]>,
+  now: Date,
+) {
+  storage.transaction(() => {
+    for (const grant of grants) {
+      const [size, contentType] = sizes.get(grant.name) ?? [0, '']
+      storage.run(
+        'INSERT OR REPLACE INTO run_artifacts (run_id, name, key, size, content_type, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+        runId,
+        grant.name,
+        grant.key,
+        size,
+        contentType,
+        now.toISOString(),
+      )
+    }
+    const count = storage.one<{ n: number }>('SELECT COUNT(*) AS n FROM run_artifacts WHERE run_id = ?', runId)?.n ?? 0
+    if (count > ARTIFACT_MAX_PER_RUN) throw unavailable(`a run lists at most ${ARTIFACT_MAX_PER_RUN} artifacts`)
+  })
+}
+
+/** The portal link of a run's artifact: opening it needs a login that can see the run. */
+export const runArtifactUrl = (origin: string, runId: string, name: string) =>
+  `${origin}/portal/runs/${runId}/artifact?name=${encodeURIComponent(name)}`
+
+/**
+ * The grants for one request by `caller`; `origin` is the broker's public origin. With a run,
+ * the caller must see it (404 otherwise), the files are listed on it, and the read URLs are
+ * the run's portal links.
+ */
 export async function uploadGrants(
+  storage: FleetStorage,
   env: Env,
   caller: Identity,
   request: ArtifactUploadRequest,
   origin: string,
   now: Date,
 ): Promise<ArtifactUploadResponse> {
+  if (request.run) getRunCore(storage, caller, request.run)
   const secret = artifactSecret(env)
   if (!env.ARTIFACTS || !secret) {
     throw unavailable('artifact broker is not configured; bind an R2 bucket as ARTIFACTS and set CRABBOX_SESSION_SECRET')
@@ -85,8 +167,13 @@ export async function uploadGrants(
         headers: { 'content-type': file.contentType, 'content-length': String(file.size) },
         expiresAt,
       },
-      url: baseUrl ? `${baseUrl}/${escapeKey(key)}` : await signedUrl(origin, secret, { method: 'GET', key, expires: readExpires }),
+      url: request.run
+        ? runArtifactUrl(origin, request.run, file.name)
+        : baseUrl
+          ? `${baseUrl}/${escapeKey(key)}`
+          : await signedUrl(origin, secret, { method: 'GET', key, expires: readExpires }),
     })
   }
+  if (request.run) recordRunArtifacts(storage, request.run, grants, new Map(files.map((f) => [f.name, [f.size, f.contentType]])), now)
   return { backend: 'r2', bucket: setting(env, 'CRABBOX_ARTIFACTS_BUCKET') ?? DEFAULT_BUCKET, prefix, expiresAt, files: grants }
 }
