@@ -7,6 +7,7 @@ export function renderPublish(result: PublishResult): string {
   const bytes = result.files.reduce((sum, file) => sum + file.size, 0)
   lines.push(`${result.dryRun ? 'would publish' : 'published'} ${result.files.length} files (${bytes} bytes) to ${where}`)
   for (const file of result.files) lines.push(`  ${file.name}  ${file.size}  ${file.url || file.key}`)
+  if (result.run) lines.push(`run ${result.run} (listed on its portal page)`)
   if (result.report) lines.push(`report ${result.report}`)
   if (result.comment) {
     const target = `${result.comment.repo}#${result.comment.pr}`

@@ -52,6 +52,11 @@ export default class ArtifactsPublish extends BaseCommand<typeof ArtifactsPublis
       env: 'CRABBOX_ARTIFACTS_EXPIRES',
       default: '7d',
     }),
+    run: Flags.string({
+      description:
+        "Broker storage: list the files on this run's portal page; links then open only for who can see the run (default: the run in --dir's metadata.json)",
+      helpValue: 'RUN',
+    }),
     'dry-run': Flags.boolean({ description: 'List what would be uploaded and print the report; send nothing', default: false }),
     comment: Flags.boolean({ description: 'Post the pull-request comment (--no-comment: upload only)', allowNo: true, default: true }),
   }
@@ -78,6 +83,7 @@ export default class ArtifactsPublish extends BaseCommand<typeof ArtifactsPublis
       expires: flags.expires,
       dryRun: flags['dry-run'],
       noComment: !flags.comment,
+      run: flags.run,
     })
     if (!this.jsonEnabled()) process.stdout.write(renderPublish(result))
     return result

@@ -87,12 +87,13 @@ export async function publishToBroker(
   files: readonly PublishFile[],
   prefix: string,
   uploadHeaders: Record<string, string> = {},
+  run?: string,
 ): Promise<{ bucket: string; prefix: string; files: PublishedFile[] }> {
   const published: PublishedFile[] = []
   let bucket = ''
   let granted = prefix
   for (const batch of batches(files)) {
-    const body = { prefix, files: batch.map((f) => ({ name: f.name, size: f.size, contentType: f.contentType })) }
+    const body = { prefix, ...(run ? { run } : {}), files: batch.map((f) => ({ name: f.name, size: f.size, contentType: f.contentType })) }
     const answer = await client.request('POST', '/v1/artifacts/uploads', { body, schema: ArtifactUploadResponse })
     bucket = answer.bucket
     granted = answer.prefix

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path'
 import { parseDuration } from '../../config/schema.js'
 import { CrabboxError, usageError } from '../../errors.js'
 import { stateDir } from '../../paths.js'
+import { RUN_ID_PATTERN } from '../../protocol/ids.js'
 import { accessHeaders, brokerClient } from '../../transport/broker/client.js'
 import type { ServiceContext } from '../context.js'
 import { githubRepo, githubToken, upsertComment, type GithubTarget } from './publish-comment.js'
@@ -47,10 +48,14 @@ export interface PublishOptions {
   expires: string
   dryRun: boolean
   noComment: boolean
+  /** Broker storage: list the files on this run (else the run metadata.json in --dir names). */
+  run?: string
 }
 
 export interface PublishResult {
   storage: Exclude<PublishStorage, 'auto'>
+  /** The run the broker lists the files on. */
+  run?: string
   bucket?: string
   prefix: string
   dryRun: boolean
@@ -111,6 +116,20 @@ async function s3Target(kind: 's3' | 'r2', options: PublishOptions, env: NodeJS.
   }
 }
 
+/** The run `artifacts collect` recorded in --dir's metadata.json (`run`, `run.id`, `runID` or `runId`), if any. */
+async function manifestRun(dir: string): Promise<string | undefined> {
+  const text = await readFile(join(dir, 'metadata.json'), 'utf8').catch(() => '')
+  let data: Record<string, unknown>
+  try {
+    data = JSON.parse(text) as Record<string, unknown>
+  } catch {
+    return undefined
+  }
+  const run = data?.run
+  const candidates = [run, (run as { id?: unknown } | undefined)?.id, data?.runID, data?.runId]
+  return candidates.find((value): value is string => typeof value === 'string' && RUN_ID_PATTERN.test(value))
+}
+
 /** What --dry-run shows: keys as the storage would name them (the broker also puts the owner in front). */
 function planned(files: Awaited<ReturnType<typeof listPublishFiles>>, prefix: string, baseUrl?: string): PublishedFile[] {
   return files.map((file) => {
@@ -126,12 +145,13 @@ async function upload(
   options: PublishOptions,
   prefix: string,
   env: NodeJS.ProcessEnv,
+  run: string | undefined,
 ): Promise<{ files: PublishedFile[]; bucket?: string; prefix: string }> {
   if (storage === 'broker') {
     const client = brokerClient(context.config)
     if (!client)
       throw usageError('--storage broker needs a broker, and none is configured', 'Run `crabbox login`, or use --storage local, s3 or r2.')
-    return publishToBroker(client, files, prefix, accessHeaders(context.config.broker.access))
+    return publishToBroker(client, files, prefix, accessHeaders(context.config.broker.access), run)
   }
   if (storage === 'local') {
     const folder = resolve(context.cwd, options.bucket ?? join(stateDir(), 'artifacts'))
@@ -160,22 +180,37 @@ export async function publishArtifacts(
   if (prefix.split('/').some((s) => s === '.' || s === '..')) throw usageError(`--prefix ${options.prefix} has a . or .. segment`)
   const wantComment = options.pr !== undefined && !options.noComment
   const repo = wantComment ? await githubRepo(options.repo, context.repoRoot ?? context.cwd, env) : undefined
-  const files = await listPublishFiles(resolve(context.cwd, options.dir), new Set([PUBLISHED_REPORT]))
+  const dir = resolve(context.cwd, options.dir)
+  const files = await listPublishFiles(dir, new Set([PUBLISHED_REPORT]))
   if (files.length === 0) throw usageError(`--dir ${options.dir} holds no files to publish`)
+  if (options.run !== undefined && !RUN_ID_PATTERN.test(options.run))
+    throw usageError(`--run ${options.run} is not a run ID (run_<12 hex>)`)
+  const run = storage === 'broker' ? (options.run ?? (await manifestRun(dir))) : undefined
+  if (options.run && storage !== 'broker')
+    context.progress.warn(`--run lists files on a run only with broker storage; ignored for ${storage}`)
   if (options.dryRun) {
     const plan = planned(files, prefix, options.baseUrl?.replace(/\/+$/, ''))
     const markdown = renderPublished(options.template, plan, summary)
     const comment = repo ? { action: 'skipped' as const, repo, pr: options.pr! } : undefined
-    return { storage, bucket: options.bucket, prefix, dryRun: true, files: plan, markdown, comment }
+    return { storage, run, bucket: options.bucket, prefix, dryRun: true, files: plan, markdown, comment }
   }
   const github: GithubTarget | undefined = repo
     ? { api: env.GITHUB_API_URL?.trim() || 'https://api.github.com', token: await githubToken(env), repo, pr: options.pr! }
     : undefined
-  const done = await upload(context, storage, files, options, prefix, env)
+  const done = await upload(context, storage, files, options, prefix, env, run)
   const markdown = renderPublished(options.template, done.files, summary)
-  const report = join(resolve(context.cwd, options.dir), PUBLISHED_REPORT)
+  const report = join(dir, PUBLISHED_REPORT)
   await writeFile(report, markdown)
-  const result: PublishResult = { storage, bucket: done.bucket, prefix: done.prefix, dryRun: false, files: done.files, report, markdown }
+  const result: PublishResult = {
+    storage,
+    run,
+    bucket: done.bucket,
+    prefix: done.prefix,
+    dryRun: false,
+    files: done.files,
+    report,
+    markdown,
+  }
   if (github) {
     try {
       const posted = await upsertComment(github, markdown)
