@@ -58,7 +58,7 @@ export default class ArtifactsPublish extends BaseCommand<typeof ArtifactsPublis
       helpValue: 'RUN',
     }),
     'dry-run': Flags.boolean({ description: 'List what would be uploaded and print the report; send nothing', default: false }),
-    comment: Flags.boolean({ description: 'Post the pull-request comment (--no-comment: upload only)', allowNo: true, default: true }),
+    'no-comment': Flags.boolean({ description: 'Upload and write the report, but leave the pull request alone', default: false }),
   }
 
   async run(): Promise<PublishResult> {
@@ -82,7 +82,7 @@ export default class ArtifactsPublish extends BaseCommand<typeof ArtifactsPublis
       presign: flags.presign,
       expires: flags.expires,
       dryRun: flags['dry-run'],
-      noComment: !flags.comment,
+      noComment: flags['no-comment'],
       run: flags.run,
     })
     if (!this.jsonEnabled()) process.stdout.write(renderPublish(result))
