@@ -1,7 +1,7 @@
 import { env, SELF } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
 import { workerTestBindings } from './fixtures/bindings.js'
-import { api, nobody, shared } from './broker-support.js'
+import { api, nobody, shared, userToken } from './broker-support.js'
 import { getPage } from './portal-support.js'
 import { createRun } from './runs-support.js'
 
@@ -28,7 +28,7 @@ describe('artifact upload grants', () => {
     expect(file.key).toBe('crabbox-artifacts/peter@example.com/pr-42/screenshots/after.png')
     expect(file.upload).toMatchObject({ method: 'PUT', headers: { 'content-type': 'image/png', 'content-length': '5' } })
     expect(file.upload.url).toMatch(
-      /^https:\/\/broker\.test\/v1\/artifacts\/objects\/crabbox-artifacts\/peter%40example\.com\/pr-42\/screenshots\/after\.png\?expires=\d+&signature=/,
+      /^https:\/\/broker\.test\/v1\/artifacts\/objects\/crabbox-artifacts\/peter%40example\.com\/pr-42\/screenshots\/after\.png\?expires=\d+&ns=claimed&signature=/,
     )
     expect(file.url).toMatch(/^https:\/\/broker\.test\/v1\/artifacts\/objects\/.*after\.png\?expires=\d+&signature=/)
     expect(result.text).not.toContain(workerTestBindings.CRABBOX_SESSION_SECRET)
@@ -87,6 +87,23 @@ describe('artifact upload grants', () => {
     expect((await grant({ files: [] })).body.error).toBe('artifact_upload_unavailable')
     expect((await grant({ prefix: '../up', files: [{ name: 'a', size: 1 }] })).body.error).toBe('artifact_upload_unavailable')
     expect((await grant({ files: [{ name: 'a', size: 1024 ** 3 + 1 }] })).status).toBe(400)
+  })
+
+  it('keeps a key to the identity namespace that first wrote it: a claimed owner cannot overwrite a verified one', async () => {
+    const verified = { kind: 'user' as const, token: await userToken({ owner: 'vera@example.com', org: 'openclaw', login: 'vera' }) }
+    const claimed = shared('vera@example.com')
+    const mine = await grant({ prefix: 'pr-1', files: [{ name: 'shot.png', size: 3 }] }, verified)
+    const theirs = await grant({ prefix: 'pr-1', files: [{ name: 'shot.png', size: 3 }] }, claimed)
+    expect(theirs.body.files[0].key).toBe(mine.body.files[0].key)
+    expect((await put(mine.body.files[0].upload, 'abc')).status).toBe(200)
+    expect((await put(theirs.body.files[0].upload, 'bad')).status).toBe(403)
+    // The namespace is signed: swapping it in the URL breaks the signature.
+    const swapped = theirs.body.files[0].upload.url.replace('ns=claimed', 'ns=verified')
+    expect((await put({ ...theirs.body.files[0].upload, url: swapped }, 'bad')).status).toBe(403)
+    expect(await (await SELF.fetch(mine.body.files[0].url)).text()).toBe('abc')
+    // The same namespace may replace its own file.
+    const again = await grant({ prefix: 'pr-1', files: [{ name: 'shot.png', size: 3 }] }, verified)
+    expect((await put(again.body.files[0].upload, 'new')).status).toBe(200)
   })
 
   it('needs a credential for grants', async () => {

@@ -29,6 +29,9 @@ async function verified(request: Request, env: Env, method: 'PUT' | 'GET'): Prom
   if (method === 'PUT') {
     fields.size = Number(request.headers.get('content-length') ?? 'NaN')
     fields.contentType = request.headers.get('content-type') ?? ''
+    const namespace = url.searchParams.get('ns')
+    if (namespace !== 'claimed' && namespace !== 'verified') return denied()
+    fields.namespace = namespace
   }
   return (await signatureMatches(secret, fields, signature)) ? fields : denied()
 }
@@ -44,6 +47,10 @@ export async function putArtifact(request: Request, env: Env): Promise<Response>
   if (fields instanceof Response) return answerUnread(fields, request)
   const store = bucket(env)
   if (!store) return refuse(503, 'artifact_upload_unavailable', 'this broker has no ARTIFACTS bucket')
+  const existing = await store.head(fields.key)
+  if (existing && existing.customMetadata?.namespace !== fields.namespace) {
+    return answerUnread(refuse(403, ErrorCode.forbidden, 'this artifact key belongs to an owner of another identity namespace'), request)
+  }
   const size = fields.size ?? 0
   // A known-length stream: R2 refuses a body that ends short of (or runs past) the signed size.
   const body = request.body ?? new Blob([]).stream()
@@ -56,6 +63,7 @@ export async function putArtifact(request: Request, env: Env): Promise<Response>
   try {
     object = await store.put(fields.key, fixed.readable, {
       httpMetadata: fields.contentType ? { contentType: fields.contentType } : undefined,
+      customMetadata: { namespace: fields.namespace ?? '' },
     })
   } catch (error) {
     if (!(await piped)) throw error

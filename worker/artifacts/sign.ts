@@ -20,6 +20,12 @@ export interface SignedFields {
   expires: number
   size?: number
   contentType?: string
+  /**
+   * Uploads: the identity namespace of the caller the grant was for (`claimed` or `verified`).
+   * An object keeps the namespace of its first upload; an upload from the other one is refused,
+   * so a claimed owner can never overwrite a verified owner's file of the same name, or back.
+   */
+  namespace?: 'claimed' | 'verified'
 }
 
 function base64url(bytes: ArrayBuffer): string {
@@ -36,6 +42,7 @@ function message(fields: SignedFields): string {
     String(fields.expires),
     String(fields.size ?? ''),
     fields.contentType ?? '',
+    fields.namespace ?? '',
   ].join('\n')
 }
 
@@ -75,6 +82,7 @@ export function keyFromPath(pathname: string): string | undefined {
 export async function signedUrl(origin: string, secret: string, fields: SignedFields): Promise<string> {
   const url = new URL(`${OBJECTS_PATH}${escapeKey(fields.key)}`, origin)
   url.searchParams.set('expires', String(fields.expires))
+  if (fields.namespace) url.searchParams.set('ns', fields.namespace)
   url.searchParams.set('signature', await signArtifact(secret, fields))
   return url.toString()
 }

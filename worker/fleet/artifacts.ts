@@ -157,7 +157,14 @@ export async function uploadGrants(
   const grants: ArtifactUploadGrant[] = []
   for (const file of files) {
     const key = `${prefix}/${file.name}`
-    const upload = { method: 'PUT' as const, key, expires: uploadExpires, size: file.size, contentType: file.contentType }
+    const upload = {
+      method: 'PUT' as const,
+      key,
+      expires: uploadExpires,
+      size: file.size,
+      contentType: file.contentType,
+      namespace: caller.claimed ? ('claimed' as const) : ('verified' as const),
+    }
     grants.push({
       name: file.name,
       key,
