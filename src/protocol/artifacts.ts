@@ -15,17 +15,21 @@ export const ARTIFACT_UPLOAD_UNAVAILABLE = 'artifact_upload_unavailable'
 /** An object key in a signed link's path (its segments URL-escaped, `/` between them). */
 export const ArtifactObjectKey = v.pipe(v.string(), v.minLength(1))
 
+/** No control characters (they would end a header line or a signed field). */
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const PRINTABLE = /^[^\u0000-\u001f\u007f]*$/
+
 export const ArtifactUploadFile = v.object({
-  name: v.pipe(v.string(), v.minLength(1), v.maxLength(1024)),
+  name: v.pipe(v.string(), v.minLength(1), v.maxLength(1024), v.regex(PRINTABLE, 'no control characters')),
   size: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(ARTIFACT_MAX_FILE_BYTES)),
-  contentType: v.optional(v.pipe(v.string(), v.maxLength(ARTIFACT_MAX_CONTENT_TYPE))),
+  contentType: v.optional(v.pipe(v.string(), v.maxLength(ARTIFACT_MAX_CONTENT_TYPE), v.regex(PRINTABLE, 'no control characters'))),
   /** Kept only when it is 64 hex characters; not used in the answer. */
   sha256: v.optional(v.string()),
 })
 export type ArtifactUploadFile = v.InferOutput<typeof ArtifactUploadFile>
 
 export const ArtifactUploadRequest = v.object({
-  prefix: v.optional(v.pipe(v.string(), v.maxLength(512))),
+  prefix: v.optional(v.pipe(v.string(), v.maxLength(512), v.regex(PRINTABLE, 'no control characters'))),
   /**
    * The run the files belong to (crabbox's addition). The caller must be able to see it; the
    * files are then listed on the run's portal page and their read URLs are portal links that

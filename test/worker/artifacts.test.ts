@@ -74,7 +74,7 @@ describe('artifact upload grants', () => {
   it('normalizes names and refuses escapes, too many bytes and bad bodies with artifact_upload_unavailable', async () => {
     const ok = await grant({ prefix: '/qa//x/', files: [{ name: '\\logs\\run.txt', size: 1 }] })
     expect(ok.body.files[0].key).toBe('crabbox-artifacts/peter@example.com/qa/x/logs/run.txt')
-    for (const name of ['../etc/passwd', 'a/../b', 'a//b', '.', '']) {
+    for (const name of ['../etc/passwd', 'a/../b', 'a//b', '.', '', 'a\n1\n2']) {
       const refused = await grant({ files: [{ name, size: 1 }] })
       expect(refused.status, name).toBe(400)
       expect(refused.body.error, name).toBe('artifact_upload_unavailable')
@@ -87,6 +87,9 @@ describe('artifact upload grants', () => {
     expect((await grant({ files: [] })).body.error).toBe('artifact_upload_unavailable')
     expect((await grant({ prefix: '../up', files: [{ name: 'a', size: 1 }] })).body.error).toBe('artifact_upload_unavailable')
     expect((await grant({ files: [{ name: 'a', size: 1024 ** 3 + 1 }] })).status).toBe(400)
+    expect((await grant({ files: [{ name: 'a', size: 1, contentType: 'text/plain\n9999999999' }] })).body.error).toBe(
+      'artifact_upload_unavailable',
+    )
   })
 
   it('keeps a key to the identity namespace that first wrote it: a claimed owner cannot overwrite a verified one', async () => {

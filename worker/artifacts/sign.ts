@@ -71,7 +71,8 @@ export function keyFromPath(pathname: string): string | undefined {
   if (!pathname.startsWith(OBJECTS_PATH)) return undefined
   try {
     const segments = pathname.slice(OBJECTS_PATH.length).split('/').map(decodeURIComponent)
-    if (segments.some((s) => s === '' || s === '.' || s === '..')) return undefined
+    // eslint-disable-next-line no-control-regex -- finding control characters is the point
+    if (segments.some((s) => s === '' || s === '.' || s === '..' || /[\u0000-\u001f\u007f]/.test(s))) return undefined
     return segments.join('/')
   } catch {
     return undefined
