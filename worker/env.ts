@@ -3,6 +3,8 @@ export interface Env {
   FLEET: DurableObjectNamespace
   /** One WebVNC relay object per lease (worker/bridge/relay.ts), named by the lease ID. */
   BRIDGE_RELAY: DurableObjectNamespace
+  /** The artifact bucket (R2; `wrangler dev` simulates it locally); unset turns artifact uploads off. */
+  ARTIFACTS?: R2Bucket
   /** Bearer token with admin rights (operators). */
   CRABBOX_ADMIN_TOKEN?: string
   /** Bearer token for ordinary users; owner comes from Access JWT or X-Crabbox-Owner. */

@@ -1,5 +1,6 @@
 import { Hono } from 'hono'
 import { ApiError, ErrorCode } from '../src/protocol/errors.js'
+import { getArtifact, putArtifact } from './artifacts/objects.js'
 import { authenticate } from './auth/authenticate.js'
 import { bodyTooLarge, declaresMoreThan, MAX_BODY_BYTES } from './body-limit.js'
 import { codeRelayTarget, completeHandoff } from './bridge/handoff.js'
@@ -71,6 +72,11 @@ app.onError((error, c) => {
 })
 
 app.notFound((c) => c.json({ error: ErrorCode.notFound, message: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404))
+
+// Signed artifact links (worker/artifacts/): streamed straight to and from R2, before the
+// body limit below (an artifact may be up to 1 GiB) and without a bearer token.
+app.put('/v1/artifacts/objects/*', (c) => putArtifact(c.req.raw, c.env))
+app.get('/v1/artifacts/objects/*', (c) => getArtifact(c.req.raw, c.env))
 
 // Oversized bodies stop here, before authentication or the object spend work on them.
 // A chunked body declares no length: forward() counts it off the stream instead.

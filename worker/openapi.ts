@@ -91,6 +91,8 @@ export const EXTRA_ERRORS: Readonly<Record<string, readonly number[]>> = {
   'POST /v1/runs/:id/events': [413],
   'POST /v1/auth/github/start': [429],
   'POST /v1/auth/github/poll': [403],
+  'PUT /v1/artifacts/objects/:key': [403],
+  'GET /v1/artifacts/objects/:key': [403],
 }
 
 const ERROR_TEXT: Record<number, string> = {

@@ -1,4 +1,5 @@
 import { Hono } from 'hono'
+import { ArtifactObjectKey } from '../../src/protocol/artifacts.js'
 import { HealthResponse } from '../../src/protocol/auth.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { WhoamiResponse } from '../../src/protocol/leases.js'
@@ -6,6 +7,7 @@ import { identityFrom } from '../auth/identity.js'
 import { discardBody } from '../body-limit.js'
 import { ADMIN_PREFIXES, ADMIN_ROUTES } from './admin-routes.js'
 import { CODE_ROUTES } from './code-routes.js'
+import { ARTIFACT_ROUTES } from './artifacts-routes.js'
 import { CONTROL_ROUTES } from './control-routes.js'
 import type { FleetApp, FleetContext, FleetDeps, FleetEnv } from './deps.js'
 import { GITHUB_ROUTES } from './github-routes.js'
@@ -26,6 +28,20 @@ export type { RouteSpec } from './route-spec.js'
 export const EDGE_ROUTES: readonly RouteDoc[] = [
   { method: 'GET', path: '/v1/health', summary: 'Liveness; needs no credential', auth: 'none', response: HealthResponse },
   { method: 'GET', path: '/v1/openapi.json', summary: 'This API description (OpenAPI 3.1), generated from the wire schemas', auth: 'none' },
+  {
+    method: 'PUT',
+    path: '/v1/artifacts/objects/:key',
+    summary: 'Upload one artifact through a signed link from POST /v1/artifacts/uploads (the signature is the credential)',
+    auth: 'none',
+    params: { key: ArtifactObjectKey },
+  },
+  {
+    method: 'GET',
+    path: '/v1/artifacts/objects/:key',
+    summary: 'Read one artifact through a signed read link (the signature is the credential)',
+    auth: 'none',
+    params: { key: ArtifactObjectKey },
+  },
 ]
 
 const WHOAMI_ROUTES: readonly RouteSpec[] = [
@@ -60,6 +76,7 @@ export const ROUTES: readonly RouteSpec[] = [
   ...CONTROL_ROUTES,
   ...USAGE_ROUTES,
   ...GITHUB_ROUTES,
+  ...ARTIFACT_ROUTES,
   ...PORTAL_ROUTES,
 ]
 

@@ -1,4 +1,5 @@
 import { STATIC_POOL_SCHEMA } from '../providers/static.js'
+import { ARTIFACT_SCHEMA } from './artifacts.js'
 import { GITHUB_LOGIN_SCHEMA, GITHUB_LOGIN_SCHEMA_V2 } from './github.js'
 import { IMAGE_SCHEMA } from './images.js'
 import { LEASE_IDENTITY_SCHEMA, LEASE_SCHEMA } from './lease-store.js'
@@ -24,6 +25,7 @@ const MIGRATIONS: readonly { name: string; statements: readonly string[] }[] = [
   { name: 'images-v1', statements: IMAGE_SCHEMA },
   { name: 'webvnc-tickets-v1', statements: WEBVNC_TICKET_SCHEMA },
   { name: 'code-tickets-v1', statements: CODE_TICKET_SCHEMA },
+  { name: 'run-artifacts-v1', statements: ARTIFACT_SCHEMA },
 ]
 
 export function migrateFleet(storage: FleetStorage): void {

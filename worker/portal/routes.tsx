@@ -6,6 +6,7 @@ import { LeaseRef } from '../../src/protocol/leases.js'
 import { RunEventsQuery, RunEventsResponse, RunId } from '../../src/protocol/runs.js'
 import { releaseLease } from '../fleet/leases.js'
 import { getRunCore, pageRunEvents, readRunLog } from '../fleet/runs.js'
+import { ARTIFACT_PORTAL_ROUTES, artifactSandbox } from './artifact-routes.js'
 import { LeaseGridPage, LeaseGridParams } from './lease-grid.js'
 import { LeasePage, LeasePageQuery, visibleLease } from './lease-page.js'
 import { LIVE_ROUTES } from './live-routes.js'
@@ -38,7 +39,7 @@ export const CsrfOnlyForm = v.object({ [CSRF_FIELD]: v.optional(v.pipe(v.string(
 export const LoginQuery = v.object({ returnTo: v.optional(v.pipe(v.string(), v.maxLength(2048))) })
 
 /** Middleware for every /portal path (worker/fleet/routes.ts mounts it): CSP with nonce and no caching. */
-export const PORTAL_MIDDLEWARE = [portalHeaders, noStore] as const
+export const PORTAL_MIDDLEWARE = [artifactSandbox, portalHeaders, noStore] as const
 
 const randomHex = (n: number) => Array.from(crypto.getRandomValues(new Uint8Array(n)), (b) => b.toString(16).padStart(2, '0')).join('')
 
@@ -320,4 +321,5 @@ export const PORTAL_ROUTES: readonly RouteSpec[] = [
   ...VNC_ROUTES,
   ...CODE_PORTAL_ROUTES,
   ...VNC_PAGE_ROUTES,
+  ...ARTIFACT_PORTAL_ROUTES,
 ]

@@ -1,4 +1,5 @@
 import type { RunEventRecord, RunRecord } from '../../src/protocol/runs.js'
+import { runArtifacts, type RunArtifact } from '../fleet/artifacts.js'
 import type { FleetDeps } from '../fleet/deps.js'
 import { getRun, pageRunEvents, readRunLog } from '../fleet/runs.js'
 import { bytes, duration, relativeTime, shellQuote, stateTone } from './format.js'
@@ -44,6 +45,8 @@ export interface RunView {
   afterSeq: number
   log: string
   logCut: boolean
+  /** Files published for the run (`crabbox artifacts publish --run`). */
+  artifacts: RunArtifact[]
 }
 
 /**
@@ -71,10 +74,17 @@ export function runView(deps: FleetDeps, caller: PortalCaller, id: string): RunV
   const { events } = pageRunEvents(deps.storage, id, 0, EVENTS_SHOWN)
   if (run.state === 'running') {
     const live = liveTail(deps, run)
-    return { run, events, afterSeq: live.afterSeq, log: live.output, logCut: live.cut }
+    return { run, events, afterSeq: live.afterSeq, log: live.output, logCut: live.cut, artifacts: runArtifacts(deps.storage, id) }
   }
   const cut = tail(readRunLog(deps.storage, caller.identity, id), LOG_TAIL_BYTES)
-  return { run, events, afterSeq: run.eventCount ?? events.at(-1)?.seq ?? 0, log: cut.text, logCut: cut.cut || run.logTruncated }
+  return {
+    run,
+    events,
+    afterSeq: run.eventCount ?? events.at(-1)?.seq ?? 0,
+    log: cut.text,
+    logCut: cut.cut || run.logTruncated,
+    artifacts: runArtifacts(deps.storage, id),
+  }
 }
 
 function Summary({ run, now }: { run: RunRecord; now: Date }) {
@@ -156,6 +166,24 @@ function Results({ run }: { run: RunRecord }) {
   )
 }
 
+/** The run's published files, each a link that opens only for those who can see the run. */
+function Artifacts({ run, artifacts }: { run: RunRecord; artifacts: RunArtifact[] }) {
+  if (!artifacts.length) return null
+  return (
+    <section class="card" aria-labelledby="artifacts-title">
+      <h2 id="artifacts-title">Artifacts</h2>
+      <ul id="run-artifacts">
+        {artifacts.map((artifact) => (
+          <li>
+            <a href={`/portal/runs/${run.id}/artifact?name=${encodeURIComponent(artifact.name)}`}>{artifact.name}</a>{' '}
+            <span class="muted">{bytes(artifact.size)}</span>
+          </li>
+        ))}
+      </ul>
+    </section>
+  )
+}
+
 function EventsTable({ run, events, now }: { run: RunRecord; events: RunEventRecord[]; now: Date }) {
   const shown = events.slice(0, EVENTS_SHOWN)
   return (
@@ -226,6 +254,7 @@ export function RunPage({ view, now }: { view: RunView; now: Date }) {
         <Phases run={run} events={view.events} />
       </div>
       <Results run={run} />
+      <Artifacts run={run} artifacts={view.artifacts} />
       <section class="card" aria-labelledby="log-title">
         <h2 id="log-title">Log</h2>
         {view.logCut ? <p class="muted">Showing the end of the log. The raw log has the rest that was kept.</p> : null}
