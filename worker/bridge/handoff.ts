@@ -21,6 +21,9 @@ export interface RelayFacts {
   viewerID?: string
   /** Viewer requests: the caller's name as the controller label shows it. */
   label?: string
+  /** Egress sockets: the session the ticket was minted for, and whether it is the lease's newest. */
+  sessionID?: string
+  currentSession?: boolean
 }
 
 /** The relay's sockets and events, as status needs them. */
@@ -41,7 +44,7 @@ export interface RelayResetResult {
 
 export const HANDOFF_HEADER = 'x-crabbox-relay-handoff'
 
-export type RelayOp = 'agent' | 'viewer'
+export type RelayOp = 'agent' | 'viewer' | 'egress/host' | 'egress/client'
 
 export interface Handoff {
   op: RelayOp

@@ -5,6 +5,7 @@ import { LEASE_IDENTITY_SCHEMA, LEASE_SCHEMA } from './lease-store.js'
 import { RUN_IDENTITY_SCHEMA, RUN_SCHEMA, RUN_SCHEMA_V2 } from './runs.js'
 import type { FleetStorage } from './storage.js'
 import { WEBVNC_TICKET_SCHEMA } from './webvnc.js'
+import { EGRESS_SCHEMA } from './egress.js'
 
 /**
  * Every table of the Fleet object, migrated once when the object starts (before
@@ -22,6 +23,7 @@ const MIGRATIONS: readonly { name: string; statements: readonly string[] }[] = [
   { name: 'runs-v2', statements: RUN_SCHEMA_V2 },
   { name: 'images-v1', statements: IMAGE_SCHEMA },
   { name: 'webvnc-tickets-v1', statements: WEBVNC_TICKET_SCHEMA },
+  { name: 'egress-v1', statements: EGRESS_SCHEMA },
 ]
 
 export function migrateFleet(storage: FleetStorage): void {
