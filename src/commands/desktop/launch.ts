@@ -20,14 +20,38 @@ export default class DesktopLaunch extends BaseCommand<typeof DesktopLaunch> {
     browser: Flags.boolean({ description: "Launch the runner's Chromium (windowed 1500x900 unless --fullscreen)", default: false }),
     url: Flags.string({ description: 'URL for the browser to open (needs --browser)' }),
     fullscreen: Flags.boolean({ description: 'Start the browser fullscreen', default: false }),
+    egress: Flags.string({
+      description:
+        "Send the browser's traffic through the operator's machine: starts `egress start --daemon` with this profile unless egress already runs here for the lease (needs --browser)",
+      helpValue: 'PROFILE',
+    }),
+    'egress-proxy': Flags.string({
+      description: 'The egress proxy on the lease the browser uses',
+      default: '127.0.0.1:3128',
+      helpValue: 'HOST:PORT',
+    }),
   }
 
   async run(): Promise<LaunchResult> {
     const { flags } = await this.parse(DesktopLaunch)
     const dashDash = this.argv.indexOf('--')
     const argv = dashDash >= 0 ? this.argv.slice(dashDash + 1) : []
-    const { desktopLaunch } = await import('../../services/desktop/launch.js')
-    const result = await desktopLaunch(await this.context(flags), flags, argv)
+    const { desktopLaunch, launchCommand } = await import('../../services/desktop/launch.js')
+    const launch = { ...flags, egressProxy: flags['egress-proxy'] }
+    launchCommand(launch, argv)
+    const context = await this.context(flags)
+    if (flags.egress !== undefined) {
+      const { ensureEgress } = await import('../../services/egress/index.js')
+      const egress = await ensureEgress(context, {
+        id: flags.id ?? '',
+        profile: flags.egress,
+        listen: launch.egressProxy,
+        provider: flags.provider,
+      })
+      if (!this.jsonEnabled())
+        this.log(`egress: ${egress.alreadyRunning ? 'already running' : 'started'} (pid ${egress.pid}), proxy http://${egress.listen}`)
+    }
+    const result = await desktopLaunch(context, launch, argv)
     if (!this.jsonEnabled()) this.log(`launched pid=${result.pid} log=${result.log}`)
     return result
   }

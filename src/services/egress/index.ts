@@ -342,3 +342,19 @@ export async function startEgressDaemon(context: ServiceContext, flags: EgressSt
     code: 'egress_daemon_failed',
   })
 }
+
+/** For `desktop launch --egress PROFILE`: the egress daemon for the lease, started with that profile unless one runs here. */
+export async function ensureEgress(context: ServiceContext, flags: { id: string; profile: string; listen: string; provider?: string }) {
+  if (!flags.id) throw usageError('--egress needs --id (the lease whose browser goes through egress)')
+  const argv = [
+    '--id',
+    flags.id,
+    '--profile',
+    flags.profile,
+    '--listen',
+    flags.listen,
+    ...(flags.provider ? ['--provider', flags.provider] : []),
+  ]
+  const result = await startEgressDaemon(context, { id: flags.id, profile: flags.profile, listen: flags.listen }, argv)
+  return { ...result, listen: result.listen ?? flags.listen }
+}
