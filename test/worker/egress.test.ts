@@ -1,6 +1,6 @@
-import { SELF } from 'cloudflare:test'
+import { runDurableObjectAlarm, SELF } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
-import { api, createLease, shared, type Who } from './broker-support.js'
+import { api, createLease, fleetStub, inFleet, shared, type Who } from './broker-support.js'
 import { ORIGIN } from './portal-support.js'
 import { eventually, text, type Peer } from './webvnc-support.js'
 
@@ -169,6 +169,29 @@ describe('the egress relay', () => {
     const client = await connect(peter, lease.id, 'client', 'egress_rel1')
     await connected(lease.id, true, true)
     expect((await api(peter, 'POST', `/v1/leases/${lease.id}/release`)).status).toBe(200)
+    expect(await host.closed).toEqual({ code: 1000, reason: 'lease released' })
+    expect(await client.closed).toEqual({ code: 1000, reason: 'lease released' })
+  })
+
+  it('keeps the newest session current when an older session asks for a ticket again', async () => {
+    const lease = await createLease(peter)
+    await ticket(peter, lease.id, { role: 'host', sessionID: 'egress_first1', allow: ['a.test'] })
+    await ticket(peter, lease.id, { role: 'host', sessionID: 'egress_second1', allow: ['b.test'] })
+    await ticket(peter, lease.id, { role: 'client', sessionID: 'egress_first1' })
+    expect((await status(lease.id)).body).toMatchObject({ sessionID: 'egress_second1', allow: ['b.test'] })
+  })
+
+  it('closes the egress sockets of a lease that expires', async () => {
+    const lease = await createLease(peter)
+    const host = await connect(peter, lease.id, 'host', 'egress_exp1')
+    const client = await connect(peter, lease.id, 'client', 'egress_exp1')
+    await connected(lease.id, true, true)
+    await inFleet(async (deps, state) => {
+      const past = new Date(Date.now() - 1000).toISOString()
+      deps.storage.run("UPDATE leases SET expires_at = ?, record = json_set(record, '$.expiresAt', ?) WHERE id = ?", past, past, lease.id)
+      await state.storage.setAlarm(Date.now() + 3_600_000)
+    })
+    expect(await runDurableObjectAlarm(fleetStub())).toBe(true)
     expect(await host.closed).toEqual({ code: 1000, reason: 'lease released' })
     expect(await client.closed).toEqual({ code: 1000, reason: 'lease released' })
   })

@@ -206,3 +206,11 @@ export async function egressStatus(storage: FleetStorage, env: Env, lease: Lease
     updatedAt: new Date(session.updated_at).toISOString(),
   }
 }
+
+/** After leases ended (the alarm's expiry): closes the egress sockets of those that ever had a session. */
+export async function closeEgressOf(storage: FleetStorage, env: Env, leaseIDs: readonly string[]): Promise<void> {
+  for (const leaseID of leaseIDs) {
+    if (!storage.one<{ n: number }>('SELECT 1 AS n FROM egress_sessions WHERE lease_id = ? LIMIT 1', leaseID)) continue
+    await closeEgress(env, leaseID).catch((error) => console.error('egress close', error))
+  }
+}
