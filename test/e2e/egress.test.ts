@@ -234,4 +234,35 @@ describe('crabbox egress (broker dev, sshd test host, real curl)', () => {
     expect(open.code).toBe(2)
     expect(open.stderr).toContain('egress needs --profile or --allow')
   })
+
+  it('runs as a daemon: status shows it, stop ends it and the lease-side proxy with it', async () => {
+    const args = ['--id', leaseId, '--coordinator', coordinator(proxy)]
+    const started = await runCli(['egress', 'start', ...args, '--allow', 'localhost', '--daemon', '--json'], {
+      home: rig.home,
+      env: rig.cliEnv(),
+      timeoutMs: 120_000,
+    })
+    expect(started.code).toBe(0)
+    const daemon = JSON.parse(started.stdout)
+    expect(daemon).toMatchObject({ leaseId, alreadyRunning: false, listen: '127.0.0.1:3128' })
+    const ok = await curl(`https://localhost:${allowedSite.port}/`)
+    expect(ok.stdout).toBe('hello from the allowed site\n')
+    const status = JSON.parse((await runCli(['egress', 'status', ...args, '--json'], { home: rig.home, env: rig.cliEnv() })).stdout)
+    expect(status.local).toMatchObject({ running: true, daemon: true, pid: daemon.pid })
+    expect(status.broker).toMatchObject({ hostConnected: true, clientConnected: true })
+    const stopped = await runCli(['egress', 'stop', ...args, '--json'], { home: rig.home, env: rig.cliEnv() })
+    expect(JSON.parse(stopped.stdout)).toEqual({ leaseId, stopped: true })
+    await until('the lease-side proxy to stop', async () => (await curl(`https://localhost:${allowedSite.port}/`)).code !== 0, 30_000, 250)
+    const after = JSON.parse((await runCli(['egress', 'status', ...args, '--json'], { home: rig.home, env: rig.cliEnv() })).stdout)
+    expect(after.local.running).toBe(false)
+  })
+
+  it('ends when the lease is released', async () => {
+    const egress = start(proxy)
+    await egress.ready
+    await rig.api('POST', `/v1/leases/${leaseId}/release`, {})
+    const code = await new Promise((resolve) => egress.child.once('close', resolve))
+    expect(code).toBe(0)
+    expect(egress.out.stderr()).toContain('egress: the lease was released')
+  })
 })
