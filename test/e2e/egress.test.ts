@@ -1,4 +1,4 @@
-import { execFileSync, type ChildProcess } from 'node:child_process'
+import { execFile, execFileSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { accessProxy, type AccessProxy } from '../support/access-proxy.js'
 import { runCli, spawnCli } from '../support/cli.js'
 import { collectOutput, until } from '../support/fixtures.js'
+import { freePort } from '../support/broker.js'
 import { brokerWithStaticHosts } from '../support/static-broker.js'
 import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
@@ -22,6 +23,14 @@ import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
  */
 
 const BIG = 24 * 1024 * 1024
+
+/** curl here (the operator's machine), with its exit code. */
+const execCurl = (args: string[]) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+    execFile('curl', ['-sS', '--max-time', '20', ...args], (error, stdout, stderr) =>
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    ),
+  )
 
 interface Site {
   server: Server
@@ -255,6 +264,35 @@ describe('crabbox egress (broker dev, sshd test host, real curl)', () => {
     await until('the lease-side proxy to stop', async () => (await curl(`https://localhost:${allowedSite.port}/`)).code !== 0, 30_000, 250)
     const after = JSON.parse((await runCli(['egress', 'status', ...args, '--json'], { home: rig.home, env: rig.cliEnv() })).stdout)
     expect(after.local.running).toBe(false)
+  })
+
+  it('runs the two halves on their own: egress host and egress client with one session', async () => {
+    const port = await freePort()
+    const args = ['--id', leaseId, '--coordinator', coordinator(proxy), '--session', 'egress_halves00001']
+    const host = spawnCli(['egress', 'host', ...args, '--allow', 'localhost'], { home: rig.home, env: rig.cliEnv() })
+    const client = spawnCli(['egress', 'client', ...args, '--listen', `127.0.0.1:${port}`], { home: rig.home, env: rig.cliEnv() })
+    running.push(host, client)
+    const hostOut = collectOutput(host)
+    const clientOut = collectOutput(client)
+    await until('both halves', () => /egress host for/.test(hostOut.stdout()) && /egress client for/.test(clientOut.stdout()), 60_000)
+    const ok = await until(
+      'a request through the local client',
+      async () => {
+        const result = await execCurl([
+          '--cacert',
+          certPath,
+          '--proxy',
+          `http://127.0.0.1:${port}`,
+          `https://localhost:${allowedSite.port}/`,
+        ])
+        return result.code === 0 ? result : undefined
+      },
+      30_000,
+      250,
+    )
+    expect(ok.stdout).toBe('hello from the allowed site\n')
+    await stop(host)
+    await stop(client)
   })
 
   it('ends when the lease is released', async () => {
