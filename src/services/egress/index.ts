@@ -47,6 +47,8 @@ interface EgressTarget {
   headers: Record<string, string>
 }
 
+const ENDS_CLEANLY = ['the lease was released', 'a newer egress session took over']
+
 export const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 }
 
 const rule = <T>(fn: () => T): T => {
@@ -166,7 +168,9 @@ export async function runEgressStart(context: ServiceContext, flags: EgressStart
     hooks.out(`allow: ${allow.join(', ')}`)
     const reason = await Promise.race([host.link.done, client.ended])
     if (!signals.stoppedBy()) hooks.err(`egress: ${reason}`)
-    if (/refused|answered 4/.test(reason)) throw new CrabboxError(`egress: ${reason}`, { exit: 'error', code: 'egress_refused' })
+    // The lease released or a newer session is a normal end; anything else (a refusal, the client or SSH gone) is not.
+    if (!signals.stoppedBy() && !ENDS_CLEANLY.some((end) => reason.endsWith(end)))
+      throw new CrabboxError(`egress: ${reason}`, { exit: 'error', code: 'egress_ended' })
   } finally {
     signals.release()
     host.stop()
