@@ -112,9 +112,14 @@ export function openLink(options: LinkOptions): Link {
           // not a frame of ours
         }
       })
+      // Once the broker's close frame is in (CLOSING), drop the connection instead of waiting for
+      // the server to end it (a proxy in front may hold it for many seconds); the close event still
+      // carries the broker's code and reason.
+      const watch = setInterval(() => ws.readyState === WebSocket.CLOSING && ws.terminate(), 250)
       const closed = await new Promise<{ code: number; reason: string }>((resolve) =>
         ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
       )
+      clearInterval(watch)
       socket = undefined
       options.onDown()
       if (stopped) return
