@@ -145,6 +145,20 @@ const fast = await esbuild.build({
   plugins: [lazyLibraries, ...options.plugins],
 })
 
+// The lease-side egress client (src/services/egress/client-main.ts) as one CommonJS file with
+// `ws` inside, for the runner's own node (18 or newer): `egress start` copies it over SSH.
+await esbuild.build({
+  entryPoints: [join(dist, 'services', 'egress', 'client-main.js')],
+  outfile: join(dist, 'egress-client.cjs'),
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node18',
+  external: ['bufferutil', 'utf-8-validate'],
+  minifySyntax: true,
+  logLevel: 'warning',
+})
+
 rmSync(join(dist, 'chunks'), { recursive: true, force: true })
 rmSync(join(dist, 'fast'), { recursive: true, force: true })
 const written = []

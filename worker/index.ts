@@ -119,6 +119,9 @@ app.get('/v1/control', async (c, next) => {
 app.all('/v1/leases/:id/webvnc/agent', (c) => forward(c.req.raw, c.env))
 // So does the code bridge's agent socket.
 app.all('/v1/leases/:id/code/agent', (c) => forward(c.req.raw, c.env))
+// So do the egress bridge's two sockets.
+app.all('/v1/leases/:id/egress/host', (c) => forward(c.req.raw, c.env))
+app.all('/v1/leases/:id/egress/client', (c) => forward(c.req.raw, c.env))
 
 // ---- everything else under /v1 needs a credential -----------------------------
 app.use('/v1/*', async (c, next) => {

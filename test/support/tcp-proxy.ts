@@ -66,7 +66,11 @@ function pipeDelayed(from: Socket, to: Socket, delay: () => number): void {
   })
 }
 
-export async function tcpProxy(target: { host: string; port: number }, options: { delayMs?: number } = {}): Promise<TcpProxy> {
+/** `listenHost`: where the proxy listens (default 127.0.0.1), e.g. a test host's root-side address so the host reaches it too. */
+export async function tcpProxy(
+  target: { host: string; port: number },
+  options: { delayMs?: number; listenHost?: string } = {},
+): Promise<TcpProxy> {
   let delayMs = options.delayMs ?? 0
   let refusing = false
   let total = 0
@@ -98,7 +102,7 @@ export async function tcpProxy(target: { host: string; port: number }, options: 
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => resolve())
+    server.listen(0, options.listenHost ?? '127.0.0.1', () => resolve())
   })
   const address = server.address()
   if (address === null || typeof address === 'string') throw new Error('tcpProxy: no TCP address')
@@ -111,7 +115,7 @@ export async function tcpProxy(target: { host: string; port: number }, options: 
     }
   }
   return {
-    host: '127.0.0.1',
+    host: options.listenHost ?? '127.0.0.1',
     port: address.port,
     setDelay(ms) {
       delayMs = Math.max(0, ms)

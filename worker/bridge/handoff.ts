@@ -23,6 +23,9 @@ export interface RelayFacts {
   label?: string
   /** Code bridge requests: the portal path and query the browser asked for. */
   path?: string
+  /** Egress sockets: the session the ticket was minted for, and whether it is the lease's newest. */
+  sessionID?: string
+  currentSession?: boolean
 }
 
 /** The relay's sockets and events, as status needs them. */
@@ -43,7 +46,7 @@ export interface RelayResetResult {
 
 export const HANDOFF_HEADER = 'x-crabbox-relay-handoff'
 
-export type RelayOp = 'agent' | 'viewer' | 'code-agent' | 'code-viewer' | 'code-http'
+export type RelayOp = 'agent' | 'viewer' | 'code-agent' | 'code-viewer' | 'code-http' | 'egress/host' | 'egress/client'
 
 export interface Handoff {
   op: RelayOp

@@ -2,6 +2,7 @@ import { DurableObject } from 'cloudflare:workers'
 import { VIEWER_ID_PATTERN, type WebVncEvent, type WebVncEventName } from '../../src/protocol/webvnc.js'
 import type { Env } from '../env.js'
 import { CodeRelay } from './code-relay.js'
+import { egressFetch, egressGone, egressMessage, type EgressAttachment } from './egress-relay.js'
 import { RELAY_HEADER, type RelayFacts, type RelayResetResult, type RelayState } from './handoff.js'
 
 /**
@@ -37,7 +38,7 @@ export const CloseReason = {
 
 type AgentAttachment = { kind: 'agent'; id: string; viewer?: string; closed?: boolean }
 type ViewerAttachment = { kind: 'viewer'; id: string; agent: string; label: string; closed?: boolean }
-type Attachment = AgentAttachment | ViewerAttachment
+type Attachment = AgentAttachment | ViewerAttachment | EgressAttachment
 type Frame = string | ArrayBuffer
 /** Stored frames: text as it came, binary as bytes (storage keeps typed arrays, not bare buffers). */
 type StoredFrame = { text: string } | { bytes: Uint8Array }
@@ -62,6 +63,8 @@ export class BridgeRelay extends DurableObject<Env> {
     const facts = JSON.parse(request.headers.get(RELAY_HEADER) ?? '{}') as RelayFacts
     const path = new URL(request.url).pathname
     if (CodeRelay.handles(path)) return this.code.fetch(path, request)
+    // Mediated egress shares the lease's relay object (worker/bridge/egress-relay.ts).
+    if (path.startsWith('/egress/')) return egressFetch(this.ctx, path, facts)
     switch (path) {
       case '/agent':
         return this.openAgent()
@@ -129,6 +132,7 @@ export class BridgeRelay extends DurableObject<Env> {
     if (CodeRelay.owns(ws)) return this.code.message(ws, message)
     const self = ws.deserializeAttachment() as Attachment | null
     if (!self || self.closed) return
+    if (self.kind === 'egress') return egressMessage(this.ctx, self, message)
     if (self.kind === 'viewer') {
       const agent = this.live(`agent:${self.agent}`)[0]
       agent?.send(message)
@@ -158,6 +162,7 @@ export class BridgeRelay extends DurableObject<Env> {
   private gone(ws: WebSocket): void {
     const self = ws.deserializeAttachment() as Attachment | null
     if (!self || self.closed) return
+    if (self.kind === 'egress') return egressGone(this.ctx, ws, self)
     ws.serializeAttachment({ ...self, closed: true })
     if (self.kind === 'agent') {
       this.dropBuffer(self.id)

@@ -1,6 +1,7 @@
 import type { FleetDeps } from './deps.js'
 import { cleanupMachine, dueCleanups, expireDueLeases, nextLeaseWake } from './lease-cleanup.js'
 import { pruneRunHistory } from './runs.js'
+import { closeEgressOf } from './egress.js'
 
 /**
  * The one alarm schedule: lease expiry, machine deletion retries, run retention.
@@ -16,6 +17,8 @@ const SOON_MS = 1_000
 export async function runAlarm(deps: FleetDeps): Promise<void> {
   const now = deps.now()
   const expired = expireDueLeases(deps.storage, now, EXPIRE_BATCH)
+  // An expired lease keeps no egress path open (as on release).
+  await closeEgressOf(deps.storage, deps.env, expired)
   const due = dueCleanups(deps.storage, now.getTime(), CLEANUP_BATCH)
   // Provider calls happen here, one lease at a time, outside any transaction.
   for (const leaseId of due) await cleanupMachine(deps, leaseId)

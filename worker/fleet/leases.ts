@@ -12,6 +12,7 @@ import {
 import type { Identity } from '../auth/identity.js'
 import type { FleetDeps } from './deps.js'
 import { cleanupMachine } from './lease-cleanup.js'
+import { closeEgress } from './egress.js'
 import {
   clampSeconds,
   computeExpiresAt,
@@ -120,6 +121,8 @@ export async function releaseLease(
     if (lease.host) await cleanupMachine(deps, lease.id)
     else await deps.wakeBy(now.getTime())
   }
+  // A released lease keeps no egress path open.
+  if (lease.state === 'released') await closeEgress(deps.env, lease.id).catch((error) => console.error('egress close', error))
   return lease
 }
 

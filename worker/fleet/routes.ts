@@ -16,6 +16,7 @@ import { LEASE_ROUTES } from './lease-routes.js'
 import { requireAdmin } from './request.js'
 import type { RouteDoc } from './route-doc.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
+import { EGRESS_ROUTES } from './egress-routes.js'
 import { RUN_ROUTES } from './runs-routes.js'
 import { USAGE_ROUTES } from './usage-routes.js'
 import { WEBVNC_ROUTES } from './webvnc-routes.js'
@@ -70,6 +71,7 @@ export const ROUTES: readonly RouteSpec[] = [
   ...LEASE_ROUTES,
   ...WEBVNC_ROUTES,
   ...CODE_ROUTES,
+  ...EGRESS_ROUTES,
   ...ADMIN_ROUTES,
   ...IMAGE_ROUTES,
   ...RUN_ROUTES,

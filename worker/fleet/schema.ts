@@ -7,6 +7,7 @@ import { RUN_IDENTITY_SCHEMA, RUN_SCHEMA, RUN_SCHEMA_V2 } from './runs.js'
 import type { FleetStorage } from './storage.js'
 import { WEBVNC_TICKET_SCHEMA } from './webvnc.js'
 import { CODE_TICKET_SCHEMA } from './code.js'
+import { EGRESS_SCHEMA } from './egress.js'
 
 /**
  * Every table of the Fleet object, migrated once when the object starts (before
@@ -26,6 +27,7 @@ const MIGRATIONS: readonly { name: string; statements: readonly string[] }[] = [
   { name: 'webvnc-tickets-v1', statements: WEBVNC_TICKET_SCHEMA },
   { name: 'code-tickets-v1', statements: CODE_TICKET_SCHEMA },
   { name: 'run-artifacts-v1', statements: ARTIFACT_SCHEMA },
+  { name: 'egress-v1', statements: EGRESS_SCHEMA },
 ]
 
 export function migrateFleet(storage: FleetStorage): void {

@@ -31,6 +31,16 @@ export default class DesktopLaunch extends BaseCommand<typeof DesktopLaunch> {
       description: "Then open the portal's WebVNC page in a browser here (starts the bridge daemon like --webvnc)",
       default: false,
     }),
+    egress: Flags.string({
+      description:
+        "Send the browser's traffic through the operator's machine: starts `egress start --daemon` with this profile unless egress already runs here for the lease (needs --browser)",
+      helpValue: 'PROFILE',
+    }),
+    'egress-proxy': Flags.string({
+      description: 'The egress proxy on the lease the browser uses',
+      default: '127.0.0.1:3128',
+      helpValue: 'HOST:PORT',
+    }),
   }
 
   async run(): Promise<LaunchResult & { webvnc?: DaemonStartResult }> {
@@ -41,9 +51,22 @@ export default class DesktopLaunch extends BaseCommand<typeof DesktopLaunch> {
     // WebVNC relays through the broker: a lease by ID, checked before anything starts.
     if (webvnc && !flags.id)
       throw usageError('--webvnc and --open need a brokered lease: give --id', 'crabbox desktop launch --id <lease> --webvnc')
-    const { desktopLaunch } = await import('../../services/desktop/launch.js')
+    const { desktopLaunch, launchCommand } = await import('../../services/desktop/launch.js')
+    const launch = { ...flags, egressProxy: flags['egress-proxy'] }
+    launchCommand(launch, argv)
     const context = await this.context(flags)
-    const result = await desktopLaunch(context, flags, argv)
+    if (flags.egress !== undefined) {
+      const { ensureEgress } = await import('../../services/egress/index.js')
+      const egress = await ensureEgress(context, {
+        id: flags.id ?? '',
+        profile: flags.egress,
+        listen: launch.egressProxy,
+        provider: flags.provider,
+      })
+      if (!this.jsonEnabled())
+        this.log(`egress: ${egress.alreadyRunning ? 'already running' : 'started'} (pid ${egress.pid}), proxy http://${egress.listen}`)
+    }
+    const result = await desktopLaunch(context, launch, argv)
     if (!this.jsonEnabled()) this.log(`launched pid=${result.pid} log=${result.log}`)
     if (!webvnc) return result
     const { startDaemon } = await import('../../services/webvnc/index.js')

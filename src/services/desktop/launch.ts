@@ -1,6 +1,7 @@
 import type { ServiceContext } from '../context.js'
 import { usageError } from '../../errors.js'
 import { shellQuote } from '../../transport/ssh/exec.js'
+import { DEFAULT_EGRESS_LISTEN, loopbackListen } from '../egress/rules.js'
 import { BROWSER_ENV_FILE, cli, DISPLAY, desktopLease, failed, remote, rescueFor, VNC_PORT, type DesktopFlags } from './session.js'
 
 /**
@@ -13,6 +14,10 @@ export interface LaunchFlags extends DesktopFlags {
   browser?: boolean
   url?: string
   fullscreen?: boolean
+  /** Egress profile: the browser goes through the lease's egress proxy (`crabbox egress`). */
+  egress?: string
+  /** The egress proxy on the lease (default 127.0.0.1:3128). */
+  egressProxy?: string
 }
 
 export interface LaunchResult {
@@ -24,15 +29,27 @@ export interface LaunchResult {
 
 /** The remote command line: the browser (windowed 1500x900 unless fullscreen) or the words after `--`. */
 export function launchCommand(flags: LaunchFlags, argv: string[]): string {
+  if (flags.egress !== undefined && !flags.browser) throw usageError('--egress needs --browser')
   if (flags.browser) {
     if (argv.length) throw usageError('give either --browser or a command after --, not both')
     const window = flags.fullscreen ? '--start-fullscreen' : '--window-size=1500,900 --window-position=0,0'
     const url = flags.url ? ` ${shellQuote(flags.url)}` : ''
-    return `"$BROWSER" --no-first-run --no-default-browser-check --password-store=basic ${window}${url}`
+    const proxy = flags.egress !== undefined ? ` --proxy-server=${shellQuote(`http://${egressProxy(flags.egressProxy)}`)}` : ''
+    return `"$BROWSER" --no-first-run --no-default-browser-check --password-store=basic ${window}${proxy}${url}`
   }
   if (flags.url) throw usageError('--url needs --browser')
   if (!argv.length) throw usageError('nothing to launch', 'pass --browser [--url URL], or a command after --, e.g. -- xterm')
   return argv.map(shellQuote).join(' ')
+}
+
+/** The egress proxy address on the lease: loopback host:port only. */
+export function egressProxy(value: string | undefined): string {
+  try {
+    const { host, port } = loopbackListen(value ?? DEFAULT_EGRESS_LISTEN)
+    return `${host}:${port}`
+  } catch (error) {
+    throw usageError(`--egress-proxy: ${(error as Error).message.replace(/--listen/g, 'the proxy')}`)
+  }
 }
 
 export function launchScript(command: string, browser: boolean): string {
