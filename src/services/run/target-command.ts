@@ -80,6 +80,8 @@ function startProcess(program: string, args: string[], lines: string[]): void {
 export interface WindowsCommandOptions {
   /** The run's folder on the runner (`C:\crabbox\<lease>\<repo>`). */
   workdir?: string
+  /** Create the folder first (the sync's extract); otherwise it must exist. */
+  makeWorkdir?: boolean
   env?: Record<string, string>
   /** Run the words as one PowerShell script. */
   shell?: boolean
@@ -91,6 +93,7 @@ const psSyntax = /[\s|&;<>(){}$`'"@#]/
 /** The PowerShell script a native Windows run executes (exported for the tests; `windowsRemoteCommand` encodes it). */
 export function windowsScript(argv: string[], options: WindowsCommandOptions = {}): { script: string; viaShell: boolean } {
   const lines = [...PRELUDE]
+  if (options.workdir && options.makeWorkdir) lines.push(`New-Item -ItemType Directory -Force -Path ${psQuote(options.workdir)} | Out-Null`)
   if (options.workdir) lines.push(`Set-Location -LiteralPath ${psQuote(options.workdir)}`)
   for (const [name, value] of Object.entries(options.env ?? {})) lines.push(`$env:${name} = ${psQuote(value)}`)
   const viaShell = Boolean(options.shell) || (argv.length === 1 && psSyntax.test(argv[0]))
