@@ -23,3 +23,7 @@ export function whoCanRun(target: string): string {
     ? `providers that can run ${target}: ${names.join(', ')}`
     : `no provider of this crabbox version makes ${target} runners yet`
 }
+
+/** RSA 4096 for Windows runners on AWS and Azure (AWS imports no ed25519 key for Windows), else ed25519. */
+export const leaseKeyType = (provider: string, target: string): 'ed25519' | 'rsa' =>
+  target === 'windows' && (provider === 'aws' || provider === 'azure') ? 'rsa' : 'ed25519'
