@@ -20,6 +20,9 @@ export interface MacBootstrapOptions {
 
 export const MACOS_DEFAULTS = { sshUser: 'ec2-user', workRoot: '/Users/ec2-user/crabbox', sshPort: '22' } as const
 
+/** A Mac's work root when none is configured: `crabbox` in the SSH user's home folder (`/` is read-only on macOS). */
+export const macosWorkRoot = (user: string): string => (user === 'root' ? '/var/root/crabbox' : `/Users/${user}/crabbox`)
+
 export const MACOS_VNC_PASSWORD = '/var/db/crabbox/vnc.password'
 
 const userPattern = /^[a-z_][a-z0-9_-]{0,31}$/
