@@ -7,7 +7,8 @@
  *    (`administrators_authorized_keys`, readable by Administrators and SYSTEM
  *    only, as Windows OpenSSH requires).
  * 2. `renderWindowsBootstrap`: the PowerShell script crabbox then runs over SSH
- *    as Administrator (encoded, `target-command.ts` in the CLI). It is safe to
+ *    as Administrator, sent on stdin (it is longer than cmd.exe's command line;
+ *    `powershellStdinCommand` in the CLI's `target-command.ts`). It is safe to
  *    run again: each step checks before it acts. It adds the primary and
  *    fallback SSH ports with a firewall rule each, turns password login off,
  *    makes the work root (`C:\crabbox`) and `C:\ProgramData\crabbox`, installs

@@ -1,8 +1,12 @@
 import { spawnSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { decodeCommand, parseWindowsArgs, psUnquote, startedWith } from '../support/powershell.js'
+import { WINDOWS_DEFAULTS, renderWindowsBootstrap } from '../../src/cloud/windows-bootstrap.js'
 import {
+  CMD_LINE_MAX,
   encodePowerShell,
+  powershellCommand,
+  powershellStdinCommand,
   psQuote,
   windowsArg,
   windowsRemoteCommand,
@@ -121,5 +125,26 @@ describe('WSL2 command line', () => {
       encoding: 'utf8',
     })
     expect([env.stdout, env.status]).toEqual(['$x ✓\n', 9])
+  })
+})
+
+describe('scripts longer than a command line', () => {
+  it('are an error as a command line, and go on stdin instead (the bootstrap is one)', () => {
+    const bootstrap = renderWindowsBootstrap({
+      sshPublicKey: 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 crabbox cbx_0123456789ab',
+      sshPort: '2222',
+      sshFallbackPorts: ['22'],
+      workRoot: WINDOWS_DEFAULTS.workRoot,
+      windowsMode: 'wsl2',
+    })
+    expect(() => powershellCommand(bootstrap)).toThrow(/over the 8191 cmd\.exe takes; send the script on stdin/)
+    const stdin = powershellStdinCommand()
+    expect(stdin.length).toBeLessThanOrEqual(CMD_LINE_MAX)
+    expect(decodeCommand(stdin).split('\r\n').slice(-4)).toEqual([
+      '[Console]::InputEncoding = New-Object System.Text.UTF8Encoding $false',
+      '& ([scriptblock]::Create([Console]::In.ReadToEnd()))',
+      'if ($LASTEXITCODE) { exit $LASTEXITCODE }',
+      'exit 0',
+    ])
   })
 })

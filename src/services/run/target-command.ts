@@ -29,8 +29,37 @@ export const psQuote = (value: string): string => `'${value.replace(/['\u2018\u2
 /** The `-EncodedCommand` value: base64 of the script's UTF-16LE bytes. */
 export const encodePowerShell = (script: string): string => Buffer.from(script, 'utf16le').toString('base64')
 
-/** The exec string that runs a PowerShell script on a Windows runner. */
-export const powershellCommand = (script: string): string => `${POWERSHELL} ${encodePowerShell(script)}`
+/** cmd.exe, which Windows OpenSSH runs every exec string through, takes at most this many characters. */
+export const CMD_LINE_MAX = 8191
+
+/**
+ * The exec string that runs a PowerShell script on a Windows runner. A script
+ * too long for cmd.exe's line (the encoding makes it about 2.7 times longer) is
+ * an error here rather than a truncated command there: send such a script on
+ * stdin with `powershellStdinCommand`.
+ */
+export function powershellCommand(script: string): string {
+  const line = `${POWERSHELL} ${encodePowerShell(script)}`
+  if (line.length > CMD_LINE_MAX)
+    throw new Error(`the PowerShell command is ${line.length} characters, over the ${CMD_LINE_MAX} cmd.exe takes; send the script on stdin`)
+  return line
+}
+
+/**
+ * The exec string that reads a whole PowerShell script from stdin (UTF-8) and
+ * runs it as one script block, exiting with its exit code: for scripts longer
+ * than a command line, like the bootstrap.
+ */
+export const powershellStdinCommand = (): string =>
+  powershellCommand(
+    [
+      ...PRELUDE,
+      '[Console]::InputEncoding = New-Object System.Text.UTF8Encoding $false',
+      '& ([scriptblock]::Create([Console]::In.ReadToEnd()))',
+      'if ($LASTEXITCODE) { exit $LASTEXITCODE }',
+      'exit 0',
+    ].join('\r\n'),
+  )
 
 /**
  * One argument quoted so the C runtime's command-line parser gives it back
