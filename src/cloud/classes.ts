@@ -4,6 +4,8 @@
  * (direct mode), so both always pick the same machines for the same request.
  */
 
+import { whoCanRun } from './targets.js'
+
 export type CloudProviderName = 'hetzner' | 'aws'
 
 const machineClasses = ['standard', 'fast', 'large', 'beast'] as const
@@ -48,11 +50,12 @@ export function candidateTypes(provider: CloudProviderName, machineClass: string
   return [machineClass]
 }
 
-/** Only Linux runners are bootstrapped today; anything else is refused up front. */
+/** Only Linux runners are bootstrapped today; anything else is refused up front, naming who can. */
 export function unsupportedTargetMessage(provider: CloudProviderName, target: string): string | undefined {
   if (target === 'linux') return undefined
   const name = provider === 'aws' ? 'AWS' : 'Hetzner'
-  return `${name} ${target} runners are not supported yet: crabbox bootstraps Linux machines only. Use --target linux (or the ssh provider for an existing ${target} host).`
+  const instead = target === 'macos' ? ' (or the ssh provider for an existing Mac)' : ''
+  return `${name} ${target} runners are not supported yet: crabbox bootstraps Linux machines only; ${whoCanRun(target)}. Use --target linux${instead}.`
 }
 
 /** USD per hour when neither an override nor a live price is available. */

@@ -26,6 +26,12 @@ const EC2_API_VERSION = '2016-11-15'
 /** Canonical's account: the owner of the official Ubuntu AMIs. */
 const UBUNTU_OWNER = '099720109477'
 const UBUNTU_AMI_NAME = 'ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*'
+/** The latest public image per target when no AMI is configured: owner and name pattern. */
+const TARGET_AMIS = {
+  linux: { owner: UBUNTU_OWNER, name: UBUNTU_AMI_NAME, what: 'Ubuntu 24.04' },
+  windows: { owner: 'amazon', name: 'Windows_Server-2022-English-Full-Base-*', what: 'Windows Server 2022' },
+  macos: { owner: 'amazon', name: 'amzn-ec2-macos-14.*-arm64', what: 'macOS 14 arm64' },
+} as const
 const SECURITY_GROUP_NAME = 'crabbox-runners'
 
 // ---------------------------------------------------------------- XML
@@ -263,15 +269,47 @@ export interface AwsCreateInput {
   userData: string
   sshPublicKey: string
   keyName: string
+  /** The runner's OS (default linux): picks the image; Windows WSL2 gets nested virtualization. */
+  target?: 'linux' | 'windows' | 'macos'
+  windowsMode?: 'normal' | 'wsl2'
+  /** macOS only: the dedicated host (`mac2.metal`) the instance is placed on. */
+  macHostId?: string
 }
 
-async function latestUbuntuAmi(api: Ec2Api, region: string): Promise<string> {
+/** RunInstances settings a target needs beyond the Linux launch: host placement for macOS, nested virtualization for WSL2. */
+export function targetLaunchParams(
+  input: Pick<AwsCreateInput, 'target' | 'windowsMode' | 'macHostId'>,
+  market: 'spot' | 'on-demand',
+): Ec2Params {
+  if (input.target === 'macos') {
+    if (!input.macHostId)
+      throw new CloudApiError(
+        'aws',
+        'fatal',
+        'config',
+        'macOS instances run on a dedicated host: set aws.macHostId (CRABBOX_AWS_MAC_HOST_ID)',
+      )
+    if (market === 'spot')
+      throw new CloudApiError(
+        'aws',
+        'fatal',
+        'config',
+        'macOS instances on a dedicated host are on-demand only: set capacity.market to on-demand',
+      )
+    return { 'Placement.HostId': input.macHostId, 'Placement.Tenancy': 'host' }
+  }
+  if (input.target === 'windows' && input.windowsMode === 'wsl2') return { 'CpuOptions.NestedVirtualization': 'enabled' }
+  return {}
+}
+
+async function latestAmi(api: Ec2Api, region: string, target: AwsCreateInput['target'] = 'linux'): Promise<string> {
+  const image = TARGET_AMIS[target]
   const root = await withRetries(
     () =>
       api.call(region, 'DescribeImages', {
-        'Owner.1': UBUNTU_OWNER,
+        'Owner.1': image.owner,
         'Filter.1.Name': 'name',
-        'Filter.1.Value.1': UBUNTU_AMI_NAME,
+        'Filter.1.Value.1': image.name,
         'Filter.2.Name': 'state',
         'Filter.2.Value.1': 'available',
       }),
@@ -279,7 +317,7 @@ async function latestUbuntuAmi(api: Ec2Api, region: string): Promise<string> {
   )
   const images = xmlItems(root, 'imagesSet').map((i) => ({ id: xmlText(i, 'imageId') ?? '', created: xmlText(i, 'creationDate') ?? '' }))
   images.sort((a, b) => b.created.localeCompare(a.created))
-  if (!images[0]?.id) throw new CloudApiError('aws', 'fatal', 'no_image', `no Ubuntu 24.04 AMI found in ${region}; set aws.ami`)
+  if (!images[0]?.id) throw new CloudApiError('aws', 'fatal', 'no_image', `no ${image.what} AMI found in ${region}; set aws.ami`)
   return images[0].id
 }
 
@@ -360,6 +398,8 @@ export async function awsMachineState(api: Ec2Api, region: string, id: string): 
  * lost reply returns the same instance instead of a second one.
  */
 export async function createAwsMachine(api: Ec2Api, input: AwsCreateInput): Promise<CreatedMachine> {
+  // A target setting that cannot launch is refused before anything is made.
+  for (const market of input.markets) targetLaunchParams(input, market)
   const existing = await findAwsMachine(api, input.regions, input.leaseId)
   if (existing) return { machine: await waitForAwsAddress(api, existing), attempts: [], adopted: true }
 
@@ -376,7 +416,8 @@ export async function createAwsMachine(api: Ec2Api, input: AwsCreateInput): Prom
             keyRegions.add(region)
             await withRetries(() => importKey(api, region, input), retry(api))
             setup = {
-              ami: (input.regionAmi?.region === region ? input.regionAmi.id : '') || input.ami || (await latestUbuntuAmi(api, region)),
+              ami:
+                (input.regionAmi?.region === region ? input.regionAmi.id : '') || input.ami || (await latestAmi(api, region, input.target)),
               securityGroupId: await ensureSecurityGroup(api, region, input),
             }
           } catch (error) {
@@ -391,6 +432,7 @@ export async function createAwsMachine(api: Ec2Api, input: AwsCreateInput): Prom
         }
         for (const type of input.instanceTypes) {
           const params: Ec2Params = {
+            ...targetLaunchParams(input, market),
             ImageId: setup.ami,
             InstanceType: type,
             MinCount: 1,

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import * as v from 'valibot'
 import type { Config } from '../config/schema.js'
 import { leaseKeyDir, stateDir } from '../paths.js'
+import { macosWorkRoot } from '../cloud/macos-bootstrap.js'
 import { ownSshKey } from '../transport/ssh/keys.js'
 import { CrabboxError } from '../errors.js'
 import { normalizeSlug } from '../protocol/ids.js'
@@ -44,14 +45,17 @@ function staticTarget(config: Config): Omit<Claim, 'keep' | 'createdAt'> {
   const key = ownSshKey(config.ssh.key)
   if (!key)
     throw new CrabboxError(`no SSH key for ${host}`, { exit: 'usage', hint: 'set ssh.key (or CRABBOX_SSH_KEY) to a key the host accepts' })
+  const user = config.static.user || config.ssh.user
+  // A Mac's `/` is read-only: without a configured work root, use the user's home folder.
+  const defaultRoot = config.target === 'macos' && config.sources.workRoot === undefined ? macosWorkRoot(user) : config.workRoot
   return {
     id,
     slug: normalizeSlug(config.static.name || host),
     host,
-    user: config.static.user || config.ssh.user,
+    user,
     port: Number(config.static.port || 22),
     fallbackPorts: [],
-    workRoot: config.static.workRoot || config.workRoot,
+    workRoot: config.static.workRoot || defaultRoot,
     privateKeyPath: key,
     knownHostsPath: join(leaseKeyDir(id), 'known_hosts'),
     desktop: config.static.desktop ?? false,

@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.js'
+import { whoCanRun } from '../cloud/targets.js'
 import { CrabboxError } from '../errors.js'
 import type { LeaseRecord, LeaseRequest } from '../protocol/leases.js'
 
@@ -108,11 +109,14 @@ export function checkDirectAsk(provider: string, config: Config): void {
     )
   if (provider === 'local' && config.target !== HOST_OS[process.platform])
     throw refuse(
-      `the local provider runs on this machine, which is not a ${config.target} machine`,
+      `the local provider runs on this machine, which is not a ${config.target} machine; ${whoCanRun(config.target)}`,
       'drop --target, or pick a provider that has that OS',
     )
   if (provider === 'ssh' && config.target === 'windows')
-    throw refuse('Windows hosts are not supported by the ssh provider yet', 'use a Linux or macOS host (--target linux or macos)')
+    throw refuse(
+      `Windows hosts are not supported by the ssh provider yet; ${whoCanRun('windows')}`,
+      'use a Linux or macOS host (--target linux or macos)',
+    )
   const refused = refusedCapacity(provider, config)
   if (refused) throw refuse(`${refused.path}: ${refused.reason}`, `drop ${refused.path} (set by ${config.sources[refused.path]})`)
 }

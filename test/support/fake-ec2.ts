@@ -277,6 +277,37 @@ export function createFakeEc2(options: FakeEc2Options = {}) {
           )
         }
         const owners = indexed(p, 'Owner')
+        if (owners.includes('amazon')) {
+          // Amazon's own Windows Server and macOS images, filtered by the name pattern like EC2 does.
+          const pattern = indexed(p, 'Filter.1.Value')[0] ?? '*'
+          const glob = new RegExp(
+            `^${pattern
+              .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+              .replace(/\*/g, '.*')
+              .replace(/\?/g, '.')}$`,
+          )
+          const amazon = [
+            {
+              id: `ami-0${region.length}aa11bb22cc33d0`,
+              name: 'Windows_Server-2022-English-Full-Base-2025.06.11',
+              created: '2025-06-11T00:00:00.000Z',
+            },
+            {
+              id: `ami-0${region.length}aa11bb22cc33d1`,
+              name: 'Windows_Server-2022-English-Full-Base-2025.01.15',
+              created: '2025-01-15T00:00:00.000Z',
+            },
+            {
+              id: `ami-0${region.length}ee55ff66aa77b0`,
+              name: 'amzn-ec2-macos-14.7.1-20250601-arm64',
+              created: '2025-06-01T00:00:00.000Z',
+            },
+          ].filter((i) => glob.test(i.name))
+          return xmlReply(
+            name,
+            `    <imagesSet>${amazon.map((i) => `<item><imageId>${i.id}</imageId><imageState>available</imageState><imageOwnerId>801119661308</imageOwnerId><imageOwnerAlias>amazon</imageOwnerAlias><creationDate>${i.created}</creationDate><isPublic>true</isPublic><name>${i.name}</name><rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/sda1</rootDeviceName></item>`).join('')}</imagesSet>`,
+          )
+        }
         const images =
           owners.length && !owners.includes('099720109477')
             ? []

@@ -22,21 +22,27 @@ export async function removeLeaseKey(leaseId: string): Promise<void> {
   await rm(leaseKeyDir(leaseId), { recursive: true, force: true })
 }
 
+/** Key types a lease key can have: ed25519, or RSA 4096 where the runner needs it (AWS imports only RSA keys for Windows). */
+export type LeaseKeyType = 'ed25519' | 'rsa'
+
+/** The private key's file name in the lease's key folder. */
+export const leaseKeyFile = (type: LeaseKeyType): string => (type === 'rsa' ? 'id_rsa' : 'id_ed25519')
+
 /**
  * The per-lease key pair: `<config dir>/crabbox/testboxes/<leaseId>/id_ed25519`
- * (0600 in a 0700 folder), generated in-process on first use, reused after.
+ * (`id_rsa` for an RSA key; 0600 in a 0700 folder), generated in-process on first use, reused after.
  * known_hosts sits beside it and pins the runner's host key for this lease only.
  */
-export async function ensureLeaseKey(leaseId: string): Promise<LeaseKey> {
+export async function ensureLeaseKey(leaseId: string, type: LeaseKeyType = 'ed25519'): Promise<LeaseKey> {
   if (!/^[\w.-]+$/.test(leaseId)) throw new Error(`invalid lease id ${JSON.stringify(leaseId)}`)
   const dir = leaseKeyDir(leaseId)
-  const privateKeyPath = join(dir, 'id_ed25519')
+  const privateKeyPath = join(dir, leaseKeyFile(type))
   const knownHostsPath = join(dir, 'known_hosts')
   await mkdir(dir, { recursive: true, mode: 0o700 })
   await chmod(dir, 0o700)
   const existing = await readExisting(privateKeyPath, leaseId)
   if (existing) return { privateKeyPath, publicKey: existing, knownHostsPath }
-  const pair = await generateEd25519Pair(`crabbox ${leaseId}`)
+  const pair = type === 'rsa' ? await generateRsaPair(`crabbox ${leaseId}`) : await generateEd25519Pair(`crabbox ${leaseId}`)
   // 'wx': a concurrent generator for the same lease loses cleanly instead of clobbering.
   try {
     await writeFile(privateKeyPath, pair.private, { mode: 0o600, flag: 'wx' })
@@ -61,6 +67,12 @@ export async function generateEd25519Pair(comment?: string): Promise<{ private: 
     const pair = ssh2.utils.generateKeyPairSync('ed25519', comment ? { comment } : {})
     if (!(ssh2.utils.parseKey(pair.private) instanceof Error) && !(ssh2.utils.parseKey(pair.public) instanceof Error)) return pair
   }
+}
+
+/** A new RSA 4096 key pair in OpenSSH format, for runners that take no ed25519 key. */
+export async function generateRsaPair(comment?: string): Promise<{ private: string; public: string }> {
+  const { default: ssh2 } = await import('ssh2')
+  return ssh2.utils.generateKeyPairSync('rsa', { bits: 4096, ...(comment ? { comment } : {}) })
 }
 
 /**
