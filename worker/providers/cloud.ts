@@ -35,7 +35,8 @@ export function cloudCreatePlan(provider: 'hetzner' | 'aws', request: MachineReq
     userData = renderCloudInit({ ...bootstrapSettings(request), sshPublicKey: request.sshPublicKey })
   } catch (error) {
     const message = (error as Error).message
-    throw new ApiError(400, ErrorCode.invalidRequest, message.startsWith('sshPublicKey') ? message : `sshPublicKey: ${message}`)
+    const named = message.startsWith('sshPublicKey') || message.startsWith('tailscale')
+    throw new ApiError(400, ErrorCode.invalidRequest, named ? message : `sshPublicKey: ${message}`)
   }
   return {
     types,
@@ -66,6 +67,7 @@ export function bootstrapSettings(request: MachineRequest): Omit<BootstrapOption
     ...(ask.desktop ? { desktop: true } : {}),
     ...(ask.browser ? { browser: true } : {}),
     ...(ask.code ? { code: true } : {}),
+    ...(ask.tailscale ? { tailscale: ask.tailscale } : {}),
   }
 }
 
