@@ -167,7 +167,7 @@ export function updateTailscale(deps: FleetDeps, identity: Identity, ref: string
   const { storage } = deps
   const now = deps.now()
   return storage.transaction(() => {
-    const lease = resolveLease(storage, { ...identity, admin: false }, ref, now)
+    const lease = resolveLease(storage, identity, ref, now)
     const next: LeaseRecord = { ...lease, tailscale: mergeTailscale(lease.tailscale, update), updatedAt: now.toISOString() }
     saveRecord(storage, next)
     return next
