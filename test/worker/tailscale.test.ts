@@ -124,6 +124,11 @@ describe('brokered Tailscale leases', () => {
     const list = await api(owner, 'GET', '/v1/leases')
     for (const text of [created.text, read.text, list.text, await storedText()]) expect(text).not.toContain(minted.key)
     expect(JSON.stringify(server.labels)).not.toContain(minted.key)
+    expect(server.labels).toMatchObject({
+      tailscale: 'true',
+      tailscale_hostname: lease.tailscale.hostname,
+      tailscale_exit_node: 'mac-studio.tailnet.ts.net',
+    })
   })
 
   it('uses tag:crabbox by default, every allowed tag for an empty list, and refuses the rest', async () => {

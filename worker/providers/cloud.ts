@@ -54,7 +54,13 @@ export function cloudCreatePlan(provider: 'hetzner' | 'aws', request: MachineReq
   }
 }
 
-const capabilityLabels = (ask: MachineRequest['bootstrap']) => ({ desktop: ask?.desktop, browser: ask?.browser, code: ask?.code })
+const capabilityLabels = (ask: MachineRequest['bootstrap']) => ({
+  desktop: ask?.desktop,
+  browser: ask?.browser,
+  code: ask?.code,
+  // The node's name and exit node only: the key never goes near a label.
+  tailscale: ask?.tailscale && { hostname: ask.tailscale.hostname, exitNode: ask.tailscale.exitNode },
+})
 
 /** The SSH user, ports, work root and capabilities the machine is bootstrapped with: the lease's asks over the defaults. */
 export function bootstrapSettings(request: MachineRequest): Omit<BootstrapOptions, 'sshPublicKey'> {

@@ -265,7 +265,7 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
               desktop: config.desktop,
               browser: config.browser,
               code: config.code,
-              tailscale,
+              tailscale: tailscale && { hostname: tailscale.hostname, exitNode: tailscale.exitNode },
             }),
             types,
             userData,
