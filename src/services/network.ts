@@ -71,11 +71,14 @@ export async function chooseNetwork(
   if (mode === 'public') return publicChoice('requested')
   const candidates = tailnetCandidates(lease)
   const ports = [lease.ssh.port, ...lease.ssh.fallbackPorts]
-  for (const candidate of candidates) {
-    for (const port of ports)
-      if (await probe(candidate.host, port, PROBE_TIMEOUT_MS))
-        return { network: 'tailscale', host: candidate.host, reason: `tailnet_${candidate.kind}` }
-  }
+  // All at once (one timeout in all, not one per address and port); the first in order that answered wins.
+  const answered = await Promise.all(
+    candidates.map(async (candidate) =>
+      (await Promise.all(ports.map((port) => probe(candidate.host, port, PROBE_TIMEOUT_MS)))).some(Boolean),
+    ),
+  )
+  const reached = candidates.find((_, index) => answered[index])
+  if (reached) return { network: 'tailscale', host: reached.host, reason: `tailnet_${reached.kind}` }
   if (mode === 'tailscale')
     throw new CrabboxError(
       candidates.length
