@@ -117,6 +117,36 @@ export const leaseFlags = {
     description: 'How the runner is reached: auto, tailscale or public (config network)',
     helpGroup: 'LEASE',
   }),
+  tailscale: Flags.boolean({
+    description: 'Join the runner to your tailnet with a one-off key (config tailscale.enabled)',
+    allowNo: true,
+    helpGroup: 'LEASE',
+  }),
+  'tailscale-tags': Flags.string({
+    description: 'Tailscale tags for the runner, comma-separated (config tailscale.tags; default tag:crabbox)',
+    helpValue: 'TAGS',
+    helpGroup: 'LEASE',
+  }),
+  'tailscale-hostname-template': Flags.string({
+    description: 'Tailnet hostname; {id}, {slug} and {provider} are filled in (config tailscale.hostnameTemplate)',
+    helpValue: 'TEMPLATE',
+    helpGroup: 'LEASE',
+  }),
+  'tailscale-auth-key-env': Flags.string({
+    description: 'Direct mode: the variable holding your Tailscale auth key (config tailscale.authKeyEnv)',
+    helpValue: 'NAME',
+    helpGroup: 'LEASE',
+  }),
+  'tailscale-exit-node': Flags.string({
+    description: "Send the runner's internet traffic through this tailnet exit node (config tailscale.exitNode)",
+    helpValue: 'NODE',
+    helpGroup: 'LEASE',
+  }),
+  'tailscale-exit-node-allow-lan-access': Flags.boolean({
+    description: 'With an exit node, keep the runner on its local network too (config tailscale.exitNodeAllowLanAccess)',
+    allowNo: true,
+    helpGroup: 'LEASE',
+  }),
   desktop: Flags.boolean({ description: 'Ask for a desktop on the runner (config desktop)', allowNo: true, helpGroup: 'LEASE' }),
   browser: Flags.boolean({ description: 'Ask for a browser on the runner (config browser)', allowNo: true, helpGroup: 'LEASE' }),
   code: Flags.boolean({ description: 'Ask for code-server on the runner (config code)', allowNo: true, helpGroup: 'LEASE' }),

@@ -17,8 +17,16 @@
  * `artifacts video`), `browser`
  * (the distribution's Chromium; /var/lib/crabbox/browser.env names it) and
  * `code` (code-server on 127.0.0.1:8080, no auth: only an SSH tunnel reaches
- * it). crabbox-ready then also waits for each of them.
+ * it). crabbox-ready then also waits for each of them. `tailscale` joins the
+ * tailnet with a one-off key (tailscale-init.ts).
  */
+import {
+  tailscaleCommands,
+  tailscaleFiles,
+  tailscaleReadyChecks,
+  validateTailscaleBootstrap,
+  type TailscaleBootstrap,
+} from './tailscale-init.js'
 
 export interface BootstrapOptions {
   sshUser: string
@@ -30,6 +38,7 @@ export interface BootstrapOptions {
   desktop?: boolean
   browser?: boolean
   code?: boolean
+  tailscale?: TailscaleBootstrap
 }
 
 export const BOOTSTRAP_DEFAULTS = {
@@ -59,6 +68,7 @@ function validateBootstrap(options: BootstrapOptions): void {
   if (!pathPattern.test(options.workRoot) || options.workRoot.includes('..')) {
     throw new Error(`workRoot must be an absolute path of [A-Za-z0-9._/-], got ${JSON.stringify(options.workRoot)}`)
   }
+  if (options.tailscale) validateTailscaleBootstrap(options.tailscale)
 }
 
 const q = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`
@@ -79,7 +89,7 @@ const READY_TOOLS = 'git rsync tar'
  * is usable. The marker is written only after every package is installed, so
  * the probe checks the tools crabbox itself uses, the marker and the work root.
  */
-function renderReadyScript(options: Pick<BootstrapOptions, 'workRoot' | 'desktop' | 'browser' | 'code'>): string {
+function renderReadyScript(options: Pick<BootstrapOptions, 'workRoot' | 'desktop' | 'browser' | 'code' | 'tailscale'>): string {
   const fail = (what: string) => `{ echo "crabbox-ready: ${what}" >&2; exit 1; }`
   const optional = [
     ...(options.desktop
@@ -95,6 +105,7 @@ function renderReadyScript(options: Pick<BootstrapOptions, 'workRoot' | 'desktop
         ]
       : []),
     ...(options.code ? [`command -v code-server >/dev/null 2>&1 || ${fail('code-server is not installed yet')}`] : []),
+    ...(options.tailscale ? tailscaleReadyChecks(fail) : []),
   ]
   return `#!/bin/sh
 # crabbox-ready: exits 0 once the runner bootstrap has finished.
@@ -194,6 +205,7 @@ function capabilityCommands(options: BootstrapOptions, user: string): string[] {
       '/usr/local/bin/crabbox-retry sh -c "curl -fsSL https://code-server.dev/install.sh | sh -s -- --method standalone --prefix /usr/local"',
       `systemctl daemon-reload && systemctl enable --now crabbox-code-server`,
     )
+  if (options.tailscale) lines.push(...tailscaleCommands())
   return lines
 }
 
@@ -303,7 +315,15 @@ ${units(options)
     content: |
 ${block(unit.text, '      ')}`,
   )
-  .join('\n')}${units(options).length ? '\n' : ''}runcmd:
+  .join('\n')}${units(options).length ? '\n' : ''}${(options.tailscale ? tailscaleFiles(options.tailscale) : [])
+    .map(
+      (file) => `  - path: ${file.path}
+    permissions: "${file.permissions}"
+    content: |
+${block(file.content, '      ')}
+`,
+    )
+    .join('')}runcmd:
 ${runcmd.map((line) => `  - [sh, -c, ${y(line)}]`).join('\n')}
 `
 }

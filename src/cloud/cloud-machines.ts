@@ -49,6 +49,8 @@ export interface LabelInput {
   desktop?: boolean
   browser?: boolean
   code?: boolean
+  /** A machine that joins the tailnet: labelled `tailscale`, `tailscale_hostname`, `tailscale_exit_node` (never the key). */
+  tailscale?: { hostname: string; exitNode?: string }
 }
 
 /** Unix seconds at which an untouched lease expires: `created + min(ttl, idle)`. */
@@ -80,6 +82,11 @@ export function machineLabels(input: LabelInput): Record<string, string> {
   }
   if (input.market) labels.market = labelValue(input.market)
   for (const capability of ['desktop', 'browser', 'code'] as const) if (input[capability]) labels[capability] = 'true'
+  if (input.tailscale) {
+    labels.tailscale = 'true'
+    labels.tailscale_hostname = labelValue(input.tailscale.hostname)
+    if (input.tailscale.exitNode) labels.tailscale_exit_node = labelValue(input.tailscale.exitNode)
+  }
   return labels
 }
 

@@ -10,7 +10,7 @@ export default class Inspect extends BaseCommand<typeof Inspect> {
     'The same view as `status` (with --json the same JSON object): labels as `label.<name>=` lines, the latest telemetry as `telemetry.<metric>=` lines.'
   static override examples = ['<%= config.bin %> inspect blue-prawn', '<%= config.bin %> inspect --id cbx_0123456789ab --json']
   static override args = { lease: Args.string({ description: 'Lease ID or slug' }) }
-  static override flags = { id: idFlag, provider: leaseFlags.provider }
+  static override flags = { id: idFlag, provider: leaseFlags.provider, network: leaseFlags.network }
 
   async run(): Promise<StatusView> {
     const { args, flags } = await this.parse(Inspect)

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
-import { reclaimFlag } from '../flags.js'
+import { leaseFlags, reclaimFlag } from '../flags.js'
 import type { SshResult } from '../services/ssh.js'
 
 export default class Ssh extends BaseCommand<typeof Ssh> {
@@ -25,6 +25,7 @@ export default class Ssh extends BaseCommand<typeof Ssh> {
     'static-host': Flags.string({ summary: 'Existing SSH host (provider ssh)' }),
     'static-user': Flags.string({ summary: 'User on the static host' }),
     'static-port': Flags.string({ summary: 'SSH port of the static host' }),
+    network: leaseFlags.network,
     reclaim: reclaimFlag,
     print: Flags.boolean({ summary: 'Print an equivalent OpenSSH command line instead of connecting' }),
     tty: Flags.boolean({ char: 't', summary: 'Without a command: a pty shell even when stdin is not a terminal (like ssh -t)' }),

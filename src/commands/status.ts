@@ -12,6 +12,7 @@ export default class Status extends BaseCommand<typeof Status> {
   static override flags = {
     id: idFlag,
     provider: leaseFlags.provider,
+    network: leaseFlags.network,
     wait: Flags.boolean({ description: 'Wait until the runner is ready', default: false }),
     'wait-timeout': durationFlag({ description: 'How long --wait waits', default: '5m' }),
   }

@@ -47,7 +47,9 @@ export default class Warmup extends BaseCommand<typeof Warmup> {
     if (flags['timing-json']) process.stderr.write(`${JSON.stringify(warmupTiming(lease, totalMs))}\n`)
     if (!this.jsonEnabled()) {
       this.log(`leased ${lease.id} slug=${lease.slug} provider=${lease.provider}${lease.expiresAt ? ` expires=${lease.expiresAt}` : ''}`)
-      this.log(`ready ssh=${lease.user}@${lease.host}:${lease.port} workroot=${lease.workRoot}`)
+      this.log(
+        `ready ssh=${lease.user}@${lease.host}:${lease.port}${lease.network ? ` network=${lease.network}` : ''} workroot=${lease.workRoot}`,
+      )
       if (actions)
         this.log(`actions runner=${actions.runnerName} workspace=${actions.workspace}${actions.runUrl ? ` run=${actions.runUrl}` : ''}`)
       this.log(`warmup complete total=${formatMs(totalMs)}`)

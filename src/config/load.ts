@@ -121,6 +121,12 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_CACHE_GIT', 'cache.git', 'bool'],
   ['CRABBOX_CACHE_MAX_GB', 'cache.maxGB', 'string'],
   ['CRABBOX_CACHE_PURGE_ON_RELEASE', 'cache.purgeOnRelease', 'bool'],
+  ['CRABBOX_TAILSCALE', 'tailscale.enabled', 'bool'],
+  ['CRABBOX_TAILSCALE_TAGS', 'tailscale.tags', 'csv'],
+  ['CRABBOX_TAILSCALE_HOSTNAME_TEMPLATE', 'tailscale.hostnameTemplate', 'string'],
+  ['CRABBOX_TAILSCALE_AUTH_KEY_ENV', 'tailscale.authKeyEnv', 'string'],
+  ['CRABBOX_TAILSCALE_EXIT_NODE', 'tailscale.exitNode', 'string'],
+  ['CRABBOX_TAILSCALE_EXIT_NODE_ALLOW_LAN_ACCESS', 'tailscale.exitNodeAllowLanAccess', 'bool'],
 ]
 
 /**
@@ -151,6 +157,12 @@ export const flagPaths: Readonly<Record<string, string>> = {
   staticUser: 'static.user',
   staticPort: 'static.port',
   staticWorkRoot: 'static.workRoot',
+  tailscale: 'tailscale.enabled',
+  tailscaleTags: 'tailscale.tags',
+  tailscaleHostnameTemplate: 'tailscale.hostnameTemplate',
+  tailscaleAuthKeyEnv: 'tailscale.authKeyEnv',
+  tailscaleExitNode: 'tailscale.exitNode',
+  tailscaleExitNodeAllowLanAccess: 'tailscale.exitNodeAllowLanAccess',
 }
 
 const truthy = new Set(['1', 'true', 'yes', 'on'])
@@ -221,7 +233,7 @@ function flagLayer(flags: Partial<Record<string, unknown>>): { layer: FileConfig
     data,
     () => undefined,
     (path, issue) => {
-      const flag = names.get(dotted(path)) ?? dotted(path)
+      const flag = names.get(dotted(path)) ?? names.get(dotted(path.slice(0, -1))) ?? dotted(path)
       throw new CrabboxError(`invalid ${flag}: ${describeIssue(issue)}`, {
         exit: 'usage',
         hint: `Run with --help to see what ${flag} accepts.`,
@@ -245,6 +257,7 @@ const sections = [
   'windows',
   'actions',
   'cache',
+  'tailscale',
 ] as const
 const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
 
@@ -268,7 +281,8 @@ function applyLayer(config: Config, layer: FileConfig, label: (path: string) => 
   set('desktop', layer.desktop)
   set('browser', layer.browser)
   set('code', layer.code)
-  set('network', layer.network)
+  // `tailscale.network` sets `network`; the top-level key wins within a layer.
+  set('network', layer.network ?? layer.tailscale?.network)
   set('class', layer.class)
   set('serverType', layer.serverType)
   set('workRoot', layer.workRoot)
@@ -276,7 +290,8 @@ function applyLayer(config: Config, layer: FileConfig, label: (path: string) => 
   set('broker.url', layer.coordinator)
   set('broker.token', layer.coordinatorToken)
   for (const section of sections) {
-    for (const [key, value] of Object.entries(layer[section] ?? {})) if (key !== 'access') set(`${section}.${key}`, value)
+    for (const [key, value] of Object.entries(layer[section] ?? {}))
+      if (key !== 'access' && !(section === 'tailscale' && key === 'network')) set(`${section}.${key}`, value)
   }
   // Access credentials override one by one too (a file's service token, the environment's token).
   for (const [key, value] of Object.entries(layer.broker?.access ?? {})) {
@@ -362,7 +377,17 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
     config.sources.provider = config.broker.url ? 'default (the broker chooses)' : 'default (no broker)'
   }
   checkWindowsMode(config)
+  checkTailscale(config)
   return { config, files, userConfigPath: user.path, userConfigSource: user.source, repoRoot }
+}
+
+/** LAN access is a setting of the exit node: without one it means nothing (usage error naming where it was set). */
+function checkTailscale(config: Config): void {
+  if (!config.tailscale.exitNodeAllowLanAccess || config.tailscale.exitNode) return
+  throw new CrabboxError(
+    `tailscale.exitNodeAllowLanAccess (${config.sources['tailscale.exitNodeAllowLanAccess']}) needs an exit node, and none is set`,
+    { exit: 'usage', hint: 'pass --tailscale-exit-node NODE, or drop --tailscale-exit-node-allow-lan-access' },
+  )
 }
 
 /** `windows.mode` other than `normal` means nothing without the windows target: a usage error naming both sources. */

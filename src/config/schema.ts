@@ -152,6 +152,38 @@ export const WindowsConfig = v.strictObject({
   mode: v.optional(WindowsMode),
 })
 
+const TailscaleTag = v.pipe(
+  v.string(),
+  v.trim(),
+  v.toLowerCase(),
+  v.regex(/^tag:[a-z0-9_-]{1,63}$/, 'tags like tag:crabbox (tag:[a-z0-9_-]{1,63})'),
+)
+
+/** `tailscale.*`: a lease that joins the tailnet (docs/network.md). `network` here sets the top-level `network`. */
+export const TailscaleConfig = v.strictObject({
+  enabled: v.optional(Bool),
+  network: v.optional(v.picklist(NETWORK_MODES, 'auto, tailscale or public')),
+  tags: v.optional(
+    v.union([
+      v.array(TailscaleTag),
+      v.pipe(
+        v.string(),
+        v.transform((text) =>
+          text
+            .split(',')
+            .map((item) => item.trim())
+            .filter(Boolean),
+        ),
+        v.array(TailscaleTag),
+      ),
+    ]),
+  ),
+  hostnameTemplate: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty('a hostname template like crabbox-{slug}'))),
+  authKeyEnv: v.optional(v.pipe(v.string(), v.trim(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'))),
+  exitNode: v.optional(v.pipe(v.string(), v.trim())),
+  exitNodeAllowLanAccess: v.optional(Bool),
+})
+
 export const AgentConfig = v.strictObject({
   /** How long the connection agent keeps an unused target's connection. */
   idleTimeout: v.optional(Duration),
@@ -217,6 +249,7 @@ export const FileConfig = v.strictObject({
   agent: v.optional(AgentConfig),
   actions: v.optional(ActionsConfig),
   cache: v.optional(CacheConfig),
+  tailscale: v.optional(TailscaleConfig),
 })
 export type FileConfig = v.InferOutput<typeof FileConfig>
 
@@ -309,6 +342,15 @@ export interface Config {
   }
   /** Which runner caches crabbox keeps, and their size limit. */
   cache: { pnpm: boolean; npm: boolean; docker: boolean; git: boolean; maxGB: number; purgeOnRelease: boolean }
+  /** Tailscale for new leases; the auth key itself is read from the variable `authKeyEnv` names (direct mode only). */
+  tailscale: {
+    enabled: boolean
+    tags: string[]
+    hostnameTemplate: string
+    authKeyEnv: string
+    exitNode?: string
+    exitNodeAllowLanAccess: boolean
+  }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
 }
@@ -360,6 +402,13 @@ export function defaultConfig(): Config {
     agent: { idleTimeout: '10m' },
     actions: { workflow: 'crabbox.yml', fields: [], runnerLabels: [], runnerVersion: 'latest', ephemeral: true },
     cache: { pnpm: true, npm: true, docker: true, git: true, maxGB: 80, purgeOnRelease: false },
+    tailscale: {
+      enabled: false,
+      tags: ['tag:crabbox'],
+      hostnameTemplate: 'crabbox-{slug}',
+      authKeyEnv: 'CRABBOX_TAILSCALE_AUTH_KEY',
+      exitNodeAllowLanAccess: false,
+    },
     sources: {},
   }
 }

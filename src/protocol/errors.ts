@@ -28,6 +28,9 @@ export const ErrorCode = {
   slugUnavailable: 'slug_unavailable',
   providerFailed: 'provider_failed',
   imageNotAvailable: 'image_not_available',
+  tailscaleDisabled: 'tailscale_disabled',
+  invalidTailscaleTags: 'invalid_tailscale_tags',
+  tailscaleUnavailable: 'tailscale_unavailable',
   internal: 'internal',
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]

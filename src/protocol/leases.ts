@@ -1,4 +1,5 @@
 import * as v from 'valibot'
+import { TailscaleMetadata } from './tailscale.js'
 
 /**
  * Lease wire shapes: requests, records, shares and telemetry. Request schemas
@@ -100,6 +101,8 @@ export const LeaseRecord = v.looseObject({
   desktop: v.optional(v.boolean()),
   browser: v.optional(v.boolean()),
   code: v.optional(v.boolean()),
+  /** Only when the lease asked for Tailscale; never holds the auth key. */
+  tailscale: v.optional(TailscaleMetadata),
   cloudID: v.optional(v.string()),
   region: v.optional(v.string()),
   owner: v.string(),
@@ -207,11 +210,12 @@ export const LeaseRequest = v.object({
     ),
   ),
   network: v.optional(NetworkMode),
-  // Reference fields this broker does not act on: read so that setting one is a 400 naming it, not ignored.
+  /** Tailscale asks (worker/fleet/tailscale.ts); honoured on Hetzner and AWS when the broker has Tailscale set up. */
   tailscaleTags: v.optional(v.pipe(v.array(Text(64)), v.maxLength(32))),
   tailscaleHostname: v.optional(Text(256)),
   tailscaleExitNode: v.optional(Text(256)),
   tailscaleExitNodeAllowLanAccess: Flag,
+  // Reference fields this broker does not act on: read so that setting one is a 400 naming it, not ignored.
   awsMacHostID: v.optional(Text(64)),
   azureLocation: v.optional(Text(64)),
   azureImage: v.optional(Text(256)),

@@ -7,6 +7,7 @@ import { forgetLeaseKey, leaseBackend, type LeaseBackend, type LeaseContext } fr
 import { WhoamiResponse, type LeaseRecord } from '../protocol/leases.js'
 import { interruptOnSignals, obtainLease } from './run/lifecycle.js'
 import { nullRecorder } from './run/recorder.js'
+import { networkOf, reachLease } from './network.js'
 import { statusView, type StatusView } from './status-view.js'
 import { claimingBackend, forgetClaim, reclaimedWarning } from './claims.js'
 
@@ -25,6 +26,9 @@ export interface LeaseView {
   keep: boolean
   expiresAt?: string
   idleTimeoutSeconds?: number
+  /** How the runner is reached (`tailscale` or `public`) and why (services/network.ts); set once a choice was made. */
+  network?: string
+  networkReason?: string
 }
 
 const leaseView = (lease: Lease): LeaseView => ({
@@ -39,6 +43,7 @@ const leaseView = (lease: Lease): LeaseView => ({
   keep: lease.keep,
   ...(lease.expiresAt ? { expiresAt: lease.expiresAt } : {}),
   ...(lease.idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds: lease.idleTimeoutSeconds } : {}),
+  ...(networkOf(lease) ? { network: networkOf(lease)!.network, networkReason: networkOf(lease)!.reason } : {}),
 })
 
 export const requireId = (id: string | undefined): string => {
@@ -70,7 +75,7 @@ export async function warmupLease(
   try {
     const { lease } = await obtainLease(
       { ...backend, acquire },
-      { keep: options.keep, signal: interrupt.signal, progress: context.progress, recorder: nullRecorder },
+      { keep: options.keep, signal: interrupt.signal, progress: context.progress, recorder: nullRecorder, network: context.config.network },
     )
     return leaseView(lease)
   } finally {
@@ -185,7 +190,7 @@ export async function leaseStatus(
   const backend = await leaseBackend(context)
   const deadline = Date.now() + options.timeoutMs
   for (;;) {
-    const lease = await backend.resolve(idOrSlug)
+    const lease = await reachLease(await backend.resolve(idOrSlug), context, { broker: backend.broker })
     const ready = lease.state === 'active' && (await probe(lease))
     if (ready || !options.wait) return statusView(lease, { ready, target: context.config.target })
     if (Date.now() > deadline)
@@ -197,7 +202,8 @@ export async function leaseStatus(
 
 /** `inspect`: the same view as `status` (one probe, no waiting). */
 export async function inspectLease(idOrSlug: string, context: LeaseContext): Promise<StatusView> {
-  const lease = await (await leaseBackend(context)).resolve(idOrSlug)
+  const backend = await leaseBackend(context)
+  const lease = await reachLease(await backend.resolve(idOrSlug), context, { broker: backend.broker })
   const ready = lease.state === 'active' && (await probe(lease))
   return statusView(lease, { ready, target: context.config.target })
 }

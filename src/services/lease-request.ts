@@ -48,6 +48,13 @@ export function leaseAsk(config: Config, provider: string | undefined): Ask {
     browser: set('browser', config.browser),
     code: set('code', config.code),
     network: set('network', config.network),
+    ...(config.tailscale.enabled && {
+      tailscale: true,
+      tailscaleTags: set('tailscale.tags', config.tailscale.tags),
+      tailscaleHostname: set('tailscale.hostnameTemplate', config.tailscale.hostnameTemplate),
+      tailscaleExitNode: set('tailscale.exitNode', config.tailscale.exitNode),
+      tailscaleExitNodeAllowLanAccess: set('tailscale.exitNodeAllowLanAccess', config.tailscale.exitNodeAllowLanAccess),
+    }),
     capacity,
     ...(to('hetzner') && {
       location: set('hetzner.location', config.hetzner.location),
@@ -75,7 +82,11 @@ export function leaseAsk(config: Config, provider: string | undefined): Ask {
  * this version refuses such a lease; an older one may grant it without them.
  */
 export function missingCapabilities(config: Config, lease: LeaseRecord): string[] {
-  return (['desktop', 'browser', 'code'] as const).filter((capability) => config[capability] && lease[capability] !== true)
+  const missing: string[] = (['desktop', 'browser', 'code'] as const).filter(
+    (capability) => config[capability] && lease[capability] !== true,
+  )
+  if (config.tailscale.enabled && lease.tailscale?.enabled !== true) missing.push('tailscale')
+  return missing
 }
 
 /** Direct providers whose machines crabbox bootstraps with a desktop, a browser and code-server when asked. */
@@ -102,11 +113,7 @@ export function checkDirectAsk(provider: string, config: Config): void {
         : `drop --${capability} (or ${capability}: true in ${config.sources[capability] ?? 'the config'})`,
     )
   }
-  if (config.network === 'tailscale')
-    throw refuse(
-      'network tailscale is not available yet: crabbox reaches runners at their address',
-      'use --network auto or --network public',
-    )
+  checkDirectTailscale(provider, config, refuse)
   if (provider === 'local' && config.target !== HOST_OS[process.platform])
     throw refuse(
       `the local provider runs on this machine, which is not a ${config.target} machine; ${whoCanRun(config.target)}`,
@@ -119,6 +126,32 @@ export function checkDirectAsk(provider: string, config: Config): void {
     )
   const refused = refusedCapacity(provider, config)
   if (refused) throw refuse(`${refused.path}: ${refused.reason}`, `drop ${refused.path} (set by ${config.sources[refused.path]})`)
+}
+
+/**
+ * Direct mode joins a tailnet only on machines crabbox bootstraps, with the
+ * user's own key from `tailscale.authKeyEnv`; `--network tailscale` needs a
+ * lease that joins.
+ */
+function checkDirectTailscale(provider: string, config: Config, refuse: (message: string, hint: string) => CrabboxError): void {
+  const { tailscale } = config
+  if (config.network === 'tailscale' && !tailscale.enabled)
+    throw refuse(
+      'network tailscale needs a lease that joins your tailnet',
+      'add --tailscale (with a key in CRABBOX_TAILSCALE_AUTH_KEY), or use --network auto or public',
+    )
+  if (!tailscale.enabled) return
+  if (!INSTALLS_CAPABILITIES.has(provider))
+    throw refuse(
+      `the ${provider} provider cannot join a tailnet: crabbox installs Tailscale on hetzner and aws machines only`,
+      provider === 'ssh' ? 'join the host to your tailnet yourself, then drop --tailscale' : 'drop --tailscale',
+    )
+  if (config.target !== 'linux') throw refuse('Tailscale leases are Linux only', 'drop --tailscale or use --target linux')
+  if (!process.env[tailscale.authKeyEnv]?.trim())
+    throw refuse(
+      `--tailscale in direct mode needs your Tailscale auth key in ${tailscale.authKeyEnv}, which is not set`,
+      `export ${tailscale.authKeyEnv}=tskey-auth-… (an ephemeral, pre-authorized key; tailscale.authKeyEnv names another variable)`,
+    )
 }
 
 /** `capacity.*` keys each direct provider acts on; the others, when set, are refused as the broker refuses them. */

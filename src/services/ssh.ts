@@ -66,7 +66,8 @@ export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshF
   if (flags.id) {
     const { leaseBackend } = await import('./lease.js')
     const backend = await leaseBackend({ config, progress: context.progress })
-    const lease = await backend.resolve(flags.id)
+    const { reachLease } = await import('./network.js')
+    const lease = await reachLease(await backend.resolve(flags.id), context, { broker: backend.broker })
     await claim(lease)
     return {
       leaseId: lease.id,

@@ -1,5 +1,7 @@
 import type { LeaseRecord } from '../protocol/leases.js'
+import type { TailscaleMetadata } from '../protocol/tailscale.js'
 import type { Lease } from '../providers/types.js'
+import { networkOf } from './network.js'
 import { durationText, type StatusView } from '../ui/status.js'
 
 export type { StatusView } from '../ui/status.js'
@@ -54,6 +56,10 @@ function serverId(lease: Lease, record: LeaseRecord | undefined): string {
   return text(lease.details.machineId) ?? ''
 }
 
+/** The lease's Tailscale metadata (broker record, or a direct machine's labels); never holds a key. */
+const tailscaleOf = (lease: Lease, record: LeaseRecord | undefined): TailscaleMetadata | undefined =>
+  record?.tailscale ?? (lease.details.tailscale as TailscaleMetadata | undefined)
+
 /** One lease as `status --json` and `inspect --json` show it (see `StatusView`). */
 export function statusView(lease: Lease, options: StatusViewOptions): StatusView {
   const record = lease.details.record as LeaseRecord | undefined
@@ -70,8 +76,10 @@ export function statusView(lease: Lease, options: StatusViewOptions): StatusView
     state: lease.state,
     serverId: serverId(lease, record),
     serverType: lease.serverType ?? '',
-    host: lease.ssh.host,
-    network: 'public',
+    host: (lease.details.publicHost as string | undefined) ?? lease.ssh.host,
+    network: networkOf(lease)?.network ?? 'public',
+    ...(networkOf(lease) ? { networkReason: networkOf(lease)!.reason } : {}),
+    ...(tailscaleOf(lease, record) ? { tailscale: tailscaleOf(lease, record) } : {}),
     sshHost: lease.ssh.host,
     sshUser: lease.ssh.user,
     sshPort: String(lease.ssh.port),

@@ -1,4 +1,5 @@
 import type { LeaseTelemetry } from '../protocol/leases.js'
+import type { TailscaleMetadata } from '../protocol/tailscale.js'
 
 /**
  * What `status --json` and `inspect --json` print: one shape for both, with the
@@ -24,6 +25,10 @@ export interface StatusView {
   host: string
   /** How the CLI reaches the runner: `public` (its address) or `tailscale`. */
   network: string
+  /** Why that network (`requested`, `tailnet_fqdn`, `tailnet_ipv4`, `tailnet_hostname`, `no_tailnet_address`, `tailscale_unreachable`). */
+  networkReason?: string
+  /** The lease's Tailscale metadata, when it asked to join a tailnet (never the auth key). */
+  tailscale?: TailscaleMetadata
   sshHost: string
   sshUser: string
   sshPort: string
@@ -72,6 +77,8 @@ export function statusLine(view: StatusView): string {
     `type=${dash(view.serverType)}`,
     `host=${dash(view.host)}`,
     `network=${view.network}`,
+    ...(view.networkReason ? [`network_reason=${view.networkReason}`] : []),
+    ...(view.tailscale?.ipv4 ? [`tailscale=${view.tailscale.fqdn || view.tailscale.ipv4}`] : []),
     `ready=${view.ready}`,
     `has_host=${view.hasHost}`,
     `idle_for=${dash(view.idleFor)}`,
@@ -118,6 +125,19 @@ export function inspectLines(view: StatusView): string[] {
   add('server_type', view.serverType)
   add('host', view.host)
   add('network', view.network)
+  add('network_reason', view.networkReason)
+  const tailscale = view.tailscale
+  if (tailscale) {
+    add('tailscale.enabled', tailscale.enabled)
+    add('tailscale.state', tailscale.state)
+    add('tailscale.hostname', tailscale.hostname)
+    add('tailscale.fqdn', tailscale.fqdn)
+    add('tailscale.ipv4', tailscale.ipv4)
+    add('tailscale.tags', tailscale.tags?.join(','))
+    add('tailscale.exit_node', tailscale.exitNode)
+    add('tailscale.exit_node_allow_lan_access', tailscale.exitNode ? tailscale.exitNodeAllowLanAccess : undefined)
+    add('tailscale.error', tailscale.error)
+  }
   add('workroot', view.workroot)
   add('ssh_host', view.sshHost)
   add('ssh_user', view.sshUser)

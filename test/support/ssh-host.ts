@@ -46,6 +46,13 @@ export interface SshHost {
   killSessions(): Promise<void>
   restart(options?: { ports?: number[]; newHostKeys?: boolean }): Promise<void>
   stop(): Promise<void>
+  /**
+   * A second address for this host (a /32 on its veth, routed to it from the root namespace),
+   * e.g. a stand-in for a tailnet address; sshd listens on every address.
+   */
+  addAddress(address: string): Promise<void>
+  /** Takes that address off the host: connections to it then go unanswered (the route stays). */
+  removeAddress(address: string): Promise<void>
 }
 
 const USER = 'crabbox'
@@ -405,6 +412,13 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
         // SIGKILL is delivered when the process next runs: on a busy machine it is briefly still there.
         for (const deadline = Date.now() + 5_000; Date.now() < deadline && killed.some(pidRunning);)
           await new Promise((r) => setTimeout(r, 20))
+      },
+      async addAddress(extra) {
+        await netns(['ip', 'addr', 'add', `${extra}/32`, 'dev', vethHost(slot)])
+        await must('ip', ['route', 'replace', `${extra}/32`, 'dev', vethRoot(slot)])
+      },
+      async removeAddress(extra) {
+        await netns(['ip', 'addr', 'del', `${extra}/32`, 'dev', vethHost(slot)])
       },
       async restart(restartOptions = {}) {
         if (stopped) throw new Error(`sshHost ${name} is stopped`)

@@ -19,6 +19,8 @@ export interface FleetDeps {
   ctx: DurableObjectState
   providers: ProviderRegistry
   now(): Date
+  /** Outbound fetch for the APIs the object calls itself (the Tailscale API); tests swap in a fake. */
+  fetch: typeof fetch
   /** Makes sure the object's alarm fires no later than `at` (ms epoch). */
   wakeBy(at: number): Promise<void>
 }

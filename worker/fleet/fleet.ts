@@ -27,6 +27,7 @@ export class FleetDurableObject extends DurableObject<Env> {
       env,
       ctx,
       providers: providerRegistry({ env, storage, fetch: (input, init) => fetch(input, init) }),
+      fetch: (input, init) => fetch(input, init),
       now: () => new Date(),
       wakeBy: (at) => wakeBy(ctx, at),
     }

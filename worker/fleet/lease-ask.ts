@@ -15,7 +15,8 @@ import { TARGET_ALIASES, WINDOWS_MODE_ALIASES } from '../../src/protocol/targets
  * | `target`, `targetOS` | linux | linux | linux |
  * | `windowsMode` | normal (only meaningful with windows) | same | same |
  * | `desktop`, `browser`, `code` | a pool host that declares it | installed by cloud-init | installed by cloud-init |
- * | `network` | auto, public | auto, public | auto, public |
+ * | `network` | auto, public | auto, public, tailscale (with `tailscale`) | same as hetzner |
+ * | `tailscale`, `tailscaleTags`, `tailscaleHostname`, `tailscaleExitNode*` | refused | joined by cloud-init (tailscale.ts) | same |
  * | `profile`, `class`, `slug` | recorded | recorded, labelled | recorded, tagged |
  * | `serverType` | `ssh` only | the one type tried | the one type tried |
  * | `serverTypeExplicit` | refused | false: the class's types follow | same |
@@ -30,7 +31,7 @@ import { TARGET_ALIASES, WINDOWS_MODE_ALIASES } from '../../src/protocol/targets
  * | `capacity.availabilityZones` | refused when not empty | same | same |
  * | `capacity.hints` | false only (no hints are made) | same | same |
  * | `sshUser`, `sshPort`, `sshFallbackPorts`, `workRoot` | picks a pool host that has them | bootstrapped | bootstrapped (ports: see aws.ts) |
- * | `tailscale*`, `awsMacHostID`, `azure*` | refused | refused | refused |
+ * | `awsMacHostID`, `azure*` | refused | refused | refused |
  */
 
 /** The request's settled target, Windows mode and network, for the record. */
@@ -58,15 +59,7 @@ const PLACEMENT: ReadonlyArray<readonly [field: string, honouredBy: readonly str
 ]
 
 /** Reference request fields for features this broker does not have yet. */
-const UNSUPPORTED = [
-  'tailscaleTags',
-  'tailscaleHostname',
-  'tailscaleExitNode',
-  'tailscaleExitNodeAllowLanAccess',
-  'awsMacHostID',
-  'azureLocation',
-  'azureImage',
-] as const
+const UNSUPPORTED = ['awsMacHostID', 'azureLocation', 'azureImage'] as const
 
 const PROVIDER_TITLES: Record<string, string> = { static: 'the static pool', hetzner: 'Hetzner', aws: 'AWS' }
 const title = (provider: string) => PROVIDER_TITLES[provider] ?? provider
@@ -107,13 +100,22 @@ function askCapabilities(request: LeaseRequest, provider: string): void {
       )
 }
 
-function askNetwork(request: LeaseRequest): string | undefined {
-  if (request.tailscale)
-    throw refuse('tailscale: brokered Tailscale provisioning is not supported by this broker', ErrorCode.unsupportedTarget)
-  if (request.network === 'tailscale')
+/** Providers whose machines crabbox bootstraps, so cloud-init can join them to the tailnet. */
+const JOINS_TAILNET = new Set(['hetzner', 'aws'])
+
+function askNetwork(request: LeaseRequest, provider: string): string | undefined {
+  if (request.tailscale && !JOINS_TAILNET.has(provider))
     throw refuse(
-      'network tailscale is not supported by this broker yet: its leases are reached at their public address; use auto or public',
+      `tailscale: ${title(provider)} leases cannot join a tailnet (this broker joins Hetzner and AWS machines only); ask without tailscale`,
+      ErrorCode.unsupportedCapability,
     )
+  if (!request.tailscale)
+    for (const field of ['tailscaleTags', 'tailscaleHostname', 'tailscaleExitNode', 'tailscaleExitNodeAllowLanAccess'] as const)
+      if (request[field] !== undefined && request[field] !== false) throw refuse(`${field} needs tailscale: true`)
+  if (request.tailscaleExitNodeAllowLanAccess && !request.tailscaleExitNode?.trim())
+    throw refuse('tailscaleExitNodeAllowLanAccess needs tailscaleExitNode: LAN access is a setting of the exit node')
+  if (request.network === 'tailscale' && !request.tailscale)
+    throw refuse('network tailscale needs tailscale: true: without it the lease is reached at its public address; use auto or public')
   return request.network
 }
 
@@ -143,15 +145,13 @@ function askCapacity(request: LeaseRequest, provider: string): void {
 export function checkLeaseAsk(request: LeaseRequest, provider: string): LeaseAsk {
   const target = askTarget(request)
   askCapabilities(request, provider)
-  const network = askNetwork(request)
+  const network = askNetwork(request, provider)
   for (const [field, honouredBy, read] of PLACEMENT)
     if (read(request) !== undefined && !honouredBy.includes(provider))
       throw refuse(`${field}: ${title(provider)} leases do not take ${field}${hintFor(field, provider)}`)
   for (const field of UNSUPPORTED)
-    if (request[field] !== undefined && request[field] !== false)
-      throw refuse(
-        `${field}: this broker does not support ${field.startsWith('azure') ? 'Azure' : field.startsWith('tailscale') ? 'Tailscale' : 'EC2 Mac hosts'} yet; leave it out`,
-      )
+    if (request[field] !== undefined)
+      throw refuse(`${field}: this broker does not support ${field.startsWith('azure') ? 'Azure' : 'EC2 Mac hosts'} yet; leave it out`)
   if (request.awsProfile !== undefined)
     throw refuse('awsProfile: only the broker operator picks the instance profile for runners (CRABBOX_AWS_INSTANCE_PROFILE)')
   if (request.awsSSHCIDRs?.length)

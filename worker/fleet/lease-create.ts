@@ -23,6 +23,7 @@ import {
   type MachineRef,
 } from './lease-store.js'
 import type { FleetStorage } from './storage.js'
+import { mintTailscaleKey, planTailscale, tailscaleHostname } from './tailscale.js'
 
 /**
  * Lease creation, idempotent on the client's lease ID. The caps check and the
@@ -48,6 +49,8 @@ interface LeasePlan {
   request: LeaseRequest
   provider: string
   ask: LeaseAsk
+  /** Tailscale metadata without the hostname (it needs the slug); undefined when not asked. */
+  tailscale?: Omit<NonNullable<LeaseRecord['tailscale']>, 'hostname'>
   leaseClass: string
   serverType: string
   ttlSeconds: number
@@ -143,6 +146,12 @@ function machineDefaults(plan: LeasePlan, slug: string): Partial<LeaseRecord> {
   }
 }
 
+/** The record's Tailscale metadata, hostname first (its template needs the allocated slug). */
+function tailscaleRecord(plan: LeasePlan, slug: string): NonNullable<LeaseRecord['tailscale']> {
+  const { enabled, ...rest } = plan.tailscale!
+  return { enabled, hostname: tailscaleHostname(plan.request, { id: plan.leaseId, slug, provider: plan.provider }), ...rest }
+}
+
 /** The `provisioning` record a reservation inserts (expiry computed from its timestamps). */
 function newLeaseRecord(plan: LeasePlan, slug: string, nowIso: string): LeaseRecord {
   const { request, identity } = plan
@@ -152,6 +161,7 @@ function newLeaseRecord(plan: LeasePlan, slug: string, nowIso: string): LeaseRec
     provider: plan.provider,
     ...plan.ask,
     ...requestedFeatures(request),
+    ...(plan.tailscale ? { tailscale: tailscaleRecord(plan, slug) } : {}),
     owner: identity.owner,
     org: identity.org,
     profile: request.profile || 'default',
@@ -177,6 +187,7 @@ async function planLease(deps: FleetDeps, identity: Identity, request: LeaseRequ
   const providerName = request.provider?.trim().toLowerCase() || defaultProvider(deps)
   const provider = deps.providers.get(providerName)
   const ask = checkLeaseAsk(request, providerName)
+  const tailscale = planTailscale(deps.env, request, ask.target)
   const leaseClass = request.class || 'beast'
   const serverType = recordServerType(providerName, leaseClass, request.serverType)
   return {
@@ -185,6 +196,7 @@ async function planLease(deps: FleetDeps, identity: Identity, request: LeaseRequ
     request,
     provider: providerName,
     ask,
+    ...(tailscale ? { tailscale } : {}),
     leaseClass,
     serverType,
     ttlSeconds: clampSeconds(request.ttlSeconds, DEFAULT_TTL_SECONDS, minLeaseSeconds(deps.env)),
@@ -388,9 +400,34 @@ function bootstrapOf(lease: LeaseRecord, machine: Machine): Pick<Machine, 'sshUs
   }
 }
 
+/**
+ * A Tailscale lease's bootstrap gets a freshly minted one-off auth key (never
+ * stored: it lives in this ask only). When the key cannot be minted, the
+ * reservation goes and nothing is made.
+ */
+async function withTailscaleKey(deps: FleetDeps, lease: LeaseRecord, ask: ProvisionAsk): Promise<ProvisionAsk> {
+  const metadata = lease.tailscale
+  if (!metadata?.enabled) return ask
+  let authKey: string
+  try {
+    authKey = await mintTailscaleKey(deps, lease.id, metadata.tags ?? [])
+  } catch (error) {
+    deps.storage.run("DELETE FROM leases WHERE id = ? AND state = 'provisioning'", lease.id)
+    throw error
+  }
+  const tailscale = {
+    authKey,
+    hostname: metadata.hostname ?? '',
+    tags: metadata.tags ?? [],
+    ...(metadata.exitNode ? { exitNode: metadata.exitNode, exitNodeAllowLanAccess: metadata.exitNodeAllowLanAccess ?? false } : {}),
+  }
+  return { ...ask, bootstrap: { ...ask.bootstrap, tailscale } }
+}
+
 /** Makes the machine for a reserved lease and records it; see createLease for the failure rules. */
-async function provision(deps: FleetDeps, lease: LeaseRecord, ask: ProvisionAsk): Promise<LeaseRecord> {
+async function provision(deps: FleetDeps, lease: LeaseRecord, plainAsk: ProvisionAsk): Promise<LeaseRecord> {
   const provider = deps.providers.get(lease.provider)
+  const ask = await withTailscaleKey(deps, lease, plainAsk)
   const { failure, ...created } = await createMachine(provider, lease, ask)
   let machine = created.machine
   if (!machine && !(failure instanceof ApiError)) {

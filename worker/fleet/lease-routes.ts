@@ -10,10 +10,12 @@ import {
   SharePutRequest,
   ShareResponse,
 } from '../../src/protocol/leases.js'
+import { TailscaleUpdateRequest } from '../../src/protocol/tailscale.js'
 import { createLease } from './lease-create.js'
 import { listLeases, resolveLease } from './lease-store.js'
 import { deleteShare, getShare, heartbeatLease, putShare, releaseLease } from './leases.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
+import { updateTailscale } from './tailscale.js'
 
 /** `/v1/leases…`: handlers parse, call the lease modules, render. */
 export const LEASE_ROUTES: readonly RouteSpec[] = [
@@ -67,6 +69,21 @@ export const LEASE_ROUTES: readonly RouteSpec[] = [
       const ref = input.param('id')
       const body = await input.body({ optional: true })
       return c.json({ lease: await heartbeatLease(deps, c.get('identity'), ref, body) })
+    },
+  ),
+  defineRoute(
+    {
+      method: 'POST',
+      path: '/v1/leases/:id/tailscale',
+      summary: "Record the runner's Tailscale state (address, exit node, ready or failed)",
+      auth: 'user',
+      params: { id: LeaseRef },
+      body: TailscaleUpdateRequest,
+      response: LeaseResponse,
+    },
+    async (c, deps, input) => {
+      const ref = input.param('id')
+      return c.json({ lease: updateTailscale(deps, c.get('identity'), ref, await input.body()) })
     },
   ),
   defineRoute(

@@ -35,7 +35,8 @@ export function cloudCreatePlan(provider: 'hetzner' | 'aws', request: MachineReq
     userData = renderCloudInit({ ...bootstrapSettings(request), sshPublicKey: request.sshPublicKey })
   } catch (error) {
     const message = (error as Error).message
-    throw new ApiError(400, ErrorCode.invalidRequest, message.startsWith('sshPublicKey') ? message : `sshPublicKey: ${message}`)
+    const named = message.startsWith('sshPublicKey') || message.startsWith('tailscale')
+    throw new ApiError(400, ErrorCode.invalidRequest, named ? message : `sshPublicKey: ${message}`)
   }
   return {
     types,
@@ -53,7 +54,13 @@ export function cloudCreatePlan(provider: 'hetzner' | 'aws', request: MachineReq
   }
 }
 
-const capabilityLabels = (ask: MachineRequest['bootstrap']) => ({ desktop: ask?.desktop, browser: ask?.browser, code: ask?.code })
+const capabilityLabels = (ask: MachineRequest['bootstrap']) => ({
+  desktop: ask?.desktop,
+  browser: ask?.browser,
+  code: ask?.code,
+  // The node's name and exit node only: the key never goes near a label.
+  tailscale: ask?.tailscale && { hostname: ask.tailscale.hostname, exitNode: ask.tailscale.exitNode },
+})
 
 /** The SSH user, ports, work root and capabilities the machine is bootstrapped with: the lease's asks over the defaults. */
 export function bootstrapSettings(request: MachineRequest): Omit<BootstrapOptions, 'sshPublicKey'> {
@@ -66,6 +73,7 @@ export function bootstrapSettings(request: MachineRequest): Omit<BootstrapOption
     ...(ask.desktop ? { desktop: true } : {}),
     ...(ask.browser ? { browser: true } : {}),
     ...(ask.code ? { code: true } : {}),
+    ...(ask.tailscale ? { tailscale: ask.tailscale } : {}),
   }
 }
 

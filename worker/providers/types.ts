@@ -3,6 +3,7 @@
  * Calls here may be slow or fail: never call them inside a storage transaction.
  */
 import type { LabelInput } from '../../src/cloud/cloud-machines.js'
+import type { TailscaleBootstrap } from '../../src/cloud/tailscale-init.js'
 
 /**
  * Where and from what a lease asked its machine to be made (lease request
@@ -52,6 +53,8 @@ export interface BootstrapAsk {
   desktop?: boolean
   browser?: boolean
   code?: boolean
+  /** Join the tailnet with this one-off key (worker/fleet/tailscale.ts); never stored or logged. */
+  tailscale?: TailscaleBootstrap
 }
 
 export interface Machine {

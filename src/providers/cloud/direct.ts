@@ -7,7 +7,9 @@ import { knownHostsLines, renderCloudInit, type ConsoleHostKey } from '../../clo
 import { candidateTypes, explicitType, unsupportedTargetMessage, type CloudProviderName } from '../../cloud/classes.js'
 import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../cloud/cloud-machines.js'
 import type { CreatedMachine } from '../../cloud/hetzner-api.js'
+import type { TailscaleBootstrap } from '../../cloud/tailscale-init.js'
 import { allocateSlug } from '../../protocol/ids.js'
+import { renderTailscaleHostname } from '../../protocol/tailscale.js'
 import { pickByIdOrSlug } from '../pick.js'
 import type { AcquireRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
 
@@ -112,7 +114,14 @@ function toLease(provider: CloudProviderName, machine: CloudMachine, config: Con
     keep: machine.labels.keep === 'true',
     ...(Number.isFinite(expires) && expires > 0 ? { expiresAt: new Date(expires * 1000).toISOString() } : {}),
     ...(Number.isFinite(idle) && idle > 0 ? { idleTimeoutSeconds: idle } : {}),
-    details: { machineId: machine.id, name: machine.name, region: machine.region, market: machine.market, status: machine.status },
+    details: {
+      machineId: machine.id,
+      name: machine.name,
+      region: machine.region,
+      market: machine.market,
+      status: machine.status,
+      ...(machine.labels.tailscale === 'true' ? { tailscale: { enabled: true, hostname: machine.labels.tailscale_hostname } } : {}),
+    },
     capabilities: {
       desktop: machine.labels.desktop === 'true',
       browser: machine.labels.browser === 'true',
@@ -149,8 +158,24 @@ async function pinConsoleHostKeys(
   }
 }
 
+/**
+ * Direct mode's Tailscale join: the key is the user's own, read from the
+ * variable `tailscale.authKeyEnv` names (checked before anything is made, in
+ * services/lease-request.ts); it goes into the user data only.
+ */
+function directTailscale(config: Config, lease: { id: string; slug: string; provider: string }): TailscaleBootstrap | undefined {
+  if (!config.tailscale.enabled) return undefined
+  const exitNode = config.tailscale.exitNode?.trim()
+  return {
+    authKey: (process.env[config.tailscale.authKeyEnv] ?? '').trim(),
+    hostname: renderTailscaleHostname(config.tailscale.hostnameTemplate, lease),
+    tags: config.tailscale.tags,
+    ...(exitNode ? { exitNode, exitNodeAllowLanAccess: config.tailscale.exitNodeAllowLanAccess } : {}),
+  }
+}
+
 /** The runner's cloud-init; bad ssh or workRoot settings are a usage error. */
-function bootstrapUserData(title: string, config: Config, sshPublicKey: string): string {
+function bootstrapUserData(title: string, config: Config, sshPublicKey: string, tailscale?: TailscaleBootstrap): string {
   try {
     return renderCloudInit({
       sshUser: config.ssh.user,
@@ -161,13 +186,24 @@ function bootstrapUserData(title: string, config: Config, sshPublicKey: string):
       desktop: config.desktop,
       browser: config.browser,
       code: config.code,
+      ...(tailscale ? { tailscale } : {}),
     })
   } catch (error) {
     throw new CrabboxError(`cannot bootstrap ${/^[aeiou]/i.test(title) ? 'an' : 'a'} ${title} runner: ${(error as Error).message}`, {
       exit: 'usage',
-      hint: 'check ssh.user, ssh.port, ssh.fallbackPorts and workRoot (crabbox config show)',
+      hint: tailscale
+        ? `check ssh.*, workRoot and tailscale.* (crabbox config show) and the key in ${config.tailscale.authKeyEnv}`
+        : 'check ssh.user, ssh.port, ssh.fallbackPorts and workRoot (crabbox config show)',
     })
   }
+}
+
+/** Says which types (and regions, markets) had no capacity before the one that was made. */
+function reportAttempts(progress: ProviderContext['progress'], attempts: CreatedMachine['attempts']): void {
+  for (const attempt of attempts)
+    progress.info(
+      `${attempt.serverType}${attempt.region ? ` in ${attempt.region}` : ''}${attempt.market ? ` (${attempt.market})` : ''} unavailable: ${attempt.category}`,
+    )
 }
 
 /** A direct provider plus the heartbeat cloud leases need: `touch` refreshes the expiry labels. */
@@ -192,7 +228,7 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
       const { config, progress } = context
       const refused = unsupportedTargetMessage(provider, config.target)
       if (refused) throw new CrabboxError(refused, { exit: 'usage' })
-      const userData = bootstrapUserData(title, config, request.publicKey)
+      let userData = bootstrapUserData(title, config, request.publicKey)
       const backend = backendFor(context)
       try {
         const live = (await backend.list()).filter(isLeaseMachine)
@@ -204,6 +240,8 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
         const keyName = providerKeyName(request.leaseId)
         const { org, owner } = identity()
         const name = machineName(request.leaseId, slug)
+        const tailscale = directTailscale(config, { id: request.leaseId, slug, provider })
+        userData = tailscale ? bootstrapUserData(title, config, request.publicKey, tailscale) : userData
         progress.phase(`creating ${title} machine ${name} (${types[0]}) in ${backend.where}`)
         const created = await backend
           .create({
@@ -227,6 +265,7 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
               desktop: config.desktop,
               browser: config.browser,
               code: config.code,
+              tailscale: tailscale && { hostname: tailscale.hostname, exitNode: tailscale.exitNode },
             }),
             types,
             userData,
@@ -239,10 +278,7 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
               await backend.delete({ leaseId: request.leaseId, keyName }).catch(() => undefined)
             throw error
           })
-        for (const attempt of created.attempts)
-          progress.info(
-            `${attempt.serverType}${attempt.region ? ` in ${attempt.region}` : ''}${attempt.market ? ` (${attempt.market})` : ''} unavailable: ${attempt.category}`,
-          )
+        reportAttempts(progress, created.attempts)
         const machine = created.machine
         progress.info(
           `${created.adopted ? 'adopted' : 'created'} ${machine.name}: ${machine.serverType}${machine.market ? ` ${machine.market}` : ''} at ${machine.host}`,

@@ -1,9 +1,11 @@
+import type { Config } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
 import type { Lease } from '../../providers/types.js'
 import type { SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
 import { withArticle } from '../../ui/format.js'
 import type { LeaseBackend } from '../lease.js'
+import { reachLease } from '../network.js'
 import { waitForReady } from '../../transport/ssh/readiness.js'
 import { newLeaseId } from '../../protocol/ids.js'
 import type { Recorder } from './recorder.js'
@@ -162,12 +164,16 @@ export async function obtainLease(
     readyTimeoutMs?: number
     /** Called as soon as a lease exists, before its runner is ready (heartbeats start here). */
     onLease?: (lease: Lease) => void | Promise<void>
+    /** How to reach the runner (config `network`; services/network.ts); default public. */
+    network?: Config['network']
   },
 ): Promise<LeaseInHand> {
   const { progress, recorder, signal } = options
   recorder.event({ type: 'leasing.started', phase: 'leasing' })
+  const reach = (lease: Lease, afterReady: boolean) =>
+    reachLease(lease, { config: { network: options.network ?? 'public' }, progress }, { broker: backend.broker, afterReady })
   if (options.id) {
-    const lease = await backend.resolve(options.id)
+    const lease = await reach(await backend.resolve(options.id), false)
     announce(lease, recorder)
     await options.onLease?.(lease)
     return { lease, acquired: false }
@@ -195,6 +201,7 @@ export async function obtainLease(
       recorder.event({ type: 'bootstrap.waiting', phase: 'bootstrap', message: 'waiting for SSH before sync' })
       await waitReady(lease, backend.readiness(lease), progress, options.readyTimeoutMs, signal, backend.machineState)
       if (signal.aborted) throw interruptedError(signal)
+      lease = await reach(lease, true)
       progress.done(`leased ${lease.id} (${lease.slug}, ${lease.provider}${lease.keep ? ', kept' : ''})`)
       return { lease, acquired: true }
     } catch (error) {

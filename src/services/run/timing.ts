@@ -12,6 +12,10 @@ export interface RunTiming {
   commandMs: number
   totalMs: number
   exitCode: number
+  /** How the runner was reached (`tailscale` or `public`), at which address, and why (services/network.ts). */
+  network?: string
+  networkHost?: string
+  networkReason?: string
   /** Set when the run was stopped from here: a signal (130) or a closed stdout or stderr (141). */
   interrupted?: 'signal' | 'closed pipe'
 }
@@ -23,10 +27,14 @@ export function stopwatch(): () => number {
 }
 
 /** The `--timing-json` line of a warmup: `run`'s timing record, with nothing synced and no command. */
-export const warmupTiming = (lease: { id: string; slug: string; provider: string }, totalMs: number): RunTiming => ({
+export const warmupTiming = (
+  lease: { id: string; slug: string; provider: string; host?: string; network?: string; networkReason?: string },
+  totalMs: number,
+): RunTiming => ({
   provider: lease.provider,
   leaseId: lease.id,
   slug: lease.slug,
+  ...(lease.network ? { network: lease.network, networkHost: lease.host, networkReason: lease.networkReason } : {}),
   syncMs: 0,
   syncPhases: [],
   syncSkipped: true,

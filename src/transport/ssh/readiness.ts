@@ -18,8 +18,10 @@ export interface WaitForReadyOptions {
 type Phase = 'TCP' | 'auth' | 'ready check'
 
 // Managed runners say when bootstrap is done; static hosts only need the tools sync uses.
+// A failure that waiting cannot fix (a failed Tailscale join or exit-node check) is printed, and ends the wait.
+const TAILSCALE_FAILED = 'crabbox-ready: tailscale: '
 const READY_CHECK: Record<ReadyKind, string> = {
-  managed: 'test -x /usr/local/bin/crabbox-ready && /usr/local/bin/crabbox-ready >/tmp/crabbox-ready.log 2>&1',
+  managed: `test -x /usr/local/bin/crabbox-ready && { /usr/local/bin/crabbox-ready >/tmp/crabbox-ready.log 2>&1 || { grep -h '^${TAILSCALE_FAILED}' /tmp/crabbox-ready.log; exit 1; }; }`,
   static: 'for tool in sh tar git; do command -v "$tool" >/dev/null 2>&1 || echo "$tool"; done',
 }
 const PROBE_TIMEOUT_MS = 5000
@@ -90,6 +92,13 @@ export async function waitForReady(target: SshTarget, kind: ReadyKind, options: 
           if (port !== target.port) options.progress.info(`using ssh port ${port}`)
           return { ...target, port, fallbackPorts: ports.filter((p) => p !== port) }
         }
+        const failed = kind === 'managed' ? missing.split('\n').find((line) => line.startsWith(TAILSCALE_FAILED)) : undefined
+        if (failed)
+          throw new CrabboxError(failed.slice('crabbox-ready: '.length).trim(), {
+            exit: 'provisioning',
+            code: 'runner_not_ready',
+            hint: 'The runner could not join the tailnet as asked; check the exit node (tailscale status on your side) or drop --tailscale-exit-node.',
+          })
         if (kind === 'static' && missing.trim()) {
           const tools = missing.trim().split(/\s+/).join(', ')
           throw new CrabboxError(`${target.host} is missing ${tools}`, {

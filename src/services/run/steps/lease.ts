@@ -18,6 +18,7 @@ export async function leaseStep(plan: RunPlan, state: RunState): Promise<LeaseIn
     progress: context.progress,
     recorder: plan.recorder,
     readyTimeoutMs: flags.bootstrapTimeoutMs,
+    network: context.config.network,
     onLease: broker
       ? async (lease) => {
           // The control channel (WebSocket client) is ~100 ms to load: only broker runs need it.

@@ -1,6 +1,7 @@
 import type { Lease } from '../../../providers/types.js'
 import { CrabboxError } from '../../../errors.js'
 import { drained } from '../output.js'
+import { networkOf } from '../../network.js'
 import type { RunTiming } from '../timing.js'
 import type { RunPlan, RunState } from './plan.js'
 import { collectJunit, junitPatterns } from './results.js'
@@ -45,8 +46,15 @@ export async function recordStep(plan: RunPlan, state: RunState, lease: Lease, c
     commandMs: state.commandMs,
     totalMs: plan.total(),
     exitCode,
+    ...networkTiming(lease),
     ...(interrupted ? { interrupted: exitCode === 141 ? ('closed pipe' as const) : ('signal' as const) } : {}),
   }
+}
+
+/** The network choice for `--timing-json` (absent when none was made). */
+function networkTiming(lease: Lease): Pick<RunTiming, 'network' | 'networkHost' | 'networkReason'> {
+  const choice = networkOf(lease)
+  return choice ? { network: choice.network, networkHost: choice.host, networkReason: choice.reason } : {}
 }
 
 /** A failed run: drained output, a `run.failed` event (`interrupted` after Ctrl-C), the run finished with the error's exit code. */
