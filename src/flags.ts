@@ -224,4 +224,5 @@ export const desktopTargetFlags = {
   'static-user': leaseFlags['static-user'],
   'static-port': leaseFlags['static-port'],
   reclaim: reclaimFlag,
+  network: leaseFlags.network,
 }

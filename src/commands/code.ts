@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core'
+import { leaseFlags } from '../flags.js'
 import { BaseCommand } from '../base-command.js'
 
 export default class Code extends BaseCommand<typeof Code> {
@@ -14,6 +15,7 @@ export default class Code extends BaseCommand<typeof Code> {
       min: 0,
       max: 65535,
     }),
+    network: leaseFlags.network,
     open: Flags.boolean({ summary: "Open the portal's code page in the browser once the bridge is up" }),
   }
 

@@ -16,6 +16,7 @@ export default class EgressStart extends BaseCommand<typeof EgressStart> {
   static override flags = {
     id: Flags.string({ summary: 'Lease ID or slug', required: true }),
     provider: leaseFlags.provider,
+    network: leaseFlags.network,
     coordinator: Flags.string({
       summary: 'Broker URL for egress (default: broker.url); Cloudflare Access credentials go with it',
       helpValue: 'URL',

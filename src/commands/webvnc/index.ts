@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core'
+import { leaseFlags } from '../../flags.js'
 import { BaseCommand } from '../../base-command.js'
 
 export default class WebVnc extends BaseCommand<typeof WebVnc> {
@@ -19,6 +20,7 @@ export default class WebVnc extends BaseCommand<typeof WebVnc> {
       min: 0,
       max: 65535,
     }),
+    network: leaseFlags.network,
     open: Flags.boolean({ summary: 'Open the portal WebVNC page in the browser once the bridge is up' }),
   }
 

@@ -45,7 +45,8 @@ async function codeLease(context: ServiceContext, id: string): Promise<{ lease: 
       hint: 'Configure one (`crabbox login`)',
     })
   try {
-    return { lease: await backend.resolve(id), broker: backend.broker }
+    const { reachLease } = await import('../network.js')
+    return { lease: await reachLease(await backend.resolve(id), context, { broker: backend.broker }), broker: backend.broker }
   } catch (error) {
     if (error instanceof BrokerError && error.status === 0)
       throw new CodeBridgeFailure(

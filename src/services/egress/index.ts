@@ -73,7 +73,9 @@ async function egressTarget(context: ServiceContext, flags: EgressTargetFlags): 
     })
   const { leaseBackend } = await import('../lease.js')
   const backend = await leaseBackend({ config, progress: context.progress })
-  return { broker: client, lease: await backend.resolve(flags.id), headers: accessHeaders(broker.access) }
+  const { reachLease } = await import('../network.js')
+  const lease = await reachLease(await backend.resolve(flags.id), context, { broker: backend.broker })
+  return { broker: client, lease, headers: accessHeaders(broker.access) }
 }
 
 export const newSessionId = () => `egress_${randomBytes(8).toString('hex')}`

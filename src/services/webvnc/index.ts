@@ -55,7 +55,8 @@ async function bridgeLease(context: ServiceContext, id: string): Promise<BridgeL
       code: 'broker_required',
       hint: `Configure one (\`crabbox login\`), or use the native VNC fallback: crabbox vnc --id ${id}`,
     })
-  return { lease: await backend.resolve(id), broker: backend.broker }
+  const { reachLease } = await import('../network.js')
+  return { lease: await reachLease(await backend.resolve(id), context, { broker: backend.broker }), broker: backend.broker }
 }
 
 export const portalUrl = (broker: BrokerClient, leaseId: string) => `${broker.url}/portal/leases/${encodeURIComponent(leaseId)}/vnc`
