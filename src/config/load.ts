@@ -101,6 +101,21 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_AWS_ROOT_GB', 'aws.rootGB', 'int'],
   ['CRABBOX_AWS_SSH_CIDRS', 'aws.sshCIDRs', 'csv'],
   ['CRABBOX_AWS_ENDPOINT', 'aws.endpoint', 'string'],
+  ['CRABBOX_AZURE_SUBSCRIPTION_ID', 'azure.subscriptionId', 'string'],
+  ['AZURE_SUBSCRIPTION_ID', 'azure.subscriptionId', 'string'],
+  ['CRABBOX_AZURE_TENANT_ID', 'azure.tenantId', 'string'],
+  ['AZURE_TENANT_ID', 'azure.tenantId', 'string'],
+  ['CRABBOX_AZURE_CLIENT_ID', 'azure.clientId', 'string'],
+  ['AZURE_CLIENT_ID', 'azure.clientId', 'string'],
+  ['CRABBOX_AZURE_LOCATION', 'azure.location', 'string'],
+  ['CRABBOX_AZURE_RESOURCE_GROUP', 'azure.resourceGroup', 'string'],
+  ['CRABBOX_AZURE_IMAGE', 'azure.image', 'string'],
+  ['CRABBOX_AZURE_VNET', 'azure.vnet', 'string'],
+  ['CRABBOX_AZURE_SUBNET', 'azure.subnet', 'string'],
+  ['CRABBOX_AZURE_NSG', 'azure.nsg', 'string'],
+  ['CRABBOX_AZURE_SSH_CIDRS', 'azure.sshCIDRs', 'csv'],
+  ['CRABBOX_AZURE_ENDPOINT', 'azure.endpoint', 'string'],
+  ['CRABBOX_AZURE_LOGIN_ENDPOINT', 'azure.loginEndpoint', 'string'],
   ['CRABBOX_CAPACITY_MARKET', 'capacity.market', 'string'],
   ['CRABBOX_CAPACITY_STRATEGY', 'capacity.strategy', 'string'],
   ['CRABBOX_CAPACITY_FALLBACK', 'capacity.fallback', 'string'],
@@ -219,7 +234,7 @@ function flagLayer(flags: Partial<Record<string, unknown>>): { layer: FileConfig
 }
 
 /** Sections whose fields override one by one. */
-const sections = ['broker', 'ssh', 'env', 'results', 'static', 'hetzner', 'aws', 'capacity', 'agent', 'windows'] as const
+const sections = ['broker', 'ssh', 'env', 'results', 'static', 'hetzner', 'aws', 'azure', 'capacity', 'agent', 'windows'] as const
 const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
 
 /**
