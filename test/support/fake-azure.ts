@@ -59,6 +59,8 @@ export interface FakeAzureOptions {
   unavailableSizes?: string[]
   /** Sizes whose VM create is accepted, then the operation fails with AllocationFailed (the VM stays, Failed). */
   allocationFailSizes?: string[]
+  /** Spot VMs of any size are refused with OverconstrainedAllocationRequest (409); regular ones are made. */
+  noSpot?: boolean
   /** Sizes refused with QuotaExceeded (409). */
   quotaSizes?: string[]
   /** Sizes that refuse an ephemeral OS disk (400 InvalidParameter). */
@@ -114,6 +116,12 @@ function putVm(st: State, path: string, body: Json, existing: Resource | undefin
   const disk = ((properties.storageProfile as Json | undefined)?.osDisk ?? {}) as Json
   if (st.options.unavailableSizes?.includes(size))
     return armError(409, 'SkuNotAvailable', `The requested VM size ${size} is currently not available in location 'eastus'.`)
+  if (st.options.noSpot && properties.priority === 'Spot')
+    return armError(
+      409,
+      'OverconstrainedAllocationRequest',
+      `Allocation failed. There is no Spot capacity for VM size ${size} in this region.`,
+    )
   if (st.options.quotaSizes?.includes(size))
     return armError(
       409,
@@ -280,7 +288,7 @@ export function createFakeAzure(options: FakeAzureOptions = {}) {
 
   async function token(request: Request, tenant: string): Promise<Response> {
     tokenRequests++
-    const form = new URLSearchParams(await request.text())
+    const form = new URLSearchParams(new TextDecoder().decode(await request.arrayBuffer()))
     if (tenant !== tenantId) return json(400, { error: 'invalid_request', error_description: `AADSTS90002: Tenant '${tenant}' not found.` })
     if (form.get('grant_type') !== 'client_credentials' || form.get('client_id') !== clientId || form.get('client_secret') !== clientSecret)
       return json(401, { error: 'invalid_client', error_description: 'AADSTS7000215: Invalid client secret provided.' })
