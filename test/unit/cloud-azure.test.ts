@@ -16,6 +16,11 @@ import { candidateTypes } from '../../src/cloud/classes.js'
 import { CloudApiError, machineLabels, providerKeyName } from '../../src/cloud/cloud-machines.js'
 import { azureCredentials } from '../../src/providers/cloud/credentials.js'
 import { azureMarkets } from '../../src/providers/azure.js'
+import { loadConfig } from '../../src/config/load.js'
+import { checkDirectAsk, leaseAsk } from '../../src/services/lease-request.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVuaXQtdGVzdC1rZXktbWF0ZXJpYWwtMDAwMDAwMDAw crabbox cbx_0123456789ab'
 const leaseId = 'cbx_0123456789ab'
@@ -282,5 +287,47 @@ describe('Azure settings and tables', () => {
     expect(azureMarkets('spot', 'on-demand-after-120s')).toEqual(['spot', 'on-demand'])
     expect(azureMarkets('spot', 'none')).toEqual(['spot'])
     expect(azureMarkets('on-demand', 'on-demand-after-120s')).toEqual(['on-demand'])
+  })
+})
+
+describe('Azure settings from the environment', () => {
+  it('reads azure.* from CRABBOX_AZURE_* and AZURE_*, and sends only the set location/image to a broker', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crabbox-azure-config-'))
+    try {
+      const env = {
+        HOME: dir,
+        XDG_CONFIG_HOME: join(dir, 'config'),
+        AZURE_TENANT_ID: 'tenant-a',
+        CRABBOX_AZURE_TENANT_ID: 'tenant-b',
+        AZURE_SUBSCRIPTION_ID: 'sub-1',
+        CRABBOX_AZURE_LOCATION: 'westeurope',
+        CRABBOX_AZURE_SSH_CIDRS: '198.51.100.0/24, 203.0.113.0/24',
+      }
+      const { config } = await loadConfig({ cwd: dir, env, warn: () => undefined })
+      expect(config.azure).toMatchObject({
+        tenantId: 'tenant-b',
+        subscriptionId: 'sub-1',
+        location: 'westeurope',
+        resourceGroup: 'crabbox-leases',
+        nsg: 'crabbox-nsg',
+        sshCIDRs: ['198.51.100.0/24', '203.0.113.0/24'],
+      })
+      expect(leaseAsk(config, 'azure')).toMatchObject({ azureLocation: 'westeurope' })
+      expect(leaseAsk(config, 'azure').azureImage).toBeUndefined()
+      expect(leaseAsk(config, 'aws').azureLocation).toBeUndefined()
+      // Azure machines get the same cloud-init capabilities; capacity.market and .fallback are its own.
+      expect(() =>
+        checkDirectAsk('azure', { ...config, desktop: true, sources: { ...config.sources, 'capacity.market': 'env' } }),
+      ).not.toThrow()
+      expect(() =>
+        checkDirectAsk('azure', {
+          ...config,
+          sources: { ...config.sources, 'capacity.regions': 'env' },
+          capacity: { ...config.capacity, regions: ['x'] },
+        }),
+      ).toThrow(/capacity\.regions/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
