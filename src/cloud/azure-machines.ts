@@ -328,12 +328,17 @@ export async function deleteAzureMachine(api: AzureApi, target: AzureDeleteTarge
       if (tagsOf(item).lease === target.leaseId) names.add(String(item.name).replace(/-(nic|pip)$/, ''))
   const attempts = target.attempts ?? 13
   const delayMs = target.delayMs ?? 15_000
-  for (const name of names) {
-    await deleteConfirmed(api, vmPath(api, target.group, name), V.compute, attempts, delayMs)
-    await deleteConfirmed(api, nicPath(api, target.group, name), V.network, attempts, delayMs)
-    await deleteConfirmed(api, pipPath(api, target.group, name), V.network, attempts, delayMs)
-    await deleteConfirmed(api, diskPath(api, target.group, name), V.compute, attempts, delayMs)
-  }
+  // Every piece is tried even when one fails, so a stuck NIC never keeps an IP or disk alive; the first failure is thrown.
+  let failure: unknown
+  for (const name of names)
+    for (const [path, version] of [
+      [vmPath(api, target.group, name), V.compute],
+      [nicPath(api, target.group, name), V.network],
+      [pipPath(api, target.group, name), V.network],
+      [diskPath(api, target.group, name), V.compute],
+    ] as const)
+      await deleteConfirmed(api, path, version, attempts, delayMs).catch((error: unknown) => (failure ??= error))
+  if (failure) throw failure
 }
 
 /** Heartbeat: moves the VM's `expires_at` tag forward (never past the TTL). */

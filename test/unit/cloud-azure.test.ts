@@ -226,6 +226,11 @@ describe('Azure ARM client over real HTTP on loopback', () => {
     )
     expect((error as CloudApiError).code).toBe('NicInUse')
     expect((error as CloudApiError).message).toMatch(/request [0-9a-f-]{36}/)
+    // The stuck NIC (and the IP it holds) stay; the VM and the disk were still deleted.
+    expect(fake.ofType(VM)).toHaveLength(0)
+    expect(fake.ofType(DISK)).toHaveLength(0)
+    expect(fake.ofType(NIC)).toHaveLength(1)
+    expect(fake.ofType(PIP)).toHaveLength(1)
   })
 
   it('never changes a resource group, VNet or NSG crabbox did not create, and keeps others’ NSG rules', async () => {
