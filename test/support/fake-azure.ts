@@ -65,6 +65,8 @@ export interface FakeAzureOptions {
   quotaSizes?: string[]
   /** Sizes that refuse an ephemeral OS disk (400 InvalidParameter). */
   noEphemeralSizes?: string[]
+  /** Seconds a token is valid for (default 3599, as Entra ID answers). */
+  tokenLifetime?: number
   /** Polls an operation takes before it ends (default 1). */
   operationPolls?: number
   /** Items per collection page (default 50). */
@@ -296,7 +298,12 @@ export function createFakeAzure(options: FakeAzureOptions = {}) {
       return json(400, { error: 'invalid_scope', error_description: 'AADSTS70011: The provided value for scope is not valid.' })
     const value = `fake-arm-token-${tokenRequests}`
     tokens.add(value)
-    return json(200, { token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599, access_token: value })
+    return json(200, {
+      token_type: 'Bearer',
+      expires_in: options.tokenLifetime ?? 3599,
+      ext_expires_in: options.tokenLifetime ?? 3599,
+      access_token: value,
+    })
   }
 
   async function route(request: Request, url: URL): Promise<Response> {

@@ -257,6 +257,15 @@ describe('Azure ARM client over real HTTP on loopback', () => {
     ])
   })
 
+  it('asks for a new token once the cached one is within five minutes of expiry', async () => {
+    const fake = createFakeAzure({ tokenLifetime: 299 })
+    served = await serveFake(fake.handler)
+    const api = setup(fake, served.url)
+    await listAzureMachines(api, 'crabbox-leases')
+    await listAzureMachines(api, 'crabbox-leases')
+    expect(fake.tokenRequests).toBe(2)
+  })
+
   it('reports a bad secret as an auth error with the provider message, and lists nothing when the group is missing', async () => {
     const fake = createFakeAzure()
     served = await serveFake(fake.handler)
