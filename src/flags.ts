@@ -78,7 +78,10 @@ export function parseProfile(input: string): string {
 
 /** Flags that choose what a new lease looks like. */
 export const leaseFlags = {
-  provider: Flags.string({ description: 'Provider: local (default without a broker), ssh, static, hetzner, aws', helpGroup: 'LEASE' }),
+  provider: Flags.string({
+    description: 'Provider: local (default without a broker), ssh, static, hetzner, aws, azure',
+    helpGroup: 'LEASE',
+  }),
   class: Flags.string({ description: 'Machine class (standard, fast, large, beast)', helpGroup: 'LEASE' }),
   type: Flags.string({ description: 'Exact provider server type', helpGroup: 'LEASE' }),
   profile: Flags.custom<string>({ helpValue: 'NAME', parse: async (input) => parseProfile(input) })({

@@ -6,10 +6,14 @@
 
 import { whoCanRun } from './targets.js'
 
-export type CloudProviderName = 'hetzner' | 'aws'
+export type CloudProviderName = 'hetzner' | 'aws' | 'azure'
 
 const machineClasses = ['standard', 'fast', 'large', 'beast'] as const
 export type MachineClass = (typeof machineClasses)[number]
+
+function azureSizes(names: string[]): string[] {
+  return names.map((name) => `Standard_${name}`)
+}
 
 /** Per class, the first type is preferred; the rest are tried on capacity errors. */
 const classTypes: Record<CloudProviderName, Record<MachineClass, readonly string[]>> = {
@@ -36,6 +40,35 @@ const classTypes: Record<CloudProviderName, Record<MachineClass, readonly string
       'c7a.16xlarge',
     ],
   },
+  azure: {
+    standard: azureSizes(['D32ads_v6', 'D32ds_v6', 'F32s_v2', 'D32ads_v5', 'D32ds_v5', 'D16ads_v6', 'D16ds_v6', 'F16s_v2']),
+    fast: azureSizes([
+      'D64ads_v6',
+      'D64ds_v6',
+      'F64s_v2',
+      'D64ads_v5',
+      'D64ds_v5',
+      'D48ads_v6',
+      'D48ds_v6',
+      'F48s_v2',
+      'D32ads_v6',
+      'D32ds_v6',
+      'F32s_v2',
+    ]),
+    large: azureSizes([
+      'D96ads_v6',
+      'D96ds_v6',
+      'D96ads_v5',
+      'D96ds_v5',
+      'D64ads_v6',
+      'D64ds_v6',
+      'F64s_v2',
+      'D48ads_v6',
+      'D48ds_v6',
+      'F48s_v2',
+    ]),
+    beast: azureSizes(['D192ds_v6', 'D128ds_v6', 'D96ads_v6', 'D96ds_v6', 'D96ads_v5', 'D96ds_v5', 'D64ads_v6', 'D64ds_v6', 'F64s_v2']),
+  },
 }
 
 const isClass = (name: string): name is MachineClass => (machineClasses as readonly string[]).includes(name)
@@ -53,7 +86,7 @@ export function candidateTypes(provider: CloudProviderName, machineClass: string
 /** Only Linux runners are bootstrapped today; anything else is refused up front, naming who can. */
 export function unsupportedTargetMessage(provider: CloudProviderName, target: string): string | undefined {
   if (target === 'linux') return undefined
-  const name = provider === 'aws' ? 'AWS' : 'Hetzner'
+  const name = { aws: 'AWS', hetzner: 'Hetzner', azure: 'Azure' }[provider]
   const instead = target === 'macos' ? ' (or the ssh provider for an existing Mac)' : ''
   return `${name} ${target} runners are not supported yet: crabbox bootstraps Linux machines only; ${whoCanRun(target)}. Use --target linux${instead}.`
 }
@@ -70,10 +103,12 @@ const staticHourlyUSD: Record<CloudProviderName, Record<string, number>> = {
     'c7a.32xlarge': 6.0,
     'c7a.48xlarge': 9.0,
   },
+  // Azure has no price lookup; the unknown-type rate below applies to every size.
+  azure: {},
 }
 
 /** Last resort when a type is in no table: deliberately high for AWS so caps err on the safe side. */
-const unknownTypeHourlyUSD: Record<CloudProviderName, number> = { aws: 3.0, hetzner: 0.5 }
+const unknownTypeHourlyUSD: Record<CloudProviderName, number> = { aws: 3.0, hetzner: 0.5, azure: 3.0 }
 
 /** Static USD/hour for a type; for a class name, its dearest candidate (spend caps plan for the worst). */
 export function fallbackHourlyUSD(provider: CloudProviderName, serverType: string): number {

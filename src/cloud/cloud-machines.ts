@@ -105,7 +105,7 @@ export function touchedLabels(labels: Record<string, string>, now: Date): Record
 
 /** Provider-neutral view of one machine, as the cloud API clients return it. */
 export interface CloudMachine {
-  provider: 'hetzner' | 'aws'
+  provider: 'hetzner' | 'aws' | 'azure'
   id: string
   name: string
   /** Public IPv4 once assigned. */
@@ -154,7 +154,7 @@ export type CloudErrorCategory =
 
 export class CloudApiError extends Error {
   constructor(
-    readonly provider: 'hetzner' | 'aws',
+    readonly provider: 'hetzner' | 'aws' | 'azure',
     readonly category: CloudErrorCategory,
     readonly code: string,
     message: string,
@@ -239,7 +239,7 @@ export async function withRetries<T>(call: () => Promise<T>, options: RetryOptio
  * may or may not have reached the provider, so callers look before retrying.
  */
 export async function timedFetch(
-  provider: 'hetzner' | 'aws',
+  provider: 'hetzner' | 'aws' | 'azure',
   fetchImpl: (request: Request) => Promise<Response>,
   request: Request,
   timeoutMs: number,

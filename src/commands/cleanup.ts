@@ -9,7 +9,7 @@ export default class Cleanup extends BaseCommand<typeof Cleanup> {
     'Lists machines labelled crabbox=true and deletes only those whose labels prove they are expired crabbox leases: never keep=true, never a running machine within 30 minutes of its expiry. Refuses to run when a broker is configured, because the broker owns expiry.'
   static override examples = ['<%= config.bin %> cleanup --provider hetzner --dry-run', '<%= config.bin %> cleanup --provider aws --json']
   static override flags = {
-    provider: Flags.string({ description: 'Cloud provider to clean: hetzner or aws (default: the configured provider)' }),
+    provider: Flags.string({ description: 'Cloud provider to clean: hetzner, aws or azure (default: the configured provider)' }),
     'dry-run': Flags.boolean({ description: 'Show what would be deleted; delete nothing', default: false }),
   }
 

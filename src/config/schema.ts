@@ -139,6 +139,21 @@ export const AwsConfig = v.strictObject({
   endpoint: v.optional(v.string()),
 })
 
+export const AzureConfig = v.strictObject({
+  subscriptionId: v.optional(v.string()),
+  tenantId: v.optional(v.string()),
+  clientId: v.optional(v.string()),
+  location: v.optional(v.string()),
+  resourceGroup: v.optional(v.string()),
+  image: v.optional(v.string()),
+  vnet: v.optional(v.string()),
+  subnet: v.optional(v.string()),
+  nsg: v.optional(v.string()),
+  sshCIDRs: v.optional(v.array(v.string())),
+  endpoint: v.optional(v.string()),
+  loginEndpoint: v.optional(v.string()),
+})
+
 export const CapacityConfig = v.strictObject({
   market: v.optional(v.picklist(MARKETS, 'spot or on-demand')),
   strategy: v.optional(v.string()),
@@ -245,6 +260,7 @@ export const FileConfig = v.strictObject({
   static: v.optional(StaticConfig),
   hetzner: v.optional(HetznerConfig),
   aws: v.optional(AwsConfig),
+  azure: v.optional(AzureConfig),
   capacity: v.optional(CapacityConfig),
   agent: v.optional(AgentConfig),
   actions: v.optional(ActionsConfig),
@@ -320,6 +336,21 @@ export interface Config {
     sshCIDRs: string[]
     endpoint?: string
   }
+  azure: {
+    subscriptionId?: string
+    tenantId?: string
+    clientId?: string
+    location: string
+    resourceGroup: string
+    image: string
+    vnet: string
+    subnet: string
+    nsg: string
+    sshCIDRs: string[]
+    /** ARM and login endpoints (tests point them at a fake). */
+    endpoint?: string
+    loginEndpoint?: string
+  }
   capacity: {
     market: 'spot' | 'on-demand'
     strategy: string
@@ -391,6 +422,15 @@ export function defaultConfig(): Config {
     static: {},
     hetzner: { location: 'fsn1', image: 'ubuntu-24.04' },
     aws: { region: 'eu-west-1', rootGB: 400, sshCIDRs: [] },
+    azure: {
+      location: 'eastus',
+      resourceGroup: 'crabbox-leases',
+      image: 'Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest',
+      vnet: 'crabbox-vnet',
+      subnet: 'crabbox-subnet',
+      nsg: 'crabbox-nsg',
+      sshCIDRs: [],
+    },
     capacity: {
       market: 'spot',
       strategy: 'most-available',

@@ -11,7 +11,7 @@ const Text = (max = 256) => v.pipe(v.string(), v.maxLength(max, `at most ${max} 
 const Flag = v.optional(v.boolean())
 const Seconds = v.optional(v.pipe(v.number('a number of seconds'), v.finite('a finite number')))
 
-export const BrokerProviderName = v.picklist(['static', 'hetzner', 'aws'], 'one of static, hetzner, aws')
+export const BrokerProviderName = v.picklist(['static', 'hetzner', 'aws', 'azure'], 'one of static, hetzner, aws, azure')
 export const LeaseState = v.picklist(['provisioning', 'active', 'released', 'expired', 'failed'])
 export type LeaseState = v.InferOutput<typeof LeaseState>
 /** States that hold a machine (and count against caps). */

@@ -10,6 +10,7 @@ const aliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
 const lazy: Record<string, () => Promise<Record<string, unknown>>> = {
   hetzner: () => import('./hetzner.js'),
   aws: () => import('./aws.js'),
+  azure: () => import('./azure.js'),
 }
 
 const directProviderNames = ['local', 'ssh', ...Object.keys(lazy)]

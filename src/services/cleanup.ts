@@ -23,6 +23,7 @@ export interface CleanupResult {
 const backends: Record<string, () => Promise<(config: ServiceContext['config']) => CloudBackend>> = {
   hetzner: async () => (await import('../providers/hetzner.js')).hetznerBackend,
   aws: async () => (await import('../providers/aws.js')).awsBackend,
+  azure: async () => (await import('../providers/azure.js')).azureBackend,
 }
 
 /**
@@ -43,7 +44,7 @@ export async function cleanupMachines(context: ServiceContext, options: { dryRun
   if (!load) {
     throw new CrabboxError(`cleanup works on cloud providers, not ${JSON.stringify(config.provider)}`, {
       exit: 'usage',
-      hint: 'pass --provider hetzner or --provider aws',
+      hint: 'pass --provider hetzner, --provider aws or --provider azure',
     })
   }
   const backend = (await load())(config)
@@ -74,7 +75,7 @@ export async function cleanupMachines(context: ServiceContext, options: { dryRun
       result.deleted.push(item)
     }
   } catch (error) {
-    throw cloudError(config.provider as 'hetzner' | 'aws', error)
+    throw cloudError(config.provider as 'hetzner' | 'aws' | 'azure', error)
   }
   progress.done()
   return result

@@ -8,6 +8,7 @@ import type { Config } from '../config/schema.js'
 import { CrabboxError } from '../errors.js'
 import { HealthResponse } from '../protocol/auth.js'
 import { WhoamiResponse } from '../protocol/leases.js'
+import { azureMissingVariable } from '../providers/cloud/credentials.js'
 import { accessAuth, brokerClient } from '../transport/broker/client.js'
 import { ownSshKey } from '../transport/ssh/keys.js'
 import { createProgress, type Progress } from '../ui/progress.js'
@@ -179,11 +180,17 @@ function checkProvider(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
             'no AWS credentials in the environment',
             'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or use a broker.',
           )
+    case 'azure': {
+      const missing = azureMissingVariable(config, env)
+      return missing
+        ? fail(name, `no ${missing}`, `Set ${missing} (and the other Azure service principal variables), or use a broker.`)
+        : pass(name, `subscription ${config.azure.subscriptionId}, ${config.azure.location}`)
+    }
     default:
       return fail(
         name,
         `unknown provider ${config.provider}`,
-        'Use local, ssh, hetzner or aws (`crabbox config show` says where it was set).',
+        'Use local, ssh, hetzner, aws or azure (`crabbox config show` says where it was set).',
       )
   }
 }

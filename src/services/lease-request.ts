@@ -7,7 +7,7 @@ import type { LeaseRecord, LeaseRequest } from '../protocol/leases.js'
  * What a new lease asks for, from the merged config: the broker's lease request,
  * and the checks direct-mode providers make before they start anything.
  *
- * Placement settings (`hetzner.*`, `aws.*`, `capacity.*`, `ssh.*`, `workRoot`,
+ * Placement settings (`hetzner.*`, `aws.*`, `azure.location`/`.image`, `capacity.*`, `ssh.*`, `workRoot`,
  * `static.workRoot`, `desktop`/`browser`/`code`, `network`) are sent only when
  * a config file, the environment or a flag set them: the broker honours each
  * field it gets or refuses the lease naming it, so a default is never sent as if
@@ -69,6 +69,10 @@ export function leaseAsk(config: Config, provider: string | undefined): Ask {
       awsRootGB: set('aws.rootGB', config.aws.rootGB),
       awsSSHCIDRs: set('aws.sshCIDRs', config.aws.sshCIDRs),
     }),
+    ...(to('azure') && {
+      azureLocation: set('azure.location', config.azure.location),
+      azureImage: set('azure.image', config.azure.image),
+    }),
     sshUser: set('ssh.user', config.ssh.user),
     sshPort: set('ssh.port', config.ssh.port),
     sshFallbackPorts: set('ssh.fallbackPorts', config.ssh.fallbackPorts),
@@ -90,7 +94,7 @@ export function missingCapabilities(config: Config, lease: LeaseRecord): string[
 }
 
 /** Direct providers whose machines crabbox bootstraps with a desktop, a browser and code-server when asked. */
-const INSTALLS_CAPABILITIES = new Set(['hetzner', 'aws'])
+const INSTALLS_CAPABILITIES = new Set(['hetzner', 'aws', 'azure'])
 
 const HOST_OS: Partial<Record<NodeJS.Platform, Config['target']>> = { linux: 'linux', darwin: 'macos' }
 
@@ -107,7 +111,7 @@ export function checkDirectAsk(provider: string, config: Config): void {
     throw refuse(
       provider === 'ssh'
         ? `the ssh provider's host has no ${capability === 'code' ? 'code-server' : capability} declared: crabbox installs nothing on a static host`
-        : `the ${provider} provider cannot give a lease ${what}: crabbox installs it on hetzner and aws machines only`,
+        : `the ${provider} provider cannot give a lease ${what}: crabbox installs it on hetzner, aws and azure machines only`,
       provider === 'ssh'
         ? `set it up on the host (docs/desktop.md), then declare it with static.${capability}: true (or CRABBOX_STATIC_${capability.toUpperCase()}=1); or drop --${capability}`
         : `drop --${capability} (or ${capability}: true in ${config.sources[capability] ?? 'the config'})`,
@@ -158,6 +162,7 @@ function checkDirectTailscale(provider: string, config: Config, refuse: (message
 const DIRECT_CAPACITY: Readonly<Record<string, readonly string[]>> = {
   aws: ['market', 'fallback', 'regions', 'strategy'],
   hetzner: ['market'],
+  azure: ['market', 'fallback'],
 }
 
 /** The first capacity setting someone made that a direct provider cannot honour, and why. */

@@ -14,7 +14,7 @@ export interface PoolMachineView extends ProviderMachine {
 }
 
 /** The broker's providers by the names `--provider` and config use. */
-const BROKER_PROVIDERS: Record<string, string> = { ssh: 'static', static: 'static', hetzner: 'hetzner', aws: 'aws' }
+const BROKER_PROVIDERS: Record<string, string> = { ssh: 'static', static: 'static', hetzner: 'hetzner', aws: 'aws', azure: 'azure' }
 
 /**
  * Pairs each machine with its live lease. A machine with no `lease` label is an orphan

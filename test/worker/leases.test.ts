@@ -104,7 +104,7 @@ describe('lease create', () => {
       [{ sshPublicKey: key, ttlSeconds: 'soon' }, 400, 'invalid_request', /ttlSeconds/],
       [{ sshPublicKey: key, keep: 'yes' }, 400, 'invalid_request', /keep/],
       [{ sshPublicKey: key, sshFallbackPorts: ['22', 'ssh'] }, 400, 'invalid_request', /sshFallbackPorts\.1/],
-      [{ sshPublicKey: key, provider: 'azure' }, 400, 'unsupported_provider', /azure/],
+      [{ sshPublicKey: key, provider: 'gcp' }, 400, 'unsupported_provider', /gcp/],
       [{ sshPublicKey: key, provider: 'static', target: 'plan9' }, 400, 'unsupported_target', /plan9/],
       ['{"sshPublicKey":', 400, 'invalid_json', /not valid JSON/],
       ['', 400, 'invalid_json', /required/],

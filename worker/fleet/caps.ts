@@ -74,7 +74,7 @@ export async function hourlyRate(env: Env, providerName: string, provider: Broke
   } catch {
     // A pricing outage must not block leases; fall through to the table.
   }
-  if (providerName === 'hetzner' || providerName === 'aws') return fallbackHourlyUSD(providerName, serverType)
+  if (providerName === 'hetzner' || providerName === 'aws' || providerName === 'azure') return fallbackHourlyUSD(providerName, serverType)
   return NON_CLOUD_RATE[providerName] ?? DEFAULT_RATE
 }
 

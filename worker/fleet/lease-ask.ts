@@ -31,7 +31,11 @@ import { TARGET_ALIASES, WINDOWS_MODE_ALIASES } from '../../src/protocol/targets
  * | `capacity.availabilityZones` | refused when not empty | same | same |
  * | `capacity.hints` | false only (no hints are made) | same | same |
  * | `sshUser`, `sshPort`, `sshFallbackPorts`, `workRoot` | picks a pool host that has them | bootstrapped | bootstrapped (ports: see aws.ts) |
- * | `awsMacHostID`, `azure*` | refused | refused | refused |
+ * | `awsMacHostID` | refused | refused | refused |
+ *
+ * Azure follows the AWS column, except: `azureLocation` and `azureImage` are its
+ * location and image URN (the `aws*` fields, `location`, `image`, `capacity.regions`
+ * and `capacity.strategy` are refused), and `capacity.fallback` allows its regular-priority pass.
  */
 
 /** The request's settled target, Windows mode and network, for the record. */
@@ -53,15 +57,17 @@ const PLACEMENT: ReadonlyArray<readonly [field: string, honouredBy: readonly str
   ['awsSGID', ['aws'], (r) => r.awsSGID],
   ['awsSubnetID', ['aws'], (r) => r.awsSubnetID],
   ['awsRootGB', ['aws'], (r) => r.awsRootGB],
-  ['capacity.fallback', ['aws'], (r) => r.capacity?.fallback],
+  ['azureLocation', ['azure'], (r) => r.azureLocation],
+  ['azureImage', ['azure'], (r) => r.azureImage],
+  ['capacity.fallback', ['aws', 'azure'], (r) => r.capacity?.fallback],
   ['capacity.strategy', ['aws'], (r) => r.capacity?.strategy],
-  ['serverTypeExplicit', ['hetzner', 'aws'], (r) => r.serverTypeExplicit],
+  ['serverTypeExplicit', ['hetzner', 'aws', 'azure'], (r) => r.serverTypeExplicit],
 ]
 
 /** Reference request fields for features this broker does not have yet. */
-const UNSUPPORTED = ['awsMacHostID', 'azureLocation', 'azureImage'] as const
+const UNSUPPORTED = ['awsMacHostID'] as const
 
-const PROVIDER_TITLES: Record<string, string> = { static: 'the static pool', hetzner: 'Hetzner', aws: 'AWS' }
+const PROVIDER_TITLES: Record<string, string> = { static: 'the static pool', hetzner: 'Hetzner', aws: 'AWS', azure: 'Azure' }
 const title = (provider: string) => PROVIDER_TITLES[provider] ?? provider
 
 /** The settled target; anything but Linux is refused until a provider can make it. */
@@ -87,7 +93,7 @@ function askTarget(request: LeaseRequest): Pick<LeaseAsk, 'target' | 'windowsMod
 }
 
 /** Providers that can give a lease a desktop, a browser and code-server (the static pool only on hosts that declare them). */
-const CAPABLE = new Set(['hetzner', 'aws', 'static'])
+const CAPABLE = new Set(['hetzner', 'aws', 'azure', 'static'])
 
 /** A capability its provider cannot give is refused, never recorded as granted. */
 function askCapabilities(request: LeaseRequest, provider: string): void {
@@ -95,7 +101,7 @@ function askCapabilities(request: LeaseRequest, provider: string): void {
   for (const capability of ['desktop', 'browser', 'code'] as const)
     if (request[capability])
       throw refuse(
-        `${capability}: ${title(provider)} leases cannot have ${capability === 'code' ? 'code-server' : `a ${capability}`} (this broker installs it on Hetzner and AWS only); ask without ${capability}`,
+        `${capability}: ${title(provider)} leases cannot have ${capability === 'code' ? 'code-server' : `a ${capability}`} (this broker installs it on Hetzner, AWS and Azure only); ask without ${capability}`,
         ErrorCode.unsupportedCapability,
       )
 }
@@ -126,7 +132,7 @@ function askCapacity(request: LeaseRequest, provider: string): void {
       'capacity.availabilityZones: this broker does not pin availability zones; pass awsSubnetID for a subnet in the zone you want',
     )
   if (capacity.hints) throw refuse('capacity.hints: this broker gives no capacity hints; send false or leave it out')
-  if (capacity.market && provider !== 'aws' && !(provider === 'hetzner' && capacity.market === 'on-demand'))
+  if (capacity.market && provider !== 'aws' && provider !== 'azure' && !(provider === 'hetzner' && capacity.market === 'on-demand'))
     throw refuse(
       provider === 'hetzner'
         ? 'capacity.market spot: Hetzner has no spot market; use on-demand or leave it out'
@@ -150,8 +156,7 @@ export function checkLeaseAsk(request: LeaseRequest, provider: string): LeaseAsk
     if (read(request) !== undefined && !honouredBy.includes(provider))
       throw refuse(`${field}: ${title(provider)} leases do not take ${field}${hintFor(field, provider)}`)
   for (const field of UNSUPPORTED)
-    if (request[field] !== undefined)
-      throw refuse(`${field}: this broker does not support ${field.startsWith('azure') ? 'Azure' : 'EC2 Mac hosts'} yet; leave it out`)
+    if (request[field] !== undefined) throw refuse(`${field}: this broker does not support EC2 Mac hosts yet; leave it out`)
   if (request.awsProfile !== undefined)
     throw refuse('awsProfile: only the broker operator picks the instance profile for runners (CRABBOX_AWS_INSTANCE_PROFILE)')
   if (request.awsSSHCIDRs?.length)
@@ -169,5 +174,7 @@ function hintFor(field: string, provider: string): string {
   if (provider === 'aws' && field === 'location') return '; use awsRegion'
   if (provider === 'aws' && field === 'image') return '; use awsAMI'
   if (provider === 'hetzner' && field === 'awsRegion') return '; use location'
+  if (provider === 'azure' && field === 'location') return '; use azureLocation'
+  if (provider === 'azure' && field === 'image') return '; use azureImage'
   return ''
 }

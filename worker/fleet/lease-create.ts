@@ -74,8 +74,8 @@ function provisionAsk(request: LeaseRequest): ProvisionAsk {
     serverTypeExplicit: request.serverTypeExplicit,
     market: request.capacity?.market,
     placement: {
-      location: request.location,
-      image: request.image,
+      location: request.location ?? request.azureLocation,
+      image: request.image ?? request.azureImage,
       region: request.awsRegion,
       regions: request.capacity?.regions?.length ? request.capacity.regions : undefined,
       ami: request.awsAMI,

@@ -1,11 +1,11 @@
 import { BOOTSTRAP_DEFAULTS, renderCloudInit, type BootstrapOptions } from '../../src/cloud/cloud-init.js'
-import { candidateTypes, explicitType, unsupportedTargetMessage } from '../../src/cloud/classes.js'
+import { candidateTypes, explicitType, unsupportedTargetMessage, type CloudProviderName } from '../../src/cloud/classes.js'
 import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../src/cloud/cloud-machines.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import type { Machine, MachineRequest } from './types.js'
 
 /**
- * What the broker's cloud providers (hetzner.ts, aws.ts) share: the plan for
+ * What the broker's cloud providers (hetzner.ts, aws.ts, azure.ts) share: the plan for
  * one lease's machine, the lease view of a cloud machine, and how a cloud
  * failure reaches the caller.
  */
@@ -25,7 +25,7 @@ export interface CloudCreatePlan {
  * Everything a create needs before the first provider call; refuses targets the
  * provider cannot run and keys that are not one OpenSSH line (400s, nothing made).
  */
-export function cloudCreatePlan(provider: 'hetzner' | 'aws', request: MachineRequest, now = new Date()): CloudCreatePlan {
+export function cloudCreatePlan(provider: CloudProviderName, request: MachineRequest, now = new Date()): CloudCreatePlan {
   const refused = unsupportedTargetMessage(provider, request.target)
   if (refused) throw new ApiError(400, ErrorCode.unsupportedTarget, refused)
   const types = machineTypes(provider, request)
@@ -81,7 +81,7 @@ export function bootstrapSettings(request: MachineRequest): Omit<BootstrapOption
  * Types to try: an explicit type alone; with `serverTypeExplicit: false` that type
  * first and then the class's; else the class's candidates.
  */
-function machineTypes(provider: 'hetzner' | 'aws', request: MachineRequest): string[] {
+function machineTypes(provider: CloudProviderName, request: MachineRequest): string[] {
   const explicit = explicitType(request.class, request.serverType)
   if (explicit && request.serverTypeExplicit === false) return [...new Set([explicit, ...candidateTypes(provider, request.class)])]
   return candidateTypes(provider, request.class, explicit)
@@ -99,7 +99,7 @@ export function toBrokerMachine(machine: CloudMachine, hourlyUSD?: number): Mach
     sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
     workRoot: BOOTSTRAP_DEFAULTS.workRoot,
     serverType: machine.serverType,
-    ...(machine.region && machine.provider === 'aws' ? { region: machine.region } : {}),
+    ...(machine.region && machine.provider !== 'hetzner' ? { region: machine.region } : {}),
     ...(machine.market ? { market: machine.market } : {}),
     ...(hourlyUSD !== undefined ? { hourlyUSD } : {}),
     labels: machine.labels,
@@ -114,7 +114,7 @@ export function toBrokerMachine(machine: CloudMachine, hourlyUSD?: number): Mach
  */
 export function cloudFailure(error: unknown): unknown {
   if (!(error instanceof CloudApiError)) return error
-  const name = error.provider === 'aws' ? 'AWS' : 'Hetzner'
+  const name = { aws: 'AWS', hetzner: 'Hetzner', azure: 'Azure' }[error.provider]
   switch (error.category) {
     case 'capacity':
     case 'quota':

@@ -1,5 +1,6 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { createAwsBrokerProvider } from './aws.js'
+import { createAzureBrokerProvider } from './azure.js'
 import { createHetznerBrokerProvider } from './hetzner.js'
 import { createStaticProvider } from './static.js'
 import type { BrokerProvider, BrokerProviderContext, BrokerProviderFactory, ImageProvider, ListableProvider } from './types.js'
@@ -12,6 +13,7 @@ const factories: Record<string, BrokerProviderFactory> = {
   static: createStaticProvider,
   hetzner: (context) => createHetznerBrokerProvider(context),
   aws: (context) => createAwsBrokerProvider(context),
+  azure: (context) => createAzureBrokerProvider(context),
 }
 
 export interface ProviderRegistry {

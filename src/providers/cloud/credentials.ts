@@ -75,3 +75,46 @@ export function awsCredentials(env: NodeJS.ProcessEnv = process.env): AwsCredent
     hint: `export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a [${profile}] profile to ${file} (or configure a broker with \`crabbox login\`)`,
   })
 }
+
+export interface AzureCredentials {
+  tenantId: string
+  clientId: string
+  clientSecret: string
+  subscriptionId: string
+}
+
+/** The first Azure service-principal variable that is missing (settings may come from config), else undefined. */
+export function azureMissingVariable(
+  config: { azure: { tenantId?: string; clientId?: string; subscriptionId?: string } },
+  env: NodeJS.ProcessEnv = process.env,
+): string | undefined {
+  if (!config.azure.tenantId) return 'AZURE_TENANT_ID'
+  if (!config.azure.clientId) return 'AZURE_CLIENT_ID'
+  if (!env.AZURE_CLIENT_SECRET?.trim()) return 'AZURE_CLIENT_SECRET'
+  if (!config.azure.subscriptionId) return 'AZURE_SUBSCRIPTION_ID'
+  return undefined
+}
+
+/**
+ * A service principal for direct mode: tenant, client and subscription from the
+ * `azure.*` settings (`AZURE_*` or `CRABBOX_AZURE_*` variables), the secret from
+ * `AZURE_CLIENT_SECRET` only (never from a config file).
+ */
+export function azureCredentials(
+  config: { azure: { tenantId?: string; clientId?: string; subscriptionId?: string } },
+  env: NodeJS.ProcessEnv = process.env,
+): AzureCredentials {
+  const missing = azureMissingVariable(config, env)
+  if (missing) {
+    throw new CrabboxError(`no Azure credentials for direct mode: ${missing} is not set`, {
+      exit: 'auth',
+      hint: `export ${missing} (a service principal needs AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_SUBSCRIPTION_ID), or configure a broker with \`crabbox login\``,
+    })
+  }
+  return {
+    tenantId: config.azure.tenantId!,
+    clientId: config.azure.clientId!,
+    clientSecret: env.AZURE_CLIENT_SECRET!.trim(),
+    subscriptionId: config.azure.subscriptionId!,
+  }
+}

@@ -47,7 +47,7 @@ export interface CloudBackend {
   consoleWaitMs?: number
 }
 
-const titles: Record<CloudProviderName, string> = { hetzner: 'Hetzner', aws: 'AWS' }
+const titles: Record<CloudProviderName, string> = { hetzner: 'Hetzner', aws: 'AWS', azure: 'Azure' }
 
 /** Who made a direct-mode machine, for its labels (the broker uses the caller's identity). */
 function identity(env: NodeJS.ProcessEnv = process.env): { owner: string; org: string } {
