@@ -31,17 +31,11 @@ const npm = (args: string[], cwd: string) =>
     env: { ...process.env, npm_config_update_notifier: 'false' },
   })
 
-/**
- * `npm pack` of the built package (the test run's private copy, which holds every file the
- * package lists), then `npm i -g --prefix` of the tarball into an empty prefix, from a folder
- * outside the repository and offline: every dependency comes from the npm cache (`.ci/run`
- * fills it first with `.ci/warm-package-cache`), nothing is downloaded at test time.
- */
-export function packAndInstall(): InstalledPackage {
+/** `npm pack` of the built package (the test run's private copy, which holds every file the package lists) into a new folder outside the repo. */
+export function pack(): Pick<InstalledPackage, 'dir' | 'tarball' | 'files' | 'size' | 'unpackedSize'> {
   const source = process.env.CRABBOX_E2E_PACKAGE ?? repoRoot
   const dir = mkdtempSync(join(tmpdir(), 'crabbox-npm-package-'))
-  const packed = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', dir], source)) as {
-    filename: string
+  const [packed] = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', dir], source)) as {
     size: number
     unpackedSize: number
     files: PackedFile[]
@@ -50,6 +44,16 @@ export function packAndInstall(): InstalledPackage {
     dir,
     readdirSync(dir).find((name) => name.endsWith('.tgz'))!,
   )
+  return { dir, tarball, files: packed.files, size: packed.size, unpackedSize: packed.unpackedSize }
+}
+
+/**
+ * `pack()`, then `npm i -g --prefix` of the tarball into an empty prefix, from that folder
+ * outside the repository and offline: every dependency comes from the npm cache (`.ci/run`
+ * fills it first with `.ci/warm-package-cache`), nothing is downloaded at test time.
+ */
+export function packAndInstall(): InstalledPackage {
+  const { dir, tarball, files, size, unpackedSize } = pack()
   const prefix = join(dir, 'prefix')
   try {
     npm(['install', '--global', '--prefix', prefix, '--offline', '--no-audit', '--no-fund', tarball], dir)
@@ -62,7 +66,6 @@ export function packAndInstall(): InstalledPackage {
       { cause: error },
     )
   }
-  const [{ files, size, unpackedSize }] = packed
   return {
     dir,
     tarball,

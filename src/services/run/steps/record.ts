@@ -26,6 +26,7 @@ export async function recordStep(plan: RunPlan, state: RunState, lease: Lease, c
     state.session && patterns.length > 0 && !interrupted && !flags.syncOnly
       ? await collectJunit(state.session, workdirFor(lease.workRoot, lease.id, plan.repoRoot), patterns, plan.context.progress)
       : undefined
+  state.results = results
   const telemetry = state.telemetry.stop()
   await recorder.finish({ exitCode, syncMs: state.sync.ms, commandMs: state.commandMs, results, telemetry })
   return {
