@@ -100,9 +100,10 @@ describe('broker deploy against a stand-in wrangler', () => {
   afterAll(() => rmSync(wrangler.dir, { recursive: true, force: true }))
 
   const settings = () => ({ CRABBOX_PUBLIC_URL: healthUrl, CRABBOX_SHARED_TOKEN: secret, CRABBOX_STATIC_POOL: staticPool })
-  // CRABBOX_E2E_PACKAGE (the test run's own variable) would otherwise be one more CRABBOX_* setting to deploy.
+  // The test run's own CRABBOX_* variables (CRABBOX_E2E_PACKAGE, CRABBOX_TEST_NODES) would otherwise be more settings to deploy.
+  const inherited = Object.fromEntries(Object.keys(process.env).flatMap((key) => (key.startsWith('CRABBOX_') ? [[key, undefined]] : [])))
   const env = (extra: Record<string, string> = {}) => ({
-    CRABBOX_E2E_PACKAGE: undefined,
+    ...inherited,
     CRABBOX_WRANGLER: wrangler.bin,
     CLOUDFLARE_API_TOKEN: 'cf-token',
     FAKE_WRANGLER_NEEDLE: secret,
