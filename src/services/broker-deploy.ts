@@ -1,10 +1,10 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CrabboxError } from '../errors.js'
 import type { Progress } from '../ui/progress.js'
 import { assertSettings, enabledProviders } from './broker-settings.js'
-import { brokerSources, locateWrangler, runWrangler, type Wrangler, type WranglerResult } from './wrangler.js'
+import { brokerSources, locateWrangler, runWrangler, scratchConfig, type Wrangler, type WranglerResult } from './wrangler.js'
 
 export interface BrokerTarget {
   /** The Worker's name (default: wrangler.toml's). */
@@ -59,9 +59,7 @@ export async function wranglerSession(target: BrokerTarget): Promise<WranglerSes
   const wrangler = locateWrangler(target.env, root)
   const name = target.name ?? (await defaultName(config))
   const cwd = await mkdtemp(join(tmpdir(), 'crabbox-broker-deploy-'))
-  const scratchConfig = join(cwd, 'wrangler.toml')
-  const text = (await readFile(config, 'utf8')).replace(/^main\s*=.*$/m, `main = ${JSON.stringify(join(root, 'worker', 'index.ts'))}`)
-  await writeFile(scratchConfig, text)
+  const copy = await scratchConfig(config, root, cwd)
   const env: NodeJS.ProcessEnv = { ...target.env, WRANGLER_SEND_METRICS: 'false', FORCE_COLOR: '0', CI: target.env.CI ?? 'true' }
   if (target.accountId) env.CLOUDFLARE_ACCOUNT_ID = target.accountId
   delete env.CLOUDFLARE_INCLUDE_PROCESS_ENV
@@ -69,9 +67,9 @@ export async function wranglerSession(target: BrokerTarget): Promise<WranglerSes
     wrangler,
     name,
     cwd,
-    config: scratchConfig,
+    config: copy,
     env,
-    run: (args, input) => runWrangler(wrangler, [...args, '--config', scratchConfig], { cwd, env, input }),
+    run: (args, input) => runWrangler(wrangler, [...args, '--config', copy], { cwd, env, input }),
     close: () => rm(cwd, { recursive: true, force: true }),
   }
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { CrabboxError, usageError } from '../errors.js'
 import type { Progress } from '../ui/progress.js'
-import { brokerSources, locateWrangler } from './wrangler.js'
+import { brokerSources, locateWrangler, scratchConfig } from './wrangler.js'
 
 export interface BrokerDevOptions {
   port: number
@@ -199,6 +199,7 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   // Settings go through an env file in a private temp dir: not in argv (ps shows argv), not in the repo.
   const scratch = await mkdtemp(join(tmpdir(), 'crabbox-broker-dev-'))
   const envFile = join(scratch, 'broker.env')
+  const devConfig = await scratchConfig(config, root, scratch)
   const vars = brokerVars(env)
   // Login URLs name the broker's configured address only (never a request's Host): here, its own.
   vars.CRABBOX_PUBLIC_URL ??= `http://127.0.0.1:${options.port}`
@@ -225,7 +226,7 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
     ...wrangler.prefix,
     'dev',
     '--config',
-    config,
+    devConfig,
     '--ip',
     '127.0.0.1',
     '--port',
@@ -246,7 +247,7 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   const umask = process.umask(0o077)
   let child: ChildProcess
   try {
-    child = spawn(wrangler.file, args, { cwd: root, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    child = spawn(wrangler.file, args, { cwd: scratch, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
   } finally {
     process.umask(umask)
   }

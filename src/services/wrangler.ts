@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs'
+import { readFile, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { delimiter, join, resolve } from 'node:path'
 import { CrabboxError } from '../errors.js'
@@ -43,6 +44,18 @@ export function brokerSources(root = packageRoot()): { root: string; config: str
     })
   }
   return { root, config }
+}
+
+/**
+ * A copy of the broker's wrangler.toml in `dir` whose `main` is the package's worker/index.ts:
+ * wrangler keeps its scratch files (`.wrangler/`) beside the config, so the package folder (a
+ * global install may be root-owned) is only read.
+ */
+export async function scratchConfig(config: string, root: string, dir: string): Promise<string> {
+  const copy = join(dir, 'wrangler.toml')
+  const text = (await readFile(config, 'utf8')).replace(/^main\s*=.*$/m, `main = ${JSON.stringify(join(root, 'worker', 'index.ts'))}`)
+  await writeFile(copy, text)
+  return copy
 }
 
 function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {

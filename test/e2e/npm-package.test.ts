@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -154,6 +154,8 @@ describe.each(nodes)('the installed package under %s', (node) => {
       const result = await done
       rmSync(tools, { recursive: true, force: true })
       expect(result.stderr).toContain(`broker ready url=http://127.0.0.1:${port}`)
+      // wrangler worked in a temporary folder: the installed package was only read.
+      expect(existsSync(join(pkg.root, '.wrangler'))).toBe(false)
     }
   })
 })
