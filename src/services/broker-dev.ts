@@ -1,13 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { createRequire } from 'node:module'
 import { CrabboxError, usageError } from '../errors.js'
 import type { Progress } from '../ui/progress.js'
+import { brokerSources, locateWrangler, scratchConfig } from './wrangler.js'
 
 export interface BrokerDevOptions {
   port: number
@@ -29,10 +28,10 @@ export interface BrokerDevResult {
 
 // The CLI's own client settings; every other CRABBOX_* variable is a broker setting.
 const clientOnly =
-  /^CRABBOX_(CONFIG|COORDINATOR(_.+)?|ACCESS_(CLIENT_ID|CLIENT_SECRET|TOKEN)|PROFILE|TARGET(_OS)?|SSH_.+|SYNC_.+|ENV_ALLOW|AGENT_.+|WORK_ROOT|STATIC_(ID|NAME|HOST|USER|PORT|WORK_ROOT))$/
+  /^CRABBOX_(CONFIG|COORDINATOR(_.+)?|ACCESS_(CLIENT_ID|CLIENT_SECRET|TOKEN)|PROFILE|TARGET(_OS)?|SSH_.+|SYNC_.+|ENV_ALLOW|AGENT_.+|WORK_ROOT|STATIC_(ID|NAME|HOST|USER|PORT|WORK_ROOT)|WRANGLER)$/
 
 /** The broker settings `crabbox broker dev` hands to the Worker: every CRABBOX_* that is not a CLI setting. */
-function brokerVars(env: NodeJS.ProcessEnv): Record<string, string> {
+export function brokerVars(env: NodeJS.ProcessEnv): Record<string, string> {
   const vars: Record<string, string> = {}
   for (const [key, value] of Object.entries(env)) {
     if (key.startsWith('CRABBOX_') && value !== undefined && !clientOnly.test(key)) vars[key] = value
@@ -103,29 +102,6 @@ function envFileLine(key: string, value: string): string {
   return `${key}=${quote}${value.replaceAll('$', '\\$')}${quote}\n`
 }
 
-/** The package root holds wrangler.toml and worker/ (a source checkout); wrangler comes from its node_modules. */
-function locateWrangler(): { root: string; config: string; nodeArgs: string[] } {
-  const root = resolve(import.meta.dirname, '..', '..')
-  const config = join(root, 'wrangler.toml')
-  if (!existsSync(config) || !existsSync(join(root, 'worker'))) {
-    throw new CrabboxError(`no broker sources next to this crabbox (${config} is missing)`, {
-      hint: 'Run broker dev from a crabbox source checkout (git clone, npm ci, npm run build).',
-    })
-  }
-  try {
-    const wranglerRoot = resolve(createRequire(join(root, 'package.json')).resolve('wrangler/package.json'), '..')
-    // bin/wrangler.js only re-spawns node on wrangler-dist/cli.js with these flags: calling it directly saves a node start.
-    const cli = join(wranglerRoot, 'wrangler-dist', 'cli.js')
-    const nodeArgs = existsSync(cli) ? ['--no-warnings', '--experimental-vm-modules', cli] : [join(wranglerRoot, 'bin', 'wrangler.js')]
-    return { root, config, nodeArgs }
-  } catch (cause) {
-    throw new CrabboxError('wrangler is not installed in this crabbox checkout', {
-      hint: 'Run `npm ci` in the checkout, then try again.',
-      cause,
-    })
-  }
-}
-
 function assertPortFree(port: number): Promise<void> {
   return new Promise((resolvePromise, reject) => {
     const server = createServer()
@@ -186,13 +162,29 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   } catch {}
 }
 
+/** wrangler's environment: no metrics, no Cloudflare lookups, colour only with --debug. */
+function wranglerEnv(env: NodeJS.ProcessEnv, debug: boolean): NodeJS.ProcessEnv {
+  const childEnv: NodeJS.ProcessEnv = {
+    ...env,
+    WRANGLER_SEND_METRICS: 'false',
+    // No lookups at Cloudflare from a local broker: the Request.cf placeholder is enough.
+    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+    FORCE_COLOR: debug && !env.NO_COLOR ? env.FORCE_COLOR : '0',
+  }
+  // Would hand the whole process environment to the Worker.
+  delete childEnv.CLOUDFLARE_INCLUDE_PROCESS_ENV
+
+  return childEnv
+}
+
 /**
  * Runs the broker Worker locally under `wrangler dev` (workerd) in the
  * foreground until SIGINT/SIGTERM, with Durable Object state in `stateDir`.
  */
 export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDevResult> {
   const env = options.env ?? process.env
-  const { root, config, nodeArgs } = locateWrangler()
+  const { root, config } = brokerSources(),
+    wrangler = locateWrangler(env, root)
   await assertPortFree(options.port)
   // The state holds every lease, run and log: private to this user (0700), even if the folder exists.
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 })
@@ -207,6 +199,7 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   // Settings go through an env file in a private temp dir: not in argv (ps shows argv), not in the repo.
   const scratch = await mkdtemp(join(tmpdir(), 'crabbox-broker-dev-'))
   const envFile = join(scratch, 'broker.env')
+  const devConfig = await scratchConfig(config, root, scratch)
   const vars = brokerVars(env)
   // Login URLs name the broker's configured address only (never a request's Host): here, its own.
   vars.CRABBOX_PUBLIC_URL ??= `http://127.0.0.1:${options.port}`
@@ -226,22 +219,14 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
     { mode: 0o600 },
   )
 
-  const childEnv: NodeJS.ProcessEnv = {
-    ...env,
-    WRANGLER_SEND_METRICS: 'false',
-    // No lookups at Cloudflare from a local broker: the Request.cf placeholder is enough.
-    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
-    FORCE_COLOR: options.debug && !env.NO_COLOR ? env.FORCE_COLOR : '0',
-  }
-  // Would hand the whole process environment to the Worker.
-  delete childEnv.CLOUDFLARE_INCLUDE_PROCESS_ENV
+  const childEnv = wranglerEnv(env, options.debug)
 
   const url = `http://127.0.0.1:${options.port}`
   const args = [
-    ...nodeArgs,
+    ...wrangler.prefix,
     'dev',
     '--config',
-    config,
+    devConfig,
     '--ip',
     '127.0.0.1',
     '--port',
@@ -262,7 +247,7 @@ export async function runBrokerDev(options: BrokerDevOptions): Promise<BrokerDev
   const umask = process.umask(0o077)
   let child: ChildProcess
   try {
-    child = spawn(process.execPath, args, { cwd: root, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    child = spawn(wrangler.file, args, { cwd: scratch, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
   } finally {
     process.umask(umask)
   }

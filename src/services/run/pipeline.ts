@@ -1,5 +1,5 @@
 import type { RunTiming } from './timing.js'
-import { writeJobSummary } from '../../ui/ci.js'
+import { writeJobSummary, type JobSummaryExtras } from '../../ui/ci.js'
 import { summaryLine } from '../../ui/format.js'
 import { commandStep } from './steps/command.js'
 import { leaseStep } from './steps/lease.js'
@@ -23,6 +23,9 @@ export { workdirFor } from './steps/session.js'
  * once (the lease step); the command never runs twice; an interrupt is
  * recorded and exits 130 (141 for a closed stdout).
  */
+/** What the CI job summary shows beyond a run's timing, kept until reportTiming writes it. */
+const summaryExtras = new WeakMap<RunTiming, JobSummaryExtras>()
+
 export async function runPipeline(context: RunContext, argv: string[], flags: RunFlags): Promise<RunTiming> {
   const plan = await planStep(context, argv, flags)
   const state = newRunState()
@@ -31,7 +34,13 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
     const live = await sessionStep(plan, state, state.held.lease)
     const ran = await syncStep(plan, state, live)
     const exitCode = await commandStep(plan, state, live, ran)
-    return await recordStep(plan, state, live.lease, exitCode)
+    const timing = await recordStep(plan, state, live.lease, exitCode)
+    const broker = context.config.broker?.url
+    summaryExtras.set(timing, {
+      results: state.results,
+      portalUrl: broker && timing.runId ? `${broker.replace(/\/+$/, '')}/portal/runs/${encodeURIComponent(timing.runId)}` : undefined,
+    })
+    return timing
   } catch (error) {
     await recordFailure(plan, state, error)
     throw error
@@ -45,5 +54,5 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
 /** Prints the timing as `--timing-json` asks (one JSON line) or the human summary (not with --quiet), both on stderr; the CI's job summary. */
 export function reportTiming(timing: RunTiming, asJson: boolean, quiet = false): void {
   if (asJson || !quiet) process.stderr.write(`${asJson ? JSON.stringify(timing) : summaryLine(timing)}\n`)
-  writeJobSummary(timing)
+  writeJobSummary(timing, process.env, summaryExtras.get(timing))
 }

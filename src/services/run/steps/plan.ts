@@ -2,6 +2,7 @@ import type { Config } from '../../../config/schema.js'
 import { usageError } from '../../../errors.js'
 import type { Progress } from '../../../ui/progress.js'
 import type { SshSession } from '../../../transport/ssh/types.js'
+import type { TestResultSummary } from '../../../protocol/runs.js'
 import type { Writable } from 'node:stream'
 import { leaseBackend, type LeaseBackend } from '../../lease.js'
 import { claimingBackend, reclaimedWarning } from '../../claims.js'
@@ -77,6 +78,8 @@ export interface RunState {
   commandMs: number
   /** Output sinks not yet drained. */
   sinks: Writable[]
+  /** The JUnit results the record step read (for the CI job summary). */
+  results?: TestResultSummary
 }
 
 export const newRunState = (): RunState => ({

@@ -33,6 +33,7 @@ export async function recordStep(plan: RunPlan, state: RunState, lease: Lease, c
           plan.context.progress,
         )
       : undefined
+  state.results = results
   const telemetry = state.telemetry.stop()
   await recorder.finish({ exitCode, syncMs: state.sync.ms, commandMs: state.commandMs, results, telemetry })
   return {
