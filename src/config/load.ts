@@ -108,6 +108,12 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_CAPACITY_REGIONS', 'capacity.regions', 'csv'],
   ['CRABBOX_CAPACITY_AVAILABILITY_ZONES', 'capacity.availabilityZones', 'csv'],
   ['CRABBOX_AGENT_IDLE_TIMEOUT', 'agent.idleTimeout', 'string'],
+  ['CRABBOX_BLACKSMITH_ORG', 'blacksmith.org', 'string'],
+  ['CRABBOX_BLACKSMITH_WORKFLOW', 'blacksmith.workflow', 'string'],
+  ['CRABBOX_BLACKSMITH_JOB', 'blacksmith.job', 'string'],
+  ['CRABBOX_BLACKSMITH_REF', 'blacksmith.ref', 'string'],
+  ['CRABBOX_BLACKSMITH_IDLE_TIMEOUT', 'blacksmith.idleTimeout', 'string'],
+  ['CRABBOX_BLACKSMITH_DEBUG', 'blacksmith.debug', 'bool'],
 ]
 
 /**
@@ -219,8 +225,8 @@ function flagLayer(flags: Partial<Record<string, unknown>>): { layer: FileConfig
 }
 
 /** Sections whose fields override one by one. */
-const sections = ['broker', 'ssh', 'env', 'results', 'static', 'hetzner', 'aws', 'capacity', 'agent', 'windows'] as const
-const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
+const sections = ['broker', 'ssh', 'env', 'results', 'static', 'hetzner', 'aws', 'capacity', 'agent', 'windows', 'blacksmith'] as const
+const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh', blacksmith: 'blacksmith-testbox' }
 
 /**
  * Applies one validated layer on top of `config`, field by field. `source`

@@ -139,6 +139,16 @@ export const AwsConfig = v.strictObject({
   endpoint: v.optional(v.string()),
 })
 
+/** `blacksmith.*`: the Blacksmith Testbox workflow the `blacksmith` CLI warms up. */
+export const BlacksmithConfig = v.strictObject({
+  org: v.optional(v.string()),
+  workflow: v.optional(v.string()),
+  job: v.optional(v.string()),
+  ref: v.optional(v.string()),
+  idleTimeout: v.optional(Duration),
+  debug: v.optional(Bool),
+})
+
 export const CapacityConfig = v.strictObject({
   market: v.optional(v.picklist(MARKETS, 'spot or on-demand')),
   strategy: v.optional(v.string()),
@@ -186,6 +196,7 @@ export const FileConfig = v.strictObject({
   aws: v.optional(AwsConfig),
   capacity: v.optional(CapacityConfig),
   agent: v.optional(AgentConfig),
+  blacksmith: v.optional(BlacksmithConfig),
 })
 export type FileConfig = v.InferOutput<typeof FileConfig>
 
@@ -265,6 +276,8 @@ export interface Config {
     hints: boolean
   }
   agent: { idleTimeout: string }
+  /** The `blacksmith-testbox` provider; `idleTimeout` falls back to the lease's. */
+  blacksmith: { org?: string; workflow?: string; job?: string; ref?: string; idleTimeout?: string; debug: boolean }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
 }
@@ -314,6 +327,7 @@ export function defaultConfig(): Config {
       hints: true,
     },
     agent: { idleTimeout: '10m' },
+    blacksmith: { debug: false },
     sources: {},
   }
 }

@@ -13,6 +13,8 @@ import { ownSshKey } from '../transport/ssh/keys.js'
 import { createProgress, type Progress } from '../ui/progress.js'
 import { fail, pass, type DoctorCheck } from './doctor-checks.js'
 import { remoteDoctor } from './remote-doctor.js'
+import { checkBlacksmith } from './doctor-delegated.js'
+import { isDelegatedProvider } from '../providers/registry.js'
 
 export type { DoctorCheck } from './doctor-checks.js'
 
@@ -179,11 +181,13 @@ function checkProvider(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
             'no AWS credentials in the environment',
             'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or use a broker.',
           )
+    case 'blacksmith-testbox':
+      return checkBlacksmith(config, env)
     default:
       return fail(
         name,
         `unknown provider ${config.provider}`,
-        'Use local, ssh, hetzner or aws (`crabbox config show` says where it was set).',
+        'Use local, ssh, hetzner, aws or blacksmith-testbox (`crabbox config show` says where it was set).',
       )
   }
 }
@@ -204,7 +208,9 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   if (permissions) checks.push(permissions)
   if (config) {
     checks.push(await checkSshKey(config, env))
-    checks.push(...(config.broker.url ? await checkBroker(config) : [checkProvider(config, env)]))
+    // Delegated providers are never brokered: their own check stands in for the broker's.
+    const brokered = config.broker.url && !isDelegatedProvider(config.provider)
+    checks.push(...(brokered ? await checkBroker(config) : [checkProvider(config, env)]))
     if (options.id) checks.push(...(await remoteDoctor(config, options.id, options.progress ?? createProgress({ quiet: true }))))
   }
   return { ok: checks.every((check) => check.ok), checks }
