@@ -67,6 +67,13 @@ export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshF
     const { leaseBackend } = await import('./lease.js')
     const backend = await leaseBackend({ config, progress: context.progress })
     const lease = await backend.resolve(flags.id)
+    // A delegated provider's machine is reached only through the provider itself.
+    if (lease.details.delegated)
+      throw new CrabboxError(`${lease.provider} owns the connection to ${lease.id}: crabbox has no SSH access to it`, {
+        exit: 'usage',
+        code: 'unsupported',
+        hint: `run commands there with \`crabbox run --id ${lease.id} -- <command>\``,
+      })
     await claim(lease)
     return {
       leaseId: lease.id,

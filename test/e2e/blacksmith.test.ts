@@ -144,6 +144,21 @@ describe('blacksmith-testbox (against a stand-in blacksmith CLI)', () => {
     expect(missing.stderr).toMatch(/blacksmith CLI was not found[\s\S]*blacksmith auth login/)
   })
 
+  it('warmup leases a testbox without dialing it; ssh is refused with the run --id way in', async () => {
+    const { home, repo, env, boxes } = setup()
+    const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
+    expect(warm.code, warm.stderr).toBe(0)
+    const lease = JSON.parse(warm.stdout) as { id: string; provider: string; state: string; keep: boolean }
+    expect(lease).toMatchObject({ provider: 'blacksmith-testbox', state: 'active', keep: true })
+    expect(boxes().map((box) => box.id)).toEqual([lease.id])
+    expect(warm.stderr).not.toMatch(/waiting for SSH/)
+    const ssh = await runCli(['ssh', '--id', lease.id, '--', 'true'], { home, cwd: repo, env })
+    expect(ssh.code).toBe(2)
+    expect(ssh.stderr).toContain(`crabbox run --id ${lease.id} -- <command>`)
+    expect((await runCli(['stop', lease.id], { home, cwd: repo, env })).code).toBe(0)
+    expect(boxes()).toEqual([])
+  })
+
   it('doctor has a provider line for it', async () => {
     const { home, repo, env } = setup()
     const doctor = await runCli(['doctor', '--json'], { home, cwd: repo, env })
