@@ -142,6 +142,12 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_TAILSCALE_AUTH_KEY_ENV', 'tailscale.authKeyEnv', 'string'],
   ['CRABBOX_TAILSCALE_EXIT_NODE', 'tailscale.exitNode', 'string'],
   ['CRABBOX_TAILSCALE_EXIT_NODE_ALLOW_LAN_ACCESS', 'tailscale.exitNodeAllowLanAccess', 'bool'],
+  ['CRABBOX_BLACKSMITH_ORG', 'blacksmith.org', 'string'],
+  ['CRABBOX_BLACKSMITH_WORKFLOW', 'blacksmith.workflow', 'string'],
+  ['CRABBOX_BLACKSMITH_JOB', 'blacksmith.job', 'string'],
+  ['CRABBOX_BLACKSMITH_REF', 'blacksmith.ref', 'string'],
+  ['CRABBOX_BLACKSMITH_IDLE_TIMEOUT', 'blacksmith.idleTimeout', 'string'],
+  ['CRABBOX_BLACKSMITH_DEBUG', 'blacksmith.debug', 'bool'],
 ]
 
 /**
@@ -274,8 +280,9 @@ const sections = [
   'actions',
   'cache',
   'tailscale',
+  'blacksmith',
 ] as const
-const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
+const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh', blacksmith: 'blacksmith-testbox' }
 
 /**
  * Applies one validated layer on top of `config`, field by field. `source`

@@ -154,6 +154,16 @@ export const AzureConfig = v.strictObject({
   loginEndpoint: v.optional(v.string()),
 })
 
+/** `blacksmith.*`: the Blacksmith Testbox workflow the `blacksmith` CLI warms up. */
+export const BlacksmithConfig = v.strictObject({
+  org: v.optional(v.string()),
+  workflow: v.optional(v.string()),
+  job: v.optional(v.string()),
+  ref: v.optional(v.string()),
+  idleTimeout: v.optional(Duration),
+  debug: v.optional(Bool),
+})
+
 export const CapacityConfig = v.strictObject({
   market: v.optional(v.picklist(MARKETS, 'spot or on-demand')),
   strategy: v.optional(v.string()),
@@ -266,6 +276,7 @@ export const FileConfig = v.strictObject({
   actions: v.optional(ActionsConfig),
   cache: v.optional(CacheConfig),
   tailscale: v.optional(TailscaleConfig),
+  blacksmith: v.optional(BlacksmithConfig),
 })
 export type FileConfig = v.InferOutput<typeof FileConfig>
 
@@ -382,6 +393,8 @@ export interface Config {
     exitNode?: string
     exitNodeAllowLanAccess: boolean
   }
+  /** The `blacksmith-testbox` provider; `idleTimeout` falls back to the lease's. */
+  blacksmith: { org?: string; workflow?: string; job?: string; ref?: string; idleTimeout?: string; debug: boolean }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
 }
@@ -449,6 +462,7 @@ export function defaultConfig(): Config {
       authKeyEnv: 'CRABBOX_TAILSCALE_AUTH_KEY',
       exitNodeAllowLanAccess: false,
     },
+    blacksmith: { debug: false },
     sources: {},
   }
 }

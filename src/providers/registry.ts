@@ -3,7 +3,7 @@ import { localProvider } from './local/index.js'
 import { sshProvider } from './ssh.js'
 import type { DirectProvider } from './types.js'
 
-const aliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh' }
+const aliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh', blacksmith: 'blacksmith-testbox' }
 
 /** Cloud providers live in their own modules, loaded only when picked (they pull in API clients). */
 // Literal import() calls, so the build's bundler sees them and keeps them as lazy chunks.
@@ -11,7 +11,14 @@ const lazy: Record<string, () => Promise<Record<string, unknown>>> = {
   hetzner: () => import('./hetzner.js'),
   aws: () => import('./aws.js'),
   azure: () => import('./azure.js'),
+  'blacksmith-testbox': () => import('./blacksmith/index.js'),
 }
+
+/** Providers that own their machines and the run (direct mode only, even with a broker configured). */
+const delegatedNames = new Set(['blacksmith-testbox'])
+
+/** Whether `name` (or its alias) is a delegated provider. */
+export const isDelegatedProvider = (name: string) => delegatedNames.has(aliases[name] ?? name)
 
 const directProviderNames = ['local', 'ssh', ...Object.keys(lazy)]
 

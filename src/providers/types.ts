@@ -56,6 +56,28 @@ export interface DirectProvider {
   list(context: ProviderContext): Promise<Lease[]>
   /** Cloud machines: moves the expiry labels forward while the lease is in use (run calls it on the heartbeat cadence). */
   touch?(lease: Lease, context: ProviderContext): Promise<void>
+  /** Delegated providers: the provider syncs the checkout and runs the command itself (`run` hands it the whole request). */
+  delegated?: DelegatedRun
   /** Cloud machines: the provider's own status word (`initializing`, `pending`, `running`...), shown while the runner boots. */
   machineState?(lease: Pick<Lease, 'id' | 'provider' | 'details'>, context: ProviderContext): Promise<string | undefined>
+}
+
+/** What `run` hands a delegated provider: the lease, the command words and where the output goes. */
+export interface DelegatedRunRequest {
+  lease: Lease
+  argv: string[]
+  /** `--shell`: the words are one shell script. */
+  shell: boolean
+  debug: boolean
+  /** `--json`: the result object owns stdout, so the command's stdout goes to stderr. */
+  stdoutToStderr: boolean
+  /** Aborted on Ctrl-C: the provider stops the remote command and resolves with its exit code. */
+  signal: AbortSignal
+}
+
+export interface DelegatedRun {
+  /** `delegated`: the provider copies the checkout its own way (crabbox's sync does not run). */
+  sync: 'delegated'
+  /** Runs the command on the lease, output streamed; resolves with the remote exit code. */
+  runDelegated(request: DelegatedRunRequest, context: ProviderContext): Promise<number>
 }

@@ -14,6 +14,8 @@ import { ownSshKey } from '../transport/ssh/keys.js'
 import { createProgress, type Progress } from '../ui/progress.js'
 import { fail, pass, type DoctorCheck } from './doctor-checks.js'
 import { remoteDoctor } from './remote-doctor.js'
+import { checkBlacksmith } from './doctor-delegated.js'
+import { isDelegatedProvider } from '../providers/registry.js'
 
 export type { DoctorCheck } from './doctor-checks.js'
 
@@ -186,11 +188,13 @@ function checkProvider(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
         ? fail(name, `no ${missing}`, `Set ${missing} (and the other Azure service principal variables), or use a broker.`)
         : pass(name, `subscription ${config.azure.subscriptionId}, ${config.azure.location}`)
     }
+    case 'blacksmith-testbox':
+      return checkBlacksmith(config, env)
     default:
       return fail(
         name,
         `unknown provider ${config.provider}`,
-        'Use local, ssh, hetzner, aws or azure (`crabbox config show` says where it was set).',
+        'Use local, ssh, hetzner, aws, azure or blacksmith-testbox (`crabbox config show` says where it was set).',
       )
   }
 }
@@ -211,7 +215,9 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   if (permissions) checks.push(permissions)
   if (config) {
     checks.push(await checkSshKey(config, env))
-    checks.push(...(config.broker.url ? await checkBroker(config) : [checkProvider(config, env)]))
+    // Delegated providers are never brokered: their own check stands in for the broker's.
+    const brokered = config.broker.url && !isDelegatedProvider(config.provider)
+    checks.push(...(brokered ? await checkBroker(config) : [checkProvider(config, env)]))
     if (options.id) checks.push(...(await remoteDoctor(config, options.id, options.progress ?? createProgress({ quiet: true }))))
   }
   return { ok: checks.every((check) => check.ok), checks }

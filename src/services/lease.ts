@@ -5,7 +5,7 @@ import { leaseKeyDir } from '../paths.js'
 import { CrabboxError } from '../errors.js'
 import { LeaseListResponse, LeaseResponse, type LeaseRecord } from '../protocol/leases.js'
 import { ambiguousLease } from '../providers/pick.js'
-import { directProvider } from '../providers/registry.js'
+import { directProvider, isDelegatedProvider } from '../providers/registry.js'
 import type { DirectProvider, Lease } from '../providers/types.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import type { Progress } from '../ui/progress.js'
@@ -238,11 +238,12 @@ const notFound = (idOrSlug: string) =>
 /**
  * The broker when one is configured, else the configured direct provider. `local` is always
  * this machine's: a kept local lease stays listable and stoppable with `--provider local`.
+ * Delegated providers (`blacksmith-testbox`) are never brokered.
  */
 export async function leaseBackend(context: LeaseContext): Promise<LeaseBackend> {
   const client = brokerClient(context.config)
   return withKeyCleanup(
-    client && context.config.provider !== 'local'
+    client && context.config.provider !== 'local' && !isDelegatedProvider(context.config.provider)
       ? brokerBackend(client, context)
       : directBackend(await directProvider(context.config.provider), context),
   )

@@ -66,8 +66,16 @@ export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshF
   if (flags.id) {
     const { leaseBackend } = await import('./lease.js')
     const backend = await leaseBackend({ config, progress: context.progress })
+    const resolved = await backend.resolve(flags.id)
+    // A delegated provider's machine is reached only through the provider itself.
+    if (resolved.details.delegated)
+      throw new CrabboxError(`${resolved.provider} owns the connection to ${resolved.id}: crabbox has no SSH access to it`, {
+        exit: 'usage',
+        code: 'unsupported',
+        hint: `run commands there with \`crabbox run --id ${resolved.id} -- <command>\``,
+      })
     const { reachLease } = await import('./network.js')
-    const lease = await reachLease(await backend.resolve(flags.id), context, { broker: backend.broker })
+    const lease = await reachLease(resolved, context, { broker: backend.broker })
     await claim(lease)
     return {
       leaseId: lease.id,

@@ -31,6 +31,8 @@ export async function waitReady(
   signal?: AbortSignal,
   machineState?: StateReader,
 ): Promise<void> {
+  // A delegated provider's own warmup already waited; crabbox never dials its machine.
+  if (lease.details.delegated) return
   const watched = withState(progress, machineState && (() => machineState(lease)))
   try {
     watched.progress.phase(`waiting for SSH on ${lease.ssh.host}:${lease.ssh.port}`)

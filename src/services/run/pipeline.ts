@@ -1,4 +1,5 @@
 import type { RunTiming } from './timing.js'
+import { directProvider, isDelegatedProvider } from '../../providers/registry.js'
 import { writeJobSummary, type JobSummaryExtras } from '../../ui/ci.js'
 import { summaryLine } from '../../ui/format.js'
 import { commandStep } from './steps/command.js'
@@ -27,6 +28,12 @@ export { workdirFor } from './steps/session.js'
 const summaryExtras = new WeakMap<RunTiming, JobSummaryExtras>()
 
 export async function runPipeline(context: RunContext, argv: string[], flags: RunFlags): Promise<RunTiming> {
+  if (isDelegatedProvider(context.config.provider)) {
+    const provider = await directProvider(context.config.provider)
+    // Loaded only for delegated providers: the usual path never reads it.
+    const { runDelegated } = await import('./delegated.js')
+    if (provider.delegated) return runDelegated(context, { name: provider.name, delegated: provider.delegated }, argv, flags)
+  }
   const plan = await planStep(context, argv, flags)
   const state = newRunState()
   try {
