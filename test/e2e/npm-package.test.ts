@@ -15,11 +15,24 @@ const allowed = [
   /^bin\/[\w-]+\.js$/,
   /^dist\/([\w.-]+\/)*[\w.-]+\.js$/,
   /^dist\/bundle\.json$/,
+  // The lease side of egress, copied to the runner by `egress start`.
+  /^dist\/egress-client\.cjs$/,
+  // The WebVNC page's script (noVNC and the page), bundled by `npm run build`.
+  /^worker\/portal\/generated\/vnc-viewer\.js$/,
   /^worker\/([\w-]+\/)*[\w-]+\.tsx?$/,
   /^worker\/tsconfig\.json$/,
   /^src\/(protocol|cloud)\/[\w-]+\.ts$/,
 ]
-const required = ['bin/run.js', 'dist/fast-path.js', 'dist/oclif.js', 'oclif.manifest.json', 'wrangler.toml', 'worker/index.ts']
+const required = [
+  'bin/run.js',
+  'dist/fast-path.js',
+  'dist/oclif.js',
+  'dist/egress-client.cjs',
+  'oclif.manifest.json',
+  'wrangler.toml',
+  'worker/index.ts',
+  'worker/portal/generated/vnc-viewer.js',
+]
 
 // Node 20 (this process) and every other Node the run was given (`.ci/run` installs Node 22 from the npm registry).
 const nodes = [process.execPath, ...(process.env.CRABBOX_TEST_NODES ?? '').split(':').filter(Boolean)]
