@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config/load.js'
 import { apiKey, parseSse } from '../../src/providers/islo/api.js'
 import { execCommand, sandboxName, sandboxOf } from '../../src/providers/islo/index.js'
 
@@ -48,5 +52,39 @@ describe('islo api', () => {
     expect(execCommand(['npm test && echo ok'], false)).toEqual(['sh', '-c', 'npm test && echo ok'])
     expect(execCommand(['echo', '$HOME'], true)).toEqual(['sh', '-c', 'echo $HOME'])
     expect(execCommand(['printf', '%s', 'a b'], false)).toEqual(['printf', '%s', 'a b'])
+  })
+})
+
+describe('islo settings', () => {
+  it('defaults, the file and the CRABBOX_ISLO_* / ISLO_BASE_URL variables', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'islo-config-'))
+    try {
+      const env = { XDG_CONFIG_HOME: join(dir, 'xdg'), HOME: dir }
+      const { config: base } = await loadConfig({ cwd: dir, env, warn: () => {} })
+      expect(base.islo).toEqual({
+        baseUrl: 'https://api.islo.dev',
+        image: 'docker.io/library/ubuntu:24.04',
+        workdir: 'crabbox',
+        vcpus: 2,
+        memoryMB: 4096,
+        diskGB: 20,
+      })
+      writeFileSync(join(dir, 'crabbox.yaml'), 'provider: islo\nislo:\n  image: node:22\n  vcpus: 4\n  gatewayProfile: strict\n')
+      const { config: file } = await loadConfig({
+        cwd: dir,
+        env: { ...env, ISLO_BASE_URL: 'http://b', CRABBOX_ISLO_MEMORY_MB: '8192' },
+        warn: () => {},
+      })
+      expect(file.provider).toBe('islo')
+      expect(file.islo).toMatchObject({ baseUrl: 'http://b', image: 'node:22', vcpus: 4, memoryMB: 8192, gatewayProfile: 'strict' })
+      const { config: both } = await loadConfig({
+        cwd: dir,
+        env: { ...env, ISLO_BASE_URL: 'http://b', CRABBOX_ISLO_BASE_URL: 'http://a' },
+        warn: () => {},
+      })
+      expect(both.islo.baseUrl).toBe('http://a')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
