@@ -79,6 +79,12 @@ describe('islo (against a fake Islo API)', () => {
     expect(names()).toContain(first)
     for (const row of rows) expect((await runCli(['stop', row.id], { home, cwd: repo, env })).code).toBe(0)
     expect(names()).toEqual([])
+    // Stopping again is fine; an isb_ ID Islo never knew is not found.
+    const twice = await runCli(['stop', rows[0].id], { home, cwd: repo, env })
+    expect(twice.code, twice.stderr).toBe(0)
+    const unknown = await runCli(['stop', 'isb_crabbox-nope-000000'], { home, cwd: repo, env })
+    expect(unknown.code).toBe(4)
+    expect(unknown.stderr).toMatch(/no lease named isb_crabbox-nope-000000/)
   })
 
   it('Ctrl-C stops the remote command, exits 130 and deletes the sandbox', async () => {
@@ -145,6 +151,21 @@ describe('islo (against a fake Islo API)', () => {
     expect(wrong.code).toBe(3)
     expect(wrong.stderr).toMatch(/HTTP 401\): invalid API key/)
     expect(fake.calls.filter((call) => call.method === 'POST')).toEqual([])
+  })
+
+  it('warmup keeps a running sandbox without dialing it; ssh is refused with the run --id way in', async () => {
+    const { home, repo, env } = setup()
+    const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
+    expect(warm.code, warm.stderr).toBe(0)
+    const lease = JSON.parse(warm.stdout) as { id: string; provider: string; state: string; keep: boolean }
+    expect(lease).toMatchObject({ provider: 'islo', state: 'active', keep: true })
+    expect(names().map((n) => `isb_${n}`)).toEqual([lease.id])
+    expect(warm.stderr).not.toMatch(/waiting for SSH/)
+    const ssh = await runCli(['ssh', '--id', lease.id, '--', 'true'], { home, cwd: repo, env })
+    expect(ssh.code).toBe(2)
+    expect(ssh.stderr).toContain(`crabbox run --id ${lease.id} -- <command>`)
+    expect((await runCli(['stop', lease.id], { home, cwd: repo, env })).code).toBe(0)
+    expect(names()).toEqual([])
   })
 
   it('doctor has a provider line for it', async () => {

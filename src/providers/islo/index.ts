@@ -133,10 +133,14 @@ async function runDelegated(request: DelegatedRunRequest, context: ProviderConte
     const { stream, done } = checkout.open()
     await Promise.all([api.upload(name, workdir, stream), done]).catch((error: unknown) => {
       context.progress.fail()
+      // The packer may still be waiting for a reader: stop it.
+      ;(stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.()
       throw error
     })
     context.progress.done(`uploaded ${checkout.files} files`)
   }
+  // Ctrl-C before the command started: it never runs.
+  if (request.signal.aborted) return 130
   return streamExec(api, name, execCommand(request.argv, request.shell), workdir, request)
 }
 
