@@ -174,5 +174,25 @@ describe('islo (against a fake Islo API)', () => {
     const checks = JSON.parse(doctor.stdout).checks as { name: string; ok: boolean; detail?: string }[]
     const line = checks.find((check) => check.name === 'provider islo')
     expect(line?.ok, JSON.stringify(checks)).toBe(true)
+    expect(line?.detail).toContain('CRABBOX_ISLO_API_KEY')
+    const noKey = await runCli(['doctor', '--json'], {
+      home,
+      cwd: repo,
+      env: { ...env, CRABBOX_ISLO_API_KEY: undefined, ISLO_API_KEY: undefined },
+    })
+    const failed = (JSON.parse(noKey.stdout).checks as { name: string; ok: boolean; fix?: string; detail?: string }[]).find(
+      (check) => check.name === 'provider islo',
+    )
+    expect(failed?.ok).toBe(false)
+    expect(JSON.stringify(failed)).toContain('CRABBOX_ISLO_API_KEY')
+  })
+
+  it('with --json the result owns stdout and the command output goes to stderr', async () => {
+    const { home, repo, env } = setup()
+    const result = await runCli(['run', '--json', '--', 'sh', '-c', 'echo out; exit 4'], { home, cwd: repo, env })
+    expect(result.code).toBe(4)
+    expect(result.stderr).toMatch(/^out$/m)
+    expect(JSON.parse(result.stdout)).toMatchObject({ provider: 'islo', exitCode: 4 })
+    expect(names()).toEqual([])
   })
 })
