@@ -148,6 +148,15 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_BLACKSMITH_REF', 'blacksmith.ref', 'string'],
   ['CRABBOX_BLACKSMITH_IDLE_TIMEOUT', 'blacksmith.idleTimeout', 'string'],
   ['CRABBOX_BLACKSMITH_DEBUG', 'blacksmith.debug', 'bool'],
+  ['CRABBOX_ISLO_BASE_URL', 'islo.baseUrl', 'string'],
+  ['ISLO_BASE_URL', 'islo.baseUrl', 'string'],
+  ['CRABBOX_ISLO_IMAGE', 'islo.image', 'string'],
+  ['CRABBOX_ISLO_WORKDIR', 'islo.workdir', 'string'],
+  ['CRABBOX_ISLO_GATEWAY_PROFILE', 'islo.gatewayProfile', 'string'],
+  ['CRABBOX_ISLO_SNAPSHOT_NAME', 'islo.snapshotName', 'string'],
+  ['CRABBOX_ISLO_VCPUS', 'islo.vcpus', 'int'],
+  ['CRABBOX_ISLO_MEMORY_MB', 'islo.memoryMB', 'int'],
+  ['CRABBOX_ISLO_DISK_GB', 'islo.diskGB', 'int'],
 ]
 
 /**
@@ -281,6 +290,7 @@ const sections = [
   'cache',
   'tailscale',
   'blacksmith',
+  'islo',
 ] as const
 const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh', blacksmith: 'blacksmith-testbox' }
 

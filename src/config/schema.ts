@@ -164,6 +164,18 @@ export const BlacksmithConfig = v.strictObject({
   debug: v.optional(Bool),
 })
 
+/** `islo.*`: the Islo sandbox the `islo` provider makes (the API key comes from the environment only). */
+export const IsloConfig = v.strictObject({
+  baseUrl: v.optional(v.string()),
+  image: v.optional(v.string()),
+  workdir: v.optional(v.string()),
+  gatewayProfile: v.optional(v.string()),
+  snapshotName: v.optional(v.string()),
+  vcpus: v.optional(Count),
+  memoryMB: v.optional(Count),
+  diskGB: v.optional(Count),
+})
+
 export const CapacityConfig = v.strictObject({
   market: v.optional(v.picklist(MARKETS, 'spot or on-demand')),
   strategy: v.optional(v.string()),
@@ -277,6 +289,7 @@ export const FileConfig = v.strictObject({
   cache: v.optional(CacheConfig),
   tailscale: v.optional(TailscaleConfig),
   blacksmith: v.optional(BlacksmithConfig),
+  islo: v.optional(IsloConfig),
 })
 export type FileConfig = v.InferOutput<typeof FileConfig>
 
@@ -395,6 +408,17 @@ export interface Config {
   }
   /** The `blacksmith-testbox` provider; `idleTimeout` falls back to the lease's. */
   blacksmith: { org?: string; workflow?: string; job?: string; ref?: string; idleTimeout?: string; debug: boolean }
+  /** The `islo` provider's sandbox. */
+  islo: {
+    baseUrl: string
+    image: string
+    workdir: string
+    gatewayProfile?: string
+    snapshotName?: string
+    vcpus: number
+    memoryMB: number
+    diskGB: number
+  }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
 }
@@ -463,6 +487,14 @@ export function defaultConfig(): Config {
       exitNodeAllowLanAccess: false,
     },
     blacksmith: { debug: false },
+    islo: {
+      baseUrl: 'https://api.islo.dev',
+      image: 'docker.io/library/ubuntu:24.04',
+      workdir: 'crabbox',
+      vcpus: 2,
+      memoryMB: 4096,
+      diskGB: 20,
+    },
     sources: {},
   }
 }

@@ -73,11 +73,24 @@ export interface DelegatedRunRequest {
   stdoutToStderr: boolean
   /** Aborted on Ctrl-C: the provider stops the remote command and resolves with its exit code. */
   signal: AbortSignal
+  /** `archive` providers: the checkout (the sync manifest's files) as a gzipped tar; absent with `--no-sync`. */
+  checkout?: CheckoutArchive
+}
+
+/** The checkout packed by crabbox for a provider that uploads it itself. */
+export interface CheckoutArchive {
+  files: number
+  bytes: number
+  /** A fresh `.tar.gz` stream of the files; `done` settles once every file was read. */
+  open(): { stream: NodeJS.ReadableStream; done: Promise<void> }
 }
 
 export interface DelegatedRun {
-  /** `delegated`: the provider copies the checkout its own way (crabbox's sync does not run). */
-  sync: 'delegated'
+  /**
+   * `delegated`: the provider copies the checkout its own way (crabbox's sync does not run);
+   * `archive`: crabbox packs the checkout and hands it over (`checkout`) for the provider to upload.
+   */
+  sync: 'delegated' | 'archive'
   /** Runs the command on the lease, output streamed; resolves with the remote exit code. */
   runDelegated(request: DelegatedRunRequest, context: ProviderContext): Promise<number>
 }

@@ -27,3 +27,11 @@ export function checkBlacksmith(config: Config, env: NodeJS.ProcessEnv): DoctorC
   const org = config.blacksmith.org ? ` org ${config.blacksmith.org}` : ''
   return pass(name, `${cli}, workflow ${config.blacksmith.workflow}${org} (login: \`blacksmith auth login\`)`)
 }
+
+/** `islo`: an API key in the environment (the base URL it will talk to is shown). */
+export function checkIslo(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
+  const name = `provider ${config.provider}`
+  const variable = ['CRABBOX_ISLO_API_KEY', 'ISLO_API_KEY'].find((key) => env[key]?.trim())
+  if (!variable) return fail(name, 'no Islo API key in the environment', 'Set CRABBOX_ISLO_API_KEY (or ISLO_API_KEY).')
+  return pass(name, `${config.islo.baseUrl}, key from ${variable}, image ${config.islo.image}`)
+}

@@ -14,7 +14,7 @@ import { ownSshKey } from '../transport/ssh/keys.js'
 import { createProgress, type Progress } from '../ui/progress.js'
 import { fail, pass, type DoctorCheck } from './doctor-checks.js'
 import { remoteDoctor } from './remote-doctor.js'
-import { checkBlacksmith } from './doctor-delegated.js'
+import { checkBlacksmith, checkIslo } from './doctor-delegated.js'
 import { isDelegatedProvider } from '../providers/registry.js'
 
 export type { DoctorCheck } from './doctor-checks.js'
@@ -190,6 +190,8 @@ function checkProvider(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
     }
     case 'blacksmith-testbox':
       return checkBlacksmith(config, env)
+    case 'islo':
+      return checkIslo(config, env)
     default:
       return fail(
         name,
