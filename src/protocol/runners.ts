@@ -35,11 +35,15 @@ const Text = v.optional(v.string())
  * One runner as the CLI reports it. The broker is lenient here: an `id` that is not a runner ID
  * skips the row, bad optional fields are dropped (never a 400 for the whole sync).
  */
+const Lenient = (description: string) => v.optional(v.pipe(v.unknown(), v.description(description)))
 export const ExternalRunnerInput = v.looseObject({
-  id: v.optional(v.unknown()),
-  status: v.optional(v.unknown()),
-  createdAt: v.optional(v.unknown()),
-  ...Object.fromEntries([...RUNNER_TEXT_FIELDS, ...RUNNER_URL_FIELDS].map((field) => [field, v.optional(v.unknown())])),
+  id: Lenient(
+    'string: 3 to 129 of A-Z a-z 0-9 _ . : - starting with a letter or digit (trimmed); else the row is skipped, as is a repeated ID',
+  ),
+  status: Lenient('string, lowercased; default unknown'),
+  createdAt: Lenient('time; dropped when not a time or more than 5 minutes ahead'),
+  ...Object.fromEntries(RUNNER_TEXT_FIELDS.map((field) => [field, Lenient('string, trimmed, at most 256 characters; dropped when empty')])),
+  ...Object.fromEntries(RUNNER_URL_FIELDS.map((field) => [field, Lenient('string; kept only when it starts with https://github.com/')])),
 })
 export type ExternalRunnerInput = {
   id?: unknown
@@ -48,9 +52,8 @@ export type ExternalRunnerInput = {
 } & Partial<Record<(typeof RUNNER_TEXT_FIELDS)[number] | (typeof RUNNER_URL_FIELDS)[number], unknown>>
 
 export const RunnersSyncRequest = v.object({
-  /** Trimmed and lowercased; must then be 2 to 64 of a-z, 0-9 and - (else 400 `invalid_provider`). */
-  provider: v.optional(v.unknown()),
-  runners: v.optional(v.array(ExternalRunnerInput)),
+  provider: Lenient('string, trimmed and lowercased, then 2 to 64 of a-z 0-9 - starting with a letter or digit; else 400 invalid_provider'),
+  runners: v.optional(v.pipe(v.array(ExternalRunnerInput), v.description('at most 200 (else 400 too_many_runners)'))),
 })
 export type RunnersSyncRequest = v.InferOutput<typeof RunnersSyncRequest>
 
@@ -90,11 +93,10 @@ export const RunnersSyncResponse = v.object({
 export type RunnersSyncResponse = v.InferOutput<typeof RunnersSyncResponse>
 
 export const RunnersQuery = v.object({
-  provider: v.optional(v.pipe(v.string(), v.maxLength(256))),
-  status: v.optional(v.pipe(v.string(), v.maxLength(256))),
-  /** `true`: only stale runners; `false`: only current ones; anything else: both. */
-  stale: v.optional(v.pipe(v.string(), v.maxLength(16))),
-  limit: v.optional(v.pipe(v.string(), v.maxLength(16))),
+  provider: v.optional(v.pipe(v.string(), v.maxLength(256), v.description('only this provider'))),
+  status: v.optional(v.pipe(v.string(), v.maxLength(256), v.description('only this status (exact)'))),
+  stale: v.optional(v.pipe(v.string(), v.maxLength(16), v.description('true: only stale runners; false: only current ones; else both'))),
+  limit: v.optional(v.pipe(v.string(), v.maxLength(16), v.description('default 100, at most 500'))),
 })
 export type RunnersQuery = v.InferOutput<typeof RunnersQuery>
 

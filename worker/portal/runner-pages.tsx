@@ -182,8 +182,9 @@ function RunnerPage({ runner, now }: { runner: ExternalRunnerRecord; now: Date }
   )
 }
 
-const Word = v.pipe(v.string(), v.maxLength(256))
-export const RunnerPageQuery = v.object({ owner: v.optional(Word), org: v.optional(Word) })
+// A fresh schema per use: the API description inlines each route's own schemas.
+const Word = () => v.pipe(v.string(), v.maxLength(256))
+export const RunnerPageQuery = v.object({ owner: v.optional(Word()), org: v.optional(Word()) })
 
 const HTML_PAGE = v.pipe(v.string(), v.metadata({ contentMediaType: 'text/html' }))
 
@@ -194,7 +195,7 @@ export const RUNNER_PORTAL_ROUTES: readonly RouteSpec[] = [
       path: '/portal/runners/:provider/:id',
       summary: 'An external runner the caller may see (admins may name owner and org) (HTML)',
       auth: 'user',
-      params: { provider: Word, id: Word },
+      params: { provider: Word(), id: Word() },
       query: RunnerPageQuery,
       response: HTML_PAGE,
     },
