@@ -7,7 +7,7 @@ import { relativeTime, renderTable } from '../ui/table.js'
 export default class List extends BaseCommand<typeof List> {
   static override summary = 'List active leases (the broker, or this machine in direct mode)'
   static override description =
-    'On a terminal: a table with a header and expiry times relative to now. Piped: one lease per line, fields in a fixed order with the expiry as an ISO time, for scripts (or use --json). With the broker admin token: every machine the providers report, each with its live lease or marked orphan=missing-lease-label or orphan=no-active-lease.'
+    'On a terminal: a table with a header and expiry times relative to now. Piped: one lease per line, fields in a fixed order with the expiry as an ISO time, for scripts (or use --json). With the broker admin token: every machine the providers report, each with its live lease or marked orphan=missing-lease-label or orphan=no-active-lease. With --provider blacksmith-testbox and a broker configured, the listed testboxes are also reported to the broker as external runners (shown in the portal); a failed report is a warning.'
   static override examples = ['<%= config.bin %> list', '<%= config.bin %> list --json']
   static override flags = { provider: leaseFlags.provider }
 
@@ -19,7 +19,7 @@ export default class List extends BaseCommand<typeof List> {
       if (!this.jsonEnabled()) this.showPool(pool)
       return pool
     }
-    const leases = await listLeases(context)
+    const leases = await listLeases(context, { syncRunners: true })
     if (!this.jsonEnabled()) {
       if (leases.length === 0) this.log('no active leases')
       else if (process.stdout.isTTY) {

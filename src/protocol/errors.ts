@@ -32,6 +32,8 @@ export const ErrorCode = {
   invalidTailscaleTags: 'invalid_tailscale_tags',
   tailscaleUnavailable: 'tailscale_unavailable',
   internal: 'internal',
+  invalidProvider: 'invalid_provider',
+  tooManyRunners: 'too_many_runners',
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
 

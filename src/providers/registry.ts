@@ -18,6 +18,9 @@ const lazy: Record<string, () => Promise<Record<string, unknown>>> = {
 /** Providers that own their machines and the run (direct mode only, even with a broker configured). */
 const delegatedNames = new Set(['blacksmith-testbox', 'islo'])
 
+/** The provider's own name for `name` (an alias such as `blacksmith` → `blacksmith-testbox`). */
+export const canonicalProvider = (name: string) => aliases[name] ?? name
+
 /** Whether `name` (or its alias) is a delegated provider. */
 export const isDelegatedProvider = (name: string) => delegatedNames.has(aliases[name] ?? name)
 

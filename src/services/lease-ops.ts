@@ -10,6 +10,8 @@ import { nullRecorder } from './run/recorder.js'
 import { networkOf, reachLease } from './network.js'
 import { statusView, type StatusView } from './status-view.js'
 import { claimingBackend, forgetClaim, reclaimedWarning } from './claims.js'
+import { syncExternalRunners } from './runner-sync.js'
+import { canonicalProvider } from '../providers/registry.js'
 
 export type { StatusView } from './status-view.js'
 
@@ -209,6 +211,9 @@ export async function inspectLease(idOrSlug: string, context: LeaseContext): Pro
 }
 
 /** `list`: active leases of the broker, or of this machine in direct mode. */
-export async function listLeases(context: LeaseContext): Promise<LeaseView[]> {
-  return (await (await leaseBackend(context)).list()).map(leaseView)
+export async function listLeases(context: LeaseContext, options: { syncRunners?: boolean } = {}): Promise<LeaseView[]> {
+  const leases = await (await leaseBackend(context)).list()
+  // A delegated provider's rows go to the broker as external runners (services/runner-sync.ts).
+  if (options.syncRunners) await syncExternalRunners(context, canonicalProvider(context.config.provider), leases)
+  return leases.map(leaseView)
 }

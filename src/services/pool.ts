@@ -1,3 +1,4 @@
+import { isDelegatedProvider } from '../providers/registry.js'
 import { LeaseListResponse, LIVE_LEASE_STATES, PoolResponse, type LeaseRecord, type ProviderMachine } from '../protocol/leases.js'
 import { BrokerError, brokerClient, type BrokerClient } from '../transport/broker/client.js'
 import type { ServiceContext } from './context.js'
@@ -63,7 +64,8 @@ async function liveLeases(client: BrokerClient): Promise<LeaseRecord[]> {
 export async function listPool(context: ServiceContext): Promise<PoolMachineView[] | undefined> {
   const { config } = context
   const client = brokerClient(config)
-  if (!client || !config.broker.adminToken || config.provider === 'local') return undefined
+  // A delegated provider's machines are not the broker's: its own list answers (and syncs runners).
+  if (!client || !config.broker.adminToken || config.provider === 'local' || isDelegatedProvider(config.provider)) return undefined
   const provider = BROKER_PROVIDERS[config.provider]
   try {
     const { machines } = await client.request('GET', '/v1/pool', {

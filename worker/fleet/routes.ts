@@ -18,6 +18,7 @@ import type { RouteDoc } from './route-doc.js'
 import { defineRoute, type RouteSpec } from './route-spec.js'
 import { EGRESS_ROUTES } from './egress-routes.js'
 import { RUN_ROUTES } from './runs-routes.js'
+import { RUNNER_ROUTES } from './runners-routes.js'
 import { USAGE_ROUTES } from './usage-routes.js'
 import { WEBVNC_ROUTES } from './webvnc-routes.js'
 import { PORTAL_MIDDLEWARE, PORTAL_ROUTES } from '../portal/routes.js'
@@ -79,6 +80,7 @@ export const ROUTES: readonly RouteSpec[] = [
   ...USAGE_ROUTES,
   ...GITHUB_ROUTES,
   ...ARTIFACT_ROUTES,
+  ...RUNNER_ROUTES,
   ...PORTAL_ROUTES,
 ]
 

@@ -8,6 +8,7 @@ import type { FleetStorage } from './storage.js'
 import { WEBVNC_TICKET_SCHEMA } from './webvnc.js'
 import { CODE_TICKET_SCHEMA } from './code.js'
 import { EGRESS_SCHEMA } from './egress.js'
+import { RUNNER_SCHEMA } from './runners.js'
 
 /**
  * Every table of the Fleet object, migrated once when the object starts (before
@@ -28,6 +29,7 @@ const MIGRATIONS: readonly { name: string; statements: readonly string[] }[] = [
   { name: 'code-tickets-v1', statements: CODE_TICKET_SCHEMA },
   { name: 'run-artifacts-v1', statements: ARTIFACT_SCHEMA },
   { name: 'egress-v1', statements: EGRESS_SCHEMA },
+  { name: 'external-runners-v1', statements: RUNNER_SCHEMA },
 ]
 
 export function migrateFleet(storage: FleetStorage): void {

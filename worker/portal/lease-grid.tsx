@@ -5,6 +5,7 @@ import type { FleetDeps } from '../fleet/deps.js'
 import { CopyCommand, TableWrap } from './layout.js'
 import { relativeTime, stateTone } from './format.js'
 import type { PortalCaller } from './page.js'
+import { RunnerSection } from './runner-pages.js'
 
 /** `/portal`: the lease grid. Query parameters are all optional and lenient (unknown values fall back). */
 
@@ -245,6 +246,7 @@ export function LeaseGridPage({ deps, caller, raw }: { deps: FleetDeps; caller: 
         {view.page > 1 ? <a href={gridHref(view.params, { page: String(view.page - 1) })}>Previous page</a> : null}
         {view.page < pages ? <a href={gridHref(view.params, { page: String(view.page + 1) })}>Next page</a> : null}
       </nav>
+      <RunnerSection deps={deps} caller={caller} />
     </>
   )
 }

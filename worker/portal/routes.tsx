@@ -13,6 +13,7 @@ import { LIVE_ROUTES } from './live-routes.js'
 import { LIVE_RUN_SCRIPT_PATH } from './live-run.js'
 import { checkForm, errorPage, guarded, noStore, page, portalCaller, portalHeaders } from './page.js'
 import { RunPage, runView } from './run-page.js'
+import { RUNNER_PORTAL_ROUTES } from './runner-pages.js'
 import { applyShareForm, ShareForm, SharePage } from './share-page.js'
 import { UsagePage, UsagePageQuery } from './usage-page.js'
 import { VNC_PAGE_ROUTES } from './vnc-page.js'
@@ -322,4 +323,5 @@ export const PORTAL_ROUTES: readonly RouteSpec[] = [
   ...CODE_PORTAL_ROUTES,
   ...VNC_PAGE_ROUTES,
   ...ARTIFACT_PORTAL_ROUTES,
+  ...RUNNER_PORTAL_ROUTES,
 ]
