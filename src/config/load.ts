@@ -148,6 +148,11 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_BLACKSMITH_REF', 'blacksmith.ref', 'string'],
   ['CRABBOX_BLACKSMITH_IDLE_TIMEOUT', 'blacksmith.idleTimeout', 'string'],
   ['CRABBOX_BLACKSMITH_DEBUG', 'blacksmith.debug', 'bool'],
+  ['CRABBOX_E2B_TEMPLATE', 'e2b.template', 'string'],
+  ['CRABBOX_E2B_DOMAIN', 'e2b.domain', 'string'],
+  ['CRABBOX_E2B_API_URL', 'e2b.apiUrl', 'string'],
+  ['CRABBOX_E2B_SANDBOX_URL', 'e2b.sandboxUrl', 'string'],
+  ['CRABBOX_E2B_WORKDIR', 'e2b.workdir', 'string'],
 ]
 
 /**
@@ -281,6 +286,7 @@ const sections = [
   'cache',
   'tailscale',
   'blacksmith',
+  'e2b',
 ] as const
 const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh', blacksmith: 'blacksmith-testbox' }
 

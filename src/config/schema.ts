@@ -164,6 +164,15 @@ export const BlacksmithConfig = v.strictObject({
   debug: v.optional(Bool),
 })
 
+/** `e2b.*`: the E2B sandbox template and where the E2B API lives (the key is `E2B_API_KEY`). */
+export const E2bConfig = v.strictObject({
+  template: v.optional(v.string()),
+  domain: v.optional(v.string()),
+  apiUrl: v.optional(v.string()),
+  sandboxUrl: v.optional(v.string()),
+  workdir: v.optional(v.string()),
+})
+
 export const CapacityConfig = v.strictObject({
   market: v.optional(v.picklist(MARKETS, 'spot or on-demand')),
   strategy: v.optional(v.string()),
@@ -277,6 +286,7 @@ export const FileConfig = v.strictObject({
   cache: v.optional(CacheConfig),
   tailscale: v.optional(TailscaleConfig),
   blacksmith: v.optional(BlacksmithConfig),
+  e2b: v.optional(E2bConfig),
 })
 export type FileConfig = v.InferOutput<typeof FileConfig>
 
@@ -395,6 +405,8 @@ export interface Config {
   }
   /** The `blacksmith-testbox` provider; `idleTimeout` falls back to the lease's. */
   blacksmith: { org?: string; workflow?: string; job?: string; ref?: string; idleTimeout?: string; debug: boolean }
+  /** The `e2b` provider: sandbox template, API domain or URLs, and the work folder inside the sandbox. */
+  e2b: { template: string; domain?: string; apiUrl?: string; sandboxUrl?: string; workdir: string }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
 }
@@ -463,6 +475,7 @@ export function defaultConfig(): Config {
       exitNodeAllowLanAccess: false,
     },
     blacksmith: { debug: false },
+    e2b: { template: 'base', workdir: '/home/user/crabbox' },
     sources: {},
   }
 }

@@ -73,11 +73,16 @@ export interface DelegatedRunRequest {
   stdoutToStderr: boolean
   /** Aborted on Ctrl-C: the provider stops the remote command and resolves with its exit code. */
   signal: AbortSignal
+  /** `sync: 'archive'` providers: the checkout (the sync manifest's files) as one tar stream, built on demand. */
+  archive?: () => NodeJS.ReadableStream
 }
 
 export interface DelegatedRun {
-  /** `delegated`: the provider copies the checkout its own way (crabbox's sync does not run). */
-  sync: 'delegated'
+  /**
+   * `delegated`: the provider copies the checkout its own way (crabbox's sync does not run);
+   * `archive`: crabbox hands the provider the checkout as a tar stream to upload itself.
+   */
+  sync: 'delegated' | 'archive'
   /** Runs the command on the lease, output streamed; resolves with the remote exit code. */
   runDelegated(request: DelegatedRunRequest, context: ProviderContext): Promise<number>
 }

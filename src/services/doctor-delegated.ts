@@ -27,3 +27,11 @@ export function checkBlacksmith(config: Config, env: NodeJS.ProcessEnv): DoctorC
   const org = config.blacksmith.org ? ` org ${config.blacksmith.org}` : ''
   return pass(name, `${cli}, workflow ${config.blacksmith.workflow}${org} (login: \`blacksmith auth login\`)`)
 }
+
+/** `e2b`: the API key variable is set (the SDK reads nothing else from this machine). */
+export function checkE2b(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
+  const name = `provider ${config.provider}`
+  if (!env.E2B_API_KEY) return fail(name, 'E2B_API_KEY is not set', 'Export E2B_API_KEY (an E2B API key).')
+  const where = config.e2b.apiUrl ?? `api.${config.e2b.domain ?? 'e2b.app'}`
+  return pass(name, `E2B_API_KEY set, template ${config.e2b.template}, API ${where}`)
+}

@@ -2,7 +2,8 @@ import { usageError } from '../../errors.js'
 import type { DelegatedRun, Lease } from '../../providers/types.js'
 import { claimingBackend, reclaimedWarning } from '../claims.js'
 import { leaseBackend } from '../lease.js'
-import { findRepoRoot } from '../sync/manifest.js'
+import { buildManifest, findRepoRoot } from '../sync/manifest.js'
+import { tarStream } from '../sync/transfer.js'
 import { interruptOnSignals, releaseQuietly } from './lifecycle.js'
 import { nullRecorder } from './recorder.js'
 import type { RunContext, RunFlags } from './steps/plan.js'
@@ -36,9 +37,22 @@ export async function runDelegated(
   try {
     lease = flags.id === undefined ? await backend.acquire({ keep: flags.keep }) : await backend.resolve(flags.id)
     progress.info(`provider=${provider.name} id=${lease.id} sync=${provider.delegated.sync}`)
+    // `archive` providers upload the checkout themselves: the sync manifest's files as one tar stream.
+    const manifest = provider.delegated.sync === 'archive' ? await buildManifest(repoRoot, context.config.sync) : undefined
+    const archive = manifest
+      ? () => tarStream({ root: repoRoot, entries: manifest.entries, extra: () => [], extraPaths: [] }, { gzip: false }).stream
+      : undefined
     const command = stopwatch()
     const code = await provider.delegated.runDelegated(
-      { lease, argv, shell: flags.shell, debug: flags.debug !== undefined, stdoutToStderr: flags.json ?? false, signal: interrupt.signal },
+      {
+        lease,
+        argv,
+        shell: flags.shell,
+        debug: flags.debug !== undefined,
+        stdoutToStderr: flags.json ?? false,
+        signal: interrupt.signal,
+        archive,
+      },
       context,
     )
     const interrupted = interrupt.signal.aborted
