@@ -103,8 +103,8 @@ describe('e2b (against a fake E2B API and envd)', () => {
     fake.faults.add('upload')
     const before = fake.created.length
     const result = await runCli(['run', '--', 'true'], { home, cwd: repo, env })
-    expect(result.code).not.toBe(0)
-    expect(result.stderr).toMatch(/not enough disk space/)
+    expect(result.code).toBe(1)
+    expect(result.stderr).toMatch(/e2b run on \S+ failed: .*not enough disk space/)
     const box = fake.created[before]
     expect(box).toBeDefined()
     expect(fake.killed).toContain(box.sandboxID)
@@ -126,6 +126,22 @@ describe('e2b (against a fake E2B API and envd)', () => {
     expect(bad.stderr).toMatch(/Invalid API key/)
     const syncOnly = await runCli(['run', '--sync-only'], { home, cwd: repo, env })
     expect(syncOnly.code).toBe(2)
+  })
+
+  it('warmup creates a kept sandbox without dialing it; ssh is refused with the run --id way in', async () => {
+    const { home, repo, env } = setup()
+    const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
+    expect(warm.code, warm.stderr).toBe(0)
+    const lease = JSON.parse(warm.stdout) as { id: string; provider: string; state: string; keep: boolean }
+    expect(lease).toMatchObject({ provider: 'e2b', state: 'active', keep: true })
+    const box = fake.created.at(-1)!
+    expect(box.metadata.crabbox_lease).toBe(lease.id)
+    expect(warm.stderr).not.toMatch(/waiting for SSH/)
+    const ssh = await runCli(['ssh', '--id', lease.id, '--', 'true'], { home, cwd: repo, env })
+    expect(ssh.code).toBe(2)
+    expect(ssh.stderr).toContain(`crabbox run --id ${lease.id} -- <command>`)
+    expect((await runCli(['stop', box.sandboxID], { home, cwd: repo, env })).code).toBe(0)
+    expect(fake.sandboxes.has(box.sandboxID)).toBe(false)
   })
 
   it('doctor has a provider line for it', async () => {
