@@ -157,6 +157,11 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_ISLO_VCPUS', 'islo.vcpus', 'int'],
   ['CRABBOX_ISLO_MEMORY_MB', 'islo.memoryMB', 'int'],
   ['CRABBOX_ISLO_DISK_GB', 'islo.diskGB', 'int'],
+  ['CRABBOX_E2B_TEMPLATE', 'e2b.template', 'string'],
+  ['CRABBOX_E2B_DOMAIN', 'e2b.domain', 'string'],
+  ['CRABBOX_E2B_API_URL', 'e2b.apiUrl', 'string'],
+  ['CRABBOX_E2B_SANDBOX_URL', 'e2b.sandboxUrl', 'string'],
+  ['CRABBOX_E2B_WORKDIR', 'e2b.workdir', 'string'],
 ]
 
 /**
@@ -291,6 +296,7 @@ const sections = [
   'tailscale',
   'blacksmith',
   'islo',
+  'e2b',
 ] as const
 const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh', blacksmith: 'blacksmith-testbox' }
 

@@ -176,6 +176,15 @@ export const IsloConfig = v.strictObject({
   diskGB: v.optional(Count),
 })
 
+/** `e2b.*`: the E2B sandbox template and where the E2B API lives (the key is `E2B_API_KEY`). */
+export const E2bConfig = v.strictObject({
+  template: v.optional(v.string()),
+  domain: v.optional(v.string()),
+  apiUrl: v.optional(v.string()),
+  sandboxUrl: v.optional(v.string()),
+  workdir: v.optional(v.string()),
+})
+
 export const CapacityConfig = v.strictObject({
   market: v.optional(v.picklist(MARKETS, 'spot or on-demand')),
   strategy: v.optional(v.string()),
@@ -290,6 +299,7 @@ export const FileConfig = v.strictObject({
   tailscale: v.optional(TailscaleConfig),
   blacksmith: v.optional(BlacksmithConfig),
   islo: v.optional(IsloConfig),
+  e2b: v.optional(E2bConfig),
 })
 export type FileConfig = v.InferOutput<typeof FileConfig>
 
@@ -419,6 +429,8 @@ export interface Config {
     memoryMB: number
     diskGB: number
   }
+  /** The `e2b` provider: sandbox template, API domain or URLs, and the work folder inside the sandbox. */
+  e2b: { template: string; domain?: string; apiUrl?: string; sandboxUrl?: string; workdir: string }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
 }
@@ -495,6 +507,7 @@ export function defaultConfig(): Config {
       memoryMB: 4096,
       diskGB: 20,
     },
+    e2b: { template: 'base', workdir: '/home/user/crabbox' },
     sources: {},
   }
 }

@@ -35,3 +35,11 @@ export function checkIslo(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
   if (!variable) return fail(name, 'no Islo API key in the environment', 'Set CRABBOX_ISLO_API_KEY (or ISLO_API_KEY).')
   return pass(name, `${config.islo.baseUrl}, key from ${variable}, image ${config.islo.image}`)
 }
+
+/** `e2b`: the API key variable is set (the SDK reads nothing else from this machine). */
+export function checkE2b(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
+  const name = `provider ${config.provider}`
+  if (!env.E2B_API_KEY) return fail(name, 'E2B_API_KEY is not set', 'Export E2B_API_KEY (an E2B API key).')
+  const where = config.e2b.apiUrl ?? `api.${config.e2b.domain ?? 'e2b.app'}`
+  return pass(name, `E2B_API_KEY set, template ${config.e2b.template}, API ${where}`)
+}

@@ -14,7 +14,7 @@ import { ownSshKey } from '../transport/ssh/keys.js'
 import { createProgress, type Progress } from '../ui/progress.js'
 import { fail, pass, type DoctorCheck } from './doctor-checks.js'
 import { remoteDoctor } from './remote-doctor.js'
-import { checkBlacksmith, checkIslo } from './doctor-delegated.js'
+import { checkBlacksmith, checkE2b, checkIslo } from './doctor-delegated.js'
 import { isDelegatedProvider } from '../providers/registry.js'
 
 export type { DoctorCheck } from './doctor-checks.js'
@@ -192,11 +192,13 @@ function checkProvider(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
       return checkBlacksmith(config, env)
     case 'islo':
       return checkIslo(config, env)
+    case 'e2b':
+      return checkE2b(config, env)
     default:
       return fail(
         name,
         `unknown provider ${config.provider}`,
-        'Use local, ssh, hetzner, aws, azure or blacksmith-testbox (`crabbox config show` says where it was set).',
+        'Use local, ssh, hetzner, aws, azure, blacksmith-testbox or e2b (`crabbox config show` says where it was set).',
       )
   }
 }
