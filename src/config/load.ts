@@ -148,6 +148,14 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_BLACKSMITH_REF', 'blacksmith.ref', 'string'],
   ['CRABBOX_BLACKSMITH_IDLE_TIMEOUT', 'blacksmith.idleTimeout', 'string'],
   ['CRABBOX_BLACKSMITH_DEBUG', 'blacksmith.debug', 'bool'],
+  ['CRABBOX_DAYTONA_API_URL', 'daytona.apiUrl', 'string'],
+  ['DAYTONA_API_URL', 'daytona.apiUrl', 'string'],
+  ['CRABBOX_DAYTONA_SNAPSHOT', 'daytona.snapshot', 'string'],
+  ['DAYTONA_SNAPSHOT', 'daytona.snapshot', 'string'],
+  ['CRABBOX_DAYTONA_TARGET', 'daytona.target', 'string'],
+  ['DAYTONA_TARGET', 'daytona.target', 'string'],
+  ['CRABBOX_DAYTONA_USER', 'daytona.user', 'string'],
+  ['CRABBOX_DAYTONA_WORK_ROOT', 'daytona.workRoot', 'string'],
 ]
 
 /**
@@ -281,6 +289,7 @@ const sections = [
   'cache',
   'tailscale',
   'blacksmith',
+  'daytona',
 ] as const
 const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh', blacksmith: 'blacksmith-testbox' }
 

@@ -164,6 +164,15 @@ export const BlacksmithConfig = v.strictObject({
   debug: v.optional(Bool),
 })
 
+/** `daytona.*`: where Daytona sandboxes come from (the API key itself is only ever read from the environment). */
+export const DaytonaConfig = v.strictObject({
+  apiUrl: v.optional(v.string()),
+  snapshot: v.optional(v.string()),
+  target: v.optional(v.string()),
+  user: v.optional(v.string()),
+  workRoot: v.optional(v.string()),
+})
+
 export const CapacityConfig = v.strictObject({
   market: v.optional(v.picklist(MARKETS, 'spot or on-demand')),
   strategy: v.optional(v.string()),
@@ -277,6 +286,7 @@ export const FileConfig = v.strictObject({
   cache: v.optional(CacheConfig),
   tailscale: v.optional(TailscaleConfig),
   blacksmith: v.optional(BlacksmithConfig),
+  daytona: v.optional(DaytonaConfig),
 })
 export type FileConfig = v.InferOutput<typeof FileConfig>
 
@@ -395,6 +405,8 @@ export interface Config {
   }
   /** The `blacksmith-testbox` provider; `idleTimeout` falls back to the lease's. */
   blacksmith: { org?: string; workflow?: string; job?: string; ref?: string; idleTimeout?: string; debug: boolean }
+  /** The `daytona` provider: API endpoint, snapshot, region target, sandbox user and the work root inside it. */
+  daytona: { apiUrl: string; snapshot?: string; target?: string; user?: string; workRoot: string }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
 }
@@ -463,6 +475,7 @@ export function defaultConfig(): Config {
       exitNodeAllowLanAccess: false,
     },
     blacksmith: { debug: false },
+    daytona: { apiUrl: 'https://app.daytona.io/api', workRoot: '/home/daytona/crabbox' },
     sources: {},
   }
 }
