@@ -73,11 +73,18 @@ export interface DelegatedRunRequest {
   stdoutToStderr: boolean
   /** Aborted on Ctrl-C: the provider stops the remote command and resolves with its exit code. */
   signal: AbortSignal
+  /** `archive` sync: where the checkout goes on the lease (`<workRoot>/<leaseID>/<repoName>`). */
+  workdir?: string
+  /** `archive` sync: the checkout's sync manifest as one gzipped tar, built on first call. */
+  archive?: () => Promise<Buffer>
 }
 
 export interface DelegatedRun {
-  /** `delegated`: the provider copies the checkout its own way (crabbox's sync does not run). */
-  sync: 'delegated'
+  /**
+   * `delegated`: the provider copies the checkout its own way (crabbox's sync does not run).
+   * `archive`: crabbox hands the provider its sync manifest as one archive to unpack in `workdir`.
+   */
+  sync: 'delegated' | 'archive'
   /** Runs the command on the lease, output streamed; resolves with the remote exit code. */
   runDelegated(request: DelegatedRunRequest, context: ProviderContext): Promise<number>
 }

@@ -4,12 +4,14 @@ import { claimingBackend, reclaimedWarning } from '../claims.js'
 import { leaseBackend } from '../lease.js'
 import { findRepoRoot } from '../sync/manifest.js'
 import { interruptOnSignals, releaseQuietly } from './lifecycle.js'
+import { manifestArchive } from './delegated-archive.js'
 import { nullRecorder } from './recorder.js'
 import type { RunContext, RunFlags } from './steps/plan.js'
 import { stopwatch, type RunTiming } from './timing.js'
+import { workdirFor } from './workdir.js'
 
 /**
- * `run` on a delegated provider (`blacksmith-testbox`): the provider owns the machine, the sync
+ * `run` on a delegated provider (`blacksmith-testbox`, `daytona`): the provider owns the machine, the sync
  * and the connection, so crabbox leases (or resolves `--id`), hands it the command, passes the
  * exit code through and releases what it acquired unless kept. Ctrl-C stops the remote command
  * through the provider and exits 130.
@@ -37,8 +39,24 @@ export async function runDelegated(
     lease = flags.id === undefined ? await backend.acquire({ keep: flags.keep }) : await backend.resolve(flags.id)
     progress.info(`provider=${provider.name} id=${lease.id} sync=${provider.delegated.sync}`)
     const command = stopwatch()
+    // `archive` sync: crabbox builds the archive (same manifest as SSH sync), the provider unpacks it.
+    const archived =
+      provider.delegated.sync === 'archive'
+        ? {
+            workdir: workdirFor(lease.workRoot, lease.id, repoRoot),
+            archive: () => manifestArchive(repoRoot, context.config.sync, progress),
+          }
+        : {}
     const code = await provider.delegated.runDelegated(
-      { lease, argv, shell: flags.shell, debug: flags.debug !== undefined, stdoutToStderr: flags.json ?? false, signal: interrupt.signal },
+      {
+        lease,
+        argv,
+        shell: flags.shell,
+        debug: flags.debug !== undefined,
+        stdoutToStderr: flags.json ?? false,
+        signal: interrupt.signal,
+        ...archived,
+      },
       context,
     )
     const interrupted = interrupt.signal.aborted
