@@ -12,10 +12,11 @@ const lazy: Record<string, () => Promise<Record<string, unknown>>> = {
   aws: () => import('./aws.js'),
   azure: () => import('./azure.js'),
   'blacksmith-testbox': () => import('./blacksmith/index.js'),
+  daytona: () => import('./daytona/index.js'),
 }
 
 /** Providers that own their machines and the run (direct mode only, even with a broker configured). */
-const delegatedNames = new Set(['blacksmith-testbox'])
+const delegatedNames = new Set(['blacksmith-testbox', 'daytona'])
 
 /** Whether `name` (or its alias) is a delegated provider. */
 export const isDelegatedProvider = (name: string) => delegatedNames.has(aliases[name] ?? name)

@@ -14,7 +14,7 @@ import { ownSshKey } from '../transport/ssh/keys.js'
 import { createProgress, type Progress } from '../ui/progress.js'
 import { fail, pass, type DoctorCheck } from './doctor-checks.js'
 import { remoteDoctor } from './remote-doctor.js'
-import { checkBlacksmith } from './doctor-delegated.js'
+import { checkBlacksmith, checkDaytona } from './doctor-delegated.js'
 import { isDelegatedProvider } from '../providers/registry.js'
 
 export type { DoctorCheck } from './doctor-checks.js'
@@ -190,11 +190,13 @@ function checkProvider(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
     }
     case 'blacksmith-testbox':
       return checkBlacksmith(config, env)
+    case 'daytona':
+      return checkDaytona(config, env)
     default:
       return fail(
         name,
         `unknown provider ${config.provider}`,
-        'Use local, ssh, hetzner, aws, azure or blacksmith-testbox (`crabbox config show` says where it was set).',
+        'Use local, ssh, hetzner, aws, azure, blacksmith-testbox or daytona (`crabbox config show` says where it was set).',
       )
   }
 }
