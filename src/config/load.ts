@@ -162,6 +162,14 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_E2B_API_URL', 'e2b.apiUrl', 'string'],
   ['CRABBOX_E2B_SANDBOX_URL', 'e2b.sandboxUrl', 'string'],
   ['CRABBOX_E2B_WORKDIR', 'e2b.workdir', 'string'],
+  ['CRABBOX_DAYTONA_API_URL', 'daytona.apiUrl', 'string'],
+  ['DAYTONA_API_URL', 'daytona.apiUrl', 'string'],
+  ['CRABBOX_DAYTONA_SNAPSHOT', 'daytona.snapshot', 'string'],
+  ['DAYTONA_SNAPSHOT', 'daytona.snapshot', 'string'],
+  ['CRABBOX_DAYTONA_TARGET', 'daytona.target', 'string'],
+  ['DAYTONA_TARGET', 'daytona.target', 'string'],
+  ['CRABBOX_DAYTONA_USER', 'daytona.user', 'string'],
+  ['CRABBOX_DAYTONA_WORK_ROOT', 'daytona.workRoot', 'string'],
 ]
 
 /**
@@ -297,6 +305,7 @@ const sections = [
   'blacksmith',
   'islo',
   'e2b',
+  'daytona',
 ] as const
 const providerAliases: Record<string, string> = { static: 'ssh', 'static-ssh': 'ssh', blacksmith: 'blacksmith-testbox' }
 

@@ -185,6 +185,15 @@ export const E2bConfig = v.strictObject({
   workdir: v.optional(v.string()),
 })
 
+/** `daytona.*`: where Daytona sandboxes come from (the API key itself is only ever read from the environment). */
+export const DaytonaConfig = v.strictObject({
+  apiUrl: v.optional(v.string()),
+  snapshot: v.optional(v.string()),
+  target: v.optional(v.string()),
+  user: v.optional(v.string()),
+  workRoot: v.optional(v.string()),
+})
+
 export const CapacityConfig = v.strictObject({
   market: v.optional(v.picklist(MARKETS, 'spot or on-demand')),
   strategy: v.optional(v.string()),
@@ -300,6 +309,7 @@ export const FileConfig = v.strictObject({
   blacksmith: v.optional(BlacksmithConfig),
   islo: v.optional(IsloConfig),
   e2b: v.optional(E2bConfig),
+  daytona: v.optional(DaytonaConfig),
 })
 export type FileConfig = v.InferOutput<typeof FileConfig>
 
@@ -431,6 +441,8 @@ export interface Config {
   }
   /** The `e2b` provider: sandbox template, API domain or URLs, and the work folder inside the sandbox. */
   e2b: { template: string; domain?: string; apiUrl?: string; sandboxUrl?: string; workdir: string }
+  /** The `daytona` provider: API endpoint, snapshot, region target, sandbox user and the work root inside it. */
+  daytona: { apiUrl: string; snapshot?: string; target?: string; user?: string; workRoot: string }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
 }
@@ -508,6 +520,7 @@ export function defaultConfig(): Config {
       diskGB: 20,
     },
     e2b: { template: 'base', workdir: '/home/user/crabbox' },
+    daytona: { apiUrl: 'https://app.daytona.io/api', workRoot: '/home/daytona/crabbox' },
     sources: {},
   }
 }

@@ -14,10 +14,11 @@ const lazy: Record<string, () => Promise<Record<string, unknown>>> = {
   'blacksmith-testbox': () => import('./blacksmith/index.js'),
   islo: () => import('./islo/index.js'),
   e2b: () => import('./e2b/index.js'),
+  daytona: () => import('./daytona/index.js'),
 }
 
 /** Providers that own their machines and the run (direct mode only, even with a broker configured). */
-const delegatedNames = new Set(['blacksmith-testbox', 'islo', 'e2b'])
+const delegatedNames = new Set(['blacksmith-testbox', 'islo', 'e2b', 'daytona'])
 
 /** The provider's own name for `name` (an alias such as `blacksmith` → `blacksmith-testbox`). */
 export const canonicalProvider = (name: string) => aliases[name] ?? name

@@ -75,6 +75,8 @@ export interface DelegatedRunRequest {
   signal: AbortSignal
   /** `archive` providers: the checkout (the sync manifest's files) as a gzipped tar; absent with `--no-sync`. */
   checkout?: CheckoutArchive
+  /** `archive` providers: where the checkout goes on the lease (`<workRoot>/<leaseID>/<repoName>`). */
+  workdir?: string
 }
 
 /** The checkout packed by crabbox for a provider that uploads it itself. */

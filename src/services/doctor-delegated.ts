@@ -1,6 +1,8 @@
 import { accessSync, constants } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import type { Config } from '../config/schema.js'
+import { CrabboxError } from '../errors.js'
+import { daytonaCredentials } from '../providers/daytona/client.js'
 import { fail, pass, type DoctorCheck } from './doctor-checks.js'
 
 /** The first executable `name` on `PATH`, if any. */
@@ -42,4 +44,16 @@ export function checkE2b(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
   if (!env.E2B_API_KEY) return fail(name, 'E2B_API_KEY is not set', 'Export E2B_API_KEY (an E2B API key).')
   const where = config.e2b.apiUrl ?? `api.${config.e2b.domain ?? 'e2b.app'}`
   return pass(name, `E2B_API_KEY set, template ${config.e2b.template}, API ${where}`)
+}
+
+/** `daytona`: credentials are in the environment (the API itself is not called). */
+export function checkDaytona(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
+  const name = `provider ${config.provider}`
+  try {
+    const auth = daytonaCredentials(env).apiKey ? 'API key' : 'JWT'
+    return pass(name, `${config.daytona.apiUrl}, snapshot ${config.daytona.snapshot ?? '(Daytona default)'}, ${auth}`)
+  } catch (error) {
+    if (!(error instanceof CrabboxError)) throw error
+    return fail(name, error.message, `${error.hint ?? 'Set DAYTONA_API_KEY'}.`)
+  }
 }

@@ -14,7 +14,7 @@ import { ownSshKey } from '../transport/ssh/keys.js'
 import { createProgress, type Progress } from '../ui/progress.js'
 import { fail, pass, type DoctorCheck } from './doctor-checks.js'
 import { remoteDoctor } from './remote-doctor.js'
-import { checkBlacksmith, checkE2b, checkIslo } from './doctor-delegated.js'
+import { checkBlacksmith, checkDaytona, checkE2b, checkIslo } from './doctor-delegated.js'
 import { isDelegatedProvider } from '../providers/registry.js'
 
 export type { DoctorCheck } from './doctor-checks.js'
@@ -194,11 +194,13 @@ function checkProvider(config: Config, env: NodeJS.ProcessEnv): DoctorCheck {
       return checkIslo(config, env)
     case 'e2b':
       return checkE2b(config, env)
+    case 'daytona':
+      return checkDaytona(config, env)
     default:
       return fail(
         name,
         `unknown provider ${config.provider}`,
-        'Use local, ssh, hetzner, aws, azure, blacksmith-testbox or e2b (`crabbox config show` says where it was set).',
+        'Use local, ssh, hetzner, aws, azure, blacksmith-testbox, islo, e2b or daytona (`crabbox config show` says where it was set).',
       )
   }
 }

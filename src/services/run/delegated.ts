@@ -7,10 +7,11 @@ import { tarStream } from '../sync/transfer.js'
 import { interruptOnSignals, releaseQuietly } from './lifecycle.js'
 import { nullRecorder } from './recorder.js'
 import type { RunContext, RunFlags } from './steps/plan.js'
+import { workdirFor } from './workdir.js'
 import { stopwatch, type RunTiming } from './timing.js'
 
 /**
- * `run` on a delegated provider (`blacksmith-testbox`, `islo`): the provider owns the machine and
+ * `run` on a delegated provider (`blacksmith-testbox`, `islo`, `e2b`, `daytona`): the provider owns the machine and
  * the connection (and, for `delegated` sync, the copy; `archive` providers get the checkout packed
  * by crabbox), so crabbox leases (or resolves `--id`), hands it the command, passes the
  * exit code through and releases what it acquired unless kept. Ctrl-C stops the remote command
@@ -50,6 +51,7 @@ export async function runDelegated(
         debug: flags.debug !== undefined,
         stdoutToStderr: flags.json ?? false,
         signal: interrupt.signal,
+        workdir: workdirFor(lease.workRoot, lease.id, repoRoot),
         ...(checkout && { checkout }),
       },
       context,
