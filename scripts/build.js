@@ -35,10 +35,11 @@ step(bin('tsc'), ['-p', join(repo, 'tsconfig.build.json'), '--outDir', dist], re
 })
 
 // Loaded lazily by the code that needs them (SSH, sync, control socket, cloud APIs), or
-// native/optional: they stay ordinary node_modules imports.
+// native/optional: they stay ordinary node_modules imports. Optional peers (the Daytona SDK,
+// wrangler) are never bundled: a user installs them beside crabbox.
 const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'))
 const bundled = new Set(['@oclif/core', 'valibot', 'ignore'])
-const external = Object.keys(pkg.dependencies)
+const external = [...Object.keys(pkg.dependencies), ...Object.keys(pkg.peerDependencies ?? {})]
   .filter((name) => !bundled.has(name))
   .flatMap((name) => [name, `${name}/*`])
 

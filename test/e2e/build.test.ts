@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -46,6 +46,17 @@ describe('the bundled build', () => {
     expect((await run(['ssh', '--help'])).stdout).toContain('--static-host')
     expect(await coreFromNodeModules(['config', 'path'])).toBe(false)
     expect(await coreFromNodeModules(['ssh', '--help'])).toBe(false)
+  })
+
+  it('bundles no library into the fast path, and no optional peer anywhere', () => {
+    // A library folded into the one-file fast path (beyond the two small ones it is built with)
+    // is compiled on every start; an optional peer (the Daytona SDK) bundled in would also stop
+    // being optional.
+    expect(
+      readFileSync(join(repoRoot, 'dist', 'fast-path.js'), 'utf8').match(/node_modules\/(?!valibot\/|ignore\/)[@\w.-]+/)?.[0],
+    ).toBeUndefined()
+    for (const name of readdirSync(join(repoRoot, 'dist', 'chunks')))
+      expect(readFileSync(join(repoRoot, 'dist', 'chunks', name), 'utf8').match(/node_modules\/@daytona/)?.[0], name).toBeUndefined()
   })
 
   it('help, plugins and autocomplete (the core plugins, loaded only for them) still work', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
 import { CrabboxError } from '../../src/errors.js'
-import { daytonaCredentials, daytonaError } from '../../src/providers/daytona/client.js'
+import { daytonaCredentials, daytonaError, loadSdk } from '../../src/providers/daytona/client.js'
 import { commandLine } from '../../src/providers/daytona/run.js'
 
 const thrown = (call: () => unknown) => {
@@ -72,5 +72,18 @@ describe('daytona settings', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
+  })
+})
+
+describe('the Daytona SDK, an optional peer', () => {
+  it('missing, it is exit 3 naming the install; any other load error is passed on', async () => {
+    const missing = Object.assign(new Error("Cannot find package '@daytonaio/sdk'"), { code: 'ERR_MODULE_NOT_FOUND' })
+    const refused = await loadSdk(() => Promise.reject(missing)).catch((error: unknown) => error)
+    expect(refused).toBeInstanceOf(CrabboxError)
+    expect((refused as CrabboxError).exitCode).toBe(3)
+    expect((refused as CrabboxError).hint).toContain('npm install -g @daytonaio/sdk@^0.218.0')
+    const broken = new SyntaxError('Unexpected token')
+    await expect(loadSdk(() => Promise.reject(broken))).rejects.toBe(broken)
+    expect(typeof (await loadSdk()).Daytona).toBe('function')
   })
 })

@@ -31,10 +31,32 @@ export function daytonaCredentials(env: NodeJS.ProcessEnv): Pick<DaytonaConfig, 
   })
 }
 
+/** The SDK version the provider is built and tested against (an optional peer of crabbox). */
+export const DAYTONA_SDK = '@daytonaio/sdk@^0.218.0'
+
+/**
+ * The Daytona SDK, which crabbox does not install itself: it brings ≈ 75 MB of dependencies
+ * (OpenTelemetry, the AWS S3 client) that only Daytona users need. Missing, it is exit 3 naming
+ * the install.
+ */
+export async function loadSdk(load: () => Promise<typeof import('@daytonaio/sdk')> = () => import('@daytonaio/sdk')) {
+  try {
+    return await load()
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') throw error
+    throw new CrabboxError('the daytona provider needs the Daytona SDK, which is not installed', {
+      exit: 'auth',
+      code: 'missing_dependency',
+      hint: `install it beside crabbox: npm install -g ${DAYTONA_SDK} (or npm install ${DAYTONA_SDK} in a project)`,
+    })
+  }
+}
+
 /** A Daytona SDK client for the configured endpoint (state is polled: no event socket is opened). */
 export async function daytonaClient(config: Config): Promise<Daytona> {
   const credentials = daytonaCredentials(process.env)
-  const { Daytona } = await import('@daytonaio/sdk')
+  const { Daytona } = await loadSdk()
   return new Daytona({
     ...credentials,
     apiUrl: config.daytona.apiUrl,
