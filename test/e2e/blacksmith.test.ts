@@ -101,14 +101,22 @@ describe('blacksmith-testbox (against a stand-in blacksmith CLI)', () => {
     const { home, repo, env, calls, boxes } = setup()
     const child = spawnCli(['run', '--', 'sh', '-c', 'echo started; exec sleep 300'], { home, cwd: repo, env })
     let stdout = ''
-    await new Promise<void>((resolve) =>
-      child.stdout!.on('data', (d) => {
-        stdout += d
-        if (stdout.includes('started')) resolve()
-      }),
-    )
+    let stderr = ''
+    child.stderr!.on('data', (d) => (stderr += d))
+    const closed = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+    // Started, or ended without starting (then the assertion below shows why, instead of a timeout).
+    await Promise.race([
+      new Promise<void>((resolve) =>
+        child.stdout!.on('data', (d) => {
+          stdout += d
+          if (stdout.includes('started')) resolve()
+        }),
+      ),
+      closed,
+    ])
+    expect(stdout, stderr).toContain('started')
     child.kill('SIGINT')
-    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+    const code = await closed
     expect(code).toBe(130)
     const id = calls().find((call) => call[0] === 'interrupted')?.[1]
     expect(id).toMatch(/^tbx_/)
