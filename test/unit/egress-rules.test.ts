@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { launchCommand } from '../../src/services/desktop/launch.js'
+import { firstEnd } from '../../src/services/egress/index.js'
 import { egressSocketUrl } from '../../src/services/egress/link.js'
 import { allowed, allowList, EGRESS_PROFILES, loopbackListen, parseHostPort } from '../../src/services/egress/rules.js'
 
@@ -72,5 +73,20 @@ describe('desktop launch --egress', () => {
     expect(launchCommand({ browser: true }, [])).not.toContain('--proxy-server')
     expect(() => launchCommand({ egress: 'discord' }, ['xterm'])).toThrow('--egress needs --browser')
     expect(() => launchCommand({ browser: true, egress: 'discord', egressProxy: '0.0.0.0:3128' }, [])).toThrow('not a loopback address')
+  })
+})
+
+describe('why egress ended', () => {
+  const later = (reason: string, ms: number) => new Promise<string>((resolve) => setTimeout(() => resolve(reason), ms))
+  const never = new Promise<string>(() => {})
+  it('a release seen by the host half soon after the client stopped is a clean end', async () => {
+    expect(await firstEnd(later('broker link: the lease was released', 30), later('the egress client stopped', 0), 1000)).toBe(
+      'broker link: the lease was released',
+    )
+    expect(await firstEnd(later('the lease was released', 0), never, 1000)).toBe('the lease was released')
+  })
+  it('a half that fails while the other goes on is the reason, after the grace', async () => {
+    expect(await firstEnd(never, later('the egress client stopped', 0), 50)).toBe('the egress client stopped')
+    expect(await firstEnd(later('ssh: connection lost', 0), later('egress client: broker refused', 10), 1000)).toBe('ssh: connection lost')
   })
 })

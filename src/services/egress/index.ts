@@ -117,6 +117,24 @@ export interface EgressHooks {
 }
 
 /** `egress start` in the foreground (the daemon runs this too): both halves until stopped. */
+const isCleanEnd = (reason: string) => ENDS_CLEANLY.some((end) => reason.endsWith(end))
+
+/**
+ * Why egress ended: the first half's reason, unless it is not a clean end and the other half
+ * ends cleanly soon after. A released lease closes both halves' sockets, and the lease-side
+ * client can stop before the host side has read the broker's close reason.
+ */
+export async function firstEnd(host: Promise<string>, client: Promise<string>, graceMs = 3000): Promise<string> {
+  const tagged = [host, client].map((end, half) => end.then((reason) => ({ reason, half })))
+  const first = await Promise.race(tagged)
+  if (isCleanEnd(first.reason)) return first.reason
+  const other = await Promise.race([
+    tagged[1 - first.half]!,
+    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), graceMs).unref()),
+  ])
+  return other && isCleanEnd(other.reason) ? other.reason : first.reason
+}
+
 export async function runEgressStart(context: ServiceContext, flags: EgressStartFlags, hooks: EgressHooks): Promise<void> {
   const allow = rule(() => allowList(flags.profile, flags.allow))
   const listen = rule(() => loopbackListen(flags.listen))
@@ -168,11 +186,10 @@ export async function runEgressStart(context: ServiceContext, flags: EgressStart
     hooks.out(`egress for ${lease.slug || lease.id} (${lease.id}), session ${sessionID}`)
     hooks.out(`lease proxy: http://${where} (on the lease; e.g. curl --proxy http://${where} https://…)`)
     hooks.out(`allow: ${allow.join(', ')}`)
-    const reason = await Promise.race([host.link.done, client.ended])
+    const reason = await firstEnd(host.link.done, client.ended)
     if (!signals.stoppedBy()) hooks.err(`egress: ${reason}`)
     // The lease released or a newer session is a normal end; anything else (a refusal, the client or SSH gone) is not.
-    if (!signals.stoppedBy() && !ENDS_CLEANLY.some((end) => reason.endsWith(end)))
-      throw new CrabboxError(`egress: ${reason}`, { exit: 'error', code: 'egress_ended' })
+    if (!signals.stoppedBy() && !isCleanEnd(reason)) throw new CrabboxError(`egress: ${reason}`, { exit: 'error', code: 'egress_ended' })
   } finally {
     signals.release()
     host.stop()
