@@ -187,7 +187,8 @@ export async function runEgressStart(context: ServiceContext, flags: EgressStart
     hooks.out(`lease proxy: http://${where} (on the lease; e.g. curl --proxy http://${where} https://…)`)
     hooks.out(`allow: ${allow.join(', ')}`)
     const reason = await firstEnd(host.link.done, client.ended)
-    if (!signals.stoppedBy()) hooks.err(`egress: ${reason}`)
+    // A clean end reads the same whichever half saw it first.
+    if (!signals.stoppedBy()) hooks.err(`egress: ${ENDS_CLEANLY.find((end) => reason.endsWith(end)) ?? reason}`)
     // The lease released or a newer session is a normal end; anything else (a refusal, the client or SSH gone) is not.
     if (!signals.stoppedBy() && !isCleanEnd(reason)) throw new CrabboxError(`egress: ${reason}`, { exit: 'error', code: 'egress_ended' })
   } finally {
