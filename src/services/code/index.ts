@@ -1,4 +1,5 @@
 import { CrabboxError } from '../../errors.js'
+import { SIGNAL_EXIT, waitForSignal } from '../stop-signals.js'
 import { CODE_SERVER_HOST, CODE_SERVER_PORT } from '../../protocol/code.js'
 import { BrokerError, type BrokerClient } from '../../transport/broker/client.js'
 import type { Lease } from '../../providers/types.js'
@@ -31,8 +32,6 @@ export interface CodeHooks {
 }
 
 export const codePortalUrl = (broker: BrokerClient, leaseId: string) => `${broker.url}/portal/leases/${encodeURIComponent(leaseId)}/code/`
-
-const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 }
 
 /** The lease through the broker: the code bridge's relay and the portal live there, so direct mode has none. */
 async function codeLease(context: ServiceContext, id: string): Promise<{ lease: Lease; broker: BrokerClient }> {
@@ -110,20 +109,15 @@ export async function runCodeBridge(context: ServiceContext, flags: CodeFlags, h
     ticket,
   )
 
-  let stoppedBy: string | undefined
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy = signal
-    void bridge.stop()
-  }
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-  for (const signal of signals) process.on(signal, onSignal)
+  const signals = waitForSignal(() => void bridge.stop())
   try {
     await bridge.done
   } finally {
-    for (const signal of signals) process.off(signal, onSignal)
+    signals.release()
     await bridge.stop()
     await pool.closeAll()
   }
+  const stoppedBy = signals.stoppedBy()
   if (stoppedBy) {
     throw new CodeBridgeFailure(
       { problem: `bridge: the code bridge was stopped (${stoppedBy}); the portal editor lost its connection`, rescue: rescue.slice(0, 1) },

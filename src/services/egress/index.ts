@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import type { ServiceContext } from '../context.js'
+import { SIGNAL_EXIT, waitForSignal } from '../stop-signals.js'
 import { CrabboxError, usageError } from '../../errors.js'
 import { EgressStatus, EgressTicketResponse, type EgressRole } from '../../protocol/egress.js'
 import type { Lease } from '../../providers/types.js'
@@ -48,8 +49,6 @@ interface EgressTarget {
 }
 
 const ENDS_CLEANLY = ['the lease was released', 'a newer egress session took over']
-
-export const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 }
 
 const rule = <T>(fn: () => T): T => {
   try {
@@ -100,23 +99,11 @@ export async function mintTicket(
   }
 }
 
-function waitForSignal(stop: () => void): { stoppedBy: () => string | undefined; release: () => void } {
-  let stoppedBy: string | undefined
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy = signal
-    stop()
-  }
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-  for (const signal of signals) process.on(signal, onSignal)
-  return { stoppedBy: () => stoppedBy, release: () => signals.forEach((signal) => process.off(signal, onSignal)) }
-}
-
 export interface EgressHooks {
   out: (line: string) => void
   err: (line: string) => void
 }
 
-/** `egress start` in the foreground (the daemon runs this too): both halves until stopped. */
 const isCleanEnd = (reason: string) => ENDS_CLEANLY.some((end) => reason.endsWith(end))
 
 /**
@@ -135,6 +122,7 @@ export async function firstEnd(host: Promise<string>, client: Promise<string>, g
   return other && isCleanEnd(other.reason) ? other.reason : first.reason
 }
 
+/** `egress start` in the foreground (the daemon runs this too): both halves until stopped. */
 export async function runEgressStart(context: ServiceContext, flags: EgressStartFlags, hooks: EgressHooks): Promise<void> {
   const allow = rule(() => allowList(flags.profile, flags.allow))
   const listen = rule(() => loopbackListen(flags.listen))

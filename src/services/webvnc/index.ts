@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { SIGNAL_EXIT, waitForSignal } from '../stop-signals.js'
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import type { ServiceContext } from '../context.js'
 import { CrabboxError } from '../../errors.js'
@@ -67,8 +68,6 @@ export interface BridgeHooks {
   /** Lines for stderr (reconnects, problems). */
   err: (line: string) => void
 }
-
-const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 }
 
 /**
  * Runs the bridge in this process until it is stopped or fails. Before any socket: one ticket
@@ -146,21 +145,16 @@ export async function runBridge(context: ServiceContext, flags: WebVncFlags, hoo
     ticket,
   )
 
-  let stoppedBy: string | undefined
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy = signal
-    void bridge.stop()
-  }
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-  for (const signal of signals) process.on(signal, onSignal)
+  const signals = waitForSignal(() => void bridge.stop())
   try {
     await bridge.done
   } finally {
-    for (const signal of signals) process.off(signal, onSignal)
+    signals.release()
     await bridge.stop()
     await pool.closeAll()
     removeFiles(lease.id, ['record'])
   }
+  const stoppedBy = signals.stoppedBy()
   if (stoppedBy) {
     throw new BridgeFailure(
       { problem: `bridge: the WebVNC bridge was stopped (${stoppedBy}); viewers lost their connection`, rescue },
