@@ -1,5 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { statSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { forwardedEnv, remoteCommandFor } from '../../src/services/run/remote-command.js'
 
@@ -36,6 +38,23 @@ describe('remote command quoting', () => {
     const result = onRunner(remoteCommandFor(['sh', '-c', `cat ${pidFile}`], { pidFile }).command)
     expect(result.stdout).toMatch(/^\d+\n$/)
     expect(() => execFileSync('test', ['-e', pidFile])).toThrow()
+  })
+
+  it('prints no job-control chatter, even when the command ends before the group is set up', () => {
+    // A slow runner: the login shell pauses before each of its own commands, so `echo` finishes inside
+    // the job-control window (bash would otherwise report "[1]+ Done" on the command's stderr).
+    const home = mkdtempSync(join(tmpdir(), 'crabbox-unit-home-'))
+    try {
+      writeFileSync(join(home, '.bash_profile'), "trap 'sleep 0.05' DEBUG\n")
+      const command = remoteCommandFor(['echo', 'only this']).command
+      const result = spawnSync('sh', ['-c', command], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: home } })
+      expect([result.status, result.stdout, result.stderr]).toEqual([0, 'only this\n', ''])
+      const missing = spawnSync('sh', ['-c', remoteCommandFor(['crabbox-no-such-command']).command], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: home } })
+      expect(missing.status).toBe(127)
+      expect(missing.stderr).toMatch(/crabbox-no-such-command: command not found/)
+    } finally {
+      rmSync(home, { recursive: true, force: true })
+    }
   })
 })
 

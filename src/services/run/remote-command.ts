@@ -24,10 +24,14 @@ const groupRunner = [
   // Traps first, so a signal that arrives as soon as the command starts is forwarded too.
   'pid=',
   'for s in INT TERM HUP; do trap "[ -n \\"\\$pid\\" ] && kill -$s -- -\\$pid 2>/dev/null" $s; done',
+  // While job control is on, bash reports a job that already ended ("[1]+ Done") on its own stderr,
+  // which is the command's: the shell's stderr goes quiet for that window, the command keeps the real one.
+  'exec 3>&2 2>/dev/null',
   'set -m',
-  '"$@" &',
+  '"$@" 2>&3 3>&- &',
   'pid=$!',
-  'set +m', // the group is made; no job-control chatter on the command's stderr
+  'set +m',
+  'exec 2>&3 3>&-',
   '[ -z "$pf" ] || echo $pid > "$pf"',
   'while :; do wait $pid; st=$?; kill -0 $pid 2>/dev/null || break; done',
   '[ -z "$pf" ] || rm -f "$pf"',
