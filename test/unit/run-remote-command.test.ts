@@ -49,7 +49,10 @@ describe('remote command quoting', () => {
       const command = remoteCommandFor(['echo', 'only this']).command
       const result = spawnSync('sh', ['-c', command], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: home } })
       expect([result.status, result.stdout, result.stderr]).toEqual([0, 'only this\n', ''])
-      const missing = spawnSync('sh', ['-c', remoteCommandFor(['crabbox-no-such-command']).command], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: home } })
+      const missing = spawnSync('sh', ['-c', remoteCommandFor(['crabbox-no-such-command']).command], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, HOME: home },
+      })
       expect(missing.status).toBe(127)
       expect(missing.stderr).toMatch(/crabbox-no-such-command: command not found/)
     } finally {
