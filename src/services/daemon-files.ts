@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stateDir } from '../paths.js'
 
@@ -9,7 +10,7 @@ import { stateDir } from '../paths.js'
  * daemon). A process that was killed leaves its `.json` behind with a dead pid: that is how
  * `status` knows it was killed.
  */
-export interface DaemonFiles<R extends { leaseId: string; slug?: string }> {
+export interface DaemonFiles<R extends { leaseId: string; slug?: string; pid?: number }> {
   dir(): string
   recordPath(leaseId: string): string
   pidPath(leaseId: string): string
@@ -23,9 +24,16 @@ export interface DaemonFiles<R extends { leaseId: string; slug?: string }> {
   known(idOrSlug?: string): string[]
   /** Whether `pid` is a live process whose command line names `marker` (through /proc where there is one). */
   alive(pid: number | undefined): boolean
+  /**
+   * Starts `crabbox <args>` detached (its own session, output appended to the lease's log) with
+   * `env` added, records its pid and returns it. The full CLI: a daemon gains nothing from the fast path.
+   */
+  spawn(leaseId: string, args: string[], env: Record<string, string>): number
+  /** Stops the lease's process (SIGTERM, SIGKILL after 5 s) and removes its files; true when one was running. */
+  stop(leaseId: string): Promise<boolean>
 }
 
-export function daemonFiles<R extends { leaseId: string; slug?: string }>(folder: string, marker: string): DaemonFiles<R> {
+export function daemonFiles<R extends { leaseId: string; slug?: string; pid?: number }>(folder: string, marker: string): DaemonFiles<R> {
   const dir = () => join(stateDir(), folder)
   const recordPath = (leaseId: string) => join(dir(), `${leaseId}.json`)
   const pidPath = (leaseId: string) => join(dir(), `${leaseId}.pid`)
@@ -37,11 +45,25 @@ export function daemonFiles<R extends { leaseId: string; slug?: string }>(folder
       return undefined
     }
   }
+  const readPid = (leaseId: string): number | undefined => {
+    try {
+      const pid = Number(readFileSync(pidPath(leaseId), 'utf8').trim())
+      return Number.isInteger(pid) && pid > 0 ? pid : undefined
+    } catch {
+      return undefined
+    }
+  }
+  const removeFiles = (leaseId: string, which: Array<'record' | 'pid'> = ['record', 'pid']) => {
+    if (which.includes('record')) rmSync(recordPath(leaseId), { force: true })
+    if (which.includes('pid')) rmSync(pidPath(leaseId), { force: true })
+  }
+  const logPath = (leaseId: string) => join(dir(), `${leaseId}.log`)
+  const alive = (pid: number | undefined) => processAlive(pid, marker)
   return {
     dir,
     recordPath,
     pidPath,
-    logPath: (leaseId) => join(dir(), `${leaseId}.log`),
+    logPath,
     ensureDir,
     writeRecord(record) {
       ensureDir()
@@ -50,18 +72,8 @@ export function daemonFiles<R extends { leaseId: string; slug?: string }>(folder
       renameSync(`${path}.tmp`, path)
     },
     readRecord,
-    readPid(leaseId) {
-      try {
-        const pid = Number(readFileSync(pidPath(leaseId), 'utf8').trim())
-        return Number.isInteger(pid) && pid > 0 ? pid : undefined
-      } catch {
-        return undefined
-      }
-    },
-    removeFiles(leaseId, which = ['record', 'pid']) {
-      if (which.includes('record')) rmSync(recordPath(leaseId), { force: true })
-      if (which.includes('pid')) rmSync(pidPath(leaseId), { force: true })
-    },
+    readPid,
+    removeFiles,
     known(idOrSlug) {
       if (!existsSync(dir())) return []
       const ids = new Set<string>()
@@ -72,20 +84,53 @@ export function daemonFiles<R extends { leaseId: string; slug?: string }>(folder
       if (!idOrSlug) return [...ids].sort()
       return [...ids].filter((id) => id === idOrSlug || readRecord(id)?.slug === idOrSlug)
     },
-    alive(pid) {
-      if (pid === undefined) return false
+    alive,
+    spawn(leaseId, args, env) {
+      ensureDir()
+      const log = openSync(logPath(leaseId), 'a', 0o600)
+      let pid: number
       try {
-        process.kill(pid, 0)
-      } catch (error) {
-        return (error as NodeJS.ErrnoException).code === 'EPERM'
+        const child = spawn(process.execPath, [process.argv[1]!, ...args], {
+          detached: true,
+          stdio: ['ignore', log, log],
+          env: { ...process.env, ...env, CRABBOX_NO_FAST_PATH: '1' },
+        })
+        child.on('error', () => undefined)
+        child.unref()
+        pid = child.pid!
+      } finally {
+        closeSync(log)
       }
-      try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-        if (/\) Z /.test(stat)) return false
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)
-      } catch {
-        return true // no /proc (macOS): trust kill(0)
-      }
+      writeFileSync(pidPath(leaseId), `${pid}\n`, { mode: 0o600 })
+      return pid
     },
+    async stop(leaseId) {
+      const pid = readPid(leaseId) ?? readRecord(leaseId)?.pid
+      const running = alive(pid)
+      if (running) {
+        process.kill(pid!, 'SIGTERM')
+        const deadline = Date.now() + 5000
+        while (alive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+        if (alive(pid)) process.kill(pid!, 'SIGKILL')
+      }
+      removeFiles(leaseId)
+      return running
+    },
+  }
+}
+
+function processAlive(pid: number | undefined, marker: string): boolean {
+  if (pid === undefined) return false
+  try {
+    process.kill(pid, 0)
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    if (/\) Z /.test(stat)) return false
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)
+  } catch {
+    return true // no /proc (macOS): trust kill(0)
   }
 }

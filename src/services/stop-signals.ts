@@ -15,3 +15,22 @@ export function waitForSignal(stop: () => void): { stoppedBy: () => string | und
   for (const signal of signals) process.on(signal, onSignal)
   return { stoppedBy: () => stoppedBy, release: () => signals.forEach((signal) => process.off(signal, onSignal)) }
 }
+
+/**
+ * Holds until `bridge` ends or a signal stops it, then stops it and runs `cleanup` either way.
+ * Returns the signal that stopped it (the caller turns that into its own exit), if one did.
+ */
+export async function runUntilStopped(
+  bridge: { done: Promise<unknown>; stop(): Promise<void> },
+  cleanup: () => Promise<void>,
+): Promise<string | undefined> {
+  const signals = waitForSignal(() => void bridge.stop())
+  try {
+    await bridge.done
+  } finally {
+    signals.release()
+    await bridge.stop()
+    await cleanup()
+  }
+  return signals.stoppedBy()
+}

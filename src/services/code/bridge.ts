@@ -1,4 +1,3 @@
-import { createServer, type Server, type Socket } from 'node:net'
 import { request as httpRequest } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type WebSocket from 'ws'
@@ -9,6 +8,7 @@ import { AgentDialError, dialAgent } from '../../transport/broker/webvnc.js'
 import type { SshPool } from '../../transport/ssh/pool.js'
 import type { SshTarget } from '../../transport/ssh/types.js'
 import { renderRescue, RescueError, type Rescue } from '../../ui/rescue.js'
+import { localForward } from '../local-forward.js'
 import { CodeTunnel } from './tunnel.js'
 
 /**
@@ -274,9 +274,11 @@ export function startCodeBridge(options: CodeBridgeOptions, firstTicket?: string
   }
 
   const local = options.localPort === undefined ? undefined : localForward(open)
+  const busy = (problem: string) =>
+    new CodeBridgeFailure({ problem, rescue: [`crabbox code --id ${word(options.leaseId)}`] }, 'usage', 'local_port_busy')
   const looping = loop()
   const done = (async () => {
-    if (local) await listenLocal(local.server, options.localPort!, options.leaseId)
+    if (local) await local.listen(options.localPort!, busy)
     await looping
   })()
   const bridge: CodeBridge = {
@@ -288,41 +290,10 @@ export function startCodeBridge(options: CodeBridgeOptions, firstTicket?: string
     async stop() {
       stopping.abort()
       current?.close(1000, 'bridge stopped')
-      for (const socket of local?.sockets ?? []) socket.destroy()
-      local?.server.close()
+      local?.close()
       await looping.catch(() => undefined)
     },
   }
   done.catch(() => bridge.stop())
   return bridge
-}
-
-function listenLocal(server: Server, port: number, leaseId: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      const problem = `local port: cannot listen on 127.0.0.1:${port}: ${error.code ?? error.message}`
-      reject(new CodeBridgeFailure({ problem, rescue: [`crabbox code --id ${word(leaseId)}`] }, 'usage', 'local_port_busy'))
-    })
-    server.listen(port, '127.0.0.1', () => resolve())
-  })
-}
-
-/** 127.0.0.1:<port> here → code-server on the runner, one forwarded stream per client. */
-function localForward(open: () => Promise<Duplex>): { server: Server; sockets: Set<Socket> } {
-  const sockets = new Set<Socket>()
-  const server = createServer((client) => {
-    sockets.add(client)
-    client.once('close', () => sockets.delete(client))
-    client.on('error', () => undefined)
-    open().then(
-      (remote) => {
-        client.pipe(remote).pipe(client)
-        remote.on('error', () => client.destroy())
-        remote.once('close', () => client.destroy())
-        client.once('close', () => remote.destroy())
-      },
-      () => client.destroy(),
-    )
-  })
-  return { server, sockets }
 }

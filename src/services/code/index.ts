@@ -1,9 +1,10 @@
 import { CrabboxError } from '../../errors.js'
-import { SIGNAL_EXIT, waitForSignal } from '../stop-signals.js'
+import { runUntilStopped, SIGNAL_EXIT } from '../stop-signals.js'
 import { CODE_SERVER_HOST, CODE_SERVER_PORT } from '../../protocol/code.js'
 import { BrokerError, type BrokerClient } from '../../transport/broker/client.js'
 import type { Lease } from '../../providers/types.js'
 import type { ServiceContext } from '../context.js'
+import { brokerBridgeLease } from '../bridge-lease.js'
 import { openUrl } from '../open-url.js'
 import {
   CodeBridgeFailure,
@@ -35,17 +36,11 @@ export const codePortalUrl = (broker: BrokerClient, leaseId: string) => `${broke
 
 /** The lease through the broker: the code bridge's relay and the portal live there, so direct mode has none. */
 async function codeLease(context: ServiceContext, id: string): Promise<{ lease: Lease; broker: BrokerClient }> {
-  const { leaseBackend } = await import('../lease.js')
-  const backend = await leaseBackend({ config: context.config, progress: context.progress })
-  if (backend.mode !== 'broker' || !backend.broker)
-    throw new CrabboxError('crabbox code needs a broker: the code bridge relay and the portal editor live there', {
-      exit: 'usage',
-      code: 'broker_required',
+  try {
+    return await brokerBridgeLease(context, id, {
+      message: 'crabbox code needs a broker: the code bridge relay and the portal editor live there',
       hint: 'Configure one (`crabbox login`)',
     })
-  try {
-    const { reachLease } = await import('../network.js')
-    return { lease: await reachLease(await backend.resolve(id), context, { broker: backend.broker }), broker: backend.broker }
   } catch (error) {
     if (error instanceof BrokerError && error.status === 0)
       throw new CodeBridgeFailure(
@@ -109,15 +104,7 @@ export async function runCodeBridge(context: ServiceContext, flags: CodeFlags, h
     ticket,
   )
 
-  const signals = waitForSignal(() => void bridge.stop())
-  try {
-    await bridge.done
-  } finally {
-    signals.release()
-    await bridge.stop()
-    await pool.closeAll()
-  }
-  const stoppedBy = signals.stoppedBy()
+  const stoppedBy = await runUntilStopped(bridge, () => pool.closeAll())
   if (stoppedBy) {
     throw new CodeBridgeFailure(
       { problem: `bridge: the code bridge was stopped (${stoppedBy}); the portal editor lost its connection`, rescue: rescue.slice(0, 1) },

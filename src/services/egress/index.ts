@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { spawn } from 'node:child_process'
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import type { ServiceContext } from '../context.js'
 import { SIGNAL_EXIT, waitForSignal } from '../stop-signals.js'
 import { CrabboxError, usageError } from '../../errors.js'
@@ -9,17 +8,7 @@ import type { Lease } from '../../providers/types.js'
 import { accessHeaders, BrokerError, brokerClient, type BrokerClient } from '../../transport/broker/client.js'
 import { startClientProxy } from './client-proxy.js'
 import { startHostSide } from './host-side.js'
-import {
-  egressAlive,
-  ensureDir,
-  logPath,
-  pidPath,
-  readPid,
-  readRecord,
-  removeFiles,
-  writeRecord,
-  type EgressRecord,
-} from './local-state.js'
+import { daemon, egressAlive, logPath, readPid, readRecord, removeFiles, writeRecord, type EgressRecord } from './local-state.js'
 import { installClient, runClient } from './remote-client.js'
 import { allowList, EgressRuleError, loopbackListen } from './rules.js'
 
@@ -298,16 +287,7 @@ export async function egressStatus(context: ServiceContext, flags: EgressTargetF
 /** `egress stop`: stops this machine's egress process for the lease (SIGTERM, SIGKILL after 5 s). */
 export async function stopEgress(context: ServiceContext, flags: EgressTargetFlags): Promise<{ leaseId: string; stopped: boolean }> {
   const { lease } = await egressTarget(context, flags)
-  const pid = readPid(lease.id) ?? readRecord(lease.id)?.pid
-  const alive = egressAlive(pid)
-  if (alive) {
-    process.kill(pid!, 'SIGTERM')
-    const deadline = Date.now() + 5000
-    while (egressAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
-    if (egressAlive(pid)) process.kill(pid!, 'SIGKILL')
-  }
-  removeFiles(lease.id)
-  return { leaseId: lease.id, stopped: alive }
+  return { leaseId: lease.id, stopped: await daemon.stop(lease.id) }
 }
 
 const DAEMON_READY_MS = 60_000
@@ -321,23 +301,8 @@ export async function startEgressDaemon(context: ServiceContext, flags: EgressSt
   if (existing !== undefined)
     return { leaseId: lease.id, pid: existing, alreadyRunning: true, logPath: logPath(lease.id), listen: readRecord(lease.id)?.listen }
   removeFiles(lease.id)
-  ensureDir()
-  const log = openSync(logPath(lease.id), 'a', 0o600)
-  let pid: number
-  try {
-    const args = [process.argv[1]!, 'egress', 'start', ...argv.filter((arg) => arg !== '--daemon')]
-    const child = spawn(process.execPath, args, {
-      detached: true,
-      stdio: ['ignore', log, log],
-      env: { ...process.env, CRABBOX_EGRESS_DAEMON: '1', CRABBOX_NO_FAST_PATH: '1' },
-    })
-    child.on('error', () => undefined)
-    child.unref()
-    pid = child.pid!
-  } finally {
-    closeSync(log)
-  }
-  writeFileSync(pidPath(lease.id), `${pid}\n`, { mode: 0o600 })
+  const args = ['egress', 'start', ...argv.filter((arg) => arg !== '--daemon')]
+  const pid = daemon.spawn(lease.id, args, { CRABBOX_EGRESS_DAEMON: '1' })
   const deadline = Date.now() + DAEMON_READY_MS
   while (Date.now() < deadline) {
     const record = readRecord(lease.id)

@@ -19,5 +19,7 @@ export interface EgressRecord {
 
 const files = daemonFiles<EgressRecord>('egress', 'egress')
 export const { recordPath, pidPath, logPath, ensureDir, writeRecord, readRecord, readPid, removeFiles } = files
+/** Starts the detached daemon (`spawn`) and stops it (`stop`), see services/daemon-files.ts. */
+export const daemon = { spawn: files.spawn, stop: files.stop }
 export const egressDir = files.dir
 export const egressAlive = files.alive

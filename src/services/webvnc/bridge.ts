@@ -1,4 +1,3 @@
-import { createServer, type Server, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type WebSocket from 'ws'
 import { CrabboxError, type ExitCodeName } from '../../errors.js'
@@ -8,6 +7,7 @@ import { AgentDialError, dialAgent } from '../../transport/broker/webvnc.js'
 import type { SshPool } from '../../transport/ssh/pool.js'
 import type { SshTarget } from '../../transport/ssh/types.js'
 import { desktopRescue, renderRescue, RescueError, type Rescue } from '../../ui/rescue.js'
+import { localForward } from '../local-forward.js'
 
 /**
  * The WebVNC bridge: a small pool of agent sockets to the broker, each opened with a fresh
@@ -394,13 +394,14 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
     }
   }
 
-  const local = options.localPort === undefined ? undefined : localVncServer(options.pool, options.target, vncPort)
-  const server = local?.server
-  const localSockets = local?.sockets ?? new Set<Socket>()
+  // 127.0.0.1:<port> here → the runner's VNC, for native viewers.
+  const local = options.localPort === undefined ? undefined : localForward(() => openVnc(options.pool, options.target, vncPort))
+  const busy = (problem: string) =>
+    new BridgeFailure({ problem, rescue: [`crabbox webvnc --id ${options.leaseId}`] }, 'usage', 'local_port_busy')
 
   const slotsDone = Promise.all(Array.from({ length: slots }, (_, index) => runSlot(index)))
   const done = (async () => {
-    if (server) await listenLocal(server, options.localPort!, options.leaseId)
+    if (local) await local.listen(options.localPort!, busy)
     await Promise.race([slotsDone, failed])
   })()
 
@@ -408,49 +409,18 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
     done,
     state: () => ({ ...state }),
     get localPort() {
-      const address = server?.address()
+      const address = local?.server.address()
       return address && typeof address === 'object' ? address.port : options.localPort
     },
     async stop() {
       stopping.abort()
       for (const socket of sockets) socket.close(1000, 'bridge stopped')
-      for (const socket of localSockets) socket.destroy()
-      server?.close()
+      local?.close()
       await slotsDone.catch(() => undefined)
     },
   }
   done.catch(() => bridge.stop())
   return bridge
-}
-
-function listenLocal(server: Server, port: number, leaseId: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      const problem = `local port: cannot listen on 127.0.0.1:${port}: ${error.code ?? error.message}`
-      reject(new BridgeFailure({ problem, rescue: [`crabbox webvnc --id ${leaseId}`] }, 'usage', 'local_port_busy'))
-    })
-    server.listen(port, '127.0.0.1', () => resolve())
-  })
-}
-
-/** 127.0.0.1:<port> here → the runner's VNC, one forwarded stream per client (native viewers). */
-function localVncServer(pool: SshPool, target: SshTarget, vncPort: number): { server: Server; sockets: Set<Socket> } {
-  const sockets = new Set<Socket>()
-  const server = createServer((client) => {
-    sockets.add(client)
-    client.once('close', () => sockets.delete(client))
-    client.on('error', () => undefined)
-    openVnc(pool, target, vncPort).then(
-      (vnc) => {
-        client.pipe(vnc).pipe(client)
-        vnc.on('error', () => client.destroy())
-        vnc.once('close', () => client.destroy())
-        client.once('close', () => vnc.destroy())
-      },
-      () => client.destroy(),
-    )
-  })
-  return { server, sockets }
 }
 
 /** `problem:`/`rescue:` lines for a failure the bridge keeps retrying. */

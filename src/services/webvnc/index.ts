@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process'
-import { SIGNAL_EXIT, waitForSignal } from '../stop-signals.js'
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { runUntilStopped, SIGNAL_EXIT } from '../stop-signals.js'
+import { readFileSync } from 'node:fs'
 import type { ServiceContext } from '../context.js'
 import { CrabboxError } from '../../errors.js'
 import { WebVncResetResponse, WebVncStatus } from '../../protocol/webvnc.js'
@@ -21,15 +20,15 @@ import {
 import {
   bridgeAlive,
   type BridgeRecord,
-  ensureDir,
+  daemon,
   knownBridges,
   logPath,
-  pidPath,
   readPid,
   readRecord,
   removeFiles,
   writeRecord,
 } from './local-state.js'
+import { brokerBridgeLease } from '../bridge-lease.js'
 import { openUrl } from '../open-url.js'
 import type { LocalBridgeView } from '../../ui/webvnc.js'
 
@@ -47,18 +46,11 @@ interface BridgeLease {
 }
 
 /** The lease through the broker; WebVNC relays through the broker, so direct mode has none. */
-async function bridgeLease(context: ServiceContext, id: string): Promise<BridgeLease> {
-  const { leaseBackend } = await import('../lease.js')
-  const backend = await leaseBackend({ config: context.config, progress: context.progress })
-  if (backend.mode !== 'broker' || !backend.broker)
-    throw new CrabboxError('crabbox webvnc needs a broker: the WebVNC relay and the portal viewer live there', {
-      exit: 'usage',
-      code: 'broker_required',
-      hint: `Configure one (\`crabbox login\`), or use the native VNC fallback: crabbox vnc --id ${id}`,
-    })
-  const { reachLease } = await import('../network.js')
-  return { lease: await reachLease(await backend.resolve(id), context, { broker: backend.broker }), broker: backend.broker }
-}
+const bridgeLease = (context: ServiceContext, id: string): Promise<BridgeLease> =>
+  brokerBridgeLease(context, id, {
+    message: 'crabbox webvnc needs a broker: the WebVNC relay and the portal viewer live there',
+    hint: `Configure one (\`crabbox login\`), or use the native VNC fallback: crabbox vnc --id ${id}`,
+  })
 
 export const portalUrl = (broker: BrokerClient, leaseId: string) => `${broker.url}/portal/leases/${encodeURIComponent(leaseId)}/vnc`
 
@@ -145,16 +137,10 @@ export async function runBridge(context: ServiceContext, flags: WebVncFlags, hoo
     ticket,
   )
 
-  const signals = waitForSignal(() => void bridge.stop())
-  try {
-    await bridge.done
-  } finally {
-    signals.release()
-    await bridge.stop()
+  const stoppedBy = await runUntilStopped(bridge, async () => {
     await pool.closeAll()
     removeFiles(lease.id, ['record'])
-  }
-  const stoppedBy = signals.stoppedBy()
+  })
   if (stoppedBy) {
     throw new BridgeFailure(
       { problem: `bridge: the WebVNC bridge was stopped (${stoppedBy}); viewers lost their connection`, rescue },
@@ -264,29 +250,8 @@ export async function startDaemon(context: ServiceContext, flags: WebVncFlags): 
       portalUrl: readRecord(lease.id)?.portalUrl ?? portalUrl(broker, lease.id),
     }
   removeFiles(lease.id)
-  ensureDir()
-  const log = openSync(logPath(lease.id), 'a', 0o600)
-  const args = [
-    process.argv[1]!,
-    'webvnc',
-    '--id',
-    lease.id,
-    ...(flags.localPort !== undefined ? ['--local-port', String(flags.localPort)] : []),
-  ]
-  let pid: number
-  try {
-    const child = spawn(process.execPath, args, {
-      detached: true,
-      stdio: ['ignore', log, log],
-      env: { ...process.env, CRABBOX_WEBVNC_DAEMON: '1', CRABBOX_NO_FAST_PATH: '1' },
-    })
-    child.on('error', () => undefined)
-    child.unref()
-    pid = child.pid!
-  } finally {
-    closeSync(log)
-  }
-  writeFileSync(pidPath(lease.id), `${pid}\n`, { mode: 0o600 })
+  const args = ['webvnc', '--id', lease.id, ...(flags.localPort !== undefined ? ['--local-port', String(flags.localPort)] : [])]
+  const pid = daemon.spawn(lease.id, args, { CRABBOX_WEBVNC_DAEMON: '1' })
   const deadline = Date.now() + DAEMON_READY_MS
   while (Date.now() < deadline) {
     const record = readRecord(lease.id)
@@ -322,18 +287,7 @@ function readLogTail(leaseId: string): string {
 }
 
 /** Stops the daemon for `leaseId` (SIGTERM, then SIGKILL after 5 s); true when one was running. */
-export async function stopDaemon(leaseId: string): Promise<boolean> {
-  const pid = readPid(leaseId) ?? readRecord(leaseId)?.pid
-  const alive = bridgeAlive(pid)
-  if (alive) {
-    process.kill(pid!, 'SIGTERM')
-    const deadline = Date.now() + 5000
-    while (bridgeAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
-    if (bridgeAlive(pid)) process.kill(pid!, 'SIGKILL')
-  }
-  removeFiles(leaseId)
-  return alive
-}
+export const stopDaemon = (leaseId: string): Promise<boolean> => daemon.stop(leaseId)
 
 export interface DaemonListResult {
   daemons: LocalBridgeState[]

@@ -19,6 +19,8 @@ export interface BridgeRecord {
 
 const files = daemonFiles<BridgeRecord>('webvnc', 'webvnc')
 export const { recordPath, pidPath, logPath, ensureDir, writeRecord, readRecord, readPid, removeFiles } = files
+/** Starts the detached daemon (`spawn`) and stops it (`stop`), see services/daemon-files.ts. */
+export const daemon = { spawn: files.spawn, stop: files.stop }
 export const webvncDir = files.dir
 export const knownBridges = files.known
 export const bridgeAlive = files.alive
