@@ -9,6 +9,7 @@ import { outputSink } from '../transport/ssh/streams.js'
 import { workdirFor } from './run/workdir.js'
 import type { BrokerClient } from '../transport/broker/client.js'
 import type { Lease, LeaseCapabilities } from '../providers/types.js'
+import { TARGET_ALIASES, WINDOWS_MODE_ALIASES } from '../protocol/targets.js'
 
 export interface SshFlags {
   /** A lease ID or slug; resolved through the broker or this machine's lease records. */
@@ -35,6 +36,23 @@ export interface ResolvedTarget {
   provider?: string
   slug?: string
   capabilities?: LeaseCapabilities
+  /** The runner's OS: from the broker's lease record or the machine's labels; a static host's from `--target`. */
+  os?: LeaseOS
+}
+
+export interface LeaseOS {
+  target: 'linux' | 'macos' | 'windows'
+  windowsMode?: 'normal' | 'wsl2'
+}
+
+/** A lease's OS: the broker's record, else a `target` the provider kept in the details, else `fallback`. */
+export function leaseOS(lease: Pick<Lease, 'details'>, fallback: LeaseOS): LeaseOS {
+  const details = lease.details as { record?: { target?: unknown; windowsMode?: unknown }; target?: unknown; windowsMode?: unknown }
+  const source = details.record ?? details
+  const target = typeof source.target === 'string' ? TARGET_ALIASES[source.target.toLowerCase()] : undefined
+  if (!target) return fallback
+  const mode = typeof source.windowsMode === 'string' ? WINDOWS_MODE_ALIASES[source.windowsMode.toLowerCase()] : undefined
+  return target === 'windows' ? { target, windowsMode: mode ?? 'normal' } : { target }
 }
 
 export interface SshResult {
@@ -48,6 +66,10 @@ export interface SshResult {
 }
 
 const STATIC_PROVIDERS = new Set(['ssh', 'static', 'static-ssh'])
+
+/** A static host is what `--target` (and `--windows-mode`) say it is. */
+const configOS = (config: ServiceContext['config']): LeaseOS =>
+  config.target === 'windows' ? { target: 'windows', windowsMode: config.windows.mode } : { target: config.target }
 
 /**
  * Flags and config → where to connect. `--id` resolves a lease (broker or
@@ -87,6 +109,7 @@ export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshF
       provider: lease.provider,
       slug: lease.slug,
       capabilities: lease.capabilities,
+      os: leaseOS(lease, STATIC_PROVIDERS.has(lease.provider) ? configOS(config) : { target: 'linux' }),
     }
   }
   // A configured static host is the target when the provider is ssh, or was never chosen.
@@ -108,6 +131,7 @@ export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshF
         browser: config.static.browser ?? false,
         code: config.static.code ?? false,
       },
+      os: configOS(config),
     }
   }
   throw new CrabboxError('crabbox ssh needs a lease or a static host', {

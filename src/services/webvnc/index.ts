@@ -7,6 +7,8 @@ import { WebVncResetResponse, WebVncStatus } from '../../protocol/webvnc.js'
 import { BrokerError, type BrokerClient } from '../../transport/broker/client.js'
 import type { Lease } from '../../providers/types.js'
 import { desktopRescue } from '../../ui/rescue.js'
+import { leaseOS } from '../ssh.js'
+import { desktopRefusal } from '../desktop/targets.js'
 import {
   BridgeFailure,
   describeFailure,
@@ -44,6 +46,8 @@ export interface WebVncFlags {
 interface BridgeLease {
   lease: Lease
   broker: BrokerClient
+  /** Where the VNC password is read (Linux's x11vnc or macOS Screen Sharing). */
+  os: 'linux' | 'macos'
 }
 
 /** The lease through the broker; WebVNC relays through the broker, so direct mode has none. */
@@ -56,8 +60,17 @@ async function bridgeLease(context: ServiceContext, id: string): Promise<BridgeL
       code: 'broker_required',
       hint: `Configure one (\`crabbox login\`), or use the native VNC fallback: crabbox vnc --id ${id}`,
     })
+  const resolved = await backend.resolve(id)
+  // An OS that cannot have VNC is refused before any SSH (exit 2), with the reason.
+  const os = leaseOS(resolved, { target: 'linux' })
+  const refused = desktopRefusal(os.target, 'vnc', { windowsMode: os.windowsMode, staticHost: resolved.provider === 'static' })
+  if (refused) throw new CrabboxError(`crabbox webvnc on ${id} (${os.target}): ${refused}`, { exit: 'usage', code: 'unsupported_target' })
   const { reachLease } = await import('../network.js')
-  return { lease: await reachLease(await backend.resolve(id), context, { broker: backend.broker }), broker: backend.broker }
+  return {
+    lease: await reachLease(resolved, context, { broker: backend.broker }),
+    broker: backend.broker,
+    os: os.target === 'macos' ? 'macos' : 'linux',
+  }
 }
 
 export const portalUrl = (broker: BrokerClient, leaseId: string) => `${broker.url}/portal/leases/${encodeURIComponent(leaseId)}/vnc`
@@ -84,7 +97,7 @@ export async function runBridge(context: ServiceContext, flags: WebVncFlags, hoo
       throw new BridgeFailure({ problem: `broker: ${error.message}`, rescue: desktopRescue(flags.id) }, 'error', 'broker_unreachable')
     throw error
   }
-  const { lease, broker } = resolved
+  const { lease, broker, os } = resolved
   const rescue = desktopRescue(lease.id)
   let ticket: string
   try {
@@ -105,7 +118,7 @@ export async function runBridge(context: ServiceContext, flags: WebVncFlags, hoo
   }
 
   const startedAt = new Date().toISOString()
-  const password = await readVncPassword(pool, lease.ssh)
+  const password = await readVncPassword(pool, lease.ssh, os)
   const portal = password ? `${portalUrl(broker, lease.id)}#password=${encodeURIComponent(password)}` : portalUrl(broker, lease.id)
   const daemon = process.env.CRABBOX_WEBVNC_DAEMON === '1'
   let announced = false
