@@ -170,6 +170,8 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['DAYTONA_TARGET', 'daytona.target', 'string'],
   ['CRABBOX_DAYTONA_USER', 'daytona.user', 'string'],
   ['CRABBOX_DAYTONA_WORK_ROOT', 'daytona.workRoot', 'string'],
+  ['CRABBOX_DAYTONA_SSH_GATEWAY_HOST', 'daytona.sshGatewayHost', 'string'],
+  ['CRABBOX_DAYTONA_SSH_ACCESS_MINUTES', 'daytona.sshAccessMinutes', 'int'],
 ]
 
 /**

@@ -38,6 +38,8 @@ export interface ResolvedTarget {
   capabilities?: LeaseCapabilities
   /** The runner's OS: from the broker's lease record or the machine's labels; a static host's from `--target`. */
   os?: LeaseOS
+  /** A delegated provider's SSH access (a token): revoke it once the command is done. */
+  revoke?: () => Promise<void>
 }
 
 export interface LeaseOS {
@@ -76,7 +78,11 @@ const configOS = (config: ServiceContext['config']): LeaseOS =>
  * direct records); otherwise the configured static host (`--provider ssh
  * --static-host H`, or the `static` config block).
  */
-export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, 'id' | 'reclaim'>): Promise<ResolvedTarget> {
+export async function resolveSshTarget(
+  context: ServiceContext,
+  flags: Pick<SshFlags, 'id' | 'reclaim'>,
+  options: { delegatedSsh?: boolean } = {},
+): Promise<ResolvedTarget> {
   const { config } = context
   // The lease is claimed for this checkout, as `run` does: another checkout's lease needs --reclaim.
   const { claimLease, reclaimedWarning } = await import('./claims.js')
@@ -89,7 +95,11 @@ export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshF
     const { leaseBackend } = await import('./lease.js')
     const backend = await leaseBackend({ config, progress: context.progress })
     const resolved = await backend.resolve(flags.id)
-    // A delegated provider's machine is reached only through the provider itself.
+    // A delegated provider's machine is reached only through the provider itself (`crabbox ssh`: its SSH access, when it has one).
+    if (resolved.details.delegated && options.delegatedSsh) {
+      const access = await delegatedSshAccess(context, resolved)
+      if (access) return access
+    }
     if (resolved.details.delegated)
       throw new CrabboxError(`${resolved.provider} owns the connection to ${resolved.id}: crabbox has no SSH access to it`, {
         exit: 'usage',
@@ -138,6 +148,24 @@ export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshF
     exit: 'usage',
     hint: 'pass --id <lease>, or --provider ssh --static-host HOST [--static-user U] [--static-port P] (or set static.host in config)',
   })
+}
+
+/** A delegated lease's SSH access through its provider (Daytona's token), or undefined when the provider has none. */
+async function delegatedSshAccess(context: ServiceContext, lease: Lease): Promise<ResolvedTarget | undefined> {
+  const { directProvider } = await import('../providers/registry.js')
+  const provider = await directProvider(lease.provider)
+  if (!provider.sshAccess) return undefined
+  const access = await provider.sshAccess(lease, { config: context.config, progress: context.progress })
+  return {
+    leaseId: lease.id,
+    target: access.target,
+    kind: 'static',
+    workRoot: lease.workRoot,
+    provider: lease.provider,
+    slug: lease.slug,
+    capabilities: lease.capabilities,
+    revoke: access.revoke,
+  }
 }
 
 const quoteArg = (value: string) => (/^[\w@%+=:,./~-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`)
@@ -199,10 +227,25 @@ export function printsByDefault(): boolean {
  * code through; without one it opens an interactive pty shell.
  */
 export async function sshCommand(context: ServiceContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
-  const { leaseId, target, broker, idleTimeoutSeconds, workRoot } = await resolveSshTarget(context, flags)
+  const { leaseId, target, broker, idleTimeoutSeconds, workRoot, revoke } = await resolveSshTarget(context, flags, { delegatedSsh: true })
   const where = `${target.user}@${target.host}:${target.port}`
   const printLine = flags.print || (argv.length === 0 && !flags.tty && (flags.printWithoutCommand ?? printsByDefault()))
+  // A printed line carries a delegated provider's token: it stays valid until it expires.
   if (printLine) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
+  try {
+    return await sshSession(context, flags, argv, { leaseId, target, where, broker, idleTimeoutSeconds, workRoot })
+  } finally {
+    await revoke?.().catch((error: Error) => context.progress.warn(`could not revoke the SSH access to ${leaseId}: ${error.message}`))
+  }
+}
+
+async function sshSession(
+  context: ServiceContext,
+  flags: SshFlags,
+  argv: string[],
+  resolved: Pick<ResolvedTarget, 'leaseId' | 'target' | 'broker' | 'idleTimeoutSeconds' | 'workRoot'> & { where: string },
+): Promise<SshResult> {
+  const { leaseId, target, where, broker, idleTimeoutSeconds, workRoot } = resolved
 
   const { openSession } = await import('../transport/ssh/index.js')
   const session = await openSession(target, {
