@@ -137,6 +137,7 @@ export const AwsConfig = v.strictObject({
   rootGB: v.optional(Count),
   sshCIDRs: v.optional(v.array(v.string())),
   endpoint: v.optional(v.string()),
+  macHostId: v.optional(v.string()),
 })
 
 export const AzureConfig = v.strictObject({
@@ -381,6 +382,8 @@ export interface Config {
     rootGB: number
     sshCIDRs: string[]
     endpoint?: string
+    /** macOS leases: the dedicated host (yours) `mac2.metal` instances are placed on. */
+    macHostId?: string
   }
   azure: {
     subscriptionId?: string
