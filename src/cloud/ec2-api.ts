@@ -500,7 +500,14 @@ export async function createAwsMachine(api: Ec2Api, input: AwsCreateInput): Prom
       `no EC2 capacity for ${input.instanceTypes.join(', ')} in ${input.regions.join(', ')} (${input.markets.join(' then ')}): ${attempts.map((a) => `${a.region}/${a.serverType}/${a.market}: ${a.message}`).join('; ')}`,
     )
   }
-  return { machine: await waitForAwsAddress(api, launched), attempts, adopted: false }
+  try {
+    return { machine: await waitForAwsAddress(api, launched), attempts, adopted: false }
+  } catch (error) {
+    // The instance exists: it must not outlive the failed create.
+    const made = { id: launched.id, region: launched.region, regions: input.regions, leaseId: input.leaseId, keyName: input.keyName }
+    await deleteAwsMachine(api, made).catch(() => undefined)
+    throw error
+  }
 }
 
 async function deleteAwsKey(api: Ec2Api, region: string, keyName: string): Promise<void> {

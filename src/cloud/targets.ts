@@ -12,7 +12,7 @@ export type TargetOS = 'linux' | 'macos' | 'windows'
 
 export const TARGET_PROVIDERS: Readonly<Record<TargetOS, readonly string[]>> = {
   linux: ['hetzner', 'aws', 'ssh', 'local (on a Linux machine)'],
-  macos: ['ssh (an existing Mac)', 'local (on a Mac)'],
+  macos: ['ssh (an existing Mac)', 'local (on a Mac)', 'aws (direct mode, mac2.metal on your dedicated host)'],
   windows: [],
 }
 

@@ -101,6 +101,7 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['CRABBOX_AWS_ROOT_GB', 'aws.rootGB', 'int'],
   ['CRABBOX_AWS_SSH_CIDRS', 'aws.sshCIDRs', 'csv'],
   ['CRABBOX_AWS_ENDPOINT', 'aws.endpoint', 'string'],
+  ['CRABBOX_AWS_MAC_HOST_ID', 'aws.macHostId', 'string'],
   ['CRABBOX_AZURE_SUBSCRIPTION_ID', 'azure.subscriptionId', 'string'],
   ['AZURE_SUBSCRIPTION_ID', 'azure.subscriptionId', 'string'],
   ['CRABBOX_AZURE_TENANT_ID', 'azure.tenantId', 'string'],
@@ -170,6 +171,8 @@ const envVariables: ReadonlyArray<readonly [name: string, path: string, kind: Ki
   ['DAYTONA_TARGET', 'daytona.target', 'string'],
   ['CRABBOX_DAYTONA_USER', 'daytona.user', 'string'],
   ['CRABBOX_DAYTONA_WORK_ROOT', 'daytona.workRoot', 'string'],
+  ['CRABBOX_DAYTONA_SSH_GATEWAY_HOST', 'daytona.sshGatewayHost', 'string'],
+  ['CRABBOX_DAYTONA_SSH_ACCESS_MINUTES', 'daytona.sshAccessMinutes', 'int'],
 ]
 
 /**

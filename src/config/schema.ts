@@ -137,6 +137,7 @@ export const AwsConfig = v.strictObject({
   rootGB: v.optional(Count),
   sshCIDRs: v.optional(v.array(v.string())),
   endpoint: v.optional(v.string()),
+  macHostId: v.optional(v.string()),
 })
 
 export const AzureConfig = v.strictObject({
@@ -192,6 +193,8 @@ export const DaytonaConfig = v.strictObject({
   target: v.optional(v.string()),
   user: v.optional(v.string()),
   workRoot: v.optional(v.string()),
+  sshGatewayHost: v.optional(v.string()),
+  sshAccessMinutes: v.optional(Count),
 })
 
 export const CapacityConfig = v.strictObject({
@@ -379,6 +382,8 @@ export interface Config {
     rootGB: number
     sshCIDRs: string[]
     endpoint?: string
+    /** macOS leases: the dedicated host (yours) `mac2.metal` instances are placed on. */
+    macHostId?: string
   }
   azure: {
     subscriptionId?: string
@@ -441,8 +446,18 @@ export interface Config {
   }
   /** The `e2b` provider: sandbox template, API domain or URLs, and the work folder inside the sandbox. */
   e2b: { template: string; domain?: string; apiUrl?: string; sandboxUrl?: string; workdir: string }
-  /** The `daytona` provider: API endpoint, snapshot, region target, sandbox user and the work root inside it. */
-  daytona: { apiUrl: string; snapshot?: string; target?: string; user?: string; workRoot: string }
+  /** The `daytona` provider: API endpoint, snapshot, region target, sandbox user, the work root inside it, and SSH access. */
+  daytona: {
+    apiUrl: string
+    snapshot?: string
+    target?: string
+    user?: string
+    workRoot: string
+    /** The SSH gateway when Daytona's answer names none. */
+    sshGatewayHost: string
+    /** How long an SSH access token crabbox asks for lasts. */
+    sshAccessMinutes: number
+  }
   /** Where each top-level value came from, for `config show`. */
   sources: Record<string, string>
 }
@@ -520,7 +535,12 @@ export function defaultConfig(): Config {
       diskGB: 20,
     },
     e2b: { template: 'base', workdir: '/home/user/crabbox' },
-    daytona: { apiUrl: 'https://app.daytona.io/api', workRoot: '/home/daytona/crabbox' },
+    daytona: {
+      apiUrl: 'https://app.daytona.io/api',
+      workRoot: '/home/daytona/crabbox',
+      sshGatewayHost: 'ssh.app.daytona.io',
+      sshAccessMinutes: 30,
+    },
     sources: {},
   }
 }

@@ -58,6 +58,11 @@ export interface DirectProvider {
   touch?(lease: Lease, context: ProviderContext): Promise<void>
   /** Delegated providers: the provider syncs the checkout and runs the command itself (`run` hands it the whole request). */
   delegated?: DelegatedRun
+  /**
+   * Delegated providers with SSH access of their own (Daytona's tokens): where `crabbox ssh`
+   * connects for this lease, and how to revoke that access once the command is done.
+   */
+  sshAccess?(lease: Lease, context: ProviderContext): Promise<{ target: SshTarget; revoke(): Promise<void> }>
   /** Cloud machines: the provider's own status word (`initializing`, `pending`, `running`...), shown while the runner boots. */
   machineState?(lease: Pick<Lease, 'id' | 'provider' | 'details'>, context: ProviderContext): Promise<string | undefined>
 }

@@ -9,6 +9,7 @@ import { outputSink } from '../transport/ssh/streams.js'
 import { workdirFor } from './run/workdir.js'
 import type { BrokerClient } from '../transport/broker/client.js'
 import type { Lease, LeaseCapabilities } from '../providers/types.js'
+import { TARGET_ALIASES, WINDOWS_MODE_ALIASES } from '../protocol/targets.js'
 
 export interface SshFlags {
   /** A lease ID or slug; resolved through the broker or this machine's lease records. */
@@ -35,6 +36,25 @@ export interface ResolvedTarget {
   provider?: string
   slug?: string
   capabilities?: LeaseCapabilities
+  /** The runner's OS: from the broker's lease record or the machine's labels; a static host's from `--target`. */
+  os?: LeaseOS
+  /** A delegated provider's SSH access (a token): revoke it once the command is done. */
+  revoke?: () => Promise<void>
+}
+
+export interface LeaseOS {
+  target: 'linux' | 'macos' | 'windows'
+  windowsMode?: 'normal' | 'wsl2'
+}
+
+/** A lease's OS: the broker's record, else a `target` the provider kept in the details, else `fallback`. */
+export function leaseOS(lease: Pick<Lease, 'details'>, fallback: LeaseOS): LeaseOS {
+  const details = lease.details as { record?: { target?: unknown; windowsMode?: unknown }; target?: unknown; windowsMode?: unknown }
+  const source = details.record ?? details
+  const target = typeof source.target === 'string' ? TARGET_ALIASES[source.target.toLowerCase()] : undefined
+  if (!target) return fallback
+  const mode = typeof source.windowsMode === 'string' ? WINDOWS_MODE_ALIASES[source.windowsMode.toLowerCase()] : undefined
+  return target === 'windows' ? { target, windowsMode: mode ?? 'normal' } : { target }
 }
 
 export interface SshResult {
@@ -49,12 +69,20 @@ export interface SshResult {
 
 const STATIC_PROVIDERS = new Set(['ssh', 'static', 'static-ssh'])
 
+/** A static host is what `--target` (and `--windows-mode`) say it is. */
+const configOS = (config: ServiceContext['config']): LeaseOS =>
+  config.target === 'windows' ? { target: 'windows', windowsMode: config.windows.mode } : { target: config.target }
+
 /**
  * Flags and config → where to connect. `--id` resolves a lease (broker or
  * direct records); otherwise the configured static host (`--provider ssh
  * --static-host H`, or the `static` config block).
  */
-export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshFlags, 'id' | 'reclaim'>): Promise<ResolvedTarget> {
+export async function resolveSshTarget(
+  context: ServiceContext,
+  flags: Pick<SshFlags, 'id' | 'reclaim'>,
+  options: { delegatedSsh?: boolean } = {},
+): Promise<ResolvedTarget> {
   const { config } = context
   // The lease is claimed for this checkout, as `run` does: another checkout's lease needs --reclaim.
   const { claimLease, reclaimedWarning } = await import('./claims.js')
@@ -67,7 +95,11 @@ export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshF
     const { leaseBackend } = await import('./lease.js')
     const backend = await leaseBackend({ config, progress: context.progress })
     const resolved = await backend.resolve(flags.id)
-    // A delegated provider's machine is reached only through the provider itself.
+    // A delegated provider's machine is reached only through the provider itself (`crabbox ssh`: its SSH access, when it has one).
+    if (resolved.details.delegated && options.delegatedSsh) {
+      const access = await delegatedSshAccess(context, resolved)
+      if (access) return access
+    }
     if (resolved.details.delegated)
       throw new CrabboxError(`${resolved.provider} owns the connection to ${resolved.id}: crabbox has no SSH access to it`, {
         exit: 'usage',
@@ -87,6 +119,7 @@ export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshF
       provider: lease.provider,
       slug: lease.slug,
       capabilities: lease.capabilities,
+      os: leaseOS(lease, STATIC_PROVIDERS.has(lease.provider) ? configOS(config) : { target: 'linux' }),
     }
   }
   // A configured static host is the target when the provider is ssh, or was never chosen.
@@ -108,12 +141,31 @@ export async function resolveSshTarget(context: ServiceContext, flags: Pick<SshF
         browser: config.static.browser ?? false,
         code: config.static.code ?? false,
       },
+      os: configOS(config),
     }
   }
   throw new CrabboxError('crabbox ssh needs a lease or a static host', {
     exit: 'usage',
     hint: 'pass --id <lease>, or --provider ssh --static-host HOST [--static-user U] [--static-port P] (or set static.host in config)',
   })
+}
+
+/** A delegated lease's SSH access through its provider (Daytona's token), or undefined when the provider has none. */
+async function delegatedSshAccess(context: ServiceContext, lease: Lease): Promise<ResolvedTarget | undefined> {
+  const { directProvider } = await import('../providers/registry.js')
+  const provider = await directProvider(lease.provider)
+  if (!provider.sshAccess) return undefined
+  const access = await provider.sshAccess(lease, { config: context.config, progress: context.progress })
+  return {
+    leaseId: lease.id,
+    target: access.target,
+    kind: 'static',
+    workRoot: lease.workRoot,
+    provider: lease.provider,
+    slug: lease.slug,
+    capabilities: lease.capabilities,
+    revoke: access.revoke,
+  }
 }
 
 const quoteArg = (value: string) => (/^[\w@%+=:,./~-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`)
@@ -175,10 +227,25 @@ export function printsByDefault(): boolean {
  * code through; without one it opens an interactive pty shell.
  */
 export async function sshCommand(context: ServiceContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
-  const { leaseId, target, broker, idleTimeoutSeconds, workRoot } = await resolveSshTarget(context, flags)
+  const { leaseId, target, broker, idleTimeoutSeconds, workRoot, revoke } = await resolveSshTarget(context, flags, { delegatedSsh: true })
   const where = `${target.user}@${target.host}:${target.port}`
   const printLine = flags.print || (argv.length === 0 && !flags.tty && (flags.printWithoutCommand ?? printsByDefault()))
+  // A printed line carries a delegated provider's token: it stays valid until it expires.
   if (printLine) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
+  try {
+    return await sshSession(context, flags, argv, { leaseId, target, where, broker, idleTimeoutSeconds, workRoot })
+  } finally {
+    await revoke?.().catch((error: Error) => context.progress.warn(`could not revoke the SSH access to ${leaseId}: ${error.message}`))
+  }
+}
+
+async function sshSession(
+  context: ServiceContext,
+  flags: SshFlags,
+  argv: string[],
+  resolved: Pick<ResolvedTarget, 'leaseId' | 'target' | 'broker' | 'idleTimeoutSeconds' | 'workRoot'> & { where: string },
+): Promise<SshResult> {
+  const { leaseId, target, where, broker, idleTimeoutSeconds, workRoot } = resolved
 
   const { openSession } = await import('../transport/ssh/index.js')
   const session = await openSession(target, {

@@ -127,3 +127,82 @@ describe('daytona (against a fake Daytona API and toolbox)', () => {
     expect(line?.ok, JSON.stringify(checks)).toBe(true)
   })
 })
+
+describe('daytona over SSH (a fake SSH gateway that takes Daytona access tokens)', () => {
+  const toolboxRun = (fake: Awaited<ReturnType<typeof setup>>['fake']) =>
+    fake.calls.some((call) => /\/process\/session|\/files\/bulk-upload/.test(call.path))
+
+  it('run unpacks and runs over SSH with a token as the user: output, exit code, token revoked', async () => {
+    const { fake, home, repo, env } = await setup({ ssh: 'on' })
+    const result = await runCli(['run', '--', 'sh', '-c', 'cat hello.txt; echo err >&2; exit 3'], {
+      home,
+      cwd: repo,
+      env: { ...env, CRABBOX_DAYTONA_SSH_ACCESS_MINUTES: '7' },
+    })
+    expect(result.stdout).toBe('from the checkout\n')
+    expect(result.stderr).toMatch(/^err$/m)
+    expect(result.code, result.stderr).toBe(3)
+    expect(result.stderr).not.toMatch(/toolbox API/)
+    expect(fake.tokens).toHaveLength(1)
+    expect(fake.tokens[0]).toMatchObject({ expiresInMinutes: 7, revoked: true })
+    expect(fake.gateway!.logins).toEqual([fake.tokens[0].token])
+    expect(fake.gateway!.commands[0]).toMatch(/^mkdir -p \S+ && tar -xzf - -C \S+$/)
+    expect(fake.gateway!.commands[1]).toMatch(/^cd \S+ && sh -c 'cat hello.txt; echo err >&2; exit 3'$/)
+    expect(toolboxRun(fake)).toBe(false)
+    expect(fake.sandboxes()).toEqual([])
+  })
+
+  it('Ctrl-C over SSH stops the remote command, exits 130, revokes the token and deletes the sandbox', async () => {
+    const { fake, home, repo, env, workRoot } = await setup({ ssh: 'on' })
+    const pidFile = join(workRoot, 'pid')
+    const child = spawnCli(['run', '--', 'sh', '-c', `echo $$ > ${pidFile}; echo started; exec sleep 300`], { home, cwd: repo, env })
+    let stdout = ''
+    await new Promise<void>((resolve) =>
+      child.stdout!.on('data', (d) => {
+        stdout += d
+        if (stdout.includes('started')) resolve()
+      }),
+    )
+    child.kill('SIGINT')
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
+    expect(code).toBe(130)
+    const pid = Number(readFileSync(pidFile, 'utf8'))
+    await vi.waitFor(() => expect(() => process.kill(pid, 0)).toThrow(), { timeout: 5000 })
+    expect(fake.tokens.every((t) => t.revoked)).toBe(true)
+    expect(toolboxRun(fake)).toBe(false)
+    expect(fake.sandboxes()).toEqual([])
+  })
+
+  it('crabbox ssh --id <sandbox> runs the command over SSH, passes its exit code and revokes the token', async () => {
+    const { fake, home, repo, env } = await setup({ ssh: 'on' })
+    const kept = await runCli(['run', '--keep', '--', 'true'], { home, cwd: repo, env })
+    expect(kept.code, kept.stderr).toBe(0)
+    const id = String(fake.sandboxes()[0].id)
+    const ssh = await runCli(['ssh', '--id', id, '--', 'echo', 'hi from ssh;', 'exit', '4'], { home, cwd: repo, env })
+    expect(ssh.stdout).toBe('hi from ssh\n')
+    expect(ssh.code, ssh.stderr).toBe(4)
+    expect(fake.tokens).toHaveLength(2)
+    expect(fake.tokens.every((t) => t.revoked)).toBe(true)
+    expect(fake.gateway!.logins.at(-1)).toBe(fake.tokens[1].token)
+    const stop = await runCli(['stop', id], { home, cwd: repo, env })
+    expect(stop.code, stop.stderr).toBe(0)
+    // Release revokes every token of the sandbox (no token named), then deletes it.
+    expect(fake.calls.some((call) => call.method === 'DELETE' && call.path === `/sandbox/${id}/ssh-access`)).toBe(true)
+    expect(fake.sandboxes()).toEqual([])
+  })
+
+  it('falls back to the toolbox when the gateway refuses the token (or Daytona gives none), revoking it', async () => {
+    for (const ssh of ['reject', undefined] as const) {
+      const { fake, home, repo, env } = await setup({ ssh })
+      const result = await runCli(['run', '--', 'sh', '-c', 'cat hello.txt; exit 5'], { home, cwd: repo, env })
+      expect(result.stdout).toBe('from the checkout\n')
+      expect(result.code, result.stderr).toBe(5)
+      expect(result.stderr).toMatch(/daytona: no SSH access to \S+ \([^\n]+\); running through the toolbox API/)
+      expect(toolboxRun(fake)).toBe(true)
+      expect(fake.tokens.every((t) => t.revoked)).toBe(true)
+      expect(fake.tokens).toHaveLength(ssh ? 1 : 0)
+      expect(fake.gateway?.commands ?? []).toEqual([])
+      expect(fake.sandboxes()).toEqual([])
+    }
+  })
+})

@@ -5,17 +5,32 @@
  * and the session API. Commands really run here (`sh -c`), so output, exit codes and Ctrl-C
  * (deleting the session kills its process group) are real. Errors carry Daytona's shape
  * (`{ statusCode, message, error }`) and an `x-request-id` header.
+ *
+ * With `ssh`, `POST /sandbox/{id}/ssh-access` hands out tokens whose `sshCommand` points at a
+ * local stand-in for the SSH gateway (test/support/fake-daytona-ssh.ts) that lets a live token
+ * in as the user; `DELETE` with `?token=` revokes one, without it every token of the sandbox.
+ * Without `ssh` the access call is refused, so a run goes through the toolbox.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { startFakeGateway, type FakeGateway } from './fake-daytona-ssh.js'
 
 export interface FakeDaytonaOptions {
   apiKey?: string
   /** `create-error`: the create call is refused. `start-error`: the sandbox is made, then fails to start. */
   fault?: 'create-error' | 'start-error'
+  /** `on`: SSH access tokens and a gateway that takes them; `reject`: tokens the gateway then refuses. */
+  ssh?: 'on' | 'reject'
+}
+
+export interface FakeToken {
+  token: string
+  sandboxId: string
+  expiresInMinutes?: number
+  revoked: boolean
 }
 
 export interface RecordedCall {
@@ -122,10 +137,38 @@ async function toolbox(sandbox: FakeSandbox, method: string, rest: string, req: 
   return { id: found.id, command: found.command, exitCode: found.exitCode }
 }
 
+function sshAccess(sandbox: FakeSandbox, tokens: FakeToken[], gateway: FakeGateway | undefined, method: string, url: URL) {
+  const sandboxId = String(sandbox.dto.id)
+  if (method === 'DELETE') {
+    const only = url.searchParams.get('token')
+    for (const t of tokens) if (t.sandboxId === sandboxId && (!only || t.token === only)) t.revoked = true
+    return undefined
+  }
+  if (!gateway) throw new ApiError(400, 'SSH access is not available for this sandbox')
+  const minutes = url.searchParams.get('expiresInMinutes')
+  const entry: FakeToken = { token: randomUUID().replace(/-/g, ''), sandboxId, revoked: false }
+  if (minutes) entry.expiresInMinutes = Number(minutes)
+  tokens.push(entry)
+  const now = new Date()
+  return {
+    id: randomUUID(),
+    sandboxId,
+    token: entry.token,
+    expiresAt: new Date(now.getTime() + (entry.expiresInMinutes ?? 60) * 60_000).toISOString(),
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+    sshCommand: `ssh -p ${gateway.port} ${entry.token}@127.0.0.1`,
+  }
+}
+
 export async function startFakeDaytona(options: FakeDaytonaOptions = {}) {
   const apiKey = options.apiKey ?? 'dtn_test_key'
   const sandboxes = new Map<string, FakeSandbox>()
   const calls: RecordedCall[] = []
+  const tokens: FakeToken[] = []
+  const gateway: FakeGateway | undefined = options.ssh
+    ? await startFakeGateway((token) => options.ssh === 'on' && tokens.some((t) => t.token === token && !t.revoked))
+    : undefined
   let base = ''
   const find = (idOrName: string) => [...sandboxes.values()].find((s) => s.dto.id === idOrName || s.dto.name === idOrName)
   const must = (idOrName: string) => {
@@ -191,6 +234,8 @@ export async function startFakeDaytona(options: FakeDaytonaOptions = {}) {
         .filter((dto) => Object.entries(labels).every(([k, v]) => (dto.labels as Record<string, string>)[k] === v))
       return { items, nextCursor: null }
     }
+    const access = /^\/sandbox\/([^/]+)\/ssh-access$/.exec(path)
+    if (access) return sshAccess(must(decodeURIComponent(access[1])), tokens, gateway, method, url)
     const one = /^\/sandbox\/([^/]+)$/.exec(path)
     if (one && method === 'GET') return get(decodeURIComponent(one[1]))
     if (one && method === 'DELETE') return remove(decodeURIComponent(one[1]))
@@ -227,7 +272,10 @@ export async function startFakeDaytona(options: FakeDaytonaOptions = {}) {
     calls,
     sandboxes: () => [...sandboxes.values()].map((s) => s.dto),
     sessions: () => [...sandboxes.values()].flatMap((s) => [...s.sessions.keys()]),
+    tokens,
+    gateway,
     async close() {
+      await gateway?.close()
       for (const sandbox of sandboxes.values())
         for (const session of sandbox.sessions.values()) for (const command of session.values()) kill(command)
       server.closeAllConnections()

@@ -59,6 +59,7 @@ describe('daytona settings', () => {
         DAYTONA_TARGET: 'eu',
         DAYTONA_API_URL: 'http://a',
         CRABBOX_DAYTONA_API_URL: 'http://b',
+        CRABBOX_DAYTONA_SSH_ACCESS_MINUTES: '12',
       }
       const { config } = await loadConfig({ cwd: dir, env, warn: () => {} })
       expect(config.provider).toBe('daytona')
@@ -68,6 +69,8 @@ describe('daytona settings', () => {
         target: 'eu',
         user: 'dev',
         workRoot: '/home/daytona/crabbox',
+        sshGatewayHost: 'ssh.app.daytona.io',
+        sshAccessMinutes: 12,
       })
     } finally {
       rmSync(dir, { recursive: true, force: true })

@@ -11,6 +11,7 @@ import type { TailscaleBootstrap } from '../../cloud/tailscale-init.js'
 import { allocateSlug } from '../../protocol/ids.js'
 import { renderTailscaleHostname } from '../../protocol/tailscale.js'
 import { pickByIdOrSlug } from '../pick.js'
+import { isMacLease, MAC_SSH, macLaunch, macRefusal } from './macos.js'
 import type { AcquireRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
 
 /**
@@ -27,6 +28,8 @@ export interface CreateRequest {
   userData: string
   sshPublicKey: string
   keyName: string
+  /** The runner's OS (absent: linux). */
+  target?: 'linux' | 'macos' | 'windows'
 }
 
 /** The provider-specific half: API calls over one set of credentials. */
@@ -96,19 +99,20 @@ function toLease(provider: CloudProviderName, machine: CloudMachine, config: Con
   const dir = leaseKeyDir(leaseId)
   const expires = Number(machine.labels.expires_at)
   const idle = Number(machine.labels.idle_timeout_secs)
+  const mac = machine.labels.target === 'macos'
   return {
     id: leaseId,
     slug: machine.labels.slug ?? leaseId,
     provider,
     ssh: {
       host: machine.host ?? '',
-      port: Number(config.ssh.port),
-      fallbackPorts: config.ssh.fallbackPorts.map(Number),
-      user: config.ssh.user,
+      port: mac ? MAC_SSH.port : Number(config.ssh.port),
+      fallbackPorts: mac ? [] : config.ssh.fallbackPorts.map(Number),
+      user: mac ? MAC_SSH.user : config.ssh.user,
       privateKeyPath: join(dir, 'id_ed25519'),
       knownHostsPath: join(dir, 'known_hosts'),
     },
-    workRoot: config.workRoot,
+    workRoot: mac ? MAC_SSH.workRoot : config.workRoot,
     serverType: machine.serverType,
     state: 'active',
     keep: machine.labels.keep === 'true',
@@ -206,6 +210,12 @@ function reportAttempts(progress: ProviderContext['progress'], attempts: Created
     )
 }
 
+/** Refuses a target this provider cannot run (macOS on AWS: what a Mac lease cannot have), before anything is made. */
+function assertTarget(provider: CloudProviderName, config: Config): void {
+  const refused = isMacLease(provider, config.target) ? macRefusal(config) : unsupportedTargetMessage(provider, config.target)
+  if (refused) throw typeof refused === 'string' ? new CrabboxError(refused, { exit: 'usage' }) : refused
+}
+
 /** A direct provider plus the heartbeat cloud leases need: `touch` refreshes the expiry labels. */
 export type DirectCloudProvider = DirectProvider & { touch(lease: Lease, context: ProviderContext): Promise<void> }
 
@@ -226,9 +236,9 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
 
     async acquire(request, context) {
       const { config, progress } = context
-      const refused = unsupportedTargetMessage(provider, config.target)
-      if (refused) throw new CrabboxError(refused, { exit: 'usage' })
-      let userData = bootstrapUserData(title, config, request.publicKey)
+      const mac = isMacLease(provider, config.target)
+      assertTarget(provider, config)
+      let userData = mac ? macLaunch(config).userData : bootstrapUserData(title, config, request.publicKey)
       const backend = backendFor(context)
       try {
         const live = (await backend.list()).filter(isLeaseMachine)
@@ -236,7 +246,7 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
           request.leaseId,
           live.map((m) => m.labels.slug ?? ''),
         )
-        const types = candidateTypes(provider, config.class, explicitType(config.class, config.serverType))
+        const types = mac ? macLaunch(config).types : candidateTypes(provider, config.class, explicitType(config.class, config.serverType))
         const keyName = providerKeyName(request.leaseId)
         const { org, owner } = identity()
         const name = machineName(request.leaseId, slug)
@@ -271,6 +281,7 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
             userData,
             sshPublicKey: request.publicKey,
             keyName,
+            target: config.target,
           })
           .catch(async (error: unknown) => {
             // Unknown outcome: whatever carries this lease's label must not outlive the failed create.
@@ -283,7 +294,7 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
         progress.info(
           `${created.adopted ? 'adopted' : 'created'} ${machine.name}: ${machine.serverType}${machine.market ? ` ${machine.market}` : ''} at ${machine.host}`,
         )
-        await pinConsoleHostKeys(backend, machine, request, config, context)
+        if (!mac) await pinConsoleHostKeys(backend, machine, request, config, context) // a Mac prints no host keys
         const lease = toLease(provider, machine, config)
         return {
           ...lease,

@@ -8,6 +8,7 @@ import { pickByIdOrSlug } from '../pick.js'
 import type { AcquireRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
 import { api, daytonaClient, daytonaError, isNotFound } from './client.js'
 import { runDaytona } from './run.js'
+import { openSshAccess } from './ssh.js'
 
 export const DAYTONA = 'daytona'
 
@@ -50,6 +51,8 @@ async function remove(daytona: Daytona, idOrName: string): Promise<void> {
     if (isNotFound(error)) return
     throw daytonaError(`get ${idOrName}`, error)
   }
+  // Every SSH access token of the sandbox (a printed `crabbox ssh` line's too): without a token the API revokes them all.
+  await sandbox.revokeSshAccess(undefined as unknown as string).catch(() => undefined)
   await api(`delete ${idOrName}`, () => sandbox.delete())
 }
 
@@ -124,4 +127,11 @@ export const daytonaProvider: DirectProvider = {
     await remove(await daytonaClient(context.config), lease.id)
   },
   list,
+  /** `crabbox ssh`: a Daytona SSH access token for the sandbox, revoked when the command ends. */
+  async sshAccess(lease, context) {
+    const daytona = await daytonaClient(context.config)
+    const sandbox = await api(`get ${lease.id}`, () => daytona.get(lease.id))
+    const access = await openSshAccess(sandbox, context.config)
+    return { target: access.target, revoke: access.revoke }
+  },
 }

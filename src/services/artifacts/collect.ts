@@ -4,9 +4,10 @@ import { join } from 'node:path'
 import type { ServiceContext } from '../context.js'
 import { CrabboxError, ExitCode } from '../../errors.js'
 import { RescueError, type Rescue } from '../../ui/rescue.js'
-import { DOCTOR_SCRIPT, parseDoctor } from '../desktop/doctor.js'
+import { doctorScript, parseDoctor } from '../desktop/doctor.js'
 import { captureScreenshot } from '../desktop/screenshot.js'
 import { cli, desktopLease, remote, type DesktopFlags, type DesktopLease } from '../desktop/session.js'
+import { desktopRefusal } from '../desktop/targets.js'
 import { mediaPreview, PREVIEW_DEFAULTS } from './media.js'
 import { parseDuration } from '../../config/schema.js'
 import { recordVideo, videoSeconds } from './video.js'
@@ -126,13 +127,15 @@ async function desktopPieces(
 ) {
   if (plan.doctor)
     await bundle.piece('doctor', async () => {
-      const out = await remote(lease, DOCTOR_SCRIPT, { limitMs: 60_000, layer: 'runner', rescue: [`${cli(lease, 'ssh')} -- true`] })
+      const out = await remote(lease, doctorScript(lease), { limitMs: 60_000, layer: 'runner', rescue: [`${cli(lease, 'ssh')} -- true`] })
       await bundle.add('doctor.json', json({ leaseId: lease.leaseId, checks: parseDoctor(out.stdout.toString('utf8'), lease) }))
     })
   if (plan.screenshot) await bundle.piece('screenshot', async () => bundle.add('screenshot.png', await captureScreenshot(lease)))
   let videoPath: string | undefined
   if (plan.video)
     await bundle.piece('video', async () => {
+      const refused = desktopRefusal(lease.os.target, 'video', { windowsMode: lease.os.windowsMode, staticHost: lease.static })
+      if (refused) throw new CrabboxError(refused, { exit: 'usage', code: 'unsupported_target' })
       context.progress.phase(`recording ${lease.name}'s display for ${videoSeconds(flags)}s`)
       videoPath = await bundle.add('screen.mp4', await recordVideo(lease, flags))
       context.progress.done()
@@ -187,7 +190,9 @@ export async function collect(context: ServiceContext, flags: CollectFlags): Pro
   const plan = collectPlan(flags)
   if (plan.video) videoSeconds(flags) // bad --duration or --fps: a usage error before anything runs
   const desktop = plan.screenshot || plan.video || plan.doctor
-  const lease = desktop ? await desktopLease(context, flags, 'artifacts collect') : undefined
+  // The lease must allow the first piece asked for; a later piece its OS cannot have is a warning.
+  const need = plan.screenshot ? 'screenshot' : plan.video ? 'video' : 'desktop'
+  const lease = desktop ? await desktopLease(context, flags, 'artifacts collect', need) : undefined
   const result: CollectResult = { output: '', files: [], warnings: [], skipped: [], collectedAt: new Date().toISOString() }
   try {
     result.output = flags.output ?? defaultCollectDir(lease?.name ?? flags.run ?? 'run')

@@ -75,7 +75,7 @@ export async function recordVideo(lease: DesktopLease, options: VideoOptions): P
 
 export async function video(context: ServiceContext, flags: DesktopFlags & VideoOptions & { output?: string }): Promise<VideoResult> {
   const seconds = videoSeconds(flags)
-  const lease = await desktopLease(context, flags, 'artifacts video')
+  const lease = await desktopLease(context, flags, 'artifacts video', 'video')
   try {
     context.progress.phase(`recording ${lease.name}'s display for ${seconds}s`)
     const mp4 = await recordVideo(lease, flags)

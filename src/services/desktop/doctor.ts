@@ -12,7 +12,10 @@ import {
   VNC_PORT,
   type DesktopFlags,
   type DesktopLease,
+  MACOS_SCREEN_SHARING_RESTART,
 } from './session.js'
+import type { LeaseOS } from '../ssh.js'
+import { VNC_PASSWORD_PATHS } from './targets.js'
 
 /**
  * `crabbox desktop doctor`: checks each layer of the runner's desktop in one
@@ -63,6 +66,27 @@ if have scrot || have import || have ffmpeg; then echo "screenshot|ok|$(have scr
 else echo "screenshot|fail|no screenshot tool (scrot, import or ffmpeg)"; fi
 `
 
+/**
+ * The same report for a macOS runner: Screen Sharing on 127.0.0.1:${VNC_PORT}, the
+ * password file and screencapture. Layers macOS does without (an X server, a
+ * window manager) or crabbox has nothing for there (browser, input) say `skip`.
+ * Plain sh and the BSD tools macOS ships (`nc -w`, `head -c`).
+ */
+export const MACOS_DOCTOR_SCRIPT = `
+echo "x-server|skip|macOS draws the console session itself (no X server)"
+echo "window-manager|skip|macOS draws the console session itself (no window manager)"
+banner=$(nc -w 5 127.0.0.1 ${VNC_PORT} </dev/null 2>/dev/null | head -c 12)
+if [ "\${banner#RFB}" = "$banner" ]; then echo "vnc|fail|Screen Sharing does not answer on 127.0.0.1:${VNC_PORT}"
+elif [ ! -r ${VNC_PASSWORD_PATHS.macos} ]; then echo "vnc|fail|${VNC_PASSWORD_PATHS.macos} is missing or not readable by $(id -un)"
+else echo "vnc|ok|127.0.0.1:${VNC_PORT} $banner"; fi
+echo "browser|skip|crabbox installs no browser on macOS runners"
+echo "input|skip|crabbox has no input tool for macOS runners yet"
+if command -v screencapture >/dev/null 2>&1; then echo "screenshot|ok|screencapture"; else echo "screenshot|fail|screencapture is not there"; fi
+`
+
+/** The doctor script for the lease's OS. */
+export const doctorScript = (lease: Pick<DesktopLease, 'os'>): string => (lease.os.target === 'macos' ? MACOS_DOCTOR_SCRIPT : DOCTOR_SCRIPT)
+
 const PACKAGES: Partial<Record<DoctorLayer, string>> = {
   browser: 'chromium',
   input: 'xdotool xclip',
@@ -70,8 +94,13 @@ const PACKAGES: Partial<Record<DoctorLayer, string>> = {
 }
 
 /** The exact commands that fix a layer: restart its unit on a bootstrapped runner, start it by hand on a static host. */
-export function doctorFix(lease: Pick<DesktopLease, 'name' | 'static'>, layer: DoctorLayer, detail: string): string[] {
+export function doctorFix(lease: Pick<DesktopLease, 'name' | 'static'> & { os?: LeaseOS }, layer: DoctorLayer, detail: string): string[] {
   const ssh = (command: string) => `${cli(lease, 'ssh')} -- ${command.includes(' ') ? `'${command}'` : command}`
+  if (lease.os?.target === 'macos') {
+    const file = VNC_PASSWORD_PATHS.macos
+    if (layer === 'vnc' && /password/.test(detail)) return [ssh(`sudo chown $(id -un) ${file} && sudo chmod 0600 ${file}`)]
+    return layer === 'vnc' && !lease.static ? [ssh(MACOS_SCREEN_SHARING_RESTART)] : []
+  }
   const packages = PACKAGES[layer] ?? (/xdpyinfo/.test(detail) ? 'x11-utils' : undefined)
   if (packages && (layer !== 'x-server' || /xdpyinfo/.test(detail))) return [ssh(`sudo apt-get install -y ${packages}`)]
   if (layer === 'vnc' && /beyond loopback/.test(detail))
@@ -82,14 +111,20 @@ export function doctorFix(lease: Pick<DesktopLease, 'name' | 'static'>, layer: D
   return START[layer] ? [ssh(START[layer])] : []
 }
 
-export function parseDoctor(output: string, lease: Pick<DesktopLease, 'name' | 'static' | 'capabilities'>): DoctorCheck[] {
-  const seen = new Map<string, { ok: boolean; detail: string }>()
+export function parseDoctor(
+  output: string,
+  lease: Pick<DesktopLease, 'name' | 'static' | 'capabilities'> & { os?: LeaseOS },
+): DoctorCheck[] {
+  const seen = new Map<string, { ok: boolean; skip?: boolean; detail: string }>()
   for (const line of output.split('\n')) {
     const [layer, state, ...rest] = line.split('|')
-    if ((DOCTOR_LAYERS as readonly string[]).includes(layer)) seen.set(layer, { ok: state === 'ok', detail: rest.join('|') })
+    if ((DOCTOR_LAYERS as readonly string[]).includes(layer))
+      seen.set(layer, { ok: state === 'ok', skip: state === 'skip', detail: rest.join('|') })
   }
   return DOCTOR_LAYERS.map((layer) => {
     const found = seen.get(layer) ?? { ok: false, detail: 'the runner did not report this layer' }
+    // A layer the runner's OS does without (macOS has no X server).
+    if (found.skip) return { layer, status: 'skip', detail: found.detail, rescue: [] }
     // A browser is a problem only on a lease that asked for one.
     if (!found.ok && layer === 'browser' && !lease.capabilities.browser) return { layer, status: 'skip', detail: found.detail, rescue: [] }
     return {
@@ -104,7 +139,7 @@ export function parseDoctor(output: string, lease: Pick<DesktopLease, 'name' | '
 export async function desktopDoctor(context: ServiceContext, flags: DesktopFlags): Promise<DoctorResult> {
   const lease = await desktopLease(context, flags, 'desktop doctor')
   try {
-    const result = await remote(lease, DOCTOR_SCRIPT, {
+    const result = await remote(lease, doctorScript(lease), {
       limitMs: 60_000,
       layer: 'runner',
       rescue: [`${cli(lease, 'ssh')} -- true`, `crabbox status --id ${lease.name}`],

@@ -11,7 +11,7 @@ import { DISPLAY, desktopLease, failed, remote, rescueFor, type DesktopFlags, ty
 const LIMIT_MS = 30_000
 
 async function onDesktop(context: ServiceContext, flags: DesktopFlags, command: string, script: string, stdin?: string): Promise<string> {
-  const lease = await desktopLease(context, flags, command)
+  const lease = await desktopLease(context, flags, command, 'input')
   try {
     const result = await remote(lease, `export DISPLAY=${DISPLAY}\n${script}`, {
       limitMs: LIMIT_MS,

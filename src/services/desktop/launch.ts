@@ -74,7 +74,7 @@ echo "crabbox-launch: the app exited at once (status $code); its output:" >&2; t
 
 export async function desktopLaunch(context: ServiceContext, flags: LaunchFlags, argv: string[]): Promise<LaunchResult> {
   const command = launchCommand(flags, argv)
-  const lease = await desktopLease(context, flags, 'desktop launch')
+  const lease = await desktopLease(context, flags, 'desktop launch', flags.browser ? 'browser' : 'launch')
   try {
     const result = await remote(lease, launchScript(command, flags.browser ?? false), {
       limitMs: 45_000,

@@ -1,8 +1,12 @@
 import { writeFile } from 'node:fs/promises'
 import type { ServiceContext } from '../context.js'
 import { DISPLAY, desktopLease, failed, remote, rescueFor, type DesktopFlags, type DesktopLease } from './session.js'
+import { MACOS_SCREENSHOT_SCRIPT } from './targets.js'
 
-/** `crabbox screenshot`: a PNG of the runner's display, taken there (scrot, else import, else ffmpeg) and copied back. */
+/**
+ * `crabbox screenshot`: a PNG of the runner's display, taken there (Linux: scrot,
+ * else import, else ffmpeg; macOS: screencapture) and copied back.
+ */
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
 
@@ -28,7 +32,8 @@ export const defaultScreenshotPath = (name: string) => `crabbox-${name}-screensh
 
 /** Takes a screenshot on an open desktop lease: the PNG's bytes. */
 export async function captureScreenshot(lease: DesktopLease): Promise<Buffer> {
-  const result = await remote(lease, SCREENSHOT_SCRIPT, { limitMs: 45_000, layer: 'screenshot', rescue: rescueFor(lease, 'screenshot') })
+  const script = lease.os.target === 'macos' ? MACOS_SCREENSHOT_SCRIPT : SCREENSHOT_SCRIPT
+  const result = await remote(lease, script, { limitMs: 45_000, layer: 'screenshot', rescue: rescueFor(lease, 'screenshot') })
   if (result.code === 5) throw failed(lease, 'x-server', `no X server answers on ${DISPLAY}`)
   if (result.code === 3)
     throw failed(lease, 'screenshot', 'no screenshot tool on the runner', [
@@ -41,7 +46,7 @@ export async function captureScreenshot(lease: DesktopLease): Promise<Buffer> {
 }
 
 export async function screenshot(context: ServiceContext, flags: DesktopFlags & { output?: string }): Promise<ScreenshotResult> {
-  const lease = await desktopLease(context, flags, 'screenshot')
+  const lease = await desktopLease(context, flags, 'screenshot', 'screenshot')
   try {
     const png = await captureScreenshot(lease)
     const output = flags.output ?? defaultScreenshotPath(lease.name)

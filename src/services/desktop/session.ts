@@ -4,7 +4,8 @@ import { CrabboxError } from '../../errors.js'
 import type { LeaseCapabilities } from '../../providers/types.js'
 import type { SshSession, SshTarget } from '../../transport/ssh/types.js'
 import { RescueError, type Rescue } from '../../ui/rescue.js'
-import { resolveSshTarget } from '../ssh.js'
+import { resolveSshTarget, type LeaseOS } from '../ssh.js'
+import { desktopRefusal, VNC_PASSWORD_PATHS, type DesktopCapability } from './targets.js'
 
 /**
  * The lease a desktop command works on, and one remote step with a time limit.
@@ -14,7 +15,7 @@ import { resolveSshTarget } from '../ssh.js'
 
 export const DISPLAY = ':99'
 export const VNC_PORT = 5900
-export const VNC_PASSWORD_FILE = '/var/lib/crabbox/vnc.password'
+export const VNC_PASSWORD_FILE = VNC_PASSWORD_PATHS.linux
 export const BROWSER_ENV_FILE = '/var/lib/crabbox/browser.env'
 
 export interface DesktopFlags {
@@ -31,15 +32,34 @@ export interface DesktopLease {
   capabilities: LeaseCapabilities
   /** A static host (`ssh` provider or the broker's static pool): crabbox set nothing up there. */
   static: boolean
+  /** The runner's OS: which password path, screenshot and doctor scripts apply. */
+  os: LeaseOS
   session: SshSession
   close(): Promise<void>
 }
 
-/** Resolves the lease and refuses one without a desktop, with the message the broker uses for WebVNC. */
-export async function desktopLease(context: ServiceContext, flags: DesktopFlags, command: string): Promise<DesktopLease> {
+/**
+ * Resolves the lease and refuses one without a desktop, with the message the
+ * broker uses for WebVNC, or whose OS cannot have `capability` (exit 2, before
+ * any SSH connection).
+ */
+export async function desktopLease(
+  context: ServiceContext,
+  flags: DesktopFlags,
+  command: string,
+  capability: DesktopCapability = 'desktop',
+): Promise<DesktopLease> {
   const resolved = await resolveSshTarget(context, flags)
   const capabilities = resolved.capabilities ?? { desktop: false, browser: false, code: false }
   const name = resolved.slug || resolved.leaseId
+  const os = resolved.os ?? { target: 'linux' }
+  const isStatic = resolved.provider === 'ssh' || resolved.provider === 'static'
+  const refused = desktopRefusal(os.target, capability, { windowsMode: os.windowsMode, staticHost: isStatic })
+  if (refused)
+    throw new CrabboxError(`crabbox ${command} on ${name} (${os.target}${os.windowsMode === 'wsl2' ? ', WSL2' : ''}): ${refused}`, {
+      exit: 'usage',
+      code: 'unsupported_target',
+    })
   if (!capabilities.desktop)
     throw new CrabboxError(`lease ${name} was not created with desktop=true`, {
       exit: 'usage',
@@ -60,7 +80,8 @@ export async function desktopLease(context: ServiceContext, flags: DesktopFlags,
     provider: resolved.provider,
     target: resolved.target,
     capabilities,
-    static: resolved.provider === 'ssh' || resolved.provider === 'static',
+    static: isStatic,
+    os,
     session,
     close: () => session.close(),
   }
@@ -130,16 +151,25 @@ export const START: Partial<Record<string, string>> = {
   'window-manager': `DISPLAY=${DISPLAY} setsid nohup openbox >/tmp/crabbox-openbox.log 2>&1 </dev/null &`,
   vnc: `setsid nohup x11vnc -display ${DISPLAY} -localhost -rfbport ${VNC_PORT} -passwdfile ${VNC_PASSWORD_FILE} -forever -shared >/tmp/crabbox-x11vnc.log 2>&1 </dev/null &`,
 }
+/** macOS runners: Screen Sharing is a launchd service of the system. */
+export const MACOS_SCREEN_SHARING_RESTART = 'sudo launchctl kickstart -k system/com.apple.screensharing'
+
 /** The commands that get a broken desktop going again, for a layer: doctor, the layer's restart, and the native VNC fallback. */
-export function rescueFor(lease: Pick<DesktopLease, 'name' | 'static'>, layer: string): string[] {
+export function rescueFor(lease: Pick<DesktopLease, 'name' | 'static'> & { os?: LeaseOS }, layer: string): string[] {
   const ssh = (command: string) => `${cli(lease, 'ssh')} -- ${command.includes(' ') ? `'${command}'` : command}`
-  const restart = lease.static
-    ? START[layer]
-      ? [ssh(START[layer])]
-      : []
-    : UNITS[layer]
-      ? [ssh(`sudo systemctl restart ${UNITS[layer]}`)]
-      : []
+  // A Mac has no X layers to restart; a static Mac's Screen Sharing is its owner's.
+  const restart =
+    lease.os?.target === 'macos'
+      ? layer === 'vnc' && !lease.static
+        ? [ssh(MACOS_SCREEN_SHARING_RESTART)]
+        : []
+      : lease.static
+        ? START[layer]
+          ? [ssh(START[layer])]
+          : []
+        : UNITS[layer]
+          ? [ssh(`sudo systemctl restart ${UNITS[layer]}`)]
+          : []
   return [
     cli(lease, 'desktop doctor'),
     ...restart,

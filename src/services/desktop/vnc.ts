@@ -2,7 +2,8 @@ import { createServer, type Server, type Socket } from 'node:net'
 import type { ServiceContext } from '../context.js'
 import { CrabboxError, usageError } from '../../errors.js'
 import { opensshCommand } from '../ssh.js'
-import { failed, cli, desktopLease, remote, VNC_PASSWORD_FILE, VNC_PORT, type DesktopFlags } from './session.js'
+import { failed, cli, desktopLease, remote, VNC_PORT, type DesktopFlags } from './session.js'
+import { VNC_PASSWORD_PATHS, vncPasswordCommand } from './targets.js'
 import { openUrl } from '../open-url.js'
 
 /**
@@ -66,7 +67,7 @@ export async function startVnc(context: ServiceContext, flags: VncFlags): Promis
   const localPort = flags.localPort ?? DEFAULT_VNC_LOCAL_PORT
   if (!Number.isInteger(localPort) || localPort < 0 || localPort > 65535)
     throw usageError('--local-port must be a port number (0 picks a free one)')
-  const lease = await desktopLease(context, flags, 'vnc')
+  const lease = await desktopLease(context, flags, 'vnc', 'vnc')
   let tunnel: Awaited<ReturnType<typeof import('../../transport/ssh/index.js').openTunnel>> | undefined
   try {
     if (lease.static && !flags.hostManaged)
@@ -75,9 +76,15 @@ export async function startVnc(context: ServiceContext, flags: VncFlags): Promis
         code: 'host_managed_required',
         hint: `if the host runs VNC on 127.0.0.1:${VNC_PORT} as docs/desktop.md describes, say so: ${cli(lease, 'vnc')} --host-managed`,
       })
-    const read = await remote(lease, `cat ${VNC_PASSWORD_FILE}`, { limitMs: 20_000, layer: 'vnc', rescue: [cli(lease, 'desktop doctor')] })
+    // Per target: Linux's x11vnc password, or the macOS user's Screen Sharing password.
+    const passwordFile = VNC_PASSWORD_PATHS[lease.os.target]
+    const read = await remote(lease, vncPasswordCommand(lease.os.target), {
+      limitMs: 20_000,
+      layer: 'vnc',
+      rescue: [cli(lease, 'desktop doctor')],
+    })
     const password = read.stdout.toString('utf8').trim()
-    if (read.code !== 0 || !password) throw failed(lease, 'vnc', `the VNC password ${VNC_PASSWORD_FILE} is missing or unreadable`)
+    if (read.code !== 0 || !password) throw failed(lease, 'vnc', `the VNC password ${passwordFile} is missing or unreadable`)
     const { openTunnel } = await import('../../transport/ssh/index.js')
     tunnel = await openTunnel(lease.target)
     const open = tunnel

@@ -8,6 +8,7 @@ import type { SshPool } from '../../transport/ssh/pool.js'
 import type { SshTarget } from '../../transport/ssh/types.js'
 import { desktopRescue, renderRescue, RescueError, type Rescue } from '../../ui/rescue.js'
 import { localForward } from '../local-forward.js'
+import { VNC_PASSWORD_PATHS, vncPasswordCommand } from '../desktop/targets.js'
 
 /**
  * The WebVNC bridge: a small pool of agent sockets to the broker, each opened with a fresh
@@ -182,18 +183,19 @@ export async function probeVnc(pool: SshPool, target: SshTarget, port = VNC_PORT
 }
 
 /** Where the desktop bootstrap keeps the per-lease VNC password (readable by the lease user only). */
-export const VNC_PASSWORD_PATH = '/var/lib/crabbox/vnc.password'
+export const VNC_PASSWORD_PATH = VNC_PASSWORD_PATHS.linux
 
 /**
  * The runner's VNC password for the portal URL's fragment (the page reads it; a fragment never
  * reaches the broker), or '' when it cannot be read within 10 s (the page then asks for it).
+ * Read where the runner's OS keeps it (a macOS runner: the Screen Sharing password).
  */
-export async function readVncPassword(pool: SshPool, target: SshTarget): Promise<string> {
+export async function readVncPassword(pool: SshPool, target: SshTarget, os: 'linux' | 'macos' = 'linux'): Promise<string> {
   let out = ''
   const abort = new AbortController()
   const timer = setTimeout(() => abort.abort(), 10_000)
   try {
-    const result = await pool.exec(target, `cat ${VNC_PASSWORD_PATH} 2>/dev/null`, {
+    const result = await pool.exec(target, `${vncPasswordCommand(os)} 2>/dev/null`, {
       onStdout: (chunk) => (out += chunk.toString('utf8')),
       signal: abort.signal,
     })

@@ -6,6 +6,8 @@ import { WebVncResetResponse, WebVncStatus } from '../../protocol/webvnc.js'
 import { BrokerError, type BrokerClient } from '../../transport/broker/client.js'
 import type { Lease } from '../../providers/types.js'
 import { desktopRescue } from '../../ui/rescue.js'
+import { leaseOS, type LeaseOS } from '../ssh.js'
+import { desktopRefusal } from '../desktop/targets.js'
 import {
   BridgeFailure,
   describeFailure,
@@ -43,14 +45,30 @@ export interface WebVncFlags {
 interface BridgeLease {
   lease: Lease
   broker: BrokerClient
+  /** Where the VNC password is read (Linux's x11vnc or macOS Screen Sharing). */
+  os: 'linux' | 'macos'
 }
 
 /** The lease through the broker; WebVNC relays through the broker, so direct mode has none. */
-const bridgeLease = (context: ServiceContext, id: string): Promise<BridgeLease> =>
-  brokerBridgeLease(context, id, {
-    message: 'crabbox webvnc needs a broker: the WebVNC relay and the portal viewer live there',
-    hint: `Configure one (\`crabbox login\`), or use the native VNC fallback: crabbox vnc --id ${id}`,
-  })
+async function bridgeLease(context: ServiceContext, id: string): Promise<BridgeLease> {
+  let os: LeaseOS = { target: 'linux' }
+  const { lease, broker } = await brokerBridgeLease(
+    context,
+    id,
+    {
+      message: 'crabbox webvnc needs a broker: the WebVNC relay and the portal viewer live there',
+      hint: `Configure one (\`crabbox login\`), or use the native VNC fallback: crabbox vnc --id ${id}`,
+    },
+    (resolved) => {
+      // An OS that cannot have VNC is refused before any SSH (exit 2), with the reason.
+      os = leaseOS(resolved, { target: 'linux' })
+      const refused = desktopRefusal(os.target, 'vnc', { windowsMode: os.windowsMode, staticHost: resolved.provider === 'static' })
+      if (refused)
+        throw new CrabboxError(`crabbox webvnc on ${id} (${os.target}): ${refused}`, { exit: 'usage', code: 'unsupported_target' })
+    },
+  )
+  return { lease, broker, os: os.target === 'macos' ? 'macos' : 'linux' }
+}
 
 export const portalUrl = (broker: BrokerClient, leaseId: string) => `${broker.url}/portal/leases/${encodeURIComponent(leaseId)}/vnc`
 
@@ -76,7 +94,7 @@ export async function runBridge(context: ServiceContext, flags: WebVncFlags, hoo
       throw new BridgeFailure({ problem: `broker: ${error.message}`, rescue: desktopRescue(flags.id) }, 'error', 'broker_unreachable')
     throw error
   }
-  const { lease, broker } = resolved
+  const { lease, broker, os } = resolved
   const rescue = desktopRescue(lease.id)
   let ticket: string
   try {
@@ -97,7 +115,7 @@ export async function runBridge(context: ServiceContext, flags: WebVncFlags, hoo
   }
 
   const startedAt = new Date().toISOString()
-  const password = await readVncPassword(pool, lease.ssh)
+  const password = await readVncPassword(pool, lease.ssh, os)
   const portal = password ? `${portalUrl(broker, lease.id)}#password=${encodeURIComponent(password)}` : portalUrl(broker, lease.id)
   const daemon = process.env.CRABBOX_WEBVNC_DAEMON === '1'
   let announced = false
