@@ -42,6 +42,8 @@ export function awsBackend(config: Config): CloudBackend {
         rootGB: config.aws.rootGB,
         sshPorts: [config.ssh.port, ...config.ssh.fallbackPorts],
         sshCIDRs: config.aws.sshCIDRs,
+        target: request.target,
+        windowsMode: request.windowsMode,
       }),
     find: (leaseId) => findAwsMachine(api, regions, leaseId),
     list: () => listAwsMachines(api, regions),

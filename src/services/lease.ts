@@ -15,6 +15,7 @@ import { defaultSlug, newLeaseId, normalizeSlug } from '../protocol/ids.js'
 import { findReleased, rememberReleased } from '../providers/released.js'
 import { forgetClaim } from './claims.js'
 import { checkDirectAsk, leaseAsk, missingCapabilities } from './lease-request.js'
+import { leaseKeyType } from '../cloud/targets.js'
 
 export interface LeaseContext {
   config: Config
@@ -186,7 +187,7 @@ function directBackend(provider: DirectProvider, context: LeaseContext): LeaseBa
     readiness: () => provider.readiness,
     async acquire({ keep, leaseId = newLeaseId() }) {
       checkDirectAsk(provider.name, context.config)
-      const key = await ensureLeaseKey(leaseId)
+      const key = await ensureLeaseKey(leaseId, leaseKeyType(provider.name, context.config.target))
       return provider.acquire(
         { leaseId, keep, ttlSeconds: seconds(context.config.ttl), idleTimeoutSeconds: seconds(context.config.idleTimeout), ...key },
         context,

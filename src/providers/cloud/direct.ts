@@ -5,6 +5,10 @@ import { leaseKeyDir } from '../../paths.js'
 import { CrabboxError } from '../../errors.js'
 import { knownHostsLines, renderCloudInit, type ConsoleHostKey } from '../../cloud/cloud-init.js'
 import { candidateTypes, explicitType, unsupportedTargetMessage, type CloudProviderName } from '../../cloud/classes.js'
+import { leaseKeyType } from '../../cloud/targets.js'
+import { renderEc2LaunchUserData } from '../../cloud/windows-bootstrap.js'
+import { leaseKeyFile } from '../../transport/ssh/keys.js'
+import { WINDOWS_SSH_USER, windowsRunner, windowsWorkRoot } from '../windows.js'
 import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../cloud/cloud-machines.js'
 import type { CreatedMachine } from '../../cloud/hetzner-api.js'
 import type { TailscaleBootstrap } from '../../cloud/tailscale-init.js'
@@ -27,6 +31,9 @@ export interface CreateRequest {
   userData: string
   sshPublicKey: string
   keyName: string
+  /** The runner's OS when not Linux (providers in `DIRECT_WINDOWS_CLOUDS` take windows). */
+  target?: 'linux' | 'windows' | 'macos'
+  windowsMode?: 'normal' | 'wsl2'
 }
 
 /** The provider-specific half: API calls over one set of credentials. */
@@ -96,6 +103,8 @@ function toLease(provider: CloudProviderName, machine: CloudMachine, config: Con
   const dir = leaseKeyDir(leaseId)
   const expires = Number(machine.labels.expires_at)
   const idle = Number(machine.labels.idle_timeout_secs)
+  // Windows runners: the RSA key, Administrator (whose keys the bootstrap installs), the Windows work root.
+  const windows = machine.labels.target === 'windows' ? windowsRunner(machine.labels.windows_mode) : undefined
   return {
     id: leaseId,
     slug: machine.labels.slug ?? leaseId,
@@ -104,11 +113,12 @@ function toLease(provider: CloudProviderName, machine: CloudMachine, config: Con
       host: machine.host ?? '',
       port: Number(config.ssh.port),
       fallbackPorts: config.ssh.fallbackPorts.map(Number),
-      user: config.ssh.user,
-      privateKeyPath: join(dir, 'id_ed25519'),
+      user: windows ? WINDOWS_SSH_USER : config.ssh.user,
+      privateKeyPath: join(dir, leaseKeyFile(leaseKeyType(provider, windows ? 'windows' : 'linux'))),
       knownHostsPath: join(dir, 'known_hosts'),
     },
-    workRoot: config.workRoot,
+    workRoot: windows ? windowsWorkRoot(windows.mode) : config.workRoot,
+    ...(windows && { windows }),
     serverType: machine.serverType,
     state: 'active',
     keep: machine.labels.keep === 'true',
@@ -198,6 +208,23 @@ function bootstrapUserData(title: string, config: Config, sshPublicKey: string, 
   }
 }
 
+/** A create whose outcome is unknown: whatever carries this lease's label must not outlive it. */
+const deleteOnUnknownOutcome =
+  (backend: CloudBackend, leaseId: string, keyName: string) =>
+  async (error: unknown): Promise<never> => {
+    if (error instanceof CloudApiError && error.retryable) await backend.delete({ leaseId, keyName }).catch(() => undefined)
+    throw error
+  }
+
+/** EC2Launch user data for a Windows runner: OpenSSH on with the lease key; the rest is bootstrapped over SSH. */
+function windowsUserData(sshPublicKey: string): string {
+  try {
+    return renderEc2LaunchUserData(sshPublicKey)
+  } catch (error) {
+    throw new CrabboxError(`cannot bootstrap a Windows runner: ${(error as Error).message}`, { exit: 'usage' })
+  }
+}
+
 /** Says which types (and regions, markets) had no capacity before the one that was made. */
 function reportAttempts(progress: ProviderContext['progress'], attempts: CreatedMachine['attempts']): void {
   for (const attempt of attempts)
@@ -226,9 +253,10 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
 
     async acquire(request, context) {
       const { config, progress } = context
-      const refused = unsupportedTargetMessage(provider, config.target)
+      const refused = unsupportedTargetMessage(provider, config.target, 'direct')
       if (refused) throw new CrabboxError(refused, { exit: 'usage' })
-      let userData = bootstrapUserData(title, config, request.publicKey)
+      const windows = config.target === 'windows'
+      let userData = windows ? windowsUserData(request.publicKey) : bootstrapUserData(title, config, request.publicKey)
       const backend = backendFor(context)
       try {
         const live = (await backend.list()).filter(isLeaseMachine)
@@ -241,7 +269,7 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
         const { org, owner } = identity()
         const name = machineName(request.leaseId, slug)
         const tailscale = directTailscale(config, { id: request.leaseId, slug, provider })
-        userData = tailscale ? bootstrapUserData(title, config, request.publicKey, tailscale) : userData
+        userData = tailscale && !windows ? bootstrapUserData(title, config, request.publicKey, tailscale) : userData
         progress.phase(`creating ${title} machine ${name} (${types[0]}) in ${backend.where}`)
         const created = await backend
           .create({
@@ -267,17 +295,14 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
               code: config.code,
               tailscale: tailscale && { hostname: tailscale.hostname, exitNode: tailscale.exitNode },
             }),
+            ...(windows && { windows_mode: config.windows.mode }),
             types,
             userData,
             sshPublicKey: request.publicKey,
             keyName,
+            ...(windows && { target: 'windows' as const, windowsMode: config.windows.mode }),
           })
-          .catch(async (error: unknown) => {
-            // Unknown outcome: whatever carries this lease's label must not outlive the failed create.
-            if (error instanceof CloudApiError && error.retryable)
-              await backend.delete({ leaseId: request.leaseId, keyName }).catch(() => undefined)
-            throw error
-          })
+          .catch(deleteOnUnknownOutcome(backend, request.leaseId, keyName))
         reportAttempts(progress, created.attempts)
         const machine = created.machine
         progress.info(
