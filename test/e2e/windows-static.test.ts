@@ -71,6 +71,19 @@ describe('a static Windows host (stand-in)', () => {
     expect(stop.code, stop.stderr).toBe(0)
   })
 
+  it('WSL2 mode: the tool check and every exec go through wsl.exe, with the Linux sync and command line', async () => {
+    host.execs.length = 0
+    const wsl = await cli(['run', ...at(), '--windows-mode', 'wsl2', '--', 'sh', '-c', 'cat hello.txt; echo "$1"', 'sh', '$HOME "q" ☃'])
+    expect(wsl.code, wsl.stderr).toBe(0)
+    expect(wsl.stdout).toBe('hello from the checkout\n$HOME "q" ☃\n')
+    const kinds = host.execs.map((e) => e.kind)
+    expect(kinds.length).toBeGreaterThan(2)
+    expect(kinds.every((kind) => kind === 'wsl')).toBe(true)
+    // The readiness check asks the default distribution for sh, tar and git.
+    expect(host.execs[0].linux).toBe('for tool in sh tar git; do command -v "$tool" >/dev/null 2>&1 || echo "$tool"; done')
+    host.execs.length = 0
+  })
+
   it('refuses a desktop, and names the names Windows cannot hold before sending anything', async () => {
     const desktop = await cli(['run', ...at(), '--desktop', '--', 'node', '-v'])
     expect(desktop.code).toBe(2)

@@ -55,6 +55,9 @@ export interface WindowsHost {
   stop(): Promise<void>
 }
 
+/** How crabbox stages a long WSL2 command: its text on stdin into a file under /tmp. */
+const staging = /^umask 077 && cat > \/tmp\/crabbox-wsl-[0-9a-f]+\.sh$/
+
 const PREFIX = 'powershell.exe -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand '
 
 /** The first single-quoted PowerShell value after `before`, or undefined. */
@@ -93,7 +96,13 @@ export function classify(command: string, stdin: Buffer): WindowsExec {
   return { ...exec, kind: 'program', program, args, folder, env }
 }
 
-export async function windowsHost(options: { mode?: 'normal' | 'wsl2' } = {}): Promise<WindowsHost> {
+export async function windowsHost(
+  options: {
+    mode?: 'normal' | 'wsl2'
+    /** The bootstrap fails the way a failed step would: PowerShell's error on stderr, exit 1. */
+    bootstrapFails?: string
+  } = {},
+): Promise<WindowsHost> {
   const root = mkdtempSync(join(tmpdir(), 'crabbox-windows-standin-'))
   const hostKey = ssh2.utils.generateKeyPairSync('ed25519')
   const allowed: ReturnType<typeof ssh2.utils.parseKey>[] = []
@@ -136,6 +145,8 @@ export async function windowsHost(options: { mode?: 'normal' | 'wsl2' } = {}): P
     child.stderr.on('data', (chunk: Buffer) => stream.stderr.write(chunk))
     child.on('error', (error) => finish(stream, 127, '', `${error.message}\r\n`))
     child.on('close', (code) => finish(stream, code ?? 1))
+    // A program that never reads its stdin (most commands) closes the pipe first.
+    child.stdin.on('error', () => {})
     child.stdin.end(input)
   }
 
@@ -148,6 +159,7 @@ export async function windowsHost(options: { mode?: 'normal' | 'wsl2' } = {}): P
         return bootstrapped ? finish(stream, 0) : finish(stream, 1, 'missing: work root\r\n')
       case 'bootstrap':
         host.bootstrapRuns++
+        if (options.bootstrapFails) return finish(stream, 1, '', `${options.bootstrapFails}\r\n`)
         if (options.mode === 'wsl2' && !restarted) {
           restarted = true
           stream.write('crabbox-bootstrap: restart\r\n')
@@ -162,7 +174,15 @@ export async function windowsHost(options: { mode?: 'normal' | 'wsl2' } = {}): P
         return finish(stream, 0, 'crabbox-bootstrap: ready\r\n')
       case 'wsl':
         if (exec.linux === undefined) return finish(stream, 1, '', 'wsl.exe: bad arguments\r\n')
-        return run(stream, 'bash', ['-c', wslLocal(exec.linux)], root, {}, exec.stdin)
+        // A command staged in a file (too long for cmd.exe) arrives on stdin: its paths are mapped too.
+        return run(
+          stream,
+          'bash',
+          ['-c', wslLocal(exec.linux)],
+          root,
+          {},
+          staging.test(exec.linux) ? Buffer.from(wslLocal(exec.stdin.toString())) : exec.stdin,
+        )
       case 'program': {
         const cwd = exec.folder ? local(exec.folder) : root
         if (exec.program === 'tar.exe') return run(stream, 'tar', [...exec.args!, '-C', cwd], cwd, {}, exec.stdin)
