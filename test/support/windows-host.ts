@@ -96,6 +96,7 @@ export function classify(command: string, stdin: Buffer): WindowsExec {
   return { ...exec, kind: 'program', program, args, folder, env }
 }
 
+// eslint-disable-next-line max-lines-per-function -- one server: auth, exec dispatch and the canned answers read best together
 export async function windowsHost(
   options: {
     mode?: 'normal' | 'wsl2'
