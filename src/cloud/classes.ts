@@ -97,7 +97,7 @@ export function unsupportedTargetMessage(
   const name = { aws: 'AWS', hetzner: 'Hetzner', azure: 'Azure' }[provider]
   if (target === 'windows' && DIRECT_WINDOWS_CLOUDS.has(provider)) {
     if (mode === 'direct') return undefined
-    return `${name} windows runners are made in direct mode only: the broker does not bootstrap Windows yet; ${whoCanRun(target)}. Use --target linux, or --provider ${provider} without a broker.`
+    return `${name} windows runners are not supported by the broker yet: crabbox makes them in direct mode only; ${whoCanRun(target)}. Use --target linux, or --provider ${provider} without a broker.`
   }
   const instead = target === 'macos' ? ' (or the ssh provider for an existing Mac)' : ''
   return `${name} ${target} runners are not supported yet: crabbox bootstraps Linux machines only; ${whoCanRun(target)}. Use --target linux${instead}.`

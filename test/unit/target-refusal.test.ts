@@ -25,7 +25,7 @@ describe('a target its provider cannot run', () => {
     expect(unsupportedTargetMessage('azure', 'windows', 'direct')).toContain('providers that can run windows: aws (direct mode), ssh')
     expect(unsupportedTargetMessage('aws', 'windows', 'direct')).toBeUndefined()
     expect(unsupportedTargetMessage('aws', 'windows')).toBe(
-      'AWS windows runners are made in direct mode only: the broker does not bootstrap Windows yet; providers that can run windows: aws (direct mode), ssh (an existing Windows host). Use --target linux, or --provider aws without a broker.',
+      'AWS windows runners are not supported by the broker yet: crabbox makes them in direct mode only; providers that can run windows: aws (direct mode), ssh (an existing Windows host). Use --target linux, or --provider aws without a broker.',
     )
     expect(unsupportedTargetMessage('hetzner', 'macos')).toBe(
       'Hetzner macos runners are not supported yet: crabbox bootstraps Linux machines only; providers that can run macos: ssh (an existing Mac), local (on a Mac). Use --target linux (or the ssh provider for an existing Mac).',
