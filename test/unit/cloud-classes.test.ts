@@ -46,7 +46,10 @@ describe('classes and prices', () => {
 
   it('refuses Windows and macOS with a message naming the alternative', () => {
     expect(unsupportedTargetMessage('aws', 'linux')).toBeUndefined()
-    expect(unsupportedTargetMessage('aws', 'windows')).toMatch(/AWS windows runners are not supported yet.*--target linux/)
+    expect(unsupportedTargetMessage('hetzner', 'windows')).toMatch(/Hetzner windows runners are not supported yet.*--target linux/)
+    // AWS makes Windows runners in direct mode only.
+    expect(unsupportedTargetMessage('aws', 'windows')).toMatch(/AWS windows runners are not supported by the broker yet.*--target linux/)
+    expect(unsupportedTargetMessage('aws', 'windows', 'direct')).toBeUndefined()
   })
 })
 
