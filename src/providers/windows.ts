@@ -1,4 +1,4 @@
-import { WINDOWS_DEFAULTS } from '../cloud/windows-bootstrap.js'
+import { WINDOWS_ADMINS, WINDOWS_DEFAULTS } from '../cloud/windows-bootstrap.js'
 import type { Lease } from './types.js'
 
 /**
@@ -7,8 +7,8 @@ import type { Lease } from './types.js'
  * made) and where its work root is.
  */
 
-/** The account the EC2Launch user data and the bootstrap install the lease key for. */
-export const WINDOWS_SSH_USER = 'Administrator'
+/** The account the first stage and the bootstrap install the lease key for, per cloud. */
+export const windowsSshUser = (provider: string): string => (provider === 'azure' ? WINDOWS_ADMINS.azure : WINDOWS_ADMINS.aws)
 
 /** `C:\crabbox` natively; `/work/crabbox` inside the WSL2 distribution. */
 export const windowsWorkRoot = (mode: 'normal' | 'wsl2'): string =>

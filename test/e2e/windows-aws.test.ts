@@ -1,7 +1,8 @@
 import { rmSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { cliHome, runCli } from '../support/cli.js'
-import { createFakeEc2, serveFake, type ServedFake } from '../support/fake-ec2.js'
+import { createFakeEc2, serveFake } from '../support/fake-ec2.js'
+import type { ServedFake } from '../support/fake-faults.js'
 import { gitRepo } from '../support/fixtures.js'
 import { windowsHost, type WindowsHost } from '../support/windows-host.js'
 
@@ -156,6 +157,8 @@ describe('direct-mode AWS Windows against the fake EC2 and the stand-in Windows 
       env: { HCLOUD_TOKEN: 'not-used' },
     })
     expect(refused.code, refused.stderr).toBe(2)
-    expect(refused.stderr).toContain('providers that can run windows: aws (direct mode), ssh (an existing Windows host)')
+    expect(refused.stderr).toContain(
+      'providers that can run windows: aws (direct mode), azure (direct mode), ssh (an existing Windows host)',
+    )
   })
 })

@@ -49,6 +49,8 @@ export interface WindowsHost {
   /** Connections made so far (a restart drops them all). */
   connections: number
   bootstrapRuns: number
+  /** The user names clients authenticated as. */
+  users: string[]
   authorize(publicKey: string): void
   /** `C:\crabbox\…` as the local path the stand-in uses for it. */
   local(windowsPath: string): string
@@ -106,7 +108,7 @@ export async function windowsHost(
 ): Promise<WindowsHost> {
   const root = mkdtempSync(join(tmpdir(), 'crabbox-windows-standin-'))
   const hostKey = ssh2.utils.generateKeyPairSync('ed25519')
-  const allowed: ReturnType<typeof ssh2.utils.parseKey>[] = []
+  const allowed: ssh2.ParsedKey[] = []
   let bootstrapped = false
   let restarted = false
   const clients = new Set<ssh2.Connection>()
@@ -119,6 +121,7 @@ export async function windowsHost(
     execs: [],
     connections: 0,
     bootstrapRuns: 0,
+    users: [],
     authorize(publicKey) {
       const key = ssh2.utils.parseKey(publicKey)
       if (key instanceof Error) throw key
@@ -205,6 +208,7 @@ export async function windowsHost(
       const key = allowed.find((k) => k.type === ctx.key.algo && k.getPublicSSH().equals(ctx.key.data))
       if (!key) return ctx.reject()
       if (ctx.signature && !key.verify(ctx.blob!, ctx.signature, ctx.hashAlgo)) return ctx.reject()
+      if (!host.users.includes(ctx.username)) host.users.push(ctx.username)
       ctx.accept()
     })
     client.on('ready', () =>

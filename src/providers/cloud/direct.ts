@@ -8,7 +8,7 @@ import { candidateTypes, explicitType, unsupportedTargetMessage, type CloudProvi
 import { leaseKeyType } from '../../cloud/targets.js'
 import { renderEc2LaunchUserData } from '../../cloud/windows-bootstrap.js'
 import { leaseKeyFile } from '../../transport/ssh/keys.js'
-import { WINDOWS_SSH_USER, windowsRunner, windowsWorkRoot } from '../windows.js'
+import { windowsRunner, windowsSshUser, windowsWorkRoot } from '../windows.js'
 import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../cloud/cloud-machines.js'
 import type { CreatedMachine } from '../../cloud/hetzner-api.js'
 import type { TailscaleBootstrap } from '../../cloud/tailscale-init.js'
@@ -113,7 +113,7 @@ function toLease(provider: CloudProviderName, machine: CloudMachine, config: Con
       host: machine.host ?? '',
       port: Number(config.ssh.port),
       fallbackPorts: config.ssh.fallbackPorts.map(Number),
-      user: windows ? WINDOWS_SSH_USER : config.ssh.user,
+      user: windows ? windowsSshUser(provider) : config.ssh.user,
       privateKeyPath: join(dir, leaseKeyFile(leaseKeyType(provider, windows ? 'windows' : 'linux'))),
       knownHostsPath: join(dir, 'known_hosts'),
     },
