@@ -144,6 +144,10 @@ export function createAwsBrokerProvider(
           userData: plan.userData,
           sshPublicKey: request.sshPublicKey,
           keyName: plan.keyName,
+          ...(request.target === 'windows' && {
+            target: 'windows' as const,
+            windowsMode: request.windowsMode === 'wsl2' ? 'wsl2' : 'normal',
+          }),
         })
         const hourly =
           machine.market === 'spot'
