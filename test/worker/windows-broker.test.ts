@@ -18,7 +18,8 @@ let ec2: FakeEc2
 
 beforeEach(async () => {
   ec2 = createFakeEc2()
-  await useCloudFakes({ hetzner: createFakeHetzner(), ec2 })
+  // The operator's image is a Linux one: a Windows lease must not take it.
+  await useCloudFakes({ hetzner: createFakeHetzner(), ec2 }, { CRABBOX_AWS_AMI: 'ami-0123456789abcdef0' })
 })
 afterEach(async () => {
   ec2.releaseHung()
@@ -40,6 +41,7 @@ describe('brokered AWS Windows leases', () => {
     expect(launch.params).not.toHaveProperty('CpuOptions.NestedVirtualization')
     const images = ec2.calls.find((c) => c.action === 'DescribeImages')!
     expect(JSON.stringify(images.params)).toContain('Windows_Server-2022-English-Full-Base-*')
+    expect(launch.params.ImageId).not.toBe('ami-0123456789abcdef0')
     expect(created.body.lease).toMatchObject({
       target: 'windows',
       windowsMode: 'normal',
