@@ -97,6 +97,9 @@ export function missingCapabilities(config: Config, lease: LeaseRecord): string[
 /** Direct providers whose machines crabbox bootstraps with a desktop, a browser and code-server when asked. */
 const INSTALLS_CAPABILITIES = new Set(['hetzner', 'aws', 'azure'])
 
+/** Providers that check the target themselves (the clouds, when they create) or below (ssh, local). */
+const CHECKS_TARGET = new Set(['hetzner', 'aws', 'azure', 'ssh', 'local'])
+
 const HOST_OS: Partial<Record<NodeJS.Platform, Config['target']>> = { linux: 'linux', darwin: 'macos' }
 
 /**
@@ -105,6 +108,12 @@ const HOST_OS: Partial<Record<NodeJS.Platform, Config['target']>> = { linux: 'li
  */
 export function checkDirectAsk(provider: string, config: Config): void {
   const refuse = (message: string, hint: string) => new CrabboxError(message, { exit: 'usage', code: 'unsupported', hint })
+  // The delegated providers' sandboxes are Linux: another target is refused, naming who can.
+  if (config.target !== 'linux' && !CHECKS_TARGET.has(provider))
+    throw refuse(
+      `the ${provider} provider runs Linux sandboxes only; ${whoCanRun(config.target)}`,
+      'drop --target, or pick a provider that has that OS',
+    )
   if (config.target === 'windows') checkDirectWindows(provider, config, refuse)
   for (const capability of ['desktop', 'browser', 'code'] as const) {
     if (!config[capability] || INSTALLS_CAPABILITIES.has(provider)) continue

@@ -36,6 +36,17 @@ describe('a target its provider cannot run', () => {
     expect(refusal('ssh', { ...defaultConfig(), target: 'windows' })).toBeUndefined()
   })
 
+  it('refuses Windows and macOS on the delegated providers, whose sandboxes are Linux', () => {
+    for (const provider of ['e2b', 'daytona', 'islo', 'blacksmith-testbox']) {
+      const refused = refusal(provider, { ...defaultConfig(), target: 'windows' })
+      expect(refused?.exitCode).toBe(2)
+      expect(refused?.message).toBe(
+        `the ${provider} provider runs Linux sandboxes only; providers that can run windows: aws, azure (direct mode), ssh (an existing Windows host)`,
+      )
+      expect(refusal(provider, { ...defaultConfig(), target: 'macos' })?.message).toContain('providers that can run macos')
+    }
+  })
+
   it('refuses on Windows what no Windows runner has, with the reason', () => {
     const config = { ...defaultConfig(), target: 'windows' as const }
     const desktop = refusal('aws', { ...config, desktop: true })
