@@ -151,6 +151,9 @@ interface VmSpec {
   adminPassword?: string
 }
 
+/** The image of a Windows lease when none is asked for (`azure.image`, the lease's `azureImage`). */
+export const AZURE_WINDOWS_IMAGE = 'MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition:latest'
+
 /** The extension that runs a Windows VM's first stage. */
 export const WINDOWS_EXTENSION = 'crabbox-bootstrap'
 

@@ -3,8 +3,8 @@
  * refusal names the ones that can. Pure: read by the CLI's direct providers and
  * the broker's cloud providers alike.
  *
- * Windows (native and WSL2): AWS (direct or brokered) and Azure in direct mode
- * make the machine and the CLI bootstraps it over SSH; an existing Windows host
+ * Windows (native and WSL2): AWS and Azure (direct or brokered) make the
+ * machine and the CLI bootstraps it over SSH; an existing Windows host
  * takes the ssh provider (docs/providers/targets.md).
  */
 
@@ -13,7 +13,7 @@ export type TargetOS = 'linux' | 'macos' | 'windows'
 export const TARGET_PROVIDERS: Readonly<Record<TargetOS, readonly string[]>> = {
   linux: ['hetzner', 'aws', 'ssh', 'local (on a Linux machine)'],
   macos: ['ssh (an existing Mac)', 'local (on a Mac)'],
-  windows: ['aws', 'azure (direct mode)', 'ssh (an existing Windows host)'],
+  windows: ['aws', 'azure', 'ssh (an existing Windows host)'],
 }
 
 /** The end of a target refusal: who can, or that nobody can yet. */
@@ -32,4 +32,4 @@ export const leaseKeyType = (provider: string, target: string): 'ed25519' | 'rsa
 export const DIRECT_WINDOWS_CLOUDS: ReadonlySet<string> = new Set(['aws', 'azure'])
 
 /** Cloud providers whose broker side makes Windows machines (the CLI bootstraps them over SSH). */
-export const BROKER_WINDOWS_CLOUDS: ReadonlySet<string> = new Set(['aws'])
+export const BROKER_WINDOWS_CLOUDS: ReadonlySet<string> = new Set(['aws', 'azure'])

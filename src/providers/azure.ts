@@ -1,4 +1,5 @@
 import {
+  AZURE_WINDOWS_IMAGE,
   azureMachineState,
   createAzureMachine,
   deleteAzureMachine,
@@ -8,9 +9,6 @@ import {
 } from '../cloud/azure-machines.js'
 import { createAzureApi } from '../cloud/azure-api.js'
 import { WINDOWS_ADMINS, windowsFirstStageCommand } from '../cloud/windows-bootstrap.js'
-
-/** The image of a Windows lease when `azure.image` is not set. */
-export const AZURE_WINDOWS_IMAGE = 'MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition:latest'
 import type { Config } from '../config/schema.js'
 import { azureCredentials } from './cloud/credentials.js'
 import { directCloudProvider, type CloudBackend } from './cloud/direct.js'

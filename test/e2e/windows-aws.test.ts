@@ -157,6 +157,6 @@ describe('direct-mode AWS Windows against the fake EC2 and the stand-in Windows 
       env: { HCLOUD_TOKEN: 'not-used' },
     })
     expect(refused.code, refused.stderr).toBe(2)
-    expect(refused.stderr).toContain('providers that can run windows: aws, azure (direct mode), ssh (an existing Windows host)')
+    expect(refused.stderr).toContain('providers that can run windows: aws, azure, ssh (an existing Windows host)')
   })
 })

@@ -47,12 +47,11 @@ describe('classes and prices', () => {
   it('refuses Windows and macOS with a message naming the alternative', () => {
     expect(unsupportedTargetMessage('aws', 'linux')).toBeUndefined()
     expect(unsupportedTargetMessage('hetzner', 'windows')).toMatch(/Hetzner windows runners are not supported yet.*--target linux/)
-    // AWS makes Windows runners in direct mode and through the broker; Azure in direct mode only.
+    // AWS and Azure make Windows runners in direct mode and through the broker.
     expect(unsupportedTargetMessage('aws', 'windows')).toBeUndefined()
     expect(unsupportedTargetMessage('aws', 'windows', 'direct')).toBeUndefined()
-    expect(unsupportedTargetMessage('azure', 'windows')).toMatch(
-      /Azure windows runners are not supported by the broker yet.*--target linux/,
-    )
+    expect(unsupportedTargetMessage('azure', 'windows')).toBeUndefined()
+    expect(unsupportedTargetMessage('hetzner', 'windows', 'direct')).toMatch(/providers that can run windows: aws, azure, ssh/)
   })
 })
 

@@ -20,15 +20,13 @@ describe('a target its provider cannot run', () => {
     const windows = refusal('hetzner', { ...defaultConfig(), target: 'windows' })
     expect(windows).toBeUndefined() // cloud providers refuse the target themselves, before anything is made:
     expect(unsupportedTargetMessage('hetzner', 'windows', 'direct')).toBe(
-      'Hetzner windows runners are not supported yet: crabbox bootstraps Linux machines only; providers that can run windows: aws, azure (direct mode), ssh (an existing Windows host). Use --target linux.',
+      'Hetzner windows runners are not supported yet: crabbox bootstraps Linux machines only; providers that can run windows: aws, azure, ssh (an existing Windows host). Use --target linux.',
     )
     expect(unsupportedTargetMessage('azure', 'windows', 'direct')).toBeUndefined()
     expect(unsupportedTargetMessage('aws', 'windows', 'direct')).toBeUndefined()
-    // The broker makes AWS Windows machines too; Azure only in direct mode.
+    // The broker makes AWS and Azure Windows machines too.
     expect(unsupportedTargetMessage('aws', 'windows')).toBeUndefined()
-    expect(unsupportedTargetMessage('azure', 'windows')).toBe(
-      'Azure windows runners are not supported by the broker yet: crabbox makes them in direct mode only; providers that can run windows: aws, azure (direct mode), ssh (an existing Windows host). Use --target linux, or --provider azure without a broker.',
-    )
+    expect(unsupportedTargetMessage('azure', 'windows')).toBeUndefined()
     expect(unsupportedTargetMessage('hetzner', 'macos')).toBe(
       'Hetzner macos runners are not supported yet: crabbox bootstraps Linux machines only; providers that can run macos: ssh (an existing Mac), local (on a Mac). Use --target linux (or the ssh provider for an existing Mac).',
     )
@@ -41,7 +39,7 @@ describe('a target its provider cannot run', () => {
       const refused = refusal(provider, { ...defaultConfig(), target: 'windows' })
       expect(refused?.exitCode).toBe(2)
       expect(refused?.message).toBe(
-        `the ${provider} provider runs Linux sandboxes only; providers that can run windows: aws, azure (direct mode), ssh (an existing Windows host)`,
+        `the ${provider} provider runs Linux sandboxes only; providers that can run windows: aws, azure, ssh (an existing Windows host)`,
       )
       expect(refusal(provider, { ...defaultConfig(), target: 'macos' })?.message).toContain('providers that can run macos')
     }
@@ -65,7 +63,7 @@ describe('a target its provider cannot run', () => {
     expect(refusal('local', { ...defaultConfig(), target: other })?.message).toBe(
       `the local provider runs on this machine, which is not a ${other} machine; ${whoCanRun(other)}`,
     )
-    expect(TARGET_PROVIDERS.windows).toEqual(['aws', 'azure (direct mode)', 'ssh (an existing Windows host)'])
+    expect(TARGET_PROVIDERS.windows).toEqual(['aws', 'azure', 'ssh (an existing Windows host)'])
     expect(whoCanRun('plan9')).toBe('no provider of this crabbox version makes plan9 runners yet')
   })
 })

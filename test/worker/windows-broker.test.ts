@@ -1,8 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { Env } from '../../worker/env.js'
+import type { FleetDeps } from '../../worker/fleet/deps.js'
+import { createAzureBrokerProvider } from '../../worker/providers/azure.js'
+import { createFakeAzure } from '../support/fake-azure.js'
 import { createFakeEc2, type FakeEc2 } from '../support/fake-ec2.js'
+import { asFetch } from '../support/fake-faults.js'
 import { createFakeHetzner } from '../support/fake-hetzner.js'
-import { api, leaseId, shared } from './broker-support.js'
-import { restoreProviders, useCloudFakes } from './cloud-support.js'
+import { api, inFleet, leaseId, shared } from './broker-support.js'
+import { fastCloud, restoreProviders, useCloudFakes } from './cloud-support.js'
 
 /**
  * Brokered Windows leases on AWS: the broker launches the Windows image with
@@ -58,10 +63,47 @@ describe('brokered AWS Windows leases', () => {
     expect(created.body.lease).toMatchObject({ windowsMode: 'wsl2', sshUser: 'Administrator', workRoot: '/work/crabbox' })
   })
 
-  it('Azure and Hetzner still refuse Windows, naming who can', async () => {
+  it('Hetzner still refuses Windows, naming who can', async () => {
     const refused = await createLease({ provider: 'hetzner', target: 'windows' })
     expect(refused.status).toBe(400)
-    expect(refused.body.message).toContain('providers that can run windows: aws, azure (direct mode), ssh (an existing Windows host)')
+    expect(refused.body.message).toContain('providers that can run windows: aws, azure, ssh (an existing Windows host)')
     expect(ec2.live()).toEqual([])
+  })
+})
+
+describe('brokered Azure Windows leases', () => {
+  it('a Windows VM with the admin and the bootstrap extension; the record has the admin and the Windows work root', async () => {
+    const azure = createFakeAzure()
+    await inFleet((deps: FleetDeps) => {
+      const env = {
+        AZURE_TENANT_ID: azure.tenantId,
+        AZURE_CLIENT_ID: azure.clientId,
+        CRABBOX_AZURE_CLIENT_SECRET: azure.clientSecret,
+        AZURE_SUBSCRIPTION_ID: azure.subscriptionId,
+        CRABBOX_AZURE_ENDPOINT: 'https://management.azure.fake',
+        CRABBOX_AZURE_LOGIN_ENDPOINT: 'https://login.azure.fake',
+        // The operator's Linux image: a Windows lease must not take it.
+        CRABBOX_AZURE_IMAGE: 'Canonical:ubuntu-24_04-lts:server:latest',
+      }
+      const provider = createAzureBrokerProvider(
+        { storage: deps.storage, env: env as unknown as Env, fetch: asFetch(azure.handler) as typeof fetch },
+        fastCloud,
+      )
+      const fallback = deps.providers
+      deps.providers = { get: (name) => (name === 'azure' ? provider : fallback.get(name)), names: () => fallback.names() }
+    })
+    const created = await createLease({ provider: 'azure', target: 'windows' })
+    expect(created.status, JSON.stringify(created.body)).toBe(201)
+    const put = azure.calls.find((c) => c.method === 'PUT' && /\/virtualMachines\/[^/]+$/.test(c.path))!
+    const properties = put.body!.properties as Record<string, Record<string, unknown>>
+    expect(properties.storageProfile.imageReference).toMatchObject({ publisher: 'MicrosoftWindowsServer', offer: 'WindowsServer' })
+    expect(properties.osProfile).toMatchObject({ adminUsername: 'crabadmin', windowsConfiguration: { provisionVMAgent: true } })
+    const ext = azure.calls.find((c) => c.method === 'PUT' && c.path.endsWith('/extensions/crabbox-bootstrap'))!
+    const command = String(
+      ((ext.body!.properties as Record<string, unknown>).protectedSettings as Record<string, unknown>).commandToExecute,
+    )
+    const script = Buffer.from(/-EncodedCommand ([A-Za-z0-9+/=]+)$/.exec(command)![1], 'base64').toString('utf16le')
+    expect(script).toContain(`-Value '${rsaKey}'`)
+    expect(created.body.lease).toMatchObject({ target: 'windows', windowsMode: 'normal', sshUser: 'crabadmin', workRoot: 'C:\\crabbox' })
   })
 })

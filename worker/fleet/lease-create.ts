@@ -1,4 +1,5 @@
 import { candidateTypes } from '../../src/cloud/classes.js'
+import { BROKER_WINDOWS_CLOUDS } from '../../src/cloud/targets.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { defaultSlug, isLeaseId, newLeaseId, normalizeSlug, providerResourceName, slugCandidates } from '../../src/protocol/ids.js'
 import type { LeaseRecord, LeaseRequest } from '../../src/protocol/leases.js'
@@ -134,7 +135,9 @@ function requestedFeatures(request: LeaseRequest): Pick<LeaseRecord, 'desktop' |
 function machineDefaults(plan: LeasePlan, slug: string): Partial<LeaseRecord> {
   const { request, leaseId } = plan
   const windows =
-    plan.ask.target === 'windows' && plan.provider === 'aws' ? windowsBootstrap(plan.provider, plan.ask.windowsMode) : undefined
+    plan.ask.target === 'windows' && BROKER_WINDOWS_CLOUDS.has(plan.provider)
+      ? windowsBootstrap(plan.provider, plan.ask.windowsMode)
+      : undefined
   return {
     serverType: plan.serverType,
     requestedServerType: plan.serverType,
