@@ -102,7 +102,8 @@ describe('brokered Azure Windows leases', () => {
     const command = String(
       ((ext.body!.properties as Record<string, unknown>).protectedSettings as Record<string, unknown>).commandToExecute,
     )
-    const script = Buffer.from(/-EncodedCommand ([A-Za-z0-9+/=]+)$/.exec(command)![1], 'base64').toString('utf16le')
+    const encoded = /-EncodedCommand ([A-Za-z0-9+/=]+)$/.exec(command)![1]
+    const script = new TextDecoder('utf-16le').decode(Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0)))
     expect(script).toContain(`-Value '${rsaKey}'`)
     expect(created.body.lease).toMatchObject({ target: 'windows', windowsMode: 'normal', sshUser: 'crabadmin', workRoot: 'C:\\crabbox' })
   })
