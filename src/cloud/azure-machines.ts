@@ -133,6 +133,12 @@ export interface AzureCreateInput {
   sshPublicKey: string
   userData: string
   network: AzureNetworkSettings
+  /**
+   * A Windows VM: `sshUser` is its admin (with a random password made here, sent
+   * only in the VM request), and the CustomScriptExtension runs `bootstrapCommand`
+   * (OpenSSH on with the lease key) once the VM exists. No custom data.
+   */
+  windows?: { bootstrapCommand: string }
 }
 
 interface VmSpec {
@@ -141,9 +147,44 @@ interface VmSpec {
   size: string
   market: 'spot' | 'on-demand'
   ephemeral: boolean
+  /** Windows only: the admin's password, fresh for this VM. */
+  adminPassword?: string
 }
 
-function vmBody({ input, nicId, size, market, ephemeral }: VmSpec): Json {
+/** The image of a Windows lease when none is asked for (`azure.image`, the lease's `azureImage`). */
+export const AZURE_WINDOWS_IMAGE = 'MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition:latest'
+
+/** The extension that runs a Windows VM's first stage. */
+export const WINDOWS_EXTENSION = 'crabbox-bootstrap'
+
+/**
+ * A password Azure accepts for a Windows admin (upper, lower, digit and symbol
+ * classes, 24 characters). Made per VM, sent only in its create request and
+ * never kept: crabbox logs in with the lease key, and password login is turned
+ * off by the bootstrap.
+ */
+export function randomAdminPassword(): string {
+  const classes = ['ABCDEFGHJKLMNPQRSTUVWXYZ', 'abcdefghijkmnopqrstuvwxyz', '23456789', '!@#%^*-_=+.']
+  const all = classes.join('')
+  const bytes = crypto.getRandomValues(new Uint8Array(24))
+  const chars = Array.from(
+    bytes,
+    (byte, i) => (i < classes.length ? classes[i] : all)[byte % (i < classes.length ? classes[i].length : all.length)],
+  )
+  return chars.join('')
+}
+
+/** Windows: the admin with its password, and no computer name over 15 characters (NetBIOS). */
+function windowsOsProfile(input: AzureCreateInput, adminPassword: string): Json {
+  return {
+    computerName: `cbx${input.leaseId.replace(/^cbx_/, '').slice(-12)}`,
+    adminUsername: input.sshUser,
+    adminPassword,
+    windowsConfiguration: { provisionVMAgent: true, enableAutomaticUpdates: false },
+  }
+}
+
+function vmBody({ input, nicId, size, market, ephemeral, adminPassword }: VmSpec): Json {
   const osDisk: Json = ephemeral
     ? {
         createOption: 'FromImage',
@@ -158,15 +199,17 @@ function vmBody({ input, nicId, size, market, ephemeral }: VmSpec): Json {
     properties: {
       hardwareProfile: { vmSize: size },
       storageProfile: { imageReference: imageReference(input.image), osDisk: { name: `${input.name}-osdisk`, ...osDisk } },
-      osProfile: {
-        computerName: input.name.slice(0, 63),
-        adminUsername: input.sshUser,
-        customData: base64(input.userData),
-        linuxConfiguration: {
-          disablePasswordAuthentication: true,
-          ssh: { publicKeys: [{ path: `/home/${input.sshUser}/.ssh/authorized_keys`, keyData: input.sshPublicKey.trim() }] },
-        },
-      },
+      osProfile: adminPassword
+        ? windowsOsProfile(input, adminPassword)
+        : {
+            computerName: input.name.slice(0, 63),
+            adminUsername: input.sshUser,
+            customData: base64(input.userData),
+            linuxConfiguration: {
+              disablePasswordAuthentication: true,
+              ssh: { publicKeys: [{ path: `/home/${input.sshUser}/.ssh/authorized_keys`, keyData: input.sshPublicKey.trim() }] },
+            },
+          },
       networkProfile: { networkInterfaces: [{ id: nicId, properties: { primary: true, deleteOption: 'Delete' } }] },
       ...(market === 'spot' ? { priority: 'Spot', evictionPolicy: 'Delete', billingProfile: { maxPrice: -1 } } : { priority: 'Regular' }),
     },
@@ -218,12 +261,13 @@ export async function listAzureMachines(api: AzureApi, group: string): Promise<C
 /** Tries each market × size; capacity/quota errors move on, a failed VM is deleted before the next try. */
 async function createVm(api: AzureApi, input: AzureCreateInput, nicId: string, attempts: ProvisioningAttempt[]): Promise<Json> {
   const path = vmPath(api, input.network.resourceGroup, input.name)
+  const adminPassword = input.windows ? randomAdminPassword() : undefined
   for (const market of input.markets)
     for (const size of input.sizes) {
       let ephemeral = supportsEphemeralOsDisk(size)
       for (;;) {
         try {
-          return await api.put(path, V.compute, vmBody({ input, nicId, size, market, ephemeral }))
+          return await api.put(path, V.compute, vmBody({ input, nicId, size, market, ephemeral, adminPassword }))
         } catch (error) {
           if (!(error instanceof CloudApiError)) throw error
           await deleteVmOnly(api, input.network.resourceGroup, input.name)
@@ -280,6 +324,7 @@ export async function createAzureMachine(api: AzureApi, input: AzureCreateInput)
       },
     })
     const vm = await createVm(api, input, String(nic.id), attempts)
+    if (input.windows) await bootstrapExtension(api, input, input.windows.bootstrapCommand)
     const host = (props(pip).ipAddress as string | undefined) ?? (await publicAddress(api, group, input.name))
     if (!host) throw new CloudApiError('azure', 'transient', 'no_address', `Azure public IP ${input.name}-pip has no address`)
     return { machine: toAzureMachine(vm, host), attempts, adopted: false }
@@ -287,6 +332,25 @@ export async function createAzureMachine(api: AzureApi, input: AzureCreateInput)
     await deleteAzureMachine(api, { group, name: input.name, leaseId: input.leaseId, attempts: 3, delayMs: 2_000 }).catch(() => undefined)
     throw error
   }
+}
+
+/**
+ * Windows: the CustomScriptExtension that turns OpenSSH on with the lease key.
+ * The command goes in `protectedSettings`, which ARM never returns. A failed
+ * extension fails the create (and so deletes every piece) with Azure's message.
+ */
+async function bootstrapExtension(api: AzureApi, input: AzureCreateInput, command: string): Promise<void> {
+  const path = `${vmPath(api, input.network.resourceGroup, input.name)}/extensions/${WINDOWS_EXTENSION}`
+  await api.put(path, V.compute, {
+    location: input.network.location,
+    properties: {
+      publisher: 'Microsoft.Compute',
+      type: 'CustomScriptExtension',
+      typeHandlerVersion: '1.10',
+      autoUpgradeMinorVersion: true,
+      protectedSettings: { commandToExecute: command },
+    },
+  })
 }
 
 async function deleteVmOnly(api: AzureApi, group: string, name: string): Promise<void> {

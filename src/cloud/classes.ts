@@ -4,7 +4,7 @@
  * (direct mode), so both always pick the same machines for the same request.
  */
 
-import { whoCanRun } from './targets.js'
+import { BROKER_WINDOWS_CLOUDS, DIRECT_WINDOWS_CLOUDS, whoCanRun } from './targets.js'
 
 export type CloudProviderName = 'hetzner' | 'aws' | 'azure'
 
@@ -83,10 +83,22 @@ export function candidateTypes(provider: CloudProviderName, machineClass: string
   return [machineClass]
 }
 
-/** Only Linux runners are bootstrapped today; anything else is refused up front, naming who can. */
-export function unsupportedTargetMessage(provider: CloudProviderName, target: string): string | undefined {
+/**
+ * Linux everywhere; Windows where the provider makes Windows machines in that
+ * mode (`DIRECT_WINDOWS_CLOUDS`, `BROKER_WINDOWS_CLOUDS`); anything else is
+ * refused up front, naming who can.
+ */
+export function unsupportedTargetMessage(
+  provider: CloudProviderName,
+  target: string,
+  mode: 'direct' | 'broker' = 'broker',
+): string | undefined {
   if (target === 'linux') return undefined
   const name = { aws: 'AWS', hetzner: 'Hetzner', azure: 'Azure' }[provider]
+  if (target === 'windows' && DIRECT_WINDOWS_CLOUDS.has(provider)) {
+    if (mode === 'direct' || BROKER_WINDOWS_CLOUDS.has(provider)) return undefined
+    return `${name} windows runners are not supported by the broker yet: crabbox makes them in direct mode only; ${whoCanRun(target)}. Use --target linux, or --provider ${provider} without a broker.`
+  }
   const instead = target === 'macos' ? ' (or the ssh provider for an existing Mac)' : ''
   return `${name} ${target} runners are not supported yet: crabbox bootstraps Linux machines only; ${whoCanRun(target)}. Use --target linux${instead}.`
 }

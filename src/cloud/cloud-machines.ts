@@ -51,6 +51,8 @@ export interface LabelInput {
   code?: boolean
   /** A machine that joins the tailnet: labelled `tailscale`, `tailscale_hostname`, `tailscale_exit_node` (never the key). */
   tailscale?: { hostname: string; exitNode?: string }
+  /** A Windows runner's mode (`normal`, `wsl2`), labelled `windows_mode`. */
+  windowsMode?: string
 }
 
 /** Unix seconds at which an untouched lease expires: `created + min(ttl, idle)`. */
@@ -87,6 +89,7 @@ export function machineLabels(input: LabelInput): Record<string, string> {
     labels.tailscale_hostname = labelValue(input.tailscale.hostname)
     if (input.tailscale.exitNode) labels.tailscale_exit_node = labelValue(input.tailscale.exitNode)
   }
+  if (input.windowsMode) labels.windows_mode = labelValue(input.windowsMode)
   return labels
 }
 

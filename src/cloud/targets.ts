@@ -3,9 +3,9 @@
  * refusal names the ones that can. Pure: read by the CLI's direct providers and
  * the broker's cloud providers alike.
  *
- * Windows: the command lines (encoded PowerShell, wsl.exe), the Windows-safe
- * sync and the bootstrap are built and unit-tested, but no provider makes or
- * accepts Windows runners yet (docs/providers/targets.md).
+ * Windows (native and WSL2): AWS and Azure (direct or brokered) make the
+ * machine and the CLI bootstraps it over SSH; an existing Windows host
+ * takes the ssh provider (docs/providers/targets.md).
  */
 
 export type TargetOS = 'linux' | 'macos' | 'windows'
@@ -13,7 +13,7 @@ export type TargetOS = 'linux' | 'macos' | 'windows'
 export const TARGET_PROVIDERS: Readonly<Record<TargetOS, readonly string[]>> = {
   linux: ['hetzner', 'aws', 'ssh', 'local (on a Linux machine)'],
   macos: ['ssh (an existing Mac)', 'local (on a Mac)', 'aws (direct mode, mac2.metal on your dedicated host)'],
-  windows: [],
+  windows: ['aws', 'azure', 'ssh (an existing Windows host)'],
 }
 
 /** The end of a target refusal: who can, or that nobody can yet. */
@@ -27,3 +27,9 @@ export function whoCanRun(target: string): string {
 /** RSA 4096 for Windows runners on AWS and Azure (AWS imports no ed25519 key for Windows), else ed25519. */
 export const leaseKeyType = (provider: string, target: string): 'ed25519' | 'rsa' =>
   target === 'windows' && (provider === 'aws' || provider === 'azure') ? 'rsa' : 'ed25519'
+
+/** Cloud providers whose direct mode makes and bootstraps Windows runners. */
+export const DIRECT_WINDOWS_CLOUDS: ReadonlySet<string> = new Set(['aws', 'azure'])
+
+/** Cloud providers whose broker side makes Windows machines (the CLI bootstraps them over SSH). */
+export const BROKER_WINDOWS_CLOUDS: ReadonlySet<string> = new Set(['aws', 'azure'])

@@ -73,10 +73,17 @@ const authorizedKeyLines = (key: string) => [
   "icacls.exe $keys /inheritance:r /grant 'Administrators:F' /grant 'SYSTEM:F' | Out-Null",
 ]
 
-/** EC2Launch v2 user data: OpenSSH server on, key installed, port 22 open. Nothing else. */
-export function renderEc2LaunchUserData(sshPublicKey: string): string {
+/**
+ * The account crabbox's key is installed for, per cloud: AWS's built-in
+ * Administrator; on Azure the admin account the VM is created with (Azure
+ * renames the built-in one to it).
+ */
+export const WINDOWS_ADMINS = { aws: 'Administrator', azure: 'crabadmin' } as const
+
+/** The first stage on a new Windows machine (EC2Launch on AWS, the CustomScriptExtension on Azure). */
+function firstStage(sshPublicKey: string): string[] {
   if (!keyPattern.test(sshPublicKey.trim())) throw new Error('sshPublicKey must be one OpenSSH public key line')
-  const script = [
+  return [
     "$ErrorActionPreference = 'Stop'",
     "$cap = Get-WindowsCapability -Online -Name 'OpenSSH.Server*' | Select-Object -First 1",
     "if ($cap.State -ne 'Installed') { Add-WindowsCapability -Online -Name $cap.Name | Out-Null }",
@@ -85,6 +92,11 @@ export function renderEc2LaunchUserData(sshPublicKey: string): string {
     'Start-Service sshd',
     "if (-not (Get-NetFirewallRule -Name 'crabbox-ssh-22' -ErrorAction SilentlyContinue)) { New-NetFirewallRule -Name 'crabbox-ssh-22' -DisplayName 'crabbox ssh 22' -Direction Inbound -Protocol TCP -LocalPort 22 -Action Allow | Out-Null }",
   ]
+}
+
+/** EC2Launch v2 user data: OpenSSH server on, key installed, port 22 open. Nothing else. */
+export function renderEc2LaunchUserData(sshPublicKey: string): string {
+  const script = firstStage(sshPublicKey)
   return [
     'version: 1.0',
     'tasks:',
@@ -97,6 +109,21 @@ export function renderEc2LaunchUserData(sshPublicKey: string): string {
     ...script.map((line) => `          ${line}`),
     '',
   ].join('\n')
+}
+
+/**
+ * The same first stage as one command line for Azure's CustomScriptExtension
+ * (`commandToExecute`): PowerShell with the script as base64 of its UTF-16LE
+ * bytes. No Buffer: the broker renders it inside workerd too.
+ */
+export function windowsFirstStageCommand(sshPublicKey: string): string {
+  const script = firstStage(sshPublicKey).join('\r\n')
+  let binary = ''
+  for (let i = 0; i < script.length; i++) {
+    const unit = script.charCodeAt(i)
+    binary += String.fromCharCode(unit & 0xff, unit >> 8)
+  }
+  return `powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ${btoa(binary)}`
 }
 
 /** sshd on every crabbox port, password login off, a firewall rule per port. */

@@ -42,10 +42,10 @@ export function awsBackend(config: Config): CloudBackend {
         rootGB: config.aws.rootGB,
         sshPorts: [config.ssh.port, ...config.ssh.fallbackPorts],
         sshCIDRs: config.aws.sshCIDRs,
+        target: request.target,
+        windowsMode: request.windowsMode,
         // macOS: on the user's dedicated host, on-demand only (a dedicated host has no spot market); sshd on 22.
-        ...(request.target === 'macos'
-          ? { target: 'macos' as const, macHostId: config.aws.macHostId, markets: ['on-demand' as const], sshPorts: ['22'] }
-          : {}),
+        ...(request.target === 'macos' ? { macHostId: config.aws.macHostId, markets: ['on-demand' as const], sshPorts: ['22'] } : {}),
       }),
     find: (leaseId) => findAwsMachine(api, regions, leaseId),
     list: () => listAwsMachines(api, regions),

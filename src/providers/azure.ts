@@ -1,4 +1,5 @@
 import {
+  AZURE_WINDOWS_IMAGE,
   azureMachineState,
   createAzureMachine,
   deleteAzureMachine,
@@ -7,6 +8,7 @@ import {
   touchAzureMachine,
 } from '../cloud/azure-machines.js'
 import { createAzureApi } from '../cloud/azure-api.js'
+import { WINDOWS_ADMINS, windowsFirstStageCommand } from '../cloud/windows-bootstrap.js'
 import type { Config } from '../config/schema.js'
 import { azureCredentials } from './cloud/credentials.js'
 import { directCloudProvider, type CloudBackend } from './cloud/direct.js'
@@ -40,8 +42,9 @@ export function azureBackend(config: Config): CloudBackend {
         labels: request.labels,
         sizes: request.types,
         markets: azureMarkets(config.capacity.market, config.capacity.fallback),
-        image: config.azure.image,
-        sshUser: config.ssh.user,
+        // Windows: Windows Server 2022 unless azure.image was set; the admin crabbox's key is installed for.
+        image: request.target === 'windows' && config.sources['azure.image'] === undefined ? AZURE_WINDOWS_IMAGE : config.azure.image,
+        sshUser: request.target === 'windows' ? WINDOWS_ADMINS.azure : config.ssh.user,
         sshPublicKey: request.sshPublicKey,
         userData: request.userData,
         network: {
@@ -53,6 +56,7 @@ export function azureBackend(config: Config): CloudBackend {
           sshPorts: [config.ssh.port, ...config.ssh.fallbackPorts],
           sshCIDRs: config.azure.sshCIDRs,
         },
+        ...(request.target === 'windows' && { windows: { bootstrapCommand: windowsFirstStageCommand(request.sshPublicKey) } }),
       }),
     find: (leaseId) => findAzureMachine(api, group, leaseId),
     list: () => listAzureMachines(api, group),

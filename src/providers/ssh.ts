@@ -8,6 +8,7 @@ import { ownSshKey } from '../transport/ssh/keys.js'
 import { CrabboxError } from '../errors.js'
 import { normalizeSlug } from '../protocol/ids.js'
 import { readLocalJson } from './local/files.js'
+import { windowsWorkRoot } from './windows.js'
 import { pickByIdOrSlug } from './pick.js'
 import type { AcquireRequest, DirectProvider, Lease, ProviderContext } from './types.js'
 
@@ -28,6 +29,8 @@ const Claim = v.object({
   code: v.optional(v.boolean(), false),
   keep: v.boolean(),
   createdAt: v.string(),
+  /** A Windows host (`--target windows`): its mode; absent for POSIX hosts. */
+  windowsMode: v.optional(v.picklist(['normal', 'wsl2'])),
 })
 type Claim = v.InferOutput<typeof Claim>
 
@@ -47,7 +50,10 @@ function staticTarget(config: Config): Omit<Claim, 'keep' | 'createdAt'> {
     throw new CrabboxError(`no SSH key for ${host}`, { exit: 'usage', hint: 'set ssh.key (or CRABBOX_SSH_KEY) to a key the host accepts' })
   const user = config.static.user || config.ssh.user
   // A Mac's `/` is read-only: without a configured work root, use the user's home folder.
-  const defaultRoot = config.target === 'macos' && config.sources.workRoot === undefined ? macosWorkRoot(user) : config.workRoot
+  const unset = config.sources.workRoot === undefined
+  const windowsMode = config.target === 'windows' ? config.windows.mode : undefined
+  const defaultRoot =
+    config.target === 'macos' && unset ? macosWorkRoot(user) : windowsMode && unset ? windowsWorkRoot(windowsMode) : config.workRoot
   return {
     id,
     slug: normalizeSlug(config.static.name || host),
@@ -61,6 +67,7 @@ function staticTarget(config: Config): Omit<Claim, 'keep' | 'createdAt'> {
     desktop: config.static.desktop ?? false,
     browser: config.static.browser ?? false,
     code: config.static.code ?? false,
+    ...(windowsMode && { windowsMode }),
   }
 }
 
@@ -83,6 +90,8 @@ function toLease(claim: Claim): Lease {
     keep: claim.keep,
     details: { createdAt: claim.createdAt },
     capabilities: { desktop: claim.desktop, browser: claim.browser, code: claim.code },
+    // An existing Windows host is not bootstrapped: it is checked for tar and git, like any static host.
+    ...(claim.windowsMode && { windows: { mode: claim.windowsMode, bootstrap: false } }),
   }
 }
 

@@ -19,6 +19,8 @@ export interface Lease {
   details: Record<string, unknown>
   /** What the runner was set up with: recorded by the broker, labelled on direct machines, declared for static hosts. */
   capabilities?: LeaseCapabilities
+  /** A Windows runner (absent: a POSIX one): commands and sync go through encoded PowerShell, or wsl.exe in `wsl2` mode. */
+  windows?: { mode: 'normal' | 'wsl2'; bootstrap: boolean }
 }
 
 export interface LeaseCapabilities {

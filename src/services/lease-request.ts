@@ -2,6 +2,7 @@ import type { Config } from '../config/schema.js'
 import { whoCanRun } from '../cloud/targets.js'
 import { CrabboxError } from '../errors.js'
 import type { LeaseRecord, LeaseRequest } from '../protocol/leases.js'
+import { desktopRefusal } from './desktop/refusal.js'
 
 /**
  * What a new lease asks for, from the merged config: the broker's lease request,
@@ -96,6 +97,9 @@ export function missingCapabilities(config: Config, lease: LeaseRecord): string[
 /** Direct providers whose machines crabbox bootstraps with a desktop, a browser and code-server when asked. */
 const INSTALLS_CAPABILITIES = new Set(['hetzner', 'aws', 'azure'])
 
+/** Providers that check the target themselves (the clouds, when they create) or below (ssh, local). */
+const CHECKS_TARGET = new Set(['hetzner', 'aws', 'azure', 'ssh', 'local'])
+
 const HOST_OS: Partial<Record<NodeJS.Platform, Config['target']>> = { linux: 'linux', darwin: 'macos' }
 
 /**
@@ -104,6 +108,13 @@ const HOST_OS: Partial<Record<NodeJS.Platform, Config['target']>> = { linux: 'li
  */
 export function checkDirectAsk(provider: string, config: Config): void {
   const refuse = (message: string, hint: string) => new CrabboxError(message, { exit: 'usage', code: 'unsupported', hint })
+  // The delegated providers' sandboxes are Linux: another target is refused, naming who can.
+  if (config.target !== 'linux' && !CHECKS_TARGET.has(provider))
+    throw refuse(
+      `the ${provider} provider runs Linux sandboxes only; ${whoCanRun(config.target)}`,
+      'drop --target, or pick a provider that has that OS',
+    )
+  if (config.target === 'windows') checkDirectWindows(provider, config, refuse)
   for (const capability of ['desktop', 'browser', 'code'] as const) {
     if (!config[capability] || INSTALLS_CAPABILITIES.has(provider)) continue
     if (provider === 'ssh' && config.static[capability]) continue
@@ -123,13 +134,23 @@ export function checkDirectAsk(provider: string, config: Config): void {
       `the local provider runs on this machine, which is not a ${config.target} machine; ${whoCanRun(config.target)}`,
       'drop --target, or pick a provider that has that OS',
     )
-  if (provider === 'ssh' && config.target === 'windows')
-    throw refuse(
-      `Windows hosts are not supported by the ssh provider yet; ${whoCanRun('windows')}`,
-      'use a Linux or macOS host (--target linux or macos)',
-    )
   const refused = refusedCapacity(provider, config)
   if (refused) throw refuse(`${refused.path}: ${refused.reason}`, `drop ${refused.path} (set by ${config.sources[refused.path]})`)
+}
+
+/**
+ * Windows runners (native or WSL2) have no desktop, browser or code-server in
+ * this version: refused with the reason, before anything is made.
+ */
+function checkDirectWindows(provider: string, config: Config, refuse: (message: string, hint: string) => CrabboxError): void {
+  const staticHost = provider === 'ssh'
+  for (const capability of ['desktop', 'browser'] as const) {
+    if (!config[capability]) continue
+    const reason = desktopRefusal('windows', capability, { windowsMode: config.windows.mode, staticHost })
+    if (reason) throw refuse(reason, `drop --${capability}, or use a Linux runner for it`)
+  }
+  if (config.code)
+    throw refuse('crabbox installs no code-server on Windows runners (code refused)', 'drop --code, or use a Linux runner for it')
 }
 
 /**

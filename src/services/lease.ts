@@ -15,6 +15,7 @@ import { defaultSlug, newLeaseId, normalizeSlug } from '../protocol/ids.js'
 import { findReleased, rememberReleased } from '../providers/released.js'
 import { forgetClaim } from './claims.js'
 import { checkDirectAsk, leaseAsk, missingCapabilities } from './lease-request.js'
+import { leaseKeyType } from '../cloud/targets.js'
 
 export interface LeaseContext {
   config: Config
@@ -45,8 +46,8 @@ export interface LeaseBackend {
 
 const seconds = (duration: string) => Math.max(1, Math.round(parseDuration(duration) / 1000))
 
-const keyPaths = (leaseId: string) => ({
-  privateKeyPath: join(leaseKeyDir(leaseId), 'id_ed25519'),
+const keyPaths = (leaseId: string, type: 'ed25519' | 'rsa' = 'ed25519') => ({
+  privateKeyPath: join(leaseKeyDir(leaseId), type === 'rsa' ? 'id_rsa' : 'id_ed25519'),
   knownHostsPath: join(leaseKeyDir(leaseId), 'known_hosts'),
 })
 
@@ -61,6 +62,9 @@ function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
   // Like ssh, unless ssh.key names the one key to use: the ssh-agent's keys are offered after the key file.
   const agentSocket = ownHost && !config.ssh.key && process.env.SSH_AUTH_SOCK ? { agentSocket: process.env.SSH_AUTH_SOCK } : {}
   const ownKey = { ...(key ? { privateKeyPath: key } : {}), ...agentSocket }
+  // A Windows machine the broker made: the RSA lease key, and the CLI bootstraps it over SSH.
+  const windows =
+    record.target === 'windows' ? ({ mode: record.windowsMode === 'wsl2' ? 'wsl2' : 'normal', bootstrap: !ownHost } as const) : undefined
   return {
     id: record.id,
     slug: record.slug,
@@ -70,9 +74,10 @@ function leaseFromRecord(record: LeaseRecord, config?: Config): Lease {
       port: Number(record.sshPort ?? 22),
       fallbackPorts: (record.sshFallbackPorts ?? []).map(Number),
       user: record.sshUser ?? 'crabbox',
-      ...keyPaths(record.id),
+      ...keyPaths(record.id, windows && !ownHost ? 'rsa' : 'ed25519'),
       ...ownKey,
     },
+    ...(windows && { windows }),
     workRoot: record.workRoot ?? '/work/crabbox',
     serverType: record.serverType,
     state: record.state,
@@ -121,7 +126,7 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
     broker: client,
     readiness: (lease) => (lease.provider === 'static' ? 'static' : 'managed'),
     async acquire({ keep, leaseId = newLeaseId() }) {
-      const key = await ensureLeaseKey(leaseId)
+      const key = await ensureLeaseKey(leaseId, config.target === 'windows' ? 'rsa' : 'ed25519')
       const { lease } = await client.request('POST', '/v1/leases', {
         schema: LeaseResponse,
         body: {
@@ -155,7 +160,7 @@ function brokerBackend(client: BrokerClient, context: LeaseContext): LeaseBacken
         if (error instanceof BrokerError && error.status === 404) throw notFound(idOrSlug)
         throw error
       }
-      await ensureLeaseKey(record.id)
+      await ensureLeaseKey(record.id, record.target === 'windows' && record.provider !== 'static' ? 'rsa' : 'ed25519')
       return pinLeaseHostKeys(leaseFromRecord(record, config), record)
     },
     release: (lease) => releaseBrokerLease(client, lease),
@@ -186,7 +191,7 @@ function directBackend(provider: DirectProvider, context: LeaseContext): LeaseBa
     readiness: () => provider.readiness,
     async acquire({ keep, leaseId = newLeaseId() }) {
       checkDirectAsk(provider.name, context.config)
-      const key = await ensureLeaseKey(leaseId)
+      const key = await ensureLeaseKey(leaseId, leaseKeyType(provider.name, context.config.target))
       return provider.acquire(
         { leaseId, keep, ttlSeconds: seconds(context.config.ttl), idleTimeoutSeconds: seconds(context.config.idleTimeout), ...key },
         context,

@@ -115,7 +115,8 @@ export async function resolveSshTarget(
       kind: backend.readiness(lease),
       broker: backend.broker,
       idleTimeoutSeconds: lease.idleTimeoutSeconds,
-      workRoot: lease.workRoot,
+      // A Windows runner's shell is cmd.exe: no `cd` prefix, commands and shells start in the home folder.
+      workRoot: lease.windows ? undefined : lease.workRoot,
       provider: lease.provider,
       slug: lease.slug,
       capabilities: lease.capabilities,
@@ -132,7 +133,8 @@ export async function resolveSshTarget(
       leaseId: lease.id,
       target: lease.ssh,
       kind: 'static',
-      workRoot: lease.workRoot,
+      // A Windows runner's shell is cmd.exe: no `cd` prefix, commands and shells start in the home folder.
+      workRoot: lease.windows ? undefined : lease.workRoot,
       provider: 'ssh',
       slug: lease.slug,
       // What the operator declares now, over what an older claim recorded.

@@ -73,6 +73,13 @@ export interface FakeAzureOptions {
   pageSize?: number
   /** Called after a VM is created, with its decoded custom data. */
   onCreate?: (vm: { name: string; customData: string; tags: Record<string, string> }) => void | Promise<void>
+  /** Called once a VM extension's operation succeeds, with the command it ran (settings or protectedSettings). */
+  onExtension?: (extension: { vm: string; name: string; command: string }) => void | Promise<void>
+  /**
+   * The script an extension runs fails with this message: the operation ends Failed with
+   * VMExtensionProvisioningError (the extension stays, provisioningState Failed), as Azure reports it.
+   */
+  extensionFails?: string
 }
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
@@ -143,6 +150,8 @@ function putVm(st: State, path: string, body: Json, existing: Resource | undefin
   const failing = st.options.allocationFailSizes?.includes(size)
   const name = path.split('/').pop()!
   const osProfile = (properties.osProfile ?? {}) as Json
+  const windowsRefused = windowsProfileError(osProfile)
+  if (windowsRefused) return windowsRefused
   const vm: Resource = {
     id: path,
     name,
@@ -153,7 +162,7 @@ function putVm(st: State, path: string, body: Json, existing: Resource | undefin
   }
   // ARM never returns custom data: keep it out of the stored VM.
   const customData = typeof osProfile.customData === 'string' ? atobUtf8(osProfile.customData) : ''
-  vm.properties.osProfile = { ...osProfile, customData: undefined }
+  vm.properties.osProfile = { ...osProfile, customData: undefined, adminPassword: undefined }
   st.resources.set(key(path), vm)
   const url = startOperation(st, 'async', () => {
     if (failing) {
@@ -181,6 +190,71 @@ function putVm(st: State, path: string, body: Json, existing: Resource | undefin
   return json(existing ? 200 : 201, vm, { 'azure-asyncoperation': url })
 }
 
+/** Windows VMs: the checks ARM makes on osProfile (password complexity, a 15-character computer name). */
+function windowsProfileError(osProfile: Json): Response | undefined {
+  if (!osProfile.windowsConfiguration) return undefined
+  const password = String(osProfile.adminPassword ?? '')
+  const classes = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^a-zA-Z0-9]/].filter((re) => re.test(password)).length
+  if (password.length < 12 || password.length > 123 || classes < 3)
+    return armError(
+      400,
+      'InvalidParameter',
+      'The supplied password must be between 12-123 characters long and must satisfy at least 3 of password complexity requirements from the following: 1) Contains an uppercase character 2) Contains a lowercase character 3) Contains a numeric digit 4) Contains a special character 5) Control characters are not allowed',
+    )
+  if (String(osProfile.computerName ?? '').length > 15)
+    return armError(
+      400,
+      'InvalidParameter',
+      'Windows computer name cannot be more than 15 characters long, be entirely numeric, or contain the following characters: ` ~ ! @ # $ % ^ & * ( ) = + _ [ ] { } \\ | ; : . \' " , < > / ?.',
+    )
+  if (osProfile.linuxConfiguration || osProfile.customData)
+    return armError(400, 'InvalidParameter', 'A Windows VM takes windowsConfiguration only.')
+  return undefined
+}
+
+/** PUT …/virtualMachines/{vm}/extensions/{name}: 201 + Azure-AsyncOperation; the script's outcome ends the operation. */
+function putExtension(st: State, path: string, body: Json): Response {
+  const vmPath = path.split('/').slice(0, -2).join('/')
+  const vm = st.resources.get(key(vmPath))
+  if (!vm)
+    return armError(
+      404,
+      'ParentResourceNotFound',
+      `Can not perform requested operation on nested resource. Parent resource '${vmPath.split('/').pop()}' not found.`,
+    )
+  const properties = (body.properties ?? {}) as Json
+  if (properties.publisher !== 'Microsoft.Compute' || properties.type !== 'CustomScriptExtension' || !properties.typeHandlerVersion)
+    return armError(400, 'InvalidParameter', 'The value of parameter publisher/type/typeHandlerVersion is invalid.')
+  const settings = { ...((properties.settings ?? {}) as Json), ...((properties.protectedSettings ?? {}) as Json) }
+  const command = String(settings.commandToExecute ?? '')
+  if (!command) return armError(400, 'InvalidParameter', "Required parameter 'commandToExecute' is missing.")
+  const name = path.split('/').pop()!
+  // ARM never returns protectedSettings.
+  const extension: Resource = {
+    id: path,
+    name,
+    type: 'Microsoft.Compute/virtualMachines/extensions',
+    location: String(body.location ?? vm.location ?? ''),
+    properties: { ...properties, protectedSettings: undefined, provisioningState: 'Creating' },
+  }
+  st.resources.set(key(path), extension)
+  const url = startOperation(st, 'async', () => {
+    if (st.options.extensionFails) {
+      extension.properties.provisioningState = 'Failed'
+      return {
+        error: {
+          code: 'VMExtensionProvisioningError',
+          message: `VM has reported a failure when processing extension '${name}' (publisher 'Microsoft.Compute' and type 'CustomScriptExtension'). Error message: "Command execution finished, but failed because it returned a non-zero exit code of: '1'. The command had an error output of: '${st.options.extensionFails}'".`,
+        },
+      }
+    }
+    extension.properties.provisioningState = 'Succeeded'
+    void st.options.onExtension?.({ vm: vm.name, name, command })
+    return {}
+  })
+  return json(201, extension, { 'azure-asyncoperation': url })
+}
+
 function put(st: State, path: string, body: Json, method: string): Response {
   const type = typeOf(path)
   const existing = st.resources.get(key(path))
@@ -192,6 +266,7 @@ function put(st: State, path: string, body: Json, method: string): Response {
     return json(200, existing)
   }
   if (type === 'Microsoft.Compute/virtualMachines') return putVm(st, path, body, existing)
+  if (type === 'Microsoft.Compute/virtualMachines/extensions') return putExtension(st, path, body)
   const resource: Resource = {
     id: path,
     name: path.split('/').pop()!,
@@ -223,7 +298,8 @@ function remove(st: State, path: string): Response {
       'PublicIPAddressInUse',
       `Public IP address ${resource.id} can not be deleted since it is still allocated to resource ${users[0].id}.`,
     )
-  if (resource.type === 'Microsoft.Resources/resourceGroups')
+  // A resource group takes everything in it; a VM its extensions.
+  if (resource.type === 'Microsoft.Resources/resourceGroups' || resource.type === 'Microsoft.Compute/virtualMachines')
     for (const k of [...st.resources.keys()]) if (k.startsWith(`${key(path)}/`)) st.resources.delete(k)
   resource.properties.provisioningState = 'Deleting'
   const url = startOperation(st, 'location', () => {

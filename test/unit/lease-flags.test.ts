@@ -221,7 +221,9 @@ describe('direct providers refuse what they cannot give', () => {
     expect(refusal('ssh', (await load({ desktop: true }, { CRABBOX_STATIC_DESKTOP: '1' })).config)).toBeUndefined()
     expect(refusal('ssh', (await load({ desktop: true, code: true }, { CRABBOX_STATIC_DESKTOP: '1' })).config)).toMatch(/code-server/)
     expect(refusal('ssh', (await load({ network: 'tailscale' })).config)).toMatch(/tailscale/)
-    expect(refusal('ssh', (await load({ target: 'windows' })).config)).toMatch(/Windows/)
+    // An existing Windows host is an ssh target now; what no Windows runner has is refused with the reason.
+    expect(refusal('ssh', (await load({ target: 'windows' })).config)).toBeUndefined()
+    expect(refusal('ssh', (await load({ target: 'windows', desktop: true })).config)).toMatch(/Windows desktop/)
     expect(refusal('hetzner', (await load({ market: 'spot' })).config)).toMatch(/spot/)
     expect(refusal('aws', (await load({}, { CRABBOX_CAPACITY_AVAILABILITY_ZONES: 'eu-west-1a' })).config)).toMatch(/availabilityZones/)
     expect(refusal('ssh', (await load({ market: 'on-demand' })).config)).toMatch(/capacity\.market: the ssh provider/)

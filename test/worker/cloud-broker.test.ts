@@ -401,8 +401,8 @@ describe('brokered AWS leases', () => {
     expect(lonelySubnet.body.message).toMatch(/awsSGID/)
   })
 
-  it('refuses Windows and macOS targets for now', async () => {
-    for (const target of ['windows', 'macos']) {
+  it('refuses macOS targets for now (Windows: test/worker/windows-broker.test.ts)', async () => {
+    for (const target of ['macos']) {
       const refused = await createLease({ provider: 'aws', target })
       expect(refused.status).toBe(400)
       expect(refused.body.message).toMatch(/not supported.*linux/i)

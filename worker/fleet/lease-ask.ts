@@ -1,6 +1,7 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import type { LeaseRequest } from '../../src/protocol/leases.js'
 import { TARGET_ALIASES, WINDOWS_MODE_ALIASES } from '../../src/protocol/targets.js'
+import { BROKER_WINDOWS_CLOUDS, whoCanRun } from '../../src/cloud/targets.js'
 
 /**
  * What a lease request asks beyond the defaults, checked before anything is
@@ -70,8 +71,8 @@ const UNSUPPORTED = ['awsMacHostID'] as const
 const PROVIDER_TITLES: Record<string, string> = { static: 'the static pool', hetzner: 'Hetzner', aws: 'AWS', azure: 'Azure' }
 const title = (provider: string) => PROVIDER_TITLES[provider] ?? provider
 
-/** The settled target; anything but Linux is refused until a provider can make it. */
-function askTarget(request: LeaseRequest): Pick<LeaseAsk, 'target' | 'windowsMode'> {
+/** The settled target; anything but Linux is refused unless the provider makes it here (Windows: `BROKER_WINDOWS_CLOUDS`). */
+function askTarget(request: LeaseRequest, provider: string): Pick<LeaseAsk, 'target' | 'windowsMode'> {
   const asked = request.target ?? request.targetOS
   const target = TARGET_ALIASES[(asked ?? 'linux').trim().toLowerCase()]
   if (!target)
@@ -83,12 +84,25 @@ function askTarget(request: LeaseRequest): Pick<LeaseAsk, 'target' | 'windowsMod
   const windowsMode = modeAsked ? WINDOWS_MODE_ALIASES[modeAsked.toLowerCase()] : undefined
   if (modeAsked && !windowsMode) throw refuse(`windowsMode ${JSON.stringify(modeAsked)} is not a Windows mode: use normal or wsl2`)
   if (windowsMode === 'wsl2' && target !== 'windows') throw refuse(`windowsMode wsl2 needs target windows, not ${target}`)
+  if (target === 'windows' && BROKER_WINDOWS_CLOUDS.has(provider)) {
+    const asked = (['desktop', 'browser', 'code'] as const).filter((capability) => request[capability])
+    if (asked.length)
+      throw refuse(
+        `${asked.join(', ')}: crabbox installs no desktop, browser or code-server on Windows runners; ask without ${asked.join(', ')}`,
+        ErrorCode.unsupportedCapability,
+      )
+    return { target, windowsMode: windowsMode ?? 'normal' }
+  }
+  if (target === 'windows')
+    throw refuse(
+      `target windows is not supported by ${title(provider)} on this broker; ${whoCanRun('windows')}; use linux, or one of those`,
+      ErrorCode.unsupportedTarget,
+    )
   if (target !== 'linux')
     throw refuse(
       `target ${target} is not supported by this broker yet: it provisions Linux machines only; use linux`,
       ErrorCode.unsupportedTarget,
     )
-  // Windows leases (and so `windowsMode` on the record) come with the first provider that makes them.
   return { target }
 }
 
@@ -149,7 +163,7 @@ function askCapacity(request: LeaseRequest, provider: string): void {
  * 400 naming the first field it will not honour.
  */
 export function checkLeaseAsk(request: LeaseRequest, provider: string): LeaseAsk {
-  const target = askTarget(request)
+  const target = askTarget(request, provider)
   askCapabilities(request, provider)
   const network = askNetwork(request, provider)
   for (const [field, honouredBy, read] of PLACEMENT)

@@ -1,9 +1,11 @@
 import { candidateTypes } from '../../src/cloud/classes.js'
+import { BROKER_WINDOWS_CLOUDS } from '../../src/cloud/targets.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { defaultSlug, isLeaseId, newLeaseId, normalizeSlug, providerResourceName, slugCandidates } from '../../src/protocol/ids.js'
 import type { LeaseRecord, LeaseRequest } from '../../src/protocol/leases.js'
 import { canSeeLease, withOwnerNamespace, type Identity } from '../auth/identity.js'
 import { setting } from '../env.js'
+import { windowsBootstrap } from '../providers/cloud.js'
 import type { BrokerProvider, Machine, MachineRequest } from '../providers/types.js'
 import { costLimits, enforceCaps, hourlyRate, maxActiveLeasesPerCredential, maxEstimatedUSD, monthOf } from './caps.js'
 import type { FleetDeps } from './deps.js'
@@ -132,6 +134,10 @@ function requestedFeatures(request: LeaseRequest): Pick<LeaseRecord, 'desktop' |
 /** Machine fields before the provider answers: names and SSH defaults the provider may override. */
 function machineDefaults(plan: LeasePlan, slug: string): Partial<LeaseRecord> {
   const { request, leaseId } = plan
+  const windows =
+    plan.ask.target === 'windows' && BROKER_WINDOWS_CLOUDS.has(plan.provider)
+      ? windowsBootstrap(plan.provider, plan.ask.windowsMode)
+      : undefined
   return {
     serverType: plan.serverType,
     requestedServerType: plan.serverType,
@@ -139,10 +145,11 @@ function machineDefaults(plan: LeasePlan, slug: string): Partial<LeaseRecord> {
     serverName: providerResourceName(leaseId, slug),
     providerKey: request.providerKey || `crabbox-${leaseId.replace(/_/g, '-')}`,
     host: '',
-    sshUser: request.sshUser || 'crabbox',
+    // A Windows machine's user and work root are its own (the CLI bootstraps it), not the Linux defaults.
+    sshUser: request.sshUser || windows?.sshUser || 'crabbox',
     sshPort: request.sshPort || '2222',
     sshFallbackPorts: [...new Set(request.sshFallbackPorts ?? ['22'])],
-    workRoot: request.workRoot || '/work/crabbox',
+    workRoot: request.workRoot || windows?.workRoot || '/work/crabbox',
   }
 }
 
@@ -305,6 +312,7 @@ async function createMachine(
       serverType: ask.serverType,
       serverTypeExplicit: ask.serverTypeExplicit,
       target: lease.target,
+      ...(lease.target === 'windows' && { windowsMode: lease.windowsMode ?? 'normal' }),
       market: ask.market,
       sshPublicKey: ask.sshPublicKey,
       providerKey: lease.providerKey ?? '',

@@ -19,7 +19,13 @@ import {
 import { setting } from '../env.js'
 import { promotedImage } from '../fleet/images.js'
 import { bootstrapSettings, cloudCreatePlan, cloudFailure, toBrokerMachine } from './cloud.js'
-import type { BrokerProvider, BrokerProviderContext, ImageProvider, ListableProvider, Placement } from './types.js'
+import type { BrokerProvider, BrokerProviderContext, ImageProvider, ListableProvider, MachineRequest, Placement } from './types.js'
+
+/** A Windows lease's launch settings (image by target, nested virtualization for WSL2). */
+const windowsLaunch = (request: MachineRequest) =>
+  request.target === 'windows'
+    ? { target: 'windows' as const, windowsMode: request.windowsMode === 'wsl2' ? ('wsl2' as const) : ('normal' as const) }
+    : {}
 
 /**
  * AWS EC2 for the broker: spot first with on-demand fallback, candidate types
@@ -123,7 +129,9 @@ export function createAwsBrokerProvider(
       if (!securityGroupId) checkSharedGroupPorts(bootstrapSettings(request))
       const leaseRegions = regionsFor(regions, placement)
       const client = api()
-      const promoted = placement.ami ? undefined : promotedImage(context.storage, 'aws')
+      // A promoted image and CRABBOX_AWS_AMI are Linux images: a Windows lease takes only the AMI it asks for.
+      const windows = request.target === 'windows'
+      const promoted = placement.ami || windows ? undefined : promotedImage(context.storage, 'aws')
       try {
         const { machine } = await createAwsMachine(client, {
           leaseId: request.leaseId,
@@ -132,7 +140,7 @@ export function createAwsBrokerProvider(
           instanceTypes: plan.types,
           regions: leaseRegions,
           markets: awsMarkets(request.market, placement.fallback ?? setting(env, 'CRABBOX_CAPACITY_FALLBACK')),
-          ami: placement.ami ?? setting(env, 'CRABBOX_AWS_AMI'),
+          ami: placement.ami ?? (windows ? undefined : setting(env, 'CRABBOX_AWS_AMI')),
           ...(promoted ? { regionAmi: { region: promoted.region, id: promoted.id } } : {}),
           securityGroupId,
           subnetId,
@@ -144,6 +152,7 @@ export function createAwsBrokerProvider(
           userData: plan.userData,
           sshPublicKey: request.sshPublicKey,
           keyName: plan.keyName,
+          ...windowsLaunch(request),
         })
         const hourly =
           machine.market === 'spot'

@@ -1,12 +1,14 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { createAzureApi, type AzureOptions } from '../../src/cloud/azure-api.js'
 import {
+  AZURE_WINDOWS_IMAGE,
   createAzureMachine,
   deleteAzureMachine,
   findAzureMachine,
   listAzureMachines,
   type AzureNetworkSettings,
 } from '../../src/cloud/azure-machines.js'
+import { WINDOWS_ADMINS, windowsFirstStageCommand } from '../../src/cloud/windows-bootstrap.js'
 import { setting, type Env } from '../env.js'
 import { bootstrapSettings, cloudCreatePlan, cloudFailure, toBrokerMachine } from './cloud.js'
 import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './types.js'
@@ -76,6 +78,8 @@ export function createAzureBrokerProvider(
     async create(request) {
       const plan = cloudCreatePlan('azure', request)
       const boot = bootstrapSettings(request)
+      // Windows: the operator's CRABBOX_AZURE_IMAGE is a Linux image; the admin gets the key from the extension.
+      const windows = request.target === 'windows'
       const market = request.market ?? (setting(env, 'CRABBOX_CAPACITY_MARKET') === 'on-demand' ? 'on-demand' : 'spot')
       const onDemandPass = (request.placement?.fallback ?? fallback).startsWith('on-demand')
       try {
@@ -85,11 +89,12 @@ export function createAzureBrokerProvider(
           labels: plan.labels,
           sizes: plan.types,
           markets: market === 'spot' ? (onDemandPass ? ['spot', 'on-demand'] : ['spot']) : ['on-demand'],
-          image: request.placement?.image ?? image,
-          sshUser: boot.sshUser,
+          image: request.placement?.image ?? (windows ? AZURE_WINDOWS_IMAGE : image),
+          sshUser: windows ? WINDOWS_ADMINS.azure : boot.sshUser,
           sshPublicKey: request.sshPublicKey,
           userData: plan.userData,
           network: network(request.placement?.location ?? location, [boot.sshPort, ...boot.sshFallbackPorts]),
+          ...(windows && { windows: { bootstrapCommand: windowsFirstStageCommand(request.sshPublicKey) } }),
         })
         return toBrokerMachine(machine)
       } catch (error) {

@@ -2,6 +2,7 @@ import { BOOTSTRAP_DEFAULTS, renderCloudInit, type BootstrapOptions } from '../.
 import { candidateTypes, explicitType, unsupportedTargetMessage, type CloudProviderName } from '../../src/cloud/classes.js'
 import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../src/cloud/cloud-machines.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
+import { renderEc2LaunchUserData, WINDOWS_ADMINS, WINDOWS_DEFAULTS } from '../../src/cloud/windows-bootstrap.js'
 import type { Machine, MachineRequest } from './types.js'
 
 /**
@@ -32,7 +33,11 @@ export function cloudCreatePlan(provider: CloudProviderName, request: MachineReq
   const keyName = request.providerKey || providerKeyName(request.leaseId)
   let userData: string
   try {
-    userData = renderCloudInit({ ...bootstrapSettings(request), sshPublicKey: request.sshPublicKey })
+    // Windows: EC2Launch turns OpenSSH on with the lease key; the CLI bootstraps the rest over SSH.
+    userData =
+      request.target === 'windows'
+        ? renderEc2LaunchUserData(request.sshPublicKey)
+        : renderCloudInit({ ...bootstrapSettings(request), sshPublicKey: request.sshPublicKey })
   } catch (error) {
     const message = (error as Error).message
     const named = message.startsWith('sshPublicKey') || message.startsWith('tailscale')
@@ -87,22 +92,31 @@ function machineTypes(provider: CloudProviderName, request: MachineRequest): str
   return candidateTypes(provider, request.class, explicit)
 }
 
-/** A cloud machine as a lease sees it: the bootstrap's user, ports and work root. */
+/** A cloud machine as a lease sees it: the bootstrap's user, ports and work root (Windows: its admin and work root). */
 export function toBrokerMachine(machine: CloudMachine, hourlyUSD?: number): Machine {
+  const windows = machine.labels.target === 'windows' ? windowsBootstrap(machine.provider, machine.labels.windows_mode) : undefined
   return {
     provider: machine.provider,
     id: machine.id,
     name: machine.name,
     host: machine.host ?? '',
-    sshUser: BOOTSTRAP_DEFAULTS.sshUser,
+    sshUser: windows?.sshUser ?? BOOTSTRAP_DEFAULTS.sshUser,
     sshPort: BOOTSTRAP_DEFAULTS.sshPort,
     sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
-    workRoot: BOOTSTRAP_DEFAULTS.workRoot,
+    workRoot: windows?.workRoot ?? BOOTSTRAP_DEFAULTS.workRoot,
     serverType: machine.serverType,
     ...(machine.region && machine.provider !== 'hetzner' ? { region: machine.region } : {}),
     ...(machine.market ? { market: machine.market } : {}),
     ...(hourlyUSD !== undefined ? { hourlyUSD } : {}),
     labels: machine.labels,
+  }
+}
+
+/** A Windows runner's user and work root (native `C:\crabbox`, WSL2 `/work/crabbox` in the distribution). */
+export function windowsBootstrap(provider: string, mode: string | undefined): { sshUser: string; workRoot: string } {
+  return {
+    sshUser: provider === 'azure' ? WINDOWS_ADMINS.azure : WINDOWS_ADMINS.aws,
+    workRoot: mode === 'wsl2' ? WINDOWS_DEFAULTS.wslWorkRoot : WINDOWS_DEFAULTS.workRoot,
   }
 }
 

@@ -5,6 +5,10 @@ import { leaseKeyDir } from '../../paths.js'
 import { CrabboxError } from '../../errors.js'
 import { knownHostsLines, renderCloudInit, type ConsoleHostKey } from '../../cloud/cloud-init.js'
 import { candidateTypes, explicitType, unsupportedTargetMessage, type CloudProviderName } from '../../cloud/classes.js'
+import { leaseKeyType } from '../../cloud/targets.js'
+import { renderEc2LaunchUserData } from '../../cloud/windows-bootstrap.js'
+import { leaseKeyFile } from '../../transport/ssh/keys.js'
+import { windowsRunner, windowsSshUser, windowsWorkRoot } from '../windows.js'
 import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../cloud/cloud-machines.js'
 import type { CreatedMachine } from '../../cloud/hetzner-api.js'
 import type { TailscaleBootstrap } from '../../cloud/tailscale-init.js'
@@ -28,8 +32,9 @@ export interface CreateRequest {
   userData: string
   sshPublicKey: string
   keyName: string
-  /** The runner's OS (absent: linux). */
-  target?: 'linux' | 'macos' | 'windows'
+  /** The runner's OS when not Linux (providers in `DIRECT_WINDOWS_CLOUDS` take windows). */
+  target?: 'linux' | 'windows' | 'macos'
+  windowsMode?: 'normal' | 'wsl2'
 }
 
 /** The provider-specific half: API calls over one set of credentials. */
@@ -100,6 +105,8 @@ function toLease(provider: CloudProviderName, machine: CloudMachine, config: Con
   const expires = Number(machine.labels.expires_at)
   const idle = Number(machine.labels.idle_timeout_secs)
   const mac = machine.labels.target === 'macos'
+  // Windows runners: the RSA key, Administrator (whose keys the bootstrap installs), the Windows work root.
+  const windows = machine.labels.target === 'windows' ? windowsRunner(machine.labels.windows_mode) : undefined
   return {
     id: leaseId,
     slug: machine.labels.slug ?? leaseId,
@@ -108,11 +115,12 @@ function toLease(provider: CloudProviderName, machine: CloudMachine, config: Con
       host: machine.host ?? '',
       port: mac ? MAC_SSH.port : Number(config.ssh.port),
       fallbackPorts: mac ? [] : config.ssh.fallbackPorts.map(Number),
-      user: mac ? MAC_SSH.user : config.ssh.user,
-      privateKeyPath: join(dir, 'id_ed25519'),
+      user: mac ? MAC_SSH.user : windows ? windowsSshUser(provider) : config.ssh.user,
+      privateKeyPath: join(dir, leaseKeyFile(leaseKeyType(provider, windows ? 'windows' : 'linux'))),
       knownHostsPath: join(dir, 'known_hosts'),
     },
-    workRoot: mac ? MAC_SSH.workRoot : config.workRoot,
+    workRoot: mac ? MAC_SSH.workRoot : windows ? windowsWorkRoot(windows.mode) : config.workRoot,
+    ...(windows && { windows }),
     serverType: machine.serverType,
     state: 'active',
     keep: machine.labels.keep === 'true',
@@ -202,6 +210,23 @@ function bootstrapUserData(title: string, config: Config, sshPublicKey: string, 
   }
 }
 
+/** A create whose outcome is unknown: whatever carries this lease's label must not outlive it. */
+const deleteOnUnknownOutcome =
+  (backend: CloudBackend, leaseId: string, keyName: string) =>
+  async (error: unknown): Promise<never> => {
+    if (error instanceof CloudApiError && error.retryable) await backend.delete({ leaseId, keyName }).catch(() => undefined)
+    throw error
+  }
+
+/** EC2Launch user data for a Windows runner: OpenSSH on with the lease key; the rest is bootstrapped over SSH. */
+function windowsUserData(sshPublicKey: string): string {
+  try {
+    return renderEc2LaunchUserData(sshPublicKey)
+  } catch (error) {
+    throw new CrabboxError(`cannot bootstrap a Windows runner: ${(error as Error).message}`, { exit: 'usage' })
+  }
+}
+
 /** Says which types (and regions, markets) had no capacity before the one that was made. */
 function reportAttempts(progress: ProviderContext['progress'], attempts: CreatedMachine['attempts']): void {
   for (const attempt of attempts)
@@ -212,8 +237,17 @@ function reportAttempts(progress: ProviderContext['progress'], attempts: Created
 
 /** Refuses a target this provider cannot run (macOS on AWS: what a Mac lease cannot have), before anything is made. */
 function assertTarget(provider: CloudProviderName, config: Config): void {
-  const refused = isMacLease(provider, config.target) ? macRefusal(config) : unsupportedTargetMessage(provider, config.target)
+  const refused = isMacLease(provider, config.target) ? macRefusal(config) : unsupportedTargetMessage(provider, config.target, 'direct')
   if (refused) throw typeof refused === 'string' ? new CrabboxError(refused, { exit: 'usage' }) : refused
+}
+
+/** Which OS the machine runs, the instance types to try in order, and its first-boot user data. */
+function launchPlan(provider: CloudProviderName, title: string, config: Config, publicKey: string) {
+  const mac = isMacLease(provider, config.target)
+  const windows = config.target === 'windows'
+  if (mac) return { mac, windows, ...macLaunch(config) }
+  const types = candidateTypes(provider, config.class, explicitType(config.class, config.serverType))
+  return { mac, windows, types, userData: windows ? windowsUserData(publicKey) : bootstrapUserData(title, config, publicKey) }
 }
 
 /** A direct provider plus the heartbeat cloud leases need: `touch` refreshes the expiry labels. */
@@ -236,9 +270,10 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
 
     async acquire(request, context) {
       const { config, progress } = context
-      const mac = isMacLease(provider, config.target)
       assertTarget(provider, config)
-      let userData = mac ? macLaunch(config).userData : bootstrapUserData(title, config, request.publicKey)
+      const plan = launchPlan(provider, title, config, request.publicKey)
+      const { mac, windows, types } = plan
+      let userData = plan.userData
       const backend = backendFor(context)
       try {
         const live = (await backend.list()).filter(isLeaseMachine)
@@ -246,12 +281,11 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
           request.leaseId,
           live.map((m) => m.labels.slug ?? ''),
         )
-        const types = mac ? macLaunch(config).types : candidateTypes(provider, config.class, explicitType(config.class, config.serverType))
         const keyName = providerKeyName(request.leaseId)
         const { org, owner } = identity()
         const name = machineName(request.leaseId, slug)
         const tailscale = directTailscale(config, { id: request.leaseId, slug, provider })
-        userData = tailscale ? bootstrapUserData(title, config, request.publicKey, tailscale) : userData
+        userData = tailscale && !windows ? bootstrapUserData(title, config, request.publicKey, tailscale) : userData
         progress.phase(`creating ${title} machine ${name} (${types[0]}) in ${backend.where}`)
         const created = await backend
           .create({
@@ -276,19 +310,16 @@ export function directCloudProvider(provider: CloudProviderName, open: (config: 
               browser: config.browser,
               code: config.code,
               tailscale: tailscale && { hostname: tailscale.hostname, exitNode: tailscale.exitNode },
+              windowsMode: windows ? config.windows.mode : undefined,
             }),
             types,
             userData,
             sshPublicKey: request.publicKey,
             keyName,
             target: config.target,
+            ...(windows && { windowsMode: config.windows.mode }),
           })
-          .catch(async (error: unknown) => {
-            // Unknown outcome: whatever carries this lease's label must not outlive the failed create.
-            if (error instanceof CloudApiError && error.retryable)
-              await backend.delete({ leaseId: request.leaseId, keyName }).catch(() => undefined)
-            throw error
-          })
+          .catch(deleteOnUnknownOutcome(backend, request.leaseId, keyName))
         reportAttempts(progress, created.attempts)
         const machine = created.machine
         progress.info(

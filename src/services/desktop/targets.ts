@@ -11,8 +11,7 @@ import { powershellCommand, psQuote } from '../run/target-command.js'
 
 export type DesktopTarget = 'linux' | 'macos' | 'windows'
 
-/** What a desktop command needs from the runner: `input` is click/type/key/paste, `launch` starts an app, `video` records the screen. */
-export type DesktopCapability = 'desktop' | 'screenshot' | 'vnc' | 'browser' | 'input' | 'launch' | 'video'
+export type { DesktopCapability } from './refusal.js'
 
 export const VNC_PASSWORD_PATHS: Readonly<Record<DesktopTarget, string>> = {
   linux: '/var/lib/crabbox/vnc.password',
@@ -34,24 +33,5 @@ screencapture -x -t png "$f" >&2 || { echo "crabbox-screenshot: screencapture fa
 cat "$f"
 `
 
-/**
- * Why a target cannot have a desktop capability in this version, or undefined
- * when it can. `staticHost`: the host is not one crabbox bootstrapped.
- */
-export function desktopRefusal(
-  target: DesktopTarget,
-  capability: DesktopCapability,
-  options: { windowsMode?: 'normal' | 'wsl2'; staticHost?: boolean } = {},
-): string | undefined {
-  if (target === 'linux') return undefined
-  if (target === 'windows')
-    return options.windowsMode === 'wsl2'
-      ? `a WSL2 runner has no desktop: WSL2 has no display of its own (${capability} refused)`
-      : `crabbox does not install a Windows desktop yet: no VNC server is set up on Windows runners (${capability} refused)`
-  if (capability === 'browser') return 'crabbox installs no browser on macOS runners; Safari is there, use it from your command'
-  if (capability === 'input' || capability === 'launch' || capability === 'video')
-    return `crabbox has no ${capability === 'video' ? 'screen recorder' : capability === 'launch' ? 'app launcher' : 'input tool'} for macOS runners yet (${capability} refused): use crabbox vnc and Screen Sharing`
-  if (options.staticHost && capability !== 'vnc')
-    return `a static Mac's screen belongs to its owner: crabbox takes no ${capability === 'screenshot' ? 'screenshots' : 'desktop'} there (use vnc --host-managed)`
-  return undefined
-}
+// The refusals live on their own (no imports): the lease checks read them before anything is made.
+export { desktopRefusal } from './refusal.js'

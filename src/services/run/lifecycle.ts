@@ -36,11 +36,15 @@ export async function waitReady(
   const watched = withState(progress, machineState && (() => machineState(lease)))
   try {
     watched.progress.phase(`waiting for SSH on ${lease.ssh.host}:${lease.ssh.port}`)
-    const waiting = waitForReady(lease.ssh, kind, {
+    const budget = {
       timeoutMs: timeoutMs ?? (lease.provider === 'local' ? LOCAL_TIMEOUT_MS : BOOTSTRAP_TIMEOUT_MS),
       progress: watched.progress,
       signal,
-    })
+    }
+    // Windows runners: their own checks, and the bootstrap over SSH on machines crabbox made.
+    const waiting = lease.windows
+      ? import('../windows/ready.js').then(({ waitWindowsReady }) => waitWindowsReady(lease, budget))
+      : waitForReady(lease.ssh, kind, budget)
     lease.ssh = signal ? await unlessInterrupted(waiting, signal) : await waiting
   } finally {
     watched.stop()

@@ -13,6 +13,13 @@ export interface WaitForReadyOptions {
   agentIdleTimeoutMs?: number
   /** Stops the wait (between probes) once aborted. */
   signal?: AbortSignal
+  /**
+   * Instead of the kind's POSIX check (Windows runners): the exec string, read the same
+   * way (exit 0 and no output is ready; a static host prints the names of missing tools).
+   */
+  readyCommand?: string
+  /** The tools a static host needs, for the hint when some are missing (default: sh, tar and git). */
+  needs?: string
 }
 
 type Phase = 'TCP' | 'auth' | 'ready check'
@@ -87,7 +94,7 @@ export async function waitForReady(target: SshTarget, kind: ReadyKind, options: 
       options.progress.phase(`waiting for SSH on ${at} (ready check)`)
       try {
         let missing = ''
-        const result = await session.exec(READY_CHECK[kind], { onStdout: (chunk) => (missing += chunk.toString()) })
+        const result = await session.exec(options.readyCommand ?? READY_CHECK[kind], { onStdout: (chunk) => (missing += chunk.toString()) })
         if (result.code === 0 && missing.trim() === '') {
           if (port !== target.port) options.progress.info(`using ssh port ${port}`)
           return { ...target, port, fallbackPorts: ports.filter((p) => p !== port) }
@@ -104,7 +111,7 @@ export async function waitForReady(target: SshTarget, kind: ReadyKind, options: 
           throw new CrabboxError(`${target.host} is missing ${tools}`, {
             exit: 'provisioning',
             code: 'runner_not_ready',
-            hint: `Install ${tools} on ${target.host}; crabbox needs sh, tar and git there.`,
+            hint: `Install ${tools} on ${target.host}; crabbox needs ${options.needs ?? 'sh, tar and git'} there.`,
           })
         }
         detail = `ready check exited ${result.code ?? result.signal}`

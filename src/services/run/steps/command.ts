@@ -29,10 +29,11 @@ export async function commandStep(plan: RunPlan, state: RunState, live: LiveRun,
     live.commandStarts()
     const clock = stopwatch()
     // --no-sync: nothing created the workdir yet, so the same exec makes it (one round trip).
-    const prefix = flags.noSync ? `mkdir -p ${shellQuote(workdir)} && cd ${shellQuote(workdir)} && ` : ''
+    // A native Windows command line carries its folder and environment itself.
+    const prefix = flags.noSync && !live.windowsNative ? `mkdir -p ${shellQuote(workdir)} && cd ${shellQuote(workdir)} && ` : ''
     const result = await live.session.exec(prefix + remote.command, {
-      cwd: flags.noSync ? undefined : workdir,
-      env: forwardedEnv(plan.context.config.env.allow),
+      cwd: flags.noSync || live.windowsNative ? undefined : workdir,
+      env: live.windowsNative ? undefined : forwardedEnv(plan.context.config.env.allow),
       signal: interrupt.signal,
       stdout: live.stdout,
       stderr: live.stderr,

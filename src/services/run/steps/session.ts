@@ -11,6 +11,9 @@ import { sampleTelemetry, startTelemetry } from '../telemetry.js'
 import type { RunPlan, RunState } from './plan.js'
 import { workdirFor } from '../workdir.js'
 import { readHydration } from '../../actions/record.js'
+import { windowsRunCommand, windowsWorkdir } from '../../windows/command.js'
+import { wslSession } from '../../windows/wsl-session.js'
+import { forwardedEnv } from '../remote-command.js'
 
 export { workdirFor }
 
@@ -24,6 +27,8 @@ export interface LiveRun {
   session: SshSession
   /** Undefined with --sync-only. */
   remote?: RemoteCommand
+  /** A native Windows runner: `remote` carries its folder and environment; the sync is Windows' own. */
+  windowsNative?: boolean
   stdout: Writable
   stderr: Writable
   /** The same sinks as callbacks, for the warm run's guard (it inspects the first bytes). */
@@ -44,10 +49,15 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
   const { progress } = plan.context
   // A lease hydrated by `actions hydrate`: the Actions job's workspace and environment.
   const hydrated = readHydration(lease.id)
-  const workdir = hydrated?.workspace ?? workdirFor(lease.workRoot, lease.id, plan.repoRoot)
+  const windowsNative = lease.windows?.mode === 'normal'
+  const workdir =
+    hydrated?.workspace ??
+    (windowsNative ? windowsWorkdir(lease.workRoot, lease.id, plan.repoRoot) : workdirFor(lease.workRoot, lease.id, plan.repoRoot))
   // A lease named by --id is usually warm in the agent: it connects with the first exec, one
   // request instead of two (a connection error then comes from that exec, same message and exit).
-  const session = await openSession(lease.ssh, { progress, connectWithExec: flags.id !== undefined })
+  const opened = await openSession(lease.ssh, { progress, connectWithExec: flags.id !== undefined })
+  // WSL2: every exec goes through wsl.exe, and the Linux sync and command line work as they are.
+  const session = lease.windows?.mode === 'wsl2' ? wslSession(opened) : opened
   state.session = session
   if (interrupt.signal.aborted) throw interruptedError(interrupt.signal)
   // Broker runs on Linux runners sample load, memory and disk on the heartbeat cadence (its own SSH channel).
@@ -66,8 +76,19 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
   // Ctrl-C also signals the remote group over a second channel: some servers
   // ignore SSH signal requests, and a stuck command must not hold the run open.
   const pidFile = `/tmp/crabbox-${lease.id}-${randomBytes(4).toString('hex')}.pid`
-  const remote = flags.syncOnly ? undefined : remoteCommandFor(argv, { shell: flags.shell, pidFile, envFile: hydrated?.envFile })
+  const remote = flags.syncOnly
+    ? undefined
+    : windowsNative
+      ? windowsRunCommand(argv, {
+          workdir,
+          env: forwardedEnv(plan.context.config.env.allow),
+          shell: flags.shell,
+          makeWorkdir: flags.noSync,
+        })
+      : remoteCommandFor(argv, { shell: flags.shell, pidFile, envFile: hydrated?.envFile })
   const outOfBand = () => {
+    // Windows has no process group to signal: closing the channel (the exec's abort) is what ends the run there.
+    if (windowsNative) return
     void session.exec(signalGroupCommand(pidFile, 'INT')).catch(() => {})
     setTimeout(() => void session.exec(signalGroupCommand(pidFile, 'KILL')).catch(() => {}), 3000).unref()
   }
@@ -86,6 +107,7 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
     workdir,
     session,
     remote,
+    ...(windowsNative && { windowsNative }),
     stdout,
     stderr,
     output: { onStdout: (chunk) => void stdout.write(chunk), onStderr: (chunk) => void stderr.write(chunk) },

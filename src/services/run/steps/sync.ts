@@ -42,37 +42,47 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
   } else {
     recorder.event({ type: 'sync.started', phase: 'sync' })
     progress.phase(`syncing ${shortPath(plan.repoRoot)} to ${live.lease.slug}`)
-    state.sync = await interruptible(interrupt.signal, () =>
-      syncOrWarmRun({
-        repoRoot: plan.repoRoot,
-        workdir: live.workdir,
-        config: config.sync,
-        session: live.session,
-        progress,
-        checksum: plan.checksum,
-        check: plan.localCheck,
-        forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
-        signal: interrupt.signal,
-        // A reused lease most likely holds this checkout already: check and run in one exec.
-        thenRun:
-          live.remote && flags.id
-            ? {
-                command: live.remote.command,
-                env: forwardedEnv(config.env.allow),
-                signal: interrupt.signal,
-                ...live.output,
-                onStart: () => {
-                  recorder.event({
-                    type: 'sync.finished',
-                    phase: 'synced',
-                    message: 'skipped=true (fingerprint checked in the command exec)',
-                  })
-                  progress.done('checkout unchanged, nothing to sync')
-                  live.commandStarts()
-                },
-              }
-            : undefined,
-      }),
+    state.sync = await interruptible(interrupt.signal, async () =>
+      live.windowsNative
+        ? (await import('../../windows/sync.js')).syncWindows({
+            repoRoot: plan.repoRoot,
+            workdir: live.workdir,
+            config: config.sync,
+            session: live.session,
+            progress,
+            forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
+            signal: interrupt.signal,
+          })
+        : syncOrWarmRun({
+            repoRoot: plan.repoRoot,
+            workdir: live.workdir,
+            config: config.sync,
+            session: live.session,
+            progress,
+            checksum: plan.checksum,
+            check: plan.localCheck,
+            forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
+            signal: interrupt.signal,
+            // A reused lease most likely holds this checkout already: check and run in one exec.
+            thenRun:
+              live.remote && flags.id
+                ? {
+                    command: live.remote.command,
+                    env: forwardedEnv(config.env.allow),
+                    signal: interrupt.signal,
+                    ...live.output,
+                    onStart: () => {
+                      recorder.event({
+                        type: 'sync.finished',
+                        phase: 'synced',
+                        message: 'skipped=true (fingerprint checked in the command exec)',
+                      })
+                      progress.done('checkout unchanged, nothing to sync')
+                      live.commandStarts()
+                    },
+                  }
+                : undefined,
+          }),
     )
     if (!state.sync.ran)
       recorder.event({
