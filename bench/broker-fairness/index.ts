@@ -97,7 +97,10 @@ async function besideAppenders(victimRun: string, attackerRun: string): Promise<
   }
 }
 
-/** A control socket subscribed to `runID`, once its first frame came back. */
+/**
+ * A control socket that asked to subscribe to `runID`, once the answer came back: its first
+ * `run_events` frame, or an error frame (a run takes at most 100 subscribers; the socket stays open).
+ */
 async function subscribed(headers: Record<string, string>, runID: string): Promise<WebSocket | undefined> {
   const ws = new WebSocket(`${broker.url.replace(/^http/, 'ws')}/v1/control`, { headers })
   const opened = await new Promise<boolean>((resolve) => ws.once('open', () => resolve(true)).once('error', () => resolve(false)))
@@ -105,7 +108,7 @@ async function subscribed(headers: Record<string, string>, runID: string): Promi
   const first = new Promise<void>((resolve) =>
     ws.on('message', (data) => {
       const frame = JSON.parse(String(data))
-      if (frame.type === 'run_events' && frame.runID === runID) resolve()
+      if ((frame.type === 'run_events' && frame.runID === runID) || frame.type === 'error') resolve()
     }),
   )
   ws.send(JSON.stringify({ type: 'subscribe_run', runID, after: 0 }))
