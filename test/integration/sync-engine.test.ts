@@ -301,6 +301,13 @@ describe('sync engine against a real sshd', () => {
     )
     expect(status.stderr).toBe('')
     expect(status.stdout.split('\n')).toEqual([' M src/b.txt', 'feature', 'src/a.txt', ''])
+    // Fetched from origin on the runner (blobless): HEAD and the base ref are ours, and the history is whole.
+    const refs = await host.run(
+      `su - crabbox -s /bin/sh -c 'cd "${wd}" && git log -1 --format=%H && git rev-parse origin/main && git fsck --no-dangling --connectivity-only 2>&1; echo fsck=$?; [ -f .git/shallow ] || echo not shallow'`,
+    )
+    expect(refs.stdout).toBe(
+      `${git(repo, 'rev-parse', 'HEAD').trim()}\n${git(repo, 'rev-parse', 'origin/main').trim()}\nfsck=0\nnot shallow\n`,
+    )
 
     // Runner-side build output and caches survive syncs; a removed synced file is pruned.
     await host.run(
