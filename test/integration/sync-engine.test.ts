@@ -19,6 +19,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { defaultConfig, type Config } from '../../src/config/schema.js'
 import { buildManifest, checkUnchanged, syncWorkdir, type SyncOptions } from '../../src/services/sync/index.js'
+import { SEED_PARTS } from '../../src/services/sync/seed-build.js'
 import { openSession } from '../../src/transport/ssh/index.js'
 import type { SshSession, SshTarget } from '../../src/transport/ssh/types.js'
 import { createProgress } from '../../src/ui/progress.js'
@@ -300,6 +301,13 @@ describe('sync engine against a real sshd', () => {
     )
     expect(status.stderr).toBe('')
     expect(status.stdout.split('\n')).toEqual([' M src/b.txt', 'feature', 'src/a.txt', ''])
+    // Fetched from origin on the runner (blobless): HEAD and the base ref are ours, and the history is whole.
+    const refs = await host.run(
+      `su - crabbox -s /bin/sh -c 'cd "${wd}" && git log -1 --format=%H && git rev-parse origin/main && git fsck --no-dangling --connectivity-only 2>&1; echo fsck=$?; [ -f .git/shallow ] || echo not shallow'`,
+    )
+    expect(refs.stdout).toBe(
+      `${git(repo, 'rev-parse', 'HEAD').trim()}\n${git(repo, 'rev-parse', 'origin/main').trim()}\nfsck=0\nnot shallow\n`,
+    )
 
     // Runner-side build output and caches survive syncs; a removed synced file is pruned.
     await host.run(
@@ -378,6 +386,12 @@ describe('sync engine against a real sshd', () => {
     )
     expect(diff.stdout).toContain('2 files changed')
     expect(diff.stdout).toContain('fsck=0')
+    // The seeded index holds each file's stat data: `diff-files` (which never hashes) sees only the
+    // real changes, so the first `git status` does not hash every file again. A runner with
+    // SEED_PARTS cores or more hashes in parallel and gathers most entries without it.
+    const stat = await onRunner(wd, 'getconf _NPROCESSORS_ONLN; git diff-files --name-only')
+    const [cores, ...statDirty] = stat.stdout.trim().split('\n')
+    if (Number(cores) < SEED_PARTS) expect(statDirty).toEqual(['dist/built.js', 'src/a.txt', 'src/b.txt', 'src/c.txt'])
     expect((await sync(repo, wd)).skipped).toBe(true)
 
     // The next commit arrives as a small bundle on top of the shallow seed.
@@ -429,6 +443,41 @@ describe('sync engine against a real sshd', () => {
     expect(seeded.warnings).toEqual([])
     const status = await onRunner(wd, 'git status --porcelain; git log --format=%s; git cat-file -p HEAD:x.txt')
     expect(status.stdout).toBe(' M x.txt\none\nx\n')
+  })
+
+  it('a seed that fails half-way leaves a clear warning and no checkout that looks right; the next sync seeds it', async () => {
+    const repo = newRepo()
+    put(repo, 'x.txt', 'x\n')
+    put(repo, 'src/y.txt', 'y\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'one')
+    git(repo, 'remote', 'add', 'origin', '/nonexistent/crabbox-origin.git')
+    const wd = workdir()
+    // The runner's repository exists but takes no objects (as a full disk would): the seed's
+    // packs fail after the files landed, and so does the bundle it falls back to.
+    await host.run(
+      `su - crabbox -s /bin/sh -c ${JSON.stringify(`mkdir -p "${wd}" && cd "${wd}" && git init -q && chmod a-w .git/objects .git/objects/pack`)}`,
+    )
+    const failed = await sync(repo, wd)
+    expect(failed.warnings.join('\n')).toMatch(/could not read the git bundle/)
+    expect(failed.warnings.join('\n')).toContain(`still lacks commit ${git(repo, 'rev-parse', 'HEAD').trim().slice(0, 12)}`)
+    const broken = await onRunner(
+      wd,
+      'git rev-parse -q --verify HEAD || echo no HEAD; git ls-files | wc -l; ls .git/crabbox; [ -f .git/crabbox/sync-fingerprint ] || echo no fingerprint',
+    )
+    // No HEAD, an empty index, no seed files left behind and no fingerprint (the next sync looks again).
+    expect(broken.stdout.split('\n')).toEqual(['no HEAD', '0', 'sync-fingerprint.next', 'sync-manifest', 'no fingerprint', ''])
+    expect(await onRunner(wd, 'cat x.txt src/y.txt')).toMatchObject({ stdout: 'x\ny\n' })
+
+    await onRunner(wd, 'chmod u+w .git/objects .git/objects/pack')
+    const repaired = await sync(repo, wd)
+    expect(repaired.warnings).toEqual([])
+    const status = await onRunner(
+      wd,
+      'git status --porcelain; git log -1 --format=%H; git fsck --no-dangling --connectivity-only 2>&1; echo fsck=$?',
+    )
+    expect(status.stdout).toBe(`${git(repo, 'rev-parse', 'HEAD').trim()}\nfsck=0\n`)
+    expect((await sync(repo, wd)).skipped).toBe(true)
   })
 
   it('stops before deleting 200 or more tracked files unless CRABBOX_ALLOW_MASS_DELETIONS=1', async () => {
