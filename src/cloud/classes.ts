@@ -4,7 +4,7 @@
  * (direct mode), so both always pick the same machines for the same request.
  */
 
-import { BROKER_WINDOWS_CLOUDS, DIRECT_WINDOWS_CLOUDS, whoCanRun } from './targets.js'
+import { BROKER_MACOS_CLOUDS, BROKER_WINDOWS_CLOUDS, DIRECT_WINDOWS_CLOUDS, whoCanRun } from './targets.js'
 
 export type CloudProviderName = 'hetzner' | 'aws' | 'azure'
 
@@ -85,7 +85,8 @@ export function candidateTypes(provider: CloudProviderName, machineClass: string
 
 /**
  * Linux everywhere; Windows where the provider makes Windows machines in that
- * mode (`DIRECT_WINDOWS_CLOUDS`, `BROKER_WINDOWS_CLOUDS`); anything else is
+ * mode (`DIRECT_WINDOWS_CLOUDS`, `BROKER_WINDOWS_CLOUDS`); macOS on AWS
+ * (`BROKER_MACOS_CLOUDS`); anything else is
  * refused up front, naming who can.
  */
 export function unsupportedTargetMessage(
@@ -99,6 +100,8 @@ export function unsupportedTargetMessage(
     if (mode === 'direct' || BROKER_WINDOWS_CLOUDS.has(provider)) return undefined
     return `${name} windows runners are not supported by the broker yet: crabbox makes them in direct mode only; ${whoCanRun(target)}. Use --target linux, or --provider ${provider} without a broker.`
   }
+  // macOS on AWS: direct mode checks it in src/providers/cloud/macos.ts, the broker in worker/fleet/lease-ask.ts.
+  if (target === 'macos' && BROKER_MACOS_CLOUDS.has(provider)) return undefined
   const instead = target === 'macos' ? ' (or the ssh provider for an existing Mac)' : ''
   return `${name} ${target} runners are not supported yet: crabbox bootstraps Linux machines only; ${whoCanRun(target)}. Use --target linux${instead}.`
 }

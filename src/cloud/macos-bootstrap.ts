@@ -18,6 +18,9 @@ export interface MacBootstrapOptions {
   desktop?: boolean
 }
 
+/** The EC2 instance type a macOS lease gets unless it names one (it must fit the dedicated host). */
+export const MAC_INSTANCE_TYPE = 'mac2.metal'
+
 export const MACOS_DEFAULTS = { sshUser: 'ec2-user', workRoot: '/Users/ec2-user/crabbox', sshPort: '22' } as const
 
 /** A Mac's work root when none is configured: `crabbox` in the SSH user's home folder (`/` is read-only on macOS). */

@@ -12,7 +12,7 @@ export type TargetOS = 'linux' | 'macos' | 'windows'
 
 export const TARGET_PROVIDERS: Readonly<Record<TargetOS, readonly string[]>> = {
   linux: ['hetzner', 'aws', 'ssh', 'local (on a Linux machine)'],
-  macos: ['ssh (an existing Mac)', 'local (on a Mac)', 'aws (direct mode, mac2.metal on your dedicated host)'],
+  macos: ['ssh (an existing Mac)', 'local (on a Mac)', 'aws (mac2.metal on your dedicated host)'],
   windows: ['aws', 'azure', 'ssh (an existing Windows host)'],
 }
 
@@ -33,3 +33,6 @@ export const DIRECT_WINDOWS_CLOUDS: ReadonlySet<string> = new Set(['aws', 'azure
 
 /** Cloud providers whose broker side makes Windows machines (the CLI bootstraps them over SSH). */
 export const BROKER_WINDOWS_CLOUDS: ReadonlySet<string> = new Set(['aws', 'azure'])
+
+/** Cloud providers whose broker side makes macOS machines (AWS: on the dedicated host the lease names in `awsMacHostID`). */
+export const BROKER_MACOS_CLOUDS: ReadonlySet<string> = new Set(['aws'])

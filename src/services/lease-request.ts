@@ -69,6 +69,8 @@ export function leaseAsk(config: Config, provider: string | undefined): Ask {
       awsProfile: set('aws.instanceProfile', config.aws.instanceProfile),
       awsRootGB: set('aws.rootGB', config.aws.rootGB),
       awsSSHCIDRs: set('aws.sshCIDRs', config.aws.sshCIDRs),
+      // The dedicated host only matters to a macOS lease; the broker refuses it on any other.
+      awsMacHostID: config.target === 'macos' ? config.aws.macHostId : undefined,
     }),
     ...(to('azure') && {
       azureLocation: set('azure.location', config.azure.location),

@@ -52,6 +52,9 @@ describe('classes and prices', () => {
     expect(unsupportedTargetMessage('aws', 'windows', 'direct')).toBeUndefined()
     expect(unsupportedTargetMessage('azure', 'windows')).toBeUndefined()
     expect(unsupportedTargetMessage('hetzner', 'windows', 'direct')).toMatch(/providers that can run windows: aws, azure, ssh/)
+    // AWS makes macOS runners on a dedicated host (checked further by the broker and direct mode); nobody else does.
+    expect(unsupportedTargetMessage('aws', 'macos')).toBeUndefined()
+    expect(unsupportedTargetMessage('azure', 'macos')).toMatch(/providers that can run macos: .*aws \(mac2\.metal/)
   })
 })
 

@@ -183,6 +183,14 @@ describe('the broker lease request', () => {
       windowsMode: 'wsl2',
     })
   })
+  it('sends the dedicated host (aws.macHostId) to AWS or the broker choice, and only with the macos target', async () => {
+    const { config } = await load({ target: 'macos' })
+    config.aws.macHostId = 'h-0123456789abcdef0'
+    expect(leaseAsk(config, 'aws')).toMatchObject({ target: 'macos', awsMacHostID: 'h-0123456789abcdef0' })
+    expect(leaseAsk(config, undefined).awsMacHostID).toBe('h-0123456789abcdef0')
+    expect(leaseAsk(config, 'hetzner').awsMacHostID).toBeUndefined()
+    expect(leaseAsk({ ...config, target: 'linux' }, 'aws').awsMacHostID).toBeUndefined()
+  })
 })
 
 describe('a granted lease', () => {

@@ -28,7 +28,7 @@ describe('a target its provider cannot run', () => {
     expect(unsupportedTargetMessage('aws', 'windows')).toBeUndefined()
     expect(unsupportedTargetMessage('azure', 'windows')).toBeUndefined()
     expect(unsupportedTargetMessage('hetzner', 'macos')).toBe(
-      'Hetzner macos runners are not supported yet: crabbox bootstraps Linux machines only; providers that can run macos: ssh (an existing Mac), local (on a Mac), aws (direct mode, mac2.metal on your dedicated host). Use --target linux (or the ssh provider for an existing Mac).',
+      'Hetzner macos runners are not supported yet: crabbox bootstraps Linux machines only; providers that can run macos: ssh (an existing Mac), local (on a Mac), aws (mac2.metal on your dedicated host). Use --target linux (or the ssh provider for an existing Mac).',
     )
     expect(refusal('ssh', { ...defaultConfig(), target: 'macos' })).toBeUndefined()
     expect(refusal('ssh', { ...defaultConfig(), target: 'windows' })).toBeUndefined()

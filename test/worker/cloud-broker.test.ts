@@ -401,11 +401,11 @@ describe('brokered AWS leases', () => {
     expect(lonelySubnet.body.message).toMatch(/awsSGID/)
   })
 
-  it('refuses macOS targets for now (Windows: test/worker/windows-broker.test.ts)', async () => {
+  it('refuses macOS targets without a dedicated host (test/worker/macos-broker.test.ts; Windows: windows-broker.test.ts)', async () => {
     for (const target of ['macos']) {
       const refused = await createLease({ provider: 'aws', target })
       expect(refused.status).toBe(400)
-      expect(refused.body.message).toMatch(/not supported.*linux/i)
+      expect(refused.body.message).toMatch(/target macos needs awsMacHostID/)
     }
     expect(ec2.count('RunInstances')).toBe(0)
   })

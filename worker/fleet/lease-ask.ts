@@ -1,7 +1,8 @@
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import type { LeaseRequest } from '../../src/protocol/leases.js'
 import { TARGET_ALIASES, WINDOWS_MODE_ALIASES } from '../../src/protocol/targets.js'
-import { BROKER_WINDOWS_CLOUDS, whoCanRun } from '../../src/cloud/targets.js'
+import { BROKER_MACOS_CLOUDS, BROKER_WINDOWS_CLOUDS, whoCanRun } from '../../src/cloud/targets.js'
+import { MACOS_DEFAULTS } from '../../src/cloud/macos-bootstrap.js'
 
 /**
  * What a lease request asks beyond the defaults, checked before anything is
@@ -13,7 +14,7 @@ import { BROKER_WINDOWS_CLOUDS, whoCanRun } from '../../src/cloud/targets.js'
  *
  * | field | static | hetzner | aws |
  * | --- | --- | --- | --- |
- * | `target`, `targetOS` | linux | linux | linux |
+ * | `target`, `targetOS` | linux | linux | linux, windows, macos (with `awsMacHostID`) |
  * | `windowsMode` | normal (only meaningful with windows) | same | same |
  * | `desktop`, `browser`, `code` | a pool host that declares it | installed by cloud-init | installed by cloud-init |
  * | `network` | auto, public | auto, public, tailscale (with `tailscale`) | same as hetzner |
@@ -32,7 +33,7 @@ import { BROKER_WINDOWS_CLOUDS, whoCanRun } from '../../src/cloud/targets.js'
  * | `capacity.availabilityZones` | refused when not empty | same | same |
  * | `capacity.hints` | false only (no hints are made) | same | same |
  * | `sshUser`, `sshPort`, `sshFallbackPorts`, `workRoot` | picks a pool host that has them | bootstrapped | bootstrapped (ports: see aws.ts) |
- * | `awsMacHostID` | refused | refused | refused |
+ * | `awsMacHostID` | refused | refused | the dedicated host of a macOS lease (refused without target macos) |
  *
  * Azure follows the AWS column, except: `azureLocation` and `azureImage` are its
  * location and image URN (the `aws*` fields, `location`, `image`, `capacity.regions`
@@ -63,10 +64,8 @@ const PLACEMENT: ReadonlyArray<readonly [field: string, honouredBy: readonly str
   ['capacity.fallback', ['aws', 'azure'], (r) => r.capacity?.fallback],
   ['capacity.strategy', ['aws'], (r) => r.capacity?.strategy],
   ['serverTypeExplicit', ['hetzner', 'aws', 'azure'], (r) => r.serverTypeExplicit],
+  ['awsMacHostID', ['aws'], (r) => r.awsMacHostID],
 ]
-
-/** Reference request fields for features this broker does not have yet. */
-const UNSUPPORTED = ['awsMacHostID'] as const
 
 const PROVIDER_TITLES: Record<string, string> = { static: 'the static pool', hetzner: 'Hetzner', aws: 'AWS', azure: 'Azure' }
 const title = (provider: string) => PROVIDER_TITLES[provider] ?? provider
@@ -93,17 +92,44 @@ function askTarget(request: LeaseRequest, provider: string): Pick<LeaseAsk, 'tar
       )
     return { target, windowsMode: windowsMode ?? 'normal' }
   }
-  if (target === 'windows')
-    throw refuse(
-      `target windows is not supported by ${title(provider)} on this broker; ${whoCanRun('windows')}; use linux, or one of those`,
-      ErrorCode.unsupportedTarget,
-    )
+  if (target === 'macos' && BROKER_MACOS_CLOUDS.has(provider)) {
+    askMac(request)
+    return { target }
+  }
   if (target !== 'linux')
     throw refuse(
-      `target ${target} is not supported by this broker yet: it provisions Linux machines only; use linux`,
+      `target ${target} is not supported by ${title(provider)} on this broker; ${whoCanRun(target)}; use linux, or one of those`,
       ErrorCode.unsupportedTarget,
     )
   return { target }
+}
+
+/**
+ * A macOS lease on AWS: `mac2.metal` (or the type asked) on the dedicated host the
+ * request names, on-demand, reached as `ec2-user` on port 22. A desktop is Screen
+ * Sharing; a browser, code-server and a tailnet are not set up on macOS.
+ */
+function askMac(request: LeaseRequest): void {
+  if (!request.awsMacHostID?.trim())
+    throw refuse(
+      'target macos needs awsMacHostID: macOS instances run on a dedicated mac2 host; allocate one in the region and pass its h-… ID (aws.macHostId)',
+      ErrorCode.unsupportedTarget,
+    )
+  const asked = (['browser', 'code', 'tailscale'] as const).filter((capability) => request[capability])
+  if (asked.length)
+    throw refuse(
+      `${asked.join(', ')}: crabbox sets up no browser, code-server or tailnet on macOS runners; ask without ${asked.join(', ')}`,
+      ErrorCode.unsupportedCapability,
+    )
+  if (request.capacity?.market === 'spot')
+    throw refuse('capacity.market spot: macOS instances on a dedicated host are on-demand only; use on-demand or leave it out')
+  const fixed = [
+    ['sshUser', request.sshUser, MACOS_DEFAULTS.sshUser],
+    ['sshPort', request.sshPort, MACOS_DEFAULTS.sshPort],
+  ] as const
+  for (const [field, value, only] of fixed)
+    if (value !== undefined && value !== only) throw refuse(`${field}: macOS runners are reached on ${only} only; leave it out`)
+  if (request.sshFallbackPorts?.length) throw refuse('sshFallbackPorts: macOS runners keep sshd on port 22 only; leave it out')
 }
 
 /** Providers that can give a lease a desktop, a browser and code-server (the static pool only on hosts that declare them). */
@@ -169,8 +195,8 @@ export function checkLeaseAsk(request: LeaseRequest, provider: string): LeaseAsk
   for (const [field, honouredBy, read] of PLACEMENT)
     if (read(request) !== undefined && !honouredBy.includes(provider))
       throw refuse(`${field}: ${title(provider)} leases do not take ${field}${hintFor(field, provider)}`)
-  for (const field of UNSUPPORTED)
-    if (request[field] !== undefined) throw refuse(`${field}: this broker does not support EC2 Mac hosts yet; leave it out`)
+  if (request.awsMacHostID !== undefined && target.target !== 'macos')
+    throw refuse(`awsMacHostID: only macOS leases run on a dedicated host; ask with target macos, or leave it out`)
   if (request.awsProfile !== undefined)
     throw refuse('awsProfile: only the broker operator picks the instance profile for runners (CRABBOX_AWS_INSTANCE_PROFILE)')
   if (request.awsSSHCIDRs?.length)

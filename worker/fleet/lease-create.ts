@@ -1,5 +1,6 @@
 import { candidateTypes } from '../../src/cloud/classes.js'
-import { BROKER_WINDOWS_CLOUDS } from '../../src/cloud/targets.js'
+import { MAC_INSTANCE_TYPE, MACOS_DEFAULTS } from '../../src/cloud/macos-bootstrap.js'
+import { BROKER_MACOS_CLOUDS, BROKER_WINDOWS_CLOUDS } from '../../src/cloud/targets.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
 import { defaultSlug, isLeaseId, newLeaseId, normalizeSlug, providerResourceName, slugCandidates } from '../../src/protocol/ids.js'
 import type { LeaseRecord, LeaseRequest } from '../../src/protocol/leases.js'
@@ -85,6 +86,7 @@ function provisionAsk(request: LeaseRequest): ProvisionAsk {
       subnetId: request.awsSubnetID,
       rootGB: request.awsRootGB,
       fallback: request.capacity?.fallback,
+      macHostId: request.awsMacHostID,
     },
     bootstrap: {
       sshUser: request.sshUser,
@@ -101,10 +103,11 @@ function provisionAsk(request: LeaseRequest): ProvisionAsk {
 /**
  * The server type the record shows: the one asked for, else the class's first
  * candidate on a cloud, `ssh` on the static pool, the class name elsewhere. The
- * provider itself gets a type only when one was asked for.
+ * provider itself gets a type only when one was asked for. A macOS lease gets `mac2.metal`.
  */
-function recordServerType(provider: string, leaseClass: string, requested: string | undefined): string {
+function recordServerType(provider: string, leaseClass: string, requested: string | undefined, target: string): string {
   if (requested) return requested
+  if (target === 'macos' && BROKER_MACOS_CLOUDS.has(provider)) return MAC_INSTANCE_TYPE
   if (provider === 'hetzner' || provider === 'aws') return candidateTypes(provider, leaseClass)[0]
   if (provider === 'static') return 'ssh'
   return leaseClass
@@ -131,20 +134,34 @@ function requestedFeatures(request: LeaseRequest): Pick<LeaseRecord, 'desktop' |
   return { desktop: request.desktop ?? false, browser: request.browser ?? false, code: request.code ?? false }
 }
 
+/** The record's type and names before the provider answers. */
+const names = (plan: LeasePlan, slug: string): Partial<LeaseRecord> => ({
+  serverType: plan.serverType,
+  requestedServerType: plan.serverType,
+  serverID: 0,
+  serverName: providerResourceName(plan.leaseId, slug),
+  providerKey: plan.request.providerKey || `crabbox-${plan.leaseId.replace(/_/g, '-')}`,
+  host: '',
+})
+
 /** Machine fields before the provider answers: names and SSH defaults the provider may override. */
 function machineDefaults(plan: LeasePlan, slug: string): Partial<LeaseRecord> {
-  const { request, leaseId } = plan
+  const { request } = plan
   const windows =
     plan.ask.target === 'windows' && BROKER_WINDOWS_CLOUDS.has(plan.provider)
       ? windowsBootstrap(plan.provider, plan.ask.windowsMode)
       : undefined
+  // A Mac is reached as ec2-user on port 22 only (the AMI installs the lease key for that user).
+  if (plan.ask.target === 'macos' && BROKER_MACOS_CLOUDS.has(plan.provider))
+    return {
+      ...names(plan, slug),
+      sshUser: MACOS_DEFAULTS.sshUser,
+      sshPort: MACOS_DEFAULTS.sshPort,
+      sshFallbackPorts: [],
+      workRoot: request.workRoot || MACOS_DEFAULTS.workRoot,
+    }
   return {
-    serverType: plan.serverType,
-    requestedServerType: plan.serverType,
-    serverID: 0,
-    serverName: providerResourceName(leaseId, slug),
-    providerKey: request.providerKey || `crabbox-${leaseId.replace(/_/g, '-')}`,
-    host: '',
+    ...names(plan, slug),
     // A Windows machine's user and work root are its own (the CLI bootstraps it), not the Linux defaults.
     sshUser: request.sshUser || windows?.sshUser || 'crabbox',
     sshPort: request.sshPort || '2222',
@@ -196,7 +213,7 @@ async function planLease(deps: FleetDeps, identity: Identity, request: LeaseRequ
   const ask = checkLeaseAsk(request, providerName)
   const tailscale = planTailscale(deps.env, request, ask.target)
   const leaseClass = request.class || 'beast'
-  const serverType = recordServerType(providerName, leaseClass, request.serverType)
+  const serverType = recordServerType(providerName, leaseClass, request.serverType, ask.target)
   return {
     leaseId,
     identity,

@@ -27,6 +27,10 @@ const windowsLaunch = (request: MachineRequest) =>
     ? { target: 'windows' as const, windowsMode: request.windowsMode === 'wsl2' ? ('wsl2' as const) : ('normal' as const) }
     : {}
 
+/** A macOS lease's launch settings: the macOS image, on the lease's dedicated host, on-demand only (a host has no spot market). */
+const macLaunch = (request: MachineRequest) =>
+  request.target === 'macos' ? { target: 'macos' as const, macHostId: request.placement?.macHostId, markets: ['on-demand' as const] } : {}
+
 /**
  * AWS EC2 for the broker: spot first with on-demand fallback, candidate types
  * per class, capacity regions in order. Secrets: `AWS_ACCESS_KEY_ID`,
@@ -38,7 +42,8 @@ const windowsLaunch = (request: MachineRequest) =>
  *
  * AMI a lease starts from, first found: the lease's `awsAMI`, the promoted image
  * (`POST /v1/images/{ami}/promote`, in its own region), `CRABBOX_AWS_AMI`, the
- * latest Ubuntu 24.04 image.
+ * latest Ubuntu 24.04 image. Windows and macOS leases take their `awsAMI` or the
+ * latest image of their OS; a macOS lease runs on its `awsMacHostID`, on-demand.
  */
 
 const list = (text: string | undefined) =>
@@ -129,9 +134,9 @@ export function createAwsBrokerProvider(
       if (!securityGroupId) checkSharedGroupPorts(bootstrapSettings(request))
       const leaseRegions = regionsFor(regions, placement)
       const client = api()
-      // A promoted image and CRABBOX_AWS_AMI are Linux images: a Windows lease takes only the AMI it asks for.
-      const windows = request.target === 'windows'
-      const promoted = placement.ami || windows ? undefined : promotedImage(context.storage, 'aws')
+      // A promoted image and CRABBOX_AWS_AMI are Linux images: a Windows or macOS lease takes only the AMI it asks for.
+      const linux = (request.target ?? 'linux') === 'linux'
+      const promoted = placement.ami || !linux ? undefined : promotedImage(context.storage, 'aws')
       try {
         const { machine } = await createAwsMachine(client, {
           leaseId: request.leaseId,
@@ -140,7 +145,7 @@ export function createAwsBrokerProvider(
           instanceTypes: plan.types,
           regions: leaseRegions,
           markets: awsMarkets(request.market, placement.fallback ?? setting(env, 'CRABBOX_CAPACITY_FALLBACK')),
-          ami: placement.ami ?? (windows ? undefined : setting(env, 'CRABBOX_AWS_AMI')),
+          ami: placement.ami ?? (linux ? setting(env, 'CRABBOX_AWS_AMI') : undefined),
           ...(promoted ? { regionAmi: { region: promoted.region, id: promoted.id } } : {}),
           securityGroupId,
           subnetId,
@@ -153,6 +158,7 @@ export function createAwsBrokerProvider(
           sshPublicKey: request.sshPublicKey,
           keyName: plan.keyName,
           ...windowsLaunch(request),
+          ...macLaunch(request),
         })
         const hourly =
           machine.market === 'spot'

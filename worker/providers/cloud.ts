@@ -2,6 +2,7 @@ import { BOOTSTRAP_DEFAULTS, renderCloudInit, type BootstrapOptions } from '../.
 import { candidateTypes, explicitType, unsupportedTargetMessage, type CloudProviderName } from '../../src/cloud/classes.js'
 import { CloudApiError, type CloudMachine, machineLabels, machineName, providerKeyName } from '../../src/cloud/cloud-machines.js'
 import { ApiError, ErrorCode } from '../../src/protocol/errors.js'
+import { MAC_INSTANCE_TYPE, MACOS_DEFAULTS, renderMacUserData } from '../../src/cloud/macos-bootstrap.js'
 import { renderEc2LaunchUserData, WINDOWS_ADMINS, WINDOWS_DEFAULTS } from '../../src/cloud/windows-bootstrap.js'
 import type { Machine, MachineRequest } from './types.js'
 
@@ -34,13 +35,16 @@ export function cloudCreatePlan(provider: CloudProviderName, request: MachineReq
   let userData: string
   try {
     // Windows: EC2Launch turns OpenSSH on with the lease key; the CLI bootstraps the rest over SSH.
+    // macOS: the AMI installs the lease key (the key pair) for ec2-user; the script makes the work root and crabbox-ready.
     userData =
       request.target === 'windows'
         ? renderEc2LaunchUserData(request.sshPublicKey)
-        : renderCloudInit({ ...bootstrapSettings(request), sshPublicKey: request.sshPublicKey })
+        : request.target === 'macos'
+          ? renderMacUserData({ ...MACOS_DEFAULTS, ...macWorkRoot(request), desktop: request.bootstrap?.desktop })
+          : renderCloudInit({ ...bootstrapSettings(request), sshPublicKey: request.sshPublicKey })
   } catch (error) {
     const message = (error as Error).message
-    const named = message.startsWith('sshPublicKey') || message.startsWith('tailscale')
+    const named = message.startsWith('sshPublicKey') || message.startsWith('tailscale') || message.startsWith('workRoot')
     throw new ApiError(400, ErrorCode.invalidRequest, named ? message : `sshPublicKey: ${message}`)
   }
   return {
@@ -58,6 +62,8 @@ export function cloudCreatePlan(provider: CloudProviderName, request: MachineReq
     }),
   }
 }
+
+const macWorkRoot = (request: MachineRequest) => (request.bootstrap?.workRoot ? { workRoot: request.bootstrap.workRoot } : {})
 
 const capabilityLabels = (ask: MachineRequest['bootstrap']) => ({
   desktop: ask?.desktop,
@@ -88,22 +94,25 @@ export function bootstrapSettings(request: MachineRequest): Omit<BootstrapOption
  */
 function machineTypes(provider: CloudProviderName, request: MachineRequest): string[] {
   const explicit = explicitType(request.class, request.serverType)
+  // A Mac is the one type its dedicated host takes: mac2.metal unless the lease names another.
+  if (request.target === 'macos') return [explicit ?? MAC_INSTANCE_TYPE]
   if (explicit && request.serverTypeExplicit === false) return [...new Set([explicit, ...candidateTypes(provider, request.class)])]
   return candidateTypes(provider, request.class, explicit)
 }
 
-/** A cloud machine as a lease sees it: the bootstrap's user, ports and work root (Windows: its admin and work root). */
+/** A cloud machine as a lease sees it: the bootstrap's user, ports and work root (Windows: its admin and work root; macOS: ec2-user on 22). */
 export function toBrokerMachine(machine: CloudMachine, hourlyUSD?: number): Machine {
   const windows = machine.labels.target === 'windows' ? windowsBootstrap(machine.provider, machine.labels.windows_mode) : undefined
+  const mac = machine.labels.target === 'macos'
   return {
     provider: machine.provider,
     id: machine.id,
     name: machine.name,
     host: machine.host ?? '',
-    sshUser: windows?.sshUser ?? BOOTSTRAP_DEFAULTS.sshUser,
-    sshPort: BOOTSTRAP_DEFAULTS.sshPort,
-    sshFallbackPorts: [...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
-    workRoot: windows?.workRoot ?? BOOTSTRAP_DEFAULTS.workRoot,
+    sshUser: mac ? MACOS_DEFAULTS.sshUser : (windows?.sshUser ?? BOOTSTRAP_DEFAULTS.sshUser),
+    sshPort: mac ? MACOS_DEFAULTS.sshPort : BOOTSTRAP_DEFAULTS.sshPort,
+    sshFallbackPorts: mac ? [] : [...BOOTSTRAP_DEFAULTS.sshFallbackPorts],
+    workRoot: mac ? MACOS_DEFAULTS.workRoot : (windows?.workRoot ?? BOOTSTRAP_DEFAULTS.workRoot),
     serverType: machine.serverType,
     ...(machine.region && machine.provider !== 'hetzner' ? { region: machine.region } : {}),
     ...(machine.market ? { market: machine.market } : {}),

@@ -8,7 +8,7 @@ import type { TailscaleBootstrap } from '../../src/cloud/tailscale-init.js'
 /**
  * Where and from what a lease asked its machine to be made (lease request
  * fields `location`, `image`, `awsRegion`, `capacity.regions`, `awsAMI`, `awsSGID`,
- * `awsSubnetID`, `awsRootGB`, `capacity.fallback`); unset fields fall back to the
+ * `awsSubnetID`, `awsRootGB`, `capacity.fallback`, `awsMacHostID`); unset fields fall back to the
  * broker's settings. AWS regions are only ever a choice among the broker's own
  * regions, so it can always find and delete what it made.
  */
@@ -24,6 +24,8 @@ export interface Placement {
   subnetId?: string
   rootGB?: number
   fallback?: string
+  /** AWS macOS: the dedicated host (`awsMacHostID`) the instance is placed on. */
+  macHostId?: string
 }
 
 /** What a provider gets for one lease: the label inputs (src/cloud/cloud-machines.ts) plus the key and asks. */

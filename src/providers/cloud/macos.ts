@@ -1,6 +1,6 @@
 import type { Config } from '../../config/schema.js'
 import { explicitType } from '../../cloud/classes.js'
-import { MACOS_DEFAULTS, renderMacUserData } from '../../cloud/macos-bootstrap.js'
+import { MAC_INSTANCE_TYPE, MACOS_DEFAULTS, renderMacUserData } from '../../cloud/macos-bootstrap.js'
 import { CrabboxError } from '../../errors.js'
 
 /**
@@ -9,8 +9,6 @@ import { CrabboxError } from '../../errors.js'
  * SSH as `ec2-user` on port 22. The host is the user's: crabbox places instances on it and
  * terminates them, never allocates or releases it.
  */
-
-export const MAC_INSTANCE_TYPE = 'mac2.metal'
 
 export const isMacLease = (provider: string, target: string) => provider === 'aws' && target === 'macos'
 
