@@ -23,6 +23,11 @@ export interface SshHostOptions {
    * (through path()) instead of the machine's real directory, which parallel tests share.
    */
   privateDirs?: string[]
+  /**
+   * More login names for the runner user in this host only (same uid, gid and home), e.g.
+   * `ec2-user` for a stand-in Mac: added to its own /etc/passwd and to AllowUsers.
+   */
+  userAliases?: string[]
 }
 
 export interface SshHost {
@@ -190,14 +195,14 @@ function ensureUser(): Promise<{ uid: number; gid: number }> {
   return userReady
 }
 
-function sshdConfig(dir: string, ports: number[], maxSessions: number): string {
+function sshdConfig(dir: string, ports: number[], maxSessions: number, aliases: string[] = []): string {
   return [
     ...ports.map((port) => `Port ${port}`),
     'ListenAddress 0.0.0.0',
     `HostKey ${join(dir, 'ssh_host_ed25519_key')}`,
     `PidFile ${join(dir, 'sshd.pid')}`,
     `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-    `AllowUsers ${USER}`,
+    `AllowUsers ${[USER, ...aliases].join(' ')}`,
     'PermitRootLogin no',
     'PasswordAuthentication no',
     'KbdInteractiveAuthentication no',
@@ -302,7 +307,7 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
     (await readFile(join(dir, 'ssh_host_ed25519_key.pub'), 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ')
 
   const startSshd = async () => {
-    await writeFile(join(dir, 'sshd_config'), sshdConfig(dir, ports, maxSessions))
+    await writeFile(join(dir, 'sshd_config'), sshdConfig(dir, ports, maxSessions, options.userAliases))
     sshdLog = ''
     const child = spawn('ip', inHost(['/usr/sbin/sshd', '-D', '-e', '-f', join(dir, 'sshd_config')]), {
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -346,6 +351,11 @@ export async function sshHost(options: SshHostOptions = {}): Promise<SshHost> {
         fields[5] = home
         return fields.join(':')
       })
+      .filter((line) => line !== '')
+      .concat(
+        (options.userAliases ?? []).map((alias) => `${alias}:x:${uid}:${gid}::${home}:/bin/sh`),
+        '',
+      )
       .join('\n')
     await mkdir(etcOf(name), { recursive: true })
     await writeFile(join(etcOf(name), 'passwd'), passwd)
