@@ -103,7 +103,7 @@ export function unsupportedTargetMessage(
   // macOS on AWS: direct mode checks it in src/providers/cloud/macos.ts, the broker in worker/fleet/lease-ask.ts.
   if (target === 'macos' && BROKER_MACOS_CLOUDS.has(provider)) return undefined
   const instead = target === 'macos' ? ' (or the ssh provider for an existing Mac)' : ''
-  return `${name} ${target} runners are not supported yet: crabbox bootstraps Linux machines only; ${whoCanRun(target)}. Use --target linux${instead}.`
+  return `${name} ${target} runners are not supported: crabbox makes no ${target} machines on ${name}; ${whoCanRun(target)}. Use --target linux${instead}.`
 }
 
 /** USD per hour when neither an override nor a live price is available. */

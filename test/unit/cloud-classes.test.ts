@@ -46,7 +46,9 @@ describe('classes and prices', () => {
 
   it('refuses Windows and macOS with a message naming the alternative', () => {
     expect(unsupportedTargetMessage('aws', 'linux')).toBeUndefined()
-    expect(unsupportedTargetMessage('hetzner', 'windows')).toMatch(/Hetzner windows runners are not supported yet.*--target linux/)
+    expect(unsupportedTargetMessage('hetzner', 'windows')).toMatch(
+      /Hetzner windows runners are not supported: crabbox makes no windows machines on Hetzner.*--target linux/,
+    )
     // AWS and Azure make Windows runners in direct mode and through the broker.
     expect(unsupportedTargetMessage('aws', 'windows')).toBeUndefined()
     expect(unsupportedTargetMessage('aws', 'windows', 'direct')).toBeUndefined()

@@ -20,7 +20,7 @@ describe('a target its provider cannot run', () => {
     const windows = refusal('hetzner', { ...defaultConfig(), target: 'windows' })
     expect(windows).toBeUndefined() // cloud providers refuse the target themselves, before anything is made:
     expect(unsupportedTargetMessage('hetzner', 'windows', 'direct')).toBe(
-      'Hetzner windows runners are not supported yet: crabbox bootstraps Linux machines only; providers that can run windows: aws, azure, ssh (an existing Windows host). Use --target linux.',
+      'Hetzner windows runners are not supported: crabbox makes no windows machines on Hetzner; providers that can run windows: aws, azure, ssh (an existing Windows host). Use --target linux.',
     )
     expect(unsupportedTargetMessage('azure', 'windows', 'direct')).toBeUndefined()
     expect(unsupportedTargetMessage('aws', 'windows', 'direct')).toBeUndefined()
@@ -28,7 +28,7 @@ describe('a target its provider cannot run', () => {
     expect(unsupportedTargetMessage('aws', 'windows')).toBeUndefined()
     expect(unsupportedTargetMessage('azure', 'windows')).toBeUndefined()
     expect(unsupportedTargetMessage('hetzner', 'macos')).toBe(
-      'Hetzner macos runners are not supported yet: crabbox bootstraps Linux machines only; providers that can run macos: ssh (an existing Mac), local (on a Mac), aws (mac2.metal on your dedicated host). Use --target linux (or the ssh provider for an existing Mac).',
+      'Hetzner macos runners are not supported: crabbox makes no macos machines on Hetzner; providers that can run macos: ssh (an existing Mac), local (on a Mac), aws (mac2.metal on your dedicated host). Use --target linux (or the ssh provider for an existing Mac).',
     )
     expect(refusal('ssh', { ...defaultConfig(), target: 'macos' })).toBeUndefined()
     expect(refusal('ssh', { ...defaultConfig(), target: 'windows' })).toBeUndefined()
