@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process'
 import { rename, rm } from 'node:fs/promises'
-import { join } from 'node:path'
 import { CrabboxError } from '../../errors.js'
 import { leaseKeyDir } from '../../paths.js'
 import { defaultSlug } from '../../protocol/ids.js'
 import { pickByIdOrSlug } from '../pick.js'
 import type { AcquireRequest, DelegatedRunRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
 import { TESTBOX_ID, commandString, listArgs, parseTestboxId, parseTestboxList, runArgs, stopArgs, warmupArgs } from './args.js'
+import { undialledSsh } from '../undialled.js'
 
 export const BLACKSMITH = 'blacksmith-testbox'
 
@@ -64,14 +64,7 @@ function testboxLease(id: string, keep: boolean, status: string, details: Record
     slug: defaultSlug(id),
     provider: BLACKSMITH,
     // Blacksmith owns the machine and the connection: crabbox never dials it itself.
-    ssh: {
-      host: '',
-      port: 0,
-      fallbackPorts: [],
-      user: '',
-      privateKeyPath: join(dir, 'id_ed25519'),
-      knownHostsPath: join(dir, 'known_hosts'),
-    },
+    ssh: undialledSsh(dir),
     workRoot: '',
     state: ENDED.has(status.toLowerCase()) ? status.toLowerCase() : 'active',
     keep,

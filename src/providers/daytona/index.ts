@@ -1,5 +1,4 @@
 import type { Daytona, Sandbox } from '@daytonaio/sdk'
-import { join } from 'node:path'
 import type { Config } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
 import { leaseKeyDir } from '../../paths.js'
@@ -9,6 +8,7 @@ import type { AcquireRequest, DirectProvider, Lease, ProviderContext } from '../
 import { api, daytonaClient, daytonaError, isNotFound } from './client.js'
 import { runDaytona } from './run.js'
 import { openSshAccess } from './ssh.js'
+import { undialledSsh } from '../undialled.js'
 
 export const DAYTONA = 'daytona'
 
@@ -27,14 +27,7 @@ function sandboxLease(sandbox: SandboxInfo, config: Config): Lease {
     slug: defaultSlug(sandbox.id),
     provider: DAYTONA,
     // Crabbox reaches the sandbox through the Daytona API only (no SSH of its own).
-    ssh: {
-      host: '',
-      port: 0,
-      fallbackPorts: [],
-      user: '',
-      privateKeyPath: join(dir, 'id_ed25519'),
-      knownHostsPath: join(dir, 'known_hosts'),
-    },
+    ssh: undialledSsh(dir),
     workRoot: config.daytona.workRoot,
     state: state === 'started' ? 'active' : state,
     keep: sandbox.labels?.['crabbox-keep'] === 'true',

@@ -1,5 +1,5 @@
 import { rm } from 'node:fs/promises'
-import { basename, join } from 'node:path'
+import { basename } from 'node:path'
 import { AuthenticationError, CommandExitError, Sandbox, type SandboxOpts } from 'e2b'
 import { CrabboxError } from '../../errors.js'
 import { leaseKeyDir } from '../../paths.js'
@@ -7,6 +7,7 @@ import { defaultSlug } from '../../protocol/ids.js'
 import { pickByIdOrSlug } from '../pick.js'
 import type { AcquireRequest, CheckoutArchive, DelegatedRunRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
 import { commandString } from '../blacksmith/args.js'
+import { undialledSsh } from '../undialled.js'
 
 export const E2B = 'e2b'
 export const API_KEY_VARIABLE = 'E2B_API_KEY'
@@ -56,14 +57,7 @@ function sandboxLease(row: SandboxRow, keep: boolean, workdir: string): Lease {
     slug: row.metadata.crabbox_slug ?? defaultSlug(id),
     provider: E2B,
     // E2B owns the sandbox and the connection: crabbox never dials it over SSH.
-    ssh: {
-      host: '',
-      port: 0,
-      fallbackPorts: [],
-      user: '',
-      privateKeyPath: join(dir, 'id_ed25519'),
-      knownHostsPath: join(dir, 'known_hosts'),
-    },
+    ssh: undialledSsh(dir),
     workRoot: workdir,
     state: row.state === 'paused' ? 'paused' : 'active',
     keep,

@@ -7,6 +7,7 @@ import { defaultSlug } from '../../protocol/ids.js'
 import { pickByIdOrSlug } from '../pick.js'
 import type { AcquireRequest, DelegatedRunRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
 import { IsloClient, apiKey, type IsloSandbox } from './api.js'
+import { undialledSsh } from '../undialled.js'
 
 export const ISLO = 'islo'
 
@@ -56,7 +57,7 @@ function sandboxLease(sandbox: IsloSandbox, keep: boolean, config: Config): Leas
     slug: defaultSlug(id),
     provider: ISLO,
     // Islo owns the machine and the connection: crabbox never dials it itself.
-    ssh: { host: '', port: 0, fallbackPorts: [], user: '', privateKeyPath: '', knownHostsPath: '' },
+    ssh: undialledSsh(),
     workRoot: workspacePath(config),
     state: FAILED.has(status) ? status : 'active',
     keep,
