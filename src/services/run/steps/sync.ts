@@ -42,27 +42,23 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
   } else {
     recorder.event({ type: 'sync.started', phase: 'sync' })
     progress.phase(`syncing ${shortPath(plan.repoRoot)} to ${live.lease.slug}`)
+    // What every sync needs: the checkout, the runner's folder and the session to it.
+    const target = {
+      repoRoot: plan.repoRoot,
+      workdir: live.workdir,
+      config: config.sync,
+      session: live.session,
+      progress,
+      forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
+      signal: interrupt.signal,
+    }
     state.sync = await interruptible(interrupt.signal, async () =>
       live.windowsNative
-        ? (await import('../../windows/sync.js')).syncWindows({
-            repoRoot: plan.repoRoot,
-            workdir: live.workdir,
-            config: config.sync,
-            session: live.session,
-            progress,
-            forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
-            signal: interrupt.signal,
-          })
+        ? (await import('../../windows/sync.js')).syncWindows(target)
         : syncOrWarmRun({
-            repoRoot: plan.repoRoot,
-            workdir: live.workdir,
-            config: config.sync,
-            session: live.session,
-            progress,
+            ...target,
             checksum: plan.checksum,
             check: plan.localCheck,
-            forceLarge: flags.forceSyncLarge || config.sync.allowLarge,
-            signal: interrupt.signal,
             // A reused lease most likely holds this checkout already: check and run in one exec.
             thenRun:
               live.remote && flags.id
