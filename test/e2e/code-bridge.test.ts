@@ -143,16 +143,20 @@ describe('crabbox code', () => {
       const before = proxy.totalConnections
       proxy.cut()
       await until('the agent socket again', () => out.stderr().includes('reconnecting') && proxy.totalConnections > before, 30_000)
+      let last = ''
       const answer = await until(
         'an answer through the new socket',
         async () => {
           const response = await fetch(portal('after-cut'), { headers: auth })
           const text = await response.text()
+          last = `${response.status} ${text.slice(0, 200)}`
           return response.status === 200 && text.startsWith('GET ') ? text : undefined
         },
         30_000,
         200,
-      )
+      ).catch((error) => {
+        throw new Error(`${(error as Error).message}; last answer: ${last}; bridge stderr: ${out.stderr()}`)
+      })
       expect(answer).toBe('GET /after-cut host=127.0.0.1:8080')
     } finally {
       child.kill('SIGTERM')

@@ -188,6 +188,8 @@ function serve(socket: WebSocket, tunnel: CodeTunnel): Promise<number> {
       tunnel.close()
       resolve(code)
     })
+    // dialAgent hands the socket over paused, so nothing arrived before these handlers.
+    socket.resume()
   })
 }
 
@@ -242,6 +244,7 @@ export function startCodeBridge(options: CodeBridgeOptions, firstTicket?: string
         continue
       }
       if (stopping.signal.aborted) {
+        socket.resume()
         socket.close(1000)
         break
       }

@@ -67,6 +67,8 @@ function dial(options: LinkOptions, ticket: string): Promise<WebSocket> {
     })
     socket.once('error', (error) => reject(error))
     socket.once('open', () => {
+      // Paused until run() has its handlers on: a frame right behind the 101 would be lost.
+      socket.pause()
       socket.removeAllListeners('error')
       socket.on('error', () => undefined)
       resolve(socket)
@@ -99,7 +101,10 @@ export function openLink(options: LinkOptions): Link {
         await sleep(Math.min(500 * attempt, 5000))
         continue
       }
-      if (stopped) return ws.close(1000, 'egress stopped')
+      if (stopped) {
+        ws.resume()
+        return ws.close(1000, 'egress stopped')
+      }
       socket = ws
       const openedAt = Date.now()
       options.log(`egress ${options.role}: connected to the broker`)
@@ -116,9 +121,11 @@ export function openLink(options: LinkOptions): Link {
       // the server to end it (a proxy in front may hold it for many seconds); the close event still
       // carries the broker's code and reason.
       const watch = setInterval(() => ws.readyState === WebSocket.CLOSING && ws.terminate(), 250)
-      const closed = await new Promise<{ code: number; reason: string }>((resolve) =>
+      const closing = new Promise<{ code: number; reason: string }>((resolve) =>
         ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
       )
+      ws.resume()
+      const closed = await closing
       clearInterval(watch)
       socket = undefined
       options.onDown()

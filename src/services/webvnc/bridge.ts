@@ -299,6 +299,8 @@ function relay(socket: WebSocket, openStream: () => Promise<Duplex>, banner: str
       vnc?.destroy()
       resolve(code)
     })
+    // dialAgent hands the socket over paused, so nothing arrived before these handlers.
+    socket.resume()
     socket.send(Buffer.from(banner, 'latin1'), { binary: true })
   })
 }
@@ -364,6 +366,7 @@ export function startBridge(options: BridgeOptions, firstTicket?: string): Bridg
         continue
       }
       if (stopping.signal.aborted) {
+        opened.socket.resume()
         opened.socket.close(1000)
         break
       }

@@ -38,7 +38,11 @@ export function agentSocketUrl(brokerUrl: string, leaseId: string, ticket?: stri
   return url.toString()
 }
 
-/** Opens one agent socket; resolves once it is open, rejects with an AgentDialError. */
+/**
+ * Opens one agent socket; resolves once it is open, rejects with an AgentDialError. It resolves
+ * **paused**: a frame the broker wrote right behind the 101 would otherwise be emitted before the
+ * caller's handlers are on (the resolution runs after it) and lost. Attach them, then `resume()`.
+ */
 export function dialAgent(dial: AgentDial): Promise<WebSocket> {
   const headers: Record<string, string> = { ...accessHeaders(dial.access) }
   if (!dial.queryTicket) headers.authorization = `Bearer ${dial.ticket}`
@@ -67,6 +71,7 @@ export function dialAgent(dial: AgentDial): Promise<WebSocket> {
     socket.once('error', (error) => fail(new AgentDialError(error.message, 0)))
     socket.once('open', () => {
       settled = true
+      socket.pause()
       socket.removeAllListeners('error')
       resolve(socket)
     })
