@@ -50,6 +50,7 @@ describe('brokered Azure leases under workerd', () => {
         CRABBOX_AZURE_SUBSCRIPTION_ID: fake.subscriptionId,
         CRABBOX_AZURE_ENDPOINT: served.url,
         CRABBOX_AZURE_LOGIN_ENDPOINT: served.url,
+        CRABBOX_AZURE_POLL_MS: '20',
       },
     })
     workRoot = mkdtempSync(join(tmpdir(), 'crabbox-azure-brokered-'))

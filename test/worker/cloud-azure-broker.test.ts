@@ -24,12 +24,12 @@ const DISK = 'Microsoft.Compute/disks'
 let azure: ReturnType<typeof createFakeAzure>
 let original: ProviderRegistry | undefined
 
-async function useAzure(env: Record<string, string | undefined>): Promise<void> {
+async function useAzure(env: Record<string, string | undefined>, overrides: object = fastCloud): Promise<void> {
   await inFleet((deps: FleetDeps) => {
     original ??= deps.providers
     const provider = createAzureBrokerProvider(
       { storage: deps.storage, env: env as unknown as Env, fetch: asFetch(azure.handler) as typeof fetch },
-      fastCloud,
+      overrides,
     )
     const fallback = original
     deps.providers = { get: (name) => (name === 'azure' ? provider : fallback.get(name)), names: () => fallback.names() }
@@ -154,5 +154,14 @@ describe('brokered Azure leases', () => {
       expect(refused.body.message).toMatch(pattern)
     }
     expect(azure.calls).toHaveLength(0)
+  })
+
+  it('polls long-running operations every CRABBOX_AZURE_POLL_MS when Azure names no Retry-After', async () => {
+    const pauses: number[] = []
+    await useAzure({ ...secrets(), CRABBOX_AZURE_POLL_MS: '123' }, { timeoutMs: 300, sleep: async (ms: number) => void pauses.push(ms) })
+    const created = await createLease({ class: 'standard' })
+    expect(created.status, JSON.stringify(created.body)).toBe(201)
+    expect(pauses.length).toBeGreaterThan(0)
+    expect(new Set(pauses)).toEqual(new Set([123]))
   })
 })

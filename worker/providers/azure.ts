@@ -20,7 +20,7 @@ import type { BrokerProvider, BrokerProviderContext, ListableProvider } from './
  * `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`,
  * `AZURE_SUBSCRIPTION_ID` (or the same names with `CRABBOX_`). Settings:
  * `CRABBOX_AZURE_LOCATION`, `_RESOURCE_GROUP`, `_IMAGE`, `_VNET`, `_SUBNET`,
- * `_NSG`, `_SSH_CIDRS`, `_ENDPOINT`, `_LOGIN_ENDPOINT`, `CRABBOX_CAPACITY_MARKET`,
+ * `_NSG`, `_SSH_CIDRS`, `_ENDPOINT`, `_LOGIN_ENDPOINT`, `_POLL_MS`, `CRABBOX_CAPACITY_MARKET`,
  * `CRABBOX_CAPACITY_FALLBACK`. Azure has no price lookup: spend caps use the static rate.
  */
 
@@ -28,6 +28,12 @@ const SECRETS = ['AZURE_TENANT_ID', 'AZURE_CLIENT_ID', 'AZURE_CLIENT_SECRET', 'A
 
 /** `AZURE_X`, else `CRABBOX_AZURE_X` (`crabbox broker dev` forwards only CRABBOX_* variables). */
 const secret = (env: Env, name: (typeof SECRETS)[number]) => setting(env, name) ?? setting(env, `CRABBOX_${name}`)
+
+/** `CRABBOX_AZURE_POLL_MS`: how often a long-running ARM operation is polled when Azure names no Retry-After (default 5 s). */
+function pollInterval(env: Env): Partial<AzureOptions> {
+  const ms = Number(setting(env, 'CRABBOX_AZURE_POLL_MS'))
+  return Number.isInteger(ms) && ms > 0 ? { pollIntervalMs: ms } : {}
+}
 
 function azureApi(context: BrokerProviderContext, overrides: Partial<AzureOptions>) {
   const env = context.env
@@ -46,6 +52,7 @@ function azureApi(context: BrokerProviderContext, overrides: Partial<AzureOption
     endpoint: setting(env, 'CRABBOX_AZURE_ENDPOINT'),
     loginEndpoint: setting(env, 'CRABBOX_AZURE_LOGIN_ENDPOINT'),
     fetch: (request) => context.fetch(request),
+    ...pollInterval(env),
     ...overrides,
   })
 }
