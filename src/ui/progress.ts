@@ -141,6 +141,19 @@ function plainProgress(stream: NodeJS.WritableStream, github: boolean): Progress
   }
 }
 
+/**
+ * The terminal's width now. `stream.columns` changes only once Node has handled SIGWINCH, which
+ * under load can be after a redraw: the terminal has already re-wrapped the line, and a redraw
+ * sized for the old width leaves rows behind. The ioctl answers at once.
+ */
+function liveColumns(stream: NodeJS.WriteStream): number | undefined {
+  try {
+    return stream.getWindowSize?.()[0] ?? stream.columns
+  } catch {
+    return stream.columns
+  }
+}
+
 /** The terminal: one live line, redrawn in place and never wider than the terminal. */
 function liveProgress(stream: NodeJS.WriteStream): Progress {
   let current: string | undefined
@@ -151,7 +164,7 @@ function liveProgress(stream: NodeJS.WriteStream): Progress {
   let frame = 0
   // Columns the drawn line takes, to erase it whole even after the terminal re-wrapped it on a resize.
   let drawn = 0
-  const columns = () => Math.max(stream.columns || 80, 10)
+  const columns = () => Math.max(liveColumns(stream) || 80, 10)
 
   const erase = () => {
     if (drawn === 0) return
