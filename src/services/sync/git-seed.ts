@@ -105,14 +105,21 @@ const SEED_LINES = [
  * The cold seed's pack (seed-pack.ts) on its own channel: `git index-pack`
  * takes it as it arrives, into an object directory under the metadata dir, so
  * HEAD's files can be written even when `.git/objects` takes nothing; the
- * objects move into the repository only in the git block. Args: workdir, meta.
+ * objects move into the repository only in the git block. A large pack is
+ * split over several channels, each into its own `index-pack`. Args:
+ * workdir, meta, part number.
  */
 export const SEED_PACK_SCRIPT = `cd -- "$1" || { echo "cannot enter workdir $1" >&2; exit ${SCRIPT_EXIT.workdir}; }
-export GIT_DIR="$PWD/.git"; o="$PWD/$2/${META_FILES.seedObjects}"
-{ [ -f .git/HEAD ] || git init -q; } >/dev/null 2>&1
-rm -rf -- "$o" && mkdir -p -- "$o/pack" && GIT_OBJECT_DIRECTORY="$o" git index-pack --stdin >/dev/null 2>"$o.err" ||
-  { echo "the runner could not read the git pack of HEAD's files: $(tail -n 1 "$o.err" 2>/dev/null)" >&2; rm -rf -- "$o" "$o.err"; cat >/dev/null; exit ${SCRIPT_EXIT.pack}; }
-rm -f -- "$o.err"`
+o="$PWD/$2/${META_FILES.seedObjects}"
+GIT_DIR="$PWD/.git" GIT_OBJECT_DIRECTORY="$o" git index-pack --stdin >/dev/null 2>"$o/err.$3" ||
+  { echo "the runner could not read the git pack of HEAD's files: $(tail -n 1 "$o/err.$3" 2>/dev/null)" >&2; cat >/dev/null; exit ${SCRIPT_EXIT.pack}; }
+rm -f -- "$o/err.$3"`
+
+/** In the apply exec before the transfer starts: a repository and an empty object directory for the packs. */
+export const SEED_PACK_PREPARE = [
+  `{ [ -f .git/HEAD ] || GIT_DIR="$PWD/.git" git init -q; } >/dev/null 2>&1`,
+  `rm -rf -- "$meta/${META_FILES.seedObjects}" && mkdir -p -- "$meta/${META_FILES.seedObjects}/pack" || { echo "cannot write to $wd/$meta" >&2; exit ${SCRIPT_EXIT.workdir}; }`,
+].join('\n')
 
 /**
  * Writes the files the seed pack carried (their paths in `seed.paths`) from

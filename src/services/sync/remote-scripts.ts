@@ -83,6 +83,8 @@ export interface ApplyScriptOptions {
   git?: string
   /** Lines that write the files the seed pack carried (seed-pack.ts), before the record is committed. */
   checkout?: string
+  /** Lines run before the transfer starts (the seed pack's object directory). */
+  beforeTransfer?: string
   /** Stop after extraction: the record, git and fingerprint come later from commitScript, once every part landed. */
   deferCommit?: boolean
   /**
@@ -147,7 +149,7 @@ export function applyScript(o: ApplyScriptOptions): string {
     'mark prune',
     ...o.remove.map((path) => `del ${q(path)}`),
   ]
-  if (o.tar) lines.push('mark transfer', extractLine(o.tar.gzip))
+  if (o.tar) lines.push(o.beforeTransfer ?? '', 'mark transfer', extractLine(o.tar.gzip))
   if (o.deferCommit) lines.push('exit 0', '')
   else lines.push(...commitLines(o))
   return lines.filter((line) => line !== '').join('\n')

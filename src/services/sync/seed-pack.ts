@@ -160,7 +160,7 @@ export const seedPackPaths = (meta: string) => [META_FILES.seedPaths, META_FILES
  * local packs already hold are reused), level 1 for objects it must compress
  * (loose ones), level 0 when the files do not compress.
  */
-export function packStream(root: string, pack: SeedPack): { stream: Readable; done: Promise<void> } {
+export function packStream(root: string, pack: SeedPack, objects: string[]): { stream: Readable; done: Promise<void> } {
   const level = pack.store ? '0' : '1'
   const child = spawn(
     'git',
@@ -175,11 +175,31 @@ export function packStream(root: string, pack: SeedPack): { stream: Readable; do
   })
   done.catch(() => {})
   child.stdin.on('error', () => {})
-  child.stdin.end(pack.objects.map((id) => `${id}\n`).join(''))
+  child.stdin.end(objects.map((id) => `${id}\n`).join(''))
   // Piped at once: Node drops a child's unread output when it exits; the pipe holds it back instead.
   const stream = child.stdout.pipe(new PassThrough())
   stream.on('close', () => child.stdout.destroy())
   return { stream, done }
+}
+
+/**
+ * The objects of each of `parts` packs (one channel and one `index-pack` each,
+ * as a large tar transfer is split): the clean blobs in runs of about equal
+ * bytes, in manifest order; the first pack also carries the commit, the trees
+ * and the blobs of the other paths.
+ */
+export function packGroups(pack: SeedPack, entries: ManifestEntry[], parts: number): string[][] {
+  const clean = [...pack.clean].sort((a, b) => a - b)
+  const cleanIds = new Set(pack.blobs.values())
+  const total = clean.reduce((n, at) => n + entries[at].size, 0)
+  const groups: string[][] = Array.from({ length: Math.max(1, Math.min(parts, clean.length)) }, () => [])
+  groups[0].push(...pack.objects.filter((id) => !cleanIds.has(id)))
+  let bytes = 0
+  for (const at of clean) {
+    groups[Math.min(groups.length - 1, Math.floor((bytes * groups.length) / Math.max(total, 1)))].push(pack.blobs.get(at)!)
+    bytes += entries[at].size
+  }
+  return groups
 }
 
 /** The hash a record holds for a file the pack carried but whose bytes here were not HEAD's blob: the next sync sends it. */

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream'
 import { computeFingerprint } from '../fingerprint.js'
-import { SEED_PACK_CHECKOUT, SEED_PACK_SCRIPT, gitBlock } from '../git-seed.js'
+import { SEED_PACK_CHECKOUT, SEED_PACK_PREPARE, SEED_PACK_SCRIPT, gitBlock } from '../git-seed.js'
 import { formatBytes, plural } from '../../../ui/format.js'
 import type { ManifestEntry } from '../manifest.js'
 import { encodeRecord } from '../records.js'
@@ -16,7 +16,7 @@ import {
   shCommand,
 } from '../remote-scripts.js'
 import { buildSeed, seedPaths, type SeedFiles } from '../seed-build.js'
-import { hashClean, packStream, planSeedPack, seedPackPaths, type SeedPack } from '../seed-pack.js'
+import { hashClean, packGroups, packStream, planSeedPack, seedPackPaths, type SeedPack } from '../seed-pack.js'
 import type { SyncRun } from './context.js'
 import type { LocalSide } from './manifest.js'
 import type { SendDecision } from './plan.js'
@@ -24,7 +24,7 @@ import type { SendDecision } from './plan.js'
 type Transfer = typeof import('../transfer.js')
 type Pack = { stream: Readable; done: Promise<void> }
 /** The tar streams, and cold with the seed pack, the pack on its own channel. */
-type Packs = { tar?: Pack; sides: Pack[]; seedPack?: Pack; meta: string }
+type Packs = { tar?: Pack; sides: Pack[]; seedPacks: Pack[]; meta: string }
 
 /** Above this the apply script travels in its own exec instead of argv (Linux caps one argument at 128 KiB). */
 const INLINE_SCRIPT_LIMIT = 96 * 1024
@@ -117,7 +117,12 @@ export async function sendStep(run: SyncRun, local: LocalSide, decision: SendDec
     seed,
     seedPaths: seedPack ? seedPackPaths(local.meta) : seed ? seedPaths(local.meta) : [],
   })
-  if (seedPack) packs.seedPack = packStream(run.options.repoRoot, seedPack)
+  if (seedPack) {
+    const entries = local.manifest.entries
+    const bytes = [...seedPack.clean].reduce((n, at) => n + entries[at].size, 0)
+    const groups = packGroups(seedPack, entries, transfer.transferParts(bytes, seedPack.clean.size, run.env))
+    packs.seedPacks = groups.map((objects) => packStream(run.options.repoRoot, seedPack, objects))
+  }
   await applyOnRunner(run, scripts, packs, sent, gzip)
   if (plan.remove.length === 0) run.timer.skip('prune', 'nothing to remove')
   if (!decision.needTar) run.timer.skip('transfer', 'nothing changed')
@@ -145,6 +150,7 @@ function applyScripts(
     records: plan.delta,
     git: work && git ? gitBlock(git, work, Boolean(seedPack)) : undefined,
     checkout: seedPack ? SEED_PACK_CHECKOUT : undefined,
+    beforeTransfer: seedPack ? SEED_PACK_PREPARE : undefined,
     expect: decision.expect,
   }
   const indexOf = seedPack ? plan.send.map((_, i) => i).filter((i) => !seedPack.clean.has(i)) : undefined
@@ -216,7 +222,7 @@ function packStreams(
         { gzip },
       ),
     )
-  if (!decision.needTar) return { sides, meta }
+  if (!decision.needTar) return { sides, seedPacks: [], meta }
   const tar = options.tarStream(
     {
       root: manifest.root,
@@ -229,14 +235,14 @@ function packStreams(
     },
     { gzip },
   )
-  return { tar, sides, meta }
+  return { tar, sides, seedPacks: [], meta }
 }
 
 /** Runs the apply exec (the extra parts on their own channels once the prune is over), then the deferred commit. */
 async function applyOnRunner(run: SyncRun, scripts: Scripts, packs: Packs, sent: Sent, gzip: boolean): Promise<void> {
   const { session, signal } = run
   const marks = phaseMarks(run, sent)
-  const streams = [packs.tar, ...packs.sides, packs.seedPack]
+  const streams = [packs.tar, ...packs.sides, ...packs.seedPacks]
   let packError: unknown
   for (const stream of streams) stream?.done.catch((error: unknown) => (packError ??= error))
   // The first failure closes every other channel of this sync.
@@ -259,10 +265,10 @@ async function applyOnRunner(run: SyncRun, scripts: Scripts, packs: Packs, sent:
           what: 'sending files',
         }).catch(fail),
       )
-      if (packs.seedPack)
+      for (const [i, pack] of packs.seedPacks.entries())
         sideRuns.push(
-          runRemote(session, shCommand(SEED_PACK_SCRIPT, 'crabbox-seed-pack', [run.options.workdir, packs.meta]), {
-            stdin: packs.seedPack.stream,
+          runRemote(session, shCommand(SEED_PACK_SCRIPT, 'crabbox-seed-pack', [run.options.workdir, packs.meta, String(i)]), {
+            stdin: pack.stream,
             signal: execSignal,
             what: "sending HEAD's files as git objects",
           }).catch(fail),
