@@ -102,8 +102,16 @@ export async function sendStep(run: SyncRun, local: LocalSide, decision: SendDec
   }
   // The shallow seed (HEAD built on the runner from the synced files) is made while the files travel;
   // cold, the clean files travel as HEAD's objects instead, hashed here for the record meanwhile.
+  // Each entry read into a tar, or hashed for the pack, counts towards the transfer bar.
+  const moved = { bytes: 0, totalBytes: plan.sendBytes, files: 0, totalFiles: plan.send.length }
+  const onCleanHash = (at: number, hash: string) => {
+    sent.hashes![at] = hash
+    moved.bytes += local.manifest.entries[at].size
+    moved.files++
+    run.progress.transfer(moved)
+  }
   const seed = seedPack
-    ? hashClean(run.options.repoRoot, local.manifest.entries, seedPack, (at, hash) => (sent.hashes![at] = hash)).then(() => ({
+    ? hashClean(run.options.repoRoot, local.manifest.entries, seedPack, onCleanHash).then(() => ({
         files: seedPack.files,
         fromFiles: seedPack.clean.size,
         packed: 0,
@@ -111,11 +119,14 @@ export async function sendStep(run: SyncRun, local: LocalSide, decision: SendDec
     : decision.work?.build
       ? buildSeed(run.options.repoRoot, local.manifest, local.meta).catch(() => undefined)
       : undefined
+  // A failed read is reported by the trailer that awaits it (the tar then fails), not as an unhandled rejection.
+  seed?.catch(() => {})
   const packs = packStreams(run, local, decision, scripts, sent, {
     gzip,
     tarStream: transfer.tarStream,
     seed,
     seedPaths: seedPack ? seedPackPaths(local.meta) : seed ? seedPaths(local.meta) : [],
+    moved,
   })
   if (seedPack) {
     const entries = local.manifest.entries
@@ -185,7 +196,13 @@ function packStreams(
   decision: SendDecision,
   scripts: Scripts,
   sent: Sent,
-  options: { gzip: boolean; tarStream: Transfer['tarStream']; seed?: Promise<SeedFiles | undefined>; seedPaths: string[] },
+  options: {
+    gzip: boolean
+    tarStream: Transfer['tarStream']
+    seed?: Promise<SeedFiles | undefined>
+    seedPaths: string[]
+    moved: { bytes: number; totalBytes: number; files: number; totalFiles: number }
+  },
 ): Packs {
   const { manifest, meta } = local
   const { cold, fullManifest } = decision
@@ -204,7 +221,7 @@ function packStreams(
     return files
   }
   // Each entry read into a tar counts towards the transfer bar (the SSH window holds back the reads).
-  const moved = { bytes: 0, totalBytes: decision.plan.sendBytes, files: 0, totalFiles: decision.plan.send.length }
+  const moved = options.moved
   const onBytes = (bytes: number) => {
     moved.bytes += bytes
     run.progress.transfer(moved)
