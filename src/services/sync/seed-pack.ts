@@ -208,7 +208,7 @@ const UNKNOWN = '0'.repeat(64)
 const blobId = (data: Buffer) => createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex')
 
 async function hashOne(root: string, entry: ManifestEntry, blob: string | undefined): Promise<string> {
-  if (entry.mode === MODE_LINK) return hashLink(entry.target ?? '')
+  if (entry.mode === MODE_LINK) return blobId(Buffer.from(entry.target ?? '')) === blob ? hashLink(entry.target ?? '') : UNKNOWN
   const abs = join(root, entry.path)
   if (entry.size > 64 * 1024 * 1024) {
     const sha = createHash('sha256')
@@ -240,7 +240,7 @@ export async function hashClean(
   const worker = async () => {
     for (let at = queue.pop(); at !== undefined; at = queue.pop()) {
       const entry = entries[at]
-      onHash(at, entry.mode === MODE_LINK ? hashLink(entry.target ?? '') : await hashOne(root, entry, pack.blobs.get(at)))
+      onHash(at, await hashOne(root, entry, pack.blobs.get(at)))
     }
   }
   await Promise.all([worker(), worker(), worker(), worker()])
