@@ -480,6 +480,88 @@ describe('sync engine against a real sshd', () => {
     expect((await sync(repo, wd)).skipped).toBe(true)
   })
 
+  it('a cold seed over several packs: clean files from git objects, dirty, untracked and deleted ones right, base ref and record too', async () => {
+    const repo = newRepo()
+    for (let i = 0; i < 30; i++) put(repo, `p${i % 3}/f${i}.txt`, `file ${i}\n`.repeat(50))
+    put(repo, 'run.sh', '#!/bin/sh\necho hi\n', { mode: 0o755 })
+    symlinkSync('p0/f0.txt', join(repo, 'link'))
+    put(repo, 'gone.txt', 'deleted locally\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'first')
+    put(repo, 'p1/f1.txt', 'changed\n')
+    git(repo, 'commit', '-qam', 'second')
+    git(repo, 'remote', 'add', 'origin', '/nonexistent/crabbox-origin.git')
+    git(repo, 'update-ref', 'refs/remotes/origin/main', 'HEAD')
+    put(repo, 'p2/f2.txt', 'dirty tracked\n')
+    put(repo, 'new/untracked.txt', 'untracked\n')
+    rmSync(join(repo, 'gone.txt'))
+    const head = git(repo, 'rev-parse', 'HEAD').trim()
+    const wd = workdir()
+    const result = await sync(repo, wd, { env: { CRABBOX_SYNC_CHANNELS: '3' } })
+    expect(result.warnings).toEqual([])
+    expect(tree(wd)).toEqual(await expected(repo, config))
+    const status = await onRunner(
+      wd,
+      'git status --porcelain; git log -1 --format=%H; git rev-parse origin/main; cat .git/shallow; git rev-list --count HEAD; git diff-files --name-only; ls .git/crabbox',
+    )
+    expect(status.stderr).toBe('')
+    expect(status.stdout.split('\n')).toEqual([
+      ' D gone.txt',
+      ' M p2/f2.txt',
+      '?? new/',
+      head,
+      head,
+      head,
+      '1',
+      // The clean files were written by git with their stat data: only the real changes differ.
+      'gone.txt',
+      'p2/f2.txt',
+      'sync-fingerprint',
+      'sync-manifest',
+      '',
+    ])
+    expect(await onRunner(wd, 'cat p2/f2.txt new/untracked.txt; [ -e gone.txt ] || echo absent')).toMatchObject({
+      stdout: 'dirty tracked\nuntracked\nabsent\n',
+    })
+    // One pack per channel, as they arrived: the runner wrote no objects of its own.
+    expect(await onRunner(wd, "git count-objects -v | grep -E '^(count|packs):'")).toMatchObject({ stdout: 'count: 0\npacks: 3\n' })
+    // The record the pack's files left behind is right: an unchanged re-sync skips, an edit travels alone.
+    expect((await sync(repo, wd)).skipped).toBe(true)
+    put(repo, 'p0/f3.txt', 'edited\n')
+    expect((await sync(repo, wd)).filesSent).toBe(1)
+    expect(tree(wd)).toEqual(await expected(repo, config))
+  })
+
+  it('a cold seed whose pack the runner cannot read fails the sync clearly, leaves no record or HEAD, and the next sync repairs it', async () => {
+    const repo = newRepo()
+    put(repo, 'x.txt', 'x\n')
+    put(repo, 'src/y.txt', 'y\n')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'one')
+    git(repo, 'remote', 'add', 'origin', '/nonexistent/crabbox-origin.git')
+    const wd = workdir()
+    // A `.git` that is no repository: the runner's `git index-pack` refuses the objects.
+    await host.run(`su - crabbox -s /bin/sh -c ${JSON.stringify(`mkdir -p "${wd}/.git" && echo garbage > "${wd}/.git/HEAD"`)}`)
+    const error = await sync(repo, wd).then(
+      () => undefined,
+      (e: Error) => e,
+    )
+    expect(error?.message).toMatch(/reading HEAD's files as git objects failed on the runner: the runner could not read the git pack/)
+    const broken = await onRunner(
+      wd,
+      '[ -f .git/crabbox/sync-manifest ] || echo no record; [ -f .git/crabbox/sync-fingerprint ] || echo no fingerprint; [ -f .git/index ] || echo no index',
+    )
+    expect(broken.stdout).toBe('no record\nno fingerprint\nno index\n')
+
+    await onRunner(wd, 'rm -f .git/HEAD')
+    const repaired = await sync(repo, wd)
+    expect(repaired.warnings).toEqual([])
+    expect(tree(wd)).toEqual(await expected(repo, config))
+    const status = await onRunner(wd, 'git status --porcelain; git log -1 --format=%H')
+    expect(status.stdout).toBe(`${git(repo, 'rev-parse', 'HEAD').trim()}\n`)
+    expect((await sync(repo, wd)).skipped).toBe(true)
+  })
+
   it('stops before deleting 200 or more tracked files unless CRABBOX_ALLOW_MASS_DELETIONS=1', async () => {
     const repo = newRepo()
     for (let i = 0; i < 210; i++) put(repo, `many/f${i}.txt`, `${i}\n`)

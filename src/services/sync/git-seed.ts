@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { SshSession } from '../../transport/ssh/types.js'
 import type { GitInfo } from './manifest.js'
 import type { RemoteGit } from './probe-protocol.js'
-import { META_FILES, q, shCommand } from './remote-scripts.js'
+import { META_FILES, SCRIPT_EXIT, q, shCommand } from './remote-scripts.js'
 import { SEED_PARTS } from './seed-build.js'
 
 export interface GitWork {
@@ -102,6 +102,58 @@ const SEED_LINES = [
 ]
 
 /**
+ * The cold seed's pack (seed-pack.ts) on its own channel: `git index-pack`
+ * takes it as it arrives, into an object directory under the metadata dir, so
+ * HEAD's files can be written even when `.git/objects` takes nothing; the
+ * objects move into the repository only in the git block. A large pack is
+ * split over several channels, each into its own `index-pack`. Args:
+ * workdir, meta, part number.
+ */
+export const SEED_PACK_SCRIPT = `cd -- "$1" || { echo "cannot enter workdir $1" >&2; exit ${SCRIPT_EXIT.workdir}; }
+o="$PWD/$2/${META_FILES.seedObjects}"
+GIT_DIR="$PWD/.git" GIT_OBJECT_DIRECTORY="$o" git index-pack --stdin >/dev/null 2>"$o/err.$3" ||
+  { echo "the runner could not read the git pack of HEAD's files: $(tail -n 1 "$o/err.$3" 2>/dev/null)" >&2; cat >/dev/null; exit ${SCRIPT_EXIT.pack}; }
+rm -f -- "$o/err.$3"`
+
+/** In the apply exec before the transfer starts: a repository and an empty object directory for the packs. */
+export const SEED_PACK_PREPARE = [
+  `{ [ -f .git/HEAD ] || GIT_DIR="$PWD/.git" git init -q; } >/dev/null 2>&1`,
+  `rm -rf -- "$meta/${META_FILES.seedObjects}" && mkdir -p -- "$meta/${META_FILES.seedObjects}/pack" || { echo "cannot write to $wd/$meta" >&2; exit ${SCRIPT_EXIT.workdir}; }`,
+].join('\n')
+
+/**
+ * Writes the files the seed pack carried (their paths in `seed.paths`) from
+ * HEAD's tree into a new index that keeps their stat data; runs before the
+ * record is committed, so a failure leaves no record that claims the files
+ * (it fails the sync as a failed tar extraction would).
+ */
+export const SEED_PACK_CHECKOUT = [
+  `so="$PWD/$meta/${META_FILES.seedObjects}" six="$PWD/$meta/${META_FILES.seedIndex}"; rm -f -- "$six"*; stree=; sshallow=`,
+  `{ read -r stree; read -r sshallow; } < "$meta/${META_FILES.seedCheck}" || stree=`,
+  `if ! { [ -n "$stree" ] && export GIT_DIR="$PWD/.git" GIT_WORK_TREE="$PWD" && GIT_OBJECT_DIRECTORY="$so" GIT_INDEX_FILE="$six" git read-tree "$stree" &&`,
+  `  GIT_OBJECT_DIRECTORY="$so" GIT_INDEX_FILE="$six" git checkout-index -f -u -z --stdin < "$meta/${META_FILES.seedPaths}"; } >/dev/null 2>"$so.err"; then`,
+  `  echo "could not write HEAD's files from the git pack: $(tail -n 1 "$so.err" 2>/dev/null)" >&2`,
+  `  rm -rf -- "$so" "$so.err" "$six"* "$meta/${META_FILES.seedPaths}" "$meta/${META_FILES.seedCheck}"; exit ${SCRIPT_EXIT.tar}`,
+  'fi',
+  'rm -f -- "$so.err"',
+].join('\n')
+
+/** The git block's half of the pack seed: move the objects in, check the tree, then the shallow mark and the index. */
+const PACK_SEED_LINES = [
+  'seeded=0',
+  `if [ -n "\${stree:-}" ] && [ -d "$so/pack" ]; then`,
+  '  seeded=bad; sok=1',
+  '  for f in "$so"/pack/*.pack "$so"/pack/*.rev "$so"/pack/*.idx; do',
+  '    [ -e "$f" ] || continue; mv -f -- "$f" .git/objects/pack/ 2>/dev/null || { sok=0; break; }',
+  '  done',
+  '  if [ $sok = 1 ] && [ "$(GIT_INDEX_FILE="$six" git write-tree 2>/dev/null)" = "$stree" ]; then',
+  '    { [ -z "$sshallow" ] || echo "$sshallow" >> .git/shallow; } && mv -f -- "$six" .git/index && seeded=1',
+  '  fi',
+  `  rm -rf -- "$so" "$six"* "$meta/${META_FILES.seedPaths}" "$meta/${META_FILES.seedCheck}"`,
+  'fi',
+]
+
+/**
  * Origin URLs the runner can use: GitHub SSH remotes become HTTPS, since the
  * runner holds no SSH key for them.
  */
@@ -117,7 +169,7 @@ export function runnerOriginUrl(url: string | undefined): string | undefined {
  * Prints `need-bundle` when origin could not provide what was needed; every
  * failure is a `warn` line, never a failed sync.
  */
-export function gitBlock(local: GitInfo, work: GitWork): string {
+export function gitBlock(local: GitInfo, work: GitWork, seedPack = false): string {
   const head = q(local.head!)
   const origin = runnerOriginUrl(local.originUrl)
   const lines = [
@@ -128,7 +180,7 @@ export function gitBlock(local: GitInfo, work: GitWork): string {
     'if [ $gitok = 1 ]; then',
   ]
   if (origin) lines.push(`git remote set-url origin ${q(origin)} >/dev/null 2>&1 || git remote add origin ${q(origin)} >/dev/null 2>&1`)
-  if (work.build) lines.push(...SEED_LINES)
+  if (work.build) lines.push(...(seedPack ? PACK_SEED_LINES : SEED_LINES))
   else if (origin && work.seed) lines.push(`git cat-file -e ${head}^{commit} 2>/dev/null || ${FETCH} ${head} >/dev/null 2>&1 || true`)
   lines.push('mark hydrate')
   if (work.hydrate) {

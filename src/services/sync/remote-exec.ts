@@ -38,7 +38,9 @@ export async function runRemote(
         ? 'the workdir could not be created'
         : result.code === SCRIPT_EXIT.tar
           ? 'extracting files failed'
-          : `${options.what} failed`
+          : result.code === SCRIPT_EXIT.pack
+            ? "reading HEAD's files as git objects failed"
+            : `${options.what} failed`
     throw new CrabboxError(`sync: ${exit} on the runner: ${detail}`, {
       exit: 'sync',
       code: 'sync_failed',

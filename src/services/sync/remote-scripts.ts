@@ -27,11 +27,13 @@ export const META_FILES = {
   seedPaths: 'seed.paths',
   seedCheck: 'seed.check',
   seedIndex: 'seed.index',
+  /** The cold seed's pack, indexed here before its objects move into `.git/objects` (seed-pack.ts). */
+  seedObjects: 'seed-objects',
   apply: 'sync-apply.sh',
 } as const
 
 /** Exit statuses our scripts use; anything else came from the shell or a tool. */
-export const SCRIPT_EXIT = { workdir: 70, tar: 71, guard: 72 } as const
+export const SCRIPT_EXIT = { workdir: 70, tar: 71, guard: 72, pack: 73 } as const
 
 /**
  * One line the apply and commit scripts print: `mark <phase>` as each phase
@@ -79,6 +81,10 @@ export interface ApplyScriptOptions {
   records: string[]
   /** A git block (see git-seed.ts) run after the files landed; may print `need-bundle`. */
   git?: string
+  /** Lines that write the files the seed pack carried (seed-pack.ts), before the record is committed. */
+  checkout?: string
+  /** Lines run before the transfer starts (the seed pack's object directory). */
+  beforeTransfer?: string
   /** Stop after extraction: the record, git and fingerprint come later from commitScript, once every part landed. */
   deferCommit?: boolean
   /**
@@ -143,7 +149,7 @@ export function applyScript(o: ApplyScriptOptions): string {
     'mark prune',
     ...o.remove.map((path) => `del ${q(path)}`),
   ]
-  if (o.tar) lines.push('mark transfer', extractLine(o.tar.gzip))
+  if (o.tar) lines.push(o.beforeTransfer ?? '', 'mark transfer', extractLine(o.tar.gzip))
   if (o.deferCommit) lines.push('exit 0', '')
   else lines.push(...commitLines(o))
   return lines.filter((line) => line !== '').join('\n')
@@ -164,7 +170,7 @@ const extractLine = (gzip: boolean) =>
   `tar -x${gzip ? 'z' : ''}pf - --no-same-owner || { echo "tar failed to extract the sync stream" >&2; exit ${SCRIPT_EXIT.tar}; }`
 
 function commitLines(o: ApplyScriptOptions): string[] {
-  const lines = ['mark finalize']
+  const lines = o.checkout ? ['mark git_seed', o.checkout, 'mark finalize'] : ['mark finalize']
   if (o.fullManifest) {
     lines.push(`mv -f -- "$meta/${META_FILES.next}" "$meta/${META_FILES.manifest}" && rm -f -- "$meta/${META_FILES.delta}" || exit 1`)
   } else {
