@@ -70,6 +70,17 @@ describe('the thin client against a real sshd', () => {
     expect(again.stderr).toContain(THIN)
   })
 
+  it('passes many MB of stdin and stdout through the worker intact', async () => {
+    const h = await warmHome()
+    const input = 'x'.repeat(1023) + '\n'
+    const result = await runCli(['ssh', ...at(), '--', 'wc -c; seq 1 300000'], { home: h, input: input.repeat(8 * 1024) })
+    expect(result.stderr).toContain(THIN)
+    expect(result.code).toBe(0)
+    const lines = result.stdout.split('\n')
+    expect(lines[0].trim()).toBe(String(8 * 1024 * 1024))
+    expect(lines.slice(1, -1)).toEqual(Array.from({ length: 300000 }, (_, i) => String(i + 1)))
+  })
+
   it('forwards Ctrl-C to the worker: the remote command is killed and the CLI exits 130', async () => {
     const h = await warmHome()
     const child = spawnCli(['ssh', ...at(), '--', 'echo started; sleep 302; echo never'], { home: h })
