@@ -1,8 +1,8 @@
-import { chmodSync, chownSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
+import { cliHome, cliPath, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { until } from '../support/fixtures.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 
@@ -197,6 +197,33 @@ describe('the thin client against a real sshd', () => {
     expect(wedged).toMatchObject({ code: 0, stdout: 'not-stuck\n' })
     expect(wedged.stderr).toContain(FELL_BACK)
     expect(wedged.stderr).not.toContain(THIN)
+  })
+
+  it('a rebuilt crabbox falls back once, then finds spares of the new build', async () => {
+    const h = await warmHome()
+    // What a rebuild or an upgrade changes in the build stamp: dist/fast-path.js's mtime.
+    const fastPath = join(dirname(cliPath), '..', 'dist', 'fast-path.js')
+    const { atime, mtime } = statSync(fastPath)
+    utimesSync(fastPath, atime, new Date(mtime.getTime() + 1000))
+    try {
+      const rebuilt = await runCli(['ssh', ...at(), '--', 'echo', 'rebuilt'], { home: h })
+      expect(rebuilt).toMatchObject({ code: 0, stdout: 'rebuilt\n' })
+      expect(rebuilt.stderr).toContain(FELL_BACK)
+      expect(rebuilt.stderr).not.toContain(THIN)
+      // The declined spare left; its replacement loads the new build.
+      await until(
+        'a spare of the new build',
+        async () => {
+          const next = await runCli(['ssh', ...at(), '--', 'echo', 'new'], { home: h })
+          expect(next).toMatchObject({ code: 0, stdout: 'new\n' })
+          return next.stderr.includes(THIN)
+        },
+        30_000,
+        500,
+      )
+    } finally {
+      utimesSync(fastPath, atime, mtime)
+    }
   })
 
   it('does not use a folder that is not private: loose permissions, or another owner', async () => {
