@@ -125,9 +125,11 @@ function converse(socket: Socket, request: object): Promise<boolean> {
       'data',
       frameDecoder((type, payload) => {
         if (type === Frame.started) {
+          if (fellBack) return // too late: the fast path runs it (the worker, without `go`, does not)
           mark('worker started')
           clearTimeout(timer)
           started = true
+          socket.write(encodeFrame(Frame.go))
           detach = attach(socket)
         } else if (type === Frame.result) {
           if (!started) return fallBack() // declined: another build, or it was taken

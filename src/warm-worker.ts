@@ -107,9 +107,19 @@ function runJob(job: WarmJob, socket: Socket, run: (fast: FastCommand) => Promis
   process.argv = [process.execPath, job.bin, ...job.argv]
   const fast = fastCommand(job.argv)
   if (!fast) return decline(socket, 'not a hot command')
-  bindToClient(socket)
+  // `started`, then nothing runs until the client says `go`: a client that gave up waiting (and
+  // runs the command on the fast path itself) never sends it, so the command cannot run twice.
   socket.write(encodeFrame(Frame.started))
-  void run(fast)
+  const noClient = () => process.exit(0)
+  socket.once('close', noClient)
+  const waitForGo = frameDecoder((type) => {
+    socket.off('data', waitForGo)
+    socket.off('close', noClient)
+    if (type !== Frame.go) return void socket.destroy()
+    bindToClient(socket)
+    void run(fast)
+  })
+  socket.on('data', waitForGo)
 }
 
 const brokenPipe = () => Object.assign(new Error('write EPIPE'), { code: 'EPIPE', errno: -32, syscall: 'write' })

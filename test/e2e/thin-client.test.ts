@@ -1,10 +1,11 @@
 import { chmodSync, chownSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:net'
+import { connect, createServer, type Server } from 'node:net'
 import { dirname, join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { cliHome, cliPath, runCli, spawnCli, type CliHome } from '../support/cli.js'
+import { cliHome, cliPath, repoRoot, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { until } from '../support/fixtures.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
+import { buildStamp, encodeFrame, Frame, frameDecoder } from '../../src/transport/ssh/agent-frames.js'
 
 // The thin client (src/thin-client.ts): with the agent up, a hot command runs in one of the agent's
 // spare workers (src/warm-worker.ts); anything unusual falls back to the fast path in the CLI's own
@@ -224,6 +225,29 @@ describe('the thin client against a real sshd', () => {
     } finally {
       utimesSync(fastPath, atime, mtime)
     }
+  })
+
+  it('a client that gives up after `started` (and runs the command itself) never has it run by the worker', async () => {
+    const h = await warmHome()
+    const marker = `${host.home}/crabbox-thin-never-${Date.now()}`
+    const fastPath = join(dirname(cliPath), '..', 'dist', 'fast-path.js')
+    const names = () => readdirSync(runDir(h)).filter((name) => /^spare-\d+\.sock$/.test(name))
+    const before = names()
+    const argv = ['ssh', ...at(), '--', 'mkdir', marker]
+    const env = { ...process.env, ...h.env } as Record<string, string>
+    const socket = connect(join(runDir(h), before[0]))
+    const started = new Promise<number>((resolve) =>
+      socket.on(
+        'data',
+        frameDecoder((type) => resolve(type)),
+      ),
+    )
+    socket.write(encodeFrame(Frame.request, { build: buildStamp(fastPath, env), argv, bin: cliPath, cwd: repoRoot, env }))
+    expect(await started).toBe(Frame.started)
+    socket.destroy() // no `go`: what a client that timed out does
+    // The worker exits without running it; the agent starts a replacement under a new name.
+    await until('a replacement spare', () => names().some((name) => !before.includes(name)), 30_000)
+    expect((await host.run(`test -e ${marker} && echo ran || echo never`)).stdout.trim()).toBe('never')
   })
 
   it('does not use a folder that is not private: loose permissions, or another owner', async () => {
