@@ -19,7 +19,11 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
   const { fastCommand, thinRun } = await import('../dist/thin-client.js')
   const fast = fastCommand(argv)
   if (!fast) await fullCli()
-  else if (!(await thinRun(fast, argv))) {
+  else if (await thinRun(fast, argv)) {
+    // Ran in a spare worker; its output is written (stdout and stderr are pipes or files here,
+    // which Node writes synchronously): nothing is left to wait for.
+    process.exit()
+  } else {
     const { runFast } = await import('../dist/fast-path.js')
     await runFast(fast)
   }
