@@ -20,9 +20,12 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
   const fast = fastCommand(argv)
   if (!fast) await fullCli()
   else if (await thinRun(fast, argv)) {
-    // Ran in a spare worker; its output is written (stdout and stderr are pipes or files here,
-    // which Node writes synchronously): nothing is left to wait for.
-    process.exit()
+    // Ran in a spare worker. Exit as soon as stdout and stderr have taken everything: a slow
+    // reader leaves writes queued even on a pipe, and process.exit() would drop them.
+    let pending = 2
+    const flushed = () => --pending === 0 && process.exit()
+    process.stdout.write('', flushed)
+    process.stderr.write('', flushed)
   } else {
     const { runFast } = await import('../dist/fast-path.js')
     await runFast(fast)
