@@ -138,7 +138,9 @@ describe.each<{ path: string; pathEnv: Record<string, string>; thin?: boolean }>
       child.stdout!.on('data', (d) => (stdout += d))
       const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
       await until('the command to start', () => stdout.includes('started'), 15_000)
-      expect(await running(/sleep 301/)).toBe(true)
+      // The sleep itself, not only the shell whose command line names it: a signal sent before
+      // the shell forked it would reach the shell alone.
+      await until('the remote sleep to run', () => running(/^sleep 301$/), 15_000)
       child.kill('SIGINT')
       expect(await exited).toBe(130)
       expect(stdout).not.toContain('never')

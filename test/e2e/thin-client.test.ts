@@ -92,6 +92,8 @@ describe('the thin client against a real sshd', () => {
     child.stderr!.on('data', (d) => (stderr += d))
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
     await until('the command to start', () => stdout.includes('started'), 15_000)
+    // The sleep itself, not only the shell whose command line names it (see ssh-command.test.ts).
+    await until('the remote sleep to run', async () => (await host.processes()).some((p) => /^sleep 302$/.test(p.command)), 15_000)
     child.kill('SIGINT')
     expect(await exited).toBe(130)
     expect(stderr).toContain(THIN)
