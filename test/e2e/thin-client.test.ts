@@ -1,9 +1,11 @@
-import { chmodSync, chownSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { cliHome, cliPath, repoRoot, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { until } from '../support/fixtures.js'
+import { copyPackage } from '../support/package-copy.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { buildStamp, encodeFrame, Frame, frameDecoder } from '../../src/transport/ssh/agent-frames.js'
 
@@ -34,9 +36,9 @@ describe('the thin client against a real sshd', () => {
   }
   const at = (port = 22) => ['--provider', 'ssh', '--static-host', host.address, '--static-port', String(port)]
   /** A home whose agent runs with its spare workers ready. */
-  const warmHome = async (extra: Record<string, string> = {}) => {
+  const warmHome = async (extra: Record<string, string> = {}, cli?: string) => {
     const h = home(extra)
-    expect((await runCli(['ssh', ...at(), '--', 'true'], { home: h })).code).toBe(0)
+    expect((await runCli(['ssh', ...at(), '--', 'true'], { home: h, cli })).code).toBe(0)
     await until('two spare workers', () => spares(h) >= 2, 30_000)
     return h
   }
@@ -203,13 +205,17 @@ describe('the thin client against a real sshd', () => {
   })
 
   it('a rebuilt crabbox falls back once, then finds spares of the new build', async () => {
-    const h = await warmHome()
-    // What a rebuild or an upgrade changes in the build stamp: dist/fast-path.js's mtime.
-    const fastPath = join(dirname(cliPath), '..', 'dist', 'fast-path.js')
-    const { atime, mtime } = statSync(fastPath)
-    utimesSync(fastPath, atime, new Date(mtime.getTime() + 1000))
+    // A private copy of the package: the e2e files running meanwhile share the run's copy, and
+    // their thin clients would fall back while its dist/fast-path.js carries another stamp.
+    const scratch = mkdtempSync(join(tmpdir(), 'crabbox-rebuilt-'))
     try {
-      const rebuilt = await runCli(['ssh', ...at(), '--', 'echo', 'rebuilt'], { home: h })
+      const cli = join(copyPackage(dirname(dirname(cliPath)), join(scratch, 'crabbox')), 'bin', 'run.js')
+      const h = await warmHome({}, cli)
+      // What a rebuild or an upgrade changes in the build stamp: dist/fast-path.js's mtime.
+      const fastPath = join(dirname(cli), '..', 'dist', 'fast-path.js')
+      const { atime, mtime } = statSync(fastPath)
+      utimesSync(fastPath, atime, new Date(mtime.getTime() + 1000))
+      const rebuilt = await runCli(['ssh', ...at(), '--', 'echo', 'rebuilt'], { home: h, cli })
       expect(rebuilt).toMatchObject({ code: 0, stdout: 'rebuilt\n' })
       expect(rebuilt.stderr).toContain(FELL_BACK)
       expect(rebuilt.stderr).not.toContain(THIN)
@@ -217,15 +223,16 @@ describe('the thin client against a real sshd', () => {
       await until(
         'a spare of the new build',
         async () => {
-          const next = await runCli(['ssh', ...at(), '--', 'echo', 'new'], { home: h })
+          const next = await runCli(['ssh', ...at(), '--', 'echo', 'new'], { home: h, cli })
           expect(next).toMatchObject({ code: 0, stdout: 'new\n' })
           return next.stderr.includes(THIN)
         },
         30_000,
         500,
       )
+      await runCli(['agent', 'stop'], { home: h, cli })
     } finally {
-      utimesSync(fastPath, atime, mtime)
+      rmSync(scratch, { recursive: true, force: true })
     }
   })
 
