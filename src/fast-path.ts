@@ -1,4 +1,5 @@
 import { CONFIG_FLAGS, type FastCommand, truthy } from './fast-argv.js'
+import { startMark, startTrace } from './start-marks.js'
 
 export { fastCommand, type FastCommand } from './fast-argv.js'
 
@@ -19,16 +20,43 @@ const RUN_MODULES = [() => import('./services/run/pipeline.js'), () => import('.
 /** Sync's unchanged check and guard: only a run that syncs loads them. */
 const SYNC_MODULES = [() => import('./services/sync/snapshot.js'), () => import('./services/sync/guard.js')]
 
+type Loaded = Awaited<ReturnType<typeof import('./config/load.js').loadConfig>>
+
+/** The command's config, read ahead (`readConfig`): never rejects, its warnings are printed when it is used. */
+export interface ConfigAhead {
+  loaded: Promise<{ config?: Loaded; error?: unknown }>
+  warnings: string[]
+}
+
+/**
+ * Starts reading the command's config (files, env, its config flags; the cwd and environment
+ * must already be the command's). The spare worker calls it while it waits for the thin
+ * client's `go`: reading has no side effects, so a command that never runs loses nothing.
+ */
+export function readConfig(fast: FastCommand): ConfigAhead {
+  const warnings: string[] = []
+  const configFlags = Object.fromEntries(Object.entries(fast.flags).filter(([name]) => CONFIG_FLAGS.has(name)))
+  const cwd = process.cwd()
+  const loaded = import('./config/load.js')
+    .then(({ loadConfig }) => loadConfig({ cwd, flags: configFlags, warn: (message) => warnings.push(message) }))
+    .then(
+      (config) => ({ config }),
+      (error: unknown) => ({ error }),
+    )
+  return { loaded, warnings }
+}
+
 /**
  * Runs a command `fastCommand` accepted the way BaseCommand and the command class would:
  * config with the command's config flags on top, the same service, the same failure
  * output and exit code. Resolves on success (the process then ends as oclif's does);
  * on failure it exits with the command's exit code. `warmAt`: in the agent's spare worker,
- * when it got the command (start-up marks count from there).
+ * when it got the command (start-up marks count from there); `ahead`: its config, read meanwhile.
  */
-export async function runFast(fast: FastCommand, warmAt?: number): Promise<void> {
+export async function runFast(fast: FastCommand, warmAt?: number, ahead?: ConfigAhead): Promise<void> {
   delete process.env.CRABBOX_REDIRECTED // oclif drops it before every command
-  const mark = startMarks(warmAt)
+  startTrace(truthy(process.env.CRABBOX_TRACE_START), warmAt)
+  const mark = startMark
   mark(warmAt === undefined ? 'node and bin/run.js' : 'warm worker: env, cwd, streams')
   const { flags } = fast
   const debug = flags.debug === true
@@ -36,18 +64,17 @@ export async function runFast(fast: FastCommand, warmAt?: number): Promise<void>
   // import waiting for the code that asks for it (one file read after another).
   const later = fast.command === 'ssh' ? SSH_MODULES : flags['no-sync'] ? RUN_MODULES : [...RUN_MODULES, ...SYNC_MODULES]
   for (const load of later) load().catch(() => {})
-  const [{ loadConfig }, { serviceContext }, { createProgress }] = await Promise.all([
-    import('./config/load.js'),
-    import('./services/context.js'),
-    import('./ui/progress.js'),
-  ])
+  const reading = ahead ?? readConfig(fast)
+  const [{ serviceContext }, { createProgress }] = await Promise.all([import('./services/context.js'), import('./ui/progress.js')])
   mark('modules')
   const progress = createProgress({ plain: false, quiet: flags.quiet === true })
   let exitCode: number | undefined
   try {
-    const configFlags = Object.fromEntries(Object.entries(flags).filter(([name]) => CONFIG_FLAGS.has(name)))
     const cwd = process.cwd()
-    const { config, files, repoRoot } = await loadConfig({ cwd, flags: configFlags, warn: (m) => progress.warn(m) })
+    const read = await reading.loaded
+    for (const message of reading.warnings) progress.warn(message)
+    if (!read.config) throw read.error
+    const { config, files, repoRoot } = read.config
     const context = serviceContext({ config, progress, json: false, cwd, repoRoot, configFiles: files })
     mark('config')
     if (fast.command === 'ssh') {
@@ -63,20 +90,6 @@ export async function runFast(fast: FastCommand, warmAt?: number): Promise<void>
   }
   mark('command')
   if (exitCode !== undefined) process.exit(exitCode)
-}
-
-/**
- * `CRABBOX_TRACE_START=1`: one stderr line per start-up phase, `start-up: <phase> <ms> (at <ms>)`,
- * in ms since the process started (docs/performance.md's profile of a warm run).
- */
-function startMarks(origin = 0): (phase: string) => void {
-  if (!truthy(process.env.CRABBOX_TRACE_START)) return () => {}
-  let last = 0
-  return (phase) => {
-    const now = performance.now() - origin
-    process.stderr.write(`start-up: ${phase} ${(now - last).toFixed(1)} ms (at ${now.toFixed(1)} ms)\n`)
-    last = now
-  }
 }
 
 /** `crabbox run --id X …`: src/commands/run.ts without --json. */
@@ -127,5 +140,5 @@ export async function warmWorker(socketPath: string, build: string): Promise<voi
     () => import('./errors.js'),
     () => import('./failure.js'),
   ]
-  serveWarm(runFast, () => Promise.all(modules.map((load) => load())), socketPath, build)
+  serveWarm(runFast, () => Promise.all(modules.map((load) => load())), socketPath, build, readConfig)
 }

@@ -35,12 +35,14 @@ const isJob = (job: Partial<WarmJob> | undefined): job is WarmJob =>
 /**
  * Loads every module a hot command needs (`preload`), listens on `socketPath`, says `ready` to
  * the agent and waits for one client of the same `build`; a client of another build is declined.
+ * `ahead` starts what may happen before the client's `go` (reading the config: no side effects).
  */
-export function serveWarm(
-  run: (fast: FastCommand, warmAt: number) => Promise<void>,
+export function serveWarm<Ahead>(
+  run: (fast: FastCommand, warmAt: number, ahead: Ahead) => Promise<void>,
   preload: () => Promise<unknown>,
   socketPath: string,
   build: string,
+  ahead: (fast: FastCommand) => Ahead,
 ): void {
   let taken = false
   const server = createServer((socket) => {
@@ -65,7 +67,7 @@ export function serveWarm(
       server.close()
       rmSync(socketPath, { force: true })
       process.disconnect?.() // from here on this process is the client's command, not the agent's child
-      runJob(job, socket, (fast) => run(fast, at))
+      runJob(job, socket, ahead, (fast, early) => run(fast, at, early))
     })
     socket.on('data', decoder)
   })
@@ -96,7 +98,12 @@ function decline(socket: Socket, why: string): void {
   socket.end(encodeFrame(Frame.result, { ok: false, error: { message: why, exitCode: 1, code: 'declined' } }))
 }
 
-function runJob(job: WarmJob, socket: Socket, run: (fast: FastCommand) => Promise<void>): void {
+function runJob<Ahead>(
+  job: WarmJob,
+  socket: Socket,
+  ahead: (fast: FastCommand) => Ahead,
+  run: (fast: FastCommand, early: Ahead) => Promise<void>,
+): void {
   for (const key of Object.keys(process.env)) delete process.env[key]
   Object.assign(process.env, job.env)
   try {
@@ -107,6 +114,7 @@ function runJob(job: WarmJob, socket: Socket, run: (fast: FastCommand) => Promis
   process.argv = [process.execPath, job.bin, ...job.argv]
   const fast = fastCommand(job.argv)
   if (!fast) return decline(socket, 'not a hot command')
+  const early = ahead(fast)
   // `started`, then nothing runs until the client says `go`: a client that gave up waiting (and
   // runs the command on the fast path itself) never sends it, so the command cannot run twice.
   socket.write(encodeFrame(Frame.started))
@@ -117,7 +125,7 @@ function runJob(job: WarmJob, socket: Socket, run: (fast: FastCommand) => Promis
     socket.off('close', noClient)
     if (type !== Frame.go) return void socket.destroy()
     bindToClient(socket)
-    void run(fast)
+    void run(fast, early)
   })
   socket.on('data', waitForGo)
 }

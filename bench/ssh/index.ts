@@ -17,6 +17,8 @@ const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 15
 const withHog = !process.argv.includes('--no-hog')
 // `--trace N`: only the start-up profile, N runs of each hot command at 0 ms with CRABBOX_TRACE_START=1.
 const traceRuns = process.argv.includes('--trace') ? Number(process.argv[process.argv.indexOf('--trace') + 1]) || 9 : 0
+// `--rtt MS` with `--trace`: the profile at that round-trip time instead of 0 ms.
+const traceRtt = process.argv.includes('--rtt') ? Number(process.argv[process.argv.indexOf('--rtt') + 1]) || 0 : 0
 // `--baseline PATH`: another build's bin/run.js (say, a checkout of an earlier commit after `npm run
 // build`), timed in the same interleaved runs, so before and after meet the same load.
 const baseline = process.argv.includes('--baseline') ? process.argv[process.argv.indexOf('--baseline') + 1] : undefined
@@ -57,6 +59,7 @@ try {
   await run([...base, '-o', 'ControlMaster=yes', '-o', `ControlPath=${control}`, '-o', 'ControlPersist=yes', '-f', '-N', target])
 
   if (traceRuns > 0) {
+    proxy.setDelay(traceRtt / 2)
     await traceProfile({
       ssh: { args: crabbox('ssh', '--id', lease.id, '--', 'true') },
       'run --no-sync': { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true') },
@@ -248,7 +251,7 @@ async function traceProfile(commands: Record<string, { args: string[]; env?: Nod
   }
   const median = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]
   for (const [name, own] of Object.entries(phases)) {
-    process.stdout.write(`\n${name} (medians of ${traceRuns} runs, load ${loadAverage()}):\n`)
+    process.stdout.write(`\n${name} (medians of ${traceRuns} runs at ${traceRtt} ms RTT, load ${loadAverage()}):\n`)
     for (const [phase, values] of Object.entries(own)) process.stdout.write(`| ${phase} | ${median(values).toFixed(1)} ms |\n`)
   }
 }
