@@ -130,6 +130,9 @@ function runJob<Ahead>(
   socket.on('data', waitForGo)
 }
 
+/** How long a finished command waits for its client to close (it does at once when it reads the exit code). */
+const CLIENT_CLOSE_MS = 10_000
+
 const brokenPipe = () => Object.assign(new Error('write EPIPE'), { code: 'EPIPE', errno: -32, syscall: 'write' })
 
 /**
@@ -179,7 +182,14 @@ function bindToClient(socket: Socket): void {
     const flush = () => {
       if (!socket.destroyed && stdout.writableLength + stderr.writableLength > 0) return void setTimeout(flush, 2)
       if (socket.destroyed) return realExit(code)
+      // Stay until the client has read the exit code and closed its end. Exiting at once (the
+      // socket is unref'd) closed it under a frame the client was still writing (the end of
+      // its stdin, say): the failed write destroyed the client's socket before it read the
+      // exit code ("the command ended without an exit code"). Frames from now on are dropped.
+      socket.ref()
+      socket.resume()
       socket.once('close', () => realExit(code))
+      setTimeout(() => realExit(code), CLIENT_CLOSE_MS).unref()
       socket.end(encodeFrame(Frame.result, { ok: true, result: { code } }))
     }
     flush()
@@ -194,6 +204,7 @@ function bindToClient(socket: Socket): void {
   socket.on(
     'data',
     frameDecoder((type, payload) => {
+      if (finished) return
       if (type === Frame.stdin) {
         if (!stdin.push(payload)) socket.pause()
       } else if (type === Frame.stdinEnd) stdin.push(null)

@@ -259,6 +259,33 @@ describe('the thin client against a real sshd', () => {
     expect((await host.run(`test -e ${marker} && echo ran || echo never`)).stdout.trim()).toBe('never')
   })
 
+  it('a finished worker stays until its client closes: a frame the client writes after the exit code still lands', async () => {
+    // The thin client may write the end of its stdin just as the command finishes: a worker
+    // that exited at once made that write fail, and the failed write lost the exit code.
+    const h = await warmHome()
+    const fastPath = join(dirname(cliPath), '..', 'dist', 'fast-path.js')
+    const name = readdirSync(runDir(h)).find((entry) => /^spare-\d+\.sock$/.test(entry))!
+    const env = { ...process.env, ...h.env } as Record<string, string>
+    const socket = connect({ path: join(runDir(h), name), allowHalfOpen: true })
+    socket.on('error', () => {})
+    const result = new Promise<{ result?: { code?: number } }>((resolve) =>
+      socket.on(
+        'data',
+        frameDecoder((type, payload) => {
+          if (type === Frame.started) socket.write(encodeFrame(Frame.go))
+          else if (type === Frame.result) resolve(JSON.parse(payload.toString('utf8')))
+        }),
+      ),
+    )
+    const argv = ['ssh', ...at(), '--', 'true']
+    socket.write(encodeFrame(Frame.request, { build: buildStamp(fastPath, env), argv, bin: cliPath, cwd: repoRoot, env }))
+    expect((await result).result?.code).toBe(0)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const late = await new Promise<Error | null | undefined>((resolve) => socket.write(encodeFrame(Frame.stdinEnd), resolve))
+    expect(late ?? undefined).toBeUndefined()
+    socket.destroy()
+  })
+
   it('does not use a folder that is not private: loose permissions, or another owner', async () => {
     const h = await warmHome()
     chmodSync(runDir(h), 0o755)
