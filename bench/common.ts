@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, symlinkSync } from 'node:fs'
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { repoRoot } from '../test/support/cli.js'
@@ -54,7 +54,8 @@ export interface Timed {
  * Wall time of each command, run in turns (a, b, c, a, b, c …) so a load that comes and goes
  * hits every command alike and the ratios between them stay fair; `warmup` turns are not
  * counted. Children start asynchronously (a proxy in this process keeps running) with
- * stdin from /dev/null and their output discarded; a non-zero exit stops the bench.
+ * stdin from /dev/null, stdout discarded, stderr kept in a file; a non-zero exit stops the bench
+ * with that command's stderr.
  * Returns the median in ms of each command.
  */
 export async function measure(
@@ -62,26 +63,33 @@ export async function measure(
   options: { runs: number; warmup?: number; env: NodeJS.ProcessEnv; cwd: string },
 ): Promise<Record<string, number>> {
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(commands).map((name) => [name, []]))
-  const once = (command: Timed) =>
+  // Each command's stderr goes to a file (as cheap for it as /dev/null): a failure shows why.
+  const stderrFile = join(tmpdir(), `crabbox-bench-stderr-${process.pid}`)
+  const once = (name: string, command: Timed) =>
     new Promise<number>((resolve, reject) => {
+      const stderr = openSync(stderrFile, 'w')
       const start = performance.now()
       const child = spawn(command.args[0], command.args.slice(1), {
         env: command.env ?? options.env,
         cwd: command.cwd ?? options.cwd,
-        stdio: 'ignore',
+        stdio: ['ignore', 'ignore', stderr],
       })
+      closeSync(stderr)
       child.on('error', reject)
       child.on('close', (code) =>
-        code === 0 ? resolve(performance.now() - start) : reject(new Error(`${command.args.join(' ')} exited ${code}`)),
+        code === 0
+          ? resolve(performance.now() - start)
+          : reject(new Error(`${name}: ${command.args.join(' ')} exited ${code}:\n${readFileSync(stderrFile, 'utf8')}`)),
       )
     })
   const warmup = options.warmup ?? 2
   for (let turn = 0; turn < warmup + options.runs; turn++) {
     for (const [name, command] of Object.entries(commands)) {
-      const ms = await once(command)
+      const ms = await once(name, command)
       if (turn >= warmup) times[name].push(ms)
     }
   }
+  rmSync(stderrFile, { force: true })
   return Object.fromEntries(Object.entries(times).map(([name, list]) => [name, median(list)]))
 }
 

@@ -12,12 +12,24 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
   process.stdout.write(`${pkg.version}\n`)
 } else if (argv[0] === 'ssh' || argv[0] === 'run') {
-  // The hot commands (`ssh --id X -- cmd`, `run --id X -- cmd`) skip oclif when src/fast-path.ts
+  // The hot commands (`ssh --id X -- cmd`, `run --id X -- cmd`) skip oclif when src/fast-argv.ts
   // knows every word before `--`; anything else (and CRABBOX_NO_FAST_PATH=1) runs the full CLI.
-  const { fastCommand, runFast } = await import('../dist/fast-path.js')
+  // With the connection agent up, the thin client (src/thin-client.ts) has the agent's spare
+  // worker run it; when it cannot (nothing ran), the fast path runs it here.
+  const { fastCommand, thinRun } = await import('../dist/thin-client.js')
   const fast = fastCommand(argv)
-  if (fast) await runFast(fast)
-  else await fullCli()
+  if (!fast) await fullCli()
+  else if (await thinRun(fast, argv)) {
+    // Ran in a spare worker. Exit as soon as stdout and stderr have taken everything: a slow
+    // reader leaves writes queued even on a pipe, and process.exit() would drop them.
+    let pending = 2
+    const flushed = () => --pending === 0 && process.exit()
+    process.stdout.write('', flushed)
+    process.stderr.write('', flushed)
+  } else {
+    const { runFast } = await import('../dist/fast-path.js')
+    await runFast(fast)
+  }
 } else {
   await fullCli()
 }

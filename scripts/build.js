@@ -141,7 +141,8 @@ const lazyLibraries = {
 }
 const fast = await esbuild.build({
   ...options,
-  entryPoints: { 'fast-path': join(dist, 'fast-path.js') },
+  // The thin client (src/thin-client.ts) is a file of its own too: a few KiB, Node modules only.
+  entryPoints: { 'fast-path': join(dist, 'fast-path.js'), 'thin-client': join(dist, 'thin-client.js') },
   splitting: false,
   plugins: [lazyLibraries, ...options.plugins],
 })

@@ -53,7 +53,8 @@ const run = (args: string[], options: { capture?: boolean; cwd?: string } = {}) 
   runChild(args, env, options.cwd ?? scratch, options.capture)
 
 try {
-  const lease = JSON.parse(await run([process.execPath, cli, 'warmup', '--json'], { capture: true })) as { id: string }
+  // From the checkout: a lease is claimed by the checkout it was leased from, and the runs below use it there.
+  const lease = JSON.parse(await run([process.execPath, cli, 'warmup', '--json'], { capture: true, cwd: repo })) as { id: string }
   const crabbox = (...extra: string[]) => [process.execPath, cli, 'run', '--id', lease.id, ...extra, '--', 'true']
   // First sync of the big checkout is not what we measure: do it without delay.
   await run(crabbox(), { cwd: repo })
@@ -77,14 +78,18 @@ try {
   const target = `${host.user}@${proxy.host}`
   await run([...ssh, '-o', 'ControlMaster=yes', '-o', `ControlPath=${control}`, '-o', 'ControlPersist=yes', '-f', '-N', target])
 
-  const inRepo = (args: string[]): Timed => ({ args, cwd: repo })
+  const inRepo = (args: string[], extra: NodeJS.ProcessEnv = {}): Timed => ({ args, cwd: repo, env: { ...env, ...extra } })
+  // The same two with the fast path in the CLI's own process (before the thin client), in the same runs.
+  const fastPath = { CRABBOX_NO_THIN_CLIENT: '1' }
   const commands: Record<string, Timed> = {
     'crabbox run --id X --no-sync -- true': inRepo(crabbox('--no-sync')),
     'crabbox run --id X -- true (unchanged 20k files)': inRepo(crabbox()),
+    '… --no-sync, fast path (CRABBOX_NO_THIN_CLIENT=1)': inRepo(crabbox('--no-sync'), fastPath),
+    '… unchanged, fast path (CRABBOX_NO_THIN_CLIENT=1)': inRepo(crabbox(), fastPath),
     'ssh host true (fresh OpenSSH login)': { args: [...ssh, '-o', 'ControlPath=none', target, 'true'] },
     'ssh host true (ControlMaster live)': { args: [...ssh, '-o', `ControlPath=${control}`, target, 'true'] },
   }
-  const [noSync, synced, fresh, master] = Object.keys(commands)
+  const [noSync, synced, noSyncFast, syncedFast, fresh, master] = Object.keys(commands)
   const lines = ['', '| RTT | command | median | / fresh ssh | / ControlMaster | load |', '|---|---|---|---|---|---|']
   for (const { rtt, hog } of [{ rtt: 50, hog: false }, { rtt: 0, hog: false }, ...(withHog ? [{ rtt: 50, hog: true }] : [])]) {
     proxy.setDelay(rtt / 2)
@@ -96,7 +101,7 @@ try {
       stopHog()
     }
     const load = loadAverage().split(' ')[0]
-    for (const name of [noSync, synced, fresh, master])
+    for (const name of [noSync, synced, noSyncFast, syncedFast, fresh, master])
       lines.push(
         `| ${rtt} ms${hog ? ' + hog' : ''} | ${name} | ${r[name].toFixed(0)} ms | ${(r[name] / r[fresh]).toFixed(2)}× | ${(r[name] / r[master]).toFixed(2)}× | ${load} |`,
       )

@@ -4,8 +4,9 @@
 // a TCP proxy at 0 ms and 50 ms round-trip time, quiet and with a CPU hog on the second core. Also the
 // same `crabbox ssh` through the full oclif CLI (CRABBOX_NO_FAST_PATH=1), the transport alone, and
 // the agent's memory with 20 warm connections.
-import { readFileSync, rmSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
+import { spawn } from 'node:child_process'
 import { cliHome } from '../../test/support/cli.js'
 import { sshHost } from '../../test/support/ssh-host.js'
 import { tcpProxy, type TcpProxy } from '../../test/support/tcp-proxy.js'
@@ -14,6 +15,10 @@ import { SshPool } from '../../src/transport/ssh/pool.js'
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 15
 const withHog = !process.argv.includes('--no-hog')
+// `--trace N`: only the start-up profile, N runs of each hot command at 0 ms with CRABBOX_TRACE_START=1.
+const traceRuns = process.argv.includes('--trace') ? Number(process.argv[process.argv.indexOf('--trace') + 1]) || 9 : 0
+// `--rtt MS` with `--trace`: the profile at that round-trip time instead of 0 ms.
+const traceRtt = process.argv.includes('--rtt') ? Number(process.argv[process.argv.indexOf('--rtt') + 1]) || 0 : 0
 // `--baseline PATH`: another build's bin/run.js (say, a checkout of an earlier commit after `npm run
 // build`), timed in the same interleaved runs, so before and after meet the same load.
 const baseline = process.argv.includes('--baseline') ? process.argv[process.argv.indexOf('--baseline') + 1] : undefined
@@ -53,75 +58,101 @@ try {
   const target = openssh[openssh.length - 1]
   await run([...base, '-o', 'ControlMaster=yes', '-o', `ControlPath=${control}`, '-o', 'ControlPersist=yes', '-f', '-N', target])
 
-  const commands: Record<string, Timed> = {
-    ssh: { args: crabbox('ssh', '--id', lease.id, '--', 'true') },
-    run: { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true') },
-    'ssh, full CLI': { args: crabbox('ssh', '--id', lease.id, '--', 'true'), env: { ...env, CRABBOX_NO_FAST_PATH: '1' } },
-    fresh: { args: [...base, '-o', 'ControlPath=none', target, 'true'] },
-    master: { args: [...base, '-o', `ControlPath=${control}`, target, 'true'] },
-    node: { args: [process.execPath, '-e', '0'] },
-    ...(baseline && {
-      'ssh, baseline': { args: [process.execPath, baseline, 'ssh', '--id', lease.id, '--', 'true'] },
-      'run, baseline': { args: [process.execPath, baseline, 'run', '--id', lease.id, '--no-sync', '--', 'true'] },
-    }),
-  }
-  const conditions = [
-    { rtt: 0, hog: false },
-    { rtt: 50, hog: false },
-    ...(withHog
-      ? [
-          { rtt: 0, hog: true },
-          { rtt: 50, hog: true },
-        ]
-      : []),
-  ]
-  const rows: string[] = []
-  const baselineRows: string[] = []
-  for (const { rtt, hog } of conditions) {
-    proxy.setDelay(rtt / 2)
-    const stopHog = hog ? cpuHog() : () => {}
-    let r: Record<string, number>
-    try {
-      r = await measure(commands, { runs, warmup: 3, env, cwd: scratch })
-    } finally {
-      stopHog()
+  if (traceRuns > 0) {
+    proxy.setDelay(traceRtt / 2)
+    await traceProfile({
+      ssh: { args: crabbox('ssh', '--id', lease.id, '--', 'true') },
+      'run --no-sync': { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true') },
+      'ssh, fast path (CRABBOX_NO_THIN_CLIENT=1)': {
+        args: crabbox('ssh', '--id', lease.id, '--', 'true'),
+        env: { CRABBOX_NO_THIN_CLIENT: '1' },
+      },
+    })
+  } else {
+    const commands: Record<string, Timed> = {
+      ssh: { args: crabbox('ssh', '--id', lease.id, '--', 'true') },
+      run: { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true') },
+      // Before the thin client, same runs: the fast path in the CLI's own process.
+      'ssh, fast path': { args: crabbox('ssh', '--id', lease.id, '--', 'true'), env: { ...env, CRABBOX_NO_THIN_CLIENT: '1' } },
+      'run, fast path': { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true'), env: { ...env, CRABBOX_NO_THIN_CLIENT: '1' } },
+      'ssh, full CLI': { args: crabbox('ssh', '--id', lease.id, '--', 'true'), env: { ...env, CRABBOX_NO_FAST_PATH: '1' } },
+      fresh: { args: [...base, '-o', 'ControlPath=none', target, 'true'] },
+      master: { args: [...base, '-o', `ControlPath=${control}`, target, 'true'] },
+      node: { args: [process.execPath, '-e', '0'] },
+      ...(baseline && {
+        'ssh, baseline': { args: [process.execPath, baseline, 'ssh', '--id', lease.id, '--', 'true'] },
+        'run, baseline': { args: [process.execPath, baseline, 'run', '--id', lease.id, '--no-sync', '--', 'true'] },
+      }),
     }
-    const ratio = (name: string, to: string) => `${(r[name] / r[to]).toFixed(2)}×`
-    rows.push(
-      `| ${rtt} ms${hog ? ' + hog' : ''} | ${r.ssh.toFixed(0)} ms | ${r.run.toFixed(0)} ms | ${r['ssh, full CLI'].toFixed(0)} ms | ` +
-        `${r.fresh.toFixed(0)} ms | ${r.master.toFixed(0)} ms | ${r.node.toFixed(0)} ms | ${ratio('ssh', 'master')} / ${ratio('run', 'master')} | ` +
-        `${ratio('ssh', 'fresh')} / ${ratio('run', 'fresh')} | ${ratio('ssh, full CLI', 'master')} | ${loadAverage().split(' ')[0]} |`,
-    )
-    if (baseline)
-      baselineRows.push(
-        `| ${rtt} ms${hog ? ' + hog' : ''} | ${r['ssh, baseline'].toFixed(0)} ms | ${r['run, baseline'].toFixed(0)} ms | ` +
-          `${ratio('ssh, baseline', 'master')} / ${ratio('run, baseline', 'master')} | ${ratio('ssh, baseline', 'fresh')} / ${ratio('run, baseline', 'fresh')} |`,
+    const conditions = [
+      { rtt: 0, hog: false },
+      { rtt: 50, hog: false },
+      ...(withHog
+        ? [
+            { rtt: 0, hog: true },
+            { rtt: 50, hog: true },
+          ]
+        : []),
+    ]
+    const rows: string[] = []
+    const baselineRows: string[] = []
+    const fastRows: string[] = []
+    for (const { rtt, hog } of conditions) {
+      proxy.setDelay(rtt / 2)
+      const stopHog = hog ? cpuHog() : () => {}
+      let r: Record<string, number>
+      try {
+        r = await measure(commands, { runs, warmup: 3, env, cwd: scratch })
+      } finally {
+        stopHog()
+      }
+      const ratio = (name: string, to: string) => `${(r[name] / r[to]).toFixed(2)}×`
+      rows.push(
+        `| ${rtt} ms${hog ? ' + hog' : ''} | ${r.ssh.toFixed(0)} ms | ${r.run.toFixed(0)} ms | ${r['ssh, full CLI'].toFixed(0)} ms | ` +
+          `${r.fresh.toFixed(0)} ms | ${r.master.toFixed(0)} ms | ${r.node.toFixed(0)} ms | ${ratio('ssh', 'master')} / ${ratio('run', 'master')} | ` +
+          `${ratio('ssh', 'fresh')} / ${ratio('run', 'fresh')} | ${ratio('ssh, full CLI', 'master')} | ${loadAverage().split(' ')[0]} |`,
       )
-  }
+      fastRows.push(
+        `| ${rtt} ms${hog ? ' + hog' : ''} | ${r['ssh, fast path'].toFixed(0)} ms | ${r['run, fast path'].toFixed(0)} ms | ` +
+          `${ratio('ssh, fast path', 'master')} / ${ratio('run, fast path', 'master')} | ${ratio('ssh, fast path', 'fresh')} / ${ratio('run, fast path', 'fresh')} |`,
+      )
+      if (baseline)
+        baselineRows.push(
+          `| ${rtt} ms${hog ? ' + hog' : ''} | ${r['ssh, baseline'].toFixed(0)} ms | ${r['run, baseline'].toFixed(0)} ms | ` +
+            `${ratio('ssh, baseline', 'master')} / ${ratio('run, baseline', 'master')} | ${ratio('ssh, baseline', 'fresh')} / ${ratio('run, baseline', 'fresh')} |`,
+        )
+    }
 
-  const transport = await transportOnly()
-  const memory = await agentMemory(crabbox)
-  const lines = [
-    '',
-    '| RTT | crabbox ssh | crabbox run --no-sync | ssh, full CLI | OpenSSH fresh | ControlMaster | node -e 0 | ssh / run vs ControlMaster | ssh / run vs fresh | full CLI vs ControlMaster | load |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
-    ...rows,
-    ...(baseline
-      ? [
-          '',
-          `baseline (${baseline}), same runs:`,
-          '',
-          '| RTT | ssh | run --no-sync | ssh / run vs ControlMaster | ssh / run vs fresh |',
-          '|---|---|---|---|---|',
-          ...baselineRows,
-        ]
-      : []),
-    '',
-    `transport only, warm exec at 50 ms RTT: ${transport.spare.toFixed(0)} ms with the agent's spare channel, ${transport.plain.toFixed(0)} ms without`,
-    `agent memory (VmRSS): ${memory.one} MiB with 1 warm connection, ${memory.twenty} MiB with ${memory.count}`,
-    `medians of ${runs} interleaved runs; load average ${loadAverage()}; targets at 50 ms: ≤ 1.0× ControlMaster, ≤ 0.3× fresh; at 0 ms ≤ 40 ms`,
-  ]
-  process.stdout.write(`${lines.join('\n')}\n`)
+    const transport = await transportOnly()
+    const memory = await agentMemory(crabbox)
+    const lines = [
+      '',
+      '| RTT | crabbox ssh | crabbox run --no-sync | ssh, full CLI | OpenSSH fresh | ControlMaster | node -e 0 | ssh / run vs ControlMaster | ssh / run vs fresh | full CLI vs ControlMaster | load |',
+      '|---|---|---|---|---|---|---|---|---|---|---|',
+      ...rows,
+      '',
+      'the fast path in the CLI process (CRABBOX_NO_THIN_CLIENT=1), same runs:',
+      '',
+      '| RTT | ssh | run --no-sync | ssh / run vs ControlMaster | ssh / run vs fresh |',
+      '|---|---|---|---|---|',
+      ...fastRows,
+      ...(baseline
+        ? [
+            '',
+            `baseline (${baseline}), same runs:`,
+            '',
+            '| RTT | ssh | run --no-sync | ssh / run vs ControlMaster | ssh / run vs fresh |',
+            '|---|---|---|---|---|',
+            ...baselineRows,
+          ]
+        : []),
+      '',
+      `transport only, warm exec at 50 ms RTT: ${transport.spare.toFixed(0)} ms with the agent's spare channel, ${transport.plain.toFixed(0)} ms without`,
+      `agent memory (VmRSS): ${memory.one} MiB with 1 warm connection, ${memory.twenty} MiB with ${memory.count}; its spare worker ${memory.spare} MiB`,
+      `medians of ${runs} interleaved runs; load average ${loadAverage()}; targets at 50 ms: ≤ 1.0× ControlMaster, ≤ 0.3× fresh; at 0 ms ≤ 40 ms`,
+    ]
+    process.stdout.write(`${lines.join('\n')}\n`)
+  }
 } finally {
   await run(['ssh', '-o', `ControlPath=${control}`, '-O', 'exit', 'x'], { capture: true }).catch(() => {})
   await run([process.execPath, cli, 'agent', 'stop'], { capture: true }).catch(() => {})
@@ -162,11 +193,13 @@ async function transportOnly(): Promise<Record<'spare' | 'plain', number>> {
 }
 
 /** The agent's resident memory with one warm connection, then with 20 (one per proxy port, each its own pooled target). */
-async function agentMemory(crabbox: (...args: string[]) => string[]): Promise<{ one: string; twenty: string; count: number }> {
+async function agentMemory(
+  crabbox: (...args: string[]) => string[],
+): Promise<{ one: string; twenty: string; count: number; spare: string }> {
   const rss = async () => {
     const status = JSON.parse(await run(crabbox('agent', 'status', '--json'), { capture: true })) as { pid: number; connections: unknown[] }
     const kib = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${status.pid}/status`, 'utf8'))?.[1])
-    return { mib: (kib / 1024).toFixed(1), connections: status.connections.length }
+    return { mib: (kib / 1024).toFixed(1), connections: status.connections.length, pid: status.pid }
   }
   const one = await rss()
   for (let i = 1; i < 20; i++) {
@@ -177,5 +210,48 @@ async function agentMemory(crabbox: (...args: string[]) => string[]): Promise<{ 
     await runChild(crabbox('ssh', '--', 'true'), own, scratch, true)
   }
   const twenty = await rss()
-  return { one: one.mib, twenty: twenty.mib, count: twenty.connections }
+  return { one: one.mib, twenty: twenty.mib, count: twenty.connections, spare: spareRss(twenty.pid) }
+}
+
+/** The resident memory of the agent's spare worker (its child running `warmWorker`), or `none`. */
+function spareRss(agent: number): string {
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('warmWorker')) continue
+      if (Number(/PPid:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) !== agent) continue
+      const kib = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1])
+      return (kib / 1024).toFixed(1)
+    } catch {}
+  }
+  return 'none'
+}
+
+/** Median of each `start-up: <phase> <ms>` line over `traceRuns` runs of each command, and the wall time. */
+async function traceProfile(commands: Record<string, { args: string[]; env?: NodeJS.ProcessEnv }>): Promise<void> {
+  const phases: Record<string, Record<string, number[]>> = {}
+  for (let i = 0; i < traceRuns + 2; i++) {
+    for (const [name, { args, env: extra }] of Object.entries(commands)) {
+      const start = performance.now()
+      const stderr = await new Promise<string>((resolve) => {
+        const child = spawn(args[0], args.slice(1), {
+          env: { ...env, ...extra, CRABBOX_TRACE_START: '1' },
+          cwd: scratch,
+          stdio: ['ignore', 'ignore', 'pipe'],
+        })
+        let text = ''
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (text += d))
+        child.on('close', () => resolve(text))
+      })
+      const wall = performance.now() - start
+      if (i < 2) continue // warm-up
+      const own = (phases[name] ??= {})
+      for (const [, phase, ms] of stderr.matchAll(/^start-up: (.+?) ([\d.]+) ms/gm)) (own[phase] ??= []).push(Number(ms))
+      ;(own.wall ??= []).push(wall)
+    }
+  }
+  const median = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]
+  for (const [name, own] of Object.entries(phases)) {
+    process.stdout.write(`\n${name} (medians of ${traceRuns} runs at ${traceRtt} ms RTT, load ${loadAverage()}):\n`)
+    for (const [phase, values] of Object.entries(own)) process.stdout.write(`| ${phase} | ${median(values).toFixed(1)} ms |\n`)
+  }
 }

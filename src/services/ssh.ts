@@ -7,6 +7,7 @@ import type { ReadyKind } from '../transport/ssh/readiness.js'
 import type { ExecResult, SshTarget } from '../transport/ssh/types.js'
 import { outputSink } from '../transport/ssh/streams.js'
 import { workdirFor } from './run/workdir.js'
+import { startMark } from '../start-marks.js'
 import type { BrokerClient } from '../transport/broker/client.js'
 import type { Lease, LeaseCapabilities } from '../providers/types.js'
 import { TARGET_ALIASES, WINDOWS_MODE_ALIASES } from '../protocol/targets.js'
@@ -230,6 +231,7 @@ export function printsByDefault(): boolean {
  */
 export async function sshCommand(context: ServiceContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
   const { leaseId, target, broker, idleTimeoutSeconds, workRoot, revoke } = await resolveSshTarget(context, flags, { delegatedSsh: true })
+  startMark('ssh: lease resolved')
   const where = `${target.user}@${target.host}:${target.port}`
   const printLine = flags.print || (argv.length === 0 && !flags.tty && (flags.printWithoutCommand ?? printsByDefault()))
   // A printed line carries a delegated provider's token: it stays valid until it expires.
@@ -256,6 +258,7 @@ async function sshSession(
     // A command: the agent connects and runs it in one request (connection errors come from the exec).
     connectWithExec: argv.length > 0,
   })
+  startMark('ssh: session')
   // A broker lease stays alive while the shell or command runs.
   const heartbeat = broker
     ? (await import('./heartbeat.js')).leaseHeartbeat(broker, { id: leaseId, idleTimeoutSeconds }, context.progress)
@@ -270,11 +273,13 @@ async function sshSession(
       : process.stdin.isTTY || flags.tty
         ? await interactive(session, workdir ? inWorkdir(LOGIN_SHELL) : undefined)
         : await runRemote(session, inWorkdir(LOGIN_SHELL))
+    startMark('ssh: remote command')
     if (result.code !== 0) throw new RemoteExit(exitCodeOf(result))
     return { leaseId, target: where, ...result }
   } finally {
     heartbeat?.stop()
     await session.close()
+    startMark('ssh: session closed')
   }
 }
 

@@ -26,6 +26,7 @@ const allowed = [
 const required = [
   'bin/run.js',
   'dist/fast-path.js',
+  'dist/thin-client.js',
   'dist/oclif.js',
   'dist/egress-client.cjs',
   'oclif.manifest.json',

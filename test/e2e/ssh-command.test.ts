@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
@@ -9,11 +9,15 @@ import { until } from '../support/fixtures.js'
 import { pidAlive } from '../support/processes.js'
 import { tcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
-// Every case runs through both start paths: bin/run.js's fast path (src/fast-path.ts) and the full oclif CLI.
-describe.each<{ path: string; pathEnv: Record<string, string> }>([
-  { path: 'fast path', pathEnv: {} },
+// Every case runs through the start paths: bin/run.js's fast path (src/fast-path.ts) and the full oclif CLI;
+// the cases a warm agent does not change also through the thin client (src/thin-client.ts): their home's
+// agent and its spare workers are up before the case starts, so its commands run in a spare worker.
+describe.each<{ path: string; pathEnv: Record<string, string>; thin?: boolean }>([
+  { path: 'fast path', pathEnv: { CRABBOX_NO_THIN_CLIENT: '1' } },
+  // Its start-up trace names the path taken: the first case checks that it was the spare worker.
+  { path: 'thin client', pathEnv: { CRABBOX_TRACE_START: '1' }, thin: true },
   { path: 'full CLI', pathEnv: { CRABBOX_NO_FAST_PATH: '1' } },
-])('crabbox ssh against a real sshd ($path)', ({ pathEnv }) => {
+])('crabbox ssh against a real sshd ($path)', ({ pathEnv, thin }) => {
   let host: SshHost
   const homes: CliHome[] = []
   const proxies: TcpProxy[] = []
@@ -22,6 +26,15 @@ describe.each<{ path: string; pathEnv: Record<string, string> }>([
     const made = cliHome()
     made.env = { ...made.env, CRABBOX_SSH_KEY: host.privateKeyPath, ...pathEnv, ...extra }
     homes.push(made)
+    return made
+  }
+  /** `home()`; for the thin client with its agent and two spare workers already up. */
+  const warmHome = async (extra: Record<string, string> = {}) => {
+    const made = home(extra)
+    if (!thin) return made
+    expect((await runCli(['ssh', ...at(host.address, 22), '--', 'true'], { home: made })).code).toBe(0)
+    const runDir = join(made.env.XDG_RUNTIME_DIR, 'crabbox')
+    await until('two spare workers', () => readdirSync(runDir).filter((name) => /^spare-\d+\.sock$/.test(name)).length >= 2, 30_000)
     return made
   }
   // Scoped to this host: the machine's process table is shared with every other test host.
@@ -46,12 +59,13 @@ describe.each<{ path: string; pathEnv: Record<string, string> }>([
   })
 
   it('separates stdout from stderr and passes the exit code through', async () => {
-    const h = home()
+    const h = await warmHome()
     const result = await runCli(['ssh', ...at(host.address, 22), '--', 'echo out; echo err >&2; exit 42'], { home: h })
     expect(result.code).toBe(42)
     expect(result.stdout).toBe('out\n')
     expect(result.stderr).toContain('err\n')
     expect(result.stderr).not.toContain('out')
+    if (thin) expect(result.stderr).toContain('start-up: thin client: worker started')
     const ok = await runCli(['ssh', ...at(host.address, 22), '--', 'echo', 'two', 'words'], { home: h })
     expect(ok).toMatchObject({ code: 0, stdout: 'two words\n' })
   })
@@ -71,7 +85,7 @@ describe.each<{ path: string; pathEnv: Record<string, string> }>([
 
   it('streams many MB of piped stdin through the agent intact', async () => {
     const input = 'crabbox\n'.repeat(4 * 1024 * 1024) // 32 MiB
-    const result = await runCli(['ssh', ...at(host.address, 22), '--', 'sha256sum'], { home: home(), input })
+    const result = await runCli(['ssh', ...at(host.address, 22), '--', 'sha256sum'], { home: await warmHome(), input })
     expect(result.code).toBe(0)
     expect(result.stdout.split(' ')[0]).toBe(createHash('sha256').update(input).digest('hex'))
   })
@@ -96,7 +110,7 @@ describe.each<{ path: string; pathEnv: Record<string, string> }>([
 
   it('exits 255 quickly when the connection is cut mid-command, and does not re-run it', async () => {
     const proxy = await proxied()
-    const h = home()
+    const h = await warmHome()
     const marker = `/tmp/cut-${process.pid}-${Date.now()}`
     const child = spawnCli(['ssh', ...at(proxy.host, proxy.port), '--', `echo run >> ${marker}; echo started; sleep 60`], { home: h })
     let stdout = ''
@@ -117,14 +131,16 @@ describe.each<{ path: string; pathEnv: Record<string, string> }>([
       [false, false],
       [true, false],
     ]) {
-      const h = home(agent ? {} : { CRABBOX_NO_AGENT: '1' })
+      const h = agent ? await warmHome() : home({ CRABBOX_NO_AGENT: '1' })
       const child = spawnCli(['ssh', ...at(host.address, 22), '--', 'echo started; sleep 301; echo never'], { home: h })
       if (!stdinOpen) child.stdin!.end() // the common case: nothing piped, the remote sees EOF at once
       let stdout = ''
       child.stdout!.on('data', (d) => (stdout += d))
       const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
       await until('the command to start', () => stdout.includes('started'), 15_000)
-      expect(await running(/sleep 301/)).toBe(true)
+      // The sleep itself, not only the shell whose command line names it: a signal sent before
+      // the shell forked it would reach the shell alone.
+      await until('the remote sleep to run', () => running(/^sleep 301$/), 15_000)
       child.kill('SIGINT')
       expect(await exited).toBe(130)
       expect(stdout).not.toContain('never')
@@ -133,7 +149,7 @@ describe.each<{ path: string; pathEnv: Record<string, string> }>([
   })
 
   it('a closed stdout stops the remote command, like a local pipeline (exit 141)', async () => {
-    const h = home()
+    const h = await warmHome()
     const child = spawnCli(['ssh', ...at(host.address, 22), '--', 'yes crabbox-sigpipe-test'], { home: h })
     child.stdin!.end()
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
@@ -144,7 +160,7 @@ describe.each<{ path: string; pathEnv: Record<string, string> }>([
   })
 
   it('fails with exit 7 on a changed host key, showing both fingerprints and how to reset the pin', async () => {
-    const h = home()
+    const h = await warmHome()
     expect((await runCli(['ssh', ...at(host.address, 22), '--', 'true'], { home: h })).code).toBe(0)
     const before = host.hostKeyFingerprint
     await host.restart({ newHostKeys: true })
@@ -219,7 +235,7 @@ describe.each<{ path: string; pathEnv: Record<string, string> }>([
   })
 
   it('--id resolves a lease (the embedded local provider) and runs there', async () => {
-    const h = home()
+    const h = await warmHome()
     const warm = await runCli(['warmup', '--provider', 'local'], { home: h })
     expect(warm.code).toBe(0)
     const id = /leased (\S+)/.exec(warm.stdout + warm.stderr)![1]

@@ -9,6 +9,7 @@ import { recordFailure, recordStep } from './steps/record.js'
 import { releaseStep } from './steps/release.js'
 import { sessionStep } from './steps/session.js'
 import { syncStep } from './steps/sync.js'
+import { startMark } from '../../start-marks.js'
 
 export type { RunContext, RunFlags } from './steps/plan.js'
 export { workdirFor } from './steps/session.js'
@@ -35,13 +36,19 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
     if (provider.delegated) return runDelegated(context, { name: provider.name, delegated: provider.delegated }, argv, flags)
   }
   const plan = await planStep(context, argv, flags)
+  startMark('run: plan')
   const state = newRunState()
   try {
     state.held = await leaseStep(plan, state)
+    startMark('run: lease')
     const live = await sessionStep(plan, state, state.held.lease)
+    startMark('run: session')
     const ran = await syncStep(plan, state, live)
+    startMark('run: sync')
     const exitCode = await commandStep(plan, state, live, ran)
+    startMark('run: remote command')
     const timing = await recordStep(plan, state, live.lease, exitCode)
+    startMark('run: recorded')
     const broker = context.config.broker?.url
     summaryExtras.set(timing, {
       results: state.results,

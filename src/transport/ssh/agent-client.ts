@@ -73,7 +73,9 @@ function spawnAgent(idleTimeoutMs: number): boolean {
   if (!existsSync(script)) return false
   const dir = agentDir()
   const env = { ...process.env }
-  delete env.NODE_EXTRA_CA_CERTS // the agent never speaks HTTPS; this only slows its start
+  // The agent never speaks HTTPS; this only slows its start. Its spare workers may: they get it back.
+  if (env.NODE_EXTRA_CA_CERTS) env.CRABBOX_AGENT_EXTRA_CA_CERTS = env.NODE_EXTRA_CA_CERTS
+  delete env.NODE_EXTRA_CA_CERTS
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
     const log = openSync(join(dir, 'agent.log'), 'a', 0o600)

@@ -1,22 +1,12 @@
 import * as v from 'valibot'
 
+export { encodeFrame, Frame, frameDecoder } from './agent-frames.js'
+
 /**
  * The connection agent's wire format over its unix socket: one request per
  * socket connection, then binary frames `[type u8][length u32 BE][payload]`.
  * Raw frames carry stdin/stdout/stderr bytes; JSON frames are validated here.
  */
-export const Frame = {
-  request: 1,
-  stdin: 2,
-  stdinEnd: 3,
-  signal: 4,
-  stdout: 10,
-  stderr: 11,
-  result: 12,
-  /** `connect-exec`: the connection is up (payload `{ port }`); stdin and the command's output follow. */
-  connected: 13,
-} as const
-
 export const AgentTarget = v.object({
   host: v.string(),
   port: v.number(),
@@ -89,30 +79,6 @@ export const AgentReply = v.union([
   v.object({ ok: v.literal(false), error: AgentError }),
 ])
 export type AgentReply = v.InferOutput<typeof AgentReply>
-
-export function encodeFrame(type: number, payload: Buffer | string | object = Buffer.alloc(0)): Buffer {
-  const body = Buffer.isBuffer(payload) ? payload : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload))
-  const head = Buffer.allocUnsafe(5)
-  head.writeUInt8(type, 0)
-  head.writeUInt32BE(body.length, 1)
-  return Buffer.concat([head, body])
-}
-
-/** Splits a byte stream into frames; hands each complete one to `onFrame`. */
-export function frameDecoder(onFrame: (type: number, payload: Buffer) => void): (chunk: Buffer) => void {
-  let buffered: Buffer = Buffer.alloc(0)
-  return (chunk) => {
-    buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk
-    while (buffered.length >= 5) {
-      const length = buffered.readUInt32BE(1)
-      if (buffered.length < 5 + length) break
-      const type = buffered[0]
-      const payload = buffered.subarray(5, 5 + length)
-      buffered = buffered.subarray(5 + length)
-      onFrame(type, payload)
-    }
-  }
-}
 
 export const parseJson = <T extends v.GenericSchema>(schema: T, payload: Buffer): v.InferOutput<T> =>
   v.parse(schema, JSON.parse(payload.toString('utf8')))

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError } from '../../errors.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
+import { SpareWorkers } from './agent-spare.js'
 import { SshPool } from './pool.js'
 import { afterDrain, writeOrPause } from './streams.js'
 import type { SshTarget } from './types.js'
@@ -143,6 +144,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
   rmSync(socketPath, { force: true })
 
   const pool = new SshPool({ spareChannel: true })
+  const spares = new SpareWorkers(options.dir, log)
   const sockets = new Set<Socket>()
   const startedAt = new Date()
   let lastActivity = Date.now()
@@ -228,6 +230,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     stopping = true
     log(`shutting down: ${why}`)
     clearInterval(sweep)
+    spares.stop()
     server.close()
     await pool.closeAll()
     for (const socket of sockets) socket.destroy()
@@ -248,6 +251,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     process.umask(oldMask)
   }
   log(`listening on ${socketPath} (idle timeout ${options.idleTimeoutMs} ms)`)
+  spares.warm()
 
   const sweep = setInterval(
     async () => {

@@ -167,6 +167,8 @@ export function execOnClient(
     const run = (channel: ClientChannel) => {
       let exit: ExecResult | undefined
       let killTimer: NodeJS.Timeout | undefined
+      // Set once the interrupted command outlived its grace and was sent SIGKILL by us.
+      let escalated = false
       const stdin = options.stdin
       if (options.stdout) channel.pipe(options.stdout, { end: false })
       else channel.on('data', (chunk: Buffer) => options.onStdout?.(chunk))
@@ -180,13 +182,17 @@ export function execOnClient(
         options.signal?.removeEventListener('abort', onAbort)
         if (killTimer) clearTimeout(killTimer)
         if (stdin instanceof Readable) stdin.unpipe(channel)
-        if (exit) resolve(exit)
+        // Killed by our own escalation: it ended because of the interrupt (Ctrl-C is 130, not 137).
+        // A signal sent while the remote shell was between two commands reaches only the shell,
+        // which then waits for the next one: that one never saw it and lives until the kill.
+        if (exit && !(escalated && exit.signal === 'SIGKILL')) resolve(exit)
         else if (options.signal?.aborted) resolve({ code: null, signal: abortSignalName(options.signal) })
         else reject(lostTransport(where))
       }
       const onAbort = () => {
         sendSignal(channel, abortSignalName(options.signal))
         killTimer = setTimeout(() => {
+          escalated = true
           sendSignal(channel, 'SIGKILL')
           channel.close()
           // Stop waiting; the remote command may outlive us, as with a killed `ssh`.

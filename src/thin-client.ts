@@ -1,0 +1,211 @@
+import { lstatSync, readdirSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { isatty } from 'node:tty'
+import { fileURLToPath } from 'node:url'
+import { type FastCommand, truthy } from './fast-argv.js'
+import { runtimeDir } from './paths.js'
+import { buildStamp, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
+
+export { fastCommand } from './fast-argv.js'
+
+/**
+ * The thin client: the first stop of a hot command (`ssh --id X -- cmd`, `run --id X … -- cmd`)
+ * when this user's connection agent is up. Instead of loading the fast path (one 400 KiB file,
+ * its modules' top level, the config loader) it hands argv, cwd and environment to one of the
+ * agent's spare workers (src/warm-worker.ts), which has all of that loaded and runs the command
+ * as this process would; stdout, stderr, stdin, signals and the exit code travel as frames.
+ * Anything unusual (no agent or no spare, a folder not ours, a terminal, Node start-up options,
+ * a worker that does not answer within a second, one of another build) answers false before
+ * anything ran, and bin/run.js runs the fast path as before, which also starts the agent.
+ * `CRABBOX_NO_THIN_CLIENT=1` turns it off.
+ */
+
+/** A live spare worker answers at once: one that does not is wedged, and the fast path runs instead. */
+const START_MS = 1000
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
+/** `CRABBOX_TRACE_START=1`: the thin client's phases, in the fast path's format (the worker adds its own). */
+const tracing = truthy(process.env.CRABBOX_TRACE_START)
+let lastMark = 0
+function mark(phase: string): void {
+  if (!tracing) return
+  const now = performance.now()
+  process.stderr.write(`start-up: thin client: ${phase} ${(now - lastMark).toFixed(1)} ms (at ${now.toFixed(1)} ms)\n`)
+  lastMark = now
+}
+
+/** Runs `fast` in the agent's spare worker: true when it ran there (process.exitCode is set), false to fall back. */
+export async function thinRun(fast: FastCommand, argv: string[]): Promise<boolean> {
+  if (!usable(fast)) return false
+  mark('node and bin/run.js')
+  const build = buildStamp(fileURLToPath(new URL('./fast-path.js', import.meta.url)), process.env)
+  const dir = runtimeDir()
+  if (!build || !privateDir(dir)) return false
+  const socket = await reachSpare(dir)
+  if (!socket) return false
+  mark('worker reached')
+  const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
+  return converse(socket, { build, argv, bin: process.argv[1] ?? '', cwd: process.cwd(), env })
+}
+
+/** The first spare worker that takes the connection (`spare-<n>.sock` in the agent's folder). */
+async function reachSpare(dir: string): Promise<Socket | undefined> {
+  let names: string[]
+  try {
+    names = readdirSync(dir).filter((name) => /^spare-\d+\.sock$/.test(name))
+  } catch {
+    return undefined
+  }
+  for (const name of names) {
+    const socket = await reach(join(dir, name))
+    if (socket) return socket
+  }
+  return undefined
+}
+
+function usable(fast: FastCommand): boolean {
+  const env = process.env
+  if (truthy(env.CRABBOX_NO_THIN_CLIENT) || truthy(env.CRABBOX_NO_AGENT)) return false
+  // Node options on the command line (NODE_OPTIONS and NODE_EXTRA_CA_CERTS are part of the build stamp).
+  if (process.execArgv.length > 0) return false
+  // A terminal (raw mode, window size, a pty) stays with the process that owns it.
+  return fast.words.length > 0 && ![0, 1, 2].some((fd) => isatty(fd))
+}
+
+/** The agent's folder: ours and closed to others (the fast path tightens or refuses anything else). */
+function privateDir(dir: string): boolean {
+  try {
+    const stat = lstatSync(dir)
+    return stat.isDirectory() && stat.uid === process.getuid?.() && (stat.mode & 0o077) === 0
+  } catch {
+    return false
+  }
+}
+
+function reach(path: string): Promise<Socket | undefined> {
+  // sun_path holds 108 bytes on Linux (104 on macOS).
+  if (Buffer.byteLength(path) > 103) return Promise.resolve(undefined)
+  return new Promise((resolve) => {
+    const socket = connect(path)
+    socket.once('connect', () => resolve(socket))
+    socket.once('error', () => {
+      socket.destroy()
+      resolve(undefined)
+    })
+  })
+}
+
+/** The conversation with the agent, then with its worker: resolves false (fall back) only before `started`. */
+function converse(socket: Socket, request: object): Promise<boolean> {
+  return new Promise((resolve) => {
+    let started = false
+    let ended = false
+    let detach = () => {}
+    let fellBack = false
+    const fallBack = () => {
+      if (fellBack) return
+      fellBack = true
+      mark('falls back to the fast path')
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(false)
+    }
+    const timer = setTimeout(fallBack, START_MS)
+    const end = (code: number) => {
+      mark('exit code')
+      ended = true
+      process.exitCode = code
+      detach()
+      socket.destroy()
+      resolve(true)
+    }
+    socket.on('error', () => {})
+    socket.on(
+      'data',
+      frameDecoder((type, payload) => {
+        if (type === Frame.started) {
+          if (fellBack) return // too late: the fast path runs it (the worker, without `go`, does not)
+          mark('worker started')
+          clearTimeout(timer)
+          started = true
+          socket.write(encodeFrame(Frame.go))
+          detach = attach(socket)
+        } else if (type === Frame.result) {
+          if (!started) return fallBack() // declined: another build, or it was taken
+          const reply = JSON.parse(payload.toString('utf8')) as { result?: { code?: number } }
+          end(reply.result?.code ?? 1)
+        } else if (type === Frame.stdout || type === Frame.stderr) output(socket, type, payload)
+        else if (type === Frame.stdinWanted) forwardStdin(socket)
+      }),
+    )
+    socket.on('close', () => {
+      if (!started) return fallBack()
+      if (ended) return
+      // The worker ended without an exit code: killed by a signal we forwarded, or it crashed.
+      const signal = lastSignal
+      detach()
+      if (signal) return void process.kill(process.pid, signal)
+      process.stderr.write("crabbox: the command ended without an exit code (the agent's worker exited)\n")
+      end(1)
+    })
+    socket.write(encodeFrame(Frame.request, request))
+  })
+}
+
+let lastSignal: NodeJS.Signals | undefined
+const closedOutput = { stdout: false, stderr: false }
+
+/** From `started` on: signals go to the worker, a closed stdout/stderr is reported to it. */
+function attach(socket: Socket): () => void {
+  const onSignal = (name: NodeJS.Signals) => {
+    lastSignal = name
+    socket.write(encodeFrame(Frame.signal, { name }))
+  }
+  const onOutputError = (name: 'stdout' | 'stderr') => (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE' || closedOutput[name]) return
+    closedOutput[name] = true
+    socket.write(encodeFrame(Frame.outputClosed, name))
+    // No 'drain' comes from a closed stream: stop waiting for one.
+    if (waiting.delete(process[name])) socket.resume()
+  }
+  const stdoutError = onOutputError('stdout')
+  const stderrError = onOutputError('stderr')
+  for (const name of SIGNALS) process.on(name, onSignal)
+  process.stdout.on('error', stdoutError)
+  process.stderr.on('error', stderrError)
+  return () => {
+    for (const name of SIGNALS) process.off(name, onSignal)
+    // A closed pipe can still fail a late write: the handlers stay quiet instead of crashing.
+    stdinForwarded?.destroy()
+  }
+}
+
+/** The worker's output, with backpressure: a slow reader pauses the socket, then the worker, then the command. */
+function output(socket: Socket, type: number, payload: Buffer): void {
+  const stream = type === Frame.stdout ? process.stdout : process.stderr
+  if (closedOutput[type === Frame.stdout ? 'stdout' : 'stderr'] || stream.destroyed) return
+  if (stream.write(payload) || waiting.has(stream)) return
+  waiting.add(stream)
+  socket.pause()
+  stream.once('drain', () => {
+    waiting.delete(stream)
+    socket.resume()
+  })
+}
+const waiting = new Set<NodeJS.WriteStream>()
+
+let stdinForwarded: NodeJS.ReadStream | undefined
+
+/** The command reads stdin: ours goes to the worker as frames from now on (never read before). */
+function forwardStdin(socket: Socket): void {
+  if (stdinForwarded) return
+  const stdin = (stdinForwarded = process.stdin)
+  stdin.on('data', (chunk: Buffer) => {
+    if (socket.write(encodeFrame(Frame.stdin, chunk))) return
+    stdin.pause()
+    socket.once('drain', () => stdin.resume())
+  })
+  stdin.once('end', () => socket.write(encodeFrame(Frame.stdinEnd)))
+  stdin.once('error', () => socket.write(encodeFrame(Frame.stdinError)))
+}

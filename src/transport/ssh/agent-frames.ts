@@ -1,0 +1,69 @@
+import { statSync } from 'node:fs'
+
+/**
+ * The connection agent's frames, `[type u8][length u32 BE][payload]` over its unix socket
+ * (agent-protocol.ts validates the JSON ones). No library here: the thin client uses this file.
+ */
+export const Frame = {
+  request: 1,
+  stdin: 2,
+  stdinEnd: 3,
+  signal: 4,
+  stdout: 10,
+  stderr: 11,
+  result: 12,
+  /** `connect-exec`: the connection is up (payload `{ port }`); stdin and the command's output follow. */
+  connected: 13,
+  // A thin client (src/thin-client.ts) and a spare worker (src/warm-worker.ts): `request` carries
+  // the command (argv, cwd, env), a `result` before `started` declines it (the client falls back).
+  /** worker → client: the worker took the request; the client answers `go` (or gives up and falls back). */
+  started: 15,
+  /** worker → client: the command reads stdin; the client forwards its own from now on. */
+  stdinWanted: 16,
+  /** client → worker: the client's stdout or stderr was closed (payload `stdout` or `stderr`). */
+  outputClosed: 17,
+  /** client → worker: reading the client's stdin failed. */
+  stdinError: 18,
+  /** client → worker: run it; from here on the client never falls back. */
+  go: 19,
+} as const
+
+export function encodeFrame(type: number, payload: Buffer | string | object = Buffer.alloc(0)): Buffer {
+  const body = Buffer.isBuffer(payload) ? payload : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload))
+  const head = Buffer.allocUnsafe(5)
+  head.writeUInt8(type, 0)
+  head.writeUInt32BE(body.length, 1)
+  return Buffer.concat([head, body])
+}
+
+/** Splits a byte stream into frames; hands each complete one to `onFrame`. */
+export function frameDecoder(onFrame: (type: number, payload: Buffer) => void): (chunk: Buffer) => void {
+  let buffered: Buffer = Buffer.alloc(0)
+  return (chunk) => {
+    buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk
+    while (buffered.length >= 5) {
+      const length = buffered.readUInt32BE(1)
+      if (buffered.length < 5 + length) break
+      const type = buffered[0]
+      const payload = buffered.subarray(5, 5 + length)
+      buffered = buffered.subarray(5 + length)
+      onFrame(type, payload)
+    }
+  }
+}
+
+/**
+ * Which build of the fast path `file` (dist/fast-path.js) is, run by which Node with which
+ * start-up options (`env`'s NODE_OPTIONS and NODE_EXTRA_CA_CERTS, read by Node only while it
+ * starts): a thin client and a spare worker pair only when both say the same (a rebuilt or
+ * upgraded crabbox, another Node or other options fall back). Undefined when the file is
+ * missing (running from src/).
+ */
+export function buildStamp(file: string, env: NodeJS.ProcessEnv): string | undefined {
+  try {
+    const stat = statSync(file)
+    return JSON.stringify([stat.ino, stat.size, stat.mtimeMs, process.execPath, env.NODE_OPTIONS ?? '', env.NODE_EXTRA_CA_CERTS ?? ''])
+  } catch {
+    return undefined
+  }
+}

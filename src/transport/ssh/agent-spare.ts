@@ -1,0 +1,98 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { buildStamp } from './agent-frames.js'
+
+/** dist/fast-path.js, beside this module's folder dist/transport/ssh/. */
+const fastPathFile = () => fileURLToPath(new URL('../../fast-path.js', import.meta.url))
+
+// `node -e` gets the file's URL, its socket and its build: load the fast path, run its worker entry.
+const WORKER_MAIN = 'const m = await import(process.argv[1]); await m.warmWorker(process.argv[2], process.argv[3])'
+
+/**
+ * A spare's environment: the agent's, with the NODE_EXTRA_CA_CERTS of the CLI that started the
+ * agent put back (the agent itself runs without it, see agent-client.ts): a worker may talk to
+ * the broker, and it serves clients started with that same value.
+ */
+function spareEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env }
+  if (env.CRABBOX_AGENT_EXTRA_CA_CERTS) env.NODE_EXTRA_CA_CERTS = env.CRABBOX_AGENT_EXTRA_CA_CERTS
+  delete env.CRABBOX_AGENT_EXTRA_CA_CERTS
+  return env
+}
+
+/** Spares kept ready: two, so a second command right after the first (ssh, then run) still finds one. */
+const SPARES = 2
+
+/** Where spare workers listen, in the agent's 0700 folder: `spare-<n>.sock` (the thin client looks for these). */
+export const spareSocketName = /^spare-\d+\.sock$/
+
+/**
+ * The agent's spare workers (src/warm-worker.ts): Node processes with the fast path's modules
+ * loaded, each listening on its own socket in the agent's folder for one thin client's command
+ * (src/thin-client.ts). A worker that took a command leaves (it disconnects from the agent);
+ * its replacement starts when that command's process exits, so starting it never competes with
+ * the command for the CPU. Not built (running from src/): no spares, thin clients fall back.
+ */
+export class SpareWorkers {
+  private readonly waiting = new Set<ChildProcess>()
+  private stopped = false
+  private next = 0
+  /** Spares in a row that ended before they were ready: after three, no more (a broken build). */
+  private failed = 0
+
+  constructor(
+    private readonly dir: string,
+    private readonly log: (line: string) => void = () => {},
+    private readonly file = fastPathFile(),
+  ) {}
+
+  /** Starts spares until `SPARES` wait for a command. */
+  warm(): void {
+    while (!this.stopped && this.waiting.size < SPARES && this.startOne());
+  }
+
+  private startOne(): boolean {
+    const env = spareEnv()
+    const build = buildStamp(this.file, env)
+    if (!build) return false
+    const socket = join(this.dir, `spare-${this.next++}.sock`)
+    rmSync(socket, { force: true })
+    let child: ChildProcess
+    try {
+      child = spawn(process.execPath, ['--input-type=module', '-e', WORKER_MAIN, pathToFileURL(this.file).href, socket, build], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        env,
+      })
+    } catch (error) {
+      this.log(`spare worker did not start: ${(error as Error).message}`)
+      return false
+    }
+    this.waiting.add(child)
+    let ready = false
+    child.once('message', () => {
+      ready = true
+      this.failed = 0
+    })
+    child.on('error', () => {})
+    // It took a command (or its build is stale): no longer ours to count.
+    child.once('disconnect', () => this.waiting.delete(child))
+    child.once('exit', (code, signal) => {
+      this.waiting.delete(child)
+      rmSync(socket, { force: true })
+      if (!ready && !this.stopped && ++this.failed >= 3) {
+        this.log(`spare workers end before they are ready (last: ${signal ?? code}); none are started again`)
+        this.stopped = true
+      }
+      this.warm()
+    })
+    return true
+  }
+
+  stop(): void {
+    this.stopped = true
+    for (const child of this.waiting) child.kill()
+    this.waiting.clear()
+  }
+}

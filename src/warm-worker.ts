@@ -1,0 +1,223 @@
+import { rmSync } from 'node:fs'
+import { createServer, type Server, type Socket } from 'node:net'
+import { Readable, Writable } from 'node:stream'
+import { type FastCommand, fastCommand } from './fast-argv.js'
+import { encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
+
+/**
+ * The connection agent's spare worker: a Node process the agent starts ahead of time
+ * (src/transport/ssh/agent-spare.ts) with the fast path's modules already loaded, listening on
+ * its own socket in the agent's 0700 folder. One thin client (src/thin-client.ts) sends it a
+ * command's argv, cwd and environment; the worker becomes that command's process (same env,
+ * cwd, argv, exit code, signals) with its stdout, stderr and stdin carried as frames over the
+ * socket, runs the fast path (`runFast`) once and exits. One command per worker, so nothing of
+ * one command (config, lease records, signal handlers) can leak into the next.
+ */
+
+/** The thin client's request. */
+export interface WarmJob {
+  build: string
+  argv: string[]
+  bin: string
+  cwd: string
+  env: Record<string, string>
+}
+
+const isJob = (job: Partial<WarmJob> | undefined): job is WarmJob =>
+  typeof job?.build === 'string' &&
+  Array.isArray(job.argv) &&
+  job.argv.every((word) => typeof word === 'string') &&
+  typeof job.bin === 'string' &&
+  typeof job.cwd === 'string' &&
+  typeof job.env === 'object' &&
+  job.env !== null
+
+/**
+ * Loads every module a hot command needs (`preload`), listens on `socketPath`, says `ready` to
+ * the agent and waits for one client of the same `build`; a client of another build is declined.
+ * `ahead` starts what may happen before the client's `go` (reading the config: no side effects).
+ */
+export function serveWarm<Ahead>(
+  run: (fast: FastCommand, warmAt: number, ahead: Ahead) => Promise<void>,
+  preload: () => Promise<unknown>,
+  socketPath: string,
+  build: string,
+  ahead: (fast: FastCommand) => Ahead,
+): void {
+  let taken = false
+  const server = createServer((socket) => {
+    socket.on('error', () => {})
+    if (taken) return void socket.destroy()
+    const decoder = frameDecoder((type, payload) => {
+      socket.off('data', decoder)
+      let job: WarmJob | undefined
+      try {
+        job = JSON.parse(payload.toString('utf8')) as WarmJob
+      } catch {}
+      if (type !== Frame.request || !isJob(job)) return decline(socket, 'bad request')
+      if (taken) return decline(socket, 'taken')
+      // A client of another build: this worker's is likely stale (crabbox rebuilt); the agent starts a new one.
+      if (job.build !== build) {
+        taken = true
+        decline(socket, 'another build')
+        return void socket.once('close', () => process.exit(0))
+      }
+      taken = true
+      const at = performance.now()
+      server.close()
+      rmSync(socketPath, { force: true })
+      process.disconnect?.() // from here on this process is the client's command, not the agent's child
+      runJob(job, socket, ahead, (fast, early) => run(fast, at, early))
+    })
+    socket.on('data', decoder)
+  })
+  // The agent went away before a client came: nobody can use this worker.
+  process.on('disconnect', () => {
+    if (taken) return
+    rmSync(socketPath, { force: true })
+    process.exit(0)
+  })
+  preload()
+    .then(() => listen(server, socketPath))
+    .then(
+      () => process.send?.('ready'),
+      () => process.exit(1),
+    )
+}
+
+function listen(server: Server, path: string): Promise<void> {
+  // Like the agent's socket: 0600 from the moment it exists.
+  const oldMask = process.umask(0o177)
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(path, () => resolve())
+  }).finally(() => process.umask(oldMask))
+}
+
+function decline(socket: Socket, why: string): void {
+  socket.end(encodeFrame(Frame.result, { ok: false, error: { message: why, exitCode: 1, code: 'declined' } }))
+}
+
+function runJob<Ahead>(
+  job: WarmJob,
+  socket: Socket,
+  ahead: (fast: FastCommand) => Ahead,
+  run: (fast: FastCommand, early: Ahead) => Promise<void>,
+): void {
+  for (const key of Object.keys(process.env)) delete process.env[key]
+  Object.assign(process.env, job.env)
+  try {
+    process.chdir(job.cwd)
+  } catch {
+    return decline(socket, 'no such working folder')
+  }
+  process.argv = [process.execPath, job.bin, ...job.argv]
+  const fast = fastCommand(job.argv)
+  if (!fast) return decline(socket, 'not a hot command')
+  const early = ahead(fast)
+  // `started`, then nothing runs until the client says `go`: a client that gave up waiting (and
+  // runs the command on the fast path itself) never sends it, so the command cannot run twice.
+  socket.write(encodeFrame(Frame.started))
+  const noClient = () => process.exit(0)
+  socket.once('close', noClient)
+  const waitForGo = frameDecoder((type) => {
+    socket.off('data', waitForGo)
+    socket.off('close', noClient)
+    if (type !== Frame.go) return void socket.destroy()
+    bindToClient(socket)
+    void run(fast, early)
+  })
+  socket.on('data', waitForGo)
+}
+
+/** How long a finished command waits for its client to close (it does at once when it reads the exit code). */
+const CLIENT_CLOSE_MS = 10_000
+
+const brokenPipe = () => Object.assign(new Error('write EPIPE'), { code: 'EPIPE', errno: -32, syscall: 'write' })
+
+/**
+ * Makes `socket` this process's stdout, stderr and stdin (as a pipe would be: no TTY), a
+ * signal frame a real signal to this process, and the exit an exit code frame to the client.
+ */
+function bindToClient(socket: Socket): void {
+  const closed: Record<string, boolean> = { stdout: false, stderr: false }
+  const output = (type: number, name: string) =>
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        if (closed[name]) return done(brokenPipe())
+        if (socket.destroyed || socket.write(encodeFrame(type, chunk))) return done()
+        const go = () => {
+          socket.off('drain', go)
+          socket.off('close', go)
+          done()
+        }
+        socket.on('drain', go)
+        socket.on('close', go)
+      },
+    })
+  const stdout = output(Frame.stdout, 'stdout')
+  const stderr = output(Frame.stderr, 'stderr')
+  let asked = false
+  const stdin = new Readable({
+    read() {
+      if (!asked && !socket.destroyed) socket.write(encodeFrame(Frame.stdinWanted))
+      asked = true
+      socket.resume()
+    },
+  })
+  for (const [name, stream] of [
+    ['stdout', stdout],
+    ['stderr', stderr],
+    ['stdin', stdin],
+  ] as const) {
+    Object.defineProperty(process, name, { configurable: true, enumerable: true, get: () => stream })
+  }
+
+  let finished = false
+  const realExit = process.exit.bind(process)
+  const finish = (code: number) => {
+    if (finished) return
+    finished = true
+    // Output still queued behind a full socket goes out before the exit code.
+    const flush = () => {
+      if (!socket.destroyed && stdout.writableLength + stderr.writableLength > 0) return void setTimeout(flush, 2)
+      if (socket.destroyed) return realExit(code)
+      // Stay until the client has read the exit code and closed its end. Exiting at once (the
+      // socket is unref'd) closed it under a frame the client was still writing (the end of
+      // its stdin, say): the failed write destroyed the client's socket before it read the
+      // exit code ("the command ended without an exit code"). Frames from now on are dropped.
+      socket.ref()
+      socket.resume()
+      socket.once('close', () => realExit(code))
+      setTimeout(() => realExit(code), CLIENT_CLOSE_MS).unref()
+      socket.end(encodeFrame(Frame.result, { ok: true, result: { code } }))
+    }
+    flush()
+  }
+  process.exit = ((code?: number | string | null) => finish(Number(code ?? process.exitCode ?? 0))) as typeof process.exit
+  process.on('beforeExit', () => finish(Number(process.exitCode ?? 0)))
+  process.on('uncaughtException', (error) => {
+    stderr.write(`${(error as Error)?.stack ?? String(error)}\n`)
+    finish(1)
+  })
+
+  socket.on(
+    'data',
+    frameDecoder((type, payload) => {
+      if (finished) return
+      if (type === Frame.stdin) {
+        if (!stdin.push(payload)) socket.pause()
+      } else if (type === Frame.stdinEnd) stdin.push(null)
+      else if (type === Frame.stdinError) stdin.destroy(new Error('reading stdin failed'))
+      else if (type === Frame.signal) process.kill(process.pid, (JSON.parse(payload.toString('utf8')) as { name: string }).name)
+      else if (type === Frame.outputClosed) closed[payload.toString('utf8')] = true
+    }),
+  )
+  socket.on('error', () => {})
+  // The client went away (killed, its terminal closed): as if our terminal hung up.
+  socket.on('close', () => {
+    if (!finished) process.kill(process.pid, 'SIGHUP')
+  })
+  // The socket alone does not keep this process alive: it ends when the command's work does.
+  socket.unref()
+}
