@@ -5,7 +5,7 @@ import type { ExecResult, SshSession } from '../../transport/ssh/types.js'
 import { SentManifests } from './hash-cache.js'
 import { PROBE_SCRIPT, probeArgs } from './probe-protocol.js'
 import { META_FILES, SCRIPT_EXIT, shCommand } from './remote-scripts.js'
-import type { UnchangedCheck } from './snapshot.js'
+import { WATCHED, type UnchangedCheck } from './snapshot.js'
 import { Timer, type SyncPhase } from './timer.js'
 
 /*
@@ -68,6 +68,7 @@ export async function runIfUnchanged(options: {
   const known = SentManifests.for(options.repoRoot).known()
   const unchanged = await timer.phase('manifest', () => options.check.unchanged)
   if (!unchanged) return undefined
+  if (unchanged.watched) timer.note('manifest', WATCHED)
   const run = options.run
   const args = probeArgs(options.workdir, unchanged.git, options.config, await known)
   const tag = `crabbox-${randomBytes(12).toString('hex')}`

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError } from '../../errors.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
+import { Watchers } from './agent-watch.js'
 import { SshPool } from './pool.js'
 import { afterDrain, writeOrPause } from './streams.js'
 import type { SshTarget } from './types.js'
@@ -143,6 +144,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
   rmSync(socketPath, { force: true })
 
   const pool = new SshPool({ spareChannel: true })
+  const watchers = new Watchers(join(options.dir, 'watch'))
   const sockets = new Set<Socket>()
   const startedAt = new Date()
   let lastActivity = Date.now()
@@ -214,6 +216,8 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
             reply(socket, { ok: true, status }),
           )
           return
+        case 'watch':
+          return void watchers.stamp(request.root, request.skip).then((watch) => reply(socket, { ok: true, watch }))
         case 'stop':
           reply(socket, { ok: true })
           void shutdown('asked to stop')
@@ -229,7 +233,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     log(`shutting down: ${why}`)
     clearInterval(sweep)
     server.close()
-    await pool.closeAll()
+    await pool.closeAll().finally(() => watchers.closeAll())
     for (const socket of sockets) socket.destroy()
     rmSync(socketPath, { force: true })
     try {
