@@ -53,7 +53,8 @@ const run = (args: string[], options: { capture?: boolean; cwd?: string } = {}) 
   runChild(args, env, options.cwd ?? scratch, options.capture)
 
 try {
-  const lease = JSON.parse(await run([process.execPath, cli, 'warmup', '--json'], { capture: true })) as { id: string }
+  // From the checkout: the lease is claimed by the checkout that warms it up.
+  const lease = JSON.parse(await run([process.execPath, cli, 'warmup', '--json'], { capture: true, cwd: repo })) as { id: string }
   const crabbox = (...extra: string[]) => [process.execPath, cli, 'run', '--id', lease.id, ...extra, '--', 'true']
   // First sync of the big checkout is not what we measure: do it without delay.
   await run(crabbox(), { cwd: repo })
@@ -132,8 +133,13 @@ try {
     const warm = syncedTimings.filter((t) =>
       t.syncPhases.some((p) => p.name === 'fingerprint_remote' && /same exec as the command/.test(p.reason ?? '')),
     ).length
+    // The agent's file watcher proved the checkout unchanged (no git listing): the `manifest` phase says so.
+    const watched = syncedTimings.filter((t) =>
+      t.syncPhases.some((p) => p.name === 'manifest' && /connection agent/.test(p.reason ?? '')),
+    ).length
+    const checkMs = syncedTimings.map((t) => t.syncPhases.find((p) => p.name === 'manifest')?.ms ?? 0)
     lines.push(
-      `inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms, command ${mid(syncedTimings.map((t) => t.commandMs))} ms; ${warm} of ${syncedTimings.length} runs checked the fingerprint in the command's exec (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`,
+      `inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms, command ${mid(syncedTimings.map((t) => t.commandMs))} ms; ${warm} of ${syncedTimings.length} runs checked the fingerprint in the command's exec, ${watched} proved unchanged by the agent's watcher, the local check ${mid(checkMs)} ms (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`,
     )
   }
   lines.push(

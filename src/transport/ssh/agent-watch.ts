@@ -98,6 +98,7 @@ class RootWatch {
   }
 
   close(): void {
+    this.stale = true // a closed watch never answers for the checkout again
     for (const watcher of this.watchers) watcher.close()
   }
 }
