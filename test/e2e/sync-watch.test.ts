@@ -68,10 +68,13 @@ async function setup(options: { breakWatcher?: boolean } = {}) {
     return { stdout: result.stdout, synced: !timing.syncSkipped, watched }
   }
   const put = (path: string, content: string) => putFile(repo, path, content, { aged: 'tree' })
-  /** Runs unchanged until the watcher vouches (the check after a change asks git once, then stamps). */
+  /**
+   * Runs unchanged until the watcher vouches: after a change (or a new folder, which the agent
+   * walks again first) the check asks git and keeps the stamp; the next one needs no git.
+   */
   const settle = async (script: string, expected: string) => {
     const seen: boolean[] = []
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 4; i++) {
       const result = await run(script)
       expect(result.stdout).toBe(expected)
       seen.push(result.watched)

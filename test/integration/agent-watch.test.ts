@@ -24,15 +24,32 @@ function setup() {
   writeFileSync(join(root, 'src/deep/a.txt'), 'a')
   const w = new Watchers(join(base, 'agent', 'watch'))
   watchers.push(w)
-  return { root, w, write: (path: string, text: string) => writeFileSync(join(root, path), text) }
+  return { root, w: settled(w), write: (path: string, text: string) => writeFileSync(join(root, path), text) }
+}
+
+/** `stamp` once the walk finished: the first request after a (re)build only starts it. */
+function settled(w: Watchers) {
+  return {
+    async stamp(root: string, skip: string[]) {
+      for (let i = 0; i < 200; i++) {
+        const stamp = await w.stamp(root, skip)
+        if (stamp) return stamp
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      return undefined
+    },
+    now: (root: string, skip: string[]) => w.stamp(root, skip),
+  }
 }
 
 describe('agent watchers', () => {
   it('keeps its stamp while nothing changes; any write, in any watched folder, moves it', async () => {
     const { root, w, write } = setup()
+    // The first request starts the walk and answers nothing yet.
+    expect(await w.now(root, ['node_modules'])).toBeUndefined()
     const first = await w.stamp(root, ['node_modules'])
     expect(first).toMatchObject({ seq: 0 })
-    expect(await w.stamp(root, ['node_modules'])).toEqual(first)
+    expect(await w.now(root, ['node_modules'])).toEqual(first)
     write('src/deep/a.txt', 'b')
     const after = await w.stamp(root, ['node_modules'])
     expect(after?.id).toBe(first?.id)
@@ -53,6 +70,8 @@ describe('agent watchers', () => {
     write('.git/objects/o', 'o')
     expect(await w.stamp(root, ['node_modules'])).toEqual(first)
     mkdirSync(join(root, 'src/other'))
+    // The new folder is not watched yet: no stamp until the walk is done again.
+    expect(await w.now(root, ['node_modules'])).toBeUndefined()
     const grown = await w.stamp(root, ['node_modules'])
     expect(grown?.id).not.toBe(first?.id)
     // The new folder is watched now.
@@ -69,7 +88,7 @@ describe('agent watchers', () => {
 
   it('gives no stamp for a missing root, a replaced root, or when its barrier folder cannot be made', async () => {
     const { root, w } = setup()
-    expect(await w.stamp(join(root, 'missing'), [])).toBeUndefined()
+    expect(await w.now(join(root, 'missing'), [])).toBeUndefined()
     const first = await w.stamp(root, [])
     renameSync(root, `${root}.old`)
     mkdirSync(root)
@@ -80,6 +99,6 @@ describe('agent watchers', () => {
     writeFileSync(join(base, 'file'), '')
     const blocked = new Watchers(join(base, 'file', 'watch'))
     watchers.push(blocked)
-    expect(await blocked.stamp(root, [])).toBeUndefined()
+    expect(await settled(blocked).stamp(root, [])).toBeUndefined()
   })
 })

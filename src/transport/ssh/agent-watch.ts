@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { type FSWatcher, lstatSync, mkdirSync, readdirSync, rmSync, statfsSync, watch, writeFileSync } from 'node:fs'
+import { type FSWatcher, lstatSync, mkdirSync, rmSync, statfsSync, watch, writeFileSync } from 'node:fs'
+import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 
 /*
@@ -28,38 +29,45 @@ const LOCAL_FILE_SYSTEMS = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 
 const MAX_DIRS = 20_000
 /** Checkouts watched at once; the least recently asked about is dropped first. */
 const MAX_ROOTS = 8
+/** How long after a failed walk the same checkout is walked again. */
+const RETRY_MS = 60_000
 /** How long the event queue may take to drain before a stamp is given up. */
 const BARRIER_MS = 1000
 
 class RootWatch {
   readonly id = randomBytes(9).toString('hex')
   seq = 0
-  /** A folder appeared, went or moved, or a watch failed: the stamp cannot be trusted any more. */
+  /** A folder appeared, went or moved, a watch or the walk failed: the stamp cannot be trusted any more. */
   stale = false
+  /** Every folder is watched and listed. */
+  ready = false
+  /** When the walk failed (a folder could not be watched or listed, too many): not tried again for a while. */
+  failedAt?: number
   readonly watchers: FSWatcher[] = []
-  readonly dirs: Set<string>
+  readonly dirs = new Set<string>()
   readonly rootIno: number
 
-  /** Throws when a folder cannot be watched or listed, or past MAX_DIRS. */
+  /** Starts watching; the walk lists folders without blocking the agent (see `ready`). */
   constructor(
     readonly root: string,
     readonly key: string,
     skip: Set<string>,
   ) {
-    this.dirs = new Set()
     this.rootIno = lstatSync(root).ino
-    try {
-      this.walk(skip)
-    } catch (error) {
-      this.close()
-      throw error
-    }
+    this.walk(skip).then(
+      () => (this.ready = true),
+      () => {
+        this.failedAt = Date.now()
+        this.close()
+      },
+    )
   }
 
-  private walk(skip: Set<string>): void {
+  /** Rejects when a folder cannot be watched or listed, or past MAX_DIRS. */
+  private async walk(skip: Set<string>): Promise<void> {
     const root = this.root
     const pending = ['']
-    while (pending.length > 0) {
+    while (pending.length > 0 && !this.stale) {
       if (this.dirs.size >= MAX_DIRS) throw new Error('too many folders')
       const dir = pending.pop()!
       const abs = dir ? join(root, dir) : root
@@ -68,7 +76,7 @@ class RootWatch {
       watcher.on('error', () => (this.stale = true))
       this.watchers.push(watcher)
       this.dirs.add(dir)
-      for (const dirent of readdirSync(abs, { withFileTypes: true })) {
+      for (const dirent of await readdir(abs, { withFileTypes: true })) {
         const path = dir ? `${dir}/${dirent.name}` : dirent.name
         if (dirent.isDirectory() && dirent.name !== '.git' && !skip.has(path)) pending.push(path)
       }
@@ -88,13 +96,18 @@ class RootWatch {
     }
   }
 
-  /** Whether the watches still cover `root` as built. */
-  sound(): boolean {
+  /** Whether the watches can no longer cover `root`: build them again. */
+  broken(): boolean {
     try {
-      return !this.stale && lstatSync(this.root, { throwIfNoEntry: false })?.ino === this.rootIno
+      return this.stale || lstatSync(this.root, { throwIfNoEntry: false })?.ino !== this.rootIno
     } catch {
-      return false
+      return true
     }
+  }
+
+  /** Whether the watches cover `root` now. */
+  sound(): boolean {
+    return this.ready && !this.broken()
   }
 
   close(): void {
@@ -123,21 +136,27 @@ export class Watchers {
   }
 
   private async take(root: string, skip: string[]): Promise<WatchStamp | undefined> {
-    // A folder that moved before this request may only show once the queue drained: then build once more.
+    // A folder that moved before this request may only show once the queue drained: then look once more.
     for (let attempt = 0; attempt < 2; attempt++) {
       const current = this.current(root, skip)
-      if (!current || !(await this.barrier())) return undefined
+      // Still walking (a first request, or the tree's folders changed): no stamp this time.
+      if (!current?.ready || !(await this.barrier())) return undefined
       if (current.sound()) return { id: current.id, seq: current.seq }
     }
     return undefined
   }
 
-  /** The watch of `root` with these skips, built again when it is stale or has other skips. */
+  /** The watch of `root` with these skips, started again when it broke or has other skips. */
   private current(root: string, skip: string[]): RootWatch | undefined {
     const key = skip.join('\0')
     let current = this.roots.get(root)
     this.roots.delete(root)
-    if (current && (current.key !== key || !current.sound())) {
+    // A walk that failed (inotify's watch limit, too many folders) is not tried again at once.
+    if (current?.failedAt !== undefined && current.key === key && Date.now() - current.failedAt < RETRY_MS) {
+      this.roots.set(root, current)
+      return undefined
+    }
+    if (current && (current.key !== key || current.broken())) {
       current.close()
       current = undefined
     }
@@ -157,7 +176,7 @@ export class Watchers {
       }
       return built
     } catch {
-      // A folder went away while being watched, inotify's watch limit, too many folders: git decides.
+      // The root went away, or it is on a file system inotify cannot vouch for: git decides.
       return undefined
     }
   }
