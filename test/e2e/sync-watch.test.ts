@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, type CliHome } from '../support/cli.js'
@@ -15,6 +15,9 @@ import { processesMatching } from '../support/processes.js'
 
 const homes: CliHome[] = []
 const repos: string[] = []
+const leases = new Map<CliHome, { slug: string; repo: string }>()
+const slugOf = (home: CliHome) => leases.get(home)!.slug
+const repoOf = (home: CliHome) => leases.get(home)!.repo
 
 afterAll(async () => {
   for (const home of homes) {
@@ -57,6 +60,7 @@ async function setup(options: { breakWatcher?: boolean } = {}) {
   const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
   expect(warm.code, warm.stderr).toBe(0)
   const { slug } = JSON.parse(warm.stdout) as { slug: string }
+  leases.set(home, { slug, repo })
   type Timing = { syncSkipped: boolean; syncPhases: { name: string; reason?: string }[] }
   const run = async (script: string) => {
     const result = await runCli(['run', '--id', slug, '--timing-json', '--', 'sh', '-c', script], { home, cwd: repo, env })
@@ -144,5 +148,51 @@ describe('the agent watcher on the warm run --id path', () => {
     put('src/a.txt', 'edited\n')
     expect(await run('cat src/a.txt')).toMatchObject({ stdout: 'edited\n', watched: false, synced: true })
     expect(await run('cat src/a.txt')).toMatchObject({ stdout: 'edited\n', watched: false })
+  })
+
+  it('a one-file change runs the command right after the apply, in the same round trip, exactly once; a stale or failed apply never runs it there', async () => {
+    const { home, run, put, settle } = await setup()
+    const counter = join(home.dir, 'runs.log')
+    const runs = () => (existsSync(counter) ? readFileSync(counter, 'utf8').split('\n').filter(Boolean).length : 0)
+    const script = `echo run >> ${counter}; cat src/a.txt; echo to-stderr >&2; exit 5`
+    const runRaw = (script: string) =>
+      runCli(['run', '--id', slugOf(home), '--timing-json', '--', 'sh', '-c', script], {
+        home,
+        cwd: repoOf(home),
+        env: { NODE_EXTRA_CA_CERTS: undefined },
+      })
+    const pipelined = (stderr: string) =>
+      (JSON.parse(stderr.trim().split('\n').at(-1)!) as { syncPhases: { name: string; reason?: string }[] }).syncPhases.some(
+        (phase) => phase.name === 'fingerprint_remote' && /command ran beside it/.test(phase.reason ?? ''),
+      )
+    const first = await run('pwd')
+    const workdir = first.stdout.trim()
+    await settle('true', '')
+
+    put('src/a.txt', 'one\n')
+    const one = await runRaw(script)
+    expect(one).toMatchObject({ code: 5, stdout: 'one\n' })
+    expect(one.stderr).toMatch(/^to-stderr$/m)
+    expect(pipelined(one.stderr)).toBe(true)
+    expect(runs()).toBe(1)
+
+    // The runner holds something else: the apply is stale, the command runs once, after the probe's sync.
+    writeFileSync(join(workdir, '.git', 'crabbox', 'sync-fingerprint'), `${'0'.repeat(64)}\n`)
+    put('src/a.txt', 'two\n')
+    const stale = await runRaw(script)
+    expect(stale).toMatchObject({ code: 5, stdout: 'two\n' })
+    expect(pipelined(stale.stderr)).toBe(false)
+    expect(runs()).toBe(2)
+
+    // The apply fails on the runner (a folder with files where the file must land): the command never runs.
+    await settle('true', '')
+    rmSync(join(workdir, 'src', 'a.txt'))
+    mkdirSync(join(workdir, 'src', 'a.txt', 'in-the-way'), { recursive: true })
+    put('src/a.txt', 'three\n')
+    const failed = await runRaw(script)
+    expect(failed.code).not.toBe(0)
+    expect(failed.code).not.toBe(5)
+    expect(failed.stdout).toBe('')
+    expect(runs()).toBe(2)
   })
 })
