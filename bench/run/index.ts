@@ -81,30 +81,61 @@ try {
   const inRepo = (args: string[], extra: NodeJS.ProcessEnv = {}): Timed => ({ args, cwd: repo, env: { ...env, ...extra } })
   // The same two with the fast path in the CLI's own process (before the thin client), in the same runs.
   const fastPath = { CRABBOX_NO_THIN_CLIENT: '1' }
+  // One changed file, written right before each run (a new size and content every time), then the
+  // command: crabbox's `run --id`, against rsync of the tree over the ControlMaster and `ssh true` on it.
+  const touch = 'printf "%s\\n" "$$" > d0/f0.txt'
+  const quote = (args: string[]) => args.map((arg) => `'${arg.replace(/'/g, `'\\''`)}'`).join(' ')
+  const overMaster = [...ssh, '-o', `ControlPath=${control}`]
+  const rsyncDest = `${host.home}/work/rsync-one-file`
+  await run(['rsync', '-az', '--delete', '--exclude', '.git', '-e', quote(overMaster), `${repo}/`, `${target}:${rsyncDest}/`]).catch(
+    () => {},
+  )
   const commands: Record<string, Timed> = {
     'crabbox run --id X --no-sync -- true': inRepo(crabbox('--no-sync')),
     'crabbox run --id X -- true (unchanged 20k files)': inRepo(crabbox()),
     '… --no-sync, fast path (CRABBOX_NO_THIN_CLIENT=1)': inRepo(crabbox('--no-sync'), fastPath),
     '… unchanged, fast path (CRABBOX_NO_THIN_CLIENT=1)': inRepo(crabbox(), fastPath),
     'ssh host true (fresh OpenSSH login)': { args: [...ssh, '-o', 'ControlPath=none', target, 'true'] },
-    'ssh host true (ControlMaster live)': { args: [...ssh, '-o', `ControlPath=${control}`, target, 'true'] },
+    'ssh host true (ControlMaster live)': { args: [...overMaster, target, 'true'] },
+  }
+  // Timed on their own, after the others: interleaved with them, every "unchanged" run would sync the change.
+  const oneFileCommands: Record<string, Timed> = {
+    'ssh host true (ControlMaster live)': commands['ssh host true (ControlMaster live)'],
+    'one changed file: crabbox run --id X -- true': inRepo(['sh', '-c', `${touch} && exec ${quote(crabbox())}`]),
+    'one changed file: rsync -az + ssh true (ControlMaster)': inRepo([
+      'sh',
+      '-c',
+      `${touch} && rsync -az --delete --exclude .git -e ${quote([quote(overMaster)])} ./ ${target}:${rsyncDest}/ && exec ${quote([...overMaster, target, `cd ${rsyncDest} && true`])}`,
+    ]),
   }
   const [noSync, synced, noSyncFast, syncedFast, fresh, master] = Object.keys(commands)
+  const [, oneFile, oneFileRsync] = Object.keys(oneFileCommands)
+  /** Puts the changed file back as committed, a minute old (outside the racy window), and syncs it once. */
+  const restore = async () => {
+    await run(['sh', '-c', 'printf "file 0\\n" > d0/f0.txt && touch -d "1 minute ago" d0/f0.txt'], { cwd: repo })
+    await run(crabbox(), { cwd: repo })
+  }
   const lines = ['', '| RTT | command | median | / fresh ssh | / ControlMaster | load |', '|---|---|---|---|---|---|']
   for (const { rtt, hog } of [{ rtt: 50, hog: false }, { rtt: 0, hog: false }, ...(withHog ? [{ rtt: 50, hog: true }] : [])]) {
     proxy.setDelay(rtt / 2)
     const stopHog = hog ? cpuHog() : () => {}
     let r: Record<string, number>
+    let one: Record<string, number>
     try {
       r = await measure(commands, { runs, warmup: 2, env, cwd: scratch })
+      one = await measure(oneFileCommands, { runs, warmup: 2, env, cwd: scratch })
+      await restore()
     } finally {
       stopHog()
     }
     const load = loadAverage().split(' ')[0]
-    for (const name of [noSync, synced, noSyncFast, syncedFast, fresh, master])
-      lines.push(
-        `| ${rtt} ms${hog ? ' + hog' : ''} | ${name} | ${r[name].toFixed(0)} ms | ${(r[name] / r[fresh]).toFixed(2)}× | ${(r[name] / r[master]).toFixed(2)}× | ${load} |`,
-      )
+    const row = (name: string, ms: number, masterMs: number, freshMs = r[fresh]) =>
+      `| ${rtt} ms${hog ? ' + hog' : ''} | ${name} | ${ms.toFixed(0)} ms | ${(ms / freshMs).toFixed(2)}× | ${(ms / masterMs).toFixed(2)}× | ${load} |`
+    for (const name of [noSync, synced, noSyncFast, syncedFast, fresh, master]) lines.push(row(name, r[name], r[master]))
+    for (const name of [oneFile, oneFileRsync]) lines.push(row(name, one[name], one[master]))
+    lines.push(
+      `| ${rtt} ms${hog ? ' + hog' : ''} | one changed file: crabbox / rsync | ${(one[oneFile] / one[oneFileRsync]).toFixed(2)}× | | | ${load} |`,
+    )
   }
   proxy.setDelay(25) // 50 ms round trip for the timings below
   // Inside the CLI: how much of a warm run is the pipeline itself (the rest is Node + oclif start-up).
@@ -137,8 +168,13 @@ try {
     const warm = syncedTimings.filter((t) =>
       t.syncPhases.some((p) => p.name === 'fingerprint_remote' && /same exec as the command/.test(p.reason ?? '')),
     ).length
+    // The agent's file watcher proved the checkout unchanged (no git listing): the `manifest` phase says so.
+    const watched = syncedTimings.filter((t) =>
+      t.syncPhases.some((p) => p.name === 'manifest' && /connection agent/.test(p.reason ?? '')),
+    ).length
+    const checkMs = syncedTimings.map((t) => t.syncPhases.find((p) => p.name === 'manifest')?.ms ?? 0)
     lines.push(
-      `inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms, command ${mid(syncedTimings.map((t) => t.commandMs))} ms; ${warm} of ${syncedTimings.length} runs checked the fingerprint in the command's exec (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`,
+      `inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms, command ${mid(syncedTimings.map((t) => t.commandMs))} ms; ${warm} of ${syncedTimings.length} runs checked the fingerprint in the command's exec, ${watched} proved unchanged by the agent's watcher, the local check ${mid(checkMs)} ms (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`,
     )
   }
   lines.push(

@@ -5,7 +5,7 @@ import type { ExecResult, SshSession } from '../../transport/ssh/types.js'
 import { SentManifests } from './hash-cache.js'
 import { PROBE_SCRIPT, probeArgs } from './probe-protocol.js'
 import { META_FILES, SCRIPT_EXIT, shCommand } from './remote-scripts.js'
-import type { UnchangedCheck } from './snapshot.js'
+import { WATCHED, type UnchangedCheck } from './snapshot.js'
 import { Timer, type SyncPhase } from './timer.js'
 
 /*
@@ -24,8 +24,11 @@ export interface GuardedCommand {
   signal?: AbortSignal
   onStdout: (chunk: Buffer) => void
   onStderr: (chunk: Buffer) => void
-  /** The runner confirmed the fingerprint; the command starts now. */
-  onStart: () => void
+  /**
+   * The runner confirmed the fingerprint; the command starts now. `synced`: it
+   * ran right after a pipelined apply instead (what was synced, for the record).
+   */
+  onStart: (synced?: string) => void
 }
 
 /** The runner's answer to the probe, when the guard found its fingerprint differs. */
@@ -68,43 +71,17 @@ export async function runIfUnchanged(options: {
   const known = SentManifests.for(options.repoRoot).known()
   const unchanged = await timer.phase('manifest', () => options.check.unchanged)
   if (!unchanged) return undefined
+  if (unchanged.watched) timer.note('manifest', WATCHED)
   const run = options.run
   const args = probeArgs(options.workdir, unchanged.git, options.config, await known)
-  const tag = `crabbox-${randomBytes(12).toString('hex')}`
-  let verdict: 'ok' | 'stale' | undefined
-  let head = Buffer.alloc(0)
-  const after: Buffer[] = []
-  const heldStderr: Buffer[] = []
   const checked = timer.result()
-  const sent = performance.now()
-  const result = await options.session.exec(
-    shCommand(GUARD_SCRIPT + PROBE_SCRIPT, 'crabbox-run', [unchanged.fingerprint, tag, run.command, ...args]),
-    {
-      env: run.env,
-      signal: run.signal,
-      onStdout: (chunk) => {
-        if (verdict === 'ok') return run.onStdout(chunk)
-        if (verdict === 'stale') return void after.push(chunk)
-        head = Buffer.concat([head, chunk])
-        for (const word of ['ok', 'stale'] as const) {
-          const at = head.indexOf(`${tag} ${word}\n`)
-          if (at === -1) continue
-          // Anything before the tag came from the runner's shell start-up, not the command.
-          if (at > 0) run.onStdout(head.subarray(0, at))
-          const rest = head.subarray(at + tag.length + word.length + 2)
-          verdict = word
-          if (word === 'ok') {
-            run.onStart()
-            for (const held of heldStderr.splice(0)) run.onStderr(held)
-            if (rest.length > 0) run.onStdout(rest)
-          } else after.push(rest)
-          return
-        }
-      },
-      onStderr: (chunk) => (verdict === 'ok' ? run.onStderr(chunk) : void heldStderr.push(chunk)),
-    },
+  const { verdict, result, after, heldStderr, ms } = await taggedExec(
+    options.session,
+    GUARD_SCRIPT + PROBE_SCRIPT,
+    [unchanged.fingerprint],
+    args,
+    run,
   )
-  const ms = Math.round(performance.now() - sent)
   if (verdict === 'ok') {
     timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
     timer.add('fingerprint_remote', 0, { reason: 'checked in the same exec as the command' })
@@ -127,5 +104,78 @@ export async function runIfUnchanged(options: {
       hint: 'Run again; if it keeps failing, check disk space and permissions on the runner.',
     })
   }
-  return { probed: { stdout: Buffer.concat(after), checkMs: checked.phases.find((phase) => phase.name === 'manifest')?.ms ?? 0, ms } }
+  return { probed: { stdout: after, checkMs: checked.phases.find((phase) => phase.name === 'manifest')?.ms ?? 0, ms } }
+}
+
+/**
+ * Waits on the runner until the apply exec beside it wrote its marker
+ * (`$meta/<marker>`: ok, stale or fail), then `<tag> ok` and the command when
+ * it says ok, else `<tag> stale`. Args: tag, command, workdir, marker path
+ * relative to it. Gives up after 60 s.
+ */
+const AFTER_APPLY_SCRIPT = `tag=$1 cmd=$2; shift 2; wd=$1 m=$2 i=0 st=
+cd -- "$wd" 2>/dev/null || { echo "$tag stale"; exit 0; }
+while [ ! -s "$m" ]; do
+  i=$((i + 1)); [ $i -le 6000 ] || { echo "$tag stale"; exit 0; }
+  sleep 0.01 2>/dev/null || sleep 1
+done
+read -r st < "$m"; rm -f -- "$m"
+if [ "$st" = ok ]; then echo "$tag ok"; eval "$cmd"; exit; fi
+echo "$tag stale"
+`
+
+/**
+ * The command pipelined with a folded apply (steps/fold.ts): started at the
+ * same time as the apply's exec, it runs on the runner as soon as the apply
+ * wrote `ok` to `marker`, so the sync and the command cost one round trip
+ * more than the command alone. Undefined when the apply did not land (the
+ * command did not run; the caller runs it the usual way).
+ */
+export async function runAfterApply(
+  session: SshSession,
+  workdir: string,
+  marker: string,
+  run: GuardedCommand,
+): Promise<{ result: ExecResult; ms: number } | undefined> {
+  const { verdict, result, ms } = await taggedExec(session, AFTER_APPLY_SCRIPT, [], [workdir, marker], run)
+  return verdict === 'ok' ? { result, ms } : undefined
+}
+
+/**
+ * Runs `script` with `tag command ...args` where `before` go first (`fp` for
+ * the guard); the command's output is passed on only after `<tag> ok`.
+ * What follows `<tag> stale` is kept in `after`.
+ */
+async function taggedExec(session: SshSession, script: string, before: string[], args: string[], run: GuardedCommand) {
+  const tag = `crabbox-${randomBytes(12).toString('hex')}`
+  let verdict: 'ok' | 'stale' | undefined
+  let head = Buffer.alloc(0)
+  const after: Buffer[] = []
+  const heldStderr: Buffer[] = []
+  const sent = performance.now()
+  const result = await session.exec(shCommand(script, 'crabbox-run', [...before, tag, run.command, ...args]), {
+    env: run.env,
+    signal: run.signal,
+    onStdout: (chunk) => {
+      if (verdict === 'ok') return run.onStdout(chunk)
+      if (verdict === 'stale') return void after.push(chunk)
+      head = Buffer.concat([head, chunk])
+      for (const word of ['ok', 'stale'] as const) {
+        const at = head.indexOf(`${tag} ${word}\n`)
+        if (at === -1) continue
+        // Anything before the tag came from the runner's shell start-up, not the command.
+        if (at > 0) run.onStdout(head.subarray(0, at))
+        const rest = head.subarray(at + tag.length + word.length + 2)
+        verdict = word
+        if (word === 'ok') {
+          run.onStart()
+          for (const held of heldStderr.splice(0)) run.onStderr(held)
+          if (rest.length > 0) run.onStdout(rest)
+        } else after.push(rest)
+        return
+      }
+    },
+    onStderr: (chunk) => (verdict === 'ok' ? run.onStderr(chunk) : void heldStderr.push(chunk)),
+  })
+  return { verdict, result, after: Buffer.concat(after), heldStderr, ms: Math.round(performance.now() - sent) }
 }

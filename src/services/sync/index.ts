@@ -1,7 +1,7 @@
 import type { Config } from '../../config/schema.js'
-import type { SshSession } from '../../transport/ssh/types.js'
+import type { ExecResult, SshSession } from '../../transport/ssh/types.js'
 import type { Progress } from '../../ui/progress.js'
-import type { Probed } from './guard.js'
+import type { GuardedCommand, Probed } from './guard.js'
 import type { UnchangedCheck } from './snapshot.js'
 import { checkStep } from './steps/check.js'
 import { beginSync, skippedResult, syncedResult } from './steps/context.js'
@@ -44,6 +44,12 @@ export interface SyncOptions {
    * change the folded apply is then the only exec, with no probe beside it.
    */
   checkAwaited?: boolean
+  /**
+   * The command to run after the sync (`run --id`): a small folded change
+   * starts it beside the apply, and it runs on the runner once the apply
+   * landed (SyncResult.ran). Its output only flows after that.
+   */
+  thenRun?: GuardedCommand
 }
 
 export interface SyncResult {
@@ -61,6 +67,8 @@ export interface SyncResult {
    * so it overlaps the command. Never rejects; await it before exiting.
    */
   saved: Promise<void>
+  /** The command ran, pipelined with the apply (see SyncOptions.thenRun). */
+  ran?: { result: ExecResult; ms: number }
 }
 
 /**

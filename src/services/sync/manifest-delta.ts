@@ -100,6 +100,8 @@ export async function deltaManifest(root: string, config: Config['sync'], moved:
       flagged: stored.flagged,
       // Folders that moved are not walked again here: the next check lists the untracked files instead.
       folders: moved.untracked === undefined ? moved.snapshot.folders : undefined,
+      pruned: moved.snapshot.pruned,
+      global: moved.global,
     },
   }
 }

@@ -7,7 +7,7 @@ import { CrabboxError } from '../../errors.js'
 import { formatBytes, plural } from '../../ui/format.js'
 import { loadExcludes } from './excludes.js'
 import { HashCache, excludesKey } from './hash-cache.js'
-import { changedAgainstIndex, watchFolders, type GitView } from './snapshot.js'
+import { changedAgainstIndex, globalSigs, watchFolders, type GitView } from './snapshot.js'
 
 const run = promisify(execFile)
 
@@ -205,7 +205,9 @@ export async function buildManifest(
   if (context ? known !== undefined : await isGitRoot(repoRoot)) {
     const view = context?.view
     // Before git lists anything, like the view's git files: a change racing this pass shows next time.
-    const folders = view ? watchFolders(repoRoot, ignores, (known ?? undefined)?.excludesFile, view.at) : undefined
+    const excludesFile = (known ?? undefined)?.excludesFile
+    const walked = view ? watchFolders(repoRoot, ignores, excludesFile, view.at) : undefined
+    const global = view ? globalSigs(excludesFile, view.at) : undefined
     const [tagged, others, stagedDeletes, info, changed] = await Promise.all([
       // -v tags each path; lowercase (assume-unchanged) and S (skip-worktree) are paths git stops looking at.
       git(repoRoot, ['ls-files', '--cached', '-v', '-z']),
@@ -232,7 +234,8 @@ export async function buildManifest(
     gitData = { ...info, tracked }
     candidates = [...new Set([...cached, ...split0(others)])]
     deleted = split0(stagedDeletes)
-    if (view && changed !== undefined) gitView = { ...view, changed, untracked: others, flagged, folders }
+    if (view && changed !== undefined)
+      gitView = { ...view, changed, untracked: others, flagged, folders: walked?.folders, pruned: walked?.pruned, global }
   } else {
     candidates = walk(repoRoot, ignores)
   }

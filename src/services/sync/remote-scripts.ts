@@ -104,11 +104,18 @@ export interface Expected {
   maxDelta: number
   /** When stale, the probe runs in the same exec (PROBE_SCRIPT with these args): its answer follows the `stale` line. */
   probe?: { script: string; args: string[] }
+  /**
+   * A file under the metadata dir to write `ok`, `stale` or `fail` to when the apply ends: the
+   * command pipelined beside it (sync/guard.ts runAfterApply) waits for it.
+   */
+  marker?: string
 }
 
 /** The guard of a sync planned without the probe; drains stdin so the tar stream ends cleanly when stale. */
 function expectLines(e: Expected): string[] {
   const lines = [
+    // Whatever ends the script first (an error, stale, done) answers the pipelined command; `fail` by default.
+    ...(e.marker ? [`m="$meta/${e.marker}"`, `trap '[ -s "$m" ] || echo fail > "$m"' EXIT`] : []),
     'stale=0',
     `[ "$(cat -- "$meta/${META_FILES.fingerprint}" 2>/dev/null)" = ${q(e.fingerprint)} ] || stale=1`,
     `d=$(wc -c 2>/dev/null < "$meta/${META_FILES.delta}" | tr -d ' '); [ "\${d:-0}" -le ${e.maxDelta} ] || stale=1`,
@@ -120,7 +127,8 @@ function expectLines(e: Expected): string[] {
       lines.push(`[ $stale = 1 ] || [ ${rev(`refs/remotes/origin/${e.git.baseRef}^{commit}`)} = ${q(e.git.baseSha)} ] || stale=1`)
   }
   const answer = e.probe ? `; exec sh -c ${q(e.probe.script)} crabbox-probe ${e.probe.args.map(q).join(' ')}` : '; exit 0'
-  lines.push(`if [ $stale = 1 ]; then cat > /dev/null; echo stale${answer}; fi`)
+  const tell = e.marker ? 'echo stale > "$m"; ' : ''
+  lines.push(`if [ $stale = 1 ]; then cat > /dev/null; ${tell}echo stale${answer}; fi`)
   return lines
 }
 
@@ -183,6 +191,7 @@ function commitLines(o: ApplyScriptOptions): string[] {
   } else if (o.fingerprint) {
     lines.push(`[ "\${needbundle:-0}" = 1 ] || printf '%s\\n' ${q(o.fingerprint)} > "$meta/${META_FILES.fingerprint}" || exit 1`)
   }
+  if (o.expect?.marker) lines.push('echo ok > "$m"')
   lines.push('mark done', 'exit 0', '')
   return lines
 }

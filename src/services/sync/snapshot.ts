@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { lstatSync, readFileSync, readdirSync, type Stats } from 'node:fs'
 import { mkdir, readFile, rename, rm as rmFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -118,6 +118,10 @@ export interface GitView {
   flagged: string[]
   /** Folders the untracked listing depends on (see watchFolders); undefined when one changed too recently. */
   folders?: Folders
+  /** Folders left out of the walk as excluded from sync: the agent's watcher leaves them out too. */
+  pruned?: string[]
+  /** The global ignore and config files (globalSigs), for the watcher's check; undefined when one changed too recently. */
+  global?: [path: string, sig: Sig | null][]
 }
 
 /**
@@ -158,14 +162,19 @@ function globalRules(excludesFile: string | undefined, env: NodeJS.ProcessEnv = 
   ]
 }
 
-/** Walks the folders git's untracked listing may enter; `excluded(dir + '/')` prunes crabbox-excluded ones. */
+/**
+ * Walks the folders git's untracked listing may enter; `excluded(dir + '/')`
+ * prunes crabbox-excluded ones (listed in `pruned`). `folders` is undefined
+ * when one changed too recently; both are when the walk gave up.
+ */
 export function watchFolders(
   root: string,
   excluded: (dir: string) => boolean,
   excludesFile: string | undefined,
   at: number,
-): Folders | undefined {
+): { folders?: Folders; pruned: string[] } | undefined {
   const dirs: Folders['dirs'] = []
+  const pruned: string[] = []
   const rules: Folders['rules'] = globalRules(excludesFile).map((path) => [path, sig(path)])
   const pending = ['']
   while (pending.length > 0) {
@@ -185,14 +194,28 @@ export function watchFolders(
     for (const dirent of dirents) {
       const path = rel ? `${rel}/${dirent.name}` : dirent.name
       if (dirent.isDirectory()) {
-        if (dirent.name !== '.git' && !excluded(`${path}/`)) pending.push(path)
+        if (dirent.name === '.git') continue
+        if (excluded(`${path}/`)) pruned.push(path)
+        else pending.push(path)
       } else if (dirent.name === '.gitignore') rules.push([path, sig(join(root, path))])
     }
   }
   // A folder or rule changed within the racy window could change again unseen.
   const recent = (value: Sig | null) => value !== null && mtimeOf(value) >= at - RACY_MS
-  if (dirs.some(([, value]) => recent(value)) || rules.some(([, value]) => recent(value))) return undefined
-  return { dirs, rules }
+  if (dirs.some(([, value]) => recent(value)) || rules.some(([, value]) => recent(value))) return { pruned }
+  return { folders: { dirs, rules }, pruned }
+}
+
+/** The global ignore and config files with their identity, taken at `at`; undefined when one changed within the racy window. */
+export function globalSigs(excludesFile: string | undefined, at: number): [string, Sig | null][] | undefined {
+  const sigs = globalRules(excludesFile).map((path): [string, Sig | null] => [path, sig(path)])
+  return sigs.some(([, value]) => value !== null && mtimeOf(value) >= at - RACY_MS) ? undefined : sigs
+}
+
+/** The global ignore and config files are as `recorded` saw them. */
+function globalUnchanged(recorded: [string, Sig | null][], excludesFile: string | undefined): boolean {
+  const rules = globalRules(excludesFile)
+  return rules.length === recorded.length && rules.every((path, i) => recorded[i][0] === path && sig(path) === recorded[i][1])
 }
 
 function foldersUnchanged(root: string, folders: Folders | undefined, excludesFile: string | undefined): boolean {
@@ -213,11 +236,17 @@ export function beginGitView(root: string, config: Config['sync']): Pick<GitView
 
 export interface Snapshot {
   v: 1
+  /** Names this snapshot for the watcher stamp kept beside it (watch.json). */
+  id?: string
   key: string
   files: Record<string, Sig | null>
   changed: string
   untracked: string
   folders?: Folders
+  /** Folders excluded from sync (watchFolders): what the agent's watcher leaves out. */
+  pruned?: string[]
+  /** The global ignore and config files (GitView.global). */
+  global?: [path: string, sig: Sig | null][]
   /** Paths git does not vouch for, with their identity (null: absent). */
   own: [path: string, sig: Sig | null][]
   fingerprint: string
@@ -231,6 +260,17 @@ export interface Unchanged {
   git: GitContext
   /** Whether git's untracked listing had to run (some folder or ignore rule moved). */
   listedUntracked: boolean
+  /** Proved by the connection agent's file watcher: git listed nothing. */
+  watched?: boolean
+}
+
+/** The `manifest` phase's reason when the watcher proved the checkout unchanged (`--timing-json`). */
+export const WATCHED = 'unchanged: the connection agent saw no change since the last check'
+
+/** The agent's watcher stamp taken before a check. */
+export interface WatchTaken {
+  id: string
+  seq: number
 }
 
 /**
@@ -248,6 +288,8 @@ export interface Moved {
   changed: string
   /** Raw untracked listing now; undefined when no folder moved (the snapshot's listing holds). */
   untracked?: string
+  /** The global ignore and config files at `at` (GitView.global). */
+  global?: [path: string, sig: Sig | null][]
 }
 
 export interface UnchangedCheck {
@@ -255,6 +297,8 @@ export interface UnchangedCheck {
   unchanged: Promise<Unchanged | undefined>
   /** Set when the check failed only on git's listings: what an incremental manifest needs. */
   moved: Promise<Moved | undefined>
+  /** The watcher stamp taken before the check looked at anything; the next snapshot may keep it. */
+  watch: Promise<WatchTaken | undefined>
 }
 
 /**
@@ -264,8 +308,37 @@ export interface UnchangedCheck {
  */
 export function checkUnchanged(repoRoot: string, config: Config['sync'], options: { checksum?: boolean } = {}): UnchangedCheck {
   const snapshot = config.fingerprint && !options.checksum ? readSnapshot(repoRoot) : Promise.resolve(undefined)
-  const verdict = snapshot.then((found): Promise<Verdict> | Verdict => (found ? verify(repoRoot, config, found) : {}))
-  return { snapshot, unchanged: verdict.then((v) => v.unchanged), moved: verdict.then((v) => v.moved) }
+  const watch = snapshot.then((found) => (found ? takeWatch(repoRoot, found) : undefined))
+  const verdict = snapshot.then((found): Promise<Verdict> | Verdict => (found ? verify(repoRoot, config, found, watch) : {}))
+  return { snapshot, unchanged: verdict.then((v) => v.unchanged), moved: verdict.then((v) => v.moved), watch }
+}
+
+const watchPath = (root: string) => join(cacheDir(root), 'watch.json')
+
+/** Asks a running connection agent for its watcher's stamp, leaving out the folders the snapshot's walk pruned. */
+async function takeWatch(root: string, snapshot: Snapshot): Promise<WatchTaken | undefined> {
+  if (!snapshot.pruned) return undefined
+  const { agentWatchStamp } = await import('../../transport/ssh/agent-client.js')
+  return agentWatchStamp(root, snapshot.pruned).catch(() => undefined)
+}
+
+/** The stamp kept for `snapshot` equals `taken`: no event in its folders since a check or pass that vouched for it. */
+async function watcherVouches(root: string, snapshot: Snapshot, taken: WatchTaken): Promise<boolean> {
+  try {
+    const kept = JSON.parse(await readFile(watchPath(root), 'utf8')) as { snapshot?: string; id?: string; seq?: number }
+    return Boolean(snapshot.id) && kept.snapshot === snapshot.id && kept.id === taken.id && kept.seq === taken.seq
+  } catch {
+    return false
+  }
+}
+
+/** Keeps `taken` for the snapshot `id`: taken before the state that snapshot vouches for was looked at. */
+async function keepWatch(root: string, id: string | undefined, taken: WatchTaken | undefined): Promise<void> {
+  if (!id || !taken) return
+  const file = watchPath(root)
+  const tmp = `${file}.${process.pid}.tmp`
+  await writeFile(tmp, JSON.stringify({ snapshot: id, id: taken.id, seq: taken.seq }))
+  await rename(tmp, file)
 }
 
 const snapshotPath = (root: string) => join(cacheDir(root), 'snapshot.json')
@@ -297,11 +370,48 @@ export async function verifySnapshot(root: string, config: Config['sync'], snaps
 
 type Verdict = { unchanged?: Unchanged; moved?: Moved }
 
+/**
+ * Unchanged without git: the watcher saw no event in the snapshot's folders
+ * since a check that vouched for it; git's files, the excludes, the global
+ * rules and the paths git does not vouch for are stated here.
+ */
+async function byWatcher(
+  root: string,
+  config: Config['sync'],
+  snapshot: Snapshot,
+  gitDir: string,
+  taken: WatchTaken,
+): Promise<Unchanged | undefined> {
+  if (!snapshot.global || !(await watcherVouches(root, snapshot, taken))) return undefined
+  if (!(await settingsUnchanged(root, config, snapshot, gitDir))) return undefined
+  if (!globalUnchanged(snapshot.global, snapshot.git.excludesFile)) return undefined
+  if (snapshot.own.some(([path, recorded]) => sig(join(root, path)) !== recorded)) return undefined
+  return { fingerprint: snapshot.fingerprint, git: snapshot.git, listedUntracked: false, watched: true }
+}
+
+/** The same sync settings and excludes, and git's own files (HEAD, refs, index, config) kept their identity. */
+async function settingsUnchanged(root: string, config: Config['sync'], snapshot: Snapshot, gitDir: string): Promise<boolean> {
+  if (keyOf((await loadExcludes(root, config)).patterns, config) !== snapshot.key) return false
+  const files = gitFiles(gitDir, config)
+  const names = Object.keys(files)
+  return names.length === Object.keys(snapshot.files).length && names.every((name) => files[name] === snapshot.files[name])
+}
+
 /** verifySnapshot, also telling when only git's listings moved (an incremental manifest will do). */
-export async function verify(root: string, config: Config['sync'], snapshot: Snapshot): Promise<Verdict> {
+export async function verify(
+  root: string,
+  config: Config['sync'],
+  snapshot: Snapshot,
+  watch?: Promise<WatchTaken | undefined>,
+): Promise<Verdict> {
   const gitDir = gitDirOf(root)
   if (!gitDir) return {}
+  // The stamp comes first: everything this check sees is then newer than it.
+  const taken = await watch
+  const watched = taken && (await byWatcher(root, config, snapshot, gitDir, taken).catch(() => undefined))
+  if (watched) return { unchanged: watched }
   const at = Date.now()
+  const global = globalSigs(snapshot.git.excludesFile, at)
   // No folder changed: git's untracked listing cannot have changed either, so it is not run.
   const listUntracked = !foldersUnchanged(root, snapshot.folders, snapshot.git.excludesFile)
   const listed = Promise.all([changedAgainstIndex(root), listUntracked ? untrackedFiles(root) : undefined])
@@ -312,9 +422,11 @@ export async function verify(root: string, config: Config['sync'], snapshot: Sna
     const names = Object.keys(files)
     if (names.length !== Object.keys(snapshot.files).length || names.some((name) => files[name] !== snapshot.files[name])) return {}
     const [changed, untracked] = await listed
-    const moved: Moved = { snapshot, at, files, changed, untracked }
+    const moved: Moved = { snapshot, at, files, changed, untracked, global }
     if (snapshot.own.some(([path, recorded]) => sig(join(root, path)) !== recorded)) return { moved }
     if (digest(changed) !== snapshot.changed || (untracked !== undefined && digest(untracked) !== snapshot.untracked)) return { moved }
+    // git vouched for the snapshot after the stamp was taken: an equal stamp next time needs no git.
+    await keepWatch(root, snapshot.id, taken).catch(() => {})
     return { unchanged: { fingerprint: snapshot.fingerprint, git: snapshot.git, listedUntracked: listUntracked } }
   }
   try {
@@ -334,6 +446,7 @@ export async function saveSnapshot(
   fingerprint: string,
   config: Config['sync'],
   hashes?: (string | undefined)[],
+  watch?: Promise<WatchTaken | undefined>,
 ): Promise<void> {
   const view = manifest.gitView
   const file = snapshotPath(manifest.root)
@@ -364,11 +477,14 @@ export async function saveSnapshot(
   const { tracked: _tracked, ...git } = manifest.git
   const snapshot: Snapshot = {
     v: 1,
+    id: randomBytes(9).toString('hex'),
     key: keyOf(manifest.excludes, config),
     files: view.files,
     changed: digest(view.changed),
     untracked: digest(view.untracked),
     folders: view.folders,
+    pruned: view.pruned,
+    global: view.global,
     own: [...own],
     fingerprint,
     git,
@@ -378,4 +494,6 @@ export async function saveSnapshot(
   const tmp = `${file}.${process.pid}.tmp`
   await writeFile(tmp, JSON.stringify(snapshot))
   await rename(tmp, file)
+  // The stamp was taken before this pass looked at the checkout: no event since means this snapshot still holds.
+  await keepWatch(manifest.root, snapshot.id, await watch).catch(() => {})
 }

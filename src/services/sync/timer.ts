@@ -25,6 +25,11 @@ export class Timer {
     if (existing) existing.ms += Math.round(ms)
     else this.phases.push({ name, ms: Math.round(ms), ...extra })
   }
+  /** Says why a phase that ran took the way it did (e.g. which check proved the checkout unchanged). */
+  note(name: string, reason: string): void {
+    const existing = this.phases.find((phase) => phase.name === name)
+    if (existing) existing.reason = reason
+  }
   skip(name: string, reason: string): void {
     const existing = this.phases.find((phase) => phase.name === name)
     if (!existing) this.phases.push({ name, ms: 0, skipped: true, reason })

@@ -324,3 +324,24 @@ export async function agentStop(): Promise<boolean> {
   await agentRequest(socket, { op: 'stop' })
   return true
 }
+
+/**
+ * The running agent's watcher stamp for `root`, leaving out the folders in `skip` (agent-watch.ts);
+ * undefined when no agent runs (none is started for this), it is of an older
+ * crabbox, or its watcher cannot vouch for the checkout.
+ */
+export async function agentWatchStamp(root: string, skip: string[]): Promise<{ id: string; seq: number } | undefined> {
+  if (agentDisabled() || Buffer.byteLength(agentSocket()) > MAX_SOCKET_PATH) return undefined
+  const socket = await tryConnect(agentSocket())
+  if (!socket) return undefined
+  try {
+    return (await agentRequest(socket, { op: 'watch', root, skip }, WATCH_TIMEOUT_MS)).watch
+  } catch {
+    return undefined
+  } finally {
+    socket.destroy()
+  }
+}
+
+/** A stamp needs the agent's event queue drained (at most 1 s there): past this, git decides. */
+const WATCH_TIMEOUT_MS = 1500

@@ -38,6 +38,8 @@ export const AgentRequest = v.variant('op', [
   }),
   v.object({ op: v.literal('connect'), target: AgentTarget, connectTimeoutMs: v.optional(v.number()) }),
   v.object({ op: v.literal('status') }),
+  // The stamp of a checkout's file watcher (agent-watch.ts); `skip`: folders under root it leaves out.
+  v.object({ op: v.literal('watch'), root: v.string(), skip: v.array(v.string()) }),
   v.object({ op: v.literal('stop') }),
 ])
 export type AgentRequest = v.InferOutput<typeof AgentRequest>
@@ -62,6 +64,8 @@ export const AgentStatus = v.object({
 })
 export type AgentStatus = v.InferOutput<typeof AgentStatus>
 
+export const AgentWatchStamp = v.object({ id: v.string(), seq: v.number() })
+
 export const AgentError = v.object({
   message: v.string(),
   exitCode: v.number(),
@@ -75,6 +79,7 @@ export const AgentReply = v.union([
     result: v.optional(v.object({ code: v.nullable(v.number()), signal: v.optional(v.string()) })),
     port: v.optional(v.number()),
     status: v.optional(AgentStatus),
+    watch: v.optional(AgentWatchStamp),
   }),
   v.object({ ok: v.literal(false), error: AgentError }),
 ])

@@ -1,10 +1,11 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type Socket } from 'node:net'
+import { createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError } from '../../errors.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
 import { SpareWorkers } from './agent-spare.js'
+import { Watchers } from './agent-watch.js'
 import { SshPool } from './pool.js'
 import { afterDrain, writeOrPause } from './streams.js'
 import type { SshTarget } from './types.js'
@@ -127,6 +128,19 @@ async function agentStatus(pool: SshPool, about: { socketPath: string; startedAt
   }
 }
 
+/** Listens on a unix socket that is 0600 from the moment it exists: umask, not a chmod race. */
+async function listenPrivately(server: Server, socketPath: string): Promise<void> {
+  const oldMask = process.umask(0o177)
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(socketPath, () => resolve())
+    })
+  } finally {
+    process.umask(oldMask)
+  }
+}
+
 /**
  * The per-user connection agent: holds warm SSH connections for the CLI
  * processes of one user, the way OpenSSH ControlPersist would. The socket
@@ -145,6 +159,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
 
   const pool = new SshPool({ spareChannel: true })
   const spares = new SpareWorkers(options.dir, log)
+  const watchers = new Watchers(join(options.dir, 'watch'))
   const sockets = new Set<Socket>()
   const startedAt = new Date()
   let lastActivity = Date.now()
@@ -216,6 +231,8 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
             reply(socket, { ok: true, status }),
           )
           return
+        case 'watch':
+          return void watchers.stamp(request.root, request.skip).then((watch) => reply(socket, { ok: true, watch }))
         case 'stop':
           reply(socket, { ok: true })
           void shutdown('asked to stop')
@@ -232,7 +249,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     clearInterval(sweep)
     spares.stop()
     server.close()
-    await pool.closeAll()
+    await pool.closeAll().finally(() => watchers.closeAll())
     for (const socket of sockets) socket.destroy()
     rmSync(socketPath, { force: true })
     try {
@@ -240,16 +257,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     } catch {}
   }
 
-  // umask makes the socket 0600 from the moment it exists (no chmod race).
-  const oldMask = process.umask(0o177)
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(socketPath, () => resolve())
-    })
-  } finally {
-    process.umask(oldMask)
-  }
+  await listenPrivately(server, socketPath)
   log(`listening on ${socketPath} (idle timeout ${options.idleTimeoutMs} ms)`)
   spares.warm()
 

@@ -67,13 +67,15 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
                     env: forwardedEnv(config.env.allow),
                     signal: interrupt.signal,
                     ...live.output,
-                    onStart: () => {
+                    onStart: (synced?: string) => {
                       recorder.event({
                         type: 'sync.finished',
                         phase: 'synced',
-                        message: 'skipped=true (fingerprint checked in the command exec)',
+                        message: synced
+                          ? `${synced} (the command started right after the apply, in the same round trip)`
+                          : 'skipped=true (fingerprint checked in the command exec)',
                       })
-                      progress.done('checkout unchanged, nothing to sync')
+                      if (!synced) progress.done('checkout unchanged, nothing to sync')
                       live.commandStarts()
                     },
                   }
@@ -131,5 +133,5 @@ export async function syncOrWarmRun(
   const { syncWorkdir } = await import('../../sync/index.js')
   // The guard waited for the check: a small change then goes as one folded exec, no probe beside it.
   const result = await syncWorkdir({ ...options, check, probed, checkAwaited: Boolean(check && options.thenRun) })
-  return { skipped: result.skipped, phases: result.phases, ms: clock(), saved: result.saved }
+  return { skipped: result.skipped, phases: result.phases, ms: result.ran ? result.totalMs : clock(), saved: result.saved, ran: result.ran }
 }

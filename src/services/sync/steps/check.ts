@@ -1,4 +1,4 @@
-import { checkUnchanged, type Moved, type Unchanged } from '../snapshot.js'
+import { checkUnchanged, WATCHED, type Moved, type Unchanged } from '../snapshot.js'
 import type { SyncRun } from './context.js'
 import { probeAnswered, startProbe, type PendingProbe } from './probe.js'
 
@@ -25,6 +25,7 @@ export interface Checked {
 export async function checkStep(run: SyncRun): Promise<Checked> {
   const { options, timer } = run
   const check = options.check ?? checkUnchanged(options.repoRoot, run.config, options)
+  run.watch = check.watch
   const [snapshot, known] = await Promise.all([check.snapshot, run.sent.known()])
   if (options.probed) {
     const [unchanged, moved] = await Promise.all([check.unchanged, check.moved])
@@ -42,6 +43,7 @@ export async function checkStep(run: SyncRun): Promise<Checked> {
   const [unchanged, moved] = await timer.phase('manifest', () => verdict)
   if (unchanged && probe && (await probe.answer).fingerprint === unchanged.fingerprint) {
     timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
+    if (unchanged.watched) timer.note('manifest', WATCHED)
     return { unchanged, known, probe, skip: true }
   }
   return { unchanged, moved, known, probe, skip: false, fold }

@@ -3,6 +3,7 @@ import { parseDuration } from '../../../config/schema.js'
 import type { SshSession } from '../../../transport/ssh/types.js'
 import type { Progress } from '../../../ui/progress.js'
 import { SentManifests } from '../hash-cache.js'
+import type { WatchTaken } from '../snapshot.js'
 import type { SyncOptions, SyncResult } from '../index.js'
 import { formatBytes, plural } from '../../../ui/format.js'
 import type { SyncPlan } from '../prune.js'
@@ -25,6 +26,8 @@ export interface SyncRun {
   useFingerprint: boolean
   /** What this machine last sent, keyed by fingerprint. */
   sent: SentManifests
+  /** The agent's watcher stamp taken before the check (set by the check step); the next snapshot may keep it. */
+  watch?: Promise<WatchTaken | undefined>
 }
 
 export function beginSync(options: SyncOptions): SyncRun {

@@ -1,4 +1,7 @@
+import { randomBytes } from 'node:crypto'
+import { formatBytes, plural } from '../../../ui/format.js'
 import type { SyncResult } from '../index.js'
+import type { SyncPlan } from '../prune.js'
 import { PROBE_SCRIPT, probeArgs } from '../probe-protocol.js'
 import { parseRecords } from '../records.js'
 import type { Checked } from './check.js'
@@ -7,6 +10,9 @@ import { hashStep, type LocalSide } from './manifest.js'
 import { COMPACT_MIN_BYTES, planStep } from './plan.js'
 import { rememberStep } from './remember.js'
 import { sendStep, type loadTransfer } from './send.js'
+
+/** The `fingerprint_remote` phase's reason when the command ran pipelined with the apply (`--timing-json`). */
+export const PIPELINED = 'checked in the same exec as the apply; the command ran beside it once the files landed'
 
 /** Above this many bytes to send, the probe's round trip is small next to the transfer: not worth guessing. */
 const FOLD_MAX_BYTES = 1024 * 1024
@@ -60,11 +66,47 @@ export async function foldedSync(
       : undefined,
   }
   for (const message of decision.warnings) run.warn(message)
-  const sent = await sendStep(run, local, { ...decision, expect }, transfer)
+  const pipelined = pipelineCommand(run, local, decision.plan)
+  const sent = await sendStep(run, local, { ...decision, expect: { ...expect, marker: pipelined?.marker } }, transfer).catch(
+    (error: unknown) => {
+      pipelined?.cancel()
+      throw error
+    },
+  )
   if (sent.stale) {
+    // The apply changed nothing and told the command beside it so: it did not run.
+    await pipelined?.ran
     if (sent.staleProbe) local.probe.answered?.(sent.staleProbe)
     return undefined
   }
   run.timer.add('fingerprint_remote', 0, { reason: 'checked in the same exec as the apply' })
-  return syncedResult(run, decision.plan, rememberStep(run, manifest, sent, hashed))
+  const result = syncedResult(run, decision.plan, rememberStep(run, manifest, sent, hashed))
+  const ran = await pipelined?.ran
+  if (ran) run.timer.note('fingerprint_remote', PIPELINED)
+  return { ...result, ran }
+}
+
+/**
+ * `run --id`'s command, started beside the apply exec: it waits on the runner
+ * for the apply's marker and runs once the files landed, so the sync costs
+ * one round trip more than the command alone. Its result is undefined when it
+ * did not run (the caller then runs it as usual).
+ */
+function pipelineCommand(run: SyncRun, local: LocalSide, plan: SyncPlan) {
+  const then = run.options.thenRun
+  if (!then || !run.options.checkAwaited) return undefined
+  const marker = `sync-applied.${randomBytes(8).toString('hex')}`
+  const stop = new AbortController()
+  const signal = then.signal ? AbortSignal.any([then.signal, stop.signal]) : stop.signal
+  const synced = `synced ${plural(plan.send.length, 'file')}, ${formatBytes(plan.sendBytes)}`
+  const command = { ...then, signal, onStart: () => then.onStart(synced) }
+  const ran = import('../guard.js').then(({ runAfterApply }) =>
+    runAfterApply(run.session, run.options.workdir, `${local.meta}/${marker}`, command),
+  )
+  return {
+    marker,
+    ran: ran.catch(() => undefined),
+    /** The apply failed: the command never runs; stop waiting for its marker. */
+    cancel: () => stop.abort('SIGTERM'),
+  }
 }

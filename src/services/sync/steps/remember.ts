@@ -18,7 +18,7 @@ export function rememberStep(run: SyncRun, manifest: Manifest, sent: Sent, hashe
       hashes && saveHashes(manifest, hashes).catch(() => {}),
       run.sent.write(sent.fingerprint, sent.records).catch(() => {}),
     ])
-    if (run.useFingerprint) await saveSnapshot(manifest, sent.fingerprint, run.config, hashes).catch(() => {})
+    if (run.useFingerprint) await saveSnapshot(manifest, sent.fingerprint, run.config, hashes, run.watch).catch(() => {})
   })
 }
 
@@ -26,7 +26,7 @@ export function rememberStep(run: SyncRun, manifest: Manifest, sent: Sent, hashe
 export function rememberSnapshot(run: SyncRun, manifest: Manifest, fingerprint: string, hashed?: HashedManifest): Promise<void> {
   return later(async () => {
     if (hashed) await saveHashes(manifest, hashed.hashes).catch(() => {})
-    if (run.useFingerprint) await saveSnapshot(manifest, fingerprint, run.config, hashed?.hashes).catch(() => {})
+    if (run.useFingerprint) await saveSnapshot(manifest, fingerprint, run.config, hashed?.hashes, run.watch).catch(() => {})
   })
 }
 

@@ -1,0 +1,198 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { cliHome, runCli, type CliHome } from '../support/cli.js'
+import { git, gitRepo, indexSettles, put as putFile } from '../support/fixtures.js'
+import { processesMatching } from '../support/processes.js'
+
+/*
+ * The connection agent's file watcher (src/transport/ssh/agent-watch.ts) on
+ * the warm `run --id` path, on the embedded local provider (a real sshd) with
+ * the agent on: a change made between two runs is always on the runner, and
+ * an unchanged checkout is proved without git once the watcher vouches.
+ * `--timing-json`'s `manifest` phase says which check proved it.
+ */
+
+const homes: CliHome[] = []
+const repos: string[] = []
+const leases = new Map<CliHome, { slug: string; repo: string }>()
+const slugOf = (home: CliHome) => leases.get(home)!.slug
+const repoOf = (home: CliHome) => leases.get(home)!.repo
+
+afterAll(async () => {
+  for (const home of homes) {
+    await runCli(['agent', 'stop'], { home, env: { NODE_EXTRA_CA_CERTS: undefined } }).catch(() => undefined)
+    for (const pid of processesMatching((p) => p.cmdline.includes(home.dir))) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // gone
+      }
+    }
+    rmSync(home.dir, { recursive: true, force: true })
+  }
+  for (const repo of repos) rmSync(repo, { recursive: true, force: true })
+})
+
+/** Back-dates folders (or files) a minute: a folder changed within the racy window is never vouched for. */
+function age(repo: string, ...dirs: string[]): void {
+  const old = new Date(Date.now() - 60_000)
+  for (const dir of ['', ...dirs]) utimesSync(join(repo, dir), old, old)
+}
+
+async function setup(options: { breakWatcher?: boolean } = {}) {
+  const home = cliHome()
+  homes.push(home)
+  const repo = gitRepo('crabbox-watch-', { 'hello.txt': 'hello\n', '.gitignore': 'ignored.txt\n' })
+  repos.push(repo)
+  putFile(repo, 'src/a.txt', 'a1\n')
+  git(repo, 'add', '.')
+  git(repo, 'commit', '-qm', 'src')
+  // .gitignore too: an ignore rule changed within the racy window is not vouched for either.
+  age(repo, 'src', '.gitignore')
+  if (options.breakWatcher) {
+    // A file where the agent keeps its barrier files: the watcher can never vouch.
+    mkdirSync(join(home.env.XDG_RUNTIME_DIR, 'crabbox'), { recursive: true, mode: 0o700 })
+    writeFileSync(join(home.env.XDG_RUNTIME_DIR, 'crabbox', 'watch'), '')
+  }
+  await indexSettles(repo)
+  const env = { NODE_EXTRA_CA_CERTS: undefined }
+  const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
+  expect(warm.code, warm.stderr).toBe(0)
+  const { slug } = JSON.parse(warm.stdout) as { slug: string }
+  leases.set(home, { slug, repo })
+  type Timing = { syncSkipped: boolean; syncPhases: { name: string; reason?: string }[] }
+  const run = async (script: string) => {
+    const result = await runCli(['run', '--id', slug, '--timing-json', '--', 'sh', '-c', script], { home, cwd: repo, env })
+    expect(result.code, result.stderr).toBe(0)
+    const timing = JSON.parse(result.stderr.trim().split('\n').at(-1)!) as Timing
+    const watched = timing.syncPhases.some(
+      (phase) => phase.name === 'manifest' && /connection agent saw no change/.test(phase.reason ?? ''),
+    )
+    return { stdout: result.stdout, synced: !timing.syncSkipped, watched }
+  }
+  const put = (path: string, content: string) => putFile(repo, path, content, { aged: 'tree' })
+  /**
+   * Runs unchanged until the watcher vouches: after a change (or a new folder, which the agent
+   * walks again first) the check asks git and keeps the stamp; the next one needs no git.
+   */
+  const settle = async (script: string, expected: string) => {
+    const seen: boolean[] = []
+    for (let i = 0; i < 4; i++) {
+      const result = await run(script)
+      expect(result.stdout).toBe(expected)
+      seen.push(result.watched)
+      if (result.watched) break
+    }
+    return seen
+  }
+  return { home, repo, run, put, settle }
+}
+
+describe('the agent watcher on the warm run --id path', () => {
+  it('proves an unchanged checkout without git, and every change between two runs reaches the runner', async () => {
+    const { repo, run, put, settle } = await setup()
+    expect((await run('cat hello.txt')).stdout).toBe('hello\n')
+    expect((await settle('cat hello.txt', 'hello\n')).at(-1)).toBe(true)
+
+    // An in-place edit of a tracked file.
+    put('src/a.txt', 'a2\n')
+    expect(await run('cat src/a.txt')).toMatchObject({ stdout: 'a2\n', watched: false, synced: true })
+    expect((await settle('cat src/a.txt', 'a2\n')).at(-1)).toBe(true)
+
+    // The same file changed again within the same second, same size.
+    writeFileSync(join(repo, 'src/a.txt'), 'a3\n')
+    expect((await run('cat src/a.txt')).stdout).toBe('a3\n')
+    writeFileSync(join(repo, 'src/a.txt'), 'a4\n')
+    expect((await run('cat src/a.txt')).stdout).toBe('a4\n')
+
+    // Added (in a new folder), renamed, deleted.
+    put('src/new/b.txt', 'b\n')
+    expect((await run('cat src/new/b.txt')).stdout).toBe('b\n')
+    await settle('cat src/new/b.txt', 'b\n')
+    renameSync(join(repo, 'src/new/b.txt'), join(repo, 'src/new/c.txt'))
+    age(repo, 'src', 'src/new')
+    expect((await run('ls src/new')).stdout).toBe('c.txt\n')
+    await settle('ls src/new', 'c.txt\n')
+    rmSync(join(repo, 'hello.txt'))
+    age(repo)
+    expect((await run('ls')).stdout).toBe('src\n')
+    await settle('ls', 'src\n')
+
+    // A .gitignore change: the ignored file now syncs.
+    put('ignored.txt', 'was ignored\n')
+    expect((await run('ls')).stdout).toBe('src\n')
+    await settle('ls', 'src\n')
+    put('.gitignore', '\n')
+    expect((await run('cat ignored.txt')).stdout).toBe('was ignored\n')
+    expect((await settle('cat ignored.txt', 'was ignored\n')).at(-1)).toBe(true)
+  })
+
+  it('a change while the agent is down, or after it restarted, reaches the runner', async () => {
+    const { home, run, put, settle } = await setup()
+    await run('true')
+    expect((await settle('cat src/a.txt', 'a1\n')).at(-1)).toBe(true)
+    const stop = await runCli(['agent', 'stop'], { home, env: { NODE_EXTRA_CA_CERTS: undefined } })
+    expect(stop.code, stop.stderr).toBe(0)
+    put('src/a.txt', 'while down\n')
+    // This run starts a new agent: its watcher has no stamp the snapshot kept, so git decides.
+    expect(await run('cat src/a.txt')).toMatchObject({ stdout: 'while down\n', watched: false })
+    expect((await settle('cat src/a.txt', 'while down\n')).at(-1)).toBe(true)
+    put('src/a.txt', 'after restart\n')
+    expect(await run('cat src/a.txt')).toMatchObject({ stdout: 'after restart\n', watched: false })
+  })
+
+  it('a watcher that cannot vouch falls back to git, still correct', async () => {
+    const { run, put } = await setup({ breakWatcher: true })
+    for (let i = 0; i < 3; i++) expect(await run('cat src/a.txt')).toMatchObject({ stdout: 'a1\n', watched: false })
+    put('src/a.txt', 'edited\n')
+    expect(await run('cat src/a.txt')).toMatchObject({ stdout: 'edited\n', watched: false, synced: true })
+    expect(await run('cat src/a.txt')).toMatchObject({ stdout: 'edited\n', watched: false })
+  })
+
+  it('a one-file change runs the command right after the apply, in the same round trip, exactly once; a stale or failed apply never runs it there', async () => {
+    const { home, run, put, settle } = await setup()
+    const counter = join(home.dir, 'runs.log')
+    const runs = () => (existsSync(counter) ? readFileSync(counter, 'utf8').split('\n').filter(Boolean).length : 0)
+    const script = `echo run >> ${counter}; cat src/a.txt; echo to-stderr >&2; exit 5`
+    const runRaw = (script: string) =>
+      runCli(['run', '--id', slugOf(home), '--timing-json', '--', 'sh', '-c', script], {
+        home,
+        cwd: repoOf(home),
+        env: { NODE_EXTRA_CA_CERTS: undefined },
+      })
+    const pipelined = (stderr: string) =>
+      (JSON.parse(stderr.trim().split('\n').at(-1)!) as { syncPhases: { name: string; reason?: string }[] }).syncPhases.some(
+        (phase) => phase.name === 'fingerprint_remote' && /command ran beside it/.test(phase.reason ?? ''),
+      )
+    const first = await run('pwd')
+    const workdir = first.stdout.trim()
+    await settle('true', '')
+
+    put('src/a.txt', 'one\n')
+    const one = await runRaw(script)
+    expect(one).toMatchObject({ code: 5, stdout: 'one\n' })
+    expect(one.stderr).toMatch(/^to-stderr$/m)
+    expect(pipelined(one.stderr)).toBe(true)
+    expect(runs()).toBe(1)
+
+    // The runner holds something else: the apply is stale, the command runs once, after the probe's sync.
+    writeFileSync(join(workdir, '.git', 'crabbox', 'sync-fingerprint'), `${'0'.repeat(64)}\n`)
+    put('src/a.txt', 'two\n')
+    const stale = await runRaw(script)
+    expect(stale).toMatchObject({ code: 5, stdout: 'two\n' })
+    expect(pipelined(stale.stderr)).toBe(false)
+    expect(runs()).toBe(2)
+
+    // The apply fails on the runner (a folder with files where the file must land): the command never runs.
+    await settle('true', '')
+    rmSync(join(workdir, 'src', 'a.txt'))
+    mkdirSync(join(workdir, 'src', 'a.txt', 'in-the-way'), { recursive: true })
+    put('src/a.txt', 'three\n')
+    const failed = await runRaw(script)
+    expect(failed.code).not.toBe(0)
+    expect(failed.code).not.toBe(5)
+    expect(failed.stdout).toBe('')
+    expect(runs()).toBe(2)
+  })
+})
