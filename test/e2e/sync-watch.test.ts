@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { cliHome, runCli, type CliHome } from '../support/cli.js'
-import { git, gitRepo, indexSettles, put as putFile } from '../support/fixtures.js'
+import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
+import { collectOutput, git, gitRepo, indexSettles, put as putFile, until } from '../support/fixtures.js'
 import { processesMatching } from '../support/processes.js'
 
 /*
@@ -194,5 +194,26 @@ describe('the agent watcher on the warm run --id path', () => {
     expect(failed.code).not.toBe(5)
     expect(failed.stdout).toBe('')
     expect(runs()).toBe(2)
+  })
+
+  it('a pipelined command whose connection is lost mid-command fails the run; it never runs a second time', async () => {
+    const { home, settle, put } = await setup()
+    const counter = join(home.dir, 'runs.log')
+    await settle('true', '')
+    put('src/a.txt', 'lost\n')
+    const child = spawnCli(['run', '--id', slugOf(home), '--', 'sh', '-c', `echo run >> ${counter}; sleep 10`], {
+      home,
+      cwd: repoOf(home),
+      env: { NODE_EXTRA_CA_CERTS: undefined },
+    })
+    const out = collectOutput(child)
+    await until('the command runs', () => existsSync(counter), 30_000)
+    // The connection agent holds the SSH connection the command runs on: it dies mid-command.
+    const { pid } = JSON.parse((await runCli(['agent', 'status', '--json'], { home })).stdout) as { pid: number }
+    process.kill(pid, 'SIGKILL')
+    const code = await out.done
+    expect(code, out.stderr()).toBe(255)
+    expect(out.stderr()).toContain('The command was not re-run')
+    expect(readFileSync(counter, 'utf8')).toBe('run\n')
   })
 })

@@ -99,13 +99,28 @@ function pipelineCommand(run: SyncRun, local: LocalSide, plan: SyncPlan) {
   const stop = new AbortController()
   const signal = then.signal ? AbortSignal.any([then.signal, stop.signal]) : stop.signal
   const synced = `synced ${plural(plan.send.length, 'file')}, ${formatBytes(plan.sendBytes)}`
-  const command = { ...then, signal, onStart: () => then.onStart(synced) }
-  const ran = import('../guard.js').then(({ runAfterApply }) =>
-    runAfterApply(run.session, run.options.workdir, `${local.meta}/${marker}`, command),
-  )
+  let started = false
+  const command = {
+    ...then,
+    signal,
+    onStart: () => {
+      started = true
+      then.onStart(synced)
+    },
+  }
+  const ran = import('../guard.js')
+    .then(({ runAfterApply }) => runAfterApply(run.session, run.options.workdir, `${local.meta}/${marker}`, command))
+    // Not started: the caller runs it the usual way. Started and then failed (the connection
+    // lost mid-command): that is the run's failure, never a reason to run the command again.
+    .catch((error: unknown) => {
+      if (started) throw error
+      return undefined
+    })
+  // Awaited only on some paths: a failure nobody awaits must not crash the process.
+  ran.catch(() => undefined)
   return {
     marker,
-    ran: ran.catch(() => undefined),
+    ran,
     /** The apply failed: the command never runs; stop waiting for its marker. */
     cancel: () => stop.abort('SIGTERM'),
   }
