@@ -109,4 +109,28 @@ describe('startBroker', () => {
     await broker.stop()
     expect(workerdOnPort(port)).toEqual([])
   })
+
+  it('picks another port when the one it picked is taken before broker dev binds it', async () => {
+    const squatted = await freePort()
+    const { createServer } = await import('node:net')
+    const squatter = createServer().listen(squatted, '127.0.0.1')
+    await new Promise((resolve) => squatter.once('listening', resolve))
+    const picked: number[] = []
+    let started: BrokerHandle | undefined
+    try {
+      started = await startBroker({
+        pickPort: async () => {
+          const port = picked.length ? await freePort() : squatted
+          picked.push(port)
+          return port
+        },
+      })
+      expect(picked).toHaveLength(2)
+      expect(started.port).toBe(picked[1])
+      expect(await (await fetch(`${started.url}/v1/health`)).json()).toMatchObject({ ok: true })
+    } finally {
+      await started?.stop()
+      squatter.close()
+    }
+  })
 })

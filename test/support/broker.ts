@@ -27,6 +27,8 @@ export interface StartBrokerOptions {
   env?: Record<string, string>
   stateDir?: string
   port?: number
+  /** Picks a free port when `port` is not given (tests of this harness race it). */
+  pickPort?: () => Promise<number>
 }
 
 export { freeLoopbackPort as freePort } from '../../src/services/broker-dev.js'
@@ -110,7 +112,8 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
       if (snapshot) rmSync(join(snapshot, '..'), { recursive: true, force: true })
     })
   }
-  const port = options.port ?? (await freeLoopbackPort())
+  const pickPort = options.pickPort ?? freeLoopbackPort
+  let port = options.port ?? (await pickPort())
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'crabbox-broker-state-'))
   const env = { ...options.env }
   const home = cliHome()
@@ -133,7 +136,18 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
       throw error
     }
   }
-  await start()
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start()
+      break
+    } catch (error) {
+      // The free port we picked was taken before wrangler bound it: ephemeral ports are shared
+      // with every outgoing connection of the parallel tests. A port the caller chose is theirs.
+      const taken = /already in use/.test((error as Error).message)
+      if (!taken || options.port !== undefined || attempt >= 3) throw error
+      port = await pickPort()
+    }
+  }
 
   return {
     url: `http://127.0.0.1:${port}`,
