@@ -1,8 +1,9 @@
 import { rmSync } from 'node:fs'
-import { createServer, type Server, type Socket } from 'node:net'
+import { createServer, type Socket } from 'node:net'
 import { Readable, Writable } from 'node:stream'
 import { type FastCommand, fastCommand } from './fast-argv.js'
 import { encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
+import { listenPrivately } from './transport/ssh/private-socket.js'
 
 /**
  * The connection agent's spare worker: a Node process the agent starts ahead of time
@@ -78,20 +79,11 @@ export function serveWarm<Ahead>(
     process.exit(0)
   })
   preload()
-    .then(() => listen(server, socketPath))
+    .then(() => listenPrivately(server, socketPath))
     .then(
       () => process.send?.('ready'),
       () => process.exit(1),
     )
-}
-
-function listen(server: Server, path: string): Promise<void> {
-  // Like the agent's socket: 0600 from the moment it exists.
-  const oldMask = process.umask(0o177)
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(path, () => resolve())
-  }).finally(() => process.umask(oldMask))
 }
 
 function decline(socket: Socket, why: string): void {

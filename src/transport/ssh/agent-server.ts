@@ -1,10 +1,11 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type Server, type Socket } from 'node:net'
+import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError } from '../../errors.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
 import { SpareWorkers } from './agent-spare.js'
+import { listenPrivately } from './private-socket.js'
 import { Watchers } from './agent-watch.js'
 import { SshPool } from './pool.js'
 import { afterDrain, writeOrPause } from './streams.js'
@@ -125,19 +126,6 @@ async function agentStatus(pool: SshPool, about: { socketPath: string; startedAt
     startedAt: about.startedAt.toISOString(),
     idleTimeoutMs: about.idleTimeoutMs,
     connections: connections.map((c) => ({ target: describeTarget(c.target), port: c.port, busy: c.busy, idleMs: c.idleMs })),
-  }
-}
-
-/** Listens on a unix socket that is 0600 from the moment it exists: umask, not a chmod race. */
-async function listenPrivately(server: Server, socketPath: string): Promise<void> {
-  const oldMask = process.umask(0o177)
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(socketPath, () => resolve())
-    })
-  } finally {
-    process.umask(oldMask)
   }
 }
 
