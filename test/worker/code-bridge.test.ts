@@ -1,7 +1,7 @@
 import { SELF } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
-import { api, createLease, headersFor, inFleet, shared, type Who } from './broker-support.js'
-import { b64, codeAgentUpgrade, codeLease, codeTicket, openCodeAgent, socket, unb64, until } from './code-support.js'
+import { api, createLease, headersFor, inFleet, send, shared, type Who } from './broker-support.js'
+import { b64, codeAgentUpgrade, codeLease, codeTicket, openCodeAgent, sendToRelay, socket, unb64, until } from './code-support.js'
 import { browserFor, getPage, ORIGIN } from './portal-support.js'
 import { MAX_CODE_VIEWERS } from '../../worker/bridge/code-relay.js'
 
@@ -179,18 +179,24 @@ describe('the portal code pages', () => {
   it('forwards request bodies and streams chunked answers; agent errors become code_proxy_error', async () => {
     const lease = await codeLease(peter)
     const agent = await openCodeAgent(peter, lease.id)
-    const posted = api(peter, 'POST', `/portal/leases/${lease.id}/code/api/echo`, { hello: 'runner' })
+    const posted = send(peter, 'POST', `/portal/leases/${lease.id}/code/api/echo`, { hello: 'runner' })
     const request = await agent.next((f) => f.type === 'http')
     expect(request.method).toBe('POST')
     expect(request.headers['content-type']).toBe('application/json')
     expect(unb64(request.body)).toBe('{"hello":"runner"}')
     agent.ws.send(JSON.stringify({ type: 'http_start', id: request.id, status: 201, headers: { 'content-type': 'application/json' } }))
+    const response = await posted
+    expect(response.status).toBe(201)
+    expect(response.headers.get('content-type')).toBe('application/json')
+    // Each piece reaches the browser as it comes (read before the next is sent).
+    const reader = response.body!.getReader()
+    const decoder = new TextDecoder()
     agent.ws.send(JSON.stringify({ type: 'http_body', id: request.id, body: b64('{"ok":') }))
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(decoder.decode((await reader.read()).value)).toBe('{"ok":')
     agent.ws.send(JSON.stringify({ type: 'http_body', id: request.id, body: b64('true}') }))
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(decoder.decode((await reader.read()).value)).toBe('true}')
     agent.ws.send(JSON.stringify({ type: 'http_end', id: request.id }))
-    expect(await posted).toMatchObject({ status: 201, body: { ok: true } })
+    expect((await reader.read()).done).toBe(true)
 
     const failing = api(peter, 'GET', `/portal/leases/${lease.id}/code/broken`)
     const second = await agent.next((f) => f.type === 'http' && f.id !== request.id)
@@ -243,8 +249,10 @@ describe('the portal code pages', () => {
     expect(pieces.length).toBe(3)
     expect(pieces.reduce((n, p) => n + p.byteLength, 0)).toBe(big.byteLength)
     // A chunked frame from the agent arrives whole.
-    agent.ws.send(JSON.stringify({ type: 'ws_start', id: open.id, chunkID: 'c1', frame: 'binary' }))
-    agent.ws.send(JSON.stringify({ type: 'ws_body', id: open.id, chunkID: 'c1', body: b64(new Uint8Array([1, 2, 3])) }))
+    const chunk = (relay: { chunks: Map<string, { parts: Uint8Array[] }> }) => relay.chunks.get('c1')?.parts.length
+    await sendToRelay(agent, lease.id, { type: 'ws_start', id: open.id, chunkID: 'c1', frame: 'binary' }, (relay) => chunk(relay) === 0)
+    const body = { type: 'ws_body', id: open.id, chunkID: 'c1', body: b64(new Uint8Array([1, 2, 3])) }
+    await sendToRelay(agent, lease.id, body, (relay) => chunk(relay) === 1)
     agent.ws.send(JSON.stringify({ type: 'ws_end', id: open.id, chunkID: 'c1' }))
     const whole = await browser.next((f) => typeof f !== 'string')
     expect([...new Uint8Array(whole)]).toEqual([1, 2, 3])

@@ -1,8 +1,9 @@
-import { SELF } from 'cloudflare:test'
+import { env, runInDurableObject, SELF } from 'cloudflare:test'
 import { expect } from 'vitest'
 import { api, type Who } from './broker-support.js'
 import { ORIGIN } from './portal-support.js'
 import { desktopLease } from './webvnc-support.js'
+import type { BridgeRelay } from '../../worker/bridge/relay.js'
 
 /** Code bridge tests: code leases, tickets, the agent socket speaking JSON frames. */
 
@@ -65,4 +66,27 @@ export const unb64 = (text: string) => new TextDecoder().decode(Uint8Array.from(
 /** Polls until `check` passes. */
 export async function until(check: () => Promise<boolean> | boolean): Promise<void> {
   for (let i = 0; i < 400 && !(await check()); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+}
+
+/** What the code relay of one lease holds in memory: chunked messages being joined, requests in flight. */
+interface CodeRelayMemory {
+  chunks: Map<string, { parts: Uint8Array[] }>
+  pending: Map<string, { stream?: unknown }>
+}
+
+/**
+ * Sends an agent frame and waits until the lease's code relay has handled it, as `handled` sees
+ * its memory. A burst of frames from a test socket can reach the relay out of order in the
+ * worker test pool (see `sendPaced` in webvnc-support.ts); a real agent's socket keeps its order.
+ */
+export async function sendToRelay(
+  agent: Socket,
+  leaseID: string,
+  frame: object,
+  handled: (relay: CodeRelayMemory) => boolean,
+): Promise<void> {
+  agent.ws.send(JSON.stringify(frame))
+  const stub = env.BRIDGE_RELAY.get(env.BRIDGE_RELAY.idFromName(leaseID)) as DurableObjectStub<BridgeRelay>
+  const done = () => runInDurableObject(stub, (relay: BridgeRelay) => handled((relay as unknown as { code: CodeRelayMemory }).code))
+  for (let i = 0; i < 800 && !(await done()); i++) await new Promise((resolve) => setTimeout(resolve, 5))
 }
