@@ -1,5 +1,6 @@
 import WebSocket from 'ws'
 import type { EgressFrame, EgressRole } from '../../protocol/egress.js'
+import { type BrokerSocketDialError, dialBrokerSocket } from '../../transport/broker/socket-dial.js'
 
 /**
  * One side's socket to the broker's egress bridge (`/v1/leases/{id}/egress/host|client`),
@@ -46,34 +47,19 @@ export const egressSocketUrl = (brokerUrl: string, leaseId: string, role: Egress
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-function dial(options: LinkOptions, ticket: string): Promise<WebSocket> {
-  const headers = { ...options.headers, authorization: `Bearer ${ticket}` }
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(egressSocketUrl(options.brokerUrl, options.leaseId, options.role), {
-      headers,
-      handshakeTimeout: 10_000,
-      perMessageDeflate: false,
-    })
-    socket.once('unexpected-response', (_request, response) => {
-      let body = ''
-      response.setEncoding('utf8')
-      response.on('data', (chunk: string) => (body = (body + chunk).slice(0, 600)))
-      response.on('end', () => {
-        socket.terminate()
-        const status = response.statusCode ?? 0
-        const message = `the broker answered ${status} to the egress ${options.role} socket: ${body.trim()}`
-        reject(status === 401 || status >= 500 ? new Error(message) : new LinkRefused(message))
-      })
-    })
-    socket.once('error', (error) => reject(error))
-    socket.once('open', () => {
-      // Paused until run() has its handlers on: a frame right behind the 101 would be lost.
-      socket.pause()
-      socket.removeAllListeners('error')
-      socket.on('error', () => undefined)
-      resolve(socket)
-    })
-  })
+async function dial(options: LinkOptions, ticket: string): Promise<WebSocket> {
+  const url = egressSocketUrl(options.brokerUrl, options.leaseId, options.role)
+  try {
+    // Paused until run() has its handlers on: a frame right behind the 101 would be lost.
+    const socket = await dialBrokerSocket(url, { ...options.headers, authorization: `Bearer ${ticket}` })
+    socket.on('error', () => undefined)
+    return socket
+  } catch (error) {
+    const { status, body, message } = error as BrokerSocketDialError
+    if (status === 0) throw new Error(message, { cause: error })
+    const answer = `the broker answered ${status} to the egress ${options.role} socket: ${body}`
+    throw status === 401 || status >= 500 ? new Error(answer, { cause: error }) : new LinkRefused(answer, { cause: error })
+  }
 }
 
 export function openLink(options: LinkOptions): Link {
