@@ -28,6 +28,7 @@ export default class Ssh extends BaseCommand<typeof Ssh> {
     network: leaseFlags.network,
     reclaim: reclaimFlag,
     print: Flags.boolean({ summary: 'Print an equivalent OpenSSH command line instead of connecting' }),
+    'show-secret': Flags.boolean({ summary: "With --print: include a delegated provider's SSH token (Daytona) instead of leaving it out" }),
     tty: Flags.boolean({ char: 't', summary: 'Without a command: a pty shell even when stdin is not a terminal (like ssh -t)' }),
   }
 
@@ -40,7 +41,10 @@ export default class Ssh extends BaseCommand<typeof Ssh> {
     const before = (argv as string[]).slice(0, (argv as string[]).length - afterDash.length)
     const id = flags.id ?? (flags['static-host'] || flags.provider ? undefined : before.shift())
     const { sshCommand } = await import('../services/ssh.js')
-    const result = await sshCommand(await this.context(flags), { ...flags, id }, [...before, ...afterDash])
+    const result = await sshCommand(await this.context(flags), { ...flags, id, showSecret: flags['show-secret'] }, [
+      ...before,
+      ...afterDash,
+    ])
     if (result.openssh && !this.jsonEnabled()) this.log(result.openssh)
     return result
   }

@@ -64,7 +64,7 @@ export interface DirectProvider {
    * Delegated providers with SSH access of their own (Daytona's tokens): where `crabbox ssh`
    * connects for this lease, and how to revoke that access once the command is done.
    */
-  sshAccess?(lease: Lease, context: ProviderContext): Promise<{ target: SshTarget; revoke(): Promise<void> }>
+  sshAccess?(lease: Lease, context: ProviderContext): Promise<{ target: SshTarget; revoke(): Promise<void>; secretUser?: boolean }>
   /** Cloud machines: the provider's own status word (`initializing`, `pending`, `running`...), shown while the runner boots. */
   machineState?(lease: Pick<Lease, 'id' | 'provider' | 'details'>, context: ProviderContext): Promise<string | undefined>
 }

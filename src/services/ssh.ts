@@ -22,6 +22,8 @@ export interface SshFlags {
   tty?: boolean
   /** Use a lease another checkout claimed, moving the claim here. */
   reclaim?: boolean
+  /** Print a delegated provider's SSH token in the command line instead of leaving it out. */
+  showSecret?: boolean
 }
 
 export interface ResolvedTarget {
@@ -41,6 +43,8 @@ export interface ResolvedTarget {
   os?: LeaseOS
   /** A delegated provider's SSH access (a token): revoke it once the command is done. */
   revoke?: () => Promise<void>
+  /** The SSH user is that token: a printed command line leaves it out unless asked. */
+  secretUser?: boolean
 }
 
 export interface LeaseOS {
@@ -168,6 +172,7 @@ async function delegatedSshAccess(context: ServiceContext, lease: Lease): Promis
     slug: lease.slug,
     capabilities: lease.capabilities,
     revoke: access.revoke,
+    secretUser: access.secretUser,
   }
 }
 
@@ -230,17 +235,35 @@ export function printsByDefault(): boolean {
  * code through; without one it opens an interactive pty shell.
  */
 export async function sshCommand(context: ServiceContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
-  const { leaseId, target, broker, idleTimeoutSeconds, workRoot, revoke } = await resolveSshTarget(context, flags, { delegatedSsh: true })
+  const resolved = await resolveSshTarget(context, flags, { delegatedSsh: true })
+  const { leaseId, target, broker, idleTimeoutSeconds, workRoot, revoke } = resolved
   startMark('ssh: lease resolved')
   const where = `${target.user}@${target.host}:${target.port}`
   const printLine = flags.print || (argv.length === 0 && !flags.tty && (flags.printWithoutCommand ?? printsByDefault()))
-  // A printed line carries a delegated provider's token: it stays valid until it expires.
-  if (printLine) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
+  if (printLine) return printedLine(context, flags, resolved, argv)
   try {
     return await sshSession(context, flags, argv, { leaseId, target, where, broker, idleTimeoutSeconds, workRoot })
   } finally {
     await revoke?.().catch((error: Error) => context.progress.warn(`could not revoke the SSH access to ${leaseId}: ${error.message}`))
   }
+}
+
+/** The token that stands for the SSH user in a printed line without --show-secret. */
+export const REDACTED_USER = '<redacted-token>'
+
+/**
+ * The OpenSSH line for `--print`. A delegated provider's token user is left out unless
+ * `--show-secret` (and then stays valid until it expires): a line in a log or a terminal
+ * scrollback must not let anyone in. Left out, nobody can use the token, so it is revoked.
+ */
+async function printedLine(context: ServiceContext, flags: SshFlags, resolved: ResolvedTarget, argv: string[]): Promise<SshResult> {
+  const { leaseId, target, revoke } = resolved
+  const where = `${target.user}@${target.host}:${target.port}`
+  if (!resolved.secretUser || flags.showSecret) return { leaseId, target: where, openssh: opensshCommand(target, argv) }
+  await revoke?.().catch((error: Error) => context.progress.warn(`could not revoke the SSH access to ${leaseId}: ${error.message}`))
+  context.progress.warn('the SSH user is an access token and was left out of the line: add --show-secret to print a usable one')
+  const hidden = { ...target, user: REDACTED_USER }
+  return { leaseId, target: `${hidden.user}@${target.host}:${target.port}`, openssh: opensshCommand(hidden, argv) }
 }
 
 async function sshSession(

@@ -191,6 +191,26 @@ describe('daytona over SSH (a fake SSH gateway that takes Daytona access tokens)
     expect(fake.sandboxes()).toEqual([])
   })
 
+  it('ssh --print leaves the token out (and revokes it) unless --show-secret', async () => {
+    const { fake, home, repo, env } = await setup({ ssh: 'on' })
+    const kept = await runCli(['run', '--keep', '--', 'true'], { home, cwd: repo, env })
+    expect(kept.code, kept.stderr).toBe(0)
+    const id = String(fake.sandboxes()[0].id)
+    const hidden = await runCli(['ssh', '--id', id, '--print'], { home, cwd: repo, env })
+    expect(hidden.code, hidden.stderr).toBe(0)
+    const token = fake.tokens.at(-1)!
+    expect(hidden.stdout).toContain("'<redacted-token>@")
+    expect(hidden.stdout).not.toContain(token.token)
+    expect(hidden.stderr).toContain('add --show-secret')
+    expect(token.revoked).toBe(true)
+    const shown = await runCli(['ssh', '--id', id, '--print', '--show-secret'], { home, cwd: repo, env })
+    expect(shown.code, shown.stderr).toBe(0)
+    const usable = fake.tokens.at(-1)!
+    expect(shown.stdout).toContain(`${usable.token}@`)
+    expect(usable.revoked).toBe(false)
+    expect((await runCli(['stop', id], { home, cwd: repo, env })).code).toBe(0)
+  })
+
   it('falls back to the toolbox when the gateway refuses the token (or Daytona gives none), revoking it', async () => {
     for (const ssh of ['reject', undefined] as const) {
       const { fake, home, repo, env } = await setup({ ssh })

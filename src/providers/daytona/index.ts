@@ -125,6 +125,7 @@ export const daytonaProvider: DirectProvider = {
     const daytona = await daytonaClient(context.config)
     const sandbox = await api(`get ${lease.id}`, () => daytona.get(lease.id))
     const access = await openSshAccess(sandbox, context.config)
-    return { target: access.target, revoke: access.revoke }
+    // The SSH user is the token itself: `ssh --print` leaves it out unless --show-secret.
+    return { target: access.target, revoke: access.revoke, secretUser: true }
   },
 }
