@@ -1,12 +1,9 @@
-import { execFileSync } from 'node:child_process'
-import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parse } from 'yaml'
 import { startBroker, type BrokerHandle } from '../support/broker.js'
 import { cliHome, runCli } from '../support/cli.js'
 import { createFakeAzure, serveFake, type ServedFake } from '../support/fake-azure.js'
+import { bootstrapFrom, runnerWorkRoot } from '../support/cloud-runner.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { gitRepo } from '../support/fixtures.js'
 
@@ -28,16 +25,7 @@ describe('brokered Azure leases under workerd', () => {
     host = await sshHost({ ports: [2222, 22], name: 'azure-brokered', privateDirs: ['/usr/local/bin', '/var/lib/crabbox'] })
     fake = createFakeAzure({
       addressFor: () => host.address,
-      onCreate: async (vm) => {
-        const config = parse(vm.customData) as {
-          users: Array<string | { name: string; ssh_authorized_keys: string[] }>
-          write_files: Array<{ path: string; content: string }>
-        }
-        for (const user of config.users) if (typeof user === 'object') for (const key of user.ssh_authorized_keys) await host.authorize(key)
-        const ready = config.write_files.find((file) => file.path === '/usr/local/bin/crabbox-ready')
-        if (ready) writeFileSync(host.path('/usr/local/bin/crabbox-ready'), ready.content, { mode: 0o755 })
-        writeFileSync(host.path('/var/lib/crabbox/bootstrapped'), '')
-      },
+      onCreate: (vm) => bootstrapFrom(host, vm.customData),
     })
     served = await serveFake(fake.handler)
     broker = await startBroker({
@@ -53,9 +41,7 @@ describe('brokered Azure leases under workerd', () => {
         CRABBOX_AZURE_POLL_MS: '20',
       },
     })
-    workRoot = mkdtempSync(join(tmpdir(), 'crabbox-azure-brokered-'))
-    const uid = Number(execFileSync('id', ['-u', 'crabbox'], { encoding: 'utf8' }).trim())
-    chownSync(workRoot, uid, uid)
+    workRoot = runnerWorkRoot('crabbox-azure-brokered-')
     repo = gitRepo('crabbox-azure-brokered-repo-')
   })
 

@@ -1,11 +1,8 @@
-import { execFileSync } from 'node:child_process'
-import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parse } from 'yaml'
 import { cliHome, runCli } from '../support/cli.js'
 import { createFakeAzure, serveFake, type ServedFake } from '../support/fake-azure.js'
+import { bootstrapFrom as bootstrapWith, runnerWorkRoot } from '../support/cloud-runner.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { gitRepo } from '../support/fixtures.js'
 
@@ -16,8 +13,6 @@ import { gitRepo } from '../support/fixtures.js'
  * CLI sent (the lease key and the readiness probe), so a wrong key fails the run.
  */
 
-const READY = '/usr/local/bin/crabbox-ready'
-const MARKER = '/var/lib/crabbox/bootstrapped'
 const VM = 'Microsoft.Compute/virtualMachines'
 const NIC = 'Microsoft.Network/networkInterfaces'
 const PIP = 'Microsoft.Network/publicIPAddresses'
@@ -28,26 +23,11 @@ let workRoot: string
 let repo: string
 const served: ServedFake[] = []
 
-interface CloudConfig {
-  users: Array<string | { name: string; ssh_authorized_keys: string[] }>
-  write_files: Array<{ path: string; content: string }>
-}
-
-async function bootstrapFrom(userData: string): Promise<void> {
-  const config = parse(userData) as CloudConfig
-  const user = config.users.find(
-    (u): u is { name: string; ssh_authorized_keys: string[] } => typeof u === 'object' && u.name === 'crabbox',
-  )!
-  for (const key of user.ssh_authorized_keys) await host.authorize(key)
-  writeFileSync(host.path(READY), config.write_files.find((f) => f.path === READY)!.content, { mode: 0o755 })
-  writeFileSync(host.path(MARKER), '')
-}
+const bootstrapFrom = (userData: string) => bootstrapWith(host, userData)
 
 beforeAll(async () => {
   host = await sshHost({ ports: [2222, 22], name: 'azure', privateDirs: ['/usr/local/bin', '/var/lib/crabbox'] })
-  workRoot = mkdtempSync(join(tmpdir(), 'crabbox-azure-work-'))
-  const uid = Number(execFileSync('id', ['-u', 'crabbox'], { encoding: 'utf8' }).trim())
-  chownSync(workRoot, uid, uid)
+  workRoot = runnerWorkRoot('crabbox-azure-work-')
   repo = gitRepo('crabbox-azure-repo-')
 })
 

@@ -1,13 +1,13 @@
 import { execFile, execFileSync } from 'node:child_process'
-import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parse } from 'yaml'
 import { startBroker, type BrokerHandle } from '../support/broker.js'
 import { cliHome, runCli } from '../support/cli.js'
 import { createFakeHetzner, serveFake, type FakeHetzner, type ServedFake } from '../support/fake-hetzner.js'
+import { bootstrapFrom, runnerWorkRoot } from '../support/cloud-runner.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 
 const exec = promisify(execFile)
@@ -32,16 +32,7 @@ describe('brokered Hetzner leases under workerd', () => {
     fake = createFakeHetzner({
       addressFor: () => host.address,
       // What the runner's cloud-init would do: authorize the lease key, install the readiness probe, mark it bootstrapped.
-      onCreate: async (server) => {
-        const config = parse(server.user_data) as {
-          users: Array<string | { name: string; ssh_authorized_keys: string[] }>
-          write_files: Array<{ path: string; content: string }>
-        }
-        for (const user of config.users) if (typeof user === 'object') for (const key of user.ssh_authorized_keys) await host.authorize(key)
-        const ready = config.write_files.find((file) => file.path === '/usr/local/bin/crabbox-ready')
-        if (ready) writeFileSync(host.path('/usr/local/bin/crabbox-ready'), ready.content, { mode: 0o755 })
-        writeFileSync(host.path('/var/lib/crabbox/bootstrapped'), '')
-      },
+      onCreate: (server) => bootstrapFrom(host, server.user_data),
     })
     served = await serveFake(fake.handler)
     broker = await startBroker({
@@ -125,9 +116,7 @@ describe('brokered Hetzner leases under workerd', () => {
   it('warmup sends the placement settings to the broker, which makes the server with them; what it cannot honour exits 2 naming it', async () => {
     const home = cliHome()
     // The work root asked for must exist and be the runner user's, as the bootstrap would make it.
-    const workRoot = mkdtempSync(join(tmpdir(), 'crabbox-placed-'))
-    const uid = Number(execFileSync('id', ['-u', 'crabbox'], { encoding: 'utf8' }).trim())
-    chownSync(workRoot, uid, uid)
+    const workRoot = runnerWorkRoot('crabbox-placed-')
     const env = {
       CRABBOX_COORDINATOR: broker.url,
       CRABBOX_COORDINATOR_TOKEN: 'e2e-shared',

@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process'
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parse } from 'yaml'
 import { cliHome, runCli, spawnCli } from '../support/cli.js'
 import { createFakeHetzner, serveFake, type ServedFake } from '../support/fake-hetzner.js'
 import { createFakeEc2 } from '../support/fake-ec2.js'
+import { bootstrapFrom as bootstrapWith, runnerWorkRoot } from '../support/cloud-runner.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 import { collectOutput, gitRepo, until } from '../support/fixtures.js'
 
@@ -19,39 +19,16 @@ import { collectOutput, gitRepo, until } from '../support/fixtures.js'
  * the run.
  */
 
-const READY = '/usr/local/bin/crabbox-ready'
-const MARKER = '/var/lib/crabbox/bootstrapped'
-
 let host: SshHost
 let workRoot: string
 let repo: string
 const served: ServedFake[] = []
 
-interface CloudConfig {
-  users: Array<string | { name: string; ssh_authorized_keys: string[] }>
-  write_files: Array<{ path: string; content: string }>
-}
-
-/**
- * What the runner's cloud-init would do. The host has its own /usr/local/bin and /var/lib/crabbox
- * (privateDirs), so parallel tests never see or remove each other's probe and marker.
- */
-async function bootstrapFrom(userData: string): Promise<void> {
-  const config = parse(userData) as CloudConfig
-  const user = config.users.find(
-    (u): u is { name: string; ssh_authorized_keys: string[] } => typeof u === 'object' && u.name === 'crabbox',
-  )!
-  for (const key of user.ssh_authorized_keys) await host.authorize(key)
-  const ready = config.write_files.find((f) => f.path === READY)!
-  writeFileSync(host.path(READY), ready.content, { mode: 0o755 })
-  writeFileSync(host.path(MARKER), '')
-}
+const bootstrapFrom = (userData: string) => bootstrapWith(host, userData)
 
 beforeAll(async () => {
   host = await sshHost({ ports: [2222, 22], name: 'cloud', privateDirs: ['/usr/local/bin', '/var/lib/crabbox'] })
-  workRoot = mkdtempSync(join(tmpdir(), 'crabbox-cloud-work-'))
-  const uid = Number(execFileSync('id', ['-u', 'crabbox'], { encoding: 'utf8' }).trim())
-  chownSync(workRoot, uid, uid)
+  workRoot = runnerWorkRoot('crabbox-cloud-work-')
   repo = gitRepo('crabbox-cloud-repo-')
 })
 

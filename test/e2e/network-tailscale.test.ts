@@ -1,13 +1,10 @@
-import { execFileSync } from 'node:child_process'
-import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { rmSync, writeFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parse } from 'yaml'
 import { startBroker, type BrokerHandle } from '../support/broker.js'
 import { cliHome, runCli, type CliHome } from '../support/cli.js'
 import { createFakeHetzner, serveFake, type FakeHetzner, type ServedFake } from '../support/fake-hetzner.js'
 import { createFakeTailscale, type FakeTailscale } from '../support/fake-tailscale.js'
+import { bootstrapFrom as bootstrapWith, runnerWorkRoot } from '../support/cloud-runner.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 
 /**
@@ -38,15 +35,7 @@ describe('Tailscale leases and --network', () => {
 
   /** What cloud-init would do: authorize the key, install crabbox-ready and the join script, run the join. */
   async function bootstrapFrom(userData: string): Promise<void> {
-    const config = parse(userData) as {
-      users: Array<string | { name: string; ssh_authorized_keys: string[] }>
-      write_files: Array<{ path: string; content: string; permissions: string }>
-    }
-    for (const user of config.users) if (typeof user === 'object') for (const key of user.ssh_authorized_keys) await host.authorize(key)
-    for (const file of config.write_files)
-      if (file.path.startsWith('/usr/local/bin/') || file.path.startsWith('/run/crabbox/'))
-        writeFileSync(host.path(file.path), file.content, { mode: Number.parseInt(file.permissions, 8) })
-    writeFileSync(host.path('/var/lib/crabbox/bootstrapped'), '')
+    await bootstrapWith(host, userData, ['/usr/local/bin/', '/run/crabbox/'])
     // A failed join (or exit-node check) is left for crabbox-ready to report, as on a real runner.
     joins.push(await host.run(JOIN))
   }
@@ -84,9 +73,7 @@ esac
       },
     })
     home = cliHome()
-    workRoot = mkdtempSync(join(tmpdir(), 'crabbox-tailnet-work-'))
-    const uid = Number(execFileSync('id', ['-u', 'crabbox'], { encoding: 'utf8' }).trim())
-    chownSync(workRoot, uid, uid)
+    workRoot = runnerWorkRoot('crabbox-tailnet-work-')
   })
 
   afterAll(async () => {
