@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { startFakeDaytona, type FakeDaytonaOptions } from '../support/fake-daytona.js'
-import { gitRepo } from '../support/fixtures.js'
+import { gitRepo, stdoutShows } from '../support/fixtures.js'
 
 const dirs: string[] = []
 const fakes: { close(): Promise<void> }[] = []
@@ -79,13 +79,7 @@ describe('daytona (against a fake Daytona API and toolbox)', () => {
     const { fake, home, repo, env, workRoot } = await setup()
     const pidFile = join(workRoot, 'pid')
     const child = spawnCli(['run', '--', 'sh', '-c', `echo $$ > ${pidFile}; echo started; exec sleep 300`], { home, cwd: repo, env })
-    let stdout = ''
-    await new Promise<void>((resolve) =>
-      child.stdout!.on('data', (d) => {
-        stdout += d
-        if (stdout.includes('started')) resolve()
-      }),
-    )
+    await stdoutShows(child, 'started')
     child.kill('SIGINT')
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
     expect(code).toBe(130)
@@ -156,13 +150,7 @@ describe('daytona over SSH (a fake SSH gateway that takes Daytona access tokens)
     const { fake, home, repo, env, workRoot } = await setup({ ssh: 'on' })
     const pidFile = join(workRoot, 'pid')
     const child = spawnCli(['run', '--', 'sh', '-c', `echo $$ > ${pidFile}; echo started; exec sleep 300`], { home, cwd: repo, env })
-    let stdout = ''
-    await new Promise<void>((resolve) =>
-      child.stdout!.on('data', (d) => {
-        stdout += d
-        if (stdout.includes('started')) resolve()
-      }),
-    )
+    await stdoutShows(child, 'started')
     child.kill('SIGINT')
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
     expect(code).toBe(130)

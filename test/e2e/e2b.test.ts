@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { startFakeE2b, type FakeE2b } from '../support/fake-e2b.js'
-import { gitRepo } from '../support/fixtures.js'
+import { gitRepo, stdoutShows } from '../support/fixtures.js'
 
 let fake: FakeE2b
 const dirs: string[] = []
@@ -83,13 +83,7 @@ describe('e2b (against a fake E2B API and envd)', () => {
   it('Ctrl-C kills the remote command, exits 130 and kills the sandbox', async () => {
     const { home, repo, env } = setup()
     const child = spawnCli(['run', '--', 'sh', '-c', 'echo started; exec sleep 300'], { home, cwd: repo, env })
-    let stdout = ''
-    await new Promise<void>((resolve) =>
-      child.stdout!.on('data', (d) => {
-        stdout += d
-        if (stdout.includes('started')) resolve()
-      }),
-    )
+    await stdoutShows(child, 'started')
     child.kill('SIGINT')
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
     expect(code).toBe(130)

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { startFakeIslo, type FakeIslo } from '../support/fake-islo.js'
-import { gitRepo } from '../support/fixtures.js'
+import { gitRepo, stdoutShows } from '../support/fixtures.js'
 
 let fake: FakeIslo
 const dirs: string[] = []
@@ -90,13 +90,7 @@ describe('islo (against a fake Islo API)', () => {
   it('Ctrl-C stops the remote command, exits 130 and deletes the sandbox', async () => {
     const { home, repo, env } = setup()
     const child = spawnCli(['run', '--', 'sh', '-c', 'echo started; exec sleep 300'], { home, cwd: repo, env })
-    let stdout = ''
-    await new Promise<void>((resolve) =>
-      child.stdout!.on('data', (d) => {
-        stdout += d
-        if (stdout.includes('started')) resolve()
-      }),
-    )
+    await stdoutShows(child, 'started')
     child.kill('SIGINT')
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)))
     expect(code).toBe(130)

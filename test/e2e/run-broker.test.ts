@@ -1,8 +1,7 @@
 import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { ChildProcess } from 'node:child_process'
 import { runCli, spawnCli } from '../support/cli.js'
-import { gitRepo, until } from '../support/fixtures.js'
+import { gitRepo, stdoutShows, until } from '../support/fixtures.js'
 import { brokerWithStaticHosts } from '../support/static-broker.js'
 
 const rig = brokerWithStaticHosts({ token: 'e2e-run-token', owner: 'runner@example.com', names: ['e2e-run'] })
@@ -15,17 +14,6 @@ async function api<T = any>(method: string, path: string): Promise<T> {
     headers: { authorization: `Bearer ${rig.token}`, 'x-crabbox-owner': rig.owner },
   })
   return (await response.json()) as T
-}
-
-/** Resolves when the child's stdout has shown `text`; rejects if it exits first (with its stderr). */
-function stdoutShows(child: ChildProcess, text: string): Promise<void> {
-  let stdout = ''
-  let stderr = ''
-  child.stderr!.on('data', (d) => (stderr += d))
-  return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d) => (stdout += d).includes(text) && resolve())
-    child.on('close', (code) => reject(new Error(`CLI exited ${code} before printing ${text}:\n${stderr}`)))
-  })
 }
 
 const lastJsonLine = (text: string) => JSON.parse(text.trim().split('\n').at(-1)!)

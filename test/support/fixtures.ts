@@ -46,6 +46,17 @@ export function collectOutput(child: ChildProcess): { stdout: () => string; stde
   return { stdout: () => stdout, stderr: () => stderr, done }
 }
 
+/** Resolves when the child's stdout has shown `text`; rejects if it exits first (with its stderr). */
+export function stdoutShows(child: ChildProcess, text: string): Promise<void> {
+  let stdout = ''
+  let stderr = ''
+  child.stderr!.on('data', (d) => (stderr += d))
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d) => (stdout += d).includes(text) && resolve())
+    child.on('close', (code) => reject(new Error(`CLI exited ${code} before printing ${text}:\n${stderr}`)))
+  })
+}
+
 /** Resolves after `ms` milliseconds. */
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
