@@ -31,6 +31,8 @@ const Claim = v.object({
   createdAt: v.string(),
   /** A Windows host (`--target windows`): its mode; absent for POSIX hosts. */
   windowsMode: v.optional(v.picklist(['normal', 'wsl2'])),
+  /** What `--target` said when it was claimed, so a later `--id` without it knows a Mac (absent in older claims). */
+  target: v.optional(v.picklist(['linux', 'macos', 'windows'])),
 })
 type Claim = v.InferOutput<typeof Claim>
 
@@ -68,6 +70,7 @@ function staticTarget(config: Config): Omit<Claim, 'keep' | 'createdAt'> {
     browser: config.static.browser ?? false,
     code: config.static.code ?? false,
     ...(windowsMode && { windowsMode }),
+    target: config.target,
   }
 }
 
@@ -88,7 +91,8 @@ function toLease(claim: Claim): Lease {
     serverType: 'static',
     state: 'active',
     keep: claim.keep,
-    details: { createdAt: claim.createdAt },
+    // Where leaseOS looks for the runner's OS (a broker lease has it in its record).
+    details: { createdAt: claim.createdAt, ...(claim.target && { target: claim.target, windowsMode: claim.windowsMode }) },
     capabilities: { desktop: claim.desktop, browser: claim.browser, code: claim.code },
     // An existing Windows host is not bootstrapped: it is checked for tar and git, like any static host.
     ...(claim.windowsMode && { windows: { mode: claim.windowsMode, bootstrap: false } }),

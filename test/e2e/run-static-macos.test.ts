@@ -52,4 +52,16 @@ describe('run on a static Mac (a Linux sshd host standing in)', () => {
     // The lease's folder is there, under the home folder's work root.
     expect((await host.run(`ls /Users/${host.user}/crabbox`)).stdout.trim()).not.toBe('')
   })
+
+  it('keeps the target with the claim: a later --id without --target still knows the Mac', async () => {
+    const kept = await run(['--', 'true'])
+    expect(kept.code, kept.stderr).toBe(0)
+    const env = { CRABBOX_SSH_KEY: host.privateKeyPath, CRABBOX_NO_AGENT: '1' }
+    const list = await runCli(['list', '--provider', 'ssh', '--json'], { home, cwd: repo, env })
+    const [lease] = JSON.parse(list.stdout) as Array<{ id: string }>
+    // A Linux runner would be asked for an X screenshot; a static Mac's screen is refused.
+    const shot = await runCli(['screenshot', '--id', lease.id, '--output', join(repo, 'shot.png')], { home, cwd: repo, env })
+    expect(shot.code).toBe(2)
+    expect(shot.stderr).toContain("a static Mac's screen belongs to its owner")
+  })
 })
