@@ -109,7 +109,8 @@ class RootWatch {
     this.seq++
     const child = name === null ? undefined : dir ? `${dir}/${String(name)}` : String(name)
     if (child === undefined) this.forgotten = this.seq
-    else this.remember(child)
+    // A watched folder's own attributes (a touch): its entries' events come from its own watch.
+    else if (type !== 'change' || !this.dirs.has(child)) this.remember(child)
     if (type !== 'rename' || this.stale) return
     // A name that was or now is a folder: the set of watched folders no longer matches the tree.
     try {
