@@ -70,7 +70,7 @@ type Excludes = Awaited<ReturnType<typeof loadExcludes>>
  * The stored manifest with the paths in `again` looked at again, each through
  * the same rules as the full pass (safe path, excludes, no symlinked parent,
  * lstat). `candidate`: whether the full pass would list the path (tracked, or
- * untracked and not ignored). Undefined when one of them is now a folder.
+ * untracked and not ignored). A path that is missing now is pruned when tracked.
  */
 function lookAgain(
   root: string,
