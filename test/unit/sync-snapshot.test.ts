@@ -285,6 +285,11 @@ describe('unchanged-checkout snapshot', () => {
       ['new ignored file', () => put(dir, 'src/more.log', 'ignored\n'), ['src/more.log']],
       ['new file in an ignored folder', () => put(dir, 'tmp/new.txt', 'ignored\n'), ['tmp/new.txt']],
       ['a path named that did not change', () => undefined, ['src/f9.txt', 'gone.txt']],
+      [
+        'more than 16 paths named, one edited',
+        () => put(dir, 'src/f10.txt', '10 edited\n'),
+        Array.from({ length: 20 }, (_, i) => `src/f${i}.txt`),
+      ],
     ]
     for (const [what, change, named] of changes) {
       await indexSettles(dir)

@@ -11,17 +11,29 @@ const split0 = (text: string | undefined) => (text ? text.split('\0').filter(Boo
 
 const byPath = (a: ManifestEntry, b: ManifestEntry) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)
 
-/** Two lists sorted by path, as one. */
-function mergeSorted(a: ManifestEntry[], b: ManifestEntry[]): ManifestEntry[] {
-  if (b.length === 0) return a
-  const out: ManifestEntry[] = []
+/** Two lists sorted by path, as one, with the hashes known for each (`aHashes` beside `a`; none for `b`). */
+function mergeSorted(
+  a: ManifestEntry[],
+  aHashes: (string | undefined)[],
+  b: ManifestEntry[],
+): { entries: ManifestEntry[]; known: (string | undefined)[] } {
+  if (b.length === 0) return { entries: a, known: aHashes }
+  const entries: ManifestEntry[] = []
+  const known: (string | undefined)[] = []
   let j = 0
-  for (const entry of a) {
-    while (j < b.length && byPath(b[j], entry) < 0) out.push(b[j++])
-    out.push(entry)
+  for (let i = 0; i < a.length; i++) {
+    while (j < b.length && byPath(b[j], a[i]) < 0) {
+      entries.push(b[j++])
+      known.push(undefined)
+    }
+    entries.push(a[i])
+    known.push(aHashes[i])
   }
-  while (j < b.length) out.push(b[j++])
-  return out
+  while (j < b.length) {
+    entries.push(b[j++])
+    known.push(undefined)
+  }
+  return { entries, known }
 }
 
 /**
@@ -80,8 +92,21 @@ function lookAgain(
   again: Set<string>,
   candidate: (path: string) => boolean,
 ): Omit<Manifest, 'git' | 'gitView'> {
-  const cache = HashCache.fromEntries(root, stored.entries, stored.hashes, excludesKey(excludes.patterns))
-  const kept = stored.entries.filter((entry) => !again.has(entry.path))
+  // The entries kept carry their stored hash; only the paths looked at again go through the hash cache.
+  const kept: ManifestEntry[] = []
+  const keptHashes: (string | undefined)[] = []
+  const againEntries: ManifestEntry[] = []
+  const againHashes: (string | undefined)[] = []
+  stored.entries.forEach((entry, i) => {
+    if (again.has(entry.path)) {
+      againEntries.push(entry)
+      againHashes.push(stored.hashes[i])
+    } else {
+      kept.push(entry)
+      keptHashes.push(stored.hashes[i])
+    }
+  })
+  const cache = HashCache.fromEntries(root, againEntries, againHashes, excludesKey(excludes.patterns))
   const deleted = stored.deleted.filter((path) => !again.has(path))
   const rejected = stored.rejected.filter((rejection) => !again.has(rejection.path))
   const isRealDir = realDirCheck(root)
@@ -112,7 +137,7 @@ function lookAgain(
     const entry = manifestEntry(root, path, stat)
     if (entry) added.push(entry)
   }
-  const entries = mergeSorted(kept, added.sort(byPath))
+  const { entries, known } = mergeSorted(kept, keptHashes, added.sort(byPath))
   let bytes = 0
   for (const entry of entries) bytes += entry.size
   return {
@@ -124,6 +149,7 @@ function lookAgain(
     files: entries.length,
     bytes,
     cache,
+    known,
     incremental: true,
   }
 }
@@ -180,7 +206,12 @@ async function namedManifest(
   stored: StoredManifest,
   excludes: Excludes,
 ): Promise<Manifest | undefined> {
-  const tracked = new Set(stored.tracked)
+  // Which named paths are tracked, without a set of the whole index for a few paths; the manifest's set is made when asked for.
+  let all: Set<string> | undefined
+  const index = () => (all ??= new Set(stored.tracked))
+  const tracked = new Set(
+    named.length <= 16 ? named.filter((path) => stored.tracked.includes(path)) : named.filter((path) => index().has(path)),
+  )
   const before = new Set(split0(stored.untracked))
   const exists = (path: string) => lstatSync(`${root}/${path}`, { throwIfNoEntry: false })
   const present = new Map(named.map((path) => [path, exists(path)]))
@@ -195,7 +226,12 @@ async function namedManifest(
   const looked = lookAgain(root, stored, excludes, tracked, new Set(named), (path) => tracked.has(path) || untracked.has(path))
   return {
     ...looked,
-    git: { ...moved.snapshot.git, tracked },
+    git: {
+      ...moved.snapshot.git,
+      get tracked() {
+        return index()
+      },
+    },
     gitView: {
       at: moved.at,
       files: moved.files,
