@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
@@ -69,7 +70,9 @@ async function setup(options: { breakWatcher?: boolean } = {}) {
     const watched = timing.syncPhases.some(
       (phase) => phase.name === 'manifest' && /connection agent saw no change/.test(phase.reason ?? ''),
     )
-    return { stdout: result.stdout, synced: !timing.syncSkipped, watched }
+    // The watcher named the paths that moved: no git listing, no manifest pass (the stored manifest plus those paths).
+    const named = timing.syncPhases.some((phase) => phase.name === 'manifest' && /^named: /.test(phase.reason ?? ''))
+    return { stdout: result.stdout, synced: !timing.syncSkipped, watched, named }
   }
   const put = (path: string, content: string) => putFile(repo, path, content, { aged: 'tree' })
   /**
@@ -87,6 +90,25 @@ async function setup(options: { breakWatcher?: boolean } = {}) {
     return seen
   }
   return { home, repo, run, put, settle }
+}
+
+/** Every file on the runner's workdir (but .git) with its content's SHA-1, as `sha1sum` prints them, sorted. */
+const RUNNER_TREE = 'find . -path ./.git -prune -o -type f -print | LC_ALL=C sort | xargs -r sha1sum'
+
+/** What the runner must hold: git's tracked and untracked non-ignored files that exist, in RUNNER_TREE's format. */
+function localTree(repo: string): string {
+  const listed = git(repo, 'ls-files', '-z', '--cached', '--others', '--exclude-standard').split('\0').filter(Boolean)
+  const files = [...new Set(listed)].filter((path) => lstatSync(join(repo, path), { throwIfNoEntry: false })?.isFile())
+  return files
+    .map((path) => `./${path}`)
+    .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+    .map(
+      (path) =>
+        `${createHash('sha1')
+          .update(readFileSync(join(repo, path)))
+          .digest('hex')}  ${path}\n`,
+    )
+    .join('')
 }
 
 describe('the agent watcher on the warm run --id path', () => {
@@ -126,6 +148,65 @@ describe('the agent watcher on the warm run --id path', () => {
     put('.gitignore', '\n')
     expect((await run('cat ignored.txt')).stdout).toBe('was ignored\n')
     expect((await settle('cat ignored.txt', 'was ignored\n')).at(-1)).toBe(true)
+  })
+
+  it('the paths the watcher names are synced without git; any doubt takes git; the runner always ends with the local tree', async () => {
+    const { home, repo, run, put, settle } = await setup()
+    const synced = async (named: boolean) => {
+      const result = await run(RUNNER_TREE)
+      expect(result.stdout).toBe(localTree(repo))
+      expect(result.named).toBe(named)
+    }
+    await run('true')
+    expect((await settle('true', '')).at(-1)).toBe(true)
+    put('src/b.txt', 'b\n')
+    await run('true') // a new file in a watched folder
+    await settle('true', '')
+
+    // Named: an edit, an add, a delete, a rename of a file, a change to an ignored file (never sent).
+    // Written as an editor would, folders untouched (a folder's own stamps changed rebuilds the watch).
+    const write = (path: string, content: string) => writeFileSync(join(repo, path), content)
+    const steps: Array<[string, () => void]> = [
+      ['edit', () => write('src/a.txt', 'a2\n')],
+      ['add', () => write('src/c.txt', 'c\n')],
+      ['delete', () => rmSync(join(repo, 'src/b.txt'))],
+      ['rename of a file', () => renameSync(join(repo, 'src/c.txt'), join(repo, 'src/d.txt'))],
+      ['change to an ignored file', () => write('ignored.txt', 'never sent\n')],
+      ['an untracked file', () => write('notes.txt', 'untracked\n')],
+    ]
+    for (const [what, change] of steps) {
+      change()
+      await synced(true).catch((error: Error) => {
+        throw new Error(`${what}: ${error.message}`)
+      })
+    }
+    // Twice within the same second, the same size: each run names it again.
+    writeFileSync(join(repo, 'src/a.txt'), 'a3\n')
+    await synced(true)
+    writeFileSync(join(repo, 'src/a.txt'), 'a4\n')
+    await synced(true)
+    await settle(RUNNER_TREE, localTree(repo))
+
+    // Doubt takes git: a file that becomes ignored (.gitignore changed), a folder renamed.
+    put('.gitignore', 'ignored.txt\nnotes.txt\n')
+    await synced(false)
+    await settle(RUNNER_TREE, localTree(repo))
+    put('src/deep/e.txt', 'e\n')
+    await run('true')
+    await settle(RUNNER_TREE, localTree(repo))
+    renameSync(join(repo, 'src/deep'), join(repo, 'src/deeper'))
+    age(repo, 'src')
+    await synced(false)
+    await settle(RUNNER_TREE, localTree(repo))
+
+    // A change while the agent is down: the new agent's watcher has no kept stamp, git decides.
+    const stop = await runCli(['agent', 'stop'], { home, env: { NODE_EXTRA_CA_CERTS: undefined } })
+    expect(stop.code, stop.stderr).toBe(0)
+    put('src/a.txt', 'while down\n')
+    await synced(false)
+    await settle(RUNNER_TREE, localTree(repo))
+    write('src/a.txt', 'named again\n')
+    await synced(true)
   })
 
   it('a change while the agent is down, or after it restarted, reaches the runner', async () => {

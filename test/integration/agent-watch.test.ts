@@ -30,9 +30,9 @@ function setup() {
 /** `stamp` once the walk finished: the first request after a (re)build only starts it. */
 function settled(w: Watchers) {
   return {
-    async stamp(root: string, skip: string[]) {
+    async stamp(root: string, skip: string[], since?: { id: string; seq: number }) {
       for (let i = 0; i < 200; i++) {
-        const stamp = await w.stamp(root, skip)
+        const stamp = await w.stamp(root, skip, since)
         if (stamp) return stamp
         await new Promise((resolve) => setTimeout(resolve, 10))
       }
@@ -100,5 +100,37 @@ describe('agent watchers', () => {
     const blocked = new Watchers(join(base, 'file', 'watch'))
     watchers.push(blocked)
     expect(await settled(blocked).stamp(root, [])).toBeUndefined()
+  })
+
+  it('names the paths moved since a kept stamp; none when some were forgotten, too many, or the watch was rebuilt', async () => {
+    const { root, w, write } = setup()
+    const first = (await w.stamp(root, ['node_modules']))!
+    expect(first.paths).toBeUndefined()
+    write('src/deep/a.txt', 'edited')
+    write('src/b.txt', 'new')
+    rmSync(join(root, 'src/b.txt'))
+    write('node_modules/x/skipped.txt', 'not watched')
+    const since = { id: first.id, seq: first.seq }
+    const moved = (await w.stamp(root, ['node_modules'], since))!
+    expect(moved.paths).toEqual(['src/b.txt', 'src/deep/a.txt'])
+    // Nothing since the newest stamp: no path; a stamp of another watch: no names at all.
+    expect((await w.stamp(root, ['node_modules'], { id: moved.id, seq: moved.seq }))?.paths).toEqual([])
+    expect((await w.stamp(root, ['node_modules'], { id: 'other', seq: 0 }))?.paths).toBeUndefined()
+    // More than 200 paths since the kept stamp: not named (git lists instead).
+    for (let i = 0; i < 201; i++) write(`src/many-${i}.txt`, 'x')
+    const many = (await w.stamp(root, ['node_modules'], since))!
+    expect(many.seq).toBeGreaterThan(moved.seq)
+    expect(many.paths).toBeUndefined()
+    // More than the log holds: the oldest are forgotten, so an old stamp gets no names even for a few paths.
+    for (let i = 0; i < 1100; i++) write(`src/many-${i}.txt`, 'y')
+    const after = (await w.stamp(root, ['node_modules']))!
+    write('src/deep/a.txt', 'again')
+    expect((await w.stamp(root, ['node_modules'], { id: after.id, seq: after.seq }))?.paths).toEqual(['src/deep/a.txt'])
+    expect((await w.stamp(root, ['node_modules'], { id: many.id, seq: many.seq }))?.paths).toBeUndefined()
+    // A new folder rebuilds the watch under a new id: the kept stamp names nothing.
+    mkdirSync(join(root, 'src/other'))
+    const rebuilt = (await w.stamp(root, ['node_modules'], { id: after.id, seq: after.seq }))!
+    expect(rebuilt.id).not.toBe(after.id)
+    expect(rebuilt.paths).toBeUndefined()
   })
 })

@@ -37,6 +37,23 @@ async function deltaPass(repo: string, c = config()) {
   return { manifest, fingerprint, hashedFiles: hashed.hashedFiles }
 }
 
+/**
+ * What sync does when the agent's watcher named the paths that moved: the
+ * stored manifest plus those paths, with no git listing (the check's view of
+ * git's files is taken as the named check takes it).
+ */
+async function namedPass(repo: string, named: string[], c = config()) {
+  const snapshot = await readSnapshot(repo)
+  const view = beginGitView(repo, c)
+  if (!snapshot || !view) return undefined
+  const manifest = await deltaManifest(repo, c, { snapshot, ...view, changed: '', global: snapshot.global, named })
+  if (!manifest) return undefined
+  const hashed = await hashManifest(manifest)
+  const fingerprint = computeFingerprint(manifest, hashed, c)
+  await saveSnapshot(manifest, fingerprint, c, hashed.hashes)
+  return { manifest, fingerprint }
+}
+
 /** The parts of a manifest both passes must agree on. */
 const shape = (m: Awaited<ReturnType<typeof buildManifest>>) => ({
   entries: m.entries.map(({ path, mode, size, target }) => ({ path, mode, size, target })),
@@ -241,5 +258,61 @@ describe('unchanged-checkout snapshot', () => {
     const again = await deltaPass(dir)
     const full = await buildManifest(dir, config())
     expect(again?.fingerprint).toBe(computeFingerprint(full, await hashManifest(full), config()))
+  })
+
+  it('the paths the watcher names are applied to the stored manifest without git: the same manifest and fingerprint as a full pass', async () => {
+    const dir = await repo()
+    put(dir, 'tmp/keep.txt', 'an ignored folder\n')
+    // [what, change, the paths the watcher names]: no folder added or removed (that rebuilds the watch: git decides).
+    const changes: Array<[string, () => void, string[]]> = [
+      ['edit to a clean tracked file', () => put(dir, 'src/f1.txt', '1 edited\n'), ['src/f1.txt']],
+      ['edit to a tracked file already changed', () => put(dir, 'src/f3.txt', '3 edited again\n'), ['src/f3.txt']],
+      ['edit to an untracked file', () => put(dir, 'notes.txt', 'notes edited\n'), ['notes.txt']],
+      ['new untracked file', () => put(dir, 'src/new.txt', 'new\n'), ['src/new.txt']],
+      ['deleted untracked file', () => rmSync(join(dir, 'src/new.txt')), ['src/new.txt']],
+      ['deleted tracked file', () => rmSync(join(dir, 'src/f4.txt')), ['src/f4.txt']],
+      [
+        'rename of a tracked file',
+        () => renameSync(join(dir, 'src/f5.txt'), join(dir, 'src/f5-renamed.txt')),
+        ['src/f5-renamed.txt', 'src/f5.txt'],
+      ],
+      ['mode change', () => chmodSync(join(dir, 'src/f2.txt'), 0o755), ['src/f2.txt']],
+      [
+        'mtime-only touch',
+        () => utimesSync(join(dir, 'src/f6.txt'), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000)),
+        ['src/f6.txt'],
+      ],
+      ['new ignored file', () => put(dir, 'src/more.log', 'ignored\n'), ['src/more.log']],
+      ['new file in an ignored folder', () => put(dir, 'tmp/new.txt', 'ignored\n'), ['tmp/new.txt']],
+      ['a path named that did not change', () => undefined, ['src/f9.txt', 'gone.txt']],
+      [
+        'more than 16 paths named, one edited',
+        () => put(dir, 'src/f10.txt', '10 edited\n'),
+        Array.from({ length: 20 }, (_, i) => `src/f${i}.txt`),
+      ],
+    ]
+    for (const [what, change, named] of changes) {
+      await indexSettles(dir)
+      const before = await fullPass(dir)
+      expect(await quick(dir), `settled before: ${what}`).toBe(before)
+      change()
+      const pass = await namedPass(dir, named)
+      expect(pass, what).toBeDefined()
+      const full = await buildManifest(dir, config())
+      expect(shape(pass!.manifest), what).toEqual(shape(full))
+      expect(pass!.fingerprint, what).toBe(computeFingerprint(full, await hashManifest(full), config()))
+    }
+    // Chained: named passes one after another, then git decides again (the agent went away): still the full pass's manifest.
+    await indexSettles(dir)
+    await fullPass(dir)
+    put(dir, 'src/f11.txt', 'named once\n')
+    expect(await namedPass(dir, ['src/f11.txt'])).toBeDefined()
+    put(dir, 'src/f12.txt', 'named twice\n')
+    expect(await namedPass(dir, ['src/f12.txt'])).toBeDefined()
+    put(dir, 'src/f13.txt', 'seen by git\n')
+    const delta = await deltaPass(dir)
+    const full = await buildManifest(dir, config())
+    expect(shape(delta!.manifest)).toEqual(shape(full))
+    expect(delta!.fingerprint).toBe(computeFingerprint(full, await hashManifest(full), config()))
   })
 })

@@ -27,7 +27,7 @@ export async function hashManifest(manifest: Manifest, options: { checksum?: boo
       hashes[i] = hashLink(entry.target ?? '')
       continue
     }
-    let hash = options.checksum ? undefined : cache.get(entry)
+    let hash = options.checksum ? undefined : (manifest.known?.[i] ?? cache.get(entry))
     if (hash === undefined) {
       hash = hashFile(join(manifest.root, entry.path))
       hashedFiles++

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Config } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
+import { startMark } from '../../start-marks.js'
 import type { ExecResult, SshSession } from '../../transport/ssh/types.js'
 import { SentManifests } from './hash-cache.js'
 import { PROBE_SCRIPT, probeArgs } from './probe-protocol.js'
@@ -70,6 +71,7 @@ export async function runIfUnchanged(options: {
   const timer = new Timer(options.startedAt)
   const known = SentManifests.for(options.repoRoot).known()
   const unchanged = await timer.phase('manifest', () => options.check.unchanged)
+  startMark('sync: local check')
   if (!unchanged) return undefined
   if (unchanged.watched) timer.note('manifest', WATCHED)
   const run = options.run

@@ -55,6 +55,12 @@ export interface Manifest {
   bytes: number
   /** The local hash cache, loaded once for the manifest and the hashing that follows. */
   cache: HashCache
+  /**
+   * Content hashes already known for the entries as they stand (same order;
+   * undefined where not known): an incremental manifest carries the stored
+   * ones, so hashing looks up no cache for the entries it kept.
+   */
+  known?: (string | undefined)[]
   /** What git reported while this manifest was built, for the next run's unchanged check (snapshot.ts). */
   gitView?: GitView
   /** Built from the stored manifest plus what git's listings named (manifest-delta.ts), not by a full pass. */

@@ -35,14 +35,15 @@ export function planSync(
   const pending: string[] = []
   const records: string[] = []
   const delta: string[] = []
-  const local = new Set<string>()
   let sendBytes = 0
+  // How many of the runner's paths the manifest holds: all of them (the usual case) means none to prune.
+  let matched = 0
   manifest.entries.forEach((entry, i) => {
     const hash = hashed.hashes[i]
     const record = encodeRecord(hash, entry.mode, entry.path)
-    local.add(entry.path)
     records.push(record)
     const known = remote.get(entry.path)
+    if (known) matched++
     if (known && known.hash === hash && known.mode === entry.mode) return
     send.push(entry)
     sendBytes += entry.size
@@ -50,14 +51,18 @@ export function planSync(
     if (known) pending.push(encodeRecord(UNKNOWN, entry.mode, entry.path))
   })
   const remove: string[] = []
-  for (const [path, known] of remote) {
-    if (local.has(path)) continue
-    if (options.delete) {
-      remove.push(path)
-      delta.push(encodeRecord('-', known.mode, path))
-    } else {
-      // Kept on the runner, so it stays in the record: a later sync with delete on prunes it.
-      records.push(encodeRecord(known.hash, known.mode, path))
+  // Manifest paths are unique, so `matched` counts distinct runner paths: fewer means some are only there.
+  if (matched < remote.size) {
+    const local = new Set(manifest.entries.map((entry) => entry.path))
+    for (const [path, known] of remote) {
+      if (local.has(path)) continue
+      if (options.delete) {
+        remove.push(path)
+        delta.push(encodeRecord('-', known.mode, path))
+      } else {
+        // Kept on the runner, so it stays in the record: a later sync with delete on prunes it.
+        records.push(encodeRecord(known.hash, known.mode, path))
+      }
     }
   }
   remove.sort()

@@ -267,10 +267,17 @@ export interface Unchanged {
 /** The `manifest` phase's reason when the watcher proved the checkout unchanged (`--timing-json`). */
 export const WATCHED = 'unchanged: the connection agent saw no change since the last check'
 
+/** The `manifest` phase's reason when the watcher named the paths that moved and git listed nothing (`--timing-json`). */
+export const NAMED = 'named: the connection agent named the paths that moved since the last check; git listed nothing'
+
 /** The agent's watcher stamp taken before a check. */
 export interface WatchTaken {
   id: string
   seq: number
+  /** The paths moved since the stamp kept for the snapshot (`since`), when the watcher could name them all. */
+  paths?: string[]
+  /** The kept stamp those paths are counted from. */
+  since?: { id: string; seq: number }
 }
 
 /**
@@ -290,6 +297,12 @@ export interface Moved {
   untracked?: string
   /** The global ignore and config files at `at` (GitView.global). */
   global?: [path: string, sig: Sig | null][]
+  /**
+   * The agent's watcher named every path that moved since the snapshot's
+   * kept stamp: git listed nothing (`changed` is empty); the manifest is the
+   * stored one with these paths looked at again (manifest-delta.ts).
+   */
+  named?: string[]
 }
 
 export interface UnchangedCheck {
@@ -315,21 +328,34 @@ export function checkUnchanged(repoRoot: string, config: Config['sync'], options
 
 const watchPath = (root: string) => join(cacheDir(root), 'watch.json')
 
-/** Asks a running connection agent for its watcher's stamp, leaving out the folders the snapshot's walk pruned. */
+/**
+ * Asks a running connection agent for its watcher's stamp, leaving out the
+ * folders the snapshot's walk pruned, and for the paths moved since the stamp
+ * kept for this snapshot.
+ */
 async function takeWatch(root: string, snapshot: Snapshot): Promise<WatchTaken | undefined> {
   if (!snapshot.pruned) return undefined
-  const { agentWatchStamp } = await import('../../transport/ssh/agent-client.js')
-  return agentWatchStamp(root, snapshot.pruned).catch(() => undefined)
+  const [{ agentWatchStamp }, kept] = await Promise.all([import('../../transport/ssh/agent-client.js'), keptWatch(root, snapshot)])
+  const since = kept && { id: kept.id, seq: kept.seq }
+  const taken = await agentWatchStamp(root, snapshot.pruned, since).catch(() => undefined)
+  return taken && { ...taken, since: taken.paths ? since : undefined }
+}
+
+/** The stamp kept beside `snapshot` (watch.json), if it is that snapshot's. */
+async function keptWatch(root: string, snapshot: Snapshot): Promise<{ id: string; seq: number } | undefined> {
+  try {
+    const kept = JSON.parse(await readFile(watchPath(root), 'utf8')) as { snapshot?: string; id?: string; seq?: number }
+    if (!snapshot.id || kept.snapshot !== snapshot.id || typeof kept.id !== 'string' || typeof kept.seq !== 'number') return undefined
+    return { id: kept.id, seq: kept.seq }
+  } catch {
+    return undefined
+  }
 }
 
 /** The stamp kept for `snapshot` equals `taken`: no event in its folders since a check or pass that vouched for it. */
 async function watcherVouches(root: string, snapshot: Snapshot, taken: WatchTaken): Promise<boolean> {
-  try {
-    const kept = JSON.parse(await readFile(watchPath(root), 'utf8')) as { snapshot?: string; id?: string; seq?: number }
-    return Boolean(snapshot.id) && kept.snapshot === snapshot.id && kept.id === taken.id && kept.seq === taken.seq
-  } catch {
-    return false
-  }
+  const kept = await keptWatch(root, snapshot)
+  return kept !== undefined && kept.id === taken.id && kept.seq === taken.seq
 }
 
 /** Keeps `taken` for the snapshot `id`: taken before the state that snapshot vouches for was looked at. */
@@ -389,6 +415,37 @@ async function byWatcher(
   return { fingerprint: snapshot.fingerprint, git: snapshot.git, listedUntracked: false, watched: true }
 }
 
+/** Past this many named paths, git lists instead (the agent names at most 200). */
+const MAX_NAMED = 200
+
+/**
+ * Moved without git: the watcher named every path that moved since the stamp
+ * kept for the snapshot. The same trust as byWatcher (git's files, the
+ * excludes and settings, the global rules unchanged), and no `.gitignore`
+ * among the paths (an ignore rule moved: git decides). The paths git does not
+ * vouch for are looked at again too.
+ */
+async function byNamed(
+  root: string,
+  config: Config['sync'],
+  snapshot: Snapshot,
+  gitDir: string,
+  taken: WatchTaken,
+): Promise<Moved | undefined> {
+  const { paths, since } = taken
+  if (!paths || !since || paths.length > MAX_NAMED || !snapshot.global || !snapshot.manifest) return undefined
+  if (paths.some((path) => path === '.gitignore' || path.endsWith('/.gitignore'))) return undefined
+  const kept = await keptWatch(root, snapshot)
+  if (!kept || kept.id !== since.id || kept.seq !== since.seq) return undefined
+  const at = Date.now()
+  if (!(await settingsUnchanged(root, config, snapshot, gitDir))) return undefined
+  const global = globalSigs(snapshot.git.excludesFile, at)
+  if (!global || !globalUnchanged(snapshot.global, snapshot.git.excludesFile)) return undefined
+  const own = snapshot.own.filter(([path, recorded]) => sig(join(root, path)) !== recorded).map(([path]) => path)
+  const named = [...new Set([...paths, ...own])].sort()
+  return { snapshot, at, files: gitFiles(gitDir, config), changed: '', global, named }
+}
+
 /** The same sync settings and excludes, and git's own files (HEAD, refs, index, config) kept their identity. */
 async function settingsUnchanged(root: string, config: Config['sync'], snapshot: Snapshot, gitDir: string): Promise<boolean> {
   if (keyOf((await loadExcludes(root, config)).patterns, config) !== snapshot.key) return false
@@ -410,6 +467,8 @@ export async function verify(
   const taken = await watch
   const watched = taken && (await byWatcher(root, config, snapshot, gitDir, taken).catch(() => undefined))
   if (watched) return { unchanged: watched }
+  const named = taken?.paths && (await byNamed(root, config, snapshot, gitDir, taken).catch(() => undefined))
+  if (named) return { moved: named }
   const at = Date.now()
   const global = globalSigs(snapshot.git.excludesFile, at)
   // No folder changed: git's untracked listing cannot have changed either, so it is not run.

@@ -326,16 +326,21 @@ export async function agentStop(): Promise<boolean> {
 }
 
 /**
- * The running agent's watcher stamp for `root`, leaving out the folders in `skip` (agent-watch.ts);
+ * The running agent's watcher stamp for `root`, leaving out the folders in `skip` (agent-watch.ts),
+ * with the paths moved since the stamp `since` when the watcher can name them all;
  * undefined when no agent runs (none is started for this), it is of an older
  * crabbox, or its watcher cannot vouch for the checkout.
  */
-export async function agentWatchStamp(root: string, skip: string[]): Promise<{ id: string; seq: number } | undefined> {
+export async function agentWatchStamp(
+  root: string,
+  skip: string[],
+  since?: { id: string; seq: number },
+): Promise<{ id: string; seq: number; paths?: string[] } | undefined> {
   if (agentDisabled() || Buffer.byteLength(agentSocket()) > MAX_SOCKET_PATH) return undefined
   const socket = await tryConnect(agentSocket())
   if (!socket) return undefined
   try {
-    return (await agentRequest(socket, { op: 'watch', root, skip }, WATCH_TIMEOUT_MS)).watch
+    return (await agentRequest(socket, { op: 'watch', root, skip, since }, WATCH_TIMEOUT_MS)).watch
   } catch {
     return undefined
   } finally {

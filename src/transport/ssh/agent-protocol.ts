@@ -38,8 +38,14 @@ export const AgentRequest = v.variant('op', [
   }),
   v.object({ op: v.literal('connect'), target: AgentTarget, connectTimeoutMs: v.optional(v.number()) }),
   v.object({ op: v.literal('status') }),
-  // The stamp of a checkout's file watcher (agent-watch.ts); `skip`: folders under root it leaves out.
-  v.object({ op: v.literal('watch'), root: v.string(), skip: v.array(v.string()) }),
+  // The stamp of a checkout's file watcher (agent-watch.ts); `skip`: folders under root it leaves out;
+  // `since`: a stamp kept earlier, to name the paths moved after it.
+  v.object({
+    op: v.literal('watch'),
+    root: v.string(),
+    skip: v.array(v.string()),
+    since: v.optional(v.object({ id: v.string(), seq: v.number() })),
+  }),
   v.object({ op: v.literal('stop') }),
 ])
 export type AgentRequest = v.InferOutput<typeof AgentRequest>
@@ -64,7 +70,7 @@ export const AgentStatus = v.object({
 })
 export type AgentStatus = v.InferOutput<typeof AgentStatus>
 
-export const AgentWatchStamp = v.object({ id: v.string(), seq: v.number() })
+export const AgentWatchStamp = v.object({ id: v.string(), seq: v.number(), paths: v.optional(v.array(v.string())) })
 
 export const AgentError = v.object({
   message: v.string(),

@@ -220,7 +220,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
           )
           return
         case 'watch':
-          return void watchers.stamp(request.root, request.skip).then((watch) => reply(socket, { ok: true, watch }))
+          return void watchers.stamp(request.root, request.skip, request.since).then((watch) => reply(socket, { ok: true, watch }))
         case 'stop':
           reply(socket, { ok: true })
           void shutdown('asked to stop')

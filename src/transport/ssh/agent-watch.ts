@@ -15,9 +15,23 @@ import { join } from 'node:path'
  * every change on, a folder added, removed or moved (rebuilt under a new id
  * at the next request), the root replaced, a watch that failed, too many
  * folders, or an event queue that did not drain in time.
+ *
+ * Each event also names its path (folder + name): asked with the stamp the
+ * CLI kept (`since`), the answer lists the paths of every event after it, so
+ * a small change needs no git listing. The names are only given while the
+ * log holds every event since that stamp (the last MAX_LOG paths) and they
+ * are at most MAX_NAMED; else none, and the CLI lists with git.
  */
 
 export interface WatchStamp {
+  id: string
+  seq: number
+  /** Paths (relative to the root) of every event after `since` (see Watchers.stamp); absent when they cannot all be named. */
+  paths?: string[]
+}
+
+/** The stamp a check kept: the paths moved since it are asked for. */
+export interface WatchSince {
   id: string
   seq: number
 }
@@ -33,6 +47,10 @@ const MAX_ROOTS = 8
 const RETRY_MS = 60_000
 /** How long the event queue may take to drain before a stamp is given up. */
 const BARRIER_MS = 1000
+/** Paths remembered per checkout (the most recent event of each); older ones are forgotten. */
+const MAX_LOG = 1024
+/** More paths than this since a kept stamp: not named (the CLI's git listing is cheaper then). */
+export const MAX_NAMED = 200
 
 class RootWatch {
   readonly id = randomBytes(9).toString('hex')
@@ -46,6 +64,10 @@ class RootWatch {
   readonly watchers: FSWatcher[] = []
   readonly dirs = new Set<string>()
   readonly rootIno: number
+  /** Path → seq of its latest event, oldest first (seq only grows, so in seq order). */
+  private readonly log = new Map<string, number>()
+  /** The highest seq whose path was dropped from the log: events up to it can no longer be named. */
+  private forgotten = 0
 
   /** Starts watching; the walk lists folders without blocking the agent (see `ready`). */
   constructor(
@@ -85,15 +107,40 @@ class RootWatch {
 
   private event(dir: string, type: string, name: string | Buffer | null): void {
     this.seq++
+    const child = name === null ? undefined : dir ? `${dir}/${String(name)}` : String(name)
+    if (child === undefined) this.forgotten = this.seq
+    // A watched folder's own attributes (a touch): its entries' events come from its own watch.
+    else if (type !== 'change' || !this.dirs.has(child)) this.remember(child)
     if (type !== 'rename' || this.stale) return
     // A name that was or now is a folder: the set of watched folders no longer matches the tree.
-    const child = name === null ? undefined : dir ? `${dir}/${String(name)}` : String(name)
     try {
       if (child === undefined || this.dirs.has(child) || lstatSync(join(this.root, child), { throwIfNoEntry: false })?.isDirectory())
         this.stale = true
     } catch {
       this.stale = true
     }
+  }
+
+  private remember(path: string): void {
+    this.log.delete(path)
+    this.log.set(path, this.seq)
+    if (this.log.size <= MAX_LOG) return
+    const [oldest, seq] = this.log.entries().next().value!
+    this.log.delete(oldest)
+    this.forgotten = seq
+  }
+
+  /** The paths of every event after `since.seq` in this watch; undefined when some were forgotten or too many. */
+  named(since: WatchSince): string[] | undefined {
+    if (since.id !== this.id || since.seq < this.forgotten || since.seq > this.seq) return undefined
+    const paths: string[] = []
+    // Newest first: the log is in seq order.
+    for (const [path, seq] of [...this.log].reverse()) {
+      if (seq <= since.seq) break
+      if (paths.length >= MAX_NAMED) return undefined
+      paths.push(path)
+    }
+    return paths.sort()
   }
 
   /** Whether the watches can no longer cover `root`: build them again. */
@@ -130,18 +177,24 @@ export class Watchers {
 
   constructor(private readonly cookieDir: string) {}
 
-  /** The stamp of `root` (`skip`: folders relative to it left out), building the watches when needed. Never rejects. */
-  stamp(root: string, skip: string[]): Promise<WatchStamp | undefined> {
-    return this.take(root, skip).catch(() => undefined)
+  /**
+   * The stamp of `root` (`skip`: folders relative to it left out), building
+   * the watches when needed; with `since`, also the paths moved after it when
+   * all can be named. Never rejects.
+   */
+  stamp(root: string, skip: string[], since?: WatchSince): Promise<WatchStamp | undefined> {
+    return this.take(root, skip, since).catch(() => undefined)
   }
 
-  private async take(root: string, skip: string[]): Promise<WatchStamp | undefined> {
+  private async take(root: string, skip: string[], since?: WatchSince): Promise<WatchStamp | undefined> {
     // A folder that moved before this request may only show once the queue drained: then look once more.
     for (let attempt = 0; attempt < 2; attempt++) {
       const current = this.current(root, skip)
       // Still walking (a first request, or the tree's folders changed): no stamp this time.
       if (!current?.ready || !(await this.barrier())) return undefined
-      if (current.sound()) return { id: current.id, seq: current.seq }
+      if (!current.sound()) continue
+      const paths = since && current.named(since)
+      return paths ? { id: current.id, seq: current.seq, paths } : { id: current.id, seq: current.seq }
     }
     return undefined
   }

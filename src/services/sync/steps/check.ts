@@ -1,4 +1,5 @@
 import { checkUnchanged, WATCHED, type Moved, type Unchanged } from '../snapshot.js'
+import { startMark } from '../../../start-marks.js'
 import type { SyncRun } from './context.js'
 import { probeAnswered, startProbe, type PendingProbe } from './probe.js'
 
@@ -41,6 +42,7 @@ export async function checkStep(run: SyncRun): Promise<Checked> {
   const fold = Boolean(options.checkAwaited && known.length > 0 && (await verdict)[1])
   const probe = fold ? undefined : startProbe(run, known, snapshot.git)
   const [unchanged, moved] = await timer.phase('manifest', () => verdict)
+  startMark(moved?.named ? `sync: check (the agent named ${moved.named.length} path(s))` : 'sync: check')
   if (unchanged && probe && (await probe.answer).fingerprint === unchanged.fingerprint) {
     timer.skip('fingerprint', 'checkout unchanged since its last fingerprint')
     if (unchanged.watched) timer.note('manifest', WATCHED)

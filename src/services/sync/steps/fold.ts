@@ -4,6 +4,7 @@ import type { SyncResult } from '../index.js'
 import type { SyncPlan } from '../prune.js'
 import { PROBE_SCRIPT, probeArgs } from '../probe-protocol.js'
 import { parseRecords } from '../records.js'
+import { startMark } from '../../../start-marks.js'
 import type { Checked } from './check.js'
 import { syncedResult, type SyncRun } from './context.js'
 import { hashStep, type LocalSide } from './manifest.js'
@@ -43,6 +44,7 @@ export async function foldedSync(
   const git = manifest.git
   const remoteGit = run.config.gitSeed && git?.head ? { missing: false, head: git.head, hasHead: true, base: git.baseSha } : undefined
   const remote = parseRecords(stored)
+  startMark('sync: last record read')
   const hashed = await hashStep(run, manifest, remote)
   const decision = planStep({
     manifest,
@@ -53,6 +55,7 @@ export async function foldedSync(
     useFingerprint: true,
     env: run.env,
   })
+  startMark('sync: fingerprint and plan')
   // Nothing to send (the change was undone) still needs the runner's word; so does anything large or git work.
   if (decision.skip || decision.plan.sendBytes > FOLD_MAX_BYTES || decision.fullManifest || decision.work) return undefined
   const deltaBytes = decision.plan.delta.reduce((n, record) => n + Buffer.byteLength(record), 0)
@@ -73,6 +76,7 @@ export async function foldedSync(
       throw error
     },
   )
+  startMark('sync: applied')
   if (sent.stale) {
     // The apply changed nothing and told the command beside it so: it did not run.
     await pipelined?.ran

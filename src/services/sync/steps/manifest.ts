@@ -2,7 +2,8 @@ import { hashManifest, type HashedManifest } from '../fingerprint.js'
 import { formatBytes, plural } from '../../../ui/format.js'
 import { buildManifest, checkSize, readGitContext, type GitContext, type Manifest } from '../manifest.js'
 import type { RemoteRecord } from '../records.js'
-import { beginGitView, type GitView } from '../snapshot.js'
+import { beginGitView, NAMED, type GitView } from '../snapshot.js'
+import { startMark } from '../../../start-marks.js'
 import type { Checked } from './check.js'
 import type { SyncRun } from './context.js'
 import { lazyProbe, probeFor, type PendingProbe } from './probe.js'
@@ -23,6 +24,10 @@ export async function manifestStep(run: SyncRun, checked: Checked): Promise<Loca
   // The runner round trip overlaps the local manifest and hashing.
   const probe = checked.fold ? lazyProbe(run, checked.known, git) : probeFor(run, checked.known, checked.probe, git)
   const manifest = await timer.phase('manifest', () => localManifest(run, checked, git, view))
+  const named = manifest.incremental && checked.moved?.named
+  startMark(manifest.incremental ? `sync: incremental manifest${named ? ' (named paths)' : ''}` : 'sync: manifest pass')
+  // The watcher named what moved: git listed nothing (`--timing-json` says so).
+  if (named) timer.note('manifest', NAMED)
   for (const message of checkSize(manifest, config, { forceLarge: options.forceLarge, env: run.env }).warnings) run.warn(message)
   if (manifest.rejected.length > 0) {
     run.warn(`not syncing ${manifest.rejected.length} unsafe path(s), e.g. ${manifest.rejected[0].path}: ${manifest.rejected[0].reason}`)
