@@ -96,20 +96,22 @@ function runJob<Ahead>(
   ahead: (fast: FastCommand) => Ahead,
   run: (fast: FastCommand, early: Ahead) => Promise<void>,
 ): void {
-  for (const key of Object.keys(process.env)) delete process.env[key]
-  Object.assign(process.env, job.env)
+  const fast = fastCommand(job.argv, job.env)
+  if (!fast) return decline(socket, 'not a hot command')
   try {
     process.chdir(job.cwd)
   } catch {
     return decline(socket, 'no such working folder')
   }
-  process.argv = [process.execPath, job.bin, ...job.argv]
-  const fast = fastCommand(job.argv)
-  if (!fast) return decline(socket, 'not a hot command')
-  const early = ahead(fast)
-  // `started`, then nothing runs until the client says `go`: a client that gave up waiting (and
-  // runs the command on the fast path itself) never sends it, so the command cannot run twice.
+  // `started` as soon as nothing can decline any more (the client's answer is on its way while
+  // the rest is set up), then nothing runs until the client says `go`: a client that gave up
+  // waiting (and runs the command on the fast path itself) never sends it, so the command
+  // cannot run twice.
   socket.write(encodeFrame(Frame.started))
+  for (const key of Object.keys(process.env)) delete process.env[key]
+  Object.assign(process.env, job.env)
+  process.argv = [process.execPath, job.bin, ...job.argv]
+  const early = ahead(fast)
   const noClient = () => process.exit(0)
   socket.once('close', noClient)
   const waitForGo = frameDecoder((type) => {
