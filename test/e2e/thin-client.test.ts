@@ -159,6 +159,47 @@ describe('the thin client against a real sshd', () => {
     expect((await runCli(['stop', id], { home: h })).code).toBe(0)
   })
 
+  it('run --id --no-sync makes a missing workdir and runs in it, in the worker as on the fast path', async () => {
+    const workRoot = `${host.home}/work-nosync-${Date.now()}`
+    const h = await warmHome({
+      CRABBOX_PROVIDER: 'ssh',
+      CRABBOX_STATIC_HOST: host.address,
+      CRABBOX_STATIC_PORT: '22',
+      CRABBOX_STATIC_USER: host.user,
+      CRABBOX_STATIC_WORK_ROOT: workRoot,
+    })
+    const warm = await runCli(['warmup', '--json'], { home: h })
+    expect(warm.code).toBe(0)
+    const { id } = JSON.parse(warm.stdout) as { id: string }
+    const runArgs = ['run', '--id', id, '--no-sync', '--', 'sh', '-c', 'pwd; echo marked > here']
+    await until('a spare', () => spares(h) >= 1, 30_000)
+    // Nothing made the workdir yet: the command's own exec makes it.
+    expect((await host.run(`test -d ${workRoot} && echo there || echo missing`)).stdout.trim()).toBe('missing')
+    const first = await runCli(runArgs, { home: h })
+    expect(first.stderr).toContain(THIN)
+    expect(first.code, first.stderr).toBe(0)
+    const workdir = first.stdout.trim()
+    expect(workdir.startsWith(`${workRoot}/`)).toBe(true)
+    expect((await host.run(`cat ${workdir}/here`)).stdout).toBe('marked\n')
+    // There now: the same folder, in the worker and on the fast path.
+    await until('a spare', () => spares(h) >= 1, 30_000)
+    const again = await runCli(runArgs, { home: h })
+    expect(again.stderr).toContain(THIN)
+    expect({ code: again.code, stdout: again.stdout }).toEqual({ code: 0, stdout: `${workdir}\n` })
+    const fast = await runCli(runArgs, { home: h, env: { CRABBOX_NO_THIN_CLIENT: '1' } })
+    expect({ code: fast.code, stdout: fast.stdout }).toEqual({ code: 0, stdout: `${workdir}\n` })
+    // A workdir that cannot be made fails the run before the command, as `mkdir -p` says.
+    await host.run(`rm -rf ${workRoot} && touch ${workRoot}`)
+    await until('a spare', () => spares(h) >= 1, 30_000)
+    const blocked = await runCli(runArgs, { home: h })
+    expect(blocked.stderr).toContain(THIN)
+    expect(blocked.code).not.toBe(0)
+    expect(blocked.stdout).toBe('')
+    expect(blocked.stderr).toMatch(/mkdir/)
+    await host.run(`rm -f ${workRoot}`)
+    expect((await runCli(['stop', id], { home: h })).code).toBe(0)
+  })
+
   it('a released lease fails through the worker exactly as through the fast path', async () => {
     const h = await warmHome()
     const warm = await runCli(['warmup', '--provider', 'local'], { home: h })
