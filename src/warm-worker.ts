@@ -1,5 +1,7 @@
 import { rmSync } from 'node:fs'
+import { access } from 'node:fs/promises'
 import { createServer, type Socket } from 'node:net'
+import { dirname } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { type FastCommand, fastCommand } from './fast-argv.js'
 import { encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
@@ -79,6 +81,9 @@ export function serveWarm<Ahead>(
     process.exit(0)
   })
   preload()
+    // libuv starts its thread pool on the first call that needs it (any fs/promises call, a DNS
+    // lookup): ≈ 3-10 ms of starting threads that would otherwise land inside the first command.
+    .then(() => access(dirname(socketPath)).catch(() => {}))
     .then(() => listenPrivately(server, socketPath))
     .then(
       () => process.send?.('ready'),
