@@ -300,6 +300,43 @@ describe('the thin client against a real sshd', () => {
     expect((await host.run(`test -e ${marker} && echo ran || echo never`)).stdout.trim()).toBe('never')
   })
 
+  it('with a claim the command runs once: never when the client claimed it first, at once (no `go`) when the worker did', async () => {
+    const h = await warmHome()
+    const fastPath = join(dirname(cliPath), '..', 'dist', 'fast-path.js')
+    const env = { ...process.env, ...h.env } as Record<string, string>
+    const spareNames = () => readdirSync(runDir(h)).filter((name) => /^spare-\d+\.sock$/.test(name))
+    /** Sends a request with `claim` to a spare; resolves with the frame types it answered until it closed. */
+    const ask = (spare: string, marker: string, claim: string) =>
+      new Promise<number[]>((resolve) => {
+        const types: number[] = []
+        const socket = connect(join(runDir(h), spare))
+        socket.on(
+          'data',
+          frameDecoder((type) => types.push(type)),
+        )
+        socket.on('end', () => socket.end())
+        socket.on('close', () => resolve(types))
+        const argv = ['ssh', ...at(), '--', 'mkdir', marker]
+        socket.write(encodeFrame(Frame.request, { build: buildStamp(fastPath, env), argv, bin: cliPath, cwd: repoRoot, env, claim }))
+      })
+    // A client that gave up waiting made the claim first (and runs the command itself): the worker declines.
+    const lost = `${host.home}/crabbox-thin-claim-lost-${Date.now()}`
+    const taken = 'claim-1-a'
+    writeFileSync(join(runDir(h), taken), '')
+    expect(await ask(spareNames()[0], lost, taken)).toEqual([Frame.result])
+    expect((await host.run(`test -e ${lost} && echo ran || echo never`)).stdout.trim()).toBe('never')
+    // The worker that lost removed the claim: nobody else will ask for it.
+    expect(readdirSync(runDir(h))).not.toContain(taken)
+    // The worker made the claim first: it runs the command without waiting for `go`, once.
+    await until('a spare', () => spareNames().length >= 1, 30_000)
+    const won = `${host.home}/crabbox-thin-claim-won-${Date.now()}`
+    const types = await ask(spareNames()[0], won, 'claim-2-b')
+    expect(types[0]).toBe(Frame.started)
+    expect(types.at(-1)).toBe(Frame.result)
+    expect((await host.run(`test -d ${won} && echo ran || echo never`)).stdout.trim()).toBe('ran')
+    expect(readdirSync(runDir(h))).toContain('claim-2-b') // the client removes it once it has the exit code
+  })
+
   it('a finished worker stays until its client closes: a frame the client writes after the exit code still lands', async () => {
     // The thin client may write the end of its stdin just as the command finishes: a worker
     // that exited at once made that write fail, and the failed write lost the exit code.
