@@ -27,8 +27,8 @@ export interface WarmJob {
   /**
    * A file name in the agent's folder that the worker creates (`O_EXCL`) before it runs the
    * command, and a client that gave up waiting before it falls back: whoever creates it first
-   * has the command, so it runs once, and the worker need not wait for `go`. Without one the
-   * worker waits for `go` (a client of this build always sends one).
+   * has the command, so it runs once, and the worker need not wait for `go`. Without one (a
+   * client of this build always names one) the worker waits for `go`.
    */
   claim?: string
 }
