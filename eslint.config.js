@@ -137,6 +137,12 @@ export default defineConfig(
     },
   },
   {
+    // bin/ is CommonJS (bin/package.json): a warm command never starts Node's ES module loader.
+    files: ['bin/**/*.js'],
+    languageOptions: { sourceType: 'commonjs' },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     // The portal's browser code (bundled by scripts/build-portal-assets.js) runs in the page.
     files: ['worker/portal/vnc-client/**/*.js'],
     languageOptions: { globals: { ...globals.browser } },

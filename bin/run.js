@@ -1,22 +1,44 @@
 #!/usr/bin/env node
-import { readFileSync, statSync } from 'node:fs'
-import module from 'node:module'
-import { fileURLToPath } from 'node:url'
+// CommonJS (bin/package.json): a warm hot command loads two small CommonJS files, this one and
+// dist/thin-client.cjs, and never starts Node's ES module loader (≈ 2–4 ms of every start).
+// Everything else imports the ES modules of dist/ as before.
+const { readFileSync, statSync } = require('node:fs')
+const module_ = require('node:module')
+const { join } = require('node:path')
+const { pathToFileURL } = require('node:url')
 
 // Node 22.1+ keeps compiled code between starts (its default cache folder); Node 20 has no such cache.
-module.enableCompileCache?.()
+module_.enableCompileCache?.()
 
+const root = join(__dirname, '..')
+const fromRoot = (path) => pathToFileURL(join(root, path)).href
 const argv = process.argv.slice(2)
-if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
-  // `crabbox --version` prints the bare package version without loading oclif.
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
-  process.stdout.write(`${pkg.version}\n`)
-} else if (argv[0] === 'ssh' || argv[0] === 'run') {
-  // The hot commands (`ssh --id X -- cmd`, `run --id X -- cmd`) skip oclif when src/fast-argv.ts
-  // knows every word before `--`; anything else (and CRABBOX_NO_FAST_PATH=1) runs the full CLI.
-  // With the connection agent up, the thin client (src/thin-client.ts) has the agent's spare
-  // worker run it; when it cannot (nothing ran), the fast path runs it here.
-  const { fastCommand, thinRun } = await import('../dist/thin-client.js')
+
+main().catch((error) => {
+  process.stderr.write(`${error?.stack ?? String(error)}\n`)
+  process.exitCode = 1
+})
+
+async function main() {
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
+    // `crabbox --version` prints the bare package version without loading oclif.
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+    process.stdout.write(`${pkg.version}\n`)
+  } else if (argv[0] === 'ssh' || argv[0] === 'run') {
+    await hotCommand()
+  } else {
+    await fullCli()
+  }
+}
+
+/**
+ * The hot commands (`ssh --id X -- cmd`, `run --id X -- cmd`) skip oclif when src/fast-argv.ts
+ * knows every word before `--`; anything else (and CRABBOX_NO_FAST_PATH=1) runs the full CLI.
+ * With the connection agent up, the thin client (src/thin-client.ts) has the agent's spare
+ * worker run it; when it cannot (nothing ran), the fast path runs it here.
+ */
+async function hotCommand() {
+  const { fastCommand, thinRun } = await thinClient()
   const fast = fastCommand(argv)
   if (!fast) await fullCli()
   else if (await thinRun(fast, argv)) {
@@ -27,28 +49,42 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
     process.stdout.write('', flushed)
     process.stderr.write('', flushed)
   } else {
-    const { runFast } = await import('../dist/fast-path.js')
+    const { runFast } = await import(fromRoot('dist/fast-path.js'))
     await runFast(fast)
   }
-} else {
-  await fullCli()
+}
+
+/**
+ * dist/thin-client.cjs, `npm run build`'s CommonJS bundle of src/thin-client.ts; after a plain
+ * `tsc` rebuild (no bundle) or without one, the same module as tsc wrote it.
+ */
+async function thinClient() {
+  if (bundled()) {
+    try {
+      return require('../dist/thin-client.cjs')
+    } catch (error) {
+      if (error?.code !== 'MODULE_NOT_FOUND') throw error
+    }
+  }
+  return import(fromRoot('dist/thin-client.js'))
 }
 
 async function fullCli() {
-  const { dropStaleManifest } = await import('./stale-manifest.js')
+  const { dropStaleManifest } = require('./stale-manifest.js')
   const ours = dropStaleManifest()
-  const { execute } = await import(bundled() ? '../dist/oclif.js' : '@oclif/core')
+  const { execute } = await import(bundled() ? fromRoot('dist/oclif.js') : '@oclif/core')
   // One of crabbox's own commands needs none of the core plugins (help, plugins,
   // autocomplete: no hooks run for our commands), and loading them costs every start
   // ≈ 13 ms. Anything else (help, plugins, autocomplete, a user plugin's command, a typo
   // that wants suggestions) loads them as declared in package.json.
   const id = [argv[0], `${argv[0]}:${argv[1]}`].find((candidate) => ours.includes(candidate))
   if (id) {
-    const pjson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+    const pjson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
     pjson.oclif = { ...pjson.oclif, plugins: [] }
-    await execute({ loadOptions: { root: fileURLToPath(new URL('..', import.meta.url)), pjson } })
+    await execute({ loadOptions: { root, pjson } })
   } else {
-    await execute({ dir: import.meta.url })
+    // The package's root, named: oclif would take bin/package.json for it.
+    await execute({ loadOptions: { root } })
   }
 }
 
@@ -59,10 +95,7 @@ async function fullCli() {
  */
 function bundled() {
   try {
-    return (
-      statSync(new URL('../dist/bundle.json', import.meta.url)).mtimeMs >=
-      statSync(new URL('../dist/base-command.js', import.meta.url)).mtimeMs
-    )
+    return statSync(join(root, 'dist', 'bundle.json')).mtimeMs >= statSync(join(root, 'dist', 'base-command.js')).mtimeMs
   } catch {
     return false
   }

@@ -1,4 +1,5 @@
-import { readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs'
+const { readFileSync, readdirSync, statSync, unlinkSync } = require('node:fs')
+const { join } = require('node:path')
 
 /**
  * `npm run build` writes oclif.manifest.json so start-up imports only the command
@@ -7,9 +8,9 @@ import { readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs'
  * when any command file is newer than it or a command is missing from it.
  * Returns the IDs of crabbox's own commands (`config:path`), from dist/commands.
  */
-export function dropStaleManifest() {
-  const manifestUrl = new URL('../oclif.manifest.json', import.meta.url)
-  const commandsUrl = new URL('../dist/commands/', import.meta.url)
+function dropStaleManifest() {
+  const manifestPath = join(__dirname, '..', 'oclif.manifest.json')
+  const commandsDir = join(__dirname, '..', 'dist', 'commands')
   const idOf = (file) =>
     file
       .slice(0, -3)
@@ -18,17 +19,18 @@ export function dropStaleManifest() {
       .join(':')
   let files = []
   try {
-    files = readdirSync(commandsUrl, { recursive: true })
+    files = readdirSync(commandsDir, { recursive: true })
       .map(String)
       .filter((file) => file.endsWith('.js'))
-    const built = statSync(manifestUrl).mtimeMs
-    const ids = Object.keys(JSON.parse(readFileSync(manifestUrl, 'utf8')).commands)
+    const built = statSync(manifestPath).mtimeMs
+    const ids = Object.keys(JSON.parse(readFileSync(manifestPath, 'utf8')).commands)
     const fresh =
-      files.length === ids.length &&
-      files.every((file) => statSync(new URL(file, commandsUrl)).mtimeMs <= built && ids.includes(idOf(file)))
-    if (!fresh) unlinkSync(manifestUrl)
+      files.length === ids.length && files.every((file) => statSync(join(commandsDir, file)).mtimeMs <= built && ids.includes(idOf(file)))
+    if (!fresh) unlinkSync(manifestPath)
   } catch {
     // no manifest (or it vanished meanwhile): oclif scans the commands itself
   }
   return files.map(idOf)
 }
+
+exports.dropStaleManifest = dropStaleManifest

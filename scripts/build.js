@@ -141,10 +141,26 @@ const lazyLibraries = {
 }
 const fast = await esbuild.build({
   ...options,
-  // The thin client (src/thin-client.ts) is a file of its own too: a few KiB, Node modules only.
-  entryPoints: { 'fast-path': join(dist, 'fast-path.js'), 'thin-client': join(dist, 'thin-client.js') },
+  entryPoints: { 'fast-path': join(dist, 'fast-path.js') },
   splitting: false,
   plugins: [lazyLibraries, ...options.plugins],
+})
+
+// The thin client (src/thin-client.ts) is a file of its own: a few KiB, Node modules only, and
+// CommonJS, like bin/run.js that requires it: a warm command never starts Node's ES module
+// loader. It finds dist/fast-path.js beside itself (import.meta.url becomes its own file URL).
+await esbuild.build({
+  entryPoints: [join(dist, 'thin-client.js')],
+  outfile: join(dist, 'thin-client.cjs'),
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  banner: { js: "const __crabboxThinUrl = require('node:url').pathToFileURL(__filename).href;" },
+  define: { 'import.meta.url': '__crabboxThinUrl' },
+  minifyWhitespace: true,
+  minifySyntax: true,
+  logLevel: 'warning',
 })
 
 // The lease-side egress client (src/services/egress/client-main.ts) as one CommonJS file with

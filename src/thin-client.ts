@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync } from 'node:fs'
+import { closeSync, lstatSync, openSync, readdirSync, rmSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { isatty } from 'node:tty'
@@ -46,7 +46,20 @@ export async function thinRun(fast: FastCommand, argv: string[]): Promise<boolea
   if (!socket) return false
   mark('worker reached')
   const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
-  return converse(socket, { build, argv, bin: process.argv[1] ?? '', cwd: process.cwd(), env })
+  // Whoever creates this file first has the command: the worker before it runs it, this client
+  // before it gives up waiting and runs it itself (src/warm-worker.ts, `claim`).
+  const claim = `claim-${process.pid.toString(16)}-${Math.floor(Math.random() * 2 ** 32).toString(16)}`
+  return converse(socket, { build, argv, bin: process.argv[1] ?? '', cwd: process.cwd(), env, claim }, join(dir, claim))
+}
+
+/** Creates the claim file: false when the worker was first (it has the command and runs it). */
+function claimFirst(path: string): boolean {
+  try {
+    closeSync(openSync(path, 'wx', 0o600))
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'EEXIST'
+  }
 }
 
 /** The first spare worker that takes the connection (`spare-<n>.sock` in the agent's folder). */
@@ -97,7 +110,7 @@ function reach(path: string): Promise<Socket | undefined> {
 }
 
 /** The conversation with the agent, then with its worker: resolves false (fall back) only before `started`. */
-function converse(socket: Socket, request: object): Promise<boolean> {
+function converse(socket: Socket, request: object, claim: string): Promise<boolean> {
   return new Promise((resolve) => {
     let started = false
     let ended = false
@@ -111,10 +124,12 @@ function converse(socket: Socket, request: object): Promise<boolean> {
       socket.destroy()
       resolve(false)
     }
-    const timer = setTimeout(fallBack, START_MS)
+    // Give up only when the worker has not taken the command; when it has, its `started` is on the way.
+    const timer = setTimeout(() => claimFirst(claim) && fallBack(), START_MS)
     const end = (code: number) => {
       mark('exit code')
       ended = true
+      rmSync(claim, { force: true })
       process.exitCode = code
       detach()
       socket.destroy()
@@ -125,11 +140,10 @@ function converse(socket: Socket, request: object): Promise<boolean> {
       'data',
       frameDecoder((type, payload) => {
         if (type === Frame.started) {
-          if (fellBack) return // too late: the fast path runs it (the worker, without `go`, does not)
+          if (fellBack) return // too late: the fast path runs it (the worker lost the claim and does not)
           mark('worker started')
           clearTimeout(timer)
           started = true
-          socket.write(encodeFrame(Frame.go))
           detach = attach(socket)
         } else if (type === Frame.result) {
           if (!started) return fallBack() // declined: another build, or it was taken
@@ -145,6 +159,7 @@ function converse(socket: Socket, request: object): Promise<boolean> {
       // The worker ended without an exit code: killed by a signal we forwarded, or it crashed.
       const signal = lastSignal
       detach()
+      rmSync(claim, { force: true })
       if (signal) return void process.kill(process.pid, signal)
       process.stderr.write("crabbox: the command ended without an exit code (the agent's worker exited)\n")
       end(1)

@@ -1,5 +1,7 @@
-import { rmSync } from 'node:fs'
+import { closeSync, openSync, rmSync } from 'node:fs'
+import { access } from 'node:fs/promises'
 import { createServer, type Socket } from 'node:net'
+import { dirname, join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { type FastCommand, fastCommand } from './fast-argv.js'
 import { encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
@@ -22,7 +24,17 @@ export interface WarmJob {
   bin: string
   cwd: string
   env: Record<string, string>
+  /**
+   * A file name in the agent's folder that the worker creates (`O_EXCL`) before it runs the
+   * command, and a client that gave up waiting before it falls back: whoever creates it first
+   * has the command, so it runs once, and the worker need not wait for `go`. Without one (a
+   * client of this build always names one) the worker waits for `go`.
+   */
+  claim?: string
 }
+
+/** What a claim may be called: nothing that leaves the folder. */
+export const CLAIM_NAME = /^claim-[0-9a-f]{1,16}-[0-9a-f]{1,16}$/
 
 const isJob = (job: Partial<WarmJob> | undefined): job is WarmJob =>
   typeof job?.build === 'string' &&
@@ -31,7 +43,8 @@ const isJob = (job: Partial<WarmJob> | undefined): job is WarmJob =>
   typeof job.bin === 'string' &&
   typeof job.cwd === 'string' &&
   typeof job.env === 'object' &&
-  job.env !== null
+  job.env !== null &&
+  (job.claim === undefined || (typeof job.claim === 'string' && CLAIM_NAME.test(job.claim)))
 
 /**
  * Loads every module a hot command needs (`preload`), listens on `socketPath`, says `ready` to
@@ -68,7 +81,7 @@ export function serveWarm<Ahead>(
       server.close()
       rmSync(socketPath, { force: true })
       process.disconnect?.() // from here on this process is the client's command, not the agent's child
-      runJob(job, socket, ahead, (fast, early) => run(fast, at, early))
+      runJob(job, socket, dirname(socketPath), ahead, (fast, early) => run(fast, at, early))
     })
     socket.on('data', decoder)
   })
@@ -79,6 +92,9 @@ export function serveWarm<Ahead>(
     process.exit(0)
   })
   preload()
+    // libuv starts its thread pool on the first call that needs it (any fs/promises call, a DNS
+    // lookup): ≈ 3-10 ms of starting threads that would otherwise land inside the first command.
+    .then(() => access(dirname(socketPath)).catch(() => {}))
     .then(() => listenPrivately(server, socketPath))
     .then(
       () => process.send?.('ready'),
@@ -93,23 +109,32 @@ function decline(socket: Socket, why: string): void {
 function runJob<Ahead>(
   job: WarmJob,
   socket: Socket,
+  dir: string,
   ahead: (fast: FastCommand) => Ahead,
   run: (fast: FastCommand, early: Ahead) => Promise<void>,
 ): void {
-  for (const key of Object.keys(process.env)) delete process.env[key]
-  Object.assign(process.env, job.env)
+  const fast = fastCommand(job.argv, job.env)
+  if (!fast) return decline(socket, 'not a hot command')
   try {
     process.chdir(job.cwd)
   } catch {
     return decline(socket, 'no such working folder')
   }
-  process.argv = [process.execPath, job.bin, ...job.argv]
-  const fast = fastCommand(job.argv)
-  if (!fast) return decline(socket, 'not a hot command')
-  const early = ahead(fast)
-  // `started`, then nothing runs until the client says `go`: a client that gave up waiting (and
-  // runs the command on the fast path itself) never sends it, so the command cannot run twice.
+  // The command is ours only if the client has not claimed it for its own fallback.
+  if (job.claim && !claimed(join(dir, job.claim))) return decline(socket, 'the client gave up')
+  // `started` as soon as nothing can decline any more (the client's answer is on its way while
+  // the rest is set up). With a claim the command runs at once; without one nothing runs until
+  // the client says `go`: a client that gave up waiting (and runs the command on the fast path
+  // itself) never sends it, so the command cannot run twice.
   socket.write(encodeFrame(Frame.started))
+  for (const key of Object.keys(process.env)) delete process.env[key]
+  Object.assign(process.env, job.env)
+  process.argv = [process.execPath, job.bin, ...job.argv]
+  const early = ahead(fast)
+  if (job.claim) {
+    bindToClient(socket)
+    return void run(fast, early)
+  }
   const noClient = () => process.exit(0)
   socket.once('close', noClient)
   const waitForGo = frameDecoder((type) => {
@@ -120,6 +145,18 @@ function runJob<Ahead>(
     void run(fast, early)
   })
   socket.on('data', waitForGo)
+}
+
+/** Creates the claim file: true when this worker was first (the client removes it once it has the exit code). */
+function claimed(path: string): boolean {
+  try {
+    closeSync(openSync(path, 'wx', 0o600))
+    return true
+  } catch (error) {
+    // The client was first and runs the command itself: nobody needs the file any more.
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') rmSync(path, { force: true })
+    return false
+  }
 }
 
 /** How long a finished command waits for its client to close (it does at once when it reads the exit code). */

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
 import * as v from 'valibot'
 import type { Document, LineCounter, Node } from 'yaml'
 import { CrabboxError } from '../errors.js'
@@ -96,7 +96,9 @@ export interface ReadConfigFile {
 export async function readConfigFile(path: string, warn: (message: string) => void): Promise<ReadConfigFile | undefined> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    // Read at once: a config file is small, and fs/promises' readFile makes one trip through the
+    // thread pool for each of its open, stat, read and close, which every command waited for.
+    text = readFileSync(path, 'utf8')
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw new CrabboxError(`cannot read config file ${path}: ${(error as Error).message}`, {

@@ -1,4 +1,4 @@
-import { access } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { CrabboxError } from '../errors.js'
 import { describeIssue, dotted, readConfigFile, validateLayer } from './file.js'
@@ -373,17 +373,13 @@ function applyLayer(config: Config, layer: FileConfig, label: (path: string) => 
  * which would cost every command a process spawn (≈ 10 ms) before it starts.
  */
 export async function gitRoot(cwd: string): Promise<string> {
+  // One stat per folder, made at once: an async check per level cost every command a trip
+  // through the thread pool and back for each folder up to the root.
   for (let dir = resolve(cwd); ; dir = dirname(dir)) {
-    if (await exists(join(dir, '.git'))) return dir
+    if (existsSync(join(dir, '.git'))) return dir
     if (dirname(dir) === dir) return cwd
   }
 }
-
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  )
 
 /**
  * Merges every layer into one validated Config. Precedence, highest first:

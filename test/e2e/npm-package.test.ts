@@ -13,10 +13,14 @@ import { packAndInstall, type InstalledPackage } from '../support/npm-package.js
 const allowed = [
   /^(README\.md|package\.json|oclif\.manifest\.json|wrangler\.toml)$/,
   /^bin\/[\w-]+\.js$/,
+  // bin/ is CommonJS (its own package.json says so): a warm command never starts the ES module loader.
+  /^bin\/package\.json$/,
   /^dist\/([\w.-]+\/)*[\w.-]+\.js$/,
   /^dist\/bundle\.json$/,
   // The lease side of egress, copied to the runner by `egress start`.
   /^dist\/egress-client\.cjs$/,
+  // The thin client as CommonJS, which bin/run.js requires.
+  /^dist\/thin-client\.cjs$/,
   // The WebVNC page's script (noVNC and the page), bundled by `npm run build`.
   /^worker\/portal\/generated\/vnc-viewer\.js$/,
   /^worker\/([\w-]+\/)*[\w-]+\.tsx?$/,
@@ -25,8 +29,10 @@ const allowed = [
 ]
 const required = [
   'bin/run.js',
+  'bin/package.json',
   'dist/fast-path.js',
   'dist/thin-client.js',
+  'dist/thin-client.cjs',
   'dist/oclif.js',
   'dist/egress-client.cjs',
   'oclif.manifest.json',

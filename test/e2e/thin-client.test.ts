@@ -159,6 +159,47 @@ describe('the thin client against a real sshd', () => {
     expect((await runCli(['stop', id], { home: h })).code).toBe(0)
   })
 
+  it('run --id --no-sync makes a missing workdir and runs in it, in the worker as on the fast path', async () => {
+    const workRoot = `${host.home}/work-nosync-${Date.now()}`
+    const h = await warmHome({
+      CRABBOX_PROVIDER: 'ssh',
+      CRABBOX_STATIC_HOST: host.address,
+      CRABBOX_STATIC_PORT: '22',
+      CRABBOX_STATIC_USER: host.user,
+      CRABBOX_STATIC_WORK_ROOT: workRoot,
+    })
+    const warm = await runCli(['warmup', '--json'], { home: h })
+    expect(warm.code).toBe(0)
+    const { id } = JSON.parse(warm.stdout) as { id: string }
+    const runArgs = ['run', '--id', id, '--no-sync', '--', 'sh', '-c', 'pwd; echo marked > here']
+    await until('a spare', () => spares(h) >= 1, 30_000)
+    // Nothing made the workdir yet: the command's own exec makes it.
+    expect((await host.run(`test -d ${workRoot} && echo there || echo missing`)).stdout.trim()).toBe('missing')
+    const first = await runCli(runArgs, { home: h })
+    expect(first.stderr).toContain(THIN)
+    expect(first.code, first.stderr).toBe(0)
+    const workdir = first.stdout.trim()
+    expect(workdir.startsWith(`${workRoot}/`)).toBe(true)
+    expect((await host.run(`cat ${workdir}/here`)).stdout).toBe('marked\n')
+    // There now: the same folder, in the worker and on the fast path.
+    await until('a spare', () => spares(h) >= 1, 30_000)
+    const again = await runCli(runArgs, { home: h })
+    expect(again.stderr).toContain(THIN)
+    expect({ code: again.code, stdout: again.stdout }).toEqual({ code: 0, stdout: `${workdir}\n` })
+    const fast = await runCli(runArgs, { home: h, env: { CRABBOX_NO_THIN_CLIENT: '1' } })
+    expect({ code: fast.code, stdout: fast.stdout }).toEqual({ code: 0, stdout: `${workdir}\n` })
+    // A workdir that cannot be made fails the run before the command, as `mkdir -p` says.
+    await host.run(`rm -rf ${workRoot} && touch ${workRoot}`)
+    await until('a spare', () => spares(h) >= 1, 30_000)
+    const blocked = await runCli(runArgs, { home: h })
+    expect(blocked.stderr).toContain(THIN)
+    expect(blocked.code).not.toBe(0)
+    expect(blocked.stdout).toBe('')
+    expect(blocked.stderr).toMatch(/mkdir/)
+    await host.run(`rm -f ${workRoot}`)
+    expect((await runCli(['stop', id], { home: h })).code).toBe(0)
+  })
+
   it('a released lease fails through the worker exactly as through the fast path', async () => {
     const h = await warmHome()
     const warm = await runCli(['warmup', '--provider', 'local'], { home: h })
@@ -257,6 +298,43 @@ describe('the thin client against a real sshd', () => {
     // The worker exits without running it; the agent starts a replacement under a new name.
     await until('a replacement spare', () => names().some((name) => !before.includes(name)), 30_000)
     expect((await host.run(`test -e ${marker} && echo ran || echo never`)).stdout.trim()).toBe('never')
+  })
+
+  it('with a claim the command runs once: never when the client claimed it first, at once (no `go`) when the worker did', async () => {
+    const h = await warmHome()
+    const fastPath = join(dirname(cliPath), '..', 'dist', 'fast-path.js')
+    const env = { ...process.env, ...h.env } as Record<string, string>
+    const spareNames = () => readdirSync(runDir(h)).filter((name) => /^spare-\d+\.sock$/.test(name))
+    /** Sends a request with `claim` to a spare; resolves with the frame types it answered until it closed. */
+    const ask = (spare: string, marker: string, claim: string) =>
+      new Promise<number[]>((resolve) => {
+        const types: number[] = []
+        const socket = connect(join(runDir(h), spare))
+        socket.on(
+          'data',
+          frameDecoder((type) => types.push(type)),
+        )
+        socket.on('end', () => socket.end())
+        socket.on('close', () => resolve(types))
+        const argv = ['ssh', ...at(), '--', 'mkdir', marker]
+        socket.write(encodeFrame(Frame.request, { build: buildStamp(fastPath, env), argv, bin: cliPath, cwd: repoRoot, env, claim }))
+      })
+    // A client that gave up waiting made the claim first (and runs the command itself): the worker declines.
+    const lost = `${host.home}/crabbox-thin-claim-lost-${Date.now()}`
+    const taken = 'claim-1-a'
+    writeFileSync(join(runDir(h), taken), '')
+    expect(await ask(spareNames()[0], lost, taken)).toEqual([Frame.result])
+    expect((await host.run(`test -e ${lost} && echo ran || echo never`)).stdout.trim()).toBe('never')
+    // The worker that lost removed the claim: nobody else will ask for it.
+    expect(readdirSync(runDir(h))).not.toContain(taken)
+    // The worker made the claim first: it runs the command without waiting for `go`, once.
+    await until('a spare', () => spareNames().length >= 1, 30_000)
+    const won = `${host.home}/crabbox-thin-claim-won-${Date.now()}`
+    const types = await ask(spareNames()[0], won, 'claim-2-b')
+    expect(types[0]).toBe(Frame.started)
+    expect(types.at(-1)).toBe(Frame.result)
+    expect((await host.run(`test -d ${won} && echo ran || echo never`)).stdout.trim()).toBe('ran')
+    expect(readdirSync(runDir(h))).toContain('claim-2-b') // the client removes it once it has the exit code
   })
 
   it('a finished worker stays until its client closes: a frame the client writes after the exit code still lands', async () => {

@@ -16,7 +16,7 @@ export const Frame = {
   connected: 13,
   // A thin client (src/thin-client.ts) and a spare worker (src/warm-worker.ts): `request` carries
   // the command (argv, cwd, env), a `result` before `started` declines it (the client falls back).
-  /** worker → client: the worker took the request; the client answers `go` (or gives up and falls back). */
+  /** worker → client: the worker took the request (with a `claim`, it runs it; without, the client answers `go` or gives up). */
   started: 15,
   /** worker → client: the command reads stdin; the client forwards its own from now on. */
   stdinWanted: 16,
@@ -24,7 +24,7 @@ export const Frame = {
   outputClosed: 17,
   /** client → worker: reading the client's stdin failed. */
   stdinError: 18,
-  /** client → worker: run it; from here on the client never falls back. */
+  /** client → worker: run it (a request without a `claim`); from here on the client never falls back. */
   go: 19,
 } as const
 

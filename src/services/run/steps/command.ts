@@ -28,9 +28,11 @@ export async function commandStep(plan: RunPlan, state: RunState, live: LiveRun,
   if (!ran) {
     live.commandStarts()
     const clock = stopwatch()
-    // --no-sync: nothing created the workdir yet, so the same exec makes it (one round trip).
+    // --no-sync: nothing created the workdir yet, so the same exec makes it (one round trip); a
+    // workdir that is there already (the usual warm case) costs no `mkdir` process.
     // A native Windows command line carries its folder and environment itself.
-    const prefix = flags.noSync && !live.windowsNative ? `mkdir -p ${shellQuote(workdir)} && cd ${shellQuote(workdir)} && ` : ''
+    const dir = shellQuote(workdir)
+    const prefix = flags.noSync && !live.windowsNative ? `{ cd ${dir} 2>/dev/null || { mkdir -p ${dir} && cd ${dir}; }; } && ` : ''
     const result = await live.session.exec(prefix + remote.command, {
       cwd: flags.noSync || live.windowsNative ? undefined : workdir,
       env: live.windowsNative ? undefined : forwardedEnv(plan.context.config.env.allow),
