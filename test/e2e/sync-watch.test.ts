@@ -198,7 +198,7 @@ describe('the agent watcher on the warm run --id path', () => {
     expect(runs()).toBe(2)
   })
 
-  it('a one-file change and the command go as ONE exec on the runner; stdin as on an unchanged run; Ctrl-C stops it (130)', async () => {
+  it('a one-file change and the command go as ONE exec on the runner (too large for the script: two, as before); stdin as on an unchanged run; Ctrl-C stops it (130)', async () => {
     // The runner's `sh` (first on its PATH) logs each sync script it starts by name (`sh -c <script> <name>`).
     const bin = mkdtempSync(join(tmpdir(), 'crabbox-sh-'))
     repos.push(bin)
@@ -224,6 +224,14 @@ describe('the agent watcher on the warm run --id path', () => {
     expect(reasonOf(one.stderr)).toMatch(/the command ran in the apply's exec/)
     // The apply, with the command at its end: no probe, no second exec waiting for the apply.
     expect(execs()).toEqual(['crabbox-apply-run'])
+
+    // Too large to carry in the script (96 KiB): the apply and the command beside it, two execs as before.
+    rmSync(log, { force: true })
+    put('src/a.txt', `${'x'.repeat(100 * 1024)}\n`)
+    const large = await runRaw(['wc', '-c', 'src/a.txt'])
+    expect(large, large.stderr).toMatchObject({ code: 0, stdout: `${100 * 1024 + 1} src/a.txt\n` })
+    expect(reasonOf(large.stderr)).toMatch(/the command ran beside it/)
+    expect(execs().sort()).toEqual(['crabbox-apply', 'crabbox-run'])
 
     // The command keeps the exec's stdin (the tar is in the script): what `cat` reads is what it reads unchanged.
     put('src/a.txt', 'stdin\n')

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { startMark } from '../../../start-marks.js'
 import type { ExecResult } from '../../../transport/ssh/types.js'
 import { formatBytes, plural } from '../../../ui/format.js'
 import { remoteFailure, syncTimeout } from '../remote-exec.js'
@@ -96,6 +97,7 @@ function execOnce(run: SyncRun, decision: SendDecision, command: string, tag: st
   }
   const start = (rest: Buffer) => {
     startedAt = performance.now()
+    startMark('sync: files landed, the command starts')
     marks.finish()
     if (plan.remove.length === 0) run.timer.skip('prune', 'nothing to remove')
     if (!decision.needTar) run.timer.skip('transfer', 'nothing changed')
@@ -106,6 +108,7 @@ function execOnce(run: SyncRun, decision: SendDecision, command: string, tag: st
   // After `stale` the probe's answer follows (it may hold the runner's whole record): kept apart.
   const after: Buffer[] = []
   let consumed = 0
+  startMark('sync: apply and command sent (one exec)')
   const exec = run.session.exec(command, {
     env: then.env,
     signal: stop.signal,
