@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto'
-import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
 import { collectOutput, git, gitRepo, indexSettles, put as putFile, until } from '../support/fixtures.js'
-import { processesMatching } from '../support/processes.js'
+import { pidRunning, processesMatching } from '../support/processes.js'
 
 /*
  * The connection agent's file watcher (src/transport/ssh/agent-watch.ts) on
@@ -41,7 +42,8 @@ function age(repo: string, ...dirs: string[]): void {
   for (const dir of ['', ...dirs]) utimesSync(join(repo, dir), old, old)
 }
 
-async function setup(options: { breakWatcher?: boolean } = {}) {
+/** `warmupEnv`: the local runner keeps the environment it started with (its PATH finds its `sh`). */
+async function setup(options: { breakWatcher?: boolean; warmupEnv?: Record<string, string> } = {}) {
   const home = cliHome()
   homes.push(home)
   const repo = gitRepo('crabbox-watch-', { 'hello.txt': 'hello\n', '.gitignore': 'ignored.txt\n' })
@@ -58,7 +60,7 @@ async function setup(options: { breakWatcher?: boolean } = {}) {
   }
   await indexSettles(repo)
   const env = { NODE_EXTRA_CA_CERTS: undefined }
-  const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env })
+  const warm = await runCli(['warmup', '--json'], { home, cwd: repo, env: { ...env, ...options.warmupEnv } })
   expect(warm.code, warm.stderr).toBe(0)
   const { slug } = JSON.parse(warm.stdout) as { slug: string }
   leases.set(home, { slug, repo })
@@ -244,7 +246,7 @@ describe('the agent watcher on the warm run --id path', () => {
       })
     const pipelined = (stderr: string) =>
       (JSON.parse(stderr.trim().split('\n').at(-1)!) as { syncPhases: { name: string; reason?: string }[] }).syncPhases.some(
-        (phase) => phase.name === 'fingerprint_remote' && /command ran beside it/.test(phase.reason ?? ''),
+        (phase) => phase.name === 'fingerprint_remote' && /command ran (beside it|in the apply's exec)/.test(phase.reason ?? ''),
       )
     const first = await run('pwd')
     const workdir = first.stdout.trim()
@@ -275,6 +277,71 @@ describe('the agent watcher on the warm run --id path', () => {
     expect(failed.code).not.toBe(5)
     expect(failed.stdout).toBe('')
     expect(runs()).toBe(2)
+  })
+
+  it('a one-file change and the command go as ONE exec on the runner (too large for the script: two, as before); stdin as on an unchanged run; Ctrl-C stops it (130)', async () => {
+    // The runner's `sh` (first on its PATH) logs each sync script it starts by name (`sh -c <script> <name>`).
+    const bin = mkdtempSync(join(tmpdir(), 'crabbox-sh-'))
+    repos.push(bin)
+    const log = join(bin, 'execs.log')
+    writeFileSync(join(bin, 'sh'), `#!/bin/sh\ncase "\${3:-}" in crabbox-*) echo "$3" >> ${log};; esac\nexec /bin/sh "$@"\n`, {
+      mode: 0o755,
+    })
+    const { home, put, settle } = await setup({ warmupEnv: { PATH: `${bin}:${process.env.PATH}` } })
+    const env = { NODE_EXTRA_CA_CERTS: undefined }
+    const runRaw = (argv: string[], input?: string) =>
+      runCli(['run', '--id', slugOf(home), '--timing-json', '--', ...argv], { home, cwd: repoOf(home), env, input })
+    const execs = () => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean) : [])
+    const reasonOf = (stderr: string) =>
+      (JSON.parse(stderr.trim().split('\n').at(-1)!) as { syncPhases: { name: string; reason?: string }[] }).syncPhases.find(
+        (phase) => phase.name === 'fingerprint_remote',
+      )?.reason
+    await settle('true', '')
+
+    rmSync(log, { force: true })
+    put('src/a.txt', 'one exec\n')
+    const one = await runRaw(['cat', 'src/a.txt'])
+    expect(one, one.stderr).toMatchObject({ code: 0, stdout: 'one exec\n' })
+    expect(reasonOf(one.stderr)).toMatch(/the command ran in the apply's exec/)
+    // The apply, with the command at its end: no probe, no second exec waiting for the apply.
+    expect(execs()).toEqual(['crabbox-apply-run'])
+
+    // Too large to carry in the script (96 KiB): the apply and the command beside it, two execs as before.
+    rmSync(log, { force: true })
+    put('src/a.txt', `${'x'.repeat(100 * 1024)}\n`)
+    const large = await runRaw(['wc', '-c', 'src/a.txt'])
+    expect(large, large.stderr).toMatchObject({ code: 0, stdout: `${100 * 1024 + 1} src/a.txt\n` })
+    expect(reasonOf(large.stderr)).toMatch(/the command ran beside it/)
+    expect(execs().sort()).toEqual(['crabbox-apply', 'crabbox-run'])
+
+    // The command keeps the exec's stdin (the tar is in the script): what `cat` reads is what it reads unchanged.
+    put('src/a.txt', 'stdin\n')
+    const changed = await runRaw(['cat'], 'hi\n')
+    expect(changed.code, changed.stderr).toBe(0)
+    expect(reasonOf(changed.stderr)).toMatch(/the command ran in the apply's exec/)
+    const unchanged = await runRaw(['cat'], 'hi\n')
+    expect(unchanged.code, unchanged.stderr).toBe(0)
+    expect(reasonOf(unchanged.stderr)).toMatch(/same exec as the command/)
+    expect(changed.stdout).toBe(unchanged.stdout)
+
+    // Ctrl-C while the command of a one-exec run runs: 130, and the remote command is gone.
+    put('src/a.txt', 'interrupted\n')
+    rmSync(log, { force: true })
+    const seconds = `302.${process.pid}${Date.now() % 1000}`
+    const child = spawnCli(['run', '--id', slugOf(home), '--', 'sh', '-c', `cat src/a.txt; exec sleep ${seconds}`], {
+      home,
+      cwd: repoOf(home),
+      env,
+    })
+    const out = collectOutput(child)
+    await until('the command runs', () => out.stdout().includes('interrupted'), 30_000)
+    const sleeping = () => processesMatching((p) => p.cmdline.includes(`sleep\u0000${seconds}`))
+    await until('the sleep starts', () => sleeping().length > 0, 10_000)
+    const pids = sleeping()
+    child.kill('SIGINT')
+    expect(await out.done, out.stderr()).toBe(130)
+    await until('the remote command is gone', () => pids.filter(pidRunning).length === 0, 10_000)
+    expect(execs()).toEqual(['crabbox-apply-run'])
   })
 
   it('a pipelined command whose connection is lost mid-command fails the run; it never runs a second time', async () => {

@@ -1,5 +1,5 @@
 import { CrabboxError } from '../../errors.js'
-import type { ExecOptions, SshSession } from '../../transport/ssh/types.js'
+import type { ExecOptions, ExecResult, SshSession } from '../../transport/ssh/types.js'
 import { SCRIPT_EXIT } from './remote-scripts.js'
 
 /**
@@ -31,29 +31,32 @@ export async function runRemote(
     onStderr: (chunk) => (stderr = (stderr + chunk.toString('utf8')).slice(-4000)),
   })
   if (options.signal?.aborted) throw syncTimeout(options.signal)
-  if (result.code !== 0) {
-    const detail = stderr.trim() || (result.code === null ? `killed by ${result.signal}` : `exit ${result.code}`)
-    const exit =
-      result.code === SCRIPT_EXIT.workdir
-        ? 'the workdir could not be created'
-        : result.code === SCRIPT_EXIT.tar
-          ? 'extracting files failed'
-          : result.code === SCRIPT_EXIT.pack
-            ? "reading HEAD's files as git objects failed"
-            : `${options.what} failed`
-    throw new CrabboxError(`sync: ${exit} on the runner: ${detail}`, {
-      exit: 'sync',
-      code: 'sync_failed',
-      hint:
-        result.code === SCRIPT_EXIT.workdir
-          ? 'The runner user cannot write under the work root: choose a folder it can write with --work-root or workRoot (CRABBOX_WORK_ROOT; static.workRoot for the ssh provider).'
-          : 'Run again; an interrupted sync repairs itself. If it keeps failing, check disk space and permissions on the runner.',
-    })
-  }
+  if (result.code !== 0) throw remoteFailure(result, stderr, options.what)
   return Buffer.concat(stdout)
 }
 
-const syncTimeout = (signal: AbortSignal) =>
+/** A sync script's non-zero exit, as the error that names what failed (its stderr's tail as the detail). */
+export function remoteFailure(result: ExecResult, stderr: string, what: string): CrabboxError {
+  const detail = stderr.trim() || (result.code === null ? `killed by ${result.signal}` : `exit ${result.code}`)
+  const exit =
+    result.code === SCRIPT_EXIT.workdir
+      ? 'the workdir could not be created'
+      : result.code === SCRIPT_EXIT.tar
+        ? 'extracting files failed'
+        : result.code === SCRIPT_EXIT.pack
+          ? "reading HEAD's files as git objects failed"
+          : `${what} failed`
+  return new CrabboxError(`sync: ${exit} on the runner: ${detail}`, {
+    exit: 'sync',
+    code: 'sync_failed',
+    hint:
+      result.code === SCRIPT_EXIT.workdir
+        ? 'The runner user cannot write under the work root: choose a folder it can write with --work-root or workRoot (CRABBOX_WORK_ROOT; static.workRoot for the ssh provider).'
+        : 'Run again; an interrupted sync repairs itself. If it keeps failing, check disk space and permissions on the runner.',
+  })
+}
+
+export const syncTimeout = (signal: AbortSignal) =>
   new CrabboxError('sync timed out', {
     exit: 'sync',
     code: 'sync_timeout',

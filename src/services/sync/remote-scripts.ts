@@ -30,6 +30,8 @@ export const META_FILES = {
   /** The cold seed's pack, indexed here before its objects move into `.git/objects` (seed-pack.ts). */
   seedObjects: 'seed-objects',
   apply: 'sync-apply.sh',
+  /** The tar an apply carried inline (base64 in the script), decoded here before extraction. */
+  inlineTar: 'sync-inline.tar',
 } as const
 
 /** Exit statuses our scripts use; anything else came from the shell or a tool. */
@@ -73,8 +75,11 @@ export interface ApplyScriptOptions {
   pending: string[]
   /** Paths to prune, before extraction so type changes (file → dir) extract cleanly. */
   remove: string[]
-  /** Whether stdin carries a tar stream, and whether it is gzip-compressed. */
-  tar?: { gzip: boolean }
+  /**
+   * Whether stdin carries a tar stream, and whether it is gzip-compressed. `inline`: the tar
+   * travels in the script instead (base64), and stdin is left alone for the command (`thenRun`).
+   */
+  tar?: { gzip: boolean; inline?: string }
   /** The tar carries a full manifest (`sync-manifest.next`) that replaces base + delta. */
   fullManifest: boolean
   /** Records appended after extraction (ignored when fullManifest). */
@@ -93,6 +98,11 @@ export interface ApplyScriptOptions {
    * `stale` and change nothing.
    */
   expect?: Expected
+  /**
+   * End with `<tag> ok` and the command instead of `exit 0`: the apply and the command in one
+   * exec (steps/apply-and-run.ts). The script's args are then the tag and the command.
+   */
+  thenRun?: boolean
 }
 
 /** What a sync planned without the probe expects on the runner. */
@@ -111,14 +121,18 @@ export interface Expected {
   marker?: string
 }
 
-/** The guard of a sync planned without the probe; drains stdin so the tar stream ends cleanly when stale. */
-function expectLines(e: Expected): string[] {
+/**
+ * The guard of a sync planned without the probe; drains stdin so the tar stream ends cleanly when
+ * stale (not with `thenRun`: stdin is the command's). An inline tar needs base64 on the runner.
+ */
+function expectLines(e: Expected, o: { drain: boolean; base64: boolean }): string[] {
   const lines = [
     // Whatever ends the script first (an error, stale, done) answers the pipelined command; `fail` by default.
     ...(e.marker ? [`m="$meta/${e.marker}"`, `trap '[ -s "$m" ] || echo fail > "$m"' EXIT`] : []),
     'stale=0',
     `[ "$(cat -- "$meta/${META_FILES.fingerprint}" 2>/dev/null)" = ${q(e.fingerprint)} ] || stale=1`,
     `d=$(wc -c 2>/dev/null < "$meta/${META_FILES.delta}" | tr -d ' '); [ "\${d:-0}" -le ${e.maxDelta} ] || stale=1`,
+    ...(o.base64 ? ['command -v base64 > /dev/null 2>&1 || stale=1'] : []),
   ]
   if (e.git) {
     const rev = (ref: string) => `"$(GIT_DIR="$PWD/.git" git rev-parse -q --verify ${q(ref)} 2>/dev/null)"`
@@ -128,7 +142,7 @@ function expectLines(e: Expected): string[] {
   }
   const answer = e.probe ? `; exec sh -c ${q(e.probe.script)} crabbox-probe ${e.probe.args.map(q).join(' ')}` : '; exit 0'
   const tell = e.marker ? 'echo stale > "$m"; ' : ''
-  lines.push(`if [ $stale = 1 ]; then cat > /dev/null; ${tell}echo stale${answer}; fi`)
+  lines.push(`if [ $stale = 1 ]; then ${o.drain ? 'cat > /dev/null; ' : ''}${tell}echo stale${answer}; fi`)
   return lines
 }
 
@@ -150,14 +164,15 @@ function appendRecords(records: string[], file: string): string {
 export function applyScript(o: ApplyScriptOptions): string {
   const lines = [
     ...scriptHead(o),
-    ...(o.expect ? expectLines(o.expect) : []),
+    ...(o.thenRun ? ['tag=$1 cmd=$2; shift 2'] : []),
+    ...(o.expect ? expectLines(o.expect, { drain: !o.thenRun, base64: o.tar?.inline !== undefined }) : []),
     // From here until the end the runner's tree may differ from its record: no fingerprint.
     `rm -f -- "$meta/${META_FILES.fingerprint}" "$meta/${META_FILES.next}" "$meta/${META_FILES.fingerprintNext}"`,
     appendRecords(o.pending, META_FILES.delta),
     'mark prune',
     ...o.remove.map((path) => `del ${q(path)}`),
   ]
-  if (o.tar) lines.push(o.beforeTransfer ?? '', 'mark transfer', extractLine(o.tar.gzip))
+  if (o.tar) lines.push(o.beforeTransfer ?? '', 'mark transfer', extractLine(o.tar.gzip, o.tar.inline))
   if (o.deferCommit) lines.push('exit 0', '')
   else lines.push(...commitLines(o))
   return lines.filter((line) => line !== '').join('\n')
@@ -174,8 +189,23 @@ const scriptHead = (o: Pick<ApplyScriptOptions, 'workdir' | 'meta'>) => [
   `mkdir -p -- "$wd/$meta" 2>/dev/null && cd -- "$wd" || { echo "cannot create workdir $wd" >&2; exit ${SCRIPT_EXIT.workdir}; }`,
 ]
 
-const extractLine = (gzip: boolean) =>
-  `tar -x${gzip ? 'z' : ''}pf - --no-same-owner || { echo "tar failed to extract the sync stream" >&2; exit ${SCRIPT_EXIT.tar}; }`
+const extractLine = (gzip: boolean, inline?: string) =>
+  inline === undefined
+    ? `tar -x${gzip ? 'z' : ''}pf - --no-same-owner || { echo "tar failed to extract the sync stream" >&2; exit ${SCRIPT_EXIT.tar}; }`
+    : inlineExtract(gzip, inline)
+
+/** The tar carried in the script: base64 in a quoted here-doc (76-column lines), decoded to a file, extracted. */
+function inlineExtract(gzip: boolean, base64: string): string {
+  const tar = `"$meta/${META_FILES.inlineTar}"`
+  const fail = (what: string) => `{ rm -f -- ${tar}; echo "${what}" >&2; exit ${SCRIPT_EXIT.tar}; }`
+  return [
+    `base64 -d > ${tar} <<'CRABBOX_TAR_END' || ${fail('base64 failed to decode the sync stream')}`,
+    ...(base64.match(/.{1,76}/g) ?? []),
+    'CRABBOX_TAR_END',
+    `tar -x${gzip ? 'z' : ''}pf ${tar} --no-same-owner || ${fail('tar failed to extract the sync stream')}`,
+    `rm -f -- ${tar}`,
+  ].join('\n')
+}
 
 function commitLines(o: ApplyScriptOptions): string[] {
   const lines = o.checkout ? ['mark git_seed', o.checkout, 'mark finalize'] : ['mark finalize']
@@ -192,7 +222,10 @@ function commitLines(o: ApplyScriptOptions): string[] {
     lines.push(`[ "\${needbundle:-0}" = 1 ] || printf '%s\\n' ${q(o.fingerprint)} > "$meta/${META_FILES.fingerprint}" || exit 1`)
   }
   if (o.expect?.marker) lines.push('echo ok > "$m"')
-  lines.push('mark done', 'exit 0', '')
+  lines.push('mark done')
+  // The command runs as the guard runs it (sync/guard.ts), without the apply's `set -u`.
+  if (o.thenRun) lines.push('set +u', 'echo "$tag ok"', 'eval "$cmd"', '')
+  else lines.push('exit 0', '')
   return lines
 }
 

@@ -11,6 +11,7 @@ import { hashStep, type LocalSide } from './manifest.js'
 import { COMPACT_MIN_BYTES, planStep } from './plan.js'
 import { rememberStep } from './remember.js'
 import { sendStep, type loadTransfer } from './send.js'
+import { applyAndRun, ONE_EXEC } from './apply-and-run.js'
 
 /** The `fingerprint_remote` phase's reason when the command ran pipelined with the apply (`--timing-json`). */
 export const PIPELINED = 'checked in the same exec as the apply; the command ran beside it once the files landed'
@@ -69,24 +70,26 @@ export async function foldedSync(
       : undefined,
   }
   for (const message of decision.warnings) run.warn(message)
-  const pipelined = pipelineCommand(run, local, decision.plan)
-  const sent = await sendStep(run, local, { ...decision, expect: { ...expect, marker: pipelined?.marker } }, transfer).catch(
-    (error: unknown) => {
+  // Small enough to carry the tar in the script: the apply and the command are one exec.
+  const oneExec = await applyAndRun(run, local, { ...decision, expect }, transfer)
+  const pipelined = oneExec ? undefined : pipelineCommand(run, local, decision.plan)
+  const sent = await (oneExec?.sent ??
+    sendStep(run, local, { ...decision, expect: { ...expect, marker: pipelined?.marker } }, transfer).catch((error: unknown) => {
       pipelined?.cancel()
       throw error
-    },
-  )
+    }))
   startMark('sync: applied')
+  const commandRan = oneExec?.ran ?? pipelined?.ran
   if (sent.stale) {
     // The apply changed nothing and told the command beside it so: it did not run.
-    await pipelined?.ran
+    await commandRan
     if (sent.staleProbe) local.probe.answered?.(sent.staleProbe)
     return undefined
   }
   run.timer.add('fingerprint_remote', 0, { reason: 'checked in the same exec as the apply' })
   const result = syncedResult(run, decision.plan, rememberStep(run, manifest, sent, hashed))
-  const ran = await pipelined?.ran
-  if (ran) run.timer.note('fingerprint_remote', PIPELINED)
+  const ran = await commandRan
+  if (ran) run.timer.note('fingerprint_remote', oneExec ? ONE_EXEC : PIPELINED)
   return { ...result, ran }
 }
 

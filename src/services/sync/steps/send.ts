@@ -27,7 +27,7 @@ type Pack = { stream: Readable; done: Promise<void> }
 type Packs = { tar?: Pack; sides: Pack[]; seedPacks: Pack[]; meta: string }
 
 /** Above this the apply script travels in its own exec instead of argv (Linux caps one argument at 128 KiB). */
-const INLINE_SCRIPT_LIMIT = 96 * 1024
+export const INLINE_SCRIPT_LIMIT = 96 * 1024
 
 /** Only a sync that may send something needs the tar writer (tar-stream is slow to load): started early, awaited by sendStep. */
 export function loadTransfer(): Promise<Transfer> {
@@ -317,7 +317,7 @@ async function applyOnRunner(run: SyncRun, scripts: Scripts, packs: Packs, sent:
 }
 
 /** Times the runner's phases from its `mark` lines; passes on its warnings and git needs. */
-function phaseMarks(run: SyncRun, sent: Sent): { onLine(line: string): void; finish(): void } {
+export function phaseMarks(run: SyncRun, sent: Sent): { onLine(line: string): void; finish(): void } {
   let current: string | undefined
   let since = performance.now()
   return {
