@@ -25,15 +25,21 @@ function spareEnv(): NodeJS.ProcessEnv {
 /** Spares kept ready: two, so a second command right after the first (ssh, then run) still finds one. */
 const SPARES = 2
 
+/** How long after a command ended (and none came) the spares taken are replaced. */
+const QUIET_MS = 100
+
 /** Where spare workers listen, in the agent's 0700 folder: `spare-<n>.sock` (the thin client looks for these). */
 export const spareSocketName = /^spare-\d+\.sock$/
 
 /**
  * The agent's spare workers (src/warm-worker.ts): Node processes with the fast path's modules
  * loaded, each listening on its own socket in the agent's folder for one thin client's command
- * (src/thin-client.ts). A worker that took a command leaves (it disconnects from the agent);
- * its replacement starts when that command's process exits, so starting it never competes with
- * the command for the CPU. Not built (running from src/): no spares, thin clients fall back.
+ * (src/thin-client.ts). A worker that took a command leaves (it disconnects from the agent).
+ * A replacement spends ≈ 50 ms of CPU loading modules, so it starts `QUIET_MS` after a command
+ * ended, unless another command came meanwhile: one that follows at once (an agent's next call,
+ * `ssh` then `run`) starts its Node process without a loading spare beside it, which on a busy
+ * machine would share its core. Only a command that took the last spare starts one at once.
+ * Not built (running from src/): no spares, thin clients fall back.
  */
 export class SpareWorkers {
   private readonly waiting = new Set<ChildProcess>()
@@ -41,6 +47,7 @@ export class SpareWorkers {
   private next = 0
   /** Spares in a row that ended before they were ready: after three, no more (a broken build). */
   private failed = 0
+  private refill: NodeJS.Timeout | undefined
 
   constructor(
     private readonly dir: string,
@@ -51,6 +58,18 @@ export class SpareWorkers {
   /** Starts spares until `SPARES` wait for a command. */
   warm(): void {
     while (!this.stopped && this.waiting.size < SPARES && this.startOne());
+  }
+
+  /** A spare took a command: nothing starts beside it, unless it was the last spare. */
+  private taken(): void {
+    clearTimeout(this.refill)
+    if (!this.stopped && this.waiting.size === 0) this.startOne()
+  }
+
+  /** A command ended: the spares taken are replaced once the next command had time to come. */
+  private finished(): void {
+    clearTimeout(this.refill)
+    this.refill = setTimeout(() => this.warm(), QUIET_MS)
   }
 
   private startOne(): boolean {
@@ -77,7 +96,11 @@ export class SpareWorkers {
     })
     child.on('error', () => {})
     // It took a command (or its build is stale): no longer ours to count.
-    child.once('disconnect', () => this.waiting.delete(child))
+    let took = false
+    child.once('disconnect', () => {
+      took = this.waiting.delete(child) && ready
+      if (took) this.taken()
+    })
     child.once('exit', (code, signal) => {
       this.waiting.delete(child)
       rmSync(socket, { force: true })
@@ -85,13 +108,15 @@ export class SpareWorkers {
         this.log(`spare workers end before they are ready (last: ${signal ?? code}); none are started again`)
         this.stopped = true
       }
-      this.warm()
+      if (took) this.finished()
+      else this.warm()
     })
     return true
   }
 
   stop(): void {
     this.stopped = true
+    clearTimeout(this.refill)
     for (const child of this.waiting) child.kill()
     this.waiting.clear()
   }
