@@ -27,10 +27,10 @@ export interface WarmJob {
   /**
    * A file name in the agent's folder that the worker creates (`O_EXCL`) before it runs the
    * command, and a client that gave up waiting before it falls back: whoever creates it first
-   * has the command, so it runs once, and the worker need not wait for `go`. Without one (a
-   * client of this build always names one) the worker waits for `go`.
+   * has the command, so it runs once. Required: a request without one is declined as a bad
+   * request before anything runs (the client falls back).
    */
-  claim?: string
+  claim: string
 }
 
 /** What a claim may be called: nothing that leaves the folder. */
@@ -44,12 +44,14 @@ const isJob = (job: Partial<WarmJob> | undefined): job is WarmJob =>
   typeof job.cwd === 'string' &&
   typeof job.env === 'object' &&
   job.env !== null &&
-  (job.claim === undefined || (typeof job.claim === 'string' && CLAIM_NAME.test(job.claim)))
+  typeof job.claim === 'string' &&
+  CLAIM_NAME.test(job.claim)
 
 /**
  * Loads every module a hot command needs (`preload`), listens on `socketPath`, says `ready` to
  * the agent and waits for one client of the same `build`; a client of another build is declined.
- * `ahead` starts what may happen before the client's `go` (reading the config: no side effects).
+ * `ahead` starts what needs only the command's cwd and environment (reading its config: no side
+ * effects) before the streams are bound; `run` then takes what it started.
  */
 export function serveWarm<Ahead>(
   run: (fast: FastCommand, warmAt: number, ahead: Ahead) => Promise<void>,
@@ -121,30 +123,16 @@ function runJob<Ahead>(
     return decline(socket, 'no such working folder')
   }
   // The command is ours only if the client has not claimed it for its own fallback.
-  if (job.claim && !claimed(join(dir, job.claim))) return decline(socket, 'the client gave up')
-  // `started` as soon as nothing can decline any more (the client's answer is on its way while
-  // the rest is set up). With a claim the command runs at once; without one nothing runs until
-  // the client says `go`: a client that gave up waiting (and runs the command on the fast path
-  // itself) never sends it, so the command cannot run twice.
+  if (!claimed(join(dir, job.claim))) return decline(socket, 'the client gave up')
+  // `started` as soon as nothing can decline any more; the claim is ours, so the command runs at
+  // once: a client that gives up waiting from now on finds the claim taken and keeps waiting.
   socket.write(encodeFrame(Frame.started))
   for (const key of Object.keys(process.env)) delete process.env[key]
   Object.assign(process.env, job.env)
   process.argv = [process.execPath, job.bin, ...job.argv]
   const early = ahead(fast)
-  if (job.claim) {
-    bindToClient(socket)
-    return void run(fast, early)
-  }
-  const noClient = () => process.exit(0)
-  socket.once('close', noClient)
-  const waitForGo = frameDecoder((type) => {
-    socket.off('data', waitForGo)
-    socket.off('close', noClient)
-    if (type !== Frame.go) return void socket.destroy()
-    bindToClient(socket)
-    void run(fast, early)
-  })
-  socket.on('data', waitForGo)
+  bindToClient(socket)
+  void run(fast, early)
 }
 
 /** Creates the claim file: true when this worker was first (the client removes it once it has the exit code). */
