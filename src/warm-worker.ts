@@ -1,10 +1,10 @@
-import { closeSync, openSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { access } from 'node:fs/promises'
 import { createServer, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { type FastCommand, fastCommand } from './fast-argv.js'
-import { encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
+import { createExclusive, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
 import { listenPrivately } from './transport/ssh/private-socket.js'
 
 /**
@@ -137,14 +137,10 @@ function runJob<Ahead>(
 
 /** Creates the claim file: true when this worker was first (the client removes it once it has the exit code). */
 function claimed(path: string): boolean {
-  try {
-    closeSync(openSync(path, 'wx', 0o600))
-    return true
-  } catch (error) {
-    // The client was first and runs the command itself: nobody needs the file any more.
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') rmSync(path, { force: true })
-    return false
-  }
+  const made = createExclusive(path)
+  // The client was first and runs the command itself: nobody needs the file any more.
+  if (made === 'taken') rmSync(path, { force: true })
+  return made === 'created'
 }
 
 /** How long a finished command waits for its client to close (it does at once when it reads the exit code). */

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs'
+import { closeSync, openSync, statSync } from 'node:fs'
 
 /**
  * The connection agent's frames, `[type u8][length u32 BE][payload]` over its unix socket
@@ -64,5 +64,19 @@ export function buildStamp(file: string, env: NodeJS.ProcessEnv): string | undef
     return JSON.stringify([stat.ino, stat.size, stat.mtimeMs, process.execPath, env.NODE_OPTIONS ?? '', env.NODE_EXTRA_CA_CERTS ?? ''])
   } catch {
     return undefined
+  }
+}
+
+/**
+ * Creates the empty file `path` (mode 0600) only if nothing is there yet (`O_EXCL`): `created`,
+ * `taken` when something was, `failed` on any other error. The thin client and its spare worker
+ * decide with it who has a command (the request's claim).
+ */
+export function createExclusive(path: string): 'created' | 'taken' | 'failed' {
+  try {
+    closeSync(openSync(path, 'wx', 0o600))
+    return 'created'
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EEXIST' ? 'taken' : 'failed'
   }
 }
