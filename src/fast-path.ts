@@ -30,8 +30,8 @@ export interface ConfigAhead {
 
 /**
  * Starts reading the command's config (files, env, its config flags; the cwd and environment
- * must already be the command's). The spare worker calls it while it waits for the thin
- * client's `go`: reading has no side effects, so a command that never runs loses nothing.
+ * must already be the command's). The spare worker calls it as soon as it has set them, before
+ * it binds the command's streams: reading has no side effects.
  */
 export function readConfig(fast: FastCommand): ConfigAhead {
   const warnings: string[] = []

@@ -1,11 +1,11 @@
-import { closeSync, lstatSync, openSync, readdirSync, rmSync } from 'node:fs'
+import { lstatSync, readdirSync, rmSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { isatty } from 'node:tty'
 import { fileURLToPath } from 'node:url'
 import { type FastCommand, truthy } from './fast-argv.js'
 import { runtimeDir } from './paths.js'
-import { buildStamp, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
+import { buildStamp, createExclusive, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
 
 export { fastCommand } from './fast-argv.js'
 
@@ -54,12 +54,8 @@ export async function thinRun(fast: FastCommand, argv: string[]): Promise<boolea
 
 /** Creates the claim file: false when the worker was first (it has the command and runs it). */
 function claimFirst(path: string): boolean {
-  try {
-    closeSync(openSync(path, 'wx', 0o600))
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'EEXIST'
-  }
+  // Any other failure falls back too: the worker has not answered, and without its `started` nothing ran.
+  return createExclusive(path) !== 'taken'
 }
 
 /** The first spare worker that takes the connection (`spare-<n>.sock` in the agent's folder). */

@@ -1,10 +1,10 @@
-import { closeSync, openSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { access } from 'node:fs/promises'
 import { createServer, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { type FastCommand, fastCommand } from './fast-argv.js'
-import { encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
+import { createExclusive, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
 import { listenPrivately } from './transport/ssh/private-socket.js'
 
 /**
@@ -27,10 +27,10 @@ export interface WarmJob {
   /**
    * A file name in the agent's folder that the worker creates (`O_EXCL`) before it runs the
    * command, and a client that gave up waiting before it falls back: whoever creates it first
-   * has the command, so it runs once, and the worker need not wait for `go`. Without one (a
-   * client of this build always names one) the worker waits for `go`.
+   * has the command, so it runs once. Required: a request without one is declined as a bad
+   * request before anything runs (the client falls back).
    */
-  claim?: string
+  claim: string
 }
 
 /** What a claim may be called: nothing that leaves the folder. */
@@ -44,12 +44,14 @@ const isJob = (job: Partial<WarmJob> | undefined): job is WarmJob =>
   typeof job.cwd === 'string' &&
   typeof job.env === 'object' &&
   job.env !== null &&
-  (job.claim === undefined || (typeof job.claim === 'string' && CLAIM_NAME.test(job.claim)))
+  typeof job.claim === 'string' &&
+  CLAIM_NAME.test(job.claim)
 
 /**
  * Loads every module a hot command needs (`preload`), listens on `socketPath`, says `ready` to
  * the agent and waits for one client of the same `build`; a client of another build is declined.
- * `ahead` starts what may happen before the client's `go` (reading the config: no side effects).
+ * `ahead` starts what needs only the command's cwd and environment (reading its config: no side
+ * effects) before the streams are bound; `run` then takes what it started.
  */
 export function serveWarm<Ahead>(
   run: (fast: FastCommand, warmAt: number, ahead: Ahead) => Promise<void>,
@@ -121,42 +123,24 @@ function runJob<Ahead>(
     return decline(socket, 'no such working folder')
   }
   // The command is ours only if the client has not claimed it for its own fallback.
-  if (job.claim && !claimed(join(dir, job.claim))) return decline(socket, 'the client gave up')
-  // `started` as soon as nothing can decline any more (the client's answer is on its way while
-  // the rest is set up). With a claim the command runs at once; without one nothing runs until
-  // the client says `go`: a client that gave up waiting (and runs the command on the fast path
-  // itself) never sends it, so the command cannot run twice.
+  if (!claimed(join(dir, job.claim))) return decline(socket, 'the client gave up')
+  // `started` as soon as nothing can decline any more; the claim is ours, so the command runs at
+  // once: a client that gives up waiting from now on finds the claim taken and keeps waiting.
   socket.write(encodeFrame(Frame.started))
   for (const key of Object.keys(process.env)) delete process.env[key]
   Object.assign(process.env, job.env)
   process.argv = [process.execPath, job.bin, ...job.argv]
   const early = ahead(fast)
-  if (job.claim) {
-    bindToClient(socket)
-    return void run(fast, early)
-  }
-  const noClient = () => process.exit(0)
-  socket.once('close', noClient)
-  const waitForGo = frameDecoder((type) => {
-    socket.off('data', waitForGo)
-    socket.off('close', noClient)
-    if (type !== Frame.go) return void socket.destroy()
-    bindToClient(socket)
-    void run(fast, early)
-  })
-  socket.on('data', waitForGo)
+  bindToClient(socket)
+  void run(fast, early)
 }
 
 /** Creates the claim file: true when this worker was first (the client removes it once it has the exit code). */
 function claimed(path: string): boolean {
-  try {
-    closeSync(openSync(path, 'wx', 0o600))
-    return true
-  } catch (error) {
-    // The client was first and runs the command itself: nobody needs the file any more.
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') rmSync(path, { force: true })
-    return false
-  }
+  const made = createExclusive(path)
+  // The client was first and runs the command itself: nobody needs the file any more.
+  if (made === 'taken') rmSync(path, { force: true })
+  return made === 'created'
 }
 
 /** How long a finished command waits for its client to close (it does at once when it reads the exit code). */

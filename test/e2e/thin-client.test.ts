@@ -277,30 +277,42 @@ describe('the thin client against a real sshd', () => {
     }
   })
 
-  it('a client that gives up after `started` (and runs the command itself) never has it run by the worker', async () => {
+  it('a request without a claim is declined before anything runs: its client falls back, the command runs once', async () => {
     const h = await warmHome()
-    const marker = `${host.home}/crabbox-thin-never-${Date.now()}`
+    const marker = `${host.home}/crabbox-thin-no-claim-${Date.now()}`
     const fastPath = join(dirname(cliPath), '..', 'dist', 'fast-path.js')
     const names = () => readdirSync(runDir(h)).filter((name) => /^spare-\d+\.sock$/.test(name))
     const before = names()
-    const argv = ['ssh', ...at(), '--', 'mkdir', marker]
+    const command = `echo ran >> ${marker}`
+    const argv = ['ssh', ...at(), '--', command]
     const env = { ...process.env, ...h.env } as Record<string, string>
     const socket = connect(join(runDir(h), before[0]))
-    const started = new Promise<number>((resolve) =>
-      socket.on(
-        'data',
-        frameDecoder((type) => resolve(type)),
-      ),
+    socket.on('error', () => {})
+    const answers: [number, string][] = []
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+    socket.on(
+      'data',
+      frameDecoder((type, payload) => answers.push([type, payload.toString('utf8')])),
     )
+    socket.on('end', () => socket.end())
+    // What a hand-written client (or one of an older build) sends: no `claim`.
     socket.write(encodeFrame(Frame.request, { build: buildStamp(fastPath, env), argv, bin: cliPath, cwd: repoRoot, env }))
-    expect(await started).toBe(Frame.started)
-    socket.destroy() // no `go`: what a client that timed out does
-    // The worker exits without running it; the agent starts a replacement under a new name.
-    await until('a replacement spare', () => names().some((name) => !before.includes(name)), 30_000)
+    await closed
+    expect(answers.map(([type]) => type)).toEqual([Frame.result])
+    expect(JSON.parse(answers[0][1])).toMatchObject({ ok: false, error: { message: 'bad request', code: 'declined' } })
     expect((await host.run(`test -e ${marker} && echo ran || echo never`)).stdout.trim()).toBe('never')
+    // The client falls back and runs the command itself; the worker that declined never runs it.
+    const fallback = await runCli(['ssh', ...at(), '--', command], { home: h, env: { CRABBOX_NO_THIN_CLIENT: '1' } })
+    expect(fallback).toMatchObject({ code: 0 })
+    // A bad request does not use the spare up: it is still there, and the next command runs thin.
+    expect(names()).toContain(before[0])
+    const next = await runCli(['ssh', ...at(), '--', 'echo', 'next'], { home: h })
+    expect(next).toMatchObject({ code: 0, stdout: 'next\n' })
+    expect(next.stderr).toContain(THIN)
+    expect((await host.run(`cat ${marker}`)).stdout).toBe('ran\n')
   })
 
-  it('with a claim the command runs once: never when the client claimed it first, at once (no `go`) when the worker did', async () => {
+  it('with a claim the command runs once: never when the client claimed it first, at once when the worker did', async () => {
     const h = await warmHome()
     const fastPath = join(dirname(cliPath), '..', 'dist', 'fast-path.js')
     const env = { ...process.env, ...h.env } as Record<string, string>
@@ -327,7 +339,7 @@ describe('the thin client against a real sshd', () => {
     expect((await host.run(`test -e ${lost} && echo ran || echo never`)).stdout.trim()).toBe('never')
     // The worker that lost removed the claim: nobody else will ask for it.
     expect(readdirSync(runDir(h))).not.toContain(taken)
-    // The worker made the claim first: it runs the command without waiting for `go`, once.
+    // The worker made the claim first: it runs the command at once, and once.
     await until('a spare', () => spareNames().length >= 1, 30_000)
     const won = `${host.home}/crabbox-thin-claim-won-${Date.now()}`
     const types = await ask(spareNames()[0], won, 'claim-2-b')
@@ -350,14 +362,15 @@ describe('the thin client against a real sshd', () => {
       socket.on(
         'data',
         frameDecoder((type, payload) => {
-          if (type === Frame.started) socket.write(encodeFrame(Frame.go))
-          else if (type === Frame.result) resolve(JSON.parse(payload.toString('utf8')))
+          if (type === Frame.result) resolve(JSON.parse(payload.toString('utf8')))
         }),
       ),
     )
     const argv = ['ssh', ...at(), '--', 'true']
-    socket.write(encodeFrame(Frame.request, { build: buildStamp(fastPath, env), argv, bin: cliPath, cwd: repoRoot, env }))
+    const claim = 'claim-3-c'
+    socket.write(encodeFrame(Frame.request, { build: buildStamp(fastPath, env), argv, bin: cliPath, cwd: repoRoot, env, claim }))
     expect((await result).result?.code).toBe(0)
+    rmSync(join(runDir(h), claim), { force: true }) // the client's part once it has the exit code
     await new Promise((resolve) => setTimeout(resolve, 300))
     const late = await new Promise<Error | null | undefined>((resolve) => socket.write(encodeFrame(Frame.stdinEnd), resolve))
     expect(late ?? undefined).toBeUndefined()

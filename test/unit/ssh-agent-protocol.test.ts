@@ -18,6 +18,24 @@ describe('agent frames', () => {
       [Frame.stdinEnd, ''],
     ])
   })
+
+  it('createExclusive makes a claim file once: created, then taken; failed where it cannot be made', async () => {
+    const { mkdtempSync, rmSync, statSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { createExclusive } = await import('../../src/transport/ssh/agent-frames.js')
+    const dir = mkdtempSync(join(tmpdir(), 'crabbox-claim-'))
+    try {
+      const claim = join(dir, 'claim-1-a')
+      expect(createExclusive(claim)).toBe('created')
+      expect(statSync(claim).mode & 0o777).toBe(0o600)
+      expect(statSync(claim).size).toBe(0)
+      expect(createExclusive(claim)).toBe('taken')
+      expect(createExclusive(join(dir, 'missing', 'claim-2-b'))).toBe('failed')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
 
 describe('agent exec', () => {

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import type { Config } from '../../config/schema.js'
 import { CrabboxError } from '../../errors.js'
 import { startMark } from '../../start-marks.js'
@@ -7,6 +6,7 @@ import { SentManifests } from './hash-cache.js'
 import { PROBE_SCRIPT, probeArgs } from './probe-protocol.js'
 import { META_FILES, SCRIPT_EXIT, shCommand } from './remote-scripts.js'
 import { WATCHED, type UnchangedCheck } from './snapshot.js'
+import { tagDemux, newTag } from './tag-demux.js'
 import { Timer, type SyncPhase } from './timer.js'
 
 /*
@@ -149,35 +149,27 @@ export async function runAfterApply(
  * What follows `<tag> stale` is kept in `after`.
  */
 async function taggedExec(session: SshSession, script: string, before: string[], args: string[], run: GuardedCommand) {
-  const tag = `crabbox-${randomBytes(12).toString('hex')}`
-  let verdict: 'ok' | 'stale' | undefined
-  let head = Buffer.alloc(0)
-  const after: Buffer[] = []
-  const heldStderr: Buffer[] = []
+  const tag = newTag()
+  // Anything ahead of the tag came from the runner's shell start-up, not the command: passed on.
+  const passOn = (head: Buffer) => {
+    if (head.length > 0) run.onStdout(head)
+  }
+  const demux = tagDemux(tag, {
+    onStart: (head, held) => {
+      passOn(head)
+      run.onStart()
+      for (const chunk of held) run.onStderr(chunk)
+    },
+    onStale: passOn,
+    onStdout: (chunk) => run.onStdout(chunk),
+    onStderr: (chunk) => run.onStderr(chunk),
+  })
   const sent = performance.now()
   const result = await session.exec(shCommand(script, 'crabbox-run', [...before, tag, run.command, ...args]), {
     env: run.env,
     signal: run.signal,
-    onStdout: (chunk) => {
-      if (verdict === 'ok') return run.onStdout(chunk)
-      if (verdict === 'stale') return void after.push(chunk)
-      head = Buffer.concat([head, chunk])
-      for (const word of ['ok', 'stale'] as const) {
-        const at = head.indexOf(`${tag} ${word}\n`)
-        if (at === -1) continue
-        // Anything before the tag came from the runner's shell start-up, not the command.
-        if (at > 0) run.onStdout(head.subarray(0, at))
-        const rest = head.subarray(at + tag.length + word.length + 2)
-        verdict = word
-        if (word === 'ok') {
-          run.onStart()
-          for (const held of heldStderr.splice(0)) run.onStderr(held)
-          if (rest.length > 0) run.onStdout(rest)
-        } else after.push(rest)
-        return
-      }
-    },
-    onStderr: (chunk) => (verdict === 'ok' ? run.onStderr(chunk) : void heldStderr.push(chunk)),
+    onStdout: demux.onStdout,
+    onStderr: demux.onStderr,
   })
-  return { verdict, result, after: Buffer.concat(after), heldStderr, ms: Math.round(performance.now() - sent) }
+  return { verdict: demux.verdict(), result, after: demux.after(), heldStderr: demux.held(), ms: Math.round(performance.now() - sent) }
 }

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs'
+import { closeSync, openSync, statSync } from 'node:fs'
 
 /**
  * The connection agent's frames, `[type u8][length u32 BE][payload]` over its unix socket
@@ -15,8 +15,9 @@ export const Frame = {
   /** `connect-exec`: the connection is up (payload `{ port }`); stdin and the command's output follow. */
   connected: 13,
   // A thin client (src/thin-client.ts) and a spare worker (src/warm-worker.ts): `request` carries
-  // the command (argv, cwd, env), a `result` before `started` declines it (the client falls back).
-  /** worker → client: the worker took the request (with a `claim`, it runs it; without, the client answers `go` or gives up). */
+  // the command (argv, cwd, env) and its claim, a `result` before `started` declines it (the client
+  // falls back). 19 is retired (a `go` the client once sent to a request without a claim).
+  /** worker → client: the worker made the request's `claim` and runs the command; the client never falls back from here on. */
   started: 15,
   /** worker → client: the command reads stdin; the client forwards its own from now on. */
   stdinWanted: 16,
@@ -24,8 +25,6 @@ export const Frame = {
   outputClosed: 17,
   /** client → worker: reading the client's stdin failed. */
   stdinError: 18,
-  /** client → worker: run it (a request without a `claim`); from here on the client never falls back. */
-  go: 19,
 } as const
 
 export function encodeFrame(type: number, payload: Buffer | string | object = Buffer.alloc(0)): Buffer {
@@ -65,5 +64,19 @@ export function buildStamp(file: string, env: NodeJS.ProcessEnv): string | undef
     return JSON.stringify([stat.ino, stat.size, stat.mtimeMs, process.execPath, env.NODE_OPTIONS ?? '', env.NODE_EXTRA_CA_CERTS ?? ''])
   } catch {
     return undefined
+  }
+}
+
+/**
+ * Creates the empty file `path` (mode 0600) only if nothing is there yet (`O_EXCL`): `created`,
+ * `taken` when something was, `failed` on any other error. The thin client and its spare worker
+ * decide with it who has a command (the request's claim).
+ */
+export function createExclusive(path: string): 'created' | 'taken' | 'failed' {
+  try {
+    closeSync(openSync(path, 'wx', 0o600))
+    return 'created'
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EEXIST' ? 'taken' : 'failed'
   }
 }

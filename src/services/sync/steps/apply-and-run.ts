@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto'
 import { startMark } from '../../../start-marks.js'
 import type { ExecResult } from '../../../transport/ssh/types.js'
 import { formatBytes, plural } from '../../../ui/format.js'
 import { remoteFailure, syncTimeout } from '../remote-exec.js'
 import { applyScript, shCommand } from '../remote-scripts.js'
+import { newTag, tagDemux } from '../tag-demux.js'
 import type { SyncRun } from './context.js'
 import type { LocalSide } from './manifest.js'
 import type { SendDecision } from './plan.js'
@@ -23,6 +23,9 @@ import { INLINE_SCRIPT_LIMIT, phaseMarks, type Sent, type loadTransfer } from '.
 
 /** The `fingerprint_remote` phase's reason when the command ran in the apply's own exec (`--timing-json`). */
 export const ONE_EXEC = "checked in the same exec as the apply; the command ran in the apply's exec once the files landed"
+
+/** The apply's stderr kept for its error (the message keeps the last 4000 characters of it). */
+const HELD_STDERR_BYTES = 16_000
 
 /** base64 grows the tar by 4/3, and each file costs a header block and padding. */
 const estimate = (bytes: number, files: number) => Math.ceil(((bytes + (files + 3) * 1024) * 4) / 3)
@@ -65,7 +68,7 @@ export async function applyAndRun(
     expect: decision.expect,
     thenRun: true,
   })
-  const tag = `crabbox-${randomBytes(12).toString('hex')}`
+  const tag = newTag()
   const command = shCommand(script, 'crabbox-apply-run', [tag, then.command])
   if (command.length > INLINE_SCRIPT_LIMIT) return undefined
   run.progress.phase('sync: sending')
@@ -73,16 +76,13 @@ export async function applyAndRun(
   return execOnce(run, decision, command, tag)
 }
 
-/** Sends the exec and splits its output at `<tag> ok`: the apply's before, the command's after. */
+/** Sends the exec and splits its output at `<tag> ok` (tag-demux.ts): the apply's before, the command's after. */
 function execOnce(run: SyncRun, decision: SendDecision, command: string, tag: string): OneExec {
   const then = run.options.thenRun!
   const { plan } = decision
   const sent: Sent = { fingerprint: decision.fingerprint, records: decision.records, needs: new Set() }
   const marks = phaseMarks(run, sent)
-  const okLine = `${tag} ok\n`
   let startedAt: number | undefined
-  let head = Buffer.alloc(0)
-  let stderr = ''
   // Before the tag the sync's deadline and the caller's signal stop the apply; after it only the caller's.
   const stop = new AbortController()
   const onSyncAbort = () => startedAt === undefined && stop.abort(run.signal.reason)
@@ -92,42 +92,28 @@ function execOnce(run: SyncRun, decision: SendDecision, command: string, tag: st
   if (run.signal.aborted) onSyncAbort()
   let landed!: (value: Sent) => void
   const sentPromise = new Promise<Sent>((resolve) => (landed = resolve))
-  const onLines = (text: Buffer) => {
-    for (const line of text.toString('utf8').split('\n').slice(0, -1)) marks.onLine(line)
-  }
-  const start = (rest: Buffer) => {
-    startedAt = performance.now()
-    startMark('sync: files landed, the command starts')
-    marks.finish()
-    if (plan.remove.length === 0) run.timer.skip('prune', 'nothing to remove')
-    if (!decision.needTar) run.timer.skip('transfer', 'nothing changed')
-    landed(sent)
-    then.onStart(`synced ${plural(plan.send.length, 'file')}, ${formatBytes(plan.sendBytes)}`)
-    if (rest.length > 0) then.onStdout(rest)
-  }
-  // After `stale` the probe's answer follows (it may hold the runner's whole record): kept apart.
-  const after: Buffer[] = []
-  let consumed = 0
-  startMark('sync: apply and command sent (one exec)')
-  const exec = run.session.exec(command, {
-    env: then.env,
-    signal: stop.signal,
-    onStdout: (chunk) => {
-      if (startedAt !== undefined) return then.onStdout(chunk)
-      if (sent.stale) return void after.push(chunk)
-      head = Buffer.concat([head, chunk])
-      const at = head.indexOf(okLine)
-      // Complete lines go to the phase marks as they arrive; a partial one waits for its newline.
-      const end = at === -1 ? head.lastIndexOf('\n') + 1 : at
-      if (end > consumed) onLines(head.subarray(consumed, end))
-      consumed = Math.max(consumed, end)
-      if (at !== -1) start(head.subarray(at + okLine.length))
+  const demux = tagDemux(tag, {
+    // The apply's lines go to the phase marks; its `stale` line ends the head (the probe's answer follows).
+    onLine: (line) => {
+      marks.onLine(line)
+      return sent.stale
     },
-    onStderr: (chunk) => {
-      if (startedAt !== undefined) return then.onStderr(chunk)
-      stderr = (stderr + chunk.toString('utf8')).slice(-4000)
+    // The apply's stdout and stderr stay out of the command's (its stderr names a failure).
+    onStart: () => {
+      startedAt = performance.now()
+      startMark('sync: files landed, the command starts')
+      marks.finish()
+      if (plan.remove.length === 0) run.timer.skip('prune', 'nothing to remove')
+      if (!decision.needTar) run.timer.skip('transfer', 'nothing changed')
+      landed(sent)
+      then.onStart(`synced ${plural(plan.send.length, 'file')}, ${formatBytes(plan.sendBytes)}`)
     },
+    onStdout: (chunk) => then.onStdout(chunk),
+    onStderr: (chunk) => then.onStderr(chunk),
+    heldBytes: HELD_STDERR_BYTES,
   })
+  startMark('sync: apply and command sent (one exec)')
+  const exec = run.session.exec(command, { env: then.env, signal: stop.signal, onStdout: demux.onStdout, onStderr: demux.onStderr })
   const finish = () => {
     run.signal.removeEventListener('abort', onSyncAbort)
     then.signal?.removeEventListener('abort', onRunAbort)
@@ -138,10 +124,10 @@ function execOnce(run: SyncRun, decision: SendDecision, command: string, tag: st
       if (startedAt !== undefined) return { result, ms: Math.round(performance.now() - startedAt) }
       // The command never started: the apply was stale, failed or was stopped.
       if (stop.signal.aborted) throw syncTimeout(run.signal)
+      const stderr = Buffer.concat(demux.held()).toString('utf8').slice(-4000)
       if (result.code !== 0) throw remoteFailure(result, stderr, 'applying the sync')
       if (!sent.stale) throw remoteFailure(result, stderr || 'it ended before the files landed', 'applying the sync')
-      const at = head.indexOf('stale\n')
-      sent.staleProbe = Buffer.concat([at === -1 ? Buffer.alloc(0) : head.subarray(at + 6), ...after])
+      sent.staleProbe = demux.after()
       landed(sent)
       return undefined
     },
