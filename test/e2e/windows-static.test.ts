@@ -1,9 +1,9 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import ssh2 from 'ssh2'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cliHome, runCli, type CliHome } from '../support/cli.js'
 import { gitRepo } from '../support/fixtures.js'
+import { generateEd25519Pair } from '../../src/transport/ssh/keys.js'
 import { windowsHost, type WindowsHost } from '../support/windows-host.js'
 
 /**
@@ -25,7 +25,7 @@ describe('a static Windows host (stand-in)', () => {
   beforeAll(async () => {
     host = await windowsHost()
     home = cliHome()
-    const key = ssh2.utils.generateKeyPairSync('ed25519')
+    const key = await generateEd25519Pair()
     writeFileSync(join(home.dir, 'id_win'), key.private, { mode: 0o600 })
     host.authorize(key.public)
     home.env = { ...home.env, CRABBOX_SSH_KEY: join(home.dir, 'id_win'), CRABBOX_NO_AGENT: '1' }

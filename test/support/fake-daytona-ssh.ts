@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process'
 import type { AddressInfo } from 'node:net'
 import ssh2 from 'ssh2'
+import { generateEd25519Pair } from '../../src/transport/ssh/keys.js'
 
 export interface FakeGateway {
   port: number
@@ -18,7 +19,7 @@ export interface FakeGateway {
 }
 
 export async function startFakeGateway(isLive: (token: string) => boolean): Promise<FakeGateway> {
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private
+  const hostKey = (await generateEd25519Pair()).private
   const logins: string[] = []
   const commands: string[] = []
   const kills = new Set<() => void>()

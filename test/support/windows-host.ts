@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import ssh2 from 'ssh2'
+import { generateEd25519Pair } from '../../src/transport/ssh/keys.js'
 import { parseWindowsArgs, psUnquote } from './powershell.js'
 
 /**
@@ -107,7 +108,7 @@ export async function windowsHost(
   } = {},
 ): Promise<WindowsHost> {
   const root = mkdtempSync(join(tmpdir(), 'crabbox-windows-standin-'))
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519')
+  const hostKey = await generateEd25519Pair()
   const allowed: ssh2.ParsedKey[] = []
   let bootstrapped = false
   let restarted = false
