@@ -73,6 +73,16 @@ describe('the thin client against a real sshd', () => {
     expect(again.stderr).toContain(THIN)
   })
 
+  it('gives a command reading stdin from /dev/null its end at once, in the worker as on the fast path', async () => {
+    const h = await warmHome()
+    const command = ['ssh', ...at(), '--', 'cat; echo "cat exited $?"']
+    const thin = await runCli(command, { home: h, stdin: 'ignore' })
+    expect(thin.stderr).toContain(THIN)
+    expect(thin).toMatchObject({ code: 0, stdout: 'cat exited 0\n' })
+    const fast = await runCli(command, { home: h, stdin: 'ignore', env: { CRABBOX_NO_THIN_CLIENT: '1' } })
+    expect(fast).toMatchObject({ code: 0, stdout: 'cat exited 0\n' })
+  })
+
   it('passes many MB of stdin and stdout through the worker intact', async () => {
     const h = await warmHome()
     const input = 'x'.repeat(1023) + '\n'

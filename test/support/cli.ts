@@ -40,6 +40,8 @@ export interface CliOptions {
   env?: Record<string, string | undefined>
   home?: CliHome
   input?: string
+  /** `ignore`: stdin from /dev/null, as a caller that gives the CLI none (default: a pipe carrying `input`). */
+  stdin?: 'pipe' | 'ignore'
   timeoutMs?: number
   /** Another copy of bin/run.js to start (default: this checkout's). */
   cli?: string
@@ -53,7 +55,7 @@ export function spawnCli(args: string[], options: CliOptions = {}): ChildProcess
   return spawn(process.execPath, [options.cli ?? cliPath, ...args], {
     cwd: options.cwd ?? repoRoot,
     env: env as NodeJS.ProcessEnv,
-    stdio: ['pipe', 'pipe', 'pipe'],
+    stdio: [options.stdin ?? 'pipe', 'pipe', 'pipe'],
   })
 }
 
@@ -64,7 +66,7 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRes
   let stderr = ''
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-  child.stdin!.end(options.input ?? '')
+  child.stdin?.end(options.input ?? '')
   const timeout = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000)
   return new Promise((resolvePromise, reject) => {
     child.on('error', reject)
