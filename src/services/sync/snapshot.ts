@@ -274,10 +274,10 @@ export const NAMED = 'named: the connection agent named the paths that moved sin
 export interface WatchTaken {
   id: string
   seq: number
-  /** The paths moved since the stamp kept for the snapshot (`since`), when the watcher could name them all. */
+  /** The paths moved since `kept`, when the watcher could name them all. */
   paths?: string[]
-  /** The kept stamp those paths are counted from. */
-  since?: { id: string; seq: number }
+  /** The stamp kept for the snapshot (watch.json), read once before this one was asked for. */
+  kept?: { id: string; seq: number }
 }
 
 /**
@@ -336,9 +336,8 @@ const watchPath = (root: string) => join(cacheDir(root), 'watch.json')
 async function takeWatch(root: string, snapshot: Snapshot): Promise<WatchTaken | undefined> {
   if (!snapshot.pruned) return undefined
   const [{ agentWatchStamp }, kept] = await Promise.all([import('../../transport/ssh/agent-client.js'), keptWatch(root, snapshot)])
-  const since = kept && { id: kept.id, seq: kept.seq }
-  const taken = await agentWatchStamp(root, snapshot.pruned, since).catch(() => undefined)
-  return taken && { ...taken, since: taken.paths ? since : undefined }
+  const taken = await agentWatchStamp(root, snapshot.pruned, kept).catch(() => undefined)
+  return taken && { ...taken, kept }
 }
 
 /** The stamp kept beside `snapshot` (watch.json), if it is that snapshot's. */
@@ -352,11 +351,8 @@ async function keptWatch(root: string, snapshot: Snapshot): Promise<{ id: string
   }
 }
 
-/** The stamp kept for `snapshot` equals `taken`: no event in its folders since a check or pass that vouched for it. */
-async function watcherVouches(root: string, snapshot: Snapshot, taken: WatchTaken): Promise<boolean> {
-  const kept = await keptWatch(root, snapshot)
-  return kept !== undefined && kept.id === taken.id && kept.seq === taken.seq
-}
+/** The stamp kept for the snapshot equals `taken`: no event in its folders since a check or pass that vouched for it. */
+const watcherVouches = ({ id, seq, kept }: WatchTaken): boolean => kept !== undefined && kept.id === id && kept.seq === seq
 
 /** Keeps `taken` for the snapshot `id`: taken before the state that snapshot vouches for was looked at. */
 async function keepWatch(root: string, id: string | undefined, taken: WatchTaken | undefined): Promise<void> {
@@ -408,7 +404,7 @@ async function byWatcher(
   gitDir: string,
   taken: WatchTaken,
 ): Promise<Unchanged | undefined> {
-  if (!snapshot.global || !(await watcherVouches(root, snapshot, taken))) return undefined
+  if (!snapshot.global || !watcherVouches(taken)) return undefined
   if (!(await settingsUnchanged(root, config, snapshot, gitDir))) return undefined
   if (!globalUnchanged(snapshot.global, snapshot.git.excludesFile)) return undefined
   if (snapshot.own.some(([path, recorded]) => sig(join(root, path)) !== recorded)) return undefined
@@ -432,11 +428,10 @@ async function byNamed(
   gitDir: string,
   taken: WatchTaken,
 ): Promise<Moved | undefined> {
-  const { paths, since } = taken
-  if (!paths || !since || paths.length > MAX_NAMED || !snapshot.global || !snapshot.manifest) return undefined
+  // The paths count from the kept stamp (takeWatch asked for them with it).
+  const { paths, kept } = taken
+  if (!paths || !kept || paths.length > MAX_NAMED || !snapshot.global || !snapshot.manifest) return undefined
   if (paths.some((path) => path === '.gitignore' || path.endsWith('/.gitignore'))) return undefined
-  const kept = await keptWatch(root, snapshot)
-  if (!kept || kept.id !== since.id || kept.seq !== since.seq) return undefined
   const at = Date.now()
   if (!(await settingsUnchanged(root, config, snapshot, gitDir))) return undefined
   const global = globalSigs(snapshot.git.excludesFile, at)
