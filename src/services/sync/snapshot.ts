@@ -411,12 +411,9 @@ async function byWatcher(
   return { fingerprint: snapshot.fingerprint, git: snapshot.git, listedUntracked: false, watched: true }
 }
 
-/** Past this many named paths, git lists instead (the agent names at most 200). */
-const MAX_NAMED = 200
-
 /**
  * Moved without git: the watcher named every path that moved since the stamp
- * kept for the snapshot. The same trust as byWatcher (git's files, the
+ * kept for the snapshot (it names none past MAX_NAMED, agent-watch.ts). The same trust as byWatcher (git's files, the
  * excludes and settings, the global rules unchanged), and no `.gitignore`
  * among the paths (an ignore rule moved: git decides). The paths git does not
  * vouch for are looked at again too.
@@ -430,7 +427,7 @@ async function byNamed(
 ): Promise<Moved | undefined> {
   // The paths count from the kept stamp (takeWatch asked for them with it).
   const { paths, kept } = taken
-  if (!paths || !kept || paths.length > MAX_NAMED || !snapshot.global || !snapshot.manifest) return undefined
+  if (!paths || !kept || !snapshot.global || !snapshot.manifest) return undefined
   if (paths.some((path) => path === '.gitignore' || path.endsWith('/.gitignore'))) return undefined
   const at = Date.now()
   if (!(await settingsUnchanged(root, config, snapshot, gitDir))) return undefined
