@@ -12,6 +12,7 @@ import { sshHost } from '../../test/support/ssh-host.js'
 import { tcpProxy, type TcpProxy } from '../../test/support/tcp-proxy.js'
 import { cliSnapshot, cpuHog, loadAverage, measure, runChild, type Timed } from '../common.js'
 import { SshPool } from '../../src/transport/ssh/pool.js'
+import { remoteCommandFor } from '../../src/services/run/remote-command.js'
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 15
 const withHog = !process.argv.includes('--no-hog')
@@ -78,6 +79,10 @@ try {
       'ssh, full CLI': { args: crabbox('ssh', '--id', lease.id, '--', 'true'), env: { ...env, CRABBOX_NO_FAST_PATH: '1' } },
       fresh: { args: [...base, '-o', 'ControlPath=none', target, 'true'] },
       master: { args: [...base, '-o', `ControlPath=${control}`, target, 'true'] },
+      // What `run --no-sync -- true` has the runner do (src/services/run/steps/command.ts and
+      // remote-command.ts: the work folder, a login bash, the process-group runner and its pid
+      // file), through the same ControlMaster: the remote part of `run` no client can skip.
+      'master, run wrapper': { args: [...base, '-o', `ControlPath=${control}`, target, runWrapped()] },
       node: { args: [process.execPath, '-e', '0'] },
       ...(baseline && {
         'ssh, baseline': { args: [process.execPath, baseline, 'ssh', '--id', lease.id, '--', 'true'] },
@@ -97,6 +102,7 @@ try {
     const rows: string[] = []
     const baselineRows: string[] = []
     const fastRows: string[] = []
+    const wrapperRows: string[] = []
     for (const { rtt, hog } of conditions) {
       proxy.setDelay(rtt / 2)
       const stopHog = hog ? cpuHog() : () => {}
@@ -115,6 +121,10 @@ try {
       fastRows.push(
         `| ${rtt} ms${hog ? ' + hog' : ''} | ${r['ssh, fast path'].toFixed(0)} ms | ${r['run, fast path'].toFixed(0)} ms | ` +
           `${ratio('ssh, fast path', 'master')} / ${ratio('run, fast path', 'master')} | ${ratio('ssh, fast path', 'fresh')} / ${ratio('run, fast path', 'fresh')} |`,
+      )
+      wrapperRows.push(
+        `| ${rtt} ms${hog ? ' + hog' : ''} | ${r.master.toFixed(0)} ms | ${r['master, run wrapper'].toFixed(0)} ms | ` +
+          `${(r['master, run wrapper'] - r.master).toFixed(1)} ms | ${r.run.toFixed(0)} ms | ${ratio('run', 'master, run wrapper')} |`,
       )
       if (baseline)
         baselineRows.push(
@@ -136,6 +146,12 @@ try {
       '| RTT | ssh | run --no-sync | ssh / run vs ControlMaster | ssh / run vs fresh |',
       '|---|---|---|---|---|',
       ...fastRows,
+      '',
+      'ControlMaster running `true` and running what `run --no-sync -- true` has the runner do, same runs:',
+      '',
+      '| RTT | ControlMaster `true` | ControlMaster, run wrapper | the wrapper costs | crabbox run --no-sync | run vs ControlMaster with the wrapper |',
+      '|---|---|---|---|---|---|',
+      ...wrapperRows,
       ...(baseline
         ? [
             '',
@@ -161,6 +177,13 @@ try {
   await host.stop()
   rmSync(scratch, { recursive: true, force: true })
   rmSync(home.dir, { recursive: true, force: true })
+}
+
+/** `run --no-sync -- true`'s command line on the runner, as src/services/run/steps/command.ts builds it. */
+function runWrapped(): string {
+  const dir = `${host.home}/work/bench-wrapper`
+  const { command } = remoteCommandFor(['true'], { pidFile: `/tmp/crabbox-bench-${process.pid}.pid` })
+  return `{ cd ${dir} 2>/dev/null || { mkdir -p ${dir} && cd ${dir}; }; } && ${command}`
 }
 
 /** A warm exec on a held connection at 50 ms, without any process start: with the agent's spare channel (one round trip) and without it. */
