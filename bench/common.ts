@@ -113,3 +113,39 @@ export const loadAverage = () =>
   loadavg()
     .map((l) => l.toFixed(1))
     .join(' ')
+
+/**
+ * `--trace N` of the start-up benches: each command run with CRABBOX_TRACE_START=1, in turns, two
+ * warm-up turns then `runs`; prints the median of each `start-up: <phase> <ms>` line per command
+ * and its wall time. A run that fell back to another path adds that path's lines.
+ */
+export async function traceProfile(
+  commands: Record<string, Timed>,
+  options: { runs: number; rtt: number; env: NodeJS.ProcessEnv; cwd: string },
+): Promise<void> {
+  const phases: Record<string, Record<string, number[]>> = {}
+  for (let turn = 0; turn < options.runs + 2; turn++) {
+    for (const [name, command] of Object.entries(commands)) {
+      const start = performance.now()
+      const stderr = await new Promise<string>((resolve) => {
+        const child = spawn(command.args[0], command.args.slice(1), {
+          env: { ...(command.env ?? options.env), CRABBOX_TRACE_START: '1' },
+          cwd: command.cwd ?? options.cwd,
+          stdio: ['ignore', 'ignore', 'pipe'],
+        })
+        let text = ''
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (text += d))
+        child.on('close', () => resolve(text))
+      })
+      const wall = performance.now() - start
+      if (turn < 2) continue // warm-up
+      const own = (phases[name] ??= {})
+      for (const [, phase, ms] of stderr.matchAll(/^start-up: (.+?) ([\d.]+) ms/gm)) (own[phase] ??= []).push(Number(ms))
+      ;(own.wall ??= []).push(wall)
+    }
+  }
+  for (const [name, own] of Object.entries(phases)) {
+    process.stdout.write(`\n${name} (medians of ${options.runs} runs at ${options.rtt} ms RTT, load ${loadAverage()}):\n`)
+    for (const [phase, values] of Object.entries(own)) process.stdout.write(`| ${phase} | ${median(values).toFixed(1)} ms |\n`)
+  }
+}

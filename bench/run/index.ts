@@ -8,11 +8,13 @@ import { join } from 'node:path'
 import { cliHome } from '../../test/support/cli.js'
 import { sshHost } from '../../test/support/ssh-host.js'
 import { tcpProxy } from '../../test/support/tcp-proxy.js'
-import { cliSnapshot, cpuHog, loadAverage, measure, runChild, type Timed } from '../common.js'
+import { cliSnapshot, cpuHog, loadAverage, measure, runChild, traceProfile, type Timed } from '../common.js'
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 15
 const files = Number(process.argv[process.argv.indexOf('--files') + 1]) || 20_000
 const withHog = !process.argv.includes('--no-hog')
+// `--trace N`: only the start-up profile, N runs of `run --no-sync` and of the unchanged run at 0 ms with CRABBOX_TRACE_START=1.
+const traceRuns = process.argv.includes('--trace') ? Number(process.argv[process.argv.indexOf('--trace') + 1]) || 9 : 0
 // Measure the build users get (dist + oclif manifest) from a private snapshot: others rebuild
 // the shared dist/ while we measure.
 const { scratch, cli } = cliSnapshot('run', 'run')
@@ -108,79 +110,89 @@ try {
       `${touch} && rsync -az --delete --exclude .git -e ${quote([quote(overMaster)])} ./ ${target}:${rsyncDest}/ && exec ${quote([...overMaster, target, `cd ${rsyncDest} && true`])}`,
     ]),
   }
-  const [noSync, synced, noSyncFast, syncedFast, fresh, master] = Object.keys(commands)
-  const [, oneFile, oneFileRsync] = Object.keys(oneFileCommands)
-  /** Puts the changed file back as committed, a minute old (outside the racy window), and syncs it once. */
-  const restore = async () => {
-    await run(['sh', '-c', 'printf "file 0\\n" > d0/f0.txt && touch -d "1 minute ago" d0/f0.txt'], { cwd: repo })
-    await run(crabbox(), { cwd: repo })
-  }
-  const lines = ['', '| RTT | command | median | / fresh ssh | / ControlMaster | load |', '|---|---|---|---|---|---|']
-  for (const { rtt, hog } of [{ rtt: 50, hog: false }, { rtt: 0, hog: false }, ...(withHog ? [{ rtt: 50, hog: true }] : [])]) {
-    proxy.setDelay(rtt / 2)
-    const stopHog = hog ? cpuHog() : () => {}
-    let r: Record<string, number>
-    let one: Record<string, number>
-    try {
-      r = await measure(commands, { runs, warmup: 2, env, cwd: scratch })
-      one = await measure(oneFileCommands, { runs, warmup: 2, env, cwd: scratch })
-      await restore()
-    } finally {
-      stopHog()
-    }
-    const load = loadAverage().split(' ')[0]
-    const row = (name: string, ms: number, masterMs: number, freshMs = r[fresh]) =>
-      `| ${rtt} ms${hog ? ' + hog' : ''} | ${name} | ${ms.toFixed(0)} ms | ${(ms / freshMs).toFixed(2)}× | ${(ms / masterMs).toFixed(2)}× | ${load} |`
-    for (const name of [noSync, synced, noSyncFast, syncedFast, fresh, master]) lines.push(row(name, r[name], r[master]))
-    for (const name of [oneFile, oneFileRsync]) lines.push(row(name, one[name], one[master]))
-    lines.push(
-      `| ${rtt} ms${hog ? ' + hog' : ''} | one changed file: crabbox / rsync | ${(one[oneFile] / one[oneFileRsync]).toFixed(2)}× | | | ${load} |`,
+  if (traceRuns > 0) {
+    await traceProfile(
+      {
+        'run --no-sync': commands['crabbox run --id X --no-sync -- true'],
+        'run, unchanged': commands['crabbox run --id X -- true (unchanged 20k files)'],
+      },
+      { runs: traceRuns, rtt: 0, env, cwd: repo },
     )
-  }
-  proxy.setDelay(25) // 50 ms round trip for the timings below
-  // Inside the CLI: how much of a warm run is the pipeline itself (the rest is Node + oclif start-up).
-  type Timing = { totalMs: number; commandMs: number; syncMs: number; syncPhases: { name: string; ms: number; reason?: string }[] }
-  const timings: Timing[] = []
-  const syncedTimings: Timing[] = []
-  for (let i = 0; i < 10; i++) {
-    const synced = i >= 5
-    const stderr = await new Promise<string>((resolve) => {
-      const [node, ...args] = synced ? crabbox('--timing-json') : crabbox('--no-sync', '--timing-json')
-      const child = spawn(node, args, { env, cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] })
-      let err = ''
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
-      child.on('close', () => resolve(err))
-    })
-    try {
-      const timing = JSON.parse(stderr.trim().split('\n').at(-1)!) as Timing
-      ;(synced ? syncedTimings : timings).push(timing)
-    } catch {
-      process.stderr.write(`timing run failed:\n${stderr}\n`)
+  } else {
+    const [noSync, synced, noSyncFast, syncedFast, fresh, master] = Object.keys(commands)
+    const [, oneFile, oneFileRsync] = Object.keys(oneFileCommands)
+    /** Puts the changed file back as committed, a minute old (outside the racy window), and syncs it once. */
+    const restore = async () => {
+      await run(['sh', '-c', 'printf "file 0\\n" > d0/f0.txt && touch -d "1 minute ago" d0/f0.txt'], { cwd: repo })
+      await run(crabbox(), { cwd: repo })
     }
-  }
-  const mid = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-  lines.push(
-    '',
-    `inside the CLI (--timing-json, --no-sync): total ${mid(timings.map((t) => t.totalMs))} ms, of which the remote command ${mid(timings.map((t) => t.commandMs))} ms`,
-  )
-  const last = syncedTimings.at(-1)
-  if (last) {
-    const warm = syncedTimings.filter((t) =>
-      t.syncPhases.some((p) => p.name === 'fingerprint_remote' && /same exec as the command/.test(p.reason ?? '')),
-    ).length
-    // The agent's file watcher proved the checkout unchanged (no git listing): the `manifest` phase says so.
-    const watched = syncedTimings.filter((t) =>
-      t.syncPhases.some((p) => p.name === 'manifest' && /connection agent/.test(p.reason ?? '')),
-    ).length
-    const checkMs = syncedTimings.map((t) => t.syncPhases.find((p) => p.name === 'manifest')?.ms ?? 0)
+    const lines = ['', '| RTT | command | median | / fresh ssh | / ControlMaster | load |', '|---|---|---|---|---|---|']
+    for (const { rtt, hog } of [{ rtt: 50, hog: false }, { rtt: 0, hog: false }, ...(withHog ? [{ rtt: 50, hog: true }] : [])]) {
+      proxy.setDelay(rtt / 2)
+      const stopHog = hog ? cpuHog() : () => {}
+      let r: Record<string, number>
+      let one: Record<string, number>
+      try {
+        r = await measure(commands, { runs, warmup: 2, env, cwd: scratch })
+        one = await measure(oneFileCommands, { runs, warmup: 2, env, cwd: scratch })
+        await restore()
+      } finally {
+        stopHog()
+      }
+      const load = loadAverage().split(' ')[0]
+      const row = (name: string, ms: number, masterMs: number, freshMs = r[fresh]) =>
+        `| ${rtt} ms${hog ? ' + hog' : ''} | ${name} | ${ms.toFixed(0)} ms | ${(ms / freshMs).toFixed(2)}× | ${(ms / masterMs).toFixed(2)}× | ${load} |`
+      for (const name of [noSync, synced, noSyncFast, syncedFast, fresh, master]) lines.push(row(name, r[name], r[master]))
+      for (const name of [oneFile, oneFileRsync]) lines.push(row(name, one[name], one[master]))
+      lines.push(
+        `| ${rtt} ms${hog ? ' + hog' : ''} | one changed file: crabbox / rsync | ${(one[oneFile] / one[oneFileRsync]).toFixed(2)}× | | | ${load} |`,
+      )
+    }
+    proxy.setDelay(25) // 50 ms round trip for the timings below
+    // Inside the CLI: how much of a warm run is the pipeline itself (the rest is Node + oclif start-up).
+    type Timing = { totalMs: number; commandMs: number; syncMs: number; syncPhases: { name: string; ms: number; reason?: string }[] }
+    const timings: Timing[] = []
+    const syncedTimings: Timing[] = []
+    for (let i = 0; i < 10; i++) {
+      const synced = i >= 5
+      const stderr = await new Promise<string>((resolve) => {
+        const [node, ...args] = synced ? crabbox('--timing-json') : crabbox('--no-sync', '--timing-json')
+        const child = spawn(node, args, { env, cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] })
+        let err = ''
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d))
+        child.on('close', () => resolve(err))
+      })
+      try {
+        const timing = JSON.parse(stderr.trim().split('\n').at(-1)!) as Timing
+        ;(synced ? syncedTimings : timings).push(timing)
+      } catch {
+        process.stderr.write(`timing run failed:\n${stderr}\n`)
+      }
+    }
+    const mid = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]
     lines.push(
-      `inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms, command ${mid(syncedTimings.map((t) => t.commandMs))} ms; ${warm} of ${syncedTimings.length} runs checked the fingerprint in the command's exec, ${watched} proved unchanged by the agent's watcher, the local check ${mid(checkMs)} ms (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`,
+      '',
+      `inside the CLI (--timing-json, --no-sync): total ${mid(timings.map((t) => t.totalMs))} ms, of which the remote command ${mid(timings.map((t) => t.commandMs))} ms`,
     )
+    const last = syncedTimings.at(-1)
+    if (last) {
+      const warm = syncedTimings.filter((t) =>
+        t.syncPhases.some((p) => p.name === 'fingerprint_remote' && /same exec as the command/.test(p.reason ?? '')),
+      ).length
+      // The agent's file watcher proved the checkout unchanged (no git listing): the `manifest` phase says so.
+      const watched = syncedTimings.filter((t) =>
+        t.syncPhases.some((p) => p.name === 'manifest' && /connection agent/.test(p.reason ?? '')),
+      ).length
+      const checkMs = syncedTimings.map((t) => t.syncPhases.find((p) => p.name === 'manifest')?.ms ?? 0)
+      lines.push(
+        `inside the CLI, unchanged ${files} files: total ${mid(syncedTimings.map((t) => t.totalMs))} ms, sync ${mid(syncedTimings.map((t) => t.syncMs))} ms, command ${mid(syncedTimings.map((t) => t.commandMs))} ms; ${warm} of ${syncedTimings.length} runs checked the fingerprint in the command's exec, ${watched} proved unchanged by the agent's watcher, the local check ${mid(checkMs)} ms (last run: ${last.syncPhases.map((p) => `${p.name} ${p.ms}`).join(', ')})`,
+      )
+    }
+    lines.push(
+      `medians of ${runs} interleaved runs; load average ${loadAverage()}; targets at 50 ms: ≤ 0.3× fresh ssh, ≤ 1.0× ControlMaster (--no-sync), ≤ 1.1× (unchanged checkout)`,
+    )
+    process.stdout.write(`${lines.join('\n')}\n`)
   }
-  lines.push(
-    `medians of ${runs} interleaved runs; load average ${loadAverage()}; targets at 50 ms: ≤ 0.3× fresh ssh, ≤ 1.0× ControlMaster (--no-sync), ≤ 1.1× (unchanged checkout)`,
-  )
-  process.stdout.write(`${lines.join('\n')}\n`)
 } finally {
   proxy.setDelay(0)
   await run(['ssh', '-o', `ControlPath=${control}`, '-O', 'exit', 'x'], { capture: true }).catch(() => {})

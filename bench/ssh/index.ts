@@ -6,11 +6,10 @@
 // the agent's memory with 20 warm connections.
 import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { spawn } from 'node:child_process'
 import { cliHome } from '../../test/support/cli.js'
 import { sshHost } from '../../test/support/ssh-host.js'
 import { tcpProxy, type TcpProxy } from '../../test/support/tcp-proxy.js'
-import { cliSnapshot, cpuHog, loadAverage, measure, runChild, type Timed } from '../common.js'
+import { cliSnapshot, cpuHog, loadAverage, measure, runChild, traceProfile, type Timed } from '../common.js'
 import { SshPool } from '../../src/transport/ssh/pool.js'
 import { remoteCommandFor } from '../../src/services/run/remote-command.js'
 
@@ -61,14 +60,17 @@ try {
 
   if (traceRuns > 0) {
     proxy.setDelay(traceRtt / 2)
-    await traceProfile({
-      ssh: { args: crabbox('ssh', '--id', lease.id, '--', 'true') },
-      'run --no-sync': { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true') },
-      'ssh, fast path (CRABBOX_NO_THIN_CLIENT=1)': {
-        args: crabbox('ssh', '--id', lease.id, '--', 'true'),
-        env: { CRABBOX_NO_THIN_CLIENT: '1' },
+    await traceProfile(
+      {
+        ssh: { args: crabbox('ssh', '--id', lease.id, '--', 'true') },
+        'run --no-sync': { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true') },
+        'ssh, fast path (CRABBOX_NO_THIN_CLIENT=1)': {
+          args: crabbox('ssh', '--id', lease.id, '--', 'true'),
+          env: { ...env, CRABBOX_NO_THIN_CLIENT: '1' },
+        },
       },
-    })
+      { runs: traceRuns, rtt: traceRtt, env, cwd: scratch },
+    )
   } else {
     const commands: Record<string, Timed> = {
       ssh: { args: crabbox('ssh', '--id', lease.id, '--', 'true') },
@@ -247,34 +249,4 @@ function spareRss(agent: number): string {
     } catch {}
   }
   return 'none'
-}
-
-/** Median of each `start-up: <phase> <ms>` line over `traceRuns` runs of each command, and the wall time. */
-async function traceProfile(commands: Record<string, { args: string[]; env?: NodeJS.ProcessEnv }>): Promise<void> {
-  const phases: Record<string, Record<string, number[]>> = {}
-  for (let i = 0; i < traceRuns + 2; i++) {
-    for (const [name, { args, env: extra }] of Object.entries(commands)) {
-      const start = performance.now()
-      const stderr = await new Promise<string>((resolve) => {
-        const child = spawn(args[0], args.slice(1), {
-          env: { ...env, ...extra, CRABBOX_TRACE_START: '1' },
-          cwd: scratch,
-          stdio: ['ignore', 'ignore', 'pipe'],
-        })
-        let text = ''
-        child.stderr.setEncoding('utf8').on('data', (d: string) => (text += d))
-        child.on('close', () => resolve(text))
-      })
-      const wall = performance.now() - start
-      if (i < 2) continue // warm-up
-      const own = (phases[name] ??= {})
-      for (const [, phase, ms] of stderr.matchAll(/^start-up: (.+?) ([\d.]+) ms/gm)) (own[phase] ??= []).push(Number(ms))
-      ;(own.wall ??= []).push(wall)
-    }
-  }
-  const median = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]
-  for (const [name, own] of Object.entries(phases)) {
-    process.stdout.write(`\n${name} (medians of ${traceRuns} runs at ${traceRtt} ms RTT, load ${loadAverage()}):\n`)
-    for (const [phase, values] of Object.entries(own)) process.stdout.write(`| ${phase} | ${median(values).toFixed(1)} ms |\n`)
-  }
 }
