@@ -202,3 +202,31 @@ describe('ssh pool against a real sshd', () => {
     expect(line.startsWith(`[${host.address}]:2222 ssh-ed25519 `)).toBe(true)
   })
 })
+
+describe('ssh pool with a spare channel on a server that allows one session', () => {
+  let host: SshHost
+  beforeAll(async () => {
+    host = await sshHost({ ports: [22], maxSessions: 1 })
+  })
+  afterAll(async () => {
+    await host?.stop()
+  })
+
+  it('runs every exec, back to back and with stdin, though the next spare is refused while one runs', async () => {
+    // The spare for the next exec opens beside the running one: with MaxSessions 1 the server
+    // refuses it, which must neither fail the command nor keep the next one from running.
+    const warm = new SshPool({ spareChannel: true })
+    try {
+      const target = targetFor(host)
+      for (let i = 0; i < 4; i++) {
+        expect(await collect(warm, target, `cat; echo ${i} >&2; exit ${i}`, `in${i}`)).toEqual({
+          code: i,
+          stdout: `in${i}`,
+          stderr: `${i}\n`,
+        })
+      }
+    } finally {
+      await warm.closeAll()
+    }
+  })
+})

@@ -116,7 +116,17 @@ export class SshConnection {
   }
 
   exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    return this.withChannel(async () => execOnClient(this.client, this.where, command, options, await this.takeSpare())).finally(() => {
+    return this.withChannel(async () => {
+      const spare = await this.takeSpare()
+      const running = execOnClient(this.client, this.where, command, options, spare)
+      // The next command's channel opens now, beside this one. Opened only once this one ended,
+      // a command right after it (`ssh` then `run`, an agent's next call) waited out the rest of
+      // that open's round trip: ≈ 12 ms of `run` after `ssh` at 50 ms. Only when this command
+      // runs on a spare (its own channel is open already, so the spare cannot take its session)
+      // and runs alone (in a burst of parallel execs the spare would take a session they need).
+      if (spare && this.active === 1) this.refillSpare()
+      return running
+    }).finally(() => {
       if (this.active === 0) this.refillSpare()
     })
   }
@@ -129,11 +139,15 @@ export class SshConnection {
 
   private refillSpare(): void {
     if (!this.keepSpare || this.spare || this.closed || this.spareFailed) return
-    this.spare = openBareSession(this.client).catch(() => {
-      // Refused (MaxSessions) or gone: work without a spare from now on.
-      this.spareFailed = true
+    const besideCommand = this.active > 0
+    const spare: Promise<ClientChannel | undefined> = openBareSession(this.client).catch(() => {
+      if (this.spare === spare) this.spare = undefined
+      // Refused beside a running command: the server may allow one session only (MaxSessions 1),
+      // so it is opened again once the command ended. Refused alone, or gone: no spare from now on.
+      if (!besideCommand) this.spareFailed = true
       return undefined
     })
+    this.spare = spare
   }
 
   /**
