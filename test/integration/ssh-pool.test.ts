@@ -41,6 +41,23 @@ async function collect(pool: SshPool, target: SshTarget, command: string, stdin?
   return { ...result, stdout, stderr }
 }
 
+/** `count` execs one after another on a pool that keeps a spare channel, each with stdin, stderr and its own exit code. */
+async function execsOnSpares(host: SshHost, count: number): Promise<void> {
+  const warm = new SshPool({ spareChannel: true })
+  try {
+    const target = targetFor(host)
+    for (let i = 0; i < count; i++) {
+      expect(await collect(warm, target, `cat; echo ${i} >&2; exit ${i}`, `in${i}`)).toEqual({
+        code: i,
+        stdout: `in${i}`,
+        stderr: `${i}\n`,
+      })
+    }
+  } finally {
+    await warm.closeAll()
+  }
+}
+
 describe('ssh pool against a real sshd', () => {
   let host: SshHost
   const pool = new SshPool()
@@ -62,19 +79,7 @@ describe('ssh pool against a real sshd', () => {
   })
 
   it('keeps exit codes, output and stdin right when execs reuse a pre-opened spare channel', async () => {
-    const warm = new SshPool({ spareChannel: true })
-    try {
-      const target = targetFor(host)
-      for (let i = 0; i < 5; i++) {
-        expect(await collect(warm, target, `cat; echo ${i} >&2; exit ${i}`, `in${i}`)).toEqual({
-          code: i,
-          stdout: `in${i}`,
-          stderr: `${i}\n`,
-        })
-      }
-    } finally {
-      await warm.closeAll()
-    }
+    await execsOnSpares(host, 5)
   })
 
   it('closes a pre-opened spare channel that an exec refused before starting (bad env name), so sessions do not run out', async () => {
@@ -215,18 +220,6 @@ describe('ssh pool with a spare channel on a server that allows one session', ()
   it('runs every exec, back to back and with stdin, though the next spare is refused while one runs', async () => {
     // The spare for the next exec opens beside the running one: with MaxSessions 1 the server
     // refuses it, which must neither fail the command nor keep the next one from running.
-    const warm = new SshPool({ spareChannel: true })
-    try {
-      const target = targetFor(host)
-      for (let i = 0; i < 4; i++) {
-        expect(await collect(warm, target, `cat; echo ${i} >&2; exit ${i}`, `in${i}`)).toEqual({
-          code: i,
-          stdout: `in${i}`,
-          stderr: `${i}\n`,
-        })
-      }
-    } finally {
-      await warm.closeAll()
-    }
+    await execsOnSpares(host, 4)
   })
 })
