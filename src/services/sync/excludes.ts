@@ -42,7 +42,7 @@ export interface Excludes {
 }
 
 /** Builds the exclude matcher with gitignore semantics (the `ignore` package). */
-export async function loadExcludes(repoRoot: string, config: Pick<Config['sync'], 'exclude'>): Promise<Excludes> {
+export function loadExcludes(repoRoot: string, config: Pick<Config['sync'], 'exclude'>): Excludes {
   const patterns = excludePatterns(repoRoot, config)
   return { patterns, matcher: ignore().add(patterns) }
 }

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { lstatSync, type Stats } from 'node:fs'
 import type { Config } from '../../config/schema.js'
-import { loadExcludes } from './excludes.js'
+import { type Excludes, loadExcludes } from './excludes.js'
 import { HashCache, excludesKey } from './hash-cache.js'
 import { checkPath, manifestEntry, realDirCheck, type Manifest, type ManifestEntry } from './manifest.js'
 import type { Moved } from './snapshot.js'
@@ -51,7 +51,8 @@ function mergeSorted(
  * Undefined when the stored manifest is missing: the caller takes the full pass.
  */
 export async function deltaManifest(root: string, config: Config['sync'], moved: Moved): Promise<Manifest | undefined> {
-  const [stored, excludes] = await Promise.all([readStoredManifest(root, moved.snapshot.manifest), loadExcludes(root, config)])
+  const excludes = loadExcludes(root, config)
+  const stored = await readStoredManifest(root, moved.snapshot.manifest)
   if (!stored) return undefined
   if (moved.named) return namedManifest(root, moved, moved.named, stored, excludes)
   const untrackedNow = moved.untracked ?? stored.untracked
@@ -75,8 +76,6 @@ export async function deltaManifest(root: string, config: Config['sync'], moved:
     },
   }
 }
-
-type Excludes = Awaited<ReturnType<typeof loadExcludes>>
 
 /**
  * The stored manifest with the paths in `again` looked at again, each through

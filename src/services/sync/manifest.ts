@@ -199,7 +199,8 @@ export async function buildManifest(
   config: Config['sync'],
   context?: { git: GitContext | undefined; view?: Pick<GitView, 'at' | 'files'> },
 ): Promise<Manifest> {
-  const [excludes, cache] = await Promise.all([loadExcludes(repoRoot, config), HashCache.load(repoRoot)])
+  const excludes = loadExcludes(repoRoot, config)
+  const cache = await HashCache.load(repoRoot)
   const ignores = (path: string) => excludes.matcher.ignores(path)
   const key = excludesKey(excludes.patterns)
   let candidates: string[]

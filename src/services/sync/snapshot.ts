@@ -335,13 +335,14 @@ const watchPath = (root: string) => join(cacheDir(root), 'watch.json')
  */
 async function takeWatch(root: string, snapshot: Snapshot): Promise<WatchTaken | undefined> {
   if (!snapshot.pruned) return undefined
-  const [{ agentWatchStamp }, kept] = await Promise.all([import('../../transport/ssh/agent-client.js'), keptWatch(root, snapshot)])
+  const kept = keptWatch(root, snapshot)
+  const { agentWatchStamp } = await import('../../transport/ssh/agent-client.js')
   const taken = await agentWatchStamp(root, snapshot.pruned, kept).catch(() => undefined)
   return taken && { ...taken, kept }
 }
 
 /** The stamp kept beside `snapshot` (watch.json), if it is that snapshot's. */
-async function keptWatch(root: string, snapshot: Snapshot): Promise<{ id: string; seq: number } | undefined> {
+function keptWatch(root: string, snapshot: Snapshot): { id: string; seq: number } | undefined {
   try {
     const kept = JSON.parse(readFileSync(watchPath(root), 'utf8')) as { snapshot?: string; id?: string; seq?: number }
     if (!snapshot.id || kept.snapshot !== snapshot.id || typeof kept.id !== 'string' || typeof kept.seq !== 'number') return undefined
@@ -407,7 +408,7 @@ async function byWatcher(
   taken: WatchTaken,
 ): Promise<Unchanged | undefined> {
   if (!snapshot.global || !watcherVouches(taken)) return undefined
-  if (!(await settingsUnchanged(root, config, snapshot, gitDir))) return undefined
+  if (!settingsUnchanged(root, config, snapshot, gitDir)) return undefined
   if (!globalUnchanged(snapshot.global, snapshot.git.excludesFile)) return undefined
   if (snapshot.own.some(([path, recorded]) => sig(join(root, path)) !== recorded)) return undefined
   return { fingerprint: snapshot.fingerprint, git: snapshot.git, listedUntracked: false, watched: true }
@@ -432,7 +433,7 @@ async function byNamed(
   if (!paths || !kept || !snapshot.global || !snapshot.manifest) return undefined
   if (paths.some((path) => path === '.gitignore' || path.endsWith('/.gitignore'))) return undefined
   const at = Date.now()
-  if (!(await settingsUnchanged(root, config, snapshot, gitDir))) return undefined
+  if (!settingsUnchanged(root, config, snapshot, gitDir)) return undefined
   const global = globalSigs(snapshot.git.excludesFile, at)
   if (!global || !globalUnchanged(snapshot.global, snapshot.git.excludesFile)) return undefined
   const own = snapshot.own.filter(([path, recorded]) => sig(join(root, path)) !== recorded).map(([path]) => path)
@@ -441,7 +442,7 @@ async function byNamed(
 }
 
 /** The same sync settings and excludes, and git's own files (HEAD, refs, index, config) kept their identity. */
-async function settingsUnchanged(root: string, config: Config['sync'], snapshot: Snapshot, gitDir: string): Promise<boolean> {
+function settingsUnchanged(root: string, config: Config['sync'], snapshot: Snapshot, gitDir: string): boolean {
   if (keyOf(excludePatterns(root, config), config) !== snapshot.key) return false
   const files = gitFiles(gitDir, config)
   const names = Object.keys(files)
