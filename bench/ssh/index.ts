@@ -64,6 +64,8 @@ try {
       {
         ssh: { args: crabbox('ssh', '--id', lease.id, '--', 'true') },
         'run --no-sync': { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true') },
+        // `ssh` running what `run` has the runner do: run's gap to ssh, split into runner and client.
+        "ssh, run's runner command": { args: crabbox('ssh', '--id', lease.id, '--', runWrapped()) },
         'ssh, fast path (CRABBOX_NO_THIN_CLIENT=1)': {
           args: crabbox('ssh', '--id', lease.id, '--', 'true'),
           env: { ...env, CRABBOX_NO_THIN_CLIENT: '1' },
