@@ -220,6 +220,19 @@ describe('ssh pool with a spare channel on a server that allows one session', ()
   it('runs every exec, back to back and with stdin, though the next spare is refused while one runs', async () => {
     // The spare for the next exec opens beside the running one: with MaxSessions 1 the server
     // refuses it, which must neither fail the command nor keep the next one from running.
-    await execsOnSpares(host, 4)
+    await execsOnSpares(host, 12)
+  })
+
+  it('runs parallel execs one at a time, though sessions of execs that just ended are still being freed', async () => {
+    const warm = new SshPool({ spareChannel: true })
+    try {
+      const target = targetFor(host)
+      for (let round = 0; round < 3; round++) {
+        const results = await Promise.all([0, 1, 2, 3].map((i) => collect(warm, target, `cat; exit ${i}`, `in${round}${i}`)))
+        expect(results).toEqual([0, 1, 2, 3].map((i) => ({ code: i, stdout: `in${round}${i}`, stderr: '' })))
+      }
+    } finally {
+      await warm.closeAll()
+    }
   })
 })

@@ -28,6 +28,9 @@ const DEFAULT_MAX_CHANNELS = 8
 // reported as exit 255 within 30 s instead of hanging.
 const KEEPALIVE_INTERVAL_MS = 15_000
 const KEEPALIVE_COUNT_MAX = 1
+/** Waits before asking again for a channel the server refused while none of ours was open (see `withChannel`). */
+const REFUSED_RETRIES_MS = [20, 60, 180]
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Why one port failed; `transport` failures move on to the next port, others stop. */
 class AttemptFailed extends Error {
@@ -50,6 +53,7 @@ export class SshConnection {
   private readonly closeListeners = new Set<() => void>()
   private spare?: Promise<ClientChannel | undefined>
   private spareFailed = false
+  private spareRefused = 0
   closed = false
   lastUsed = Date.now()
 
@@ -95,20 +99,23 @@ export class SshConnection {
     else this.active--
   }
 
-  /** Runs under the channel cap; a refused channel lowers the cap and waits its turn again. */
+  /**
+   * Runs under the channel cap; a refused channel lowers the cap and waits its turn again. Refused
+   * with nothing else of ours open, it is asked for again a few times: a server that allows one
+   * session (MaxSessions 1) may not have freed the one of a command that just ended.
+   */
   private async withChannel<T>(open: () => Promise<T>): Promise<T> {
-    for (;;) {
+    for (let retry = 0; ;) {
       await this.acquire()
       try {
         this.lastUsed = Date.now()
         return await open()
       } catch (error) {
+        if (!(error instanceof ChannelRefused)) throw error
         // The server's MaxSessions is lower than we assumed: learn it from the refusal.
-        if (error instanceof ChannelRefused && this.active > 1) {
-          this.cap = Math.max(1, this.active - 1)
-          continue
-        }
-        throw error
+        if (this.active > 1) this.cap = Math.max(1, this.active - 1)
+        else if (retry < REFUSED_RETRIES_MS.length) await delay(REFUSED_RETRIES_MS[retry++])
+        else throw error
       } finally {
         this.release()
       }
@@ -143,8 +150,12 @@ export class SshConnection {
     const spare: Promise<ClientChannel | undefined> = openBareSession(this.client).catch(() => {
       if (this.spare === spare) this.spare = undefined
       // Refused beside a running command: the server may allow one session only (MaxSessions 1),
-      // so it is opened again once the command ended. Refused alone, or gone: no spare from now on.
-      if (!besideCommand) this.spareFailed = true
+      // so it is opened again once the command ended. Refused alone twice (the first time the
+      // server may still have been freeing the session of a command that just ended), or gone:
+      // no spare from now on.
+      if (besideCommand) return undefined
+      if (this.spareRefused++ > 0) this.spareFailed = true
+      else setTimeout(() => this.active === 0 && this.refillSpare(), REFUSED_RETRIES_MS[1]).unref()
       return undefined
     })
     this.spare = spare
