@@ -24,23 +24,30 @@ type Loaded = Awaited<ReturnType<typeof import('./config/load.js').loadConfig>>
 
 /** The command's config, read ahead (`readConfig`): never rejects, its warnings are printed when it is used. */
 export interface ConfigAhead {
-  loaded: Promise<{ config?: Loaded; error?: unknown }>
+  /** `lane`: in a spare worker, the stamps for the agent lane (services/ssh-lane.ts), taken before the config was read. */
+  loaded: Promise<{ config?: Loaded; error?: unknown; lane?: LaneStamps }>
   warnings: string[]
 }
+
+type LaneStamps = import('./services/ssh-lane.js').LaneStamps
 
 /**
  * Starts reading the command's config (files, env, its config flags; the cwd and environment
  * must already be the command's). The spare worker calls it as soon as it has set them, before
  * it binds the command's streams: reading has no side effects.
  */
-export function readConfig(fast: FastCommand): ConfigAhead {
+export function readConfig(fast: FastCommand, laneBuild?: string): ConfigAhead {
   const warnings: string[] = []
   const configFlags = Object.fromEntries(Object.entries(fast.flags).filter(([name]) => CONFIG_FLAGS.has(name)))
   const cwd = process.cwd()
-  const loaded = import('./config/load.js')
-    .then(({ loadConfig }) => loadConfig({ cwd, flags: configFlags, warn: (message) => warnings.push(message) }))
+  let lane: LaneStamps | undefined
+  const loaded = Promise.all([import('./config/load.js'), laneBuild === undefined ? undefined : import('./services/ssh-lane.js')])
+    .then(([{ loadConfig }, sshLane]) => {
+      lane = sshLane?.stampLane(fast, laneBuild as string)
+      return loadConfig({ cwd, flags: configFlags, warn: (message) => warnings.push(message) })
+    })
     .then(
-      (config) => ({ config }),
+      (config) => ({ config, lane }),
       (error: unknown) => ({ error }),
     )
   return { loaded, warnings }
@@ -79,7 +86,10 @@ export async function runFast(fast: FastCommand, warmAt?: number, ahead?: Config
     mark('config')
     if (fast.command === 'ssh') {
       const { sshCommand } = await import('./services/ssh.js')
-      await sshCommand(context, { id: (flags.id as string | undefined) ?? fast.lease }, fast.words)
+      const { lane } = read
+      // The agent lane: a route for the next such command, when nothing was said about the config.
+      const hooks = lane && reading.warnings.length === 0 ? { beforeCommand: laneFiler(lane, read.config) } : {}
+      await sshCommand(context, { id: (flags.id as string | undefined) ?? fast.lease }, fast.words, hooks)
     } else {
       await fastRun(context, fast)
     }
@@ -90,6 +100,15 @@ export async function runFast(fast: FastCommand, warmAt?: number, ahead?: Config
   }
   mark('command')
   if (exitCode !== undefined) process.exit(exitCode)
+}
+
+/** Files the agent lane's route (services/ssh-lane.ts) beside the command, which does not wait for it. */
+function laneFiler(lane: LaneStamps, loaded: Loaded): NonNullable<import('./services/ssh.js').SessionHooks['beforeCommand']> {
+  const { config, looked, repoRoot } = loaded
+  return (resolved, prefix) =>
+    void import('./services/ssh-lane.js')
+      .then(({ fileLaneRoute }) => fileLaneRoute(lane, { resolved, prefix, looked, repoRoot, provider: config.provider }))
+      .catch(() => {})
 }
 
 /** `crabbox run --id X …`: src/commands/run.ts without --json. */
@@ -141,7 +160,7 @@ export async function warmWorker(socketPath: string, build: string): Promise<voi
     () => import('./failure.js'),
   ]
   const preload = () => Promise.all(modules.map((load) => load())).then(() => rehearse().catch(() => {}))
-  serveWarm(runFast, preload, socketPath, build, readConfig)
+  serveWarm(runFast, preload, socketPath, build, (fast) => readConfig(fast, build))
 }
 
 /**
@@ -153,7 +172,7 @@ async function rehearse(): Promise<void> {
   fastCommand(['run', '--id', 'rehearsal', '--no-sync', '--', 'true'], {})
   const fast = fastCommand(['ssh', '--id', 'rehearsal', '--', 'true'], {})
   // The spare's own config (the agent's cwd and environment): read only, and nothing keeps it.
-  if (fast) await readConfig(fast).loaded
+  if (fast) await readConfig(fast, 'rehearsal').loaded
   const [{ agentStatus }, { remoteCommandFor }] = await Promise.all([
     import('./transport/ssh/agent-client.js'),
     import('./services/run/remote-command.js'),

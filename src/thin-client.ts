@@ -42,15 +42,23 @@ export async function thinRun(fast: FastCommand, argv: string[]): Promise<boolea
   const build = buildStamp(fileURLToPath(new URL('./fast-path.js', import.meta.url)), process.env)
   const dir = runtimeDir()
   if (!build || !privateDir(dir)) return false
+  const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
+  const job = { build, argv, bin: process.argv[1] ?? '', cwd: process.cwd(), env }
+  // `ssh`: the agent itself, when a spare worker filed a route for this command (agent-lane.ts).
+  const lane = fast.command === 'ssh' && !truthy(process.env.CRABBOX_NO_AGENT_LANE)
+  const agent = lane ? await reach(join(dir, 'agent.sock')) : undefined
+  if (agent && (await converse(agent, { op: 'lane', ...job, claim: newClaim() }, dir, LANE))) return true
   const socket = await reachSpare(dir)
   if (!socket) return false
   mark('worker reached')
-  const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
-  // Whoever creates this file first has the command: the worker before it runs it, this client
-  // before it gives up waiting and runs it itself (src/warm-worker.ts, `claim`).
-  const claim = `claim-${process.pid.toString(16)}-${Math.floor(Math.random() * 2 ** 32).toString(16)}`
-  return converse(socket, { build, argv, bin: process.argv[1] ?? '', cwd: process.cwd(), env, claim }, join(dir, claim))
+  return converse(socket, { ...job, claim: newClaim() }, dir, WORKER)
 }
+
+/**
+ * A claim's name: whoever creates this file first has the command, the worker (or the agent)
+ * before it runs it, this client before it gives up waiting and runs it itself (src/warm-worker.ts).
+ */
+const newClaim = () => `claim-${process.pid.toString(16)}-${Math.floor(Math.random() * 2 ** 32).toString(16)}`
 
 /** Creates the claim file: false when the worker was first (it has the command and runs it). */
 function claimFirst(path: string): boolean {
@@ -105,8 +113,20 @@ function reach(path: string): Promise<Socket | undefined> {
   })
 }
 
-/** The conversation with the agent, then with its worker: resolves false (fall back) only before `started`. */
-function converse(socket: Socket, request: object, claim: string): Promise<boolean> {
+/** The trace's words for who took the command, or declined it. */
+interface Marks {
+  started: string
+  declined: string
+}
+const WORKER: Marks = { started: 'worker started', declined: 'falls back to the fast path' }
+const LANE: Marks = { started: 'agent lane started', declined: 'agent lane declined' }
+
+/**
+ * The conversation with a spare worker, or the agent's lane: resolves false (fall back) only
+ * before `started`. `request.claim` names the claim file in `dir`.
+ */
+function converse(socket: Socket, request: Record<string, unknown> & { claim: string }, dir: string, marks: Marks): Promise<boolean> {
+  const claim = join(dir, request.claim)
   return new Promise((resolve) => {
     let started = false
     let ended = false
@@ -115,7 +135,7 @@ function converse(socket: Socket, request: object, claim: string): Promise<boole
     const fallBack = () => {
       if (fellBack) return
       fellBack = true
-      mark('falls back to the fast path')
+      mark(marks.declined)
       clearTimeout(timer)
       socket.destroy()
       resolve(false)
@@ -137,7 +157,7 @@ function converse(socket: Socket, request: object, claim: string): Promise<boole
       frameDecoder((type, payload) => {
         if (type === Frame.started) {
           if (fellBack) return // too late: the fast path runs it (the worker lost the claim and does not)
-          mark('worker started')
+          mark(marks.started)
           clearTimeout(timer)
           started = true
           detach = attach(socket)

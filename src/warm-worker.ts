@@ -4,7 +4,7 @@ import { createServer, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { type FastCommand, fastCommand } from './fast-argv.js'
-import { createExclusive, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
+import { CLAIM_NAME, createExclusive, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
 import { listenPrivately } from './transport/ssh/private-socket.js'
 
 /**
@@ -32,9 +32,6 @@ export interface WarmJob {
    */
   claim: string
 }
-
-/** What a claim may be called: nothing that leaves the folder. */
-export const CLAIM_NAME = /^claim-[0-9a-f]{1,16}-[0-9a-f]{1,16}$/
 
 const isJob = (job: Partial<WarmJob> | undefined): job is WarmJob =>
   typeof job?.build === 'string' &&

@@ -66,6 +66,10 @@ try {
         'run --no-sync': { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true') },
         // `ssh` running what `run` has the runner do: run's gap to ssh, split into runner and client.
         "ssh, run's runner command": { args: crabbox('ssh', '--id', lease.id, '--', runWrapped()) },
+        'ssh, spare worker (CRABBOX_NO_AGENT_LANE=1)': {
+          args: crabbox('ssh', '--id', lease.id, '--', 'true'),
+          env: { ...env, CRABBOX_NO_AGENT_LANE: '1' },
+        },
         'ssh, fast path (CRABBOX_NO_THIN_CLIENT=1)': {
           args: crabbox('ssh', '--id', lease.id, '--', 'true'),
           env: { ...env, CRABBOX_NO_THIN_CLIENT: '1' },
@@ -77,6 +81,8 @@ try {
     const commands: Record<string, Timed> = {
       ssh: { args: crabbox('ssh', '--id', lease.id, '--', 'true') },
       run: { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true') },
+      // Before the agent lane, same runs: the thin client's spare worker runs it.
+      'ssh, worker': { args: crabbox('ssh', '--id', lease.id, '--', 'true'), env: { ...env, CRABBOX_NO_AGENT_LANE: '1' } },
       // Before the thin client, same runs: the fast path in the CLI's own process.
       'ssh, fast path': { args: crabbox('ssh', '--id', lease.id, '--', 'true'), env: { ...env, CRABBOX_NO_THIN_CLIENT: '1' } },
       'run, fast path': { args: crabbox('run', '--id', lease.id, '--no-sync', '--', 'true'), env: { ...env, CRABBOX_NO_THIN_CLIENT: '1' } },
@@ -123,7 +129,8 @@ try {
           `${ratio('ssh', 'fresh')} / ${ratio('run', 'fresh')} | ${ratio('ssh, full CLI', 'master')} | ${loadAverage().split(' ')[0]} |`,
       )
       fastRows.push(
-        `| ${rtt} ms${hog ? ' + hog' : ''} | ${r['ssh, fast path'].toFixed(0)} ms | ${r['run, fast path'].toFixed(0)} ms | ` +
+        `| ${rtt} ms${hog ? ' + hog' : ''} | ${r['ssh, worker'].toFixed(0)} ms | ${ratio('ssh, worker', 'master')} | ` +
+          `${r['ssh, fast path'].toFixed(0)} ms | ${r['run, fast path'].toFixed(0)} ms | ` +
           `${ratio('ssh, fast path', 'master')} / ${ratio('run, fast path', 'master')} | ${ratio('ssh, fast path', 'fresh')} / ${ratio('run, fast path', 'fresh')} |`,
       )
       wrapperRows.push(
@@ -145,10 +152,10 @@ try {
       '|---|---|---|---|---|---|---|---|---|---|---|',
       ...rows,
       '',
-      'the fast path in the CLI process (CRABBOX_NO_THIN_CLIENT=1), same runs:',
+      '`ssh` in a spare worker instead of the agent lane (CRABBOX_NO_AGENT_LANE=1), and the fast path in the CLI process (CRABBOX_NO_THIN_CLIENT=1), same runs:',
       '',
-      '| RTT | ssh | run --no-sync | ssh / run vs ControlMaster | ssh / run vs fresh |',
-      '|---|---|---|---|---|',
+      '| RTT | ssh, spare worker | vs ControlMaster | ssh, fast path | run --no-sync, fast path | fast path ssh / run vs ControlMaster | fast path ssh / run vs fresh |',
+      '|---|---|---|---|---|---|---|',
       ...fastRows,
       '',
       'ControlMaster running `true` and running what `run --no-sync -- true` has the runner do, same runs:',

@@ -19,6 +19,8 @@ export interface LoadedConfig {
   config: Config
   /** Files that were read, lowest precedence first. */
   files: string[]
+  /** Every file looked for, there or not (`files` are those that were there). */
+  looked: string[]
   /** The file `config set-broker`, `login` and `logout` write. */
   userConfigPath: string
   /** Why that file: `CRABBOX_CONFIG`, `macos`, `macos-xdg` or `xdg` (see `userConfigLocation`). */
@@ -28,7 +30,7 @@ export interface LoadedConfig {
 }
 
 /** Repo config file names at the git root; the later one wins. */
-const repoConfigNames = ['crabbox.yaml', '.crabbox.yaml'] as const
+export const repoConfigNames = ['crabbox.yaml', '.crabbox.yaml'] as const
 
 type Kind = 'string' | 'bool' | 'int' | 'csv' | 'ports'
 
@@ -425,7 +427,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
   }
   checkWindowsMode(config)
   checkTailscale(config)
-  return { config, files, userConfigPath: user.path, userConfigSource: user.source, repoRoot }
+  return { config, files, looked: layers, userConfigPath: user.path, userConfigSource: user.source, repoRoot }
 }
 
 /** LAN access is a setting of the exit node: without one it means nothing (usage error naming where it was set). */

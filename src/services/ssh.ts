@@ -1,11 +1,11 @@
 import { fstatSync } from 'node:fs'
-import { constants } from 'node:os'
 import type { ServiceContext } from './context.js'
 import { parseDuration } from '../config/schema.js'
 import { CrabboxError, RemoteExit } from '../errors.js'
 import type { ReadyKind } from '../transport/ssh/readiness.js'
 import type { ExecResult, SshTarget } from '../transport/ssh/types.js'
 import { outputSink } from '../transport/ssh/streams.js'
+import { exitCodeOf } from '../transport/ssh/agent-lane.js'
 import { workdirFor } from './run/workdir.js'
 import { startMark } from '../start-marks.js'
 import type { BrokerClient } from '../transport/broker/client.js'
@@ -72,7 +72,8 @@ export interface SshResult {
   signal?: string
 }
 
-const STATIC_PROVIDERS = new Set(['ssh', 'static', 'static-ssh'])
+/** The names of the ssh provider (an existing host). */
+export const STATIC_PROVIDERS = new Set(['ssh', 'static', 'static-ssh'])
 
 /** A static host is what `--target` (and `--windows-mode`) say it is. */
 const configOS = (config: ServiceContext['config']): LeaseOS =>
@@ -205,13 +206,6 @@ export function opensshCommand(target: SshTarget, remote: string[] = []): string
   return args.map(quoteArg).join(' ')
 }
 
-/** A remote result as this process's exit code: the status itself, or 128 + signal number. */
-export function exitCodeOf(result: ExecResult): number {
-  if (result.code !== null) return result.code
-  const number = constants.signals[(result.signal ?? 'SIGKILL') as NodeJS.Signals]
-  return 128 + (number ?? 9)
-}
-
 /**
  * Without a command, `crabbox ssh` prints the OpenSSH command line when its stdout is not a
  * terminal (`$(crabbox ssh --id X)`, a tool capturing it), unless stdin carries input (a pipe
@@ -234,15 +228,15 @@ export function printsByDefault(): boolean {
  * runs it (through the connection agent when available) and passes its exit
  * code through; without one it opens an interactive pty shell.
  */
-export async function sshCommand(context: ServiceContext, flags: SshFlags, argv: string[]): Promise<SshResult> {
+export async function sshCommand(context: ServiceContext, flags: SshFlags, argv: string[], hooks: SessionHooks = {}): Promise<SshResult> {
   const resolved = await resolveSshTarget(context, flags, { delegatedSsh: true })
-  const { leaseId, target, broker, idleTimeoutSeconds, workRoot, revoke } = resolved
+  const { leaseId, target, revoke } = resolved
   startMark('ssh: lease resolved')
   const where = `${target.user}@${target.host}:${target.port}`
   const printLine = flags.print || (argv.length === 0 && !flags.tty && (flags.printWithoutCommand ?? printsByDefault()))
   if (printLine) return printedLine(context, flags, resolved, argv)
   try {
-    return await sshSession(context, flags, argv, { leaseId, target, where, broker, idleTimeoutSeconds, workRoot })
+    return await sshSession(context, flags, argv, { ...resolved, where }, hooks)
   } finally {
     await revoke?.().catch((error: Error) => context.progress.warn(`could not revoke the SSH access to ${leaseId}: ${error.message}`))
   }
@@ -266,11 +260,17 @@ async function printedLine(context: ServiceContext, flags: SshFlags, resolved: R
   return { leaseId, target: `${hidden.user}@${target.host}:${target.port}`, openssh: opensshCommand(hidden, argv) }
 }
 
+/** For the fast path's agent lane (ssh-lane.ts): what a command was resolved to, just before it runs. */
+export interface SessionHooks {
+  beforeCommand?: (resolved: ResolvedTarget, prefix: string) => void
+}
+
 async function sshSession(
   context: ServiceContext,
   flags: SshFlags,
   argv: string[],
-  resolved: Pick<ResolvedTarget, 'leaseId' | 'target' | 'broker' | 'idleTimeoutSeconds' | 'workRoot'> & { where: string },
+  resolved: ResolvedTarget & { where: string },
+  hooks: SessionHooks,
 ): Promise<SshResult> {
   const { leaseId, target, where, broker, idleTimeoutSeconds, workRoot } = resolved
 
@@ -288,8 +288,10 @@ async function sshSession(
     : undefined
   // Like `run`: start in this checkout's synced copy when the runner has one, else in the home folder.
   const workdir = workRoot ? workdirFor(workRoot, leaseId, context.repoRoot ?? context.cwd) : undefined
-  const inWorkdir = (command: string) => (workdir ? `cd -- ${quoteArg(workdir)} 2>/dev/null; ${command}` : command)
+  const prefix = workdir ? `cd -- ${quoteArg(workdir)} 2>/dev/null; ` : ''
+  const inWorkdir = (command: string) => prefix + command
   try {
+    if (argv.length) hooks.beforeCommand?.(resolved, prefix)
     // Like OpenSSH: a pty only when stdin is a terminal (or --tty); otherwise a login shell reads stdin and ends at EOF.
     const result = argv.length
       ? await runRemote(session, inWorkdir(argv.join(' ')))

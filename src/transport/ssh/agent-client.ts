@@ -350,3 +350,20 @@ export async function agentWatchStamp(
 
 /** A stamp needs the agent's event queue drained (at most 1 s there): past this, git decides. */
 const WATCH_TIMEOUT_MS = 1500
+
+/**
+ * Files a route for the agent lane (agent-lane.ts) with the running agent; an agent that is not
+ * there, or of an older crabbox (it answers `bad agent request`), keeps none, and nothing else changes.
+ */
+export async function agentFileRoute(route: Extract<AgentRequest, { op: 'lane-route' }>): Promise<void> {
+  if (agentDisabled() || Buffer.byteLength(agentSocket()) > MAX_SOCKET_PATH) return
+  const socket = await tryConnect(agentSocket())
+  if (!socket) return
+  try {
+    await agentRequest(socket, route)
+  } catch {
+    // Only a cache: the command it came from has already run its course.
+  } finally {
+    socket.destroy()
+  }
+}

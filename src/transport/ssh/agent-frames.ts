@@ -67,6 +67,9 @@ export function buildStamp(file: string, env: NodeJS.ProcessEnv): string | undef
   }
 }
 
+/** What a claim (see `createExclusive`) may be called: nothing that leaves the agent's folder. */
+export const CLAIM_NAME = /^claim-[0-9a-f]{1,16}-[0-9a-f]{1,16}$/
+
 /**
  * Creates the empty file `path` (mode 0600) only if nothing is there yet (`O_EXCL`): `created`,
  * `taken` when something was, `failed` on any other error. The thin client and its spare worker

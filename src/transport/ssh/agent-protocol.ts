@@ -1,5 +1,7 @@
 import * as v from 'valibot'
 
+import { CLAIM_NAME } from './agent-frames.js'
+
 export { encodeFrame, Frame, frameDecoder } from './agent-frames.js'
 
 /**
@@ -47,6 +49,32 @@ export const AgentRequest = v.variant('op', [
     since: v.optional(v.object({ id: v.string(), seq: v.number() })),
   }),
   v.object({ op: v.literal('stop') }),
+  // The agent lane (agent-lane.ts): a thin client's command, as it would send it to a spare worker;
+  // declined before anything ran unless a route for it is on file.
+  v.object({
+    op: v.literal('lane'),
+    build: v.string(),
+    argv: v.array(v.string()),
+    bin: v.string(),
+    cwd: v.string(),
+    env: v.record(v.string(), v.string()),
+    claim: v.pipe(v.string(), v.regex(CLAIM_NAME)),
+  }),
+  // A spare worker's route for the commands like the one it ran.
+  v.object({
+    op: v.literal('lane-route'),
+    build: v.string(),
+    fast: v.object({
+      command: v.picklist(['ssh', 'run']),
+      flags: v.record(v.string(), v.union([v.string(), v.boolean()])),
+      lease: v.optional(v.string()),
+    }),
+    cwd: v.string(),
+    env: v.record(v.string(), v.string()),
+    target: AgentTarget,
+    prefix: v.string(),
+    stamps: v.array(v.tuple([v.string(), v.string()])),
+  }),
 ])
 export type AgentRequest = v.InferOutput<typeof AgentRequest>
 

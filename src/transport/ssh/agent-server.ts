@@ -3,6 +3,9 @@ import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError } from '../../errors.js'
+import { fastCommand } from '../../fast-argv.js'
+import { createExclusive } from './agent-frames.js'
+import { exitCodeOf, LaneRoutes, laneKey } from './agent-lane.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
 import { SpareWorkers } from './agent-spare.js'
 import { listenPrivately } from './private-socket.js'
@@ -118,6 +121,81 @@ async function execForClient(
   replyTo(socket, body)
 }
 
+/** What a client sends after its request: stdin and its end, a signal, and (a thin client) a closed stdout. */
+class ClientStreams {
+  stdin: PassThrough | undefined
+  stdoutClosed = false
+  readonly abort = new AbortController()
+
+  constructor(private readonly socket: Socket) {}
+
+  frame(type: number, payload: Buffer): void {
+    if (type === Frame.stdin) {
+      // Backpressure: stop reading the CLI until the SSH channel drains.
+      if (this.stdin) writeOrPause(this.stdin, payload, this.socket)
+    } else if (type === Frame.stdinEnd || type === Frame.stdinError) {
+      this.stdin?.end()
+    } else if (type === Frame.signal) {
+      this.stop(parseJson(AgentSignal, payload).name)
+    } else if (type === Frame.outputClosed && payload.toString('utf8') === 'stdout') {
+      // As the spare worker does on EPIPE: the remote command is stopped, the exit code says SIGPIPE.
+      this.stdoutClosed = true
+      this.stop('SIGTERM')
+    }
+  }
+
+  hangUp(): void {
+    this.stop('SIGHUP')
+    this.stdin?.destroy()
+  }
+
+  private stop(signal: string): void {
+    if (!this.abort.signal.aborted) this.abort.abort(signal)
+  }
+}
+
+const declined = (why: string): AgentReply => ({ ok: false, error: { message: why, exitCode: 1, code: 'declined' } })
+
+/**
+ * The agent lane (agent-lane.ts): a thin client's `ssh --id X -- <cmd>` run here on the route a
+ * spare worker filed, in the spare worker's frames: `started` once the request's claim is made,
+ * the output, and the exit code the command's process would end with (the remote status, 128 +
+ * its signal, 141 after a closed stdout). Without a route nothing runs: it is declined, and the
+ * client takes a spare worker.
+ */
+async function laneForClient(
+  pool: SshPool,
+  routes: LaneRoutes,
+  dir: string,
+  socket: Socket,
+  request: Extract<AgentRequest, { op: 'lane' }>,
+  client: ClientStreams,
+): Promise<void> {
+  const fast = fastCommand(request.argv, request.env)
+  const ask = fast?.command === 'ssh' && { build: request.build, fast, cwd: request.cwd, env: request.env }
+  const route = ask ? routes.take(laneKey(ask)) : undefined
+  if (!fast || !route) return replyTo(socket, declined('no route'))
+  const claim = createExclusive(join(dir, request.claim))
+  if (claim === 'taken') rmSync(join(dir, request.claim), { force: true })
+  if (claim !== 'created') return replyTo(socket, declined('the client gave up'))
+  socket.write(encodeFrame(Frame.started))
+  socket.write(encodeFrame(Frame.stdinWanted))
+  const stdout = frameWriter(socket, Frame.stdout)
+  const stderr = frameWriter(socket, Frame.stderr)
+  const { stdin, abort } = client
+  const code = await pool.exec(route.target, route.prefix + fast.words.join(' '), { stdin, signal: abort.signal, stdout, stderr }).then(
+    (result) => exitCodeOf(client.stdoutClosed ? { code: null, signal: 'SIGPIPE' } : result),
+    (error) => {
+      // As the CLI prints a failure (failure.ts, without colour: the thin client's stderr is no terminal).
+      const { error: failure } = toReplyError(error) as Extract<AgentReply, { ok: false }>
+      stderr.write(`error: ${failure.message}\n${failure.hint ? `${failure.hint}\n` : ''}`)
+      return failure.exitCode
+    },
+  )
+  await Promise.all([stdout, stderr].map((w) => new Promise<void>((resolve) => w.end(resolve))))
+  replyTo(socket, { ok: true, result: { code } })
+}
+
 async function agentStatus(pool: SshPool, about: { socketPath: string; startedAt: Date; idleTimeoutMs: number }) {
   const connections = await pool.list()
   return {
@@ -148,6 +226,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
   const pool = new SshPool({ spareChannel: true })
   const spares = new SpareWorkers(options.dir, log)
   const watchers = new Watchers(join(options.dir, 'watch'))
+  const routes = new LaneRoutes()
   const sockets = new Set<Socket>()
   const startedAt = new Date()
   let lastActivity = Date.now()
@@ -168,34 +247,21 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
 
   const serve = (socket: Socket) => {
     let request: AgentRequest | undefined
-    let stdin: PassThrough | undefined
-    const abort = new AbortController()
-    socket.on('close', () => {
-      // The CLI went away mid-command (killed, or its terminal closed): hang up the remote side.
-      if (!abort.signal.aborted) abort.abort('SIGHUP')
-      stdin?.destroy()
-    })
+    const client = new ClientStreams(socket)
+    // The CLI went away mid-command (killed, or its terminal closed): hang up the remote side.
+    socket.on('close', () => client.hangUp())
     const onFrame = (type: number, payload: Buffer) => {
-      if (!request) {
-        if (type !== Frame.request) return socket.destroy()
-        try {
-          request = parseJson(AgentRequest, payload)
-        } catch (error) {
-          return reply(socket, {
-            ok: false,
-            error: { message: `bad agent request: ${(error as Error).message}`, exitCode: 1, code: 'error' },
-          })
-        }
-        return handle(socket, request)
+      if (request) return client.frame(type, payload)
+      if (type !== Frame.request) return socket.destroy()
+      try {
+        request = parseJson(AgentRequest, payload)
+      } catch (error) {
+        return reply(socket, {
+          ok: false,
+          error: { message: `bad agent request: ${(error as Error).message}`, exitCode: 1, code: 'error' },
+        })
       }
-      if (type === Frame.stdin) {
-        // Backpressure: stop reading the CLI until the SSH channel drains.
-        if (stdin) writeOrPause(stdin, payload, socket)
-      } else if (type === Frame.stdinEnd) {
-        stdin?.end()
-      } else if (type === Frame.signal) {
-        if (!abort.signal.aborted) abort.abort(parseJson(AgentSignal, payload).name)
-      }
+      return handle(socket, request)
     }
     socket.on('data', frameDecoder(onFrame))
 
@@ -204,9 +270,18 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
       switch (request.op) {
         case 'exec':
         case 'connect-exec': {
-          stdin = request.stdin ? new PassThrough() : undefined
-          void execForClient(pool, socket, request, stdin, abort.signal).finally(() => (lastActivity = Date.now()))
+          const stdin = (client.stdin = request.stdin ? new PassThrough() : undefined)
+          void execForClient(pool, socket, request, stdin, client.abort.signal).finally(() => (lastActivity = Date.now()))
           return
+        }
+        case 'lane':
+          client.stdin = new PassThrough()
+          void laneForClient(pool, routes, options.dir, socket, request, client).finally(() => (lastActivity = Date.now()))
+          return
+        case 'lane-route': {
+          const { target, prefix, stamps, ...ask } = request
+          routes.record({ key: laneKey(ask), target, prefix, stamps })
+          return reply(socket, { ok: true })
         }
         case 'connect':
           pool.connection(request.target, { connectTimeoutMs: request.connectTimeoutMs }).then(

@@ -1,0 +1,104 @@
+import { existsSync, readdirSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import type { FastCommand } from '../fast-argv.js'
+import { repoConfigNames } from '../config/load.js'
+import { stateDir, userConfigLocation } from '../paths.js'
+import { agentFileRoute } from '../transport/ssh/agent-client.js'
+import { type LaneAsk, type PathStamp, stampPaths } from '../transport/ssh/agent-lane.js'
+import { type ResolvedTarget, STATIC_PROVIDERS } from './ssh.js'
+
+/**
+ * The spare worker's half of the agent lane (src/transport/ssh/agent-lane.ts): before a warm
+ * `ssh --id X -- <cmd>` reads anything, stamp every file its answer can come from; once the ssh
+ * service has resolved it, file the route with the agent when the answer came from those files
+ * alone (a static host of provider `ssh`, no broker), so the agent runs the next one itself.
+ */
+
+export interface LaneStamps {
+  ask: LaneAsk
+  leaseId: string
+  stamps: PathStamp[]
+}
+
+/**
+ * The stamps a route for `fast` would rest on, taken now (the command's cwd and environment are
+ * this process's); undefined when it cannot have one, or a file changed too recently to trust.
+ */
+export function stampLane(fast: FastCommand, build: string): LaneStamps | undefined {
+  const leaseId = (fast.flags.id as string | undefined) ?? fast.lease
+  if (fast.command !== 'ssh' || !leaseId || fast.flags.debug) return undefined
+  const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
+  const cwd = process.cwd()
+  const stamps = stampPaths(lanePaths(leaseId, env, cwd))
+  return stamps && { ask: { build, fast: { command: fast.command, flags: fast.flags, lease: fast.lease }, cwd, env }, leaseId, stamps }
+}
+
+/** Every file the config loader, the ssh provider and the repo claim read for `ssh --id <leaseId>`. */
+function lanePaths(leaseId: string, env: Record<string, string>, cwd: string): string[] {
+  const claims = join(stateDir(), 'claims')
+  const home = homedir()
+  return [
+    // The user config: where this platform reads it, and on macOS both places (which is read depends on which exist).
+    ...userConfigFiles(env),
+    ...repoFiles(cwd),
+    // The ssh provider reads every claim to find the lease by ID or slug.
+    claims,
+    ...listing(claims),
+    join(stateDir(), 'repo-claims', `${leaseId}.json`),
+    // A configured host that was never claimed takes the user's own key, whichever of these is there.
+    join(home, '.ssh', 'id_ed25519'),
+    join(home, '.ssh', 'id_rsa'),
+  ]
+}
+
+function userConfigFiles(env: Record<string, string>): string[] {
+  const here = userConfigLocation(env)
+  const mac = userConfigLocation(env, { platform: 'darwin', exists: () => true }).path
+  const xdg = userConfigLocation(env, { platform: 'linux' }).path
+  return [here.path, ...(here.alsoRead ? [here.alsoRead] : []), mac, xdg]
+}
+
+/** The `.git` looked for in each folder up from `cwd` (as config/load.ts `gitRoot` does), and the repo config files. */
+function repoFiles(cwd: string): string[] {
+  const paths: string[] = []
+  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
+    paths.push(join(dir, '.git'))
+    const atRoot = existsSync(join(dir, '.git'))
+    if (atRoot || dirname(dir) === dir) return [...paths, ...repoConfigNames.map((name) => join(atRoot ? dir : cwd, name))]
+  }
+}
+
+function listing(dir: string): string[] {
+  try {
+    return readdirSync(dir).map((name) => join(dir, name))
+  } catch {
+    return []
+  }
+}
+
+/** What the ssh service had resolved when the command was about to run. */
+export interface LaneResolved {
+  resolved: ResolvedTarget
+  /** What goes before the command's words on the runner (`cd -- <workdir> 2>/dev/null; `). */
+  prefix: string
+  /** The config loader's files (there or not) and git root. */
+  looked: string[]
+  repoRoot: string
+  /** The configured provider: the ssh provider must be the one asked first for the lease. */
+  provider: string
+}
+
+/**
+ * Files the route with the agent when the answer rests on the stamped files alone: the ssh
+ * provider's own record of the lease named by its ID, no broker, no access to revoke, and every
+ * file the config loader looked for among the stamped ones.
+ */
+export async function fileLaneRoute(lane: LaneStamps, at: LaneResolved): Promise<void> {
+  const { resolved } = at
+  const stamped = new Set(lane.stamps.map(([path]) => path))
+  const fromRecords = STATIC_PROVIDERS.has(at.provider) && resolved.provider === 'ssh' && !resolved.broker && !resolved.revoke
+  if (!fromRecords || resolved.leaseId !== lane.leaseId) return
+  if (!at.looked.every((path) => stamped.has(path)) || !stamped.has(join(at.repoRoot, '.git'))) return
+  await agentFileRoute({ op: 'lane-route', ...lane.ask, target: resolved.target, prefix: at.prefix, stamps: lane.stamps })
+}

@@ -1,0 +1,102 @@
+import { statSync } from 'node:fs'
+import { constants } from 'node:os'
+import type { FastCommand } from '../../fast-argv.js'
+import type { ExecResult, SshTarget } from './types.js'
+
+/**
+ * The agent lane: a warm `crabbox ssh --id X -- <cmd>` that the connection agent runs itself,
+ * without a spare worker. A spare worker that ran such a command from this machine's own records
+ * (a static host, provider `ssh`) tells the agent where it went: a **route**, under a key made of
+ * the build, the flags, the working folder and the whole environment, with the stamp of every
+ * file the answer came from (config files, the git root, the lease's claims). The next thin
+ * client with the same key gets the command run on that route at once, while every stamp still
+ * matches; anything else (another key, a changed or new file, a broker or cloud lease, whose
+ * answer is not in local files) is declined before anything ran and takes the spare worker.
+ */
+
+/** What a route is filed under: the same build, command line (the remote words aside), folder and environment. */
+export interface LaneAsk {
+  build: string
+  fast: Pick<FastCommand, 'command' | 'flags' | 'lease'>
+  cwd: string
+  env: Record<string, string>
+}
+
+const byName = ([a]: [string, unknown], [b]: [string, unknown]) => (a < b ? -1 : a > b ? 1 : 0)
+
+export function laneKey(ask: LaneAsk): string {
+  // `_` is the shell's last argument: it differs between otherwise identical calls and nothing reads it.
+  const env = Object.entries(ask.env)
+    .filter(([name]) => name !== '_')
+    .sort(byName)
+  const flags = Object.entries(ask.fast.flags).sort(byName)
+  return JSON.stringify([ask.build, ask.fast.command, ask.fast.lease ?? null, flags, ask.cwd, env])
+}
+
+/** A file as the route saw it: `absent`, or its inode, size and change times (nanoseconds). */
+export type PathStamp = [path: string, stamp: string]
+
+function stampOf(path: string): { stamp: string; changedMs?: number } {
+  const stat = statSync(path, { bigint: true, throwIfNoEntry: false })
+  if (!stat) return { stamp: 'absent' }
+  return {
+    stamp: `${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`,
+    changedMs: Number((stat.mtimeNs > stat.ctimeNs ? stat.mtimeNs : stat.ctimeNs) / 1_000_000n),
+  }
+}
+
+/**
+ * A file changed this recently may change again within the same clock tick of its file system,
+ * leaving its stamp as it was (git calls such an index entry racily clean): a route that rests
+ * on one is not kept.
+ */
+const RACY_MS = 1000
+
+/** Stamps `paths` before they are read: undefined when one of them changed too recently to trust its stamp. */
+export function stampPaths(paths: string[], now = Date.now()): PathStamp[] | undefined {
+  const stamps: PathStamp[] = []
+  for (const path of new Set(paths)) {
+    const { stamp, changedMs } = stampOf(path)
+    if (changedMs !== undefined && changedMs > now - RACY_MS) return undefined
+    stamps.push([path, stamp])
+  }
+  return stamps
+}
+
+export interface LaneRoute {
+  key: string
+  target: SshTarget
+  /** What goes before the command's words (`cd -- <workdir> 2>/dev/null; `), as the ssh service builds it. */
+  prefix: string
+  stamps: PathStamp[]
+}
+
+/** Routes are few (one per folder, lease and environment a user works in); the oldest goes past this. */
+const MAX_ROUTES = 64
+
+/** The agent's routes: a route is used only while every file it rests on is as it was. */
+export class LaneRoutes {
+  private readonly routes = new Map<string, LaneRoute>()
+
+  record(route: LaneRoute): void {
+    this.routes.delete(route.key)
+    this.routes.set(route.key, route)
+    if (this.routes.size > MAX_ROUTES) this.routes.delete(this.routes.keys().next().value as string)
+  }
+
+  /** The route for `key` when every stamp still matches; a stale route is dropped. */
+  take(key: string): LaneRoute | undefined {
+    const route = this.routes.get(key)
+    if (!route) return undefined
+    if (route.stamps.every(([path, stamp]) => stampOf(path).stamp === stamp)) return route
+    this.routes.delete(key)
+    return undefined
+  }
+}
+
+/** A remote result as the command's exit code: the status itself, or 128 + the signal's number. */
+export function exitCodeOf(result: ExecResult): number {
+  if (result.code !== null) return result.code
+  const number = constants.signals[(result.signal ?? 'SIGKILL') as NodeJS.Signals]
+  return 128 + (number ?? 9)
+}

@@ -1,0 +1,156 @@
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
+import { until } from '../support/fixtures.js'
+import { sshHost, type SshHost } from '../support/ssh-host.js'
+
+// The agent lane (src/transport/ssh/agent-lane.ts): a spare worker that ran `ssh --id X -- cmd` on a
+// static host files a route with the agent, and the agent runs the next such command itself while
+// every file the route rests on is unchanged. `CRABBOX_TRACE_START=1` tells who ran a command.
+const WORKER = 'start-up: thin client: worker started'
+const LANE = 'start-up: thin client: agent lane started'
+const DECLINED = 'start-up: thin client: agent lane declined'
+
+describe('the agent lane against a real sshd', () => {
+  let host: SshHost
+  const homes: CliHome[] = []
+  const folders: string[] = []
+
+  const spares = (h: CliHome) => {
+    try {
+      return readdirSync(join(h.env.XDG_RUNTIME_DIR, 'crabbox')).filter((name) => /^spare-\d+\.sock$/.test(name)).length
+    } catch {
+      return 0
+    }
+  }
+  const stripTrace = (stderr: string) => stderr.replace(/^start-up: .*\n/gm, '')
+  /** Past the lane's one second in which a file's stamp is not trusted yet. */
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 1100))
+
+  /** A home with a static host leased (provider ssh), the agent up and a route filed for `ssh --id <id>` from `cwd`. */
+  const leased = async () => {
+    const h = cliHome()
+    h.env = {
+      ...h.env,
+      CRABBOX_SSH_KEY: host.privateKeyPath,
+      CRABBOX_TRACE_START: '1',
+      CRABBOX_PROVIDER: 'ssh',
+      CRABBOX_STATIC_HOST: host.address,
+      CRABBOX_STATIC_PORT: '22',
+      CRABBOX_STATIC_USER: host.user,
+      CRABBOX_STATIC_WORK_ROOT: `${host.home}/work`,
+    }
+    homes.push(h)
+    const cwd = mkdtempSync(join(tmpdir(), 'crabbox-lane-'))
+    folders.push(cwd)
+    const warm = await runCli(['warmup', '--json'], { home: h, cwd })
+    expect(warm.code, warm.stderr).toBe(0)
+    const { id } = JSON.parse(warm.stdout) as { id: string }
+    expect((await runCli(['ssh', '--id', id, '--', 'true'], { home: h, cwd })).code).toBe(0)
+    await until('two spare workers', () => spares(h) >= 2, 30_000)
+    // The claim files were just written: a route resting on them is kept only once they are a second old.
+    await settle()
+    // This one files the route, unless one was filed already (warmup starts the agent).
+    const filed = await runCli(['ssh', '--id', id, '--', 'true'], { home: h, cwd })
+    expect(filed.code).toBe(0)
+    return {
+      h,
+      id,
+      cwd,
+      ssh: (words: string[], options: Parameters<typeof runCli>[1] = {}) =>
+        runCli(['ssh', '--id', id, '--', ...words], { home: h, cwd, ...options }),
+    }
+  }
+
+  beforeAll(async () => {
+    host = await sshHost({ ports: [22] })
+  })
+  afterEach(async () => {
+    await Promise.all(homes.splice(0).map((h) => runCli(['agent', 'stop'], { home: h })))
+    for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true })
+  })
+  afterAll(async () => {
+    await host?.stop()
+  })
+
+  it('runs the next ssh --id on the agent lane with the worker’s stdout/stderr split, exit code and stdin', async () => {
+    const { ssh } = await leased()
+    const words = ['echo out; echo err >&2; cat; pwd; exit 42']
+    const lane = await ssh(words, { input: 'piped in\n' })
+    expect(lane.stderr).toContain(LANE)
+    expect(lane.stderr).not.toContain(WORKER)
+    const worker = await ssh(words, { input: 'piped in\n', env: { CRABBOX_NO_AGENT_LANE: '1' } })
+    expect(worker.stderr).toContain(WORKER)
+    expect(lane.code).toBe(42)
+    expect(lane.stdout).toMatch(/^out\npiped in\n\/.+\n$/)
+    expect({ code: lane.code, stdout: lane.stdout, stderr: stripTrace(lane.stderr) }).toEqual({
+      code: worker.code,
+      stdout: worker.stdout,
+      stderr: stripTrace(worker.stderr),
+    })
+    // Killed by a signal: 128 + its number, as from the worker.
+    const killed = await ssh(['kill -TERM $$'])
+    expect(killed.stderr).toContain(LANE)
+    expect(killed.code).toBe(143)
+  })
+
+  it('forwards Ctrl-C and a closed stdout to the remote command', async () => {
+    const { h, id, cwd } = await leased()
+    const child = spawnCli(['ssh', '--id', id, '--', 'trap "echo got-int; exit 7" INT; echo started; sleep 303 & wait'], { home: h, cwd })
+    child.stdin!.end()
+    let stdout = ''
+    let stderr = ''
+    child.stdout!.on('data', (d) => (stdout += d))
+    child.stderr!.on('data', (d) => (stderr += d))
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+    await until('the command to start', () => stdout.includes('started'), 15_000)
+    child.kill('SIGINT')
+    expect(await exited).toBe(7)
+    expect(stdout).toContain('got-int')
+    expect(stderr).toContain(LANE)
+
+    const yes = spawnCli(['ssh', '--id', id, '--', 'yes crabbox-lane-sigpipe'], { home: h, cwd })
+    yes.stdin!.end()
+    const yesExited = new Promise<number | null>((resolve) => yes.on('close', (code) => resolve(code)))
+    await new Promise<void>((resolve) => yes.stdout!.once('data', () => resolve()))
+    yes.stdout!.destroy()
+    expect(await yesExited).toBe(141)
+    await until('the remote yes to end', async () => !(await host.processes()).some((p) => /yes crabbox-lane/.test(p.command)), 5000)
+  })
+
+  it('never runs on a stale route: after a stop the worker answers, as the fast path does', async () => {
+    const { h, id, ssh } = await leased()
+    expect((await ssh(['echo', 'on-lease'])).stderr).toContain(LANE)
+    expect((await runCli(['stop', id], { home: h })).code).toBe(0)
+    const after = await ssh(['echo', 'on-lease'])
+    expect(after.stderr).toContain(DECLINED)
+    // The configured host is still there (CRABBOX_STATIC_HOST): the fast path's answer is the one to give.
+    const fast = await ssh(['echo', 'on-lease'], { env: { CRABBOX_NO_THIN_CLIENT: '1' } })
+    expect({ code: after.code, stdout: after.stdout, stderr: stripTrace(after.stderr) }).toEqual({
+      code: fast.code,
+      stdout: fast.stdout,
+      stderr: stripTrace(fast.stderr),
+    })
+  })
+
+  it('declines once a file it rests on changes, and files the route again', async () => {
+    const { h, cwd, ssh } = await leased()
+    expect((await ssh(['true'])).stderr).toContain(LANE)
+    // A config file appears in the working folder: its settings may change the answer.
+    writeFileSync(join(cwd, 'crabbox.yaml'), 'ssh:\n  user: nobody-here\n')
+    const edited = await ssh(['whoami'])
+    expect(edited.stderr).toContain(DECLINED)
+    expect(edited.stdout).toBe(`${host.user}\n`) // the lease's claim names the user, not the config
+    // Older than a second, the new file's stamp can be trusted: the worker files the route again.
+    await settle()
+    await until('a spare', () => spares(h) >= 1, 30_000)
+    expect((await ssh(['true'])).stderr).toContain(WORKER)
+    expect((await ssh(['true'])).stderr).toContain(LANE)
+    // Another folder is another route.
+    const elsewhere = join(cwd, 'sub')
+    mkdirSync(elsewhere)
+    expect((await ssh(['true'], { cwd: elsewhere })).stderr).toContain(DECLINED)
+  })
+})
