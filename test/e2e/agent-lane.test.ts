@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { cliHome, runCli, spawnCli, type CliHome } from '../support/cli.js'
+import { cliHome, exitAfterStdoutCloses, runCli, spareSockets, spawnCli, withoutTrace, type CliHome } from '../support/cli.js'
 import { until } from '../support/fixtures.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 
@@ -18,14 +18,7 @@ describe('the agent lane against a real sshd', () => {
   const homes: CliHome[] = []
   const folders: string[] = []
 
-  const spares = (h: CliHome) => {
-    try {
-      return readdirSync(join(h.env.XDG_RUNTIME_DIR, 'crabbox')).filter((name) => /^spare-\d+\.sock$/.test(name)).length
-    } catch {
-      return 0
-    }
-  }
-  const stripTrace = (stderr: string) => stderr.replace(/^start-up: .*\n/gm, '')
+  const spares = (h: CliHome) => spareSockets(h).length
   /** Past the lane's one second in which a file's stamp is not trusted yet. */
   const settle = () => new Promise((resolve) => setTimeout(resolve, 1100))
 
@@ -85,10 +78,10 @@ describe('the agent lane against a real sshd', () => {
     expect(worker.stderr).toContain(WORKER)
     expect(lane.code).toBe(42)
     expect(lane.stdout).toMatch(/^out\npiped in\n\/.+\n$/)
-    expect({ code: lane.code, stdout: lane.stdout, stderr: stripTrace(lane.stderr) }).toEqual({
+    expect({ code: lane.code, stdout: lane.stdout, stderr: withoutTrace(lane.stderr) }).toEqual({
       code: worker.code,
       stdout: worker.stdout,
-      stderr: stripTrace(worker.stderr),
+      stderr: withoutTrace(worker.stderr),
     })
     // Killed by a signal: 128 + its number, as from the worker.
     const killed = await ssh(['kill -TERM $$'])
@@ -111,12 +104,7 @@ describe('the agent lane against a real sshd', () => {
     expect(stdout).toContain('got-int')
     expect(stderr).toContain(LANE)
 
-    const yes = spawnCli(['ssh', '--id', id, '--', 'yes crabbox-lane-sigpipe'], { home: h, cwd })
-    yes.stdin!.end()
-    const yesExited = new Promise<number | null>((resolve) => yes.on('close', (code) => resolve(code)))
-    await new Promise<void>((resolve) => yes.stdout!.once('data', () => resolve()))
-    yes.stdout!.destroy()
-    expect(await yesExited).toBe(141)
+    expect(await exitAfterStdoutCloses(['ssh', '--id', id, '--', 'yes crabbox-lane-sigpipe'], { home: h, cwd })).toBe(141)
     await until('the remote yes to end', async () => !(await host.processes()).some((p) => /yes crabbox-lane/.test(p.command)), 5000)
   })
 
@@ -128,10 +116,10 @@ describe('the agent lane against a real sshd', () => {
     expect(after.stderr).toContain(DECLINED)
     // The configured host is still there (CRABBOX_STATIC_HOST): the fast path's answer is the one to give.
     const fast = await ssh(['echo', 'on-lease'], { env: { CRABBOX_NO_THIN_CLIENT: '1' } })
-    expect({ code: after.code, stdout: after.stdout, stderr: stripTrace(after.stderr) }).toEqual({
+    expect({ code: after.code, stdout: after.stdout, stderr: withoutTrace(after.stderr) }).toEqual({
       code: fast.code,
       stdout: fast.stdout,
-      stderr: stripTrace(fast.stderr),
+      stderr: withoutTrace(fast.stderr),
     })
   })
 

@@ -3,7 +3,17 @@ import { connect, createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { cliHome, cliPath, repoRoot, runCli, spawnCli, type CliHome } from '../support/cli.js'
+import {
+  cliHome,
+  cliPath,
+  exitAfterStdoutCloses,
+  repoRoot,
+  runCli,
+  spareSockets,
+  spawnCli,
+  withoutTrace,
+  type CliHome,
+} from '../support/cli.js'
 import { until } from '../support/fixtures.js'
 import { copyPackage } from '../support/package-copy.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
@@ -21,13 +31,7 @@ describe('the thin client against a real sshd', () => {
   const servers: Server[] = []
 
   const runDir = (h: CliHome) => join(h.env.XDG_RUNTIME_DIR, 'crabbox')
-  const spares = (h: CliHome) => {
-    try {
-      return readdirSync(runDir(h)).filter((name) => /^spare-\d+\.sock$/.test(name)).length
-    } catch {
-      return 0
-    }
-  }
+  const spares = (h: CliHome) => spareSockets(h).length
   const home = (extra: Record<string, string> = {}) => {
     const made = cliHome()
     made.env = { ...made.env, CRABBOX_SSH_KEY: host.privateKeyPath, CRABBOX_TRACE_START: '1', ...extra }
@@ -42,7 +46,6 @@ describe('the thin client against a real sshd', () => {
     await until('two spare workers', () => spares(h) >= 2, 30_000)
     return h
   }
-  const stripTrace = (stderr: string) => stderr.replace(/^start-up: .*\n/gm, '')
 
   beforeAll(async () => {
     host = await sshHost({ ports: [22] })
@@ -62,7 +65,7 @@ describe('the thin client against a real sshd', () => {
     expect(thin.stderr).toContain(THIN)
     expect(thin.code).toBe(42)
     expect(thin.stdout).toBe('out\npiped in\n')
-    expect(stripTrace(thin.stderr)).toContain('err\n')
+    expect(withoutTrace(thin.stderr)).toContain('err\n')
     const fast = await runCli(command, { home: h, input: 'piped in\n', env: { CRABBOX_NO_THIN_CLIENT: '1' } })
     expect(fast.stderr).not.toContain('thin client')
     expect({ code: fast.code, stdout: fast.stdout }).toEqual({ code: thin.code, stdout: thin.stdout })
@@ -115,12 +118,7 @@ describe('the thin client against a real sshd', () => {
 
   it('a closed stdout stops the remote command (exit 141)', async () => {
     const h = await warmHome()
-    const child = spawnCli(['ssh', ...at(), '--', 'yes crabbox-thin-sigpipe'], { home: h })
-    child.stdin!.end()
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-    await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()))
-    child.stdout!.destroy()
-    expect(await exited).toBe(141)
+    expect(await exitAfterStdoutCloses(['ssh', ...at(), '--', 'yes crabbox-thin-sigpipe'], { home: h })).toBe(141)
     await until('the remote yes to end', async () => !(await host.processes()).some((p) => /yes crabbox-thin/.test(p.command)), 5000)
   })
 
@@ -140,7 +138,7 @@ describe('the thin client against a real sshd', () => {
     expect(second.code).not.toBe(0)
     expect(second.stdout).toBe('')
     const fast = await runCli(['ssh', '--', 'echo', 'from-config'], { home: h, env: { CRABBOX_NO_THIN_CLIENT: '1' } })
-    expect({ code: second.code, stderr: stripTrace(second.stderr) }).toEqual({ code: fast.code, stderr: stripTrace(fast.stderr) })
+    expect({ code: second.code, stderr: withoutTrace(second.stderr) }).toEqual({ code: fast.code, stderr: withoutTrace(fast.stderr) })
   })
 
   it('run --id and ssh --id of a lease match the fast path', async () => {
@@ -225,10 +223,10 @@ describe('the thin client against a real sshd', () => {
     expect(thin.stderr).toContain(THIN)
     expect(thin.code).not.toBe(0)
     const fast = await runCli(['ssh', '--id', id, '--', 'echo on-lease'], { home: h, env: { CRABBOX_NO_THIN_CLIENT: '1' } })
-    expect({ code: thin.code, stdout: thin.stdout, stderr: stripTrace(thin.stderr) }).toEqual({
+    expect({ code: thin.code, stdout: thin.stdout, stderr: withoutTrace(thin.stderr) }).toEqual({
       code: fast.code,
       stdout: fast.stdout,
-      stderr: stripTrace(fast.stderr),
+      stderr: withoutTrace(fast.stderr),
     })
   })
 
@@ -291,7 +289,7 @@ describe('the thin client against a real sshd', () => {
     const h = await warmHome()
     const marker = `${host.home}/crabbox-thin-no-claim-${Date.now()}`
     const fastPath = join(dirname(cliPath), '..', 'dist', 'fast-path.js')
-    const names = () => readdirSync(runDir(h)).filter((name) => /^spare-\d+\.sock$/.test(name))
+    const names = () => spareSockets(h)
     const before = names()
     const command = `echo ran >> ${marker}`
     const argv = ['ssh', ...at(), '--', command]
@@ -326,7 +324,7 @@ describe('the thin client against a real sshd', () => {
     const h = await warmHome()
     const fastPath = join(dirname(cliPath), '..', 'dist', 'fast-path.js')
     const env = { ...process.env, ...h.env } as Record<string, string>
-    const spareNames = () => readdirSync(runDir(h)).filter((name) => /^spare-\d+\.sock$/.test(name))
+    const spareNames = () => spareSockets(h)
     /** Sends a request with `claim` to a spare; resolves with the frame types it answered until it closed. */
     const ask = (spare: string, marker: string, claim: string) =>
       new Promise<number[]>((resolve) => {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -57,6 +57,28 @@ export function spawnCli(args: string[], options: CliOptions = {}): ChildProcess
     env: env as NodeJS.ProcessEnv,
     stdio: [options.stdin ?? 'pipe', 'pipe', 'pipe'],
   })
+}
+
+/** The spare workers a home's connection agent keeps ready (their sockets in the agent's folder). */
+export function spareSockets(home: CliHome): string[] {
+  try {
+    return readdirSync(join(home.env.XDG_RUNTIME_DIR, 'crabbox')).filter((name) => /^spare-\d+\.sock$/.test(name))
+  } catch {
+    return []
+  }
+}
+
+/** Stderr without the `CRABBOX_TRACE_START=1` lines, to compare what two paths printed. */
+export const withoutTrace = (stderr: string) => stderr.replace(/^start-up: .*\n/gm, '')
+
+/** Runs the built CLI until its first output, then closes its stdout as `head -1` would: resolves with its exit code. */
+export async function exitAfterStdoutCloses(args: string[], options: CliOptions = {}): Promise<number | null> {
+  const child = spawnCli(args, options)
+  child.stdin!.end()
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+  await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()))
+  child.stdout!.destroy()
+  return exited
 }
 
 /** Runs the built CLI to completion and collects its output. */
