@@ -31,6 +31,14 @@ export class CrabboxError extends Error {
   }
 }
 
+/** `error: <message>` and the hint, as a failed command prints them; `paint` colours them for a terminal. */
+export function failureText(
+  failure: CrabboxError,
+  paint: Record<'red' | 'dim', (text: string) => string> = { red: (t) => t, dim: (t) => t },
+): string {
+  return `${paint.red('error:')} ${failure.message}\n${failure.hint ? `${paint.dim(failure.hint)}\n` : ''}`
+}
+
 export const usageError = (message: string, hint?: string) => new CrabboxError(message, { exit: 'usage', hint })
 
 /** A remote command finished with this exit code; `run` passes it through untouched. */

@@ -1,4 +1,4 @@
-import { CrabboxError } from './errors.js'
+import { CrabboxError, failureText } from './errors.js'
 import { color } from './ui/colors.js'
 import { RescueError } from './ui/rescue.js'
 
@@ -24,8 +24,7 @@ export function printFailure(failure: CrabboxError): void {
     for (const line of failure.lines) process.stderr.write(`${line.startsWith('problem:') ? color.red(line) : line}\n`)
     return
   }
-  process.stderr.write(`${color.red('error:')} ${failure.message}\n`)
-  if (failure.hint) process.stderr.write(`${color.dim(failure.hint)}\n`)
+  process.stderr.write(failureText(failure, color))
 }
 
 /** --debug: the stack of where the failure started, on stderr. */

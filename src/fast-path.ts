@@ -104,10 +104,10 @@ export async function runFast(fast: FastCommand, warmAt?: number, ahead?: Config
 
 /** Files the agent lane's route (services/ssh-lane.ts) beside the command, which does not wait for it. */
 function laneFiler(lane: LaneStamps, loaded: Loaded): NonNullable<import('./services/ssh.js').SessionHooks['beforeCommand']> {
-  const { config, looked, repoRoot } = loaded
+  const { config, looked } = loaded
   return (resolved, prefix) =>
     void import('./services/ssh-lane.js')
-      .then(({ fileLaneRoute }) => fileLaneRoute(lane, { resolved, prefix, looked, repoRoot, provider: config.provider }))
+      .then(({ fileLaneRoute }) => fileLaneRoute(lane, { resolved, prefix, looked, provider: config.provider }))
       .catch(() => {})
 }
 

@@ -4,7 +4,7 @@ import { createServer, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import { type FastCommand, fastCommand } from './fast-argv.js'
-import { CLAIM_NAME, createExclusive, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
+import { CLAIM_NAME, encodeFrame, Frame, frameDecoder, takeClaim } from './transport/ssh/agent-frames.js'
 import { listenPrivately } from './transport/ssh/private-socket.js'
 
 /**
@@ -120,7 +120,7 @@ function runJob<Ahead>(
     return decline(socket, 'no such working folder')
   }
   // The command is ours only if the client has not claimed it for its own fallback.
-  if (!claimed(join(dir, job.claim))) return decline(socket, 'the client gave up')
+  if (!takeClaim(join(dir, job.claim))) return decline(socket, 'the client gave up')
   // `started` as soon as nothing can decline any more; the claim is ours, so the command runs at
   // once: a client that gives up waiting from now on finds the claim taken and keeps waiting.
   socket.write(encodeFrame(Frame.started))
@@ -130,14 +130,6 @@ function runJob<Ahead>(
   const early = ahead(fast)
   bindToClient(socket)
   void run(fast, early)
-}
-
-/** Creates the claim file: true when this worker was first (the client removes it once it has the exit code). */
-function claimed(path: string): boolean {
-  const made = createExclusive(path)
-  // The client was first and runs the command itself: nobody needs the file any more.
-  if (made === 'taken') rmSync(path, { force: true })
-  return made === 'created'
 }
 
 /** How long a finished command waits for its client to close (it does at once when it reads the exit code). */

@@ -375,11 +375,18 @@ function applyLayer(config: Config, layer: FileConfig, label: (path: string) => 
  * which would cost every command a process spawn (≈ 10 ms) before it starts.
  */
 export async function gitRoot(cwd: string): Promise<string> {
+  return gitRootSearch(cwd).root
+}
+
+/** The git top-level of `cwd` (`cwd` itself outside git), and every `.git` looked for on the way up. */
+export function gitRootSearch(cwd: string): { root: string; looked: string[] } {
+  const looked: string[] = []
   // One stat per folder, made at once: an async check per level cost every command a trip
   // through the thread pool and back for each folder up to the root.
   for (let dir = resolve(cwd); ; dir = dirname(dir)) {
-    if (existsSync(join(dir, '.git'))) return dir
-    if (dirname(dir) === dir) return cwd
+    looked.push(join(dir, '.git'))
+    if (existsSync(join(dir, '.git'))) return { root: dir, looked }
+    if (dirname(dir) === dir) return { root: cwd, looked }
   }
 }
 

@@ -1,8 +1,8 @@
-import { existsSync, readdirSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import { homedir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
+import { join } from 'node:path'
 import type { FastCommand } from '../fast-argv.js'
-import { repoConfigNames } from '../config/load.js'
+import { gitRootSearch, repoConfigNames } from '../config/load.js'
 import { stateDir, userConfigLocation } from '../paths.js'
 import { agentFileRoute } from '../transport/ssh/agent-client.js'
 import { type LaneAsk, type PathStamp, stampPaths } from '../transport/ssh/agent-lane.js'
@@ -59,14 +59,10 @@ function userConfigFiles(env: Record<string, string>): string[] {
   return [here.path, ...(here.alsoRead ? [here.alsoRead] : []), mac, xdg]
 }
 
-/** The `.git` looked for in each folder up from `cwd` (as config/load.ts `gitRoot` does), and the repo config files. */
+/** The `.git` looked for in each folder up from `cwd`, and the repo config files at the root found. */
 function repoFiles(cwd: string): string[] {
-  const paths: string[] = []
-  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
-    paths.push(join(dir, '.git'))
-    const atRoot = existsSync(join(dir, '.git'))
-    if (atRoot || dirname(dir) === dir) return [...paths, ...repoConfigNames.map((name) => join(atRoot ? dir : cwd, name))]
-  }
+  const { root, looked } = gitRootSearch(cwd)
+  return [...looked, ...repoConfigNames.map((name) => join(root, name))]
 }
 
 function listing(dir: string): string[] {
@@ -82,9 +78,8 @@ export interface LaneResolved {
   resolved: ResolvedTarget
   /** What goes before the command's words on the runner (`cd -- <workdir> 2>/dev/null; `). */
   prefix: string
-  /** The config loader's files (there or not) and git root. */
+  /** The config loader's files, there or not. */
   looked: string[]
-  repoRoot: string
   /** The configured provider: the ssh provider must be the one asked first for the lease. */
   provider: string
 }
@@ -99,6 +94,6 @@ export async function fileLaneRoute(lane: LaneStamps, at: LaneResolved): Promise
   const stamped = new Set(lane.stamps.map(([path]) => path))
   const fromRecords = STATIC_PROVIDERS.has(at.provider) && resolved.provider === 'ssh' && !resolved.broker && !resolved.revoke
   if (!fromRecords || resolved.leaseId !== lane.leaseId) return
-  if (!at.looked.every((path) => stamped.has(path)) || !stamped.has(join(at.repoRoot, '.git'))) return
+  if (!at.looked.every((path) => stamped.has(path))) return
   await agentFileRoute({ op: 'lane-route', ...lane.ask, target: resolved.target, prefix: at.prefix, stamps: lane.stamps })
 }

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { exitCodeOf, LaneRoutes, laneKey, type LaneAsk, stampPaths } from '../../src/transport/ssh/agent-lane.js'
+import { LaneRoutes, laneKey, type LaneAsk, stampPaths } from '../../src/transport/ssh/agent-lane.js'
+import { exitCodeOf } from '../../src/transport/ssh/exec.js'
 
 // The agent lane's routes (src/transport/ssh/agent-lane.ts): filed under the command's key, used
 // only while every file they rest on is as it was, never resting on a file that changed a moment ago.

@@ -1,4 +1,4 @@
-import { closeSync, openSync, statSync } from 'node:fs'
+import { closeSync, openSync, rmSync, statSync } from 'node:fs'
 
 /**
  * The connection agent's frames, `[type u8][length u32 BE][payload]` over its unix socket
@@ -65,6 +65,17 @@ export function buildStamp(file: string, env: NodeJS.ProcessEnv): string | undef
   } catch {
     return undefined
   }
+}
+
+/**
+ * Takes a command's claim for whoever runs it here (a spare worker, the agent lane): true when
+ * this side was first. When the client was first it runs the command itself and nobody needs the
+ * file any more, so it is removed (the client removes its own once it has the exit code).
+ */
+export function takeClaim(path: string): boolean {
+  const made = createExclusive(path)
+  if (made === 'taken') rmSync(path, { force: true })
+  return made === 'created'
 }
 
 /** What a claim (see `createExclusive`) may be called: nothing that leaves the agent's folder. */

@@ -1,7 +1,6 @@
 import { statSync } from 'node:fs'
-import { constants } from 'node:os'
 import type { FastCommand } from '../../fast-argv.js'
-import type { ExecResult, SshTarget } from './types.js'
+import type { SshTarget } from './types.js'
 
 /**
  * The agent lane: a warm `crabbox ssh --id X -- <cmd>` that the connection agent runs itself,
@@ -92,11 +91,4 @@ export class LaneRoutes {
     this.routes.delete(key)
     return undefined
   }
-}
-
-/** A remote result as the command's exit code: the status itself, or 128 + the signal's number. */
-export function exitCodeOf(result: ExecResult): number {
-  if (result.code !== null) return result.code
-  const number = constants.signals[(result.signal ?? 'SIGKILL') as NodeJS.Signals]
-  return 128 + (number ?? 9)
 }

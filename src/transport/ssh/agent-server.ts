@@ -2,10 +2,11 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rm
 import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
-import { CrabboxError } from '../../errors.js'
+import { CrabboxError, failureText } from '../../errors.js'
 import { fastCommand } from '../../fast-argv.js'
-import { createExclusive } from './agent-frames.js'
-import { exitCodeOf, LaneRoutes, laneKey } from './agent-lane.js'
+import { takeClaim } from './agent-frames.js'
+import { LaneRoutes, laneKey } from './agent-lane.js'
+import { exitCodeOf } from './exec.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
 import { SpareWorkers } from './agent-spare.js'
 import { listenPrivately } from './private-socket.js'
@@ -26,11 +27,13 @@ const agentPidPath = (dir: string) => join(dir, 'agent.pid')
 
 const describeTarget = (t: SshTarget) => `${t.user}@${t.host}:${t.port}`
 
+/** Any failure of a request as ours: anything else is an SSH failure (exit 7). */
+const asAgentFailure = (error: unknown): CrabboxError =>
+  error instanceof CrabboxError ? error : new CrabboxError((error as Error)?.message ?? String(error), { exit: 'ssh' })
+
 function toReplyError(error: unknown): AgentReply {
-  if (error instanceof CrabboxError) {
-    return { ok: false, error: { message: error.message, exitCode: error.exitCode, code: error.code, hint: error.hint } }
-  }
-  return { ok: false, error: { message: (error as Error)?.message ?? String(error), exitCode: 7, code: 'ssh' } }
+  const { message, exitCode, code, hint } = asAgentFailure(error)
+  return { ok: false, error: { message, exitCode, code, hint } }
 }
 
 /** Whether `pid` is a running agent; a pid reused by another program does not count. */
@@ -175,9 +178,7 @@ async function laneForClient(
   const ask = fast?.command === 'ssh' && { build: request.build, fast, cwd: request.cwd, env: request.env }
   const route = ask ? routes.take(laneKey(ask)) : undefined
   if (!fast || !route) return replyTo(socket, declined('no route'))
-  const claim = createExclusive(join(dir, request.claim))
-  if (claim === 'taken') rmSync(join(dir, request.claim), { force: true })
-  if (claim !== 'created') return replyTo(socket, declined('the client gave up'))
+  if (!takeClaim(join(dir, request.claim))) return replyTo(socket, declined('the client gave up'))
   socket.write(encodeFrame(Frame.started))
   socket.write(encodeFrame(Frame.stdinWanted))
   const stdout = frameWriter(socket, Frame.stdout)
@@ -186,9 +187,9 @@ async function laneForClient(
   const code = await pool.exec(route.target, route.prefix + fast.words.join(' '), { stdin, signal: abort.signal, stdout, stderr }).then(
     (result) => exitCodeOf(client.stdoutClosed ? { code: null, signal: 'SIGPIPE' } : result),
     (error) => {
-      // As the CLI prints a failure (failure.ts, without colour: the thin client's stderr is no terminal).
-      const { error: failure } = toReplyError(error) as Extract<AgentReply, { ok: false }>
-      stderr.write(`error: ${failure.message}\n${failure.hint ? `${failure.hint}\n` : ''}`)
+      // As the CLI prints a failure (without colour: the thin client's stderr is no terminal).
+      const failure = asAgentFailure(error)
+      stderr.write(failureText(failure))
       return failure.exitCode
     },
   )

@@ -1,3 +1,4 @@
+import { constants } from 'node:os'
 import { Readable } from 'node:stream'
 import type { Client, ClientChannel } from 'ssh2'
 import { CrabboxError } from '../../errors.js'
@@ -249,4 +250,11 @@ export function openPty(client: Client, where: string, options: ShellOptions): P
       reject(new NotStarted((error as Error).message))
     }
   })
+}
+
+/** A remote result as the command's exit code: the status itself, or 128 + the signal's number. */
+export function exitCodeOf(result: ExecResult): number {
+  if (result.code !== null) return result.code
+  const number = constants.signals[(result.signal ?? 'SIGKILL') as NodeJS.Signals]
+  return 128 + (number ?? 9)
 }
