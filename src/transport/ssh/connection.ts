@@ -147,17 +147,23 @@ export class SshConnection {
   private refillSpare(): void {
     if (!this.keepSpare || this.spare || this.closed || this.spareFailed) return
     const besideCommand = this.active > 0
-    const spare: Promise<ClientChannel | undefined> = openBareSession(this.client).catch(() => {
-      if (this.spare === spare) this.spare = undefined
-      // Refused beside a running command: the server may allow one session only (MaxSessions 1),
-      // so it is opened again once the command ended. Refused alone twice (the first time the
-      // server may still have been freeing the session of a command that just ended), or gone:
-      // no spare from now on.
-      if (besideCommand) return undefined
-      if (this.spareRefused++ > 0) this.spareFailed = true
-      else setTimeout(() => this.active === 0 && this.refillSpare(), REFUSED_RETRIES_MS[1]).unref()
-      return undefined
-    })
+    const spare: Promise<ClientChannel | undefined> = openBareSession(this.client).then(
+      (channel) => {
+        this.spareRefused = 0
+        return channel
+      },
+      () => {
+        if (this.spare === spare) this.spare = undefined
+        // Refused beside a running command: the server may allow one session only (MaxSessions 1),
+        // so it is opened again once the command ended. Refused alone twice in a row (the first time
+        // the server may still have been freeing the session of a command that just ended), or gone:
+        // no spare from now on.
+        if (besideCommand) return undefined
+        if (this.spareRefused++ > 0) this.spareFailed = true
+        else setTimeout(() => this.active === 0 && this.refillSpare(), REFUSED_RETRIES_MS[1]).unref()
+        return undefined
+      },
+    )
     this.spare = spare
   }
 
