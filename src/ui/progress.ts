@@ -154,7 +154,15 @@ function liveColumns(stream: NodeJS.WriteStream): number | undefined {
   }
 }
 
-/** The terminal: one live line, redrawn in place and never wider than the terminal. */
+/**
+ * The terminal: one live line, redrawn in place and never wider than the terminal.
+ *
+ * The cursor rests at the start of the line, so erasing is "clear from here down" and needs no
+ * count of rows: a terminal that re-wraps on a resize (tmux, VTE, Windows Terminal) keeps the
+ * cursor at the start of the re-wrapped line. A frame sized for the old width can still reach the
+ * terminal after it re-wrapped (it was in the pty's buffer), so the line is written with
+ * autowrap off: too wide, it is cut at the margin instead of spilling onto rows below.
+ */
 function liveProgress(stream: NodeJS.WriteStream): Progress {
   let current: string | undefined
   let update: TransferProgress | undefined
@@ -162,21 +170,19 @@ function liveProgress(stream: NodeJS.WriteStream): Progress {
   let transferAt = 0
   let timer: NodeJS.Timeout | undefined
   let frame = 0
-  // Columns the drawn line takes, to erase it whole even after the terminal re-wrapped it on a resize.
-  let drawn = 0
+  let shown = false
   const columns = () => Math.max(liveColumns(stream) || 80, 10)
 
+  // The line, then the rows below it. Not one "clear to the end of the screen": from the top-left
+  // corner tmux takes that for a cleared screen and scrolls it into the history instead.
+  const ERASE = '\r\u001b[K\u001b7\u001b[1B\u001b[J\u001b8'
   const erase = () => {
-    if (drawn === 0) return
-    // A narrower terminal re-wraps the line over several rows, the cursor on the last: clear each.
-    const rows = Math.ceil(drawn / columns())
-    stream.write(`\r\u001b[2K${'\u001b[1A\u001b[2K'.repeat(rows - 1)}`)
-    drawn = 0
+    if (shown) stream.write(ERASE)
+    shown = false
   }
   const draw = () => {
     if (current === undefined) return
-    erase()
-    // The spinner and a space, then the status; the last column stays free so the line never wraps.
+    // The spinner and a space, then the status; the last column stays free.
     const room = columns() - 3
     const elapsed = performance.now() - startedAt
     // A transfer gives the bar the room: the status keeps at most 24 columns beside it.
@@ -185,13 +191,11 @@ function liveProgress(stream: NodeJS.WriteStream): Progress {
       : formatDuration(elapsed)
     const head = truncate(current, Math.max(room - displayWidth(tail) - 1, 8))
     const text = truncate(`${head} ${tail}`, room)
-    drawn = 2 + displayWidth(text)
-    stream.write(`${color.cyan(frames[frame++ % frames.length])} ${text}`)
+    // Autowrap goes back on in the same write, so an exit between frames leaves the terminal as it was.
+    stream.write(`${shown ? ERASE : ''}\u001b[?7l${color.cyan(frames[frame++ % frames.length])} ${text}\u001b[?7h\r`)
+    shown = true
   }
-  const onResize = () => {
-    // The old line's width against the new columns decides how many rows it now takes.
-    draw()
-  }
+  const onResize = () => draw()
   const stop = () => {
     if (timer) clearInterval(timer)
     timer = undefined

@@ -109,8 +109,8 @@ describe('the terminal experience', () => {
     for (const i of [1, 2, 3]) expect(lines).toContain(`remote line ${i} of the command`)
     expect(lines.at(-1)).toMatch(/^exit 0 · total \S+ · sync \S+ · command \S+$/)
     // The bar advanced: several distinct percentages went by on the live line.
-    // eslint-disable-next-line no-control-regex -- the raw terminal stream is what is read
-    const drawn = term.raw().split(/\r\u001b\[2K/)
+    // Each frame of the live line starts by turning autowrap off.
+    const drawn = term.raw().split('\u001b[?7l')
     const percents = new Set(drawn.flatMap((frame) => [...(/ (\d{1,3})% \d/.exec(frame) ?? [])].slice(1)))
     expect(percents.size, [...percents].join(' ')).toBeGreaterThanOrEqual(3)
     expect(drawn.some((frame) => / MiB\/s /.test(frame) && /\d+\/49 files/.test(frame))).toBe(true)

@@ -66,10 +66,14 @@ describe('progress', () => {
     progress.phase('syncing')
     progress.done('done')
     // The live line carries the phase's elapsed time; the finished phase leaves `✓ message duration`.
-    // eslint-disable-next-line no-control-regex -- the progress line's erase sequence is what is asserted
-    expect(out.text()).toMatch(/^\S+ leasing \d+\.\ds\r\u001b\[2K\S+ syncing \d+\.\ds/)
-    // eslint-disable-next-line no-control-regex -- the erase sequence before the finished line
-    expect(out.text()).toMatch(/\r\u001b\[2K✓ done \d+\.\ds\n$/)
+    // Each frame is written with autowrap off and leaves the cursor at its start; the next erases it and the rows below.
+    const erase = '\r\u001b[K\u001b7\u001b[1B\u001b[J\u001b8'
+    const frames = out.text().split(erase)
+    expect(frames.map((frame) => frame.replace('\u001b[?7l', '').replace('\u001b[?7h', ''))).toEqual([
+      expect.stringMatching(/^\S+ leasing \d+\.\ds\r$/),
+      expect.stringMatching(/^\S+ syncing \d+\.\ds\r$/),
+      expect.stringMatching(/^✓ done \d+\.\ds\n$/),
+    ])
   })
 
   it('writes plain lines when not a terminal', () => {
