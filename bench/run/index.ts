@@ -13,7 +13,8 @@ import { cliSnapshot, cpuHog, loadAverage, measure, runChild, traceProfile, type
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 15
 const files = Number(process.argv[process.argv.indexOf('--files') + 1]) || 20_000
 const withHog = !process.argv.includes('--no-hog')
-// `--trace N`: only the start-up profile, N runs of `run --no-sync` and of the unchanged run at 0 ms with CRABBOX_TRACE_START=1.
+// `--trace N`: only the profile, N runs of `run --no-sync` and of the unchanged run at 0 ms with CRABBOX_TRACE_START=1,
+// then N of the one-file run.
 const traceRuns = process.argv.includes('--trace') ? Number(process.argv[process.argv.indexOf('--trace') + 1]) || 9 : 0
 // Measure the build users get (dist + oclif manifest) from a private snapshot: others rebuild
 // the shared dist/ while we measure.
@@ -116,6 +117,11 @@ try {
         'run --no-sync': commands['crabbox run --id X --no-sync -- true'],
         'run, unchanged': commands['crabbox run --id X -- true (unchanged 20k files)'],
       },
+      { runs: traceRuns, rtt: 0, env, cwd: repo },
+    )
+    // On its own: interleaved, the unchanged runs would sync the change.
+    await traceProfile(
+      { 'run, one changed file': oneFileCommands['one changed file: crabbox run --id X -- true'] },
       { runs: traceRuns, rtt: 0, env, cwd: repo },
     )
   } else {
