@@ -160,7 +160,23 @@ export async function warmWorker(socketPath: string, build: string): Promise<voi
     () => import('./failure.js'),
   ]
   const preload = () => Promise.all(modules.map((load) => load())).then(() => rehearse().catch(() => {}))
-  serveWarm(runFast, preload, socketPath, build, (fast) => readConfig(fast, build))
+  serveWarm(runFast, preload, socketPath, build, (fast) => readConfig(fast, build), readAhead)
+}
+
+/** While a spare waits: the last synced checkout's stored manifest and sent record, parsed (a small change then skips it). */
+const readAhead = {
+  start() {
+    void Promise.all([
+      import('./services/sync/warm-files.js'),
+      import('./services/sync/stored-manifest.js'),
+      import('./services/sync/records.js'),
+    ])
+      .then(([warm, manifest, records]) => warm.readAhead([manifest.storedManifestFile, records.sentRecordFile]))
+      .catch(() => {})
+  },
+  stop() {
+    void import('./services/sync/warm-files.js').then((warm) => warm.stopReadingAhead())
+  },
 }
 
 /**

@@ -48,7 +48,8 @@ const isJob = (job: Partial<WarmJob> | undefined): job is WarmJob =>
  * Loads every module a hot command needs (`preload`), listens on `socketPath`, says `ready` to
  * the agent and waits for one client of the same `build`; a client of another build is declined.
  * `ahead` starts what needs only the command's cwd and environment (reading its config: no side
- * effects) before the streams are bound; `run` then takes what it started.
+ * effects) before the streams are bound; `run` then takes what it started. `idle` is work for the
+ * time between `ready` and a client (reading ahead), stopped when a client is taken.
  */
 export function serveWarm<Ahead>(
   run: (fast: FastCommand, warmAt: number, ahead: Ahead) => Promise<void>,
@@ -56,6 +57,7 @@ export function serveWarm<Ahead>(
   socketPath: string,
   build: string,
   ahead: (fast: FastCommand) => Ahead,
+  idle?: { start(): void; stop(): void },
 ): void {
   let taken = false
   const server = createServer((socket) => {
@@ -77,6 +79,7 @@ export function serveWarm<Ahead>(
       }
       taken = true
       const at = performance.now()
+      idle?.stop()
       server.close()
       rmSync(socketPath, { force: true })
       process.disconnect?.() // from here on this process is the client's command, not the agent's child
@@ -96,7 +99,7 @@ export function serveWarm<Ahead>(
     .then(() => access(dirname(socketPath)).catch(() => {}))
     .then(() => listenPrivately(server, socketPath))
     .then(
-      () => process.send?.('ready'),
+      () => (process.send?.('ready'), taken || idle?.start()),
       () => process.exit(1),
     )
 }

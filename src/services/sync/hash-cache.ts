@@ -161,6 +161,16 @@ export class SentManifests {
     }
   }
 
+  /** The folder the records are kept in. */
+  get folder(): string {
+    return this.dir
+  }
+
+  /** The file of the record sent under `fingerprint`. */
+  file(fingerprint: string): string {
+    return join(this.dir, fingerprint)
+  }
+
   async read(fingerprint: string): Promise<Buffer | undefined> {
     try {
       return await readFile(join(this.dir, fingerprint))

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { RACY_MS, cacheDir } from './hash-cache.js'
 import type { Manifest, ManifestEntry } from './manifest.js'
 import type { GitView } from './snapshot.js'
+import { readParsed, type WarmFile } from './warm-files.js'
 
 /**
  * The manifest of the last full pass, kept beside its snapshot (state dir,
@@ -84,17 +85,30 @@ export async function storeManifest(
 export async function readStoredManifest(root: string, id: string | undefined): Promise<StoredManifest | undefined> {
   if (!id) return undefined
   try {
-    const body = JSON.parse(await readFile(storedPath(root), 'utf8')) as Omit<StoredManifest, 'entries'> & { v: number; rows: Row[] }
-    if (body.v !== 2 || body.id !== id) return undefined
-    const hashes: (string | undefined)[] = new Array(body.rows.length)
-    const entries = body.rows.map(([path, mode, size, mtimeMs, ctimeMs, ino, target, hash], i): ManifestEntry => {
-      const entry: ManifestEntry = { path, mode, size, mtimeMs, ctimeMs, ino }
-      if (target !== null) entry.target = target
-      if (hash !== null) hashes[i] = hash
-      return entry
-    })
-    return { ...body, entries, hashes }
+    const stored = await readParsed(storedPath(root), parseStoredManifest)
+    return stored?.id === id ? stored : undefined
   } catch {
     return undefined
   }
+}
+
+/** The file's stored manifest, whatever its id; undefined for another format. */
+function parseStoredManifest(data: Buffer): StoredManifest | undefined {
+  const { v, rows, ...body } = JSON.parse(data.toString('utf8')) as Omit<StoredManifest, 'entries' | 'hashes'> & { v: number; rows: Row[] }
+  if (v !== 2) return undefined
+  const hashes: (string | undefined)[] = new Array(rows.length)
+  const entries = rows.map(([path, mode, size, mtimeMs, ctimeMs, ino, target, hash], i): ManifestEntry => {
+    const entry: ManifestEntry = { path, mode, size, mtimeMs, ctimeMs, ino }
+    if (target !== null) entry.target = target
+    if (hash !== null) hashes[i] = hash
+    return entry
+  })
+  return { ...body, entries, hashes }
+}
+
+/** For a spare worker to read ahead (warm-files.ts); callers only read what it returns. */
+export const storedManifestFile: WarmFile = {
+  folder: cacheDir,
+  path: (root) => Promise.resolve(storedPath(root)),
+  parse: parseStoredManifest,
 }

@@ -3,7 +3,7 @@ import { formatBytes, plural } from '../../../ui/format.js'
 import type { SyncResult } from '../index.js'
 import type { SyncPlan } from '../prune.js'
 import { PROBE_SCRIPT, probeArgs } from '../probe-protocol.js'
-import { parseRecords } from '../records.js'
+import { readSentRecord } from '../records.js'
 import { startMark } from '../../../start-marks.js'
 import type { Checked } from './check.js'
 import { syncedResult, type SyncRun } from './context.js'
@@ -39,19 +39,19 @@ export async function foldedSync(
 ): Promise<SyncResult | undefined> {
   const expected = checked.known[0]
   if (!checked.moved || run.options.probed || !run.useFingerprint || !expected) return undefined
-  const stored = await run.sent.read(expected)
+  const stored = await readSentRecord(run.sent, expected)
   if (!stored) return undefined
   const { manifest } = local
   const git = manifest.git
   const remoteGit = run.config.gitSeed && git?.head ? { missing: false, head: git.head, hasHead: true, base: git.baseSha } : undefined
-  const remote = parseRecords(stored)
+  const { remote } = stored
   startMark('sync: last record read')
   const hashed = await hashStep(run, manifest, remote)
   const decision = planStep({
     manifest,
     hashed,
     remote,
-    probe: { fingerprint: expected, git: remoteGit, sizes: { base: stored.length, delta: 0 } },
+    probe: { fingerprint: expected, git: remoteGit, sizes: { base: stored.size, delta: 0 } },
     config: run.config,
     useFingerprint: true,
     env: run.env,
@@ -63,7 +63,7 @@ export async function foldedSync(
   const expect = {
     fingerprint: expected,
     git: remoteGit && { head: remoteGit.head, baseRef: git?.baseRef, baseSha: git?.baseSha },
-    maxDelta: Math.max(0, Math.floor(Math.max(COMPACT_MIN_BYTES, stored.length / 4) - deltaBytes)),
+    maxDelta: Math.max(0, Math.floor(Math.max(COMPACT_MIN_BYTES, stored.size / 4) - deltaBytes)),
     // No probe exec beside this one (its start waits for someone to ask): a stale apply answers it.
     probe: local.probe.answered
       ? { script: PROBE_SCRIPT, args: probeArgs(run.options.workdir, git, run.config, checked.known) }

@@ -1,6 +1,7 @@
 import { saveHashes, type HashedManifest } from '../fingerprint.js'
 import type { Manifest } from '../manifest.js'
 import { saveSnapshot } from '../snapshot.js'
+import { noteLastCheckout } from '../warm-files.js'
 import type { SyncRun } from './context.js'
 import type { Sent } from './send.js'
 
@@ -19,6 +20,7 @@ export function rememberStep(run: SyncRun, manifest: Manifest, sent: Sent, hashe
       run.sent.write(sent.fingerprint, sent.records).catch(() => {}),
     ])
     if (run.useFingerprint) await saveSnapshot(manifest, sent.fingerprint, run.config, hashes, run.watch).catch(() => {})
+    await noteLastCheckout(manifest.root)
   })
 }
 

@@ -1,0 +1,105 @@
+import { watch, type FSWatcher } from 'node:fs'
+import { readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { stateDir } from '../../paths.js'
+
+/**
+ * The sync's large local files (the stored manifest, the record sent last) read and parsed by a
+ * spare worker before any command comes, so a small change does not spend its first 100 ms on
+ * JSON. A parsed value is used only while its file's stamp (inode, size, change times) is the one
+ * taken before it was read: the sync replaces these files by rename, so any new content is a new
+ * stamp. In any other process nothing is kept and `readParsed` just reads.
+ */
+interface Parsed {
+  stamp: string
+  value: unknown
+}
+
+const parsed = new Map<string, Parsed>()
+const watchers: FSWatcher[] = []
+let stopped = false
+
+const stampOf = (file: string) =>
+  stat(file).then(
+    (s) => `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`,
+    () => undefined,
+  )
+
+/** `parse` of the file's bytes, from the spare's copy when the file has not changed since; undefined when missing. */
+export async function readParsed<T>(file: string, parse: (data: Buffer) => T): Promise<T | undefined> {
+  const kept = parsed.get(file)
+  if (kept && kept.stamp === (await stampOf(file))) return kept.value as T
+  try {
+    return parse(await readFile(file))
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
+}
+
+async function keepParsed(file: string, parse: (data: Buffer) => unknown): Promise<void> {
+  const stamp = await stampOf(file)
+  if (stopped || !stamp || parsed.get(file)?.stamp === stamp) return
+  try {
+    const value = parse(await readFile(file))
+    if (!stopped) parsed.set(file, { stamp, value })
+  } catch {
+    parsed.delete(file)
+  }
+}
+
+const lastCheckoutFile = () => join(stateDir(), 'sync', 'last-checkout')
+
+/** Notes the checkout a sync just remembered, for the next spare worker to read ahead. */
+export function noteLastCheckout(root: string): Promise<void> {
+  return writeFile(lastCheckoutFile(), root).catch(() => {})
+}
+
+/** A file of a checkout's cache the spare keeps parsed, and how. */
+export interface WarmFile {
+  /** The folder the sync writes it in (watched). */
+  folder(root: string): string
+  /** The file now, for the checkout at `root`; undefined when there is none to read. */
+  path(root: string): Promise<string | undefined>
+  parse(data: Buffer): unknown
+}
+
+/**
+ * In a spare worker, once it is ready: parses `files` of the checkout the last sync remembered,
+ * and again whenever the sync rewrites them (the folder is watched), until a command is taken.
+ */
+export async function readAhead(files: WarmFile[]): Promise<void> {
+  const root = await readFile(lastCheckoutFile(), 'utf8').catch(() => undefined)
+  if (!root || stopped) return
+  let queued: NodeJS.Timeout | undefined
+  const refresh = async () => {
+    for (const file of files) {
+      const path = await file.path(root)
+      if (path) await keepParsed(path, file.parse)
+    }
+  }
+  // Renames come in bursts (a tmp file, then the rename): one refresh after they settle.
+  const soon = () => {
+    if (stopped) return
+    clearTimeout(queued)
+    queued = setTimeout(() => void refresh(), 20)
+    queued.unref()
+  }
+  for (const folder of new Set(files.map((file) => file.folder(root)))) {
+    try {
+      const watcher = watch(folder, soon)
+      watcher.on('error', () => {})
+      watcher.unref()
+      watchers.push(watcher)
+    } catch {
+      // not there yet: read once below
+    }
+  }
+  await refresh()
+}
+
+/** The spare took a command: nothing more is read ahead, and nothing it kept is dropped. */
+export function stopReadingAhead(): void {
+  stopped = true
+  for (const watcher of watchers.splice(0)) watcher.close()
+}
