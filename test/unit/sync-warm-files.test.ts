@@ -47,6 +47,8 @@ describe('reading ahead in a spare worker (warm-files.ts)', () => {
     const { root, replace, parses, spec, read } = setUp(warm)
     await warm.noteLastCheckout(root)
     await warm.readAhead([spec])
+    // Once idle for a while, the spare parses it.
+    await until('the spare to parse the file', () => parses.length > 0, 5000, 10)
     expect(parses).toEqual(['one'])
     warm.stopReadingAhead()
     // The command: no parse of its own.
@@ -63,12 +65,13 @@ describe('reading ahead in a spare worker (warm-files.ts)', () => {
     const { root, replace, parses, spec, read } = setUp(warm)
     await warm.noteLastCheckout(root)
     await warm.readAhead([spec])
+    await until('the spare to parse the file', () => parses.length > 0, 5000, 10)
     replace('two')
     await until('the spare to parse the new file', () => parses.includes('two'), 5000, 10)
     warm.stopReadingAhead()
     expect(await read()).toEqual({ text: 'two' })
     replace('three')
-    await sleep(200)
+    await sleep(warm.IDLE_MS + 200)
     expect(parses).toEqual(['one', 'two'])
   })
 
@@ -76,6 +79,7 @@ describe('reading ahead in a spare worker (warm-files.ts)', () => {
     const warm = await load()
     const { spec, parses, file, read } = setUp(warm)
     await warm.readAhead([spec])
+    await sleep(warm.IDLE_MS + 200)
     expect(parses).toEqual([])
     rmSync(file)
     expect(await read()).toBeUndefined()
