@@ -1,5 +1,8 @@
+import { readdirSync } from 'node:fs'
+import { basename, dirname } from 'node:path'
 import { CONFIG_FLAGS, type FastCommand, fastCommand, truthy } from './fast-argv.js'
 import { startMark, startTrace } from './start-marks.js'
+import { spareNumber } from './transport/ssh/spare-names.js'
 
 export { fastCommand, type FastCommand } from './fast-argv.js'
 
@@ -160,24 +163,36 @@ export async function warmWorker(socketPath: string, build: string): Promise<voi
     () => import('./failure.js'),
   ]
   const preload = () => Promise.all(modules.map((load) => load())).then(() => rehearse().catch(() => {}))
-  serveWarm(runFast, preload, socketPath, build, (fast) => readConfig(fast, build), readAhead)
+  serveWarm(runFast, preload, socketPath, build, (fast) => readConfig(fast, build), readAhead(socketPath))
 }
 
-/** While a spare waits: the last synced checkout's stored manifest and sent record, parsed (a small change then skips it). */
-const readAhead = {
+/**
+ * While a spare waits: the last synced checkout's stored manifest and sent record, parsed (a small
+ * change then skips it). The oldest spare does it, which the thin client tries first.
+ */
+const readAhead = (socketPath: string) => ({
   start() {
+    const roster = dirname(socketPath)
+    const mine = spareNumber(basename(socketPath))
+    const leader = () => {
+      try {
+        return !readdirSync(roster).some((name) => spareNumber(name) < mine)
+      } catch {
+        return false
+      }
+    }
     void Promise.all([
       import('./services/sync/warm-files.js'),
       import('./services/sync/stored-manifest.js'),
       import('./services/sync/records.js'),
     ])
-      .then(([warm, manifest, records]) => warm.readAhead([manifest.storedManifestFile, records.sentRecordFile]))
+      .then(([warm, manifest, records]) => warm.readAhead([manifest.storedManifestFile, records.sentRecordFile], { leader, roster }))
       .catch(() => {})
   },
   stop() {
     void import('./services/sync/warm-files.js').then((warm) => warm.stopReadingAhead())
   },
-}
+})
 
 /**
  * Runs the parts of a hot command that have no side effects once, in the spare before any client

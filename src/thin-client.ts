@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { type FastCommand, truthy } from './fast-argv.js'
 import { runtimeDir } from './paths.js'
 import { buildStamp, createExclusive, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
+import { sparesOldestFirst } from './transport/ssh/spare-names.js'
 
 export { fastCommand } from './fast-argv.js'
 
@@ -66,11 +67,11 @@ function claimFirst(path: string): boolean {
   return createExclusive(path) !== 'taken'
 }
 
-/** The first spare worker that takes the connection (`spare-<n>.sock` in the agent's folder). */
+/** The first spare worker that takes the connection, oldest first (`spare-<n>.sock` in the agent's folder). */
 async function reachSpare(dir: string): Promise<Socket | undefined> {
   let names: string[]
   try {
-    names = readdirSync(dir).filter((name) => /^spare-\d+\.sock$/.test(name))
+    names = sparesOldestFirst(readdirSync(dir))
   } catch {
     return undefined
   }

@@ -1,7 +1,8 @@
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { sparesOldestFirst } from '../../src/transport/ssh/spare-names.js'
 import { sleep, until } from '../support/fixtures.js'
 
 /** A spare worker's read-ahead, in a module instance of its own per test (its state is per process). */
@@ -75,12 +76,39 @@ describe('reading ahead in a spare worker (warm-files.ts)', () => {
     expect(parses).toEqual(['one', 'two'])
   })
 
+  it('only the oldest spare reads ahead; the next one does once the oldest is taken (its socket goes)', async () => {
+    const warm = await load()
+    const { root, parses, spec } = setUp(warm)
+    await warm.noteLastCheckout(root)
+    const roster = join(dir, 'agent')
+    mkdirSync(roster)
+    writeFileSync(join(roster, 'spare-3.sock'), '')
+    writeFileSync(join(roster, 'spare-4.sock'), '')
+    const leader = () => sparesOldestFirst(readdirSync(roster))[0] === 'spare-4.sock'
+    await warm.readAhead([spec], { leader, roster })
+    await sleep(warm.IDLE_MS + 200)
+    expect(parses).toEqual([])
+    rmSync(join(roster, 'spare-3.sock'))
+    await until('the next spare to parse', () => parses.length > 0, 5000, 10)
+    expect(parses).toEqual(['one'])
+    warm.stopReadingAhead()
+  })
+
+  it('the thin client tries spares oldest first', () => {
+    expect(sparesOldestFirst(['spare-10.sock', 'agent.sock', 'spare-9.sock', 'spare-x.sock', 'spare-11.sock'])).toEqual([
+      'spare-9.sock',
+      'spare-10.sock',
+      'spare-11.sock',
+    ])
+  })
+
   it('reads nothing ahead before any sync noted a checkout; a missing file is undefined', async () => {
     const warm = await load()
     const { spec, parses, file, read } = setUp(warm)
     await warm.readAhead([spec])
     await sleep(warm.IDLE_MS + 200)
     expect(parses).toEqual([])
+    warm.stopReadingAhead()
     rmSync(file)
     expect(await read()).toBeUndefined()
   })

@@ -69,18 +69,24 @@ export interface WarmFile {
 /**
  * In a spare worker, once it is ready: parses `files` of the checkout the last sync remembered,
  * and again whenever the sync rewrites them (the folder is watched), until a command is taken.
+ * Only while `leader()` says so (one spare does it, not each), checked again on any change in
+ * `roster` (the agent's folder: spares come and go there, and so does every command's claim).
  */
-export async function readAhead(files: WarmFile[]): Promise<void> {
+export async function readAhead(
+  files: WarmFile[],
+  team: { leader(): boolean; roster: string } = { leader: () => true, roster: '' },
+): Promise<void> {
   const root = await readFile(lastCheckoutFile(), 'utf8').catch(() => undefined)
   if (!root || stopped) return
   let queued: NodeJS.Timeout | undefined
   const refresh = async () => {
+    if (!team.leader()) return
     for (const file of files) {
       const path = await file.path(root)
       if (path) await keepParsed(path, file.parse)
     }
   }
-  // Parsing takes ≈ 100 ms of CPU for 20k files: only once the spare has sat idle for a while (commands
+  // Parsing takes ≈ 100 ms of CPU for 20k files: only once nothing has moved for a while (commands
   // back to back take the spare first and keep both cores), and once per burst of renames.
   const soon = () => {
     if (stopped) return
@@ -88,7 +94,7 @@ export async function readAhead(files: WarmFile[]): Promise<void> {
     queued = setTimeout(() => void refresh(), IDLE_MS)
     queued.unref()
   }
-  for (const folder of new Set(files.map((file) => file.folder(root)))) {
+  for (const folder of new Set([...files.map((file) => file.folder(root)), team.roster].filter(Boolean))) {
     try {
       const watcher = watch(folder, soon)
       watcher.on('error', () => {})

@@ -28,9 +28,6 @@ const SPARES = 2
 /** How long after a command ended (and none came) the spares taken are replaced. */
 const QUIET_MS = 100
 
-/** Where spare workers listen, in the agent's 0700 folder: `spare-<n>.sock` (the thin client looks for these). */
-export const spareSocketName = /^spare-\d+\.sock$/
-
 /**
  * The agent's spare workers (src/warm-worker.ts): Node processes with the fast path's modules
  * loaded, each listening on its own socket in the agent's folder for one thin client's command

@@ -1,0 +1,16 @@
+/**
+ * Where spare workers listen, in the agent's 0700 folder: `spare-<n>.sock`, numbered as they are
+ * started. The thin client tries the oldest first; the oldest waiting spare is the one that reads
+ * ahead (src/services/sync/warm-files.ts).
+ */
+const spareSocketName = /^spare-(\d+)\.sock$/
+
+/** A spare socket's number (its age: lower is older); Infinity for any other name. */
+export function spareNumber(name: string): number {
+  const match = spareSocketName.exec(name)
+  return match ? Number(match[1]) : Number.POSITIVE_INFINITY
+}
+
+/** The spare sockets among `names`, oldest first. */
+export const sparesOldestFirst = (names: string[]) =>
+  names.filter((name) => spareSocketName.test(name)).sort((a, b) => spareNumber(a) - spareNumber(b))
