@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { type FastCommand, truthy } from './fast-argv.js'
 import { runtimeDir } from './paths.js'
 import { buildStamp, createExclusive, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
-import { sparesOldestFirst } from './transport/ssh/spare-names.js'
+import { sparesInTurn } from './transport/ssh/spare-names.js'
 
 export { fastCommand } from './fast-argv.js'
 
@@ -49,7 +49,8 @@ export async function thinRun(fast: FastCommand, argv: string[]): Promise<boolea
   const lane = fast.command === 'ssh' && !truthy(process.env.CRABBOX_NO_AGENT_LANE)
   const agent = lane ? await reach(join(dir, 'agent.sock')) : undefined
   if (agent && (await converse(agent, { op: 'lane', ...job, claim: newClaim() }, dir, LANE))) return true
-  const socket = await reachSpare(dir)
+  // A run that syncs wants the spare that read ahead (the oldest); anything else leaves it be.
+  const socket = await reachSpare(dir, fast.command === 'run' && fast.flags['no-sync'] !== true)
   if (!socket) return false
   mark('worker reached')
   return converse(socket, { ...job, claim: newClaim() }, dir, WORKER)
@@ -67,11 +68,11 @@ function claimFirst(path: string): boolean {
   return createExclusive(path) !== 'taken'
 }
 
-/** The first spare worker that takes the connection, oldest first (`spare-<n>.sock` in the agent's folder). */
-async function reachSpare(dir: string): Promise<Socket | undefined> {
+/** The first spare worker that takes the connection (`spare-<n>.sock` in the agent's folder), oldest or newest first. */
+async function reachSpare(dir: string, oldestFirst: boolean): Promise<Socket | undefined> {
   let names: string[]
   try {
-    names = sparesOldestFirst(readdirSync(dir))
+    names = sparesInTurn(readdirSync(dir), oldestFirst)
   } catch {
     return undefined
   }

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { sparesOldestFirst } from '../../src/transport/ssh/spare-names.js'
+import { sparesInTurn } from '../../src/transport/ssh/spare-names.js'
 import { sleep, until } from '../support/fixtures.js'
 
 /** A spare worker's read-ahead, in a module instance of its own per test (its state is per process). */
@@ -84,7 +84,7 @@ describe('reading ahead in a spare worker (warm-files.ts)', () => {
     mkdirSync(roster)
     writeFileSync(join(roster, 'spare-3.sock'), '')
     writeFileSync(join(roster, 'spare-4.sock'), '')
-    const leader = () => sparesOldestFirst(readdirSync(roster))[0] === 'spare-4.sock'
+    const leader = () => sparesInTurn(readdirSync(roster))[0] === 'spare-4.sock'
     await warm.readAhead([spec], { leader, roster })
     await sleep(warm.IDLE_MS + 200)
     expect(parses).toEqual([])
@@ -94,12 +94,10 @@ describe('reading ahead in a spare worker (warm-files.ts)', () => {
     warm.stopReadingAhead()
   })
 
-  it('the thin client tries spares oldest first', () => {
-    expect(sparesOldestFirst(['spare-10.sock', 'agent.sock', 'spare-9.sock', 'spare-x.sock', 'spare-11.sock'])).toEqual([
-      'spare-9.sock',
-      'spare-10.sock',
-      'spare-11.sock',
-    ])
+  it('the thin client orders spares by age: oldest first for a run that syncs, newest first otherwise', () => {
+    const names = ['spare-10.sock', 'agent.sock', 'spare-9.sock', 'spare-x.sock', 'spare-11.sock']
+    expect(sparesInTurn(names)).toEqual(['spare-9.sock', 'spare-10.sock', 'spare-11.sock'])
+    expect(sparesInTurn(names, false)).toEqual(['spare-11.sock', 'spare-10.sock', 'spare-9.sock'])
   })
 
   it('reads nothing ahead before any sync noted a checkout; a missing file is undefined', async () => {

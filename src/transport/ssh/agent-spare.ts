@@ -77,10 +77,15 @@ export class SpareWorkers {
     rmSync(socket, { force: true })
     let child: ChildProcess
     try {
-      child = spawn(process.execPath, ['--input-type=module', '-e', WORKER_MAIN, pathToFileURL(this.file).href, socket, build], {
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        env,
-      })
+      // --expose-gc: a spare that read ahead collects before a command comes (warm-files.ts).
+      child = spawn(
+        process.execPath,
+        ['--expose-gc', '--input-type=module', '-e', WORKER_MAIN, pathToFileURL(this.file).href, socket, build],
+        {
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+          env,
+        },
+      )
     } catch (error) {
       this.log(`spare worker did not start: ${(error as Error).message}`)
       return false

@@ -1,7 +1,8 @@
 /**
  * Where spare workers listen, in the agent's 0700 folder: `spare-<n>.sock`, numbered as they are
- * started. The thin client tries the oldest first; the oldest waiting spare is the one that reads
- * ahead (src/services/sync/warm-files.ts).
+ * started. The oldest waiting spare is the one that reads ahead (src/services/sync/warm-files.ts):
+ * a `run` that syncs tries it first, any other command the newest first (never waiting on a
+ * spare that is parsing).
  */
 const spareSocketName = /^spare-(\d+)\.sock$/
 
@@ -11,6 +12,8 @@ export function spareNumber(name: string): number {
   return match ? Number(match[1]) : Number.POSITIVE_INFINITY
 }
 
-/** The spare sockets among `names`, oldest first. */
-export const sparesOldestFirst = (names: string[]) =>
-  names.filter((name) => spareSocketName.test(name)).sort((a, b) => spareNumber(a) - spareNumber(b))
+/** The spare sockets among `names`, oldest first (or newest first). */
+export function sparesInTurn(names: string[], oldestFirst = true): string[] {
+  const spares = names.filter((name) => spareSocketName.test(name)).sort((a, b) => spareNumber(a) - spareNumber(b))
+  return oldestFirst ? spares : spares.reverse()
+}
