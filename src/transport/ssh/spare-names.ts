@@ -1,8 +1,7 @@
 /**
  * Where spare workers listen, in the agent's 0700 folder: `spare-<n>.sock`, numbered as they are
  * started. The oldest waiting spare is the one that reads ahead (src/services/sync/warm-files.ts):
- * a `run` that syncs tries it first, any other command the newest first (never waiting on a
- * spare that is parsing).
+ * a `run` that syncs tries it first; any other command takes them as the folder lists them.
  */
 const spareSocketName = /^spare-(\d+)\.sock$/
 
@@ -12,8 +11,8 @@ export function spareNumber(name: string): number {
   return match ? Number(match[1]) : Number.POSITIVE_INFINITY
 }
 
-/** The spare sockets among `names`, oldest first (or newest first). */
+/** The spare sockets among `names`: oldest first, or as listed (the folder's own order). */
 export function sparesInTurn(names: string[], oldestFirst = true): string[] {
-  const spares = names.filter((name) => spareSocketName.test(name)).sort((a, b) => spareNumber(a) - spareNumber(b))
-  return oldestFirst ? spares : spares.reverse()
+  const spares = names.filter((name) => spareSocketName.test(name))
+  return oldestFirst ? spares.sort((a, b) => spareNumber(a) - spareNumber(b)) : spares
 }
