@@ -184,9 +184,9 @@ const readAhead = (socketPath: string) => ({
     void Promise.all([
       import('./services/sync/warm-files.js'),
       import('./services/sync/stored-manifest.js'),
-      import('./services/sync/records.js'),
+      import('./services/sync/sent-records.js'),
     ])
-      .then(([warm, manifest, records]) => warm.readAhead([manifest.storedManifestFile, records.sentRecordFile], { leader, roster }))
+      .then(([warm, manifest, sent]) => warm.readAhead([manifest.storedManifestFile, sent.SentManifests.warmFile], { leader, roster }))
       .catch(() => {})
   },
   stop() {

@@ -40,16 +40,19 @@ describe('reading ahead in a spare worker (warm-files.ts)', () => {
       path: () => Promise.resolve(file),
       parse: (data: Buffer) => (parses.push(data.toString()), { text: data.toString() }),
     }
-    return { root, file, replace, parses, spec, read: () => warm.readParsed(file, spec.parse) }
+    /** A sync noted the checkout and the spare, idle for a while, parsed the file. */
+    const readAheadOnce = async () => {
+      await warm.noteLastCheckout(root)
+      await warm.readAhead([spec])
+      await until('the spare to parse the file', () => parses.length > 0, 5000, 10)
+    }
+    return { root, file, replace, parses, spec, readAheadOnce, read: () => warm.readParsed(file, spec.parse) }
   }
 
   it('a command uses what the spare parsed while the file is unchanged, and reads a replaced file itself', async () => {
     const warm = await load()
-    const { root, replace, parses, spec, read } = setUp(warm)
-    await warm.noteLastCheckout(root)
-    await warm.readAhead([spec])
-    // Once idle for a while, the spare parses it.
-    await until('the spare to parse the file', () => parses.length > 0, 5000, 10)
+    const { replace, parses, readAheadOnce, read } = setUp(warm)
+    await readAheadOnce()
     expect(parses).toEqual(['one'])
     warm.stopReadingAhead()
     // The command: no parse of its own.
@@ -63,10 +66,8 @@ describe('reading ahead in a spare worker (warm-files.ts)', () => {
 
   it('parses again when the sync rewrites the file while the spare waits, and stops once it takes a command', async () => {
     const warm = await load()
-    const { root, replace, parses, spec, read } = setUp(warm)
-    await warm.noteLastCheckout(root)
-    await warm.readAhead([spec])
-    await until('the spare to parse the file', () => parses.length > 0, 5000, 10)
+    const { replace, parses, readAheadOnce, read } = setUp(warm)
+    await readAheadOnce()
     replace('two')
     await until('the spare to parse the new file', () => parses.includes('two'), 5000, 10)
     warm.stopReadingAhead()

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { closeSync, openSync, readSync } from 'node:fs'
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stateDir } from '../../paths.js'
 import type { ManifestEntry } from './manifest.js'
@@ -133,60 +133,5 @@ export class HashCache {
     await writeFile(tmp, JSON.stringify({ v: 2, excludes: this.excludesKey, rows: Object.fromEntries(this.rows) }))
     await rename(tmp, this.file)
     this.dirty = false
-  }
-}
-
-/**
- * What this machine last sent, keyed by fingerprint: when the runner reports a
- * fingerprint we know, it need not send its manifest back.
- */
-export class SentManifests {
-  private static readonly keep = 4
-  constructor(private readonly dir: string) {}
-
-  static for(repoRoot: string): SentManifests {
-    return new SentManifests(join(cacheDir(repoRoot), 'sent'))
-  }
-
-  async known(): Promise<string[]> {
-    try {
-      const names = (await readdir(this.dir)).filter((name) => /^[0-9a-f]{64}$/.test(name))
-      const withTimes = await Promise.all(names.map(async (name) => ({ name, at: (await stat(join(this.dir, name))).mtimeMs })))
-      return withTimes
-        .sort((a, b) => b.at - a.at)
-        .slice(0, SentManifests.keep)
-        .map((entry) => entry.name)
-    } catch {
-      return []
-    }
-  }
-
-  /** The folder the records are kept in. */
-  get folder(): string {
-    return this.dir
-  }
-
-  /** The file of the record sent under `fingerprint`. */
-  file(fingerprint: string): string {
-    return join(this.dir, fingerprint)
-  }
-
-  async read(fingerprint: string): Promise<Buffer | undefined> {
-    try {
-      return await readFile(join(this.dir, fingerprint))
-    } catch {
-      return undefined
-    }
-  }
-
-  async write(fingerprint: string, records: Buffer): Promise<void> {
-    await mkdir(this.dir, { recursive: true })
-    const tmp = join(this.dir, `.${fingerprint}.${process.pid}`)
-    await writeFile(tmp, records)
-    await rename(tmp, join(this.dir, fingerprint))
-    const names = (await readdir(this.dir)).filter((name) => /^[0-9a-f]{64}$/.test(name))
-    if (names.length <= SentManifests.keep) return
-    const keep = new Set(await this.known())
-    await Promise.all(names.filter((name) => !keep.has(name)).map((name) => rm(join(this.dir, name), { force: true })))
   }
 }

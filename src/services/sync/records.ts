@@ -1,6 +1,4 @@
-import { SentManifests } from './hash-cache.js'
 import { MODE_EXEC, MODE_FILE, MODE_LINK } from './manifest.js'
-import { readParsed, type WarmFile } from './warm-files.js'
 
 /**
  * The runner's record of what crabbox put there: NUL-terminated records
@@ -35,28 +33,4 @@ export function parseRecords(data: Buffer | string): Map<string, RemoteRecord> {
     else if (modes.has(mode)) out.set(path, { hash, mode })
   }
   return out
-}
-
-/** A record this machine sent, parsed, with its size in bytes. */
-export interface SentRecord {
-  size: number
-  remote: Map<string, RemoteRecord>
-}
-
-const parseSent = (data: Buffer): SentRecord => ({ size: data.length, remote: parseRecords(data) })
-
-/** The record sent under `fingerprint` (parsed ahead by a spare worker when it could); undefined when not kept. */
-export function readSentRecord(sent: SentManifests, fingerprint: string): Promise<SentRecord | undefined> {
-  return readParsed(sent.file(fingerprint), parseSent).catch(() => undefined)
-}
-
-/** For a spare worker to read ahead (warm-files.ts): the newest record sent; callers only read what it returns. */
-export const sentRecordFile: WarmFile = {
-  folder: (root) => SentManifests.for(root).folder,
-  async path(root) {
-    const sent = SentManifests.for(root)
-    const [newest] = await sent.known()
-    return newest && sent.file(newest)
-  },
-  parse: parseSent,
 }

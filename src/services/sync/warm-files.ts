@@ -39,15 +39,17 @@ export async function readParsed<T>(file: string, parse: (data: Buffer) => T): P
   }
 }
 
-async function keepParsed(file: string, parse: (data: Buffer) => unknown): Promise<void> {
+/** Parses `file` unless the copy kept has its stamp; true when it parsed. */
+async function keepParsed(file: string, parse: (data: Buffer) => unknown): Promise<boolean> {
   const stamp = await stampOf(file)
-  if (stopped || !stamp || parsed.get(file)?.stamp === stamp) return
+  if (stopped || !stamp || parsed.get(file)?.stamp === stamp) return false
   try {
     const value = parse(await readFile(file))
     if (!stopped) parsed.set(file, { stamp, value })
   } catch {
     parsed.delete(file)
   }
+  return true
 }
 
 const lastCheckoutFile = () => join(stateDir(), 'sync', 'last-checkout')
@@ -72,22 +74,20 @@ export interface WarmFile {
  * Only while `leader()` says so (one spare does it, not each), checked again on any change in
  * `roster` (the agent's folder: spares come and go there, and so does every command's claim).
  */
-export async function readAhead(
-  files: WarmFile[],
-  team: { leader(): boolean; roster: string } = { leader: () => true, roster: '' },
-): Promise<void> {
+export async function readAhead(files: WarmFile[], team: { leader(): boolean; roster?: string } = { leader: () => true }): Promise<void> {
   const root = await readFile(lastCheckoutFile(), 'utf8').catch(() => undefined)
   if (!root || stopped) return
   let queued: NodeJS.Timeout | undefined
   const refresh = async () => {
     if (!team.leader()) return
+    let fresh = false
     for (const file of files) {
       const path = await file.path(root)
-      if (path) await keepParsed(path, file.parse)
+      if (path && (await keepParsed(path, file.parse))) fresh = true
     }
     // What was parsed is still in the young generation, with the file's bytes and the JSON: the
     // command's first scavenge would copy it all. Collected now, while nothing waits.
-    if (!stopped) (globalThis as { gc?: () => void }).gc?.()
+    if (fresh && !stopped) (globalThis as { gc?: () => void }).gc?.()
   }
   // Parsing takes ≈ 100 ms of CPU for 20k files: only once nothing has moved for a while (commands
   // back to back take the spare first and keep both cores), and once per burst of renames.
@@ -97,14 +97,16 @@ export async function readAhead(
     queued = setTimeout(() => void refresh(), IDLE_MS)
     queued.unref()
   }
-  for (const folder of new Set([...files.map((file) => file.folder(root)), team.roster].filter(Boolean))) {
+  const folders = new Set(files.map((file) => file.folder(root)))
+  if (team.roster) folders.add(team.roster)
+  for (const folder of folders) {
     try {
       const watcher = watch(folder, soon)
       watcher.on('error', () => {})
       watcher.unref()
       watchers.push(watcher)
     } catch {
-      // not there yet: read once below
+      // not there yet: the read below still happens, once
     }
   }
   soon()

@@ -3,7 +3,6 @@ import { formatBytes, plural } from '../../../ui/format.js'
 import type { SyncResult } from '../index.js'
 import type { SyncPlan } from '../prune.js'
 import { PROBE_SCRIPT, probeArgs } from '../probe-protocol.js'
-import { readSentRecord } from '../records.js'
 import { startMark } from '../../../start-marks.js'
 import type { Checked } from './check.js'
 import { syncedResult, type SyncRun } from './context.js'
@@ -39,7 +38,7 @@ export async function foldedSync(
 ): Promise<SyncResult | undefined> {
   const expected = checked.known[0]
   if (!checked.moved || run.options.probed || !run.useFingerprint || !expected) return undefined
-  const stored = await readSentRecord(run.sent, expected)
+  const stored = await run.sent.read(expected)
   if (!stored) return undefined
   const { manifest } = local
   const git = manifest.git

@@ -70,5 +70,5 @@ export async function readRunner(run: SyncRun, pending: PendingProbe): Promise<R
   const probe = await pending.answer
   if (run.options.checksum) return { probe, remote: new Map() }
   const cached = probe.known && probe.fingerprint ? await run.sent.read(probe.fingerprint) : undefined
-  return { probe, remote: parseRecords(cached ?? probe.records) }
+  return { probe, remote: cached?.remote ?? parseRecords(probe.records) }
 }
