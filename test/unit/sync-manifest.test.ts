@@ -176,7 +176,7 @@ describe('runner record and sync plan', () => {
     expect(plan.pending).toEqual([encodeRecord('?', 0o100644, 'edit.txt')])
     const kept = planSync(manifest, hashed, remote, { delete: false })
     expect(kept.remove).toEqual([])
-    expect(kept.records.join('')).toContain('gone.txt')
+    expect(kept.records().toString()).toContain('gone.txt')
   })
 
   it('mass-deletion guard counts tracked files only and lists at most 20', () => {

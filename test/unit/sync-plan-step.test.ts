@@ -112,7 +112,7 @@ describe('sync plan step', () => {
     // The fingerprint written on the runner is the checkout's; the runner's new record lists every file.
     const { manifest, hashed } = local([a, edited, c])
     expect(decision.fingerprint).toBe(computeFingerprint(manifest, hashed, config()))
-    expect([...parseRecords(decision.records)].map(([path, r]) => [path, r.hash])).toEqual([
+    expect([...parseRecords(decision.records())].map(([path, r]) => [path, r.hash])).toEqual([
       ['a.txt', a.hash],
       ['src/b.ts', edited.hash],
       ['tool.sh', c.hash],
@@ -128,7 +128,7 @@ describe('sync plan step', () => {
 
     const kept = sending(planStep(input([a, c], [a, b, c], { config: { delete: false } })))
     expect(kept.plan.remove).toEqual([])
-    expect(parseRecords(kept.records).has('src/b.ts')).toBe(true)
+    expect(parseRecords(kept.records()).has('src/b.ts')).toBe(true)
   })
 
   it('a mode change alone resends the file', () => {
@@ -142,7 +142,7 @@ describe('sync plan step', () => {
     const decision = sending(planStep(input([a, b, c], [])))
     expect(decision.cold).toBe(true)
     expect(decision.fingerprint).toBe('')
-    expect(decision.records.length).toBe(0)
+    expect(decision.records().length).toBe(0)
     expect(decision.plan.send.map((e) => e.path)).toEqual(['a.txt', 'src/b.ts', 'tool.sh'])
     expect(decision.fullManifest).toBe(true)
     expect(decision.needTar).toBe(true)

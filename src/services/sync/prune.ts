@@ -14,8 +14,12 @@ export interface SyncPlan {
   remove: string[]
   /** Records for sent paths the runner already knew: marked unknown until they land. */
   pending: string[]
-  /** The runner's record after this sync, in manifest order. */
-  records: string[]
+  /**
+   * The runner's record after this sync, in manifest order. Built when first asked: a small
+   * change sends only `delta`, and the whole record is wanted only by the bookkeeping that runs
+   * beside the command (steps/remember.ts), not on the way to it.
+   */
+  records: () => Buffer
   /** Only what changed, to append to the runner's record. */
   delta: string[]
 }
@@ -33,21 +37,20 @@ export function planSync(
 ): SyncPlan {
   const send: ManifestEntry[] = []
   const pending: string[] = []
-  const records: string[] = []
   const delta: string[] = []
+  // Runner paths kept though gone here (delete off): they stay in the record.
+  const kept: string[] = []
   let sendBytes = 0
   // How many of the runner's paths the manifest holds: all of them (the usual case) means none to prune.
   let matched = 0
   manifest.entries.forEach((entry, i) => {
     const hash = hashed.hashes[i]
-    const record = encodeRecord(hash, entry.mode, entry.path)
-    records.push(record)
     const known = remote.get(entry.path)
     if (known) matched++
     if (known && known.hash === hash && known.mode === entry.mode) return
     send.push(entry)
     sendBytes += entry.size
-    delta.push(record)
+    delta.push(encodeRecord(hash, entry.mode, entry.path))
     if (known) pending.push(encodeRecord(UNKNOWN, entry.mode, entry.path))
   })
   const remove: string[] = []
@@ -61,17 +64,28 @@ export function planSync(
         delta.push(encodeRecord('-', known.mode, path))
       } else {
         // Kept on the runner, so it stays in the record: a later sync with delete on prunes it.
-        records.push(encodeRecord(known.hash, known.mode, path))
+        kept.push(encodeRecord(known.hash, known.mode, path))
       }
     }
   }
   remove.sort()
+  const records = once(() =>
+    Buffer.from(manifest.entries.map((entry, i) => encodeRecord(hashed.hashes[i], entry.mode, entry.path)).join('') + kept.join('')),
+  )
   return { send, sendBytes, remove, pending, records, delta }
+}
+
+const NO_RECORDS = Buffer.alloc(0)
+
+/** `make`'s result, made on the first call and kept. */
+function once<T>(make: () => T): () => T {
+  let made: { value: T } | undefined
+  return () => (made ??= { value: make() }).value
 }
 
 /** The runner holds nothing crabbox recorded: send everything, prune nothing. */
 export function planEverything(manifest: Manifest): SyncPlan {
-  return { send: manifest.entries, sendBytes: manifest.bytes, remove: [], pending: [], records: [], delta: [] }
+  return { send: manifest.entries, sendBytes: manifest.bytes, remove: [], pending: [], records: () => NO_RECORDS, delta: [] }
 }
 
 /**

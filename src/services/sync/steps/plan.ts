@@ -31,8 +31,8 @@ export interface SendDecision {
   cold: boolean
   /** The checkout's fingerprint; empty when cold (computed while sending). */
   fingerprint: string
-  /** The runner's record after this sync; empty when cold (built while sending). */
-  records: Buffer
+  /** The runner's record after this sync, built when first asked; empty when cold (built while sending). */
+  records: () => Buffer
   plan: SyncPlan
   /** The tar carries a full record that replaces the runner's base and delta (compaction). */
   fullManifest: boolean
@@ -55,7 +55,6 @@ export function planStep(input: PlanInput): PlanDecision {
   const { manifest, remote, probe, config } = input
   const cold = remote.size === 0
   let fingerprint = ''
-  let records = Buffer.alloc(0)
   let plan: SyncPlan
   if (cold) {
     plan = planEverything(manifest)
@@ -64,7 +63,6 @@ export function planStep(input: PlanInput): PlanDecision {
     fingerprint = computeFingerprint(manifest, input.hashed, config)
     if (input.useFingerprint && probe.fingerprint === fingerprint) return { skip: true, fingerprint }
     plan = planSync(manifest, input.hashed, remote, { delete: config.delete })
-    records = Buffer.from(plan.records.join(''))
   }
   if (config.delete) massDeletionGuard(manifest, plan.remove, input.env)
 
@@ -78,7 +76,7 @@ export function planStep(input: PlanInput): PlanDecision {
     skip: false,
     cold,
     fingerprint,
-    records,
+    records: plan.records,
     plan,
     fullManifest,
     // A seed built on the runner travels at the end of the tar, so it needs one even with no file to send.

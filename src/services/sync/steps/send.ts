@@ -39,7 +39,8 @@ export function loadTransfer(): Promise<Transfer> {
 export interface Sent {
   /** What the runner now holds: computed while sending when the sync was cold. */
   fingerprint: string
-  records: Buffer
+  /** The runner's record after this sync (built when first asked). */
+  records: () => Buffer
   /** Cold: each entry's hash, taken as it was read for the tar. */
   hashes?: string[]
   /** `need-bundle` / `need-base` lines: the runner's git still lacks history. */
@@ -213,9 +214,10 @@ function packStreams(
     if (cold) {
       const hashes = sent.hashes!
       sent.fingerprint = computeFingerprint(manifest, { hashes, hashedFiles: manifest.files, hashedBytes: manifest.bytes }, run.config)
-      sent.records = Buffer.from(manifest.entries.map((entry, i) => encodeRecord(hashes[i], entry.mode, entry.path)).join(''))
+      const records = Buffer.from(manifest.entries.map((entry, i) => encodeRecord(hashes[i], entry.mode, entry.path)).join(''))
+      sent.records = () => records
     }
-    const files = [...seeded, ...(fullManifest ? [{ path: `${meta}/${META_FILES.next}`, data: sent.records }] : [])]
+    const files = [...seeded, ...(fullManifest ? [{ path: `${meta}/${META_FILES.next}`, data: sent.records() }] : [])]
     if (cold && run.useFingerprint)
       files.push({ path: `${meta}/${META_FILES.fingerprintNext}`, data: Buffer.from(`${sent.fingerprint}\n`) })
     return files
