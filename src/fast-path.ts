@@ -1,5 +1,6 @@
 import { readdirSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
+import { heldWork } from './exit-hold.js'
 import { CONFIG_FLAGS, type FastCommand, fastCommand, truthy } from './fast-argv.js'
 import { startMark, startTrace } from './start-marks.js'
 import { spareNumber } from './transport/ssh/spare-names.js'
@@ -102,6 +103,10 @@ export async function runFast(fast: FastCommand, warmAt?: number, ahead?: Config
     progress.done()
   }
   mark('command')
+  // In a spare worker a `run` hands its exit code over now (process.exit is the worker's), and
+  // the worker finishes the held bookkeeping before it exits; elsewhere the process waits for it.
+  if (warmAt !== undefined && fast.command === 'run') process.exit(exitCode ?? 0)
+  await heldWork()
   if (exitCode !== undefined) process.exit(exitCode)
 }
 

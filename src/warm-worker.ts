@@ -3,6 +3,7 @@ import { access } from 'node:fs/promises'
 import { createServer, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
+import { heldWork } from './exit-hold.js'
 import { type FastCommand, fastCommand } from './fast-argv.js'
 import { CLAIM_NAME, encodeFrame, Frame, frameDecoder, takeClaim } from './transport/ssh/agent-frames.js'
 import { listenPrivately } from './transport/ssh/private-socket.js'
@@ -179,7 +180,9 @@ function bindToClient(socket: Socket): void {
   }
 
   let finished = false
-  const realExit = process.exit.bind(process)
+  const exitNow = process.exit.bind(process)
+  // The command's held work (src/exit-hold.ts) ends before the process does, after the exit code went out.
+  const realExit = (code: number) => void heldWork().then(() => exitNow(code))
   const finish = (code: number) => {
     if (finished) return
     finished = true

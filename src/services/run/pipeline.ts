@@ -10,6 +10,7 @@ import { releaseStep } from './steps/release.js'
 import { sessionStep } from './steps/session.js'
 import { syncStep } from './steps/sync.js'
 import { startMark } from '../../start-marks.js'
+import { holdExit } from '../../exit-hold.js'
 
 export type { RunContext, RunFlags } from './steps/plan.js'
 export { workdirFor } from './steps/session.js'
@@ -59,8 +60,9 @@ export async function runPipeline(context: RunContext, argv: string[], flags: Ru
     await recordFailure(plan, state, error)
     throw error
   } finally {
-    // The sync's bookkeeping for the next run was written while the command ran.
-    await state.sync.saved
+    // The sync's bookkeeping for the next run, written while the command ran, may outlast it:
+    // the exit code need not wait for it, the process does (src/exit-hold.ts).
+    if (state.sync.saved) holdExit(state.sync.saved)
     await releaseStep(plan, state)
   }
 }

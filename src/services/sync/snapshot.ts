@@ -9,6 +9,7 @@ import { RACY_MS, cacheDir, excludesKey } from './hash-cache.js'
 import type { GitContext, Manifest } from './manifest.js'
 import { MODE_EXEC, MODE_FILE, MODE_LINK } from './modes.js'
 import { storeManifest } from './stored-manifest.js'
+import { awaitRemembered } from './remembering.js'
 
 /*
  * "Nothing changed since the last fingerprint", proved without re-listing and
@@ -373,6 +374,8 @@ const keyOf = (patterns: string[], config: Config['sync']) =>
 /** The last snapshot's HEAD and base, to start the runner round trip before it is verified. */
 export async function readSnapshot(root: string): Promise<Snapshot | undefined> {
   if (!gitDirOf(root)) return undefined
+  // The run before may still be writing it (its exit code went out first).
+  await awaitRemembered(root)
   try {
     // Read at once, not through libuv's threads: an async read's steps each wait for a turn of the
     // event loop, which the run's own set-up (plan, lease, session) holds for ≈ 5 ms meanwhile.
@@ -502,16 +505,23 @@ export async function saveSnapshot(
   hashes?: (string | undefined)[],
   watch?: Promise<WatchTaken | undefined>,
 ): Promise<void> {
+  await writeSnapshot(manifest, snapshotOf(manifest, fingerprint, config), hashes, watch)
+}
+
+/**
+ * What the snapshot of this pass says, decided now (the stat of the paths git calls dirty):
+ * `drop` when it cannot vouch for them, undefined when this pass did not look. Decided while
+ * the command runs, before its exit code lets the user (or a script) edit again; the writing
+ * may come later (src/exit-hold.ts).
+ */
+export function snapshotOf(manifest: Manifest, fingerprint: string, config: Config['sync']): Snapshot | 'drop' | undefined {
   const view = manifest.gitView
-  const file = snapshotPath(manifest.root)
-  // An incremental pass keeps the snapshot it started from when it cannot write one: that one still proves what it proved.
-  const rm = (path: string, o: { force: boolean }) => (manifest.incremental ? Promise.resolve() : rmFile(path, o))
   // No view: this pass did not look (the snapshot it started from is still good, or this is no plain checkout).
-  if (!view || !manifest.git) return
+  if (!view || !manifest.git) return undefined
   // git compares ctimes to the second: an index written in this same second could still
   // take an in-place edit (same size, mtime put back) that git would call clean.
   const indexMtime = Number(view.files.index?.split(':')[2] ?? 0)
-  if (Math.floor(indexMtime / 1000) >= Math.floor(view.at / 1000)) return rm(file, { force: true })
+  if (Math.floor(indexMtime / 1000) >= Math.floor(view.at / 1000)) return 'drop'
   const entries = new Map(manifest.entries.map((entry) => [entry.path, entry]))
   const deleted = new Set(manifest.deleted)
   const own = new Map<string, Sig | null>()
@@ -524,12 +534,12 @@ export async function saveSnapshot(
       // A symlink's entry has size 0 (its target is its content); lstat gives the target's length.
       const sameSize = (now: Stats) => entry.mode === MODE_LINK || now.size === entry.size
       const same = now && now.ino === entry.ino && sameSize(now) && now.mtimeMs === entry.mtimeMs && now.ctimeMs === entry.ctimeMs
-      if (!now || !same || entry.mtimeMs >= view.at - RACY_MS) return rm(file, { force: true })
+      if (!now || !same || entry.mtimeMs >= view.at - RACY_MS) return 'drop'
       own.set(path, sigOf(now))
     } else if (deleted.has(path)) own.set(path, null)
   }
   const { tracked: _tracked, ...git } = manifest.git
-  const snapshot: Snapshot = {
+  return {
     v: 1,
     id: randomBytes(9).toString('hex'),
     key: keyOf(manifest.excludes, config),
@@ -543,6 +553,20 @@ export async function saveSnapshot(
     fingerprint,
     git,
   }
+}
+
+/** Writes what `snapshotOf` decided, with the stored manifest and the watcher stamp kept for it. */
+export async function writeSnapshot(
+  manifest: Manifest,
+  snapshot: Snapshot | 'drop' | undefined,
+  hashes?: (string | undefined)[],
+  watch?: Promise<WatchTaken | undefined>,
+): Promise<void> {
+  const file = snapshotPath(manifest.root)
+  // An incremental pass keeps the snapshot it started from when it cannot write one: that one still proves what it proved.
+  if (snapshot === 'drop') return manifest.incremental ? undefined : rmFile(file, { force: true })
+  const view = manifest.gitView
+  if (!snapshot || !view) return
   await mkdir(join(file, '..'), { recursive: true })
   snapshot.manifest = await storeManifest(manifest, view, hashes).catch(() => undefined)
   const tmp = `${file}.${process.pid}.tmp`

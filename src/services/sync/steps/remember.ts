@@ -1,7 +1,8 @@
 import { saveHashes, type HashedManifest } from '../fingerprint.js'
 import type { Manifest } from '../manifest.js'
-import { saveSnapshot } from '../snapshot.js'
+import { snapshotOf, writeSnapshot } from '../snapshot.js'
 import { noteLastCheckout } from '../warm-files.js'
+import { markRemembering } from '../remembering.js'
 import type { SyncRun } from './context.js'
 import type { Sent } from './send.js'
 
@@ -13,30 +14,40 @@ import type { Sent } from './send.js'
  * files and not awaited by the sync: it overlaps the command (see later()).
  */
 export function rememberStep(run: SyncRun, manifest: Manifest, sent: Sent, hashed?: HashedManifest): Promise<void> {
-  return later(async () => {
+  return later(manifest.root, async () => {
+    // Decided first, while the command still runs: the writing may outlast it (see later()).
+    const snapshot = run.useFingerprint ? snapshotOf(manifest, sent.fingerprint, run.config) : undefined
     const hashes = sent.hashes ?? hashed?.hashes
     await Promise.all([
       hashes && saveHashes(manifest, hashes).catch(() => {}),
-      run.sent.write(sent.fingerprint, sent.records).catch(() => {}),
+      run.sent.write(sent.fingerprint, sent.records()).catch(() => {}),
     ])
-    if (run.useFingerprint) await saveSnapshot(manifest, sent.fingerprint, run.config, hashes, run.watch).catch(() => {})
+    await writeSnapshot(manifest, snapshot, hashes, run.watch).catch(() => {})
     await noteLastCheckout(manifest.root)
   })
 }
 
 /** The snapshot alone: the runner already held this checkout. */
 export function rememberSnapshot(run: SyncRun, manifest: Manifest, fingerprint: string, hashed?: HashedManifest): Promise<void> {
-  return later(async () => {
+  return later(manifest.root, async () => {
+    const snapshot = run.useFingerprint ? snapshotOf(manifest, fingerprint, run.config) : undefined
     if (hashed) await saveHashes(manifest, hashed.hashes).catch(() => {})
-    if (run.useFingerprint) await saveSnapshot(manifest, fingerprint, run.config, hashed?.hashes, run.watch).catch(() => {})
+    await writeSnapshot(manifest, snapshot, hashed?.hashes, run.watch).catch(() => {})
   })
 }
 
 /**
  * Runs the bookkeeping on a later turn of the event loop, so the caller's
  * next exec (the command) is on the wire before the JSON is built and
- * written. Never rejects.
+ * written; marked meanwhile, so the next sync of `root` waits for it
+ * (remembering.ts). The command's exit code may reach the user before it is
+ * written (src/exit-hold.ts), so what it records of the checkout is decided
+ * at its start, while the command still runs. Never rejects.
  */
-function later(work: () => Promise<void>): Promise<void> {
-  return new Promise<void>((resolve) => setImmediate(resolve)).then(work).catch(() => {})
+function later(root: string, work: () => Promise<void>): Promise<void> {
+  const done = markRemembering(root)
+  return new Promise<void>((resolve) => setImmediate(resolve))
+    .then(work)
+    .catch(() => {})
+    .finally(done)
 }
