@@ -263,6 +263,7 @@ describe('unchanged-checkout snapshot', () => {
   it('the paths the watcher names are applied to the stored manifest without git: the same manifest and fingerprint as a full pass', async () => {
     const dir = await repo()
     put(dir, 'tmp/keep.txt', 'an ignored folder\n')
+    const many = Array.from({ length: 70 }, (_, i) => `src/many-${i}.txt`)
     // [what, change, the paths the watcher names]: no folder added or removed (that rebuilds the watch: git decides).
     const changes: Array<[string, () => void, string[]]> = [
       ['edit to a clean tracked file', () => put(dir, 'src/f1.txt', '1 edited\n'), ['src/f1.txt']],
@@ -290,6 +291,8 @@ describe('unchanged-checkout snapshot', () => {
         () => put(dir, 'src/f10.txt', '10 edited\n'),
         Array.from({ length: 20 }, (_, i) => `src/f${i}.txt`),
       ],
+      ['seventy new untracked files', () => many.forEach((path, i) => put(dir, path, `many ${i}\n`)), many],
+      ['more than 64 paths named that the stored manifest holds, one edited', () => put(dir, many[7], 'many edited\n'), many],
     ]
     for (const [what, change, named] of changes) {
       await indexSettles(dir)

@@ -83,6 +83,33 @@ export async function deltaManifest(root: string, config: Config['sync'], moved:
  * lstat). `candidate`: whether the full pass would list the path (tracked, or
  * untracked and not ignored). A path that is missing now is pruned when tracked.
  */
+/** A few paths looked at again among many: the rest are copied whole and those few cut out, not pushed one by one. */
+const FEW_AGAIN = 64
+
+/** The stored entries (and hashes) split into those kept as they are and those looked at again. */
+function splitStored(stored: StoredManifest, again: Set<string>) {
+  const at: number[] = []
+  for (let i = 0; i < stored.entries.length; i++) if (again.has(stored.entries[i].path)) at.push(i)
+  const againEntries = at.map((i) => stored.entries[i])
+  const againHashes = at.map((i) => stored.hashes[i])
+  if (at.length > FEW_AGAIN) {
+    const cut = new Set(at)
+    return {
+      kept: stored.entries.filter((_, i) => !cut.has(i)),
+      keptHashes: stored.hashes.filter((_, i) => !cut.has(i)),
+      againEntries,
+      againHashes,
+    }
+  }
+  const kept = stored.entries.slice()
+  const keptHashes = stored.hashes.slice()
+  for (let k = at.length - 1; k >= 0; k--) {
+    kept.splice(at[k], 1)
+    keptHashes.splice(at[k], 1)
+  }
+  return { kept, keptHashes, againEntries, againHashes }
+}
+
 function lookAgain(
   root: string,
   stored: StoredManifest,
@@ -92,19 +119,7 @@ function lookAgain(
   candidate: (path: string) => boolean,
 ): Omit<Manifest, 'git' | 'gitView'> {
   // The entries kept carry their stored hash; only the paths looked at again go through the hash cache.
-  const kept: ManifestEntry[] = []
-  const keptHashes: (string | undefined)[] = []
-  const againEntries: ManifestEntry[] = []
-  const againHashes: (string | undefined)[] = []
-  stored.entries.forEach((entry, i) => {
-    if (again.has(entry.path)) {
-      againEntries.push(entry)
-      againHashes.push(stored.hashes[i])
-    } else {
-      kept.push(entry)
-      keptHashes.push(stored.hashes[i])
-    }
-  })
+  const { kept, keptHashes, againEntries, againHashes } = splitStored(stored, again)
   const cache = HashCache.fromEntries(root, againEntries, againHashes, excludesKey(excludes.patterns))
   const deleted = stored.deleted.filter((path) => !again.has(path))
   const rejected = stored.rejected.filter((rejection) => !again.has(rejection.path))

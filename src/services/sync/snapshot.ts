@@ -522,10 +522,10 @@ export function snapshotOf(manifest: Manifest, fingerprint: string, config: Conf
   // take an in-place edit (same size, mtime put back) that git would call clean.
   const indexMtime = Number(view.files.index?.split(':')[2] ?? 0)
   if (Math.floor(indexMtime / 1000) >= Math.floor(view.at / 1000)) return 'drop'
-  const entries = new Map(manifest.entries.map((entry) => [entry.path, entry]))
+  const paths = [...view.changed.split('\0'), ...view.untracked.split('\0'), ...view.flagged].filter(Boolean)
+  const entries = entriesAt(manifest, paths)
   const deleted = new Set(manifest.deleted)
   const own = new Map<string, Sig | null>()
-  const paths = [...view.changed.split('\0'), ...view.untracked.split('\0'), ...view.flagged].filter(Boolean)
   for (const path of paths) {
     const entry = entries.get(path)
     if (entry) {
@@ -538,7 +538,6 @@ export function snapshotOf(manifest: Manifest, fingerprint: string, config: Conf
       own.set(path, sigOf(now))
     } else if (deleted.has(path)) own.set(path, null)
   }
-  const { tracked: _tracked, ...git } = manifest.git
   return {
     v: 1,
     id: randomBytes(9).toString('hex'),
@@ -551,8 +550,24 @@ export function snapshotOf(manifest: Manifest, fingerprint: string, config: Conf
     global: view.global,
     own: [...own],
     fingerprint,
-    git,
+    git: withoutTracked(manifest.git),
   }
+}
+
+/** The manifest's entries for `paths` (usually a few of many thousands): no map of them all. */
+function entriesAt(manifest: Manifest, paths: string[]): Map<string, Manifest['entries'][number]> {
+  const wanted = new Set(paths)
+  const found = new Map<string, Manifest['entries'][number]>()
+  if (wanted.size === 0) return found
+  for (const entry of manifest.entries) if (wanted.has(entry.path)) found.set(entry.path, entry)
+  return found
+}
+
+/** The git facts a snapshot keeps: all but the index's paths, which an incremental manifest builds only when read. */
+function withoutTracked(git: GitContext): Snapshot['git'] {
+  const kept: Record<string, unknown> = {}
+  for (const key of Object.keys(git)) if (key !== 'tracked') kept[key] = git[key as keyof GitContext]
+  return kept as Snapshot['git']
 }
 
 /** Writes what `snapshotOf` decided, with the stored manifest and the watcher stamp kept for it. */
