@@ -1,6 +1,7 @@
 import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
 import { loadConfig } from './config/load.js'
 import { CrabboxError, RemoteExit } from './errors.js'
+import { heldWork } from './exit-hold.js'
 import { asFailure, printFailure, printOrigin } from './failure.js'
 import { RescueError } from './ui/rescue.js'
 import { serviceContext, type ServiceContext } from './services/context.js'
@@ -62,9 +63,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return { error: { code: failure.code, message: failure.message, hint: failure.hint, exitCode: failure.exitCode, ...rescue } }
   }
 
-  /** A phase still open when the command ends (a wait that returned) leaves no live line behind. */
+  /**
+   * A phase still open when the command ends (a wait that returned) leaves no live line behind;
+   * work held past the command's result (src/exit-hold.ts) ends before the process does, on
+   * success and failure alike.
+   */
   protected override async finally(error: Error | undefined): Promise<unknown> {
     this.cachedProgress?.done()
+    await heldWork()
     return super.finally(error)
   }
 

@@ -2,7 +2,6 @@ import { Flags } from '@oclif/core'
 import { BaseCommand } from '../base-command.js'
 import { parseDuration } from '../config/schema.js'
 import { type CrabboxError, RemoteExit } from '../errors.js'
-import { heldWork } from '../exit-hold.js'
 import { durationFlag, idFlag, leaseFlags, reclaimFlag } from '../flags.js'
 import { reportTiming, runPipeline } from '../services/run/pipeline.js'
 import type { RunTiming } from '../services/run/timing.js'
@@ -73,7 +72,6 @@ export default class Run extends BaseCommand<typeof Run> {
       debug: flags.debug ? (message) => process.stderr.write(`debug: ${message}\n`) : undefined,
     })
     reportTiming(timing, flags['timing-json'], flags.quiet)
-    await heldWork()
     const result = runResult(timing)
     if (timing.exitCode !== 0) {
       if (this.jsonEnabled()) this.logJson(result)

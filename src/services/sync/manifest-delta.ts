@@ -77,39 +77,40 @@ export async function deltaManifest(root: string, config: Config['sync'], moved:
   }
 }
 
+/** The stored entries (and hashes) split into those kept as they are and those looked at again. */
+function splitStored(stored: StoredManifest, again: Set<string>) {
+  const at: number[] = []
+  for (let i = 0; i < stored.entries.length; i++) if (again.has(stored.entries[i].path)) at.push(i)
+  return {
+    kept: withoutIndices(stored.entries, at),
+    keptHashes: withoutIndices(stored.hashes, at),
+    againEntries: at.map((i) => stored.entries[i]),
+    againHashes: at.map((i) => stored.hashes[i]),
+  }
+}
+
+/**
+ * `list` without the items at `at` (ascending), copied in the runs between them rather than item
+ * by item: a few paths looked at again among many thousands. Positions stay aligned, holes included
+ * (a stored hash may be missing).
+ */
+function withoutIndices<T>(list: T[], at: number[]): T[] {
+  const runs: T[][] = []
+  let from = 0
+  for (const i of at) {
+    runs.push(list.slice(from, i))
+    from = i + 1
+  }
+  runs.push(list.slice(from))
+  return ([] as T[]).concat(...runs)
+}
+
 /**
  * The stored manifest with the paths in `again` looked at again, each through
  * the same rules as the full pass (safe path, excludes, no symlinked parent,
  * lstat). `candidate`: whether the full pass would list the path (tracked, or
  * untracked and not ignored). A path that is missing now is pruned when tracked.
  */
-/** A few paths looked at again among many: the rest are copied whole and those few cut out, not pushed one by one. */
-const FEW_AGAIN = 64
-
-/** The stored entries (and hashes) split into those kept as they are and those looked at again. */
-function splitStored(stored: StoredManifest, again: Set<string>) {
-  const at: number[] = []
-  for (let i = 0; i < stored.entries.length; i++) if (again.has(stored.entries[i].path)) at.push(i)
-  const againEntries = at.map((i) => stored.entries[i])
-  const againHashes = at.map((i) => stored.hashes[i])
-  if (at.length > FEW_AGAIN) {
-    const cut = new Set(at)
-    return {
-      kept: stored.entries.filter((_, i) => !cut.has(i)),
-      keptHashes: stored.hashes.filter((_, i) => !cut.has(i)),
-      againEntries,
-      againHashes,
-    }
-  }
-  const kept = stored.entries.slice()
-  const keptHashes = stored.hashes.slice()
-  for (let k = at.length - 1; k >= 0; k--) {
-    kept.splice(at[k], 1)
-    keptHashes.splice(at[k], 1)
-  }
-  return { kept, keptHashes, againEntries, againHashes }
-}
-
 function lookAgain(
   root: string,
   stored: StoredManifest,
