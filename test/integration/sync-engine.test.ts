@@ -733,7 +733,9 @@ describe('sync engine against a real sshd', () => {
       put(repo, 'large.bin', random)
       put(repo, 'small.txt', 'v2\n')
       const cutWhenWriting = setInterval(() => {
-        if (existsSync(join(wd, 'large.bin')) && lstatSync(join(wd, 'large.bin')).size !== 4 * 1024 * 1024) {
+        // The runner may rename the file between two looks: one lstat that tolerates absence.
+        const size = lstatSync(join(wd, 'large.bin'), { throwIfNoEntry: false })?.size
+        if (size !== undefined && size !== 4 * 1024 * 1024) {
           clearInterval(cutWhenWriting)
           proxy.cut()
         }
