@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
-import { heldWork } from './exit-hold.js'
+import { heldWork, holdExit } from './exit-hold.js'
 import { CONFIG_FLAGS, type FastCommand, fastCommand, truthy } from './fast-argv.js'
 import { startMark, startTrace } from './start-marks.js'
 import { spareNumber } from './transport/ssh/spare-names.js'
@@ -28,12 +28,12 @@ type Loaded = Awaited<ReturnType<typeof import('./config/load.js').loadConfig>>
 
 /** The command's config, read ahead (`readConfig`): never rejects, its warnings are printed when it is used. */
 export interface ConfigAhead {
-  /** `lane`: in a spare worker, the stamps for the agent lane (services/ssh-lane.ts), taken before the config was read. */
+  /** `lane`: in a spare worker, the stamps for the agent lane (services/lane.ts), taken before the config was read. */
   loaded: Promise<{ config?: Loaded; error?: unknown; lane?: LaneStamps }>
   warnings: string[]
 }
 
-type LaneStamps = import('./services/ssh-lane.js').LaneStamps
+type LaneStamps = import('./services/lane.js').LaneStamps
 
 /**
  * Starts reading the command's config (files, env, its config flags; the cwd and environment
@@ -45,7 +45,7 @@ export function readConfig(fast: FastCommand, laneBuild?: string): ConfigAhead {
   const configFlags = Object.fromEntries(Object.entries(fast.flags).filter(([name]) => CONFIG_FLAGS.has(name)))
   const cwd = process.cwd()
   let lane: LaneStamps | undefined
-  const loaded = Promise.all([import('./config/load.js'), laneBuild === undefined ? undefined : import('./services/ssh-lane.js')])
+  const loaded = Promise.all([import('./config/load.js'), laneBuild === undefined ? undefined : import('./services/lane.js')])
     .then(([{ loadConfig }, sshLane]) => {
       lane = sshLane?.stampLane(fast, laneBuild as string)
       return loadConfig({ cwd, flags: configFlags, warn: (message) => warnings.push(message) })
@@ -88,14 +88,14 @@ export async function runFast(fast: FastCommand, warmAt?: number, ahead?: Config
     const { config, files, repoRoot } = read.config
     const context = serviceContext({ config, progress, json: false, cwd, repoRoot, configFiles: files })
     mark('config')
+    // The agent lane: a route for the next such command, when nothing was said about the config.
+    const lane = reading.warnings.length === 0 ? read.lane : undefined
     if (fast.command === 'ssh') {
       const { sshCommand } = await import('./services/ssh.js')
-      const { lane } = read
-      // The agent lane: a route for the next such command, when nothing was said about the config.
-      const hooks = lane && reading.warnings.length === 0 ? { beforeCommand: laneFiler(lane, read.config) } : {}
+      const hooks = lane ? { beforeCommand: laneFiler(lane, read.config) } : {}
       await sshCommand(context, { id: (flags.id as string | undefined) ?? fast.lease }, fast.words, hooks)
     } else {
-      await fastRun(context, fast)
+      await fastRun(context, fast, lane && runLaneFiler(lane, read.config))
     }
   } catch (error) {
     exitCode = await failed(error as Error, progress, debug)
@@ -110,17 +110,33 @@ export async function runFast(fast: FastCommand, warmAt?: number, ahead?: Config
   if (exitCode !== undefined) process.exit(exitCode)
 }
 
-/** Files the agent lane's route (services/ssh-lane.ts) beside the command, which does not wait for it. */
+/**
+ * Files the agent lane's route (services/lane.ts) beside the command, which does not wait for
+ * it; the process does (src/exit-hold.ts), so a run whose exit code went out first still files it.
+ */
 function laneFiler(lane: LaneStamps, loaded: Loaded): NonNullable<import('./services/ssh.js').SessionHooks['beforeCommand']> {
   const { config, looked } = loaded
   return (resolved, prefix) =>
-    void import('./services/ssh-lane.js')
-      .then(({ fileLaneRoute }) => fileLaneRoute(lane, { resolved, prefix, looked, provider: config.provider }))
-      .catch(() => {})
+    holdExit(
+      import('./services/lane.js').then(({ fileLaneRoute }) =>
+        fileLaneRoute(lane, { resolved, prefix, looked, provider: config.provider }),
+      ),
+    )
 }
 
+/** The same for a `run --no-sync` (the run pipeline's `beforeCommand`). */
+function runLaneFiler(lane: LaneStamps, loaded: Loaded): RunFlags['beforeCommand'] {
+  return (at) => holdExit(import('./services/lane.js').then(({ fileRunLaneRoute }) => fileRunLaneRoute(lane, at, loaded)))
+}
+
+type RunFlags = import('./services/run/pipeline.js').RunFlags
+
 /** `crabbox run --id X …`: src/commands/run.ts without --json. */
-async function fastRun(context: import('./services/context.js').ServiceContext, fast: FastCommand): Promise<void> {
+async function fastRun(
+  context: import('./services/context.js').ServiceContext,
+  fast: FastCommand,
+  beforeCommand?: RunFlags['beforeCommand'],
+): Promise<void> {
   const { flags } = fast
   const [{ runPipeline, reportTiming }, { RemoteExit }] = await Promise.all([import('./services/run/pipeline.js'), import('./errors.js')])
   const timing = await runPipeline(context, fast.words, {
@@ -134,6 +150,7 @@ async function fastRun(context: import('./services/context.js').ServiceContext, 
     timingJson: flags['timing-json'] === true,
     json: false,
     debug: flags.debug ? (message) => process.stderr.write(`debug: ${message}\n`) : undefined,
+    beforeCommand,
   })
   reportTiming(timing, flags['timing-json'] === true, flags.quiet === true)
   if (timing.exitCode !== 0) throw new RemoteExit(timing.exitCode)

@@ -24,6 +24,10 @@ export function summaryLine(timing: RunTiming): string {
   return timing.exitCode === 0 ? color.green(line) : color.red(line)
 }
 
+/** The line a run says as its command starts (not with --quiet or --timing-json). */
+export const runningOnLine = (lease: { slug: string; ssh: { host: string } }, argv: string[]) =>
+  `running on ${lease.slug} (${lease.ssh.host}) ${argv.join(' ')}`
+
 /** `1 file`, `2 files`. */
 export const plural = (count: number, one: string, many = `${one}s`) => `${count} ${count === 1 ? one : many}`
 

@@ -54,8 +54,13 @@ describe('the agent lane against a real sshd', () => {
       cwd,
       ssh: (words: string[], options: Parameters<typeof runCli>[1] = {}) =>
         runCli(['ssh', '--id', id, '--', ...words], { home: h, cwd, ...options }),
+      /** `run --id <id> --no-sync [flags] -- words`. */
+      run: (flags: string[], words: string[], options: Parameters<typeof runCli>[1] = {}) =>
+        runCli(['run', '--id', id, '--no-sync', ...flags, '--', ...words], { home: h, cwd, ...options }),
     }
   }
+  /** The summary line's times differ from run to run. */
+  const timesOut = (stderr: string) => withoutTrace(stderr).replace(/(total|command) \S+/g, '$1 <ms>')
 
   beforeAll(async () => {
     host = await sshHost({ ports: [22] })
@@ -140,5 +145,79 @@ describe('the agent lane against a real sshd', () => {
     const elsewhere = join(cwd, 'sub')
     mkdirSync(elsewhere)
     expect((await ssh(['true'], { cwd: elsewhere })).stderr).toContain(DECLINED)
+  })
+
+  describe('run --id X --no-sync', () => {
+    /** A home as `leased` makes it, with a run route filed too (the first `run` goes to a spare worker). */
+    const runLeased = async (env: Record<string, string> = {}) => {
+      const leasedHome = await leased()
+      leasedHome.h.env = { ...leasedHome.h.env, ...env }
+      await until('a spare', () => spares(leasedHome.h) >= 1, 30_000)
+      expect((await leasedHome.run([], ['true'])).stderr).toContain(WORKER)
+      return leasedHome
+    }
+
+    it('runs on the lane with the worker’s lines, output split, exit code, workdir and forwarded environment', async () => {
+      const { run, h } = await runLeased({ CRABBOX_ENV_ALLOW: 'LANE_*', LANE_COLOUR: 'teal', OTHER_COLOUR: 'grey' })
+      // Only the variable env.allow names is forwarded.
+      const words = ['echo out; echo err >&2; pwd; echo "lane=$LANE_COLOUR other=$OTHER_COLOUR"; exit 42']
+      const lane = await run([], words)
+      expect(lane.stderr).toContain(LANE)
+      expect(lane.stderr).not.toContain(WORKER)
+      expect(lane.code).toBe(42)
+      expect(lane.stdout).toMatch(/^out\n\/.+\/work\/.+\nlane=teal other=\n$/)
+      expect(withoutTrace(lane.stderr)).toMatch(
+        /^running on \S+ \(.+\) .+\nerr\nexit 42 · total \S+ · sync 0ms \(skipped\) · command \S+\n$/,
+      )
+      await until('a spare', () => spares(h) >= 1, 30_000)
+      const worker = await run([], words, { env: { CRABBOX_NO_AGENT_LANE: '1' } })
+      expect(worker.stderr).toContain(WORKER)
+      expect({ code: lane.code, stdout: lane.stdout, stderr: timesOut(lane.stderr) }).toEqual({
+        code: worker.code,
+        stdout: worker.stdout,
+        stderr: timesOut(worker.stderr),
+      })
+      // The words as typed, through the process-group runner; --quiet keeps stderr for the command alone.
+      expect(await run([], ['printf', '%s|', 'a b', '$HOME', "it's"])).toMatchObject({ code: 0, stdout: "a b|$HOME|it's|" })
+      await until('a spare', () => spares(h) >= 1, 30_000)
+      expect((await run(['--quiet'], ['true'])).stderr).toContain(WORKER)
+      const quiet = await run(['--quiet'], ['echo err >&2'])
+      expect(quiet.stderr).toContain(LANE)
+      expect(withoutTrace(quiet.stderr)).toBe('err\n')
+    })
+
+    it('Ctrl-C stops the remote process group with exit 130, and a closed stdout is 141, as from the worker', async () => {
+      const { h, id, cwd } = await runLeased()
+      const child = spawnCli(['run', '--id', id, '--no-sync', '--', 'trap "echo got-int; exit 7" INT; echo started; sleep 304'], {
+        home: h,
+        cwd,
+      })
+      child.stdin!.end()
+      let stdout = ''
+      let stderr = ''
+      child.stdout!.on('data', (d) => (stdout += d))
+      child.stderr!.on('data', (d) => (stderr += d))
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+      await until('the command to start', () => stdout.includes('started'), 15_000)
+      child.kill('SIGINT')
+      // The command's own status is 7; the run reports the interrupt, as the pipeline does.
+      expect(await exited).toBe(130)
+      expect(stdout).not.toContain('got-int') // stdout is dropped once stopped
+      expect(stderr).toContain(LANE)
+      expect(withoutTrace(stderr)).toMatch(/exit 130 · total/)
+      await until('the remote sleep to end', async () => !(await host.processes()).some((p) => /sleep 304/.test(p.command)), 5000)
+
+      const yes = ['run', '--id', id, '--no-sync', '--', 'yes crabbox-run-lane-sigpipe']
+      expect(await exitAfterStdoutCloses(yes, { home: h, cwd })).toBe(141)
+      await until('the remote yes to end', async () => !(await host.processes()).some((p) => /yes crabbox-run-lane/.test(p.command)), 5000)
+    })
+
+    it('leaves --timing-json to the worker: its line is the whole pipeline’s timing', async () => {
+      const { run } = await runLeased()
+      expect((await run([], ['true'])).stderr).toContain(LANE)
+      const timed = await run(['--timing-json'], ['true'])
+      expect(timed.stderr).toContain(DECLINED)
+      expect(JSON.parse(withoutTrace(timed.stderr).trim().split('\n').at(-1)!)).toMatchObject({ exitCode: 0, syncSkipped: true })
+    })
   })
 })

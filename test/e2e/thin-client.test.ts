@@ -34,7 +34,8 @@ describe('the thin client against a real sshd', () => {
   const spares = (h: CliHome) => spareSockets(h).length
   const home = (extra: Record<string, string> = {}) => {
     const made = cliHome()
-    made.env = { ...made.env, CRABBOX_SSH_KEY: host.privateKeyPath, CRABBOX_TRACE_START: '1', ...extra }
+    // The spare worker's path: the agent lane, which may take a repeated `ssh --id` or `run --no-sync`, has its own file (agent-lane.test.ts).
+    made.env = { ...made.env, CRABBOX_SSH_KEY: host.privateKeyPath, CRABBOX_TRACE_START: '1', CRABBOX_NO_AGENT_LANE: '1', ...extra }
     homes.push(made)
     return made
   }

@@ -12,7 +12,7 @@ import type * as SshTransport from '../../src/transport/ssh/index.js'
 import type { SshSession, SshTarget } from '../../src/transport/ssh/types.js'
 
 // The built transport (the run's private package copy when there is one): its agent client
-// starts dist/transport/ssh/agent-main.js, as the CLI does.
+// starts dist/agent-main.js, as the CLI does.
 const built = () =>
   import(join(process.env.CRABBOX_E2E_PACKAGE ?? repoRoot, 'dist', 'transport', 'ssh', 'index.js')) as Promise<typeof SshTransport>
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex')

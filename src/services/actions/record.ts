@@ -18,11 +18,12 @@ export interface HydrationRecord {
   readyAt?: string
 }
 
-const recordPath = (leaseId: string) => join(stateDir(), 'actions', `${encodeURIComponent(leaseId)}.json`)
+/** Where `actions hydrate` keeps a lease's record (the agent lane stamps it: services/lane.ts). */
+export const hydrationRecordPath = (leaseId: string) => join(stateDir(), 'actions', `${encodeURIComponent(leaseId)}.json`)
 
 export function readHydration(leaseId: string): HydrationRecord | undefined {
   try {
-    const record = JSON.parse(readFileSync(recordPath(leaseId), 'utf8')) as HydrationRecord
+    const record = JSON.parse(readFileSync(hydrationRecordPath(leaseId), 'utf8')) as HydrationRecord
     return typeof record.workspace === 'string' && record.workspace ? record : undefined
   } catch {
     return undefined
@@ -31,9 +32,9 @@ export function readHydration(leaseId: string): HydrationRecord | undefined {
 
 export function writeHydration(record: HydrationRecord): void {
   mkdirSync(join(stateDir(), 'actions'), { recursive: true, mode: 0o700 })
-  writeFileSync(recordPath(record.leaseId), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 })
+  writeFileSync(hydrationRecordPath(record.leaseId), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 })
 }
 
 export function forgetHydration(leaseId: string): void {
-  rmSync(recordPath(leaseId), { force: true })
+  rmSync(hydrationRecordPath(leaseId), { force: true })
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { shellQuote } from '../../transport/ssh/exec.js'
 
 /** Words that only mean something to a shell: argv containing one of them is a script. */
@@ -56,6 +57,27 @@ export function remoteCommandFor(argv: string[], options: { shell?: boolean; pid
     return { command: run(['bash', '-c', text]), viaShell: true }
   }
   return { command: run(argv), viaShell: false }
+}
+
+/** Where a run's group runner records its process group: one file per run. */
+export const runPidFile = (leaseId: string) => `/tmp/crabbox-${leaseId}-${randomBytes(4).toString('hex')}.pid`
+
+/**
+ * `--no-sync`: nothing created the workdir yet, so the command's own exec makes it (one round
+ * trip); a workdir that is there already (the usual warm case) costs no `mkdir` process.
+ */
+export function noSyncPrefix(workdir: string): string {
+  const dir = shellQuote(workdir)
+  return `{ cd ${dir} 2>/dev/null || { mkdir -p ${dir} && cd ${dir}; }; } && `
+}
+
+/**
+ * Ctrl-C over a second channel, for servers that ignore SSH signal requests: INT to the group
+ * the runner recorded now, KILL 3 s later, so a stuck command cannot hold the run open.
+ */
+export function interruptGroup(exec: (command: string) => Promise<unknown>, pidFile: string): void {
+  void exec(signalGroupCommand(pidFile, 'INT')).catch(() => {})
+  setTimeout(() => void exec(signalGroupCommand(pidFile, 'KILL')).catch(() => {}), 3000).unref()
 }
 
 /** Signals the process group a runner recorded in `pidFile` (no-op once it finished). */

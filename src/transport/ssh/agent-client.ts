@@ -65,7 +65,7 @@ function tryConnect(path: string): Promise<Socket | undefined> {
   })
 }
 
-const agentScript = () => fileURLToPath(new URL('./agent-main.js', import.meta.url))
+const agentScript = () => fileURLToPath(new URL('../../agent-main.js', import.meta.url))
 
 /** Starts the agent as a detached process that outlives this CLI; its log is agent.log. */
 function spawnAgent(idleTimeoutMs: number): boolean {

@@ -1,10 +1,12 @@
 import { statSync } from 'node:fs'
+import type { PassThrough, Writable } from 'node:stream'
 import type { FastCommand } from '../../fast-argv.js'
-import type { SshTarget } from './types.js'
+import type { ExecOptions, ExecResult, SshTarget } from './types.js'
 
 /**
- * The agent lane: a warm `crabbox ssh --id X -- <cmd>` that the connection agent runs itself,
- * without a spare worker. A spare worker that ran such a command from this machine's own records
+ * The agent lane: a warm `crabbox ssh --id X -- <cmd>` or `crabbox run --id X --no-sync -- <cmd>`
+ * that the connection agent runs itself, without a spare worker. A spare worker that ran such a
+ * command from this machine's own records
  * (a static host, provider `ssh`) tells the agent where it went: a **route**, under a key made of
  * the build, the flags, the working folder and the whole environment, with the stamp of every
  * file the answer came from (config files, the git root, the lease's claims). The next thin
@@ -62,13 +64,53 @@ export function stampPaths(paths: string[], now = Date.now()): PathStamp[] | und
   return stamps
 }
 
+/** What a `run --no-sync` route adds: what the run pipeline had resolved, for its runner command and its lines. */
+export interface RunFacts {
+  /** The environment `env.allow` forwards, taken from the command's environment (part of the key). */
+  env: Record<string, string>
+  leaseId: string
+  slug: string
+  provider: string
+}
+
 export interface LaneRoute {
   key: string
   target: SshTarget
-  /** What goes before the command's words (`cd -- <workdir> 2>/dev/null; `), as the ssh service builds it. */
+  /**
+   * What goes before the command's words: `cd -- <workdir> 2>/dev/null; ` as the ssh service
+   * builds it, or the run's `--no-sync` cd-or-make of its workdir.
+   */
   prefix: string
   stamps: PathStamp[]
+  /** A `run --no-sync` route: the run's own facts (an `ssh` route has none). */
+  run?: RunFacts
 }
+
+/** One command on the lane, for the code that runs it: its words, flags and the client's streams. */
+export interface LaneCall {
+  route: LaneRoute
+  fast: FastCommand
+  /** The thin client's environment. */
+  env: Record<string, string>
+  /** An exec on the route's pooled connection. */
+  exec(command: string, options: ExecOptions): Promise<ExecResult>
+  stdout: Writable
+  stderr: Writable
+  stdin: PassThrough | undefined
+  /** Aborted by the client's first signal (its reason: the signal's name) or a closed stdout/stderr. */
+  stop: AbortSignal
+  /** Aborted by a second signal: the CLI would exit at once. */
+  again: AbortSignal
+  /** What the client reported closed, in order. */
+  closed: ReadonlySet<'stdout' | 'stderr'>
+}
+
+/**
+ * Runs a lane command and resolves with the exit code its CLI process would end with. The
+ * agent runs `ssh` routes itself; `run` routes are run by a runner the agent is started with
+ * (src/agent-main.ts), since what a run prints is the run pipeline's.
+ */
+export type LaneRunner = (call: LaneCall) => Promise<number>
 
 /** Routes are few (one per folder, lease and environment a user works in); the oldest goes past this. */
 const MAX_ROUTES = 64

@@ -74,6 +74,15 @@ export const AgentRequest = v.variant('op', [
     target: AgentTarget,
     prefix: v.string(),
     stamps: v.array(v.tuple([v.string(), v.string()])),
+    // `run --no-sync`: what its pipeline resolved (agent-lane.ts, RunFacts).
+    run: v.optional(
+      v.object({
+        env: v.record(v.string(), v.string()),
+        leaseId: v.string(),
+        slug: v.string(),
+        provider: v.string(),
+      }),
+    ),
   }),
 ])
 export type AgentRequest = v.InferOutput<typeof AgentRequest>

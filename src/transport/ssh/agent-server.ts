@@ -5,7 +5,7 @@ import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError, failureText } from '../../errors.js'
 import { fastCommand } from '../../fast-argv.js'
 import { takeClaim } from './agent-frames.js'
-import { LaneRoutes, laneKey } from './agent-lane.js'
+import { type LaneRunner, LaneRoutes, laneKey } from './agent-lane.js'
 import { exitCodeOf } from './exec.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
 import { SpareWorkers } from './agent-spare.js'
@@ -13,13 +13,15 @@ import { listenPrivately } from './private-socket.js'
 import { Watchers } from './agent-watch.js'
 import { SshPool } from './pool.js'
 import { afterDrain, writeOrPause } from './streams.js'
-import type { SshTarget } from './types.js'
+import type { ExecOptions, SshTarget } from './types.js'
 
 export interface AgentServerOptions {
   /** The 0700 folder holding `agent.sock` and `agent.pid`. */
   dir: string
   idleTimeoutMs: number
   log?: (line: string) => void
+  /** The lane runners beyond `ssh` (src/agent-main.ts gives the run pipeline's). */
+  lanes?: LaneRunners
 }
 
 const agentSocketPath = (dir: string) => join(dir, 'agent.sock')
@@ -127,8 +129,10 @@ async function execForClient(
 /** What a client sends after its request: stdin and its end, a signal, and (a thin client) a closed stdout. */
 class ClientStreams {
   stdin: PassThrough | undefined
-  stdoutClosed = false
+  readonly closed = new Set<'stdout' | 'stderr'>()
   readonly abort = new AbortController()
+  /** A second signal (a `run` on the lane ends at once, as the CLI exits on its second Ctrl-C). */
+  readonly again = new AbortController()
 
   constructor(private readonly socket: Socket) {}
 
@@ -139,11 +143,15 @@ class ClientStreams {
     } else if (type === Frame.stdinEnd || type === Frame.stdinError) {
       this.stdin?.end()
     } else if (type === Frame.signal) {
-      this.stop(parseJson(AgentSignal, payload).name)
-    } else if (type === Frame.outputClosed && payload.toString('utf8') === 'stdout') {
+      const { name } = parseJson(AgentSignal, payload)
+      if (this.abort.signal.aborted) this.again.abort(name)
+      this.stop(name)
+    } else if (type === Frame.outputClosed) {
+      const name = payload.toString('utf8')
+      if (name !== 'stdout' && name !== 'stderr') return
+      this.closed.add(name)
       // As the spare worker does on EPIPE: the remote command is stopped, the exit code says SIGPIPE.
-      this.stdoutClosed = true
-      this.stop('SIGTERM')
+      if (name === 'stdout') this.stop('SIGTERM')
     }
   }
 
@@ -159,40 +167,61 @@ class ClientStreams {
 
 const declined = (why: string): AgentReply => ({ ok: false, error: { message: why, exitCode: 1, code: 'declined' } })
 
+/** The extra lane runners the agent was started with (agent-lane.ts, `LaneRunner`). */
+export interface LaneRunners {
+  run?: LaneRunner
+}
+
 /**
- * The agent lane (agent-lane.ts): a thin client's `ssh --id X -- <cmd>` run here on the route a
- * spare worker filed, in the spare worker's frames: `started` once the request's claim is made,
- * the output, and the exit code the command's process would end with (the remote status, 128 +
- * its signal, 141 after a closed stdout). Without a route nothing runs: it is declined, and the
- * client takes a spare worker.
+ * An `ssh` command on the lane: the words after the route's prefix, the exit code the command's
+ * process would end with (the remote status, 128 + its signal, 141 after a closed stdout).
+ */
+const sshOnLane: LaneRunner = async ({ route, fast, exec, stdin, stop, stdout, stderr, closed }) => {
+  const result = await exec(route.prefix + fast.words.join(' '), { stdin, signal: stop, stdout, stderr })
+  return exitCodeOf(closed.has('stdout') ? { code: null, signal: 'SIGPIPE' } : result)
+}
+
+/**
+ * The agent lane (agent-lane.ts): a thin client's `ssh --id X -- <cmd>` or `run --id X --no-sync
+ * -- <cmd>` run here on the route a spare worker filed, in the spare worker's frames: `started`
+ * once the request's claim is made, the output, and the exit code. Without a route nothing runs:
+ * it is declined, and the client takes a spare worker.
  */
 async function laneForClient(
   pool: SshPool,
-  routes: LaneRoutes,
-  dir: string,
+  lanes: LaneRunners & { routes: LaneRoutes; dir: string },
   socket: Socket,
   request: Extract<AgentRequest, { op: 'lane' }>,
   client: ClientStreams,
 ): Promise<void> {
   const fast = fastCommand(request.argv, request.env)
-  const ask = fast?.command === 'ssh' && { build: request.build, fast, cwd: request.cwd, env: request.env }
-  const route = ask ? routes.take(laneKey(ask)) : undefined
-  if (!fast || !route) return replyTo(socket, declined('no route'))
-  if (!takeClaim(join(dir, request.claim))) return replyTo(socket, declined('the client gave up'))
+  const runner = fast?.command === 'ssh' ? sshOnLane : fast?.command === 'run' ? lanes.run : undefined
+  const route = fast && runner ? lanes.routes.take(laneKey({ build: request.build, fast, cwd: request.cwd, env: request.env })) : undefined
+  if (!fast || !runner || !route || (fast.command === 'run') !== (route.run !== undefined)) return replyTo(socket, declined('no route'))
+  if (!takeClaim(join(lanes.dir, request.claim))) return replyTo(socket, declined('the client gave up'))
   socket.write(encodeFrame(Frame.started))
-  socket.write(encodeFrame(Frame.stdinWanted))
+  // `run` reads no stdin (neither does its spare worker).
+  if (fast.command === 'ssh') socket.write(encodeFrame(Frame.stdinWanted))
   const stdout = frameWriter(socket, Frame.stdout)
   const stderr = frameWriter(socket, Frame.stderr)
-  const { stdin, abort } = client
-  const code = await pool.exec(route.target, route.prefix + fast.words.join(' '), { stdin, signal: abort.signal, stdout, stderr }).then(
-    (result) => exitCodeOf(client.stdoutClosed ? { code: null, signal: 'SIGPIPE' } : result),
-    (error) => {
-      // As the CLI prints a failure (without colour: the thin client's stderr is no terminal).
-      const failure = asAgentFailure(error)
-      stderr.write(failureText(failure))
-      return failure.exitCode
-    },
-  )
+  const call = {
+    route,
+    fast,
+    env: request.env,
+    exec: (command: string, options: ExecOptions) => pool.exec(route.target, command, options),
+    stdout,
+    stderr,
+    stdin: fast.command === 'ssh' ? client.stdin : undefined,
+    stop: client.abort.signal,
+    again: client.again.signal,
+    closed: client.closed,
+  }
+  const code = await runner(call).catch((error: unknown) => {
+    // As the CLI prints a failure (without colour: the thin client's stderr is no terminal).
+    const failure = asAgentFailure(error)
+    stderr.write(failureText(failure))
+    return failure.exitCode
+  })
   await Promise.all([stdout, stderr].map((w) => new Promise<void>((resolve) => w.end(resolve))))
   replyTo(socket, { ok: true, result: { code } })
 }
@@ -227,7 +256,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
   const pool = new SshPool({ spareChannel: true })
   const spares = new SpareWorkers(options.dir, log)
   const watchers = new Watchers(join(options.dir, 'watch'))
-  const routes = new LaneRoutes()
+  const lanes = { ...options.lanes, routes: new LaneRoutes(), dir: options.dir }
   const sockets = new Set<Socket>()
   const startedAt = new Date()
   let lastActivity = Date.now()
@@ -277,11 +306,11 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
         }
         case 'lane':
           client.stdin = new PassThrough()
-          void laneForClient(pool, routes, options.dir, socket, request, client).finally(() => (lastActivity = Date.now()))
+          void laneForClient(pool, lanes, socket, request, client).finally(() => (lastActivity = Date.now()))
           return
         case 'lane-route': {
-          const { target, prefix, stamps, ...ask } = request
-          routes.record({ key: laneKey(ask), target, prefix, stamps })
+          const { target, prefix, stamps, run, ...ask } = request
+          lanes.routes.record({ key: laneKey(ask), target, prefix, stamps, run })
           return reply(socket, { ok: true })
         }
         case 'connect':

@@ -1,6 +1,5 @@
 import { constants } from 'node:os'
-import { shellQuote } from '../../../transport/ssh/exec.js'
-import { forwardedEnv } from '../remote-command.js'
+import { forwardedEnv, noSyncPrefix } from '../remote-command.js'
 import { stopwatch } from '../timing.js'
 import type { RunPlan, RunState } from './plan.js'
 import type { LiveRun } from './session.js'
@@ -28,14 +27,13 @@ export async function commandStep(plan: RunPlan, state: RunState, live: LiveRun,
   if (!ran) {
     live.commandStarts()
     const clock = stopwatch()
-    // --no-sync: nothing created the workdir yet, so the same exec makes it (one round trip); a
-    // workdir that is there already (the usual warm case) costs no `mkdir` process.
     // A native Windows command line carries its folder and environment itself.
-    const dir = shellQuote(workdir)
-    const prefix = flags.noSync && !live.windowsNative ? `{ cd ${dir} 2>/dev/null || { mkdir -p ${dir} && cd ${dir}; }; } && ` : ''
+    const prefix = flags.noSync && !live.windowsNative ? noSyncPrefix(workdir) : ''
+    const env = live.windowsNative ? undefined : forwardedEnv(plan.context.config.env.allow)
+    if (flags.noSync && env) flags.beforeCommand?.({ lease: live.lease, prefix, env, broker: plan.backend.broker !== undefined })
     const result = await live.session.exec(prefix + remote.command, {
       cwd: flags.noSync || live.windowsNative ? undefined : workdir,
-      env: live.windowsNative ? undefined : forwardedEnv(plan.context.config.env.allow),
+      env,
       signal: interrupt.signal,
       stdout: live.stdout,
       stderr: live.stderr,

@@ -7,6 +7,7 @@ import type { Writable } from 'node:stream'
 import { leaseBackend, type LeaseBackend } from '../../lease.js'
 import { claimingBackend, reclaimedWarning } from '../../claims.js'
 import type { UnchangedCheck } from '../../sync/snapshot.js'
+import type { RunLaneResolved } from '../../lane.js'
 import { findRepoRoot } from '../../sync/manifest.js'
 import { noHeartbeat, type Heartbeater } from '../../heartbeat.js'
 import { noTelemetry, type TelemetrySampler } from '../telemetry.js'
@@ -40,6 +41,8 @@ export interface RunFlags {
   bootstrapTimeoutMs?: number
   /** `--debug`: diagnostics that are otherwise silent (telemetry failures). */
   debug?: (message: string) => void
+  /** Told what a `--no-sync` run resolved, just before its command runs (the fast path files an agent lane route). */
+  beforeCommand?: (at: RunLaneResolved) => void
 }
 
 export interface RunContext {

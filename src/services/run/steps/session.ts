@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import type { Writable } from 'node:stream'
 import type { Lease } from '../../../providers/types.js'
 import { openSession } from '../../../transport/ssh/index.js'
@@ -6,7 +5,7 @@ import type { SshSession } from '../../../transport/ssh/types.js'
 import { heartbeatIntervalMs } from '../../heartbeat.js'
 import { interruptedError } from '../lifecycle.js'
 import { runOutputSink } from '../output.js'
-import { remoteCommandFor, signalGroupCommand, type RemoteCommand } from '../remote-command.js'
+import { interruptGroup, remoteCommandFor, runPidFile, type RemoteCommand } from '../remote-command.js'
 import { sampleTelemetry, startTelemetry } from '../telemetry.js'
 import type { RunPlan, RunState } from './plan.js'
 import { workdirFor } from '../workdir.js'
@@ -14,6 +13,7 @@ import { readHydration } from '../../actions/record.js'
 import { windowsRunCommand, windowsWorkdir } from '../../windows/command.js'
 import { wslSession } from '../../windows/wsl-session.js'
 import { forwardedEnv } from '../remote-command.js'
+import { runningOnLine } from '../../../ui/format.js'
 
 export { workdirFor }
 
@@ -75,7 +75,7 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
 
   // Ctrl-C also signals the remote group over a second channel: some servers
   // ignore SSH signal requests, and a stuck command must not hold the run open.
-  const pidFile = `/tmp/crabbox-${lease.id}-${randomBytes(4).toString('hex')}.pid`
+  const pidFile = runPidFile(lease.id)
   const remote = flags.syncOnly
     ? undefined
     : windowsNative
@@ -88,9 +88,7 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
       : remoteCommandFor(argv, { shell: flags.shell, pidFile, envFile: hydrated?.envFile })
   const outOfBand = () => {
     // Windows has no process group to signal: closing the channel (the exec's abort) is what ends the run there.
-    if (windowsNative) return
-    void session.exec(signalGroupCommand(pidFile, 'INT')).catch(() => {})
-    setTimeout(() => void session.exec(signalGroupCommand(pidFile, 'KILL')).catch(() => {}), 3000).unref()
+    if (!windowsNative) interruptGroup((command) => session.exec(command), pidFile)
   }
   // Under --json the result object is the only thing on stdout: the command's stdout goes to stderr.
   const stdout = runOutputSink(flags.json ? process.stderr : process.stdout, 'stdout', recorder, () => interrupt.signal.aborted)
@@ -99,7 +97,7 @@ export async function sessionStep(plan: RunPlan, state: RunState, lease: Lease):
   const commandStarts = () => {
     recorder.event({ type: 'command.started', phase: 'command', message: argv.join(' ') })
     progress.done()
-    if (!flags.timingJson) progress.detail(`running on ${lease.slug} (${lease.ssh.host}) ${argv.join(' ')}`)
+    if (!flags.timingJson) progress.detail(runningOnLine(lease, argv))
   }
   if (remote) interrupt.signal.addEventListener('abort', outOfBand, { once: true })
   return {

@@ -1,18 +1,24 @@
 import { readdirSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
+import type { Config } from '../config/schema.js'
 import type { FastCommand } from '../fast-argv.js'
 import { gitRootSearch, repoConfigNames } from '../config/load.js'
 import { stateDir, userConfigLocation } from '../paths.js'
+import type { Lease } from '../providers/types.js'
 import { agentFileRoute } from '../transport/ssh/agent-client.js'
 import { type LaneAsk, type PathStamp, stampPaths } from '../transport/ssh/agent-lane.js'
+import { hydrationRecordPath, readHydration } from './actions/record.js'
+import { networkOf } from './network.js'
+import { junitPatterns } from './run/steps/results.js'
 import { type ResolvedTarget, STATIC_PROVIDERS } from './ssh.js'
 
 /**
  * The spare worker's half of the agent lane (src/transport/ssh/agent-lane.ts): before a warm
- * `ssh --id X -- <cmd>` reads anything, stamp every file its answer can come from; once the ssh
- * service has resolved it, file the route with the agent when the answer came from those files
- * alone (a static host of provider `ssh`, no broker), so the agent runs the next one itself.
+ * `ssh --id X -- <cmd>` or `run --id X --no-sync -- <cmd>` reads anything, stamp every file its
+ * answer can come from; once the ssh service or the run pipeline has resolved it, file the route
+ * with the agent when the answer came from those files alone (a static host of provider `ssh`,
+ * no broker), so the agent runs the next one itself.
  */
 
 export interface LaneStamps {
@@ -27,14 +33,18 @@ export interface LaneStamps {
  */
 export function stampLane(fast: FastCommand, build: string): LaneStamps | undefined {
   const leaseId = (fast.flags.id as string | undefined) ?? fast.lease
-  if (fast.command !== 'ssh' || !leaseId || fast.flags.debug) return undefined
+  if (!leaseId || fast.flags.debug || !laneCommand(fast)) return undefined
   const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
   const cwd = process.cwd()
   const stamps = stampPaths(lanePaths(leaseId, env, cwd))
   return stamps && { ask: { build, fast: { command: fast.command, flags: fast.flags, lease: fast.lease }, cwd, env }, leaseId, stamps }
 }
 
-/** Every file the config loader, the ssh provider and the repo claim read for `ssh --id <leaseId>`. */
+/** `ssh`, and `run --no-sync` without `--timing-json` (its line is the pipeline's whole timing). */
+const laneCommand = (fast: FastCommand) =>
+  fast.command === 'ssh' || (fast.command === 'run' && fast.flags['no-sync'] === true && !fast.flags['timing-json'])
+
+/** Every file the config loader, the ssh provider and the repo claim read for `ssh --id <leaseId>`; a run also reads its lease's hydration record. */
 function lanePaths(leaseId: string, env: Record<string, string>, cwd: string): string[] {
   const claims = join(stateDir(), 'claims')
   const home = homedir()
@@ -49,6 +59,7 @@ function lanePaths(leaseId: string, env: Record<string, string>, cwd: string): s
     // A configured host that was never claimed takes the user's own key, whichever of these is there.
     join(home, '.ssh', 'id_ed25519'),
     join(home, '.ssh', 'id_rsa'),
+    hydrationRecordPath(leaseId),
   ]
 }
 
@@ -91,9 +102,46 @@ export interface LaneResolved {
  */
 export async function fileLaneRoute(lane: LaneStamps, at: LaneResolved): Promise<void> {
   const { resolved } = at
-  const stamped = new Set(lane.stamps.map(([path]) => path))
   const fromRecords = STATIC_PROVIDERS.has(at.provider) && resolved.provider === 'ssh' && !resolved.broker && !resolved.revoke
-  if (!fromRecords || resolved.leaseId !== lane.leaseId) return
-  if (!at.looked.every((path) => stamped.has(path))) return
+  if (!fromRecords || resolved.leaseId !== lane.leaseId || !allStamped(lane, at.looked)) return
   await agentFileRoute({ op: 'lane-route', ...lane.ask, target: resolved.target, prefix: at.prefix, stamps: lane.stamps })
+}
+
+const allStamped = (lane: LaneStamps, looked: string[]) => {
+  const stamped = new Set(lane.stamps.map(([path]) => path))
+  return looked.every((path) => stamped.has(path))
+}
+
+/** The lease's public address, chosen without probing a tailnet (nothing a later run could answer differently). */
+function publicWithoutProbe(lease: Lease): boolean {
+  const choice = networkOf(lease)
+  return !choice || (choice.network === 'public' && (choice.reason === 'requested' || choice.reason === 'no_tailnet_address'))
+}
+
+/** What the run pipeline had resolved when a `--no-sync` command was about to run (`RunFlags.beforeCommand`). */
+export interface RunLaneResolved {
+  lease: Lease
+  /** The `--no-sync` cd-or-make of the workdir, before the runner command. */
+  prefix: string
+  /** The environment `env.allow` forwards. */
+  env: Record<string, string>
+  /** The run is recorded on a broker. */
+  broker: boolean
+}
+
+/**
+ * Files a `run --no-sync` route when nothing of the pipeline but its runner command and its lines
+ * applies (services/run/on-lane.ts runs it): the ssh provider's own record of the lease named by
+ * its ID, no broker to record on, a Linux runner, no hydrated Actions job, its public address with no tailnet to probe, no
+ * JUnit results to read, and every file the config loader looked for among the stamped ones.
+ */
+export async function fileRunLaneRoute(lane: LaneStamps, at: RunLaneResolved, loaded: { config: Config; looked: string[] }): Promise<void> {
+  const { lease } = at
+  const { config } = loaded
+  const fromRecords = STATIC_PROVIDERS.has(config.provider) && lease.provider === 'ssh' && !at.broker
+  const plain = config.target === 'linux' && !lease.windows && !readHydration(lease.id) && publicWithoutProbe(lease)
+  if (!fromRecords || !plain || lease.id !== lane.leaseId || junitPatterns(config.results.junit).length > 0) return
+  if (!allStamped(lane, loaded.looked)) return
+  const run = { env: at.env, leaseId: lease.id, slug: lease.slug, provider: lease.provider }
+  await agentFileRoute({ op: 'lane-route', ...lane.ask, target: lease.ssh, prefix: at.prefix, stamps: lane.stamps, run })
 }
