@@ -36,7 +36,10 @@ export function stampLane(fast: FastCommand, build: string): LaneStamps | undefi
   if (!leaseId || fast.flags.debug || !laneCommand(fast)) return undefined
   const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
   const cwd = process.cwd()
-  const stamps = stampPaths(lanePaths(leaseId, env, cwd))
+  // The checkout's root is the first folder up with a `.git`: only whether each is there counts.
+  const { root, looked } = gitRootSearch(cwd)
+  const repoConfigs = repoConfigNames.map((name) => join(root, name))
+  const stamps = stampPaths([...lanePaths(leaseId, env), ...repoConfigs], looked)
   return stamps && { ask: { build, fast: { command: fast.command, flags: fast.flags, lease: fast.lease }, cwd, env }, leaseId, stamps }
 }
 
@@ -44,14 +47,16 @@ export function stampLane(fast: FastCommand, build: string): LaneStamps | undefi
 const laneCommand = (fast: FastCommand) =>
   fast.command === 'ssh' || (fast.command === 'run' && fast.flags['no-sync'] === true && !fast.flags['timing-json'])
 
-/** Every file the config loader, the ssh provider and the repo claim read for `ssh --id <leaseId>`; a run also reads its lease's hydration record. */
-function lanePaths(leaseId: string, env: Record<string, string>, cwd: string): string[] {
+/**
+ * Every file the config loader (but the repo's), the ssh provider and the repo claim read for
+ * `ssh --id <leaseId>`; a run also reads its lease's hydration record.
+ */
+function lanePaths(leaseId: string, env: Record<string, string>): string[] {
   const claims = join(stateDir(), 'claims')
   const home = homedir()
   return [
     // The user config: where this platform reads it, and on macOS both places (which is read depends on which exist).
     ...userConfigFiles(env),
-    ...repoFiles(cwd),
     // The ssh provider reads every claim to find the lease by ID or slug.
     claims,
     ...listing(claims),
@@ -68,12 +73,6 @@ function userConfigFiles(env: Record<string, string>): string[] {
   const mac = userConfigLocation(env, { platform: 'darwin', exists: () => true }).path
   const xdg = userConfigLocation(env, { platform: 'linux' }).path
   return [here.path, ...(here.alsoRead ? [here.alsoRead] : []), mac, xdg]
-}
-
-/** The `.git` looked for in each folder up from `cwd`, and the repo config files at the root found. */
-function repoFiles(cwd: string): string[] {
-  const { root, looked } = gitRootSearch(cwd)
-  return [...looked, ...repoConfigNames.map((name) => join(root, name))]
 }
 
 function listing(dir: string): string[] {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -23,7 +24,7 @@ describe('the agent lane against a real sshd', () => {
   const settle = () => new Promise((resolve) => setTimeout(resolve, 1100))
 
   /** A home with a static host leased (provider ssh), the agent up and a route filed for `ssh --id <id>` from `cwd`. */
-  const leased = async () => {
+  const leased = async (prepare: (cwd: string) => void = () => {}) => {
     const h = cliHome()
     h.env = {
       ...h.env,
@@ -38,6 +39,7 @@ describe('the agent lane against a real sshd', () => {
     homes.push(h)
     const cwd = mkdtempSync(join(tmpdir(), 'crabbox-lane-'))
     folders.push(cwd)
+    prepare(cwd)
     const warm = await runCli(['warmup', '--json'], { home: h, cwd })
     expect(warm.code, warm.stderr).toBe(0)
     const { id } = JSON.parse(warm.stdout) as { id: string }
@@ -149,8 +151,8 @@ describe('the agent lane against a real sshd', () => {
 
   describe('run --id X --no-sync', () => {
     /** A home as `leased` makes it, with a run route filed too (the first `run` goes to a spare worker). */
-    const runLeased = async (env: Record<string, string> = {}) => {
-      const leasedHome = await leased()
+    const runLeased = async (env: Record<string, string> = {}, prepare?: (cwd: string) => void) => {
+      const leasedHome = await leased(prepare)
       leasedHome.h.env = { ...leasedHome.h.env, ...env }
       await until('a spare', () => spares(leasedHome.h) >= 1, 30_000)
       expect((await leasedHome.run([], ['true'])).stderr).toContain(WORKER)
@@ -210,6 +212,24 @@ describe('the agent lane against a real sshd', () => {
       const yes = ['run', '--id', id, '--no-sync', '--', 'yes crabbox-run-lane-sigpipe']
       expect(await exitAfterStdoutCloses(yes, { home: h, cwd })).toBe(141)
       await until('the remote yes to end', async () => !(await host.processes()).some((p) => /yes crabbox-run-lane/.test(p.command)), 5000)
+    })
+
+    it('in a git checkout, git writing its index between runs keeps the route', async () => {
+      const git = (cwd: string, ...args: string[]) => execFileSync('git', ['-C', cwd, ...args], { stdio: 'ignore' })
+      const { run, cwd } = await runLeased({}, (cwd) => {
+        git(cwd, 'init', '-q')
+        writeFileSync(join(cwd, 'a.txt'), 'one\n')
+        git(cwd, 'add', '-A')
+        git(cwd, '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'one')
+      })
+      expect((await run([], ['true'])).stderr).toContain(LANE)
+      writeFileSync(join(cwd, 'a.txt'), 'two\n')
+      git(cwd, 'add', '-A')
+      git(cwd, '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'two')
+      git(cwd, 'status', '--short')
+      const after = await run([], ['pwd'])
+      expect(after.stderr).toContain(LANE)
+      expect(after.code).toBe(0)
     })
 
     it('leaves --timing-json to the worker: its line is the whole pipeline’s timing', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -48,7 +48,7 @@ describe('the agent lane routes', () => {
     const config = file(dir, 'config.yaml', 'provider: ssh\n')
     // Just written: its file system's clock tick may not have moved since.
     expect(stampPaths([config])).toBeUndefined()
-    const stamps = stampPaths([config, join(dir, 'absent.yaml')], later(1500))
+    const stamps = stampPaths([config, join(dir, 'absent.yaml')], [], later(1500))
     expect(stamps).toEqual([
       [config, expect.stringMatching(/^\d+:\d+:\d+:\d+$/)],
       [join(dir, 'absent.yaml'), 'absent'],
@@ -74,6 +74,23 @@ describe('the agent lane routes', () => {
     routes.record({ key: 'k', target, prefix: '', stamps })
     expect(routes.take('k')).toBeDefined()
     file(dir, 'crabbox.yaml', 'ssh:\n  user: other\n')
+    expect(routes.take('k')).toBeUndefined()
+  })
+
+  it('a .git folder counts by its presence: git writing in it keeps the route, removing it ends it', () => {
+    const dir = folder()
+    const git = join(dir, '.git')
+    mkdirSync(git)
+    // Just made, yet trusted: its times are not part of the stamp.
+    const stamps = stampPaths([], [git])!
+    expect(stamps).toEqual([[git, expect.stringMatching(/^present:\d+$/)]])
+    const routes = new LaneRoutes()
+    routes.record({ key: 'k', target, prefix: '', stamps })
+    // What `git status` does when it refreshes the index: a lock file made, then renamed.
+    writeFileSync(join(git, 'index.lock'), 'x')
+    renameSync(join(git, 'index.lock'), join(git, 'index'))
+    expect(routes.take('k')).toBeDefined()
+    rmSync(git, { recursive: true })
     expect(routes.take('k')).toBeUndefined()
   })
 

@@ -34,17 +34,26 @@ export function laneKey(ask: LaneAsk): string {
   return JSON.stringify([ask.build, ask.fast.command, ask.fast.lease ?? null, flags, ask.cwd, env])
 }
 
-/** A file as the route saw it: `absent`, or its inode, size and change times (nanoseconds). */
+/**
+ * A file as the route saw it: `absent`, or its inode, size and change times (nanoseconds); a
+ * path whose presence alone counts, `present:<inode>`.
+ */
 export type PathStamp = [path: string, stamp: string]
 
-function stampOf(path: string): { stamp: string; changedMs?: number } {
+const PRESENT = 'present:'
+
+function stampOf(path: string, presenceOnly = false): { stamp: string; changedMs?: number } {
   const stat = statSync(path, { bigint: true, throwIfNoEntry: false })
   if (!stat) return { stamp: 'absent' }
+  if (presenceOnly) return { stamp: `${PRESENT}${stat.ino}` }
   return {
     stamp: `${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`,
     changedMs: Number((stat.mtimeNs > stat.ctimeNs ? stat.mtimeNs : stat.ctimeNs) / 1_000_000n),
   }
 }
+
+/** Whether `path` is still as `stamp` saw it. */
+const unchanged = ([path, stamp]: PathStamp) => stampOf(path, stamp.startsWith(PRESENT)).stamp === stamp
 
 /**
  * A file changed this recently may change again within the same clock tick of its file system,
@@ -53,11 +62,16 @@ function stampOf(path: string): { stamp: string; changedMs?: number } {
  */
 const RACY_MS = 1000
 
-/** Stamps `paths` before they are read: undefined when one of them changed too recently to trust its stamp. */
-export function stampPaths(paths: string[], now = Date.now()): PathStamp[] | undefined {
+/**
+ * Stamps `paths` before they are read: undefined when one of them changed too recently to trust
+ * its stamp. Of `present`, only whether each is there counts: the `.git` a checkout's root is
+ * found by, whose folder changes with every git command that writes the index.
+ */
+export function stampPaths(paths: string[], present: string[] = [], now = Date.now()): PathStamp[] | undefined {
   const stamps: PathStamp[] = []
-  for (const path of new Set(paths)) {
-    const { stamp, changedMs } = stampOf(path)
+  const presenceOnly = new Set(present)
+  for (const path of new Set([...paths, ...present])) {
+    const { stamp, changedMs } = stampOf(path, presenceOnly.has(path))
     if (changedMs !== undefined && changedMs > now - RACY_MS) return undefined
     stamps.push([path, stamp])
   }
@@ -129,7 +143,7 @@ export class LaneRoutes {
   take(key: string): LaneRoute | undefined {
     const route = this.routes.get(key)
     if (!route) return undefined
-    if (route.stamps.every(([path, stamp]) => stampOf(path).stamp === stamp)) return route
+    if (route.stamps.every(unchanged)) return route
     this.routes.delete(key)
     return undefined
   }
