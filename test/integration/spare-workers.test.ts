@@ -89,4 +89,19 @@ describe("the agent's spare workers", () => {
     await sleep(QUIET_ENOUGH_MS)
     expect(listening()).toEqual(['spare-2.sock', 'spare-3.sock'])
   })
+
+  it('a command on the agent lane holds a replacement back until it ended', async () => {
+    const { spares, listening, take } = spareDir()
+    spares.warm()
+    await until('two spares', () => listening().length === 2)
+    const taken = await take('spare-0.sock')
+    // The command ends and the next one, on the lane, comes before the replacement would start.
+    taken.write('done')
+    spares.laneStarted()
+    await sleep(QUIET_ENOUGH_MS)
+    expect(listening()).toEqual(['spare-1.sock'])
+    spares.laneEnded()
+    await until('two spares again', () => listening().length === 2)
+    expect(listening()).toEqual(['spare-1.sock', 'spare-2.sock'])
+  })
 })

@@ -306,7 +306,11 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
         }
         case 'lane':
           client.stdin = new PassThrough()
-          void laneForClient(pool, lanes, socket, request, client).finally(() => (lastActivity = Date.now()))
+          spares.laneStarted()
+          void laneForClient(pool, lanes, socket, request, client).finally(() => {
+            spares.laneEnded()
+            lastActivity = Date.now()
+          })
           return
         case 'lane-route': {
           const { target, prefix, stamps, run, ...ask } = request

@@ -35,7 +35,8 @@ const QUIET_MS = 100
  * A replacement spends ≈ 50 ms of CPU loading modules, so it starts `QUIET_MS` after a command
  * ended, unless another command came meanwhile: one that follows at once (an agent's next call,
  * `ssh` then `run`) starts its Node process without a loading spare beside it, which on a busy
- * machine would share its core. Only a command that took the last spare starts one at once.
+ * machine would share its core; a command on the agent lane holds a replacement back the same
+ * way until it ended. Only a command that took the last spare starts one at once.
  * Not built (running from src/): no spares, thin clients fall back.
  */
 export class SpareWorkers {
@@ -45,6 +46,10 @@ export class SpareWorkers {
   /** Spares in a row that ended before they were ready: after three, no more (a broken build). */
   private failed = 0
   private refill: NodeJS.Timeout | undefined
+  /** Commands on the agent lane now, which take no spare but want the CPU as much. */
+  private lanes = 0
+  /** A replacement came due while a lane command ran: it waits for the end. */
+  private due = false
 
   constructor(
     private readonly dir: string,
@@ -60,13 +65,33 @@ export class SpareWorkers {
   /** A spare took a command: nothing starts beside it, unless it was the last spare. */
   private taken(): void {
     clearTimeout(this.refill)
+    this.refill = undefined
     if (!this.stopped && this.waiting.size === 0) this.startOne()
   }
 
   /** A command ended: the spares taken are replaced once the next command had time to come. */
   private finished(): void {
     clearTimeout(this.refill)
-    this.refill = setTimeout(() => this.warm(), QUIET_MS)
+    this.refill = setTimeout(() => {
+      this.refill = undefined
+      if (this.lanes > 0) this.due = true
+      else this.warm()
+    }, QUIET_MS)
+  }
+
+  /** The agent runs a lane command: a replacement about to start waits until it ended. */
+  laneStarted(): void {
+    this.lanes++
+    if (this.refill === undefined) return
+    clearTimeout(this.refill)
+    this.refill = undefined
+    this.due = true
+  }
+
+  laneEnded(): void {
+    if (--this.lanes > 0 || !this.due) return
+    this.due = false
+    this.finished()
   }
 
   private startOne(): boolean {
