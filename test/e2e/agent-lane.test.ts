@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { cliHome, exitAfterStdoutCloses, runCli, spareSockets, spawnCli, withoutTrace, type CliHome } from '../support/cli.js'
+import { cliHome, exitAfterStdoutCloses, runCli, spareSockets, startCli, withoutTrace, type CliHome } from '../support/cli.js'
 import { until } from '../support/fixtures.js'
 import { sshHost, type SshHost } from '../support/ssh-host.js'
 
@@ -98,18 +98,15 @@ describe('the agent lane against a real sshd', () => {
 
   it('forwards Ctrl-C and a closed stdout to the remote command', async () => {
     const { h, id, cwd } = await leased()
-    const child = spawnCli(['ssh', '--id', id, '--', 'trap "echo got-int; exit 7" INT; echo started; sleep 303 & wait'], { home: h, cwd })
-    child.stdin!.end()
-    let stdout = ''
-    let stderr = ''
-    child.stdout!.on('data', (d) => (stdout += d))
-    child.stderr!.on('data', (d) => (stderr += d))
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-    await until('the command to start', () => stdout.includes('started'), 15_000)
+    const { child, output, exited } = startCli(
+      ['ssh', '--id', id, '--', 'trap "echo got-int; exit 7" INT; echo started; sleep 303 & wait'],
+      { home: h, cwd },
+    )
+    await until('the command to start', () => output.stdout.includes('started'), 15_000)
     child.kill('SIGINT')
     expect(await exited).toBe(7)
-    expect(stdout).toContain('got-int')
-    expect(stderr).toContain(LANE)
+    expect(output.stdout).toContain('got-int')
+    expect(output.stderr).toContain(LANE)
 
     expect(await exitAfterStdoutCloses(['ssh', '--id', id, '--', 'yes crabbox-lane-sigpipe'], { home: h, cwd })).toBe(141)
     await until('the remote yes to end', async () => !(await host.processes()).some((p) => /yes crabbox-lane/.test(p.command)), 5000)
@@ -190,23 +187,15 @@ describe('the agent lane against a real sshd', () => {
 
     it('Ctrl-C stops the remote process group with exit 130, and a closed stdout is 141, as from the worker', async () => {
       const { h, id, cwd } = await runLeased()
-      const child = spawnCli(['run', '--id', id, '--no-sync', '--', 'trap "echo got-int; exit 7" INT; echo started; sleep 304'], {
-        home: h,
-        cwd,
-      })
-      child.stdin!.end()
-      let stdout = ''
-      let stderr = ''
-      child.stdout!.on('data', (d) => (stdout += d))
-      child.stderr!.on('data', (d) => (stderr += d))
-      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-      await until('the command to start', () => stdout.includes('started'), 15_000)
+      const words = ['trap "echo got-int; exit 7" INT; echo started; sleep 304']
+      const { child, output, exited } = startCli(['run', '--id', id, '--no-sync', '--', ...words], { home: h, cwd })
+      await until('the command to start', () => output.stdout.includes('started'), 15_000)
       child.kill('SIGINT')
       // The command's own status is 7; the run reports the interrupt, as the pipeline does.
       expect(await exited).toBe(130)
-      expect(stdout).not.toContain('got-int') // stdout is dropped once stopped
-      expect(stderr).toContain(LANE)
-      expect(withoutTrace(stderr)).toMatch(/exit 130 · total/)
+      expect(output.stdout).not.toContain('got-int') // stdout is dropped once stopped
+      expect(output.stderr).toContain(LANE)
+      expect(withoutTrace(output.stderr)).toMatch(/exit 130 · total/)
       await until('the remote sleep to end', async () => !(await host.processes()).some((p) => /sleep 304/.test(p.command)), 5000)
 
       const yes = ['run', '--id', id, '--no-sync', '--', 'yes crabbox-run-lane-sigpipe']

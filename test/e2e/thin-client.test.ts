@@ -10,7 +10,7 @@ import {
   repoRoot,
   runCli,
   spareSockets,
-  spawnCli,
+  startCli,
   withoutTrace,
   type CliHome,
 } from '../support/cli.js'
@@ -100,20 +100,14 @@ describe('the thin client against a real sshd', () => {
 
   it('forwards Ctrl-C to the worker: the remote command is killed and the CLI exits 130', async () => {
     const h = await warmHome()
-    const child = spawnCli(['ssh', ...at(), '--', 'echo started; sleep 302; echo never'], { home: h })
-    child.stdin!.end()
-    let stdout = ''
-    let stderr = ''
-    child.stdout!.on('data', (d) => (stdout += d))
-    child.stderr!.on('data', (d) => (stderr += d))
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-    await until('the command to start', () => stdout.includes('started'), 15_000)
+    const { child, output, exited } = startCli(['ssh', ...at(), '--', 'echo started; sleep 302; echo never'], { home: h })
+    await until('the command to start', () => output.stdout.includes('started'), 15_000)
     // The sleep itself, not only the shell whose command line names it (see ssh-command.test.ts).
     await until('the remote sleep to run', async () => (await host.processes()).some((p) => /^sleep 302$/.test(p.command)), 15_000)
     child.kill('SIGINT')
     expect(await exited).toBe(130)
-    expect(stderr).toContain(THIN)
-    expect(stdout).not.toContain('never')
+    expect(output.stderr).toContain(THIN)
+    expect(output.stdout).not.toContain('never')
     await until('the remote sleep to end', async () => !(await host.processes()).some((p) => /sleep 302/.test(p.command)), 5000)
   })
 

@@ -47,6 +47,20 @@ export interface CliOptions {
   cli?: string
 }
 
+/**
+ * Starts the built CLI with its stdin closed and collects its output as it comes (`output`, read
+ * while it runs); `exited` resolves with its exit code.
+ */
+export function startCli(args: string[], options: CliOptions = {}) {
+  const child = spawnCli(args, options)
+  child.stdin!.end()
+  const output = { stdout: '', stderr: '' }
+  child.stdout!.on('data', (d) => (output.stdout += d))
+  child.stderr!.on('data', (d) => (output.stderr += d))
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+  return { child, output, exited }
+}
+
 /** Starts the built CLI (`bin/run.js`) as a subprocess. */
 export function spawnCli(args: string[], options: CliOptions = {}): ChildProcess {
   const home = options.home ?? cliHome()
