@@ -23,16 +23,19 @@ export async function runOnLane(call: LaneCall): Promise<number> {
   const quiet = fast.flags.quiet === true
   const argv = fast.words
   const pidFile = runPidFile(leaseId)
-  stop.addEventListener('abort', () => interruptGroup((command) => call.exec(command, {}), pidFile), { once: true })
+  // Only while the command runs: the client hanging up after its exit code must signal nothing.
+  const outOfBand = () => interruptGroup((command) => call.exec(command, {}), pidFile)
+  stop.addEventListener('abort', outOfBand, { once: true })
   if (!quiet) stderr.write(`${runningOnLine({ slug, ssh: { host: route.target.host } }, argv)}\n`)
   const clock = stopwatch()
   // Once stopped, the command's stdout is dropped, as the pipeline's output sink does.
   const stdout = outputSink(call.stdout, () => stop.aborted)
   const command = route.prefix + remoteCommandFor(argv, { shell: fast.flags.shell === true, pidFile }).command
   const ran = call.exec(command, { env, signal: stop, stdout, stderr })
+  ran.catch(() => {}) // still running when a second signal ends the run: its failure is nobody's
   // A second signal ends the run at once, as the CLI exits on its second Ctrl-C.
   const secondSignal = new Promise<'again'>((resolve) => again.addEventListener('abort', () => resolve('again'), { once: true }))
-  const result = await Promise.race([ran, secondSignal])
+  const result = await Promise.race([ran, secondSignal]).finally(() => stop.removeEventListener('abort', outOfBand))
   const interrupted = stop.aborted ? (call.closed.has('stdout') ? ('closed pipe' as const) : ('signal' as const)) : undefined
   if (result === 'again') return interrupted === 'closed pipe' ? 141 : 130
   await new Promise<void>((resolve) => stdout.end(resolve))
