@@ -9,7 +9,7 @@ import type { Lease } from '../providers/types.js'
 import { agentFileRoute } from '../transport/ssh/agent-client.js'
 import { type LaneAsk, type PathStamp, stampPaths } from '../transport/ssh/agent-lane.js'
 import { hydrationRecordPath, readHydration } from './actions/record.js'
-import { networkOf } from './network.js'
+import { networkOf, tailnetCandidates } from './network.js'
 import { junitPatterns } from './run/steps/results.js'
 import { type ResolvedTarget, STATIC_PROVIDERS } from './ssh.js'
 
@@ -111,10 +111,12 @@ const allStamped = (lane: LaneStamps, looked: string[]) => {
   return looked.every((path) => stamped.has(path))
 }
 
-/** The lease's public address, chosen without probing a tailnet (nothing a later run could answer differently). */
-function publicWithoutProbe(lease: Lease): boolean {
-  const choice = networkOf(lease)
-  return !choice || (choice.network === 'public' && (choice.reason === 'requested' || choice.reason === 'no_tailnet_address'))
+/**
+ * The lease reached at its public address with no tailnet probed (network `public`, or no tailnet
+ * address to try): nothing a later run could answer differently.
+ */
+function publicWithoutProbe(lease: Lease, network: Config['network']): boolean {
+  return (networkOf(lease)?.network ?? 'public') === 'public' && (network === 'public' || tailnetCandidates(lease).length === 0)
 }
 
 /** What the run pipeline had resolved when a `--no-sync` command was about to run (`RunFlags.beforeCommand`). */
@@ -138,7 +140,7 @@ export async function fileRunLaneRoute(lane: LaneStamps, at: RunLaneResolved, lo
   const { lease } = at
   const { config } = loaded
   const fromRecords = STATIC_PROVIDERS.has(config.provider) && lease.provider === 'ssh' && !at.broker
-  const plain = config.target === 'linux' && !lease.windows && !readHydration(lease.id) && publicWithoutProbe(lease)
+  const plain = config.target === 'linux' && !lease.windows && !readHydration(lease.id) && publicWithoutProbe(lease, config.network)
   if (!fromRecords || !plain || lease.id !== lane.leaseId || junitPatterns(config.results.junit).length > 0) return
   if (!allStamped(lane, loaded.looked)) return
   const run = { env: at.env, leaseId: lease.id, slug: lease.slug, provider: lease.provider }

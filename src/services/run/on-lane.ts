@@ -37,7 +37,8 @@ export async function runOnLane(call: LaneCall): Promise<number> {
   const secondSignal = new Promise<'again'>((resolve) => again.addEventListener('abort', () => resolve('again'), { once: true }))
   const result = await Promise.race([ran, secondSignal]).finally(() => stop.removeEventListener('abort', outOfBand))
   const interrupted = stop.aborted ? (call.closed.has('stdout') ? ('closed pipe' as const) : ('signal' as const)) : undefined
-  if (result === 'again') return interrupted === 'closed pipe' ? 141 : 130
+  const interruptedCode = interrupted === 'closed pipe' ? 141 : 130
+  if (result === 'again') return interruptedCode
   await new Promise<void>((resolve) => stdout.end(resolve))
   const timing: RunTiming = {
     provider,
@@ -48,7 +49,7 @@ export async function runOnLane(call: LaneCall): Promise<number> {
     syncSkipped: true,
     commandMs: clock(),
     totalMs: total(),
-    exitCode: interrupted ? (interrupted === 'closed pipe' ? 141 : 130) : exitCodeOf(result.code, result.signal),
+    exitCode: interrupted ? interruptedCode : exitCodeOf(result.code, result.signal),
     ...(interrupted && { interrupted }),
   }
   if (!quiet) stderr.write(`${summaryLine(timing)}\n`)
