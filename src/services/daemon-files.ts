@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stateDir } from '../paths.js'
+import { pidRuns } from '../pids.js'
 
 /**
  * The files of a per-lease background process (the WebVNC bridge, egress) under
@@ -58,7 +59,7 @@ export function daemonFiles<R extends { leaseId: string; slug?: string; pid?: nu
     if (which.includes('pid')) rmSync(pidPath(leaseId), { force: true })
   }
   const logPath = (leaseId: string) => join(dir(), `${leaseId}.log`)
-  const alive = (pid: number | undefined) => processAlive(pid, marker)
+  const alive = (pid: number | undefined) => pid !== undefined && pidRuns(pid, marker)
   return {
     dir,
     recordPath,
@@ -116,21 +117,5 @@ export function daemonFiles<R extends { leaseId: string; slug?: string; pid?: nu
       removeFiles(leaseId)
       return running
     },
-  }
-}
-
-function processAlive(pid: number | undefined, marker: string): boolean {
-  if (pid === undefined) return false
-  try {
-    process.kill(pid, 0)
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    if (/\) Z /.test(stat)) return false
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)
-  } catch {
-    return true // no /proc (macOS): trust kill(0)
   }
 }

@@ -4,6 +4,7 @@ import { userInfo } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CrabboxError } from '../../errors.js'
+import { pidRuns } from '../../pids.js'
 import { allocateSlug } from '../../protocol/ids.js'
 import type { AcquireRequest, DirectProvider, Lease, ProviderContext } from '../types.js'
 import { generateEd25519Pair } from '../../transport/ssh/keys.js'
@@ -13,19 +14,8 @@ import { LocalLeaseRecord, localLeaseDir, localRoot, readLocalJson } from './fil
 const serverMain = join(dirname(fileURLToPath(import.meta.url)), 'server-main.js')
 const host = '127.0.0.1'
 
-function alive(pid: number, leaseId: string): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  // Guard against pid reuse where /proc can tell us what the pid runs.
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(leaseId)
-  } catch {
-    return true
-  }
-}
+/** The lease's server still runs (a pid reused by another program does not count). */
+const alive = (pid: number, leaseId: string) => pidRuns(pid, leaseId)
 
 function toLease(record: LocalLeaseRecord): Lease {
   return {

@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { pidAlive } from '../../pids.js'
 import { cacheDir } from './hash-cache.js'
 
 /*
@@ -48,17 +49,8 @@ function writers(dir: string): number[] {
     if (!name.startsWith(PREFIX)) continue
     const pid = Number(name.slice(PREFIX.length))
     if (pid === process.pid) continue
-    if (alive(pid)) live.push(pid)
+    if (pidAlive(pid)) live.push(pid)
     else rmSync(join(dir, name), { force: true })
   }
   return live
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }

@@ -3,6 +3,7 @@ import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError, failureText } from '../../errors.js'
+import { pidRuns } from '../../pids.js'
 import { fastCommand } from '../../fast-argv.js'
 import { takeClaim } from './agent-frames.js'
 import { type LaneRunner, LaneRoutes, laneKey } from './agent-lane.js'
@@ -39,18 +40,7 @@ function toReplyError(error: unknown): AgentReply {
 }
 
 /** Whether `pid` is a running agent; a pid reused by another program does not count. */
-function agentAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false
-  }
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('agent-main')
-  } catch {
-    return true // no /proc here (macOS): trust the signal check
-  }
-}
+const agentAlive = (pid: number) => pidRuns(pid, 'agent-main')
 
 /**
  * Output frames with backpressure: while the CLI does not read its socket, the
