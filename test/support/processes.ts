@@ -53,14 +53,7 @@ export function processesMatching(needle: string | RegExp | ((entry: ProcessEntr
 }
 
 /** Whether `pid` exists (a zombie counts; another user's process counts too). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
+export { pidAlive } from '../../src/pids.js'
 
 /** Whether `pid` exists and is not a zombie waiting for its parent. */
 export function pidRunning(pid: number): boolean {
