@@ -45,8 +45,8 @@ export async function thinRun(fast: FastCommand, argv: string[]): Promise<boolea
   if (!build || !privateDir(dir)) return false
   const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
   const job = { build, argv, bin: process.argv[1] ?? '', cwd: process.cwd(), env }
-  // `ssh` and `run --no-sync`: the agent itself, when a spare worker filed a route for this command (agent-lane.ts).
-  const lane = (fast.command === 'ssh' || fast.flags['no-sync'] === true) && !truthy(process.env.CRABBOX_NO_AGENT_LANE)
+  // `ssh` and `run`: the agent itself, when a spare worker filed a route for this command (agent-lane.ts).
+  const lane = !fast.flags['timing-json'] && !truthy(process.env.CRABBOX_NO_AGENT_LANE)
   const agent = lane ? await reach(join(dir, 'agent.sock')) : undefined
   if (agent && (await converse(agent, { op: 'lane', ...job, claim: newClaim() }, dir, LANE))) return true
   // A run that syncs wants the spare that read ahead (the oldest); anything else leaves it be.

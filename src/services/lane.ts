@@ -43,9 +43,8 @@ export function stampLane(fast: FastCommand, build: string): LaneStamps | undefi
   return stamps && { ask: { build, fast: { command: fast.command, flags: fast.flags, lease: fast.lease }, cwd, env }, leaseId, stamps }
 }
 
-/** `ssh`, and `run --no-sync` without `--timing-json` (its line is the pipeline's whole timing). */
-const laneCommand = (fast: FastCommand) =>
-  fast.command === 'ssh' || (fast.command === 'run' && fast.flags['no-sync'] === true && !fast.flags['timing-json'])
+/** `ssh`, and `run` without `--timing-json` (its line is the pipeline's whole timing). */
+const laneCommand = (fast: FastCommand) => fast.command === 'ssh' || (fast.command === 'run' && !fast.flags['timing-json'])
 
 /**
  * Every file the config loader (but the repo's), the ssh provider and the repo claim read for
@@ -119,30 +118,44 @@ function publicWithoutProbe(lease: Lease, network: Config['network']): boolean {
   return (networkOf(lease)?.network ?? 'public') === 'public' && (network === 'public' || tailnetCandidates(lease).length === 0)
 }
 
-/** What the run pipeline had resolved when a `--no-sync` command was about to run (`RunFlags.beforeCommand`). */
+/**
+ * What the run pipeline had resolved when a command was about to run (`RunFlags.beforeCommand`):
+ * a `--no-sync` one, or one whose warm run found nothing to sync.
+ */
 export interface RunLaneResolved {
   lease: Lease
-  /** The `--no-sync` cd-or-make of the workdir, before the runner command. */
+  /** The `--no-sync` cd-or-make of the workdir, before the runner command (empty for a run that syncs). */
   prefix: string
   /** The environment `env.allow` forwards. */
   env: Record<string, string>
   /** The run is recorded on a broker. */
   broker: boolean
+  /** A run that syncs: the checkout, its workdir on the runner and the sync settings. */
+  sync?: { repoRoot: string; workdir: string; config: Config['sync'] }
 }
 
 /**
- * Files a `run --no-sync` route when nothing of the pipeline but its runner command and its lines
- * applies (services/run/on-lane.ts runs it): the ssh provider's own record of the lease named by
- * its ID, no broker to record on, a Linux runner, no hydrated Actions job, its public address with no tailnet to probe, no
- * JUnit results to read, and every file the config loader looked for among the stamped ones.
+ * Files a `run` route when nothing of the pipeline but its runner command and its lines applies
+ * (services/run/on-lane.ts runs it): the ssh provider's own record of the lease named by its ID,
+ * no broker to record on, a Linux runner, no hydrated Actions job, its public address with no
+ * tailnet to probe, no JUnit results to read, and every file the config loader looked for among
+ * the stamped ones. A run that syncs also needs the fingerprint check (no checksum mode).
  */
 export async function fileRunLaneRoute(lane: LaneStamps, at: RunLaneResolved, loaded: { config: Config; looked: string[] }): Promise<void> {
-  const { lease } = at
+  const { lease, sync } = at
   const { config } = loaded
   const fromRecords = STATIC_PROVIDERS.has(config.provider) && lease.provider === 'ssh' && !at.broker
   const plain = config.target === 'linux' && !lease.windows && !readHydration(lease.id) && publicWithoutProbe(lease, config.network)
   if (!fromRecords || !plain || lease.id !== lane.leaseId || junitPatterns(config.results.junit).length > 0) return
-  if (!allStamped(lane, loaded.looked)) return
-  const run = { env: at.env, leaseId: lease.id, slug: lease.slug, provider: lease.provider }
+  // The route's kind follows the command line it is filed under.
+  if ((lane.ask.fast.flags['no-sync'] === true) !== (sync === undefined)) return
+  if ((sync && (!sync.config.fingerprint || sync.config.checksum)) || !allStamped(lane, loaded.looked)) return
+  const run = {
+    env: at.env,
+    leaseId: lease.id,
+    slug: lease.slug,
+    provider: lease.provider,
+    ...(sync && { sync: { repoRoot: sync.repoRoot, workdir: sync.workdir, stateDir: stateDir(), config: sync.config } }),
+  }
   await agentFileRoute({ op: 'lane-route', ...lane.ask, target: lease.ssh, prefix: at.prefix, stamps: lane.stamps, run })
 }

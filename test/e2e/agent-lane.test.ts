@@ -225,8 +225,104 @@ describe('the agent lane against a real sshd', () => {
       const { run } = await runLeased()
       expect((await run([], ['true'])).stderr).toContain(LANE)
       const timed = await run(['--timing-json'], ['true'])
-      expect(timed.stderr).toContain(DECLINED)
+      expect(timed.stderr).toContain(WORKER)
+      expect(timed.stderr).not.toContain(LANE)
       expect(JSON.parse(withoutTrace(timed.stderr).trim().split('\n').at(-1)!)).toMatchObject({ exitCode: 0, syncSkipped: true })
+    })
+  })
+
+  describe('run --id X with nothing to sync', () => {
+    const git = (cwd: string, ...args: string[]) => execFileSync('git', ['-C', cwd, ...args], { stdio: 'ignore' })
+    const checkout = (cwd: string) => {
+      git(cwd, 'init', '-q')
+      writeFileSync(join(cwd, 'a.txt'), 'one\n')
+      git(cwd, 'add', '-A')
+      git(cwd, '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'one')
+    }
+    /** The lines a run prints that differ from run to run: times of day, durations. */
+    const steady = (stderr: string) =>
+      timesOut(stderr)
+        .replace(/^\d\d:\d\d:\d\d /gm, '<time> ')
+        .replace(/(nothing to sync) \S+$/m, '$1 <duration>')
+        .replace(/sync \d+ms/, 'sync <ms>')
+
+    /**
+     * A leased git checkout synced once, then run twice with nothing to sync in a spare worker:
+     * the first files the route and starts the agent's watcher on the checkout, the second (git's
+     * check) keeps the watcher's stamp, on which the lane's check rests from then on.
+     */
+    const synced = async () => {
+      const leasedHome = await leased(checkout)
+      const { h, id, cwd } = leasedHome
+      const run = (words: string[], options: Parameters<typeof runCli>[1] = {}) =>
+        runCli(['run', '--id', id, '--', ...words], { home: h, cwd, ...options })
+      expect((await run(['true'])).code).toBe(0)
+      for (let turn = 0; turn < 2; turn++) {
+        await until('a spare', () => spares(h) >= 1, 30_000)
+        const warm = await run(['true'])
+        expect(warm.stderr).toContain(WORKER)
+        expect(warm.stderr).toContain('checkout unchanged')
+      }
+      await until('a spare', () => spares(h) >= 1, 30_000)
+      return { ...leasedHome, run }
+    }
+
+    it('runs on the lane with the worker’s lines, output split and exit code; Ctrl-C is 130', async () => {
+      const { h, id, cwd, run } = await synced()
+      const words = ['cat a.txt; echo err >&2; exit 42']
+      const lane = await run(words)
+      expect(lane.stderr).toContain(LANE)
+      expect(lane.stderr).not.toContain(WORKER)
+      expect({ code: lane.code, stdout: lane.stdout }).toEqual({ code: 42, stdout: 'one\n' })
+      expect(withoutTrace(lane.stderr)).toMatch(
+        /^\d\d:\d\d:\d\d syncing .+ to \S+\n\d\d:\d\d:\d\d ✓ checkout unchanged, nothing to sync \S+\nrunning on \S+ \(.+\) .+\nerr\nexit 42 · total \S+ · sync \d+ms \(skipped\) · command \S+\n$/,
+      )
+      const worker = await run(words, { env: { CRABBOX_NO_AGENT_LANE: '1' } })
+      expect(worker.stderr).toContain(WORKER)
+      expect({ code: lane.code, stdout: lane.stdout, stderr: steady(lane.stderr) }).toEqual({
+        code: worker.code,
+        stdout: worker.stdout,
+        stderr: steady(worker.stderr),
+      })
+
+      const { child, output, exited } = startCli(['run', '--id', id, '--', 'echo started; sleep 305'], { home: h, cwd })
+      await until('the command to start', () => output.stdout.includes('started'), 15_000)
+      child.kill('SIGINT')
+      expect(await exited).toBe(130)
+      expect(output.stderr).toContain(LANE)
+      await until('the remote sleep to end', async () => !(await host.processes()).some((p) => /sleep 305/.test(p.command)), 5000)
+    })
+
+    it('declines a changed checkout before anything ran: the worker syncs it, then the lane runs again', async () => {
+      const { h, cwd, run } = await synced()
+      writeFileSync(join(cwd, 'a.txt'), 'two\n')
+      const changed = await run(['cat a.txt'])
+      expect(changed.stderr).toContain(DECLINED)
+      expect(changed.stderr).toContain(WORKER)
+      expect(changed.stdout).toBe('two\n')
+      // A file changed within the racy window is not vouched for yet; past it a worker's run
+      // takes a snapshot again, and the lane runs the next one.
+      await new Promise((resolve) => setTimeout(resolve, 2100))
+      await until('a spare', () => spares(h) >= 1, 30_000)
+      expect((await run(['true'])).stderr).toContain(WORKER)
+      await until('a spare', () => spares(h) >= 1, 30_000)
+      const again = await run(['cat a.txt'])
+      expect(again.stderr).toContain(LANE)
+      expect(again.stdout).toBe('two\n')
+    })
+
+    it('declines when the runner holds another fingerprint: the worker syncs and the command runs once', async () => {
+      const { id, h, cwd, run } = await synced()
+      const meta = '.git/crabbox/sync-fingerprint'
+      const sshRun = (command: string) => runCli(['ssh', '--id', id, '--', command], { home: h, cwd, env: { CRABBOX_NO_AGENT_LANE: '1' } })
+      const workdir = (await runCli(['run', '--id', id, '--no-sync', '--', 'pwd'], { home: h, cwd })).stdout.trim()
+      expect((await sshRun(`echo someone-else > ${workdir}/${meta}`)).code).toBe(0)
+      await until('a spare', () => spares(h) >= 1, 30_000)
+      const stale = await run(['cat a.txt; echo once >> ../lane-count'])
+      expect(stale.stderr).toContain(DECLINED)
+      expect(stale.stderr).toContain(WORKER)
+      expect(stale.stdout).toBe('one\n')
+      expect((await sshRun(`cat ${workdir}/../lane-count`)).stdout).toBe('once\n')
     })
   })
 })

@@ -63,8 +63,8 @@ export async function runIfUnchanged(options: {
   repoRoot: string
   workdir: string
   config: Config['sync']
-  session: SshSession
-  check: UnchangedCheck
+  session: Pick<SshSession, 'exec'>
+  check: Pick<UnchangedCheck, 'unchanged'>
   run: GuardedCommand
   startedAt?: number
 }): Promise<WarmRun> {
@@ -148,7 +148,7 @@ export async function runAfterApply(
  * the guard); the command's output is passed on only after `<tag> ok`.
  * What follows `<tag> stale` is kept in `after`.
  */
-async function taggedExec(session: SshSession, script: string, before: string[], args: string[], run: GuardedCommand) {
+async function taggedExec(session: Pick<SshSession, 'exec'>, script: string, before: string[], args: string[], run: GuardedCommand) {
   const tag = newTag()
   // Anything ahead of the tag came from the runner's shell start-up, not the command: passed on.
   const passOn = (head: Buffer) => {

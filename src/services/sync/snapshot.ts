@@ -214,8 +214,8 @@ export function globalSigs(excludesFile: string | undefined, at: number): [strin
 }
 
 /** The global ignore and config files are as `recorded` saw them. */
-function globalUnchanged(recorded: [string, Sig | null][], excludesFile: string | undefined): boolean {
-  const rules = globalRules(excludesFile)
+function globalUnchanged(recorded: [string, Sig | null][], excludesFile: string | undefined, env = process.env): boolean {
+  const rules = globalRules(excludesFile, env)
   return rules.length === recorded.length && rules.every((path, i) => recorded[i][0] === path && sig(path) === recorded[i][1])
 }
 
@@ -342,6 +342,29 @@ async function takeWatch(root: string, snapshot: Snapshot): Promise<WatchTaken |
   return taken && { ...taken, kept }
 }
 
+/** The agent's own watcher, asked in its process (`Watchers.stamp`). */
+export type WatchStamp = (root: string, skip: string[]) => Promise<{ id: string; seq: number } | undefined>
+
+/**
+ * The agent lane's check (services/run/on-lane.ts), in the connection agent for a client with
+ * environment `env`: unchanged only when the agent's watcher vouches for the last snapshot, as
+ * byWatcher decides in a run's own check; anything else is undefined at once, without git (the
+ * run's own check in a spare worker then decides).
+ */
+export async function watchedUnchanged(
+  root: string,
+  config: Config['sync'],
+  stamp: WatchStamp,
+  env: NodeJS.ProcessEnv,
+): Promise<Unchanged | undefined> {
+  const gitDir = gitDirOf(root, env)
+  const snapshot = config.fingerprint && !config.checksum && gitDir ? await readSnapshot(root, env) : undefined
+  const kept = snapshot?.pruned && keptWatch(root, snapshot)
+  if (!snapshot?.pruned || !kept || !gitDir) return undefined
+  const taken = await stamp(root, snapshot.pruned)
+  return taken && byWatcher(root, config, snapshot, gitDir, { ...taken, kept }, env)
+}
+
 /** The stamp kept beside `snapshot` (watch.json), if it is that snapshot's. */
 function keptWatch(root: string, snapshot: Snapshot): { id: string; seq: number } | undefined {
   try {
@@ -372,8 +395,8 @@ const keyOf = (patterns: string[], config: Config['sync']) =>
   digest(JSON.stringify([excludesKey(patterns), config.delete, config.gitSeed, config.baseRef ?? '']))
 
 /** The last snapshot's HEAD and base, to start the runner round trip before it is verified. */
-export async function readSnapshot(root: string): Promise<Snapshot | undefined> {
-  if (!gitDirOf(root)) return undefined
+export async function readSnapshot(root: string, env = process.env): Promise<Snapshot | undefined> {
+  if (!gitDirOf(root, env)) return undefined
   // The run before may still be writing it (its exit code went out first).
   await awaitRemembered(root)
   try {
@@ -409,10 +432,11 @@ async function byWatcher(
   snapshot: Snapshot,
   gitDir: string,
   taken: WatchTaken,
+  env = process.env,
 ): Promise<Unchanged | undefined> {
   if (!snapshot.global || !watcherVouches(taken)) return undefined
   if (!settingsUnchanged(root, config, snapshot, gitDir)) return undefined
-  if (!globalUnchanged(snapshot.global, snapshot.git.excludesFile)) return undefined
+  if (!globalUnchanged(snapshot.global, snapshot.git.excludesFile, env)) return undefined
   if (snapshot.own.some(([path, recorded]) => sig(join(root, path)) !== recorded)) return undefined
   return { fingerprint: snapshot.fingerprint, git: snapshot.git, listedUntracked: false, watched: true }
 }

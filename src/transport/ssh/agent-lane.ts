@@ -78,13 +78,25 @@ export function stampPaths(paths: string[], present: string[] = [], now = Date.n
   return stamps
 }
 
-/** What a `run --no-sync` route adds: what the run pipeline had resolved, for its runner command and its lines. */
+/** What a `run` route adds: what the run pipeline had resolved, for its runner command and its lines. */
 export interface RunFacts {
   /** The environment `env.allow` forwards, taken from the command's environment (part of the key). */
   env: Record<string, string>
   leaseId: string
   slug: string
   provider: string
+  /** A run that syncs: what its unchanged check and guard need (absent: `run --no-sync`). */
+  sync?: SyncFacts
+}
+
+/** What a syncing run's route carries for the unchanged check and the runner's fingerprint guard. */
+export interface SyncFacts {
+  repoRoot: string
+  workdir: string
+  /** The state folder as the command saw it (its snapshot and caches live there). */
+  stateDir: string
+  /** The run's `sync` settings (the config's shape; the service reads them). */
+  config: Record<string, unknown>
 }
 
 export interface LaneRoute {
@@ -117,14 +129,27 @@ export interface LaneCall {
   again: AbortSignal
   /** What the client reported closed, in order. */
   closed: ReadonlySet<'stdout' | 'stderr'>
+  /**
+   * The command runs: the client hears `started`, then what was written to stdout and stderr
+   * (held until now). A runner that resolves declined without calling it ran nothing.
+   */
+  begin(): void
+  /** The agent's file watcher: its stamp of `root` with `skip` left out (agent-watch.ts). */
+  watch(root: string, skip: string[]): Promise<{ id: string; seq: number } | undefined>
+}
+
+/** A lane command that ran nothing: the client runs it in a spare worker. */
+export interface LaneDeclined {
+  declined: string
 }
 
 /**
- * Runs a lane command and resolves with the exit code its CLI process would end with. The
- * agent runs `ssh` routes itself; `run` routes are run by a runner the agent is started with
- * (src/agent-main.ts), since what a run prints is the run pipeline's.
+ * Runs a lane command and resolves with the exit code its CLI process would end with, or
+ * declined before it began. The agent runs `ssh` routes itself; `run` routes are run by a
+ * runner the agent is started with (src/agent-main.ts), since what a run prints is the run
+ * pipeline's.
  */
-export type LaneRunner = (call: LaneCall) => Promise<number>
+export type LaneRunner = (call: LaneCall) => Promise<number | LaneDeclined>
 
 /** Routes are few (one per folder, lease and environment a user works in); the oldest goes past this. */
 const MAX_ROUTES = 64

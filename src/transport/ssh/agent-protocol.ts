@@ -74,13 +74,21 @@ export const AgentRequest = v.variant('op', [
     target: AgentTarget,
     prefix: v.string(),
     stamps: v.array(v.tuple([v.string(), v.string()])),
-    // `run --no-sync`: what its pipeline resolved (agent-lane.ts, RunFacts).
+    // `run`: what its pipeline resolved (agent-lane.ts, RunFacts); `sync` for a run that syncs.
     run: v.optional(
       v.object({
         env: v.record(v.string(), v.string()),
         leaseId: v.string(),
         slug: v.string(),
         provider: v.string(),
+        sync: v.optional(
+          v.object({
+            repoRoot: v.string(),
+            workdir: v.string(),
+            stateDir: v.string(),
+            config: v.record(v.string(), v.unknown()),
+          }),
+        ),
       }),
     ),
   }),

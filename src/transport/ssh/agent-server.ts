@@ -47,13 +47,15 @@ const agentAlive = (pid: number) => pidRuns(pid, 'agent-main')
  * writer does not complete, the SSH channel piped into it pauses, and the
  * remote command blocks instead of the agent buffering without bound.
  */
-function frameWriter(socket: Socket, type: number): Writable {
+function frameWriter(socket: Socket, type: number, opened?: Promise<void>): Writable {
+  const send = (chunk: Buffer, done: () => void) => {
+    if (socket.destroyed) return done()
+    if (socket.write(encodeFrame(type, chunk))) return done()
+    afterDrain(socket, () => done())
+  }
   return new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      if (socket.destroyed) return done()
-      if (socket.write(encodeFrame(type, chunk))) return done()
-      afterDrain(socket, () => done())
-    },
+    // `opened`: held until the command began (a lane command declined before then sent nothing).
+    write: (chunk: Buffer, _encoding, done) => (opened ? void opened.then(() => send(chunk, done)) : send(chunk, done)),
   })
 }
 
@@ -166,20 +168,21 @@ export interface LaneRunners {
  * An `ssh` command on the lane: the words after the route's prefix, the exit code the command's
  * process would end with (the remote status, 128 + its signal, 141 after a closed stdout).
  */
-const sshOnLane: LaneRunner = async ({ route, fast, exec, stdin, stop, stdout, stderr, closed }) => {
+const sshOnLane: LaneRunner = async ({ route, fast, exec, stdin, stop, stdout, stderr, closed, begin }) => {
+  begin()
   const result = await exec(route.prefix + fast.words.join(' '), { stdin, signal: stop, stdout, stderr })
   return exitCodeOf(closed.has('stdout') ? { code: null, signal: 'SIGPIPE' } : result)
 }
 
 /**
- * The agent lane (agent-lane.ts): a thin client's `ssh --id X -- <cmd>` or `run --id X --no-sync
- * -- <cmd>` run here on the route a spare worker filed, in the spare worker's frames: `started`
- * once the request's claim is made, the output, and the exit code. Without a route nothing runs:
- * it is declined, and the client takes a spare worker.
+ * The agent lane (agent-lane.ts): a thin client's `ssh --id X -- <cmd>` or `run --id X … -- <cmd>`
+ * run here on the route a spare worker filed, in the spare worker's frames: `started` once the
+ * runner begins the command (its claim made first), the output, and the exit code. Without a
+ * route, or when the runner declines before it began, nothing ran: the client takes a spare worker.
  */
 async function laneForClient(
   pool: SshPool,
-  lanes: LaneRunners & { routes: LaneRoutes; dir: string },
+  lanes: LaneRunners & { routes: LaneRoutes; dir: string; watchers: Watchers },
   socket: Socket,
   request: Extract<AgentRequest, { op: 'lane' }>,
   client: ClientStreams,
@@ -188,12 +191,21 @@ async function laneForClient(
   const runner = fast?.command === 'ssh' ? sshOnLane : fast?.command === 'run' ? lanes.run : undefined
   const route = fast && runner ? lanes.routes.take(laneKey({ build: request.build, fast, cwd: request.cwd, env: request.env })) : undefined
   if (!fast || !runner || !route || (fast.command === 'run') !== (route.run !== undefined)) return replyTo(socket, declined('no route'))
-  if (!takeClaim(join(lanes.dir, request.claim))) return replyTo(socket, declined('the client gave up'))
-  socket.write(encodeFrame(Frame.started))
-  // `run` reads no stdin (neither does its spare worker).
-  if (fast.command === 'ssh') socket.write(encodeFrame(Frame.stdinWanted))
-  const stdout = frameWriter(socket, Frame.stdout)
-  const stderr = frameWriter(socket, Frame.stderr)
+  const claim = join(lanes.dir, request.claim)
+  if (!takeClaim(claim)) return replyTo(socket, declined('the client gave up'))
+  let began = false
+  let opened = () => {}
+  const open = new Promise<void>((resolve) => (opened = resolve))
+  const begin = () => {
+    if (began) return
+    began = true
+    socket.write(encodeFrame(Frame.started))
+    // `run` reads no stdin (neither does its spare worker).
+    if (fast.command === 'ssh') socket.write(encodeFrame(Frame.stdinWanted))
+    opened()
+  }
+  const stdout = frameWriter(socket, Frame.stdout, open)
+  const stderr = frameWriter(socket, Frame.stderr, open)
   const call = {
     route,
     fast,
@@ -205,15 +217,23 @@ async function laneForClient(
     stop: client.abort.signal,
     again: client.again.signal,
     closed: client.closed,
+    begin,
+    watch: (root: string, skip: string[]) => lanes.watchers.stamp(root, skip),
   }
-  const code = await runner(call).catch((error: unknown) => {
+  const outcome = await runner(call).catch((error: unknown) => {
+    // Before it began nothing ran: the spare worker runs it and reports any failure itself.
+    if (!began) return { declined: (error as Error)?.message ?? String(error) }
     // As the CLI prints a failure (without colour: the thin client's stderr is no terminal).
     const failure = asAgentFailure(error)
     stderr.write(failureText(failure))
     return failure.exitCode
   })
+  if (typeof outcome !== 'number' && !began) {
+    rmSync(claim, { force: true })
+    return replyTo(socket, declined(outcome.declined))
+  }
   await Promise.all([stdout, stderr].map((w) => new Promise<void>((resolve) => w.end(resolve))))
-  replyTo(socket, { ok: true, result: { code } })
+  replyTo(socket, { ok: true, result: { code: typeof outcome === 'number' ? outcome : 1 } })
 }
 
 async function agentStatus(pool: SshPool, about: { socketPath: string; startedAt: Date; idleTimeoutMs: number }) {
@@ -246,7 +266,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
   const pool = new SshPool({ spareChannel: true })
   const spares = new SpareWorkers(options.dir, log)
   const watchers = new Watchers(join(options.dir, 'watch'))
-  const lanes = { ...options.lanes, routes: new LaneRoutes(), dir: options.dir }
+  const lanes = { ...options.lanes, routes: new LaneRoutes(), dir: options.dir, watchers }
   const sockets = new Set<Socket>()
   const startedAt = new Date()
   let lastActivity = Date.now()

@@ -67,17 +67,7 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
                     env: forwardedEnv(config.env.allow),
                     signal: interrupt.signal,
                     ...live.output,
-                    onStart: (synced?: string) => {
-                      recorder.event({
-                        type: 'sync.finished',
-                        phase: 'synced',
-                        message: synced
-                          ? `${synced} (the command started right after the apply, in the same round trip)`
-                          : 'skipped=true (fingerprint checked in the command exec)',
-                      })
-                      if (!synced) progress.done('checkout unchanged, nothing to sync')
-                      live.commandStarts()
-                    },
+                    onStart: (synced?: string) => warmRunStarts(plan, live, synced),
                   }
                 : undefined,
           }),
@@ -92,6 +82,33 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
   }
   if (interrupt.signal.aborted && !ran) throw interruptedError(interrupt.signal)
   return ran
+}
+
+/**
+ * The warm run's command starts: right after a pipelined apply (`synced` says what was synced), or
+ * with nothing to sync, when the next such run may run on the agent lane (services/lane.ts).
+ */
+function warmRunStarts(plan: RunPlan, live: LiveRun, synced: string | undefined): void {
+  const { config, progress } = plan.context
+  plan.recorder.event({
+    type: 'sync.finished',
+    phase: 'synced',
+    message: synced
+      ? `${synced} (the command started right after the apply, in the same round trip)`
+      : 'skipped=true (fingerprint checked in the command exec)',
+  })
+  if (!synced) {
+    progress.done('checkout unchanged, nothing to sync')
+    const sync = { repoRoot: plan.repoRoot, workdir: live.workdir, config: config.sync }
+    plan.flags.beforeCommand?.({
+      lease: live.lease,
+      prefix: '',
+      env: forwardedEnv(config.env.allow),
+      broker: plan.backend.broker !== undefined,
+      sync,
+    })
+  }
+  live.commandStarts()
 }
 
 /** A sync that failed because the run was interrupted is an interrupt (130/141), not a sync error. */
