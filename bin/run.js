@@ -38,16 +38,13 @@ async function main() {
  * worker run it; when it cannot (nothing ran), the fast path runs it here.
  */
 async function hotCommand() {
-  const { fastCommand, thinRun } = await thinClient()
+  const { fastCommand, thinRun, flushOutput } = await thinClient()
   const fast = fastCommand(argv)
   if (!fast) await fullCli()
   else if (await thinRun(fast, argv)) {
-    // Ran in a spare worker. Exit as soon as stdout and stderr have taken everything: a slow
-    // reader leaves writes queued even on a pipe, and process.exit() would drop them.
-    let pending = 2
-    const flushed = () => --pending === 0 && process.exit()
-    process.stdout.write('', flushed)
-    process.stderr.write('', flushed)
+    // Ran in a spare worker. Exit as soon as stdout and stderr have taken everything:
+    // process.exit() would drop writes still queued.
+    flushOutput(() => process.exit())
   } else {
     const { runFast } = await import(fromRoot('dist/fast-path.js'))
     await runFast(fast)

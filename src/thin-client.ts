@@ -179,7 +179,7 @@ function converse(socket: Socket, request: Record<string, unknown> & { claim: st
       detach()
       rmSync(claim, { force: true })
       if (signal) return void process.kill(process.pid, signal)
-      process.stderr.write("crabbox: the command ended without an exit code (the agent's worker exited)\n")
+      outputStream('stderr', socket).write("crabbox: the command ended without an exit code (the agent's worker exited)\n")
       end(1)
     })
     socket.write(encodeFrame(Frame.request, request))
@@ -187,26 +187,44 @@ function converse(socket: Socket, request: Record<string, unknown> & { claim: st
 }
 
 let lastSignal: NodeJS.Signals | undefined
+type OutputName = 'stdout' | 'stderr'
 const closedOutput = { stdout: false, stderr: false }
 
-/** From `started` on: signals go to the worker, a closed stdout/stderr is reported to it. */
+/**
+ * Our stdout or stderr, made on first use: Node builds process.stdout and process.stderr when
+ * first asked for (≈ 3 ms for the first one here), and a command that prints nothing needs
+ * neither. From then on a closed one (EPIPE) is reported to the worker on `socket`.
+ */
+function outputStream(name: OutputName, socket: Socket): NodeJS.WriteStream {
+  const stream = process[name]
+  if (touched.has(name)) return stream
+  touched.add(name)
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE' || closedOutput[name]) return
+    closedOutput[name] = true
+    socket.write(encodeFrame(Frame.outputClosed, name))
+    // No 'drain' comes from a closed stream: stop waiting for one.
+    if (waiting.delete(stream)) socket.resume()
+  })
+  return stream
+}
+const touched = new Set<OutputName>()
+
+/** Calls `done` once every stream this client wrote to has taken everything (a slow reader leaves writes queued, even on a pipe). */
+export function flushOutput(done: () => void): void {
+  let pending = touched.size + 1
+  const flushed = () => --pending === 0 && done()
+  for (const name of touched) process[name].write('', flushed)
+  flushed()
+}
+
+/** From `started` on: signals go to the worker. */
 function attach(socket: Socket): () => void {
   const onSignal = (name: NodeJS.Signals) => {
     lastSignal = name
     socket.write(encodeFrame(Frame.signal, { name }))
   }
-  const onOutputError = (name: 'stdout' | 'stderr') => (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE' || closedOutput[name]) return
-    closedOutput[name] = true
-    socket.write(encodeFrame(Frame.outputClosed, name))
-    // No 'drain' comes from a closed stream: stop waiting for one.
-    if (waiting.delete(process[name])) socket.resume()
-  }
-  const stdoutError = onOutputError('stdout')
-  const stderrError = onOutputError('stderr')
   for (const name of SIGNALS) process.on(name, onSignal)
-  process.stdout.on('error', stdoutError)
-  process.stderr.on('error', stderrError)
   return () => {
     for (const name of SIGNALS) process.off(name, onSignal)
     // A closed pipe can still fail a late write: the handlers stay quiet instead of crashing.
@@ -216,8 +234,9 @@ function attach(socket: Socket): () => void {
 
 /** The worker's output, with backpressure: a slow reader pauses the socket, then the worker, then the command. */
 function output(socket: Socket, type: number, payload: Buffer): void {
-  const stream = type === Frame.stdout ? process.stdout : process.stderr
-  if (closedOutput[type === Frame.stdout ? 'stdout' : 'stderr'] || stream.destroyed) return
+  const name = type === Frame.stdout ? 'stdout' : 'stderr'
+  const stream = outputStream(name, socket)
+  if (closedOutput[name] || stream.destroyed) return
   if (stream.write(payload) || waiting.has(stream)) return
   waiting.add(stream)
   socket.pause()
