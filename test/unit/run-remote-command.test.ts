@@ -37,6 +37,10 @@ describe('remote command quoting', () => {
     const pidFile = `/tmp/crabbox-unit-${process.pid}.pid`
     const result = onRunner(remoteCommandFor(['sh', '-c', `cat ${pidFile}`], { pidFile }).command)
     expect(result.stdout).toMatch(/^\d+\n$/)
+    expect(result.status).toBe(0)
+    expect(() => execFileSync('test', ['-e', pidFile])).toThrow()
+    // A failing command: its own status, and the pid file is gone all the same.
+    expect(onRunner(remoteCommandFor(['sh', '-c', `test -s ${pidFile} && exit 7`], { pidFile }).command).status).toBe(7)
     expect(() => execFileSync('test', ['-e', pidFile])).toThrow()
   })
 
