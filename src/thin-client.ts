@@ -192,7 +192,7 @@ const closedOutput = { stdout: false, stderr: false }
 
 /**
  * Our stdout or stderr, made on first use: Node builds process.stdout and process.stderr when
- * first asked for (≈ 3 ms for the first one here), and a command that prints nothing needs
+ * first asked for (up to ≈ 2 ms each here for a pipe), and a command that prints nothing needs
  * neither. From then on a closed one (EPIPE) is reported to the worker on `socket`.
  */
 function outputStream(name: OutputName, socket: Socket): NodeJS.WriteStream {
