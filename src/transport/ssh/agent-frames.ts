@@ -1,5 +1,4 @@
-import { closeSync, openSync, readdirSync, rmSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { closeSync, openSync, rmSync, statSync } from 'node:fs'
 
 /**
  * The connection agent's frames, `[type u8][length u32 BE][payload]` over its unix socket
@@ -81,33 +80,6 @@ export function takeClaim(path: string): boolean {
 
 /** What a claim (see `createExclusive`) may be called: nothing that leaves the agent's folder. */
 export const CLAIM_NAME = /^claim-[0-9a-f]{1,16}-[0-9a-f]{1,16}$/
-
-/**
- * A claim decides who runs a command only while it starts (the thin client waits a second for
- * `started`); one left behind (its client killed mid-command, or one that gave up and ran the
- * command itself) is removed once it is this old, so the folder every thin client lists stays small.
- */
-const CLAIM_LEFT_MS = 60_000
-
-/** Removes the claims in `dir` older than a minute; how many went. */
-export function sweepClaims(dir: string, now = Date.now()): number {
-  let names: string[]
-  try {
-    names = readdirSync(dir)
-  } catch {
-    return 0
-  }
-  let removed = 0
-  for (const name of names) {
-    if (!CLAIM_NAME.test(name)) continue
-    const path = join(dir, name)
-    const stat = statSync(path, { throwIfNoEntry: false })
-    if (!stat || now - stat.mtimeMs < CLAIM_LEFT_MS) continue
-    rmSync(path, { force: true })
-    removed++
-  }
-  return removed
-}
 
 /**
  * Creates the empty file `path` (mode 0600) only if nothing is there yet (`O_EXCL`): `created`,

@@ -5,7 +5,7 @@ import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError, failureText } from '../../errors.js'
 import { pidRuns } from '../../pids.js'
 import { fastCommand } from '../../fast-argv.js'
-import { sweepClaims, takeClaim } from './agent-frames.js'
+import { takeClaim } from './agent-frames.js'
 import { type LaneRunner, LaneRoutes, laneKey } from './agent-lane.js'
 import { exitCodeOf } from './exec.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
@@ -372,7 +372,6 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     async () => {
       // Our folder was removed (a throwaway home, a cleaned runtime dir): nobody can reach us.
       if (!existsSync(socketPath)) return shutdown('socket removed')
-      sweepClaims(options.dir)
       const held = await pool.closeIdle(options.idleTimeoutMs)
       if (held === 0 && sockets.size === 0 && Date.now() - lastActivity >= options.idleTimeoutMs) await shutdown('idle')
     },
