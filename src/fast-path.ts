@@ -124,7 +124,7 @@ function laneFiler(lane: LaneStamps, loaded: Loaded): NonNullable<import('./serv
     )
 }
 
-/** The same for a `run --no-sync` (the run pipeline's `beforeCommand`). */
+/** The same for a `run` (the run pipeline's `beforeCommand`: a `--no-sync` command, or a warm run with nothing to sync). */
 function runLaneFiler(lane: LaneStamps, loaded: Loaded): RunFlags['beforeCommand'] {
   return (at) => holdExit(import('./services/lane.js').then(({ fileRunLaneRoute }) => fileRunLaneRoute(lane, at, loaded)))
 }
