@@ -15,7 +15,7 @@ import { type ResolvedTarget, STATIC_PROVIDERS } from './ssh.js'
 
 /**
  * The spare worker's half of the agent lane (src/transport/ssh/agent-lane.ts): before a warm
- * `ssh --id X -- <cmd>` or `run --id X --no-sync -- <cmd>` reads anything, stamp every file its
+ * `ssh --id X -- <cmd>` or `run --id X [--no-sync] -- <cmd>` reads anything, stamp every file its
  * answer can come from; once the ssh service or the run pipeline has resolved it, file the route
  * with the agent when the answer came from those files alone (a static host of provider `ssh`,
  * no broker), so the agent runs the next one itself.

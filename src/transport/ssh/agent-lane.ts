@@ -4,7 +4,7 @@ import type { FastCommand } from '../../fast-argv.js'
 import type { ExecOptions, ExecResult, SshTarget } from './types.js'
 
 /**
- * The agent lane: a warm `crabbox ssh --id X -- <cmd>` or `crabbox run --id X --no-sync -- <cmd>`
+ * The agent lane: a warm `crabbox ssh --id X -- <cmd>` or `crabbox run --id X [--no-sync] -- <cmd>`
  * that the connection agent runs itself, without a spare worker. A spare worker that ran such a
  * command from this machine's own records
  * (a static host, provider `ssh`) tells the agent where it went: a **route**, under a key made of
@@ -108,7 +108,7 @@ export interface LaneRoute {
    */
   prefix: string
   stamps: PathStamp[]
-  /** A `run --no-sync` route: the run's own facts (an `ssh` route has none). */
+  /** A `run` route: the run's own facts (an `ssh` route has none). */
   run?: RunFacts
 }
 

@@ -41,7 +41,7 @@ export interface RunFlags {
   bootstrapTimeoutMs?: number
   /** `--debug`: diagnostics that are otherwise silent (telemetry failures). */
   debug?: (message: string) => void
-  /** Told what a `--no-sync` run resolved, just before its command runs (the fast path files an agent lane route). */
+  /** Told what a `--no-sync` run, or a warm run with nothing to sync, resolved just before its command runs (the fast path files an agent lane route). */
   beforeCommand?: (at: RunLaneResolved) => void
 }
 
