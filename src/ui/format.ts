@@ -1,5 +1,6 @@
 import type { RunTiming } from '../services/run/timing.js'
 import { color } from './colors.js'
+import { shortPath } from './terminal.js'
 
 /** `2048` → `2 KiB`, `1_572_864` → `1.5 MiB`. */
 export function formatBytes(bytes: number): string {
@@ -23,6 +24,12 @@ export function summaryLine(timing: RunTiming): string {
   const line = `exit ${timing.exitCode} · total ${formatMs(timing.totalMs)} · ${sync} · command ${formatMs(timing.commandMs)}`
   return timing.exitCode === 0 ? color.green(line) : color.red(line)
 }
+
+/** The phase a run's sync opens with; `home`: the command's own home folder, for `~`. */
+export const syncingLine = (repoRoot: string, slug: string, home?: string) => `syncing ${shortPath(repoRoot, 40, home)} to ${slug}`
+
+/** How a sync's phase ends when the runner already held the checkout. */
+export const NOTHING_TO_SYNC = 'checkout unchanged, nothing to sync'
 
 /** The line a run says as its command starts (not with --quiet or --timing-json). */
 export const runningOnLine = (lease: { slug: string; ssh: { host: string } }, argv: string[]) =>

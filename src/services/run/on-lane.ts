@@ -5,9 +5,8 @@ import type { LaneCall, LaneDeclined, RunFacts, SyncFacts } from '../../transpor
 import { outputSink } from '../../transport/ssh/streams.js'
 import type { ExecResult } from '../../transport/ssh/types.js'
 import { writeJobSummary } from '../../ui/ci.js'
-import { runningOnLine, summaryLine } from '../../ui/format.js'
+import { NOTHING_TO_SYNC, runningOnLine, summaryLine, syncingLine } from '../../ui/format.js'
 import { createProgress } from '../../ui/progress.js'
-import { shortPath } from '../../ui/terminal.js'
 import { runIfUnchanged } from '../sync/guard.js'
 import { watchedUnchanged } from '../sync/snapshot.js'
 import type { SyncPhase } from '../sync/timer.js'
@@ -61,7 +60,7 @@ async function runUnchanged(call: LaneCall, facts: RunFacts, sync: SyncFacts): P
   const config = sync.config as Config['sync']
   // Held until the command begins (LaneCall.begin): a declined run printed nothing.
   const progress = createProgress({ stream: call.stderr as NodeJS.WriteStream, env, quiet: fast.flags.quiet === true, plain: true })
-  progress.phase(`syncing ${shortPath(sync.repoRoot, 40, env.HOME)} to ${facts.slug}`)
+  progress.phase(syncingLine(sync.repoRoot, facts.slug, env.HOME))
   const startedAt = performance.now()
   const unchanged = await watchedUnchanged(sync.repoRoot, config, call.watch, env)
   if (!unchanged) return { declined: 'the checkout may have changed since its last sync' }
@@ -82,7 +81,7 @@ async function runUnchanged(call: LaneCall, facts: RunFacts, sync: SyncFacts): P
       onStderr: (chunk) => void call.stderr.write(chunk),
       onStart: () => {
         call.begin()
-        progress.done('checkout unchanged, nothing to sync')
+        progress.done(NOTHING_TO_SYNC)
         progress.detail(runningOnLine({ slug: facts.slug, ssh: { host: call.route.target.host } }, fast.words))
       },
     },

@@ -4,8 +4,7 @@ import type { SyncOptions } from '../../sync/index.js'
 import type { UnchangedCheck } from '../../sync/snapshot.js'
 import { interruptedError } from '../lifecycle.js'
 import { forwardedEnv } from '../remote-command.js'
-import { formatMs } from '../../../ui/format.js'
-import { shortPath } from '../../../ui/terminal.js'
+import { formatMs, NOTHING_TO_SYNC, syncingLine } from '../../../ui/format.js'
 import type { SyncPhase } from '../../sync/timer.js'
 import { stopwatch } from '../timing.js'
 import type { RunPlan, RunState } from './plan.js'
@@ -41,7 +40,7 @@ export async function syncStep(plan: RunPlan, state: RunState, live: LiveRun): P
     recorder.event({ type: 'sync.finished', phase: 'synced', message: 'skipped by --no-sync' })
   } else {
     recorder.event({ type: 'sync.started', phase: 'sync' })
-    progress.phase(`syncing ${shortPath(plan.repoRoot)} to ${live.lease.slug}`)
+    progress.phase(syncingLine(plan.repoRoot, live.lease.slug))
     // What every sync needs: the checkout, the runner's folder and the session to it.
     const target = {
       repoRoot: plan.repoRoot,
@@ -98,7 +97,7 @@ function warmRunStarts(plan: RunPlan, live: LiveRun, synced: string | undefined)
       : 'skipped=true (fingerprint checked in the command exec)',
   })
   if (!synced) {
-    progress.done('checkout unchanged, nothing to sync')
+    progress.done(NOTHING_TO_SYNC)
     const sync = { repoRoot: plan.repoRoot, workdir: live.workdir, config: config.sync }
     plan.flags.beforeCommand?.({
       lease: live.lease,

@@ -5,7 +5,7 @@ import type { Progress } from '../../../ui/progress.js'
 import { SentManifests } from '../sent-records.js'
 import type { WatchTaken } from '../snapshot.js'
 import type { SyncOptions, SyncResult } from '../index.js'
-import { formatBytes, plural } from '../../../ui/format.js'
+import { formatBytes, NOTHING_TO_SYNC, plural } from '../../../ui/format.js'
 import type { SyncPlan } from '../prune.js'
 import { Timer } from '../timer.js'
 
@@ -58,7 +58,7 @@ const SEND_PHASES = ['prune', 'transfer', 'git_seed', 'hydrate', 'finalize']
 /** The runner already holds this checkout: nothing was sent. */
 export function skippedResult(run: SyncRun, saved: Promise<void>): SyncResult {
   for (const name of SEND_PHASES) run.timer.skip(name, 'fingerprint matches')
-  run.progress.done('checkout unchanged, nothing to sync')
+  run.progress.done(NOTHING_TO_SYNC)
   return { skipped: true, filesSent: 0, bytesSent: 0, filesDeleted: 0, warnings: run.warnings, saved, ...run.timer.result() }
 }
 
