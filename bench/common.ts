@@ -137,11 +137,18 @@ export async function traceProfile(
         child.stderr.setEncoding('utf8').on('data', (d: string) => (text += d))
         child.on('close', () => resolve(text))
       })
-      const wall = performance.now() - start
+      const end = performance.now()
       if (turn < 2) continue // warm-up
       const own = (phases[name] ??= {})
-      for (const [, phase, ms] of stderr.matchAll(/^start-up: (.+?) ([\d.]+) ms/gm)) (own[phase] ??= []).push(Number(ms))
-      ;(own.wall ??= []).push(wall)
+      const add = (phase: string, ms: number) => (own[phase] ??= []).push(ms)
+      // The thin client's time origin (wall clock): Node's exec before it, and its exit after the last mark.
+      const origin = /^start-up: thin client: time origin ([\d.]+) /m.exec(stderr)
+      if (origin) add('node: from spawn to its time origin', Number(origin[1]) - (performance.timeOrigin + start))
+      for (const [, phase, ms] of stderr.matchAll(/^start-up: (.+?) ([\d.]+) ms/gm)) add(phase, Number(ms))
+      const lastAt = [...stderr.matchAll(/^start-up: thin client: .+ \(at ([\d.]+) ms\)$/gm)].at(-1)
+      if (origin && lastAt)
+        add('exit: from the last mark until the bench sees it', performance.timeOrigin + end - (Number(origin[1]) + Number(lastAt[1])))
+      add('wall', end - start)
     }
   }
   for (const [name, own] of Object.entries(phases)) {

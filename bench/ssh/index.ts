@@ -74,6 +74,9 @@ try {
           args: crabbox('ssh', '--id', lease.id, '--', 'true'),
           env: { ...env, CRABBOX_NO_THIN_CLIENT: '1' },
         },
+        // What no client of ours can go under here: Node's own start and exit, and OpenSSH's whole command.
+        'node -e 0': { args: [process.execPath, '-e', '0'] },
+        'ControlMaster `true`': { args: [...base, '-o', `ControlPath=${control}`, target, 'true'] },
       },
       { runs: traceRuns, rtt: traceRtt, env, cwd: scratch },
     )

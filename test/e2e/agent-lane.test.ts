@@ -81,6 +81,11 @@ describe('the agent lane against a real sshd', () => {
     const lane = await ssh(words, { input: 'piped in\n' })
     expect(lane.stderr).toContain(LANE)
     expect(lane.stderr).not.toContain(WORKER)
+    // The agent's own phases follow the command's output, for the bench's profile (`--trace`).
+    expect(lane.stderr).toMatch(
+      /^err\n(.*\n)*start-up: agent lane: remote command, to its exit status [\d.]+ ms\n(.*\n)*start-up: thin client: exit code /m,
+    )
+    expect(lane.stderr).toMatch(/^start-up: thin client: time origin \d+\.\d \(Unix epoch\)$/m)
     const worker = await ssh(words, { input: 'piped in\n', env: { CRABBOX_NO_AGENT_LANE: '1' } })
     expect(worker.stderr).toContain(WORKER)
     expect(lane.code).toBe(42)

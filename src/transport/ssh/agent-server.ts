@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError, failureText } from '../../errors.js'
 import { pidRuns } from '../../pids.js'
-import { fastCommand } from '../../fast-argv.js'
+import { fastCommand, truthy } from '../../fast-argv.js'
 import { takeClaim } from './agent-frames.js'
 import { type LaneRunner, LaneRoutes, laneKey } from './agent-lane.js'
 import { exitCodeOf } from './exec.js'
@@ -157,6 +157,30 @@ class ClientStreams {
   }
 }
 
+/**
+ * `CRABBOX_TRACE_START=1` in a lane command's environment: the agent's own phases, as the
+ * `start-up:` lines of the fast path (start-marks.ts), written to the command's stderr after it
+ * ended, so the marks cost the command nothing. `npm run bench -- ssh --trace N` reads them.
+ */
+class LaneMarks {
+  private last = performance.now()
+  private readonly lines: string[] = []
+
+  static for(env: Record<string, string>): LaneMarks | undefined {
+    return truthy(env.CRABBOX_TRACE_START) ? new LaneMarks() : undefined
+  }
+
+  mark(phase: string): void {
+    const now = performance.now()
+    this.lines.push(`start-up: agent lane: ${phase} ${(now - this.last).toFixed(1)} ms\n`)
+    this.last = now
+  }
+
+  text(): string {
+    return this.lines.join('')
+  }
+}
+
 const declined = (why: string): AgentReply => ({ ok: false, error: { message: why, exitCode: 1, code: 'declined' } })
 
 /** The extra lane runners the agent was started with (agent-lane.ts, `LaneRunner`). */
@@ -187,12 +211,15 @@ async function laneForClient(
   request: Extract<AgentRequest, { op: 'lane' }>,
   client: ClientStreams,
 ): Promise<void> {
+  const marks = LaneMarks.for(request.env)
   const fast = fastCommand(request.argv, request.env)
   const runner = fast?.command === 'ssh' ? sshOnLane : fast?.command === 'run' ? lanes.run : undefined
   const route = fast && runner ? lanes.routes.take(laneKey({ build: request.build, fast, cwd: request.cwd, env: request.env })) : undefined
   if (!fast || !runner || !route || (fast.command === 'run') !== (route.run !== undefined)) return replyTo(socket, declined('no route'))
+  marks?.mark('request to route')
   const claim = join(lanes.dir, request.claim)
   if (!takeClaim(claim)) return replyTo(socket, declined('the client gave up'))
+  marks?.mark('claim')
   let began = false
   let opened = () => {}
   const open = new Promise<void>((resolve) => (opened = resolve))
@@ -210,7 +237,10 @@ async function laneForClient(
     route,
     fast,
     env: request.env,
-    exec: (command: string, options: ExecOptions) => pool.exec(route.target, command, options),
+    exec: (command: string, options: ExecOptions) => {
+      marks?.mark('to the exec')
+      return pool.exec(route.target, command, options).finally(() => marks?.mark('remote command, to its exit status'))
+    },
     stdout,
     stderr,
     stdin: fast.command === 'ssh' ? client.stdin : undefined,
@@ -232,6 +262,7 @@ async function laneForClient(
     rmSync(claim, { force: true })
     return replyTo(socket, declined(outcome.declined))
   }
+  if (marks) stderr.write(marks.text())
   await Promise.all([stdout, stderr].map((w) => new Promise<void>((resolve) => w.end(resolve))))
   replyTo(socket, { ok: true, result: { code: typeof outcome === 'number' ? outcome : 1 } })
 }
