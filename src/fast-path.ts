@@ -85,17 +85,23 @@ export async function runFast(fast: FastCommand, warmAt?: number, ahead?: Config
     const read = await reading.loaded
     for (const message of reading.warnings) progress.warn(message)
     if (!read.config) throw read.error
-    const { config, files, repoRoot } = read.config
+    const loaded = read.config
+    const { config, files, repoRoot } = loaded
     const context = serviceContext({ config, progress, json: false, cwd, repoRoot, configFiles: files })
     mark('config')
     // The agent lane: a route for the next such command, when nothing was said about the config.
     const lane = reading.warnings.length === 0 ? read.lane : undefined
     if (fast.command === 'ssh') {
       const { sshCommand } = await import('./services/ssh.js')
-      const hooks = lane ? { beforeCommand: laneFiler(lane, read.config) } : {}
+      const hooks: SessionHooks = lane
+        ? {
+            beforeCommand: (resolved, prefix) =>
+              fileLater((lanes) => lanes.fileLaneRoute(lane, { resolved, prefix, looked: loaded.looked, provider: config.provider })),
+          }
+        : {}
       await sshCommand(context, { id: (flags.id as string | undefined) ?? fast.lease }, fast.words, hooks)
     } else {
-      await fastRun(context, fast, lane && runLaneFiler(lane, read.config))
+      await fastRun(context, fast, lane && ((at) => fileLater((lanes) => lanes.fileRunLaneRoute(lane, at, loaded))))
     }
   } catch (error) {
     exitCode = await failed(error as Error, progress, debug)
@@ -113,22 +119,13 @@ export async function runFast(fast: FastCommand, warmAt?: number, ahead?: Config
 /**
  * Files the agent lane's route (services/lane.ts) beside the command, which does not wait for
  * it; the process does (src/exit-hold.ts), so a run whose exit code went out first still files it.
+ * `ssh` and `run` (a `--no-sync` command, or a warm run with nothing to sync) call it before their command.
  */
-function laneFiler(lane: LaneStamps, loaded: Loaded): NonNullable<import('./services/ssh.js').SessionHooks['beforeCommand']> {
-  const { config, looked } = loaded
-  return (resolved, prefix) =>
-    holdExit(
-      import('./services/lane.js').then(({ fileLaneRoute }) =>
-        fileLaneRoute(lane, { resolved, prefix, looked, provider: config.provider }),
-      ),
-    )
+function fileLater(file: (lanes: typeof import('./services/lane.js')) => Promise<void>): void {
+  holdExit(import('./services/lane.js').then(file))
 }
 
-/** The same for a `run` (the run pipeline's `beforeCommand`: a `--no-sync` command, or a warm run with nothing to sync). */
-function runLaneFiler(lane: LaneStamps, loaded: Loaded): RunFlags['beforeCommand'] {
-  return (at) => holdExit(import('./services/lane.js').then(({ fileRunLaneRoute }) => fileRunLaneRoute(lane, at, loaded)))
-}
-
+type SessionHooks = import('./services/ssh.js').SessionHooks
 type RunFlags = import('./services/run/pipeline.js').RunFlags
 
 /** `crabbox run --id X …`: src/commands/run.ts without --json. */

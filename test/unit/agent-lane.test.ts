@@ -98,5 +98,9 @@ describe('the agent lane routes', () => {
     expect(exitCodeOf({ code: 3 })).toBe(3)
     expect(exitCodeOf({ code: null, signal: 'SIGTERM' })).toBe(143)
     expect(exitCodeOf({ code: null, signal: 'SIGPIPE' })).toBe(141)
+    // The same from every path (lane, worker, run pipeline): a bare name, none, or one without a number here.
+    expect(exitCodeOf({ code: null, signal: 'INT' })).toBe(130)
+    expect(exitCodeOf({ code: null })).toBe(137)
+    expect(exitCodeOf({ code: null, signal: 'SIGNOSUCH' })).toBe(255)
   })
 })

@@ -2,6 +2,7 @@ import type { Writable } from 'node:stream'
 import type { Config } from '../../config/schema.js'
 import { stateDir } from '../../paths.js'
 import type { LaneCall, LaneDeclined, RunFacts, SyncFacts } from '../../transport/ssh/agent-lane.js'
+import { exitCodeOf } from '../../transport/ssh/exec.js'
 import { outputSink } from '../../transport/ssh/streams.js'
 import type { ExecResult } from '../../transport/ssh/types.js'
 import { writeJobSummary } from '../../ui/ci.js'
@@ -11,7 +12,6 @@ import { runIfUnchanged } from '../sync/guard.js'
 import { watchedUnchanged } from '../sync/snapshot.js'
 import type { SyncPhase } from '../sync/timer.js'
 import { interruptGroup, remoteCommandFor, runPidFile } from './remote-command.js'
-import { exitCodeOf } from './steps/command.js'
 import { stopwatch, type RunTiming } from './timing.js'
 
 /**
@@ -131,7 +131,7 @@ function reported(
     syncSkipped: true,
     commandMs: run.commandMs,
     totalMs: run.totalMs,
-    exitCode: stopped ? interruptedCode(call) : exitCodeOf(run.result.code, run.result.signal),
+    exitCode: stopped ? interruptedCode(call) : exitCodeOf(run.result),
     ...(stopped && { interrupted: stopped }),
   }
   if (call.fast.flags.quiet !== true) call.stderr.write(`${summaryLine(timing)}\n`)

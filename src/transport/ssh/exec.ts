@@ -252,9 +252,14 @@ export function openPty(client: Client, where: string, options: ShellOptions): P
   })
 }
 
-/** A remote result as the command's exit code: the status itself, or 128 + the signal's number. */
+/**
+ * A remote result as the command's exit code: the status itself, or 128 + the signal's number as
+ * a shell reports it (`TERM` or `SIGTERM`); a signal this platform has no number for gives 255,
+ * OpenSSH's own code for an end it cannot tell.
+ */
 export function exitCodeOf(result: ExecResult): number {
   if (result.code !== null) return result.code
-  const number = constants.signals[(result.signal ?? 'SIGKILL') as NodeJS.Signals]
-  return 128 + (number ?? 9)
+  const name = result.signal ?? 'SIGKILL'
+  const number = constants.signals[(name.startsWith('SIG') ? name : `SIG${name}`) as NodeJS.Signals]
+  return number ? 128 + number : 255
 }

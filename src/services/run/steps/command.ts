@@ -1,16 +1,9 @@
-import { constants } from 'node:os'
 import { forwardedEnv, noSyncPrefix } from '../remote-command.js'
 import { stopwatch } from '../timing.js'
+import { exitCodeOf } from '../../../transport/ssh/exec.js'
 import type { RunPlan, RunState } from './plan.js'
 import type { LiveRun } from './session.js'
 import type { SyncOutcome } from './sync.js'
-
-/** Exit status of a command that died by a signal, the way a shell reports it. */
-export function exitCodeOf(code: number | null, signal: string | undefined): number {
-  if (code !== null) return code
-  const number = signal ? constants.signals[(signal.startsWith('SIG') ? signal : `SIG${signal}`) as NodeJS.Signals] : undefined
-  return number ? 128 + number : 255
-}
 
 /**
  * Runs the command (remote stdout and stderr straight to ours) unless the warm
@@ -42,5 +35,5 @@ export async function commandStep(plan: RunPlan, state: RunState, live: LiveRun,
   }
   interrupt.signal.removeEventListener('abort', live.outOfBand)
   state.commandMs = ran.ms
-  return interrupt.signal.aborted ? interrupt.exitCode() : exitCodeOf(ran.result.code, ran.result.signal)
+  return interrupt.signal.aborted ? interrupt.exitCode() : exitCodeOf(ran.result)
 }
