@@ -3,7 +3,7 @@ import { basename, dirname } from 'node:path'
 import { heldWork, holdExit } from './exit-hold.js'
 import { CONFIG_FLAGS, type FastCommand, fastCommand, truthy } from './fast-argv.js'
 import { startMark, startTrace } from './start-marks.js'
-import { spareNumber } from './transport/ssh/spare-names.js'
+import { spareNumber } from './transport/ssh/agent-folder.js'
 
 export { fastCommand, type FastCommand } from './fast-argv.js'
 

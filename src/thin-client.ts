@@ -1,4 +1,4 @@
-import { fstatSync, lstatSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { existsSync, fstatSync, lstatSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { isatty } from 'node:tty'
@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { type FastCommand, truthy } from './fast-argv.js'
 import { runtimeDir } from './paths.js'
 import { buildStamp, createExclusive, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
-import { sparesInTurn } from './transport/ssh/spare-names.js'
+import { laneMarkerName, sparesInTurn } from './transport/ssh/agent-folder.js'
 
 export { fastCommand } from './fast-argv.js'
 
@@ -47,8 +47,10 @@ export async function thinRun(fast: FastCommand, argv: string[]): Promise<boolea
   if (!build || !privateDir(dir)) return false
   const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
   const job = { build, argv, bin: process.argv[1] ?? '', cwd: process.cwd(), env }
-  // `ssh` and `run`: the agent itself, when a spare worker filed a route for this command (agent-lane.ts).
-  const lane = !fast.flags['timing-json'] && !truthy(process.env.CRABBOX_NO_AGENT_LANE)
+  // `ssh` and `run`: the agent itself, when a spare worker filed a route for this command (agent-lane.ts):
+  // asked only while the agent holds one for this command (its marker), or a broker lease would pay for a decline.
+  const lane =
+    !fast.flags['timing-json'] && !truthy(process.env.CRABBOX_NO_AGENT_LANE) && existsSync(join(dir, laneMarkerName(fast.command)))
   const agent = lane ? await reach(join(dir, 'agent.sock')) : undefined
   if (agent && (await converse(agent, { op: 'lane', ...job, claim: newClaim() }, dir, LANE))) return true
   // A run that syncs wants the spare that read ahead (the oldest); anything else leaves it be.

@@ -157,7 +157,10 @@ describe('the agent lane against a real sshd', () => {
       const leasedHome = await leased(prepare)
       leasedHome.h.env = { ...leasedHome.h.env, ...env }
       await until('a spare', () => spares(leasedHome.h) >= 1, 30_000)
-      expect((await leasedHome.run([], ['true'])).stderr).toContain(WORKER)
+      // No run route yet (only ssh's): the client goes to the spare worker without asking the lane.
+      const first = await leasedHome.run([], ['true'])
+      expect(first.stderr).toContain(WORKER)
+      expect(first.stderr).not.toContain(DECLINED)
       return leasedHome
     }
 

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -92,6 +92,30 @@ describe('the agent lane routes', () => {
     expect(routes.take('k')).toBeDefined()
     rmSync(git, { recursive: true })
     expect(routes.take('k')).toBeUndefined()
+  })
+
+  it('keeps a marker per command in the agent’s folder while a route for it is held', () => {
+    const dir = folder()
+    const marker = (command: 'ssh' | 'run') => existsSync(join(dir, `lane-${command}`))
+    // Left by an agent before this one, whose routes are gone.
+    file(dir, 'lane-run', '')
+    const routes = new LaneRoutes(dir)
+    expect([marker('ssh'), marker('run')]).toEqual([false, false])
+
+    const config = file(dir, 'config.yaml', 'provider: ssh\n')
+    const stamps = stampPaths([config], [], later(1500))!
+    const run = { env: {}, leaseId: 'static_host', slug: 'host', provider: 'ssh' }
+    routes.record({ key: 'ssh-here', target, prefix: '', stamps })
+    routes.record({ key: 'run-here', target, prefix: '', stamps: stampPaths([], [dir])!, run })
+    expect([marker('ssh'), marker('run')]).toEqual([true, true])
+
+    // The ssh route goes stale: its marker goes with it, the run route's stays.
+    writeFileSync(config, 'provider: aws\n')
+    expect(routes.take('ssh-here')).toBeUndefined()
+    expect([marker('ssh'), marker('run')]).toEqual([false, true])
+
+    routes.clear()
+    expect(marker('run')).toBe(false)
   })
 
   it('gives the exit code a process killed by that signal would have', () => {

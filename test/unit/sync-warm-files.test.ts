@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { sparesInTurn } from '../../src/transport/ssh/spare-names.js'
+import { sparesInTurn } from '../../src/transport/ssh/agent-folder.js'
 import { sleep, until } from '../support/fixtures.js'
 
 /** A spare worker's read-ahead, in a module instance of its own per test (its state is per process). */

@@ -1,6 +1,8 @@
-import { statSync } from 'node:fs'
+import { rmSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import type { PassThrough, Writable } from 'node:stream'
 import type { FastCommand } from '../../fast-argv.js'
+import { laneMarkerName } from './agent-folder.js'
 import type { ExecOptions, ExecResult, SshTarget } from './types.js'
 
 /**
@@ -154,14 +156,26 @@ export type LaneRunner = (call: LaneCall) => Promise<number | LaneDeclined>
 /** Routes are few (one per folder, lease and environment a user works in); the oldest goes past this. */
 const MAX_ROUTES = 64
 
-/** The agent's routes: a route is used only while every file it rests on is as it was. */
+const COMMANDS = ['ssh', 'run'] as const
+
+/**
+ * The agent's routes: a route is used only while every file it rests on is as it was. With the
+ * agent's folder `dir`, each command's marker (agent-folder.ts) is there while a route for it is.
+ */
 export class LaneRoutes {
   private readonly routes = new Map<string, LaneRoute>()
+  private readonly marked = { ssh: false, run: false }
+
+  constructor(private readonly dir?: string) {
+    // An agent before this one may have left its markers: none of its routes came along.
+    if (dir) for (const command of COMMANDS) rmSync(join(dir, laneMarkerName(command)), { force: true })
+  }
 
   record(route: LaneRoute): void {
     this.routes.delete(route.key)
     this.routes.set(route.key, route)
     if (this.routes.size > MAX_ROUTES) this.routes.delete(this.routes.keys().next().value as string)
+    this.mark()
   }
 
   /** The route for `key` when every stamp still matches; a stale route is dropped. */
@@ -170,6 +184,25 @@ export class LaneRoutes {
     if (!route) return undefined
     if (route.stamps.every(unchanged)) return route
     this.routes.delete(key)
+    this.mark()
     return undefined
+  }
+
+  /** Drops every route (the agent shuts down), and with them the markers. */
+  clear(): void {
+    this.routes.clear()
+    this.mark()
+  }
+
+  private mark(): void {
+    if (!this.dir) return
+    for (const command of COMMANDS) {
+      const held = [...this.routes.values()].some((route) => (route.run !== undefined) === (command === 'run'))
+      if (held === this.marked[command]) continue
+      this.marked[command] = held
+      const path = join(this.dir, laneMarkerName(command))
+      if (held) writeFileSync(path, '', { mode: 0o600 })
+      else rmSync(path, { force: true })
+    }
   }
 }

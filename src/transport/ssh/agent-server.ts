@@ -297,7 +297,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
   const pool = new SshPool({ spareChannel: true })
   const spares = new SpareWorkers(options.dir, log)
   const watchers = new Watchers(join(options.dir, 'watch'))
-  const lanes = { ...options.lanes, routes: new LaneRoutes(), dir: options.dir, watchers }
+  const lanes = { ...options.lanes, routes: new LaneRoutes(options.dir), dir: options.dir, watchers }
   const sockets = new Set<Socket>()
   const startedAt = new Date()
   let lastActivity = Date.now()
@@ -386,6 +386,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     log(`shutting down: ${why}`)
     clearInterval(sweep)
     spares.stop()
+    lanes.routes.clear()
     server.close()
     await pool.closeAll().finally(() => watchers.closeAll())
     for (const socket of sockets) socket.destroy()
