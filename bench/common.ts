@@ -114,6 +114,9 @@ export const loadAverage = () =>
     .map((l) => l.toFixed(1))
     .join(' ')
 
+/** The pause before each command of a trace. */
+const QUIET_MS = 400
+
 /**
  * `--trace N` of the start-up benches: each command run with CRABBOX_TRACE_START=1, in turns, two
  * warm-up turns then `runs`; prints the median of each `start-up: <phase> <ms>` line per command
@@ -126,6 +129,9 @@ export async function traceProfile(
   const phases: Record<string, Record<string, number[]>> = {}
   for (let turn = 0; turn < options.runs + 2; turn++) {
     for (const [name, command] of Object.entries(commands)) {
+      // As between a user's commands: whatever the last one left behind (the agent starting a
+      // spare in its place) has finished, and does not land in this one's phases.
+      await new Promise((resolve) => setTimeout(resolve, QUIET_MS))
       const start = performance.now()
       const stderr = await new Promise<string>((resolve) => {
         const child = spawn(command.args[0], command.args.slice(1), {
