@@ -199,10 +199,14 @@ export class LaneRoutes {
     for (const command of COMMANDS) {
       const held = [...this.routes.values()].some((route) => (route.run !== undefined) === (command === 'run'))
       if (held === this.marked[command]) continue
-      this.marked[command] = held
       const path = join(this.dir, laneMarkerName(command))
-      if (held) writeFileSync(path, '', { mode: 0o600 })
-      else rmSync(path, { force: true })
+      try {
+        if (held) writeFileSync(path, '', { mode: 0o600 })
+        else rmSync(path, { force: true })
+        this.marked[command] = held
+      } catch {
+        // Only a hint (its folder went away, say): the agent's own sweep notices a removed folder.
+      }
     }
   }
 }
