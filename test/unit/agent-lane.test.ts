@@ -116,6 +116,16 @@ describe('the agent lane routes', () => {
 
     routes.clear()
     expect(marker('run')).toBe(false)
+
+    // Its folder gone: the routes still work, and the marker comes back with the folder.
+    const gone = folder()
+    const homeless = new LaneRoutes(gone)
+    rmSync(gone, { recursive: true })
+    expect(() => homeless.record({ key: 'k', target, prefix: '', stamps: [] })).not.toThrow()
+    expect(homeless.take('k')?.target).toEqual(target)
+    mkdirSync(gone)
+    homeless.record({ key: 'k2', target, prefix: '', stamps: [] })
+    expect(existsSync(join(gone, 'lane-ssh'))).toBe(true)
   })
 
   it('gives the exit code a process killed by that signal would have', () => {
