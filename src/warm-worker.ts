@@ -6,6 +6,7 @@ import { Readable, Writable } from 'node:stream'
 import { heldWork } from './exit-hold.js'
 import { type FastCommand, fastCommand } from './fast-argv.js'
 import { CLAIM_NAME, encodeFrame, Frame, frameDecoder, takeClaim } from './transport/ssh/agent-frames.js'
+import { claimClientGone } from './transport/ssh/claim-sweep.js'
 import { listenPrivately } from './transport/ssh/private-socket.js'
 
 /**
@@ -123,6 +124,8 @@ function runJob<Ahead>(
   } catch {
     return decline(socket, 'no such working folder')
   }
+  // Nobody waits for it (and the agent may have swept its claim): never run, let alone twice.
+  if (claimClientGone(job.claim)) return decline(socket, 'the client is gone')
   // The command is ours only if the client has not claimed it for its own fallback.
   if (!takeClaim(join(dir, job.claim))) return decline(socket, 'the client gave up')
   // `started` as soon as nothing can decline any more; the claim is ours, so the command runs at

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -336,7 +337,9 @@ describe('the thin client against a real sshd', () => {
       })
     // A client that gave up waiting made the claim first (and runs the command itself): the worker declines.
     const lost = `${host.home}/crabbox-thin-claim-lost-${Date.now()}`
-    const taken = 'claim-1-a'
+    // Claims name their client's pid: this test stands for a client that is still waiting.
+    const own = (suffix: string) => `claim-${process.pid.toString(16)}-${suffix}`
+    const taken = own('a')
     writeFileSync(join(runDir(h), taken), '')
     expect(await ask(spareNames()[0], lost, taken)).toEqual([Frame.result])
     expect((await host.run(`test -e ${lost} && echo ran || echo never`)).stdout.trim()).toBe('never')
@@ -345,11 +348,18 @@ describe('the thin client against a real sshd', () => {
     // The worker made the claim first: it runs the command at once, and once.
     await until('a spare', () => spareNames().length >= 1, 30_000)
     const won = `${host.home}/crabbox-thin-claim-won-${Date.now()}`
-    const types = await ask(spareNames()[0], won, 'claim-2-b')
+    const types = await ask(spareNames()[0], won, own('b'))
     expect(types[0]).toBe(Frame.started)
     expect(types.at(-1)).toBe(Frame.result)
     expect((await host.run(`test -d ${won} && echo ran || echo never`)).stdout.trim()).toBe('ran')
-    expect(readdirSync(runDir(h))).toContain('claim-2-b') // the client removes it once it has the exit code
+    expect(readdirSync(runDir(h))).toContain(own('b')) // the client removes it once it has the exit code
+    // A request whose client has ended (killed after it asked, or a worker that stalled past it):
+    // nobody waits for the command, and the agent may have swept the claim, so it never runs.
+    await until('a spare', () => spareNames().length >= 1, 30_000)
+    const orphan = `${host.home}/crabbox-thin-claim-orphan-${Date.now()}`
+    const ended = spawnSync('true').pid!
+    expect(await ask(spareNames()[0], orphan, `claim-${ended.toString(16)}-c`)).toEqual([Frame.result])
+    expect((await host.run(`test -e ${orphan} && echo ran || echo never`)).stdout.trim()).toBe('never')
   })
 
   it('a finished worker stays until its client closes: a frame the client writes after the exit code still lands', async () => {
@@ -370,7 +380,7 @@ describe('the thin client against a real sshd', () => {
       ),
     )
     const argv = ['ssh', ...at(), '--', 'true']
-    const claim = 'claim-3-c'
+    const claim = `claim-${process.pid.toString(16)}-c`
     socket.write(encodeFrame(Frame.request, { build: buildStamp(fastPath, env), argv, bin: cliPath, cwd: repoRoot, env, claim }))
     expect((await result).result?.code).toBe(0)
     rmSync(join(runDir(h), claim), { force: true }) // the client's part once it has the exit code

@@ -6,6 +6,7 @@ import { CrabboxError, failureText } from '../../errors.js'
 import { pidRuns } from '../../pids.js'
 import { fastCommand, truthy } from '../../fast-argv.js'
 import { takeClaim } from './agent-frames.js'
+import { sweepClaims } from './claim-sweep.js'
 import { type LaneRunner, LaneRoutes, laneKey } from './agent-lane.js'
 import { exitCodeOf } from './exec.js'
 import { AgentRequest, AgentSignal, type AgentReply, encodeFrame, Frame, frameDecoder, parseJson } from './agent-protocol.js'
@@ -404,6 +405,7 @@ export async function runAgent(options: AgentServerOptions): Promise<void> {
     async () => {
       // Our folder was removed (a throwaway home, a cleaned runtime dir): nobody can reach us.
       if (!existsSync(socketPath)) return shutdown('socket removed')
+      sweepClaims(options.dir)
       const held = await pool.closeIdle(options.idleTimeoutMs)
       if (held === 0 && sockets.size === 0 && Date.now() - lastActivity >= options.idleTimeoutMs) await shutdown('idle')
     },
