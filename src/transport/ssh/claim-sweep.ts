@@ -18,7 +18,7 @@ function clientOf(name: string): number | undefined {
   return CLAIM_NAME.test(name) ? Number.parseInt(name.split('-')[1], 16) : undefined
 }
 
-/** Whether the process that made the claim `name` has ended. */
+/** Whether the client that the claim `name` names (whoever made the file) has ended. */
 export function claimClientGone(name: string): boolean {
   const pid = clientOf(name)
   return pid !== undefined && !pidAlive(pid)
