@@ -18,6 +18,15 @@ export function startTrace(on: boolean, at = 0): void {
 export function startMark(phase: string): void {
   if (!tracing) return
   const now = performance.now() - origin
-  process.stderr.write(`start-up: ${phase} ${(now - last).toFixed(1)} ms (at ${now.toFixed(1)} ms)\n`)
+  process.stderr.write(startUpLine(phase, now - last, now))
   last = now
+}
+
+/**
+ * One line of the trace, the one format for every process that writes one (this module, the thin
+ * client, the agent lane) and for the benches that read them: `start-up: <phase> <ms> ms`, and
+ * ` (at <ms> ms)` since the process started when `at` is given.
+ */
+export function startUpLine(phase: string, ms: number, at?: number): string {
+  return `start-up: ${phase} ${ms.toFixed(1)} ms${at === undefined ? '' : ` (at ${at.toFixed(1)} ms)`}\n`
 }

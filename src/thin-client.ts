@@ -5,6 +5,7 @@ import { isatty } from 'node:tty'
 import { fileURLToPath } from 'node:url'
 import { type FastCommand, truthy } from './fast-argv.js'
 import { runtimeDir } from './paths.js'
+import { startUpLine } from './start-marks.js'
 import { buildStamp, createExclusive, encodeFrame, Frame, frameDecoder } from './transport/ssh/agent-frames.js'
 import { laneMarkerName, sparesInTurn } from './transport/ssh/agent-folder.js'
 
@@ -34,7 +35,7 @@ function mark(phase: string): void {
   const now = performance.now()
   // Once, in wall-clock time: the bench adds what no mark can see, from its spawn to Node's time origin.
   if (lastMark === 0) process.stderr.write(`start-up: thin client: time origin ${performance.timeOrigin.toFixed(1)} (Unix epoch)\n`)
-  process.stderr.write(`start-up: thin client: ${phase} ${(now - lastMark).toFixed(1)} ms (at ${now.toFixed(1)} ms)\n`)
+  process.stderr.write(startUpLine(`thin client: ${phase}`, now - lastMark, now))
   lastMark = now
 }
 

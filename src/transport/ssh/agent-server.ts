@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import { CrabboxError, failureText } from '../../errors.js'
 import { pidRuns } from '../../pids.js'
+import { startUpLine } from '../../start-marks.js'
 import { fastCommand, truthy } from '../../fast-argv.js'
 import { takeClaim } from './agent-frames.js'
 import { sweepClaims } from './claim-sweep.js'
@@ -160,7 +161,7 @@ class ClientStreams {
 
 /**
  * `CRABBOX_TRACE_START=1` in a lane command's environment: the agent's own phases, as the
- * `start-up:` lines of the fast path (start-marks.ts), written to the command's stderr after it
+ * `start-up:` lines of the fast path (`startUpLine`), written to the command's stderr after it
  * ended, so the marks cost the command nothing. `npm run bench -- ssh --trace N` reads them.
  */
 class LaneMarks {
@@ -173,7 +174,7 @@ class LaneMarks {
 
   mark(phase: string): void {
     const now = performance.now()
-    this.lines.push(`start-up: agent lane: ${phase} ${(now - this.last).toFixed(1)} ms\n`)
+    this.lines.push(startUpLine(`agent lane: ${phase}`, now - this.last))
     this.last = now
   }
 
